@@ -1,0 +1,476 @@
+// Package fakellm is a simulated GPU inference backend for tests, the demo and
+// benchmarks. It speaks the OpenAI-compatible wire formats of vLLM and Ollama
+// byte for byte (shapes recorded in testdata/), generates deterministic text,
+// simulates time to first token and decode speed, and injects failures on
+// request, so gateway tests can check what reached the backend and how the
+// gateway copes with what came back.
+//
+// Per-request control headers (all optional):
+//
+//	X-Fakellm-Status: 503            answer with that status in the flavor's error shape
+//	X-Fakellm-Disconnect-After: N    stream: drop the connection after N content events
+//	X-Fakellm-Stream-Error-After: N  stream: send an error event after N content events
+//	X-Fakellm-TTFT: 200ms            override Options.TTFT
+//	X-Fakellm-Echo: 1                return X-Fakellm-Received-Body and -Headers
+//
+// X-Request-Id is always echoed back as X-Fakellm-Request-Id. The echo
+// headers carry base64 of the whole body, so keep echoed bodies small or
+// raise the reading client's header buffer (fasthttp defaults to 4 KiB).
+package fakellm
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"math"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Options configures a Server. The zero value is a usable vLLM backend.
+type Options struct {
+	Flavor          string        // "vllm" (default) or "ollama"
+	Model           string        // served model name; default "fake-model"
+	TTFT            time.Duration // delay before the first content token
+	TokensPerSecond float64       // decode speed after the first token; 0 = no delay
+	OutputTokens    int           // words generated when not capped by max_tokens; default 16
+	ErrorRate       float64       // share (0..1) of inference requests answered with a 500
+	DisconnectRate  float64       // share (0..1) of streams cut mid-way without [DONE]
+	Seed            int64         // seeds generated text, ids and injected faults
+	EmbeddingDim    int           // embedding vector length; default 8
+}
+
+// Validate reports whether o can build a Server.
+func (o Options) Validate() error {
+	switch {
+	case o.Flavor != "" && o.Flavor != "vllm" && o.Flavor != "ollama":
+		return errors.New(`fakellm: flavor must be "vllm" or "ollama", got "` + o.Flavor + `"`)
+	case o.ErrorRate < 0 || o.ErrorRate > 1:
+		return errors.New("fakellm: error-rate must be within 0..1")
+	case o.DisconnectRate < 0 || o.DisconnectRate > 1:
+		return errors.New("fakellm: disconnect-rate must be within 0..1")
+	case o.TokensPerSecond < 0 || o.OutputTokens < 0 || o.EmbeddingDim < 0 || o.TTFT < 0:
+		return errors.New("fakellm: durations, rates and sizes must not be negative")
+	}
+	return nil
+}
+
+// RegisterFlags registers the fakellm flags on fs; the returned Options are
+// filled in when fs is parsed.
+func RegisterFlags(fs *flag.FlagSet) *Options {
+	o := &Options{}
+	fs.StringVar(&o.Flavor, "flavor", "vllm", `wire format to speak: "vllm" or "ollama"`)
+	fs.StringVar(&o.Model, "model", "fake-model", "served model name")
+	fs.DurationVar(&o.TTFT, "ttft", 0, "time to first token")
+	fs.Float64Var(&o.TokensPerSecond, "tokens-per-second", 0, "decode speed after the first token (0 = as fast as possible)")
+	fs.IntVar(&o.OutputTokens, "output-tokens", 16, "tokens generated per completion unless max_tokens is lower")
+	fs.Float64Var(&o.ErrorRate, "error-rate", 0, "share of inference requests answered with a 500 (0..1)")
+	fs.Float64Var(&o.DisconnectRate, "disconnect-rate", 0, "share of streams cut mid-way without [DONE] (0..1)")
+	fs.Int64Var(&o.Seed, "seed", 1, "seed for generated text and injected faults")
+	fs.IntVar(&o.EmbeddingDim, "embedding-dim", 8, "embedding vector length")
+	return o
+}
+
+// Server is a fake vLLM or Ollama backend. Its methods are safe for
+// concurrent use.
+type Server struct {
+	opts   Options
+	ollama bool
+	itl    time.Duration // inter-token latency
+
+	modelJSON   []byte // JSON-quoted Options.Model
+	shortJSON   []byte // Ollama: JSON-quoted Model without ":latest"
+	fingerprint []byte // vLLM system_fingerprint, JSON-quoted
+	modified    time.Time
+
+	srv      *fasthttp.Server
+	requests atomic.Int64
+	seq      atomic.Uint64
+	forced   atomic.Int32
+	done     chan struct{}
+	stop     sync.Once
+
+	// streamEnd, when set by tests, is called as each stream finishes with
+	// the number of content events sent and whether [DONE] went out.
+	streamEnd func(contents int, completed bool)
+}
+
+// New returns a Server for opts; it panics if opts.Validate fails.
+func New(opts Options) *Server {
+	if err := opts.Validate(); err != nil {
+		panic(err)
+	}
+	if opts.Flavor == "" {
+		opts.Flavor = "vllm"
+	}
+	if opts.Model == "" {
+		opts.Model = "fake-model"
+	}
+	if opts.OutputTokens == 0 {
+		opts.OutputTokens = 16
+	}
+	if opts.EmbeddingDim == 0 {
+		opts.EmbeddingDim = 8
+	}
+	s := &Server{
+		opts:      opts,
+		ollama:    opts.Flavor == "ollama",
+		modelJSON: appendJSONString(nil, opts.Model),
+		shortJSON: appendJSONString(nil, strings.TrimSuffix(opts.Model, ":latest")),
+		modified:  time.Date(2025, 9, 30, 14, 2, 11, 408214000, time.UTC),
+		done:      make(chan struct{}),
+	}
+	if opts.TokensPerSecond > 0 {
+		s.itl = time.Duration(float64(time.Second) / opts.TokensPerSecond)
+	}
+	// vLLM's default --fingerprint-mode full: vllm-<version>-<hash8>.
+	fp := appendHexID([]byte("vllm-"+vllmVersion+"-"), fnv1a64(fnvOffset, []byte(opts.Model)))
+	s.fingerprint = appendJSONString(nil, string(fp[:len("vllm-"+vllmVersion+"-")+8]))
+	s.srv = &fasthttp.Server{
+		Handler:     s.handle,
+		IdleTimeout: 30 * time.Second,
+		// Uvicorn announces itself; Go's net/http (Ollama) sends no Server.
+		NoDefaultServerHeader: s.ollama,
+	}
+	if !s.ollama {
+		s.srv.Name = "uvicorn"
+	}
+	return s
+}
+
+// Serve accepts connections on ln until Close; it returns nil after Close.
+func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+
+// Close stops the listeners, ends in-flight streams early and waits up to
+// five seconds for connections to go idle.
+func (s *Server) Close() error {
+	s.stop.Do(func() { close(s.done) })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return s.srv.ShutdownWithContext(ctx)
+}
+
+// Handler returns the request handler, for use with any fasthttp server or
+// listener (e.g. fasthttputil.InmemoryListener).
+func (s *Server) Handler() fasthttp.RequestHandler { return s.handle }
+
+// Requests returns how many inference requests (chat, completions,
+// embeddings) reached the server, whatever their outcome. Probes and model
+// listings are not counted, so tests can assert on backend traffic.
+func (s *Server) Requests() int64 { return s.requests.Load() }
+
+// ForceStatus makes every later request, on every path including health
+// probes, answer with code in the flavor's error shape; 0 restores normal
+// service. It simulates a backend that goes unhealthy.
+func (s *Server) ForceStatus(code int) { s.forced.Store(int32(code)) }
+
+// rand returns the next value of the server's fault and id sequence.
+func (s *Server) rand() uint64 { return mix(uint64(s.opts.Seed) ^ s.seq.Add(1)*0x9e3779b97f4a7c15) }
+
+func (s *Server) chance(p float64) bool {
+	return p > 0 && float64(s.rand()>>11)/(1<<53) < p
+}
+
+func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	h := &ctx.Request.Header
+	if id := h.Peek("X-Request-Id"); len(id) > 0 {
+		ctx.Response.Header.SetBytesV("X-Fakellm-Request-Id", id)
+	}
+	if len(h.Peek("X-Fakellm-Echo")) > 0 {
+		setEcho(ctx)
+	}
+	path := ctx.Path()
+	post := ctx.IsPost()
+	var ep endpoint
+	inference := true
+	switch string(path) {
+	case "/v1/chat/completions":
+		ep = epChat
+	case "/v1/completions":
+		ep = epCompletion
+	case "/v1/embeddings":
+		ep = epEmbeddings
+	default:
+		inference = false
+	}
+	if inference && post {
+		s.requests.Add(1)
+	}
+	code := int(s.forced.Load())
+	if v := h.Peek("X-Fakellm-Status"); len(v) > 0 {
+		if n, err := fasthttp.ParseUint(v); err == nil {
+			code = n
+		}
+	}
+	if code != 0 {
+		s.writeError(ctx, code, "", "fakellm: forced status "+strconv.Itoa(code), "")
+		return
+	}
+	if inference {
+		if !post {
+			s.notAllowed(ctx)
+			return
+		}
+		s.inference(ctx, ep)
+		return
+	}
+	s.serveInfo(ctx, string(path))
+}
+
+// serveInfo answers the probe and listing endpoints.
+func (s *Server) serveInfo(ctx *fasthttp.RequestCtx, path string) {
+	get := ctx.IsGet()
+	r := acquireRequest()
+	defer releaseRequest(r)
+	b := r.buf[:0]
+	switch {
+	case path == "/v1/models" && get && s.ollama:
+		b = s.ollamaModels(b)
+	case path == "/v1/models" && get:
+		b = s.vllmModels(b, time.Now().Unix(), s.rand())
+	case path == "/health" && get && !s.ollama:
+		ctx.SetStatusCode(fasthttp.StatusOK) // empty body, as vLLM's Response(status_code=200)
+		return
+	case path == "/version" && get && !s.ollama:
+		b = append(b, `{"version":"`+vllmVersion+`"}`...)
+	case path == "/api/version" && get && s.ollama:
+		b = append(b, `{"version":"`+ollamaVersion+`"}`...)
+	case path == "/api/tags" && (get || ctx.IsHead()) && s.ollama:
+		b = s.ollamaTags(b)
+	case path == "/" && (get || ctx.IsHead()) && s.ollama:
+		ctx.SetContentType("text/plain; charset=utf-8")
+		ctx.SetBodyString("Ollama is running")
+		return
+	case !s.ollama && (path == "/v1/models" || path == "/health" || path == "/version"):
+		s.notAllowed(ctx)
+		return
+	default:
+		s.notFound(ctx)
+		return
+	}
+	r.buf = b
+	ctx.SetContentType("application/json")
+	ctx.SetBody(b)
+}
+
+// notFound mimics FastAPI's and gin's answers to unknown paths.
+func (s *Server) notFound(ctx *fasthttp.RequestCtx) {
+	ctx.SetStatusCode(fasthttp.StatusNotFound)
+	if s.ollama {
+		ctx.SetContentType("text/plain")
+		ctx.SetBodyString("404 page not found")
+		return
+	}
+	ctx.SetContentType("application/json")
+	ctx.SetBodyString(`{"detail":"Not Found"}`)
+}
+
+// notAllowed: FastAPI answers 405 for a known path with the wrong method; gin
+// (HandleMethodNotAllowed off) answers 404.
+func (s *Server) notAllowed(ctx *fasthttp.RequestCtx) {
+	if s.ollama {
+		s.notFound(ctx)
+		return
+	}
+	ctx.SetStatusCode(fasthttp.StatusMethodNotAllowed)
+	ctx.SetContentType("application/json")
+	ctx.SetBodyString(`{"detail":"Method Not Allowed"}`)
+}
+
+// writeError answers with the flavor's error body. typ overrides vLLM's
+// status-derived type; Ollama derives its type from the status alone.
+func (s *Server) writeError(ctx *fasthttp.RequestCtx, code int, typ, msg, param string) {
+	r := acquireRequest()
+	defer releaseRequest(r)
+	ctx.SetStatusCode(code)
+	ctx.SetContentType("application/json")
+	if code == fasthttp.StatusTooManyRequests || code == fasthttp.StatusServiceUnavailable {
+		ctx.Response.Header.Set("Retry-After", "1")
+	}
+	if s.ollama {
+		r.buf = ollamaError(r.buf[:0], code, msg)
+	} else {
+		if typ == "" {
+			typ = vllmErrorType(code)
+		}
+		r.buf = vllmError(r.buf[:0], code, typ, msg, param)
+	}
+	ctx.SetBody(r.buf)
+}
+
+// inference serves chat, completions and embeddings.
+func (s *Server) inference(ctx *fasthttp.RequestCtx, ep endpoint) {
+	r := acquireRequest()
+	defer releaseRequest(r)
+	if bad := r.parse(ctx.PostBody(), ep, s.ollama); bad != nil {
+		// vLLM's RequestValidationError handler uses the HTTP phrase as type.
+		s.writeError(ctx, fasthttp.StatusBadRequest, "Bad Request", bad.msg, bad.param)
+		return
+	}
+	p := &r.rep
+	p.model = s.modelJSON
+	switch {
+	case s.ollama && !r.hasModel || s.ollama && len(r.model) == 0:
+		s.writeError(ctx, fasthttp.StatusBadRequest, "", "model is required", "")
+		return
+	case s.ollama && string(r.model) == s.opts.Model:
+	case s.ollama && isLatestOf(r.model, s.opts.Model):
+		p.model = s.shortJSON // Ollama echoes the name as requested
+	case s.ollama:
+		s.writeError(ctx, fasthttp.StatusNotFound, "", "model '"+string(r.model)+"' not found", "")
+		return
+	case r.hasModel && len(r.model) > 0 && string(r.model) != s.opts.Model:
+		// vLLM serves its default model when the request names none.
+		s.writeError(ctx, fasthttp.StatusNotFound, "NotFoundError", "The model `"+string(r.model)+"` does not exist.", "")
+		return
+	}
+	if s.chance(s.opts.ErrorRate) {
+		s.writeError(ctx, fasthttp.StatusInternalServerError, "InternalServerError", "fakellm: injected failure", "")
+		return
+	}
+	s.fillReply(ctx, r, ep)
+	if ep == epEmbeddings {
+		if s.ollama {
+			r.buf = s.ollamaEmbeddings(r.buf[:0], r, p)
+		} else {
+			r.buf = s.vllmEmbeddings(r.buf[:0], r, p)
+		}
+		ctx.SetContentType("application/json")
+		ctx.SetBody(r.buf)
+		return
+	}
+	ttft := s.opts.TTFT
+	if v := ctx.Request.Header.Peek("X-Fakellm-TTFT"); len(v) > 0 {
+		if d, err := time.ParseDuration(string(v)); err == nil {
+			ttft = d
+		}
+	}
+	if r.stream {
+		s.startStream(ctx, r, ttft)
+		return
+	}
+	delay := ttft
+	if p.n > 1 {
+		delay += time.Duration(p.n-1) * s.itl
+	}
+	if !s.sleep(delay) {
+		s.writeError(ctx, fasthttp.StatusServiceUnavailable, "", "fakellm: shutting down", "")
+		return
+	}
+	switch {
+	case ep == epChat && s.ollama:
+		r.buf = ollamaChat(r.buf[:0], p)
+	case ep == epChat:
+		r.buf = s.vllmChat(r.buf[:0], p)
+	case s.ollama:
+		r.buf = ollamaCompletion(r.buf[:0], p)
+	default:
+		r.buf = s.vllmCompletion(r.buf[:0], p)
+	}
+	ctx.SetContentType("application/json")
+	ctx.SetBody(r.buf)
+}
+
+// fillReply sets the id, timing-independent plan and counts of r.rep.
+func (s *Server) fillReply(ctx *fasthttp.RequestCtx, r *request, ep endpoint) {
+	p := &r.rep
+	p.ep = ep
+	p.created = time.Now().Unix()
+	p.prompt = r.promptWords
+	p.usage = r.includeUsage
+	p.w = newWords(s.opts.Seed, r.promptHash)
+	p.n, p.finish = s.opts.OutputTokens, "stop"
+	if r.maxTokens >= 0 && r.maxTokens < p.n {
+		p.n, p.finish = r.maxTokens, "length"
+	}
+	id := r.id[:0]
+	switch {
+	case ep == epChat:
+		id = append(id, "chatcmpl-"...)
+	case ep == epCompletion:
+		id = append(id, "cmpl-"...)
+	default:
+		id = append(id, "embd-"...)
+	}
+	if s.ollama {
+		// Ollama: fmt.Sprintf("chatcmpl-%d", rand.Intn(999)).
+		id = strconv.AppendUint(id, s.rand()%999, 10)
+	} else if rid := ctx.Request.Header.Peek("X-Request-Id"); len(rid) > 0 {
+		// vLLM's _base_request_id takes X-Request-Id verbatim.
+		id = append(id, rid...)
+	} else {
+		id = appendHexID(id, s.rand())
+	}
+	r.id = id
+	p.id = id
+}
+
+// appendVector appends one embedding as a JSON array or base64 string.
+func (s *Server) appendVector(dst []byte, r *request, h uint64) []byte {
+	r.vec = fillEmbedding(r.vec[:0], s.opts.Seed, h, s.opts.EmbeddingDim)
+	if r.base64 {
+		raw := make([]byte, 0, 4*len(r.vec))
+		for _, f := range r.vec {
+			u := math.Float32bits(f)
+			raw = append(raw, byte(u), byte(u>>8), byte(u>>16), byte(u>>24))
+		}
+		dst = append(dst, '"')
+		dst = base64.StdEncoding.AppendEncode(dst, raw)
+		return append(dst, '"')
+	}
+	dst = append(dst, '[')
+	for i, f := range r.vec {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = strconv.AppendFloat(dst, float64(f), 'g', -1, 32)
+	}
+	return append(dst, ']')
+}
+
+// sleep waits d, or less if the server is closing; it reports whether the
+// full delay elapsed.
+func (s *Server) sleep(d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-s.done:
+		return false
+	}
+}
+
+// setEcho records the exact body and headers received as response headers.
+// Test-only path: allocations do not matter here.
+func setEcho(ctx *fasthttp.RequestCtx) {
+	ctx.Response.Header.Set("X-Fakellm-Received-Body", base64.StdEncoding.EncodeToString(ctx.PostBody()))
+	hdrs := map[string]string{}
+	for k, v := range ctx.Request.Header.All() {
+		name := strings.ToLower(string(k))
+		if prev, ok := hdrs[name]; ok {
+			hdrs[name] = prev + ", " + string(v)
+			continue
+		}
+		hdrs[name] = string(v)
+	}
+	js, _ := json.Marshal(hdrs) // sorted keys: stable for tests
+	ctx.Response.Header.Set("X-Fakellm-Received-Headers", base64.StdEncoding.EncodeToString(js))
+}
+
+// isLatestOf reports whether name+":latest" == model, without allocating.
+func isLatestOf(name []byte, model string) bool {
+	return len(model) == len(name)+len(":latest") && strings.HasSuffix(model, ":latest") &&
+		model[:len(name)] == string(name)
+}

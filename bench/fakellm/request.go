@@ -1,0 +1,226 @@
+package fakellm
+
+import (
+	"sync"
+
+	"github.com/valyala/fastjson"
+)
+
+// endpoint is the inference API a request arrived on.
+type endpoint uint8
+
+const (
+	epChat endpoint = iota
+	epCompletion
+	epEmbeddings
+)
+
+// input is one embeddings input: its hash and word count.
+type input struct {
+	hash  uint64
+	words int
+}
+
+// request holds what fakellm reads from an inference body. Acquire with
+// acquireRequest, release with releaseRequest once the response is built;
+// model aliases parser memory, so it is valid only until release.
+type request struct {
+	p fastjson.Parser
+
+	model        []byte
+	hasModel     bool
+	stream       bool
+	includeUsage bool
+	maxTokens    int // -1: not given
+	promptHash   uint64
+	promptWords  int
+	base64       bool
+	inputs       []input
+
+	rep  reply
+	id   []byte    // response id scratch
+	buf  []byte    // response scratch
+	vec  []float32 // embedding scratch
+	echo []byte    // echo header scratch
+}
+
+var requestPool sync.Pool
+
+func acquireRequest() *request {
+	if v := requestPool.Get(); v != nil {
+		return v.(*request)
+	}
+	return &request{}
+}
+
+func releaseRequest(r *request) {
+	r.model = nil
+	r.rep = reply{}
+	r.inputs = r.inputs[:0]
+	requestPool.Put(r)
+}
+
+// badRequest is a client error found while reading a body; param names the
+// offending field as the flavor reports it.
+type badRequest struct {
+	msg   string
+	param string
+}
+
+func (e *badRequest) Error() string { return e.msg }
+
+// parse reads body for endpoint ep. Unknown fields are ignored, as both
+// vLLM (pydantic extra="allow") and Ollama (encoding/json) do.
+func (r *request) parse(body []byte, ep endpoint, ollama bool) *badRequest {
+	v, err := r.p.ParseBytes(body)
+	if err != nil {
+		if ollama {
+			return &badRequest{msg: err.Error()}
+		}
+		// FastAPI reports a body that is not JSON as one validation error.
+		return &badRequest{msg: "1 validation error:\n  {'type': 'json_invalid', 'loc': 'body.0', 'msg': 'JSON decode error', 'input': {}, 'ctx': {'error': 'Expecting value'}}", param: "body.0"}
+	}
+	if v.Type() != fastjson.TypeObject {
+		return &badRequest{msg: "request body must be a JSON object", param: "body"}
+	}
+	r.hasModel = false
+	if m := v.Get("model"); m != nil && m.Type() == fastjson.TypeString {
+		r.model, _ = m.StringBytes()
+		r.hasModel = true
+	}
+	r.stream = v.GetBool("stream")
+	so := v.Get("stream_options")
+	r.includeUsage = false
+	if so != nil && so.Type() == fastjson.TypeObject {
+		iu := so.Get("include_usage")
+		// vLLM's StreamOptions defaults include_usage to True when the object
+		// is present; Ollama's Go struct defaults it to false.
+		r.includeUsage = (iu == nil && !ollama) || (iu != nil && iu.Type() == fastjson.TypeTrue)
+		if !ollama && !r.stream {
+			return &badRequest{msg: "1 validation error:\n  {'type': 'value_error', 'loc': 'body', 'msg': 'Value error, Stream options can only be defined when `stream=True`.'}", param: "stream_options"}
+		}
+	}
+	r.maxTokens = intField(v, "max_tokens")
+	if ep == epChat && !ollama {
+		// vLLM prefers max_completion_tokens; Ollama's request struct lacks it.
+		if mct := intField(v, "max_completion_tokens"); mct >= 0 {
+			r.maxTokens = mct
+		}
+	}
+	if ep == epCompletion && !ollama && r.maxTokens < 0 && v.Get("max_tokens") == nil {
+		r.maxTokens = 16 // vLLM CompletionRequest.max_tokens default
+	}
+	r.promptHash, r.promptWords = fnvOffset, 0
+	switch ep {
+	case epChat:
+		return r.parseMessages(v, ollama)
+	case epCompletion:
+		return r.parsePrompt(v, ollama)
+	default:
+		return r.parseInput(v, ollama)
+	}
+}
+
+func intField(v *fastjson.Value, key string) int {
+	f := v.Get(key)
+	if f == nil || f.Type() != fastjson.TypeNumber {
+		return -1
+	}
+	n, err := f.Int()
+	if err != nil || n < 0 {
+		return -1
+	}
+	return n
+}
+
+func (r *request) addText(b []byte) {
+	// The trailing separator keeps ["ab","c"] and ["a","bc"] apart.
+	r.promptHash = fnv1a64(r.promptHash, b) * 0x100000001b3
+	r.promptWords += countWords(b)
+}
+
+func (r *request) parseMessages(v *fastjson.Value, ollama bool) *badRequest {
+	msgs := v.Get("messages")
+	if msgs == nil || msgs.Type() != fastjson.TypeArray {
+		if ollama {
+			return &badRequest{msg: "[] is too short - 'messages'"}
+		}
+		return &badRequest{msg: "1 validation error:\n  {'type': 'missing', 'loc': 'body.messages', 'msg': 'Field required'}", param: "body.messages"}
+	}
+	arr, _ := msgs.Array()
+	if len(arr) == 0 && ollama {
+		return &badRequest{msg: "[] is too short - 'messages'"}
+	}
+	for _, m := range arr {
+		c := m.Get("content")
+		if c == nil {
+			continue
+		}
+		switch c.Type() {
+		case fastjson.TypeString:
+			b, _ := c.StringBytes()
+			r.addText(b)
+		case fastjson.TypeArray:
+			parts, _ := c.Array()
+			for _, p := range parts {
+				r.addText(p.GetStringBytes("text"))
+			}
+		}
+	}
+	return nil
+}
+
+func (r *request) parsePrompt(v *fastjson.Value, ollama bool) *badRequest {
+	p := v.Get("prompt")
+	switch {
+	case p != nil && p.Type() == fastjson.TypeString:
+		b, _ := p.StringBytes()
+		if len(b) == 0 && !ollama {
+			break
+		}
+		r.addText(b)
+		return nil
+	case p != nil && p.Type() == fastjson.TypeArray && !ollama:
+		arr, _ := p.Array()
+		for _, s := range arr {
+			r.addText(s.GetStringBytes())
+		}
+		if len(arr) > 0 {
+			return nil
+		}
+	case ollama && p == nil:
+		return nil // Ollama treats a missing prompt as "".
+	case ollama:
+		return &badRequest{msg: "json: cannot unmarshal " + p.Type().String() + " into Go struct field CompletionRequest.prompt of type string"}
+	}
+	return &badRequest{msg: "Either prompt or prompt_embeds must be provided and non-empty.", param: "prompt"}
+}
+
+func (r *request) parseInput(v *fastjson.Value, ollama bool) *badRequest {
+	r.base64 = string(v.GetStringBytes("encoding_format")) == "base64"
+	in := v.Get("input")
+	add := func(b []byte) {
+		r.inputs = append(r.inputs, input{hash: fnv1a64(fnvOffset, b), words: countWords(b)})
+		r.promptWords += countWords(b)
+	}
+	if in != nil {
+		switch in.Type() {
+		case fastjson.TypeString:
+			b, _ := in.StringBytes()
+			add(b)
+			return nil
+		case fastjson.TypeArray:
+			arr, _ := in.Array()
+			for _, s := range arr {
+				add(s.GetStringBytes())
+			}
+			if len(arr) > 0 {
+				return nil
+			}
+		}
+	}
+	if ollama {
+		return &badRequest{msg: "invalid input"}
+	}
+	return &badRequest{msg: "1 validation error:\n  {'type': 'missing', 'loc': 'body.input', 'msg': 'Field required'}", param: "body.input"}
+}

@@ -1,0 +1,221 @@
+package fakellm
+
+import (
+	"strconv"
+
+	"github.com/valyala/fasthttp"
+)
+
+// vLLM shapes follow vllm/entrypoints/openai/{chat_completion,completion}/
+// protocol.py and serving.py (see testdata/README.md). Non-streaming bodies
+// are pydantic model_dump() output, so every declared field is present, null
+// or not, in declaration order. Stream chunks are model_dump_json with
+// exclude_unset=True, so only fields the server assigned appear.
+
+const vllmVersion = "0.22.1"
+
+// reply describes one generated completion; builders consume words from w.
+type reply struct {
+	ep      endpoint
+	id      []byte // full response id, e.g. chatcmpl-<hex>
+	model   []byte // JSON-quoted model name
+	created int64
+	w       words
+	n       int    // tokens to generate
+	finish  string // "stop" or "length"
+	prompt  int    // prompt tokens
+	usage   bool   // stream_options.include_usage
+}
+
+// evKind is one kind of stream event.
+type evKind uint8
+
+const (
+	evRole        evKind = iota // vLLM chat: first chunk carrying the role
+	evToken                     // one generated token
+	evFinishToken               // vLLM: the last token together with finish_reason "length"
+	evFinish                    // end of generation, empty delta
+	evUsage                     // include_usage trailer with choices []
+)
+
+func (s *Server) vllmHead(dst []byte, p *reply, object string) []byte {
+	dst = append(dst, `{"id":"`...)
+	dst = append(dst, p.id...)
+	dst = append(dst, `","object":"`...)
+	dst = append(dst, object...)
+	dst = append(dst, `","created":`...)
+	dst = strconv.AppendInt(dst, p.created, 10)
+	dst = append(dst, `,"model":`...)
+	dst = append(dst, p.model...)
+	return dst
+}
+
+func appendVLLMUsage(dst []byte, prompt, completion int, full bool) []byte {
+	dst = append(dst, `{"prompt_tokens":`...)
+	dst = strconv.AppendInt(dst, int64(prompt), 10)
+	dst = append(dst, `,"total_tokens":`...)
+	dst = strconv.AppendInt(dst, int64(prompt+completion), 10)
+	dst = append(dst, `,"completion_tokens":`...)
+	dst = strconv.AppendInt(dst, int64(completion), 10)
+	if full {
+		dst = append(dst, `,"prompt_tokens_details":null,"completion_tokens_details":null`...)
+	}
+	return append(dst, '}')
+}
+
+func (s *Server) vllmChat(dst []byte, p *reply) []byte {
+	dst = s.vllmHead(dst, p, "chat.completion")
+	dst = append(dst, `,"choices":[{"index":0,"message":{"role":"assistant","content":"`...)
+	for i := 0; i < p.n; i++ {
+		dst = p.w.appendNext(dst)
+	}
+	dst = append(dst, `","refusal":null,"annotations":null,"audio":null,"function_call":null,"reasoning":null},"logprobs":null,"finish_reason":"`...)
+	dst = append(dst, p.finish...)
+	dst = append(dst, `","stop_reason":null,"token_ids":null,"routed_experts":null}],"service_tier":null,"system_fingerprint":`...)
+	dst = append(dst, s.fingerprint...)
+	dst = append(dst, `,"usage":`...)
+	dst = appendVLLMUsage(dst, p.prompt, p.n, true)
+	return append(dst, `,"prompt_logprobs":null,"prompt_token_ids":null,"prompt_text":null,"kv_transfer_params":null,"ec_transfer_params":null,"metrics":null}`...)
+}
+
+func (s *Server) vllmCompletion(dst []byte, p *reply) []byte {
+	dst = s.vllmHead(dst, p, "text_completion")
+	dst = append(dst, `,"choices":[{"index":0,"text":"`...)
+	for i := 0; i < p.n; i++ {
+		dst = p.w.appendNext(dst)
+	}
+	dst = append(dst, `","logprobs":null,"finish_reason":"`...)
+	dst = append(dst, p.finish...)
+	dst = append(dst, `","stop_reason":null,"token_ids":null,"prompt_logprobs":null,"prompt_token_ids":null,"routed_experts":null}],"service_tier":null,"system_fingerprint":`...)
+	dst = append(dst, s.fingerprint...)
+	dst = append(dst, `,"usage":`...)
+	dst = appendVLLMUsage(dst, p.prompt, p.n, true)
+	return append(dst, `,"kv_transfer_params":null,"ec_transfer_params":null,"metrics":null}`...)
+}
+
+func (s *Server) vllmEmbeddings(dst []byte, r *request, p *reply) []byte {
+	dst = s.vllmHead(dst, p, "list")
+	dst = append(dst, `,"data":[`...)
+	for i, in := range r.inputs {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"index":`...)
+		dst = strconv.AppendInt(dst, int64(i), 10)
+		dst = append(dst, `,"object":"embedding","embedding":`...)
+		dst = s.appendVector(dst, r, in.hash)
+		dst = append(dst, '}')
+	}
+	dst = append(dst, `],"usage":`...)
+	dst = appendVLLMUsage(dst, r.promptWords, 0, true)
+	return append(dst, '}')
+}
+
+// vllmEvent appends the JSON of one stream chunk (without SSE framing).
+func (s *Server) vllmEvent(dst []byte, p *reply, k evKind) []byte {
+	chat := p.ep == epChat
+	if chat {
+		dst = s.vllmHead(dst, p, "chat.completion.chunk")
+	} else {
+		dst = s.vllmHead(dst, p, "text_completion")
+	}
+	dst = append(dst, `,"choices":[`...)
+	switch k {
+	case evRole:
+		return append(dst, `{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}],"prompt_token_ids":null,"prompt_text":null}`...)
+	case evUsage:
+		dst = append(dst, `],"usage":`...)
+		dst = appendVLLMUsage(dst, p.prompt, p.n, false)
+		dst = append(dst, `,"system_fingerprint":`...)
+		dst = append(dst, s.fingerprint...)
+		return append(dst, '}')
+	}
+	if chat {
+		dst = append(dst, `{"index":0,"delta":{"content":"`...)
+	} else {
+		dst = append(dst, `{"index":0,"text":"`...)
+	}
+	if k != evFinish {
+		dst = p.w.appendNext(dst)
+	}
+	if chat {
+		dst = append(dst, `"},"logprobs":null,"finish_reason":`...)
+	} else {
+		dst = append(dst, `","logprobs":null,"finish_reason":`...)
+	}
+	if k == evToken {
+		if chat {
+			return append(dst, `null,"token_ids":null}]}`...)
+		}
+		return append(dst, `null,"stop_reason":null,"prompt_token_ids":null,"token_ids":null}]}`...)
+	}
+	dst = append(dst, '"')
+	dst = append(dst, p.finish...)
+	if chat {
+		dst = append(dst, `","stop_reason":null,"token_ids":null}]`...)
+	} else {
+		dst = append(dst, `","stop_reason":null,"prompt_token_ids":null,"token_ids":null}]`...)
+	}
+	// vLLM stamps the fingerprint on the terminal chunk only when no usage
+	// chunk follows; otherwise the usage chunk carries it.
+	if !p.usage {
+		dst = append(dst, `,"system_fingerprint":`...)
+		dst = append(dst, s.fingerprint...)
+	}
+	return append(dst, '}')
+}
+
+// vllmErrorType maps a status to the type string vLLM's
+// create_error_response uses; statuses it never picks by name get the HTTP
+// phrase, as vLLM's GracefulHTTPError and validation handler do.
+func vllmErrorType(code int) string {
+	switch code {
+	case fasthttp.StatusBadRequest:
+		return "BadRequestError"
+	case fasthttp.StatusNotFound:
+		return "NotFoundError"
+	case fasthttp.StatusUnprocessableEntity:
+		return "UnprocessableEntityError"
+	case fasthttp.StatusInternalServerError:
+		return "InternalServerError"
+	case fasthttp.StatusNotImplemented:
+		return "NotImplementedError"
+	}
+	return fasthttp.StatusMessage(code)
+}
+
+// vllmError appends ErrorResponse{error: ErrorInfo{message, type, param, code}}.
+func vllmError(dst []byte, code int, typ, msg, param string) []byte {
+	dst = append(dst, `{"error":{"message":`...)
+	dst = appendJSONString(dst, msg)
+	dst = append(dst, `,"type":`...)
+	dst = appendJSONString(dst, typ)
+	dst = append(dst, `,"param":`...)
+	if param == "" {
+		dst = append(dst, "null"...)
+	} else {
+		dst = appendJSONString(dst, param)
+	}
+	dst = append(dst, `,"code":`...)
+	dst = strconv.AppendInt(dst, int64(code), 10)
+	return append(dst, "}}"...)
+}
+
+func (s *Server) vllmModels(dst []byte, now int64, x uint64) []byte {
+	dst = append(dst, `{"object":"list","data":[{"id":`...)
+	dst = append(dst, s.modelJSON...)
+	dst = append(dst, `,"object":"model","created":`...)
+	dst = strconv.AppendInt(dst, now, 10)
+	dst = append(dst, `,"owned_by":"vllm","root":`...)
+	dst = append(dst, s.modelJSON...)
+	dst = append(dst, `,"parent":null,"max_model_len":`...)
+	dst = strconv.AppendInt(dst, maxModelLen, 10)
+	dst = append(dst, `,"permission":[{"id":"modelperm-`...)
+	dst = appendHexID(dst, x)
+	dst = append(dst, `","object":"model_permission","created":`...)
+	dst = strconv.AppendInt(dst, now, 10)
+	return append(dst, `,"allow_create_engine":false,"allow_sampling":true,"allow_logprobs":true,"allow_search_indices":false,"allow_view":true,"allow_fine_tuning":false,"organization":"*","group":null,"is_blocking":false}]}]}`...)
+}
+
+// maxModelLen is the context length fakellm's vLLM flavor advertises.
+const maxModelLen = 8192

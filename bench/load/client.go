@@ -1,0 +1,297 @@
+package load
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Target is one endpoint under test: a name for reports and the base URL of an
+// OpenAI-compatible API (with or without a trailing /v1).
+type Target struct {
+	Name string `json:"name"`
+	URL  string `json:"url"`
+}
+
+// endpoint is a parsed Target.
+type endpoint struct {
+	addr string // host:port to dial
+	tls  bool
+	base string // scheme://host[:port][/prefix], without a trailing /v1
+}
+
+func parseTarget(raw string) (endpoint, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return endpoint{}, err
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return endpoint{}, fmt.Errorf("%q is not an http(s)://host:port URL", raw)
+	}
+	e := endpoint{addr: u.Host, tls: u.Scheme == "https"}
+	if u.Port() == "" {
+		e.addr = net.JoinHostPort(u.Hostname(), map[bool]string{false: "80", true: "443"}[e.tls])
+	}
+	path := strings.TrimSuffix(strings.TrimSuffix(u.Path, "/"), "/v1")
+	e.base = u.Scheme + "://" + u.Host + path
+	return e, nil
+}
+
+// newClient returns a HostClient for e that never makes a request wait for a connection.
+func newClient(e endpoint, conns int, timeout time.Duration) *fasthttp.HostClient {
+	return &fasthttp.HostClient{
+		Addr:                          e.addr,
+		IsTLS:                         e.tls,
+		Name:                          "llmgate-bench",
+		MaxConns:                      conns + 16,
+		MaxIdleConnDuration:           time.Minute,
+		StreamResponseBody:            true, // all bodies, so that TTFB is when headers arrive
+		DisableHeaderNamesNormalizing: true,
+		DisablePathNormalizing:        true,
+		ReadBufferSize:                16 << 10,
+		WriteBufferSize:               16 << 10,
+		Dial: func(addr string) (net.Conn, error) {
+			return fasthttp.DialTimeout(addr, min(timeout, 10*time.Second))
+		},
+	}
+}
+
+// exchange is the outcome of one request, times measured by the caller's clock.
+type exchange struct {
+	class Class
+	ttfb  time.Duration // headers received
+	done  time.Duration // body read to the end
+	recv  int64
+	sse   streamTimes
+	err   error
+}
+
+// conn is one worker's reusable request state. Not safe for concurrent use.
+type conn struct {
+	hc      *fasthttp.HostClient
+	req     *fasthttp.Request
+	resp    *fasthttp.Response
+	body    []byte
+	buf     []byte
+	sse     sseReader
+	timeout time.Duration
+	stream  bool
+}
+
+func newConn(hc *fasthttp.HostClient, uri string, headers [][2]string, w *Workload, timeout time.Duration) *conn {
+	c := &conn{
+		hc:      hc,
+		req:     fasthttp.AcquireRequest(),
+		resp:    fasthttp.AcquireResponse(),
+		body:    make([]byte, 0, w.MaxBody()),
+		buf:     make([]byte, 32<<10),
+		timeout: timeout,
+		stream:  w.Kind == ChatStream,
+	}
+	c.req.SetRequestURI(uri)
+	c.req.Header.SetMethod(fasthttp.MethodPost)
+	c.req.Header.SetContentType("application/json")
+	for _, h := range headers {
+		c.req.Header.Set(h[0], h[1])
+	}
+	return c
+}
+
+func (c *conn) release() {
+	fasthttp.ReleaseRequest(c.req)
+	fasthttp.ReleaseResponse(c.resp)
+}
+
+// do sends body and reads the whole response. now is the run's clock; gaps, when not nil,
+// receives the inter-event gaps of a stream.
+func (c *conn) do(body []byte, now func() time.Duration, gaps *[]time.Duration) exchange {
+	c.req.SetBodyRaw(body)
+	c.req.SetTimeout(c.timeout)
+	var x exchange
+	if err := c.hc.Do(c.req, c.resp); err != nil {
+		x.done = now()
+		x.class, x.err = classify(err), err
+		return x
+	}
+	x.ttfb = now()
+	status := c.resp.StatusCode()
+	r := c.resp.BodyStream()
+	var err error
+	switch {
+	case r == nil:
+	case c.stream && status/100 == 2 && bytes.HasPrefix(c.resp.Header.ContentType(), []byte("text/event-stream")):
+		x.sse, err = c.sse.read(r, c.buf, now, gaps)
+		x.recv = x.sse.bytes
+	default:
+		x.recv, err = readAll(r, c.buf)
+	}
+	c.resp.CloseBodyStream() //nolint:errcheck // read to EOF or failed; either way done
+	x.done = now()
+	switch {
+	case err != nil:
+		x.class, x.err = ErrStream, err
+		if isTimeout(err) {
+			x.class = ErrTimeout
+		}
+	case status >= 500:
+		x.class = Err5xx
+	case status >= 400:
+		x.class = Err4xx
+	case status/100 != 2:
+		x.class, x.err = ErrOther, fmt.Errorf("HTTP %d", status)
+	case c.stream && x.sse.errEvent:
+		x.class, x.err = ErrStream, errors.New("error event in stream")
+	case c.stream && !x.sse.done:
+		x.class, x.err = ErrStream, errors.New("stream ended without [DONE]")
+	}
+	if x.err == nil && x.class >= Err4xx && x.class <= Err5xx {
+		x.err = fmt.Errorf("HTTP %d", status)
+	}
+	return x
+}
+
+func readAll(r io.Reader, buf []byte) (int64, error) {
+	var n int64
+	for {
+		k, err := r.Read(buf)
+		n += int64(k)
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+// classify maps a transport error from HostClient.Do to a class.
+func classify(err error) Class {
+	var op *net.OpError
+	switch {
+	case errors.Is(err, fasthttp.ErrDialTimeout), errors.Is(err, syscall.ECONNREFUSED),
+		errors.As(err, &op) && op.Op == "dial":
+		return ErrConnect
+	case isTimeout(err):
+		return ErrTimeout
+	}
+	return ErrOther
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, os.ErrDeadlineExceeded) ||
+		errors.As(err, &ne) && ne.Timeout()
+}
+
+// streamTimes is what sseReader saw in one stream. Times are on the caller's clock.
+type streamTimes struct {
+	first    time.Duration // arrival of the first data event (TTFT); valid when events > 0
+	events   int           // data events, [DONE] and error events excluded
+	done     bool          // saw data: [DONE]
+	errEvent bool          // saw a data: {"error": ...} event
+	bytes    int64
+}
+
+// sseReader splits a text/event-stream body into events. The zero value is ready; it keeps
+// the carry-over buffer for a line split across reads between uses.
+type sseReader struct {
+	line []byte
+	// state of the event being assembled
+	hasData, isDone, isErr bool
+}
+
+// read consumes r to EOF. now is called once after every read; each event completed by that
+// read is stamped with it, which is as precise as a reader can be (events that arrive in one
+// read have a gap of zero, which is the truth the client saw). Gaps between consecutive data
+// events are appended to *gaps when gaps is not nil.
+func (s *sseReader) read(r io.Reader, buf []byte, now func() time.Duration, gaps *[]time.Duration) (streamTimes, error) {
+	s.line = s.line[:0]
+	s.hasData, s.isDone, s.isErr = false, false, false
+	var st streamTimes
+	var last time.Duration
+	dispatch := func(t time.Duration) {
+		switch {
+		case !s.hasData:
+		case s.isDone:
+			st.done = true
+		case s.isErr:
+			st.errEvent = true
+		default:
+			if st.events == 0 {
+				st.first = t
+			} else if gaps != nil {
+				*gaps = append(*gaps, t-last)
+			}
+			last = t
+			st.events++
+		}
+		s.hasData, s.isDone, s.isErr = false, false, false
+	}
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			st.bytes += int64(n)
+			t := now()
+			b := buf[:n]
+			for len(b) > 0 {
+				i := bytes.IndexByte(b, '\n')
+				if i < 0 {
+					s.line = append(s.line, b...)
+					break
+				}
+				line := b[:i]
+				if len(s.line) > 0 {
+					s.line = append(s.line, line...)
+					line = s.line
+				}
+				if s.field(line) {
+					dispatch(t)
+				}
+				s.line = s.line[:0]
+				b = b[i+1:]
+			}
+		}
+		if err != nil {
+			if err != io.EOF {
+				return st, err
+			}
+			// Be lenient with a last event that lacks its blank line.
+			t := now()
+			if len(s.line) > 0 {
+				s.field(s.line)
+			}
+			dispatch(t)
+			return st, nil
+		}
+	}
+}
+
+// field records one line of the current event and reports whether it ended the event.
+func (s *sseReader) field(line []byte) bool {
+	line = bytes.TrimSuffix(line, []byte("\r"))
+	if len(line) == 0 {
+		return true
+	}
+	data, ok := bytes.CutPrefix(line, []byte("data:"))
+	if !ok {
+		return false // comments, event:, id:, retry:
+	}
+	data = bytes.TrimPrefix(data, []byte(" "))
+	s.hasData = true
+	switch {
+	case bytes.Equal(data, []byte("[DONE]")):
+		s.isDone = true
+	case bytes.HasPrefix(data, []byte(`{"error"`)):
+		s.isErr = true
+	}
+	return false
+}

@@ -1,0 +1,256 @@
+// Package load is llmgate's load generator: open-loop (fixed arrival rate, latency measured
+// from the scheduled time, so without coordinated omission) or closed-loop load of
+// OpenAI-style chat, streaming chat or embeddings requests against one or more targets, with
+// exact percentiles, SSE time-to-first-token and inter-event gaps, per-process CPU and peak
+// RSS, and interleaved comparison rounds rendered as a table, JSON and SVG.
+package load
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Options is the load to generate. RegisterFlags fills it from flags; zero values are not
+// defaults, so build one in code from RegisterFlags on a scratch FlagSet.
+type Options struct {
+	URL         string        `json:"url,omitempty"`     // single target base URL
+	Compare     []Target      `json:"compare,omitempty"` // targets for a comparison; the first is the baseline
+	Workload    string        `json:"workload"`          // Chat, ChatStream or Embeddings
+	Model       string        `json:"model"`
+	Headers     []string      `json:"-"`                     // "Name: value", sent with every request
+	Rate        float64       `json:"rate"`                  // requests/s; 0 is closed loop
+	Connections int           `json:"connections,omitempty"` // closed-loop concurrency
+	MaxWorkers  int           `json:"max_workers,omitempty"` // open-loop bound on concurrent requests
+	Duration    time.Duration `json:"duration_ns"`
+	Requests    int           `json:"requests,omitempty"` // measured requests per run; overrides Duration when > 0
+	Warmup      time.Duration `json:"warmup_ns"`
+	Timeout     time.Duration `json:"timeout_ns"` // per request, stream included
+	Rounds      int           `json:"rounds"`
+	PromptBytes int           `json:"prompt_bytes,omitempty"`
+	PromptMix   []int         `json:"prompt_mix,omitempty"`
+	PromptsFile string        `json:"prompts_file,omitempty"`
+	PIIShare    float64       `json:"pii_share,omitempty"`
+	RepeatShare float64       `json:"repeat_share,omitempty"`
+	MaxTokens   int           `json:"max_tokens,omitempty"`
+	Seed        uint64        `json:"seed,omitempty"`
+	ProcNames   []string      `json:"proc_names,omitempty"`
+	PIDs        []int         `json:"pids,omitempty"`
+	JSONFile    string        `json:"-"`
+	SVGFile     string        `json:"-"`
+	Quiet       bool          `json:"-"`
+}
+
+// RegisterFlags defines the bench flags on fs and returns the Options they fill.
+func RegisterFlags(fs *flag.FlagSet) *Options {
+	o := &Options{}
+	fs.StringVar(&o.URL, "url", "", "base `URL` of the single target, e.g. http://127.0.0.1:8080")
+	fs.Func("compare", "`name=URL` of a target to compare (repeatable; the first is the baseline)", func(s string) error {
+		name, u, ok := strings.Cut(s, "=")
+		if !ok || name == "" || u == "" {
+			return errors.New("want name=URL")
+		}
+		o.Compare = append(o.Compare, Target{Name: name, URL: u})
+		return nil
+	})
+	fs.StringVar(&o.Workload, "workload", Chat, "request kind: chat, chat-stream or embeddings")
+	fs.StringVar(&o.Model, "model", "chat", "model name sent in every request")
+	fs.Func("header", "`Name: value` header sent with every request (repeatable)", func(s string) error {
+		if k, _, ok := strings.Cut(s, ":"); !ok || strings.TrimSpace(k) == "" {
+			return errors.New("want Name: value")
+		}
+		o.Headers = append(o.Headers, s)
+		return nil
+	})
+	fs.Float64Var(&o.Rate, "rate", 100, "open loop: requests per second; 0 for closed loop")
+	fs.IntVar(&o.Connections, "connections", 16, "closed loop: concurrent connections (setting it without --rate implies --rate 0)")
+	fs.IntVar(&o.MaxWorkers, "max-workers", 1024, "open loop: most requests in flight at once")
+	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "measured length of each run")
+	fs.IntVar(&o.Requests, "requests", 0, "measured requests per run, instead of --duration")
+	fs.DurationVar(&o.Warmup, "warmup", time.Second, "unmeasured load before each run's measurement")
+	fs.DurationVar(&o.Timeout, "timeout", 30*time.Second, "per-request timeout, whole stream included")
+	fs.IntVar(&o.Rounds, "rounds", 3, "interleaved rounds per target with --compare")
+	fs.IntVar(&o.PromptBytes, "prompt-bytes", 1024, "prompt size in bytes")
+	fs.Func("prompt-mix", "comma-separated prompt sizes in bytes, picked uniformly (e.g. 200,1024,32768)", func(s string) error {
+		o.PromptMix = o.PromptMix[:0]
+		for f := range strings.SplitSeq(s, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n <= 0 {
+				return fmt.Errorf("bad size %q", f)
+			}
+			o.PromptMix = append(o.PromptMix, n)
+		}
+		return nil
+	})
+	fs.StringVar(&o.PromptsFile, "prompts", "", "JSONL `file` of prompts: {\"prompt\": \"...\"} or {\"messages\": [...]} per line")
+	fs.Float64Var(&o.PIIShare, "pii-share", 0, "fraction of prompts carrying an email, phone number or card number")
+	fs.Float64Var(&o.RepeatShare, "repeat-share", 0, "fraction of requests repeating a recent body exactly (cacheable)")
+	fs.IntVar(&o.MaxTokens, "max-tokens", 64, "max_tokens of chat requests (0 leaves it out)")
+	fs.Uint64Var(&o.Seed, "seed", 1, "seed for prompt text and the request mix")
+	fs.Func("proc-name", "`name` of a process to sample for CPU and peak RSS (repeatable)", func(s string) error {
+		o.ProcNames = append(o.ProcNames, s)
+		return nil
+	})
+	fs.Func("pid", "`PID` of a process to sample for CPU and peak RSS (repeatable)", func(s string) error {
+		pid, err := strconv.Atoi(s)
+		if err != nil || pid <= 0 {
+			return errors.New("want a process id")
+		}
+		o.PIDs = append(o.PIDs, pid)
+		return nil
+	})
+	fs.StringVar(&o.JSONFile, "json", "", "write all results as JSON to `file`")
+	fs.StringVar(&o.SVGFile, "svg", "", "write a latency and throughput chart as SVG to `file`")
+	fs.BoolVar(&o.Quiet, "quiet", false, "no progress lines on stderr")
+	return o
+}
+
+// Targets returns the targets of a run: the --compare list, or the single --url.
+func (o *Options) Targets() []Target {
+	if len(o.Compare) > 0 {
+		return o.Compare
+	}
+	return []Target{{Name: "target", URL: o.URL}}
+}
+
+// Validate reports the first problem with o.
+func (o *Options) Validate() error {
+	switch {
+	case o.URL == "" && len(o.Compare) == 0:
+		return errors.New("need --url or --compare")
+	case o.URL != "" && len(o.Compare) > 0:
+		return errors.New("use --url or --compare, not both")
+	case o.Workload != Chat && o.Workload != ChatStream && o.Workload != Embeddings:
+		return fmt.Errorf("--workload %q: want chat, chat-stream or embeddings", o.Workload)
+	case o.Rate < 0 || o.Rate > 1e7:
+		return fmt.Errorf("--rate %g: want 0 (closed loop) up to 1e7", o.Rate)
+	case o.Rate == 0 && o.Connections <= 0:
+		return errors.New("--connections must be positive")
+	case o.MaxWorkers <= 0:
+		return errors.New("--max-workers must be positive")
+	case o.Requests < 0:
+		return errors.New("--requests must not be negative")
+	case o.Requests == 0 && o.Duration <= 0:
+		return errors.New("--duration must be positive")
+	case o.Warmup < 0:
+		return errors.New("--warmup must not be negative")
+	case o.Timeout <= 0:
+		return errors.New("--timeout must be positive")
+	case o.Rounds <= 0:
+		return errors.New("--rounds must be positive")
+	case o.PromptBytes <= 0 && len(o.PromptMix) == 0 && o.PromptsFile == "":
+		return errors.New("--prompt-bytes must be positive")
+	case o.PIIShare < 0 || o.PIIShare > 1:
+		return errors.New("--pii-share must be within [0, 1]")
+	case o.RepeatShare < 0 || o.RepeatShare > 1:
+		return errors.New("--repeat-share must be within [0, 1]")
+	}
+	seen := map[string]bool{}
+	for _, t := range o.Targets() {
+		if _, err := parseTarget(t.URL); err != nil {
+			return fmt.Errorf("target %s: %w", t.Name, err)
+		}
+		if seen[t.Name] {
+			return fmt.Errorf("--compare: name %q used twice", t.Name)
+		}
+		seen[t.Name] = true
+	}
+	return nil
+}
+
+func (o *Options) headerPairs() [][2]string {
+	out := make([][2]string, len(o.Headers))
+	for i, h := range o.Headers {
+		k, v, _ := strings.Cut(h, ":")
+		out[i] = [2]string{strings.TrimSpace(k), strings.TrimSpace(v)}
+	}
+	return out
+}
+
+// Main runs the bench command line: parse args, check every target with one request, run,
+// print the table to stdout and write the --json and --svg files. It returns the exit code:
+// 0 on success, 1 when a target is unreachable, a run fails or every request of a target
+// failed, 2 for bad flags.
+func Main(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := RegisterFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["connections"] && !set["rate"] {
+		o.Rate = 0
+	}
+	if len(o.Compare) == 0 && !set["rounds"] {
+		o.Rounds = 1 // rounds interleave targets; one target needs one run
+	}
+	fail := func(code int, err error) int {
+		fmt.Fprintln(stderr, "bench:", err)
+		return code
+	}
+	if fs.NArg() > 0 {
+		return fail(2, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	}
+	if err := o.Validate(); err != nil {
+		return fail(2, err)
+	}
+	pids := append([]int(nil), o.PIDs...)
+	for _, name := range o.ProcNames {
+		p, err := FindProcs(name)
+		if err != nil {
+			return fail(1, err)
+		}
+		pids = append(pids, p...)
+	}
+	w, err := NewWorkload(o)
+	if err != nil {
+		return fail(1, err)
+	}
+	for _, t := range o.Targets() {
+		if err := Check(o, w, t); err != nil {
+			return fail(1, err)
+		}
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	var progress io.Writer
+	if !o.Quiet {
+		progress = stderr
+	}
+	rep, err := Compare(ctx, o, w, pids, progress)
+	if err != nil {
+		return fail(1, err)
+	}
+	WriteTable(stdout, rep)
+	if o.JSONFile != "" {
+		b, err := json.MarshalIndent(rep, "", "  ")
+		if err == nil {
+			err = os.WriteFile(o.JSONFile, append(b, '\n'), 0o644)
+		}
+		if err != nil {
+			return fail(1, err)
+		}
+	}
+	if o.SVGFile != "" {
+		if err := os.WriteFile(o.SVGFile, SVG(rep), 0o644); err != nil {
+			return fail(1, err)
+		}
+	}
+	for _, s := range rep.Summaries {
+		if s.OK == 0 {
+			return fail(1, fmt.Errorf("target %s: no request succeeded (last error: %s)", s.Target, s.LastError))
+		}
+	}
+	return 0
+}

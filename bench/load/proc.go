@@ -1,0 +1,146 @@
+package load
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// ProcStats is one process's resource use over a run's measured window.
+type ProcStats struct {
+	PID           int           `json:"pid"`
+	Name          string        `json:"name"`
+	CPU           time.Duration `json:"cpu_ns"` // user + system
+	CPUPerRequest float64       `json:"cpu_us_per_request"`
+	PeakRSS       int64         `json:"peak_rss_bytes"` // VmHWM
+	// PeakSinceStart is set when VmHWM could not be reset at the window start (another
+	// user's process), so PeakRSS is the peak over the process's whole life.
+	PeakSinceStart bool  `json:"peak_rss_since_start,omitempty"`
+	Err            string `json:"error,omitempty"`
+}
+
+// clockTick is USER_HZ, the unit of utime and stime in /proc/PID/stat: 100 on every Linux
+// configuration Go supports.
+const clockTick = 10 * time.Millisecond
+
+// ReadProc returns the name, CPU time (utime+stime) and peak RSS (VmHWM) of process pid.
+func ReadProc(pid int) (name string, cpu time.Duration, peakRSS int64, err error) {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return "", 0, 0, err
+	}
+	// The name is in parentheses and may itself hold spaces and parentheses.
+	open, end := bytes.IndexByte(stat, '('), bytes.LastIndexByte(stat, ')')
+	if open < 0 || end < open {
+		return "", 0, 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	name = string(stat[open+1 : end])
+	f := bytes.Fields(stat[end+1:]) // f[0] is field 3 (state); utime is 14, stime 15
+	if len(f) < 13 {
+		return "", 0, 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
+	}
+	utime, err1 := strconv.ParseInt(string(f[11]), 10, 64)
+	stime, err2 := strconv.ParseInt(string(f[12]), 10, 64)
+	if err1 != nil || err2 != nil {
+		return "", 0, 0, fmt.Errorf("/proc/%d/stat: bad utime/stime", pid)
+	}
+	cpu = time.Duration(utime+stime) * clockTick
+
+	status, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return "", 0, 0, err
+	}
+	for line := range bytes.Lines(status) {
+		if v, ok := bytes.CutPrefix(line, []byte("VmHWM:")); ok {
+			v = bytes.TrimSuffix(bytes.TrimSpace(v), []byte(" kB"))
+			kb, err := strconv.ParseInt(string(bytes.TrimSpace(v)), 10, 64)
+			if err != nil {
+				return "", 0, 0, fmt.Errorf("/proc/%d/status: bad VmHWM", pid)
+			}
+			peakRSS = kb << 10
+		}
+	}
+	return name, cpu, peakRSS, nil
+}
+
+// resetPeakRSS resets pid's VmHWM to its current RSS (clear_refs 5) and reports success.
+func resetPeakRSS(pid int) bool {
+	return os.WriteFile("/proc/"+strconv.Itoa(pid)+"/clear_refs", []byte("5"), 0) == nil
+}
+
+// FindProcs returns the pids of processes whose name (comm, which the kernel truncates to 15
+// bytes) is name, this process excluded.
+func FindProcs(name string) ([]int, error) {
+	if len(name) > 15 {
+		name = name[:15]
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	self := os.Getpid()
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		comm, err := os.ReadFile("/proc/" + e.Name() + "/comm")
+		if err == nil && string(bytes.TrimSpace(comm)) == name {
+			pids = append(pids, pid)
+		}
+	}
+	if len(pids) == 0 {
+		return nil, fmt.Errorf("no process named %q", name)
+	}
+	slices.Sort(pids)
+	return pids, nil
+}
+
+// procSample is one reading of one process.
+type procSample struct {
+	pid   int
+	name  string
+	cpu   time.Duration
+	rss   int64
+	reset bool
+	err   error
+}
+
+// sampleProcs reads every pid; with reset it first resets their peak RSS.
+func sampleProcs(pids []int, reset bool) []procSample {
+	out := make([]procSample, len(pids))
+	for i, pid := range pids {
+		s := &out[i]
+		s.pid = pid
+		if reset {
+			s.reset = resetPeakRSS(pid)
+		}
+		s.name, s.cpu, s.rss, s.err = ReadProc(pid)
+	}
+	return out
+}
+
+// procDelta turns readings at the window's start and end into ProcStats.
+func procDelta(before, after []procSample) []ProcStats {
+	out := make([]ProcStats, len(before))
+	for i, b := range before {
+		a := after[i]
+		p := ProcStats{PID: b.pid, Name: a.name, CPU: a.cpu - b.cpu, PeakRSS: a.rss, PeakSinceStart: !b.reset}
+		if err := cmpErr(b.err, a.err); err != nil {
+			p = ProcStats{PID: b.pid, Name: b.name, Err: err.Error()}
+		}
+		out[i] = p
+	}
+	return out
+}
+
+func cmpErr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}

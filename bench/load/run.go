@@ -1,0 +1,380 @@
+package load
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Result is what one run against one target measured, warmup excluded. Latency, TTFB and
+// TTFT count successful requests only and run from the time a request was scheduled (open
+// loop) or started (closed loop).
+type Result struct {
+	Target     string           `json:"target"`
+	Round      int              `json:"round"`
+	Mode       string           `json:"mode"` // "open" or "closed"
+	Rate       float64          `json:"rate,omitempty"`
+	Elapsed    time.Duration    `json:"elapsed_ns"` // first measured start to last completion
+	Requests   int64            `json:"requests"`   // measured requests completed, errors included
+	OK         int64            `json:"ok"`
+	Throughput float64          `json:"throughput_rps"` // OK / Elapsed
+	Errors     map[string]int64 `json:"errors"`
+	// Late counts open-loop requests that found every worker busy and so started behind
+	// schedule; their wait is in their latency.
+	Late      int64       `json:"late"`
+	Latency   Dist        `json:"latency"`
+	TTFB      Dist        `json:"ttfb"`
+	TTFT      Dist        `json:"ttft"`
+	Gap       Dist        `json:"inter_event_gap"`
+	StartLag  Dist        `json:"start_lag"` // actual start minus scheduled start
+	BytesSent int64       `json:"bytes_sent"`
+	BytesRecv int64       `json:"bytes_received"`
+	Procs     []ProcStats `json:"procs,omitempty"`
+	LastError string      `json:"last_error,omitempty"`
+}
+
+// Run drives t with the load o describes and returns what it measured. pids are sampled for
+// CPU and peak RSS over the measured window. progress, when not nil, gets a line a second,
+// prefixed with label. Run returns early, with what it has, when ctx is done.
+func Run(ctx context.Context, o *Options, w *Workload, t Target, pids []int, progress io.Writer, label string) (*Result, error) {
+	e, err := parseTarget(t.URL)
+	if err != nil {
+		return nil, err
+	}
+	r := &runner{o: o, w: w, uri: e.base + w.Path, headers: o.headerPairs()}
+	conns := o.Connections
+	if o.Rate > 0 {
+		conns = o.MaxWorkers
+	}
+	r.hc = newClient(e, conns, o.Timeout)
+	defer r.hc.CloseIdleConnections()
+
+	res := &Result{Target: t.Name, Mode: "closed", Errors: map[string]int64{}}
+	if o.Rate > 0 {
+		res.Mode, res.Rate = "open", o.Rate
+	}
+	r.t0 = time.Now()
+	stopProgress := r.startProgress(progress, label)
+
+	// Process stats cover the measured window only: sampled when warmup ends.
+	var procMu sync.Mutex
+	var before []procSample
+	procTimer := time.AfterFunc(o.Warmup, func() {
+		s := sampleProcs(pids, true)
+		procMu.Lock()
+		before = s
+		procMu.Unlock()
+	})
+	if o.Rate > 0 {
+		r.open(ctx)
+	} else {
+		r.closed(ctx)
+	}
+	procTimer.Stop()
+	stopProgress()
+	procMu.Lock()
+	if before != nil {
+		after := sampleProcs(pids, false)
+		res.Procs = procDelta(before, after)
+	}
+	procMu.Unlock()
+
+	r.collect(res)
+	for i := range res.Procs {
+		if res.Requests > 0 {
+			res.Procs[i].CPUPerRequest = float64(res.Procs[i].CPU.Microseconds()) / float64(res.Requests)
+		}
+	}
+	return res, nil
+}
+
+// runner is the state of one Run.
+type runner struct {
+	o       *Options
+	w       *Workload
+	hc      *fasthttp.HostClient
+	uri     string
+	headers [][2]string
+	t0      time.Time
+
+	// live counters for the progress line, warmup included
+	sent, done, failed, late atomic.Int64
+
+	mu   sync.Mutex
+	recs []*recorder
+}
+
+func (r *runner) now() time.Duration { return time.Since(r.t0) }
+
+// recorder is one worker's measurements; merged after the run, so the hot path takes no lock.
+type recorder struct {
+	lat, ttfb, ttft, gap, lag []time.Duration
+	classes                   [numClasses]int64
+	sent, recv                int64
+	first, last               time.Duration // earliest measured start, latest completion
+	lastErr                   error
+}
+
+func (r *runner) newRecorder() *recorder {
+	rec := &recorder{first: math.MaxInt64}
+	// A generous start so that appends rarely grow during a run.
+	const hint = 4096
+	rec.lat = make([]time.Duration, 0, hint)
+	rec.ttfb = make([]time.Duration, 0, hint)
+	if r.w.Kind == ChatStream {
+		rec.ttft = make([]time.Duration, 0, hint)
+		rec.gap = make([]time.Duration, 0, 16*hint)
+	}
+	rec.lag = make([]time.Duration, 0, hint)
+	r.mu.Lock()
+	r.recs = append(r.recs, rec)
+	r.mu.Unlock()
+	return rec
+}
+
+// one sends request i, scheduled at sched and started now, and records it when measured.
+func (r *runner) one(c *conn, rec *recorder, i uint64, sched time.Duration, measured bool) {
+	c.body = r.w.Body(c.body[:0], r.w.Key(i))
+	start := r.now()
+	r.sent.Add(1)
+	var gaps *[]time.Duration
+	if measured && rec.gap != nil {
+		gaps = &rec.gap
+	}
+	x := c.do(c.body, r.now, gaps)
+	r.done.Add(1)
+	if x.class != OK {
+		r.failed.Add(1)
+	}
+	if !measured {
+		return
+	}
+	rec.classes[x.class]++
+	rec.sent += int64(len(c.body))
+	rec.recv += x.recv
+	rec.first = min(rec.first, sched)
+	rec.last = max(rec.last, x.done)
+	rec.lag = append(rec.lag, start-sched)
+	if x.class != OK {
+		rec.lastErr = x.err
+		return
+	}
+	rec.lat = append(rec.lat, x.done-sched)
+	rec.ttfb = append(rec.ttfb, x.ttfb-sched)
+	if x.sse.events > 0 {
+		rec.ttft = append(rec.ttft, x.sse.first-sched)
+	}
+}
+
+// plan returns how many requests the warmup and the whole run take in open loop.
+func (r *runner) plan() (warm, total uint64) {
+	warm = uint64(math.Ceil(r.o.Warmup.Seconds() * r.o.Rate))
+	if r.o.Requests > 0 {
+		return warm, warm + uint64(r.o.Requests)
+	}
+	return warm, warm + uint64(math.Round(r.o.Duration.Seconds()*r.o.Rate))
+}
+
+type job struct {
+	i     uint64
+	sched time.Duration
+}
+
+// open runs the open loop: request i is due at i/rate and is handed to an idle worker, a new
+// one while under MaxWorkers, or else the next worker to free up (counted late). Latency runs
+// from the due time, so a slow server cannot slow the arrivals it is measured by.
+func (r *runner) open(ctx context.Context) {
+	warm, total := r.plan()
+	interval := float64(time.Second) / r.o.Rate
+	jobs := make(chan job)
+	var wg sync.WaitGroup
+	worker := func(first job) {
+		defer wg.Done()
+		c := newConn(r.hc, r.uri, r.headers, r.w, r.o.Timeout)
+		defer c.release()
+		rec := r.newRecorder()
+		r.one(c, rec, first.i, first.sched, first.i >= warm)
+		for j := range jobs {
+			r.one(c, rec, j.i, j.sched, j.i >= warm)
+		}
+	}
+	// The dispatcher gets a thread of its own with fine timer slack (see sleep_linux.go):
+	// the runtime's timers wake about a millisecond late, which would all count as latency.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread() // never unlocked: the thread's timer slack dies with it
+		preciseSleepInit()
+		workers := 0
+	loop:
+		for i := uint64(0); i < total; i++ {
+			due := time.Duration(float64(i) * interval)
+			if !sleepUntil(ctx, r.t0, due) {
+				break
+			}
+			j := job{i, due}
+			select {
+			case jobs <- j:
+				continue
+			default:
+			}
+			if workers < r.o.MaxWorkers {
+				workers++
+				wg.Add(1)
+				go worker(j)
+				continue
+			}
+			if i >= warm {
+				r.late.Add(1)
+			}
+			select {
+			case jobs <- j:
+			case <-ctx.Done():
+				break loop
+			}
+		}
+	}()
+	<-done
+	close(jobs)
+	wg.Wait()
+}
+
+// closed runs the closed loop: Connections workers, each sending its next request as soon as
+// the previous one ends. Requests started during warmup are not measured.
+func (r *runner) closed(ctx context.Context) {
+	var next, measured atomic.Uint64
+	end := time.Duration(math.MaxInt64)
+	if r.o.Requests <= 0 {
+		end = r.o.Warmup + r.o.Duration
+	}
+	var wg sync.WaitGroup
+	for range r.o.Connections {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := newConn(r.hc, r.uri, r.headers, r.w, r.o.Timeout)
+			defer c.release()
+			rec := r.newRecorder()
+			for ctx.Err() == nil {
+				start := r.now()
+				if start >= end {
+					return
+				}
+				m := start >= r.o.Warmup
+				if m && r.o.Requests > 0 && measured.Add(1) > uint64(r.o.Requests) {
+					return
+				}
+				r.one(c, rec, next.Add(1)-1, start, m)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// collect merges the workers' recorders into res.
+func (r *runner) collect(res *Result) {
+	first, last := time.Duration(math.MaxInt64), time.Duration(0)
+	var n [5]int
+	for _, rec := range r.recs {
+		n[0] += len(rec.lat)
+		n[1] += len(rec.ttfb)
+		n[2] += len(rec.ttft)
+		n[3] += len(rec.gap)
+		n[4] += len(rec.lag)
+	}
+	lat, ttfb, ttft := make([]time.Duration, 0, n[0]), make([]time.Duration, 0, n[1]), make([]time.Duration, 0, n[2])
+	gap, lag := make([]time.Duration, 0, n[3]), make([]time.Duration, 0, n[4])
+	for _, rec := range r.recs {
+		lat, ttfb, ttft = append(lat, rec.lat...), append(ttfb, rec.ttfb...), append(ttft, rec.ttft...)
+		gap, lag = append(gap, rec.gap...), append(lag, rec.lag...)
+		for c, k := range rec.classes {
+			res.Requests += k
+			if Class(c) != OK && k > 0 {
+				res.Errors[Class(c).String()] += k
+			}
+		}
+		res.OK += rec.classes[OK]
+		res.BytesSent += rec.sent
+		res.BytesRecv += rec.recv
+		first, last = min(first, rec.first), max(last, rec.last)
+		if rec.lastErr != nil {
+			res.LastError = rec.lastErr.Error()
+		}
+	}
+	res.Late = r.late.Load()
+	if res.Requests > 0 && last > first {
+		res.Elapsed = last - first
+		res.Throughput = float64(res.OK) / res.Elapsed.Seconds()
+	}
+	res.Latency, res.TTFB, res.TTFT = Summarize(lat), Summarize(ttfb), Summarize(ttft)
+	res.Gap, res.StartLag = Summarize(gap), Summarize(lag)
+}
+
+// startProgress prints a line to w every second until the returned func is called.
+func (r *runner) startProgress(w io.Writer, label string) (stop func()) {
+	if w == nil {
+		return func() {}
+	}
+	quit, exited := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(exited)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		var prev int64
+		for {
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+			}
+			done, sent := r.done.Load(), r.sent.Load()
+			phase := ""
+			if r.now() < r.o.Warmup {
+				phase = " (warmup)"
+			}
+			fmt.Fprintf(w, "%s %3.0fs%s  sent %d  done %d  errors %d  in flight %d  late %d  %d req/s\n",
+				label, r.now().Seconds(), phase, sent, done, r.failed.Load(), sent-done, r.late.Load(), done-prev)
+			prev = done
+		}
+	}()
+	return func() { close(quit); <-exited }
+}
+
+// Check sends one request to t (with a body no run uses, so it warms no cache) and returns a
+// one-line error when t is unreachable or does not answer 2xx.
+func Check(o *Options, w *Workload, t Target) error {
+	e, err := parseTarget(t.URL)
+	if err != nil {
+		return fmt.Errorf("target %s: %w", t.Name, err)
+	}
+	hc := newClient(e, 1, o.Timeout)
+	defer hc.CloseIdleConnections()
+	c := newConn(hc, e.base+w.Path, o.headerPairs(), w, o.Timeout)
+	defer c.release()
+	t0 := time.Now()
+	x := c.do(w.Body(nil, math.MaxUint64), func() time.Duration { return time.Since(t0) }, nil)
+	switch x.class {
+	case OK:
+		return nil
+	case ErrConnect:
+		return fmt.Errorf("target %s (%s): cannot connect: %v", t.Name, t.URL, x.err)
+	case Err4xx, Err5xx:
+		return fmt.Errorf("target %s (%s): POST %s answered %d", t.Name, t.URL, w.Path, c.resp.StatusCode())
+	}
+	return fmt.Errorf("target %s (%s): %s: %v", t.Name, t.URL, x.class, x.err)
+}
+
+// sortedCopy returns a sorted copy of d.
+func sortedCopy[T time.Duration | float64](d []T) []T {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s
+}

@@ -1,0 +1,101 @@
+// Package config holds the gateway's configuration as plain data: the types users write in YAML,
+// their defaults, a strict parser (unknown keys are errors naming the line) and validation.
+// It imports nothing of ours.
+package config
+
+import "time"
+
+// Config is the whole gateway configuration. Every section is optional except Models
+// (or backends given on the command line).
+//
+// The usual sequence is Parse (or Load), ApplyDefaults, ApplyEnv, Validate. A Config from Parse
+// also remembers where each value came from (an unexported field), so that ApplyDefaults fills
+// only keys the file left out and Validate can name the line; compare Configs field by field,
+// not with reflect.DeepEqual on the whole value.
+type Config struct {
+	Listen   string      `yaml:"listen"`
+	Admin    Admin       `yaml:"admin"`
+	Limits   Limits      `yaml:"limits"`
+	Timeouts Timeouts    `yaml:"timeouts"`
+	Health   HealthCheck `yaml:"health"`
+	Retry    Retry       `yaml:"retry"`
+	Log      Log         `yaml:"log"`
+	Models   []Model     `yaml:"models"`
+
+	src source // where values came from; zero for a Config built in code
+}
+
+// Admin configures the admin listener, which also serves /metrics.
+type Admin struct {
+	Listen string       `yaml:"listen"`
+	Tokens []AdminToken `yaml:"tokens"`
+}
+
+// AdminToken is one bearer token accepted by the admin API. The secret itself is read from the
+// environment variable TokenEnv, never written in the file.
+type AdminToken struct {
+	Name     string `yaml:"name"`
+	TokenEnv string `yaml:"token_env"`
+	Role     string `yaml:"role"` // admin | read
+}
+
+// Limits bounds what clients may send.
+type Limits struct {
+	MaxBodyBytes int `yaml:"max_body_bytes"`
+}
+
+// Timeouts bound each phase of a proxied request.
+type Timeouts struct {
+	Connect   time.Duration `yaml:"connect"`    // dialing a backend
+	FirstByte time.Duration `yaml:"first_byte"` // request sent until response headers arrive
+	Idle      time.Duration `yaml:"idle"`       // longest gap between two stream events
+	Total     time.Duration `yaml:"total"`      // whole request, streams included
+}
+
+// HealthCheck configures active probes and passive ejection of backends.
+type HealthCheck struct {
+	Interval         time.Duration `yaml:"interval"`          // between active probes of one backend
+	Timeout          time.Duration `yaml:"timeout"`           // one probe
+	FailureThreshold int           `yaml:"failure_threshold"` // consecutive failures before ejection
+	EjectFor         time.Duration `yaml:"eject_for"`         // base ejection time, doubled per repeat
+}
+
+// Retry configures retries on another backend before the first byte reaches the client.
+type Retry struct {
+	Attempts int `yaml:"attempts"` // total tries, first included
+}
+
+// Log configures the structured request log.
+type Log struct {
+	Level   string `yaml:"level"`   // debug | info | warn | error
+	Prompts bool   `yaml:"prompts"` // log prompt text (off by default)
+}
+
+// Model is one public model alias and the versions behind it.
+type Model struct {
+	Alias    string    `yaml:"alias"`
+	Stable   string    `yaml:"stable"`
+	Versions []Version `yaml:"versions"`
+}
+
+// Version is one deployable version of a model, served by a pool of backends.
+type Version struct {
+	Version  string    `yaml:"version"`
+	Backends []Backend `yaml:"backends"`
+}
+
+// Backend kinds.
+const (
+	KindVLLM   = "vllm"
+	KindOllama = "ollama"
+	KindOpenAI = "openai"
+)
+
+// Backend is one OpenAI-compatible server.
+type Backend struct {
+	URL       string `yaml:"url"`
+	Kind      string `yaml:"kind"`        // vllm | ollama | openai
+	Model     string `yaml:"model"`       // the name the backend serves the model under
+	APIKeyEnv string `yaml:"api_key_env"` // environment variable holding the backend's API key
+	Weight    int    `yaml:"weight"`      // relative share of traffic, default 1; 0 drains it
+}

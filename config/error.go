@@ -1,0 +1,101 @@
+package config
+
+import (
+	"strconv"
+	"strings"
+)
+
+// Error is one problem in a configuration, located as precisely as is known. Parse, Load,
+// ApplyEnv and Validate return *Error values, joined with errors.Join when there are several.
+type Error struct {
+	File string // path given to Load; empty for Parse and for Configs built in code
+	Line int    // 1-based line in the file; 0 when unknown
+	Env  string // environment variable the value came from, if it came from one
+	Key  string // key path, e.g. models[0].versions[1].backends[0].url; for an unknown key, its parent
+	Msg  string
+}
+
+// Error formats e as "config: FILE:LINE: KEY: MSG", leaving out what is unknown.
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("config: ")
+	switch {
+	case e.Env != "":
+		b.WriteString(e.Env)
+		b.WriteString(": ")
+	case e.File != "":
+		b.WriteString(e.File)
+		if e.Line > 0 {
+			b.WriteByte(':')
+			b.WriteString(strconv.Itoa(e.Line))
+		}
+		b.WriteString(": ")
+	case e.Line > 0:
+		b.WriteString("line ")
+		b.WriteString(strconv.Itoa(e.Line))
+		b.WriteString(": ")
+	}
+	if e.Key != "" {
+		b.WriteString(e.Key)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// source records where a Config's values came from, by key path. Validate uses it to name the
+// line, ApplyDefaults to tell "left out" from "explicitly zero" (weight: 0 drains a backend).
+type source struct {
+	file  string
+	lines map[string]int    // line of every key written with a non-null value, and of list entries
+	env   map[string]string // keys set by ApplyEnv, to the variable that set them
+}
+
+// written reports whether key was given a value by the file or the environment.
+func (s *source) written(key string) bool {
+	if _, ok := s.lines[key]; ok {
+		return true
+	}
+	_, ok := s.env[key]
+	return ok
+}
+
+// errorAt returns an Error for key located by the environment variable that set it, else by
+// its own line, else by the line of its nearest written parent (a missing key has no line of
+// its own, but the map that lacks it does).
+func (s *source) errorAt(key, msg string) *Error {
+	e := &Error{File: s.file, Key: key, Msg: msg}
+	if v, ok := s.env[key]; ok {
+		e.Env = v
+		return e
+	}
+	for k := key; k != ""; k = parentKey(k) {
+		if line, ok := s.lines[k]; ok {
+			e.Line = line
+			break
+		}
+	}
+	return e
+}
+
+// parentKey strips the last ".name" or "[i]" from a key path.
+func parentKey(key string) string {
+	i := strings.LastIndexAny(key, ".[")
+	if i < 0 {
+		return ""
+	}
+	return key[:i]
+}
+
+// childKey joins a map key onto a key path.
+func childKey(parent, name string) string {
+	if parent == "" {
+		return name
+	}
+	return parent + "." + name
+}
+
+// indexKey joins a list index onto a key path.
+func indexKey(parent string, i int) string {
+	return parent + "[" + strconv.Itoa(i) + "]"
+}

@@ -1,0 +1,53 @@
+package config_test
+
+import (
+	"bytes"
+	"os"
+	"testing"
+
+	"github.com/goccy/go-yaml"
+
+	"github.com/llmgate/llmgate/config"
+)
+
+// FuzzParse checks that Parse never panics, and that a config which validates survives being
+// written back out and parsed again unchanged (the admin API persists configs that way).
+func FuzzParse(f *testing.F) {
+	example, err := os.ReadFile(examplePath)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(example)
+	f.Add([]byte("models: [{alias: a, versions: [{version: v, backends: [{url: 'http://h', model: m}]}]}]\n"))
+	f.Add([]byte("timeouts: {idle: 5x}\n"))
+	f.Add([]byte("a: &x {b: 1}\nmodels: [*x]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := config.Parse(data)
+		if err != nil {
+			return
+		}
+		c.ApplyDefaults()
+		if c.Validate() != nil {
+			return
+		}
+		out, err := yaml.Marshal(c)
+		if err != nil {
+			t.Fatalf("marshal: %v", err)
+		}
+		again, err := config.Parse(out)
+		if err != nil {
+			t.Fatalf("re-parse: %v\n%s", err, out)
+		}
+		again.ApplyDefaults()
+		if err := again.Validate(); err != nil {
+			t.Fatalf("re-validate: %v\n%s", err, out)
+		}
+		out2, err := yaml.Marshal(again)
+		if err != nil {
+			t.Fatalf("marshal again: %v", err)
+		}
+		if !bytes.Equal(out, out2) {
+			t.Fatalf("round trip changed the config:\n%s\n---\n%s", out, out2)
+		}
+	})
+}

@@ -1,0 +1,263 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
+	"github.com/goccy/go-yaml/token"
+)
+
+// Load reads and parses the YAML file at path. Errors name the file and line.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return parse(data, path)
+}
+
+// Parse decodes one YAML document strictly: unknown keys, values of the wrong type and bad
+// durations ("2s", "10m") are errors naming the line and key. It neither applies defaults nor
+// validates; see Config for the usual sequence.
+func Parse(data []byte) (*Config, error) {
+	return parse(data, "")
+}
+
+func parse(data []byte, file string) (*Config, error) {
+	src := source{file: file, lines: map[string]int{}}
+	f, err := parser.ParseBytes(data, 0)
+	if err != nil {
+		return nil, src.yamlError(err, nil)
+	}
+	var c Config
+	if len(f.Docs) == 0 || f.Docs[0].Body == nil {
+		c.src = src
+		return &c, nil
+	}
+	for _, d := range f.Docs[1:] {
+		if d.Body != nil {
+			return nil, &Error{File: file, Line: d.Body.GetToken().Position.Line, Msg: "more than one YAML document"}
+		}
+	}
+	body := f.Docs[0].Body
+
+	// Our own walk first: goccy's strict mode reports unknown keys without the path, silently
+	// drops non-string keys and returns bad durations without a position. The walk follows the
+	// Config type, so it also records the line of every key for Validate.
+	w := walker{src: &src, keyAt: map[token.Position]string{}}
+	w.walk(body, reflect.TypeFor[Config](), "")
+	if len(w.errs) > 0 {
+		return nil, errors.Join(w.errs...)
+	}
+	// goccy still decodes and type-checks scalars; Strict stays on as a second line of defence
+	// for what the walk skips (aliases, merge keys).
+	if err := yaml.NodeToValue(body, &c, yaml.Strict()); err != nil {
+		return nil, src.yamlError(err, w.keyAt)
+	}
+	c.src = src
+	return &c, nil
+}
+
+// walker checks a YAML tree against a Go type and records key lines.
+type walker struct {
+	src   *source
+	keyAt map[token.Position]string // value token position -> key path, to place goccy's errors
+	errs  []error
+}
+
+var durationType = reflect.TypeFor[time.Duration]()
+
+func (w *walker) fail(n ast.Node, key, format string, args ...any) {
+	w.errs = append(w.errs, &Error{File: w.src.file, Line: n.GetToken().Position.Line, Key: key, Msg: fmt.Sprintf(format, args...)})
+}
+
+// walk visits n, which is to be decoded into a value of type t at key.
+func (w *walker) walk(n ast.Node, t reflect.Type, key string) {
+	n = unwrap(n)
+	if n == nil || n.Type() == ast.NullType || n.Type() == ast.AliasType {
+		// Aliases point at nodes already walked (or rejected) where their anchor was defined.
+		return
+	}
+	w.keyAt[*n.GetToken().Position] = key
+	switch {
+	case t == durationType:
+		s, ok := n.(*ast.StringNode)
+		if !ok {
+			w.fail(n, key, "want a duration such as \"2s\", got %s", describeNode(n.Type(), n.GetToken()))
+			return
+		}
+		if _, err := time.ParseDuration(s.Value); err != nil {
+			w.fail(n, key, "want a duration such as \"2s\", got %q", s.Value)
+		}
+	case t.Kind() == reflect.Struct:
+		w.mapping(n, t, key)
+	case t.Kind() == reflect.Slice:
+		seq, ok := n.(*ast.SequenceNode)
+		if !ok {
+			w.fail(n, key, "want a list, got %s", describeNode(n.Type(), n.GetToken()))
+			return
+		}
+		for i, v := range seq.Values {
+			child := indexKey(key, i)
+			if v := unwrap(v); v != nil && v.Type() != ast.NullType {
+				w.src.lines[child] = v.GetToken().Position.Line
+			}
+			w.walk(v, t.Elem(), child)
+		}
+	}
+}
+
+// mapping checks the keys of n against the yaml tags of struct type t.
+func (w *walker) mapping(n ast.Node, t reflect.Type, key string) {
+	m, ok := n.(ast.MapNode)
+	if !ok {
+		w.fail(n, key, "want a mapping, got %s", describeNode(n.Type(), n.GetToken()))
+		return
+	}
+	for it := m.MapRange(); it.Next(); {
+		k := it.Key()
+		if k.IsMergeKey() {
+			continue // goccy merges and checks these
+		}
+		name, isString := keyName(k)
+		field, known := structField(t, name)
+		if !isString || !known {
+			w.fail(k, key, "unknown key %q", name)
+			continue
+		}
+		child := childKey(key, name)
+		if v := unwrap(it.Value()); v != nil && v.Type() != ast.NullType {
+			// A null value ("timeouts:") means "left out", so defaults still apply to it.
+			w.src.lines[child] = k.GetToken().Position.Line
+		}
+		w.walk(it.Value(), field.Type, child)
+	}
+}
+
+// keyName returns the text of a map key and whether it is a string (only string keys can
+// name a field; goccy silently drops the others).
+func keyName(k ast.MapKeyNode) (string, bool) {
+	var n ast.Node = k
+	if mk, ok := n.(*ast.MappingKeyNode); ok {
+		n = mk.Value
+	}
+	n = unwrap(n)
+	if s, ok := n.(*ast.StringNode); ok {
+		return s.Value, true
+	}
+	if n == nil {
+		return "", false
+	}
+	return n.GetToken().Value, false
+}
+
+// structField finds the exported field of t whose yaml tag is name.
+func structField(t reflect.Type, name string) (reflect.StructField, bool) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if f.IsExported() && tag == name {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
+}
+
+// unwrap looks through anchors and tags to the value they decorate.
+func unwrap(n ast.Node) ast.Node {
+	for {
+		switch v := n.(type) {
+		case *ast.AnchorNode:
+			n = v.Value
+		case *ast.TagNode:
+			n = v.Value
+		default:
+			return n
+		}
+	}
+}
+
+// yamlError turns a goccy error into an *Error, naming the key when keyAt knows the token.
+func (s *source) yamlError(err error, keyAt map[token.Position]string) error {
+	var ye yaml.Error
+	if !errors.As(err, &ye) {
+		// Errors without a token, e.g. a bad duration reached only through an alias.
+		return &Error{File: s.file, Msg: err.Error()}
+	}
+	e := &Error{File: s.file, Msg: ye.GetMessage()}
+	tk := ye.GetToken()
+	if tk == nil {
+		return e
+	}
+	e.Line = tk.Position.Line
+	e.Key = keyAt[*tk.Position]
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		e.Msg = fmt.Sprintf("want %s, got %s", describe(te.DstType), describeSrc(te.SrcType, tk))
+	}
+	var ue *yaml.UnexpectedNodeTypeError
+	if errors.As(err, &ue) {
+		e.Msg = fmt.Sprintf("want %s, got %s", describeNode(ue.Expected, nil), describeNode(ue.Actual, tk))
+	}
+	var oe *yaml.OverflowError
+	if errors.As(err, &oe) {
+		e.Msg = fmt.Sprintf("%s is too large for %s", oe.SrcNum, describe(oe.DstType))
+	}
+	return e
+}
+
+// describe names a destination type in the user's terms, not Go's.
+func describe(t reflect.Type) string {
+	if t == durationType {
+		return `a duration such as "2s"`
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Slice:
+		return "a list"
+	case reflect.Struct, reflect.Map:
+		return "a mapping"
+	}
+	return t.String()
+}
+
+// describeSrc names what the file held: collections by kind, scalars by their text.
+func describeSrc(t reflect.Type, tk *token.Token) string {
+	if t != nil {
+		switch t.Kind() {
+		case reflect.Slice:
+			return "a list"
+		case reflect.Map, reflect.Struct:
+			return "a mapping"
+		}
+	}
+	return fmt.Sprintf("%q", tk.Value)
+}
+
+// describeNode names what the file held: collections by kind, scalars by their text.
+func describeNode(t ast.NodeType, tk *token.Token) string {
+	switch t {
+	case ast.SequenceType:
+		return "a list"
+	case ast.MappingType, ast.MappingValueType:
+		return "a mapping"
+	}
+	if tk == nil {
+		return t.YAMLName()
+	}
+	return strconv.Quote(tk.Value)
+}

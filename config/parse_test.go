@@ -1,0 +1,192 @@
+package config_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/llmgate/llmgate/config"
+)
+
+const examplePath = "../llmgate.example.yaml"
+
+func TestExampleConfig(t *testing.T) {
+	c, err := config.Load(examplePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.ApplyDefaults()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	// The example documents the defaults, so its values must be them.
+	tests := []struct {
+		name      string
+		got, want any
+	}{
+		{"listen", c.Listen, config.DefaultListen},
+		{"admin.listen", c.Admin.Listen, config.DefaultAdminListen},
+		{"max_body_bytes", c.Limits.MaxBodyBytes, config.DefaultMaxBodyBytes},
+		{"timeouts", c.Timeouts, config.Default().Timeouts},
+		{"health", c.Health, config.Default().Health},
+		{"retry", c.Retry, config.Default().Retry},
+		{"log", c.Log, config.Default().Log},
+		{"aliases", len(c.Models), 2},
+		{"chat versions", len(c.Models[0].Versions), 2},
+		{"chat stable", c.Models[0].Stable, "v3"},
+		{"embed stable defaulted", c.Models[1].Stable, "2024-06"},
+		{"embed kind defaulted", c.Models[1].Versions[0].Backends[0].Kind, config.KindOpenAI},
+		{"ollama key env", c.Models[0].Versions[1].Backends[0].APIKeyEnv, "OLLAMA_KEY"},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("%s: got %v, want %v", tt.name, tt.got, tt.want)
+		}
+	}
+}
+
+func TestParse(t *testing.T) {
+	c, err := config.Parse([]byte(`
+listen: "0.0.0.0:9000"
+timeouts: {connect: 500ms, total: 1h}
+log: {level: debug, prompts: true}
+models:
+  - alias: chat
+    versions:
+      - version: 3   # a number is fine where a string is wanted
+        backends: [{url: "http://h:1", kind: vllm, model: m, weight: 0}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		got, want any
+	}{
+		{"listen", c.Listen, "0.0.0.0:9000"},
+		{"connect", c.Timeouts.Connect, 500 * time.Millisecond},
+		{"total", c.Timeouts.Total, time.Hour},
+		{"idle unset", c.Timeouts.Idle, time.Duration(0)},
+		{"level", c.Log.Level, "debug"},
+		{"prompts", c.Log.Prompts, true},
+		{"version", c.Models[0].Versions[0].Version, "3"},
+		{"kind", c.Models[0].Versions[0].Backends[0].Kind, config.KindVLLM},
+		{"weight", c.Models[0].Versions[0].Backends[0].Weight, 0},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("%s: got %v, want %v", tt.name, tt.got, tt.want)
+		}
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"unknown top-level key", "listen: ':1'\nlisen: ':2'\n", `config: line 2: unknown key "lisen"`},
+		{
+			"unknown nested key",
+			"models:\n  - alias: chat\n    versions:\n      - version: v1\n        backends:\n          - url: http://h\n            urll: x\n",
+			`config: line 7: models[0].versions[0].backends[0]: unknown key "urll"`,
+		},
+		{
+			"every unknown key",
+			"lisen: 1\nadmin:\n  tokenz: []\n",
+			"config: line 1: unknown key \"lisen\"\nconfig: line 3: admin: unknown key \"tokenz\"",
+		},
+		{"non-string key", "1: x\n", `config: line 1: unknown key "1"`},
+		{"integer for string list", "models: 7\n", `config: line 1: models: want a list, got "7"`},
+		{"list for mapping", "admin: [1]\n", `config: line 1: admin: want a mapping, got a list`},
+		{"mapping for list", "models: {alias: x}\n", `config: line 1: models: want a list, got a mapping`},
+		{"not a mapping", "- a\n", `config: line 1: want a mapping, got a list`},
+		{"string for integer", "limits:\n  max_body_bytes: lots\n", `config: line 2: limits.max_body_bytes: want an integer, got "lots"`},
+		{"list for string", "listen: [a]\n", `config: line 1: listen: want a string, got a list`},
+		{"string for bool", "log: {prompts: maybe}\n", `config: line 1: log.prompts: want true or false, got "maybe"`},
+		{"overflow", "retry: {attempts: 99999999999999999999}\n", `config: line 1: retry.attempts: 99999999999999999999 is too large for an integer`},
+		{"bad duration", "timeouts:\n  idle: 5x\n", `config: line 2: timeouts.idle: want a duration such as "2s", got "5x"`},
+		{"number for duration", "health: {interval: 5}\n", `config: line 1: health.interval: want a duration such as "2s", got "5"`},
+		{"duplicate key", "listen: ':1'\nlisten: ':2'\n", `config: line 2: mapping key "listen" already defined at [1:1]`},
+		{"two documents", "listen: ':1'\n---\nlisten: ':2'\n", `config: line 3: more than one YAML document`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := config.Parse([]byte(tt.yaml))
+			if got := errString(err); got != tt.want {
+				t.Errorf("got  %s\nwant %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseAccepts(t *testing.T) {
+	tests := []struct{ name, yaml string }{
+		{"empty", ""},
+		{"comments only", "# nothing\n"},
+		{"null sections", "timeouts:\nadmin:\nmodels:\n"},
+		{"quoted and tagged keys", "'listen': ':1'\n!!str log: {level: info}\n"},
+		{"anchors and aliases", "models:\n  - alias: a\n    versions: &v [{version: v1, backends: [{url: 'http://h', model: m}]}]\n  - alias: b\n    versions: *v\n"},
+		{"trailing empty document", "listen: ':1'\n---\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := config.Parse([]byte(tt.yaml)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "gw.yaml")
+	bad := "models:\n  - alias: chat\n    versions:\n      - version: v1\n        backends:\n          - {url: 'ftp://h', model: m}\n"
+	if err := os.WriteFile(path, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.ApplyDefaults()
+	want := "config: " + path + `:6: models[0].versions[0].backends[0].url: scheme must be http or https, got "ftp://h"`
+	if got := errString(c.Validate()); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+
+	if err := os.WriteFile(path, []byte("lisen: x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = config.Load(path)
+	if want := "config: " + path + `:1: unknown key "lisen"`; errString(err) != want {
+		t.Errorf("got  %v\nwant %s", err, want)
+	}
+
+	_, err = config.Load(filepath.Join(dir, "missing.yaml"))
+	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "missing.yaml") {
+		t.Errorf("got %v, want a not-exist error naming the file", err)
+	}
+}
+
+func TestErrorsAreTyped(t *testing.T) {
+	_, err := config.Parse([]byte("admin:\n  lisen: x\n"))
+	var ce *config.Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("got %T, want *config.Error", err)
+	}
+	got := *ce
+	want := config.Error{Line: 2, Key: "admin", Msg: `unknown key "lisen"`}
+	if got != want {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "<nil>"
+	}
+	return err.Error()
+}

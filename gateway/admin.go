@@ -1,0 +1,25 @@
+package gateway
+
+import (
+	"bytes"
+
+	"github.com/valyala/fasthttp"
+)
+
+// handleAdmin serves the admin listener: /metrics for Prometheus and liveness. The deploy API
+// (issue #5) will live here too; it is never reachable from the data plane.
+func (g *Gateway) handleAdmin(ctx *fasthttp.RequestCtx) {
+	switch string(ctx.Path()) {
+	case "/metrics":
+		var buf bytes.Buffer
+		g.metrics.set.WritePrometheus(&buf)
+		ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
+		ctx.SetBody(buf.Bytes())
+	case "/healthz":
+		ctx.SetContentType("application/json")
+		ctx.SetBodyString(`{"status":"ok"}`)
+	default:
+		setRequestID(ctx, nil)
+		writeError(ctx, errNotFound)
+	}
+}

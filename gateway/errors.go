@@ -1,0 +1,172 @@
+package gateway
+
+import (
+	"errors"
+	"strconv"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fastjson"
+)
+
+// apiError is an error the client sees, in OpenAI's envelope
+// {"error":{"message","type","param","code"}} with code a string or null.
+type apiError struct {
+	status     int
+	message    string
+	typ        string
+	param      string // empty: null
+	code       string // empty: null
+	retryAfter int    // seconds; sent as Retry-After when > 0
+}
+
+func (e *apiError) Error() string { return e.message }
+
+// Error types, as OpenAI names them.
+const (
+	typeInvalidRequest = "invalid_request_error"
+	typeServer         = "server_error"
+	typeRateLimit      = "rate_limit_error"
+	typePermission     = "permission_error"
+)
+
+// maxRetryAfter keeps Retry-After where both official SDKs honour it (node ignores > 60 s).
+const maxRetryAfter = 60
+
+func badRequest(param, message string) *apiError {
+	return &apiError{status: fasthttp.StatusBadRequest, typ: typeInvalidRequest, param: param, message: message}
+}
+
+// Errors the gateway answers itself. Pre-built so the hot path does not allocate for them.
+var (
+	errMethodNotAllowed = &apiError{status: fasthttp.StatusMethodNotAllowed, typ: typeInvalidRequest, message: "Method not allowed."}
+	errNotFound         = &apiError{status: fasthttp.StatusNotFound, typ: typeInvalidRequest, code: "unknown_url", message: "Unknown request URL. Supported: POST /v1/chat/completions, /v1/completions, /v1/embeddings; GET /v1/models."}
+	errBodyTooLarge     = &apiError{status: fasthttp.StatusRequestEntityTooLarge, typ: typeInvalidRequest, code: "request_too_large", message: "Request body too large."}
+	errNoBackend        = &apiError{status: fasthttp.StatusServiceUnavailable, typ: typeServer, code: "server_is_overloaded", message: "No healthy backend is available for this model version; retry shortly.", retryAfter: 5}
+	errUpstreamTimeout  = &apiError{status: fasthttp.StatusGatewayTimeout, typ: typeServer, code: "upstream_timeout", message: "The model backend did not answer in time."}
+	errUpstreamFailed   = &apiError{status: fasthttp.StatusBadGateway, typ: typeServer, code: "upstream_error", message: "The model backend failed to answer."}
+	errIdleTimeout      = &apiError{status: fasthttp.StatusGatewayTimeout, typ: typeServer, code: "upstream_timeout", message: "The model backend stopped streaming."}
+	errStreamBroken     = &apiError{status: fasthttp.StatusBadGateway, typ: typeServer, code: "upstream_error", message: "The model backend closed the stream early."}
+	errShuttingDown     = &apiError{status: fasthttp.StatusServiceUnavailable, typ: typeServer, code: "server_is_overloaded", message: "The gateway is shutting down.", retryAfter: 1}
+)
+
+func unknownModel(model []byte) *apiError {
+	return &apiError{status: fasthttp.StatusNotFound, typ: typeInvalidRequest, param: "model", code: "model_not_found",
+		message: "The model `" + string(model) + "` does not exist or you do not have access to it."}
+}
+
+func unknownVersion(model []byte) *apiError {
+	return &apiError{status: fasthttp.StatusNotFound, typ: typeInvalidRequest, param: "model", code: "model_not_found",
+		message: "The model version requested by `" + string(model) + "` (or header x-llmgate-version) does not exist."}
+}
+
+// asAPIError turns any stage error into what the client sees; unknown errors become a 500
+// without their text, so internals never leak.
+func asAPIError(err error) *apiError {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	return &apiError{status: fasthttp.StatusInternalServerError, typ: typeServer, message: "Internal gateway error."}
+}
+
+// appendErrorJSON appends the envelope {"error":{...}} to dst.
+func appendErrorJSON(dst []byte, e *apiError) []byte {
+	dst = append(dst, `{"error":{"message":`...)
+	dst = strconv.AppendQuote(dst, e.message)
+	dst = append(dst, `,"type":`...)
+	dst = strconv.AppendQuote(dst, e.typ)
+	dst = append(dst, `,"param":`...)
+	dst = appendNullableString(dst, e.param)
+	dst = append(dst, `,"code":`...)
+	dst = appendNullableString(dst, e.code)
+	return append(dst, "}}"...)
+}
+
+func appendNullableString(dst []byte, s string) []byte {
+	if s == "" {
+		return append(dst, "null"...)
+	}
+	return strconv.AppendQuote(dst, s)
+}
+
+// writeError answers the request with e as a JSON error response.
+func writeError(ctx *fasthttp.RequestCtx, e *apiError) {
+	ctx.Response.ResetBody()
+	ctx.SetStatusCode(e.status)
+	ctx.SetContentType("application/json")
+	if e.retryAfter > 0 {
+		ctx.Response.Header.Set("Retry-After", strconv.Itoa(min(e.retryAfter, maxRetryAfter)))
+	}
+	ctx.Response.SetBodyRaw(appendErrorJSON(ctx.Response.Body()[:0], e))
+}
+
+// normalizeBackendError rewrites a backend's error body into OpenAI's envelope. It accepts
+// current vLLM ({"error":{...,"type":"BadRequestError","code":400}}), old flat vLLM
+// ({"object":"error","message",...}), Ollama's OpenAI layer, Ollama's native {"error":"text"},
+// and anything else (text/html) as an opaque upstream failure.
+func normalizeBackendError(status int, body []byte, retryAfter int) *apiError {
+	e := &apiError{status: status, typ: typeForStatus(status), retryAfter: retryAfter}
+	var p fastjson.Parser
+	v, err := p.ParseBytes(body)
+	if err == nil {
+		obj := v
+		if inner := v.Get("error"); inner != nil {
+			if inner.Type() == fastjson.TypeString {
+				e.message = string(inner.GetStringBytes())
+				return finishBackendError(e)
+			}
+			obj = inner
+		}
+		e.message = string(obj.GetStringBytes("message"))
+		e.param = string(obj.GetStringBytes("param"))
+		if t := obj.GetStringBytes("type"); len(t) > 0 {
+			e.typ = openAIType(string(t), status)
+		}
+		if c := obj.Get("code"); c != nil && c.Type() == fastjson.TypeString {
+			e.code = string(c.GetStringBytes())
+		}
+	}
+	return finishBackendError(e)
+}
+
+func finishBackendError(e *apiError) *apiError {
+	if e.message == "" {
+		e.message = "The model backend answered with status " + strconv.Itoa(e.status) + "."
+	}
+	if e.code == "" {
+		switch e.status {
+		case fasthttp.StatusNotFound:
+			e.code = "model_not_found"
+		case fasthttp.StatusTooManyRequests:
+			e.code = "rate_limit_exceeded"
+		}
+	}
+	return e
+}
+
+// openAIType maps vLLM's Python exception names to OpenAI's snake_case types; OpenAI-style
+// types pass through.
+func openAIType(t string, status int) string {
+	switch t {
+	case "BadRequestError", "invalid_request_error", "not_found_error", "NotFoundError":
+		return typeInvalidRequest
+	case "RateLimitError", "rate_limit_error":
+		return typeRateLimit
+	case "InternalServerError", "api_error", "server_error", "ServiceUnavailableError":
+		return typeServer
+	}
+	return typeForStatus(status)
+}
+
+func typeForStatus(status int) string {
+	switch {
+	case status == fasthttp.StatusTooManyRequests:
+		return typeRateLimit
+	case status == fasthttp.StatusForbidden:
+		return typePermission
+	case status >= 500:
+		return typeServer
+	default:
+		return typeInvalidRequest
+	}
+}

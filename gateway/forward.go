@@ -1,0 +1,180 @@
+package gateway
+
+import (
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/llmgate/llmgate/gateway/jsonscan"
+)
+
+// forwardBuffered sends a non-streaming request and copies the backend's answer to the client.
+// A backend that cannot be reached or answers 5xx is retried on another backend of the version
+// (the client has seen nothing yet). Backends send nothing until the completion is done, so
+// only the total timeout applies.
+func (g *Gateway) forwardBuffered(ctx *fasthttp.RequestCtx, r *request, snap *snapshot) error {
+	deadline := r.start.Add(g.cfg.Timeouts.Total)
+	resp := &r.upstreamResp
+	err := g.tryBackends(ctx, r, snap, func(h *backendHandles) error {
+		return h.up.buffered.DoDeadline(&r.upstreamReq, resp, deadline)
+	})
+	if err != nil {
+		return err
+	}
+	r.status = resp.StatusCode()
+	copyResponseHeaders(ctx, resp)
+	ctx.SetStatusCode(r.status)
+	body := resp.Body()
+	r.inputTokens, r.outputTokens = usageTokens(&r.parser, body)
+	ctx.Response.SetBody(body)
+	return nil
+}
+
+// tryBackends picks a backend, sends the request with do, and retries on another backend for
+// connect errors, timeouts before the first byte and 5xx answers, up to the configured attempts
+// and while time is left. It returns nil when a backend answered 2xx or a 4xx that is the
+// client's own (passed on as an error in OpenAI's shape).
+func (g *Gateway) tryBackends(ctx *fasthttp.RequestCtx, r *request, snap *snapshot, do func(*backendHandles) error) error {
+	var lastErr error = errNoBackend
+	deadline := r.start.Add(g.cfg.Timeouts.Total)
+	for r.attempts < min(g.cfg.Retry.Attempts, len(r.tried)) && time.Now().Before(deadline) {
+		b, err := r.version.Pick(r.tried[:r.attempts])
+		if err != nil {
+			break
+		}
+		h := snap.backends[b.Index]
+		r.tried[r.attempts] = b
+		r.attempts++
+		r.backend, r.handles = b, h
+		g.prepareUpstream(ctx, r, h)
+
+		r.upstreamAt = time.Now()
+		b.Acquire()
+		err = do(h)
+		b.Release()
+		r.headersAt = time.Now()
+		resp := &r.upstreamResp
+		if err != nil {
+			h.metrics.countStatus(0)
+			b.ReportFailure()
+			lastErr = classifyTransportError(err)
+			resp.Reset()
+			continue
+		}
+		status := resp.StatusCode()
+		h.metrics.countStatus(status)
+		if status < 500 {
+			b.ReportSuccess()
+			if status < 400 {
+				return nil
+			}
+			return g.backendError(resp)
+		}
+		b.ReportFailure()
+		lastErr = g.backendError(resp)
+		resp.Reset()
+	}
+	return lastErr
+}
+
+// prepareUpstream fills r.upstreamReq for backend h: the client's headers minus hop-by-hop and
+// credentials, the gateway's request id, the backend's key, and the rewritten body.
+func (g *Gateway) prepareUpstream(ctx *fasthttp.RequestCtx, r *request, h *backendHandles) {
+	req := &r.upstreamReq
+	req.Reset()
+	for k, v := range ctx.Request.Header.All() {
+		if forwardRequestHeader(k) {
+			req.Header.SetBytesKV(k, v)
+		}
+	}
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.SetRequestURIBytes(h.paths[r.op])
+	req.Header.SetHost(h.backend.Addr)
+	if h.backend.TLS {
+		req.URI().SetScheme("https")
+	}
+	req.Header.SetContentType("application/json")
+	req.Header.SetBytesV("X-Request-Id", r.requestID)
+	if h.auth != nil {
+		req.Header.SetBytesV("Authorization", h.auth)
+	}
+	if r.attempts == 1 {
+		r.rewriteBody(h.backend.Model)
+	} else if prev := r.tried[r.attempts-2]; prev.Model != h.backend.Model {
+		// Another backend of the version may serve the model under another name.
+		ms, me := findModel(r.body)
+		r.scratch = append(r.scratch[:0], r.body[:ms]...)
+		r.scratch = appendJSONString(r.scratch, h.backend.Model)
+		r.scratch = append(r.scratch, r.body[me:]...)
+		r.body, r.scratch = r.scratch, r.body
+	}
+	req.SetBodyRaw(r.body)
+}
+
+// forwardRequestHeader reports whether a client header goes to the backend. Hop-by-hop headers
+// belong to one connection; Authorization and cookies are the client's credentials to the
+// gateway, not to the backend; Accept-Encoding is dropped so streams arrive uncompressed and
+// can be inspected; the rest (including vendor and SDK headers) passes.
+func forwardRequestHeader(k []byte) bool {
+	switch string(k) {
+	case "Host", "Content-Length", "Content-Type", "Connection", "Keep-Alive", "Proxy-Connection",
+		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Authorization",
+		"Cookie", "Accept-Encoding", "X-Request-Id", "X-Llmgate-Version":
+		return false
+	}
+	return true
+}
+
+// copyResponseHeaders passes the backend's response headers to the client, except those the
+// gateway owns.
+func copyResponseHeaders(ctx *fasthttp.RequestCtx, resp *fasthttp.Response) {
+	for k, v := range resp.Header.All() {
+		switch string(k) {
+		case "Content-Length", "Connection", "Keep-Alive", "Transfer-Encoding", "Server", "Date",
+			"X-Request-Id", "X-Llmgate-Version", "Set-Cookie":
+			continue
+		}
+		ctx.Response.Header.SetBytesKV(k, v)
+	}
+}
+
+// backendError reads a non-2xx backend answer into OpenAI's envelope. Backend 5xx become 502
+// (the gateway's upstream failed), except 503 and 504 whose meaning is kept.
+func (g *Gateway) backendError(resp *fasthttp.Response) *apiError {
+	status := resp.StatusCode()
+	retryAfter, _ := strconv.Atoi(string(resp.Header.Peek("Retry-After")))
+	body := resp.Body()
+	if len(body) > 64<<10 {
+		body = body[:64<<10]
+	}
+	e := normalizeBackendError(status, body, retryAfter)
+	if status >= 500 && status != fasthttp.StatusServiceUnavailable && status != fasthttp.StatusGatewayTimeout {
+		e.status = fasthttp.StatusBadGateway
+	}
+	if (e.status == fasthttp.StatusTooManyRequests || e.status == fasthttp.StatusServiceUnavailable) && e.retryAfter <= 0 {
+		e.retryAfter = 1
+	}
+	return e
+}
+
+func classifyTransportError(err error) *apiError {
+	if errors.Is(err, fasthttp.ErrTimeout) || isTimeout(err) {
+		return errUpstreamTimeout
+	}
+	return errUpstreamFailed
+}
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}
+
+func findModel(body []byte) (int, int) {
+	s, e := jsonscan.Find(body, "model")
+	if s < 0 {
+		panic("BUG: model missing from a validated body")
+	}
+	return s, e
+}

@@ -1,0 +1,200 @@
+// Package gateway composes llmgate: the fasthttp servers, the request pipeline, proxying and SSE
+// streaming, /metrics and the admin listener. It is the only package that knows the order of
+// the stages; see pipeline.go.
+package gateway
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/llmgate/llmgate/config"
+	"github.com/llmgate/llmgate/router"
+)
+
+// Gateway serves the OpenAI-compatible data plane and the admin listener.
+type Gateway struct {
+	cfg       *config.Config
+	snap      atomic.Pointer[snapshot]
+	pool      *router.Pool
+	upstreams *upstreams
+	metrics   *gatewayMetrics
+	log       *slog.Logger
+	accessLog *asyncWriter
+	prober    *router.Prober
+
+	startedAt   time.Time
+
+	server      *fasthttp.Server
+	adminServer *fasthttp.Server
+	closing     atomic.Bool
+	closeOnce   sync.Once
+}
+
+// snapshot is what one request runs on from start to end: the routing table and, per backend
+// (by router.Backend.Index), its connection pool and metric handles.
+type snapshot struct {
+	table    *router.Table
+	backends []*backendHandles
+}
+
+type backendHandles struct {
+	backend *router.Backend
+	up      *upstream
+	metrics *backendMetrics
+	// paths holds the upstream request path per operation, with the backend URL's prefix.
+	paths [numOperations][]byte
+	auth  []byte // "Bearer <key>" or nil
+}
+
+// Options are the parts of a gateway that are not configuration.
+type Options struct {
+	// LogOutput receives the JSON log, one line per request; nil means stderr.
+	LogOutput io.Writer
+}
+
+// New builds a gateway from a validated config. It does not listen yet.
+func New(cfg *config.Config, opts Options) (*Gateway, error) {
+	out := opts.LogOutput
+	if out == nil {
+		out = stderr
+	}
+	m := newGatewayMetrics()
+	aw := newAsyncWriter(out, 4096, m.set.NewCounter("llmgate_log_lines_dropped_total"))
+	g := &Gateway{
+		cfg:       cfg,
+		pool:      router.NewPool(),
+		upstreams: &upstreams{byAddr: map[string]*upstream{}, to: cfg.Timeouts},
+		metrics:   m,
+		startedAt: time.Now(),
+		accessLog: aw,
+		log:       slog.New(slog.NewJSONHandler(aw, &slog.HandlerOptions{Level: logLevel(cfg.Log.Level)})),
+	}
+	if err := g.install(cfg); err != nil {
+		aw.Close()
+		return nil, err
+	}
+	g.prober = router.NewProber(g.Table, cfg.Health)
+	g.server = &fasthttp.Server{
+		Handler:                       g.handle,
+		ErrorHandler:                  g.handleTransportError,
+		Name:                          "llmgate",
+		MaxRequestBodySize:            cfg.Limits.MaxBodyBytes,
+		ReadTimeout:                   30 * time.Second, // request headers and body; never the response
+		IdleTimeout:                   2 * time.Minute,
+		WriteTimeout:                  cfg.Timeouts.Total + 10*time.Second,
+		NoDefaultServerHeader:         true,
+		NoDefaultDate:                 false,
+		DisableHeaderNamesNormalizing: false,
+		CloseOnShutdown:               true,
+		ReduceMemoryUsage:             false,
+		StreamRequestBody:             false,
+	}
+	g.adminServer = &fasthttp.Server{
+		Handler:               g.handleAdmin,
+		Name:                  "llmgate-admin",
+		MaxRequestBodySize:    1 << 20,
+		ReadTimeout:           10 * time.Second,
+		WriteTimeout:          30 * time.Second,
+		NoDefaultServerHeader: true,
+		CloseOnShutdown:       true,
+	}
+	return g, nil
+}
+
+// install builds a snapshot for cfg and swaps it in. In-flight requests finish on the snapshot
+// they started with.
+func (g *Gateway) install(cfg *config.Config) error {
+	t, err := router.NewTable(cfg, g.pool)
+	if err != nil {
+		return err
+	}
+	s := &snapshot{table: t, backends: make([]*backendHandles, len(t.Backends()))}
+	versions := map[string]*versionMetrics{}
+	for _, b := range t.Backends() {
+		key := b.Alias + "@" + b.Version
+		vm := versions[key]
+		if vm == nil {
+			vm = g.metrics.forVersion(b.Alias, b.Version)
+			versions[key] = vm
+		}
+		h := &backendHandles{backend: b, up: g.upstreams.get(b), metrics: g.metrics.forBackend(vm, b)}
+		prefix := pathPrefix(b.URL)
+		for op, p := range operationPaths {
+			h.paths[op] = []byte(prefix + p)
+		}
+		if b.APIKey != "" {
+			h.auth = []byte("Bearer " + b.APIKey)
+		}
+		s.backends[b.Index] = h
+	}
+	g.snap.Store(s)
+	return nil
+}
+
+// pathPrefix returns the path part of a backend URL ("http://h:1/prefix" -> "/prefix"), so
+// backends mounted under a path keep it.
+func pathPrefix(url string) string {
+	i := 0
+	for n := 0; i < len(url); i++ {
+		if url[i] == '/' {
+			n++
+			if n == 3 {
+				return url[i:]
+			}
+		}
+	}
+	return ""
+}
+
+// started is the "created" time of the models the gateway lists.
+func (g *Gateway) started() int64 { return g.startedAt.Unix() }
+
+// Table returns the routing table in force.
+func (g *Gateway) Table() *router.Table { return g.snap.Load().table }
+
+// Serve serves the data plane on ln until Close. It starts the health prober.
+func (g *Gateway) Serve(ln net.Listener) error {
+	g.prober.Start()
+	err := g.server.Serve(ln)
+	if g.closing.Load() {
+		return nil
+	}
+	return err
+}
+
+// ServeAdmin serves the admin API and /metrics on ln until Close.
+func (g *Gateway) ServeAdmin(ln net.Listener) error {
+	err := g.adminServer.Serve(ln)
+	if g.closing.Load() {
+		return nil
+	}
+	return err
+}
+
+// Close stops both listeners, waits for in-flight requests up to the shutdown of fasthttp, stops
+// the prober and flushes the log.
+func (g *Gateway) Close() error {
+	var err error
+	g.closeOnce.Do(func() {
+		g.closing.Store(true)
+		err = errors.Join(g.server.Shutdown(), g.adminServer.Shutdown())
+		g.prober.Close()
+		g.accessLog.Close()
+	})
+	return err
+}
+
+func logLevel(s string) slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}

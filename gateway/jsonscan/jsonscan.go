@@ -1,0 +1,169 @@
+// Package jsonscan finds the byte span of a top-level member's value in a JSON object without
+// decoding it, so the gateway can rewrite one field (model, stream_options) and pass every other
+// byte of the client's body to the backend as it came.
+package jsonscan
+
+import "bytes"
+
+// Find returns the span [start, end) of the value of key in the JSON object b, or -1, -1 when
+// the key is absent or b is not an object. With duplicate keys the last one wins, as in the
+// Python and Go decoders backends use. Keys are compared as raw bytes: a key written with
+// escapes does not match (callers validate the body with a full parser first).
+func Find(b []byte, key string) (start, end int) {
+	start, end = -1, -1
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return
+	}
+	i++
+	for {
+		i = skipSpace(b, i)
+		if i >= len(b) || b[i] != '"' {
+			return // '}' of an empty object, or malformed
+		}
+		keyEnd := skipString(b, i)
+		if keyEnd < 0 {
+			return -1, -1
+		}
+		match := string(b[i+1:keyEnd-1]) == key
+		i = skipSpace(b, keyEnd)
+		if i >= len(b) || b[i] != ':' {
+			return -1, -1
+		}
+		i = skipSpace(b, i+1)
+		valEnd := skipValue(b, i)
+		if valEnd < 0 {
+			return -1, -1
+		}
+		if match {
+			start, end = i, valEnd
+		}
+		i = skipSpace(b, valEnd)
+		if i >= len(b) {
+			return -1, -1
+		}
+		if b[i] == '}' {
+			return
+		}
+		if b[i] != ',' {
+			return -1, -1
+		}
+		i++
+	}
+}
+
+// ObjectEnd returns the index of the closing '}' of the JSON object that b holds (trailing
+// whitespace allowed), or -1.
+func ObjectEnd(b []byte) int {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return -1
+	}
+	end := skipValue(b, i)
+	if end < 0 || skipSpace(b, end) != len(b) {
+		return -1
+	}
+	return end - 1
+}
+
+// IsEmptyObject reports whether b is `{}` with optional whitespace inside.
+func IsEmptyObject(b []byte) bool {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return false
+	}
+	i = skipSpace(b, i+1)
+	return i < len(b) && b[i] == '}'
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) {
+		switch b[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// skipString returns the index after the closing quote of the string starting at b[i] == '"'.
+func skipString(b []byte, i int) int {
+	i++
+	for {
+		j := bytes.IndexByte(b[i:], '"')
+		if j < 0 {
+			return -1
+		}
+		i += j
+		// The quote is escaped when an odd number of backslashes precede it.
+		n := 0
+		for k := i - 1; k >= 0 && b[k] == '\\'; k-- {
+			n++
+		}
+		i++
+		if n%2 == 0 {
+			return i
+		}
+	}
+}
+
+// skipValue returns the index after the value starting at b[i], or -1 when malformed.
+func skipValue(b []byte, i int) int {
+	if i >= len(b) {
+		return -1
+	}
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for i < len(b) {
+			switch b[i] {
+			case '"':
+				i = skipString(b, i)
+				if i < 0 {
+					return -1
+				}
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+		return -1
+	default:
+		// number, true, false, null: up to the next delimiter
+		j := i
+		for j < len(b) {
+			switch b[j] {
+			case ',', '}', ']', ' ', '\t', '\n', '\r':
+				if j == i {
+					return -1
+				}
+				return j
+			}
+			j++
+		}
+		if j == i {
+			return -1
+		}
+		return j
+	}
+}
+
+// IsEmptyArray reports whether b is `[]` with optional whitespace inside.
+func IsEmptyArray(b []byte) bool {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '[' {
+		return false
+	}
+	i = skipSpace(b, i+1)
+	return i < len(b) && b[i] == ']'
+}

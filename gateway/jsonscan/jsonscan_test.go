@@ -1,0 +1,102 @@
+package jsonscan
+
+import (
+	"encoding/json"
+	"testing"
+)
+
+func TestFind(t *testing.T) {
+	tests := []struct {
+		name, body, key, want string
+	}{
+		{"string", `{"model":"chat","x":1}`, "model", `"chat"`},
+		{"spaces", "{ \"a\" : [1,{\"model\":\"no\"}] ,\n \"model\" : \"m\\\"x\" }", "model", `"m\"x"`},
+		{"nested key is not top level", `{"messages":[{"model":"no"}]}`, "model", ""},
+		{"object value", `{"stream_options":{"include_usage":false},"stream":true}`, "stream_options", `{"include_usage":false}`},
+		{"literal", `{"stream":true}`, "stream", "true"},
+		{"number last", `{"n":12}`, "n", "12"},
+		{"duplicate takes last", `{"model":"a","model":"b"}`, "model", `"b"`},
+		{"escaped backslash before quote", `{"s":"a\\\\","model":"m"}`, "model", `"m"`},
+		{"string with braces", `{"s":"}{][","model":"m"}`, "model", `"m"`},
+		{"absent", `{"a":1}`, "model", ""},
+		{"empty object", `{}`, "model", ""},
+		{"not object", `[1]`, "model", ""},
+		{"malformed", `{"model":"a"`, "model", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, e := Find([]byte(tt.body), tt.key)
+			got := ""
+			if s >= 0 {
+				got = tt.body[s:e]
+			}
+			if got != tt.want {
+				t.Fatalf("Find(%s, %q) = %q, want %q", tt.body, tt.key, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestObjectEnd(t *testing.T) {
+	tests := []struct {
+		body string
+		want int
+	}{
+		{`{"a":1}`, 6},
+		{"{\"a\":{}}\n", 7},
+		{`{"a":1} x`, -1},
+		{`[]`, -1},
+		{`{"a":"}"`, -1},
+	}
+	for _, tt := range tests {
+		if got := ObjectEnd([]byte(tt.body)); got != tt.want {
+			t.Errorf("ObjectEnd(%q) = %d, want %d", tt.body, got, tt.want)
+		}
+	}
+}
+
+// FuzzFind checks Find against encoding/json on every valid object: the span it returns must
+// hold the same value the standard decoder sees for the key, and it must never panic.
+func FuzzFind(f *testing.F) {
+	for _, s := range []string{`{"model":"x","stream":true}`, `{"a":[{"model":1}],"model":null}`, `{"model":"a\"b\\"}`, `{}`, `{"m":{"model":[]}}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, e := Find(b, "model")
+		ObjectEnd(b)
+		var m map[string]json.RawMessage
+		if json.Unmarshal(b, &m) != nil {
+			return
+		}
+		want, ok := m["model"]
+		if !ok {
+			if s >= 0 {
+				t.Fatalf("found a model in %q where encoding/json sees none", b)
+			}
+			return
+		}
+		if s < 0 {
+			// Keys written with escapes are not matched; that is documented.
+			return
+		}
+		var got, exp any
+		if err := json.Unmarshal(b[s:e], &got); err != nil {
+			t.Fatalf("span %q of %q is not JSON: %v", b[s:e], b, err)
+		}
+		_ = json.Unmarshal(want, &exp)
+		gj, _ := json.Marshal(got)
+		ej, _ := json.Marshal(exp)
+		if string(gj) != string(ej) {
+			t.Fatalf("Find(%q) = %s, encoding/json says %s", b, gj, ej)
+		}
+	})
+}
+
+func BenchmarkFind(b *testing.B) {
+	body := []byte(`{"messages":[{"role":"user","content":"` + string(make([]byte, 0)) + `hello there, how are you doing today? I would like to know more about llamas."}],"temperature":0.2,"top_k":40,"model":"chat","stream":true}`)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		Find(body, "model")
+	}
+}

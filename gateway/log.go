@@ -1,0 +1,67 @@
+package gateway
+
+import (
+	"io"
+	"os"
+	"sync"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+var stderr io.Writer = os.Stderr
+
+// asyncWriter hands log lines to one goroutine that writes them, so a slow terminal or disk
+// never blocks a request. When the queue is full the line is dropped and counted.
+type asyncWriter struct {
+	out     io.Writer
+	lines   chan []byte
+	free    sync.Pool
+	dropped *metrics.Counter
+	done    chan struct{}
+	once    sync.Once
+	mu      sync.RWMutex // held for reading by Write, for writing by Close: no send on a closed channel
+	closed  bool
+}
+
+func newAsyncWriter(out io.Writer, queue int, dropped *metrics.Counter) *asyncWriter {
+	w := &asyncWriter{out: out, lines: make(chan []byte, queue), dropped: dropped, done: make(chan struct{})}
+	go w.run()
+	return w
+}
+
+// Write queues a copy of p (slog reuses its buffer after Write returns).
+func (w *asyncWriter) Write(p []byte) (int, error) {
+	buf, _ := w.free.Get().([]byte)
+	buf = append(buf[:0], p...)
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		return len(p), nil
+	}
+	select {
+	case w.lines <- buf:
+	default:
+		w.dropped.Inc()
+		w.free.Put(buf) //nolint:staticcheck // a slice header allocation is cheaper than the line
+	}
+	return len(p), nil
+}
+
+func (w *asyncWriter) run() {
+	defer close(w.done)
+	for line := range w.lines {
+		_, _ = w.out.Write(line)
+		w.free.Put(line) //nolint:staticcheck
+	}
+}
+
+// Close flushes queued lines and stops the writer goroutine.
+func (w *asyncWriter) Close() {
+	w.once.Do(func() {
+		w.mu.Lock()
+		w.closed = true
+		close(w.lines)
+		w.mu.Unlock()
+		<-w.done
+	})
+}

@@ -1,0 +1,119 @@
+package gateway
+
+import (
+	"strconv"
+	"sync/atomic"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/llmgate/llmgate/router"
+)
+
+// Bucket boundaries advised by the OpenTelemetry GenAI semantic conventions, so stock
+// Prometheus can compute quantiles from the cumulative `le` buckets.
+var (
+	durationBuckets = []float64{0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92}
+	ttftBuckets     = []float64{0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0}
+	tpotBuckets     = []float64{0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5}
+	tokenBuckets    = []float64{1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864}
+	// The gateway's own overhead is microseconds; the GenAI buckets start at 10 ms and would
+	// put every sample in the first bucket.
+	overheadBuckets = []float64{0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1}
+)
+
+// gatewayMetrics are the series of one gateway, in its own set so several gateways (tests)
+// can live in one process.
+type gatewayMetrics struct {
+	set      *metrics.Set
+	inFlight atomic.Int64
+	rejected map[string]*metrics.Counter // by reason
+}
+
+// Reasons a request was rejected before reaching a model version.
+const (
+	rejectBadRequest   = "bad_request"
+	rejectUnknownModel = "unknown_model"
+	rejectTooLarge     = "too_large"
+	rejectNotFound     = "unknown_url"
+)
+
+func newGatewayMetrics() *gatewayMetrics {
+	metrics.ExposeMetadata(true)
+	m := &gatewayMetrics{set: metrics.NewSet(), rejected: map[string]*metrics.Counter{}}
+	m.set.NewGauge("llmgate_requests_in_flight", func() float64 { return float64(m.inFlight.Load()) })
+	for _, r := range []string{rejectBadRequest, rejectUnknownModel, rejectTooLarge, rejectNotFound} {
+		m.rejected[r] = m.set.NewCounter(`llmgate_rejected_requests_total{reason="` + r + `"}`)
+	}
+	return m
+}
+
+// versionMetrics are the handles of one (alias, version), created when a table is installed so
+// requests never format metric names.
+type versionMetrics struct {
+	duration, ttft, tpot, overhead *metrics.PrometheusHistogram
+	inputTokens, outputTokens      *metrics.PrometheusHistogram
+	inputTotal, outputTotal        *metrics.Counter
+}
+
+// backendMetrics are the handles of one backend within a version.
+type backendMetrics struct {
+	version  *versionMetrics
+	upstream *metrics.PrometheusHistogram
+	requests [6]*metrics.Counter // by status class: index status/100, 0 for transport errors
+}
+
+func (m *gatewayMetrics) forVersion(alias, version string) *versionMetrics {
+	l := `{model=` + strconv.Quote(alias) + `,version=` + strconv.Quote(version) + `}`
+	tok := func(typ string) string {
+		return `gen_ai_client_token_usage{model=` + strconv.Quote(alias) + `,version=` + strconv.Quote(version) + `,gen_ai_token_type="` + typ + `"}`
+	}
+	tot := func(typ string) string {
+		return `llmgate_tokens_total{model=` + strconv.Quote(alias) + `,version=` + strconv.Quote(version) + `,type="` + typ + `"}`
+	}
+	s := m.set
+	return &versionMetrics{
+		duration:     s.GetOrCreatePrometheusHistogramExt("gen_ai_server_request_duration_seconds"+l, durationBuckets),
+		ttft:         s.GetOrCreatePrometheusHistogramExt("gen_ai_server_time_to_first_token_seconds"+l, ttftBuckets),
+		tpot:         s.GetOrCreatePrometheusHistogramExt("gen_ai_server_time_per_output_token_seconds"+l, tpotBuckets),
+		overhead:     s.GetOrCreatePrometheusHistogramExt("llmgate_gateway_overhead_seconds"+l, overheadBuckets),
+		inputTokens:  s.GetOrCreatePrometheusHistogramExt(tok("input"), tokenBuckets),
+		outputTokens: s.GetOrCreatePrometheusHistogramExt(tok("output"), tokenBuckets),
+		inputTotal:   s.GetOrCreateCounter(tot("input")),
+		outputTotal:  s.GetOrCreateCounter(tot("output")),
+	}
+}
+
+func (m *gatewayMetrics) forBackend(vm *versionMetrics, b *router.Backend) *backendMetrics {
+	l := `model=` + strconv.Quote(b.Alias) + `,version=` + strconv.Quote(b.Version) + `,backend=` + strconv.Quote(b.URL)
+	bm := &backendMetrics{
+		version:  vm,
+		upstream: m.set.GetOrCreatePrometheusHistogramExt(`llmgate_upstream_duration_seconds{`+l+`}`, durationBuckets),
+	}
+	for i := range bm.requests {
+		class := strconv.Itoa(i) + "xx"
+		if i == 0 {
+			class = "error"
+		}
+		bm.requests[i] = m.set.GetOrCreateCounter(`llmgate_requests_total{` + l + `,status="` + class + `"}`)
+	}
+	// GetOrCreate: a table swap re-registers the same backend.
+	m.set.GetOrCreateGauge(`llmgate_backend_up{`+l+`}`, func() float64 { return boolFloat(b.Healthy()) })
+	m.set.GetOrCreateGauge(`llmgate_backend_in_flight{backend=`+strconv.Quote(b.URL)+`}`, func() float64 { return float64(b.InFlight()) })
+	return bm
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// countStatus counts one answer from the backend by status class; status 0 is a transport error.
+func (bm *backendMetrics) countStatus(status int) {
+	i := status / 100
+	if i < 0 || i >= len(bm.requests) {
+		i = 0
+	}
+	bm.requests[i].Inc()
+}

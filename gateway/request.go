@@ -1,0 +1,285 @@
+package gateway
+
+import (
+	"encoding/hex"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fastjson"
+
+	"github.com/llmgate/llmgate/gateway/jsonscan"
+	"github.com/llmgate/llmgate/router"
+)
+
+// operation is the OpenAI endpoint a request targets.
+type operation uint8
+
+const (
+	opChat operation = iota
+	opCompletion
+	opEmbeddings
+	numOperations
+)
+
+var operationPaths = [numOperations]string{"/v1/chat/completions", "/v1/completions", "/v1/embeddings"}
+
+// operationNames follow gen_ai.operation.name.
+var operationNames = [numOperations]string{"chat", "text_completion", "embeddings"}
+
+// request is the per-request state of one proxied call. It is pooled: acquireRequest hands out a
+// reset one, and releaseRequest returns it once the response (stream included) is finished.
+// Nothing in it may point into the fasthttp.RequestCtx after the handler returns, which is why
+// the body and ids are copied.
+type request struct {
+	op        operation
+	start     time.Time
+	requestID []byte
+	body      []byte // the client's body, then the body sent upstream
+	scratch   []byte // for rewriting the body
+	model     []byte
+	user      []byte
+	stream    bool
+	// clientUsage: the client asked for the usage chunk (stream_options.include_usage); when
+	// false the gateway asks the backend anyway and drops that chunk from the client's stream.
+	clientUsage bool
+
+	version  *router.Version
+	backend  *router.Backend
+	handles  *backendHandles
+	attempts int
+	tried    [4]*router.Backend
+
+	upstreamReq  fasthttp.Request
+	upstreamResp fasthttp.Response
+	upstreamAt   time.Time // request sent to the backend that answered
+	headersAt    time.Time // backend response headers received
+
+	status       int // sent to the client
+	errCode      string
+	inputTokens  int
+	outputTokens int
+	events       int
+	firstEventAt time.Time
+	lastEventAt  time.Time
+
+	parser fastjson.Parser
+}
+
+var requestPool = sync.Pool{New: func() any { return new(request) }}
+
+func acquireRequest() *request { return requestPool.Get().(*request) }
+
+func releaseRequest(r *request) {
+	r.upstreamReq.Reset()
+	r.upstreamResp.Reset()
+	r.op, r.start, r.stream, r.clientUsage = 0, time.Time{}, false, false
+	r.requestID, r.body, r.scratch, r.model, r.user = r.requestID[:0], r.body[:0], r.scratch[:0], r.model[:0], r.user[:0]
+	r.version, r.backend, r.handles, r.attempts, r.tried = nil, nil, nil, 0, [4]*router.Backend{}
+	r.upstreamAt, r.headersAt = time.Time{}, time.Time{}
+	r.status, r.errCode, r.inputTokens, r.outputTokens, r.events = 0, "", 0, 0, 0
+	r.firstEventAt, r.lastEventAt = time.Time{}, time.Time{}
+	requestPool.Put(r)
+}
+
+// decode reads the fields the gateway acts on and validates the body enough to give the client
+// a precise 400. The body itself is kept byte for byte; only the fields the gateway must change
+// are rewritten later, so vendor fields reach the backend untouched.
+func (r *request) decode(body []byte) error {
+	r.body = append(r.body[:0], body...)
+	if len(r.body) == 0 {
+		return badRequest("", "The request body is empty; expected a JSON object.")
+	}
+	v, err := r.parser.ParseBytes(r.body)
+	if err != nil {
+		return badRequest("", "We could not parse the JSON body of your request: "+err.Error()+".")
+	}
+	if v.Type() != fastjson.TypeObject {
+		return badRequest("", "The request body must be a JSON object.")
+	}
+	m := v.Get("model")
+	if m == nil || m.Type() != fastjson.TypeString || len(m.GetStringBytes()) == 0 {
+		return badRequest("model", "you must provide a model parameter")
+	}
+	r.model = append(r.model[:0], m.GetStringBytes()...)
+	if s := v.Get("stream"); s != nil {
+		switch s.Type() {
+		case fastjson.TypeTrue:
+			r.stream = true
+		case fastjson.TypeFalse, fastjson.TypeNull:
+		default:
+			return badRequest("stream", "'stream' must be a boolean.")
+		}
+	}
+	if so := v.Get("stream_options"); so != nil && so.Type() != fastjson.TypeNull {
+		if so.Type() != fastjson.TypeObject {
+			return badRequest("stream_options", "'stream_options' must be an object.")
+		}
+		if !r.stream {
+			return badRequest("stream_options", "Stream options can only be defined when `stream=True`.")
+		}
+		r.clientUsage = so.GetBool("include_usage")
+	}
+	if u := v.Get("user"); u != nil && u.Type() == fastjson.TypeString {
+		r.user = append(r.user[:0], u.GetStringBytes()...)
+	}
+	switch r.op {
+	case opChat:
+		msgs := v.Get("messages")
+		if msgs == nil {
+			return badRequest("messages", "Missing required parameter: 'messages'.")
+		}
+		if msgs.Type() != fastjson.TypeArray {
+			return badRequest("messages", "Invalid type for 'messages': expected an array.")
+		}
+		arr, _ := msgs.Array()
+		if len(arr) == 0 {
+			return badRequest("messages", "Invalid 'messages': empty array. Expected an array with minimum length 1.")
+		}
+		for _, msg := range arr {
+			if msg.Type() != fastjson.TypeObject || msg.Get("role") == nil {
+				return badRequest("messages", "Invalid 'messages': each message must be an object with a 'role'.")
+			}
+		}
+	case opCompletion:
+		if p := v.Get("prompt"); p == nil || p.Type() == fastjson.TypeNull {
+			return badRequest("prompt", "Missing required parameter: 'prompt'.")
+		}
+	case opEmbeddings:
+		in := v.Get("input")
+		if in == nil || in.Type() == fastjson.TypeNull {
+			return badRequest("input", "Missing required parameter: 'input'.")
+		}
+		if r.stream {
+			return badRequest("stream", "Embeddings cannot be streamed.")
+		}
+	}
+	return nil
+}
+
+// rewriteBody sets the backend's model name and, for streams, asks for the usage chunk. Only
+// those spans change; every other byte is the client's.
+func (r *request) rewriteBody(servedModel string) {
+	out := r.scratch[:0]
+	ms, me := jsonscan.Find(r.body, "model")
+	if ms < 0 {
+		panic("BUG: model validated but not found in body")
+	}
+	if !r.stream || r.clientUsage {
+		out = append(out, r.body[:ms]...)
+		out = appendJSONString(out, servedModel)
+		out = append(out, r.body[me:]...)
+		r.scratch, r.body = r.body, out
+		return
+	}
+	so, soEnd := jsonscan.Find(r.body, "stream_options")
+	// Edit from the later span to the earlier so offsets stay valid.
+	type edit struct {
+		start, end int
+		repl       []byte
+	}
+	edits := [2]edit{{ms, me, nil}}
+	n := 1
+	switch {
+	case so < 0:
+		end := jsonscan.ObjectEnd(r.body)
+		edits[1] = edit{end, end, []byte(`,"stream_options":{"include_usage":true}`)}
+		n = 2
+	default:
+		edits[1] = edit{so, soEnd, streamOptionsWithUsage(r.body[so:soEnd])}
+		n = 2
+	}
+	if edits[1].start < edits[0].start {
+		edits[0], edits[1] = edits[1], edits[0]
+	}
+	prev := 0
+	for _, e := range edits[:n] {
+		out = append(out, r.body[prev:e.start]...)
+		if e.repl == nil {
+			out = appendJSONString(out, servedModel)
+		} else {
+			out = append(out, e.repl...)
+		}
+		prev = e.end
+	}
+	out = append(out, r.body[prev:]...)
+	r.scratch, r.body = r.body, out
+}
+
+// streamOptionsWithUsage returns the client's stream_options object with include_usage set to
+// true and its other members (vLLM's continuous_usage_stats, ...) kept.
+func streamOptionsWithUsage(obj []byte) []byte {
+	if obj[0] != '{' || jsonscan.IsEmptyObject(obj) {
+		return []byte(`{"include_usage":true}`)
+	}
+	if s, e := jsonscan.Find(obj, "include_usage"); s >= 0 {
+		out := make([]byte, 0, len(obj)+4)
+		out = append(out, obj[:s]...)
+		out = append(out, "true"...)
+		return append(out, obj[e:]...)
+	}
+	out := make([]byte, 0, len(obj)+24)
+	out = append(out, `{"include_usage":true,`...)
+	return append(out, obj[1:]...)
+}
+
+func appendJSONString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			dst = append(dst, '\\', c)
+		case c < 0x20:
+			dst = append(dst, `\u00`...)
+			dst = append(dst, "0123456789abcdef"[c>>4], "0123456789abcdef"[c&0xf])
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return append(dst, '"')
+}
+
+// Request ids: a client's id is kept when it is short and printable (it ends up in logs and
+// headers); otherwise the gateway makes one from a per-process random prefix and a counter,
+// unique without a syscall per request.
+var (
+	requestIDPrefix = func() []byte {
+		var b [6]byte
+		for i := range b {
+			b[i] = byte(rand.UintN(256))
+		}
+		return []byte("req-" + hex.EncodeToString(b[:]) + "-")
+	}()
+	requestIDCounter atomic.Uint64
+)
+
+const maxRequestIDLen = 128
+
+func validRequestID(id []byte) bool {
+	if len(id) == 0 || len(id) > maxRequestIDLen {
+		return false
+	}
+	for _, c := range id {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '-' || c == '_' || c == '.' || c == ':' || c == '/' || c == '+' || c == '=':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func appendNewRequestID(dst []byte) []byte {
+	dst = append(dst, requestIDPrefix...)
+	n := requestIDCounter.Add(1)
+	var buf [16]byte
+	for i := len(buf) - 1; i >= 0; i-- {
+		buf[i] = "0123456789abcdef"[n&0xf]
+		n >>= 4
+	}
+	return append(dst, buf[:]...)
+}

@@ -1,0 +1,142 @@
+package gateway
+
+import (
+	"crypto/tls"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/llmgate/llmgate/config"
+	"github.com/llmgate/llmgate/router"
+)
+
+// upstream holds the connection pools to one backend address. Pools outlive table swaps so a
+// redeploy does not drop warm connections.
+type upstream struct {
+	buffered  *fasthttp.HostClient
+	streaming *fasthttp.HostClient // StreamResponseBody: the body is read event by event
+}
+
+// upstreams is the set of pools by backend address.
+type upstreams struct {
+	mu     sync.Mutex
+	byAddr map[string]*upstream
+	to     config.Timeouts
+}
+
+func (u *upstreams) get(b *router.Backend) *upstream {
+	key := b.URL
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if up := u.byAddr[key]; up != nil {
+		return up
+	}
+	up := &upstream{
+		buffered:  u.newClient(b, false),
+		streaming: u.newClient(b, true),
+	}
+	u.byAddr[key] = up
+	return up
+}
+
+func (u *upstreams) newClient(b *router.Backend, stream bool) *fasthttp.HostClient {
+	to := u.to
+	c := &fasthttp.HostClient{
+		Addr:                          b.Addr,
+		IsTLS:                         b.TLS,
+		MaxConns:                      4096,
+		MaxIdleConnDuration:           90 * time.Second,
+		StreamResponseBody:            stream,
+		DisableHeaderNamesNormalizing: false,
+		NoDefaultUserAgentHeader:      true,
+		// Requests are POSTs with bodies; retrying them is the gateway's decision, made only
+		// before the client saw a byte.
+		RetryIfErr: func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
+		Dial: func(addr string) (net.Conn, error) {
+			c, err := net.DialTimeout("tcp", addr, to.Connect)
+			if err != nil {
+				return nil, &dialError{err}
+			}
+			if !stream {
+				return c, nil
+			}
+			return &streamConn{Conn: c, firstByte: to.FirstByte, idle: to.Idle}, nil
+		},
+	}
+	if b.TLS {
+		c.TLSConfig = &tls.Config{ServerName: hostOf(b.Addr), MinVersion: tls.VersionTLS12}
+	}
+	return c
+}
+
+func hostOf(addr string) string {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return h
+}
+
+// dialError marks a failure to connect, which is always safe to retry on another backend.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return "dial: " + e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+// streamConn enforces the streaming timeouts on a backend connection: each read may wait at most
+// firstByte until the response starts, then at most idle between two reads, and never past the
+// request's overall deadline. fasthttp sets one read deadline per request; splitting it per
+// read here is what lets a long stream live while a stalled one dies.
+type streamConn struct {
+	net.Conn
+	firstByte, idle time.Duration
+	hard            atomic.Int64 // unix nanos of the request's overall deadline, 0 for none
+	started         bool         // a byte of the current response has arrived
+}
+
+// Write starts a new request on the connection (fasthttp uses a connection for one request at a
+// time), so the next read waits for the response's first byte.
+func (c *streamConn) Write(p []byte) (int, error) {
+	c.started = false
+	return c.Conn.Write(p)
+}
+
+func (c *streamConn) SetReadDeadline(t time.Time) error {
+	if t.IsZero() {
+		c.hard.Store(0)
+	} else {
+		c.hard.Store(t.UnixNano())
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *streamConn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.Conn.SetWriteDeadline(t)
+}
+
+func (c *streamConn) Read(p []byte) (int, error) {
+	wait := c.idle
+	if !c.started {
+		wait = c.firstByte
+	}
+	if wait > 0 {
+		d := time.Now().Add(wait)
+		if hard := c.hard.Load(); hard != 0 && hard < d.UnixNano() {
+			d = time.Unix(0, hard)
+		}
+		if err := c.Conn.SetReadDeadline(d); err != nil {
+			return 0, err
+		}
+	}
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.started = true
+	}
+	return n, err
+}

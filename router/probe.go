@@ -1,0 +1,132 @@
+package router
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/llmgate/llmgate/config"
+)
+
+// ProbePath is the health endpoint each backend kind answers: vLLM's /health, Ollama's root
+// ("Ollama is running"), and /v1/models for any other OpenAI-compatible server.
+func ProbePath(kind string) string {
+	switch kind {
+	case config.KindVLLM:
+		return "/health"
+	case config.KindOllama:
+		return "/"
+	default:
+		return "/v1/models"
+	}
+}
+
+// Probe checks one backend once. It returns nil when the backend answers its health endpoint
+// with a 2xx status.
+func Probe(ctx context.Context, client *http.Client, b *Backend) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.URL+ProbePath(b.Kind), nil)
+	if err != nil {
+		return err
+	}
+	if b.APIKey != "" {
+		req.Header.Set("Authorization", "Bearer "+b.APIKey)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s%s: status %d", b.URL, ProbePath(b.Kind), resp.StatusCode)
+	}
+	return nil
+}
+
+// Prober runs active health checks on every backend of the current table. An answering backend
+// whose ejection has expired is put back in service; failures count toward ejection like
+// request failures do.
+type Prober struct {
+	table    func() *Table
+	interval time.Duration
+	client   *http.Client
+	cancel   context.CancelFunc
+	done     chan struct{}
+}
+
+// NewProber returns a prober for the table that current returns at each round.
+func NewProber(current func() *Table, hc config.HealthCheck) *Prober {
+	return &Prober{
+		table:    current,
+		interval: hc.Interval,
+		client:   &http.Client{Timeout: hc.Timeout, CheckRedirect: noRedirects},
+	}
+}
+
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// Start launches the probe loop; Close stops it.
+func (p *Prober) Start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel, p.done = cancel, make(chan struct{})
+	go p.run(ctx)
+}
+
+// Close stops the probe loop and waits for it.
+func (p *Prober) Close() {
+	if p.cancel == nil {
+		return
+	}
+	p.cancel()
+	<-p.done
+}
+
+func (p *Prober) run(ctx context.Context) {
+	defer close(p.done)
+	tick := time.NewTicker(p.interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			p.Round(ctx)
+		}
+	}
+}
+
+// Round probes every distinct backend address once, concurrently, and records the results.
+func (p *Prober) Round(ctx context.Context) {
+	var wg sync.WaitGroup
+	seen := map[*health]bool{}
+	for _, b := range p.table().Backends() {
+		if seen[b.health] {
+			continue
+		}
+		seen[b.health] = true
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := Probe(ctx, p.client, b); err != nil {
+				if ctx.Err() == nil {
+					b.ReportFailure()
+				}
+				return
+			}
+			b.health.probeSuccess(b.now().UnixNano())
+		}()
+	}
+	wg.Wait()
+}
+
+// probeSuccess ends an expired ejection; an ejection still running keeps its backoff, so a
+// backend that passes /health but fails requests does not flap back every interval.
+func (h *health) probeSuccess(now int64) {
+	if until := h.ejectedUntil.Load(); until != 0 && now < until {
+		return
+	}
+	h.success()
+}

@@ -1,0 +1,288 @@
+package router
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/llmgate/llmgate/config"
+)
+
+// probeRecorder is a backend that records the probes it gets and answers them with status.
+type probeRecorder struct {
+	status atomic.Int32
+	mu     sync.Mutex
+	paths  []string
+	auths  []string
+}
+
+func newProbeServer(t *testing.T, status int) (*httptest.Server, *probeRecorder) {
+	t.Helper()
+	rec := &probeRecorder{}
+	rec.status.Store(int32(status))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec.mu.Lock()
+		rec.paths = append(rec.paths, r.Method+" "+r.URL.Path)
+		rec.auths = append(rec.auths, r.Header.Get("Authorization"))
+		rec.mu.Unlock()
+		w.WriteHeader(int(rec.status.Load()))
+	}))
+	t.Cleanup(srv.Close)
+	return srv, rec
+}
+
+func (r *probeRecorder) requests() (paths, auths []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.paths...), append([]string(nil), r.auths...)
+}
+
+// probeTable builds a table with one model per backend config and a prober over it.
+func probeTable(t *testing.T, clock *fakeClock, hc config.HealthCheck, backends ...config.Backend) (*Table, *Prober) {
+	t.Helper()
+	cfg := &config.Config{Health: hc}
+	for i, b := range backends {
+		cfg.Models = append(cfg.Models, testModel("m"+string(rune('a'+i)), "", testVersion("v1", b)))
+	}
+	tbl := mustTable(t, cfg, newTestPool(clock))
+	return tbl, NewProber(func() *Table { return tbl }, hc)
+}
+
+func TestProbeRequestPerKind(t *testing.T) {
+	t.Setenv("LLMGATE_ROUTER_TEST_KEY", "sk-probe")
+	tests := []struct {
+		kind     string
+		keyEnv   string
+		wantPath string
+		wantAuth string
+	}{
+		{kind: config.KindVLLM, wantPath: "GET /health"},
+		{kind: config.KindOllama, wantPath: "GET /"},
+		{kind: config.KindOpenAI, keyEnv: "LLMGATE_ROUTER_TEST_KEY", wantPath: "GET /v1/models", wantAuth: "Bearer sk-probe"},
+		{kind: config.KindOpenAI, wantPath: "GET /v1/models"},
+		{kind: "", wantPath: "GET /v1/models"}, // kind left out: openai
+		{kind: config.KindVLLM, keyEnv: "LLMGATE_ROUTER_TEST_KEY", wantPath: "GET /health", wantAuth: "Bearer sk-probe"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.kind+"/"+tt.keyEnv, func(t *testing.T) {
+			srv, rec := newProbeServer(t, http.StatusOK)
+			be := config.Backend{URL: srv.URL + "/", Kind: tt.kind, Model: "served", APIKeyEnv: tt.keyEnv, Weight: 1}
+			_, p := probeTable(t, newFakeClock(), testHealth, be)
+			p.Round(context.Background())
+			paths, auths := rec.requests()
+			if len(paths) != 1 || paths[0] != tt.wantPath || auths[0] != tt.wantAuth {
+				t.Errorf("probes = %q with Authorization %q; want one %q with %q", paths, auths, tt.wantPath, tt.wantAuth)
+			}
+		})
+	}
+}
+
+func TestProberRoundMarksFailing(t *testing.T) {
+	hc := testHealth
+	hc.FailureThreshold = 1
+	tests := []struct {
+		name        string
+		status      int // 0: nothing listens
+		wantHealthy bool
+	}{
+		{name: "200", status: http.StatusOK, wantHealthy: true},
+		{name: "204", status: http.StatusNoContent, wantHealthy: true},
+		{name: "500", status: http.StatusInternalServerError},
+		{name: "503 while loading the model", status: http.StatusServiceUnavailable},
+		{name: "404 wrong kind", status: http.StatusNotFound},
+		{name: "401 bad key", status: http.StatusUnauthorized},
+		{name: "redirect is not followed", status: http.StatusFound},
+		{name: "connection refused"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, _ := newProbeServer(t, tt.status)
+			url := srv.URL
+			if tt.status == 0 {
+				srv.Close() // the port is free now: connecting is refused
+			}
+			good, _ := newProbeServer(t, http.StatusOK)
+			tbl, p := probeTable(t, newFakeClock(), hc, testBackend(url, 1), testBackend(good.URL, 1))
+			p.Round(context.Background())
+			if got := tbl.Backends()[0].Healthy(); got != tt.wantHealthy {
+				t.Errorf("probed backend Healthy() = %v, want %v", got, tt.wantHealthy)
+			}
+			if !tbl.Backends()[1].Healthy() {
+				t.Errorf("a failing neighbour ejected a healthy backend")
+			}
+		})
+	}
+}
+
+func TestProberThreshold(t *testing.T) {
+	srv, _ := newProbeServer(t, http.StatusInternalServerError)
+	tbl, p := probeTable(t, newFakeClock(), testHealth, testBackend(srv.URL, 1)) // threshold 3
+	b := tbl.Backends()[0]
+	for round, want := range []bool{true, true, false} {
+		p.Round(context.Background())
+		if got := b.Healthy(); got != want {
+			t.Errorf("after round %d Healthy() = %v, want %v", round+1, got, want)
+		}
+	}
+}
+
+// A passing probe brings back a backend whose ejection has run out, even before any request
+// tries it, but does not cut a running ejection short.
+func TestProberRestoresExpiredEjection(t *testing.T) {
+	clock := newFakeClock()
+	srv, _ := newProbeServer(t, http.StatusOK)
+	tbl, p := probeTable(t, clock, testHealth, testBackend(srv.URL, 1))
+	b := tbl.Backends()[0]
+	b.Acquire() // a request stuck since before the ejection would hold off a half-open trial
+	for range 3 {
+		b.ReportFailure()
+	}
+
+	clock.Advance(9 * time.Second)
+	p.Round(context.Background())
+	if b.Healthy() {
+		t.Fatalf("a passing probe ended an ejection with 1s left")
+	}
+
+	clock.Advance(time.Second)
+	p.Round(context.Background())
+	if !b.Healthy() {
+		t.Fatalf("backend still out after its ejection expired and a probe passed")
+	}
+	// Back in full service: the failure count and the backoff start over.
+	b.Release()
+	b.ReportFailure()
+	b.ReportFailure()
+	if !b.Healthy() {
+		t.Errorf("two failures ejected a restored backend; the threshold is 3")
+	}
+	b.ReportFailure()
+	clock.Advance(10 * time.Second)
+	if !b.Healthy() {
+		t.Errorf("ejection after recovery lasted longer than eject_for; the backoff was not reset")
+	}
+}
+
+// Probes that fail while the backend is already out neither extend its ejection nor double the
+// next one.
+func TestProberFailureDuringEjection(t *testing.T) {
+	clock := newFakeClock()
+	srv, _ := newProbeServer(t, http.StatusServiceUnavailable)
+	tbl, p := probeTable(t, clock, testHealth, testBackend(srv.URL, 1))
+	b := tbl.Backends()[0]
+	for range 3 {
+		b.ReportFailure()
+	}
+	for range 9 {
+		clock.Advance(time.Second)
+		p.Round(context.Background())
+	}
+	clock.Advance(time.Second)
+	if !b.Healthy() {
+		t.Fatalf("probes during the ejection extended it past eject_for")
+	}
+	p.Round(context.Background()) // the backend is still down: out again, for twice as long
+	if b.Healthy() {
+		t.Fatalf("a failing probe after the ejection expired did not eject again")
+	}
+	clock.Advance(20*time.Second - time.Nanosecond)
+	if b.Healthy() {
+		t.Errorf("second ejection shorter than 2 x eject_for")
+	}
+	clock.Advance(time.Nanosecond)
+	if !b.Healthy() {
+		t.Errorf("second ejection longer than 2 x eject_for")
+	}
+}
+
+func TestProberProbesEachAddressOnce(t *testing.T) {
+	srv, rec := newProbeServer(t, http.StatusOK)
+	b := testBackend(srv.URL, 1)
+	b2 := b
+	b2.URL += "/" // same server, spelled differently, serving another model
+	b2.Model = "other"
+	_, p := probeTable(t, newFakeClock(), testHealth, b, b2)
+	p.Round(context.Background())
+	if paths, _ := rec.requests(); len(paths) != 1 {
+		t.Errorf("one round sent %d probes to one address, want 1", len(paths))
+	}
+}
+
+// The prober follows table swaps: each round probes the table current returns then.
+func TestProberFollowsCurrentTable(t *testing.T) {
+	srvA, recA := newProbeServer(t, http.StatusOK)
+	srvB, recB := newProbeServer(t, http.StatusOK)
+	pool := newTestPool(newFakeClock())
+	tblA := mustTable(t, &config.Config{Health: testHealth, Models: []config.Model{testModel("m", "", testVersion("v1", testBackend(srvA.URL, 1)))}}, pool)
+	tblB := mustTable(t, &config.Config{Health: testHealth, Models: []config.Model{testModel("m", "", testVersion("v1", testBackend(srvB.URL, 1)))}}, pool)
+	var cur atomic.Pointer[Table]
+	cur.Store(tblA)
+	p := NewProber(cur.Load, testHealth)
+	p.Round(context.Background())
+	cur.Store(tblB)
+	p.Round(context.Background())
+	a, _ := recA.requests()
+	b, _ := recB.requests()
+	if len(a) != 1 || len(b) != 1 {
+		t.Errorf("probes per server = %d, %d; want 1, 1", len(a), len(b))
+	}
+}
+
+func TestProberStartClose(t *testing.T) {
+	probed := make(chan struct{}, 100)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case probed <- struct{}{}:
+		default:
+		}
+	}))
+	t.Cleanup(srv.Close)
+	hc := testHealth
+	hc.Interval = time.Millisecond
+	_, p := probeTable(t, newFakeClock(), hc, testBackend(srv.URL, 1))
+
+	p.Close() // before Start: nothing to stop
+	p.Start()
+	for i := range 3 { // the loop keeps probing
+		select {
+		case <-probed:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("probe %d never arrived", i+1)
+		}
+	}
+	p.Close() // returns only once the loop has stopped
+	p.Close()
+}
+
+// Stopping the gateway while a probe hangs neither waits for the probe's timeout nor counts the
+// aborted probe against the backend.
+func TestProberCloseAbortsHungProbe(t *testing.T) {
+	started := make(chan struct{}, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case started <- struct{}{}:
+		default:
+		}
+		<-r.Context().Done() // hangs until the prober gives up
+	}))
+	t.Cleanup(srv.Close)
+	hc := testHealth
+	hc.Interval = time.Millisecond
+	hc.Timeout = time.Hour
+	hc.FailureThreshold = 1
+	tbl, p := probeTable(t, newFakeClock(), hc, testBackend(srv.URL, 1))
+	p.Start()
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("probe never arrived")
+	}
+	p.Close()
+	if !tbl.Backends()[0].Healthy() {
+		t.Errorf("the probe aborted by Close ejected the backend")
+	}
+}
