@@ -97,6 +97,12 @@ func (w *walker) walk(n ast.Node, t reflect.Type, key string) {
 		if _, err := time.ParseDuration(s.Value); err != nil {
 			w.fail(n, key, "want a duration such as \"2s\", got %q", s.Value)
 		}
+	case t.Kind() == reflect.String:
+		// goccy turns a number into its canonical text, so "version: 1.10" would become "1.1"
+		// and "0x1F" "31". Refuse rather than serve a name the user never wrote.
+		if text, ok := scalarText(n); ok && text != n.GetToken().Value {
+			w.fail(n, key, "%s reads as %s; quote it to keep the text: \"%s\"", n.GetToken().Value, text, n.GetToken().Value)
+		}
 	case t.Kind() == reflect.Struct:
 		w.mapping(n, t, key)
 	case t.Kind() == reflect.Slice:
@@ -157,6 +163,24 @@ func keyName(k ast.MapKeyNode) (string, bool) {
 		return "", false
 	}
 	return n.GetToken().Value, false
+}
+
+// scalarText returns the text goccy would store in a string field for a non-string scalar.
+func scalarText(n ast.Node) (string, bool) {
+	switch n.(type) {
+	case *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode, *ast.InfinityNode, *ast.NanNode:
+		switch v := n.(ast.ScalarNode).GetValue().(type) {
+		case int64:
+			return strconv.FormatInt(v, 10), true
+		case uint64:
+			return strconv.FormatUint(v, 10), true
+		case float64:
+			return fmt.Sprint(v), true
+		case bool:
+			return strconv.FormatBool(v), true
+		}
+	}
+	return "", false
 }
 
 // structField finds the exported field of t whose yaml tag is name.

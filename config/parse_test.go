@@ -57,7 +57,7 @@ models:
   - alias: chat
     versions:
       - version: 3   # a number is fine where a string is wanted
-        backends: [{url: "http://h:1", kind: vllm, model: m, weight: 0}]
+        backends: [{url: "http://h:1", kind: vllm, model: true, weight: 0}]
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -74,6 +74,7 @@ models:
 		{"prompts", c.Log.Prompts, true},
 		{"version", c.Models[0].Versions[0].Version, "3"},
 		{"kind", c.Models[0].Versions[0].Backends[0].Kind, config.KindVLLM},
+		{"bool as string", c.Models[0].Versions[0].Backends[0].Model, "true"},
 		{"weight", c.Models[0].Versions[0].Backends[0].Weight, 0},
 	}
 	for _, tt := range tests {
@@ -109,6 +110,10 @@ func TestParseErrors(t *testing.T) {
 		{"overflow", "retry: {attempts: 99999999999999999999}\n", `config: line 1: retry.attempts: 99999999999999999999 is too large for an integer`},
 		{"bad duration", "timeouts:\n  idle: 5x\n", `config: line 2: timeouts.idle: want a duration such as "2s", got "5x"`},
 		{"number for duration", "health: {interval: 5}\n", `config: line 1: health.interval: want a duration such as "2s", got "5"`},
+		{"number that changes as a string", "models:\n  - alias: a\n    versions:\n      - version: 1.10\n",
+			`config: line 4: models[0].versions[0].version: 1.10 reads as 1.1; quote it to keep the text: "1.10"`},
+		{"hex number as a string", "listen: 0x1F\n", `config: line 1: listen: 0x1F reads as 31; quote it to keep the text: "0x1F"`},
+		{"infinity as a string", "log: {level: .inf}\n", `config: line 1: log.level: .inf reads as +Inf; quote it to keep the text: ".inf"`},
 		{"duplicate key", "listen: ':1'\nlisten: ':2'\n", `config: line 2: mapping key "listen" already defined at [1:1]`},
 		{"two documents", "listen: ':1'\n---\nlisten: ':2'\n", `config: line 3: more than one YAML document`},
 	}

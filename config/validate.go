@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Limits Validate enforces.
@@ -106,6 +108,8 @@ func (v *validator) tokens(tokens []AdminToken) {
 		k := indexKey("admin.tokens", i)
 		if t.Name == "" {
 			v.addf(k+".name", "must not be empty; it is recorded as the actor of admin changes")
+		} else if !printable(t.Name) {
+			v.addf(k+".name", "must be printable UTF-8 without surrounding spaces, got %q", t.Name)
 		} else if j, dup := seen[t.Name]; dup {
 			v.addf(k+".name", "duplicate token name %q (also admin.tokens[%d])", t.Name, j)
 		} else {
@@ -118,6 +122,20 @@ func (v *validator) tokens(tokens []AdminToken) {
 			v.addf(k+".role", "must be admin or read, got %q", t.Role)
 		}
 	}
+}
+
+// printable reports whether s is valid UTF-8 with no control characters and no leading or
+// trailing space: free-form names end up in logs, headers and persisted state.
+func printable(s string) bool {
+	if !utf8.ValidString(s) || strings.TrimSpace(s) != s {
+		return false
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
 }
 
 func (v *validator) timeouts(t Timeouts) {
@@ -216,6 +234,8 @@ func (v *validator) backends(vk string, backends []Backend) {
 		}
 		if b.Model == "" {
 			v.addf(k+".model", "must not be empty; it is the name the backend serves the model under")
+		} else if !printable(b.Model) {
+			v.addf(k+".model", "must be printable UTF-8 without surrounding spaces, got %q", b.Model)
 		}
 		if j, dup := seen[target{b.URL, b.Model}]; dup && b.URL != "" {
 			v.addf(k, "same url and model as %s", indexKey(vk+".backends", j))

@@ -131,6 +131,7 @@ func TestShapesMatchFixtures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			h := start(t, Options{Flavor: tt.flavor, Model: tt.model, OutputTokens: tt.tokens, Seed: 7})
 			res := h.do(t, tt.method, tt.path, tt.body, tt.headers...)
 			if res.status != tt.status {

@@ -131,6 +131,13 @@ func (c *conn) do(body []byte, now func() time.Duration, gaps *[]time.Duration) 
 	case c.stream && status/100 == 2 && bytes.HasPrefix(c.resp.Header.ContentType(), []byte("text/event-stream")):
 		x.sse, err = c.sse.read(r, c.buf, now, gaps)
 		x.recv = x.sse.bytes
+	case status >= 400:
+		// Keep the start of an error body: it usually says what is wrong (unknown model...).
+		k, _ := io.ReadFull(r, c.buf[:256])
+		snippet := strings.TrimSpace(string(c.buf[:k]))
+		x.recv, err = readAll(r, c.buf)
+		x.recv += int64(k)
+		x.err = fmt.Errorf("HTTP %d: %s", status, snippet)
 	default:
 		x.recv, err = readAll(r, c.buf)
 	}
@@ -152,9 +159,6 @@ func (c *conn) do(body []byte, now func() time.Duration, gaps *[]time.Duration) 
 		x.class, x.err = ErrStream, errors.New("error event in stream")
 	case c.stream && !x.sse.done:
 		x.class, x.err = ErrStream, errors.New("stream ended without [DONE]")
-	}
-	if x.err == nil && x.class >= Err4xx && x.class <= Err5xx {
-		x.err = fmt.Errorf("HTTP %d", status)
 	}
 	return x
 }

@@ -367,7 +367,7 @@ func Check(o *Options, w *Workload, t Target) error {
 	case ErrConnect:
 		return fmt.Errorf("target %s (%s): cannot connect: %v", t.Name, t.URL, x.err)
 	case Err4xx, Err5xx:
-		return fmt.Errorf("target %s (%s): POST %s answered %d", t.Name, t.URL, w.Path, c.resp.StatusCode())
+		return fmt.Errorf("target %s (%s): POST %s: %v", t.Name, t.URL, w.Path, x.err)
 	}
 	return fmt.Errorf("target %s (%s): %s: %v", t.Name, t.URL, x.class, x.err)
 }

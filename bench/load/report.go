@@ -1,0 +1,216 @@
+package load
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Report is everything a bench invocation measured.
+type Report struct {
+	Started   time.Time `json:"started"`
+	Options   *Options  `json:"options"`
+	Runs      []*Result `json:"runs"`
+	Summaries []Summary `json:"summaries"` // one per target, in target order
+}
+
+// Summary is one target across its rounds: the median of each figure, or the sum of counts.
+type Summary struct {
+	Target     string           `json:"target"`
+	URL        string           `json:"url"`
+	Rounds     int              `json:"rounds"`
+	Requests   int64            `json:"requests"`
+	OK         int64            `json:"ok"`
+	Throughput float64          `json:"throughput_rps"`
+	Latency    Dist             `json:"latency"`
+	TTFB       Dist             `json:"ttfb"`
+	TTFT       Dist             `json:"ttft"`
+	Gap        Dist             `json:"inter_event_gap"`
+	Errors     map[string]int64 `json:"errors"`
+	Late       int64            `json:"late"`
+	// Added latency and throughput ratio against the first target (the baseline).
+	AddedP50        time.Duration `json:"added_p50_ns"`
+	AddedP99        time.Duration `json:"added_p99_ns"`
+	ThroughputRatio float64       `json:"throughput_ratio"`
+	Procs           []ProcStats   `json:"procs,omitempty"` // median CPU, highest peak RSS
+	LastError       string        `json:"last_error,omitempty"`
+}
+
+// Compare runs o's load against every target in interleaved rounds (A B C A B C ...), so
+// that drift in the machine's state spreads over all targets alike, and summarises them.
+// With one target it is a plain run repeated Rounds times.
+func Compare(ctx context.Context, o *Options, w *Workload, pids []int, progress io.Writer) (*Report, error) {
+	targets := o.Targets()
+	rep := &Report{Started: time.Now(), Options: o}
+	for round := 1; round <= o.Rounds && ctx.Err() == nil; round++ {
+		for _, t := range targets {
+			if ctx.Err() != nil {
+				break
+			}
+			label := t.Name
+			if o.Rounds > 1 {
+				label = fmt.Sprintf("%s round %d/%d", t.Name, round, o.Rounds)
+			}
+			res, err := Run(ctx, o, w, t, pids, progress, label)
+			if err != nil {
+				return nil, err
+			}
+			res.Round = round
+			rep.Runs = append(rep.Runs, res)
+			if progress != nil {
+				fmt.Fprintf(progress, "%s: %d ok, %d errors, p50 %s, p99 %s, %.1f req/s\n", label,
+					res.OK, res.Requests-res.OK, fmtDur(res.Latency.P50), fmtDur(res.Latency.P99), res.Throughput)
+			}
+		}
+	}
+	rep.Summaries = summarize(targets, rep.Runs)
+	return rep, nil
+}
+
+func summarize(targets []Target, runs []*Result) []Summary {
+	out := make([]Summary, len(targets))
+	for i, t := range targets {
+		s := Summary{Target: t.Name, URL: t.URL, Errors: map[string]int64{}}
+		var lat, ttfb, ttft, gap []Dist
+		var tput []float64
+		cpu := map[int][]float64{}
+		var procs []ProcStats
+		for _, r := range runs {
+			if r.Target != t.Name {
+				continue
+			}
+			s.Rounds++
+			s.Requests += r.Requests
+			s.OK += r.OK
+			s.Late += r.Late
+			for k, v := range r.Errors {
+				s.Errors[k] += v
+			}
+			if r.LastError != "" {
+				s.LastError = r.LastError
+			}
+			tput = append(tput, r.Throughput)
+			lat, ttfb, ttft, gap = append(lat, r.Latency), append(ttfb, r.TTFB), append(ttft, r.TTFT), append(gap, r.Gap)
+			for _, p := range r.Procs {
+				j := slices.IndexFunc(procs, func(q ProcStats) bool { return q.PID == p.PID })
+				if j < 0 {
+					procs = append(procs, p)
+					j = len(procs) - 1
+				}
+				procs[j].PeakRSS = max(procs[j].PeakRSS, p.PeakRSS)
+				procs[j].PeakSinceStart = procs[j].PeakSinceStart || p.PeakSinceStart
+				cpu[p.PID] = append(cpu[p.PID], p.CPUPerRequest)
+			}
+		}
+		s.Throughput = medianOf(sortedCopy(tput))
+		s.Latency, s.TTFB, s.TTFT, s.Gap = medianDist(lat), medianDist(ttfb), medianDist(ttft), medianDist(gap)
+		for j := range procs {
+			procs[j].CPUPerRequest = medianOf(sortedCopy(cpu[procs[j].PID]))
+			procs[j].CPU = 0 // per-round totals do not add up to anything useful across rounds
+		}
+		s.Procs = procs
+		out[i] = s
+	}
+	for i := range out {
+		out[i].AddedP50 = out[i].Latency.P50 - out[0].Latency.P50
+		out[i].AddedP99 = out[i].Latency.P99 - out[0].Latency.P99
+		if out[0].Throughput > 0 {
+			out[i].ThroughputRatio = out[i].Throughput / out[0].Throughput
+		}
+	}
+	return out
+}
+
+// WriteTable prints rep's summaries as an aligned table, then errors and process figures.
+func WriteTable(w io.Writer, rep *Report) {
+	o := rep.Options
+	stream := o.Workload == ChatStream
+	cmp := len(rep.Summaries) > 1
+	mode := fmt.Sprintf("closed loop, %d connections", o.Connections)
+	if o.Rate > 0 {
+		mode = fmt.Sprintf("open loop, %g req/s", o.Rate)
+	}
+	fmt.Fprintf(w, "%s, model %s, %s, median of %d round(s); latency from scheduled send, successful requests only\n",
+		o.Workload, o.Model, mode, o.Rounds)
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	cols := []string{"target", "req/s", "p50", "p90", "p99", "p99.9", "max"}
+	if stream {
+		cols = append(cols, "ttft p50", "ttft p99", "gap p50", "gap p99")
+	}
+	cols = append(cols, "ok", "errors", "late")
+	if cmp {
+		cols = append(cols, "+p50", "+p99", "req/s ratio")
+	}
+	fmt.Fprintln(tw, strings.Join(cols, "\t")+"\t")
+	for i, s := range rep.Summaries {
+		l := s.Latency
+		row := []string{s.Target, fmt.Sprintf("%.1f", s.Throughput),
+			fmtDur(l.P50), fmtDur(l.P90), fmtDur(l.P99), fmtDur(l.P999), fmtDur(l.Max)}
+		if stream {
+			row = append(row, fmtDur(s.TTFT.P50), fmtDur(s.TTFT.P99), fmtDur(s.Gap.P50), fmtDur(s.Gap.P99))
+		}
+		row = append(row, fmt.Sprint(s.OK), fmt.Sprint(s.Requests-s.OK), fmt.Sprint(s.Late))
+		if cmp && i == 0 {
+			row = append(row, "-", "-", "-")
+		} else if cmp {
+			row = append(row, fmtAdded(s.AddedP50), fmtAdded(s.AddedP99), fmt.Sprintf("%.3f", s.ThroughputRatio))
+		}
+		fmt.Fprintln(tw, strings.Join(row, "\t")+"\t")
+	}
+	tw.Flush()
+
+	for _, s := range rep.Summaries {
+		if len(s.Errors) > 0 {
+			keys := make([]string, 0, len(s.Errors))
+			for k := range s.Errors {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			parts := make([]string, len(keys))
+			for i, k := range keys {
+				parts[i] = fmt.Sprintf("%s %d", k, s.Errors[k])
+			}
+			fmt.Fprintf(w, "%s errors: %s; last: %s\n", s.Target, strings.Join(parts, ", "), s.LastError)
+		}
+		for _, p := range s.Procs {
+			if p.Err != "" {
+				fmt.Fprintf(w, "%s: process %s[%d]: %s\n", s.Target, p.Name, p.PID, p.Err)
+				continue
+			}
+			note := ""
+			if p.PeakSinceStart {
+				note = " (since process start)"
+			}
+			fmt.Fprintf(w, "%s: process %s[%d]: %.1f CPU µs/request, peak RSS %.1f MiB%s\n",
+				s.Target, p.Name, p.PID, p.CPUPerRequest, float64(p.PeakRSS)/(1<<20), note)
+		}
+	}
+}
+
+// fmtDur formats d with three significant digits or so, in µs, ms or s.
+func fmtDur(d time.Duration) string {
+	switch a := max(d, -d); {
+	case a == 0:
+		return "0"
+	case a < 10*time.Microsecond:
+		return fmt.Sprintf("%.1fµs", float64(d)/1e3)
+	case a < time.Millisecond:
+		return fmt.Sprintf("%dµs", d.Microseconds())
+	case a < time.Second:
+		return fmt.Sprintf("%.2fms", float64(d)/1e6)
+	default:
+		return fmt.Sprintf("%.2fs", d.Seconds())
+	}
+}
+
+func fmtAdded(d time.Duration) string {
+	if d >= 0 {
+		return "+" + fmtDur(d)
+	}
+	return fmtDur(d)
+}

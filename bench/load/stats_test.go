@@ -1,0 +1,270 @@
+package load
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPercentile(t *testing.T) {
+	ms := func(v ...int) []time.Duration {
+		out := make([]time.Duration, len(v))
+		for i, x := range v {
+			out[i] = time.Duration(x) * time.Millisecond
+		}
+		return out
+	}
+	hundred := make([]int, 100)
+	for i := range hundred {
+		hundred[i] = i + 1
+	}
+	thousand := make([]int, 1000)
+	for i := range thousand {
+		thousand[i] = i + 1
+	}
+	tests := []struct {
+		name   string
+		sorted []time.Duration
+		q      float64
+		want   time.Duration
+	}{
+		{"empty", nil, 0.5, 0},
+		{"one", ms(7), 0.99, 7 * time.Millisecond},
+		{"two p50", ms(1, 2), 0.5, 1 * time.Millisecond},
+		{"two p90", ms(1, 2), 0.9, 2 * time.Millisecond},
+		{"hundred p50", ms(hundred...), 0.5, 50 * time.Millisecond},
+		{"hundred p90", ms(hundred...), 0.9, 90 * time.Millisecond},
+		{"hundred p99", ms(hundred...), 0.99, 99 * time.Millisecond},
+		{"hundred p99.9", ms(hundred...), 0.999, 100 * time.Millisecond},
+		{"hundred max", ms(hundred...), 1, 100 * time.Millisecond},
+		{"thousand p99.9", ms(thousand...), 0.999, 999 * time.Millisecond},
+		{"ten p99", ms(1, 2, 3, 4, 5, 6, 7, 8, 9, 10), 0.99, 10 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Percentile(tt.sorted, tt.q); got != tt.want {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	d := []time.Duration{5, 1, 4, 2, 3}
+	got := Summarize(d)
+	want := Dist{N: 5, Mean: 3, P50: 3, P90: 5, P99: 5, P999: 5, Max: 5}
+	if got != want {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+	if m := medianDist([]Dist{{N: 1, P50: 3}, {N: 2, P50: 1}, {N: 3, P50: 2}, {N: 4, P50: 10}}); m.N != 10 || m.P50 != 2 {
+		t.Errorf("medianDist: %+v", m)
+	}
+}
+
+// chunkReader returns its chunks one Read at a time.
+type chunkReader struct{ chunks []string }
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	if len(r.chunks) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.chunks[0])
+	if n < len(r.chunks[0]) {
+		r.chunks[0] = r.chunks[0][n:]
+	} else {
+		r.chunks = r.chunks[1:]
+	}
+	return n, nil
+}
+
+func TestSSERead(t *testing.T) {
+	const ms = time.Millisecond
+	tests := []struct {
+		name    string
+		chunks  []string
+		bufSize int
+		want    streamTimes // bytes is filled in from the chunks
+		gaps    []time.Duration
+	}{{
+		// The clock advances 10ms per call, i.e. per read: read k is stamped k*10ms.
+		name: "split and coalesced events",
+		chunks: []string{
+			"data: {\"a\":1}\n\n",                     // read 1: event 1 at 10ms
+			"data: {\"a\"",                            // read 2: nothing complete
+			":2}\n\ndata: {\"a\":3}\n\n",              // read 3: events 2 and 3 at 30ms
+			": keep-alive\n\n",                        // read 4: a comment is no event
+			"event: x\ndata: {\"a\":4}\n", "\n",       // reads 5, 6: event 4 at 60ms
+			"data: [DONE]\n\n",                        // read 7
+		},
+		want: streamTimes{first: 10 * ms, events: 4, done: true},
+		gaps: []time.Duration{20 * ms, 0, 30 * ms},
+	}, {
+		name:   "CRLF and no space after colon",
+		chunks: []string{"data:{\"a\":1}\r\n\r\n", "data:{\"a\":2}\r\n\r\ndata:[DONE]\r\n\r\n"},
+		want:   streamTimes{first: 10 * ms, events: 2, done: true},
+		gaps:   []time.Duration{10 * ms},
+	}, {
+		name:    "tiny reads split a line many times",
+		chunks:  []string{"data: {\"a\":1}\n\ndata: {\"a\":2}\n\ndata: [DONE]\n\n"},
+		bufSize: 3,
+		want:    streamTimes{first: 50 * ms, events: 2, done: true},
+		gaps:    []time.Duration{50 * ms},
+	}, {
+		name:   "error event",
+		chunks: []string{"data: {\"a\":1}\n\n", "data: {\"error\":{\"message\":\"boom\"}}\n\n"},
+		want:   streamTimes{first: 10 * ms, events: 1, errEvent: true},
+	}, {
+		name:   "no DONE, last event without blank line",
+		chunks: []string{"data: {\"a\":1}\n\n", "data: {\"a\":2}"},
+		want:   streamTimes{first: 10 * ms, events: 2},
+		gaps:   []time.Duration{20 * ms}, // stamped at EOF, the third clock reading
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var clock time.Duration
+			now := func() time.Duration { clock += 10 * time.Millisecond; return clock }
+			size := tt.bufSize
+			if size == 0 {
+				size = 1024
+			}
+			buf := make([]byte, size)
+			var s sseReader
+			var gaps []time.Duration
+			got, err := s.read(&chunkReader{chunks: append([]string(nil), tt.chunks...)}, buf, now, &gaps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := tt.want
+			want.bytes = int64(len(strings.Join(tt.chunks, "")))
+			if got != want {
+				t.Errorf("got %+v, want %+v", got, want)
+			}
+			if len(gaps) != len(tt.gaps) {
+				t.Fatalf("gaps %v, want %v", gaps, tt.gaps)
+			}
+			for i := range gaps {
+				if gaps[i] != tt.gaps[i] {
+					t.Errorf("gaps %v, want %v", gaps, tt.gaps)
+					break
+				}
+			}
+		})
+	}
+}
+
+func TestReadProc(t *testing.T) {
+	pid := os.Getpid()
+	// Burn CPU until the kernel has charged at least one tick, so the reading is not 0.
+	deadline := time.Now().Add(2 * time.Second)
+	var cpu time.Duration
+	var name string
+	var rss int64
+	for x := 1.0; time.Now().Before(deadline); x = x*1.0000001 + 1 {
+		var err error
+		if name, cpu, rss, err = ReadProc(pid); err != nil {
+			t.Fatal(err)
+		}
+		if cpu > 0 {
+			break
+		}
+	}
+	if name == "" || cpu <= 0 || rss < 1<<20 {
+		t.Errorf("name %q, cpu %v, peak RSS %d", name, cpu, rss)
+	}
+	before := sampleProcs([]int{pid}, true)
+	after := sampleProcs([]int{pid}, false)
+	st := procDelta(before, after)
+	if len(st) != 1 || st[0].Err != "" || st[0].CPU < 0 || st[0].PeakRSS <= 0 || st[0].PID != pid {
+		t.Errorf("procDelta: %+v", st)
+	}
+	if _, _, _, err := ReadProc(1 << 30); err == nil {
+		t.Error("ReadProc of a missing pid: want an error")
+	}
+}
+
+func TestWorkload(t *testing.T) {
+	o := testOptions()
+	o.PromptMix = []int{200, 1024, 4096}
+	o.PIIShare = 0.1
+	o.RepeatShare = 0.2
+	w, err := NewWorkload(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 20000
+	repeats, pii := 0, 0
+	sizes := map[int]int{}
+	bodies := map[string]uint64{}
+	for i := range uint64(n) {
+		k := w.Key(i)
+		if k > i {
+			t.Fatalf("key %d of request %d is in the future", k, i)
+		}
+		if k != i {
+			repeats++
+		}
+		b := w.Body(nil, k)
+		if prev, ok := bodies[string(b)]; ok && prev != k {
+			t.Fatalf("keys %d and %d share a body", prev, k)
+		}
+		bodies[string(b)] = k
+		var v struct {
+			Model    string
+			Messages []struct{ Role, Content string }
+		}
+		if err := json.Unmarshal(b, &v); err != nil || v.Model != "chat" || len(v.Messages) != 1 {
+			t.Fatalf("body %d: %v: %.100s", i, err, b)
+		}
+		sizes[len(v.Messages[0].Content)]++
+		if bytes.Contains(b, []byte("example.com")) || bytes.Contains(b, []byte("555-0132")) || bytes.Contains(b, []byte("4111 1111")) {
+			pii++
+		}
+		if !bytes.Equal(b, w.Body(nil, k)) {
+			t.Fatal("Body is not deterministic")
+		}
+	}
+	if f := float64(repeats) / n; f < 0.18 || f > 0.22 {
+		t.Errorf("repeat share %.3f, want ~0.2", f)
+	}
+	if f := float64(pii) / n; f < 0.08 || f > 0.12 {
+		t.Errorf("PII share %.3f, want ~0.1", f)
+	}
+	for _, size := range o.PromptMix {
+		if f := float64(sizes[size]) / n; f < 0.3 || f > 0.37 {
+			t.Errorf("size %d share %.3f (sizes %v)", size, f, sizes)
+		}
+	}
+}
+
+func TestPromptsFile(t *testing.T) {
+	path := t.TempDir() + "/p.jsonl"
+	os.WriteFile(path, []byte(`{"prompt": "hello <there>"}
+
+{"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]}
+[{"role": "user", "content": [{"type": "text", "text": "structured"}]}]
+`), 0o644)
+	o := testOptions()
+	o.PromptsFile = path
+	o.Workload = Embeddings
+	w, err := NewWorkload(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(w.tmpls) != 3*w.variants || w.Path != "/v1/embeddings" {
+		t.Fatalf("%d templates, path %s", len(w.tmpls), w.Path)
+	}
+	if b := string(w.tmpls[0].b); !strings.Contains(b, `"input":"Request `) || !strings.Contains(b, "hello <there>") {
+		t.Errorf("prompt body %s", b)
+	}
+	if w.tmpls[2*w.variants].nonce != -1 {
+		t.Error("structured content got a nonce")
+	}
+	os.WriteFile(path, []byte("{\"prompt\": 1}\n"), 0o644)
+	if _, err := NewWorkload(o); err == nil || !strings.Contains(err.Error(), "p.jsonl:1") {
+		t.Errorf("bad line: err %v", err)
+	}
+}

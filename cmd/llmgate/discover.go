@@ -1,0 +1,137 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/llmgate/llmgate/config"
+)
+
+// discoverConfig builds a config from backend URLs: each model a backend serves becomes an alias
+// with one version, "default". Backends serving the same model share the alias's pool.
+func discoverConfig(backends, kinds []string) (*config.Config, error) {
+	if len(kinds) > len(backends) {
+		return nil, fmt.Errorf("%d --backend-kind flags for %d --backend flags", len(kinds), len(backends))
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	cfg := &config.Config{}
+	index := map[string]int{}
+	for i, raw := range backends {
+		base := strings.TrimSuffix(raw, "/")
+		if u, err := url.Parse(base); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("--backend %q: want an http(s) URL such as http://127.0.0.1:8000", raw)
+		}
+		kind := ""
+		if i < len(kinds) {
+			kind = kinds[i]
+		}
+		if kind == "" {
+			var err error
+			if kind, err = detectKind(client, base); err != nil {
+				return nil, fmt.Errorf("backend %s is unreachable: %v", base, shortErr(err))
+			}
+		}
+		if kind != config.KindVLLM && kind != config.KindOllama && kind != config.KindOpenAI {
+			return nil, fmt.Errorf("--backend-kind %q: want vllm, ollama or openai", kind)
+		}
+		models, err := listModels(client, base, kind)
+		if err != nil {
+			return nil, fmt.Errorf("backend %s: %v", base, shortErr(err))
+		}
+		if len(models) == 0 {
+			return nil, fmt.Errorf("backend %s serves no models", base)
+		}
+		for _, m := range models {
+			b := config.Backend{URL: base, Kind: kind, Model: m}
+			if j, ok := index[m]; ok {
+				cfg.Models[j].Versions[0].Backends = append(cfg.Models[j].Versions[0].Backends, b)
+				continue
+			}
+			index[m] = len(cfg.Models)
+			cfg.Models = append(cfg.Models, config.Model{
+				Alias: m, Stable: "default",
+				Versions: []config.Version{{Version: "default", Backends: []config.Backend{b}}},
+			})
+		}
+	}
+	return cfg, nil
+}
+
+// detectKind tells vLLM (GET /version answers {"version":...}) from Ollama (GET / answers
+// "Ollama is running") from any other OpenAI-compatible server.
+func detectKind(client *http.Client, base string) (string, error) {
+	body, status, err := get(client, base+"/")
+	if err != nil {
+		return "", err
+	}
+	if status == http.StatusOK && strings.Contains(string(body), "Ollama is running") {
+		return config.KindOllama, nil
+	}
+	if _, status, err := get(client, base+"/health"); err == nil && status == http.StatusOK {
+		if body, status, err := get(client, base+"/version"); err == nil && status == http.StatusOK && strings.Contains(string(body), `"version"`) {
+			return config.KindVLLM, nil
+		}
+	}
+	return config.KindOpenAI, nil
+}
+
+// listModels reads the backend's model ids from /v1/models, and for Ollama also /api/tags
+// (models pulled but listed only there on older versions).
+func listModels(client *http.Client, base, kind string) ([]string, error) {
+	body, status, err := get(client, base+"/v1/models")
+	if err != nil {
+		return nil, err
+	}
+	if status != http.StatusOK {
+		return nil, fmt.Errorf("GET /v1/models: status %d", status)
+	}
+	var list struct {
+		Data []struct {
+			ID string `json:"id"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &list); err != nil {
+		return nil, fmt.Errorf("GET /v1/models: %v", err)
+	}
+	seen := map[string]bool{}
+	var ids []string
+	add := func(id string) {
+		if id != "" && !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	for _, m := range list.Data {
+		add(m.ID)
+	}
+	if kind == config.KindOllama {
+		if body, status, err := get(client, base+"/api/tags"); err == nil && status == http.StatusOK {
+			var tags struct {
+				Models []struct {
+					Name string `json:"name"`
+				} `json:"models"`
+			}
+			if json.Unmarshal(body, &tags) == nil {
+				for _, m := range tags.Models {
+					add(m.Name)
+				}
+			}
+		}
+	}
+	return ids, nil
+}
+
+func get(client *http.Client, url string) ([]byte, int, error) {
+	resp, err := client.Get(url)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	return body, resp.StatusCode, err
+}

@@ -1,0 +1,66 @@
+// Command llmgate is an OpenAI-compatible gateway for self-hosted LLM backends. This file only
+// parses flags and wires packages together; decisions live in the packages.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+)
+
+// version is set at build time with -ldflags "-X main.version=..."; otherwise the module
+// version or "dev".
+var version = ""
+
+const usage = `llmgate: an OpenAI-compatible gateway for vLLM, Ollama and other backends.
+
+Usage:
+  llmgate serve --config FILE          run the gateway from a config file
+  llmgate serve --backend URL ...      run in front of backends, discovering their models
+  llmgate demo                         gateway plus two simulated backends, with examples
+  llmgate fakellm --flavor vllm|ollama simulated backend for tests and benchmarks
+  llmgate bench ...                    load generator and side-by-side comparisons
+  llmgate version                      print the version
+
+Run "llmgate COMMAND -h" for a command's flags.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return runServe(args[1:], stdout, stderr)
+	case "demo":
+		return runDemo(args[1:], stdout, stderr)
+	case "fakellm":
+		return runFakeLLM(args[1:], stderr)
+	case "bench":
+		return runBench(args[1:], stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "llmgate", buildVersion())
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "llmgate: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}

@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/llmgate/llmgate/config"
+	"github.com/llmgate/llmgate/gateway"
+	"github.com/llmgate/llmgate/router"
+)
+
+// listFlag collects a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
+
+// defaultOllama is where a local Ollama listens; serve with no config and no backend uses it.
+const defaultOllama = "http://127.0.0.1:11434"
+
+func runServe(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "config file (YAML); see llmgate.example.yaml")
+	var backends, kinds listFlag
+	fs.Var(&backends, "backend", "backend base URL, repeatable; its models are discovered (instead of --config)")
+	fs.Var(&kinds, "backend-kind", "vllm|ollama|openai for the --backend at the same position (default: detected)")
+	listen := fs.String("listen", "", "data-plane address (default :8080, env LLMGATE_LISTEN)")
+	adminListen := fs.String("admin-listen", "", "admin and /metrics address (default 127.0.0.1:8081, env LLMGATE_ADMIN_LISTEN)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "llmgate serve: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if *configPath != "" && len(backends) > 0 {
+		fmt.Fprintln(stderr, "llmgate serve: use either --config or --backend, not both")
+		return 2
+	}
+	cfg, err := buildServeConfig(*configPath, backends, kinds, *listen, *adminListen)
+	if err != nil {
+		fmt.Fprintln(stderr, "llmgate serve:", err)
+		return 1
+	}
+	if err := checkBackends(cfg); err != nil {
+		fmt.Fprintln(stderr, "llmgate serve:", err)
+		return 1
+	}
+	g, lns, err := start(cfg, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "llmgate serve:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "llmgate %s serving OpenAI API on http://%s/v1, admin and /metrics on http://%s\n",
+		buildVersion(), lns[0].Addr(), lns[1].Addr())
+	return waitForSignal(g, lns, stderr)
+}
+
+// buildServeConfig loads the config file, or builds one from discovered backends, then applies
+// defaults, environment overrides and flags, and validates.
+func buildServeConfig(path string, backends, kinds []string, listen, adminListen string) (*config.Config, error) {
+	var cfg *config.Config
+	var err error
+	if path != "" {
+		if cfg, err = config.Load(path); err != nil {
+			return nil, err
+		}
+	} else {
+		if len(backends) == 0 {
+			backends = []string{defaultOllama}
+		}
+		if cfg, err = discoverConfig(backends, kinds); err != nil {
+			return nil, err
+		}
+	}
+	cfg.ApplyDefaults()
+	if err := cfg.ApplyEnv(os.Getenv); err != nil {
+		return nil, err
+	}
+	if listen != "" {
+		cfg.Listen = listen
+	}
+	if adminListen != "" {
+		cfg.Admin.Listen = adminListen
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// checkBackends probes every backend once: an unreachable backend at start is a mistake in the
+// config, said in one line; once serving, the same backend would only be marked unhealthy.
+func checkBackends(cfg *config.Config) error {
+	t, err := router.NewTable(cfg, router.NewPool())
+	if err != nil {
+		return err
+	}
+	client := &http.Client{Timeout: cfg.Health.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	seen := map[string]bool{}
+	for _, b := range t.Backends() {
+		if seen[b.URL] {
+			continue
+		}
+		seen[b.URL] = true
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.Health.Timeout)
+		err := router.Probe(ctx, client, b)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("backend %s (model %s version %s) is unreachable: %v", b.URL, b.Alias, b.Version, shortErr(err))
+		}
+	}
+	return nil
+}
+
+// start listens on both addresses and serves in the background.
+func start(cfg *config.Config, logOut io.Writer) (*gateway.Gateway, [2]net.Listener, error) {
+	var lns [2]net.Listener
+	g, err := gateway.New(cfg, gateway.Options{LogOutput: logOut})
+	if err != nil {
+		return nil, lns, err
+	}
+	if lns[0], err = net.Listen("tcp", cfg.Listen); err != nil {
+		g.Close()
+		return nil, lns, fmt.Errorf("listen %s: %v", cfg.Listen, shortErr(err))
+	}
+	if lns[1], err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+		lns[0].Close()
+		g.Close()
+		return nil, lns, fmt.Errorf("admin listen %s: %v", cfg.Admin.Listen, shortErr(err))
+	}
+	go g.Serve(lns[0])      //nolint:errcheck // Close ends it
+	go g.ServeAdmin(lns[1]) //nolint:errcheck
+	return g, lns, nil
+}
+
+func waitForSignal(g *gateway.Gateway, lns [2]net.Listener, stderr io.Writer) int {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	<-sig
+	signal.Stop(sig)
+	done := make(chan error, 1)
+	go func() { done <- g.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			fmt.Fprintln(stderr, "llmgate: shutdown:", err)
+			return 1
+		}
+	case <-time.After(30 * time.Second):
+		fmt.Fprintln(stderr, "llmgate: shutdown timed out with requests in flight")
+		return 1
+	}
+	return 0
+}
+
+// shortErr drops Go's wrapping ("dial tcp 127.0.0.1:1: connect: connection refused" keeps its
+// last, human part) so the one line a user sees is readable.
+func shortErr(err error) string {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err.Error()
+	}
+	return err.Error()
+}
