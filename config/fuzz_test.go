@@ -20,7 +20,8 @@ func FuzzParse(f *testing.F) {
 	f.Add(example)
 	f.Add([]byte("models: [{alias: a, versions: [{version: v, backends: [{url: 'http://h', model: m}]}]}]\n"))
 	f.Add([]byte("timeouts: {idle: 5x}\n"))
-	f.Add([]byte("a: &x {b: 1}\nmodels: [*x]\n"))
+	f.Add([]byte("models: &m [{alias: a}]\nlisten: *m\n"))
+	f.Add([]byte("listen: \"[::1]:80\"\nadmin: {listen: \":81\", tokens: [{name: n, token_env: T, role: read}]}\ntimeouts: {total: 1h}\nmodels:\n- alias: a\n  versions:\n  - version: v\n    backends:\n    - {url: \"https://h/v1\", model: m, weight: 0}\n    - {url: \"http://h:9\", model: m, kind: ollama}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := config.Parse(data)
 		if err != nil {

@@ -57,8 +57,7 @@ func parse(data []byte, file string) (*Config, error) {
 	if len(w.errs) > 0 {
 		return nil, errors.Join(w.errs...)
 	}
-	// goccy still decodes and type-checks scalars; Strict stays on as a second line of defence
-	// for what the walk skips (aliases, merge keys).
+	// goccy decodes and type-checks scalars; Strict stays on as a second line of defence.
 	if err := yaml.NodeToValue(body, &c, yaml.Strict()); err != nil {
 		return nil, src.yamlError(err, w.keyAt)
 	}
@@ -82,8 +81,14 @@ func (w *walker) fail(n ast.Node, key, format string, args ...any) {
 // walk visits n, which is to be decoded into a value of type t at key.
 func (w *walker) walk(n ast.Node, t reflect.Type, key string) {
 	n = unwrap(n)
-	if n == nil || n.Type() == ast.NullType || n.Type() == ast.AliasType {
-		// Aliases point at nodes already walked (or rejected) where their anchor was defined.
+	if n == nil || n.Type() == ast.NullType {
+		return
+	}
+	switch n.Type() {
+	case ast.AnchorType, ast.AliasType:
+		// An aliased value would have no lines and no "written" keys of its own (so weight: 0
+		// would be defaulted to 1), and aliases multiply work. The file is short: write it out.
+		w.fail(n, key, "anchors and aliases (&name, *name) are not supported; write the value out")
 		return
 	}
 	w.keyAt[*n.GetToken().Position] = key
@@ -131,7 +136,8 @@ func (w *walker) mapping(n ast.Node, t reflect.Type, key string) {
 	for it := m.MapRange(); it.Next(); {
 		k := it.Key()
 		if k.IsMergeKey() {
-			continue // goccy merges and checks these
+			w.fail(k, key, "merge keys (<<) are not supported; write the keys out")
+			continue
 		}
 		name, isString := keyName(k)
 		field, known := structField(t, name)
@@ -195,17 +201,14 @@ func structField(t reflect.Type, name string) (reflect.StructField, bool) {
 	return reflect.StructField{}, false
 }
 
-// unwrap looks through anchors and tags to the value they decorate.
+// unwrap looks through tags (!!str) to the value they decorate.
 func unwrap(n ast.Node) ast.Node {
 	for {
-		switch v := n.(type) {
-		case *ast.AnchorNode:
-			n = v.Value
-		case *ast.TagNode:
-			n = v.Value
-		default:
+		t, ok := n.(*ast.TagNode)
+		if !ok {
 			return n
 		}
+		n = t.Value
 	}
 }
 
@@ -213,7 +216,8 @@ func unwrap(n ast.Node) ast.Node {
 func (s *source) yamlError(err error, keyAt map[token.Position]string) error {
 	var ye yaml.Error
 	if !errors.As(err, &ye) {
-		// Errors without a token, e.g. a bad duration reached only through an alias.
+		// goccy returns a few plain errors (a bad duration, a missing anchor); the walk
+		// catches those cases first, so this is a fallback without a position.
 		return &Error{File: s.file, Msg: err.Error()}
 	}
 	e := &Error{File: s.file, Msg: ye.GetMessage()}

@@ -14,7 +14,7 @@ func (g *Gateway) handleAdmin(ctx *fasthttp.RequestCtx) {
 		var buf bytes.Buffer
 		g.metrics.set.WritePrometheus(&buf)
 		ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
-		ctx.SetBody(buf.Bytes())
+		ctx.SetBody(appendWithHelp(make([]byte, 0, buf.Len()+4096), buf.Bytes()))
 	case "/healthz":
 		ctx.SetContentType("application/json")
 		ctx.SetBodyString(`{"status":"ok"}`)

@@ -4,6 +4,7 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -26,10 +27,12 @@ type Gateway struct {
 	upstreams *upstreams
 	metrics   *gatewayMetrics
 	log       *slog.Logger
-	accessLog *asyncWriter
-	prober    *router.Prober
+	// logRequests: one line per request at level info.
+	logRequests bool
+	accessLog   *asyncWriter
+	prober      *router.Prober
 
-	startedAt   time.Time
+	startedAt time.Time
 
 	server      *fasthttp.Server
 	adminServer *fasthttp.Server
@@ -57,6 +60,8 @@ type backendHandles struct {
 type Options struct {
 	// LogOutput receives the JSON log, one line per request; nil means stderr.
 	LogOutput io.Writer
+	// Dial, when set, replaces TCP dialing of backends (benchmarks use in-memory listeners).
+	Dial func(addr string) (net.Conn, error)
 }
 
 // New builds a gateway from a validated config. It does not listen yet.
@@ -70,12 +75,13 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	g := &Gateway{
 		cfg:       cfg,
 		pool:      router.NewPool(),
-		upstreams: &upstreams{byAddr: map[string]*upstream{}, to: cfg.Timeouts},
+		upstreams: &upstreams{byAddr: map[string]*upstream{}, to: cfg.Timeouts, dial: opts.Dial},
 		metrics:   m,
 		startedAt: time.Now(),
 		accessLog: aw,
 		log:       slog.New(slog.NewJSONHandler(aw, &slog.HandlerOptions{Level: logLevel(cfg.Log.Level)})),
 	}
+	g.logRequests = g.log.Enabled(context.Background(), slog.LevelInfo)
 	if err := g.install(cfg); err != nil {
 		aw.Close()
 		return nil, err

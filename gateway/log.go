@@ -14,7 +14,7 @@ var stderr io.Writer = os.Stderr
 // never blocks a request. When the queue is full the line is dropped and counted.
 type asyncWriter struct {
 	out     io.Writer
-	lines   chan []byte
+	lines   chan *[]byte
 	free    sync.Pool
 	dropped *metrics.Counter
 	done    chan struct{}
@@ -24,15 +24,18 @@ type asyncWriter struct {
 }
 
 func newAsyncWriter(out io.Writer, queue int, dropped *metrics.Counter) *asyncWriter {
-	w := &asyncWriter{out: out, lines: make(chan []byte, queue), dropped: dropped, done: make(chan struct{})}
+	w := &asyncWriter{out: out, lines: make(chan *[]byte, queue), dropped: dropped, done: make(chan struct{})}
 	go w.run()
 	return w
 }
 
 // Write queues a copy of p (slog reuses its buffer after Write returns).
 func (w *asyncWriter) Write(p []byte) (int, error) {
-	buf, _ := w.free.Get().([]byte)
-	buf = append(buf[:0], p...)
+	buf, _ := w.free.Get().(*[]byte)
+	if buf == nil {
+		buf = new([]byte)
+	}
+	*buf = append((*buf)[:0], p...)
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	if w.closed {
@@ -42,7 +45,7 @@ func (w *asyncWriter) Write(p []byte) (int, error) {
 	case w.lines <- buf:
 	default:
 		w.dropped.Inc()
-		w.free.Put(buf) //nolint:staticcheck // a slice header allocation is cheaper than the line
+		w.free.Put(buf)
 	}
 	return len(p), nil
 }
@@ -50,8 +53,8 @@ func (w *asyncWriter) Write(p []byte) (int, error) {
 func (w *asyncWriter) run() {
 	defer close(w.done)
 	for line := range w.lines {
-		_, _ = w.out.Write(line)
-		w.free.Put(line) //nolint:staticcheck
+		_, _ = w.out.Write(*line)
+		w.free.Put(line)
 	}
 }
 

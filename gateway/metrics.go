@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"strconv"
 	"sync/atomic"
 
@@ -116,4 +117,48 @@ func (bm *backendMetrics) countStatus(status int) {
 		i = 0
 	}
 	bm.requests[i].Inc()
+}
+
+// metricHelp is the HELP text of each family. VictoriaMetrics/metrics writes empty HELP lines;
+// Prometheus linters (promtool check metrics) want a description.
+var metricHelp = map[string]string{
+	"llmgate_requests_total":                      "Requests answered by a backend, by model, version, backend and status class (error: no answer).",
+	"llmgate_rejected_requests_total":             "Requests refused before reaching a model version, by reason.",
+	"llmgate_requests_in_flight":                  "Data-plane requests being served.",
+	"llmgate_backend_up":                          "1 when the backend takes traffic (not ejected, probes pass), else 0.",
+	"llmgate_backend_in_flight":                   "Requests this gateway has open on the backend address.",
+	"llmgate_upstream_duration_seconds":           "Time from sending a request to a backend to its response headers.",
+	"llmgate_gateway_overhead_seconds":            "Time the gateway itself spent on a request, outside the backend.",
+	"llmgate_tokens_total":                        "Tokens processed, by type (input or output), as reported by the backend.",
+	"llmgate_log_lines_dropped_total":             "Log lines dropped because the log writer could not keep up.",
+	"gen_ai_server_request_duration_seconds":      "Time from request arrival to the last byte of the response.",
+	"gen_ai_server_time_to_first_token_seconds":   "Time from request arrival to the first streamed token.",
+	"gen_ai_server_time_per_output_token_seconds": "Mean time between streamed tokens after the first.",
+	"gen_ai_client_token_usage":                   "Tokens per request, by gen_ai_token_type (input or output).",
+}
+
+// appendWithHelp copies Prometheus text from src to dst, filling empty HELP lines.
+func appendWithHelp(dst, src []byte) []byte {
+	for len(src) > 0 {
+		line := src
+		if i := bytes.IndexByte(src, '\n'); i >= 0 {
+			line, src = src[:i], src[i+1:]
+		} else {
+			src = nil
+		}
+		if name, ok := bytes.CutPrefix(line, []byte("# HELP ")); ok && bytes.IndexByte(name, ' ') < 0 {
+			dst = append(dst, line...)
+			help := metricHelp[string(name)]
+			if help == "" {
+				help = "See the llmgate README."
+			}
+			dst = append(dst, ' ')
+			dst = append(dst, help...)
+			dst = append(dst, '\n')
+			continue
+		}
+		dst = append(dst, line...)
+		dst = append(dst, '\n')
+	}
+	return dst
 }

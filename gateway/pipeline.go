@@ -2,8 +2,9 @@ package gateway
 
 import (
 	"errors"
-	"log/slog"
+	"strconv"
 	"time"
+	"unsafe"
 
 	"github.com/valyala/fasthttp"
 
@@ -46,7 +47,7 @@ func (g *Gateway) servePOST(ctx *fasthttp.RequestCtx, op operation) {
 		writeError(ctx, errMethodNotAllowed)
 		return
 	}
-	r := acquireRequest()
+	r := acquireRequest(g)
 	r.op = op
 	g.metrics.inFlight.Add(1)
 	if !g.proxy(ctx, r) {
@@ -143,44 +144,56 @@ func (g *Gateway) finish(r *request) {
 			}
 		}
 	}
-	if g.log.Enabled(nil, slog.LevelInfo) { //nolint:staticcheck // nil ctx is accepted by slog handlers
+	if g.logRequests {
 		g.logRequest(r, elapsed)
 	}
 	releaseRequest(r)
 }
 
+// logRequest writes the request's log line. It is built by hand in the shape slog's JSON
+// handler writes (time, level, msg, then fields) because slog allocates per attribute, and this
+// runs for every request.
 func (g *Gateway) logRequest(r *request, elapsed time.Duration) {
-	attrs := [12]slog.Attr{
-		slog.String("request_id", string(r.requestID)),
-		slog.String("op", operationNames[r.op]),
-		slog.String("model", string(r.model)),
-		slog.Int("status", r.status),
-		slog.Duration("duration", elapsed),
-		slog.Bool("stream", r.stream),
-	}
-	n := 6
+	b := r.scratch[:0]
+	b = append(b, `{"time":"`...)
+	b = time.Now().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","level":"INFO","msg":"request","request_id":`...)
+	b = appendJSONString(b, unsafeString(r.requestID))
+	b = append(b, `,"op":"`...)
+	b = append(b, operationNames[r.op]...)
+	b = append(b, `","model":`...)
+	b = appendJSONString(b, unsafeString(r.model))
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(r.status), 10)
+	b = append(b, `,"duration_ms":`...)
+	b = strconv.AppendFloat(b, float64(elapsed.Microseconds())/1000, 'f', 3, 64)
+	b = append(b, `,"stream":`...)
+	b = strconv.AppendBool(b, r.stream)
 	if r.version != nil {
-		attrs[n] = slog.String("version", r.version.Name)
-		n++
+		b = append(b, `,"version":`...)
+		b = appendJSONString(b, r.version.Name)
 	}
 	if r.backend != nil {
-		attrs[n] = slog.String("backend", r.backend.URL)
-		n++
+		b = append(b, `,"backend":`...)
+		b = appendJSONString(b, r.backend.URL)
 	}
 	if r.attempts > 1 {
-		attrs[n] = slog.Int("attempts", r.attempts)
-		n++
+		b = append(b, `,"attempts":`...)
+		b = strconv.AppendInt(b, int64(r.attempts), 10)
 	}
 	if r.errCode != "" {
-		attrs[n] = slog.String("error", r.errCode)
-		n++
+		b = append(b, `,"error":`...)
+		b = appendJSONString(b, r.errCode)
 	}
 	if r.inputTokens > 0 || r.outputTokens > 0 {
-		attrs[n] = slog.Int("prompt_tokens", r.inputTokens)
-		attrs[n+1] = slog.Int("completion_tokens", r.outputTokens)
-		n += 2
+		b = append(b, `,"prompt_tokens":`...)
+		b = strconv.AppendInt(b, int64(r.inputTokens), 10)
+		b = append(b, `,"completion_tokens":`...)
+		b = strconv.AppendInt(b, int64(r.outputTokens), 10)
 	}
-	g.log.LogAttrs(nil, slog.LevelInfo, "request", attrs[:n]...) //nolint:staticcheck
+	b = append(b, "}\n"...)
+	_, _ = g.accessLog.Write(b)
+	r.scratch = b
 }
 
 // setRequestID echoes a valid client x-request-id or makes one, sets it on the response, and
@@ -208,3 +221,6 @@ func (g *Gateway) handleTransportError(ctx *fasthttp.RequestCtx, err error) {
 	g.metrics.rejected[rejectBadRequest].Inc()
 	writeError(ctx, badRequest("", "The HTTP request could not be read."))
 }
+
+// unsafeString views b as a string without copying; the string must not outlive b.
+func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"encoding/hex"
 	"math/rand/v2"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/llmgate/llmgate/gateway/jsonscan"
+	"github.com/llmgate/llmgate/gateway/sse"
 	"github.com/llmgate/llmgate/router"
 )
 
@@ -65,12 +67,24 @@ type request struct {
 	firstEventAt time.Time
 	lastEventAt  time.Time
 
-	parser fastjson.Parser
+	parser    fastjson.Parser
+	sseReader *sse.Reader // reused across streams
+	// pump is the stream writer for this pooled request, made once so streams do not allocate
+	// a closure each.
+	pump func(*bufio.Writer)
+	gw   *Gateway
 }
 
 var requestPool = sync.Pool{New: func() any { return new(request) }}
 
-func acquireRequest() *request { return requestPool.Get().(*request) }
+func acquireRequest(g *Gateway) *request {
+	r := requestPool.Get().(*request)
+	r.gw = g
+	if r.pump == nil {
+		r.pump = func(w *bufio.Writer) { r.gw.pumpStream(w, r) }
+	}
+	return r
+}
 
 func releaseRequest(r *request) {
 	r.upstreamReq.Reset()
@@ -81,6 +95,7 @@ func releaseRequest(r *request) {
 	r.upstreamAt, r.headersAt = time.Time{}, time.Time{}
 	r.status, r.errCode, r.inputTokens, r.outputTokens, r.events = 0, "", 0, 0, 0
 	r.firstEventAt, r.lastEventAt = time.Time{}, time.Time{}
+	r.gw = nil
 	requestPool.Put(r)
 }
 

@@ -37,7 +37,7 @@ func (g *Gateway) forwardStream(ctx *fasthttp.RequestCtx, r *request, snap *snap
 	}
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	ctx.Response.Header.Set("X-Accel-Buffering", "no")
-	ctx.SetBodyStreamWriter(func(w *bufio.Writer) { g.pumpStream(w, r) })
+	ctx.SetBodyStreamWriter(r.pump)
 	return nil
 }
 
@@ -61,7 +61,12 @@ func (g *Gateway) pumpStream(w *bufio.Writer, r *request) {
 	if body == nil {
 		return
 	}
-	rd := sse.NewReader(body, maxEventBytes)
+	if r.sseReader == nil {
+		r.sseReader = sse.NewReader(body, maxEventBytes)
+	} else {
+		r.sseReader.Reset(body)
+	}
+	rd := r.sseReader
 	sawDone := false
 	for {
 		ev, err := rd.Next()

@@ -25,6 +25,7 @@ type upstreams struct {
 	mu     sync.Mutex
 	byAddr map[string]*upstream
 	to     config.Timeouts
+	dial   func(addr string) (net.Conn, error) // nil: TCP
 }
 
 func (u *upstreams) get(b *router.Backend) *upstream {
@@ -44,6 +45,10 @@ func (u *upstreams) get(b *router.Backend) *upstream {
 
 func (u *upstreams) newClient(b *router.Backend, stream bool) *fasthttp.HostClient {
 	to := u.to
+	dial := u.dial
+	if dial == nil {
+		dial = func(addr string) (net.Conn, error) { return net.DialTimeout("tcp", addr, to.Connect) }
+	}
 	c := &fasthttp.HostClient{
 		Addr:                          b.Addr,
 		IsTLS:                         b.TLS,
@@ -56,7 +61,7 @@ func (u *upstreams) newClient(b *router.Backend, stream bool) *fasthttp.HostClie
 		// before the client saw a byte.
 		RetryIfErr: func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
 		Dial: func(addr string) (net.Conn, error) {
-			c, err := net.DialTimeout("tcp", addr, to.Connect)
+			c, err := dial(addr)
 			if err != nil {
 				return nil, &dialError{err}
 			}

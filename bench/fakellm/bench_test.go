@@ -64,8 +64,8 @@ func BenchmarkChatBufferedInmemory(b *testing.B) {
 // TestChatBufferedAllocs guards the steady-state allocation count of the
 // buffered chat handler.
 func TestChatBufferedAllocs(t *testing.T) {
-	if testing.Short() {
-		t.Skip("allocation guard")
+	if testing.Short() || raceEnabled {
+		t.Skip("allocation guard: -short, or -race (sync.Pool drops items under the race detector)")
 	}
 	for _, flavor := range []string{"vllm", "ollama"} {
 		h := New(Options{Flavor: flavor, Model: "m"}).Handler()

@@ -139,6 +139,9 @@ func New(opts Options) *Server {
 		IdleTimeout: 30 * time.Second,
 		// Uvicorn announces itself; Go's net/http (Ollama) sends no Server.
 		NoDefaultServerHeader: s.ollama,
+		// Clients hanging up mid-stream is normal traffic for a fake
+		// backend; fasthttp would log each one.
+		Logger: quietLogger{},
 	}
 	if !s.ollama {
 		s.srv.Name = "uvicorn"
@@ -179,12 +182,23 @@ func (s *Server) chance(p float64) bool {
 	return p > 0 && float64(s.rand()>>11)/(1<<53) < p
 }
 
+// Control header names in fasthttp's canonical form; PeekCanonical skips the
+// per-lookup normalisation Peek does.
+var (
+	hdrRequestID  = []byte("X-Request-Id")
+	hdrEcho       = []byte("X-Fakellm-Echo")
+	hdrStatus     = []byte("X-Fakellm-Status")
+	hdrTTFT       = []byte("X-Fakellm-Ttft")
+	hdrDisconnect = []byte("X-Fakellm-Disconnect-After")
+	hdrStreamErr  = []byte("X-Fakellm-Stream-Error-After")
+)
+
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	h := &ctx.Request.Header
-	if id := h.Peek("X-Request-Id"); len(id) > 0 {
+	if id := h.PeekCanonical(hdrRequestID); len(id) > 0 {
 		ctx.Response.Header.SetBytesV("X-Fakellm-Request-Id", id)
 	}
-	if len(h.Peek("X-Fakellm-Echo")) > 0 {
+	if len(h.PeekCanonical(hdrEcho)) > 0 {
 		setEcho(ctx)
 	}
 	path := ctx.Path()
@@ -205,7 +219,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.requests.Add(1)
 	}
 	code := int(s.forced.Load())
-	if v := h.Peek("X-Fakellm-Status"); len(v) > 0 {
+	if v := h.PeekCanonical(hdrStatus); len(v) > 0 {
 		if n, err := fasthttp.ParseUint(v); err == nil {
 			code = n
 		}
@@ -348,7 +362,7 @@ func (s *Server) inference(ctx *fasthttp.RequestCtx, ep endpoint) {
 		return
 	}
 	ttft := s.opts.TTFT
-	if v := ctx.Request.Header.Peek("X-Fakellm-TTFT"); len(v) > 0 {
+	if v := ctx.Request.Header.PeekCanonical(hdrTTFT); len(v) > 0 {
 		if d, err := time.ParseDuration(string(v)); err == nil {
 			ttft = d
 		}
@@ -383,7 +397,7 @@ func (s *Server) inference(ctx *fasthttp.RequestCtx, ep endpoint) {
 func (s *Server) fillReply(ctx *fasthttp.RequestCtx, r *request, ep endpoint) {
 	p := &r.rep
 	p.ep = ep
-	p.created = time.Now().Unix()
+	p.created = ctx.Time().Unix() // the server already read the clock
 	p.prompt = r.promptWords
 	p.usage = r.includeUsage
 	p.w = newWords(s.opts.Seed, r.promptHash)
@@ -403,7 +417,7 @@ func (s *Server) fillReply(ctx *fasthttp.RequestCtx, r *request, ep endpoint) {
 	if s.ollama {
 		// Ollama: fmt.Sprintf("chatcmpl-%d", rand.Intn(999)).
 		id = strconv.AppendUint(id, s.rand()%999, 10)
-	} else if rid := ctx.Request.Header.Peek("X-Request-Id"); len(rid) > 0 {
+	} else if rid := ctx.Request.Header.PeekCanonical(hdrRequestID); len(rid) > 0 {
 		// vLLM's _base_request_id takes X-Request-Id verbatim.
 		id = append(id, rid...)
 	} else {
@@ -468,6 +482,10 @@ func setEcho(ctx *fasthttp.RequestCtx) {
 	js, _ := json.Marshal(hdrs) // sorted keys: stable for tests
 	ctx.Response.Header.Set("X-Fakellm-Received-Headers", base64.StdEncoding.EncodeToString(js))
 }
+
+type quietLogger struct{}
+
+func (quietLogger) Printf(string, ...any) {}
 
 // isLatestOf reports whether name+":latest" == model, without allocating.
 func isLatestOf(name []byte, model string) bool {

@@ -43,8 +43,8 @@ func releaseStream(st *stream) {
 	streamPool.Put(st)
 }
 
-func headerInt(ctx *fasthttp.RequestCtx, name string) int {
-	v := ctx.Request.Header.Peek(name)
+func headerInt(ctx *fasthttp.RequestCtx, name []byte) int {
+	v := ctx.Request.Header.PeekCanonical(name)
 	if len(v) == 0 {
 		return -1
 	}
@@ -64,8 +64,8 @@ func (s *Server) startStream(ctx *fasthttp.RequestCtx, r *request, ttft time.Dur
 	st.rep = r.rep
 	st.rep.id = st.id
 	st.ttft = ttft
-	st.cutAfter = headerInt(ctx, "X-Fakellm-Disconnect-After")
-	st.errAfter = headerInt(ctx, "X-Fakellm-Stream-Error-After")
+	st.cutAfter = headerInt(ctx, hdrDisconnect)
+	st.errAfter = headerInt(ctx, hdrStreamErr)
 	if st.cutAfter < 0 && s.chance(s.opts.DisconnectRate) {
 		st.cutAfter = st.rep.n / 2
 	}

@@ -181,9 +181,16 @@ func (o *Options) headerPairs() [][2]string {
 // failed, 2 for bad flags.
 func Main(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard) // one-line errors; the full usage only on -h
 	o := RegisterFlags(fs)
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(stderr, "usage: llmgate bench [flags]  (--url URL | --compare name=URL ...)")
+			fs.SetOutput(stderr)
+			fs.PrintDefaults()
+			return 0
+		}
+		fmt.Fprintln(stderr, "bench:", err)
 		return 2
 	}
 	set := map[string]bool{}

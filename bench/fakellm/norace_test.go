@@ -1,0 +1,5 @@
+//go:build !race
+
+package fakellm
+
+const raceEnabled = false

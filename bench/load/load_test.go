@@ -1,0 +1,336 @@
+package load
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"flag"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/llmgate/llmgate/bench/bareproxy"
+	"github.com/valyala/fasthttp"
+)
+
+// testOptions returns the flag defaults, quiet and short.
+func testOptions() *Options {
+	o := RegisterFlags(flag.NewFlagSet("test", flag.PanicOnError))
+	o.Warmup = 0
+	o.Quiet = true
+	return o
+}
+
+const streamEvents = 5
+
+// fakeLLM serves OpenAI-shaped answers on loopback and counts the requests it got.
+func fakeLLM(t testing.TB) (url string, count *atomic.Int64) {
+	t.Helper()
+	count = new(atomic.Int64)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		count.Add(1)
+		switch {
+		case string(ctx.Path()) == "/v1/embeddings":
+			ctx.SetContentType("application/json")
+			ctx.WriteString(`{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1,0.2]}]}`)
+		case string(ctx.Path()) != "/v1/chat/completions":
+			ctx.Error(`{"error":{"message":"not found"}}`, fasthttp.StatusNotFound)
+		case bytes.Contains(ctx.PostBody(), []byte(`"stream":true`)):
+			ctx.SetContentType("text/event-stream")
+			ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+				for range streamEvents {
+					w.WriteString(`data: {"choices":[{"delta":{"content":"hi"}}]}` + "\n\n")
+					w.Flush()
+				}
+				w.WriteString("data: [DONE]\n\n")
+			})
+		default:
+			ctx.SetContentType("application/json")
+			ctx.WriteString(`{"choices":[{"message":{"role":"assistant","content":"hi"}}]}`)
+		}
+	}}
+	go s.Serve(ln) //nolint:errcheck
+	t.Cleanup(func() { s.Shutdown() }) //nolint:errcheck
+	return "http://" + ln.Addr().String(), count
+}
+
+func run(t *testing.T, o *Options, url string) *Result {
+	t.Helper()
+	if o.URL == "" {
+		o.URL = url
+	}
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	w, err := NewWorkload(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(context.Background(), o, w, Target{Name: "t", URL: url}, nil, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func TestOpenLoopRate(t *testing.T) {
+	url, count := fakeLLM(t)
+	o := testOptions()
+	o.URL = url
+	o.Rate = 400
+	o.Warmup = 100 * time.Millisecond
+	o.Duration = 500 * time.Millisecond
+	start := time.Now()
+	res := run(t, o, url)
+	took := time.Since(start)
+
+	// The schedule fixes the count (rate*duration measured, rate*warmup before); the clock
+	// only shows in how long it took and in the achieved rate.
+	if res.Requests < 180 || res.Requests > 220 || res.OK != res.Requests {
+		t.Errorf("measured %d requests (%d ok), want ~200: %+v", res.Requests, res.OK, res)
+	}
+	if n := count.Load(); n < 216 || n > 264 {
+		t.Errorf("server saw %d requests, want ~240", n)
+	}
+	if took < 550*time.Millisecond || took > 3*time.Second {
+		t.Errorf("run took %v, want ~600ms", took)
+	}
+	if res.Throughput < 0.6*o.Rate || res.Throughput > 1.4*o.Rate {
+		t.Errorf("throughput %.1f req/s, want ~%g", res.Throughput, o.Rate)
+	}
+	if res.Latency.N != int(res.OK) || res.Latency.P50 <= 0 || res.Latency.P50 > res.Latency.Max || res.TTFB.P50 > res.Latency.P50 {
+		t.Errorf("latency %+v, ttfb %+v", res.Latency, res.TTFB)
+	}
+	if res.Mode != "open" || res.BytesSent < 200*1024 || res.BytesRecv == 0 {
+		t.Errorf("mode %s, sent %d, received %d", res.Mode, res.BytesSent, res.BytesRecv)
+	}
+}
+
+// TestOpenLoopNoCoordinatedOmission runs against a server that stalls one request: with one
+// worker allowed, the requests queued behind the stall must carry the wait in their latency
+// (measured from their schedule) and be counted late.
+func TestOpenLoopNoCoordinatedOmission(t *testing.T) {
+	var n atomic.Int64
+	release := make(chan struct{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		if n.Add(1) == 5 {
+			select {
+			case <-release:
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+		ctx.WriteString("{}")
+	}}
+	go s.Serve(ln) //nolint:errcheck
+	defer s.Shutdown()
+	o := testOptions()
+	o.Workload = Embeddings
+	o.Rate, o.MaxWorkers, o.Requests = 100, 1, 20
+	res := run(t, o, "http://"+ln.Addr().String())
+	close(release)
+	if res.OK != 20 || res.Late == 0 {
+		t.Fatalf("ok %d, late %d", res.OK, res.Late)
+	}
+	// The stall covers ~20 scheduled slots of 10ms; a closed-loop view would show one slow
+	// request, the open-loop one shows the backlog.
+	if res.Latency.P90 < 100*time.Millisecond || res.Latency.Max < 190*time.Millisecond {
+		t.Errorf("latency %+v: the stall is missing from the queued requests", res.Latency)
+	}
+}
+
+func TestClosedLoopRequests(t *testing.T) {
+	url, count := fakeLLM(t)
+	o := testOptions()
+	o.Workload = Embeddings
+	o.Rate, o.Connections, o.Requests = 0, 4, 50
+	res := run(t, o, url)
+	if res.Requests != 50 || res.OK != 50 || count.Load() != 50 || res.Mode != "closed" {
+		t.Errorf("requests %d ok %d server %d mode %s", res.Requests, res.OK, count.Load(), res.Mode)
+	}
+}
+
+func TestStreamWorkload(t *testing.T) {
+	url, _ := fakeLLM(t)
+	o := testOptions()
+	o.Workload = ChatStream
+	o.Rate, o.Requests = 200, 40
+	res := run(t, o, url)
+	if res.OK != 40 || res.TTFT.N != 40 || res.Gap.N != 40*(streamEvents-1) {
+		t.Fatalf("ok %d, ttft n %d, gaps n %d, errors %v %s", res.OK, res.TTFT.N, res.Gap.N, res.Errors, res.LastError)
+	}
+	if res.TTFT.P50 < res.TTFB.P50 || res.TTFT.P50 > res.Latency.P50 {
+		t.Errorf("ttfb %v <= ttft %v <= latency %v does not hold", res.TTFB.P50, res.TTFT.P50, res.Latency.P50)
+	}
+}
+
+func TestErrorClasses(t *testing.T) {
+	url, _ := fakeLLM(t)
+	o := testOptions()
+	o.Rate, o.Requests = 200, 10
+	res := run(t, o, url+"/nowhere") // the fake answers 404 below /nowhere
+	if res.Errors["4xx"] != 10 || res.OK != 0 || !strings.Contains(res.LastError, "404") {
+		t.Errorf("errors %v, last %q", res.Errors, res.LastError)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := "http://" + ln.Addr().String()
+	ln.Close()
+	res = run(t, o, dead)
+	if res.Errors["connect"] != 10 {
+		t.Errorf("errors %v, last %q", res.Errors, res.LastError)
+	}
+}
+
+func TestCompare(t *testing.T) {
+	url, count := fakeLLM(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := bareproxy.New(url)
+	go p.Serve(ln) //nolint:errcheck
+	defer p.Close()
+
+	o := testOptions()
+	o.Compare = []Target{{"direct", url}, {"proxy", "http://" + ln.Addr().String() + "/v1"}}
+	o.Rate, o.Duration, o.Rounds = 200, 150*time.Millisecond, 2
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	w, err := NewWorkload(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var progress bytes.Buffer
+	rep, err := Compare(context.Background(), o, w, []int{os.Getpid()}, &progress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Runs) != 4 || rep.Runs[0].Target != "direct" || rep.Runs[1].Target != "proxy" || rep.Runs[2].Round != 2 {
+		t.Fatalf("runs not interleaved: %d runs", len(rep.Runs))
+	}
+	if len(rep.Summaries) != 2 || rep.Summaries[1].Rounds != 2 || rep.Summaries[1].OK != 60 || count.Load() != 120 {
+		t.Fatalf("summaries %+v, server saw %d", rep.Summaries, count.Load())
+	}
+	if s := rep.Summaries[1]; s.ThroughputRatio <= 0 || s.AddedP50 != s.Latency.P50-rep.Summaries[0].Latency.P50 {
+		t.Errorf("added p50 %v, ratio %v", s.AddedP50, s.ThroughputRatio)
+	}
+	if ps := rep.Summaries[0].Procs; len(ps) != 1 || ps[0].PID != os.Getpid() || ps[0].PeakRSS <= 0 {
+		t.Errorf("procs %+v", ps)
+	}
+	if strings.Count(progress.String(), "req/s") != 4 {
+		t.Errorf("progress: %q", progress.String())
+	}
+
+	var table bytes.Buffer
+	WriteTable(&table, rep)
+	lines := strings.Split(strings.TrimSpace(table.String()), "\n")
+	if len(lines) < 4 || !strings.Contains(lines[1], "+p99") ||
+		!strings.HasPrefix(strings.TrimSpace(lines[2]), "direct") || !strings.HasPrefix(strings.TrimSpace(lines[3]), "proxy") {
+		t.Errorf("table:\n%s", table.String())
+	}
+
+	svg := SVG(rep)
+	dec := xml.NewDecoder(bytes.NewReader(svg))
+	var root string
+	rects, texts := 0, 0
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("SVG is not well-formed XML: %v\n%s", err, svg)
+		}
+		if se, ok := tok.(xml.StartElement); ok {
+			if root == "" {
+				root = se.Name.Space + " " + se.Name.Local
+			}
+			switch se.Name.Local {
+			case "rect":
+				rects++
+			case "text":
+				texts++
+			}
+		}
+	}
+	// background + 2 targets x 3 percentiles + 3 legend swatches + 2 throughput bars
+	if root != "http://www.w3.org/2000/svg svg" || rects != 1+6+3+2 || texts < 10 {
+		t.Errorf("root %q, %d rects, %d texts", root, rects, texts)
+	}
+	if bytes.Contains(svg, []byte("href")) {
+		t.Error("SVG refers to an external asset")
+	}
+	b, err := json.Marshal(rep)
+	if err != nil || !bytes.Contains(b, []byte(`"added_p99_ns"`)) {
+		t.Errorf("json: %v", err)
+	}
+}
+
+func TestMainCommand(t *testing.T) {
+	url, _ := fakeLLM(t)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := "http://" + ln.Addr().String()
+	ln.Close()
+	dir := t.TempDir()
+	tests := []struct {
+		name    string
+		args    []string
+		code    int
+		stderr  string // substring
+		stdout  string // substring
+		outputs []string
+	}{
+		{name: "no target", args: nil, code: 2, stderr: "need --url or --compare"},
+		{name: "help", args: []string{"-h"}, code: 0, stderr: "-prompt-mix"},
+		{name: "bad flag", args: []string{"--rate", "x"}, code: 2, stderr: "invalid value"},
+		{name: "bad workload", args: []string{"--url", url, "--workload", "img"}, code: 2, stderr: `--workload "img"`},
+		{name: "bad compare", args: []string{"--compare", "nameonly"}, code: 2, stderr: "want name=URL"},
+		{name: "bad url", args: []string{"--url", "localhost:80"}, code: 2, stderr: "not an http(s)://host:port URL"},
+		{name: "unreachable", args: []string{"--url", dead}, code: 1, stderr: "cannot connect"},
+		{name: "wrong path", args: []string{"--url", url + "/x"}, code: 1, stderr: "HTTP 404"},
+		{name: "no such process", args: []string{"--url", url, "--proc-name", "no-such-proc-xyz"}, code: 1, stderr: "no process named"},
+		{
+			name:    "ok",
+			args:    []string{"--url", url, "--connections", "2", "--requests", "20", "--warmup", "0", "--quiet", "--json", dir + "/r.json", "--svg", dir + "/r.svg"},
+			code:    0,
+			stdout:  "closed loop, 2 connections",
+			outputs: []string{dir + "/r.json", dir + "/r.svg"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := Main(tt.args, &stdout, &stderr)
+			if code != tt.code || !strings.Contains(stderr.String(), tt.stderr) || !strings.Contains(stdout.String(), tt.stdout) {
+				t.Errorf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tt.code, stdout.String(), stderr.String())
+			}
+			if tt.code != 0 && strings.Count(strings.TrimSpace(stderr.String()), "\n") != 0 {
+				t.Errorf("want a one-line error, got %q", stderr.String())
+			}
+			for _, f := range tt.outputs {
+				if fi, err := os.Stat(f); err != nil || fi.Size() == 0 {
+					t.Errorf("%s: %v", f, err)
+				}
+			}
+		})
+	}
+	var rep struct{ Runs []Result }
+	b, _ := os.ReadFile(dir + "/r.json")
+	if err := json.Unmarshal(b, &rep); err != nil || len(rep.Runs) != 1 || rep.Runs[0].OK != 20 {
+		t.Errorf("json report: %v %s", err, b)
+	}
+}

@@ -1,0 +1,139 @@
+package gateway
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
+
+	"github.com/llmgate/llmgate/config"
+)
+
+// A canned vLLM answer: the backend side of these benchmarks must not allocate, so that what is
+// counted is the gateway (and the fasthttp client it drives).
+const (
+	cannedChat  = `{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hello there"},"finish_reason":"stop","stop_reason":null}],"usage":{"prompt_tokens":250,"completion_tokens":2,"total_tokens":252}}`
+	cannedEvent = `data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":" word"},"finish_reason":null}]}` + "\n\n"
+	cannedUsage = `data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":250,"completion_tokens":16,"total_tokens":266}}` + "\n\n"
+)
+
+var cannedStream = strings.Repeat(cannedEvent, 16) + cannedUsage + "data: [DONE]\n\n"
+
+func cannedBackend(ctx *fasthttp.RequestCtx) {
+	if bytes.Contains(ctx.PostBody(), []byte(`"stream":true`)) {
+		ctx.SetContentType("text/event-stream")
+		ctx.SetBodyString(cannedStream)
+		return
+	}
+	ctx.SetContentType("application/json")
+	ctx.SetBodyString(cannedChat)
+}
+
+// chatBody1K is a 1 KiB chat request like the performance targets name.
+func chatBody1K(stream bool) []byte {
+	content := strings.Repeat("lorem ipsum dolor sit amet ", 36)
+	b := `{"model":"chat","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"` + content + `"}],"temperature":0.2,"top_k":40`
+	if stream {
+		b += `,"stream":true`
+	}
+	return []byte(b + "}")
+}
+
+// newBenchGateway returns a gateway whose one backend is cannedBackend on an in-memory listener.
+func newBenchGateway(tb testing.TB) *Gateway {
+	tb.Helper()
+	ln := fasthttputil.NewInmemoryListener()
+	srv := &fasthttp.Server{Handler: cannedBackend}
+	go srv.Serve(ln) //nolint:errcheck
+	tb.Cleanup(func() { _ = srv.Shutdown() })
+	cfg := &config.Config{Models: []config.Model{{Alias: "chat", Versions: []config.Version{{
+		Version: "v1", Backends: []config.Backend{{URL: "http://backend.test:8000", Kind: "vllm", Model: "meta-llama/Llama-3.1-8B-Instruct"}},
+	}}}}}
+	cfg.ApplyDefaults()
+	if err := cfg.Validate(); err != nil {
+		tb.Fatal(err)
+	}
+	g, err := New(cfg, Options{LogOutput: io.Discard, Dial: func(string) (net.Conn, error) { return ln.Dial() }})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = g.Close() })
+	return g
+}
+
+// serveOnce runs one request through the gateway's handler the way fasthttp's server would,
+// including draining a streamed body.
+func serveOnce(g *Gateway, ctx *fasthttp.RequestCtx, req *fasthttp.Request, w *bytes.Buffer) {
+	req.CopyTo(&ctx.Request)
+	ctx.Response.Reset()
+	g.handle(ctx)
+	w.Reset()
+	_ = ctx.Response.BodyWriteTo(w)
+}
+
+func newBenchCtx(body []byte) (*fasthttp.RequestCtx, *fasthttp.Request) {
+	req := &fasthttp.Request{}
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.SetRequestURI("/v1/chat/completions")
+	req.Header.SetContentType("application/json")
+	req.SetBody(body)
+	ctx := &fasthttp.RequestCtx{}
+	ctx.Init(req, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}, nil)
+	return ctx, req
+}
+
+func benchmarkPipeline(b *testing.B, stream bool) {
+	g := newBenchGateway(b)
+	g.log = discardLogger() // the access log is async; its cost is measured separately
+	ctx, req := newBenchCtx(chatBody1K(stream))
+	var w bytes.Buffer
+	serveOnce(g, ctx, req, &w)
+	if ctx.Response.StatusCode() != 200 {
+		b.Fatalf("status %d: %s", ctx.Response.StatusCode(), w.Bytes())
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(req.Body())))
+	for b.Loop() {
+		serveOnce(g, ctx, req, &w)
+	}
+}
+
+// BenchmarkPipelineBuffered is the whole non-streaming path: decode, route, rewrite, forward to
+// an in-memory backend, copy the answer, metrics.
+func BenchmarkPipelineBuffered(b *testing.B) { benchmarkPipeline(b, false) }
+
+// BenchmarkPipelineStream is the streaming path: 16 content events, usage chunk dropped, [DONE].
+func BenchmarkPipelineStream(b *testing.B) { benchmarkPipeline(b, true) }
+
+// TestPipelineAllocations guards the steady-state allocation count of a buffered request through
+// the gateway (the fasthttp client included; the backend is allocation-free).
+func TestPipelineAllocations(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("allocation counts are not meaningful under -race")
+	}
+	g := newBenchGateway(t)
+	g.log = discardLogger()
+	// The limits are the measured counts plus a little room. For streams, fasthttp's
+	// SetBodyStreamWriter pipe and streaming client account for all of the 13 measured
+	// (go test -bench PipelineStream -memprofile shows none in gateway code).
+	limits := map[bool]float64{false: 5, true: 14}
+	for _, stream := range []bool{false, true} {
+		ctx, req := newBenchCtx(chatBody1K(stream))
+		var w bytes.Buffer
+		serveOnce(g, ctx, req, &w)
+		if ctx.Response.StatusCode() != 200 {
+			t.Fatalf("status %d: %s", ctx.Response.StatusCode(), w.Bytes())
+		}
+		allocs := testing.AllocsPerRun(200, func() { serveOnce(g, ctx, req, &w) })
+		if allocs > limits[stream] {
+			t.Errorf("stream=%v: %.1f allocations per request, want <= %v", stream, allocs, limits[stream])
+		}
+	}
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewJSONHandler(io.Discard, nil)) }
