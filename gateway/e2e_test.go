@@ -1,0 +1,345 @@
+package gateway_test
+
+// End-to-end tests of the OpenAI API as a go-openai user sees it through the gateway: typed
+// results, routing by alias and version, request ids and the request log.
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	openai "github.com/sashabaranov/go-openai"
+)
+
+func TestChatCompletionRoutesByVersion(t *testing.T) {
+	t.Parallel()
+	s := startTwoVersions(t, nil)
+	tests := []struct {
+		name        string
+		model       string
+		headers     []string
+		wantVersion string
+		wantBackend func() *fake
+	}{
+		{"alias goes to stable", "chat", nil, "v1", func() *fake { return s.v1 }},
+		{"alias@version pin", "chat@v2", nil, "v2", func() *fake { return s.v2 }},
+		{"header pin", "chat", []string{"X-Llmgate-Version", "v2"}, "v2", func() *fake { return s.v2 }},
+		{"alias@stable pin", "chat@v1", nil, "v1", func() *fake { return s.v1 }},
+		{"model pin wins over header", "chat@v1", []string{"X-Llmgate-Version", "v2"}, "v1", func() *fake { return s.v1 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, rec := s.gw.client(tt.headers...)
+			backend := tt.wantBackend()
+			before := backend.Requests()
+			resp, err := c.CreateChatCompletion(ctx(t), chatRequest(tt.model, 5))
+			if err != nil {
+				t.Fatalf("CreateChatCompletion: %v", err)
+			}
+			if len(resp.Choices) != 1 || resp.Choices[0].Message.Content == "" {
+				t.Errorf("choices = %+v, want one with content", resp.Choices)
+			}
+			if got := len(strings.Fields(resp.Choices[0].Message.Content)); got != 5 {
+				t.Errorf("content %q has %d words, want max_tokens 5", resp.Choices[0].Message.Content, got)
+			}
+			if resp.Choices[0].FinishReason != openai.FinishReasonLength {
+				t.Errorf("finish_reason = %q, want length", resp.Choices[0].FinishReason)
+			}
+			if resp.Usage.CompletionTokens != 5 || resp.Usage.PromptTokens == 0 || resp.Usage.TotalTokens != resp.Usage.PromptTokens+5 {
+				t.Errorf("usage = %+v, want 5 completion tokens and consistent totals", resp.Usage)
+			}
+			if got := rec.header().Get("X-Llmgate-Version"); got != tt.wantVersion {
+				t.Errorf("x-llmgate-version = %q, want %q", got, tt.wantVersion)
+			}
+			if got := backend.Requests() - before; got != 1 {
+				t.Errorf("backend %s got %d requests, want 1", backend.URL, got)
+			}
+		})
+	}
+}
+
+func TestCompletion(t *testing.T) {
+	t.Parallel()
+	s := startTwoVersions(t, nil)
+	for _, m := range []string{"chat", "chat@v2"} {
+		t.Run(m, func(t *testing.T) {
+			c, _ := s.gw.client()
+			resp, err := c.CreateCompletion(ctx(t), openai.CompletionRequest{Model: m, Prompt: "Once upon a time", MaxTokens: 3})
+			if err != nil {
+				t.Fatalf("CreateCompletion: %v", err)
+			}
+			if resp.Object != "text_completion" || len(resp.Choices) != 1 || len(strings.Fields(resp.Choices[0].Text)) != 3 {
+				t.Errorf("got %+v, want one text_completion choice of 3 words", resp)
+			}
+			if resp.Usage.CompletionTokens != 3 || resp.Usage.PromptTokens != 4 {
+				t.Errorf("usage = %+v, want 4 prompt and 3 completion tokens", resp.Usage)
+			}
+		})
+	}
+}
+
+func TestEmbeddings(t *testing.T) {
+	t.Parallel()
+	s := startTwoVersions(t, nil)
+	input := []string{"The quick brown fox.", "Jumped over the lazy dog."}
+	for _, m := range []string{"chat", "chat@v2"} {
+		t.Run(m, func(t *testing.T) {
+			c, _ := s.gw.client()
+			byFormat := map[openai.EmbeddingEncodingFormat]openai.EmbeddingResponse{}
+			for _, format := range []openai.EmbeddingEncodingFormat{openai.EmbeddingEncodingFormatFloat, openai.EmbeddingEncodingFormatBase64} {
+				resp, err := c.CreateEmbeddings(ctx(t), openai.EmbeddingRequestStrings{Model: openai.EmbeddingModel(m), Input: input, EncodingFormat: format})
+				if err != nil {
+					t.Fatalf("CreateEmbeddings %s: %v", format, err)
+				}
+				if len(resp.Data) != 2 {
+					t.Fatalf("%s: got %d embeddings, want 2", format, len(resp.Data))
+				}
+				for i, d := range resp.Data {
+					if d.Index != i || len(d.Embedding) != 8 {
+						t.Errorf("%s: data[%d] index %d dim %d, want index %d dim 8", format, i, d.Index, len(d.Embedding), i)
+					}
+				}
+				if resp.Usage.PromptTokens == 0 {
+					t.Errorf("%s: usage = %+v, want prompt tokens", format, resp.Usage)
+				}
+				byFormat[format] = resp
+			}
+			// The same input gives the same vector whichever way it travels.
+			f, b := byFormat[openai.EmbeddingEncodingFormatFloat], byFormat[openai.EmbeddingEncodingFormatBase64]
+			for i := range f.Data {
+				if !slices.Equal(f.Data[i].Embedding, b.Data[i].Embedding) {
+					t.Errorf("embedding %d: float %v, base64 %v", i, f.Data[i].Embedding, b.Data[i].Embedding)
+				}
+			}
+		})
+	}
+}
+
+func TestModels(t *testing.T) {
+	t.Parallel()
+	s := startTwoVersions(t, nil)
+	c, _ := s.gw.client()
+
+	list, err := c.ListModels(ctx(t))
+	if err != nil {
+		t.Fatalf("ListModels: %v", err)
+	}
+	var ids []string
+	for _, m := range list.Models {
+		ids = append(ids, m.ID)
+		if m.Object != "model" || m.CreatedAt == 0 || m.OwnedBy == "" {
+			t.Errorf("model %+v: want object model, created and owned_by set", m)
+		}
+	}
+	slices.Sort(ids)
+	if want := []string{"chat", "chat@v1", "chat@v2"}; !slices.Equal(ids, want) {
+		t.Errorf("ListModels ids = %v, want %v", ids, want)
+	}
+
+	for _, tt := range []struct {
+		id         string
+		wantStatus int
+	}{
+		{"chat", 200},
+		{"chat@v2", 200},
+		{"nope", 404},
+		{"chat@v9", 404},
+	} {
+		t.Run(tt.id, func(t *testing.T) {
+			m, err := c.GetModel(ctx(t), tt.id)
+			if tt.wantStatus == 200 {
+				if err != nil || m.ID != tt.id || m.Object != "model" {
+					t.Errorf("GetModel = %+v, %v; want id %q", m, err, tt.id)
+				}
+				return
+			}
+			ae := asAPIError(t, err)
+			if ae.HTTPStatusCode != 404 || codeString(ae.Code) != "model_not_found" || ae.Type != "invalid_request_error" {
+				t.Errorf("GetModel(%q) error = %d %v %q, want 404 model_not_found invalid_request_error", tt.id, ae.HTTPStatusCode, ae.Code, ae.Type)
+			}
+		})
+	}
+}
+
+func TestUnknownModelAndVersion(t *testing.T) {
+	t.Parallel()
+	s := startTwoVersions(t, nil)
+	tests := []struct {
+		name    string
+		model   string
+		headers []string
+	}{
+		{"unknown alias", "gpt-4o", nil},
+		{"unknown version in model", "chat@v9", nil},
+		{"unknown version in header", "chat", []string{"X-Llmgate-Version", "v9"}},
+		{"version of unknown alias", "nope@v1", nil},
+	}
+	for _, tt := range tests {
+		for _, stream := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s stream=%v", tt.name, stream), func(t *testing.T) {
+				c, _ := s.gw.client(tt.headers...)
+				req := chatRequest(tt.model, 5)
+				var err error
+				if stream {
+					req.Stream = true
+					var st *openai.ChatCompletionStream
+					st, err = c.CreateChatCompletionStream(ctx(t), req)
+					if st != nil {
+						st.Close()
+					}
+				} else {
+					_, err = c.CreateChatCompletion(ctx(t), req)
+				}
+				ae := asAPIError(t, err)
+				if ae.HTTPStatusCode != 404 || codeString(ae.Code) != "model_not_found" || deref(ae.Param) != "model" || ae.Type != "invalid_request_error" {
+					t.Errorf("got %d code %v param %q type %q, want 404 model_not_found param model invalid_request_error",
+						ae.HTTPStatusCode, ae.Code, deref(ae.Param), ae.Type)
+				}
+			})
+		}
+	}
+	// With stream:true the answer is a plain JSON error, not an event stream.
+	res := s.gw.do(t, "POST", "/v1/chat/completions", `{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+	if res.status != 404 || !strings.HasPrefix(res.header.Get("Content-Type"), "application/json") {
+		t.Errorf("stream to unknown model: %d %q %s, want a 404 JSON answer", res.status, res.header.Get("Content-Type"), res.body)
+	}
+	envelope(t, res.body)
+	if n := s.v1.Requests() + s.v2.Requests(); n != 0 {
+		t.Errorf("backends got %d requests for unknown models, want 0", n)
+	}
+}
+
+var requestIDChars = regexp.MustCompile(`^[A-Za-z0-9._:/+=-]{1,128}$`)
+
+func TestRequestID(t *testing.T) {
+	t.Parallel()
+	s := startTwoVersions(t, nil)
+	const prompt = "Tell me about the secret codeword xyzzy-7."
+	body := `{"model":"chat","max_tokens":3,"messages":[{"role":"user","content":"` + prompt + `"}]}`
+	streamBody := `{"model":"chat","max_tokens":3,"stream":true,"messages":[{"role":"user","content":"` + prompt + `"}]}`
+	tests := []struct {
+		name       string
+		sent       string // "" sends none
+		body       string
+		wantEcho   bool // the sent id comes back
+		wantStatus int
+		toBackend  bool
+	}{
+		{"generated when absent", "", body, false, 200, true},
+		{"echoed when valid", "client-id_1.2:3/4+5=", body, true, 200, true},
+		{"replaced when too long", strings.Repeat("a", 129), body, false, 200, true},
+		{"replaced when it has spaces", "has space", body, false, 200, true},
+		{"replaced when it has a quote", `a"b`, body, false, 200, true},
+		{"replaced when it has a semicolon", "a;b", body, false, 200, true},
+		{"echoed on a stream", "stream-id-1", streamBody, true, 200, true},
+		{"generated on a stream", "", streamBody, false, 200, true},
+		{"echoed on an error", "error-id-1", `{"model":"nope","messages":[{"role":"user","content":"` + prompt + `"}]}`, true, 404, false},
+		{"generated on an error", "", `{"model":"chat"`, false, 400, false},
+		{"echoed on an unknown path", "path-id-1", `{}`, true, 404, false},
+	}
+	seen := map[string]string{} // id -> test name
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var hdrs []string
+			if tt.sent != "" {
+				hdrs = []string{"X-Request-Id", tt.sent}
+			}
+			path := "/v1/chat/completions"
+			if strings.Contains(tt.name, "unknown path") {
+				path = "/v1/nope"
+			}
+			res := s.gw.do(t, "POST", path, tt.body, hdrs...)
+			if res.status != tt.wantStatus {
+				t.Fatalf("status %d %s, want %d", res.status, res.body, tt.wantStatus)
+			}
+			got := res.header.Get("X-Request-Id")
+			switch {
+			case tt.wantEcho && got != tt.sent:
+				t.Errorf("x-request-id = %q, want the client's %q", got, tt.sent)
+			case !tt.wantEcho && (got == "" || got == tt.sent || !requestIDChars.MatchString(got)):
+				t.Errorf("x-request-id = %q, want a new valid id (sent %q)", got, tt.sent)
+			}
+			if prev, dup := seen[got]; dup {
+				t.Errorf("x-request-id %q also answered %q", got, prev)
+			}
+			seen[got] = tt.name
+			backendID := res.header.Get("X-Fakellm-Request-Id")
+			if tt.toBackend && backendID != got {
+				t.Errorf("backend saw x-request-id %q, client got %q", backendID, got)
+			}
+			if !tt.toBackend && backendID != "" {
+				t.Errorf("request reached a backend (id %q), want it answered by the gateway", backendID)
+			}
+		})
+	}
+
+	// One JSON log line per request, carrying its id and no prompt text.
+	lines := s.gw.logLines(t)
+	perID := map[string]int{}
+	for _, l := range lines {
+		id, _ := l["request_id"].(string)
+		perID[id]++
+	}
+	for id, name := range seen {
+		if strings.Contains(name, "unknown path") {
+			continue // answered by the router, not a proxied request
+		}
+		if perID[id] != 1 {
+			t.Errorf("%s: %d log lines with request_id %q, want 1", name, perID[id], id)
+		}
+	}
+	if logs := s.gw.logs.String(); strings.Contains(logs, "xyzzy") {
+		t.Errorf("the log contains prompt text:\n%s", logs)
+	}
+	for _, l := range lines {
+		if _, ok := l["status"].(float64); !ok {
+			t.Errorf("log line %v has no numeric status", l)
+		}
+	}
+}
+
+func TestRequestLogLine(t *testing.T) {
+	t.Parallel()
+	s := startTwoVersions(t, nil)
+	c, _ := s.gw.client("X-Request-Id", "log-line-1")
+	if _, err := c.CreateChatCompletion(ctx(t), chatRequest("chat@v2", 4)); err != nil {
+		t.Fatal(err)
+	}
+	lines := s.gw.logLines(t)
+	if len(lines) != 1 {
+		t.Fatalf("got %d request log lines, want 1: %v", len(lines), lines)
+	}
+	l := lines[0]
+	want := map[string]any{
+		"request_id": "log-line-1", "model": "chat@v2", "version": "v2", "status": float64(200),
+		"backend": s.v2.URL, "stream": false, "completion_tokens": float64(4),
+	}
+	for k, v := range want {
+		if l[k] != v {
+			t.Errorf("log %s = %v, want %v (line %v)", k, l[k], v, l)
+		}
+	}
+}
+
+func TestHeadersToBackend(t *testing.T) {
+	t.Parallel()
+	s := startTwoVersions(t, nil)
+	c, rec := s.gw.client("X-Fakellm-Echo", "1", "X-Custom-Trace", "t-1", "X-Llmgate-Version", "v1", "Cookie", "session=secret")
+	if _, err := c.CreateChatCompletion(ctx(t), chatRequest("chat", 2)); err != nil {
+		t.Fatal(err)
+	}
+	got := receivedHeaders(t, rec.header())
+	if got["x-custom-trace"] != "t-1" {
+		t.Errorf("x-custom-trace = %q at the backend, want t-1 (client headers pass)", got["x-custom-trace"])
+	}
+	for _, h := range []string{"authorization", "cookie", "x-llmgate-version"} {
+		if v, ok := got[h]; ok {
+			t.Errorf("backend received %s: %q; the client's credentials and gateway headers must not pass", h, v)
+		}
+	}
+	if got["content-type"] != "application/json" {
+		t.Errorf("content-type at the backend = %q", got["content-type"])
+	}
+}
