@@ -80,15 +80,11 @@ func (w *walker) fail(n ast.Node, key, format string, args ...any) {
 
 // walk visits n, which is to be decoded into a value of type t at key.
 func (w *walker) walk(n ast.Node, t reflect.Type, key string) {
-	n = unwrap(n)
-	if n == nil || n.Type() == ast.NullType {
+	if isNull(n) {
 		return
 	}
-	switch n.Type() {
-	case ast.AnchorType, ast.AliasType:
-		// An aliased value would have no lines and no "written" keys of its own (so weight: 0
-		// would be defaulted to 1), and aliases multiply work. The file is short: write it out.
-		w.fail(n, key, "anchors and aliases (&name, *name) are not supported; write the value out")
+	if msg := unsupported(n); msg != "" {
+		w.fail(n, key, "%s", msg)
 		return
 	}
 	w.keyAt[*n.GetToken().Position] = key
@@ -118,7 +114,7 @@ func (w *walker) walk(n ast.Node, t reflect.Type, key string) {
 		}
 		for i, v := range seq.Values {
 			child := indexKey(key, i)
-			if v := unwrap(v); v != nil && v.Type() != ast.NullType {
+			if !isNull(v) {
 				w.src.lines[child] = v.GetToken().Position.Line
 			}
 			w.walk(v, t.Elem(), child)
@@ -135,8 +131,8 @@ func (w *walker) mapping(n ast.Node, t reflect.Type, key string) {
 	}
 	for it := m.MapRange(); it.Next(); {
 		k := it.Key()
-		if k.IsMergeKey() {
-			w.fail(k, key, "merge keys (<<) are not supported; write the keys out")
+		if msg := unsupported(k); msg != "" {
+			w.fail(k, key, "%s", msg)
 			continue
 		}
 		name, isString := keyName(k)
@@ -146,7 +142,7 @@ func (w *walker) mapping(n ast.Node, t reflect.Type, key string) {
 			continue
 		}
 		child := childKey(key, name)
-		if v := unwrap(it.Value()); v != nil && v.Type() != ast.NullType {
+		if !isNull(it.Value()) {
 			// A null value ("timeouts:") means "left out", so defaults still apply to it.
 			w.src.lines[child] = k.GetToken().Position.Line
 		}
@@ -161,7 +157,6 @@ func keyName(k ast.MapKeyNode) (string, bool) {
 	if mk, ok := n.(*ast.MappingKeyNode); ok {
 		n = mk.Value
 	}
-	n = unwrap(n)
 	if s, ok := n.(*ast.StringNode); ok {
 		return s.Value, true
 	}
@@ -201,15 +196,25 @@ func structField(t reflect.Type, name string) (reflect.StructField, bool) {
 	return reflect.StructField{}, false
 }
 
-// unwrap looks through tags (!!str) to the value they decorate.
-func unwrap(n ast.Node) ast.Node {
-	for {
-		t, ok := n.(*ast.TagNode)
-		if !ok {
-			return n
-		}
-		n = t.Value
+// unsupported explains why n is refused, or returns "". Plain YAML is enough for a short
+// file, and these features are where goccy's decoder is weakest (a bare "!" tag panics it).
+// An aliased value would also have no lines or "written" keys of its own, so "weight: 0"
+// behind an alias would be defaulted to 1.
+func unsupported(n ast.Node) string {
+	switch n.Type() {
+	case ast.AnchorType, ast.AliasType:
+		return "anchors and aliases (&name, *name) are not supported; write the value out"
+	case ast.MergeKeyType:
+		return "merge keys (<<) are not supported; write the keys out"
+	case ast.TagType:
+		return "tags (!name) are not supported; quote a value to make it a string"
 	}
+	return ""
+}
+
+// isNull reports whether n is absent or null: a key left for defaults.
+func isNull(n ast.Node) bool {
+	return n == nil || n.Type() == ast.NullType
 }
 
 // yamlError turns a goccy error into an *Error, naming the key when keyAt knows the token.

@@ -120,6 +120,9 @@ func TestParseErrors(t *testing.T) {
 			`config: line 5: models[1].versions: anchors and aliases (&name, *name) are not supported; write the value out`,
 		}, "\n")},
 		{"merge key", "timeouts:\n  <<: {idle: 1s}\n", `config: line 2: timeouts: merge keys (<<) are not supported; write the keys out`},
+		{"tag", "admin:\n  tokens: !!seq []\n", `config: line 2: admin.tokens: tags (!name) are not supported; quote a value to make it a string`},
+		{"empty tag", "admin: #\n tokens: ! ", `config: line 2: admin.tokens: tags (!name) are not supported; quote a value to make it a string`},
+		{"tagged key", "!!str listen: ':1'\n", `config: line 1: tags (!name) are not supported; quote a value to make it a string`},
 		{"duplicate key", "listen: ':1'\nlisten: ':2'\n", `config: line 2: mapping key "listen" already defined at [1:1]`},
 		{"two documents", "listen: ':1'\n---\nlisten: ':2'\n", `config: line 3: more than one YAML document`},
 	}
@@ -138,7 +141,8 @@ func TestParseAccepts(t *testing.T) {
 		{"empty", ""},
 		{"comments only", "# nothing\n"},
 		{"null sections", "timeouts:\nadmin:\nmodels:\n"},
-		{"quoted and tagged keys", "'listen': ':1'\n!!str log: {level: info}\n"},
+		{"quoted keys", "'listen': ':1'\n\"log\": {level: info}\n"},
+		{"complex key", "? listen\n: ':1'\n"},
 		{"trailing empty document", "listen: ':1'\n---\n"},
 	}
 	for _, tt := range tests {
