@@ -12,6 +12,10 @@
 //	X-Fakellm-Stream-Error-After: N  stream: send an error event after N content events
 //	X-Fakellm-TTFT: 200ms            override Options.TTFT
 //	X-Fakellm-Echo: 1                return X-Fakellm-Received-Body and -Headers
+//	X-Fakellm-Status-Unless-Retry: 429
+//	                                 answer with that status and Retry-After: 0 unless
+//	                                 x-stainless-retry-count (the OpenAI SDKs' retry
+//	                                 counter) is > 0, so an SDK's retry succeeds
 //
 // X-Request-Id is always echoed back as X-Fakellm-Request-Id. The echo
 // headers carry base64 of the whole body, so keep echoed bodies small or
@@ -95,8 +99,13 @@ type Server struct {
 	requests atomic.Int64
 	seq      atomic.Uint64
 	forced   atomic.Int32
-	done     chan struct{}
+	done     chan struct{} // closed by Close: ends sleeps and streams
 	stop     sync.Once
+
+	mu      sync.Mutex
+	closed  bool
+	lns     []net.Listener
+	serving sync.WaitGroup
 
 	// streamEnd, when set by tests, is called as each stream finishes with
 	// the number of content events sent and whether [DONE] went out.
@@ -150,15 +159,66 @@ func New(opts Options) *Server {
 }
 
 // Serve accepts connections on ln until Close; it returns nil after Close.
-func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+func (s *Server) Serve(ln net.Listener) error {
+	l := &onceCloseListener{Listener: ln}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = ln.Close()
+		return nil
+	}
+	s.lns = append(s.lns, l)
+	s.serving.Add(1)
+	s.mu.Unlock()
+	defer s.serving.Done()
+	err := s.srv.Serve(l)
+	if s.isClosed() {
+		return nil
+	}
+	return err
+}
 
-// Close stops the listeners, ends in-flight streams early and waits up to
-// five seconds for connections to go idle.
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// Close stops the listeners, ends in-flight streams and delays early, and
+// waits up to five seconds for connections to close. It returns at once when
+// clients have hung up; idle keep-alive connections cost up to 100ms more.
 func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	lns := s.lns
+	s.mu.Unlock()
 	s.stop.Do(func() { close(s.done) })
+	// fasthttp's Shutdown re-checks for open connections only every 100ms,
+	// and counts each Serve loop as one. Closing the listeners first, then
+	// giving connections whose clients already hung up a moment to go, lets
+	// Shutdown return at once: a test suite closes many of these servers.
+	for _, l := range lns {
+		_ = l.Close()
+	}
+	s.serving.Wait()
+	for i := 0; i < 20 && s.srv.GetOpenConnectionsCount() > 0; i++ {
+		time.Sleep(time.Millisecond)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return s.srv.ShutdownWithContext(ctx)
+}
+
+// onceCloseListener lets both Close and fasthttp's Shutdown close ln.
+type onceCloseListener struct {
+	net.Listener
+	once sync.Once
+	err  error
+}
+
+func (l *onceCloseListener) Close() error {
+	l.once.Do(func() { l.err = l.Listener.Close() })
+	return l.err
 }
 
 // Handler returns the request handler, for use with any fasthttp server or
@@ -191,6 +251,8 @@ var (
 	hdrTTFT       = []byte("X-Fakellm-Ttft")
 	hdrDisconnect = []byte("X-Fakellm-Disconnect-After")
 	hdrStreamErr  = []byte("X-Fakellm-Stream-Error-After")
+
+	hdrStatusUnlessRetry = []byte("X-Fakellm-Status-Unless-Retry")
 )
 
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
@@ -224,8 +286,19 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			code = n
 		}
 	}
+	retryAfter0 := false
+	if v := h.PeekCanonical(hdrStatusUnlessRetry); len(v) > 0 && code == 0 {
+		n, err := fasthttp.ParseUint(v)
+		retries, rerr := fasthttp.ParseUint(h.Peek("X-Stainless-Retry-Count"))
+		if err == nil && (rerr != nil || retries == 0) {
+			code, retryAfter0 = n, true
+		}
+	}
 	if code != 0 {
 		s.writeError(ctx, code, "", "fakellm: forced status "+strconv.Itoa(code), "")
+		if retryAfter0 {
+			ctx.Response.Header.Set("Retry-After", "0") // retry at once: tests stay fast
+		}
 		return
 	}
 	if inference {
@@ -236,34 +309,34 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.inference(ctx, ep)
 		return
 	}
-	s.serveInfo(ctx, string(path))
+	s.serveInfo(ctx, path)
 }
 
 // serveInfo answers the probe and listing endpoints.
-func (s *Server) serveInfo(ctx *fasthttp.RequestCtx, path string) {
+func (s *Server) serveInfo(ctx *fasthttp.RequestCtx, path []byte) {
 	get := ctx.IsGet()
 	r := acquireRequest()
 	defer releaseRequest(r)
 	b := r.buf[:0]
 	switch {
-	case path == "/v1/models" && get && s.ollama:
+	case string(path) == "/v1/models" && get && s.ollama:
 		b = s.ollamaModels(b)
-	case path == "/v1/models" && get:
+	case string(path) == "/v1/models" && get:
 		b = s.vllmModels(b, time.Now().Unix(), s.rand())
-	case path == "/health" && get && !s.ollama:
+	case string(path) == "/health" && get && !s.ollama:
 		ctx.SetStatusCode(fasthttp.StatusOK) // empty body, as vLLM's Response(status_code=200)
 		return
-	case path == "/version" && get && !s.ollama:
+	case string(path) == "/version" && get && !s.ollama:
 		b = append(b, `{"version":"`+vllmVersion+`"}`...)
-	case path == "/api/version" && get && s.ollama:
+	case string(path) == "/api/version" && get && s.ollama:
 		b = append(b, `{"version":"`+ollamaVersion+`"}`...)
-	case path == "/api/tags" && (get || ctx.IsHead()) && s.ollama:
+	case string(path) == "/api/tags" && (get || ctx.IsHead()) && s.ollama:
 		b = s.ollamaTags(b)
-	case path == "/" && (get || ctx.IsHead()) && s.ollama:
+	case string(path) == "/" && (get || ctx.IsHead()) && s.ollama:
 		ctx.SetContentType("text/plain; charset=utf-8")
 		ctx.SetBodyString("Ollama is running")
 		return
-	case !s.ollama && (path == "/v1/models" || path == "/health" || path == "/version"):
+	case !s.ollama && (string(path) == "/v1/models" || string(path) == "/health" || string(path) == "/version"):
 		s.notAllowed(ctx)
 		return
 	default:
@@ -332,7 +405,7 @@ func (s *Server) inference(ctx *fasthttp.RequestCtx, ep endpoint) {
 	p := &r.rep
 	p.model = s.modelJSON
 	switch {
-	case s.ollama && !r.hasModel || s.ollama && len(r.model) == 0:
+	case s.ollama && len(r.model) == 0:
 		s.writeError(ctx, fasthttp.StatusBadRequest, "", "model is required", "")
 		return
 	case s.ollama && string(r.model) == s.opts.Model:

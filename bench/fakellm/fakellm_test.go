@@ -51,6 +51,7 @@ func streamText(t *testing.T, body []byte) (text string, usage *fastjson.Value, 
 }
 
 func TestEndpointsPerFlavor(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		flavor, method, path string
 		status               int
@@ -88,6 +89,7 @@ func TestEndpointsPerFlavor(t *testing.T) {
 }
 
 func TestGenerationPerFlavor(t *testing.T) {
+	t.Parallel()
 	for _, flavor := range []string{"vllm", "ollama"} {
 		t.Run(flavor, func(t *testing.T) {
 			h := start(t, Options{Flavor: flavor, Model: "m", OutputTokens: 6, Seed: 3})
@@ -150,6 +152,7 @@ func TestGenerationPerFlavor(t *testing.T) {
 }
 
 func TestMaxCompletionTokens(t *testing.T) {
+	t.Parallel()
 	body := chatWith(`"max_tokens":5,"max_completion_tokens":2`)
 	for flavor, want := range map[string]int{"vllm": 2, "ollama": 5} {
 		h := start(t, Options{Flavor: flavor, Model: "m", OutputTokens: 8})
@@ -162,6 +165,7 @@ func TestMaxCompletionTokens(t *testing.T) {
 }
 
 func TestDeterminism(t *testing.T) {
+	t.Parallel()
 	content := func(seed int64, body string) string {
 		h := start(t, Options{Model: "m", Seed: seed})
 		v := mustJSON(t, h.do(t, "POST", "/v1/chat/completions", body).body)
@@ -184,6 +188,7 @@ func TestDeterminism(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, flavor, path, body string
 		headers                  []string
@@ -240,6 +245,7 @@ func TestErrors(t *testing.T) {
 }
 
 func TestDefaultsAndAliases(t *testing.T) {
+	t.Parallel()
 	// vLLM serves its default model when none is named.
 	h := start(t, Options{Model: "m"})
 	res := h.do(t, "POST", "/v1/chat/completions", `{"messages":[{"role":"user","content":"hi"}]}`)
@@ -260,6 +266,7 @@ func TestDefaultsAndAliases(t *testing.T) {
 }
 
 func TestStreamControls(t *testing.T) {
+	t.Parallel()
 	for _, flavor := range []string{"vllm", "ollama"} {
 		t.Run(flavor, func(t *testing.T) {
 			h := start(t, Options{Flavor: flavor, Model: "m", OutputTokens: 6})
@@ -304,6 +311,7 @@ func TestStreamControls(t *testing.T) {
 }
 
 func TestDisconnectRate(t *testing.T) {
+	t.Parallel()
 	h := start(t, Options{Model: "m", OutputTokens: 8, DisconnectRate: 1})
 	res := h.do(t, "POST", "/v1/chat/completions", chatWith(`"stream":true`))
 	text, _, done := streamText(t, res.body)
@@ -317,6 +325,7 @@ func TestDisconnectRate(t *testing.T) {
 }
 
 func TestErrorRate(t *testing.T) {
+	t.Parallel()
 	for _, rate := range []float64{0, 1} {
 		h := start(t, Options{Model: "m", ErrorRate: rate})
 		want := map[float64]int{0: 200, 1: 500}[rate]
@@ -329,6 +338,7 @@ func TestErrorRate(t *testing.T) {
 }
 
 func TestForceStatus(t *testing.T) {
+	t.Parallel()
 	h := start(t, Options{Model: "m"})
 	h.s.ForceStatus(503)
 	if res := h.do(t, "GET", "/health", ""); res.status != 503 || res.header.Get("Retry-After") != "1" {
@@ -340,7 +350,35 @@ func TestForceStatus(t *testing.T) {
 	}
 }
 
+func TestStatusUnlessRetry(t *testing.T) {
+	tests := []struct {
+		name       string
+		retryCount string // x-stainless-retry-count; "" for none
+		status     int
+		retryAfter string
+	}{
+		{"first attempt", "", 429, "0"},
+		{"first attempt counted", "0", 429, "0"},
+		{"first retry", "1", 200, ""},
+		{"garbage count", "x", 429, "0"},
+	}
+	h := start(t, Options{Model: "m"})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hdrs := []string{"X-Fakellm-Status-Unless-Retry", "429"}
+			if tt.retryCount != "" {
+				hdrs = append(hdrs, "X-Stainless-Retry-Count", tt.retryCount)
+			}
+			res := h.do(t, "POST", "/v1/chat/completions", chatBody, hdrs...)
+			if res.status != tt.status || res.header.Get("Retry-After") != tt.retryAfter {
+				t.Errorf("got %d Retry-After %q, want %d %q (body %s)", res.status, res.header.Get("Retry-After"), tt.status, tt.retryAfter, res.body)
+			}
+		})
+	}
+}
+
 func TestEchoAndRequestID(t *testing.T) {
+	t.Parallel()
 	h := start(t, Options{Model: "m"})
 	res := h.do(t, "POST", "/v1/chat/completions", chatBody,
 		"X-Fakellm-Echo", "1", "X-Request-Id", "req-42", "X-Custom", "a", "X-Custom", "b")
@@ -370,6 +408,7 @@ func TestEchoAndRequestID(t *testing.T) {
 }
 
 func TestTiming(t *testing.T) {
+	t.Parallel()
 	h := start(t, Options{Model: "m", OutputTokens: 5, TokensPerSecond: 200})
 	began := time.Now()
 	res := h.do(t, "POST", "/v1/chat/completions", chatBody, "X-Fakellm-TTFT", "30ms")
@@ -396,6 +435,7 @@ func TestTiming(t *testing.T) {
 }
 
 func TestStreamStopsWhenClientLeaves(t *testing.T) {
+	t.Parallel()
 	h := start(t, Options{Model: "m", OutputTokens: 100000, TokensPerSecond: 1000})
 	ended := make(chan [2]int, 1)
 	h.s.streamEnd = func(contents int, completed bool) {

@@ -28,6 +28,10 @@ func start(t testing.TB, o Options) *harness {
 	tr := &http.Transport{
 		DialContext:        func(context.Context, string, string) (net.Conn, error) { return ln.Dial() },
 		DisableCompression: true,
+		// A connection per request: server-side connections are gone by
+		// cleanup time, so Close need not wait out fasthttp's 100ms
+		// shutdown poll for idle keep-alive connections.
+		DisableKeepAlives: true,
 	}
 	t.Cleanup(func() {
 		tr.CloseIdleConnections()

@@ -185,8 +185,8 @@ func (s *Server) ollamaTags(dst []byte) []byte {
 	dst = append(dst, `,"modified_at":"`...)
 	dst = s.modified.AppendFormat(dst, "2006-01-02T15:04:05.999999999Z07:00")
 	dst = append(dst, `","size":4920753328,"digest":"`...)
-	h := fnv1a64(fnvOffset, []byte(s.opts.Model))
-	dst = appendHexID(dst, h)
+	h := fnv1a64(fnvOffset, s.modelJSON)
+	dst = appendHexID(dst, h) // 64 hex digits, like a sha256
 	dst = appendHexID(dst, ^h)
 	return append(dst, `","details":{"parent_model":"","format":"gguf","family":"llama","families":["llama"],"parameter_size":"8.0B","quantization_level":"Q4_K_M"}}]}`...)
 }

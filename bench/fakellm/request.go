@@ -96,7 +96,8 @@ func (r *request) parse(body []byte, ep endpoint, ollama bool) *badRequest {
 		// vLLM's StreamOptions defaults include_usage to True when the object
 		// is present; Ollama's Go struct defaults it to false.
 		r.includeUsage = (iu == nil && !ollama) || (iu != nil && iu.Type() == fastjson.TypeTrue)
-		if !ollama && !r.stream {
+		// vLLM's validator tests truthiness: an empty object passes.
+		if o, _ := so.Object(); !ollama && !r.stream && o.Len() > 0 {
 			return &badRequest{msg: "1 validation error:\n  {'type': 'value_error', 'loc': 'body', 'msg': 'Value error, Stream options can only be defined when `stream=True`.'}", param: "stream_options"}
 		}
 	}

@@ -88,6 +88,7 @@ func compareJSON(t *testing.T, name string, want, got []byte) {
 }
 
 func TestShapesMatchFixtures(t *testing.T) {
+	t.Parallel()
 	const (
 		llama  = "meta-llama/Llama-3.1-8B-Instruct"
 		hello  = `"messages":[{"role":"user","content":"Say hello"}]`
