@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"net"
 	"strings"
+	"sync"
 
 	"github.com/valyala/fasthttp"
 )
@@ -48,6 +49,7 @@ func New(upstream string) *Proxy {
 		NoDefaultDate:                 true,
 		DisableHeaderNamesNormalizing: true,
 		CloseOnShutdown:               true,
+		MaxRequestBodySize:            64 << 20, // above any gateway limit, so never the one hit
 	}
 	return p
 }
@@ -90,8 +92,12 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 	}
 	// The body goes straight from the upstream connection to the client without being
 	// buffered whole. fasthttp closes the reader once the response is written or dropped.
-	ctx.Response.SetBodyStream(&upstreamBody{resp: resp}, size)
+	b := bodyPool.Get().(*upstreamBody)
+	b.resp = resp
+	ctx.Response.SetBodyStream(b, size)
 }
+
+var bodyPool = sync.Pool{New: func() any { return new(upstreamBody) }}
 
 // upstreamBody hands an upstream response body to the server as the client response body.
 // Compared with SetBodyStreamWriter it needs no pipe and goroutine per response, and an
@@ -102,10 +108,12 @@ type upstreamBody struct{ resp *fasthttp.Response }
 // Read reads from the upstream body.
 func (b *upstreamBody) Read(p []byte) (int, error) { return b.resp.BodyStream().Read(p) }
 
-// Close releases the upstream response (and its connection, when the body was read to EOF).
+// Close releases the upstream response (and its connection, when the body was read to EOF)
+// and b itself: fasthttp calls it exactly once, after which b is not used.
 func (b *upstreamBody) Close() error {
 	err := b.resp.CloseBodyStream()
 	fasthttp.ReleaseResponse(b.resp)
 	b.resp = nil
+	bodyPool.Put(b)
 	return err
 }

@@ -19,7 +19,7 @@ func serve(tb testing.TB, h fasthttp.RequestHandler) string {
 		tb.Fatal(err)
 	}
 	s := &fasthttp.Server{Handler: h}
-	go s.Serve(ln) //nolint:errcheck
+	go s.Serve(ln)                      //nolint:errcheck
 	tb.Cleanup(func() { s.Shutdown() }) //nolint:errcheck
 	return ln.Addr().String()
 }
@@ -32,7 +32,7 @@ func startProxy(tb testing.TB, upstream string) string {
 		tb.Fatal(err)
 	}
 	p := New(upstream)
-	go p.Serve(ln) //nolint:errcheck
+	go p.Serve(ln)                   //nolint:errcheck
 	tb.Cleanup(func() { p.Close() }) //nolint:errcheck
 	return ln.Addr().String()
 }
@@ -160,6 +160,51 @@ func TestUpstreamDown(t *testing.T) {
 	}
 	if status != fasthttp.StatusBadGateway {
 		t.Errorf("status %d, want 502", status)
+	}
+}
+
+// TestUpstreamCutMidBody checks that a body the upstream cuts short reaches the client as a
+// failure, not as a shorter body that looks complete.
+func TestUpstreamCutMidBody(t *testing.T) {
+	tests := []struct{ name, head string }{
+		{"content-length", "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"},
+		{"sse", "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				br := bufio.NewReader(c)
+				var req fasthttp.Request
+				if req.Read(br) != nil {
+					return
+				}
+				body := "data: {}\n\n"
+				if tt.name == "sse" {
+					body = "a\r\n" + body[:10] + "\r\n"
+				}
+				c.Write([]byte(tt.head + body))
+			}()
+			addr := startProxy(t, ln.Addr().String())
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			req.SetRequestURI("http://" + addr + "/v1/chat/completions")
+			req.Header.SetMethod("POST")
+			err = fasthttp.DoTimeout(req, resp, 5*time.Second)
+			if err == nil {
+				t.Fatalf("got a clean %d response with body %q", resp.StatusCode(), resp.Body())
+			}
+		})
 	}
 }
 

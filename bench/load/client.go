@@ -39,7 +39,11 @@ func parseTarget(raw string) (endpoint, error) {
 	}
 	e := endpoint{addr: u.Host, tls: u.Scheme == "https"}
 	if u.Port() == "" {
-		e.addr = net.JoinHostPort(u.Hostname(), map[bool]string{false: "80", true: "443"}[e.tls])
+		port := "80"
+		if e.tls {
+			port = "443"
+		}
+		e.addr = net.JoinHostPort(u.Hostname(), port)
 	}
 	path := strings.TrimSuffix(strings.TrimSuffix(u.Path, "/"), "/v1")
 	e.base = u.Scheme + "://" + u.Host + path

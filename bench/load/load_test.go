@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/xml"
-	"flag"
 	"io"
 	"net"
 	"os"
@@ -21,7 +20,7 @@ import (
 
 // testOptions returns the flag defaults, quiet and short.
 func testOptions() *Options {
-	o := RegisterFlags(flag.NewFlagSet("test", flag.PanicOnError))
+	o := DefaultOptions()
 	o.Warmup = 0
 	o.Quiet = true
 	return o
@@ -59,7 +58,7 @@ func fakeLLM(t testing.TB) (url string, count *atomic.Int64) {
 			ctx.WriteString(`{"choices":[{"message":{"role":"assistant","content":"hi"}}]}`)
 		}
 	}}
-	go s.Serve(ln) //nolint:errcheck
+	go s.Serve(ln)                     //nolint:errcheck
 	t.Cleanup(func() { s.Shutdown() }) //nolint:errcheck
 	return "http://" + ln.Addr().String(), count
 }
@@ -102,10 +101,11 @@ func TestOpenLoopRate(t *testing.T) {
 	if n := count.Load(); n < 216 || n > 264 {
 		t.Errorf("server saw %d requests, want ~240", n)
 	}
-	if took < 550*time.Millisecond || took > 3*time.Second {
+	// Never faster than the schedule; slower only as far as a loaded test machine stalls.
+	if took < 590*time.Millisecond || took > 10*time.Second {
 		t.Errorf("run took %v, want ~600ms", took)
 	}
-	if res.Throughput < 0.6*o.Rate || res.Throughput > 1.4*o.Rate {
+	if res.Throughput < 0.25*o.Rate || res.Throughput > 1.2*o.Rate {
 		t.Errorf("throughput %.1f req/s, want ~%g", res.Throughput, o.Rate)
 	}
 	if res.Latency.N != int(res.OK) || res.Latency.P50 <= 0 || res.Latency.P50 > res.Latency.Max || res.TTFB.P50 > res.Latency.P50 {
@@ -231,7 +231,7 @@ func TestCompare(t *testing.T) {
 	if ps := rep.Summaries[0].Procs; len(ps) != 1 || ps[0].PID != os.Getpid() || ps[0].PeakRSS <= 0 {
 		t.Errorf("procs %+v", ps)
 	}
-	if strings.Count(progress.String(), "req/s") != 4 {
+	if strings.Count(progress.String(), " ok, ") != 4 {
 		t.Errorf("progress: %q", progress.String())
 	}
 
@@ -332,5 +332,28 @@ func TestMainCommand(t *testing.T) {
 	b, _ := os.ReadFile(dir + "/r.json")
 	if err := json.Unmarshal(b, &rep); err != nil || len(rep.Runs) != 1 || rep.Runs[0].OK != 20 {
 		t.Errorf("json report: %v %s", err, b)
+	}
+}
+
+// BenchmarkClosedLoop measures the generator's cost per request against the in-process fake
+// (which is part of what is counted, as is fasthttp's client).
+func BenchmarkClosedLoop(b *testing.B) {
+	for _, kind := range []string{Chat, ChatStream} {
+		b.Run(kind, func(b *testing.B) {
+			url, _ := fakeLLM(b)
+			o := testOptions()
+			o.URL, o.Workload = url, kind
+			o.Rate, o.Connections, o.Requests = 0, 4, b.N
+			w, err := NewWorkload(o)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			res, err := Run(context.Background(), o, w, Target{Name: "t", URL: url}, nil, nil, "")
+			if err != nil || res.OK != int64(b.N) {
+				b.Fatalf("%v, %d ok of %d", err, res.OK, b.N)
+			}
+		})
 	}
 }

@@ -19,8 +19,8 @@ import (
 	"time"
 )
 
-// Options is the load to generate. RegisterFlags fills it from flags; zero values are not
-// defaults, so build one in code from RegisterFlags on a scratch FlagSet.
+// Options is the load to generate. RegisterFlags fills it from flags; the zero value is not
+// usable, start from DefaultOptions in code.
 type Options struct {
 	URL         string        `json:"url,omitempty"`     // single target base URL
 	Compare     []Target      `json:"compare,omitempty"` // targets for a comparison; the first is the baseline
@@ -111,6 +111,11 @@ func RegisterFlags(fs *flag.FlagSet) *Options {
 	fs.StringVar(&o.SVGFile, "svg", "", "write a latency and throughput chart as SVG to `file`")
 	fs.BoolVar(&o.Quiet, "quiet", false, "no progress lines on stderr")
 	return o
+}
+
+// DefaultOptions returns the flag defaults.
+func DefaultOptions() *Options {
+	return RegisterFlags(flag.NewFlagSet("bench", flag.ContinueOnError))
 }
 
 // Targets returns the targets of a run: the --compare list, or the single --url.

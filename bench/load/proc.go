@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -18,7 +19,7 @@ type ProcStats struct {
 	PeakRSS       int64         `json:"peak_rss_bytes"` // VmHWM
 	// PeakSinceStart is set when VmHWM could not be reset at the window start (another
 	// user's process), so PeakRSS is the peak over the process's whole life.
-	PeakSinceStart bool  `json:"peak_rss_since_start,omitempty"`
+	PeakSinceStart bool   `json:"peak_rss_since_start,omitempty"`
 	Err            string `json:"error,omitempty"`
 }
 
@@ -143,4 +144,43 @@ func cmpErr(a, b error) error {
 		return a
 	}
 	return b
+}
+
+// procWindow samples processes at the start and end of a run's measured window.
+type procWindow struct {
+	pids   []int
+	timer  *time.Timer
+	mu     sync.Mutex
+	before []procSample
+}
+
+// startProcWindow takes the first sample after delay, from a timer, or at once when delay is 0.
+func startProcWindow(pids []int, delay time.Duration) *procWindow {
+	w := &procWindow{pids: pids}
+	switch {
+	case len(pids) == 0:
+	case delay == 0:
+		w.before = sampleProcs(pids, true)
+	default:
+		w.timer = time.AfterFunc(delay, func() {
+			s := sampleProcs(pids, true)
+			w.mu.Lock()
+			w.before = s
+			w.mu.Unlock()
+		})
+	}
+	return w
+}
+
+// finish takes the second sample; it returns nil when the window never started.
+func (w *procWindow) finish() []ProcStats {
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.before == nil {
+		return nil
+	}
+	return procDelta(w.before, sampleProcs(w.pids, false))
 }

@@ -30,6 +30,7 @@ type Summary struct {
 	TTFB       Dist             `json:"ttfb"`
 	TTFT       Dist             `json:"ttft"`
 	Gap        Dist             `json:"inter_event_gap"`
+	StartLag   Dist             `json:"start_lag"`
 	Errors     map[string]int64 `json:"errors"`
 	Late       int64            `json:"late"`
 	// Added latency and throughput ratio against the first target (the baseline).
@@ -75,7 +76,7 @@ func summarize(targets []Target, runs []*Result) []Summary {
 	out := make([]Summary, len(targets))
 	for i, t := range targets {
 		s := Summary{Target: t.Name, URL: t.URL, Errors: map[string]int64{}}
-		var lat, ttfb, ttft, gap []Dist
+		var lat, ttfb, ttft, gap, lag []Dist
 		var tput []float64
 		cpu := map[int][]float64{}
 		var procs []ProcStats
@@ -95,6 +96,7 @@ func summarize(targets []Target, runs []*Result) []Summary {
 			}
 			tput = append(tput, r.Throughput)
 			lat, ttfb, ttft, gap = append(lat, r.Latency), append(ttfb, r.TTFB), append(ttft, r.TTFT), append(gap, r.Gap)
+			lag = append(lag, r.StartLag)
 			for _, p := range r.Procs {
 				j := slices.IndexFunc(procs, func(q ProcStats) bool { return q.PID == p.PID })
 				if j < 0 {
@@ -108,6 +110,7 @@ func summarize(targets []Target, runs []*Result) []Summary {
 		}
 		s.Throughput = medianOf(sortedCopy(tput))
 		s.Latency, s.TTFB, s.TTFT, s.Gap = medianDist(lat), medianDist(ttfb), medianDist(ttft), medianDist(gap)
+		s.StartLag = medianDist(lag)
 		for j := range procs {
 			procs[j].CPUPerRequest = medianOf(sortedCopy(cpu[procs[j].PID]))
 			procs[j].CPU = 0 // per-round totals do not add up to anything useful across rounds
@@ -130,12 +133,12 @@ func WriteTable(w io.Writer, rep *Report) {
 	o := rep.Options
 	stream := o.Workload == ChatStream
 	cmp := len(rep.Summaries) > 1
-	mode := fmt.Sprintf("closed loop, %d connections", o.Connections)
+	mode, from := fmt.Sprintf("closed loop, %d connections", o.Connections), "send"
 	if o.Rate > 0 {
-		mode = fmt.Sprintf("open loop, %g req/s", o.Rate)
+		mode, from = fmt.Sprintf("open loop, %g req/s", o.Rate), "scheduled send"
 	}
-	fmt.Fprintf(w, "%s, model %s, %s, median of %d round(s); latency from scheduled send, successful requests only\n",
-		o.Workload, o.Model, mode, o.Rounds)
+	fmt.Fprintf(w, "%s, model %s, %s, median of %d round(s); latency from %s, successful requests only\n",
+		o.Workload, o.Model, mode, o.Rounds, from)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	cols := []string{"target", "req/s", "p50", "p90", "p99", "p99.9", "max"}
@@ -165,6 +168,11 @@ func WriteTable(w io.Writer, rep *Report) {
 	tw.Flush()
 
 	for _, s := range rep.Summaries {
+		if o.Rate > 0 {
+			// The generator's own lateness is part of every latency above; show how much.
+			fmt.Fprintf(w, "%s: send lag behind schedule p50 %s, p99 %s, max %s\n",
+				s.Target, fmtDur(s.StartLag.P50), fmtDur(s.StartLag.P99), fmtDur(s.StartLag.Max))
+		}
 		if len(s.Errors) > 0 {
 			keys := make([]string, 0, len(s.Errors))
 			for k := range s.Errors {

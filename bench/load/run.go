@@ -6,7 +6,6 @@ import (
 	"io"
 	"math"
 	"runtime"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,32 +60,18 @@ func Run(ctx context.Context, o *Options, w *Workload, t Target, pids []int, pro
 	if o.Rate > 0 {
 		res.Mode, res.Rate = "open", o.Rate
 	}
-	r.t0 = time.Now()
-	stopProgress := r.startProgress(progress, label)
 
 	// Process stats cover the measured window only: sampled when warmup ends.
-	var procMu sync.Mutex
-	var before []procSample
-	procTimer := time.AfterFunc(o.Warmup, func() {
-		s := sampleProcs(pids, true)
-		procMu.Lock()
-		before = s
-		procMu.Unlock()
-	})
+	pw := startProcWindow(pids, o.Warmup)
+	r.t0 = time.Now()
+	stopProgress := r.startProgress(progress, label)
 	if o.Rate > 0 {
 		r.open(ctx)
 	} else {
 		r.closed(ctx)
 	}
-	procTimer.Stop()
 	stopProgress()
-	procMu.Lock()
-	if before != nil {
-		after := sampleProcs(pids, false)
-		res.Procs = procDelta(before, after)
-	}
-	procMu.Unlock()
-
+	res.Procs = pw.finish()
 	r.collect(res)
 	for i := range res.Procs {
 		if res.Requests > 0 {
@@ -125,13 +110,14 @@ type recorder struct {
 
 func (r *runner) newRecorder() *recorder {
 	rec := &recorder{first: math.MaxInt64}
-	// A generous start so that appends rarely grow during a run.
-	const hint = 4096
+	// Start with room for a few seconds of a busy worker; appends double from there, rarely,
+	// and a thousand idle-ish open-loop workers still cost only a few MiB.
+	const hint = 512
 	rec.lat = make([]time.Duration, 0, hint)
 	rec.ttfb = make([]time.Duration, 0, hint)
 	if r.w.Kind == ChatStream {
 		rec.ttft = make([]time.Duration, 0, hint)
-		rec.gap = make([]time.Duration, 0, 16*hint)
+		rec.gap = make([]time.Duration, 0, 8*hint)
 	}
 	rec.lag = make([]time.Duration, 0, hint)
 	r.mu.Lock()
@@ -281,20 +267,25 @@ func (r *runner) closed(ctx context.Context) {
 
 // collect merges the workers' recorders into res.
 func (r *runner) collect(res *Result) {
-	first, last := time.Duration(math.MaxInt64), time.Duration(0)
-	var n [5]int
-	for _, rec := range r.recs {
-		n[0] += len(rec.lat)
-		n[1] += len(rec.ttfb)
-		n[2] += len(rec.ttft)
-		n[3] += len(rec.gap)
-		n[4] += len(rec.lag)
+	cat := func(get func(*recorder) []time.Duration) []time.Duration {
+		n := 0
+		for _, rec := range r.recs {
+			n += len(get(rec))
+		}
+		out := make([]time.Duration, 0, n)
+		for _, rec := range r.recs {
+			out = append(out, get(rec)...)
+		}
+		return out
 	}
-	lat, ttfb, ttft := make([]time.Duration, 0, n[0]), make([]time.Duration, 0, n[1]), make([]time.Duration, 0, n[2])
-	gap, lag := make([]time.Duration, 0, n[3]), make([]time.Duration, 0, n[4])
+	res.Latency = Summarize(cat(func(rec *recorder) []time.Duration { return rec.lat }))
+	res.TTFB = Summarize(cat(func(rec *recorder) []time.Duration { return rec.ttfb }))
+	res.TTFT = Summarize(cat(func(rec *recorder) []time.Duration { return rec.ttft }))
+	res.Gap = Summarize(cat(func(rec *recorder) []time.Duration { return rec.gap }))
+	res.StartLag = Summarize(cat(func(rec *recorder) []time.Duration { return rec.lag }))
+
+	first, last := time.Duration(math.MaxInt64), time.Duration(0)
 	for _, rec := range r.recs {
-		lat, ttfb, ttft = append(lat, rec.lat...), append(ttfb, rec.ttfb...), append(ttft, rec.ttft...)
-		gap, lag = append(gap, rec.gap...), append(lag, rec.lag...)
 		for c, k := range rec.classes {
 			res.Requests += k
 			if Class(c) != OK && k > 0 {
@@ -310,12 +301,15 @@ func (r *runner) collect(res *Result) {
 		}
 	}
 	res.Late = r.late.Load()
+	if r.o.Rate > 0 && res.Requests > 0 {
+		// An open loop that keeps up ends one interval after its last arrival, not at it,
+		// so a server that keeps up shows exactly the offered rate.
+		last = max(last, first+time.Duration(float64(res.Requests)/r.o.Rate*float64(time.Second)))
+	}
 	if res.Requests > 0 && last > first {
 		res.Elapsed = last - first
 		res.Throughput = float64(res.OK) / res.Elapsed.Seconds()
 	}
-	res.Latency, res.TTFB, res.TTFT = Summarize(lat), Summarize(ttfb), Summarize(ttft)
-	res.Gap, res.StartLag = Summarize(gap), Summarize(lag)
 }
 
 // startProgress prints a line to w every second until the returned func is called.
@@ -370,11 +364,4 @@ func Check(o *Options, w *Workload, t Target) error {
 		return fmt.Errorf("target %s (%s): POST %s: %v", t.Name, t.URL, w.Path, x.err)
 	}
 	return fmt.Errorf("target %s (%s): %s: %v", t.Name, t.URL, x.class, x.err)
-}
-
-// sortedCopy returns a sorted copy of d.
-func sortedCopy[T time.Duration | float64](d []T) []T {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	return s
 }

@@ -107,3 +107,10 @@ func medianOf[T time.Duration | float64](sorted []T) T {
 		return (sorted[n/2-1] + sorted[n/2]) / 2
 	}
 }
+
+// sortedCopy returns a sorted copy of d.
+func sortedCopy[T time.Duration | float64](d []T) []T {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s
+}

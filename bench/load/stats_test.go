@@ -93,12 +93,12 @@ func TestSSERead(t *testing.T) {
 		// The clock advances 10ms per call, i.e. per read: read k is stamped k*10ms.
 		name: "split and coalesced events",
 		chunks: []string{
-			"data: {\"a\":1}\n\n",                     // read 1: event 1 at 10ms
-			"data: {\"a\"",                            // read 2: nothing complete
-			":2}\n\ndata: {\"a\":3}\n\n",              // read 3: events 2 and 3 at 30ms
-			": keep-alive\n\n",                        // read 4: a comment is no event
-			"event: x\ndata: {\"a\":4}\n", "\n",       // reads 5, 6: event 4 at 60ms
-			"data: [DONE]\n\n",                        // read 7
+			"data: {\"a\":1}\n\n",               // read 1: event 1 at 10ms
+			"data: {\"a\"",                      // read 2: nothing complete
+			":2}\n\ndata: {\"a\":3}\n\n",        // read 3: events 2 and 3 at 30ms
+			": keep-alive\n\n",                  // read 4: a comment is no event
+			"event: x\ndata: {\"a\":4}\n", "\n", // reads 5, 6: event 4 at 60ms
+			"data: [DONE]\n\n", // read 7
 		},
 		want: streamTimes{first: 10 * ms, events: 4, done: true},
 		gaps: []time.Duration{20 * ms, 0, 30 * ms},

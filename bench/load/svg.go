@@ -10,7 +10,7 @@ import (
 
 // Chart geometry, in SVG user units.
 const (
-	svgW, svgH       = 960, 440
+	svgW, svgH       = 960, 400
 	plotTop, plotBot = 70, 350
 	latLeft, latW    = 70, 560
 	tputLeft, tputW  = 720, 200
@@ -30,9 +30,10 @@ var latSeries = []struct {
 func SVG(rep *Report) []byte {
 	var b bytes.Buffer
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	h := svgH + 16*max(0, len(rep.Summaries)-2) // room for the footer lines
 	p(`<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n",
-		svgW, svgH, svgW, svgH)
-	p(`<rect width="%d" height="%d" fill="#fff"/>`+"\n", svgW, svgH)
+		svgW, h, svgW, h)
+	p(`<rect width="%d" height="%d" fill="#fff"/>`+"\n", svgW, h)
 	o := rep.Options
 	mode := fmt.Sprintf("closed loop, %d connections", o.Connections)
 	if o.Rate > 0 {
@@ -51,7 +52,14 @@ func SVG(rep *Report) []byte {
 	// Latency panel.
 	text(&b, latLeft+latW/2, 48, "middle", 13, "latency (successful requests)")
 	top, step := niceScale(float64(latMax))
-	axis(&b, latLeft, latW, top, step, func(v float64) string { return fmtDur(time.Duration(v)) })
+	unit, suffix := 1e3, "µs"
+	switch {
+	case top >= 1e9:
+		unit, suffix = 1e9, "s"
+	case top >= 1e6:
+		unit, suffix = 1e6, "ms"
+	}
+	axis(&b, latLeft, latW, top, step, func(v float64) string { return fmt.Sprintf("%g%s", v/unit, suffix) })
 	if n > 0 {
 		group := float64(latW) / float64(n)
 		bar := group * 0.8 / float64(len(latSeries))
@@ -88,6 +96,11 @@ func SVG(rep *Report) []byte {
 			}
 			text(&b, x0+group*0.35, plotBot+18, "middle", 12, s.Target)
 		}
+	}
+	// Footer: what the comparison is about, the added latency over the baseline.
+	for i, s := range rep.Summaries[min(1, n):] {
+		text(&b, latLeft, plotBot+44+float64(i)*16, "start", 12, fmt.Sprintf("%s vs %s: p50 %s, p99 %s, throughput x%.3f",
+			s.Target, rep.Summaries[0].Target, fmtAdded(s.AddedP50), fmtAdded(s.AddedP99), s.ThroughputRatio))
 	}
 	b.WriteString("</svg>\n")
 	return b.Bytes()
