@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	openai "github.com/sashabaranov/go-openai"
+
+	"github.com/llmgate/llmgate/bench/fakellm"
 )
 
 func TestChatCompletionRoutesByVersion(t *testing.T) {
@@ -219,38 +221,36 @@ func TestRequestID(t *testing.T) {
 	const prompt = "Tell me about the secret codeword xyzzy-7."
 	body := `{"model":"chat","max_tokens":3,"messages":[{"role":"user","content":"` + prompt + `"}]}`
 	streamBody := `{"model":"chat","max_tokens":3,"stream":true,"messages":[{"role":"user","content":"` + prompt + `"}]}`
+	const chatPath = "/v1/chat/completions"
 	tests := []struct {
 		name       string
 		sent       string // "" sends none
-		body       string
+		path, body string
 		wantEcho   bool // the sent id comes back
 		wantStatus int
 		toBackend  bool
+		logLines   int // proxied requests have one; the router's 404 for a path has none
 	}{
-		{"generated when absent", "", body, false, 200, true},
-		{"echoed when valid", "client-id_1.2:3/4+5=", body, true, 200, true},
-		{"replaced when too long", strings.Repeat("a", 129), body, false, 200, true},
-		{"replaced when it has spaces", "has space", body, false, 200, true},
-		{"replaced when it has a quote", `a"b`, body, false, 200, true},
-		{"replaced when it has a semicolon", "a;b", body, false, 200, true},
-		{"echoed on a stream", "stream-id-1", streamBody, true, 200, true},
-		{"generated on a stream", "", streamBody, false, 200, true},
-		{"echoed on an error", "error-id-1", `{"model":"nope","messages":[{"role":"user","content":"` + prompt + `"}]}`, true, 404, false},
-		{"generated on an error", "", `{"model":"chat"`, false, 400, false},
-		{"echoed on an unknown path", "path-id-1", `{}`, true, 404, false},
+		{"generated when absent", "", chatPath, body, false, 200, true, 1},
+		{"echoed when valid", "client-id_1.2:3/4+5=", chatPath, body, true, 200, true, 1},
+		{"replaced when too long", strings.Repeat("a", 129), chatPath, body, false, 200, true, 1},
+		{"replaced when it has spaces", "has space", chatPath, body, false, 200, true, 1},
+		{"replaced when it has a quote", `a"b`, chatPath, body, false, 200, true, 1},
+		{"replaced when it has a semicolon", "a;b", chatPath, body, false, 200, true, 1},
+		{"echoed on a stream", "stream-id-1", chatPath, streamBody, true, 200, true, 1},
+		{"generated on a stream", "", chatPath, streamBody, false, 200, true, 1},
+		{"echoed on an error", "error-id-1", chatPath, `{"model":"nope","messages":[{"role":"user","content":"` + prompt + `"}]}`, true, 404, false, 1},
+		{"generated on an error", "", chatPath, `{"model":"chat"`, false, 400, false, 1},
+		{"echoed on an unknown path", "path-id-1", "/v1/nope", `{}`, true, 404, false, 0},
 	}
-	seen := map[string]string{} // id -> test name
+	seen := map[string]int{} // id -> log lines wanted
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var hdrs []string
 			if tt.sent != "" {
 				hdrs = []string{"X-Request-Id", tt.sent}
 			}
-			path := "/v1/chat/completions"
-			if strings.Contains(tt.name, "unknown path") {
-				path = "/v1/nope"
-			}
-			res := s.gw.do(t, "POST", path, tt.body, hdrs...)
+			res := s.gw.do(t, "POST", tt.path, tt.body, hdrs...)
 			if res.status != tt.wantStatus {
 				t.Fatalf("status %d %s, want %d", res.status, res.body, tt.wantStatus)
 			}
@@ -261,10 +261,10 @@ func TestRequestID(t *testing.T) {
 			case !tt.wantEcho && (got == "" || got == tt.sent || !requestIDChars.MatchString(got)):
 				t.Errorf("x-request-id = %q, want a new valid id (sent %q)", got, tt.sent)
 			}
-			if prev, dup := seen[got]; dup {
-				t.Errorf("x-request-id %q also answered %q", got, prev)
+			if _, dup := seen[got]; dup {
+				t.Errorf("x-request-id %q answered two requests", got)
 			}
-			seen[got] = tt.name
+			seen[got] = tt.logLines
 			backendID := res.header.Get("X-Fakellm-Request-Id")
 			if tt.toBackend && backendID != got {
 				t.Errorf("backend saw x-request-id %q, client got %q", backendID, got)
@@ -282,12 +282,9 @@ func TestRequestID(t *testing.T) {
 		id, _ := l["request_id"].(string)
 		perID[id]++
 	}
-	for id, name := range seen {
-		if strings.Contains(name, "unknown path") {
-			continue // answered by the router, not a proxied request
-		}
-		if perID[id] != 1 {
-			t.Errorf("%s: %d log lines with request_id %q, want 1", name, perID[id], id)
+	for id, want := range seen {
+		if perID[id] != want {
+			t.Errorf("%d log lines with request_id %q, want %d", perID[id], id, want)
 		}
 	}
 	if logs := s.gw.logs.String(); strings.Contains(logs, "xyzzy") {
@@ -303,23 +300,46 @@ func TestRequestID(t *testing.T) {
 func TestRequestLogLine(t *testing.T) {
 	t.Parallel()
 	s := startTwoVersions(t, nil)
-	c, _ := s.gw.client("X-Request-Id", "log-line-1")
-	if _, err := c.CreateChatCompletion(ctx(t), chatRequest("chat@v2", 4)); err != nil {
-		t.Fatal(err)
+	const msgs = `"messages":[{"role":"user","content":"hi"}]`
+	tests := []struct {
+		id   string
+		body string
+		want map[string]any
+	}{
+		{"log-buffered", `{"model":"chat@v2","max_tokens":4,` + msgs + `}`, map[string]any{
+			"model": "chat@v2", "version": "v2", "status": 200.0, "backend": s.v2.URL, "stream": false, "completion_tokens": 4.0}},
+		{"log-stream", `{"model":"chat","max_tokens":3,"stream":true,` + msgs + `}`, map[string]any{
+			"model": "chat", "version": "v1", "status": 200.0, "backend": s.v1.URL, "stream": true, "completion_tokens": 3.0}},
+		{"log-unknown", `{"model":"nope",` + msgs + `}`, map[string]any{
+			"model": "nope", "status": 404.0, "error": "model_not_found"}},
+		{"log-bad", `{"model":"chat"}`, map[string]any{"status": 400.0}},
+	}
+	for _, tt := range tests {
+		if res := s.gw.do(t, "POST", "/v1/chat/completions", tt.body, "X-Request-Id", tt.id); res.status != int(tt.want["status"].(float64)) {
+			t.Fatalf("%s: status %d %s", tt.id, res.status, res.body)
+		}
 	}
 	lines := s.gw.logLines(t)
-	if len(lines) != 1 {
-		t.Fatalf("got %d request log lines, want 1: %v", len(lines), lines)
+	if len(lines) != len(tests) {
+		t.Errorf("got %d request log lines, want %d: %v", len(lines), len(tests), lines)
 	}
-	l := lines[0]
-	want := map[string]any{
-		"request_id": "log-line-1", "model": "chat@v2", "version": "v2", "status": float64(200),
-		"backend": s.v2.URL, "stream": false, "completion_tokens": float64(4),
+	byID := map[string]map[string]any{}
+	for _, l := range lines {
+		id, _ := l["request_id"].(string)
+		byID[id] = l
 	}
-	for k, v := range want {
-		if l[k] != v {
-			t.Errorf("log %s = %v, want %v (line %v)", k, l[k], v, l)
-		}
+	for _, tt := range tests {
+		t.Run(tt.id, func(t *testing.T) {
+			l := byID[tt.id]
+			if l == nil {
+				t.Fatalf("no log line with request_id %q", tt.id)
+			}
+			for k, v := range tt.want {
+				if l[k] != v {
+					t.Errorf("log %s = %v, want %v (line %v)", k, l[k], v, l)
+				}
+			}
+		})
 	}
 }
 
@@ -341,5 +361,21 @@ func TestHeadersToBackend(t *testing.T) {
 	}
 	if got["content-type"] != "application/json" {
 		t.Errorf("content-type at the backend = %q", got["content-type"])
+	}
+}
+
+// TestBackendAPIKey: the backend gets its own key from api_key_env, never the client's.
+func TestBackendAPIKey(t *testing.T) {
+	t.Setenv("LLMGATE_E2E_BACKEND_KEY", "sk-backend-secret")
+	f := startFake(t, fakellm.Options{})
+	b := f.backend()
+	b.APIKeyEnv = "LLMGATE_E2E_BACKEND_KEY"
+	g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", b))))
+	c, rec := g.client("X-Fakellm-Echo", "1")
+	if _, err := c.CreateChatCompletion(ctx(t), chatRequest("chat", 2)); err != nil {
+		t.Fatal(err)
+	}
+	if got := receivedHeaders(t, rec.header())["authorization"]; got != "Bearer sk-backend-secret" {
+		t.Errorf("backend received authorization %q, want the backend's key", got)
 	}
 }

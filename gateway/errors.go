@@ -43,7 +43,7 @@ var (
 	errBodyTooLarge     = &apiError{status: fasthttp.StatusRequestEntityTooLarge, typ: typeInvalidRequest, code: "request_too_large", message: "Request body too large."}
 	errNoBackend        = &apiError{status: fasthttp.StatusServiceUnavailable, typ: typeServer, code: "server_is_overloaded", message: "No healthy backend is available for this model version; retry shortly.", retryAfter: 5}
 	errUpstreamTimeout  = &apiError{status: fasthttp.StatusGatewayTimeout, typ: typeServer, code: "upstream_timeout", message: "The model backend did not answer in time."}
-	errUpstreamFailed   = &apiError{status: fasthttp.StatusBadGateway, typ: typeServer, code: "upstream_error", message: "The model backend failed to answer."}
+	errUpstreamFailed   = &apiError{status: fasthttp.StatusBadGateway, typ: typeServer, code: "upstream_error", message: "The model backend failed to answer.", retryAfter: 1}
 	errIdleTimeout      = &apiError{status: fasthttp.StatusGatewayTimeout, typ: typeServer, code: "upstream_timeout", message: "The model backend stopped streaming."}
 	errStreamBroken     = &apiError{status: fasthttp.StatusBadGateway, typ: typeServer, code: "upstream_error", message: "The model backend closed the stream early."}
 	errShuttingDown     = &apiError{status: fasthttp.StatusServiceUnavailable, typ: typeServer, code: "server_is_overloaded", message: "The gateway is shutting down.", retryAfter: 1}
@@ -152,9 +152,11 @@ func openAIType(t string, status int) string {
 		return typeInvalidRequest
 	case "RateLimitError", "rate_limit_error":
 		return typeRateLimit
-	case "InternalServerError", "api_error", "server_error", "ServiceUnavailableError":
+	case "InternalServerError", "server_error", "ServiceUnavailableError":
 		return typeServer
 	}
+	// Anything else, including Ollama's catch-all "api_error" (which it also sends with 429 and
+	// other 4xx), is typed by the status.
 	return typeForStatus(status)
 }
 

@@ -6,6 +6,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -90,6 +91,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	g.server = &fasthttp.Server{
 		Handler:                       g.handle,
 		ErrorHandler:                  g.handleTransportError,
+		Logger:                        fasthttpLogger{g.log},
 		Name:                          "llmgate",
 		MaxRequestBodySize:            cfg.Limits.MaxBodyBytes,
 		ReadTimeout:                   30 * time.Second, // request headers and body; never the response
@@ -203,4 +205,12 @@ func logLevel(s string) slog.Level {
 		return slog.LevelInfo
 	}
 	return l
+}
+
+// fasthttpLogger sends fasthttp's own messages (connection errors, oversized bodies) to the
+// JSON log at debug level: the client already got an OpenAI-style answer for each.
+type fasthttpLogger struct{ log *slog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.log.Debug("fasthttp", "detail", fmt.Sprintf(format, args...))
 }

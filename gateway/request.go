@@ -118,6 +118,11 @@ func (r *request) decode(body []byte) error {
 	if m == nil || m.Type() != fastjson.TypeString || len(m.GetStringBytes()) == 0 {
 		return badRequest("model", "you must provide a model parameter")
 	}
+	// The body is rewritten where jsonscan finds "model": a key written with escapes, or a
+	// duplicate key, would make the parser and the rewrite disagree (and rewriteBody panic).
+	if s, _ := jsonscan.Find(r.body, "model"); s < 0 || r.body[s] != '"' {
+		return badRequest("model", "The 'model' key must appear once, written without escapes.")
+	}
 	r.model = append(r.model[:0], m.GetStringBytes()...)
 	if s := v.Get("stream"); s != nil {
 		switch s.Type() {
@@ -126,6 +131,11 @@ func (r *request) decode(body []byte) error {
 		case fastjson.TypeFalse, fastjson.TypeNull:
 		default:
 			return badRequest("stream", "'stream' must be a boolean.")
+		}
+	}
+	if so := v.Get("stream_options"); so != nil {
+		if s, _ := jsonscan.Find(r.body, "stream_options"); s < 0 {
+			return badRequest("stream_options", "The 'stream_options' key must be written without escapes.")
 		}
 	}
 	if so := v.Get("stream_options"); so != nil && so.Type() != fastjson.TypeNull {

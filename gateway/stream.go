@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"time"
@@ -37,6 +38,9 @@ func (g *Gateway) forwardStream(ctx *fasthttp.RequestCtx, r *request, snap *snap
 	}
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	ctx.Response.Header.Set("X-Accel-Buffering", "no")
+	// The backend is busy until the stream ends, not when its headers arrive: keep it counted
+	// in flight so least-loaded picking sees streams. pumpStream releases it.
+	r.backend.Acquire()
 	ctx.SetBodyStreamWriter(r.pump)
 	return nil
 }
@@ -56,6 +60,7 @@ func (g *Gateway) pumpStream(w *bufio.Writer, r *request) {
 		// Closing before the end interrupts the backend connection at once (fasthttp closes
 		// it instead of pooling a half-read one), which frees the GPU slot when the client left.
 		_ = resp.CloseBodyStream()
+		r.backend.Release()
 		g.finish(r)
 	}()
 	if body == nil {
@@ -68,6 +73,7 @@ func (g *Gateway) pumpStream(w *bufio.Writer, r *request) {
 	}
 	rd := r.sseReader
 	sawDone := false
+	var stripped []byte // an event rewritten without its usage member
 	for {
 		ev, err := rd.Next()
 		if err != nil {
@@ -120,6 +126,15 @@ func (g *Gateway) pumpStream(w *bufio.Writer, r *request) {
 			}
 		} else {
 			r.events++
+			// Ollama puts a zero usage on every chunk once include_usage is on; the client did
+			// not ask for usage, so it gets the chunk without it. (Contains first: it is
+			// much cheaper than a scan, and usually false.)
+			if !r.clientUsage && bytes.Contains(data, []byte(`"usage"`)) {
+				if s, e := jsonscan.Find(data, "usage"); s >= 0 {
+					stripped = appendWithoutMember(append(stripped[:0], "data: "...), data, "usage", s, e)
+					ev = stripped
+				}
+			}
 		}
 		if !writeEvent(w, ev) {
 			r.errCode = "client_disconnected"
@@ -147,3 +162,29 @@ func writeStreamError(w *bufio.Writer, e *apiError) {
 	b = appendErrorJSON(b, e)
 	writeEvent(w, b)
 }
+
+// appendWithoutMember appends the JSON object obj without its top-level member key, whose value
+// spans obj[vs:ve] (from jsonscan.Find, so the key is written without escapes).
+func appendWithoutMember(dst, obj []byte, key string, vs, ve int) []byte {
+	ks := bytes.LastIndex(obj[:vs], []byte(`"`+key+`"`)) // only ':' and spaces lie between
+	i := ks - 1
+	for i >= 0 && isJSONSpace(obj[i]) {
+		i--
+	}
+	if i >= 0 && obj[i] == ',' {
+		dst = append(dst, obj[:i]...)
+		return append(dst, obj[ve:]...)
+	}
+	// The first member: drop the comma after it instead.
+	j := ve
+	for j < len(obj) && isJSONSpace(obj[j]) {
+		j++
+	}
+	if j < len(obj) && obj[j] == ',' {
+		j++
+	}
+	dst = append(dst, obj[:ks]...)
+	return append(dst, obj[j:]...)
+}
+
+func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }

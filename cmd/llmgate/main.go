@@ -21,6 +21,7 @@ Usage:
   llmgate demo                         gateway plus two simulated backends, with examples
   llmgate fakellm --flavor vllm|ollama simulated backend for tests and benchmarks
   llmgate bench ...                    load generator and side-by-side comparisons
+  llmgate bareproxy --upstream URL     bare fasthttp reverse proxy, the benchmarks' yardstick
   llmgate version                      print the version
 
 Run "llmgate COMMAND -h" for a command's flags.
@@ -44,6 +45,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runFakeLLM(args[1:], stderr)
 	case "bench":
 		return runBench(args[1:], stdout, stderr)
+	case "bareproxy":
+		return runBareProxy(args[1:], stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "llmgate", buildVersion())
 		return 0

@@ -1,0 +1,389 @@
+package gateway_test
+
+// Errors as clients see them: always OpenAI's envelope with code a string or null, the
+// status SDKs act on, and Retry-After where waiting helps.
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	openai "github.com/sashabaranov/go-openai"
+
+	"github.com/llmgate/llmgate/bench/fakellm"
+	"github.com/llmgate/llmgate/config"
+)
+
+func TestBadRequests(t *testing.T) {
+	t.Parallel()
+	s := startTwoVersions(t, nil)
+	const msgs = `"messages":[{"role":"user","content":"hi"}]`
+	tests := []struct {
+		name       string
+		method     string
+		path       string
+		body       string
+		wantStatus int
+		wantParam  string
+		wantCode   string
+		wantAllow  string
+	}{
+		{"malformed JSON", "POST", "/v1/chat/completions", `{"model":"chat",` + msgs, 400, "", "", ""},
+		{"not an object", "POST", "/v1/chat/completions", `["chat"]`, 400, "", "", ""},
+		{"empty body", "POST", "/v1/chat/completions", ``, 400, "", "", ""},
+		{"missing model", "POST", "/v1/chat/completions", `{` + msgs + `}`, 400, "model", "", ""},
+		{"model not a string", "POST", "/v1/chat/completions", `{"model":5,` + msgs + `}`, 400, "model", "", ""},
+		{"missing messages", "POST", "/v1/chat/completions", `{"model":"chat"}`, 400, "messages", "", ""},
+		{"messages not an array", "POST", "/v1/chat/completions", `{"model":"chat","messages":"hi"}`, 400, "messages", "", ""},
+		{"empty messages", "POST", "/v1/chat/completions", `{"model":"chat","messages":[]}`, 400, "messages", "", ""},
+		{"stream not a boolean", "POST", "/v1/chat/completions", `{"model":"chat","stream":"yes",` + msgs + `}`, 400, "stream", "", ""},
+		{"stream_options without stream", "POST", "/v1/chat/completions", `{"model":"chat","stream_options":{"include_usage":true},` + msgs + `}`, 400, "stream_options", "", ""},
+		{"completion without prompt", "POST", "/v1/completions", `{"model":"chat"}`, 400, "prompt", "", ""},
+		{"embeddings without input", "POST", "/v1/embeddings", `{"model":"chat"}`, 400, "input", "", ""},
+		{"streamed embeddings", "POST", "/v1/embeddings", `{"model":"chat","input":"x","stream":true}`, 400, "stream", "", ""},
+		// Escaped keys mean the same to JSON parsers; the gateway must not crash on them.
+		{"escaped model key", "POST", "/v1/chat/completions", `{"mod\u0065l":"chat",` + msgs + `}`, 400, "model", "", ""},
+		{"duplicate model keys", "POST", "/v1/chat/completions", `{"model":"chat","model":5,` + msgs + `}`, 400, "model", "", ""},
+		{"GET on chat", "GET", "/v1/chat/completions", ``, 405, "", "", "POST"},
+		{"PUT on embeddings", "PUT", "/v1/embeddings", `{}`, 405, "", "", "POST"},
+		{"POST on models", "POST", "/v1/models", `{}`, 405, "", "", "GET"},
+		{"DELETE on a model", "DELETE", "/v1/models/chat", ``, 405, "", "", "GET"},
+		{"unknown path", "POST", "/v1/nope", `{}`, 404, "", "unknown_url", ""},
+		// vLLM and Ollama serve unauthenticated operational paths; the data plane is not a
+		// pass-through to them.
+		{"vLLM health", "GET", "/health", ``, 404, "", "unknown_url", ""},
+		{"vLLM metrics", "GET", "/metrics", ``, 404, "", "unknown_url", ""},
+		{"vLLM tokenize", "POST", "/tokenize", `{"model":"chat","prompt":"hi"}`, 404, "", "unknown_url", ""},
+		{"vLLM version", "GET", "/version", ``, 404, "", "unknown_url", ""},
+		{"vLLM load_lora_adapter", "POST", "/v1/load_lora_adapter", `{"lora_name":"x","lora_path":"/tmp"}`, 404, "", "unknown_url", ""},
+		{"Ollama tags", "GET", "/api/tags", ``, 404, "", "unknown_url", ""},
+		{"Ollama pull", "POST", "/api/pull", `{"model":"x"}`, 404, "", "unknown_url", ""},
+		{"chat under a prefix", "POST", "/x/v1/chat/completions", `{"model":"chat",` + msgs + `}`, 404, "", "unknown_url", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := s.gw.do(t, tt.method, tt.path, tt.body)
+			if res.status != tt.wantStatus {
+				t.Fatalf("status %d %s, want %d", res.status, res.body, tt.wantStatus)
+			}
+			if ct := res.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+				t.Errorf("content-type %q, want application/json", ct)
+			}
+			typ, param, code := envelope(t, res.body)
+			if typ != "invalid_request_error" || param != tt.wantParam || code != tt.wantCode {
+				t.Errorf("error type %q param %q code %q, want invalid_request_error %q %q", typ, param, code, tt.wantParam, tt.wantCode)
+			}
+			if got := res.header.Get("Allow"); got != tt.wantAllow {
+				t.Errorf("Allow = %q, want %q", got, tt.wantAllow)
+			}
+			if res.header.Get("X-Request-Id") == "" {
+				t.Errorf("no x-request-id on the error")
+			}
+		})
+	}
+	// Nothing above reached a backend, not even a connection.
+	if n := s.v1.accept.Load() + s.v2.accept.Load(); n != 0 {
+		t.Errorf("backends accepted %d connections, want 0", n)
+	}
+}
+
+func TestBadRequestTyped(t *testing.T) {
+	t.Parallel()
+	s := startTwoVersions(t, nil)
+	c, _ := s.gw.client()
+	_, err := c.CreateChatCompletion(ctx(t), openai.ChatCompletionRequest{Model: "chat"})
+	ae := asAPIError(t, err)
+	if ae.HTTPStatusCode != 400 || ae.Type != "invalid_request_error" || deref(ae.Param) != "messages" || codeString(ae.Code) != "" {
+		t.Errorf("got %d %q param %q code %v, want 400 invalid_request_error param messages", ae.HTTPStatusCode, ae.Type, deref(ae.Param), ae.Code)
+	}
+}
+
+func TestBodyTooLarge(t *testing.T) {
+	t.Parallel()
+	f := startFake(t, fakellm.Options{})
+	const limit = 4096
+	g := startGateway(t, newConfig(t, func(c *config.Config) { c.Limits.MaxBodyBytes = limit },
+		model("chat", "v1", version("v1", f.backend()))))
+	c, _ := g.client()
+	for _, tt := range []struct {
+		name    string
+		content int // bytes of message content
+		want    int
+	}{
+		{"under the limit", limit - 200, 200},
+		{"over the limit", 2 * limit, 413},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			req := chatRequest("chat", 2)
+			req.Messages[0].Content = strings.Repeat("a", tt.content)
+			_, err := c.CreateChatCompletion(ctx(t), req)
+			if tt.want == 200 {
+				if err != nil {
+					t.Fatalf("CreateChatCompletion: %v", err)
+				}
+				return
+			}
+			ae := asAPIError(t, err)
+			if ae.HTTPStatusCode != 413 || ae.Type != "invalid_request_error" || codeString(ae.Code) != "request_too_large" {
+				t.Errorf("got %d %q %v, want 413 invalid_request_error request_too_large", ae.HTTPStatusCode, ae.Type, ae.Code)
+			}
+		})
+	}
+	if got := f.Requests(); got != 1 {
+		t.Errorf("backend got %d requests, want 1 (the one under the limit)", got)
+	}
+}
+
+// TestBackendErrorsNormalised checks that vLLM's and Ollama's error bodies reach clients in
+// OpenAI's shape: snake_case type, code a string or null (vLLM sends the status as a number,
+// which breaks typed clients), and the status SDKs act on.
+func TestBackendErrorsNormalised(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		flavor     string
+		status     int // what the backend answers
+		wantStatus int
+		wantType   string
+		wantCode   string
+		retryAfter bool
+	}{
+		{"vllm", 400, 400, "invalid_request_error", "", false},
+		{"vllm", 404, 404, "invalid_request_error", "model_not_found", false},
+		{"vllm", 422, 422, "invalid_request_error", "", false},
+		{"vllm", 429, 429, "rate_limit_error", "rate_limit_exceeded", true},
+		{"vllm", 500, 502, "server_error", "", false},
+		{"vllm", 503, 503, "server_error", "", true},
+		{"ollama", 400, 400, "invalid_request_error", "", false},
+		{"ollama", 404, 404, "invalid_request_error", "model_not_found", false},
+		{"ollama", 429, 429, "rate_limit_error", "rate_limit_exceeded", true},
+		{"ollama", 500, 502, "server_error", "", false},
+		{"ollama", 503, 503, "server_error", "", true},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%s %d", tt.flavor, tt.status), func(t *testing.T) {
+			t.Parallel()
+			// A gateway per case: 5xx answers count toward ejecting the backend.
+			f := startFake(t, fakellm.Options{Flavor: tt.flavor, Model: "m"})
+			g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", f.backend()))))
+			for _, stream := range []bool{false, true} {
+				body := fmt.Sprintf(`{"model":"chat","stream":%v,"messages":[{"role":"user","content":"hi"}]}`, stream)
+				res := g.do(t, "POST", "/v1/chat/completions", body, "X-Fakellm-Status", strconv.Itoa(tt.status))
+				if res.status != tt.wantStatus {
+					t.Fatalf("stream=%v: status %d %s, want %d", stream, res.status, res.body, tt.wantStatus)
+				}
+				typ, _, code := envelope(t, res.body) // fails on a numeric code
+				if typ != tt.wantType || code != tt.wantCode {
+					t.Errorf("stream=%v: type %q code %q, want %q %q (body %s)", stream, typ, code, tt.wantType, tt.wantCode, res.body)
+				}
+				checkRetryAfter(t, res.header, tt.retryAfter)
+			}
+			// And typed, as go-openai sees it.
+			c, _ := g.client("X-Fakellm-Status", strconv.Itoa(tt.status))
+			_, err := c.CreateChatCompletion(ctx(t), chatRequest("chat", 2))
+			ae := asAPIError(t, err)
+			if ae.HTTPStatusCode != tt.wantStatus || ae.Type != tt.wantType || codeString(ae.Code) != tt.wantCode || ae.Message == "" {
+				t.Errorf("go-openai: %d %q %#v %q, want %d %q %q", ae.HTTPStatusCode, ae.Type, ae.Code, ae.Message, tt.wantStatus, tt.wantType, tt.wantCode)
+			}
+		})
+	}
+}
+
+// checkRetryAfter checks that Retry-After is absent, or present as seconds within 1..60 (the
+// Node SDK ignores larger values).
+func checkRetryAfter(t testing.TB, h http.Header, want bool) {
+	t.Helper()
+	v := h.Get("Retry-After")
+	if !want {
+		if v != "" {
+			t.Errorf("Retry-After %q, want none", v)
+		}
+		return
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 60 {
+		t.Errorf("Retry-After %q, want seconds within 1..60", v)
+	}
+}
+
+func TestBackendErrorShapes(t *testing.T) {
+	t.Parallel()
+	js := http.Header{"Content-Type": {"application/json"}}
+	tests := []struct {
+		name           string
+		status         int
+		header         http.Header
+		body           string
+		wantStatus     int
+		wantType       string
+		wantParam      string
+		wantCode       string
+		wantRetryAfter string
+	}{
+		{"vLLM validation error keeps param", 400, js,
+			`{"error":{"message":"Either prompt or prompt_embeds must be provided and non-empty.","type":"BadRequestError","param":"prompt","code":400}}`,
+			400, "invalid_request_error", "prompt", "", ""},
+		{"old flat vLLM error", 400, js, `{"object":"error","message":"bad","type":"BadRequestError","param":null,"code":400}`,
+			400, "invalid_request_error", "", "", ""},
+		{"Ollama native error", 404, js, `{"error":"model \"llama3\" not found, try pulling it first"}`,
+			404, "invalid_request_error", "", "model_not_found", ""},
+		{"string code kept", 400, js, `{"error":{"message":"too long","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}`,
+			400, "invalid_request_error", "messages", "context_length_exceeded", ""},
+		{"HTML 502 from a proxy", 502, http.Header{"Content-Type": {"text/html"}}, `<html><body>Bad Gateway</body></html>`,
+			502, "server_error", "", "", ""},
+		{"429 with a long Retry-After is capped", 429, http.Header{"Content-Type": {"application/json"}, "Retry-After": {"3600"}},
+			`{"error":{"message":"slow down","type":"RateLimitError","param":null,"code":429}}`, 429, "rate_limit_error", "", "rate_limit_exceeded", "60"},
+		{"429 with an HTTP-date Retry-After", 429, http.Header{"Retry-After": {"Wed, 21 Oct 2015 07:28:00 GMT"}},
+			`{"error":{"message":"slow down"}}`, 429, "rate_limit_error", "", "rate_limit_exceeded", "1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := cannedBackend(t, tt.status, tt.header, tt.body)
+			g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", b))))
+			res := g.do(t, "POST", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`)
+			if res.status != tt.wantStatus {
+				t.Fatalf("status %d %s, want %d", res.status, res.body, tt.wantStatus)
+			}
+			typ, param, code := envelope(t, res.body)
+			if typ != tt.wantType || param != tt.wantParam || code != tt.wantCode {
+				t.Errorf("type %q param %q code %q, want %q %q %q (body %s)", typ, param, code, tt.wantType, tt.wantParam, tt.wantCode, res.body)
+			}
+			if got := res.header.Get("Retry-After"); got != tt.wantRetryAfter {
+				t.Errorf("Retry-After %q, want %q", got, tt.wantRetryAfter)
+			}
+		})
+	}
+}
+
+// TestAllBackendsDown: every backend of the version refuses connections. Clients get a 5xx
+// with Retry-After each time, and once the backends are ejected the gateway answers 503 at once.
+func TestAllBackendsDown(t *testing.T) {
+	t.Parallel()
+	for _, stream := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stream=%v", stream), func(t *testing.T) {
+			t.Parallel()
+			g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", closedBackend(t), closedBackend(t)))))
+			body := fmt.Sprintf(`{"model":"chat","stream":%v,"messages":[{"role":"user","content":"hi"}]}`, stream)
+			if res := g.do(t, "GET", "/readyz", ""); res.status != 200 {
+				t.Errorf("/readyz before any failure: %d %s, want 200", res.status, res.body)
+			}
+			var last response
+			for i := range 4 {
+				last = g.do(t, "POST", "/v1/chat/completions", body)
+				if last.status != 502 && last.status != 503 {
+					t.Fatalf("request %d: status %d %s, want 502 or 503", i, last.status, last.body)
+				}
+				if typ, _, _ := envelope(t, last.body); typ != "server_error" {
+					t.Errorf("request %d: type %q, want server_error", i, typ)
+				}
+				checkRetryAfter(t, last.header, true)
+			}
+			if last.status != 503 {
+				t.Errorf("after the backends were ejected: status %d, want 503", last.status)
+			}
+			// A load balancer sees the gateway cannot serve its models.
+			if res := g.do(t, "GET", "/readyz", ""); res.status != 503 {
+				t.Errorf("/readyz with every backend ejected: %d %s, want 503", res.status, res.body)
+			}
+			if res := g.do(t, "GET", "/healthz", ""); res.status != 200 {
+				t.Errorf("/healthz: %d, want 200 (the gateway itself is alive)", res.status)
+			}
+		})
+	}
+}
+
+// TestRetryAndEjection: one of two backends fails; every request still succeeds on the other,
+// and once the bad backend is ejected it gets no more traffic.
+func TestRetryAndEjection(t *testing.T) {
+	t.Parallel()
+	const threshold = 2
+	tests := []struct {
+		name string
+		bad  func(t *testing.T) (config.Backend, func() int64) // the backend and its request count
+	}{
+		{"backend answers 500", func(t *testing.T) (config.Backend, func() int64) {
+			f := startFake(t, fakellm.Options{Model: "bad"})
+			f.ForceStatus(500)
+			return f.backend(), f.Requests
+		}},
+		{"backend answers 503", func(t *testing.T) (config.Backend, func() int64) {
+			f := startFake(t, fakellm.Options{Flavor: "ollama", Model: "bad"})
+			f.ForceStatus(503)
+			return f.backend(), f.Requests
+		}},
+		{"connection refused", func(t *testing.T) (config.Backend, func() int64) {
+			return closedBackend(t), nil
+		}},
+	}
+	for _, tt := range tests {
+		for _, stream := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s stream=%v", tt.name, stream), func(t *testing.T) {
+				t.Parallel()
+				good := startFake(t, fakellm.Options{Model: "good"})
+				bad, badRequests := tt.bad(t)
+				g := startGateway(t, newConfig(t, func(c *config.Config) {
+					c.Health.FailureThreshold = threshold
+					c.Health.EjectFor = time.Hour
+				}, model("chat", "v1", version("v1", good.backend(), bad))))
+				c, _ := g.client()
+				send := func() {
+					t.Helper()
+					req := chatRequest("chat", 2)
+					if !stream {
+						resp, err := c.CreateChatCompletion(ctx(t), req)
+						if err != nil || resp.Choices[0].Message.Content == "" {
+							t.Fatalf("request failed although a healthy backend remained: %v", err)
+						}
+						return
+					}
+					req.Stream = true
+					st, err := c.CreateChatCompletionStream(ctx(t), req)
+					if err != nil {
+						t.Fatalf("stream failed although a healthy backend remained: %v", err)
+					}
+					if chunks, err := readStream(st); err != nil || len(chunks) == 0 {
+						t.Fatalf("stream: %d chunks, %v", len(chunks), err)
+					}
+				}
+				up := map[string]string{"backend": bad.URL}
+				// The bad backend is picked at random until it has failed threshold times.
+				for i := 0; ; i++ {
+					if i == 200 {
+						t.Fatalf("bad backend still in service after %d requests", i)
+					}
+					send()
+					if v, _ := metricValue(parseMetrics(t, g.metrics(t)), "llmgate_backend_up", up); v == 0 {
+						break
+					}
+				}
+				var before int64
+				if badRequests != nil {
+					before = badRequests()
+					if before != threshold {
+						t.Errorf("bad backend got %d requests before ejection, want %d", before, threshold)
+					}
+				}
+				failed, _ := metricValue(parseMetrics(t, g.metrics(t)), "llmgate_requests_total", up)
+				if failed != threshold {
+					t.Errorf("llmgate_requests_total for the bad backend = %v, want %d", failed, threshold)
+				}
+				goodBefore := good.Requests()
+				for range 10 {
+					send()
+				}
+				if badRequests != nil && badRequests() != before {
+					t.Errorf("ejected backend got %d more requests", badRequests()-before)
+				}
+				if got := good.Requests() - goodBefore; got != 10 {
+					t.Errorf("good backend got %d of 10 requests after the ejection", got)
+				}
+				if after, _ := metricValue(parseMetrics(t, g.metrics(t)), "llmgate_requests_total", up); after != failed {
+					t.Errorf("requests to the ejected backend went from %v to %v", failed, after)
+				}
+			})
+		}
+	}
+}

@@ -1,0 +1,114 @@
+package gateway_test
+
+import (
+	"bytes"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/llmgate/llmgate/internal/testtools"
+)
+
+// TestMetrics: after real traffic, /metrics on the admin listener has the series dashboards
+// are built on, labelled by model, version and backend, in a format Prometheus accepts.
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	s := startTwoVersions(t, nil)
+	c, _ := s.gw.client()
+	for range 3 {
+		if _, err := c.CreateChatCompletion(ctx(t), chatRequest("chat", 4)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 {
+		req := chatRequest("chat@v2", 5)
+		req.Stream = true
+		st, err := c.CreateChatCompletionStream(ctx(t), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := readStream(st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.gw.do(t, "POST", "/v1/chat/completions", `{"model":"nope","messages":[{"role":"user","content":"hi"}]}`)
+	s.gw.do(t, "POST", "/v1/chat/completions", `{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`,
+		"X-Fakellm-Status", "500")
+
+	// Streams finish (and are counted) just after the client read [DONE].
+	v2 := map[string]string{"model": "chat", "version": "v2"}
+	s.gw.waitMetric(t, "gen_ai_server_time_to_first_token_seconds_count", v2, "= 2", func(v float64) bool { return v == 2 })
+	text := s.gw.metrics(t)
+	samples := parseMetrics(t, text)
+
+	tests := []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"llmgate_requests_total", map[string]string{"model": "chat", "version": "v1", "backend": s.v1.URL, "status": "2xx"}, 3},
+		{"llmgate_requests_total", map[string]string{"model": "chat", "version": "v1", "backend": s.v1.URL, "status": "5xx"}, 1},
+		{"llmgate_requests_total", map[string]string{"model": "chat", "version": "v2", "backend": s.v2.URL, "status": "2xx"}, 2},
+		{"llmgate_tokens_total", map[string]string{"model": "chat", "version": "v1", "type": "output"}, 3 * 4},
+		{"llmgate_tokens_total", map[string]string{"model": "chat", "version": "v2", "type": "output"}, 2 * 5},
+		{"gen_ai_client_token_usage_count", map[string]string{"model": "chat", "version": "v1", "gen_ai_token_type": "output"}, 3},
+		{"gen_ai_server_time_to_first_token_seconds_count", v2, 2},
+		// Every request falls in the +Inf bucket.
+		{"gen_ai_server_time_to_first_token_seconds_bucket", map[string]string{"model": "chat", "version": "v2", "le": "+Inf"}, 2},
+		{"gen_ai_server_request_duration_seconds_bucket", map[string]string{"model": "chat", "version": "v1", "le": "+Inf"}, 4},
+		{"llmgate_rejected_requests_total", map[string]string{"reason": "unknown_model"}, 1},
+		{"llmgate_backend_up", map[string]string{"backend": s.v2.URL}, 1},
+		{"llmgate_backend_in_flight", map[string]string{"backend": s.v1.URL}, 0},
+	}
+	for _, tt := range tests {
+		series := seriesName(tt.name, tt.labels)
+		t.Run(series, func(t *testing.T) {
+			got, found := metricValue(samples, tt.name, tt.labels)
+			if !found || got != tt.want {
+				t.Errorf("%s = %v (found %v), want %v", series, got, found, tt.want)
+			}
+		})
+	}
+	// Histograms are Prometheus histograms: cumulative buckets with the le label, not
+	// VictoriaMetrics' vmrange.
+	buckets := 0
+	for _, smp := range samples {
+		if _, ok := smp.labels["vmrange"]; ok {
+			t.Errorf("%s has a vmrange label; want le buckets", smp.name)
+		}
+		if smp.name == "gen_ai_server_time_to_first_token_seconds_bucket" && smp.labels["le"] != "" {
+			buckets++
+		}
+	}
+	if buckets < 2 {
+		t.Errorf("got %d TTFT buckets with le, want the full bucket list", buckets)
+	}
+	for _, fam := range []string{"llmgate_requests_total", "gen_ai_server_time_to_first_token_seconds", "llmgate_tokens_total"} {
+		if !strings.Contains(text, "# TYPE "+fam+" ") {
+			t.Errorf("no # TYPE line for %s", fam)
+		}
+	}
+
+	t.Run("promtool", func(t *testing.T) {
+		promtool := testtools.Require(t, "promtool")
+		cmd := exec.Command(promtool, "check", "metrics")
+		cmd.Stdin = strings.NewReader(text)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Run(); err != nil {
+			t.Errorf("promtool check metrics: %v\n%s", err, out.String())
+		}
+	})
+}
+
+// seriesName writes a series as Prometheus would, labels sorted.
+func seriesName(name string, labels map[string]string) string {
+	var ls []string
+	for k, v := range labels {
+		ls = append(ls, k+"="+strconv.Quote(v))
+	}
+	slices.Sort(ls)
+	return name + "{" + strings.Join(ls, ",") + "}"
+}

@@ -1,0 +1,220 @@
+package gateway_test
+
+// The gateway never round-trips bodies through a typed struct: fields it does not know reach
+// the backend and the client byte for byte.
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// vllmChatBody is a vLLM-style request: sampling extras, structured outputs, template kwargs,
+// tools, odd number spellings, escapes and whitespace, and "model" keys nested below the top.
+const vllmChatBody = `{
+  "model": "chat",
+  "messages": [{"role": "user", "content": "caf\u00e9 \ud83d\ude00 \"quoted\" \\ ok"}],
+  "max_tokens": 3,
+  "temperature": 0.10,
+  "top_k": 40, "min_p": 1e-5, "repetition_penalty": 1.10,
+  "structured_outputs": {"json": {"type": "object", "properties": {"model": {"type": "string"}}}},
+  "chat_template_kwargs": {"enable_thinking": false},
+  "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}},
+  "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"model": {"type": "string"}}}}}],
+  "metadata": {"model": "not-this-one"},
+  "seed": 12345678901234567890
+}`
+
+// ollamaChatBody is an Ollama-style request pinned to v2.
+const ollamaChatBody = `{"model":"chat@v2","messages":[{"role":"user","content":"hi"}],"max_tokens":3,` +
+	`"options":{"num_ctx":8192,"temperature":0.2,"stop":["\n\n"]},"keep_alive":"5m","format":"json","think":false}`
+
+var topLevelModel = regexp.MustCompile(`^\{\s*"model"\s*:\s*("[^"]*")`)
+
+func TestRequestBodyPassthrough(t *testing.T) {
+	t.Parallel()
+	s := startTwoVersions(t, nil)
+	const served1, served2 = `"meta-llama/Llama-3.1-8B-Instruct"`, `"llama3.2:latest"`
+	tests := []struct {
+		name   string
+		path   string
+		body   string
+		served string // JSON of the model name the backend serves
+		// addUsage: the client did not ask for the usage chunk, so the gateway asks for it;
+		// wantOptions is then the stream_options the backend must see.
+		wantOptions string
+	}{
+		{"vllm chat extras", "/v1/chat/completions", vllmChatBody, served1, ""},
+		{"ollama chat options", "/v1/chat/completions", ollamaChatBody, served2, ""},
+		{"completion extras", "/v1/completions",
+			`{"model":"chat","prompt":"hi there","max_tokens":2,"top_k":3,"guided_json":{"type":"object"},"echo":false,"logprobs":null}`, served1, ""},
+		{"embeddings extras", "/v1/embeddings",
+			`{"model":"chat","input":["a b"],"encoding_format":"float","truncate_prompt_tokens":64,"dimensions":8,"user":"u-1"}`, served1, ""},
+		{"stream with include_usage", "/v1/chat/completions",
+			`{"model":"chat","stream":true,"stream_options":{"include_usage":true},"max_tokens":3,"top_k":5,"messages":[{"role":"user","content":"hi"}]}`, served1, ""},
+		{"stream without stream_options", "/v1/chat/completions",
+			`{"model" : "chat" ,"stream":true,"max_tokens":3,"top_k":5,"messages":[{"role":"user","content":"hi"}] }`, served1, `{"include_usage":true}`},
+		{"stream keeps other stream_options", "/v1/chat/completions",
+			`{"model":"chat","stream":true,"stream_options":{"continuous_usage_stats":false},"max_tokens":3,"messages":[{"role":"user","content":"hi"}]}`,
+			served1, `{"include_usage":true,"continuous_usage_stats":false}`},
+		{"stream with include_usage false", "/v1/chat/completions",
+			`{"model":"chat","stream":true,"stream_options":{"include_usage":false},"max_tokens":3,"messages":[{"role":"user","content":"hi"}]}`,
+			served1, `{"include_usage":true}`},
+		{"ollama stream", "/v1/chat/completions",
+			`{"model":"chat@v2","stream":true,"options":{"num_ctx":4096},"messages":[{"role":"user","content":"hi"}]}`, served2, `{"include_usage":true}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := s.gw.do(t, "POST", tt.path, tt.body, "X-Fakellm-Echo", "1")
+			if res.status != http.StatusOK {
+				t.Fatalf("status %d: %s", res.status, res.body)
+			}
+			got := receivedBody(t, res.header)
+
+			// As JSON, the backend got the client's body with only model (and, for streams
+			// without usage, stream_options) changed.
+			want := decodeObject(t, []byte(tt.body))
+			if tt.wantOptions != "" {
+				want["stream_options"] = json.RawMessage(tt.wantOptions)
+			}
+			want["model"] = json.RawMessage(tt.served)
+			if gotObj := decodeObject(t, got); !jsonEqual(t, gotObj, want) {
+				t.Errorf("backend received\n%s\nwant (as JSON)\n%s", got, mustMarshal(t, want))
+			}
+
+			// As bytes, everything before the model value is untouched, and so is everything
+			// after it when the gateway had nothing to add.
+			m := topLevelModel.FindStringSubmatchIndex(tt.body)
+			if m == nil {
+				t.Fatalf("test body does not start with model: %s", tt.body)
+			}
+			before, after := tt.body[:m[2]], tt.body[m[3]:]
+			if !bytes.HasPrefix(got, []byte(before+tt.served)) {
+				t.Errorf("backend body starts %q, want %q", got[:min(len(got), len(before)+len(tt.served))], before+tt.served)
+			}
+			switch {
+			case tt.wantOptions == "":
+				if string(got) != before+tt.served+after {
+					t.Errorf("backend received\n%s\nwant byte for byte\n%s", got, before+tt.served+after)
+				}
+			case !strings.Contains(tt.body, "stream_options"):
+				// The addition goes at the end; the client's members keep their bytes.
+				untouched := after[:strings.LastIndexByte(after, '}')]
+				if !bytes.Contains(got, []byte(untouched)) {
+					t.Errorf("backend body %s lost the client's bytes %q", got, untouched)
+				}
+			}
+		})
+	}
+}
+
+func decodeObject(t testing.TB, b []byte) map[string]json.RawMessage {
+	t.Helper()
+	m := map[string]json.RawMessage{}
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("not a JSON object: %s: %v", b, err)
+	}
+	return m
+}
+
+// jsonEqual compares two objects as JSON values, numbers by their text (no float rounding).
+func jsonEqual(t testing.TB, a, b map[string]json.RawMessage) bool {
+	t.Helper()
+	norm := func(m map[string]json.RawMessage) any {
+		dec := json.NewDecoder(bytes.NewReader(mustMarshal(t, m)))
+		dec.UseNumber()
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	return reflect.DeepEqual(norm(a), norm(b))
+}
+
+func mustMarshal(t testing.TB, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// A vLLM answer full of fields OpenAI does not define, with values (fakellm sends them null).
+const vllmVendorResponse = `{"id":"chatcmpl-1","object":"chat.completion","created":1760000000,"model":"canned",` +
+	`"choices":[{"index":0,"message":{"role":"assistant","content":"hi","reasoning":"The user greets me.","reasoning_content":"The user greets me."},` +
+	`"logprobs":null,"finish_reason":"stop","stop_reason":128009,"token_ids":[15339,0]}],` +
+	`"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5,"prompt_tokens_details":{"cached_tokens":0}},` +
+	`"prompt_token_ids":[1,2,3],"kv_transfer_params":{"remote_host":"10.0.0.1","remote_port":5557},"metrics":{"ttft":0.01}}`
+
+const vendorStreamHead = `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"canned","choices":[{"index":0,"delta":{"role":"assistant","content":"","reasoning":"hmm"},"logprobs":null,"finish_reason":null}],"prompt_token_ids":[1,2]}
+
+: keep-alive
+
+data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"canned","choices":[{"index":0,"delta":{"content":"hi"},"logprobs":null,"finish_reason":"stop","stop_reason":128009,"token_ids":[15339]}],"kv_transfer_params":{"remote_port":5557}}
+
+`
+
+const vendorStreamUsage = `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"canned","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}
+
+`
+
+const vendorStreamDone = "data: [DONE]\n\n"
+
+func TestResponsePassthrough(t *testing.T) {
+	t.Parallel()
+	buffered := cannedBackend(t, 200, http.Header{"Content-Type": {"application/json"}}, vllmVendorResponse)
+	streamed := cannedBackend(t, 200, http.Header{"Content-Type": {"text/event-stream; charset=utf-8"}},
+		vendorStreamHead+vendorStreamUsage+vendorStreamDone)
+	g := startGateway(t, newConfig(t, nil, model("buffered", "v1", version("v1", buffered)), model("streamed", "v1", version("v1", streamed))))
+	tests := []struct {
+		name, body, want string
+	}{
+		{"buffered", `{"model":"buffered","messages":[{"role":"user","content":"hi"}]}`, vllmVendorResponse},
+		{"stream with usage", `{"model":"streamed","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}`,
+			vendorStreamHead + vendorStreamUsage + vendorStreamDone},
+		// The gateway asked for the usage chunk for its metrics; the client did not get it.
+		{"stream without usage", `{"model":"streamed","stream":true,"messages":[{"role":"user","content":"hi"}]}`,
+			vendorStreamHead + vendorStreamDone},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := g.do(t, "POST", "/v1/chat/completions", tt.body)
+			if res.status != 200 || string(res.body) != tt.want {
+				t.Errorf("got %d\n%s\nwant 200 with the backend's bytes\n%s", res.status, res.body, tt.want)
+			}
+		})
+	}
+}
+
+func TestFakellmVendorFieldsReachClient(t *testing.T) {
+	t.Parallel()
+	s := startTwoVersions(t, nil)
+	res := s.gw.do(t, "POST", "/v1/chat/completions", `{"model":"chat","max_tokens":2,"messages":[{"role":"user","content":"hi"}]}`)
+	if res.status != 200 {
+		t.Fatalf("status %d: %s", res.status, res.body)
+	}
+	// Present (null in fakellm's answer) at each level: top, choice and message.
+	top := decodeObject(t, res.body)
+	var choices []map[string]json.RawMessage
+	if err := json.Unmarshal(top["choices"], &choices); err != nil || len(choices) != 1 {
+		t.Fatalf("choices in %s: %v", res.body, err)
+	}
+	msg := decodeObject(t, choices[0]["message"])
+	for _, f := range []struct {
+		obj  map[string]json.RawMessage
+		name string
+	}{
+		{top, "kv_transfer_params"}, {top, "prompt_token_ids"},
+		{choices[0], "stop_reason"}, {choices[0], "token_ids"}, {msg, "reasoning"},
+	} {
+		if _, ok := f.obj[f.name]; !ok {
+			t.Errorf("%s is missing from the client's response: %s", f.name, res.body)
+		}
+	}
+}

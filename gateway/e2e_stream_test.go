@@ -1,0 +1,391 @@
+package gateway_test
+
+// Streaming as clients see it: chunks as they are generated, the usage chunk only on request,
+// and failures after the first byte as one final error event in OpenAI's shape.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	openai "github.com/sashabaranov/go-openai"
+
+	"github.com/llmgate/llmgate/bench/fakellm"
+	"github.com/llmgate/llmgate/config"
+)
+
+// readStream drains a go-openai chat stream. err is the error that ended it (nil for [DONE]).
+func readStream(st *openai.ChatCompletionStream) (chunks []openai.ChatCompletionStreamResponse, err error) {
+	defer st.Close()
+	for {
+		c, err := st.Recv()
+		if errors.Is(err, io.EOF) {
+			return chunks, nil
+		}
+		if err != nil {
+			return chunks, err
+		}
+		chunks = append(chunks, c)
+	}
+}
+
+func content(chunks []openai.ChatCompletionStreamResponse) (text string, deltas int) {
+	for _, c := range chunks {
+		for _, ch := range c.Choices {
+			if ch.Delta.Content != "" {
+				deltas++
+				text += ch.Delta.Content
+			}
+		}
+	}
+	return text, deltas
+}
+
+func TestStreamChat(t *testing.T) {
+	t.Parallel()
+	s := startTwoVersions(t, nil)
+	const maxTokens = 6
+	tests := []struct {
+		model        string
+		includeUsage bool
+		version      string
+	}{
+		{"chat", false, "v1"},
+		{"chat", true, "v1"},
+		{"chat@v2", false, "v2"},
+		{"chat@v2", true, "v2"},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%s include_usage=%v", tt.model, tt.includeUsage), func(t *testing.T) {
+			c, rec := s.gw.client("X-Fakellm-Echo", "1")
+			req := chatRequest(tt.model, maxTokens)
+			req.Stream = true
+			if tt.includeUsage {
+				req.StreamOptions = &openai.StreamOptions{IncludeUsage: true}
+			}
+			st, err := c.CreateChatCompletionStream(ctx(t), req)
+			if err != nil {
+				t.Fatalf("CreateChatCompletionStream: %v", err)
+			}
+			chunks, err := readStream(st)
+			if err != nil {
+				t.Fatalf("stream ended with %v after %d chunks", err, len(chunks))
+			}
+			text, deltas := content(chunks)
+			if deltas != maxTokens || len(strings.Fields(text)) != maxTokens {
+				t.Errorf("got %d content deltas %q, want %d (one per token)", deltas, text, maxTokens)
+			}
+			h := rec.header()
+			if ct := h.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
+				t.Errorf("content-type %q, want text/event-stream", ct)
+			}
+			if got := h.Get("X-Llmgate-Version"); got != tt.version {
+				t.Errorf("x-llmgate-version %q, want %q", got, tt.version)
+			}
+			if h.Get("X-Request-Id") == "" {
+				t.Errorf("stream has no x-request-id")
+			}
+
+			// The backend is always asked for usage, for the gateway's token metrics.
+			var sent struct {
+				StreamOptions struct {
+					IncludeUsage bool `json:"include_usage"`
+				} `json:"stream_options"`
+			}
+			if err := json.Unmarshal(receivedBody(t, h), &sent); err != nil || !sent.StreamOptions.IncludeUsage {
+				t.Errorf("backend received %s, want stream_options.include_usage true", receivedBody(t, h))
+			}
+
+			last := chunks[len(chunks)-1]
+			for i, c := range chunks {
+				if c.Usage != nil && (!tt.includeUsage || i != len(chunks)-1) {
+					t.Errorf("chunk %d of %d carries usage %+v", i, len(chunks), c.Usage)
+				}
+			}
+			if tt.includeUsage {
+				if last.Usage == nil || len(last.Choices) != 0 {
+					t.Fatalf("last chunk %+v, want usage with empty choices", last)
+				}
+				if last.Usage.CompletionTokens != maxTokens || last.Usage.TotalTokens != last.Usage.PromptTokens+maxTokens {
+					t.Errorf("usage %+v, want %d completion tokens", *last.Usage, maxTokens)
+				}
+			}
+		})
+	}
+	// Either way the gateway counted the tokens: 4 streams of maxTokens.
+	for _, v := range []string{"v1", "v2"} {
+		s.gw.waitMetric(t, "llmgate_tokens_total", map[string]string{"model": "chat", "version": v, "type": "output"},
+			fmt.Sprintf("= %d", 2*maxTokens), func(got float64) bool { return got == 2*maxTokens })
+	}
+}
+
+// rawStream posts body and returns the SSE events the client received, and the response.
+func rawStream(t testing.TB, g *gw, body string, headers ...string) (*http.Response, []string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx(t), "POST", g.URL+"/v1/chat/completions", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := g.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading the stream: %v (the gateway must end it cleanly)", err)
+	}
+	return resp, events(b)
+}
+
+// TestStreamFailures: whatever goes wrong after the stream started, the client gets the events
+// so far, then exactly one error event in OpenAI's shape, and the stream ends.
+func TestStreamFailures(t *testing.T) {
+	t.Parallel()
+	const idle = 200 * time.Millisecond
+	vllm := startFake(t, fakellm.Options{Model: "m", OutputTokens: 8})
+	ollama := startFake(t, fakellm.Options{Flavor: "ollama", Model: "m", OutputTokens: 8})
+	// One token per second: the first token comes at once, the second long after the idle timeout.
+	slow := startFake(t, fakellm.Options{Model: "m", OutputTokens: 8, TokensPerSecond: 1})
+	g := startGateway(t, newConfig(t, func(c *config.Config) { c.Timeouts.Idle = idle },
+		model("vllm", "v1", version("v1", vllm.backend())),
+		model("ollama", "v1", version("v1", ollama.backend())),
+		model("slow", "v1", version("v1", slow.backend()))))
+	tests := []struct {
+		name     string
+		model    string
+		headers  []string
+		contents int    // content events before the error
+		wantType string // of the error event
+		wantCode string
+	}{
+		{"vLLM error event", "vllm", []string{"X-Fakellm-Stream-Error-After", "2"}, 2, "server_error", ""},
+		{"Ollama error event", "ollama", []string{"X-Fakellm-Stream-Error-After", "3"}, 3, "server_error", ""},
+		{"vLLM disconnects", "vllm", []string{"X-Fakellm-Disconnect-After", "2"}, 2, "server_error", "upstream_error"},
+		{"Ollama disconnects", "ollama", []string{"X-Fakellm-Disconnect-After", "1"}, 1, "server_error", "upstream_error"},
+		{"backend stalls", "slow", nil, 1, "server_error", "upstream_timeout"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			body := `{"model":"` + tt.model + `","stream":true,"messages":[{"role":"user","content":"hi"}]}`
+			resp, evs := rawStream(t, g, body, tt.headers...)
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d, want 200 (the stream had started)", resp.StatusCode)
+			}
+			if len(evs) == 0 {
+				t.Fatal("empty stream")
+			}
+			var contents, errorsSeen int
+			for i, ev := range evs {
+				data, ok := strings.CutPrefix(ev, "data: ")
+				if !ok || data == "[DONE]" {
+					t.Errorf("event %d %q: want only data events and no [DONE] after a failure", i, ev)
+					continue
+				}
+				if strings.HasPrefix(data, `{"error":`) {
+					errorsSeen++
+					if i != len(evs)-1 {
+						t.Errorf("error event %d is followed by %d more events", i, len(evs)-1-i)
+					}
+					typ, _, code := envelope(t, []byte(data))
+					if typ != tt.wantType || code != tt.wantCode {
+						t.Errorf("error event %s: want type %q code %q", data, tt.wantType, tt.wantCode)
+					}
+					continue
+				}
+				var chunk openai.ChatCompletionStreamResponse
+				if err := json.Unmarshal([]byte(data), &chunk); err != nil {
+					t.Errorf("event %d: %v: %s", i, err, data)
+				}
+				if len(chunk.Choices) > 0 && chunk.Choices[0].Delta.Content != "" {
+					contents++
+				}
+			}
+			if errorsSeen != 1 || contents != tt.contents {
+				t.Errorf("got %d content events and %d error events, want %d and 1: %q", contents, errorsSeen, tt.contents, evs)
+			}
+
+			// go-openai surfaces the event as a typed error.
+			c, _ := g.client(tt.headers...)
+			req := chatRequest(tt.model, 0)
+			req.Stream = true
+			st, err := c.CreateChatCompletionStream(ctx(t), req)
+			if err != nil {
+				t.Fatalf("CreateChatCompletionStream: %v", err)
+			}
+			_, err = readStream(st)
+			ae := asAPIError(t, err)
+			if ae.Type != tt.wantType || ae.Message == "" {
+				t.Errorf("go-openai error %+v, want type %q and a message", ae, tt.wantType)
+			}
+		})
+	}
+}
+
+// TestFirstByteTimeout: a backend that accepts the connection and sends nothing costs the
+// client first_byte for a stream (total for a buffered request, whose answer comes in one
+// piece), then a 504 before any stream byte.
+func TestFirstByteTimeout(t *testing.T) {
+	t.Parallel()
+	// slowStart answers a stream only after 5s of "prefill".
+	slowStart := startFake(t, fakellm.Options{Model: "m", TTFT: 5 * time.Second})
+	g := startGateway(t, newConfig(t, func(c *config.Config) {
+		c.Timeouts.Connect = 200 * time.Millisecond
+		c.Timeouts.FirstByte = 200 * time.Millisecond
+		c.Timeouts.Idle = 200 * time.Millisecond
+		c.Timeouts.Total = time.Second
+	}, model("silent", "v1", version("v1", silentBackend(t))), model("slow-start", "v1", version("v1", slowStart.backend()))))
+	tests := []struct {
+		model  string
+		stream bool
+	}{
+		{"silent", true},
+		{"silent", false},
+		{"slow-start", true},
+		{"slow-start", false},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%s stream=%v", tt.model, tt.stream), func(t *testing.T) {
+			t.Parallel()
+			c, _ := g.client()
+			req := chatRequest(tt.model, 2)
+			start := time.Now()
+			var err error
+			if tt.stream {
+				req.Stream = true
+				var st *openai.ChatCompletionStream
+				st, err = c.CreateChatCompletionStream(ctx(t), req)
+				if st != nil {
+					st.Close()
+				}
+			} else {
+				_, err = c.CreateChatCompletion(ctx(t), req)
+			}
+			ae := asAPIError(t, err)
+			if ae.HTTPStatusCode != 504 || ae.Type != "server_error" || codeString(ae.Code) != "upstream_timeout" {
+				t.Errorf("got %d %q %v, want 504 server_error upstream_timeout", ae.HTTPStatusCode, ae.Type, ae.Code)
+			}
+			if elapsed := time.Since(start); elapsed > 3*time.Second {
+				t.Errorf("the 504 took %s, want it within timeouts.total", elapsed)
+			}
+		})
+	}
+}
+
+// TestClientDisconnectFreesBackend: when the client goes away mid-stream, the gateway drops the
+// backend connection (so the backend stops generating) and its in-flight accounting.
+func TestClientDisconnectFreesBackend(t *testing.T) {
+	t.Parallel()
+	// A long, slow generation: it would run for a minute if nobody stopped it.
+	f := startFake(t, fakellm.Options{Model: "m", OutputTokens: 3000, TokensPerSecond: 50})
+	g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", f.backend()))))
+	inFlight := map[string]string{"backend": f.URL}
+
+	cctx, cancel := context.WithCancel(ctx(t))
+	defer cancel()
+	req, err := http.NewRequestWithContext(cctx, "POST", g.URL+"/v1/chat/completions",
+		strings.NewReader(`{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := g.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd := bufio.NewReader(resp.Body)
+	for n := 0; n < 3; {
+		line, err := rd.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading the stream: %v", err)
+		}
+		if strings.HasPrefix(line, "data: ") {
+			n++
+		}
+	}
+	if v, _ := metricValue(parseMetrics(t, g.metrics(t)), "llmgate_backend_in_flight", inFlight); v != 1 {
+		t.Errorf("llmgate_backend_in_flight = %v during the stream, want 1", v)
+	}
+	if f.open.Load() != 1 {
+		t.Fatalf("backend has %d open connections during the stream, want 1", f.open.Load())
+	}
+	cancel()
+	resp.Body.Close()
+
+	waitFor(t, "the backend connection to close", func() bool { return f.open.Load() == 0 })
+	g.waitMetric(t, "llmgate_backend_in_flight", inFlight, "= 0", func(v float64) bool { return v == 0 })
+	g.waitMetric(t, "llmgate_requests_in_flight", nil, "= 0", func(v float64) bool { return v == 0 })
+}
+
+func TestCompletionStream(t *testing.T) {
+	t.Parallel()
+	s := startTwoVersions(t, nil)
+	for _, m := range []string{"chat", "chat@v2"} {
+		t.Run(m, func(t *testing.T) {
+			c, _ := s.gw.client()
+			st, err := c.CreateCompletionStream(ctx(t), openai.CompletionRequest{Model: m, Prompt: "Once upon a time", MaxTokens: 4, Stream: true})
+			if err != nil {
+				t.Fatalf("CreateCompletionStream: %v", err)
+			}
+			defer st.Close()
+			var text string
+			for {
+				chunk, err := st.Recv()
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					t.Fatalf("Recv: %v", err)
+				}
+				// Ollama sends a zero usage on every chunk when asked for usage, as the
+				// gateway does; the client did not ask.
+				if chunk.Usage != nil {
+					t.Errorf("chunk carries usage %+v; the client did not ask for it", *chunk.Usage)
+				}
+				for _, ch := range chunk.Choices {
+					text += ch.Text
+				}
+			}
+			if n := len(strings.Fields(text)); n != 4 {
+				t.Errorf("streamed text %q has %d words, want 4", text, n)
+			}
+		})
+	}
+}
+
+// TestStreamTotalTimeout: timeouts.total bounds a stream that keeps sending; the client gets
+// what arrived in time and then a timeout error event.
+func TestStreamTotalTimeout(t *testing.T) {
+	t.Parallel()
+	f := startFake(t, fakellm.Options{Model: "m", OutputTokens: 1000, TokensPerSecond: 20})
+	g := startGateway(t, newConfig(t, func(c *config.Config) {
+		c.Timeouts.Connect = 200 * time.Millisecond
+		c.Timeouts.FirstByte = 200 * time.Millisecond
+		c.Timeouts.Idle = 200 * time.Millisecond
+		c.Timeouts.Total = 500 * time.Millisecond
+	}, model("chat", "v1", version("v1", f.backend()))))
+	start := time.Now()
+	_, evs := rawStream(t, g, `{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+	if elapsed := time.Since(start); elapsed > 5*time.Second {
+		t.Errorf("stream lasted %s, want it cut at timeouts.total", elapsed)
+	}
+	if len(evs) < 3 {
+		t.Fatalf("got %d events, want the tokens that arrived in time: %q", len(evs), evs)
+	}
+	last, _ := strings.CutPrefix(evs[len(evs)-1], "data: ")
+	if typ, _, code := envelope(t, []byte(last)); typ != "server_error" || code != "upstream_timeout" {
+		t.Errorf("last event %s, want a server_error upstream_timeout", last)
+	}
+}
