@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bufio"
 	"encoding/hex"
 	"math/rand/v2"
 	"sync"
@@ -67,12 +66,10 @@ type request struct {
 	firstEventAt time.Time
 	lastEventAt  time.Time
 
-	parser    fastjson.Parser
-	sseReader *sse.Reader // reused across streams
-	// pump is the stream writer for this pooled request, made once so streams do not allocate
-	// a closure each.
-	pump func(*bufio.Writer)
-	gw   *Gateway
+	parser     fastjson.Parser
+	sseReader  *sse.Reader // reused across streams
+	streamBody streamBody  // the client's response body when streaming
+	gw         *Gateway
 }
 
 var requestPool = sync.Pool{New: func() any { return new(request) }}
@@ -80,9 +77,6 @@ var requestPool = sync.Pool{New: func() any { return new(request) }}
 func acquireRequest(g *Gateway) *request {
 	r := requestPool.Get().(*request)
 	r.gw = g
-	if r.pump == nil {
-		r.pump = func(w *bufio.Writer) { r.gw.pumpStream(w, r) }
-	}
 	return r
 }
 

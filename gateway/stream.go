@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"io"
@@ -39,9 +38,16 @@ func (g *Gateway) forwardStream(ctx *fasthttp.RequestCtx, r *request, snap *snap
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	ctx.Response.Header.Set("X-Accel-Buffering", "no")
 	// The backend is busy until the stream ends, not when its headers arrive: keep it counted
-	// in flight so least-loaded picking sees streams. pumpStream releases it.
+	// in flight so least-loaded picking sees streams. streamBody.Close releases it.
 	r.backend.Acquire()
-	ctx.SetBodyStreamWriter(r.pump)
+	r.streamBody.start(r)
+	// fasthttp writes a chunk and flushes after every Read of a body stream of unknown size,
+	// and streamBody.Read returns one event per call: one flush per event, no goroutine or
+	// pipe per stream (SetBodyStreamWriter needs both).
+	ctx.SetBodyStream(&r.streamBody, -1)
+	// Send the 200 and headers now, as the backend did, not with the first token: a long
+	// prefill must not look like a dead connection to the client or a load balancer.
+	ctx.Response.ImmediateHeaderFlush = true
 	return nil
 }
 
@@ -50,20 +56,23 @@ func isEventStream(resp *fasthttp.Response) bool {
 	return len(ct) >= len("text/event-stream") && string(ct[:len("text/event-stream")]) == "text/event-stream"
 }
 
-// pumpStream copies the backend's events to the client, flushing after each. It runs after the
-// handler returned, so it touches only r, never the RequestCtx. It ends the request: metrics,
-// log and release.
-func (g *Gateway) pumpStream(w *bufio.Writer, r *request) {
-	resp := &r.upstreamResp
-	body := resp.BodyStream()
-	defer func() {
-		// Closing before the end interrupts the backend connection at once (fasthttp closes
-		// it instead of pooling a half-read one), which frees the GPU slot when the client left.
-		_ = resp.CloseBodyStream()
-		r.backend.Release()
-		g.finish(r)
-	}()
+// streamBody is the client's view of a backend stream: each Read returns the next event to
+// send (ending in a blank line), after the gateway looked at it, and io.EOF after the last.
+// fasthttp calls Close when the response is done or the client is gone; Close ends the request
+// (metrics, log, release), so it must be the last use of the request.
+type streamBody struct {
+	r       *request
+	out     []byte // bytes of the current event not yet read by fasthttp
+	buf     []byte // holds a rewritten event
+	sawDone bool
+	ended   bool // the stream is over; the next Read returns io.EOF
+}
+
+func (s *streamBody) start(r *request) {
+	s.r, s.out, s.sawDone, s.ended = r, nil, false, false
+	body := r.upstreamResp.BodyStream()
 	if body == nil {
+		s.ended = true
 		return
 	}
 	if r.sseReader == nil {
@@ -71,48 +80,70 @@ func (g *Gateway) pumpStream(w *bufio.Writer, r *request) {
 	} else {
 		r.sseReader.Reset(body)
 	}
-	rd := r.sseReader
-	sawDone := false
-	var stripped []byte // an event rewritten without its usage member
+}
+
+func (s *streamBody) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		if len(s.out) == 0 {
+			// Wait for the next event only when nothing is ready to send; events that
+			// arrived together go out in one write.
+			if s.ended {
+				break
+			}
+			if s.out = s.next(n == 0); len(s.out) == 0 {
+				break
+			}
+		}
+		c := copy(p[n:], s.out)
+		s.out = s.out[c:]
+		n += c
+	}
+	if n == 0 {
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// next reads backend events until one is to be sent to the client and returns it with its
+// terminating blank line; nil when the stream is over, or, with wait false, when no complete
+// event is buffered.
+func (s *streamBody) next(wait bool) []byte {
+	r := s.r
 	for {
-		ev, err := rd.Next()
+		if !wait && !r.sseReader.Buffered() {
+			return nil
+		}
+		ev, err := r.sseReader.Next()
 		if err != nil {
-			if errors.Is(err, io.EOF) && sawDone {
-				return
+			s.ended = true
+			if errors.Is(err, io.EOF) && s.sawDone {
+				return nil
 			}
 			e := errStreamBroken
 			if isTimeout(err) {
 				e = errIdleTimeout
 			}
 			r.errCode = e.code
-			writeStreamError(w, e)
-			return
+			return s.errorEvent(e)
 		}
 		data, ok := sse.Data(ev)
 		if !ok {
-			// Comments (keep-alive pings) and other fields pass through.
-			if !writeEvent(w, ev) {
-				r.errCode = "client_disconnected"
-				return
-			}
-			continue
+			return s.event(ev) // comments (keep-alive pings) and other fields pass through
 		}
 		if sse.IsDone(data) {
-			sawDone = true
-			if !writeEvent(w, ev) {
-				r.errCode = "client_disconnected"
-			}
-			continue
+			s.sawDone = true
+			return s.event(ev)
 		}
-		if s, _ := jsonscan.Find(data, "error"); s >= 0 {
+		if st, _ := jsonscan.Find(data, "error"); st >= 0 {
 			// A backend error after the stream started: one error event in OpenAI's shape.
 			e := normalizeBackendError(fasthttp.StatusBadGateway, data, 0)
 			r.errCode = e.code
 			if r.errCode == "" {
 				r.errCode = "upstream_error"
 			}
-			writeStreamError(w, e)
-			return
+			s.ended = true
+			return s.errorEvent(e)
 		}
 		now := time.Now()
 		if r.firstEventAt.IsZero() {
@@ -130,37 +161,49 @@ func (g *Gateway) pumpStream(w *bufio.Writer, r *request) {
 			// not ask for usage, so it gets the chunk without it. (Contains first: it is
 			// much cheaper than a scan, and usually false.)
 			if !r.clientUsage && bytes.Contains(data, []byte(`"usage"`)) {
-				if s, e := jsonscan.Find(data, "usage"); s >= 0 {
-					stripped = appendWithoutMember(append(stripped[:0], "data: "...), data, "usage", s, e)
-					ev = stripped
+				if st, e := jsonscan.Find(data, "usage"); st >= 0 {
+					s.buf = appendWithoutMember(append(s.buf[:0], "data: "...), data, "usage", st, e)
+					s.buf = append(s.buf, "\n\n"...)
+					return s.buf
 				}
 			}
 		}
-		if !writeEvent(w, ev) {
-			r.errCode = "client_disconnected"
-			return
-		}
+		return s.event(ev)
 	}
+}
+
+// event returns ev with its blank line. The SSE reader's buffer holds ev followed by the
+// terminator it cut, but not always as "\n\n" (CRLF), so the terminator is written anew.
+func (s *streamBody) event(ev []byte) []byte {
+	s.buf = append(append(s.buf[:0], ev...), "\n\n"...)
+	return s.buf
+}
+
+func (s *streamBody) errorEvent(e *apiError) []byte {
+	s.buf = append(s.buf[:0], "data: "...)
+	s.buf = appendErrorJSON(s.buf, e)
+	s.buf = append(s.buf, "\n\n"...)
+	return s.buf
+}
+
+// Close ends the stream: it closes the backend stream (before its end this interrupts the
+// backend connection, which frees the GPU slot when the client left) and finishes the request.
+func (s *streamBody) Close() error {
+	r := s.r
+	if !s.ended && r.errCode == "" {
+		r.errCode = "client_disconnected"
+	}
+	_ = r.upstreamResp.CloseBodyStream()
+	r.backend.Release()
+	s.r, s.out = nil, nil
+	r.gw.finish(r)
+	return nil
 }
 
 // isUsageOnlyChunk reports whether a chunk is the final usage chunk (empty choices).
 func isUsageOnlyChunk(data []byte) bool {
 	s, e := jsonscan.Find(data, "choices")
 	return s < 0 || jsonscan.IsEmptyArray(data[s:e])
-}
-
-// writeEvent writes one event and flushes it; false means the client is gone.
-func writeEvent(w *bufio.Writer, ev []byte) bool {
-	_, _ = w.Write(ev)
-	_, _ = w.WriteString("\n\n")
-	return w.Flush() == nil
-}
-
-func writeStreamError(w *bufio.Writer, e *apiError) {
-	var buf [512]byte
-	b := append(buf[:0], "data: "...)
-	b = appendErrorJSON(b, e)
-	writeEvent(w, b)
 }
 
 // appendWithoutMember appends the JSON object obj without its top-level member key, whose value

@@ -123,3 +123,16 @@ var dataPrefix = []byte("data:")
 
 // IsDone reports whether the payload is the OpenAI end-of-stream marker.
 func IsDone(data []byte) bool { return string(data) == "[DONE]" }
+
+// Buffered reports whether a complete event is already buffered, so Next would return it
+// without reading from the source. Callers use it to send events that arrived together in one
+// write without ever waiting for one.
+func (r *Reader) Buffered() bool {
+	data := r.buf[r.start:r.end]
+	return bytes.Contains(data, lf2) || bytes.Contains(data, crlf2)
+}
+
+var (
+	lf2   = []byte("\n\n")
+	crlf2 = []byte("\r\n\r\n")
+)

@@ -152,3 +152,20 @@ func BenchmarkReader(b *testing.B) {
 		}
 	}
 }
+
+func TestBuffered(t *testing.T) {
+	r := NewReader(strings.NewReader("data: a\n\ndata: b\n\ndata: c"), 1<<20)
+	if r.Buffered() {
+		t.Fatal("nothing read yet, but Buffered")
+	}
+	if ev, _ := r.Next(); string(ev) != "data: a" {
+		t.Fatalf("Next = %q", ev)
+	}
+	if !r.Buffered() {
+		t.Fatal("event b arrived with a, but not Buffered")
+	}
+	r.Next()
+	if r.Buffered() {
+		t.Fatal("the unterminated tail is not a complete event")
+	}
+}

@@ -1,0 +1,48 @@
+package gateway
+
+import (
+	"io"
+	"testing"
+
+	"github.com/llmgate/llmgate/gateway/sse"
+)
+
+// Events that arrive together leave in one Read (one write and flush), and Read never waits
+// for an event that has not arrived once it has something to send.
+func TestStreamBodyCoalescesWithoutWaiting(t *testing.T) {
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	r := &request{clientUsage: true, sseReader: sse.NewReader(pr, maxEventBytes)}
+	s := &streamBody{r: r}
+	go pw.Write([]byte("data: {\"n\":1}\n\ndata: {\"n\":2}\n\n")) //nolint:errcheck
+	p := make([]byte, 4096)
+	n, err := s.Read(p) // would block forever if it waited for a third event
+	if err != nil || string(p[:n]) != "data: {\"n\":1}\n\ndata: {\"n\":2}\n\n" {
+		t.Fatalf("Read = %q, %v", p[:n], err)
+	}
+	go pw.Write([]byte("data: [DONE]\n\n")) //nolint:errcheck
+	n, _ = s.Read(p)
+	if string(p[:n]) != "data: [DONE]\n\n" {
+		t.Fatalf("Read = %q", p[:n])
+	}
+	pw.Close()
+	if n, err := s.Read(p); n != 0 || err != io.EOF {
+		t.Fatalf("after [DONE] and close: %d, %v; want EOF", n, err)
+	}
+	if r.errCode != "" {
+		t.Fatalf("errCode = %q for a complete stream", r.errCode)
+	}
+}
+
+// A stream that ends without [DONE] gets one error event in OpenAI's shape, then EOF.
+func TestStreamBodyBrokenStream(t *testing.T) {
+	pr, pw := io.Pipe()
+	r := &request{clientUsage: true, sseReader: sse.NewReader(pr, maxEventBytes)}
+	s := &streamBody{r: r}
+	go func() { pw.Write([]byte("data: {\"n\":1}\n\n")); pw.Close() }() //nolint:errcheck
+	got, err := io.ReadAll(s)
+	want := "data: {\"n\":1}\n\n" + `data: {"error":{"message":"The model backend closed the stream early.","type":"server_error","param":null,"code":"upstream_error"}}` + "\n\n"
+	if err != nil || string(got) != want {
+		t.Fatalf("got %q, %v\nwant %q", got, err, want)
+	}
+}
