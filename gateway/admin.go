@@ -4,6 +4,7 @@ import (
 	"bytes"
 
 	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/pprofhandler"
 )
 
 // handleAdmin serves the admin listener: /metrics for Prometheus and liveness. The deploy API
@@ -19,6 +20,11 @@ func (g *Gateway) handleAdmin(ctx *fasthttp.RequestCtx) {
 		ctx.SetContentType("application/json")
 		ctx.SetBodyString(`{"status":"ok"}`)
 	default:
+		if bytes.HasPrefix(ctx.Path(), []byte("/debug/pprof/")) {
+			// Profiles on the admin listener (loopback by default), for finding what costs.
+			pprofhandler.PprofHandler(ctx)
+			return
+		}
 		setRequestID(ctx, nil)
 		writeError(ctx, errNotFound)
 	}

@@ -50,11 +50,28 @@ func (w *asyncWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// run writes queued lines, batching those already queued into one write: under load that is
+// one write syscall per batch instead of one per request.
 func (w *asyncWriter) run() {
 	defer close(w.done)
+	batch := make([]byte, 0, 64<<10)
 	for line := range w.lines {
-		_, _ = w.out.Write(*line)
+		batch = append(batch[:0], *line...)
 		w.free.Put(line)
+	drain:
+		for len(batch) < 60<<10 {
+			select {
+			case more, ok := <-w.lines:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, *more...)
+				w.free.Put(more)
+			default:
+				break drain
+			}
+		}
+		_, _ = w.out.Write(batch)
 	}
 }
 
