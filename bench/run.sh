@@ -6,6 +6,7 @@
 #
 #   bench/run.sh               # all scenarios (about 4 minutes)
 #   DURATION=5s bench/run.sh   # shorter rounds
+#   SCENARIOS="chat" ROUNDS=5 bench/run.sh   # some scenarios: chat, stream, closed
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=bench/out
@@ -13,6 +14,8 @@ mkdir -p "$out"
 DURATION=${DURATION:-10s}
 ROUNDS=${ROUNDS:-3}
 RATE=${RATE:-1000}
+SCENARIOS=${SCENARIOS:-chat stream closed}
+want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 
 go build -o "$out/llmgate" ./cmd/llmgate
 bin=$out/llmgate
@@ -54,14 +57,13 @@ for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/18080) 2>/dev/null && break; 
 targets=(--compare direct=http://127.0.0.1:18000 --compare bareproxy=http://127.0.0.1:18001 --compare llmgate=http://127.0.0.1:18080)
 common=(--model bench-model --rounds "$ROUNDS" --duration "$DURATION" --warmup 2s --proc-name llmgate --quiet)
 
-echo "== chat, 1 KiB prompt, open loop at $RATE req/s"
+want chat && echo "== chat, 1 KiB prompt, open loop at $RATE req/s" &&
 (pin 1 "$bin" bench "${targets[@]}" "${common[@]}" --workload chat --prompt-bytes 1024 --rate "$RATE" \
 	--json "$out/chat-open.json" --svg "$out/chat-open.svg")
-echo
-echo "== chat-stream, 1 KiB prompt, 16 events, open loop at 200 req/s"
+want stream && echo "== chat-stream, 1 KiB prompt, 16 events, open loop at 200 req/s" &&
 (pin 1 "$bin" bench "${targets[@]}" "${common[@]}" --workload chat-stream --prompt-bytes 1024 --rate 200 \
 	--json "$out/stream-open.json")
-echo
-echo "== chat, 1 KiB prompt, closed loop with 32 connections (max throughput)"
+want closed && echo "== chat, 1 KiB prompt, closed loop with 32 connections (max throughput)" &&
 (pin 1 "$bin" bench "${targets[@]}" "${common[@]}" --workload chat --prompt-bytes 1024 --rate 0 --connections 32 \
 	--json "$out/chat-closed.json")
+true

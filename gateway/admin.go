@@ -7,8 +7,9 @@ import (
 	"github.com/valyala/fasthttp/pprofhandler"
 )
 
-// handleAdmin serves the admin listener: /metrics for Prometheus and liveness. The deploy API
-// (issue #5) will live here too; it is never reachable from the data plane.
+// handleAdmin serves the admin listener: /metrics for Prometheus and liveness (open, like
+// every exporter, on a listener that is loopback by default) and profiles behind an admin
+// token. The deploy API (issue #5) will live here too; it is never reachable from the data plane.
 func (g *Gateway) handleAdmin(ctx *fasthttp.RequestCtx) {
 	switch string(ctx.Path()) {
 	case "/metrics":
@@ -21,7 +22,11 @@ func (g *Gateway) handleAdmin(ctx *fasthttp.RequestCtx) {
 		ctx.SetBodyString(`{"status":"ok"}`)
 	default:
 		if bytes.HasPrefix(ctx.Path(), []byte("/debug/pprof/")) {
-			// Profiles on the admin listener (loopback by default), for finding what costs.
+			// Profiles, for finding what costs; admin role only.
+			if _, err := g.authorize(ctx, roleAdmin); err != nil {
+				writeError(ctx, err)
+				return
+			}
 			pprofhandler.PprofHandler(ctx)
 			return
 		}

@@ -45,6 +45,7 @@ var (
 	errUpstreamTimeout  = &apiError{status: fasthttp.StatusGatewayTimeout, typ: typeServer, code: "upstream_timeout", message: "The model backend did not answer in time."}
 	errUpstreamFailed   = &apiError{status: fasthttp.StatusBadGateway, typ: typeServer, code: "upstream_error", message: "The model backend failed to answer.", retryAfter: 1}
 	errIdleTimeout      = &apiError{status: fasthttp.StatusGatewayTimeout, typ: typeServer, code: "upstream_timeout", message: "The model backend stopped streaming."}
+	errTotalTimeout     = &apiError{status: fasthttp.StatusGatewayTimeout, typ: typeServer, code: "upstream_timeout", message: "The request exceeded the gateway's total time limit."}
 	errStreamBroken     = &apiError{status: fasthttp.StatusBadGateway, typ: typeServer, code: "upstream_error", message: "The model backend closed the stream early."}
 	errShuttingDown     = &apiError{status: fasthttp.StatusServiceUnavailable, typ: typeServer, code: "server_is_overloaded", message: "The gateway is shutting down.", retryAfter: 1}
 )

@@ -32,6 +32,8 @@ type Gateway struct {
 	logRequests bool
 	accessLog   *asyncWriter
 	prober      *router.Prober
+	// adminTokens are the bearer tokens the admin listener accepts.
+	adminTokens []adminToken
 
 	startedAt time.Time
 
@@ -72,7 +74,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		out = stderr
 	}
 	m := newGatewayMetrics()
-	aw := newAsyncWriter(out, 4096, m.set.NewCounter("llmgate_log_lines_dropped_total"))
+	aw := newAsyncWriter(out, 4<<20, m.set.NewCounter("llmgate_log_lines_dropped_total"))
 	g := &Gateway{
 		cfg:       cfg,
 		pool:      router.NewPool(),
@@ -83,6 +85,11 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		log:       slog.New(slog.NewJSONHandler(aw, &slog.HandlerOptions{Level: logLevel(cfg.Log.Level)})),
 	}
 	g.logRequests = g.log.Enabled(context.Background(), slog.LevelInfo)
+	var err error
+	if g.adminTokens, err = loadAdminTokens(cfg.Admin.Tokens); err != nil {
+		aw.Close()
+		return nil, err
+	}
 	if err := g.install(cfg); err != nil {
 		aw.Close()
 		return nil, err

@@ -4,84 +4,98 @@ import (
 	"io"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 )
 
 var stderr io.Writer = os.Stderr
 
-// asyncWriter hands log lines to one goroutine that writes them, so a slow terminal or disk
-// never blocks a request. When the queue is full the line is dropped and counted.
+// logFlushEvery bounds how long a log line waits before it is written.
+const logFlushEvery = 100 * time.Millisecond
+
+// asyncWriter collects log lines in memory and writes them from one goroutine in batches, so a
+// request never waits on a terminal or disk and a busy gateway makes one write syscall per
+// batch, not one per request (nor a goroutine wake-up per request). When the buffer is full,
+// lines are dropped and counted rather than blocking.
 type asyncWriter struct {
 	out     io.Writer
-	lines   chan *[]byte
-	free    sync.Pool
+	limit   int // bytes buffered before lines are dropped
 	dropped *metrics.Counter
-	done    chan struct{}
-	once    sync.Once
-	mu      sync.RWMutex // held for reading by Write, for writing by Close: no send on a closed channel
-	closed  bool
+
+	mu     sync.Mutex
+	buf    []byte // lines waiting to be written
+	spare  []byte // the flusher's buffer; touched only by the flusher
+	closed bool
+
+	kick chan struct{} // wakes the flusher early when the buffer is half full
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
 }
 
-func newAsyncWriter(out io.Writer, queue int, dropped *metrics.Counter) *asyncWriter {
-	w := &asyncWriter{out: out, lines: make(chan *[]byte, queue), dropped: dropped, done: make(chan struct{})}
+func newAsyncWriter(out io.Writer, limit int, dropped *metrics.Counter) *asyncWriter {
+	w := &asyncWriter{
+		out: out, limit: limit, dropped: dropped,
+		buf: make([]byte, 0, limit), spare: make([]byte, 0, limit),
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+	}
 	go w.run()
 	return w
 }
 
-// Write queues a copy of p (slog reuses its buffer after Write returns).
+// Write queues a copy of p. It never blocks on the output.
 func (w *asyncWriter) Write(p []byte) (int, error) {
-	buf, _ := w.free.Get().(*[]byte)
-	if buf == nil {
-		buf = new([]byte)
-	}
-	*buf = append((*buf)[:0], p...)
-	w.mu.RLock()
-	defer w.mu.RUnlock()
-	if w.closed {
-		return len(p), nil
-	}
-	select {
-	case w.lines <- buf:
-	default:
+	w.mu.Lock()
+	switch {
+	case w.closed:
+	case len(w.buf)+len(p) > w.limit:
 		w.dropped.Inc()
-		w.free.Put(buf)
+	default:
+		w.buf = append(w.buf, p...)
+		if len(w.buf) >= w.limit/2 {
+			select {
+			case w.kick <- struct{}{}:
+			default:
+			}
+		}
 	}
+	w.mu.Unlock()
 	return len(p), nil
 }
 
-// run writes queued lines, batching those already queued into one write: under load that is
-// one write syscall per batch instead of one per request.
 func (w *asyncWriter) run() {
 	defer close(w.done)
-	batch := make([]byte, 0, 64<<10)
-	for line := range w.lines {
-		batch = append(batch[:0], *line...)
-		w.free.Put(line)
-	drain:
-		for len(batch) < 60<<10 {
-			select {
-			case more, ok := <-w.lines:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, *more...)
-				w.free.Put(more)
-			default:
-				break drain
-			}
+	tick := time.NewTicker(logFlushEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-w.stop:
+			w.flush()
+			return
+		case <-tick.C:
+		case <-w.kick:
 		}
-		_, _ = w.out.Write(batch)
+		w.flush()
 	}
 }
 
-// Close flushes queued lines and stops the writer goroutine.
+func (w *asyncWriter) flush() {
+	w.mu.Lock()
+	w.buf, w.spare = w.spare[:0], w.buf
+	w.mu.Unlock()
+	if len(w.spare) > 0 {
+		_, _ = w.out.Write(w.spare)
+	}
+}
+
+// Close writes what is queued and stops the flusher; later writes are discarded.
 func (w *asyncWriter) Close() {
 	w.once.Do(func() {
 		w.mu.Lock()
 		w.closed = true
-		close(w.lines)
 		w.mu.Unlock()
+		close(w.stop)
 		<-w.done
 	})
 }

@@ -27,20 +27,18 @@ func (b *blockingWriter) Write(p []byte) (int, error) { <-b.release; return len(
 
 func TestAsyncWriterKeepsEveryLineInOrder(t *testing.T) {
 	var out lockedBuffer
-	w := newAsyncWriter(&out, 16, metrics.NewSet().NewCounter("dropped_total"))
+	dropped := metrics.NewSet().NewCounter("dropped_total")
+	w := newAsyncWriter(&out, 1<<20, dropped)
 	var want strings.Builder
-	for i := range 10 {
-		line := strings.Repeat(string(rune('a'+i)), 10) + "\n"
+	for i := range 1000 {
+		line := strings.Repeat(string(rune('a'+i%26)), 10+i%7) + "\n"
 		want.WriteString(line)
-		for {
-			// The queue is small: wait for room rather than count drops in this test.
-			if len(w.lines) < cap(w.lines) {
-				break
-			}
-		}
 		w.Write([]byte(line))
 	}
 	w.Close()
+	if dropped.Get() != 0 {
+		t.Fatalf("dropped %d lines with room to spare", dropped.Get())
+	}
 	if got := out.b.String(); got != want.String() {
 		t.Fatalf("got %q, want %q", got, want.String())
 	}
@@ -49,12 +47,13 @@ func TestAsyncWriterKeepsEveryLineInOrder(t *testing.T) {
 func TestAsyncWriterDropsInsteadOfBlocking(t *testing.T) {
 	out := &blockingWriter{release: make(chan struct{})}
 	dropped := metrics.NewSet().NewCounter("dropped_total")
-	w := newAsyncWriter(out, 4, dropped)
+	w := newAsyncWriter(out, 50, dropped) // room for 10 lines
 	for range 100 {
 		w.Write([]byte("line\n")) // must return although the output is stuck
 	}
-	if dropped.Get() < 100-4-1 {
-		t.Fatalf("dropped %d of 100 lines with a stuck writer and a queue of 4", dropped.Get())
+	// At most 10 lines fit the buffer and at most 10 more the one stuck write took.
+	if dropped.Get() < 100-20 {
+		t.Fatalf("dropped %d of 100 lines with a stuck writer and room for 10", dropped.Get())
 	}
 	close(out.release)
 	w.Close()

@@ -123,6 +123,9 @@ func (s *streamBody) next(wait bool) []byte {
 			e := errStreamBroken
 			if isTimeout(err) {
 				e = errIdleTimeout
+				if time.Since(r.start) >= r.gw.cfg.Timeouts.Total {
+					e = errTotalTimeout
+				}
 			}
 			r.errCode = e.code
 			return s.errorEvent(e)

@@ -1,0 +1,70 @@
+package gateway
+
+import (
+	"crypto/subtle"
+	"fmt"
+	"os"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/llmgate/llmgate/config"
+)
+
+// Admin roles: read may look, admin may also change and profile.
+const (
+	roleRead  = "read"
+	roleAdmin = "admin"
+)
+
+// adminToken is one accepted bearer token; the secret comes from the environment at start.
+type adminToken struct {
+	name, role string
+	secret     []byte
+}
+
+func loadAdminTokens(tokens []config.AdminToken) ([]adminToken, error) {
+	out := make([]adminToken, 0, len(tokens))
+	for _, t := range tokens {
+		secret := os.Getenv(t.TokenEnv)
+		if secret == "" {
+			return nil, fmt.Errorf("admin token %q: environment variable %s is empty", t.Name, t.TokenEnv)
+		}
+		out = append(out, adminToken{name: t.Name, role: t.Role, secret: []byte(secret)})
+	}
+	return out, nil
+}
+
+var (
+	errAdminUnauthorized = &apiError{status: fasthttp.StatusUnauthorized, typ: typeInvalidRequest, code: "invalid_api_key", message: "A valid admin bearer token is required (Authorization: Bearer <token>)."}
+	errAdminForbidden    = &apiError{status: fasthttp.StatusForbidden, typ: typePermission, code: "insufficient_role", message: "This admin token's role does not allow this request."}
+	errAdminNoTokens     = &apiError{status: fasthttp.StatusForbidden, typ: typePermission, code: "admin_disabled", message: "No admin token is configured; set LLMGATE_ADMIN_TOKEN or admin.tokens to use this endpoint."}
+)
+
+// authorize checks the request's bearer token against every configured token in constant time
+// and returns the token's name, or the error to answer with.
+func (g *Gateway) authorize(ctx *fasthttp.RequestCtx, role string) (string, *apiError) {
+	if len(g.adminTokens) == 0 {
+		return "", errAdminNoTokens
+	}
+	auth := ctx.Request.Header.Peek("Authorization")
+	const prefix = "Bearer "
+	if len(auth) <= len(prefix) || string(auth[:len(prefix)]) != prefix {
+		return "", errAdminUnauthorized
+	}
+	presented := auth[len(prefix):]
+	var match *adminToken
+	for i := range g.adminTokens {
+		// Compare with every token, without stopping early, so timing says nothing about which
+		// token (if any) is close.
+		if subtle.ConstantTimeCompare(presented, g.adminTokens[i].secret) == 1 {
+			match = &g.adminTokens[i]
+		}
+	}
+	if match == nil {
+		return "", errAdminUnauthorized
+	}
+	if role == roleAdmin && match.role != roleAdmin {
+		return "", errAdminForbidden
+	}
+	return match.name, nil
+}

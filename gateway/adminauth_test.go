@@ -1,0 +1,73 @@
+package gateway
+
+import (
+	"io"
+	"net"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/llmgate/llmgate/config"
+)
+
+func TestAdminAuth(t *testing.T) {
+	t.Setenv("TEST_OPS_TOKEN", "s3cret-ops")
+	t.Setenv("TEST_VIEW_TOKEN", "s3cret-view")
+	withTokens := []config.AdminToken{
+		{Name: "ops", TokenEnv: "TEST_OPS_TOKEN", Role: "admin"},
+		{Name: "viewer", TokenEnv: "TEST_VIEW_TOKEN", Role: "read"},
+	}
+	tests := []struct {
+		name   string
+		tokens []config.AdminToken
+		path   string
+		auth   string
+		want   int
+	}{
+		{"metrics are open", withTokens, "/metrics", "", 200},
+		{"profile without token", withTokens, "/debug/pprof/cmdline", "", 401},
+		{"profile with a wrong token", withTokens, "/debug/pprof/cmdline", "Bearer nope", 401},
+		{"profile with a token prefix", withTokens, "/debug/pprof/cmdline", "Bearer s3cret", 401},
+		{"profile without Bearer", withTokens, "/debug/pprof/cmdline", "s3cret-ops", 401},
+		{"profile with a read token", withTokens, "/debug/pprof/cmdline", "Bearer s3cret-view", 403},
+		{"profile with an admin token", withTokens, "/debug/pprof/cmdline", "Bearer s3cret-ops", 200},
+		{"profile with no token configured", nil, "/debug/pprof/cmdline", "Bearer s3cret-ops", 403},
+		{"unknown admin path", withTokens, "/v1/chat/completions", "", 404},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := &config.Config{Admin: config.Admin{Tokens: tt.tokens}, Models: []config.Model{{Alias: "chat", Versions: []config.Version{{
+				Version: "v1", Backends: []config.Backend{{URL: "http://127.0.0.1:1", Kind: "vllm", Model: "m"}},
+			}}}}}
+			cfg.ApplyDefaults()
+			if err := cfg.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			g, err := New(cfg, Options{LogOutput: io.Discard})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer g.Close()
+			req := &fasthttp.Request{}
+			req.SetRequestURI(tt.path)
+			if tt.auth != "" {
+				req.Header.Set("Authorization", tt.auth)
+			}
+			ctx := &fasthttp.RequestCtx{}
+			ctx.Init(req, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}, nil)
+			g.handleAdmin(ctx)
+			if got := ctx.Response.StatusCode(); got != tt.want {
+				t.Fatalf("status %d, want %d: %s", got, tt.want, ctx.Response.Body())
+			}
+		})
+	}
+}
+
+func TestAdminTokenEnvMissing(t *testing.T) {
+	cfg := &config.Config{Admin: config.Admin{Tokens: []config.AdminToken{{Name: "ops", TokenEnv: "TEST_UNSET_TOKEN_VAR", Role: "admin"}}},
+		Models: []config.Model{{Alias: "chat", Versions: []config.Version{{Version: "v1", Backends: []config.Backend{{URL: "http://127.0.0.1:1", Model: "m"}}}}}}}
+	cfg.ApplyDefaults()
+	if _, err := New(cfg, Options{LogOutput: io.Discard}); err == nil {
+		t.Fatal("New accepted an admin token whose environment variable is empty")
+	}
+}
