@@ -1,0 +1,107 @@
+package main
+
+import (
+	"bytes"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/llmgate/llmgate/bench/fakellm"
+)
+
+func startFakeLLM(t *testing.T, opts fakellm.Options) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := fakellm.New(opts)
+	go s.Serve(ln) //nolint:errcheck
+	t.Cleanup(func() { s.Close() })
+	return "http://" + ln.Addr().String()
+}
+
+// Start-up failures are one line on stderr and a non-zero exit.
+func TestServeFailsWithOneLine(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	closed, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadURL := "http://" + closed.Addr().String()
+	closed.Close()
+	backend := startFakeLLM(t, fakellm.Options{Flavor: "vllm", Model: "m"})
+
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantErr  string
+	}{
+		{"unknown command", []string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{"bad flag", []string{"serve", "--nope"}, 2, "flag provided but not defined: -nope"},
+		{"config and backend", []string{"serve", "--config", "x.yaml", "--backend", backend}, 2, "either --config or --backend"},
+		{"missing config", []string{"serve", "--config", "/nonexistent/llmgate.yaml"}, 1, "/nonexistent/llmgate.yaml"},
+		{"unreachable backend", []string{"serve", "--backend", deadURL}, 1, "is unreachable"},
+		{"bad backend url", []string{"serve", "--backend", "ftp://x"}, 1, "want an http(s) URL"},
+		{"bad backend kind", []string{"serve", "--backend", backend, "--backend-kind", "tgi"}, 1, `--backend-kind "tgi"`},
+		{"port in use", []string{"serve", "--backend", backend, "--listen", busy.Addr().String(), "--admin-listen", "127.0.0.1:0"}, 1, "address already in use"},
+		{"fakellm bad flavor", []string{"fakellm", "--flavor", "tgi"}, 2, "flavor must be"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(tt.args, &stdout, &stderr)
+			if code != tt.wantCode {
+				t.Fatalf("exit %d, want %d; stderr: %s", code, tt.wantCode, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tt.wantErr) {
+				t.Fatalf("stderr %q does not say %q", stderr.String(), tt.wantErr)
+			}
+			if tt.wantCode == 1 && strings.Count(strings.TrimSpace(stderr.String()), "\n") != 0 {
+				t.Fatalf("want one line on stderr, got:\n%s", stderr.String())
+			}
+		})
+	}
+}
+
+// serve --backend discovers each backend's models, detects its kind, and pools backends that
+// serve the same model under one alias.
+func TestDiscoverConfig(t *testing.T) {
+	vllm := startFakeLLM(t, fakellm.Options{Flavor: "vllm", Model: "meta-llama/Llama-3.1-8B-Instruct"})
+	vllm2 := startFakeLLM(t, fakellm.Options{Flavor: "vllm", Model: "meta-llama/Llama-3.1-8B-Instruct"})
+	ollama := startFakeLLM(t, fakellm.Options{Flavor: "ollama", Model: "llama3.1:8b"})
+	cfg, err := buildServeConfig("", []string{vllm, ollama, vllm2}, nil, "127.0.0.1:0", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]string{}
+	for _, m := range cfg.Models {
+		for _, b := range m.Versions[0].Backends {
+			got[m.Alias] = append(got[m.Alias], b.Kind+" "+b.URL+" "+b.Model)
+		}
+	}
+	want := map[string][]string{
+		"meta-llama/Llama-3.1-8B-Instruct": {"vllm " + vllm + " meta-llama/Llama-3.1-8B-Instruct", "vllm " + vllm2 + " meta-llama/Llama-3.1-8B-Instruct"},
+		"llama3.1:8b":                      {"ollama " + ollama + " llama3.1:8b"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("aliases %v, want %v", got, want)
+	}
+	for alias, backends := range want {
+		if strings.Join(got[alias], "|") != strings.Join(backends, "|") {
+			t.Errorf("alias %q: backends %v, want %v", alias, got[alias], backends)
+		}
+	}
+	if err := checkBackends(cfg); err != nil {
+		t.Fatalf("discovered backends fail the start-up probe: %v", err)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"version"}, &stdout, &stderr); code != 0 || !strings.HasPrefix(stdout.String(), "llmgate ") {
+		t.Fatalf("version: exit %d, %q", code, stdout.String())
+	}
+}
