@@ -67,8 +67,10 @@ func asAPIError(err error) *apiError {
 	if errors.As(err, &ae) {
 		return ae
 	}
-	return &apiError{status: fasthttp.StatusInternalServerError, typ: typeServer, message: "Internal gateway error."}
+	return errInternal
 }
+
+var errInternal = &apiError{status: fasthttp.StatusInternalServerError, typ: typeServer, message: "Internal gateway error."}
 
 // appendErrorJSON appends the envelope {"error":{...}} to dst.
 func appendErrorJSON(dst []byte, e *apiError) []byte {

@@ -28,6 +28,7 @@ type gatewayMetrics struct {
 	set      *metrics.Set
 	inFlight atomic.Int64
 	rejected map[string]*metrics.Counter // by reason
+	panics   *metrics.Counter
 }
 
 // Reasons a request was rejected before reaching a model version.
@@ -42,6 +43,7 @@ func newGatewayMetrics() *gatewayMetrics {
 	metrics.ExposeMetadata(true)
 	m := &gatewayMetrics{set: metrics.NewSet(), rejected: map[string]*metrics.Counter{}}
 	m.set.NewGauge("llmgate_requests_in_flight", func() float64 { return float64(m.inFlight.Load()) })
+	m.panics = m.set.NewCounter("llmgate_panics_total")
 	for _, r := range []string{rejectBadRequest, rejectUnknownModel, rejectTooLarge, rejectNotFound} {
 		m.rejected[r] = m.set.NewCounter(`llmgate_rejected_requests_total{reason="` + r + `"}`)
 	}
@@ -131,6 +133,7 @@ var metricHelp = map[string]string{
 	"llmgate_gateway_overhead_seconds":            "Time the gateway itself spent on a request, outside the backend.",
 	"llmgate_tokens_total":                        "Tokens processed, by type (input or output), as reported by the backend.",
 	"llmgate_log_lines_dropped_total":             "Log lines dropped because the log writer could not keep up.",
+	"llmgate_panics_total":                        "Requests that hit a bug (a recovered panic); each is logged with its stack.",
 	"gen_ai_server_request_duration_seconds":      "Time from request arrival to the last byte of the response.",
 	"gen_ai_server_time_to_first_token_seconds":   "Time from request arrival to the first streamed token.",
 	"gen_ai_server_time_per_output_token_seconds": "Mean time between streamed tokens after the first.",

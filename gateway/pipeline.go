@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"errors"
+	"fmt"
+	"runtime/debug"
 	"strconv"
 	"time"
 	"unsafe"
@@ -14,6 +16,7 @@ import (
 // handle dispatches data-plane requests. Only the OpenAI paths below are served: the gateway is
 // never a blanket pass-through, because vLLM exposes unauthenticated admin paths.
 func (g *Gateway) handle(ctx *fasthttp.RequestCtx) {
+	defer g.recoverRequest(ctx)
 	path := ctx.Path()
 	switch string(path) {
 	case "/v1/chat/completions":
@@ -50,6 +53,13 @@ func (g *Gateway) servePOST(ctx *fasthttp.RequestCtx, op operation) {
 	r := acquireRequest(g)
 	r.op = op
 	g.metrics.inFlight.Add(1)
+	defer func() {
+		if v := recover(); v != nil {
+			// r may be half-way through anything: drop it rather than pool it.
+			g.metrics.inFlight.Add(-1)
+			panic(v) // handled by recoverRequest
+		}
+	}()
 	if !g.proxy(ctx, r) {
 		// The response is a stream; its writer finishes and releases r.
 		return
@@ -101,6 +111,17 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *request) (done bool) {
 	// 8. cache store: issue #6.
 	// 9. observe: in finish.
 	return true
+}
+
+// recoverRequest turns a panic in one request into a 500 for that request and a log line,
+// instead of letting fasthttp's goroutine take the whole gateway down. A panic is a bug; the
+// stack goes to the log so it can be fixed.
+func (g *Gateway) recoverRequest(ctx *fasthttp.RequestCtx) {
+	if v := recover(); v != nil {
+		g.log.Error("panic serving request", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+		g.metrics.panics.Inc()
+		writeError(ctx, errInternal)
+	}
 }
 
 // fail answers the request with err in OpenAI's envelope.
