@@ -31,6 +31,6 @@ func (g *Gateway) handleAdmin(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		setRequestID(ctx, nil)
-		writeError(ctx, errNotFound)
+		writeError(ctx, errAdminNotFound)
 	}
 }

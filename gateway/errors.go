@@ -39,6 +39,8 @@ func badRequest(param, message string) *apiError {
 // Errors the gateway answers itself. Pre-built so the hot path does not allocate for them.
 var (
 	errMethodNotAllowed = &apiError{status: fasthttp.StatusMethodNotAllowed, typ: typeInvalidRequest, message: "Method not allowed."}
+	errAdminNotFound    = &apiError{status: fasthttp.StatusNotFound, typ: typeInvalidRequest, code: "unknown_url", message: "Unknown admin URL. Supported: GET /metrics, /healthz, /debug/pprof/ (admin token)."}
+	errMalformedJSON    = &apiError{status: fasthttp.StatusBadRequest, typ: typeInvalidRequest, message: "We could not parse the JSON body of your request. The API expects a JSON object; check the body and the Content-Type."}
 	errNotFound         = &apiError{status: fasthttp.StatusNotFound, typ: typeInvalidRequest, code: "unknown_url", message: "Unknown request URL. Supported: POST /v1/chat/completions, /v1/completions, /v1/embeddings; GET /v1/models."}
 	errBodyTooLarge     = &apiError{status: fasthttp.StatusRequestEntityTooLarge, typ: typeInvalidRequest, code: "request_too_large", message: "Request body too large."}
 	errNoBackend        = &apiError{status: fasthttp.StatusServiceUnavailable, typ: typeServer, code: "server_is_overloaded", message: "No healthy backend is available for this model version; retry shortly.", retryAfter: 5}
@@ -55,9 +57,9 @@ func unknownModel(model []byte) *apiError {
 		message: "The model `" + string(model) + "` does not exist or you do not have access to it."}
 }
 
-func unknownVersion(model []byte) *apiError {
+func unknownVersion(model, version []byte) *apiError {
 	return &apiError{status: fasthttp.StatusNotFound, typ: typeInvalidRequest, param: "model", code: "model_not_found",
-		message: "The model version requested by `" + string(model) + "` (or header x-llmgate-version) does not exist."}
+		message: "The model `" + string(model) + "` has no version `" + string(version) + "`; GET /v1/models lists them."}
 }
 
 // asAPIError turns any stage error into what the client sees; unknown errors become a 500

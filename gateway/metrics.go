@@ -37,6 +37,7 @@ const (
 	rejectUnknownModel = "unknown_model"
 	rejectTooLarge     = "too_large"
 	rejectNotFound     = "unknown_url"
+	rejectMethod       = "method_not_allowed"
 )
 
 func newGatewayMetrics() *gatewayMetrics {
@@ -44,7 +45,7 @@ func newGatewayMetrics() *gatewayMetrics {
 	m := &gatewayMetrics{set: metrics.NewSet(), rejected: map[string]*metrics.Counter{}}
 	m.set.NewGauge("llmgate_requests_in_flight", func() float64 { return float64(m.inFlight.Load()) })
 	m.panics = m.set.NewCounter("llmgate_panics_total")
-	for _, r := range []string{rejectBadRequest, rejectUnknownModel, rejectTooLarge, rejectNotFound} {
+	for _, r := range []string{rejectBadRequest, rejectUnknownModel, rejectTooLarge, rejectNotFound, rejectMethod} {
 		m.rejected[r] = m.set.NewCounter(`llmgate_rejected_requests_total{reason="` + r + `"}`)
 	}
 	return m

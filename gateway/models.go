@@ -64,6 +64,7 @@ func appendModel(b []byte, id string, created int64, version string) []byte {
 // serveReady answers 200 when every alias's stable version has a backend in service, 503
 // otherwise, so a load balancer keeps traffic away from a gateway that can only fail.
 func (g *Gateway) serveReady(ctx *fasthttp.RequestCtx) {
+	setRequestID(ctx, nil)
 	ctx.SetContentType("application/json")
 	for _, m := range g.Table().Models() {
 		if !anyHealthy(m.Stable) {

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -28,6 +29,7 @@ func (g *Gateway) handle(ctx *fasthttp.RequestCtx) {
 	case "/v1/models":
 		g.serveModels(ctx)
 	case "/healthz":
+		setRequestID(ctx, nil)
 		ctx.SetContentType("application/json")
 		ctx.SetBodyString(`{"status":"ok"}`)
 	case "/readyz":
@@ -46,6 +48,7 @@ func (g *Gateway) handle(ctx *fasthttp.RequestCtx) {
 func (g *Gateway) servePOST(ctx *fasthttp.RequestCtx, op operation) {
 	if !ctx.IsPost() {
 		setRequestID(ctx, nil)
+		g.metrics.rejected[rejectMethod].Inc()
 		ctx.Response.Header.Set("Allow", "POST")
 		writeError(ctx, errMethodNotAllowed)
 		return
@@ -89,7 +92,11 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *request) (done bool) {
 	if err != nil {
 		g.metrics.rejected[rejectUnknownModel].Inc()
 		if errors.Is(err, router.ErrUnknownVersion) {
-			return g.fail(ctx, r, unknownVersion(r.model))
+			alias, pin, found := bytes.Cut(r.model, []byte("@"))
+			if !found {
+				pin = ctx.Request.Header.Peek("X-Llmgate-Version")
+			}
+			return g.fail(ctx, r, unknownVersion(alias, pin))
 		}
 		return g.fail(ctx, r, unknownModel(r.model))
 	}

@@ -103,14 +103,18 @@ func (r *request) decode(body []byte) error {
 	}
 	v, err := r.parser.ParseBytes(r.body)
 	if err != nil {
-		return badRequest("", "We could not parse the JSON body of your request: "+err.Error()+".")
+		// fastjson's message is a chain of its parser's states; the client needs the fact.
+		return errMalformedJSON
 	}
 	if v.Type() != fastjson.TypeObject {
 		return badRequest("", "The request body must be a JSON object.")
 	}
 	m := v.Get("model")
-	if m == nil || m.Type() != fastjson.TypeString || len(m.GetStringBytes()) == 0 {
+	if m == nil {
 		return badRequest("model", "you must provide a model parameter")
+	}
+	if m.Type() != fastjson.TypeString || len(m.GetStringBytes()) == 0 {
+		return badRequest("model", "'model' must be a non-empty string naming a model; GET /v1/models lists them.")
 	}
 	// The body is rewritten where jsonscan finds "model": a key written with escapes, or a
 	// duplicate key, would make the parser and the rewrite disagree (and rewriteBody panic).

@@ -2,9 +2,12 @@ package gateway
 
 import (
 	"crypto/tls"
+	"errors"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -50,16 +53,20 @@ func (u *upstreams) newClient(b *router.Backend, stream bool) *fasthttp.HostClie
 		dial = func(addr string) (net.Conn, error) { return net.DialTimeout("tcp", addr, to.Connect) }
 	}
 	c := &fasthttp.HostClient{
-		Addr:                          b.Addr,
-		IsTLS:                         b.TLS,
-		MaxConns:                      4096,
-		MaxIdleConnDuration:           90 * time.Second,
+		Addr:     b.Addr,
+		IsTLS:    b.TLS,
+		MaxConns: 4096,
+		// vLLM (uvicorn) closes idle keep-alive connections after 5 s; closing ours first
+		// avoids sending a request on a connection the backend is closing.
+		MaxIdleConnDuration:           4 * time.Second,
 		StreamResponseBody:            stream,
 		DisableHeaderNamesNormalizing: false,
 		NoDefaultUserAgentHeader:      true,
-		// Requests are POSTs with bodies; retrying them is the gateway's decision, made only
-		// before the client saw a byte.
-		RetryIfErr: func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
+		// Requests are POSTs; retrying them on another backend is the gateway's decision
+		// (tryBackends). The one retry here is for a pooled connection the backend closed
+		// while it was idle: the request never reached the backend, so sending it again on
+		// a fresh connection is safe.
+		RetryIfErr: retryStaleConnection,
 		Dial: func(addr string) (net.Conn, error) {
 			c, err := dial(addr)
 			if err != nil {
@@ -75,6 +82,15 @@ func (u *upstreams) newClient(b *router.Backend, stream bool) *fasthttp.HostClie
 		c.TLSConfig = &tls.Config{ServerName: hostOf(b.Addr), MinVersion: tls.VersionTLS12}
 	}
 	return c
+}
+
+func retryStaleConnection(_ *fasthttp.Request, attempts int, err error) (resetTimeout, retry bool) {
+	if attempts > 1 {
+		return false, false
+	}
+	stale := errors.Is(err, io.EOF) || errors.Is(err, fasthttp.ErrConnectionClosed) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
+	return false, stale
 }
 
 func hostOf(addr string) string {

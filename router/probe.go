@@ -41,10 +41,19 @@ func Probe(ctx context.Context, client *http.Client, b *Backend) error {
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s%s: status %d", b.URL, ProbePath(b.Kind), resp.StatusCode)
+		return &ProbeStatusError{URL: b.URL + ProbePath(b.Kind), Status: resp.StatusCode}
 	}
 	return nil
 }
+
+// ProbeStatusError is a health check that reached the backend and got a non-2xx answer: the
+// backend is up but unhealthy, or not the kind the config says.
+type ProbeStatusError struct {
+	URL    string
+	Status int
+}
+
+func (e *ProbeStatusError) Error() string { return fmt.Sprintf("GET %s: status %d", e.URL, e.Status) }
 
 // Prober runs active health checks on every backend of the current table. An answering backend
 // whose ejection has expired is put back in service; failures count toward ejection like

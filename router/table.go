@@ -129,6 +129,9 @@ func (t *Table) Resolve(model, pin []byte) (*Version, error) {
 	alias := model
 	if i := indexByte(model, '@'); i >= 0 {
 		alias, pin = model[:i], model[i+1:]
+		if len(pin) == 0 {
+			return nil, ErrUnknownVersion // "chat@" names no version; serving stable would hide the typo
+		}
 	}
 	m := t.models[string(alias)] // no allocation: the compiler special-cases map[string] lookups
 	if m == nil {

@@ -110,6 +110,7 @@ func TestResolve(t *testing.T) {
 		{name: "unknown version in header", model: "chat", pin: "v9", wantErr: ErrUnknownVersion},
 		{name: "unknown version in model", model: "chat@v9", wantErr: ErrUnknownVersion},
 		{name: "version of another alias", model: "chat@e1", wantErr: ErrUnknownVersion},
+		{name: "empty version after @", model: "chat@", wantErr: ErrUnknownVersion},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

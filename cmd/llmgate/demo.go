@@ -52,7 +52,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	}
 	g, lns, err := start(cfg, io.Discard)
 	if err != nil {
-		fmt.Fprintln(stderr, "llmgate demo:", err, "(is another llmgate running? try --listen 127.0.0.1:18080 --admin-listen 127.0.0.1:18081)")
+		fmt.Fprintln(stderr, "llmgate demo:", err, "(is another llmgate running? choose free ports with --listen and --admin-listen)")
 		return 1
 	}
 	printDemo(stdout, "http://"+lns[0].Addr().String(), "http://"+lns[1].Addr().String(), v1URL, v2URL)
@@ -100,19 +100,35 @@ Python (pip install openai):
   r = client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "Hello!"}])
   print(r.choices[0].message.content)
 
-Node (npm install openai):
+Node (npm install openai; save as demo.mjs, run node demo.mjs):
 
   import OpenAI from "openai";
   const client = new OpenAI({ baseURL: "%[1]s/v1", apiKey: "unused" });
   const stream = await client.chat.completions.create({ model: "chat", stream: true, messages: [{ role: "user", content: "Hello!" }] });
   for await (const chunk of stream) process.stdout.write(chunk.choices[0]?.delta?.content ?? "");
+  console.log();
 
-Go (github.com/sashabaranov/go-openai):
+Go (go get github.com/sashabaranov/go-openai):
 
-  cfg := openai.DefaultConfig("unused")
-  cfg.BaseURL = "%[1]s/v1"
-  client := openai.NewClientWithConfig(cfg)
-  resp, err := client.CreateChatCompletion(ctx, openai.ChatCompletionRequest{Model: "chat",
-      Messages: []openai.ChatCompletionMessage{{Role: "user", Content: "Hello!"}}})
+  package main
+
+  import (
+  	"context"
+  	"fmt"
+
+  	"github.com/sashabaranov/go-openai"
+  )
+
+  func main() {
+  	cfg := openai.DefaultConfig("unused")
+  	cfg.BaseURL = "%[1]s/v1"
+  	client := openai.NewClientWithConfig(cfg)
+  	resp, err := client.CreateChatCompletion(context.Background(), openai.ChatCompletionRequest{Model: "chat",
+  		Messages: []openai.ChatCompletionMessage{{Role: "user", Content: "Hello!"}}})
+  	if err != nil {
+  		panic(err)
+  	}
+  	fmt.Println(resp.Choices[0].Message.Content)
+  }
 `, base, admin, v1URL, v2URL)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"runtime/debug"
 )
 
@@ -48,7 +49,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "bareproxy":
 		return runBareProxy(args[1:], stderr)
 	case "version", "--version", "-version":
-		fmt.Fprintln(stdout, "llmgate", buildVersion())
+		fmt.Fprintln(stdout, "llmgate", buildVersion(), runtime.Version())
 		return 0
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

@@ -45,6 +45,7 @@ func TestServeFailsWithOneLine(t *testing.T) {
 		{"missing config", []string{"serve", "--config", "/nonexistent/llmgate.yaml"}, 1, "/nonexistent/llmgate.yaml"},
 		{"unreachable backend", []string{"serve", "--backend", deadURL}, 1, "is unreachable"},
 		{"bad backend url", []string{"serve", "--backend", "ftp://x"}, 1, "want an http(s) URL"},
+		{"wrong backend kind", []string{"serve", "--backend", backend, "--backend-kind", "ollama"}, 1, "failed its health check: GET " + backend + "/: status 404; is its kind right?"},
 		{"bad backend kind", []string{"serve", "--backend", backend, "--backend-kind", "tgi"}, 1, `--backend-kind "tgi"`},
 		{"port in use", []string{"serve", "--backend", backend, "--listen", busy.Addr().String(), "--admin-listen", "127.0.0.1:0"}, 1, "address already in use"},
 		{"fakellm bad flavor", []string{"fakellm", "--flavor", "tgi"}, 2, "flavor must be"},

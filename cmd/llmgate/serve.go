@@ -64,6 +64,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "llmgate %s serving OpenAI API on http://%s/v1, admin and /metrics on http://%s\n",
 		buildVersion(), lns[0].Addr(), lns[1].Addr())
+	for _, m := range cfg.Models {
+		fmt.Fprintf(stdout, "  model %q: stable %s, %d version(s)\n", m.Alias, m.Stable, len(m.Versions))
+	}
 	return waitForSignal(g, lns, stderr)
 }
 
@@ -78,9 +81,10 @@ func buildServeConfig(path string, backends, kinds []string, listen, adminListen
 		}
 	} else {
 		if len(backends) == 0 {
-			backends = []string{defaultOllama}
-		}
-		if cfg, err = discoverConfig(backends, kinds); err != nil {
+			if cfg, err = discoverConfig([]string{defaultOllama}, []string{"ollama"}); err != nil {
+				return nil, fmt.Errorf("no --config or --backend given, and no local Ollama at %s (%v); see llmgate serve -h", defaultOllama, err)
+			}
+		} else if cfg, err = discoverConfig(backends, kinds); err != nil {
 			return nil, err
 		}
 	}
@@ -117,7 +121,12 @@ func checkBackends(cfg *config.Config) error {
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.Health.Timeout)
 		err := router.Probe(ctx, client, b)
 		cancel()
-		if err != nil {
+		var status *router.ProbeStatusError
+		switch {
+		case errors.As(err, &status):
+			return fmt.Errorf("backend %s (model %s version %s, kind %s) failed its health check: %v; is its kind right?",
+				b.URL, b.Alias, b.Version, b.Kind, err)
+		case err != nil:
 			return fmt.Errorf("backend %s (model %s version %s) is unreachable: %v", b.URL, b.Alias, b.Version, shortErr(err))
 		}
 	}

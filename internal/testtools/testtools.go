@@ -21,7 +21,7 @@ func Require(t testing.TB, tool string) string {
 	t.Helper()
 	path, err := exec.LookPath(tool)
 	if err != nil {
-		missing(t, tool+" not found on PATH")
+		missing(t, tool+" not found on PATH; install it or run .ci/run")
 	}
 	return path
 }
@@ -32,7 +32,7 @@ func RequireNodeModules(t testing.TB, dir string) {
 	t.Helper()
 	pkg := filepath.Join(dir, "node_modules", "openai", "package.json")
 	if _, err := os.Stat(pkg); err != nil {
-		missing(t, filepath.Join(dir, "node_modules", "openai")+" not found (run npm ci --prefix "+dir+")")
+		missing(t, filepath.Join(dir, "node_modules", "openai")+" not found; run npm ci --prefix "+dir)
 	}
 }
 
@@ -42,5 +42,5 @@ func missing(t testing.TB, what string) {
 	if os.Getenv(RequireEnv) != "" {
 		t.Fatalf("%s; %s is set, so this is a failure", what, RequireEnv)
 	}
-	t.Skipf("skipping: %s (install it or run .ci/run); set %s=1 to make this a failure", what, RequireEnv)
+	t.Skipf("skipping: %s; set %s=1 to make this a failure", what, RequireEnv)
 }
