@@ -85,6 +85,13 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		log:       slog.New(slog.NewJSONHandler(aw, &slog.HandlerOptions{Level: logLevel(cfg.Log.Level)})),
 	}
 	g.logRequests = g.log.Enabled(context.Background(), slog.LevelInfo)
+	g.pool.OnHealthChange(func(url string, ejectedFor time.Duration) {
+		if ejectedFor > 0 {
+			g.log.Warn("backend ejected", "backend", url, "for", ejectedFor.String())
+			return
+		}
+		g.log.Info("backend back in service", "backend", url)
+	})
 	var err error
 	if g.adminTokens, err = loadAdminTokens(cfg.Admin.Tokens); err != nil {
 		aw.Close()

@@ -57,6 +57,8 @@ type health struct {
 	// halfOpen is set once an ejection has expired until the next success: only one request at a
 	// time may try the backend then.
 	halfOpen atomic.Bool
+	pool     *Pool  // for its onChange hook
+	url      string // the pool's key: scheme://host:port
 
 	mu       sync.Mutex
 	failures int // consecutive
@@ -76,32 +78,52 @@ func (h *health) available(now int64) bool {
 	return h.inFlight.Load() == 0
 }
 
-func (h *health) success() {
+// success records a success and reports whether it put an ejected backend back in service.
+func (h *health) success() bool {
 	if h.ejectedUntil.Load() == 0 && !h.halfOpen.Load() {
 		h.mu.Lock()
 		h.failures = 0
 		h.mu.Unlock()
-		return
+		return false
 	}
 	h.mu.Lock()
+	restored := h.ejected > 0
 	h.failures, h.ejected = 0, 0
 	h.ejectedUntil.Store(0)
 	h.halfOpen.Store(false)
 	h.mu.Unlock()
+	if restored {
+		h.notify(0)
+	}
+	return restored
+}
+
+// notify tells the pool's hook about an ejection (d > 0) or a return to service (d == 0).
+func (h *health) notify(d time.Duration) {
+	if h.pool != nil && h.pool.onChange != nil {
+		h.pool.onChange(h.url, d)
+	}
 }
 
 func (h *health) failure(now time.Time, threshold int, base time.Duration) {
+	if d := h.recordFailure(now, threshold, base); d > 0 {
+		h.notify(d)
+	}
+}
+
+// recordFailure counts a failure and returns the ejection it started, or 0.
+func (h *health) recordFailure(now time.Time, threshold int, base time.Duration) time.Duration {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if now.UnixNano() < h.ejectedUntil.Load() {
 		// Already out: requests that were in flight when the backend was ejected, and probes,
 		// fail too. Counting them would double the backoff once per failure, so one burst of
 		// errors would eject for maxEject instead of base.
-		return
+		return 0
 	}
 	h.failures++
 	if h.failures < threshold && !h.halfOpen.Load() {
-		return
+		return 0
 	}
 	h.ejected++
 	d := base << (h.ejected - 1)
@@ -110,6 +132,7 @@ func (h *health) failure(now time.Time, threshold int, base time.Duration) {
 	}
 	h.ejectedUntil.Store(now.Add(d).UnixNano())
 	h.halfOpen.Store(false)
+	return d
 }
 
 // Pool holds the health of every backend address across table swaps. It is safe for concurrent use.
@@ -119,7 +142,13 @@ type Pool struct {
 	// now is the clock of every table built on the pool: time.Now, replaced by tests before
 	// they build a table so ejection times can be crossed without sleeping.
 	now func() time.Time
+	// onChange, when set, hears of every ejection (for how long) and return to service (0).
+	onChange func(url string, ejectedFor time.Duration)
 }
+
+// OnHealthChange sets f to be called when a backend address is ejected (ejectedFor > 0) or put
+// back in service (ejectedFor == 0). Set it before building tables; f must not block.
+func (p *Pool) OnHealthChange(f func(url string, ejectedFor time.Duration)) { p.onChange = f }
 
 // NewPool returns an empty pool.
 func NewPool() *Pool { return &Pool{byAddr: map[string]*health{}, now: time.Now} }
@@ -129,7 +158,7 @@ func (p *Pool) get(url string) *health {
 	defer p.mu.Unlock()
 	h := p.byAddr[url]
 	if h == nil {
-		h = &health{}
+		h = &health{pool: p, url: url}
 		p.byAddr[url] = h
 	}
 	return h

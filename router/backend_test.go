@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/llmgate/llmgate/config"
 )
 
 // TestEjection plays a script of events against a single-backend version (failure threshold 3,
@@ -143,5 +145,28 @@ func TestInFlight(t *testing.T) {
 		if got := b.InFlight(); got != st.want {
 			t.Errorf("%s: InFlight() = %d, want %d", st.name, got, st.want)
 		}
+	}
+}
+
+func TestHealthChangeHook(t *testing.T) {
+	pool := NewPool()
+	var events []string
+	pool.OnHealthChange(func(url string, d time.Duration) { events = append(events, url+" "+d.String()) })
+	cfg := &config.Config{Health: config.HealthCheck{FailureThreshold: 2, EjectFor: 10 * time.Second},
+		Models: []config.Model{{Alias: "a", Versions: []config.Version{{Version: "v", Backends: []config.Backend{{URL: "http://h:1", Model: "m", Weight: 1}}}}}}}
+	tab, err := NewTable(cfg, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := tab.Backends()[0]
+	b.ReportFailure()
+	b.ReportFailure() // ejects
+	b.ReportFailure() // already out: no second event
+	b.health.ejectedUntil.Store(1)
+	b.ReportSuccess() // back
+	b.ReportSuccess() // nothing to report
+	want := []string{"http://h:1 10s", "http://h:1 0s"}
+	if strings.Join(events, "|") != strings.Join(want, "|") {
+		t.Fatalf("events %q, want %q", events, want)
 	}
 }
