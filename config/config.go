@@ -76,6 +76,7 @@ type Model struct {
 	Alias    string    `yaml:"alias"`
 	Stable   string    `yaml:"stable"`
 	Versions []Version `yaml:"versions"`
+	Guard    Guard     `yaml:"guard"`
 }
 
 // Version is one deployable version of a model, served by a pool of backends.

@@ -53,6 +53,7 @@ func (c *Config) ApplyDefaults() {
 		if len(m.Versions) == 1 {
 			setDefault(c, mk+".stable", &m.Stable, m.Versions[0].Version)
 		}
+		setDefault(c, mk+".guard.safety.holdback_bytes", &m.Guard.Safety.HoldbackBytes, DefaultHoldbackBytes)
 		for j := range m.Versions {
 			vk := indexKey(mk+".versions", j)
 			for k := range m.Versions[j].Backends {

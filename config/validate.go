@@ -174,6 +174,7 @@ func (v *validator) models(models []Model) {
 			}
 		}
 		v.versions(k, m)
+		v.guard(k+".guard", m.Guard)
 	}
 }
 

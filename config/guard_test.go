@@ -1,0 +1,56 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestGuardConfig(t *testing.T) {
+	base := `
+models:
+  - alias: chat
+    versions:
+      - version: v1
+        backends: [{url: "http://127.0.0.1:8000", kind: vllm, model: m}]
+    guard:
+`
+	tests := []struct {
+		name, guard, wantErr string
+		enabled              bool
+	}{
+		{"off by default", "      {}\n", "", false},
+		{"pii redact with restore", "      pii: {prompt: redact, completion: redact, restore: true, entities: [EMAIL_ADDRESS]}\n", "", true},
+		{"safety only", "      safety: {prompt: block, completion: flag, holdback_bytes: 512}\n", "", true},
+		{"override", "      pii: {prompt: mask, overrides: [{entity: CREDIT_CARD, prompt: block}]}\n", "", true},
+		{"bad pii action", "      pii: {prompt: scrub}\n", "models[0].guard.pii.prompt: must be redact, mask, hash, block, detect or off", false},
+		{"bad safety action", "      safety: {completion: redact}\n", "models[0].guard.safety.completion: must be block, flag, log or off", false},
+		{"restore without redact", "      pii: {prompt: mask, restore: true}\n", "models[0].guard.pii.restore: needs pii.prompt: redact", false},
+		{"override without entity", "      pii: {overrides: [{prompt: block}]}\n", "models[0].guard.pii.overrides[0].entity", false},
+		{"negative holdback", "      safety: {holdback_bytes: -1}\n", "holdback_bytes: must be 0..1048576", false},
+		{"unknown key", "      pii: {prompt: redact, restor: true}\n", `unknown key "restor"`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(base + tt.guard))
+			if err == nil {
+				c.ApplyDefaults()
+				err = c.Validate()
+			}
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want it to contain %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.Models[0].Guard.Enabled(); got != tt.enabled {
+				t.Fatalf("Enabled() = %v, want %v", got, tt.enabled)
+			}
+			if c.Models[0].Guard.Safety.HoldbackBytes == 0 {
+				t.Fatal("holdback_bytes has no default")
+			}
+		})
+	}
+}
