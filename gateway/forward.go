@@ -28,6 +28,10 @@ func (g *Gateway) forwardBuffered(ctx *fasthttp.RequestCtx, r *request, snap *sn
 	ctx.SetStatusCode(r.status)
 	body := resp.Body()
 	r.inputTokens, r.outputTokens = usageTokens(&r.parser, body)
+	if r.status == fasthttp.StatusOK {
+		body = g.guardCompletion(r, body) // 7. guard the completion
+		setGuardHeader(ctx, r)
+	}
 	ctx.Response.SetBody(body)
 	return nil
 }

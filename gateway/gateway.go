@@ -48,6 +48,7 @@ type Gateway struct {
 type snapshot struct {
 	table    *router.Table
 	backends []*backendHandles
+	guards   map[string]*aliasGuard // by alias; absent when the alias's guard is off
 }
 
 type backendHandles struct {
@@ -137,7 +138,16 @@ func (g *Gateway) install(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	s := &snapshot{table: t, backends: make([]*backendHandles, len(t.Backends()))}
+	s := &snapshot{table: t, backends: make([]*backendHandles, len(t.Backends())), guards: map[string]*aliasGuard{}}
+	for _, m := range cfg.Models {
+		ag, err := g.newAliasGuard(m)
+		if err != nil {
+			return err
+		}
+		if ag != nil {
+			s.guards[m.Alias] = ag
+		}
+	}
 	versions := map[string]*versionMetrics{}
 	for _, b := range t.Backends() {
 		key := b.Alias + "@" + b.Version

@@ -85,9 +85,17 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *request) (done bool) {
 		g.metrics.rejected[rejectBadRequest].Inc()
 		return g.fail(ctx, r, err)
 	}
-	// 3. guard the prompt: issue #3.
-	// 4. route
+	// 3. guard the prompt
 	snap := g.snap.Load()
+	if ag := snap.guards[string(aliasOf(r.model))]; ag != nil {
+		r.guard.ag = ag
+		err := g.guardPrompt(r, r.root)
+		setGuardHeader(ctx, r)
+		if err != nil {
+			return g.fail(ctx, r, err)
+		}
+	}
+	// 4. route
 	version, err := snap.table.Resolve(r.model, ctx.Request.Header.Peek("X-Llmgate-Version"))
 	if err != nil {
 		g.metrics.rejected[rejectUnknownModel].Inc()
@@ -114,7 +122,7 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *request) (done bool) {
 	if err := g.forwardBuffered(ctx, r, snap); err != nil {
 		return g.fail(ctx, r, err)
 	}
-	// 7. guard the completion: issue #3.
+	// 7. guard the completion: in forwardBuffered, on the backend's body.
 	// 8. cache store: issue #6.
 	// 9. observe: in finish.
 	return true
@@ -128,6 +136,22 @@ func (g *Gateway) recoverRequest(ctx *fasthttp.RequestCtx) {
 		g.log.Error("panic serving request", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 		g.metrics.panics.Inc()
 		writeError(ctx, errInternal)
+	}
+}
+
+// aliasOf returns the alias part of a model field ("chat@v2" -> "chat").
+func aliasOf(model []byte) []byte {
+	if i := bytes.IndexByte(model, '@'); i >= 0 {
+		return model[:i]
+	}
+	return model
+}
+
+// setGuardHeader sends x-llmgate-guard when the guard found something to report: entity types
+// with counts and safety categories, never values.
+func setGuardHeader(ctx *fasthttp.RequestCtx, r *request) {
+	if r.guard.flagged {
+		ctx.Response.Header.SetBytesV("X-Llmgate-Guard", r.guard.header)
 	}
 }
 

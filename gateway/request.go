@@ -66,10 +66,13 @@ type request struct {
 	firstEventAt time.Time
 	lastEventAt  time.Time
 
-	parser     fastjson.Parser
-	sseReader  *sse.Reader // reused across streams
-	streamBody streamBody  // the client's response body when streaming
-	gw         *Gateway
+	parser      fastjson.Parser
+	sseReader   *sse.Reader     // reused across streams
+	streamBody  streamBody      // the client's response body when streaming
+	root        *fastjson.Value // the parsed client body, valid until r.parser parses again
+	guard       guardState
+	streamGuard streamGuard
+	gw          *Gateway
 }
 
 var requestPool = sync.Pool{New: func() any { return new(request) }}
@@ -89,7 +92,11 @@ func releaseRequest(r *request) {
 	r.upstreamAt, r.headersAt = time.Time{}, time.Time{}
 	r.status, r.errCode, r.inputTokens, r.outputTokens, r.events = 0, "", 0, 0, 0
 	r.firstEventAt, r.lastEventAt = time.Time{}, time.Time{}
-	r.gw = nil
+	r.gw, r.root = nil, nil
+	if r.guard.ag != nil {
+		r.streamGuard.release(r.guard.ag)
+	}
+	r.guard.reset()
 	requestPool.Put(r)
 }
 
@@ -109,6 +116,7 @@ func (r *request) decode(body []byte) error {
 	if v.Type() != fastjson.TypeObject {
 		return badRequest("", "The request body must be a JSON object.")
 	}
+	r.root = v
 	m := v.Get("model")
 	if m == nil {
 		return badRequest("model", "you must provide a model parameter")

@@ -40,6 +40,7 @@ func (g *Gateway) forwardStream(ctx *fasthttp.RequestCtx, r *request, snap *snap
 	// The backend is busy until the stream ends, not when its headers arrive: keep it counted
 	// in flight so least-loaded picking sees streams. streamBody.Close releases it.
 	r.backend.Acquire()
+	r.startStreamGuard()
 	r.streamBody.start(r)
 	// fasthttp writes a chunk and flushes after every Read of a body stream of unknown size,
 	// and streamBody.Read returns one event per call: one flush per event, no goroutine or
@@ -61,11 +62,13 @@ func isEventStream(resp *fasthttp.Response) bool {
 // fasthttp calls Close when the response is done or the client is gone; Close ends the request
 // (metrics, log, release), so it must be the last use of the request.
 type streamBody struct {
-	r       *request
-	out     []byte // bytes of the current event not yet read by fasthttp
-	buf     []byte // holds a rewritten event
-	sawDone bool
-	ended   bool // the stream is over; the next Read returns io.EOF
+	r        *request
+	out      []byte // bytes of the current event not yet read by fasthttp
+	buf      []byte // holds a rewritten event
+	guardBuf []byte // holds a rewritten event before it is framed
+	stripped []byte // holds a chunk without its usage member
+	sawDone  bool
+	ended    bool // the stream is over; the next Read returns io.EOF
 }
 
 func (s *streamBody) start(r *request) {
@@ -160,15 +163,33 @@ func (s *streamBody) next(wait bool) []byte {
 			}
 		} else {
 			r.events++
+			changed := false
 			// Ollama puts a zero usage on every chunk once include_usage is on; the client did
 			// not ask for usage, so it gets the chunk without it. (Contains first: it is
 			// much cheaper than a scan, and usually false.)
 			if !r.clientUsage && bytes.Contains(data, []byte(`"usage"`)) {
 				if st, e := jsonscan.Find(data, "usage"); st >= 0 {
-					s.buf = appendWithoutMember(append(s.buf[:0], "data: "...), data, "usage", st, e)
+					s.stripped = appendWithoutMember(s.stripped[:0], data, "usage", st, e)
+					data, changed = s.stripped, true
+				}
+			}
+			if r.streamGuard.on {
+				data, changed = r.gw.guardChunk(r, data), true // 7. guard the completion as it flows
+			}
+			if changed {
+				s.guardBuf = append(append(s.guardBuf[:0], "data: "...), data...)
+				ev := s.event(s.guardBuf)
+				if r.streamGuard.stopped {
+					// The safety filter stopped the completion: the chunk above ends it with
+					// finish_reason content_filter, then one error event, then nothing.
+					r.errCode = errCompletionFiltered.code
+					s.ended = true
+					s.buf = append(s.buf, "data: "...)
+					s.buf = appendErrorJSON(s.buf, errCompletionFiltered)
 					s.buf = append(s.buf, "\n\n"...)
 					return s.buf
 				}
+				return ev
 			}
 		}
 		return s.event(ev)

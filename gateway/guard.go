@@ -1,0 +1,521 @@
+package gateway
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fastjson"
+
+	"github.com/llmgate/llmgate/config"
+	"github.com/llmgate/llmgate/guard"
+)
+
+// aliasGuard is one alias's guard stages, built with the snapshot. Detectors are immutable and
+// shared by every request of the alias.
+type aliasGuard struct {
+	pii                    *guard.PII    // nil when PII is off both ways
+	safety                 *guard.Safety // nil when safety is off both ways
+	piiPrompt, piiComplete bool
+	restore                bool
+	safetyPrompt           guard.Action // ActionBlock, ActionFlag, ActionDetect (log) or ActionOff
+	safetyComplete         guard.Action
+	holdback               int
+	metrics                *guardMetrics
+}
+
+// guardMetrics are one alias's guard series.
+type guardMetrics struct {
+	set      *metrics.Set
+	alias    string
+	duration *metrics.PrometheusHistogram
+	blocks   [2]*metrics.Counter
+}
+
+func (m *guardMetrics) entities(d guard.Direction, entity string) *metrics.Counter {
+	return m.set.GetOrCreateCounter(`llmgate_guard_pii_total{model=` + strconv.Quote(m.alias) + `,direction="` + directionName(d) + `",entity="` + entity + `"}`)
+}
+
+func (m *guardMetrics) safetyHit(d guard.Direction, category string) *metrics.Counter {
+	return m.set.GetOrCreateCounter(`llmgate_guard_safety_total{model=` + strconv.Quote(m.alias) + `,direction="` + directionName(d) + `",category=` + strconv.Quote(category) + `}`)
+}
+
+func directionName(d guard.Direction) string {
+	if d == guard.Prompt {
+		return "prompt"
+	}
+	return "completion"
+}
+
+func piiAction(s string) guard.Action {
+	switch s {
+	case config.PIIRedact:
+		return guard.ActionRedact
+	case config.PIIMask:
+		return guard.ActionMask
+	case config.PIIHash:
+		return guard.ActionHash
+	case config.PIIBlock:
+		return guard.ActionBlock
+	case config.PIIDetect:
+		return guard.ActionDetect
+	}
+	return guard.ActionOff
+}
+
+func safetyAction(s string) guard.Action {
+	switch s {
+	case config.SafetyBlock:
+		return guard.ActionBlock
+	case config.SafetyFlag:
+		return guard.ActionFlag
+	case config.SafetyLog:
+		return guard.ActionDetect
+	}
+	return guard.ActionOff
+}
+
+// newAliasGuard builds the guard of one alias, or nil when its guard is off.
+func (g *Gateway) newAliasGuard(m config.Model) (*aliasGuard, error) {
+	gc := m.Guard
+	if !gc.Enabled() {
+		return nil, nil
+	}
+	ag := &aliasGuard{
+		piiPrompt:      piiAction(gc.PII.Prompt) != guard.ActionOff,
+		piiComplete:    piiAction(gc.PII.Completion) != guard.ActionOff,
+		restore:        gc.PII.Restore,
+		safetyPrompt:   safetyAction(gc.Safety.Prompt),
+		safetyComplete: safetyAction(gc.Safety.Completion),
+		holdback:       gc.Safety.HoldbackBytes,
+	}
+	if ag.piiPrompt || ag.piiComplete || ag.restore {
+		opts := guard.PIIOptions{Entities: gc.PII.Entities, Prompt: piiAction(gc.PII.Prompt), Completion: piiAction(gc.PII.Completion)}
+		for _, o := range gc.PII.Overrides {
+			if o.Prompt != "" {
+				opts.Overrides = append(opts.Overrides, guard.PIIOverride{Entity: o.Entity, Direction: guard.Prompt, Action: piiAction(o.Prompt)})
+			}
+			if o.Completion != "" {
+				opts.Overrides = append(opts.Overrides, guard.PIIOverride{Entity: o.Entity, Direction: guard.Completion, Action: piiAction(o.Completion)})
+			}
+		}
+		p, err := guard.NewPII(opts)
+		if err != nil {
+			return nil, fmt.Errorf("model %q guard.pii: %w", m.Alias, err)
+		}
+		ag.pii = p
+	}
+	if ag.safetyPrompt != guard.ActionOff || ag.safetyComplete != guard.ActionOff {
+		var rules []byte
+		if gc.Safety.RulesFile != "" {
+			b, err := os.ReadFile(gc.Safety.RulesFile)
+			if err != nil {
+				return nil, fmt.Errorf("model %q guard.safety.rules_file: %w", m.Alias, err)
+			}
+			rules = b
+		}
+		s, err := guard.NewSafety(guard.SafetyOptions{Rules: rules})
+		if err != nil {
+			return nil, fmt.Errorf("model %q guard.safety: %w", m.Alias, err)
+		}
+		ag.safety = s
+	}
+	l := `{model=` + strconv.Quote(m.Alias) + `}`
+	ag.metrics = &guardMetrics{
+		set:      g.metrics.set,
+		alias:    m.Alias,
+		duration: g.metrics.set.GetOrCreatePrometheusHistogramExt("llmgate_guard_duration_seconds"+l, overheadBuckets),
+	}
+	for d := range ag.metrics.blocks {
+		ag.metrics.blocks[d] = g.metrics.set.GetOrCreateCounter(`llmgate_guard_blocks_total{model=` + strconv.Quote(m.Alias) + `,direction="` + directionName(guard.Direction(d)) + `"}`)
+	}
+	return ag, nil
+}
+
+// Errors of the guard stages.
+func contentFilterError(category string) *apiError {
+	return &apiError{status: fasthttp.StatusBadRequest, typ: typeInvalidRequest, code: "content_filter", param: "messages",
+		message: "The prompt was blocked by the gateway's safety filter (category " + category + ")."}
+}
+
+func piiBlockedError(types []byte) *apiError {
+	return &apiError{status: fasthttp.StatusBadRequest, typ: typeInvalidRequest, code: "pii_blocked", param: "messages",
+		message: "The prompt contains personal data that this model does not accept (" + string(types) + ")."}
+}
+
+// guardState is the guard's per-request state, part of the pooled request.
+type guardState struct {
+	ag      *aliasGuard
+	vault   *guard.Vault
+	arena   fastjson.Arena
+	matches []guard.SafetyMatch
+	text    []byte // scratch for one rewritten text
+	header  []byte // x-llmgate-guard value
+	flagged bool   // the header must be sent
+	blocked string // why the request or completion was blocked, for the log
+	chunk   []byte // a rewritten stream chunk
+}
+
+func (s *guardState) reset() {
+	if s.vault != nil {
+		guard.ReleaseVault(s.vault)
+		s.vault = nil
+	}
+	s.ag, s.matches, s.text, s.header, s.flagged, s.blocked = nil, s.matches[:0], s.text[:0], s.header[:0], false, ""
+	s.chunk = s.chunk[:0]
+	s.arena.Reset()
+}
+
+// guardPrompt is stage 3: safety and PII on every text the prompt carries. It rewrites r.body
+// only when a text changed.
+func (g *Gateway) guardPrompt(r *request, root *fastjson.Value) error {
+	ag := r.guard.ag
+	if ag.safetyPrompt == guard.ActionOff && !ag.piiPrompt {
+		return nil
+	}
+	start := time.Now()
+	defer func() { ag.metrics.duration.Update(time.Since(start).Seconds()) }()
+	if ag.pii != nil && r.guard.vault == nil {
+		r.guard.vault = guard.AcquireVault()
+	}
+	changed := false
+	var err error
+	forEachPromptText(r.op, root, func(v *fastjson.Value, text []byte) {
+		if err != nil {
+			return
+		}
+		if ag.safetyPrompt != guard.ActionOff {
+			if err = g.checkSafety(r, guard.Prompt, text); err != nil {
+				return
+			}
+		}
+		if ag.piiPrompt {
+			out, blocked := ag.pii.Redact(r.guard.text[:0], text, guard.Prompt, r.guard.vault)
+			r.guard.text = out
+			if blocked.Len() > 0 {
+				ag.metrics.blocks[guard.Prompt].Inc()
+				r.guard.blocked = "pii"
+				err = piiBlockedError(blocked.AppendNames(nil, ','))
+				return
+			}
+			if !bytes.Equal(out, text) {
+				replaceString(&r.guard.arena, v, out)
+				changed = true
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if ag.piiPrompt {
+		g.countPII(r, guard.Prompt)
+	}
+	if changed {
+		r.body = root.MarshalTo(r.scratch[:0])
+		r.scratch = nil // r.body owns that buffer now
+	}
+	return nil
+}
+
+// checkSafety runs the safety rules on one text and applies the alias's action.
+func (g *Gateway) checkSafety(r *request, d guard.Direction, text []byte) error {
+	ag := r.guard.ag
+	action := ag.safetyPrompt
+	if d == guard.Completion {
+		action = ag.safetyComplete
+	}
+	r.guard.matches = ag.safety.Check(r.guard.matches[:0], text)
+	if len(r.guard.matches) == 0 {
+		return nil
+	}
+	for _, m := range r.guard.matches {
+		ag.metrics.safetyHit(d, m.Category).Inc()
+	}
+	cat := r.guard.matches[0].Category
+	r.guard.addHeader("safety_"+directionName(d), cat)
+	if action == guard.ActionFlag || action == guard.ActionBlock {
+		r.guard.flagged = true
+	}
+	if action == guard.ActionBlock {
+		ag.metrics.blocks[d].Inc()
+		r.guard.blocked = "safety:" + cat
+		if d == guard.Prompt {
+			return contentFilterError(cat)
+		}
+		return errCompletionFiltered
+	}
+	return nil
+}
+
+var errCompletionFiltered = &apiError{status: fasthttp.StatusOK, typ: typeInvalidRequest, code: "content_filter", message: "The completion was stopped by the gateway's safety filter."}
+
+// countPII counts what the vault saw in direction d and notes it for the header.
+func (g *Gateway) countPII(r *request, d guard.Direction) {
+	v := r.guard.vault
+	if v == nil {
+		return
+	}
+	for _, e := range guard.PIIEntities() {
+		if n := v.Found(d, e); n > 0 {
+			r.guard.ag.metrics.entities(d, e).Add(n)
+		}
+	}
+	if sum := v.AppendSummary(nil, d); len(sum) > 0 {
+		r.guard.addHeader("pii_"+directionName(d), string(sum))
+		r.guard.flagged = true
+	}
+}
+
+func (s *guardState) addHeader(key, value string) {
+	if len(s.header) > 0 {
+		s.header = append(s.header, "; "...)
+	}
+	s.header = append(s.header, key...)
+	s.header = append(s.header, '=')
+	s.header = append(s.header, value...)
+}
+
+// forEachPromptText calls fn with every text of the prompt and the value holding it: chat
+// message contents (strings, or the text parts of an array), completion prompts and embedding
+// inputs (a string or an array of strings).
+func forEachPromptText(op operation, root *fastjson.Value, fn func(v *fastjson.Value, text []byte)) {
+	strings := func(v *fastjson.Value) {
+		if v == nil {
+			return
+		}
+		switch v.Type() {
+		case fastjson.TypeString:
+			fn(v, v.GetStringBytes())
+		case fastjson.TypeArray:
+			arr, _ := v.Array()
+			for _, it := range arr {
+				if it.Type() == fastjson.TypeString {
+					fn(it, it.GetStringBytes())
+				}
+			}
+		}
+	}
+	switch op {
+	case opChat:
+		msgs, _ := root.Get("messages").Array()
+		for _, m := range msgs {
+			c := m.Get("content")
+			if c == nil {
+				continue
+			}
+			if c.Type() == fastjson.TypeString {
+				fn(c, c.GetStringBytes())
+				continue
+			}
+			parts, _ := c.Array()
+			for _, p := range parts {
+				if t := p.Get("text"); t != nil && t.Type() == fastjson.TypeString {
+					fn(t, t.GetStringBytes())
+				}
+			}
+		}
+	case opCompletion:
+		strings(root.Get("prompt"))
+	case opEmbeddings:
+		strings(root.Get("input"))
+	}
+}
+
+// replaceString overwrites the string value v in place with s. fastjson has no setter for a
+// value, so the value's content is swapped for a new string made in the arena.
+func replaceString(a *fastjson.Arena, v *fastjson.Value, s []byte) {
+	*v = *a.NewStringBytes(s)
+}
+
+// guardCompletion is stage 7 for a buffered answer: safety on each choice's text, PII leaks
+// rewritten, placeholders restored. It returns the body to send.
+func (g *Gateway) guardCompletion(r *request, body []byte) []byte {
+	ag := r.guard.ag
+	if ag == nil || (!ag.piiComplete && !ag.restore && ag.safetyComplete == guard.ActionOff) {
+		return body
+	}
+	start := time.Now()
+	defer func() { ag.metrics.duration.Update(time.Since(start).Seconds()) }()
+	root, err := r.parser.ParseBytes(body)
+	if err != nil {
+		return body
+	}
+	if ag.pii != nil && r.guard.vault == nil {
+		r.guard.vault = guard.AcquireVault()
+	}
+	changed := false
+	choices, _ := root.Get("choices").Array()
+	for _, c := range choices {
+		v := c.Get("message", "content") // chat
+		if v == nil {
+			v = c.Get("text") // completions
+		}
+		if v == nil || v.Type() != fastjson.TypeString {
+			continue
+		}
+		text := v.GetStringBytes()
+		if ag.safetyComplete != guard.ActionOff {
+			if g.checkSafety(r, guard.Completion, text) != nil {
+				// Blocked: the choice keeps no text and says why, as OpenAI does.
+				replaceString(&r.guard.arena, v, nil)
+				c.Set("finish_reason", r.guard.arena.NewString("content_filter"))
+				changed = true
+				continue
+			}
+		}
+		out := text
+		if ag.piiComplete {
+			// Leaks first: the model's own text, where placeholders are not PII.
+			out, _ = ag.pii.Redact(r.guard.text[:0], text, guard.Completion, r.guard.vault)
+			r.guard.text = out
+		}
+		if ag.restore {
+			out = r.guard.vault.Restore(nil, out)
+		}
+		if !bytes.Equal(out, text) {
+			replaceString(&r.guard.arena, v, out)
+			changed = true
+		}
+	}
+	if ag.piiComplete {
+		g.countPII(r, guard.Completion)
+	}
+	if !changed {
+		return body
+	}
+	return root.MarshalTo(nil)
+}
+
+// streamGuard is the guard of one streamed completion: leaked PII rewritten, placeholders
+// restored, each with a bounded hold-back. It lives in the pooled request.
+type streamGuard struct {
+	on       bool
+	safety   *guard.SafetyStream // nil when completion safety is off
+	leak     guard.LeakScanner
+	restorer guard.Restorer
+	matches  []guard.SafetyMatch
+	safe     []byte // scratch
+	leaked   []byte // scratch
+	out      []byte // scratch
+	stopped  bool   // a blocking safety match ended the stream
+}
+
+// release gives back what the stream guard borrowed.
+func (sg *streamGuard) release(ag *aliasGuard) {
+	if sg.safety != nil {
+		ag.safety.ReleaseStream(sg.safety)
+		sg.safety = nil
+	}
+	sg.on, sg.stopped = false, false
+}
+
+// startStreamGuard readies the completion guard for a stream, when the alias needs one.
+func (r *request) startStreamGuard() {
+	ag := r.guard.ag
+	sg := &r.streamGuard
+	sg.on = ag != nil && (ag.piiComplete || ag.restore || ag.safetyComplete != guard.ActionOff)
+	if !sg.on {
+		return
+	}
+	if ag.safetyComplete != guard.ActionOff {
+		sg.safety = ag.safety.AcquireStream(ag.holdback)
+	}
+	if r.guard.vault == nil {
+		r.guard.vault = guard.AcquireVault()
+	}
+	if ag.piiComplete {
+		sg.leak.Reset(ag.pii, r.guard.vault, ag.holdback)
+	}
+	if ag.restore {
+		sg.restorer.Reset(r.guard.vault)
+	}
+}
+
+// text runs one content delta through the stream's guards and returns what may be sent now;
+// with final set, everything still held back is released. Safety sees the model's own text
+// first; then leaked PII is rewritten; then placeholders are restored. A blocking safety match
+// sets sg.stopped and returns only the text before the match.
+func (g *Gateway) streamText(r *request, delta []byte, final bool) []byte {
+	ag, sg := r.guard.ag, &r.streamGuard
+	t := delta
+	if sg.safety != nil {
+		sg.matches = sg.matches[:0]
+		sg.safe, sg.matches = sg.safety.Write(sg.safe[:0], sg.matches, delta)
+		if final {
+			sg.safe, sg.matches = sg.safety.Flush(sg.safe, sg.matches)
+		}
+		t = sg.safe
+		if len(sg.matches) > 0 {
+			for _, m := range sg.matches {
+				ag.metrics.safetyHit(guard.Completion, m.Category).Inc()
+			}
+			if ag.safetyComplete == guard.ActionBlock {
+				ag.metrics.blocks[guard.Completion].Inc()
+				r.guard.blocked = "safety:" + sg.matches[0].Category
+				sg.stopped, final = true, true
+			}
+		}
+	}
+	if ag.piiComplete {
+		sg.leaked = sg.leak.Write(sg.leaked[:0], t)
+		if final {
+			sg.leaked = sg.leak.Close(sg.leaked)
+		}
+		t = sg.leaked
+	}
+	if ag.restore {
+		sg.out = sg.restorer.Write(sg.out[:0], t)
+		if final {
+			sg.out = sg.restorer.Flush(sg.out)
+		}
+		t = sg.out
+	}
+	return t
+}
+
+// guardChunk rewrites the text of a stream chunk (choice 0's delta content, or text for
+// completions) through the stream guard. Text held back leaves with a later chunk; the chunk
+// that carries finish_reason releases everything. It returns the event payload to send.
+func (g *Gateway) guardChunk(r *request, data []byte) []byte {
+	root, err := r.parser.ParseBytes(data)
+	if err != nil {
+		return data
+	}
+	choices, _ := root.Get("choices").Array()
+	if len(choices) == 0 {
+		return data
+	}
+	c := choices[0]
+	v := c.Get("delta", "content")
+	if v == nil {
+		v = c.Get("text")
+	}
+	fr := c.Get("finish_reason")
+	final := fr != nil && fr.Type() == fastjson.TypeString
+	if v == nil || v.Type() != fastjson.TypeString {
+		if !final {
+			return data
+		}
+		// The finish chunk may carry no text, but the held-back text must go out with it.
+		delta := c.Get("delta")
+		if delta == nil || delta.Type() != fastjson.TypeObject {
+			return data
+		}
+		delta.Set("content", r.guard.arena.NewString(""))
+		v = delta.Get("content")
+	}
+	text := v.GetStringBytes()
+	out := g.streamText(r, text, final)
+	if r.streamGuard.stopped {
+		c.Set("finish_reason", r.guard.arena.NewString("content_filter"))
+	} else if bytes.Equal(out, text) {
+		return data
+	}
+	replaceString(&r.guard.arena, v, out)
+	r.guard.chunk = root.MarshalTo(r.guard.chunk[:0])
+	return r.guard.chunk
+}

@@ -1,0 +1,451 @@
+package guard
+
+import (
+	"crypto/rand"
+	"errors"
+	"sync"
+)
+
+// PII detection follows Presidio's scheme without its cost: a table-driven pass stops only at
+// trigger bytes (digits, '@', ':', '-', '_', 'A', 'J'); each matcher then parses a candidate by
+// hand, validates it (Luhn, mod-97, base58check, bech32, SSN ranges, calling codes, TLDs) and
+// scores it, and nearby context words move weak scores over or under MinScore. No regexps.
+
+// entity is the index of a PII entity type.
+type entity uint8
+
+const (
+	eEmail entity = iota
+	ePhone
+	eCard
+	eSSN
+	eIBAN
+	eIP
+	eMAC
+	eCrypto
+	eURLCred
+	eSecret
+	numEntities
+)
+
+var entityNames = [numEntities]string{
+	EntityEmail, EntityPhone, EntityCreditCard, EntitySSN, EntityIBAN,
+	EntityIP, EntityMAC, EntityCrypto, EntityURLCredentials, EntitySecret,
+}
+
+// entityOf returns the index of a PII entity type name and whether it is one.
+func entityOf(name string) (entity, bool) {
+	for e, n := range entityNames {
+		if n == name {
+			return entity(e), true
+		}
+	}
+	return 0, false
+}
+
+// PIIEntities returns the PII entity type names, in a fixed order.
+func PIIEntities() []string {
+	return append([]string(nil), entityNames[:]...)
+}
+
+// EntitySet is a set of PII entity types.
+type EntitySet uint16
+
+// Has reports whether the set holds the entity type.
+func (s EntitySet) Has(entity string) bool {
+	e, ok := entityOf(entity)
+	return ok && s&(1<<e) != 0
+}
+
+// Len returns the number of entity types in the set.
+func (s EntitySet) Len() int {
+	n := 0
+	for ; s != 0; s &= s - 1 {
+		n++
+	}
+	return n
+}
+
+// AppendNames appends the entity type names in the set to dst, separated by sep.
+func (s EntitySet) AppendNames(dst []byte, sep byte) []byte {
+	first := true
+	for e := entity(0); e < numEntities; e++ {
+		if s&(1<<e) == 0 {
+			continue
+		}
+		if !first {
+			dst = append(dst, sep)
+		}
+		first = false
+		dst = append(dst, entityNames[e]...)
+	}
+	return dst
+}
+
+// PIIOptions configures NewPII.
+type PIIOptions struct {
+	// Entities lists the entity types to find; nil means all of them.
+	Entities []string
+	// Prompt and Completion are the actions for every entity type in each direction.
+	// ActionFlag counts like ActionDetect.
+	Prompt, Completion Action
+	// Overrides set the action of one entity type in one direction.
+	Overrides []PIIOverride
+	// MinScore is the lowest score reported; zero means 0.4, which a weak pattern (nine
+	// digits for a US_SSN, ten for a PHONE_NUMBER) reaches only with a context word.
+	MinScore float64
+	// HashKey keys ActionHash; empty means a random key per process. Set it to get the same
+	// hashes on every replica and across restarts.
+	HashKey []byte
+}
+
+// PIIOverride sets the action of one entity type in one direction.
+type PIIOverride struct {
+	Entity    string
+	Direction Direction
+	Action    Action
+}
+
+// Finding is one PII value found in a text: text[Start:End] is the value.
+//
+// Spans: a phone number includes its leading '+' or '(' ; grouped cards and IBANs include their
+// spaces or dashes; URL_CREDENTIALS is the userinfo "user:password" of scheme://user:password@host
+// (only "user" when the password is itself a SECRET, reported separately); a PEM key runs from
+// its BEGIN line through its END line.
+type Finding struct {
+	Entity     string
+	Start, End int
+	Score      float64
+}
+
+// PII finds and rewrites personal data. It is immutable after NewPII and safe for concurrent use.
+type PII struct {
+	on       [numEntities]bool
+	act      [2][numEntities]Action
+	minScore float64
+	key      []byte
+}
+
+// DefaultMinScore is the score threshold used when PIIOptions.MinScore is zero.
+const DefaultMinScore = 0.4
+
+var (
+	procKeyOnce sync.Once
+	procKey     [32]byte
+)
+
+// NewPII returns a PII detector; the error names an unknown entity type or an action that
+// is not a PII action.
+func NewPII(opts PIIOptions) (*PII, error) {
+	p := &PII{minScore: opts.MinScore, key: opts.HashKey}
+	if p.minScore == 0 {
+		p.minScore = DefaultMinScore
+	}
+	if opts.Entities == nil {
+		for e := range p.on {
+			p.on[e] = true
+		}
+	}
+	for _, name := range opts.Entities {
+		e, ok := entityOf(name)
+		if !ok {
+			return nil, errors.New("guard: unknown PII entity type " + quoted(name))
+		}
+		p.on[e] = true
+	}
+	for d, a := range [2]Action{opts.Prompt, opts.Completion} {
+		if err := checkPIIAction(a); err != nil {
+			return nil, err
+		}
+		for e := range p.act[d] {
+			p.act[d][e] = a
+		}
+	}
+	for _, o := range opts.Overrides {
+		e, ok := entityOf(o.Entity)
+		if !ok {
+			return nil, errors.New("guard: unknown PII entity type " + quoted(o.Entity))
+		}
+		if o.Direction > Completion {
+			return nil, errors.New("guard: unknown direction for PII entity type " + o.Entity)
+		}
+		if err := checkPIIAction(o.Action); err != nil {
+			return nil, err
+		}
+		p.act[o.Direction][e] = o.Action
+	}
+	for d := range p.act {
+		for e := range p.act[d] {
+			if p.act[d][e] == ActionFlag {
+				p.act[d][e] = ActionDetect
+			}
+		}
+	}
+	if len(p.key) == 0 {
+		procKeyOnce.Do(func() { _, _ = rand.Read(procKey[:]) })
+		p.key = procKey[:]
+	}
+	return p, nil
+}
+
+func checkPIIAction(a Action) error {
+	if a > ActionBlock {
+		return errors.New("guard: unknown PII action")
+	}
+	return nil
+}
+
+func quoted(s string) string { return "\"" + s + "\"" }
+
+// Action returns the action for an entity type in a direction; ActionOff for an unknown type
+// or one not scanned.
+func (p *PII) Action(d Direction, entity string) Action {
+	e, ok := entityOf(entity)
+	if !ok || !p.on[e] || d > Completion {
+		return ActionOff
+	}
+	return p.act[d][e]
+}
+
+// Find appends the PII found in text to dst: non-overlapping, sorted by Start, each validated
+// and scored at least MinScore. It does not allocate when text is clean or dst has room.
+func (p *PII) Find(dst []Finding, text []byte) []Finding {
+	return p.find(dst, text, 0)
+}
+
+// find scans text[from:]; text[:from] is read only as context (boundaries, context words).
+func (p *PII) find(dst []Finding, text []byte, from int) []Finding {
+	s := scan{p: p, t: text, lo: from, from: from, dst: dst}
+	n := len(text)
+	i := from
+	for i < n {
+		// The hot loop: most bytes are no trigger.
+		for i < n && trig[text[i]] == 0 {
+			i++
+		}
+		if i >= n {
+			break
+		}
+		switch trig[text[i]] {
+		case tDigit:
+			i = s.digit(i)
+		case tAt:
+			i = s.at(i)
+		case tColon:
+			i = s.colon(i)
+		case tDash:
+			i = s.dash(i)
+		case tUnder:
+			i = s.under(i)
+		case tA:
+			i = s.upperA(i)
+		case tJ:
+			i = s.jwt(i)
+		default:
+			i++
+		}
+	}
+	return s.dst
+}
+
+// scan is the state of one Find.
+type scan struct {
+	p    *PII
+	t    []byte
+	lo   int // a new finding starts at or after lo: the end of the last one, or the scan start
+	from int // the scan start
+	dst  []Finding
+}
+
+// want reports whether a finding of e with this score would be reported.
+func (s *scan) want(e entity, score float64) bool {
+	return s.p.on[e] && score >= s.p.minScore
+}
+
+// emit reports a finding if wanted and returns whether it did.
+func (s *scan) emit(e entity, start, end int, score float64) bool {
+	if !s.want(e, score) || start < s.lo || end <= start {
+		return false
+	}
+	if score > 1 {
+		score = 1
+	}
+	s.dst = append(s.dst, Finding{Entity: entityNames[e], Start: start, End: end, Score: score})
+	s.lo = end
+	return true
+}
+
+// Trigger kinds.
+const (
+	tNone = iota
+	tDigit
+	tAt
+	tColon
+	tDash
+	tUnder
+	tA
+	tJ
+)
+
+// Byte classes.
+const (
+	cDigit = 1 << iota
+	cUpper
+	cLower
+	cHex    // 0-9a-fA-F
+	cLocal  // email local part: alnum . _ % + -
+	cB64URL // alnum - _
+	cB64    // alnum + / =
+	cSpace  // ' ' \t \r \n \v \f
+)
+
+var (
+	trig [256]uint8
+	cls  [256]uint8
+)
+
+func init() {
+	for c := 0; c < 256; c++ {
+		var k uint8
+		switch {
+		case c >= '0' && c <= '9':
+			k = cDigit | cHex | cLocal | cB64URL | cB64
+		case c >= 'A' && c <= 'Z':
+			k = cUpper | cLocal | cB64URL | cB64
+		case c >= 'a' && c <= 'z':
+			k = cLower | cLocal | cB64URL | cB64
+		}
+		if (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') {
+			k |= cHex
+		}
+		switch c {
+		case '.', '%', '+':
+			k |= cLocal
+		case '-', '_':
+			k |= cLocal | cB64URL
+		case ' ', '\t', '\r', '\n', '\v', '\f':
+			k |= cSpace
+		}
+		if c == '+' || c == '/' || c == '=' {
+			k |= cB64
+		}
+		cls[c] = k
+	}
+	for c := '0'; c <= '9'; c++ {
+		trig[c] = tDigit
+	}
+	trig['@'] = tAt
+	trig[':'] = tColon
+	trig['-'] = tDash
+	trig['_'] = tUnder
+	trig['A'] = tA
+	trig['J'] = tJ
+}
+
+func isDigit(c byte) bool  { return cls[c]&cDigit != 0 }
+func isUpper(c byte) bool  { return cls[c]&cUpper != 0 }
+func isAlpha(c byte) bool  { return cls[c]&(cUpper|cLower) != 0 }
+func isAlnum(c byte) bool  { return cls[c]&(cDigit|cUpper|cLower) != 0 }
+func isWord(c byte) bool   { return c == '_' || isAlnum(c) }
+func isHex(c byte) bool    { return cls[c]&cHex != 0 }
+func isSpace(c byte) bool  { return cls[c]&cSpace != 0 }
+func isB64URL(c byte) bool { return cls[c]&cB64URL != 0 }
+func asciiLower(c byte) byte {
+	if isUpper(c) {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// wordBefore reports whether t[i-1] is a word byte (so i is not at a word start).
+func wordBefore(t []byte, i int) bool { return i > 0 && isWord(t[i-1]) }
+
+// wordAt reports whether t[i] is a word byte (so i is not at a word end).
+func wordAt(t []byte, i int) bool { return i < len(t) && isWord(t[i]) }
+
+// hasPrefixAt reports whether t[i:] starts with p.
+func hasPrefixAt(t []byte, i int, p string) bool {
+	return i >= 0 && len(t)-i >= len(p) && string(t[i:i+len(p)]) == p
+}
+
+// Context categories: which entity's score a context word moves.
+const (
+	ctxPhone = 1 << iota
+	ctxSSN
+	ctxCard
+	ctxIP
+	ctxNeg // identifiers that are not personal data: order, invoice, version...
+)
+
+// nearWords returns the decision of the nearest context word among the (at most 5) words in the
+// 48 bytes before i, per category: pos has a bit for each category whose nearest relevant word
+// is one of its own; neg has a bit for each whose nearest is a negative word. Like Presidio it
+// looks only backwards. Words are whole [A-Za-z0-9_] runs, so "US_SSN" in a placeholder is no
+// "ssn".
+func nearWords(t []byte, i int) (pos, neg uint8) {
+	stop := i - 48
+	if stop < 0 {
+		stop = 0
+	}
+	var seen uint8
+	var buf [16]byte
+	j := i
+	for w := 0; w < 5 && j > stop; w++ {
+		for j > stop && !isWord(t[j-1]) {
+			j--
+		}
+		e := j
+		for j > stop && isWord(t[j-1]) {
+			j--
+		}
+		if e == j {
+			break
+		}
+		if j == stop && stop > 0 && isWord(t[j-1]) {
+			break // cut word
+		}
+		if e-j > len(buf) {
+			continue
+		}
+		n := 0
+		for k := j; k < e; k++ {
+			buf[n] = asciiLower(t[k])
+			n++
+		}
+		m, ok := ctxWords[string(buf[:n])]
+		if !ok && n > 3 && buf[n-1] == 's' {
+			m = ctxWords[string(buf[:n-1])]
+		}
+		if m == 0 {
+			continue
+		}
+		for c := uint8(1); c < ctxNeg; c <<= 1 {
+			if seen&c != 0 {
+				continue
+			}
+			if m&c != 0 {
+				pos |= c
+				seen |= c
+			} else if m&ctxNeg != 0 {
+				neg |= c
+				seen |= c
+			}
+		}
+	}
+	return pos, neg
+}
+
+// adjust applies context to a score the Presidio way: a supporting word adds 0.35 and
+// lifts the score to at least 0.4; a negative word nearer than any supporting one takes 0.35 off.
+func adjust(score float64, cat uint8, pos, neg uint8) float64 {
+	switch {
+	case pos&cat != 0:
+		score += 0.35
+		if score < 0.4 {
+			score = 0.4
+		}
+	case neg&cat != 0:
+		score -= 0.35
+	}
+	return score
+}

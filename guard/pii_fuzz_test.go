@@ -1,0 +1,135 @@
+package guard
+
+import (
+	"bytes"
+	"testing"
+)
+
+func fuzzSeeds(f *testing.F) {
+	for _, s := range leakTexts {
+		f.Add([]byte(s))
+	}
+	for _, s := range []string{
+		"", "<", "<EMAIL_ADDRESS_1>", "a@b.co", "+1 (415) 555-0132", "::1", "fe80::1%eth0",
+		"https://u:p@h.io/", "https://x:ghp_XyKAtICmgglPqXmZTqGD47LfKqJNk3l79zdc@github.com",
+		"123-45-6789 ssn 123456789", "DE89 3704 0044 0532 0130 00", "00:11:22:33:44:55",
+		"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.", "-----BEGIN PRIVATE KEY-----\nAAAA\n",
+		"bc1qm4k676xpytua6vf7e0lvapamzag8q3faanfq6n", "1B5cijhQSXMXT6L9XYUNf2oE642JbFkRnd",
+	} {
+		f.Add([]byte(s))
+	}
+}
+
+// FuzzFind checks that findings are in bounds, sorted, non-overlapping and scored.
+func FuzzFind(f *testing.F) {
+	fuzzSeeds(f)
+	p := mustPII(f, PIIOptions{})
+	f.Fuzz(func(t *testing.T, text []byte) {
+		prev := 0
+		for _, x := range p.Find(nil, text) {
+			if x.Start < prev || x.End <= x.Start || x.End > len(text) {
+				t.Fatalf("finding %+v out of order or bounds (prev end %d, len %d)", x, prev, len(text))
+			}
+			if _, ok := entityOf(x.Entity); !ok || x.Score < p.minScore || x.Score > 1 {
+				t.Fatalf("finding %+v: bad entity or score", x)
+			}
+			prev = x.End
+		}
+	})
+}
+
+// placeholderSpans returns the spans of the placeholders in b.
+func placeholderSpans(b []byte) [][2]int {
+	var out [][2]int
+	for i := 0; i < len(b); i++ {
+		if b[i] != '<' {
+			continue
+		}
+		if _, _, _, _, n, st := parsePlaceholder(b[i:]); st == phOK {
+			out = append(out, [2]int{i, i + n})
+			i += n - 1
+		}
+	}
+	return out
+}
+
+// FuzzRedactRestore checks that redaction leaves no PII outside placeholders and that restore
+// undoes it.
+func FuzzRedactRestore(f *testing.F) {
+	fuzzSeeds(f)
+	p := mustPII(f, PIIOptions{Prompt: ActionRedact})
+	f.Fuzz(func(t *testing.T, text []byte) {
+		v := &Vault{}
+		out, _ := p.Redact(nil, text, Prompt, v)
+		if back := v.Restore(nil, out); !bytes.Equal(back, text) {
+			t.Fatalf("Restore(Redact(%q)) = %q via %q", text, back, out)
+		}
+		spans := placeholderSpans(out)
+		for _, x := range p.Find(nil, out) {
+			inside := false
+			for _, s := range spans {
+				inside = inside || x.Start < s[1] && s[0] < x.End
+			}
+			if !inside {
+				t.Fatalf("after redaction of %q, %s %q remains in %q", text, x.Entity, out[x.Start:x.End], out)
+			}
+		}
+	})
+}
+
+// chunks splits b at points drawn from seed.
+func chunks(b []byte, seed uint64) [][]byte {
+	var out [][]byte
+	for len(b) > 0 {
+		seed = seed*6364136223846793005 + 1442695040888963407
+		n := int(seed>>58) + 1 // 1..64
+		n = min(n, len(b))
+		out = append(out, b[:n])
+		b = b[n:]
+	}
+	return out
+}
+
+// FuzzStreamSplit checks that the LeakScanner and the Restorer give the same output however
+// the stream is cut into chunks.
+func FuzzStreamSplit(f *testing.F) {
+	for _, s := range leakTexts {
+		f.Add([]byte(s), uint64(len(s)), uint8(0))
+	}
+	f.Add([]byte("x <EMAIL_ADDRESS_1> y"), uint64(3), uint8(1))
+	p := mustPII(f, PIIOptions{Prompt: ActionRedact, Completion: ActionRedact,
+		Overrides: []PIIOverride{{Entity: EntitySecret, Direction: Completion, Action: ActionMask}}})
+	f.Fuzz(func(t *testing.T, text []byte, seed uint64, w uint8) {
+		window := 96 + int(w)
+		whole, wsum, wblk := leakRun(p, window, text)
+		var s LeakScanner
+		v := &Vault{}
+		s.Reset(p, v, window)
+		var out []byte
+		for _, c := range chunks(text, seed) {
+			out = s.Write(out, c)
+			if s.Held() >= window {
+				t.Fatalf("held %d bytes with a window of %d", s.Held(), window)
+			}
+		}
+		out = s.Close(out)
+		if string(out) != whole || string(v.AppendSummary(nil, Completion)) != wsum || s.Blocked() != wblk {
+			t.Fatalf("chunked scan of %q:\n got %q\nwant %q", text, out, whole)
+		}
+
+		// Restorer: a redacted prompt echoed back in chunks.
+		rv := &Vault{}
+		red, _ := p.Redact(nil, text, Prompt, rv)
+		r := NewRestorer(rv)
+		var back []byte
+		for _, c := range chunks(red, seed^0x9e3779b97f4a7c15) {
+			back = r.Write(back, c)
+			if r.Held() >= maxPlaceholder {
+				t.Fatalf("restorer held %d bytes", r.Held())
+			}
+		}
+		if back = r.Flush(back); !bytes.Equal(back, text) {
+			t.Fatalf("chunked restore of %q = %q", red, back)
+		}
+	})
+}

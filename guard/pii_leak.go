@@ -1,0 +1,333 @@
+package guard
+
+// LeakScanner rewrites the PII in a streamed completion (a model echoing a secret or someone
+// else's email) with the Completion actions, and holds back no more than a window of text.
+//
+// The stream is cut into segments at points that no PII value can span: after whitespace that
+// follows a token with no digit (and no IBAN-like group of four capitals), and before a
+// non-ASCII character, never inside a PEM block. A segment is scanned with the text before it
+// as context, exactly as if the whole completion had been scanned at once, and is emitted as
+// soon as its cut point arrives: in prose, word by word. When a window's worth of text has no
+// cut point (a long token, digits run on), the first half of the window is scanned and emitted;
+// a value found there that runs to the window's end is rewritten, and the rest of its token is
+// dropped (or masked). Cut points and windows depend only on the text, so the output is the
+// same however the stream is split into chunks.
+//
+// Feed it the completion text, the concatenated content deltas, before any Restorer: leaked
+// values get placeholders numbered after the prompt's in the same Vault but are never restored.
+// A LeakScanner belongs to one stream; call Reset before the first Write.
+type LeakScanner struct {
+	p       *PII
+	v       *Vault
+	win     int
+	buf     []byte // context (emitted text) then pending text
+	head    int    // start of the pending text in buf
+	scanned int    // pending bytes the cut state has seen
+	cs      cutState
+	cont    contState
+	finds   []Finding
+	blocked EntitySet
+}
+
+// DefaultLeakWindow is the hold-back window of a LeakScanner when none is given.
+const DefaultLeakWindow = 256
+
+// minLeakWindow keeps windows long enough for every bounded entity (an IBAN in groups is 42
+// bytes) to fit in half of one.
+const minLeakWindow = 96
+
+// leakContext is how much emitted text is kept in front of a segment for context words.
+const leakContext = 64
+
+// NewLeakScanner returns a LeakScanner for one completion; window <= 0 means DefaultLeakWindow.
+func (p *PII) NewLeakScanner(v *Vault, window int) *LeakScanner {
+	s := &LeakScanner{}
+	s.Reset(p, v, window)
+	return s
+}
+
+// Reset readies s for a new completion scanned by p into v, holding back at most window bytes
+// (window <= 0 means DefaultLeakWindow; less than 96 means 96).
+func (s *LeakScanner) Reset(p *PII, v *Vault, window int) {
+	if window <= 0 {
+		window = DefaultLeakWindow
+	}
+	s.p, s.v, s.win = p, v, max(window, minLeakWindow)
+	clear(s.buf) // it held completion text, leaked values included
+	s.buf, s.head, s.scanned = s.buf[:0], 0, 0
+	s.cs, s.cont = cutState{}, contState{}
+	s.finds, s.blocked = s.finds[:0], 0
+}
+
+// Held returns the number of bytes held back: always less than the window after Write.
+func (s *LeakScanner) Held() int { return len(s.buf) - s.head }
+
+// Blocked returns the entity types with ActionBlock found in the completion so far: the caller
+// should stop the stream.
+func (s *LeakScanner) Blocked() EntitySet { return s.blocked }
+
+// Write appends to dst the text that can be emitted once chunk has arrived.
+func (s *LeakScanner) Write(dst, chunk []byte) []byte {
+	s.buf = append(s.buf, chunk...)
+	for s.head+s.scanned < len(s.buf) {
+		c := s.buf[s.head+s.scanned]
+		if c >= 0xC0 && s.cs.cutBefore() && s.scanned > 0 {
+			dst = s.segment(dst, s.scanned)
+			continue
+		}
+		s.scanned++
+		if s.cs.step(c) {
+			dst = s.segment(dst, s.scanned)
+		} else if s.scanned >= s.win {
+			dst = s.forced(dst)
+		}
+	}
+	// Keep leakContext bytes of emitted text in front of the pending text.
+	if k := s.head - leakContext; k > 0 {
+		s.buf = s.buf[:copy(s.buf, s.buf[k:])]
+		s.head -= k
+	}
+	return dst
+}
+
+// Close appends the rest of the completion to dst, scanned as a last segment.
+func (s *LeakScanner) Close(dst []byte) []byte {
+	if n := len(s.buf) - s.head; n > 0 {
+		dst = s.segment(dst, n)
+	}
+	return dst
+}
+
+// segment emits the first n pending bytes, scanned whole.
+func (s *LeakScanner) segment(dst []byte, n int) []byte {
+	from := max(s.head-leakContext, 0)
+	text := s.buf[from : s.head+n]
+	k := s.head - from
+	dst, k = s.swallow(dst, text, k)
+	s.finds = s.p.find(s.finds[:0], text, k)
+	dst = s.rewrite(dst, text, k, len(text), s.finds, false)
+	s.advance(n)
+	return dst
+}
+
+// forced emits the first half of a full window that has no cut point.
+func (s *LeakScanner) forced(dst []byte) []byte {
+	from := max(s.head-leakContext, 0)
+	text := s.buf[from : s.head+s.win]
+	k := s.head - from
+	dst, k = s.swallow(dst, text, k)
+	s.finds = s.p.find(s.finds[:0], text, k)
+	fs := s.finds
+	q := max(k, s.head-from+s.win/2)
+	for q > k && text[q]&0xC0 == 0x80 {
+		q-- // do not split a UTF-8 sequence
+	}
+	if q == k {
+		q = max(k, s.head-from+s.win/2)
+	}
+	trunc := false
+	for i, f := range fs {
+		if f.Start >= q {
+			fs = fs[:i]
+			break
+		}
+		if f.End > q {
+			q = f.End
+			trunc = q == len(text)
+			switch a := s.p.act[Completion][entityIndex(f.Entity)]; {
+			case trunc && a >= ActionRedact:
+				s.cont = contState{on: true, pem: hasPrefixAt(text, f.Start, "-----"), a: a}
+			}
+		}
+	}
+	dst = s.rewrite(dst, text, k, q, fs, trunc)
+	s.advance(q - (s.head - from))
+	return dst
+}
+
+func entityIndex(name string) entity {
+	e, _ := entityOf(name)
+	return e
+}
+
+// rewrite emits text[k:end] with the findings fs applied.
+func (s *LeakScanner) rewrite(dst, text []byte, k, end int, fs []Finding, trunc bool) []byte {
+	if len(fs) == 0 {
+		return append(dst, text[k:end]...)
+	}
+	s.v.reserve(text[k:end])
+	dst, b := s.p.apply(dst, text[k:end], fs, k, Completion, s.v, trunc)
+	s.blocked |= b
+	return dst
+}
+
+// swallow drops (or masks) the rest of a value cut by the previous window, from text[k:];
+// it returns where scanning goes on.
+func (s *LeakScanner) swallow(dst, text []byte, k int) ([]byte, int) {
+	for s.cont.on && k < len(text) {
+		c := text[k]
+		if !s.cont.accept(c) {
+			s.cont.on = false
+			break
+		}
+		if s.cont.a == ActionMask {
+			if isSpace(c) {
+				dst = append(dst, c)
+			} else {
+				dst = append(dst, '*')
+			}
+		}
+		k++
+	}
+	return dst, k
+}
+
+// advance marks n pending bytes emitted.
+func (s *LeakScanner) advance(n int) {
+	s.head += n
+	s.scanned -= n
+}
+
+// contState follows the rest of a value cut by a window's end.
+type contState struct {
+	on   bool
+	pem  bool
+	a    Action
+	nl   int // newlines in the current whitespace run (PEM)
+	dash int // '-' seen in a row (PEM)
+	end  int // progress through "END" after five dashes, then 4 once it is complete (PEM)
+}
+
+// accept reports whether c still belongs to the cut value.
+func (c *contState) accept(b byte) bool {
+	if !c.pem {
+		return isB64URL(b) || b == '.' || b == '+' || b == '/' || b == '='
+	}
+	if c.end == 4 && c.dash >= 5 {
+		return false // the END line is complete
+	}
+	switch {
+	case b == '\n':
+		c.nl++
+		c.dash = 0
+		if c.end == 4 || c.nl >= 2 {
+			return false
+		}
+		return true
+	case isSpace(b):
+		return true
+	case b == '-':
+		c.nl = 0
+		c.dash++
+		return true
+	}
+	c.nl = 0
+	if c.end < 3 && c.dash >= 5 && b == 'E' || c.end > 0 && c.end < 3 && b == "END"[c.end] {
+		c.end++
+		if c.end == 3 {
+			c.end = 4
+		}
+	} else if c.end < 4 {
+		c.end = 0
+	}
+	c.dash = 0
+	return c.end == 4 || cls[b]&cB64 != 0 || b == ':' || b == ','
+}
+
+// cutState finds the cut points of a stream, one byte at a time.
+type cutState struct {
+	tokLen   int
+	tokDigit bool // the current token has a digit
+	tokUpper bool // the current token is capital letters only
+	tokPEM   bool // the current token may be in a PEM body
+	prevOK   bool // the last token allows a cut after it
+	dash     int  // '-' in a row
+	kw       int  // progress through "BEGIN" (1..5) or "END" (11..13) after five dashes
+	begin    bool // the token holds "-----BEGIN"
+	endKW    bool // the token holds "-----END"
+	pem      uint8
+	nl       int
+}
+
+// PEM states of cutState.
+const (
+	pemNone  = iota
+	pemBody  // after "-----BEGIN": no cuts
+	pemEndLn // on the END line
+)
+
+// cutBefore reports whether the stream may be cut before a non-ASCII character.
+func (cs *cutState) cutBefore() bool { return cs.pem == pemNone }
+
+// step feeds one byte and reports whether the stream may be cut after it.
+func (cs *cutState) step(c byte) bool {
+	switch {
+	case c >= 0x80:
+		if cs.pem == pemBody {
+			cs.pem = pemNone // the PEM matcher stops at a token with such a byte
+		}
+		cs.endToken()
+		cs.prevOK = true
+		return false
+	case isSpace(c):
+		cs.endToken()
+		if c == '\n' {
+			cs.nl++
+			if cs.pem == pemEndLn || cs.pem == pemBody && cs.nl >= 2 {
+				cs.pem = pemNone
+			}
+		}
+		return cs.pem == pemNone && cs.prevOK
+	}
+	cs.nl = 0
+	if cs.tokLen == 0 {
+		cs.tokDigit, cs.tokUpper, cs.tokPEM = false, true, true
+	}
+	cs.tokLen++
+	cs.tokDigit = cs.tokDigit || isDigit(c)
+	cs.tokUpper = cs.tokUpper && isUpper(c)
+	cs.tokPEM = cs.tokPEM && (cls[c]&cB64 != 0 || c == ':' || c == ',' || c == '-')
+	if c == '-' {
+		cs.dash++
+		cs.kw = 0
+		return false
+	}
+	switch {
+	case cs.dash >= 5 && c == 'B':
+		cs.kw = 1
+	case cs.dash >= 5 && c == 'E':
+		cs.kw = 11
+	case cs.kw > 0 && cs.kw < 5 && c == "BEGIN"[cs.kw]:
+		cs.kw++
+		cs.begin = cs.begin || cs.kw == 5
+	case cs.kw > 10 && cs.kw < 13 && c == "END"[cs.kw-10]:
+		cs.kw++
+		cs.endKW = cs.endKW || cs.kw == 13
+	default:
+		cs.kw = 0
+	}
+	cs.dash = 0
+	return false
+}
+
+// endToken closes the current token, if any, and updates the PEM state.
+func (cs *cutState) endToken() {
+	if cs.tokLen == 0 {
+		return
+	}
+	switch {
+	case cs.begin:
+		cs.pem = pemBody
+	case cs.pem != pemNone && cs.endKW:
+		cs.pem = pemEndLn
+		if cs.dash >= 5 {
+			cs.pem = pemNone
+		}
+	case cs.pem == pemEndLn && cs.dash >= 5:
+		cs.pem = pemNone
+	case cs.pem == pemBody && !cs.tokPEM:
+		cs.pem = pemNone
+	}
+	cs.prevOK = !cs.tokDigit && !(cs.tokLen == 4 && cs.tokUpper)
+	cs.tokLen, cs.dash, cs.kw, cs.begin, cs.endKW = 0, 0, 0, false, false
+}

@@ -1,0 +1,144 @@
+package guard
+
+import (
+	"strings"
+	"testing"
+)
+
+// leakRun scans text split at the given cut offsets and returns the output, the vault's
+// completion summary and the blocked set.
+func leakRun(p *PII, window int, text []byte, cuts ...int) (string, string, EntitySet) {
+	v := &Vault{}
+	var s LeakScanner
+	s.Reset(p, v, window)
+	var out []byte
+	prev := 0
+	for _, c := range cuts {
+		out = s.Write(out, text[prev:c])
+		if s.Held() >= s.win {
+			panic("held a whole window")
+		}
+		prev = c
+	}
+	out = s.Write(out, text[prev:])
+	out = s.Close(out)
+	return string(out), string(v.AppendSummary(nil, Completion)), s.Blocked()
+}
+
+var jwt = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9." + strings.Repeat("eyJzdWIiOiI4MTcxNDQ0IiwibmFtZSI6IkdyYWNlIiwiaWF0IjoxNzE2OTc4OTExfQ", 6) +
+	".y2NZwPT-O7s9JpgdowGlHxfMzHUeyDginJRfFVP18w4"
+
+var pemKey = "-----BEGIN RSA PRIVATE KEY-----\n" + strings.Repeat("WlpOHHKoVGYBAHUUrv436Nszv85Mfrw83Xgtf2hu8MmttW+eEM+TK8ZChccIvBME\n", 20) +
+	"-----END RSA PRIVATE KEY-----"
+
+var leakTexts = []string{
+	"Sure! You can reach Bob at bob.smith@example.com or (415) 555-0132. His card is 4111 1111 1111 1111.",
+	"The IBAN is DE89 3704 0044 0532 0130 00 and the SSN 856-70-3422; server 10.20.30.40, MAC 5c:d9:db:76:40:8e.",
+	"Use postgres://admin:S3cr3tPass@db.example.com/app with key AKIAYYCSHKQINVNU5XDG and ghp_kDsbPU3b2XGuziLcO7LZQAeirJjXufYdbOs7.",
+	"电话：+86 138 0013 8000，邮箱 wang.wei@example.cn。IBAN GB82 WEST 1234 5698 7654 32 für die Überweisung.",
+	"Token: " + jwt + " — keep it secret.",
+	"Here is the key:\n" + pemKey + "\nDo not share it.",
+	"Digits that run on: " + strings.Repeat("1234 5678 ", 40) + "and a phone 020 7946 0018 then a@b.io",
+	strings.Repeat("x", 300) + "bob@example.com" + strings.Repeat("y", 300),
+	"ssn 123456789 is context-dependent; SSN: 078-05-1120; no. 987-65-4321",
+	benchText(1500, 5),
+}
+
+func TestLeakScannerChunkInvariance(t *testing.T) {
+	p := mustPII(t, PIIOptions{Completion: ActionRedact,
+		Overrides: []PIIOverride{{Entity: EntityCreditCard, Direction: Completion, Action: ActionMask},
+			{Entity: EntitySSN, Direction: Completion, Action: ActionBlock},
+			{Entity: EntityIP, Direction: Completion, Action: ActionHash}}})
+	for _, window := range []int{96, 256} {
+		for _, text := range leakTexts {
+			b := []byte(text)
+			want, wantSum, wantBlk := leakRun(p, window, b)
+			for i := 0; i <= len(b); i++ {
+				got, sum, blk := leakRun(p, window, b, i)
+				if got != want || sum != wantSum || blk != wantBlk {
+					t.Fatalf("window %d, cut at %d of %q:\n got %q %s %b\nwant %q %s %b", window, i, text, got, sum, blk, want, wantSum, wantBlk)
+				}
+			}
+			cuts := make([]int, 0, len(b))
+			for i := 1; i < len(b); i++ {
+				cuts = append(cuts, i)
+			}
+			if got, _, _ := leakRun(p, window, b, cuts...); got != want {
+				t.Fatalf("window %d, byte by byte %q:\n got %q\nwant %q", window, text, got, want)
+			}
+		}
+	}
+}
+
+func TestLeakScannerMatchesRedact(t *testing.T) {
+	p := mustPII(t, PIIOptions{Completion: ActionRedact})
+	for _, text := range leakTexts[:4] {
+		want, _ := p.Redact(nil, []byte(text), Completion, &Vault{})
+		if got, _, _ := leakRun(p, 256, []byte(text)); got != string(want) {
+			t.Errorf("stream scan of %q:\n got %q\nwant %q", text, got, want)
+		}
+	}
+}
+
+func TestLeakScannerLongValues(t *testing.T) {
+	p := mustPII(t, PIIOptions{Completion: ActionRedact})
+	for _, text := range []string{leakTexts[4], leakTexts[5]} {
+		for _, window := range []int{96, 256} {
+			got, _, _ := leakRun(p, window, []byte(text), len(text)/3, len(text)/2)
+			if strings.Contains(got, "eyJzdWIi") || strings.Contains(got, "WlpOHHKo") || !strings.Contains(got, "<SECRET_1>") {
+				t.Errorf("window %d leaked a long secret: %q", window, got)
+			}
+			if strings.Contains(got, "<SECRET_2>") {
+				t.Errorf("window %d split one secret in two: %q", window, got)
+			}
+		}
+	}
+}
+
+func TestLeakScannerEmitsEarly(t *testing.T) {
+	p := mustPII(t, PIIOptions{Completion: ActionRedact})
+	var s LeakScanner
+	s.Reset(p, &Vault{}, 0)
+	tests := []struct {
+		chunk, want string
+		held        int
+	}{
+		{"Hello there, ", "Hello there, ", 0},
+		{"write to bob@exa", "write to ", 7},
+		{"mple.com today", "<EMAIL_ADDRESS_1> ", 5},
+		{" or call 415", "today or call ", 3},
+		{" 555 0132 ", "", 13},
+		{"now.", "", 17},
+		{"日本", "<PHONE_NUMBER_1> now.日", 3},
+	}
+	for _, tt := range tests {
+		got := s.Write(nil, []byte(tt.chunk))
+		if string(got) != tt.want || s.Held() != tt.held {
+			t.Fatalf("Write(%q) = %q held %d, want %q held %d", tt.chunk, got, s.Held(), tt.want, tt.held)
+		}
+	}
+	if got := s.Close(nil); string(got) != "本" {
+		t.Fatalf("Close = %q", got)
+	}
+}
+
+func TestLeakScannerNoAllocs(t *testing.T) {
+	p := mustPII(t, PIIOptions{Completion: ActionRedact})
+	text := []byte(benchText(4096, 5))
+	v := &Vault{}
+	var s LeakScanner
+	dst := make([]byte, 0, 8192)
+	run := func() {
+		v.Reset()
+		s.Reset(p, v, 0)
+		dst = dst[:0]
+		for i := 0; i < len(text); i += 16 {
+			dst = s.Write(dst, text[i:min(i+16, len(text))])
+		}
+		dst = s.Close(dst)
+	}
+	run()
+	if n := testing.AllocsPerRun(20, run); n != 0 {
+		t.Errorf("LeakScanner: %v allocs, want 0", n)
+	}
+}

@@ -1,0 +1,516 @@
+package guard
+
+// Matchers that start at '@', ':', '-', '_', 'A' and 'J': emails, credentials in URLs, API keys
+// and tokens, JWTs, PEM private keys, and the MAC and IPv6 parsers.
+
+// at handles '@' at i: credentials in a URL, else an email address.
+func (s *scan) at(i int) int {
+	if end, ok := s.urlCred(i); ok {
+		return end
+	}
+	return s.email(i)
+}
+
+// email tries an email address around the '@' at i.
+func (s *scan) email(i int) int {
+	t := s.t
+	a := i
+	for a > s.lo && i-a < 64 && cls[t[a-1]]&cLocal != 0 {
+		a--
+	}
+	if a > 0 && cls[t[a-1]]&cLocal != 0 {
+		return i + 1 // the local part starts before lo or is too long
+	}
+	for a < i && (t[a] == '.' || t[a] == '-' || t[a] == '+') {
+		a++
+	}
+	if a == i || t[i-1] == '.' {
+		return i + 1
+	}
+	for k := a + 1; k < i; k++ {
+		if t[k] == '.' && t[k-1] == '.' {
+			return i + 1
+		}
+	}
+	// Domain: labels of [A-Za-z0-9-] joined by single dots, ending in a TLD; if the last label
+	// is no TLD ("x@df.values", "a@b.com.Thanks") fall back to the last one that is.
+	end, labels, best := i+1, 0, -1
+	p := i + 1
+	for p-i < 254 {
+		q := p
+		for q < len(t) && (isAlnum(t[q]) || t[q] == '-') {
+			q++
+		}
+		for q > p && t[q-1] == '-' {
+			q-- // "a@b.com--" ends at "com"
+		}
+		if q == p || q-p > 63 || t[p] == '-' {
+			break
+		}
+		labels++
+		if labels >= 2 && isTLD(t[p:q]) {
+			best = q
+		}
+		end = q
+		if q+1 < len(t) && t[q] == '.' && isAlnum(t[q+1]) {
+			p = q + 1
+			continue
+		}
+		break
+	}
+	if best < 0 {
+		return i + 1
+	}
+	if best == end && end < len(t) && (t[end] == '@' || t[end] == '_') {
+		return end
+	}
+	s.emit(eEmail, a, best, 1)
+	return best
+}
+
+// urlCred tries scheme://user:password@host with the '@' at i. The finding is the userinfo;
+// when the password is itself a SECRET (a GitHub token as password) the user part and the
+// secret are reported apart.
+func (s *scan) urlCred(i int) (int, bool) {
+	t := s.t
+	lo := s.lo
+	// The password may have been reported already as a SECRET (the scan met its prefix
+	// first): look behind it, and put the user part in front of it.
+	var pw *Finding
+	if n := len(s.dst); n > 0 && s.dst[n-1].End == i && s.dst[n-1].Entity == EntitySecret &&
+		s.dst[n-1].Start > 0 && t[s.dst[n-1].Start-1] == ':' {
+		pw = &s.dst[n-1]
+		lo = s.from
+		if n > 1 {
+			lo = max(lo, s.dst[n-2].End)
+		}
+	}
+	a := i
+	for a > lo && i-a < 256 && userinfoByte(t[a-1]) {
+		a--
+	}
+	// a is just after "://" when this is a URL; userinfo may itself hold ':' but not "//".
+	for k := a; k+2 < i; k++ {
+		if t[k] == ':' && t[k+1] == '/' && t[k+2] == '/' {
+			a = k + 3
+		}
+	}
+	if a < 3 || !hasPrefixAt(t, a-3, "://") || a == i {
+		return 0, false
+	}
+	sc := a - 3
+	for sc > 0 && (isAlnum(t[sc-1]) || t[sc-1] == '+' || t[sc-1] == '.' || t[sc-1] == '-') {
+		sc--
+	}
+	if sc == a-3 || !isAlpha(t[sc]) || i+1 >= len(t) || !(isAlnum(t[i+1]) || t[i+1] == '[') {
+		return 0, false
+	}
+	c := a
+	for c < i && t[c] != ':' {
+		c++
+	}
+	if c >= i-1 {
+		return i + 1, true // a user name only: no credential, and no email either
+	}
+	if !s.p.on[eURLCred] {
+		return i + 1, true
+	}
+	if pw != nil {
+		if pw.Start != c+1 || c == a {
+			return i + 1, true
+		}
+		secret := *pw
+		s.dst, s.lo = s.dst[:len(s.dst)-1], a
+		s.emit(eURLCred, a, c, 1)
+		s.dst, s.lo = append(s.dst, secret), i
+		return i + 1, true
+	}
+	// A known token as the password: report it as a SECRET of its own.
+	sub := scan{p: s.p, t: t[:i], lo: c + 1}
+	if k := c + 1; k < i {
+		switch trig[t[k]] {
+		case tA:
+			sub.upperA(k)
+		default:
+			for k < i && trig[t[k]] != tUnder && trig[t[k]] != tDash {
+				k++
+			}
+			if k < i {
+				if trig[t[k]] == tUnder {
+					sub.under(k)
+				} else {
+					sub.dash(k)
+				}
+			}
+		}
+	}
+	if len(sub.dst) == 1 && sub.dst[0].Start == c+1 && sub.dst[0].End == i {
+		if c > a {
+			s.emit(eURLCred, a, c, 1)
+		}
+		s.lo = c + 1
+		s.emit(eSecret, c+1, i, 1)
+		return i + 1, true
+	}
+	s.emit(eURLCred, a, i, 1)
+	return i + 1, true
+}
+
+func userinfoByte(c byte) bool {
+	if isAlnum(c) {
+		return true
+	}
+	switch c {
+	case '.', '_', '~', '%', '!', '$', '&', '\'', '(', ')', '*', '+', ',', ';', '=', ':', '-', '/':
+		return true
+	}
+	return false
+}
+
+// colon handles ':' at i for MAC and IPv6 addresses whose first group has no digit
+// ("fe:..", "::1", "ff:ff:ff:ff:ff:ff"); groups with digits were tried from the digit.
+func (s *scan) colon(i int) int {
+	t := s.t
+	ts := i
+	for ts > s.lo && i-ts < 4 && isHex(t[ts-1]) {
+		ts--
+	}
+	if wordBefore(t, ts) {
+		return i + 1
+	}
+	if ts == i {
+		if i+1 < len(t) && t[i+1] == ':' && !(i > 0 && (t[i-1] == ':' || t[i-1] == '.')) {
+			if end, ok := s.ipv6(i); ok {
+				return end
+			}
+		}
+		return i + 1
+	}
+	if end, ok := s.hexGroups(ts, i); ok {
+		return end
+	}
+	return i + 1
+}
+
+// mac tries a MAC address at i: six pairs joined by ':' or '-', or Cisco's three quads joined
+// by '.' (with at least one hex letter, so "1234.5678.9012" stays a number).
+func (s *scan) mac(i int) (int, bool) {
+	t := s.t
+	n := len(t)
+	var sep byte
+	var end int
+	switch {
+	case i+17 <= n && (t[i+2] == ':' || t[i+2] == '-'):
+		sep = t[i+2]
+		for g := 0; g < 6; g++ {
+			p := i + 3*g
+			if !isHex(t[p]) || !isHex(t[p+1]) || g < 5 && t[p+2] != sep {
+				return 0, false
+			}
+		}
+		end = i + 17
+	case i+14 <= n && t[i+4] == '.':
+		sep = '.'
+		letter := false
+		for g := 0; g < 3; g++ {
+			p := i + 5*g
+			for k := p; k < p+4; k++ {
+				if !isHex(t[k]) {
+					return 0, false
+				}
+				letter = letter || !isDigit(t[k])
+			}
+			if g < 2 && t[p+4] != '.' {
+				return 0, false
+			}
+		}
+		if !letter {
+			return 0, false
+		}
+		end = i + 14
+	default:
+		return 0, false
+	}
+	if i > 0 && t[i-1] == sep || wordAt(t, end) || end+1 < n && t[end] == sep && isHex(t[end+1]) {
+		return end, true
+	}
+	s.emit(eMAC, i, end, 0.8)
+	return end, true
+}
+
+// ipv6 tries an IPv6 address at p (a hex group or "::"), with an optional dotted-quad tail.
+// Compressed forms need a digit and either three groups or a group of three or more hex
+// digits, so "a::b", "std::map" and "1::3" stay code; "::1" is taken as the loopback.
+func (s *scan) ipv6(p int) (int, bool) {
+	t := s.t
+	n := len(t)
+	i, groups, dbl, digit, long := p, 0, false, false, false
+	if i+1 < n && t[i] == ':' && t[i+1] == ':' {
+		dbl = true
+		i += 2
+	}
+	end := i
+	for groups < 8 {
+		j := i
+		for j < n && j-i < 5 && isHex(t[j]) {
+			j++
+		}
+		h := j - i
+		if h == 0 || h > 4 {
+			break
+		}
+		if j < n && t[j] == '.' && (groups == 6 || dbl && groups <= 5) {
+			if e, ok := ipv4(t, i); ok {
+				groups += 2
+				end, digit = e, true
+			}
+			break
+		}
+		for x := i; x < j; x++ {
+			digit = digit || isDigit(t[x])
+		}
+		long = long || h >= 3
+		groups++
+		end = j
+		if j+1 < n && t[j] == ':' && t[j+1] == ':' {
+			if dbl {
+				break
+			}
+			dbl = true
+			i, end = j+2, j+2
+			continue
+		}
+		if j+1 < n && t[j] == ':' && isHex(t[j+1]) {
+			i = j + 1
+			continue
+		}
+		break
+	}
+	valid := dbl && groups <= 7 || !dbl && groups == 8
+	if !valid || end == p {
+		return 0, false
+	}
+	if wordAt(t, end) || end < n && t[end] == ':' || end+1 < n && t[end] == '.' && isDigit(t[end+1]) {
+		return end, true
+	}
+	if p > 0 && (isWord(t[p-1]) || t[p-1] == ':' || t[p-1] == '.') {
+		return end, true
+	}
+	if dbl && !(groups >= 3 && digit || groups >= 1 && long && digit || end-p == 3 && t[p] == ':' && t[p+2] == '1') {
+		return end, true
+	}
+	pos, neg := nearWords(t, p)
+	s.emit(eIP, p, end, adjust(0.6, ctxIP, pos, neg))
+	return end, true
+}
+
+// spanOf returns the end of the run of bytes from i that ok accepts.
+func spanOf(t []byte, i int, ok func(byte) bool) int {
+	for i < len(t) && ok(t[i]) {
+		i++
+	}
+	return i
+}
+
+func isKeyByte(c byte) bool { return isB64URL(c) } // alnum - _
+
+// tokenStart reports whether a token may start at i.
+func tokenStart(t []byte, i int) bool {
+	return i == 0 || !isB64URL(t[i-1])
+}
+
+// secret reports the token [start, end) as a SECRET when its body t[body:end] is at least min
+// bytes long and holds a digit (random keys do; prose like "sk-learn-style" does not).
+func (s *scan) secret(start, body, end, min int) int {
+	if end-body < min {
+		return body
+	}
+	for k := body; k < end; k++ {
+		if isDigit(s.t[k]) {
+			s.emit(eSecret, start, end, 1)
+			return end
+		}
+	}
+	return end
+}
+
+// dash handles '-' at i: PEM private keys, OpenAI/Anthropic "sk-", GitLab "glpat-", Slack
+// "xox?-" and "xapp-".
+func (s *scan) dash(i int) int {
+	t := s.t
+	switch {
+	case hasPrefixAt(t, i, "-----BEGIN ") && (i == 0 || t[i-1] != '-'):
+		if end, ok := s.pem(i); ok {
+			return end
+		}
+		return i + 5
+	case i >= 2 && t[i-1] == 'k' && t[i-2] == 's' && i-2 >= s.lo && tokenStart(t, i-2):
+		return s.secret(i-2, i+1, spanOf(t, i+1, isKeyByte), 20)
+	case i >= 5 && hasPrefixAt(t, i-5, "glpat") && i-5 >= s.lo && tokenStart(t, i-5):
+		return s.secret(i-5, i+1, spanOf(t, i+1, isKeyByte), 20)
+	case i >= 4 && (hasPrefixAt(t, i-4, "xox") || hasPrefixAt(t, i-4, "xapp")) && i-4 >= s.lo && tokenStart(t, i-4):
+		switch t[i-1] {
+		case 'a', 'b', 'p', 'r', 's', 'e':
+			return s.secret(i-4, i+1, spanOf(t, i+1, func(c byte) bool { return isAlnum(c) || c == '-' }), 10)
+		}
+	}
+	return i + 1
+}
+
+// under handles '_' at i: GitHub "ghp_" (gho_, ghu_, ghs_, ghr_) and "github_pat_", Stripe
+// "sk_live_"/"sk_test_"/"rk_live_", Hugging Face "hf_".
+func (s *scan) under(i int) int {
+	t := s.t
+	alnum := func(c byte) bool { return isAlnum(c) }
+	switch {
+	case i >= 3 && t[i-3] == 'g' && t[i-2] == 'h' && i-3 >= s.lo && tokenStart(t, i-3):
+		switch t[i-1] {
+		case 'p', 'o', 'u', 's', 'r':
+			return s.secret(i-3, i+1, spanOf(t, i+1, alnum), 30)
+		}
+	case i >= 6 && hasPrefixAt(t, i-6, "github_pat_") && i-6 >= s.lo && tokenStart(t, i-6):
+		return s.secret(i-6, i+5, spanOf(t, i+5, isWord), 40)
+	case i >= 2 && (t[i-2] == 's' || t[i-2] == 'r') && t[i-1] == 'k' && i-2 >= s.lo && tokenStart(t, i-2) &&
+		(hasPrefixAt(t, i, "_live_") || hasPrefixAt(t, i, "_test_")):
+		return s.secret(i-2, i+6, spanOf(t, i+6, alnum), 16)
+	case i >= 2 && t[i-2] == 'h' && t[i-1] == 'f' && i-2 >= s.lo && tokenStart(t, i-2):
+		end := spanOf(t, i+1, alnum)
+		if end-i-1 >= 30 && !wordAt(t, end) {
+			s.emit(eSecret, i-2, end, 1)
+		}
+		return end
+	}
+	return i + 1
+}
+
+// upperA handles 'A' at i: AWS access key IDs (AKIA, ASIA, ABIA, ACCA, A3T?) and Google API
+// keys (AIza).
+func (s *scan) upperA(i int) int {
+	t := s.t
+	if !tokenStart(t, i) || i+20 > len(t) {
+		return i + 1
+	}
+	if hasPrefixAt(t, i, "AIza") {
+		end := spanOf(t, i+4, isKeyByte)
+		if end-i-4 >= 30 && end-i-4 <= 40 {
+			s.emit(eSecret, i, end, 1)
+			return end
+		}
+		return i + 1
+	}
+	if !hasPrefixAt(t, i, "AKIA") && !hasPrefixAt(t, i, "ASIA") && !hasPrefixAt(t, i, "ABIA") &&
+		!hasPrefixAt(t, i, "ACCA") && !(t[i+1] == '3' && t[i+2] == 'T' && (isUpper(t[i+3]) || isDigit(t[i+3]))) {
+		return i + 1
+	}
+	for k := i + 4; k < i+20; k++ {
+		if c := t[k]; !(isUpper(c) || c >= '2' && c <= '7') {
+			return i + 1
+		}
+	}
+	if isB64URL(byteOr0(t, i+20)) {
+		return i + 1
+	}
+	s.emit(eSecret, i, i+20, 1)
+	return i + 20
+}
+
+func byteOr0(t []byte, i int) byte {
+	if i < len(t) {
+		return t[i]
+	}
+	return 0
+}
+
+// jwt handles 'J' at i for a JSON Web Token: "eyJ" header, payload, optional signature, each
+// base64url, joined by dots (JWE's five parts included).
+func (s *scan) jwt(i int) int {
+	t := s.t
+	a := i - 2
+	if a < s.lo || t[a] != 'e' || t[a+1] != 'y' || !tokenStart(t, a) {
+		return i + 1
+	}
+	end := spanOf(t, i+1, isB64URL)
+	if end-a < 10 || byteOr0(t, end) != '.' {
+		return end
+	}
+	p2 := end + 1
+	e2 := spanOf(t, p2, isB64URL)
+	if e2-p2 < 10 {
+		return e2
+	}
+	end = e2
+	for parts := 2; parts < 5 && byteOr0(t, end) == '.'; parts++ {
+		e := spanOf(t, end+1, isB64URL)
+		if e == end+1 && parts != 2 {
+			break
+		}
+		end = e
+	}
+	s.emit(eSecret, a, end, 1)
+	return end
+}
+
+// pemToken reports whether a whitespace-separated token may be in the body of a PEM block:
+// base64 or an RFC 1421 header ("Proc-Type: 4,ENCRYPTED").
+func pemToken(tok []byte) bool {
+	for _, c := range tok {
+		if cls[c]&cB64 == 0 && c != ':' && c != ',' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+// pem tries a private key block at i ("-----BEGIN ... PRIVATE KEY-----"). The block runs to
+// its END line; without one (a truncated paste), to the end of the base64 body, which stops
+// at a blank line or a token that is not base64.
+func (s *scan) pem(i int) (int, bool) {
+	t := s.t
+	n := len(t)
+	p := i + 11
+	q := p
+	for q < n && q-p < 48 && (isUpper(t[q]) || isDigit(t[q]) || t[q] == ' ') {
+		q++
+	}
+	label := t[p:q]
+	if !hasPrefixAt(t, q, "-----") ||
+		!(endsWith(label, "PRIVATE KEY") || endsWith(label, "PRIVATE KEY BLOCK")) {
+		return 0, false
+	}
+	end := q + 5
+	for p = end; ; {
+		nl := 0
+		for p < n && isSpace(t[p]) {
+			if t[p] == '\n' {
+				nl++
+			}
+			p++
+		}
+		if p >= n || nl >= 2 {
+			break
+		}
+		q = p
+		for q < n && !isSpace(t[q]) {
+			q++
+		}
+		if hasPrefixAt(t, p, "-----END") {
+			for k := p + 8; k+5 <= n && t[k] != '\n'; k++ {
+				if hasPrefixAt(t, k, "-----") {
+					end = k + 5
+					break
+				}
+			}
+			break
+		}
+		if !pemToken(t[p:q]) {
+			break
+		}
+		end, p = q, q
+	}
+	s.emit(eSecret, i, end, 1)
+	return end, true
+}
+
+func endsWith(b []byte, suf string) bool {
+	return len(b) >= len(suf) && string(b[len(b)-len(suf):]) == suf
+}

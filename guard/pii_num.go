@@ -1,0 +1,529 @@
+package guard
+
+// Matchers that start at a digit: cards, SSNs, phone numbers, IBANs, IPv4, MAC and IPv6
+// addresses, base58 and bech32 Bitcoin addresses.
+
+// digit handles a trigger digit at i: it takes the alphanumeric token around it and tries
+// the entities that can start at the token. It returns where the scan goes on.
+func (s *scan) digit(i int) int {
+	t := s.t
+	n := len(t)
+	ts := i
+	for ts > s.lo && isAlnum(t[ts-1]) {
+		ts--
+	}
+	te := i + 1
+	for te < n && isAlnum(t[te]) {
+		te++
+	}
+	if wordBefore(t, ts) {
+		return te // inside a longer word ("var_123", or cut at lo)
+	}
+	if !isDigit(t[ts]) {
+		return s.letterLed(ts, te)
+	}
+	if te-ts >= 25 && (t[ts] == '1' || t[ts] == '3') && s.p.on[eCrypto] && base58Check(t[ts:te]) {
+		s.emit(eCrypto, ts, te, 1)
+		return te
+	}
+	if te < n && (t[te] == ':' || t[te] == '-' || t[te] == '.') {
+		if end, ok := s.hexGroups(ts, te); ok {
+			return end
+		}
+	}
+	for k := ts; k < te; k++ {
+		if !isDigit(t[k]) {
+			return te
+		}
+	}
+	if te < n && t[te] == '.' {
+		if end, ok := ipv4(t, ts); ok {
+			s.ipv4At(ts, end)
+			return end
+		}
+	}
+	end := s.numeric(ts)
+	if end == te && te < n && t[te] == ':' {
+		end++ // hexGroups tried this colon already
+	}
+	return end
+}
+
+// letterLed tries the entities that start at a token [ts, te) led by a letter and holding a digit.
+func (s *scan) letterLed(ts, te int) int {
+	t := s.t
+	if te-ts >= 4 && isUpper(t[ts]) && isUpper(t[ts+1]) && isDigit(t[ts+2]) && isDigit(t[ts+3]) {
+		if end, ok := s.iban(ts, te); ok {
+			return end
+		}
+	}
+	if te-ts >= 14 && t[ts+2] == '1' && s.p.on[eCrypto] && segwit(t[ts:te]) {
+		s.emit(eCrypto, ts, te, 1)
+		return te
+	}
+	if te < len(t) && (t[te] == ':' || t[te] == '-' || t[te] == '.') {
+		if end, ok := s.hexGroups(ts, te); ok {
+			return end
+		}
+	}
+	if te < len(t) && t[te] == ':' {
+		return te + 1
+	}
+	return te
+}
+
+// hexGroups tries a MAC or IPv6 address at the hex token [ts, te) followed by ':', '-' or '.'.
+// ok means an address was parsed (reported or not) and the scan goes on at end.
+func (s *scan) hexGroups(ts, te int) (end int, ok bool) {
+	t := s.t
+	for k := ts; k < te; k++ {
+		if !isHex(t[k]) {
+			return 0, false
+		}
+	}
+	if te-ts == 2 || te-ts == 4 {
+		if end, ok := s.mac(ts); ok {
+			return end, true
+		}
+	}
+	if t[te] == ':' && te-ts <= 4 {
+		return s.ipv6(ts)
+	}
+	return 0, false
+}
+
+// ipv4 parses a dotted quad at i and returns its end.
+func ipv4(t []byte, i int) (int, bool) {
+	for k := 0; k < 4; k++ {
+		j, v := i, 0
+		for j < len(t) && j-i < 4 && isDigit(t[j]) {
+			v = v*10 + int(t[j]-'0')
+			j++
+		}
+		if j == i || j-i > 3 || v > 255 {
+			return 0, false
+		}
+		if k < 3 {
+			if j >= len(t) || t[j] != '.' {
+				return 0, false
+			}
+			j++
+		}
+		i = j
+	}
+	return i, true
+}
+
+// ipv4At reports the dotted quad [start, end) unless it is part of a longer dotted number
+// (an OID, a version) or a word such as "version" comes right before it.
+func (s *scan) ipv4At(start, end int) {
+	t := s.t
+	if start > 0 && (t[start-1] == '.' || t[start-1] == '-' && wordBefore(t, start-1)) {
+		return
+	}
+	if wordAt(t, end) || end+1 < len(t) && (t[end] == '.' || t[end] == '-') && isAlnum(t[end+1]) {
+		return
+	}
+	pos, neg := nearWords(t, start)
+	s.emit(eIP, start, end, adjust(0.6, ctxIP, pos, neg))
+}
+
+// iban tries an IBAN at the token [ts, te), compact or in groups of four. An IBAN-shaped run
+// that fails its length or mod-97 check is still consumed (ok with nothing reported), so its
+// groups are not taken for a card or a phone number.
+func (s *scan) iban(ts, te int) (int, bool) {
+	t := s.t
+	L := ibanLen(t[ts], t[ts+1])
+	if L == 0 {
+		return 0, false
+	}
+	upperAlnum := func(a, b int) bool {
+		for k := a; k < b; k++ {
+			if !isUpper(t[k]) && !isDigit(t[k]) {
+				return false
+			}
+		}
+		return true
+	}
+	if te-ts != 4 {
+		if te-ts < 15 || te-ts > 34 || !upperAlnum(ts, te) {
+			return 0, false
+		}
+		if te-ts == L && ibanMod97(t[ts:te]) {
+			s.emit(eIBAN, ts, te, 1)
+		}
+		return te, true
+	}
+	var buf [40]byte
+	copy(buf[:], t[ts:te])
+	cnt, p, valid := 4, te, -1
+	for cnt < len(buf)-4 && p+1 < len(t) && t[p] == ' ' {
+		q := p + 1
+		for q < len(t) && q-p <= 5 && (isUpper(t[q]) || isDigit(t[q])) {
+			q++
+		}
+		g := q - p - 1
+		if g == 0 || g > 4 || wordAt(t, q) {
+			break
+		}
+		copy(buf[cnt:], t[p+1:q])
+		cnt, p = cnt+g, q
+		if cnt == L && ibanMod97(buf[:L]) {
+			valid = p
+		}
+		if g < 4 {
+			break
+		}
+	}
+	if p == te {
+		return 0, false
+	}
+	if valid > 0 {
+		s.emit(eIBAN, ts, valid, 1)
+		return valid, true
+	}
+	return p, true
+}
+
+const maxGroups = 12
+
+// numRun is a run of digit groups joined by single separators: "+1 (415) 555-0132".
+type numRun struct {
+	n     int
+	gs    [maxGroups]int  // group start
+	ge    [maxGroups]int  // group end
+	sep   [maxGroups]byte // separator before group k>0: ' ', '-', '.', or ')' right after "(415)"
+	paren int             // the group in parentheses, or -1
+	plus  int             // index of the '+' before group 0, or -1
+	cum   [maxGroups + 1]int
+	d     [40]byte // digit values
+}
+
+func (s *scan) parseRun(r *numRun, i int) {
+	t := s.t
+	n := len(t)
+	r.n, r.paren, r.plus = 0, -1, -1
+	inParen := i-1 >= s.lo && t[i-1] == '('
+	if i-1 >= s.lo && t[i-1] == '+' {
+		r.plus = i - 1
+	}
+	var sep byte
+	nd := 0
+	for r.n < maxGroups {
+		j := i
+		for j < n && isDigit(t[j]) {
+			j++
+		}
+		if nd+j-i > len(r.d) {
+			break
+		}
+		k := j
+		if inParen {
+			if j < n && t[j] == ')' {
+				r.paren = r.n
+				k = j + 1
+			} else if r.n > 0 {
+				break
+			}
+		}
+		r.gs[r.n], r.ge[r.n], r.sep[r.n], r.cum[r.n] = i, j, sep, nd
+		for x := i; x < j; x++ {
+			r.d[nd] = t[x] - '0'
+			nd++
+		}
+		r.n++
+		r.cum[r.n] = nd
+		inParen = false
+		if k >= n {
+			break
+		}
+		c := t[k]
+		if k > j && isDigit(c) {
+			sep, i = ')', k
+			continue
+		}
+		if (c == ' ' || c == '-' || c == '.') && k+1 < n {
+			if isDigit(t[k+1]) {
+				sep, i = c, k+1
+				continue
+			}
+			if c != '.' && t[k+1] == '(' && r.paren < 0 && k+2 < n && isDigit(t[k+2]) {
+				sep, i, inParen = c, k+2, true
+				continue
+			}
+		}
+		break
+	}
+}
+
+// numeric parses the digit run at i and reports its leftmost-longest entity: candidates
+// start at the run or after a space in it and end at its end or before a space.
+func (s *scan) numeric(i int) int {
+	var r numRun
+	s.parseRun(&r, i)
+	if r.n == 0 { // one group longer than any entity
+		return spanOf(s.t, i, isDigit)
+	}
+	end := r.ge[r.n-1]
+	if r.paren == r.n-1 {
+		end++
+	}
+	if r.cum[r.n] < 7 {
+		return end
+	}
+	for j := 0; j < r.n; j++ {
+		if j > 0 && r.sep[j] != ' ' {
+			continue
+		}
+		for k := r.n; k > j; k-- {
+			if k < r.n && r.sep[k] != ' ' {
+				continue
+			}
+			nd := r.cum[k] - r.cum[j]
+			if nd < 7 {
+				break
+			}
+			if nd > 19 {
+				continue
+			}
+			if e, a, b, sc, ok := s.classify(&r, j, k); ok {
+				s.emit(e, a, b, sc)
+				return b
+			}
+		}
+	}
+	return end
+}
+
+// classify scores the groups [j, k) of r as a card, SSN or phone number.
+func (s *scan) classify(r *numRun, j, k int) (e entity, start, end int, score float64, ok bool) {
+	t := s.t
+	start, end = r.gs[j], r.ge[k-1]
+	plus := j == 0 && r.plus >= 0
+	switch {
+	case r.paren == j:
+		start--
+	case plus:
+		start = r.plus
+	}
+	if r.paren == k-1 {
+		end++
+	}
+	if start < s.lo || j == 0 && !leftOK(t, start) || k == r.n && !rightOK(t, end) {
+		return
+	}
+	d := r.d[r.cum[j]:r.cum[k]]
+	g := k - j
+	paren := r.paren >= j && r.paren < k
+	var sp byte
+	uniform := true
+	for x := j + 1; x < k; x++ {
+		if x == j+1 {
+			sp = r.sep[x]
+		} else if r.sep[x] != sp {
+			uniform = false
+		}
+	}
+	var pos, neg uint8
+	ctxDone := false
+	ctx := func() {
+		if !ctxDone {
+			pos, neg = nearWords(t, start)
+			ctxDone = true
+		}
+	}
+	if !plus && !paren && s.p.on[eCard] && len(d) >= 12 && uniform && (g == 1 || sp == ' ' || sp == '-') &&
+		cardGroups(r, j, k) && cardBrand(d) && !allSame(d) && luhn(d) {
+		ctx()
+		if sc := adjust(1, ctxCard, pos, neg); s.want(eCard, sc) {
+			return eCard, start, end, sc, true
+		}
+	}
+	best := 0.0
+	if !plus && !paren && len(d) == 9 && s.p.on[eSSN] {
+		if sc := ssnScore(r, j, k, d, sp, uniform); sc > 0 {
+			ctx()
+			if sc = adjust(sc, ctxSSN, pos, neg); s.want(eSSN, sc) {
+				e, best = eSSN, sc
+			}
+		}
+	}
+	if s.p.on[ePhone] {
+		if sc := phoneScore(r, j, k, d, sp, uniform, plus); sc > 0 {
+			ctx()
+			if sc = adjust(sc, ctxPhone, pos, neg); s.want(ePhone, sc) && sc > best {
+				e, best = ePhone, sc
+			}
+		}
+	}
+	return e, start, end, best, best > 0
+}
+
+// leftOK reports whether a number may start at i: not glued to a word, a decimal point, a
+// path, an identifier ("INV-2024") or a time ("10:30").
+func leftOK(t []byte, i int) bool {
+	if i == 0 {
+		return true
+	}
+	switch c := t[i-1]; {
+	case isWord(c), c == '.', c == '/', c == '\\', c == '$', c == '+':
+		return false
+	case c == '-':
+		return !wordBefore(t, i-1)
+	case c == ':':
+		return !(i >= 2 && isDigit(t[i-2]))
+	}
+	return true
+}
+
+// rightOK reports whether a number may end at i.
+func rightOK(t []byte, i int) bool {
+	if i >= len(t) {
+		return true
+	}
+	c := t[i]
+	if isWord(c) || c == '%' {
+		return false
+	}
+	if (c == '.' || c == '-' || c == '/' || c == ':') && i+1 < len(t) && isAlnum(t[i+1]) {
+		return false
+	}
+	return true
+}
+
+func glen(r *numRun, x int) int { return r.ge[x] - r.gs[x] }
+
+// cardGroups reports whether the groups [j, k) are laid out like a card number: one block,
+// fours (the last one shorter), or Amex/Diners 4-6-5 and 4-6-4.
+func cardGroups(r *numRun, j, k int) bool {
+	g := k - j
+	if g == 1 {
+		return true
+	}
+	if g == 3 && glen(r, j) == 4 && glen(r, j+1) == 6 && (glen(r, j+2) == 5 || glen(r, j+2) == 4) {
+		return true
+	}
+	if g < 3 {
+		return false
+	}
+	for x := j; x < k-1; x++ {
+		if glen(r, x) != 4 {
+			return false
+		}
+	}
+	return glen(r, k-1) <= 4
+}
+
+// ssnScore scores nine digits as a US SSN, Presidio's patterns: ddd-dd-dddd (or with spaces
+// or dots) is medium, nine plain digits, ddddd-dddd and ddd-dddddd are very weak. Area 000,
+// 666 and 9xx, group 00 and serial 0000 are never issued.
+func ssnScore(r *numRun, j, k int, d []byte, sp byte, uniform bool) float64 {
+	var sc float64
+	switch g := k - j; {
+	case g == 3 && uniform && glen(r, j) == 3 && glen(r, j+1) == 2:
+		sc = 0.5
+	case g == 1:
+		sc = 0.05
+	case g == 2 && sp == '-' && (glen(r, j) == 5 || glen(r, j) == 3):
+		sc = 0.05
+	default:
+		return 0
+	}
+	area := int(d[0])*100 + int(d[1])*10 + int(d[2])
+	if area == 0 || area == 666 || area >= 900 || d[3] == 0 && d[4] == 0 ||
+		d[5] == 0 && d[6] == 0 && d[7] == 0 && d[8] == 0 || allSame(d) {
+		return 0
+	}
+	return sc
+}
+
+// phoneScore scores the groups [j, k) as a phone number: international with a valid calling
+// code and national number length (0.7), North American (0.6), national with a trunk 0 (0.5);
+// plain digit strings and seven-digit locals need a context word.
+func phoneScore(r *numRun, j, k int, d []byte, sp byte, uniform, plus bool) float64 {
+	g := k - j
+	nd := len(d)
+	paren := r.paren >= j && r.paren < k
+	if plus || nd >= 10 && d[0] == 0 && d[1] == 0 && glen(r, j) >= 4 {
+		intl := d
+		base := 0.7
+		if !plus {
+			intl, base = d[2:], 0.5
+		}
+		cc := callingCode(intl)
+		first := glen(r, j)
+		if !plus {
+			first -= 2
+		}
+		if cc == 0 || first < cc || len(intl) > 15 {
+			return 0
+		}
+		nsn := len(intl) - cc
+		if paren && glen(r, r.paren) == 1 && d[r.cum[r.paren]-r.cum[j]] == 0 {
+			nsn-- // "+44 (0)20 ..."
+		}
+		lo, hi := nsnRange(intl[:cc])
+		if nsn < lo || nsn > hi || cc == 1 && intl[1] < 2 {
+			return 0
+		}
+		return base
+	}
+	if paren && r.paren != j && !(r.paren == j+1 && glen(r, j) == 1) {
+		return 0 // parentheses only around the area code
+	}
+	// North America: [1] NXX NXX XXXX.
+	x, dd := j, d
+	if nd == 11 && d[0] == 1 && (g == 1 || glen(r, j) == 1) {
+		dd = d[1:]
+		if g > 1 {
+			x++
+		}
+	}
+	if len(dd) == 10 && dd[0] != 0 {
+		switch {
+		case g == 1:
+			return 0.2
+		case k-x == 3 && glen(r, x) == 3 && glen(r, x+1) == 3:
+			if dd[0] >= 2 {
+				return 0.6
+			}
+			return 0.2
+		}
+	}
+	if nd == 7 && g == 2 && glen(r, j) == 3 && sp != ')' {
+		return 0.1
+	}
+	// National numbers with a trunk 0: "020 7946 0958", "06 39 98 56 78", "(02) 5550 4001".
+	if d[0] == 0 && d[1] != 0 && nd >= 9 && nd <= 12 {
+		if g == 1 {
+			return 0.2
+		}
+		ok := glen(r, j) >= 2 && glen(r, j) <= 5 && (uniform || paren && r.paren == j && uniformFrom(r, j+2, k))
+		for y := j + 1; ok && y < k; y++ {
+			l := glen(r, y)
+			ok = l >= 2 && l <= 8
+		}
+		if ok {
+			return 0.5
+		}
+	}
+	if nd <= 15 {
+		for y := j; y < k; y++ {
+			if glen(r, y) < 2 {
+				return 0
+			}
+		}
+		return 0.05
+	}
+	return 0
+}
+
+// uniformFrom reports whether the separators before groups [from, k) are all the same.
+func uniformFrom(r *numRun, from, k int) bool {
+	for x := from + 1; x < k; x++ {
+		if r.sep[x] != r.sep[from] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,275 @@
+package guard
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+func mustPII(t testing.TB, opts PIIOptions) *PII {
+	t.Helper()
+	p, err := NewPII(opts)
+	if err != nil {
+		t.Fatalf("NewPII: %v", err)
+	}
+	return p
+}
+
+// found renders findings as "TYPE:value".
+func found(text string, fs []Finding) []string {
+	out := []string{}
+	for _, f := range fs {
+		out = append(out, f.Entity+":"+text[f.Start:f.End])
+	}
+	return out
+}
+
+func TestPIIFind(t *testing.T) {
+	p := mustPII(t, PIIOptions{})
+	tests := []struct {
+		name string
+		text string
+		want []string
+	}{
+		// Emails.
+		{"email", "write to alice.j@example.com today", []string{"EMAIL_ADDRESS:alice.j@example.com"}},
+		{"email sentence end", "Ping uma@example.com.", []string{"EMAIL_ADDRESS:uma@example.com"}},
+		{"email plus tag", "mailto:carol+news@mail.example.org?x", []string{"EMAIL_ADDRESS:carol+news@mail.example.org"}},
+		{"email cctld", "jo@ex.io and a@b.co.uk", []string{"EMAIL_ADDRESS:jo@ex.io", "EMAIL_ADDRESS:a@b.co.uk"}},
+		{"email glued sentence", "at john@example.com.Thanks", []string{"EMAIL_ADDRESS:john@example.com"}},
+		{"email before dashes", "john@example.com-- thanks", []string{"EMAIL_ADDRESS:john@example.com"}},
+		{"not email: hyphenated tld", "a@b.com-foo", nil},
+		{"not email: decorator", "@dataclass\nclass P: pass", nil},
+		{"not email: package", "npm i @types/node@20.10.5 lodash@4.17.21", nil},
+		{"not email: retina file", "icon@2x.png", nil},
+		{"not email: host", "ssh git@localhost", nil},
+		{"not email: matrix op", "y = x@w.shape", nil},
+
+		// URL credentials.
+		{"url creds", "postgres://admin:S3cr3t@db.example.com:5432/app", []string{"URL_CREDENTIALS:admin:S3cr3t"}},
+		{"url creds scheme+", "mongodb+srv://svc:Xk29@cluster0.example.net/x", []string{"URL_CREDENTIALS:svc:Xk29"}},
+		{"url creds token password", "https://x-access-token:ghp_XyKAtICmgglPqXmZTqGD47LfKqJNk3l79zdc@github.com/o/r",
+			[]string{"URL_CREDENTIALS:x-access-token", "SECRET:ghp_XyKAtICmgglPqXmZTqGD47LfKqJNk3l79zdc"}},
+		{"url no password", "https://user@example.com/ and https://example.com/@x", nil},
+		{"url no creds", "postgres://localhost:5432/app", nil},
+
+		// Phones.
+		{"phone us parens", "Call me at (415) 555-0132 tomorrow.", []string{"PHONE_NUMBER:(415) 555-0132"}},
+		{"phone us dashes", "cell 415-555-0198, thanks", []string{"PHONE_NUMBER:415-555-0198"}},
+		{"phone us dots", "415.555.0176", []string{"PHONE_NUMBER:415.555.0176"}},
+		{"phone us toll free", "1-800-555-0199", []string{"PHONE_NUMBER:1-800-555-0199"}},
+		{"phone e164", `"phone": "+14155550132"`, []string{"PHONE_NUMBER:+14155550132"}},
+		{"phone uk intl", "+44 20 7946 0958", []string{"PHONE_NUMBER:+44 20 7946 0958"}},
+		{"phone uk trunk", "+44 (0)20 7946 0958", []string{"PHONE_NUMBER:+44 (0)20 7946 0958"}},
+		{"phone uk national", "Call 020 7946 0018 now", []string{"PHONE_NUMBER:020 7946 0018"}},
+		{"phone fr national", "le 06 39 98 56 78.", []string{"PHONE_NUMBER:06 39 98 56 78"}},
+		{"phone jp", "+81 3-1234-5678", []string{"PHONE_NUMBER:+81 3-1234-5678"}},
+		{"phone 00 prefix", "Telefon: 0049 30 12345678", []string{"PHONE_NUMBER:0049 30 12345678"}},
+		{"phone after year", "In 2024 415-555-0101 rang", []string{"PHONE_NUMBER:415-555-0101"}},
+		{"phone plain with context", "my phone is 4155550132", []string{"PHONE_NUMBER:4155550132"}},
+		{"phone local with context", "call 555-0134", []string{"PHONE_NUMBER:555-0134"}},
+		{"not phone: plain digits", "epoch 1700000000 and MAX 2147483647", nil},
+		{"not phone: order", "Order number: 4839201556", nil},
+		{"not phone: order dashes", "order 112-4839201-5567385", nil},
+		{"not phone: id context", "ID 415-555-0132", nil},
+		{"not phone: bad calling code", "+28 1234 5678", nil},
+		{"not phone: short intl", "+44 2079", nil},
+		{"not phone: timestamp", "2024-03-15T14:22:05Z and 2023-11-02 08:15:30", nil},
+		{"not phone: date", "15.03.2024 and 03/15/2024 and 01.02.2024", nil},
+		{"not phone: isbn", "ISBN 978-0-306-40615-7 and 0-306-40615-2", nil},
+		{"not phone: money", "$1,299.99 and 4,155,550,132 yen and 1 234 567,89", nil},
+		{"not phone: tz offset", "16:01:07 +0200", nil},
+
+		// Cards.
+		{"card visa", "card 4111 1111 1111 1111 exp", []string{"CREDIT_CARD:4111 1111 1111 1111"}},
+		{"card plain", "4672268918784119, exp 09/27", []string{"CREDIT_CARD:4672268918784119"}},
+		{"card dashes mc2", "2691-0055-3338-1629", []string{"CREDIT_CARD:2691-0055-3338-1629"}},
+		{"card amex", "3706-442774-09048", []string{"CREDIT_CARD:3706-442774-09048"}},
+		{"card diners", "3650-194359-2274", []string{"CREDIT_CARD:3650-194359-2274"}},
+		{"card visa 19", "4305457875255060487", []string{"CREDIT_CARD:4305457875255060487"}},
+		{"card in query", "pay?cc=3538-5972-1875-8035&amount=12", []string{"CREDIT_CARD:3538-5972-1875-8035"}},
+		{"not card: luhn", "4062725315760298", nil},
+		{"not card: brand length", "4111 1111 1111 111", nil},
+		{"not card: mixed separators", "4111-1111 1111-1111", nil},
+		{"not card: decimal", "pi 3.4111111111111111", nil},
+		{"not card: budget line", "line 4100-2200-3300-4400", nil},
+		{"not card: uuid tail", "id 92821144-1ec7-4071-80c8-411111111111", nil},
+
+		// SSNs.
+		{"ssn", "SSN: 856-70-3422", []string{"US_SSN:856-70-3422"}},
+		{"ssn spaces", "no. 224 09 6934", []string{"US_SSN:224 09 6934"}},
+		{"ssn hash", "SSN#362-68-1645", []string{"US_SSN:362-68-1645"}},
+		{"ssn plain with context", "Tax ID (SSN): 328959257", []string{"US_SSN:328959257"}},
+		{"ssn plain social", "my social security number 411371491", []string{"US_SSN:411371491"}},
+		{"not ssn: plain no context", "value 328959257", nil},
+		{"not ssn: area 000", "SSN 000-22-5169", nil},
+		{"not ssn: area 666", "SSN 666-90-9894", nil},
+		{"not ssn: area 9xx", "SSN 987-65-4321", nil},
+		{"not ssn: group 00", "SSN 841-00-0087", nil},
+		{"not ssn: serial 0000", "SSN 491-09-0000", nil},
+		{"not ssn: zip", "ZIP 94103-1234", nil},
+		{"not ssn: routing", "routing number 021000021", nil},
+		{"not ssn: mixed", "123-45.6789", nil},
+
+		// IBANs.
+		{"iban grouped", "IBAN: DE55 4011 2806 7852 2831 26", []string{"IBAN_CODE:DE55 4011 2806 7852 2831 26"}},
+		{"iban compact", "GB76EINJ21735363548400.", []string{"IBAN_CODE:GB76EINJ21735363548400"}},
+		{"iban letters group", "LU21 578X BI9F KAIY 1IYQ", []string{"IBAN_CODE:LU21 578X BI9F KAIY 1IYQ"}},
+		{"iban short last", "NO43 6295 8641 271", []string{"IBAN_CODE:NO43 6295 8641 271"}},
+		{"not iban: mod97", "IBAN: DE63 4502 0457 0766 2360 00", nil},
+		{"not iban: length", "DE2588815899862591900 and GB87NWBK706877703", nil},
+		{"not iban: no card inside", "AT27 4732 8219 2569 6250", nil},
+
+		// IPs.
+		{"ipv4", "server at 10.20.30.40 down", []string{"IP_ADDRESS:10.20.30.40"}},
+		{"ipv4 port", "http://172.16.5.4:8080/health", []string{"IP_ADDRESS:172.16.5.4"}},
+		{"ipv4 cidr", "allow 10.0.0.0/8;", []string{"IP_ADDRESS:10.0.0.0"}},
+		{"ipv4 after at", "ssh deploy@192.168.1.23", []string{"IP_ADDRESS:192.168.1.23"}},
+		{"ipv6", "addr 2001:db8::1 ok", []string{"IP_ADDRESS:2001:db8::1"}},
+		{"ipv6 full", "2001:0db8:85a3:0000:0000:8a2e:0370:7334", []string{"IP_ADDRESS:2001:0db8:85a3:0000:0000:8a2e:0370:7334"}},
+		{"ipv6 link local", "fe80::1ff:fe23:4567:890a prefixlen", []string{"IP_ADDRESS:fe80::1ff:fe23:4567:890a"}},
+		{"ipv6 bracket", "[2001:db8:4006:812::200e]:443", []string{"IP_ADDRESS:2001:db8:4006:812::200e"}},
+		{"ipv6 mapped", "from ::ffff:192.0.2.128 lb", []string{"IP_ADDRESS:::ffff:192.0.2.128"}},
+		{"ipv6 prefix", "route 2400:cb00::/32;", []string{"IP_ADDRESS:2400:cb00::"}},
+		{"ipv6 loopback", "Bind to ::1 only", []string{"IP_ADDRESS:::1"}},
+		{"not ip: version", "Upgrade to version 1.2.3.4 now", nil},
+		{"not ip: v prefix", "Firmware v10.0.0.1 fixes it", nil},
+		{"not ip: release", "Release 2.4.1.0 ships", nil},
+		{"not ip: section", "See section 3.2.1.4 of it.", nil},
+		{"not ip: oid", "OID 1.3.6.1.4.1.311", nil},
+		{"not ip: octet", "999.1.1.1 and 256.300.1.1", nil},
+		{"not ip: code", "std::vector<int> a; Foo::Bar::baz; a[1:2:3]; x ::= y; a::b; 1::3", nil},
+		{"not ip: time", "01:02:03.45 and 12:30:45 and 01:23:45:12", nil},
+
+		// MACs.
+		{"mac colon", "ether 5c:d9:db:76:40:8e brd", []string{"MAC_ADDRESS:5c:d9:db:76:40:8e"}},
+		{"mac letters only", "brd ff:ff:ff:ff:ff:ff", []string{"MAC_ADDRESS:ff:ff:ff:ff:ff:ff"}},
+		{"mac dash", "E2-ED-DD-05-58-B5,", []string{"MAC_ADDRESS:E2-ED-DD-05-58-B5"}},
+		{"mac cisco", "b898.5dd3.ec34 dynamic", []string{"MAC_ADDRESS:b898.5dd3.ec34"}},
+		{"not mac: seven groups", "00:11:22:33:44:55:66", nil},
+		{"not mac: hexdump", "00 1a 2b 3c 4d 5e", nil},
+		{"not mac: cisco digits", "1234.5678.9012", nil},
+
+		// Bitcoin.
+		{"btc p2pkh", "to 1B5cijhQSXMXT6L9XYUNf2oE642JbFkRnd", []string{"CRYPTO:1B5cijhQSXMXT6L9XYUNf2oE642JbFkRnd"}},
+		{"btc p2sh", "3HNfSmSj3HyvQFLTwdnHDLLaNpUpSw4QNB.", []string{"CRYPTO:3HNfSmSj3HyvQFLTwdnHDLLaNpUpSw4QNB"}},
+		{"btc bech32", "bc1qm4k676xpytua6vf7e0lvapamzag8q3faanfq6n", []string{"CRYPTO:bc1qm4k676xpytua6vf7e0lvapamzag8q3faanfq6n"}},
+		{"btc bech32 upper", "BITCOIN:BC1QYE7QKWPCWQQWCG3DNDYTM3FSHAQFT2LWFNWF3Y", []string{"CRYPTO:BC1QYE7QKWPCWQQWCG3DNDYTM3FSHAQFT2LWFNWF3Y"}},
+		{"btc taproot", "bc1pat3ef9gtemmqcmq5d53c5hxntrv82nvr5d2z2e2ydyz40u2vdgnqj7fh93", []string{"CRYPTO:bc1pat3ef9gtemmqcmq5d53c5hxntrv82nvr5d2z2e2ydyz40u2vdgnqj7fh93"}},
+		{"not btc: checksum", "17fHjLr1zszKckUCHZj42cX8bKLu6jtdFr bc1qd0h6ncnfuj06hn78whrw5pqlnym78ccmu66haj", nil},
+		{"not btc: vin", "VIN 1HGCM82633A004352 and 1Z999AA10123456784", nil},
+
+		// Secrets.
+		{"openai", "KEY=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", []string{"SECRET: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"}},
+		{"openai proj", `"sk-proj-VdqX-z19g_jo1zkwxYz9vfXVqGTfAV743AWyW3"`, []string{"SECRET:sk-proj-VdqX-z19g_jo1zkwxYz9vfXVqGTfAV743AWyW3"}},
+		{"anthropic", "sk-ant-api03-qZmwMN2calIUYIICzn6plSitzRFmJKxBz9B_q-lc2L AA", []string{"SECRET:sk-ant-api03-qZmwMN2calIUYIICzn6plSitzRFmJKxBz9B_q-lc2L"}},
+		{"aws", "id = AKIAYYCSHKQINVNU5XDG", []string{"SECRET:AKIAYYCSHKQINVNU5XDG"}},
+		{"aws docs example", "AKIAIOSFODNN7EXAMPLE", []string{"SECRET:AKIAIOSFODNN7EXAMPLE"}},
+		{"github", "ghp_kDsbPU3b2XGuziLcO7LZQAeirJjXufYdbOs7 x", []string{"SECRET:ghp_kDsbPU3b2XGuziLcO7LZQAeirJjXufYdbOs7"}},
+		{"github pat", "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTU", []string{"SECRET:github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTU"}},
+		{"gitlab", "glpat-xeT2pIAkeBRnYk3zv-k-", []string{"SECRET:glpat-xeT2pIAkeBRnYk3zv-k-"}},
+		{"slack app", "xapp-1-A0123456789-1234567890123-abcdef0123456789", []string{"SECRET:xapp-1-A0123456789-1234567890123-abcdef0123456789"}},
+		{"slack", "xoxb-030745385220-1277168338840-gmczrsaSdYG9kjeqjpTxTa4Q", []string{"SECRET:xoxb-030745385220-1277168338840-gmczrsaSdYG9kjeqjpTxTa4Q"}},
+		{"google", "key=AIzaQzYuySYdestHEPS7wkgO7ydpyBptW0Q9oya&x", []string{"SECRET:AIzaQzYuySYdestHEPS7wkgO7ydpyBptW0Q9oya"}},
+		{"jwt", "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U end",
+			[]string{"SECRET:eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"}},
+		{"pem", "key:\n-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD9\nAbCd+/==\n-----END RSA PRIVATE KEY-----\nthanks",
+			[]string{"SECRET:-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD9\nAbCd+/==\n-----END RSA PRIVATE KEY-----"}},
+		{"pem truncated", "-----BEGIN PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD9\n\nCan you check it?",
+			[]string{"SECRET:-----BEGIN PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD9"}},
+		{"not secret: descriptions", "keys start with sk- or ghp_ or AKIA, glpat- and xoxb-<team>; AIza and sk-...Xy7Q; scikit sk-learn", nil},
+		{"not secret: public pem", "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8A\n-----END PUBLIC KEY-----", nil},
+		{"not secret: publishable", "pk_test_TYooMQauvdEDq54NiTphI7jx", nil},
+		{"not secret: identifiers", "ghp_token_name sk_live hf_hub_download AIzaShort", nil},
+
+		// Hard negatives of every kind.
+		{"uuid", "request_id=c3f5b48f-d7b0-43a1-83d3-27a75240160c GUID {D81B94B1-DD40-4C0D-BB43-773B9C79FB51}", nil},
+		{"hashes", "sha256:0d17b565c37bcbd895e9d92315a05c1c3c9a29f762b011a10c54a66cd53c9b31 md5 d41d8cd98f00b204e9800998ecf8427e", nil},
+		{"code", "for (int i = 0; i < 1000000; i++) { sum += i * 31; } x = 0x80070005; printf(\"%02x:%02x\")", nil},
+		{"versions", "go 1.21.5, node v20.10.0, Chrome/120.0.6099.109, build 10.0.19045.3693", nil},
+		{"tracking", "FedEx tracking 7489 2637 4821; USPS 9400 1000 0000 0000 0000 00; S/N 8842-1193-0075", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := found(tt.text, p.Find(nil, []byte(tt.text)))
+			want := tt.want
+			if want == nil {
+				want = []string{}
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("Find(%q)\n got %q\nwant %q", tt.text, got, want)
+			}
+		})
+	}
+}
+
+func TestPIIOptions(t *testing.T) {
+	tests := []struct {
+		name    string
+		opts    PIIOptions
+		wantErr string
+	}{
+		{"zero", PIIOptions{}, ""},
+		{"entities", PIIOptions{Entities: []string{EntityEmail, EntitySSN}}, ""},
+		{"unknown entity", PIIOptions{Entities: []string{"PERSON"}}, `"PERSON"`},
+		{"unknown override", PIIOptions{Overrides: []PIIOverride{{Entity: "NRP", Action: ActionMask}}}, `"NRP"`},
+		{"bad action", PIIOptions{Prompt: ActionBlock + 1}, "action"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := NewPII(tt.opts)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("NewPII: %v", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("NewPII error = %v, want one containing %s", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestPIIEntitiesFilter(t *testing.T) {
+	text := []byte("mail bob@example.com, card 4111 1111 1111 1111, call (415) 555-0132")
+	p := mustPII(t, PIIOptions{Entities: []string{EntityCreditCard}})
+	got := found(string(text), p.Find(nil, text))
+	if want := []string{"CREDIT_CARD:4111 1111 1111 1111"}; !slices.Equal(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	if a := p.Action(Prompt, EntityEmail); a != ActionOff {
+		t.Fatalf("Action of an entity not scanned = %v, want ActionOff", a)
+	}
+}
+
+func TestPIIFindAppends(t *testing.T) {
+	p := mustPII(t, PIIOptions{})
+	dst := []Finding{{Entity: "X", Start: 1, End: 2}}
+	dst = p.Find(dst, []byte("a@example.com"))
+	if len(dst) != 2 || dst[0].Entity != "X" || dst[1].Entity != EntityEmail {
+		t.Fatalf("Find did not append: %+v", dst)
+	}
+}
+
+func TestPIIFindNoAllocs(t *testing.T) {
+	p := mustPII(t, PIIOptions{})
+	clean := []byte(benchText(4096, 0))
+	dirty := []byte(benchText(4096, 5))
+	dst := make([]Finding, 0, 16)
+	for name, text := range map[string][]byte{"clean": clean, "with entities": dirty} {
+		if n := testing.AllocsPerRun(100, func() { dst = p.Find(dst[:0], text) }); n != 0 {
+			t.Errorf("Find on %s text: %v allocs, want 0", name, n)
+		}
+	}
+}
+
+func TestEntitySet(t *testing.T) {
+	s := EntitySet(1<<eEmail | 1<<eSSN)
+	if !s.Has(EntityEmail) || !s.Has(EntitySSN) || s.Has(EntityPhone) || s.Has("nope") || s.Len() != 2 {
+		t.Fatalf("set %b: wrong membership", s)
+	}
+	if got := string(s.AppendNames(nil, ',')); got != "EMAIL_ADDRESS,US_SSN" {
+		t.Fatalf("AppendNames = %q", got)
+	}
+	if got := len(PIIEntities()); got != int(numEntities) {
+		t.Fatalf("PIIEntities has %d names", got)
+	}
+}

@@ -1,0 +1,96 @@
+package guard
+
+import (
+	"testing"
+)
+
+// redacted returns the prompt-side redaction of text and its vault.
+func redacted(t testing.TB, text string) ([]byte, *Vault) {
+	t.Helper()
+	p := mustPII(t, PIIOptions{Prompt: ActionRedact})
+	v := &Vault{}
+	out, _ := p.Redact(nil, []byte(text), Prompt, v)
+	return out, v
+}
+
+func TestRestorerSplitEverywhere(t *testing.T) {
+	orig := "Mail <b>bob@example.com</b> or call (415) 555-0132; card 4111 1111 1111 1111 < 5 >"
+	red, v := redacted(t, orig)
+	if string(red) == orig {
+		t.Fatal("nothing was redacted")
+	}
+	var r Restorer
+	for i := 0; i <= len(red); i++ {
+		for j := i; j <= len(red); j++ {
+			r.Reset(v)
+			out := r.Write(nil, red[:i])
+			out = r.Write(out, red[i:j])
+			if r.Held() >= maxPlaceholder {
+				t.Fatalf("held %d bytes", r.Held())
+			}
+			out = r.Write(out, red[j:])
+			out = r.Flush(out)
+			if string(out) != orig {
+				t.Fatalf("split at %d,%d: got %q", i, j, out)
+			}
+		}
+	}
+	// One byte at a time.
+	r.Reset(v)
+	var out []byte
+	for k := range red {
+		out = r.Write(out, red[k:k+1])
+	}
+	if out = r.Flush(out); string(out) != orig {
+		t.Fatalf("byte by byte: got %q", out)
+	}
+}
+
+func TestRestorerHoldsOnlyPlaceholderPrefixes(t *testing.T) {
+	_, v := redacted(t, "a@example.com")
+	tests := []struct {
+		chunk    string
+		wantOut  string
+		wantHeld int
+	}{
+		{"plain text, no angle bracket", "plain text, no angle bracket", 0},
+		{"a < b", "a < b", 0},
+		{"x <", "x ", 1},
+		{"3 and <EMAIL", "<3 and ", 6},
+		{"_ADDRESS_1> ok <b>", "a@example.com ok <b>", 0},
+		{"<PHONE_NUMBER_7>", "<PHONE_NUMBER_7>", 0}, // unknown to the vault
+		{"<EMAIL_ADDRESS_1", "", 16},
+		{"0", "", 17},
+		{"x", "<EMAIL_ADDRESS_10x", 0},
+	}
+	var r Restorer
+	r.Reset(v)
+	for _, tt := range tests {
+		out := r.Write(nil, []byte(tt.chunk))
+		if string(out) != tt.wantOut || r.Held() != tt.wantHeld {
+			t.Fatalf("Write(%q) = %q held %d, want %q held %d", tt.chunk, out, r.Held(), tt.wantOut, tt.wantHeld)
+		}
+	}
+	r.Write(nil, []byte("<SECRET_"))
+	if out := r.Flush(nil); string(out) != "<SECRET_" || r.Held() != 0 {
+		t.Fatalf("Flush = %q, held %d", out, r.Held())
+	}
+}
+
+func TestRestorerNoAllocs(t *testing.T) {
+	red, v := redacted(t, benchText(4096, 5))
+	r := NewRestorer(v)
+	dst := make([]byte, 0, 8192)
+	run := func() {
+		r.Reset(v)
+		dst = dst[:0]
+		for i := 0; i < len(red); i += 7 {
+			dst = r.Write(dst, red[i:min(i+7, len(red))])
+		}
+		dst = r.Flush(dst)
+	}
+	run()
+	if n := testing.AllocsPerRun(50, run); n != 0 {
+		t.Errorf("Restorer: %v allocs, want 0", n)
+	}
+}

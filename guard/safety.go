@@ -1,0 +1,323 @@
+package guard
+
+import "sync"
+
+// Safety categories that are not Llama Guard 3 hazards. Hazards use their codes "S1" to "S14".
+const (
+	CategoryPromptInjection        = "prompt_injection"
+	CategoryJailbreak              = "jailbreak"
+	CategorySystemPromptExtraction = "system_prompt_extraction"
+)
+
+// hazardNames are the Llama Guard 3 hazard categories S1 to S14, in order.
+var hazardNames = [...]string{
+	"violent_crimes", "non_violent_crimes", "sex_related_crimes", "child_sexual_exploitation",
+	"defamation", "specialized_advice", "privacy", "intellectual_property",
+	"indiscriminate_weapons", "hate", "suicide_self_harm", "sexual_content", "elections",
+	"code_interpreter_abuse",
+}
+
+var hazardCodes = [...]string{"S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S11",
+	"S12", "S13", "S14"}
+
+// CategoryName returns the snake_case name of a category code: "S1" -> "violent_crimes".
+// Other codes are their own names.
+func CategoryName(code string) string {
+	for i, c := range hazardCodes {
+		if c == code {
+			return hazardNames[i]
+		}
+	}
+	return code
+}
+
+// Severity ranks a rule. The gateway may act on some severities only.
+type Severity uint8
+
+// Severities.
+const (
+	SeverityLow Severity = iota + 1
+	SeverityMedium
+	SeverityHigh
+)
+
+// String returns "low", "medium" or "high".
+func (v Severity) String() string {
+	switch v {
+	case SeverityLow:
+		return "low"
+	case SeverityMedium:
+		return "medium"
+	case SeverityHigh:
+		return "high"
+	}
+	return "unknown"
+}
+
+// SafetyOptions configures NewSafety.
+type SafetyOptions struct {
+	Rules []byte // YAML rule set (format in rules/default.yaml); nil = built-in default
+}
+
+// SafetyMatch is one rule that matched. Start and End are byte offsets in the text checked
+// (in a stream: since its start); both are -1 when the match is inside a decoded base64 or
+// hex segment.
+type SafetyMatch struct {
+	Category string // "prompt_injection", "jailbreak", "system_prompt_extraction", "S1".."S14", or a custom name
+	Rule     string // rule id
+	Start    int
+	End      int
+}
+
+// Safety matches safety rules against text. It is immutable and safe for concurrent use.
+type Safety struct {
+	// Aho-Corasick automaton over normalised text, as a full DFA. A state is premultiplied by
+	// stride; trans[state+class] is the next state, with bit 0 set when it has outputs.
+	cls      [256]uint8
+	stride   uint32
+	start    uint32 // state after the implicit space before the text
+	trans    []uint32
+	depth    []uint8  // per state number: length of the pattern prefix it stands for
+	outStart []uint32 // per state number: its patterns are outs[outStart[i]:outStart[i+1]]
+	outs     []int32
+
+	pats     []safetyPattern
+	segRefs  []segmentRef
+	phrases  []safetyPhrase
+	ruleRefs []ruleRef
+	rules    []safetyRule
+	byID     map[string]int
+	pool     sync.Pool // *safetyScanner
+	stream   sync.Pool // *SafetyStream
+}
+
+// safetyPattern is one normalised form of a phrase segment, " like this ", spaces included.
+type safetyPattern struct {
+	n, words   int32 // symbols, tokens
+	refs, nref int32 // segRefs[refs:refs+nref]: the segments it is a form of
+}
+
+// segmentRef names segment seg of a phrase.
+type segmentRef struct {
+	phrase int32
+	seg    uint8
+}
+
+// safetyPhrase is a phrase as written, matched in nseg segments.
+type safetyPhrase struct {
+	nseg       uint8
+	context    bool  // a rule with near or unless phrases uses it: lanes remember where it was seen
+	reach      int16 // words after it that a near rule may still pair it across; -1 none
+	refs, nref int32 // ruleRefs[refs:refs+nref]: the rules that use it, and how
+}
+
+// ruleRef ties a phrase to a rule.
+type ruleRef struct {
+	rule int32
+	role uint8 // roleMain, roleNear or roleUnless
+}
+
+const (
+	roleMain uint8 = iota
+	roleNear
+	roleUnless
+)
+
+// Orders a near rule may require.
+const (
+	orderAny uint8 = iota
+	orderNearFirst
+	orderNearLast
+)
+
+type safetyRule struct {
+	id, cat      string
+	sev          Severity
+	near, unless bool // the rule has near phrases; unless phrases
+	within       int  // near phrases: words apart at most
+	unlessWithin int  // unless phrases: words before the match at most
+	order        uint8
+}
+
+// NewSafety compiles a rule set. A bad rule file is a *RuleError naming the rule and line.
+func NewSafety(opts SafetyOptions) (*Safety, error) {
+	data := opts.Rules
+	if data == nil {
+		data = defaultSafetyRules
+	}
+	specs, err := parseSafetyRules(data)
+	if err != nil {
+		return nil, err
+	}
+	return compileSafety(specs)
+}
+
+// Severity returns the severity of the rule with the given id, or 0 when there is none.
+func (s *Safety) Severity(rule string) Severity {
+	if i, ok := s.byID[rule]; ok {
+		return s.rules[i].sev
+	}
+	return 0
+}
+
+// Check appends the rule matches in text to dst, in the order their ends are found. It does
+// not allocate unless dst must grow.
+func (s *Safety) Check(dst []SafetyMatch, text []byte) []SafetyMatch {
+	sc, _ := s.pool.Get().(*safetyScanner)
+	if sc == nil {
+		sc = s.newScanner(checkBlock)
+	}
+	sc.reset()
+	sc.out = dst
+	sc.feed(text)
+	sc.finish()
+	dst = sc.out
+	sc.out = nil
+	s.pool.Put(sc)
+	return dst
+}
+
+// report handles the patterns that end at the symbol lane l just took.
+func (s *safetyScanner) report(l *normLane) {
+	sf := s.sf
+	si := l.state / sf.stride
+	for _, pid := range sf.outs[sf.outStart[si]:sf.outStart[si+1]] {
+		p := &sf.pats[pid]
+		st, en := l.symSt(l.n-int(p.n)+1), l.symEn(l.n-2)
+		if l != &s.main {
+			st, en = -1, -1
+		}
+		w1 := l.words - 1
+		for _, ref := range sf.segRefs[p.refs : p.refs+p.nref] {
+			h := seenAt{key: ref.phrase<<8 | int32(ref.seg) + 1, w0: w1 - int(p.words) + 1, w1: w1, st: st, en: en}
+			if ref.seg > 0 { // join the segment before, which must end on the word before
+				o := l.seen(h.key-1, h.w0-1)
+				if o == nil {
+					continue
+				}
+				h.w0, h.st = o.w0, o.st
+			}
+			if ph := &sf.phrases[ref.phrase]; int(ref.seg)+1 < int(ph.nseg) {
+				l.remember(h)
+			} else {
+				h.key = ref.phrase << 8
+				s.phrase(l, ph, h)
+			}
+		}
+	}
+}
+
+// seen returns the latest remembered hit of key that ends on word w, or nil.
+func (l *normLane) seen(key int32, w int) *seenAt {
+	for k := 1; k <= min(l.nhits, hitRing); k++ {
+		o := &l.hits[(l.nhits-k)&(hitRing-1)]
+		if o.w1 < w {
+			return nil
+		}
+		if o.key == key && o.w1 == w {
+			return o
+		}
+	}
+	return nil
+}
+
+func (l *normLane) remember(h seenAt) {
+	l.hits[l.nhits&(hitRing-1)] = h
+	l.nhits++
+}
+
+// phrase handles a whole phrase seen at h.
+func (s *safetyScanner) phrase(l *normLane, ph *safetyPhrase, h seenAt) {
+	sf := s.sf
+	for _, ref := range sf.ruleRefs[ph.refs : ph.refs+ph.nref] {
+		r := &sf.rules[ref.rule]
+		switch {
+		case ref.role == roleMain && !r.near:
+			s.match(l, ref.rule, h)
+		case ref.role != roleUnless:
+			s.near(l, ref, h)
+		}
+	}
+	if ph.context {
+		l.remember(h)
+	}
+}
+
+// role reports whether the remembered hit o is of a whole phrase that rule uses in role.
+func (sf *Safety) role(o *seenAt, rule int32, role uint8) bool {
+	if o.key&0xff != 0 {
+		return false // a segment
+	}
+	ph := &sf.phrases[o.key>>8]
+	for _, ref := range sf.ruleRefs[ph.refs : ph.refs+ph.nref] {
+		if ref.rule == rule && ref.role == role {
+			return true
+		}
+	}
+	return false
+}
+
+// near pairs a phrase of a near rule with the latest phrase of the other role that ends,
+// not too far, before it starts.
+func (s *safetyScanner) near(l *normLane, ref ruleRef, h seenAt) {
+	sf := s.sf
+	r := &sf.rules[ref.rule]
+	other := roleNear
+	if ref.role == roleNear {
+		other = roleMain
+	}
+	if r.order == orderNearFirst && other != roleNear || r.order == orderNearLast && other != roleMain {
+		return
+	}
+	for k := 1; k <= min(l.nhits, hitRing); k++ {
+		o := &l.hits[(l.nhits-k)&(hitRing-1)]
+		if h.w0-o.w1-1 > r.within {
+			return // hits are in word order: older ones are further away
+		}
+		if o.w1 < h.w0 && sf.role(o, ref.rule, other) {
+			if h.st >= 0 {
+				h.st = min(h.st, o.st)
+			}
+			h.w0 = o.w0
+			s.match(l, ref.rule, h)
+			return
+		}
+	}
+}
+
+// match appends a match of rule ri spanning h, unless one of the rule's unless phrases ends
+// shortly before it.
+func (s *safetyScanner) match(l *normLane, ri int32, h seenAt) {
+	r := &s.sf.rules[ri]
+	if r.unless {
+		for k := 1; k <= min(l.nhits, hitRing); k++ {
+			o := &l.hits[(l.nhits-k)&(hitRing-1)]
+			if h.w0-o.w1-1 > r.unlessWithin {
+				break
+			}
+			if o.w1 < h.w0 && s.sf.role(o, ri, roleUnless) {
+				return
+			}
+		}
+	}
+	if s.last.lane == l && s.last.rule == ri && s.last.start == h.st && h.st >= 0 {
+		return // the same phrase with optional words at its end
+	}
+	s.last.lane, s.last.rule, s.last.start = l, ri, h.st
+	m := SafetyMatch{Category: r.cat, Rule: r.id, Start: h.st, End: h.en}
+	if l == &s.main {
+		s.out = append(s.out, m)
+	} else { // in order with the main lane's matches, which are found when its block is walked
+		s.inner, s.stamps = append(s.inner, m), append(s.stamps, s.main.base+s.main.m)
+	}
+	at := h.st
+	switch l {
+	case &s.b64.lane:
+		at = s.b64.start
+	case &s.hex.lane:
+		at = s.hex.start
+	}
+	if s.hitStart < 0 || at < s.hitStart {
+		s.hitStart = at
+	}
+}

@@ -1,0 +1,105 @@
+package guard
+
+// DefaultHoldback is the hold-back window of a SafetyStream, in bytes, when none is given.
+const DefaultHoldback = 256
+
+// SafetyStream checks a completion as it flows. Write takes each piece of text as it arrives
+// and returns the bytes that are safe to pass on: those no match still being read can include.
+// It holds back at most the window, so a match split across pieces is found before its start
+// is passed on, and text is never delayed by more than the window. Matches are the same, with
+// the same offsets (counted from the start of the stream), however the text is cut.
+//
+// A stream is used by one goroutine. Get one with AcquireStream and give it back with
+// ReleaseStream once the completion is done; nothing it returned may be used after that.
+type SafetyStream struct {
+	sc      *safetyScanner
+	window  int
+	held    []byte // input not yet passed on; held[0] is at offset heldOff
+	heldOff int
+}
+
+// AcquireStream returns a stream over s with the given hold-back window (<= 0: the default).
+func (s *Safety) AcquireStream(window int) *SafetyStream {
+	st, _ := s.stream.Get().(*SafetyStream)
+	if st == nil {
+		st = &SafetyStream{sc: s.newScanner(streamBlock)}
+	}
+	if window <= 0 {
+		window = DefaultHoldback
+	}
+	st.window = window
+	if cap(st.held) < window {
+		st.held = make([]byte, 0, window)
+	}
+	st.Reset()
+	return st
+}
+
+// ReleaseStream gives st back for reuse.
+func (s *Safety) ReleaseStream(st *SafetyStream) {
+	st.sc.out = nil
+	s.stream.Put(st)
+}
+
+// Reset starts a new stream.
+func (st *SafetyStream) Reset() {
+	st.sc.reset()
+	st.held, st.heldOff = st.held[:0], 0
+}
+
+// Write scans the next piece of the text. It appends to out the bytes now safe to pass on and
+// to ms the matches found; when there is one, out stops before it starts, so a caller that
+// blocks can end the stream there. A caller that only flags a match may go on writing: what
+// was held comes out with the next call.
+func (st *SafetyStream) Write(out []byte, ms []SafetyMatch, p []byte) ([]byte, []SafetyMatch) {
+	sc := st.sc
+	sc.out, sc.hitStart = ms, -1
+	sc.feed(p)
+	sc.flush()
+	ms, sc.out = sc.out, nil
+	safe := sc.earliest()
+	if sc.hitStart >= 0 {
+		safe = min(safe, sc.hitStart)
+	}
+	safe = max(safe, sc.pos-st.window)
+	return st.emit(out, p, safe), ms
+}
+
+// Flush ends the text: it appends the held bytes to out and the last matches to ms. Matches
+// that end with the text are only found here, so a caller that blocks must check ms before
+// passing on out.
+func (st *SafetyStream) Flush(out []byte, ms []SafetyMatch) ([]byte, []SafetyMatch) {
+	sc := st.sc
+	sc.out = ms
+	sc.finish()
+	ms, sc.out = sc.out, nil
+	out = append(out, st.held...)
+	st.heldOff += len(st.held)
+	st.held = st.held[:0]
+	return out, ms
+}
+
+// Held returns how many bytes the stream holds back.
+func (st *SafetyStream) Held() int { return len(st.held) }
+
+// emit passes on the input before offset safe; p is the piece just scanned, which ends the
+// input.
+func (st *SafetyStream) emit(out, p []byte, safe int) []byte {
+	k := safe - st.heldOff
+	if k <= 0 {
+		st.held = append(st.held, p...)
+		return out
+	}
+	if k <= len(st.held) {
+		out = append(out, st.held[:k]...)
+		n := copy(st.held, st.held[k:])
+		st.held = append(st.held[:n], p...)
+	} else {
+		out = append(out, st.held...)
+		k -= len(st.held)
+		out = append(out, p[:k]...)
+		st.held = append(st.held[:0], p[k:]...)
+	}
+	st.heldOff = safe
+	return out
+}

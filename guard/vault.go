@@ -1,0 +1,437 @@
+package guard
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"hash"
+	"hash/maphash"
+	"strconv"
+	"sync"
+)
+
+// Vault holds, for one request, the original values behind the placeholders written into its
+// prompt and completion, so the same value gets the same placeholder in every message of the
+// request and placeholders can be restored. Placeholders are numbered per entity type in order
+// of first appearance: <EMAIL_ADDRESS_1>, <EMAIL_ADDRESS_2>, <PHONE_NUMBER_1>.
+//
+// A Vault is used by one request at a time. Get one with AcquireVault and give it back with
+// ReleaseVault when the response is done, or keep one in a pooled per-request struct and Reset
+// it. The originals never leave it: they are not logged, String and GoString print only a
+// count, and Reset zeroes them.
+type Vault struct {
+	vals    []byte // originals, back to back
+	ents    []vaultEntry
+	last    [numEntities]uint32 // last placeholder number used, per entity type
+	found   [2][numEntities]uint32
+	blocked EntitySet
+	finds   []Finding        // scratch for Redact
+	tmp     []byte           // scratch for Redact
+	byVal   map[uint64]int32 // value key -> its newest entry; older ones chain through prev
+	byPH    map[uint64]int32 // placeholder key -> entry
+	mac     hash.Hash
+	macKey  *byte // &key[0] of the key mac was made with
+	sum     []byte
+}
+
+type vaultEntry struct {
+	off, n  uint32
+	prev    int32 // the previous entry with the same value key, or -1
+	e       entity
+	restore bool   // its placeholders may be put back (values from the prompt)
+	num     uint32 // placeholder number; 0 before one is given
+	tag     uint32 // keyed hash, when tagged
+	tagged  bool
+}
+
+var (
+	vaultSeed = maphash.MakeSeed()
+	vaultPool = sync.Pool{New: func() any { return new(Vault) }}
+)
+
+// AcquireVault returns an empty Vault from a pool. Give it back with ReleaseVault once the
+// request is answered and no Restorer or LeakScanner uses it any more.
+func AcquireVault() *Vault { return vaultPool.Get().(*Vault) }
+
+// ReleaseVault resets v and returns it to the pool; v must not be used afterwards.
+func ReleaseVault(v *Vault) {
+	v.Reset()
+	vaultPool.Put(v)
+}
+
+// Reset empties v for another request, zeroing the originals it held.
+func (v *Vault) Reset() {
+	clear(v.vals)
+	clear(v.tmp)
+	clear(v.sum[:cap(v.sum)]) // the MAC input held a value
+	if cap(v.vals) > 64<<10 || cap(v.tmp) > 64<<10 {
+		v.vals, v.tmp = nil, nil // do not pool huge buffers
+	}
+	v.vals, v.tmp = v.vals[:0], v.tmp[:0]
+	v.ents = v.ents[:0]
+	v.last = [numEntities]uint32{}
+	v.found = [2][numEntities]uint32{}
+	v.blocked = 0
+	v.finds = v.finds[:0]
+	if len(v.byVal) > 1024 {
+		v.byVal, v.byPH = nil, nil // do not pool huge maps
+	}
+	clear(v.byVal)
+	clear(v.byPH)
+}
+
+// String describes v without its values.
+func (v *Vault) String() string { return "guard.Vault(" + strconv.Itoa(len(v.ents)) + " values)" }
+
+// GoString describes v without its values.
+func (v *Vault) GoString() string { return v.String() }
+
+// Len returns the number of distinct values held.
+func (v *Vault) Len() int { return len(v.ents) }
+
+// Blocked returns the entity types whose action is ActionBlock found so far.
+func (v *Vault) Blocked() EntitySet { return v.blocked }
+
+// Found returns how many values of an entity type were found so far in a direction.
+func (v *Vault) Found(d Direction, entity string) int {
+	e, ok := entityOf(entity)
+	if !ok || d > Completion {
+		return 0
+	}
+	return int(v.found[d][e])
+}
+
+// AppendSummary appends the counts found in a direction to dst, "EMAIL_ADDRESS=2,US_SSN=1"
+// (nothing when none): types and counts, never values, for a header or a log line.
+func (v *Vault) AppendSummary(dst []byte, d Direction) []byte {
+	first := true
+	for e, n := range v.found[d] {
+		if n == 0 {
+			continue
+		}
+		if !first {
+			dst = append(dst, ',')
+		}
+		first = false
+		dst = append(dst, entityNames[e]...)
+		dst = append(dst, '=')
+		dst = strconv.AppendUint(dst, uint64(n), 10)
+	}
+	return dst
+}
+
+// Redact appends src to dst with the PII found rewritten by the action for its type in
+// direction d: a placeholder recorded in v (ActionRedact, and ActionBlock so that nothing
+// leaks if the caller goes on), a masked or hashed value, or the value itself (ActionDetect).
+// Call it once per message with the request's Vault. It returns the types found whose action
+// is ActionBlock: the caller must then refuse the request. Prompt placeholders can be restored;
+// completion ones (leaks) cannot.
+func (p *PII) Redact(dst, src []byte, d Direction, v *Vault) ([]byte, EntitySet) {
+	v.finds = p.Find(v.finds[:0], src)
+	if len(v.finds) == 0 {
+		return append(dst, src...), 0
+	}
+	v.reserve(src)
+	start := len(dst)
+	dst, blocked := p.apply(dst, src, v.finds, 0, d, v, false)
+	// A placeholder is shorter or longer than its value and is no context word, so a weak
+	// pattern nearby (nine plain digits, a phone number after "order@example.com") may score
+	// differently in the output: rescan what was written until nothing new is found.
+	for round := 0; round < 4; round++ {
+		out := dst[start:]
+		v.finds = p.Find(v.finds[:0], out)
+		n := 0
+		for _, f := range v.finds {
+			if a := p.act[d][entityIndex(f.Entity)]; a >= ActionRedact && !inPlaceholder(out, f) {
+				v.finds[n] = f
+				n++
+			}
+		}
+		if n == 0 {
+			break
+		}
+		v.tmp = append(v.tmp[:0], out...)
+		var b EntitySet
+		dst, b = p.apply(dst[:start], v.tmp, v.finds[:n], 0, d, v, false)
+		blocked |= b
+	}
+	return dst, blocked
+}
+
+// inPlaceholder reports whether the finding overlaps a placeholder in b.
+func inPlaceholder(b []byte, f Finding) bool {
+	for k := max(0, f.Start-maxPlaceholder+1); k < f.End; k++ {
+		if b[k] != '<' {
+			continue
+		}
+		if _, _, _, _, n, st := parsePlaceholder(b[k:]); st == phOK && k+n > f.Start {
+			return true
+		}
+	}
+	return false
+}
+
+// apply rewrites src with the findings fs, whose offsets are off bytes ahead of src's. With
+// trunc the last finding was cut by a window's end: a mask then hides all of it.
+func (p *PII) apply(dst, src []byte, fs []Finding, off int, d Direction, v *Vault, trunc bool) ([]byte, EntitySet) {
+	var blocked EntitySet
+	last := 0
+	for k, f := range fs {
+		e, _ := entityOf(f.Entity)
+		a := p.act[d][e]
+		if a == ActionOff {
+			continue
+		}
+		v.found[d][e]++
+		if a == ActionDetect {
+			continue
+		}
+		if a == ActionBlock {
+			blocked |= 1 << e
+			a = ActionRedact
+		}
+		start, end := f.Start-off, f.End-off
+		dst = append(dst, src[last:start]...)
+		val := src[start:end]
+		switch a {
+		case ActionRedact:
+			dst = v.placeholder(dst, e, val, d == Prompt)
+		case ActionHash:
+			dst = v.hashed(dst, p.key, e, val, d == Prompt)
+		case ActionMask:
+			keep := 4
+			if trunc && k == len(fs)-1 {
+				keep = 0
+			}
+			dst = appendMasked(dst, val, keep)
+		}
+		last = end
+	}
+	v.blocked |= blocked
+	return append(dst, src[last:]...), blocked
+}
+
+// appendMasked appends val with all but its last keep bytes replaced by '*'.
+func appendMasked(dst, val []byte, keep int) []byte {
+	if keep > len(val) {
+		keep = len(val)
+	}
+	for range len(val) - keep {
+		dst = append(dst, '*')
+	}
+	return append(dst, val[len(val)-keep:]...)
+}
+
+// entry returns the index of the entry of a value, adding it when new.
+func (v *Vault) entry(e entity, val []byte, restore bool) int32 {
+	key := maphash.Bytes(vaultSeed, val) ^ uint64(e+1)*0x9e3779b97f4a7c15
+	if v.byVal == nil {
+		v.byVal, v.byPH = make(map[uint64]int32), make(map[uint64]int32)
+	}
+	head, ok := v.byVal[key]
+	for i := head; ok && i >= 0; i = v.ents[i].prev {
+		en := &v.ents[i]
+		if en.e == e && bytes.Equal(v.vals[en.off:en.off+en.n], val) {
+			en.restore = en.restore || restore
+			return i
+		}
+	}
+	prev := int32(-1)
+	if ok {
+		prev = head
+	}
+	off := len(v.vals)
+	v.vals = append(v.vals, val...)
+	v.byVal[key] = int32(len(v.ents))
+	v.ents = append(v.ents, vaultEntry{off: uint32(off), n: uint32(len(val)), prev: prev, e: e, restore: restore})
+	return int32(len(v.ents) - 1)
+}
+
+// phKey is the key of a placeholder in byPH.
+func phKey(e entity, num, tag uint32, hashed bool) uint64 {
+	k := uint64(e)<<32 | uint64(num)
+	if hashed {
+		k = 1<<63 | uint64(e)<<32 | uint64(tag)
+	}
+	return k
+}
+
+// placeholder appends the placeholder of a value, "<EMAIL_ADDRESS_1>".
+func (v *Vault) placeholder(dst []byte, e entity, val []byte, restore bool) []byte {
+	i := v.entry(e, val, restore)
+	en := &v.ents[i]
+	if en.num == 0 {
+		v.last[e]++
+		en.num = v.last[e]
+		v.byPH[phKey(e, en.num, 0, false)] = i
+	}
+	dst = append(dst, '<')
+	dst = append(dst, entityNames[e]...)
+	dst = append(dst, '_')
+	dst = strconv.AppendUint(dst, uint64(en.num), 10)
+	return append(dst, '>')
+}
+
+// hashed appends the hash placeholder of a value, "<EMAIL_ADDRESS_h:1a2b3c4d>": the first 32
+// bits of HMAC-SHA256(key, type, value), the same for a value everywhere the key is.
+func (v *Vault) hashed(dst, key []byte, e entity, val []byte, restore bool) []byte {
+	i := v.entry(e, val, restore)
+	en := &v.ents[i]
+	if !en.tagged {
+		if v.mac == nil || v.macKey != &key[0] {
+			v.mac, v.macKey = hmac.New(sha256.New, key), &key[0]
+		}
+		v.mac.Reset()
+		v.sum = append(append(append(v.sum[:0], entityNames[e]...), 0), val...)
+		v.mac.Write(v.sum)
+		v.sum = v.mac.Sum(v.sum[:0])
+		en.tag, en.tagged = uint32(v.sum[0])<<24|uint32(v.sum[1])<<16|uint32(v.sum[2])<<8|uint32(v.sum[3]), true
+		if _, dup := v.byPH[phKey(e, 0, en.tag, true)]; !dup {
+			v.byPH[phKey(e, 0, en.tag, true)] = i
+		}
+	}
+	dst = append(dst, '<')
+	dst = append(dst, entityNames[e]...)
+	dst = append(dst, "_h:"...)
+	const hexd = "0123456789abcdef"
+	for s := 28; s >= 0; s -= 4 {
+		dst = append(dst, hexd[en.tag>>uint(s)&15])
+	}
+	return append(dst, '>')
+}
+
+// reserve raises the placeholder counters past the numbers of placeholder-shaped text already
+// in src, so a placeholder written now never equals text the client sent, and restoring it
+// cannot change that text.
+func (v *Vault) reserve(src []byte) {
+	for i := 0; ; {
+		k := bytes.IndexByte(src[i:], '<')
+		if k < 0 {
+			return
+		}
+		i += k
+		e, num, _, _, n, st := parsePlaceholder(src[i:])
+		if st == phOK && num > v.last[e] {
+			v.last[e] = num
+		}
+		i += max(n, 1)
+	}
+}
+
+// lookup returns the original behind a restorable placeholder.
+func (v *Vault) lookup(e entity, num, tag uint32, hashed bool) ([]byte, bool) {
+	i, ok := v.byPH[phKey(e, num, tag, hashed)]
+	if !ok || !v.ents[i].restore {
+		return nil, false
+	}
+	en := &v.ents[i]
+	return v.vals[en.off : en.off+en.n], true
+}
+
+// Restore appends src to dst with every restorable placeholder of v replaced by its original
+// value; other text, including placeholders v does not know, is copied unchanged.
+func (v *Vault) Restore(dst, src []byte) []byte {
+	dst, _ = v.restore(dst, src, false)
+	return dst
+}
+
+// restore is Restore; with stream it stops at a trailing partial placeholder and returns
+// where it begins (len(src) when none).
+func (v *Vault) restore(dst, src []byte, stream bool) ([]byte, int) {
+	i := 0
+	for {
+		k := bytes.IndexByte(src[i:], '<')
+		if k < 0 {
+			return append(dst, src[i:]...), len(src)
+		}
+		k += i
+		dst = append(dst, src[i:k]...)
+		e, num, tag, hashed, n, st := parsePlaceholder(src[k:])
+		switch {
+		case st == phPartial && stream:
+			return dst, k
+		case st == phOK:
+			if val, ok := v.lookup(e, num, tag, hashed); ok {
+				dst = append(dst, val...)
+			} else {
+				dst = append(dst, src[k:k+n]...)
+			}
+			i = k + n
+		default:
+			dst = append(dst, '<')
+			i = k + 1
+		}
+	}
+}
+
+// Placeholder parse states.
+const (
+	phInvalid = iota
+	phPartial // b ends inside what could still become a placeholder
+	phOK
+)
+
+// maxPlaceholder is the length of the longest placeholder: "<URL_CREDENTIALS_h:01234567>".
+const maxPlaceholder = 1 + len(EntityURLCredentials) + len("_h:01234567>")
+
+// parsePlaceholder parses a placeholder at the start of b: "<TYPE_n>" with n a number of up
+// to six digits and no leading zero, or "<TYPE_h:xxxxxxxx>" with eight lower-case hex digits.
+func parsePlaceholder(b []byte) (e entity, num, tag uint32, hashed bool, n, st int) {
+	if len(b) == 0 || b[0] != '<' {
+		return 0, 0, 0, false, 0, phInvalid
+	}
+	rest := b[1:]
+	found, partial := false, false
+	for x, name := range entityNames {
+		m := len(name)
+		if len(rest) <= m {
+			partial = partial || string(rest) == name[:len(rest)]
+			continue
+		}
+		if string(rest[:m]) == name && rest[m] == '_' {
+			e, found, rest, n = entity(x), true, rest[m+1:], m+2
+			break
+		}
+	}
+	switch {
+	case !found && partial:
+		return 0, 0, 0, false, 0, phPartial
+	case !found:
+		return 0, 0, 0, false, 0, phInvalid
+	case len(rest) == 0:
+		return e, 0, 0, false, 0, phPartial
+	}
+	if rest[0] == 'h' {
+		for k := 1; k < 11; k++ {
+			if k >= len(rest) {
+				return e, 0, 0, false, 0, phPartial
+			}
+			c := rest[k]
+			switch {
+			case k == 1 && c == ':':
+			case k > 1 && k < 10 && isDigit(c):
+				tag = tag<<4 | uint32(c-'0')
+			case k > 1 && k < 10 && c >= 'a' && c <= 'f':
+				tag = tag<<4 | uint32(c-'a'+10)
+			case k == 10 && c == '>':
+				return e, 0, tag, true, n + 11, phOK
+			default:
+				return 0, 0, 0, false, 0, phInvalid
+			}
+		}
+	}
+	k := 0
+	for k < len(rest) && k < 7 && isDigit(rest[k]) {
+		num = num*10 + uint32(rest[k]-'0')
+		k++
+	}
+	switch {
+	case k == 0 && len(rest) > 0 || k > 6 || rest[0] == '0':
+		return 0, 0, 0, false, 0, phInvalid
+	case k == len(rest):
+		return e, 0, 0, false, 0, phPartial
+	case rest[k] != '>':
+		return 0, 0, 0, false, 0, phInvalid
+	}
+	return e, num, 0, false, n + k + 1, phOK
+}

@@ -1,0 +1,255 @@
+package guard
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func TestRedactActions(t *testing.T) {
+	key := []byte("test key")
+	tests := []struct {
+		name        string
+		opts        PIIOptions
+		dir         Direction
+		text        string
+		want        string // "#" stands for any lower-case hex digit
+		wantBlocked EntitySet
+		wantFound   string
+	}{
+		{
+			name:      "redact numbers per type in order of first appearance",
+			opts:      PIIOptions{Prompt: ActionRedact},
+			text:      "a@example.com, (415) 555-0132, b@example.com, a@example.com",
+			want:      "<EMAIL_ADDRESS_1>, <PHONE_NUMBER_1>, <EMAIL_ADDRESS_2>, <EMAIL_ADDRESS_1>",
+			wantFound: "EMAIL_ADDRESS=3,PHONE_NUMBER=1",
+		},
+		{
+			name:      "mask keeps the last four",
+			opts:      PIIOptions{Prompt: ActionMask},
+			text:      "card 4111 1111 1111 1111.",
+			want:      "card ***************1111.",
+			wantFound: "CREDIT_CARD=1",
+		},
+		{
+			name:      "hash",
+			opts:      PIIOptions{Prompt: ActionHash, HashKey: key},
+			text:      "mail a@example.com",
+			want:      "mail <EMAIL_ADDRESS_h:########>",
+			wantFound: "EMAIL_ADDRESS=1",
+		},
+		{
+			name:        "block redacts and reports",
+			opts:        PIIOptions{Prompt: ActionDetect, Overrides: []PIIOverride{{Entity: EntitySSN, Direction: Prompt, Action: ActionBlock}}},
+			text:        "SSN 856-70-3422, mail a@example.com",
+			want:        "SSN <US_SSN_1>, mail a@example.com",
+			wantBlocked: 1 << eSSN,
+			wantFound:   "EMAIL_ADDRESS=1,US_SSN=1",
+		},
+		{
+			name:      "detect counts only",
+			opts:      PIIOptions{Prompt: ActionDetect},
+			text:      "mail a@example.com",
+			want:      "mail a@example.com",
+			wantFound: "EMAIL_ADDRESS=1",
+		},
+		{
+			name: "off neither rewrites nor counts",
+			opts: PIIOptions{Prompt: ActionRedact, Overrides: []PIIOverride{{Entity: EntityEmail, Direction: Prompt, Action: ActionOff}}},
+			text: "mail a@example.com",
+			want: "mail a@example.com",
+		},
+		{
+			name:      "per-entity overrides",
+			opts:      PIIOptions{Prompt: ActionRedact, Overrides: []PIIOverride{{Entity: EntityPhone, Direction: Prompt, Action: ActionMask}}},
+			text:      "a@example.com +1 415 555 0132",
+			want:      "<EMAIL_ADDRESS_1> ***********0132",
+			wantFound: "EMAIL_ADDRESS=1,PHONE_NUMBER=1",
+		},
+		{
+			name:      "direction",
+			opts:      PIIOptions{Prompt: ActionDetect, Completion: ActionRedact},
+			dir:       Completion,
+			text:      "leaked AKIAYYCSHKQINVNU5XDG",
+			want:      "leaked <SECRET_1>",
+			wantFound: "SECRET=1",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := mustPII(t, tt.opts)
+			v := &Vault{}
+			got, blocked := p.Redact(nil, []byte(tt.text), tt.dir, v)
+			re := regexp.MustCompile("^" + strings.ReplaceAll(regexp.QuoteMeta(tt.want), "#", "[0-9a-f]") + "$")
+			if !re.Match(got) {
+				t.Errorf("Redact = %q, want %q", got, tt.want)
+			}
+			if blocked != tt.wantBlocked || v.Blocked() != tt.wantBlocked {
+				t.Errorf("blocked = %b (vault %b), want %b", blocked, v.Blocked(), tt.wantBlocked)
+			}
+			if s := string(v.AppendSummary(nil, tt.dir)); s != tt.wantFound {
+				t.Errorf("summary = %q, want %q", s, tt.wantFound)
+			}
+		})
+	}
+}
+
+func TestVaultAcrossMessages(t *testing.T) {
+	p := mustPII(t, PIIOptions{Prompt: ActionRedact})
+	v := &Vault{}
+	msgs := []string{
+		"I am bob@example.com, phone (415) 555-0132.",
+		"Please email alice@example.com and cc bob@example.com.",
+		"Call (415) 555-0132 or +44 20 7946 0958.",
+	}
+	want := []string{
+		"I am <EMAIL_ADDRESS_1>, phone <PHONE_NUMBER_1>.",
+		"Please email <EMAIL_ADDRESS_2> and cc <EMAIL_ADDRESS_1>.",
+		"Call <PHONE_NUMBER_1> or <PHONE_NUMBER_2>.",
+	}
+	for i, m := range msgs {
+		got, _ := p.Redact(nil, []byte(m), Prompt, v)
+		if string(got) != want[i] {
+			t.Errorf("message %d: got %q, want %q", i, got, want[i])
+		}
+		if back := v.Restore(nil, got); string(back) != m {
+			t.Errorf("message %d: restore gave %q", i, back)
+		}
+	}
+	if v.Len() != 4 || v.Found(Prompt, EntityEmail) != 3 || v.Found(Completion, EntityEmail) != 0 {
+		t.Errorf("Len %d, Found %d/%d", v.Len(), v.Found(Prompt, EntityEmail), v.Found(Completion, EntityEmail))
+	}
+}
+
+func TestRestoreIdentity(t *testing.T) {
+	p := mustPII(t, PIIOptions{Prompt: ActionRedact})
+	for _, text := range []string{
+		"",
+		"no pii here <b>bold</b> a < b > c",
+		benchText(4096, 5),
+		"literal <EMAIL_ADDRESS_1> next to a@example.com and <EMAIL_ADDRESS_2",
+		"<US_SSN_1>856-70-3422<US_SSN_2> <PHONE_NUMBER_01> <SECRET_h:00000000>",
+		"postgres://admin:S3cr3t@db.example.com:5432/app and https://u:ghp_XyKAtICmgglPqXmZTqGD47LfKqJNk3l79zdc@github.com/",
+	} {
+		v := &Vault{}
+		red, _ := p.Redact(nil, []byte(text), Prompt, v)
+		if back := v.Restore(nil, red); string(back) != text {
+			t.Errorf("Restore(Redact(%q)) = %q (redacted %q)", text, back, red)
+		}
+	}
+}
+
+func TestRestoreHashed(t *testing.T) {
+	p := mustPII(t, PIIOptions{Prompt: ActionHash, Completion: ActionHash})
+	v := &Vault{}
+	a, _ := p.Redact(nil, []byte("x a@example.com y"), Prompt, v)
+	b, _ := p.Redact(nil, []byte("a@example.com"), Completion, &Vault{})
+	if !strings.Contains(string(a), string(b)) {
+		t.Fatalf("hash not stable across vaults: %q vs %q", a, b)
+	}
+	if back := v.Restore(nil, a); string(back) != "x a@example.com y" {
+		t.Fatalf("Restore = %q", back)
+	}
+}
+
+func TestLeakPlaceholdersNotRestored(t *testing.T) {
+	p := mustPII(t, PIIOptions{Prompt: ActionRedact, Completion: ActionRedact})
+	v := &Vault{}
+	p.Redact(nil, []byte("me: a@example.com"), Prompt, v)
+	out, _ := p.Redact(nil, []byte("you: a@example.com, them: b@example.com"), Completion, v)
+	if want := "you: <EMAIL_ADDRESS_1>, them: <EMAIL_ADDRESS_2>"; string(out) != want {
+		t.Fatalf("completion redaction = %q, want %q", out, want)
+	}
+	if got, want := string(v.Restore(nil, out)), "you: a@example.com, them: <EMAIL_ADDRESS_2>"; got != want {
+		t.Fatalf("Restore = %q, want %q", got, want)
+	}
+}
+
+func TestVaultKeepsValuesToItself(t *testing.T) {
+	p := mustPII(t, PIIOptions{Prompt: ActionRedact})
+	v := AcquireVault()
+	p.Redact(nil, []byte("secret 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"), Prompt, v)
+	for _, format := range []string{"%v", "%+v", "%#v", "%s"} {
+		if s := fmt.Sprintf(format, v); strings.Contains(s, "sk-") {
+			t.Errorf("%s prints the value: %s", format, s)
+		}
+	}
+	vals := v.vals[:cap(v.vals)]
+	ReleaseVault(v)
+	for _, c := range vals {
+		if c != 0 {
+			t.Fatal("ReleaseVault left an original in memory")
+		}
+	}
+}
+
+func TestParsePlaceholder(t *testing.T) {
+	tests := []struct {
+		in   string
+		st   int
+		n    int
+		num  uint32
+		hash bool
+	}{
+		{"<EMAIL_ADDRESS_1>", phOK, 17, 1, false},
+		{"<US_SSN_123456>rest", phOK, 15, 123456, false},
+		{"<IBAN_CODE_h:0a1b2c3d>", phOK, 22, 0, true},
+		{"<", phPartial, 0, 0, false},
+		{"<EMAIL_ADD", phPartial, 0, 0, false},
+		{"<EMAIL_ADDRESS", phPartial, 0, 0, false},
+		{"<EMAIL_ADDRESS_", phPartial, 0, 0, false},
+		{"<EMAIL_ADDRESS_12", phPartial, 0, 0, false},
+		{"<CRYPTO_h:0a1", phPartial, 0, 0, false},
+		{"<EMAIL_ADDRESS_0>", phInvalid, 0, 0, false},
+		{"<EMAIL_ADDRESS_1234567>", phInvalid, 0, 0, false},
+		{"<EMAIL_ADDRESS_1x", phInvalid, 0, 0, false},
+		{"<CRYPTO_h:0A1B2C3D>", phInvalid, 0, 0, false},
+		{"<PERSON_1>", phInvalid, 0, 0, false},
+		{"<b>", phInvalid, 0, 0, false},
+		{"x", phInvalid, 0, 0, false},
+	}
+	for _, tt := range tests {
+		_, num, _, hashed, n, st := parsePlaceholder([]byte(tt.in))
+		if st != tt.st || n != tt.n || num != tt.num || hashed != tt.hash {
+			t.Errorf("parsePlaceholder(%q) = st %d n %d num %d hashed %v, want %d %d %d %v",
+				tt.in, st, n, num, hashed, tt.st, tt.n, tt.num, tt.hash)
+		}
+	}
+	if got := len("<URL_CREDENTIALS_h:01234567>"); got != maxPlaceholder {
+		t.Errorf("maxPlaceholder = %d, want %d", maxPlaceholder, got)
+	}
+}
+
+func TestRedactNoAllocs(t *testing.T) {
+	p := mustPII(t, PIIOptions{Prompt: ActionRedact})
+	text := []byte(benchText(4096, 5))
+	v := &Vault{}
+	dst, _ := p.Redact(nil, text, Prompt, v)
+	if n := testing.AllocsPerRun(50, func() {
+		v.Reset()
+		dst, _ = p.Redact(dst[:0], text, Prompt, v)
+	}); n != 0 {
+		t.Errorf("Redact with a warm vault: %v allocs, want 0", n)
+	}
+}
+
+// TestRedactRescans covers values whose score changes once their neighbours are placeholders:
+// a context word comes within reach, or a negative one ("order" in an email) goes away.
+func TestRedactRescans(t *testing.T) {
+	p := mustPII(t, PIIOptions{Prompt: ActionRedact})
+	tests := []struct{ text, want string }{
+		{"reACh 0 0@0.AA 00!0000000", "reACh 0 <EMAIL_ADDRESS_1> 00!<PHONE_NUMBER_1>"},
+		{"write order@example.com 415-555-0132", "write <EMAIL_ADDRESS_1> <PHONE_NUMBER_1>"},
+	}
+	for _, tt := range tests {
+		v := &Vault{}
+		got, _ := p.Redact(nil, []byte(tt.text), Prompt, v)
+		if string(got) != tt.want {
+			t.Errorf("Redact(%q) = %q, want %q", tt.text, got, tt.want)
+		}
+		if back := v.Restore(nil, got); string(back) != tt.text {
+			t.Errorf("Restore = %q", back)
+		}
+	}
+}
