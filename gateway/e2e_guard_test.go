@@ -54,6 +54,10 @@ func TestGuardRedactsPrompt(t *testing.T) {
 	if strings.Contains(g.logs.String(), testEmail) {
 		t.Fatal("the email reached the log")
 	}
+	labels := map[string]string{"model": "chat", "version": "v1", "direction": "prompt", "entity": "EMAIL_ADDRESS"}
+	if n, _ := metricValue(parseMetrics(t, g.metrics(t)), "llmgate_guard_pii_total", labels); n != 2 {
+		t.Fatalf("llmgate_guard_pii_total%v = %v, want 2", labels, n)
+	}
 }
 
 // With restore, placeholders the model writes come back to the client as the original values.

@@ -49,6 +49,8 @@ type snapshot struct {
 	table    *router.Table
 	backends []*backendHandles
 	guards   map[string]*aliasGuard // by alias; absent when the alias's guard is off
+	// guardMetrics holds the guard series of every version of a guarded alias.
+	guardMetrics map[*router.Version]*guardMetrics
 }
 
 type backendHandles struct {
@@ -138,7 +140,8 @@ func (g *Gateway) install(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	s := &snapshot{table: t, backends: make([]*backendHandles, len(t.Backends())), guards: map[string]*aliasGuard{}}
+	s := &snapshot{table: t, backends: make([]*backendHandles, len(t.Backends())), guards: map[string]*aliasGuard{},
+		guardMetrics: map[*router.Version]*guardMetrics{}}
 	for _, m := range cfg.Models {
 		ag, err := g.newAliasGuard(m)
 		if err != nil {
@@ -146,6 +149,9 @@ func (g *Gateway) install(cfg *config.Config) error {
 		}
 		if ag != nil {
 			s.guards[m.Alias] = ag
+			for _, v := range t.Model(m.Alias).Versions {
+				s.guardMetrics[v] = newGuardMetrics(g.metrics.set, m.Alias, v.Name)
+			}
 		}
 	}
 	versions := map[string]*versionMetrics{}

@@ -25,23 +25,35 @@ type aliasGuard struct {
 	safetyPrompt           guard.Action // ActionBlock, ActionFlag, ActionDetect (log) or ActionOff
 	safetyComplete         guard.Action
 	holdback               int
-	metrics                *guardMetrics
 }
 
-// guardMetrics are one alias's guard series.
+// guardMetrics are one model version's guard series, created with the snapshot.
 type guardMetrics struct {
 	set      *metrics.Set
-	alias    string
+	labels   string // model="...",version="..."
 	duration *metrics.PrometheusHistogram
 	blocks   [2]*metrics.Counter
+	pii      [2]map[string]*metrics.Counter // by entity type
 }
 
-func (m *guardMetrics) entities(d guard.Direction, entity string) *metrics.Counter {
-	return m.set.GetOrCreateCounter(`llmgate_guard_pii_total{model=` + strconv.Quote(m.alias) + `,direction="` + directionName(d) + `",entity="` + entity + `"}`)
+func newGuardMetrics(set *metrics.Set, alias, version string) *guardMetrics {
+	m := &guardMetrics{set: set, labels: `model=` + strconv.Quote(alias) + `,version=` + strconv.Quote(version)}
+	m.duration = set.GetOrCreatePrometheusHistogramExt("llmgate_guard_duration_seconds{"+m.labels+"}", overheadBuckets)
+	for d := range m.blocks {
+		dl := m.labels + `,direction="` + directionName(guard.Direction(d)) + `"`
+		m.blocks[d] = set.GetOrCreateCounter(`llmgate_guard_blocks_total{` + dl + `}`)
+		m.pii[d] = map[string]*metrics.Counter{}
+		for _, e := range guard.PIIEntities() {
+			m.pii[d][e] = set.GetOrCreateCounter(`llmgate_guard_pii_total{` + dl + `,entity="` + e + `"}`)
+		}
+	}
+	return m
 }
 
+// safetyHit counts a rule match. Categories come from the rule file, so their counters are made
+// on first use rather than up front.
 func (m *guardMetrics) safetyHit(d guard.Direction, category string) *metrics.Counter {
-	return m.set.GetOrCreateCounter(`llmgate_guard_safety_total{model=` + strconv.Quote(m.alias) + `,direction="` + directionName(d) + `",category=` + strconv.Quote(category) + `}`)
+	return m.set.GetOrCreateCounter(`llmgate_guard_safety_total{` + m.labels + `,direction="` + directionName(d) + `",category=` + strconv.Quote(category) + `}`)
 }
 
 func directionName(d guard.Direction) string {
@@ -124,15 +136,6 @@ func (g *Gateway) newAliasGuard(m config.Model) (*aliasGuard, error) {
 		}
 		ag.safety = s
 	}
-	l := `{model=` + strconv.Quote(m.Alias) + `}`
-	ag.metrics = &guardMetrics{
-		set:      g.metrics.set,
-		alias:    m.Alias,
-		duration: g.metrics.set.GetOrCreatePrometheusHistogramExt("llmgate_guard_duration_seconds"+l, overheadBuckets),
-	}
-	for d := range ag.metrics.blocks {
-		ag.metrics.blocks[d] = g.metrics.set.GetOrCreateCounter(`llmgate_guard_blocks_total{model=` + strconv.Quote(m.Alias) + `,direction="` + directionName(guard.Direction(d)) + `"}`)
-	}
 	return ag, nil
 }
 
@@ -150,6 +153,7 @@ func piiBlockedError(types []byte) *apiError {
 // guardState is the guard's per-request state, part of the pooled request.
 type guardState struct {
 	ag      *aliasGuard
+	m       *guardMetrics // of the version serving the request
 	vault   *guard.Vault
 	arena   fastjson.Arena
 	matches []guard.SafetyMatch
@@ -165,7 +169,7 @@ func (s *guardState) reset() {
 		guard.ReleaseVault(s.vault)
 		s.vault = nil
 	}
-	s.ag, s.matches, s.text, s.header, s.flagged, s.blocked = nil, s.matches[:0], s.text[:0], s.header[:0], false, ""
+	s.ag, s.m, s.matches, s.text, s.header, s.flagged, s.blocked = nil, nil, s.matches[:0], s.text[:0], s.header[:0], false, ""
 	s.chunk = s.chunk[:0]
 	s.arena.Reset()
 }
@@ -178,7 +182,7 @@ func (g *Gateway) guardPrompt(r *request, root *fastjson.Value) error {
 		return nil
 	}
 	start := time.Now()
-	defer func() { ag.metrics.duration.Update(time.Since(start).Seconds()) }()
+	defer func() { r.guard.m.duration.Update(time.Since(start).Seconds()) }()
 	if ag.pii != nil && r.guard.vault == nil {
 		r.guard.vault = guard.AcquireVault()
 	}
@@ -197,7 +201,7 @@ func (g *Gateway) guardPrompt(r *request, root *fastjson.Value) error {
 			out, blocked := ag.pii.Redact(r.guard.text[:0], text, guard.Prompt, r.guard.vault)
 			r.guard.text = out
 			if blocked.Len() > 0 {
-				ag.metrics.blocks[guard.Prompt].Inc()
+				r.guard.m.blocks[guard.Prompt].Inc()
 				r.guard.blocked = "pii"
 				err = piiBlockedError(blocked.AppendNames(nil, ','))
 				return
@@ -233,7 +237,7 @@ func (g *Gateway) checkSafety(r *request, d guard.Direction, text []byte) error 
 		return nil
 	}
 	for _, m := range r.guard.matches {
-		ag.metrics.safetyHit(d, m.Category).Inc()
+		r.guard.m.safetyHit(d, m.Category).Inc()
 	}
 	cat := r.guard.matches[0].Category
 	r.guard.addHeader("safety_"+directionName(d), cat)
@@ -241,7 +245,7 @@ func (g *Gateway) checkSafety(r *request, d guard.Direction, text []byte) error 
 		r.guard.flagged = true
 	}
 	if action == guard.ActionBlock {
-		ag.metrics.blocks[d].Inc()
+		r.guard.m.blocks[d].Inc()
 		r.guard.blocked = "safety:" + cat
 		if d == guard.Prompt {
 			return contentFilterError(cat)
@@ -261,7 +265,7 @@ func (g *Gateway) countPII(r *request, d guard.Direction) {
 	}
 	for _, e := range guard.PIIEntities() {
 		if n := v.Found(d, e); n > 0 {
-			r.guard.ag.metrics.entities(d, e).Add(n)
+			r.guard.m.pii[d][e].Add(n)
 		}
 	}
 	if sum := v.AppendSummary(nil, d); len(sum) > 0 {
@@ -339,7 +343,7 @@ func (g *Gateway) guardCompletion(r *request, body []byte) []byte {
 		return body
 	}
 	start := time.Now()
-	defer func() { ag.metrics.duration.Update(time.Since(start).Seconds()) }()
+	defer func() { r.guard.m.duration.Update(time.Since(start).Seconds()) }()
 	root, err := r.parser.ParseBytes(body)
 	if err != nil {
 		return body
@@ -451,10 +455,10 @@ func (g *Gateway) streamText(r *request, delta []byte, final bool) []byte {
 		t = sg.safe
 		if len(sg.matches) > 0 {
 			for _, m := range sg.matches {
-				ag.metrics.safetyHit(guard.Completion, m.Category).Inc()
+				r.guard.m.safetyHit(guard.Completion, m.Category).Inc()
 			}
 			if ag.safetyComplete == guard.ActionBlock {
-				ag.metrics.blocks[guard.Completion].Inc()
+				r.guard.m.blocks[guard.Completion].Inc()
 				r.guard.blocked = "safety:" + sg.matches[0].Category
 				sg.stopped, final = true, true
 			}

@@ -85,17 +85,8 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *request) (done bool) {
 		g.metrics.rejected[rejectBadRequest].Inc()
 		return g.fail(ctx, r, err)
 	}
-	// 3. guard the prompt
+	// 3. route: alias -> version. The backend is picked when forwarding (6), per attempt.
 	snap := g.snap.Load()
-	if ag := snap.guards[string(aliasOf(r.model))]; ag != nil {
-		r.guard.ag = ag
-		err := g.guardPrompt(r, r.root)
-		setGuardHeader(ctx, r)
-		if err != nil {
-			return g.fail(ctx, r, err)
-		}
-	}
-	// 4. route
 	version, err := snap.table.Resolve(r.model, ctx.Request.Header.Peek("X-Llmgate-Version"))
 	if err != nil {
 		g.metrics.rejected[rejectUnknownModel].Inc()
@@ -107,6 +98,15 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *request) (done bool) {
 			return g.fail(ctx, r, unknownVersion(alias, pin))
 		}
 		return g.fail(ctx, r, unknownModel(r.model))
+	}
+	// 4. guard the prompt: redact or block; the body is rewritten only if something changed.
+	if ag := snap.guards[version.Alias]; ag != nil {
+		r.guard.ag, r.guard.m = ag, snap.guardMetrics[version]
+		err := g.guardPrompt(r, r.root)
+		setGuardHeader(ctx, r)
+		if err != nil {
+			return g.fail(ctx, r, err)
+		}
 	}
 	r.version = version
 	ctx.Response.Header.Set("X-Llmgate-Version", version.Name)
@@ -137,14 +137,6 @@ func (g *Gateway) recoverRequest(ctx *fasthttp.RequestCtx) {
 		g.metrics.panics.Inc()
 		writeError(ctx, errInternal)
 	}
-}
-
-// aliasOf returns the alias part of a model field ("chat@v2" -> "chat").
-func aliasOf(model []byte) []byte {
-	if i := bytes.IndexByte(model, '@'); i >= 0 {
-		return model[:i]
-	}
-	return model
 }
 
 // setGuardHeader sends x-llmgate-guard when the guard found something to report: entity types
@@ -236,6 +228,14 @@ func (g *Gateway) logRequest(r *request, elapsed time.Duration) {
 	if r.errCode != "" {
 		b = append(b, `,"error":`...)
 		b = appendJSONString(b, r.errCode)
+	}
+	if len(r.guard.header) > 0 {
+		b = append(b, `,"guard":`...) // types and counts, never values
+		b = appendJSONString(b, unsafeString(r.guard.header))
+	}
+	if r.guard.blocked != "" {
+		b = append(b, `,"guard_blocked":`...)
+		b = appendJSONString(b, r.guard.blocked)
 	}
 	if r.inputTokens > 0 || r.outputTokens > 0 {
 		b = append(b, `,"prompt_tokens":`...)
