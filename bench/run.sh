@@ -6,7 +6,7 @@
 #
 #   bench/run.sh               # all scenarios (about 4 minutes)
 #   DURATION=5s bench/run.sh   # shorter rounds
-#   SCENARIOS="chat" ROUNDS=5 bench/run.sh   # some scenarios: chat, stream, closed
+#   SCENARIOS="chat" ROUNDS=5 bench/run.sh   # some scenarios: chat, stream, closed, guard
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=bench/out
@@ -14,7 +14,7 @@ mkdir -p "$out"
 DURATION=${DURATION:-10s}
 ROUNDS=${ROUNDS:-3}
 RATE=${RATE:-1000}
-SCENARIOS=${SCENARIOS:-chat stream closed}
+SCENARIOS=${SCENARIOS:-chat stream closed guard}
 want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 
 go build -o "$out/llmgate" ./cmd/llmgate
@@ -52,7 +52,26 @@ for port in 18000 18001; do
 done
 pin 0 "$bin" serve --config "$out/gateway.yaml" >"$out/llmgate.out" 2>"$out/llmgate.log" &
 pids+=($!)
-for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/18080) 2>/dev/null && break; sleep 0.1; done
+# The same gateway with the guard fully on: PII redaction with restore on prompts and
+# completions, safety rules on both.
+cat >"$out/gateway-guard.yaml" <<YAML
+listen: "127.0.0.1:18090"
+admin: {listen: "127.0.0.1:18091"}
+models:
+  - alias: bench-model
+    versions:
+      - version: v1
+        backends:
+          - {url: "http://127.0.0.1:18000", kind: vllm, model: bench-model}
+    guard:
+      pii: {prompt: redact, completion: redact, restore: true}
+      safety: {prompt: block, completion: block}
+YAML
+pin 0 "$bin" serve --config "$out/gateway-guard.yaml" >"$out/llmgate-guard.out" 2>"$out/llmgate-guard.log" &
+pids+=($!)
+for port in 18080 18090; do
+	for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+done
 
 targets=(--compare direct=http://127.0.0.1:18000 --compare bareproxy=http://127.0.0.1:18001 --compare llmgate=http://127.0.0.1:18080)
 common=(--model bench-model --rounds "$ROUNDS" --duration "$DURATION" --warmup 2s --proc-name llmgate --quiet)
@@ -66,4 +85,12 @@ want stream && echo "== chat-stream, 1 KiB prompt, 16 events, open loop at 200 r
 want closed && echo "== chat, 1 KiB prompt, closed loop with 32 connections (max throughput)" &&
 (pin 1 "$bin" bench "${targets[@]}" "${common[@]}" --workload chat --prompt-bytes 1024 --rate 0 --connections 32 \
 	--json "$out/chat-closed.json")
+want guard && echo "== guard on and off: chat, 1 KiB prompt, 10 % with PII, open loop at $RATE req/s" &&
+(pin 1 "$bin" bench --compare direct=http://127.0.0.1:18000 --compare llmgate=http://127.0.0.1:18080 \
+	--compare llmgate-guard=http://127.0.0.1:18090 "${common[@]}" --workload chat --prompt-bytes 1024 \
+	--pii-share 0.1 --rate "$RATE" --json "$out/guard-open.json")
+want guard && echo "== guard on and off: chat-stream, 1 KiB prompt, open loop at 200 req/s" &&
+(pin 1 "$bin" bench --compare direct=http://127.0.0.1:18000 --compare llmgate=http://127.0.0.1:18080 \
+	--compare llmgate-guard=http://127.0.0.1:18090 "${common[@]}" --workload chat-stream --prompt-bytes 1024 \
+	--pii-share 0.1 --rate 200 --json "$out/guard-stream.json")
 true
