@@ -4,10 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/llmgate/llmgate/bench/bareproxy"
 )
@@ -25,17 +21,6 @@ func runBareProxy(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "llmgate bareproxy: --upstream is required")
 		return 2
 	}
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		fmt.Fprintf(stderr, "llmgate bareproxy: listen %s: %v\n", *listen, shortErr(err))
-		return 1
-	}
 	p := bareproxy.New(*upstream)
-	fmt.Fprintf(stderr, "bareproxy on http://%s -> %s\n", ln.Addr(), *upstream)
-	go p.Serve(ln) //nolint:errcheck // Close ends it
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	<-sig
-	p.Close()
-	return 0
+	return serveUntilSignal("bareproxy", *listen, p.Serve, p.Close, stderr, "bareproxy -> "+*upstream)
 }

@@ -24,17 +24,24 @@ func runFakeLLM(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "llmgate fakellm:", err)
 		return 2
 	}
-	ln, err := net.Listen("tcp", *listen)
+	s := fakellm.New(*opts)
+	return serveUntilSignal("fakellm", *listen, s.Serve, s.Close, stderr,
+		fmt.Sprintf("fakellm (%s, model %q)", opts.Flavor, opts.Model))
+}
+
+// serveUntilSignal listens on addr, serves with serve until SIGINT or SIGTERM, then closes.
+// A listen error is one line on stderr and exit status 1.
+func serveUntilSignal(cmd, addr string, serve func(net.Listener) error, close func() error, stderr io.Writer, what string) int {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		fmt.Fprintf(stderr, "llmgate fakellm: listen %s: %v\n", *listen, shortErr(err))
+		fmt.Fprintf(stderr, "llmgate %s: listen %s: %v\n", cmd, addr, shortErr(err))
 		return 1
 	}
-	s := fakellm.New(*opts)
-	fmt.Fprintf(stderr, "fakellm (%s, model %q) on http://%s\n", opts.Flavor, opts.Model, ln.Addr())
-	go s.Serve(ln) //nolint:errcheck // Close ends it
+	fmt.Fprintf(stderr, "%s on http://%s\n", what, ln.Addr())
+	go serve(ln) //nolint:errcheck // close ends it
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	<-sig
-	s.Close()
+	_ = close()
 	return 0
 }
