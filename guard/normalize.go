@@ -124,6 +124,8 @@ func foldRune(r rune) foldEntry {
 	switch {
 	case r < rune(len(foldTable)):
 		return foldTable[r]
+	case r == utf8.RuneError:
+		return foldEntry{}
 	case r >= 0x2e80 && r < 0xfb00: // CJK, Hangul: separators (U+3164 is an invisible filler)
 		if r == 0x3164 {
 			return foldEntry{kind: kDrop}
@@ -150,8 +152,10 @@ func foldRune(r rune) foldEntry {
 	case invisible(r):
 		return foldEntry{kind: kDrop}
 	}
-	if s, ok := extraFold[r]; ok {
-		return letterEntry(s)
+	if r < 0x2140 || r >= 0xfb00 && r <= 0xfb06 {
+		if s, ok := extraFold[r]; ok {
+			return letterEntry(s)
+		}
 	}
 	return foldEntry{}
 }
@@ -248,9 +252,9 @@ type normLane struct {
 	sym      []byte
 	ost      []int   // input offset of each symbol
 	olen     []uint8 // and its length in the input
-	m        int // symbols in the block
-	base     int // lane index of sym[0]
-	walked   int // symbols the automaton has taken; state is the state after them
+	m        int     // symbols in the block
+	base     int     // lane index of sym[0]
+	walked   int     // symbols the automaton has taken; state is the state after them
 
 	collect bool   // Normalize: symbols go to buf, no automaton
 	buf     []byte //

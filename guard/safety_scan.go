@@ -1,6 +1,10 @@
 package guard
 
-import "unicode/utf8"
+import (
+	"encoding/binary"
+	"math/bits"
+	"unicode/utf8"
+)
 
 // Base64 and hex segments at least this long are decoded and scanned too.
 const minEncoded = 16
@@ -32,7 +36,8 @@ type encRun struct {
 	start int    // input offset of the run, once n >= minEncoded
 	acc   uint32 // bits not yet decoded
 	nacc  uint8
-	dec   int // bytes decoded
+	dec   int  // bytes decoded
+	skip  bool // not worth decoding
 	lane  normLane
 }
 
@@ -52,7 +57,7 @@ type safetyScanner struct {
 	cur      []byte // the piece feed is scanning, which starts at offset curBase
 	curBase  int
 	tail     [minEncoded]byte // the input bytes before cur, by offset mod minEncoded
-	hitStart int // input offset of the earliest match start reported since it was last cleared; -1 none
+	hitStart int              // input offset of the earliest match start reported since it was last cleared; -1 none
 	last     struct {
 		lane  *normLane
 		rule  int32
@@ -65,7 +70,7 @@ type safetyScanner struct {
 	// had emitted, until the walk of the main lane reaches that point.
 	inner    []SafetyMatch
 	stamps   []int
-	walkOuts [2][]walkOut // outputs of the two walk lanes
+	walkOuts [4][]walkOut // outputs of the walk's parts, in order
 }
 
 // newScanner returns a scanner whose main lane buffers up to block symbols.
@@ -83,6 +88,23 @@ func (s *safetyScanner) reset() {
 	s.main.reset(s.sf.start)
 	s.b64.n, s.hex.n = 0, 0
 	s.inner, s.stamps = s.inner[:0], s.stamps[:0]
+}
+
+// letters8 returns how many of the first (up to) eight bytes of p are ASCII letters, and
+// those bytes little-endian in x.
+func letters8(p []byte) (int, uint64) {
+	var x uint64
+	if len(p) >= 8 {
+		x = binary.LittleEndian.Uint64(p)
+	} else {
+		for k := len(p) - 1; k >= 0; k-- {
+			x = x<<8 | uint64(p[k])
+		}
+	}
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	y := (x | 0x20*ones) &^ highs // each byte folded to lower case, without its high bit
+	isLetter := (y + 0x1f*ones) &^ (y + 0x05*ones) &^ x & highs
+	return bits.TrailingZeros64(^isLetter&highs) >> 3, x
 }
 
 // asciiLetter maps A-Z and a-z to a-z, everything else to 0.
@@ -109,34 +131,47 @@ func (s *safetyScanner) feed(p []byte) {
 	sym, ost, olen, m := l.sym, l.ost, l.olen, l.m
 	for i < len(p) {
 		b := p[i]
-		if c := asciiLetter[b]; c != 0 && l.leet == 0 && !l.curHeld && (l.tok != 0 || l.k == 0) {
-			// Hot path: a run of letters that starts or continues a word outside any
-			// letter-spaced run goes straight to the buffer.
+		if asciiLetter[b] != 0 && l.leet == 0 && !l.curHeld && (l.tok != 0 || l.k == 0) {
+			// Hot path: a word of ASCII letters outside any letter-spaced run goes straight
+			// to the buffer, eight bytes at a time.
+			start, m0 := i, m
 			for {
-				if b64n++; b64n >= minEncoded {
-					l.m, s.pos, s.b64.n = m, base+i, b64n
-					s.encoded(b)
-					m = l.m
-				}
-				if m == len(sym) {
+				if m+8 > len(sym) {
 					l.m = m
 					s.flush()
-					m = l.m
+					m0, m = m0-(m-l.m), l.m
 				}
-				sym[m], ost[m], olen[m] = c, base+i, 1
-				m++
-				if i++; i == len(p) {
+				k, x := letters8(p[i:])
+				binary.LittleEndian.PutUint64(sym[m:], x|0x2020202020202020)
+				binary.LittleEndian.PutUint64(olen[m:], 0x0101010101010101)
+				o, w := base+i, ost[m:m+8:m+8]
+				w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7] = o, o+1, o+2, o+3, o+4, o+5, o+6, o+7
+				m, i = m+k, i+k
+				if k < 8 {
 					break
 				}
-				b = p[i]
-				if asciiLetter[b] == 0 {
-					break
-				}
-				l.tok, c = 1, asciiLetter[b]
 			}
+			n := i - start
+			if b64n+n >= minEncoded {
+				// The word makes a base64 run long enough to decode: decode its letters one
+				// by one, each when the symbols before it have been emitted.
+				for k := start + max(0, minEncoded-1-b64n); k < i; k++ {
+					l.m, s.pos, s.b64.n = m0+k-start, base+k, b64n+k-start+1
+					s.encoded(p[k])
+				}
+				l.m = m
+			}
+			b64n += n
 			l.prev = sym[m-1]
-			l.tok = min(l.tok+1, 2)
+			l.tok = uint8(min(int(l.tok)+n, 2))
 			l.lastSpace, l.slash = false, false
+			if l.tok == 2 && i < len(p) && p[i] == ' ' && b64n < minEncoded {
+				// The space after a word of two or more letters, as the separator path below
+				// would take it; the flush above left room.
+				sym[m], ost[m], olen[m] = ' ', base+i, 1
+				m, i, b64n = m+1, i+1, 0
+				l.tok, l.lastSpace = 0, true
+			}
 			continue
 		}
 		if encClass[b] != 0 {
@@ -166,7 +201,21 @@ func (s *safetyScanner) feed(p []byte) {
 			continue
 		}
 		e := &foldTable[b]
-		if e.kind == kSep && l.leet == 0 && l.k == 0 && l.tok != 1 {
+		if e.kind == kDigit && l.leet == 0 && i+1 < len(p) && p[i+1] < utf8.RuneSelf && foldTable[p[i+1]].kind != kDrop {
+			// A digit whose next byte is here: settle its leetspeak reading now rather than
+			// hold it for the next event, as event and resolveLeet would.
+			c := e.s[0]
+			if e.s[1] != 0 && (l.tok > 0 && isLetter(l.prev) || foldTable[p[i+1]].kind == kWord) {
+				c = e.s[1]
+			}
+			l.slash = false
+			l.m = m
+			l.word(s, c, base+i, base+i+1)
+			m = l.m
+			i++
+			continue
+		}
+		if (e.kind == kSep || e.kind == kSlash && !l.slash) && l.leet == 0 && l.k == 0 && l.tok != 1 {
 			// A word of two or more letters ends, or a separator follows one: at most one
 			// space goes to the buffer.
 			l.tok = 0
@@ -226,17 +275,28 @@ func (s *safetyScanner) encoded(b byte) {
 		r.start = s.pos - (minEncoded - 1)
 		s.startRun(r)
 		h.n = 0
+		// Base64 of text has capitals or digits in any 16 characters (every other
+		// character of a group of four encodes a byte's top bits); a run without, such as a
+		// path or a lower-case identifier, is not decoded.
+		r.skip = !isUpperOrDigit(b)
 		for k := r.start; k < s.pos; k++ {
 			c := s.histByte(k)
-			s.decode(r, c, false)
+			r.skip = r.skip && !isUpperOrDigit(c)
 			if encClass[c]&encHex != 0 {
 				h.n++
 			} else {
 				h.n = 0
 			}
 		}
+		if !r.skip {
+			for k := r.start; k < s.pos; k++ {
+				s.decode(r, s.histByte(k), false)
+			}
+		}
 	}
-	s.decode(r, b, false)
+	if !r.skip {
+		s.decode(r, b, false)
+	}
 	switch {
 	case !hex:
 		if h.n >= minEncoded {
@@ -260,7 +320,7 @@ func (s *safetyScanner) encoded(b byte) {
 }
 
 func (s *safetyScanner) startRun(r *encRun) {
-	r.acc, r.nacc, r.dec = 0, 0, 0
+	r.acc, r.nacc, r.dec, r.skip = 0, 0, 0, false
 	r.lane.reset(s.sf.start)
 }
 
@@ -302,9 +362,11 @@ func (s *safetyScanner) decoded(r *encRun, p []byte) {
 	r.dec += len(p)
 }
 
+func isUpperOrDigit(c byte) bool { return c-'A' < 26 || c-'0' < 10 }
+
 // endRun ends an encoded run: it is decoded to its last bits and its lane ended.
 func (s *safetyScanner) endRun(r *encRun, hex bool) {
-	if r.n >= minEncoded {
+	if r.n >= minEncoded && !r.skip {
 		if !hex && r.nacc >= 2 { // unpadded tail: 2 or 3 characters make 1 or 2 bytes
 			var out [2]byte
 			k := int(r.nacc) - 1
@@ -332,7 +394,8 @@ func (s *safetyScanner) earliest() int {
 			e = min(e, o.st)
 		}
 	}
-	if r := &s.b64; r.n >= minEncoded {
+	if r := &s.b64; r.n >= minEncoded && r.skip {
+	} else if r.n >= minEncoded {
 		e = min(e, r.start+r.lane.earliest(s.sf, r.dec)/3*4)
 	} else if r.n > 0 {
 		e = min(e, s.pos-r.n)

@@ -16,6 +16,7 @@ type SafetyStream struct {
 	window  int
 	held    []byte // input not yet passed on; held[0] is at offset heldOff
 	heldOff int
+	done    bool // Flush has ended the text
 }
 
 // AcquireStream returns a stream over s with the given hold-back window (<= 0: the default).
@@ -44,7 +45,7 @@ func (s *Safety) ReleaseStream(st *SafetyStream) {
 // Reset starts a new stream.
 func (st *SafetyStream) Reset() {
 	st.sc.reset()
-	st.held, st.heldOff = st.held[:0], 0
+	st.held, st.heldOff, st.done = st.held[:0], 0, false
 }
 
 // Write scans the next piece of the text. It appends to out the bytes now safe to pass on and
@@ -65,14 +66,20 @@ func (st *SafetyStream) Write(out []byte, ms []SafetyMatch, p []byte) ([]byte, [
 	return st.emit(out, p, safe), ms
 }
 
-// Flush ends the text: it appends the held bytes to out and the last matches to ms. Matches
-// that end with the text are only found here, so a caller that blocks must check ms before
-// passing on out.
+// Flush ends the text: it appends to out the held bytes and to ms the last matches, which
+// only the end of the text completes. Like Write, out stops before a match found here; the
+// rest stays held, and a caller that only flags the match gets it from a second Flush.
 func (st *SafetyStream) Flush(out []byte, ms []SafetyMatch) ([]byte, []SafetyMatch) {
 	sc := st.sc
-	sc.out = ms
-	sc.finish()
-	ms, sc.out = sc.out, nil
+	if !st.done {
+		sc.out, sc.hitStart = ms, -1
+		sc.finish()
+		ms, sc.out = sc.out, nil
+		st.done = true
+		if sc.hitStart >= st.heldOff {
+			return st.emit(out, nil, sc.hitStart), ms
+		}
+	}
 	out = append(out, st.held...)
 	st.heldOff += len(st.held)
 	st.held = st.held[:0]

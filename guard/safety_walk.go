@@ -56,49 +56,100 @@ func (s *safetyScanner) release(n int) {
 }
 
 // walk runs the automaton over l.sym[from:to] from l.state, noting in s.walkOuts the symbols
-// after which it has outputs, and returns the state at the end. A long block is walked as
-// two halves at once: each step waits on a table load, and two independent chains of loads
-// overlap. The second half starts at the root ringSize-1 symbols early, which brings it to
-// the right state, since no pattern is longer.
+// after which it has outputs, and returns the state at the end. A long block is walked in
+// two or four parts at once: each step waits on a table load, and independent chains of
+// loads overlap. Every part but the first starts at the root ringSize-1 symbols early, which
+// brings it to the right state, since no pattern is longer.
 func (s *safetyScanner) walk(l *normLane, from, to int) uint32 {
 	trans, cls, sym := s.sf.trans, &s.sf.cls, l.sym[:to]
-	o1, o2 := s.walkOuts[0][:0], s.walkOuts[1][:0]
-	s1 := l.state
-	if to-from < 4*ringSize {
-		for i := from; i < to; i++ {
-			v := trans[s1+uint32(cls[sym[i]])]
-			if s1 = v &^ 1; v&1 != 0 {
-				o1 = append(o1, walkOut{int32(i), s1})
-			}
+	for k := range s.walkOuts {
+		s.walkOuts[k] = s.walkOuts[k][:0]
+	}
+	n := to - from
+	switch {
+	case n >= 8*ringSize:
+		return s.walk4(trans, cls, sym, from, l.state)
+	case n >= 4*ringSize:
+		return s.walk2(trans, cls, sym, from, l.state)
+	}
+	st, outs := l.state, s.walkOuts[0]
+	for i := from; i < to; i++ {
+		v := trans[st+uint32(cls[sym[i]])]
+		if st = v &^ 1; v&1 != 0 {
+			outs = append(outs, walkOut{int32(i), st})
 		}
-		s.walkOuts = [2][]walkOut{o1, o2}
-		return s1
 	}
-	mid := from + (to-from)/2
-	var s2 uint32
-	for _, c := range sym[mid-(ringSize-1) : mid] {
-		s2 = trans[s2+uint32(cls[c])] &^ 1
+	s.walkOuts[0] = outs
+	return st
+}
+
+// warm returns the state after sym[i-(ringSize-1):i] from the root.
+func warm(trans []uint32, cls *[256]uint8, sym []byte, i int) uint32 {
+	var st uint32
+	for _, c := range sym[i-(ringSize-1) : i] {
+		st = trans[st+uint32(cls[c])] &^ 1
 	}
-	a, b := sym[from:mid], sym[mid:to]
-	b0 := b[:len(a)]
+	return st
+}
+
+func (s *safetyScanner) walk2(trans []uint32, cls *[256]uint8, sym []byte, from int, s0 uint32) uint32 {
+	mid := from + (len(sym)-from)/2
+	s1 := warm(trans, cls, sym, mid)
+	a, b := sym[from:mid], sym[mid:]
+	o0, o1 := s.walkOuts[0], s.walkOuts[1]
 	for k, c := range a {
-		v1, v2 := trans[s1+uint32(cls[c])], trans[s2+uint32(cls[b0[k]])]
-		s1, s2 = v1&^1, v2&^1
-		if (v1|v2)&1 != 0 {
-			if v1&1 != 0 {
-				o1 = append(o1, walkOut{int32(from + k), s1})
+		v0, v1 := trans[s0+uint32(cls[c])], trans[s1+uint32(cls[b[k]])]
+		s0, s1 = v0&^1, v1&^1
+		if (v0|v1)&1 != 0 {
+			if v0&1 != 0 {
+				o0 = append(o0, walkOut{int32(from + k), s0})
 			}
-			if v2&1 != 0 {
-				o2 = append(o2, walkOut{int32(mid + k), s2})
+			if v1&1 != 0 {
+				o1 = append(o1, walkOut{int32(mid + k), s1})
 			}
 		}
 	}
 	for k := len(a); k < len(b); k++ {
-		v := trans[s2+uint32(cls[b[k]])]
-		if s2 = v &^ 1; v&1 != 0 {
-			o2 = append(o2, walkOut{int32(mid + k), s2})
+		v := trans[s1+uint32(cls[b[k]])]
+		if s1 = v &^ 1; v&1 != 0 {
+			o1 = append(o1, walkOut{int32(mid + k), s1})
 		}
 	}
-	s.walkOuts = [2][]walkOut{o1, o2}
-	return s2
+	s.walkOuts[0], s.walkOuts[1] = o0, o1
+	return s1
+}
+
+func (s *safetyScanner) walk4(trans []uint32, cls *[256]uint8, sym []byte, from int, s0 uint32) uint32 {
+	q := (len(sym) - from) / 4
+	p1, p2, p3 := from+q, from+2*q, from+3*q
+	s1, s2, s3 := warm(trans, cls, sym, p1), warm(trans, cls, sym, p2), warm(trans, cls, sym, p3)
+	a, b, c, d := sym[from:p1], sym[p1:p2], sym[p2:p3], sym[p3:]
+	b, c = b[:len(a)], c[:len(a)]
+	o := &s.walkOuts
+	for k, x := range a {
+		v0, v1 := trans[s0+uint32(cls[x])], trans[s1+uint32(cls[b[k]])]
+		v2, v3 := trans[s2+uint32(cls[c[k]])], trans[s3+uint32(cls[d[k]])]
+		s0, s1, s2, s3 = v0&^1, v1&^1, v2&^1, v3&^1
+		if (v0|v1|v2|v3)&1 != 0 {
+			if v0&1 != 0 {
+				o[0] = append(o[0], walkOut{int32(from + k), s0})
+			}
+			if v1&1 != 0 {
+				o[1] = append(o[1], walkOut{int32(p1 + k), s1})
+			}
+			if v2&1 != 0 {
+				o[2] = append(o[2], walkOut{int32(p2 + k), s2})
+			}
+			if v3&1 != 0 {
+				o[3] = append(o[3], walkOut{int32(p3 + k), s3})
+			}
+		}
+	}
+	for k := len(a); k < len(d); k++ {
+		v := trans[s3+uint32(cls[d[k]])]
+		if s3 = v &^ 1; v&1 != 0 {
+			o[3] = append(o[3], walkOut{int32(p3 + k), s3})
+		}
+	}
+	return s3
 }
