@@ -451,6 +451,12 @@ func (g *Gateway) streamText(r *request, delta []byte, final bool) []byte {
 		sg.safe, sg.matches = sg.safety.Write(sg.safe[:0], sg.matches, delta)
 		if final {
 			sg.safe, sg.matches = sg.safety.Flush(sg.safe, sg.matches)
+			if ag.safetyComplete != guard.ActionBlock {
+				// Flush stops before a match it finds; when only flagging, send the rest too.
+				for i := 0; sg.safety.Held() > 0 && i < 16; i++ { // bounded: each Flush passes a match
+					sg.safe, sg.matches = sg.safety.Flush(sg.safe, sg.matches)
+				}
+			}
 		}
 		t = sg.safe
 		if len(sg.matches) > 0 {

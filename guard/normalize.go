@@ -1,6 +1,9 @@
 package guard
 
-import "unicode/utf8"
+import (
+	"sync"
+	"unicode/utf8"
+)
 
 // Normalised text is what safety rules match against: lower-case ASCII letters and digits in
 // tokens separated by single spaces, plus the delimiter marks < > [ ] | (and / right after <
@@ -177,8 +180,17 @@ func invisible(r rune) bool {
 // Normalize appends the normalised form of src to dst: the text safety rules see. Tokens are
 // separated by single spaces, with none at either end.
 func Normalize(dst, src []byte) []byte {
-	var l normLane
-	l.collect = true
+	l := normPool.Get().(*normLane)
+	dst = l.normalize(dst, src)
+	l.buf = nil
+	normPool.Put(l)
+	return dst
+}
+
+var normPool = sync.Pool{New: func() any { return &normLane{collect: true} }}
+
+// normalize is Normalize with a lane of the caller's: l must have collect set.
+func (l *normLane) normalize(dst, src []byte) []byte {
 	l.buf = dst
 	l.reset(0)
 	l.feedPlain(nil, src, 0)
@@ -219,11 +231,11 @@ type seenAt struct {
 // one-character tokens, each pair separated by exactly one separator character, the same
 // one throughout, becomes one token.
 type normLane struct {
-	state     uint32 // automaton state, premultiplied by the stride
-	n         int    // symbols emitted
-	rs, re    [ringSize]int
-	words     int // spaces emitted: the word position of the next token
-	lastSpace bool
+	state     uint32        // automaton state, premultiplied by the stride
+	n         int           // symbols the automaton has taken
+	rs, re    [ringSize]int // a direct lane: input spans of the last ringSize symbols
+	words     int           // spaces taken, 1 for the one before the text: the next token's position
+	lastSpace bool          // the last symbol emitted is a space
 
 	pb    [utf8.UTFMax]byte // a rune split across writes
 	npb   uint8
@@ -245,9 +257,9 @@ type normLane struct {
 	hits  [hitRing]seenAt
 	nhits int
 
-	// A buffered lane keeps its symbols and their input spans in a block that the scanner
-	// walks with two interleaved automata; a direct lane walks each symbol as it comes and
-	// keeps the spans of the last ringSize in rs and re.
+	// A buffered lane (a scanner's main lane) keeps its symbols and their input spans in a
+	// block that the scanner walks in interleaved parts; a direct lane (a decoded segment's)
+	// walks each symbol as it comes.
 	buffered bool
 	sym      []byte
 	ost      []int   // input offset of each symbol
@@ -256,8 +268,8 @@ type normLane struct {
 	base     int     // lane index of sym[0]
 	walked   int     // symbols the automaton has taken; state is the state after them
 
-	collect bool   // Normalize: symbols go to buf, no automaton
-	buf     []byte //
+	collect bool // Normalize: symbols go to buf, no automaton
+	buf     []byte
 }
 
 func (l *normLane) reset(start uint32) {

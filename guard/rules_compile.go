@@ -42,7 +42,7 @@ type phraseUnit struct {
 // splitPhrase cuts a phrase into segments at the spaces between groups, so that no segment
 // stands for more than maxSegmentForms patterns or has a form of stop words only, and the
 // segments together stand for as few patterns as they can.
-func splitPhrase(p string) ([]string, error) {
+func splitPhrase(norm *normLane, p string) ([]string, error) {
 	depth := 0
 	for _, c := range []byte(p) {
 		switch c {
@@ -75,7 +75,7 @@ func splitPhrase(p string) ([]string, error) {
 				}
 				u := phraseUnit{text: t, forms: len(alts)}
 				for _, a := range alts {
-					words := strings.Fields(string(Normalize(nil, []byte(a))))
+					words := strings.Fields(string(norm.normalize(nil, []byte(a))))
 					u.empty = u.empty || len(words) == 0
 					u.stopOrNil = u.stopOrNil || !slices.ContainsFunc(words, func(w string) bool { return !stopWords[w] })
 				}
@@ -172,6 +172,7 @@ func compileSafety(specs []ruleSpec) (*Safety, error) {
 	var segRefs [][]segmentRef // per pattern
 	var ruleRefs [][]ruleRef   // per phrase
 	var norm []byte
+	nl := &normLane{collect: true}
 	for ri, r := range specs {
 		s.rules = append(s.rules, safetyRule{id: r.id, cat: r.cat, sev: r.sev, near: len(r.near) > 0,
 			unless: len(r.unless) > 0, within: r.within, unlessWithin: r.unlessWithin, order: r.order})
@@ -184,7 +185,7 @@ func compileSafety(specs []ruleSpec) (*Safety, error) {
 				key := strings.Join(strings.Fields(ph.text), " ")
 				id, ok := phraseID[key]
 				if !ok {
-					segs, err := splitPhrase(key)
+					segs, err := splitPhrase(nl, key)
 					if err != nil {
 						return nil, fail("%v", err)
 					}
@@ -198,7 +199,7 @@ func compileSafety(specs []ruleSpec) (*Safety, error) {
 							return nil, fail("%v", err)
 						}
 						for _, a := range alts {
-							norm = Normalize(append(norm[:0], ' '), []byte(a))
+							norm = nl.normalize(append(norm[:0], ' '), []byte(a))
 							if len(norm) == 1 {
 								return nil, fail("%q has nothing left to match after normalisation", strings.TrimSpace(a))
 							}
@@ -239,6 +240,7 @@ func compileSafety(specs []ruleSpec) (*Safety, error) {
 				ph.reach = max(ph.reach, int16(r.within))
 			}
 		}
+		s.maxReach = max(s.maxReach, int(ph.reach))
 		s.ruleRefs = append(s.ruleRefs, refs...)
 	}
 	for id, t := range texts {
@@ -279,7 +281,8 @@ func (s *Safety) build(pats [][]byte) error {
 			k := uint32(u)*stride + uint32(s.cls[c])
 			if next[k] == 0 {
 				next[k] = int32(len(depth))
-				next = append(next, make([]int32, stride)...)
+				next = slices.Grow(next, int(stride)) // the new row: fresh memory, zero
+				next = next[:len(next)+int(stride)]
 				depth = append(depth, depth[u]+1)
 				own = append(own, -1)
 			}

@@ -21,7 +21,9 @@ categories:
       near: [my neighbor]
       within: 2
       order: near_last
-      unless: [in the game]
+      unless: [$fiction]
+sets:                        # sets may come after the categories that use them
+  fiction: [in the game, in my novel]
 `
 	s, err := NewSafety(SafetyOptions{Rules: []byte(rules)})
 	if err != nil {
@@ -134,6 +136,8 @@ func TestRulesErrors(t *testing.T) {
 		{"phrase and near", "categories:\n  x:\n    - id: a\n      phrases: [x]\n      near: [x]\n", 5, "a", "two of phrases"},
 		{"anchor", "categories:\n  x:\n    - id: a\n      phrases: &p [x]\n", 4, "a", "anchors"},
 		{"tag", "categories:\n  x:\n    - id: a\n      phrases: [!x y]\n", 4, "a", "tags"},
+		{"unknown set", "categories:\n  x:\n    - id: a\n      phrases: [$nope]\n", 4, "a", `unknown set "$nope"`},
+		{"bad set name", "sets:\n  Bad: [x]\ncategories:\n  x:\n    - id: a\n      phrases: [x]\n", 2, "", "set name"},
 		{"list for id", "categories:\n  x:\n    - id: [a]\n      phrases: [x]\n", 3, "", "single value"},
 	}
 	for _, tt := range tests {

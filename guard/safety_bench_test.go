@@ -125,7 +125,7 @@ func BenchmarkNormalize(b *testing.B) {
 func BenchmarkNewSafety(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := NewSafety(SafetyOptions{}); err != nil {
+		if _, err := newSafety(defaultSafetyRules); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -386,6 +386,9 @@ func (s *safetyScanner) earliest() int {
 	e := l.earliest(s.sf, s.pos)
 	for k := 1; k <= min(l.nhits, hitRing); k++ {
 		o := &l.hits[(l.nhits-k)&(hitRing-1)]
+		if l.words-1-o.w1 > s.sf.maxReach {
+			break // hits are in word order: older ones are out of reach too
+		}
 		reach := 0 // a segment joins the next word only
 		if o.key&0xff == 0 {
 			reach = int(s.sf.phrases[o.key>>8].reach)

@@ -12,8 +12,9 @@ type walkOut struct {
 var spaceSym = []byte{' '}
 
 // flush walks the main lane's buffered symbols and reports what their patterns match, in
-// order, with the matches from encoded segments merged in where they were found. It keeps
-// the last ringSize-1 symbols, which later matches and the hold-back may still need.
+// order, with the matches from encoded segments merged in where they were found. Once the
+// block is half full it keeps only the last ringSize-1 symbols, which later matches and the
+// hold-back may still need.
 func (s *safetyScanner) flush() {
 	l := &s.main
 	from, to := l.walked-l.base, l.m
@@ -32,7 +33,7 @@ func (s *safetyScanner) flush() {
 	l.state, l.n, l.words = final, l.base+to, words+bytes.Count(l.sym[k:to], spaceSym)
 	l.walked = l.n
 	s.release(l.n)
-	if drop := to - (ringSize - 1); drop > 0 {
+	if drop := to - (ringSize - 1); drop > 0 && to > len(l.sym)/2 { // room is needed
 		copy(l.sym, l.sym[drop:to])
 		copy(l.ost, l.ost[drop:to])
 		copy(l.olen, l.olen[drop:to])
