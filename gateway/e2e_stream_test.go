@@ -262,17 +262,7 @@ func TestFirstByteTimeout(t *testing.T) {
 			c, _ := g.client()
 			req := chatRequest(tt.model, 2)
 			start := time.Now()
-			var err error
-			if tt.stream {
-				req.Stream = true
-				var st *openai.ChatCompletionStream
-				st, err = c.CreateChatCompletionStream(ctx(t), req)
-				if st != nil {
-					st.Close()
-				}
-			} else {
-				_, err = c.CreateChatCompletion(ctx(t), req)
-			}
+			err := createChat(t, c, req, tt.stream)
 			ae := asAPIError(t, err)
 			if ae.HTTPStatusCode != 504 || ae.Type != "server_error" || codeString(ae.Code) != "upstream_timeout" {
 				t.Errorf("got %d %q %v, want 504 server_error upstream_timeout", ae.HTTPStatusCode, ae.Type, ae.Code)

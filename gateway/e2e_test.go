@@ -183,17 +183,7 @@ func TestUnknownModelAndVersion(t *testing.T) {
 			t.Run(fmt.Sprintf("%s stream=%v", tt.name, stream), func(t *testing.T) {
 				c, _ := s.gw.client(tt.headers...)
 				req := chatRequest(tt.model, 5)
-				var err error
-				if stream {
-					req.Stream = true
-					var st *openai.ChatCompletionStream
-					st, err = c.CreateChatCompletionStream(ctx(t), req)
-					if st != nil {
-						st.Close()
-					}
-				} else {
-					_, err = c.CreateChatCompletion(ctx(t), req)
-				}
+				err := createChat(t, c, req, stream)
 				ae := asAPIError(t, err)
 				if ae.HTTPStatusCode != 404 || codeString(ae.Code) != "model_not_found" || deref(ae.Param) != "model" || ae.Type != "invalid_request_error" {
 					t.Errorf("got %d code %v param %q type %q, want 404 model_not_found param model invalid_request_error",

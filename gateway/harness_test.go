@@ -612,3 +612,18 @@ func startTwoVersions(t testing.TB, edit func(*config.Config)) *twoVersions {
 	cfg := newConfig(t, edit, model("chat", "v1", version("v1", v1.backend()), version("v2", v2.backend())))
 	return &twoVersions{gw: startGateway(t, cfg), v1: v1, v2: v2}
 }
+
+// createChat sends req buffered or as a stream (opened and closed at once) and returns the
+// error the client saw, for tests about failures before the first byte.
+func createChat(t testing.TB, c *openai.Client, req openai.ChatCompletionRequest, stream bool) error {
+	if !stream {
+		_, err := c.CreateChatCompletion(ctx(t), req)
+		return err
+	}
+	req.Stream = true
+	st, err := c.CreateChatCompletionStream(ctx(t), req)
+	if st != nil {
+		st.Close()
+	}
+	return err
+}
