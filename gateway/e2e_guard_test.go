@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -169,9 +170,60 @@ func TestGuardStream(t *testing.T) {
 	if res.status != 200 {
 		t.Fatalf("status %d: %s", res.status, res.body)
 	}
-	var text strings.Builder
+	text, sawDone := choiceTexts(t, res.body)
+	if want := "Mail " + testEmail + " and key <SECRET_1> ok"; text[0] != want || !sawDone {
+		t.Fatalf("client text %q (done %v), want %q", text[0], sawDone, want)
+	}
+}
+
+// With n > 1 the choices of a stream interleave; each is guarded on its own, so a placeholder or
+// a secret split across one choice's events is handled whatever the other choice sends between.
+func TestGuardStreamChoices(t *testing.T) {
+	chunk := func(index int, delta, finish string) string {
+		return `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"canned","choices":[{"index":` + strconv.Itoa(index) + `,"delta":` + delta + `,"finish_reason":` + finish + `}]}` + "\n\n"
+	}
+	stream := chunk(0, `{"role":"assistant","content":""}`, "null") +
+		chunk(1, `{"role":"assistant","content":""}`, "null") +
+		chunk(0, `{"content":"A: <EMAIL_"}`, "null") +
+		chunk(1, `{"content":"B: key AKIAIOSFOD"}`, "null") +
+		chunk(0, `{"content":"ADDRESS_1> done"}`, "null") +
+		chunk(1, `{"content":"NN7EXAMPLE and <EMAIL_ADD"}`, "null") +
+		chunk(1, `{"content":"RESS_1>"}`, `"stop"`) +
+		chunk(0, `{}`, `"stop"`) +
+		"data: [DONE]\n\n"
+	b := cannedBackend(t, 200, http.Header{"Content-Type": {"text/event-stream"}}, stream)
+	g := startGateway(t, newConfig(t, nil, guarded(config.Guard{PII: config.PIIGuard{Prompt: "redact", Completion: "redact", Restore: true}}, b)))
+	res := g.do(t, "POST", "/v1/chat/completions", chatBody("Please email "+testEmail, `,"stream":true,"n":2`))
+	if res.status != 200 {
+		t.Fatalf("status %d: %s", res.status, res.body)
+	}
+	text, sawDone := choiceTexts(t, res.body)
+	want := map[int]string{0: "A: " + testEmail + " done", 1: "B: key <SECRET_1> and " + testEmail}
+	if !sawDone || text[0] != want[0] || text[1] != want[1] {
+		t.Fatalf("client texts %v (done %v), want %v", text, sawDone, want)
+	}
+}
+
+// A choice index beyond what the guard tracks ends the stream with an error instead of passing
+// that choice's text unguarded.
+func TestGuardStreamChoiceOutOfRange(t *testing.T) {
+	stream := `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"canned","choices":[{"index":500,"delta":{"content":"key AKIAIOSFODNN7EXAMPLE"},"finish_reason":null}]}` + "\n\n" + "data: [DONE]\n\n"
+	b := cannedBackend(t, 200, http.Header{"Content-Type": {"text/event-stream"}}, stream)
+	g := startGateway(t, newConfig(t, nil, guarded(config.Guard{PII: config.PIIGuard{Completion: "redact"}}, b)))
+	res := g.do(t, "POST", "/v1/chat/completions", chatBody("hi", `,"stream":true`))
+	all := string(res.body)
+	if strings.Contains(all, "AKIA") || !strings.Contains(all, `"error"`) || strings.Contains(all, "[DONE]") {
+		t.Fatalf("want the stream stopped with an error and no secret:\n%s", all)
+	}
+}
+
+// choiceTexts joins the delta contents of a stream's chunks per choice index, failing on a
+// fragment of a placeholder or a secret, and reports whether [DONE] came.
+func choiceTexts(t *testing.T, body []byte) (map[int]string, bool) {
+	t.Helper()
+	text := map[int]string{}
 	sawDone := false
-	for _, ev := range events(res.body) {
+	for _, ev := range events(body) {
 		ev = strings.TrimPrefix(ev, "data: ")
 		if ev == "[DONE]" {
 			sawDone = true
@@ -179,6 +231,7 @@ func TestGuardStream(t *testing.T) {
 		}
 		var c struct {
 			Choices []struct {
+				Index int `json:"index"`
 				Delta struct{ Content string } `json:"delta"`
 			} `json:"choices"`
 		}
@@ -189,12 +242,10 @@ func TestGuardStream(t *testing.T) {
 			if strings.Contains(ch.Delta.Content, "AKIA") || strings.Contains(ch.Delta.Content, "<EMAIL") {
 				t.Fatalf("a fragment reached the client: %q", ch.Delta.Content)
 			}
-			text.WriteString(ch.Delta.Content)
+			text[ch.Index] += ch.Delta.Content
 		}
 	}
-	if want := "Mail " + testEmail + " and key <SECRET_1> ok"; text.String() != want || !sawDone {
-		t.Fatalf("client text %q (done %v), want %q", text.String(), sawDone, want)
-	}
+	return text, sawDone
 }
 
 // A blocking safety match in a streamed completion ends the stream: the text before the match

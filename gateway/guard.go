@@ -255,6 +255,8 @@ func (g *Gateway) checkSafety(r *request, d guard.Direction, text []byte) error 
 	return nil
 }
 
+var errChoiceUnguarded = &apiError{status: fasthttp.StatusBadGateway, typ: typeServer, code: "upstream_error", message: "The model backend sent a choice index the gateway's guard cannot track (at most 128 choices); the stream was stopped."}
+
 var errCompletionFiltered = &apiError{status: fasthttp.StatusOK, typ: typeInvalidRequest, code: "content_filter", message: "The completion was stopped by the gateway's safety filter."}
 
 // countPII counts what the vault saw in direction d and notes it for the header.
@@ -394,10 +396,23 @@ func (g *Gateway) guardCompletion(r *request, body []byte) []byte {
 	return root.MarshalTo(nil)
 }
 
-// streamGuard is the guard of one streamed completion: leaked PII rewritten, placeholders
-// restored, each with a bounded hold-back. It lives in the pooled request.
+// maxGuardedChoices bounds the choices a stream guard tracks. OpenAI caps n at 128; a backend
+// that sends a higher index breaks the stream rather than slipping text past the guard.
+const maxGuardedChoices = 128
+
+// streamGuard is the guard of one streamed completion, one choiceGuard per choice index (n > 1
+// streams interleave choices). It lives in the pooled request.
 type streamGuard struct {
-	on       bool
+	on      bool
+	choices []*choiceGuard // by choice index; the first len(choices) are in use
+	used    int
+	stopped bool // a blocking safety match ended the stream
+	broken  bool // a choice index out of range: the stream cannot be guarded
+}
+
+// choiceGuard holds one choice's text in flight: leaked PII rewritten, placeholders restored,
+// unsafe text stopped, each with a bounded hold-back.
+type choiceGuard struct {
 	safety   *guard.SafetyStream // nil when completion safety is off
 	leak     guard.LeakScanner
 	restorer guard.Restorer
@@ -405,16 +420,17 @@ type streamGuard struct {
 	safe     []byte // scratch
 	leaked   []byte // scratch
 	out      []byte // scratch
-	stopped  bool   // a blocking safety match ended the stream
 }
 
 // release gives back what the stream guard borrowed.
 func (sg *streamGuard) release(ag *aliasGuard) {
-	if sg.safety != nil {
-		ag.safety.ReleaseStream(sg.safety)
-		sg.safety = nil
+	for _, c := range sg.choices[:sg.used] {
+		if c.safety != nil {
+			ag.safety.ReleaseStream(c.safety)
+			c.safety = nil
+		}
 	}
-	sg.on, sg.stopped = false, false
+	sg.on, sg.stopped, sg.broken, sg.used = false, false, false, 0
 }
 
 // startStreamGuard readies the completion guard for a stream, when the alias needs one.
@@ -422,110 +438,147 @@ func (r *request) startStreamGuard() {
 	ag := r.guard.ag
 	sg := &r.streamGuard
 	sg.on = ag != nil && (ag.piiComplete || ag.restore || ag.safetyComplete != guard.ActionOff)
-	if !sg.on {
-		return
-	}
-	if ag.safetyComplete != guard.ActionOff {
-		sg.safety = ag.safety.AcquireStream(ag.holdback)
-	}
-	if r.guard.vault == nil {
+	if sg.on && r.guard.vault == nil {
 		r.guard.vault = guard.AcquireVault()
-	}
-	if ag.piiComplete {
-		sg.leak.Reset(ag.pii, r.guard.vault, ag.holdback)
-	}
-	if ag.restore {
-		sg.restorer.Reset(r.guard.vault)
 	}
 }
 
-// text runs one content delta through the stream's guards and returns what may be sent now;
-// with final set, everything still held back is released. Safety sees the model's own text
+// choice returns the guard of choice index i, readying the ones up to it on first use; nil when
+// i is out of range.
+func (r *request) choice(i int) *choiceGuard {
+	sg, ag := &r.streamGuard, r.guard.ag
+	if i < 0 || i >= maxGuardedChoices {
+		return nil
+	}
+	for sg.used <= i {
+		if sg.used == len(sg.choices) {
+			sg.choices = append(sg.choices, new(choiceGuard))
+		}
+		c := sg.choices[sg.used]
+		if ag.safetyComplete != guard.ActionOff {
+			c.safety = ag.safety.AcquireStream(ag.holdback)
+		}
+		if ag.piiComplete {
+			c.leak.Reset(ag.pii, r.guard.vault, ag.holdback)
+		}
+		if ag.restore {
+			c.restorer.Reset(r.guard.vault)
+		}
+		sg.used++
+	}
+	return sg.choices[i]
+}
+
+// streamText runs one content delta of a choice through its guards and returns what may be sent
+// now; with final set, everything still held back is released. Safety sees the model's own text
 // first; then leaked PII is rewritten; then placeholders are restored. A blocking safety match
 // sets sg.stopped and returns only the text before the match.
-func (g *Gateway) streamText(r *request, delta []byte, final bool) []byte {
+func (g *Gateway) streamText(r *request, c *choiceGuard, delta []byte, final bool) []byte {
 	ag, sg := r.guard.ag, &r.streamGuard
 	t := delta
-	if sg.safety != nil {
-		sg.matches = sg.matches[:0]
-		sg.safe, sg.matches = sg.safety.Write(sg.safe[:0], sg.matches, delta)
+	if c.safety != nil {
+		c.matches = c.matches[:0]
+		c.safe, c.matches = c.safety.Write(c.safe[:0], c.matches, delta)
 		if final {
-			sg.safe, sg.matches = sg.safety.Flush(sg.safe, sg.matches)
+			c.safe, c.matches = c.safety.Flush(c.safe, c.matches)
 			if ag.safetyComplete != guard.ActionBlock {
 				// Flush stops before a match it finds; when only flagging, send the rest too.
-				for i := 0; sg.safety.Held() > 0 && i < 16; i++ { // bounded: each Flush passes a match
-					sg.safe, sg.matches = sg.safety.Flush(sg.safe, sg.matches)
+				for i := 0; c.safety.Held() > 0 && i < 16; i++ { // bounded: each Flush passes a match
+					c.safe, c.matches = c.safety.Flush(c.safe, c.matches)
 				}
 			}
 		}
-		t = sg.safe
-		if len(sg.matches) > 0 {
-			for _, m := range sg.matches {
+		t = c.safe
+		if len(c.matches) > 0 {
+			for _, m := range c.matches {
 				r.guard.m.safetyHit(guard.Completion, m.Category).Inc()
 			}
 			if ag.safetyComplete == guard.ActionBlock {
 				r.guard.m.blocks[guard.Completion].Inc()
-				r.guard.blocked = "safety:" + sg.matches[0].Category
+				r.guard.blocked = "safety:" + c.matches[0].Category
 				sg.stopped, final = true, true
 			}
 		}
 	}
 	if ag.piiComplete {
-		sg.leaked = sg.leak.Write(sg.leaked[:0], t)
+		c.leaked = c.leak.Write(c.leaked[:0], t)
 		if final {
-			sg.leaked = sg.leak.Close(sg.leaked)
+			c.leaked = c.leak.Close(c.leaked)
 		}
-		t = sg.leaked
+		t = c.leaked
 	}
 	if ag.restore {
-		sg.out = sg.restorer.Write(sg.out[:0], t)
+		c.out = c.restorer.Write(c.out[:0], t)
 		if final {
-			sg.out = sg.restorer.Flush(sg.out)
+			c.out = c.restorer.Flush(c.out)
 		}
-		t = sg.out
+		t = c.out
 	}
 	return t
 }
 
-// guardChunk rewrites the text of a stream chunk (choice 0's delta content, or text for
-// completions) through the stream guard. Text held back leaves with a later chunk; the chunk
-// that carries finish_reason releases everything. It returns the event payload to send.
+// guardChunk rewrites the text of every choice of a stream chunk (delta content, or text for
+// completions) through that choice's stream guard. Text held back leaves with a later chunk;
+// the chunk that carries a choice's finish_reason releases the rest of it. A blocking match
+// stops the whole stream after this chunk. It returns the event payload to send.
 func (g *Gateway) guardChunk(r *request, data []byte) []byte {
 	root, err := r.parser.ParseBytes(data)
 	if err != nil {
 		return data
 	}
 	choices, _ := root.Get("choices").Array()
-	if len(choices) == 0 {
+	changed := false
+	for pos, ch := range choices {
+		idx := pos
+		if iv := ch.Get("index"); iv != nil && iv.Type() == fastjson.TypeNumber {
+			idx = iv.GetInt()
+		}
+		c := r.choice(idx)
+		if c == nil {
+			r.streamGuard.broken = true
+			return data
+		}
+		if g.guardChoice(r, c, ch) {
+			changed = true
+		}
+		if r.streamGuard.stopped {
+			break
+		}
+	}
+	if !changed {
 		return data
 	}
-	c := choices[0]
-	v := c.Get("delta", "content")
+	r.guard.chunk = root.MarshalTo(r.guard.chunk[:0])
+	return r.guard.chunk
+}
+
+// guardChoice guards one choice object of a chunk in place and reports whether it changed.
+func (g *Gateway) guardChoice(r *request, c *choiceGuard, ch *fastjson.Value) bool {
+	v := ch.Get("delta", "content")
 	if v == nil {
-		v = c.Get("text")
+		v = ch.Get("text")
 	}
-	fr := c.Get("finish_reason")
+	fr := ch.Get("finish_reason")
 	final := fr != nil && fr.Type() == fastjson.TypeString
 	if v == nil || v.Type() != fastjson.TypeString {
 		if !final {
-			return data
+			return false
 		}
 		// The finish chunk may carry no text, but the held-back text must go out with it.
-		delta := c.Get("delta")
+		delta := ch.Get("delta")
 		if delta == nil || delta.Type() != fastjson.TypeObject {
-			return data
+			return false
 		}
 		delta.Set("content", r.guard.arena.NewString(""))
 		v = delta.Get("content")
 	}
 	text := v.GetStringBytes()
-	out := g.streamText(r, text, final)
+	out := g.streamText(r, c, text, final)
 	if r.streamGuard.stopped {
-		c.Set("finish_reason", r.guard.arena.NewString("content_filter"))
+		ch.Set("finish_reason", r.guard.arena.NewString("content_filter"))
 	} else if bytes.Equal(out, text) {
-		return data
+		return false
 	}
 	replaceString(&r.guard.arena, v, out)
-	r.guard.chunk = root.MarshalTo(r.guard.chunk[:0])
-	return r.guard.chunk
+	return true
 }

@@ -175,6 +175,13 @@ func (s *streamBody) next(wait bool) []byte {
 			}
 			if r.streamGuard.on {
 				data, changed = r.gw.guardChunk(r, data), true // 7. guard the completion as it flows
+				if r.streamGuard.broken {
+					// A choice index the guard cannot track: end the stream rather than let
+					// its text through unguarded.
+					r.errCode = errChoiceUnguarded.code
+					s.ended = true
+					return s.errorEvent(errChoiceUnguarded)
+				}
 			}
 			if changed {
 				s.guardBuf = append(append(s.guardBuf[:0], "data: "...), data...)
