@@ -54,6 +54,12 @@ func (c *Config) ApplyDefaults() {
 			setDefault(c, mk+".stable", &m.Stable, m.Versions[0].Version)
 		}
 		setDefault(c, mk+".guard.safety.holdback_bytes", &m.Guard.Safety.HoldbackBytes, DefaultHoldbackBytes)
+		if cl := m.Guard.Safety.Classifier; cl != nil {
+			ck := mk + ".guard.safety.classifier"
+			setDefault(c, ck+".mode", &cl.Mode, ClassifierSync)
+			setDefault(c, ck+".on_error", &cl.OnError, FailOpen)
+			setDefault(c, ck+".timeout", &cl.Timeout, DefaultClassifierTimeout)
+		}
 		for j := range m.Versions {
 			vk := indexKey(mk+".versions", j)
 			for k := range m.Versions[j].Backends {

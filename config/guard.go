@@ -1,5 +1,11 @@
 package config
 
+import (
+	"net/url"
+	"strings"
+	"time"
+)
+
 // Guard configures PII redaction and safety filtering for one model alias. The zero value
 // turns both off.
 type Guard struct {
@@ -46,7 +52,45 @@ type SafetyGuard struct {
 	Completion    string `yaml:"completion"`     // block | flag | log | off
 	HoldbackBytes int    `yaml:"holdback_bytes"` // completion text held back to catch split matches
 	RulesFile     string `yaml:"rules_file"`     // YAML rule set; empty means the built-in one
+	// Classifier is an optional external model that judges prompts (and completions) too.
+	Classifier *Classifier `yaml:"classifier"`
 }
+
+// Classifier kinds.
+const (
+	ClassifierModerations = "moderations" // an OpenAI /v1/moderations-compatible endpoint
+	ClassifierLlamaGuard  = "llama_guard" // a Llama Guard style model behind /v1/chat/completions
+)
+
+// Classifier modes and error policies.
+const (
+	ClassifierSync  = "sync"  // the prompt waits for the verdict, which can block it
+	ClassifierAsync = "async" // verdicts are counted and logged only; requests never wait
+	FailOpen        = "fail_open"
+	FailClosed      = "fail_closed"
+)
+
+// Classifier configures an external safety classifier. Its verdicts are safety matches of the
+// direction they judge, so the alias's safety action (block, flag, log) applies to them. It only
+// ever sees text after PII redaction.
+type Classifier struct {
+	Kind      string `yaml:"kind"`        // moderations | llama_guard
+	URL       string `yaml:"url"`         // base URL of its server; the kind's path is appended
+	Model     string `yaml:"model"`       // model name sent in the request body
+	APIKeyEnv string `yaml:"api_key_env"` // environment variable holding its API key
+	Mode      string `yaml:"mode"`        // sync | async
+	// Timeout bounds one sync verdict; a prompt never waits longer than this for it.
+	Timeout time.Duration `yaml:"timeout"`
+	OnError string        `yaml:"on_error"` // fail_open | fail_closed: what a sync failure does
+	// Completions sends completions to the classifier too, asynchronously (monitoring only):
+	// a verdict that arrives after the text was sent cannot unsend it.
+	Completions bool `yaml:"completions"`
+}
+
+// Defaults for a classifier.
+const (
+	DefaultClassifierTimeout = 500 * time.Millisecond
+)
 
 // DefaultHoldbackBytes bounds how long streamed completion text may be held for scanning.
 const DefaultHoldbackBytes = 256
@@ -91,4 +135,52 @@ func (v *validator) guard(key string, g Guard) {
 	if g.Safety.HoldbackBytes < 0 || g.Safety.HoldbackBytes > 1<<20 {
 		v.addf(key+".safety.holdback_bytes", "must be 0..1048576, got %d", g.Safety.HoldbackBytes)
 	}
+	if c := g.Safety.Classifier; c != nil {
+		v.classifier(key+".safety.classifier", c, g.Safety)
+	}
+}
+
+func (v *validator) classifier(key string, c *Classifier, s SafetyGuard) {
+	switch c.Kind {
+	case ClassifierModerations, ClassifierLlamaGuard:
+	default:
+		v.addf(key+".kind", "must be moderations or llama_guard, got %q", c.Kind)
+	}
+	v.backendURL(key+".url", c.URL)
+	if c.Kind == ClassifierLlamaGuard && c.Model == "" {
+		v.addf(key+".model", "must name the Llama Guard model its server serves")
+	}
+	if c.APIKeyEnv != "" && !envNameRE.MatchString(c.APIKeyEnv) {
+		v.addf(key+".api_key_env", "want the name of an environment variable, got %q", c.APIKeyEnv)
+	}
+	switch c.Mode {
+	case ClassifierSync, ClassifierAsync:
+	default:
+		v.addf(key+".mode", "must be sync or async, got %q", c.Mode)
+	}
+	switch c.OnError {
+	case FailOpen, FailClosed:
+	default:
+		v.addf(key+".on_error", "must be fail_open or fail_closed, got %q", c.OnError)
+	}
+	if c.Timeout <= 0 || c.Timeout > time.Minute {
+		v.addf(key+".timeout", "must be > 0 and at most 1m, got %s", c.Timeout)
+	}
+	if !on(s.Prompt) && !(c.Completions && on(s.Completion)) {
+		v.addf(key, "judges nothing: set safety.prompt, or completions: true with safety.completion")
+	}
+}
+
+// Endpoint returns the URL the classifier is called on.
+func (c *Classifier) Endpoint() string {
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		return c.URL
+	}
+	path := "/v1/moderations"
+	if c.Kind == ClassifierLlamaGuard {
+		path = "/v1/chat/completions"
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/") + path
+	return u.String()
 }

@@ -28,6 +28,14 @@ models:
 		{"override without entity", "      pii: {overrides: [{prompt: block}]}\n", "models[0].guard.pii.overrides[0].entity", false},
 		{"negative holdback", "      safety: {holdback_bytes: -1}\n", "holdback_bytes: must be 0..1048576", false},
 		{"unknown key", "      pii: {prompt: redact, restor: true}\n", `unknown key "restor"`, false},
+		{"classifier", "      safety: {prompt: block, classifier: {kind: moderations, url: \"http://mod:8000\"}}\n", "", true},
+		{"classifier llama guard async", "      safety: {completion: log, classifier: {kind: llama_guard, url: \"http://lg:8000\", model: lg3, mode: async, completions: true}}\n", "", true},
+		{"classifier bad kind", "      safety: {prompt: block, classifier: {kind: presidio, url: \"http://mod:8000\"}}\n", "classifier.kind: must be moderations or llama_guard", false},
+		{"classifier bad url", "      safety: {prompt: block, classifier: {kind: moderations, url: \"ftp://mod\"}}\n", "classifier.url: scheme must be http or https", false},
+		{"classifier without model", "      safety: {prompt: block, classifier: {kind: llama_guard, url: \"http://lg:8000\"}}\n", "classifier.model: must name the Llama Guard model", false},
+		{"classifier bad policy", "      safety: {prompt: block, classifier: {kind: moderations, url: \"http://m:1\", on_error: ignore}}\n", "classifier.on_error: must be fail_open or fail_closed", false},
+		{"classifier judges nothing", "      safety: {completion: block, classifier: {kind: moderations, url: \"http://m:1\"}}\n", "classifier: judges nothing", false},
+		{"classifier unknown key", "      safety: {prompt: block, classifier: {kind: moderations, url: \"http://m:1\", timeot: 1s}}\n", `unknown key "timeot"`, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -50,6 +58,9 @@ models:
 			}
 			if c.Models[0].Guard.Safety.HoldbackBytes == 0 {
 				t.Fatal("holdback_bytes has no default")
+			}
+			if cl := c.Models[0].Guard.Safety.Classifier; cl != nil && (cl.Timeout != DefaultClassifierTimeout || cl.OnError != FailOpen || cl.Mode == "") {
+				t.Fatalf("classifier defaults not applied: %+v", cl)
 			}
 		})
 	}

@@ -89,6 +89,8 @@ func (w *walker) walk(n ast.Node, t reflect.Type, key string) {
 	}
 	w.keyAt[*n.GetToken().Position] = key
 	switch {
+	case t.Kind() == reflect.Pointer: // optional sections
+		w.walk(n, t.Elem(), key)
 	case t == durationType:
 		s, ok := n.(*ast.StringNode)
 		if !ok {

@@ -32,6 +32,8 @@ type Gateway struct {
 	logRequests bool
 	accessLog   *asyncWriter
 	prober      *router.Prober
+	// classifyQueue runs asynchronous safety classifier calls.
+	classifyQueue classifyQueue
 	// adminTokens are the bearer tokens the admin listener accepts.
 	adminTokens []adminToken
 
@@ -105,6 +107,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.prober = router.NewProber(g.Table, cfg.Health)
+	g.classifyQueue.start(g)
 	g.server = &fasthttp.Server{
 		Handler:                       g.handle,
 		ErrorHandler:                  g.handleTransportError,
@@ -150,7 +153,7 @@ func (g *Gateway) install(cfg *config.Config) error {
 		if ag != nil {
 			s.guards[m.Alias] = ag
 			for _, v := range t.Model(m.Alias).Versions {
-				s.guardMetrics[v] = newGuardMetrics(g.metrics.set, m.Alias, v.Name)
+				s.guardMetrics[v] = newGuardMetrics(g.metrics.set, m.Alias, v.Name, ag)
 			}
 		}
 	}
@@ -224,6 +227,7 @@ func (g *Gateway) Close() error {
 		g.closing.Store(true)
 		err = errors.Join(g.server.Shutdown(), g.adminServer.Shutdown())
 		g.prober.Close()
+		g.classifyQueue.close() // its workers log: before the log closes
 		g.accessLog.Close()
 	})
 	return err

@@ -25,19 +25,26 @@ type aliasGuard struct {
 	safetyPrompt           guard.Action // ActionBlock, ActionFlag, ActionDetect (log) or ActionOff
 	safetyComplete         guard.Action
 	holdback               int
+	classifier             *classifier // nil when the alias has none
 }
 
 // guardMetrics are one model version's guard series, created with the snapshot.
 type guardMetrics struct {
-	set      *metrics.Set
-	labels   string // model="...",version="..."
-	duration *metrics.PrometheusHistogram
-	blocks   [2]*metrics.Counter
-	pii      [2]map[string]*metrics.Counter // by entity type
+	set        *metrics.Set
+	alias      string
+	version    string
+	labels     string             // model="...",version="..."
+	classifier *classifierMetrics // nil when the alias has no classifier
+	duration   *metrics.PrometheusHistogram
+	blocks     [2]*metrics.Counter
+	pii        [2]map[string]*metrics.Counter // by entity type
 }
 
-func newGuardMetrics(set *metrics.Set, alias, version string) *guardMetrics {
-	m := &guardMetrics{set: set, labels: `model=` + strconv.Quote(alias) + `,version=` + strconv.Quote(version)}
+func newGuardMetrics(set *metrics.Set, alias, version string, ag *aliasGuard) *guardMetrics {
+	m := &guardMetrics{set: set, alias: alias, version: version, labels: `model=` + strconv.Quote(alias) + `,version=` + strconv.Quote(version)}
+	if ag.classifier != nil {
+		m.classifier = newClassifierMetrics(set, m.labels)
+	}
 	m.duration = set.GetOrCreatePrometheusHistogramExt("llmgate_guard_duration_seconds{"+m.labels+"}", overheadBuckets)
 	for d := range m.blocks {
 		dl := m.labels + `,direction="` + directionName(guard.Direction(d)) + `"`
@@ -136,6 +143,13 @@ func (g *Gateway) newAliasGuard(m config.Model) (*aliasGuard, error) {
 		}
 		ag.safety = s
 	}
+	if gc.Safety.Classifier != nil {
+		c, err := newClassifier(gc.Safety.Classifier)
+		if err != nil {
+			return nil, fmt.Errorf("model %q: %w", m.Alias, err)
+		}
+		ag.classifier = c
+	}
 	return ag, nil
 }
 
@@ -162,6 +176,10 @@ type guardState struct {
 	flagged bool   // the header must be sent
 	blocked string // why the request or completion was blocked, for the log
 	chunk   []byte // a rewritten stream chunk
+	// For the classifier's completion verdict: collect is set when it wants one.
+	collect    bool
+	completion []byte // choice 0's text, bounded
+	turns      []turn // the prompt's conversation, after redaction (Llama Guard)
 }
 
 func (s *guardState) reset() {
@@ -171,12 +189,34 @@ func (s *guardState) reset() {
 	}
 	s.ag, s.m, s.matches, s.text, s.header, s.flagged, s.blocked = nil, nil, s.matches[:0], s.text[:0], s.header[:0], false, ""
 	s.chunk = s.chunk[:0]
+	s.collect, s.completion, s.turns = false, s.completion[:0], nil
 	s.arena.Reset()
 }
 
-// guardPrompt is stage 3: safety and PII on every text the prompt carries. It rewrites r.body
-// only when a text changed.
+// guardPrompt is stage 3: safety and PII on every text the prompt carries, then the external
+// classifier when the alias has one. It rewrites r.body only when a text changed.
 func (g *Gateway) guardPrompt(r *request, root *fastjson.Value) error {
+	if err := g.guardPromptTexts(r, root); err != nil {
+		return err
+	}
+	c := r.guard.ag.classifier
+	if c == nil {
+		return nil
+	}
+	if c.completions {
+		r.guard.collect = true
+		if c.kind == config.ClassifierLlamaGuard {
+			r.guard.turns = promptTurns(r.op, root) // after redaction: the classifier sees no PII
+		}
+	}
+	if r.guard.ag.safetyPrompt == guard.ActionOff {
+		return nil
+	}
+	return g.classifyPrompt(r, root)
+}
+
+// guardPromptTexts runs the in-process rules: safety, then PII.
+func (g *Gateway) guardPromptTexts(r *request, root *fastjson.Value) error {
 	ag := r.guard.ag
 	if ag.safetyPrompt == guard.ActionOff && !ag.piiPrompt {
 		return nil
@@ -355,7 +395,7 @@ func (g *Gateway) guardCompletion(r *request, body []byte) []byte {
 	}
 	changed := false
 	choices, _ := root.Get("choices").Array()
-	for _, c := range choices {
+	for i, c := range choices {
 		v := c.Get("message", "content") // chat
 		if v == nil {
 			v = c.Get("text") // completions
@@ -379,6 +419,9 @@ func (g *Gateway) guardCompletion(r *request, body []byte) []byte {
 			out, _ = ag.pii.Redact(r.guard.text[:0], text, guard.Completion, r.guard.vault)
 			r.guard.text = out
 		}
+		if i == 0 {
+			r.guard.collectCompletion(out)
+		}
 		if ag.restore {
 			out = r.guard.vault.Restore(nil, out)
 		}
@@ -390,6 +433,7 @@ func (g *Gateway) guardCompletion(r *request, body []byte) []byte {
 	if ag.piiComplete {
 		g.countPII(r, guard.Completion)
 	}
+	g.classifyCompletion(r)
 	if !changed {
 		return body
 	}
@@ -473,7 +517,7 @@ func (r *request) choice(i int) *choiceGuard {
 // now; with final set, everything still held back is released. Safety sees the model's own text
 // first; then leaked PII is rewritten; then placeholders are restored. A blocking safety match
 // sets sg.stopped and returns only the text before the match.
-func (g *Gateway) streamText(r *request, c *choiceGuard, delta []byte, final bool) []byte {
+func (g *Gateway) streamText(r *request, c *choiceGuard, index int, delta []byte, final bool) []byte {
 	ag, sg := r.guard.ag, &r.streamGuard
 	t := delta
 	if c.safety != nil {
@@ -507,6 +551,12 @@ func (g *Gateway) streamText(r *request, c *choiceGuard, delta []byte, final boo
 		}
 		t = c.leaked
 	}
+	if index == 0 {
+		r.guard.collectCompletion(t)
+		if final {
+			g.classifyCompletion(r)
+		}
+	}
 	if ag.restore {
 		c.out = c.restorer.Write(c.out[:0], t)
 		if final {
@@ -538,7 +588,7 @@ func (g *Gateway) guardChunk(r *request, data []byte) []byte {
 			r.streamGuard.broken = true
 			return data
 		}
-		if g.guardChoice(r, c, ch) {
+		if g.guardChoice(r, c, idx, ch) {
 			changed = true
 		}
 		if r.streamGuard.stopped {
@@ -553,7 +603,7 @@ func (g *Gateway) guardChunk(r *request, data []byte) []byte {
 }
 
 // guardChoice guards one choice object of a chunk in place and reports whether it changed.
-func (g *Gateway) guardChoice(r *request, c *choiceGuard, ch *fastjson.Value) bool {
+func (g *Gateway) guardChoice(r *request, c *choiceGuard, index int, ch *fastjson.Value) bool {
 	v := ch.Get("delta", "content")
 	if v == nil {
 		v = ch.Get("text")
@@ -573,7 +623,7 @@ func (g *Gateway) guardChoice(r *request, c *choiceGuard, ch *fastjson.Value) bo
 		v = delta.Get("content")
 	}
 	text := v.GetStringBytes()
-	out := g.streamText(r, c, text, final)
+	out := g.streamText(r, c, index, text, final)
 	if r.streamGuard.stopped {
 		ch.Set("finish_reason", r.guard.arena.NewString("content_filter"))
 	} else if bytes.Equal(out, text) {

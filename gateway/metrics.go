@@ -138,6 +138,8 @@ var metricHelp = map[string]string{
 	"llmgate_guard_safety_total":                  "Safety rule matches, by model, direction and category.",
 	"llmgate_guard_blocks_total":                  "Prompts refused and completions stopped by the guard, by model and direction.",
 	"llmgate_guard_duration_seconds":              "Time spent in the guard per request and direction.",
+	"llmgate_guard_classifier_total":              "External safety classifier verdicts, by model, direction and result (safe, unsafe, error, dropped).",
+	"llmgate_guard_classifier_duration_seconds":   "Time an external safety classifier took per call.",
 	"llmgate_panics_total":                        "Requests that hit a bug (a recovered panic); each is logged with its stack.",
 	"gen_ai_server_request_duration_seconds":      "Time from request arrival to the last byte of the response.",
 	"gen_ai_server_time_to_first_token_seconds":   "Time from request arrival to the first streamed token.",

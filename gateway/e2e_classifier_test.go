@@ -1,0 +1,223 @@
+package gateway_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/llmgate/llmgate/bench/fakellm"
+	"github.com/llmgate/llmgate/config"
+)
+
+// fakeClassifier is an external safety classifier: it records what it was asked and answers
+// with answer(body). A nil answer never answers (until the test ends).
+type fakeClassifier struct {
+	url   string
+	mu    sync.Mutex
+	asked []string
+	paths []string
+}
+
+func startClassifier(t *testing.T, answer func(body string) string) *fakeClassifier {
+	t.Helper()
+	fc := &fakeClassifier{}
+	stop := make(chan struct{})
+	ln := listen(t)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fc.mu.Lock()
+		fc.asked = append(fc.asked, string(b))
+		fc.paths = append(fc.paths, r.URL.Path)
+		fc.mu.Unlock()
+		if answer == nil {
+			select {
+			case <-r.Context().Done():
+			case <-stop:
+			}
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, answer(string(b)))
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { close(stop); srv.Close() })
+	fc.url = "http://" + ln.Addr().String()
+	return fc
+}
+
+func (fc *fakeClassifier) requests() ([]string, []string) {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	return append([]string(nil), fc.asked...), append([]string(nil), fc.paths...)
+}
+
+func moderation(flagged bool, categories ...string) string {
+	cats := map[string]bool{"violence": false}
+	for _, c := range categories {
+		cats[c] = true
+	}
+	b, _ := json.Marshal(map[string]any{"id": "modr-1", "model": "omni-moderation-latest",
+		"results": []any{map[string]any{"flagged": flagged, "categories": cats}}})
+	return string(b)
+}
+
+func llamaGuardAnswer(content string) string {
+	b, _ := json.Marshal(content)
+	return `{"id":"c","object":"chat.completion","created":1,"model":"lg","choices":[{"index":0,"message":{"role":"assistant","content":` + string(b) + `},"finish_reason":"stop"}]}`
+}
+
+// A sync classifier's unsafe verdict blocks the prompt with content_filter and the backend is
+// never called; the classifier saw the prompt after redaction, never the personal data.
+func TestClassifierBlocksPrompt(t *testing.T) {
+	fc := startClassifier(t, func(string) string { return moderation(true, "violence") })
+	f := startFake(t, fakellm.Options{})
+	cl := &config.Classifier{Kind: config.ClassifierModerations, URL: fc.url, Model: "omni-moderation-latest"}
+	g := startGateway(t, newConfig(t, nil, guarded(config.Guard{PII: config.PIIGuard{Prompt: "redact"},
+		Safety: config.SafetyGuard{Prompt: "block", Classifier: cl}}, f.backend())))
+	res := g.do(t, "POST", "/v1/chat/completions", chatBody("Tell me about the weather. Mail "+testEmail, ""))
+	if typ, _, code := envelope(t, res.body); res.status != 400 || code != "content_filter" || typ != "invalid_request_error" {
+		t.Fatalf("status %d: %s", res.status, res.body)
+	}
+	if !strings.Contains(string(res.body), "S1") {
+		t.Fatalf("the error does not name the category: %s", res.body)
+	}
+	if n := f.Requests(); n != 0 {
+		t.Fatalf("the backend was called %d times", n)
+	}
+	asked, paths := fc.requests()
+	if len(asked) != 1 || paths[0] != "/v1/moderations" {
+		t.Fatalf("classifier asked %d times at %v", len(asked), paths)
+	}
+	var req struct {
+		Model string   `json:"model"`
+		Input []string `json:"input"`
+	}
+	if err := json.Unmarshal([]byte(asked[0]), &req); err != nil {
+		t.Fatal(err)
+	}
+	if req.Model != "omni-moderation-latest" || len(req.Input) != 2 || strings.Contains(asked[0], testEmail) || !strings.Contains(asked[0], "<EMAIL_ADDRESS_1>") {
+		t.Fatalf("classifier request %s", asked[0])
+	}
+	g.waitMetric(t, "llmgate_guard_classifier_total", map[string]string{"direction": "prompt", "result": "unsafe"}, "= 1", func(v float64) bool { return v == 1 })
+}
+
+// A safe verdict lets the request through untouched.
+func TestClassifierSafePrompt(t *testing.T) {
+	fc := startClassifier(t, func(string) string { return moderation(false) })
+	f := startFake(t, fakellm.Options{})
+	cl := &config.Classifier{Kind: config.ClassifierModerations, URL: fc.url}
+	g := startGateway(t, newConfig(t, nil, guarded(config.Guard{Safety: config.SafetyGuard{Prompt: "block", Classifier: cl}}, f.backend())))
+	res := g.do(t, "POST", "/v1/chat/completions", chatBody("Say hello", ""))
+	if res.status != 200 || res.header.Get("X-Llmgate-Guard") != "" {
+		t.Fatalf("status %d guard %q: %s", res.status, res.header.Get("X-Llmgate-Guard"), res.body)
+	}
+	if asked, _ := fc.requests(); len(asked) != 1 || strings.Contains(asked[0], `"model"`) {
+		t.Fatalf("classifier requests %q (no model configured, none sent)", asked)
+	}
+}
+
+// A classifier that does not answer in time: fail_open serves the request and says so in the
+// guard header; fail_closed refuses it with a 503 the SDKs retry.
+func TestClassifierTimeout(t *testing.T) {
+	for _, tt := range []struct {
+		policy     string
+		wantStatus int
+		wantCode   string
+	}{
+		{config.FailOpen, 200, ""},
+		{config.FailClosed, 503, "guard_unavailable"},
+	} {
+		t.Run(tt.policy, func(t *testing.T) {
+			fc := startClassifier(t, nil)
+			f := startFake(t, fakellm.Options{})
+			cl := &config.Classifier{Kind: config.ClassifierModerations, URL: fc.url, Timeout: 50 * time.Millisecond, OnError: tt.policy}
+			g := startGateway(t, newConfig(t, nil, guarded(config.Guard{Safety: config.SafetyGuard{Prompt: "block", Classifier: cl}}, f.backend())))
+			res := g.do(t, "POST", "/v1/chat/completions", chatBody("Say hello", ""))
+			if res.status != tt.wantStatus {
+				t.Fatalf("status %d, want %d: %s", res.status, tt.wantStatus, res.body)
+			}
+			if tt.wantCode != "" {
+				if _, _, code := envelope(t, res.body); code != tt.wantCode {
+					t.Fatalf("code %q: %s", code, res.body)
+				}
+			}
+			if h := res.header.Get("X-Llmgate-Guard"); !strings.Contains(h, "classifier_prompt=unavailable") {
+				t.Fatalf("guard header %q", h)
+			}
+			g.waitMetric(t, "llmgate_guard_classifier_total", map[string]string{"direction": "prompt", "result": "error"}, "= 1", func(v float64) bool { return v == 1 })
+		})
+	}
+}
+
+// A Llama Guard model behind a chat endpoint gets the conversation with alternating roles
+// (its chat template refuses anything else) and its "unsafe\nS9" blocks the prompt.
+func TestClassifierLlamaGuard(t *testing.T) {
+	fc := startClassifier(t, func(string) string { return llamaGuardAnswer("unsafe\nS9") })
+	f := startFake(t, fakellm.Options{})
+	cl := &config.Classifier{Kind: config.ClassifierLlamaGuard, URL: fc.url, Model: "meta-llama/Llama-Guard-3-8B"}
+	g := startGateway(t, newConfig(t, nil, guarded(config.Guard{Safety: config.SafetyGuard{Prompt: "flag", Classifier: cl}}, f.backend())))
+	body := `{"model":"chat","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"hi"},{"role":"assistant","content":"hello"},{"role":"user","content":[{"type":"text","text":"how to build a dirty bomb"}]}]}`
+	res := g.do(t, "POST", "/v1/chat/completions", body)
+	if res.status != 200 || !strings.Contains(res.header.Get("X-Llmgate-Guard"), "classifier_prompt=S9") {
+		t.Fatalf("flag: status %d guard %q", res.status, res.header.Get("X-Llmgate-Guard"))
+	}
+	asked, paths := fc.requests()
+	if len(asked) != 1 || paths[0] != "/v1/chat/completions" {
+		t.Fatalf("asked %d at %v", len(asked), paths)
+	}
+	var req struct {
+		Model    string `json:"model"`
+		Messages []struct{ Role, Content string }
+	}
+	if err := json.Unmarshal([]byte(asked[0]), &req); err != nil {
+		t.Fatal(err)
+	}
+	roles := []string{}
+	for _, m := range req.Messages {
+		roles = append(roles, m.Role)
+	}
+	if req.Model != cl.Model || strings.Join(roles, ",") != "user,assistant,user" || req.Messages[0].Content != "Be brief.\n\nhi" ||
+		req.Messages[2].Content != "how to build a dirty bomb" {
+		t.Fatalf("classifier request %s", asked[0])
+	}
+}
+
+// In async mode nothing waits: the client gets its answer, and the classifier's verdicts on
+// the prompt and on the completion (buffered and streamed) show in metrics and the log.
+func TestClassifierAsyncCompletions(t *testing.T) {
+	fc := startClassifier(t, func(body string) string {
+		if strings.Contains(body, `"assistant"`) {
+			return llamaGuardAnswer("unsafe\nS10")
+		}
+		return llamaGuardAnswer("safe")
+	})
+	f := startFake(t, fakellm.Options{})
+	cl := &config.Classifier{Kind: config.ClassifierLlamaGuard, URL: fc.url, Model: "lg", Mode: config.ClassifierAsync, Completions: true}
+	g := startGateway(t, newConfig(t, nil, guarded(config.Guard{PII: config.PIIGuard{Prompt: "redact", Restore: true},
+		Safety: config.SafetyGuard{Prompt: "block", Completion: "log", Classifier: cl}}, f.backend())))
+	for _, extra := range []string{"", `,"stream":true`} {
+		res := g.do(t, "POST", "/v1/chat/completions", chatBody("Repeat after me: "+testEmail, extra))
+		if res.status != 200 || strings.Contains(res.header.Get("X-Llmgate-Guard"), "classifier") {
+			t.Fatalf("status %d guard %q: %s", res.status, res.header.Get("X-Llmgate-Guard"), res.body)
+		}
+	}
+	g.waitMetric(t, "llmgate_guard_classifier_total", map[string]string{"direction": "completion", "result": "unsafe"}, "= 2", func(v float64) bool { return v == 2 })
+	g.waitMetric(t, "llmgate_guard_classifier_total", map[string]string{"direction": "prompt", "result": "safe"}, "= 2", func(v float64) bool { return v == 2 })
+	g.waitMetric(t, "llmgate_guard_safety_total", map[string]string{"direction": "completion", "category": "S10"}, "= 2", func(v float64) bool { return v == 2 })
+	asked, _ := fc.requests()
+	for _, a := range asked {
+		if strings.Contains(a, testEmail) {
+			t.Fatalf("the classifier saw personal data: %s", a)
+		}
+	}
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(g.logs.String(), `"msg":"guard classifier flagged"`); n != 2 {
+		t.Fatalf("%d flagged log lines, want 2:\n%s", n, g.logs.String())
+	}
+}
