@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
-# End-to-end comparison: direct to a simulated backend, through a bare fasthttp reverse proxy,
-# and through llmgate, in interleaved rounds of one run. Pinning follows bench/RESULTS.md:
-# backend and proxies share core 0, the load generator has core 1, every Go process runs with
-# GOMAXPROCS=1 so they do not fight over cores they were not given.
+# End-to-end comparison in interleaved rounds of one run: direct to a simulated backend, through
+# nginx and haproxy (when installed: apt-get install -y nginx haproxy), a bare fasthttp reverse
+# proxy, llmgate with its defaults ("llmgate") and llmgate with every hot-path feature on
+# ("llmgate-full": PII redaction with restore and safety on both directions, metrics, log).
+# Pinning follows bench/RESULTS.md: backend and proxies share core 0, the load generator has
+# core 1, every Go process runs with GOMAXPROCS=1 and nginx/haproxy with one worker/thread.
 #
-#   bench/run.sh               # all scenarios (about 4 minutes)
-#   DURATION=5s bench/run.sh   # shorter rounds
-#   SCENARIOS="chat" ROUNDS=5 bench/run.sh   # some scenarios: chat, stream, closed, guard
+#   bench/run.sh                               # every scenario (about 8 minutes on 2 cores)
+#   DURATION=4s ROUNDS=2 bench/run.sh          # quicker
+#   SCENARIOS="chat closed" bench/run.sh       # some of: chat stream closed
+#   RESULTS=1 bench/run.sh                     # also rewrite the generated part of RESULTS.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=bench/out
 mkdir -p "$out"
-DURATION=${DURATION:-10s}
+DURATION=${DURATION:-6s}
 ROUNDS=${ROUNDS:-3}
-RATE=${RATE:-1000}
-SCENARIOS=${SCENARIOS:-chat stream closed guard}
+RATE=${RATE:-2000}
+SCENARIOS=${SCENARIOS:-chat stream closed}
 want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 
 go build -o "$out/llmgate" ./cmd/llmgate
@@ -28,6 +31,11 @@ pin() { # pin CORE CMD...: run on one core, one P (exec: a backgrounded call's p
 		GOMAXPROCS=1 exec "$@"
 	fi
 }
+waitport() {
+	for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return; sleep 0.1; done
+	echo "nothing listens on port $1; see $out/*.log" >&2
+	exit 1
+}
 
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
@@ -35,8 +43,76 @@ trap cleanup EXIT
 
 pin 0 "$bin" fakellm --flavor vllm --model bench-model --listen 127.0.0.1:18000 --output-tokens 16 2>"$out/fakellm.log" &
 pids+=($!)
+waitport 18000
+targets=(--compare direct=http://127.0.0.1:18000)
+procs=()
+
 pin 0 "$bin" bareproxy --upstream http://127.0.0.1:18000 --listen 127.0.0.1:18001 2>"$out/bareproxy.log" &
 pids+=($!)
+targets+=(--compare bareproxy=http://127.0.0.1:18001)
+procs+=(--pid "bareproxy=$!")
+
+if command -v nginx >/dev/null; then
+	mkdir -p "$out/nginx"
+	cat >"$out/nginx/nginx.conf" <<CONF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $PWD/$out/nginx/nginx.pid;
+error_log $PWD/$out/nginx/error.log warn;
+events { worker_connections 8192; }
+http {
+	access_log off;
+	client_body_temp_path $PWD/$out/nginx/body;
+	proxy_temp_path $PWD/$out/nginx/proxy;
+	upstream backend { server 127.0.0.1:18000; keepalive 256; }
+	server {
+		listen 127.0.0.1:18002 reuseport;
+		keepalive_requests 1000000;
+		location / {
+			proxy_pass http://backend;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+			proxy_buffering off;
+			client_body_buffer_size 1m;
+		}
+	}
+}
+CONF
+	pin 0 nginx -p "$PWD/$out/nginx" -c "$PWD/$out/nginx/nginx.conf" 2>"$out/nginx.log" &
+	pids+=($!)
+	targets+=(--compare nginx=http://127.0.0.1:18002)
+	procs+=(--pid "nginx=$!")
+else
+	echo "nginx not installed: skipped (apt-get install -y nginx)" >&2
+fi
+
+if command -v haproxy >/dev/null; then
+	cat >"$out/haproxy.cfg" <<CONF
+global
+	nbthread 1
+	maxconn 4096
+defaults
+	mode http
+	timeout connect 5s
+	timeout client 60s
+	timeout server 60s
+	option http-keep-alive
+frontend fe
+	bind 127.0.0.1:18003
+	default_backend be
+backend be
+	http-reuse always
+	server s1 127.0.0.1:18000
+CONF
+	pin 0 haproxy -db -f "$out/haproxy.cfg" 2>"$out/haproxy.log" &
+	pids+=($!)
+	targets+=(--compare haproxy=http://127.0.0.1:18003)
+	procs+=(--pid "haproxy=$!")
+else
+	echo "haproxy not installed: skipped (apt-get install -y haproxy)" >&2
+fi
+
 cat >"$out/gateway.yaml" <<YAML
 listen: "127.0.0.1:18080"
 admin: {listen: "127.0.0.1:18081"}
@@ -47,14 +123,12 @@ models:
         backends:
           - {url: "http://127.0.0.1:18000", kind: vllm, model: bench-model}
 YAML
-for port in 18000 18001; do
-	for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
-done
 pin 0 "$bin" serve --config "$out/gateway.yaml" >"$out/llmgate.out" 2>"$out/llmgate.log" &
 pids+=($!)
-# The same gateway with the guard fully on: PII redaction with restore on prompts and
-# completions, safety rules on both.
-cat >"$out/gateway-guard.yaml" <<YAML
+targets+=(--compare llmgate=http://127.0.0.1:18080)
+procs+=(--pid "llmgate=$!")
+
+cat >"$out/gateway-full.yaml" <<YAML
 listen: "127.0.0.1:18090"
 admin: {listen: "127.0.0.1:18091"}
 models:
@@ -67,30 +141,48 @@ models:
       pii: {prompt: redact, completion: redact, restore: true}
       safety: {prompt: block, completion: block}
 YAML
-pin 0 "$bin" serve --config "$out/gateway-guard.yaml" >"$out/llmgate-guard.out" 2>"$out/llmgate-guard.log" &
+pin 0 "$bin" serve --config "$out/gateway-full.yaml" >"$out/llmgate-full.out" 2>"$out/llmgate-full.log" &
 pids+=($!)
-for port in 18080 18090; do
-	for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+targets+=(--compare llmgate-full=http://127.0.0.1:18090)
+procs+=(--pid "llmgate-full=$!")
+for port in 18001 18002 18003 18080 18090; do
+	[[ " ${targets[*]} " == *":$port "* ]] && waitport $port
 done
 
-targets=(--compare direct=http://127.0.0.1:18000 --compare bareproxy=http://127.0.0.1:18001 --compare llmgate=http://127.0.0.1:18080)
-common=(--model bench-model --rounds "$ROUNDS" --duration "$DURATION" --warmup 2s --proc-name llmgate --quiet)
+common=(--model bench-model --rounds "$ROUNDS" --duration "$DURATION" --warmup 1s --quiet "${procs[@]}")
+report=$out/report.txt
+: >"$report"
+run() { # run TITLE ARGS...: one comparison, printed and kept for RESULTS.md
+	local title=$1; shift
+	echo "== $title" | tee -a "$report"
+	pin 1 "$bin" bench "${targets[@]}" "${common[@]}" "$@" | tee -a "$report"
+	echo | tee -a "$report"
+}
+want chat && run "chat, 1 KiB prompt (10 % with PII), open loop at $RATE req/s" \
+	--workload chat --prompt-bytes 1024 --pii-share 0.1 --rate "$RATE" --json "$out/chat-open.json" --svg "$out/chat-open.svg"
+want stream && run "chat-stream, 1 KiB prompt, 16 events, open loop at 200 req/s" \
+	--workload chat-stream --prompt-bytes 1024 --pii-share 0.1 --rate 200 --json "$out/stream-open.json"
+want closed && run "chat, 1 KiB prompt, closed loop with 32 connections (max throughput)" \
+	--workload chat --prompt-bytes 1024 --rate 0 --connections 32 --json "$out/chat-closed.json" --svg "$out/chat-closed.svg"
 
-want chat && echo "== chat, 1 KiB prompt, open loop at $RATE req/s" &&
-(pin 1 "$bin" bench "${targets[@]}" "${common[@]}" --workload chat --prompt-bytes 1024 --rate "$RATE" \
-	--json "$out/chat-open.json" --svg "$out/chat-open.svg")
-want stream && echo "== chat-stream, 1 KiB prompt, 16 events, open loop at 200 req/s" &&
-(pin 1 "$bin" bench "${targets[@]}" "${common[@]}" --workload chat-stream --prompt-bytes 1024 --rate 200 \
-	--json "$out/stream-open.json")
-want closed && echo "== chat, 1 KiB prompt, closed loop with 32 connections (max throughput)" &&
-(pin 1 "$bin" bench "${targets[@]}" "${common[@]}" --workload chat --prompt-bytes 1024 --rate 0 --connections 32 \
-	--json "$out/chat-closed.json")
-want guard && echo "== guard on and off: chat, 1 KiB prompt, 10 % with PII, open loop at $RATE req/s" &&
-(pin 1 "$bin" bench --compare direct=http://127.0.0.1:18000 --compare llmgate=http://127.0.0.1:18080 \
-	--compare llmgate-guard=http://127.0.0.1:18090 "${common[@]}" --workload chat --prompt-bytes 1024 \
-	--pii-share 0.1 --rate "$RATE" --json "$out/guard-open.json")
-want guard && echo "== guard on and off: chat-stream, 1 KiB prompt, open loop at 200 req/s" &&
-(pin 1 "$bin" bench --compare direct=http://127.0.0.1:18000 --compare llmgate=http://127.0.0.1:18080 \
-	--compare llmgate-guard=http://127.0.0.1:18090 "${common[@]}" --workload chat-stream --prompt-bytes 1024 \
-	--pii-share 0.1 --rate 200 --json "$out/guard-stream.json")
-true
+if [[ ${RESULTS:-0} == 1 ]]; then
+	# Replace the generated section of RESULTS.md (between the markers) with this run.
+	{
+		echo "<!-- generated by bench/run.sh: begin -->"
+		echo "Generated $(date -u +%Y-%m-%dT%H:%MZ) by \`RESULTS=1 DURATION=$DURATION ROUNDS=$ROUNDS RATE=$RATE bench/run.sh\`"
+		echo "on $(nproc) x $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -sr), $(go version | cut -d' ' -f3),"
+		echo "$(nginx -v 2>&1 | cut -d' ' -f3 || true) $(haproxy -v 2>/dev/null | head -1 | cut -d' ' -f1-3 || true)."
+		echo
+		echo '```'
+		cat "$report"
+		echo '```'
+		echo "<!-- generated by bench/run.sh: end -->"
+	} >"$out/generated.md"
+	awk -v gen="$out/generated.md" '
+		/<!-- generated by bench\/run.sh: begin -->/ { while ((getline line < gen) > 0) print line; skip = 1; next }
+		/<!-- generated by bench\/run.sh: end -->/ { skip = 0; next }
+		!skip { print }' bench/RESULTS.md >"$out/RESULTS.md.new"
+	grep -q 'generated by bench/run.sh: begin' "$out/RESULTS.md.new" || cat "$out/generated.md" >>"$out/RESULTS.md.new"
+	mv "$out/RESULTS.md.new" bench/RESULTS.md
+	echo "bench/RESULTS.md updated"
+fi

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -302,6 +303,13 @@ func TestMainCommand(t *testing.T) {
 		{name: "bad url", args: []string{"--url", "localhost:80"}, code: 2, stderr: "not an http(s)://host:port URL"},
 		{name: "unreachable", args: []string{"--url", dead}, code: 1, stderr: "cannot connect"},
 		{name: "wrong path", args: []string{"--url", url + "/x"}, code: 1, stderr: "HTTP 404"},
+		{name: "pid of no target", args: []string{"--compare", "a=" + url, "--pid", "b=1"}, code: 2, stderr: `no target is named "b"`},
+		{
+			name:   "pid scoped to a target",
+			args:   []string{"--compare", "a=" + url, "--compare", "b=" + url, "--pid", "b=" + strconv.Itoa(os.Getpid()), "--rounds", "1", "--connections", "1", "--requests", "5", "--warmup", "0", "--quiet"},
+			code:   0,
+			stdout: "b: process",
+		},
 		{name: "no such process", args: []string{"--url", url, "--proc-name", "no-such-proc-xyz"}, code: 1, stderr: "no process named"},
 		{
 			name:    "ok",

@@ -44,6 +44,8 @@ type Options struct {
 	Seed        uint64        `json:"seed,omitempty"`
 	ProcNames   []string      `json:"proc_names,omitempty"`
 	PIDs        []int         `json:"pids,omitempty"`
+	// TargetPIDs are sampled only while their target runs: the proxy under test in a compare.
+	TargetPIDs map[string][]int `json:"target_pids,omitempty"`
 	JSONFile    string        `json:"-"`
 	SVGFile     string        `json:"-"`
 	Quiet       bool          `json:"-"`
@@ -99,12 +101,23 @@ func RegisterFlags(fs *flag.FlagSet) *Options {
 		o.ProcNames = append(o.ProcNames, s)
 		return nil
 	})
-	fs.Func("pid", "`PID` of a process to sample for CPU and peak RSS (repeatable)", func(s string) error {
-		pid, err := strconv.Atoi(s)
-		if err != nil || pid <= 0 {
-			return errors.New("want a process id")
+	fs.Func("pid", "`PID` of a process to sample for CPU and peak RSS, or target=PID to sample it only during that target's runs (repeatable)", func(s string) error {
+		target, num, scoped := strings.Cut(s, "=")
+		if !scoped {
+			num = s
 		}
-		o.PIDs = append(o.PIDs, pid)
+		pid, err := strconv.Atoi(num)
+		if err != nil || pid <= 0 || (scoped && target == "") {
+			return errors.New("want a process id, or target=PID")
+		}
+		if !scoped {
+			o.PIDs = append(o.PIDs, pid)
+			return nil
+		}
+		if o.TargetPIDs == nil {
+			o.TargetPIDs = map[string][]int{}
+		}
+		o.TargetPIDs[target] = append(o.TargetPIDs[target], pid)
 		return nil
 	})
 	fs.StringVar(&o.JSONFile, "json", "", "write all results as JSON to `file`")
@@ -167,6 +180,11 @@ func (o *Options) Validate() error {
 			return fmt.Errorf("--compare: name %q used twice", t.Name)
 		}
 		seen[t.Name] = true
+	}
+	for name := range o.TargetPIDs {
+		if !seen[name] {
+			return fmt.Errorf("--pid %s=...: no target is named %q", name, name)
+		}
 	}
 	return nil
 }

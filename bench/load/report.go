@@ -56,7 +56,7 @@ func Compare(ctx context.Context, o *Options, w *Workload, pids []int, progress 
 			if o.Rounds > 1 {
 				label = fmt.Sprintf("%s round %d/%d", t.Name, round, o.Rounds)
 			}
-			res, err := Run(ctx, o, w, t, pids, progress, label)
+			res, err := Run(ctx, o, w, t, append(pids[:len(pids):len(pids)], o.TargetPIDs[t.Name]...), progress, label)
 			if err != nil {
 				return nil, err
 			}
