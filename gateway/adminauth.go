@@ -22,7 +22,17 @@ type adminToken struct {
 	secret     []byte
 }
 
+// envAdminToken names the variable whose value is the one admin-role token when the config
+// has no admin.tokens section: enough for a single operator or a demo.
+const envAdminToken = "LLMGATE_ADMIN_TOKEN"
+
 func loadAdminTokens(tokens []config.AdminToken) ([]adminToken, error) {
+	if len(tokens) == 0 {
+		if secret := os.Getenv(envAdminToken); secret != "" {
+			return []adminToken{{name: "admin", role: roleAdmin, secret: []byte(secret)}}, nil
+		}
+		return nil, nil
+	}
 	out := make([]adminToken, 0, len(tokens))
 	for _, t := range tokens {
 		secret := os.Getenv(t.TokenEnv)

@@ -23,19 +23,24 @@ func TestAdminAuth(t *testing.T) {
 		path   string
 		auth   string
 		want   int
+		env    string // LLMGATE_ADMIN_TOKEN
 	}{
-		{"metrics are open", withTokens, "/metrics", "", 200},
-		{"profile without token", withTokens, "/debug/pprof/cmdline", "", 401},
-		{"profile with a wrong token", withTokens, "/debug/pprof/cmdline", "Bearer nope", 401},
-		{"profile with a token prefix", withTokens, "/debug/pprof/cmdline", "Bearer s3cret", 401},
-		{"profile without Bearer", withTokens, "/debug/pprof/cmdline", "s3cret-ops", 401},
-		{"profile with a read token", withTokens, "/debug/pprof/cmdline", "Bearer s3cret-view", 403},
-		{"profile with an admin token", withTokens, "/debug/pprof/cmdline", "Bearer s3cret-ops", 200},
-		{"profile with no token configured", nil, "/debug/pprof/cmdline", "Bearer s3cret-ops", 403},
-		{"unknown admin path", withTokens, "/v1/chat/completions", "", 404},
+		{"metrics are open", withTokens, "/metrics", "", 200, ""},
+		{"profile without token", withTokens, "/debug/pprof/cmdline", "", 401, ""},
+		{"profile with a wrong token", withTokens, "/debug/pprof/cmdline", "Bearer nope", 401, ""},
+		{"profile with a token prefix", withTokens, "/debug/pprof/cmdline", "Bearer s3cret", 401, ""},
+		{"profile without Bearer", withTokens, "/debug/pprof/cmdline", "s3cret-ops", 401, ""},
+		{"profile with a read token", withTokens, "/debug/pprof/cmdline", "Bearer s3cret-view", 403, ""},
+		{"profile with an admin token", withTokens, "/debug/pprof/cmdline", "Bearer s3cret-ops", 200, ""},
+		{"profile with no token configured", nil, "/debug/pprof/cmdline", "Bearer s3cret-ops", 403, ""},
+		{"unknown admin path", withTokens, "/v1/chat/completions", "", 404, ""},
+		{"token from LLMGATE_ADMIN_TOKEN", nil, "/debug/pprof/cmdline", "Bearer env-s3cret", 200, "env-s3cret"},
+		{"wrong token with LLMGATE_ADMIN_TOKEN", nil, "/debug/pprof/cmdline", "Bearer env-s3cre", 401, "env-s3cret"},
+		{"admin.tokens win over LLMGATE_ADMIN_TOKEN", withTokens, "/debug/pprof/cmdline", "Bearer env-s3cret", 401, "env-s3cret"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("LLMGATE_ADMIN_TOKEN", tt.env)
 			cfg := &config.Config{Admin: config.Admin{Tokens: tt.tokens}, Models: []config.Model{{Alias: "chat", Versions: []config.Version{{
 				Version: "v1", Backends: []config.Backend{{URL: "http://127.0.0.1:1", Kind: "vllm", Model: "m"}},
 			}}}}}
