@@ -231,7 +231,7 @@ func choiceTexts(t *testing.T, body []byte) (map[int]string, bool) {
 		}
 		var c struct {
 			Choices []struct {
-				Index int `json:"index"`
+				Index int                      `json:"index"`
 				Delta struct{ Content string } `json:"delta"`
 			} `json:"choices"`
 		}
