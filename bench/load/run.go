@@ -349,9 +349,12 @@ func Check(o *Options, w *Workload, t Target) error {
 	if err != nil {
 		return fmt.Errorf("target %s: %w", t.Name, err)
 	}
-	hc := newClient(e, 1, o.Timeout)
+	// The check asks whether t answers at all; a run's --timeout may be meant to cut requests
+	// short (abandoned streams), so it does not bound the check.
+	timeout := max(o.Timeout, 10*time.Second)
+	hc := newClient(e, 1, timeout)
 	defer hc.CloseIdleConnections()
-	c := newConn(hc, e.base+w.Path, o.headerPairs(), w, o.Timeout)
+	c := newConn(hc, e.base+w.Path, o.headerPairs(), w, timeout)
 	defer c.release()
 	t0 := time.Now()
 	x := c.do(w.Body(nil, math.MaxUint64), func() time.Duration { return time.Since(t0) }, nil)
