@@ -2,7 +2,8 @@
 # End-to-end comparison in interleaved rounds of one run: direct to a simulated backend, through
 # nginx and haproxy (when installed: apt-get install -y nginx haproxy), a bare fasthttp reverse
 # proxy, llmgate with its defaults ("llmgate") and llmgate with every hot-path feature on
-# ("llmgate-full": PII redaction with restore and safety on both directions, metrics, log).
+# ("llmgate-full": PII redaction with restore and safety on both directions, metrics, log),
+# and Portkey's gateway when installed (npm ci --prefix bench/portkey).
 # Pinning follows bench/RESULTS.md: backend and proxies share core 0, the load generator has
 # core 1, every Go process runs with GOMAXPROCS=1 and nginx/haproxy with one worker/thread.
 #
@@ -113,6 +114,21 @@ else
 	echo "haproxy not installed: skipped (apt-get install -y haproxy)" >&2
 fi
 
+# Portkey's open-source gateway (Node), when installed: npm ci --prefix bench/portkey. It routes
+# by headers, which every target receives (the others ignore them).
+headers=()
+portkey=bench/portkey/node_modules/@portkey-ai/gateway/build/start-server.js
+if [[ -f $portkey ]] && command -v node >/dev/null; then
+	pin 0 node "$portkey" --port=18004 --headless >"$out/portkey.log" 2>&1 &
+	pids+=($!)
+	targets+=(--compare portkey=http://127.0.0.1:18004)
+	procs+=(--pid "portkey=$!")
+	headers=(--header "x-portkey-provider: openai" --header "x-portkey-custom-host: http://127.0.0.1:18000/v1"
+		--header "Authorization: Bearer unused")
+else
+	echo "Portkey not installed: skipped (npm ci --prefix bench/portkey)" >&2
+fi
+
 cat >"$out/gateway.yaml" <<YAML
 listen: "127.0.0.1:18080"
 admin: {listen: "127.0.0.1:18081"}
@@ -145,11 +161,11 @@ pin 0 "$bin" serve --config "$out/gateway-full.yaml" >"$out/llmgate-full.out" 2>
 pids+=($!)
 targets+=(--compare llmgate-full=http://127.0.0.1:18090)
 procs+=(--pid "llmgate-full=$!")
-for port in 18001 18002 18003 18080 18090; do
+for port in 18001 18002 18003 18004 18080 18090; do
 	[[ " ${targets[*]} " == *":$port "* ]] && waitport $port
 done
 
-common=(--model bench-model --rounds "$ROUNDS" --duration "$DURATION" --warmup 1s --quiet "${procs[@]}")
+common=(--model bench-model --rounds "$ROUNDS" --duration "$DURATION" --warmup 1s --quiet "${procs[@]}" "${headers[@]}")
 report=$out/report.txt
 : >"$report"
 run() { # run TITLE ARGS...: one comparison, printed and kept for RESULTS.md
