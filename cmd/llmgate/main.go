@@ -21,6 +21,7 @@ Usage:
   llmgate serve --backend URL ...      run in front of backends, discovering their models
   llmgate demo                         gateway plus two simulated backends, with examples
   llmgate fakellm --flavor vllm|ollama simulated backend for tests and benchmarks
+  llmgate admin VERB ...               deploy, shift traffic, promote, roll back (admin API client)
   llmgate bench ...                    load generator and side-by-side comparisons
   llmgate bareproxy --upstream URL     bare fasthttp reverse proxy, the benchmarks' yardstick
   llmgate version                      print the version
@@ -44,6 +45,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runDemo(args[1:], stdout, stderr)
 	case "fakellm":
 		return runFakeLLM(args[1:], stderr)
+	case "admin":
+		return runAdmin(args[1:], stdout, stderr)
 	case "bench":
 		return runBench(args[1:], stdout, stderr)
 	case "bareproxy":

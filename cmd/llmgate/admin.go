@@ -1,0 +1,813 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/llmgate/llmgate/config"
+)
+
+// llmgate admin is a client of the gateway's admin HTTP API: it turns verbs into the documented
+// requests and answers into tables. The gateway validates and decides; the client checks only
+// what it must to build a request.
+
+const adminUsage = `Usage: llmgate admin [--url URL] [--json] [--token-env NAME] VERB [ARGS]
+
+Verbs:
+  status [ALIAS]                       models, traffic split, versions, backend health
+  deploy ALIAS VERSION --backend URL [--backend URL ...] [--kind vllm|ollama|openai]
+         [--model NAME] [--weight N] [--api-key-env VAR] [--no-probe]
+  traffic ALIAS --stable V [--canary V --percent P] [--sticky user|api_key|header:NAME]
+  shadow ALIAS VERSION --percent P     mirror P% of requests to VERSION
+  shadow ALIAS --off
+  promote ALIAS                        make the canary the stable version
+  rollback ALIAS [--to V] [--reason TEXT]
+  delete ALIAS VERSION
+  history ALIAS
+  rollout ALIAS start --canary V --steps 10,25,50,100 [--step-duration 5m] [--step-requests N]
+         [--max-error-rate-increase 0.02] [--max-latency-ratio 1.5]
+  rollout ALIAS status|pause|resume|abort
+
+Global flags (before or after the verb):
+  --url URL          admin API address (default http://127.0.0.1:8081)
+  --json             print the raw JSON response instead of a table
+  --token-env NAME   environment variable holding the admin token (default LLMGATE_ADMIN_TOKEN)
+
+Write verbs accept --if-match REVISION: the change applies only if the model is still at that
+revision. Run "llmgate admin VERB -h" for a verb's flags.
+`
+
+const (
+	defaultAdminURL      = "http://127.0.0.1:8081"
+	defaultAdminTokenEnv = "LLMGATE_ADMIN_TOKEN"
+	// adminTimeout bounds one request; deploys probe their backends before answering.
+	adminTimeout = 60 * time.Second
+	// maxAdminResponse caps what is read of one answer; a status of many models is well under it.
+	maxAdminResponse = 32 << 20
+)
+
+func runAdmin(args []string, stdout, stderr io.Writer) int {
+	return adminMain(args, stdout, stderr, os.Getenv)
+}
+
+// adminMain runs one admin command; getenv supplies the token variable so tests need no
+// process environment. Exit status: 0 done, 1 the gateway refused or is unreachable, 2 usage.
+func adminMain(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	c := &adminCmd{
+		url:      defaultAdminURL,
+		tokenEnv: defaultAdminTokenEnv,
+		stdout:   stdout,
+		getenv:   getenv,
+		client:   &http.Client{Timeout: adminTimeout},
+	}
+	err := c.run(args)
+	var ue usageError
+	switch {
+	case err == nil, errors.Is(err, errHelpShown):
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "llmgate admin: %s (see llmgate admin -h)\n", oneLine(err.Error()))
+		return 2
+	}
+	fmt.Fprintln(stderr, "llmgate admin:", oneLine(err.Error()))
+	return 1
+}
+
+// adminCmd is one invocation: the global flags and where output goes.
+type adminCmd struct {
+	url      string
+	tokenEnv string
+	json     bool
+	ifMatch  string
+	stdout   io.Writer
+	getenv   func(string) string
+	client   *http.Client
+}
+
+// usageError is a bad flag or argument (exit status 2).
+type usageError string
+
+func (e usageError) Error() string { return string(e) }
+
+func usagef(format string, a ...any) error { return usageError(fmt.Sprintf(format, a...)) }
+
+// errHelpShown means -h printed the usage (exit status 0).
+var errHelpShown = errors.New("help shown")
+
+func (c *adminCmd) run(args []string) error {
+	fs := c.flags("admin", false)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(c.stdout, adminUsage)
+			return errHelpShown
+		}
+		return usageError(err.Error())
+	}
+	if fs.NArg() == 0 {
+		return usageError("missing verb: status, deploy, traffic, shadow, promote, rollback, delete, history or rollout")
+	}
+	verbs := map[string]func([]string) error{
+		"status": c.status, "deploy": c.deploy, "traffic": c.traffic, "shadow": c.shadow, "promote": c.promote,
+		"rollback": c.rollback, "delete": c.deleteVersion, "history": c.history, "rollout": c.rollout,
+	}
+	verb := fs.Arg(0)
+	if verb == "help" {
+		fmt.Fprint(c.stdout, adminUsage)
+		return errHelpShown
+	}
+	if run := verbs[verb]; run != nil {
+		return run(fs.Args()[1:])
+	}
+	return usagef("unknown verb %q", verb)
+}
+
+// flags returns a verb's flag set with the global flags bound to the same variables, so they
+// may come before or after the verb. Write verbs also take --if-match.
+func (c *adminCmd) flags(verb string, write bool) *flag.FlagSet {
+	fs := flag.NewFlagSet(verb, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are reported in one line by adminMain
+	fs.StringVar(&c.url, "url", c.url, "admin API `URL`")
+	fs.BoolVar(&c.json, "json", c.json, "print the raw JSON response instead of a table")
+	fs.StringVar(&c.tokenEnv, "token-env", c.tokenEnv, "environment variable `NAME` holding the admin token, sent as a bearer token")
+	if write {
+		fs.StringVar(&c.ifMatch, "if-match", "", "apply only if the model is still at this `revision` (If-Match)")
+	}
+	return fs
+}
+
+// parse parses flags and positional arguments in any order ("deploy chat v3 --backend URL"),
+// since Go's flag package stops at the first positional one. It wants between min and max
+// non-empty positionals.
+func (c *adminCmd) parse(fs *flag.FlagSet, args []string, synopsis string, min, max int) ([]string, error) {
+	var pos []string
+	for {
+		err := fs.Parse(args)
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(c.stdout, "Usage: llmgate admin %s\n\nFlags:\n", synopsis)
+			fs.SetOutput(c.stdout)
+			fs.PrintDefaults()
+			return nil, errHelpShown
+		}
+		if err != nil {
+			return nil, usagef("%s: %v", fs.Name(), err)
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			pos = append(pos, rest...) // after "--" nothing is a flag
+			break
+		}
+		pos, args = append(pos, rest[0]), rest[1:]
+	}
+	if len(pos) < min || len(pos) > max {
+		return nil, usagef("usage: llmgate admin %s", synopsis)
+	}
+	for _, p := range pos {
+		if p == "" {
+			return nil, usagef("usage: llmgate admin %s (an argument is empty)", synopsis)
+		}
+	}
+	return pos, nil
+}
+
+// isSet reports whether the flag name was given on the command line.
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// modelPath is the API path of one alias plus optional further segments, each escaped: aliases
+// such as "meta-llama/Llama-3.1-8B-Instruct" contain slashes.
+func modelPath(alias string, rest ...string) string {
+	p := "/admin/models/" + url.PathEscape(alias)
+	for _, s := range rest {
+		p += "/" + s
+	}
+	return p
+}
+
+func (c *adminCmd) status(args []string) error {
+	fs := c.flags("status", false)
+	pos, err := c.parse(fs, args, "status [ALIAS]", 0, 1)
+	if err != nil {
+		return err
+	}
+	path := "/admin/models"
+	if len(pos) == 1 {
+		path = modelPath(pos[0])
+	}
+	var r struct { // one model, or {"revision", "models"} for all
+		adminModel
+		Models []adminModel `json:"models"`
+	}
+	if printed, err := c.read(path, &r); printed || err != nil {
+		return err
+	}
+	models := r.Models
+	if len(pos) == 1 {
+		models = []adminModel{r.adminModel}
+	}
+	if len(models) == 0 {
+		fmt.Fprintln(c.stdout, "no models")
+	}
+	for i := range models {
+		if i > 0 {
+			fmt.Fprintln(c.stdout)
+		}
+		printModel(c.stdout, &models[i])
+	}
+	return nil
+}
+
+func (c *adminCmd) deploy(args []string) error {
+	fs := c.flags("deploy", true)
+	var backends listFlag
+	fs.Var(&backends, "backend", "backend base `URL`, repeatable; the flags below apply to every one")
+	kind := fs.String("kind", "", "backend `kind`: vllm, ollama or openai (default: the gateway's)")
+	model := fs.String("model", "", "the `name` the backends serve the model under (default: the gateway's)")
+	weight := fs.Int("weight", config.DefaultWeight, "relative share of the version's traffic per backend; 0 drains")
+	apiKeyEnv := fs.String("api-key-env", "", "environment `variable` on the gateway holding the backends' API key")
+	noProbe := fs.Bool("no-probe", false, "skip the gateway's health check of the new backends")
+	pos, err := c.parse(fs, args, "deploy ALIAS VERSION --backend URL [--backend URL ...] [--kind vllm|ollama|openai] [--model NAME] [--weight N] [--api-key-env VAR] [--no-probe]", 2, 2)
+	if err != nil {
+		return err
+	}
+	if len(backends) == 0 {
+		return usageError("deploy: --backend is required")
+	}
+	switch *kind {
+	case "", config.KindVLLM, config.KindOllama, config.KindOpenAI:
+	default:
+		return usagef("deploy: --kind %q: want vllm, ollama or openai", *kind)
+	}
+	var specs []jsonObject
+	for _, u := range backends {
+		specs = append(specs, jsonObject{"url": u, "kind": *kind, "model": *model, "weight": *weight, "api_key_env": *apiKeyEnv})
+	}
+	body := jsonObject{"version": pos[1], "backends": specs}
+	var q url.Values
+	if *noProbe {
+		q = url.Values{"probe": {"false"}}
+	}
+	return c.write(http.MethodPost, modelPath(pos[0], "versions"), q, body, pos[0], func(*adminModel) string {
+		return fmt.Sprintf("deployed version %s, %d backend(s)", pos[1], len(backends))
+	})
+}
+
+const trafficUsage = "traffic ALIAS --stable V [--canary V --percent P] [--sticky user|api_key|header:NAME]"
+
+func (c *adminCmd) traffic(args []string) error {
+	fs := c.flags("traffic", true)
+	stable := fs.String("stable", "", "`version` that serves the traffic the canary does not")
+	canary := fs.String("canary", "", "`version` that gets --percent of the traffic")
+	percent := fs.Int("percent", 0, "canary share, 0..100")
+	sticky := fs.String("sticky", "", "keep a caller on one version by user|api_key|header:NAME (default: none)")
+	pos, err := c.parse(fs, args, trafficUsage, 1, 1)
+	if err != nil {
+		return err
+	}
+	switch {
+	case *stable == "":
+		return usageError("traffic: --stable is required")
+	case *canary != "" && !isSet(fs, "percent"):
+		return usageError("traffic: --canary needs --percent")
+	case *canary == "" && isSet(fs, "percent"):
+		return usageError("traffic: --percent needs --canary")
+	case *percent < 0 || *percent > 100:
+		return usagef("traffic: --percent %d: want 0..100", *percent)
+	}
+	if s := *sticky; s != "" && s != "user" && s != "api_key" && (!strings.HasPrefix(s, "header:") || s == "header:") {
+		return usagef("traffic: --sticky %q: want user, api_key or header:NAME", s)
+	}
+	// PUT replaces the whole split: what is not given is turned off.
+	body := jsonObject{"stable": *stable, "canary": *canary, "canary_percent": *percent, "sticky": *sticky}
+	return c.write(http.MethodPut, modelPath(pos[0], "traffic"), nil, body, pos[0], trafficSummary)
+}
+
+const shadowUsage = "shadow ALIAS VERSION --percent P | shadow ALIAS --off"
+
+func (c *adminCmd) shadow(args []string) error {
+	fs := c.flags("shadow", true)
+	percent := fs.Int("percent", 0, "share of requests mirrored to VERSION, 0..100; mirrored answers are discarded")
+	off := fs.Bool("off", false, "stop mirroring")
+	pos, err := c.parse(fs, args, shadowUsage, 1, 2)
+	if err != nil {
+		return err
+	}
+	body := jsonObject{"version": "", "percent": 0}
+	switch {
+	case *off && (len(pos) == 2 || isSet(fs, "percent")):
+		return usageError("shadow: --off takes no VERSION or --percent")
+	case *off:
+	case len(pos) == 1:
+		return usagef("usage: llmgate admin %s", shadowUsage)
+	case !isSet(fs, "percent"):
+		return usageError("shadow: --percent is required")
+	case *percent < 0 || *percent > 100:
+		return usagef("shadow: --percent %d: want 0..100", *percent)
+	default:
+		body = jsonObject{"version": pos[1], "percent": *percent}
+	}
+	return c.write(http.MethodPut, modelPath(pos[0], "shadow"), nil, body, pos[0], func(m *adminModel) string {
+		return "shadow " + share(m.Shadow.Version, m.Shadow.Percent, "off")
+	})
+}
+
+func (c *adminCmd) promote(args []string) error {
+	fs := c.flags("promote", true)
+	pos, err := c.parse(fs, args, "promote ALIAS", 1, 1)
+	if err != nil {
+		return err
+	}
+	return c.write(http.MethodPost, modelPath(pos[0], "promote"), nil, jsonObject{}, pos[0], func(m *adminModel) string {
+		return "promoted; " + trafficSummary(m)
+	})
+}
+
+func (c *adminCmd) rollback(args []string) error {
+	fs := c.flags("rollback", true)
+	to := fs.String("to", "", "`version` to make stable (default: the gateway picks the previous stable)")
+	reason := fs.String("reason", "", "why, recorded in the history")
+	pos, err := c.parse(fs, args, "rollback ALIAS [--to V] [--reason TEXT]", 1, 1)
+	if err != nil {
+		return err
+	}
+	body := jsonObject{"to": *to, "reason": *reason}
+	return c.write(http.MethodPost, modelPath(pos[0], "rollback"), nil, body, pos[0], func(m *adminModel) string {
+		return "rolled back; " + trafficSummary(m)
+	})
+}
+
+func (c *adminCmd) deleteVersion(args []string) error {
+	fs := c.flags("delete", true)
+	pos, err := c.parse(fs, args, "delete ALIAS VERSION", 2, 2)
+	if err != nil {
+		return err
+	}
+	return c.write(http.MethodDelete, modelPath(pos[0], "versions", url.PathEscape(pos[1])), nil, nil, pos[0], func(*adminModel) string {
+		return "deleted version " + pos[1]
+	})
+}
+
+func (c *adminCmd) history(args []string) error {
+	fs := c.flags("history", false)
+	pos, err := c.parse(fs, args, "history ALIAS", 1, 1)
+	if err != nil {
+		return err
+	}
+	var h struct {
+		Entries []struct {
+			Revision int64  `json:"revision"`
+			Time     string `json:"time"`
+			Actor    string `json:"actor"`
+			Action   string `json:"action"`
+			From     string `json:"from"`
+			To       string `json:"to"`
+			Reason   string `json:"reason"`
+		} `json:"entries"`
+	}
+	if printed, err := c.read(modelPath(pos[0], "history"), &h); printed || err != nil {
+		return err
+	}
+	if len(h.Entries) == 0 {
+		fmt.Fprintf(c.stdout, "%s: no history\n", pos[0])
+		return nil
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "REVISION\tTIME\tACTOR\tACTION\tCHANGE\tREASON")
+	for _, e := range h.Entries {
+		change := ""
+		if e.From != "" || e.To != "" {
+			change = orDefault(e.From, "-") + " -> " + orDefault(e.To, "-")
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", e.Revision, e.Time, orDefault(e.Actor, "-"), e.Action, change, oneLine(e.Reason))
+	}
+	return tw.Flush()
+}
+
+func (c *adminCmd) rollout(args []string) error {
+	fs := c.flags("rollout", true)
+	canary := fs.String("canary", "", "start: `version` to roll out")
+	steps := fs.String("steps", "", "start: canary percentages, one per step, e.g. 10,25,50,100")
+	stepDuration := fs.String("step-duration", "5m", "start: least time at each step")
+	stepRequests := fs.Int64("step-requests", 0, "start: least canary requests at each step")
+	maxErr := fs.Float64("max-error-rate-increase", 0.02, "start: roll back when the canary's error rate exceeds stable's by more")
+	maxLatency := fs.Float64("max-latency-ratio", 1.5, "start: roll back when the canary's p95 latency or TTFT exceeds stable's by this factor")
+	pos, err := c.parse(fs, args, "rollout ALIAS start --canary V --steps 10,25,50,100 [--step-duration 5m] [--step-requests N] [--max-error-rate-increase 0.02] [--max-latency-ratio 1.5] | rollout ALIAS status|pause|resume|abort", 2, 2)
+	if err != nil {
+		return err
+	}
+	alias, action := pos[0], pos[1]
+	startOnly := []string{"canary", "steps", "step-duration", "step-requests", "max-error-rate-increase", "max-latency-ratio"}
+	if action != "start" {
+		for _, name := range startOnly {
+			if isSet(fs, name) {
+				return usagef("rollout %s: --%s applies to rollout start only", action, name)
+			}
+		}
+	}
+	switch action {
+	case "status":
+		if c.ifMatch != "" {
+			return usageError("rollout status: --if-match applies to writes only")
+		}
+		return c.rolloutStatus(alias)
+	case "pause", "resume", "abort":
+		return c.write(http.MethodPost, modelPath(alias, "rollout", action), nil, jsonObject{}, alias, func(m *adminModel) string {
+			return "rollout " + rolloutSummary(m.Rollout)
+		})
+	case "start":
+	default:
+		return usagef("rollout: unknown action %q: want start, status, pause, resume or abort", action)
+	}
+	if *canary == "" || *steps == "" {
+		return usageError("rollout start: --canary and --steps are required")
+	}
+	if d, err := time.ParseDuration(*stepDuration); err != nil || d < 0 {
+		return usagef("rollout start: --step-duration %q: want a duration such as 5m", *stepDuration)
+	}
+	var stepList []adminStep
+	for _, s := range strings.Split(*steps, ",") {
+		p, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || p < 0 || p > 100 {
+			return usagef("rollout start: --steps %q: want percentages 0..100 separated by commas", *steps)
+		}
+		// Sent as typed: the gateway parses durations, and "5m" reads better in its history.
+		stepList = append(stepList, adminStep{CanaryPercent: float64(p), MinDuration: *stepDuration, MinRequests: *stepRequests})
+	}
+	body := jsonObject{"canary": *canary, "steps": stepList, "checks": jsonObject{
+		"max_error_rate_increase": *maxErr, "max_p95_latency_ratio": *maxLatency, "max_ttft_p95_ratio": *maxLatency}}
+	return c.write(http.MethodPost, modelPath(alias, "rollouts"), nil, body, alias, func(m *adminModel) string {
+		return "rollout started: " + rolloutSummary(m.Rollout)
+	})
+}
+
+func (c *adminCmd) rolloutStatus(alias string) error {
+	// The answer is the rollout object (null when there is none); a {"revision","model"}
+	// wrapper is read too, so either shape of the gateway's answer prints.
+	var r struct {
+		adminRollout
+		Model *adminModel `json:"model"`
+	}
+	if printed, err := c.read(modelPath(alias, "rollout"), &r); printed || err != nil {
+		return err
+	}
+	ro := &r.adminRollout
+	if r.Model != nil {
+		ro = r.Model.Rollout
+	}
+	if ro == nil || ro.State == "" {
+		fmt.Fprintf(c.stdout, "%s: no rollout\n", alias)
+		return nil
+	}
+	fmt.Fprintf(c.stdout, "%s: rollout %s\n", alias, rolloutSummary(ro))
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  STEP\tCANARY\tMIN-DURATION\tMIN-REQUESTS")
+	for i, s := range ro.Steps {
+		mark := "  "
+		if i == ro.Step {
+			mark = "> "
+		}
+		fmt.Fprintf(tw, "%s%d\t%s\t%s\t%d\n", mark, i+1, pct(s.CanaryPercent), orDefault(s.MinDuration, "-"), s.MinRequests)
+	}
+	return tw.Flush()
+}
+
+// read GETs path and decodes the answer into v, or prints it raw with --json (printed).
+func (c *adminCmd) read(path string, v any) (printed bool, err error) {
+	data, _, err := c.call(http.MethodGet, path, nil, nil)
+	if err != nil || c.json {
+		return true, c.printJSON(data, err)
+	}
+	return false, decodeAnswer(data, v)
+}
+
+// write sends a change and prints one line saying what the model now is, or the raw answer.
+func (c *adminCmd) write(method, path string, query url.Values, body any, alias string, what func(*adminModel) string) error {
+	data, hdr, err := c.call(method, path, query, body)
+	if err != nil || c.json {
+		return c.printJSON(data, err)
+	}
+	var r struct {
+		Revision int64      `json:"revision"`
+		Model    adminModel `json:"model"`
+	}
+	if err := decodeAnswer(data, &r); err != nil {
+		return err
+	}
+	rev := strconv.FormatInt(r.Revision, 10)
+	if r.Revision == 0 && etagRevision(hdr) != "" {
+		rev = etagRevision(hdr)
+	}
+	if r.Model.Alias != "" {
+		alias = r.Model.Alias
+	}
+	fmt.Fprintf(c.stdout, "%s: revision %s: %s\n", alias, rev, what(&r.Model))
+	return nil
+}
+
+// call sends one request and returns the body of a 2xx answer; any other answer is an
+// *adminAPIError. body, when not nil, is sent as JSON.
+func (c *adminCmd) call(method, path string, query url.Values, body any) ([]byte, http.Header, error) {
+	base, err := c.baseURL()
+	if err != nil {
+		return nil, nil, err
+	}
+	ifMatch, err := c.ifMatchHeader()
+	if err != nil {
+		return nil, nil, err
+	}
+	target := base + path
+	if len(query) > 0 {
+		target += "?" + query.Encode()
+	}
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			panic("BUG: admin request does not marshal: " + err.Error())
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, target, rd)
+	if err != nil {
+		return nil, nil, usagef("--url %q: %v", c.url, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	token := c.getenv(c.tokenEnv)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if ifMatch != "" {
+		req.Header.Set("If-Match", ifMatch)
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s is unreachable: %s (is llmgate serving its admin API there? see --url)", base, shortErr(err))
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAdminResponse))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: reading the answer: %s", base, shortErr(err))
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		e := newAdminAPIError(resp, data)
+		if resp.StatusCode == http.StatusUnauthorized && token == "" {
+			e.noToken = c.tokenEnv
+		}
+		return nil, nil, e
+	}
+	return data, resp.Header, nil
+}
+
+// baseURL checks --url and returns it without a trailing slash.
+func (c *adminCmd) baseURL() (string, error) {
+	u, err := url.Parse(c.url)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", usagef("--url %q: want http://host:port", c.url)
+	}
+	return strings.TrimSuffix(c.url, "/"), nil
+}
+
+// ifMatchHeader turns --if-match into a quoted entity tag (RFC 9110), accepting 13, "13" or W/"13".
+func (c *adminCmd) ifMatchHeader() (string, error) {
+	if c.ifMatch == "" {
+		return "", nil
+	}
+	rev := strings.Trim(strings.TrimPrefix(c.ifMatch, "W/"), `"`)
+	if _, err := strconv.ParseUint(rev, 10, 64); err != nil {
+		return "", usagef("--if-match %q: want a revision number", c.ifMatch)
+	}
+	return `"` + rev + `"`, nil
+}
+
+// etagRevision reads the revision out of an ETag header such as "13" or W/"13".
+func etagRevision(h http.Header) string {
+	return strings.Trim(strings.TrimPrefix(h.Get("ETag"), "W/"), `"`)
+}
+
+// printJSON prints a successful answer indented; it passes err through so callers can return
+// printJSON(data, err) whether or not the call failed.
+func (c *adminCmd) printJSON(data []byte, err error) error {
+	if err != nil || len(bytes.TrimSpace(data)) == 0 {
+		return err
+	}
+	var buf bytes.Buffer
+	if json.Indent(&buf, data, "", "  ") != nil {
+		buf.Reset()
+		buf.Write(bytes.TrimSpace(data)) // not JSON: print what came, the user asked for raw
+	}
+	buf.WriteByte('\n')
+	_, err = c.stdout.Write(buf.Bytes())
+	return err
+}
+
+// decodeAnswer reads a 2xx answer into v; an empty answer leaves v as it is.
+func decodeAnswer(data []byte, v any) error {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("unexpected answer from the admin API: %v", err)
+	}
+	return nil
+}
+
+// adminAPIError is a non-2xx answer, read from the OpenAI error envelope when there is one.
+type adminAPIError struct {
+	status   int
+	message  string
+	param    string
+	revision string // from the ETag of a 412: the model's current revision
+	noToken  string // the token variable, when it was empty and the answer was 401
+}
+
+func newAdminAPIError(resp *http.Response, body []byte) *adminAPIError {
+	e := &adminAPIError{status: resp.StatusCode, revision: etagRevision(resp.Header)}
+	var env struct {
+		Error struct {
+			Message string  `json:"message"`
+			Param   *string `json:"param"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &env) == nil && env.Error.Message != "" {
+		e.message = env.Error.Message
+		if env.Error.Param != nil {
+			e.param = *env.Error.Param
+		}
+		return e
+	}
+	// Not an envelope (a proxy in between, an old gateway): say what came, briefly.
+	e.message = http.StatusText(resp.StatusCode)
+	if s := strings.TrimSpace(string(body)); s != "" {
+		if len(s) > 200 {
+			s = s[:200] + "..."
+		}
+		e.message += ": " + s
+	}
+	return e
+}
+
+func (e *adminAPIError) Error() string {
+	if e.status == http.StatusPreconditionFailed {
+		if e.revision != "" {
+			return "conflict: the model changed (now revision " + e.revision + "); re-read and retry"
+		}
+		return "conflict: the model changed; re-read and retry"
+	}
+	s := fmt.Sprintf("%d: %s", e.status, e.message)
+	if e.param != "" {
+		s += " (field " + e.param + ")"
+	}
+	if e.noToken != "" {
+		s += " (no token was sent: " + e.noToken + " is empty)"
+	}
+	return s
+}
+
+// jsonObject is a request body; the admin API's bodies are small and sent once.
+type jsonObject = map[string]any
+
+// Answers. Percentages are read as float64 so a fractional split still prints.
+type (
+	// adminStep is one rollout step, sent and read back.
+	adminStep struct {
+		CanaryPercent float64 `json:"canary_percent"`
+		MinDuration   string  `json:"min_duration"`
+		MinRequests   int64   `json:"min_requests"`
+	}
+	// adminModel is the admin API's model object.
+	adminModel struct {
+		Alias         string  `json:"alias"`
+		Revision      int64   `json:"revision"`
+		Stable        string  `json:"stable"`
+		Canary        string  `json:"canary"`
+		CanaryPercent float64 `json:"canary_percent"`
+		Sticky        string  `json:"sticky"`
+		Shadow        struct {
+			Version string  `json:"version"`
+			Percent float64 `json:"percent"`
+		} `json:"shadow"`
+		Versions []struct {
+			Name     string `json:"name"`
+			Backends []struct {
+				URL      string `json:"url"`
+				Kind     string `json:"kind"`
+				Model    string `json:"model"`
+				Weight   int    `json:"weight"`
+				Healthy  bool   `json:"healthy"`
+				InFlight int64  `json:"in_flight"`
+			} `json:"backends"`
+		} `json:"versions"`
+		Rollout *adminRollout `json:"rollout"`
+	}
+	// adminRollout is a progressive rollout; Step indexes Steps.
+	adminRollout struct {
+		Canary string      `json:"canary"`
+		Step   int         `json:"step"`
+		Steps  []adminStep `json:"steps"`
+		State  string      `json:"state"`
+		Reason string      `json:"reason"`
+	}
+)
+
+// printModel prints one alias: a summary line, then a row per version and backend.
+func printModel(w io.Writer, m *adminModel) {
+	fmt.Fprintf(w, "%s  revision %d  stable %s  canary %s  sticky %s  shadow %s  rollout %s\n",
+		m.Alias, m.Revision, orDefault(m.Stable, "-"), share(m.Canary, m.CanaryPercent, "none"), orDefault(m.Sticky, "none"), share(m.Shadow.Version, m.Shadow.Percent, "off"), rolloutSummary(m.Rollout))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  VERSION\tROLE\tBACKEND\tKIND\tMODEL\tWEIGHT\tHEALTH\tIN-FLIGHT")
+	for _, v := range m.Versions {
+		role := orDefault(strings.Join(m.roles(v.Name), ","), "-")
+		if len(v.Backends) == 0 {
+			fmt.Fprintf(tw, "  %s\t%s\t-\t-\t-\t-\t-\t-\n", v.Name, role)
+		}
+		for _, b := range v.Backends {
+			health := "healthy"
+			if !b.Healthy {
+				health = "UNHEALTHY"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%d\t%s\t%d\n", v.Name, role, b.URL, orDefault(b.Kind, "-"), orDefault(b.Model, "-"), b.Weight, health, b.InFlight)
+		}
+	}
+	tw.Flush()
+}
+
+// roles lists what traffic a version takes.
+func (m *adminModel) roles(version string) []string {
+	var r []string
+	if version == m.Stable {
+		r = append(r, "stable")
+	}
+	if version == m.Canary {
+		r = append(r, "canary")
+	}
+	if version == m.Shadow.Version {
+		r = append(r, "shadow")
+	}
+	return r
+}
+
+// share is "v4 10%", or none when there is no version.
+func share(version string, percent float64, none string) string {
+	if version == "" {
+		return none
+	}
+	return version + " " + pct(percent)
+}
+
+func trafficSummary(m *adminModel) string {
+	return fmt.Sprintf("stable %s, canary %s, sticky %s", orDefault(m.Stable, "-"), share(m.Canary, m.CanaryPercent, "none"), orDefault(m.Sticky, "none"))
+}
+
+func rolloutSummary(r *adminRollout) string {
+	if r == nil || r.State == "" {
+		return "none"
+	}
+	s := r.State
+	if r.Canary != "" {
+		s = r.Canary + " " + s
+	}
+	if len(r.Steps) > 0 {
+		s += fmt.Sprintf(" step %d/%d", r.Step+1, len(r.Steps))
+		if r.Step >= 0 && r.Step < len(r.Steps) {
+			s += " (" + pct(r.Steps[r.Step].CanaryPercent) + ")"
+		}
+	}
+	if r.Reason != "" {
+		s += ": " + oneLine(r.Reason)
+	}
+	return s
+}
+
+func pct(p float64) string { return strconv.FormatFloat(p, 'f', -1, 64) + "%" }
+
+// orDefault returns s, or def when s is empty.
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// oneLine keeps a message to the one stderr line the CLI promises.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
