@@ -1,0 +1,245 @@
+package drift
+
+import (
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fakeClock is an injectable clock; tests move it instead of sleeping.
+type fakeClock struct{ ns atomic.Int64 }
+
+func newFakeClock() *fakeClock {
+	c := new(fakeClock)
+	c.ns.Store(time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC).UnixNano())
+	return c
+}
+
+func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+func sampleWith(promptTokens int64, script Script) *Sample {
+	s := new(Sample)
+	s.Reset()
+	s.PromptTokens = promptTokens
+	s.Latency = 1500 * time.Millisecond
+	s.Script = script
+	return s
+}
+
+func TestLayoutConsistent(t *testing.T) {
+	if catOffset[NumCategorical] != numCatCounters {
+		t.Fatalf("numCatCounters %d, labels need %d", numCatCounters, catOffset[NumCategorical])
+	}
+	if len(featureNames) != NumFeatures || NumNumeric+NumCategorical != NumFeatures {
+		t.Fatal("feature tables out of sync")
+	}
+	for f := range Feature(NumFeatures) {
+		if g, ok := FeatureByName(f.String()); !ok || g != f {
+			t.Errorf("FeatureByName(%q) = %v, %v", f, g, ok)
+		}
+	}
+}
+
+func TestRecorderSlidingWindow(t *testing.T) {
+	clk := newFakeClock()
+	r := NewRecorder(Options{Window: 3 * time.Minute, Slice: time.Minute, Rolling: true, Now: clk.Now})
+	var live, prev Snapshot
+	// One sample per minute for 7 minutes, prompt tokens = minute index.
+	for m := range int64(7) {
+		r.Observe(sampleWith(m, ScriptLatin))
+		clk.Advance(time.Minute)
+	}
+	clk.Advance(-time.Minute) // stay in the last slice written
+	r.Live(&live)
+	if got := live.Count(); got != 3 {
+		t.Fatalf("live count %d, want 3", got)
+	}
+	for m := int64(4); m < 7; m++ {
+		if live.Num[FeaturePromptTokens][m] != 1 {
+			t.Errorf("live misses minute %d", m)
+		}
+	}
+	if !r.Rolling(&prev) || prev.Count() != 3 || prev.Num[FeaturePromptTokens][1] != 1 {
+		t.Errorf("rolling reference: count %d, want minutes 1..3", prev.Count())
+	}
+	if !prev.End.Equal(live.Start) {
+		t.Errorf("rolling ends %v, live starts %v", prev.End, live.Start)
+	}
+	// A sample older than the ring is dropped and counted, not misfiled.
+	old := sampleWith(1, ScriptLatin)
+	old.At = clk.Now().Add(-10 * time.Minute)
+	r.Observe(old)
+	if r.Dropped() != 1 {
+		t.Errorf("dropped %d, want 1", r.Dropped())
+	}
+	// The window empties once traffic stops for a whole window.
+	clk.Advance(3 * time.Minute)
+	r.Live(&live)
+	if live.Count() != 0 {
+		t.Errorf("stale live count %d", live.Count())
+	}
+}
+
+func TestFreezeReference(t *testing.T) {
+	clk := newFakeClock()
+	r := NewRecorder(Options{Now: clk.Now})
+	if rep := r.Report(nil); rep.Decided != 0 {
+		t.Fatalf("report without reference decided %d features", rep.Decided)
+	}
+	for i := range 500 {
+		r.Observe(sampleWith(int64(100+i%50), ScriptLatin))
+	}
+	ref := r.FreezeReference()
+	if ref.Count() != 500 || r.Frozen() != ref {
+		t.Fatalf("frozen count %d", ref.Count())
+	}
+	clk.Advance(30 * time.Minute)
+	for i := range 500 {
+		r.Observe(sampleWith(int64(150+i%75), ScriptLatin))
+	}
+	rep := r.Report(nil)
+	if rep.Reference.N != 500 || rep.Current.N != 500 {
+		t.Fatalf("windows %d/%d", rep.Reference.N, rep.Current.N)
+	}
+	if v := rep.Features[FeaturePromptTokens].Verdict; v != VerdictDrift {
+		t.Errorf("prompt tokens verdict %s, want drift", v)
+	}
+	if v := rep.Features[FeatureScript].Verdict; v != VerdictStable {
+		t.Errorf("script verdict %s, want stable", v)
+	}
+	r.SetReference(nil)
+	var s Snapshot
+	if r.Reference(&s) {
+		t.Error("reference after clearing without rolling")
+	}
+}
+
+// Replicas merge exactly: two recorders each seeing half the traffic, merged,
+// equal one recorder seeing all of it, bucket for bucket.
+func TestMergeAcrossReplicas(t *testing.T) {
+	clk := newFakeClock()
+	all := NewRecorder(Options{Now: clk.Now})
+	a, b := NewRecorder(Options{Now: clk.Now}), NewRecorder(Options{Now: clk.Now})
+	for i, s := range benchSamples(3000) {
+		s.At = clk.Now().Add(time.Duration(i) * 200 * time.Millisecond) // spans 10 slices
+		all.Observe(&s)
+		if i%3 == 0 {
+			a.Observe(&s)
+		} else {
+			b.Observe(&s)
+		}
+	}
+	clk.Advance(10 * time.Minute)
+	var want, got, sb Snapshot
+	all.Live(&want)
+	a.Live(&got)
+	b.Live(&sb)
+	got.Merge(&sb)
+	if got.Num != want.Num || got.Cat != want.Cat {
+		t.Fatal("merged replicas differ from a single recorder")
+	}
+	if want.Count() != 3000 {
+		t.Fatalf("count %d", want.Count())
+	}
+}
+
+func TestConcurrentObserve(t *testing.T) {
+	clk := newFakeClock()
+	r := NewRecorder(Options{Now: clk.Now})
+	samples := benchSamples(256)
+	const workers, each = 8, 2000
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	go func() { // a concurrent reader, as the evaluation loop
+		var s Snapshot
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				r.Live(&s)
+			}
+		}
+	}()
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				r.Observe(&samples[(w*each+i)%len(samples)])
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	var s Snapshot
+	r.Live(&s)
+	if s.Count() != workers*each {
+		t.Fatalf("count %d, want %d", s.Count(), workers*each)
+	}
+}
+
+func TestObserveDoesNotAllocate(t *testing.T) {
+	r := NewRecorder(Options{})
+	samples := benchSamples(64)
+	i := 0
+	if n := testing.AllocsPerRun(1000, func() { r.Observe(&samples[i%64]); i++ }); n != 0 {
+		t.Fatalf("Observe allocates %v times", n)
+	}
+}
+
+func TestMemoryBounded(t *testing.T) {
+	clk := newFakeClock()
+	r := NewRecorder(Options{Now: clk.Now})
+	before := r.MemoryBytes()
+	for _, s := range benchSamples(5000) {
+		r.Observe(&s)
+		clk.Advance(time.Second)
+	}
+	if r.MemoryBytes() != before {
+		t.Errorf("memory grew from %d to %d", before, r.MemoryBytes())
+	}
+	r.FreezeReference()
+	t.Logf("memory per version: %d KiB (15 x 1m), %d KiB with a frozen reference", before>>10, r.MemoryBytes()>>10)
+	if r.MemoryBytes() > 1<<20 {
+		t.Errorf("memory %d over 1 MiB", r.MemoryBytes())
+	}
+}
+
+func TestSummary(t *testing.T) {
+	var s Snapshot
+	s.Start = time.Unix(0, 0)
+	s.End = s.Start.Add(10 * time.Second)
+	for i := range 100 {
+		x := sampleWith(10, ScriptLatin)
+		x.InterToken = 20 * time.Millisecond
+		x.TTFT = 100 * time.Millisecond
+		x.Refusal = i < 5
+		if i < 10 {
+			x.Status = StatusUpstreamError
+		}
+		x.Cache = CacheHit
+		if i%4 == 0 {
+			x.Cache = CacheMiss
+		}
+		r := NewRecorder(Options{})
+		r.Observe(x)
+		var one Snapshot
+		r.Live(&one)
+		one.Start, one.End = s.Start, s.End
+		s.Merge(&one)
+	}
+	got := s.Summary()
+	if got.Requests != 100 || got.RequestRate != 10 || !near(got.ErrorRate, 0.1) || !near(got.RefusalRate, 0.05) ||
+		!near(got.CacheHitRatio, 0.75) {
+		t.Errorf("summary %+v", got)
+	}
+	if rel := got.TokensPerSecond/50 - 1; rel > RelativeError || rel < -RelativeError {
+		t.Errorf("tokens/s %v, want 50", got.TokensPerSecond)
+	}
+	if rel := got.LatencyP99/1.5 - 1; rel > RelativeError || rel < -RelativeError {
+		t.Errorf("p99 %v, want 1.5", got.LatencyP99)
+	}
+}

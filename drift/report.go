@@ -1,0 +1,315 @@
+package drift
+
+import (
+	"encoding/json"
+	"math"
+	"time"
+)
+
+// Method names a drift test; the values are stable JSON and metric labels.
+type Method string
+
+// Methods. MethodAuto picks by sample size as Evidently does (see Policy).
+const (
+	MethodAuto          Method = ""
+	MethodKS            Method = "ks"            // two-sample Kolmogorov-Smirnov, p-value
+	MethodChiSquare     Method = "chisquare"     // chi-square homogeneity, p-value
+	MethodZ             Method = "z"             // two-proportion z-test, p-value
+	MethodWasserstein   Method = "wasserstein"   // Wasserstein / reference std, distance
+	MethodJensenShannon Method = "jensenshannon" // Jensen-Shannon distance
+	MethodPSI           Method = "psi"           // population stability index
+	MethodMannWhitney   Method = "mannwhitney"   // Mann-Whitney U, p-value
+)
+
+// Verdict is a test's conclusion.
+type Verdict string
+
+// Verdicts; VerdictModerate is only given by PSI (between its two bands).
+const (
+	VerdictInsufficient Verdict = "insufficient" // below Policy.MinSamples, or no data
+	VerdictStable       Verdict = "stable"
+	VerdictModerate     Verdict = "moderate"
+	VerdictDrift        Verdict = "drift"
+)
+
+// Policy selects tests and thresholds. Zero fields take the defaults below.
+//
+// With MethodAuto a feature gets Evidently's default: when the reference has
+// at most LargeReference values, KS (numerical with more than 5 distinct
+// buckets), else chi-square, or the z-test when at most two categories occur,
+// drifting at p < Alpha; beyond, the normalised Wasserstein distance
+// (numerical) or the Jensen-Shannon distance (categorical), drifting at
+// >= Distance.
+type Policy struct {
+	Alpha          float64             // significance of p-value tests; default 0.05
+	Distance       float64             // Wasserstein and JS threshold; default 0.1
+	PSIModerate    float64             // PSI "moderate" band start; default 0.1
+	PSIDrift       float64             // PSI "drift" band start; default 0.25
+	LargeReference uint64              // p-values up to this reference size; default 1000
+	MinSamples     uint64              // no verdict below this on either side; default 100
+	Bins           int                 // reference-quantile bins for numerical PSI/JS; default 10
+	KSMode         KSMode              // default KSAuto (exact up to 10,000 values)
+	DriftShare     float64             // report drift when this share of features drift; default 0.5
+	Methods        [NumFeatures]Method // per-feature override; MethodAuto by default
+}
+
+// DefaultPolicy returns the defaults documented on Policy.
+func DefaultPolicy() Policy {
+	return Policy{Alpha: 0.05, Distance: 0.1, PSIModerate: 0.1, PSIDrift: 0.25,
+		LargeReference: 1000, MinSamples: 100, Bins: 10, DriftShare: 0.5}
+}
+
+func (p *Policy) withDefaults() Policy {
+	d := DefaultPolicy()
+	if p == nil {
+		return d
+	}
+	q := *p
+	for _, f := range []struct{ v, def *float64 }{{&q.Alpha, &d.Alpha}, {&q.Distance, &d.Distance},
+		{&q.PSIModerate, &d.PSIModerate}, {&q.PSIDrift, &d.PSIDrift}, {&q.DriftShare, &d.DriftShare}} {
+		if *f.v <= 0 {
+			*f.v = *f.def
+		}
+	}
+	if q.LargeReference == 0 {
+		q.LargeReference = d.LargeReference
+	}
+	if q.MinSamples == 0 {
+		q.MinSamples = d.MinSamples
+	}
+	if q.Bins <= 1 {
+		q.Bins = d.Bins
+	}
+	return q
+}
+
+// Result is one test on one feature (Feature is empty for rollout tests
+// run directly). Statistic and PValue are NaN when undefined (JSON null).
+type Result struct {
+	Feature   string  `json:"feature,omitempty"`
+	Method    Method  `json:"method"`
+	Statistic float64 `json:"statistic"`
+	PValue    float64 `json:"p_value"`   // p-value methods only
+	Threshold float64 `json:"threshold"` // alpha, distance, or the PSI drift band
+	Verdict   Verdict `json:"verdict"`
+	RefN      uint64  `json:"ref_n"` // values in the reference (mentions for bitsets)
+	CurN      uint64  `json:"cur_n"`
+}
+
+// MarshalJSON writes NaN statistics and p-values as null.
+func (r Result) MarshalJSON() ([]byte, error) {
+	type plain Result
+	return json.Marshal(struct {
+		plain
+		Statistic *float64 `json:"statistic"`
+		PValue    *float64 `json:"p_value"`
+	}{plain(r), finite(r.Statistic), finite(r.PValue)})
+}
+
+func finite(v float64) *float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return nil
+	}
+	return &v
+}
+
+// Window describes one side of a comparison.
+type Window struct {
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+	N     uint64    `json:"requests"`
+}
+
+// Report is the drift of one version: every feature, reference vs current.
+type Report struct {
+	Reference Window   `json:"reference"`
+	Current   Window   `json:"current"`
+	Features  []Result `json:"features"` // in Feature order
+	Drifted   int      `json:"drifted"`  // features with VerdictDrift
+	Decided   int      `json:"decided"`  // features with a verdict other than insufficient
+	Drift     bool     `json:"drift"`    // Drifted >= DriftShare * Decided, Decided > 0
+}
+
+// Evaluate runs each feature's test between ref and cur under p (nil means
+// DefaultPolicy). The same call compares a canary's live window (cur) with
+// stable's (ref) for the deploy lifecycle. It allocates; run it off the
+// request path.
+func Evaluate(ref, cur *Snapshot, p *Policy) Report {
+	pol := p.withDefaults()
+	rep := Report{
+		Reference: Window{ref.Start, ref.End, ref.Count()},
+		Current:   Window{cur.Start, cur.End, cur.Count()},
+		Features:  make([]Result, 0, NumFeatures),
+	}
+	for f := range Feature(NumFeatures) {
+		var r Result
+		if f.Numeric() {
+			r = evalNumeric(&ref.Num[f], &cur.Num[f], pol.Methods[f], &pol)
+		} else {
+			r = evalCategorical(ref.Categorical(f), cur.Categorical(f), pol.Methods[f], &pol)
+		}
+		r.Feature = f.String()
+		switch r.Verdict {
+		case VerdictDrift:
+			rep.Drifted++
+			rep.Decided++
+		case VerdictStable, VerdictModerate:
+			rep.Decided++
+		}
+		rep.Features = append(rep.Features, r)
+	}
+	rep.Drift = rep.Decided > 0 && float64(rep.Drifted) >= pol.DriftShare*float64(rep.Decided)
+	return rep
+}
+
+func evalNumeric(r, c *Histogram, m Method, p *Policy) Result {
+	nR, nC := r.Count(), c.Count()
+	if m == MethodAuto {
+		switch small, many := nR <= p.LargeReference, r.Distinct() > 5; {
+		case many && small:
+			m = MethodKS
+		case many:
+			m = MethodWasserstein
+		default:
+			// Few distinct values: treat buckets as categories, as Evidently.
+			res := evalCategorical(r[:], c[:], MethodAuto, p)
+			return res
+		}
+	}
+	res := Result{Method: m, RefN: nR, CurN: nC, Statistic: math.NaN(), PValue: math.NaN()}
+	if nR == 0 || nC == 0 {
+		res.Verdict = VerdictInsufficient
+		return res
+	}
+	switch m {
+	case MethodKS:
+		res.Statistic, res.PValue = KS(r, c, p.KSMode)
+	case MethodWasserstein:
+		res.Statistic = NormalizedWasserstein(r, c)
+	case MethodMannWhitney:
+		mw := MannWhitney(r, c, p.Alpha, p.MinSamples)
+		res.Statistic, res.PValue = mw.Statistic, mw.PValue
+	case MethodPSI, MethodJensenShannon:
+		br, bc := quantileBins(r, c, p.Bins)
+		return finishBinned(res, br, bc, p)
+	default: // chi-square or z on the buckets
+		return evalCategorical(r[:], c[:], m, p)
+	}
+	return decide(res, p)
+}
+
+func evalCategorical(r, c []uint64, m Method, p *Policy) Result {
+	nR, nC := sum(r), sum(c)
+	seen := 0
+	first := -1
+	for i := range r {
+		if r[i]+c[i] > 0 {
+			seen++
+			if first < 0 {
+				first = i
+			}
+		}
+	}
+	if m == MethodAuto {
+		switch {
+		case nR > p.LargeReference:
+			m = MethodJensenShannon
+		case seen <= 2:
+			m = MethodZ
+		default:
+			m = MethodChiSquare
+		}
+	}
+	res := Result{Method: m, RefN: nR, CurN: nC, Statistic: math.NaN(), PValue: math.NaN()}
+	if nR == 0 || nC == 0 {
+		res.Verdict = VerdictInsufficient
+		return res
+	}
+	switch m {
+	case MethodZ:
+		if first < 0 {
+			first = 0
+		}
+		z := TwoProportions(r[first], nR, c[first], nC, p.Alpha, p.MinSamples)
+		res.Statistic, res.PValue = z.Statistic, z.PValue
+	case MethodChiSquare:
+		res.Statistic, res.PValue, _ = ChiSquare(r, c, true)
+		if math.IsNaN(res.PValue) { // one category on both sides: identical
+			res.Statistic, res.PValue = 0, 1
+		}
+	default:
+		return finishBinned(res, r, c, p)
+	}
+	return decide(res, p)
+}
+
+// finishBinned computes a binned distance (PSI or JS) and decides.
+func finishBinned(res Result, r, c []uint64, p *Policy) Result {
+	if res.Method == MethodPSI {
+		res.Statistic = PSI(r, c)
+	} else {
+		res.Method = MethodJensenShannon
+		res.Statistic = JensenShannon(r, c)
+	}
+	return decide(res, p)
+}
+
+// decide sets the threshold and the verdict from the method's statistic.
+func decide(res Result, p *Policy) Result {
+	insufficient := res.RefN < p.MinSamples || res.CurN < p.MinSamples
+	switch res.Method {
+	case MethodKS, MethodChiSquare, MethodZ, MethodMannWhitney:
+		res.Threshold = p.Alpha
+		res.Verdict = pVerdict(res.PValue, p.Alpha, res.RefN, res.CurN, p.MinSamples)
+		return res
+	case MethodPSI:
+		res.Threshold = p.PSIDrift
+		switch {
+		case insufficient || math.IsNaN(res.Statistic):
+			res.Verdict = VerdictInsufficient
+		case res.Statistic >= p.PSIDrift:
+			res.Verdict = VerdictDrift
+		case res.Statistic >= p.PSIModerate:
+			res.Verdict = VerdictModerate
+		default:
+			res.Verdict = VerdictStable
+		}
+		return res
+	}
+	res.Threshold = p.Distance
+	switch {
+	case insufficient || math.IsNaN(res.Statistic):
+		res.Verdict = VerdictInsufficient
+	case res.Statistic >= p.Distance:
+		res.Verdict = VerdictDrift
+	default:
+		res.Verdict = VerdictStable
+	}
+	return res
+}
+
+// Rollout compares a canary's window with stable's for the deploy
+// lifecycle: Mann-Whitney U on latency, TTFT and inter-token latency, and
+// two-proportion z-tests on the error, refusal and guard-block rates. Each
+// result's Feature names what was compared; RefN is stable's side.
+func Rollout(stable, canary *Snapshot, p *Policy) []Result {
+	pol := p.withDefaults()
+	out := make([]Result, 0, 6)
+	for _, f := range []Feature{FeatureLatency, FeatureTTFT, FeatureInterToken} {
+		r := MannWhitney(&stable.Num[f], &canary.Num[f], pol.Alpha, pol.MinSamples)
+		r.Feature = f.String()
+		out = append(out, r)
+	}
+	rate := func(name string, x func(*Snapshot) uint64) Result {
+		r := TwoProportions(x(stable), stable.Count(), x(canary), canary.Count(), pol.Alpha, pol.MinSamples)
+		r.Feature = name
+		return r
+	}
+	out = append(out,
+		rate("error_rate", func(s *Snapshot) uint64 {
+			return s.Count() - s.Categorical(FeatureStatus)[StatusOK]
+		}),
+		rate("refusal_rate", func(s *Snapshot) uint64 { return s.Categorical(FeatureRefusal)[1] }),
+		rate("blocked_rate", func(s *Snapshot) uint64 { return s.Categorical(FeatureStatus)[StatusBlocked] }))
+	return out
+}
