@@ -20,6 +20,8 @@ type Config struct {
 	Health   HealthCheck `yaml:"health"`
 	Retry    Retry       `yaml:"retry"`
 	Log      Log         `yaml:"log"`
+	Drift    Drift       `yaml:"drift"`
+	Cache    Cache       `yaml:"cache"`
 	Models   []Model     `yaml:"models"`
 
 	src source // where values came from; zero for a Config built in code
@@ -73,10 +75,12 @@ type Log struct {
 
 // Model is one public model alias and the versions behind it.
 type Model struct {
-	Alias    string    `yaml:"alias"`
-	Stable   string    `yaml:"stable"`
-	Versions []Version `yaml:"versions"`
-	Guard    Guard     `yaml:"guard"`
+	Alias    string     `yaml:"alias"`
+	Stable   string     `yaml:"stable"`
+	Versions []Version  `yaml:"versions"`
+	Guard    Guard      `yaml:"guard"`
+	Cache    ModelCache `yaml:"cache"`
+	Drift    ModelDrift `yaml:"drift"`
 }
 
 // Version is one deployable version of a model, served by a pool of backends.

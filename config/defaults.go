@@ -47,6 +47,7 @@ func (c *Config) ApplyDefaults() {
 	setDefault(c, "health.eject_for", &c.Health.EjectFor, DefaultEjectFor)
 	setDefault(c, "retry.attempts", &c.Retry.Attempts, DefaultRetryAttempts)
 	setDefault(c, "log.level", &c.Log.Level, DefaultLogLevel)
+	c.applyObserveDefaults()
 	for i := range c.Models {
 		m := &c.Models[i]
 		mk := indexKey("models", i)

@@ -57,6 +57,7 @@ func (c *Config) Validate() error {
 		v.addf("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
 	}
 	v.models(c.Models)
+	v.observe(c)
 	return errors.Join(v.errs...)
 }
 

@@ -1,0 +1,100 @@
+package config
+
+import "time"
+
+// Drift configures the drift statistics the gateway keeps per model version.
+type Drift struct {
+	// Off turns statistics and drift tests off; they are on by default.
+	Off bool `yaml:"off"`
+	// Interval is how often drift is evaluated (off the request path).
+	Interval time.Duration `yaml:"interval"`
+	// MinSamples is the fewest requests on each side before a verdict is given.
+	MinSamples int `yaml:"min_samples"`
+	// RefusalPhrases replace the built-in list of completion openings that count as refusals.
+	RefusalPhrases []string `yaml:"refusal_phrases"`
+	// Webhook, when set, receives a POST of JSON each time a version's verdict changes.
+	Webhook string `yaml:"webhook"`
+}
+
+// Drift references.
+const (
+	ReferenceOnPromote = "on_promote" // frozen when the version becomes stable, or on demand
+	ReferenceManual    = "manual"     // frozen only on demand (admin API)
+	ReferenceRolling   = "rolling"    // the previous window
+)
+
+// ModelDrift configures one alias's drift windows.
+type ModelDrift struct {
+	Window    time.Duration `yaml:"window"`    // live window length, in 1/15 slices
+	Reference string        `yaml:"reference"` // on_promote | manual | rolling
+}
+
+// Cache configures the response cache's store, shared by every alias.
+type Cache struct {
+	MaxBytes int64 `yaml:"max_bytes"` // bound on stored responses
+}
+
+// ModelCache configures response caching for one alias.
+type ModelCache struct {
+	Enabled bool          `yaml:"enabled"`
+	TTL     time.Duration `yaml:"ttl"`
+	// Nondeterministic caches requests whose answers vary (temperature > 0, no seed) too.
+	Nondeterministic bool `yaml:"nondeterministic"`
+}
+
+// Defaults of the drift and cache sections.
+const (
+	DefaultDriftInterval   = 30 * time.Second
+	DefaultDriftMinSamples = 100
+	DefaultDriftWindow     = 15 * time.Minute
+	DefaultDriftReference  = ReferenceOnPromote
+	DefaultCacheMaxBytes   = 256 << 20
+	DefaultCacheTTL        = 10 * time.Minute
+)
+
+func (c *Config) applyObserveDefaults() {
+	setDefault(c, "drift.interval", &c.Drift.Interval, DefaultDriftInterval)
+	setDefault(c, "drift.min_samples", &c.Drift.MinSamples, DefaultDriftMinSamples)
+	setDefault(c, "cache.max_bytes", &c.Cache.MaxBytes, DefaultCacheMaxBytes)
+	for i := range c.Models {
+		m := &c.Models[i]
+		mk := indexKey("models", i)
+		setDefault(c, mk+".drift.window", &m.Drift.Window, DefaultDriftWindow)
+		setDefault(c, mk+".drift.reference", &m.Drift.Reference, DefaultDriftReference)
+		setDefault(c, mk+".cache.ttl", &m.Cache.TTL, DefaultCacheTTL)
+	}
+}
+
+func (v *validator) observe(c *Config) {
+	if c.Drift.Interval < time.Second {
+		v.addf("drift.interval", "must be at least 1s, got %s", c.Drift.Interval)
+	}
+	if c.Drift.MinSamples < 1 {
+		v.addf("drift.min_samples", "must be >= 1, got %d", c.Drift.MinSamples)
+	}
+	for i, p := range c.Drift.RefusalPhrases {
+		if p == "" {
+			v.addf(indexKey("drift.refusal_phrases", i), "must not be empty")
+		}
+	}
+	if c.Drift.Webhook != "" {
+		v.backendURL("drift.webhook", c.Drift.Webhook)
+	}
+	if c.Cache.MaxBytes < 1<<20 {
+		v.addf("cache.max_bytes", "must be at least 1048576 (1 MiB), got %d", c.Cache.MaxBytes)
+	}
+	for i, m := range c.Models {
+		mk := indexKey("models", i)
+		if m.Drift.Window < 15*time.Second || m.Drift.Window > 24*time.Hour {
+			v.addf(mk+".drift.window", "must be 15s..24h, got %s", m.Drift.Window)
+		}
+		switch m.Drift.Reference {
+		case ReferenceOnPromote, ReferenceManual, ReferenceRolling:
+		default:
+			v.addf(mk+".drift.reference", "must be on_promote, manual or rolling, got %q", m.Drift.Reference)
+		}
+		if m.Cache.TTL <= 0 {
+			v.addf(mk+".cache.ttl", "must be > 0, got %s", m.Cache.TTL)
+		}
+	}
+}

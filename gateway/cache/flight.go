@@ -1,0 +1,268 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/llmgate/llmgate/gateway/jsonscan"
+)
+
+// ErrLeaderFailed tells a follower that the request it waited on got no cacheable answer: it
+// should go to the backend itself.
+var ErrLeaderFailed = errors.New("cache: coalesced request failed; send it yourself")
+
+// Group coalesces identical requests in flight: the first to Join a key is the leader and
+// calls the backend; the others follow its flight. The zero value is ready; safe for
+// concurrent use.
+type Group struct {
+	mu      sync.Mutex
+	flights map[Key]*Flight
+
+	leaders, followers, failures atomic.Uint64
+}
+
+// Flight is one leader's request as its followers see it: the stream events published so far
+// (an append-only log that followers read at their own pace, so a slow follower never blocks
+// the leader) and, at the end, the entry or the failure.
+type Flight struct {
+	g   *Group
+	key Key
+
+	mu    sync.Mutex
+	data  []byte // published payloads, back to back
+	ends  []int  // end of each payload in data
+	done  bool
+	entry *Entry
+	wake  chan struct{} // closed at the next Publish or end; nil while nobody waits
+}
+
+// Join returns the flight for key and whether the caller leads it. A leader must end the
+// flight with Finish or Fail exactly once (defer Fail: after Finish it does nothing); a
+// follower uses Wait (buffered) or Follow (streams).
+func (g *Group) Join(key Key) (*Flight, bool) {
+	g.mu.Lock()
+	if f := g.flights[key]; f != nil {
+		g.mu.Unlock()
+		g.followers.Add(1)
+		return f, false
+	}
+	if g.flights == nil {
+		g.flights = map[Key]*Flight{}
+	}
+	f := &Flight{g: g, key: key}
+	g.flights[key] = f
+	g.mu.Unlock()
+	g.leaders.Add(1)
+	return f, true
+}
+
+// GroupStats are a group's counters.
+type GroupStats struct {
+	Leaders   uint64 // requests that went to the backend for their flight
+	Followers uint64 // requests that joined a flight instead (x-llmgate-cache: coalesced)
+	Failures  uint64 // flights whose leader failed, releasing followers
+	InFlight  int
+}
+
+// Stats returns the group's counters.
+func (g *Group) Stats() GroupStats {
+	g.mu.Lock()
+	n := len(g.flights)
+	g.mu.Unlock()
+	return GroupStats{g.leaders.Load(), g.followers.Load(), g.failures.Load(), n}
+}
+
+// Publish appends one stream event payload (the bytes after "data: ", "[DONE]" included) for
+// the followers; the leader calls it as it forwards each event. It copies payload and never
+// waits for a follower.
+func (f *Flight) Publish(payload []byte) {
+	f.mu.Lock()
+	// Appending never moves bytes a follower may be reading: they lie before len(f.data),
+	// in this array or an older one that stays as it is.
+	f.data = append(f.data, payload...)
+	f.ends = append(f.ends, len(f.data))
+	f.wakeLocked()
+	f.mu.Unlock()
+}
+
+// Finish ends the flight with the leader's answer. e is nil when the answer was complete but
+// not cacheable: stream followers have had every event, buffered followers get
+// ErrLeaderFailed. Later calls do nothing.
+func (f *Flight) Finish(e *Entry) { f.end(e) }
+
+// Fail ends the flight without an answer: followers get ErrLeaderFailed (stream followers
+// after the events already published). Later calls, and a call after Finish, do nothing.
+func (f *Flight) Fail() { f.end(nil) }
+
+func (f *Flight) end(e *Entry) {
+	f.mu.Lock()
+	if f.done {
+		f.mu.Unlock()
+		return
+	}
+	f.done, f.entry = true, e
+	f.wakeLocked()
+	f.mu.Unlock()
+	if e == nil {
+		f.g.failures.Add(1)
+	}
+	// New requests now find the store (or lead a new flight) instead of this one.
+	f.g.mu.Lock()
+	if f.g.flights[f.key] == f {
+		delete(f.g.flights, f.key)
+	}
+	f.g.mu.Unlock()
+}
+
+func (f *Flight) wakeLocked() {
+	if f.wake != nil {
+		close(f.wake)
+		f.wake = nil
+	}
+}
+
+// waitLocked returns a channel closed at the next change.
+func (f *Flight) waitLocked() chan struct{} {
+	if f.wake == nil {
+		f.wake = make(chan struct{})
+	}
+	return f.wake
+}
+
+// Wait blocks until the leader ends the flight and returns its entry, ErrLeaderFailed, or
+// ctx's error.
+func (f *Flight) Wait(ctx context.Context) (*Entry, error) {
+	for {
+		f.mu.Lock()
+		if f.done {
+			e := f.entry
+			f.mu.Unlock()
+			if e == nil {
+				return nil, ErrLeaderFailed
+			}
+			return e, nil
+		}
+		ch := f.waitLocked()
+		f.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Follower reads a flight's stream events from the start, at its own pace. Not safe for
+// concurrent use.
+type Follower struct {
+	f       *Flight
+	next    int
+	id      []byte
+	created int64
+	buf     []byte
+}
+
+// Follow returns a reader of f's events that rewrites each chunk's id and created to id and
+// created, the follower's own (see AppendID).
+func (f *Flight) Follow(id []byte, created int64) *Follower {
+	return &Follower{f: f, id: id, created: created}
+}
+
+// Next returns the next event payload, valid until the next call. At the end it returns
+// io.EOF after a Finish and ErrLeaderFailed after a Fail. A follower whose first Next returns
+// io.EOF followed a buffered leader: it replays Entry as a stream instead.
+func (fl *Follower) Next(ctx context.Context) ([]byte, error) {
+	f := fl.f
+	for {
+		f.mu.Lock()
+		if fl.next < len(f.ends) {
+			start := 0
+			if fl.next > 0 {
+				start = f.ends[fl.next-1]
+			}
+			ev := f.data[start:f.ends[fl.next]]
+			f.mu.Unlock()
+			fl.next++
+			fl.buf = rewriteChunk(fl.buf[:0], ev, fl.id, fl.created)
+			return fl.buf, nil
+		}
+		if f.done {
+			failed := f.entry == nil && !f.sawDone()
+			f.mu.Unlock()
+			if failed {
+				return nil, ErrLeaderFailed
+			}
+			return nil, io.EOF
+		}
+		ch := f.waitLocked()
+		f.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Entry returns the leader's entry once the flight has finished with one, else nil.
+func (fl *Follower) Entry() *Entry {
+	fl.f.mu.Lock()
+	defer fl.f.mu.Unlock()
+	return fl.f.entry
+}
+
+// Events returns how many events the follower has read.
+func (fl *Follower) Events() int { return fl.next }
+
+// sawDone reports whether the last published payload is [DONE]: a stream that completed but
+// was not cacheable (Finish(nil)) still ended well for stream followers. f.mu is held.
+func (f *Flight) sawDone() bool {
+	n := len(f.ends)
+	if n == 0 {
+		return false
+	}
+	start := 0
+	if n > 1 {
+		start = f.ends[n-2]
+	}
+	return string(f.data[start:f.ends[n-1]]) == "[DONE]"
+}
+
+// rewriteChunk appends the chunk ev with its top-level id and created replaced.
+func rewriteChunk(dst, ev, id []byte, created int64) []byte {
+	is, ie := jsonscan.Find(ev, "id")
+	cs, ce := jsonscan.Find(ev, "created")
+	if is >= 0 && ev[is] != '"' {
+		is = -1
+	}
+	if cs >= 0 && (ev[cs] < '0' || ev[cs] > '9') {
+		cs = -1
+	}
+	prev := 0
+	put := func(s, e int, isID bool) {
+		dst = append(dst, ev[prev:s]...)
+		if isID {
+			dst = append(append(append(dst, '"'), id...), '"')
+		} else {
+			dst = strconv.AppendInt(dst, created, 10)
+		}
+		prev = e
+	}
+	switch {
+	case is >= 0 && cs >= 0 && cs < is:
+		put(cs, ce, false)
+		put(is, ie, true)
+	default:
+		if is >= 0 {
+			put(is, ie, true)
+		}
+		if cs >= 0 {
+			put(cs, ce, false)
+		}
+	}
+	return append(dst, ev[prev:]...)
+}

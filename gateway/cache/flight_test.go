@@ -1,0 +1,227 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestCoalesce100 sends 100 identical requests at once through the pipeline's stage 5 and 8
+// calls: the counting backend must see one, and every request gets its answer.
+func TestCoalesce100(t *testing.T) {
+	st := newStore(t, 1<<20)
+	var g Group
+	scope := st.Scope("chat", "v1")
+	orig := fixture(t, "vllm_chat.json")
+	var calls atomic.Int32
+	release := make(chan struct{})
+	backend := func() []byte {
+		<-release // hold the leader until every request has joined
+		calls.Add(1)
+		return orig
+	}
+	const n = 100
+	var joined, done sync.WaitGroup
+	joined.Add(n)
+	done.Add(n)
+	results := make([][]byte, n)
+	shapes := make([]string, n)
+	for i := range n {
+		go func() {
+			defer done.Done()
+			var req Request
+			_ = Prepare(&req, KindChat, "chat", "v1", []byte(`{"messages":[{"role":"user","content":"hi"}],"temperature":0}`))
+			if e, ok := st.Get(scope, &req); ok {
+				joined.Done()
+				results[i], shapes[i] = e.AppendJSON(nil, AppendID(nil, KindChat), 1), "hit"
+				return
+			}
+			f, leader := g.Join(req.Key)
+			joined.Done()
+			if leader {
+				defer f.Fail() // a panic or early return must release the followers
+				body := backend()
+				e, err := NewEntry(KindChat, body, req.N)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				st.Set(scope, &req, e, time.Minute)
+				f.Finish(e)
+				results[i], shapes[i] = body, "miss"
+				return
+			}
+			e, err := f.Wait(context.Background())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			results[i], shapes[i] = e.AppendJSON(nil, AppendID(nil, KindChat), 1), "coalesced"
+		}()
+	}
+	joined.Wait()
+	close(release)
+	done.Wait()
+	if c := calls.Load(); c != 1 {
+		t.Fatalf("backend saw %d requests, want 1", c)
+	}
+	want := viewOfChat(parseChat(t, orig))
+	count := map[string]int{}
+	for i := range n {
+		count[shapes[i]]++
+		sameView(t, shapes[i], viewOfChat(parseChat(t, results[i])), want)
+	}
+	if count["miss"] != 1 || count["coalesced"] != n-1 {
+		t.Fatalf("shapes %v", count)
+	}
+	if gs := g.Stats(); gs.Leaders != 1 || gs.Followers != n-1 || gs.InFlight != 0 {
+		t.Fatalf("group stats %+v", gs)
+	}
+}
+
+// TestCoalesceStream: followers receive the leader's events as they are published, a
+// follower that does not read never holds the leader up, and a buffered follower gets the
+// entry the leader recorded.
+func TestCoalesceStream(t *testing.T) {
+	var g Group
+	key := Key{1}
+	f, leader := g.Join(key)
+	if !leader {
+		t.Fatal("first Join is not the leader")
+	}
+	live, _ := g.Join(key)
+	slow, _ := g.Join(key)
+	buffered, _ := g.Join(key)
+	events := payloads(t, fixture(t, "vllm_chat_stream_usage.txt"))
+
+	// The live follower acknowledges each event before the leader publishes the next, which
+	// proves delivery as events arrive rather than at the end.
+	ack := make(chan []byte)
+	liveErr := make(chan error, 1)
+	go func() {
+		fl := live.Follow([]byte("chatcmpl-live"), 5)
+		for {
+			ev, err := fl.Next(context.Background())
+			if err != nil {
+				liveErr <- err
+				return
+			}
+			ack <- append([]byte(nil), ev...)
+		}
+	}()
+	bufDone := make(chan *Entry, 1)
+	go func() {
+		e, err := buffered.Wait(context.Background())
+		if err != nil {
+			t.Error(err)
+		}
+		bufDone <- e
+	}()
+
+	rec := AcquireRecorder(KindChat, 1, 0)
+	defer ReleaseRecorder(rec)
+	for _, ev := range events {
+		f.Publish(ev)
+		_ = rec.Add(ev)
+		got := <-ack
+		if want := rewriteChunk(nil, ev, []byte("chatcmpl-live"), 5); !bytes.Equal(got, want) {
+			t.Fatalf("live follower got %s, want %s", got, want)
+		}
+	}
+	e, err := rec.Entry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Finish(e) // the slow follower has read nothing: the leader finished regardless
+	if err := <-liveErr; !errors.Is(err, io.EOF) {
+		t.Fatalf("live follower ended with %v", err)
+	}
+	if got := <-bufDone; got != e {
+		t.Fatal("buffered follower did not get the recorded entry")
+	}
+
+	fl := slow.Follow([]byte("chatcmpl-slow"), 6)
+	var got [][]byte
+	for {
+		ev, err := fl.Next(context.Background())
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, append([]byte(nil), ev...))
+	}
+	if len(got) != len(events) {
+		t.Fatalf("slow follower got %d events, want %d", len(got), len(events))
+	}
+	for i := range got {
+		if want := rewriteChunk(nil, events[i], []byte("chatcmpl-slow"), 6); !bytes.Equal(got[i], want) {
+			t.Fatalf("event %d: %s, want %s", i, got[i], want)
+		}
+	}
+	if bytes.Contains(got[0], []byte("chatcmpl-4be1")) || !bytes.Contains(got[0], []byte(`"id":"chatcmpl-slow"`)) || !bytes.Contains(got[0], []byte(`"created":6`)) {
+		t.Fatalf("id not rewritten: %s", got[0])
+	}
+	if nf, leader := g.Join(key); !leader || nf == f {
+		t.Fatal("a finished flight was joined")
+	}
+}
+
+func TestCoalesceLeaderFailure(t *testing.T) {
+	var g Group
+	f, _ := g.Join(Key{2})
+	w, _ := g.Join(Key{2})
+	s, _ := g.Join(Key{2})
+	f.Publish([]byte(`{"id":"a","choices":[]}`))
+	f.Fail()
+	f.Finish(nil) // after Fail: nothing
+	if _, err := w.Wait(context.Background()); !errors.Is(err, ErrLeaderFailed) {
+		t.Fatalf("buffered follower: %v", err)
+	}
+	fl := s.Follow([]byte("b"), 1)
+	if ev, err := fl.Next(context.Background()); err != nil || !bytes.Contains(ev, []byte(`"id":"b"`)) {
+		t.Fatalf("published event: %s %v", ev, err)
+	}
+	if _, err := fl.Next(context.Background()); !errors.Is(err, ErrLeaderFailed) {
+		t.Fatalf("stream follower: %v", err)
+	}
+	// Released followers go on their own: the next Join leads.
+	if _, leader := g.Join(Key{2}); !leader {
+		t.Fatal("failed flight still joinable")
+	}
+	if g.Stats().Failures != 1 {
+		t.Fatalf("stats %+v", g.Stats())
+	}
+}
+
+func TestCoalesceBufferedLeaderStreamFollower(t *testing.T) {
+	var g Group
+	f, _ := g.Join(Key{3})
+	s, _ := g.Join(Key{3})
+	e := answer(t, "whole")
+	f.Finish(e)
+	fl := s.Follow([]byte("c"), 1)
+	if _, err := fl.Next(context.Background()); !errors.Is(err, io.EOF) || fl.Events() != 0 || fl.Entry() != e {
+		t.Fatalf("got %v, %d events", err, fl.Events())
+	}
+}
+
+func TestCoalesceContext(t *testing.T) {
+	var g Group
+	g.Join(Key{4})
+	w, _ := g.Join(Key{4})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := w.Wait(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Wait: %v", err)
+	}
+	if _, err := w.Follow(nil, 0).Next(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Next: %v", err)
+	}
+}

@@ -1,0 +1,443 @@
+package cache
+
+import (
+	"encoding/binary"
+	"errors"
+	"strconv"
+	"unicode/utf8"
+)
+
+// A strict JSON scanner over raw bytes. The cache cannot use fastjson here: its best-effort
+// unescaping maps different inputs (a lone surrogate escape and a literal backslash-u) to the
+// same string, which would let two different requests share a key, and it reports no offsets,
+// which replay needs to splice a stored body without re-encoding it.
+
+// errSyntax means the bytes are not strict JSON (RFC 8259); such bodies are not cached.
+var errSyntax = errors.New("cache: invalid JSON")
+
+// errTooDeep bounds recursion on hostile bodies.
+var errTooDeep = errors.New("cache: JSON nested too deeply")
+
+const maxDepth = 64
+
+func skipWS(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// scanString returns the index after the closing quote of the string at b[i] == '"',
+// validating its escapes.
+func scanString(b []byte, i int) (int, error) {
+	if i >= len(b) || b[i] != '"' {
+		return 0, errSyntax
+	}
+	for i++; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			return i + 1, nil
+		case c == '\\':
+			i++
+			if i >= len(b) {
+				return 0, errSyntax
+			}
+			switch b[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if _, ok := hex4(b, i+1); !ok {
+					return 0, errSyntax
+				}
+				i += 4
+			default:
+				return 0, errSyntax
+			}
+		case c < 0x20:
+			return 0, errSyntax
+		}
+	}
+	return 0, errSyntax
+}
+
+// hex4 decodes the four hex digits at b[i:i+4].
+func hex4(b []byte, i int) (rune, bool) {
+	if i+4 > len(b) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[i : i+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		case c >= 'A' && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
+}
+
+// scanNumber returns the end of the number at b[i] and the spans of its parts: integer digits
+// [is, ie), fraction digits [fs, fe) and exponent (sign included) [es, ee).
+func scanNumber(b []byte, i int) (end int, n numParts, err error) {
+	if i < len(b) && b[i] == '-' {
+		n.neg = true
+		i++
+	}
+	n.is = i
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	default:
+		return 0, n, errSyntax
+	}
+	n.ie, n.fs, n.fe = i, i, i
+	if i < len(b) && b[i] == '.' {
+		i++
+		n.fs = i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == n.fs {
+			return 0, n, errSyntax
+		}
+		n.fe = i
+	}
+	n.es, n.ee = i, i
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		n.es = i
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		d := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == d {
+			return 0, n, errSyntax
+		}
+		n.ee = i
+	}
+	return i, n, nil
+}
+
+type numParts struct {
+	neg                    bool
+	is, ie, fs, fe, es, ee int
+}
+
+// scanValue returns the index after the value starting at b[i] (no leading whitespace).
+func scanValue(b []byte, i, depth int) (int, error) {
+	if i >= len(b) {
+		return 0, errSyntax
+	}
+	switch b[i] {
+	case '"':
+		return scanString(b, i)
+	case '{':
+		if depth >= maxDepth {
+			return 0, errTooDeep
+		}
+		return eachMember(b, i, func(_, _, _, _ int) error { return nil }, depth+1)
+	case '[':
+		if depth >= maxDepth {
+			return 0, errTooDeep
+		}
+		return eachElement(b, i, func(_, _ int) error { return nil }, depth+1)
+	case 't':
+		return literal(b, i, "true")
+	case 'f':
+		return literal(b, i, "false")
+	case 'n':
+		return literal(b, i, "null")
+	default:
+		end, _, err := scanNumber(b, i)
+		return end, err
+	}
+}
+
+func literal(b []byte, i int, lit string) (int, error) {
+	if len(b)-i < len(lit) || string(b[i:i+len(lit)]) != lit {
+		return 0, errSyntax
+	}
+	return i + len(lit), nil
+}
+
+// eachMember calls f with the spans of the raw key (quotes included) and value of every member
+// of the object at b[i], and returns the index after the object. f's error stops the scan.
+func eachMember(b []byte, i int, f func(ks, ke, vs, ve int) error, depth int) (int, error) {
+	if i >= len(b) || b[i] != '{' {
+		return 0, errSyntax
+	}
+	i = skipWS(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return i + 1, nil
+	}
+	for {
+		ke, err := scanString(b, i)
+		if err != nil {
+			return 0, err
+		}
+		j := skipWS(b, ke)
+		if j >= len(b) || b[j] != ':' {
+			return 0, errSyntax
+		}
+		vs := skipWS(b, j+1)
+		ve, err := scanValue(b, vs, depth)
+		if err != nil {
+			return 0, err
+		}
+		if err := f(i, ke, vs, ve); err != nil {
+			return 0, err
+		}
+		i = skipWS(b, ve)
+		if i >= len(b) {
+			return 0, errSyntax
+		}
+		if b[i] == '}' {
+			return i + 1, nil
+		}
+		if b[i] != ',' {
+			return 0, errSyntax
+		}
+		i = skipWS(b, i+1)
+	}
+}
+
+// eachElement calls f with the span of every element of the array at b[i] and returns the
+// index after the array.
+func eachElement(b []byte, i int, f func(vs, ve int) error, depth int) (int, error) {
+	if i >= len(b) || b[i] != '[' {
+		return 0, errSyntax
+	}
+	i = skipWS(b, i+1)
+	if i < len(b) && b[i] == ']' {
+		return i + 1, nil
+	}
+	for {
+		ve, err := scanValue(b, i, depth)
+		if err != nil {
+			return 0, err
+		}
+		if err := f(i, ve); err != nil {
+			return 0, err
+		}
+		i = skipWS(b, ve)
+		if i >= len(b) {
+			return 0, errSyntax
+		}
+		if b[i] == ']' {
+			return i + 1, nil
+		}
+		if b[i] != ',' {
+			return 0, errSyntax
+		}
+		i = skipWS(b, i+1)
+	}
+}
+
+// keyIs reports whether the raw key (quotes included) is name written without escapes;
+// backends never escape the keys the cache reads.
+func keyIs(raw []byte, name string) bool {
+	return len(raw) == len(name)+2 && string(raw[1:len(raw)-1]) == name
+}
+
+// appendCanonString appends the canonical form of the JSON string at b[i] and returns the
+// index after it. The form is injective on decoded strings: escapes are decoded to UTF-8
+// except `"`, `\`, control characters (short escapes or \u00xx) and lone surrogates (\udxxx,
+// lower case), which stay escaped; other bytes, invalid UTF-8 included, are copied as they are.
+func appendCanonString(dst, b []byte, i int) ([]byte, int, error) {
+	if i >= len(b) || b[i] != '"' {
+		return dst, 0, errSyntax
+	}
+	dst = append(dst, '"')
+	i++
+	run := i // start of bytes copied verbatim
+	for i < len(b) {
+		// Skip eight plain bytes at a time: prompts are long runs of them.
+		for i+8 <= len(b) && !special8(binary.LittleEndian.Uint64(b[i:])) {
+			i += 8
+		}
+		if i >= len(b) {
+			break
+		}
+		c := b[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			i++
+			continue
+		}
+		dst = append(dst, b[run:i]...)
+		switch {
+		case c == '"':
+			return append(dst, '"'), i + 1, nil
+		case c < 0x20:
+			return dst, 0, errSyntax
+		}
+		// An escape.
+		if i+1 >= len(b) {
+			return dst, 0, errSyntax
+		}
+		e := b[i+1]
+		i += 2
+		switch e {
+		case '"', '\\':
+			dst = append(dst, '\\', e)
+		case '/':
+			dst = append(dst, '/')
+		case 'b':
+			dst = appendCanonRune(dst, '\b')
+		case 'f':
+			dst = appendCanonRune(dst, '\f')
+		case 'n':
+			dst = appendCanonRune(dst, '\n')
+		case 'r':
+			dst = appendCanonRune(dst, '\r')
+		case 't':
+			dst = appendCanonRune(dst, '\t')
+		case 'u':
+			r, ok := hex4(b, i)
+			if !ok {
+				return dst, 0, errSyntax
+			}
+			i += 4
+			if r >= 0xd800 && r < 0xdc00 && i+6 <= len(b) && b[i] == '\\' && b[i+1] == 'u' {
+				if lo, ok := hex4(b, i+2); ok && lo >= 0xdc00 && lo < 0xe000 {
+					r = (r-0xd800)<<10 | (lo - 0xdc00) + 0x10000
+					i += 6
+				}
+			}
+			dst = appendCanonRune(dst, r)
+		default:
+			return dst, 0, errSyntax
+		}
+		run = i
+	}
+	return dst, 0, errSyntax
+}
+
+const hexDigits = "0123456789abcdef"
+
+// special8 reports whether any of the eight bytes in w is '"', '\\' or a control character
+// (SWAR: a byte's high bit survives only where it is zero after the xor, or below 0x20).
+func special8(w uint64) bool {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	q := w ^ (lo * '"')
+	bs := w ^ (lo * '\\')
+	return ((q-lo)&^q|(bs-lo)&^bs|(w-lo*0x20)&^w)&hi != 0
+}
+
+// appendCanonRune appends a decoded rune in canonical form.
+func appendCanonRune(dst []byte, r rune) []byte {
+	switch {
+	case r == '"' || r == '\\':
+		return append(dst, '\\', byte(r))
+	case r == '\n':
+		return append(dst, '\\', 'n')
+	case r == '\t':
+		return append(dst, '\\', 't')
+	case r == '\r':
+		return append(dst, '\\', 'r')
+	case r < 0x20, r >= 0xd800 && r < 0xe000:
+		return append(dst, '\\', 'u', hexDigits[r>>12&0xf], hexDigits[r>>8&0xf], hexDigits[r>>4&0xf], hexDigits[r&0xf])
+	default:
+		return utf8.AppendRune(dst, r)
+	}
+}
+
+// maxExpDigits bounds exponents (|exp| < 10000, far beyond float64's range) so normalising
+// cannot overflow; a body with a number like 1e100000 is simply not cached.
+const maxExpDigits = 4
+
+// appendCanonNumber appends the canonical form of a number: an optional '-', its significant
+// digits without leading or trailing zeros, and "e<exp>" when the exponent is not zero, so
+// 100, 1e2 and 100.0 are all "1e2" and 0.5 is "5e-1". Zero is "0" (-0 too: a sampling
+// parameter cannot tell them apart). Digits are copied, never converted, so big integers stay
+// exact.
+func appendCanonNumber(dst, b []byte, n numParts) ([]byte, error) {
+	exp := 0
+	if n.es < n.ee {
+		s := n.es
+		neg := false
+		if b[s] == '+' || b[s] == '-' {
+			neg = b[s] == '-'
+			s++
+		}
+		for s < n.ee-1 && b[s] == '0' {
+			s++
+		}
+		if n.ee-s > maxExpDigits {
+			return dst, errSyntax
+		}
+		for ; s < n.ee; s++ {
+			exp = exp*10 + int(b[s]-'0')
+		}
+		if neg {
+			exp = -exp
+		}
+	}
+	// The digit string is b[n.is:n.ie] followed by b[n.fs:n.fe]; value = digits * 10^(exp-frac).
+	exp -= n.fe - n.fs
+	// Leading zeros.
+	first, firstFrac := n.is, false
+	for first < n.ie && b[first] == '0' {
+		first++
+	}
+	if first == n.ie {
+		first, firstFrac = n.fs, true
+		for first < n.fe && b[first] == '0' {
+			first++
+		}
+		if first == n.fe {
+			return append(dst, '0'), nil
+		}
+	}
+	// Trailing zeros.
+	last, lastFrac := n.fe, true
+	if n.fs == n.fe || allZero(b[n.fs:n.fe]) {
+		exp += n.fe - n.fs
+		last, lastFrac = n.ie, false
+	}
+	start := n.fs
+	if !lastFrac {
+		start = n.is
+	}
+	if firstFrac {
+		start = first
+	}
+	for last > start && b[last-1] == '0' {
+		last--
+		exp++
+	}
+	if n.neg {
+		dst = append(dst, '-')
+	}
+	if firstFrac || !lastFrac {
+		dst = append(dst, b[first:last]...)
+	} else {
+		dst = append(dst, b[first:n.ie]...)
+		dst = append(dst, b[n.fs:last]...)
+	}
+	if exp != 0 {
+		dst = append(dst, 'e')
+		dst = strconv.AppendInt(dst, int64(exp), 10)
+	}
+	return dst, nil
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != '0' {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,353 @@
+// Package cache is llmgate's exact response cache: a canonical key per request, the rules for
+// what may be cached, entries that replay as a buffered JSON body or as an SSE stream whatever
+// shape they were recorded in, a byte-bounded store with O(1) invalidation, and request
+// coalescing. It knows nothing of HTTP or of the gateway's request struct.
+package cache
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"slices"
+	"sync"
+)
+
+// Kind is the OpenAI endpoint a request targets. The values match the gateway's operation
+// order so it can convert with Kind(op).
+type Kind uint8
+
+// Endpoint kinds.
+const (
+	KindChat Kind = iota
+	KindCompletion
+	KindEmbeddings
+	numKinds
+)
+
+// Key identifies a cached answer: the SHA-256 of the kind, alias, version and canonical body.
+// 256 bits so that a stored entry can verify a hit against the full key (see Store.Get).
+type Key [32]byte
+
+// Request is what the cache learned about one request body. It lives in the gateway's pooled
+// per-request state between lookup (stage 5) and store (stage 8); Reset it before reuse.
+type Request struct {
+	Key  Key
+	Kind Kind
+	// N is the number of choices asked for (n); 1 when absent, -1 when not a small positive
+	// integer (such requests are not cached).
+	N int
+	// HasTemperature, ZeroTemperature and HasSeed decide determinism; null counts as absent.
+	HasTemperature, ZeroTemperature, HasSeed bool
+
+	ok     bool // Prepare succeeded
+	gen    generation
+	genSet bool // gen was captured by Store.Get
+}
+
+// Reset clears r for reuse.
+func (r *Request) Reset() { *r = Request{} }
+
+// excluded are the top-level members that do not change the answer, so they are left out of
+// the key: model (replaced by alias and version), transport options (stream, stream_options),
+// bookkeeping that identifies the caller or the call (user, metadata, request_id,
+// safety_identifier, prompt_cache_key, store). Every other member, vendor extras included,
+// is part of the key: an unknown field is assumed to change the answer.
+var excluded = [...]string{
+	"model", "user", "stream", "stream_options", "metadata", "request_id",
+	"safety_identifier", "prompt_cache_key", "store",
+}
+
+// ErrDuplicateKey means an object in the body repeats a key. Backends disagree on which copy
+// wins, so such bodies are not cached.
+var ErrDuplicateKey = errors.New("cache: duplicate key in JSON object")
+
+// Prepare computes r's key and decoding for a request body of kind, sent to version of alias.
+// An error (invalid or duplicate-keyed JSON, absurd numbers) means the request is not
+// cacheable; Decide then answers Bypass. Allocation free in the steady state.
+func Prepare(r *Request, kind Kind, alias, version string, body []byte) error {
+	r.Reset()
+	r.Kind = kind
+	c := acquireCanon(r)
+	defer releaseCanon(c)
+	c.out = append(c.out, byte(kind))
+	c.out = binary.AppendUvarint(c.out, uint64(len(alias)))
+	c.out = append(c.out, alias...)
+	c.out = binary.AppendUvarint(c.out, uint64(len(version)))
+	c.out = append(c.out, version...)
+	if err := c.canonical(body); err != nil {
+		return err
+	}
+	r.Key = sha256.Sum256(c.out)
+	r.ok = true
+	return nil
+}
+
+// AppendCanonical appends the canonical form of body to dst: excluded members dropped,
+// object keys sorted, whitespace removed, strings and numbers in one normal form. Two bodies
+// with the same canonical form get the same key.
+func AppendCanonical(dst []byte, body []byte) ([]byte, error) {
+	var r Request
+	c := acquireCanon(&r)
+	defer releaseCanon(c)
+	if err := c.canonical(body); err != nil {
+		return dst, err
+	}
+	return append(dst, c.out...), nil
+}
+
+type canonicalizer struct {
+	out     []byte
+	tmp     []byte   // holds an object's members while they are reordered
+	members []member // a stack: each object level uses the members above its base
+	req     *Request
+}
+
+// member locates one canonical member in out: key out[ks:ke] (quoted), value out[ke+1:ve].
+type member struct{ ks, ke, ve int }
+
+var canonPool = sync.Pool{New: func() any { return new(canonicalizer) }}
+
+// acquireCanon returns a canonicalizer for one call; releaseCanon must follow before return.
+func acquireCanon(r *Request) *canonicalizer {
+	c := canonPool.Get().(*canonicalizer)
+	c.out, c.tmp, c.members, c.req = c.out[:0], c.tmp[:0], c.members[:0], r
+	return c
+}
+
+func releaseCanon(c *canonicalizer) {
+	c.req = nil
+	if cap(c.out) > 1<<20 {
+		c.out, c.tmp = nil, nil // one huge body must not pin its buffers in the pool
+	}
+	canonPool.Put(c)
+}
+
+func (c *canonicalizer) canonical(body []byte) error {
+	c.req.N = 1
+	i := skipWS(body, 0)
+	if i >= len(body) || body[i] != '{' {
+		return errSyntax
+	}
+	end, err := c.object(body, i, 0, true)
+	if err != nil {
+		return err
+	}
+	if skipWS(body, end) != len(body) {
+		return errSyntax
+	}
+	return nil
+}
+
+func (c *canonicalizer) value(b []byte, i, depth int) (int, error) {
+	if i >= len(b) {
+		return 0, errSyntax
+	}
+	switch b[i] {
+	case '"':
+		var err error
+		c.out, i, err = appendCanonString(c.out, b, i)
+		return i, err
+	case '{':
+		if depth >= maxDepth {
+			return 0, errTooDeep
+		}
+		return c.object(b, i, depth+1, false)
+	case '[':
+		if depth >= maxDepth {
+			return 0, errTooDeep
+		}
+		return c.array(b, i, depth+1)
+	case 't', 'f', 'n':
+		end, err := scanValue(b, i, depth)
+		if err == nil {
+			c.out = append(c.out, b[i:end]...)
+		}
+		return end, err
+	default:
+		end, n, err := scanNumber(b, i)
+		if err != nil {
+			return 0, err
+		}
+		c.out, err = appendCanonNumber(c.out, b, n)
+		return end, err
+	}
+}
+
+func (c *canonicalizer) array(b []byte, i, depth int) (int, error) {
+	c.out = append(c.out, '[')
+	i = skipWS(b, i+1)
+	if i < len(b) && b[i] == ']' {
+		c.out = append(c.out, ']')
+		return i + 1, nil
+	}
+	for {
+		end, err := c.value(b, i, depth)
+		if err != nil {
+			return 0, err
+		}
+		i = skipWS(b, end)
+		if i >= len(b) {
+			return 0, errSyntax
+		}
+		switch b[i] {
+		case ']':
+			c.out = append(c.out, ']')
+			return i + 1, nil
+		case ',':
+			c.out = append(c.out, ',')
+			i = skipWS(b, i+1)
+		default:
+			return 0, errSyntax
+		}
+	}
+}
+
+func (c *canonicalizer) object(b []byte, i, depth int, top bool) (int, error) {
+	start := len(c.out)
+	c.out = append(c.out, '{')
+	base := len(c.members)
+	i = skipWS(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		c.out = append(c.out, '}')
+		return i + 1, nil
+	}
+	for {
+		ks := len(c.out)
+		var err error
+		c.out, i, err = appendCanonString(c.out, b, i)
+		if err != nil {
+			return 0, err
+		}
+		ke := len(c.out)
+		i = skipWS(b, i)
+		if i >= len(b) || b[i] != ':' {
+			return 0, errSyntax
+		}
+		i = skipWS(b, i+1)
+		if top && isExcluded(c.out[ks+1:ke-1]) {
+			c.out = c.out[:ks]
+			if i, err = scanValue(b, i, depth); err != nil {
+				return 0, err
+			}
+		} else {
+			c.out = append(c.out, ':')
+			if i, err = c.value(b, i, depth); err != nil {
+				return 0, err
+			}
+			c.members = append(c.members, member{ks, ke, len(c.out)})
+			if top {
+				c.param(c.out[ks+1:ke-1], c.out[ke+1:])
+			}
+			c.out = append(c.out, ',')
+		}
+		i = skipWS(b, i)
+		if i >= len(b) {
+			return 0, errSyntax
+		}
+		if b[i] == '}' {
+			i++
+			break
+		}
+		if b[i] != ',' {
+			return 0, errSyntax
+		}
+		i = skipWS(b, i+1)
+	}
+	ms := c.members[base:]
+	c.members = c.members[:base] // ms stays valid: nothing appends until this object is done
+	if len(ms) == 0 {
+		c.out = append(c.out[:start+1], '}')
+		return i, nil
+	}
+	sorted := true
+	for j := 1; j < len(ms); j++ {
+		if cmp := c.compareKeys(ms[j-1], ms[j]); cmp >= 0 {
+			if cmp == 0 {
+				return 0, ErrDuplicateKey
+			}
+			sorted = false
+		}
+	}
+	if !sorted {
+		out := c.out
+		slices.SortFunc(ms, func(x, y member) int {
+			return bytes.Compare(out[x.ks+1:x.ke-1], out[y.ks+1:y.ke-1])
+		})
+		for j := 1; j < len(ms); j++ {
+			if c.compareKeys(ms[j-1], ms[j]) == 0 {
+				return 0, ErrDuplicateKey
+			}
+		}
+		c.tmp = append(c.tmp[:0], c.out[start+1:]...)
+		c.out = c.out[:start+1]
+		for _, m := range ms {
+			c.out = append(c.out, c.tmp[m.ks-start-1:m.ve-start-1]...)
+			c.out = append(c.out, ',')
+		}
+	}
+	c.out[len(c.out)-1] = '}' // the last member's ','
+	return i, nil
+}
+
+func (c *canonicalizer) compareKeys(x, y member) int {
+	return bytes.Compare(c.out[x.ks+1:x.ke-1], c.out[y.ks+1:y.ke-1])
+}
+
+func isExcluded(key []byte) bool {
+	for _, k := range excluded {
+		if string(key) == k {
+			return true
+		}
+	}
+	return false
+}
+
+// param records the top-level members Decide needs, from their canonical values.
+func (c *canonicalizer) param(key, v []byte) {
+	r := c.req
+	null := string(v) == "null"
+	switch string(key) {
+	case "temperature":
+		r.HasTemperature = !null
+		r.ZeroTemperature = string(v) == "0"
+	case "seed":
+		r.HasSeed = !null
+	case "n":
+		r.N = 1
+		if !null {
+			r.N = canonSmallInt(v)
+		}
+	}
+}
+
+// maxN bounds the n the cache accepts; larger values are -1 (not cached).
+const maxN = 128
+
+// canonSmallInt returns the canonical number v as an int in [1, maxN], or -1.
+func canonSmallInt(v []byte) int {
+	digits, exp := v, 0
+	if e := bytes.IndexByte(v, 'e'); e >= 0 {
+		digits = v[:e]
+		for _, d := range v[e+1:] {
+			if d < '0' || d > '9' || exp > 3 {
+				return -1 // a negative exponent: a fraction
+			}
+			exp = exp*10 + int(d-'0')
+		}
+	}
+	n := 0
+	for _, d := range digits {
+		if d < '0' || d > '9' || n > maxN {
+			return -1
+		}
+		n = n*10 + int(d-'0')
+	}
+	for ; exp > 0 && n <= maxN; exp-- {
+		n *= 10
+	}
+	if n < 1 || n > maxN {
+		return -1
+	}
+	return n
+}

@@ -1,0 +1,306 @@
+package cache
+
+import (
+	"encoding/binary"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+)
+
+// Config sizes a Store.
+type Config struct {
+	// MaxBytes bounds the bytes of stored entries (Entry.Size); ristretto evicts the least
+	// valuable entries (sampled LFU with TinyLFU admission) to stay under it.
+	MaxBytes int64
+	// MaxEntryBytes bounds one entry; larger answers are not stored. Default MaxBytes/16, so one
+	// long answer cannot flush the cache.
+	MaxEntryBytes int64
+}
+
+// Store is the byte-bounded response cache. Entries are found by Key and verified against the
+// full 256-bit key and the scope, so a hit never answers a different request. Invalidation is
+// O(1): every entry carries the generation of the cache, its alias and its version when it was
+// stored, and Delete* bump a generation, which makes older entries misses at once. Safe for
+// concurrent use; the owner calls Close.
+type Store struct {
+	c        *ristretto.Cache[uint64, *Entry]
+	maxBytes int64
+	maxEntry int64
+	gen      atomic.Uint64
+
+	mu      sync.RWMutex
+	aliases map[string]*aliasState
+
+	hits, misses, stale, stores, dropped, evictions atomic.Uint64
+	bytes, entries                                  atomic.Int64
+
+	// hash maps a key to ristretto's 64-bit key; tests replace it to force collisions.
+	hash func(Key) uint64
+}
+
+// Scope is one (alias, version): the unit of invalidation and of per-alias metrics. Get it
+// once per config snapshot (or per request; it is a map lookup) with Store.Scope; it stays
+// valid for the Store's life.
+type Scope struct {
+	alias   *aliasState
+	version string
+	gen     atomic.Uint64
+}
+
+type aliasState struct {
+	name                 string
+	gen                  atomic.Uint64
+	versions             map[string]*Scope // guarded by Store.mu
+	hits, misses, stores atomic.Uint64
+	bytes, entries       atomic.Int64
+}
+
+type generation struct{ all, alias, version uint64 }
+
+func (st *Store) current(s *Scope) generation {
+	return generation{st.gen.Load(), s.alias.gen.Load(), s.gen.Load()}
+}
+
+// New returns a store bounded by cfg.MaxBytes.
+func New(cfg Config) (*Store, error) {
+	if cfg.MaxBytes <= 0 {
+		return nil, errors.New("cache: MaxBytes must be positive")
+	}
+	st := &Store{maxBytes: cfg.MaxBytes, maxEntry: cfg.MaxEntryBytes, aliases: map[string]*aliasState{}}
+	if st.maxEntry <= 0 {
+		st.maxEntry = max(cfg.MaxBytes/16, 1)
+	}
+	st.hash = func(k Key) uint64 { return binary.LittleEndian.Uint64(k[:8]) }
+	// About one counter per 200 bytes: ten per expected entry of ~2 KiB, as ristretto advises.
+	counters := min(max(cfg.MaxBytes/200, 1000), 1<<24)
+	c, err := ristretto.NewCache(&ristretto.Config[uint64, *Entry]{
+		NumCounters:        counters,
+		MaxCost:            cfg.MaxBytes,
+		BufferItems:        64,
+		IgnoreInternalCost: true, // Entry.Size already counts the bookkeeping
+		OnEvict:            func(*ristretto.Item[*Entry]) { st.evictions.Add(1) },
+		OnExit:             st.onExit,
+	})
+	if err != nil {
+		return nil, err
+	}
+	st.c = c
+	return st, nil
+}
+
+// Close stops the store's goroutines; it must not be used afterwards.
+func (st *Store) Close() { st.c.Close() }
+
+// Wait blocks until every Set so far has been applied or rejected. Sets are asynchronous;
+// tests and the admin API use Wait to observe them.
+func (st *Store) Wait() { st.c.Wait() }
+
+// onExit runs once for every value that leaves the cache (evicted, expired, deleted, replaced
+// or refused admission), which keeps the byte and entry counts exact.
+func (st *Store) onExit(e *Entry) {
+	if e == nil {
+		return
+	}
+	st.bytes.Add(-e.size)
+	st.entries.Add(-1)
+	e.scope.alias.bytes.Add(-e.size)
+	e.scope.alias.entries.Add(-1)
+}
+
+// Scope returns the scope of version of alias, creating it on first use.
+func (st *Store) Scope(alias, version string) *Scope {
+	st.mu.RLock()
+	a := st.aliases[alias]
+	var s *Scope
+	if a != nil {
+		s = a.versions[version]
+	}
+	st.mu.RUnlock()
+	if s != nil {
+		return s
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if a = st.aliases[alias]; a == nil {
+		a = &aliasState{name: alias, versions: map[string]*Scope{}}
+		st.aliases[alias] = a
+	}
+	if s = a.versions[version]; s == nil {
+		s = &Scope{alias: a, version: version}
+		a.versions[version] = s
+	}
+	return s
+}
+
+// Get returns the entry stored for req in scope s. It also records in req the generation
+// that a later Set for req stores under, so an invalidation while the backend answers is not
+// undone by that answer. req must have been prepared for s's alias and version.
+func (st *Store) Get(s *Scope, req *Request) (*Entry, bool) {
+	cur := st.current(s)
+	req.gen, req.genSet = cur, true
+	if !req.ok {
+		st.misses.Add(1)
+		s.alias.misses.Add(1)
+		return nil, false
+	}
+	e, ok := st.c.Get(st.hash(req.Key))
+	if ok && (e.key != req.Key || e.scope != s) {
+		ok = false // another request's entry under the same 64-bit ristretto key
+	}
+	if ok && e.gen != cur {
+		// Invalidated by a Delete. Drop it now rather than wait for eviction.
+		st.stale.Add(1)
+		st.c.Del(st.hash(req.Key))
+		ok = false
+	}
+	if !ok {
+		st.misses.Add(1)
+		s.alias.misses.Add(1)
+		return nil, false
+	}
+	st.hits.Add(1)
+	s.alias.hits.Add(1)
+	return e, true
+}
+
+// Set stores e as the answer to req in scope s for ttl (0: until evicted). It reports whether
+// the store accepted it for admission; ristretto applies sets asynchronously and may still
+// refuse it. An entry is stored at most once, by the flight's leader: Set takes ownership
+// (followers share the entry read-only).
+func (st *Store) Set(s *Scope, req *Request, e *Entry, ttl time.Duration) bool {
+	if e.scope != nil {
+		panic("BUG: cache entry stored twice")
+	}
+	if !req.ok || ttl < 0 || e.size > st.maxEntry {
+		st.dropped.Add(1)
+		return false
+	}
+	e.key, e.scope = req.Key, s
+	e.gen = req.gen
+	if !req.genSet {
+		e.gen = st.current(s)
+	}
+	// Count before Set: OnExit may run (refused admission) before Set returns.
+	st.bytes.Add(e.size)
+	st.entries.Add(1)
+	s.alias.bytes.Add(e.size)
+	s.alias.entries.Add(1)
+	if !st.c.SetWithTTL(st.hash(req.Key), e, e.size, ttl) {
+		st.onExit(e) // dropped under contention: OnExit never runs for it
+		st.dropped.Add(1)
+		return false
+	}
+	st.stores.Add(1)
+	s.alias.stores.Add(1)
+	return true
+}
+
+// DeleteAll invalidates every entry at once and then frees their memory; it returns the
+// number of entries removed.
+func (st *Store) DeleteAll() int {
+	st.gen.Add(1)
+	return st.sweep(func(*Entry) bool { return true })
+}
+
+// DeleteAlias invalidates every entry of alias and returns the number removed.
+func (st *Store) DeleteAlias(alias string) int {
+	st.mu.RLock()
+	a := st.aliases[alias]
+	st.mu.RUnlock()
+	if a == nil {
+		return 0
+	}
+	a.gen.Add(1)
+	return st.sweep(func(e *Entry) bool { return e.scope.alias == a })
+}
+
+// DeleteVersion invalidates every entry of version of alias and returns the number removed.
+func (st *Store) DeleteVersion(alias, version string) int {
+	st.mu.RLock()
+	var s *Scope
+	if a := st.aliases[alias]; a != nil {
+		s = a.versions[version]
+	}
+	st.mu.RUnlock()
+	if s == nil {
+		return 0
+	}
+	s.gen.Add(1)
+	return st.sweep(func(e *Entry) bool { return e.scope == s })
+}
+
+// sweep deletes the entries match selects. Invalidation has already happened (a generation
+// bump); this only returns memory, so it may miss entries being set concurrently: they are
+// stale and go on their next lookup or eviction. O(entries): admin path only.
+func (st *Store) sweep(match func(*Entry) bool) int {
+	var keys []uint64
+	st.c.IterValues(func(e *Entry) bool {
+		if match(e) {
+			keys = append(keys, st.hash(e.key))
+		}
+		return false
+	})
+	for _, k := range keys {
+		st.c.Del(k)
+	}
+	st.c.Wait()
+	return len(keys)
+}
+
+// Stats is a snapshot of the store's counters.
+type Stats struct {
+	Hits, Misses uint64 // lookups; a lookup that found an invalidated entry is a miss
+	Stale        uint64 // entries found invalidated on lookup
+	Stores       uint64 // entries accepted by Set
+	Dropped      uint64 // entries Set refused: too large, no ttl, or dropped under contention
+	Evictions    uint64 // entries removed for room or on expiry
+	Bytes        int64  // Entry.Size of the entries held
+	Entries      int64
+	MaxBytes     int64
+	Aliases      []AliasStats // sorted by alias
+}
+
+// AliasStats are one alias's counters.
+type AliasStats struct {
+	Alias                string
+	Hits, Misses, Stores uint64
+	Bytes, Entries       int64
+}
+
+// HitRatio returns hits / lookups, 0 before any lookup.
+func (s AliasStats) HitRatio() float64 { return ratio(s.Hits, s.Misses) }
+
+// HitRatio returns hits / lookups, 0 before any lookup.
+func (s Stats) HitRatio() float64 { return ratio(s.Hits, s.Misses) }
+
+func ratio(h, m uint64) float64 {
+	if h+m == 0 {
+		return 0
+	}
+	return float64(h) / float64(h+m)
+}
+
+// Stats returns the store's counters. It allocates; call it from /metrics and the admin API,
+// not per request.
+func (st *Store) Stats() Stats {
+	s := Stats{
+		Hits: st.hits.Load(), Misses: st.misses.Load(), Stale: st.stale.Load(),
+		Stores: st.stores.Load(), Dropped: st.dropped.Load(), Evictions: st.evictions.Load(),
+		Bytes: st.bytes.Load(), Entries: st.entries.Load(), MaxBytes: st.maxBytes,
+	}
+	st.mu.RLock()
+	for _, a := range st.aliases {
+		s.Aliases = append(s.Aliases, AliasStats{
+			Alias: a.name, Hits: a.hits.Load(), Misses: a.misses.Load(), Stores: a.stores.Load(),
+			Bytes: a.bytes.Load(), Entries: a.entries.Load(),
+		})
+	}
+	st.mu.RUnlock()
+	slices.SortFunc(s.Aliases, func(x, y AliasStats) int { return strings.Compare(x.Alias, y.Alias) })
+	return s
+}

@@ -1,0 +1,267 @@
+package cache
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+)
+
+func newStore(t testing.TB, maxBytes int64) *Store {
+	t.Helper()
+	st, err := New(Config{MaxBytes: maxBytes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	return st
+}
+
+// answer returns a buffered chat answer whose content names the request it answers.
+func answer(t testing.TB, content string) *Entry {
+	t.Helper()
+	body := `{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"` +
+		content + `"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}`
+	e, err := NewEntry(KindChat, []byte(body), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func contentOf(t testing.TB, e *Entry) string {
+	t.Helper()
+	r := parseChat(t, e.AppendJSON(nil, []byte("x"), 1))
+	return r.Choices[0].Message.Content
+}
+
+func prepared(t testing.TB, alias, version, body string) *Request {
+	t.Helper()
+	r := new(Request)
+	if err := Prepare(r, KindChat, alias, version, []byte(body)); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestStoreHitMiss(t *testing.T) {
+	st := newStore(t, 1<<20)
+	s := st.Scope("chat", "v1")
+	if st.Scope("chat", "v1") != s {
+		t.Fatal("Scope is not stable")
+	}
+	req := prepared(t, "chat", "v1", `{"messages":[{"role":"user","content":"hi"}],"temperature":0}`)
+	if _, ok := st.Get(s, req); ok {
+		t.Fatal("hit in an empty store")
+	}
+	if !st.Set(s, req, answer(t, "A"), 0) {
+		t.Fatal("Set refused")
+	}
+	st.Wait()
+	same := prepared(t, "chat", "v1", `{ "temperature":0.0, "messages":[{"content":"hi","role":"user"}], "user":"bob", "stream":true }`)
+	e, ok := st.Get(s, same)
+	if !ok || contentOf(t, e) != "A" {
+		t.Fatal("equivalent request missed")
+	}
+	if p, c := e.Tokens(); p != 3 || c != 4 {
+		t.Fatalf("tokens %d %d", p, c)
+	}
+	other := prepared(t, "chat", "v1", `{"messages":[{"role":"user","content":"hi!"}],"temperature":0}`)
+	if _, ok := st.Get(s, other); ok {
+		t.Fatal("different request hit")
+	}
+	// The same key under another scope must not hit, even if the caller mixes them up.
+	if _, ok := st.Get(st.Scope("chat", "v2"), same); ok {
+		t.Fatal("hit across versions")
+	}
+	stats := st.Stats()
+	if stats.Hits != 1 || stats.Misses != 3 || stats.Stores != 1 || stats.Entries != 1 || stats.Bytes != e.Size() {
+		t.Fatalf("stats %+v", stats)
+	}
+	if len(stats.Aliases) != 1 || stats.Aliases[0].Alias != "chat" || stats.Aliases[0].Hits != 1 || stats.Aliases[0].Misses != 3 {
+		t.Fatalf("alias stats %+v", stats.Aliases)
+	}
+}
+
+func TestStoreSetRules(t *testing.T) {
+	st, err := New(Config{MaxBytes: 1 << 20, MaxEntryBytes: 600})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s := st.Scope("a", "v")
+	req := prepared(t, "a", "v", `{"temperature":0}`)
+	if st.Set(s, req, answer(t, strings.Repeat("x", 1000)), 0) {
+		t.Fatal("entry over MaxEntryBytes stored")
+	}
+	var bad Request
+	_ = Prepare(&bad, KindChat, "a", "v", []byte(`{`))
+	if st.Set(s, &bad, answer(t, "x"), 0) {
+		t.Fatal("stored under an unprepared request")
+	}
+	e := answer(t, "x")
+	st.Set(s, req, e, 0)
+	defer func() {
+		if recover() == nil {
+			t.Fatal("second Set of one entry did not panic")
+		}
+	}()
+	st.Set(s, req, e, 0)
+}
+
+func TestStoreTTL(t *testing.T) {
+	st := newStore(t, 1<<20)
+	s := st.Scope("a", "v")
+	req := prepared(t, "a", "v", `{"temperature":0}`)
+	st.Set(s, req, answer(t, "x"), 1) // 1ns: expired by the time it is read
+	st.Wait()
+	if _, ok := st.Get(s, req); ok {
+		t.Fatal("expired entry served")
+	}
+}
+
+func TestStoreEviction(t *testing.T) {
+	const max = 32 << 10
+	st := newStore(t, max)
+	s := st.Scope("a", "v")
+	var size int64
+	for i := range 300 {
+		req := prepared(t, "a", "v", fmt.Sprintf(`{"temperature":0,"i":%d}`, i))
+		e := answer(t, strings.Repeat("y", 500)+fmt.Sprintf("%03d", i))
+		size = e.Size()
+		st.Set(s, req, e, 0)
+		if i%50 == 0 {
+			st.Wait() // let the policy keep up, as a steady load would
+		}
+	}
+	st.Wait()
+	stats := st.Stats()
+	if stats.Bytes > max || stats.Bytes < 0 {
+		t.Fatalf("bytes %d over MaxBytes %d", stats.Bytes, max)
+	}
+	if stats.Evictions == 0 || stats.Entries >= 300 || stats.Entries < 1 {
+		t.Fatalf("no eviction under pressure: %+v", stats)
+	}
+	if stats.Bytes != stats.Entries*size {
+		t.Fatalf("bytes %d != %d entries * %d", stats.Bytes, stats.Entries, size)
+	}
+	// What is left still answers correctly.
+	hits := 0
+	for i := range 300 {
+		req := prepared(t, "a", "v", fmt.Sprintf(`{"temperature":0,"i":%d}`, i))
+		if e, ok := st.Get(s, req); ok {
+			hits++
+			if got := contentOf(t, e); got != strings.Repeat("y", 500)+fmt.Sprintf("%03d", i) {
+				t.Fatalf("request %d got %q", i, got)
+			}
+		}
+	}
+	if int64(hits) != stats.Entries {
+		t.Fatalf("%d hits for %d entries", hits, stats.Entries)
+	}
+}
+
+func TestStoreDelete(t *testing.T) {
+	st := newStore(t, 1<<20)
+	scopes := []*Scope{st.Scope("a", "v1"), st.Scope("a", "v2"), st.Scope("b", "v1")}
+	names := [][2]string{{"a", "v1"}, {"a", "v2"}, {"b", "v1"}}
+	fill := func() {
+		for i, s := range scopes {
+			st.Set(s, prepared(t, names[i][0], names[i][1], `{"temperature":0}`), answer(t, "x"), 0)
+		}
+		st.Wait()
+	}
+	present := func() (got [3]bool) {
+		for i, s := range scopes {
+			_, got[i] = st.Get(s, prepared(t, names[i][0], names[i][1], `{"temperature":0}`))
+		}
+		return got
+	}
+	fill()
+	if got := present(); got != [3]bool{true, true, true} {
+		t.Fatalf("after fill %v", got)
+	}
+	if n := st.DeleteVersion("a", "v1"); n != 1 {
+		t.Fatalf("DeleteVersion removed %d", n)
+	}
+	if got := present(); got != [3]bool{false, true, true} {
+		t.Fatalf("after DeleteVersion %v", got)
+	}
+	fill()
+	st.DeleteAlias("a")
+	if got := present(); got != [3]bool{false, false, true} {
+		t.Fatalf("after DeleteAlias %v", got)
+	}
+	fill()
+	st.DeleteAll()
+	if got := present(); got != [3]bool{false, false, false} {
+		t.Fatalf("after DeleteAll %v", got)
+	}
+	if s := st.Stats(); s.Bytes != 0 || s.Entries != 0 {
+		t.Fatalf("memory not returned: %+v", s)
+	}
+	if st.DeleteAlias("nope") != 0 || st.DeleteVersion("a", "nope") != 0 {
+		t.Fatal("deleted something unknown")
+	}
+
+	// An answer computed before an invalidation is not stored as fresh.
+	req := prepared(t, "b", "v1", `{"temperature":0,"late":true}`)
+	st.Get(scopes[2], req) // miss: records the generation
+	st.DeleteAlias("b")
+	st.Set(scopes[2], req, answer(t, "old"), 0)
+	st.Wait()
+	if _, ok := st.Get(scopes[2], prepared(t, "b", "v1", `{"temperature":0,"late":true}`)); ok {
+		t.Fatal("answer from before DeleteAlias served")
+	}
+}
+
+// TestStoreNeverWrongAnswer is the cache's safety property: whatever is stored and however
+// keys collide in the underlying map, a hit returns the answer stored for that same request.
+// Every request maps to one ristretto key here, so each lookup meets other requests' entries.
+func TestStoreNeverWrongAnswer(t *testing.T) {
+	for _, collide := range []bool{false, true} {
+		st := newStore(t, 4<<20)
+		if collide {
+			st.hash = func(Key) uint64 { return 42 }
+		}
+		rng := rand.New(rand.NewPCG(1, 2))
+		words := []string{"a", "b", "hello", "é", "1", "1.0", "true", "null", "\\u00e9", "x y"}
+		bodies := map[string]string{} // canonical form -> content stored for it
+		var reqs []string
+		for range 400 {
+			body := fmt.Sprintf(`{"messages":[{"role":"user","content":"%s %s"}],"temperature":%s,"top_k":%d}`,
+				words[rng.IntN(len(words))], words[rng.IntN(len(words))], []string{"0", "0.0", "0e1", "0.5"}[rng.IntN(4)], rng.IntN(3))
+			alias := []string{"a", "b"}[rng.IntN(2)]
+			version := []string{"v1", "v2"}[rng.IntN(2)]
+			reqs = append(reqs, alias+"|"+version+"|"+body)
+			s := st.Scope(alias, version)
+			req := prepared(t, alias, version, body)
+			id := alias + "|" + version + "|" + canon(t, body)
+			if rng.IntN(2) == 0 {
+				if want, stored := bodies[id]; stored {
+					if e, ok := st.Get(s, req); ok && contentOf(t, e) != want {
+						t.Fatalf("wrong answer: got %q want %q", contentOf(t, e), want)
+					}
+				}
+				continue
+			}
+			content := fmt.Sprintf("answer %d", len(bodies))
+			if st.Set(s, req, answer(t, content), 0) {
+				bodies[id] = content
+			}
+			st.Wait()
+		}
+		for _, r := range reqs {
+			parts := strings.SplitN(r, "|", 3)
+			s := st.Scope(parts[0], parts[1])
+			e, ok := st.Get(s, prepared(t, parts[0], parts[1], parts[2]))
+			if !ok {
+				continue
+			}
+			want, stored := bodies[parts[0]+"|"+parts[1]+"|"+canon(t, parts[2])]
+			if !stored || contentOf(t, e) != want {
+				t.Fatalf("collide=%v: %s got %q, want %q (stored %v)", collide, r, contentOf(t, e), want, stored)
+			}
+		}
+	}
+}
