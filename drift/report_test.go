@@ -217,3 +217,15 @@ func TestReportJSON(t *testing.T) {
 		t.Errorf("json %s", b)
 	}
 }
+
+// A summary of an empty window marshals: undefined figures are null, not an encoding error.
+func TestSummaryJSONEmpty(t *testing.T) {
+	var s Snapshot
+	b, err := json.Marshal(s.Summary())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"requests":0`) || !strings.Contains(string(b), `"latency_p50":null`) {
+		t.Fatalf("%s", b)
+	}
+}

@@ -1,6 +1,7 @@
 package drift
 
 import (
+	"encoding/json"
 	"math"
 	"time"
 )
@@ -113,4 +114,26 @@ func sum(c []uint64) uint64 {
 		n += v
 	}
 	return n
+}
+
+// MarshalJSON writes figures that are not defined (NaN: no data yet) as null.
+func (s Summary) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Requests        uint64   `json:"requests"`
+		RequestRate     *float64 `json:"request_rate"`
+		ErrorRate       *float64 `json:"error_rate"`
+		LatencyP50      *float64 `json:"latency_p50"`
+		LatencyP95      *float64 `json:"latency_p95"`
+		LatencyP99      *float64 `json:"latency_p99"`
+		TTFTP50         *float64 `json:"ttft_p50"`
+		TTFTP95         *float64 `json:"ttft_p95"`
+		TTFTP99         *float64 `json:"ttft_p99"`
+		TokensPerSecond *float64 `json:"tokens_per_second"`
+		CacheHitRatio   *float64 `json:"cache_hit_ratio"`
+		GuardHitRate    *float64 `json:"guard_hit_rate"`
+		SafetyHitRate   *float64 `json:"safety_hit_rate"`
+		RefusalRate     *float64 `json:"refusal_rate"`
+	}{s.Requests, finite(s.RequestRate), finite(s.ErrorRate), finite(s.LatencyP50), finite(s.LatencyP95),
+		finite(s.LatencyP99), finite(s.TTFTP50), finite(s.TTFTP95), finite(s.TTFTP99), finite(s.TokensPerSecond),
+		finite(s.CacheHitRatio), finite(s.GuardHitRate), finite(s.SafetyHitRate), finite(s.RefusalRate)})
 }

@@ -30,6 +30,9 @@ func (g *Gateway) handleAdmin(ctx *fasthttp.RequestCtx) {
 			pprofhandler.PprofHandler(ctx)
 			return
 		}
+		if seg, ok := adminSegments(ctx); ok && g.serveDrift(ctx, seg) {
+			return
+		}
 		setRequestID(ctx, nil)
 		writeError(ctx, errAdminNotFound)
 	}

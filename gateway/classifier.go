@@ -271,6 +271,7 @@ func (g *Gateway) classifyPrompt(r *request, root *fastjson.Value) error {
 	cat := "unsafe"
 	for _, c := range v.Categories {
 		r.guard.m.safetyHit(guard.Prompt, c).Inc()
+		r.stats.safety |= safetyBit(c)
 	}
 	if len(v.Categories) > 0 {
 		cat = v.Categories[0]

@@ -29,6 +29,9 @@ func (g *Gateway) forwardBuffered(ctx *fasthttp.RequestCtx, r *request, snap *sn
 	body := resp.Body()
 	r.inputTokens, r.outputTokens = usageTokens(&r.parser, body)
 	if r.status == fasthttp.StatusOK {
+		if r.stats.vs != nil {
+			r.stats.noteCompletion(body) // the model's own answer, before the guard rewrites it
+		}
 		body = g.guardCompletion(r, body) // 7. guard the completion
 		setGuardHeader(ctx, r)
 	}

@@ -34,6 +34,8 @@ type Gateway struct {
 	prober      *router.Prober
 	// classifyQueue runs asynchronous safety classifier calls.
 	classifyQueue classifyQueue
+	// stats holds drift statistics per model version; nil when drift.off is set.
+	stats *statsRegistry
 	// adminTokens are the bearer tokens the admin listener accepts.
 	adminTokens []adminToken
 
@@ -53,6 +55,8 @@ type snapshot struct {
 	guards   map[string]*aliasGuard // by alias; absent when the alias's guard is off
 	// guardMetrics holds the guard series of every version of a guarded alias.
 	guardMetrics map[*router.Version]*guardMetrics
+	// stats holds each version's statistics; empty when drift is off.
+	stats map[*router.Version]*versionStats
 }
 
 type backendHandles struct {
@@ -97,6 +101,9 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		}
 		g.log.Info("backend back in service", "backend", url)
 	})
+	if !cfg.Drift.Off {
+		g.stats = newStatsRegistry(cfg, m.set, g.log)
+	}
 	var err error
 	if g.adminTokens, err = loadAdminTokens(cfg.Admin.Tokens); err != nil {
 		aw.Close()
@@ -108,6 +115,9 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	}
 	g.prober = router.NewProber(g.Table, cfg.Health)
 	g.classifyQueue.start(g)
+	if g.stats != nil {
+		g.stats.start()
+	}
 	g.server = &fasthttp.Server{
 		Handler:                       g.handle,
 		ErrorHandler:                  g.handleTransportError,
@@ -144,11 +154,16 @@ func (g *Gateway) install(cfg *config.Config) error {
 		return err
 	}
 	s := &snapshot{table: t, backends: make([]*backendHandles, len(t.Backends())), guards: map[string]*aliasGuard{},
-		guardMetrics: map[*router.Version]*guardMetrics{}}
+		guardMetrics: map[*router.Version]*guardMetrics{}, stats: map[*router.Version]*versionStats{}}
 	for _, m := range cfg.Models {
 		ag, err := g.newAliasGuard(m)
 		if err != nil {
 			return err
+		}
+		if g.stats != nil {
+			for _, v := range t.Model(m.Alias).Versions {
+				s.stats[v] = g.stats.forVersion(m.Alias, v.Name, m.Drift)
+			}
 		}
 		if ag != nil {
 			s.guards[m.Alias] = ag
@@ -228,6 +243,9 @@ func (g *Gateway) Close() error {
 		err = errors.Join(g.server.Shutdown(), g.adminServer.Shutdown())
 		g.prober.Close()
 		g.classifyQueue.close() // its workers log: before the log closes
+		if g.stats != nil {
+			g.stats.close()
+		}
 		g.accessLog.Close()
 	})
 	return err

@@ -278,6 +278,7 @@ func (g *Gateway) checkSafety(r *request, d guard.Direction, text []byte) error 
 	}
 	for _, m := range r.guard.matches {
 		r.guard.m.safetyHit(d, m.Category).Inc()
+		r.stats.safety |= safetyBit(m.Category)
 	}
 	cat := r.guard.matches[0].Category
 	r.guard.addHeader("safety_"+directionName(d), cat)
@@ -536,6 +537,7 @@ func (g *Gateway) streamText(r *request, c *choiceGuard, index int, delta []byte
 		if len(c.matches) > 0 {
 			for _, m := range c.matches {
 				r.guard.m.safetyHit(guard.Completion, m.Category).Inc()
+				r.stats.safety |= safetyBit(m.Category)
 			}
 			if ag.safetyComplete == guard.ActionBlock {
 				r.guard.m.blocks[guard.Completion].Inc()

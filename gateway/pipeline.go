@@ -99,6 +99,11 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *request) (done bool) {
 		}
 		return g.fail(ctx, r, unknownModel(r.model))
 	}
+	r.version = version
+	if vs := snap.stats[version]; vs != nil {
+		r.stats.vs = vs
+		r.stats.notePrompt(r.op, r.root) // for the drift sample (9)
+	}
 	// 4. guard the prompt: redact or block; the body is rewritten only if something changed.
 	if ag := snap.guards[version.Alias]; ag != nil {
 		r.guard.ag, r.guard.m = ag, snap.guardMetrics[version]
@@ -108,7 +113,6 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *request) (done bool) {
 			return g.fail(ctx, r, err)
 		}
 	}
-	r.version = version
 	ctx.Response.Header.Set("X-Llmgate-Version", version.Name)
 	// 5. cache lookup: issue #6.
 	// 6. forward, retrying on another backend until the client has seen a byte.
@@ -159,7 +163,9 @@ func (g *Gateway) fail(ctx *fasthttp.RequestCtx, r *request, err error) bool {
 // back to the pool. It never blocks.
 func (g *Gateway) finish(r *request) {
 	g.metrics.inFlight.Add(-1)
-	elapsed := time.Since(r.start)
+	now := time.Now()
+	elapsed := now.Sub(r.start)
+	overhead := time.Duration(-1)
 	if h := r.handles; h != nil {
 		vm := h.metrics.version
 		vm.duration.Update(elapsed.Seconds())
@@ -167,7 +173,7 @@ func (g *Gateway) finish(r *request) {
 			h.metrics.upstream.Update(r.headersAt.Sub(r.upstreamAt).Seconds())
 			// Overhead: time before the backend was called, plus, for buffered answers, time
 			// after it answered. For streams, per-event work is inside the upstream time.
-			overhead := r.upstreamAt.Sub(r.start)
+			overhead = r.upstreamAt.Sub(r.start)
 			if !r.stream {
 				overhead += elapsed - r.headersAt.Sub(r.start)
 			}
@@ -187,6 +193,9 @@ func (g *Gateway) finish(r *request) {
 				vm.tpot.Update(r.lastEventAt.Sub(r.firstEventAt).Seconds() / float64(r.events-1))
 			}
 		}
+	}
+	if r.stats.vs != nil {
+		g.observe(r, now, elapsed, overhead)
 	}
 	if g.logRequests {
 		g.logRequest(r, elapsed)

@@ -72,6 +72,7 @@ type request struct {
 	root        *fastjson.Value // the parsed client body, valid until r.parser parses again
 	guard       guardState
 	streamGuard streamGuard
+	stats       requestStats
 	gw          *Gateway
 }
 
@@ -97,6 +98,7 @@ func releaseRequest(r *request) {
 		r.streamGuard.release(r.guard.ag)
 	}
 	r.guard.reset()
+	r.stats.reset()
 	requestPool.Put(r)
 }
 

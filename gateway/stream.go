@@ -163,6 +163,9 @@ func (s *streamBody) next(wait bool) []byte {
 			}
 		} else {
 			r.events++
+			if r.stats.vs != nil {
+				r.stats.noteChunk(data)
+			}
 			changed := false
 			// Ollama puts a zero usage on every chunk once include_usage is on; the client did
 			// not ask for usage, so it gets the chunk without it. (Contains first: it is

@@ -167,3 +167,21 @@ func IsEmptyArray(b []byte) bool {
 	i = skipSpace(b, i+1)
 	return i < len(b) && b[i] == ']'
 }
+
+// FirstElement returns the span [start, end) of the first element of the JSON array b, or -1, -1
+// when b is not an array or is empty.
+func FirstElement(b []byte) (start, end int) {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '[' {
+		return -1, -1
+	}
+	i = skipSpace(b, i+1)
+	if i >= len(b) || b[i] == ']' {
+		return -1, -1
+	}
+	e := skipValue(b, i)
+	if e < 0 {
+		return -1, -1
+	}
+	return i, e
+}

@@ -100,3 +100,26 @@ func BenchmarkFind(b *testing.B) {
 		Find(body, "model")
 	}
 }
+
+func TestFirstElement(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{`[{"a":1},{"b":2}]`, `{"a":1}`},
+		{` [ "x" , 1 ]`, `"x"`},
+		{`[[1,2],3]`, `[1,2]`},
+		{`[]`, ``},
+		{`[ ]`, ``},
+		{`{"a":1}`, ``},
+		{`[{"a":`, ``},
+		{``, ``},
+	}
+	for _, tt := range tests {
+		s, e := FirstElement([]byte(tt.in))
+		got := ""
+		if s >= 0 {
+			got = tt.in[s:e]
+		}
+		if got != tt.want {
+			t.Errorf("FirstElement(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,131 @@
+package gateway
+
+import (
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/llmgate/llmgate/drift"
+)
+
+// adminSegments splits the request's path into unescaped segments, from the raw path so that an
+// alias or version containing '/' can be sent as %2F ("meta-llama%2FLlama-3.1-8B").
+func adminSegments(ctx *fasthttp.RequestCtx) ([]string, bool) {
+	raw := string(ctx.Request.URI().PathOriginal())
+	if i := strings.IndexByte(raw, '?'); i >= 0 {
+		raw = raw[:i]
+	}
+	parts := strings.Split(strings.Trim(raw, "/"), "/")
+	for i, p := range parts {
+		u, err := url.PathUnescape(p)
+		if err != nil {
+			return nil, false
+		}
+		parts[i] = u
+	}
+	return parts, true
+}
+
+// driftView is one version's drift report as the admin API shows it.
+type driftView struct {
+	Model       string       `json:"model"`
+	Version     string       `json:"version"`
+	Reference   string       `json:"reference_mode"` // on_promote | manual | rolling
+	Frozen      bool         `json:"reference_frozen"`
+	MemoryBytes int          `json:"memory_bytes"`
+	Dropped     uint64       `json:"dropped_samples"`
+	Report      drift.Report `json:"report"`
+}
+
+func (g *Gateway) driftView(vs *versionStats) driftView {
+	return driftView{Model: vs.alias, Version: vs.version, Reference: vs.reference, Frozen: vs.rec.Frozen() != nil,
+		MemoryBytes: vs.rec.MemoryBytes(), Dropped: vs.rec.Dropped(), Report: vs.rec.Report(&g.stats.policy)}
+}
+
+var (
+	errDriftOff       = &apiError{status: fasthttp.StatusNotFound, typ: typeInvalidRequest, code: "drift_off", message: "Drift statistics are off (drift.off in the config)."}
+	errUnknownVersion = &apiError{status: fasthttp.StatusNotFound, typ: typeInvalidRequest, code: "model_not_found", message: "No statistics for that model version; GET /admin/drift lists them."}
+)
+
+// serveDrift answers /admin/drift[/{alias}/{version}[/reference]] and /admin/stats/{alias}.
+// It reports whether the path was one of those.
+func (g *Gateway) serveDrift(ctx *fasthttp.RequestCtx, seg []string) bool {
+	if len(seg) < 2 || seg[0] != "admin" || (seg[1] != "drift" && seg[1] != "stats") {
+		return false
+	}
+	write := len(seg) == 5 && seg[4] == "reference"
+	role := roleRead
+	if write {
+		role = roleAdmin
+	}
+	if _, err := g.authorize(ctx, role); err != nil {
+		writeError(ctx, err)
+		return true
+	}
+	if g.stats == nil {
+		writeError(ctx, errDriftOff)
+		return true
+	}
+	method := string(ctx.Method())
+	switch {
+	case seg[1] == "stats" && len(seg) == 3 && method == fasthttp.MethodGet:
+		g.serveStats(ctx, seg[2])
+	case seg[1] == "drift" && len(seg) == 2 && method == fasthttp.MethodGet:
+		views := []driftView{}
+		for _, vs := range g.stats.all() {
+			views = append(views, g.driftView(vs))
+		}
+		encodeJSON(ctx, fasthttp.StatusOK, map[string]any{"versions": views})
+	case seg[1] == "drift" && len(seg) == 4 && method == fasthttp.MethodGet:
+		vs := g.stats.get(seg[2], seg[3])
+		if vs == nil {
+			writeError(ctx, errUnknownVersion)
+			return true
+		}
+		encodeJSON(ctx, fasthttp.StatusOK, g.driftView(vs))
+	case write && method == fasthttp.MethodPost:
+		vs := g.stats.get(seg[2], seg[3])
+		if vs == nil {
+			writeError(ctx, errUnknownVersion)
+			return true
+		}
+		ref := vs.rec.FreezeReference()
+		g.log.Info("drift reference frozen", "model", vs.alias, "version", vs.version, "requests", ref.Count())
+		encodeJSON(ctx, fasthttp.StatusOK, map[string]any{"model": vs.alias, "version": vs.version,
+			"reference": drift.Window{Start: ref.Start, End: ref.End, N: ref.Count()}})
+	case len(seg) <= 5:
+		writeError(ctx, errMethodNotAllowed)
+	default:
+		writeError(ctx, errAdminNotFound)
+	}
+	return true
+}
+
+// versionSummary is one version's live figures in GET /admin/stats/{alias}.
+type versionSummary struct {
+	Version string        `json:"version"`
+	Window  drift.Window  `json:"window"`
+	Summary drift.Summary `json:"summary"`
+}
+
+// serveStats shows an alias's versions side by side over their live windows.
+func (g *Gateway) serveStats(ctx *fasthttp.RequestCtx, alias string) {
+	m := g.Table().Model(alias)
+	if m == nil {
+		writeError(ctx, unknownModel([]byte(alias)))
+		return
+	}
+	out := []versionSummary{}
+	var snap drift.Snapshot
+	for _, v := range m.Versions {
+		vs := g.stats.get(alias, v.Name)
+		if vs == nil {
+			continue
+		}
+		vs.rec.Live(&snap)
+		out = append(out, versionSummary{Version: v.Name, Window: drift.Window{Start: snap.Start, End: snap.End, N: snap.Count()}, Summary: snap.Summary()})
+	}
+	encodeJSON(ctx, fasthttp.StatusOK, map[string]any{"model": alias, "stable": m.Stable.Name, "at": time.Now().UTC(), "versions": out})
+}

@@ -1,0 +1,309 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+
+	"github.com/llmgate/llmgate/config"
+	"github.com/llmgate/llmgate/drift"
+)
+
+// versionStats is one model version's statistics. It outlives snapshots: a table swap keeps the
+// windows of the versions that stay.
+type versionStats struct {
+	alias, version string
+	rec            *drift.Recorder
+	reference      string // config.Reference*
+
+	// Written by the evaluator only.
+	verdicts [drift.NumFeatures]drift.Verdict
+	series   [drift.NumFeatures]string // the score series in use per feature (its method may change)
+}
+
+// statsRegistry owns every version's statistics and what works on them off the request path:
+// the evaluation loop, the token counter and the webhook. Started in New, stopped in Close.
+type statsRegistry struct {
+	mu     sync.Mutex
+	byKey  map[string]*versionStats
+	policy drift.Policy
+	// refusal is shared by every request; Match is safe for concurrent use.
+	refusal  *drift.RefusalDetector
+	interval time.Duration
+	tokens   tokenCounter
+	hook     webhook
+	set      *metrics.Set
+	log      *slog.Logger
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+func newStatsRegistry(cfg *config.Config, set *metrics.Set, log *slog.Logger) *statsRegistry {
+	p := drift.DefaultPolicy()
+	p.MinSamples = uint64(cfg.Drift.MinSamples)
+	phrases := cfg.Drift.RefusalPhrases
+	if len(phrases) == 0 {
+		phrases = drift.DefaultRefusalPhrases
+	}
+	s := &statsRegistry{
+		byKey:    map[string]*versionStats{},
+		policy:   p,
+		refusal:  drift.NewRefusalDetector(phrases, headBytes),
+		interval: cfg.Drift.Interval,
+		set:      set,
+		log:      log,
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	s.tokens.dropped = set.NewCounter("llmgate_drift_samples_dropped_total")
+	s.hook.url = cfg.Drift.Webhook
+	s.hook.log = log
+	set.NewGauge("llmgate_drift_memory_bytes", func() float64 { return float64(s.memory()) })
+	return s
+}
+
+// forVersion returns the version's statistics, creating them on first sight.
+func (s *statsRegistry) forVersion(alias, version string, md config.ModelDrift) *versionStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := alias + "@" + version
+	if vs := s.byKey[key]; vs != nil {
+		return vs
+	}
+	vs := &versionStats{alias: alias, version: version, reference: md.Reference,
+		rec: drift.NewRecorder(drift.Options{Window: md.Window, Slice: md.Window / 15, Rolling: md.Reference == config.ReferenceRolling})}
+	s.byKey[key] = vs
+	return vs
+}
+
+// get returns a version's statistics or nil.
+func (s *statsRegistry) get(alias, version string) *versionStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.byKey[alias+"@"+version]
+}
+
+// all returns every version's statistics in name order.
+func (s *statsRegistry) all() []*versionStats {
+	s.mu.Lock()
+	out := make([]*versionStats, 0, len(s.byKey))
+	for _, vs := range s.byKey {
+		out = append(out, vs)
+	}
+	s.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].alias != out[j].alias {
+			return out[i].alias < out[j].alias
+		}
+		return out[i].version < out[j].version
+	})
+	return out
+}
+
+func (s *statsRegistry) memory() int {
+	n := 0
+	for _, vs := range s.all() {
+		n += vs.rec.MemoryBytes()
+	}
+	return n
+}
+
+func (s *statsRegistry) start() {
+	s.tokens.start()
+	s.hook.start()
+	go s.run()
+}
+
+func (s *statsRegistry) close() {
+	close(s.stop)
+	<-s.done
+	s.tokens.close()
+	s.hook.close()
+}
+
+// run evaluates drift every interval, off the request path.
+func (s *statsRegistry) run() {
+	defer close(s.done)
+	t := time.NewTicker(s.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.evaluate()
+		}
+	}
+}
+
+// verdictChange is one feature whose verdict changed, as logged and sent to the webhook.
+type verdictChange struct {
+	Feature   string  `json:"feature"`
+	Method    string  `json:"method"`
+	From      string  `json:"from"`
+	To        string  `json:"to"`
+	Statistic float64 `json:"statistic"`
+	Threshold float64 `json:"threshold"`
+}
+
+// evaluate runs every version's drift tests, updates the drift series and reports verdicts
+// that changed.
+func (s *statsRegistry) evaluate() {
+	for _, vs := range s.all() {
+		rep := vs.rec.Report(&s.policy)
+		var changes []verdictChange
+		for _, res := range rep.Features {
+			f, ok := drift.FeatureByName(res.Feature)
+			if !ok {
+				continue
+			}
+			labels := `{model=` + strconv.Quote(vs.alias) + `,version=` + strconv.Quote(vs.version) + `,feature="` + res.Feature + `"`
+			score := `llmgate_drift_score` + labels + `,method="` + string(res.Method) + `"}`
+			if old := vs.series[f]; old != score && old != "" {
+				s.set.UnregisterMetric(old) // the method changed with the sample size
+			}
+			vs.series[f] = score
+			if v := res.Statistic; v == v { // not NaN
+				s.set.GetOrCreateGauge(score, nil).Set(v)
+			}
+			s.set.GetOrCreateGauge(`llmgate_drift_detected`+labels+`}`, nil).Set(boolFloat(res.Verdict == drift.VerdictDrift))
+			if prev := vs.verdicts[f]; prev != res.Verdict && (prev == drift.VerdictDrift || res.Verdict == drift.VerdictDrift) {
+				changes = append(changes, verdictChange{Feature: res.Feature, Method: string(res.Method), From: string(prev),
+					To: string(res.Verdict), Statistic: finiteOrZero(res.Statistic), Threshold: res.Threshold})
+			}
+			vs.verdicts[f] = res.Verdict
+		}
+		for _, c := range changes {
+			s.log.Warn("drift verdict changed", "model", vs.alias, "version", vs.version, "feature", c.Feature,
+				"method", c.Method, "from", c.From, "to", c.To, "statistic", c.Statistic, "threshold", c.Threshold)
+		}
+		if len(changes) > 0 {
+			s.hook.send(driftEvent{Event: "drift_verdict_changed", Model: vs.alias, Version: vs.version,
+				Drift: rep.Drift, Changes: changes, Time: time.Now().UTC()})
+		}
+	}
+}
+
+func finiteOrZero(v float64) float64 {
+	if v != v {
+		return 0
+	}
+	return v
+}
+
+// driftEvent is the webhook's JSON body.
+type driftEvent struct {
+	Event   string          `json:"event"`
+	Model   string          `json:"model"`
+	Version string          `json:"version"`
+	Drift   bool            `json:"drift"` // the version's overall verdict
+	Changes []verdictChange `json:"changes"`
+	Time    time.Time       `json:"time"`
+}
+
+// webhook posts events to a URL from one goroutine, retrying with backoff; it never blocks the
+// caller: when its queue is full the event is dropped and logged.
+type webhook struct {
+	url    string
+	log    *slog.Logger
+	queue  chan []byte
+	stop   chan struct{} // ends retries at shutdown
+	done   chan struct{}
+	client fasthttp.Client
+}
+
+const (
+	webhookQueue    = 64
+	webhookAttempts = 4
+	webhookTimeout  = 5 * time.Second
+)
+
+// webhookBackoff is the wait before retry i (1-based); a variable so tests need not wait.
+var webhookBackoff = func(i int) time.Duration { return time.Duration(1<<(i-1)) * time.Second }
+
+func (w *webhook) start() {
+	w.queue = make(chan []byte, webhookQueue)
+	w.stop = make(chan struct{})
+	w.done = make(chan struct{})
+	go func() {
+		defer close(w.done)
+		for body := range w.queue {
+			w.deliver(body)
+		}
+	}()
+}
+
+func (w *webhook) close() {
+	close(w.stop)
+	close(w.queue)
+	<-w.done
+}
+
+func (w *webhook) send(ev driftEvent) {
+	if w.url == "" {
+		return
+	}
+	body, err := json.Marshal(ev)
+	if err != nil {
+		panic("BUG: drift event does not marshal: " + err.Error())
+	}
+	select {
+	case w.queue <- body:
+	default:
+		w.log.Warn("drift webhook queue full: event dropped", "model", ev.Model, "version", ev.Version)
+	}
+}
+
+func (w *webhook) deliver(body []byte) {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	var lastErr string
+	for i := 1; i <= webhookAttempts; i++ {
+		if i > 1 {
+			t := time.NewTimer(webhookBackoff(i - 1))
+			select {
+			case <-t.C:
+			case <-w.stop:
+				t.Stop()
+				return
+			}
+		}
+		req.Reset()
+		req.SetRequestURI(w.url)
+		req.Header.SetMethod(fasthttp.MethodPost)
+		req.Header.SetContentType("application/json")
+		req.SetBody(body)
+		err := w.client.DoTimeout(req, resp, webhookTimeout)
+		if err == nil && resp.StatusCode() < 300 {
+			return
+		}
+		if err != nil {
+			lastErr = err.Error()
+		} else {
+			lastErr = "status " + strconv.Itoa(resp.StatusCode())
+		}
+	}
+	w.log.Warn("drift webhook failed", "url", w.url, "attempts", webhookAttempts, "error", lastErr)
+}
+
+// encodeJSON writes v as the admin API's JSON answer.
+func encodeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		writeError(ctx, errInternal)
+		return
+	}
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(buf.Bytes())
+}

@@ -1,0 +1,227 @@
+package gateway
+
+import (
+	"bytes"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fastjson"
+
+	"github.com/llmgate/llmgate/drift"
+	"github.com/llmgate/llmgate/gateway/jsonscan"
+	"github.com/llmgate/llmgate/guard"
+)
+
+// Stage 9's drift sample: what a request says about its model version, gathered as the request
+// passes (prompt at decode, completion as it comes back) and handed to the version's recorder
+// at the end. Nothing here blocks or allocates per request.
+
+// headBytes bounds the prompt and completion starts kept for script and refusal detection.
+const headBytes = 256
+
+// requestStats is the part of the pooled request that feeds drift statistics.
+type requestStats struct {
+	vs             *versionStats // nil when statistics are off
+	promptHead     []byte        // the start of the last user text
+	promptBytes    int
+	tools          bool
+	finish         drift.FinishReason
+	completionHead []byte // the start of choice 0's text
+	cache          drift.CacheResult
+	safety         uint16 // categories the guard saw, as drift bits
+	sample         drift.Sample
+}
+
+func (s *requestStats) reset() {
+	s.vs, s.promptHead, s.promptBytes, s.tools = nil, s.promptHead[:0], 0, false
+	s.finish, s.completionHead, s.cache, s.safety = drift.FinishUnknown, s.completionHead[:0], drift.CacheBypass, 0
+}
+
+// notePrompt keeps what the sample needs of the prompt: its size, the start of its last user
+// text (for the script) and whether tools were offered.
+func (s *requestStats) notePrompt(op operation, root *fastjson.Value) {
+	s.tools = root.Exists("tools") || root.Exists("functions")
+	forEachPromptText(op, root, func(_ *fastjson.Value, text []byte) {
+		s.promptBytes += len(text)
+		s.promptHead = append(s.promptHead[:0], text[:min(len(text), headBytes)]...)
+	})
+}
+
+// noteCompletion reads finish_reason and the start of choice 0's text from a buffered answer.
+func (s *requestStats) noteCompletion(body []byte) {
+	cs, ce := jsonscan.Find(body, "choices")
+	if cs < 0 {
+		return
+	}
+	fs, fe := jsonscan.FirstElement(body[cs:ce])
+	if fs < 0 {
+		return
+	}
+	choice := body[cs+fs : cs+fe]
+	s.noteFinish(choice)
+	if ms, me := jsonscan.Find(choice, "message"); ms >= 0 {
+		s.noteText(choice[ms:me], "content")
+	} else {
+		s.noteText(choice, "text")
+	}
+}
+
+// noteChunk reads finish_reason and more of the text's start from a stream chunk's choice 0.
+func (s *requestStats) noteChunk(data []byte) {
+	full := len(s.completionHead) >= headBytes
+	// Most chunks carry neither a finish reason nor text the head still needs: skip the scan.
+	if full && !bytes.Contains(data, []byte(`"finish_reason":"`)) {
+		return
+	}
+	cs, ce := jsonscan.Find(data, "choices")
+	if cs < 0 {
+		return
+	}
+	fs, fe := jsonscan.FirstElement(data[cs:ce])
+	if fs < 0 {
+		return
+	}
+	choice := data[cs+fs : cs+fe]
+	if is, ie := jsonscan.Find(choice, "index"); is >= 0 && string(choice[is:ie]) != "0" {
+		return
+	}
+	s.noteFinish(choice)
+	if full {
+		return
+	}
+	if ds, de := jsonscan.Find(choice, "delta"); ds >= 0 {
+		s.noteText(choice[ds:de], "content")
+	} else {
+		s.noteText(choice, "text")
+	}
+}
+
+func (s *requestStats) noteFinish(choice []byte) {
+	fs, fe := jsonscan.Find(choice, "finish_reason")
+	if fs < 0 || choice[fs] != '"' {
+		return
+	}
+	switch string(choice[fs+1 : fe-1]) {
+	case "stop":
+		s.finish = drift.FinishStop
+	case "length":
+		s.finish = drift.FinishLength
+	case "tool_calls", "function_call":
+		s.finish = drift.FinishToolCalls
+	case "content_filter":
+		s.finish = drift.FinishContentFilter
+	default:
+		s.finish = drift.FinishOther
+	}
+}
+
+// noteText appends the raw (still JSON-escaped) string value of key in obj to the head; the
+// refusal phrases are plain text, which JSON leaves as it is.
+func (s *requestStats) noteText(obj []byte, key string) {
+	ts, te := jsonscan.Find(obj, key)
+	if ts < 0 || obj[ts] != '"' || te-ts < 2 {
+		return
+	}
+	text := obj[ts+1 : te-1]
+	s.completionHead = append(s.completionHead, text[:min(len(text), headBytes-len(s.completionHead))]...)
+}
+
+// safetyBit maps a safety category code to its drift bit: S1..S14 are bits 0..13, the prompt
+// attack categories share bit 14, anything else is bit 15.
+func safetyBit(code string) uint16 {
+	if len(code) >= 2 && code[0] == 'S' {
+		n := 0
+		for _, c := range code[1:] {
+			if c < '0' || c > '9' {
+				n = -1
+				break
+			}
+			n = n*10 + int(c-'0')
+		}
+		if n >= 1 && n <= 14 {
+			return 1 << (n - 1)
+		}
+	}
+	switch code {
+	case guard.CategoryPromptInjection, guard.CategoryJailbreak, guard.CategorySystemPromptExtraction:
+		return 1 << 14
+	}
+	return 1 << 15
+}
+
+// entityBits is the drift bitset of the PII entity types the vault saw, both directions.
+func entityBits(v *guard.Vault) uint16 {
+	if v == nil {
+		return 0
+	}
+	var bits uint16
+	for i, e := range guard.PIIEntities() {
+		if i < 16 && (v.Found(guard.Prompt, e) > 0 || v.Found(guard.Completion, e) > 0) {
+			bits |= 1 << i
+		}
+	}
+	return bits
+}
+
+// observe is stage 9's drift sample. It runs on the request goroutine: Observe is a few atomic
+// adds; script and refusal detection read at most headBytes each.
+func (g *Gateway) observe(r *request, now time.Time, elapsed, overhead time.Duration) {
+	st := &r.stats
+	vs := st.vs
+	s := &st.sample
+	s.Reset()
+	s.At = now
+	s.Latency = elapsed
+	s.Overhead = overhead
+	s.PromptBytes = int64(st.promptBytes)
+	if r.inputTokens > 0 {
+		s.PromptTokens = int64(r.inputTokens)
+	}
+	if r.outputTokens > 0 {
+		s.CompletionTokens = int64(r.outputTokens)
+	}
+	if !r.firstEventAt.IsZero() {
+		s.TTFT = r.firstEventAt.Sub(r.start)
+		if r.events > 1 {
+			s.InterToken = r.lastEventAt.Sub(r.firstEventAt) / time.Duration(r.events-1)
+		}
+	}
+	s.FinishReason = st.finish
+	s.Status = driftStatus(r)
+	s.Cache = st.cache
+	s.Entities = entityBits(r.guard.vault)
+	s.Safety = st.safety
+	s.Refusal = len(st.completionHead) > 0 && g.stats.refusal.Match(st.completionHead)
+	s.Script = drift.DetectScript(st.promptHead)
+	s.Tools = st.tools
+	s.Stream = r.stream
+	if r.status == fasthttp.StatusOK && r.op != opEmbeddings && (s.PromptTokens < 0 || s.CompletionTokens < 0) {
+		// The backend reported no usage: count tokens off the request path.
+		g.stats.tokens.push(g, vs, s, r)
+		return
+	}
+	vs.rec.Observe(s)
+}
+
+// driftStatus classes a request's outcome.
+func driftStatus(r *request) drift.Status {
+	switch {
+	case r.guard.blocked != "" && r.status >= 400:
+		return drift.StatusBlocked
+	case r.errCode == "client_disconnected":
+		return drift.StatusCanceled
+	case r.errCode == "upstream_timeout":
+		return drift.StatusTimeout
+	case r.status >= 200 && r.status < 300 && r.errCode == "":
+		return drift.StatusOK
+	case r.status == fasthttp.StatusTooManyRequests:
+		return drift.StatusRateLimited
+	case r.status == fasthttp.StatusServiceUnavailable && r.errCode == errNoBackend.code:
+		return drift.StatusUnavailable
+	case r.status >= 400 && r.status < 500:
+		return drift.StatusClientError
+	case r.status >= 500 || r.errCode != "":
+		return drift.StatusUpstreamError
+	}
+	return drift.StatusOther
+}

@@ -1,0 +1,109 @@
+package gateway
+
+import (
+	"sync"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/pkoukk/tiktoken-go"
+	tiktokenloader "github.com/pkoukk/tiktoken-go-loader"
+	"github.com/valyala/fastjson"
+
+	"github.com/llmgate/llmgate/drift"
+)
+
+// tokenCounter counts tokens for drift samples whose backend reported no usage. Tokenizing costs
+// milliseconds for long prompts, so it runs on one background worker with a bounded queue: under
+// overload samples are dropped and counted, never queued without bound, and the request never
+// waits. The vocabulary (cl100k_base, from the embedded offline loader: nothing is downloaded)
+// is loaded on first use, so gateways whose backends report usage never pay its memory.
+type tokenCounter struct {
+	queue   chan tokenJob
+	done    chan struct{}
+	dropped *metrics.Counter
+	enc     *tiktoken.Tiktoken
+	encErr  error
+	once    sync.Once
+}
+
+// tokenJob is one sample waiting for its token counts, with copies of the texts to count.
+type tokenJob struct {
+	vs         *versionStats
+	sample     drift.Sample
+	op         operation
+	request    []byte // the request body
+	completion []byte // the buffered response body; nil for streams
+}
+
+const tokenQueueLen = 256
+
+func (t *tokenCounter) start() {
+	t.queue = make(chan tokenJob, tokenQueueLen)
+	t.done = make(chan struct{})
+	go func() {
+		defer close(t.done)
+		var p fastjson.Parser
+		for j := range t.queue {
+			t.count(&p, &j)
+			j.vs.rec.Observe(&j.sample)
+		}
+	}()
+}
+
+func (t *tokenCounter) close() {
+	close(t.queue)
+	<-t.done
+}
+
+// push queues r's sample s for counting, or drops it when the queue is full. For streams
+// without usage, completion tokens are the number of content events (one token each in vLLM and
+// Ollama streams) rather than a re-tokenization of text the gateway did not keep.
+func (t *tokenCounter) push(g *Gateway, vs *versionStats, s *drift.Sample, r *request) {
+	j := tokenJob{vs: vs, sample: *s, op: r.op}
+	if s.PromptTokens < 0 {
+		j.request = append([]byte(nil), r.body...)
+	}
+	if s.CompletionTokens < 0 {
+		if r.stream {
+			j.sample.CompletionTokens = int64(r.events)
+		} else {
+			j.completion = append([]byte(nil), r.upstreamResp.Body()...)
+		}
+	}
+	select {
+	case t.queue <- j:
+	default:
+		t.dropped.Inc()
+	}
+}
+
+func (t *tokenCounter) count(p *fastjson.Parser, j *tokenJob) {
+	t.once.Do(func() {
+		tiktoken.SetBpeLoader(tiktokenloader.NewOfflineLoader())
+		t.enc, t.encErr = tiktoken.GetEncoding("cl100k_base")
+	})
+	if t.encErr != nil {
+		return // the sample keeps "not measured"
+	}
+	n := func(text []byte) int64 { return int64(len(t.enc.EncodeOrdinary(string(text)))) }
+	if j.request != nil {
+		if root, err := p.ParseBytes(j.request); err == nil {
+			var total int64
+			forEachPromptText(j.op, root, func(_ *fastjson.Value, text []byte) { total += n(text) })
+			j.sample.PromptTokens = total
+		}
+	}
+	if j.completion != nil {
+		if root, err := p.ParseBytes(j.completion); err == nil {
+			var total int64
+			choices, _ := root.Get("choices").Array()
+			for _, c := range choices {
+				text := c.GetStringBytes("message", "content")
+				if text == nil {
+					text = c.GetStringBytes("text")
+				}
+				total += n(text)
+			}
+			j.sample.CompletionTokens = total
+		}
+	}
+}
