@@ -2,6 +2,9 @@ package gateway_test
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -36,9 +39,19 @@ func (g *gw) admin(t *testing.T, method, path, token string) response {
 // API and in /metrics.
 func TestDriftEndToEnd(t *testing.T) {
 	t.Setenv("LLMGATE_ADMIN_TOKEN", "drift-admin")
+	hooks := make(chan string, 16)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		select {
+		case hooks <- string(b):
+		default:
+		}
+	}))
+	t.Cleanup(hook.Close)
 	f := startFake(t, fakellm.Options{})
 	g := startGateway(t, newConfig(t, func(c *config.Config) {
 		c.Drift.Interval = time.Second
+		c.Drift.Webhook = hook.URL
 	}, model("chat", "v1", version("v1", f.backend()))))
 
 	send := func(n int, text func(i int) string) {
@@ -95,6 +108,14 @@ func TestDriftEndToEnd(t *testing.T) {
 	}
 	g.waitMetric(t, "llmgate_drift_detected", map[string]string{"model": "chat", "version": "v1", "feature": "script"}, "= 1",
 		func(v float64) bool { return v == 1 })
+	select {
+	case ev := <-hooks:
+		if !strings.Contains(ev, `"event":"drift_verdict_changed"`) || !strings.Contains(ev, `"model":"chat"`) || !strings.Contains(ev, `"to":"drift"`) {
+			t.Errorf("webhook event %s", ev)
+		}
+	case <-time.After(waitTimeout):
+		t.Error("no webhook event for the verdict change")
+	}
 	if res := g.admin(t, "GET", "/admin/drift/chat/v9", "drift-admin"); res.status != 404 {
 		t.Errorf("unknown version: status %d", res.status)
 	}

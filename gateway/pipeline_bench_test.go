@@ -45,7 +45,7 @@ func chatBody1K(stream bool) []byte {
 }
 
 // newBenchGateway returns a gateway whose one backend is cannedBackend on an in-memory listener.
-func newBenchGateway(tb testing.TB) *Gateway {
+func newBenchGateway(tb testing.TB, edits ...func(*config.Config)) *Gateway {
 	tb.Helper()
 	ln := fasthttputil.NewInmemoryListener()
 	srv := &fasthttp.Server{Handler: cannedBackend}
@@ -54,6 +54,9 @@ func newBenchGateway(tb testing.TB) *Gateway {
 	cfg := &config.Config{Models: []config.Model{{Alias: "chat", Versions: []config.Version{{
 		Version: "v1", Backends: []config.Backend{{URL: "http://backend.test:8000", Kind: "vllm", Model: "meta-llama/Llama-3.1-8B-Instruct"}},
 	}}}}}
+	for _, edit := range edits {
+		edit(cfg)
+	}
 	cfg.ApplyDefaults()
 	if err := cfg.Validate(); err != nil {
 		tb.Fatal(err)
@@ -87,8 +90,8 @@ func newBenchCtx(body []byte) (*fasthttp.RequestCtx, *fasthttp.Request) {
 	return ctx, req
 }
 
-func benchmarkPipeline(b *testing.B, stream bool) {
-	g := newBenchGateway(b)
+func benchmarkPipeline(b *testing.B, stream bool, edits ...func(*config.Config)) {
+	g := newBenchGateway(b, edits...)
 	g.log = discardLogger() // the access log is async; its cost is measured separately
 	ctx, req := newBenchCtx(chatBody1K(stream))
 	var w bytes.Buffer
@@ -106,6 +109,12 @@ func benchmarkPipeline(b *testing.B, stream bool) {
 // BenchmarkPipelineBuffered is the whole non-streaming path: decode, route, rewrite, forward to
 // an in-memory backend, copy the answer, metrics.
 func BenchmarkPipelineBuffered(b *testing.B) { benchmarkPipeline(b, false) }
+
+// BenchmarkPipelineBufferedNoDrift is BenchmarkPipelineBuffered without drift statistics: the
+// difference is what stage 9's sample costs.
+func BenchmarkPipelineBufferedNoDrift(b *testing.B) {
+	benchmarkPipeline(b, false, func(c *config.Config) { c.Drift.Off = true })
+}
 
 // BenchmarkPipelineStream is the streaming path: 16 content events, usage chunk dropped, [DONE].
 func BenchmarkPipelineStream(b *testing.B) { benchmarkPipeline(b, true) }
