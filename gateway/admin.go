@@ -13,6 +13,7 @@ import (
 func (g *Gateway) handleAdmin(ctx *fasthttp.RequestCtx) {
 	switch string(ctx.Path()) {
 	case "/metrics":
+		g.syncCacheMetrics()
 		var buf bytes.Buffer
 		g.metrics.set.WritePrometheus(&buf)
 		ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
@@ -30,7 +31,7 @@ func (g *Gateway) handleAdmin(ctx *fasthttp.RequestCtx) {
 			pprofhandler.PprofHandler(ctx)
 			return
 		}
-		if seg, ok := adminSegments(ctx); ok && g.serveDrift(ctx, seg) {
+		if seg, ok := adminSegments(ctx); ok && (g.serveDrift(ctx, seg) || g.serveCache(ctx, seg)) {
 			return
 		}
 		setRequestID(ctx, nil)

@@ -123,3 +123,31 @@ func TestDriftEndToEnd(t *testing.T) {
 		t.Errorf("stats: status %d: %s", res.status, res.body)
 	}
 }
+
+// A backend that reports no usage: the drift sample's token counts come from the tokenizer,
+// off the request path, and the sample lands once counted.
+func TestDriftTokensWithoutUsage(t *testing.T) {
+	t.Setenv("LLMGATE_ADMIN_TOKEN", "drift-admin")
+	answer := `{"id":"c1","object":"chat.completion","created":1,"model":"canned","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there, friend."},"finish_reason":"stop"}]}`
+	b := cannedBackend(t, 200, http.Header{"Content-Type": {"application/json"}}, answer)
+	g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", b))))
+	if res := g.do(t, "POST", "/v1/chat/completions", chatBody("Count my tokens, please.", "")); res.status != 200 {
+		t.Fatalf("status %d: %s", res.status, res.body)
+	}
+	waitFor(t, "the counted sample", func() bool {
+		res := g.admin(t, "GET", "/admin/stats/chat", "drift-admin")
+		return strings.Contains(string(res.body), `"requests": 1`)
+	})
+	res := g.admin(t, "GET", "/admin/drift/chat/v1", "drift-admin")
+	var v driftView
+	if err := json.Unmarshal(res.body, &v); err != nil {
+		t.Fatal(err)
+	}
+	measured := map[string]uint64{}
+	for _, f := range v.Report.Features {
+		measured[f.Feature] = f.CurN
+	}
+	if measured["prompt_tokens"] != 1 || measured["completion_tokens"] != 1 {
+		t.Fatalf("token features not measured: %v\n%s", measured, res.body)
+	}
+}

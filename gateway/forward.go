@@ -28,6 +28,7 @@ func (g *Gateway) forwardBuffered(ctx *fasthttp.RequestCtx, r *request, snap *sn
 	ctx.SetStatusCode(r.status)
 	body := resp.Body()
 	r.inputTokens, r.outputTokens = usageTokens(&r.parser, body)
+	g.cacheStoreBuffered(r, body) // 8. the backend's answer, before the guard (see cachestage.go)
 	if r.status == fasthttp.StatusOK {
 		if r.stats.vs != nil {
 			r.stats.noteCompletion(body) // the model's own answer, before the guard rewrites it

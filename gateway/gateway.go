@@ -17,6 +17,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/llmgate/llmgate/config"
+	"github.com/llmgate/llmgate/gateway/cache"
 	"github.com/llmgate/llmgate/router"
 )
 
@@ -36,6 +37,9 @@ type Gateway struct {
 	classifyQueue classifyQueue
 	// stats holds drift statistics per model version; nil when drift.off is set.
 	stats *statsRegistry
+	// cacheStore holds cached answers; nil when no alias enables caching.
+	cacheStore *cache.Store
+	flights    cache.Group
 	// adminTokens are the bearer tokens the admin listener accepts.
 	adminTokens []adminToken
 
@@ -57,6 +61,8 @@ type snapshot struct {
 	guardMetrics map[*router.Version]*guardMetrics
 	// stats holds each version's statistics; empty when drift is off.
 	stats map[*router.Version]*versionStats
+	// caches holds each version's cache settings.
+	caches map[*router.Version]*versionCache
 }
 
 type backendHandles struct {
@@ -103,6 +109,16 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	})
 	if !cfg.Drift.Off {
 		g.stats = newStatsRegistry(cfg, m.set, g.log)
+	}
+	for _, mc := range cfg.Models {
+		if mc.Cache.Enabled && g.cacheStore == nil {
+			st, err := cache.New(cache.Config{MaxBytes: cfg.Cache.MaxBytes})
+			if err != nil {
+				aw.Close()
+				return nil, fmt.Errorf("cache: %w", err)
+			}
+			g.cacheStore = st
+		}
 	}
 	var err error
 	if g.adminTokens, err = loadAdminTokens(cfg.Admin.Tokens); err != nil {
@@ -154,16 +170,18 @@ func (g *Gateway) install(cfg *config.Config) error {
 		return err
 	}
 	s := &snapshot{table: t, backends: make([]*backendHandles, len(t.Backends())), guards: map[string]*aliasGuard{},
-		guardMetrics: map[*router.Version]*guardMetrics{}, stats: map[*router.Version]*versionStats{}}
+		guardMetrics: map[*router.Version]*guardMetrics{}, stats: map[*router.Version]*versionStats{},
+		caches: map[*router.Version]*versionCache{}}
 	for _, m := range cfg.Models {
 		ag, err := g.newAliasGuard(m)
 		if err != nil {
 			return err
 		}
-		if g.stats != nil {
-			for _, v := range t.Model(m.Alias).Versions {
+		for _, v := range t.Model(m.Alias).Versions {
+			if g.stats != nil {
 				s.stats[v] = g.stats.forVersion(m.Alias, v.Name, m.Drift)
 			}
+			s.caches[v] = g.newVersionCache(m.Alias, v.Name, cacheSettings{enabled: m.Cache.Enabled, ttl: m.Cache.TTL, nondeterministic: m.Cache.Nondeterministic})
 		}
 		if ag != nil {
 			s.guards[m.Alias] = ag
@@ -245,6 +263,9 @@ func (g *Gateway) Close() error {
 		g.classifyQueue.close() // its workers log: before the log closes
 		if g.stats != nil {
 			g.stats.close()
+		}
+		if g.cacheStore != nil {
+			g.cacheStore.Close()
 		}
 		g.accessLog.Close()
 	})

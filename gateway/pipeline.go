@@ -114,7 +114,10 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *request) (done bool) {
 		}
 	}
 	ctx.Response.Header.Set("X-Llmgate-Version", version.Name)
-	// 5. cache lookup: issue #6.
+	// 5. cache lookup: a hit or a coalesced answer ends here; a leader goes on and stores (8).
+	if handled, done := g.cacheLookup(ctx, r, snap); handled {
+		return done
+	}
 	// 6. forward, retrying on another backend until the client has seen a byte.
 	if r.stream {
 		if err := g.forwardStream(ctx, r, snap); err != nil {
@@ -127,7 +130,7 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *request) (done bool) {
 		return g.fail(ctx, r, err)
 	}
 	// 7. guard the completion: in forwardBuffered, on the backend's body.
-	// 8. cache store: issue #6.
+	// 8. cache store: in forwardBuffered, and at the end of a stream in streamBody.Close.
 	// 9. observe: in finish.
 	return true
 }
@@ -193,6 +196,9 @@ func (g *Gateway) finish(r *request) {
 				vm.tpot.Update(r.lastEventAt.Sub(r.firstEventAt).Seconds() / float64(r.events-1))
 			}
 		}
+	}
+	if r.cache.result != "" {
+		r.cache.vc.results[r.cache.result].Inc()
 	}
 	if r.stats.vs != nil {
 		g.observe(r, now, elapsed, overhead)

@@ -73,6 +73,7 @@ type request struct {
 	guard       guardState
 	streamGuard streamGuard
 	stats       requestStats
+	cache       cacheState
 	gw          *Gateway
 }
 
@@ -99,6 +100,7 @@ func releaseRequest(r *request) {
 	}
 	r.guard.reset()
 	r.stats.reset()
+	r.cache.reset()
 	requestPool.Put(r)
 }
 

@@ -195,7 +195,7 @@ func (g *Gateway) observe(r *request, now time.Time, elapsed, overhead time.Dura
 	s.Script = drift.DetectScript(st.promptHead)
 	s.Tools = st.tools
 	s.Stream = r.stream
-	if r.status == fasthttp.StatusOK && r.op != opEmbeddings && (s.PromptTokens < 0 || s.CompletionTokens < 0) {
+	if s.Status == drift.StatusOK && r.op != opEmbeddings && (s.PromptTokens < 0 || s.CompletionTokens < 0) {
 		// The backend reported no usage: count tokens off the request path.
 		g.stats.tokens.push(g, vs, s, r)
 		return

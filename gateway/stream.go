@@ -35,13 +35,24 @@ func (g *Gateway) forwardStream(ctx *fasthttp.RequestCtx, r *request, snap *snap
 		g.finish(r)
 		return nil
 	}
-	ctx.Response.Header.Set("Cache-Control", "no-cache")
-	ctx.Response.Header.Set("X-Accel-Buffering", "no")
 	// The backend is busy until the stream ends, not when its headers arrive: keep it counted
 	// in flight so least-loaded picking sees streams. streamBody.Close releases it.
 	r.backend.Acquire()
+	r.cache.startRecording(r.op)
+	g.startStream(ctx, r, r.upstreamResp.BodyStream())
+	return nil
+}
+
+// startStream sends the stream src (a backend's body, a cache replay or a coalesced leader's
+// events) to the client through the stream stages, event by event.
+func (g *Gateway) startStream(ctx *fasthttp.RequestCtx, r *request, src io.Reader) {
+	ctx.SetStatusCode(fasthttp.StatusOK)
+	ctx.SetContentType("text/event-stream")
+	ctx.Response.Header.Set("Cache-Control", "no-cache")
+	ctx.Response.Header.Set("X-Accel-Buffering", "no")
+	r.status = fasthttp.StatusOK
 	r.startStreamGuard()
-	r.streamBody.start(r)
+	r.streamBody.start(r, src)
 	// fasthttp writes a chunk and flushes after every Read of a body stream of unknown size,
 	// and streamBody.Read returns one event per call: one flush per event, no goroutine or
 	// pipe per stream (SetBodyStreamWriter needs both).
@@ -49,7 +60,6 @@ func (g *Gateway) forwardStream(ctx *fasthttp.RequestCtx, r *request, snap *snap
 	// Send the 200 and headers now, as the backend did, not with the first token: a long
 	// prefill must not look like a dead connection to the client or a load balancer.
 	ctx.Response.ImmediateHeaderFlush = true
-	return nil
 }
 
 func isEventStream(resp *fasthttp.Response) bool {
@@ -71,9 +81,8 @@ type streamBody struct {
 	ended    bool // the stream is over; the next Read returns io.EOF
 }
 
-func (s *streamBody) start(r *request) {
+func (s *streamBody) start(r *request, body io.Reader) {
 	s.r, s.out, s.sawDone, s.ended = r, nil, false, false
-	body := r.upstreamResp.BodyStream()
 	if body == nil {
 		s.ended = true
 		return
@@ -137,6 +146,7 @@ func (s *streamBody) next(wait bool) []byte {
 		if !ok {
 			return s.event(ev) // comments (keep-alive pings) and other fields pass through
 		}
+		r.cache.record(data) // 8. the backend's own events, for the cache and coalesced followers
 		if sse.IsDone(data) {
 			s.sawDone = true
 			return s.event(ev)
@@ -228,7 +238,10 @@ func (s *streamBody) Close() error {
 		r.errCode = "client_disconnected"
 	}
 	_ = r.upstreamResp.CloseBodyStream()
-	r.backend.Release()
+	if r.backend != nil {
+		r.backend.Release()
+	}
+	r.gw.endStream(r, s.ended && s.sawDone && r.errCode == "")
 	s.r, s.out = nil, nil
 	r.gw.finish(r)
 	return nil

@@ -20,10 +20,16 @@ type tokenCounter struct {
 	queue   chan tokenJob
 	done    chan struct{}
 	dropped *metrics.Counter
+}
+
+// The vocabulary is the process's, loaded once: tiktoken's loader is a package global, and
+// several gateways may share a process (tests).
+var (
+	encOnce sync.Once
+	encMu   sync.Mutex // serialises Encode across gateways
 	enc     *tiktoken.Tiktoken
 	encErr  error
-	once    sync.Once
-}
+)
 
 // tokenJob is one sample waiting for its token counts, with copies of the texts to count.
 type tokenJob struct {
@@ -77,14 +83,16 @@ func (t *tokenCounter) push(g *Gateway, vs *versionStats, s *drift.Sample, r *re
 }
 
 func (t *tokenCounter) count(p *fastjson.Parser, j *tokenJob) {
-	t.once.Do(func() {
+	encOnce.Do(func() {
 		tiktoken.SetBpeLoader(tiktokenloader.NewOfflineLoader())
-		t.enc, t.encErr = tiktoken.GetEncoding("cl100k_base")
+		enc, encErr = tiktoken.GetEncoding("cl100k_base")
 	})
-	if t.encErr != nil {
+	if encErr != nil {
 		return // the sample keeps "not measured"
 	}
-	n := func(text []byte) int64 { return int64(len(t.enc.EncodeOrdinary(string(text)))) }
+	encMu.Lock()
+	defer encMu.Unlock()
+	n := func(text []byte) int64 { return int64(len(enc.EncodeOrdinary(string(text)))) }
 	if j.request != nil {
 		if root, err := p.ParseBytes(j.request); err == nil {
 			var total int64

@@ -64,21 +64,21 @@ func (r Reason) String() string {
 
 // Decide applies p and the request's headers to req, prepared by Prepare (nil when the
 // gateway skipped Prepare because p is disabled). cacheHeader is x-llmgate-cache (bypass,
-// refresh, only-if-cached); cacheControl is Cache-Control, of which no-store, no-cache and
-// only-if-cached count. Reason explains the first rule that took something away.
+// refresh, only-if-cached); cacheControl is Cache-Control, of which no-store and only-if-cached
+// count. no-cache does not: the OpenAI SDKs send it on every stream request as an SSE habit,
+// not as a wish about the gateway's cache (x-llmgate-cache: refresh says that). Reason explains
+// the first rule that took something away.
 //
 // Rules: a disabled alias or an uncacheable body bypasses (only-if-cached then answers 504
 // without lookup); a body that is not deterministic (temperature 0 or a seed; embeddings always
-// are) bypasses unless p allows it; bypass wins over every other header; refresh and no-cache
-// skip the lookup but store; no-store never stores; only-if-cached never calls the backend.
+// are) bypasses unless p allows it; bypass wins over every other header; refresh skips the
+// lookup but stores; no-store never stores; only-if-cached never calls the backend.
 func Decide(p Policy, req *Request, cacheHeader, cacheControl []byte) (Decision, Reason) {
 	var noStore, noCache, onlyCached bool
 	forEachToken(cacheControl, func(tok []byte) {
 		switch {
 		case bytes.EqualFold(tok, []byte("no-store")):
 			noStore = true
-		case bytes.EqualFold(tok, []byte("no-cache")):
-			noCache = true
 		case bytes.EqualFold(tok, []byte("only-if-cached")):
 			onlyCached = true
 		}

@@ -33,7 +33,7 @@ func TestDecide(t *testing.T) {
 		{"header unknown", on, KindChat, det, "sometimes", "", Bypass, ReasonBadHeader},
 		{"no-store: lookup, never store", on, KindChat, det, "", "no-store", Lookup, ReasonNoStore},
 		{"no-store among directives", on, KindChat, det, "", "max-age=0, No-Store", Lookup, ReasonNoStore},
-		{"no-cache: refresh", on, KindChat, det, "", "no-cache", Refresh, ReasonRefresh},
+		{"no-cache ignored (SDKs send it with every stream)", on, KindChat, det, "", "no-cache", Use, ReasonNone},
 		{"refresh + no-store: nothing", on, KindChat, det, "refresh", "no-store", Bypass, ReasonNoStore},
 		{"Cache-Control only-if-cached", on, KindChat, det, "", "only-if-cached", OnlyIfCached, ReasonOnlyIfCached},
 		{"only-if-cached + no-store", on, KindChat, det, "only-if-cached", "no-store", OnlyIfCached, ReasonOnlyIfCached},

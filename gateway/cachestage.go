@@ -1,0 +1,405 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+
+	"github.com/llmgate/llmgate/drift"
+	"github.com/llmgate/llmgate/gateway/cache"
+)
+
+// The response cache (stages 5 and 8). What is stored is the backend's answer, before the
+// completion guard: the key is the prompt after redaction, so two prompts that differ only in
+// personal data share an entry, and each hit runs the completion guard (leaks, placeholders
+// restored from the requester's own vault) like an answer fresh from the backend.
+
+// Values of the x-llmgate-cache response header.
+const (
+	cacheHit       = "hit"
+	cacheMiss      = "miss"
+	cacheBypass    = "bypass"
+	cacheCoalesced = "coalesced"
+)
+
+var cacheResults = [...]string{cacheHit, cacheMiss, cacheBypass, cacheCoalesced}
+
+// versionCache is one version's cache settings and series, built with the snapshot.
+type versionCache struct {
+	policy  cache.Policy
+	scope   *cache.Scope // nil when no alias caches (no store)
+	results map[string]*metrics.Counter
+}
+
+func (g *Gateway) newVersionCache(alias, version string, mc cacheSettings) *versionCache {
+	vc := &versionCache{policy: cache.Policy{Enabled: mc.enabled && g.cacheStore != nil, TTL: mc.ttl, AllowNonDeterministic: mc.nondeterministic},
+		results: map[string]*metrics.Counter{}}
+	if g.cacheStore != nil {
+		vc.scope = g.cacheStore.Scope(alias, version)
+	}
+	for _, res := range cacheResults {
+		vc.results[res] = g.metrics.set.GetOrCreateCounter(`llmgate_cache_requests_total{model=` + strconv.Quote(alias) +
+			`,version=` + strconv.Quote(version) + `,result="` + res + `"}`)
+	}
+	return vc
+}
+
+type cacheSettings struct {
+	enabled, nondeterministic bool
+	ttl                       time.Duration
+}
+
+// cacheState is the cache's per-request state, part of the pooled request.
+type cacheState struct {
+	req      cache.Request
+	decision cache.Decision
+	vc       *versionCache
+	flight   *cache.Flight // this request leads a flight: it must Finish or Fail it
+	recorder *cache.Recorder
+	result   string
+	buf      []byte // a replayed answer
+	id       []byte
+}
+
+func (s *cacheState) reset() {
+	if s.flight != nil {
+		s.flight.Fail() // a no-op after Finish; releases followers on every other path
+		s.flight = nil
+	}
+	if s.recorder != nil {
+		cache.ReleaseRecorder(s.recorder)
+		s.recorder = nil
+	}
+	s.req.Reset()
+	s.decision, s.vc, s.result, s.buf, s.id = cache.Bypass, nil, "", s.buf[:0], s.id[:0]
+}
+
+var (
+	errCacheMiss  = &apiError{status: fasthttp.StatusGatewayTimeout, typ: typeInvalidRequest, code: "cache_miss", message: "x-llmgate-cache: only-if-cached was asked and no cached answer exists."}
+	errCacheValue = badRequest("", "The x-llmgate-cache header must be bypass, refresh or only-if-cached.")
+)
+
+// cacheLookup is stage 5. It answers the request from the cache, from a flight it joins, or
+// readies this request to lead a flight and store its answer. handled reports that the response
+// was produced (done as proxy returns it).
+func (g *Gateway) cacheLookup(ctx *fasthttp.RequestCtx, r *request, snap *snapshot) (handled, done bool) {
+	vc := snap.caches[r.version]
+	if vc == nil {
+		return false, false
+	}
+	cs := &r.cache
+	cs.vc = vc
+	var req *cache.Request
+	if vc.policy.Enabled {
+		// An error leaves req unprepared and Decide bypasses it.
+		_ = cache.Prepare(&cs.req, cache.Kind(r.op), r.version.Alias, r.version.Name, r.body)
+		req = &cs.req
+	}
+	d, why := cache.Decide(vc.policy, req, ctx.Request.Header.Peek("X-Llmgate-Cache"), ctx.Request.Header.Peek("Cache-Control"))
+	if why == cache.ReasonBadHeader {
+		return true, g.fail(ctx, r, errCacheValue)
+	}
+	cs.decision = d
+	cs.result = cacheBypass
+	if d&cache.Lookup != 0 {
+		if e, ok := g.cacheStore.Get(vc.scope, &cs.req); ok {
+			return true, g.replay(ctx, r, e, cacheHit)
+		}
+		cs.result = cacheMiss
+		r.stats.cache = drift.CacheMiss
+	}
+	if d&cache.OnlyCached != 0 {
+		cs.result = cacheMiss
+		g.setCacheHeader(ctx, r)
+		return true, g.fail(ctx, r, errCacheMiss)
+	}
+	if d&cache.Lookup != 0 {
+		f, leader := g.flights.Join(cs.req.Key)
+		if leader {
+			cs.flight = f
+		} else if handled, done := g.follow(ctx, r, f); handled {
+			return true, done
+		}
+	}
+	if d&cache.Save != 0 && cs.result == cacheBypass {
+		cs.result = cacheMiss // refresh: not looked up, but stored
+	}
+	g.setCacheHeader(ctx, r)
+	return false, false
+}
+
+func (g *Gateway) setCacheHeader(ctx *fasthttp.RequestCtx, r *request) {
+	ctx.Response.Header.Set("X-Llmgate-Cache", r.cache.result)
+}
+
+// follow waits for the flight's leader and answers with its result. When the leader failed
+// (or its answer is not one to share) it returns handled false: the request goes to the backend
+// on its own.
+func (g *Gateway) follow(ctx *fasthttp.RequestCtx, r *request, f *cache.Flight) (handled, done bool) {
+	wctx, cancel := context.WithDeadline(context.Background(), r.start.Add(g.cfg.Timeouts.Total))
+	defer func() { cancel() }()
+	if !r.stream {
+		e, err := f.Wait(wctx)
+		if err != nil || e == nil {
+			return false, false
+		}
+		return true, g.replay(ctx, r, e, cacheCoalesced)
+	}
+	r.cache.id = cache.AppendID(r.cache.id[:0], cache.Kind(r.op))
+	fl := f.Follow(r.cache.id, time.Now().Unix())
+	first, err := fl.Next(wctx)
+	switch {
+	case errors.Is(err, io.EOF) && fl.Events() == 0:
+		// The leader was a buffered request: replay its answer as a stream.
+		if e := fl.Entry(); e != nil {
+			return true, g.replay(ctx, r, e, cacheCoalesced)
+		}
+		return false, false
+	case err != nil:
+		return false, false
+	}
+	r.cache.result = cacheCoalesced
+	g.setCacheHeader(ctx, r)
+	g.startStream(ctx, r, &followerSource{fl: fl, first: first, ctx: wctx, cancel: cancel})
+	cancel = func() {} // the source owns the context now
+	return true, false
+}
+
+// replay answers from a cache entry, buffered or as a stream, through the same completion
+// stages as a backend answer.
+func (g *Gateway) replay(ctx *fasthttp.RequestCtx, r *request, e *cache.Entry, result string) bool {
+	cs := &r.cache
+	cs.result = result
+	r.stats.cache = drift.CacheHit
+	g.setCacheHeader(ctx, r)
+	cs.id = cache.AppendID(cs.id[:0], cache.Kind(r.op))
+	now := time.Now().Unix()
+	r.status = fasthttp.StatusOK
+	if r.stream {
+		// The entry replays with its usage chunk; the stream stage drops it when the client did
+		// not ask, exactly as for a backend stream.
+		cs.buf = e.AppendSSE(cs.buf[:0], cs.id, now, true)
+		g.startStream(ctx, r, &bytesSource{b: cs.buf})
+		return false
+	}
+	body := e.AppendJSON(cs.buf[:0], cs.id, now)
+	cs.buf = body
+	r.inputTokens, r.outputTokens = e.Tokens()
+	ctx.SetStatusCode(fasthttp.StatusOK)
+	ctx.SetContentType("application/json")
+	if r.stats.vs != nil {
+		r.stats.noteCompletion(body)
+	}
+	body = g.guardCompletion(r, body)
+	setGuardHeader(ctx, r)
+	ctx.Response.SetBody(body)
+	return true
+}
+
+// cacheStoreBuffered is stage 8 for a buffered answer: the backend's body, before the guard.
+func (g *Gateway) cacheStoreBuffered(r *request, backendBody []byte) {
+	cs := &r.cache
+	if cs.flight == nil && cs.decision&cache.Save == 0 {
+		return
+	}
+	if r.status != fasthttp.StatusOK {
+		return // reset fails the flight
+	}
+	e, err := cache.NewEntry(cache.Kind(r.op), backendBody, cs.req.N)
+	if err != nil {
+		return
+	}
+	if cs.decision&cache.Save != 0 {
+		g.cacheStore.Set(cs.vc.scope, &cs.req, e, cs.vc.policy.TTL)
+	}
+	if cs.flight != nil {
+		cs.flight.Finish(e)
+		cs.flight = nil
+	}
+}
+
+// maxCachedStream bounds what one recorded stream may hold.
+const maxCachedStream = 4 << 20
+
+// startRecording readies stage 8 for a stream this request leads or stores.
+func (cs *cacheState) startRecording(op operation) {
+	if cs.flight != nil || cs.decision&cache.Save != 0 {
+		cs.recorder = cache.AcquireRecorder(cache.Kind(op), cs.req.N, maxCachedStream)
+	}
+}
+
+// record is stage 8 per stream event: the backend's payload, before guard and usage stripping.
+func (cs *cacheState) record(data []byte) {
+	if cs.recorder == nil {
+		return
+	}
+	if cs.recorder.Add(data) != nil {
+		cache.ReleaseRecorder(cs.recorder) // not cacheable; followers still get the events
+		cs.recorder = nil
+	}
+	if cs.flight != nil {
+		cs.flight.Publish(data)
+	}
+}
+
+// endStream is stage 8 at the end of a stream: a complete stream is stored and finishes the
+// flight; anything else fails it (in reset).
+func (g *Gateway) endStream(r *request, clean bool) {
+	cs := &r.cache
+	if !clean || (cs.flight == nil && cs.recorder == nil) {
+		return
+	}
+	var e *cache.Entry
+	if cs.recorder != nil {
+		if entry, err := cs.recorder.Entry(); err == nil {
+			e = entry
+			if cs.decision&cache.Save != 0 {
+				g.cacheStore.Set(cs.vc.scope, &cs.req, e, cs.vc.policy.TTL)
+			}
+		}
+	}
+	if cs.flight != nil {
+		cs.flight.Finish(e) // nil: complete but not cacheable; followers already have every event
+		cs.flight = nil
+	}
+}
+
+// bytesSource is a replayed stream body.
+type bytesSource struct{ b []byte }
+
+func (s *bytesSource) Read(p []byte) (int, error) {
+	if len(s.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, s.b)
+	s.b = s.b[n:]
+	return n, nil
+}
+
+// followerSource is the stream of a flight's leader as this follower reads it, framed as SSE.
+type followerSource struct {
+	fl     *cache.Follower
+	first  []byte
+	pend   []byte
+	ctx    context.Context
+	cancel context.CancelFunc
+	err    error
+}
+
+func (s *followerSource) Read(p []byte) (int, error) {
+	for len(s.pend) == 0 {
+		if s.err != nil {
+			s.cancel()
+			return 0, s.err
+		}
+		data := s.first
+		if data != nil {
+			s.first = nil
+		} else if data, s.err = s.fl.Next(s.ctx); s.err != nil {
+			if errors.Is(s.err, cache.ErrLeaderFailed) {
+				s.err = io.ErrUnexpectedEOF // the stream stage reports a broken stream
+			}
+			continue
+		}
+		s.pend = append(append(append(s.pend[:0], "data: "...), data...), "\n\n"...)
+	}
+	n := copy(p, s.pend)
+	s.pend = s.pend[n:]
+	return n, nil
+}
+
+// syncCacheMetrics copies the store's own counters into /metrics before a scrape.
+func (g *Gateway) syncCacheMetrics() {
+	if g.cacheStore == nil {
+		return
+	}
+	st := g.cacheStore.Stats()
+	set := g.metrics.set
+	set.GetOrCreateCounter("llmgate_cache_evictions_total").Set(st.Evictions)
+	set.GetOrCreateCounter("llmgate_cache_stores_total").Set(st.Stores)
+	set.GetOrCreateGauge("llmgate_cache_bytes", nil).Set(float64(st.Bytes))
+	set.GetOrCreateGauge("llmgate_cache_entries", nil).Set(float64(st.Entries))
+	set.GetOrCreateGauge("llmgate_cache_max_bytes", nil).Set(float64(st.MaxBytes))
+	fs := g.flights.Stats()
+	set.GetOrCreateGauge("llmgate_cache_flights_in_flight", nil).Set(float64(fs.InFlight))
+}
+
+// cacheView is GET /admin/cache.
+type cacheView struct {
+	Enabled  bool             `json:"enabled"`
+	Bytes    int64            `json:"bytes"`
+	MaxBytes int64            `json:"max_bytes"`
+	Entries  int64            `json:"entries"`
+	Hits     uint64           `json:"hits"`
+	Misses   uint64           `json:"misses"`
+	HitRatio float64          `json:"hit_ratio"`
+	Stores   uint64           `json:"stores"`
+	Evicted  uint64           `json:"evictions"`
+	Aliases  []aliasCacheView `json:"models"`
+	Flights  cache.GroupStats `json:"coalescing"`
+}
+
+type aliasCacheView struct {
+	Alias    string  `json:"model"`
+	Entries  int64   `json:"entries"`
+	Bytes    int64   `json:"bytes"`
+	Hits     uint64  `json:"hits"`
+	Misses   uint64  `json:"misses"`
+	HitRatio float64 `json:"hit_ratio"`
+}
+
+// serveCache answers GET /admin/cache and DELETE /admin/cache[?model=alias[&version=v]].
+func (g *Gateway) serveCache(ctx *fasthttp.RequestCtx, seg []string) bool {
+	if len(seg) != 2 || seg[0] != "admin" || seg[1] != "cache" {
+		return false
+	}
+	method := string(ctx.Method())
+	role := roleRead
+	if method != fasthttp.MethodGet {
+		role = roleAdmin
+	}
+	if _, err := g.authorize(ctx, role); err != nil {
+		writeError(ctx, err)
+		return true
+	}
+	switch method {
+	case fasthttp.MethodGet:
+		v := cacheView{Enabled: g.cacheStore != nil, Aliases: []aliasCacheView{}, Flights: g.flights.Stats()}
+		if g.cacheStore != nil {
+			st := g.cacheStore.Stats()
+			v.Bytes, v.MaxBytes, v.Entries, v.Hits, v.Misses, v.HitRatio = st.Bytes, st.MaxBytes, st.Entries, st.Hits, st.Misses, st.HitRatio()
+			v.Stores, v.Evicted = st.Stores, st.Evictions
+			for _, a := range st.Aliases {
+				v.Aliases = append(v.Aliases, aliasCacheView{Alias: a.Alias, Entries: a.Entries, Bytes: a.Bytes, Hits: a.Hits, Misses: a.Misses, HitRatio: a.HitRatio()})
+			}
+		}
+		encodeJSON(ctx, fasthttp.StatusOK, v)
+	case fasthttp.MethodDelete:
+		args := ctx.QueryArgs()
+		alias, version := string(args.Peek("model")), string(args.Peek("version"))
+		if version != "" && alias == "" {
+			writeError(ctx, badRequest("version", "A version is deleted from the cache together with its model: ?model=alias&version=v."))
+			return true
+		}
+		n := 0
+		if g.cacheStore != nil {
+			switch {
+			case version != "":
+				n = g.cacheStore.DeleteVersion(alias, version)
+			case alias != "":
+				n = g.cacheStore.DeleteAlias(alias)
+			default:
+				n = g.cacheStore.DeleteAll()
+			}
+		}
+		encodeJSON(ctx, fasthttp.StatusOK, map[string]any{"deleted": n, "model": alias, "version": version})
+	default:
+		writeError(ctx, errMethodNotAllowed)
+	}
+	return true
+}

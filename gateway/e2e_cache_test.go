@@ -1,0 +1,263 @@
+package gateway_test
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	openai "github.com/sashabaranov/go-openai"
+
+	"github.com/llmgate/llmgate/bench/fakellm"
+	"github.com/llmgate/llmgate/config"
+)
+
+// cached turns the alias's response cache on.
+func cached(m config.Model) config.Model {
+	m.Cache = config.ModelCache{Enabled: true, TTL: time.Hour}
+	return m
+}
+
+func cacheBody(content, extra string) string {
+	return chatBody(content, `,"temperature":0`+extra)
+}
+
+// untilHit repeats a request until the cache answers it (stores are applied asynchronously,
+// microseconds after the answer that made them) and returns that answer.
+func (g *gw) untilHit(t *testing.T, body string, headers ...string) response {
+	t.Helper()
+	var res response
+	waitFor(t, "a cache hit", func() bool {
+		res = g.do(t, "POST", "/v1/chat/completions", body, headers...)
+		return res.header.Get("X-Llmgate-Cache") == "hit"
+	})
+	return res
+}
+
+func chatContent(t *testing.T, body []byte) (id, content string) {
+	t.Helper()
+	var c openai.ChatCompletionResponse
+	if err := json.Unmarshal(body, &c); err != nil || len(c.Choices) == 0 {
+		t.Fatalf("not a chat completion (%v): %s", err, body)
+	}
+	return c.ID, c.Choices[0].Message.Content
+}
+
+// A deterministic request is answered once by the backend; the same request again is a hit
+// with the same content and usage, a fresh id, in either shape; another version, another
+// prompt or a changed parameter is a miss.
+func TestCacheHitBothShapes(t *testing.T) {
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, nil, cached(model("chat", "v1", version("v1", f.backend()), version("v2", f.backend())))))
+	// What go-openai sends for the request below (it cannot send temperature 0, so: a seed).
+	body := `{"model":"chat","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"What is a cache?"}],"seed":7}`
+	first := g.do(t, "POST", "/v1/chat/completions", body)
+	if first.status != 200 || first.header.Get("X-Llmgate-Cache") != "miss" {
+		t.Fatalf("first: status %d cache %q", first.status, first.header.Get("X-Llmgate-Cache"))
+	}
+	hit := g.untilHit(t, body)
+	calls := f.Requests()
+	firstID, want := chatContent(t, first.body)
+	hitID, got := chatContent(t, hit.body)
+	if got != want || hitID == firstID {
+		t.Fatalf("hit content %q id %q; first %q id %q", got, hitID, want, firstID)
+	}
+	var u1, u2 struct{ Usage openai.Usage }
+	_ = json.Unmarshal(first.body, &u1)
+	_ = json.Unmarshal(hit.body, &u2)
+	if u1.Usage != u2.Usage || u2.Usage.TotalTokens == 0 {
+		t.Fatalf("usage %+v, want what the answer cost: %+v", u2.Usage, u1.Usage)
+	}
+
+	// The buffered entry replays as a stream, read with go-openai's stream reader.
+	c, rec := g.client()
+	seed := 7
+	req := openai.ChatCompletionRequest{Model: "chat", Seed: &seed, Messages: []openai.ChatCompletionMessage{
+		{Role: "system", Content: "Be brief."}, {Role: "user", Content: "What is a cache?"}}}
+	var text strings.Builder
+	stream, err := c.CreateChatCompletionStream(ctx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		chunk, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ch := range chunk.Choices {
+			text.WriteString(ch.Delta.Content)
+		}
+	}
+	stream.Close()
+	if rec.header().Get("X-Llmgate-Cache") != "hit" || text.String() != want {
+		t.Fatalf("stream: cache %q text %q, want a hit with %q", rec.header().Get("X-Llmgate-Cache"), text.String(), want)
+	}
+	if f.Requests() != calls {
+		t.Fatalf("the backend was called for a hit")
+	}
+
+	for name, b := range map[string]string{
+		"other version":   strings.Replace(body, `"model":"chat"`, `"model":"chat@v2"`, 1),
+		"other prompt":    cacheBody("What is a cache line?", ""),
+		"other parameter": strings.Replace(body, `"seed":7`, `"seed":8`, 1),
+	} {
+		if res := g.do(t, "POST", "/v1/chat/completions", b); res.header.Get("X-Llmgate-Cache") != "miss" {
+			t.Errorf("%s: cache %q, want miss", name, res.header.Get("X-Llmgate-Cache"))
+		}
+	}
+}
+
+// A completed stream answers a later buffered request.
+func TestCacheStreamAnswersBuffered(t *testing.T) {
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, nil, cached(model("chat", "v1", version("v1", f.backend())))))
+	res := g.do(t, "POST", "/v1/chat/completions", cacheBody("Stream it", `,"stream":true`))
+	if res.status != 200 || res.header.Get("X-Llmgate-Cache") != "miss" {
+		t.Fatalf("status %d cache %q", res.status, res.header.Get("X-Llmgate-Cache"))
+	}
+	streamed, _ := choiceTexts(t, res.body)
+	hit := g.untilHit(t, cacheBody("Stream it", ""))
+	if _, got := chatContent(t, hit.body); got != streamed[0] {
+		t.Fatalf("buffered hit %q, stream said %q", got, streamed[0])
+	}
+}
+
+// What must not be cached is not, and the per-request header controls are honoured.
+func TestCacheRules(t *testing.T) {
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, nil, cached(model("chat", "v1", version("v1", f.backend())))))
+	cases := []struct {
+		name, body string
+		headers    []string
+		status     int
+		result     string
+	}{
+		{"non-deterministic", chatBody("hi", ""), nil, 200, "bypass"},
+		{"temperature above 0", chatBody("hi", `,"temperature":0.7`), nil, 200, "bypass"},
+		{"bypass header", cacheBody("hi", ""), []string{"X-Llmgate-Cache", "bypass"}, 200, "bypass"},
+		{"only-if-cached miss", cacheBody("never sent", ""), []string{"X-Llmgate-Cache", "only-if-cached"}, 504, "miss"},
+		{"unknown header value", cacheBody("hi", ""), []string{"X-Llmgate-Cache", "sometimes"}, 400, ""},
+		{"backend error", cacheBody("hi", ""), []string{"X-Fakellm-Status", "500", "X-Llmgate-Cache", "refresh"}, 502, "miss"},
+	}
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			res := g.do(t, "POST", "/v1/chat/completions", tt.body, tt.headers...)
+			if res.status != tt.status || res.header.Get("X-Llmgate-Cache") != tt.result {
+				t.Fatalf("status %d cache %q, want %d %q: %s", res.status, res.header.Get("X-Llmgate-Cache"), tt.status, tt.result, res.body)
+			}
+		})
+	}
+	// The failed answer was not stored: the same request is a miss, then (stored) a hit.
+	if res := g.do(t, "POST", "/v1/chat/completions", cacheBody("hi", ""), "X-Llmgate-Cache", "only-if-cached"); res.status != 504 {
+		t.Fatalf("an error was cached: status %d", res.status)
+	}
+	// no-store: looked up, never stored.
+	for range 3 {
+		res := g.do(t, "POST", "/v1/chat/completions", cacheBody("private", ""), "Cache-Control", "no-store")
+		if res.header.Get("X-Llmgate-Cache") != "miss" {
+			t.Fatalf("no-store: cache %q", res.header.Get("X-Llmgate-Cache"))
+		}
+	}
+}
+
+// 100 identical requests at once reach the backend once; every client gets the answer.
+func TestCacheCoalescing(t *testing.T) {
+	for _, stream := range []bool{false, true} {
+		t.Run(map[bool]string{false: "buffered", true: "stream"}[stream], func(t *testing.T) {
+			f := startFake(t, fakellm.Options{TTFT: 300 * time.Millisecond})
+			g := startGateway(t, newConfig(t, nil, cached(model("chat", "v1", version("v1", f.backend())))))
+			extra := ""
+			if stream {
+				extra = `,"stream":true`
+			}
+			body := cacheBody("Everyone asks this", extra)
+			const n = 100
+			var wg sync.WaitGroup
+			results := make([]response, n)
+			for i := range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					results[i] = g.do(t, "POST", "/v1/chat/completions", body)
+				}()
+			}
+			wg.Wait()
+			counts := map[string]int{}
+			texts := map[string]int{}
+			for _, res := range results {
+				if res.status != 200 {
+					t.Fatalf("status %d: %s", res.status, res.body)
+				}
+				counts[res.header.Get("X-Llmgate-Cache")]++
+				if stream {
+					text, done := choiceTexts(t, res.body)
+					if !done {
+						t.Fatalf("stream without [DONE]: %s", res.body)
+					}
+					texts[text[0]]++
+				} else {
+					_, c := chatContent(t, res.body)
+					texts[c]++
+				}
+			}
+			if got := f.Requests(); got != 1 {
+				t.Errorf("backend saw %d requests, want 1 (results %v)", got, counts)
+			}
+			if len(texts) != 1 || counts["coalesced"]+counts["hit"] != n-1 || counts["miss"] != 1 {
+				t.Errorf("results %v, %d distinct answers", counts, len(texts))
+			}
+		})
+	}
+}
+
+// Prompts that differ only in personal data share one entry (the backend saw placeholders),
+// and each client gets its own values back in the answer.
+func TestCacheWithPseudonyms(t *testing.T) {
+	answer := `{"id":"c1","object":"chat.completion","created":1,"model":"canned","choices":[{"index":0,"message":{"role":"assistant","content":"I will write to <EMAIL_ADDRESS_1>."},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":6,"total_tokens":11}}`
+	b := cannedBackend(t, 200, http.Header{"Content-Type": {"application/json"}}, answer)
+	m := cached(guarded(config.Guard{PII: config.PIIGuard{Prompt: "redact", Restore: true}}, b))
+	g := startGateway(t, newConfig(t, nil, m))
+	first := g.do(t, "POST", "/v1/chat/completions", cacheBody("Write to alice@example.com", ""))
+	if _, c := chatContent(t, first.body); c != "I will write to alice@example.com." {
+		t.Fatalf("first: %q", c)
+	}
+	hit := g.untilHit(t, cacheBody("Write to bob@example.org", ""))
+	if _, c := chatContent(t, hit.body); c != "I will write to bob@example.org." {
+		t.Fatalf("hit restored %q, want bob's own address", c)
+	}
+}
+
+// The admin API shows the cache and empties it by model.
+func TestCacheAdmin(t *testing.T) {
+	t.Setenv("LLMGATE_ADMIN_TOKEN", "cache-admin")
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, nil, cached(model("chat", "v1", version("v1", f.backend())))))
+	body := cacheBody("Keep this", "")
+	g.do(t, "POST", "/v1/chat/completions", body)
+	g.untilHit(t, body)
+	res := g.admin(t, "GET", "/admin/cache", "cache-admin")
+	var v struct {
+		Entries int64 `json:"entries"`
+		Models  []struct {
+			Model string `json:"model"`
+			Hits  uint64 `json:"hits"`
+		} `json:"models"`
+	}
+	if err := json.Unmarshal(res.body, &v); err != nil || v.Entries != 1 || len(v.Models) != 1 || v.Models[0].Hits == 0 {
+		t.Fatalf("GET /admin/cache %d: %s", res.status, res.body)
+	}
+	if res := g.admin(t, "DELETE", "/admin/cache?model=chat", "cache-admin"); res.status != 200 {
+		t.Fatalf("DELETE: %d %s", res.status, res.body)
+	}
+	if res := g.do(t, "POST", "/v1/chat/completions", body, "X-Llmgate-Cache", "only-if-cached"); res.status != 504 {
+		t.Fatalf("after DELETE: status %d, want a miss", res.status)
+	}
+	g.waitMetric(t, "llmgate_cache_requests_total", map[string]string{"model": "chat", "result": "hit"}, ">= 1", func(v float64) bool { return v >= 1 })
+}
