@@ -26,7 +26,7 @@ func TestNodeSDK(t *testing.T) {
 
 	// "chat" serves chat and embeddings from the same model.
 	f := startFake(t, fakellm.Options{Model: "meta-llama/Llama-3.1-8B-Instruct", OutputTokens: 12})
-	g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", f.backend()))))
+	g := startGateway(t, newConfig(t, nil, cached(model("chat", "v1", version("v1", f.backend())))))
 
 	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

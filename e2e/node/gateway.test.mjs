@@ -115,6 +115,29 @@ describe('llmgate via the openai SDK', { timeout: 4 * TIMEOUT_MS }, () => {
     }
   });
 
+  test('a cached answer replays as an SSE stream, usage chunk included', { timeout: TIMEOUT_MS }, async () => {
+    // temperature 0 makes the request cacheable; the Go test enables the cache on this alias.
+    const req = { model, messages: [{ role: 'user', content: 'Cache me, node.' }], max_tokens: 16, temperature: 0 };
+    const first = await client.chat.completions.create(req);
+    const want = first.choices[0].message.content;
+    // Stores land microseconds after the answer: ask until the cache answers.
+    let hit = null;
+    for (let i = 0; i < 200 && !hit; i++) {
+      const { data, response } = await client.chat.completions
+        .create({ ...req, stream: true, stream_options: { include_usage: true } })
+        .withResponse();
+      const got = await collect(data);
+      if (response.headers.get('x-llmgate-cache') === 'hit') hit = got;
+    }
+    assert.ok(hit, 'no cache hit after 200 identical requests');
+    assert.equal(hit.text, want, 'the replayed stream says something else than the cached answer');
+    assert.equal(hit.finishReason, first.choices[0].finish_reason);
+    assert.ok(hit.contentDeltas >= 2, `replay came in ${hit.contentDeltas} content deltas, want a stream of several`);
+    const last = hit.chunks.at(-1);
+    assert.deepEqual(last.choices, [], 'the usage chunk (last) should have choices: []');
+    assert.deepEqual(last.usage, first.usage, 'the replay reports what the cached answer cost');
+  });
+
   test('embeddings, SDK default encoding (base64) and float', { timeout: TIMEOUT_MS }, async () => {
     const input = ['The quick brown fox.', 'Jumped over the lazy dog.'];
     // Without encoding_format the SDK asks for base64 and decodes float32 itself, as real apps do.
