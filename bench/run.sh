@@ -2,14 +2,15 @@
 # End-to-end comparison in interleaved rounds of one run: direct to a simulated backend, through
 # nginx and haproxy (when installed: apt-get install -y nginx haproxy), a bare fasthttp reverse
 # proxy, llmgate with its defaults ("llmgate") and llmgate with every hot-path feature on
-# ("llmgate-full": PII redaction with restore and safety on both directions, metrics, log),
+# ("llmgate-full": PII redaction with restore and safety on both directions, drift statistics,
+# the response cache on (every request a miss: each prompt is unique), metrics, log),
 # and Portkey's gateway when installed (npm ci --prefix bench/portkey).
 # Pinning follows bench/RESULTS.md: backend and proxies share core 0, the load generator has
 # core 1, every Go process runs with GOMAXPROCS=1 and nginx/haproxy with one worker/thread.
 #
 #   bench/run.sh                               # every scenario (about 8 minutes on 2 cores)
 #   DURATION=4s ROUNDS=2 bench/run.sh          # quicker
-#   SCENARIOS="chat closed" bench/run.sh       # some of: chat stream closed
+#   SCENARIOS="chat closed" bench/run.sh       # some of: chat stream closed cache
 #   RESULTS=1 bench/run.sh                     # also rewrite the generated part of RESULTS.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +19,7 @@ mkdir -p "$out"
 DURATION=${DURATION:-6s}
 ROUNDS=${ROUNDS:-3}
 RATE=${RATE:-2000}
-SCENARIOS=${SCENARIOS:-chat stream closed}
+SCENARIOS=${SCENARIOS:-chat stream closed cache}
 want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 
 go build -o "$out/llmgate" ./cmd/llmgate
@@ -156,6 +157,7 @@ models:
     guard:
       pii: {prompt: redact, completion: redact, restore: true}
       safety: {prompt: block, completion: block}
+    cache: {enabled: true}
 YAML
 pin 0 "$bin" serve --config "$out/gateway-full.yaml" >"$out/llmgate-full.out" 2>"$out/llmgate-full.log" &
 pids+=($!)
@@ -180,6 +182,20 @@ want stream && run "chat-stream, 1 KiB prompt, 16 events, open loop at 200 req/s
 	--workload chat-stream --prompt-bytes 1024 --pii-share 0.1 --rate 200 --json "$out/stream-open.json"
 want closed && run "chat, 1 KiB prompt, closed loop with 32 connections (max throughput)" \
 	--workload chat --prompt-bytes 1024 --rate 0 --connections 32 --json "$out/chat-closed.json" --svg "$out/chat-closed.svg"
+
+# Cache hits: the same request over and over (--repeat-share 1) against llmgate-full, next to
+# misses (unique prompts) and the backend alone, closed loop for the rate and open loop for the
+# added latency.
+if want cache; then
+	hits=(--compare direct=http://127.0.0.1:18000 --compare llmgate-full-hit=http://127.0.0.1:18090)
+	run "cache hits: one repeated 1 KiB chat request, closed loop with 32 connections" \
+		--workload chat --prompt-bytes 1024 --rate 0 --connections 32 --repeat-share 1 --json "$out/cache-closed.json"
+	targets=("${hits[@]}")
+	procs=(--pid "llmgate-full-hit=$(pgrep -f "serve --config $out/gateway-full.yaml" | head -1)")
+	common=(--model bench-model --rounds "$ROUNDS" --duration "$DURATION" --warmup 1s --quiet "${procs[@]}" "${headers[@]}")
+	run "cache hits: one repeated 1 KiB chat request, open loop at 1000 req/s" \
+		--workload chat --prompt-bytes 1024 --rate 1000 --repeat-share 1 --json "$out/cache-open.json"
+fi
 
 if [[ ${RESULTS:-0} == 1 ]]; then
 	# Replace the generated section of RESULTS.md (between the markers) with this run.
