@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
@@ -114,6 +115,30 @@ func BenchmarkPipelineBuffered(b *testing.B) { benchmarkPipeline(b, false) }
 // difference is what stage 9's sample costs.
 func BenchmarkPipelineBufferedNoDrift(b *testing.B) {
 	benchmarkPipeline(b, false, func(c *config.Config) { c.Drift.Off = true })
+}
+
+// BenchmarkPipelineCacheHit is a buffered request answered from the response cache: decode,
+// route, key, lookup, replay, metrics, drift sample.
+func BenchmarkPipelineCacheHit(b *testing.B) {
+	g := newBenchGateway(b, func(c *config.Config) {
+		c.Models[0].Cache = config.ModelCache{Enabled: true, TTL: time.Hour}
+	})
+	g.log = discardLogger()
+	body := bytes.Replace(chatBody1K(false), []byte(`"temperature":0.2`), []byte(`"temperature":0`), 1)
+	ctx, req := newBenchCtx(body)
+	var w bytes.Buffer
+	for range 100 { // until the store has applied the first answer
+		serveOnce(g, ctx, req, &w)
+		g.cacheStore.Wait()
+	}
+	if string(ctx.Response.Header.Peek("X-Llmgate-Cache")) != "hit" {
+		b.Fatalf("not a hit: %s", ctx.Response.Header.Peek("X-Llmgate-Cache"))
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(req.Body())))
+	for b.Loop() {
+		serveOnce(g, ctx, req, &w)
+	}
 }
 
 // BenchmarkPipelineStream is the streaming path: 16 content events, usage chunk dropped, [DONE].
