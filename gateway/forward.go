@@ -27,11 +27,15 @@ func (g *Gateway) forwardBuffered(ctx *fasthttp.RequestCtx, r *request, snap *sn
 	copyResponseHeaders(ctx, resp)
 	ctx.SetStatusCode(r.status)
 	body := resp.Body()
-	r.inputTokens, r.outputTokens = usageTokens(&r.parser, body)
+	// One pass over the answer finds both members the gateway reads.
+	us, ue, cs, ce := jsonscan.FindPair(body, "usage", "choices")
+	if us >= 0 {
+		r.inputTokens, r.outputTokens = usageFrom(&r.parser, body[us:ue])
+	}
 	g.cacheStoreBuffered(r, body) // 8. the backend's answer, before the guard (see cachestage.go)
 	if r.status == fasthttp.StatusOK {
-		if r.stats.vs != nil {
-			r.stats.noteCompletion(body) // the model's own answer, before the guard rewrites it
+		if r.stats.vs != nil && cs >= 0 {
+			r.stats.noteChoices(body[cs:ce], false) // the model's own answer, before the guard
 		}
 		body = g.guardCompletion(r, body) // 7. guard the completion
 		setGuardHeader(ctx, r)

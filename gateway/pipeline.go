@@ -204,7 +204,7 @@ func (g *Gateway) finish(r *request) {
 		g.observe(r, now, elapsed, overhead)
 	}
 	if g.logRequests {
-		g.logRequest(r, elapsed)
+		g.logRequest(r, now, elapsed)
 	}
 	releaseRequest(r)
 }
@@ -212,10 +212,10 @@ func (g *Gateway) finish(r *request) {
 // logRequest writes the request's log line. It is built by hand in the shape slog's JSON
 // handler writes (time, level, msg, then fields) because slog allocates per attribute, and this
 // runs for every request.
-func (g *Gateway) logRequest(r *request, elapsed time.Duration) {
+func (g *Gateway) logRequest(r *request, now time.Time, elapsed time.Duration) {
 	b := r.scratch[:0]
 	b = append(b, `{"time":"`...)
-	b = time.Now().AppendFormat(b, time.RFC3339Nano)
+	b = now.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","level":"INFO","msg":"request","request_id":`...)
 	b = appendJSONString(b, unsafeString(r.requestID))
 	b = append(b, `,"op":"`...)

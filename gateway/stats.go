@@ -16,8 +16,9 @@ import (
 // passes (prompt at decode, completion as it comes back) and handed to the version's recorder
 // at the end. Nothing here blocks or allocates per request.
 
-// headBytes bounds the prompt and completion starts kept for script and refusal detection.
-const headBytes = 256
+// headBytes bounds the prompt and completion starts kept for script and refusal detection: a
+// refusal announces itself in the first sentence, and a script shows in a few words.
+const headBytes = 96
 
 // requestStats is the part of the pooled request that feeds drift statistics.
 type requestStats struct {
@@ -49,48 +50,39 @@ func (s *requestStats) notePrompt(op operation, root *fastjson.Value) {
 
 // noteCompletion reads finish_reason and the start of choice 0's text from a buffered answer.
 func (s *requestStats) noteCompletion(body []byte) {
-	cs, ce := jsonscan.Find(body, "choices")
-	if cs < 0 {
-		return
-	}
-	fs, fe := jsonscan.FirstElement(body[cs:ce])
-	if fs < 0 {
-		return
-	}
-	choice := body[cs+fs : cs+fe]
-	s.noteFinish(choice)
-	if ms, me := jsonscan.Find(choice, "message"); ms >= 0 {
-		s.noteText(choice[ms:me], "content")
-	} else {
-		s.noteText(choice, "text")
+	if cs, ce := jsonscan.Find(body, "choices"); cs >= 0 {
+		s.noteChoices(body[cs:ce], false)
 	}
 }
 
-// noteChunk reads finish_reason and more of the text's start from a stream chunk's choice 0.
-func (s *requestStats) noteChunk(data []byte) {
+// noteChoices reads finish_reason and the start of choice 0's text from the choices array of an
+// answer or, with chunk set, of a stream chunk (whose text adds to the start kept so far).
+func (s *requestStats) noteChoices(choices []byte, chunk bool) {
 	full := len(s.completionHead) >= headBytes
 	// Most chunks carry neither a finish reason nor text the head still needs: skip the scan.
-	if full && !bytes.Contains(data, []byte(`"finish_reason":"`)) {
+	if full && !bytes.Contains(choices, []byte(`"finish_reason":"`)) {
 		return
 	}
-	cs, ce := jsonscan.Find(data, "choices")
-	if cs < 0 {
-		return
-	}
-	fs, fe := jsonscan.FirstElement(data[cs:ce])
+	fs, fe := jsonscan.FirstElement(choices)
 	if fs < 0 {
 		return
 	}
-	choice := data[cs+fs : cs+fe]
-	if is, ie := jsonscan.Find(choice, "index"); is >= 0 && string(choice[is:ie]) != "0" {
-		return
+	choice := choices[fs:fe]
+	if chunk {
+		if is, ie := jsonscan.Find(choice, "index"); is >= 0 && string(choice[is:ie]) != "0" {
+			return
+		}
 	}
 	s.noteFinish(choice)
 	if full {
 		return
 	}
-	if ds, de := jsonscan.Find(choice, "delta"); ds >= 0 {
-		s.noteText(choice[ds:de], "content")
+	container := "message"
+	if chunk {
+		container = "delta"
+	}
+	if ms, me := jsonscan.Find(choice, container); ms >= 0 {
+		s.noteText(choice[ms:me], "content")
 	} else {
 		s.noteText(choice, "text")
 	}

@@ -166,25 +166,27 @@ func (s *streamBody) next(wait bool) []byte {
 			r.firstEventAt = now
 		}
 		r.lastEventAt = now
-		if in, out := usageTokens(&r.parser, data); in > 0 || out > 0 {
+		us, ue, cs, ce := jsonscan.FindPair(data, "usage", "choices") // one pass per chunk
+		in, out := 0, 0
+		if us >= 0 {
+			in, out = usageFrom(&r.parser, data[us:ue])
+		}
+		if in > 0 || out > 0 {
 			r.inputTokens, r.outputTokens = in, out
-			if !r.clientUsage && isUsageOnlyChunk(data) {
-				continue // the gateway asked for it; the client did not
+			if !r.clientUsage && (cs < 0 || jsonscan.IsEmptyArray(data[cs:ce])) {
+				continue // the usage-only chunk: the gateway asked for it; the client did not
 			}
 		} else {
 			r.events++
-			if r.stats.vs != nil {
-				r.stats.noteChunk(data)
+			if r.stats.vs != nil && cs >= 0 {
+				r.stats.noteChoices(data[cs:ce], true)
 			}
 			changed := false
 			// Ollama puts a zero usage on every chunk once include_usage is on; the client did
-			// not ask for usage, so it gets the chunk without it. (Contains first: it is
-			// much cheaper than a scan, and usually false.)
-			if !r.clientUsage && bytes.Contains(data, []byte(`"usage"`)) {
-				if st, e := jsonscan.Find(data, "usage"); st >= 0 {
-					s.stripped = appendWithoutMember(s.stripped[:0], data, "usage", st, e)
-					data, changed = s.stripped, true
-				}
+			// not ask for usage, so it gets the chunk without it.
+			if !r.clientUsage && us >= 0 {
+				s.stripped = appendWithoutMember(s.stripped[:0], data, "usage", us, ue)
+				data, changed = s.stripped, true
 			}
 			if r.streamGuard.on {
 				data, changed = r.gw.guardChunk(r, data), true // 7. guard the completion as it flows
@@ -245,12 +247,6 @@ func (s *streamBody) Close() error {
 	s.r, s.out = nil, nil
 	r.gw.finish(r)
 	return nil
-}
-
-// isUsageOnlyChunk reports whether a chunk is the final usage chunk (empty choices).
-func isUsageOnlyChunk(data []byte) bool {
-	s, e := jsonscan.Find(data, "choices")
-	return s < 0 || jsonscan.IsEmptyArray(data[s:e])
 }
 
 // appendWithoutMember appends the JSON object obj without its top-level member key, whose value

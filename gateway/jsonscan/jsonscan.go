@@ -10,7 +10,15 @@ import "bytes"
 // Python and Go decoders backends use. Keys are compared as raw bytes: a key written with
 // escapes does not match (callers validate the body with a full parser first).
 func Find(b []byte, key string) (start, end int) {
-	start, end = -1, -1
+	start, end, _, _ = FindPair(b, key, "")
+	return
+}
+
+// FindPair is Find for two keys in one pass over b: the spans of key1's and key2's values, each
+// -1, -1 when absent. An empty key2 matches nothing.
+func FindPair(b []byte, key1, key2 string) (start1, end1, start2, end2 int) {
+	start1, end1, start2, end2 = -1, -1, -1, -1
+	fail := func() (int, int, int, int) { return -1, -1, -1, -1 }
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return
@@ -23,30 +31,34 @@ func Find(b []byte, key string) (start, end int) {
 		}
 		keyEnd := skipString(b, i)
 		if keyEnd < 0 {
-			return -1, -1
+			return fail()
 		}
-		match := string(b[i+1:keyEnd-1]) == key
+		k := b[i+1 : keyEnd-1]
+		match1 := string(k) == key1
+		match2 := !match1 && key2 != "" && string(k) == key2
 		i = skipSpace(b, keyEnd)
 		if i >= len(b) || b[i] != ':' {
-			return -1, -1
+			return fail()
 		}
 		i = skipSpace(b, i+1)
 		valEnd := skipValue(b, i)
 		if valEnd < 0 {
-			return -1, -1
+			return fail()
 		}
-		if match {
-			start, end = i, valEnd
+		if match1 {
+			start1, end1 = i, valEnd
+		} else if match2 {
+			start2, end2 = i, valEnd
 		}
 		i = skipSpace(b, valEnd)
 		if i >= len(b) {
-			return -1, -1
+			return fail()
 		}
 		if b[i] == '}' {
 			return
 		}
 		if b[i] != ',' {
-			return -1, -1
+			return fail()
 		}
 		i++
 	}

@@ -123,3 +123,17 @@ func TestFirstElement(t *testing.T) {
 		}
 	}
 }
+
+func TestFindPair(t *testing.T) {
+	b := []byte(`{"choices":[{"a":1}], "x":"usage", "usage":{"n":2}}`)
+	s1, e1, s2, e2 := FindPair(b, "usage", "choices")
+	if string(b[s1:e1]) != `{"n":2}` || string(b[s2:e2]) != `[{"a":1}]` {
+		t.Fatalf("got %d %d %d %d", s1, e1, s2, e2)
+	}
+	if s1, _, s2, _ := FindPair(b, "nope", ""); s1 != -1 || s2 != -1 {
+		t.Fatalf("absent keys found: %d %d", s1, s2)
+	}
+	if s1, _, s2, _ := FindPair([]byte(`{"usage":1 "choices":2}`), "usage", "choices"); s1 != -1 || s2 != -1 {
+		t.Fatalf("malformed: %d %d", s1, s2)
+	}
+}
