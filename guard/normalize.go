@@ -231,7 +231,7 @@ type seenAt struct {
 // one-character tokens, each pair separated by exactly one separator character, the same
 // one throughout, becomes one token.
 type normLane struct {
-	state     uint32        // automaton state, premultiplied by the stride
+	state     uint32        // automaton state id (see Safety)
 	n         int           // symbols the automaton has taken
 	rs, re    [ringSize]int // a direct lane: input spans of the last ringSize symbols
 	words     int           // spaces taken, 1 for the one before the text: the next token's position
@@ -540,7 +540,7 @@ func (l *normLane) emit(s *safetyScanner, c byte, st, en int) {
 		l.words++
 	}
 	sf := s.sf
-	v := sf.trans[l.state+uint32(sf.cls[c])]
+	v := sf.next(l.state, sf.cls[c])
 	l.state = v &^ 1
 	i := l.n & ringMask
 	l.rs[i], l.re[i] = st, en
@@ -554,7 +554,7 @@ func (l *normLane) emit(s *safetyScanner, c byte, st, en int) {
 // still start at, or at when there is none.
 func (l *normLane) earliest(sf *Safety, at int) int {
 	e := at
-	if d := int(sf.depth[l.state/sf.stride]); d >= 2 {
+	if d := int(sf.depth[sf.stateNum(l.state)]); d >= 2 {
 		e = min(e, l.symSt(l.n-d+1))
 	}
 	if l.nheld > 0 {

@@ -215,8 +215,13 @@ func (p *PII) Find(dst []Finding, text []byte) []Finding {
 
 // find scans text[from:]; text[:from] is read only as context (boundaries, context words).
 func (p *PII) find(dst []Finding, text []byte, from int) []Finding {
+	return p.findTo(dst, text, from, len(text))
+}
+
+// findTo is find for the values whose trigger byte is before to; they may end after it.
+func (p *PII) findTo(dst []Finding, text []byte, from, to int) []Finding {
 	s := scan{p: p, t: text, lo: from, from: from, dst: dst}
-	n := len(text)
+	n := min(to, len(text))
 	i := from
 	for i < n {
 		// The hot loop: most bytes are no trigger.

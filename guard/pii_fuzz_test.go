@@ -64,6 +64,9 @@ func FuzzRedactRestore(f *testing.F) {
 		if back := v.Restore(nil, out); !bytes.Equal(back, text) {
 			t.Fatalf("Restore(Redact(%q)) = %q via %q", text, back, out)
 		}
+		if want := redactFullRescan(p, text, Prompt, &Vault{}); !bytes.Equal(out, want) {
+			t.Fatalf("Redact(%q) = %q, a rescan of the whole output gives %q", text, out, want)
+		}
 		spans := placeholderSpans(out)
 		for _, x := range p.Find(nil, out) {
 			inside := false

@@ -156,6 +156,7 @@ func (s *LeakScanner) rewrite(dst, text []byte, k, end int, fs []Finding, trunc 
 		return append(dst, text[k:end]...)
 	}
 	s.v.reserve(text[k:end])
+	s.v.spans = s.v.spans[:0] // Redact's scratch; apply fills it
 	dst, b := s.p.apply(dst, text[k:end], fs, k, Completion, s.v, trunc)
 	s.blocked |= b
 	return dst

@@ -1,6 +1,11 @@
 package guard
 
-import "sync"
+import (
+	"crypto/sha256"
+	"runtime"
+	"sync"
+	"weak"
+)
 
 // Safety categories that are not Llama Guard 3 hazards. Hazards use their codes "S1" to "S14".
 const (
@@ -71,13 +76,23 @@ type SafetyMatch struct {
 
 // Safety matches safety rules against text. It is immutable and safe for concurrent use.
 type Safety struct {
-	// Aho-Corasick automaton over normalised text, as a full DFA. A state is premultiplied by
-	// stride; trans[state+class] is the next state, with bit 0 set when it has outputs.
+	// Aho-Corasick automaton over normalised text (built in rules_compile.go). States are
+	// numbered breadth first. The first dense have complete rows: the id of such a state is
+	// its number premultiplied by stride, and trans[id+class] is the next state's id, with
+	// bit 0 set when it has outputs. The others are sparse: id denseEnd+2*(number-dense),
+	// their children are the states first[i]..first[i+1]-1 (i = number-dense), labelled
+	// label[child-dense], and fail[i] is their failure state's number.
 	cls      [256]uint8
 	stride   uint32
 	start    uint32 // state after the implicit space before the text
+	dense    uint32
+	denseEnd uint32 // a power of two at least dense*stride: ids below are dense
 	trans    []uint32
+	first    []uint32
+	label    []uint8
+	fail     []uint32
 	depth    []uint8  // per state number: length of the pattern prefix it stands for
+	maxDepth uint8    // the longest pattern, at most ringSize-1
 	outStart []uint32 // per state number: its patterns are outs[outStart[i]:outStart[i+1]]
 	outs     []int32
 
@@ -141,7 +156,9 @@ type safetyRule struct {
 }
 
 // NewSafety compiles a rule set. A bad rule file is a *RuleError naming the rule and line.
-// The built-in rules are compiled once and shared: a Safety is immutable.
+// A Safety is immutable, so rule sets are compiled once and shared: the built-in rules for
+// the life of the process, a custom rule set (by its content) for as long as a caller holds
+// the Safety made of it, so that model aliases that share a rules file share one automaton.
 func NewSafety(opts SafetyOptions) (*Safety, error) {
 	if opts.Rules == nil {
 		defaultSafety.once.Do(func() {
@@ -149,7 +166,82 @@ func NewSafety(opts SafetyOptions) (*Safety, error) {
 		})
 		return defaultSafety.s, defaultSafety.err
 	}
-	return newSafety(opts.Rules)
+	return cachedSafety(opts.Rules)
+}
+
+// safetyCache holds the custom rule sets compiled, by the SHA-256 of their text, weakly: an
+// entry goes when its Safety is collected, so a config reload that changes a file does not
+// keep the old automaton alive.
+var safetyCache struct {
+	mu sync.Mutex
+	m  map[[sha256.Size]byte]*safetyEntry
+}
+
+type safetyEntry struct {
+	done chan struct{} // closed once s and err are set
+	s    weak.Pointer[Safety]
+	err  error
+}
+
+// cachedSafety returns the Safety of a custom rule set, compiling it once however many
+// callers ask at the same time.
+func cachedSafety(rules []byte) (*Safety, error) {
+	key := sha256.Sum256(rules)
+	c := &safetyCache
+	for {
+		c.mu.Lock()
+		e, ok := c.m[key]
+		if !ok {
+			break // c.mu is held
+		}
+		c.mu.Unlock()
+		<-e.done
+		if e.err != nil {
+			return nil, e.err
+		}
+		if s := e.s.Value(); s != nil {
+			return s, nil
+		}
+		c.mu.Lock() // collected: drop the entry, unless someone already has
+		if c.m[key] == e {
+			delete(c.m, key)
+		}
+		c.mu.Unlock()
+	}
+	if c.m == nil {
+		c.m = make(map[[sha256.Size]byte]*safetyEntry)
+	}
+	e := &safetyEntry{done: make(chan struct{})}
+	c.m[key] = e
+	c.mu.Unlock()
+
+	s, err := newSafety(rules)
+	e.err = err
+	if err == nil {
+		e.s = weak.Make(s)
+		runtime.AddCleanup(s, dropSafety, key)
+	}
+	close(e.done)
+	if err != nil { // a bad file may be fixed and reread: do not keep the error
+		dropSafety(key)
+	}
+	return s, err
+}
+
+// dropSafety removes the cache entry of key once its Safety is gone (or failed to compile).
+func dropSafety(key [sha256.Size]byte) {
+	c := &safetyCache
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.m[key]; ok {
+		select {
+		case <-e.done:
+			if e.err != nil || e.s.Value() == nil {
+				delete(c.m, key)
+			}
+		default: // being compiled anew
+		}
+	}
 }
 
 var defaultSafety struct {
@@ -196,7 +288,7 @@ func (s *Safety) Check(dst []SafetyMatch, text []byte) []SafetyMatch {
 // report handles the patterns that end at the symbol lane l just took.
 func (s *safetyScanner) report(l *normLane) {
 	sf := s.sf
-	si := l.state / sf.stride
+	si := sf.stateNum(l.state)
 	for _, pid := range sf.outs[sf.outStart[si]:sf.outStart[si+1]] {
 		p := &sf.pats[pid]
 		st, en := l.symSt(l.n-int(p.n)+1), l.symEn(l.n-2)

@@ -133,8 +133,18 @@ func (s *safetyScanner) feed(p []byte) {
 		b := p[i]
 		if asciiLetter[b] != 0 && l.leet == 0 && !l.curHeld && (l.tok != 0 || l.k == 0) {
 			// Hot path: a word of ASCII letters outside any letter-spaced run goes straight
-			// to the buffer, eight bytes at a time.
+			// to the buffer, eight bytes at a time. Only its first and last letters get their
+			// input spans: every pattern is whole tokens between spaces, so a match (and the
+			// earliest a partial match may start) is read from the spans of a token's first
+			// and last symbols only, and a token is one run of this loop or ends or starts
+			// in the other paths, which record every symbol.
 			start, m0 := i, m
+			if m+8 > len(sym) {
+				l.m = m
+				s.flush()
+				m0, m = l.m, l.m
+			}
+			ost[m], olen[m] = base+i, 1
 			for {
 				if m+8 > len(sym) {
 					l.m = m
@@ -142,15 +152,17 @@ func (s *safetyScanner) feed(p []byte) {
 					m0, m = m0-(m-l.m), l.m
 				}
 				k, x := letters8(p[i:])
-				binary.LittleEndian.PutUint64(sym[m:], x|0x2020202020202020)
-				binary.LittleEndian.PutUint64(olen[m:], 0x0101010101010101)
-				o, w := base+i, ost[m:m+8:m+8]
-				w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7] = o, o+1, o+2, o+3, o+4, o+5, o+6, o+7
+				x |= 0x2020202020202020
+				binary.LittleEndian.PutUint64(sym[m:], x)
+				if k > 0 { // the last letter, from the register rather than reloaded
+					l.prev = byte(x >> (8*k - 8))
+				}
 				m, i = m+k, i+k
 				if k < 8 {
 					break
 				}
 			}
+			ost[m-1], olen[m-1] = base+i-1, 1
 			n := i - start
 			if b64n+n >= minEncoded {
 				// The word makes a base64 run long enough to decode: decode its letters one
@@ -162,7 +174,6 @@ func (s *safetyScanner) feed(p []byte) {
 				l.m = m
 			}
 			b64n += n
-			l.prev = sym[m-1]
 			l.tok = uint8(min(int(l.tok)+n, 2))
 			l.lastSpace, l.slash = false, false
 			if l.tok == 2 && i < len(p) && p[i] == ' ' && b64n < minEncoded {

@@ -59,23 +59,30 @@ func (s *safetyScanner) release(n int) {
 // walk runs the automaton over l.sym[from:to] from l.state, noting in s.walkOuts the symbols
 // after which it has outputs, and returns the state at the end. A long block is walked in
 // two or four parts at once: each step waits on a table load, and independent chains of
-// loads overlap. Every part but the first starts at the root ringSize-1 symbols early, which
-// brings it to the right state, since no pattern is longer.
+// loads overlap. Every part but the first starts at the root maxDepth-1 symbols early, which
+// brings it to the right state, since no pattern is longer. A step from a dense state is one
+// load; from a sparse state, rare in ordinary text, it is a call.
 func (s *safetyScanner) walk(l *normLane, from, to int) uint32 {
-	trans, cls, sym := s.sf.trans, &s.sf.cls, l.sym[:to]
+	sf, sym := s.sf, l.sym[:to]
 	for k := range s.walkOuts {
 		s.walkOuts[k] = s.walkOuts[k][:0]
 	}
 	n := to - from
 	switch {
 	case n >= 8*ringSize:
-		return s.walk4(trans, cls, sym, from, l.state)
+		return s.walk4(sym, from, l.state)
 	case n >= 4*ringSize:
-		return s.walk2(trans, cls, sym, from, l.state)
+		return s.walk2(sym, from, l.state)
 	}
+	trans, cls, dend := sf.trans, &sf.cls, sf.denseEnd
 	st, outs := l.state, s.walkOuts[0]
 	for i := from; i < to; i++ {
-		v := trans[st+uint32(cls[sym[i]])]
+		var v uint32
+		if c := cls[sym[i]]; st < dend {
+			v = trans[st+uint32(c)]
+		} else {
+			v = sf.sparseNext(st, c)
+		}
 		if st = v &^ 1; v&1 != 0 {
 			outs = append(outs, walkOut{int32(i), st})
 		}
@@ -84,22 +91,30 @@ func (s *safetyScanner) walk(l *normLane, from, to int) uint32 {
 	return st
 }
 
-// warm returns the state after sym[i-(ringSize-1):i] from the root.
-func warm(trans []uint32, cls *[256]uint8, sym []byte, i int) uint32 {
+// warm returns the state after sym[i-(maxDepth-1):i] from the root.
+func (sf *Safety) warm(sym []byte, i int) uint32 {
 	var st uint32
-	for _, c := range sym[i-(ringSize-1) : i] {
-		st = trans[st+uint32(cls[c])] &^ 1
+	for _, c := range sym[i-(int(sf.maxDepth)-1) : i] {
+		st = sf.next(st, sf.cls[c]) &^ 1
 	}
 	return st
 }
 
-func (s *safetyScanner) walk2(trans []uint32, cls *[256]uint8, sym []byte, from int, s0 uint32) uint32 {
+func (s *safetyScanner) walk2(sym []byte, from int, s0 uint32) uint32 {
+	sf := s.sf
+	trans, cls, dend := sf.trans, &sf.cls, sf.denseEnd
 	mid := from + (len(sym)-from)/2
-	s1 := warm(trans, cls, sym, mid)
+	s1 := sf.warm(sym, mid)
 	a, b := sym[from:mid], sym[mid:]
 	o0, o1 := s.walkOuts[0], s.walkOuts[1]
 	for k, c := range a {
-		v0, v1 := trans[s0+uint32(cls[c])], trans[s1+uint32(cls[b[k]])]
+		var v0, v1 uint32
+		c0, c1 := cls[c], cls[b[k]]
+		if s0|s1 < dend { // both dense, the usual case: dend is a power of two
+			v0, v1 = trans[s0+uint32(c0)], trans[s1+uint32(c1)]
+		} else {
+			v0, v1 = sf.next(s0, c0), sf.next(s1, c1)
+		}
 		s0, s1 = v0&^1, v1&^1
 		if (v0|v1)&1 != 0 {
 			if v0&1 != 0 {
@@ -111,7 +126,7 @@ func (s *safetyScanner) walk2(trans []uint32, cls *[256]uint8, sym []byte, from 
 		}
 	}
 	for k := len(a); k < len(b); k++ {
-		v := trans[s1+uint32(cls[b[k]])]
+		v := sf.next(s1, cls[b[k]])
 		if s1 = v &^ 1; v&1 != 0 {
 			o1 = append(o1, walkOut{int32(mid + k), s1})
 		}
@@ -120,16 +135,24 @@ func (s *safetyScanner) walk2(trans []uint32, cls *[256]uint8, sym []byte, from 
 	return s1
 }
 
-func (s *safetyScanner) walk4(trans []uint32, cls *[256]uint8, sym []byte, from int, s0 uint32) uint32 {
+func (s *safetyScanner) walk4(sym []byte, from int, s0 uint32) uint32 {
+	sf := s.sf
+	trans, cls, dend := sf.trans, &sf.cls, sf.denseEnd
 	q := (len(sym) - from) / 4
 	p1, p2, p3 := from+q, from+2*q, from+3*q
-	s1, s2, s3 := warm(trans, cls, sym, p1), warm(trans, cls, sym, p2), warm(trans, cls, sym, p3)
+	s1, s2, s3 := sf.warm(sym, p1), sf.warm(sym, p2), sf.warm(sym, p3)
 	a, b, c, d := sym[from:p1], sym[p1:p2], sym[p2:p3], sym[p3:]
 	b, c = b[:len(a)], c[:len(a)]
 	o := &s.walkOuts
 	for k, x := range a {
-		v0, v1 := trans[s0+uint32(cls[x])], trans[s1+uint32(cls[b[k]])]
-		v2, v3 := trans[s2+uint32(cls[c[k]])], trans[s3+uint32(cls[d[k]])]
+		var v0, v1, v2, v3 uint32
+		c0, c1, c2, c3 := cls[x], cls[b[k]], cls[c[k]], cls[d[k]]
+		if s0|s1|s2|s3 < dend { // all dense, the usual case: dend is a power of two
+			v0, v1 = trans[s0+uint32(c0)], trans[s1+uint32(c1)]
+			v2, v3 = trans[s2+uint32(c2)], trans[s3+uint32(c3)]
+		} else {
+			v0, v1, v2, v3 = sf.next(s0, c0), sf.next(s1, c1), sf.next(s2, c2), sf.next(s3, c3)
+		}
 		s0, s1, s2, s3 = v0&^1, v1&^1, v2&^1, v3&^1
 		if (v0|v1|v2|v3)&1 != 0 {
 			if v0&1 != 0 {
@@ -147,7 +170,7 @@ func (s *safetyScanner) walk4(trans []uint32, cls *[256]uint8, sym []byte, from 
 		}
 	}
 	for k := len(a); k < len(d); k++ {
-		v := trans[s3+uint32(cls[d[k]])]
+		v := sf.next(s3, cls[d[k]])
 		if s3 = v &^ 1; v&1 != 0 {
 			o[3] = append(o[3], walkOut{int32(p3 + k), s3})
 		}

@@ -27,6 +27,7 @@ type Vault struct {
 	blocked EntitySet
 	finds   []Finding        // scratch for Redact
 	tmp     []byte           // scratch for Redact
+	spans   []int            // scratch for Redact: output spans apply rewrote, start and end
 	byVal   map[uint64]int32 // value key -> its newest entry; older ones chain through prev
 	byPH    map[uint64]int32 // placeholder key -> entry
 	mac     hash.Hash
@@ -133,13 +134,15 @@ func (p *PII) Redact(dst, src []byte, d Direction, v *Vault) ([]byte, EntitySet)
 	}
 	v.reserve(src)
 	start := len(dst)
+	v.spans = v.spans[:0]
 	dst, blocked := p.apply(dst, src, v.finds, 0, d, v, false)
 	// A placeholder is shorter or longer than its value and is no context word, so a weak
 	// pattern nearby (nine plain digits, a phone number after "order@example.com") may score
-	// differently in the output: rescan what was written until nothing new is found.
+	// differently in the output: rescan what was written until nothing new is found. Only
+	// text near a rewritten value can score differently (see rescan).
 	for round := 0; round < 4; round++ {
 		out := dst[start:]
-		v.finds = p.Find(v.finds[:0], out)
+		v.finds = p.rescan(v.finds[:0], out, v.spans, start)
 		n := 0
 		for _, f := range v.finds {
 			if a := p.act[d][entityIndex(f.Entity)]; a >= ActionRedact && !inPlaceholder(out, f) {
@@ -152,10 +155,52 @@ func (p *PII) Redact(dst, src []byte, d Direction, v *Vault) ([]byte, EntitySet)
 		}
 		v.tmp = append(v.tmp[:0], out...)
 		var b EntitySet
+		v.spans = v.spans[:0]
 		dst, b = p.apply(dst[:start], v.tmp, v.finds[:n], 0, d, v, false)
 		blocked |= b
 	}
 	return dst, blocked
+}
+
+// Rescan reach: a value found anew after a rewrite has its context (48 bytes before it) or
+// its edge on the rewritten text, and its trigger byte (the '@' of an e-mail address, the
+// first digit of a number, the ':' after a URL scheme) at most an e-mail local part (64
+// bytes) further on.
+const rescanAfter = 128
+
+// rescan finds the values of out whose trigger byte is near a rewritten span: spans holds
+// the spans apply wrote, as offsets in dst, whose out starts at dst offset base. Each window
+// starts at a line start, where a scan of the whole text is in the same state as one started
+// there (no value but a PEM key spans lines, and a PEM key is never rewritten in part), or
+// at the text start when no line starts within 1 KiB before the span; windows that meet are
+// scanned as one.
+func (p *PII) rescan(dst []Finding, out []byte, spans []int, base int) []Finding {
+	from, to := -1, -1 // the window being grown
+	for k := 0; k <= len(spans); k += 2 {
+		var a, b int
+		if k < len(spans) {
+			a, b = spans[k]-base, spans[k+1]-base
+			start := 0
+			if nl := bytes.LastIndexByte(out[max(0, a-1024):a], '\n'); nl >= 0 {
+				start = max(0, a-1024) + nl + 1
+			}
+			if from >= 0 && start <= to {
+				to = min(len(out), max(to, b+rescanAfter))
+				continue
+			}
+			a = start
+		}
+		if from >= 0 {
+			if n := len(dst); n > 0 {
+				from = max(from, dst[n-1].End) // a value from the window before may reach in
+			}
+			if from < to {
+				dst = p.findTo(dst, out, from, to)
+			}
+		}
+		from, to = a, min(len(out), b+rescanAfter)
+	}
+	return dst
 }
 
 // inPlaceholder reports whether the finding overlaps a placeholder in b.
@@ -193,6 +238,7 @@ func (p *PII) apply(dst, src []byte, fs []Finding, off int, d Direction, v *Vaul
 		start, end := f.Start-off, f.End-off
 		dst = append(dst, src[last:start]...)
 		val := src[start:end]
+		at := len(dst)
 		switch a {
 		case ActionRedact:
 			dst = v.placeholder(dst, e, val, d == Prompt)
@@ -205,6 +251,7 @@ func (p *PII) apply(dst, src []byte, fs []Finding, off int, d Direction, v *Vaul
 			}
 			dst = appendMasked(dst, val, keep)
 		}
+		v.spans = append(v.spans, at, len(dst))
 		last = end
 	}
 	v.blocked |= blocked

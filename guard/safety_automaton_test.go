@@ -1,0 +1,131 @@
+package guard
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"runtime"
+	"slices"
+	"testing"
+)
+
+// compileDefaultDense compiles the built-in rules with at most dense complete rows.
+func compileDefaultDense(t testing.TB, dense int) *Safety {
+	t.Helper()
+	specs, err := parseSafetyRules(defaultSafetyRules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := compileSafetyDense(specs, dense)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestAutomatonSparseStates checks the dense/sparse layout against an automaton with every
+// state dense (a full DFA, as the automaton once was): the same transitions and output flags
+// from every state on every class.
+func TestAutomatonSparseStates(t *testing.T) {
+	full := compileDefaultDense(t, 1<<30)
+	if int(full.dense) != len(full.depth) {
+		t.Fatalf("dense %d of %d states", full.dense, len(full.depth))
+	}
+	for _, dense := range []int{1, 300, denseStates} {
+		s := compileDefaultDense(t, dense)
+		if len(s.depth) != len(full.depth) || !slices.Equal(s.outs, full.outs) || !slices.Equal(s.outStart, full.outStart) {
+			t.Fatalf("dense %d: states or outputs differ", dense)
+		}
+		if s.stateNum(s.start) != full.stateNum(full.start) {
+			t.Fatalf("dense %d: start state differs", dense)
+		}
+		for n := range uint32(len(s.depth)) {
+			for c := range uint8(s.stride) {
+				got, want := s.next(s.stateID(n), c), full.next(full.stateID(n), c)
+				if s.stateNum(got) != full.stateNum(want) || got&1 != want&1 {
+					t.Fatalf("dense %d: state %d class %d goes to %d (out %d), want %d (out %d)",
+						dense, n, c, s.stateNum(got), got&1, full.stateNum(want), want&1)
+				}
+			}
+		}
+	}
+}
+
+// TestAutomatonSparseCheck checks that scans with mostly sparse states, walked in one, two
+// and four parts, find what the default layout finds.
+func TestAutomatonSparseCheck(t *testing.T) {
+	def, err := NewSafety(SafetyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sparse := compileDefaultDense(t, 64)
+	texts := [][]byte{safetyBenchText(40<<10, true), safetyBenchText(3<<10, true), []byte(benchText(6<<10, 5))}
+	f, err := os.Open("testdata/safety.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var all bytes.Buffer
+	for sc := bufio.NewScanner(f); sc.Scan(); {
+		var c struct{ Text string }
+		if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
+			t.Fatal(err)
+		}
+		texts = append(texts, []byte(c.Text))
+		all.WriteString(c.Text + "\n")
+	}
+	texts = append(texts, all.Bytes())
+	for _, text := range texts {
+		got, want := sparse.Check(nil, text), def.Check(nil, text)
+		if !slices.Equal(got, want) {
+			t.Fatalf("%.80q: sparse layout found %v, want %v", text, got, want)
+		}
+	}
+}
+
+// TestSafetyRulesShared checks that a custom rule set is compiled once per content.
+func TestSafetyRulesShared(t *testing.T) {
+	rules := DefaultSafetyRules()
+	a, err := NewSafety(SafetyOptions{Rules: rules})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewSafety(SafetyOptions{Rules: slices.Clone(rules)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a != b {
+		t.Fatal("the same rules compiled twice")
+	}
+	other := append(slices.Clone(rules), "\n# another file\n"...)
+	c, err := NewSafety(SafetyOptions{Rules: other})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c == a {
+		t.Fatal("different rule files share an automaton")
+	}
+	for range 2 { // an error is reported each time, not cached as a Safety
+		if s, err := NewSafety(SafetyOptions{Rules: []byte("rules: [")}); err == nil || s != nil {
+			t.Fatalf("bad rules: got %v, %v", s, err)
+		}
+	}
+	runtime.KeepAlive(a)
+	runtime.KeepAlive(c)
+}
+
+// BenchmarkSafetyAutomaton reports the size of the built-in rules' automaton (it was a
+// full DFA of 26.9 MB) and its state count.
+func BenchmarkSafetyAutomaton(b *testing.B) {
+	s, err := NewSafety(SafetyOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		_ = s.automatonSize()
+	}
+	b.ReportMetric(float64(s.automatonSize()), "bytes")
+	b.ReportMetric(float64(len(s.depth)), "states")
+	b.ReportMetric(float64(s.dense), "dense-states")
+}
