@@ -22,6 +22,7 @@ type Config struct {
 	Log      Log         `yaml:"log"`
 	Drift    Drift       `yaml:"drift"`
 	Cache    Cache       `yaml:"cache"`
+	State    State       `yaml:"state"`
 	Models   []Model     `yaml:"models"`
 
 	src source // where values came from; zero for a Config built in code
@@ -31,6 +32,16 @@ type Config struct {
 type Admin struct {
 	Listen string       `yaml:"listen"`
 	Tokens []AdminToken `yaml:"tokens"`
+	// AllowBackends lists where deploys through the admin API may point backends: CIDR blocks
+	// ("10.0.0.0/8") or host names with an optional leading wildcard ("gpu-*.internal").
+	// Empty allows any host except link-local and cloud metadata addresses, which are refused
+	// whatever this says.
+	AllowBackends []string `yaml:"allow_backends"`
+}
+
+// State configures where admin changes (deploys, traffic, promotions) are kept.
+type State struct {
+	Path string `yaml:"path"` // the embedded store's file; created if missing
 }
 
 // AdminToken is one bearer token accepted by the admin API. The secret itself is read from the

@@ -1,6 +1,11 @@
 package config
 
-import "time"
+import (
+	"fmt"
+	"net"
+	"strings"
+	"time"
+)
 
 // Drift configures the drift statistics the gateway keeps per model version.
 type Drift struct {
@@ -50,12 +55,14 @@ const (
 	DefaultDriftReference  = ReferenceOnPromote
 	DefaultCacheMaxBytes   = 256 << 20
 	DefaultCacheTTL        = 10 * time.Minute
+	DefaultStatePath       = "llmgate-state.db"
 )
 
 func (c *Config) applyObserveDefaults() {
 	setDefault(c, "drift.interval", &c.Drift.Interval, DefaultDriftInterval)
 	setDefault(c, "drift.min_samples", &c.Drift.MinSamples, DefaultDriftMinSamples)
 	setDefault(c, "cache.max_bytes", &c.Cache.MaxBytes, DefaultCacheMaxBytes)
+	setDefault(c, "state.path", &c.State.Path, DefaultStatePath)
 	for i := range c.Models {
 		m := &c.Models[i]
 		mk := indexKey("models", i)
@@ -80,6 +87,14 @@ func (v *validator) observe(c *Config) {
 	if c.Drift.Webhook != "" {
 		v.backendURL("drift.webhook", c.Drift.Webhook)
 	}
+	for i, a := range c.Admin.AllowBackends {
+		if msg := allowEntryProblem(a); msg != "" {
+			v.addf(indexKey("admin.allow_backends", i), "%s", msg)
+		}
+	}
+	if c.State.Path == "" {
+		v.addf("state.path", "must not be empty")
+	}
 	if c.Cache.MaxBytes < 1<<20 {
 		v.addf("cache.max_bytes", "must be at least 1048576 (1 MiB), got %d", c.Cache.MaxBytes)
 	}
@@ -97,4 +112,24 @@ func (v *validator) observe(c *Config) {
 			v.addf(mk+".cache.ttl", "must be > 0, got %s", m.Cache.TTL)
 		}
 	}
+}
+
+// allowEntryProblem checks one admin.allow_backends entry: a CIDR block, or a host name in
+// which "*" stands for any run of characters within one label ("gpu-*.internal", "*.lab").
+func allowEntryProblem(a string) string {
+	if strings.Contains(a, "/") {
+		if _, _, err := net.ParseCIDR(a); err != nil {
+			return fmt.Sprintf("want a CIDR block such as 10.0.0.0/8 or a host name such as gpu-*.internal, got %q", a)
+		}
+		return ""
+	}
+	if a == "" || strings.Trim(a, "*.") == "" {
+		return fmt.Sprintf("%q would allow every host; leave allow_backends out instead", a)
+	}
+	for _, c := range a {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '*') {
+			return fmt.Sprintf("want a CIDR block or a host name (letters, digits, - . and *), got %q", a)
+		}
+	}
+	return ""
 }

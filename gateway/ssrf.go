@@ -1,0 +1,131 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Admin deploys point the gateway at new hosts, so a stolen or careless admin token must not
+// turn it into a proxy to cloud metadata or to hosts outside the GPU fleet (SSRF). A backend
+// URL from the admin API must be http(s), must not resolve to a link-local or metadata address,
+// and, when admin.allow_backends is set, must match it by CIDR or host name pattern.
+
+// metadataHosts are cloud metadata names refused whatever they resolve to.
+var metadataHosts = []string{"metadata.google.internal", "metadata", "metadata.azure.internal", "instance-data"}
+
+// backendPolicy decides which backend URLs the admin API accepts.
+type backendPolicy struct {
+	nets     []netip.Prefix
+	patterns []string // host name patterns, lower case
+	resolve  func(ctx context.Context, host string) ([]netip.Addr, error)
+}
+
+func newBackendPolicy(allow []string) *backendPolicy {
+	p := &backendPolicy{resolve: func(ctx context.Context, host string) ([]netip.Addr, error) {
+		return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	}}
+	for _, a := range allow {
+		if pfx, err := netip.ParsePrefix(a); err == nil {
+			p.nets = append(p.nets, pfx.Masked())
+			continue
+		}
+		p.patterns = append(p.patterns, strings.ToLower(a))
+	}
+	return p
+}
+
+// check returns why raw may not be a backend, or nil.
+func (p *backendPolicy) check(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+		return fmt.Errorf("url %q: want http(s)://host[:port][/path]", raw)
+	}
+	if u.User != nil {
+		return fmt.Errorf("url: must not contain user:password; use api_key_env")
+	}
+	host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
+	for _, m := range metadataHosts {
+		if host == m {
+			return fmt.Errorf("url: %s is a cloud metadata service, never a backend", host)
+		}
+	}
+	var addrs []netip.Addr
+	if a, err := netip.ParseAddr(host); err == nil {
+		addrs = []netip.Addr{a}
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if addrs, err = p.resolve(ctx, host); err != nil || len(addrs) == 0 {
+			return fmt.Errorf("url: host %s does not resolve", host)
+		}
+	}
+	for _, a := range addrs {
+		a = a.Unmap()
+		if a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() || a.IsUnspecified() || a.IsMulticast() ||
+			a == netip.MustParseAddr("fd00:ec2::254") {
+			return fmt.Errorf("url: %s resolves to %s, a link-local or metadata address", host, a)
+		}
+	}
+	if len(p.nets) == 0 && len(p.patterns) == 0 {
+		return nil
+	}
+	for _, pat := range p.patterns {
+		if hostMatch(pat, host) {
+			return nil
+		}
+	}
+	for _, a := range addrs {
+		in := false
+		for _, n := range p.nets {
+			if n.Contains(a.Unmap()) {
+				in = true
+				break
+			}
+		}
+		if !in {
+			return fmt.Errorf("url: %s (%s) is outside admin.allow_backends", host, a)
+		}
+	}
+	if len(p.nets) == 0 {
+		return fmt.Errorf("url: %s matches no admin.allow_backends pattern", host)
+	}
+	return nil
+}
+
+// hostMatch matches host against pattern label by label; "*" in a label stands for any run of
+// characters within that label.
+func hostMatch(pattern, host string) bool {
+	pl, hl := strings.Split(pattern, "."), strings.Split(host, ".")
+	if len(pl) != len(hl) {
+		return false
+	}
+	for i := range pl {
+		if !labelMatch(pl[i], hl[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func labelMatch(p, s string) bool {
+	star := strings.IndexByte(p, '*')
+	if star < 0 {
+		return p == s
+	}
+	prefix, rest := p[:star], p[star+1:]
+	if !strings.HasPrefix(s, prefix) {
+		return false
+	}
+	s = s[len(prefix):]
+	for i := 0; i <= len(s); i++ {
+		if labelMatch(rest, s[i:]) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,70 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func TestBackendPolicy(t *testing.T) {
+	dns := map[string][]string{
+		"gpu-1.internal":    {"10.0.0.5"},
+		"evil.example":      {"169.254.169.254"},
+		"public.example":    {"203.0.113.7"},
+		"gpu-2.internal":    {"203.0.113.8"},
+		"sneaky.internal":   {"10.0.0.9", "203.0.113.9"},
+		"v6meta.example":    {"fd00:ec2::254"},
+		"localhost.example": {"127.0.0.1"},
+		"gpu-1.x.internal":  {"10.0.0.6"},
+	}
+	resolve := func(_ context.Context, host string) ([]netip.Addr, error) {
+		var out []netip.Addr
+		for _, s := range dns[host] {
+			out = append(out, netip.MustParseAddr(s))
+		}
+		if out == nil {
+			return nil, errors.New("no such host")
+		}
+		return out, nil
+	}
+	tests := []struct {
+		name, url string
+		allow     []string
+		wantErr   string // substring; "" accepts
+	}{
+		{"any host when no allow-list", "http://public.example:8000", nil, ""},
+		{"metadata IP", "http://169.254.169.254/latest", nil, "link-local or metadata"},
+		{"name resolving to metadata", "http://evil.example:80", nil, "link-local or metadata"},
+		{"IPv6 metadata", "http://v6meta.example", nil, "link-local or metadata"},
+		{"metadata name", "http://metadata.google.internal/computeMetadata", nil, "metadata service"},
+		{"scheme", "file:///etc/passwd", nil, "want http(s)"},
+		{"gopher", "gopher://10.0.0.5:70", nil, "want http(s)"},
+		{"credentials", "http://u:p@gpu-1.internal", nil, "user:password"},
+		{"unresolvable", "http://nowhere.example", nil, "does not resolve"},
+		{"in CIDR", "http://gpu-1.internal:8000", []string{"10.0.0.0/8"}, ""},
+		{"IP in CIDR", "http://10.1.2.3:8000", []string{"10.0.0.0/8"}, ""},
+		{"outside CIDR", "http://public.example", []string{"10.0.0.0/8"}, "outside admin.allow_backends"},
+		{"one address outside", "http://sneaky.internal", []string{"10.0.0.0/8"}, "outside"},
+		{"host pattern", "http://gpu-2.internal", []string{"gpu-*.internal"}, ""},
+		{"pattern does not cross dots", "http://gpu-1.x.internal", []string{"gpu-*.internal"}, "matches no"},
+		{"loopback allowed by CIDR", "http://localhost.example", []string{"127.0.0.1/32"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newBackendPolicy(tt.allow)
+			p.resolve = resolve
+			err := p.check(tt.url)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+}
