@@ -79,6 +79,9 @@ func (p *backendPolicy) check(raw string) error {
 			return nil
 		}
 	}
+	if len(p.nets) == 0 {
+		return fmt.Errorf("url: %s matches no admin.allow_backends pattern", host)
+	}
 	for _, a := range addrs {
 		in := false
 		for _, n := range p.nets {
@@ -90,9 +93,6 @@ func (p *backendPolicy) check(raw string) error {
 		if !in {
 			return fmt.Errorf("url: %s (%s) is outside admin.allow_backends", host, a)
 		}
-	}
-	if len(p.nets) == 0 {
-		return fmt.Errorf("url: %s matches no admin.allow_backends pattern", host)
 	}
 	return nil
 }
