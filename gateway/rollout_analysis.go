@@ -1,0 +1,159 @@
+package gateway
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/llmgate/llmgate/drift"
+)
+
+// rolloutChecks are a rollout's analysis thresholds against stable, in the spirit of Kayenta
+// and Argo Rollouts: a check fails only when the canary is worse by more than its margin AND the
+// difference is statistically significant (Mann-Whitney U for latencies, two-proportion z-test
+// for rates), with both sides above the policy's minimum sample size.
+type rolloutChecks struct {
+	MaxErrorRateIncrease   float64 `json:"max_error_rate_increase"`   // absolute, e.g. 0.02
+	MaxP95LatencyRatio     float64 `json:"max_p95_latency_ratio"`     // canary p95 / stable p95
+	MaxTTFTP95Ratio        float64 `json:"max_ttft_p95_ratio"`        // streams
+	MaxRefusalRateIncrease float64 `json:"max_refusal_rate_increase"` // absolute
+	MaxBlockedRateIncrease float64 `json:"max_blocked_rate_increase"` // guard blocks, absolute
+}
+
+// defaultRolloutChecks are used for the thresholds a rollout leaves at zero.
+var defaultRolloutChecks = rolloutChecks{MaxErrorRateIncrease: 0.02, MaxP95LatencyRatio: 1.5, MaxTTFTP95Ratio: 1.5,
+	MaxRefusalRateIncrease: 0.05, MaxBlockedRateIncrease: 0.05}
+
+func (c rolloutChecks) withDefaults() rolloutChecks {
+	d := defaultRolloutChecks
+	pick := func(v, def float64) float64 {
+		if v > 0 {
+			return v
+		}
+		return def
+	}
+	return rolloutChecks{pick(c.MaxErrorRateIncrease, d.MaxErrorRateIncrease), pick(c.MaxP95LatencyRatio, d.MaxP95LatencyRatio),
+		pick(c.MaxTTFTP95Ratio, d.MaxTTFTP95Ratio), pick(c.MaxRefusalRateIncrease, d.MaxRefusalRateIncrease),
+		pick(c.MaxBlockedRateIncrease, d.MaxBlockedRateIncrease)}
+}
+
+// Analysis verdicts.
+const (
+	analysisPass = "pass" // every check decided and none failed
+	analysisFail = "fail" // a check failed: roll back
+	analysisWait = "wait" // not enough samples yet for some check; nothing failed
+)
+
+// checkResult is one check of an analysis, as history and the admin API show it.
+type checkResult struct {
+	Check     string   `json:"check"`
+	Method    string   `json:"method"`
+	Stable    *float64 `json:"stable"` // the compared figure on each side (rate or p95 seconds)
+	Canary    *float64 `json:"canary"`
+	Limit     float64  `json:"limit"` // the margin: an absolute increase or a ratio
+	PValue    *float64 `json:"p_value"`
+	Verdict   string   `json:"verdict"` // pass | fail | wait
+	StableN   uint64   `json:"stable_n"`
+	CanaryN   uint64   `json:"canary_n"`
+	Rationale string   `json:"rationale,omitempty"`
+}
+
+// analysis is the outcome of comparing a canary's live window with stable's.
+type analysis struct {
+	Verdict string        `json:"verdict"`
+	Checks  []checkResult `json:"checks"`
+}
+
+// reason names the failed checks for history and the log.
+func (a analysis) reason() string {
+	s := ""
+	for _, c := range a.Checks {
+		if c.Verdict == analysisFail {
+			if s != "" {
+				s += "; "
+			}
+			s += c.Rationale
+		}
+	}
+	return s
+}
+
+// analyzeCanary runs the checks of c on the two live windows.
+func analyzeCanary(stable, canary *drift.Snapshot, c rolloutChecks, p *drift.Policy) analysis {
+	c = c.withDefaults()
+	tests := map[string]drift.Result{}
+	for _, r := range drift.Rollout(stable, canary, p) {
+		tests[r.Feature] = r
+	}
+	var out analysis
+	rate := func(name, test string, x func(*drift.Snapshot) uint64, limit float64) {
+		r := tests[test]
+		sn, cn := stable.Count(), canary.Count()
+		cr := checkResult{Check: name, Method: string(r.Method), Limit: limit, PValue: finiteFloat(r.PValue), StableN: sn, CanaryN: cn}
+		var sv, cv float64
+		if sn > 0 {
+			sv = float64(x(stable)) / float64(sn)
+			cr.Stable = &sv
+		}
+		if cn > 0 {
+			cv = float64(x(canary)) / float64(cn)
+			cr.Canary = &cv
+		}
+		switch {
+		case r.Verdict == drift.VerdictInsufficient:
+			cr.Verdict = analysisWait
+		case r.Verdict == drift.VerdictDrift && cv-sv > limit:
+			cr.Verdict = analysisFail
+			cr.Rationale = fmt.Sprintf("%s %.3f on the canary vs %.3f on stable (limit +%.3f, p=%.2g)", name, cv, sv, limit, r.PValue)
+		default:
+			cr.Verdict = analysisPass
+		}
+		out.Checks = append(out.Checks, cr)
+	}
+	latency := func(name, test string, f drift.Feature, limit float64) {
+		r := tests[test]
+		sh, ch := &stable.Num[f], &canary.Num[f]
+		cr := checkResult{Check: name, Method: string(r.Method), Limit: limit, PValue: finiteFloat(r.PValue), StableN: sh.Count(), CanaryN: ch.Count()}
+		sp, cp := sh.Quantile(0.95)*1e-6, ch.Quantile(0.95)*1e-6 // histograms hold microseconds
+		cr.Stable, cr.Canary = finiteFloat(sp), finiteFloat(cp)
+		switch {
+		case sh.Count() == 0 && ch.Count() == 0 && f == drift.FeatureTTFT:
+			cr.Verdict, cr.Rationale = analysisPass, "no streams on either side"
+		case r.Verdict == drift.VerdictInsufficient || sp == 0 || math.IsNaN(sp) || math.IsNaN(cp):
+			cr.Verdict = analysisWait
+		case r.Verdict == drift.VerdictDrift && cp/sp > limit && ch.Quantile(0.5) > sh.Quantile(0.5):
+			cr.Verdict = analysisFail
+			cr.Rationale = fmt.Sprintf("%s %.1f ms on the canary vs %.1f ms on stable (limit x%.2f, p=%.2g)", name, cp*1e3, sp*1e3, limit, r.PValue)
+		default:
+			cr.Verdict = analysisPass
+		}
+		out.Checks = append(out.Checks, cr)
+	}
+	rate("error_rate", "error_rate", func(s *drift.Snapshot) uint64 {
+		return s.Count() - s.Categorical(drift.FeatureStatus)[drift.StatusOK]
+	}, c.MaxErrorRateIncrease)
+	latency("p95_latency", "latency_us", drift.FeatureLatency, c.MaxP95LatencyRatio)
+	latency("p95_ttft", "ttft_us", drift.FeatureTTFT, c.MaxTTFTP95Ratio)
+	rate("refusal_rate", "refusal_rate", func(s *drift.Snapshot) uint64 { return s.Categorical(drift.FeatureRefusal)[1] }, c.MaxRefusalRateIncrease)
+	rate("blocked_rate", "blocked_rate", func(s *drift.Snapshot) uint64 {
+		return s.Categorical(drift.FeatureStatus)[drift.StatusBlocked]
+	}, c.MaxBlockedRateIncrease)
+
+	out.Verdict = analysisPass
+	for _, cr := range out.Checks {
+		switch cr.Verdict {
+		case analysisFail:
+			out.Verdict = analysisFail
+			return out
+		case analysisWait:
+			out.Verdict = analysisWait
+		}
+	}
+	return out
+}
+
+func finiteFloat(v float64) *float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return nil
+	}
+	return &v
+}

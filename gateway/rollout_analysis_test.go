@@ -1,0 +1,65 @@
+package gateway
+
+import (
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/llmgate/llmgate/drift"
+)
+
+// window records n requests: latencies around base (log-normal), a share of errors and, with
+// stream set, TTFT around base/4.
+func window(t *testing.T, seed uint64, n int, base time.Duration, errShare float64, stream bool) *drift.Snapshot {
+	t.Helper()
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	rec := drift.NewRecorder(drift.Options{Window: 15 * time.Minute, Slice: time.Minute, Now: func() time.Time { return now }})
+	rng := rand.New(rand.NewPCG(seed, 7))
+	var s drift.Sample
+	for range n {
+		s.Reset()
+		s.At = now
+		s.Latency = time.Duration(float64(base) * (0.7 + 0.6*rng.Float64()))
+		if stream {
+			s.TTFT = s.Latency / 4
+		}
+		s.Status = drift.StatusOK
+		if rng.Float64() < errShare {
+			s.Status = drift.StatusUpstreamError
+		}
+		rec.Observe(&s)
+	}
+	var snap drift.Snapshot
+	rec.Live(&snap)
+	return &snap
+}
+
+func TestAnalyzeCanary(t *testing.T) {
+	p := drift.DefaultPolicy()
+	stable := window(t, 1, 600, 100*time.Millisecond, 0.01, true)
+	tests := []struct {
+		name        string
+		canary      *drift.Snapshot
+		want        string
+		failedCheck string
+	}{
+		{"healthy canary", window(t, 2, 600, 100*time.Millisecond, 0.01, true), analysisPass, ""},
+		{"more errors", window(t, 3, 600, 100*time.Millisecond, 0.10, true), analysisFail, "error_rate"},
+		{"twice as slow", window(t, 4, 600, 200*time.Millisecond, 0.01, true), analysisFail, "p95_latency"},
+		{"slightly slower, within the margin", window(t, 5, 600, 115*time.Millisecond, 0.01, true), analysisPass, ""},
+		{"too few requests yet", window(t, 6, 20, 300*time.Millisecond, 0.5, true), analysisWait, ""},
+		{"faster is never a failure", window(t, 7, 600, 40*time.Millisecond, 0.0, true), analysisPass, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := analyzeCanary(stable, tt.canary, rolloutChecks{}, &p)
+			if a.Verdict != tt.want {
+				t.Fatalf("verdict %s, want %s: %+v", a.Verdict, tt.want, a.Checks)
+			}
+			if tt.failedCheck != "" && !strings.Contains(a.reason(), tt.failedCheck) {
+				t.Fatalf("reason %q, want it to name %s", a.reason(), tt.failedCheck)
+			}
+		})
+	}
+}
