@@ -1,0 +1,243 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/llmgate/llmgate/drift"
+)
+
+// A progressive rollout moves an alias's canary through steps of traffic, checking it against
+// stable before each step and at every tick: a failed check rolls back at once, a passed last
+// step promotes. One goroutine (the rollouts' owner, started in New and stopped in Close) runs
+// every rollout; with several replicas only the elected one would (the distributed store's
+// issue).
+
+// rolloutStep is one step of a plan.
+type rolloutStep struct {
+	CanaryPercent int      `json:"canary_percent"`
+	MinDuration   duration `json:"min_duration"`
+	MinRequests   uint64   `json:"min_requests"`
+}
+
+// duration is a time.Duration written as "5m" in JSON.
+type duration time.Duration
+
+func (d duration) MarshalJSON() ([]byte, error) {
+	return []byte(`"` + time.Duration(d).String() + `"`), nil
+}
+
+func (d *duration) UnmarshalJSON(b []byte) error {
+	if len(b) < 2 || b[0] != '"' || b[len(b)-1] != '"' {
+		return errors.New(`want a duration string such as "5m"`)
+	}
+	v, err := time.ParseDuration(string(b[1 : len(b)-1]))
+	if err != nil || v < 0 {
+		return fmt.Errorf("want a duration such as \"5m\", got %s", b)
+	}
+	*d = duration(v)
+	return nil
+}
+
+// Rollout states.
+const (
+	rolloutRunning    = "running"
+	rolloutPaused     = "paused"
+	rolloutPromoted   = "promoted"
+	rolloutRolledBack = "rolled_back"
+	rolloutAborted    = "aborted"
+)
+
+// rollout is one alias's plan and where it stands.
+type rollout struct {
+	Alias     string        `json:"alias"`
+	Canary    string        `json:"canary"`
+	Steps     []rolloutStep `json:"steps"`
+	Checks    rolloutChecks `json:"checks"`
+	Step      int           `json:"step"` // index into Steps
+	State     string        `json:"state"`
+	Reason    string        `json:"reason,omitempty"`
+	StepStart time.Time     `json:"step_started"`
+	Started   time.Time     `json:"started"`
+	Actor     string        `json:"actor"`
+	Last      *analysis     `json:"last_analysis,omitempty"`
+	stepBase  uint64        // canary requests when the step started
+}
+
+// rolloutActions are what a rollout does to the deploy state; the deploy API implements them.
+type rolloutActions interface {
+	setCanaryPercent(alias, canary string, percent int, actor, reason string) error
+	promote(alias, actor, reason string) error
+	rollback(alias, actor, reason string) error
+}
+
+// rollouts runs every alias's rollout.
+type rollouts struct {
+	mu       sync.Mutex
+	byAlias  map[string]*rollout
+	actions  rolloutActions
+	stats    func(alias, version string) *versionStats
+	stableOf func(alias string) string // the alias's stable version now
+	policy   drift.Policy
+	now      func() time.Time
+	stop     chan struct{}
+	done     chan struct{}
+	wake     chan struct{} // a tick now (tests, admin verbs)
+}
+
+var errRolloutRunning = errors.New("a rollout is already running for this model; pause, abort or wait for it")
+
+// start begins r; the first step's traffic is set at once.
+func (rs *rollouts) start(r *rollout) error {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if cur := rs.byAlias[r.Alias]; cur != nil && (cur.State == rolloutRunning || cur.State == rolloutPaused) {
+		return errRolloutRunning
+	}
+	r.State, r.Step, r.Started, r.StepStart = rolloutRunning, 0, rs.now(), rs.now()
+	if err := rs.actions.setCanaryPercent(r.Alias, r.Canary, r.Steps[0].CanaryPercent, r.Actor, "rollout step 1"); err != nil {
+		return err
+	}
+	r.stepBase = rs.canaryRequests(r)
+	rs.byAlias[r.Alias] = r
+	return nil
+}
+
+// verb pauses, resumes or aborts alias's rollout.
+func (rs *rollouts) verb(alias, verb, actor string) (*rollout, error) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	r := rs.byAlias[alias]
+	if r == nil {
+		return nil, errors.New("no rollout for this model")
+	}
+	switch {
+	case verb == "pause" && r.State == rolloutRunning:
+		r.State = rolloutPaused
+	case verb == "resume" && r.State == rolloutPaused:
+		r.State, r.StepStart, r.stepBase = rolloutRunning, rs.now(), rs.canaryRequests(r)
+	case verb == "abort" && (r.State == rolloutRunning || r.State == rolloutPaused):
+		if err := rs.actions.rollback(alias, actor, "rollout aborted by "+actor); err != nil {
+			return nil, err
+		}
+		r.State, r.Reason = rolloutAborted, "aborted by "+actor
+	default:
+		return nil, fmt.Errorf("cannot %s a rollout that is %s", verb, r.State)
+	}
+	return r, nil
+}
+
+// get returns a copy of alias's rollout, or nil.
+func (rs *rollouts) get(alias string) *rollout {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if r := rs.byAlias[alias]; r != nil {
+		c := *r
+		return &c
+	}
+	return nil
+}
+
+func (rs *rollouts) canaryRequests(r *rollout) uint64 {
+	vs := rs.stats(r.Alias, r.Canary)
+	if vs == nil {
+		return 0
+	}
+	var s drift.Snapshot
+	vs.rec.Live(&s)
+	return s.Count()
+}
+
+func (rs *rollouts) run(interval time.Duration) {
+	defer close(rs.done)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-rs.stop:
+			return
+		case <-t.C:
+		case <-rs.wake:
+		}
+		rs.tick()
+	}
+}
+
+// tick advances every running rollout by what its analysis says.
+func (rs *rollouts) tick() {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	for _, r := range rs.byAlias {
+		if r.State == rolloutRunning {
+			rs.advance(r)
+		}
+	}
+}
+
+func (rs *rollouts) advance(r *rollout) {
+	sv, cv := rs.stats(r.Alias, rs.stableOf(r.Alias)), rs.stats(r.Alias, r.Canary)
+	if sv == nil || cv == nil {
+		return
+	}
+	var stable, canary drift.Snapshot
+	sv.rec.Live(&stable)
+	cv.rec.Live(&canary)
+	a := analyzeCanary(&stable, &canary, r.Checks, &rs.policy)
+	r.Last = &a
+	if a.Verdict == analysisFail {
+		reason := "automatic rollback: " + a.reason()
+		if err := rs.actions.rollback(r.Alias, "rollout", reason); err == nil {
+			r.State, r.Reason = rolloutRolledBack, reason
+		}
+		return
+	}
+	step := r.Steps[r.Step]
+	if rs.now().Sub(r.StepStart) < time.Duration(step.MinDuration) || canary.Count()-r.stepBase < step.MinRequests {
+		return
+	}
+	if a.Verdict != analysisPass {
+		return // not enough evidence yet: stay on this step
+	}
+	if r.Step == len(r.Steps)-1 {
+		if err := rs.actions.promote(r.Alias, "rollout", "rollout passed every step"); err == nil {
+			r.State, r.Reason = rolloutPromoted, "passed every step"
+		}
+		return
+	}
+	r.Step++
+	if err := rs.actions.setCanaryPercent(r.Alias, r.Canary, r.Steps[r.Step].CanaryPercent, "rollout",
+		fmt.Sprintf("rollout step %d of %d", r.Step+1, len(r.Steps))); err == nil {
+		r.StepStart, r.stepBase = rs.now(), canary.Count()
+	}
+}
+
+// validate checks a plan from the admin API; the error names the field.
+func (r *rollout) validate() *apiError {
+	if r.Canary == "" {
+		return badRequest("canary", "A rollout needs the canary version.")
+	}
+	if len(r.Steps) == 0 || len(r.Steps) > 20 {
+		return badRequest("steps", "A rollout needs 1 to 20 steps.")
+	}
+	prev := 0
+	for i, s := range r.Steps {
+		if s.CanaryPercent <= prev || s.CanaryPercent > 100 {
+			return badRequest(fmt.Sprintf("steps[%d].canary_percent", i), "Step percentages must rise, each within 1..100.")
+		}
+		prev = s.CanaryPercent
+	}
+	for name, v := range map[string]float64{"checks.max_error_rate_increase": r.Checks.MaxErrorRateIncrease,
+		"checks.max_refusal_rate_increase": r.Checks.MaxRefusalRateIncrease, "checks.max_blocked_rate_increase": r.Checks.MaxBlockedRateIncrease} {
+		if v < 0 || v > 1 {
+			return badRequest(name, "A rate margin is within 0..1.")
+		}
+	}
+	for name, v := range map[string]float64{"checks.max_p95_latency_ratio": r.Checks.MaxP95LatencyRatio, "checks.max_ttft_p95_ratio": r.Checks.MaxTTFTP95Ratio} {
+		if v != 0 && v < 1 {
+			return badRequest(name, "A latency ratio limit is at least 1.")
+		}
+	}
+	return nil
+}

@@ -1,0 +1,120 @@
+package gateway
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/llmgate/llmgate/drift"
+)
+
+// fakeActions records what a rollout did to the deploy state.
+type fakeActions struct{ log []string }
+
+func (f *fakeActions) setCanaryPercent(alias, canary string, percent int, actor, reason string) error {
+	f.log = append(f.log, "traffic "+canary+" "+strconv.Itoa(percent))
+	return nil
+}
+func (f *fakeActions) promote(alias, actor, reason string) error {
+	f.log = append(f.log, "promote")
+	return nil
+}
+func (f *fakeActions) rollback(alias, actor, reason string) error {
+	f.log = append(f.log, "rollback: "+reason)
+	return nil
+}
+
+// A rollout on a fake clock: a healthy canary climbs every step and is promoted; a canary with
+// a higher error rate is rolled back with the failed check as the reason.
+func TestRolloutController(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		canaryErr float64
+		want      []string
+		state     string
+	}{
+		{"healthy canary is promoted", 0.01, []string{"traffic v2 10", "traffic v2 50", "promote"}, rolloutPromoted},
+		{"failing canary is rolled back", 0.20, []string{"traffic v2 10", "rollback: automatic rollback: error_rate"}, rolloutRolledBack},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+			clock := func() time.Time { return now }
+			recs := map[string]*versionStats{
+				"v1": {alias: "chat", version: "v1", rec: drift.NewRecorder(drift.Options{Now: clock})},
+				"v2": {alias: "chat", version: "v2", rec: drift.NewRecorder(drift.Options{Now: clock})},
+			}
+			traffic := func(v string, n int, errShare float64) {
+				var s drift.Sample
+				for i := range n {
+					s.Reset()
+					s.At = now
+					s.Latency = time.Duration(90+i%20) * time.Millisecond
+					s.Status = drift.StatusOK
+					if float64(i%100) < errShare*100 {
+						s.Status = drift.StatusUpstreamError
+					}
+					recs[v].rec.Observe(&s)
+				}
+			}
+			acts := &fakeActions{}
+			rs := &rollouts{byAlias: map[string]*rollout{}, actions: acts, policy: drift.DefaultPolicy(), now: clock,
+				stats: func(_, v string) *versionStats { return recs[v] }, stableOf: func(string) string { return "v1" }}
+			r := &rollout{Alias: "chat", Canary: "v2", Actor: "ops", Steps: []rolloutStep{
+				{CanaryPercent: 10, MinDuration: duration(time.Minute), MinRequests: 200},
+				{CanaryPercent: 50, MinDuration: duration(time.Minute), MinRequests: 200},
+			}}
+			if err := r.validate(); err != nil {
+				t.Fatal(err)
+			}
+			if err := rs.start(r); err != nil {
+				t.Fatal(err)
+			}
+			if err := rs.start(&rollout{Alias: "chat", Canary: "v2", Steps: r.Steps}); err != errRolloutRunning {
+				t.Fatalf("second rollout: %v", err)
+			}
+			for range 3 {
+				traffic("v1", 1000, 0.01)
+				traffic("v2", 300, tt.canaryErr)
+				rs.tick() // before the step's minimum duration: only failures act
+				now = now.Add(61 * time.Second)
+				rs.tick()
+			}
+			got := rs.get("chat")
+			if got.State != tt.state || len(acts.log) != len(tt.want) || !prefixes(acts.log, tt.want) {
+				t.Fatalf("state %s, actions %q; want %s, %q", got.State, acts.log, tt.state, tt.want)
+			}
+		})
+	}
+}
+
+func TestRolloutValidate(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		r     rollout
+		param string
+	}{
+		{"no canary", rollout{Steps: []rolloutStep{{CanaryPercent: 10}}}, "canary"},
+		{"no steps", rollout{Canary: "v2"}, "steps"},
+		{"falling steps", rollout{Canary: "v2", Steps: []rolloutStep{{CanaryPercent: 50}, {CanaryPercent: 10}}}, "steps[1].canary_percent"},
+		{"over 100", rollout{Canary: "v2", Steps: []rolloutStep{{CanaryPercent: 120}}}, "steps[0].canary_percent"},
+		{"ratio below 1", rollout{Canary: "v2", Steps: []rolloutStep{{CanaryPercent: 10}}, Checks: rolloutChecks{MaxP95LatencyRatio: 0.5}}, "checks.max_p95_latency_ratio"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.r.validate()
+			if err == nil || err.param != tt.param {
+				t.Fatalf("err %v, want param %s", err, tt.param)
+			}
+		})
+	}
+}
+
+// prefixes reports whether each got[i] starts with want[i].
+func prefixes(got, want []string) bool {
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) {
+			return false
+		}
+	}
+	return true
+}
