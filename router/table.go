@@ -1,6 +1,8 @@
-// Package router decides which backend serves a request: model alias -> version (pins) ->
-// backend (least-loaded, health, ejection). A Table is an immutable snapshot built from config;
-// backend load and health live in a Pool that outlives tables.
+// Package router decides which backend serves a request: model alias -> version (pins, canary
+// split, sticky hash) -> backend (least-loaded, health, ejection). A Table is an immutable
+// snapshot built from config or from the deploy State; backend load and health live in a Pool
+// that outlives tables. The deploy State and its operations (deploy, traffic, shadow, promote,
+// rollback) are pure values here; router/store makes them durable.
 package router
 
 import (
@@ -29,14 +31,27 @@ type Table struct {
 	models   map[string]*Model
 	aliases  []string // sorted
 	backends []*Backend
+	revision uint64 // of the State it was built from; 0 when built from config
 }
 
 // Model is one public alias.
 type Model struct {
 	Alias    string
 	Stable   *Version
-	Versions []*Version // in config order
+	Versions []*Version // in config (or deploy) order
+	// Canary, when not nil, serves CanaryPercent of the unpinned requests; Sticky says which
+	// request key keeps a user on one side (see ResolveSticky).
+	Canary        *Version
+	CanaryPercent float64
+	Sticky        Sticky
+	// Shadow, when not nil, receives a copy of ShadowPercent of the requests (see DrawShadow).
+	Shadow        *Version
+	ShadowPercent float64
+
 	byName   map[string]*Version
+	canaryBP uint64 // CanaryPercent in basis points, compared with a bucket in [0, 10000)
+	shadowBP uint64
+	salt     uint64 // hash state after the alias and canary names, see bucket
 }
 
 // Version is one model version and its pool of backends.
@@ -45,23 +60,47 @@ type Version struct {
 	Name      string
 	Backends  []*Backend
 	weightSum int
+	model     *Model
 	now       func() time.Time // the Pool's clock
 }
 
 // NewTable builds a table from a validated config. API keys are read from the environment now,
 // so a missing variable fails the build instead of a request.
 func NewTable(cfg *config.Config, pool *Pool) (*Table, error) {
-	t := &Table{models: make(map[string]*Model, len(cfg.Models))}
-	for _, mc := range cfg.Models {
-		m := &Model{Alias: mc.Alias, byName: map[string]*Version{}}
-		for _, vc := range mc.Versions {
-			v := &Version{Alias: mc.Alias, Name: vc.Version, now: pool.now}
-			for _, bc := range vc.Backends {
-				b, err := newBackend(bc, cfg.Health, pool)
+	models := make([]ModelState, len(cfg.Models))
+	for i, mc := range cfg.Models {
+		models[i] = modelFromConfig(mc)
+	}
+	return buildTable(models, 0, cfg.Health, pool)
+}
+
+// NewTableFromState builds a table from a deploy state, with the canary split, sticky mode and
+// shadow it records. As with NewTable, API keys are read from the environment now: build the
+// table of a new state before committing it, so a state that cannot serve is never stored.
+func NewTableFromState(s *State, hc config.HealthCheck, pool *Pool) (*Table, error) {
+	return buildTable(s.Models, s.Revision, hc, pool)
+}
+
+// Revision returns the revision of the State the table was built from, 0 for a config.
+func (t *Table) Revision() uint64 { return t.revision }
+
+// buildTable is NewTable and NewTableFromState: both describe models the same way, so both
+// build backends, health sharing and indexes the same way.
+func buildTable(models []ModelState, rev uint64, hc config.HealthCheck, pool *Pool) (*Table, error) {
+	t := &Table{models: make(map[string]*Model, len(models)), revision: rev}
+	for _, ms := range models {
+		if t.models[ms.Alias] != nil {
+			return nil, fmt.Errorf("model %q: duplicate alias", ms.Alias)
+		}
+		m := &Model{Alias: ms.Alias, byName: make(map[string]*Version, len(ms.Versions))}
+		for _, vs := range ms.Versions {
+			v := &Version{Alias: ms.Alias, Name: vs.Name, model: m, now: pool.now}
+			for _, bs := range vs.Backends {
+				b, err := newBackend(bs.config(), hc, pool)
 				if err != nil {
-					return nil, fmt.Errorf("model %q version %q: %w", mc.Alias, vc.Version, err)
+					return nil, fmt.Errorf("model %q version %q: %w", ms.Alias, vs.Name, err)
 				}
-				b.Index, b.Alias, b.Version = len(t.backends), mc.Alias, vc.Version
+				b.Index, b.Alias, b.Version = len(t.backends), ms.Alias, vs.Name
 				t.backends = append(t.backends, b)
 				v.Backends = append(v.Backends, b)
 				v.weightSum += b.Weight
@@ -69,13 +108,12 @@ func NewTable(cfg *config.Config, pool *Pool) (*Table, error) {
 			m.Versions = append(m.Versions, v)
 			m.byName[v.Name] = v
 		}
-		stable := mc.Stable
-		if stable == "" && len(m.Versions) > 0 {
-			stable = m.Versions[0].Name
-		}
-		m.Stable = m.byName[stable]
+		m.Stable = m.byName[ms.Stable]
 		if m.Stable == nil {
-			return nil, fmt.Errorf("model %q: stable version %q not found", mc.Alias, stable)
+			return nil, fmt.Errorf("model %q: stable version %q not found", ms.Alias, ms.Stable)
+		}
+		if err := m.setSplit(ms); err != nil {
+			return nil, fmt.Errorf("model %q: %w", ms.Alias, err)
 		}
 		t.models[m.Alias] = m
 		t.aliases = append(t.aliases, m.Alias)
@@ -124,27 +162,36 @@ func newBackend(bc config.Backend, hc config.HealthCheck, pool *Pool) (*Backend,
 
 // Resolve maps the request's model field and optional version pin (header x-llmgate-version)
 // to a version. The model may carry a pin itself as "alias@version". With no pin the stable
-// version serves.
+// version serves; ResolveSticky also applies the canary split.
 func (t *Table) Resolve(model, pin []byte) (*Version, error) {
+	m, v, err := t.lookup(model, pin)
+	if err != nil || v != nil {
+		return v, err
+	}
+	return m.Stable, nil
+}
+
+// lookup finds the model of a request and, when the request pins one, the pinned version.
+func (t *Table) lookup(model, pin []byte) (*Model, *Version, error) {
 	alias := model
 	if i := indexByte(model, '@'); i >= 0 {
 		alias, pin = model[:i], model[i+1:]
 		if len(pin) == 0 {
-			return nil, ErrUnknownVersion // "chat@" names no version; serving stable would hide the typo
+			return nil, nil, ErrUnknownVersion // "chat@" names no version; serving stable would hide the typo
 		}
 	}
 	m := t.models[string(alias)] // no allocation: the compiler special-cases map[string] lookups
 	if m == nil {
-		return nil, ErrUnknownModel
+		return nil, nil, ErrUnknownModel
 	}
 	if len(pin) == 0 {
-		return m.Stable, nil
+		return m, nil, nil
 	}
 	v := m.byName[string(pin)]
 	if v == nil {
-		return nil, ErrUnknownVersion
+		return nil, nil, ErrUnknownVersion
 	}
-	return v, nil
+	return m, v, nil
 }
 
 func indexByte(b []byte, c byte) int {
