@@ -25,6 +25,7 @@ func (c *Config) envVars() []envVar {
 		{"LLMGATE_TIMEOUT_TOTAL", "timeouts.total", &c.Timeouts.Total},
 		{"LLMGATE_RETRY_ATTEMPTS", "retry.attempts", &c.Retry.Attempts},
 		{"LLMGATE_LOG_LEVEL", "log.level", &c.Log.Level},
+		{"LLMGATE_STATE_PATH", "state.path", &c.State.Path},
 	}
 }
 
@@ -32,7 +33,7 @@ func (c *Config) envVars() []envVar {
 // so tests need not touch the process environment. The variables are LLMGATE_LISTEN,
 // LLMGATE_ADMIN_LISTEN, LLMGATE_MAX_BODY_BYTES, LLMGATE_TIMEOUT_CONNECT,
 // LLMGATE_TIMEOUT_FIRST_BYTE, LLMGATE_TIMEOUT_IDLE, LLMGATE_TIMEOUT_TOTAL,
-// LLMGATE_RETRY_ATTEMPTS and LLMGATE_LOG_LEVEL; empty means unset. A value that does not parse
+// LLMGATE_RETRY_ATTEMPTS, LLMGATE_LOG_LEVEL and LLMGATE_STATE_PATH; empty means unset. A value that does not parse
 // is an error naming the variable, and Validate names the variable for values that parse but
 // are out of range. It may run before or after ApplyDefaults: a value from the environment
 // counts as written, so a default never replaces it.

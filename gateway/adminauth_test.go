@@ -8,6 +8,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/llmgate/llmgate/config"
+	"github.com/llmgate/llmgate/router/store"
 )
 
 func TestAdminAuth(t *testing.T) {
@@ -48,7 +49,7 @@ func TestAdminAuth(t *testing.T) {
 			if err := cfg.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			g, err := New(cfg, Options{LogOutput: io.Discard})
+			g, err := New(cfg, Options{LogOutput: io.Discard, Store: store.NewMemory()})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -72,7 +73,7 @@ func TestAdminTokenEnvMissing(t *testing.T) {
 	cfg := &config.Config{Admin: config.Admin{Tokens: []config.AdminToken{{Name: "ops", TokenEnv: "TEST_UNSET_TOKEN_VAR", Role: "admin"}}},
 		Models: []config.Model{{Alias: "chat", Versions: []config.Version{{Version: "v1", Backends: []config.Backend{{URL: "http://127.0.0.1:1", Model: "m"}}}}}}}
 	cfg.ApplyDefaults()
-	if _, err := New(cfg, Options{LogOutput: io.Discard}); err == nil {
+	if _, err := New(cfg, Options{LogOutput: io.Discard, Store: store.NewMemory()}); err == nil {
 		t.Fatal("New accepted an admin token whose environment variable is empty")
 	}
 }

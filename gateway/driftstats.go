@@ -246,18 +246,19 @@ func (w *webhook) close() {
 	<-w.done
 }
 
-func (w *webhook) send(ev driftEvent) {
+// send queues ev (a JSON-marshalable event) for delivery.
+func (w *webhook) send(ev any) {
 	if w.url == "" {
 		return
 	}
 	body, err := json.Marshal(ev)
 	if err != nil {
-		panic("BUG: drift event does not marshal: " + err.Error())
+		panic("BUG: webhook event does not marshal: " + err.Error())
 	}
 	select {
 	case w.queue <- body:
 	default:
-		w.log.Warn("drift webhook queue full: event dropped", "model", ev.Model, "version", ev.Version)
+		w.log.Warn("webhook queue full: event dropped")
 	}
 }
 

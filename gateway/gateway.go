@@ -19,6 +19,7 @@ import (
 	"github.com/llmgate/llmgate/config"
 	"github.com/llmgate/llmgate/gateway/cache"
 	"github.com/llmgate/llmgate/router"
+	"github.com/llmgate/llmgate/router/store"
 )
 
 // Gateway serves the OpenAI-compatible data plane and the admin listener.
@@ -37,6 +38,14 @@ type Gateway struct {
 	classifyQueue classifyQueue
 	// stats holds drift statistics per model version; nil when drift.off is set.
 	stats *statsRegistry
+	// modelConfig and guards are the config file's per-alias settings, by alias.
+	modelConfig map[string]config.Model
+	guards      map[string]*aliasGuard
+	// deploy is the admin-managed deploy state; rollouts run progressive rollouts on it.
+	deploy   deployState
+	rollouts *rollouts
+	// backendPolicy decides which backend URLs admin deploys may use (SSRF).
+	backendPolicy *backendPolicy
 	// cacheStore holds cached answers; nil when no alias enables caching.
 	cacheStore *cache.Store
 	flights    cache.Group
@@ -80,6 +89,9 @@ type Options struct {
 	LogOutput io.Writer
 	// Dial, when set, replaces TCP dialing of backends (benchmarks use in-memory listeners).
 	Dial func(addr string) (net.Conn, error)
+	// Store, when set, keeps the deploy state instead of the bbolt file at state.path (tests and
+	// the demo use store.NewMemory). The gateway closes it.
+	Store store.Store
 }
 
 // New builds a gateway from a validated config. It does not listen yet.
@@ -125,7 +137,20 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		aw.Close()
 		return nil, err
 	}
-	if err := g.install(cfg); err != nil {
+	g.modelConfig = map[string]config.Model{}
+	g.guards = map[string]*aliasGuard{}
+	for _, m := range cfg.Models {
+		g.modelConfig[m.Alias] = m
+		ag, err := g.newAliasGuard(m)
+		if err != nil {
+			aw.Close()
+			return nil, err
+		}
+		if ag != nil {
+			g.guards[m.Alias] = ag
+		}
+	}
+	if err := g.openDeployState(cfg, opts.Store); err != nil {
 		aw.Close()
 		return nil, err
 	}
@@ -162,32 +187,27 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	return g, nil
 }
 
-// install builds a snapshot for cfg and swaps it in. In-flight requests finish on the snapshot
-// they started with.
-func (g *Gateway) install(cfg *config.Config) error {
-	t, err := router.NewTable(cfg, g.pool)
-	if err != nil {
-		return err
-	}
+// install builds a snapshot for a routing table and swaps it in. In-flight requests finish on
+// the snapshot they started with. Per-alias settings (guard, cache, drift) come from the config
+// file by alias; an alias created through the admin API has the defaults (all off but drift).
+func (g *Gateway) install(t *router.Table) {
 	s := &snapshot{table: t, backends: make([]*backendHandles, len(t.Backends())), guards: map[string]*aliasGuard{},
 		guardMetrics: map[*router.Version]*guardMetrics{}, stats: map[*router.Version]*versionStats{},
 		caches: map[*router.Version]*versionCache{}}
-	for _, m := range cfg.Models {
-		ag, err := g.newAliasGuard(m)
-		if err != nil {
-			return err
-		}
-		for _, v := range t.Model(m.Alias).Versions {
+	for _, m := range t.Models() {
+		mc := g.modelConfig[m.Alias]
+		ag := g.guards[m.Alias]
+		for _, v := range m.Versions {
 			if g.stats != nil {
-				s.stats[v] = g.stats.forVersion(m.Alias, v.Name, m.Drift)
+				s.stats[v] = g.stats.forVersion(m.Alias, v.Name, mc.Drift)
 			}
-			s.caches[v] = g.newVersionCache(m.Alias, v.Name, cacheSettings{enabled: m.Cache.Enabled, ttl: m.Cache.TTL, nondeterministic: m.Cache.Nondeterministic})
+			s.caches[v] = g.newVersionCache(m.Alias, v.Name, cacheSettings{enabled: mc.Cache.Enabled, ttl: mc.Cache.TTL, nondeterministic: mc.Cache.Nondeterministic})
+			if ag != nil {
+				s.guardMetrics[v] = newGuardMetrics(g.metrics.set, m.Alias, v.Name, ag)
+			}
 		}
 		if ag != nil {
 			s.guards[m.Alias] = ag
-			for _, v := range t.Model(m.Alias).Versions {
-				s.guardMetrics[v] = newGuardMetrics(g.metrics.set, m.Alias, v.Name, ag)
-			}
 		}
 	}
 	versions := map[string]*versionMetrics{}
@@ -209,7 +229,6 @@ func (g *Gateway) install(cfg *config.Config) error {
 		s.backends[b.Index] = h
 	}
 	g.snap.Store(s)
-	return nil
 }
 
 // pathPrefix returns the path part of a backend URL ("http://h:1/prefix" -> "/prefix"), so
@@ -267,6 +286,7 @@ func (g *Gateway) Close() error {
 		if g.cacheStore != nil {
 			g.cacheStore.Close()
 		}
+		g.closeDeploy()
 		g.accessLog.Close()
 	})
 	return err

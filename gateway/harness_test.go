@@ -25,6 +25,7 @@ import (
 	"github.com/llmgate/llmgate/bench/fakellm"
 	"github.com/llmgate/llmgate/config"
 	"github.com/llmgate/llmgate/gateway"
+	"github.com/llmgate/llmgate/router/store"
 )
 
 // waitTimeout bounds every polling wait; the conditions normally hold within milliseconds.
@@ -206,7 +207,7 @@ type gw struct {
 func startGateway(t testing.TB, cfg *config.Config) *gw {
 	t.Helper()
 	logs := &syncBuffer{}
-	g, err := gateway.New(cfg, gateway.Options{LogOutput: logs})
+	g, err := gateway.New(cfg, gateway.Options{LogOutput: logs, Store: store.NewMemory()})
 	if err != nil {
 		t.Fatalf("gateway.New: %v", err)
 	}

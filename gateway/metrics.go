@@ -29,6 +29,9 @@ type gatewayMetrics struct {
 	inFlight atomic.Int64
 	rejected map[string]*metrics.Counter // by reason
 	panics   *metrics.Counter
+	// shadows counts mirrored requests answered (or failed); shadowsSkipped those not sent
+	// because maxShadows were in flight.
+	shadows, shadowsSkipped *metrics.Counter
 }
 
 // Reasons a request was rejected before reaching a model version.
@@ -45,6 +48,8 @@ func newGatewayMetrics() *gatewayMetrics {
 	m := &gatewayMetrics{set: metrics.NewSet(), rejected: map[string]*metrics.Counter{}}
 	m.set.NewGauge("llmgate_requests_in_flight", func() float64 { return float64(m.inFlight.Load()) })
 	m.panics = m.set.NewCounter("llmgate_panics_total")
+	m.shadows = m.set.NewCounter("llmgate_shadow_requests_total")
+	m.shadowsSkipped = m.set.NewCounter("llmgate_shadow_skipped_total")
 	for _, r := range []string{rejectBadRequest, rejectUnknownModel, rejectTooLarge, rejectNotFound, rejectMethod} {
 		m.rejected[r] = m.set.NewCounter(`llmgate_rejected_requests_total{reason="` + r + `"}`)
 	}
@@ -151,6 +156,8 @@ var metricHelp = map[string]string{
 	"llmgate_cache_entries":                       "Answers held in the response cache.",
 	"llmgate_cache_max_bytes":                     "The response cache's bound (cache.max_bytes).",
 	"llmgate_cache_flights_in_flight":             "Cacheable requests being answered by a backend now, which identical requests wait for.",
+	"llmgate_shadow_requests_total":               "Requests mirrored to a shadow version (their answers are discarded).",
+	"llmgate_shadow_skipped_total":                "Shadow mirrors not sent because too many were in flight.",
 	"llmgate_panics_total":                        "Requests that hit a bug (a recovered panic); each is logged with its stack.",
 	"gen_ai_server_request_duration_seconds":      "Time from request arrival to the last byte of the response.",
 	"gen_ai_server_time_to_first_token_seconds":   "Time from request arrival to the first streamed token.",

@@ -87,7 +87,7 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *request) (done bool) {
 	}
 	// 3. route: alias -> version. The backend is picked when forwarding (6), per attempt.
 	snap := g.snap.Load()
-	version, err := snap.table.Resolve(r.model, ctx.Request.Header.Peek("X-Llmgate-Version"))
+	version, err := snap.table.ResolveSticky(r.model, ctx.Request.Header.Peek("X-Llmgate-Version"), stickyKey(ctx, r, snap.table))
 	if err != nil {
 		g.metrics.rejected[rejectUnknownModel].Inc()
 		if errors.Is(err, router.ErrUnknownVersion) {
@@ -114,6 +114,9 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *request) (done bool) {
 		}
 	}
 	ctx.Response.Header.Set("X-Llmgate-Version", version.Name)
+	if sv := version.DrawShadow(); sv != nil {
+		g.mirror(r, snap, sv) // a copy to the shadow version; never delays or changes this answer
+	}
 	// 5. cache lookup: a hit or a coalesced answer ends here; a leader goes on and stores (8).
 	if handled, done := g.cacheLookup(ctx, r, snap); handled {
 		return done

@@ -13,6 +13,7 @@ import (
 	"github.com/valyala/fasthttp/fasthttputil"
 
 	"github.com/llmgate/llmgate/config"
+	"github.com/llmgate/llmgate/router/store"
 )
 
 // A canned vLLM answer: the backend side of these benchmarks must not allocate, so that what is
@@ -62,7 +63,7 @@ func newBenchGateway(tb testing.TB, edits ...func(*config.Config)) *Gateway {
 	if err := cfg.Validate(); err != nil {
 		tb.Fatal(err)
 	}
-	g, err := New(cfg, Options{LogOutput: io.Discard, Dial: func(string) (net.Conn, error) { return ln.Dial() }})
+	g, err := New(cfg, Options{LogOutput: io.Discard, Store: store.NewMemory(), Dial: func(string) (net.Conn, error) { return ln.Dial() }})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/llmgate/llmgate/config"
+	"github.com/llmgate/llmgate/router/store"
 )
 
 // A backend that closes idle keep-alive connections (uvicorn does after 5 s) must not turn the
@@ -35,7 +36,7 @@ func TestIdleConnectionClosedByBackend(t *testing.T) {
 		Version: "v1", Backends: []config.Backend{{URL: "http://" + ln.Addr().String(), Kind: "vllm", Model: "m"}},
 	}}}}}
 	cfg.ApplyDefaults()
-	g, err := New(cfg, Options{LogOutput: io.Discard})
+	g, err := New(cfg, Options{LogOutput: io.Discard, Store: store.NewMemory()})
 	if err != nil {
 		t.Fatal(err)
 	}

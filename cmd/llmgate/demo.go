@@ -11,6 +11,7 @@ import (
 
 	"github.com/llmgate/llmgate/bench/fakellm"
 	"github.com/llmgate/llmgate/config"
+	"github.com/llmgate/llmgate/router/store"
 )
 
 //go:embed demo.yaml
@@ -50,7 +51,8 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "llmgate demo: embedded config:", err)
 		return 1
 	}
-	g, lns, err := start(cfg, io.Discard)
+	// The demo keeps admin changes in memory: every run starts from its embedded config.
+	g, lns, err := start(cfg, io.Discard, store.NewMemory())
 	if err != nil {
 		fmt.Fprintln(stderr, "llmgate demo:", err, "(is another llmgate running? choose free ports with --listen and --admin-listen)")
 		return 1

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -23,6 +24,7 @@ func startFakeLLM(t *testing.T, opts fakellm.Options) string {
 
 // Start-up failures are one line on stderr and a non-zero exit.
 func TestServeFailsWithOneLine(t *testing.T) {
+	t.Setenv("LLMGATE_STATE_PATH", filepath.Join(t.TempDir(), "state.db"))
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"github.com/llmgate/llmgate/config"
 	"github.com/llmgate/llmgate/gateway"
 	"github.com/llmgate/llmgate/router"
+	"github.com/llmgate/llmgate/router/store"
 )
 
 // listFlag collects a repeatable string flag.
@@ -57,7 +58,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "llmgate serve:", err)
 		return 1
 	}
-	g, lns, err := start(cfg, stderr)
+	g, lns, err := start(cfg, stderr, nil) // nil: the bbolt file at state.path
 	if err != nil {
 		fmt.Fprintln(stderr, "llmgate serve:", err)
 		return 1
@@ -134,9 +135,9 @@ func checkBackends(cfg *config.Config) error {
 }
 
 // start listens on both addresses and serves in the background.
-func start(cfg *config.Config, logOut io.Writer) (*gateway.Gateway, [2]net.Listener, error) {
+func start(cfg *config.Config, logOut io.Writer, st store.Store) (*gateway.Gateway, [2]net.Listener, error) {
 	var lns [2]net.Listener
-	g, err := gateway.New(cfg, gateway.Options{LogOutput: logOut})
+	g, err := gateway.New(cfg, gateway.Options{LogOutput: logOut, Store: st})
 	if err != nil {
 		return nil, lns, err
 	}

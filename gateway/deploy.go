@@ -1,0 +1,190 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/llmgate/llmgate/config"
+	"github.com/llmgate/llmgate/drift"
+	"github.com/llmgate/llmgate/router"
+	"github.com/llmgate/llmgate/router/store"
+)
+
+// deployState is the admin-managed deploy state: the config file seeds it on first start;
+// afterwards the store is the truth. Every change goes one way (ARCHITECTURE.md "State"):
+// operation -> new routing table (a state that cannot serve is refused) -> durable commit ->
+// swap the snapshot pointer -> acknowledge.
+type deployState struct {
+	mu    sync.Mutex // serialises changes
+	store store.Store
+	state *router.State // the last committed state; replaced, never modified
+}
+
+// openDeployState loads the deploy state (seeding it from cfg on first start), installs its
+// table, and starts the rollout owner.
+func (g *Gateway) openDeployState(cfg *config.Config, st store.Store) error {
+	if st == nil {
+		if dir := filepath.Dir(cfg.State.Path); dir != "." {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return fmt.Errorf("state.path: %w", err)
+			}
+		}
+		b, err := store.OpenBolt(cfg.State.Path)
+		if err != nil {
+			return fmt.Errorf("state.path %s: %w", cfg.State.Path, err)
+		}
+		st = b
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := st.Load(ctx)
+	switch {
+	case errors.Is(err, store.ErrEmpty):
+		if s, err = router.SeedState(cfg, time.Now().UTC()); err != nil {
+			st.Close()
+			return err
+		}
+		if err = st.Commit(ctx, 0, s); err != nil {
+			st.Close()
+			return fmt.Errorf("state: saving the seed: %w", err)
+		}
+	case err != nil:
+		st.Close()
+		return fmt.Errorf("state: %w", err)
+	default:
+		for _, d := range router.DiffConfig(s, cfg) {
+			g.log.Warn("store differs from config; the store is the truth (admin changes win)", "difference", d)
+		}
+	}
+	t, err := router.NewTableFromState(s, cfg.Health, g.pool)
+	if err != nil {
+		st.Close()
+		return fmt.Errorf("state: %w", err)
+	}
+	g.deploy.store, g.deploy.state = st, s
+	g.install(t)
+	g.backendPolicy = newBackendPolicy(cfg.Admin.AllowBackends)
+	g.rollouts = &rollouts{byAlias: map[string]*rollout{}, actions: g, policy: drift.DefaultPolicy(), now: time.Now,
+		stop: make(chan struct{}), done: make(chan struct{}), wake: make(chan struct{}, 1),
+		stats: func(alias, version string) *versionStats {
+			if g.stats == nil {
+				return nil
+			}
+			return g.stats.get(alias, version)
+		},
+		stableOf: func(alias string) string {
+			if m := g.Table().Model(alias); m != nil {
+				return m.Stable.Name
+			}
+			return ""
+		}}
+	if g.stats != nil {
+		g.rollouts.policy = g.stats.policy
+	}
+	go g.rollouts.run(rolloutInterval)
+	return nil
+}
+
+// rolloutInterval is how often running rollouts are analysed.
+var rolloutInterval = time.Second
+
+func (g *Gateway) closeDeploy() {
+	if g.rollouts != nil {
+		close(g.rollouts.stop)
+		<-g.rollouts.done
+	}
+	if g.deploy.store != nil {
+		_ = g.deploy.store.Close()
+	}
+}
+
+// change applies op to the deploy state: the new state must build a table, then it is committed
+// (durable before this returns) and served. It returns the new state.
+func (g *Gateway) change(c router.Change, op func(*router.State, router.Change) (*router.State, error)) (*router.State, error) {
+	g.deploy.mu.Lock()
+	defer g.deploy.mu.Unlock()
+	next, err := op(g.deploy.state, c)
+	if err != nil {
+		return nil, err
+	}
+	t, err := router.NewTableFromState(next, g.cfg.Health, g.pool)
+	if err != nil {
+		return nil, &router.FieldError{Field: "backends", Msg: err.Error(), Err: router.ErrInvalid}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := g.deploy.store.Commit(ctx, g.deploy.state.Revision, next); err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	g.deploy.state = next
+	g.install(t)
+	return next, nil
+}
+
+// currentState returns the committed deploy state.
+func (g *Gateway) currentState() *router.State {
+	g.deploy.mu.Lock()
+	defer g.deploy.mu.Unlock()
+	return g.deploy.state
+}
+
+// onPromoted freezes the drift reference of a version that became stable, when its alias asks.
+func (g *Gateway) onPromoted(alias, version string) {
+	if g.stats == nil {
+		return
+	}
+	ref := g.modelConfig[alias].Drift.Reference
+	if ref != "" && ref != config.ReferenceOnPromote {
+		return
+	}
+	if vs := g.stats.get(alias, version); vs != nil {
+		vs.rec.FreezeReference()
+	}
+}
+
+// The rollout controller's actions (rolloutActions).
+
+func (g *Gateway) setCanaryPercent(alias, canary string, percent int, actor, reason string) error {
+	_, err := g.change(router.Change{Actor: actor, Time: time.Now().UTC(), Reason: reason}, func(s *router.State, c router.Change) (*router.State, error) {
+		m := s.Model(alias)
+		if m == nil {
+			return nil, router.ErrUnknownModel
+		}
+		t := m.Traffic()
+		t.Canary, t.CanaryPercent = canary, float64(percent)
+		if t.Sticky == "" {
+			t.Sticky = "user"
+		}
+		return s.SetTraffic(c, alias, t)
+	})
+	return err
+}
+
+func (g *Gateway) promote(alias, actor, reason string) error {
+	next, err := g.change(router.Change{Actor: actor, Time: time.Now().UTC(), Reason: reason}, func(s *router.State, c router.Change) (*router.State, error) {
+		return s.Promote(c, alias)
+	})
+	if err == nil {
+		g.onPromoted(alias, next.Model(alias).Stable)
+		g.log.Info("model promoted", "model", alias, "stable", next.Model(alias).Stable, "actor", actor, "reason", reason)
+	}
+	return err
+}
+
+func (g *Gateway) rollback(alias, actor, reason string) error {
+	_, err := g.change(router.Change{Actor: actor, Time: time.Now().UTC(), Reason: reason}, func(s *router.State, c router.Change) (*router.State, error) {
+		return s.Rollback(c, alias, "")
+	})
+	if err == nil {
+		g.log.Warn("model rolled back", "model", alias, "actor", actor, "reason", reason)
+		if g.stats != nil { // the webhook lives with the statistics
+			g.stats.hook.send(map[string]any{"event": "rollback", "model": alias, "actor": actor, "reason": reason, "time": time.Now().UTC()})
+		}
+	}
+	return err
+}

@@ -1,0 +1,124 @@
+package gateway
+
+import (
+	"bytes"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fastjson"
+
+	"github.com/llmgate/llmgate/drift"
+	"github.com/llmgate/llmgate/gateway/jsonscan"
+	"github.com/llmgate/llmgate/router"
+)
+
+// stickyKey returns what keeps a client on its canary assignment: the OpenAI user field, a
+// header, or the API key, as the alias's traffic says; nil means a random draw.
+func stickyKey(ctx *fasthttp.RequestCtx, r *request, t *router.Table) []byte {
+	sk := t.StickyFor(r.model)
+	switch sk.Kind {
+	case router.StickyUser:
+		return r.user
+	case router.StickyHeader:
+		return ctx.Request.Header.Peek(sk.Header)
+	case router.StickyAPIKey:
+		return bytes.TrimPrefix(ctx.Request.Header.Peek("Authorization"), []byte("Bearer "))
+	}
+	return nil
+}
+
+// maxShadows bounds shadow requests in flight: past it, mirrors are skipped and counted, so a
+// slow shadow version can never build a queue in the gateway.
+const maxShadows = 64
+
+var shadowSlots = make(chan struct{}, maxShadows)
+
+// mirror sends a copy of r (its body after the prompt guard: the shadow never sees what the
+// backend may not) to version sv in the background. The answer is discarded; its latency,
+// status, tokens, finish reason and refusal go to sv's statistics for comparison with stable.
+func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
+	b, err := sv.Pick(nil)
+	if err != nil {
+		return
+	}
+	select {
+	case shadowSlots <- struct{}{}:
+	default:
+		g.metrics.shadowsSkipped.Inc()
+		return
+	}
+	h := snap.backends[b.Index]
+	vs := snap.stats[sv]
+	body := append([]byte(nil), r.body...)
+	op, deadline := r.op, time.Now().Add(g.cfg.Timeouts.Total)
+	go func() {
+		defer func() { <-shadowSlots }()
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseRequest(req)
+		defer fasthttp.ReleaseResponse(resp)
+		req.Header.SetMethod(fasthttp.MethodPost)
+		req.SetRequestURIBytes(h.paths[op])
+		req.Header.SetHost(b.Addr)
+		req.Header.SetContentType("application/json")
+		if h.auth != nil {
+			req.Header.SetBytesV("Authorization", h.auth)
+		}
+		req.SetBody(replaceModel(body, b.Model))
+		start := time.Now()
+		b.Acquire()
+		err := h.up.buffered.DoDeadline(req, resp, deadline)
+		b.Release()
+		end := time.Now()
+		g.metrics.shadows.Inc()
+		if vs == nil {
+			return
+		}
+		var st requestStats
+		var s drift.Sample
+		s.Reset()
+		s.At, s.Latency, s.Stream = end, end.Sub(start), false
+		switch {
+		case err != nil:
+			s.Status = drift.StatusUpstreamError
+			if isTimeout(err) {
+				s.Status = drift.StatusTimeout
+			}
+		case resp.StatusCode() == fasthttp.StatusOK:
+			s.Status = drift.StatusOK
+			body := resp.Body()
+			us, ue, cs, ce := jsonscan.FindPair(body, "usage", "choices")
+			if us >= 0 {
+				var p fastjson.Parser
+				in, out := usageFrom(&p, body[us:ue])
+				if in > 0 {
+					s.PromptTokens = int64(in)
+				}
+				if out > 0 {
+					s.CompletionTokens = int64(out)
+				}
+			}
+			if cs >= 0 {
+				st.noteChoices(body[cs:ce], false)
+				s.FinishReason = st.finish
+				s.Refusal = len(st.completionHead) > 0 && g.stats != nil && g.stats.refusal.Match(st.completionHead)
+			}
+		case resp.StatusCode() >= 500:
+			s.Status = drift.StatusUpstreamError
+		default:
+			s.Status = drift.StatusClientError
+		}
+		vs.rec.Observe(&s)
+	}()
+}
+
+// replaceModel returns body with its model value set to model.
+func replaceModel(body []byte, model string) []byte {
+	s, e := jsonscan.Find(body, "model")
+	if s < 0 {
+		return body
+	}
+	out := make([]byte, 0, len(body)+len(model))
+	out = append(out, body[:s]...)
+	out = appendJSONString(out, model)
+	return append(out, body[e:]...)
+}
