@@ -31,7 +31,7 @@ func (g *Gateway) handleAdmin(ctx *fasthttp.RequestCtx) {
 			pprofhandler.PprofHandler(ctx)
 			return
 		}
-		if seg, ok := adminSegments(ctx); ok && (g.serveDrift(ctx, seg) || g.serveCache(ctx, seg)) {
+		if seg, ok := adminSegments(ctx); ok && (g.serveDeploy(ctx, seg) || g.serveDrift(ctx, seg) || g.serveCache(ctx, seg)) {
 			return
 		}
 		setRequestID(ctx, nil)

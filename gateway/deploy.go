@@ -106,6 +106,11 @@ func (g *Gateway) closeDeploy() {
 // change applies op to the deploy state: the new state must build a table, then it is committed
 // (durable before this returns) and served. It returns the new state.
 func (g *Gateway) change(c router.Change, op func(*router.State, router.Change) (*router.State, error)) (*router.State, error) {
+	return g.changeChecked(c, op, nil)
+}
+
+// changeChecked is change with check vetting the new table before it is committed.
+func (g *Gateway) changeChecked(c router.Change, op func(*router.State, router.Change) (*router.State, error), check func(*router.Table) error) (*router.State, error) {
 	g.deploy.mu.Lock()
 	defer g.deploy.mu.Unlock()
 	next, err := op(g.deploy.state, c)
@@ -115,6 +120,11 @@ func (g *Gateway) change(c router.Change, op func(*router.State, router.Change) 
 	t, err := router.NewTableFromState(next, g.cfg.Health, g.pool)
 	if err != nil {
 		return nil, &router.FieldError{Field: "backends", Msg: err.Error(), Err: router.ErrInvalid}
+	}
+	if check != nil {
+		if err := check(t); err != nil {
+			return nil, err
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

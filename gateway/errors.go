@@ -39,7 +39,7 @@ func badRequest(param, message string) *apiError {
 // Errors the gateway answers itself. Pre-built so the hot path does not allocate for them.
 var (
 	errMethodNotAllowed = &apiError{status: fasthttp.StatusMethodNotAllowed, typ: typeInvalidRequest, message: "Method not allowed."}
-	errAdminNotFound    = &apiError{status: fasthttp.StatusNotFound, typ: typeInvalidRequest, code: "unknown_url", message: "Unknown admin URL. Supported: GET /metrics, /healthz, /admin/drift[/{alias}/{version}], /admin/stats/{alias}, POST /admin/drift/{alias}/{version}/reference, /debug/pprof/ (admin token)."}
+	errAdminNotFound    = &apiError{status: fasthttp.StatusNotFound, typ: typeInvalidRequest, code: "unknown_url", message: "Unknown admin URL. Supported: GET /metrics, /healthz; /admin/models[/{alias}[/versions|/traffic|/shadow|/promote|/rollback|/history|/rollouts|/rollout]] (see the README); /admin/drift[/{alias}/{version}[/reference]], /admin/stats/{alias}, /admin/cache; /debug/pprof/ (admin token)."}
 	errMalformedJSON    = &apiError{status: fasthttp.StatusBadRequest, typ: typeInvalidRequest, message: "We could not parse the JSON body of your request. The API expects a JSON object; check the body and the Content-Type."}
 	errNotFound         = &apiError{status: fasthttp.StatusNotFound, typ: typeInvalidRequest, code: "unknown_url", message: "Unknown request URL. Supported: POST /v1/chat/completions, /v1/completions, /v1/embeddings; GET /v1/models."}
 	errBodyTooLarge     = &apiError{status: fasthttp.StatusRequestEntityTooLarge, typ: typeInvalidRequest, code: "request_too_large", message: "Request body too large."}
