@@ -21,6 +21,7 @@ COPY --from=build /llmgate /llmgate
 # Writable by the non-root user, so a volume mounted here for the deploy store inherits that.
 COPY --from=build --chown=65532:65532 /empty-dir /var/lib/llmgate
 USER 65532:65532
+ENV LLMGATE_STATE_PATH=/var/lib/llmgate/state.db
 # 8080: OpenAI-compatible API. 8081: admin API and /metrics; admin listens on loopback by
 # default, so set admin.listen: ":8081" (or LLMGATE_ADMIN_LISTEN) to reach it from outside.
 EXPOSE 8080 8081
