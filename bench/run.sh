@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end comparison in interleaved rounds of one run: direct to a simulated backend, through
 # nginx and haproxy (when installed: apt-get install -y nginx haproxy), a bare fasthttp reverse
-# proxy, llmgate with its defaults ("llmgate") and llmgate with every hot-path feature on
+# proxy, llmgate with its defaults ("llmgate"), the same without drift statistics
+# ("llmgate-nodrift") and llmgate with every hot-path feature on
 # ("llmgate-full": PII redaction with restore and safety on both directions, drift statistics,
 # the response cache on (every request a miss: each prompt is unique), metrics, log),
 # and Portkey's gateway when installed (npm ci --prefix bench/portkey).
@@ -16,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=bench/out
 mkdir -p "$out"
-DURATION=${DURATION:-6s}
+DURATION=${DURATION:-4s}
 ROUNDS=${ROUNDS:-3}
 RATE=${RATE:-2000}
 SCENARIOS=${SCENARIOS:-chat stream closed cache}
@@ -130,9 +131,11 @@ else
 	echo "Portkey not installed: skipped (npm ci --prefix bench/portkey)" >&2
 fi
 
+rm -f "$out"/state-*.db # every run starts from its config
 cat >"$out/gateway.yaml" <<YAML
 listen: "127.0.0.1:18080"
 admin: {listen: "127.0.0.1:18081"}
+state: {path: "$out/state-llmgate.db"}
 models:
   - alias: bench-model
     versions:
@@ -145,9 +148,18 @@ pids+=($!)
 targets+=(--compare llmgate=http://127.0.0.1:18080)
 procs+=(--pid "llmgate=$!")
 
+# The same gateway without drift statistics, to price them (issue #4: within 5 %).
+sed -e 's/18080/18070/; s/18081/18071/; s/state-llmgate/state-nodrift/' "$out/gateway.yaml" >"$out/gateway-nodrift.yaml"
+echo "drift: {off: true}" >>"$out/gateway-nodrift.yaml"
+pin 0 "$bin" serve --config "$out/gateway-nodrift.yaml" >"$out/llmgate-nodrift.out" 2>"$out/llmgate-nodrift.log" &
+pids+=($!)
+targets+=(--compare llmgate-nodrift=http://127.0.0.1:18070)
+procs+=(--pid "llmgate-nodrift=$!")
+
 cat >"$out/gateway-full.yaml" <<YAML
 listen: "127.0.0.1:18090"
 admin: {listen: "127.0.0.1:18091"}
+state: {path: "$out/state-full.db"}
 models:
   - alias: bench-model
     versions:
@@ -163,7 +175,7 @@ pin 0 "$bin" serve --config "$out/gateway-full.yaml" >"$out/llmgate-full.out" 2>
 pids+=($!)
 targets+=(--compare llmgate-full=http://127.0.0.1:18090)
 procs+=(--pid "llmgate-full=$!")
-for port in 18001 18002 18003 18004 18080 18090; do
+for port in 18001 18002 18003 18004 18070 18080 18090; do
 	[[ " ${targets[*]} " == *":$port "* ]] && waitport $port
 done
 

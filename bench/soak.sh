@@ -32,9 +32,11 @@ trap cleanup EXIT
 pids+=($!)
 "$bin" fakellm --flavor vllm --model slow --listen 127.0.0.1:18101 --tokens-per-second 200 --disconnect-rate 0.05 2>"$out/slow.log" &
 pids+=($!)
+rm -f "$out/state.db"
 cat >"$out/gateway.yaml" <<YAML
 listen: "127.0.0.1:18180"
 admin: {listen: "127.0.0.1:18181"}
+state: {path: "$out/state.db"}
 models:
   - alias: fast
     versions:
