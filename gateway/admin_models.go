@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -52,9 +53,10 @@ type backendView struct {
 	InFlight int64  `json:"in_flight"`
 }
 
-func (g *Gateway) modelView(m *router.ModelState) modelView {
+// modelView shows m with its rollout ro (nil when it has none).
+func (g *Gateway) modelView(m *router.ModelState, ro *rollout) modelView {
 	v := modelView{Alias: m.Alias, Revision: m.Revision, Stable: m.Stable, Canary: m.Canary, CanaryPercent: m.CanaryPercent,
-		Sticky: m.Sticky, Shadow: m.Shadow, Versions: []versionView{}, Rollout: g.rollouts.get(m.Alias)}
+		Sticky: m.Sticky, Shadow: m.Shadow, Versions: []versionView{}, Rollout: ro}
 	if v.Sticky == "" {
 		v.Sticky = "none"
 	}
@@ -107,13 +109,13 @@ func (g *Gateway) serveDeploy(ctx *fasthttp.RequestCtx, seg []string) bool {
 			writeError(ctx, errMethodNotAllowed)
 			return true
 		}
-		s := g.currentState()
+		s, ros := g.viewState()
 		out := struct {
 			Revision uint64      `json:"revision"`
 			Models   []modelView `json:"models"`
 		}{Revision: s.Revision, Models: []modelView{}}
 		for i := range s.Models {
-			out.Models = append(out.Models, g.modelView(&s.Models[i]))
+			out.Models = append(out.Models, g.modelView(&s.Models[i], ros[s.Models[i].Alias]))
 		}
 		encodeJSON(ctx, fasthttp.StatusOK, out)
 		return true
@@ -142,19 +144,21 @@ func (g *Gateway) serveDeploy(ctx *fasthttp.RequestCtx, seg []string) bool {
 	}
 	switch route {
 	case "GET ":
-		m := g.currentState().Model(alias)
+		s, ros := g.viewState()
+		m := s.Model(alias)
 		if m == nil {
 			writeError(ctx, errAdminUnknownModel)
 			return true
 		}
 		ctx.Response.Header.Set("ETag", etag(m.Revision))
-		encodeJSON(ctx, fasthttp.StatusOK, g.modelView(m))
+		encodeJSON(ctx, fasthttp.StatusOK, g.modelView(m, ros[alias]))
 	case "GET history":
 		m := g.currentState().Model(alias)
 		if m == nil {
 			writeError(ctx, errAdminUnknownModel)
 			return true
 		}
+		ctx.Response.Header.Set("ETag", etag(m.Revision))
 		encodeJSON(ctx, fasthttp.StatusOK, map[string]any{"model": alias, "entries": m.History})
 	case "POST versions":
 		var spec router.VersionSpec
@@ -174,28 +178,33 @@ func (g *Gateway) serveDeploy(ctx *fasthttp.RequestCtx, seg []string) bool {
 				return true
 			}
 		}
-		probe := string(ctx.QueryArgs().Peek("probe")) != "false"
-		g.writeChange(ctx, alias, c, func(s *router.State, c router.Change) (*router.State, error) {
+		deploy := func(s *router.State, c router.Change) (*router.State, error) {
 			return s.Deploy(c, alias, spec)
-		}, func(t *router.Table) error {
-			if !probe {
-				return nil
+		}
+		if string(ctx.QueryArgs().Peek("probe")) != "false" {
+			// Probe before the change takes the deploy lock: a silent backend holds a probe for
+			// health.timeout, and under the lock it would stall every other change, every
+			// read of the state and the rollouts' steps meanwhile. The change is tried on the
+			// current state first, so a deploy the state refuses is answered without probing.
+			if err := g.probeDeploy(c, deploy, alias, spec.Name); err != nil {
+				g.answerChange(ctx, alias, nil, err)
+				return true
 			}
-			return g.probeVersion(t, alias, spec.Name)
-		})
+		}
+		g.writeChange(ctx, alias, c, deploy)
 	case "DELETE versions/":
 		version := seg[4]
 		g.writeChange(ctx, alias, c, func(s *router.State, c router.Change) (*router.State, error) {
 			return s.DeleteVersion(c, alias, version)
-		}, nil)
+		})
 	case "PUT traffic":
 		var t router.Traffic
 		if !decodeAdmin(ctx, &t) {
 			return true
 		}
-		g.writeChange(ctx, alias, c, func(s *router.State, c router.Change) (*router.State, error) {
+		g.writeSplit(ctx, alias, "traffic change", c, func(s *router.State, c router.Change) (*router.State, error) {
 			return s.SetTraffic(c, alias, t)
-		}, nil)
+		})
 	case "PUT shadow":
 		var sh router.Shadow
 		if !decodeAdmin(ctx, &sh) {
@@ -203,7 +212,7 @@ func (g *Gateway) serveDeploy(ctx *fasthttp.RequestCtx, seg []string) bool {
 		}
 		g.writeChange(ctx, alias, c, func(s *router.State, c router.Change) (*router.State, error) {
 			return s.SetShadow(c, alias, sh)
-		}, nil)
+		})
 	case "POST promote":
 		var body struct {
 			Reason string `json:"reason"`
@@ -212,9 +221,9 @@ func (g *Gateway) serveDeploy(ctx *fasthttp.RequestCtx, seg []string) bool {
 			return true
 		}
 		c.Reason = body.Reason
-		if next := g.writeChange(ctx, alias, c, func(s *router.State, c router.Change) (*router.State, error) {
+		if next := g.writeSplit(ctx, alias, "promote", c, func(s *router.State, c router.Change) (*router.State, error) {
 			return s.Promote(c, alias)
-		}, nil); next != nil {
+		}); next != nil {
 			g.onPromoted(alias, next.Model(alias).Stable)
 		}
 	case "POST rollback":
@@ -226,41 +235,97 @@ func (g *Gateway) serveDeploy(ctx *fasthttp.RequestCtx, seg []string) bool {
 			return true
 		}
 		c.Reason = body.Reason
-		g.writeChange(ctx, alias, c, func(s *router.State, c router.Change) (*router.State, error) {
+		g.writeSplit(ctx, alias, "rollback", c, func(s *router.State, c router.Change) (*router.State, error) {
 			return s.Rollback(c, alias, body.To)
-		}, nil)
+		})
 	case "POST rollouts":
-		g.startRollout(ctx, alias, actor)
+		g.startRollout(ctx, alias, c)
 	case "GET rollout":
+		if g.currentState().Model(alias) == nil {
+			writeError(ctx, errAdminUnknownModel)
+			return true
+		}
 		encodeJSON(ctx, fasthttp.StatusOK, g.rollouts.get(alias))
 	case "POST rollout/":
-		r, err := g.rollouts.verb(alias, seg[4], actor)
-		if err != nil {
+		if !decodeAdmin(ctx, &struct{}{}) {
+			return true
+		}
+		_, err := g.rollouts.verb(alias, seg[4], actor, g.ifMatch(alias, c.IfMatch))
+		if err != nil && !errors.Is(err, router.ErrConflict) {
 			writeError(ctx, &apiError{status: fasthttp.StatusConflict, typ: typeInvalidRequest, code: "rollout_state", message: err.Error()})
 			return true
 		}
-		encodeJSON(ctx, fasthttp.StatusOK, r)
+		g.answerChange(ctx, alias, nil, err)
 	default:
 		writeError(ctx, errAdminNotFound)
 	}
 	return true
 }
 
-// writeChange runs a change and answers it; check, when set, vets the table the change would
-// serve before it is committed. It returns the new state, or nil after answering an error.
-func (g *Gateway) writeChange(ctx *fasthttp.RequestCtx, alias string, c router.Change, op func(*router.State, router.Change) (*router.State, error), check func(*router.Table) error) *router.State {
-	next, err := g.changeChecked(c, op, check)
+// writeChange runs a change and answers it. It returns the new state, or nil after answering
+// an error.
+func (g *Gateway) writeChange(ctx *fasthttp.RequestCtx, alias string, c router.Change, op func(*router.State, router.Change) (*router.State, error)) *router.State {
+	next, err := g.change(c, op)
+	return g.answerChange(ctx, alias, next, err)
+}
+
+// writeSplit is writeChange for an operator's change of the split (traffic, promote,
+// rollback): it never interleaves with a rollout's step, and it ends the alias's running or
+// paused rollout, which would otherwise undo the change at its next step.
+func (g *Gateway) writeSplit(ctx *fasthttp.RequestCtx, alias, verb string, c router.Change, op func(*router.State, router.Change) (*router.State, error)) *router.State {
+	next, err := g.rollouts.operatorChange(alias, c.Actor, verb, func() (*router.State, error) { return g.change(c, op) })
+	return g.answerChange(ctx, alias, next, err)
+}
+
+// answerChange answers a write: {"revision", "model"} with the alias's revision as ETag, or the
+// error (a conflict carries the current ETag: what to re-read and retry with). next is the state
+// the write made, or nil for a write of the rollouts only (then the answer is the state now).
+// It returns the state answered, or nil after answering an error.
+func (g *Gateway) answerChange(ctx *fasthttp.RequestCtx, alias string, next *router.State, err error) *router.State {
+	var ro *rollout
+	switch {
+	case err != nil:
+	case next == nil:
+		var ros map[string]*rollout
+		next, ros = g.viewState()
+		ro = ros[alias]
+	default:
+		ro = g.rollouts.get(alias)
+	}
 	if err != nil {
 		if m := g.currentState().Model(alias); m != nil && errors.Is(err, router.ErrConflict) {
-			ctx.Response.Header.Set("ETag", etag(m.Revision)) // what to re-read and retry with
+			ctx.Response.Header.Set("ETag", etag(m.Revision))
 		}
 		writeError(ctx, g.stateError(err))
 		return nil
 	}
 	m := next.Model(alias)
+	if m == nil {
+		writeError(ctx, errAdminUnknownModel)
+		return nil
+	}
 	ctx.Response.Header.Set("ETag", etag(m.Revision))
-	encodeJSON(ctx, fasthttp.StatusOK, map[string]any{"revision": next.Revision, "model": g.modelView(m)})
+	encodeJSON(ctx, fasthttp.StatusOK, map[string]any{"revision": next.Revision, "model": g.modelView(m, ro)})
 	return next
+}
+
+// viewState returns the deploy state with every alias's rollout as of the same moment: rollout
+// steps and operator changes of the split change both under the rollouts' lock, so a reader
+// never sees a rollout "promoted" next to the split it had before.
+func (g *Gateway) viewState() (*router.State, map[string]*rollout) {
+	return g.rollouts.snapshot(g.currentState)
+}
+
+// ifMatch returns the If-Match check of a write that is not a deploy-state operation (the
+// rollout verbs): nil when rev is 0 or alias is still at rev, else a conflict.
+func (g *Gateway) ifMatch(alias string, rev uint64) func() error {
+	return func() error {
+		m := g.currentState().Model(alias)
+		if rev == 0 || m == nil || m.Revision == rev {
+			return nil
+		}
+		return &router.FieldError{Field: "If-Match", Msg: fmt.Sprintf("model %q is at revision %d, not %d", alias, m.Revision, rev), Err: router.ErrConflict}
+	}
 }
 
 // stateError turns a deploy-state error into the admin API's answer.
@@ -292,36 +357,70 @@ func (g *Gateway) stateError(err error) *apiError {
 
 var errProbe = errors.New("backend probe failed")
 
-// probeVersion checks every backend of the new version answers its health endpoint.
+// probeDeploy vets a deploy before it is made: op must apply to the current state and build a
+// table, and every backend of the new version must answer its health endpoint. It runs without
+// the deploy lock; the change itself is applied (and checked again) afterwards.
+func (g *Gateway) probeDeploy(c router.Change, op func(*router.State, router.Change) (*router.State, error), alias, version string) error {
+	next, err := op(g.currentState(), c)
+	if err != nil {
+		return err
+	}
+	t, err := router.NewTableFromState(next, g.cfg.Health, g.pool)
+	if err != nil {
+		return &router.FieldError{Field: "backends", Msg: err.Error(), Err: router.ErrInvalid}
+	}
+	return g.probeVersion(t, alias, version)
+}
+
+// maxProbes bounds the health probes of one deploy that run at once.
+const maxProbes = 16
+
+// probeVersion checks every backend of the new version answers its health endpoint, probing up
+// to maxProbes at a time so a version of many silent backends costs a few health.timeouts, not
+// one per backend. The error names the first backend (in deploy order) that failed.
 func (g *Gateway) probeVersion(t *router.Table, alias, version string) error {
 	m := t.Model(alias)
 	if m == nil {
 		return nil
 	}
-	client := &http.Client{Timeout: g.cfg.Health.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	var backends []*router.Backend
 	for _, v := range m.Versions {
-		if v.Name != version {
-			continue
+		if v.Name == version {
+			backends = v.Backends
 		}
-		for _, b := range v.Backends {
+	}
+	client := &http.Client{Timeout: g.cfg.Health.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	errs := make([]error, len(backends))
+	slots := make(chan struct{}, maxProbes)
+	var wg sync.WaitGroup
+	for i, b := range backends {
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer func() { <-slots; wg.Done() }()
 			ctx, cancel := context.WithTimeout(context.Background(), g.cfg.Health.Timeout)
-			err := router.Probe(ctx, client, b)
-			cancel()
-			if err != nil {
-				return fmt.Errorf("%w: %s: %v (deploy with ?probe=false to skip the check)", errProbe, b.URL, err)
-			}
+			defer cancel()
+			errs[i] = router.Probe(ctx, client, b)
+		}()
+	}
+	wg.Wait()
+	client.CloseIdleConnections()
+	for i, err := range errs {
+		if err != nil {
+			return fmt.Errorf("%w: %s: %v (deploy with ?probe=false to skip the check)", errProbe, backends[i].URL, err)
 		}
 	}
 	return nil
 }
 
-// startRollout validates a plan and starts it.
-func (g *Gateway) startRollout(ctx *fasthttp.RequestCtx, alias, actor string) {
+// startRollout validates a plan and starts it, answering like every write: the new revision and
+// the model with its rollout.
+func (g *Gateway) startRollout(ctx *fasthttp.RequestCtx, alias string, c router.Change) {
 	var r rollout
 	if !decodeAdmin(ctx, &r) {
 		return
 	}
-	r.Alias, r.Actor = alias, actor
+	r.Alias, r.Actor = alias, c.Actor
 	if err := r.validate(); err != nil {
 		writeError(ctx, err)
 		return
@@ -335,15 +434,15 @@ func (g *Gateway) startRollout(ctx *fasthttp.RequestCtx, alias, actor string) {
 		writeError(ctx, badRequest("canary", "The canary must be a deployed version other than the stable one."))
 		return
 	}
-	if err := g.rollouts.start(&r); err != nil {
+	if err := g.rollouts.startIf(&r, g.ifMatch(alias, c.IfMatch)); err != nil {
 		if errors.Is(err, errRolloutRunning) {
 			writeError(ctx, &apiError{status: fasthttp.StatusConflict, typ: typeInvalidRequest, code: "rollout_running", message: err.Error()})
 			return
 		}
-		writeError(ctx, g.stateError(err))
+		g.answerChange(ctx, alias, nil, err)
 		return
 	}
-	encodeJSON(ctx, fasthttp.StatusOK, g.rollouts.get(alias))
+	g.answerChange(ctx, alias, nil, nil)
 }
 
 // decodeAdmin decodes a JSON body strictly into v, answering a 400 naming the field on error.
@@ -355,7 +454,11 @@ func decodeAdmin(ctx *fasthttp.RequestCtx, v any) bool {
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	err := dec.Decode(v)
+	if err == nil && dec.InputOffset() != int64(len(body)) {
+		err = errors.New("unexpected data after the JSON object")
+	}
+	if err != nil {
 		param := ""
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {

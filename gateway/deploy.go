@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/llmgate/llmgate/config"
 	"github.com/llmgate/llmgate/drift"
@@ -104,13 +105,10 @@ func (g *Gateway) closeDeploy() {
 }
 
 // change applies op to the deploy state: the new state must build a table, then it is committed
-// (durable before this returns) and served. It returns the new state.
+// (durable before this returns) and served. It returns the new state. Every change and every
+// read of the state waits for the deploy lock, so only the commit may take time under it:
+// deploy probes, which may take health.timeout, run before (probeDeploy).
 func (g *Gateway) change(c router.Change, op func(*router.State, router.Change) (*router.State, error)) (*router.State, error) {
-	return g.changeChecked(c, op, nil)
-}
-
-// changeChecked is change with check vetting the new table before it is committed.
-func (g *Gateway) changeChecked(c router.Change, op func(*router.State, router.Change) (*router.State, error), check func(*router.Table) error) (*router.State, error) {
 	g.deploy.mu.Lock()
 	defer g.deploy.mu.Unlock()
 	next, err := op(g.deploy.state, c)
@@ -120,11 +118,6 @@ func (g *Gateway) changeChecked(c router.Change, op func(*router.State, router.C
 	t, err := router.NewTableFromState(next, g.cfg.Health, g.pool)
 	if err != nil {
 		return nil, &router.FieldError{Field: "backends", Msg: err.Error(), Err: router.ErrInvalid}
-	}
-	if check != nil {
-		if err := check(t); err != nil {
-			return nil, err
-		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -160,14 +153,16 @@ func (g *Gateway) onPromoted(alias, version string) {
 // The rollout controller's actions (rolloutActions).
 
 func (g *Gateway) setCanaryPercent(alias, canary string, percent int, actor, reason string) error {
-	_, err := g.change(router.Change{Actor: actor, Time: time.Now().UTC(), Reason: reason}, func(s *router.State, c router.Change) (*router.State, error) {
+	_, err := g.change(router.Change{Actor: actor, Time: time.Now().UTC(), Reason: clipReason(reason)}, func(s *router.State, c router.Change) (*router.State, error) {
 		m := s.Model(alias)
 		if m == nil {
 			return nil, router.ErrUnknownModel
 		}
 		t := m.Traffic()
 		t.Canary, t.CanaryPercent = canary, float64(percent)
-		if t.Sticky == "" {
+		if t.Sticky == "" || t.Sticky == "none" {
+			// Stored states spell "no sticky key" as "none": without this a rollout would
+			// split every request at random and move users between versions as it goes.
 			t.Sticky = "user"
 		}
 		return s.SetTraffic(c, alias, t)
@@ -176,7 +171,7 @@ func (g *Gateway) setCanaryPercent(alias, canary string, percent int, actor, rea
 }
 
 func (g *Gateway) promote(alias, actor, reason string) error {
-	next, err := g.change(router.Change{Actor: actor, Time: time.Now().UTC(), Reason: reason}, func(s *router.State, c router.Change) (*router.State, error) {
+	next, err := g.change(router.Change{Actor: actor, Time: time.Now().UTC(), Reason: clipReason(reason)}, func(s *router.State, c router.Change) (*router.State, error) {
 		return s.Promote(c, alias)
 	})
 	if err == nil {
@@ -186,10 +181,19 @@ func (g *Gateway) promote(alias, actor, reason string) error {
 	return err
 }
 
+// rollback sends all of alias's traffic back to its stable. It only ever clears the canary:
+// when there is none (nothing to roll back), it changes nothing, where a bare Rollback would
+// restore the previous stable and undo an earlier, healthy promote.
 func (g *Gateway) rollback(alias, actor, reason string) error {
-	_, err := g.change(router.Change{Actor: actor, Time: time.Now().UTC(), Reason: reason}, func(s *router.State, c router.Change) (*router.State, error) {
+	_, err := g.change(router.Change{Actor: actor, Time: time.Now().UTC(), Reason: clipReason(reason)}, func(s *router.State, c router.Change) (*router.State, error) {
+		if m := s.Model(alias); m != nil && m.Canary == "" {
+			return nil, errNoCanary
+		}
 		return s.Rollback(c, alias, "")
 	})
+	if errors.Is(err, errNoCanary) {
+		return nil
+	}
 	if err == nil {
 		g.log.Warn("model rolled back", "model", alias, "actor", actor, "reason", reason)
 		if g.stats != nil { // the webhook lives with the statistics
@@ -197,4 +201,22 @@ func (g *Gateway) rollback(alias, actor, reason string) error {
 		}
 	}
 	return err
+}
+
+var errNoCanary = errors.New("no canary to roll back")
+
+// maxReason is the longest reason a change may record (router's limit): an automatic rollback
+// with many failed checks must still be recorded, not refused and retried at every tick.
+const maxReason = 1024
+
+// clipReason shortens s to maxReason bytes on a UTF-8 boundary.
+func clipReason(s string) string {
+	if len(s) <= maxReason {
+		return s
+	}
+	s = s[:maxReason-len("…")]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s + "…"
 }

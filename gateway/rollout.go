@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/llmgate/llmgate/drift"
+	"github.com/llmgate/llmgate/router"
 )
 
 // A progressive rollout moves an alias's canary through steps of traffic, checking it against
@@ -90,11 +91,20 @@ type rollouts struct {
 var errRolloutRunning = errors.New("a rollout is already running for this model; pause, abort or wait for it")
 
 // start begins r; the first step's traffic is set at once.
-func (rs *rollouts) start(r *rollout) error {
+func (rs *rollouts) start(r *rollout) error { return rs.startIf(r, nil) }
+
+// startIf is start after check (the admin API's If-Match), which runs under the rollouts' lock
+// so that no rollout step or operator change of the split comes between the two.
+func (rs *rollouts) startIf(r *rollout, check func() error) error {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	if cur := rs.byAlias[r.Alias]; cur != nil && (cur.State == rolloutRunning || cur.State == rolloutPaused) {
 		return errRolloutRunning
+	}
+	if check != nil {
+		if err := check(); err != nil {
+			return err
+		}
 	}
 	r.State, r.Step, r.Started, r.StepStart = rolloutRunning, 0, rs.now(), rs.now()
 	if err := rs.actions.setCanaryPercent(r.Alias, r.Canary, r.Steps[0].CanaryPercent, r.Actor, "rollout step 1"); err != nil {
@@ -105,13 +115,19 @@ func (rs *rollouts) start(r *rollout) error {
 	return nil
 }
 
-// verb pauses, resumes or aborts alias's rollout.
-func (rs *rollouts) verb(alias, verb, actor string) (*rollout, error) {
+// verb pauses, resumes or aborts alias's rollout after check (the admin API's If-Match; nil
+// for none), which runs under the rollouts' lock as in startIf.
+func (rs *rollouts) verb(alias, verb, actor string, check func() error) (*rollout, error) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	r := rs.byAlias[alias]
 	if r == nil {
 		return nil, errors.New("no rollout for this model")
+	}
+	if check != nil {
+		if err := check(); err != nil {
+			return nil, err
+		}
 	}
 	switch {
 	case verb == "pause" && r.State == rolloutRunning:
@@ -126,7 +142,25 @@ func (rs *rollouts) verb(alias, verb, actor string) (*rollout, error) {
 	default:
 		return nil, fmt.Errorf("cannot %s a rollout that is %s", verb, r.State)
 	}
-	return r, nil
+	c := *r
+	return &c, nil
+}
+
+// operatorChange runs change, an operator's change of alias's split (traffic, promote,
+// rollback), under the rollouts' lock so it never interleaves with a rollout's step. When it
+// succeeds, alias's running or paused rollout ends: the operator took over, and the rollout
+// must not set its own split again at its next step, nor roll back what was just promoted.
+func (rs *rollouts) operatorChange(alias, actor, verb string, change func() (*router.State, error)) (*router.State, error) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	next, err := change()
+	if err != nil {
+		return nil, err
+	}
+	if r := rs.byAlias[alias]; r != nil && (r.State == rolloutRunning || r.State == rolloutPaused) {
+		r.State, r.Reason = rolloutAborted, "ended by "+actor+"'s "+verb
+	}
+	return next, nil
 }
 
 // get returns a copy of alias's rollout, or nil.
@@ -138,6 +172,19 @@ func (rs *rollouts) get(alias string) *rollout {
 		return &c
 	}
 	return nil
+}
+
+// snapshot returns state() and a copy of every alias's rollout, read under the rollouts' lock
+// so that the two agree (see viewState).
+func (rs *rollouts) snapshot(state func() *router.State) (*router.State, map[string]*rollout) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	out := make(map[string]*rollout, len(rs.byAlias))
+	for alias, r := range rs.byAlias {
+		c := *r
+		out[alias] = &c
+	}
+	return state(), out
 }
 
 func (rs *rollouts) canaryRequests(r *rollout) uint64 {
@@ -194,7 +241,13 @@ func (rs *rollouts) advance(r *rollout) {
 		return
 	}
 	step := r.Steps[r.Step]
-	if rs.now().Sub(r.StepStart) < time.Duration(step.MinDuration) || canary.Count()-r.stepBase < step.MinRequests {
+	// The live window slides: samples older than it leave the count, which can then fall below
+	// the step's base. Count that as no requests yet rather than wrap around to "plenty".
+	var stepRequests uint64
+	if n := canary.Count(); n > r.stepBase {
+		stepRequests = n - r.stepBase
+	}
+	if rs.now().Sub(r.StepStart) < time.Duration(step.MinDuration) || stepRequests < step.MinRequests {
 		return
 	}
 	if a.Verdict != analysisPass {

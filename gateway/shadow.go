@@ -51,6 +51,14 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 	vs := snap.stats[sv]
 	body := append([]byte(nil), r.body...)
 	op, deadline := r.op, time.Now().Add(g.cfg.Timeouts.Total)
+	// The prompt's features are the client request's: copied now, as r goes back to its pool
+	// when the client's answer is done, so the shadow's statistics compare with stable's on
+	// the same footing.
+	promptBytes, tools, stream := int64(r.stats.promptBytes), r.stats.tools, r.stream
+	var script drift.Script
+	if vs != nil {
+		script = drift.DetectScript(r.stats.promptHead)
+	}
 	go func() {
 		defer func() { <-shadowSlots }()
 		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
@@ -76,7 +84,8 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 		var st requestStats
 		var s drift.Sample
 		s.Reset()
-		s.At, s.Latency, s.Stream = end, end.Sub(start), false
+		s.At, s.Latency = end, end.Sub(start)
+		s.PromptBytes, s.Script, s.Tools, s.Stream = promptBytes, script, tools, stream
 		switch {
 		case err != nil:
 			s.Status = drift.StatusUpstreamError

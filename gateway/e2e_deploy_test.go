@@ -1,0 +1,750 @@
+package gateway_test
+
+// The deploy lifecycle (issue 5) against a running gateway: every verb of the admin API, its
+// auth and If-Match, the sticky canary split and shadow mirrors as clients see them, a restart
+// on the same state file, and traffic while the split changes under it.
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/llmgate/llmgate/bench/fakellm"
+	"github.com/llmgate/llmgate/config"
+	"github.com/llmgate/llmgate/gateway"
+)
+
+// The admin tokens of these tests: an operator who may change things and a viewer who may look.
+const (
+	opsToken    = "ops-s3cret"
+	viewerToken = "viewer-s3cret"
+)
+
+// withAdminTokens configures the two tokens; their secrets come from the environment.
+func withAdminTokens(t *testing.T) func(*config.Config) {
+	t.Setenv("LLMGATE_E2E_OPS_TOKEN", opsToken)
+	t.Setenv("LLMGATE_E2E_VIEWER_TOKEN", viewerToken)
+	return func(c *config.Config) {
+		c.Admin.Tokens = []config.AdminToken{
+			{Name: "ops", TokenEnv: "LLMGATE_E2E_OPS_TOKEN", Role: "admin"},
+			{Name: "viewer", TokenEnv: "LLMGATE_E2E_VIEWER_TOKEN", Role: "read"},
+		}
+	}
+}
+
+// call sends one admin request; an empty token sends no Authorization header.
+func (g *gw) call(t testing.TB, method, path, token, body string, headers ...string) response {
+	t.Helper()
+	if token != "" {
+		headers = append(headers, "Authorization", "Bearer "+token)
+	}
+	return doURL(t, g.http, method, g.Admin+path, body, headers...)
+}
+
+// modelDoc is one alias as GET /admin/models/{alias} shows it.
+type modelDoc struct {
+	Alias         string  `json:"alias"`
+	Revision      uint64  `json:"revision"`
+	Stable        string  `json:"stable"`
+	Canary        string  `json:"canary"`
+	CanaryPercent float64 `json:"canary_percent"`
+	Sticky        string  `json:"sticky"`
+	Shadow        struct {
+		Version string  `json:"version"`
+		Percent float64 `json:"percent"`
+	} `json:"shadow"`
+	Versions []struct {
+		Name     string `json:"name"`
+		Actor    string `json:"actor"`
+		Backends []struct {
+			URL     string `json:"url"`
+			Healthy bool   `json:"healthy"`
+		} `json:"backends"`
+	} `json:"versions"`
+	Rollout *rolloutDoc `json:"rollout"`
+}
+
+type rolloutDoc struct {
+	Canary string `json:"canary"`
+	State  string `json:"state"`
+	Step   int    `json:"step"`
+	Reason string `json:"reason"`
+}
+
+func (m *modelDoc) versionNames() string {
+	var names []string
+	for _, v := range m.Versions {
+		names = append(names, v.Name)
+	}
+	return strings.Join(names, ",")
+}
+
+// historyEntry is one entry of GET /admin/models/{alias}/history.
+type historyEntry struct {
+	Revision uint64    `json:"revision"`
+	Time     time.Time `json:"time"`
+	Actor    string    `json:"actor"`
+	Action   string    `json:"action"`
+	From     string    `json:"from"`
+	To       string    `json:"to"`
+	Reason   string    `json:"reason"`
+}
+
+func decode(t testing.TB, res response, v any) {
+	t.Helper()
+	if err := json.Unmarshal(res.body, v); err != nil {
+		t.Fatalf("answer %d is not the JSON expected: %v\n%s", res.status, err, res.body)
+	}
+}
+
+// getModel reads alias and checks that its ETag is its revision.
+func (g *gw) getModel(t testing.TB, alias string) (modelDoc, response) {
+	t.Helper()
+	res := g.call(t, "GET", "/admin/models/"+alias, viewerToken, "")
+	if res.status != http.StatusOK {
+		t.Fatalf("GET %s: status %d: %s", alias, res.status, res.body)
+	}
+	var m modelDoc
+	decode(t, res, &m)
+	if got, want := res.header.Get("ETag"), etagOf(m.Revision); got != want {
+		t.Errorf("GET %s: ETag %s, want %s (the alias's revision)", alias, got, want)
+	}
+	return m, res
+}
+
+func (g *gw) history(t testing.TB, alias string) []historyEntry {
+	t.Helper()
+	res := g.call(t, "GET", "/admin/models/"+alias+"/history", viewerToken, "")
+	if res.status != http.StatusOK {
+		t.Fatalf("history: status %d: %s", res.status, res.body)
+	}
+	var h struct {
+		Model   string         `json:"model"`
+		Entries []historyEntry `json:"entries"`
+	}
+	decode(t, res, &h)
+	return h.Entries
+}
+
+func etagOf(rev uint64) string { return `"` + strconv.FormatUint(rev, 10) + `"` }
+
+// write sends a change as ops and returns the model it answered, checking that the answer
+// carries the new revision in its body and its ETag.
+func (g *gw) write(t testing.TB, method, path, body string, headers ...string) modelDoc {
+	t.Helper()
+	res := g.call(t, method, path, opsToken, body, headers...)
+	if res.status != http.StatusOK {
+		t.Fatalf("%s %s %s: status %d: %s", method, path, body, res.status, res.body)
+	}
+	var w struct {
+		Revision uint64   `json:"revision"`
+		Model    modelDoc `json:"model"`
+	}
+	decode(t, res, &w)
+	if w.Revision == 0 || w.Model.Revision != w.Revision {
+		t.Errorf("%s %s: revision %d, model revision %d: want the new revision in both", method, path, w.Revision, w.Model.Revision)
+	}
+	if got := res.header.Get("ETag"); got != etagOf(w.Model.Revision) {
+		t.Errorf("%s %s: ETag %s, want %s", method, path, got, etagOf(w.Model.Revision))
+	}
+	return w.Model
+}
+
+// refused sends a change that must fail with status and the error param named, and checks that
+// nothing changed: the same revision and the same GET answer.
+func (g *gw) refused(t testing.TB, status int, param, method, path, token, body string, headers ...string) response {
+	t.Helper()
+	alias := strings.Split(strings.TrimPrefix(path, "/admin/models/"), "/")[0]
+	before, beforeRes := g.getModel(t, alias)
+	res := g.call(t, method, path, token, body, headers...)
+	if res.status != status {
+		t.Fatalf("%s %s %s: status %d, want %d: %s", method, path, body, res.status, status, res.body)
+	}
+	if _, gotParam, _ := envelope(t, res.body); gotParam != param {
+		t.Errorf("%s %s %s: error param %q, want %q: %s", method, path, body, gotParam, param, res.body)
+	}
+	after, afterRes := g.getModel(t, alias)
+	if after.Revision != before.Revision || string(afterRes.body) != string(beforeRes.body) {
+		t.Errorf("%s %s %s was refused but changed the model:\nbefore %s\nafter  %s", method, path, body, beforeRes.body, afterRes.body)
+	}
+	return res
+}
+
+// deployBody is a POST /admin/models/{alias}/versions body for f.
+func deployBody(name string, f *fake) string {
+	return `{"version":"` + name + `","backends":[{"url":"` + f.URL + `","kind":"` + f.Kind + `","model":"` + f.Model + `"}]}`
+}
+
+// chatAs is a small chat request from user.
+func chatAs(user string, stream bool) string {
+	s := ""
+	if stream {
+		s = `,"stream":true`
+	}
+	return `{"model":"chat","user":"` + user + `","max_tokens":4,"messages":[{"role":"user","content":"Say hello."}]` + s + `}`
+}
+
+// served sends one chat request from user and returns the version that answered.
+func (g *gw) served(t testing.TB, user string) string {
+	t.Helper()
+	v, err := g.chat(user, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// chat sends one chat request from user and returns the version that answered it with a 200,
+// or an error; it is safe to call from any goroutine.
+func (g *gw) chat(user string, stream bool) (string, error) {
+	resp, err := g.http.Post(g.URL+"/v1/chat/completions", "application/json", strings.NewReader(chatAs(user, stream)))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", fmt.Errorf("user %s: reading the answer: %w", user, err)
+	}
+	v := resp.Header.Get("X-Llmgate-Version")
+	switch {
+	case resp.StatusCode != http.StatusOK:
+		return v, fmt.Errorf("user %s: status %d from %q: %s", user, resp.StatusCode, v, body)
+	case v == "":
+		return v, fmt.Errorf("user %s: no x-llmgate-version header", user)
+	case stream && !strings.Contains(string(body), "data: [DONE]"):
+		return v, fmt.Errorf("user %s: stream without [DONE]: %s", user, body)
+	}
+	return v, nil
+}
+
+// Every verb of the deploy API against a running gateway, as the operator "ops": each write
+// answers the new revision, refused writes change nothing, and history records every change
+// with its actor, from, to and reason.
+func TestDeployAdminVerbs(t *testing.T) {
+	tokens := withAdminTokens(t)
+	v1 := startFake(t, fakellm.Options{Model: "m1", Seed: 1})
+	v2 := startFake(t, fakellm.Options{Model: "m2", Seed: 2})
+	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", v1.backend()))))
+
+	res := g.call(t, "GET", "/admin/models", viewerToken, "")
+	var list struct {
+		Revision uint64     `json:"revision"`
+		Models   []modelDoc `json:"models"`
+	}
+	decode(t, res, &list)
+	if res.status != 200 || list.Revision != 1 || len(list.Models) != 1 || list.Models[0].Alias != "chat" || list.Models[0].Stable != "v1" ||
+		list.Models[0].Sticky != "none" || len(list.Models[0].Versions) != 1 || list.Models[0].Versions[0].Backends[0].URL != v1.URL {
+		t.Fatalf("GET /admin/models: %d %s", res.status, res.body)
+	}
+	m, _ := g.getModel(t, "chat")
+	if m.Revision != 1 || m.Stable != "v1" || m.versionNames() != "v1" || !m.Versions[0].Backends[0].Healthy || m.Rollout != nil {
+		t.Fatalf("GET /admin/models/chat: %+v", m)
+	}
+	if res := g.call(t, "GET", "/admin/models/nope", viewerToken, ""); res.status != 404 {
+		t.Errorf("unknown alias: status %d", res.status)
+	}
+
+	// Deploy: probed, guarded against SSRF, validated; refused deploys change nothing.
+	m = g.write(t, "POST", "/admin/models/chat/versions", deployBody("v2", v2))
+	if m.versionNames() != "v1,v2" || m.Stable != "v1" || m.Versions[1].Actor != "ops" {
+		t.Fatalf("after deploy: %+v", m)
+	}
+	dead := closedBackend(t)
+	deadBody := `{"version":"v3","backends":[{"url":"` + dead.URL + `","kind":"vllm","model":"gone"}]}`
+	g.refused(t, 400, "backends", "POST", "/admin/models/chat/versions", opsToken, deadBody)
+	for _, url := range []string{"http://169.254.169.254/latest/meta-data", "http://metadata.google.internal", "http://[fe80::1]:8000", "file:///etc/passwd"} {
+		body := `{"version":"v3","backends":[{"url":"` + url + `","model":"x"}]}`
+		g.refused(t, 400, "backends[0].url", "POST", "/admin/models/chat/versions?probe=false", opsToken, body)
+	}
+	for _, tt := range []struct{ body, param string }{
+		{`{"version":"v3","backends":"` + v2.URL + `"}`, "backends"},
+		{`{"version":"v3","backend":[]}`, "backend"},
+		{`{"version":"v3","backends":[]}`, "backends"},
+		{`{"version":"v3","backends":[{"url":"` + v2.URL + `","model":"m2","kind":"tgi"}]}`, "backends[0].kind"},
+		{`{"version":"v@3","backends":[{"url":"` + v2.URL + `","model":"m2"}]}`, "version"},
+		{`{"version":"v3","backends":[{"url":"` + v2.URL + `","model":"m2"}]} {"version":"v4"}`, ""},
+	} {
+		g.refused(t, 400, tt.param, "POST", "/admin/models/chat/versions?probe=false", opsToken, tt.body)
+	}
+	g.refused(t, 409, "version", "POST", "/admin/models/chat/versions", opsToken, deployBody("v2", v2)) // versions are immutable
+	m = g.write(t, "POST", "/admin/models/chat/versions?probe=false", deadBody)
+	if m.versionNames() != "v1,v2,v3" {
+		t.Fatalf("deploy with probe=false: %+v", m)
+	}
+
+	// Traffic and shadow.
+	g.refused(t, 400, "canary_percent", "PUT", "/admin/models/chat/traffic", opsToken, `{"canary":"v2","canary_percent":101}`)
+	g.refused(t, 404, "canary", "PUT", "/admin/models/chat/traffic", opsToken, `{"canary":"v9","canary_percent":10}`)
+	g.refused(t, 400, "canary_percent", "PUT", "/admin/models/chat/traffic", opsToken, `{"canary":"v2","canary_percent":"ten"}`)
+	m = g.write(t, "PUT", "/admin/models/chat/traffic", `{"canary":"v2","canary_percent":10,"sticky":"user"}`)
+	if m.Stable != "v1" || m.Canary != "v2" || m.CanaryPercent != 10 || m.Sticky != "user" {
+		t.Fatalf("after traffic: %+v", m)
+	}
+	g.refused(t, 400, "version", "PUT", "/admin/models/chat/shadow", opsToken, `{"version":"v1","percent":5}`) // the stable
+	m = g.write(t, "PUT", "/admin/models/chat/shadow", `{"version":"v3","percent":0.5}`)
+	if m.Shadow.Version != "v3" || m.Shadow.Percent != 0.5 {
+		t.Fatalf("after shadow: %+v", m)
+	}
+	g.refused(t, 409, "version", "DELETE", "/admin/models/chat/versions/v3", opsToken, "") // the shadow
+	m = g.write(t, "PUT", "/admin/models/chat/shadow", `{}`)
+	if m.Shadow.Version != "" {
+		t.Fatalf("after clearing the shadow: %+v", m)
+	}
+
+	// Delete is refused while the version serves traffic.
+	g.refused(t, 409, "version", "DELETE", "/admin/models/chat/versions/v2", opsToken, "")
+	g.refused(t, 409, "version", "DELETE", "/admin/models/chat/versions/v1", opsToken, "")
+	g.refused(t, 404, "version", "DELETE", "/admin/models/chat/versions/v9", opsToken, "")
+
+	// Promote, roll back to the previous stable, roll back to a named version.
+	m = g.write(t, "POST", "/admin/models/chat/promote", `{"reason":"canary looks good"}`)
+	if m.Stable != "v2" || m.Canary != "" {
+		t.Fatalf("after promote: %+v", m)
+	}
+	if v := g.served(t, "u1"); v != "v2" {
+		t.Fatalf("after promote served by %s", v)
+	}
+	g.refused(t, 409, "canary", "POST", "/admin/models/chat/promote", opsToken, "")
+	m = g.write(t, "POST", "/admin/models/chat/rollback", `{"reason":"p95 doubled"}`)
+	if m.Stable != "v1" {
+		t.Fatalf("after rollback: %+v", m)
+	}
+	if v := g.served(t, "u1"); v != "v1" {
+		t.Fatalf("after rollback served by %s", v)
+	}
+	g.refused(t, 404, "to", "POST", "/admin/models/chat/rollback", opsToken, `{"to":"v9"}`)
+	g.refused(t, 400, "too", "POST", "/admin/models/chat/rollback", opsToken, `{"too":"v2"}`)
+	m = g.write(t, "POST", "/admin/models/chat/rollback", `{"to":"v2"}`)
+	if m.Stable != "v2" {
+		t.Fatalf("after rollback to v2: %+v", m)
+	}
+	if v := g.served(t, "u1"); v != "v2" {
+		t.Fatalf("after rollback to v2 served by %s", v)
+	}
+	m = g.write(t, "DELETE", "/admin/models/chat/versions/v3", "")
+	if m.versionNames() != "v1,v2" {
+		t.Fatalf("after delete: %+v", m)
+	}
+	m = g.write(t, "DELETE", "/admin/models/chat/versions/v1", "") // refused while it was the stable
+	if m.versionNames() != "v2" {
+		t.Fatalf("after deleting v1: %+v", m)
+	}
+	g.refused(t, 409, "to", "POST", "/admin/models/chat/rollback", opsToken, "") // v1 is gone
+
+	// History: every change, in order, by ops, with from, to and reason.
+	type row struct{ actor, action, from, to, reason string }
+	want := []row{
+		{"config", "seed", "", "v1", "seeded from config"},
+		{"ops", "deploy", "", "v2", ""},
+		{"ops", "deploy", "", "v3", ""},
+		{"ops", "traffic", "v1", "v1 + canary v2 10% sticky user", ""},
+		{"ops", "shadow", "", "v3 0.5%", ""},
+		{"ops", "shadow", "v3 0.5%", "", ""},
+		{"ops", "promote", "v1 + canary v2 10% sticky user", "v2", "canary looks good"},
+		{"ops", "rollback", "v2", "v1", "p95 doubled"},
+		{"ops", "rollback", "v1", "v2", ""},
+		{"ops", "delete", "v3", "", ""},
+		{"ops", "delete", "v1", "", ""},
+	}
+	h := g.history(t, "chat")
+	if len(h) != len(want) {
+		t.Fatalf("history has %d entries, want %d: %+v", len(h), len(want), h)
+	}
+	for i, e := range h {
+		got := row{e.Actor, e.Action, e.From, e.To, e.Reason}
+		if got != want[i] || e.Revision != uint64(i+1) || e.Time.IsZero() {
+			t.Errorf("history[%d] = %+v (revision %d), want %+v at revision %d", i, got, e.Revision, want[i], i+1)
+		}
+	}
+	if m, _ := g.getModel(t, "chat"); m.Revision != uint64(len(want)) {
+		t.Errorf("revision %d after %d changes", m.Revision, len(want))
+	}
+}
+
+// No token or a wrong one: 401 on every path; a read token reads and gets 403 on every write,
+// which changes nothing.
+func TestDeployAdminAuth(t *testing.T) {
+	tokens := withAdminTokens(t)
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", f.backend()), version("v2", f.backend()))))
+	reads := []string{"/admin/models", "/admin/models/chat", "/admin/models/chat/history", "/admin/models/chat/rollout"}
+	writes := []struct{ method, path, body string }{
+		{"POST", "/admin/models/chat/versions?probe=false", deployBody("v3", f)},
+		{"PUT", "/admin/models/chat/traffic", `{"canary":"v2","canary_percent":10}`},
+		{"PUT", "/admin/models/chat/shadow", `{"version":"v2","percent":10}`},
+		{"POST", "/admin/models/chat/promote", ""},
+		{"POST", "/admin/models/chat/rollback", `{"to":"v2"}`},
+		{"DELETE", "/admin/models/chat/versions/v2", ""},
+		{"POST", "/admin/models/chat/rollouts", `{"canary":"v2","steps":[{"canary_percent":10}]}`},
+		{"POST", "/admin/models/chat/rollout/abort", ""},
+	}
+	for _, token := range []string{"", "nope", opsToken[:len(opsToken)-1], viewerToken + "x"} {
+		for _, p := range reads {
+			if res := g.call(t, "GET", p, token, ""); res.status != 401 {
+				t.Errorf("GET %s with token %q: status %d, want 401", p, token, res.status)
+			}
+		}
+		for _, w := range writes {
+			g.refused(t, 401, "", w.method, w.path, token, w.body)
+		}
+	}
+	for _, p := range reads {
+		if res := g.call(t, "GET", p, viewerToken, ""); res.status != 200 {
+			t.Errorf("GET %s as viewer: status %d: %s", p, res.status, res.body)
+		}
+	}
+	for _, w := range writes {
+		res := g.refused(t, 403, "", w.method, w.path, viewerToken, w.body)
+		if typ, _, code := envelope(t, res.body); typ == "" || code != "insufficient_role" {
+			t.Errorf("%s %s as viewer: %s", w.method, w.path, res.body)
+		}
+	}
+	if h := g.history(t, "chat"); len(h) != 1 {
+		t.Errorf("history after refused writes: %+v", h)
+	}
+	if res := g.do(t, "GET", "/admin/models", "", "Authorization", "Bearer "+opsToken); res.status == 200 {
+		t.Errorf("the data plane served /admin/models: %s", res.body)
+	}
+}
+
+// If-Match: a stale revision gets 412 with the current ETag and changes nothing; the current
+// one succeeds. Revisions are per alias: a change to another alias does not fail it.
+func TestDeployIfMatch(t *testing.T) {
+	tokens := withAdminTokens(t)
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, tokens,
+		model("chat", "v1", version("v1", f.backend()), version("v2", f.backend())),
+		model("embed", "e1", version("e1", f.backend()))))
+	m, _ := g.getModel(t, "chat")
+	stale := m.Revision
+	m = g.write(t, "PUT", "/admin/models/chat/traffic", `{"canary":"v2","canary_percent":5}`, "If-Match", etagOf(stale))
+	current := m.Revision
+	for _, w := range []struct{ method, path, body string }{
+		{"PUT", "/admin/models/chat/traffic", `{"canary":"v2","canary_percent":50}`},
+		{"PUT", "/admin/models/chat/shadow", `{"version":"v2","percent":1}`},
+		{"POST", "/admin/models/chat/promote", ""},
+		{"POST", "/admin/models/chat/rollback", ""},
+		{"POST", "/admin/models/chat/versions?probe=false", deployBody("v3", f)},
+		{"DELETE", "/admin/models/chat/versions/v2", ""},
+		{"POST", "/admin/models/chat/rollouts", `{"canary":"v2","steps":[{"canary_percent":10}]}`},
+	} {
+		res := g.refused(t, 412, "If-Match", w.method, w.path, opsToken, w.body, "If-Match", etagOf(stale))
+		if got := res.header.Get("ETag"); got != etagOf(current) {
+			t.Errorf("%s %s: 412 with ETag %s, want the current %s", w.method, w.path, got, etagOf(current))
+		}
+	}
+	g.refused(t, 400, "If-Match", "PUT", "/admin/models/chat/traffic", opsToken, `{}`, "If-Match", "yesterday")
+
+	// A change to another alias moves the global revision, not chat's ETag.
+	e := g.write(t, "PUT", "/admin/models/embed/traffic", `{"sticky":"api_key"}`)
+	if e.Revision <= current {
+		t.Fatalf("embed revision %d, want > %d", e.Revision, current)
+	}
+	m = g.write(t, "PUT", "/admin/models/chat/traffic", `{"canary":"v2","canary_percent":50}`, "If-Match", `W/`+etagOf(current))
+	if m.CanaryPercent != 50 || m.Revision != e.Revision+1 {
+		t.Fatalf("write with the current revision: %+v", m)
+	}
+}
+
+// With 10% canary sticky by the OpenAI user field, every user sees one version on every
+// request, about 10% see the canary, and raising to 25% keeps them all there.
+func TestDeployStickySplit(t *testing.T) {
+	tokens := withAdminTokens(t)
+	v1 := startFake(t, fakellm.Options{Model: "m1"})
+	v2 := startFake(t, fakellm.Options{Model: "m2"})
+	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", v1.backend()), version("v2", v2.backend()))))
+	const users = 300
+	assign := func() []string {
+		out := make([]string, users)
+		parallel(t, 8, users, func(i int) {
+			user := "user-" + strconv.Itoa(i)
+			a, err := g.chat(user, false)
+			if err != nil {
+				t.Error(err)
+			}
+			b, err := g.chat(user, i%2 == 0)
+			if err != nil {
+				t.Error(err)
+			}
+			if a != b {
+				t.Errorf("%s was served by %s, then by %s", user, a, b)
+			}
+			out[i] = a
+		})
+		return out
+	}
+	count := func(vs []string, v string) (n int) {
+		for _, x := range vs {
+			if x == v {
+				n++
+			}
+		}
+		return n
+	}
+
+	g.write(t, "PUT", "/admin/models/chat/traffic", `{"canary":"v2","canary_percent":10,"sticky":"user"}`)
+	at10 := assign()
+	// Binomial(300, 0.1): mean 30, sd 5.2; these bounds are 4 sd wide.
+	if n := count(at10, "v2"); n < 9 || n > 51 || n+count(at10, "v1") != users {
+		t.Fatalf("%d of %d users on the 10%% canary", n, users)
+	}
+	g.write(t, "PUT", "/admin/models/chat/traffic", `{"canary":"v2","canary_percent":25,"sticky":"user"}`)
+	at25 := assign()
+	for i := range users {
+		if at10[i] == "v2" && at25[i] != "v2" {
+			t.Errorf("user-%d left the canary when it grew to 25%%", i)
+		}
+	}
+	if n10, n25 := count(at10, "v2"), count(at25, "v2"); n25 <= n10 || n25 < 45 || n25 > 105 {
+		t.Fatalf("%d users on the canary at 10%%, %d at 25%%", n10, n25)
+	}
+	if got := v1.Requests() + v2.Requests(); got != 4*users {
+		t.Errorf("backends saw %d requests, want %d", got, 4*users)
+	}
+}
+
+// parallel runs f(0..n-1) on workers goroutines.
+func parallel(t testing.TB, workers, n int, f func(i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				f(i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// With shadow 100% to v2, every answer comes from v1 while v2 receives a copy of each request,
+// and a shadow that takes seconds to answer does not slow the client down.
+func TestDeployShadow(t *testing.T) {
+	tokens := withAdminTokens(t)
+	const shadowTTFT = 4 * time.Second
+	v1 := startFake(t, fakellm.Options{Model: "m1"})
+	v2 := startFake(t, fakellm.Options{Model: "m2", TTFT: shadowTTFT})
+	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", v1.backend()), version("v2", v2.backend()))))
+	g.write(t, "PUT", "/admin/models/chat/shadow", `{"version":"v2","percent":100}`)
+
+	const n = 20
+	for i := range n {
+		start := time.Now()
+		res := g.do(t, "POST", "/v1/chat/completions", chatAs("u"+strconv.Itoa(i), i%2 == 1))
+		took := time.Since(start)
+		if res.status != 200 || res.header.Get("X-Llmgate-Version") != "v1" {
+			t.Fatalf("request %d: status %d version %q: %s", i, res.status, res.header.Get("X-Llmgate-Version"), res.body)
+		}
+		if took >= shadowTTFT/4 {
+			t.Fatalf("request %d took %v with a shadow whose first token takes %v", i, took, shadowTTFT)
+		}
+	}
+	if got := v1.Requests(); got != n {
+		t.Errorf("v1 saw %d requests, want %d", got, n)
+	}
+	waitFor(t, "the shadow to receive every request", func() bool { return v2.Requests() == n })
+
+	// Turning the shadow off stops the copies.
+	g.write(t, "PUT", "/admin/models/chat/shadow", `{}`)
+	g.served(t, "after")
+	if got := v2.Requests(); got != n {
+		t.Errorf("v2 saw %d requests after the shadow was turned off, want %d", got, n)
+	}
+}
+
+// Admin changes survive a restart on the same state file, and the config file (which still
+// says v1) no longer wins: the store is the truth, and the log says they differ.
+func TestDeployStateSurvivesRestart(t *testing.T) {
+	tokens := withAdminTokens(t)
+	v1 := startFake(t, fakellm.Options{Model: "m1"})
+	v2 := startFake(t, fakellm.Options{Model: "m2"})
+	path := filepath.Join(t.TempDir(), "state", "llmgate.db")
+	cfg := newConfig(t, func(c *config.Config) {
+		tokens(c)
+		c.State.Path = path
+	}, model("chat", "v1", version("v1", v1.backend())))
+
+	g := startGatewayOpts(t, cfg, gateway.Options{})
+	g.write(t, "POST", "/admin/models/chat/versions", deployBody("v2", v2))
+	g.write(t, "PUT", "/admin/models/chat/traffic", `{"canary":"v2","canary_percent":30,"sticky":"user"}`)
+	g.write(t, "POST", "/admin/models/chat/promote", `{"reason":"before restart"}`)
+	last := g.write(t, "PUT", "/admin/models/chat/shadow", `{"version":"v1","percent":1}`)
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	g2 := startGatewayOpts(t, cfg, gateway.Options{})
+	m, _ := g2.getModel(t, "chat")
+	if m.Revision != last.Revision || m.Stable != "v2" || m.versionNames() != "v1,v2" || m.Shadow.Version != "v1" {
+		t.Fatalf("after restart: %+v, want revision %d with stable v2", m, last.Revision)
+	}
+	if h := g2.history(t, "chat"); len(h) != 5 || h[3].Reason != "before restart" || h[3].Actor != "ops" {
+		t.Fatalf("history after restart: %+v", h)
+	}
+	if v := g2.served(t, "u1"); v != "v2" {
+		t.Fatalf("after restart served by %s, want v2 (the store, not the config file)", v)
+	}
+	g2.write(t, "POST", "/admin/models/chat/rollback", "")
+	if err := g2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if logs := g2.logs.String(); !strings.Contains(logs, "store differs from config") || !strings.Contains(logs, `stable \"v1\" in config, \"v2\" in store`) {
+		t.Errorf("the restart did not log that the store differs from the config:\n%s", logs)
+	}
+}
+
+// startGatewayOpts is startGateway with opts (for a store other than the in-memory one).
+func startGatewayOpts(t testing.TB, cfg *config.Config, opts gateway.Options) *gw {
+	t.Helper()
+	logs := &syncBuffer{}
+	opts.LogOutput = logs
+	g, err := gateway.New(cfg, opts)
+	if err != nil {
+		t.Fatalf("gateway.New: %v", err)
+	}
+	data, admin := listen(t), listen(t)
+	served := make(chan error, 2)
+	go func() { served <- g.Serve(data) }()
+	go func() { served <- g.ServeAdmin(admin) }()
+	tr := &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 16}
+	t.Cleanup(func() {
+		tr.CloseIdleConnections()
+		if err := g.Close(); err != nil {
+			t.Errorf("gateway Close: %v", err)
+		}
+		for range 2 {
+			if err := <-served; err != nil {
+				t.Errorf("gateway Serve: %v", err)
+			}
+		}
+	})
+	return &gw{Gateway: g, URL: "http://" + data.Addr().String(), Admin: "http://" + admin.Addr().String(), logs: logs,
+		http: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+}
+
+// Traffic at full rate from several clients while the split changes every few milliseconds:
+// no client sees an error, every answer names one of the two versions, and the last split is
+// the one served.
+func TestDeployTrafficWhileWeightsChange(t *testing.T) {
+	tokens := withAdminTokens(t)
+	v1 := startFake(t, fakellm.Options{Model: "m1"})
+	v2 := startFake(t, fakellm.Options{Model: "m2"})
+	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", v1.backend()), version("v2", v2.backend()))))
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var sent, errs atomic.Int64
+	for w := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				v, err := g.chat("w"+strconv.Itoa(w)+"-"+strconv.Itoa(i), i%4 == 0)
+				sent.Add(1)
+				if err == nil && v != "v1" && v != "v2" {
+					err = fmt.Errorf("served by %q", v)
+				}
+				if err != nil {
+					errs.Add(1)
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	const changes = 150
+	for i := range changes {
+		pct := (i * 37) % 101
+		sticky := []string{"user", "none", "api_key"}[i%3]
+		body := `{"canary":"v2","canary_percent":` + strconv.Itoa(pct) + `,"sticky":"` + sticky + `"}`
+		if i%10 == 9 {
+			body = `{}` // all on stable
+		}
+		g.write(t, "PUT", "/admin/models/chat/traffic", body)
+	}
+	g.write(t, "PUT", "/admin/models/chat/traffic", `{"canary":"v2","canary_percent":100}`)
+	close(stop)
+	wg.Wait()
+	if sent.Load() < changes || errs.Load() > 0 {
+		t.Fatalf("%d requests, %d errors", sent.Load(), errs.Load())
+	}
+	for i := range 5 {
+		if v := g.served(t, "after-"+strconv.Itoa(i)); v != "v2" {
+			t.Fatalf("after the last change (100%% canary) served by %s", v)
+		}
+	}
+}
+
+// A deploy waits for its probes without holding up the rest of the admin API: while a backend
+// that accepted the probe's connection says nothing, reads and other writes are answered.
+func TestDeployProbeDoesNotBlockOtherChanges(t *testing.T) {
+	tokens := withAdminTokens(t)
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, func(c *config.Config) {
+		tokens(c)
+		c.Health.Timeout = time.Minute // the probe below ends when its connection is closed
+	}, model("chat", "v1", version("v1", f.backend()), version("v2", f.backend()))))
+
+	ln := listen(t)
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			accepted <- c
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	deployed := make(chan response, 1)
+	go func() {
+		res, err := g.http.Do(mustRequest(t, "POST", g.Admin+"/admin/models/chat/versions", `{"version":"v3","backends":[{"url":"http://`+ln.Addr().String()+`","model":"m"}]}`, opsToken))
+		if err != nil {
+			deployed <- response{status: -1, body: []byte(err.Error())}
+			return
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		deployed <- response{status: res.StatusCode, body: b}
+	}()
+	conn := <-accepted // the probe is waiting on this connection now
+
+	g.getModel(t, "chat")
+	m := g.write(t, "PUT", "/admin/models/chat/traffic", `{"canary":"v2","canary_percent":10}`)
+	select {
+	case res := <-deployed:
+		t.Fatalf("the deploy finished (%d %s) before its probe was answered", res.status, res.body)
+	default:
+	}
+	conn.Close()
+	res := <-deployed
+	if res.status != 400 || !strings.Contains(string(res.body), "backend_unhealthy") {
+		t.Fatalf("deploy with a silent backend: %d %s", res.status, res.body)
+	}
+	if after, _ := g.getModel(t, "chat"); after.Revision != m.Revision || after.versionNames() != "v1,v2" {
+		t.Fatalf("the refused deploy changed the model: %+v", after)
+	}
+}
+
+func mustRequest(t testing.TB, method, url, body, token string) *http.Request {
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	return req
+}

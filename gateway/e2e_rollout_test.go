@@ -1,0 +1,215 @@
+package gateway_test
+
+// Progressive rollouts end to end: a healthy canary climbs its steps and is promoted; a canary
+// with a higher error rate or twice the TTFT is rolled back automatically with the failed check
+// in history, after which clients see only stable. The rollout loop ticks every second, so
+// these tests poll the admin API while they drive traffic.
+
+import (
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/llmgate/llmgate/bench/fakellm"
+	"github.com/llmgate/llmgate/config"
+)
+
+// twoStepPlan is the rollout of these tests: half the users, then all, 100 canary requests each.
+const twoStepPlan = `{"canary":"v2","steps":[{"canary_percent":50,"min_duration":"0s","min_requests":100},{"canary_percent":100,"min_duration":"0s","min_requests":100}]}`
+
+// startRolloutGateway serves alias chat with stable v1 and v2 deployed but not serving, with
+// verdicts from 50 samples a side to keep the tests short.
+func startRolloutGateway(t *testing.T, tokens func(*config.Config), v1, v2 fakellm.Options) (*gw, *fake, *fake) {
+	t.Helper()
+	v1.Model, v2.Model = "m1", "m2"
+	f1, f2 := startFake(t, v1), startFake(t, v2)
+	g := startGateway(t, newConfig(t, func(c *config.Config) {
+		tokens(c)
+		c.Drift.MinSamples = 50
+	}, model("chat", "v1", version("v1", f1.backend()), version("v2", f2.backend()))))
+	return g, f1, f2
+}
+
+// traffic is what clients saw while drive ran: answers and failures by x-llmgate-version.
+type traffic struct {
+	mu     sync.Mutex
+	served map[string]int
+	failed map[string]int
+	errs   []string
+}
+
+// drive sends chat requests, each from a new user, on four goroutines until done holds.
+func (g *gw) drive(t *testing.T, stream bool, what string, done func() bool) *traffic {
+	t.Helper()
+	tr := &traffic{served: map[string]int{}, failed: map[string]int{}}
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var seq atomic.Int64
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				v, err := g.chat("user-"+strconv.FormatInt(seq.Add(1), 10), stream)
+				tr.mu.Lock()
+				if err != nil {
+					tr.failed[v]++
+					if len(tr.errs) < 5 {
+						tr.errs = append(tr.errs, err.Error())
+					}
+				} else {
+					tr.served[v]++
+				}
+				tr.mu.Unlock()
+			}
+		}()
+	}
+	defer func() { stop.Store(true); wg.Wait() }()
+	waitFor(t, what, done)
+	return tr
+}
+
+// rolloutState reads alias's model and its rollout.
+func (g *gw) rolloutState(t testing.TB) modelDoc {
+	t.Helper()
+	m, _ := g.getModel(t, "chat")
+	return m
+}
+
+func (g *gw) startPlan(t testing.TB, plan string) modelDoc {
+	t.Helper()
+	m := g.write(t, "POST", "/admin/models/chat/rollouts", plan)
+	if m.Rollout == nil || m.Rollout.State != "running" || m.Canary != "v2" || m.CanaryPercent != 50 || m.Sticky != "user" {
+		t.Fatalf("after starting the rollout: %+v %+v", m, m.Rollout)
+	}
+	return m
+}
+
+func TestRollout(t *testing.T) {
+	tokens := withAdminTokens(t)
+
+	// Same backends, same speed: the canary climbs both steps and becomes stable, and
+	// history says who did what and why.
+	t.Run("healthy canary is promoted", func(t *testing.T) {
+		t.Parallel()
+		opts := fakellm.Options{TTFT: 25 * time.Millisecond}
+		g, _, _ := startRolloutGateway(t, tokens, opts, opts)
+		// The latency limits are loose here: the canary's second step is compared with what
+		// stable did in the first, and on a busy test machine a stall in between reads as a
+		// slow canary. This test is about the promote path; the TTFT case below checks that
+		// the latency analysis rolls back a canary that is really slower.
+		g.startPlan(t, strings.Replace(twoStepPlan, `"steps"`, `"checks":{"max_p95_latency_ratio":10,"max_ttft_p95_ratio":10},"steps"`, 1))
+		var m modelDoc
+		tr := g.drive(t, false, "the rollout to finish", func() bool {
+			m = g.rolloutState(t)
+			return m.Rollout.State != "running"
+		})
+		if m.Rollout.State != "promoted" || m.Stable != "v2" || m.Canary != "" {
+			t.Fatalf("rollout ended %q (%s) with stable %s canary %q", m.Rollout.State, m.Rollout.Reason, m.Stable, m.Canary)
+		}
+		if len(tr.errs) > 0 || tr.served["v1"] == 0 || tr.served["v2"] == 0 {
+			t.Fatalf("clients saw %v, errors %v", tr.served, tr.errs)
+		}
+		h := g.history(t, "chat")
+		type row struct{ actor, action, to, reason string }
+		want := []row{
+			{"ops", "traffic", "v1 + canary v2 50% sticky user", "rollout step 1"},
+			{"rollout", "traffic", "v1 + canary v2 100% sticky user", "rollout step 2 of 2"},
+			{"rollout", "promote", "v2", "rollout passed every step"},
+		}
+		if len(h) != 1+len(want) {
+			t.Fatalf("history %+v", h)
+		}
+		for i, w := range want {
+			if e := h[i+1]; (row{e.Actor, e.Action, e.To, e.Reason}) != w {
+				t.Errorf("history[%d] = %+v, want %+v", i+1, e, w)
+			}
+		}
+		if v := g.served(t, "after"); v != "v2" {
+			t.Errorf("after the promote served by %s", v)
+		}
+	})
+
+	for _, tt := range []struct {
+		name   string
+		v1, v2 fakellm.Options
+		stream bool
+		check  string // the failed check the rollback names
+	}{
+		{"canary with errors is rolled back", fakellm.Options{}, fakellm.Options{ErrorRate: 0.3}, false, "error_rate"},
+		{"canary with twice the TTFT is rolled back", fakellm.Options{TTFT: 50 * time.Millisecond}, fakellm.Options{TTFT: 100 * time.Millisecond}, true, "p95_ttft"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			g, _, _ := startRolloutGateway(t, tokens, tt.v1, tt.v2)
+			g.startPlan(t, twoStepPlan)
+			var m modelDoc
+			tr := g.drive(t, tt.stream, "the rollout to finish", func() bool {
+				m = g.rolloutState(t)
+				return m.Rollout.State != "running"
+			})
+			if m.Rollout.State != "rolled_back" || m.Stable != "v1" || m.Canary != "" || !strings.Contains(m.Rollout.Reason, tt.check) {
+				t.Fatalf("rollout ended %q (%s) with stable %s canary %q", m.Rollout.State, m.Rollout.Reason, m.Stable, m.Canary)
+			}
+			if tr.failed["v1"] > 0 || tr.served["v1"] == 0 {
+				t.Fatalf("clients saw %v, failures %v: stable must not fail: %v", tr.served, tr.failed, tr.errs)
+			}
+			if tt.v2.ErrorRate == 0 && len(tr.errs) > 0 {
+				t.Fatalf("errors from a canary that answers every request: %v", tr.errs)
+			}
+			h := g.history(t, "chat")
+			last := h[len(h)-1]
+			if last.Actor != "rollout" || last.Action != "rollback" || last.To != "v1" ||
+				!strings.HasPrefix(last.Reason, "automatic rollback: ") || !strings.Contains(last.Reason, tt.check) {
+				t.Fatalf("last history entry %+v, want an automatic rollback naming %s", last, tt.check)
+			}
+			parallel(t, 8, 40, func(i int) {
+				if v, err := g.chat("after-"+strconv.Itoa(i), tt.stream); err != nil || v != "v1" {
+					t.Errorf("after the rollback: served by %q: %v", v, err)
+				}
+			})
+		})
+	}
+
+	// An operator's promote or rollback during a rollout ends it: the rollout neither sets
+	// its split again nor rolls back what the operator decided. Pause, resume and abort.
+	t.Run("operator takes over", func(t *testing.T) {
+		t.Parallel()
+		g, _, _ := startRolloutGateway(t, tokens, fakellm.Options{}, fakellm.Options{})
+		slow := strings.ReplaceAll(twoStepPlan, `"min_requests":100`, `"min_requests":1000000`)
+		g.startPlan(t, slow)
+		if res := g.call(t, "POST", "/admin/models/chat/rollouts", opsToken, slow); res.status != 409 {
+			t.Fatalf("second rollout: status %d: %s", res.status, res.body)
+		}
+		m := g.write(t, "POST", "/admin/models/chat/rollout/pause", "")
+		if m.Rollout.State != "paused" {
+			t.Fatalf("after pause: %+v", m.Rollout)
+		}
+		m = g.write(t, "POST", "/admin/models/chat/rollout/resume", "")
+		if m.Rollout.State != "running" {
+			t.Fatalf("after resume: %+v", m.Rollout)
+		}
+		m = g.write(t, "POST", "/admin/models/chat/promote", `{"reason":"good enough"}`)
+		if m.Stable != "v2" || m.Rollout.State != "aborted" || m.Rollout.Reason != "ended by ops's promote" {
+			t.Fatalf("after a manual promote: stable %s, rollout %+v", m.Stable, m.Rollout)
+		}
+		g.refused(t, 409, "", "POST", "/admin/models/chat/rollout/abort", opsToken, "")
+
+		// A new rollout back to v1, aborted: the canary goes, the stable stays.
+		m = g.write(t, "POST", "/admin/models/chat/rollouts", strings.ReplaceAll(slow, `"canary":"v2"`, `"canary":"v1"`))
+		if m.Canary != "v1" || m.Rollout.State != "running" {
+			t.Fatalf("second rollout: %+v %+v", m, m.Rollout)
+		}
+		m = g.write(t, "POST", "/admin/models/chat/rollout/abort", "")
+		if m.Stable != "v2" || m.Canary != "" || m.Rollout.State != "aborted" {
+			t.Fatalf("after abort: stable %s canary %q rollout %+v", m.Stable, m.Canary, m.Rollout)
+		}
+		h := g.history(t, "chat")
+		if last := h[len(h)-1]; last.Action != "rollback" || last.From != "v2 + canary v1 50% sticky user" || last.To != "v2" || last.Reason != "rollout aborted by ops" {
+			t.Fatalf("last history entry %+v", last)
+		}
+	})
+}
