@@ -44,6 +44,9 @@ type Gateway struct {
 	// deploy is the admin-managed deploy state; rollouts run progressive rollouts on it.
 	deploy   deployState
 	rollouts *rollouts
+	// shadowSlots bounds mirrors in flight; Close waits for them (shadowsWG).
+	shadowSlots chan struct{}
+	shadowsWG   sync.WaitGroup
 	// backendPolicy decides which backend URLs admin deploys may use (SSRF).
 	backendPolicy *backendPolicy
 	// cacheStore holds cached answers; nil when no alias enables caching.
@@ -137,6 +140,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		aw.Close()
 		return nil, err
 	}
+	g.shadowSlots = make(chan struct{}, maxShadows)
 	g.modelConfig = map[string]config.Model{}
 	g.guards = map[string]*aliasGuard{}
 	for _, m := range cfg.Models {
@@ -278,6 +282,7 @@ func (g *Gateway) Close() error {
 	g.closeOnce.Do(func() {
 		g.closing.Store(true)
 		err = errors.Join(g.server.Shutdown(), g.adminServer.Shutdown())
+		g.waitShadows(5 * time.Second)
 		g.prober.Close()
 		g.classifyQueue.close() // its workers log: before the log closes
 		if g.stats != nil {

@@ -31,7 +31,6 @@ func stickyKey(ctx *fasthttp.RequestCtx, r *request, t *router.Table) []byte {
 // slow shadow version can never build a queue in the gateway.
 const maxShadows = 64
 
-var shadowSlots = make(chan struct{}, maxShadows)
 
 // mirror sends a copy of r (its body after the prompt guard: the shadow never sees what the
 // backend may not) to version sv in the background. The answer is discarded; its latency,
@@ -42,7 +41,7 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 		return
 	}
 	select {
-	case shadowSlots <- struct{}{}:
+	case g.shadowSlots <- struct{}{}:
 	default:
 		g.metrics.shadowsSkipped.Inc()
 		return
@@ -59,8 +58,10 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 	if vs != nil {
 		script = drift.DetectScript(r.stats.promptHead)
 	}
+	g.shadowsWG.Add(1)
 	go func() {
-		defer func() { <-shadowSlots }()
+		defer g.shadowsWG.Done()
+		defer func() { <-g.shadowSlots }()
 		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 		defer fasthttp.ReleaseRequest(req)
 		defer fasthttp.ReleaseResponse(resp)
@@ -118,6 +119,20 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 		}
 		vs.rec.Observe(&s)
 	}()
+}
+
+// waitShadows waits for mirrors in flight, at most grace: a shadow answer is worth nothing
+// after shutdown, and a hung shadow backend must not hold the gateway's exit.
+func (g *Gateway) waitShadows(grace time.Duration) {
+	done := make(chan struct{})
+	go func() { g.shadowsWG.Wait(); close(done) }()
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		g.log.Warn("shutdown: shadow requests still in flight were abandoned")
+	}
 }
 
 // replaceModel returns body with its model value set to model.
