@@ -355,6 +355,15 @@ func isTLD(l []byte) bool {
 	return len(l) == 2 || tlds[string(buf[:len(l)])]
 }
 
+// ctxFilter has bit last&31 of [len][first&31] set for each context word of that length,
+// first and last byte: most words are ruled out by it before a map lookup.
+var ctxFilter [17][32]uint32
+
+// ctxMay reports whether w (lower case, at most 16 bytes) may be a context word.
+func ctxMay(w []byte) bool {
+	return len(w) > 0 && ctxFilter[len(w)][w[0]&31]&(1<<(w[len(w)-1]&31)) != 0
+}
+
 // ctxWords maps a lower-case context word to the categories it supports (or ctxNeg for words
 // naming identifiers that are not personal data).
 var ctxWords = map[string]uint8{}
@@ -363,6 +372,9 @@ func init() {
 	add := func(m uint8, words ...string) {
 		for _, w := range words {
 			ctxWords[w] |= m
+			if len(w) < len(ctxFilter) { // nearWords reads no longer word
+				ctxFilter[len(w)][w[0]&31] |= 1 << (w[len(w)-1] & 31)
+			}
 		}
 	}
 	add(ctxPhone, "phone", "telephone", "tel", "ph", "mobile", "cell", "cellphone", "call",

@@ -7,6 +7,7 @@ import (
 	"math/bits"
 	"slices"
 	"strings"
+	"unsafe"
 )
 
 // A written phrase is matched in segments: runs of whole words whose (a|b) groups stand for at
@@ -257,7 +258,24 @@ func compileSafetyDense(specs []ruleSpec, dense int) (*Safety, error) {
 	if err := s.build(texts, dense); err != nil {
 		return nil, err
 	}
+	s.flattenOutputs()
 	return s, nil
+}
+
+// flattenOutputs lists, per state, the segments that its patterns complete, so that a scan
+// reads one run of outRefs where it would go from outs to pats to segRefs to phrases.
+func (s *Safety) flattenOutputs() {
+	s.outRefStart = make([]uint32, len(s.outStart))
+	for si := range len(s.outStart) - 1 {
+		for _, pid := range s.outs[s.outStart[si]:s.outStart[si+1]] {
+			p := &s.pats[pid]
+			for _, ref := range s.segRefs[p.refs : p.refs+p.nref] {
+				s.outRefs = append(s.outRefs, outRef{key: ref.phrase<<8 | int32(ref.seg) + 1, n: p.n, words: p.words,
+					last: int(ref.seg)+1 == int(s.phrases[ref.phrase].nseg)})
+			}
+		}
+		s.outRefStart[si+1] = uint32(len(s.outRefs))
+	}
 }
 
 // build makes the Aho-Corasick automaton of the patterns. States are numbered breadth first;
@@ -457,5 +475,5 @@ func (s *Safety) sparseNext(st uint32, c uint8) uint32 {
 // and output lists.
 func (s *Safety) automatonSize() int {
 	return 4*len(s.trans) + 4*len(s.first) + len(s.label) + 4*len(s.fail) + len(s.depth) +
-		4*len(s.outStart) + 4*len(s.outs)
+		4*len(s.outStart) + 4*len(s.outs) + 4*len(s.outRefStart) + int(unsafe.Sizeof(outRef{}))*len(s.outRefs)
 }

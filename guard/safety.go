@@ -95,6 +95,10 @@ type Safety struct {
 	maxDepth uint8    // the longest pattern, at most ringSize-1
 	outStart []uint32 // per state number: its patterns are outs[outStart[i]:outStart[i+1]]
 	outs     []int32
+	// The same outputs as the segments they complete: a state's are
+	// outRefs[outRefStart[i]:outRefStart[i+1]].
+	outRefStart []uint32
+	outRefs     []outRef
 
 	pats     []safetyPattern
 	segRefs  []segmentRef
@@ -111,6 +115,13 @@ type Safety struct {
 type safetyPattern struct {
 	n, words   int32 // symbols, tokens
 	refs, nref int32 // segRefs[refs:refs+nref]: the segments it is a form of
+}
+
+// outRef is a segment that a pattern completes, with what report needs of the pattern.
+type outRef struct {
+	key      int32 // phrase<<8 | seg+1, as a remembered hit of the segment is keyed
+	n, words int32 // the pattern's symbols and tokens
+	last     bool  // the phrase's last segment: the phrase is seen
 }
 
 // segmentRef names segment seg of a phrase.
@@ -289,28 +300,24 @@ func (s *Safety) Check(dst []SafetyMatch, text []byte) []SafetyMatch {
 func (s *safetyScanner) report(l *normLane) {
 	sf := s.sf
 	si := sf.stateNum(l.state)
-	for _, pid := range sf.outs[sf.outStart[si]:sf.outStart[si+1]] {
-		p := &sf.pats[pid]
-		st, en := l.symSt(l.n-int(p.n)+1), l.symEn(l.n-2)
+	w1, en := l.words-1, l.symEn(l.n-2)
+	for _, o := range sf.outRefs[sf.outRefStart[si]:sf.outRefStart[si+1]] {
+		h := seenAt{key: o.key, w0: w1 - int(o.words) + 1, w1: w1, st: l.symSt(l.n - int(o.n) + 1), en: en}
 		if l != &s.main {
-			st, en = -1, -1
+			h.st, h.en = -1, -1
 		}
-		w1 := l.words - 1
-		for _, ref := range sf.segRefs[p.refs : p.refs+p.nref] {
-			h := seenAt{key: ref.phrase<<8 | int32(ref.seg) + 1, w0: w1 - int(p.words) + 1, w1: w1, st: st, en: en}
-			if ref.seg > 0 { // join the segment before, which must end on the word before
-				o := l.seen(h.key-1, h.w0-1)
-				if o == nil {
-					continue
-				}
-				h.w0, h.st = o.w0, o.st
+		if o.key&0xff > 1 { // join the segment before, which must end on the word before
+			p := l.seen(h.key-1, h.w0-1)
+			if p == nil {
+				continue
 			}
-			if ph := &sf.phrases[ref.phrase]; int(ref.seg)+1 < int(ph.nseg) {
-				l.remember(h)
-			} else {
-				h.key = ref.phrase << 8
-				s.phrase(l, ph, h)
-			}
+			h.w0, h.st = p.w0, p.st
+		}
+		if !o.last {
+			l.remember(h)
+		} else {
+			h.key &^= 0xff
+			s.phrase(l, &sf.phrases[h.key>>8], h)
 		}
 	}
 }

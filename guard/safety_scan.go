@@ -138,50 +138,56 @@ func (s *safetyScanner) feed(p []byte) {
 			// earliest a partial match may start) is read from the spans of a token's first
 			// and last symbols only, and a token is one run of this loop or ends or starts
 			// in the other paths, which record every symbol.
-			start, m0 := i, m
-			if m+8 > len(sym) {
-				l.m = m
-				s.flush()
-				m0, m = l.m, l.m
-			}
-			ost[m], olen[m] = base+i, 1
 			for {
+				start, m0 := i, m
 				if m+8 > len(sym) {
 					l.m = m
 					s.flush()
-					m0, m = m0-(m-l.m), l.m
+					m0, m = l.m, l.m
 				}
-				k, x := letters8(p[i:])
-				x |= 0x2020202020202020
-				binary.LittleEndian.PutUint64(sym[m:], x)
-				if k > 0 { // the last letter, from the register rather than reloaded
-					l.prev = byte(x >> (8*k - 8))
+				ost[m], olen[m] = base+i, 1
+				for {
+					if m+8 > len(sym) {
+						l.m = m
+						s.flush()
+						m0, m = m0-(m-l.m), l.m
+					}
+					k, x := letters8(p[i:])
+					x |= 0x2020202020202020
+					binary.LittleEndian.PutUint64(sym[m:], x)
+					if k > 0 { // the last letter, from the register rather than reloaded
+						l.prev = byte(x >> (8*k - 8))
+					}
+					m, i = m+k, i+k
+					if k < 8 {
+						break
+					}
 				}
-				m, i = m+k, i+k
-				if k < 8 {
-					break
+				ost[m-1], olen[m-1] = base+i-1, 1
+				n := i - start
+				if b64n+n >= minEncoded {
+					// The word makes a base64 run long enough to decode: decode its letters one
+					// by one, each when the symbols before it have been emitted.
+					for k := start + max(0, minEncoded-1-b64n); k < i; k++ {
+						l.m, s.pos, s.b64.n = m0+k-start, base+k, b64n+k-start+1
+						s.encoded(p[k])
+					}
+					l.m = m
 				}
-			}
-			ost[m-1], olen[m-1] = base+i-1, 1
-			n := i - start
-			if b64n+n >= minEncoded {
-				// The word makes a base64 run long enough to decode: decode its letters one
-				// by one, each when the symbols before it have been emitted.
-				for k := start + max(0, minEncoded-1-b64n); k < i; k++ {
-					l.m, s.pos, s.b64.n = m0+k-start, base+k, b64n+k-start+1
-					s.encoded(p[k])
+				b64n += n
+				l.tok = uint8(min(int(l.tok)+n, 2))
+				l.lastSpace, l.slash = false, false
+				if l.tok == 2 && i < len(p) && p[i] == ' ' && b64n < minEncoded {
+					// The space after a word of two or more letters, as the separator path below
+					// would take it; the flush above left room.
+					sym[m], ost[m], olen[m] = ' ', base+i, 1
+					m, i, b64n = m+1, i+1, 0
+					l.tok, l.lastSpace = 0, true
+					if i < len(p) && asciiLetter[p[i]] != 0 {
+						continue // the next word, which the conditions above let in too
+					}
 				}
-				l.m = m
-			}
-			b64n += n
-			l.tok = uint8(min(int(l.tok)+n, 2))
-			l.lastSpace, l.slash = false, false
-			if l.tok == 2 && i < len(p) && p[i] == ' ' && b64n < minEncoded {
-				// The space after a word of two or more letters, as the separator path below
-				// would take it; the flush above left room.
-				sym[m], ost[m], olen[m] = ' ', base+i, 1
-				m, i, b64n = m+1, i+1, 0
-				l.tok, l.lastSpace = 0, true
+				break
 			}
 			continue
 		}
