@@ -185,13 +185,27 @@ report=$out/report.txt
 run() { # run TITLE ARGS...: one comparison, printed and kept for RESULTS.md
 	local title=$1; shift
 	echo "== $title" | tee -a "$report"
-	pin 1 "$bin" bench "${targets[@]}" "${common[@]}" "$@" | tee -a "$report"
+	# A target that fails its check ends that comparison only, not the script.
+	pin 1 "$bin" bench "${targets[@]}" "${common[@]}" "$@" 2>&1 | tee -a "$report" || true
 	echo | tee -a "$report"
 }
 want chat && run "chat, 1 KiB prompt (10 % with PII), open loop at $RATE req/s" \
 	--workload chat --prompt-bytes 1024 --pii-share 0.1 --rate "$RATE" --json "$out/chat-open.json" --svg "$out/chat-open.svg"
+# Portkey answers streams to a custom host with a 500 ("Something went wrong"): left out there.
+without_portkey() { # without_portkey NAME: drop the "--flag portkey=..." pair from array NAME
+	local -n arr=$1
+	local out=() x
+	for x in "${arr[@]}"; do
+		if [[ $x == portkey=* ]]; then unset 'out[-1]'; else out+=("$x"); fi
+	done
+	arr=("${out[@]}")
+}
+all_targets=("${targets[@]}") all_common=("${common[@]}")
+without_portkey targets
+without_portkey common
 want stream && run "chat-stream, 1 KiB prompt, 16 events, open loop at 200 req/s" \
 	--workload chat-stream --prompt-bytes 1024 --pii-share 0.1 --rate 200 --json "$out/stream-open.json"
+targets=("${all_targets[@]}") common=("${all_common[@]}")
 want closed && run "chat, 1 KiB prompt, closed loop with 32 connections (max throughput)" \
 	--workload chat --prompt-bytes 1024 --rate 0 --connections 32 --json "$out/chat-closed.json" --svg "$out/chat-closed.svg"
 
