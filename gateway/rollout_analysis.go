@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/llmgate/llmgate/drift"
 )
@@ -17,11 +18,17 @@ type rolloutChecks struct {
 	MaxTTFTP95Ratio        float64 `json:"max_ttft_p95_ratio"`        // streams
 	MaxRefusalRateIncrease float64 `json:"max_refusal_rate_increase"` // absolute
 	MaxBlockedRateIncrease float64 `json:"max_blocked_rate_increase"` // guard blocks, absolute
+	MaxSafetyRateIncrease  float64 `json:"max_safety_rate_increase"`  // requests with a safety hit
+	MaxPIIRateIncrease     float64 `json:"max_pii_rate_increase"`     // requests with personal data
+	// FailOnDrift also fails the canary when any feature of its traffic or answers has drifted
+	// from stable's (the drift package's tests); off by default, since a new model is expected
+	// to answer somewhat differently.
+	FailOnDrift bool `json:"fail_on_drift"`
 }
 
 // defaultRolloutChecks are used for the thresholds a rollout leaves at zero.
 var defaultRolloutChecks = rolloutChecks{MaxErrorRateIncrease: 0.02, MaxP95LatencyRatio: 1.5, MaxTTFTP95Ratio: 1.5,
-	MaxRefusalRateIncrease: 0.05, MaxBlockedRateIncrease: 0.05}
+	MaxRefusalRateIncrease: 0.05, MaxBlockedRateIncrease: 0.05, MaxSafetyRateIncrease: 0.05, MaxPIIRateIncrease: 0.05}
 
 func (c rolloutChecks) withDefaults() rolloutChecks {
 	d := defaultRolloutChecks
@@ -33,7 +40,8 @@ func (c rolloutChecks) withDefaults() rolloutChecks {
 	}
 	return rolloutChecks{pick(c.MaxErrorRateIncrease, d.MaxErrorRateIncrease), pick(c.MaxP95LatencyRatio, d.MaxP95LatencyRatio),
 		pick(c.MaxTTFTP95Ratio, d.MaxTTFTP95Ratio), pick(c.MaxRefusalRateIncrease, d.MaxRefusalRateIncrease),
-		pick(c.MaxBlockedRateIncrease, d.MaxBlockedRateIncrease)}
+		pick(c.MaxBlockedRateIncrease, d.MaxBlockedRateIncrease), pick(c.MaxSafetyRateIncrease, d.MaxSafetyRateIncrease),
+		pick(c.MaxPIIRateIncrease, d.MaxPIIRateIncrease), c.FailOnDrift}
 }
 
 // Analysis verdicts.
@@ -137,6 +145,42 @@ func analyzeCanary(stable, canary *drift.Snapshot, c rolloutChecks, p *drift.Pol
 	rate("blocked_rate", "blocked_rate", func(s *drift.Snapshot) uint64 {
 		return s.Categorical(drift.FeatureStatus)[drift.StatusBlocked]
 	}, c.MaxBlockedRateIncrease)
+	// Requests with any safety category or PII entity: the bitset features count "none" once
+	// per request without a hit.
+	anyHit := func(f drift.Feature) func(*drift.Snapshot) uint64 {
+		return func(s *drift.Snapshot) uint64 { return s.Count() - s.Categorical(f)[0] }
+	}
+	for _, h := range []struct {
+		name  string
+		f     drift.Feature
+		limit float64
+	}{{"safety_rate", drift.FeatureSafety, c.MaxSafetyRateIncrease}, {"pii_rate", drift.FeatureEntities, c.MaxPIIRateIncrease}} {
+		x := anyHit(h.f)
+		alpha := p.Alpha
+		if alpha == 0 {
+			alpha = drift.DefaultPolicy().Alpha
+		}
+		tests[h.name] = drift.TwoProportions(x(stable), stable.Count(), x(canary), canary.Count(), alpha, p.MinSamples)
+		rate(h.name, h.name, x, h.limit)
+	}
+	if c.FailOnDrift {
+		rep := drift.Evaluate(stable, canary, p)
+		cr := checkResult{Check: "drift", Method: "evaluate", StableN: rep.Reference.N, CanaryN: rep.Current.N, Verdict: analysisPass}
+		var drifted []string
+		for _, f := range rep.Features {
+			if f.Verdict == drift.VerdictDrift {
+				drifted = append(drifted, f.Feature)
+			}
+		}
+		switch {
+		case rep.Decided == 0:
+			cr.Verdict = analysisWait
+		case len(drifted) > 0:
+			cr.Verdict = analysisFail
+			cr.Rationale = fmt.Sprintf("drift from stable on %s", strings.Join(drifted, ", "))
+		}
+		out.Checks = append(out.Checks, cr)
+	}
 
 	out.Verdict = analysisPass
 	for _, cr := range out.Checks {

@@ -13,11 +13,17 @@ import (
 // stream set, TTFT around base/4.
 func window(t *testing.T, seed uint64, n int, base time.Duration, errShare float64, stream bool) *drift.Snapshot {
 	t.Helper()
+	return windowWith(t, seed, n, base, errShare, stream, nil)
+}
+
+// windowWith is window with edit applied to each sample before it is recorded.
+func windowWith(t *testing.T, seed uint64, n int, base time.Duration, errShare float64, stream bool, edit func(i int, s *drift.Sample)) *drift.Snapshot {
+	t.Helper()
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	rec := drift.NewRecorder(drift.Options{Window: 15 * time.Minute, Slice: time.Minute, Now: func() time.Time { return now }})
 	rng := rand.New(rand.NewPCG(seed, 7))
 	var s drift.Sample
-	for range n {
+	for i := range n {
 		s.Reset()
 		s.At = now
 		s.Latency = time.Duration(float64(base) * (0.7 + 0.6*rng.Float64()))
@@ -27,6 +33,9 @@ func window(t *testing.T, seed uint64, n int, base time.Duration, errShare float
 		s.Status = drift.StatusOK
 		if rng.Float64() < errShare {
 			s.Status = drift.StatusUpstreamError
+		}
+		if edit != nil {
+			edit(i, &s)
 		}
 		rec.Observe(&s)
 	}
@@ -50,6 +59,31 @@ func TestAnalyzeCanary(t *testing.T) {
 		{"slightly slower, within the margin", window(t, 5, 600, 115*time.Millisecond, 0.01, true), analysisPass, ""},
 		{"too few requests yet", window(t, 6, 20, 300*time.Millisecond, 0.5, true), analysisWait, ""},
 		{"faster is never a failure", window(t, 7, 600, 40*time.Millisecond, 0.0, true), analysisPass, ""},
+	}
+	unsafe := windowWith(t, 8, 600, 100*time.Millisecond, 0.01, true, func(i int, s *drift.Sample) {
+		if i%5 == 0 {
+			s.Safety = 1 << 14 // a prompt-attack category on a fifth of the requests
+		}
+	})
+	longer := windowWith(t, 9, 600, 100*time.Millisecond, 0.01, true, func(i int, s *drift.Sample) {
+		s.PromptBytes, s.CompletionTokens = int64(2000+i), int64(900+i%50)
+	})
+	shorter := windowWith(t, 10, 600, 100*time.Millisecond, 0.01, true, func(i int, s *drift.Sample) {
+		s.PromptBytes, s.CompletionTokens = int64(2000+i), int64(100+i%50)
+	})
+	tests = append(tests, []struct {
+		name        string
+		canary      *drift.Snapshot
+		want        string
+		failedCheck string
+	}{
+		{"more safety hits", unsafe, analysisFail, "safety_rate"},
+	}...)
+	if a := analyzeCanary(shorter, longer, rolloutChecks{FailOnDrift: true}, &p); a.Verdict != analysisFail || !strings.Contains(a.reason(), "drift from stable") {
+		t.Errorf("fail_on_drift: verdict %s reason %q", a.Verdict, a.reason())
+	}
+	if a := analyzeCanary(shorter, longer, rolloutChecks{}, &p); a.Verdict == analysisFail {
+		t.Errorf("drift failed a canary without fail_on_drift: %s", a.reason())
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
