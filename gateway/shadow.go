@@ -9,6 +9,7 @@ import (
 
 	"github.com/llmgate/llmgate/drift"
 	"github.com/llmgate/llmgate/gateway/jsonscan"
+	"github.com/llmgate/llmgate/guard"
 	"github.com/llmgate/llmgate/router"
 )
 
@@ -48,6 +49,7 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 	}
 	h := snap.backends[b.Index]
 	vs := snap.stats[sv]
+	ag := snap.guards[sv.Alias]
 	body := append([]byte(nil), r.body...)
 	op, deadline := r.op, time.Now().Add(g.cfg.Timeouts.Total)
 	// The prompt's features are the client request's: copied now, as r goes back to its pool
@@ -111,6 +113,9 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 				st.noteChoices(body[cs:ce], false)
 				s.FinishReason = st.finish
 				s.Refusal = len(st.completionHead) > 0 && g.stats != nil && g.stats.refusal.Match(st.completionHead)
+				if ag != nil {
+					s.Safety, s.Entities = shadowGuardHits(ag, body[cs:ce])
+				}
 			}
 		case resp.StatusCode() >= 500:
 			s.Status = drift.StatusUpstreamError
@@ -119,6 +124,40 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 		}
 		vs.rec.Observe(&s)
 	}()
+}
+
+// shadowGuardHits runs the alias's completion guard detectors (detection only: nothing is sent)
+// over a shadow answer's choices, as drift bits, so the shadow's guard hit rates compare with
+// stable's.
+func shadowGuardHits(ag *aliasGuard, choices []byte) (safety, entities uint16) {
+	var p fastjson.Parser
+	v, err := p.ParseBytes(choices)
+	if err != nil {
+		return 0, 0
+	}
+	arr, _ := v.Array()
+	names := guard.PIIEntities()
+	for _, c := range arr {
+		text := c.GetStringBytes("message", "content")
+		if text == nil {
+			text = c.GetStringBytes("text")
+		}
+		if ag.safety != nil {
+			for _, m := range ag.safety.Check(nil, text) {
+				safety |= safetyBit(m.Category)
+			}
+		}
+		if ag.pii != nil {
+			for _, f := range ag.pii.Find(nil, text) {
+				for i, n := range names {
+					if n == f.Entity && i < 16 {
+						entities |= 1 << i
+					}
+				}
+			}
+		}
+	}
+	return safety, entities
 }
 
 // waitShadows waits for mirrors in flight, at most grace: a shadow answer is worth nothing
