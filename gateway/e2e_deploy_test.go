@@ -605,34 +605,6 @@ func TestDeployStateSurvivesRestart(t *testing.T) {
 	}
 }
 
-// startGatewayOpts is startGateway with opts (for a store other than the in-memory one).
-func startGatewayOpts(t testing.TB, cfg *config.Config, opts gateway.Options) *gw {
-	t.Helper()
-	logs := &syncBuffer{}
-	opts.LogOutput = logs
-	g, err := gateway.New(cfg, opts)
-	if err != nil {
-		t.Fatalf("gateway.New: %v", err)
-	}
-	data, admin := listen(t), listen(t)
-	served := make(chan error, 2)
-	go func() { served <- g.Serve(data) }()
-	go func() { served <- g.ServeAdmin(admin) }()
-	tr := &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 16}
-	t.Cleanup(func() {
-		tr.CloseIdleConnections()
-		if err := g.Close(); err != nil {
-			t.Errorf("gateway Close: %v", err)
-		}
-		for range 2 {
-			if err := <-served; err != nil {
-				t.Errorf("gateway Serve: %v", err)
-			}
-		}
-	})
-	return &gw{Gateway: g, URL: "http://" + data.Addr().String(), Admin: "http://" + admin.Addr().String(), logs: logs,
-		http: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
-}
 
 // Traffic at full rate from several clients while the split changes every few milliseconds:
 // no client sees an error, every answer names one of the two versions, and the last split is

@@ -203,11 +203,19 @@ type gw struct {
 	http  *http.Client
 }
 
-// startGateway serves cfg on loopback listeners until the test ends.
+// startGateway serves cfg on loopback listeners until the test ends, with its deploy state in
+// memory.
 func startGateway(t testing.TB, cfg *config.Config) *gw {
 	t.Helper()
+	return startGatewayOpts(t, cfg, gateway.Options{Store: store.NewMemory()})
+}
+
+// startGatewayOpts is startGateway with opts (for a store other than the in-memory one).
+func startGatewayOpts(t testing.TB, cfg *config.Config, opts gateway.Options) *gw {
+	t.Helper()
 	logs := &syncBuffer{}
-	g, err := gateway.New(cfg, gateway.Options{LogOutput: logs, Store: store.NewMemory()})
+	opts.LogOutput = logs
+	g, err := gateway.New(cfg, opts)
 	if err != nil {
 		t.Fatalf("gateway.New: %v", err)
 	}
