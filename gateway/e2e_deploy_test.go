@@ -605,7 +605,6 @@ func TestDeployStateSurvivesRestart(t *testing.T) {
 	}
 }
 
-
 // Traffic at full rate from several clients while the split changes every few milliseconds:
 // no client sees an error, every answer names one of the two versions, and the last split is
 // the one served.

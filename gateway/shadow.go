@@ -32,7 +32,6 @@ func stickyKey(ctx *fasthttp.RequestCtx, r *request, t *router.Table) []byte {
 // slow shadow version can never build a queue in the gateway.
 const maxShadows = 64
 
-
 // mirror sends a copy of r (its body after the prompt guard: the shadow never sees what the
 // backend may not) to version sv in the background. The answer is discarded; its latency,
 // status, tokens, finish reason and refusal go to sv's statistics for comparison with stable.
