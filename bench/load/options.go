@@ -46,9 +46,9 @@ type Options struct {
 	PIDs        []int         `json:"pids,omitempty"`
 	// TargetPIDs are sampled only while their target runs: the proxy under test in a compare.
 	TargetPIDs map[string][]int `json:"target_pids,omitempty"`
-	JSONFile    string        `json:"-"`
-	SVGFile     string        `json:"-"`
-	Quiet       bool          `json:"-"`
+	JSONFile   string           `json:"-"`
+	SVGFile    string           `json:"-"`
+	Quiet      bool             `json:"-"`
 }
 
 // RegisterFlags defines the bench flags on fs and returns the Options they fill.
