@@ -1,0 +1,209 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// The admin API client's HTTP side: requests, answers and the gateway's error envelope.
+
+// read GETs path and decodes the answer into v, or prints it raw with --json (printed).
+func (c *adminCmd) read(path string, v any) (printed bool, err error) {
+	data, _, err := c.call(http.MethodGet, path, nil, nil)
+	if err != nil || c.json {
+		return true, c.printJSON(data, err)
+	}
+	return false, decodeAnswer(data, v)
+}
+
+// write sends a change and prints one line saying what the model now is, or the raw answer.
+func (c *adminCmd) write(method, path string, query url.Values, body any, alias string, what func(*adminModel) string) error {
+	data, hdr, err := c.call(method, path, query, body)
+	if err != nil || c.json {
+		return c.printJSON(data, err)
+	}
+	var r struct {
+		Revision int64      `json:"revision"`
+		Model    adminModel `json:"model"`
+	}
+	if err := decodeAnswer(data, &r); err != nil {
+		return err
+	}
+	rev := strconv.FormatInt(r.Revision, 10)
+	if r.Revision == 0 && etagRevision(hdr) != "" {
+		rev = etagRevision(hdr)
+	}
+	if r.Model.Alias != "" {
+		alias = r.Model.Alias
+	}
+	fmt.Fprintf(c.stdout, "%s: revision %s: %s\n", alias, rev, what(&r.Model))
+	return nil
+}
+
+// call sends one request and returns the body of a 2xx answer; any other answer is an
+// *adminAPIError. body, when not nil, is sent as JSON.
+func (c *adminCmd) call(method, path string, query url.Values, body any) ([]byte, http.Header, error) {
+	base, err := c.baseURL()
+	if err != nil {
+		return nil, nil, err
+	}
+	ifMatch, err := c.ifMatchHeader()
+	if err != nil {
+		return nil, nil, err
+	}
+	target := base + path
+	if len(query) > 0 {
+		target += "?" + query.Encode()
+	}
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			panic("BUG: admin request does not marshal: " + err.Error())
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, target, rd)
+	if err != nil {
+		return nil, nil, usagef("--url %q: %v", c.url, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	token := c.getenv(c.tokenEnv)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if ifMatch != "" {
+		req.Header.Set("If-Match", ifMatch)
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s is unreachable: %s (is llmgate serving its admin API there? see --url)", base, shortErr(err))
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAdminResponse))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: reading the answer: %s", base, shortErr(err))
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		e := newAdminAPIError(resp, data)
+		if resp.StatusCode == http.StatusUnauthorized && token == "" {
+			e.noToken = c.tokenEnv
+		}
+		return nil, nil, e
+	}
+	return data, resp.Header, nil
+}
+
+// baseURL checks --url and returns it without a trailing slash.
+func (c *adminCmd) baseURL() (string, error) {
+	u, err := url.Parse(c.url)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", usagef("--url %q: want http://host:port", c.url)
+	}
+	return strings.TrimSuffix(c.url, "/"), nil
+}
+
+// ifMatchHeader turns --if-match into a quoted entity tag (RFC 9110), accepting 13, "13" or W/"13".
+func (c *adminCmd) ifMatchHeader() (string, error) {
+	if c.ifMatch == "" {
+		return "", nil
+	}
+	rev := strings.Trim(strings.TrimPrefix(c.ifMatch, "W/"), `"`)
+	if _, err := strconv.ParseUint(rev, 10, 64); err != nil {
+		return "", usagef("--if-match %q: want a revision number", c.ifMatch)
+	}
+	return `"` + rev + `"`, nil
+}
+
+// etagRevision reads the revision out of an ETag header such as "13" or W/"13".
+func etagRevision(h http.Header) string {
+	return strings.Trim(strings.TrimPrefix(h.Get("ETag"), "W/"), `"`)
+}
+
+// printJSON prints a successful answer indented; it passes err through so callers can return
+// printJSON(data, err) whether or not the call failed.
+func (c *adminCmd) printJSON(data []byte, err error) error {
+	if err != nil || len(bytes.TrimSpace(data)) == 0 {
+		return err
+	}
+	var buf bytes.Buffer
+	if json.Indent(&buf, data, "", "  ") != nil {
+		buf.Reset()
+		buf.Write(bytes.TrimSpace(data)) // not JSON: print what came, the user asked for raw
+	}
+	buf.WriteByte('\n')
+	_, err = c.stdout.Write(buf.Bytes())
+	return err
+}
+
+// decodeAnswer reads a 2xx answer into v; an empty answer leaves v as it is.
+func decodeAnswer(data []byte, v any) error {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("unexpected answer from the admin API: %v", err)
+	}
+	return nil
+}
+
+// adminAPIError is a non-2xx answer, read from the OpenAI error envelope when there is one.
+type adminAPIError struct {
+	status   int
+	message  string
+	param    string
+	revision string // from the ETag of a 412: the model's current revision
+	noToken  string // the token variable, when it was empty and the answer was 401
+}
+
+func newAdminAPIError(resp *http.Response, body []byte) *adminAPIError {
+	e := &adminAPIError{status: resp.StatusCode, revision: etagRevision(resp.Header)}
+	var env struct {
+		Error struct {
+			Message string  `json:"message"`
+			Param   *string `json:"param"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &env) == nil && env.Error.Message != "" {
+		e.message = env.Error.Message
+		if env.Error.Param != nil {
+			e.param = *env.Error.Param
+		}
+		return e
+	}
+	// Not an envelope (a proxy in between, an old gateway): say what came, briefly.
+	e.message = http.StatusText(resp.StatusCode)
+	if s := strings.TrimSpace(string(body)); s != "" {
+		if len(s) > 200 {
+			s = s[:200] + "..."
+		}
+		e.message += ": " + s
+	}
+	return e
+}
+
+func (e *adminAPIError) Error() string {
+	if e.status == http.StatusPreconditionFailed {
+		if e.revision != "" {
+			return "conflict: the model changed (now revision " + e.revision + "); re-read and retry"
+		}
+		return "conflict: the model changed; re-read and retry"
+	}
+	s := fmt.Sprintf("%d: %s", e.status, e.message)
+	if e.param != "" {
+		s += " (field " + e.param + ")"
+	}
+	if e.noToken != "" {
+		s += " (no token was sent: " + e.noToken + " is empty)"
+	}
+	return s
+}
