@@ -58,15 +58,25 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "llmgate serve:", err)
 		return 1
 	}
-	g, lns, err := start(cfg, stderr, nil) // nil: the bbolt file at state.path
+	// With a config file, admin changes live in the bbolt file at state.path. With --backend the
+	// models are whatever this command line discovers, so a file left by an earlier run with other
+	// backends must not win over it: state stays in memory unless LLMGATE_STATE_PATH asks.
+	var st store.Store
+	if *configPath == "" && os.Getenv("LLMGATE_STATE_PATH") == "" {
+		st = store.NewMemory()
+	}
+	g, lns, err := start(cfg, stderr, st)
 	if err != nil {
 		fmt.Fprintln(stderr, "llmgate serve:", err)
 		return 1
 	}
 	fmt.Fprintf(stdout, "llmgate %s serving OpenAI API on http://%s/v1, admin and /metrics on http://%s\n",
 		buildVersion(), lns[0].Addr(), lns[1].Addr())
-	for _, m := range cfg.Models {
-		fmt.Fprintf(stdout, "  model %q: stable %s, %d version(s)\n", m.Alias, m.Stable, len(m.Versions))
+	if st == nil {
+		fmt.Fprintf(stdout, "  deploy state in %s\n", cfg.State.Path)
+	}
+	for _, m := range g.Table().Models() { // the store's models, which may differ from the file's
+		fmt.Fprintf(stdout, "  model %q: stable %s, %d version(s)\n", m.Alias, m.Stable.Name, len(m.Versions))
 	}
 	return waitForSignal(g, lns, stderr)
 }
