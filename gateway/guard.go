@@ -259,6 +259,7 @@ func (g *Gateway) guardPromptTexts(r *request, root *fastjson.Value) error {
 		g.countPII(r, guard.Prompt)
 	}
 	if changed {
+		r.modelStart = -1
 		r.body = root.MarshalTo(r.scratch[:0])
 		r.scratch = nil // r.body owns that buffer now
 	}

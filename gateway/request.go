@@ -43,6 +43,8 @@ type request struct {
 	model     []byte
 	user      []byte
 	stream    bool
+	// modelStart and modelEnd span the model value in body; -1 once body has changed.
+	modelStart, modelEnd int
 	// clientUsage: the client asked for the usage chunk (stream_options.include_usage); when
 	// false the gateway asks the backend anyway and drops that chunk from the client's stream.
 	clientUsage bool
@@ -130,7 +132,8 @@ func (r *request) decode(body []byte) error {
 	}
 	// The body is rewritten where jsonscan finds "model": a key written with escapes, or a
 	// duplicate key, would make the parser and the rewrite disagree (and rewriteBody panic).
-	if s, _ := jsonscan.Find(r.body, "model"); s < 0 || r.body[s] != '"' {
+	r.modelStart, r.modelEnd = jsonscan.Find(r.body, "model")
+	if r.modelStart < 0 || r.body[r.modelStart] != '"' {
 		return badRequest("model", "The 'model' key must appear once, written without escapes.")
 	}
 	r.model = append(r.model[:0], m.GetStringBytes()...)
@@ -198,10 +201,14 @@ func (r *request) decode(body []byte) error {
 // those spans change; every other byte is the client's.
 func (r *request) rewriteBody(servedModel string) {
 	out := r.scratch[:0]
-	ms, me := jsonscan.Find(r.body, "model")
+	ms, me := r.modelStart, r.modelEnd // found by decode, unless the body changed since
+	if ms < 0 {
+		ms, me = jsonscan.Find(r.body, "model")
+	}
 	if ms < 0 {
 		panic("BUG: model validated but not found in body")
 	}
+	r.modelStart = -1 // the body is about to change
 	if !r.stream || r.clientUsage {
 		out = append(out, r.body[:ms]...)
 		out = appendJSONString(out, servedModel)
