@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"net/url"
 	"strings"
 	"time"
@@ -93,8 +94,12 @@ func (g *Gateway) serveDrift(ctx *fasthttp.RequestCtx, seg []string) bool {
 		}
 		ref := vs.rec.FreezeReference()
 		g.log.Info("drift reference frozen", "model", vs.alias, "version", vs.version, "requests", ref.Count())
-		encodeJSON(ctx, fasthttp.StatusOK, map[string]any{"model": vs.alias, "version": vs.version,
-			"reference": drift.Window{Start: ref.Start, End: ref.End, N: ref.Count()}})
+		out := map[string]any{"model": vs.alias, "version": vs.version,
+			"reference": drift.Window{Start: ref.Start, End: ref.End, N: ref.Count()}}
+		if min := g.stats.policy.MinSamples; ref.Count() < min {
+			out["warning"] = fmt.Sprintf("the reference holds %d requests, fewer than drift.min_samples (%d): every verdict stays insufficient until it is frozen again with more", ref.Count(), min)
+		}
+		encodeJSON(ctx, fasthttp.StatusOK, out)
 	case len(seg) <= 5:
 		writeError(ctx, errMethodNotAllowed)
 	default:

@@ -407,7 +407,7 @@ func (g *Gateway) probeVersion(t *router.Table, alias, version string) error {
 	client.CloseIdleConnections()
 	for i, err := range errs {
 		if err != nil {
-			return fmt.Errorf("%w: %s: %v (deploy with ?probe=false to skip the check)", errProbe, backends[i].URL, err)
+			return fmt.Errorf("%w: %s: %v (llmgate admin deploy --no-probe, or ?probe=false, skips the check)", errProbe, backends[i].URL, err)
 		}
 	}
 	return nil

@@ -124,8 +124,10 @@ func analyzeCanary(stable, canary *drift.Snapshot, c rolloutChecks, p *drift.Pol
 		sp, cp := sh.Quantile(0.95)*1e-6, ch.Quantile(0.95)*1e-6 // histograms hold microseconds
 		cr.Stable, cr.Canary = finiteFloat(sp), finiteFloat(cp)
 		switch {
-		case sh.Count() == 0 && ch.Count() == 0 && f == drift.FeatureTTFT:
-			cr.Verdict, cr.Rationale = analysisPass, "no streams on either side"
+		case f == drift.FeatureTTFT && sh.Count() < p.MinSamples:
+			// TTFT exists for streams only: without enough of them on stable there is nothing
+			// to compare with, and waiting would stall a rollout of buffered traffic forever.
+			cr.Verdict, cr.Rationale = analysisPass, "too few streams on stable to compare TTFT"
 		case r.Verdict == drift.VerdictInsufficient || sp == 0 || math.IsNaN(sp) || math.IsNaN(cp):
 			cr.Verdict = analysisWait
 		case r.Verdict == drift.VerdictDrift && cp/sp > limit && ch.Quantile(0.5) > sh.Quantile(0.5):

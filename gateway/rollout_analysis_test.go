@@ -79,6 +79,10 @@ func TestAnalyzeCanary(t *testing.T) {
 	}{
 		{"more safety hits", unsafe, analysisFail, "safety_rate"},
 	}...)
+	// Buffered traffic on stable has no TTFT: a canary that streams a little must not wait forever.
+	if a := analyzeCanary(window(t, 11, 600, 100*time.Millisecond, 0.01, false), window(t, 12, 600, 100*time.Millisecond, 0.01, true), rolloutChecks{}, &p); a.Verdict != analysisPass {
+		t.Errorf("stable without streams: verdict %s: %+v", a.Verdict, a.Checks)
+	}
 	if a := analyzeCanary(shorter, longer, rolloutChecks{FailOnDrift: true}, &p); a.Verdict != analysisFail || !strings.Contains(a.reason(), "drift from stable") {
 		t.Errorf("fail_on_drift: verdict %s reason %q", a.Verdict, a.reason())
 	}

@@ -62,10 +62,10 @@ func (g *Group) Join(key Key) (*Flight, bool) {
 
 // GroupStats are a group's counters.
 type GroupStats struct {
-	Leaders   uint64 // requests that went to the backend for their flight
-	Followers uint64 // requests that joined a flight instead (x-llmgate-cache: coalesced)
-	Failures  uint64 // flights whose leader failed, releasing followers
-	InFlight  int
+	Leaders   uint64 `json:"leaders"`   // requests that went to the backend for their flight
+	Followers uint64 `json:"followers"` // requests that joined a flight instead (x-llmgate-cache: coalesced)
+	Failures  uint64 `json:"failures"`  // flights whose leader failed, releasing followers
+	InFlight  int    `json:"in_flight"`
 }
 
 // Stats returns the group's counters.
