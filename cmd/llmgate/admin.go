@@ -482,7 +482,17 @@ func (c *adminCmd) rolloutStatus(alias string) error {
 		}
 		fmt.Fprintf(tw, "%s%d\t%s\t%s\t%d\n", mark, i+1, pct(s.CanaryPercent), orDefault(s.MinDuration, "-"), s.MinRequests)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil || ro.Last == nil {
+		return err
+	}
+	// What holds the rollout where it is: the checks that have not passed.
+	fmt.Fprintf(c.stdout, "last analysis: %s\n", ro.Last.Verdict)
+	for _, ch := range ro.Last.Checks {
+		if ch.Verdict != "pass" {
+			fmt.Fprintf(c.stdout, "  %s: %s (stable %d, canary %d requests) %s\n", ch.Check, ch.Verdict, ch.StableN, ch.CanaryN, ch.Rationale)
+		}
+	}
+	return nil
 }
 
 // jsonObject is a request body; the admin API's bodies are small and sent once.
@@ -528,6 +538,16 @@ type (
 		Steps  []adminStep `json:"steps"`
 		State  string      `json:"state"`
 		Reason string      `json:"reason"`
+		Last   *struct {
+			Verdict string `json:"verdict"`
+			Checks  []struct {
+				Check     string `json:"check"`
+				Verdict   string `json:"verdict"`
+				StableN   uint64 `json:"stable_n"`
+				CanaryN   uint64 `json:"canary_n"`
+				Rationale string `json:"rationale"`
+			} `json:"checks"`
+		} `json:"last_analysis"`
 	}
 )
 
