@@ -152,9 +152,13 @@ func (s *State) Promote(c Change, alias string) (*State, error) {
 		if m.Canary == "" {
 			return entry, fieldErr(ErrRefused, "canary", "model %q has no canary to promote", alias)
 		}
+		shadowed := m.Shadow.Version == m.Canary
 		m.setStable(m.Canary)
 		m.Canary, m.CanaryPercent = "", 0
 		entry.To = m.describe()
+		if shadowed { // setStable cleared it: a version cannot shadow itself
+			entry.To += "; shadow cleared"
+		}
 		return entry, nil
 	})
 }

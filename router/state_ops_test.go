@@ -180,7 +180,7 @@ func TestStateOps(t *testing.T) {
 		{name: "promote", from: canary, op: func(s *State) (*State, error) { return s.Promote(change(9), "chat") },
 			want: "stable=v2 canary=- sticky=user shadow=- past=[v1] versions=[v1 v2 v3] last=promote[v1 + canary v2 10% sticky user -> v2]"},
 		{name: "promote clears a shadow that became stable", from: shadowed, op: func(s *State) (*State, error) { return s.Promote(change(9), "chat") },
-			want: "stable=v2 canary=- sticky=user shadow=- past=[v1] versions=[v1 v2 v3] last=promote[v1 + canary v2 10% sticky user -> v2]"},
+			want: "stable=v2 canary=- sticky=user shadow=- past=[v1] versions=[v1 v2 v3] last=promote[v1 + canary v2 10% sticky user -> v2; shadow cleared]"},
 		{name: "promote without canary", from: base, op: func(s *State) (*State, error) { return s.Promote(change(9), "chat") },
 			wantErr: ErrRefused, wantField: "canary"},
 
