@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"text/tabwriter"
 
 	"github.com/llmgate/llmgate/guard"
 )
@@ -58,67 +57,9 @@ func TestQualitySafetyHeldout(t *testing.T) {
 		t.Fatalf("NewSafety: %v", err)
 	}
 
-	type tally struct{ n, detected, correct int }
-	per := map[string]*tally{}
-	var benign, flagged, positives, detected, correct int
-	var flaggedCases, missedCases, wrongCategory []string
-	var matches []guard.SafetyMatch
-	for _, c := range cases {
-		matches = s.Check(matches[:0], []byte(c.Text))
-		if c.Category == "benign" {
-			benign++
-			if len(matches) > 0 {
-				flagged++
-				flaggedCases = append(flaggedCases, fmt.Sprintf("line %d  %q -> %s (%s)",
-					c.line, shorten(c.Text), describe(matches, c.Text), c.Note))
-			}
-			continue
-		}
-		positives++
-		tl := per[c.Category]
-		if tl == nil {
-			tl = &tally{}
-			per[c.Category] = tl
-		}
-		tl.n++
-		if len(matches) == 0 {
-			missedCases = append(missedCases, fmt.Sprintf("line %d  %-24s %q (%s)",
-				c.line, c.Category, shorten(c.Text), c.Note))
-			continue
-		}
-		detected++
-		tl.detected++
-		if slices.ContainsFunc(matches, func(m guard.SafetyMatch) bool { return m.Category == c.Category }) {
-			correct++
-			tl.correct++
-		} else {
-			wrongCategory = append(wrongCategory, fmt.Sprintf("line %d  want %-24s got %s",
-				c.line, c.Category, describe(matches, c.Text)))
-		}
-	}
-
-	var tbl strings.Builder
-	tw := tabwriter.NewWriter(&tbl, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "category\tcases\tdetected\trecall\tright category\t")
-	for _, cat := range safetyCategories {
-		if tl := per[cat]; tl != nil {
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%.3f\t%d\t\n", cat, tl.n, tl.detected, ratio(tl.detected, tl.n, 1), tl.correct)
-		}
-	}
-	tw.Flush()
-	fpRate := ratio(flagged, benign, 0)
-	recall := ratio(detected, positives, 1)
-	t.Logf("held-out safety: benign flagged %d/%d (%.2f%%), recall %d/%d (%.3f), right category %d/%d (%.3f)\n%s",
-		flagged, benign, 100*fpRate, detected, positives, recall, correct, positives, ratio(correct, positives, 1), tbl.String())
-	if len(wrongCategory) > 0 {
-		t.Logf("detected under another category:\n%s", strings.Join(wrongCategory, "\n"))
-	}
-	if len(flaggedCases) > 0 {
-		t.Logf("benign prompts flagged:\n%s", strings.Join(flaggedCases, "\n"))
-	}
-	if len(missedCases) > 0 {
-		t.Logf("positives missed:\n%s", strings.Join(missedCases, "\n"))
-	}
+	sc := scoreSafety(t, s, cases, "held-out safety")
+	fpRate, recall := sc.fpRate(), sc.recall()
+	flagged, benign, detected, positives := sc.flagged, sc.benign, sc.detected, sc.positives
 
 	if positives < heldoutMinPositives || benign < heldoutMinBenign {
 		t.Errorf("held-out corpus has %d unsafe and %d benign prompts, want >= %d and >= %d",

@@ -325,24 +325,47 @@ func TestQualitySafety(t *testing.T) {
 		t.Fatalf("NewSafety: %v", err)
 	}
 
+	sc := scoreSafety(t, s, cases, "safety")
+	fpRate, detRate := sc.fpRate(), sc.recall()
+	flagged, benign, detected, positives := sc.flagged, sc.benign, sc.detected, sc.positives
+	if fpRate > maxBenignFlagRate {
+		t.Errorf("benign false-positive rate %.2f%% (%d/%d), want <= %.0f%%", 100*fpRate, flagged, benign, 100*maxBenignFlagRate)
+	}
+	if detRate < minDetectionRate {
+		t.Errorf("detection rate %.3f (%d/%d), want >= %.2f", detRate, detected, positives, minDetectionRate)
+	}
+}
+
+// safetyScore is the safety filter's result over a labelled corpus.
+type safetyScore struct {
+	benign, flagged, positives, detected, correct int
+}
+
+func (sc safetyScore) fpRate() float64 { return ratio(sc.flagged, sc.benign, 0) }
+func (sc safetyScore) recall() float64 { return ratio(sc.detected, sc.positives, 1) }
+
+// scoreSafety checks every case with s, logs the per-category table and every miss, benign
+// flag and wrong category under name, and returns the counts.
+func scoreSafety(t *testing.T, s *guard.Safety, cases []safetyCase, name string) safetyScore {
+	t.Helper()
 	type tally struct{ n, detected, correct int }
 	per := map[string]*tally{}
-	var benign, flagged, positives, detected, correct int
+	var sc safetyScore
 	var flaggedCases, missedCases, wrongCategory []string
 	var matches []guard.SafetyMatch
 	for _, c := range cases {
 		matches = s.Check(matches[:0], []byte(c.Text))
 		got := describe(matches, c.Text)
 		if c.Category == "benign" {
-			benign++
+			sc.benign++
 			if len(matches) > 0 {
-				flagged++
+				sc.flagged++
 				flaggedCases = append(flaggedCases, fmt.Sprintf("line %d  %q -> %s (%s)",
 					c.line, shorten(c.Text), got, c.Note))
 			}
 			continue
 		}
-		positives++
+		sc.positives++
 		tl := per[c.Category]
 		if tl == nil {
 			tl = &tally{}
@@ -354,45 +377,37 @@ func TestQualitySafety(t *testing.T) {
 				c.line, c.Category, shorten(c.Text), c.Note))
 			continue
 		}
-		detected++
+		sc.detected++
 		tl.detected++
 		if slices.ContainsFunc(matches, func(m guard.SafetyMatch) bool { return m.Category == c.Category }) {
-			correct++
+			sc.correct++
 			tl.correct++
 		} else {
 			wrongCategory = append(wrongCategory, fmt.Sprintf("line %d  want %-24s got %s  %q",
 				c.line, c.Category, got, shorten(c.Text)))
 		}
 	}
-
 	var tbl strings.Builder
 	tw := tabwriter.NewWriter(&tbl, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "category\tcases\tdetected\tright category\t")
+	fmt.Fprintln(tw, "category\tcases\tdetected\trecall\tright category\t")
 	for _, cat := range safetyCategories {
 		if tl := per[cat]; tl != nil {
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t\n", cat, tl.n, tl.detected, tl.correct)
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%.3f\t%d\t\n", cat, tl.n, tl.detected, ratio(tl.detected, tl.n, 1), tl.correct)
 		}
 	}
 	tw.Flush()
-	fpRate := ratio(flagged, benign, 0)
-	detRate := ratio(detected, positives, 1)
-	t.Logf("safety: benign flagged %d/%d (%.2f%%), positives detected %d/%d (%.3f), right category %d/%d (%.3f)\n%s",
-		flagged, benign, 100*fpRate, detected, positives, detRate, correct, positives, ratio(correct, positives, 1), tbl.String())
-	if len(wrongCategory) > 0 {
-		t.Logf("detected under another category:\n%s", strings.Join(wrongCategory, "\n"))
+	t.Logf("%s: benign flagged %d/%d (%.2f%%), positives detected %d/%d (%.3f), right category %d/%d (%.3f)\n%s",
+		name, sc.flagged, sc.benign, 100*sc.fpRate(), sc.detected, sc.positives, sc.recall(), sc.correct, sc.positives,
+		ratio(sc.correct, sc.positives, 1), tbl.String())
+	for _, l := range []struct {
+		what  string
+		lines []string
+	}{{"detected under another category", wrongCategory}, {"benign prompts flagged", flaggedCases}, {"positives missed", missedCases}} {
+		if len(l.lines) > 0 {
+			t.Logf("%s:\n%s", l.what, strings.Join(l.lines, "\n"))
+		}
 	}
-	if len(flaggedCases) > 0 {
-		t.Logf("benign prompts flagged:\n%s", strings.Join(flaggedCases, "\n"))
-	}
-	if len(missedCases) > 0 {
-		t.Logf("positives missed:\n%s", strings.Join(missedCases, "\n"))
-	}
-	if fpRate > maxBenignFlagRate {
-		t.Errorf("benign false-positive rate %.2f%% (%d/%d), want <= %.0f%%", 100*fpRate, flagged, benign, 100*maxBenignFlagRate)
-	}
-	if detRate < minDetectionRate {
-		t.Errorf("detection rate %.3f (%d/%d), want >= %.2f", detRate, detected, positives, minDetectionRate)
-	}
+	return sc
 }
 
 // describe lists the matches as category/rule "matched text".
