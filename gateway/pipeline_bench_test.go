@@ -142,6 +142,66 @@ func BenchmarkPipelineCacheHit(b *testing.B) {
 	}
 }
 
+// fullFeatures is llmgate-full of bench/run.sh: PII redaction with restore and safety blocking
+// on prompts and completions, and the response cache on.
+func fullFeatures(c *config.Config) {
+	m := &c.Models[0]
+	m.Guard.PII = config.PIIGuard{Prompt: config.PIIRedact, Completion: config.PIIRedact, Restore: true}
+	m.Guard.Safety.Prompt, m.Guard.Safety.Completion = config.SafetyBlock, config.SafetyBlock
+	m.Cache = config.ModelCache{Enabled: true, TTL: time.Hour}
+}
+
+// BenchmarkPipelineFull is a buffered cache miss with every hot-path feature on: each request
+// is cacheable (temperature 0) and unique (a counter in the prompt), so each one is guarded,
+// keyed, forwarded, guarded again and stored.
+func BenchmarkPipelineFull(b *testing.B) {
+	g := newBenchGateway(b, fullFeatures)
+	g.log = discardLogger()
+	body := bytes.Replace(chatBody1K(false), []byte(`"temperature":0.2`), []byte(`"temperature":0`), 1)
+	counter := bytes.Index(body, []byte("lorem"))
+	ctx, req := newBenchCtx(body)
+	var w bytes.Buffer
+	n := 0
+	next := func() {
+		n++
+		b := req.Body()
+		for i, x := 0, n; i < 8; i, x = i+1, x/10 {
+			b[counter+i] = byte('0' + x%10)
+		}
+		serveOnce(g, ctx, req, &w)
+	}
+	next()
+	if ctx.Response.StatusCode() != 200 || string(ctx.Response.Header.Peek("X-Llmgate-Cache")) != "miss" {
+		b.Fatalf("status %d, cache %q: %s", ctx.Response.StatusCode(), ctx.Response.Header.Peek("X-Llmgate-Cache"), w.Bytes())
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(req.Body())))
+	for b.Loop() {
+		next()
+	}
+}
+
+// BenchmarkPipelineFullHit is BenchmarkPipelineCacheHit with the guard of BenchmarkPipelineFull.
+func BenchmarkPipelineFullHit(b *testing.B) {
+	g := newBenchGateway(b, fullFeatures)
+	g.log = discardLogger()
+	body := bytes.Replace(chatBody1K(false), []byte(`"temperature":0.2`), []byte(`"temperature":0`), 1)
+	ctx, req := newBenchCtx(body)
+	var w bytes.Buffer
+	for range 100 { // until the store has applied the first answer
+		serveOnce(g, ctx, req, &w)
+		g.cacheStore.Wait()
+	}
+	if string(ctx.Response.Header.Peek("X-Llmgate-Cache")) != "hit" {
+		b.Fatalf("not a hit: %s", ctx.Response.Header.Peek("X-Llmgate-Cache"))
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(req.Body())))
+	for b.Loop() {
+		serveOnce(g, ctx, req, &w)
+	}
+}
+
 // BenchmarkPipelineStream is the streaming path: 16 content events, usage chunk dropped, [DONE].
 func BenchmarkPipelineStream(b *testing.B) { benchmarkPipeline(b, true) }
 

@@ -151,6 +151,10 @@ func TestOpenLoopNoCoordinatedOmission(t *testing.T) {
 	if res.Latency.P90 < 100*time.Millisecond || res.Latency.Max < 190*time.Millisecond {
 		t.Errorf("latency %+v: the stall is missing from the queued requests", res.Latency)
 	}
+	// From the actual send, queued requests did not wait: only the stalled one is slow.
+	if res.Service.N != 20 || res.Service.P90 >= 100*time.Millisecond || res.Service.Max < 190*time.Millisecond {
+		t.Errorf("service time %+v: want the backlog excluded and the stall itself kept", res.Service)
+	}
 }
 
 func TestClosedLoopRequests(t *testing.T) {

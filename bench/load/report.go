@@ -31,11 +31,14 @@ type Summary struct {
 	TTFT       Dist             `json:"ttft"`
 	Gap        Dist             `json:"inter_event_gap"`
 	StartLag   Dist             `json:"start_lag"`
+	Service    Dist             `json:"service"`
 	Errors     map[string]int64 `json:"errors"`
 	Late       int64            `json:"late"`
 	// Added latency and throughput ratio against the first target (the baseline).
-	AddedP50        time.Duration `json:"added_p50_ns"`
-	AddedP99        time.Duration `json:"added_p99_ns"`
+	AddedP50 time.Duration `json:"added_p50_ns"`
+	AddedP99 time.Duration `json:"added_p99_ns"`
+	// Added service time at p50: the same from each request's actual send (open loop).
+	AddedServiceP50 time.Duration `json:"added_service_p50_ns"`
 	ThroughputRatio float64       `json:"throughput_ratio"`
 	Procs           []ProcStats   `json:"procs,omitempty"` // median CPU, highest peak RSS
 	LastError       string        `json:"last_error,omitempty"`
@@ -76,7 +79,7 @@ func summarize(targets []Target, runs []*Result) []Summary {
 	out := make([]Summary, len(targets))
 	for i, t := range targets {
 		s := Summary{Target: t.Name, URL: t.URL, Errors: map[string]int64{}}
-		var lat, ttfb, ttft, gap, lag []Dist
+		var lat, ttfb, ttft, gap, lag, svc []Dist
 		var tput []float64
 		cpu := map[int][]float64{}
 		var procs []ProcStats
@@ -96,7 +99,7 @@ func summarize(targets []Target, runs []*Result) []Summary {
 			}
 			tput = append(tput, r.Throughput)
 			lat, ttfb, ttft, gap = append(lat, r.Latency), append(ttfb, r.TTFB), append(ttft, r.TTFT), append(gap, r.Gap)
-			lag = append(lag, r.StartLag)
+			lag, svc = append(lag, r.StartLag), append(svc, r.Service)
 			for _, p := range r.Procs {
 				j := slices.IndexFunc(procs, func(q ProcStats) bool { return q.PID == p.PID })
 				if j < 0 {
@@ -110,7 +113,7 @@ func summarize(targets []Target, runs []*Result) []Summary {
 		}
 		s.Throughput = medianOf(sortedCopy(tput))
 		s.Latency, s.TTFB, s.TTFT, s.Gap = medianDist(lat), medianDist(ttfb), medianDist(ttft), medianDist(gap)
-		s.StartLag = medianDist(lag)
+		s.StartLag, s.Service = medianDist(lag), medianDist(svc)
 		for j := range procs {
 			procs[j].CPUPerRequest = medianOf(sortedCopy(cpu[procs[j].PID]))
 			procs[j].CPU = 0 // per-round totals do not add up to anything useful across rounds
@@ -121,6 +124,7 @@ func summarize(targets []Target, runs []*Result) []Summary {
 	for i := range out {
 		out[i].AddedP50 = out[i].Latency.P50 - out[0].Latency.P50
 		out[i].AddedP99 = out[i].Latency.P99 - out[0].Latency.P99
+		out[i].AddedServiceP50 = out[i].Service.P50 - out[0].Service.P50
 		if out[0].Throughput > 0 {
 			out[i].ThroughputRatio = out[i].Throughput / out[0].Throughput
 		}
@@ -170,8 +174,12 @@ func WriteTable(w io.Writer, rep *Report) {
 	for _, s := range rep.Summaries {
 		if o.Rate > 0 {
 			// The generator's own lateness is part of every latency above; show how much.
-			fmt.Fprintf(w, "%s: send lag behind schedule p50 %s, p99 %s, max %s\n",
-				s.Target, fmtDur(s.StartLag.P50), fmtDur(s.StartLag.P99), fmtDur(s.StartLag.Max))
+			fmt.Fprintf(w, "%s: send lag behind schedule p50 %s, p99 %s, max %s; from the actual send p50 %s, p99 %s",
+				s.Target, fmtDur(s.StartLag.P50), fmtDur(s.StartLag.P99), fmtDur(s.StartLag.Max), fmtDur(s.Service.P50), fmtDur(s.Service.P99))
+			if cmp && s.Target != rep.Summaries[0].Target {
+				fmt.Fprintf(w, " (%s p50)", fmtAdded(s.AddedServiceP50))
+			}
+			fmt.Fprintln(w)
 		}
 		if len(s.Errors) > 0 {
 			keys := make([]string, 0, len(s.Errors))

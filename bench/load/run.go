@@ -28,12 +28,15 @@ type Result struct {
 	Errors     map[string]int64 `json:"errors"`
 	// Late counts open-loop requests that found every worker busy and so started behind
 	// schedule; their wait is in their latency.
-	Late      int64       `json:"late"`
-	Latency   Dist        `json:"latency"`
-	TTFB      Dist        `json:"ttfb"`
-	TTFT      Dist        `json:"ttft"`
-	Gap       Dist        `json:"inter_event_gap"`
-	StartLag  Dist        `json:"start_lag"` // actual start minus scheduled start
+	Late     int64 `json:"late"`
+	Latency  Dist  `json:"latency"`
+	TTFB     Dist  `json:"ttfb"`
+	TTFT     Dist  `json:"ttft"`
+	Gap      Dist  `json:"inter_event_gap"`
+	StartLag Dist  `json:"start_lag"` // actual start minus scheduled start
+	// Service is latency from the actual send: without the generator's own lateness, which
+	// at low rates is as large as what a proxy adds and differs from round to round.
+	Service   Dist        `json:"service"`
 	BytesSent int64       `json:"bytes_sent"`
 	BytesRecv int64       `json:"bytes_received"`
 	Procs     []ProcStats `json:"procs,omitempty"`
@@ -101,11 +104,11 @@ func (r *runner) now() time.Duration { return time.Since(r.t0) }
 
 // recorder is one worker's measurements; merged after the run, so the hot path takes no lock.
 type recorder struct {
-	lat, ttfb, ttft, gap, lag []time.Duration
-	classes                   [numClasses]int64
-	sent, recv                int64
-	first, last               time.Duration // earliest measured start, latest completion
-	lastErr                   error
+	lat, ttfb, ttft, gap, lag, svc []time.Duration
+	classes                        [numClasses]int64
+	sent, recv                     int64
+	first, last                    time.Duration // earliest measured start, latest completion
+	lastErr                        error
 }
 
 func (r *runner) newRecorder() *recorder {
@@ -120,6 +123,7 @@ func (r *runner) newRecorder() *recorder {
 		rec.gap = make([]time.Duration, 0, 8*hint)
 	}
 	rec.lag = make([]time.Duration, 0, hint)
+	rec.svc = make([]time.Duration, 0, hint)
 	r.mu.Lock()
 	r.recs = append(r.recs, rec)
 	r.mu.Unlock()
@@ -154,6 +158,7 @@ func (r *runner) one(c *conn, rec *recorder, i uint64, sched time.Duration, meas
 		return
 	}
 	rec.lat = append(rec.lat, x.done-sched)
+	rec.svc = append(rec.svc, x.done-start)
 	rec.ttfb = append(rec.ttfb, x.ttfb-sched)
 	if x.sse.events > 0 {
 		rec.ttft = append(rec.ttft, x.sse.first-sched)
@@ -283,6 +288,7 @@ func (r *runner) collect(res *Result) {
 	res.TTFT = Summarize(cat(func(rec *recorder) []time.Duration { return rec.ttft }))
 	res.Gap = Summarize(cat(func(rec *recorder) []time.Duration { return rec.gap }))
 	res.StartLag = Summarize(cat(func(rec *recorder) []time.Duration { return rec.lag }))
+	res.Service = Summarize(cat(func(rec *recorder) []time.Duration { return rec.svc }))
 
 	first, last := time.Duration(math.MaxInt64), time.Duration(0)
 	for _, rec := range r.recs {
