@@ -11,7 +11,7 @@
 #
 #   bench/run.sh                               # every scenario (about 8 minutes on 2 cores)
 #   DURATION=4s ROUNDS=2 bench/run.sh          # quicker
-#   SCENARIOS="chat closed" bench/run.sh       # some of: chat stream closed cache
+#   SCENARIOS="chat closed" bench/run.sh       # some of: chat stream closed cache rss
 #   RESULTS=1 bench/run.sh                     # also rewrite the generated part of RESULTS.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +20,7 @@ mkdir -p "$out"
 DURATION=${DURATION:-4s}
 ROUNDS=${ROUNDS:-3}
 RATE=${RATE:-2000}
-SCENARIOS=${SCENARIOS:-chat stream closed cache}
+SCENARIOS=${SCENARIOS:-chat stream closed cache rss}
 want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 
 go build -o "$out/llmgate" ./cmd/llmgate
@@ -48,7 +48,9 @@ pin 0 "$bin" fakellm --flavor vllm --model bench-model --listen 127.0.0.1:18000 
 pids+=($!)
 waitport 18000
 targets=(--compare direct=http://127.0.0.1:18000)
-procs=()
+# The backend's own CPU per request is the floor for any server on this machine at that rate.
+fake_pid=$!
+procs=(--pid "direct=$fake_pid")
 
 pin 0 "$bin" bareproxy --upstream http://127.0.0.1:18000 --listen 127.0.0.1:18001 2>"$out/bareproxy.log" &
 pids+=($!)
@@ -170,6 +172,10 @@ models:
       pii: {prompt: redact, completion: redact, restore: true}
       safety: {prompt: block, completion: block}
     cache: {enabled: true}
+# Sized so that peak RSS under max throughput fits issue #7's 64 MiB: a full cache holds its
+# max_bytes of answers, so RSS is about the rest of the gateway plus max_bytes (the default,
+# 256 MiB, would measure the cache, not the gateway).
+cache: {max_bytes: 16777216}
 YAML
 pin 0 "$bin" serve --config "$out/gateway-full.yaml" >"$out/llmgate-full.out" 2>"$out/llmgate-full.log" &
 pids+=($!)
@@ -217,10 +223,20 @@ if want cache; then
 	run "cache hits: one repeated 1 KiB chat request, closed loop with 32 connections" \
 		--workload chat --prompt-bytes 1024 --rate 0 --connections 32 --repeat-share 1 --json "$out/cache-closed.json"
 	targets=("${hits[@]}")
-	procs=(--pid "llmgate-full-hit=$(pgrep -f "serve --config $out/gateway-full.yaml" | head -1)")
+	procs=(--pid "direct=$fake_pid" --pid "llmgate-full-hit=$(pgrep -f "serve --config $out/gateway-full.yaml" | head -1)")
 	common=(--model bench-model --rounds "$ROUNDS" --duration "$DURATION" --warmup 1s --quiet "${procs[@]}" "${headers[@]}")
 	run "cache hits: one repeated 1 KiB chat request, open loop at 1000 req/s" \
 		--workload chat --prompt-bytes 1024 --rate 1000 --repeat-share 1 --json "$out/cache-open.json"
+fi
+
+# Peak RSS under a 60-second max-throughput run of llmgate-full (issue #7: at most 64 MiB),
+# unique cacheable prompts so that the cache fills and evicts throughout.
+if want rss; then
+	targets=(--compare llmgate-full=http://127.0.0.1:18090)
+	procs=(--pid "llmgate-full=$(pgrep -f "serve --config $out/gateway-full.yaml" | head -1)")
+	common=(--model bench-model --rounds 1 --duration "${RSS_DURATION:-60s}" --warmup 1s --quiet "${procs[@]}")
+	run "chat, 1 KiB prompt, closed loop with 32 connections for ${RSS_DURATION:-60s}, llmgate-full alone (peak RSS)" \
+		--workload chat --prompt-bytes 1024 --rate 0 --connections 32 --json "$out/rss.json"
 fi
 
 if [[ ${RESULTS:-0} == 1 ]]; then
