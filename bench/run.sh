@@ -225,8 +225,30 @@ if want cache; then
 	targets=("${hits[@]}")
 	procs=(--pid "direct=$fake_pid" --pid "llmgate-full-hit=$(pgrep -f "serve --config $out/gateway-full.yaml" | head -1)")
 	common=(--model bench-model --rounds "$ROUNDS" --duration "$DURATION" --warmup 1s --quiet "${procs[@]}" "${headers[@]}")
+	log=$out/llmgate-full.log
+	mark=$(wc -l <"$log")
 	run "cache hits: one repeated 1 KiB chat request, open loop at 1000 req/s" \
 		--workload chat --prompt-bytes 1024 --rate 1000 --repeat-share 1 --json "$out/cache-open.json"
+	targets=(--compare llmgate-full-miss=http://127.0.0.1:18090)
+	full_pid=$(pgrep -f "serve --config $out/gateway-full.yaml" | head -1)
+	common=(--model bench-model --rounds 1 --duration "$DURATION" --warmup 1s --quiet --pid "llmgate-full-miss=$full_pid")
+	run "cache misses: unique 1 KiB chat requests, open loop at 1000 req/s" \
+		--workload chat --prompt-bytes 1024 --rate 1000 --seed 7 --rounds 1 --json "$out/cache-miss-open.json"
+	# Inside the gateway (its access log): how long a hit takes to serve against the backend
+	# round trip a miss waits for (issue #7: a hit at least 5x faster than that round trip).
+	values() { # values FIELD FILTER: FIELD of the new log lines matching FILTER, sorted
+		tail -n +"$((mark + 1))" "$log" | grep -F "$2" | grep -o "\"$1\":[0-9.]*" | cut -d: -f2 | sort -n || true
+	}
+	pct() { awk -v p="$1" '{ v[NR] = $1 } END { if (NR) print v[int(p * (NR - 1)) + 1]; else print "-" }'; }
+	hit_p50=$(values duration_ms '"cache":"hit"' | pct 0.5)
+	up_p50=$(values upstream_ms '"cache":"miss"' | pct 0.5)
+	{
+		echo "== inside llmgate-full at 1000 req/s, from its access log (ms)"
+		echo "hit: duration p50 $hit_p50, p99 $(values duration_ms '"cache":"hit"' | pct 0.99), $(values duration_ms '"cache":"hit"' | wc -l) requests"
+		echo "miss: duration p50 $(values duration_ms '"cache":"miss"' | pct 0.5), p99 $(values duration_ms '"cache":"miss"' | pct 0.99); backend round trip (upstream_ms) p50 $up_p50, p99 $(values upstream_ms '"cache":"miss"' | pct 0.99), $(values upstream_ms '"cache":"miss"' | wc -l) requests"
+		awk -v h="$hit_p50" -v u="$up_p50" 'BEGIN { if (h > 0) printf "backend round trip p50 / hit duration p50: %.1fx\n", u / h }'
+		echo
+	} | tee -a "$report"
 fi
 
 # Peak RSS under a 60-second max-throughput run of llmgate-full (issue #7: at most 64 MiB),

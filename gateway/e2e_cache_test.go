@@ -261,3 +261,37 @@ func TestCacheAdmin(t *testing.T) {
 	}
 	g.waitMetric(t, "llmgate_cache_requests_total", map[string]string{"model": "chat", "result": "hit"}, ">= 1", func(v float64) bool { return v >= 1 })
 }
+
+// The access log says how each request was answered: a miss carries the backend's share of
+// its duration, a hit has none.
+func TestCacheResultInAccessLog(t *testing.T) {
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, nil, cached(model("chat", "v1", version("v1", f.backend())))))
+	body := cacheBody("What is a log line?", "")
+	if res := g.do(t, "POST", "/v1/chat/completions", body); res.header.Get("X-Llmgate-Cache") != "miss" {
+		t.Fatalf("first request: cache %q", res.header.Get("X-Llmgate-Cache"))
+	}
+	g.untilHit(t, body)
+	var miss, hit map[string]any
+	waitFor(t, "log lines of a miss and a hit", func() bool {
+		for _, line := range strings.Split(g.logs.String(), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) != nil || m["msg"] != "request" {
+				continue
+			}
+			switch m["cache"] {
+			case "miss":
+				miss = m
+			case "hit":
+				hit = m
+			}
+		}
+		return miss != nil && hit != nil
+	})
+	if up, ok := miss["upstream_ms"].(float64); !ok || up <= 0 || up > miss["duration_ms"].(float64) {
+		t.Errorf("miss: upstream_ms %v, duration_ms %v: want a backend share within the duration", miss["upstream_ms"], miss["duration_ms"])
+	}
+	if _, ok := hit["upstream_ms"]; ok || hit["backend"] != nil {
+		t.Errorf("hit: %v: a hit never reached a backend", hit)
+	}
+}

@@ -239,6 +239,17 @@ func (g *Gateway) logRequest(r *request, now time.Time, elapsed time.Duration) {
 		b = append(b, `,"backend":`...)
 		b = appendJSONString(b, r.backend.URL)
 	}
+	if !r.upstreamAt.IsZero() && !r.headersAt.IsZero() {
+		// The backend's share of duration_ms (to its response headers): what the gateway
+		// itself added is the difference.
+		b = append(b, `,"upstream_ms":`...)
+		b = strconv.AppendFloat(b, float64(r.headersAt.Sub(r.upstreamAt).Microseconds())/1000, 'f', 3, 64)
+	}
+	if r.cache.result != "" {
+		b = append(b, `,"cache":"`...)
+		b = append(b, r.cache.result...)
+		b = append(b, '"')
+	}
 	if r.attempts > 1 {
 		b = append(b, `,"attempts":`...)
 		b = strconv.AppendInt(b, int64(r.attempts), 10)

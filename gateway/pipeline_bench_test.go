@@ -232,3 +232,8 @@ func TestPipelineAllocations(t *testing.T) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewJSONHandler(io.Discard, nil)) }
+
+// BenchmarkPipelineStreamFull is BenchmarkPipelineStream with the guard of BenchmarkPipelineFull
+// (the cache is on, but the sampling temperature makes it bypass): each of the 16 events
+// passes the safety stream, the leak scanner and the restorer.
+func BenchmarkPipelineStreamFull(b *testing.B) { benchmarkPipeline(b, true, fullFeatures) }

@@ -21,10 +21,27 @@ func requestBody(size int) []byte {
 	return []byte(b.String())
 }
 
+// gatewayBody is a request shaped like the gateway's benchmark traffic: a short system prompt
+// and one long user message, so the string scanner's speed dominates.
+func gatewayBody() []byte {
+	const sentence = "The cache keys every request by its canonical form, so clients that reorder fields still share answers. "
+	prose := strings.Repeat(sentence, 950/len(sentence)+1)[:950]
+	return []byte(`{"model":"chat","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"` +
+		prose + `"}],"temperature":0,"top_k":40}`)
+}
+
 func BenchmarkKey(b *testing.B) {
-	for _, size := range []int{1 << 10, 8 << 10} {
-		body := requestBody(size)
-		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
+	cases := []struct {
+		name string
+		body []byte
+	}{
+		{"1KiB", requestBody(1 << 10)},
+		{"8KiB", requestBody(8 << 10)},
+		{"gateway", gatewayBody()},
+	}
+	for _, c := range cases {
+		body := c.body
+		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(body)))
 			var r Request
@@ -34,6 +51,25 @@ func BenchmarkKey(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// answer16 is the vLLM chat fixture with a 16-token answer.
+func answer16(t testing.TB) []byte {
+	body := strings.Replace(string(fixture(t, "vllm_chat.json")), "Hello! How can I help you today?",
+		"Hello! The cache answered this from memory, so it costs no GPU time at all.", 1)
+	return []byte(strings.Replace(body, `"completion_tokens":10`, `"completion_tokens":16`, 1))
+}
+
+// BenchmarkNewEntry is the store path of a buffered answer: copying and indexing it.
+func BenchmarkNewEntry(b *testing.B) {
+	body := answer16(b)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if _, err := NewEntry(KindChat, body, 1); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"sync/atomic"
+	"unsafe"
 )
 
 // ErrIncomplete means a response is not a whole answer (an error, a missing finish_reason, fewer
@@ -23,7 +24,7 @@ type Entry struct {
 	id, created, model, fp, usage  span
 	extras                         []field // non-null top-level members the replay does not know
 	choices                        []choice
-	fields                         []field // backing store of the choices' member lists
+	fields                         []field // backing store of the choices' member lists and extras
 	promptTokens, completionTokens int
 
 	// Set by Store.Set.
@@ -52,17 +53,32 @@ type choice struct {
 // text_completion or embeddings list) to a request of kind that asked for n choices. body is
 // copied. It returns ErrIncomplete for error bodies and answers that are not whole.
 func NewEntry(kind Kind, body []byte, n int) (*Entry, error) {
-	e := &Entry{kind: kind, doc: append([]byte(nil), body...)}
+	// Two allocations for a typical answer: the entry with room for its index, and the copy
+	// of the body.
+	blk := &entryBlock{}
+	e := &blk.Entry
+	e.kind, e.doc = kind, append([]byte(nil), body...)
+	e.fields, e.choices = blk.fields[:0], blk.choices[:0]
 	if err := e.index(n); err != nil {
 		return nil, err
 	}
+	e.size = e.memSize()
 	return e, nil
+}
+
+// entryBlock is an Entry allocated together with room for the index of a typical answer: one
+// choice, a message of role and content (null members are not indexed), a few members the
+// replay does not know. Bigger answers grow their slices out of it.
+type entryBlock struct {
+	Entry
+	fields  [6]field
+	choices [1]choice
 }
 
 // Tokens returns the usage the cached answer reported (what it cost when it was generated).
 func (e *Entry) Tokens() (prompt, completion int) { return e.promptTokens, e.completionTokens }
 
-// Size returns the bytes the entry accounts for in the store.
+// Size returns the bytes the entry accounts for in the store: the heap it holds once stored.
 func (e *Entry) Size() int64 { return e.size }
 
 // Model returns the model name as the backend reported it (as written in JSON, escapes
@@ -77,129 +93,232 @@ func (e *Entry) Model() []byte {
 func (e *Entry) raw(s span) []byte { return e.doc[s.s:s.e] }
 
 func (e *Entry) index(n int) error {
-	i := skipWS(e.doc, 0)
+	d := e.doc
+	// Top-level members that the replay copies as they are; they join e.fields at the end,
+	// so that the choices' lists stay contiguous.
+	var extraBuf [4]field
+	extras := extraBuf[:0]
 	var data bool
-	end, err := eachMember(e.doc, i, func(ks, ke, vs, ve int) error {
-		k, v := e.doc[ks:ke], e.doc[vs:ve]
-		sp, null := span{int32(vs), int32(ve)}, string(v) == "null"
-		switch {
-		case null:
-		case keyIs(k, "error"):
-			return ErrIncomplete
-		case keyIs(k, "id") && v[0] == '"':
-			e.id = sp
-		case keyIs(k, "created") && v[0] != '"':
-			e.created = sp
-		case keyIs(k, "model") && v[0] == '"':
-			e.model = sp
-		case keyIs(k, "system_fingerprint"):
-			e.fp = sp
-		case keyIs(k, "usage") && v[0] == '{':
-			e.usage = sp
-			return e.indexUsage(vs)
-		case keyIs(k, "object"):
-		case keyIs(k, "choices") && e.kind != KindEmbeddings:
-			_, err := eachElement(e.doc, vs, func(cs, _ int) error { return e.indexChoice(cs) }, 1)
-			return err
-		case keyIs(k, "data") && e.kind == KindEmbeddings && v[0] == '[':
-			data = true
-		default:
-			e.extras = append(e.extras, field{span{int32(ks), int32(ke)}, sp})
+	i, more, err := enter(d, skipWS(d, 0), '{', '}')
+	for more && err == nil {
+		var ke, vs, ve int
+		if ke, vs, err = memberKey(d, i); err != nil {
+			break
 		}
-		return nil
-	}, 0)
+		// One pass over the body: choices and usage are indexed as they are scanned.
+		k := d[i+1 : ke-1] // a key with escapes matches no name below: backends do not escape them
+		switch v0 := byteAt(d, vs); {
+		case v0 == 'n': // null: absent
+			ve, err = scanValue(d, vs, 0)
+		case string(k) == "choices" && e.kind != KindEmbeddings:
+			ve, err = e.indexChoices(vs)
+		case string(k) == "usage" && v0 == '{':
+			ve, err = e.indexUsage(vs)
+			e.usage = span{int32(vs), int32(ve)}
+		default:
+			if ve, err = scanValue(d, vs, 0); err != nil {
+				break
+			}
+			sp := span{int32(vs), int32(ve)}
+			switch {
+			case string(k) == "error":
+				err = ErrIncomplete
+			case string(k) == "id" && v0 == '"':
+				e.id = sp
+			case string(k) == "created" && v0 != '"':
+				e.created = sp
+			case string(k) == "model" && v0 == '"':
+				e.model = sp
+			case string(k) == "system_fingerprint":
+				e.fp = sp
+			case string(k) == "object":
+			case string(k) == "data" && e.kind == KindEmbeddings && v0 == '[':
+				data = true
+			default:
+				extras = append(extras, field{span{int32(i), int32(ke)}, sp})
+			}
+		}
+		if err != nil {
+			break
+		}
+		i, more, err = afterValue(d, ve, '}')
+	}
 	if err != nil {
 		return err
 	}
-	if skipWS(e.doc, end) != len(e.doc) {
+	if skipWS(d, i) != len(d) {
 		return errSyntax
 	}
+	x := len(e.fields)
+	e.fields = append(e.fields, extras...)
+	e.extras = e.fields[x:len(e.fields):len(e.fields)]
 	if e.kind == KindEmbeddings {
 		if !data {
 			return ErrIncomplete
 		}
-	} else {
-		if n < 1 || len(e.choices) != n {
-			return ErrIncomplete // n > 1 is cached only when whole
-		}
-		slices.SortFunc(e.choices, func(a, b choice) int { return a.index - b.index })
-		for j, c := range e.choices {
-			if c.index != j {
-				return ErrIncomplete
-			}
+		return nil
+	}
+	if n < 1 || len(e.choices) != n {
+		return ErrIncomplete // n > 1 is cached only when whole
+	}
+	if !slices.IsSortedFunc(e.choices, compareChoices) {
+		slices.SortFunc(e.choices, compareChoices)
+	}
+	for j, c := range e.choices {
+		if c.index != j {
+			return ErrIncomplete
 		}
 	}
-	e.size = int64(len(e.doc)) + int64(len(e.fields)+len(e.extras))*16 + int64(len(e.choices))*48 + entryOverhead
 	return nil
 }
 
-// entryOverhead approximates the Entry struct and the store's bookkeeping per item.
-const entryOverhead = 256
+func compareChoices(a, b choice) int { return a.index - b.index }
 
-func (e *Entry) indexUsage(i int) error {
-	_, err := eachMember(e.doc, i, func(ks, ke, vs, ve int) error {
-		k := e.doc[ks:ke]
-		switch {
-		case keyIs(k, "prompt_tokens"):
-			e.promptTokens, _ = strconv.Atoi(string(e.doc[vs:ve]))
-		case keyIs(k, "completion_tokens"):
-			e.completionTokens, _ = strconv.Atoi(string(e.doc[vs:ve]))
-		}
-		return nil
-	}, 1)
-	return err
+// byteAt returns b[i], or 0 past the end (scanValue then reports the error).
+func byteAt(b []byte, i int) byte {
+	if i < len(b) {
+		return b[i]
+	}
+	return 0
 }
 
-func (e *Entry) indexChoice(i int) error {
+// memSize returns the heap an entry holds once stored: its allocations as the runtime sizes
+// them (a slice's capacity is its allocation's size class) and the store's bookkeeping.
+func (e *Entry) memSize() int64 {
+	size := entryBlockSize + int64(cap(e.doc)) + storeItemOverhead
+	if cap(e.fields) > len(entryBlock{}.fields) {
+		size += int64(cap(e.fields)) * int64(unsafe.Sizeof(field{}))
+	}
+	if cap(e.choices) > len(entryBlock{}.choices) {
+		size += int64(cap(e.choices)) * int64(unsafe.Sizeof(choice{}))
+	}
+	return size
+}
+
+// entryBlockSize is the size class of an entryBlock allocation.
+var entryBlockSize = int64(cap(append([]byte(nil), make([]byte, unsafe.Sizeof(entryBlock{}))...)))
+
+// storeItemOverhead is ristretto's memory per stored item, measured by TestStoreMemory: its
+// map entry (key, conflict hash, value, expiration), the policy's cost entry and the
+// expiration bucket's entry, with the slack of maps that grow by doubling.
+const storeItemOverhead = 240
+
+// indexUsage indexes the usage object at d[i] and returns the index after it.
+func (e *Entry) indexUsage(i int) (int, error) {
+	d := e.doc
+	i, more, err := enter(d, i, '{', '}')
+	for more && err == nil {
+		var ke, vs, ve int
+		if ke, vs, err = memberKey(d, i); err != nil {
+			break
+		}
+		if ve, err = scanValue(d, vs, 1); err != nil {
+			break
+		}
+		switch string(d[i+1 : ke-1]) {
+		case "prompt_tokens":
+			e.promptTokens, _ = strconv.Atoi(string(d[vs:ve]))
+		case "completion_tokens":
+			e.completionTokens, _ = strconv.Atoi(string(d[vs:ve]))
+		}
+		i, more, err = afterValue(d, ve, '}')
+	}
+	return i, err
+}
+
+// indexChoices indexes the choices array at d[i] and returns the index after it.
+func (e *Entry) indexChoices(i int) (int, error) {
+	d := e.doc
+	i, more, err := enter(d, i, '[', ']')
+	for more && err == nil {
+		if i, err = e.indexChoice(i); err != nil {
+			break
+		}
+		i, more, err = afterValue(d, i, ']')
+	}
+	return i, err
+}
+
+// indexChoice indexes the choice object at d[i] and returns the index after it.
+func (e *Entry) indexChoice(i int) (int, error) {
+	d := e.doc
 	c := choice{index: len(e.choices)}
 	var hasMsg, hasText bool
-	extras := make([]field, 0, 2) // choice extras are rare; kept apart so msg stays contiguous
-	_, err := eachMember(e.doc, i, func(ks, ke, vs, ve int) error {
-		k, v := e.doc[ks:ke], e.doc[vs:ve]
-		sp := span{int32(vs), int32(ve)}
-		switch {
-		case keyIs(k, "index"):
-			n, err := strconv.Atoi(string(v))
-			if err != nil {
-				return ErrIncomplete
-			}
-			c.index = n
-		case keyIs(k, "finish_reason"):
-			if v[0] != '"' {
-				return ErrIncomplete // null: the generation did not finish
-			}
-			c.finish = sp
-		case keyIs(k, "logprobs"):
-			if string(v) != "null" {
-				c.lp = sp
-			}
-		case keyIs(k, "message") && e.kind == KindChat && v[0] == '{':
+	var extraBuf [2]field // choice extras are rare; kept apart so msg stays contiguous
+	extras := extraBuf[:0]
+	i, more, err := enter(d, i, '{', '}')
+	for more && err == nil {
+		var ke, vs, ve int
+		if ke, vs, err = memberKey(d, i); err != nil {
+			break
+		}
+		k, v0 := d[i+1:ke-1], byteAt(d, vs)
+		if string(k) == "message" && e.kind == KindChat && v0 == '{' {
 			hasMsg = true
 			c.msg[0] = int32(len(e.fields))
-			_, err := eachMember(e.doc, vs, func(ks, ke, vs, ve int) error {
-				e.fields = append(e.fields, field{span{int32(ks), int32(ke)}, span{int32(vs), int32(ve)}})
-				return nil
-			}, 2)
+			ve, err = e.indexMessage(vs)
 			c.msg[1] = int32(len(e.fields))
-			return err
-		case keyIs(k, "text") && e.kind == KindCompletion && v[0] == '"':
-			hasText, c.text = true, sp
-		case string(v) != "null":
-			extras = append(extras, field{span{int32(ks), int32(ke)}, sp})
+		} else if ve, err = scanValue(d, vs, 2); err == nil {
+			sp := span{int32(vs), int32(ve)}
+			switch {
+			case string(k) == "index":
+				n, aerr := strconv.Atoi(string(d[vs:ve]))
+				if aerr != nil {
+					err = ErrIncomplete
+				}
+				c.index = n
+			case string(k) == "finish_reason":
+				if v0 != '"' {
+					err = ErrIncomplete // null: the generation did not finish
+				}
+				c.finish = sp
+			case string(k) == "logprobs":
+				if v0 != 'n' {
+					c.lp = sp
+				}
+			case string(k) == "text" && e.kind == KindCompletion && v0 == '"':
+				hasText, c.text = true, sp
+			case v0 != 'n':
+				extras = append(extras, field{span{int32(i), int32(ke)}, sp})
+			}
 		}
-		return nil
-	}, 1)
+		if err != nil {
+			break
+		}
+		i, more, err = afterValue(d, ve, '}')
+	}
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if !c.finish.ok() || (e.kind == KindChat && !hasMsg) || (e.kind == KindCompletion && !hasText) {
-		return ErrIncomplete
+		return 0, ErrIncomplete
 	}
 	c.extras[0] = int32(len(e.fields))
 	e.fields = append(e.fields, extras...)
 	c.extras[1] = int32(len(e.fields))
 	e.choices = append(e.choices, c)
-	return nil
+	return i, nil
+}
+
+// indexMessage appends the non-null members of the message object at d[i] to e.fields (the
+// stream replay skips null members) and returns the index after it.
+func (e *Entry) indexMessage(i int) (int, error) {
+	d := e.doc
+	i, more, err := enter(d, i, '{', '}')
+	for more && err == nil {
+		var ke, vs, ve int
+		if ke, vs, err = memberKey(d, i); err != nil {
+			break
+		}
+		if ve, err = scanValue(d, vs, 3); err != nil {
+			break
+		}
+		if d[vs] != 'n' {
+			e.fields = append(e.fields, field{span{int32(i), int32(ke)}, span{int32(vs), int32(ve)}})
+		}
+		i, more, err = afterValue(d, ve, '}')
+	}
+	return i, err
 }
 
 // AppendJSON appends the entry as a buffered response body: the stored bytes with a fresh id

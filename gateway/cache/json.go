@@ -3,6 +3,7 @@ package cache
 import (
 	"encoding/binary"
 	"errors"
+	"math/bits"
 	"strconv"
 	"unicode/utf8"
 )
@@ -33,11 +34,15 @@ func scanString(b []byte, i int) (int, error) {
 	if i >= len(b) || b[i] != '"' {
 		return 0, errSyntax
 	}
-	for i++; i < len(b); i++ {
-		switch c := b[i]; {
-		case c == '"':
+	for i++; ; i++ {
+		i = plainRun(b, i)
+		if i >= len(b) {
+			return 0, errSyntax
+		}
+		switch b[i] {
+		case '"':
 			return i + 1, nil
-		case c == '\\':
+		case '\\':
 			i++
 			if i >= len(b) {
 				return 0, errSyntax
@@ -52,11 +57,40 @@ func scanString(b []byte, i int) (int, error) {
 			default:
 				return 0, errSyntax
 			}
-		case c < 0x20:
+		default: // a control character
 			return 0, errSyntax
 		}
 	}
-	return 0, errSyntax
+}
+
+// plainRun returns the index of the first '"', '\\' or control character at or after b[i], or
+// len(b). Keys, ids and model names end within a few words, tested one at a time; longer runs
+// (prompts, answers) are then tested 32 bytes at a time, four independent words that the CPU
+// computes in parallel, and the byte is found word by word in the block that has it.
+func plainRun(b []byte, i int) int {
+	for end := i + 32; i+8 <= len(b) && i < end; i += 8 {
+		if m := special8(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
+		}
+	}
+	for ; i+32 <= len(b); i += 32 {
+		w := b[i : i+32]
+		if special8(binary.LittleEndian.Uint64(w))|special8(binary.LittleEndian.Uint64(w[8:]))|
+			special8(binary.LittleEndian.Uint64(w[16:]))|special8(binary.LittleEndian.Uint64(w[24:])) != 0 {
+			break
+		}
+	}
+	for ; i+8 <= len(b); i += 8 {
+		if m := special8(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
+		}
+	}
+	for ; i < len(b); i++ {
+		if c := b[i]; c < 0x20 || c == '"' || c == '\\' {
+			return i
+		}
+	}
+	return i
 }
 
 // hex4 decodes the four hex digits at b[i:i+4].
@@ -147,12 +181,12 @@ func scanValue(b []byte, i, depth int) (int, error) {
 		if depth >= maxDepth {
 			return 0, errTooDeep
 		}
-		return eachMember(b, i, func(_, _, _, _ int) error { return nil }, depth+1)
+		return scanObject(b, i, depth+1)
 	case '[':
 		if depth >= maxDepth {
 			return 0, errTooDeep
 		}
-		return eachElement(b, i, func(_, _ int) error { return nil }, depth+1)
+		return scanArray(b, i, depth+1)
 	case 't':
 		return literal(b, i, "true")
 	case 'f':
@@ -172,77 +206,122 @@ func literal(b []byte, i int, lit string) (int, error) {
 	return i + len(lit), nil
 }
 
+// Objects and arrays are walked in one pass with enter, then for each member memberKey (objects
+// only), a scan of the value by the caller, and afterValue. Callers that parse the values they
+// care about themselves (Entry.index) so read every byte once; eachMember and eachElement
+// wrap the walk for callers that only look at spans.
+
+// enter returns the index of the first member or element of the object or array at b[i]
+// (open is '{' or '['), and more = false with the index after it when it is empty.
+func enter(b []byte, i int, open, close byte) (j int, more bool, err error) {
+	if i >= len(b) || b[i] != open {
+		return 0, false, errSyntax
+	}
+	i = skipWS(b, i+1)
+	if i < len(b) && b[i] == close {
+		return i + 1, false, nil
+	}
+	return i, true, nil
+}
+
+// memberKey scans the member key at b[i] and the colon after it: the key is b[i:ke], quotes
+// included, and its value starts at vs.
+func memberKey(b []byte, i int) (ke, vs int, err error) {
+	if ke, err = scanString(b, i); err != nil {
+		return 0, 0, err
+	}
+	j := skipWS(b, ke)
+	if j >= len(b) || b[j] != ':' {
+		return 0, 0, errSyntax
+	}
+	return ke, skipWS(b, j+1), nil
+}
+
+// afterValue goes on after a member or element that ends at b[i]: it returns the index of the
+// next one and more = true, or the index after the closing byte and more = false.
+func afterValue(b []byte, i int, close byte) (j int, more bool, err error) {
+	i = skipWS(b, i)
+	if i >= len(b) {
+		return 0, false, errSyntax
+	}
+	switch b[i] {
+	case close:
+		return i + 1, false, nil
+	case ',':
+		return skipWS(b, i+1), true, nil
+	}
+	return 0, false, errSyntax
+}
+
+// scanObject returns the index after the object at b[i], its values scanned at depth.
+func scanObject(b []byte, i, depth int) (int, error) {
+	i, more, err := enter(b, i, '{', '}')
+	for more && err == nil {
+		var vs int
+		if _, vs, err = memberKey(b, i); err != nil {
+			break
+		}
+		if i, err = scanValue(b, vs, depth); err != nil {
+			break
+		}
+		i, more, err = afterValue(b, i, '}')
+	}
+	return i, err
+}
+
+// scanArray returns the index after the array at b[i], its elements scanned at depth.
+func scanArray(b []byte, i, depth int) (int, error) {
+	i, more, err := enter(b, i, '[', ']')
+	for more && err == nil {
+		if i, err = scanValue(b, i, depth); err != nil {
+			break
+		}
+		i, more, err = afterValue(b, i, ']')
+	}
+	return i, err
+}
+
 // eachMember calls f with the spans of the raw key (quotes included) and value of every member
 // of the object at b[i], and returns the index after the object. f's error stops the scan.
 func eachMember(b []byte, i int, f func(ks, ke, vs, ve int) error, depth int) (int, error) {
-	if i >= len(b) || b[i] != '{' {
-		return 0, errSyntax
+	i, more, err := enter(b, i, '{', '}')
+	for more && err == nil {
+		var ke, vs, ve int
+		if ke, vs, err = memberKey(b, i); err != nil {
+			break
+		}
+		if ve, err = scanValue(b, vs, depth); err != nil {
+			break
+		}
+		if err = f(i, ke, vs, ve); err != nil {
+			break
+		}
+		i, more, err = afterValue(b, ve, '}')
 	}
-	i = skipWS(b, i+1)
-	if i < len(b) && b[i] == '}' {
-		return i + 1, nil
+	if err != nil {
+		return 0, err
 	}
-	for {
-		ke, err := scanString(b, i)
-		if err != nil {
-			return 0, err
-		}
-		j := skipWS(b, ke)
-		if j >= len(b) || b[j] != ':' {
-			return 0, errSyntax
-		}
-		vs := skipWS(b, j+1)
-		ve, err := scanValue(b, vs, depth)
-		if err != nil {
-			return 0, err
-		}
-		if err := f(i, ke, vs, ve); err != nil {
-			return 0, err
-		}
-		i = skipWS(b, ve)
-		if i >= len(b) {
-			return 0, errSyntax
-		}
-		if b[i] == '}' {
-			return i + 1, nil
-		}
-		if b[i] != ',' {
-			return 0, errSyntax
-		}
-		i = skipWS(b, i+1)
-	}
+	return i, nil
 }
 
 // eachElement calls f with the span of every element of the array at b[i] and returns the
 // index after the array.
 func eachElement(b []byte, i int, f func(vs, ve int) error, depth int) (int, error) {
-	if i >= len(b) || b[i] != '[' {
-		return 0, errSyntax
+	i, more, err := enter(b, i, '[', ']')
+	for more && err == nil {
+		var ve int
+		if ve, err = scanValue(b, i, depth); err != nil {
+			break
+		}
+		if err = f(i, ve); err != nil {
+			break
+		}
+		i, more, err = afterValue(b, ve, ']')
 	}
-	i = skipWS(b, i+1)
-	if i < len(b) && b[i] == ']' {
-		return i + 1, nil
+	if err != nil {
+		return 0, err
 	}
-	for {
-		ve, err := scanValue(b, i, depth)
-		if err != nil {
-			return 0, err
-		}
-		if err := f(i, ve); err != nil {
-			return 0, err
-		}
-		i = skipWS(b, ve)
-		if i >= len(b) {
-			return 0, errSyntax
-		}
-		if b[i] == ']' {
-			return i + 1, nil
-		}
-		if b[i] != ',' {
-			return 0, errSyntax
-		}
-		i = skipWS(b, i+1)
-	}
+	return i, nil
 }
 
 // keyIs reports whether the raw key (quotes included) is name written without escapes;
@@ -259,27 +338,26 @@ func appendCanonString(dst, b []byte, i int) ([]byte, int, error) {
 	if i >= len(b) || b[i] != '"' {
 		return dst, 0, errSyntax
 	}
-	dst = append(dst, '"')
-	i++
-	run := i // start of bytes copied verbatim
-	for i < len(b) {
-		// Skip eight plain bytes at a time: prompts are long runs of them.
-		for i+8 <= len(b) && !special8(binary.LittleEndian.Uint64(b[i:])) {
-			i += 8
-		}
+	// Most strings have no escapes: their canonical form is their JSON text, copied at once.
+	j := plainRun(b, i+1)
+	if j < len(b) && b[j] == '"' {
+		return append(dst, b[i:j+1]...), j + 1, nil
+	}
+	return appendCanonEscaped(append(dst, b[i:j]...), b, j)
+}
+
+// appendCanonEscaped goes on with appendCanonString at b[i], the first byte after a run of
+// plain bytes.
+func appendCanonEscaped(dst, b []byte, i int) ([]byte, int, error) {
+	for {
 		if i >= len(b) {
-			break
+			return dst, 0, errSyntax
 		}
-		c := b[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
-			i++
-			continue
-		}
-		dst = append(dst, b[run:i]...)
-		switch {
-		case c == '"':
+		switch b[i] {
+		case '"':
 			return append(dst, '"'), i + 1, nil
-		case c < 0x20:
+		case '\\':
+		default: // a control character
 			return dst, 0, errSyntax
 		}
 		// An escape.
@@ -319,20 +397,26 @@ func appendCanonString(dst, b []byte, i int) ([]byte, int, error) {
 		default:
 			return dst, 0, errSyntax
 		}
-		run = i
+		// Copy the run of plain bytes up to the next quote, backslash or control character
+		// at once.
+		run := i
+		i = plainRun(b, i)
+		dst = append(dst, b[run:i]...)
 	}
-	return dst, 0, errSyntax
 }
 
 const hexDigits = "0123456789abcdef"
 
-// special8 reports whether any of the eight bytes in w is '"', '\\' or a control character
-// (SWAR: a byte's high bit survives only where it is zero after the xor, or below 0x20).
-func special8(w uint64) bool {
+// special8 returns a mask with the high bit set in the bytes of w (little endian) that are
+// '"', '\\' or a control character, or zero when there are none. SWAR: after the xor a byte is
+// zero where it matched, and subtracting one (or 0x20) from a byte sets its high bit where it
+// was zero (or below 0x20); bytes with their own high bit set (UTF-8) are masked out, and the
+// xors do not change the high bit, so one "&^ w" serves all three tests. A borrow can also
+// mark a byte above a marked one, never below, so the lowest marked byte is always exact.
+func special8(w uint64) uint64 {
 	const lo, hi = 0x0101010101010101, 0x8080808080808080
-	q := w ^ (lo * '"')
-	bs := w ^ (lo * '\\')
-	return ((q-lo)&^q|(bs-lo)&^bs|(w-lo*0x20)&^w)&hi != 0
+	q, bs := w^(lo*'"'), w^(lo*'\\')
+	return ((q - lo) | (bs - lo) | (w - lo*0x20)) &^ w & hi
 }
 
 // appendCanonRune appends a decoded rune in canonical form.

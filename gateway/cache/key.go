@@ -52,7 +52,8 @@ func (r *Request) Reset() { *r = Request{} }
 // the key: model (replaced by alias and version), transport options (stream, stream_options),
 // bookkeeping that identifies the caller or the call (user, metadata, request_id,
 // safety_identifier, prompt_cache_key, store). Every other member, vendor extras included,
-// is part of the key: an unknown field is assumed to change the answer.
+// is part of the key: an unknown field is assumed to change the answer. isExcluded spells
+// the same list as a switch.
 var excluded = [...]string{
 	"model", "user", "stream", "stream_options", "metadata", "request_id",
 	"safety_identifier", "prompt_cache_key", "store",
@@ -117,7 +118,7 @@ func acquireCanon(r *Request) *canonicalizer {
 
 func releaseCanon(c *canonicalizer) {
 	c.req = nil
-	if cap(c.out) > 1<<20 {
+	if cap(c.out) > 1<<20 || cap(c.tmp) > 1<<20 {
 		c.out, c.tmp = nil, nil // one huge body must not pin its buffers in the pool
 	}
 	canonPool.Put(c)
@@ -207,6 +208,7 @@ func (c *canonicalizer) object(b []byte, i, depth int, top bool) (int, error) {
 	start := len(c.out)
 	c.out = append(c.out, '{')
 	base := len(c.members)
+	sorted := true // the members so far are in strictly increasing key order
 	i = skipWS(b, i+1)
 	if i < len(b) && b[i] == '}' {
 		c.out = append(c.out, '}')
@@ -232,10 +234,26 @@ func (c *canonicalizer) object(b []byte, i, depth int, top bool) (int, error) {
 			}
 		} else {
 			c.out = append(c.out, ':')
-			if i, err = c.value(b, i, depth); err != nil {
+			if i < len(b) && b[i] == '"' {
+				c.out, i, err = appendCanonString(c.out, b, i) // the common case, without value's frame
+			} else {
+				i, err = c.value(b, i, depth)
+			}
+			if err != nil {
 				return 0, err
 			}
-			c.members = append(c.members, member{ks, ke, len(c.out)})
+			m := member{ks, ke, len(c.out)}
+			// Compare with the previous member as it arrives: an object sent in key order
+			// (or a one-member object) then needs no sorting and no duplicate check.
+			if sorted && len(c.members) > base {
+				switch cmp := c.compareKeys(c.members[len(c.members)-1], m); {
+				case cmp == 0:
+					return 0, ErrDuplicateKey
+				case cmp > 0:
+					sorted = false
+				}
+			}
+			c.members = append(c.members, m)
 			if top {
 				c.param(c.out[ks+1:ke-1], c.out[ke+1:])
 			}
@@ -260,45 +278,89 @@ func (c *canonicalizer) object(b []byte, i, depth int, top bool) (int, error) {
 		c.out = append(c.out[:start+1], '}')
 		return i, nil
 	}
-	sorted := true
-	for j := 1; j < len(ms); j++ {
-		if cmp := c.compareKeys(ms[j-1], ms[j]); cmp >= 0 {
-			if cmp == 0 {
-				return 0, ErrDuplicateKey
-			}
-			sorted = false
-		}
-	}
 	if !sorted {
-		out := c.out
-		slices.SortFunc(ms, func(x, y member) int {
-			return bytes.Compare(out[x.ks+1:x.ke-1], out[y.ks+1:y.ke-1])
-		})
-		for j := 1; j < len(ms); j++ {
-			if c.compareKeys(ms[j-1], ms[j]) == 0 {
-				return 0, ErrDuplicateKey
-			}
+		if err := c.sortMembers(ms); err != nil {
+			return 0, err
 		}
-		c.tmp = append(c.tmp[:0], c.out[start+1:]...)
-		c.out = c.out[:start+1]
-		for _, m := range ms {
-			c.out = append(c.out, c.tmp[m.ks-start-1:m.ve-start-1]...)
-			c.out = append(c.out, ',')
-		}
+		c.reorder(start, ms)
 	}
 	c.out[len(c.out)-1] = '}' // the last member's ','
 	return i, nil
 }
 
-func (c *canonicalizer) compareKeys(x, y member) int {
-	return bytes.Compare(c.out[x.ks+1:x.ke-1], c.out[y.ks+1:y.ke-1])
+// maxInsertionSort is the size up to which sortMembers uses insertion sort: request objects
+// have a handful of members, and for those it beats a general sort's setup.
+const maxInsertionSort = 12
+
+// sortMembers sorts ms by key and returns ErrDuplicateKey if two keys are equal.
+func (c *canonicalizer) sortMembers(ms []member) error {
+	if len(ms) > maxInsertionSort {
+		slices.SortFunc(ms, c.compareKeys)
+		for j := 1; j < len(ms); j++ {
+			if c.compareKeys(ms[j-1], ms[j]) == 0 {
+				return ErrDuplicateKey
+			}
+		}
+		return nil
+	}
+	// Insertion sort meets every duplicate: the insertion of a key stops at an equal key,
+	// which is compared before any smaller one.
+	for j := 1; j < len(ms); j++ {
+		m, k := ms[j], j
+		for ; k > 0; k-- {
+			cmp := c.compareKeys(ms[k-1], m)
+			if cmp == 0 {
+				return ErrDuplicateKey
+			}
+			if cmp < 0 {
+				break
+			}
+			ms[k] = ms[k-1]
+		}
+		ms[k] = m
+	}
+	return nil
 }
 
-func isExcluded(key []byte) bool {
-	for _, k := range excluded {
-		if string(key) == k {
-			return true
+// reorder rewrites the object that starts at out[start] with its members in the order of ms,
+// each followed by a comma.
+func (c *canonicalizer) reorder(start int, ms []member) {
+	if start < len(c.out)-start {
+		// What precedes the object is shorter than the object (the top level, the first
+		// message): write the result into tmp and swap the buffers, which copies the object
+		// once instead of out to tmp and back.
+		t := append(c.tmp[:0], c.out[:start+1]...)
+		for _, m := range ms {
+			t = append(t, c.out[m.ks:m.ve]...)
+			t = append(t, ',')
 		}
+		c.out, c.tmp = t, c.out
+		return
+	}
+	c.tmp = append(c.tmp[:0], c.out[start+1:]...)
+	c.out = c.out[:start+1]
+	for _, m := range ms {
+		c.out = append(c.out, c.tmp[m.ks-start-1:m.ve-start-1]...)
+		c.out = append(c.out, ',')
+	}
+}
+
+func (c *canonicalizer) compareKeys(x, y member) int {
+	a, b := c.out[x.ks+1:x.ke-1], c.out[y.ks+1:y.ke-1]
+	// Most keys differ in their first byte; compare it without a call.
+	if len(a) > 0 && len(b) > 0 && a[0] != b[0] {
+		return int(a[0]) - int(b[0])
+	}
+	return bytes.Compare(a, b)
+}
+
+// isExcluded reports whether key is one of excluded (a switch: Go compiles it to a search by
+// length and value, cheaper than a loop of comparisons).
+func isExcluded(key []byte) bool {
+	switch string(key) {
+	case "model", "user", "stream", "stream_options", "metadata", "request_id",
+		"safety_identifier", "prompt_cache_key", "store":
+		return true
 	}
 	return false
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/big"
 	"strings"
 	"testing"
@@ -45,6 +46,7 @@ func TestKeySameForEquivalentBodies(t *testing.T) {
 		{"escaped key", `{"top_k":40}`, `{"top\u005fk":40}`},
 		{"excluded fields", `{"messages":[]}`, `{"messages":[],"user":"u1","stream":true,"stream_options":{"include_usage":true},"metadata":{"a":"b"},"request_id":"r1","model":"other","store":true,"safety_identifier":"s","prompt_cache_key":"k"}`},
 		{"big integer exact", `{"seed":12345678901234567890123}`, `{"seed":12345678901234567890123.0}`},
+		{"many members", manyMembers(20, false, false), manyMembers(20, true, false)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -173,6 +175,8 @@ func TestPrepareRejects(t *testing.T) {
 		{"duplicate key", `{"a":1,"a":2}`, ErrDuplicateKey},
 		{"duplicate after unescape", `{"a":1,"\u0061":2}`, ErrDuplicateKey},
 		{"nested duplicate", `{"x":{"b":1,"a":0,"b":2}}`, ErrDuplicateKey},
+		{"duplicate in many members", manyMembers(20, true, true), ErrDuplicateKey},
+		{"duplicate in many sorted members", manyMembers(20, false, true), ErrDuplicateKey},
 		{"too deep", `{"a":` + deep + `}`, errTooDeep},
 	}
 	for _, tt := range tests {
@@ -185,6 +189,46 @@ func TestPrepareRejects(t *testing.T) {
 				t.Fatalf("Decide = %v %v, want bypass", d, why)
 			}
 		})
+	}
+}
+
+// manyMembers returns an object of n members, keys in order or reversed, with the first key
+// repeated at the end when dup is set: big enough that sorting does not use insertion sort.
+func manyMembers(n int, reverse, dup bool) string {
+	var b strings.Builder
+	b.WriteString("{")
+	for i := range n {
+		k := i
+		if reverse {
+			k = n - 1 - i
+		}
+		fmt.Fprintf(&b, `"k%02d":%d,`, k, k)
+	}
+	if dup {
+		fmt.Fprintf(&b, `"k%02d":0,`, n-1)
+	}
+	return strings.TrimSuffix(b.String(), ",") + "}"
+}
+
+// TestPlainRun checks the word-at-a-time scan against a byte loop: every byte value at every
+// position of runs long enough to take each path (first word, following words, blocks, tail).
+func TestPlainRun(t *testing.T) {
+	for _, n := range []int{0, 1, 7, 8, 9, 31, 32, 33, 40, 70, 100} {
+		for pos := range n {
+			for c := range 256 {
+				b := bytes.Repeat([]byte("é a"), n)[:n]
+				b[pos] = byte(c)
+				for start := range min(n, 3) {
+					want := start
+					for want < n && b[want] >= 0x20 && b[want] != '"' && b[want] != '\\' {
+						want++
+					}
+					if got := plainRun(b, start); got != want {
+						t.Fatalf("plainRun(%q, %d) = %d, want %d", b, start, got, want)
+					}
+				}
+			}
+		}
 	}
 }
 

@@ -15,7 +15,9 @@ import (
 // Config sizes a Store.
 type Config struct {
 	// MaxBytes bounds the bytes of stored entries (Entry.Size); ristretto evicts the least
-	// valuable entries (sampled LFU with TinyLFU admission) to stay under it.
+	// valuable entries (sampled LFU with TinyLFU admission) to stay under it. Entry.Size
+	// counts an entry's real heap, ristretto's bookkeeping included, so a full store holds
+	// about MaxBytes of memory, plus some 4% for the admission policy's counters.
 	MaxBytes int64
 	// MaxEntryBytes bounds one entry; larger answers are not stored. Default MaxBytes/16, so one
 	// long answer cannot flush the cache.

@@ -3,8 +3,10 @@ package cache
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 func newStore(t testing.TB, maxBytes int64) *Store {
@@ -84,7 +86,9 @@ func TestStoreHitMiss(t *testing.T) {
 }
 
 func TestStoreSetRules(t *testing.T) {
-	st, err := New(Config{MaxBytes: 1 << 20, MaxEntryBytes: 600})
+	// A one-word answer accounts for about 800 bytes (Entry.Size counts the entry's real
+	// memory), one of 1000 bytes for about 1800.
+	st, err := New(Config{MaxBytes: 1 << 20, MaxEntryBytes: 1200})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,5 +267,91 @@ func TestStoreNeverWrongAnswer(t *testing.T) {
 				t.Fatalf("collide=%v: %s got %q, want %q (stored %v)", collide, r, contentOf(t, e), want, stored)
 			}
 		}
+	}
+}
+
+// liveHeap returns the bytes of live heap objects.
+func liveHeap() int64 {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.GC() // a second cycle also empties sync.Pool victim caches
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc)
+}
+
+// TestStoreMemory checks that MaxBytes bounds the memory a full store really holds: Entry.Size
+// must count what an entry costs (the entry, its document, ristretto's bookkeeping per item),
+// or a store configured for 16 MiB holds much more. It fills a store with realistic buffered
+// answers, three times over, under the gateway's default TTL, and compares the heap it holds
+// with MaxBytes and with the sum of the entries' sizes.
+func TestStoreMemory(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector changes allocation")
+	}
+	tests := []struct {
+		name   string
+		tokens func(*rand.Rand) int
+	}{
+		// The gateway's benchmark answer: small entries, where bookkeeping weighs most.
+		{"16 tokens", func(*rand.Rand) int { return 16 }},
+		// 16 to about 1000 tokens, most of them short: a log-uniform length.
+		{"mixed", func(rng *rand.Rand) int { return int(16 * float64(uint(1)<<rng.IntN(6)) * (1 + rng.Float64())) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			const maxBytes = 16 << 20
+			before := liveHeap()
+			st, err := New(Config{MaxBytes: maxBytes})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			empty := liveHeap() - before
+			s := st.Scope("chat", "v1")
+			rng := rand.New(rand.NewPCG(3, 4))
+			words := strings.Fields(strings.Repeat("the cache answers a repeated request from memory without the GPU ", 200))
+			var req Request
+			var body []byte
+			var stored int64
+			for i := 0; stored < 3*maxBytes; i++ {
+				body = append(body[:0], `{"id":"chatcmpl-`...)
+				body = fmt.Appendf(body, "%032x", i)
+				body = append(body, `","object":"chat.completion","created":1760000000,"model":"meta-llama/Llama-3.1-8B-Instruct","choices":[{"index":0,"message":{"role":"assistant","content":"`...)
+				body = append(body, strings.Join(words[:min(tt.tokens(rng), len(words))], " ")...)
+				body = append(body, `","refusal":null,"annotations":null,"audio":null,"function_call":null,"tool_calls":[],"reasoning":null},"logprobs":null,"finish_reason":"stop","stop_reason":null,"token_ids":null}],"service_tier":null,"system_fingerprint":null,"usage":{"prompt_tokens":42,"total_tokens":52,"completion_tokens":10,"prompt_tokens_details":null},"prompt_logprobs":null,"prompt_token_ids":null,"kv_transfer_params":null}`...)
+				e, err := NewEntry(KindChat, body, 1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := Prepare(&req, KindChat, "chat", "v1", fmt.Appendf(nil, `{"messages":[{"role":"user","content":"question %d"}],"temperature":0}`, i)); err != nil {
+					t.Fatal(err)
+				}
+				if st.Set(s, &req, e, 10*time.Minute) {
+					stored += e.Size()
+				}
+				if i%64 == 0 {
+					st.Wait() // let the policy keep up, as a steady load would
+				}
+			}
+			st.Wait()
+			heap := liveHeap() - before
+			stats := st.Stats()
+			runtime.KeepAlive(st)
+			t.Logf("%d entries, Size sum %d (%.2f of MaxBytes); heap %d (%d of it an empty store's): %.3fx the Size sum, %.3fx MaxBytes; %.0f bytes per entry unaccounted beyond the empty store",
+				stats.Entries, stats.Bytes, float64(stats.Bytes)/maxBytes, heap, empty, float64(heap)/float64(stats.Bytes), float64(heap)/maxBytes,
+				float64(heap-empty-stats.Bytes)/float64(stats.Entries))
+			if stats.Bytes > maxBytes || stats.Bytes < maxBytes/2 {
+				t.Errorf("store holds %d bytes of entries, want about MaxBytes %d", stats.Bytes, maxBytes)
+			}
+			// Memory, not timing: the bounds need no slack for a noisy machine, only for the
+			// heap's own granularity (ristretto's maps grow by doubling) and an empty store's
+			// counters (about 4%). Entry.Size used to miss about 20% for small entries.
+			if heap > maxBytes*5/4 {
+				t.Errorf("store holds %d bytes of heap, over 1.25x MaxBytes %d", heap, maxBytes)
+			}
+			if float64(heap) > 1.12*float64(stats.Bytes) {
+				t.Errorf("store holds %d bytes of heap for entries of Size %d: Entry.Size undercounts", heap, stats.Bytes)
+			}
+		})
 	}
 }

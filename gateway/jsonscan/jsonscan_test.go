@@ -137,3 +137,13 @@ func TestFindPair(t *testing.T) {
 		t.Fatalf("malformed: %d %d", s1, s2)
 	}
 }
+
+// BenchmarkFindPairChunk is the per-event scan of a stream: usage and choices of a vLLM chunk.
+func BenchmarkFindPairChunk(b *testing.B) {
+	chunk := []byte(`{"id":"chatcmpl-9f1c2a3b4d5e6f708192a3b4c5d6e7f8","object":"chat.completion.chunk","created":1732700000,"model":"meta-llama/Llama-3.1-8B-Instruct","choices":[{"index":0,"delta":{"content":" word"},"logprobs":null,"finish_reason":null}]}`)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(chunk)))
+	for b.Loop() {
+		FindPair(chunk, "usage", "choices")
+	}
+}
