@@ -146,13 +146,7 @@ func entityBits(v *guard.Vault) uint16 {
 	if v == nil {
 		return 0
 	}
-	var bits uint16
-	for i, e := range guard.PIIEntities() {
-		if i < 16 && (v.Found(guard.Prompt, e) > 0 || v.Found(guard.Completion, e) > 0) {
-			bits |= 1 << i
-		}
-	}
-	return bits
+	return uint16(v.FoundTypes())
 }
 
 // observe is stage 9's drift sample. It runs on the request goroutine: Observe is a few atomic

@@ -102,6 +102,18 @@ func (v *Vault) Found(d Direction, entity string) int {
 	return int(v.found[d][e])
 }
 
+// FoundTypes returns the entity types found in either direction, as a set whose bits follow
+// the order of PIIEntities.
+func (v *Vault) FoundTypes() EntitySet {
+	var s EntitySet
+	for e := range v.found[Prompt] {
+		if v.found[Prompt][e] > 0 || v.found[Completion][e] > 0 {
+			s |= 1 << e
+		}
+	}
+	return s
+}
+
 // AppendSummary appends the counts found in a direction to dst, "EMAIL_ADDRESS=2,US_SSN=1"
 // (nothing when none): types and counts, never values, for a header or a log line.
 func (v *Vault) AppendSummary(dst []byte, d Direction) []byte {

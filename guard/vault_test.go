@@ -253,3 +253,28 @@ func TestRedactRescans(t *testing.T) {
 		}
 	}
 }
+
+// FoundTypes is the set of entity types Found counts in either direction.
+func TestVaultFoundTypes(t *testing.T) {
+	p, err := NewPII(PIIOptions{Prompt: ActionRedact, Completion: ActionRedact})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := AcquireVault()
+	defer ReleaseVault(v)
+	if v.FoundTypes() != 0 {
+		t.Fatalf("empty vault: %b", v.FoundTypes())
+	}
+	p.Redact(nil, []byte("mail jane.doe@example.com"), Prompt, v)
+	p.Redact(nil, []byte("server at 10.1.2.3"), Completion, v)
+	got := v.FoundTypes()
+	for i, e := range PIIEntities() {
+		want := v.Found(Prompt, e) > 0 || v.Found(Completion, e) > 0
+		if got&(1<<i) != 0 != want {
+			t.Errorf("%s: in set %v, found %v", e, got&(1<<i) != 0, want)
+		}
+	}
+	if !got.Has(EntityEmail) || !got.Has(EntityIP) || got.Len() != 2 {
+		t.Errorf("set %b: want EMAIL_ADDRESS and IP_ADDRESS only", got)
+	}
+}
