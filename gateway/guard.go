@@ -25,7 +25,8 @@ type aliasGuard struct {
 	safetyPrompt           guard.Action // ActionBlock, ActionFlag, ActionDetect (log) or ActionOff
 	safetyComplete         guard.Action
 	holdback               int
-	classifier             *classifier // nil when the alias has none
+	classifier             *classifier   // nil when the alias has none
+	memo                   [2]*cleanMemo // by direction: texts in which the rules found nothing
 }
 
 // guardMetrics are one model version's guard series, created with the snapshot.
@@ -37,6 +38,7 @@ type guardMetrics struct {
 	classifier *classifierMetrics // nil when the alias has no classifier
 	duration   *metrics.PrometheusHistogram
 	blocks     [2]*metrics.Counter
+	memoHits   [2]*metrics.Counter            // texts not scanned again (see cleanMemo)
 	pii        [2]map[string]*metrics.Counter // by entity type
 }
 
@@ -49,6 +51,7 @@ func newGuardMetrics(set *metrics.Set, alias, version string, ag *aliasGuard) *g
 	for d := range m.blocks {
 		dl := m.labels + `,direction="` + directionName(guard.Direction(d)) + `"`
 		m.blocks[d] = set.GetOrCreateCounter(`llmgate_guard_blocks_total{` + dl + `}`)
+		m.memoHits[d] = set.GetOrCreateCounter(`llmgate_guard_memo_hits_total{` + dl + `}`)
 		m.pii[d] = map[string]*metrics.Counter{}
 		for _, e := range guard.PIIEntities() {
 			m.pii[d][e] = set.GetOrCreateCounter(`llmgate_guard_pii_total{` + dl + `,entity="` + e + `"}`)
@@ -111,6 +114,7 @@ func (g *Gateway) newAliasGuard(m config.Model) (*aliasGuard, error) {
 		safetyPrompt:   safetyAction(gc.Safety.Prompt),
 		safetyComplete: safetyAction(gc.Safety.Completion),
 		holdback:       gc.Safety.HoldbackBytes,
+		memo:           [2]*cleanMemo{newCleanMemo(), newCleanMemo()},
 	}
 	if ag.piiPrompt || ag.piiComplete || ag.restore {
 		opts := guard.PIIOptions{Entities: gc.PII.Entities, Prompt: piiAction(gc.PII.Prompt), Completion: piiAction(gc.PII.Completion)}
@@ -232,12 +236,19 @@ func (g *Gateway) guardPromptTexts(r *request, root *fastjson.Value) error {
 		if err != nil {
 			return
 		}
+		if ag.memo[guard.Prompt].clean(text) {
+			r.guard.m.memoHits[guard.Prompt].Inc()
+			return
+		}
+		found := false
 		if ag.safetyPrompt != guard.ActionOff {
 			if err = g.checkSafety(r, guard.Prompt, text); err != nil {
 				return
 			}
+			found = len(r.guard.matches) > 0
 		}
 		if ag.piiPrompt {
+			before := r.guard.vault.Findings(guard.Prompt)
 			out, blocked := ag.pii.Redact(r.guard.text[:0], text, guard.Prompt, r.guard.vault)
 			r.guard.text = out
 			if blocked.Len() > 0 {
@@ -246,10 +257,15 @@ func (g *Gateway) guardPromptTexts(r *request, root *fastjson.Value) error {
 				err = piiBlockedError(blocked.AppendNames(nil, ','))
 				return
 			}
-			if !bytes.Equal(out, text) {
+			rewritten := !bytes.Equal(out, text)
+			if rewritten {
 				replaceString(&r.guard.arena, v, out)
 				changed = true
 			}
+			found = found || rewritten || r.guard.vault.Findings(guard.Prompt) != before
+		}
+		if !found {
+			ag.memo[guard.Prompt].markClean(text)
 		}
 	})
 	if err != nil {
@@ -406,20 +422,32 @@ func (g *Gateway) guardCompletion(r *request, body []byte) []byte {
 			continue
 		}
 		text := v.GetStringBytes()
-		if ag.safetyComplete != guard.ActionOff {
-			if g.checkSafety(r, guard.Completion, text) != nil {
-				// Blocked: the choice keeps no text and says why, as OpenAI does.
-				replaceString(&r.guard.arena, v, nil)
-				c.Set("finish_reason", r.guard.arena.NewString("content_filter"))
-				changed = true
-				continue
-			}
-		}
 		out := text
-		if ag.piiComplete {
-			// Leaks first: the model's own text, where placeholders are not PII.
-			out, _ = ag.pii.Redact(r.guard.text[:0], text, guard.Completion, r.guard.vault)
-			r.guard.text = out
+		if ag.memo[guard.Completion].clean(text) {
+			// A cached answer replayed, or the same answer again: its scan found nothing.
+			r.guard.m.memoHits[guard.Completion].Inc()
+		} else {
+			found := false
+			if ag.safetyComplete != guard.ActionOff {
+				if g.checkSafety(r, guard.Completion, text) != nil {
+					// Blocked: the choice keeps no text and says why, as OpenAI does.
+					replaceString(&r.guard.arena, v, nil)
+					c.Set("finish_reason", r.guard.arena.NewString("content_filter"))
+					changed = true
+					continue
+				}
+				found = len(r.guard.matches) > 0
+			}
+			if ag.piiComplete {
+				// Leaks first: the model's own text, where placeholders are not PII.
+				before := r.guard.vault.Findings(guard.Completion)
+				out, _ = ag.pii.Redact(r.guard.text[:0], text, guard.Completion, r.guard.vault)
+				r.guard.text = out
+				found = found || !bytes.Equal(out, text) || r.guard.vault.Findings(guard.Completion) != before
+			}
+			if !found {
+				ag.memo[guard.Completion].markClean(text)
+			}
 		}
 		if i == 0 {
 			r.guard.collectCompletion(out)

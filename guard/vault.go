@@ -102,6 +102,15 @@ func (v *Vault) Found(d Direction, entity string) int {
 	return int(v.found[d][e])
 }
 
+// Findings returns how many values were found so far in a direction, of every type.
+func (v *Vault) Findings(d Direction) int {
+	n := 0
+	for _, c := range v.found[d] {
+		n += int(c)
+	}
+	return n
+}
+
 // FoundTypes returns the entity types found in either direction, as a set whose bits follow
 // the order of PIIEntities.
 func (v *Vault) FoundTypes() EntitySet {

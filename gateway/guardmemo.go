@@ -1,0 +1,59 @@
+package gateway
+
+import (
+	"hash/maphash"
+	"sync/atomic"
+)
+
+// cleanMemo remembers texts in which the guard found nothing, so that a text seen again is not
+// scanned again. Chat clients resend the whole conversation with every turn, so without it the
+// guard rescans every earlier message on each request (quadratic in the conversation), and a
+// cache hit pays a full scan of a prompt that passed the same scan before. The verdict of the
+// in-process rules is a pure function of the text and the alias's guard, and a memo belongs to
+// one aliasGuard, which is rebuilt whenever the guard's configuration changes.
+//
+// Only "found nothing" is remembered: a text with a match or a PII value is always scanned,
+// since its outcome (placeholders, counts, blocks) depends on the request. The memo is a
+// direct-mapped table of fingerprints: a lookup is two hashes of the text and one atomic load,
+// a collision of slots simply forgets the older text. A fingerprint is 64 bits from a second,
+// independent seed (plus the slot index from the first): both seeds are random per process, so
+// a client cannot craft a text that passes for a clean one it has not seen.
+type cleanMemo struct {
+	index, check maphash.Seed
+	slots        [memoSlots]atomic.Uint64
+}
+
+const (
+	memoSlots = 1 << 13 // 64 KiB per direction and alias
+	// memoMinText is the shortest text remembered: below it a scan costs about a lookup.
+	memoMinText = 32
+)
+
+func newCleanMemo() *cleanMemo {
+	return &cleanMemo{index: maphash.MakeSeed(), check: maphash.MakeSeed()}
+}
+
+// fingerprint returns text's slot and the value that marks it clean there (never 0, the value
+// of an empty slot).
+func (m *cleanMemo) fingerprint(text []byte) (*atomic.Uint64, uint64) {
+	slot := &m.slots[maphash.Bytes(m.index, text)&(memoSlots-1)]
+	return slot, maphash.Bytes(m.check, text) | 1
+}
+
+// clean reports whether text was marked clean.
+func (m *cleanMemo) clean(text []byte) bool {
+	if m == nil || len(text) < memoMinText {
+		return false
+	}
+	slot, fp := m.fingerprint(text)
+	return slot.Load() == fp
+}
+
+// markClean remembers that the guard found nothing in text.
+func (m *cleanMemo) markClean(text []byte) {
+	if m == nil || len(text) < memoMinText {
+		return
+	}
+	slot, fp := m.fingerprint(text)
+	slot.Store(fp)
+}
