@@ -256,23 +256,27 @@ type normLane struct {
 
 	hits  [hitRing]seenAt
 	nhits int
+	// latest[rule*3+role]: see phrase. A scanner's lanes have one entry per rule and role;
+	// gen goes up at each reset, which makes every entry stale without clearing them.
+	latest []latestHit
+	gen    uint32
 
 	// A buffered lane (a scanner's main lane) keeps its symbols and their input spans in a
 	// block that the scanner walks in interleaved parts; a direct lane (a decoded segment's)
 	// walks each symbol as it comes.
 	buffered bool
 	sym      []byte
-	ost      []int   // input offset of each symbol
-	olen     []uint8 // and its length in the input
-	m        int     // symbols in the block
-	base     int     // lane index of sym[0]
-	walked   int     // symbols the automaton has taken; state is the state after them
+	span     []uint64 // input span of each symbol: offset<<8 | length (see packSpan)
+	m        int      // symbols in the block
+	base     int      // lane index of sym[0]
+	walked   int      // symbols the automaton has taken; state is the state after them
 
 	collect bool // Normalize: symbols go to buf, no automaton
 	buf     []byte
 }
 
 func (l *normLane) reset(start uint32) {
+	l.gen++
 	l.state, l.n, l.words, l.lastSpace = start, 0, 1, true
 	l.m, l.base, l.walked = 0, 0, 0
 	l.npb, l.leet, l.prev, l.tok, l.k, l.gap, l.curHeld, l.nheld, l.slash, l.nhits =
@@ -529,7 +533,7 @@ func (l *normLane) emit(s *safetyScanner, c byte, st, en int) {
 		if l.m == len(l.sym) {
 			s.flush()
 		}
-		l.sym[l.m], l.ost[l.m], l.olen[l.m] = c, st, uint8(en-st)
+		l.sym[l.m], l.span[l.m] = c, packSpan(st, en)
 		l.m++
 		return
 	case l.collect:
@@ -569,18 +573,23 @@ func (l *normLane) earliest(sf *Safety, at int) int {
 	return e
 }
 
+// packSpan packs the input span [st, en) of a symbol, at most a rune long, for a buffered
+// lane: one array and one store per symbol rather than two.
+func packSpan(st, en int) uint64 { return uint64(st)<<8 | uint64(en-st) }
+
 // symSt and symEn return the input span of the symbol with lane index i, one of the last
 // ringSize taken.
 func (l *normLane) symSt(i int) int {
 	if l.buffered {
-		return l.ost[i-l.base]
+		return int(l.span[i-l.base] >> 8)
 	}
 	return l.rs[i&ringMask]
 }
 
 func (l *normLane) symEn(i int) int {
 	if l.buffered {
-		return l.ost[i-l.base] + int(l.olen[i-l.base])
+		sp := l.span[i-l.base]
+		return int(sp>>8 + sp&0xff)
 	}
 	return l.re[i&ringMask]
 }

@@ -301,10 +301,12 @@ func (s *safetyScanner) report(l *normLane) {
 	sf := s.sf
 	si := sf.stateNum(l.state)
 	w1, en := l.words-1, l.symEn(l.n-2)
+	main := l == &s.main
+	var h seenAt // set field by field: see remember
 	for _, o := range sf.outRefs[sf.outRefStart[si]:sf.outRefStart[si+1]] {
-		h := seenAt{key: o.key, w0: w1 - int(o.words) + 1, w1: w1, st: l.symSt(l.n - int(o.n) + 1), en: en}
-		if l != &s.main {
-			h.st, h.en = -1, -1
+		h.key, h.w0, h.w1, h.st, h.en = o.key, w1-int(o.words)+1, w1, -1, -1
+		if main {
+			h.st, h.en = l.symSt(l.n-int(o.n)+1), en
 		}
 		if o.key&0xff > 1 { // join the segment before, which must end on the word before
 			p := l.seen(h.key-1, h.w0-1)
@@ -314,10 +316,10 @@ func (s *safetyScanner) report(l *normLane) {
 			h.w0, h.st = p.w0, p.st
 		}
 		if !o.last {
-			l.remember(h)
+			l.remember(&h)
 		} else {
 			h.key &^= 0xff
-			s.phrase(l, &sf.phrases[h.key>>8], h)
+			s.phrase(l, &sf.phrases[h.key>>8], &h)
 		}
 	}
 }
@@ -336,15 +338,20 @@ func (l *normLane) seen(key int32, w int) *seenAt {
 	return nil
 }
 
-func (l *normLane) remember(h seenAt) {
-	l.hits[l.nhits&(hitRing-1)] = h
+// remember adds h to the lane's recent hits. It copies field by field: a whole-struct copy
+// reads h with wide loads that the narrow stores which just built it cannot forward to, a
+// stall that once made this the most expensive line of a scan.
+func (l *normLane) remember(h *seenAt) {
+	o := &l.hits[l.nhits&(hitRing-1)]
+	o.key, o.w0, o.w1, o.st, o.en = h.key, h.w0, h.w1, h.st, h.en
 	l.nhits++
 }
 
 // phrase handles a whole phrase seen at h.
-func (s *safetyScanner) phrase(l *normLane, ph *safetyPhrase, h seenAt) {
+func (s *safetyScanner) phrase(l *normLane, ph *safetyPhrase, h *seenAt) {
 	sf := s.sf
-	for _, ref := range sf.ruleRefs[ph.refs : ph.refs+ph.nref] {
+	refs := sf.ruleRefs[ph.refs : ph.refs+ph.nref]
+	for _, ref := range refs {
 		r := &sf.rules[ref.rule]
 		switch {
 		case ref.role == roleMain && !r.near:
@@ -355,7 +362,27 @@ func (s *safetyScanner) phrase(l *normLane, ph *safetyPhrase, h seenAt) {
 	}
 	if ph.context {
 		l.remember(h)
+		// Note, per rule and role, the last word of this latest hit, so that near and match
+		// can tell without reading the hits whether any is close enough to look for.
+		for _, ref := range refs {
+			l.latest[int(ref.rule)*3+int(ref.role)] = latestHit{gen: l.gen, w1: h.w1}
+		}
 	}
+}
+
+// latestHit is the last word of the latest remembered phrase that a rule uses in a role, in
+// the lane's generation gen (an older generation's is stale).
+type latestHit struct {
+	gen uint32
+	w1  int
+}
+
+// mayHave reports whether a phrase that rule ri uses in role may have been seen, ending no
+// more than within words before word w0: false means none was. It spares near and match,
+// which nearly always find nothing in ordinary text, a walk over the lane's recent hits.
+func (l *normLane) mayHave(ri int32, role uint8, w0, within int) bool {
+	e := &l.latest[int(ri)*3+int(role)]
+	return e.gen == l.gen && w0-e.w1-1 <= within
 }
 
 // role reports whether the remembered hit o is of a whole phrase that rule uses in role.
@@ -374,7 +401,7 @@ func (sf *Safety) role(o *seenAt, rule int32, role uint8) bool {
 
 // near pairs a phrase of a near rule with the latest phrase of the other role that ends,
 // not too far, before it starts.
-func (s *safetyScanner) near(l *normLane, ref ruleRef, h seenAt) {
+func (s *safetyScanner) near(l *normLane, ref ruleRef, h *seenAt) {
 	sf := s.sf
 	r := &sf.rules[ref.rule]
 	other := roleNear
@@ -384,17 +411,21 @@ func (s *safetyScanner) near(l *normLane, ref ruleRef, h seenAt) {
 	if r.order == orderNearFirst && other != roleNear || r.order == orderNearLast && other != roleMain {
 		return
 	}
+	if !l.mayHave(ref.rule, other, h.w0, r.within) {
+		return
+	}
 	for k := 1; k <= min(l.nhits, hitRing); k++ {
 		o := &l.hits[(l.nhits-k)&(hitRing-1)]
 		if h.w0-o.w1-1 > r.within {
 			return // hits are in word order: older ones are further away
 		}
 		if o.w1 < h.w0 && sf.role(o, ref.rule, other) {
-			if h.st >= 0 {
-				h.st = min(h.st, o.st)
+			m := *h
+			if m.st >= 0 {
+				m.st = min(m.st, o.st)
 			}
-			h.w0 = o.w0
-			s.match(l, ref.rule, h)
+			m.w0 = o.w0
+			s.match(l, ref.rule, &m)
 			return
 		}
 	}
@@ -402,9 +433,9 @@ func (s *safetyScanner) near(l *normLane, ref ruleRef, h seenAt) {
 
 // match appends a match of rule ri spanning h, unless one of the rule's unless phrases ends
 // shortly before it.
-func (s *safetyScanner) match(l *normLane, ri int32, h seenAt) {
+func (s *safetyScanner) match(l *normLane, ri int32, h *seenAt) {
 	r := &s.sf.rules[ri]
-	if r.unless {
+	if r.unless && l.mayHave(ri, roleUnless, h.w0, r.unlessWithin) {
 		for k := 1; k <= min(l.nhits, hitRing); k++ {
 			o := &l.hits[(l.nhits-k)&(hitRing-1)]
 			if h.w0-o.w1-1 > r.unlessWithin {

@@ -78,7 +78,10 @@ func (s *Safety) newScanner(block int) *safetyScanner {
 	sc := &safetyScanner{sf: s}
 	l := &sc.main
 	l.buffered = true
-	l.sym, l.ost, l.olen = make([]byte, block), make([]int, block), make([]uint8, block)
+	l.sym, l.span = make([]byte, block), make([]uint64, block)
+	n := 3 * len(s.rules)
+	latest := make([]latestHit, 3*n) // one allocation for the three lanes
+	sc.main.latest, sc.b64.lane.latest, sc.hex.lane.latest = latest[:n:n], latest[n:2*n:2*n], latest[2*n:]
 	return sc
 }
 
@@ -128,8 +131,23 @@ func (s *safetyScanner) feed(p []byte) {
 	// The hot paths keep these in registers; they are written back before anything else
 	// reads them.
 	b64n := s.b64.n
-	sym, ost, olen, m := l.sym, l.ost, l.olen, l.m
+	sym, span, m := l.sym, l.span, l.m
 	for i < len(p) {
+		if plainClass[p[i]] != plainOther && l.leet == 0 && !l.curHeld && l.k == 0 && b64n < minEncoded {
+			// The hottest path: plain ASCII prose, in a loop of its own.
+			l.m, s.b64.n = m, b64n
+			for {
+				i = s.plainRun(p, i, base)
+				if i == len(p) || l.m+plainRoom <= len(l.sym) {
+					break
+				}
+				s.flush()
+			}
+			m, b64n = l.m, s.b64.n
+			if i == len(p) {
+				break
+			}
+		}
 		b := p[i]
 		if asciiLetter[b] != 0 && l.leet == 0 && !l.curHeld && (l.tok != 0 || l.k == 0) {
 			// Hot path: a word of ASCII letters outside any letter-spaced run goes straight
@@ -145,7 +163,7 @@ func (s *safetyScanner) feed(p []byte) {
 					s.flush()
 					m0, m = l.m, l.m
 				}
-				ost[m], olen[m] = base+i, 1
+				span[m] = packSpan(base+i, base+i+1)
 				for {
 					if m+8 > len(sym) {
 						l.m = m
@@ -163,7 +181,7 @@ func (s *safetyScanner) feed(p []byte) {
 						break
 					}
 				}
-				ost[m-1], olen[m-1] = base+i-1, 1
+				span[m-1] = packSpan(base+i-1, base+i)
 				n := i - start
 				if b64n+n >= minEncoded {
 					// The word makes a base64 run long enough to decode: decode its letters one
@@ -180,7 +198,7 @@ func (s *safetyScanner) feed(p []byte) {
 				if l.tok == 2 && i < len(p) && p[i] == ' ' && b64n < minEncoded {
 					// The space after a word of two or more letters, as the separator path below
 					// would take it; the flush above left room.
-					sym[m], ost[m], olen[m] = ' ', base+i, 1
+					sym[m], span[m] = ' ', packSpan(base+i, base+i+1)
 					m, i, b64n = m+1, i+1, 0
 					l.tok, l.lastSpace = 0, true
 					if i < len(p) && asciiLetter[p[i]] != 0 {
@@ -242,7 +260,7 @@ func (s *safetyScanner) feed(p []byte) {
 					s.flush()
 					m = l.m
 				}
-				sym[m], ost[m], olen[m] = ' ', base+i, 1
+				sym[m], span[m] = ' ', packSpan(base+i, base+i+1)
 				m++
 				l.lastSpace = true
 			}

@@ -35,8 +35,7 @@ func (s *safetyScanner) flush() {
 	s.release(l.n)
 	if drop := to - (ringSize - 1); drop > 0 && to > len(l.sym)/2 { // room is needed
 		copy(l.sym, l.sym[drop:to])
-		copy(l.ost, l.ost[drop:to])
-		copy(l.olen, l.olen[drop:to])
+		copy(l.span, l.span[drop:to])
 		l.m, l.base = to-drop, l.base+drop
 	}
 }
@@ -57,11 +56,13 @@ func (s *safetyScanner) release(n int) {
 }
 
 // walk runs the automaton over l.sym[from:to] from l.state, noting in s.walkOuts the symbols
-// after which it has outputs, and returns the state at the end. A long block is walked in
-// two or four parts at once: each step waits on a table load, and independent chains of
-// loads overlap. Every part but the first starts at the root maxDepth-1 symbols early, which
-// brings it to the right state, since no pattern is longer. A step from a dense state is one
-// load; from a sparse state, rare in ordinary text, it is a call.
+// after which it has outputs, and returns the state at the end. A block of ringSize symbols
+// or more is walked in two parts at once, of 2*ringSize or more in four: each step waits on
+// a table load, and independent chains of loads overlap. Every part but the first starts at
+// the root maxDepth-1 symbols early, which brings it to the right state, since no pattern is
+// longer; that warm-up costs less than the overlap saves even at these sizes, which a 1 KiB
+// prompt reaches. A step from a dense state is one load; from a sparse state, rare in
+// ordinary text, it is a call.
 func (s *safetyScanner) walk(l *normLane, from, to int) uint32 {
 	sf, sym := s.sf, l.sym[:to]
 	for k := range s.walkOuts {
@@ -69,9 +70,9 @@ func (s *safetyScanner) walk(l *normLane, from, to int) uint32 {
 	}
 	n := to - from
 	switch {
-	case n >= 8*ringSize:
+	case n >= 2*ringSize:
 		return s.walk4(sym, from, l.state)
-	case n >= 4*ringSize:
+	case n >= ringSize:
 		return s.walk2(sym, from, l.state)
 	}
 	trans, cls, dend := sf.trans, &sf.cls, sf.denseEnd

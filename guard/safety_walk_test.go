@@ -63,7 +63,8 @@ func TestFeedNormalizes(t *testing.T) {
 	}
 	r := rand.New(rand.NewPCG(3, 4))
 	alphabet := []string{"a", "b", "x", "I", "Ab", "word", "longerword", " ", "  ", ".", ",", "-", "1", "4", "@",
-		"\n", "<", "[", "/", "|", "\u200b", "é", "ı", "ａ", "aGVsbG8gd29ybGQ=", "deadbeef", "\xff"}
+		"\n", "<", "[", "/", "|", "\u200b", "é", "ı", "ａ", "aGVsbG8gd29ybGQ=", "deadbeef", "\xff",
+		"_", "+", "\t", "internationalization", "Eightlet"}
 	texts := [][]byte{safetyBenchText(6<<10, true), []byte(benchText(6<<10, 5)), []byte("i g n o r e all a b c de f")}
 	for range 300 {
 		var b []byte
@@ -89,6 +90,25 @@ func TestFeedNormalizes(t *testing.T) {
 			if string(got) != string(want) {
 				t.Fatalf("feed(%q) in pieces of %d:\n got %q\nwant %q", text, piece, got, want)
 			}
+		}
+	}
+}
+
+// TestPlainClass checks plainRun's byte classes against the tables of the general paths.
+func TestPlainClass(t *testing.T) {
+	for b := range 256 {
+		e, want := foldTable[min(b, len(foldTable)-1)], plainOther
+		switch {
+		case b >= 0x80:
+		case e.kind == kWord:
+			want = plainLetter
+		case e.kind == kSep && encClass[b] != 0:
+			want = plainSepB64
+		case e.kind == kSep:
+			want = plainSep
+		}
+		if plainClass[b] != want {
+			t.Errorf("plainClass[%#x] = %d, want %d", b, plainClass[b], want)
 		}
 	}
 }

@@ -1,0 +1,110 @@
+package guard
+
+import "encoding/binary"
+
+// Classes of an input byte for plainRun.
+const (
+	plainOther  uint8 = iota // anything plainRun leaves to feed's general paths
+	plainLetter              // A-Z a-z
+	plainSep                 // an ASCII separator outside the base64 alphabet: space, . , ( ...
+	plainSepB64              // a separator in the base64 alphabet: + - _
+)
+
+// plainClass classes the bytes for plainRun. It is spelled out rather than derived from
+// foldTable and encClass, which other files' init functions fill; TestPlainClass checks that
+// it agrees with them.
+var plainClass [256]uint8
+
+func init() {
+	for b := range 0x80 {
+		switch {
+		case b >= 'a' && b <= 'z', b >= 'A' && b <= 'Z':
+			plainClass[b] = plainLetter
+		case b == '+', b == '-', b == '_':
+			plainClass[b] = plainSepB64
+		case b >= '0' && b <= '9', b == '@', b == '/', b == '<', b == '>', b == '[', b == ']', b == '|',
+			b < 0x20 && b != '\t' && b != '\n' && b != '\v' && b != '\f' && b != '\r', b == 0x7f:
+			// plainOther
+		default:
+			plainClass[b] = plainSep
+		}
+	}
+}
+
+// plainRoom is the room in the block that plainRun wants before a word or separator: a word
+// of up to minEncoded-1 letters, the eight-byte store that writes its last letters, a space.
+const plainRoom = minEncoded + 8 + 1
+
+// plainRun normalises the start of p[i:] while it is plain ASCII prose, words of letters and
+// the separators between them, and returns how far it got. It does what event, word and sep
+// do with those bytes, in a loop small enough to keep its state in registers: letters go to
+// the block lower-cased, a run of separators becomes one space. It stops at anything else:
+// a digit, '@', a mark, '/', a control or non-ASCII byte, the separator after a one-letter
+// token (which may start a letter-spaced word), and a byte that would make a base64 run
+// long enough to decode, and where the block is too full for the next word. The caller has
+// checked that no letter-spaced word, leetspeak digit or long base64 run is pending (see
+// feed). It makes no calls, so that the compiler keeps its state in registers.
+//
+// As in feed's word path, only a word's first and last letters get their input spans: every
+// pattern is whole tokens between spaces, so a match and the earliest a partial match may
+// start are read from those spans only.
+func (s *safetyScanner) plainRun(p []byte, i, base int) int {
+	l := &s.main
+	sym, span := l.sym, l.span[:len(l.sym)]
+	m, tok, b64n, lastSpace, prev, slash := l.m, l.tok, s.b64.n, l.lastSpace, l.prev, l.slash
+	for i < len(p) {
+		if m+plainRoom > len(sym) { // the caller flushes
+			break
+		}
+		switch plainClass[p[i]] {
+		case plainLetter:
+			start, j := i, m
+			for {
+				k, x := letters8(p[i:])
+				x |= 0x2020202020202020
+				binary.LittleEndian.PutUint64(sym[j:], x)
+				if k > 0 { // the last letter, from the register rather than reloaded
+					prev = byte(x >> (8*k - 8))
+				}
+				j, i = j+k, i+k
+				if k < 8 || i-start >= minEncoded {
+					break
+				}
+			}
+			n := i - start
+			if b64n+n >= minEncoded { // feed decodes it
+				i = start
+				goto out
+			}
+			span[m], span[j-1] = packSpan(base+start, base+start+1), packSpan(base+i-1, base+i)
+			m = j
+			b64n += n
+			tok = min(tok+uint8(min(n, 2)), 2)
+			lastSpace, slash = false, false
+		case plainSep, plainSepB64:
+			if tok == 1 { // maybe a letter-spaced word
+				goto out
+			}
+			if plainClass[p[i]] == plainSepB64 {
+				if b64n+1 >= minEncoded {
+					goto out
+				}
+				b64n++
+			} else {
+				b64n = 0
+			}
+			tok = 0
+			if !lastSpace {
+				sym[m], span[m] = ' ', packSpan(base+i, base+i+1)
+				m++
+				lastSpace = true
+			}
+			i++
+		default:
+			goto out
+		}
+	}
+out:
+	l.m, l.tok, s.b64.n, l.lastSpace, l.prev, l.slash = m, tok, b64n, lastSpace, prev, slash
+	return i
+}
