@@ -14,6 +14,9 @@ var stderr io.Writer = os.Stderr
 // logFlushEvery bounds how long a log line waits before it is written.
 const logFlushEvery = 100 * time.Millisecond
 
+// logBufferStart is the initial capacity of the log buffers.
+const logBufferStart = 64 << 10
+
 // asyncWriter collects log lines in memory and writes them from one goroutine in batches, so a
 // request never waits on a terminal or disk and a busy gateway makes one write syscall per
 // batch, not one per request (nor a goroutine wake-up per request). When the buffer is full,
@@ -37,7 +40,9 @@ type asyncWriter struct {
 func newAsyncWriter(out io.Writer, limit int, dropped *metrics.Counter) *asyncWriter {
 	w := &asyncWriter{
 		out: out, limit: limit, dropped: dropped,
-		buf: make([]byte, 0, limit), spare: make([]byte, 0, limit),
+		// The buffers start small and grow with the traffic (to at most limit): a quiet
+		// gateway should not hold megabytes for lines it never writes.
+		buf: make([]byte, 0, min(limit, logBufferStart)), spare: make([]byte, 0, min(limit, logBufferStart)),
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	go w.run()
