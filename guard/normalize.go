@@ -262,7 +262,7 @@ type normLane struct {
 	gen    uint32
 
 	// A buffered lane (a scanner's main lane) keeps its symbols and their input spans in a
-	// block that the scanner walks in interleaved parts; a direct lane (a decoded segment's)
+	// block that the scanner walks a token at a time; a direct lane (a decoded segment's)
 	// walks each symbol as it comes.
 	buffered bool
 	sym      []byte

@@ -99,6 +99,14 @@ type Safety struct {
 	// outRefs[outRefStart[i]:outRefStart[i+1]].
 	outRefStart []uint32
 	outRefs     []outRef
+	// Every token of the patterns, for walks that skip the tokens in none (see
+	// safetyScanner.walk): an open-addressing table, home slot by tokenSlot, and the symbols
+	// of long tokens after their eighth.
+	tokens     []tokenEntry
+	tokenRest  []byte
+	tokenShift uint8
+	pairs      []tokenPair // the first two tokens of the patterns (see buildPairs)
+	pairShift  uint8
 
 	pats     []safetyPattern
 	segRefs  []segmentRef

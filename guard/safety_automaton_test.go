@@ -52,8 +52,8 @@ func TestAutomatonSparseStates(t *testing.T) {
 	}
 }
 
-// TestAutomatonSparseCheck checks that scans with mostly sparse states, walked in one, two
-// and four parts, find what the default layout finds.
+// TestAutomatonSparseCheck checks that scans with mostly sparse states find what the default
+// layout finds.
 func TestAutomatonSparseCheck(t *testing.T) {
 	def, err := NewSafety(SafetyOptions{})
 	if err != nil {

@@ -70,7 +70,7 @@ type safetyScanner struct {
 	// had emitted, until the walk of the main lane reaches that point.
 	inner    []SafetyMatch
 	stamps   []int
-	walkOuts [4][]walkOut // outputs of the walk's parts, in order
+	walkOuts []walkOut // outputs of the walk, in order
 }
 
 // newScanner returns a scanner whose main lane buffers up to block symbols.

@@ -82,8 +82,9 @@ func TestSafetyStreamSplit(t *testing.T) {
 	}
 }
 
-// TestSafetyStreamLong crosses many blocks: Check walks them in two or four parts, a stream
-// in small ones, and both must find the same matches as the text is cut every which way.
+// TestSafetyStreamLong crosses many blocks: Check walks them 4096 symbols at a time, a stream
+// in small ones that cut tokens, and both must find the same matches as the text is cut
+// every which way.
 func TestSafetyStreamLong(t *testing.T) {
 	s := testSafety(t)
 	var b bytes.Buffer

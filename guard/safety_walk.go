@@ -1,6 +1,10 @@
 package guard
 
-import "bytes"
+import (
+	"bytes"
+	"encoding/binary"
+	"math/bits"
+)
 
 // walkOut is a symbol after which the automaton has outputs: its index in the block and the
 // state it left the automaton in.
@@ -20,15 +24,13 @@ func (s *safetyScanner) flush() {
 	from, to := l.walked-l.base, l.m
 	final := s.walk(l, from, to)
 	words, k := l.words, from
-	for _, outs := range s.walkOuts {
-		for _, o := range outs {
-			i := int(o.i)
-			words += bytes.Count(l.sym[k:i+1], spaceSym)
-			k = i + 1
-			s.release(l.base + i)
-			l.state, l.n, l.words = o.state, l.base+i+1, words
-			s.report(l)
-		}
+	for _, o := range s.walkOuts {
+		i := int(o.i)
+		words += bytes.Count(l.sym[k:i+1], spaceSym)
+		k = i + 1
+		s.release(l.base + i)
+		l.state, l.n, l.words = o.state, l.base+i+1, words
+		s.report(l)
 	}
 	l.state, l.n, l.words = final, l.base+to, words+bytes.Count(l.sym[k:to], spaceSym)
 	l.walked = l.n
@@ -56,142 +58,139 @@ func (s *safetyScanner) release(n int) {
 }
 
 // walk runs the automaton over l.sym[from:to] from l.state, noting in s.walkOuts the symbols
-// after which it has outputs, and returns the state at the end. A block of ringSize symbols
-// or more is walked in two parts at once, of 2*ringSize or more in four: each step waits on
-// a table load, and independent chains of loads overlap. Every part but the first starts at
-// the root maxDepth-1 symbols early, which brings it to the right state, since no pattern is
-// longer; that warm-up costs less than the overlap saves even at these sizes, which a 1 KiB
-// prompt reaches. A step from a dense state is one load; from a sparse state, rare in
-// ordinary text, it is a call.
+// after which it has outputs, and returns the state at the end.
+//
+// It goes a token at a time rather than a symbol at a time. Every pattern is whole tokens
+// between spaces, so after a token that is in no pattern and the space after it the
+// automaton is back at the start state, with no output on the way, whatever state it was in
+// before: no pattern has " token " in it. From the start state, a token of a pattern and its
+// space lead to one state, which the token table holds; from there, the next token leads to
+// one state too, which the pair table holds when a pattern starts with the two (see
+// buildPairs). So a token costs a lookup or two in tables of a few hundred KB rather than a
+// chain of loads from the rows of the automaton, megabytes, one per symbol, each waiting on
+// the one before: that chain is what a scan paid for most with its caches cold. Only the
+// third and later tokens of a pattern under way, and a token that the block cuts, are walked
+// symbol by symbol.
 func (s *safetyScanner) walk(l *normLane, from, to int) uint32 {
-	sf, sym := s.sf, l.sym[:to]
-	for k := range s.walkOuts {
-		s.walkOuts[k] = s.walkOuts[k][:0]
-	}
-	n := to - from
-	switch {
-	case n >= 2*ringSize:
-		return s.walk4(sym, from, l.state)
-	case n >= ringSize:
-		return s.walk2(sym, from, l.state)
-	}
-	trans, cls, dend := sf.trans, &sf.cls, sf.denseEnd
-	st, outs := l.state, s.walkOuts[0]
-	for i := from; i < to; i++ {
-		var v uint32
-		if c := cls[sym[i]]; st < dend {
-			v = trans[st+uint32(c)]
-		} else {
-			v = sf.sparseNext(st, c)
+	sf, sym := s.sf, l.sym
+	start := sf.start
+	st, outs := l.state, s.walkOuts[:0]
+	i := from
+	// A token the last walk stopped inside goes symbol by symbol up to its space. The start
+	// state is only ever entered on a space.
+	if st != start && (i == 0 || sym[i-1] != ' ') {
+		for i < to {
+			c := sym[i]
+			v := sf.next(st, sf.cls[c])
+			if st = v &^ 1; v&1 != 0 {
+				outs = append(outs, walkOut{int32(i), st})
+			}
+			i++
+			if c == ' ' {
+				break
+			}
 		}
+	}
+	// Here sym[i] starts a token (or is a space, an empty token).
+	tokens, shift, mask := sf.tokens, sf.tokenShift, uint64(len(sf.tokens)-1)
+	// prev is the slot+1 of the token before when the state is where it leads from the start
+	// state (see buildPairs), else 0.
+	prev := 0
+	for i < to {
+		n, slot := -1, 0
+		var key uint64
+		var v uint32
+		var ok bool
+		// The usual case inline: a token of under eight symbols, found at its home slot or
+		// missing from there; the rest in tokenAt and token.
+		if i+8 <= len(sym) {
+			x := binary.LittleEndian.Uint64(sym[i:])
+			y := x ^ 0x2020202020202020 // a space is a zero byte of y
+			if z := (y - 0x0101010101010101) &^ y & 0x8080808080808080; z != 0 {
+				n = bits.TrailingZeros64(z) >> 3 // the lowest set bit is exact, as in tokenAt
+				key = x & (1<<(8*uint(n)) - 1)
+			}
+		}
+		if n >= 0 && i+n < to {
+			slot = int((key ^ uint64(n)) * tokenMul >> shift & mask)
+			switch e := &tokens[slot]; {
+			case e.info == 0:
+				v, ok = start, false
+			case e.key == key && int(e.info&0xff) == n:
+				v, ok = e.next, true
+			default:
+				v, slot, ok = sf.token(sym[i:i+n], key, start)
+			}
+		} else {
+			if n, key = tokenAt(sym, i, to); n < 0 { // no space before to: the block cut the token
+				break
+			}
+			v, slot, ok = sf.token(sym[i:i+n], key, start)
+		}
+		switch {
+		case !ok || st == start || prev != 0:
+			// In no pattern, from the start state, or from where the token before led from
+			// the start state: one step, by the tables.
+			if ok && prev != 0 && st != start {
+				if w, two := sf.pair(prev-1, slot); two {
+					v, slot = w, -1 // deeper than a token table's state
+				}
+			}
+			if st = v &^ 1; v&1 != 0 {
+				outs = append(outs, walkOut{int32(i + n), st})
+			}
+			if prev = 0; ok {
+				prev = slot + 1
+			}
+		default: // a pattern may be under way: symbol by symbol
+			prev = 0
+			for k := i; k <= i+n; k++ {
+				v := sf.next(st, sf.cls[sym[k]])
+				if st = v &^ 1; v&1 != 0 {
+					outs = append(outs, walkOut{int32(k), st})
+				}
+			}
+		}
+		i += n + 1
+	}
+	for ; i < to; i++ {
+		v := sf.next(st, sf.cls[sym[i]])
 		if st = v &^ 1; v&1 != 0 {
 			outs = append(outs, walkOut{int32(i), st})
 		}
 	}
-	s.walkOuts[0] = outs
+	s.walkOuts = outs
 	return st
 }
 
-// warm returns the state after sym[i-(maxDepth-1):i] from the root.
-func (sf *Safety) warm(sym []byte, i int) uint32 {
-	var st uint32
-	for _, c := range sym[i-(int(sf.maxDepth)-1) : i] {
-		st = sf.next(st, sf.cls[c]) &^ 1
-	}
-	return st
-}
-
-// warm3 is warm at three places at once, as three independent chains of loads.
-func (sf *Safety) warm3(sym []byte, i1, i2, i3 int) (s1, s2, s3 uint32) {
-	trans, cls, dend := sf.trans, &sf.cls, sf.denseEnd
-	d := int(sf.maxDepth) - 1
-	a, b, c := sym[i1-d:i1], sym[i2-d:i2], sym[i3-d:i3]
-	b, c = b[:len(a)], c[:len(a)]
-	for k, x := range a {
-		c1, c2, c3 := cls[x], cls[b[k]], cls[c[k]]
-		if s1|s2|s3 < dend {
-			s1, s2, s3 = trans[s1+uint32(c1)]&^1, trans[s2+uint32(c2)]&^1, trans[s3+uint32(c3)]&^1
+// tokenAt returns the length of the token that starts at sym[i], up to the next space, and
+// its first eight symbols little-endian (zero-padded), the token table's key; n is -1 when
+// there is no space before sym[to].
+func tokenAt(sym []byte, i, to int) (n int, key uint64) {
+	const ones, highs, spaces = 0x0101010101010101, 0x8080808080808080, 0x2020202020202020
+	for k := i; k < to; k += 8 {
+		var x uint64
+		if k+8 <= len(sym) {
+			x = binary.LittleEndian.Uint64(sym[k:])
 		} else {
-			s1, s2, s3 = sf.next(s1, c1)&^1, sf.next(s2, c2)&^1, sf.next(s3, c3)&^1
+			for j := len(sym) - 1; j >= k; j-- {
+				x = x<<8 | uint64(sym[j])
+			}
 		}
-	}
-	return s1, s2, s3
-}
+		y := x ^ spaces // a space is a zero byte of y
+		// The lowest set bit marks the first zero byte exactly (higher ones may be wrong).
+		z := (y - ones) &^ y & highs
+		if k == i {
+			key = x
+		}
+		if z != 0 {
+			n = k - i + bits.TrailingZeros64(z)>>3
+			if i+n >= to {
+				return -1, 0
+			}
+			return n, key & (1<<(8*uint(n)) - 1) // a shift of 64 or more is 0: all of key
 
-func (s *safetyScanner) walk2(sym []byte, from int, s0 uint32) uint32 {
-	sf := s.sf
-	trans, cls, dend := sf.trans, &sf.cls, sf.denseEnd
-	mid := from + (len(sym)-from)/2
-	s1 := sf.warm(sym, mid)
-	a, b := sym[from:mid], sym[mid:]
-	o0, o1 := s.walkOuts[0], s.walkOuts[1]
-	for k, c := range a {
-		var v0, v1 uint32
-		c0, c1 := cls[c], cls[b[k]]
-		if s0|s1 < dend { // both dense, the usual case: dend is a power of two
-			v0, v1 = trans[s0+uint32(c0)], trans[s1+uint32(c1)]
-		} else {
-			v0, v1 = sf.next(s0, c0), sf.next(s1, c1)
-		}
-		s0, s1 = v0&^1, v1&^1
-		if (v0|v1)&1 != 0 {
-			if v0&1 != 0 {
-				o0 = append(o0, walkOut{int32(from + k), s0})
-			}
-			if v1&1 != 0 {
-				o1 = append(o1, walkOut{int32(mid + k), s1})
-			}
 		}
 	}
-	for k := len(a); k < len(b); k++ {
-		v := sf.next(s1, cls[b[k]])
-		if s1 = v &^ 1; v&1 != 0 {
-			o1 = append(o1, walkOut{int32(mid + k), s1})
-		}
-	}
-	s.walkOuts[0], s.walkOuts[1] = o0, o1
-	return s1
-}
-
-func (s *safetyScanner) walk4(sym []byte, from int, s0 uint32) uint32 {
-	sf := s.sf
-	trans, cls, dend := sf.trans, &sf.cls, sf.denseEnd
-	q := (len(sym) - from) / 4
-	p1, p2, p3 := from+q, from+2*q, from+3*q
-	s1, s2, s3 := sf.warm3(sym, p1, p2, p3)
-	a, b, c, d := sym[from:p1], sym[p1:p2], sym[p2:p3], sym[p3:]
-	b, c = b[:len(a)], c[:len(a)]
-	o := &s.walkOuts
-	for k, x := range a {
-		var v0, v1, v2, v3 uint32
-		c0, c1, c2, c3 := cls[x], cls[b[k]], cls[c[k]], cls[d[k]]
-		if s0|s1|s2|s3 < dend { // all dense, the usual case: dend is a power of two
-			v0, v1 = trans[s0+uint32(c0)], trans[s1+uint32(c1)]
-			v2, v3 = trans[s2+uint32(c2)], trans[s3+uint32(c3)]
-		} else {
-			v0, v1, v2, v3 = sf.next(s0, c0), sf.next(s1, c1), sf.next(s2, c2), sf.next(s3, c3)
-		}
-		s0, s1, s2, s3 = v0&^1, v1&^1, v2&^1, v3&^1
-		if (v0|v1|v2|v3)&1 != 0 {
-			if v0&1 != 0 {
-				o[0] = append(o[0], walkOut{int32(from + k), s0})
-			}
-			if v1&1 != 0 {
-				o[1] = append(o[1], walkOut{int32(p1 + k), s1})
-			}
-			if v2&1 != 0 {
-				o[2] = append(o[2], walkOut{int32(p2 + k), s2})
-			}
-			if v3&1 != 0 {
-				o[3] = append(o[3], walkOut{int32(p3 + k), s3})
-			}
-		}
-	}
-	for k := len(a); k < len(d); k++ {
-		v := sf.next(s3, cls[d[k]])
-		if s3 = v &^ 1; v&1 != 0 {
-			o[3] = append(o[3], walkOut{int32(p3 + k), s3})
-		}
-	}
-	return s3
+	return -1, 0
 }

@@ -6,8 +6,8 @@ import (
 	"testing"
 )
 
-// walkSerial is the walk in one part, symbol by symbol: the reference that the interleaved
-// walks (walk2, walk4, with warm3 finding where their later parts start) must agree with.
+// walkSerial is the walk symbol by symbol: the reference that the walk, which skips tokens
+// that are in no pattern and looks up the state after the others, must agree with.
 func walkSerial(sf *Safety, sym []byte, from, to int, st uint32) ([]walkOut, uint32) {
 	var outs []walkOut
 	for i := from; i < to; i++ {
@@ -19,8 +19,8 @@ func walkSerial(sf *Safety, sym []byte, from, to int, st uint32) ([]walkOut, uin
 	return outs, st
 }
 
-// TestWalkParts checks the one-, two- and four-part walks against the serial walk, from the
-// start state and from states deep in a pattern, with dense and mostly sparse layouts.
+// TestWalkParts checks the walk against the serial walk, from the start state, from states
+// deep in a pattern and from inside a token, with dense and mostly sparse layouts.
 func TestWalkParts(t *testing.T) {
 	def, err := NewSafety(SafetyOptions{})
 	if err != nil {
@@ -39,10 +39,7 @@ func TestWalkParts(t *testing.T) {
 				_, s0 := walkSerial(sf, text, max(0, from-int(sf.maxDepth)), from, sf.start)
 				l := &normLane{state: s0, sym: text}
 				got := sc.walk(l, from, to)
-				var outs []walkOut
-				for _, o := range sc.walkOuts {
-					outs = append(outs, o...)
-				}
+				outs := sc.walkOuts
 				wantOuts, want := walkSerial(sf, text, from, to, s0)
 				if sf.stateNum(got) != sf.stateNum(want) || !slices.Equal(outs, wantOuts) {
 					t.Fatalf("walk [%d:%d] (%d symbols): state %d, %d outputs; serial: state %d, %d outputs",
@@ -109,6 +106,125 @@ func TestPlainClass(t *testing.T) {
 		}
 		if plainClass[b] != want {
 			t.Errorf("plainClass[%#x] = %d, want %d", b, plainClass[b], want)
+		}
+	}
+}
+
+// tokenList returns the tokens in the token table.
+func tokenList(sf *Safety) []string {
+	var toks []string
+	for k, e := range sf.tokens {
+		if e.info != 0 {
+			toks = append(toks, tokenAtSlot(sf, k))
+		}
+	}
+	return toks
+}
+
+// tokenAtSlot returns the token in slot k of the token table.
+func tokenAtSlot(sf *Safety, k int) string {
+	e := sf.tokens[k]
+	n := int(e.info & 0xff)
+	b := make([]byte, 0, n)
+	for k := range min(n, 8) {
+		b = append(b, byte(e.key>>(8*k)))
+	}
+	return string(append(b, sf.tokenRest[e.info>>8:e.info>>8+uint32(max(0, n-8))]...))
+}
+
+// pairList returns the pairs of tokens in the pair table, "first second".
+func pairList(sf *Safety) []string {
+	var pairs []string
+	for _, e := range sf.pairs {
+		if e.key != 0 {
+			pairs = append(pairs, tokenAtSlot(sf, int(e.key>>32)-1)+" "+tokenAtSlot(sf, int(uint32(e.key))-1))
+		}
+	}
+	return pairs
+}
+
+// TestTokenTable checks the token table: every token of the patterns is in it with the state
+// that the automaton reaches over it from the start state, and words that are not, among them
+// a token's prefixes and extensions and the empty word, are not.
+func TestTokenTable(t *testing.T) {
+	sf, err := NewSafety(SafetyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	toks := tokenList(sf)
+	if len(toks) < 1000 {
+		t.Fatalf("%d tokens", len(toks))
+	}
+	in := map[string]bool{}
+	for _, tok := range toks {
+		in[tok] = true
+	}
+	lookup := func(w string) (uint32, bool) {
+		sym := []byte(w + "        ") // tokenAt reads eight symbols at a time
+		n, key := tokenAt(sym, 0, len(sym))
+		if n != len(w) {
+			t.Fatalf("tokenAt(%q) = %d", w, n)
+		}
+		v, _, ok := sf.token(sym[:n], key, sf.start)
+		return v, ok
+	}
+	for _, tok := range toks {
+		_, want := walkSerial(sf, []byte(tok+" "), 0, len(tok)+1, sf.start)
+		wantOut := sf.outStart[sf.stateNum(want)+1] > sf.outStart[sf.stateNum(want)]
+		v, ok := lookup(tok)
+		if !ok || v&^1 != want || (v&1 != 0) != wantOut {
+			t.Fatalf("token %q: %d %v, want state %d (outputs %v)", tok, v, ok, want, wantOut)
+		}
+		for _, w := range []string{tok[:len(tok)-1], tok + "s", tok + "xq", "q" + tok, tok[1:]} {
+			if _, ok := lookup(w); ok != in[w] {
+				t.Fatalf("word %q: found %v, want %v", w, ok, in[w])
+			}
+		}
+	}
+}
+
+// TestWalkTokens checks the walk against the serial walk on symbols made of tokens of the
+// patterns, the first two tokens of patterns, words close to them, long words and empty
+// tokens (two spaces), from random states.
+func TestWalkTokens(t *testing.T) {
+	for _, sf := range []*Safety{testSafety(t), compileDefaultDense(t, 64)} {
+		toks, pairs := tokenList(sf), pairList(sf)
+		if len(pairs) < 1000 {
+			t.Fatalf("%d pairs", len(pairs))
+		}
+		r := rand.New(rand.NewPCG(5, 6))
+		words := []string{"", "x", "internationalization", "instructionsx", "<", "|", "/", "0", "a", "the"}
+		sc := sf.newScanner(checkBlock)
+		for range 2000 {
+			var sym []byte
+			for range r.IntN(40) {
+				switch w := toks[r.IntN(len(toks))]; r.IntN(5) {
+				case 0:
+					sym = append(sym, words[r.IntN(len(words))]...)
+				case 1:
+					sym = append(sym, w[:r.IntN(len(w)+1)]...)
+				case 2: // the start of a pattern
+					sym = append(sym, pairs[r.IntN(len(pairs))]...)
+				default:
+					sym = append(sym, w...)
+				}
+				sym = append(sym, ' ')
+			}
+			if len(sym) == 0 {
+				continue
+			}
+			from, to := r.IntN(len(sym)), len(sym)
+			if r.IntN(2) == 0 {
+				to = from + r.IntN(len(sym)-from+1)
+			}
+			_, s0 := walkSerial(sf, sym, r.IntN(from+1), from, sf.start)
+			l := &normLane{state: s0, sym: sym}
+			got := sc.walk(l, from, to)
+			wantOuts, want := walkSerial(sf, sym, from, to, s0)
+			if got != want || !slices.Equal(sc.walkOuts, wantOuts) {
+				t.Fatalf("walk %q [%d:%d]: state %d, outputs %v; serial: state %d, outputs %v",
+					sym, from, to, got, sc.walkOuts, want, wantOuts)
+			}
 		}
 	}
 }

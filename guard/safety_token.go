@@ -1,0 +1,154 @@
+package guard
+
+import (
+	"bytes"
+	"fmt"
+	"math/bits"
+)
+
+// tokenEntry is a token of the patterns in the token table (see safetyScanner.walk).
+type tokenEntry struct {
+	key  uint64 // the token's first eight symbols, little-endian, zero-padded
+	info uint32 // the offset in tokenRest of its symbols after the eighth <<8 | its length; 0: an empty slot
+	next uint32 // the transition from the start state over the token and its space, with bit 0 set when it has outputs
+}
+
+// buildTokens fills the token table with every token of the patterns: an open-addressing
+// table at most half full, so that a lookup of a word in no pattern, the usual case, ends at
+// an empty slot a probe or two on.
+func (s *Safety) buildTokens(pats [][]byte) error {
+	seen := map[string]bool{}
+	var toks [][]byte
+	for _, p := range pats {
+		for _, t := range bytes.Split(bytes.Trim(p, " "), spaceSym) { // " token token "
+			if !seen[string(t)] {
+				seen[string(t)] = true
+				toks = append(toks, t)
+			}
+		}
+	}
+	size := 1 << bits.Len(uint(max(8, 2*len(toks)-1)))
+	s.tokens, s.tokenShift = make([]tokenEntry, size), uint8(64-bits.TrailingZeros(uint(size)))
+	for _, t := range toks {
+		if len(s.tokenRest) >= 1<<24 {
+			return &RuleError{Msg: fmt.Sprintf("rules too large: %d tokens", len(toks))}
+		}
+		e := tokenEntry{info: uint32(len(s.tokenRest))<<8 | uint32(len(t))} // len(t) < ringSize
+		for k := min(len(t), 8) - 1; k >= 0; k-- {
+			e.key = e.key<<8 | uint64(t[k])
+		}
+		if len(t) > 8 {
+			s.tokenRest = append(s.tokenRest, t[8:]...)
+		}
+		st := s.start
+		for _, c := range t {
+			st = s.next(st, s.cls[c]) &^ 1
+		}
+		e.next = s.next(st, s.cls[' '])
+		mask := uint64(size - 1)
+		k := s.tokenSlot(e.key, len(t))
+		for s.tokens[k].info != 0 {
+			k = (k + 1) & mask
+		}
+		s.tokens[k] = e
+	}
+	return nil
+}
+
+// tokenSlot returns the home slot of a token of n symbols whose first eight are key.
+func (s *Safety) tokenSlot(key uint64, n int) uint64 {
+	return (key ^ uint64(n)) * tokenMul >> s.tokenShift
+}
+
+const tokenMul = 0x9e3779b97f4a7c15
+
+// token looks up w, whose first eight symbols are key (see tokenAt), in the token table. It
+// returns the transition from the start state over w and a space, and whether w is in a
+// pattern; when it is in none, the transition is to start itself from any state, which is
+// what it returns.
+func (s *Safety) token(w []byte, key uint64, start uint32) (v uint32, slot int, ok bool) {
+	n, mask := len(w), uint64(len(s.tokens)-1)
+	for k := s.tokenSlot(key, n); ; k = (k + 1) & mask {
+		e := &s.tokens[k]
+		if e.info == 0 {
+			return start, 0, false
+		}
+		if e.key == key && int(e.info&0xff) == n {
+			if n <= 8 {
+				return e.next, int(k), true
+			}
+			if rest := e.info >> 8; string(s.tokenRest[rest:rest+uint32(n-8)]) == string(w[8:]) {
+				return e.next, int(k), true
+			}
+		}
+	}
+}
+
+// tokenPair is a pattern's first two tokens, by their slots in the token table, and the
+// transition from the start state over both and their spaces.
+type tokenPair struct {
+	key  uint64 // first slot+1 <<32 | second slot+1; 0: an empty slot
+	next uint32
+}
+
+// buildPairs fills the pair table with the first two tokens of every pattern of two or more.
+// From the state after " first " (which the token table gives), a space and a token lead to
+// the state of " first second " when some pattern starts so, and otherwise where the token
+// leads from the start state: no other suffix of " first second " starts a pattern.
+func (s *Safety) buildPairs(pats [][]byte) {
+	seen := map[uint64]bool{}
+	var pairs []tokenPair
+	for _, p := range pats {
+		toks := bytes.Split(bytes.Trim(p, " "), spaceSym)
+		if len(toks) < 2 {
+			continue
+		}
+		key := uint64(s.tokenSlotOf(toks[0])+1)<<32 | uint64(s.tokenSlotOf(toks[1])+1)
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		st := s.start
+		for _, c := range p[1 : 1+len(toks[0])+1+len(toks[1])] {
+			st = s.next(st, s.cls[c]) &^ 1
+		}
+		pairs = append(pairs, tokenPair{key: key, next: s.next(st, s.cls[' '])})
+	}
+	size := 1 << bits.Len(uint(max(8, 2*len(pairs)-1)))
+	s.pairs, s.pairShift = make([]tokenPair, size), uint8(64-bits.TrailingZeros(uint(size)))
+	for _, e := range pairs {
+		k := e.key * tokenMul >> s.pairShift
+		for s.pairs[k].key != 0 {
+			k = (k + 1) & uint64(size-1)
+		}
+		s.pairs[k] = e
+	}
+}
+
+// tokenSlotOf returns the slot of token t in the token table, which holds it.
+func (s *Safety) tokenSlotOf(t []byte) int {
+	var key uint64
+	for k := min(len(t), 8) - 1; k >= 0; k-- {
+		key = key<<8 | uint64(t[k])
+	}
+	_, slot, ok := s.token(t, key, s.start)
+	if !ok {
+		panic("BUG: a pattern's token is not in the token table")
+	}
+	return slot
+}
+
+// pair returns the transition from the state after " first " over a space and the token
+// second, given their slots, when some pattern starts with the two.
+func (s *Safety) pair(first, second int) (uint32, bool) {
+	key, mask := uint64(first+1)<<32|uint64(second+1), uint64(len(s.pairs)-1)
+	for k := key * tokenMul >> s.pairShift; ; k = (k + 1) & mask {
+		e := &s.pairs[k]
+		if e.key == key {
+			return e.next, true
+		}
+		if e.key == 0 {
+			return 0, false
+		}
+	}
+}
