@@ -121,9 +121,14 @@ func BenchmarkPipelineBufferedNoDrift(b *testing.B) {
 // BenchmarkPipelineCacheHit is a buffered request answered from the response cache: decode,
 // route, key, lookup, replay, metrics, drift sample.
 func BenchmarkPipelineCacheHit(b *testing.B) {
-	g := newBenchGateway(b, func(c *config.Config) {
+	benchmarkHit(b, func(c *config.Config) {
 		c.Models[0].Cache = config.ModelCache{Enabled: true, TTL: time.Hour}
 	})
+}
+
+// benchmarkHit runs one cacheable request until it is a hit, then measures hits.
+func benchmarkHit(b *testing.B, edits ...func(*config.Config)) {
+	g := newBenchGateway(b, edits...)
 	g.log = discardLogger()
 	body := bytes.Replace(chatBody1K(false), []byte(`"temperature":0.2`), []byte(`"temperature":0`), 1)
 	ctx, req := newBenchCtx(body)
@@ -182,25 +187,7 @@ func BenchmarkPipelineFull(b *testing.B) {
 }
 
 // BenchmarkPipelineFullHit is BenchmarkPipelineCacheHit with the guard of BenchmarkPipelineFull.
-func BenchmarkPipelineFullHit(b *testing.B) {
-	g := newBenchGateway(b, fullFeatures)
-	g.log = discardLogger()
-	body := bytes.Replace(chatBody1K(false), []byte(`"temperature":0.2`), []byte(`"temperature":0`), 1)
-	ctx, req := newBenchCtx(body)
-	var w bytes.Buffer
-	for range 100 { // until the store has applied the first answer
-		serveOnce(g, ctx, req, &w)
-		g.cacheStore.Wait()
-	}
-	if string(ctx.Response.Header.Peek("X-Llmgate-Cache")) != "hit" {
-		b.Fatalf("not a hit: %s", ctx.Response.Header.Peek("X-Llmgate-Cache"))
-	}
-	b.ReportAllocs()
-	b.SetBytes(int64(len(req.Body())))
-	for b.Loop() {
-		serveOnce(g, ctx, req, &w)
-	}
-}
+func BenchmarkPipelineFullHit(b *testing.B) { benchmarkHit(b, fullFeatures) }
 
 // BenchmarkPipelineStream is the streaming path: 16 content events, usage chunk dropped, [DONE].
 func BenchmarkPipelineStream(b *testing.B) { benchmarkPipeline(b, true) }
