@@ -9,14 +9,7 @@ import (
 // then PII redaction into a request vault. Prompts are realistic chat text of 1, 4 and 32 KiB,
 // clean and with 5 PII values.
 func BenchmarkGuard(b *testing.B) {
-	p, err := NewPII(PIIOptions{Prompt: ActionRedact, Completion: ActionRedact})
-	if err != nil {
-		b.Fatal(err)
-	}
-	s, err := NewSafety(SafetyOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	p, s := benchGuard(b)
 	for _, size := range []int{1 << 10, 4 << 10, 32 << 10} {
 		for _, n := range []int{0, 5} {
 			name := strconv.Itoa(size>>10) + "KiB/clean"
@@ -42,4 +35,18 @@ func BenchmarkGuard(b *testing.B) {
 			})
 		}
 	}
+}
+
+// benchGuard returns the guard the gateway runs with everything on: PII redaction both ways and
+// the built-in safety rules.
+func benchGuard(b *testing.B) (*PII, *Safety) {
+	p, err := NewPII(PIIOptions{Prompt: ActionRedact, Completion: ActionRedact})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := NewSafety(SafetyOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p, s
 }

@@ -7,14 +7,7 @@ import "testing"
 // between requests and evict the guard's tables. The size of the tables matters here far
 // more than in the hot loop of BenchmarkGuard.
 func BenchmarkGuardCold(b *testing.B) {
-	p, err := NewPII(PIIOptions{Prompt: ActionRedact, Completion: ActionRedact})
-	if err != nil {
-		b.Fatal(err)
-	}
-	s, err := NewSafety(SafetyOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	p, s := benchGuard(b)
 	text := []byte(benchText(1<<10, 0))
 	// Larger than this machine's L2 and L3 together (2 MiB + 32 MiB), walked with a stride
 	// of a cache line.
