@@ -30,7 +30,7 @@ func (g *Gateway) forwardBuffered(ctx *fasthttp.RequestCtx, r *request, snap *sn
 	// One pass over the answer finds both members the gateway reads.
 	us, ue, cs, ce := jsonscan.FindPair(body, "usage", "choices")
 	if us >= 0 {
-		r.inputTokens, r.outputTokens = usageFrom(&r.parser, body[us:ue])
+		r.inputTokens, r.outputTokens = usageFrom(body[us:ue])
 	}
 	g.cacheStoreBuffered(r, body) // 8. the backend's answer, before the guard (see cachestage.go)
 	if r.status == fasthttp.StatusOK {

@@ -99,8 +99,7 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 			body := resp.Body()
 			us, ue, cs, ce := jsonscan.FindPair(body, "usage", "choices")
 			if us >= 0 {
-				var p fastjson.Parser
-				in, out := usageFrom(&p, body[us:ue])
+				in, out := usageFrom(body[us:ue])
 				if in > 0 {
 					s.PromptTokens = int64(in)
 				}

@@ -169,7 +169,7 @@ func (s *streamBody) next(wait bool) []byte {
 		us, ue, cs, ce := jsonscan.FindPair(data, "usage", "choices") // one pass per chunk
 		in, out := 0, 0
 		if us >= 0 {
-			in, out = usageFrom(&r.parser, data[us:ue])
+			in, out = usageFrom(data[us:ue])
 		}
 		if in > 0 || out > 0 {
 			r.inputTokens, r.outputTokens = in, out

@@ -1,25 +1,11 @@
 package gateway
 
-import (
-	"github.com/valyala/fastjson"
-
-	"github.com/llmgate/llmgate/gateway/jsonscan"
-)
-
-// usageTokens reads usage.prompt_tokens and usage.completion_tokens from a response body or a
-// stream chunk, parsing only the usage object.
-func usageTokens(p *fastjson.Parser, body []byte) (in, out int) {
-	s, e := jsonscan.Find(body, "usage")
-	if s < 0 {
-		return 0, 0
-	}
-	return usageFrom(p, body[s:e])
-}
+import "github.com/llmgate/llmgate/gateway/jsonscan"
 
 // usageFrom reads the token counts of a usage object (the value span jsonscan found). It
 // scans rather than parses: this runs on every answer, and a parse of even this small object
 // cost more than the scan of the whole answer that found it.
-func usageFrom(_ *fastjson.Parser, usage []byte) (in, out int) {
+func usageFrom(usage []byte) (in, out int) {
 	if len(usage) == 0 || usage[0] != '{' {
 		return 0, 0
 	}

@@ -18,7 +18,7 @@ func TestUsageFrom(t *testing.T) {
 		{`null`, 0, 0},
 		{``, 0, 0},
 	} {
-		in, out := usageFrom(nil, []byte(c.usage))
+		in, out := usageFrom([]byte(c.usage))
 		if in != c.in || out != c.out {
 			t.Errorf("%s: got %d, %d; want %d, %d", c.usage, in, out, c.in, c.out)
 		}
