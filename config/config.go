@@ -55,6 +55,9 @@ type AdminToken struct {
 // Limits bounds what clients may send.
 type Limits struct {
 	MaxBodyBytes int `yaml:"max_body_bytes"`
+	// MemoryBytes is a soft limit on the process's memory (Go's GOMEMLIMIT); 0 leaves Go's
+	// default, under which the heap may grow to twice what is live: twice a full cache.
+	MemoryBytes int64 `yaml:"memory_bytes"`
 }
 
 // Timeouts bound each phase of a proxied request.

@@ -58,6 +58,11 @@ const (
 	DefaultStatePath       = "llmgate-state.db"
 )
 
+// MemoryHeadroom is the least room limits.memory_bytes must leave beside a full cache: the
+// safety tables (about 6 MB per guarded alias), buffers of requests in flight, and garbage
+// between two collections.
+const MemoryHeadroom = 32 << 20
+
 func (c *Config) applyObserveDefaults() {
 	setDefault(c, "drift.interval", &c.Drift.Interval, DefaultDriftInterval)
 	setDefault(c, "drift.min_samples", &c.Drift.MinSamples, DefaultDriftMinSamples)
@@ -97,6 +102,11 @@ func (v *validator) observe(c *Config) {
 	}
 	if c.Cache.MaxBytes < 1<<20 {
 		v.addf("cache.max_bytes", "must be at least 1048576 (1 MiB), got %d", c.Cache.MaxBytes)
+	}
+	// Below the cache plus the rest of the gateway the collector would run without pause.
+	if least := int64(c.Cache.MaxBytes) + MemoryHeadroom; c.Limits.MemoryBytes != 0 && c.Limits.MemoryBytes < least {
+		v.addf("limits.memory_bytes", "must be 0 (no limit) or at least cache.max_bytes + %d MiB (%d), got %d",
+			MemoryHeadroom>>20, least, c.Limits.MemoryBytes)
 	}
 	for i, m := range c.Models {
 		mk := indexKey("models", i)

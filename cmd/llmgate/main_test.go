@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"net"
+	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 
@@ -106,5 +108,38 @@ func TestVersion(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := run([]string{"version"}, &stdout, &stderr); code != 0 || !strings.HasPrefix(stdout.String(), "llmgate ") {
 		t.Fatalf("version: exit %d, %q", code, stdout.String())
+	}
+}
+
+// limits.memory_bytes becomes the process's soft memory limit; without it Go's own stays.
+func TestMemoryLimit(t *testing.T) {
+	before := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(before) })
+	dir := t.TempDir()
+	path := filepath.Join(dir, "llmgate.yaml")
+	backend := startFakeLLM(t, fakellm.Options{Flavor: "vllm", Model: "m"})
+	yaml := "state: {path: " + filepath.Join(dir, "state.db") + "}\n" +
+		"cache: {max_bytes: 16777216}\n" +
+		"models: [{alias: m, versions: [{version: v1, backends: [{url: \"" + backend + "\", kind: vllm, model: m}]}]}]\n"
+
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := buildServeConfig(path, nil, nil, "127.0.0.1:0", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if applyMemoryLimit(cfg) || debug.SetMemoryLimit(-1) != before {
+		t.Fatalf("no limits.memory_bytes changed the memory limit to %d", debug.SetMemoryLimit(-1))
+	}
+
+	if err := os.WriteFile(path, []byte(yaml+"limits: {memory_bytes: 50331648}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err = buildServeConfig(path, nil, nil, "127.0.0.1:0", "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	if !applyMemoryLimit(cfg) || debug.SetMemoryLimit(-1) != 48<<20 {
+		t.Fatalf("memory limit %d, want %d", debug.SetMemoryLimit(-1), 48<<20)
 	}
 }

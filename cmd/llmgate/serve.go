@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -72,6 +73,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "llmgate %s serving OpenAI API on http://%s/v1, admin and /metrics on http://%s\n",
 		buildVersion(), lns[0].Addr(), lns[1].Addr())
+	if applyMemoryLimit(cfg) {
+		fmt.Fprintf(stdout, "  memory limit %d MiB (limits.memory_bytes)\n", cfg.Limits.MemoryBytes>>20)
+	}
 	if st == nil {
 		fmt.Fprintf(stdout, "  deploy state in %s\n", cfg.State.Path)
 	}
@@ -79,6 +83,16 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "  model %q: stable %s, %d version(s)\n", m.Alias, m.Stable.Name, len(m.Versions))
 	}
 	return waitForSignal(g, lns, stderr)
+}
+
+// applyMemoryLimit sets the process's soft memory limit from limits.memory_bytes, when given
+// (otherwise GOMEMLIMIT from the environment, or none, as Go decides), and says whether it did.
+func applyMemoryLimit(cfg *config.Config) bool {
+	if cfg.Limits.MemoryBytes <= 0 {
+		return false
+	}
+	debug.SetMemoryLimit(cfg.Limits.MemoryBytes)
+	return true
 }
 
 // buildServeConfig loads the config file, or builds one from discovered backends, then applies
