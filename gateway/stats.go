@@ -88,12 +88,26 @@ func (s *requestStats) noteChoices(choices []byte, chunk bool) {
 	}
 }
 
+// noteCached takes finish_reason and the text of choice 0 from a cache entry (cache.Entry.First),
+// as noteCompletion would read them from the replayed body.
+func (s *requestStats) noteCached(finish, text []byte) {
+	if finish != nil {
+		s.setFinish(finish)
+	}
+	s.completionHead = append(s.completionHead, text[:min(len(text), headBytes-len(s.completionHead))]...)
+}
+
 func (s *requestStats) noteFinish(choice []byte) {
 	fs, fe := jsonscan.Find(choice, "finish_reason")
 	if fs < 0 || choice[fs] != '"' {
 		return
 	}
-	switch string(choice[fs+1 : fe-1]) {
+	s.setFinish(choice[fs+1 : fe-1])
+}
+
+// setFinish records a finish_reason, given as the raw contents of its JSON string.
+func (s *requestStats) setFinish(reason []byte) {
+	switch string(reason) {
 	case "stop":
 		s.finish = drift.FinishStop
 	case "length":

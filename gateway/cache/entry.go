@@ -321,6 +321,38 @@ func (e *Entry) indexMessage(i int) (int, error) {
 	return i, err
 }
 
+// First returns what drift statistics read of choice 0: its finish_reason and the start of its
+// text (a chat message's content, a completion's text), both as raw JSON string contents,
+// still escaped; nil where absent, as for embeddings. A hit needs no scan of its body for them.
+func (e *Entry) First() (finish, text []byte) {
+	for i := range e.choices {
+		c := &e.choices[i]
+		if c.index != 0 {
+			continue
+		}
+		finish = e.stringContent(c.finish)
+		if e.kind == KindCompletion {
+			return finish, e.stringContent(c.text)
+		}
+		for _, f := range e.fields[c.msg[0]:c.msg[1]] {
+			if string(e.raw(f.k)) == `"content"` {
+				return finish, e.stringContent(f.v)
+			}
+		}
+		return finish, nil
+	}
+	return nil, nil
+}
+
+// stringContent returns the bytes between the quotes of the JSON string at s; nil for any other
+// value.
+func (e *Entry) stringContent(s span) []byte {
+	if v := e.raw(s); len(v) >= 2 && v[0] == '"' {
+		return v[1 : len(v)-1]
+	}
+	return nil
+}
+
 // AppendJSON appends the entry as a buffered response body: the stored bytes with a fresh id
 // and created (where the stored body has them; embeddings have neither).
 func (e *Entry) AppendJSON(dst, id []byte, created int64) []byte {

@@ -1,0 +1,73 @@
+package gateway
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/llmgate/llmgate/drift"
+	"github.com/llmgate/llmgate/gateway/cache"
+)
+
+// A cache hit takes its drift sample from the entry; it must be the sample that reading the
+// replayed body gives, so hits and misses of one answer count alike.
+func TestNoteCachedMatchesBody(t *testing.T) {
+	long := strings.Repeat("I can't help with that, but here is why: \\\"quoted\\\" and \\u00e9. ", 4)
+	cases := []struct {
+		name string
+		kind cache.Kind
+		n    int
+		body []byte
+	}{
+		{"long escaped chat", cache.KindChat, 1, []byte(`{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"` + long + `"},"finish_reason":"length"}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}`)},
+		{"null content", cache.KindChat, 1, []byte(`{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}`)},
+		{"odd finish", cache.KindCompletion, 1, []byte(`{"id":"x","object":"text_completion","created":1,"model":"m","choices":[{"index":0,"text":"Sure.","finish_reason":"abort"}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}`)},
+	}
+	files := map[string]cache.Kind{"vllm_chat.json": cache.KindChat, "ollama_chat.json": cache.KindChat,
+		"openai_chat_tools.json": cache.KindChat, "openai_chat_n2_logprobs.json": cache.KindChat, "vllm_completion.json": cache.KindCompletion}
+	for name, kind := range files {
+		b, err := os.ReadFile(filepath.Join("cache", "testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 1
+		if strings.Contains(name, "n2") {
+			n = 2
+		}
+		cases = append(cases, struct {
+			name string
+			kind cache.Kind
+			n    int
+			body []byte
+		}{name, kind, n, b})
+	}
+	for _, c := range cases {
+		e, err := cache.NewEntry(c.kind, c.body, c.n)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		body := e.AppendJSON(nil, []byte("chatcmpl-1"), 2)
+		var fromBody, fromEntry requestStats
+		fromBody.reset()
+		fromEntry.reset()
+		fromBody.noteCompletion(body)
+		fromEntry.noteCached(e.First())
+		if c.name == "openai_chat_n2_logprobs.json" {
+			// This fixture lists choice 1 first, which no backend does: the body scan takes the
+			// first element, the entry the choice whose index is 0.
+			if !bytes.HasPrefix(fromEntry.completionHead, []byte("日本語")) || fromEntry.finish != drift.FinishLength {
+				t.Errorf("%s: finish %v head %q, want choice 0's", c.name, fromEntry.finish, fromEntry.completionHead)
+			}
+			continue
+		}
+		if fromBody.finish != fromEntry.finish || !bytes.Equal(fromBody.completionHead, fromEntry.completionHead) {
+			t.Errorf("%s: from the entry finish %v head %q; from the body finish %v head %q", c.name,
+				fromEntry.finish, fromEntry.completionHead, fromBody.finish, fromBody.completionHead)
+		}
+		if len(fromBody.completionHead) == 0 && c.name != "null content" && c.name != "openai_chat_tools.json" {
+			t.Errorf("%s: no text read at all", c.name)
+		}
+	}
+}
