@@ -186,6 +186,22 @@ func TestReadProc(t *testing.T) {
 	}
 }
 
+// With --repeat-share 1 every request repeats the first: a run of cache hits only.
+func TestWorkloadAllRepeats(t *testing.T) {
+	o := testOptions()
+	o.RepeatShare = 1
+	w, err := NewWorkload(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := w.Body(nil, w.Key(0))
+	for i := range uint64(100000) {
+		if b := w.Body(nil, w.Key(i)); !bytes.Equal(b, first) {
+			t.Fatalf("request %d has a body of its own: %.80s", i, b)
+		}
+	}
+}
+
 func TestWorkload(t *testing.T) {
 	o := testOptions()
 	o.PromptMix = []int{200, 1024, 4096}

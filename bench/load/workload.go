@@ -104,6 +104,9 @@ func NewWorkload(o *Options) (*Workload, error) {
 
 // Key returns the body key of request i (see Workload).
 func (w *Workload) Key(i uint64) uint64 {
+	if w.repeatShare >= 1 { // every request repeats an earlier one: all repeat the first
+		return 0
+	}
 	// Following a repeat to the request it copies is deterministic per index, so the chain
 	// always ends at the same fresh request; the bound only stops pathological shares.
 	for range 64 {
