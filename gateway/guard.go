@@ -53,7 +53,7 @@ func newGuardMetrics(set *metrics.Set, alias, version string, ag *aliasGuard) *g
 		m.blocks[d] = set.GetOrCreateCounter(`llmgate_guard_blocks_total{` + dl + `}`)
 		m.memoHits[d] = set.GetOrCreateCounter(`llmgate_guard_memo_hits_total{` + dl + `}`)
 		m.pii[d] = map[string]*metrics.Counter{}
-		for _, e := range guard.PIIEntities() {
+		for _, e := range piiEntities {
 			m.pii[d][e] = set.GetOrCreateCounter(`llmgate_guard_pii_total{` + dl + `,entity="` + e + `"}`)
 		}
 	}
@@ -317,13 +317,16 @@ var errChoiceUnguarded = &apiError{status: fasthttp.StatusBadGateway, typ: typeS
 
 var errCompletionFiltered = &apiError{status: fasthttp.StatusOK, typ: typeInvalidRequest, code: "content_filter", message: "The completion was stopped by the gateway's safety filter."}
 
+// piiEntities is guard.PIIEntities() once: that returns a copy each call.
+var piiEntities = guard.PIIEntities()
+
 // countPII counts what the vault saw in direction d and notes it for the header.
 func (g *Gateway) countPII(r *request, d guard.Direction) {
 	v := r.guard.vault
-	if v == nil {
+	if v == nil || v.Findings(d) == 0 {
 		return
 	}
-	for _, e := range guard.PIIEntities() {
+	for _, e := range piiEntities {
 		if n := v.Found(d, e); n > 0 {
 			r.guard.m.pii[d][e].Add(n)
 		}

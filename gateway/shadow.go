@@ -9,7 +9,6 @@ import (
 
 	"github.com/llmgate/llmgate/drift"
 	"github.com/llmgate/llmgate/gateway/jsonscan"
-	"github.com/llmgate/llmgate/guard"
 	"github.com/llmgate/llmgate/router"
 )
 
@@ -134,7 +133,7 @@ func shadowGuardHits(ag *aliasGuard, choices []byte) (safety, entities uint16) {
 		return 0, 0
 	}
 	arr, _ := v.Array()
-	names := guard.PIIEntities()
+	names := piiEntities
 	for _, c := range arr {
 		text := c.GetStringBytes("message", "content")
 		if text == nil {
