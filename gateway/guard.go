@@ -170,16 +170,17 @@ func piiBlockedError(types []byte) *apiError {
 
 // guardState is the guard's per-request state, part of the pooled request.
 type guardState struct {
-	ag      *aliasGuard
-	m       *guardMetrics // of the version serving the request
-	vault   *guard.Vault
-	arena   fastjson.Arena
-	matches []guard.SafetyMatch
-	text    []byte // scratch for one rewritten text
-	header  []byte // x-llmgate-guard value
-	flagged bool   // the header must be sent
-	blocked string // why the request or completion was blocked, for the log
-	chunk   []byte // a rewritten stream chunk
+	ag       *aliasGuard
+	m        *guardMetrics // of the version serving the request
+	vault    *guard.Vault
+	arena    fastjson.Arena
+	matches  []guard.SafetyMatch
+	text     []byte // scratch for one rewritten text
+	restored []byte // scratch for one text with its placeholders restored
+	header   []byte // x-llmgate-guard value
+	flagged  bool   // the header must be sent
+	blocked  string // why the request or completion was blocked, for the log
+	chunk    []byte // a rewritten stream chunk
 	// For the classifier's completion verdict: collect is set when it wants one.
 	collect    bool
 	completion []byte // choice 0's text, bounded
@@ -193,6 +194,11 @@ func (s *guardState) reset() {
 	}
 	s.ag, s.m, s.matches, s.text, s.header, s.flagged, s.blocked = nil, nil, s.matches[:0], s.text[:0], s.header[:0], false, ""
 	s.chunk = s.chunk[:0]
+	// Restored text holds the requester's originals: zeroed as the vault zeroes its own.
+	clear(s.restored[:cap(s.restored)])
+	if s.restored = s.restored[:0]; cap(s.restored) > 64<<10 {
+		s.restored = nil
+	}
 	s.collect, s.completion, s.turns = false, s.completion[:0], nil
 	s.arena.Reset()
 }
@@ -456,7 +462,8 @@ func (g *Gateway) guardCompletion(r *request, body []byte) []byte {
 			r.guard.collectCompletion(out)
 		}
 		if ag.restore {
-			out = r.guard.vault.Restore(nil, out)
+			r.guard.restored = r.guard.vault.Restore(r.guard.restored[:0], out)
+			out = r.guard.restored
 		}
 		if !bytes.Equal(out, text) {
 			replaceString(&r.guard.arena, v, out)
