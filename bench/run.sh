@@ -242,6 +242,10 @@ if want cache; then
 	values() { # values FIELD FILTER: FIELD of the new log lines matching FILTER, sorted
 		tail -n +"$((mark + 1))" "$log" | grep -F "$2" | grep -o "\"$1\":[0-9.]*" | cut -d: -f2 | sort -n || true
 	}
+	rps() { # rps FILE TARGET: the throughput of TARGET in a --json report
+		# The summaries come after the rounds: the last match is the median across rounds.
+		awk -v t="\"$2\"," '$1 == "\"target\":" { on = $2 == t } on && $1 == "\"throughput_rps\":" { sub(",", "", $2); v = $2 } END { print v }' "$1"
+	}
 	pct() { awk -v p="$1" '{ v[NR] = $1 } END { if (NR) print v[int(p * (NR - 1)) + 1]; else print "-" }'; }
 	hit_p50=$(values duration_ms '"cache":"hit"' | pct 0.5)
 	up_p50=$(values upstream_ms '"cache":"miss"' | pct 0.5)
@@ -250,6 +254,12 @@ if want cache; then
 		echo "hit: duration p50 $hit_p50, p99 $(values duration_ms '"cache":"hit"' | pct 0.99), $(values duration_ms '"cache":"hit"' | wc -l) requests"
 		echo "miss: duration p50 $(values duration_ms '"cache":"miss"' | pct 0.5), p99 $(values duration_ms '"cache":"miss"' | pct 0.99); backend round trip (upstream_ms) p50 $up_p50, p99 $(values upstream_ms '"cache":"miss"' | pct 0.99), $(values upstream_ms '"cache":"miss"' | wc -l) requests"
 		awk -v h="$hit_p50" -v u="$up_p50" 'BEGIN { if (h > 0) printf "backend round trip p50 / hit duration p50: %.1fx\n", u / h }'
+		# Issue #6: the hit path sustains at least 5x the request rate of the miss path (the
+		# closed-loop runs of this script: hits above, misses in the "closed" scenario).
+		if [[ -f $out/chat-closed.json ]]; then
+			awk -v h="$(rps "$out/cache-closed.json" llmgate-full)" -v m="$(rps "$out/chat-closed.json" llmgate-full)" \
+				'BEGIN { if (m > 0) printf "closed loop: hits %.0f req/s / misses %.0f req/s: %.1fx\n", h, m, h / m }'
+		fi
 		echo
 	} | tee -a "$report"
 fi
