@@ -1,6 +1,9 @@
 package guard
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"unicode/utf8"
+)
 
 // Classes of an input byte for plainRun.
 const (
@@ -8,6 +11,7 @@ const (
 	plainLetter              // A-Z a-z
 	plainSep                 // an ASCII separator outside the base64 alphabet: space, . , ( ...
 	plainSepB64              // a separator in the base64 alphabet: + - _
+	plainDigit               // 0-9
 )
 
 // plainClass classes the bytes for plainRun. It is spelled out rather than derived from
@@ -22,7 +26,9 @@ func init() {
 			plainClass[b] = plainLetter
 		case b == '+', b == '-', b == '_':
 			plainClass[b] = plainSepB64
-		case b >= '0' && b <= '9', b == '@', b == '/', b == '<', b == '>', b == '[', b == ']', b == '|',
+		case b >= '0' && b <= '9':
+			plainClass[b] = plainDigit
+		case b == '@', b == '/', b == '<', b == '>', b == '[', b == ']', b == '|',
 			b < 0x20 && b != '\t' && b != '\n' && b != '\v' && b != '\f' && b != '\r', b == 0x7f:
 			// plainOther
 		default:
@@ -36,14 +42,16 @@ func init() {
 const plainRoom = minEncoded + 8 + 1
 
 // plainRun normalises the start of p[i:] while it is plain ASCII prose, words of letters and
-// the separators between them, and returns how far it got. It does what event, word and sep
-// do with those bytes, in a loop small enough to keep its state in registers: letters go to
-// the block lower-cased, a run of separators becomes one space. It stops at anything else:
-// a digit, '@', a mark, '/', a control or non-ASCII byte, the separator after a one-letter
-// token (which may start a letter-spaced word), and a byte that would make a base64 run
-// long enough to decode, and where the block is too full for the next word. The caller has
-// checked that no letter-spaced word, leetspeak digit or long base64 run is pending (see
-// feed). It makes no calls, so that the compiler keeps its state in registers.
+// digits and the separators between them, and returns how far it got. It does what event,
+// word and sep do with those bytes, in a loop small enough to keep its state in registers:
+// letters go to the block lower-cased, a digit as itself or as the letter it stands for in
+// leetspeak, a run of separators becomes one space. It stops at anything else: '@', a mark,
+// '/', a control or non-ASCII byte, a digit whose next byte it cannot read yet, the
+// separator after a one-character token unless a word of two letters or more follows (a
+// letter-spaced word may start there), a byte that would make a base64 run long enough to
+// decode, and where the block is too full for the next word. The caller has checked that no
+// letter-spaced word, leetspeak digit or long base64 run is pending (see feed). It makes no
+// calls, so that the compiler keeps its state in registers.
 //
 // As in feed's word path, only a word's first and last letters get their input spans: every
 // pattern is whole tokens between spaces, so a match and the earliest a partial match may
@@ -81,8 +89,28 @@ func (s *safetyScanner) plainRun(p []byte, i, base int) int {
 			b64n += n
 			tok = min(tok+uint8(min(n, 2)), 2)
 			lastSpace, slash = false, false
+		case plainDigit:
+			// As feed settles a digit whose next byte is here: a leetspeak letter inside a word
+			// or before a letter, else the digit. A digit's every symbol gets its span.
+			if i+1 == len(p) || p[i+1] >= utf8.RuneSelf || foldTable[p[i+1]].kind == kDrop || b64n+1 >= minEncoded {
+				goto out
+			}
+			e := &foldTable[p[i]]
+			c := e.s[0]
+			if e.s[1] != 0 && (tok > 0 && isLetter(prev) || foldTable[p[i+1]].kind == kWord) {
+				c = e.s[1]
+			}
+			sym[m], span[m] = c, packSpan(base+i, base+i+1)
+			m++
+			b64n++
+			prev, tok = c, min(tok+1, 2)
+			lastSpace, slash = false, false
+			i++
 		case plainSep, plainSepB64:
-			if tok == 1 { // maybe a letter-spaced word
+			// After a one-character token, a letter-spaced word ("i g n o r e") may start. It
+			// does not when this one separator byte is followed by two letters, a word of two
+			// or more ("a word"), and the general paths would end up where this path does.
+			if tok == 1 && (i+2 >= len(p) || plainClass[p[i+1]] != plainLetter || plainClass[p[i+2]] != plainLetter) {
 				goto out
 			}
 			if plainClass[p[i]] == plainSepB64 {

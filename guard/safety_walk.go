@@ -1,16 +1,16 @@
 package guard
 
 import (
-	"bytes"
 	"encoding/binary"
 	"math/bits"
 )
 
-// walkOut is a symbol after which the automaton has outputs: its index in the block and the
-// state it left the automaton in.
+// walkOut is a symbol after which the automaton has outputs: its index in the block, the
+// state it left the automaton in, and the spaces the walk has taken up to it, itself included.
 type walkOut struct {
-	i     int32
-	state uint32
+	i      int32
+	state  uint32
+	spaces int32
 }
 
 var spaceSym = []byte{' '}
@@ -22,17 +22,15 @@ var spaceSym = []byte{' '}
 func (s *safetyScanner) flush() {
 	l := &s.main
 	from, to := l.walked-l.base, l.m
-	final := s.walk(l, from, to)
-	words, k := l.words, from
+	final, spaces := s.walk(l, from, to)
+	words := l.words
 	for _, o := range s.walkOuts {
 		i := int(o.i)
-		words += bytes.Count(l.sym[k:i+1], spaceSym)
-		k = i + 1
 		s.release(l.base + i)
-		l.state, l.n, l.words = o.state, l.base+i+1, words
+		l.state, l.n, l.words = o.state, l.base+i+1, words+int(o.spaces)
 		s.report(l)
 	}
-	l.state, l.n, l.words = final, l.base+to, words+bytes.Count(l.sym[k:to], spaceSym)
+	l.state, l.n, l.words = final, l.base+to, words+spaces
 	l.walked = l.n
 	s.release(l.n)
 	if drop := to - (ringSize - 1); drop > 0 && to > len(l.sym)/2 { // room is needed
@@ -58,7 +56,7 @@ func (s *safetyScanner) release(n int) {
 }
 
 // walk runs the automaton over l.sym[from:to] from l.state, noting in s.walkOuts the symbols
-// after which it has outputs, and returns the state at the end.
+// after which it has outputs, and returns the state at the end and the spaces it took.
 //
 // It goes a token at a time rather than a symbol at a time. Every pattern is whole tokens
 // between spaces, so after a token that is in no pattern and the space after it the
@@ -71,19 +69,22 @@ func (s *safetyScanner) release(n int) {
 // the one before: that chain is what a scan paid for most with its caches cold. Only the
 // third and later tokens of a pattern under way, and a token that the block cuts, are walked
 // symbol by symbol.
-func (s *safetyScanner) walk(l *normLane, from, to int) uint32 {
+func (s *safetyScanner) walk(l *normLane, from, to int) (uint32, int) {
 	sf, sym := s.sf, l.sym
 	start := sf.start
 	st, outs := l.state, s.walkOuts[:0]
-	i := from
+	i, spaces := from, int32(0)
 	// A token the last walk stopped inside goes symbol by symbol up to its space. The start
 	// state is only ever entered on a space.
 	if st != start && (i == 0 || sym[i-1] != ' ') {
 		for i < to {
 			c := sym[i]
+			if c == ' ' {
+				spaces++
+			}
 			v := sf.next(st, sf.cls[c])
 			if st = v &^ 1; v&1 != 0 {
-				outs = append(outs, walkOut{int32(i), st})
+				outs = append(outs, walkOut{int32(i), st, spaces})
 			}
 			i++
 			if c == ' ' {
@@ -127,6 +128,7 @@ func (s *safetyScanner) walk(l *normLane, from, to int) uint32 {
 			}
 			v, slot, ok = sf.token(sym[i:i+n], key, start)
 		}
+		spaces++ // the token's
 		switch {
 		case !ok || st == start || prev != 0:
 			// In no pattern, from the start state, or from where the token before led from
@@ -137,7 +139,7 @@ func (s *safetyScanner) walk(l *normLane, from, to int) uint32 {
 				}
 			}
 			if st = v &^ 1; v&1 != 0 {
-				outs = append(outs, walkOut{int32(i + n), st})
+				outs = append(outs, walkOut{int32(i + n), st, spaces})
 			}
 			if prev = 0; ok {
 				prev = slot + 1
@@ -147,20 +149,24 @@ func (s *safetyScanner) walk(l *normLane, from, to int) uint32 {
 			for k := i; k <= i+n; k++ {
 				v := sf.next(st, sf.cls[sym[k]])
 				if st = v &^ 1; v&1 != 0 {
-					outs = append(outs, walkOut{int32(k), st})
+					// Before the token's space, its count is one less.
+					outs = append(outs, walkOut{int32(k), st, spaces - int32(min(i+n-k, 1))})
 				}
 			}
 		}
 		i += n + 1
 	}
 	for ; i < to; i++ {
+		if sym[i] == ' ' {
+			spaces++
+		}
 		v := sf.next(st, sf.cls[sym[i]])
 		if st = v &^ 1; v&1 != 0 {
-			outs = append(outs, walkOut{int32(i), st})
+			outs = append(outs, walkOut{int32(i), st, spaces})
 		}
 	}
 	s.walkOuts = outs
-	return st
+	return st, int(spaces)
 }
 
 // tokenAt returns the length of the token that starts at sym[i], up to the next space, and

@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"bytes"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -10,10 +11,14 @@ import (
 // that are in no pattern and looks up the state after the others, must agree with.
 func walkSerial(sf *Safety, sym []byte, from, to int, st uint32) ([]walkOut, uint32) {
 	var outs []walkOut
+	spaces := int32(0)
 	for i := from; i < to; i++ {
+		if sym[i] == ' ' {
+			spaces++
+		}
 		v := sf.next(st, sf.cls[sym[i]])
 		if st = v &^ 1; v&1 != 0 {
-			outs = append(outs, walkOut{int32(i), st})
+			outs = append(outs, walkOut{int32(i), st, spaces})
 		}
 	}
 	return outs, st
@@ -38,10 +43,10 @@ func TestWalkParts(t *testing.T) {
 				// The state before from, as a scan would have it.
 				_, s0 := walkSerial(sf, text, max(0, from-int(sf.maxDepth)), from, sf.start)
 				l := &normLane{state: s0, sym: text}
-				got := sc.walk(l, from, to)
+				got, spaces := sc.walk(l, from, to)
 				outs := sc.walkOuts
 				wantOuts, want := walkSerial(sf, text, from, to, s0)
-				if sf.stateNum(got) != sf.stateNum(want) || !slices.Equal(outs, wantOuts) {
+				if sf.stateNum(got) != sf.stateNum(want) || !slices.Equal(outs, wantOuts) || spaces != bytes.Count(text[from:to], spaceSym) {
 					t.Fatalf("walk [%d:%d] (%d symbols): state %d, %d outputs; serial: state %d, %d outputs",
 						from, to, n, sf.stateNum(got), len(outs), sf.stateNum(want), len(wantOuts))
 				}
@@ -99,6 +104,8 @@ func TestPlainClass(t *testing.T) {
 		case b >= 0x80:
 		case e.kind == kWord:
 			want = plainLetter
+		case e.kind == kDigit:
+			want = plainDigit
 		case e.kind == kSep && encClass[b] != 0:
 			want = plainSepB64
 		case e.kind == kSep:
@@ -219,9 +226,9 @@ func TestWalkTokens(t *testing.T) {
 			}
 			_, s0 := walkSerial(sf, sym, r.IntN(from+1), from, sf.start)
 			l := &normLane{state: s0, sym: sym}
-			got := sc.walk(l, from, to)
+			got, spaces := sc.walk(l, from, to)
 			wantOuts, want := walkSerial(sf, sym, from, to, s0)
-			if got != want || !slices.Equal(sc.walkOuts, wantOuts) {
+			if got != want || !slices.Equal(sc.walkOuts, wantOuts) || spaces != bytes.Count(sym[from:to], spaceSym) {
 				t.Fatalf("walk %q [%d:%d]: state %d, outputs %v; serial: state %d, outputs %v",
 					sym, from, to, got, sc.walkOuts, want, wantOuts)
 			}
