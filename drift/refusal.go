@@ -31,7 +31,20 @@ const maxRefusalWindow = 1024
 type RefusalDetector struct {
 	phrases [][]byte
 	byFirst [256][]uint16 // phrase indexes by first byte: one pass over the text
-	window  int
+	// pairs has a bit for each first two bytes a phrase starts with: most word starts in a
+	// completion begin no phrase, and one bit test rules them out.
+	pairs  [1 << 16 / 64]uint64
+	window int
+}
+
+func (d *RefusalDetector) setPair(a, b byte) {
+	i := uint16(a)<<8 | uint16(b)
+	d.pairs[i/64] |= 1 << (i % 64)
+}
+
+func (d *RefusalDetector) hasPair(a, b byte) bool {
+	i := uint16(a)<<8 | uint16(b)
+	return d.pairs[i/64]&(1<<(i%64)) != 0
 }
 
 // NewRefusalDetector returns a detector for phrases (DefaultRefusalPhrases
@@ -47,10 +60,19 @@ func NewRefusalDetector(phrases []string, window int) *RefusalDetector {
 	}
 	d := &RefusalDetector{window: min(window, maxRefusalWindow)}
 	for _, p := range phrases {
-		if f := fold(nil, []byte(p)); len(f) > 0 {
-			d.byFirst[f[0]] = append(d.byFirst[f[0]], uint16(len(d.phrases)))
-			d.phrases = append(d.phrases, f)
+		f := fold(nil, []byte(p))
+		switch len(f) {
+		case 0:
+			continue
+		case 1: // any second byte may follow
+			for b := range 256 {
+				d.setPair(f[0], byte(b))
+			}
+		default:
+			d.setPair(f[0], f[1])
 		}
+		d.byFirst[f[0]] = append(d.byFirst[f[0]], uint16(len(d.phrases)))
+		d.phrases = append(d.phrases, f)
 	}
 	return d
 }
@@ -69,6 +91,9 @@ func (d *RefusalDetector) Match(completion []byte) bool {
 		if i > 0 && isASCIILetter(c) && isASCIILetter(text[i-1]) {
 			continue
 		}
+		if i+1 < len(text) && !d.hasPair(c, text[i+1]) {
+			continue
+		}
 		for _, k := range d.byFirst[c] {
 			if bytes.HasPrefix(text[i:], d.phrases[k]) {
 				return true
@@ -85,6 +110,11 @@ func fold(dst, src []byte) []byte {
 	space := false
 	for i := 0; i < len(src); i++ {
 		c := src[i]
+		if f := asciiFold[c&0x7f]; c < 0x80 && f != foldSpace { // most bytes: one lookup
+			dst = append(dst, f)
+			space = false
+			continue
+		}
 		switch {
 		case c == ' ' || c == '\n' || c == '\t' || c == '\r':
 			if !space {
@@ -129,5 +159,21 @@ func fold(dst, src []byte) []byte {
 	}
 	return dst
 }
+
+// asciiFold lower-cases an ASCII byte; the white space fold turns into one space is foldSpace.
+var asciiFold = func() (t [128]byte) {
+	for c := range t {
+		t[c] = byte(c)
+		if c >= 'A' && c <= 'Z' {
+			t[c] += 'a' - 'A'
+		}
+	}
+	for _, c := range []byte{' ', '\n', '\t', '\r'} {
+		t[c] = foldSpace
+	}
+	return t
+}()
+
+const foldSpace = 0xff // no ASCII byte folds to it
 
 func isASCIILetter(c byte) bool { return (c|0x20)-'a' < 26 }
