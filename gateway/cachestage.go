@@ -195,7 +195,9 @@ func (g *Gateway) replay(ctx *fasthttp.RequestCtx, r *request, e *cache.Entry, r
 	if r.stats.vs != nil {
 		r.stats.noteCached(e.First())
 	}
-	body = g.guardCompletion(r, body)
+	if !g.cachedAnswerClean(r, e) {
+		body = g.guardCompletion(r, body)
+	}
 	setGuardHeader(ctx, r)
 	ctx.Response.SetBody(body)
 	return true

@@ -295,3 +295,41 @@ func TestCacheResultInAccessLog(t *testing.T) {
 		t.Errorf("hit: %v: a hit never reached a backend", hit)
 	}
 }
+
+// A hit passes the completion guard exactly as a backend answer does, whichever way it takes:
+// a text the guard already found clean is served without parsing the replay again, one with
+// JSON escapes goes through the whole guard, and a leak is redacted on every hit.
+func TestCacheHitCompletionGuard(t *testing.T) {
+	for _, tt := range []struct{ name, content, want string }{
+		{"clean", "A write-ahead log records each change before the data pages are written.", ""},
+		{"escaped", `First, the log is written.\nThen \"data\" pages follow, safely.`, ""},
+		{"leak", "Sure, you can write to carol@example.net about the overdue invoice today.",
+			"Sure, you can write to <EMAIL_ADDRESS_1> about the overdue invoice today."},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			answer := `{"id":"c1","object":"chat.completion","created":1,"model":"canned","choices":[{"index":0,"message":{"role":"assistant","content":"` +
+				tt.content + `"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":6,"total_tokens":11}}`
+			b := cannedBackend(t, 200, http.Header{"Content-Type": {"application/json"}}, answer)
+			m := cached(guarded(config.Guard{
+				PII:    config.PIIGuard{Prompt: "redact", Completion: "redact"},
+				Safety: config.SafetyGuard{Prompt: "block", Completion: "block"},
+			}, b))
+			g := startGateway(t, newConfig(t, nil, m))
+			body := cacheBody("How does a database survive a crash?", "")
+			first := g.do(t, "POST", "/v1/chat/completions", body)
+			_, served := chatContent(t, first.body)
+			if tt.want != "" && served != tt.want {
+				t.Fatalf("miss served %q, want %q", served, tt.want)
+			}
+			for range 3 {
+				hit := g.untilHit(t, body)
+				if _, c := chatContent(t, hit.body); c != served {
+					t.Fatalf("hit served %q, the miss %q", c, served)
+				}
+				if got, want := hit.header.Get("X-Llmgate-Guard"), first.header.Get("X-Llmgate-Guard"); got != want {
+					t.Fatalf("hit guard header %q, the miss %q", got, want)
+				}
+			}
+		})
+	}
+}

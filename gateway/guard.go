@@ -12,6 +12,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/llmgate/llmgate/config"
+	"github.com/llmgate/llmgate/gateway/cache"
 	"github.com/llmgate/llmgate/guard"
 )
 
@@ -478,6 +479,34 @@ func (g *Gateway) guardCompletion(r *request, body []byte) []byte {
 		return body
 	}
 	return root.MarshalTo(nil)
+}
+
+// cachedAnswerClean reports whether a replayed cache entry needs no completion guard, so that
+// the replay need not parse its own answer: every choice's text is one the rules already found
+// nothing in (the memo), spelled without JSON escapes (the stored bytes are then the text the
+// memo saw), and the request has no placeholders to restore and no classifier to feed.
+func (g *Gateway) cachedAnswerClean(r *request, e *cache.Entry) bool {
+	ag := r.guard.ag
+	if ag == nil || (!ag.piiComplete && !ag.restore && ag.safetyComplete == guard.ActionOff) {
+		return true
+	}
+	if r.guard.collect || (ag.restore && r.guard.vault != nil && r.guard.vault.Len() > 0) {
+		return false
+	}
+	memo := ag.memo[guard.Completion]
+	texts := 0
+	for i := range e.Choices() {
+		text := e.Text(i)
+		if text == nil {
+			continue
+		}
+		if bytes.IndexByte(text, '\\') >= 0 || !memo.clean(text) {
+			return false
+		}
+		texts++
+	}
+	r.guard.m.memoHits[guard.Completion].Add(texts)
+	return true
 }
 
 // maxGuardedChoices bounds the choices a stream guard tracks. OpenAI caps n at 128; a backend

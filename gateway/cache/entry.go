@@ -330,18 +330,27 @@ func (e *Entry) First() (finish, text []byte) {
 		if c.index != 0 {
 			continue
 		}
-		finish = e.stringContent(c.finish)
-		if e.kind == KindCompletion {
-			return finish, e.stringContent(c.text)
-		}
-		for _, f := range e.fields[c.msg[0]:c.msg[1]] {
-			if string(e.raw(f.k)) == `"content"` {
-				return finish, e.stringContent(f.v)
-			}
-		}
-		return finish, nil
+		return e.stringContent(c.finish), e.Text(i)
 	}
 	return nil, nil
+}
+
+// Choices returns how many choices the entry holds (none for embeddings).
+func (e *Entry) Choices() int { return len(e.choices) }
+
+// Text returns the text of the i-th stored choice (a chat message's content, a completion's
+// text) as raw JSON string contents, still escaped; nil when it has none (tool calls).
+func (e *Entry) Text(i int) []byte {
+	c := &e.choices[i]
+	if e.kind == KindCompletion {
+		return e.stringContent(c.text)
+	}
+	for _, f := range e.fields[c.msg[0]:c.msg[1]] {
+		if string(e.raw(f.k)) == `"content"` {
+			return e.stringContent(f.v)
+		}
+	}
+	return nil
 }
 
 // stringContent returns the bytes between the quotes of the JSON string at s; nil for any other
