@@ -377,6 +377,7 @@ func init() {
 
 func isDigit(c byte) bool  { return cls[c]&cDigit != 0 }
 func isUpper(c byte) bool  { return cls[c]&cUpper != 0 }
+func isLower(c byte) bool  { return cls[c]&cLower != 0 }
 func isAlpha(c byte) bool  { return cls[c]&(cUpper|cLower) != 0 }
 func isAlnum(c byte) bool  { return cls[c]&(cDigit|cUpper|cLower) != 0 }
 func isWord(c byte) bool   { return c == '_' || isAlnum(c) }

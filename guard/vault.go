@@ -191,20 +191,23 @@ const rescanAfter = 128
 
 // rescan finds the values of out whose trigger byte is near a rewritten span: spans holds
 // the spans apply wrote, as offsets in dst, whose out starts at dst offset base. Each window
-// starts at a line start, where a scan of the whole text is in the same state as one started
-// there (no value but a PEM key spans lines, and a PEM key is never rewritten in part), or
-// at the text start when no line starts within 1 KiB before the span; windows that meet are
-// scanned as one.
+// starts where a scan of the whole text is in the same state as one started there (see
+// windowStart); windows that meet are scanned as one.
 func (p *PII) rescan(dst []Finding, out []byte, spans []int, base int) []Finding {
 	from, to := -1, -1 // the window being grown
+	// A PEM key's body runs over spaces and lines. Only spans before the first PEM header
+	// may start their windows between words.
+	pem := len(out)
+	if len(spans) > 0 {
+		if i := bytes.Index(out[:spans[len(spans)-2]-base], pemBegin); i >= 0 {
+			pem = i
+		}
+	}
 	for k := 0; k <= len(spans); k += 2 {
 		var a, b int
 		if k < len(spans) {
 			a, b = spans[k]-base, spans[k+1]-base
-			start := 0
-			if nl := bytes.LastIndexByte(out[max(0, a-1024):a], '\n'); nl >= 0 {
-				start = max(0, a-1024) + nl + 1
-			}
+			start := windowStart(out, a, a <= pem)
 			if from >= 0 && start <= to {
 				to = min(len(out), max(to, b+rescanAfter))
 				continue
@@ -222,6 +225,33 @@ func (p *PII) rescan(dst []Finding, out []byte, spans []int, base int) []Finding
 		from, to = a, min(len(out), b+rescanAfter)
 	}
 	return dst
+}
+
+var pemBegin = []byte("-----BEGIN")
+
+// windowStart returns where the rescan window of a span starting at a starts: the nearest
+// point within 1 KiB before a that is a line start or, with gaps, a word start after a space
+// between two lower-case letters ("me at"); the text start when there is none.
+//
+// A scan of the whole text is in the same state at such a point as a scan started there: no
+// value but a PEM key spans lines, and a PEM key is never rewritten in part. When no PEM key
+// starts before a (gaps), no value and no parse crosses a space between lower-case letters
+// either: digit groups join only digits and parentheses, IBAN groups only upper-case letters
+// and digits, and the other matchers stop at any space. With PEM keys before a, windows keep to
+// line starts: one may be inside a key that was not rewritten (a type not scanned, or only
+// detected), and a rescan there finds what a scan of the whole text does not; keeping to them
+// keeps Redact's output as it was.
+func windowStart(out []byte, a int, gaps bool) int {
+	low := max(0, a-1024)
+	for w := a; w > low; w-- {
+		switch c := out[w-1]; {
+		case c == '\n':
+			return w
+		case gaps && c == ' ' && w < a && w >= 2 && isLower(out[w]) && isLower(out[w-2]):
+			return w
+		}
+	}
+	return 0
 }
 
 // inPlaceholder reports whether the finding overlaps a placeholder in b.
