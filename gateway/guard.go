@@ -30,6 +30,12 @@ type aliasGuard struct {
 	memo                   [2]*cleanMemo // by direction: texts in which the rules found nothing
 }
 
+// guardsCompletions reports whether the alias's guard has anything to do on an answer, buffered
+// or streamed.
+func (ag *aliasGuard) guardsCompletions() bool {
+	return ag != nil && (ag.piiComplete || ag.restore || ag.safetyComplete != guard.ActionOff)
+}
+
 // guardMetrics are one model version's guard series, created with the snapshot.
 type guardMetrics struct {
 	set        *metrics.Set
@@ -409,7 +415,7 @@ func replaceString(a *fastjson.Arena, v *fastjson.Value, s []byte) {
 // rewritten, placeholders restored. It returns the body to send.
 func (g *Gateway) guardCompletion(r *request, body []byte) []byte {
 	ag := r.guard.ag
-	if ag == nil || (!ag.piiComplete && !ag.restore && ag.safetyComplete == guard.ActionOff) {
+	if !ag.guardsCompletions() {
 		return body
 	}
 	start := time.Now()
@@ -487,7 +493,7 @@ func (g *Gateway) guardCompletion(r *request, body []byte) []byte {
 // memo saw), and the request has no placeholders to restore and no classifier to feed.
 func (g *Gateway) cachedAnswerClean(r *request, e *cache.Entry) bool {
 	ag := r.guard.ag
-	if ag == nil || (!ag.piiComplete && !ag.restore && ag.safetyComplete == guard.ActionOff) {
+	if !ag.guardsCompletions() {
 		return true
 	}
 	if r.guard.collect || (ag.restore && r.guard.vault != nil && r.guard.vault.Len() > 0) {
@@ -550,7 +556,7 @@ func (sg *streamGuard) release(ag *aliasGuard) {
 func (r *request) startStreamGuard() {
 	ag := r.guard.ag
 	sg := &r.streamGuard
-	sg.on = ag != nil && (ag.piiComplete || ag.restore || ag.safetyComplete != guard.ActionOff)
+	sg.on = ag.guardsCompletions()
 	if sg.on && r.guard.vault == nil {
 		r.guard.vault = guard.AcquireVault()
 	}

@@ -94,6 +94,11 @@ func (s *requestStats) noteCached(finish, text []byte) {
 	if finish != nil {
 		s.setFinish(finish)
 	}
+	s.appendHead(text)
+}
+
+// appendHead adds text to the completion start kept, up to headBytes.
+func (s *requestStats) appendHead(text []byte) {
 	s.completionHead = append(s.completionHead, text[:min(len(text), headBytes-len(s.completionHead))]...)
 }
 
@@ -128,8 +133,7 @@ func (s *requestStats) noteText(obj []byte, key string) {
 	if ts < 0 || obj[ts] != '"' || te-ts < 2 {
 		return
 	}
-	text := obj[ts+1 : te-1]
-	s.completionHead = append(s.completionHead, text[:min(len(text), headBytes-len(s.completionHead))]...)
+	s.appendHead(obj[ts+1 : te-1])
 }
 
 // safetyBit maps a safety category code to its drift bit: S1..S14 are bits 0..13, the prompt
