@@ -255,8 +255,9 @@ if want cache; then
 		echo "miss: duration p50 $(values duration_ms '"cache":"miss"' | pct 0.5), p99 $(values duration_ms '"cache":"miss"' | pct 0.99); backend round trip (upstream_ms) p50 $up_p50, p99 $(values upstream_ms '"cache":"miss"' | pct 0.99), $(values upstream_ms '"cache":"miss"' | wc -l) requests"
 		awk -v h="$hit_p50" -v u="$up_p50" 'BEGIN { if (h > 0) printf "backend round trip p50 / hit duration p50: %.1fx\n", u / h }'
 		# Issue #6: the hit path sustains at least 5x the request rate of the miss path (the
-		# closed-loop runs of this script: hits above, misses in the "closed" scenario).
-		if [[ -f $out/chat-closed.json ]]; then
+		# closed-loop runs of this script: hits above, misses in the "closed" scenario, which must
+		# be part of this run: an older chat-closed.json measured another build).
+		if want closed && [[ -f $out/chat-closed.json ]]; then
 			awk -v h="$(rps "$out/cache-closed.json" llmgate-full)" -v m="$(rps "$out/chat-closed.json" llmgate-full)" \
 				'BEGIN { if (m > 0) printf "closed loop: hits %.0f req/s / misses %.0f req/s: %.1fx\n", h, m, h / m }'
 		fi
