@@ -154,7 +154,7 @@ func (c *classifier) llamaGuardPayload(turns []turn, completion []byte) []byte {
 func promptTurns(op operation, root *fastjson.Value) []turn {
 	var turns []turn
 	if op == opChat {
-		msgs, _ := root.Get("messages").Array()
+		msgs := root.GetArray("messages") // nil when absent or not an array
 		for _, m := range msgs {
 			role := "user"
 			if string(m.GetStringBytes("role")) == "assistant" {

@@ -284,3 +284,51 @@ func TestGuardStopsStream(t *testing.T) {
 		t.Fatalf("the text before the match was lost:\n%s", all)
 	}
 }
+
+// A guard that covers completions leaves answers without choices alone: an embeddings answer, a
+// backend's odd 200 without choices, a stream event without them. Each used to hit a nil
+// choices array (a 500 and a recovered panic).
+func TestGuardAnswersWithoutChoices(t *testing.T) {
+	all := config.Guard{
+		PII:    config.PIIGuard{Prompt: "redact", Completion: "redact", Restore: true},
+		Safety: config.SafetyGuard{Prompt: "block", Completion: "block"},
+	}
+	f := startFake(t, fakellm.Options{EmbeddingDim: 4})
+	odd := cannedBackend(t, 200, http.Header{"Content-Type": {"application/json"}}, `{"id":"x","object":"chat.completion","model":"canned"}`)
+	sse := cannedBackend(t, 200, http.Header{"Content-Type": {"text/event-stream"}},
+		`data: {"id":"s","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}`+"\n\n"+
+			`data: {"id":"s","object":"chat.completion.chunk","usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`+"\n\n"+
+			`data: {"id":"s","object":"chat.completion.chunk","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}`+"\n\ndata: [DONE]\n\n")
+	emb := guarded(all, f.backend())
+	oddM := guarded(all, odd)
+	oddM.Alias = "odd"
+	sseM := guarded(all, sse)
+	sseM.Alias = "sse"
+	g := startGateway(t, newConfig(t, nil, emb, oddM, sseM))
+
+	res := g.do(t, "POST", "/v1/embeddings", `{"model":"chat","input":["mail `+testEmail+`","second"]}`)
+	var out struct {
+		Data []struct{ Embedding []float64 } `json:"data"`
+	}
+	if res.status != 200 || json.Unmarshal(res.body, &out) != nil || len(out.Data) != 2 || len(out.Data[0].Embedding) != 4 {
+		t.Fatalf("embeddings through the guard: status %d: %s", res.status, res.body)
+	}
+	if h := res.header.Get("X-Llmgate-Guard"); !strings.Contains(h, "EMAIL_ADDRESS=1") {
+		t.Errorf("the embeddings input was not scanned: x-llmgate-guard = %q", h)
+	}
+
+	res = g.do(t, "POST", "/v1/chat/completions", strings.Replace(chatBody("hello", ""), `"chat"`, `"odd"`, 1))
+	if res.status != 200 || !strings.Contains(string(res.body), `"object":"chat.completion"`) {
+		t.Fatalf("an answer without choices: status %d: %s", res.status, res.body)
+	}
+
+	res = g.do(t, "POST", "/v1/chat/completions", strings.Replace(chatBody("hello", `,"stream":true`), `"chat"`, `"sse"`, 1))
+	evs := events(res.body)
+	if res.status != 200 || len(evs) == 0 || evs[len(evs)-1] != "data: [DONE]" || !strings.Contains(string(res.body), `"content":"hi"`) {
+		t.Fatalf("a stream with an event without choices: status %d: %s", res.status, res.body)
+	}
+
+	if n, _ := metricValue(parseMetrics(t, g.metrics(t)), "llmgate_panics_total", nil); n != 0 {
+		t.Fatalf("llmgate_panics_total = %v, want 0", n)
+	}
+}

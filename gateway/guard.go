@@ -36,6 +36,12 @@ func (ag *aliasGuard) guardsCompletions() bool {
 	return ag != nil && (ag.piiComplete || ag.restore || ag.safetyComplete != guard.ActionOff)
 }
 
+// guardsAnswer reports whether this request's answer goes through the completion guard: an
+// embeddings answer has vectors, no text.
+func (r *request) guardsAnswer() bool {
+	return r.op != opEmbeddings && r.guard.ag.guardsCompletions()
+}
+
 // guardMetrics are one model version's guard series, created with the snapshot.
 type guardMetrics struct {
 	set        *metrics.Set
@@ -381,7 +387,7 @@ func forEachPromptText(op operation, root *fastjson.Value, fn func(v *fastjson.V
 	}
 	switch op {
 	case opChat:
-		msgs, _ := root.Get("messages").Array()
+		msgs := root.GetArray("messages") // nil when absent or not an array
 		for _, m := range msgs {
 			c := m.Get("content")
 			if c == nil {
@@ -415,7 +421,7 @@ func replaceString(a *fastjson.Arena, v *fastjson.Value, s []byte) {
 // rewritten, placeholders restored. It returns the body to send.
 func (g *Gateway) guardCompletion(r *request, body []byte) []byte {
 	ag := r.guard.ag
-	if !ag.guardsCompletions() {
+	if !r.guardsAnswer() {
 		return body
 	}
 	start := time.Now()
@@ -428,7 +434,7 @@ func (g *Gateway) guardCompletion(r *request, body []byte) []byte {
 		r.guard.vault = guard.AcquireVault()
 	}
 	changed := false
-	choices, _ := root.Get("choices").Array()
+	choices := root.GetArray("choices") // nil when absent or not an array
 	for i, c := range choices {
 		v := c.Get("message", "content") // chat
 		if v == nil {
@@ -493,7 +499,7 @@ func (g *Gateway) guardCompletion(r *request, body []byte) []byte {
 // memo saw), and the request has no placeholders to restore and no classifier to feed.
 func (g *Gateway) cachedAnswerClean(r *request, e *cache.Entry) bool {
 	ag := r.guard.ag
-	if !ag.guardsCompletions() {
+	if !r.guardsAnswer() {
 		return true
 	}
 	if r.guard.collect || (ag.restore && r.guard.vault != nil && r.guard.vault.Len() > 0) {
@@ -652,7 +658,7 @@ func (g *Gateway) guardChunk(r *request, data []byte) []byte {
 	if err != nil {
 		return data
 	}
-	choices, _ := root.Get("choices").Array()
+	choices := root.GetArray("choices") // nil when absent or not an array
 	changed := false
 	for pos, ch := range choices {
 		idx := pos

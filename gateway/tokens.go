@@ -103,7 +103,7 @@ func (t *tokenCounter) count(p *fastjson.Parser, j *tokenJob) {
 	if j.completion != nil {
 		if root, err := p.ParseBytes(j.completion); err == nil {
 			var total int64
-			choices, _ := root.Get("choices").Array()
+			choices := root.GetArray("choices") // nil when absent or not an array
 			for _, c := range choices {
 				text := c.GetStringBytes("message", "content")
 				if text == nil {
