@@ -47,6 +47,15 @@ func TestBadRequests(t *testing.T) {
 		// Escaped keys mean the same to JSON parsers; the gateway must not crash on them.
 		{"escaped model key", "POST", "/v1/chat/completions", `{"mod\u0065l":"chat",` + msgs + `}`, 400, "model", "", ""},
 		{"duplicate model keys", "POST", "/v1/chat/completions", `{"model":"chat","model":5,` + msgs + `}`, 400, "model", "", ""},
+		// A repeated key: the guard would read the first copy, the backend the last.
+		{"repeated messages", "POST", "/v1/chat/completions", `{"model":"chat",` + msgs + `,` + msgs + `}`, 400, "messages", "", ""},
+		{"repeated stream", "POST", "/v1/chat/completions", `{"model":"chat","stream":false,"stream":true,` + msgs + `}`, 400, "stream", "", ""},
+		{"repeated content", "POST", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hi","content":"bye"}]}`, 400, "content", "", ""},
+		{"repeated escaped content", "POST", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hi","cont\u0065nt":"bye"}]}`, 400, "content", "", ""},
+		{"repeated text in a part", "POST", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":[{"type":"text","text":"a","text":"b"}]}]}`, 400, "text", "", ""},
+		{"repeated arguments", "POST", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}","arguments":"{}"}}]}]}`, 400, "arguments", "", ""},
+		{"repeated prompt", "POST", "/v1/completions", `{"model":"chat","prompt":"a","prompt":"b"}`, 400, "prompt", "", ""},
+		{"repeated input", "POST", "/v1/embeddings", `{"model":"chat","input":"a","input":"b"}`, 400, "input", "", ""},
 		{"GET on chat", "GET", "/v1/chat/completions", ``, 405, "", "", "POST"},
 		{"PUT on embeddings", "PUT", "/v1/embeddings", `{}`, 405, "", "", "POST"},
 		{"POST on models", "POST", "/v1/models", `{}`, 405, "", "", "GET"},

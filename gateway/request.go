@@ -137,6 +137,9 @@ func (r *request) decode(body []byte) error {
 		return badRequest("model", "The 'model' key must appear once, written without escapes.")
 	}
 	r.model = append(r.model[:0], m.GetStringBytes()...)
+	if key := repeatedKey(v, r.op); key != nil {
+		return badRequest(string(key), "The key '"+string(key)+"' appears more than once in an object of the request body; each key may appear once.")
+	}
 	if s := v.Get("stream"); s != nil {
 		switch s.Type() {
 		case fastjson.TypeTrue:
@@ -195,6 +198,85 @@ func (r *request) decode(body []byte) error {
 		}
 	}
 	return nil
+}
+
+// repeatedKey returns a key that appears twice in an object the gateway reads (the body, each
+// message, its content parts and tool calls, stream_options), nil when there is none. The
+// gateway reads the first copy of a key and Python and Go backends the last, so a repeated
+// "messages" or "content" would let the guard check one text while the model reads another.
+func repeatedKey(root *fastjson.Value, op operation) []byte {
+	if k := repeatedIn(root); k != nil {
+		return k
+	}
+	if k := repeatedIn(root.Get("stream_options")); k != nil {
+		return k
+	}
+	if op != opChat {
+		return nil
+	}
+	for _, m := range root.GetArray("messages") {
+		if k := repeatedIn(m); k != nil {
+			return k
+		}
+		for _, p := range m.GetArray("content") {
+			if k := repeatedIn(p); k != nil {
+				return k
+			}
+		}
+		for _, tc := range m.GetArray("tool_calls") {
+			if k := repeatedIn(tc); k != nil {
+				return k
+			}
+			if k := repeatedIn(tc.Get("function")); k != nil {
+				return k
+			}
+		}
+	}
+	return nil
+}
+
+// repeatedIn returns a key that v, when it is an object, has twice. Objects here have a handful
+// of keys, so comparing each with those before it beats hashing.
+func repeatedIn(v *fastjson.Value) []byte {
+	if v == nil || v.Type() != fastjson.TypeObject {
+		return nil
+	}
+	o, _ := v.Object()
+	if o.Len() < 2 {
+		return nil
+	}
+	var seen [16][]byte
+	var many map[string]bool // past 16 keys
+	n := 0
+	var dup []byte
+	o.Visit(func(key []byte, _ *fastjson.Value) {
+		if dup != nil {
+			return
+		}
+		if n < len(seen) {
+			for _, k := range seen[:n] {
+				if string(k) == string(key) {
+					dup = key
+					return
+				}
+			}
+			seen[n] = key
+			n++
+			return
+		}
+		if many == nil {
+			many = make(map[string]bool, 2*len(seen))
+			for _, k := range seen {
+				many[string(k)] = true
+			}
+		}
+		if many[string(key)] {
+			dup = key
+			return
+		}
+		many[string(key)] = true
+	})
+	return dup
 }
 
 // rewriteBody sets the backend's model name and, for streams, asks for the usage chunk. Only
