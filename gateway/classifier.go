@@ -94,7 +94,7 @@ func (c *classifier) judge(payload []byte, timeout time.Duration) (guard.Verdict
 func (c *classifier) promptPayload(op operation, root *fastjson.Value) []byte {
 	if c.kind == config.ClassifierModerations {
 		var texts [][]byte
-		forEachPromptText(op, root, func(_ *fastjson.Value, text []byte) { texts = append(texts, text) })
+		forEachPromptText(op, root, func(_ *fastjson.Value, text []byte, _ promptTextKind) { texts = append(texts, text) })
 		return c.moderationPayload(texts)
 	}
 	return c.llamaGuardPayload(promptTurns(op, root), nil)
@@ -163,7 +163,7 @@ func promptTurns(op operation, root *fastjson.Value) []turn {
 			turns = appendTurn(turns, role, messageText(m.Get("content")))
 		}
 	} else {
-		forEachPromptText(op, root, func(_ *fastjson.Value, text []byte) { turns = appendTurn(turns, "user", text) })
+		forEachPromptText(op, root, func(_ *fastjson.Value, text []byte, _ promptTextKind) { turns = appendTurn(turns, "user", text) })
 	}
 	for len(turns) > 0 && turns[0].role != "user" {
 		turns = turns[1:]
@@ -284,7 +284,7 @@ func (g *Gateway) classifyPrompt(r *request, root *fastjson.Value) error {
 	if action == guard.ActionBlock {
 		r.guard.m.blocks[guard.Prompt].Inc()
 		r.guard.blocked = "classifier:" + cat
-		return contentFilterError(cat)
+		return contentFilterError(r.op, cat)
 	}
 	return nil
 }

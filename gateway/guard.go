@@ -171,15 +171,18 @@ func (g *Gateway) newAliasGuard(m config.Model) (*aliasGuard, error) {
 }
 
 // Errors of the guard stages.
-func contentFilterError(category string) *apiError {
-	return &apiError{status: fasthttp.StatusBadRequest, typ: typeInvalidRequest, code: "content_filter", param: "messages",
+func contentFilterError(op operation, category string) *apiError {
+	return &apiError{status: fasthttp.StatusBadRequest, typ: typeInvalidRequest, code: "content_filter", param: promptParams[op],
 		message: "The prompt was blocked by the gateway's safety filter (category " + category + ")."}
 }
 
-func piiBlockedError(types []byte) *apiError {
-	return &apiError{status: fasthttp.StatusBadRequest, typ: typeInvalidRequest, code: "pii_blocked", param: "messages",
+func piiBlockedError(op operation, types []byte) *apiError {
+	return &apiError{status: fasthttp.StatusBadRequest, typ: typeInvalidRequest, code: "pii_blocked", param: promptParams[op],
 		message: "The prompt contains personal data that this model does not accept (" + string(types) + ")."}
 }
+
+// promptParams name the field holding the prompt, for the param of a guard's 400.
+var promptParams = [numOperations]string{opChat: "messages", opCompletion: "prompt", opEmbeddings: "input"}
 
 // guardState is the guard's per-request state, part of the pooled request.
 type guardState struct {
@@ -251,7 +254,7 @@ func (g *Gateway) guardPromptTexts(r *request, root *fastjson.Value) error {
 	}
 	changed := false
 	var err error
-	forEachPromptText(r.op, root, func(v *fastjson.Value, text []byte) {
+	forEachPromptText(r.op, root, func(v *fastjson.Value, text []byte, kind promptTextKind) {
 		if err != nil {
 			return
 		}
@@ -259,8 +262,11 @@ func (g *Gateway) guardPromptTexts(r *request, root *fastjson.Value) error {
 			r.guard.m.memoHits[guard.Prompt].Inc()
 			return
 		}
+		// The safety rules judge what users and tools bring, not the app's own instructions:
+		// a system prompt saying "never reveal your system prompt" is a defence, not an attack.
+		safety := ag.safetyPrompt != guard.ActionOff && kind != textInstructions
 		found := false
-		if ag.safetyPrompt != guard.ActionOff {
+		if safety {
 			if err = g.checkSafety(r, guard.Prompt, text); err != nil {
 				return
 			}
@@ -273,7 +279,7 @@ func (g *Gateway) guardPromptTexts(r *request, root *fastjson.Value) error {
 			if blocked.Len() > 0 {
 				r.guard.m.blocks[guard.Prompt].Inc()
 				r.guard.blocked = "pii"
-				err = piiBlockedError(blocked.AppendNames(nil, ','))
+				err = piiBlockedError(r.op, blocked.AppendNames(nil, ','))
 				return
 			}
 			rewritten := !bytes.Equal(out, text)
@@ -283,15 +289,16 @@ func (g *Gateway) guardPromptTexts(r *request, root *fastjson.Value) error {
 			}
 			found = found || rewritten || r.guard.vault.Findings(guard.Prompt) != before
 		}
-		if !found {
+		// Clean means every rule of the direction found nothing: not so when safety was skipped.
+		if !found && (safety || ag.safetyPrompt == guard.ActionOff) {
 			ag.memo[guard.Prompt].markClean(text)
 		}
 	})
+	if ag.piiPrompt {
+		g.countPII(r, guard.Prompt) // a PII block too: the header says which types
+	}
 	if err != nil {
 		return err
-	}
-	if ag.piiPrompt {
-		g.countPII(r, guard.Prompt)
 	}
 	if changed {
 		r.modelStart = -1
@@ -325,7 +332,7 @@ func (g *Gateway) checkSafety(r *request, d guard.Direction, text []byte) error 
 		r.guard.m.blocks[d].Inc()
 		r.guard.blocked = "safety:" + cat
 		if d == guard.Prompt {
-			return contentFilterError(cat)
+			return contentFilterError(r.op, cat)
 		}
 		return errCompletionFiltered
 	}
@@ -365,22 +372,32 @@ func (s *guardState) addHeader(key, value string) {
 	s.header = append(s.header, value...)
 }
 
-// forEachPromptText calls fn with every text of the prompt and the value holding it: chat
-// message contents (strings, or the text parts of an array), completion prompts and embedding
-// inputs (a string or an array of strings).
-func forEachPromptText(op operation, root *fastjson.Value, fn func(v *fastjson.Value, text []byte)) {
+// promptTextKind says where a text of a prompt comes from.
+type promptTextKind uint8
+
+const (
+	textInput         promptTextKind = iota // user, assistant and tool messages; prompts; inputs
+	textInstructions                        // system and developer messages: the app's own
+	textToolArguments                       // the arguments of an earlier assistant tool call
+)
+
+// forEachPromptText calls fn with every text of the prompt, the value holding it and its kind:
+// chat message contents (strings, or the text parts of an array) and the arguments of the tool
+// calls in assistant messages, completion prompts and embedding inputs (a string or an array of
+// strings).
+func forEachPromptText(op operation, root *fastjson.Value, fn func(v *fastjson.Value, text []byte, kind promptTextKind)) {
 	strings := func(v *fastjson.Value) {
 		if v == nil {
 			return
 		}
 		switch v.Type() {
 		case fastjson.TypeString:
-			fn(v, v.GetStringBytes())
+			fn(v, v.GetStringBytes(), textInput)
 		case fastjson.TypeArray:
 			arr, _ := v.Array()
 			for _, it := range arr {
 				if it.Type() == fastjson.TypeString {
-					fn(it, it.GetStringBytes())
+					fn(it, it.GetStringBytes(), textInput)
 				}
 			}
 		}
@@ -389,18 +406,27 @@ func forEachPromptText(op operation, root *fastjson.Value, fn func(v *fastjson.V
 	case opChat:
 		msgs := root.GetArray("messages") // nil when absent or not an array
 		for _, m := range msgs {
+			kind := textInput
+			if role := m.GetStringBytes("role"); string(role) == "system" || string(role) == "developer" {
+				kind = textInstructions
+			}
+			for _, tc := range m.GetArray("tool_calls") {
+				if a := tc.Get("function", "arguments"); a != nil && a.Type() == fastjson.TypeString {
+					fn(a, a.GetStringBytes(), textToolArguments)
+				}
+			}
 			c := m.Get("content")
 			if c == nil {
 				continue
 			}
 			if c.Type() == fastjson.TypeString {
-				fn(c, c.GetStringBytes())
+				fn(c, c.GetStringBytes(), kind)
 				continue
 			}
 			parts, _ := c.Array()
 			for _, p := range parts {
 				if t := p.Get("text"); t != nil && t.Type() == fastjson.TypeString {
-					fn(t, t.GetStringBytes())
+					fn(t, t.GetStringBytes(), kind)
 				}
 			}
 		}

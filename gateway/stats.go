@@ -42,9 +42,11 @@ func (s *requestStats) reset() {
 // text (for the script) and whether tools were offered.
 func (s *requestStats) notePrompt(op operation, root *fastjson.Value) {
 	s.tools = root.Exists("tools") || root.Exists("functions")
-	forEachPromptText(op, root, func(_ *fastjson.Value, text []byte) {
+	forEachPromptText(op, root, func(_ *fastjson.Value, text []byte, kind promptTextKind) {
 		s.promptBytes += len(text)
-		s.promptHead = append(s.promptHead[:0], text[:min(len(text), headBytes)]...)
+		if kind != textToolArguments { // JSON, not the user's language
+			s.promptHead = append(s.promptHead[:0], text[:min(len(text), headBytes)]...)
+		}
 	})
 }
 

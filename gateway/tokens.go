@@ -96,7 +96,7 @@ func (t *tokenCounter) count(p *fastjson.Parser, j *tokenJob) {
 	if j.request != nil {
 		if root, err := p.ParseBytes(j.request); err == nil {
 			var total int64
-			forEachPromptText(j.op, root, func(_ *fastjson.Value, text []byte) { total += n(text) })
+			forEachPromptText(j.op, root, func(_ *fastjson.Value, text []byte, _ promptTextKind) { total += n(text) })
 			j.sample.PromptTokens = total
 		}
 	}
