@@ -199,8 +199,9 @@ type guardState struct {
 	chunk    []byte // a rewritten stream chunk
 	// For the classifier's completion verdict: collect is set when it wants one.
 	collect    bool
-	completion []byte // choice 0's text, bounded
-	turns      []turn // the prompt's conversation, after redaction (Llama Guard)
+	completion []byte            // choice 0's text, bounded
+	turns      []turn            // the prompt's conversation, after redaction (Llama Guard)
+	answer     []*fastjson.Value // scratch: the texts of one choice of a buffered answer
 }
 
 func (s *guardState) reset() {
@@ -216,6 +217,8 @@ func (s *guardState) reset() {
 		s.restored = nil
 	}
 	s.collect, s.completion, s.turns = false, s.completion[:0], nil
+	clear(s.answer)
+	s.answer = s.answer[:0]
 	s.arena.Reset()
 }
 
@@ -462,51 +465,47 @@ func (g *Gateway) guardCompletion(r *request, body []byte) []byte {
 	changed := false
 	choices := root.GetArray("choices") // nil when absent or not an array
 	for i, c := range choices {
-		v := c.Get("message", "content") // chat
-		if v == nil {
-			v = c.Get("text") // completions
-		}
-		if v == nil || v.Type() != fastjson.TypeString {
-			continue
-		}
-		text := v.GetStringBytes()
-		out := text
-		if ag.memo[guard.Completion].clean(text) {
-			// A cached answer replayed, or the same answer again: its scan found nothing.
-			r.guard.m.memoHits[guard.Completion].Inc()
-		} else {
-			found := false
-			if ag.safetyComplete != guard.ActionOff {
-				if g.checkSafety(r, guard.Completion, text) != nil {
-					// Blocked: the choice keeps no text and says why, as OpenAI does.
-					replaceString(&r.guard.arena, v, nil)
-					c.Set("finish_reason", r.guard.arena.NewString("content_filter"))
-					changed = true
-					continue
+		r.guard.answer = answerTexts(r.guard.answer[:0], c.Get("message"), c)
+		for k, v := range r.guard.answer {
+			text := v.GetStringBytes()
+			out := text
+			if ag.memo[guard.Completion].clean(text) {
+				// A cached answer replayed, or the same answer again: its scan found nothing.
+				r.guard.m.memoHits[guard.Completion].Inc()
+			} else {
+				found := false
+				if ag.safetyComplete != guard.ActionOff {
+					if g.checkSafety(r, guard.Completion, text) != nil {
+						// Blocked: the text goes and the choice says why, as OpenAI does.
+						replaceString(&r.guard.arena, v, nil)
+						c.Set("finish_reason", r.guard.arena.NewString("content_filter"))
+						changed = true
+						continue
+					}
+					found = len(r.guard.matches) > 0
 				}
-				found = len(r.guard.matches) > 0
+				if ag.piiComplete {
+					// Leaks first: the model's own text, where placeholders are not PII.
+					before := r.guard.vault.Findings(guard.Completion)
+					out, _ = ag.pii.Redact(r.guard.text[:0], text, guard.Completion, r.guard.vault)
+					r.guard.text = out
+					found = found || !bytes.Equal(out, text) || r.guard.vault.Findings(guard.Completion) != before
+				}
+				if !found {
+					ag.memo[guard.Completion].markClean(text)
+				}
 			}
-			if ag.piiComplete {
-				// Leaks first: the model's own text, where placeholders are not PII.
-				before := r.guard.vault.Findings(guard.Completion)
-				out, _ = ag.pii.Redact(r.guard.text[:0], text, guard.Completion, r.guard.vault)
-				r.guard.text = out
-				found = found || !bytes.Equal(out, text) || r.guard.vault.Findings(guard.Completion) != before
+			if i == 0 && k == 0 {
+				r.guard.collectCompletion(out)
 			}
-			if !found {
-				ag.memo[guard.Completion].markClean(text)
+			if ag.restore {
+				r.guard.restored = r.guard.vault.Restore(r.guard.restored[:0], out)
+				out = r.guard.restored
 			}
-		}
-		if i == 0 {
-			r.guard.collectCompletion(out)
-		}
-		if ag.restore {
-			r.guard.restored = r.guard.vault.Restore(r.guard.restored[:0], out)
-			out = r.guard.restored
-		}
-		if !bytes.Equal(out, text) {
-			replaceString(&r.guard.arena, v, out)
-			changed = true
+			if !bytes.Equal(out, text) {
+				replaceString(&r.guard.arena, v, out)
+				changed = true
+			}
 		}
 	}
 	if ag.piiComplete {
@@ -518,6 +517,33 @@ func (g *Gateway) guardCompletion(r *request, body []byte) []byte {
 	}
 	return root.MarshalTo(nil)
 }
+
+// answerTexts appends the string values of an answer's choice c that the completion guard
+// covers: the content of its message msg (or the text of a completion) first, then the
+// reasoning vLLM's parsers add, then the arguments of its tool calls.
+func answerTexts(dst []*fastjson.Value, msg, c *fastjson.Value) []*fastjson.Value {
+	add := func(v *fastjson.Value) {
+		if v != nil && v.Type() == fastjson.TypeString {
+			dst = append(dst, v)
+		}
+	}
+	if msg == nil {
+		add(c.Get("text"))
+		return dst
+	}
+	add(msg.Get("content"))
+	add(msg.Get("reasoning_content"))
+	add(msg.Get("reasoning"))
+	for _, tc := range msg.GetArray("tool_calls") {
+		add(tc.Get("function", "arguments"))
+	}
+	add(msg.Get("function_call", "arguments"))
+	return dst
+}
+
+// otherAnswerTexts are the members of an answer's message besides content that answerTexts
+// guards.
+var otherAnswerTexts = [...]string{"reasoning_content", "reasoning", "tool_calls", "function_call"}
 
 // cachedAnswerClean reports whether a replayed cache entry needs no completion guard, so that
 // the replay need not parse its own answer: every choice's text is one the rules already found
@@ -534,6 +560,11 @@ func (g *Gateway) cachedAnswerClean(r *request, e *cache.Entry) bool {
 	memo := ag.memo[guard.Completion]
 	texts := 0
 	for i := range e.Choices() {
+		for _, key := range otherAnswerTexts {
+			if e.Has(i, key) {
+				return false // the memo knows contents only
+			}
+		}
 		text := e.Text(i)
 		if text == nil {
 			continue
@@ -571,15 +602,83 @@ type choiceGuard struct {
 	safe     []byte // scratch
 	leaked   []byte // scratch
 	out      []byte // scratch
+
+	// A choice may stream other texts beside its content, each guarded on its own (this guard
+	// is the content's): reasoning, under either member name vLLM uses, and the arguments of
+	// each tool call. They are readied on first use and kept with the pooled request.
+	reasoning   [len(reasoningKeys)]*choiceGuard
+	reasoningOn [len(reasoningKeys)]bool
+	tools       []*choiceGuard // by tool call index; the first toolsUsed are in use
+	toolsUsed   int
+}
+
+// reasoningKeys are the members of a message or delta that carry the model's reasoning.
+var reasoningKeys = [...]string{"reasoning_content", "reasoning"}
+
+// ready readies c for a new text of the request.
+func (c *choiceGuard) ready(r *request) {
+	ag := r.guard.ag
+	if ag.safetyComplete != guard.ActionOff {
+		c.safety = ag.safety.AcquireStream(ag.holdback)
+	}
+	if ag.piiComplete {
+		c.leak.Reset(ag.pii, r.guard.vault, ag.holdback)
+	}
+	if ag.restore {
+		c.restorer.Reset(r.guard.vault)
+	}
+}
+
+// release gives back what c and the guards of the choice's other texts borrowed.
+func (c *choiceGuard) release(ag *aliasGuard) {
+	if c.safety != nil {
+		ag.safety.ReleaseStream(c.safety)
+		c.safety = nil
+	}
+	for k, on := range c.reasoningOn {
+		if on {
+			c.reasoning[k].release(ag)
+			c.reasoningOn[k] = false
+		}
+	}
+	for _, t := range c.tools[:c.toolsUsed] {
+		t.release(ag)
+	}
+	c.toolsUsed = 0
+}
+
+// reasoningGuard returns the guard of the choice's reasoning under reasoningKeys[k].
+func (c *choiceGuard) reasoningGuard(r *request, k int) *choiceGuard {
+	if !c.reasoningOn[k] {
+		if c.reasoning[k] == nil {
+			c.reasoning[k] = new(choiceGuard)
+		}
+		c.reasoning[k].ready(r)
+		c.reasoningOn[k] = true
+	}
+	return c.reasoning[k]
+}
+
+// toolGuard returns the guard of the arguments of the choice's tool call i; nil when i is out
+// of range.
+func (c *choiceGuard) toolGuard(r *request, i int) *choiceGuard {
+	if i < 0 || i >= maxGuardedChoices {
+		return nil
+	}
+	for c.toolsUsed <= i {
+		if c.toolsUsed == len(c.tools) {
+			c.tools = append(c.tools, new(choiceGuard))
+		}
+		c.tools[c.toolsUsed].ready(r)
+		c.toolsUsed++
+	}
+	return c.tools[i]
 }
 
 // release gives back what the stream guard borrowed.
 func (sg *streamGuard) release(ag *aliasGuard) {
 	for _, c := range sg.choices[:sg.used] {
-		if c.safety != nil {
-			ag.safety.ReleaseStream(c.safety)
-			c.safety = nil
-		}
+		c.release(ag)
 	}
 	sg.on, sg.stopped, sg.broken, sg.used = false, false, false, 0
 }
@@ -597,7 +696,7 @@ func (r *request) startStreamGuard() {
 // choice returns the guard of choice index i, readying the ones up to it on first use; nil when
 // i is out of range.
 func (r *request) choice(i int) *choiceGuard {
-	sg, ag := &r.streamGuard, r.guard.ag
+	sg := &r.streamGuard
 	if i < 0 || i >= maxGuardedChoices {
 		return nil
 	}
@@ -605,16 +704,7 @@ func (r *request) choice(i int) *choiceGuard {
 		if sg.used == len(sg.choices) {
 			sg.choices = append(sg.choices, new(choiceGuard))
 		}
-		c := sg.choices[sg.used]
-		if ag.safetyComplete != guard.ActionOff {
-			c.safety = ag.safety.AcquireStream(ag.holdback)
-		}
-		if ag.piiComplete {
-			c.leak.Reset(ag.pii, r.guard.vault, ag.holdback)
-		}
-		if ag.restore {
-			c.restorer.Reset(r.guard.vault)
-		}
+		sg.choices[sg.used].ready(r)
 		sg.used++
 	}
 	return sg.choices[i]
@@ -710,33 +800,112 @@ func (g *Gateway) guardChunk(r *request, data []byte) []byte {
 	return r.guard.chunk
 }
 
-// guardChoice guards one choice object of a chunk in place and reports whether it changed.
+// guardChoice guards one choice object of a chunk in place and reports whether it changed:
+// its content (or a completion's text), its reasoning and its tool calls' arguments, each
+// through its own guard. The chunk with the finish_reason releases what each holds back,
+// adding the member where the chunk lacks it.
 func (g *Gateway) guardChoice(r *request, c *choiceGuard, index int, ch *fastjson.Value) bool {
-	v := ch.Get("delta", "content")
-	if v == nil {
-		v = ch.Get("text")
-	}
 	fr := ch.Get("finish_reason")
 	final := fr != nil && fr.Type() == fastjson.TypeString
-	if v == nil || v.Type() != fastjson.TypeString {
-		if !final {
-			return false
-		}
-		// The finish chunk may carry no text, but the held-back text must go out with it.
-		delta := ch.Get("delta")
-		if delta == nil || delta.Type() != fastjson.TypeObject {
-			return false
-		}
-		delta.Set("content", r.guard.arena.NewString(""))
-		v = delta.Get("content")
+	changed := false
+	delta := ch.Get("delta")
+	if delta != nil && delta.Type() != fastjson.TypeObject {
+		delta = nil
 	}
-	text := v.GetStringBytes()
-	out := g.streamText(r, c, index, text, final)
+	v := delta.Get("content")
+	if delta == nil {
+		v = ch.Get("text")
+	}
+	switch {
+	case v != nil && v.Type() == fastjson.TypeString:
+		changed = g.streamValue(r, c, index, v, final)
+	case final && delta != nil:
+		// The finish chunk may carry no text, but the held-back text must go out with it.
+		delta.Set("content", r.guard.arena.NewString(""))
+		changed = g.streamValue(r, c, index, delta.Get("content"), final)
+	}
+	if delta != nil && !r.streamGuard.stopped && g.guardDeltaExtras(r, c, delta, final) {
+		changed = true
+	}
 	if r.streamGuard.stopped {
 		ch.Set("finish_reason", r.guard.arena.NewString("content_filter"))
-	} else if bytes.Equal(out, text) {
+		return true
+	}
+	return changed
+}
+
+// streamValue passes the string v of a chunk through guard t, in place, and reports whether it
+// changed; index -1 keeps the text from the classifier.
+func (g *Gateway) streamValue(r *request, t *choiceGuard, index int, v *fastjson.Value, final bool) bool {
+	text := v.GetStringBytes()
+	out := g.streamText(r, t, index, text, final)
+	if bytes.Equal(out, text) {
 		return false
 	}
 	replaceString(&r.guard.arena, v, out)
 	return true
+}
+
+// guardDeltaExtras guards the reasoning and tool call arguments of one chat delta (see
+// guardChoice) and reports whether it changed.
+func (g *Gateway) guardDeltaExtras(r *request, c *choiceGuard, delta *fastjson.Value, final bool) bool {
+	a := &r.guard.arena
+	changed := false
+	run := func(t *choiceGuard, v *fastjson.Value) {
+		if g.streamValue(r, t, -1, v, final) {
+			changed = true
+		}
+	}
+	for k, key := range reasoningKeys {
+		if v := delta.Get(key); v != nil && v.Type() == fastjson.TypeString {
+			run(c.reasoningGuard(r, k), v)
+		} else if final && c.reasoningOn[k] {
+			delta.Set(key, a.NewString(""))
+			run(c.reasoning[k], delta.Get(key))
+		}
+	}
+	calls := delta.Get("tool_calls")
+	var seen [maxGuardedChoices / 64]uint64 // tool call indexes this delta carries
+	for pos, tc := range calls.GetArray() {
+		i := pos
+		if iv := tc.Get("index"); iv != nil && iv.Type() == fastjson.TypeNumber {
+			i = iv.GetInt()
+		}
+		t := c.toolGuard(r, i)
+		if t == nil {
+			r.streamGuard.broken = true
+			return changed
+		}
+		seen[i/64] |= 1 << (i % 64)
+		if v := tc.Get("function", "arguments"); v != nil && v.Type() == fastjson.TypeString {
+			run(t, v)
+		}
+	}
+	if !final {
+		return changed
+	}
+	for i, t := range c.tools[:c.toolsUsed] {
+		if seen[i/64]&(1<<(i%64)) != 0 {
+			continue
+		}
+		// A tool call this chunk does not continue: send its held-back arguments in a
+		// delta of its own index, as a backend continuing it would.
+		fn := a.NewObject()
+		fn.Set("arguments", a.NewString(""))
+		run(t, fn.Get("arguments"))
+		if len(fn.GetStringBytes("arguments")) == 0 {
+			continue
+		}
+		call := a.NewObject()
+		call.Set("index", a.NewNumberInt(i))
+		call.Set("function", fn)
+		if calls == nil || calls.Type() != fastjson.TypeArray {
+			calls = a.NewArray()
+			delta.Set("tool_calls", calls)
+		}
+		arr, _ := calls.Array()
+		calls.SetArrayItem(len(arr), call)
+		changed = true
+	}
+	return changed
 }

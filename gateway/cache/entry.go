@@ -353,6 +353,17 @@ func (e *Entry) Text(i int) []byte {
 	return nil
 }
 
+// Has reports whether the message of the i-th stored chat choice has the member key, not null.
+func (e *Entry) Has(i int, key string) bool {
+	c := &e.choices[i]
+	for _, f := range e.fields[c.msg[0]:c.msg[1]] {
+		if keyIs(e.raw(f.k), key) {
+			return true
+		}
+	}
+	return false
+}
+
 // stringContent returns the bytes between the quotes of the JSON string at s; nil for any other
 // value.
 func (e *Entry) stringContent(s span) []byte {
