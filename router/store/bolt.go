@@ -32,6 +32,9 @@ type Bolt struct {
 // OpenBolt opens or creates the store file at path (its directory must exist).
 func OpenBolt(path string) (*Bolt, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("store: %s is locked by another process (is another llmgate running with this state.path?)", path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("store: opening %s: %w", path, err)
 	}

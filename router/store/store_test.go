@@ -6,6 +6,7 @@ import (
 	"errors"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -235,9 +236,13 @@ func TestBoltSecondOpenFails(t *testing.T) {
 	defer first.Close()
 	// bbolt's flock is per open file description, so a second open in one process conflicts as
 	// a second gateway would; it fails after lockTimeout instead of hanging.
-	if second, err := OpenBolt(path); err == nil {
+	second, err := OpenBolt(path)
+	if err == nil {
 		second.Close()
 		t.Fatal("a second OpenBolt on a locked file succeeded")
+	}
+	if !strings.Contains(err.Error(), "locked by another process") {
+		t.Fatalf("error %q does not say the file is in use", err)
 	}
 }
 
