@@ -2,6 +2,7 @@ package config
 
 import (
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -102,7 +103,22 @@ func (g Guard) Enabled() bool {
 
 func on(action string) bool { return action != "" && action != GuardOff }
 
+// PIIEntityTypes are the entity types pii.entities and pii.overrides may name: what package
+// guard finds (a test there keeps the two lists equal).
+var PIIEntityTypes = []string{
+	"EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE",
+	"IP_ADDRESS", "MAC_ADDRESS", "CRYPTO", "URL_CREDENTIALS", "SECRET",
+}
+
 func (v *validator) guard(key string, g Guard) {
+	entity := func(k, name string) {
+		if !slices.Contains(PIIEntityTypes, name) {
+			v.addf(k, "unknown PII entity type %q; want one of %s", name, strings.Join(PIIEntityTypes, ", "))
+		}
+	}
+	for i, e := range g.PII.Entities {
+		entity(indexKey(key+".pii.entities", i), e)
+	}
 	piiAction := func(k, a string) {
 		switch a {
 		case "", GuardOff, PIIRedact, PIIMask, PIIHash, PIIBlock, PIIDetect:
@@ -123,6 +139,8 @@ func (v *validator) guard(key string, g Guard) {
 		k := indexKey(key+".pii.overrides", i)
 		if o.Entity == "" {
 			v.addf(k+".entity", "must name an entity type")
+		} else {
+			entity(k+".entity", o.Entity)
 		}
 		piiAction(k+".prompt", o.Prompt)
 		piiAction(k+".completion", o.Completion)

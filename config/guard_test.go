@@ -26,6 +26,8 @@ models:
 		{"bad safety action", "      safety: {completion: redact}\n", "models[0].guard.safety.completion: must be block, flag, log or off", false},
 		{"restore without redact", "      pii: {prompt: mask, restore: true}\n", "models[0].guard.pii.restore: needs pii.prompt: redact", false},
 		{"override without entity", "      pii: {overrides: [{prompt: block}]}\n", "models[0].guard.pii.overrides[0].entity", false},
+		{"unknown entity", "      pii: {prompt: redact, entities: [EMAIL_ADDRESS, EMAIL]}\n", `models[0].guard.pii.entities[1]: unknown PII entity type "EMAIL"`, false},
+		{"override of an unknown entity", "      pii: {prompt: redact, overrides: [{entity: SSN, prompt: block}]}\n", `models[0].guard.pii.overrides[0].entity: unknown PII entity type "SSN"`, false},
 		{"negative holdback", "      safety: {holdback_bytes: -1}\n", "holdback_bytes: must be 0..1048576", false},
 		{"unknown key", "      pii: {prompt: redact, restor: true}\n", `unknown key "restor"`, false},
 		{"classifier", "      safety: {prompt: block, classifier: {kind: moderations, url: \"http://mod:8000\"}}\n", "", true},
