@@ -11,11 +11,10 @@ import (
 // runBareProxy serves the bare fasthttp reverse proxy that benchmarks compare llmgate against.
 func runBareProxy(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("bareproxy", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	upstream := fs.String("upstream", "", "backend base URL, e.g. http://127.0.0.1:8000")
 	listen := fs.String("listen", "127.0.0.1:8001", "address to serve on")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if rc, ok := parseFlags(fs, args, stderr, stderr); !ok {
+		return rc
 	}
 	if *upstream == "" {
 		fmt.Fprintln(stderr, "llmgate bareproxy: --upstream is required")

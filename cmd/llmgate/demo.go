@@ -25,11 +25,10 @@ var demoConfig string
 // them, then prints examples to paste.
 func runDemo(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:8080", "gateway address")
 	adminListen := fs.String("admin-listen", "127.0.0.1:8081", "admin and /metrics address")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if rc, ok := parseFlags(fs, args, stdout, stderr); !ok {
+		return rc
 	}
 	d, err := startDemo(*listen, *adminListen)
 	if err != nil {

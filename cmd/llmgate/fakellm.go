@@ -14,11 +14,10 @@ import (
 
 func runFakeLLM(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("fakellm", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	opts := fakellm.RegisterFlags(fs)
 	listen := fs.String("listen", "127.0.0.1:8000", "address to serve on")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if rc, ok := parseFlags(fs, args, stderr, stderr); !ok {
+		return rc
 	}
 	if err := opts.Validate(); err != nil {
 		fmt.Fprintln(stderr, "llmgate fakellm:", err)

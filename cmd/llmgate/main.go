@@ -3,6 +3,8 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -58,7 +60,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
-	fmt.Fprintf(stderr, "llmgate: unknown command %q\n\n%s", args[0], usage)
+	fmt.Fprintf(stderr, "llmgate: unknown command %q (llmgate help lists the commands)\n", args[0])
 	return 2
 }
 
@@ -71,3 +73,23 @@ func buildVersion() string {
 	}
 	return "dev"
 }
+
+// parseFlags parses a subcommand's flags. -h prints its flags to stdout; a bad flag is one line
+// on stderr that says where the list is, not the whole list. ok is false when the command
+// must exit with rc.
+func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (rc int, ok bool) {
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	switch {
+	case err == nil:
+		return 0, true
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprintf(stdout, "Usage of llmgate %s:\n", fs.Name())
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		return 0, false
+	}
+	fmt.Fprintf(stderr, "llmgate %s: %v (llmgate %s -h lists the flags)\n", fs.Name(), err, fs.Name())
+	return 2, false
+}
+
