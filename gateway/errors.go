@@ -62,6 +62,12 @@ func unknownVersion(model, version []byte) *apiError {
 		message: "The model `" + string(model) + "` has no version `" + string(version) + "`; GET /v1/models lists them."}
 }
 
+// unknownHeaderVersion is unknownVersion for a version asked for in x-llmgate-version.
+func unknownHeaderVersion(model, version []byte) *apiError {
+	return &apiError{status: fasthttp.StatusNotFound, typ: typeInvalidRequest, code: "model_not_found",
+		message: "The model `" + string(model) + "` has no version `" + string(version) + "` (asked for in the x-llmgate-version header); GET /v1/models lists them."}
+}
+
 // asAPIError turns any stage error into what the client sees; unknown errors become a 500
 // without their text, so internals never leak.
 func asAPIError(err error) *apiError {

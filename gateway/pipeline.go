@@ -87,15 +87,16 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *request) (done bool) {
 	}
 	// 3. route: alias -> version. The backend is picked when forwarding (6), per attempt.
 	snap := g.snap.Load()
-	version, err := snap.table.ResolveSticky(r.model, ctx.Request.Header.Peek("X-Llmgate-Version"), stickyKey(ctx, r, snap.table))
+	headerPin := ctx.Request.Header.Peek("X-Llmgate-Version")
+	alias, modelPin, pinned := bytes.Cut(r.model, []byte("@")) // a pin in the model wins
+	version, err := snap.table.ResolveSticky(r.model, headerPin, stickyKey(ctx, r, snap.table))
 	if err != nil {
 		g.metrics.rejected[rejectUnknownModel].Inc()
 		if errors.Is(err, router.ErrUnknownVersion) {
-			alias, pin, found := bytes.Cut(r.model, []byte("@"))
-			if !found {
-				pin = ctx.Request.Header.Peek("X-Llmgate-Version")
+			if !pinned {
+				return g.fail(ctx, r, unknownHeaderVersion(alias, headerPin))
 			}
-			return g.fail(ctx, r, unknownVersion(alias, pin))
+			return g.fail(ctx, r, unknownVersion(alias, modelPin))
 		}
 		return g.fail(ctx, r, unknownModel(r.model))
 	}
