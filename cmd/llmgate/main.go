@@ -92,4 +92,3 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (rc i
 	fmt.Fprintf(stderr, "llmgate %s: %v (llmgate %s -h lists the flags)\n", fs.Name(), err, fs.Name())
 	return 2, false
 }
-

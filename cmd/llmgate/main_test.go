@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -143,5 +144,45 @@ func TestMemoryLimit(t *testing.T) {
 	}
 	if !applyMemoryLimit(cfg) || debug.SetMemoryLimit(-1) != 48<<20 {
 		t.Fatalf("memory limit %d, want %d", debug.SetMemoryLimit(-1), 48<<20)
+	}
+}
+
+// A model added to the config after the first start is not served (the deploy state decides);
+// serve says so in its start-up summary instead of leaving it to a warning in the log.
+func TestServeSaysConfigModelNotServed(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "llmgate.yaml")
+	backend := startFakeLLM(t, fakellm.Options{Flavor: "vllm", Model: "m"})
+	model := func(alias string) string {
+		return "  - {alias: " + alias + ", versions: [{version: v1, backends: [{url: \"" + backend + "\", kind: vllm, model: m}]}]}\n"
+	}
+	serveOnce := func(yaml string) string {
+		t.Helper()
+		if err := os.WriteFile(path, []byte("state: {path: "+filepath.Join(dir, "state.db")+"}\nmodels:\n"+yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := buildServeConfig(path, nil, nil, "127.0.0.1:0", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, lns, err := start(cfg, io.Discard, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			g.Close()
+			lns[0].Close()
+			lns[1].Close()
+		}()
+		var out bytes.Buffer
+		printModels(&out, g.Table(), cfg)
+		return out.String()
+	}
+	if out := serveOnce(model("first")); strings.Contains(out, "not served") || !strings.Contains(out, `model "first": stable v1`) {
+		t.Fatalf("first start:\n%s", out)
+	}
+	out := serveOnce(model("first") + model("added"))
+	if !strings.Contains(out, `model "added" is in the config but not served`) || !strings.Contains(out, `model "first": stable v1`) {
+		t.Fatalf("second start with a model added to the file:\n%s", out)
 	}
 }

@@ -78,10 +78,22 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if st == nil {
 		fmt.Fprintf(stdout, "  deploy state in %s\n", cfg.State.Path)
 	}
-	for _, m := range g.Table().Models() { // the store's models, which may differ from the file's
-		fmt.Fprintf(stdout, "  model %q: stable %s, %d version(s)\n", m.Alias, m.Stable.Name, len(m.Versions))
-	}
+	printModels(stdout, g.Table(), cfg)
 	return waitForSignal(g, lns, stderr)
+}
+
+// printModels lists the models served: the store's, which may differ from the file's.
+func printModels(w io.Writer, t *router.Table, cfg *config.Config) {
+	for _, m := range t.Models() {
+		fmt.Fprintf(w, "  model %q: stable %s, %d version(s)\n", m.Alias, m.Stable.Name, len(m.Versions))
+	}
+	// Editing the file after the first start changes nothing the store already decides; a model
+	// added to it is the edit an operator most expects to work, so say that it did not.
+	for _, mc := range cfg.Models {
+		if t.Model(mc.Alias) == nil {
+			fmt.Fprintf(w, "  model %q is in the config but not served: after the first start the deploy state decides (add it with llmgate admin deploy)\n", mc.Alias)
+		}
+	}
 }
 
 // applyMemoryLimit sets the process's soft memory limit from limits.memory_bytes, when given
