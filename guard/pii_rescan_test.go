@@ -68,3 +68,39 @@ func TestRedactRescanWindows(t *testing.T) {
 		}
 	}
 }
+
+// TestRedactRescanPEMNotRewritten checks rescans near values after a PEM key that is found
+// but not rewritten (only detected, or its type not scanned): a window must not start inside
+// the key, where a rescan would find values in its body that a whole-text scan skips.
+func TestRedactRescanPEMNotRewritten(t *testing.T) {
+	bodies := []string{"123-45-6789 ssn", "ssn: 123-45-6789", "4111 1111 1111 1111", "call 555-123-4567",
+		"MIIEvQIBADANBgkqhkiG9w0BAQEFAASC", "AKIAIOSFODNN7EXAMPLE"}
+	values := []string{"bob@example.com", "ssn 078-05-1120", "(555) 123-4567", "http://u:pw@host.example"}
+	ends := []string{"", "\n-----END PRIVATE KEY-----", "\n-----END PRIVATE KEY----- "}
+	var cases []string
+	for _, b1 := range bodies {
+		for _, b2 := range bodies {
+			for _, v := range values {
+				for _, end := range ends {
+					key := "-----BEGIN PRIVATE KEY-----\n" + b1 + "\n" + b2 + " "
+					cases = append(cases, key+v+"\n", key+v+end+"\n"+v,
+						"mail "+v+" me\n"+key+v+end, key+end+" "+v+"\n"+key+v)
+				}
+			}
+		}
+	}
+	for _, o := range []PIIOptions{
+		{Prompt: ActionRedact, Overrides: []PIIOverride{{Entity: EntitySecret, Direction: Prompt, Action: ActionDetect}}},
+		{Prompt: ActionMask, Overrides: []PIIOverride{{Entity: EntitySecret, Direction: Prompt, Action: ActionDetect}}},
+		{Prompt: ActionRedact, Entities: []string{EntityEmail, EntitySSN, EntityPhone, EntityCreditCard, EntityURLCredentials}},
+	} {
+		p := mustPII(t, o)
+		for _, text := range cases {
+			got, _ := p.Redact(nil, []byte(text), Prompt, &Vault{})
+			want := redactFullRescan(p, []byte(text), Prompt, &Vault{})
+			if !bytes.Equal(got, want) {
+				t.Fatalf("%+v: Redact(%q)\n = %q\nwant %q", o, text, got, want)
+			}
+		}
+	}
+}

@@ -203,11 +203,23 @@ func (p *PII) rescan(dst []Finding, out []byte, spans []int, base int) []Finding
 			pem = i
 		}
 	}
+	keyStart, keyEnd := 0, 0 // the first PEM key not ending before the last window start
 	for k := 0; k <= len(spans); k += 2 {
 		var a, b int
 		if k < len(spans) {
 			a, b = spans[k]-base, spans[k+1]-base
 			start := windowStart(out, a, a <= pem)
+			if a > pem {
+				// A line start may be inside a key that was not rewritten (a type not
+				// rewritten, or only detected): a rescan there would find values in its
+				// body that a scan of the whole text skips. Start at the key instead.
+				for keyEnd <= start && keyEnd < len(out) {
+					keyStart, keyEnd = p.nextPEMKey(out, keyEnd)
+				}
+				if keyStart < start && start < keyEnd {
+					start = keyStart
+				}
+			}
 			if from >= 0 && start <= to {
 				to = min(len(out), max(to, b+rescanAfter))
 				continue
@@ -229,6 +241,26 @@ func (p *PII) rescan(dst []Finding, out []byte, spans []int, base int) []Finding
 
 var pemBegin = []byte("-----BEGIN")
 
+// nextPEMKey returns the span of the first PEM key that a scan of out starting at from finds
+// (len(out) twice when none), as a scan of the whole text sees it when from is the end of the
+// key before.
+func (p *PII) nextPEMKey(out []byte, from int) (start, end int) {
+	for {
+		k := bytes.Index(out[from:], pemBegin)
+		if k < 0 {
+			return len(out), len(out)
+		}
+		h := from + k
+		if hasPrefixAt(out, h, "-----BEGIN ") && (h == 0 || out[h-1] != '-') {
+			s := scan{p: p, t: out, lo: h + 1} // lo after h: measure, do not emit
+			if end, ok := s.pem(h); ok {
+				return h, end
+			}
+		}
+		from = h + 1
+	}
+}
+
 // windowStart returns where the rescan window of a span starting at a starts: the nearest
 // point within 1 KiB before a that is a line start or, with gaps, a word start after a space
 // between two lower-case letters ("me at"); the text start when there is none.
@@ -239,8 +271,8 @@ var pemBegin = []byte("-----BEGIN")
 // either: digit groups join only digits and parentheses, IBAN groups only upper-case letters
 // and digits, and the other matchers stop at any space. With PEM keys before a, windows keep to
 // line starts: one may be inside a key that was not rewritten (a type not scanned, or only
-// detected), and a rescan there finds what a scan of the whole text does not; keeping to them
-// keeps Redact's output as it was.
+// detected), and a rescan there finds what a scan of the whole text does not; rescan moves
+// such starts back to the key's header.
 func windowStart(out []byte, a int, gaps bool) int {
 	low := max(0, a-1024)
 	for w := a; w > low; w-- {
