@@ -222,63 +222,74 @@ func (p *PII) find(dst []Finding, text []byte, from int) []Finding {
 
 // findTo is find for the values whose trigger byte is before to; they may end after it.
 func (p *PII) findTo(dst []Finding, text []byte, from, to int) []Finding {
-	s := scan{p: p, t: text, lo: from, from: from, dst: dst}
+	var s scan // not a composite literal: that builds the struct, numeric's scratch too, twice
+	s.p, s.t, s.lo, s.from, s.dst = p, text, from, from, dst
 	n := min(to, len(text))
 	i := from
-	for i < n {
-		// The hot loop: most bytes are no trigger. Eight at a time while they last.
-		for i+8 <= n {
-			m := trigger8(binary.LittleEndian.Uint64(text[i:]))
-			if m != 0 {
-				i += bits.TrailingZeros64(m) >> 3
-				break
+	// The hot loop: most bytes are no trigger. Eight at a time while they last; the flags of
+	// a word serve every trigger in it that a matcher's return leaves unread.
+	for i+8 <= n {
+		m := trigger8(binary.LittleEndian.Uint64(text[i:]))
+		for m != 0 {
+			next := s.trigger(i + bits.TrailingZeros64(m)>>3)
+			if next >= i+8 {
+				i = next
+				goto nextWord
 			}
-			i += 8
+			m &= ^uint64(0) << (8 * (next - i)) // matchers always return past the trigger
 		}
-		for i < n && trig[text[i]] == 0 {
+		i += 8
+	nextWord:
+	}
+	for i < n {
+		if trig[text[i]] == 0 {
 			i++
+			continue
 		}
-		if i >= n {
-			break
-		}
-		switch trig[text[i]] {
-		case tDigit:
-			i = s.digit(i)
-		case tAt:
-			i = s.at(i)
-		case tColon:
-			i = s.colon(i)
-		case tDash:
-			i = s.dash(i)
-		case tUnder:
-			i = s.under(i)
-		case tA:
-			i = s.upperA(i)
-		case tJ:
-			i = s.jwt(i)
-		default:
-			i++
-		}
+		i = s.trigger(i)
 	}
 	return s.dst
+}
+
+// trigger runs the matcher of the trigger byte at i and returns where the scan goes on.
+func (s *scan) trigger(i int) int {
+	switch trig[s.t[i]] {
+	case tDigit:
+		return s.digit(i)
+	case tAt:
+		return s.at(i)
+	case tColon:
+		return s.colon(i)
+	case tDash:
+		return s.dash(i)
+	case tUnder:
+		return s.under(i)
+	case tA:
+		return s.upperA(i)
+	case tJ:
+		return s.jwt(i)
+	}
+	return i + 1
 }
 
 // trigger8 returns the high bit of each byte of x (eight text bytes, little-endian) that
 // is a trigger: a digit, '-', ':', '@', 'A', 'J' or '_'.
 func trigger8(x uint64) uint64 {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	y := x &^ highs // bytes of 0x80 and above are no trigger: their flags are cleared below
-	// y + (0x80-lo)*ones has a byte's high bit set when it is lo or above; y + (0x7f-hi)*ones,
-	// when it is above hi. No byte carries into the next, since y < 0x80. Written out rather
-	// than with a helper, so that findTo inlines it.
-	r := (y+(0x80-'-')*ones)&^(y+(0x7f-'-')*ones) | // '-'
-		(y+(0x80-'0')*ones)&^(y+(0x7f-':')*ones) | // the digits and ':'
-		(y+(0x80-'@')*ones)&^(y+(0x7f-'A')*ones) | // '@', 'A'
-		(y+(0x80-'J')*ones)&^(y+(0x7f-'J')*ones) |
-		(y+(0x80-'_')*ones)&^(y+(0x7f-'_')*ones)
+	const ones, lows, highs = 0x0101010101010101, 0x7f7f7f7f7f7f7f7f, 0x8080808080808080
+	y := x & lows // bytes of 0x80 and above are no trigger: their flags are cleared below
+	// A byte of z + lows has its high bit clear only where z's byte is zero, and no byte
+	// carries into the next, since y's bytes are below 0x80. So each "other" term has the high
+	// bit of a byte set where that byte is not the one it tests for: their AND is clear where
+	// the byte is any of them. Equality costs two operations a byte class, a range three.
+	// Written out rather than with helpers, so that findTo inlines it.
+	other := ((y ^ '-'*ones) + lows) &
+		((y ^ 'J'*ones) + lows) &
+		((y ^ '_'*ones) + lows) &
+		(((y ^ '@'*ones) &^ ones) + lows) // '@' and 'A'
+	digitOrColon := (y + (0x80-'0')*ones) &^ (y + (0x7f-':')*ones)
 	// '.' and '/', between '-' and the digits, are common in prose and no trigger: flagging
 	// them would stop the eight-byte loop of findTo at nearly every sentence.
-	return r & highs &^ x
+	return (digitOrColon | ^other) & highs &^ x
 }
 
 // scan is the state of one Find.
@@ -288,6 +299,7 @@ type scan struct {
 	lo   int // a new finding starts at or after lo: the end of the last one, or the scan start
 	from int // the scan start
 	dst  []Finding
+	run  numRun // numeric's scratch, here so that it is not zeroed per number
 }
 
 // want reports whether a finding of e with this score would be reported.

@@ -259,8 +259,11 @@ func (s *scan) parseRun(r *numRun, i int) {
 // numeric parses the digit run at i and reports its leftmost-longest entity: candidates
 // start at the run or after a space in it and end at its end or before a space.
 func (s *scan) numeric(i int) int {
-	var r numRun
-	s.parseRun(&r, i)
+	if end, ok := loneShortGroup(s.t, i); ok {
+		return end
+	}
+	r := &s.run
+	s.parseRun(r, i)
 	if r.n == 0 { // one group longer than any entity
 		return spanOf(s.t, i, isDigit)
 	}
@@ -286,13 +289,35 @@ func (s *scan) numeric(i int) int {
 			if nd > 19 {
 				continue
 			}
-			if e, a, b, sc, ok := s.classify(&r, j, k); ok {
+			if e, a, b, sc, ok := s.classify(r, j, k); ok {
 				s.emit(e, a, b, sc)
 				return b
 			}
 		}
 	}
 	return end
+}
+
+// loneShortGroup returns the end of the digit group at i when it is shorter than any entity
+// and parseRun would join no other group to it: most numbers in prose ("120 ms", "2.4", "14
+// days"). It is a shortcut, not a rule: ok false sends the group to parseRun.
+func loneShortGroup(t []byte, i int) (end int, ok bool) {
+	j := i
+	for j < len(t) && isDigit(t[j]) {
+		j++
+	}
+	if j-i >= 7 {
+		return 0, false
+	}
+	if j < len(t) {
+		switch c := t[j]; {
+		case c == ')':
+			return 0, false
+		case (c == ' ' || c == '-' || c == '.') && j+1 < len(t) && (isDigit(t[j+1]) || t[j+1] == '('):
+			return 0, false
+		}
+	}
+	return j, true
 }
 
 // classify scores the groups [j, k) of r as a card, SSN or phone number.
