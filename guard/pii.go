@@ -453,17 +453,25 @@ func nearWords(t []byte, i int) (pos, neg uint8) {
 		if e-j > len(buf) {
 			continue
 		}
+		// ctxMay reads the first and last byte's low five bits, the same in either case: ask
+		// it before lower-casing, which most words then skip.
+		word := t[j:e]
+		may := ctxMay(word)
+		plural := len(word) > 3 && word[len(word)-1]|0x20 == 's' && ctxMay(word[:len(word)-1])
+		if !may && !plural {
+			continue
+		}
 		n := 0
 		for k := j; k < e; k++ {
 			buf[n] = asciiLower(t[k])
 			n++
 		}
 		var m uint8
-		ok := ctxMay(buf[:n])
-		if ok {
+		ok := false
+		if may {
 			m, ok = ctxWords[string(buf[:n])]
 		}
-		if !ok && n > 3 && buf[n-1] == 's' && ctxMay(buf[:n-1]) {
+		if !ok && plural {
 			m = ctxWords[string(buf[:n-1])]
 		}
 		if m == 0 {
