@@ -300,6 +300,9 @@ type scan struct {
 	from int // the scan start
 	dst  []Finding
 	run  numRun // numeric's scratch, here so that it is not zeroed per number
+	// ctxStart is 1 + the text offset whose nearWords are ctxPos and ctxNeg; 0 for none.
+	ctxStart       int
+	ctxPos, ctxNeg uint8
 }
 
 // want reports whether a finding of e with this score would be reported.

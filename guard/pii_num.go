@@ -350,12 +350,13 @@ func (s *scan) classify(r *numRun, j, k int) (e entity, start, end int, score fl
 		}
 	}
 	var pos, neg uint8
-	ctxDone := false
 	ctx := func() {
-		if !ctxDone {
-			pos, neg = nearWords(t, start)
-			ctxDone = true
+		// numeric tries several ends for one start: read its context words once.
+		if s.ctxStart != start+1 {
+			s.ctxPos, s.ctxNeg = nearWords(t, start)
+			s.ctxStart = start + 1
 		}
+		pos, neg = s.ctxPos, s.ctxNeg
 	}
 	if !plus && !paren && s.p.on[eCard] && len(d) >= 12 && uniform && (g == 1 || sp == ' ' || sp == '-') &&
 		cardGroups(r, j, k) && cardBrand(d) && !allSame(d) && luhn(d) {
