@@ -62,8 +62,13 @@ type Prober struct {
 	table    func() *Table
 	interval time.Duration
 	client   *http.Client
-	cancel   context.CancelFunc
-	done     chan struct{}
+
+	// Start runs in the serving goroutine and Close in the one shutting down, possibly first
+	// (a signal right after start): mu orders them, and a closed prober never starts.
+	mu     sync.Mutex
+	closed bool
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 // NewProber returns a prober for the table that current returns at each round.
@@ -77,24 +82,33 @@ func NewProber(current func() *Table, hc config.HealthCheck) *Prober {
 
 func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
-// Start launches the probe loop; Close stops it.
+// Start launches the probe loop, once; Close stops it. Start after Close does nothing.
 func (p *Prober) Start() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.cancel != nil {
+		return
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p.cancel, p.done = cancel, make(chan struct{})
-	go p.run(ctx)
+	go p.run(ctx, p.done)
 }
 
 // Close stops the probe loop and waits for it.
 func (p *Prober) Close() {
-	if p.cancel == nil {
+	p.mu.Lock()
+	p.closed = true
+	cancel, done := p.cancel, p.done
+	p.mu.Unlock()
+	if cancel == nil {
 		return
 	}
-	p.cancel()
-	<-p.done
+	cancel()
+	<-done
 }
 
-func (p *Prober) run(ctx context.Context) {
-	defer close(p.done)
+func (p *Prober) run(ctx context.Context, done chan struct{}) {
+	defer close(done)
 	tick := time.NewTicker(p.interval)
 	defer tick.Stop()
 	for {

@@ -245,8 +245,8 @@ func TestProberStartClose(t *testing.T) {
 	hc.Interval = time.Millisecond
 	_, p := probeTable(t, newFakeClock(), hc, testBackend(srv.URL, 1))
 
-	p.Close() // before Start: nothing to stop
 	p.Start()
+	p.Start() // once is enough: a second Start adds no loop
 	for i := range 3 { // the loop keeps probing
 		select {
 		case <-probed:
@@ -284,5 +284,35 @@ func TestProberCloseAbortsHungProbe(t *testing.T) {
 	p.Close()
 	if !tbl.Backends()[0].Healthy() {
 		t.Errorf("the probe aborted by Close ejected the backend")
+	}
+}
+
+// A gateway told to stop right after it started closes its prober while the serving goroutine
+// may not have started it yet: the two must not race, and a closed prober must not start.
+func TestProberCloseBeforeStart(t *testing.T) {
+	for range 50 {
+		p := NewProber(func() *Table { return nil }, testHealth)
+		started := make(chan struct{})
+		go func() {
+			p.Start()
+			close(started)
+		}()
+		p.Close()
+		<-started
+		p.Close() // whichever ran first, the loop is stopped or never ran
+		p.mu.Lock()
+		running := p.cancel != nil && !p.closed
+		p.mu.Unlock()
+		if running {
+			t.Fatal("the prober runs after Close")
+		}
+	}
+	p := NewProber(func() *Table { return nil }, testHealth)
+	p.Close()
+	p.Start()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cancel != nil {
+		t.Fatal("Start after Close started the probe loop")
 	}
 }
