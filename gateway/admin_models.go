@@ -273,9 +273,27 @@ func (g *Gateway) writeChange(ctx *fasthttp.RequestCtx, alias string, c router.C
 // rollback): it never interleaves with a rollout's step, and it ends the alias's running or
 // paused rollout, which would otherwise undo the change at its next step.
 func (g *Gateway) writeSplit(ctx *fasthttp.RequestCtx, alias, verb string, c router.Change, op func(*router.State, router.Change) (*router.State, error)) *router.State {
-	next, err := g.rollouts.operatorChange(alias, c.Actor, verb, func() (*router.State, error) { return g.change(c, op) })
+	next, err := g.rollouts.operatorChange(alias, c.Actor, verb, func() (*router.State, error) {
+		var cur *router.State // the state op saw, under the deploy lock
+		next, err := g.change(c, func(s *router.State, c router.Change) (*router.State, error) {
+			cur = s
+			return op(s, c)
+		})
+		if err == nil && next == cur {
+			// The split the alias already has: the rollout goes on, as nothing changed.
+			return nil, errUnchanged
+		}
+		return next, err
+	})
+	if errors.Is(err, errUnchanged) {
+		next, err = nil, nil // answer the state now, with its rollout
+	}
 	return g.answerChange(ctx, alias, next, err)
 }
+
+// errUnchanged tells operatorChange that an operator's write changed nothing, so it must not
+// end the alias's rollout.
+var errUnchanged = errors.New("unchanged")
 
 // answerChange answers a write: {"revision", "model"} with the alias's revision as ETag, or the
 // error (a conflict carries the current ETag: what to re-read and retry with). next is the state

@@ -105,7 +105,8 @@ func (g *Gateway) closeDeploy() {
 }
 
 // change applies op to the deploy state: the new state must build a table, then it is committed
-// (durable before this returns) and served. It returns the new state. Every change and every
+// (durable before this returns) and served. It returns the new state, or the current one when op
+// changes nothing. Every change and every
 // read of the state waits for the deploy lock, so only the commit may take time under it:
 // deploy probes, which may take health.timeout, run before (probeDeploy).
 func (g *Gateway) change(c router.Change, op func(*router.State, router.Change) (*router.State, error)) (*router.State, error) {
@@ -114,6 +115,9 @@ func (g *Gateway) change(c router.Change, op func(*router.State, router.Change) 
 	next, err := op(g.deploy.state, c)
 	if err != nil {
 		return nil, err
+	}
+	if next == g.deploy.state {
+		return next, nil // a write that changes nothing: nothing to save or serve
 	}
 	t, err := router.NewTableFromState(next, g.cfg.Health, g.pool)
 	if err != nil {

@@ -283,10 +283,10 @@ func TestDeployAdminVerbs(t *testing.T) {
 	}
 
 	// Traffic and shadow.
-	g.refused(t, 400, "canary_percent", "PUT", "/admin/models/chat/traffic", opsToken, `{"canary":"v2","canary_percent":101}`)
-	g.refused(t, 404, "canary", "PUT", "/admin/models/chat/traffic", opsToken, `{"canary":"v9","canary_percent":10}`)
-	g.refused(t, 400, "canary_percent", "PUT", "/admin/models/chat/traffic", opsToken, `{"canary":"v2","canary_percent":"ten"}`)
-	m = g.write(t, "PUT", "/admin/models/chat/traffic", `{"canary":"v2","canary_percent":10,"sticky":"user"}`)
+	g.refused(t, 400, "canary_percent", "PUT", "/admin/models/chat/traffic", opsToken, `{"stable":"v1","canary":"v2","canary_percent":101}`)
+	g.refused(t, 404, "canary", "PUT", "/admin/models/chat/traffic", opsToken, `{"stable":"v1","canary":"v9","canary_percent":10}`)
+	g.refused(t, 400, "canary_percent", "PUT", "/admin/models/chat/traffic", opsToken, `{"stable":"v1","canary":"v2","canary_percent":"ten"}`)
+	m = g.write(t, "PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v2","canary_percent":10,"sticky":"user"}`)
 	if m.Stable != "v1" || m.Canary != "v2" || m.CanaryPercent != 10 || m.Sticky != "user" {
 		t.Fatalf("after traffic: %+v", m)
 	}
@@ -380,7 +380,7 @@ func TestDeployAdminAuth(t *testing.T) {
 	reads := []string{"/admin/models", "/admin/models/chat", "/admin/models/chat/history", "/admin/models/chat/rollout"}
 	writes := []struct{ method, path, body string }{
 		{"POST", "/admin/models/chat/versions?probe=false", deployBody("v3", f)},
-		{"PUT", "/admin/models/chat/traffic", `{"canary":"v2","canary_percent":10}`},
+		{"PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v2","canary_percent":10}`},
 		{"PUT", "/admin/models/chat/shadow", `{"version":"v2","percent":10}`},
 		{"POST", "/admin/models/chat/promote", ""},
 		{"POST", "/admin/models/chat/rollback", `{"to":"v2"}`},
@@ -427,10 +427,10 @@ func TestDeployIfMatch(t *testing.T) {
 		model("embed", "e1", version("e1", f.backend()))))
 	m, _ := g.getModel(t, "chat")
 	stale := m.Revision
-	m = g.write(t, "PUT", "/admin/models/chat/traffic", `{"canary":"v2","canary_percent":5}`, "If-Match", etagOf(stale))
+	m = g.write(t, "PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v2","canary_percent":5}`, "If-Match", etagOf(stale))
 	current := m.Revision
 	for _, w := range []struct{ method, path, body string }{
-		{"PUT", "/admin/models/chat/traffic", `{"canary":"v2","canary_percent":50}`},
+		{"PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v2","canary_percent":50}`},
 		{"PUT", "/admin/models/chat/shadow", `{"version":"v2","percent":1}`},
 		{"POST", "/admin/models/chat/promote", ""},
 		{"POST", "/admin/models/chat/rollback", ""},
@@ -446,11 +446,11 @@ func TestDeployIfMatch(t *testing.T) {
 	g.refused(t, 400, "If-Match", "PUT", "/admin/models/chat/traffic", opsToken, `{}`, "If-Match", "yesterday")
 
 	// A change to another alias moves the global revision, not chat's ETag.
-	e := g.write(t, "PUT", "/admin/models/embed/traffic", `{"sticky":"api_key"}`)
+	e := g.write(t, "PUT", "/admin/models/embed/traffic", `{"stable":"e1","sticky":"api_key"}`)
 	if e.Revision <= current {
 		t.Fatalf("embed revision %d, want > %d", e.Revision, current)
 	}
-	m = g.write(t, "PUT", "/admin/models/chat/traffic", `{"canary":"v2","canary_percent":50}`, "If-Match", `W/`+etagOf(current))
+	m = g.write(t, "PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v2","canary_percent":50}`, "If-Match", `W/`+etagOf(current))
 	if m.CanaryPercent != 50 || m.Revision != e.Revision+1 {
 		t.Fatalf("write with the current revision: %+v", m)
 	}
@@ -492,13 +492,13 @@ func TestDeployStickySplit(t *testing.T) {
 		return n
 	}
 
-	g.write(t, "PUT", "/admin/models/chat/traffic", `{"canary":"v2","canary_percent":10,"sticky":"user"}`)
+	g.write(t, "PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v2","canary_percent":10,"sticky":"user"}`)
 	at10 := assign()
 	// Binomial(300, 0.1): mean 30, sd 5.2; these bounds are 4 sd wide.
 	if n := count(at10, "v2"); n < 9 || n > 51 || n+count(at10, "v1") != users {
 		t.Fatalf("%d of %d users on the 10%% canary", n, users)
 	}
-	g.write(t, "PUT", "/admin/models/chat/traffic", `{"canary":"v2","canary_percent":25,"sticky":"user"}`)
+	g.write(t, "PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v2","canary_percent":25,"sticky":"user"}`)
 	at25 := assign()
 	for i := range users {
 		if at10[i] == "v2" && at25[i] != "v2" {
@@ -578,7 +578,7 @@ func TestDeployStateSurvivesRestart(t *testing.T) {
 
 	g := startGatewayOpts(t, cfg, gateway.Options{})
 	g.write(t, "POST", "/admin/models/chat/versions", deployBody("v2", v2))
-	g.write(t, "PUT", "/admin/models/chat/traffic", `{"canary":"v2","canary_percent":30,"sticky":"user"}`)
+	g.write(t, "PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v2","canary_percent":30,"sticky":"user"}`)
 	g.write(t, "POST", "/admin/models/chat/promote", `{"reason":"before restart"}`)
 	last := g.write(t, "PUT", "/admin/models/chat/shadow", `{"version":"v1","percent":1}`)
 	if err := g.Close(); err != nil {
@@ -643,13 +643,13 @@ func TestDeployTrafficWhileWeightsChange(t *testing.T) {
 	for i := range changes {
 		pct := (i * 37) % 101
 		sticky := []string{"user", "none", "api_key"}[i%3]
-		body := `{"canary":"v2","canary_percent":` + strconv.Itoa(pct) + `,"sticky":"` + sticky + `"}`
+		body := `{"stable":"v1","canary":"v2","canary_percent":` + strconv.Itoa(pct) + `,"sticky":"` + sticky + `"}`
 		if i%10 == 9 {
-			body = `{}` // all on stable
+			body = `{"stable":"v1"}` // all on stable
 		}
 		g.write(t, "PUT", "/admin/models/chat/traffic", body)
 	}
-	g.write(t, "PUT", "/admin/models/chat/traffic", `{"canary":"v2","canary_percent":100}`)
+	g.write(t, "PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v2","canary_percent":100}`)
 	close(stop)
 	wg.Wait()
 	if sent.Load() < changes || errs.Load() > 0 {
@@ -694,7 +694,7 @@ func TestDeployProbeDoesNotBlockOtherChanges(t *testing.T) {
 	conn := <-accepted // the probe is waiting on this connection now
 
 	g.getModel(t, "chat")
-	m := g.write(t, "PUT", "/admin/models/chat/traffic", `{"canary":"v2","canary_percent":10}`)
+	m := g.write(t, "PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v2","canary_percent":10}`)
 	select {
 	case res := <-deployed:
 		t.Fatalf("the deploy finished (%d %s) before its probe was answered", res.status, res.body)
@@ -718,4 +718,85 @@ func mustRequest(t testing.TB, method, url, body, token string) *http.Request {
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
 	return req
+}
+
+// PUT traffic sets the whole split: a body without stable, {} included, is a 400 naming
+// stable; a misspelt field is a 400 naming it; other writes with {} or a missing required
+// field are refused too. Each leaves the model, its revision and its history as they were.
+func TestDeployIncompleteBodiesAreRefused(t *testing.T) {
+	tokens := withAdminTokens(t)
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", f.backend()), version("v2", f.backend()))))
+	g.write(t, "PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v2","canary_percent":10,"sticky":"user"}`)
+	history := len(g.history(t, "chat"))
+	for _, tt := range []struct{ method, path, body, param string }{
+		{"PUT", "/admin/models/chat/traffic", `{}`, "stable"},
+		{"PUT", "/admin/models/chat/traffic", ``, "stable"},
+		{"PUT", "/admin/models/chat/traffic", `{"canary":"v2","canary_percent":20}`, "stable"},
+		{"PUT", "/admin/models/chat/traffic", `{"stable":"","canary":"v2","canary_percent":20}`, "stable"},
+		{"PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v2","canary_precent":20}`, "canary_precent"},
+		{"PUT", "/admin/models/chat/shadow", `{"version":"v2","precent":5}`, "precent"},
+		{"POST", "/admin/models/chat/versions?probe=false", `{}`, "version"},
+		{"POST", "/admin/models/chat/versions?probe=false", `{"version":"v3"}`, "backends"},
+		{"POST", "/admin/models/chat/rollouts", `{}`, "canary"},
+		{"POST", "/admin/models/chat/rollback", `{"reasn":"typo"}`, "reasn"},
+		{"POST", "/admin/models/chat/promote", `{"reasn":"typo"}`, "reasn"},
+	} {
+		g.refused(t, 400, tt.param, tt.method, tt.path, opsToken, tt.body)
+	}
+	m, _ := g.getModel(t, "chat")
+	if m.Stable != "v1" || m.Canary != "v2" || m.CanaryPercent != 10 || m.Sticky != "user" {
+		t.Errorf("after refused writes: %+v, want the split set first", m)
+	}
+	if h := g.history(t, "chat"); len(h) != history {
+		t.Errorf("refused writes added history: %+v", h)
+	}
+}
+
+// Writing the split or shadow an alias already has answers 200 with the current state and
+// revision, and records nothing; a stale If-Match still fails it. During a rollout, it leaves
+// the rollout running.
+func TestDeployRepeatedWriteIsNoOp(t *testing.T) {
+	tokens := withAdminTokens(t)
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", f.backend()), version("v2", f.backend()), version("v3", f.backend()))))
+	split := `{"stable":"v1","canary":"v2","canary_percent":10,"sticky":"user"}`
+	set := g.write(t, "PUT", "/admin/models/chat/traffic", split)
+	g.write(t, "PUT", "/admin/models/chat/shadow", `{"version":"v3","percent":5}`)
+	before, beforeRes := g.getModel(t, "chat")
+	history := g.history(t, "chat")
+	for _, w := range []struct{ method, path, body string }{
+		{"PUT", "/admin/models/chat/traffic", split},
+		{"PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v2","canary_percent":10,"sticky":"user"}`},
+		{"PUT", "/admin/models/chat/shadow", `{"version":"v3","percent":5}`},
+	} {
+		res := g.call(t, w.method, w.path, opsToken, w.body, "If-Match", etagOf(before.Revision))
+		var got struct {
+			Revision uint64   `json:"revision"`
+			Model    modelDoc `json:"model"`
+		}
+		decode(t, res, &got)
+		if res.status != 200 || got.Revision != before.Revision || got.Model.Revision != before.Revision || res.header.Get("ETag") != etagOf(before.Revision) {
+			t.Errorf("%s %s again: %d %s, want 200 at revision %d", w.method, w.path, res.status, res.body, before.Revision)
+		}
+		g.refused(t, 412, "If-Match", w.method, w.path, opsToken, w.body, "If-Match", etagOf(set.Revision-1))
+	}
+	after, afterRes := g.getModel(t, "chat")
+	if after.Revision != before.Revision || string(afterRes.body) != string(beforeRes.body) {
+		t.Errorf("a repeated write changed the model:\nbefore %s\nafter  %s", beforeRes.body, afterRes.body)
+	}
+	if h := g.history(t, "chat"); len(h) != len(history) {
+		t.Errorf("a repeated write added history: %+v", h[len(history):])
+	}
+
+	// A rollout at its first step: re-sending its split does not end it.
+	g.write(t, "POST", "/admin/models/chat/rollouts", `{"canary":"v2","steps":[{"canary_percent":20,"min_duration":"1h"},{"canary_percent":100}]}`)
+	ro, _ := g.getModel(t, "chat")
+	res := g.call(t, "PUT", "/admin/models/chat/traffic", opsToken, `{"stable":"v1","canary":"v2","canary_percent":20,"sticky":"user"}`)
+	if res.status != 200 {
+		t.Fatalf("the rollout's split again: %d %s", res.status, res.body)
+	}
+	if m, _ := g.getModel(t, "chat"); m.Rollout == nil || m.Rollout.State != "running" || m.Revision != ro.Revision {
+		t.Errorf("after re-sending the rollout's split: revision %d (was %d), rollout %+v; want it running, unchanged", m.Revision, ro.Revision, m.Rollout)
+	}
 }

@@ -3,6 +3,7 @@ package router
 import (
 	"math"
 	"net/url"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -77,12 +78,17 @@ func (s *State) Deploy(c Change, alias string, v VersionSpec) (*State, error) {
 	})
 }
 
-// SetTraffic sets the split of alias: t.Stable ("" keeps the current one), t.Canary ("" clears
-// it) taking t.CanaryPercent of requests, assigned by t.Sticky ("" is none). Like a PUT, fields
-// left out are cleared, except Stable. A shadow that becomes the stable is cleared.
+// SetTraffic sets the whole split of alias, as a PUT does: t.Stable (required), t.Canary (""
+// clears it) taking t.CanaryPercent of requests, assigned by t.Sticky ("" is none). A shadow that
+// becomes the stable is cleared.
 func (s *State) SetTraffic(c Change, alias string, t Traffic) (*State, error) {
 	if err := checkChange(c); err != nil {
 		return nil, err
+	}
+	if t.Stable == "" {
+		// Keeping the current stable when it is left out made {} a valid split that silently
+		// removed the canary and the sticky key.
+		return nil, fieldErr(ErrInvalid, "stable", "is required: PUT sets the whole split (stable, canary, canary_percent, sticky)")
 	}
 	sticky, err := ParseSticky(t.Sticky)
 	if err != nil {
@@ -94,9 +100,7 @@ func (s *State) SetTraffic(c Change, alias string, t Traffic) (*State, error) {
 	return s.edit(c, alias, func(m *ModelState) (HistoryEntry, error) {
 		entry := HistoryEntry{Action: ActionTraffic, From: m.describe()}
 		stable := t.Stable
-		if stable == "" {
-			stable = m.Stable
-		} else if m.Version(stable) == nil {
+		if m.Version(stable) == nil {
 			return entry, fieldErr(ErrUnknownVersion, "stable", "model %q has no version %q", alias, stable)
 		}
 		switch {
@@ -230,8 +234,26 @@ func (s *State) DeleteVersion(c Change, alias, version string) (*State, error) {
 	})
 }
 
+// DeleteModel removes alias and all its versions. Its history goes with it; the caller logs
+// the deletion. Nothing brings the alias back but a new deploy: the config file seeds only an
+// empty store.
+func (s *State) DeleteModel(c Change, alias string) (*State, error) {
+	if err := checkChange(c); err != nil {
+		return nil, err
+	}
+	i, ok := s.index(alias)
+	if !ok {
+		return nil, fieldErr(ErrUnknownModel, "alias", "no model %q", alias)
+	}
+	if rev := s.Models[i].Revision; c.IfMatch != 0 && c.IfMatch != rev {
+		return nil, fieldErr(ErrConflict, "If-Match", "model %q is at revision %d, not %d", alias, rev, c.IfMatch)
+	}
+	return &State{Revision: s.Revision + 1, Models: slices.Delete(slices.Clone(s.Models), i, i+1)}, nil
+}
+
 // edit applies f to a copy of alias's model and returns the state at the next revision, with
-// f's history entry recorded. s is left unchanged.
+// f's history entry recorded. s is left unchanged. When f changes nothing (the split or shadow
+// the alias already has), edit returns s itself: no revision, no history entry.
 func (s *State) edit(c Change, alias string, f func(m *ModelState) (HistoryEntry, error)) (*State, error) {
 	i, ok := s.index(alias)
 	if !ok {
@@ -244,6 +266,10 @@ func (s *State) edit(c Change, alias string, f func(m *ModelState) (HistoryEntry
 	entry, err := f(&m)
 	if err != nil {
 		return nil, err
+	}
+	// Admin writes are rare; comparing the whole model keeps this right as fields are added.
+	if reflect.DeepEqual(m, s.Models[i]) {
+		return s, nil
 	}
 	// Other aliases are shared with s, not copied: nothing modifies a ModelState in place.
 	next := &State{Revision: s.Revision + 1, Models: slices.Clone(s.Models)}
@@ -331,8 +357,22 @@ func checkName(field, what, s string) error {
 		return fieldErr(ErrInvalid, field, "%s %q must not contain '@'; clients pin a version as alias@version", what, s)
 	case !nameRE.MatchString(s):
 		return fieldErr(ErrInvalid, field, "%s %q may only contain letters, digits and . _ : / -", what, s)
+	case !addressable(s):
+		return fieldErr(ErrInvalid, field, "%s %q has an empty, \".\" or \"..\" part between slashes; clients and proxies rewrite such URL paths, so the admin API could not address it", what, s)
 	}
 	return nil
+}
+
+// addressable reports whether a name survives as one admin URL path segment: HTTP clients and
+// proxies resolve "." and ".." and merge "//" (RFC 3986 5.2.4), so "..", "../x" or "a//b" would
+// be served on /v1/models and never reachable as /admin/models/{alias}.
+func addressable(s string) bool {
+	for part := range strings.SplitSeq(s, "/") {
+		if part == "" || part == "." || part == ".." {
+			return false
+		}
+	}
+	return true
 }
 
 // checkVersion validates v and fills the default kind, as config's validation and NewTable do,

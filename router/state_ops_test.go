@@ -48,7 +48,7 @@ func oneBackend(url string) []BackendSpec {
 func TestStateOps(t *testing.T) {
 	must := musts(t)
 	base := seedTestState(t) // chat: v1 stable, v2, v3; embed: e1
-	canary := must(base.SetTraffic(change(1), "chat", Traffic{Canary: "v2", CanaryPercent: 10, Sticky: "user"}))
+	canary := must(base.SetTraffic(change(1), "chat", Traffic{Stable: "v1", Canary: "v2", CanaryPercent: 10, Sticky: "user"}))
 	shadowed := must(canary.SetShadow(change(2), "chat", Shadow{Version: "v2", Percent: 5}))
 	promoted := must(canary.Promote(change(3), "chat"))
 	shadowV3 := must(base.SetShadow(change(1), "chat", Shadow{Version: "v3", Percent: 5}))
@@ -87,6 +87,18 @@ func TestStateOps(t *testing.T) {
 		{name: "deploy to a bad new alias", from: base, op: func(s *State) (*State, error) {
 			return s.Deploy(change(9), "bad alias", VersionSpec{Name: "v1", Backends: oneBackend("http://gpu9:8000")})
 		}, wantErr: ErrInvalid, wantField: "alias"},
+		{name: "deploy to alias ..", from: base, op: func(s *State) (*State, error) {
+			return s.Deploy(change(9), "..", VersionSpec{Name: "v1", Backends: oneBackend("http://gpu9:8000")})
+		}, wantErr: ErrInvalid, wantField: "alias"},
+		{name: "deploy to alias ../x", from: base, op: func(s *State) (*State, error) {
+			return s.Deploy(change(9), "../x", VersionSpec{Name: "v1", Backends: oneBackend("http://gpu9:8000")})
+		}, wantErr: ErrInvalid, wantField: "alias"},
+		{name: "deploy to alias a//b", from: base, op: func(s *State) (*State, error) {
+			return s.Deploy(change(9), "a//b", VersionSpec{Name: "v1", Backends: oneBackend("http://gpu9:8000")})
+		}, wantErr: ErrInvalid, wantField: "alias"},
+		{name: "deploy version ./v4", from: base, op: func(s *State) (*State, error) {
+			return s.Deploy(change(9), "chat", VersionSpec{Name: "./v4", Backends: oneBackend("http://gpu9:8000")})
+		}, wantErr: ErrInvalid, wantField: "version"},
 		{name: "deploy to a new alias with If-Match", from: base, op: func(s *State) (*State, error) {
 			c := change(9)
 			c.IfMatch = 1
@@ -114,31 +126,37 @@ func TestStateOps(t *testing.T) {
 
 		// SetTraffic.
 		{name: "traffic canary", from: base, op: func(s *State) (*State, error) {
-			return s.SetTraffic(change(9), "chat", Traffic{Canary: "v2", CanaryPercent: 10, Sticky: "user"})
+			return s.SetTraffic(change(9), "chat", Traffic{Stable: "v1", Canary: "v2", CanaryPercent: 10, Sticky: "user"})
 		}, want: "stable=v1 canary=v2 10% sticky=user shadow=- past=[] versions=[v1 v2 v3] last=traffic[v1 -> v1 + canary v2 10% sticky user]"},
 		{name: "traffic grows the canary", from: canary, op: func(s *State) (*State, error) {
-			return s.SetTraffic(change(9), "chat", Traffic{Canary: "v2", CanaryPercent: 25.5, Sticky: "header:X-User"})
+			return s.SetTraffic(change(9), "chat", Traffic{Stable: "v1", Canary: "v2", CanaryPercent: 25.5, Sticky: "header:X-User"})
 		}, want: "stable=v1 canary=v2 25.5% sticky=header:X-User shadow=- past=[] versions=[v1 v2 v3] last=traffic[v1 + canary v2 10% sticky user -> v1 + canary v2 25.5% sticky header:X-User]"},
 		{name: "traffic clears the canary", from: canary, op: func(s *State) (*State, error) {
-			return s.SetTraffic(change(9), "chat", Traffic{})
+			return s.SetTraffic(change(9), "chat", Traffic{Stable: "v1"})
 		}, want: "stable=v1 canary=- sticky=none shadow=- past=[] versions=[v1 v2 v3] last=traffic[v1 + canary v2 10% sticky user -> v1]"},
 		{name: "traffic moves the stable", from: shadowV3, op: func(s *State) (*State, error) {
 			return s.SetTraffic(change(9), "chat", Traffic{Stable: "v3"})
 		}, want: "stable=v3 canary=- sticky=none shadow=- past=[v1] versions=[v1 v2 v3] last=traffic[v1 -> v3]"},
+		{name: "traffic without stable", from: canary, op: func(s *State) (*State, error) {
+			return s.SetTraffic(change(9), "chat", Traffic{})
+		}, wantErr: ErrInvalid, wantField: "stable"},
+		{name: "traffic canary without stable", from: base, op: func(s *State) (*State, error) {
+			return s.SetTraffic(change(9), "chat", Traffic{Canary: "v2", CanaryPercent: 20})
+		}, wantErr: ErrInvalid, wantField: "stable"},
 		{name: "traffic percent finer than 0.01", from: base, op: func(s *State) (*State, error) {
-			return s.SetTraffic(change(9), "chat", Traffic{Canary: "v2", CanaryPercent: 10.005})
+			return s.SetTraffic(change(9), "chat", Traffic{Stable: "v1", Canary: "v2", CanaryPercent: 10.005})
 		}, wantErr: ErrInvalid, wantField: "canary_percent"},
 		{name: "traffic percent over 100", from: base, op: func(s *State) (*State, error) {
-			return s.SetTraffic(change(9), "chat", Traffic{Canary: "v2", CanaryPercent: 101})
+			return s.SetTraffic(change(9), "chat", Traffic{Stable: "v1", Canary: "v2", CanaryPercent: 101})
 		}, wantErr: ErrInvalid, wantField: "canary_percent"},
 		{name: "traffic percent NaN", from: base, op: func(s *State) (*State, error) {
-			return s.SetTraffic(change(9), "chat", Traffic{Canary: "v2", CanaryPercent: nan})
+			return s.SetTraffic(change(9), "chat", Traffic{Stable: "v1", Canary: "v2", CanaryPercent: nan})
 		}, wantErr: ErrInvalid, wantField: "canary_percent"},
 		{name: "traffic percent without canary", from: base, op: func(s *State) (*State, error) {
-			return s.SetTraffic(change(9), "chat", Traffic{CanaryPercent: 5})
+			return s.SetTraffic(change(9), "chat", Traffic{Stable: "v1", CanaryPercent: 5})
 		}, wantErr: ErrInvalid, wantField: "canary_percent"},
 		{name: "traffic unknown canary", from: base, op: func(s *State) (*State, error) {
-			return s.SetTraffic(change(9), "chat", Traffic{Canary: "v9", CanaryPercent: 5})
+			return s.SetTraffic(change(9), "chat", Traffic{Stable: "v1", Canary: "v9", CanaryPercent: 5})
 		}, wantErr: ErrUnknownVersion, wantField: "canary"},
 		{name: "traffic canary is the stable", from: base, op: func(s *State) (*State, error) {
 			return s.SetTraffic(change(9), "chat", Traffic{Stable: "v2", Canary: "v2", CanaryPercent: 5})
@@ -147,13 +165,13 @@ func TestStateOps(t *testing.T) {
 			return s.SetTraffic(change(9), "chat", Traffic{Stable: "v9"})
 		}, wantErr: ErrUnknownVersion, wantField: "stable"},
 		{name: "traffic bad sticky", from: base, op: func(s *State) (*State, error) {
-			return s.SetTraffic(change(9), "chat", Traffic{Canary: "v2", CanaryPercent: 5, Sticky: "cookie"})
+			return s.SetTraffic(change(9), "chat", Traffic{Stable: "v1", Canary: "v2", CanaryPercent: 5, Sticky: "cookie"})
 		}, wantErr: ErrInvalid, wantField: "sticky"},
 		{name: "traffic bad sticky header", from: base, op: func(s *State) (*State, error) {
-			return s.SetTraffic(change(9), "chat", Traffic{Canary: "v2", CanaryPercent: 5, Sticky: "header:X User"})
+			return s.SetTraffic(change(9), "chat", Traffic{Stable: "v1", Canary: "v2", CanaryPercent: 5, Sticky: "header:X User"})
 		}, wantErr: ErrInvalid, wantField: "sticky"},
 		{name: "traffic unknown alias", from: base, op: func(s *State) (*State, error) {
-			return s.SetTraffic(change(9), "gpt-4o", Traffic{})
+			return s.SetTraffic(change(9), "gpt-4o", Traffic{Stable: "v1"})
 		}, wantErr: ErrUnknownModel, wantField: "alias"},
 
 		// SetShadow.
@@ -217,6 +235,15 @@ func TestStateOps(t *testing.T) {
 			wantErr: ErrUnknownVersion, wantField: "version"},
 		{name: "delete from an unknown alias", from: base, op: func(s *State) (*State, error) { return s.DeleteVersion(change(9), "gpt", "v1") },
 			wantErr: ErrUnknownModel, wantField: "alias"},
+
+		// DeleteModel.
+		{name: "delete an unknown model", from: base, op: func(s *State) (*State, error) { return s.DeleteModel(change(9), "gpt") },
+			wantErr: ErrUnknownModel, wantField: "alias"},
+		{name: "delete a model with a stale If-Match", from: canary, op: func(s *State) (*State, error) {
+			c := change(9)
+			c.IfMatch = 1
+			return s.DeleteModel(c, "chat")
+		}, wantErr: ErrConflict, wantField: "If-Match"},
 
 		// If-Match compares the alias's own revision.
 		{name: "if-match current", from: canary, op: func(s *State) (*State, error) {
@@ -285,7 +312,7 @@ func TestRollbackWalksBack(t *testing.T) {
 	must := musts(t)
 	s := seedTestState(t)
 	for i, v := range []string{"v2", "v3"} {
-		s = must(s.SetTraffic(change(2*i), "chat", Traffic{Canary: v, CanaryPercent: 50}))
+		s = must(s.SetTraffic(change(2*i), "chat", Traffic{Stable: s.Model("chat").Stable, Canary: v, CanaryPercent: 50}))
 		s = must(s.Promote(change(2*i+1), "chat"))
 	}
 	var got []string
@@ -320,7 +347,7 @@ func TestChangeReason(t *testing.T) {
 	must := musts(t)
 	c := change(1)
 	c.Reason = "p95 TTFT 2.1x stable (Mann-Whitney p=0.001)"
-	s := must(seedTestState(t).SetTraffic(change(0), "chat", Traffic{Canary: "v2", CanaryPercent: 5}))
+	s := must(seedTestState(t).SetTraffic(change(0), "chat", Traffic{Stable: "v1", Canary: "v2", CanaryPercent: 5}))
 	s = must(s.Rollback(c, "chat", ""))
 	if h := s.Model("chat").History; h[len(h)-1].Reason != c.Reason {
 		t.Errorf("reason = %q, want %q", h[len(h)-1].Reason, c.Reason)
@@ -341,5 +368,48 @@ func TestDeployDoesNotModifyArgument(t *testing.T) {
 	}
 	if got := s.Model("chat").Version("v4").Backends[0].Kind; got != "openai" {
 		t.Errorf("stored kind = %q, want openai", got)
+	}
+}
+
+// DeleteModel removes the alias with all its versions at the next revision; the other aliases
+// are untouched, and the input state is not modified.
+func TestDeleteModel(t *testing.T) {
+	must := musts(t)
+	s := must(seedTestState(t).SetTraffic(change(1), "chat", Traffic{Stable: "v1", Canary: "v2", CanaryPercent: 10}))
+	before := mustJSON(t, s)
+	got := must(s.DeleteModel(change(2), "chat"))
+	if mustJSON(t, s) != before {
+		t.Errorf("DeleteModel modified its input")
+	}
+	if got.Model("chat") != nil || got.Revision != s.Revision+1 || len(got.Models) != len(s.Models)-1 {
+		t.Fatalf("after DeleteModel: revision %d, %d models, chat %v; want revision %d without chat", got.Revision, len(got.Models), got.Model("chat"), s.Revision+1)
+	}
+	if mustJSON(t, got.Model("embed")) != mustJSON(t, s.Model("embed")) {
+		t.Errorf("embed changed")
+	}
+}
+
+// A write that leaves the alias as it is (the same split, the same shadow) returns the state
+// itself: no revision, no history entry. If-Match is still checked.
+func TestNoOpWritesChangeNothing(t *testing.T) {
+	must := musts(t)
+	s := must(seedTestState(t).SetTraffic(change(1), "chat", Traffic{Stable: "v1", Canary: "v2", CanaryPercent: 10, Sticky: "user"}))
+	s = must(s.SetShadow(change(2), "chat", Shadow{Version: "v3", Percent: 5}))
+	ops := map[string]func(c Change) (*State, error){
+		"same split":  func(c Change) (*State, error) { return s.SetTraffic(c, "chat", s.Model("chat").Traffic()) },
+		"same shadow": func(c Change) (*State, error) { return s.SetShadow(c, "chat", Shadow{Version: "v3", Percent: 5}) },
+	}
+	for name, op := range ops {
+		if got := must(op(change(3))); got != s {
+			t.Errorf("%s: got a new state at revision %d, want the same state at %d", name, got.Revision, s.Revision)
+		}
+		c := change(3)
+		c.IfMatch = 1
+		if _, err := op(c); !errors.Is(err, ErrConflict) {
+			t.Errorf("%s with a stale If-Match: %v, want a conflict", name, err)
+		}
+	}
+	if got := must(s.SetTraffic(change(3), "chat", Traffic{Stable: "v1", Canary: "v2", CanaryPercent: 10})); got == s || got.Model("chat").Sticky != "none" {
+		t.Errorf("a different sticky key is a change: %+v", got.Model("chat"))
 	}
 }

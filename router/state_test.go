@@ -122,7 +122,7 @@ func TestDiffConfig(t *testing.T) {
 	// The store moves on: a deploy to chat, a promote, and a new alias; the file also changes.
 	s, err := s.Deploy(change(1), "chat", VersionSpec{Name: "v4", Backends: []BackendSpec{{URL: "http://gpu5:8000", Model: "m", Weight: 1}}})
 	if err == nil {
-		s, err = s.SetTraffic(change(2), "chat", Traffic{Canary: "v4", CanaryPercent: 10})
+		s, err = s.SetTraffic(change(2), "chat", Traffic{Stable: "v1", Canary: "v4", CanaryPercent: 10})
 	}
 	if err == nil {
 		s, err = s.Promote(change(3), "chat")
@@ -150,7 +150,7 @@ func TestDiffConfig(t *testing.T) {
 
 func TestNewTableFromState(t *testing.T) {
 	s := seedTestState(t)
-	s, err := s.SetTraffic(change(1), "chat", Traffic{Canary: "v2", CanaryPercent: 12.5, Sticky: "header:X-User"})
+	s, err := s.SetTraffic(change(1), "chat", Traffic{Stable: "v1", Canary: "v2", CanaryPercent: 12.5, Sticky: "header:X-User"})
 	if err == nil {
 		s, err = s.SetShadow(change(2), "chat", Shadow{Version: "v3", Percent: 5})
 	}
@@ -228,7 +228,7 @@ func TestSeedBuildsSameTableAsConfig(t *testing.T) {
 // The document survives a JSON round trip unchanged: the store relies on it.
 func TestStateJSONRoundTrip(t *testing.T) {
 	s := seedTestState(t)
-	s, err := s.SetTraffic(change(1), "chat", Traffic{Canary: "v2", CanaryPercent: 0.25, Sticky: "api_key"})
+	s, err := s.SetTraffic(change(1), "chat", Traffic{Stable: "v1", Canary: "v2", CanaryPercent: 0.25, Sticky: "api_key"})
 	if err == nil {
 		s, err = s.SetShadow(change(2), "chat", Shadow{Version: "v3", Percent: 100})
 	}

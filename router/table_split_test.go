@@ -19,7 +19,7 @@ func splitTable(t testing.TB, percent, shadowPercent float64) *Table {
 		s = must(s.Deploy(change(0), "chat2", VersionSpec{Name: v, Backends: oneBackend("http://gpu-" + v)}))
 	}
 	for _, alias := range []string{"chat", "chat2"} {
-		s = must(s.SetTraffic(change(1), alias, Traffic{Canary: "v2", CanaryPercent: percent, Sticky: "user"}))
+		s = must(s.SetTraffic(change(1), alias, Traffic{Stable: "v1", Canary: "v2", CanaryPercent: percent, Sticky: "user"}))
 	}
 	if shadowPercent > 0 {
 		s = must(s.SetShadow(change(2), "chat", Shadow{Version: "v3", Percent: shadowPercent}))
@@ -92,12 +92,12 @@ func TestStickyCanarySplit(t *testing.T) {
 func TestStickyNewCanaryNewCohort(t *testing.T) {
 	must := musts(t)
 	s := seedTestState(t)
-	s = must(s.SetTraffic(change(1), "chat", Traffic{Canary: "v2", CanaryPercent: 10, Sticky: "user"}))
+	s = must(s.SetTraffic(change(1), "chat", Traffic{Stable: "v1", Canary: "v2", CanaryPercent: 10, Sticky: "user"}))
 	first, err := NewTableFromState(s, testHealth, NewPool())
 	if err != nil {
 		t.Fatal(err)
 	}
-	s = must(s.SetTraffic(change(2), "chat", Traffic{Canary: "v3", CanaryPercent: 10, Sticky: "user"}))
+	s = must(s.SetTraffic(change(2), "chat", Traffic{Stable: "v1", Canary: "v3", CanaryPercent: 10, Sticky: "user"}))
 	second, err := NewTableFromState(s, testHealth, NewPool())
 	if err != nil {
 		t.Fatal(err)
@@ -185,7 +185,7 @@ func TestResolveSticky(t *testing.T) {
 
 func TestStickyFor(t *testing.T) {
 	must := musts(t)
-	s := must(seedTestState(t).SetTraffic(change(1), "chat", Traffic{Canary: "v2", CanaryPercent: 10, Sticky: "header:X-User"}))
+	s := must(seedTestState(t).SetTraffic(change(1), "chat", Traffic{Stable: "v1", Canary: "v2", CanaryPercent: 10, Sticky: "header:X-User"}))
 	tbl, err := NewTableFromState(s, testHealth, NewPool())
 	if err != nil {
 		t.Fatal(err)
@@ -364,7 +364,7 @@ func TestSwapUnderTraffic(t *testing.T) {
 		}()
 	}
 	for i := range 200 {
-		next, err := s.SetTraffic(change(i), "chat", Traffic{Canary: "v2", CanaryPercent: float64(i % 100), Sticky: "user"})
+		next, err := s.SetTraffic(change(i), "chat", Traffic{Stable: "v1", Canary: "v2", CanaryPercent: float64(i % 100), Sticky: "user"})
 		if err == nil {
 			next, err = next.SetShadow(change(i), "chat", Shadow{Version: "v3", Percent: float64(i % 7)})
 		}

@@ -41,7 +41,7 @@ func percentAt(rev uint64) float64 { return float64(rev % 101) }
 // step returns s with chat's canary at percentAt(s.Revision+1).
 func step(s *router.State) (*router.State, error) {
 	c := router.Change{Actor: "test", Time: t0.Add(time.Duration(s.Revision) * time.Second)}
-	return s.SetTraffic(c, "chat", router.Traffic{Canary: "v2", CanaryPercent: percentAt(s.Revision + 1), Sticky: "user"})
+	return s.SetTraffic(c, "chat", router.Traffic{Stable: "v1", Canary: "v2", CanaryPercent: percentAt(s.Revision + 1), Sticky: "user"})
 }
 
 // checkAt fails t unless s is the state step wrote at revision rev.
@@ -313,7 +313,7 @@ func TestStartupAndWriteFlow(t *testing.T) {
 	if err := write(s.Deploy(c, "chat", ok)); err != nil {
 		t.Fatal(err)
 	}
-	if err := write(s.SetTraffic(c, "chat", router.Traffic{Canary: "v2", CanaryPercent: 10, Sticky: "user"})); err != nil {
+	if err := write(s.SetTraffic(c, "chat", router.Traffic{Stable: "v1", Canary: "v2", CanaryPercent: 10, Sticky: "user"})); err != nil {
 		t.Fatal(err)
 	}
 	st.Close()
