@@ -194,9 +194,13 @@ func (g *Gateway) serveDeploy(ctx *fasthttp.RequestCtx, seg []string) bool {
 		g.writeChange(ctx, alias, c, deploy)
 	case "DELETE versions/":
 		version := seg[4]
-		g.writeChange(ctx, alias, c, func(s *router.State, c router.Change) (*router.State, error) {
+		if g.writeChange(ctx, alias, c, func(s *router.State, c router.Change) (*router.State, error) {
 			return s.DeleteVersion(c, alias, version)
-		})
+		}) != nil && g.cacheStore != nil {
+			// Its answers can never be served again, and a version deployed later under the
+			// same name must not inherit them.
+			g.cacheStore.DeleteVersion(alias, version)
+		}
 	case "PUT traffic":
 		var t router.Traffic
 		if !decodeAdmin(ctx, &t) {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -371,6 +373,9 @@ func (g *Gateway) serveCache(ctx *fasthttp.RequestCtx, seg []string) bool {
 	}
 	switch method {
 	case fasthttp.MethodGet:
+		if !onlyQueryArgs(ctx) {
+			return true
+		}
 		v := cacheView{Enabled: g.cacheStore != nil, Aliases: []aliasCacheView{}, Flights: g.flights.Stats()}
 		if g.cacheStore != nil {
 			st := g.cacheStore.Stats()
@@ -382,11 +387,38 @@ func (g *Gateway) serveCache(ctx *fasthttp.RequestCtx, seg []string) bool {
 		}
 		encodeJSON(ctx, fasthttp.StatusOK, v)
 	case fasthttp.MethodDelete:
+		if !onlyQueryArgs(ctx, "model", "version") {
+			return true
+		}
 		args := ctx.QueryArgs()
 		alias, version := string(args.Peek("model")), string(args.Peek("version"))
-		if version != "" && alias == "" {
+		switch {
+		case args.Has("model") && alias == "":
+			// An empty shell variable must not turn "empty this model" into "empty everything".
+			writeError(ctx, badRequest("model", "?model= names no model; leave it out to empty the whole cache."))
+			return true
+		case args.Has("version") && alias == "":
 			writeError(ctx, badRequest("version", "A version is deleted from the cache together with its model: ?model=alias&version=v."))
 			return true
+		case args.Has("version") && version == "":
+			writeError(ctx, badRequest("version", "?version= names no version; leave it out to empty the whole model."))
+			return true
+		}
+		if alias != "" {
+			// The deploy state says what exists: a misspelt name is a 404, not "deleted: 0".
+			// Deleting a version or a model from the deploy state also empties its cache, so no
+			// entries outlive their name.
+			m := g.currentState().Model(alias)
+			if m == nil {
+				writeError(ctx, &apiError{status: fasthttp.StatusNotFound, typ: typeInvalidRequest, code: "model_not_found", param: "model",
+					message: "No model `" + alias + "`; GET /admin/models lists them."})
+				return true
+			}
+			if version != "" && m.Version(version) == nil {
+				writeError(ctx, &apiError{status: fasthttp.StatusNotFound, typ: typeInvalidRequest, code: "version_not_found", param: "version",
+					message: "Model `" + alias + "` has no version `" + version + "`; GET /admin/models/" + alias + " lists them."})
+				return true
+			}
 		}
 		n := 0
 		if g.cacheStore != nil {
@@ -402,6 +434,34 @@ func (g *Gateway) serveCache(ctx *fasthttp.RequestCtx, seg []string) bool {
 		encodeJSON(ctx, fasthttp.StatusOK, map[string]any{"deleted": n, "model": alias, "version": version})
 	default:
 		writeError(ctx, errMethodNotAllowed)
+	}
+	return true
+}
+
+// onlyQueryArgs answers a 400 naming the first query parameter of ctx that is not one of
+// allowed, or that is repeated, and reports whether there was none: a misspelt ?modle=chat
+// would otherwise be ignored, and a DELETE would empty every model's cache.
+func onlyQueryArgs(ctx *fasthttp.RequestCtx, allowed ...string) bool {
+	var bad *apiError
+	seen := map[string]bool{}
+	ctx.QueryArgs().VisitAll(func(k, _ []byte) {
+		name := string(k)
+		switch {
+		case bad != nil:
+		case !slices.Contains(allowed, name):
+			msg := "Unknown query parameter `" + name + "`; this URL takes none."
+			if len(allowed) > 0 {
+				msg = "Unknown query parameter `" + name + "`; this URL takes " + strings.Join(allowed, " and ") + "."
+			}
+			bad = badRequest(name, msg)
+		case seen[name]:
+			bad = badRequest(name, "Query parameter `"+name+"` is given more than once.")
+		}
+		seen[name] = true
+	})
+	if bad != nil {
+		writeError(ctx, bad)
+		return false
 	}
 	return true
 }

@@ -262,6 +262,73 @@ func TestCacheAdmin(t *testing.T) {
 	g.waitMetric(t, "llmgate_cache_requests_total", map[string]string{"model": "chat", "result": "hit"}, ">= 1", func(v float64) bool { return v >= 1 })
 }
 
+// DELETE /admin/cache with a misspelt parameter, an empty or repeated one, an unknown model or
+// version is refused with the parameter named and deletes nothing; GET takes no parameters.
+// A version's DELETE empties only that version.
+func TestCacheAdminBadQueryDeletesNothing(t *testing.T) {
+	t.Setenv("LLMGATE_ADMIN_TOKEN", "cache-admin")
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, nil, cached(model("chat", "v1", version("v1", f.backend()))), cached(model("other", "o1", version("o1", f.backend())))))
+	chat := cacheBody("Keep this", "")
+	other := strings.Replace(chat, `"model":"chat"`, `"model":"other"`, 1)
+	for _, body := range []string{chat, other} {
+		g.do(t, "POST", "/v1/chat/completions", body)
+		g.untilHit(t, body)
+	}
+	entries := func() int64 {
+		t.Helper()
+		res := g.admin(t, "GET", "/admin/cache", "cache-admin")
+		var v struct {
+			Entries int64 `json:"entries"`
+		}
+		if err := json.Unmarshal(res.body, &v); err != nil || res.status != 200 {
+			t.Fatalf("GET /admin/cache %d: %s", res.status, res.body)
+		}
+		return v.Entries
+	}
+	if n := entries(); n != 2 {
+		t.Fatalf("%d entries, want one per model", n)
+	}
+	for _, tt := range []struct {
+		method, query string
+		status        int
+		param, code   string
+	}{
+		{"DELETE", "?modle=chat", 400, "modle", ""},
+		{"DELETE", "?model=chat&verison=v1", 400, "verison", ""},
+		{"DELETE", "?model=", 400, "model", ""},
+		{"DELETE", "?model=chat&model=other", 400, "model", ""},
+		{"DELETE", "?version=v1", 400, "version", ""},
+		{"DELETE", "?model=chat&version=", 400, "version", ""},
+		{"DELETE", "?model=nosuch", 404, "model", "model_not_found"},
+		{"DELETE", "?model=chat&version=v9", 404, "version", "version_not_found"},
+		{"DELETE", "?model=chat&version=o1", 404, "version", "version_not_found"},
+		{"GET", "?model=chat", 400, "model", ""},
+	} {
+		res := g.admin(t, tt.method, "/admin/cache"+tt.query, "cache-admin")
+		if res.status != tt.status {
+			t.Errorf("%s %s: status %d, want %d: %s", tt.method, tt.query, res.status, tt.status, res.body)
+			continue
+		}
+		if _, param, code := envelope(t, res.body); param != tt.param || code != tt.code {
+			t.Errorf("%s %s: param %q code %q, want %q %q: %s", tt.method, tt.query, param, code, tt.param, tt.code, res.body)
+		}
+		if n := entries(); n != 2 {
+			t.Fatalf("%s %s deleted entries: %d left, want 2", tt.method, tt.query, n)
+		}
+	}
+	res := g.admin(t, "DELETE", "/admin/cache?model=chat&version=v1", "cache-admin")
+	var d struct {
+		Deleted int `json:"deleted"`
+	}
+	if err := json.Unmarshal(res.body, &d); err != nil || res.status != 200 || d.Deleted != 1 {
+		t.Fatalf("DELETE chat v1: %d %s", res.status, res.body)
+	}
+	if n := entries(); n != 1 {
+		t.Errorf("%d entries after emptying chat v1, want other's 1", n)
+	}
+}
+
 // The access log says how each request was answered: a miss carries the backend's share of
 // its duration, a hit has none.
 func TestCacheResultInAccessLog(t *testing.T) {
