@@ -19,7 +19,8 @@ import (
 )
 
 // The deploy API: /admin/models[/{alias}[/versions[/{v}]|/traffic|/shadow|/promote|/rollback|
-// /history|/rollouts|/rollout[/pause|/resume|/abort]]]. Reads need a read-role token, changes
+// /history|/rollouts|/rollout[/pause|/resume|/abort]]]; DELETE /admin/models/{alias} removes an
+// alias. Reads need a read-role token, changes
 // an admin-role token whose name is recorded as the actor. Every change answers
 // {"revision": N, "model": {...}} with ETag: "<the alias's revision>" and accepts
 // If-Match: "<revision>" (412 when the alias changed since).
@@ -142,6 +143,10 @@ func (g *Gateway) serveDeploy(ctx *fasthttp.RequestCtx, seg []string) bool {
 		}
 		c.IfMatch = rev
 	}
+	probe := route == "POST versions"
+	if probe && !onlyQueryArgs(ctx, "probe") || !probe && !onlyQueryArgs(ctx) {
+		return true
+	}
 	switch route {
 	case "GET ":
 		s, ros := g.viewState()
@@ -181,7 +186,11 @@ func (g *Gateway) serveDeploy(ctx *fasthttp.RequestCtx, seg []string) bool {
 		deploy := func(s *router.State, c router.Change) (*router.State, error) {
 			return s.Deploy(c, alias, spec)
 		}
-		if string(ctx.QueryArgs().Peek("probe")) != "false" {
+		switch p := string(ctx.QueryArgs().Peek("probe")); {
+		case ctx.QueryArgs().Has("probe") && p != "true" && p != "false":
+			writeError(ctx, badRequest("probe", "?probe= is true (the default) or false."))
+			return true
+		case p != "false":
 			// Probe before the change takes the deploy lock: a silent backend holds a probe for
 			// health.timeout, and under the lock it would stall every other change, every
 			// read of the state and the rollouts' steps meanwhile. The change is tried on the
@@ -192,6 +201,8 @@ func (g *Gateway) serveDeploy(ctx *fasthttp.RequestCtx, seg []string) bool {
 			}
 		}
 		g.writeChange(ctx, alias, c, deploy)
+	case "DELETE ":
+		g.deleteModel(ctx, alias, c)
 	case "DELETE versions/":
 		version := seg[4]
 		if g.writeChange(ctx, alias, c, func(s *router.State, c router.Change) (*router.State, error) {
@@ -265,6 +276,48 @@ func (g *Gateway) serveDeploy(ctx *fasthttp.RequestCtx, seg []string) bool {
 	}
 	return true
 }
+
+// deleteModel removes alias with all its versions from the served table and the store, and
+// empties its cache. It is refused while the alias has a running or paused rollout, which
+// would go on stepping a model that is gone. The alias's history goes with it, so the log
+// records the deletion; the store keeps the revisions before it.
+func (g *Gateway) deleteModel(ctx *fasthttp.RequestCtx, alias string, c router.Change) {
+	var removed *router.ModelState
+	next, err := g.rollouts.operatorChange(alias, c.Actor, "delete", func() (*router.State, error) {
+		// Under the rollouts' lock (operatorChange): no rollout starts or steps meanwhile.
+		if r := g.rollouts.byAlias[alias]; r != nil && (r.State == rolloutRunning || r.State == rolloutPaused) {
+			return nil, errDeleteDuringRollout
+		}
+		next, err := g.change(c, func(s *router.State, c router.Change) (*router.State, error) {
+			removed = s.Model(alias)
+			return s.DeleteModel(c, alias)
+		})
+		if err == nil {
+			delete(g.rollouts.byAlias, alias) // a finished rollout must not show on a new alias of the same name
+		}
+		return next, err
+	})
+	switch {
+	case errors.Is(err, errDeleteDuringRollout):
+		writeError(ctx, &apiError{status: fasthttp.StatusConflict, typ: typeInvalidRequest, code: "rollout_running", param: "alias",
+			message: "Model `" + alias + "` has a running or paused rollout; abort it first (POST /admin/models/{alias}/rollout/abort)."})
+		return
+	case err != nil:
+		g.answerChange(ctx, alias, nil, err)
+		return
+	}
+	if g.cacheStore != nil {
+		g.cacheStore.DeleteAlias(alias)
+	}
+	versions := []string{}
+	for _, v := range removed.Versions {
+		versions = append(versions, v.Name)
+	}
+	g.log.Warn("model deleted", "model", alias, "versions", versions, "actor", c.Actor, "revision", next.Revision)
+	encodeJSON(ctx, fasthttp.StatusOK, map[string]any{"revision": next.Revision, "deleted": map[string]any{"alias": alias, "versions": versions}})
+}
+
+var errDeleteDuringRollout = errors.New("rollout running")
 
 // writeChange runs a change and answers it. It returns the new state, or nil after answering
 // an error.

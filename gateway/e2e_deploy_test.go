@@ -800,3 +800,126 @@ func TestDeployRepeatedWriteIsNoOp(t *testing.T) {
 		t.Errorf("after re-sending the rollout's split: revision %d (was %d), rollout %+v; want it running, unchanged", m.Revision, ro.Revision, m.Rollout)
 	}
 }
+
+// An alias created by mistake can be removed: DELETE /admin/models/{alias} takes it off the
+// served table, /v1/models and the store, with its cache; it honours If-Match and the roles,
+// and is refused while a rollout runs. An alias from the config file stays deleted after a
+// restart: the config seeds only an empty store.
+func TestDeployDeleteModel(t *testing.T) {
+	tokens := withAdminTokens(t)
+	f := startFake(t, fakellm.Options{})
+	path := filepath.Join(t.TempDir(), "llmgate.db")
+	cfg := newConfig(t, func(c *config.Config) {
+		tokens(c)
+		c.State.Path = path
+	}, model("chat", "v1", version("v1", f.backend()), version("v2", f.backend())), cached(model("old", "o1", version("o1", f.backend()))))
+	g := startGatewayOpts(t, cfg, gateway.Options{})
+
+	g.write(t, "POST", "/admin/models/typoalias/versions?probe=false", deployBody("v1", f))
+	g.refused(t, 409, "version", "DELETE", "/admin/models/typoalias/versions/v1", opsToken, "") // its stable
+	typo, _ := g.getModel(t, "typoalias")
+	g.refused(t, 412, "If-Match", "DELETE", "/admin/models/typoalias", opsToken, "", "If-Match", etagOf(typo.Revision-1))
+	g.refused(t, 403, "", "DELETE", "/admin/models/typoalias", viewerToken, "")
+	if res := g.call(t, "DELETE", "/admin/models/typoalias?force=1", opsToken, ""); res.status != 400 {
+		t.Errorf("DELETE with an unknown parameter: %d %s", res.status, res.body)
+	} else if _, param, _ := envelope(t, res.body); param != "force" {
+		t.Errorf("DELETE with an unknown parameter: %s", res.body)
+	}
+	if res := g.call(t, "DELETE", "/admin/models/nosuch", opsToken, ""); res.status != 404 {
+		t.Errorf("DELETE an unknown alias: %d %s", res.status, res.body)
+	} else if _, param, code := envelope(t, res.body); param != "alias" || code != "model_not_found" {
+		t.Errorf("DELETE an unknown alias: %s", res.body)
+	}
+	chatBefore := g.history(t, "chat")
+
+	res := g.call(t, "DELETE", "/admin/models/typoalias", opsToken, "", "If-Match", etagOf(typo.Revision))
+	var del struct {
+		Revision uint64 `json:"revision"`
+		Deleted  struct {
+			Alias    string   `json:"alias"`
+			Versions []string `json:"versions"`
+		} `json:"deleted"`
+	}
+	decode(t, res, &del)
+	if res.status != 200 || del.Revision != typo.Revision+1 || del.Deleted.Alias != "typoalias" || strings.Join(del.Deleted.Versions, ",") != "v1" {
+		t.Fatalf("DELETE typoalias: %d %s", res.status, res.body)
+	}
+	if res := g.call(t, "GET", "/admin/models/typoalias", viewerToken, ""); res.status != 404 {
+		t.Errorf("GET after DELETE: %d %s", res.status, res.body)
+	}
+	if res := g.do(t, "GET", "/v1/models", ""); strings.Contains(string(res.body), "typoalias") {
+		t.Errorf("/v1/models still lists the deleted alias: %s", res.body)
+	}
+	if res := g.do(t, "POST", "/v1/chat/completions", strings.Replace(chatAs("u", false), `"model":"chat"`, `"model":"typoalias"`, 1)); res.status != 404 {
+		t.Errorf("a request to the deleted alias: %d %s", res.status, res.body)
+	}
+	if h := g.history(t, "chat"); len(h) != len(chatBefore) {
+		t.Errorf("deleting typoalias changed chat's history: %+v", h)
+	}
+
+	// While a rollout runs (or is paused) the alias cannot be deleted; once it is aborted it can.
+	g.write(t, "POST", "/admin/models/chat/rollouts", `{"canary":"v2","steps":[{"canary_percent":10,"min_duration":"1h"},{"canary_percent":100}]}`)
+	res = g.refused(t, 409, "alias", "DELETE", "/admin/models/chat", opsToken, "")
+	if _, _, code := envelope(t, res.body); code != "rollout_running" {
+		t.Errorf("DELETE during a rollout: %s", res.body)
+	}
+	g.write(t, "POST", "/admin/models/chat/rollout/pause", "")
+	g.refused(t, 409, "alias", "DELETE", "/admin/models/chat", opsToken, "")
+	g.write(t, "POST", "/admin/models/chat/rollout/abort", "")
+
+	// The config's alias, with a cached answer: deleted with its cache, and still gone after
+	// a restart on the same state file.
+	body := strings.Replace(cacheBody("Keep this", ""), `"model":"chat"`, `"model":"old"`, 1)
+	g.do(t, "POST", "/v1/chat/completions", body)
+	g.untilHit(t, body)
+	g.write(t, "DELETE", "/admin/models/chat/versions/v2", "")
+	if res := g.call(t, "DELETE", "/admin/models/old", opsToken, ""); res.status != 200 {
+		t.Fatalf("DELETE old: %d %s", res.status, res.body)
+	}
+	if res := g.call(t, "GET", "/admin/cache", viewerToken, ""); !strings.Contains(string(res.body), `"entries": 0`) {
+		t.Errorf("the deleted alias's cache entries are left: %s", res.body)
+	}
+	if err := g.Close(); err != nil { // flushes the log
+		t.Fatal(err)
+	}
+	if logs := g.logs.String(); strings.Count(logs, `"msg":"model deleted"`) != 2 || !strings.Contains(logs, `"model":"typoalias"`) {
+		t.Errorf("the deletions are not in the log:\n%s", logs)
+	}
+	g2 := startGatewayOpts(t, cfg, gateway.Options{})
+	res = g2.call(t, "GET", "/admin/models", viewerToken, "")
+	var list struct {
+		Models []modelDoc `json:"models"`
+	}
+	decode(t, res, &list)
+	if len(list.Models) != 1 || list.Models[0].Alias != "chat" || list.Models[0].versionNames() != "v1" {
+		t.Fatalf("after a restart: %s, want chat (v1) alone", res.body)
+	}
+	if res := g2.do(t, "GET", "/v1/models", ""); strings.Contains(string(res.body), `"old`) {
+		t.Errorf("the config's deleted alias came back on restart: %s", res.body)
+	}
+}
+
+// Aliases and version names an admin URL could never address are refused at deploy, as the
+// names rule of the config does for '@'; nothing is created.
+func TestDeployRefusesUnaddressableNames(t *testing.T) {
+	tokens := withAdminTokens(t)
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", f.backend()))))
+	models := g.do(t, "GET", "/v1/models", "")
+	for _, alias := range []string{"%2E%2E", "..%2Fx", "x%2F..", ".", "a%2F%2Fb", "%2Fa"} {
+		res := g.call(t, "POST", "/admin/models/"+alias+"/versions?probe=false", opsToken, deployBody("v1", f))
+		if res.status != 400 {
+			t.Errorf("deploy to alias %s: %d %s", alias, res.status, res.body)
+			continue
+		}
+		if _, param, _ := envelope(t, res.body); param != "alias" {
+			t.Errorf("deploy to alias %s: %s", alias, res.body)
+		}
+	}
+	for _, v := range []string{"..", "../v2", "./v2", "v2/"} {
+		g.refused(t, 400, "version", "POST", "/admin/models/chat/versions?probe=false", opsToken, deployBody(v, f))
+	}
+	if after := g.do(t, "GET", "/v1/models", ""); string(after.body) != string(models.body) {
+		t.Errorf("/v1/models changed:\nbefore %s\nafter  %s", models.body, after.body)
+	}
+}
