@@ -31,7 +31,8 @@ Verbs:
   shadow ALIAS --off
   promote ALIAS                        make the canary the stable version
   rollback ALIAS [--to V] [--reason TEXT]
-  delete ALIAS VERSION
+  delete ALIAS VERSION                 remove a version that serves no traffic
+  delete ALIAS                         remove the model and all its versions (refused during a rollout)
   history ALIAS
   rollout ALIAS start --canary V --steps 10,25,50,100 [--step-duration 5m] [--step-requests N]
          [--max-error-rate-increase 0.02] [--max-latency-ratio 1.5]
@@ -117,7 +118,7 @@ func (c *adminCmd) run(args []string) error {
 	}
 	verbs := map[string]func([]string) error{
 		"status": c.status, "deploy": c.deploy, "traffic": c.traffic, "shadow": c.shadow, "promote": c.promote,
-		"rollback": c.rollback, "delete": c.deleteVersion, "history": c.history, "rollout": c.rollout,
+		"rollback": c.rollback, "delete": c.delete, "history": c.history, "rollout": c.rollout,
 	}
 	verb := fs.Arg(0)
 	if verb == "help" {
@@ -350,15 +351,38 @@ func (c *adminCmd) rollback(args []string) error {
 	})
 }
 
-func (c *adminCmd) deleteVersion(args []string) error {
+// delete removes one version of an alias, or with no VERSION the alias itself.
+func (c *adminCmd) delete(args []string) error {
 	fs := c.flags("delete", true)
-	pos, err := c.parse(fs, args, "delete ALIAS VERSION", 2, 2)
+	pos, err := c.parse(fs, args, "delete ALIAS [VERSION]", 1, 2)
 	if err != nil {
 		return err
+	}
+	if len(pos) == 1 {
+		return c.deleteModel(pos[0])
 	}
 	return c.write(http.MethodDelete, modelPath(pos[0], "versions", url.PathEscape(pos[1])), nil, nil, pos[0], func(*adminModel) string {
 		return "deleted version " + pos[1]
 	})
+}
+
+// deleteModel removes alias with every version; its answer names what went, not a model.
+func (c *adminCmd) deleteModel(alias string) error {
+	data, _, err := c.call(http.MethodDelete, modelPath(alias), nil, nil)
+	if err != nil || c.json {
+		return c.printJSON(data, err)
+	}
+	var r struct {
+		Revision int64 `json:"revision"`
+		Deleted  struct {
+			Versions []string `json:"versions"`
+		} `json:"deleted"`
+	}
+	if err := decodeAnswer(data, &r); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "%s: revision %d: deleted the model and its versions %s\n", alias, r.Revision, strings.Join(r.Deleted.Versions, ", "))
+	return nil
 }
 
 func (c *adminCmd) history(args []string) error {
