@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"bytes"
+	"slices"
+	"strings"
 
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/pprofhandler"
@@ -37,4 +39,32 @@ func (g *Gateway) handleAdmin(ctx *fasthttp.RequestCtx) {
 		setRequestID(ctx, nil)
 		writeError(ctx, errAdminNotFound)
 	}
+}
+
+// onlyQueryArgs answers a 400 naming the first query parameter of ctx that is not one of
+// allowed, or that is repeated, and reports whether there was none: a misspelt ?modle=chat
+// would otherwise be ignored, and a DELETE would empty every model's cache.
+func onlyQueryArgs(ctx *fasthttp.RequestCtx, allowed ...string) bool {
+	var bad *apiError
+	seen := map[string]bool{}
+	ctx.QueryArgs().VisitAll(func(k, _ []byte) {
+		name := string(k)
+		switch {
+		case bad != nil:
+		case !slices.Contains(allowed, name):
+			msg := "Unknown query parameter `" + name + "`; this URL takes none."
+			if len(allowed) > 0 {
+				msg = "Unknown query parameter `" + name + "`; this URL takes " + strings.Join(allowed, " and ") + "."
+			}
+			bad = badRequest(name, msg)
+		case seen[name]:
+			bad = badRequest(name, "Query parameter `"+name+"` is given more than once.")
+		}
+		seen[name] = true
+	})
+	if bad != nil {
+		writeError(ctx, bad)
+		return false
+	}
+	return true
 }

@@ -20,10 +20,10 @@ import (
 
 // The deploy API: /admin/models[/{alias}[/versions[/{v}]|/traffic|/shadow|/promote|/rollback|
 // /history|/rollouts|/rollout[/pause|/resume|/abort]]]; DELETE /admin/models/{alias} removes an
-// alias. Reads need a read-role token, changes
-// an admin-role token whose name is recorded as the actor. Every change answers
-// {"revision": N, "model": {...}} with ETag: "<the alias's revision>" and accepts
-// If-Match: "<revision>" (412 when the alias changed since).
+// alias. Reads need a read-role token, changes an admin-role token whose name is recorded as the
+// actor. Every change answers {"revision": N, "model": {...}} with ETag: "<the alias's
+// revision>" and accepts If-Match: "<revision>" (412 when the alias changed since); deleting an
+// alias answers {"revision": N, "deleted": {"alias", "versions"}}.
 
 // modelView is one alias as GET /admin/models shows it.
 type modelView struct {

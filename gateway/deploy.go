@@ -106,9 +106,9 @@ func (g *Gateway) closeDeploy() {
 
 // change applies op to the deploy state: the new state must build a table, then it is committed
 // (durable before this returns) and served. It returns the new state, or the current one when op
-// changes nothing. Every change and every
-// read of the state waits for the deploy lock, so only the commit may take time under it:
-// deploy probes, which may take health.timeout, run before (probeDeploy).
+// changes nothing (returns its input). Every change and every read of the state waits for the
+// deploy lock, so only the commit may take time under it: deploy probes, which may take
+// health.timeout, run before (probeDeploy).
 func (g *Gateway) change(c router.Change, op func(*router.State, router.Change) (*router.State, error)) (*router.State, error) {
 	g.deploy.mu.Lock()
 	defer g.deploy.mu.Unlock()

@@ -721,8 +721,9 @@ func mustRequest(t testing.TB, method, url, body, token string) *http.Request {
 }
 
 // PUT traffic sets the whole split: a body without stable, {} included, is a 400 naming
-// stable; a misspelt field is a 400 naming it; other writes with {} or a missing required
-// field are refused too. Each leaves the model, its revision and its history as they were.
+// stable; a misspelt field or query parameter is a 400 naming it; other writes with {} or a
+// missing required field are refused too. Each leaves the model, its revision and its history
+// as they were.
 func TestDeployIncompleteBodiesAreRefused(t *testing.T) {
 	tokens := withAdminTokens(t)
 	f := startFake(t, fakellm.Options{})
@@ -741,6 +742,9 @@ func TestDeployIncompleteBodiesAreRefused(t *testing.T) {
 		{"POST", "/admin/models/chat/rollouts", `{}`, "canary"},
 		{"POST", "/admin/models/chat/rollback", `{"reasn":"typo"}`, "reasn"},
 		{"POST", "/admin/models/chat/promote", `{"reasn":"typo"}`, "reasn"},
+		{"POST", "/admin/models/chat/versions?prob=false", deployBody("v3", f), "prob"},
+		{"POST", "/admin/models/chat/versions?probe=flase", deployBody("v3", f), "probe"},
+		{"PUT", "/admin/models/chat/traffic?dry_run=1", `{"stable":"v2"}`, "dry_run"},
 	} {
 		g.refused(t, 400, tt.param, tt.method, tt.path, opsToken, tt.body)
 	}
