@@ -94,6 +94,8 @@ func TestSeedStateErrors(t *testing.T) {
 		{"bad url", testModel("chat", "", testVersion("v1", testBackend("gpu1:8000", 1))), "backends[0].url"},
 		{"stable names no version", testModel("chat", "v9", testVersion("v1", testBackend("http://gpu1", 1))), "stable"},
 		{"bad alias", testModel("chat@x", "", testVersion("v1", testBackend("http://gpu1", 1))), "alias"},
+		{"unaddressable alias", testModel("../chat", "", testVersion("v1", testBackend("http://gpu1", 1))), "alias"},
+		{"unaddressable version", testModel("chat", "", testVersion("v1/", testBackend("http://gpu1", 1))), "version"},
 		{"all weights zero", testModel("chat", "", testVersion("v1", testBackend("http://gpu1", 0))), "backends"},
 	}
 	for _, tt := range tests {
