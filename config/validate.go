@@ -188,10 +188,24 @@ func (v *validator) name(key, what, s string) bool {
 		v.addf(key, "%s %q must not contain '@'; clients pin a version as alias@version", what, s)
 	case !nameRE.MatchString(s):
 		v.addf(key, "%s %q may only contain letters, digits and . _ : / -", what, s)
+	case !addressable(s):
+		v.addf(key, "%s %q has an empty, \".\" or \"..\" part between slashes; clients and proxies rewrite such URL paths, so the admin API could not address it", what, s)
 	default:
 		return true
 	}
 	return false
+}
+
+// addressable reports whether a name survives as one admin URL path segment: HTTP clients and
+// proxies resolve "." and ".." and merge "//" (RFC 3986 5.2.4). The router applies the same rule
+// to names deployed through the admin API.
+func addressable(s string) bool {
+	for part := range strings.SplitSeq(s, "/") {
+		if part == "" || part == "." || part == ".." {
+			return false
+		}
+	}
+	return true
 }
 
 func (v *validator) versions(mk string, m Model) {

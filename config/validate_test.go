@@ -43,6 +43,11 @@ func TestValidate(t *testing.T) {
 		{"alias with space", func(c *config.Config) { c.Models[0].Alias = "my chat" },
 			[]string{`config: models[0].alias: alias "my chat" may only contain letters, digits and . _ : / -`}},
 		{"alias charset", func(c *config.Config) { c.Models[0].Alias = "meta-llama/Llama-3.1:8b_x" }, nil},
+		{"alias with ..", func(c *config.Config) { c.Models[0].Alias = "../x" },
+			[]string{`config: models[0].alias: alias "../x" has an empty, "." or ".." part between slashes; clients and proxies rewrite such URL paths, so the admin API could not address it`}},
+		{"version with //", func(c *config.Config) { c.Models[0].Versions[0].Version = "a//b"; c.Models[0].Stable = "a//b" },
+			[]string{`config: models[0].versions[0].version: version "a//b" has an empty, "." or ".." part between slashes; clients and proxies rewrite such URL paths, so the admin API could not address it`,
+				`config: models[0].stable: names no version of this model: "a//b"`}},
 		{"duplicate alias", func(c *config.Config) { c.Models = append(c.Models, c.Models[0]) },
 			[]string{`config: models[1].alias: duplicate alias "chat" (also models[0])`}},
 
