@@ -447,6 +447,20 @@ func (g *Gateway) probeDeploy(c router.Change, op func(*router.State, router.Cha
 	return g.probeVersion(t, alias, version)
 }
 
+// checkServes fails a deploy whose backend answers but does not list the model it is to serve:
+// each request would get the backend's 404, naming a model the client never asked for. A
+// backend whose list cannot be read is given the benefit of the doubt.
+func checkServes(ctx context.Context, client *http.Client, b *router.Backend) error {
+	ids, err := router.ListModels(ctx, client, b.URL, b.Kind, b.APIKey)
+	if err != nil || router.Serves(ids, b.Kind, b.Model) {
+		return nil
+	}
+	if len(ids) > 8 {
+		ids = append(ids[:8:8], "...")
+	}
+	return fmt.Errorf("it does not serve model %q; its /v1/models lists %s", b.Model, strings.Join(ids, ", "))
+}
+
 // maxProbes bounds the health probes of one deploy that run at once.
 const maxProbes = 16
 
@@ -475,7 +489,9 @@ func (g *Gateway) probeVersion(t *router.Table, alias, version string) error {
 			defer func() { <-slots; wg.Done() }()
 			ctx, cancel := context.WithTimeout(context.Background(), g.cfg.Health.Timeout)
 			defer cancel()
-			errs[i] = router.Probe(ctx, client, b)
+			if errs[i] = router.Probe(ctx, client, b); errs[i] == nil {
+				errs[i] = checkServes(ctx, client, b)
+			}
 		}()
 	}
 	wg.Wait()

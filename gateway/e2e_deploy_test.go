@@ -262,6 +262,11 @@ func TestDeployAdminVerbs(t *testing.T) {
 	dead := closedBackend(t)
 	deadBody := `{"version":"v3","backends":[{"url":"` + dead.URL + `","kind":"vllm","model":"gone"}]}`
 	g.refused(t, 400, "backends", "POST", "/admin/models/chat/versions", opsToken, deadBody)
+	// A backend that answers but does not serve the model would 404 every request of the version.
+	typo := `{"version":"v3","backends":[{"url":"` + v2.URL + `","kind":"` + v2.Kind + `","model":"m2-typo"}]}`
+	if res := g.refused(t, 400, "backends", "POST", "/admin/models/chat/versions", opsToken, typo); !strings.Contains(string(res.body), `does not serve model \"m2-typo\"; its /v1/models lists m2`) {
+		t.Errorf("a deploy of a model the backend does not serve: %s", res.body)
+	}
 	for _, url := range []string{"http://169.254.169.254/latest/meta-data", "http://metadata.google.internal", "http://[fe80::1]:8000", "file:///etc/passwd"} {
 		body := `{"version":"v3","backends":[{"url":"` + url + `","model":"x"}]}`
 		g.refused(t, 400, "backends[0].url", "POST", "/admin/models/chat/versions?probe=false", opsToken, body)

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/llmgate/llmgate/config"
+	"github.com/llmgate/llmgate/router"
 )
 
 // discoverConfig builds a config from backend URLs: each model a backend serves becomes an alias
@@ -39,7 +40,7 @@ func discoverConfig(backends, kinds []string) (*config.Config, error) {
 		if kind != config.KindVLLM && kind != config.KindOllama && kind != config.KindOpenAI {
 			return nil, fmt.Errorf("--backend-kind %q: want vllm, ollama or openai", kind)
 		}
-		models, err := listModels(client, base, kind)
+		models, err := router.ListModels(context.Background(), client, base, kind, "")
 		if err != nil {
 			return nil, fmt.Errorf("backend %s: %v", base, shortErr(err))
 		}
@@ -78,52 +79,6 @@ func detectKind(client *http.Client, base string) (string, error) {
 		}
 	}
 	return config.KindOpenAI, nil
-}
-
-// listModels reads the backend's model ids from /v1/models, and for Ollama also /api/tags
-// (models pulled but listed only there on older versions).
-func listModels(client *http.Client, base, kind string) ([]string, error) {
-	body, status, err := get(client, base+"/v1/models")
-	if err != nil {
-		return nil, err
-	}
-	if status != http.StatusOK {
-		return nil, fmt.Errorf("GET /v1/models: status %d", status)
-	}
-	var list struct {
-		Data []struct {
-			ID string `json:"id"`
-		} `json:"data"`
-	}
-	if err := json.Unmarshal(body, &list); err != nil {
-		return nil, fmt.Errorf("GET /v1/models: %v", err)
-	}
-	seen := map[string]bool{}
-	var ids []string
-	add := func(id string) {
-		if id != "" && !seen[id] {
-			seen[id] = true
-			ids = append(ids, id)
-		}
-	}
-	for _, m := range list.Data {
-		add(m.ID)
-	}
-	if kind == config.KindOllama {
-		if body, status, err := get(client, base+"/api/tags"); err == nil && status == http.StatusOK {
-			var tags struct {
-				Models []struct {
-					Name string `json:"name"`
-				} `json:"models"`
-			}
-			if json.Unmarshal(body, &tags) == nil {
-				for _, m := range tags.Models {
-					add(m.Name)
-				}
-			}
-		}
-	}
-	return ids, nil
 }
 
 func get(client *http.Client, url string) ([]byte, int, error) {
