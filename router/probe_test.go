@@ -246,7 +246,7 @@ func TestProberStartClose(t *testing.T) {
 	_, p := probeTable(t, newFakeClock(), hc, testBackend(srv.URL, 1))
 
 	p.Start()
-	p.Start() // once is enough: a second Start adds no loop
+	p.Start()          // once is enough: a second Start adds no loop
 	for i := range 3 { // the loop keeps probing
 		select {
 		case <-probed:

@@ -1,0 +1,345 @@
+package gateway
+
+// The completion guard of a stream (stage 7 as events flow): each choice's texts go through
+// their own guards with a bounded hold-back, and the chunk that finishes a choice releases the
+// rest.
+
+import (
+	"bytes"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/llmgate/llmgate/guard"
+)
+
+// maxGuardedChoices bounds the choices a stream guard tracks. OpenAI caps n at 128; a backend
+// that sends a higher index breaks the stream rather than slipping text past the guard.
+const maxGuardedChoices = 128
+
+// streamGuard is the guard of one streamed completion, one choiceGuard per choice index (n > 1
+// streams interleave choices). It lives in the pooled request.
+type streamGuard struct {
+	on      bool
+	choices []*choiceGuard // by choice index; the first len(choices) are in use
+	used    int
+	stopped bool // a blocking safety match ended the stream
+	broken  bool // a choice index out of range: the stream cannot be guarded
+}
+
+// choiceGuard holds one choice's text in flight: leaked PII rewritten, placeholders restored,
+// unsafe text stopped, each with a bounded hold-back.
+type choiceGuard struct {
+	safety   *guard.SafetyStream // nil when completion safety is off
+	leak     guard.LeakScanner
+	restorer guard.Restorer
+	matches  []guard.SafetyMatch
+	safe     []byte // scratch
+	leaked   []byte // scratch
+	out      []byte // scratch
+
+	// A choice may stream other texts beside its content, each guarded on its own (this guard
+	// is the content's): reasoning, under either member name vLLM uses, and the arguments of
+	// each tool call. They are readied on first use and kept with the pooled request.
+	reasoning   [len(reasoningKeys)]*choiceGuard
+	reasoningOn [len(reasoningKeys)]bool
+	tools       []*choiceGuard // by tool call index; the first toolsUsed are in use
+	toolsUsed   int
+}
+
+// reasoningKeys are the members of a message or delta that carry the model's reasoning.
+var reasoningKeys = [...]string{"reasoning_content", "reasoning"}
+
+// ready readies c for a new text of the request.
+func (c *choiceGuard) ready(r *request) {
+	ag := r.guard.ag
+	if ag.safetyComplete != guard.ActionOff {
+		c.safety = ag.safety.AcquireStream(ag.holdback)
+	}
+	if ag.piiComplete {
+		c.leak.Reset(ag.pii, r.guard.vault, ag.holdback)
+	}
+	if ag.restore {
+		c.restorer.Reset(r.guard.vault)
+	}
+}
+
+// release gives back what c and the guards of the choice's other texts borrowed.
+func (c *choiceGuard) release(ag *aliasGuard) {
+	if c.safety != nil {
+		ag.safety.ReleaseStream(c.safety)
+		c.safety = nil
+	}
+	for k, on := range c.reasoningOn {
+		if on {
+			c.reasoning[k].release(ag)
+			c.reasoningOn[k] = false
+		}
+	}
+	for _, t := range c.tools[:c.toolsUsed] {
+		t.release(ag)
+	}
+	c.toolsUsed = 0
+}
+
+// reasoningGuard returns the guard of the choice's reasoning under reasoningKeys[k].
+func (c *choiceGuard) reasoningGuard(r *request, k int) *choiceGuard {
+	if !c.reasoningOn[k] {
+		if c.reasoning[k] == nil {
+			c.reasoning[k] = new(choiceGuard)
+		}
+		c.reasoning[k].ready(r)
+		c.reasoningOn[k] = true
+	}
+	return c.reasoning[k]
+}
+
+// toolGuard returns the guard of the arguments of the choice's tool call i; nil when i is out
+// of range.
+func (c *choiceGuard) toolGuard(r *request, i int) *choiceGuard {
+	if i < 0 || i >= maxGuardedChoices {
+		return nil
+	}
+	for c.toolsUsed <= i {
+		if c.toolsUsed == len(c.tools) {
+			c.tools = append(c.tools, new(choiceGuard))
+		}
+		c.tools[c.toolsUsed].ready(r)
+		c.toolsUsed++
+	}
+	return c.tools[i]
+}
+
+// release gives back what the stream guard borrowed.
+func (sg *streamGuard) release(ag *aliasGuard) {
+	for _, c := range sg.choices[:sg.used] {
+		c.release(ag)
+	}
+	sg.on, sg.stopped, sg.broken, sg.used = false, false, false, 0
+}
+
+// startStreamGuard readies the completion guard for a stream, when the alias needs one.
+func (r *request) startStreamGuard() {
+	ag := r.guard.ag
+	sg := &r.streamGuard
+	sg.on = ag.guardsCompletions()
+	if sg.on && r.guard.vault == nil {
+		r.guard.vault = guard.AcquireVault()
+	}
+}
+
+// choice returns the guard of choice index i, readying the ones up to it on first use; nil when
+// i is out of range.
+func (r *request) choice(i int) *choiceGuard {
+	sg := &r.streamGuard
+	if i < 0 || i >= maxGuardedChoices {
+		return nil
+	}
+	for sg.used <= i {
+		if sg.used == len(sg.choices) {
+			sg.choices = append(sg.choices, new(choiceGuard))
+		}
+		sg.choices[sg.used].ready(r)
+		sg.used++
+	}
+	return sg.choices[i]
+}
+
+// streamText runs one content delta of a choice through its guards and returns what may be sent
+// now; with final set, everything still held back is released. Safety sees the model's own text
+// first; then leaked PII is rewritten; then placeholders are restored. A blocking safety match
+// sets sg.stopped and returns only the text before the match.
+func (g *Gateway) streamText(r *request, c *choiceGuard, index int, delta []byte, final bool) []byte {
+	ag, sg := r.guard.ag, &r.streamGuard
+	t := delta
+	if c.safety != nil {
+		c.matches = c.matches[:0]
+		c.safe, c.matches = c.safety.Write(c.safe[:0], c.matches, delta)
+		if final {
+			c.safe, c.matches = c.safety.Flush(c.safe, c.matches)
+			if ag.safetyComplete != guard.ActionBlock {
+				// Flush stops before a match it finds; when only flagging, send the rest too.
+				for i := 0; c.safety.Held() > 0 && i < 16; i++ { // bounded: each Flush passes a match
+					c.safe, c.matches = c.safety.Flush(c.safe, c.matches)
+				}
+			}
+		}
+		t = c.safe
+		if len(c.matches) > 0 {
+			for _, m := range c.matches {
+				r.guard.m.safetyHit(guard.Completion, m.Category).Inc()
+				r.stats.safety |= safetyBit(m.Category)
+			}
+			if ag.safetyComplete == guard.ActionBlock {
+				r.guard.m.blocks[guard.Completion].Inc()
+				r.guard.blocked = "safety:" + c.matches[0].Category
+				sg.stopped, final = true, true
+			}
+		}
+	}
+	if ag.piiComplete {
+		c.leaked = c.leak.Write(c.leaked[:0], t)
+		if final {
+			c.leaked = c.leak.Close(c.leaked)
+		}
+		t = c.leaked
+	}
+	if index == 0 {
+		r.guard.collectCompletion(t)
+		if final {
+			g.classifyCompletion(r)
+		}
+	}
+	if ag.restore {
+		c.out = c.restorer.Write(c.out[:0], t)
+		if final {
+			c.out = c.restorer.Flush(c.out)
+		}
+		t = c.out
+	}
+	return t
+}
+
+// guardChunk rewrites the text of every choice of a stream chunk (delta content, or text for
+// completions) through that choice's stream guard. Text held back leaves with a later chunk;
+// the chunk that carries a choice's finish_reason releases the rest of it. A blocking match
+// stops the whole stream after this chunk. It returns the event payload to send.
+func (g *Gateway) guardChunk(r *request, data []byte) []byte {
+	root, err := r.parser.ParseBytes(data)
+	if err != nil {
+		return data
+	}
+	choices := root.GetArray("choices") // nil when absent or not an array
+	changed := false
+	for pos, ch := range choices {
+		idx := pos
+		if iv := ch.Get("index"); iv != nil && iv.Type() == fastjson.TypeNumber {
+			idx = iv.GetInt()
+		}
+		c := r.choice(idx)
+		if c == nil {
+			r.streamGuard.broken = true
+			return data
+		}
+		if g.guardChoice(r, c, idx, ch) {
+			changed = true
+		}
+		if r.streamGuard.stopped {
+			break
+		}
+	}
+	if !changed {
+		return data
+	}
+	r.guard.chunk = root.MarshalTo(r.guard.chunk[:0])
+	return r.guard.chunk
+}
+
+// guardChoice guards one choice object of a chunk in place and reports whether it changed:
+// its content (or a completion's text), its reasoning and its tool calls' arguments, each
+// through its own guard. The chunk with the finish_reason releases what each holds back,
+// adding the member where the chunk lacks it.
+func (g *Gateway) guardChoice(r *request, c *choiceGuard, index int, ch *fastjson.Value) bool {
+	fr := ch.Get("finish_reason")
+	final := fr != nil && fr.Type() == fastjson.TypeString
+	changed := false
+	delta := ch.Get("delta")
+	if delta != nil && delta.Type() != fastjson.TypeObject {
+		delta = nil
+	}
+	v := delta.Get("content")
+	if delta == nil {
+		v = ch.Get("text")
+	}
+	switch {
+	case v != nil && v.Type() == fastjson.TypeString:
+		changed = g.streamValue(r, c, index, v, final)
+	case final && delta != nil:
+		// The finish chunk may carry no text, but the held-back text must go out with it.
+		delta.Set("content", r.guard.arena.NewString(""))
+		changed = g.streamValue(r, c, index, delta.Get("content"), final)
+	}
+	if delta != nil && !r.streamGuard.stopped && g.guardDeltaExtras(r, c, delta, final) {
+		changed = true
+	}
+	if r.streamGuard.stopped {
+		ch.Set("finish_reason", r.guard.arena.NewString("content_filter"))
+		return true
+	}
+	return changed
+}
+
+// streamValue passes the string v of a chunk through guard t, in place, and reports whether it
+// changed; index -1 keeps the text from the classifier.
+func (g *Gateway) streamValue(r *request, t *choiceGuard, index int, v *fastjson.Value, final bool) bool {
+	text := v.GetStringBytes()
+	out := g.streamText(r, t, index, text, final)
+	if bytes.Equal(out, text) {
+		return false
+	}
+	replaceString(&r.guard.arena, v, out)
+	return true
+}
+
+// guardDeltaExtras guards the reasoning and tool call arguments of one chat delta (see
+// guardChoice) and reports whether it changed.
+func (g *Gateway) guardDeltaExtras(r *request, c *choiceGuard, delta *fastjson.Value, final bool) bool {
+	a := &r.guard.arena
+	changed := false
+	run := func(t *choiceGuard, v *fastjson.Value) {
+		if g.streamValue(r, t, -1, v, final) {
+			changed = true
+		}
+	}
+	for k, key := range reasoningKeys {
+		if v := delta.Get(key); v != nil && v.Type() == fastjson.TypeString {
+			run(c.reasoningGuard(r, k), v)
+		} else if final && c.reasoningOn[k] {
+			delta.Set(key, a.NewString(""))
+			run(c.reasoning[k], delta.Get(key))
+		}
+	}
+	calls := delta.Get("tool_calls")
+	var seen [maxGuardedChoices / 64]uint64 // tool call indexes this delta carries
+	for pos, tc := range calls.GetArray() {
+		i := pos
+		if iv := tc.Get("index"); iv != nil && iv.Type() == fastjson.TypeNumber {
+			i = iv.GetInt()
+		}
+		t := c.toolGuard(r, i)
+		if t == nil {
+			r.streamGuard.broken = true
+			return changed
+		}
+		seen[i/64] |= 1 << (i % 64)
+		if v := tc.Get("function", "arguments"); v != nil && v.Type() == fastjson.TypeString {
+			run(t, v)
+		}
+	}
+	if !final {
+		return changed
+	}
+	for i, t := range c.tools[:c.toolsUsed] {
+		if seen[i/64]&(1<<(i%64)) != 0 {
+			continue
+		}
+		// A tool call this chunk does not continue: send its held-back arguments in a
+		// delta of its own index, as a backend continuing it would.
+		fn := a.NewObject()
+		fn.Set("arguments", a.NewString(""))
+		run(t, fn.Get("arguments"))
+		if len(fn.GetStringBytes("arguments")) == 0 {
+			continue
+		}
+		call := a.NewObject()
+		call.Set("index", a.NewNumberInt(i))
+		call.Set("function", fn)
+		if calls == nil || calls.Type() != fastjson.TypeArray {
+			calls = a.NewArray()
+			delta.Set("tool_calls", calls)
+		}
+		arr, _ := calls.Array()
+		calls.SetArrayItem(len(arr), call)
+		changed = true
+	}
+	return changed
+}
