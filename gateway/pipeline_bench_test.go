@@ -49,8 +49,14 @@ func chatBody1K(stream bool) []byte {
 // newBenchGateway returns a gateway whose one backend is cannedBackend on an in-memory listener.
 func newBenchGateway(tb testing.TB, edits ...func(*config.Config)) *Gateway {
 	tb.Helper()
+	return newGatewayWithBackend(tb, cannedBackend, edits...)
+}
+
+// newGatewayWithBackend returns a gateway whose one backend is handler on an in-memory listener.
+func newGatewayWithBackend(tb testing.TB, handler fasthttp.RequestHandler, edits ...func(*config.Config)) *Gateway {
+	tb.Helper()
 	ln := fasthttputil.NewInmemoryListener()
-	srv := &fasthttp.Server{Handler: cannedBackend}
+	srv := &fasthttp.Server{Handler: handler}
 	go srv.Serve(ln) //nolint:errcheck
 	tb.Cleanup(func() { _ = srv.Shutdown() })
 	cfg := &config.Config{Models: []config.Model{{Alias: "chat", Versions: []config.Version{{
