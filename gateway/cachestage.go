@@ -196,7 +196,10 @@ func (g *Gateway) replay(ctx *fasthttp.RequestCtx, r *request, e *cache.Entry, r
 		r.stats.noteCached(e.First())
 	}
 	if !g.cachedAnswerClean(r, e) {
-		body = g.guardCompletion(r, body)
+		var err error
+		if body, err = g.guardCompletion(r, body); err != nil {
+			return g.fail(ctx, r, err) // not for a stored entry, which was JSON when stored
+		}
 	}
 	setGuardHeader(ctx, r)
 	ctx.Response.SetBody(body)

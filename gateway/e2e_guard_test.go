@@ -468,3 +468,31 @@ func TestGuardAnswerReasoningAndToolCalls(t *testing.T) {
 	}
 	check("streamed", reasoning.String(), args.String())
 }
+
+// An answer the completion guard cannot read is not passed on unchecked: a buffered answer that
+// is not JSON becomes a 502, a stream event that is not JSON ends the stream with an error
+// event. Without a guard such answers pass through as they are.
+func TestGuardWithholdsUnreadableAnswers(t *testing.T) {
+	const leak = "bob@example.org"
+	all := config.Guard{PII: config.PIIGuard{Prompt: "redact", Completion: "redact", Restore: true}}
+	plain := guarded(all, cannedBackend(t, 200, http.Header{"Content-Type": {"application/json"}}, "mail "+leak))
+	sse := guarded(all, cannedBackend(t, 200, http.Header{"Content-Type": {"text/event-stream"}},
+		`data: {"id":"s","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"hi "},"finish_reason":null}]}`+"\n\n"+
+			"data: mail "+leak+"\n\ndata: [DONE]\n\n"))
+	sse.Alias = "sse"
+	open := model("open", "v1", version("v1", cannedBackend(t, 200, http.Header{"Content-Type": {"application/json"}}, "mail "+leak)))
+	g := startGateway(t, newConfig(t, nil, plain, sse, open))
+
+	res := g.do(t, "POST", "/v1/chat/completions", chatBody("hello", ""))
+	if _, _, code := envelope(t, res.body); res.status != 502 || code != "upstream_error" || strings.Contains(string(res.body), leak) {
+		t.Fatalf("a buffered answer that is not JSON: status %d: %s", res.status, res.body)
+	}
+	res = g.do(t, "POST", "/v1/chat/completions", strings.Replace(chatBody("hello", `,"stream":true`), `"chat"`, `"sse"`, 1))
+	evs := events(res.body)
+	if strings.Contains(string(res.body), leak) || len(evs) == 0 || !strings.Contains(evs[len(evs)-1], `"code":"upstream_error"`) {
+		t.Fatalf("a stream event that is not JSON: %s", res.body)
+	}
+	if res := g.do(t, "POST", "/v1/chat/completions", strings.Replace(chatBody("hello", ""), `"chat"`, `"open"`, 1)); res.status != 200 || string(res.body) != "mail "+leak {
+		t.Fatalf("without a guard the answer passes as it is: status %d: %s", res.status, res.body)
+	}
+}

@@ -37,8 +37,12 @@ func (g *Gateway) forwardBuffered(ctx *fasthttp.RequestCtx, r *request, snap *sn
 		if r.stats.vs != nil && cs >= 0 {
 			r.stats.noteChoices(body[cs:ce], false) // the model's own answer, before the guard
 		}
-		body = g.guardCompletion(r, body) // 7. guard the completion
+		var err error
+		body, err = g.guardCompletion(r, body) // 7. guard the completion
 		setGuardHeader(ctx, r)
+		if err != nil {
+			return err
+		}
 	}
 	ctx.Response.SetBody(body)
 	return nil

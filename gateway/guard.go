@@ -344,6 +344,10 @@ func (g *Gateway) checkSafety(r *request, d guard.Direction, text []byte) error 
 
 var errChoiceUnguarded = &apiError{status: fasthttp.StatusBadGateway, typ: typeServer, code: "upstream_error", message: "The model backend sent a choice index the gateway's guard cannot track (at most 128 choices); the stream was stopped."}
 
+var errEventUnguarded = &apiError{status: fasthttp.StatusBadGateway, typ: typeServer, code: "upstream_error", message: "The model backend sent a stream event that is not JSON, which the gateway's guard cannot check; the stream was stopped."}
+
+var errAnswerUnguarded = &apiError{status: fasthttp.StatusBadGateway, typ: typeServer, code: "upstream_error", message: "The model backend's answer is not JSON, which the gateway's guard cannot check; it was withheld."}
+
 var errCompletionFiltered = &apiError{status: fasthttp.StatusOK, typ: typeInvalidRequest, code: "content_filter", message: "The completion was stopped by the gateway's safety filter."}
 
 // piiEntities is guard.PIIEntities() once: that returns a copy each call.
@@ -447,17 +451,18 @@ func replaceString(a *fastjson.Arena, v *fastjson.Value, s []byte) {
 }
 
 // guardCompletion is stage 7 for a buffered answer: safety on each choice's text, PII leaks
-// rewritten, placeholders restored. It returns the body to send.
-func (g *Gateway) guardCompletion(r *request, body []byte) []byte {
+// rewritten, placeholders restored. It returns the body to send, or errAnswerUnguarded for an
+// answer it cannot read (which then is not sent).
+func (g *Gateway) guardCompletion(r *request, body []byte) ([]byte, error) {
 	ag := r.guard.ag
 	if !r.guardsAnswer() {
-		return body
+		return body, nil
 	}
 	start := time.Now()
 	defer func() { r.guard.m.duration.Update(time.Since(start).Seconds()) }()
 	root, err := r.parser.ParseBytes(body)
 	if err != nil {
-		return body
+		return nil, errAnswerUnguarded
 	}
 	if ag.pii != nil && r.guard.vault == nil {
 		r.guard.vault = guard.AcquireVault()
@@ -513,9 +518,9 @@ func (g *Gateway) guardCompletion(r *request, body []byte) []byte {
 	}
 	g.classifyCompletion(r)
 	if !changed {
-		return body
+		return body, nil
 	}
-	return root.MarshalTo(nil)
+	return root.MarshalTo(nil), nil
 }
 
 // answerTexts appends the string values of an answer's choice c that the completion guard

@@ -23,7 +23,7 @@ type streamGuard struct {
 	choices []*choiceGuard // by choice index; the first len(choices) are in use
 	used    int
 	stopped bool // a blocking safety match ended the stream
-	broken  bool // a choice index out of range: the stream cannot be guarded
+	broken  *apiError // why the stream cannot be guarded (a choice index out of range, an event not JSON); nil while it can
 }
 
 // choiceGuard holds one choice's text in flight: leaked PII rewritten, placeholders restored,
@@ -114,7 +114,7 @@ func (sg *streamGuard) release(ag *aliasGuard) {
 	for _, c := range sg.choices[:sg.used] {
 		c.release(ag)
 	}
-	sg.on, sg.stopped, sg.broken, sg.used = false, false, false, 0
+	sg.on, sg.stopped, sg.broken, sg.used = false, false, nil, 0
 }
 
 // startStreamGuard readies the completion guard for a stream, when the alias needs one.
@@ -206,6 +206,7 @@ func (g *Gateway) streamText(r *request, c *choiceGuard, index int, delta []byte
 func (g *Gateway) guardChunk(r *request, data []byte) []byte {
 	root, err := r.parser.ParseBytes(data)
 	if err != nil {
+		r.streamGuard.broken = errEventUnguarded // its text cannot be checked: none goes out
 		return data
 	}
 	choices := root.GetArray("choices") // nil when absent or not an array
@@ -217,7 +218,7 @@ func (g *Gateway) guardChunk(r *request, data []byte) []byte {
 		}
 		c := r.choice(idx)
 		if c == nil {
-			r.streamGuard.broken = true
+			r.streamGuard.broken = errChoiceUnguarded
 			return data
 		}
 		if g.guardChoice(r, c, idx, ch) {
@@ -307,7 +308,7 @@ func (g *Gateway) guardDeltaExtras(r *request, c *choiceGuard, delta *fastjson.V
 		}
 		t := c.toolGuard(r, i)
 		if t == nil {
-			r.streamGuard.broken = true
+			r.streamGuard.broken = errChoiceUnguarded
 			return changed
 		}
 		seen[i/64] |= 1 << (i % 64)

@@ -190,12 +190,12 @@ func (s *streamBody) next(wait bool) []byte {
 			}
 			if r.streamGuard.on {
 				data, changed = r.gw.guardChunk(r, data), true // 7. guard the completion as it flows
-				if r.streamGuard.broken {
-					// A choice index the guard cannot track: end the stream rather than let
-					// its text through unguarded.
-					r.errCode = errChoiceUnguarded.code
+				if e := r.streamGuard.broken; e != nil {
+					// A choice index the guard cannot track, or an event it cannot read: end
+					// the stream rather than let its text through unguarded.
+					r.errCode = e.code
 					s.ended = true
-					return s.errorEvent(errChoiceUnguarded)
+					return s.errorEvent(e)
 				}
 			}
 			if changed {
