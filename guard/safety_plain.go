@@ -59,36 +59,49 @@ const plainRoom = minEncoded + 8 + 1
 func (s *safetyScanner) plainRun(p []byte, i, base int) int {
 	l := &s.main
 	sym, span := l.sym, l.span[:len(l.sym)]
-	m, tok, b64n, lastSpace, prev, slash := l.m, l.tok, s.b64.n, l.lastSpace, l.prev, l.slash
+	// Only what the loop reads most is kept in locals; l.prev, l.lastSpace and l.slash are
+	// written where they change. With more locals than registers the compiler spilled them
+	// to the stack and reloaded them around every word, which cost more than these stores.
+	m, tok, b64n := l.m, l.tok, s.b64.n
 	for i < len(p) {
 		if m+plainRoom > len(sym) { // the caller flushes
 			break
 		}
 		switch plainClass[p[i]] {
 		case plainLetter:
-			start, j := i, m
-			for {
-				k, x := letters8(p[i:])
-				x |= 0x2020202020202020
-				binary.LittleEndian.PutUint64(sym[j:], x)
-				if k > 0 { // the last letter, from the register rather than reloaded
-					prev = byte(x >> (8*k - 8))
+			for { // a word, and while one more follows after one space, that space and word
+				start, j := i, m
+				for {
+					k, x := letters8(p[i:])
+					x |= 0x2020202020202020
+					binary.LittleEndian.PutUint64(sym[j:], x)
+					if k > 0 { // the last letter, from the register rather than reloaded
+						l.prev = byte(x >> (8*k - 8))
+					}
+					j, i = j+k, i+k
+					if k < 8 || i-start >= minEncoded {
+						break
+					}
 				}
-				j, i = j+k, i+k
-				if k < 8 || i-start >= minEncoded {
+				n := i - start
+				if b64n+n >= minEncoded { // feed decodes it
+					i = start
+					goto out
+				}
+				span[m], span[j-1] = packSpan(base+start, base+start+1), packSpan(base+i-1, base+i)
+				m = j
+				b64n += n
+				tok = min(tok+uint8(min(n, 2)), 2)
+				l.lastSpace, l.slash = false, false
+				// One space after a word of two or more letters, then a letter: what the
+				// separator case and the loop would do, without going round the switch.
+				if tok != 2 || i+1 >= len(p) || p[i] != ' ' || plainClass[p[i+1]] != plainLetter || m+plainRoom > len(sym) {
 					break
 				}
+				sym[m], span[m] = ' ', packSpan(base+i, base+i+1)
+				m, i, b64n, tok = m+1, i+1, 0, 0
+				l.lastSpace = true
 			}
-			n := i - start
-			if b64n+n >= minEncoded { // feed decodes it
-				i = start
-				goto out
-			}
-			span[m], span[j-1] = packSpan(base+start, base+start+1), packSpan(base+i-1, base+i)
-			m = j
-			b64n += n
-			tok = min(tok+uint8(min(n, 2)), 2)
-			lastSpace, slash = false, false
 		case plainDigit:
 			// As feed settles a digit whose next byte is here: a leetspeak letter inside a word
 			// or before a letter, else the digit. A digit's every symbol gets its span.
@@ -97,14 +110,14 @@ func (s *safetyScanner) plainRun(p []byte, i, base int) int {
 			}
 			e := &foldTable[p[i]]
 			c := e.s[0]
-			if e.s[1] != 0 && (tok > 0 && isLetter(prev) || foldTable[p[i+1]].kind == kWord) {
+			if e.s[1] != 0 && (tok > 0 && isLetter(l.prev) || foldTable[p[i+1]].kind == kWord) {
 				c = e.s[1]
 			}
 			sym[m], span[m] = c, packSpan(base+i, base+i+1)
 			m++
 			b64n++
-			prev, tok = c, min(tok+1, 2)
-			lastSpace, slash = false, false
+			l.prev, tok = c, min(tok+1, 2)
+			l.lastSpace, l.slash = false, false
 			i++
 		case plainSep, plainSepB64:
 			// After a one-character token, a letter-spaced word ("i g n o r e") may start. It
@@ -122,10 +135,10 @@ func (s *safetyScanner) plainRun(p []byte, i, base int) int {
 				b64n = 0
 			}
 			tok = 0
-			if !lastSpace {
+			if !l.lastSpace {
 				sym[m], span[m] = ' ', packSpan(base+i, base+i+1)
 				m++
-				lastSpace = true
+				l.lastSpace = true
 			}
 			i++
 		default:
@@ -133,6 +146,6 @@ func (s *safetyScanner) plainRun(p []byte, i, base int) int {
 		}
 	}
 out:
-	l.m, l.tok, s.b64.n, l.lastSpace, l.prev, l.slash = m, tok, b64n, lastSpace, prev, slash
+	l.m, l.tok, s.b64.n = m, tok, b64n
 	return i
 }
