@@ -22,7 +22,7 @@ type streamGuard struct {
 	on      bool
 	choices []*choiceGuard // by choice index; the first len(choices) are in use
 	used    int
-	stopped bool // a blocking safety match ended the stream
+	stopped bool      // a blocking safety match ended the stream
 	broken  *apiError // why the stream cannot be guarded (a choice index out of range, an event not JSON); nil while it can
 }
 
