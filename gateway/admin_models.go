@@ -207,10 +207,10 @@ func (g *Gateway) serveDeploy(ctx *fasthttp.RequestCtx, seg []string) bool {
 		version := seg[4]
 		if g.writeChange(ctx, alias, c, func(s *router.State, c router.Change) (*router.State, error) {
 			return s.DeleteVersion(c, alias, version)
-		}) != nil && g.cacheStore != nil {
+		}) != nil {
 			// Its answers can never be served again, and a version deployed later under the
-			// same name must not inherit them.
-			g.cacheStore.DeleteVersion(alias, version)
+			// same name must inherit neither them nor its statistics.
+			g.forgetVersion(alias, version)
 		}
 	case "PUT traffic":
 		var t router.Traffic
@@ -281,6 +281,17 @@ func (g *Gateway) serveDeploy(ctx *fasthttp.RequestCtx, seg []string) bool {
 // empties its cache. It is refused while the alias has a running or paused rollout, which
 // would go on stepping a model that is gone. The alias's history goes with it, so the log
 // records the deletion; the store keeps the revisions before it.
+// forgetVersion drops what the gateway keeps of a deleted version: its cached answers and its
+// statistics.
+func (g *Gateway) forgetVersion(alias, version string) {
+	if g.cacheStore != nil {
+		g.cacheStore.DeleteVersion(alias, version)
+	}
+	if g.stats != nil {
+		g.stats.drop(alias, version)
+	}
+}
+
 func (g *Gateway) deleteModel(ctx *fasthttp.RequestCtx, alias string, c router.Change) {
 	var removed *router.ModelState
 	next, err := g.rollouts.operatorChange(alias, c.Actor, "delete", func() (*router.State, error) {
@@ -312,6 +323,9 @@ func (g *Gateway) deleteModel(ctx *fasthttp.RequestCtx, alias string, c router.C
 	versions := []string{}
 	for _, v := range removed.Versions {
 		versions = append(versions, v.Name)
+		if g.stats != nil {
+			g.stats.drop(alias, v.Name) // a model deployed later under this name starts afresh
+		}
 	}
 	g.log.Warn("model deleted", "model", alias, "versions", versions, "actor", c.Actor, "revision", next.Revision)
 	encodeJSON(ctx, fasthttp.StatusOK, map[string]any{"revision": next.Revision, "deleted": map[string]any{"alias": alias, "versions": versions}})

@@ -83,6 +83,14 @@ func (s *statsRegistry) forVersion(alias, version string, md config.ModelDrift) 
 	return vs
 }
 
+// drop forgets a version's statistics once the version is deleted: a version deployed later
+// under the same name starts afresh instead of inheriting them.
+func (s *statsRegistry) drop(alias, version string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.byKey, alias+"@"+version)
+}
+
 // get returns a version's statistics or nil.
 func (s *statsRegistry) get(alias, version string) *versionStats {
 	s.mu.Lock()

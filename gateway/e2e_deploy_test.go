@@ -932,3 +932,40 @@ func TestDeployRefusesUnaddressableNames(t *testing.T) {
 		t.Errorf("/v1/models changed:\nbefore %s\nafter  %s", models.body, after.body)
 	}
 }
+
+// A deleted version takes its statistics with it: a version deployed later under the same name
+// starts from nothing instead of showing the old one's requests.
+func TestDeployDeletedVersionStatsForgotten(t *testing.T) {
+	tokens := withAdminTokens(t)
+	v1 := startFake(t, fakellm.Options{Model: "m1", Seed: 1})
+	v2 := startFake(t, fakellm.Options{Model: "m2", Seed: 2})
+	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", v1.backend()))))
+	g.write(t, "POST", "/admin/models/chat/versions", deployBody("v2", v2))
+	for range 3 {
+		if res := g.do(t, "POST", "/v1/chat/completions", strings.Replace(chatBody("hello", ""), `"chat"`, `"chat@v2"`, 1)); res.status != 200 {
+			t.Fatalf("status %d: %s", res.status, res.body)
+		}
+	}
+	v2Requests := func() string {
+		res := g.call(t, "GET", "/admin/stats/chat", viewerToken, "")
+		var out struct {
+			Versions []struct {
+				Version string
+				Summary map[string]any
+			}
+		}
+		decode(t, res, &out)
+		for _, v := range out.Versions {
+			if v.Version == "v2" {
+				return fmt.Sprint(v.Summary["requests"])
+			}
+		}
+		return "absent"
+	}
+	waitFor(t, "v2's three requests in its statistics", func() bool { return v2Requests() == "3" })
+	g.write(t, "DELETE", "/admin/models/chat/versions/v2", "")
+	g.write(t, "POST", "/admin/models/chat/versions", deployBody("v2", v2))
+	if got := v2Requests(); got != "0" && got != "absent" {
+		t.Fatalf("the redeployed v2 shows %s requests of the deleted one", got)
+	}
+}
