@@ -969,3 +969,35 @@ func TestDeployDeletedVersionStatsForgotten(t *testing.T) {
 		t.Fatalf("the redeployed v2 shows %s requests of the deleted one", got)
 	}
 }
+
+// A canary whose backends are all out does not fail its share of users: once its backend is
+// ejected, stable answers them (counted in llmgate_canary_fallbacks_total, and as errors in the
+// canary's statistics so that its analysis still sees a canary that cannot answer). A request
+// pinned to the canary is not moved.
+func TestCanaryFallsBackToStable(t *testing.T) {
+	tokens := withAdminTokens(t)
+	v1 := startFake(t, fakellm.Options{Model: "m1"})
+	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", v1.backend()), version("v2", closedBackend(t)))))
+	g.write(t, "PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v2","canary_percent":100,"sticky":"user"}`)
+	served := ""
+	for i := 0; i < 20 && served != "v1"; i++ { // the failures that eject the canary's backend
+		res := g.do(t, "POST", "/v1/chat/completions", chatBody("hello", `,"user":"u1"`))
+		if res.status == 200 {
+			served = res.header.Get("X-Llmgate-Version")
+		}
+	}
+	if served != "v1" {
+		t.Fatalf("the canary's share was never answered by stable (last version %q)", served)
+	}
+	for range 5 {
+		if res := g.do(t, "POST", "/v1/chat/completions", chatBody("hello", `,"user":"u1"`)); res.status != 200 || res.header.Get("X-Llmgate-Version") != "v1" {
+			t.Fatalf("with the canary out: status %d version %q: %s", res.status, res.header.Get("X-Llmgate-Version"), res.body)
+		}
+	}
+	if n, _ := metricValue(parseMetrics(t, g.metrics(t)), "llmgate_canary_fallbacks_total", nil); n < 5 {
+		t.Fatalf("llmgate_canary_fallbacks_total = %v, want at least 5", n)
+	}
+	if res := g.do(t, "POST", "/v1/chat/completions", strings.Replace(chatBody("hello", ""), `"chat"`, `"chat@v2"`, 1)); res.status < 500 {
+		t.Fatalf("a request pinned to the canary was moved: status %d: %s", res.status, res.body)
+	}
+}

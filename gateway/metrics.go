@@ -32,6 +32,9 @@ type gatewayMetrics struct {
 	// shadows counts mirrored requests answered (or failed); shadowsSkipped those not sent
 	// because maxShadows were in flight.
 	shadows, shadowsSkipped *metrics.Counter
+	// canaryFallbacks counts requests of a canary's share served by stable because no canary
+	// backend was in service.
+	canaryFallbacks *metrics.Counter
 }
 
 // Reasons a request was rejected before reaching a model version.
@@ -50,6 +53,7 @@ func newGatewayMetrics() *gatewayMetrics {
 	m.panics = m.set.NewCounter("llmgate_panics_total")
 	m.shadows = m.set.NewCounter("llmgate_shadow_requests_total")
 	m.shadowsSkipped = m.set.NewCounter("llmgate_shadow_skipped_total")
+	m.canaryFallbacks = m.set.NewCounter("llmgate_canary_fallbacks_total")
 	for _, r := range []string{rejectBadRequest, rejectUnknownModel, rejectTooLarge, rejectNotFound, rejectMethod} {
 		m.rejected[r] = m.set.NewCounter(`llmgate_rejected_requests_total{reason="` + r + `"}`)
 	}
@@ -159,6 +163,7 @@ var metricHelp = map[string]string{
 	"llmgate_shadow_requests_total":               "Requests mirrored to a shadow version (their answers are discarded).",
 	"llmgate_shadow_skipped_total":                "Shadow mirrors not sent because too many were in flight.",
 	"llmgate_panics_total":                        "Requests that hit a bug (a recovered panic); each is logged with its stack.",
+	"llmgate_canary_fallbacks_total":              "Requests of a canary's share served by the stable version because no canary backend was in service.",
 	"gen_ai_server_request_duration_seconds":      "Time from request arrival to the last byte of the response.",
 	"gen_ai_server_time_to_first_token_seconds":   "Time from request arrival to the first streamed token.",
 	"gen_ai_server_time_per_output_token_seconds": "Mean time between streamed tokens after the first.",

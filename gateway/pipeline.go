@@ -11,6 +11,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/llmgate/llmgate/drift"
 	"github.com/llmgate/llmgate/router"
 )
 
@@ -99,6 +100,21 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *request) (done bool) {
 			return g.fail(ctx, r, unknownVersion(alias, modelPin))
 		}
 		return g.fail(ctx, r, unknownModel(r.model))
+	}
+	if !pinned && len(headerPin) == 0 {
+		// A canary with every backend out would fail its whole share: stable answers instead.
+		if s := version.StableFallback(); s != nil {
+			g.metrics.canaryFallbacks.Inc()
+			if vs := snap.stats[version]; vs != nil {
+				// The canary's statistics still count what its share would have got, so its
+				// analysis (and a rollout's automatic rollback) sees a canary that cannot answer.
+				var miss drift.Sample
+				miss.Reset()
+				miss.Status = drift.StatusUpstreamError
+				vs.rec.Observe(&miss)
+			}
+			version = s
+		}
 	}
 	r.version = version
 	if vs := snap.stats[version]; vs != nil {

@@ -78,6 +78,13 @@ func (h *health) available(now int64) bool {
 	return h.inFlight.Load() == 0
 }
 
+// inService reports whether the backend takes requests at now: not ejected, or its ejection
+// has run out (a trial may go). Unlike available, it changes nothing.
+func (h *health) inService(now int64) bool {
+	until := h.ejectedUntil.Load()
+	return until == 0 || now >= until
+}
+
 // success records a success and reports whether it put an ejected backend back in service.
 func (h *health) success() bool {
 	if h.ejectedUntil.Load() == 0 && !h.halfOpen.Load() {

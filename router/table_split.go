@@ -159,6 +159,29 @@ func (t *Table) ResolveSticky(model, pin, stickyKey []byte) (*Version, error) {
 	return m.Stable, nil
 }
 
+// InService reports whether a request to v could be sent now: one of its backends with weight
+// is not ejected (or its ejection has run out).
+func (v *Version) InService() bool {
+	now := v.now().UnixNano()
+	for _, b := range v.Backends {
+		if b.Weight > 0 && b.health.inService(now) {
+			return true
+		}
+	}
+	return false
+}
+
+// StableFallback returns the version to serve instead of v when v is its alias's canary and none
+// of its backends is in service while the stable's are: a user in the canary's share then gets
+// an answer rather than an error. It returns nil when v should serve.
+func (v *Version) StableFallback() *Version {
+	m := v.model
+	if m == nil || m.Canary != v || m.Stable == v || v.InService() || !m.Stable.InService() {
+		return nil
+	}
+	return m.Stable
+}
+
 // StickyFor returns the sticky mode of the request's alias, so the caller knows which key to
 // pass to ResolveSticky. A model pinned as "alias@version", an unknown alias, or an alias
 // without a canary needs no key: the result is then StickyNone.
