@@ -243,3 +243,23 @@ func TestSummary(t *testing.T) {
 		t.Errorf("p99 %v, want 1.5", got.LatencyP99)
 	}
 }
+
+// The error rate counts what the version is to blame for: a client that went away, a client's
+// bad request or a guard block is not a failure of the model version.
+func TestFailures(t *testing.T) {
+	r := NewRecorder(Options{})
+	for _, st := range []Status{StatusOK, StatusOK, StatusCanceled, StatusCanceled, StatusClientError, StatusBlocked,
+		StatusUpstreamError, StatusTimeout, StatusUnavailable, StatusRateLimited} {
+		x := sampleWith(10, ScriptLatin)
+		x.Status = st
+		r.Observe(x)
+	}
+	var s Snapshot
+	r.Live(&s)
+	if got := s.Failures(); got != 4 {
+		t.Fatalf("Failures() = %d, want 4 (upstream error, timeout, unavailable, rate limited)", got)
+	}
+	if got := s.Summary().ErrorRate; !near(got, 0.4) {
+		t.Fatalf("error rate %v, want 0.4", got)
+	}
+}

@@ -306,9 +306,7 @@ func Rollout(stable, canary *Snapshot, p *Policy) []Result {
 		return r
 	}
 	out = append(out,
-		rate("error_rate", func(s *Snapshot) uint64 {
-			return s.Count() - s.Categorical(FeatureStatus)[StatusOK]
-		}),
+		rate("error_rate", (*Snapshot).Failures),
 		rate("refusal_rate", func(s *Snapshot) uint64 { return s.Categorical(FeatureRefusal)[1] }),
 		rate("blocked_rate", func(s *Snapshot) uint64 { return s.Categorical(FeatureStatus)[StatusBlocked] }))
 	return out

@@ -65,7 +65,7 @@ func (s *Snapshot) Share(f Feature, c int) float64 {
 type Summary struct {
 	Requests        uint64  `json:"requests"`
 	RequestRate     float64 `json:"request_rate"` // per second over the window
-	ErrorRate       float64 `json:"error_rate"`   // share of non-OK statuses
+	ErrorRate       float64 `json:"error_rate"`   // share of Failures
 	LatencyP50      float64 `json:"latency_p50"`
 	LatencyP95      float64 `json:"latency_p95"`
 	LatencyP99      float64 `json:"latency_p99"`
@@ -79,6 +79,15 @@ type Summary struct {
 	RefusalRate     float64 `json:"refusal_rate"`
 }
 
+// Failures returns the requests the model version is to blame for: backend errors, timeouts,
+// no backend in service, rate limiting and other failures. A client that went away (a chat UI's
+// "stop"), a client's bad request and a guard block are not the version's failures; the guard
+// has its own rate.
+func (s *Snapshot) Failures() uint64 {
+	c := s.Categorical(FeatureStatus)
+	return c[StatusUpstreamError] + c[StatusTimeout] + c[StatusUnavailable] + c[StatusRateLimited] + c[StatusOther]
+}
+
 // Summary computes s's summary. Quantiles carry the histogram's relative
 // error (RelativeError).
 func (s *Snapshot) Summary() Summary {
@@ -90,7 +99,7 @@ func (s *Snapshot) Summary() Summary {
 		out.RequestRate = float64(n) / d
 	}
 	if n > 0 {
-		out.ErrorRate = 1 - s.Share(FeatureStatus, int(StatusOK))
+		out.ErrorRate = float64(s.Failures()) / float64(n)
 		out.GuardHitRate = 1 - s.Share(FeatureEntities, 0)
 		out.SafetyHitRate = 1 - s.Share(FeatureSafety, 0)
 		out.RefusalRate = s.Share(FeatureRefusal, 1)

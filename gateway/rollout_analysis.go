@@ -128,6 +128,9 @@ func analyzeCanary(stable, canary *drift.Snapshot, c rolloutChecks, p *drift.Pol
 			// TTFT exists for streams only: without enough of them on stable there is nothing
 			// to compare with, and waiting would stall a rollout of buffered traffic forever.
 			cr.Verdict, cr.Rationale = analysisPass, "too few streams on stable to compare TTFT"
+		case f == drift.FeatureTTFT && ch.Count() < p.MinSamples && canary.Count() >= p.MinSamples:
+			// The same on the canary's side: its share may get buffered requests only.
+			cr.Verdict, cr.Rationale = analysisPass, "too few streams on the canary to compare TTFT"
 		case r.Verdict == drift.VerdictInsufficient || sp == 0 || math.IsNaN(sp) || math.IsNaN(cp):
 			cr.Verdict = analysisWait
 		case r.Verdict == drift.VerdictDrift && cp/sp > limit && ch.Quantile(0.5) > sh.Quantile(0.5):
@@ -138,9 +141,7 @@ func analyzeCanary(stable, canary *drift.Snapshot, c rolloutChecks, p *drift.Pol
 		}
 		out.Checks = append(out.Checks, cr)
 	}
-	rate("error_rate", "error_rate", func(s *drift.Snapshot) uint64 {
-		return s.Count() - s.Categorical(drift.FeatureStatus)[drift.StatusOK]
-	}, c.MaxErrorRateIncrease)
+	rate("error_rate", "error_rate", (*drift.Snapshot).Failures, c.MaxErrorRateIncrease)
 	latency("p95_latency", "latency_us", drift.FeatureLatency, c.MaxP95LatencyRatio)
 	latency("p95_ttft", "ttft_us", drift.FeatureTTFT, c.MaxTTFTP95Ratio)
 	rate("refusal_rate", "refusal_rate", func(s *drift.Snapshot) uint64 { return s.Categorical(drift.FeatureRefusal)[1] }, c.MaxRefusalRateIncrease)

@@ -83,6 +83,19 @@ func TestAnalyzeCanary(t *testing.T) {
 	if a := analyzeCanary(window(t, 11, 600, 100*time.Millisecond, 0.01, false), window(t, 12, 600, 100*time.Millisecond, 0.01, true), rolloutChecks{}, &p); a.Verdict != analysisPass {
 		t.Errorf("stable without streams: verdict %s: %+v", a.Verdict, a.Checks)
 	}
+	// ... nor a canary whose share gets buffered requests only while stable streams.
+	if a := analyzeCanary(window(t, 13, 600, 100*time.Millisecond, 0.01, true), window(t, 14, 600, 100*time.Millisecond, 0.01, false), rolloutChecks{}, &p); a.Verdict != analysisPass {
+		t.Errorf("canary without streams: verdict %s: %+v", a.Verdict, a.Checks)
+	}
+	// Users who stop a stream ("stop generating") are not the canary's errors.
+	stopped := windowWith(t, 15, 600, 100*time.Millisecond, 0.01, true, func(i int, s *drift.Sample) {
+		if i%3 == 0 {
+			s.Status = drift.StatusCanceled
+		}
+	})
+	if a := analyzeCanary(stable, stopped, rolloutChecks{}, &p); a.Verdict != analysisPass {
+		t.Errorf("a third of the canary's streams stopped by their users: verdict %s: %s", a.Verdict, a.reason())
+	}
 	if a := analyzeCanary(shorter, longer, rolloutChecks{FailOnDrift: true}, &p); a.Verdict != analysisFail || !strings.Contains(a.reason(), "drift from stable") {
 		t.Errorf("fail_on_drift: verdict %s reason %q", a.Verdict, a.reason())
 	}
