@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -21,7 +22,12 @@ import (
 type versionStats struct {
 	alias, version string
 	rec            *drift.Recorder
-	reference      string // config.Reference*
+	opts           drift.Options // rec's, for a rollout's recorder
+	reference      string        // config.Reference*
+	// rollout is set while a rollout judges this version: a recorder of the samples since it
+	// started, so that traffic from before (pinned tests, an earlier canary of the same name)
+	// neither fails nor passes it.
+	rollout atomic.Pointer[drift.Recorder]
 
 	// Written by the evaluator only.
 	verdicts [drift.NumFeatures]drift.Verdict
@@ -77,10 +83,18 @@ func (s *statsRegistry) forVersion(alias, version string, md config.ModelDrift) 
 	if vs := s.byKey[key]; vs != nil {
 		return vs
 	}
-	vs := &versionStats{alias: alias, version: version, reference: md.Reference,
-		rec: drift.NewRecorder(drift.Options{Window: md.Window, Slice: md.Window / 15, Rolling: md.Reference == config.ReferenceRolling})}
+	opts := drift.Options{Window: md.Window, Slice: md.Window / 15, Rolling: md.Reference == config.ReferenceRolling}
+	vs := &versionStats{alias: alias, version: version, reference: md.Reference, opts: opts, rec: drift.NewRecorder(opts)}
 	s.byKey[key] = vs
 	return vs
+}
+
+// observe records s in the version's window and, during a rollout, in the rollout's.
+func (vs *versionStats) observe(s *drift.Sample) {
+	vs.rec.Observe(s)
+	if r := vs.rollout.Load(); r != nil {
+		r.Observe(s)
+	}
 }
 
 // drop forgets a version's statistics once the version is deleted: a version deployed later

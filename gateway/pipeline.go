@@ -111,7 +111,7 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *request) (done bool) {
 				var miss drift.Sample
 				miss.Reset()
 				miss.Status = drift.StatusUpstreamError
-				vs.rec.Observe(&miss)
+				vs.observe(&miss)
 			}
 			version = s
 		}

@@ -65,6 +65,36 @@ type rollout struct {
 	Actor     string        `json:"actor"`
 	Last      *analysis     `json:"last_analysis,omitempty"`
 	stepBase  uint64        // canary requests when the step started
+
+	// What the analysis reads: stable's and the canary's samples since the rollout started
+	// (see versionStats.rollout); nil without statistics.
+	stableVS, canaryVS   *versionStats
+	stableRec, canaryRec *drift.Recorder
+}
+
+// watch starts recording stable's and the canary's samples for r alone.
+func (r *rollout) watch(stable, canary *versionStats) {
+	if stable == nil || canary == nil {
+		return
+	}
+	opts := func(vs *versionStats) drift.Options {
+		o := vs.opts
+		o.Rolling = false // the analysis reads the live window only
+		return o
+	}
+	r.stableVS, r.canaryVS = stable, canary
+	r.stableRec, r.canaryRec = drift.NewRecorder(opts(stable)), drift.NewRecorder(opts(canary))
+	stable.rollout.Store(r.stableRec)
+	canary.rollout.Store(r.canaryRec)
+}
+
+// end moves r to a final state and stops the recording watch started.
+func (r *rollout) end(state, reason string) {
+	r.State, r.Reason = state, reason
+	if r.stableVS != nil {
+		r.stableVS.rollout.CompareAndSwap(r.stableRec, nil)
+		r.canaryVS.rollout.CompareAndSwap(r.canaryRec, nil)
+	}
 }
 
 // rolloutActions are what a rollout does to the deploy state; the deploy API implements them.
@@ -110,6 +140,7 @@ func (rs *rollouts) startIf(r *rollout, check func() error) error {
 	if err := rs.actions.setCanaryPercent(r.Alias, r.Canary, r.Steps[0].CanaryPercent, r.Actor, "rollout step 1"); err != nil {
 		return err
 	}
+	r.watch(rs.stats(r.Alias, rs.stableOf(r.Alias)), rs.stats(r.Alias, r.Canary))
 	r.stepBase = rs.canaryRequests(r)
 	rs.byAlias[r.Alias] = r
 	return nil
@@ -138,7 +169,7 @@ func (rs *rollouts) verb(alias, verb, actor string, check func() error) (*rollou
 		if err := rs.actions.rollback(alias, actor, "rollout aborted by "+actor); err != nil {
 			return nil, err
 		}
-		r.State, r.Reason = rolloutAborted, "aborted by "+actor
+		r.end(rolloutAborted, "aborted by "+actor)
 	default:
 		return nil, fmt.Errorf("cannot %s a rollout that is %s", verb, r.State)
 	}
@@ -158,7 +189,7 @@ func (rs *rollouts) operatorChange(alias, actor, verb string, change func() (*ro
 		return nil, err
 	}
 	if r := rs.byAlias[alias]; r != nil && (r.State == rolloutRunning || r.State == rolloutPaused) {
-		r.State, r.Reason = rolloutAborted, "ended by "+actor+"'s "+verb
+		r.end(rolloutAborted, "ended by "+actor+"'s "+verb)
 	}
 	return next, nil
 }
@@ -188,12 +219,11 @@ func (rs *rollouts) snapshot(state func() *router.State) (*router.State, map[str
 }
 
 func (rs *rollouts) canaryRequests(r *rollout) uint64 {
-	vs := rs.stats(r.Alias, r.Canary)
-	if vs == nil {
+	if r.canaryRec == nil {
 		return 0
 	}
 	var s drift.Snapshot
-	vs.rec.Live(&s)
+	r.canaryRec.Live(&s)
 	return s.Count()
 }
 
@@ -224,19 +254,18 @@ func (rs *rollouts) tick() {
 }
 
 func (rs *rollouts) advance(r *rollout) {
-	sv, cv := rs.stats(r.Alias, rs.stableOf(r.Alias)), rs.stats(r.Alias, r.Canary)
-	if sv == nil || cv == nil {
-		return
+	if r.stableRec == nil {
+		return // no statistics to judge by
 	}
 	var stable, canary drift.Snapshot
-	sv.rec.Live(&stable)
-	cv.rec.Live(&canary)
+	r.stableRec.Live(&stable)
+	r.canaryRec.Live(&canary)
 	a := analyzeCanary(&stable, &canary, r.Checks, &rs.policy)
 	r.Last = &a
 	if a.Verdict == analysisFail {
 		reason := "automatic rollback: " + a.reason()
 		if err := rs.actions.rollback(r.Alias, "rollout", reason); err == nil {
-			r.State, r.Reason = rolloutRolledBack, reason
+			r.end(rolloutRolledBack, reason)
 		}
 		return
 	}
@@ -255,7 +284,7 @@ func (rs *rollouts) advance(r *rollout) {
 	}
 	if r.Step == len(r.Steps)-1 {
 		if err := rs.actions.promote(r.Alias, "rollout", "rollout passed every step"); err == nil {
-			r.State, r.Reason = rolloutPromoted, "passed every step"
+			r.end(rolloutPromoted, "passed every step")
 		}
 		return
 	}

@@ -119,7 +119,7 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 		default:
 			s.Status = drift.StatusClientError
 		}
-		vs.rec.Observe(&s)
+		vs.observe(&s)
 	}()
 }
 

@@ -206,7 +206,7 @@ func (g *Gateway) observe(r *request, now time.Time, elapsed, overhead time.Dura
 		g.stats.tokens.push(g, vs, s, r)
 		return
 	}
-	vs.rec.Observe(s)
+	vs.observe(s)
 }
 
 // driftStatus classes a request's outcome.

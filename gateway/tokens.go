@@ -50,7 +50,7 @@ func (t *tokenCounter) start() {
 		var p fastjson.Parser
 		for j := range t.queue {
 			t.count(&p, &j)
-			j.vs.rec.Observe(&j.sample)
+			j.vs.observe(&j.sample)
 		}
 	}()
 }
