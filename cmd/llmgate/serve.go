@@ -85,7 +85,12 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 // printModels lists the models served: the store's, which may differ from the file's.
 func printModels(w io.Writer, t *router.Table, cfg *config.Config) {
 	for _, m := range t.Models() {
-		fmt.Fprintf(w, "  model %q: stable %s, %d version(s)\n", m.Alias, m.Stable.Name, len(m.Versions))
+		canary := ""
+		if m.Canary != nil {
+			// Rollouts are held in memory: one cut short by a restart leaves its split here.
+			canary = fmt.Sprintf(", canary %s at %g%%", m.Canary.Name, m.CanaryPercent)
+		}
+		fmt.Fprintf(w, "  model %q: stable %s%s, %d version(s)\n", m.Alias, m.Stable.Name, canary, len(m.Versions))
 	}
 	// Editing the file after the first start changes nothing the store already decides; a model
 	// added to it is the edit an operator most expects to work, so say that it did not.
