@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"slices"
 	"strconv"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -111,4 +112,35 @@ func seriesName(name string, labels map[string]string) string {
 	}
 	slices.Sort(ls)
 	return name + "{" + strings.Join(ls, ",") + "}"
+}
+
+// Errors show on /metrics per model version and code, including the two kinds
+// llmgate_requests_total cannot show: no backend in service (nothing answered) and a stream
+// that failed after its 200.
+func TestRequestErrorsCounted(t *testing.T) {
+	cut := cannedBackend(t, 200, http.Header{"Content-Type": {"text/event-stream"}},
+		`data: {"id":"s","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}`+"\n\n")
+	g := startGateway(t, newConfig(t, nil, model("dead", "v1", version("v1", closedBackend(t))), model("cut", "v1", version("v1", cut))))
+	const n = 6
+	for range n {
+		if res := g.do(t, "POST", "/v1/chat/completions", `{"model":"dead","messages":[{"role":"user","content":"hi"}]}`); res.status < 500 {
+			t.Fatalf("dead backend: status %d", res.status)
+		}
+	}
+	res := g.do(t, "POST", "/v1/chat/completions", `{"model":"cut","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+	if res.status != 200 || !strings.Contains(string(res.body), `"code":"upstream_error"`) {
+		t.Fatalf("cut stream: status %d: %s", res.status, res.body)
+	}
+	samples := parseMetrics(t, g.metrics(t))
+	var dead float64
+	for _, code := range []string{"upstream_error", "server_is_overloaded"} {
+		v, _ := metricValue(samples, "llmgate_request_errors_total", map[string]string{"model": "dead", "version": "v1", "code": code})
+		dead += v
+	}
+	if dead != n {
+		t.Errorf("llmgate_request_errors_total for the dead backend = %v, want %d", dead, n)
+	}
+	if v, _ := metricValue(samples, "llmgate_request_errors_total", map[string]string{"model": "cut", "version": "v1", "code": "upstream_error"}); v != 1 {
+		t.Errorf("llmgate_request_errors_total for the cut stream = %v, want 1", v)
+	}
 }
