@@ -43,7 +43,10 @@ func (b *Backend) ReportSuccess() { b.health.success() }
 
 // ReportFailure records a connect error, timeout or 5xx. After threshold consecutive failures
 // the backend is ejected; each repeated ejection lasts twice as long (capped at maxEject).
-func (b *Backend) ReportFailure() { b.health.failure(b.now(), b.threshold, b.ejectBase) }
+func (b *Backend) ReportFailure() { b.health.failure(b.now(), b.threshold, b.ejectBase, false) }
+
+// ReportProbeFailure records a failed health probe (see health.byProbe).
+func (b *Backend) ReportProbeFailure() { b.health.failure(b.now(), b.threshold, b.ejectBase, true) }
 
 // maxEject caps exponential ejection so a recovered backend is retried within minutes.
 const maxEject = 5 * time.Minute
@@ -63,6 +66,10 @@ type health struct {
 	mu       sync.Mutex
 	failures int // consecutive
 	ejected  int // consecutive ejections, for backoff
+	// byProbe: the running ejection was started by a failed health probe, not by a request. A
+	// passing probe may end such an ejection at once: the backend came back (a restarted vLLM
+	// that loaded its model) and nothing says it fails requests.
+	byProbe bool
 }
 
 func (h *health) available(now int64) bool {
@@ -112,14 +119,14 @@ func (h *health) notify(d time.Duration) {
 	}
 }
 
-func (h *health) failure(now time.Time, threshold int, base time.Duration) {
-	if d := h.recordFailure(now, threshold, base); d > 0 {
+func (h *health) failure(now time.Time, threshold int, base time.Duration, probe bool) {
+	if d := h.recordFailure(now, threshold, base, probe); d > 0 {
 		h.notify(d)
 	}
 }
 
 // recordFailure counts a failure and returns the ejection it started, or 0.
-func (h *health) recordFailure(now time.Time, threshold int, base time.Duration) time.Duration {
+func (h *health) recordFailure(now time.Time, threshold int, base time.Duration, probe bool) time.Duration {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if now.UnixNano() < h.ejectedUntil.Load() {
@@ -139,6 +146,7 @@ func (h *health) recordFailure(now time.Time, threshold int, base time.Duration)
 	}
 	h.ejectedUntil.Store(now.Add(d).UnixNano())
 	h.halfOpen.Store(false)
+	h.byProbe = probe
 	return d
 }
 

@@ -135,7 +135,7 @@ func (p *Prober) Round(ctx context.Context) {
 			defer wg.Done()
 			if err := Probe(ctx, p.client, b); err != nil {
 				if ctx.Err() == nil {
-					b.ReportFailure()
+					b.ReportProbeFailure()
 				}
 				return
 			}
@@ -145,11 +145,17 @@ func (p *Prober) Round(ctx context.Context) {
 	wg.Wait()
 }
 
-// probeSuccess ends an expired ejection; an ejection still running keeps its backoff, so a
-// backend that passes /health but fails requests does not flap back every interval.
+// probeSuccess ends an expired ejection, or one that failed probes started. An ejection that
+// failed requests started keeps its backoff, so a backend that passes /health but fails
+// requests does not flap back every interval.
 func (h *health) probeSuccess(now int64) {
 	if until := h.ejectedUntil.Load(); until != 0 && now < until {
-		return
+		h.mu.Lock()
+		byProbe := h.byProbe
+		h.mu.Unlock()
+		if !byProbe {
+			return
+		}
 	}
 	h.success()
 }

@@ -316,3 +316,25 @@ func TestProberCloseBeforeStart(t *testing.T) {
 		t.Fatal("Start after Close started the probe loop")
 	}
 }
+
+// A backend taken out by failed probes alone (no requests, e.g. a vLLM restarting) is back at
+// the first passing probe, however long its backoff has grown; one taken out by failed requests
+// keeps its ejection (TestProberRestoresExpiredEjection).
+func TestProberEndsProbeEjection(t *testing.T) {
+	clock := newFakeClock()
+	srv, rec := newProbeServer(t, http.StatusServiceUnavailable)
+	tbl, p := probeTable(t, clock, testHealth, testBackend(srv.URL, 1))
+	b := tbl.Backends()[0]
+	for range 20 { // down for a while: ejections back off while probes keep failing
+		p.Round(context.Background())
+		clock.Advance(5 * time.Second)
+	}
+	if b.Healthy() {
+		t.Fatal("a backend failing every probe is in service")
+	}
+	rec.status.Store(http.StatusOK) // it came back
+	p.Round(context.Background())
+	if !b.Healthy() {
+		t.Fatal("a passing probe did not end an ejection that only probes started")
+	}
+}
