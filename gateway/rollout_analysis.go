@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"time"
 
 	"github.com/llmgate/llmgate/drift"
 )
@@ -43,6 +44,10 @@ func (c rolloutChecks) withDefaults() rolloutChecks {
 		pick(c.MaxBlockedRateIncrease, d.MaxBlockedRateIncrease), pick(c.MaxSafetyRateIncrease, d.MaxSafetyRateIncrease),
 		pick(c.MaxPIIRateIncrease, d.MaxPIIRateIncrease), c.FailOnDrift}
 }
+
+// minLatencyIncrease is the least p95 increase a latency check fails on, whatever the ratio:
+// against a backend answering in 0.2 ms, 0.3 ms is 1.5x and means nothing to a user.
+const minLatencyIncrease = 5 * time.Millisecond
 
 // Analysis verdicts.
 const (
@@ -133,7 +138,7 @@ func analyzeCanary(stable, canary *drift.Snapshot, c rolloutChecks, p *drift.Pol
 			cr.Verdict, cr.Rationale = analysisPass, "too few streams on the canary to compare TTFT"
 		case r.Verdict == drift.VerdictInsufficient || sp == 0 || math.IsNaN(sp) || math.IsNaN(cp):
 			cr.Verdict = analysisWait
-		case r.Verdict == drift.VerdictDrift && cp/sp > limit && ch.Quantile(0.5) > sh.Quantile(0.5):
+		case r.Verdict == drift.VerdictDrift && cp/sp > limit && cp-sp > minLatencyIncrease.Seconds() && ch.Quantile(0.5) > sh.Quantile(0.5):
 			cr.Verdict = analysisFail
 			cr.Rationale = fmt.Sprintf("%s %.1f ms on the canary vs %.1f ms on stable (limit x%.2f, p=%.2g)", name, cp*1e3, sp*1e3, limit, r.PValue)
 		default:

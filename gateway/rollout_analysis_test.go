@@ -87,6 +87,10 @@ func TestAnalyzeCanary(t *testing.T) {
 	if a := analyzeCanary(window(t, 13, 600, 100*time.Millisecond, 0.01, true), window(t, 14, 600, 100*time.Millisecond, 0.01, false), rolloutChecks{}, &p); a.Verdict != analysisPass {
 		t.Errorf("canary without streams: verdict %s: %+v", a.Verdict, a.Checks)
 	}
+	// Twice as slow but by a fraction of a millisecond is no reason to roll back.
+	if a := analyzeCanary(window(t, 16, 600, 200*time.Microsecond, 0.01, true), window(t, 17, 600, 400*time.Microsecond, 0.01, true), rolloutChecks{}, &p); a.Verdict != analysisPass {
+		t.Errorf("0.2 vs 0.4 ms: verdict %s: %s", a.Verdict, a.reason())
+	}
 	// Users who stop a stream ("stop generating") are not the canary's errors.
 	stopped := windowWith(t, 15, 600, 100*time.Millisecond, 0.01, true, func(i int, s *drift.Sample) {
 		if i%3 == 0 {
