@@ -2,10 +2,10 @@ package gateway_test
 
 import (
 	"bytes"
+	"net/http"
 	"os/exec"
 	"slices"
 	"strconv"
-	"net/http"
 	"strings"
 	"testing"
 

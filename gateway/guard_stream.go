@@ -96,17 +96,23 @@ func (c *choiceGuard) reasoningGuard(r *request, k int) *choiceGuard {
 // toolGuard returns the guard of the arguments of the choice's tool call i; nil when i is out
 // of range.
 func (c *choiceGuard) toolGuard(r *request, i int) *choiceGuard {
+	return guardAt(r, &c.tools, &c.toolsUsed, i)
+}
+
+// guardAt returns (*list)[i], readying the guards up to it on first use (the first *used are in
+// use); nil when i is out of range.
+func guardAt(r *request, list *[]*choiceGuard, used *int, i int) *choiceGuard {
 	if i < 0 || i >= maxGuardedChoices {
 		return nil
 	}
-	for c.toolsUsed <= i {
-		if c.toolsUsed == len(c.tools) {
-			c.tools = append(c.tools, new(choiceGuard))
+	for *used <= i {
+		if *used == len(*list) {
+			*list = append(*list, new(choiceGuard))
 		}
-		c.tools[c.toolsUsed].ready(r)
-		c.toolsUsed++
+		(*list)[*used].ready(r)
+		*used++
 	}
-	return c.tools[i]
+	return (*list)[i]
 }
 
 // release gives back what the stream guard borrowed.
@@ -130,18 +136,7 @@ func (r *request) startStreamGuard() {
 // choice returns the guard of choice index i, readying the ones up to it on first use; nil when
 // i is out of range.
 func (r *request) choice(i int) *choiceGuard {
-	sg := &r.streamGuard
-	if i < 0 || i >= maxGuardedChoices {
-		return nil
-	}
-	for sg.used <= i {
-		if sg.used == len(sg.choices) {
-			sg.choices = append(sg.choices, new(choiceGuard))
-		}
-		sg.choices[sg.used].ready(r)
-		sg.used++
-	}
-	return sg.choices[i]
+	return guardAt(r, &r.streamGuard.choices, &r.streamGuard.used, i)
 }
 
 // streamText runs one content delta of a choice through its guards and returns what may be sent
