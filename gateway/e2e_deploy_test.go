@@ -560,6 +560,11 @@ func TestDeployShadow(t *testing.T) {
 		t.Errorf("v1 saw %d requests, want %d", got, n)
 	}
 	waitFor(t, "the shadow to receive every request", func() bool { return v2.Requests() == n })
+	// The shadow version's answers show in its own series, as any version's do.
+	g.waitMetric(t, "llmgate_requests_total", map[string]string{"model": "chat", "version": "v2", "status": "2xx"}, "= n",
+		func(v float64) bool { return v == n })
+	g.waitMetric(t, "llmgate_tokens_total", map[string]string{"model": "chat", "version": "v2", "type": "output"}, "> 0",
+		func(v float64) bool { return v > 0 })
 
 	// Turning the shadow off stops the copies.
 	g.write(t, "PUT", "/admin/models/chat/shadow", `{}`)

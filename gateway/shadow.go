@@ -79,6 +79,26 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 		b.Release()
 		end := time.Now()
 		g.metrics.shadows.Inc()
+		// The shadow version's own series, as for any version: its backend answered or not.
+		status, in, out, cs, ce := 0, 0, 0, -1, -1
+		if err == nil {
+			status = resp.StatusCode()
+			if status == fasthttp.StatusOK {
+				var us, ue int
+				us, ue, cs, ce = jsonscan.FindPair(resp.Body(), "usage", "choices")
+				if us >= 0 {
+					in, out = usageFrom(resp.Body()[us:ue])
+				}
+			}
+		}
+		h.metrics.countStatus(status)
+		h.metrics.upstream.Update(end.Sub(start).Seconds())
+		if in > 0 {
+			h.metrics.version.inputTotal.Add(in)
+		}
+		if out > 0 {
+			h.metrics.version.outputTotal.Add(out)
+		}
 		if vs == nil {
 			return
 		}
@@ -96,15 +116,11 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 		case resp.StatusCode() == fasthttp.StatusOK:
 			s.Status = drift.StatusOK
 			body := resp.Body()
-			us, ue, cs, ce := jsonscan.FindPair(body, "usage", "choices")
-			if us >= 0 {
-				in, out := usageFrom(body[us:ue])
-				if in > 0 {
-					s.PromptTokens = int64(in)
-				}
-				if out > 0 {
-					s.CompletionTokens = int64(out)
-				}
+			if in > 0 {
+				s.PromptTokens = int64(in)
+			}
+			if out > 0 {
+				s.CompletionTokens = int64(out)
 			}
 			if cs >= 0 {
 				st.noteChoices(body[cs:ce], false)
