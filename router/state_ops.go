@@ -99,6 +99,7 @@ func (s *State) SetTraffic(c Change, alias string, t Traffic) (*State, error) {
 	}
 	return s.edit(c, alias, func(m *ModelState) (HistoryEntry, error) {
 		entry := HistoryEntry{Action: ActionTraffic, From: m.describe()}
+		fromSticky := m.Sticky
 		stable := t.Stable
 		if m.Version(stable) == nil {
 			return entry, fieldErr(ErrUnknownVersion, "stable", "model %q has no version %q", alias, stable)
@@ -115,6 +116,11 @@ func (s *State) SetTraffic(c Change, alias string, t Traffic) (*State, error) {
 		m.setStable(stable)
 		m.Canary, m.CanaryPercent, m.Sticky = t.Canary, t.CanaryPercent, sticky.String()
 		entry.To = m.describe()
+		if entry.To == entry.From && m.Sticky != fromSticky {
+			// Without a canary, describe leaves the sticky key out: say what changed.
+			entry.From += " sticky " + orNone(fromSticky)
+			entry.To += " sticky " + orNone(m.Sticky)
+		}
 		return entry, nil
 	})
 }
@@ -302,6 +308,13 @@ func (m *ModelState) setStable(v string) {
 	if m.Shadow.Version == v {
 		m.Shadow = Shadow{}
 	}
+}
+
+func orNone(sticky string) string {
+	if sticky == "" {
+		return "none"
+	}
+	return sticky
 }
 
 // describe is m's split for history: "v3" or "v3 + canary v4 10% sticky user".

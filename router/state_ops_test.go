@@ -134,6 +134,9 @@ func TestStateOps(t *testing.T) {
 		{name: "traffic clears the canary", from: canary, op: func(s *State) (*State, error) {
 			return s.SetTraffic(change(9), "chat", Traffic{Stable: "v1"})
 		}, want: "stable=v1 canary=- sticky=none shadow=- past=[] versions=[v1 v2 v3] last=traffic[v1 + canary v2 10% sticky user -> v1]"},
+		{name: "traffic sets only the sticky key", from: base, op: func(s *State) (*State, error) {
+			return s.SetTraffic(change(9), "chat", Traffic{Stable: "v1", Sticky: "user"})
+		}, want: "stable=v1 canary=- sticky=user shadow=- past=[] versions=[v1 v2 v3] last=traffic[v1 sticky none -> v1 sticky user]"},
 		{name: "traffic moves the stable", from: shadowV3, op: func(s *State) (*State, error) {
 			return s.SetTraffic(change(9), "chat", Traffic{Stable: "v3"})
 		}, want: "stable=v3 canary=- sticky=none shadow=- past=[v1] versions=[v1 v2 v3] last=traffic[v1 -> v3]"},
