@@ -1002,6 +1002,9 @@ func TestCanaryFallsBackToStable(t *testing.T) {
 	if n, _ := metricValue(parseMetrics(t, g.metrics(t)), "llmgate_canary_fallbacks_total", nil); n < 5 {
 		t.Fatalf("llmgate_canary_fallbacks_total = %v, want at least 5", n)
 	}
+	waitFor(t, "the ejection's log line naming the version it takes out", func() bool {
+		return strings.Contains(g.logs.String(), `"msg":"backend ejected"`) && strings.Contains(g.logs.String(), `"serves":["chat@v2"]`)
+	})
 	if res := g.do(t, "POST", "/v1/chat/completions", strings.Replace(chatBody("hello", ""), `"chat"`, `"chat@v2"`, 1)); res.status < 500 {
 		t.Fatalf("a request pinned to the canary was moved: status %d: %s", res.status, res.body)
 	}

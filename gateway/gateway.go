@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -116,11 +117,13 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	}
 	g.logRequests = g.log.Enabled(context.Background(), slog.LevelInfo)
 	g.pool.OnHealthChange(func(url string, ejectedFor time.Duration) {
+		// One address may serve several versions; the line says which ones it takes out.
+		serves := g.versionsAt(url)
 		if ejectedFor > 0 {
-			g.log.Warn("backend ejected", "backend", url, "for", ejectedFor.String())
+			g.log.Warn("backend ejected", "backend", url, "serves", serves, "for", ejectedFor.String())
 			return
 		}
-		g.log.Info("backend back in service", "backend", url)
+		g.log.Info("backend back in service", "backend", url, "serves", serves)
 	})
 	if !cfg.Drift.Off {
 		g.stats = newStatsRegistry(cfg, m.set, g.log)
@@ -252,6 +255,21 @@ func pathPrefix(url string) string {
 
 // started is the "created" time of the models the gateway lists.
 func (g *Gateway) started() int64 { return g.startedAt.Unix() }
+
+// versionsAt lists the versions ("alias@version") whose backends are at the address url.
+func (g *Gateway) versionsAt(url string) []string {
+	snap := g.snap.Load()
+	if snap == nil {
+		return nil
+	}
+	var out []string
+	for _, b := range snap.table.Backends() {
+		if b.URL == url || strings.HasPrefix(b.URL, url+"/") {
+			out = append(out, b.Alias+"@"+b.Version)
+		}
+	}
+	return out
+}
 
 // Table returns the routing table in force.
 func (g *Gateway) Table() *router.Table { return g.snap.Load().table }
