@@ -22,14 +22,18 @@ type Options struct {
 // safe for concurrent use; the read methods may run concurrently with it
 // and see a slightly inconsistent (never torn) view.
 type Recorder struct {
-	now     func() time.Time
-	slice   int64 // nanoseconds
-	n       int64 // slices per window
-	slots   []slot
-	mu      sync.Mutex // serialises slot rotation only
-	ref     atomic.Pointer[Snapshot]
-	rolling bool
-	dropped atomic.Uint64
+	now   func() time.Time
+	slice int64 // nanoseconds
+	n     int64 // slices per window
+	slots []slot
+	mu    sync.Mutex // serialises slot rotation only
+	ref   atomic.Pointer[Snapshot]
+	// refSlice is what a reference frozen here took of the slice it was frozen in, which goes
+	// on filling: Report takes it out of the current window, so that the two windows share no
+	// sample. Nil for a reference set from outside (SetReference).
+	refSlice atomic.Pointer[frozenSlice]
+	rolling  bool
+	dropped  atomic.Uint64
 }
 
 // slot is one time slice. Counters are 32-bit: a slice of a minute would
@@ -265,16 +269,30 @@ func (r *Recorder) collect(dst *Snapshot, from, to int64, end time.Time) {
 // demand, or when the version is promoted) and returns it. The returned
 // Snapshot must not be modified.
 func (r *Recorder) FreezeReference() *Snapshot {
+	now := r.now()
+	e := now.UnixNano() / r.slice
 	s := new(Snapshot)
-	r.Live(s)
+	r.collect(s, e-r.n+1, e, now)
+	part := &frozenSlice{epoch: e}
+	r.collect(&part.snap, e, e, now)
+	r.refSlice.Store(part)
 	r.ref.Store(s)
 	return s
+}
+
+// frozenSlice is the part of one slice a frozen reference holds.
+type frozenSlice struct {
+	epoch int64
+	snap  Snapshot
 }
 
 // SetReference installs s (for example merged from all replicas, or loaded
 // from the deploy store) as the frozen reference; nil clears it. s must not
 // be modified afterwards.
-func (r *Recorder) SetReference(s *Snapshot) { r.ref.Store(s) }
+func (r *Recorder) SetReference(s *Snapshot) {
+	r.refSlice.Store(nil)
+	r.ref.Store(s)
+}
 
 // Reference fills dst with the frozen reference if there is one, else the
 // rolling one; it returns false when there is neither.
@@ -292,21 +310,52 @@ func (r *Recorder) Frozen() *Snapshot { return r.ref.Load() }
 // Report evaluates the live window against the reference under p (nil means
 // DefaultPolicy). Run it off the request path: it reads every counter.
 // Without a reference every feature's verdict is VerdictInsufficient.
+//
+// Against a frozen reference the current window holds only the slices that began after the
+// reference ended: samples in both would pull the two towards each other, and right after a
+// freeze every verdict would read "stable".
 func (r *Recorder) Report(p *Policy) Report {
 	var ref, cur Snapshot
+	if frozen := r.ref.Load(); frozen != nil {
+		ref = *frozen
+		part := r.refSlice.Load()
+		if part == nil {
+			r.liveAfter(&cur, frozen.End.UnixNano()/r.slice) // whole slices after it only
+			return Evaluate(&ref, &cur, p)
+		}
+		r.liveAfter(&cur, part.epoch)
+		// The freeze's own slice, less what the reference holds of it (none once rotated).
+		var rest Snapshot
+		r.collect(&rest, part.epoch, part.epoch, r.now())
+		if rest.Count() > 0 {
+			rest.subtract(&part.snap)
+			cur.Merge(&rest)
+		}
+		return Evaluate(&ref, &cur, p)
+	}
 	r.Live(&cur)
-	if !r.Reference(&ref) {
+	if !r.Rolling(&ref) {
 		ref.Start, ref.End = cur.Start, cur.Start
 	}
 	return Evaluate(&ref, &cur, p)
 }
 
+// liveAfter fills dst with the live window's slices after slice epoch.
+func (r *Recorder) liveAfter(dst *Snapshot, epoch int64) {
+	now := r.now()
+	e := now.UnixNano() / r.slice
+	r.collect(dst, max(e-r.n+1, epoch+1), e, now)
+}
+
 // MemoryBytes returns the memory held by r: the slot ring, which is fixed at
-// construction, plus the frozen reference if any.
+// construction, plus the frozen reference (and its slice) if any.
 func (r *Recorder) MemoryBytes() int {
 	n := int(unsafe.Sizeof(*r)) + len(r.slots)*int(unsafe.Sizeof(slot{}))
 	if r.ref.Load() != nil {
 		n += int(unsafe.Sizeof(Snapshot{}))
+	}
+	if r.refSlice.Load() != nil {
+		n += int(unsafe.Sizeof(frozenSlice{}))
 	}
 	return n
 }

@@ -263,3 +263,35 @@ func TestFailures(t *testing.T) {
 		t.Fatalf("error rate %v, want 0.4", got)
 	}
 }
+
+// After a freeze, the current window holds only what came after it, also within the slice the
+// freeze happened in: the two windows share no sample.
+func TestFreezeLeavesCurrentWindowDisjoint(t *testing.T) {
+	clk := newFakeClock()
+	r := NewRecorder(Options{Now: clk.Now})
+	for i := range 300 {
+		r.Observe(sampleWith(int64(100+i%50), ScriptLatin))
+	}
+	r.FreezeReference()
+	if rep := r.Report(nil); rep.Current.N != 0 {
+		t.Fatalf("right after the freeze the current window holds %d samples, want 0", rep.Current.N)
+	}
+	for i := range 200 { // same slice
+		r.Observe(sampleWith(int64(100+i%50), ScriptLatin))
+	}
+	clk.Advance(90 * time.Second)
+	for i := range 100 { // a later slice
+		r.Observe(sampleWith(int64(100+i%50), ScriptLatin))
+	}
+	if rep := r.Report(nil); rep.Reference.N != 300 || rep.Current.N != 300 {
+		t.Fatalf("windows %d/%d, want 300 reference and 300 current", rep.Reference.N, rep.Current.N)
+	}
+	// A reference from outside (another replica, the store) has no slice to take out: the
+	// current window starts with the next whole slice.
+	var ext Snapshot
+	r.Live(&ext)
+	r.SetReference(&ext)
+	if rep := r.Report(nil); rep.Current.N != 0 {
+		t.Fatalf("current window %d after an outside reference, want 0", rep.Current.N)
+	}
+}

@@ -37,6 +37,19 @@ func (s *Snapshot) Merge(o *Snapshot) {
 	}
 }
 
+// subtract takes o's counts out of s, never below zero; s must have been read after o from
+// the same counters (which only grow), as Recorder.Report does with a slice.
+func (s *Snapshot) subtract(o *Snapshot) {
+	for f := range s.Num {
+		for i, c := range o.Num[f] {
+			s.Num[f][i] -= min(c, s.Num[f][i])
+		}
+	}
+	for i, c := range o.Cat {
+		s.Cat[i] -= min(c, s.Cat[i])
+	}
+}
+
 // Numeric returns the histogram of numerical feature f.
 func (s *Snapshot) Numeric(f Feature) *Histogram { return &s.Num[f] }
 
