@@ -150,7 +150,12 @@ func (g *Gateway) onPromoted(alias, version string) {
 		return
 	}
 	if vs := g.stats.get(alias, version); vs != nil {
-		vs.rec.FreezeReference()
+		frozen := vs.rec.FreezeReference()
+		if min := g.stats.policy.MinSamples; frozen.Count() < min {
+			// As a manual freeze says: every verdict stays insufficient until a new freeze.
+			g.log.Warn("drift reference frozen at promote with too few requests", "model", alias, "version", version,
+				"requests", frozen.Count(), "min_samples", min)
+		}
 	}
 }
 

@@ -1009,3 +1009,20 @@ func TestCanaryFallsBackToStable(t *testing.T) {
 		t.Fatalf("a request pinned to the canary was moved: status %d: %s", res.status, res.body)
 	}
 }
+
+// A promote freezes the new stable's drift reference (reference: on_promote); frozen from too
+// few requests, every verdict would stay insufficient, and the log says so as a manual freeze does.
+func TestPromoteWarnsOfThinReference(t *testing.T) {
+	tokens := withAdminTokens(t)
+	v1 := startFake(t, fakellm.Options{Model: "m1"})
+	v2 := startFake(t, fakellm.Options{Model: "m2"})
+	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", v1.backend()), version("v2", v2.backend()))))
+	g.write(t, "PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v2","canary_percent":10}`)
+	if res := g.do(t, "POST", "/v1/chat/completions", strings.Replace(chatBody("hello", ""), `"chat"`, `"chat@v2"`, 1)); res.status != 200 {
+		t.Fatalf("status %d: %s", res.status, res.body)
+	}
+	g.write(t, "POST", "/admin/models/chat/promote", "")
+	waitFor(t, "the warning about the thin reference", func() bool {
+		return strings.Contains(g.logs.String(), `"msg":"drift reference frozen at promote with too few requests","model":"chat","version":"v2"`)
+	})
+}
