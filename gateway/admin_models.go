@@ -287,8 +287,20 @@ func (g *Gateway) forgetVersion(alias, version string) {
 	if g.cacheStore != nil {
 		g.cacheStore.DeleteVersion(alias, version)
 	}
+	g.forgetVersionStats(alias, version)
+}
+
+// forgetVersionStats drops a deleted version's statistics and its series on /metrics.
+func (g *Gateway) forgetVersionStats(alias, version string) {
 	if g.stats != nil {
 		g.stats.drop(alias, version)
+	}
+	// Every series of a version is labelled model="...",version="..." in that order.
+	key := `model=` + strconv.Quote(alias) + `,version=` + strconv.Quote(version)
+	for _, name := range g.metrics.set.ListMetricNames() {
+		if strings.Contains(name, key+",") || strings.Contains(name, key+"}") {
+			g.metrics.set.UnregisterMetric(name)
+		}
 	}
 }
 
@@ -323,9 +335,7 @@ func (g *Gateway) deleteModel(ctx *fasthttp.RequestCtx, alias string, c router.C
 	versions := []string{}
 	for _, v := range removed.Versions {
 		versions = append(versions, v.Name)
-		if g.stats != nil {
-			g.stats.drop(alias, v.Name) // a model deployed later under this name starts afresh
-		}
+		g.forgetVersionStats(alias, v.Name) // a model deployed later under this name starts afresh
 	}
 	g.log.Warn("model deleted", "model", alias, "versions", versions, "actor", c.Actor, "revision", next.Revision)
 	encodeJSON(ctx, fasthttp.StatusOK, map[string]any{"revision": next.Revision, "deleted": map[string]any{"alias": alias, "versions": versions}})

@@ -969,6 +969,11 @@ func TestDeployDeletedVersionStatsForgotten(t *testing.T) {
 	}
 	waitFor(t, "v2's three requests in its statistics", func() bool { return v2Requests() == "3" })
 	g.write(t, "DELETE", "/admin/models/chat/versions/v2", "")
+	for _, s := range parseMetrics(t, g.metrics(t)) {
+		if s.labels["model"] == "chat" && s.labels["version"] == "v2" {
+			t.Fatalf("/metrics still has a series of the deleted v2: %s %v", s.name, s.labels)
+		}
+	}
 	g.write(t, "POST", "/admin/models/chat/versions", deployBody("v2", v2))
 	if got := v2Requests(); got != "0" && got != "absent" {
 		t.Fatalf("the redeployed v2 shows %s requests of the deleted one", got)
