@@ -537,8 +537,9 @@ func answerTexts(dst []*fastjson.Value, msg, c *fastjson.Value) []*fastjson.Valu
 		return dst
 	}
 	add(msg.Get("content"))
-	add(msg.Get("reasoning_content"))
-	add(msg.Get("reasoning"))
+	for _, key := range reasoningKeys {
+		add(msg.Get(key))
+	}
 	for _, tc := range msg.GetArray("tool_calls") {
 		add(tc.Get("function", "arguments"))
 	}
