@@ -306,7 +306,7 @@ func (g *Gateway) forgetVersionStats(alias, version string) {
 
 func (g *Gateway) deleteModel(ctx *fasthttp.RequestCtx, alias string, c router.Change) {
 	var removed *router.ModelState
-	next, err := g.rollouts.operatorChange(alias, c.Actor, "delete", func() (*router.State, error) {
+	next, err := g.rollouts.operatorChange(alias, c.Actor, "delete", func(*json.RawMessage) (*router.State, error) {
 		// Under the rollouts' lock (operatorChange): no rollout starts or steps meanwhile.
 		if r := g.rollouts.byAlias[alias]; r != nil && (r.State == rolloutRunning || r.State == rolloutPaused) {
 			return nil, errDeleteDuringRollout
@@ -354,10 +354,16 @@ func (g *Gateway) writeChange(ctx *fasthttp.RequestCtx, alias string, c router.C
 // rollback): it never interleaves with a rollout's step, and it ends the alias's running or
 // paused rollout, which would otherwise undo the change at its next step.
 func (g *Gateway) writeSplit(ctx *fasthttp.RequestCtx, alias, verb string, c router.Change, op func(*router.State, router.Change) (*router.State, error)) *router.State {
-	next, err := g.rollouts.operatorChange(alias, c.Actor, verb, func() (*router.State, error) {
+	next, err := g.rollouts.operatorChange(alias, c.Actor, verb, func(ended *json.RawMessage) (*router.State, error) {
 		var cur *router.State // the state op saw, under the deploy lock
 		next, err := g.change(c, func(s *router.State, c router.Change) (*router.State, error) {
 			cur = s
+			next, err := op(s, c)
+			if err != nil || next == s || ended == nil {
+				return next, err
+			}
+			// The split changes, so the rollout ends: its record goes in the same commit.
+			c.Rollout = ended
 			return op(s, c)
 		})
 		if err == nil && next == cur {

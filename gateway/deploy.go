@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -87,6 +88,20 @@ func (g *Gateway) openDeployState(cfg *config.Config, st store.Store) error {
 	if g.stats != nil {
 		g.rollouts.policy = g.stats.policy
 	}
+	for i := range s.Models {
+		m := &s.Models[i]
+		if len(m.Rollout) == 0 {
+			continue
+		}
+		r, err := g.rollouts.restore(m.Alias, m.Rollout)
+		switch {
+		case err != nil:
+			g.log.Error("rollout record unreadable; the rollout does not go on", "model", m.Alias, "err", err)
+		case r.State == rolloutRunning || r.State == rolloutPaused:
+			g.log.Warn("rollout taken up after a restart; its step's evidence starts over", "model", m.Alias,
+				"canary", r.Canary, "state", r.State, "step", r.Step+1, "steps", len(r.Steps))
+		}
+	}
 	go g.rollouts.run(rolloutInterval)
 	return nil
 }
@@ -161,8 +176,8 @@ func (g *Gateway) onPromoted(alias, version string) {
 
 // The rollout controller's actions (rolloutActions).
 
-func (g *Gateway) setCanaryPercent(alias, canary string, percent int, actor, reason string) error {
-	_, err := g.change(router.Change{Actor: actor, Time: time.Now().UTC(), Reason: clipReason(reason)}, func(s *router.State, c router.Change) (*router.State, error) {
+func (g *Gateway) setCanaryPercent(alias, canary string, percent int, actor, reason string, rec *json.RawMessage) error {
+	_, err := g.change(router.Change{Actor: actor, Time: time.Now().UTC(), Reason: clipReason(reason), Rollout: rec}, func(s *router.State, c router.Change) (*router.State, error) {
 		m := s.Model(alias)
 		if m == nil {
 			return nil, router.ErrUnknownModel
@@ -179,8 +194,8 @@ func (g *Gateway) setCanaryPercent(alias, canary string, percent int, actor, rea
 	return err
 }
 
-func (g *Gateway) promote(alias, actor, reason string) error {
-	next, err := g.change(router.Change{Actor: actor, Time: time.Now().UTC(), Reason: clipReason(reason)}, func(s *router.State, c router.Change) (*router.State, error) {
+func (g *Gateway) promote(alias, actor, reason string, rec *json.RawMessage) error {
+	next, err := g.change(router.Change{Actor: actor, Time: time.Now().UTC(), Reason: clipReason(reason), Rollout: rec}, func(s *router.State, c router.Change) (*router.State, error) {
 		return s.Promote(c, alias)
 	})
 	if err == nil {
@@ -191,11 +206,14 @@ func (g *Gateway) promote(alias, actor, reason string) error {
 }
 
 // rollback sends all of alias's traffic back to its stable. It only ever clears the canary:
-// when there is none (nothing to roll back), it changes nothing, where a bare Rollback would
-// restore the previous stable and undo an earlier, healthy promote.
-func (g *Gateway) rollback(alias, actor, reason string) error {
-	_, err := g.change(router.Change{Actor: actor, Time: time.Now().UTC(), Reason: clipReason(reason)}, func(s *router.State, c router.Change) (*router.State, error) {
+// when there is none (nothing to roll back), it changes only the rollout's record, where a bare
+// Rollback would restore the previous stable and undo an earlier, healthy promote.
+func (g *Gateway) rollback(alias, actor, reason string, rec *json.RawMessage) error {
+	_, err := g.change(router.Change{Actor: actor, Time: time.Now().UTC(), Reason: clipReason(reason), Rollout: rec}, func(s *router.State, c router.Change) (*router.State, error) {
 		if m := s.Model(alias); m != nil && m.Canary == "" {
+			if c.Rollout != nil {
+				return s.RecordRollout(c, alias, "", "")
+			}
 			return nil, errNoCanary
 		}
 		return s.Rollback(c, alias, "")
@@ -213,6 +231,13 @@ func (g *Gateway) rollback(alias, actor, reason string) error {
 }
 
 var errNoCanary = errors.New("no canary to roll back")
+
+func (g *Gateway) recordRollout(alias, actor, reason, from, to string, rec *json.RawMessage) error {
+	_, err := g.change(router.Change{Actor: actor, Time: time.Now().UTC(), Reason: clipReason(reason), Rollout: rec}, func(s *router.State, c router.Change) (*router.State, error) {
+		return s.RecordRollout(c, alias, from, to)
+	})
+	return err
+}
 
 // maxReason is the longest reason a change may record (router's limit): an automatic rollback
 // with many failed checks must still be recorded, not refused and retried at every tick.

@@ -6,6 +6,7 @@ package gateway_test
 // these tests poll the admin API while they drive traffic.
 
 import (
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/llmgate/llmgate/bench/fakellm"
 	"github.com/llmgate/llmgate/config"
+	"github.com/llmgate/llmgate/gateway"
 )
 
 // twoStepPlan is the rollout of these tests: half the users, then all, 100 canary requests each.
@@ -212,4 +214,73 @@ func TestRollout(t *testing.T) {
 			t.Fatalf("last history entry %+v", last)
 		}
 	})
+}
+
+// A rollout is part of the durable deploy state: a restart on the same state file takes it up
+// at its step (running or paused, as acknowledged), pause and resume are in history, and it
+// goes on to its promote after the restart; a finished rollout still shows after another one.
+func TestRolloutSurvivesRestart(t *testing.T) {
+	tokens := withAdminTokens(t)
+	f1, f2 := startFake(t, fakellm.Options{Model: "m1"}), startFake(t, fakellm.Options{Model: "m2"})
+	cfg := newConfig(t, func(c *config.Config) {
+		tokens(c)
+		c.State.Path = filepath.Join(t.TempDir(), "llmgate.db")
+		c.Drift.MinSamples = 50
+	}, model("chat", "v1", version("v1", f1.backend()), version("v2", f2.backend())))
+	restart := func(g *gw) *gw {
+		t.Helper()
+		if err := g.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return startGatewayOpts(t, cfg, gateway.Options{})
+	}
+
+	g := startGatewayOpts(t, cfg, gateway.Options{})
+	// Loose latency limits, as in "healthy canary is promoted": this test is about the state.
+	g.startPlan(t, strings.Replace(twoStepPlan, `"steps"`, `"checks":{"max_p95_latency_ratio":10,"max_ttft_p95_ratio":10},"steps"`, 1))
+
+	g = restart(g)
+	m := g.rolloutState(t)
+	if m.Rollout == nil || m.Rollout.State != "running" || m.Rollout.Step != 0 || m.Canary != "v2" || m.CanaryPercent != 50 {
+		t.Fatalf("after a restart: %+v rollout %+v, want the running rollout at its first step", m, m.Rollout)
+	}
+	waitFor(t, "the log line saying the restart took up the rollout", func() bool {
+		return strings.Contains(g.logs.String(), "rollout taken up after a restart")
+	})
+	g.write(t, "POST", "/admin/models/chat/rollout/pause", "")
+
+	g = restart(g)
+	if m = g.rolloutState(t); m.Rollout == nil || m.Rollout.State != "paused" || m.CanaryPercent != 50 {
+		t.Fatalf("after pause and a restart: %+v rollout %+v", m, m.Rollout)
+	}
+	h := g.history(t, "chat")
+	if last := h[len(h)-1]; last.Action != "rollout" || last.Actor != "ops" || last.From != "running" || last.To != "paused" || last.Reason != "rollout paused by ops" {
+		t.Fatalf("last history entry %+v, want the pause", last)
+	}
+	g.write(t, "POST", "/admin/models/chat/rollout/resume", "")
+	tr := g.drive(t, false, "the rollout to finish", func() bool {
+		m = g.rolloutState(t)
+		return m.Rollout.State != "running"
+	})
+	if m.Rollout.State != "promoted" || m.Stable != "v2" || m.Canary != "" || len(tr.errs) > 0 {
+		t.Fatalf("rollout ended %q (%s) with stable %s canary %q; client errors %v", m.Rollout.State, m.Rollout.Reason, m.Stable, m.Canary, tr.errs)
+	}
+
+	g = restart(g)
+	if m = g.rolloutState(t); m.Rollout == nil || m.Rollout.State != "promoted" || m.Rollout.Step != 1 || m.Stable != "v2" {
+		t.Fatalf("after the promote and a restart: %+v rollout %+v", m, m.Rollout)
+	}
+	if v := g.served(t, "after"); v != "v2" {
+		t.Errorf("after the restart served by %s", v)
+	}
+
+	// An operator's promote ends a rollout in the same commit: after a restart it is over, with
+	// the reason, and the split is the operator's.
+	slow := strings.ReplaceAll(strings.ReplaceAll(twoStepPlan, `"min_requests":100`, `"min_requests":1000000`), `"canary":"v2"`, `"canary":"v1"`)
+	g.write(t, "POST", "/admin/models/chat/rollouts", slow)
+	g.write(t, "POST", "/admin/models/chat/promote", `{"reason":"v1 after all"}`)
+	g = restart(g)
+	if m = g.rolloutState(t); m.Rollout == nil || m.Rollout.State != "aborted" || m.Rollout.Reason != "ended by ops's promote" || m.Stable != "v1" || m.Canary != "" {
+		t.Fatalf("after an operator's promote and a restart: %+v rollout %+v", m, m.Rollout)
+	}
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -15,6 +16,12 @@ import (
 // step promotes. One goroutine (the rollouts' owner, started in New and stopped in Close) runs
 // every rollout; with several replicas only the elected one would (the distributed store's
 // issue).
+//
+// The plan and how far it got are part of the deploy state (router.ModelState.Rollout),
+// written in the same commit as the change each transition makes (a step's split, the promote,
+// the rollback; pause and resume alone), so an acknowledged start or verb and every step
+// survive a restart or a kill -9. The samples the analysis reads are in memory: after a
+// restart the rollout resumes at its step and that step's evidence starts over.
 
 // rolloutStep is one step of a plan.
 type rolloutStep struct {
@@ -88,6 +95,19 @@ func (r *rollout) watch(stable, canary *versionStats) {
 	canary.rollout.Store(r.canaryRec)
 }
 
+// record is r as the deploy state keeps it: the plan and where it stands, without the last
+// analysis, which the next tick makes again.
+func (r *rollout) record() *json.RawMessage {
+	c := *r
+	c.Last = nil
+	b, err := json.Marshal(&c)
+	if err != nil {
+		panic(err) // plain fields: cannot fail
+	}
+	raw := json.RawMessage(b)
+	return &raw
+}
+
 // end moves r to a final state and stops the recording watch started.
 func (r *rollout) end(state, reason string) {
 	r.State, r.Reason = state, reason
@@ -98,10 +118,13 @@ func (r *rollout) end(state, reason string) {
 }
 
 // rolloutActions are what a rollout does to the deploy state; the deploy API implements them.
+// Each commits rec, the rollout's record after the action, with the change it makes.
 type rolloutActions interface {
-	setCanaryPercent(alias, canary string, percent int, actor, reason string) error
-	promote(alias, actor, reason string) error
-	rollback(alias, actor, reason string) error
+	setCanaryPercent(alias, canary string, percent int, actor, reason string, rec *json.RawMessage) error
+	promote(alias, actor, reason string, rec *json.RawMessage) error
+	rollback(alias, actor, reason string, rec *json.RawMessage) error
+	// recordRollout commits rec alone (pause, resume), with a history entry from -> to.
+	recordRollout(alias, actor, reason, from, to string, rec *json.RawMessage) error
 }
 
 // rollouts runs every alias's rollout.
@@ -136,8 +159,8 @@ func (rs *rollouts) startIf(r *rollout, check func() error) error {
 			return err
 		}
 	}
-	r.State, r.Step, r.Started, r.StepStart = rolloutRunning, 0, rs.now(), rs.now()
-	if err := rs.actions.setCanaryPercent(r.Alias, r.Canary, r.Steps[0].CanaryPercent, r.Actor, "rollout step 1"); err != nil {
+	r.State, r.Step, r.Started, r.StepStart, r.Reason, r.Last = rolloutRunning, 0, rs.now(), rs.now(), "", nil
+	if err := rs.actions.setCanaryPercent(r.Alias, r.Canary, r.Steps[0].CanaryPercent, r.Actor, "rollout step 1", r.record()); err != nil {
 		return err
 	}
 	r.watch(rs.stats(r.Alias, rs.stableOf(r.Alias)), rs.stats(r.Alias, r.Canary))
@@ -160,16 +183,26 @@ func (rs *rollouts) verb(alias, verb, actor string, check func() error) (*rollou
 			return nil, err
 		}
 	}
+	next := *r
 	switch {
 	case verb == "pause" && r.State == rolloutRunning:
-		r.State = rolloutPaused
-	case verb == "resume" && r.State == rolloutPaused:
-		r.State, r.StepStart, r.stepBase = rolloutRunning, rs.now(), rs.canaryRequests(r)
-	case verb == "abort" && (r.State == rolloutRunning || r.State == rolloutPaused):
-		if err := rs.actions.rollback(alias, actor, "rollout aborted by "+actor); err != nil {
+		next.State = rolloutPaused
+		if err := rs.actions.recordRollout(alias, actor, "rollout paused by "+actor, r.State, next.State, next.record()); err != nil {
 			return nil, err
 		}
-		r.end(rolloutAborted, "aborted by "+actor)
+		r.State = next.State
+	case verb == "resume" && r.State == rolloutPaused:
+		next.State, next.StepStart = rolloutRunning, rs.now()
+		if err := rs.actions.recordRollout(alias, actor, "rollout resumed by "+actor, r.State, next.State, next.record()); err != nil {
+			return nil, err
+		}
+		r.State, r.StepStart, r.stepBase = next.State, next.StepStart, rs.canaryRequests(r)
+	case verb == "abort" && (r.State == rolloutRunning || r.State == rolloutPaused):
+		next.State, next.Reason = rolloutAborted, "aborted by "+actor
+		if err := rs.actions.rollback(alias, actor, "rollout aborted by "+actor, next.record()); err != nil {
+			return nil, err
+		}
+		r.end(next.State, next.Reason)
 	default:
 		return nil, fmt.Errorf("cannot %s a rollout that is %s", verb, r.State)
 	}
@@ -181,17 +214,50 @@ func (rs *rollouts) verb(alias, verb, actor string, check func() error) (*rollou
 // rollback), under the rollouts' lock so it never interleaves with a rollout's step. When it
 // succeeds, alias's running or paused rollout ends: the operator took over, and the rollout
 // must not set its own split again at its next step, nor roll back what was just promoted.
-func (rs *rollouts) operatorChange(alias, actor, verb string, change func() (*router.State, error)) (*router.State, error) {
+// change gets the ended rollout's record to commit with its change (nil when none runs).
+func (rs *rollouts) operatorChange(alias, actor, verb string, change func(ended *json.RawMessage) (*router.State, error)) (*router.State, error) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	next, err := change()
+	r := rs.byAlias[alias]
+	active := r != nil && (r.State == rolloutRunning || r.State == rolloutPaused)
+	var ended *json.RawMessage
+	reason := "ended by " + actor + "'s " + verb
+	if active {
+		e := *r
+		e.State, e.Reason = rolloutAborted, reason
+		ended = e.record()
+	}
+	next, err := change(ended)
 	if err != nil {
 		return nil, err
 	}
-	if r := rs.byAlias[alias]; r != nil && (r.State == rolloutRunning || r.State == rolloutPaused) {
-		r.end(rolloutAborted, "ended by "+actor+"'s "+verb)
+	if active {
+		r.end(rolloutAborted, reason)
 	}
 	return next, nil
+}
+
+// restore takes up a rollout from its record in the deploy state at start. A running or paused
+// one goes on from its step; the samples its analysis read were in memory, so the step's
+// minimum duration and requests count from now. It returns the rollout, or an error for a
+// record it cannot read.
+func (rs *rollouts) restore(alias string, raw json.RawMessage) (*rollout, error) {
+	r := &rollout{}
+	if err := json.Unmarshal(raw, r); err != nil {
+		return nil, err
+	}
+	if r.Alias != alias || len(r.Steps) == 0 || r.Step < 0 || r.Step >= len(r.Steps) {
+		return nil, fmt.Errorf("rollout record of %q names alias %q at step %d of %d", alias, r.Alias, r.Step+1, len(r.Steps))
+	}
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if r.State == rolloutRunning || r.State == rolloutPaused {
+		r.StepStart = rs.now()
+		r.watch(rs.stats(alias, rs.stableOf(alias)), rs.stats(alias, r.Canary))
+		r.stepBase = rs.canaryRequests(r)
+	}
+	rs.byAlias[alias] = r
+	return r, nil
 }
 
 // get returns a copy of alias's rollout, or nil.
@@ -262,10 +328,11 @@ func (rs *rollouts) advance(r *rollout) {
 	r.canaryRec.Live(&canary)
 	a := analyzeCanary(&stable, &canary, r.Checks, &rs.policy)
 	r.Last = &a
+	next := *r
 	if a.Verdict == analysisFail {
-		reason := "automatic rollback: " + a.reason()
-		if err := rs.actions.rollback(r.Alias, "rollout", reason); err == nil {
-			r.end(rolloutRolledBack, reason)
+		next.State, next.Reason = rolloutRolledBack, "automatic rollback: "+a.reason()
+		if err := rs.actions.rollback(r.Alias, "rollout", next.Reason, next.record()); err == nil {
+			r.end(next.State, next.Reason)
 		}
 		return
 	}
@@ -283,15 +350,16 @@ func (rs *rollouts) advance(r *rollout) {
 		return // not enough evidence yet: stay on this step
 	}
 	if r.Step == len(r.Steps)-1 {
-		if err := rs.actions.promote(r.Alias, "rollout", "rollout passed every step"); err == nil {
-			r.end(rolloutPromoted, "passed every step")
+		next.State, next.Reason = rolloutPromoted, "passed every step"
+		if err := rs.actions.promote(r.Alias, "rollout", "rollout passed every step", next.record()); err == nil {
+			r.end(next.State, next.Reason)
 		}
 		return
 	}
-	r.Step++
-	if err := rs.actions.setCanaryPercent(r.Alias, r.Canary, r.Steps[r.Step].CanaryPercent, "rollout",
-		fmt.Sprintf("rollout step %d of %d", r.Step+1, len(r.Steps))); err == nil {
-		r.StepStart, r.stepBase = rs.now(), canary.Count()
+	next.Step, next.StepStart = r.Step+1, rs.now()
+	if err := rs.actions.setCanaryPercent(r.Alias, r.Canary, r.Steps[next.Step].CanaryPercent, "rollout",
+		fmt.Sprintf("rollout step %d of %d", next.Step+1, len(r.Steps)), next.record()); err == nil {
+		r.Step, r.StepStart, r.stepBase = next.Step, next.StepStart, canary.Count()
 	}
 }
 

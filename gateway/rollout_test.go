@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/json"
 	"strconv"
 	"strings"
 	"testing"
@@ -9,19 +10,33 @@ import (
 	"github.com/llmgate/llmgate/drift"
 )
 
-// fakeActions records what a rollout did to the deploy state.
+// fakeActions records what a rollout did to the deploy state, and the state and step of the
+// rollout record each action would have committed with its change.
 type fakeActions struct{ log []string }
 
-func (f *fakeActions) setCanaryPercent(alias, canary string, percent int, actor, reason string) error {
-	f.log = append(f.log, "traffic "+canary+" "+strconv.Itoa(percent))
+func (f *fakeActions) note(action string, rec *json.RawMessage) {
+	var r rollout
+	if rec == nil || json.Unmarshal(*rec, &r) != nil {
+		f.log = append(f.log, action+" without a record")
+		return
+	}
+	f.log = append(f.log, action+" ["+r.State+" "+strconv.Itoa(r.Step+1)+"]")
+}
+
+func (f *fakeActions) setCanaryPercent(alias, canary string, percent int, actor, reason string, rec *json.RawMessage) error {
+	f.note("traffic "+canary+" "+strconv.Itoa(percent), rec)
 	return nil
 }
-func (f *fakeActions) promote(alias, actor, reason string) error {
-	f.log = append(f.log, "promote")
+func (f *fakeActions) promote(alias, actor, reason string, rec *json.RawMessage) error {
+	f.note("promote", rec)
 	return nil
 }
-func (f *fakeActions) rollback(alias, actor, reason string) error {
-	f.log = append(f.log, "rollback: "+reason)
+func (f *fakeActions) rollback(alias, actor, reason string, rec *json.RawMessage) error {
+	f.note("rollback: "+reason, rec)
+	return nil
+}
+func (f *fakeActions) recordRollout(alias, actor, reason, from, to string, rec *json.RawMessage) error {
+	f.note(from+" -> "+to, rec)
 	return nil
 }
 
@@ -34,11 +49,11 @@ func TestRolloutController(t *testing.T) {
 		want      []string
 		state     string
 	}{
-		{"healthy canary is promoted", 0.01, []string{"traffic v2 10", "traffic v2 50", "promote"}, rolloutPromoted},
-		{"failing canary is rolled back", 0.20, []string{"traffic v2 10", "rollback: automatic rollback: error_rate"}, rolloutRolledBack},
+		{"healthy canary is promoted", 0.01, []string{"traffic v2 10 [running 1]", "traffic v2 50 [running 2]", "promote [promoted 2]"}, rolloutPromoted},
+		{"failing canary is rolled back", 0.20, []string{"traffic v2 10 [running 1]", "rollback: automatic rollback: error_rate"}, rolloutRolledBack},
 		// Failures of v2 from before the rollout (pinned tests, an earlier canary of that name)
 		// are not the canary's: the analysis reads samples since the start only.
-		{"failures before the start do not count", -0.9, []string{"traffic v2 10", "traffic v2 50", "promote"}, rolloutPromoted},
+		{"failures before the start do not count", -0.9, []string{"traffic v2 10 [running 1]", "traffic v2 50 [running 2]", "promote [promoted 2]"}, rolloutPromoted},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
@@ -90,6 +105,9 @@ func TestRolloutController(t *testing.T) {
 			got := rs.get("chat")
 			if got.State != tt.state || len(acts.log) != len(tt.want) || !prefixes(acts.log, tt.want) {
 				t.Fatalf("state %s, actions %q; want %s, %q", got.State, acts.log, tt.state, tt.want)
+			}
+			if last := acts.log[len(acts.log)-1]; !strings.Contains(last, "["+tt.state+" ") {
+				t.Fatalf("the last action %q did not record the rollout as %s", last, tt.state)
 			}
 		})
 	}

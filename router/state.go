@@ -1,6 +1,7 @@
 package router
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -67,6 +68,7 @@ const (
 	ActionPromote  = "promote"
 	ActionRollback = "rollback"
 	ActionDelete   = "delete"
+	ActionRollout  = "rollout" // a rollout paused, resumed or ended without a change of the split
 )
 
 // State is the deploy state document. Treat a *State as immutable once built: operations
@@ -91,6 +93,10 @@ type ModelState struct {
 	PastStables []string       `json:"past_stables,omitempty"`
 	Versions    []VersionSpec  `json:"versions"` // in deploy order
 	History     []HistoryEntry `json:"history"`  // oldest first, at most MaxHistory
+	// Rollout is the alias's latest progressive rollout as the gateway records it (its plan,
+	// step and state), opaque here; operations carry it over unchanged, and Change.Rollout
+	// replaces it in the revision of the step it records.
+	Rollout json.RawMessage `json:"rollout,omitempty"`
 }
 
 // Traffic is the split of an alias between its stable and canary versions; it is also the body

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"encoding/json"
 	"math"
 	"net/url"
 	"reflect"
@@ -24,6 +25,10 @@ type Change struct {
 	// IfMatch is the alias's Revision the writer last saw (the If-Match header); 0 skips the
 	// check. A different revision fails the operation with ErrConflict.
 	IfMatch uint64
+	// Rollout, when not nil, replaces the alias's rollout record (ModelState.Rollout) in the
+	// same revision as the operation: a rollout's step and the record of how far it got are
+	// one commit, so a restart never finds one without the other.
+	Rollout *json.RawMessage
 }
 
 // Bounds on what an admin write may add to the document.
@@ -211,6 +216,21 @@ func (s *State) Rollback(c Change, alias, to string) (*State, error) {
 	})
 }
 
+// RecordRollout changes only alias's rollout record (c.Rollout): a rollout paused or resumed,
+// or one that ends without a change of the split. History says from and to, the rollout's
+// state before and after.
+func (s *State) RecordRollout(c Change, alias, from, to string) (*State, error) {
+	if err := checkChange(c); err != nil {
+		return nil, err
+	}
+	if c.Rollout == nil {
+		return nil, fieldErr(ErrInvalid, "rollout", "no rollout record to save")
+	}
+	return s.edit(c, alias, func(m *ModelState) (HistoryEntry, error) {
+		return HistoryEntry{Action: ActionRollout, From: from, To: to}, nil
+	})
+}
+
 // DeleteVersion removes a version of alias. A version that serves traffic (stable, canary or
 // shadow) is refused.
 func (s *State) DeleteVersion(c Change, alias, version string) (*State, error) {
@@ -272,6 +292,9 @@ func (s *State) edit(c Change, alias string, f func(m *ModelState) (HistoryEntry
 	entry, err := f(&m)
 	if err != nil {
 		return nil, err
+	}
+	if c.Rollout != nil {
+		m.Rollout = *c.Rollout
 	}
 	// Admin writes are rare; comparing the whole model keeps this right as fields are added.
 	if reflect.DeepEqual(m, s.Models[i]) {

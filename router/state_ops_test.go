@@ -1,6 +1,7 @@
 package router
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -414,5 +415,50 @@ func TestNoOpWritesChangeNothing(t *testing.T) {
 	}
 	if got := must(s.SetTraffic(change(3), "chat", Traffic{Stable: "v1", Canary: "v2", CanaryPercent: 10})); got == s || got.Model("chat").Sticky != "none" {
 		t.Errorf("a different sticky key is a change: %+v", got.Model("chat"))
+	}
+}
+
+// A rollout's record rides on the operation it goes with: one revision for the split and the
+// record, carried unchanged by later operations, and a record-only change is a change of its
+// own with history; the same record again changes nothing.
+func TestRolloutRecord(t *testing.T) {
+	must := musts(t)
+	base := seedTestState(t)
+	rec := func(s string) *json.RawMessage { r := json.RawMessage(s); return &r }
+	c := change(1)
+	c.Rollout = rec(`{"state":"running","step":0}`)
+	step1 := must(base.SetTraffic(c, "chat", Traffic{Stable: "v1", Canary: "v2", CanaryPercent: 10, Sticky: "user"}))
+	if m := step1.Model("chat"); step1.Revision != base.Revision+1 || string(m.Rollout) != `{"state":"running","step":0}` || m.Canary != "v2" {
+		t.Fatalf("after the first step: revision %d, %s, record %s", step1.Revision, summary(m), m.Rollout)
+	}
+	if base.Model("chat").Rollout != nil {
+		t.Fatal("the operation changed its receiver's record")
+	}
+	shadowed := must(step1.SetShadow(change(2), "chat", Shadow{Version: "v3", Percent: 5}))
+	if got := string(shadowed.Model("chat").Rollout); got != `{"state":"running","step":0}` {
+		t.Fatalf("an operation without a record changed it to %s", got)
+	}
+
+	c = change(3)
+	c.Reason = "rollout paused by ops"
+	c.Rollout = rec(`{"state":"paused","step":0}`)
+	paused := must(shadowed.RecordRollout(c, "chat", "running", "paused"))
+	m := paused.Model("chat")
+	if paused.Revision != shadowed.Revision+1 || m.Revision != paused.Revision || string(m.Rollout) != `{"state":"paused","step":0}` ||
+		summary(m) != "stable=v1 canary=v2 10% sticky=user shadow=v3 5% past=[] versions=[v1 v2 v3] last=rollout[running -> paused]" {
+		t.Fatalf("after the pause: revision %d, %s, record %s", paused.Revision, summary(m), m.Rollout)
+	}
+	if again := must(paused.RecordRollout(c, "chat", "running", "paused")); again != paused {
+		t.Fatal("recording the same rollout again made a new revision")
+	}
+	c.Rollout = nil
+	if _, err := paused.RecordRollout(c, "chat", "paused", "running"); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a record-only change without a record: %v", err)
+	}
+
+	// The record survives the store's encoding.
+	var back State
+	if err := json.Unmarshal([]byte(mustJSON(t, paused)), &back); err != nil || string(back.Model("chat").Rollout) != `{"state":"paused","step":0}` {
+		t.Fatalf("after a JSON round trip: %v %s", err, back.Model("chat").Rollout)
 	}
 }

@@ -87,7 +87,7 @@ func printModels(w io.Writer, t *router.Table, cfg *config.Config) {
 	for _, m := range t.Models() {
 		canary := ""
 		if m.Canary != nil {
-			// Rollouts are held in memory: one cut short by a restart leaves its split here.
+			// A canary left by an operator, or by a rollout that the restart takes up.
 			canary = fmt.Sprintf(", canary %s at %g%%", m.Canary.Name, m.CanaryPercent)
 		}
 		fmt.Fprintf(w, "  model %q: stable %s%s, %d version(s)\n", m.Alias, m.Stable.Name, canary, len(m.Versions))
