@@ -496,3 +496,81 @@ func TestGuardWithholdsUnreadableAnswers(t *testing.T) {
 		t.Fatalf("without a guard the answer passes as it is: status %d: %s", res.status, res.body)
 	}
 }
+
+// However a backend frames its stream, no text gets past the completion guard and none is lost:
+// usage beside the choices on every chunk (vLLM's continuous_usage_stats) or on the last one,
+// events with an "event:" or "id:" line before their data, and an answer in one piece to a
+// stream request.
+func TestGuardStreamFraming(t *testing.T) {
+	const leak = "bob@example.org"
+	usage := `"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}`
+	chunk := func(prefix, delta, finish, extra string) string {
+		return prefix + `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"canned","choices":[{"index":0,"delta":` + delta + `,"finish_reason":` + finish + `}]` + extra + `}` + "\n\n"
+	}
+	sse := http.Header{"Content-Type": {"text/event-stream"}}
+	backends := map[string]string{
+		"usage-on-every-chunk": chunk("", `{"role":"assistant","content":"Mail <EMAIL_"}`, "null", ","+usage) +
+			chunk("", `{"content":"ADDRESS_1>, not bob@exa"}`, "null", ","+usage) +
+			chunk("", `{"content":"mple.org."}`, "null", ","+usage) +
+			chunk("", `{}`, `"stop"`, ","+usage) + "data: [DONE]\n\n",
+		"usage-on-the-last-chunk": chunk("", `{"role":"assistant","content":"Mail <EMAIL_"}`, "null", "") +
+			chunk("", `{"content":"ADDRESS_1>, not bob@exa"}`, "null", "") +
+			chunk("", `{"content":"mple.org."}`, `"stop"`, ","+usage) + "data: [DONE]\n\n",
+		"event-lines": chunk("event: message\n", `{"role":"assistant","content":"Mail <EMAIL_"}`, "null", "") +
+			chunk("id: 2\nevent: message\n", `{"content":"ADDRESS_1>, not bob@exa"}`, "null", "") +
+			chunk("event: message\n", `{"content":"mple.org."}`, "null", "") +
+			chunk("", `{}`, `"stop"`, "") + "data: [DONE]\n\n",
+	}
+	var models []config.Model
+	for alias, stream := range backends {
+		m := guarded(config.Guard{PII: config.PIIGuard{Prompt: "redact", Completion: "redact", Restore: true}}, cannedBackend(t, 200, sse, stream))
+		m.Alias = alias
+		models = append(models, m)
+	}
+	whole := `{"id":"c1","object":"chat.completion","created":1,"model":"canned","choices":[{"index":0,"message":{"role":"assistant","content":"Mail <EMAIL_ADDRESS_1>, not ` + leak + `."},"finish_reason":"stop"}]}`
+	for alias, body := range map[string]string{"json-to-a-stream-request": whole, "text-to-a-stream-request": "mail " + leak} {
+		m := guarded(config.Guard{PII: config.PIIGuard{Prompt: "redact", Completion: "redact", Restore: true}},
+			cannedBackend(t, 200, http.Header{"Content-Type": {"application/json"}}, body))
+		m.Alias = alias
+		models = append(models, m)
+	}
+	g := startGateway(t, newConfig(t, nil, models...))
+	ask := func(alias, extra string) response {
+		t.Helper()
+		return g.do(t, "POST", "/v1/chat/completions", strings.Replace(chatBody("Please email "+testEmail, `,"stream":true`+extra), `"chat"`, `"`+alias+`"`, 1))
+	}
+	for alias := range backends {
+		t.Run(alias, func(t *testing.T) {
+			for _, extra := range []string{"", `,"stream_options":{"include_usage":true,"continuous_usage_stats":true}`} {
+				res := ask(alias, extra)
+				var text strings.Builder
+				evs := events(res.body)
+				for _, ev := range evs {
+					var c struct {
+						Choices []struct{ Delta struct{ Content string } } `json:"choices"`
+					}
+					if ev != "data: [DONE]" && json.Unmarshal([]byte(strings.TrimPrefix(ev, "data: ")), &c) == nil && len(c.Choices) > 0 {
+						text.WriteString(c.Choices[0].Delta.Content)
+					}
+				}
+				got := text.String()
+				if res.status != 200 || len(evs) == 0 || evs[len(evs)-1] != "data: [DONE]" || strings.Contains(string(res.body), leak) ||
+					!strings.HasPrefix(got, "Mail "+testEmail+", not <EMAIL_ADDRESS_") || !strings.HasSuffix(got, ">.") {
+					t.Fatalf("with %q: status %d, text %q: %s", extra, res.status, got, res.body)
+				}
+				// Usage reaches the client when it asked and the backend sent it.
+				if got := strings.Contains(string(res.body), `"usage"`); got != (extra != "" && strings.Contains(backends[alias], "usage")) {
+					t.Errorf("with %q: usage in the answer %v: %s", extra, got, res.body)
+				}
+			}
+		})
+	}
+	res := ask("json-to-a-stream-request", "")
+	if res.status != 200 || strings.Contains(string(res.body), leak) || !strings.Contains(string(res.body), `Mail `+testEmail+`, not <EMAIL_ADDRESS_`) {
+		t.Fatalf("an answer in one piece to a stream request: status %d: %s", res.status, res.body)
+	}
+	res = ask("text-to-a-stream-request", "")
+	if _, _, code := envelope(t, res.body); res.status != 502 || code != "upstream_error" || strings.Contains(string(res.body), leak) {
+		t.Fatalf("a text answer to a stream request: status %d: %s", res.status, res.body)
+	}
+}

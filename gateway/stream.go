@@ -30,8 +30,18 @@ func (g *Gateway) forwardStream(ctx *fasthttp.RequestCtx, r *request, snap *snap
 	copyResponseHeaders(ctx, resp)
 	ctx.SetStatusCode(r.status)
 	if !isEventStream(resp) {
-		// A backend that ignored stream:true answered in one piece; pass it on as it is.
-		ctx.Response.SetBody(resp.Body())
+		// A backend that ignored stream:true answered in one piece: pass it on as it is, through
+		// the completion guard as a buffered answer goes (an answer it cannot read is withheld).
+		body := resp.Body()
+		if r.status == fasthttp.StatusOK {
+			var err error
+			body, err = g.guardCompletion(r, body)
+			setGuardHeader(ctx, r)
+			if err != nil {
+				return err
+			}
+		}
+		ctx.Response.SetBody(body)
 		g.finish(r)
 		return nil
 	}
@@ -75,7 +85,7 @@ type streamBody struct {
 	r        *request
 	out      []byte // bytes of the current event not yet read by fasthttp
 	buf      []byte // holds a rewritten event
-	guardBuf []byte // holds a rewritten event before it is framed
+	dataBuf  []byte // holds the payload of an event of several data lines
 	stripped []byte // holds a chunk without its usage member
 	sawDone  bool
 	ended    bool // the stream is over; the next Read returns io.EOF
@@ -142,9 +152,10 @@ func (s *streamBody) next(wait bool) []byte {
 			r.errCode = e.code
 			return s.errorEvent(e)
 		}
-		data, ok := sse.Data(ev)
+		data, buf, ok := sse.Data(ev, s.dataBuf)
+		s.dataBuf = buf
 		if !ok {
-			return s.event(ev) // comments (keep-alive pings) and other fields pass through
+			return s.event(ev) // comments (keep-alive pings) and events of other fields only pass through
 		}
 		r.cache.record(data) // 8. the backend's own events, for the cache and coalesced followers
 		if sse.IsDone(data) {
@@ -173,48 +184,50 @@ func (s *streamBody) next(wait bool) []byte {
 		}
 		if in > 0 || out > 0 {
 			r.inputTokens, r.outputTokens = in, out
-			if !r.clientUsage && (cs < 0 || jsonscan.IsEmptyArray(data[cs:ce])) {
-				continue // the usage-only chunk: the gateway asked for it; the client did not
-			}
-		} else {
-			r.events++
-			if r.stats.vs != nil && cs >= 0 {
-				r.stats.noteChoices(data[cs:ce], true)
-			}
-			changed := false
-			// Ollama puts a zero usage on every chunk once include_usage is on; the client did
-			// not ask for usage, so it gets the chunk without it.
-			if !r.clientUsage && us >= 0 {
-				s.stripped = appendWithoutMember(s.stripped[:0], data, "usage", us, ue)
-				data, changed = s.stripped, true
-			}
-			if r.streamGuard.on {
-				data, changed = r.gw.guardChunk(r, data), true // 7. guard the completion as it flows
-				if e := r.streamGuard.broken; e != nil {
-					// A choice index the guard cannot track, or an event it cannot read: end
-					// the stream rather than let its text through unguarded.
-					r.errCode = e.code
-					s.ended = true
-					return s.errorEvent(e)
+			if cs < 0 || jsonscan.IsEmptyArray(data[cs:ce]) {
+				if !r.clientUsage {
+					continue // the usage-only chunk: the gateway asked for it; the client did not
 				}
+				return s.event(ev)
 			}
-			if changed {
-				s.guardBuf = append(append(s.guardBuf[:0], "data: "...), data...)
-				ev := s.event(s.guardBuf)
-				if r.streamGuard.stopped {
-					// The safety filter stopped the completion: the chunk above ends it with
-					// finish_reason content_filter, then one error event, then nothing.
-					r.errCode = errCompletionFiltered.code
-					s.ended = true
-					s.buf = append(s.buf, "data: "...)
-					s.buf = appendErrorJSON(s.buf, errCompletionFiltered)
-					s.buf = append(s.buf, "\n\n"...)
-					return s.buf
-				}
-				return ev
+			// Usage beside choices (vLLM's continuous_usage_stats, or on the last chunk): the
+			// choices are guarded like any other chunk's.
+		}
+		r.events++
+		if r.stats.vs != nil && cs >= 0 {
+			r.stats.noteChoices(data[cs:ce], true)
+		}
+		changed := false
+		// Ollama puts a zero usage on every chunk once include_usage is on; the client did not
+		// ask for usage, so it gets the chunk without it.
+		if !r.clientUsage && us >= 0 {
+			s.stripped = appendWithoutMember(s.stripped[:0], data, "usage", us, ue)
+			data, changed = s.stripped, true
+		}
+		if r.streamGuard.on {
+			data, changed = r.gw.guardChunk(r, data), true // 7. guard the completion as it flows
+			if e := r.streamGuard.broken; e != nil {
+				// A choice index the guard cannot track, or an event it cannot read: end the
+				// stream rather than let its text through unguarded.
+				r.errCode = e.code
+				s.ended = true
+				return s.errorEvent(e)
 			}
 		}
-		return s.event(ev)
+		if !changed {
+			return s.event(ev)
+		}
+		s.buf = sse.AppendEvent(s.buf[:0], data)
+		if r.streamGuard.stopped {
+			// The safety filter stopped the completion: the chunk above ends it with
+			// finish_reason content_filter, then one error event, then nothing.
+			r.errCode = errCompletionFiltered.code
+			s.ended = true
+			s.buf = append(s.buf, "data: "...)
+			s.buf = appendErrorJSON(s.buf, errCompletionFiltered)
+			s.buf = append(s.buf, "\n\n"...)
+		}
+		return s.buf
 	}
 }
 

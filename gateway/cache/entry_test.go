@@ -43,7 +43,7 @@ func payloads(t testing.TB, stream []byte) [][]byte {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if d, ok := sse.Data(ev); ok {
+		if d, _, ok := sse.Data(ev, nil); ok {
 			out = append(out, append([]byte(nil), d...))
 		}
 	}

@@ -106,17 +106,57 @@ func (r *Reader) cut() ([]byte, bool) {
 	}
 }
 
-// Data returns the payload of a single-line "data:" event (the form every OpenAI-compatible
-// backend sends) and whether the event was one. Comments and other fields return false.
-func Data(ev []byte) ([]byte, bool) {
-	if !bytes.HasPrefix(ev, dataPrefix) {
-		return nil, false
+// Data returns the payload of an event and whether it has one: the value of its "data:" line
+// (the form every OpenAI-compatible backend sends), or of several such lines joined by "\n",
+// as the SSE standard reads them. Other fields ("event:", "id:", "retry:") and comments are
+// not payload; an event of only those has none. A one-line payload is a slice of ev; several
+// lines are joined in buf, which Data returns for reuse.
+func Data(ev, buf []byte) (data, newBuf []byte, ok bool) {
+	if bytes.HasPrefix(ev, dataPrefix) && bytes.IndexByte(ev, '\n') < 0 {
+		return dataValue(ev), buf, true // the usual event: one data line
 	}
-	d := ev[len(dataPrefix):]
+	buf = buf[:0]
+	for len(ev) > 0 {
+		line := ev
+		if i := bytes.IndexByte(ev, '\n'); i >= 0 {
+			line, ev = ev[:i], ev[i+1:]
+		} else {
+			ev = nil
+		}
+		line = bytes.TrimRight(line, "\r")
+		if !bytes.HasPrefix(line, dataPrefix) {
+			continue
+		}
+		if ok {
+			buf = append(buf, '\n')
+		}
+		buf, ok = append(buf, dataValue(line)...), true
+	}
+	return buf, buf, ok
+}
+
+// dataValue returns the value of one "data:" line.
+func dataValue(line []byte) []byte {
+	d := line[len(dataPrefix):]
 	if len(d) > 0 && d[0] == ' ' {
 		d = d[1:]
 	}
-	return bytes.TrimRight(d, "\r"), true
+	return bytes.TrimRight(d, "\r")
+}
+
+// AppendEvent appends an event whose payload is data, ending with its blank line: one "data:"
+// line per line of data, so a payload with newlines stays one event.
+func AppendEvent(dst, data []byte) []byte {
+	for {
+		dst = append(dst, "data: "...)
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			break
+		}
+		dst = append(append(dst, data[:i]...), '\n')
+		data = data[i+1:]
+	}
+	return append(append(dst, data...), "\n\n"...)
 }
 
 var dataPrefix = []byte("data:")

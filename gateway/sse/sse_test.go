@@ -82,12 +82,22 @@ func TestData(t *testing.T) {
 		{"data: [DONE]", "[DONE]", true},
 		{": ping", "", false},
 		{"event: x", "", false},
+		// Other fields beside the data line, in any order, and data over several lines.
+		{"event: message\ndata: {\"a\":1}", `{"a":1}`, true},
+		{"id: 7\r\ndata: {}\r\nretry: 10", "{}", true},
+		{": note\ndata: {\ndata:  \"a\": 1\ndata: }", "{\n \"a\": 1\n}", true},
+		{"event: ping\nid: 1", "", false},
 	}
+	var buf []byte
 	for _, tt := range tests {
-		got, ok := Data([]byte(tt.ev))
+		got, b, ok := Data([]byte(tt.ev), buf)
+		buf = b
 		if string(got) != tt.want || ok != tt.ok {
 			t.Errorf("Data(%q) = %q, %v; want %q, %v", tt.ev, got, ok, tt.want, tt.ok)
 		}
+	}
+	if got := string(AppendEvent(nil, []byte("{\n \"a\": 1\n}"))); got != "data: {\ndata:  \"a\": 1\ndata: }\n\n" {
+		t.Errorf("AppendEvent of a payload with newlines = %q", got)
 	}
 	if !IsDone([]byte("[DONE]")) || IsDone([]byte("[DONE")) {
 		t.Error("IsDone")
