@@ -574,3 +574,138 @@ func TestGuardStreamFraming(t *testing.T) {
 		t.Fatalf("a text answer to a stream request: status %d: %s", res.status, res.body)
 	}
 }
+
+// A value with newlines restored into JSON text, a tool call's arguments or JSON-mode content,
+// goes in escaped, buffered and streamed, so the client's JSON parser reads the original.
+func TestGuardRestoresIntoJSON(t *testing.T) {
+	key := "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n-----END PRIVATE KEY-----"
+	all := config.Guard{PII: config.PIIGuard{Prompt: "redact", Completion: "redact", Restore: true}}
+	buffered := `{"id":"c1","object":"chat.completion","created":1,"model":"canned","choices":[{"index":0,"message":{"role":"assistant","content":"{\"key\":\"<SECRET_1>\"}",` +
+		`"tool_calls":[{"id":"t1","type":"function","function":{"name":"save","arguments":"{\"path\":\"id_rsa\",\"content\":\"<SECRET_1>\"}"}}]},"finish_reason":"tool_calls"}]}`
+	chunk := func(delta string, finish string) string {
+		return `data: {"id":"s","object":"chat.completion.chunk","created":1,"model":"canned","choices":[{"index":0,"delta":` + delta + `,"finish_reason":` + finish + `}]}` + "\n\n"
+	}
+	streamed := chunk(`{"role":"assistant","content":"{\"key\":\"<SEC"}`, "null") + chunk(`{"content":"RET_1>\"}"}`, "null") +
+		chunk(`{"tool_calls":[{"index":0,"id":"t1","type":"function","function":{"name":"save","arguments":"{\"path\":\"id_rsa\",\"content\":\"<SECRET"}}]}`, "null") +
+		chunk(`{"tool_calls":[{"index":0,"function":{"arguments":"_1>\"}"}}]}`, "null") +
+		chunk(`{}`, `"tool_calls"`) + "data: [DONE]\n\n"
+	bufM := guarded(all, cannedBackend(t, 200, http.Header{"Content-Type": {"application/json"}}, buffered))
+	sseM := guarded(all, cannedBackend(t, 200, http.Header{"Content-Type": {"text/event-stream"}}, streamed))
+	sseM.Alias = "sse"
+	g := startGateway(t, newConfig(t, nil, bufM, sseM))
+	check := func(shape, content, args string) {
+		t.Helper()
+		var c struct{ Key string }
+		if err := json.Unmarshal([]byte(content), &c); err != nil || c.Key != key {
+			t.Errorf("%s JSON-mode content %q (%v), want the key restored in valid JSON", shape, content, err)
+		}
+		var a struct{ Content string }
+		if err := json.Unmarshal([]byte(args), &a); err != nil || a.Content != key {
+			t.Errorf("%s tool call arguments %q (%v), want the key restored in valid JSON", shape, args, err)
+		}
+	}
+	ask := func(alias, extra string) response {
+		return g.do(t, "POST", "/v1/chat/completions", strings.Replace(chatBody("save my key:\n"+key, `,"response_format":{"type":"json_object"}`+extra), `"chat"`, `"`+alias+`"`, 1))
+	}
+
+	res := ask("chat", "")
+	var out struct {
+		Choices []struct {
+			Message struct {
+				Content   string
+				ToolCalls []struct {
+					Function struct{ Arguments string } `json:"function"`
+				} `json:"tool_calls"`
+			} `json:"message"`
+		} `json:"choices"`
+	}
+	if err := json.Unmarshal(res.body, &out); res.status != 200 || err != nil || len(out.Choices) != 1 || len(out.Choices[0].Message.ToolCalls) != 1 {
+		t.Fatalf("buffered: status %d (%v): %s", res.status, err, res.body)
+	}
+	check("buffered", out.Choices[0].Message.Content, out.Choices[0].Message.ToolCalls[0].Function.Arguments)
+
+	res = ask("sse", `,"stream":true`)
+	var content, args strings.Builder
+	for _, ev := range events(res.body) {
+		var c struct {
+			Choices []struct {
+				Delta struct {
+					Content   string
+					ToolCalls []struct {
+						Function struct{ Arguments string } `json:"function"`
+					} `json:"tool_calls"`
+				} `json:"delta"`
+			} `json:"choices"`
+		}
+		if ev == "data: [DONE]" || json.Unmarshal([]byte(strings.TrimPrefix(ev, "data: ")), &c) != nil || len(c.Choices) == 0 {
+			continue
+		}
+		content.WriteString(c.Choices[0].Delta.Content)
+		for _, tc := range c.Choices[0].Delta.ToolCalls {
+			args.WriteString(tc.Function.Arguments)
+		}
+	}
+	if res.status != 200 {
+		t.Fatalf("streamed: status %d: %s", res.status, res.body)
+	}
+	check("streamed", content.String(), args.String())
+}
+
+// Logprobs and token ids would spell again the text a rewriting completion guard checks: such
+// requests are refused with a clear error on those models, and pass on others. Fields of the
+// wrong type are a 400 naming them.
+func TestGuardRefusesTokenEcho(t *testing.T) {
+	rewriting := guarded(config.Guard{PII: config.PIIGuard{Prompt: "redact", Completion: "redact"}}, startFake(t, fakellm.Options{}).backend())
+	open := model("open", "v1", version("v1", startFake(t, fakellm.Options{}).backend()))
+	g := startGateway(t, newConfig(t, nil, rewriting, open))
+	for _, extra := range []string{`,"logprobs":true`, `,"logprobs":true,"top_logprobs":2`, `,"return_token_ids":true`} {
+		res := g.do(t, "POST", "/v1/chat/completions", chatBody("hi", extra))
+		if typ, param, code := envelope(t, res.body); res.status != 400 || typ != "invalid_request_error" || code != "unsupported_parameter" || !strings.Contains(extra, `"`+param+`"`) {
+			t.Errorf("%s on a guarded model: status %d: %s", extra, res.status, res.body)
+		}
+		if res := g.do(t, "POST", "/v1/chat/completions", strings.Replace(chatBody("hi", extra), `"chat"`, `"open"`, 1)); res.status != 200 {
+			t.Errorf("%s on a model without a guard: status %d: %s", extra, res.status, res.body)
+		}
+	}
+	if res := g.do(t, "POST", "/v1/chat/completions", chatBody("hi", `,"logprobs":false`)); res.status != 200 {
+		t.Errorf("logprobs false on a guarded model: status %d: %s", res.status, res.body)
+	}
+	for extra, param := range map[string]string{
+		`,"stream":true,"stream_options":{"include_usage":1}`: "stream_options.include_usage",
+		`,"user":5`: "user",
+	} {
+		res := g.do(t, "POST", "/v1/chat/completions", strings.Replace(chatBody("hi", extra), `"chat"`, `"open"`, 1))
+		if _, p, _ := envelope(t, res.body); res.status != 400 || p != param {
+			t.Errorf("%s: status %d: %s", extra, res.status, res.body)
+		}
+	}
+}
+
+// An entity whose completion action is block stops the answer: a buffered choice loses its text
+// and says content_filter, a stream ends with a content_filter chunk and an error event, and
+// the value reaches the client in neither.
+func TestGuardBlocksCompletionEntity(t *testing.T) {
+	const iban = "DE89 3704 0044 0532 0130 00"
+	pii := config.PIIGuard{Prompt: "redact", Completion: "redact", Overrides: []config.PIIOverride{{Entity: "IBAN_CODE", Completion: "block"}}}
+	buffered := `{"id":"c1","object":"chat.completion","created":1,"model":"canned","choices":[{"index":0,"message":{"role":"assistant","content":"Transfer to ` + iban + ` please"},"finish_reason":"stop"}]}`
+	chunk := func(delta string, finish string) string {
+		return `data: {"id":"s","object":"chat.completion.chunk","created":1,"model":"canned","choices":[{"index":0,"delta":` + delta + `,"finish_reason":` + finish + `}]}` + "\n\n"
+	}
+	streamed := chunk(`{"role":"assistant","content":"Transfer to DE89 3704 "}`, "null") + chunk(`{"content":"0044 0532 0130 00 please"}`, "null") +
+		chunk(`{}`, `"stop"`) + "data: [DONE]\n\n"
+	bufM := guarded(config.Guard{PII: pii}, cannedBackend(t, 200, http.Header{"Content-Type": {"application/json"}}, buffered))
+	sseM := guarded(config.Guard{PII: pii}, cannedBackend(t, 200, http.Header{"Content-Type": {"text/event-stream"}}, streamed))
+	sseM.Alias = "sse"
+	g := startGateway(t, newConfig(t, nil, bufM, sseM))
+
+	res := g.do(t, "POST", "/v1/chat/completions", chatBody("where to?", ""))
+	if res.status != 200 || strings.Contains(string(res.body), "DE89") || !strings.Contains(string(res.body), `"finish_reason":"content_filter"`) {
+		t.Fatalf("buffered: status %d: %s", res.status, res.body)
+	}
+	res = g.do(t, "POST", "/v1/chat/completions", strings.Replace(chatBody("where to?", `,"stream":true`), `"chat"`, `"sse"`, 1))
+	evs := events(res.body)
+	if res.status != 200 || strings.Contains(string(res.body), "DE89") || len(evs) < 2 ||
+		!strings.Contains(evs[len(evs)-2], `"finish_reason":"content_filter"`) || !strings.Contains(evs[len(evs)-1], `"error"`) {
+		t.Fatalf("streamed: status %d: %s", res.status, res.body)
+	}
+}

@@ -36,6 +36,12 @@ func (ag *aliasGuard) guardsCompletions() bool {
 	return ag != nil && (ag.piiComplete || ag.restore || ag.safetyComplete != guard.ActionOff)
 }
 
+// rewritesCompletions reports whether the alias's guard may change or stop an answer's text
+// (leaked PII rewritten, a blocking safety rule), not only restore placeholders or flag.
+func (ag *aliasGuard) rewritesCompletions() bool {
+	return ag != nil && (ag.piiComplete || ag.safetyComplete == guard.ActionBlock)
+}
+
 // guardsAnswer reports whether this request's answer goes through the completion guard: an
 // embeddings answer has vectors, no text.
 func (r *request) guardsAnswer() bool {
@@ -470,7 +476,8 @@ func (g *Gateway) guardCompletion(r *request, body []byte) ([]byte, error) {
 	changed := false
 	choices := root.GetArray("choices") // nil when absent or not an array
 	for i, c := range choices {
-		r.guard.answer = answerTexts(r.guard.answer[:0], c.Get("message"), c)
+		var args int
+		r.guard.answer, args = answerTexts(r.guard.answer[:0], c.Get("message"), c)
 		for k, v := range r.guard.answer {
 			text := v.GetStringBytes()
 			out := text
@@ -492,8 +499,19 @@ func (g *Gateway) guardCompletion(r *request, body []byte) ([]byte, error) {
 				if ag.piiComplete {
 					// Leaks first: the model's own text, where placeholders are not PII.
 					before := r.guard.vault.Findings(guard.Completion)
-					out, _ = ag.pii.Redact(r.guard.text[:0], text, guard.Completion, r.guard.vault)
+					var blocked guard.EntitySet
+					out, blocked = ag.pii.Redact(r.guard.text[:0], text, guard.Completion, r.guard.vault)
 					r.guard.text = out
+					if blocked.Len() > 0 {
+						// An entity whose completion action is block: the text goes, as a
+						// blocking safety rule's does.
+						r.guard.m.blocks[guard.Completion].Inc()
+						r.guard.blocked = "pii"
+						replaceString(&r.guard.arena, v, nil)
+						c.Set("finish_reason", r.guard.arena.NewString("content_filter"))
+						changed = true
+						continue
+					}
 					found = found || !bytes.Equal(out, text) || r.guard.vault.Findings(guard.Completion) != before
 				}
 				if !found {
@@ -504,7 +522,13 @@ func (g *Gateway) guardCompletion(r *request, body []byte) ([]byte, error) {
 				r.guard.collectCompletion(out)
 			}
 			if ag.restore {
-				r.guard.restored = r.guard.vault.Restore(r.guard.restored[:0], out)
+				if k >= args || r.jsonOutput && (v == c.Get("message", "content") || v == c.Get("text")) {
+					// Tool call arguments and JSON-mode content are JSON text: a value with
+					// newlines must go in escaped, or the client cannot parse it.
+					r.guard.restored = r.guard.vault.RestoreInJSONString(r.guard.restored[:0], out)
+				} else {
+					r.guard.restored = r.guard.vault.Restore(r.guard.restored[:0], out)
+				}
 				out = r.guard.restored
 			}
 			if !bytes.Equal(out, text) {
@@ -525,8 +549,9 @@ func (g *Gateway) guardCompletion(r *request, body []byte) ([]byte, error) {
 
 // answerTexts appends the string values of an answer's choice c that the completion guard
 // covers: the content of its message msg (or the text of a completion) first, then the
-// reasoning vLLM's parsers add, then the arguments of its tool calls.
-func answerTexts(dst []*fastjson.Value, msg, c *fastjson.Value) []*fastjson.Value {
+// reasoning vLLM's parsers add, then the arguments of its tool calls, which start at dst
+// index args.
+func answerTexts(dst []*fastjson.Value, msg, c *fastjson.Value) (_ []*fastjson.Value, args int) {
 	add := func(v *fastjson.Value) {
 		if v != nil && v.Type() == fastjson.TypeString {
 			dst = append(dst, v)
@@ -534,17 +559,18 @@ func answerTexts(dst []*fastjson.Value, msg, c *fastjson.Value) []*fastjson.Valu
 	}
 	if msg == nil {
 		add(c.Get("text"))
-		return dst
+		return dst, len(dst)
 	}
 	add(msg.Get("content"))
 	for _, key := range reasoningKeys {
 		add(msg.Get(key))
 	}
+	args = len(dst)
 	for _, tc := range msg.GetArray("tool_calls") {
 		add(tc.Get("function", "arguments"))
 	}
 	add(msg.Get("function_call", "arguments"))
-	return dst
+	return dst, args
 }
 
 // otherAnswerTexts are the members of an answer's message besides content that answerTexts

@@ -49,8 +49,9 @@ type choiceGuard struct {
 // reasoningKeys are the members of a message or delta that carry the model's reasoning.
 var reasoningKeys = [...]string{"reasoning_content", "reasoning"}
 
-// ready readies c for a new text of the request.
-func (c *choiceGuard) ready(r *request) {
+// ready readies c for a new text of the request; inJSON says the text is the inside of a JSON
+// string (tool call arguments, JSON-mode content), where restored values go in escaped.
+func (c *choiceGuard) ready(r *request, inJSON bool) {
 	ag := r.guard.ag
 	if ag.safetyComplete != guard.ActionOff {
 		c.safety = ag.safety.AcquireStream(ag.holdback)
@@ -58,7 +59,10 @@ func (c *choiceGuard) ready(r *request) {
 	if ag.piiComplete {
 		c.leak.Reset(ag.pii, r.guard.vault, ag.holdback)
 	}
-	if ag.restore {
+	switch {
+	case ag.restore && inJSON:
+		c.restorer.ResetInJSONString(r.guard.vault)
+	case ag.restore:
 		c.restorer.Reset(r.guard.vault)
 	}
 }
@@ -87,7 +91,7 @@ func (c *choiceGuard) reasoningGuard(r *request, k int) *choiceGuard {
 		if c.reasoning[k] == nil {
 			c.reasoning[k] = new(choiceGuard)
 		}
-		c.reasoning[k].ready(r)
+		c.reasoning[k].ready(r, false)
 		c.reasoningOn[k] = true
 	}
 	return c.reasoning[k]
@@ -96,12 +100,12 @@ func (c *choiceGuard) reasoningGuard(r *request, k int) *choiceGuard {
 // toolGuard returns the guard of the arguments of the choice's tool call i; nil when i is out
 // of range.
 func (c *choiceGuard) toolGuard(r *request, i int) *choiceGuard {
-	return guardAt(r, &c.tools, &c.toolsUsed, i)
+	return guardAt(r, &c.tools, &c.toolsUsed, i, true)
 }
 
 // guardAt returns (*list)[i], readying the guards up to it on first use (the first *used are in
-// use); nil when i is out of range.
-func guardAt(r *request, list *[]*choiceGuard, used *int, i int) *choiceGuard {
+// use; see ready for inJSON); nil when i is out of range.
+func guardAt(r *request, list *[]*choiceGuard, used *int, i int, inJSON bool) *choiceGuard {
 	if i < 0 || i >= maxGuardedChoices {
 		return nil
 	}
@@ -109,7 +113,7 @@ func guardAt(r *request, list *[]*choiceGuard, used *int, i int) *choiceGuard {
 		if *used == len(*list) {
 			*list = append(*list, new(choiceGuard))
 		}
-		(*list)[*used].ready(r)
+		(*list)[*used].ready(r, inJSON)
 		*used++
 	}
 	return (*list)[i]
@@ -136,7 +140,7 @@ func (r *request) startStreamGuard() {
 // choice returns the guard of choice index i, readying the ones up to it on first use; nil when
 // i is out of range.
 func (r *request) choice(i int) *choiceGuard {
-	return guardAt(r, &r.streamGuard.choices, &r.streamGuard.used, i)
+	return guardAt(r, &r.streamGuard.choices, &r.streamGuard.used, i, r.jsonOutput)
 }
 
 // streamText runs one content delta of a choice through its guards and returns what may be sent
@@ -177,6 +181,14 @@ func (g *Gateway) streamText(r *request, c *choiceGuard, index int, delta []byte
 			c.leaked = c.leak.Close(c.leaked)
 		}
 		t = c.leaked
+		if c.leak.Blocked().Len() > 0 && !sg.stopped {
+			// An entity whose completion action is block: the stream stops here, as for a
+			// blocking safety rule, and the text released with the value goes no further.
+			r.guard.m.blocks[guard.Completion].Inc()
+			r.guard.blocked = "pii"
+			sg.stopped = true
+			t = t[:0]
+		}
 	}
 	if index == 0 {
 		r.guard.collectCompletion(t)

@@ -124,6 +124,12 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *request) (done bool) {
 	// 4. guard the prompt: redact or block; the body is rewritten only if something changed.
 	if ag := snap.guards[version.Alias]; ag != nil {
 		r.guard.ag, r.guard.m = ag, snap.guardMetrics[version]
+		if r.tokens != "" && r.op != opEmbeddings && ag.rewritesCompletions() {
+			// Logprobs and token ids spell the answer's text again, where the guard cannot
+			// rewrite or stop it: refused rather than let them carry what it removes.
+			return g.fail(ctx, r, &apiError{status: fasthttp.StatusBadRequest, typ: typeInvalidRequest, code: "unsupported_parameter", param: r.tokens,
+				message: "'" + r.tokens + "' is not supported on model `" + version.Alias + "`: its completion guard rewrites or stops answers, and token log probabilities or ids would repeat the text it checks."})
+		}
 		err := g.guardPrompt(r, r.root)
 		setGuardHeader(ctx, r)
 		if err != nil {

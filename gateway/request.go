@@ -48,6 +48,11 @@ type request struct {
 	// clientUsage: the client asked for the usage chunk (stream_options.include_usage); when
 	// false the gateway asks the backend anyway and drops that chunk from the client's stream.
 	clientUsage bool
+	// jsonOutput: the answer's content is JSON text (response_format json_object or
+	// json_schema, or vLLM's guided_json); tokens: the answer spells its text a second time,
+	// as logprobs or vLLM's token ids, named by the member that asks for it ("" when none).
+	jsonOutput bool
+	tokens     string
 
 	version  *router.Version
 	backend  *router.Backend
@@ -90,7 +95,7 @@ func acquireRequest(g *Gateway) *request {
 func releaseRequest(r *request) {
 	r.upstreamReq.Reset()
 	r.upstreamResp.Reset()
-	r.op, r.start, r.stream, r.clientUsage = 0, time.Time{}, false, false
+	r.op, r.start, r.stream, r.clientUsage, r.jsonOutput, r.tokens = 0, time.Time{}, false, false, false, ""
 	r.requestID, r.body, r.scratch, r.model, r.user = r.requestID[:0], r.body[:0], r.scratch[:0], r.model[:0], r.user[:0]
 	r.version, r.backend, r.handles, r.attempts, r.tried = nil, nil, nil, 0, [4]*router.Backend{}
 	r.upstreamAt, r.headersAt = time.Time{}, time.Time{}
@@ -161,10 +166,39 @@ func (r *request) decode(body []byte) error {
 		if !r.stream {
 			return badRequest("stream_options", "Stream options can only be defined when `stream=True`.")
 		}
-		r.clientUsage = so.GetBool("include_usage")
+		if iu := so.Get("include_usage"); iu != nil {
+			switch iu.Type() {
+			case fastjson.TypeTrue:
+				r.clientUsage = true
+			case fastjson.TypeFalse, fastjson.TypeNull:
+			default:
+				return badRequest("stream_options.include_usage", "Invalid type for 'stream_options.include_usage': expected a boolean.")
+			}
+		}
 	}
-	if u := v.Get("user"); u != nil && u.Type() == fastjson.TypeString {
-		r.user = append(r.user[:0], u.GetStringBytes()...)
+	if u := v.Get("user"); u != nil {
+		switch u.Type() {
+		case fastjson.TypeString:
+			r.user = append(r.user[:0], u.GetStringBytes()...)
+		case fastjson.TypeNull:
+		default:
+			return badRequest("user", "Invalid type for 'user': expected a string.")
+		}
+	}
+	if rf := v.Get("response_format"); rf != nil {
+		t := string(rf.GetStringBytes("type"))
+		r.jsonOutput = t == "json_object" || t == "json_schema"
+	}
+	if g := v.Get("guided_json"); g != nil && g.Type() != fastjson.TypeNull {
+		r.jsonOutput = true
+	}
+	for _, key := range [...]string{"logprobs", "top_logprobs", "return_token_ids"} {
+		// logprobs is a boolean for chat and a count for completions, where 0 still returns
+		// the chosen tokens' logprobs.
+		if x := v.Get(key); x != nil && x.Type() != fastjson.TypeNull && x.Type() != fastjson.TypeFalse && !(key == "top_logprobs" && x.Type() == fastjson.TypeNumber && x.GetInt() == 0) {
+			r.tokens = key
+			break
+		}
 	}
 	switch r.op {
 	case opChat:

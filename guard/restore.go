@@ -9,9 +9,10 @@ package guard
 // A Restorer belongs to one stream; its zero value is not usable: call Reset first. It reads
 // the Vault, which must outlive the stream.
 type Restorer struct {
-	v    *Vault
-	hold []byte
-	tmp  []byte
+	v      *Vault
+	hold   []byte
+	tmp    []byte
+	inJSON bool // the text is the inside of a JSON string (see Vault.RestoreInJSONString)
 }
 
 // NewRestorer returns a Restorer reading v.
@@ -23,9 +24,16 @@ func NewRestorer(v *Vault) *Restorer {
 
 // Reset readies r for a new stream reading v.
 func (r *Restorer) Reset(v *Vault) {
-	r.v = v
+	r.v, r.inJSON = v, false
 	r.hold = r.hold[:0]
 	r.tmp = r.tmp[:0]
+}
+
+// ResetInJSONString is Reset for a stream of text that is the inside of a JSON string, such as
+// a tool call's arguments: restored values are written as Vault.RestoreInJSONString writes them.
+func (r *Restorer) ResetInJSONString(v *Vault) {
+	r.Reset(v)
+	r.inJSON = true
 }
 
 // Held returns the number of bytes held back.
@@ -38,7 +46,7 @@ func (r *Restorer) Write(dst, chunk []byte) []byte {
 		r.tmp = append(append(r.tmp[:0], r.hold...), chunk...)
 		data = r.tmp
 	}
-	dst, k := r.v.restore(dst, data, true)
+	dst, k := r.v.restore(dst, data, true, r.inJSON)
 	r.hold = append(r.hold[:0], data[k:]...)
 	return dst
 }

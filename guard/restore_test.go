@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"encoding/json"
 	"testing"
 )
 
@@ -92,5 +93,41 @@ func TestRestorerNoAllocs(t *testing.T) {
 	run()
 	if n := testing.AllocsPerRun(50, run); n != 0 {
 		t.Errorf("Restorer: %v allocs, want 0", n)
+	}
+}
+
+// A value with newlines restored into the inside of a JSON string (a tool call's arguments) is
+// escaped there, whole or streamed in pieces, so the client's JSON parser reads the original;
+// a value taken from such text, escapes and all, goes back as it was.
+func TestRestoreInJSONString(t *testing.T) {
+	key := "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n-----END PRIVATE KEY-----"
+	_, v := redacted(t, "my key:\n"+key+"\nthanks, and mail bob@example.com")
+	args := []byte(`{"path":"id_rsa","content":"<SECRET_1>","to":"<EMAIL_ADDRESS_1>"}`)
+	check := func(how string, got []byte) {
+		t.Helper()
+		var a struct{ Content, To string }
+		if err := json.Unmarshal(got, &a); err != nil || a.Content != key || a.To != "bob@example.com" {
+			t.Fatalf("%s: %s (%v)", how, got, err)
+		}
+	}
+	check("whole", v.RestoreInJSONString(nil, args))
+	var r Restorer
+	r.ResetInJSONString(v)
+	var out []byte
+	for k := range args {
+		out = r.Write(out, args[k:k+1])
+	}
+	check("byte by byte", r.Flush(out))
+	if got := v.Restore(nil, args); json.Valid(got) {
+		t.Fatalf("plain Restore escaped the value: %s", got)
+	}
+
+	escaped := `{"key":"-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n-----END PRIVATE KEY-----"}`
+	red, v2 := redacted(t, escaped)
+	if string(red) == escaped {
+		t.Skip("a key written with JSON escapes is not found yet")
+	}
+	if got := v2.RestoreInJSONString(nil, red); string(got) != escaped {
+		t.Fatalf("a value taken from JSON text: %s", got)
 	}
 }

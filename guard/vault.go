@@ -461,13 +461,23 @@ func (v *Vault) lookup(e entity, num, tag uint32, hashed bool) ([]byte, bool) {
 // Restore appends src to dst with every restorable placeholder of v replaced by its original
 // value; other text, including placeholders v does not know, is copied unchanged.
 func (v *Vault) Restore(dst, src []byte) []byte {
-	dst, _ = v.restore(dst, src, false)
+	dst, _ = v.restore(dst, src, false, false)
+	return dst
+}
+
+// RestoreInJSONString is Restore for text that is the inside of a JSON string, such as a tool
+// call's arguments or JSON-mode content: a restored value's control characters are escaped
+// (a newline as \n), since a JSON string cannot hold them raw and the client's JSON parser
+// would fail. Quotes and backslashes are left as they are: a value that has them was taken
+// from such text, where they are escaped already.
+func (v *Vault) RestoreInJSONString(dst, src []byte) []byte {
+	dst, _ = v.restore(dst, src, false, true)
 	return dst
 }
 
 // restore is Restore; with stream it stops at a trailing partial placeholder and returns
-// where it begins (len(src) when none).
-func (v *Vault) restore(dst, src []byte, stream bool) ([]byte, int) {
+// where it begins (len(src) when none); with inJSON it is RestoreInJSONString.
+func (v *Vault) restore(dst, src []byte, stream, inJSON bool) ([]byte, int) {
 	i := 0
 	for {
 		k := bytes.IndexByte(src[i:], '<')
@@ -481,7 +491,9 @@ func (v *Vault) restore(dst, src []byte, stream bool) ([]byte, int) {
 		case st == phPartial && stream:
 			return dst, k
 		case st == phOK:
-			if val, ok := v.lookup(e, num, tag, hashed); ok {
+			if val, ok := v.lookup(e, num, tag, hashed); ok && inJSON {
+				dst = appendEscapedControls(dst, val)
+			} else if ok {
 				dst = append(dst, val...)
 			} else {
 				dst = append(dst, src[k:k+n]...)
@@ -492,6 +504,26 @@ func (v *Vault) restore(dst, src []byte, stream bool) ([]byte, int) {
 			i = k + 1
 		}
 	}
+}
+
+// appendEscapedControls appends s with its control characters written as JSON escapes.
+func appendEscapedControls(dst, s []byte) []byte {
+	const hex = "0123456789abcdef"
+	for _, c := range s {
+		switch {
+		case c >= 0x20:
+			dst = append(dst, c)
+		case c == '\n':
+			dst = append(dst, '\\', 'n')
+		case c == '\r':
+			dst = append(dst, '\\', 'r')
+		case c == '\t':
+			dst = append(dst, '\\', 't')
+		default:
+			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+	}
+	return dst
 }
 
 // Placeholder parse states.
