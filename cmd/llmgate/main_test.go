@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/llmgate/llmgate/bench/fakellm"
+	"github.com/llmgate/llmgate/config"
 )
 
 func startFakeLLM(t *testing.T, opts fakellm.Options) string {
@@ -184,5 +185,81 @@ func TestServeSaysConfigModelNotServed(t *testing.T) {
 	out := serveOnce(model("first") + model("added"))
 	if !strings.Contains(out, `model "added" is in the config but not served`) || !strings.Contains(out, `model "first": stable v1`) {
 		t.Fatalf("second start with a model added to the file:\n%s", out)
+	}
+}
+
+// After the first start the store decides what is served: a restart with a backend down, one
+// the file names but the store no longer serves or one of the served ones, starts and says so,
+// where a first start with a dead backend is refused. A start that cannot bind its address
+// leaves no state file behind to take over the next start.
+func TestServeRestartsWithBackendsDown(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "llmgate.yaml")
+	state := filepath.Join(dir, "state.db")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := fakellm.New(fakellm.Options{Flavor: "vllm", Model: "m"})
+	go fake.Serve(ln) //nolint:errcheck
+	defer fake.Close()
+	live := "http://" + ln.Addr().String()
+	closed, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := "http://" + closed.Addr().String()
+	closed.Close()
+	write := func(backends ...string) *config.Config {
+		t.Helper()
+		yaml := "state: {path: " + state + "}\nmodels:\n  - {alias: m, versions: [{version: v1, backends: ["
+		for i, b := range backends {
+			if i > 0 {
+				yaml += ", "
+			}
+			yaml += `{url: "` + b + `", kind: vllm, model: m}`
+		}
+		if err := os.WriteFile(path, []byte(yaml+"]}]}\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := buildServeConfig(path, nil, nil, "127.0.0.1:0", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	serve := func(cfg *config.Config) (string, error) {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		g, lns, err := startServing(cfg, nil, &stdout, &stderr)
+		if err == nil {
+			g.Close()
+			lns[0].Close()
+			lns[1].Close()
+		}
+		return stderr.String(), err
+	}
+
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	cfg := write(live)
+	cfg.Listen = busy.Addr().String()
+	if _, err := serve(cfg); err == nil || !strings.Contains(err.Error(), "address already in use") || fileExists(state) {
+		t.Fatalf("a start on a busy port: %v; state file left: %v", err, fileExists(state))
+	}
+	if _, err := serve(write(live, dead)); err == nil || !strings.Contains(err.Error(), "is unreachable") {
+		t.Fatalf("a first start with a dead backend: %v", err)
+	}
+	if _, err := serve(write(live)); err != nil {
+		t.Fatalf("first start: %v", err)
+	}
+	// Later: the file names a dead backend the store does not serve, and the served one is down.
+	fake.Close()
+	warnings, err := serve(write(live, dead))
+	if err != nil {
+		t.Fatalf("a restart with backends down: %v", err)
+	}
+	if !strings.Contains(warnings, "warning: backend "+live) || strings.Contains(warnings, dead) {
+		t.Fatalf("a restart with backends down said %q; want a warning for the served backend only", warnings)
 	}
 }

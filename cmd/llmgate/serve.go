@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -54,10 +55,6 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "llmgate serve:", err)
 		return 1
 	}
-	if err := checkBackends(cfg); err != nil {
-		fmt.Fprintln(stderr, "llmgate serve:", err)
-		return 1
-	}
 	// With a config file, admin changes live in the bbolt file at state.path. With --backend the
 	// models are whatever this command line discovers, so a file left by an earlier run with other
 	// backends must not win over it: state stays in memory unless LLMGATE_STATE_PATH asks.
@@ -65,10 +62,35 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if *configPath == "" && os.Getenv("LLMGATE_STATE_PATH") == "" {
 		st = store.NewMemory()
 	}
-	g, lns, err := start(cfg, stderr, st)
+	g, lns, err := startServing(cfg, st, stdout, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "llmgate serve:", err)
 		return 1
+	}
+	return waitForSignal(g, lns, stderr)
+}
+
+// startServing checks the backends, starts the gateway on cfg with deploy state st (nil: the
+// bbolt file at state.path) and prints the start-up summary.
+func startServing(cfg *config.Config, st store.Store, stdout, stderr io.Writer) (*gateway.Gateway, [2]net.Listener, error) {
+	// On a first start the file says what is served, and a backend it names that does not answer
+	// is a mistake in it. From then on the store decides, and a backend down (one GPU node of
+	// several, or one the store no longer serves) must not keep the gateway from starting: it is
+	// only said, and the health checks keep it out until it answers.
+	first := st != nil || !fileExists(cfg.State.Path)
+	if first {
+		if err := checkBackends(cfg); err != nil {
+			return nil, [2]net.Listener{}, err
+		}
+	}
+	g, lns, err := start(cfg, stderr, st)
+	if err != nil {
+		return nil, lns, err
+	}
+	if !first {
+		for _, err := range probeBackends(g.Table().Backends(), cfg.Health.Timeout) {
+			fmt.Fprintln(stderr, "llmgate serve: warning:", err, "(serving without it until it passes a health check)")
+		}
 	}
 	fmt.Fprintf(stdout, "llmgate %s serving OpenAI API on http://%s/v1, admin and /metrics on http://%s\n",
 		buildVersion(), lns[0].Addr(), lns[1].Addr())
@@ -79,7 +101,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "  deploy state in %s\n", cfg.State.Path)
 	}
 	printModels(stdout, g.Table(), cfg)
-	return waitForSignal(g, lns, stderr)
+	return g, lns, nil
 }
 
 // printModels lists the models served: the store's, which may differ from the file's.
@@ -145,50 +167,81 @@ func buildServeConfig(path string, backends, kinds []string, listen, adminListen
 	return cfg, nil
 }
 
-// checkBackends probes every backend once: an unreachable backend at start is a mistake in the
-// config, said in one line; once serving, the same backend would only be marked unhealthy.
+// checkBackends probes every backend of the config once: on a first start an unreachable backend
+// is a mistake in the file, said in one line; once serving, the same backend would only be
+// marked unhealthy.
 func checkBackends(cfg *config.Config) error {
 	t, err := router.NewTable(cfg, router.NewPool())
 	if err != nil {
 		return err
 	}
-	client := &http.Client{Timeout: cfg.Health.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	seen := map[string]bool{}
-	for _, b := range t.Backends() {
-		if seen[b.URL] {
-			continue
-		}
-		seen[b.URL] = true
-		ctx, cancel := context.WithTimeout(context.Background(), cfg.Health.Timeout)
-		err := router.Probe(ctx, client, b)
-		cancel()
-		var status *router.ProbeStatusError
-		switch {
-		case errors.As(err, &status):
-			return fmt.Errorf("backend %s (model %s version %s, kind %s) failed its health check: %v; is its kind right?",
-				b.URL, b.Alias, b.Version, b.Kind, err)
-		case err != nil:
-			return fmt.Errorf("backend %s (model %s version %s) is unreachable: %v", b.URL, b.Alias, b.Version, shortErr(err))
-		}
+	if errs := probeBackends(t.Backends(), cfg.Health.Timeout); len(errs) > 0 {
+		return errs[0]
 	}
 	return nil
 }
 
-// start listens on both addresses and serves in the background.
+// probeBackends probes each backend address once, all at the same time, and returns what
+// failed, in the order of bs.
+func probeBackends(bs []*router.Backend, timeout time.Duration) []error {
+	client := &http.Client{Timeout: timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	errs := make([]error, len(bs))
+	seen := map[string]bool{}
+	var wg sync.WaitGroup
+	for i, b := range bs {
+		if seen[b.URL] {
+			continue
+		}
+		seen[b.URL] = true
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			err := router.Probe(ctx, client, b)
+			cancel()
+			var status *router.ProbeStatusError
+			switch {
+			case errors.As(err, &status):
+				errs[i] = fmt.Errorf("backend %s (model %s version %s, kind %s) failed its health check: %v; is its kind right?",
+					b.URL, b.Alias, b.Version, b.Kind, err)
+			case err != nil:
+				errs[i] = fmt.Errorf("backend %s (model %s version %s) is unreachable: %v", b.URL, b.Alias, b.Version, shortErr(err))
+			}
+		}()
+	}
+	wg.Wait()
+	var out []error
+	for _, err := range errs {
+		if err != nil {
+			out = append(out, err)
+		}
+	}
+	return out
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// start listens on both addresses, then opens the deploy state and serves in the background.
+// The addresses come first: a start that cannot bind must leave no state file behind, or the
+// next start would take that file, seeded from this config, over the edited one.
 func start(cfg *config.Config, logOut io.Writer, st store.Store) (*gateway.Gateway, [2]net.Listener, error) {
 	var lns [2]net.Listener
-	g, err := gateway.New(cfg, gateway.Options{LogOutput: logOut, Store: st})
-	if err != nil {
-		return nil, lns, err
-	}
+	var err error
 	if lns[0], err = net.Listen("tcp", cfg.Listen); err != nil {
-		g.Close()
 		return nil, lns, fmt.Errorf("listen %s: %v", cfg.Listen, shortErr(err))
 	}
 	if lns[1], err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
 		lns[0].Close()
-		g.Close()
 		return nil, lns, fmt.Errorf("admin listen %s: %v", cfg.Admin.Listen, shortErr(err))
+	}
+	g, err := gateway.New(cfg, gateway.Options{LogOutput: logOut, Store: st})
+	if err != nil {
+		lns[0].Close()
+		lns[1].Close()
+		return nil, lns, err
 	}
 	go g.Serve(lns[0])      //nolint:errcheck // Close ends it
 	go g.ServeAdmin(lns[1]) //nolint:errcheck
