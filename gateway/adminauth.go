@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"crypto/subtle"
 	"fmt"
 	"os"
@@ -58,7 +59,9 @@ func (g *Gateway) authorize(ctx *fasthttp.RequestCtx, role string) (string, *api
 	}
 	auth := ctx.Request.Header.Peek("Authorization")
 	const prefix = "Bearer "
-	if len(auth) <= len(prefix) || string(auth[:len(prefix)]) != prefix {
+	// The scheme is case-insensitive (RFC 9110): "bearer" is as good as "Bearer".
+	if len(auth) <= len(prefix) || !bytes.EqualFold(auth[:len(prefix)], []byte(prefix)) {
+		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="llmgate admin"`)
 		return "", errAdminUnauthorized
 	}
 	presented := auth[len(prefix):]
@@ -71,6 +74,7 @@ func (g *Gateway) authorize(ctx *fasthttp.RequestCtx, role string) (string, *api
 		}
 	}
 	if match == nil {
+		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="llmgate admin", error="invalid_token"`)
 		return "", errAdminUnauthorized
 	}
 	if role == roleAdmin && match.role != roleAdmin {

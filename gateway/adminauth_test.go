@@ -3,6 +3,7 @@ package gateway
 import (
 	"io"
 	"net"
+	"strings"
 	"testing"
 
 	"github.com/valyala/fasthttp"
@@ -33,6 +34,7 @@ func TestAdminAuth(t *testing.T) {
 		{"profile without Bearer", withTokens, "/debug/pprof/cmdline", "s3cret-ops", 401, ""},
 		{"profile with a read token", withTokens, "/debug/pprof/cmdline", "Bearer s3cret-view", 403, ""},
 		{"profile with an admin token", withTokens, "/debug/pprof/cmdline", "Bearer s3cret-ops", 200, ""},
+		{"scheme in lower case", withTokens, "/debug/pprof/cmdline", "bearer s3cret-ops", 200, ""},
 		{"profile with no token configured", nil, "/debug/pprof/cmdline", "Bearer s3cret-ops", 403, ""},
 		{"unknown admin path", withTokens, "/v1/chat/completions", "", 404, ""},
 		{"token from LLMGATE_ADMIN_TOKEN", nil, "/debug/pprof/cmdline", "Bearer env-s3cret", 200, "env-s3cret"},
@@ -64,6 +66,10 @@ func TestAdminAuth(t *testing.T) {
 			g.handleAdmin(ctx)
 			if got := ctx.Response.StatusCode(); got != tt.want {
 				t.Fatalf("status %d, want %d: %s", got, tt.want, ctx.Response.Body())
+			}
+			// A 401 says how to authenticate (RFC 9110), as clients and proxies expect.
+			if ch := string(ctx.Response.Header.Peek("WWW-Authenticate")); (tt.want == 401) != strings.HasPrefix(ch, "Bearer ") {
+				t.Fatalf("status %d with WWW-Authenticate %q", tt.want, ch)
 			}
 		})
 	}

@@ -465,8 +465,8 @@ func (c *adminCmd) rollout(args []string) error {
 	var stepList []adminStep
 	for _, s := range strings.Split(*steps, ",") {
 		p, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || p < 0 || p > 100 {
-			return usagef("rollout start: --steps %q: want percentages 0..100 separated by commas", *steps)
+		if err != nil || p < 1 || p > 100 {
+			return usagef("rollout start: --steps %q: want rising percentages 1..100 separated by commas", *steps)
 		}
 		// Sent as typed: the gateway parses durations, and "5m" reads better in its history.
 		stepList = append(stepList, adminStep{CanaryPercent: float64(p), MinDuration: *stepDuration, MinRequests: *stepRequests})
