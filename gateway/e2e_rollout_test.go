@@ -244,6 +244,9 @@ func TestRolloutSurvivesRestart(t *testing.T) {
 	if m.Rollout == nil || m.Rollout.State != "running" || m.Rollout.Step != 0 || m.Canary != "v2" || m.CanaryPercent != 50 {
 		t.Fatalf("after a restart: %+v rollout %+v, want the running rollout at its first step", m, m.Rollout)
 	}
+	if got := g.RolloutSummary("chat"); got != "rollout of v2 running, step 1 of 2" {
+		t.Errorf("the start-up summary of the rollout says %q", got)
+	}
 	waitFor(t, "the log line saying the restart took up the rollout", func() bool {
 		return strings.Contains(g.logs.String(), "rollout taken up after a restart")
 	})

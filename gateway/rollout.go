@@ -391,3 +391,16 @@ func (r *rollout) validate() *apiError {
 	}
 	return nil
 }
+
+// RolloutSummary says where alias's rollout stands when it runs or is paused ("rollout running,
+// step 2 of 4"); "" when it has none under way. Serve's start-up summary shows it.
+func (g *Gateway) RolloutSummary(alias string) string {
+	if g.rollouts == nil {
+		return ""
+	}
+	r := g.rollouts.get(alias)
+	if r == nil || (r.State != rolloutRunning && r.State != rolloutPaused) {
+		return ""
+	}
+	return fmt.Sprintf("rollout of %s %s, step %d of %d", r.Canary, r.State, r.Step+1, len(r.Steps))
+}

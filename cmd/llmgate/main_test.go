@@ -176,7 +176,7 @@ func TestServeSaysConfigModelNotServed(t *testing.T) {
 			lns[1].Close()
 		}()
 		var out bytes.Buffer
-		printModels(&out, g.Table(), cfg)
+		printModels(&out, g.Table(), cfg, g.RolloutSummary)
 		return out.String()
 	}
 	if out := serveOnce(model("first")); strings.Contains(out, "not served") || !strings.Contains(out, `model "first": stable v1`) {

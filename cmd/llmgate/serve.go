@@ -100,17 +100,23 @@ func startServing(cfg *config.Config, st store.Store, stdout, stderr io.Writer) 
 	if st == nil {
 		fmt.Fprintf(stdout, "  deploy state in %s\n", cfg.State.Path)
 	}
-	printModels(stdout, g.Table(), cfg)
+	printModels(stdout, g.Table(), cfg, g.RolloutSummary)
 	return g, lns, nil
 }
 
-// printModels lists the models served: the store's, which may differ from the file's.
-func printModels(w io.Writer, t *router.Table, cfg *config.Config) {
+// printModels lists the models served: the store's, which may differ from the file's, with the
+// state of each one's rollout (rollout says it; nil for none).
+func printModels(w io.Writer, t *router.Table, cfg *config.Config, rollout func(alias string) string) {
 	for _, m := range t.Models() {
 		canary := ""
 		if m.Canary != nil {
 			// A canary left by an operator, or by a rollout that the restart takes up.
 			canary = fmt.Sprintf(", canary %s at %g%%", m.Canary.Name, m.CanaryPercent)
+		}
+		if rollout != nil {
+			if r := rollout(m.Alias); r != "" {
+				canary += " (" + r + ")"
+			}
 		}
 		fmt.Fprintf(w, "  model %q: stable %s%s, %d version(s)\n", m.Alias, m.Stable.Name, canary, len(m.Versions))
 	}
