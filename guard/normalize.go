@@ -256,6 +256,8 @@ type normLane struct {
 
 	hits  [hitRing]seenAt
 	nhits int
+	// Matches of rules with unless_next phrases that wait for the words after them.
+	pending []pendingMatch
 	// latest[rule*3+role]: see phrase. A scanner's lanes have one entry per rule and role;
 	// gen goes up at each reset, which makes every entry stale without clearing them.
 	latest []latestHit
@@ -279,6 +281,7 @@ func (l *normLane) reset(start uint32) {
 	l.gen++
 	l.state, l.n, l.words, l.lastSpace = start, 0, 1, true
 	l.m, l.base, l.walked = 0, 0, 0
+	l.pending = l.pending[:0]
 	l.npb, l.leet, l.prev, l.tok, l.k, l.gap, l.curHeld, l.nheld, l.slash, l.nhits =
 		0, 0, 0, 0, 0, false, false, 0, false, 0
 }

@@ -51,6 +51,7 @@ type ruleSpec struct {
 	sev           Severity
 	phrases, near []phraseSpec
 	unless        []phraseSpec
+	unlessNext    []phraseSpec
 	within        int
 	unlessWithin  int
 	order         uint8
@@ -197,6 +198,8 @@ func (p *ruleParser) rule(n ast.Node, cat string) ruleSpec {
 			r.near = p.phrases(v)
 		case "unless":
 			r.unless = p.phrases(v)
+		case "unless_next":
+			r.unlessNext = p.phrases(v)
 		case "within":
 			r.within, withinSet = p.words(v, key), true
 		case "unless_within":
@@ -214,7 +217,7 @@ func (p *ruleParser) rule(n ast.Node, cat string) ruleSpec {
 				p.fail(v, "order %q: want any, near_first or near_last", s)
 			}
 		default:
-			p.fail(k, "unknown key %q (want id, severity, phrases, near, within, order, unless, unless_within)", key)
+			p.fail(k, "unknown key %q (want id, severity, phrases, near, within, order, unless, unless_within, unless_next)", key)
 		}
 	})
 	switch {

@@ -182,9 +182,10 @@ func compileSafetyDense(specs []ruleSpec, dense int) (*Safety, error) {
 	nl := &normLane{collect: true}
 	for ri, r := range specs {
 		s.rules = append(s.rules, safetyRule{id: r.id, cat: r.cat, sev: r.sev, near: len(r.near) > 0,
-			unless: len(r.unless) > 0, within: r.within, unlessWithin: r.unlessWithin, order: r.order})
+			unless: len(r.unless) > 0, next: len(r.unlessNext) > 0, within: r.within, unlessWithin: r.unlessWithin,
+			order: r.order})
 		s.byID[r.id] = ri
-		for role, list := range [][]phraseSpec{r.phrases, r.near, r.unless} {
+		for role, list := range [][]phraseSpec{r.phrases, r.near, r.unless, r.unlessNext} {
 			for _, ph := range list {
 				fail := func(format string, args ...any) error {
 					return &RuleError{Line: ph.line, Rule: r.id, Msg: fmt.Sprintf("phrase %q: ", ph.text) + fmt.Sprintf(format, args...)}
@@ -228,7 +229,14 @@ func compileSafetyDense(specs []ruleSpec, dense int) (*Safety, error) {
 				}
 				ref := ruleRef{rule: int32(ri), role: uint8(role)}
 				if slices.ContainsFunc(ruleRefs[id], func(o ruleRef) bool { return o.rule == ref.rule && o.role != ref.role }) {
-					return nil, fail("in two of phrases, near and unless")
+					return nil, fail("in two of phrases, near, unless and unless_next")
+				}
+				if uint8(role) == roleNext {
+					w, err := phraseWords(nl, key)
+					if err != nil {
+						return nil, fail("%v", err)
+					}
+					s.rules[ri].nextWords = max(s.rules[ri].nextWords, w)
 				}
 				if !slices.Contains(ruleRefs[id], ref) {
 					ruleRefs[id] = append(ruleRefs[id], ref)
@@ -243,7 +251,7 @@ func compileSafetyDense(specs []ruleSpec, dense int) (*Safety, error) {
 		for _, ref := range refs {
 			r := &s.rules[ref.rule]
 			ph.context = ph.context || r.near || r.unless
-			if r.near && ref.role != roleUnless {
+			if r.near && ref.role != roleUnless && ref.role != roleNext {
 				ph.reach = max(ph.reach, int16(r.within))
 			}
 		}
@@ -264,6 +272,29 @@ func compileSafetyDense(specs []ruleSpec, dense int) (*Safety, error) {
 	s.buildPairs(texts)
 	s.flattenOutputs()
 	return s, nil
+}
+
+// phraseWords returns the most words a normalised form of phrase has.
+func phraseWords(nl *normLane, phrase string) (int, error) {
+	segs, err := splitPhrase(nl, phrase)
+	if err != nil {
+		return 0, err
+	}
+	total := 0
+	var norm []byte
+	for _, seg := range segs {
+		alts, err := expandPhrase(seg)
+		if err != nil {
+			return 0, err
+		}
+		most := 0
+		for _, a := range alts {
+			norm = nl.normalize(append(norm[:0], ' '), []byte(a))
+			most = max(most, len(strings.Fields(string(norm))))
+		}
+		total += most
+	}
+	return total, nil
 }
 
 // flattenOutputs lists, per state, the segments that its patterns complete, so that a scan

@@ -149,13 +149,14 @@ type safetyPhrase struct {
 // ruleRef ties a phrase to a rule.
 type ruleRef struct {
 	rule int32
-	role uint8 // roleMain, roleNear or roleUnless
+	role uint8 // roleMain, roleNear, roleUnless or roleNext
 }
 
 const (
 	roleMain uint8 = iota
 	roleNear
 	roleUnless
+	roleNext // unless_next: a phrase that starts on the word after a match cancels it
 )
 
 // Orders a near rule may require.
@@ -171,6 +172,8 @@ type safetyRule struct {
 	near, unless bool // the rule has near phrases; unless phrases
 	within       int  // near phrases: words apart at most
 	unlessWithin int  // unless phrases: words before the match at most
+	next         bool // the rule has unless_next phrases: its matches wait (see pending)
+	nextWords    int  // the most words an unless_next phrase of the rule has
 	order        uint8
 }
 
@@ -310,6 +313,9 @@ func (s *safetyScanner) report(l *normLane) {
 	si := sf.stateNum(l.state)
 	w1, en := l.words-1, l.symEn(l.n-2)
 	main := l == &s.main
+	if len(l.pending) > 0 {
+		s.settle(l, w1-1)
+	}
 	var h seenAt // set field by field: see remember
 	for _, o := range sf.outRefs[sf.outRefStart[si]:sf.outRefStart[si+1]] {
 		h.key, h.w0, h.w1, h.st, h.en = o.key, w1-int(o.words)+1, w1, -1, -1
@@ -364,6 +370,8 @@ func (s *safetyScanner) phrase(l *normLane, ph *safetyPhrase, h *seenAt) {
 		switch {
 		case ref.role == roleMain && !r.near:
 			s.match(l, ref.rule, h)
+		case ref.role == roleNext:
+			l.cancel(ref.rule, h.w0)
 		case ref.role != roleUnless:
 			s.near(l, ref, h)
 		}
@@ -373,7 +381,9 @@ func (s *safetyScanner) phrase(l *normLane, ph *safetyPhrase, h *seenAt) {
 		// Note, per rule and role, the last word of this latest hit, so that near and match
 		// can tell without reading the hits whether any is close enough to look for.
 		for _, ref := range refs {
-			l.latest[int(ref.rule)*3+int(ref.role)] = latestHit{gen: l.gen, w1: h.w1}
+			if ref.role != roleNext {
+				l.latest[int(ref.rule)*3+int(ref.role)] = latestHit{gen: l.gen, w1: h.w1}
+			}
 		}
 	}
 }
@@ -458,6 +468,56 @@ func (s *safetyScanner) match(l *normLane, ri int32, h *seenAt) {
 		return // the same phrase with optional words at its end
 	}
 	s.last.lane, s.last.rule, s.last.start = l, ri, h.st
+	if r.next { // wait for the words after it, which an unless_next phrase may start
+		l.pending = append(l.pending, pendingMatch{rule: ri, h: *h, until: h.w1 + r.nextWords})
+		return
+	}
+	s.emit(l, ri, h)
+}
+
+// pendingMatch is a match of a rule with unless_next phrases, waiting until a phrase seen
+// after it has ended past word until: then none of its unless_next phrases can still start
+// on the word after it.
+type pendingMatch struct {
+	rule  int32
+	h     seenAt
+	until int
+}
+
+// cancel drops the waiting matches of rule ri that end on the word before w0, where one of
+// its unless_next phrases starts.
+func (l *normLane) cancel(ri int32, w0 int) {
+	k := 0
+	for _, p := range l.pending {
+		if p.rule != ri || p.h.w1+1 != w0 {
+			l.pending[k] = p
+			k++
+		}
+	}
+	l.pending = l.pending[:k]
+}
+
+// settle emits the waiting matches of lane l that no unless_next phrase can cancel any more:
+// those whose unless_next phrases would have ended by word done, which the lane has read and
+// reported. It runs before the phrases that end on a later word are handled, after a walk of
+// the main lane, and when a lane ends, so a match waits at most for the next words.
+func (s *safetyScanner) settle(l *normLane, done int) {
+	k := 0
+	for i := range l.pending {
+		p := &l.pending[i]
+		if p.until > done {
+			l.pending[k] = *p
+			k++
+			continue
+		}
+		s.emit(l, p.rule, &p.h)
+	}
+	l.pending = l.pending[:k]
+}
+
+// emit appends a match of rule ri spanning h.
+func (s *safetyScanner) emit(l *normLane, ri int32, h *seenAt) {
+	r := &s.sf.rules[ri]
 	m := SafetyMatch{Category: r.cat, Rule: r.id, Start: h.st, End: h.en}
 	if l == &s.main {
 		s.out = append(s.out, m)

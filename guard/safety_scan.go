@@ -2,6 +2,7 @@ package guard
 
 import (
 	"encoding/binary"
+	"math"
 	"math/bits"
 	"unicode/utf8"
 )
@@ -290,6 +291,7 @@ func (s *safetyScanner) finish() {
 	s.b64.n = 0
 	s.main.end(s, s.pos)
 	s.flush()
+	s.settle(&s.main, math.MaxInt)
 }
 
 // histByte returns the input byte at offset k, one of the last minEncoded.
@@ -410,6 +412,7 @@ func (s *safetyScanner) endRun(r *encRun, hex bool) {
 			s.decoded(r, out[:k])
 		}
 		r.lane.end(s, r.dec)
+		s.settle(&r.lane, math.MaxInt)
 	}
 	r.n = 0
 }
@@ -419,6 +422,9 @@ func (s *safetyScanner) endRun(r *encRun, hex bool) {
 func (s *safetyScanner) earliest() int {
 	l := &s.main
 	e := l.earliest(s.sf, s.pos)
+	for _, p := range l.pending {
+		e = min(e, p.h.st)
+	}
 	for k := 1; k <= min(l.nhits, hitRing); k++ {
 		o := &l.hits[(l.nhits-k)&(hitRing-1)]
 		if l.words-1-o.w1 > s.sf.maxReach {
@@ -430,6 +436,11 @@ func (s *safetyScanner) earliest() int {
 		}
 		if l.words-1-o.w1 <= reach {
 			e = min(e, o.st)
+		}
+	}
+	for _, r := range [...]*encRun{&s.b64, &s.hex} {
+		if len(r.lane.pending) > 0 {
+			e = min(e, r.start)
 		}
 	}
 	if r := &s.b64; r.n >= minEncoded && r.skip {

@@ -33,6 +33,9 @@ func (s *safetyScanner) flush() {
 	l.state, l.n, l.words = final, l.base+to, words+spaces
 	l.walked = l.n
 	s.release(l.n)
+	if len(l.pending) > 0 {
+		s.settle(l, l.words-1)
+	}
 	if drop := to - (ringSize - 1); drop > 0 && to > len(l.sym)/2 { // room is needed
 		copy(l.sym, l.sym[drop:to])
 		copy(l.span, l.span[drop:to])
