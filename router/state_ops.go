@@ -188,6 +188,9 @@ func (s *State) Rollback(c Change, alias, to string) (*State, error) {
 	}
 	return s.edit(c, alias, func(m *ModelState) (HistoryEntry, error) {
 		entry := HistoryEntry{Action: ActionRollback, From: m.describe()}
+		// The version rolled away from is no target. States saved before setStable kept
+		// PastStables free of the stable can still hold it.
+		m.PastStables = slices.DeleteFunc(m.PastStables, func(p string) bool { return p == m.Stable })
 		switch {
 		case to == "" && m.Canary != "":
 		case to == "":
@@ -317,12 +320,14 @@ func (m *ModelState) record(rev uint64, c Change, e HistoryEntry) {
 	}
 }
 
-// setStable makes v the stable, queueing the old one as a rollback target.
+// setStable makes v the stable, queueing the old one as a rollback target. PastStables never
+// holds the stable nor a version twice: a rollback that popped the current stable, or the same
+// version again, would bring back the version it was meant to leave.
 func (m *ModelState) setStable(v string) {
 	if v == m.Stable {
 		return
 	}
-	m.PastStables = slices.DeleteFunc(m.PastStables, func(p string) bool { return p == m.Stable })
+	m.PastStables = slices.DeleteFunc(m.PastStables, func(p string) bool { return p == m.Stable || p == v })
 	m.PastStables = append(m.PastStables, m.Stable)
 	if n := len(m.PastStables) - maxPastStables; n > 0 {
 		m.PastStables = slices.Delete(m.PastStables, 0, n)

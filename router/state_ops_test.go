@@ -334,6 +334,37 @@ func TestRollbackWalksBack(t *testing.T) {
 	}
 }
 
+// A stable set again by hand is not also a rollback target: after v1 -> v2 -> v1 by traffic and a
+// promote of v2, one rollback returns to v1 and a second has nowhere to go (it went back to v2,
+// the version just rolled away from).
+func TestRollbackNeverReturnsToTheVersionLeft(t *testing.T) {
+	must := musts(t)
+	s := seedTestState(t) // chat: v1 stable
+	s = must(s.SetTraffic(change(1), "chat", Traffic{Stable: "v2"}))
+	s = must(s.SetTraffic(change(2), "chat", Traffic{Stable: "v1"}))
+	s = must(s.SetTraffic(change(3), "chat", Traffic{Stable: "v1", Canary: "v2", CanaryPercent: 10}))
+	s = must(s.Promote(change(4), "chat"))
+	if past := s.Model("chat").PastStables; strings.Join(past, " ") != "v1" {
+		t.Errorf("PastStables after promote = %q, want [v1]: no stable, no duplicates", past)
+	}
+	s = must(s.Rollback(change(5), "chat", ""))
+	if got := s.Model("chat").Stable; got != "v1" {
+		t.Fatalf("stable after the first rollback = %q, want v1", got)
+	}
+	if next, err := s.Rollback(change(6), "chat", ""); err == nil {
+		t.Errorf("second rollback went to %q, want it refused (no earlier stable)", next.Model("chat").Stable)
+	}
+
+	// A state saved before the fix can hold the stable in PastStables: a rollback skips it.
+	m := s.Models[0].clone()
+	m.Stable, m.PastStables = "v1", []string{"v3", "v2", "v1"}
+	s = &State{Revision: s.Revision, Models: []ModelState{m}}
+	s = must(s.Rollback(change(7), "chat", ""))
+	if got := s.Model("chat").Stable; got != "v2" {
+		t.Errorf("rollback from v1 with past [v3 v2 v1] went to %q, want v2", got)
+	}
+}
+
 func TestHistoryBounded(t *testing.T) {
 	must := musts(t)
 	s := seedTestState(t)
