@@ -573,6 +573,12 @@ func decodeAdmin(ctx *fasthttp.RequestCtx, v any) bool {
 	if len(body) == 0 {
 		body = []byte("{}")
 	}
+	// encoding/json keeps the last of a repeated key (matched without regard to case), so
+	// {"stable":"v1","stable":"v2"} would set v2 while a reader of the body sees v1 first.
+	if key := repeatedJSONKey(body); key != "" {
+		writeError(ctx, badRequest(key, "Invalid JSON body: the key '"+key+"' appears more than once; each key may appear once."))
+		return false
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
@@ -591,6 +597,65 @@ func decodeAdmin(ctx *fasthttp.RequestCtx, v any) bool {
 		return false
 	}
 	return true
+}
+
+// repeatedJSONKey returns the path (such as "backends[0].url") of a key that appears twice in
+// one object of body, at any depth, and "" when there is none or body is not valid JSON (the
+// decoder then says what is wrong). Keys are compared unescaped and without regard to case, as
+// encoding/json matches them to struct fields.
+func repeatedJSONKey(body []byte) string {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	key, _ := repeatedKeyAt(dec, "", 0)
+	return key
+}
+
+// maxAdminDepth bounds the recursion of repeatedKeyAt. Admin bodies nest three deep; a deeper
+// one is left to the decoder, which refuses it as the wrong type.
+const maxAdminDepth = 32
+
+// repeatedKeyAt reads one value from dec, at path, and returns the path of a repeated key in it.
+func repeatedKeyAt(dec *json.Decoder, path string, depth int) (string, error) {
+	if depth > maxAdminDepth {
+		return "", errors.New("nested too deep")
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return "", err
+	}
+	switch tok {
+	case json.Delim('{'):
+		var seen []string // admin objects have a handful of keys
+		for dec.More() {
+			tok, err := dec.Token()
+			if err != nil {
+				return "", err
+			}
+			k, _ := tok.(string)
+			at := k
+			if path != "" {
+				at = path + "." + k
+			}
+			for _, s := range seen {
+				if strings.EqualFold(s, k) {
+					return at, nil
+				}
+			}
+			seen = append(seen, k)
+			if key, err := repeatedKeyAt(dec, at, depth+1); key != "" || err != nil {
+				return key, err
+			}
+		}
+		_, err = dec.Token() // '}'
+	case json.Delim('['):
+		for i := 0; dec.More(); i++ {
+			if key, err := repeatedKeyAt(dec, path+"["+strconv.Itoa(i)+"]", depth+1); key != "" || err != nil {
+				return key, err
+			}
+		}
+		_, err = dec.Token() // ']'
+	}
+	return "", err
 }
 
 func etag(rev uint64) string { return `"` + strconv.FormatUint(rev, 10) + `"` }

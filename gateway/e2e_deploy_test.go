@@ -767,6 +767,35 @@ func TestDeployIncompleteBodiesAreRefused(t *testing.T) {
 	}
 }
 
+// A key given twice in an admin body, at any depth, is a 400 naming it: encoding/json would
+// keep the last copy (matched without regard to case), so the write would do what a reader of
+// the body's first copy did not expect. Nothing changes.
+func TestDeployRepeatedKeysAreRefused(t *testing.T) {
+	tokens := withAdminTokens(t)
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", f.backend()), version("v2", f.backend()))))
+	backend := `{"url":"` + f.URL + `","kind":"` + f.Kind + `","model":"` + f.Model + `"`
+	for _, tt := range []struct{ method, path, body, param string }{
+		{"PUT", "/admin/models/chat/traffic", `{"stable":"v1","stable":"v2"}`, "stable"},
+		{"PUT", "/admin/models/chat/traffic", `{"stable":"v1","Stable":"v2"}`, "Stable"},
+		{"PUT", "/admin/models/chat/traffic", `{"stable":"v1","st\u0061ble":"v2"}`, "stable"},
+		{"PUT", "/admin/models/chat/shadow", `{"version":"v2","percent":5,"percent":50}`, "percent"},
+		{"POST", "/admin/models/chat/versions?probe=false", `{"version":"v3","version":"v4","backends":[` + backend + `}]}`, "version"},
+		{"POST", "/admin/models/chat/versions?probe=false", `{"version":"v3","backends":[` + backend + `,"url":"http://127.0.0.1:1"}]}`, "backends[0].url"},
+		{"POST", "/admin/models/chat/rollouts", `{"canary":"v2","steps":[{"canary_percent":100}],"steps":[{"canary_percent":10}]}`, "steps"},
+		{"POST", "/admin/models/chat/rollouts", `{"canary":"v2","steps":[{"canary_percent":10},{"canary_percent":100,"canary_percent":50}]}`, "steps[1].canary_percent"},
+		{"POST", "/admin/models/chat/rollback", `{"to":"v2","to":"v1"}`, "to"},
+	} {
+		res := g.refused(t, 400, tt.param, tt.method, tt.path, opsToken, tt.body)
+		if !strings.Contains(string(res.body), "more than once") {
+			t.Errorf("%s %s %s: %s, want a message saying the key is repeated", tt.method, tt.path, tt.body, res.body)
+		}
+	}
+	if m, _ := g.getModel(t, "chat"); m.Stable != "v1" || m.versionNames() != "v1,v2" || m.Rollout != nil {
+		t.Errorf("after refused writes: %+v, want v1 stable, versions v1,v2 and no rollout", m)
+	}
+}
+
 // Writing the split or shadow an alias already has answers 200 with the current state and
 // revision, and records nothing; a stale If-Match still fails it. During a rollout, it leaves
 // the rollout running.
