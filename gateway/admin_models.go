@@ -534,14 +534,23 @@ func (g *Gateway) probeVersion(t *router.Table, alias, version string) error {
 	return nil
 }
 
+// rolloutPlan is the body of POST /admin/models/{alias}/rollouts: what the operator chooses.
+// Where a rollout stands (state, step, times, actor, last analysis) is the gateway's to say, so
+// those fields are unknown here, a 400 like any other.
+type rolloutPlan struct {
+	Canary string        `json:"canary"`
+	Steps  []rolloutStep `json:"steps"`
+	Checks rolloutChecks `json:"checks"`
+}
+
 // startRollout validates a plan and starts it, answering like every write: the new revision and
 // the model with its rollout.
 func (g *Gateway) startRollout(ctx *fasthttp.RequestCtx, alias string, c router.Change) {
-	var r rollout
-	if !decodeAdmin(ctx, &r) {
+	var plan rolloutPlan
+	if !decodeAdmin(ctx, &plan) {
 		return
 	}
-	r.Alias, r.Actor = alias, c.Actor
+	r := rollout{Alias: alias, Actor: c.Actor, Canary: plan.Canary, Steps: plan.Steps, Checks: plan.Checks}
 	if err := r.validate(); err != nil {
 		writeError(ctx, err)
 		return

@@ -758,6 +758,20 @@ func TestDeployIncompleteBodiesAreRefused(t *testing.T) {
 	} {
 		g.refused(t, 400, tt.param, tt.method, tt.path, opsToken, tt.body)
 	}
+	// A rollout plan is canary, steps and checks: where a rollout stands is the gateway's to say.
+	plan := `{"canary":"v2","steps":[{"canary_percent":20},{"canary_percent":100}]`
+	for _, tt := range []struct{ method, path, body, param string }{
+		{"POST", "/admin/models/chat/rollouts", plan + `,"state":"promoted"}`, "state"},
+		{"POST", "/admin/models/chat/rollouts", plan + `,"step":1}`, "step"},
+		{"POST", "/admin/models/chat/rollouts", plan + `,"reason":"x"}`, "reason"},
+		{"POST", "/admin/models/chat/rollouts", plan + `,"actor":"someone else"}`, "actor"},
+		{"POST", "/admin/models/chat/rollouts", plan + `,"alias":"other"}`, "alias"},
+		{"POST", "/admin/models/chat/rollouts", plan + `,"started":"2020-01-01T00:00:00Z"}`, "started"},
+		{"POST", "/admin/models/chat/rollouts", plan + `,"step_started":"2020-01-01T00:00:00Z"}`, "step_started"},
+		{"POST", "/admin/models/chat/rollouts", plan + `,"last_analysis":{}}`, "last_analysis"},
+	} {
+		g.refused(t, 400, tt.param, tt.method, tt.path, opsToken, tt.body)
+	}
 	m, _ := g.getModel(t, "chat")
 	if m.Stable != "v1" || m.Canary != "v2" || m.CanaryPercent != 10 || m.Sticky != "user" {
 		t.Errorf("after refused writes: %+v, want the split set first", m)
