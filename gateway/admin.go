@@ -41,6 +41,13 @@ func (g *Gateway) handleAdmin(ctx *fasthttp.RequestCtx) {
 	}
 }
 
+// methodNotAllowed answers a 405 on an admin URL that exists, saying in Allow (RFC 9110 15.5.6)
+// which methods it takes.
+func methodNotAllowed(ctx *fasthttp.RequestCtx, allow string) {
+	ctx.Response.Header.Set("Allow", allow)
+	writeError(ctx, errMethodNotAllowed)
+}
+
 // onlyQueryArgs answers a 400 naming the first query parameter of ctx that is not one of
 // allowed, or that is repeated, and reports whether there was none: a misspelt ?modle=chat
 // would otherwise be ignored, and a DELETE would empty every model's cache.

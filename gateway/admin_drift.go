@@ -56,7 +56,7 @@ func (g *Gateway) serveDrift(ctx *fasthttp.RequestCtx, seg []string) bool {
 	if len(seg) < 2 || seg[0] != "admin" || (seg[1] != "drift" && seg[1] != "stats") {
 		return false
 	}
-	write := len(seg) == 5 && seg[4] == "reference"
+	write := len(seg) == 5 && seg[1] == "drift" && seg[4] == "reference"
 	role := roleRead
 	if write {
 		role = roleAdmin
@@ -65,28 +65,48 @@ func (g *Gateway) serveDrift(ctx *fasthttp.RequestCtx, seg []string) bool {
 		writeError(ctx, err)
 		return true
 	}
+	method := string(ctx.Method())
+	// An unknown URL is a 404 and a known one asked with the wrong method a 405; none of
+	// these URLs takes a query parameter.
+	switch {
+	case seg[1] == "stats" && len(seg) == 3, seg[1] == "drift" && (len(seg) == 2 || len(seg) == 4):
+		if method != fasthttp.MethodGet {
+			methodNotAllowed(ctx, "GET")
+			return true
+		}
+	case write:
+		if method != fasthttp.MethodPost {
+			methodNotAllowed(ctx, "POST")
+			return true
+		}
+	default:
+		writeError(ctx, errAdminNotFound)
+		return true
+	}
+	if !onlyQueryArgs(ctx) {
+		return true
+	}
 	if g.stats == nil {
 		writeError(ctx, errDriftOff)
 		return true
 	}
-	method := string(ctx.Method())
 	switch {
-	case seg[1] == "stats" && len(seg) == 3 && method == fasthttp.MethodGet:
+	case seg[1] == "stats":
 		g.serveStats(ctx, seg[2])
-	case seg[1] == "drift" && len(seg) == 2 && method == fasthttp.MethodGet:
+	case seg[1] == "drift" && len(seg) == 2:
 		views := []driftView{}
 		for _, vs := range g.stats.all() {
 			views = append(views, g.driftView(vs))
 		}
 		encodeJSON(ctx, fasthttp.StatusOK, map[string]any{"versions": views})
-	case seg[1] == "drift" && len(seg) == 4 && method == fasthttp.MethodGet:
+	case len(seg) == 4:
 		vs := g.stats.get(seg[2], seg[3])
 		if vs == nil {
 			writeError(ctx, errUnknownVersion)
 			return true
 		}
 		encodeJSON(ctx, fasthttp.StatusOK, g.driftView(vs))
-	case write && method == fasthttp.MethodPost:
+	default: // write
 		vs := g.stats.get(seg[2], seg[3])
 		if vs == nil {
 			writeError(ctx, errUnknownVersion)
@@ -100,10 +120,6 @@ func (g *Gateway) serveDrift(ctx *fasthttp.RequestCtx, seg []string) bool {
 			out["warning"] = fmt.Sprintf("the reference holds %d requests, fewer than drift.min_samples (%d): every verdict stays insufficient until it is frozen again with more", ref.Count(), min)
 		}
 		encodeJSON(ctx, fasthttp.StatusOK, out)
-	case len(seg) <= 5:
-		writeError(ctx, errMethodNotAllowed)
-	default:
-		writeError(ctx, errAdminNotFound)
 	}
 	return true
 }

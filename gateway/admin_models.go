@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -87,6 +88,18 @@ func (g *Gateway) modelView(m *router.ModelState, ro *rollout) modelView {
 	return v
 }
 
+// deployRoutes are the URLs below /admin/models/{alias}, by their verb ("/" added when a
+// version or a rollout action follows), with the methods each takes.
+var deployRoutes = map[string]string{
+	"": "GET, DELETE", "history": "GET",
+	"versions": "POST", "versions/": "DELETE",
+	"traffic": "PUT", "shadow": "PUT", "promote": "POST", "rollback": "POST",
+	"rollouts": "POST", "rollout": "GET", "rollout/": "POST",
+}
+
+// rolloutVerbs are the actions of POST /admin/models/{alias}/rollout/{verb}.
+var rolloutVerbs = []string{"pause", "resume", "abort"}
+
 var errAdminUnknownModel = &apiError{status: fasthttp.StatusNotFound, typ: typeInvalidRequest, code: "model_not_found", param: "alias",
 	message: "No such model; GET /admin/models lists them."}
 
@@ -107,7 +120,7 @@ func (g *Gateway) serveDeploy(ctx *fasthttp.RequestCtx, seg []string) bool {
 	}
 	if len(seg) == 2 {
 		if method != fasthttp.MethodGet {
-			writeError(ctx, errMethodNotAllowed)
+			methodNotAllowed(ctx, "GET")
 			return true
 		}
 		s, ros := g.viewState()
@@ -126,14 +139,22 @@ func (g *Gateway) serveDeploy(ctx *fasthttp.RequestCtx, seg []string) bool {
 	if len(seg) > 3 {
 		verb = seg[3]
 	}
-	route := method + " " + verb
+	shape := verb
 	if len(seg) == 5 {
-		route += "/"
+		shape += "/"
 	}
-	if len(seg) > 5 {
+	// An unknown URL is a 404 and a known one asked with the wrong method a 405, before the
+	// body or the query is looked at.
+	allow, known := deployRoutes[shape]
+	if !known || len(seg) > 5 || shape == "rollout/" && !slices.Contains(rolloutVerbs, seg[4]) {
 		writeError(ctx, errAdminNotFound)
 		return true
 	}
+	if !slices.Contains(strings.Split(allow, ", "), method) {
+		methodNotAllowed(ctx, allow)
+		return true
+	}
+	route := method + " " + shape
 	c := router.Change{Actor: actor, Time: time.Now().UTC()}
 	if m := ctx.Request.Header.Peek("If-Match"); len(m) > 0 {
 		rev, ok := parseRevision(m)

@@ -434,7 +434,7 @@ func (g *Gateway) serveCache(ctx *fasthttp.RequestCtx, seg []string) bool {
 		}
 		encodeJSON(ctx, fasthttp.StatusOK, map[string]any{"deleted": n, "model": alias, "version": version})
 	default:
-		writeError(ctx, errMethodNotAllowed)
+		methodNotAllowed(ctx, "GET, DELETE")
 	}
 	return true
 }

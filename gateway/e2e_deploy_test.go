@@ -1074,3 +1074,61 @@ func TestPromoteWarnsOfThinReference(t *testing.T) {
 		return strings.Contains(g.logs.String(), `"msg":"drift reference frozen at promote with too few requests","model":"chat","version":"v2"`)
 	})
 }
+
+// Admin URLs answer as HTTP says: one that does not exist (an unknown rollout action, a drift
+// or stats path of the wrong length) is a 404 unknown_url, one that exists asked with the wrong
+// method a 405 naming the methods it takes in Allow, and an unknown query parameter a 400
+// naming it. None of them changes anything.
+func TestAdminURLs(t *testing.T) {
+	tokens := withAdminTokens(t)
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", f.backend()), version("v2", f.backend()))))
+	g.served(t, "u1") // statistics for chat v1
+	before, beforeRes := g.getModel(t, "chat")
+	for _, tt := range []struct {
+		method, path string
+		status       int
+		code, param  string
+		allow        string
+	}{
+		{"POST", "/admin/models/chat/rollout/frobnicate", 404, "unknown_url", "", ""},
+		{"POST", "/admin/models/chat/frobnicate", 404, "unknown_url", "", ""},
+		{"POST", "/admin/models/chat/traffic/v2", 404, "unknown_url", "", ""},
+		{"GET", "/admin/models/chat/rollout/pause", 405, "", "", "POST"},
+		{"POST", "/admin/models/chat/traffic", 405, "", "", "PUT"},
+		{"GET", "/admin/models/chat/promote", 405, "", "", "POST"},
+		{"PUT", "/admin/models/chat", 405, "", "", "GET, DELETE"},
+		{"GET", "/admin/models/chat/versions/v2", 405, "", "", "DELETE"},
+		{"POST", "/admin/models", 405, "", "", "GET"},
+		{"GET", "/admin/drift/chat", 404, "unknown_url", "", ""},
+		{"GET", "/admin/stats", 404, "unknown_url", "", ""},
+		{"GET", "/admin/stats/chat/v1", 404, "unknown_url", "", ""},
+		{"GET", "/admin/drift/chat/v1/frobnicate", 404, "unknown_url", "", ""},
+		{"POST", "/admin/drift", 405, "", "", "GET"},
+		{"GET", "/admin/drift/chat/v1/reference", 405, "", "", "POST"},
+		{"DELETE", "/admin/stats/chat", 405, "", "", "GET"},
+		{"PUT", "/admin/cache", 405, "", "", "GET, DELETE"},
+		{"GET", "/admin/drift?model=chat", 400, "", "model", ""},
+		{"GET", "/admin/drift/chat/v1?window=1h", 400, "", "window", ""},
+		{"GET", "/admin/stats/chat?since=1h", 400, "", "since", ""},
+		{"POST", "/admin/drift/chat/v1/reference?dry_run=1", 400, "", "dry_run", ""},
+	} {
+		res := g.call(t, tt.method, tt.path, opsToken, "")
+		if res.status != tt.status {
+			t.Errorf("%s %s: status %d %s, want %d", tt.method, tt.path, res.status, res.body, tt.status)
+			continue
+		}
+		if _, param, code := envelope(t, res.body); code != tt.code || param != tt.param {
+			t.Errorf("%s %s: code %q param %q, want %q %q: %s", tt.method, tt.path, code, param, tt.code, tt.param, res.body)
+		}
+		if got := res.header.Get("Allow"); got != tt.allow {
+			t.Errorf("%s %s: Allow %q, want %q", tt.method, tt.path, got, tt.allow)
+		}
+	}
+	if after, afterRes := g.getModel(t, "chat"); after.Revision != before.Revision || string(afterRes.body) != string(beforeRes.body) {
+		t.Errorf("refused requests changed the model:\nbefore %s\nafter  %s", beforeRes.body, afterRes.body)
+	}
+	if res := g.call(t, "GET", "/admin/drift/chat/v1", viewerToken, ""); res.status != 200 {
+		t.Errorf("GET /admin/drift/chat/v1: %d %s", res.status, res.body)
+	}
+}
