@@ -88,6 +88,20 @@ func (g *Gateway) modelView(m *router.ModelState, ro *rollout) modelView {
 	return v
 }
 
+// versionBody is the body of POST /admin/models/{alias}/versions: one entry of versions in the
+// config file, as JSON. A weight left out is config.DefaultWeight and an explicit 0 drains the
+// backend, as in the file, so Weight is a pointer. Created and actor are the gateway's to set.
+type versionBody struct {
+	Version  string `json:"version"`
+	Backends []struct {
+		URL       string `json:"url"`
+		Kind      string `json:"kind"`
+		Model     string `json:"model"`
+		APIKeyEnv string `json:"api_key_env"`
+		Weight    *int   `json:"weight"`
+	} `json:"backends"`
+}
+
 // deployRoutes are the URLs below /admin/models/{alias}, by their verb ("/" added when a
 // version or a rollout action follows), with the methods each takes.
 var deployRoutes = map[string]string{
@@ -187,17 +201,19 @@ func (g *Gateway) serveDeploy(ctx *fasthttp.RequestCtx, seg []string) bool {
 		ctx.Response.Header.Set("ETag", etag(m.Revision))
 		encodeJSON(ctx, fasthttp.StatusOK, map[string]any{"model": alias, "entries": m.History})
 	case "POST versions":
-		var spec router.VersionSpec
-		if !decodeAdmin(ctx, &spec) {
+		var body versionBody
+		if !decodeAdmin(ctx, &body) {
 			return true
 		}
-		for i := range spec.Backends {
+		spec := router.VersionSpec{Name: body.Version, Backends: make([]router.BackendSpec, len(body.Backends))}
+		for i, in := range body.Backends {
 			b := &spec.Backends[i]
+			*b = router.BackendSpec{URL: in.URL, Kind: in.Kind, Model: in.Model, APIKeyEnv: in.APIKeyEnv, Weight: config.DefaultWeight}
 			if b.Kind == "" {
 				b.Kind = config.DefaultKind
 			}
-			if b.Weight == 0 {
-				b.Weight = config.DefaultWeight
+			if in.Weight != nil {
+				b.Weight = *in.Weight // 0 drains the backend, as in the config file
 			}
 			if err := g.backendPolicy.check(b.URL); err != nil {
 				writeError(ctx, badRequest(fmt.Sprintf("backends[%d].url", i), "Backend refused: "+err.Error()))

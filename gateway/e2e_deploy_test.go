@@ -1132,3 +1132,46 @@ func TestAdminURLs(t *testing.T) {
 		t.Errorf("GET /admin/drift/chat/v1: %d %s", res.status, res.body)
 	}
 }
+
+// An admin deploy keeps an explicit "weight": 0, which drains the backend as it does in the
+// config file; a weight left out is 1. A version whose backends are all drained is refused, as
+// the config refuses it, and the server-only fields of a version are unknown fields.
+func TestDeployDrainedBackend(t *testing.T) {
+	tokens := withAdminTokens(t)
+	live := startFake(t, fakellm.Options{Model: "live"})
+	drained := startFake(t, fakellm.Options{Model: "drained"})
+	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", live.backend()))))
+	spec := func(f *fake, weight string) string {
+		return `{"url":"` + f.URL + `","kind":"` + f.Kind + `","model":"` + f.Model + `"` + weight + `}`
+	}
+	g.refused(t, 400, "backends", "POST", "/admin/models/chat/versions?probe=false", opsToken,
+		`{"version":"v2","backends":[`+spec(drained, `,"weight":0`)+`]}`)
+	g.refused(t, 400, "created", "POST", "/admin/models/chat/versions?probe=false", opsToken,
+		`{"version":"v2","created":"2020-01-01T00:00:00Z","backends":[`+spec(live, ``)+`]}`)
+	g.write(t, "POST", "/admin/models/chat/versions?probe=false", `{"version":"v2","backends":[`+spec(drained, `,"weight":0`)+`,`+spec(live, ``)+`]}`)
+
+	res := g.call(t, "GET", "/admin/models/chat", viewerToken, "")
+	var m struct {
+		Versions []struct {
+			Name     string `json:"name"`
+			Backends []struct {
+				URL    string `json:"url"`
+				Weight int    `json:"weight"`
+			} `json:"backends"`
+		} `json:"versions"`
+	}
+	decode(t, res, &m)
+	if len(m.Versions) != 2 || len(m.Versions[1].Backends) != 2 || m.Versions[1].Backends[0].Weight != 0 || m.Versions[1].Backends[1].Weight != 1 {
+		t.Fatalf("v2 as deployed: %s; want the drained backend at weight 0 and the other at 1", res.body)
+	}
+	before := drained.accept.Load()
+	for i := range 10 {
+		body := `{"model":"chat@v2","user":"u` + strconv.Itoa(i) + `","max_tokens":4,"messages":[{"role":"user","content":"Say hello."}]}`
+		if res := g.do(t, "POST", "/v1/chat/completions", body); res.status != 200 {
+			t.Fatalf("chat@v2: %d %s", res.status, res.body)
+		}
+	}
+	if n := drained.accept.Load() - before; n != 0 {
+		t.Errorf("the drained backend accepted %d connections, want 0", n)
+	}
+}
