@@ -367,7 +367,7 @@ func (g *Gateway) deleteModel(ctx *fasthttp.RequestCtx, alias string, c router.C
 		return
 	}
 	if g.cacheStore != nil {
-		g.cacheStore.DeleteAlias(alias)
+		g.cacheStore.Forget(alias) // its counters too: a model deployed later under this name starts afresh
 	}
 	versions := []string{}
 	for _, v := range removed.Versions {

@@ -1175,3 +1175,48 @@ func TestDeployDrainedBackend(t *testing.T) {
 		t.Errorf("the drained backend accepted %d connections, want 0", n)
 	}
 }
+
+// Deleting an alias drops its cache counters: GET /admin/cache no longer lists it, and an alias
+// deployed later under the name starts from zero instead of inheriting the old hits and misses.
+func TestDeployDeleteModelForgetsCacheStats(t *testing.T) {
+	tokens := withAdminTokens(t)
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", f.backend())), cached(model("old", "o1", version("o1", f.backend())))))
+	type cacheDoc struct {
+		Models []struct {
+			Model  string `json:"model"`
+			Hits   uint64 `json:"hits"`
+			Misses uint64 `json:"misses"`
+		} `json:"models"`
+	}
+	cacheOf := func(alias string) (hits, misses uint64, listed bool) {
+		t.Helper()
+		var c cacheDoc
+		decode(t, g.call(t, "GET", "/admin/cache", viewerToken, ""), &c)
+		for _, m := range c.Models {
+			if m.Model == alias {
+				return m.Hits, m.Misses, true
+			}
+		}
+		return 0, 0, false
+	}
+	body := strings.Replace(cacheBody("Keep this", ""), `"model":"chat"`, `"model":"old"`, 1)
+	g.do(t, "POST", "/v1/chat/completions", body)
+	g.untilHit(t, body)
+	if hits, _, listed := cacheOf("old"); !listed || hits == 0 {
+		t.Fatalf("before the delete: old listed %v with %d hits, want a hit counted", listed, hits)
+	}
+	if res := g.call(t, "DELETE", "/admin/models/old", opsToken, ""); res.status != 200 {
+		t.Fatalf("DELETE old: %d %s", res.status, res.body)
+	}
+	if hits, misses, listed := cacheOf("old"); listed {
+		t.Errorf("GET /admin/cache still lists the deleted alias (hits %d, misses %d)", hits, misses)
+	}
+	g.write(t, "POST", "/admin/models/old/versions?probe=false", deployBody("o2", f))
+	if res := g.do(t, "POST", "/v1/chat/completions", body); res.status != 200 || res.header.Get("X-Llmgate-Cache") != "miss" {
+		t.Fatalf("the re-created alias: %d cache %q, want a miss", res.status, res.header.Get("X-Llmgate-Cache"))
+	}
+	if hits, misses, _ := cacheOf("old"); hits != 0 || misses != 1 {
+		t.Errorf("the re-created alias: %d hits, %d misses; want 0 and 1 (its own request alone)", hits, misses)
+	}
+}

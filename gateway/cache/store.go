@@ -221,6 +221,21 @@ func (st *Store) DeleteAlias(alias string) int {
 	return st.sweep(func(e *Entry) bool { return e.scope.alias == a })
 }
 
+// Forget is DeleteAlias for an alias that no longer exists: it also drops the alias's counters,
+// so Stats no longer lists it and an alias created later under the name starts from zero.
+// Scopes handed out before stay usable; what they count is no longer shown.
+func (st *Store) Forget(alias string) int {
+	st.mu.Lock()
+	a := st.aliases[alias]
+	delete(st.aliases, alias)
+	st.mu.Unlock()
+	if a == nil {
+		return 0
+	}
+	a.gen.Add(1)
+	return st.sweep(func(e *Entry) bool { return e.scope.alias == a })
+}
+
 // DeleteVersion invalidates every entry of version of alias and returns the number removed.
 func (st *Store) DeleteVersion(alias, version string) int {
 	st.mu.RLock()
