@@ -333,7 +333,7 @@ func (g *Gateway) forgetVersionStats(alias, version string) {
 		g.stats.drop(alias, version)
 	}
 	// Every series of a version is labelled model="...",version="..." in that order.
-	key := `model=` + strconv.Quote(alias) + `,version=` + strconv.Quote(version)
+	key := `model=` + promLabel(alias) + `,version=` + promLabel(version)
 	for _, name := range g.metrics.set.ListMetricNames() {
 		if strings.Contains(name, key+",") || strings.Contains(name, key+"}") {
 			g.metrics.set.UnregisterMetric(name)

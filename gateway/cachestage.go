@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"strconv"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -43,8 +42,8 @@ func (g *Gateway) newVersionCache(alias, version string, mc cacheSettings) *vers
 		vc.scope = g.cacheStore.Scope(alias, version)
 	}
 	for _, res := range cacheResults {
-		vc.results[res] = g.metrics.set.GetOrCreateCounter(`llmgate_cache_requests_total{model=` + strconv.Quote(alias) +
-			`,version=` + strconv.Quote(version) + `,result="` + res + `"}`)
+		vc.results[res] = g.metrics.set.GetOrCreateCounter(`llmgate_cache_requests_total{model=` + promLabel(alias) +
+			`,version=` + promLabel(version) + `,result="` + res + `"}`)
 	}
 	return vc
 }

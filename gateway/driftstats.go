@@ -186,7 +186,7 @@ func (s *statsRegistry) evaluate() {
 			if !ok {
 				continue
 			}
-			labels := `{model=` + strconv.Quote(vs.alias) + `,version=` + strconv.Quote(vs.version) + `,feature="` + res.Feature + `"`
+			labels := `{model=` + promLabel(vs.alias) + `,version=` + promLabel(vs.version) + `,feature="` + res.Feature + `"`
 			score := `llmgate_drift_score` + labels + `,method="` + string(res.Method) + `"}`
 			if old := vs.series[f]; old != score && old != "" {
 				s.set.UnregisterMetric(old) // the method changed with the sample size

@@ -1012,10 +1012,19 @@ func TestDeployDeletedVersionStatsForgotten(t *testing.T) {
 	}
 	waitFor(t, "v2's three requests in its statistics", func() bool { return v2Requests() == "3" })
 	g.write(t, "DELETE", "/admin/models/chat/versions/v2", "")
+	v1InFlight := false
 	for _, s := range parseMetrics(t, g.metrics(t)) {
 		if s.labels["model"] == "chat" && s.labels["version"] == "v2" {
 			t.Fatalf("/metrics still has a series of the deleted v2: %s %v", s.name, s.labels)
 		}
+		// Labelled by backend alone: it goes with the last version that used the backend.
+		if s.name == "llmgate_backend_in_flight" && s.labels["backend"] == v2.URL {
+			t.Errorf("/metrics still has the in-flight gauge of v2's backend, which no version uses: %v", s.labels)
+		}
+		v1InFlight = v1InFlight || s.name == "llmgate_backend_in_flight" && s.labels["backend"] == v1.URL
+	}
+	if !v1InFlight {
+		t.Errorf("/metrics lost the in-flight gauge of v1's backend, which v1 still uses")
 	}
 	g.write(t, "POST", "/admin/models/chat/versions", deployBody("v2", v2))
 	if got := v2Requests(); got != "0" && got != "absent" {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/llmgate/llmgate/bench/fakellm"
 	"github.com/llmgate/llmgate/internal/testtools"
 )
 
@@ -143,4 +144,35 @@ func TestRequestErrorsCounted(t *testing.T) {
 	if v, _ := metricValue(samples, "llmgate_request_errors_total", map[string]string{"model": "cut", "version": "v1", "code": "upstream_error"}); v != 1 {
 		t.Errorf("llmgate_request_errors_total for the cut stream = %v, want 1", v)
 	}
+}
+
+// A backend URL with non-ASCII characters is written raw in its labels, as the text format
+// wants (strconv.Quote wrote a no-break space as \u00a0, which Prometheus rejects), and
+// /metrics still passes promtool when it is installed.
+func TestMetricsNonASCIILabel(t *testing.T) {
+	t.Parallel()
+	f := startFake(t, fakellm.Options{})
+	b := f.backend()
+	b.URL += "/café\u00a0v1"
+	g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", b))))
+	text := g.metrics(t)
+	if want := `backend="` + b.URL + `"`; !strings.Contains(text, want) {
+		t.Errorf("/metrics has no label %s:\n%s", want, text)
+	}
+	if strings.Contains(text, `\u00a0`) {
+		t.Errorf("/metrics escapes a no-break space as \\u00a0, which the text format does not know")
+	}
+	if got, found := metricValue(parseMetrics(t, text), "llmgate_backend_in_flight", map[string]string{"backend": b.URL}); !found || got != 0 {
+		t.Errorf("llmgate_backend_in_flight{backend=%q} = %v (found %v), want 0", b.URL, got, found)
+	}
+	t.Run("promtool", func(t *testing.T) {
+		promtool := testtools.Require(t, "promtool")
+		cmd := exec.Command(promtool, "check", "metrics")
+		cmd.Stdin = strings.NewReader(text)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Run(); err != nil {
+			t.Errorf("promtool check metrics: %v\n%s", err, out.String())
+		}
+	})
 }

@@ -236,6 +236,7 @@ func (g *Gateway) install(t *router.Table) {
 		s.backends[b.Index] = h
 	}
 	g.snap.Store(s)
+	g.metrics.dropUnusedBackends(t.Backends())
 }
 
 // pathPrefix returns the path part of a backend URL ("http://h:1/prefix" -> "/prefix"), so

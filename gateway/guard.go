@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -62,7 +61,7 @@ type guardMetrics struct {
 }
 
 func newGuardMetrics(set *metrics.Set, alias, version string, ag *aliasGuard) *guardMetrics {
-	m := &guardMetrics{set: set, alias: alias, version: version, labels: `model=` + strconv.Quote(alias) + `,version=` + strconv.Quote(version)}
+	m := &guardMetrics{set: set, alias: alias, version: version, labels: `model=` + promLabel(alias) + `,version=` + promLabel(version)}
 	if ag.classifier != nil {
 		m.classifier = newClassifierMetrics(set, m.labels)
 	}
@@ -82,7 +81,7 @@ func newGuardMetrics(set *metrics.Set, alias, version string, ag *aliasGuard) *g
 // safetyHit counts a rule match. Categories come from the rule file, so their counters are made
 // on first use rather than up front.
 func (m *guardMetrics) safetyHit(d guard.Direction, category string) *metrics.Counter {
-	return m.set.GetOrCreateCounter(`llmgate_guard_safety_total{` + m.labels + `,direction="` + directionName(d) + `",category=` + strconv.Quote(category) + `}`)
+	return m.set.GetOrCreateCounter(`llmgate_guard_safety_total{` + m.labels + `,direction="` + directionName(d) + `",category=` + promLabel(category) + `}`)
 }
 
 func directionName(d guard.Direction) string {

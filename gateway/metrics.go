@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"strconv"
+	"strings"
 	"sync/atomic"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -76,12 +77,12 @@ type backendMetrics struct {
 }
 
 func (m *gatewayMetrics) forVersion(alias, version string) *versionMetrics {
-	l := `{model=` + strconv.Quote(alias) + `,version=` + strconv.Quote(version) + `}`
+	l := `{model=` + promLabel(alias) + `,version=` + promLabel(version) + `}`
 	tok := func(typ string) string {
-		return `gen_ai_client_token_usage{model=` + strconv.Quote(alias) + `,version=` + strconv.Quote(version) + `,gen_ai_token_type="` + typ + `"}`
+		return `gen_ai_client_token_usage{model=` + promLabel(alias) + `,version=` + promLabel(version) + `,gen_ai_token_type="` + typ + `"}`
 	}
 	tot := func(typ string) string {
-		return `llmgate_tokens_total{model=` + strconv.Quote(alias) + `,version=` + strconv.Quote(version) + `,type="` + typ + `"}`
+		return `llmgate_tokens_total{model=` + promLabel(alias) + `,version=` + promLabel(version) + `,type="` + typ + `"}`
 	}
 	s := m.set
 	return &versionMetrics{
@@ -97,7 +98,7 @@ func (m *gatewayMetrics) forVersion(alias, version string) *versionMetrics {
 }
 
 func (m *gatewayMetrics) forBackend(vm *versionMetrics, b *router.Backend) *backendMetrics {
-	l := `model=` + strconv.Quote(b.Alias) + `,version=` + strconv.Quote(b.Version) + `,backend=` + strconv.Quote(b.URL)
+	l := `model=` + promLabel(b.Alias) + `,version=` + promLabel(b.Version) + `,backend=` + promLabel(b.URL)
 	bm := &backendMetrics{
 		version:  vm,
 		upstream: m.set.GetOrCreatePrometheusHistogramExt(`llmgate_upstream_duration_seconds{`+l+`}`, durationBuckets),
@@ -111,8 +112,52 @@ func (m *gatewayMetrics) forBackend(vm *versionMetrics, b *router.Backend) *back
 	}
 	// GetOrCreate: a table swap re-registers the same backend.
 	m.set.GetOrCreateGauge(`llmgate_backend_up{`+l+`}`, func() float64 { return boolFloat(b.Healthy()) })
-	m.set.GetOrCreateGauge(`llmgate_backend_in_flight{backend=`+strconv.Quote(b.URL)+`}`, func() float64 { return float64(b.InFlight()) })
+	m.set.GetOrCreateGauge(inFlightName(b.URL), func() float64 { return float64(b.InFlight()) })
 	return bm
+}
+
+// promLabel quotes a label value as the Prometheus text format wants it: backslash, double
+// quote and newline escaped, every other byte as it is. strconv.Quote also writes \u00e9 and
+// \x00 style escapes, which the format does not have, so a scraper would reject the page.
+func promLabel(s string) string {
+	if !strings.ContainsAny(s, "\\\"\n") {
+		return `"` + s + `"`
+	}
+	var b strings.Builder
+	b.Grow(len(s) + 4)
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '\\', '"':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case '\n':
+			b.WriteString(`\n`)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// dropUnusedBackends unregisters llmgate_backend_in_flight of the backend URLs that none of
+// backends (a new table's) has any more. That series is labelled by URL alone, so deleting a
+// version or a model, which drops the series labelled with its name, leaves it behind.
+func (m *gatewayMetrics) dropUnusedBackends(backends []*router.Backend) {
+	used := make(map[string]bool, len(backends))
+	for _, b := range backends {
+		used[inFlightName(b.URL)] = true
+	}
+	for _, name := range m.set.ListMetricNames() {
+		if strings.HasPrefix(name, "llmgate_backend_in_flight{") && !used[name] {
+			m.set.UnregisterMetric(name)
+		}
+	}
+}
+
+func inFlightName(url string) string {
+	return `llmgate_backend_in_flight{backend=` + promLabel(url) + `}`
 }
 
 func boolFloat(b bool) float64 {

@@ -227,8 +227,8 @@ func (g *Gateway) finish(r *request) {
 		// Also what llmgate_requests_total cannot show: no backend in service (no backend
 		// answered) and streams that failed after their 200. Error paths only, so the name is
 		// made here.
-		g.metrics.set.GetOrCreateCounter(`llmgate_request_errors_total{model=` + strconv.Quote(r.version.Alias) +
-			`,version=` + strconv.Quote(r.version.Name) + `,code=` + strconv.Quote(r.errCode) + `}`).Inc()
+		g.metrics.set.GetOrCreateCounter(`llmgate_request_errors_total{model=` + promLabel(r.version.Alias) +
+			`,version=` + promLabel(r.version.Name) + `,code=` + promLabel(r.errCode) + `}`).Inc()
 	}
 	if r.cache.result != "" {
 		r.cache.vc.results[r.cache.result].Inc()
