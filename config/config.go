@@ -37,6 +37,11 @@ type Admin struct {
 	// Empty allows any host except link-local and cloud metadata addresses, which are refused
 	// whatever this says.
 	AllowBackends []string `yaml:"allow_backends"`
+	// APIKeyEnvs lists the environment variables, beyond those the models' backends in this
+	// file name, that a deploy through the admin API may name as a backend's api_key_env. The
+	// gateway sends that variable's value to a URL the admin chose, so any other variable of
+	// the process (an admin token, cloud credentials) must not be reachable that way.
+	APIKeyEnvs []string `yaml:"api_key_envs"`
 }
 
 // State configures where admin changes (deploys, traffic, promotions) are kept.

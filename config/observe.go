@@ -97,6 +97,25 @@ func (v *validator) observe(c *Config) {
 			v.addf(indexKey("admin.allow_backends", i), "%s", msg)
 		}
 	}
+	tokenEnvs := map[string]bool{"LLMGATE_ADMIN_TOKEN": true}
+	for _, t := range c.Admin.Tokens {
+		tokenEnvs[t.TokenEnv] = true
+	}
+	seenEnv := map[string]int{}
+	for i, e := range c.Admin.APIKeyEnvs {
+		k := indexKey("admin.api_key_envs", i)
+		j, dup := seenEnv[e]
+		switch {
+		case !envNameRE.MatchString(e):
+			v.addf(k, "want the name of an environment variable, got %q", e)
+		case tokenEnvs[e]:
+			// A deploy could send the admin token to any backend URL it names.
+			v.addf(k, "%s holds an admin token; it must never be sent to a backend", e)
+		case dup:
+			v.addf(k, "duplicate %q (also admin.api_key_envs[%d])", e, j)
+		}
+		seenEnv[e] = i
+	}
 	if c.State.Path == "" {
 		v.addf("state.path", "must not be empty")
 	}

@@ -154,6 +154,15 @@ func TestValidate(t *testing.T) {
 			[]string{`config: admin.tokens[0].token_env: want the name of an environment variable, got ""`}},
 		{"duplicate token name", func(c *config.Config) { c.Admin.Tokens = append(c.Admin.Tokens, c.Admin.Tokens[0]) },
 			[]string{`config: admin.tokens[1].name: duplicate token name "ops" (also admin.tokens[0])`}},
+		{"api_key_envs", func(c *config.Config) {
+			c.Admin.APIKeyEnvs = []string{"VLLM_KEY", "bad-name", "LLMGATE_ADMIN_TOKEN", "VLLM_KEY", "OPS_TOKEN"}
+			c.Admin.Tokens[0].TokenEnv = "OPS_TOKEN"
+		}, []string{
+			`config: admin.api_key_envs[1]: want the name of an environment variable, got "bad-name"`,
+			`config: admin.api_key_envs[2]: LLMGATE_ADMIN_TOKEN holds an admin token; it must never be sent to a backend`,
+			`config: admin.api_key_envs[3]: duplicate "VLLM_KEY" (also admin.api_key_envs[0])`,
+			`config: admin.api_key_envs[4]: OPS_TOKEN holds an admin token; it must never be sent to a backend`,
+		}},
 		{"bad log level", func(c *config.Config) { c.Log.Level = "INFO" },
 			[]string{`config: log.level: must be debug, info, warn or error, got "INFO"`}},
 

@@ -215,6 +215,11 @@ func (g *Gateway) serveDeploy(ctx *fasthttp.RequestCtx, seg []string) bool {
 			if in.Weight != nil {
 				b.Weight = *in.Weight // 0 drains the backend, as in the config file
 			}
+			if b.APIKeyEnv != "" && !g.adminKeyEnvs[b.APIKeyEnv] {
+				writeError(ctx, badRequest(fmt.Sprintf("backends[%d].api_key_env", i), "Environment variable "+b.APIKeyEnv+
+					" may not be sent to a backend: name one that a backend in the config file uses, or list it in admin.api_key_envs."))
+				return true
+			}
 			if err := g.backendPolicy.check(b.URL); err != nil {
 				writeError(ctx, badRequest(fmt.Sprintf("backends[%d].url", i), "Backend refused: "+err.Error()))
 				return true

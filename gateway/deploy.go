@@ -71,6 +71,7 @@ func (g *Gateway) openDeployState(cfg *config.Config, st store.Store) error {
 	g.deploy.store, g.deploy.state = st, s
 	g.install(t)
 	g.backendPolicy = newBackendPolicy(cfg.Admin.AllowBackends)
+	g.adminKeyEnvs = adminKeyEnvs(cfg)
 	g.rollouts = &rollouts{byAlias: map[string]*rollout{}, actions: g, policy: drift.DefaultPolicy(), now: time.Now,
 		stop: make(chan struct{}), done: make(chan struct{}), wake: make(chan struct{}, 1),
 		stats: func(alias, version string) *versionStats {
@@ -253,4 +254,25 @@ func clipReason(s string) string {
 		s = s[:len(s)-1]
 	}
 	return s + "…"
+}
+
+// adminKeyEnvs are the environment variables an admin deploy may name as a backend's
+// api_key_env: those the config's backends name, and admin.api_key_envs. The gateway sends the
+// variable's value to the backend URL the deploy chose, so any other variable (an admin token,
+// cloud credentials) must not be reachable that way.
+func adminKeyEnvs(cfg *config.Config) map[string]bool {
+	envs := map[string]bool{}
+	for _, m := range cfg.Models {
+		for _, v := range m.Versions {
+			for _, b := range v.Backends {
+				if b.APIKeyEnv != "" {
+					envs[b.APIKeyEnv] = true
+				}
+			}
+		}
+	}
+	for _, e := range cfg.Admin.APIKeyEnvs {
+		envs[e] = true
+	}
+	return envs
 }

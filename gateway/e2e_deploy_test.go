@@ -1229,3 +1229,33 @@ func TestDeployDeleteModelForgetsCacheStats(t *testing.T) {
 		t.Errorf("the re-created alias: %d hits, %d misses; want 0 and 1 (its own request alone)", hits, misses)
 	}
 }
+
+// An admin deploy may name as api_key_env only a variable a backend of the config file uses or
+// one listed in admin.api_key_envs: the gateway sends its value to the URL the deploy gives, so
+// naming the admin token's variable (or any other secret of the process) would hand it to
+// whoever runs that URL.
+func TestDeployAPIKeyEnvRestricted(t *testing.T) {
+	tokens := withAdminTokens(t)
+	t.Setenv("LLMGATE_E2E_CFG_KEY", "cfg-key")
+	t.Setenv("LLMGATE_E2E_EXTRA_KEY", "extra-key")
+	t.Setenv("LLMGATE_E2E_OTHER_SECRET", "other")
+	f := startFake(t, fakellm.Options{})
+	b := f.backend()
+	b.APIKeyEnv = "LLMGATE_E2E_CFG_KEY"
+	g := startGateway(t, newConfig(t, func(c *config.Config) {
+		tokens(c)
+		c.Admin.APIKeyEnvs = []string{"LLMGATE_E2E_EXTRA_KEY"}
+	}, model("chat", "v1", version("v1", b))))
+	body := func(name, env string) string {
+		return `{"version":"` + name + `","backends":[{"url":"` + f.URL + `","kind":"` + f.Kind + `","model":"` + f.Model + `"},` +
+			`{"url":"` + f.URL + `/v2","kind":"` + f.Kind + `","model":"` + f.Model + `","api_key_env":"` + env + `"}]}`
+	}
+	for _, env := range []string{"LLMGATE_E2E_OPS_TOKEN", "LLMGATE_E2E_OTHER_SECRET", "HOME"} {
+		res := g.refused(t, 400, "backends[1].api_key_env", "POST", "/admin/models/chat/versions?probe=false", opsToken, body("v2", env))
+		if !strings.Contains(string(res.body), "admin.api_key_envs") {
+			t.Errorf("api_key_env %s refused without saying how to allow it: %s", env, res.body)
+		}
+	}
+	g.write(t, "POST", "/admin/models/chat/versions?probe=false", body("v2", "LLMGATE_E2E_CFG_KEY"))
+	g.write(t, "POST", "/admin/models/chat/versions?probe=false", body("v3", "LLMGATE_E2E_EXTRA_KEY"))
+}

@@ -50,6 +50,8 @@ type Gateway struct {
 	shadowsWG   sync.WaitGroup
 	// backendPolicy decides which backend URLs admin deploys may use (SSRF).
 	backendPolicy *backendPolicy
+	// adminKeyEnvs are the environment variables admin deploys may name as api_key_env.
+	adminKeyEnvs map[string]bool
 	// cacheStore holds cached answers; nil when no alias enables caching.
 	cacheStore *cache.Store
 	flights    cache.Group
