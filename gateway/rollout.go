@@ -379,7 +379,8 @@ func (r *rollout) validate() *apiError {
 		prev = s.CanaryPercent
 	}
 	for name, v := range map[string]float64{"checks.max_error_rate_increase": r.Checks.MaxErrorRateIncrease,
-		"checks.max_refusal_rate_increase": r.Checks.MaxRefusalRateIncrease, "checks.max_blocked_rate_increase": r.Checks.MaxBlockedRateIncrease} {
+		"checks.max_refusal_rate_increase": r.Checks.MaxRefusalRateIncrease, "checks.max_blocked_rate_increase": r.Checks.MaxBlockedRateIncrease,
+		"checks.max_safety_rate_increase": r.Checks.MaxSafetyRateIncrease, "checks.max_pii_rate_increase": r.Checks.MaxPIIRateIncrease} {
 		if v < 0 || v > 1 {
 			return badRequest(name, "A rate margin is within 0..1.")
 		}

@@ -124,6 +124,8 @@ func TestRolloutValidate(t *testing.T) {
 		{"falling steps", rollout{Canary: "v2", Steps: []rolloutStep{{CanaryPercent: 50}, {CanaryPercent: 10}}}, "steps[1].canary_percent"},
 		{"over 100", rollout{Canary: "v2", Steps: []rolloutStep{{CanaryPercent: 120}}}, "steps[0].canary_percent"},
 		{"ratio below 1", rollout{Canary: "v2", Steps: []rolloutStep{{CanaryPercent: 10}}, Checks: rolloutChecks{MaxP95LatencyRatio: 0.5}}, "checks.max_p95_latency_ratio"},
+		{"safety rate over 1", rollout{Canary: "v2", Steps: []rolloutStep{{CanaryPercent: 10}}, Checks: rolloutChecks{MaxSafetyRateIncrease: 2}}, "checks.max_safety_rate_increase"},
+		{"negative PII rate", rollout{Canary: "v2", Steps: []rolloutStep{{CanaryPercent: 10}}, Checks: rolloutChecks{MaxPIIRateIncrease: -0.1}}, "checks.max_pii_rate_increase"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.r.validate()
