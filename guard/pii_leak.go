@@ -131,12 +131,20 @@ func (s *LeakScanner) forced(dst []byte) []byte {
 			fs = fs[:i]
 			break
 		}
-		if f.End > q {
-			q = f.End
-			trunc = q == len(text)
-			switch a := s.p.act[Completion][entityIndex(f.Entity)]; {
-			case trunc && a >= ActionRedact:
-				s.cont = contState{on: true, pem: hasPrefixAt(text, f.Start, "-----"), a: a}
+		a := s.p.act[Completion][entityIndex(f.Entity)]
+		open := f.End == len(text)
+		var cont contState
+		if hasPrefixAt(text, f.Start, "-----") && (open || i == len(fs)-1) {
+			// A key's parse also stops short of the window's end where the window cuts a
+			// line break, a header line or the END line: its block may still go on.
+			cont, open = pemCont(text[f.Start:], f.End-f.Start, a)
+		} else {
+			cont = contState{on: true, a: a}
+		}
+		if f.End > q || open {
+			q, trunc = f.End, open
+			if open && a >= ActionRedact {
+				s.cont = cont
 			}
 		}
 	}
@@ -189,14 +197,36 @@ func (s *LeakScanner) advance(n int) {
 	s.scanned -= n
 }
 
-// contState follows the rest of a value cut by a window's end.
+// contState follows the rest of a value cut by a window's end. For a PEM key it takes at
+// least what pem would: header lines, the blank line after them (or after a PGP BEGIN line),
+// and line breaks escaped as in a JSON string.
 type contState struct {
-	on   bool
-	pem  bool
-	a    Action
-	nl   int // newlines in the current whitespace run (PEM)
-	dash int // '-' seen in a row (PEM)
-	end  int // progress through "END" after five dashes, then 4 once it is complete (PEM)
+	on      bool
+	pem     bool
+	a       Action
+	dash    int  // '-' seen in a row (PEM)
+	end     int  // progress through "END" after five dashes, then 4 once it is complete (PEM)
+	esc     bool // the last byte was a backslash (PEM)
+	line    bool // the line has a byte other than whitespace (PEM)
+	begun   bool // the BEGIN line has ended (PEM)
+	hdr     bool // the line is a header line: it may hold any printable ASCII (PEM)
+	blankOK bool // a blank line may come next (PEM)
+}
+
+// pemCont returns the state that follows the rest of the PEM key that key[:end] is the found
+// part of, and whether all of key[end:], up to the window's end, may still belong to it.
+func pemCont(key []byte, end int, a Action) (contState, bool) {
+	c := contState{on: true, pem: true, a: a, blankOK: pgpArmor(key)}
+	for _, b := range key[:end] {
+		c.accept(b)
+	}
+	rest := c
+	for _, b := range key[end:] {
+		if !rest.accept(b) {
+			return c, false
+		}
+	}
+	return c, true
 }
 
 // accept reports whether c still belongs to the cut value.
@@ -207,22 +237,34 @@ func (c *contState) accept(b byte) bool {
 	if c.end == 4 && c.dash >= 5 {
 		return false // the END line is complete
 	}
+	esc := c.esc
+	c.esc = b == '\\'
 	switch {
-	case b == '\n':
-		c.nl++
+	case b == '\\':
+		return true // an escaped line break, or "\/"
+	case b == '\n' || esc && b == 'n':
 		c.dash = 0
-		if c.end == 4 || c.nl >= 2 {
+		if c.end == 4 {
 			return false
 		}
+		if !c.line {
+			if !c.blankOK {
+				return false
+			}
+			c.blankOK = false
+			return true
+		}
+		c.blankOK = c.hdr || !c.begun && c.blankOK
+		c.begun, c.line, c.hdr = true, false, false
 		return true
-	case isSpace(b):
+	case isSpace(b) || esc && b == 'r':
 		return true
-	case b == '-':
-		c.nl = 0
+	}
+	c.line = true
+	if b == '-' {
 		c.dash++
 		return true
 	}
-	c.nl = 0
 	if c.end < 3 && c.dash >= 5 && b == 'E' || c.end > 0 && c.end < 3 && b == "END"[c.end] {
 		c.end++
 		if c.end == 3 {
@@ -232,7 +274,8 @@ func (c *contState) accept(b byte) bool {
 		c.end = 0
 	}
 	c.dash = 0
-	return c.end == 4 || cls[b]&cB64 != 0 || b == ':' || b == ','
+	c.hdr = c.hdr || b == ':'
+	return c.end == 4 || cls[b]&cB64 != 0 || c.hdr && b >= ' ' && b < 0x7f
 }
 
 // cutState finds the cut points of a stream, one byte at a time.
@@ -246,7 +289,10 @@ type cutState struct {
 	kw       int  // progress through "BEGIN" (1..5) or "END" (11..13) after five dashes
 	begin    bool // the token holds "-----BEGIN"
 	endKW    bool // the token holds "-----END"
+	colon    bool // the token ends with ':'
 	pem      uint8
+	hdr      bool // in a PEM block, on a line after a token ending with ':' (a header)
+	blank    bool // in a PEM block, a blank line has been passed
 	nl       int
 }
 
@@ -273,8 +319,13 @@ func (cs *cutState) step(c byte) bool {
 	case isSpace(c):
 		cs.endToken()
 		if c == '\n' {
+			// pem allows one blank line (after header lines); escaped line breaks are
+			// not counted here, which only keeps a block open longer.
 			cs.nl++
-			if cs.pem == pemEndLn || cs.pem == pemBody && cs.nl >= 2 {
+			cs.hdr = false
+			if cs.pem == pemBody && cs.nl == 2 && !cs.blank {
+				cs.blank = true
+			} else if cs.pem == pemEndLn || cs.pem == pemBody && cs.nl >= 2 {
 				cs.pem = pemNone
 			}
 		}
@@ -287,7 +338,8 @@ func (cs *cutState) step(c byte) bool {
 	cs.tokLen++
 	cs.tokDigit = cs.tokDigit || isDigit(c)
 	cs.tokUpper = cs.tokUpper && isUpper(c)
-	cs.tokPEM = cs.tokPEM && (cls[c]&cB64 != 0 || c == ':' || c == ',' || c == '-')
+	cs.tokPEM = cs.tokPEM && (cls[c]&cB64 != 0 || c == ':' || c == ',' || c == '-' || c == '\\')
+	cs.colon = c == ':'
 	if c == '-' {
 		cs.dash++
 		cs.kw = 0
@@ -318,7 +370,7 @@ func (cs *cutState) endToken() {
 	}
 	switch {
 	case cs.begin:
-		cs.pem = pemBody
+		cs.pem, cs.hdr, cs.blank = pemBody, false, false
 	case cs.pem != pemNone && cs.endKW:
 		cs.pem = pemEndLn
 		if cs.dash >= 5 {
@@ -326,9 +378,12 @@ func (cs *cutState) endToken() {
 		}
 	case cs.pem == pemEndLn && cs.dash >= 5:
 		cs.pem = pemNone
-	case cs.pem == pemBody && !cs.tokPEM:
+	case cs.pem == pemBody && !cs.tokPEM && !cs.hdr:
 		cs.pem = pemNone
 	}
+	// A header line ("Comment: ...", also escaped inside a token) may hold any text up to its
+	// line break.
+	cs.hdr = cs.hdr || cs.pem == pemBody && cs.colon
 	cs.prevOK = !cs.tokDigit && !(cs.tokLen == 4 && cs.tokUpper)
 	cs.tokLen, cs.dash, cs.kw, cs.begin, cs.endKW = 0, 0, 0, false, false
 }

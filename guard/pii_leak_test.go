@@ -31,6 +31,15 @@ var jwt = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9." + strings.Repeat("eyJzdWIiOiI4
 var pemKey = "-----BEGIN RSA PRIVATE KEY-----\n" + strings.Repeat("WlpOHHKoVGYBAHUUrv436Nszv85Mfrw83Xgtf2hu8MmttW+eEM+TK8ZChccIvBME\n", 20) +
 	"-----END RSA PRIVATE KEY-----"
 
+// jsonKey is a PEM key as a JSON string carries it, with its line breaks escaped.
+var jsonKey = `{"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----\n` +
+	strings.Repeat(`MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj\n`, 12) +
+	`-----END PRIVATE KEY-----\n", "client_email": "svc@proj.iam.gserviceaccount.com"}`
+
+// pgpKey is a PGP key block with armor headers and the blank line after them.
+var pgpKey = "-----BEGIN PGP PRIVATE KEY BLOCK-----\nVersion: GnuPG v2\nComment: Alice's key, https://keys.example.com/alice\n\n" +
+	strings.Repeat("lQOYBF0kRrMBCADmR5uE0n6dGJgZsKz9Y8Bn1xVtk2X4rEa0SWe1Wb8mN7D4k6fE\n", 12) + "=Xk2Q\n-----END PGP PRIVATE KEY BLOCK-----"
+
 var leakTexts = []string{
 	"Sure! You can reach Bob at bob.smith@example.com or (415) 555-0132. His card is 4111 1111 1111 1111.",
 	"The IBAN is DE89 3704 0044 0532 0130 00 and the SSN 856-70-3422; server 10.20.30.40, MAC 5c:d9:db:76:40:8e.",
@@ -42,6 +51,8 @@ var leakTexts = []string{
 	strings.Repeat("x", 300) + "bob@example.com" + strings.Repeat("y", 300),
 	"ssn 123456789 is context-dependent; SSN: 078-05-1120; no. 987-65-4321",
 	benchText(1500, 5),
+	"Here is the file: " + jsonKey + " keep it safe",
+	"Key:\n" + pgpKey + "\nImport it with gpg.",
 }
 
 func TestLeakScannerChunkInvariance(t *testing.T) {
@@ -82,10 +93,11 @@ func TestLeakScannerMatchesRedact(t *testing.T) {
 
 func TestLeakScannerLongValues(t *testing.T) {
 	p := mustPII(t, PIIOptions{Completion: ActionRedact})
-	for _, text := range []string{leakTexts[4], leakTexts[5]} {
-		for _, window := range []int{96, 256} {
+	for _, text := range []string{leakTexts[4], leakTexts[5], leakTexts[10], leakTexts[11]} {
+		for _, window := range []int{96, 97, 98, 99, 100, 256} {
 			got, _, _ := leakRun(p, window, []byte(text), len(text)/3, len(text)/2)
-			if strings.Contains(got, "eyJzdWIi") || strings.Contains(got, "WlpOHHKo") || !strings.Contains(got, "<SECRET_1>") {
+			if strings.Contains(got, "eyJzdWIi") || strings.Contains(got, "WlpOHHKo") || strings.Contains(got, "MIIEvQ") ||
+				strings.Contains(got, "lQOYBF0k") || strings.Contains(got, "Alice") || !strings.Contains(got, "<SECRET_1>") {
 				t.Errorf("window %d leaked a long secret: %q", window, got)
 			}
 			if strings.Contains(got, "<SECRET_2>") {

@@ -450,20 +450,99 @@ func (s *scan) jwt(i int) int {
 	return end
 }
 
-// pemToken reports whether a whitespace-separated token may be in the body of a PEM block:
-// base64 or an RFC 1421 header ("Proc-Type: 4,ENCRYPTED").
+// pemToken reports whether a token may be in the body of a PEM block: base64, with "\/" as
+// JSON may escape '/'.
 func pemToken(tok []byte) bool {
-	for _, c := range tok {
-		if cls[c]&cB64 == 0 && c != ':' && c != ',' && c != '-' {
+	for k, c := range tok {
+		if cls[c]&cB64 == 0 && !(c == '\\' && k+1 < len(tok) && tok[k+1] == '/') &&
+			!(c == '/' && k > 0 && tok[k-1] == '\\') {
 			return false
 		}
 	}
 	return true
 }
 
+// pemBreak returns the length of an escaped line break at i ("\n" or "\r" as text, as a key
+// pasted from a JSON string has them; "\\n" from one escaped twice) and whether it is a
+// newline; 0 when there is none.
+func pemBreak(t []byte, i int) (int, bool) {
+	k := i
+	for k < len(t) && t[k] == '\\' && k-i < 2 {
+		k++
+	}
+	if k == i || k >= len(t) || t[k] != 'n' && t[k] != 'r' {
+		return 0, false
+	}
+	return k + 1 - i, t[k] == 'n'
+}
+
+// pemGap skips the whitespace and escaped line breaks at p and returns where the next token
+// starts and how many newlines it passed.
+func pemGap(t []byte, p int) (int, int) {
+	nl := 0
+	for p < len(t) {
+		if isSpace(t[p]) {
+			if t[p] == '\n' {
+				nl++
+			}
+			p++
+			continue
+		}
+		w, newline := pemBreak(t, p)
+		if w == 0 {
+			break
+		}
+		if newline {
+			nl++
+		}
+		p += w
+	}
+	return p, nl
+}
+
+// pemTokenEnd returns the end of the token at p: the next whitespace, escaped line break or
+// quote (a key in a string without its END line ends with the string).
+func pemTokenEnd(t []byte, p int) int {
+	q := p
+	for q < len(t) && !isSpace(t[q]) && t[q] != '"' && t[q] != '\'' {
+		if w, _ := pemBreak(t, q); w > 0 {
+			break
+		}
+		q++
+	}
+	return q
+}
+
+// pemHeader returns the end of the RFC 1421 or OpenPGP armor header line ("Proc-Type:
+// 4,ENCRYPTED", "Comment: ...") whose name token is t[p:q], before its line break; ok is false
+// when t[p:q] is no header name or the line does not end in printable ASCII within 256 bytes.
+func pemHeader(t []byte, p, q int) (int, bool) {
+	if q-p < 3 || t[q-1] != ':' || !isAlpha(t[p]) {
+		return 0, false
+	}
+	for k := p; k < q-1; k++ {
+		if !isAlnum(t[k]) && t[k] != '-' {
+			return 0, false
+		}
+	}
+	for k := q; k < len(t) && k-q < 256; k++ {
+		if w, _ := pemBreak(t, k); w > 0 || t[k] == '\n' || t[k] == '\r' {
+			return k, true
+		}
+		if t[k] < ' ' && t[k] != '\t' || t[k] >= 0x7f {
+			return 0, false
+		}
+	}
+	return 0, false
+}
+
 // pem tries a private key block at i ("-----BEGIN ... PRIVATE KEY-----"). The block runs to
 // its END line; without one (a truncated paste), to the end of the base64 body, which stops
-// at a blank line or a token that is not base64.
+// at a token that is not base64 or at a blank line. Line breaks may be escaped, as in a JSON
+// string ("-----BEGIN PRIVATE KEY-----\nMIIE..." in a GCP service-account file). Header lines
+// may come first (an encrypted key's "Proc-Type:" and "DEK-Info:", PGP's "Version:" and
+// "Comment:"), and one blank line after them, or right after a PGP BEGIN line: the body
+// follows it.
 func (s *scan) pem(i int) (int, bool) {
 	t := s.t
 	n := len(t)
@@ -473,28 +552,28 @@ func (s *scan) pem(i int) (int, bool) {
 		q++
 	}
 	label := t[p:q]
-	if !hasPrefixAt(t, q, "-----") ||
-		!(endsWith(label, "PRIVATE KEY") || endsWith(label, "PRIVATE KEY BLOCK")) {
+	pgp := endsWith(label, "PRIVATE KEY BLOCK") // PGP armor: a blank line after the headers
+	if !hasPrefixAt(t, q, "-----") || !(endsWith(label, "PRIVATE KEY") || pgp) {
 		return 0, false
 	}
 	end := q + 5
+	blank := pgp // a blank line may come next
+	hdrs := true // header lines may come next
 	for p = end; ; {
-		nl := 0
-		for p < n && isSpace(t[p]) {
-			if t[p] == '\n' {
-				nl++
-			}
-			p++
-		}
-		if p >= n || nl >= 2 {
+		var nl int
+		p, nl = pemGap(t, p)
+		if p >= n {
 			break
 		}
-		q = p
-		for q < n && !isSpace(t[q]) {
-			q++
+		if nl >= 2 {
+			if nl > 2 || !blank {
+				break
+			}
+			blank, hdrs = false, false
 		}
+		q = pemTokenEnd(t, p)
 		if hasPrefixAt(t, p, "-----END") {
-			for k := p + 8; k+5 <= n && t[k] != '\n'; k++ {
+			for k := p + 8; k+5 <= n && k-p < 80 && t[k] != '\n'; k++ {
 				if hasPrefixAt(t, k, "-----") {
 					end = k + 5
 					break
@@ -502,13 +581,30 @@ func (s *scan) pem(i int) (int, bool) {
 			}
 			break
 		}
-		if !pemToken(t[p:q]) {
+		if hdrs && nl > 0 {
+			if e, ok := pemHeader(t, p, q); ok {
+				end, p, blank = e, e, true
+				continue
+			}
+		}
+		if q == p || !pemToken(t[p:q]) {
 			break
 		}
-		end, p = q, q
+		end, p, blank, hdrs = q, q, false, false
 	}
 	s.emit(eSecret, i, end, 1)
 	return end, true
+}
+
+// pgpArmor reports whether the PEM key that starts key is PGP armor, whose BEGIN line a
+// blank line may follow.
+func pgpArmor(key []byte) bool {
+	for k := 11; k < len(key) && k < 11+48; k++ {
+		if hasPrefixAt(key, k, "-----") {
+			return endsWith(key[:k], "PRIVATE KEY BLOCK")
+		}
+	}
+	return false
 }
 
 func endsWith(b []byte, suf string) bool {
