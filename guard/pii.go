@@ -399,6 +399,7 @@ func isWord(c byte) bool   { return c == '_' || isAlnum(c) }
 func isHex(c byte) bool    { return cls[c]&cHex != 0 }
 func isSpace(c byte) bool  { return cls[c]&cSpace != 0 }
 func isB64URL(c byte) bool { return cls[c]&cB64URL != 0 }
+func isB64(c byte) bool    { return cls[c]&cB64 != 0 }
 func asciiLower(c byte) byte {
 	if isUpper(c) {
 		return c + 'a' - 'A'

@@ -281,15 +281,18 @@ func (c *contState) accept(b byte) bool {
 // cutState finds the cut points of a stream, one byte at a time.
 type cutState struct {
 	tokLen   int
-	tokDigit bool // the current token has a digit
-	tokUpper bool // the current token is capital letters only
-	tokPEM   bool // the current token may be in a PEM body
-	prevOK   bool // the last token allows a cut after it
-	dash     int  // '-' in a row
-	kw       int  // progress through "BEGIN" (1..5) or "END" (11..13) after five dashes
-	begin    bool // the token holds "-----BEGIN"
-	endKW    bool // the token holds "-----END"
-	colon    bool // the token ends with ':'
+	tokDigit bool   // the current token has a digit
+	tokUpper bool   // the current token is capital letters only
+	tokPEM   bool   // the current token may be in a PEM body
+	prevOK   bool   // the last token allows a cut after it
+	dash     int    // '-' in a row
+	kw       int    // progress through "BEGIN" (1..5) or "END" (11..13) after five dashes
+	begin    bool   // the token holds "-----BEGIN"
+	endKW    bool   // the token holds "-----END"
+	colon    bool   // the token ends with ':'
+	tail     uint32 // the token's last three letters, lower case, through a closing quote, ':' or '='
+	tokSep   bool   // the token is only '=' and ':'
+	keyName  bool   // the last tokens name a key ("aws_secret_access_key ="): its value follows
 	pem      uint8
 	hdr      bool // in a PEM block, on a line after a token ending with ':' (a header)
 	blank    bool // in a PEM block, a blank line has been passed
@@ -333,13 +336,20 @@ func (cs *cutState) step(c byte) bool {
 	}
 	cs.nl = 0
 	if cs.tokLen == 0 {
-		cs.tokDigit, cs.tokUpper, cs.tokPEM = false, true, true
+		cs.tokDigit, cs.tokUpper, cs.tokPEM, cs.tail, cs.tokSep = false, true, true, 0, true
 	}
 	cs.tokLen++
 	cs.tokDigit = cs.tokDigit || isDigit(c)
 	cs.tokUpper = cs.tokUpper && isUpper(c)
 	cs.tokPEM = cs.tokPEM && (cls[c]&cB64 != 0 || c == ':' || c == ',' || c == '-' || c == '\\')
 	cs.colon = c == ':'
+	switch {
+	case isAlpha(c):
+		cs.tail = cs.tail<<8&0xffffff | uint32(asciiLower(c))
+	case c != '"' && c != '\'' && c != ':' && c != '=':
+		cs.tail = 0
+	}
+	cs.tokSep = cs.tokSep && (c == '=' || c == ':')
 	if c == '-' {
 		cs.dash++
 		cs.kw = 0
@@ -384,6 +394,8 @@ func (cs *cutState) endToken() {
 	// A header line ("Comment: ...", also escaped inside a token) may hold any text up to its
 	// line break.
 	cs.hdr = cs.hdr || cs.pem == pemBody && cs.colon
-	cs.prevOK = !cs.tokDigit && !(cs.tokLen == 4 && cs.tokUpper)
+	// The AWS secret key matcher starts at the key's name, not at its value: no cut between.
+	cs.keyName = cs.tail == 'k'<<16|'e'<<8|'y' || cs.keyName && cs.tokSep
+	cs.prevOK = !cs.tokDigit && !(cs.tokLen == 4 && cs.tokUpper) && !cs.keyName
 	cs.tokLen, cs.dash, cs.kw, cs.begin, cs.endKW = 0, 0, 0, false, false
 }

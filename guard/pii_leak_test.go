@@ -53,6 +53,7 @@ var leakTexts = []string{
 	benchText(1500, 5),
 	"Here is the file: " + jsonKey + " keep it safe",
 	"Key:\n" + pgpKey + "\nImport it with gpg.",
+	"[default]\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n{\"SecretAccessKey\": \"7oX8nrEHAluvtdgDW1/In81LJK6yc/jecsblnAk2\"}",
 }
 
 func TestLeakScannerChunkInvariance(t *testing.T) {
@@ -88,6 +89,16 @@ func TestLeakScannerMatchesRedact(t *testing.T) {
 		if got, _, _ := leakRun(p, 256, []byte(text)); got != string(want) {
 			t.Errorf("stream scan of %q:\n got %q\nwant %q", text, got, want)
 		}
+	}
+}
+
+// TestLeakScannerKeyNames checks that no cut falls between a key's name and its value: the
+// AWS secret key matcher starts at the name.
+func TestLeakScannerKeyNames(t *testing.T) {
+	p := mustPII(t, PIIOptions{Completion: ActionRedact})
+	got, _, _ := leakRun(p, 96, []byte(leakTexts[12]))
+	if want := "[default]\naws_secret_access_key = <SECRET_1>\n{\"SecretAccessKey\": \"<SECRET_2>\"}"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
 	}
 }
 

@@ -167,10 +167,47 @@ func userinfoByte(c byte) bool {
 	return false
 }
 
-// colon handles ':' at i for MAC and IPv6 addresses whose first group has no digit
+// slackHook tries a Slack incoming webhook URL, whose "://" is at i:
+// https://hooks.slack.com/services/T<team>/B<bot>/<24 random characters>.
+func (s *scan) slackHook(i int) int {
+	t := s.t
+	a := i - 5
+	if !hasPrefixAt(t, a, "https") {
+		a++
+		if !hasPrefixAt(t, a, "http") {
+			return i + 1
+		}
+	}
+	p := i + len("://hooks.slack.com/services/")
+	for _, lead := range [2]byte{'T', 'B'} {
+		e := p + 1
+		for e < len(t) && (isUpper(t[e]) || isDigit(t[e])) {
+			e++
+		}
+		if byteOr0(t, p) != lead || e-p < 9 || e-p > 16 || byteOr0(t, e) != '/' {
+			return i + 1
+		}
+		p = e + 1
+	}
+	e := spanOf(t, p, isAlnum)
+	var c uint8
+	for k := p; k < e; k++ {
+		c |= cls[t[k]]
+	}
+	if e-p < 24 || e-p > 32 || c&cUpper == 0 || c&cLower == 0 || a < s.lo || wordBefore(t, a) {
+		return i + 1
+	}
+	s.emit(eSecret, a, e, 1)
+	return e
+}
+
+// colon handles ':' at i for Slack webhook URLs, and for MAC and IPv6 addresses whose first group has no digit
 // ("fe:..", "::1", "ff:ff:ff:ff:ff:ff"); groups with digits were tried from the digit.
 func (s *scan) colon(i int) int {
 	t := s.t
+	if i+1 < len(t) && t[i+1] == '/' && hasPrefixAt(t, i, "://hooks.slack.com/services/") {
+		return s.slackHook(i)
+	}
 	ts := i
 	for ts > s.lo && i-ts < 4 && isHex(t[ts-1]) {
 		ts--
@@ -335,7 +372,7 @@ func (s *scan) secret(start, body, end, min int) int {
 }
 
 // dash handles '-' at i: PEM private keys, OpenAI/Anthropic "sk-", GitLab "glpat-", Slack
-// "xox?-" and "xapp-".
+// "xox?-" and "xapp-", Google OAuth client secrets "GOCSPX-".
 func (s *scan) dash(i int) int {
 	t := s.t
 	switch {
@@ -348,6 +385,13 @@ func (s *scan) dash(i int) int {
 		return s.secret(i-2, i+1, spanOf(t, i+1, isKeyByte), 20)
 	case i >= 5 && hasPrefixAt(t, i-5, "glpat") && i-5 >= s.lo && tokenStart(t, i-5):
 		return s.secret(i-5, i+1, spanOf(t, i+1, isKeyByte), 20)
+	case i >= 6 && hasPrefixAt(t, i-6, "GOCSPX") && i-6 >= s.lo && tokenStart(t, i-6):
+		// Google OAuth client secret: 28 random characters.
+		end := spanOf(t, i+1, isKeyByte)
+		if n := end - i - 1; n >= 24 && n <= 40 {
+			s.emit(eSecret, i-6, end, 1)
+		}
+		return end
 	case i >= 4 && (hasPrefixAt(t, i-4, "xox") || hasPrefixAt(t, i-4, "xapp")) && i-4 >= s.lo && tokenStart(t, i-4):
 		switch t[i-1] {
 		case 'a', 'b', 'p', 'r', 's', 'e':
@@ -358,7 +402,8 @@ func (s *scan) dash(i int) int {
 }
 
 // under handles '_' at i: GitHub "ghp_" (gho_, ghu_, ghs_, ghr_) and "github_pat_", Stripe
-// "sk_live_"/"sk_test_"/"rk_live_", Hugging Face "hf_".
+// "sk_live_"/"sk_test_"/"rk_live_", Hugging Face "hf_", and AWS secret access keys after
+// "secret_access_key".
 func (s *scan) under(i int) int {
 	t := s.t
 	alnum := func(c byte) bool { return isAlnum(c) }
@@ -373,6 +418,8 @@ func (s *scan) under(i int) int {
 	case i >= 2 && (t[i-2] == 's' || t[i-2] == 'r') && t[i-1] == 'k' && i-2 >= s.lo && tokenStart(t, i-2) &&
 		(hasPrefixAt(t, i, "_live_") || hasPrefixAt(t, i, "_test_")):
 		return s.secret(i-2, i+6, spanOf(t, i+6, alnum), 16)
+	case i >= 6 && hasPrefixFold(t, i-6, "secret_access_key") && (i == 6 || !isAlnum(t[i-7])):
+		return s.awsSecret(i - 6 + len("secret_access_key"))
 	case i >= 2 && t[i-2] == 'h' && t[i-1] == 'f' && i-2 >= s.lo && tokenStart(t, i-2):
 		end := spanOf(t, i+1, alnum)
 		if end-i-1 >= 30 && !wordAt(t, end) {
@@ -383,10 +430,58 @@ func (s *scan) under(i int) int {
 	return i + 1
 }
 
-// upperA handles 'A' at i: AWS access key IDs (AKIA, ASIA, ABIA, ACCA, A3T?) and Google API
-// keys (AIza).
+// awsSecret tries an AWS secret access key after its name ("aws_secret_access_key = ",
+// "AWS_SECRET_ACCESS_KEY=", "SecretAccessKey": "), which ends at k: 40 base64 characters with
+// a digit and letters of both cases. Without the name 40 random characters are too ambiguous.
+func (s *scan) awsSecret(k int) int {
+	t := s.t
+	p := k
+	if p < len(t) && (t[p] == '"' || t[p] == '\'') {
+		p++
+	}
+	for p < len(t) && (t[p] == ' ' || t[p] == '\t') {
+		p++
+	}
+	if p >= len(t) || t[p] != '=' && t[p] != ':' {
+		return k
+	}
+	p++
+	for p < len(t) && (t[p] == ' ' || t[p] == '\t' || t[p] == '"' || t[p] == '\'') && p-k < 8 {
+		p++
+	}
+	var c uint8
+	e := p
+	for e < len(t) && e-p <= 40 && isB64(t[e]) && t[e] != '=' {
+		c |= cls[t[e]]
+		e++
+	}
+	if e-p == 40 && c&cDigit != 0 && c&cUpper != 0 && c&cLower != 0 && !(e < len(t) && isB64(t[e])) {
+		s.emit(eSecret, p, e, 1)
+		return e
+	}
+	return k
+}
+
+// hasPrefixFold reports whether t[i:] starts with p (lower case), ignoring ASCII case.
+func hasPrefixFold(t []byte, i int, p string) bool {
+	if i < 0 || len(t)-i < len(p) {
+		return false
+	}
+	for k := 0; k < len(p); k++ {
+		if asciiLower(t[i+k]) != p[k] {
+			return false
+		}
+	}
+	return true
+}
+
+// upperA handles 'A' at i: AWS access key IDs (AKIA, ASIA, ABIA, ACCA, A3T?), Google API
+// keys (AIza), and AWS secret access keys after "SecretAccessKey".
 func (s *scan) upperA(i int) int {
 	t := s.t
+	if i >= 6 && t[i-6] == 'S' && hasPrefixAt(t, i-6, "SecretAccessKey") {
+		return s.awsSecret(i - 6 + len("SecretAccessKey"))
+	}
 	if !tokenStart(t, i) || i+20 > len(t) {
 		return i + 1
 	}

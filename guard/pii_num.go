@@ -52,6 +52,10 @@ func (s *scan) digit(i int) int {
 // letterLed tries the entities that start at a token [ts, te) led by a letter and holding a digit.
 func (s *scan) letterLed(ts, te int) int {
 	t := s.t
+	if te-ts == 4 && hasPrefixAt(t, ts, "ya29.") {
+		// A Google OAuth access token.
+		return s.secret(ts, te+1, spanOf(t, te+1, isKeyByte), 20)
+	}
 	if te-ts >= 4 && isUpper(t[ts]) && isUpper(t[ts+1]) && isDigit(t[ts+2]) && isDigit(t[ts+3]) {
 		if end, ok := s.iban(ts, te); ok {
 			return end
