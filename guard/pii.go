@@ -110,8 +110,8 @@ type PIIOverride struct {
 
 // Finding is one PII value found in a text: text[Start:End] is the value.
 //
-// Spans: a phone number includes its leading '+' or '(' ; grouped cards and IBANs include their
-// spaces or dashes; URL_CREDENTIALS is the userinfo "user:password" of scheme://user:password@host
+// Spans: a phone number includes its leading '+' or '(' ; grouped numbers include their
+// separators, multi-byte ones (no-break spaces, en dashes) too; URL_CREDENTIALS is the userinfo "user:password" of scheme://user:password@host
 // (only "user" when the password is itself a SECRET, reported separately); a PEM key runs from
 // its BEGIN line through its END line.
 type Finding struct {

@@ -5,7 +5,8 @@ package guard
 //
 // The stream is cut into segments at points that no PII value can span: after whitespace that
 // follows a token with no digit (and no IBAN-like group of four capitals), and before a
-// non-ASCII character, never inside a PEM block. A segment is scanned with the text before it
+// non-ASCII character that follows no such token (a no-break space may join digit groups),
+// never inside a PEM block. A segment is scanned with the text before it
 // as context, exactly as if the whole completion had been scanned at once, and is emitted as
 // soon as its cut point arrives: in prose, word by word. When a window's worth of text has no
 // cut point (a long token, digits run on), the first half of the window is scanned and emitted;
@@ -290,6 +291,7 @@ type cutState struct {
 	begin    bool   // the token holds "-----BEGIN"
 	endKW    bool   // the token holds "-----END"
 	colon    bool   // the token ends with ':'
+	slash    bool   // the token ends with '/'
 	tail     uint32 // the token's last three letters, lower case, through a closing quote, ':' or '='
 	tokSep   bool   // the token is only '=' and ':'
 	keyName  bool   // the last tokens name a key ("aws_secret_access_key ="): its value follows
@@ -306,8 +308,12 @@ const (
 	pemEndLn // on the END line
 )
 
-// cutBefore reports whether the stream may be cut before a non-ASCII character.
-func (cs *cutState) cutBefore() bool { return cs.pem == pemNone }
+// cutBefore reports whether the stream may be cut before a non-ASCII character: not in a
+// PEM block, nor after a token that no cut may follow, as a no-break space or an en dash may
+// join its digit groups to the next ("06\u00a012\u00a034", "555\u20132671").
+func (cs *cutState) cutBefore() bool {
+	return cs.pem == pemNone && (cs.tokLen == 0 || !cs.tokDigit && !(cs.tokLen == 4 && cs.tokUpper))
+}
 
 // step feeds one byte and reports whether the stream may be cut after it.
 func (cs *cutState) step(c byte) bool {
@@ -343,6 +349,7 @@ func (cs *cutState) step(c byte) bool {
 	cs.tokUpper = cs.tokUpper && isUpper(c)
 	cs.tokPEM = cs.tokPEM && (cls[c]&cB64 != 0 || c == ':' || c == ',' || c == '-' || c == '\\')
 	cs.colon = c == ':'
+	cs.slash = c == '/'
 	switch {
 	case isAlpha(c):
 		cs.tail = cs.tail<<8&0xffffff | uint32(asciiLower(c))
@@ -396,6 +403,7 @@ func (cs *cutState) endToken() {
 	cs.hdr = cs.hdr || cs.pem == pemBody && cs.colon
 	// The AWS secret key matcher starts at the key's name, not at its value: no cut between.
 	cs.keyName = cs.tail == 'k'<<16|'e'<<8|'y' || cs.keyName && cs.tokSep
-	cs.prevOK = !cs.tokDigit && !(cs.tokLen == 4 && cs.tokUpper) && !cs.keyName
+	// Nor after the slash of "0176 / 12345678".
+	cs.prevOK = !cs.tokDigit && !(cs.tokLen == 4 && cs.tokUpper) && !cs.keyName && !(cs.tokLen == 1 && cs.slash)
 	cs.tokLen, cs.dash, cs.kw, cs.begin, cs.endKW = 0, 0, 0, false, false
 }

@@ -92,6 +92,25 @@ func TestLeakScannerMatchesRedact(t *testing.T) {
 	}
 }
 
+// TestLeakScannerWideSeparators checks that no cut falls before a no-break space or an en
+// dash between digit groups, or after the slash of a German area code.
+func TestLeakScannerWideSeparators(t *testing.T) {
+	p := mustPII(t, PIIOptions{Completion: ActionRedact})
+	for _, text := range []string{
+		"Appelez-moi au 06\u00a039\u00a098\u00a041\u00a027 après 18 h, ou au +49\u202f30\u202f901820.",
+		"Carte : 4111\u00a01111\u00a01111\u00a01111 ; SSN 219\u201309\u20139999 ; call (415) 555\u20130147",
+		"IBAN\u00a0: FR76\u00a03000\u00a06000\u00a00112\u00a03456\u00a07890\u00a0189 — Handy: 0176 / 23456789",
+	} {
+		want, _ := p.Redact(nil, []byte(text), Completion, &Vault{})
+		if strings.Count(string(want), "<") < 2 {
+			t.Fatalf("Redact(%q) = %q: too few values found", text, want)
+		}
+		if got, _, _ := leakRun(p, 96, []byte(text)); got != string(want) {
+			t.Errorf("stream scan of %q:\n got %q\nwant %q", text, got, want)
+		}
+	}
+}
+
 // TestLeakScannerKeyNames checks that no cut falls between a key's name and its value: the
 // AWS secret key matcher starts at the name.
 func TestLeakScannerKeyNames(t *testing.T) {

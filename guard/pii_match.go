@@ -201,8 +201,9 @@ func (s *scan) slackHook(i int) int {
 	return e
 }
 
-// colon handles ':' at i for Slack webhook URLs, and for MAC and IPv6 addresses whose first group has no digit
-// ("fe:..", "::1", "ff:ff:ff:ff:ff:ff"); groups with digits were tried from the digit.
+// colon handles ':' at i for Slack webhook URLs, and for MAC and IPv6 addresses whose first
+// group has no digit ("fe:..", "::1", "ff:ff:ff:ff:ff:ff"); groups with digits were tried from
+// the digit.
 func (s *scan) colon(i int) int {
 	t := s.t
 	if i+1 < len(t) && t[i+1] == '/' && hasPrefixAt(t, i, "://hooks.slack.com/services/") {

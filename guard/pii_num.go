@@ -161,16 +161,17 @@ func (s *scan) iban(ts, te int) (int, bool) {
 	var buf [40]byte
 	copy(buf[:], t[ts:te])
 	cnt, p, valid := 4, te, -1
-	for cnt < len(buf)-4 && p+1 < len(t) && t[p] == ' ' {
-		q := p + 1
-		for q < len(t) && q-p <= 5 && (isUpper(t[q]) || isDigit(t[q])) {
+	w := ibanSep(t, p) // every group after the first has the same separator
+	for cnt < len(buf)-4 && w > 0 && p+w < len(t) && string(t[p:p+w]) == string(t[te:te+w]) {
+		q := p + w
+		for q < len(t) && q-p-w <= 4 && (isUpper(t[q]) || isDigit(t[q])) {
 			q++
 		}
-		g := q - p - 1
+		g := q - p - w
 		if g == 0 || g > 4 || wordAt(t, q) {
 			break
 		}
-		copy(buf[cnt:], t[p+1:q])
+		copy(buf[cnt:], t[p+w:q])
 		cnt, p = cnt+g, q
 		if cnt == L && ibanMod97(buf[:L]) {
 			valid = p
@@ -189,14 +190,28 @@ func (s *scan) iban(ts, te int) (int, bool) {
 	return p, true
 }
 
+// ibanSep returns the length of a separator between IBAN groups at i: a space or a no-break
+// space; 0 when there is none.
+func ibanSep(t []byte, i int) int {
+	if i < len(t) && t[i] == ' ' {
+		return 1
+	}
+	if w, c := wideSep(t, i); c == ' ' {
+		return w
+	}
+	return 0
+}
+
 const maxGroups = 12
 
-// numRun is a run of digit groups joined by single separators: "+1 (415) 555-0132".
+// numRun is a run of digit groups joined by single separators: "+1 (415) 555-0132". A no-break
+// space or an en dash counts as ' ' or '-' (see wideSep); the slash after a German area code
+// is '/'.
 type numRun struct {
 	n     int
 	gs    [maxGroups]int  // group start
 	ge    [maxGroups]int  // group end
-	sep   [maxGroups]byte // separator before group k>0: ' ', '-', '.', or ')' right after "(415)"
+	sep   [maxGroups]byte // separator before group k>0: ' ', '-', '.', '/', or ')' right after "(415)"
 	paren int             // the group in parentheses, or -1
 	plus  int             // index of the '+' before group 0, or -1
 	cum   [maxGroups + 1]int
@@ -256,8 +271,55 @@ func (s *scan) parseRun(r *numRun, i int) {
 				continue
 			}
 		}
+		if w, sc := wideSep(t, k); w > 0 && k+w < n && isDigit(t[k+w]) {
+			sep, i = sc, k+w
+			continue
+		}
+		if w := areaSlash(t, r.gs[0], k); r.n == 1 && k == j && w > 0 {
+			sep, i = '/', k+w
+			continue
+		}
 		break
 	}
+}
+
+// wideSep returns the length of a non-ASCII separator between digit groups at i and the
+// ASCII one it stands for: no-break, narrow no-break and thin spaces (French and German
+// typography, text from Word, Outlook and macOS) as ' ', en dash and non-breaking hyphen as
+// '-'; 0 when there is none.
+func wideSep(t []byte, i int) (int, byte) {
+	if i+1 < len(t) && t[i] == 0xc2 && t[i+1] == 0xa0 { // U+00A0
+		return 2, ' '
+	}
+	if i+2 < len(t) && t[i] == 0xe2 && t[i+1] == 0x80 {
+		switch t[i+2] {
+		case 0xaf, 0x89: // U+202F, U+2009
+			return 3, ' '
+		case 0x93, 0x91: // U+2013, U+2011
+			return 3, '-'
+		}
+	}
+	return 0, 0
+}
+
+// areaSlash returns the length of the slash after a German area code, the digit group
+// [a, k) ("030/12345678", "0176 / 12345678"), up to the next group; 0 when there is none.
+// phoneScore scores such numbers low: they need a context word.
+func areaSlash(t []byte, a, k int) int {
+	if k-a < 3 || k-a > 6 || t[a] != '0' {
+		return 0
+	}
+	w := 0
+	switch {
+	case hasPrefixAt(t, k, "/"):
+		w = 1
+	case hasPrefixAt(t, k, " / "):
+		w = 3
+	}
+	if w == 0 || k+w >= len(t) || !isDigit(t[k+w]) {
+		return 0
+	}
+	return w
 }
 
 // numeric parses the digit run at i and reports its leftmost-longest entity: candidates
@@ -319,6 +381,10 @@ func loneShortGroup(t []byte, i int) (end int, ok bool) {
 			return 0, false
 		case (c == ' ' || c == '-' || c == '.') && j+1 < len(t) && (isDigit(t[j+1]) || t[j+1] == '('):
 			return 0, false
+		case c >= 0xc2 || c == '/' || c == ' ':
+			if w, _ := wideSep(t, j); w > 0 || areaSlash(t, i, j) > 0 {
+				return 0, false
+			}
 		}
 	}
 	return j, true
@@ -450,7 +516,7 @@ func cardGroups(r *numRun, j, k int) bool {
 func ssnScore(r *numRun, j, k int, d []byte, sp byte, uniform bool) float64 {
 	var sc float64
 	switch g := k - j; {
-	case g == 3 && uniform && glen(r, j) == 3 && glen(r, j+1) == 2:
+	case g == 3 && uniform && sp != '/' && glen(r, j) == 3 && glen(r, j+1) == 2:
 		sc = 0.5
 	case g == 1:
 		sc = 0.05
@@ -520,8 +586,16 @@ func phoneScore(r *numRun, j, k int, d []byte, sp byte, uniform, plus bool) floa
 			return 0.2
 		}
 	}
-	if nd == 7 && g == 2 && glen(r, j) == 3 && sp != ')' {
+	if nd == 7 && g == 2 && glen(r, j) == 3 && sp != ')' && sp != '/' {
 		return 0.1
+	}
+	if sp == '/' {
+		// A German area code before a slash ("030/12345678"): dates and fractions look
+		// alike, so only a context word makes it a phone number.
+		if g == 2 && d[0] == 0 && d[1] != 0 && nd >= 9 && nd <= 12 {
+			return 0.1
+		}
+		return 0
 	}
 	// National numbers with a trunk 0: "020 7946 0958", "06 39 98 56 78", "(02) 5550 4001".
 	if d[0] == 0 && d[1] != 0 && nd >= 9 && nd <= 12 {
