@@ -400,6 +400,12 @@ func isHex(c byte) bool    { return cls[c]&cHex != 0 }
 func isSpace(c byte) bool  { return cls[c]&cSpace != 0 }
 func isB64URL(c byte) bool { return cls[c]&cB64URL != 0 }
 func isB64(c byte) bool    { return cls[c]&cB64 != 0 }
+func asciiUpper(c byte) byte {
+	if isLower(c) {
+		return c - ('a' - 'A')
+	}
+	return c
+}
 func asciiLower(c byte) byte {
 	if isUpper(c) {
 		return c + 'a' - 'A'
@@ -424,6 +430,7 @@ const (
 	ctxSSN
 	ctxCard
 	ctxIP
+	ctxIBAN
 	ctxNeg // identifiers that are not personal data: order, invoice, version...
 )
 

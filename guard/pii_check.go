@@ -385,6 +385,9 @@ func init() {
 		"maestro", "cc", "debit", "payment", "pan", "cvv", "kreditkarte")
 	add(ctxIP, "ip", "ipv4", "ipv6", "address", "host", "server", "gateway", "subnet", "dns",
 		"ping", "peer", "client")
+	add(ctxIBAN, "iban", "bic", "swift", "sepa", "bank", "konto", "kontonummer", "compte", "rib",
+		"conto", "cuenta", "rekening", "wire", "transfer", "payee", "beneficiary",
+		"account", "acct") // which stay negative words for the other categories
 	add(ctxNeg, "order", "invoice", "ticket", "tracking", "ref", "reference", "id", "sku",
 		"serial", "part", "version", "ver", "build", "release", "isbn", "ean", "upc", "gtin",
 		"barcode", "po", "case", "confirmation", "transaction", "txn", "batch", "lot", "item",

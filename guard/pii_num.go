@@ -56,7 +56,8 @@ func (s *scan) letterLed(ts, te int) int {
 		// A Google OAuth access token.
 		return s.secret(ts, te+1, spanOf(t, te+1, isKeyByte), 20)
 	}
-	if te-ts >= 4 && isUpper(t[ts]) && isUpper(t[ts+1]) && isDigit(t[ts+2]) && isDigit(t[ts+3]) {
+	if te-ts >= 4 && (isUpper(t[ts]) && isUpper(t[ts+1]) || isLower(t[ts]) && isLower(t[ts+1])) &&
+		isDigit(t[ts+2]) && isDigit(t[ts+3]) {
 		if end, ok := s.iban(ts, te); ok {
 			return end
 		}
@@ -132,46 +133,50 @@ func (s *scan) ipv4At(start, end int) {
 	s.emit(eIP, start, end, adjust(0.6, ctxIP, pos, neg))
 }
 
-// iban tries an IBAN at the token [ts, te), compact or in groups of four. An IBAN-shaped run
-// that fails its length or mod-97 check is still consumed (ok with nothing reported), so its
-// groups are not taken for a card or a phone number.
+// iban tries an IBAN at the token [ts, te), compact or in groups of four (joined by spaces or
+// dashes), in upper or lower case. An IBAN-shaped run that fails its length or mod-97 check is
+// still consumed (ok with nothing reported), so its groups are not taken for a card or a phone
+// number.
 func (s *scan) iban(ts, te int) (int, bool) {
 	t := s.t
-	L := ibanLen(t[ts], t[ts+1])
+	L := ibanLen(asciiUpper(t[ts]), asciiUpper(t[ts+1]))
 	if L == 0 {
 		return 0, false
 	}
-	upperAlnum := func(a, b int) bool {
-		for k := a; k < b; k++ {
-			if !isUpper(t[k]) && !isDigit(t[k]) {
-				return false
-			}
-		}
-		return true
-	}
+	// One case throughout: "DE89..." or "de89...".
+	lower := isLower(t[ts])
+	ok := func(c byte) bool { return isDigit(c) || !lower && isUpper(c) || lower && isLower(c) }
+	var buf [40]byte // the IBAN in upper case, for ibanMod97
 	if te-ts != 4 {
-		if te-ts < 15 || te-ts > 34 || !upperAlnum(ts, te) {
+		if te-ts < 15 || te-ts > 34 {
 			return 0, false
 		}
-		if te-ts == L && ibanMod97(t[ts:te]) {
-			s.emit(eIBAN, ts, te, 1)
+		for k := ts; k < te; k++ {
+			if !ok(t[k]) {
+				return 0, false
+			}
+			buf[k-ts] = asciiUpper(t[k])
+		}
+		if te-ts == L && ibanMod97(buf[:L]) {
+			s.emitIBAN(ts, te, lower)
 		}
 		return te, true
 	}
-	var buf [40]byte
-	copy(buf[:], t[ts:te])
+	for k := 0; k < 4; k++ {
+		buf[k] = asciiUpper(t[ts+k])
+	}
 	cnt, p, valid := 4, te, -1
 	w := ibanSep(t, p) // every group after the first has the same separator
 	for cnt < len(buf)-4 && w > 0 && p+w < len(t) && string(t[p:p+w]) == string(t[te:te+w]) {
 		q := p + w
-		for q < len(t) && q-p-w <= 4 && (isUpper(t[q]) || isDigit(t[q])) {
+		for q < len(t) && q-p-w <= 4 && ok(t[q]) {
+			buf[cnt+q-p-w] = asciiUpper(t[q])
 			q++
 		}
 		g := q - p - w
 		if g == 0 || g > 4 || wordAt(t, q) {
 			break
 		}
-		copy(buf[cnt:], t[p+w:q])
 		cnt, p = cnt+g, q
 		if cnt == L && ibanMod97(buf[:L]) {
 			valid = p
@@ -184,16 +189,27 @@ func (s *scan) iban(ts, te int) (int, bool) {
 		return 0, false
 	}
 	if valid > 0 {
-		s.emit(eIBAN, ts, valid, 1)
+		s.emitIBAN(ts, valid, lower)
 		return valid, true
 	}
 	return p, true
 }
 
-// ibanSep returns the length of a separator between IBAN groups at i: a space or a no-break
-// space; 0 when there is none.
+// emitIBAN reports the IBAN [a, b). One in lower case needs a context word ("iban: de89..."):
+// lower-case tokens are common in code, and one in 97 of the right length passes mod-97.
+func (s *scan) emitIBAN(a, b int, lower bool) {
+	score := 1.0
+	if lower {
+		pos, neg := nearWords(s.t, a)
+		score = adjust(0.3, ctxIBAN, pos, neg)
+	}
+	s.emit(eIBAN, a, b, score)
+}
+
+// ibanSep returns the length of a separator between IBAN groups at i: a space, a dash or a
+// no-break space; 0 when there is none.
 func ibanSep(t []byte, i int) int {
-	if i < len(t) && t[i] == ' ' {
+	if i < len(t) && (t[i] == ' ' || t[i] == '-') {
 		return 1
 	}
 	if w, c := wideSep(t, i); c == ' ' {
