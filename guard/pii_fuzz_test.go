@@ -15,6 +15,12 @@ func fuzzSeeds(f *testing.F) {
 		"123-45-6789 ssn 123456789", "DE89 3704 0044 0532 0130 00", "00:11:22:33:44:55",
 		"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.", "-----BEGIN PRIVATE KEY-----\nAAAA\n",
 		"bc1qm4k676xpytua6vf7e0lvapamzag8q3faanfq6n", "1B5cijhQSXMXT6L9XYUNf2oE642JbFkRnd",
+		`"-----BEGIN PRIVATE KEY-----\nMIIEvQ\/AB\r\n-----END PRIVATE KEY-----\n"`,
+		"-----BEGIN PGP PRIVATE KEY BLOCK-----\nComment: a's\n\nlQOY\n=Xk2Q\n-----END PGP PRIVATE KEY BLOCK-----",
+		"aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "ya29.a0AfH6SMBx3kQ9vZ-_pLmN2wR7tY0",
+		"https://hooks.slack.com/services/T04QX7M2LBN/B06E1R9KZ3P/f4StfxDPqJ2mK9rLx0aBcDeF 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",
+		"06\u00a039\u00a098\u00a041\u00a027 +49\u202f30\u202f901820 555\u20132671 Tel. 030/12345678",
+		"iban: de89370400440532013000 DE89-3704-0044-0532-0130-00",
 	} {
 		f.Add([]byte(s))
 	}

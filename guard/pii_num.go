@@ -397,10 +397,12 @@ func loneShortGroup(t []byte, i int) (end int, ok bool) {
 			return 0, false
 		case (c == ' ' || c == '-' || c == '.') && j+1 < len(t) && (isDigit(t[j+1]) || t[j+1] == '('):
 			return 0, false
-		case c >= 0xc2 || c == '/' || c == ' ':
-			if w, _ := wideSep(t, j); w > 0 || areaSlash(t, i, j) > 0 {
+		case c >= 0xc2:
+			if w, _ := wideSep(t, j); w > 0 {
 				return 0, false
 			}
+		case t[i] == '0' && (c == '/' || c == ' ') && areaSlash(t, i, j) > 0:
+			return 0, false
 		}
 	}
 	return j, true
