@@ -423,50 +423,62 @@ func TestGuardAnswerReasoningAndToolCalls(t *testing.T) {
 	}
 
 	res := g.do(t, "POST", "/v1/chat/completions", chatBody("mail "+testEmail, ""))
-	var out struct {
-		Choices []struct {
-			Message struct {
-				Reasoning string `json:"reasoning_content"`
-				ToolCalls []struct {
-					Function struct{ Arguments string } `json:"function"`
-				} `json:"tool_calls"`
-			} `json:"message"`
-		} `json:"choices"`
-	}
-	if err := json.Unmarshal(res.body, &out); res.status != 200 || err != nil || len(out.Choices) != 1 || len(out.Choices[0].Message.ToolCalls) != 1 {
-		t.Fatalf("buffered: status %d (%v): %s", res.status, err, res.body)
-	}
-	check("buffered", out.Choices[0].Message.Reasoning, out.Choices[0].Message.ToolCalls[0].Function.Arguments)
-
+	_, reasoning, args := answerParts(t, res, false)
+	check("buffered", reasoning, args)
 	res = g.do(t, "POST", "/v1/chat/completions", strings.Replace(chatBody("mail "+testEmail, `,"stream":true`), `"chat"`, `"sse"`, 1))
-	var reasoning, args strings.Builder
-	for _, ev := range events(res.body) {
-		var c struct {
-			Choices []struct {
-				Delta struct {
-					Reasoning string `json:"reasoning_content"`
-					ToolCalls []struct {
-						Index    int
-						Function struct{ Arguments string } `json:"function"`
-					} `json:"tool_calls"`
-				} `json:"delta"`
-			} `json:"choices"`
+	if strings.Contains(string(res.body), leak) {
+		t.Fatalf("streamed: %s", res.body)
+	}
+	_, reasoning, args = answerParts(t, res, true)
+	check("streamed", reasoning, args)
+}
+
+// answerParts reads the first choice of a chat answer, buffered or streamed: its content, its
+// reasoning and its first tool call's arguments (a stream's deltas put together).
+func answerParts(t *testing.T, res response, stream bool) (content, reasoning, args string) {
+	t.Helper()
+	type message struct {
+		Content   string
+		Reasoning string `json:"reasoning_content"`
+		ToolCalls []struct {
+			Index    int
+			Function struct{ Arguments string } `json:"function"`
+		} `json:"tool_calls"`
+	}
+	var c, r, a strings.Builder
+	add := func(m message, raw string) {
+		c.WriteString(m.Content)
+		r.WriteString(m.Reasoning)
+		for _, tc := range m.ToolCalls {
+			if tc.Index != 0 {
+				t.Fatalf("a tool call index %d appeared: %s", tc.Index, raw)
+			}
+			a.WriteString(tc.Function.Arguments)
 		}
-		if ev == "data: [DONE]" || json.Unmarshal([]byte(strings.TrimPrefix(ev, "data: ")), &c) != nil || len(c.Choices) == 0 {
+	}
+	if res.status != 200 {
+		t.Fatalf("status %d: %s", res.status, res.body)
+	}
+	if !stream {
+		var out struct {
+			Choices []struct{ Message message } `json:"choices"`
+		}
+		if err := json.Unmarshal(res.body, &out); err != nil || len(out.Choices) != 1 {
+			t.Fatalf("buffered answer (%v): %s", err, res.body)
+		}
+		add(out.Choices[0].Message, string(res.body))
+		return c.String(), r.String(), a.String()
+	}
+	for _, ev := range events(res.body) {
+		var chunk struct {
+			Choices []struct{ Delta message } `json:"choices"`
+		}
+		if ev == "data: [DONE]" || json.Unmarshal([]byte(strings.TrimPrefix(ev, "data: ")), &chunk) != nil || len(chunk.Choices) == 0 {
 			continue
 		}
-		reasoning.WriteString(c.Choices[0].Delta.Reasoning)
-		for _, tc := range c.Choices[0].Delta.ToolCalls {
-			if tc.Index != 0 {
-				t.Fatalf("a tool call index %d appeared: %s", tc.Index, ev)
-			}
-			args.WriteString(tc.Function.Arguments)
-		}
+		add(chunk.Choices[0].Delta, ev)
 	}
-	if res.status != 200 || strings.Contains(string(res.body), leak) {
-		t.Fatalf("streamed: status %d: %s", res.status, res.body)
-	}
-	check("streamed", reasoning.String(), args.String())
+	return c.String(), r.String(), a.String()
 }
 
 // An answer the completion guard cannot read is not passed on unchecked: a buffered answer that
@@ -608,47 +620,10 @@ func TestGuardRestoresIntoJSON(t *testing.T) {
 		return g.do(t, "POST", "/v1/chat/completions", strings.Replace(chatBody("save my key:\n"+key, `,"response_format":{"type":"json_object"}`+extra), `"chat"`, `"`+alias+`"`, 1))
 	}
 
-	res := ask("chat", "")
-	var out struct {
-		Choices []struct {
-			Message struct {
-				Content   string
-				ToolCalls []struct {
-					Function struct{ Arguments string } `json:"function"`
-				} `json:"tool_calls"`
-			} `json:"message"`
-		} `json:"choices"`
-	}
-	if err := json.Unmarshal(res.body, &out); res.status != 200 || err != nil || len(out.Choices) != 1 || len(out.Choices[0].Message.ToolCalls) != 1 {
-		t.Fatalf("buffered: status %d (%v): %s", res.status, err, res.body)
-	}
-	check("buffered", out.Choices[0].Message.Content, out.Choices[0].Message.ToolCalls[0].Function.Arguments)
-
-	res = ask("sse", `,"stream":true`)
-	var content, args strings.Builder
-	for _, ev := range events(res.body) {
-		var c struct {
-			Choices []struct {
-				Delta struct {
-					Content   string
-					ToolCalls []struct {
-						Function struct{ Arguments string } `json:"function"`
-					} `json:"tool_calls"`
-				} `json:"delta"`
-			} `json:"choices"`
-		}
-		if ev == "data: [DONE]" || json.Unmarshal([]byte(strings.TrimPrefix(ev, "data: ")), &c) != nil || len(c.Choices) == 0 {
-			continue
-		}
-		content.WriteString(c.Choices[0].Delta.Content)
-		for _, tc := range c.Choices[0].Delta.ToolCalls {
-			args.WriteString(tc.Function.Arguments)
-		}
-	}
-	if res.status != 200 {
-		t.Fatalf("streamed: status %d: %s", res.status, res.body)
-	}
-	check("streamed", content.String(), args.String())
+	content, _, args := answerParts(t, ask("chat", ""), false)
+	check("buffered", content, args)
+	content, _, args = answerParts(t, ask("sse", `,"stream":true`), true)
+	check("streamed", content, args)
 }
 
 // Logprobs and token ids would spell again the text a rewriting completion guard checks: such

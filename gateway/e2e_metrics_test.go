@@ -93,16 +93,7 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 
-	t.Run("promtool", func(t *testing.T) {
-		promtool := testtools.Require(t, "promtool")
-		cmd := exec.Command(promtool, "check", "metrics")
-		cmd.Stdin = strings.NewReader(text)
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Run(); err != nil {
-			t.Errorf("promtool check metrics: %v\n%s", err, out.String())
-		}
-	})
+	t.Run("promtool", func(t *testing.T) { promtoolCheck(t, text) })
 }
 
 // seriesName writes a series as Prometheus would, labels sorted.
@@ -165,14 +156,17 @@ func TestMetricsNonASCIILabel(t *testing.T) {
 	if got, found := metricValue(parseMetrics(t, text), "llmgate_backend_in_flight", map[string]string{"backend": b.URL}); !found || got != 0 {
 		t.Errorf("llmgate_backend_in_flight{backend=%q} = %v (found %v), want 0", b.URL, got, found)
 	}
-	t.Run("promtool", func(t *testing.T) {
-		promtool := testtools.Require(t, "promtool")
-		cmd := exec.Command(promtool, "check", "metrics")
-		cmd.Stdin = strings.NewReader(text)
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Run(); err != nil {
-			t.Errorf("promtool check metrics: %v\n%s", err, out.String())
-		}
-	})
+	t.Run("promtool", func(t *testing.T) { promtoolCheck(t, text) })
+}
+
+// promtoolCheck runs Prometheus's own format check on a /metrics text.
+func promtoolCheck(t *testing.T, text string) {
+	promtool := testtools.Require(t, "promtool")
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(text)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out.String())
+	}
 }
