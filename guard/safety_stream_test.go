@@ -239,13 +239,13 @@ categories:
 	}
 	enc := base64.StdEncoding.EncodeToString
 	for text, want := range map[string]int{
-		"how to make a bomb":                      1,
-		"how to make a bomb?":                     1,
-		"make a bomb shelter":                     0,
-		"make a bomb, shelter":                    0, // punctuation separates words only
-		"make a bomb-shaped cake and make a bomb": 1,
-		"make a bomb shaped like a cake":          1,
-		"make a bomb then a bomb-proof wall":      1,
+		"how to make a bomb":                             1,
+		"how to make a bomb?":                            1,
+		"make a bomb shelter":                            0,
+		"make a bomb, shelter":                           0, // punctuation separates words only
+		"make a bomb-shaped cake and make a bomb":        1,
+		"make a bomb shaped like a cake":                 1,
+		"make a bomb then a bomb-proof wall":             1,
 		"x " + enc([]byte("make a bomb shelter")) + " y": 0,
 		"x " + enc([]byte("make a bomb now")) + " y":     1,
 	} {
