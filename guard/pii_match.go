@@ -1,5 +1,10 @@
 package guard
 
+import (
+	"unicode"
+	"unicode/utf8"
+)
+
 // Matchers that start at '@', ':', '-', '_', 'A' and 'J': emails, credentials in URLs, API keys
 // and tokens, JWTs, PEM private keys, and the MAC and IPv6 parsers.
 
@@ -11,14 +16,34 @@ func (s *scan) at(i int) int {
 	return s.email(i)
 }
 
+// localRune returns the size of the non-ASCII letter or digit that ends b, or 0 when b does
+// not end in one: such letters may be in an email's local part, where quotes and other
+// punctuation may not.
+func localRune(b []byte) int {
+	if len(b) == 0 || b[len(b)-1] < utf8.RuneSelf {
+		return 0
+	}
+	r, n := utf8.DecodeLastRune(b)
+	if r == utf8.RuneError || !unicode.IsLetter(r) && !unicode.IsDigit(r) && !unicode.Is(unicode.Mn, r) {
+		return 0
+	}
+	return n
+}
+
 // email tries an email address around the '@' at i.
 func (s *scan) email(i int) int {
 	t := s.t
 	a := i
-	for a > s.lo && i-a < 64 && cls[t[a-1]]&cLocal != 0 {
-		a--
+	for a > s.lo && i-a < 64 {
+		if cls[t[a-1]]&cLocal != 0 {
+			a--
+		} else if n := localRune(t[s.lo:a]); n > 0 {
+			a -= n // a letter of another script: "josé.garcía@", RFC 6531
+		} else {
+			break
+		}
 	}
-	if a > 0 && cls[t[a-1]]&cLocal != 0 {
+	if a > 0 && (cls[t[a-1]]&cLocal != 0 || a > s.lo && localRune(t[s.lo:a]) > 0) {
 		return i + 1 // the local part starts before lo or is too long
 	}
 	for a < i && (t[a] == '.' || t[a] == '-' || t[a] == '+') {
