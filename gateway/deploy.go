@@ -178,7 +178,7 @@ func (g *Gateway) onPromoted(alias, version string) {
 // The rollout controller's actions (rolloutActions).
 
 func (g *Gateway) setCanaryPercent(alias, canary string, percent int, actor, reason string, rec *json.RawMessage) error {
-	_, err := g.change(router.Change{Actor: actor, Time: time.Now().UTC(), Reason: clipReason(reason), Rollout: rec}, func(s *router.State, c router.Change) (*router.State, error) {
+	_, err := g.change(rolloutChange(actor, reason, rec), func(s *router.State, c router.Change) (*router.State, error) {
 		m := s.Model(alias)
 		if m == nil {
 			return nil, router.ErrUnknownModel
@@ -196,7 +196,7 @@ func (g *Gateway) setCanaryPercent(alias, canary string, percent int, actor, rea
 }
 
 func (g *Gateway) promote(alias, actor, reason string, rec *json.RawMessage) error {
-	next, err := g.change(router.Change{Actor: actor, Time: time.Now().UTC(), Reason: clipReason(reason), Rollout: rec}, func(s *router.State, c router.Change) (*router.State, error) {
+	next, err := g.change(rolloutChange(actor, reason, rec), func(s *router.State, c router.Change) (*router.State, error) {
 		return s.Promote(c, alias)
 	})
 	if err == nil {
@@ -210,7 +210,7 @@ func (g *Gateway) promote(alias, actor, reason string, rec *json.RawMessage) err
 // when there is none (nothing to roll back), it changes only the rollout's record, where a bare
 // Rollback would restore the previous stable and undo an earlier, healthy promote.
 func (g *Gateway) rollback(alias, actor, reason string, rec *json.RawMessage) error {
-	_, err := g.change(router.Change{Actor: actor, Time: time.Now().UTC(), Reason: clipReason(reason), Rollout: rec}, func(s *router.State, c router.Change) (*router.State, error) {
+	_, err := g.change(rolloutChange(actor, reason, rec), func(s *router.State, c router.Change) (*router.State, error) {
 		if m := s.Model(alias); m != nil && m.Canary == "" {
 			if c.Rollout != nil {
 				return s.RecordRollout(c, alias, "", "")
@@ -233,8 +233,14 @@ func (g *Gateway) rollback(alias, actor, reason string, rec *json.RawMessage) er
 
 var errNoCanary = errors.New("no canary to roll back")
 
+// rolloutChange is the change a rollout action makes: by actor, now, for reason, committing
+// the rollout's record rec with it.
+func rolloutChange(actor, reason string, rec *json.RawMessage) router.Change {
+	return router.Change{Actor: actor, Time: time.Now().UTC(), Reason: clipReason(reason), Rollout: rec}
+}
+
 func (g *Gateway) recordRollout(alias, actor, reason, from, to string, rec *json.RawMessage) error {
-	_, err := g.change(router.Change{Actor: actor, Time: time.Now().UTC(), Reason: clipReason(reason), Rollout: rec}, func(s *router.State, c router.Change) (*router.State, error) {
+	_, err := g.change(rolloutChange(actor, reason, rec), func(s *router.State, c router.Change) (*router.State, error) {
 		return s.RecordRollout(c, alias, from, to)
 	})
 	return err

@@ -124,6 +124,7 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *request) (done bool) {
 	// 4. guard the prompt: redact or block; the body is rewritten only if something changed.
 	if ag := snap.guards[version.Alias]; ag != nil {
 		r.guard.ag, r.guard.m = ag, snap.guardMetrics[version]
+		r.noteAnswerShape()
 		if r.tokens != "" && r.op != opEmbeddings && ag.rewritesCompletions() {
 			// Logprobs and token ids spell the answer's text again, where the guard cannot
 			// rewrite or stop it: refused rather than let them carry what it removes.

@@ -185,21 +185,7 @@ func (r *request) decode(body []byte) error {
 			return badRequest("user", "Invalid type for 'user': expected a string.")
 		}
 	}
-	if rf := v.Get("response_format"); rf != nil {
-		t := string(rf.GetStringBytes("type"))
-		r.jsonOutput = t == "json_object" || t == "json_schema"
-	}
-	if g := v.Get("guided_json"); g != nil && g.Type() != fastjson.TypeNull {
-		r.jsonOutput = true
-	}
-	for _, key := range [...]string{"logprobs", "top_logprobs", "return_token_ids"} {
-		// logprobs is a boolean for chat and a count for completions, where 0 still returns
-		// the chosen tokens' logprobs.
-		if x := v.Get(key); x != nil && x.Type() != fastjson.TypeNull && x.Type() != fastjson.TypeFalse && !(key == "top_logprobs" && x.Type() == fastjson.TypeNumber && x.GetInt() == 0) {
-			r.tokens = key
-			break
-		}
-	}
+
 	switch r.op {
 	case opChat:
 		msgs := v.Get("messages")
@@ -440,4 +426,26 @@ func appendNewRequestID(dst []byte) []byte {
 		n >>= 4
 	}
 	return append(dst, buf[:]...)
+}
+
+// noteAnswerShape reads what the completion guard needs to know of the answer asked for:
+// whether its content is JSON text, and whether it spells its text again as logprobs or token
+// ids. Only requests to a guarded alias pay for these lookups.
+func (r *request) noteAnswerShape() {
+	v := r.root
+	if rf := v.Get("response_format"); rf != nil {
+		t := string(rf.GetStringBytes("type"))
+		r.jsonOutput = t == "json_object" || t == "json_schema"
+	}
+	if g := v.Get("guided_json"); g != nil && g.Type() != fastjson.TypeNull {
+		r.jsonOutput = true
+	}
+	for _, key := range [...]string{"logprobs", "top_logprobs", "return_token_ids"} {
+		// logprobs is a boolean for chat and a count for completions, where 0 still returns
+		// the chosen tokens' logprobs.
+		if x := v.Get(key); x != nil && x.Type() != fastjson.TypeNull && x.Type() != fastjson.TypeFalse && !(key == "top_logprobs" && x.Type() == fastjson.TypeNumber && x.GetInt() == 0) {
+			r.tokens = key
+			break
+		}
+	}
 }
