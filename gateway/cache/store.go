@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"encoding/binary"
 	"errors"
 	"slices"
 	"strings"
@@ -25,7 +24,7 @@ type Config struct {
 }
 
 // Store is the byte-bounded response cache. Entries are found by Key and verified against the
-// full 256-bit key and the scope, so a hit never answers a different request. Invalidation is
+// full 128-bit key and the scope, so a hit never answers a different request. Invalidation is
 // O(1): every entry carries the generation of the cache, its alias and its version when it was
 // stored, and Delete* bump a generation, which makes older entries misses at once. Safe for
 // concurrent use; the owner calls Close.
@@ -77,7 +76,7 @@ func New(cfg Config) (*Store, error) {
 	if st.maxEntry <= 0 {
 		st.maxEntry = max(cfg.MaxBytes/16, 1)
 	}
-	st.hash = func(k Key) uint64 { return binary.LittleEndian.Uint64(k[:8]) }
+	st.hash = func(k Key) uint64 { return k[0] }
 	// About one counter per 200 bytes: ten per expected entry of ~2 KiB, as ristretto advises.
 	counters := min(max(cfg.MaxBytes/200, 1000), 1<<24)
 	c, err := ristretto.NewCache(&ristretto.Config[uint64, *Entry]{
