@@ -50,6 +50,18 @@ func TestGuardMemo(t *testing.T) {
 		}
 	}
 
+	// Short texts are remembered too ("hi", "Yes."): a lookup costs less than their scan.
+	short := `{"model":"chat","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"Yes."},{"role":"user","content":"ok"}]}`
+	for i := range 2 {
+		before := memoHits("prompt")
+		if res := g.do(t, "POST", "/v1/chat/completions", short); res.status != 200 {
+			t.Fatalf("short texts, request %d: status %d: %s", i, res.status, res.body)
+		}
+		if got, want := memoHits("prompt")-before, float64(3*i); got != want {
+			t.Errorf("short texts, request %d: %v texts not scanned again, want %v", i, got, want)
+		}
+	}
+
 	// PII is redacted every time, not just the first.
 	withEmail := chatBody("Please write to "+testEmail+" about the invoice that is overdue.", "")
 	for i := range 2 {
