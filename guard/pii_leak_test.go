@@ -55,6 +55,7 @@ var leakTexts = []string{
 	"Key:\n" + pgpKey + "\nImport it with gpg.",
 	"[default]\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n{\"SecretAccessKey\": \"7oX8nrEHAluvtdgDW1/In81LJK6yc/jecsblnAk2\"}",
 	"Escríbeme a josé.garcía@empresa.es o a “müller@beispiel.de” — gracias.",
+	"Schreib an info@bücher.de oder an почта@пример.рф, bitte.",
 }
 
 func TestLeakScannerChunkInvariance(t *testing.T) {

@@ -57,14 +57,21 @@ func (s *scan) email(i int) int {
 			return i + 1
 		}
 	}
-	// Domain: labels of [A-Za-z0-9-] joined by single dots, ending in a TLD; if the last label
-	// is no TLD ("x@df.values", "a@b.com.Thanks") fall back to the last one that is.
+	// Domain: labels of [A-Za-z0-9-] and letters of other scripts ("bücher.de", RFC 5890)
+	// joined by single dots, ending in a TLD; if the last label is no TLD ("x@df.values",
+	// "a@b.com.Thanks") fall back to the last one that is.
 	end, labels, best := i+1, 0, -1
 	p := i + 1
 	for p-i < 254 {
 		q := p
-		for q < len(t) && (isAlnum(t[q]) || t[q] == '-') {
-			q++
+		for q < len(t) {
+			if isAlnum(t[q]) || t[q] == '-' {
+				q++
+			} else if n := domainRune(t[q:]); n > 0 {
+				q += n
+			} else {
+				break
+			}
 		}
 		for q > p && t[q-1] == '-' {
 			q-- // "a@b.com--" ends at "com"
@@ -73,11 +80,11 @@ func (s *scan) email(i int) int {
 			break
 		}
 		labels++
-		if labels >= 2 && isTLD(t[p:q]) {
+		if labels >= 2 && (isTLD(t[p:q]) || idnTLDs[string(t[p:q])]) {
 			best = q
 		}
 		end = q
-		if q+1 < len(t) && t[q] == '.' && isAlnum(t[q+1]) {
+		if q+1 < len(t) && t[q] == '.' && (isAlnum(t[q+1]) || domainRune(t[q+1:]) > 0) {
 			p = q + 1
 			continue
 		}
@@ -91,6 +98,29 @@ func (s *scan) email(i int) int {
 	}
 	s.emit(eEmail, a, best, 1)
 	return best
+}
+
+// domainRune returns the size of the non-ASCII letter, digit or mark that starts b, or 0 when
+// b does not start with one: such letters may be in a domain name's labels.
+func domainRune(b []byte) int {
+	if len(b) == 0 || b[0] < utf8.RuneSelf {
+		return 0
+	}
+	r, n := utf8.DecodeRune(b)
+	if r == utf8.RuneError || !unicode.IsLetter(r) && !unicode.IsDigit(r) && !unicode.Is(unicode.Mn, r) {
+		return 0
+	}
+	return n
+}
+
+// idnTLDs are top-level domains written in other scripts that addresses in use end in. Other
+// internationalised domains end in an ASCII TLD ("bücher.de") or are written in punycode
+// ("xn--bcher-kva.de"), which isTLD knows.
+var idnTLDs = map[string]bool{
+	"рф": true, "рус": true, "укр": true, "бел": true, "срб": true, "қаз": true, "мкд": true, "бг": true,
+	"中国": true, "中國": true, "公司": true, "网络": true, "台灣": true, "台湾": true, "香港": true,
+	"日本": true, "한국": true, "ελ": true, "ευ": true, "भारत": true, "ไทย": true,
+	"السعودية": true, "امارات": true, "مصر": true, "ایران": true, "ישראל": true,
 }
 
 // urlCred tries scheme://user:password@host with the '@' at i. The finding is the userinfo;
