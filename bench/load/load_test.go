@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -165,6 +166,18 @@ func TestClosedLoopRequests(t *testing.T) {
 	res := run(t, o, url)
 	if res.Requests != 50 || res.OK != 50 || count.Load() != 50 || res.Mode != "closed" {
 		t.Errorf("requests %d ok %d server %d mode %s", res.Requests, res.OK, count.Load(), res.Mode)
+	}
+	// The generator's own CPU is measured, so that a report can tell when it was the limit.
+	g := res.Generator
+	if g == nil || g.PID != os.Getpid() || g.CPU <= 0 || g.CPUPerRequest != float64(g.CPU.Microseconds())/50 ||
+		g.CoreShare <= 0 || g.CoreShare > float64(runtime.NumCPU()) {
+		t.Fatalf("load generator stats %+v", g)
+	}
+	rep := &Report{Options: o, Runs: []*Result{res}, Summaries: summarize([]Target{{Name: "t", URL: url}}, []*Result{res})}
+	var table bytes.Buffer
+	WriteTable(&table, rep)
+	if !strings.Contains(table.String(), "t: load generator (this process): ") || !strings.Contains(table.String(), " of a core") {
+		t.Errorf("table does not show the load generator's CPU:\n%s", table.String())
 	}
 }
 

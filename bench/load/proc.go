@@ -16,7 +16,9 @@ type ProcStats struct {
 	Name          string        `json:"name"`
 	CPU           time.Duration `json:"cpu_ns"` // user + system
 	CPUPerRequest float64       `json:"cpu_us_per_request"`
-	PeakRSS       int64         `json:"peak_rss_bytes"` // VmHWM
+	// CoreShare is CPU over the window's wall time: 1 is one core busy throughout.
+	CoreShare float64 `json:"core_share"`
+	PeakRSS   int64   `json:"peak_rss_bytes"` // VmHWM
 	// PeakSinceStart is set when VmHWM could not be reset at the window start (another
 	// user's process), so PeakRSS is the peak over the process's whole life.
 	PeakSinceStart bool   `json:"peak_rss_since_start,omitempty"`
@@ -147,40 +149,57 @@ func cmpErr(a, b error) error {
 }
 
 // procWindow samples processes at the start and end of a run's measured window.
+// It also reads the load generator's own CPU time, so that a report can say when the generator,
+// not the target, was the limit of a closed-loop run.
 type procWindow struct {
-	pids   []int
-	timer  *time.Timer
-	mu     sync.Mutex
-	before []procSample
+	pids    []int
+	timer   *time.Timer
+	mu      sync.Mutex
+	started bool
+	at      time.Time     // when the first sample was taken
+	self    time.Duration // this process's CPU time then
+	before  []procSample
 }
 
 // startProcWindow takes the first sample after delay, from a timer, or at once when delay is 0.
 func startProcWindow(pids []int, delay time.Duration) *procWindow {
 	w := &procWindow{pids: pids}
-	switch {
-	case len(pids) == 0:
-	case delay == 0:
-		w.before = sampleProcs(pids, true)
-	default:
-		w.timer = time.AfterFunc(delay, func() {
-			s := sampleProcs(pids, true)
-			w.mu.Lock()
-			w.before = s
-			w.mu.Unlock()
-		})
+	if delay == 0 {
+		w.start()
+	} else {
+		w.timer = time.AfterFunc(delay, w.start)
 	}
 	return w
 }
 
-// finish takes the second sample; it returns nil when the window never started.
-func (w *procWindow) finish() []ProcStats {
+func (w *procWindow) start() {
+	s := sampleProcs(w.pids, true)
+	self, _ := selfCPU()
+	w.mu.Lock()
+	w.started, w.at, w.self, w.before = true, time.Now(), self, s
+	w.mu.Unlock()
+}
+
+// finish takes the second sample. It returns the processes' stats and the generator's (PID
+// this process; nil when its CPU time cannot be read), or nothing when the window never
+// started.
+func (w *procWindow) finish() (procs []ProcStats, generator *ProcStats) {
 	if w.timer != nil {
 		w.timer.Stop()
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.before == nil {
-		return nil
+	if !w.started {
+		return nil, nil
 	}
-	return procDelta(w.before, sampleProcs(w.pids, false))
+	wall := time.Since(w.at)
+	procs = procDelta(w.before, sampleProcs(w.pids, false))
+	for i := range procs {
+		procs[i].CoreShare = procs[i].CPU.Seconds() / wall.Seconds()
+	}
+	if self, ok := selfCPU(); ok {
+		cpu := self - w.self
+		generator = &ProcStats{PID: os.Getpid(), Name: "load generator", CPU: cpu, CoreShare: cpu.Seconds() / wall.Seconds()}
+	}
+	return procs, generator
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -41,7 +43,9 @@ type Summary struct {
 	AddedServiceP50 time.Duration `json:"added_service_p50_ns"`
 	ThroughputRatio float64       `json:"throughput_ratio"`
 	Procs           []ProcStats   `json:"procs,omitempty"` // median CPU, highest peak RSS
-	LastError       string        `json:"last_error,omitempty"`
+	// Generator is the load generator's own CPU, the median across rounds.
+	Generator *ProcStats `json:"load_generator,omitempty"`
+	LastError string     `json:"last_error,omitempty"`
 }
 
 // Compare runs o's load against every target in interleaved rounds (A B C A B C ...), so
@@ -81,8 +85,9 @@ func summarize(targets []Target, runs []*Result) []Summary {
 		s := Summary{Target: t.Name, URL: t.URL, Errors: map[string]int64{}}
 		var lat, ttfb, ttft, gap, lag, svc []Dist
 		var tput []float64
-		cpu := map[int][]float64{}
+		cpu, share := map[int][]float64{}, map[int][]float64{}
 		var procs []ProcStats
+		var genCPU, genShare []float64
 		for _, r := range runs {
 			if r.Target != t.Name {
 				continue
@@ -109,6 +114,13 @@ func summarize(targets []Target, runs []*Result) []Summary {
 				procs[j].PeakRSS = max(procs[j].PeakRSS, p.PeakRSS)
 				procs[j].PeakSinceStart = procs[j].PeakSinceStart || p.PeakSinceStart
 				cpu[p.PID] = append(cpu[p.PID], p.CPUPerRequest)
+				share[p.PID] = append(share[p.PID], p.CoreShare)
+			}
+			if g := r.Generator; g != nil {
+				genCPU, genShare = append(genCPU, g.CPUPerRequest), append(genShare, g.CoreShare)
+				if s.Generator == nil {
+					s.Generator = &ProcStats{PID: g.PID, Name: g.Name}
+				}
 			}
 		}
 		s.Throughput = medianOf(sortedCopy(tput))
@@ -116,7 +128,11 @@ func summarize(targets []Target, runs []*Result) []Summary {
 		s.StartLag, s.Service = medianDist(lag), medianDist(svc)
 		for j := range procs {
 			procs[j].CPUPerRequest = medianOf(sortedCopy(cpu[procs[j].PID]))
+			procs[j].CoreShare = medianOf(sortedCopy(share[procs[j].PID]))
 			procs[j].CPU = 0 // per-round totals do not add up to anything useful across rounds
+		}
+		if s.Generator != nil {
+			s.Generator.CPUPerRequest, s.Generator.CoreShare = medianOf(sortedCopy(genCPU)), medianOf(sortedCopy(genShare))
 		}
 		s.Procs = procs
 		out[i] = s
@@ -202,8 +218,18 @@ func WriteTable(w io.Writer, rep *Report) {
 			if p.PeakSinceStart {
 				note = " (since process start)"
 			}
-			fmt.Fprintf(w, "%s: process %s[%d]: %.1f CPU µs/request, peak RSS %.1f MiB%s\n",
-				s.Target, p.Name, p.PID, p.CPUPerRequest, float64(p.PeakRSS)/(1<<20), note)
+			fmt.Fprintf(w, "%s: process %s[%d]: %.1f CPU µs/request, %.2f of a core, peak RSS %.1f MiB%s\n",
+				s.Target, p.Name, p.PID, p.CPUPerRequest, p.CoreShare, float64(p.PeakRSS)/(1<<20), note)
+		}
+		if g := s.Generator; g != nil && o.Rate <= 0 {
+			// Closed loop: the generator and the target share the machine, and whichever is
+			// out of CPU first sets the throughput.
+			note := ""
+			if g.CoreShare >= 0.9*float64(runtime.GOMAXPROCS(0)) {
+				note = "; near all the CPU it may use (GOMAXPROCS " + strconv.Itoa(runtime.GOMAXPROCS(0)) + "): this throughput may be the generator's limit, not the target's"
+			}
+			fmt.Fprintf(w, "%s: load generator (this process): %.1f CPU µs/request, %.2f of a core%s\n",
+				s.Target, g.CPUPerRequest, g.CoreShare, note)
 		}
 	}
 }

@@ -40,7 +40,9 @@ type Result struct {
 	BytesSent int64       `json:"bytes_sent"`
 	BytesRecv int64       `json:"bytes_received"`
 	Procs     []ProcStats `json:"procs,omitempty"`
-	LastError string      `json:"last_error,omitempty"`
+	// Generator is the load generator's own CPU over the measured window.
+	Generator *ProcStats `json:"load_generator,omitempty"`
+	LastError string     `json:"last_error,omitempty"`
 }
 
 // Run drives t with the load o describes and returns what it measured. pids are sampled for
@@ -74,11 +76,14 @@ func Run(ctx context.Context, o *Options, w *Workload, t Target, pids []int, pro
 		r.closed(ctx)
 	}
 	stopProgress()
-	res.Procs = pw.finish()
+	res.Procs, res.Generator = pw.finish()
 	r.collect(res)
-	for i := range res.Procs {
-		if res.Requests > 0 {
+	if res.Requests > 0 {
+		for i := range res.Procs {
 			res.Procs[i].CPUPerRequest = float64(res.Procs[i].CPU.Microseconds()) / float64(res.Requests)
+		}
+		if g := res.Generator; g != nil {
+			g.CPUPerRequest = float64(g.CPU.Microseconds()) / float64(res.Requests)
 		}
 	}
 	return res, nil
