@@ -270,6 +270,7 @@ func compileSafetyDense(specs []ruleSpec, dense int) (*Safety, error) {
 		return nil, err
 	}
 	s.buildPairs(texts)
+	s.buildTriples(texts)
 	s.flattenOutputs()
 	return s, nil
 }
@@ -511,7 +512,7 @@ func (s *Safety) sparseNext(st uint32, c uint8) uint32 {
 // automatonSize returns the bytes the automaton's tables take: transitions, sparse states, depths,
 // output lists and the token table.
 func (s *Safety) automatonSize() int {
-	return int(unsafe.Sizeof(tokenEntry{}))*len(s.tokens) + len(s.tokenRest) + int(unsafe.Sizeof(tokenPair{}))*len(s.pairs) +
+	return int(unsafe.Sizeof(tokenEntry{}))*len(s.tokens) + len(s.tokenRest) + int(unsafe.Sizeof(tokenPair{}))*(len(s.pairs)+len(s.triples)) +
 		4*len(s.trans) + 4*len(s.first) + len(s.label) + 4*len(s.fail) + len(s.depth) +
 		4*len(s.outStart) + 4*len(s.outs) + 4*len(s.outRefStart) + int(unsafe.Sizeof(outRef{}))*len(s.outRefs)
 }

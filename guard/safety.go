@@ -102,11 +102,13 @@ type Safety struct {
 	// Every token of the patterns, for walks that skip the tokens in none (see
 	// safetyScanner.walk): an open-addressing table, home slot by tokenSlot, and the symbols
 	// of long tokens after their eighth.
-	tokens     []tokenEntry
-	tokenRest  []byte
-	tokenShift uint8
-	pairs      []tokenPair // the first two tokens of the patterns (see buildPairs)
-	pairShift  uint8
+	tokens      []tokenEntry
+	tokenRest   []byte
+	tokenShift  uint8
+	pairs       []tokenPair // the first two tokens of the patterns (see buildPairs)
+	pairShift   uint8
+	triples     []tokenPair // the first three tokens of the patterns (see buildTriples)
+	tripleShift uint8
 
 	pats     []safetyPattern
 	segRefs  []segmentRef

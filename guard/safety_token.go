@@ -152,3 +152,60 @@ func (s *Safety) pair(first, second int) (uint32, bool) {
 		}
 	}
 }
+
+// buildTriples fills the triple table with the first three tokens of every pattern of three
+// or more, keyed by the state after the first two (which the pair table gives) and the third
+// token's slot. From that state, " first second ", a token leads to the state of " first
+// second third " when some pattern starts so; else to where the pair table takes " second
+// third "; else to where the token leads from the start state: those are the suffixes of
+// " first second third " that a pattern may start with, longest first. So the token after a
+// pair goes by the tables too, rather than symbol by symbol through the sparse states deep
+// in the automaton, a chain of dependent loads per symbol.
+func (s *Safety) buildTriples(pats [][]byte) {
+	seen := map[uint64]bool{}
+	var triples []tokenPair
+	for _, p := range pats {
+		toks := bytes.Split(bytes.Trim(p, " "), spaceSym)
+		if len(toks) < 3 {
+			continue
+		}
+		st := s.start
+		two := 1 + len(toks[0]) + 1 + len(toks[1]) // p[:two] is " first second", p[two] a space
+		for _, c := range p[1 : two+1] {
+			st = s.next(st, s.cls[c]) &^ 1
+		}
+		key := uint64(st)<<32 | uint64(s.tokenSlotOf(toks[2])+1)
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		for _, c := range toks[2] {
+			st = s.next(st, s.cls[c]) &^ 1
+		}
+		triples = append(triples, tokenPair{key: key, next: s.next(st, s.cls[' '])})
+	}
+	size := 1 << bits.Len(uint(max(8, 2*len(triples)-1)))
+	s.triples, s.tripleShift = make([]tokenPair, size), uint8(64-bits.TrailingZeros(uint(size)))
+	for _, e := range triples {
+		k := e.key * tokenMul >> s.tripleShift
+		for s.triples[k].key != 0 {
+			k = (k + 1) & uint64(size-1)
+		}
+		s.triples[k] = e
+	}
+}
+
+// triple returns the transition from st, the state after a pattern's first two tokens, over
+// a space and the token in slot third, when some pattern starts with the three.
+func (s *Safety) triple(st uint32, third int) (uint32, bool) {
+	key, mask := uint64(st)<<32|uint64(third+1), uint64(len(s.triples)-1)
+	for k := key * tokenMul >> s.tripleShift; ; k = (k + 1) & mask {
+		e := &s.triples[k]
+		if e.key == key {
+			return e.next, true
+		}
+		if e.key == 0 {
+			return 0, false
+		}
+	}
+}

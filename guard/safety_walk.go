@@ -98,8 +98,9 @@ func (s *safetyScanner) walk(l *normLane, from, to int) (uint32, int) {
 	// Here sym[i] starts a token (or is a space, an empty token).
 	tokens, shift, mask := sf.tokens, sf.tokenShift, uint64(len(sf.tokens)-1)
 	// prev is the slot+1 of the token before when the state is where it leads from the start
-	// state (see buildPairs), else 0.
-	prev := 0
+	// state (see buildPairs), or where the pair table took it and the token before (two),
+	// else 0.
+	prev, two := 0, false
 	for i < to {
 		n, slot := -1, 0
 		var key uint64
@@ -135,10 +136,17 @@ func (s *safetyScanner) walk(l *normLane, from, to int) (uint32, int) {
 		switch {
 		case !ok || st == start || prev != 0:
 			// In no pattern, from the start state, or from where the token before led from
-			// the start state: one step, by the tables.
+			// the start state or the pair table: one step, by the tables (see buildTriples).
+			paired := false
 			if ok && prev != 0 && st != start {
-				if w, two := sf.pair(prev-1, slot); two {
-					v, slot = w, -1 // deeper than a token table's state
+				w, three := uint32(0), false
+				if two {
+					w, three = sf.triple(st, slot)
+				}
+				if three {
+					v, slot = w, -1 // deeper than a pair table's state
+				} else if w, pair := sf.pair(prev-1, slot); pair {
+					v, paired = w, true
 				}
 			}
 			if st = v &^ 1; v&1 != 0 {
@@ -147,8 +155,9 @@ func (s *safetyScanner) walk(l *normLane, from, to int) (uint32, int) {
 			if prev = 0; ok {
 				prev = slot + 1
 			}
+			two = paired
 		default: // a pattern may be under way: symbol by symbol
-			prev = 0
+			prev, two = 0, false
 			for k := i; k <= i+n; k++ {
 				v := sf.next(st, sf.cls[sym[k]])
 				if st = v &^ 1; v&1 != 0 {
