@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -214,6 +215,50 @@ func TestCacheCoalescing(t *testing.T) {
 				t.Errorf("results %v, %d distinct answers", counts, len(texts))
 			}
 		})
+	}
+}
+
+// A stream leader whose client goes away does not cut its followers' answers: the backend's
+// stream goes on for them, and the complete answer is stored.
+func TestCacheCoalescedStreamSurvivesLeaderDisconnect(t *testing.T) {
+	f := startFake(t, fakellm.Options{TTFT: 200 * time.Millisecond, OutputTokens: 20, TokensPerSecond: 100})
+	g := startGateway(t, newConfig(t, nil, cached(model("chat", "v1", version("v1", f.backend())))))
+	body := cacheBody("Tell everyone the same story", `,"stream":true`)
+	open := func(c context.Context) *http.Response {
+		req, err := http.NewRequestWithContext(c, "POST", g.URL+"/v1/chat/completions", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := g.http.Do(req) // the headers come at once; the events follow
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	leaderCtx, leave := context.WithCancel(ctx(t))
+	defer leave()
+	leader := open(leaderCtx)
+	follower := open(ctx(t))
+	defer follower.Body.Close()
+	if got := [2]string{leader.Header.Get("X-Llmgate-Cache"), follower.Header.Get("X-Llmgate-Cache")}; got != [2]string{"miss", "coalesced"} {
+		t.Fatalf("x-llmgate-cache %v, want [miss coalesced]", got)
+	}
+	leave() // before the first token
+	leader.Body.Close()
+	got, err := io.ReadAll(follower.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	texts, done := choiceTexts(t, got)
+	if !done || strings.Contains(string(got), `"error"`) || len(strings.Fields(texts[0])) != 20 {
+		t.Fatalf("the follower's stream was cut when the leader's client left:\n%s", got)
+	}
+	if res := g.untilHit(t, body); !strings.Contains(string(res.body), "[DONE]") {
+		t.Errorf("the completed answer was not stored: %s", res.body)
+	}
+	if n := f.Requests(); n != 1 {
+		t.Errorf("backend saw %d requests, want 1", n)
 	}
 }
 

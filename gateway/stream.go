@@ -249,17 +249,55 @@ func (s *streamBody) errorEvent(e *apiError) []byte {
 // backend connection, which frees the GPU slot when the client left) and finishes the request.
 func (s *streamBody) Close() error {
 	r := s.r
+	s.r, s.out = nil, nil
 	if !s.ended && r.errCode == "" {
 		r.errCode = "client_disconnected"
+		if f := r.cache.flight; f != nil && f.Followed() && r.sseReader != nil {
+			// Requests coalesced on this one are reading its events: the backend's answer goes
+			// on for them (and for the cache) without this client. One user pressing stop must
+			// not cut the answer of everyone who asked the same.
+			go s.finishForFollowers(r)
+			return nil
+		}
 	}
+	s.end(r, s.ended && s.sawDone && r.errCode == "")
+	return nil
+}
+
+// finishForFollowers reads the rest of the backend stream of a request whose client left, for
+// the requests that follow its flight, then ends the request. It runs on its own goroutine,
+// after fasthttp is done with the client's connection, and touches no RequestCtx.
+func (s *streamBody) finishForFollowers(r *request) {
+	complete := s.sawDone
+	for !complete {
+		ev, err := r.sseReader.Next()
+		if err != nil {
+			break
+		}
+		data, buf, ok := sse.Data(ev, s.dataBuf)
+		s.dataBuf = buf
+		if !ok {
+			continue
+		}
+		if st, _ := jsonscan.Find(data, "error"); st >= 0 && !sse.IsDone(data) {
+			break // a backend error: followers are released, as for any failed leader
+		}
+		r.cache.record(data)
+		complete = sse.IsDone(data)
+	}
+	s.end(r, complete)
+}
+
+// end closes the backend stream (before its end this interrupts the backend connection, which
+// frees the GPU slot when the client left), ends the flight and the cache recording (stored
+// when complete) and finishes the request.
+func (s *streamBody) end(r *request, complete bool) {
 	_ = r.upstreamResp.CloseBodyStream()
 	if r.backend != nil {
 		r.backend.Release()
 	}
-	r.gw.endStream(r, s.ended && s.sawDone && r.errCode == "")
-	s.r, s.out = nil, nil
+	r.gw.endStream(r, complete)
 	r.gw.finish(r)
-	return nil
 }
 
 // appendWithoutMember appends the JSON object obj without its top-level member key, whose value

@@ -29,8 +29,9 @@ type Group struct {
 // (an append-only log that followers read at their own pace, so a slow follower never blocks
 // the leader) and, at the end, the entry or the failure.
 type Flight struct {
-	g   *Group
-	key Key
+	g         *Group
+	key       Key
+	followers atomic.Int32 // requests that joined it
 
 	mu    sync.Mutex
 	data  []byte // published payloads, back to back
@@ -46,6 +47,7 @@ type Flight struct {
 func (g *Group) Join(key Key) (*Flight, bool) {
 	g.mu.Lock()
 	if f := g.flights[key]; f != nil {
+		f.followers.Add(1)
 		g.mu.Unlock()
 		g.followers.Add(1)
 		return f, false
@@ -88,6 +90,10 @@ func (f *Flight) Publish(payload []byte) {
 	f.wakeLocked()
 	f.mu.Unlock()
 }
+
+// Followed reports whether any request joined the flight. A leader whose own client goes away
+// still owes followers the rest of the answer.
+func (f *Flight) Followed() bool { return f.followers.Load() > 0 }
 
 // Finish ends the flight with the leader's answer. e is nil when the answer was complete but
 // not cacheable: stream followers have had every event, buffered followers get
