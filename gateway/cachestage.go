@@ -118,7 +118,7 @@ func (g *Gateway) cacheLookup(ctx *fasthttp.RequestCtx, r *request, snap *snapsh
 		return true, g.fail(ctx, r, errCacheMiss)
 	}
 	if d&cache.Lookup != 0 {
-		f, leader := g.flights.Join(cs.req.Key)
+		f, leader := g.flights.Join(&cs.req)
 		if leader {
 			cs.flight = f
 		} else if handled, done := g.follow(ctx, r, f); handled {

@@ -37,7 +37,7 @@ func Example() {
 		}
 		var flight *cache.Flight
 		if d&cache.Lookup != 0 {
-			f, leader := group.Join(req.Key)
+			f, leader := group.Join(&req)
 			if !leader {
 				// Buffered follower. A stream follower reads f.Follow(id, created).Next
 				// events instead (io.EOF first: replay Entry() with AppendSSE).

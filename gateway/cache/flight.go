@@ -20,7 +20,7 @@ var ErrLeaderFailed = errors.New("cache: coalesced request failed; send it yours
 // concurrent use.
 type Group struct {
 	mu      sync.Mutex
-	flights map[Key]*Flight
+	flights map[flightKey]*Flight
 
 	leaders, followers, failures atomic.Uint64
 }
@@ -28,9 +28,17 @@ type Group struct {
 // Flight is one leader's request as its followers see it: the stream events published so far
 // (an append-only log that followers read at their own pace, so a slow follower never blocks
 // the leader) and, at the end, the entry or the failure.
+// flightKey is a request's key in the cache generation it was looked up in: after a version is
+// deleted (a generation bump) a request to the version deployed again under the same name must
+// not follow a request still in flight to the old deployment.
+type flightKey struct {
+	key Key
+	gen generation
+}
+
 type Flight struct {
 	g         *Group
-	key       Key
+	key       flightKey
 	followers atomic.Int32 // requests that joined it
 
 	mu    sync.Mutex
@@ -41,10 +49,12 @@ type Flight struct {
 	wake  chan struct{} // closed at the next Publish or end; nil while nobody waits
 }
 
-// Join returns the flight for key and whether the caller leads it. A leader must end the
-// flight with Finish or Fail exactly once (defer Fail: after Finish it does nothing); a
-// follower uses Wait (buffered) or Follow (streams).
-func (g *Group) Join(key Key) (*Flight, bool) {
+// Join returns the flight for req, which Store.Get has looked up (its key, in the cache
+// generation of that lookup), and whether the caller leads it. A leader must end the flight
+// with Finish or Fail exactly once (defer Fail: after Finish it does nothing); a follower uses
+// Wait (buffered) or Follow (streams).
+func (g *Group) Join(req *Request) (*Flight, bool) {
+	key := flightKey{req.Key, req.gen}
 	g.mu.Lock()
 	if f := g.flights[key]; f != nil {
 		f.followers.Add(1)
@@ -53,7 +63,7 @@ func (g *Group) Join(key Key) (*Flight, bool) {
 		return f, false
 	}
 	if g.flights == nil {
-		g.flights = map[Key]*Flight{}
+		g.flights = map[flightKey]*Flight{}
 	}
 	f := &Flight{g: g, key: key}
 	g.flights[key] = f

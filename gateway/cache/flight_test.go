@@ -41,7 +41,7 @@ func TestCoalesce100(t *testing.T) {
 				results[i], shapes[i] = e.AppendJSON(nil, AppendID(nil, KindChat), 1), "hit"
 				return
 			}
-			f, leader := g.Join(req.Key)
+			f, leader := g.Join(&req)
 			joined.Done()
 			if leader {
 				defer f.Fail() // a panic or early return must release the followers
@@ -90,13 +90,13 @@ func TestCoalesce100(t *testing.T) {
 func TestCoalesceStream(t *testing.T) {
 	var g Group
 	key := Key{1}
-	f, leader := g.Join(key)
+	f, leader := g.Join(&Request{Key: key})
 	if !leader {
 		t.Fatal("first Join is not the leader")
 	}
-	live, _ := g.Join(key)
-	slow, _ := g.Join(key)
-	buffered, _ := g.Join(key)
+	live, _ := g.Join(&Request{Key: key})
+	slow, _ := g.Join(&Request{Key: key})
+	buffered, _ := g.Join(&Request{Key: key})
 	events := payloads(t, fixture(t, "vllm_chat_stream_usage.txt"))
 
 	// The live follower acknowledges each event before the leader publishes the next, which
@@ -168,16 +168,16 @@ func TestCoalesceStream(t *testing.T) {
 	if bytes.Contains(got[0], []byte("chatcmpl-4be1")) || !bytes.Contains(got[0], []byte(`"id":"chatcmpl-slow"`)) || !bytes.Contains(got[0], []byte(`"created":6`)) {
 		t.Fatalf("id not rewritten: %s", got[0])
 	}
-	if nf, leader := g.Join(key); !leader || nf == f {
+	if nf, leader := g.Join(&Request{Key: key}); !leader || nf == f {
 		t.Fatal("a finished flight was joined")
 	}
 }
 
 func TestCoalesceLeaderFailure(t *testing.T) {
 	var g Group
-	f, _ := g.Join(Key{2})
-	w, _ := g.Join(Key{2})
-	s, _ := g.Join(Key{2})
+	f, _ := g.Join(&Request{Key: Key{2}})
+	w, _ := g.Join(&Request{Key: Key{2}})
+	s, _ := g.Join(&Request{Key: Key{2}})
 	f.Publish([]byte(`{"id":"a","choices":[]}`))
 	f.Fail()
 	f.Finish(nil) // after Fail: nothing
@@ -192,7 +192,7 @@ func TestCoalesceLeaderFailure(t *testing.T) {
 		t.Fatalf("stream follower: %v", err)
 	}
 	// Released followers go on their own: the next Join leads.
-	if _, leader := g.Join(Key{2}); !leader {
+	if _, leader := g.Join(&Request{Key: Key{2}}); !leader {
 		t.Fatal("failed flight still joinable")
 	}
 	if g.Stats().Failures != 1 {
@@ -202,8 +202,8 @@ func TestCoalesceLeaderFailure(t *testing.T) {
 
 func TestCoalesceBufferedLeaderStreamFollower(t *testing.T) {
 	var g Group
-	f, _ := g.Join(Key{3})
-	s, _ := g.Join(Key{3})
+	f, _ := g.Join(&Request{Key: Key{3}})
+	s, _ := g.Join(&Request{Key: Key{3}})
 	e := answer(t, "whole")
 	f.Finish(e)
 	fl := s.Follow([]byte("c"), 1)
@@ -214,8 +214,8 @@ func TestCoalesceBufferedLeaderStreamFollower(t *testing.T) {
 
 func TestCoalesceContext(t *testing.T) {
 	var g Group
-	g.Join(Key{4})
-	w, _ := g.Join(Key{4})
+	g.Join(&Request{Key: Key{4}})
+	w, _ := g.Join(&Request{Key: Key{4}})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := w.Wait(ctx); !errors.Is(err, context.Canceled) {
@@ -223,5 +223,38 @@ func TestCoalesceContext(t *testing.T) {
 	}
 	if _, err := w.Follow(nil, 0).Next(ctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Next: %v", err)
+	}
+}
+
+// A version deleted and deployed again under the same name starts a new cache generation: a
+// request to it leads its own flight instead of following one still in flight to the old
+// deployment, whose answer is not the new deployment's.
+func TestCoalesceNotAcrossRedeploy(t *testing.T) {
+	st := newStore(t, 1<<20)
+	var g Group
+	body := []byte(`{"messages":[{"role":"user","content":"hi"}],"temperature":0}`)
+	join := func() (*Flight, bool) {
+		var req Request
+		if err := Prepare(&req, KindChat, "chat", "v5", body); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := st.Get(st.Scope("chat", "v5"), &req); ok {
+			t.Fatal("unexpected hit")
+		}
+		return g.Join(&req)
+	}
+	old, leader := join()
+	if !leader {
+		t.Fatal("the first request does not lead")
+	}
+	defer old.Fail()
+	if f, leader := join(); leader || f != old {
+		t.Fatal("the same request to the same deployment does not follow the flight")
+	}
+	st.DeleteVersion("chat", "v5")
+	f, leader := join()
+	defer f.Fail()
+	if !leader || f == old {
+		t.Fatal("a request after the version was deleted and deployed again follows the old deployment's flight")
 	}
 }
