@@ -33,11 +33,16 @@ type versionCache struct {
 	policy  cache.Policy
 	scope   *cache.Scope // nil when no alias caches (no store)
 	results map[string]*metrics.Counter
+	// duration is the version's gen_ai_server_request_duration_seconds, which answers from the
+	// cache (hits, coalesced followers) count in too: the latency users of the version saw.
+	duration *metrics.PrometheusHistogram
 }
 
 func (g *Gateway) newVersionCache(alias, version string, mc cacheSettings) *versionCache {
 	vc := &versionCache{policy: cache.Policy{Enabled: mc.enabled && g.cacheStore != nil, TTL: mc.ttl, AllowNonDeterministic: mc.nondeterministic},
 		results: map[string]*metrics.Counter{}}
+	vc.duration = g.metrics.set.GetOrCreatePrometheusHistogramExt(`gen_ai_server_request_duration_seconds{model=`+promLabel(alias)+
+		`,version=`+promLabel(version)+`}`, durationBuckets)
 	if g.cacheStore != nil {
 		vc.scope = g.cacheStore.Scope(alias, version)
 	}

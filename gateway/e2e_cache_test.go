@@ -218,6 +218,28 @@ func TestCacheCoalescing(t *testing.T) {
 	}
 }
 
+// Answers from the cache count in the version's latency histogram like any other answer, so
+// that request rates and latencies on dashboards do not drop as the hit ratio rises.
+func TestCacheHitsInLatencyMetric(t *testing.T) {
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, nil, cached(model("chat", "v1", version("v1", f.backend())))))
+	body := cacheBody("Count me in", "")
+	g.do(t, "POST", "/v1/chat/completions", body)
+	g.untilHit(t, body)
+	g.untilHit(t, body)
+	m := parseMetrics(t, g.metrics(t))
+	v := map[string]string{"model": "chat", "version": "v1"}
+	answered := 0.0
+	for _, result := range []string{"hit", "miss", "coalesced", "bypass"} {
+		n, _ := metricValue(m, "llmgate_cache_requests_total", map[string]string{"model": "chat", "version": "v1", "result": result})
+		answered += n
+	}
+	hits, _ := metricValue(m, "llmgate_cache_requests_total", map[string]string{"model": "chat", "version": "v1", "result": "hit"})
+	if n, _ := metricValue(m, "gen_ai_server_request_duration_seconds_count", v); n != answered || hits < 2 {
+		t.Errorf("gen_ai_server_request_duration_seconds_count = %v for %v answers (%v hits)", n, answered, hits)
+	}
+}
+
 // A stream leader whose client goes away does not cut its followers' answers: the backend's
 // stream goes on for them, and the complete answer is stored.
 func TestCacheCoalescedStreamSurvivesLeaderDisconnect(t *testing.T) {

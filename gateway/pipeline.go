@@ -233,6 +233,9 @@ func (g *Gateway) finish(r *request) {
 	}
 	if r.cache.result != "" {
 		r.cache.vc.results[r.cache.result].Inc()
+		if r.handles == nil && (r.cache.result == cacheHit || r.cache.result == cacheCoalesced) {
+			r.cache.vc.duration.Update(elapsed.Seconds()) // answered without a backend of its own
+		}
 	}
 	if r.stats.vs != nil {
 		g.observe(r, now, elapsed, overhead)
