@@ -120,6 +120,8 @@ func (g *Gateway) cacheLookup(ctx *fasthttp.RequestCtx, r *request, snap *snapsh
 	if d&cache.OnlyCached != 0 {
 		cs.result = cacheMiss
 		g.setCacheHeader(ctx, r)
+		// The miss is final, but the OpenAI SDKs retry a 504 twice unless the server says not to.
+		ctx.Response.Header.Set("X-Should-Retry", "false")
 		return true, g.fail(ctx, r, errCacheMiss)
 	}
 	if d&cache.Lookup != 0 {

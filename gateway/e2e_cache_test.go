@@ -153,6 +153,10 @@ func TestCacheRules(t *testing.T) {
 			if res.status != tt.status || res.header.Get("X-Llmgate-Cache") != tt.result {
 				t.Fatalf("status %d cache %q, want %d %q: %s", res.status, res.header.Get("X-Llmgate-Cache"), tt.status, tt.result, res.body)
 			}
+			// The OpenAI SDKs retry a 504 unless told not to; an only-if-cached miss is final.
+			if res.status == 504 && res.header.Get("X-Should-Retry") != "false" {
+				t.Errorf("only-if-cached miss without x-should-retry: false")
+			}
 		})
 	}
 	// The failed answer was not stored: the same request is a miss, then (stored) a hit.
