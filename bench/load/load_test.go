@@ -8,6 +8,8 @@ import (
 	"encoding/xml"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"runtime"
 	"strconv"
@@ -155,6 +157,31 @@ func TestOpenLoopNoCoordinatedOmission(t *testing.T) {
 	// From the actual send, queued requests did not wait: only the stalled one is slow.
 	if res.Service.N != 20 || res.Service.P90 >= 100*time.Millisecond || res.Service.Max < 190*time.Millisecond {
 		t.Errorf("service time %+v: want the backlog excluded and the stall itself kept", res.Service)
+	}
+}
+
+// An open loop of a given duration ends on time when the target cannot keep up with the rate:
+// what could not start in time is counted as unsent, not sent late for as long as it takes.
+func TestOpenLoopEndsOnTime(t *testing.T) {
+	var served atomic.Int64
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(50 * time.Millisecond) // a backend far slower than the rate asked of it
+		served.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}`) //nolint:errcheck
+	}))
+	defer slow.Close()
+	o := testOptions()
+	o.Rate, o.MaxWorkers, o.Duration = 200, 1, 300*time.Millisecond // 60 arrivals; about 6 can be served
+	res := run(t, o, slow.URL+"/v1")
+	if res.Unsent == 0 || res.Requests+res.Unsent != 60 || served.Load() != res.Requests {
+		t.Fatalf("requests %d, unsent %d, served %d: want every one of the 60 arrivals sent or counted unsent", res.Requests, res.Unsent, served.Load())
+	}
+	rep := &Report{Options: o, Runs: []*Result{res}, Summaries: summarize([]Target{{Name: "t", URL: slow.URL}}, []*Result{res})}
+	var table bytes.Buffer
+	WriteTable(&table, rep)
+	if !strings.Contains(table.String(), "arrivals not sent") {
+		t.Errorf("the table does not say arrivals were not sent:\n%s", table.String())
 	}
 }
 

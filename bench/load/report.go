@@ -36,6 +36,7 @@ type Summary struct {
 	Service    Dist             `json:"service"`
 	Errors     map[string]int64 `json:"errors"`
 	Late       int64            `json:"late"`
+	Unsent     int64            `json:"unsent,omitempty"`
 	// Added latency and throughput ratio against the first target (the baseline).
 	AddedP50 time.Duration `json:"added_p50_ns"`
 	AddedP99 time.Duration `json:"added_p99_ns"`
@@ -96,6 +97,7 @@ func summarize(targets []Target, runs []*Result) []Summary {
 			s.Requests += r.Requests
 			s.OK += r.OK
 			s.Late += r.Late
+			s.Unsent += r.Unsent
 			for k, v := range r.Errors {
 				s.Errors[k] += v
 			}
@@ -208,6 +210,9 @@ func WriteTable(w io.Writer, rep *Report) {
 				parts[i] = fmt.Sprintf("%s %d", k, s.Errors[k])
 			}
 			fmt.Fprintf(w, "%s errors: %s; last: %s\n", s.Target, strings.Join(parts, ", "), s.LastError)
+		}
+		if s.Unsent > 0 {
+			fmt.Fprintf(w, "%s: %d arrivals not sent: the target fell behind the rate and the run's time was up\n", s.Target, s.Unsent)
 		}
 		for _, p := range s.Procs {
 			if p.Err != "" {

@@ -29,6 +29,9 @@ type Result struct {
 	// Late counts open-loop requests that found every worker busy and so started behind
 	// schedule; their wait is in their latency.
 	Late     int64 `json:"late"`
+	// Unsent counts the open loop's arrivals not sent because the run's time was up: the
+	// target fell so far behind the rate that they could not start in time.
+	Unsent int64 `json:"unsent,omitempty"`
 	Latency  Dist  `json:"latency"`
 	TTFB     Dist  `json:"ttfb"`
 	TTFT     Dist  `json:"ttft"`
@@ -100,6 +103,7 @@ type runner struct {
 
 	// live counters for the progress line, warmup included
 	sent, done, failed, late atomic.Int64
+	unsent                   atomic.Int64
 
 	mu   sync.Mutex
 	recs []*recorder
@@ -202,6 +206,14 @@ func (r *runner) open(ctx context.Context) {
 			r.one(c, rec, j.i, j.sched, j.i >= warm)
 		}
 	}
+	// A run of a duration ends on time even when the target cannot keep up with the rate:
+	// arrivals that could not start before then are counted, not sent late for ever.
+	timeUp := make(<-chan time.Time)
+	if r.o.Requests <= 0 {
+		t := time.NewTimer(time.Until(r.t0.Add(r.o.Warmup + r.o.Duration)))
+		defer t.Stop()
+		timeUp = t.C
+	}
 	// The dispatcher gets a thread of its own with fine timer slack (see sleep_linux.go):
 	// the runtime's timers wake about a millisecond late, which would all count as latency.
 	done := make(chan struct{})
@@ -214,6 +226,10 @@ func (r *runner) open(ctx context.Context) {
 		for i := uint64(0); i < total; i++ {
 			due := time.Duration(float64(i) * interval)
 			if !sleepUntil(ctx, r.t0, due) {
+				break
+			}
+			if r.o.Requests <= 0 && time.Since(r.t0) > r.o.Warmup+r.o.Duration {
+				r.unsent.Add(int64(total - i))
 				break
 			}
 			j := job{i, due}
@@ -234,6 +250,9 @@ func (r *runner) open(ctx context.Context) {
 			select {
 			case jobs <- j:
 			case <-ctx.Done():
+				break loop
+			case <-timeUp:
+				r.unsent.Add(int64(total - i))
 				break loop
 			}
 		}
@@ -312,6 +331,7 @@ func (r *runner) collect(res *Result) {
 		}
 	}
 	res.Late = r.late.Load()
+	res.Unsent = r.unsent.Load()
 	if r.o.Rate > 0 && res.Requests > 0 {
 		// An open loop that keeps up ends one interval after its last arrival, not at it,
 		// so a server that keeps up shows exactly the offered rate.
