@@ -28,10 +28,10 @@ type Result struct {
 	Errors     map[string]int64 `json:"errors"`
 	// Late counts open-loop requests that found every worker busy and so started behind
 	// schedule; their wait is in their latency.
-	Late     int64 `json:"late"`
+	Late int64 `json:"late"`
 	// Unsent counts the open loop's arrivals not sent because the run's time was up: the
 	// target fell so far behind the rate that they could not start in time.
-	Unsent int64 `json:"unsent,omitempty"`
+	Unsent   int64 `json:"unsent,omitempty"`
 	Latency  Dist  `json:"latency"`
 	TTFB     Dist  `json:"ttfb"`
 	TTFT     Dist  `json:"ttft"`
