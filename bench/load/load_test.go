@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -182,6 +183,36 @@ func TestOpenLoopEndsOnTime(t *testing.T) {
 	WriteTable(&table, rep)
 	if !strings.Contains(table.String(), "arrivals not sent") {
 		t.Errorf("the table does not say arrivals were not sent:\n%s", table.String())
+	}
+}
+
+// Two runs (rounds, targets, invocations) never send the same body, so a cache in the target
+// cannot answer one run with another's answers; within a run, repeats are exact.
+func TestRunsDoNotRepeatEachOther(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]int{} // body -> run that sent it
+	current := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		if prev, ok := seen[string(b)]; ok && prev != current {
+			t.Errorf("run %d sent a body of run %d", current, prev)
+		}
+		seen[string(b)] = current
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}`) //nolint:errcheck
+	}))
+	defer srv.Close()
+	for current = range 2 {
+		o := testOptions()
+		o.Rate, o.Connections, o.Requests, o.RepeatShare = 0, 2, 40, 0.5
+		if res := run(t, o, srv.URL+"/v1"); res.OK != 40 {
+			t.Fatalf("run %d: %d ok", current, res.OK)
+		}
+	}
+	if len(seen) >= 80 {
+		t.Errorf("%d distinct bodies in 2 runs of 40 with half of them repeats", len(seen))
 	}
 }
 

@@ -96,7 +96,7 @@ func RegisterFlags(fs *flag.FlagSet) *Options {
 	fs.Float64Var(&o.PIIShare, "pii-share", 0, "fraction of prompts carrying an email, phone number or card number")
 	fs.Float64Var(&o.RepeatShare, "repeat-share", 0, "fraction of requests repeating a recent body exactly (cacheable); 1: all repeat the first")
 	fs.IntVar(&o.MaxTokens, "max-tokens", 64, "max_tokens of chat requests (0 leaves it out)")
-	fs.Uint64Var(&o.Seed, "seed", 1, "seed for prompt text and the request mix")
+	fs.Uint64Var(&o.Seed, "seed", 1, "seed for prompt text and the request mix (each run also adds a nonce of its own, so that no two runs send the same request: a cache in the target answers only --repeat-share)")
 	fs.Func("proc-name", "`name` of a process to sample for CPU and peak RSS (repeatable)", func(s string) error {
 		o.ProcNames = append(o.ProcNames, s)
 		return nil

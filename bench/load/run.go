@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -56,7 +57,7 @@ func Run(ctx context.Context, o *Options, w *Workload, t Target, pids []int, pro
 	if err != nil {
 		return nil, err
 	}
-	r := &runner{o: o, w: w, uri: e.base + w.Path, headers: o.headerPairs()}
+	r := &runner{o: o, w: w, uri: e.base + w.Path, headers: o.headerPairs(), run: rand.Uint64()}
 	conns := o.Connections
 	if o.Rate > 0 {
 		conns = o.MaxWorkers
@@ -100,6 +101,7 @@ type runner struct {
 	uri     string
 	headers [][2]string
 	t0      time.Time
+	run     uint64 // random per run: see Workload.Body
 
 	// live counters for the progress line, warmup included
 	sent, done, failed, late atomic.Int64
@@ -141,7 +143,7 @@ func (r *runner) newRecorder() *recorder {
 
 // one sends request i, scheduled at sched and started now, and records it when measured.
 func (r *runner) one(c *conn, rec *recorder, i uint64, sched time.Duration, measured bool) {
-	c.body = r.w.Body(c.body[:0], r.w.Key(i))
+	c.body = r.w.Body(c.body[:0], r.w.Key(i), r.run)
 	start := r.now()
 	r.sent.Add(1)
 	var gaps *[]time.Duration
@@ -388,7 +390,7 @@ func Check(o *Options, w *Workload, t Target) error {
 	c := newConn(hc, e.base+w.Path, o.headerPairs(), w, timeout)
 	defer c.release()
 	t0 := time.Now()
-	x := c.do(w.Body(nil, math.MaxUint64), func() time.Duration { return time.Since(t0) }, nil)
+	x := c.do(w.Body(nil, math.MaxUint64, rand.Uint64()), func() time.Duration { return time.Since(t0) }, nil)
 	switch x.class {
 	case OK:
 		return nil

@@ -194,9 +194,9 @@ func TestWorkloadAllRepeats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first := w.Body(nil, w.Key(0))
+	first := w.Body(nil, w.Key(0), 0)
 	for i := range uint64(100000) {
-		if b := w.Body(nil, w.Key(i)); !bytes.Equal(b, first) {
+		if b := w.Body(nil, w.Key(i), 0); !bytes.Equal(b, first) {
 			t.Fatalf("request %d has a body of its own: %.80s", i, b)
 		}
 	}
@@ -223,7 +223,7 @@ func TestWorkload(t *testing.T) {
 		if k != i {
 			repeats++
 		}
-		b := w.Body(nil, k)
+		b := w.Body(nil, k, 0)
 		if prev, ok := bodies[string(b)]; ok && prev != k {
 			t.Fatalf("keys %d and %d share a body", prev, k)
 		}
@@ -241,7 +241,7 @@ func TestWorkload(t *testing.T) {
 		if bytes.Contains(b, []byte("example.com")) || bytes.Contains(b, []byte("555-0132")) || bytes.Contains(b, []byte("4111 1111")) {
 			pii++
 		}
-		if !bytes.Equal(b, w.Body(nil, k)) {
+		if !bytes.Equal(b, w.Body(nil, k, 0)) {
 			t.Fatal("Body is not deterministic")
 		}
 	}

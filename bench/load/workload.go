@@ -118,13 +118,16 @@ func (w *Workload) Key(i uint64) uint64 {
 	return i
 }
 
-// Body appends the body for key to dst and returns it.
-func (w *Workload) Body(dst []byte, key uint64) []byte {
+// Body appends the body for key in run to dst and returns it. The run changes only the nonce
+// that makes each key's body unique: the same key gets the same prompt in every run, and no two
+// runs (rounds, targets, invocations) send the same body, which a cache in the target would
+// answer. Repeats within a run (see Key) stay exact repeats.
+func (w *Workload) Body(dst []byte, key, run uint64) []byte {
 	h := mix(key ^ w.seed)
 	t := &w.tmpls[int(h%uint64(len(w.tmpls)/w.variants))*w.variants+w.variant(key)]
 	dst = append(dst, t.b...)
 	if t.nonce >= 0 {
-		putNonce(dst[len(dst)-len(t.b)+t.nonce:], key)
+		putNonce(dst[len(dst)-len(t.b)+t.nonce:], key^mix(run))
 	}
 	return dst
 }
