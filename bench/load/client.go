@@ -31,10 +31,7 @@ type endpoint struct {
 
 func parseTarget(raw string) (endpoint, error) {
 	u, err := url.Parse(raw)
-	if err != nil {
-		return endpoint{}, err
-	}
-	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+	if err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
 		return endpoint{}, fmt.Errorf("%q is not an http(s)://host:port URL", raw)
 	}
 	e := endpoint{addr: u.Host, tls: u.Scheme == "https"}

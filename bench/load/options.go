@@ -12,8 +12,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -148,7 +150,7 @@ func (o *Options) Validate() error {
 		return errors.New("use --url or --compare, not both")
 	case o.Workload != Chat && o.Workload != ChatStream && o.Workload != Embeddings:
 		return fmt.Errorf("--workload %q: want chat, chat-stream or embeddings", o.Workload)
-	case o.Rate < 0 || o.Rate > 1e7:
+	case !(o.Rate >= 0 && o.Rate <= 1e7): // NaN too
 		return fmt.Errorf("--rate %g: want 0 (closed loop) up to 1e7", o.Rate)
 	case o.Rate == 0 && o.Connections <= 0:
 		return errors.New("--connections must be positive")
@@ -166,9 +168,9 @@ func (o *Options) Validate() error {
 		return errors.New("--rounds must be positive")
 	case o.PromptBytes <= 0 && len(o.PromptMix) == 0 && o.PromptsFile == "":
 		return errors.New("--prompt-bytes must be positive")
-	case o.PIIShare < 0 || o.PIIShare > 1:
+	case !(o.PIIShare >= 0 && o.PIIShare <= 1):
 		return errors.New("--pii-share must be within [0, 1]")
-	case o.RepeatShare < 0 || o.RepeatShare > 1:
+	case !(o.RepeatShare >= 0 && o.RepeatShare <= 1):
 		return errors.New("--repeat-share must be within [0, 1]")
 	}
 	seen := map[string]bool{}
@@ -235,6 +237,13 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return fail(2, err)
 	}
 	pids := append([]int(nil), o.PIDs...)
+	for _, ps := range append([][]int{o.PIDs}, slices.Collect(maps.Values(o.TargetPIDs))...) {
+		for _, pid := range ps {
+			if _, _, _, err := ReadProc(pid); err != nil {
+				return fail(1, fmt.Errorf("--pid %d: %w", pid, err))
+			}
+		}
+	}
 	for _, name := range o.ProcNames {
 		p, err := FindProcs(name)
 		if err != nil {

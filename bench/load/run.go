@@ -390,7 +390,15 @@ func Check(o *Options, w *Workload, t Target) error {
 	c := newConn(hc, e.base+w.Path, o.headerPairs(), w, timeout)
 	defer c.release()
 	t0 := time.Now()
-	x := c.do(w.Body(nil, math.MaxUint64, rand.Uint64()), func() time.Duration { return time.Since(t0) }, nil)
+	var x exchange
+	// A target that fails now and then (a backend's injected errors, a restart) gets three
+	// tries; an unreachable one or a refusal (4xx: a wrong model or path) fails at once.
+	for try := 0; try < 3; try++ {
+		x = c.do(w.Body(nil, math.MaxUint64, rand.Uint64()), func() time.Duration { return time.Since(t0) }, nil)
+		if x.class == OK || x.class == ErrConnect || x.class == Err4xx {
+			break
+		}
+	}
 	switch x.class {
 	case OK:
 		return nil

@@ -260,7 +260,8 @@ func TestWorkload(t *testing.T) {
 
 func TestPromptsFile(t *testing.T) {
 	path := t.TempDir() + "/p.jsonl"
-	os.WriteFile(path, []byte(`{"prompt": "hello <there>"}
+	// A byte order mark, as some editors write, is not part of the first line.
+	os.WriteFile(path, []byte("\ufeff"+`{"prompt": "hello <there>"}
 
 {"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]}
 [{"role": "user", "content": [{"type": "text", "text": "structured"}]}]

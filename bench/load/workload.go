@@ -226,6 +226,9 @@ func readPrompts(path string) ([]prompt, error) {
 	sc.Buffer(nil, 64<<20)
 	for line := 1; sc.Scan(); line++ {
 		b := bytes.TrimSpace(sc.Bytes())
+		if line == 1 {
+			b = bytes.TrimPrefix(b, []byte("\ufeff")) // a byte order mark some editors write
+		}
 		if len(b) == 0 {
 			continue
 		}
