@@ -313,6 +313,17 @@ func TestCompare(t *testing.T) {
 
 	var table bytes.Buffer
 	WriteTable(&table, rep)
+	if strings.Contains(table.String(), "INTERRUPTED") {
+		t.Errorf("a complete run is marked interrupted:\n%s", table.String())
+	}
+	// A run ended by a signal says so, with the rounds each target got.
+	rep.Interrupted = true
+	var cut bytes.Buffer
+	WriteTable(&cut, rep)
+	if !strings.Contains(cut.String(), "INTERRUPTED: partial results; rounds run (the last one cut short): direct 2, proxy 2") {
+		t.Errorf("interrupted table:\n%s", cut.String())
+	}
+	rep.Interrupted = false
 	lines := strings.Split(strings.TrimSpace(table.String()), "\n")
 	if len(lines) < 4 || !strings.Contains(lines[1], "+p99") ||
 		!strings.HasPrefix(strings.TrimSpace(lines[2]), "direct") || !strings.HasPrefix(strings.TrimSpace(lines[3]), "proxy") {

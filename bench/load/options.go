@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -261,7 +262,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	// Ctrl-C or a kill (timeout(1) sends SIGTERM) ends the run early: what was measured is
+	// still printed and written, marked as interrupted, and the exit status says so.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var progress io.Writer
 	if !o.Quiet {
@@ -271,6 +274,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(1, err)
 	}
+	rep.Interrupted = ctx.Err() != nil
 	WriteTable(stdout, rep)
 	if o.JSONFile != "" {
 		b, err := json.MarshalIndent(rep, "", "  ")
@@ -285,6 +289,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		if err := os.WriteFile(o.SVGFile, SVG(rep), 0o644); err != nil {
 			return fail(1, err)
 		}
+	}
+	if rep.Interrupted {
+		return fail(130, errors.New("interrupted: the results above are partial"))
 	}
 	for _, s := range rep.Summaries {
 		if s.OK == 0 {

@@ -18,6 +18,8 @@ type Report struct {
 	Options   *Options  `json:"options"`
 	Runs      []*Result `json:"runs"`
 	Summaries []Summary `json:"summaries"` // one per target, in target order
+	// Interrupted is set when a signal ended the run early: the last round is partial.
+	Interrupted bool `json:"interrupted,omitempty"`
 }
 
 // Summary is one target across its rounds: the median of each figure, or the sum of counts.
@@ -161,6 +163,13 @@ func WriteTable(w io.Writer, rep *Report) {
 	}
 	fmt.Fprintf(w, "%s, model %s, %s, median of %d round(s); latency from %s, successful requests only\n",
 		o.Workload, o.Model, mode, o.Rounds, from)
+	if rep.Interrupted {
+		done := make([]string, len(rep.Summaries))
+		for i, s := range rep.Summaries {
+			done[i] = fmt.Sprintf("%s %d", s.Target, s.Rounds)
+		}
+		fmt.Fprintf(w, "INTERRUPTED: partial results; rounds run (the last one cut short): %s\n", strings.Join(done, ", "))
+	}
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	cols := []string{"target", "req/s", "p50", "p90", "p99", "p99.9", "max"}
