@@ -122,6 +122,10 @@ func (g *Gateway) cacheLookup(ctx *fasthttp.RequestCtx, r *request, snap *snapsh
 		g.setCacheHeader(ctx, r)
 		// The miss is final, but the OpenAI SDKs retry a 504 twice unless the server says not to.
 		ctx.Response.Header.Set("X-Should-Retry", "false")
+		if !vc.policy.Enabled {
+			return true, g.fail(ctx, r, &apiError{status: errCacheMiss.status, typ: errCacheMiss.typ, code: errCacheMiss.code,
+				message: "x-llmgate-cache: only-if-cached was asked, and model `" + r.version.Alias + "` has no response cache (its cache.enabled is off)."})
+		}
 		return true, g.fail(ctx, r, errCacheMiss)
 	}
 	if d&cache.Lookup != 0 {

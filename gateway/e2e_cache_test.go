@@ -222,6 +222,19 @@ func TestCacheCoalescing(t *testing.T) {
 	}
 }
 
+// only-if-cached on a model without a cache says so, rather than reporting a plain miss.
+func TestCacheOnlyIfCachedWithoutCache(t *testing.T) {
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", f.backend()))))
+	res := g.do(t, "POST", "/v1/chat/completions", cacheBody("hi", ""), "X-Llmgate-Cache", "only-if-cached")
+	if res.status != 504 || !strings.Contains(string(res.body), "has no response cache") || res.header.Get("X-Should-Retry") != "false" {
+		t.Fatalf("status %d, x-should-retry %q: %s", res.status, res.header.Get("X-Should-Retry"), res.body)
+	}
+	if n := f.Requests(); n != 0 {
+		t.Errorf("the backend got %d requests", n)
+	}
+}
+
 // Answers from the cache count in the version's latency histogram like any other answer, so
 // that request rates and latencies on dashboards do not drop as the hit ratio rises.
 func TestCacheHitsInLatencyMetric(t *testing.T) {
