@@ -252,6 +252,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 		pids = append(pids, p...)
 	}
+	slices.Sort(pids)
+	pids = slices.Compact(pids) // a process named by --pid and by --proc-name is reported once
 	w, err := NewWorkload(o)
 	if err != nil {
 		return fail(1, err)
