@@ -20,6 +20,9 @@ import (
 type Target struct {
 	Name string `json:"name"`
 	URL  string `json:"url"`
+	// Model, when set, replaces --model in this target's requests: a backend serves
+	// "meta-llama/Llama-3.1-8B-Instruct" where the gateway in front of it calls it "chat".
+	Model string `json:"model,omitempty"`
 }
 
 // endpoint is a parsed Target.

@@ -216,6 +216,38 @@ func TestRunsDoNotRepeatEachOther(t *testing.T) {
 	}
 }
 
+// --target-model sends one target another model name: a backend and the gateway in front of it
+// seldom call the model the same.
+func TestTargetModel(t *testing.T) {
+	var mu sync.Mutex
+	models := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct{ Model string }
+		json.NewDecoder(r.Body).Decode(&body) //nolint:errcheck
+		mu.Lock()
+		models[body.Model]++
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}`) //nolint:errcheck
+	}))
+	defer srv.Close()
+	var stdout, stderr bytes.Buffer
+	code := Main([]string{"--compare", "gw=" + srv.URL, "--compare", "backend=" + srv.URL, "--model", "chat",
+		"--target-model", "backend=meta-llama/Llama-3.1-8B-Instruct", "--rounds", "1", "--rate", "0", "--connections", "1",
+		"--requests", "5", "--warmup", "0", "--quiet"}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	// Five measured requests and the check request per target.
+	if models["chat"] != 6 || models["meta-llama/Llama-3.1-8B-Instruct"] != 6 || len(models) != 2 {
+		t.Errorf("models seen: %v", models)
+	}
+	if code := Main([]string{"--compare", "a=" + srv.URL, "--target-model", "b=x"}, &stdout, &stderr); code != 2 ||
+		!strings.Contains(stderr.String(), `no --compare target is named "b"`) {
+		t.Errorf("a model for no target: exit %d: %s", code, stderr.String())
+	}
+}
+
 func TestClosedLoopRequests(t *testing.T) {
 	url, count := fakeLLM(t)
 	o := testOptions()
@@ -281,7 +313,7 @@ func TestCompare(t *testing.T) {
 	defer p.Close()
 
 	o := testOptions()
-	o.Compare = []Target{{"direct", url}, {"proxy", "http://" + ln.Addr().String() + "/v1"}}
+	o.Compare = []Target{{Name: "direct", URL: url}, {Name: "proxy", URL: "http://" + ln.Addr().String() + "/v1"}}
 	o.Rate, o.Duration, o.Rounds = 200, 150*time.Millisecond, 2
 	if err := o.Validate(); err != nil {
 		t.Fatal(err)

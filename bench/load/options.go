@@ -49,6 +49,8 @@ type Options struct {
 	PIDs        []int         `json:"pids,omitempty"`
 	// TargetPIDs are sampled only while their target runs: the proxy under test in a compare.
 	TargetPIDs map[string][]int `json:"target_pids,omitempty"`
+	// TargetModels are --target-model name=MODEL: a model name per target.
+	TargetModels map[string]string `json:"target_models,omitempty"`
 	JSONFile   string           `json:"-"`
 	SVGFile    string           `json:"-"`
 	Quiet      bool             `json:"-"`
@@ -68,6 +70,17 @@ func RegisterFlags(fs *flag.FlagSet) *Options {
 	})
 	fs.StringVar(&o.Workload, "workload", Chat, "request kind: chat, chat-stream or embeddings")
 	fs.StringVar(&o.Model, "model", "chat", "model name sent in every request")
+	fs.Func("target-model", "`name=MODEL`: the model name sent to one --compare target instead of --model (repeatable)", func(s string) error {
+		name, model, ok := strings.Cut(s, "=")
+		if !ok || name == "" || model == "" {
+			return errors.New("want name=MODEL")
+		}
+		if o.TargetModels == nil {
+			o.TargetModels = map[string]string{}
+		}
+		o.TargetModels[name] = model
+		return nil
+	})
 	fs.Func("header", "`Name: value` header sent with every request (repeatable)", func(s string) error {
 		if k, _, ok := strings.Cut(s, ":"); !ok || strings.TrimSpace(k) == "" {
 			return errors.New("want Name: value")
@@ -136,10 +149,24 @@ func DefaultOptions() *Options {
 
 // Targets returns the targets of a run: the --compare list, or the single --url.
 func (o *Options) Targets() []Target {
-	if len(o.Compare) > 0 {
-		return o.Compare
+	if len(o.Compare) == 0 {
+		return []Target{{Name: "target", URL: o.URL}}
 	}
-	return []Target{{Name: "target", URL: o.URL}}
+	ts := slices.Clone(o.Compare)
+	for i := range ts {
+		ts[i].Model = o.TargetModels[ts[i].Name]
+	}
+	return ts
+}
+
+// workloadFor returns the workload of target t: w, or one like it with t's model.
+func (o *Options) workloadFor(t Target, w *Workload) (*Workload, error) {
+	if t.Model == "" || t.Model == o.Model {
+		return w, nil
+	}
+	ot := *o
+	ot.Model = t.Model
+	return NewWorkload(&ot)
 }
 
 // Validate reports the first problem with o.
@@ -187,6 +214,11 @@ func (o *Options) Validate() error {
 	for name := range o.TargetPIDs {
 		if !seen[name] {
 			return fmt.Errorf("--pid %s=...: no target is named %q", name, name)
+		}
+	}
+	for name := range o.TargetModels {
+		if !seen[name] {
+			return fmt.Errorf("--target-model %s=...: no --compare target is named %q", name, name)
 		}
 	}
 	return nil
@@ -259,7 +291,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return fail(1, err)
 	}
 	for _, t := range o.Targets() {
-		if err := Check(o, w, t); err != nil {
+		wt, err := o.workloadFor(t, w)
+		if err != nil {
+			return fail(1, err)
+		}
+		if err := Check(o, wt, t); err != nil {
 			return fail(1, err)
 		}
 	}

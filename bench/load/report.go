@@ -57,8 +57,15 @@ type Summary struct {
 func Compare(ctx context.Context, o *Options, w *Workload, pids []int, progress io.Writer) (*Report, error) {
 	targets := o.Targets()
 	rep := &Report{Started: time.Now(), Options: o}
+	workloads := make([]*Workload, len(targets))
+	for i, t := range targets {
+		var err error
+		if workloads[i], err = o.workloadFor(t, w); err != nil {
+			return nil, err
+		}
+	}
 	for round := 1; round <= o.Rounds && ctx.Err() == nil; round++ {
-		for _, t := range targets {
+		for i, t := range targets {
 			if ctx.Err() != nil {
 				break
 			}
@@ -66,7 +73,7 @@ func Compare(ctx context.Context, o *Options, w *Workload, pids []int, progress 
 			if o.Rounds > 1 {
 				label = fmt.Sprintf("%s round %d/%d", t.Name, round, o.Rounds)
 			}
-			res, err := Run(ctx, o, w, t, append(pids[:len(pids):len(pids)], o.TargetPIDs[t.Name]...), progress, label)
+			res, err := Run(ctx, o, workloads[i], t, append(pids[:len(pids):len(pids)], o.TargetPIDs[t.Name]...), progress, label)
 			if err != nil {
 				return nil, err
 			}
