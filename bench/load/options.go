@@ -51,9 +51,9 @@ type Options struct {
 	TargetPIDs map[string][]int `json:"target_pids,omitempty"`
 	// TargetModels are --target-model name=MODEL: a model name per target.
 	TargetModels map[string]string `json:"target_models,omitempty"`
-	JSONFile   string           `json:"-"`
-	SVGFile    string           `json:"-"`
-	Quiet      bool             `json:"-"`
+	JSONFile     string            `json:"-"`
+	SVGFile      string            `json:"-"`
+	Quiet        bool              `json:"-"`
 }
 
 // RegisterFlags defines the bench flags on fs and returns the Options they fill.
