@@ -5,14 +5,18 @@ package gateway_test
 
 import (
 	"fmt"
+	"io"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	openai "github.com/sashabaranov/go-openai"
 
 	"github.com/llmgate/llmgate/bench/fakellm"
+	"github.com/llmgate/llmgate/gateway"
+	"github.com/llmgate/llmgate/router/store"
 )
 
 func TestChatCompletionRoutesByVersion(t *testing.T) {
@@ -375,5 +379,32 @@ func TestBackendAPIKey(t *testing.T) {
 	}
 	if got := receivedHeaders(t, rec.header())["authorization"]; got != "Bearer sk-backend-secret" {
 		t.Errorf("backend received authorization %q, want the backend's key", got)
+	}
+}
+
+// Close before Serve (a test that ends at once, a shutdown racing the start) leaves nothing
+// serving: Serve returns instead of accepting for ever on a listener Close never saw.
+func TestCloseBeforeServe(t *testing.T) {
+	f := startFake(t, fakellm.Options{})
+	g, err := gateway.New(newConfig(t, nil, model("chat", "v1", version("v1", f.backend()))), gateway.Options{Store: store.NewMemory(), LogOutput: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, admin := listen(t), listen(t)
+	served := make(chan error, 2)
+	go func() { served <- g.Serve(data) }()
+	go func() { served <- g.ServeAdmin(admin) }()
+	for range 2 {
+		select {
+		case err := <-served:
+			if err != nil {
+				t.Errorf("Serve after Close: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Serve after Close is still serving")
+		}
 	}
 }

@@ -64,6 +64,8 @@ type Gateway struct {
 	adminServer *fasthttp.Server
 	closing     atomic.Bool
 	closeOnce   sync.Once
+	listenersMu sync.Mutex
+	listeners   []net.Listener // given to Serve and ServeAdmin; Close closes them
 }
 
 // snapshot is what one request runs on from start to end: the routing table and, per backend
@@ -279,6 +281,9 @@ func (g *Gateway) Table() *router.Table { return g.snap.Load().table }
 
 // Serve serves the data plane on ln until Close. It starts the health prober.
 func (g *Gateway) Serve(ln net.Listener) error {
+	if !g.track(ln) {
+		return nil
+	}
 	g.prober.Start()
 	err := g.server.Serve(ln)
 	if g.closing.Load() {
@@ -289,6 +294,9 @@ func (g *Gateway) Serve(ln net.Listener) error {
 
 // ServeAdmin serves the admin API and /metrics on ln until Close.
 func (g *Gateway) ServeAdmin(ln net.Listener) error {
+	if !g.track(ln) {
+		return nil
+	}
 	err := g.adminServer.Serve(ln)
 	if g.closing.Load() {
 		return nil
@@ -296,13 +304,33 @@ func (g *Gateway) ServeAdmin(ln net.Listener) error {
 	return err
 }
 
+// track notes a listener about to be served, so that Close can close it even when fasthttp has
+// not registered it yet: a Close that ran between Serve's start and fasthttp's own bookkeeping
+// found nothing to shut down, and Serve then accepted for ever. It reports false (and closes
+// ln) when Close has already run.
+func (g *Gateway) track(ln net.Listener) bool {
+	g.listenersMu.Lock()
+	defer g.listenersMu.Unlock()
+	if g.closing.Load() {
+		_ = ln.Close()
+		return false
+	}
+	g.listeners = append(g.listeners, ln)
+	return true
+}
+
 // Close stops both listeners, waits for in-flight requests up to the shutdown of fasthttp, stops
 // the prober and flushes the log.
 func (g *Gateway) Close() error {
 	var err error
 	g.closeOnce.Do(func() {
+		g.listenersMu.Lock()
 		g.closing.Store(true)
+		g.listenersMu.Unlock()
 		err = errors.Join(g.server.Shutdown(), g.adminServer.Shutdown())
+		for _, ln := range g.listeners {
+			_ = ln.Close() // closed already by Shutdown, unless Serve had not registered it yet
+		}
 		g.waitShadows(5 * time.Second)
 		g.prober.Close()
 		g.classifyQueue.close() // its workers log: before the log closes
