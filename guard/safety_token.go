@@ -114,15 +114,21 @@ func (s *Safety) buildPairs(pats [][]byte) {
 		}
 		pairs = append(pairs, tokenPair{key: key, next: s.next(st, s.cls[' '])})
 	}
-	size := 1 << bits.Len(uint(max(8, 2*len(pairs)-1)))
-	s.pairs, s.pairShift = make([]tokenPair, size), uint8(64-bits.TrailingZeros(uint(size)))
-	for _, e := range pairs {
-		k := e.key * tokenMul >> s.pairShift
-		for s.pairs[k].key != 0 {
+	s.pairs, s.pairShift = pairTable(pairs)
+}
+
+// pairTable returns an open-addressing table of es, at most half full, and its hash shift.
+func pairTable(es []tokenPair) ([]tokenPair, uint8) {
+	size := 1 << bits.Len(uint(max(8, 2*len(es)-1)))
+	table, shift := make([]tokenPair, size), uint8(64-bits.TrailingZeros(uint(size)))
+	for _, e := range es {
+		k := e.key * tokenMul >> shift
+		for table[k].key != 0 {
 			k = (k + 1) & uint64(size-1)
 		}
-		s.pairs[k] = e
+		table[k] = e
 	}
+	return table, shift
 }
 
 // tokenSlotOf returns the slot of token t in the token table, which holds it.
@@ -184,15 +190,7 @@ func (s *Safety) buildTriples(pats [][]byte) {
 		}
 		triples = append(triples, tokenPair{key: key, next: s.next(st, s.cls[' '])})
 	}
-	size := 1 << bits.Len(uint(max(8, 2*len(triples)-1)))
-	s.triples, s.tripleShift = make([]tokenPair, size), uint8(64-bits.TrailingZeros(uint(size)))
-	for _, e := range triples {
-		k := e.key * tokenMul >> s.tripleShift
-		for s.triples[k].key != 0 {
-			k = (k + 1) & uint64(size-1)
-		}
-		s.triples[k] = e
-	}
+	s.triples, s.tripleShift = pairTable(triples)
 }
 
 // triple returns the transition from st, the state after a pattern's first two tokens, over
