@@ -1,7 +1,6 @@
 package guard
 
 import (
-	"bytes"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -52,18 +51,7 @@ func TestWalkTriples(t *testing.T) {
 				}
 				sym = append(sym, ' ')
 			}
-			from, to := r.IntN(len(sym)), len(sym)
-			if r.IntN(2) == 0 {
-				to = from + r.IntN(len(sym)-from+1)
-			}
-			_, s0 := walkSerial(sf, sym, r.IntN(from+1), from, sf.start)
-			l := &normLane{state: s0, sym: sym}
-			got, spaces := sc.walk(l, from, to)
-			wantOuts, want := walkSerial(sf, sym, from, to, s0)
-			if got != want || !slices.Equal(sc.walkOuts, wantOuts) || spaces != bytes.Count(sym[from:to], spaceSym) {
-				t.Fatalf("walk %q [%d:%d]: state %d, outputs %v; serial: state %d, outputs %v",
-					sym, from, to, got, sc.walkOuts, want, wantOuts)
-			}
+			checkWalkRange(t, sf, sc, r, sym)
 		}
 	}
 }

@@ -9,6 +9,24 @@ import (
 
 // walkSerial is the walk symbol by symbol: the reference that the walk, which skips tokens
 // that are in no pattern and looks up the state after the others, must agree with.
+// checkWalkRange walks a random range of sym, from the state a serial walk reaches there, and
+// fails t unless the walk agrees with the serial walk in end state, outputs and spaces.
+func checkWalkRange(t *testing.T, sf *Safety, sc *safetyScanner, r *rand.Rand, sym []byte) {
+	t.Helper()
+	from, to := r.IntN(len(sym)), len(sym)
+	if r.IntN(2) == 0 {
+		to = from + r.IntN(len(sym)-from+1)
+	}
+	_, s0 := walkSerial(sf, sym, r.IntN(from+1), from, sf.start)
+	l := &normLane{state: s0, sym: sym}
+	got, spaces := sc.walk(l, from, to)
+	wantOuts, want := walkSerial(sf, sym, from, to, s0)
+	if got != want || !slices.Equal(sc.walkOuts, wantOuts) || spaces != bytes.Count(sym[from:to], spaceSym) {
+		t.Fatalf("walk %q [%d:%d]: state %d, outputs %v; serial: state %d, outputs %v",
+			sym, from, to, got, sc.walkOuts, want, wantOuts)
+	}
+}
+
 func walkSerial(sf *Safety, sym []byte, from, to int, st uint32) ([]walkOut, uint32) {
 	var outs []walkOut
 	spaces := int32(0)
@@ -220,18 +238,7 @@ func TestWalkTokens(t *testing.T) {
 			if len(sym) == 0 {
 				continue
 			}
-			from, to := r.IntN(len(sym)), len(sym)
-			if r.IntN(2) == 0 {
-				to = from + r.IntN(len(sym)-from+1)
-			}
-			_, s0 := walkSerial(sf, sym, r.IntN(from+1), from, sf.start)
-			l := &normLane{state: s0, sym: sym}
-			got, spaces := sc.walk(l, from, to)
-			wantOuts, want := walkSerial(sf, sym, from, to, s0)
-			if got != want || !slices.Equal(sc.walkOuts, wantOuts) || spaces != bytes.Count(sym[from:to], spaceSym) {
-				t.Fatalf("walk %q [%d:%d]: state %d, outputs %v; serial: state %d, outputs %v",
-					sym, from, to, got, sc.walkOuts, want, wantOuts)
-			}
+			checkWalkRange(t, sf, sc, r, sym)
 		}
 	}
 }
