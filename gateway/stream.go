@@ -279,7 +279,7 @@ func (s *streamBody) finishForFollowers(r *request) {
 		if !ok {
 			continue
 		}
-		if st, _ := jsonscan.Find(data, "error"); st >= 0 && !sse.IsDone(data) {
+		if st, _ := jsonscan.Find(data, "error"); st >= 0 {
 			break // a backend error: followers are released, as for any failed leader
 		}
 		r.cache.record(data)
