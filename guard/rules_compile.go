@@ -172,6 +172,12 @@ func compileSafety(specs []ruleSpec) (*Safety, error) {
 
 // compileSafetyDense is compileSafety with at most dense states given complete rows.
 func compileSafetyDense(specs []ruleSpec, dense int) (*Safety, error) {
+	return compileSafetyLayout(specs, dense, true)
+}
+
+// compileSafetyLayout is compileSafetyDense, with the phrases that share a form merged (see
+// mergeSharedForms) or, for tests to compare with, kept apart.
+func compileSafetyLayout(specs []ruleSpec, dense int, mergeForms bool) (*Safety, error) {
 	s := &Safety{byID: make(map[string]int, len(specs))}
 	patID := map[string]int32{}
 	phraseID := map[string]int32{}
@@ -271,6 +277,9 @@ func compileSafetyDense(specs []ruleSpec, dense int) (*Safety, error) {
 	}
 	s.buildPairs(texts)
 	s.buildTriples(texts)
+	if mergeForms {
+		s.mergeSharedForms()
+	}
 	s.flattenOutputs()
 	return s, nil
 }
@@ -296,6 +305,67 @@ func phraseWords(nl *normLane, phrase string) (int, error) {
 		total += most
 	}
 	return total, nil
+}
+
+// mergeSharedForms gives each pattern that is a form of several one-segment phrases a phrase
+// of its own that stands for all of them: its rule refs are theirs, in their order. Phrases
+// written with alternatives share forms ("(write|create) code" and "write (me|us)" both have
+// "write ..."-like forms, and one word may be a near or unless phrase of a dozen rules), and
+// without this a scan of ordinary text reported and remembered one hit per phrase for each
+// such word, filling the lane's hits with copies that differ only in their key. A hit of the
+// merged phrase plays every role that the copies played, so near, unless and the hit ring
+// read the same.
+func (s *Safety) mergeSharedForms() {
+	merged := map[string]int32{}
+	var segRefs []segmentRef
+	var single []int32
+	for pid := range s.pats {
+		p := &s.pats[pid]
+		refs := s.segRefs[p.refs : p.refs+p.nref]
+		single = single[:0]
+		for _, ref := range refs {
+			if s.phrases[ref.phrase].nseg == 1 {
+				single = append(single, ref.phrase)
+			}
+		}
+		start := int32(len(segRefs))
+		if len(single) < 2 {
+			segRefs = append(segRefs, refs...)
+			p.refs = start
+			continue
+		}
+		key := fmt.Sprint(single)
+		id, ok := merged[key]
+		if !ok {
+			id = int32(len(s.phrases))
+			merged[key] = id
+			ph := safetyPhrase{nseg: 1, reach: -1, refs: int32(len(s.ruleRefs))}
+			for _, from := range single {
+				f := &s.phrases[from]
+				ph.context = ph.context || f.context
+				ph.reach = max(ph.reach, f.reach)
+				for _, r := range s.ruleRefs[f.refs : f.refs+f.nref] {
+					if !slices.Contains(s.ruleRefs[ph.refs:], r) {
+						s.ruleRefs = append(s.ruleRefs, r)
+					}
+				}
+			}
+			ph.nref = int32(len(s.ruleRefs)) - ph.refs
+			s.phrases = append(s.phrases, ph)
+		}
+		done := false
+		for _, ref := range refs {
+			switch {
+			case s.phrases[ref.phrase].nseg != 1:
+				segRefs = append(segRefs, ref)
+			case !done:
+				segRefs = append(segRefs, segmentRef{phrase: id})
+				done = true
+			}
+		}
+		p.refs, p.nref = start, int32(len(segRefs))-start
+	}
+	s.segRefs = segRefs
 }
 
 // flattenOutputs lists, per state, the segments that its patterns complete, so that a scan

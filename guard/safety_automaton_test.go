@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"math/rand/v2"
 	"os"
 	"runtime"
 	"slices"
@@ -60,6 +61,18 @@ func TestAutomatonSparseCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	sparse := compileDefaultDense(t, 64)
+	for _, text := range corpusTexts(t) {
+		got, want := sparse.Check(nil, text), def.Check(nil, text)
+		if !slices.Equal(got, want) {
+			t.Fatalf("%.80q: sparse layout found %v, want %v", text, got, want)
+		}
+	}
+}
+
+// corpusTexts returns texts to compare two compiled rule sets on: benchmark texts, each case
+// of the safety corpus, and the whole corpus as one text.
+func corpusTexts(t *testing.T) [][]byte {
+	t.Helper()
 	texts := [][]byte{safetyBenchText(40<<10, true), safetyBenchText(3<<10, true), []byte(benchText(6<<10, 5))}
 	f, err := os.Open("testdata/safety.jsonl")
 	if err != nil {
@@ -75,13 +88,7 @@ func TestAutomatonSparseCheck(t *testing.T) {
 		texts = append(texts, []byte(c.Text))
 		all.WriteString(c.Text + "\n")
 	}
-	texts = append(texts, all.Bytes())
-	for _, text := range texts {
-		got, want := sparse.Check(nil, text), def.Check(nil, text)
-		if !slices.Equal(got, want) {
-			t.Fatalf("%.80q: sparse layout found %v, want %v", text, got, want)
-		}
-	}
+	return append(texts, all.Bytes())
 }
 
 // TestSafetyRulesShared checks that a custom rule set is compiled once per content.
@@ -128,4 +135,46 @@ func BenchmarkSafetyAutomaton(b *testing.B) {
 	b.ReportMetric(float64(s.automatonSize()), "bytes")
 	b.ReportMetric(float64(len(s.depth)), "states")
 	b.ReportMetric(float64(s.dense), "dense-states")
+}
+
+// TestMergedFormsCheck checks that merging the phrases that share a form changes no match or
+// its order: the default rules compiled with and without it find the same in the corpus and
+// in random runs of the rules' own words, where near, unless and multi-segment phrases meet.
+func TestMergedFormsCheck(t *testing.T) {
+	specs, err := parseSafetyRules(defaultSafetyRules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	merged, err := compileSafetyLayout(specs, denseStates, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apart, err := compileSafetyLayout(specs, denseStates, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(merged.phrases) <= len(apart.phrases) {
+		t.Fatalf("no phrases were merged: %d phrases, %d apart", len(merged.phrases), len(apart.phrases))
+	}
+	texts := corpusTexts(t)
+	words := append(tokenList(merged), "the", "a", "please", "code", "and", "now", ".", "\n")
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 3000 {
+		var b []byte
+		for range 1 + r.IntN(40) {
+			b = append(append(b, words[r.IntN(len(words))]...), ' ')
+		}
+		texts = append(texts, b)
+	}
+	found := 0
+	for _, text := range texts {
+		got, want := merged.Check(nil, text), apart.Check(nil, text)
+		if !slices.Equal(got, want) {
+			t.Fatalf("%.120q: merged forms found %v, want %v", text, got, want)
+		}
+		found += len(got)
+	}
+	if found == 0 {
+		t.Fatal("the texts matched nothing: the comparison shows nothing")
+	}
 }
