@@ -11,6 +11,7 @@ import (
 	"hash/maphash"
 	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // Kind is the OpenAI endpoint a request targets. The values match the gateway's operation
@@ -51,6 +52,12 @@ type Request struct {
 	ok     bool // Prepare succeeded
 	gen    generation
 	genSet bool // gen was captured by Store.Get
+
+	// What Prepare was given, for rememberPrepared: a hash of the body as sent, and whether
+	// the result came from the memo already.
+	raw            Key
+	alias, version string
+	memoized       bool
 }
 
 // Reset clears r for reuse.
@@ -76,7 +83,14 @@ var ErrDuplicateKey = errors.New("cache: duplicate key in JSON object")
 // cacheable; Decide then answers Bypass. Allocation free in the steady state.
 func Prepare(r *Request, kind Kind, alias, version string, body []byte) error {
 	r.Reset()
-	r.Kind = kind
+	raw := Key{maphash.Bytes(rawSeeds[0], body), maphash.Bytes(rawSeeds[1], body)}
+	if p := preparedBodies[raw[0]&(preparedSlots-1)].Load(); p != nil &&
+		p.req.raw == raw && p.req.Kind == kind && p.req.alias == alias && p.req.version == version {
+		*r = p.req
+		r.memoized = true
+		return nil
+	}
+	r.Kind, r.raw, r.alias, r.version = kind, raw, alias, version
 	c := acquireCanon(r)
 	defer releaseCanon(c)
 	c.out = append(c.out, byte(kind))
@@ -90,6 +104,33 @@ func Prepare(r *Request, kind Kind, alias, version string, body []byte) error {
 	r.Key = Key{maphash.Bytes(keySeeds[0], c.out), maphash.Bytes(keySeeds[1], c.out)}
 	r.ok = true
 	return nil
+}
+
+// rawSeeds are the seeds of the hash of a body as sent, which keys preparedBodies.
+var rawSeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
+
+// preparedSlots is the size of preparedBodies: the bodies of the answers a cache serves most
+// are far fewer, and a slot's loser is only canonicalised again.
+const preparedSlots = 4096
+
+// preparedBodies remembers what Prepare made of the bodies of recent cache hits, by a 128-bit
+// hash of the bytes as sent (with kind, alias and version compared in full): the same bytes
+// always canonicalise to the same key, so a body that is sent again, byte for byte, as
+// clients that repeat a request do, skips the canonical form, which is most of what a hit
+// costs before the store is read. Each slot holds an immutable record; Store.Get fills it on
+// a hit, so unique requests, which miss, never write here.
+var preparedBodies [preparedSlots]atomic.Pointer[preparedBody]
+
+type preparedBody struct{ req Request }
+
+// rememberPrepared notes a hit request in preparedBodies unless it came from there.
+func rememberPrepared(r *Request) {
+	if r.memoized || !r.ok {
+		return
+	}
+	p := &preparedBody{req: *r}
+	p.req.gen, p.req.genSet = generation{}, false
+	preparedBodies[r.raw[0]&(preparedSlots-1)].Store(p)
 }
 
 // AppendCanonical appends the canonical form of body to dst: excluded members dropped,

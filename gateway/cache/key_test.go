@@ -361,3 +361,64 @@ func equalJSON(a, b any) bool {
 		return a == b
 	}
 }
+
+// TestPrepareRemembersHits checks the memo of prepared hit bodies: a body sent again byte for
+// byte is prepared from it, with what canonicalising it gives, and nothing else is: not the
+// same body for another alias, version or endpoint, nor a body one byte apart.
+func TestPrepareRemembersHits(t *testing.T) {
+	st, err := New(Config{MaxBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	body := []byte(`{"model":"chat","messages":[{"role":"user","content":"memo test"}],"temperature":0,"n":2}`)
+	s := st.Scope("memo-alias", "v1")
+	var first Request
+	if err := Prepare(&first, KindChat, "memo-alias", "v1", body); err != nil || first.memoized {
+		t.Fatalf("first Prepare: err %v, memoized %v", err, first.memoized)
+	}
+	if _, ok := st.Get(s, &first); ok {
+		t.Fatal("hit in an empty store")
+	}
+	var again Request
+	if err := Prepare(&again, KindChat, "memo-alias", "v1", body); err != nil || again.memoized {
+		t.Fatalf("a miss was remembered: err %v, memoized %v", err, again.memoized)
+	}
+	e, err := NewEntry(KindChat, []byte(`{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"a"},"finish_reason":"stop"},{"index":1,"message":{"role":"assistant","content":"b"},"finish_reason":"stop"}]}`), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Set(s, &again, e, 0)
+	st.Wait()
+	if _, ok := st.Get(s, &again); !ok {
+		t.Fatal("no hit for the stored request")
+	}
+	var memo Request
+	if err := Prepare(&memo, KindChat, "memo-alias", "v1", body); err != nil || !memo.memoized {
+		t.Fatalf("a hit body was not remembered: err %v, memoized %v", err, memo.memoized)
+	}
+	if memo.Key != first.Key || memo.N != 2 || !memo.HasTemperature || !memo.ZeroTemperature || memo.HasSeed || !memo.ok || memo.genSet {
+		t.Fatalf("remembered %+v, canonicalising gave %+v", memo, first)
+	}
+	if got, ok := st.Get(s, &memo); !ok || got != e {
+		t.Fatal("the remembered request does not hit its entry")
+	}
+	for _, c := range []struct {
+		kind           Kind
+		alias, version string
+		body           []byte
+	}{
+		{KindCompletion, "memo-alias", "v1", body},
+		{KindChat, "other", "v1", body},
+		{KindChat, "memo-alias", "v2", body},
+		{KindChat, "memo-alias", "v1", bytes.Replace(body, []byte("memo test"), []byte("memo tesT"), 1)},
+	} {
+		var r Request
+		if err := Prepare(&r, c.kind, c.alias, c.version, c.body); err != nil {
+			t.Fatal(err)
+		}
+		if r.memoized || r.Key == first.Key {
+			t.Fatalf("%v %s %s %s: memoized %v, key equal %v", c.kind, c.alias, c.version, c.body, r.memoized, r.Key == first.Key)
+		}
+	}
+}

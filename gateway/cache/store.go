@@ -166,6 +166,7 @@ func (st *Store) Get(s *Scope, req *Request) (*Entry, bool) {
 	}
 	st.hits.Add(1)
 	s.alias.hits.Add(1)
+	rememberPrepared(req)
 	return e, true
 }
 
