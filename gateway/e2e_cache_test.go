@@ -484,3 +484,46 @@ func TestCacheHitCompletionGuard(t *testing.T) {
 		})
 	}
 }
+
+// Cache hits count in the refusal rate as the answer they replay: a refusal replayed is a
+// refusal every time (the entry remembers what its answer was read as), and an ordinary
+// answer replayed is not.
+func TestCacheHitRefusals(t *testing.T) {
+	t.Setenv("LLMGATE_ADMIN_TOKEN", "cache-admin")
+	answer := func(text string) string {
+		return `{"id":"c1","object":"chat.completion","created":1,"model":"canned","choices":[{"index":0,"message":{"role":"assistant","content":"` +
+			text + `"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":6,"total_tokens":11}}`
+	}
+	h := http.Header{"Content-Type": {"application/json"}}
+	refuses := cannedBackend(t, 200, h, answer("I'm sorry, but I can't help with that."))
+	helps := cannedBackend(t, 200, h, answer("Sure: a cache keeps answers."))
+	g := startGateway(t, newConfig(t, nil, cached(model("no", "v1", version("v1", refuses))), cached(model("yes", "v1", version("v1", helps)))))
+	for _, alias := range []string{"no", "yes"} {
+		body := strings.Replace(cacheBody("What is a cache?", ""), `"model":"chat"`, `"model":"`+alias+`"`, 1)
+		g.do(t, "POST", "/v1/chat/completions", body)
+		g.untilHit(t, body)
+		for range 3 {
+			if res := g.do(t, "POST", "/v1/chat/completions", body); res.header.Get("X-Llmgate-Cache") != "hit" {
+				t.Fatalf("%s: x-llmgate-cache %q, want hit", alias, res.header.Get("X-Llmgate-Cache"))
+			}
+		}
+	}
+	for alias, want := range map[string]float64{"no": 1, "yes": 0} {
+		res := g.admin(t, "GET", "/admin/stats/"+alias, "cache-admin")
+		var v struct {
+			Versions []struct {
+				Summary struct {
+					Requests    uint64   `json:"requests"`
+					RefusalRate *float64 `json:"refusal_rate"`
+				} `json:"summary"`
+			} `json:"versions"`
+		}
+		if err := json.Unmarshal(res.body, &v); err != nil || len(v.Versions) != 1 {
+			t.Fatalf("%s: stats %d (%v): %s", alias, res.status, err, res.body)
+		}
+		s := v.Versions[0].Summary
+		if s.Requests < 5 || s.RefusalRate == nil || *s.RefusalRate != want {
+			t.Errorf("%s: refusal rate over %d requests %v, want %v: %s", alias, s.Requests, s.RefusalRate, want, res.body)
+		}
+	}
+}

@@ -2,12 +2,14 @@ package gateway
 
 import (
 	"bytes"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fastjson"
 
 	"github.com/llmgate/llmgate/drift"
+	"github.com/llmgate/llmgate/gateway/cache"
 	"github.com/llmgate/llmgate/gateway/jsonscan"
 	"github.com/llmgate/llmgate/guard"
 )
@@ -27,7 +29,8 @@ type requestStats struct {
 	promptBytes    int
 	tools          bool
 	finish         drift.FinishReason
-	completionHead []byte // the start of choice 0's text
+	completionHead []byte       // the start of choice 0's text
+	replayed       *cache.Entry // completionHead is this entry's, which may know its refusal
 	cache          drift.CacheResult
 	safety         uint16 // categories the guard saw, as drift bits
 	sample         drift.Sample
@@ -36,6 +39,7 @@ type requestStats struct {
 func (s *requestStats) reset() {
 	s.vs, s.promptHead, s.promptBytes, s.tools = nil, s.promptHead[:0], 0, false
 	s.finish, s.completionHead, s.cache, s.safety = drift.FinishUnknown, s.completionHead[:0], drift.CacheBypass, 0
+	s.replayed = nil
 }
 
 // notePrompt keeps what the sample needs of the prompt: its size, the start of its last user
@@ -197,7 +201,7 @@ func (g *Gateway) observe(r *request, now time.Time, elapsed, overhead time.Dura
 	s.Cache = st.cache
 	s.Entities = entityBits(r.guard.vault)
 	s.Safety = st.safety
-	s.Refusal = len(st.completionHead) > 0 && g.stats.refusal.Match(st.completionHead)
+	s.Refusal = g.refusal(st)
 	s.Script = drift.DetectScript(st.promptHead)
 	s.Tools = st.tools
 	s.Stream = r.stream
@@ -207,6 +211,40 @@ func (g *Gateway) observe(r *request, now time.Time, elapsed, overhead time.Dura
 		return
 	}
 	vs.observe(s)
+}
+
+// Values of a cache entry's note (see cache.Entry.Note): whether its answer reads as a refusal.
+const (
+	noteRefusalUnknown uint32 = iota
+	noteNoRefusal
+	noteRefusal
+)
+
+// refusal reports whether the completion starts as a refusal. A replayed entry's answer is
+// read once: its note remembers the outcome for the replays after it.
+func (g *Gateway) refusal(st *requestStats) bool {
+	if len(st.completionHead) == 0 {
+		return false
+	}
+	var note *atomic.Uint32
+	if st.replayed != nil {
+		note = st.replayed.Note()
+		switch note.Load() {
+		case noteNoRefusal:
+			return false
+		case noteRefusal:
+			return true
+		}
+	}
+	refused := g.stats.refusal.Match(st.completionHead)
+	if note != nil {
+		v := noteNoRefusal
+		if refused {
+			v = noteRefusal
+		}
+		note.Store(v)
+	}
+	return refused
 }
 
 // driftStatus classes a request's outcome.

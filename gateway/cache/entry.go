@@ -32,7 +32,15 @@ type Entry struct {
 	scope *Scope
 	gen   generation
 	size  int64
+
+	// note is for the gateway to remember what it derives from the answer for statistics,
+	// so that each replay does not derive it again; zero until the gateway sets it.
+	note atomic.Uint32
 }
+
+// Note returns the entry's note word (see Entry.note): the one part of an entry that is not
+// immutable, for facts that are a function of the answer, so that any replay may set them.
+func (e *Entry) Note() *atomic.Uint32 { return &e.note }
 
 // span is a value's bytes in Entry.doc; the zero span means absent or null.
 type span struct{ s, e int32 }
