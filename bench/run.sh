@@ -176,8 +176,9 @@ models:
 # max_bytes of answers, so RSS is about the rest of the gateway plus max_bytes (the default,
 # 256 MiB, would measure the cache, not the gateway). Without a memory limit Go lets the heap
 # grow to twice what is live, a full cache included: the limit (the least allowed, cache plus
-# 32 MiB) makes the collector run more often instead.
-cache: {max_bytes: 16777216}
+# 40 MiB) makes the collector run more often instead. A 16 MiB cache under the same limit left
+# the collector no room once the cache and the log buffers were full (see RESULTS.md).
+cache: {max_bytes: 8388608}
 limits: {memory_bytes: 50331648}
 YAML
 pin 0 "$bin" serve --config "$out/gateway-full.yaml" >"$out/llmgate-full.out" 2>"$out/llmgate-full.log" &

@@ -123,7 +123,7 @@ func TestMemoryLimit(t *testing.T) {
 	path := filepath.Join(dir, "llmgate.yaml")
 	backend := startFakeLLM(t, fakellm.Options{Flavor: "vllm", Model: "m"})
 	yaml := "state: {path: " + filepath.Join(dir, "state.db") + "}\n" +
-		"cache: {max_bytes: 16777216}\n" +
+		"cache: {max_bytes: 8388608}\n" +
 		"models: [{alias: m, versions: [{version: v1, backends: [{url: \"" + backend + "\", kind: vllm, model: m}]}]}]\n"
 
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
