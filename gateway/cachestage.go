@@ -362,6 +362,7 @@ type cacheView struct {
 
 type aliasCacheView struct {
 	Alias    string  `json:"model"`
+	Enabled  bool    `json:"enabled"` // the model's cache is on: its requests may be answered from here
 	Entries  int64   `json:"entries"`
 	Bytes    int64   `json:"bytes"`
 	Hits     uint64  `json:"hits"`
@@ -393,8 +394,13 @@ func (g *Gateway) serveCache(ctx *fasthttp.RequestCtx, seg []string) bool {
 			st := g.cacheStore.Stats()
 			v.Bytes, v.MaxBytes, v.Entries, v.Hits, v.Misses, v.HitRatio = st.Bytes, st.MaxBytes, st.Entries, st.Hits, st.Misses, st.HitRatio()
 			v.Stores, v.Evicted = st.Stores, st.Evictions
+			enabled := map[string]bool{}
+			for ver, vc := range g.snap.Load().caches {
+				enabled[ver.Alias] = enabled[ver.Alias] || vc.policy.Enabled
+			}
 			for _, a := range st.Aliases {
-				v.Aliases = append(v.Aliases, aliasCacheView{Alias: a.Alias, Entries: a.Entries, Bytes: a.Bytes, Hits: a.Hits, Misses: a.Misses, HitRatio: a.HitRatio()})
+				v.Aliases = append(v.Aliases, aliasCacheView{Alias: a.Alias, Enabled: enabled[a.Alias], Entries: a.Entries, Bytes: a.Bytes,
+					Hits: a.Hits, Misses: a.Misses, HitRatio: a.HitRatio()})
 			}
 		}
 		encodeJSON(ctx, fasthttp.StatusOK, v)

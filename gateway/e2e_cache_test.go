@@ -322,7 +322,7 @@ func TestCacheWithPseudonyms(t *testing.T) {
 func TestCacheAdmin(t *testing.T) {
 	t.Setenv("LLMGATE_ADMIN_TOKEN", "cache-admin")
 	f := startFake(t, fakellm.Options{})
-	g := startGateway(t, newConfig(t, nil, cached(model("chat", "v1", version("v1", f.backend())))))
+	g := startGateway(t, newConfig(t, nil, cached(model("chat", "v1", version("v1", f.backend()))), model("plain", "p1", version("p1", f.backend()))))
 	body := cacheBody("Keep this", "")
 	g.do(t, "POST", "/v1/chat/completions", body)
 	g.untilHit(t, body)
@@ -330,12 +330,22 @@ func TestCacheAdmin(t *testing.T) {
 	var v struct {
 		Entries int64 `json:"entries"`
 		Models  []struct {
-			Model string `json:"model"`
-			Hits  uint64 `json:"hits"`
+			Model   string `json:"model"`
+			Enabled bool   `json:"enabled"`
+			Hits    uint64 `json:"hits"`
 		} `json:"models"`
 	}
-	if err := json.Unmarshal(res.body, &v); err != nil || v.Entries != 1 || len(v.Models) != 1 || v.Models[0].Hits == 0 {
+	if err := json.Unmarshal(res.body, &v); err != nil || v.Entries != 1 {
 		t.Fatalf("GET /admin/cache %d: %s", res.status, res.body)
+	}
+	// A model whose cache is off says so rather than look like a cache that is never hit.
+	for _, m := range v.Models {
+		if want := m.Model == "chat"; m.Enabled != want || (m.Model == "chat") != (m.Hits > 0) {
+			t.Fatalf("GET /admin/cache: model %q enabled %v with %d hits: %s", m.Model, m.Enabled, m.Hits, res.body)
+		}
+	}
+	if len(v.Models) == 0 || v.Models[0].Model != "chat" && (len(v.Models) < 2 || v.Models[1].Model != "chat") {
+		t.Fatalf("GET /admin/cache lists no chat model: %s", res.body)
 	}
 	if res := g.admin(t, "DELETE", "/admin/cache?model=chat", "cache-admin"); res.status != 200 {
 		t.Fatalf("DELETE: %d %s", res.status, res.body)
