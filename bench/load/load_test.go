@@ -99,12 +99,13 @@ func TestOpenLoopRate(t *testing.T) {
 	took := time.Since(start)
 
 	// The schedule fixes the count (rate*duration measured, rate*warmup before); the clock
-	// only shows in how long it took and in the achieved rate.
-	if res.Requests < 180 || res.Requests > 220 || res.OK != res.Requests {
-		t.Errorf("measured %d requests (%d ok), want ~200: %+v", res.Requests, res.OK, res)
+	// only shows in how long it took, in the achieved rate and, on a machine too loaded to
+	// keep up, in arrivals left unsent when the time is up.
+	if arrivals := res.Requests + res.Unsent; arrivals < 180 || arrivals > 220 || res.OK != res.Requests || res.Unsent > 20 {
+		t.Errorf("measured %d requests (%d ok, %d unsent), want ~200: %+v", res.Requests, res.OK, res.Unsent, res)
 	}
-	if n := count.Load(); n < 216 || n > 264 {
-		t.Errorf("server saw %d requests, want ~240", n)
+	if n := count.Load(); n < res.Requests || n > 264 {
+		t.Errorf("server saw %d requests, want %d measured plus ~40 of warm-up", n, res.Requests)
 	}
 	// Never faster than the schedule; slower only as far as a loaded test machine stalls.
 	if took < 590*time.Millisecond || took > 10*time.Second {
