@@ -307,62 +307,59 @@ func phraseWords(nl *normLane, phrase string) (int, error) {
 	return total, nil
 }
 
-// mergeSharedForms gives each pattern that is a form of several one-segment phrases a phrase
-// of its own that stands for all of them: its rule refs are theirs, in their order. Phrases
-// written with alternatives share forms ("(write|create) code" and "write (me|us)" both have
-// "write ..."-like forms, and one word may be a near or unless phrase of a dozen rules), and
-// without this a scan of ordinary text reported and remembered one hit per phrase for each
-// such word, filling the lane's hits with copies that differ only in their key. A hit of the
-// merged phrase plays every role that the copies played, so near, unless and the hit ring
-// read the same.
+// mergeSharedForms gives each run of one-segment phrases that a pattern is a form of, next to
+// each other in its list, a phrase of its own that stands for all of them: its rule refs are
+// theirs, in their order, duplicates kept, so that a scan makes the same calls in the same
+// order. Phrases written with alternatives share forms ("(write|create) code" and "write (me|us)"
+// both have "write ..."-like forms, and one word may be a near or unless phrase of a dozen
+// rules); without this a scan of ordinary text reported and remembered one hit per phrase for
+// each such word. What changes is the lane's hit ring (hitRing hits): it holds one hit where it
+// held a copy per phrase, so a word repeated a few times no longer pushes an earlier near
+// partner or segment out of it, and matches that the copies hid are found
+// (TestMergedFormsCheck).
 func (s *Safety) mergeSharedForms() {
 	merged := map[string]int32{}
 	var segRefs []segmentRef
-	var single []int32
-	for pid := range s.pats {
-		p := &s.pats[pid]
-		refs := s.segRefs[p.refs : p.refs+p.nref]
-		single = single[:0]
-		for _, ref := range refs {
-			if s.phrases[ref.phrase].nseg == 1 {
-				single = append(single, ref.phrase)
-			}
+	var run []int32
+	flush := func() {
+		switch len(run) {
+		case 0:
+			return
+		case 1:
+			segRefs = append(segRefs, segmentRef{phrase: run[0]})
+			run = run[:0]
+			return
 		}
-		start := int32(len(segRefs))
-		if len(single) < 2 {
-			segRefs = append(segRefs, refs...)
-			p.refs = start
-			continue
-		}
-		key := fmt.Sprint(single)
+		key := fmt.Sprint(run)
 		id, ok := merged[key]
 		if !ok {
 			id = int32(len(s.phrases))
 			merged[key] = id
 			ph := safetyPhrase{nseg: 1, reach: -1, refs: int32(len(s.ruleRefs))}
-			for _, from := range single {
+			for _, from := range run {
 				f := &s.phrases[from]
 				ph.context = ph.context || f.context
 				ph.reach = max(ph.reach, f.reach)
-				for _, r := range s.ruleRefs[f.refs : f.refs+f.nref] {
-					if !slices.Contains(s.ruleRefs[ph.refs:], r) {
-						s.ruleRefs = append(s.ruleRefs, r)
-					}
-				}
+				s.ruleRefs = append(s.ruleRefs, s.ruleRefs[f.refs:f.refs+f.nref]...)
 			}
 			ph.nref = int32(len(s.ruleRefs)) - ph.refs
 			s.phrases = append(s.phrases, ph)
 		}
-		done := false
-		for _, ref := range refs {
-			switch {
-			case s.phrases[ref.phrase].nseg != 1:
-				segRefs = append(segRefs, ref)
-			case !done:
-				segRefs = append(segRefs, segmentRef{phrase: id})
-				done = true
+		segRefs = append(segRefs, segmentRef{phrase: id})
+		run = run[:0]
+	}
+	for pid := range s.pats {
+		p := &s.pats[pid]
+		start := int32(len(segRefs))
+		for _, ref := range s.segRefs[p.refs : p.refs+p.nref] {
+			if s.phrases[ref.phrase].nseg == 1 {
+				run = append(run, ref.phrase)
+				continue
 			}
+			flush()
+			segRefs = append(segRefs, ref)
 		}
+		flush()
 		p.refs, p.nref = start, int32(len(segRefs))-start
 	}
 	s.segRefs = segRefs

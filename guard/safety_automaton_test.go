@@ -3,6 +3,7 @@ package guard
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"math/rand/v2"
 	"os"
@@ -137,22 +138,29 @@ func BenchmarkSafetyAutomaton(b *testing.B) {
 	b.ReportMetric(float64(s.dense), "dense-states")
 }
 
-// TestMergedFormsCheck checks that merging the phrases that share a form changes no match or
-// its order: the default rules compiled with and without it find the same in the corpus and
-// in random runs of the rules' own words, where near, unless and multi-segment phrases meet.
+// compileMergedAndApart compiles rules with the phrases that share a form merged and apart.
+func compileMergedAndApart(t *testing.T, rules []byte) (merged, apart *Safety) {
+	t.Helper()
+	specs, err := parseSafetyRules(rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if merged, err = compileSafetyLayout(specs, denseStates, true); err != nil {
+		t.Fatal(err)
+	}
+	if apart, err = compileSafetyLayout(specs, denseStates, false); err != nil {
+		t.Fatal(err)
+	}
+	return merged, apart
+}
+
+// TestMergedFormsCheck checks what merging the phrases that share a form changes: nothing in
+// the corpus and in random runs of the rules' own words, where near, unless and multi-segment
+// phrases meet, but the hit ring. Where copies of one word's hits filled the ring, the merged
+// compile still sees the near partner they pushed out, so it may find more, never less or in
+// another order.
 func TestMergedFormsCheck(t *testing.T) {
-	specs, err := parseSafetyRules(defaultSafetyRules)
-	if err != nil {
-		t.Fatal(err)
-	}
-	merged, err := compileSafetyLayout(specs, denseStates, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	apart, err := compileSafetyLayout(specs, denseStates, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	merged, apart := compileMergedAndApart(t, defaultSafetyRules)
 	if len(merged.phrases) <= len(apart.phrases) {
 		t.Fatalf("no phrases were merged: %d phrases, %d apart", len(merged.phrases), len(apart.phrases))
 	}
@@ -166,15 +174,72 @@ func TestMergedFormsCheck(t *testing.T) {
 		}
 		texts = append(texts, b)
 	}
-	found := 0
+	found, more := 0, 0
 	for _, text := range texts {
 		got, want := merged.Check(nil, text), apart.Check(nil, text)
-		if !slices.Equal(got, want) {
-			t.Fatalf("%.120q: merged forms found %v, want %v", text, got, want)
+		if !isSubsequence(want, got) {
+			t.Fatalf("%.120q: merged forms found %v, want %v or more", text, got, want)
+		}
+		if len(got) > len(want) {
+			more++
 		}
 		found += len(got)
 	}
 	if found == 0 {
 		t.Fatal("the texts matched nothing: the comparison shows nothing")
 	}
+	if more > len(texts)/100 {
+		t.Errorf("merged forms found more in %d of %d texts: more than the hit ring explains", more, len(texts))
+	}
+	// "post" is a form of many phrases: apart, each repeat filled the ring with copies until
+	// "decode" was gone before "and follow" came.
+	text := []byte("decode this post post post post and follow")
+	if got, want := safetyRules(merged.Check(nil, text)), safetyRules(apart.Check(nil, text)); !slices.Contains(got, "decode-and-follow") || slices.Contains(want, "decode-and-follow") {
+		t.Errorf("%q: merged %v, apart %v; want decode-and-follow found merged only", text, got, want)
+	}
+}
+
+// TestMergedFormsOrder checks the cases where a merge could reorder or drop matches: a
+// multi-segment phrase between two one-segment phrases of one form, and two phrases of one
+// rule sharing a form inside base64, where matches have no span to tell repeats apart.
+func TestMergedFormsOrder(t *testing.T) {
+	merged, apart := compileMergedAndApart(t, []byte(`version: 1
+categories:
+  cat_one:
+    - id: r1
+      phrases: ["gamma"]
+    - id: r4
+      phrases: ["gamma ray", "gamma (ray|beam)"]
+  cat_two:
+    - id: r2
+      phrases: ["(alpha|beta) (gamma|delta)"]
+  cat_three:
+    - id: r3
+      phrases: ["(gamma|omega)"]
+`))
+	for _, text := range []string{"alpha gamma", "see " + base64.StdEncoding.EncodeToString([]byte("Some gamma ray here")) + " ok"} {
+		got, want := merged.Check(nil, []byte(text)), apart.Check(nil, []byte(text))
+		if !slices.Equal(got, want) || len(want) < 3 {
+			t.Errorf("%q: merged %v, apart %v", text, got, want)
+		}
+	}
+}
+
+// isSubsequence reports whether every element of a is in b, in a's order.
+func isSubsequence(a, b []SafetyMatch) bool {
+	for _, m := range b {
+		if len(a) > 0 && a[0] == m {
+			a = a[1:]
+		}
+	}
+	return len(a) == 0
+}
+
+// safetyRules returns the rule ids of matches.
+func safetyRules(ms []SafetyMatch) []string {
+	var ids []string
+	for _, m := range ms {
+		ids = append(ids, m.Rule)
+	}
+	return ids
 }

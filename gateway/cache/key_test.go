@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -371,7 +373,9 @@ func TestPrepareRemembersHits(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	body := []byte(`{"model":"chat","messages":[{"role":"user","content":"memo test"}],"temperature":0,"n":2}`)
+	// The memo is the process's: a body of its own keeps other tests and -count runs out.
+	body := []byte(`{"model":"chat","messages":[{"role":"user","content":"memo test ` + strconv.FormatUint(rand.Uint64(), 36) +
+		`"}],"temperature":0,"n":2}`)
 	s := st.Scope("memo-alias", "v1")
 	var first Request
 	if err := Prepare(&first, KindChat, "memo-alias", "v1", body); err != nil || first.memoized {
