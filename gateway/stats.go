@@ -69,30 +69,38 @@ func (s *requestStats) noteChoices(choices []byte, chunk bool) {
 	if full && !bytes.Contains(choices, []byte(`"finish_reason":"`)) {
 		return
 	}
-	fs, fe := jsonscan.FirstElement(choices)
+	fs := jsonscan.FirstElementStart(choices)
 	if fs < 0 {
 		return
 	}
-	choice := choices[fs:fe]
+	keys := answerChoiceMembers
 	if chunk {
-		if is, ie := jsonscan.Find(choice, "index"); is >= 0 && string(choice[is:ie]) != "0" {
-			return
-		}
+		keys = chunkChoiceMembers
 	}
-	s.noteFinish(choice)
+	var m [4]jsonscan.Span // index, finish_reason, message or delta, text: one pass over the choice
+	choice := choices[fs:] // FindEach reads up to the choice's closing brace
+	jsonscan.FindEach(choice, keys, m[:])
+	if chunk && m[0].Start >= 0 && string(choice[m[0].Start:m[0].End]) != "0" {
+		return
+	}
+	if f := m[1]; f.Start >= 0 && choice[f.Start] == '"' {
+		s.setFinish(choice[f.Start+1 : f.End-1])
+	}
 	if full {
 		return
 	}
-	container := "message"
-	if chunk {
-		container = "delta"
-	}
-	if ms, me := jsonscan.Find(choice, container); ms >= 0 {
-		s.noteText(choice[ms:me], "content")
+	if c := m[2]; c.Start >= 0 {
+		s.noteText(choice[c.Start:c.End], "content")
 	} else {
-		s.noteText(choice, "text")
+		s.noteString(choice, m[3])
 	}
 }
+
+// The members of choice 0 that noteChoices reads, in an answer and in a stream chunk.
+var (
+	answerChoiceMembers = []string{"index", "finish_reason", "message", "text"}
+	chunkChoiceMembers  = []string{"index", "finish_reason", "delta", "text"}
+)
 
 // noteCached takes finish_reason and the text of choice 0 from a cache entry (cache.Entry.First),
 // as noteCompletion would read them from the replayed body.
@@ -106,14 +114,6 @@ func (s *requestStats) noteCached(finish, text []byte) {
 // appendHead adds text to the completion start kept, up to headBytes.
 func (s *requestStats) appendHead(text []byte) {
 	s.completionHead = append(s.completionHead, text[:min(len(text), headBytes-len(s.completionHead))]...)
-}
-
-func (s *requestStats) noteFinish(choice []byte) {
-	fs, fe := jsonscan.Find(choice, "finish_reason")
-	if fs < 0 || choice[fs] != '"' {
-		return
-	}
-	s.setFinish(choice[fs+1 : fe-1])
 }
 
 // setFinish records a finish_reason, given as the raw contents of its JSON string.
@@ -136,10 +136,15 @@ func (s *requestStats) setFinish(reason []byte) {
 // refusal phrases are plain text, which JSON leaves as it is.
 func (s *requestStats) noteText(obj []byte, key string) {
 	ts, te := jsonscan.Find(obj, key)
-	if ts < 0 || obj[ts] != '"' || te-ts < 2 {
+	s.noteString(obj, jsonscan.Span{Start: ts, End: te})
+}
+
+// noteString adds the JSON string at span v of obj to the completion start kept.
+func (s *requestStats) noteString(obj []byte, v jsonscan.Span) {
+	if v.Start < 0 || obj[v.Start] != '"' || v.End-v.Start < 2 {
 		return
 	}
-	s.appendHead(obj[ts+1 : te-1])
+	s.appendHead(obj[v.Start+1 : v.End-1])
 }
 
 // safetyBit maps a safety category code to its drift bit: S1..S14 are bits 0..13, the prompt

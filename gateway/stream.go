@@ -162,7 +162,9 @@ func (s *streamBody) next(wait bool) []byte {
 			s.sawDone = true
 			return s.event(ev)
 		}
-		if st, _ := jsonscan.Find(data, "error"); st >= 0 {
+		var m [3]jsonscan.Span // one pass per chunk for every member read here
+		jsonscan.FindEach(data, chunkMembers, m[:])
+		if m[0].Start >= 0 {
 			// A backend error after the stream started: one error event in OpenAI's shape.
 			e := normalizeBackendError(fasthttp.StatusBadGateway, data, 0)
 			r.errCode = e.code
@@ -177,7 +179,7 @@ func (s *streamBody) next(wait bool) []byte {
 			r.firstEventAt = now
 		}
 		r.lastEventAt = now
-		us, ue, cs, ce := jsonscan.FindPair(data, "usage", "choices") // one pass per chunk
+		us, ue, cs, ce := m[1].Start, m[1].End, m[2].Start, m[2].End
 		in, out := 0, 0
 		if us >= 0 {
 			in, out = usageFrom(data[us:ue])
@@ -230,6 +232,9 @@ func (s *streamBody) next(wait bool) []byte {
 		return s.buf
 	}
 }
+
+// chunkMembers are the members of a stream chunk the gateway reads, in the order of next's spans.
+var chunkMembers = []string{"error", "usage", "choices"}
 
 // event returns ev with its blank line. The SSE reader's buffer holds ev followed by the
 // terminator it cut, but not always as "\n\n" (CRLF), so the terminator is written anew.

@@ -10,15 +10,35 @@ import "bytes"
 // Python and Go decoders backends use. Keys are compared as raw bytes: a key written with
 // escapes does not match (callers validate the body with a full parser first).
 func Find(b []byte, key string) (start, end int) {
-	start, end, _, _ = FindPair(b, key, "")
-	return
+	var spans [1]Span
+	FindEach(b, []string{key}, spans[:])
+	return spans[0].Start, spans[0].End
 }
 
 // FindPair is Find for two keys in one pass over b: the spans of key1's and key2's values, each
 // -1, -1 when absent. An empty key2 matches nothing.
 func FindPair(b []byte, key1, key2 string) (start1, end1, start2, end2 int) {
-	start1, end1, start2, end2 = -1, -1, -1, -1
-	fail := func() (int, int, int, int) { return -1, -1, -1, -1 }
+	var spans [2]Span
+	FindEach(b, []string{key1, key2}, spans[:])
+	return spans[0].Start, spans[0].End, spans[1].Start, spans[1].End
+}
+
+// Span is the byte span [Start, End) of a value; -1, -1 when absent.
+type Span struct{ Start, End int }
+
+// FindEach is Find for several keys in one pass over b: spans[k] gets the span of keys[k]'s
+// value. A scan of a stream chunk or an answer reads every member it needs at the cost of one.
+// The object ends at its closing brace: what follows it is not read. An empty key matches
+// nothing.
+func FindEach(b []byte, keys []string, spans []Span) {
+	for k := range spans {
+		spans[k] = Span{-1, -1}
+	}
+	fail := func() {
+		for k := range spans {
+			spans[k] = Span{-1, -1}
+		}
+	}
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return
@@ -31,34 +51,42 @@ func FindPair(b []byte, key1, key2 string) (start1, end1, start2, end2 int) {
 		}
 		keyEnd := skipString(b, i)
 		if keyEnd < 0 {
-			return fail()
+			fail()
+			return
 		}
 		k := b[i+1 : keyEnd-1]
-		match1 := string(k) == key1
-		match2 := !match1 && key2 != "" && string(k) == key2
+		match := -1
+		for n, key := range keys {
+			if string(k) == key && key != "" {
+				match = n
+				break
+			}
+		}
 		i = skipSpace(b, keyEnd)
 		if i >= len(b) || b[i] != ':' {
-			return fail()
+			fail()
+			return
 		}
 		i = skipSpace(b, i+1)
 		valEnd := skipValue(b, i)
 		if valEnd < 0 {
-			return fail()
+			fail()
+			return
 		}
-		if match1 {
-			start1, end1 = i, valEnd
-		} else if match2 {
-			start2, end2 = i, valEnd
+		if match >= 0 {
+			spans[match] = Span{i, valEnd}
 		}
 		i = skipSpace(b, valEnd)
 		if i >= len(b) {
-			return fail()
+			fail()
+			return
 		}
 		if b[i] == '}' {
 			return
 		}
 		if b[i] != ',' {
-			return fail()
+			fail()
+			return
 		}
 		i++
 	}
@@ -180,20 +208,16 @@ func IsEmptyArray(b []byte) bool {
 	return i < len(b) && b[i] == ']'
 }
 
-// FirstElement returns the span [start, end) of the first element of the JSON array b, or -1, -1
-// when b is not an array or is empty.
-func FirstElement(b []byte) (start, end int) {
+// FirstElementStart returns where the first element of the JSON array b starts, or -1 when b
+// is not an array or is empty. Unlike FirstElement it does not read the element.
+func FirstElementStart(b []byte) int {
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '[' {
-		return -1, -1
+		return -1
 	}
 	i = skipSpace(b, i+1)
 	if i >= len(b) || b[i] == ']' {
-		return -1, -1
+		return -1
 	}
-	e := skipValue(b, i)
-	if e < 0 {
-		return -1, -1
-	}
-	return i, e
+	return i
 }

@@ -101,26 +101,54 @@ func BenchmarkFind(b *testing.B) {
 	}
 }
 
-func TestFirstElement(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{`[{"a":1},{"b":2}]`, `{"a":1}`},
-		{` [ "x" , 1 ]`, `"x"`},
-		{`[[1,2],3]`, `[1,2]`},
-		{`[]`, ``},
-		{`[ ]`, ``},
-		{`{"a":1}`, ``},
-		{`[{"a":`, ``},
-		{``, ``},
+func TestFirstElementStart(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int
+	}{
+		{`[{"a":1},{"b":2}]`, 1},
+		{` [ "x" , 1 ]`, 3},
+		{`[[1,2],3]`, 1},
+		{`[]`, -1},
+		{`[ ]`, -1},
+		{`{"a":1}`, -1},
+		{``, -1},
 	}
 	for _, tt := range tests {
-		s, e := FirstElement([]byte(tt.in))
-		got := ""
-		if s >= 0 {
-			got = tt.in[s:e]
+		if got := FirstElementStart([]byte(tt.in)); got != tt.want {
+			t.Errorf("FirstElementStart(%q) = %d, want %d", tt.in, got, tt.want)
 		}
-		if got != tt.want {
-			t.Errorf("FirstElement(%q) = %q, want %q", tt.in, got, tt.want)
+	}
+}
+
+func TestFindEach(t *testing.T) {
+	keys := []string{"index", "finish_reason", "delta", "text"}
+	var m [4]Span
+	// A choice inside its array: the scan ends at the choice's closing brace.
+	b := []byte(`{"index":0,"delta":{"content":"a \"}\" b"},"finish_reason":"stop"},{"index":1,"text":"x"}]`)
+	FindEach(b, keys, m[:])
+	got := func(s Span) string {
+		if s.Start < 0 {
+			return "-"
 		}
+		return string(b[s.Start:s.End])
+	}
+	if got(m[0]) != "0" || got(m[1]) != `"stop"` || got(m[2]) != `{"content":"a \"}\" b"}` || got(m[3]) != "-" {
+		t.Fatalf("spans %v: %s %s %s %s", m, got(m[0]), got(m[1]), got(m[2]), got(m[3]))
+	}
+	// Malformed before the end: nothing is reported, not even what was found first.
+	b = []byte(`{"index":0,"delta" {"content":"a"}}`)
+	FindEach(b, keys, m[:])
+	for k, s := range m {
+		if s.Start != -1 || s.End != -1 {
+			t.Errorf("malformed: key %s at %v", keys[k], s)
+		}
+	}
+	// An empty key matches nothing, not the empty member name.
+	b = []byte(`{"":1}`)
+	FindEach(b, []string{""}, m[:1])
+	if m[0].Start != -1 {
+		t.Errorf("empty key matched at %v", m[0])
 	}
 }
 
