@@ -3,7 +3,11 @@
 // byte of the client's body to the backend as it came.
 package jsonscan
 
-import "bytes"
+import (
+	"bytes"
+	"encoding/binary"
+	"math/bits"
+)
 
 // Find returns the span [start, end) of the value of key in the JSON object b, or -1, -1 when
 // the key is absent or b is not an object. With duplicate keys the last one wins, as in the
@@ -132,11 +136,11 @@ func skipSpace(b []byte, i int) int {
 func skipString(b []byte, i int) int {
 	i++
 	for {
-		j := bytes.IndexByte(b[i:], '"')
+		j := indexQuote(b, i)
 		if j < 0 {
 			return -1
 		}
-		i += j
+		i = j
 		// The quote is escaped when an odd number of backslashes precede it.
 		n := 0
 		for k := i - 1; k >= 0 && b[k] == '\\'; k-- {
@@ -147,6 +151,24 @@ func skipString(b []byte, i int) int {
 			return i
 		}
 	}
+}
+
+// indexQuote returns the index of the first '"' at or after b[i], or -1. Most strings of a chunk
+// or an answer (keys, ids, a token of text) end within a few words: eight bytes at a time finds
+// their quote before a call to IndexByte would have started.
+func indexQuote(b []byte, i int) int {
+	const ones, highs, quotes = 0x0101010101010101, 0x8080808080808080, 0x2222222222222222
+	for end := min(len(b), i+32); i+8 <= end; i += 8 {
+		y := binary.LittleEndian.Uint64(b[i:]) ^ quotes // a quote is a zero byte of y
+		// The lowest set bit marks the first zero byte exactly (higher ones may be wrong).
+		if z := (y - ones) &^ y & highs; z != 0 {
+			return i + bits.TrailingZeros64(z)>>3
+		}
+	}
+	if k := bytes.IndexByte(b[i:], '"'); k >= 0 {
+		return i + k
+	}
+	return -1
 }
 
 // skipValue returns the index after the value starting at b[i], or -1 when malformed.
