@@ -124,7 +124,7 @@ func (c *classifier) moderationPayload(texts [][]byte) []byte {
 		}
 	}
 	body.Set("input", input)
-	return body.MarshalTo(nil)
+	return marshalJSON(nil, body)
 }
 
 func (c *classifier) llamaGuardPayload(turns []turn, completion []byte) []byte {
@@ -144,7 +144,7 @@ func (c *classifier) llamaGuardPayload(turns []turn, completion []byte) []byte {
 	body.Set("messages", msgs)
 	body.Set("temperature", a.NewNumberInt(0))
 	body.Set("max_tokens", a.NewNumberInt(20)) // "unsafe\nS1,S2,..." is short
-	return body.MarshalTo(nil)
+	return marshalJSON(nil, body)
 }
 
 // promptTurns returns the prompt as a conversation whose roles alternate user/assistant and

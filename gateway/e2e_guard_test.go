@@ -684,3 +684,63 @@ func TestGuardBlocksCompletionEntity(t *testing.T) {
 		t.Fatalf("streamed: status %d: %s", res.status, res.body)
 	}
 }
+
+// Text the guard rewrites may hold control characters (a terminal colour code pasted into a
+// prompt, a model printing one): the body the backend receives and the answer the client gets
+// stay valid JSON that holds them, buffered and streamed. fastjson alone wrote them as Go
+// escapes (\x1b), which no JSON parser reads.
+func TestGuardKeepsControlCharacters(t *testing.T) {
+	const colour = "\x1b[31mred\x1b[0m \a\v\x7f \"quoted\""
+	pii := config.Guard{PII: config.PIIGuard{Prompt: "redact", Completion: "redact", Restore: true}}
+
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, nil, guarded(pii, f.backend())))
+	res := g.do(t, "POST", "/v1/chat/completions", chatBody(colour+" mail "+testEmail, ""), "X-Fakellm-Echo", "1")
+	if res.status != 200 {
+		t.Fatalf("status %d: %s", res.status, res.body)
+	}
+	var sent struct {
+		Messages []struct{ Content string } `json:"messages"`
+	}
+	if body := receivedBody(t, res.header); json.Unmarshal(body, &sent) != nil {
+		t.Fatalf("the backend received invalid JSON: %s", body)
+	}
+	if got, want := sent.Messages[1].Content, colour+" mail <EMAIL_ADDRESS_1>"; got != want {
+		t.Fatalf("the backend received %q, want %q", got, want)
+	}
+
+	enc, _ := json.Marshal(colour + " to <EMAIL_ADDRESS_1>")
+	answer := `{"id":"c1","object":"chat.completion","created":1,"model":"canned","choices":[{"index":0,"message":{"role":"assistant","content":` + string(enc) + `},"finish_reason":"stop"}]}`
+	b := cannedBackend(t, 200, http.Header{"Content-Type": {"application/json"}}, answer)
+	g = startGateway(t, newConfig(t, nil, guarded(pii, b)))
+	res = g.do(t, "POST", "/v1/chat/completions", chatBody("Please email "+testEmail, ""))
+	var out struct {
+		Choices []struct {
+			Message struct{ Content string } `json:"message"`
+		} `json:"choices"`
+	}
+	if res.status != 200 || json.Unmarshal(res.body, &out) != nil || len(out.Choices) != 1 {
+		t.Fatalf("status %d, body not the answer in valid JSON: %s", res.status, res.body)
+	}
+	if got, want := out.Choices[0].Message.Content, colour+" to "+testEmail; got != want {
+		t.Fatalf("buffered answer %q, want %q", got, want)
+	}
+
+	chunk := func(content string) string {
+		enc, _ := json.Marshal(content)
+		return `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"canned","choices":[{"index":0,"delta":{"content":` + string(enc) + `},"finish_reason":null}]}` + "\n\n"
+	}
+	stream := chunk(colour+" to <EMAIL_") + chunk("ADDRESS_1> \x1b[0m") +
+		`data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"canned","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}` + "\n\n" +
+		"data: [DONE]\n\n"
+	b = cannedBackend(t, 200, http.Header{"Content-Type": {"text/event-stream"}}, stream)
+	g = startGateway(t, newConfig(t, nil, guarded(pii, b)))
+	res = g.do(t, "POST", "/v1/chat/completions", chatBody("Please email "+testEmail, `,"stream":true`))
+	if res.status != 200 {
+		t.Fatalf("status %d: %s", res.status, res.body)
+	}
+	text, sawDone := choiceTexts(t, res.body) // fails on an event that is not valid JSON
+	if want := colour + " to " + testEmail + " \x1b[0m"; text[0] != want || !sawDone {
+		t.Fatalf("streamed text %q (done %v), want %q", text[0], sawDone, want)
+	}
+}

@@ -310,7 +310,7 @@ func (g *Gateway) guardPromptTexts(r *request, root *fastjson.Value) error {
 	}
 	if changed {
 		r.modelStart = -1
-		r.body = root.MarshalTo(r.scratch[:0])
+		r.body = marshalJSON(r.scratch[:0], root)
 		r.scratch = nil // r.body owns that buffer now
 	}
 	return nil
@@ -543,7 +543,7 @@ func (g *Gateway) guardCompletion(r *request, body []byte) ([]byte, error) {
 	if !changed {
 		return body, nil
 	}
-	return root.MarshalTo(nil), nil
+	return marshalJSON(nil, root), nil
 }
 
 // answerTexts appends the string values of an answer's choice c that the completion guard

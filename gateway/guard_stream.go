@@ -238,7 +238,7 @@ func (g *Gateway) guardChunk(r *request, data []byte) []byte {
 	if !changed {
 		return data
 	}
-	r.guard.chunk = root.MarshalTo(r.guard.chunk[:0])
+	r.guard.chunk = marshalJSON(r.guard.chunk[:0], root)
 	return r.guard.chunk
 }
 

@@ -1,0 +1,106 @@
+package gateway
+
+import (
+	"bytes"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/valyala/fastjson"
+)
+
+// marshalJSON appends v as JSON to dst. fastjson writes a string it did not parse (one the
+// guard rewrote) with strconv.AppendQuote whenever it holds a quote, a backslash or a control
+// character, and some of Go's escapes are not JSON: \a, \v, \xNN (a control character or a
+// byte of invalid UTF-8) and \UNNNNNNNN (valyala/fastjson#86, #90). A prompt with a terminal
+// colour code (ESC) and an e-mail address would reach the backend as invalid JSON, and a
+// completion with one would break the client's parser. marshalJSON rewrites those escapes as
+// encoding/json writes them: \u0007, \u000b, \u001b, \ufffd for a byte of invalid UTF-8, and a
+// surrogate pair for a rune beyond the BMP.
+func marshalJSON(dst []byte, v *fastjson.Value) []byte {
+	start := len(dst)
+	dst = v.MarshalTo(dst)
+	return fixGoEscapes(dst, start)
+}
+
+// fixGoEscapes rewrites, in dst[start:], the escapes of Go string literals that JSON lacks (see
+// marshalJSON); valid JSON is returned as it is. Outside strings JSON has no backslash, and
+// inside one every backslash starts an escape, so the escapes are read left to right.
+func fixGoEscapes(dst []byte, start int) []byte {
+	i := start
+	for {
+		k := bytes.IndexByte(dst[i:], '\\')
+		if k < 0 || i+k+1 >= len(dst) {
+			return dst
+		}
+		i += k
+		switch dst[i+1] {
+		case 'a', 'v', 'x', 'U':
+			return rewriteGoEscapes(dst, i)
+		case 'u':
+			i += 6
+		default: // \" \\ \/ \b \f \n \r \t
+			i += 2
+		}
+		if i >= len(dst) {
+			return dst
+		}
+	}
+}
+
+// rewriteGoEscapes is fixGoEscapes from the first escape to rewrite, at dst[i]: the rest is
+// copied aside and written back with the escapes replaced.
+func rewriteGoEscapes(dst []byte, i int) []byte {
+	rest := append([]byte(nil), dst[i:]...)
+	dst = dst[:i]
+	for j := 0; j < len(rest); {
+		if rest[j] != '\\' || j+1 >= len(rest) {
+			dst = append(dst, rest[j])
+			j++
+			continue
+		}
+		switch c := rest[j+1]; c {
+		case 'a':
+			dst = append(dst, `\u0007`...)
+			j += 2
+		case 'v':
+			dst = append(dst, `\u000b`...)
+			j += 2
+		case 'x': // \xNN: a control character, DEL, or a byte of invalid UTF-8
+			b, err := strconv.ParseUint(string(rest[j+2:min(j+4, len(rest))]), 16, 8)
+			switch {
+			case err != nil:
+				dst = append(dst, rest[j:j+2]...) // not from AppendQuote: left as it was
+				j += 2
+				continue
+			case b < utf8.RuneSelf:
+				dst = appendUnicodeEscape(dst, rune(b))
+			default:
+				dst = append(dst, `\ufffd`...)
+			}
+			j += 4
+		case 'U': // \UNNNNNNNN: a rune beyond the BMP that is not printable
+			r, err := strconv.ParseUint(string(rest[j+2:min(j+10, len(rest))]), 16, 32)
+			if err != nil || r > utf8.MaxRune {
+				dst = append(dst, rest[j:j+2]...)
+				j += 2
+				continue
+			}
+			r -= 0x10000
+			dst = appendUnicodeEscape(dst, rune(0xd800+(r>>10)))
+			dst = appendUnicodeEscape(dst, rune(0xdc00+(r&0x3ff)))
+			j += 10
+		case 'u':
+			dst = append(dst, rest[j:min(j+6, len(rest))]...)
+			j += 6
+		default:
+			dst = append(dst, rest[j:j+2]...)
+			j += 2
+		}
+	}
+	return dst
+}
+
+func appendUnicodeEscape(dst []byte, r rune) []byte {
+	const hex = "0123456789abcdef"
+	return append(dst, '\\', 'u', hex[r>>12&0xf], hex[r>>8&0xf], hex[r>>4&0xf], hex[r&0xf])
+}
