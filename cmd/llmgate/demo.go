@@ -27,10 +27,16 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:8080", "gateway address")
 	adminListen := fs.String("admin-listen", "127.0.0.1:8081", "admin and /metrics address")
+	logRequests := fs.Bool("log", false, "write the request log (one JSON line per request) to stderr")
 	if rc, ok := parseFlags(fs, args, stdout, stderr); !ok {
 		return rc
 	}
-	d, err := startDemo(*listen, *adminListen)
+	// The terminal is the examples' by default; the log is there on demand.
+	logOut := io.Discard
+	if *logRequests {
+		logOut = stderr
+	}
+	d, err := startDemo(*listen, *adminListen, logOut)
 	if err != nil {
 		fmt.Fprintln(stderr, "llmgate demo:", err)
 		return 1
@@ -54,7 +60,7 @@ type demo struct {
 
 // startDemo starts the demo's backends and gateway. Admin calls need a token: without
 // LLMGATE_ADMIN_TOKEN in the environment, the demo makes one up and sets it for the gateway.
-func startDemo(listen, adminListen string) (*demo, error) {
+func startDemo(listen, adminListen string, logOut io.Writer) (*demo, error) {
 	d := &demo{adminToken: os.Getenv(defaultAdminTokenEnv)}
 	if d.adminToken == "" {
 		d.adminToken = "demo-" + strconv.FormatUint(rand.Uint64(), 36)
@@ -84,7 +90,7 @@ func startDemo(listen, adminListen string) (*demo, error) {
 		return nil, fmt.Errorf("embedded config: %v", err)
 	}
 	// The demo keeps admin changes in memory: every run starts from its embedded config.
-	if d.gateway, d.lns, err = start(cfg, io.Discard, store.NewMemory()); err != nil {
+	if d.gateway, d.lns, err = start(cfg, logOut, store.NewMemory()); err != nil {
 		d.closeBackends()
 		return nil, fmt.Errorf("%v (is another llmgate running? choose free ports with --listen and --admin-listen)", err)
 	}

@@ -15,14 +15,20 @@ import (
 // (with its grep), then the admin commands, and checks what each shows.
 func TestDemo(t *testing.T) {
 	t.Setenv(defaultAdminTokenEnv, "") // the demo makes up a token and prints it
-	d, err := startDemo("127.0.0.1:0", "127.0.0.1:0")
+	var log lockedBuffer               // what --log shows
+	d, err := startDemo("127.0.0.1:0", "127.0.0.1:0", &log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		d.gateway.Close()
-		d.closeBackends()
-	})
+	closed := false
+	closeDemo := func() {
+		if !closed {
+			closed = true
+			d.gateway.Close() // flushes the request log
+			d.closeBackends()
+		}
+	}
+	t.Cleanup(closeDemo)
 	var out bytes.Buffer
 	d.print(&out)
 	curls, admins, token := demoCommands(t, out.String())
@@ -86,6 +92,15 @@ func TestDemo(t *testing.T) {
 	}
 	if got := demoVersions(t, d.base); len(got) != 1 || !got["v1"] {
 		t.Errorf("after the rollback, 20 users were served by %v, want v1 only", got)
+	}
+
+	// With --log, one JSON line per request on stderr, and never the prompt's personal data.
+	closeDemo()
+	if lines := strings.Count(log.String(), `"request_id":`); lines < len(curls) {
+		t.Errorf("the request log has %d lines for at least %d requests:\n%s", lines, len(curls), log.String())
+	}
+	if strings.Contains(log.String(), "jane.doe") {
+		t.Errorf("the request log holds the address from a prompt")
 	}
 }
 
@@ -267,4 +282,22 @@ func demoVersions(t *testing.T, base string) map[string]bool {
 	}
 	wg.Wait()
 	return seen
+}
+
+// lockedBuffer is a bytes.Buffer safe for the gateway's log writer and the test at once.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
