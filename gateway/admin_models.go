@@ -40,7 +40,7 @@ type modelView struct {
 }
 
 type versionView struct {
-	Name     string        `json:"name"`
+	Name     string        `json:"version"` // as in the config and POST .../versions
 	Created  time.Time     `json:"created"`
 	Actor    string        `json:"actor"`
 	Backends []backendView `json:"backends"`

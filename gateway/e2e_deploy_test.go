@@ -63,7 +63,7 @@ type modelDoc struct {
 		Percent float64 `json:"percent"`
 	} `json:"shadow"`
 	Versions []struct {
-		Name     string `json:"name"`
+		Name     string `json:"version"`
 		Actor    string `json:"actor"`
 		Backends []struct {
 			URL     string `json:"url"`
@@ -1162,7 +1162,7 @@ func TestDeployDrainedBackend(t *testing.T) {
 	res := g.call(t, "GET", "/admin/models/chat", viewerToken, "")
 	var m struct {
 		Versions []struct {
-			Name     string `json:"name"`
+			Name     string `json:"version"`
 			Backends []struct {
 				URL    string `json:"url"`
 				Weight int    `json:"weight"`

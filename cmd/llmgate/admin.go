@@ -27,6 +27,7 @@ Verbs:
   deploy ALIAS VERSION --backend URL [--backend URL ...] [--kind vllm|ollama|openai]
          [--model NAME] [--weight N] [--api-key-env VAR] [--no-probe]
   traffic ALIAS --stable V [--canary V --percent P] [--sticky user|api_key|header:NAME]
+                                       without --sticky the split is per request (sticky none)
   shadow ALIAS VERSION --percent P     mirror P% of requests to VERSION
   shadow ALIAS --off
   promote ALIAS                        make the canary the stable version
@@ -36,6 +37,7 @@ Verbs:
   history ALIAS
   rollout ALIAS start --canary V --steps 10,25,50,100 [--step-duration 5m] [--step-requests N]
          [--max-error-rate-increase 0.02] [--max-latency-ratio 1.5]
+                                       a rollout keeps the sticky key; with none it splits by user
   rollout ALIAS status|pause|resume|abort
 
 Global flags (before or after the verb):
@@ -274,7 +276,7 @@ func (c *adminCmd) traffic(args []string) error {
 	stable := fs.String("stable", "", "`version` that serves the traffic the canary does not")
 	canary := fs.String("canary", "", "`version` that gets --percent of the traffic")
 	percent := fs.Int("percent", 0, "canary share, 0..100")
-	sticky := fs.String("sticky", "", "keep a caller on one version by user|api_key|header:NAME (default: none)")
+	sticky := fs.String("sticky", "", "keep a caller on one version by user|api_key|header:NAME (left out: none, each request split on its own)")
 	pos, err := c.parse(fs, args, trafficUsage, 1, 1)
 	if err != nil {
 		return err
@@ -543,7 +545,7 @@ type (
 			Percent float64 `json:"percent"`
 		} `json:"shadow"`
 		Versions []struct {
-			Name     string `json:"name"`
+			Name     string `json:"version"`
 			Backends []struct {
 				URL      string `json:"url"`
 				Kind     string `json:"kind"`

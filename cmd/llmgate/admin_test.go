@@ -101,7 +101,7 @@ func hasRow(out string, fields ...string) bool {
 }
 
 const writeAnswer = `{"revision":13,"model":{"alias":"chat","revision":13,"stable":"v3","canary":"v4","canary_percent":10,"sticky":"user",
-"shadow":{"version":"","percent":0},"versions":[{"name":"v3","backends":[]}],"rollout":null}}`
+"shadow":{"version":"","percent":0},"versions":[{"version":"v3","backends":[]}],"rollout":null}}`
 
 // Every verb sends exactly the documented request.
 func TestAdminRequests(t *testing.T) {
@@ -209,14 +209,14 @@ func TestAdminStatusTable(t *testing.T) {
 	const answer = `{"revision":12,"models":[
 {"alias":"chat","revision":12,"stable":"v3","canary":"v4","canary_percent":10,"sticky":"user","shadow":{"version":"v5","percent":5},
  "versions":[
-  {"name":"v3","backends":[{"url":"http://10.0.0.5:8000","kind":"vllm","model":"llama-3.1-8b","weight":1,"healthy":true,"in_flight":3},
+  {"version":"v3","backends":[{"url":"http://10.0.0.5:8000","kind":"vllm","model":"llama-3.1-8b","weight":1,"healthy":true,"in_flight":3},
                            {"url":"http://10.0.0.7:8000","kind":"vllm","model":"llama-3.1-8b","weight":2,"healthy":true,"in_flight":0}]},
-  {"name":"v4","backends":[{"url":"http://10.0.0.6:11434","kind":"ollama","model":"llama3.1:8b","weight":1,"healthy":false,"in_flight":0}]},
-  {"name":"v5","backends":[]}],
+  {"version":"v4","backends":[{"url":"http://10.0.0.6:11434","kind":"ollama","model":"llama3.1:8b","weight":1,"healthy":false,"in_flight":0}]},
+  {"version":"v5","backends":[]}],
  "rollout":{"canary":"v4","step":1,"steps":[{"canary_percent":10,"min_duration":"5m","min_requests":0},{"canary_percent":25,"min_duration":"5m","min_requests":0},
    {"canary_percent":50,"min_duration":"5m","min_requests":0},{"canary_percent":100,"min_duration":"5m","min_requests":0}],"state":"running","reason":""}},
 {"alias":"embed","revision":12,"stable":"v1","canary":"","canary_percent":0,"sticky":"","shadow":{"version":"","percent":0},
- "versions":[{"name":"v1","backends":[{"url":"http://10.0.0.9:8000","kind":"openai","model":"bge","weight":1,"healthy":true,"in_flight":1}]}],"rollout":null}]}`
+ "versions":[{"version":"v1","backends":[{"url":"http://10.0.0.9:8000","kind":"openai","model":"bge","weight":1,"healthy":true,"in_flight":1}]}],"rollout":null}]}`
 	_, url := startFakeAdmin(t, 200, answer, nil)
 	code, out, stderr := runAdminArgs(url, adminEnv, "status")
 	if code != 0 {
@@ -318,7 +318,7 @@ func TestAdminWriteLines(t *testing.T) {
 		want   string
 	}{
 		{"deploy", []string{"deploy", "chat", "v5", "--backend", "http://a:1", "--backend", "http://b:1"},
-			model(`"stable":"v3","versions":[{"name":"v5","backends":[{"url":"http://a:1"},{"url":"http://b:1"}]}]`), "",
+			model(`"stable":"v3","versions":[{"version":"v5","backends":[{"url":"http://a:1"},{"url":"http://b:1"}]}]`), "",
 			"chat: revision 13: deployed version v5, 2 backend(s)\n"},
 		{"traffic", []string{"traffic", "chat", "--stable", "v3", "--canary", "v4", "--percent", "10", "--sticky", "user"},
 			model(`"stable":"v3","canary":"v4","canary_percent":10,"sticky":"user"`), "",
