@@ -744,3 +744,56 @@ func TestGuardKeepsControlCharacters(t *testing.T) {
 		t.Fatalf("streamed text %q (done %v), want %q", text[0], sawDone, want)
 	}
 }
+
+// A stream the backend breaks off, or ends with an error event, still delivers the text the
+// guard was holding back (guarded as at a normal end) before the error event: the client gets
+// every word the backend sent, as it would without the guard.
+func TestGuardStreamFailureReleasesHeldText(t *testing.T) {
+	chunk := func(index int, content string) string {
+		enc, _ := json.Marshal(content)
+		return `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"canned","choices":[{"index":` + strconv.Itoa(index) + `,"delta":{"content":` + string(enc) + `},"finish_reason":null}]}` + "\n\n"
+	}
+	sent := chunk(0, "Hello wor") + chunk(1, "Other ") + chunk(0, "ld, write to <EMAIL_ADDRESS_1> or <EMAIL_") + chunk(1, "choice <EMAIL_")
+	for name, end := range map[string]string{
+		"broken off":  "", // no [DONE]: the body just ends
+		"error event": `data: {"error":{"message":"engine died","type":"InternalServerError","code":500}}` + "\n\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			b := cannedBackend(t, 200, http.Header{"Content-Type": {"text/event-stream"}}, sent+end)
+			g := startGateway(t, newConfig(t, nil, guarded(config.Guard{PII: config.PIIGuard{Prompt: "redact", Restore: true}}, b)))
+			res := g.do(t, "POST", "/v1/chat/completions", chatBody("Please email "+testEmail, `,"stream":true,"n":2`))
+			if res.status != 200 {
+				t.Fatalf("status %d: %s", res.status, res.body)
+			}
+			evs := events(res.body)
+			if len(evs) == 0 || !strings.Contains(evs[len(evs)-1], `"error"`) {
+				t.Fatalf("the stream does not end with an error event: %s", res.body)
+			}
+			text := map[int]string{}
+			for _, ev := range evs[:len(evs)-1] {
+				var c struct {
+					Choices []struct {
+						Index        int                      `json:"index"`
+						Delta        struct{ Content string } `json:"delta"`
+						FinishReason *string                  `json:"finish_reason"`
+					} `json:"choices"`
+				}
+				if err := json.Unmarshal([]byte(strings.TrimPrefix(ev, "data: ")), &c); err != nil {
+					t.Fatalf("event %q: %v", ev, err)
+				}
+				for _, ch := range c.Choices {
+					if ch.FinishReason != nil {
+						t.Errorf("choice %d finished (%s) though the backend never said so", ch.Index, *ch.FinishReason)
+					}
+					text[ch.Index] += ch.Delta.Content
+				}
+			}
+			if want := "Hello world, write to " + testEmail + " or <EMAIL_"; text[0] != want {
+				t.Errorf("choice 0: client got %q, want %q", text[0], want)
+			}
+			if want := "Other choice <EMAIL_"; text[1] != want {
+				t.Errorf("choice 1: client got %q, want %q", text[1], want)
+			}
+		})
+	}
+}

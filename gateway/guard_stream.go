@@ -242,6 +242,58 @@ func (g *Gateway) guardChunk(r *request, data []byte) []byte {
 	return r.guard.chunk
 }
 
+// heldChunk returns a chunk in the shape of last (the stream's last chunk) whose choices carry
+// the content each choice's guard still holds back, released as at the end of a stream; nil
+// when nothing is held or last cannot be read. It is for a stream that ends without a
+// finish_reason: the backend broke off or sent an error. Reasoning and tool call arguments
+// held back are not released: the stream ends in an error anyway.
+func (g *Gateway) heldChunk(r *request, last []byte) []byte {
+	root, err := r.parser.ParseBytes(last)
+	if err != nil || root.Type() != fastjson.TypeObject {
+		return nil
+	}
+	text := false // a /v1/completions chunk: its choices carry text, not a delta
+	if ch := root.GetArray("choices"); len(ch) > 0 && ch[0].Get("delta") == nil && ch[0].Get("text") != nil {
+		text = true
+	}
+	a := &r.guard.arena
+	choices := a.NewArray()
+	n := 0
+	sg := &r.streamGuard
+	for i, c := range sg.choices[:sg.used] {
+		held := g.streamText(r, c, i, nil, true)
+		if len(held) == 0 && !sg.stopped {
+			continue
+		}
+		choice := a.NewObject()
+		choice.Set("index", a.NewNumberInt(i))
+		if text {
+			choice.Set("text", a.NewStringBytes(held))
+		} else {
+			delta := a.NewObject()
+			delta.Set("content", a.NewStringBytes(held))
+			choice.Set("delta", delta)
+		}
+		finish := a.NewNull()
+		if sg.stopped { // the released text ended in a blocked match: as guardChoice marks it
+			finish = a.NewString("content_filter")
+		}
+		choice.Set("finish_reason", finish)
+		choices.SetArrayItem(n, choice)
+		n++
+		if sg.stopped {
+			break
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	root.Set("choices", choices)
+	root.Del("usage")
+	r.guard.chunk = marshalJSON(r.guard.chunk[:0], root)
+	return r.guard.chunk
+}
+
 // guardChoice guards one choice object of a chunk in place and reports whether it changed:
 // its content (or a completion's text), its reasoning and its tool calls' arguments, each
 // through its own guard. The chunk with the finish_reason releases what each holds back,

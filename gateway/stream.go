@@ -87,6 +87,7 @@ type streamBody struct {
 	buf      []byte // holds a rewritten event
 	dataBuf  []byte // holds the payload of an event of several data lines
 	stripped []byte // holds a chunk without its usage member
+	lastChunk []byte // the last chunk the stream guard saw: the shape of a chunk that releases its held text
 	sawDone  bool
 	ended    bool // the stream is over; the next Read returns io.EOF
 }
@@ -150,7 +151,7 @@ func (s *streamBody) next(wait bool) []byte {
 				}
 			}
 			r.errCode = e.code
-			return s.errorEvent(e)
+			return s.failWith(e)
 		}
 		data, buf, ok := sse.Data(ev, s.dataBuf)
 		s.dataBuf = buf
@@ -172,7 +173,7 @@ func (s *streamBody) next(wait bool) []byte {
 				r.errCode = "upstream_error"
 			}
 			s.ended = true
-			return s.errorEvent(e)
+			return s.failWith(e)
 		}
 		now := time.Now()
 		if r.firstEventAt.IsZero() {
@@ -207,6 +208,7 @@ func (s *streamBody) next(wait bool) []byte {
 			data, changed = s.stripped, true
 		}
 		if r.streamGuard.on {
+			s.lastChunk = append(s.lastChunk[:0], data...)
 			data, changed = r.gw.guardChunk(r, data), true // 7. guard the completion as it flows
 			if e := r.streamGuard.broken; e != nil {
 				// A choice index the guard cannot track, or an event it cannot read: end the
@@ -243,8 +245,30 @@ func (s *streamBody) event(ev []byte) []byte {
 	return s.buf
 }
 
+// failWith ends a stream the backend broke off (or ended with an error event) with one error
+// event, after a chunk with the text the stream guard still held back: text the backend sent
+// reaches the client, guarded, before the error, as it would have without the guard.
+func (s *streamBody) failWith(e *apiError) []byte {
+	r := s.r
+	s.ended = true
+	var held []byte
+	if r.streamGuard.on && !r.streamGuard.stopped && r.streamGuard.broken == nil && len(s.lastChunk) > 0 {
+		held = r.gw.heldChunk(r, s.lastChunk)
+	}
+	s.buf = s.buf[:0]
+	if len(held) > 0 {
+		s.buf = sse.AppendEvent(s.buf, held)
+	}
+	return s.appendError(e)
+}
+
 func (s *streamBody) errorEvent(e *apiError) []byte {
-	s.buf = append(s.buf[:0], "data: "...)
+	s.buf = s.buf[:0]
+	return s.appendError(e)
+}
+
+func (s *streamBody) appendError(e *apiError) []byte {
+	s.buf = append(s.buf, "data: "...)
 	s.buf = appendErrorJSON(s.buf, e)
 	s.buf = append(s.buf, "\n\n"...)
 	return s.buf
