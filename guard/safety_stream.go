@@ -1,12 +1,16 @@
 package guard
 
+import "unicode/utf8"
+
 // DefaultHoldback is the hold-back window of a SafetyStream, in bytes, when none is given.
 const DefaultHoldback = 256
 
 // SafetyStream checks a completion as it flows. Write takes each piece of text as it arrives
 // and returns the bytes that are safe to pass on: those no match still being read can include.
-// It holds back at most the window, so a match split across pieces is found before its start
-// is passed on, and text is never delayed by more than the window. Matches are the same, with
+// It holds back at most the window (and the rest of a character the window would cut), so a
+// match split across pieces is found before its start is passed on, and text is never
+// delayed by more than the window; only a match just found is kept back longer, since the
+// caller may block it. Matches are the same, with
 // the same offsets (counted from the start of the stream), however the text is cut.
 //
 // A stream is used by one goroutine. Get one with AcquireStream and give it back with
@@ -58,11 +62,12 @@ func (st *SafetyStream) Write(out []byte, ms []SafetyMatch, p []byte) ([]byte, [
 	sc.feed(p)
 	sc.flush()
 	ms, sc.out = sc.out, nil
-	safe := sc.earliest()
+	// The window bounds the hold-back, but never lets out a match found here: the caller may
+	// block, and then nothing of the match may have gone.
+	safe := max(sc.earliest(), sc.pos-st.window)
 	if sc.hitStart >= 0 {
 		safe = min(safe, sc.hitStart)
 	}
-	safe = max(safe, sc.pos-st.window)
 	return st.emit(out, p, safe), ms
 }
 
@@ -92,6 +97,22 @@ func (st *SafetyStream) Held() int { return len(st.held) }
 // emit passes on the input before offset safe; p is the piece just scanned, which ends the
 // input.
 func (st *SafetyStream) emit(out, p []byte, safe int) []byte {
+	// A cut inside a character would send its halves in two pieces, each invalid UTF-8 on
+	// its own: the cut moves back to the character's first byte.
+	for n := 0; n < utf8.UTFMax-1 && safe > st.heldOff; n++ {
+		k := safe - st.heldOff
+		var b byte
+		switch {
+		case k < len(st.held):
+			b = st.held[k]
+		case k-len(st.held) < len(p):
+			b = p[k-len(st.held)]
+		}
+		if b&0xc0 != 0x80 { // not a continuation byte (or the end of the input)
+			break
+		}
+		safe--
+	}
 	k := safe - st.heldOff
 	if k <= 0 {
 		st.held = append(st.held, p...)
