@@ -232,6 +232,16 @@ func (g *Gateway) guardChunk(r *request, data []byte) []byte {
 			changed = true
 		}
 		if r.streamGuard.stopped {
+			if pos+1 < len(choices) {
+				// The choices after the one that stopped the stream are not guarded: they go
+				// no further.
+				kept := r.guard.arena.NewArray()
+				for k := range pos + 1 {
+					kept.SetArrayItem(k, choices[k])
+				}
+				root.Set("choices", kept)
+				changed = true
+			}
 			break
 		}
 	}
@@ -318,8 +328,25 @@ func (g *Gateway) guardChoice(r *request, c *choiceGuard, index int, ch *fastjso
 		delta.Set("content", r.guard.arena.NewString(""))
 		changed = g.streamValue(r, c, index, delta.Get("content"), final)
 	}
-	if delta != nil && !r.streamGuard.stopped && g.guardDeltaExtras(r, c, delta, final) {
-		changed = true
+	switch {
+	case delta == nil:
+	case !r.streamGuard.stopped:
+		if g.guardDeltaExtras(r, c, delta, final) {
+			changed = true
+		}
+	default:
+		// The content stopped the stream: the delta's other texts are not guarded, so they go
+		// no further.
+		for _, key := range reasoningKeys {
+			if delta.Exists(key) {
+				delta.Del(key)
+				changed = true
+			}
+		}
+		if delta.Exists("tool_calls") {
+			delta.Del("tool_calls")
+			changed = true
+		}
 	}
 	if r.streamGuard.stopped {
 		ch.Set("finish_reason", r.guard.arena.NewString("content_filter"))

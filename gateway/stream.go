@@ -82,14 +82,14 @@ func isEventStream(resp *fasthttp.Response) bool {
 // fasthttp calls Close when the response is done or the client is gone; Close ends the request
 // (metrics, log, release), so it must be the last use of the request.
 type streamBody struct {
-	r        *request
-	out      []byte // bytes of the current event not yet read by fasthttp
-	buf      []byte // holds a rewritten event
-	dataBuf  []byte // holds the payload of an event of several data lines
-	stripped []byte // holds a chunk without its usage member
+	r         *request
+	out       []byte // bytes of the current event not yet read by fasthttp
+	buf       []byte // holds a rewritten event
+	dataBuf   []byte // holds the payload of an event of several data lines
+	stripped  []byte // holds a chunk without its usage member
 	lastChunk []byte // the last chunk the stream guard saw: the shape of a chunk that releases its held text
-	sawDone  bool
-	ended    bool // the stream is over; the next Read returns io.EOF
+	sawDone   bool
+	ended     bool // the stream is over; the next Read returns io.EOF
 }
 
 func (s *streamBody) start(r *request, body io.Reader) {
