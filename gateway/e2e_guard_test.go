@@ -835,3 +835,68 @@ func TestGuardStreamFailureReleasesHeldText(t *testing.T) {
 		})
 	}
 }
+
+// However a stream ends, the text the guard held back goes out: a finish chunk without a
+// delta (or, for completions, without text), [DONE] without any finish_reason, an empty
+// finish_reason on every chunk (which is no finish).
+func TestGuardStreamEndsReleaseHeldText(t *testing.T) {
+	chatChunk := func(choice string) string {
+		return `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"canned","choices":[` + choice + `]}` + "\n\n"
+	}
+	content := func(text, finish string) string {
+		enc, _ := json.Marshal(text)
+		return chatChunk(`{"index":0,"delta":{"content":` + string(enc) + `},"finish_reason":` + finish + `}`)
+	}
+	textChunk := func(choice string) string {
+		return `data: {"id":"c1","object":"text_completion","created":1,"model":"canned","choices":[` + choice + `]}` + "\n\n"
+	}
+	guard := config.Guard{PII: config.PIIGuard{Prompt: "redact", Completion: "redact", Restore: true}, Safety: config.SafetyGuard{Completion: "block"}}
+	want := "Mail " + testEmail + " now. Mail <"
+	for _, tc := range []struct{ name, path, stream string }{
+		{"finish chunk without a delta", "/v1/chat/completions",
+			content("Mail <EMAIL_", "null") + content("ADDRESS_1> now. Mail <", "null") + chatChunk(`{"index":0,"finish_reason":"stop"}`) + "data: [DONE]\n\n"},
+		{"[DONE] without a finish_reason", "/v1/chat/completions",
+			content("Mail <EMAIL_", "null") + content("ADDRESS_1> now. Mail <", "null") + "data: [DONE]\n\n"},
+		{"an empty finish_reason on every chunk", "/v1/chat/completions",
+			content("Mail <EMAIL_", `""`) + content("ADDRESS_1> now. Mail <", `""`) + content("", `"stop"`) + "data: [DONE]\n\n"},
+		{"completions finish chunk without text", "/v1/completions",
+			textChunk(`{"index":0,"text":"Mail <EMAIL_ADDRESS_1> now. Mail <","finish_reason":null}`) + textChunk(`{"index":0,"finish_reason":"stop"}`) + "data: [DONE]\n\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := cannedBackend(t, 200, http.Header{"Content-Type": {"text/event-stream"}}, tc.stream)
+			g := startGateway(t, newConfig(t, nil, guarded(guard, b)))
+			body := chatBody("Please email "+testEmail, `,"stream":true`)
+			if tc.path == "/v1/completions" {
+				enc, _ := json.Marshal("Please email " + testEmail)
+				body = `{"model":"chat","prompt":` + string(enc) + `,"stream":true}`
+			}
+			res := g.do(t, "POST", tc.path, body)
+			if res.status != 200 {
+				t.Fatalf("status %d: %s", res.status, res.body)
+			}
+			got, done := "", false
+			for _, ev := range events(res.body) {
+				ev = strings.TrimPrefix(ev, "data: ")
+				if ev == "[DONE]" {
+					done = true
+					continue
+				}
+				var c struct {
+					Choices []struct {
+						Text  string                   `json:"text"`
+						Delta struct{ Content string } `json:"delta"`
+					} `json:"choices"`
+				}
+				if err := json.Unmarshal([]byte(ev), &c); err != nil {
+					t.Fatalf("event %q: %v", ev, err)
+				}
+				for _, ch := range c.Choices {
+					got += ch.Text + ch.Delta.Content
+				}
+			}
+			if got != want || !done {
+				t.Fatalf("client got %q (done %v), want %q:\n%s", got, done, want, res.body)
+			}
+		})
+	}
+}

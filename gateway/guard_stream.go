@@ -309,12 +309,20 @@ func (g *Gateway) heldChunk(r *request, last []byte) []byte {
 // through its own guard. The chunk with the finish_reason releases what each holds back,
 // adding the member where the chunk lacks it.
 func (g *Gateway) guardChoice(r *request, c *choiceGuard, index int, ch *fastjson.Value) bool {
+	// A finish reason ends the choice; an empty one, which some servers send on every chunk,
+	// does not (the end of the stream still releases what is held: see streamBody.next).
 	fr := ch.Get("finish_reason")
-	final := fr != nil && fr.Type() == fastjson.TypeString
+	final := fr != nil && fr.Type() == fastjson.TypeString && len(fr.GetStringBytes()) > 0
 	changed := false
 	delta := ch.Get("delta")
 	if delta != nil && delta.Type() != fastjson.TypeObject {
 		delta = nil
+	}
+	if delta == nil && final && r.op == opChat {
+		// A chat finish chunk without a delta: the held-back text needs one to go out in.
+		delta = r.guard.arena.NewObject()
+		ch.Set("delta", delta)
+		delta = ch.Get("delta")
 	}
 	v := delta.Get("content")
 	if delta == nil {
@@ -327,6 +335,10 @@ func (g *Gateway) guardChoice(r *request, c *choiceGuard, index int, ch *fastjso
 		// The finish chunk may carry no text, but the held-back text must go out with it.
 		delta.Set("content", r.guard.arena.NewString(""))
 		changed = g.streamValue(r, c, index, delta.Get("content"), final)
+	case final && v == nil:
+		// A completions finish chunk without text, likewise.
+		ch.Set("text", r.guard.arena.NewString(""))
+		changed = g.streamValue(r, c, index, ch.Get("text"), final)
 	}
 	switch {
 	case delta == nil:

@@ -161,6 +161,18 @@ func (s *streamBody) next(wait bool) []byte {
 		r.cache.record(data) // 8. the backend's own events, for the cache and coalesced followers
 		if sse.IsDone(data) {
 			s.sawDone = true
+			if held := s.heldChunk(); len(held) > 0 {
+				// The stream ended without a finish_reason for some choice: what its guard
+				// still holds goes out before [DONE].
+				s.buf = sse.AppendEvent(s.buf[:0], held)
+				if r.streamGuard.stopped { // what it held completed a blocked phrase
+					r.errCode = errCompletionFiltered.code
+					s.ended = true
+					return s.appendError(errCompletionFiltered)
+				}
+				s.buf = append(append(s.buf, ev...), "\n\n"...)
+				return s.buf
+			}
 			return s.event(ev)
 		}
 		var m [3]jsonscan.Span // one pass per chunk for every member read here
@@ -249,17 +261,23 @@ func (s *streamBody) event(ev []byte) []byte {
 // event, after a chunk with the text the stream guard still held back: text the backend sent
 // reaches the client, guarded, before the error, as it would have without the guard.
 func (s *streamBody) failWith(e *apiError) []byte {
-	r := s.r
 	s.ended = true
-	var held []byte
-	if r.streamGuard.on && !r.streamGuard.stopped && r.streamGuard.broken == nil && len(s.lastChunk) > 0 {
-		held = r.gw.heldChunk(r, s.lastChunk)
-	}
+	held := s.heldChunk()
 	s.buf = s.buf[:0]
 	if len(held) > 0 {
 		s.buf = sse.AppendEvent(s.buf, held)
 	}
 	return s.appendError(e)
+}
+
+// heldChunk returns a chunk with what the stream guard still holds back (see
+// Gateway.heldChunk); nil when it holds nothing or is off, stopped or broken.
+func (s *streamBody) heldChunk() []byte {
+	r := s.r
+	if !r.streamGuard.on || r.streamGuard.stopped || r.streamGuard.broken != nil || len(s.lastChunk) == 0 {
+		return nil
+	}
+	return r.gw.heldChunk(r, s.lastChunk)
 }
 
 func (s *streamBody) errorEvent(e *apiError) []byte {
