@@ -900,3 +900,23 @@ func TestGuardStreamEndsReleaseHeldText(t *testing.T) {
 		})
 	}
 }
+
+// Placeholder-shaped text in one message (an earlier answer's placeholder sent back as
+// history) reserves its number: a value found in another message gets a new one, in either
+// order, so restoring never puts the value where the client wrote the placeholder.
+func TestGuardPlaceholderNumbersAcrossMessages(t *testing.T) {
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, nil, guarded(config.Guard{PII: config.PIIGuard{Prompt: "redact", Restore: true}}, f.backend())))
+	template, mail := `"Fill the template <EMAIL_ADDRESS_1> please."`, `"My mail is `+testEmail+`"`
+	for _, order := range [][2]string{{template, mail}, {mail, template}} {
+		body := `{"model":"chat","messages":[{"role":"user","content":` + order[0] + `},{"role":"assistant","content":"ok"},{"role":"user","content":` + order[1] + `}]}`
+		res := g.do(t, "POST", "/v1/chat/completions", body, "X-Fakellm-Echo", "1")
+		if res.status != 200 {
+			t.Fatalf("status %d: %s", res.status, res.body)
+		}
+		got := string(receivedBody(t, res.header))
+		if strings.Count(got, "<EMAIL_ADDRESS_1>") != 1 || strings.Count(got, "<EMAIL_ADDRESS_2>") != 1 || strings.Contains(got, testEmail) {
+			t.Fatalf("want the client's <EMAIL_ADDRESS_1> kept and the address as <EMAIL_ADDRESS_2>: %s", got)
+		}
+	}
+}

@@ -260,6 +260,13 @@ func (g *Gateway) guardPromptTexts(r *request, root *fastjson.Value) error {
 	if ag.pii != nil && r.guard.vault == nil {
 		r.guard.vault = guard.AcquireVault()
 	}
+	if ag.piiPrompt {
+		// Placeholder-shaped text in any message, the ones the memo skips too, is reserved
+		// before a placeholder is written for another.
+		forEachPromptText(r.op, root, func(_ *fastjson.Value, text []byte, _ promptTextKind) {
+			r.guard.vault.Reserve(text)
+		})
+	}
 	changed := false
 	var err error
 	forEachPromptText(r.op, root, func(v *fastjson.Value, text []byte, kind promptTextKind) {

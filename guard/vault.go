@@ -430,6 +430,13 @@ func (v *Vault) hashed(dst, key []byte, e entity, val []byte, restore bool) []by
 	return append(dst, '>')
 }
 
+// Reserve raises the placeholder counters past the numbers of placeholder-shaped text in src.
+// Redact does so for the text it rewrites; call Reserve with every text of a request before
+// redacting any, so that a placeholder written for one message never equals text that
+// another holds (an earlier answer's placeholder sent back as history), whose restoring would
+// then put a value where the client wrote the placeholder.
+func (v *Vault) Reserve(src []byte) { v.reserve(src) }
+
 // reserve raises the placeholder counters past the numbers of placeholder-shaped text already
 // in src, so a placeholder written now never equals text the client sent, and restoring it
 // cannot change that text.
