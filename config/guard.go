@@ -96,6 +96,12 @@ const (
 // DefaultHoldbackBytes bounds how long streamed completion text may be held for scanning.
 const DefaultHoldbackBytes = 256
 
+// MinHoldbackBytes is the least hold-back allowed. A match is confirmed only a word after its
+// phrase (rules may name words that must not follow), so a window shorter than a phrase and
+// that word lets the phrase out before it is matched: 16 or 32 bytes did so for the built-in
+// rules on ordinary word-by-word streams.
+const MinHoldbackBytes = 128
+
 // Enabled reports whether any guard stage runs for the alias.
 func (g Guard) Enabled() bool {
 	return on(g.PII.Prompt) || on(g.PII.Completion) || on(g.Safety.Prompt) || on(g.Safety.Completion)
@@ -150,8 +156,8 @@ func (v *validator) guard(key string, g Guard) {
 	}
 	safetyAction(key+".safety.prompt", g.Safety.Prompt)
 	safetyAction(key+".safety.completion", g.Safety.Completion)
-	if g.Safety.HoldbackBytes < 0 || g.Safety.HoldbackBytes > 1<<20 {
-		v.addf(key+".safety.holdback_bytes", "must be 0..1048576, got %d", g.Safety.HoldbackBytes)
+	if h := g.Safety.HoldbackBytes; h != 0 && (h < MinHoldbackBytes || h > 1<<20) {
+		v.addf(key+".safety.holdback_bytes", "must be %d..1048576 (0 for the default, %d), got %d", MinHoldbackBytes, DefaultHoldbackBytes, h)
 	}
 	if c := g.Safety.Classifier; c != nil {
 		v.classifier(key+".safety.classifier", c, g.Safety)
