@@ -151,6 +151,10 @@ func New(opts Options) *Server {
 		// Clients hanging up mid-stream is normal traffic for a fake
 		// backend; fasthttp would log each one.
 		Logger: quietLogger{},
+		// Uvicorn and Go's net/http read a body of any size; fasthttp's
+		// default 4 MiB would refuse (and cut off mid-upload) a long prompt
+		// that a real backend takes.
+		MaxRequestBodySize: 256 << 20,
 	}
 	if !s.ollama {
 		s.srv.Name = "uvicorn"

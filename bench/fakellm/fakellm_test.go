@@ -164,6 +164,18 @@ func TestMaxCompletionTokens(t *testing.T) {
 	}
 }
 
+// A long prompt (past fasthttp's default 4 MiB body limit) is answered, as uvicorn and Go's
+// net/http answer it, not refused mid-upload.
+func TestLongPrompt(t *testing.T) {
+	for _, flavor := range []string{"vllm", "ollama"} {
+		h := start(t, Options{Flavor: flavor, Model: "m"})
+		body := `{"model":"m","messages":[{"role":"user","content":"` + strings.Repeat("word ", 2<<20) + `"}],"max_tokens":4}`
+		if res := h.do(t, "POST", "/v1/chat/completions", body); res.status != 200 {
+			t.Errorf("%s: a %d MiB prompt got %d: %.200s", flavor, len(body)>>20, res.status, res.body)
+		}
+	}
+}
+
 func TestDeterminism(t *testing.T) {
 	t.Parallel()
 	content := func(seed int64, body string) string {
