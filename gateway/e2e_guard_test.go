@@ -908,7 +908,8 @@ func TestGuardPlaceholderNumbersAcrossMessages(t *testing.T) {
 	f := startFake(t, fakellm.Options{})
 	g := startGateway(t, newConfig(t, nil, guarded(config.Guard{PII: config.PIIGuard{Prompt: "redact", Restore: true}}, f.backend())))
 	template, mail := `"Fill the template <EMAIL_ADDRESS_1> please."`, `"My mail is `+testEmail+`"`
-	for _, order := range [][2]string{{template, mail}, {mail, template}} {
+	escaped := `"Fill the template \u003cEMAIL_ADDRESS_1\u003e please."` // as Go's encoding/json writes it
+	for _, order := range [][2]string{{template, mail}, {mail, template}, {mail, escaped}} {
 		body := `{"model":"chat","messages":[{"role":"user","content":` + order[0] + `},{"role":"assistant","content":"ok"},{"role":"user","content":` + order[1] + `}]}`
 		res := g.do(t, "POST", "/v1/chat/completions", body, "X-Fakellm-Echo", "1")
 		if res.status != 200 {

@@ -260,7 +260,7 @@ func (g *Gateway) guardPromptTexts(r *request, root *fastjson.Value) error {
 	if ag.pii != nil && r.guard.vault == nil {
 		r.guard.vault = guard.AcquireVault()
 	}
-	if ag.piiPrompt {
+	if ag.piiPrompt && mayHoldPlaceholder(r.body) {
 		// Placeholder-shaped text in any message, the ones the memo skips too, is reserved
 		// before a placeholder is written for another.
 		forEachPromptText(r.op, root, func(_ *fastjson.Value, text []byte, _ promptTextKind) {
@@ -321,6 +321,13 @@ func (g *Gateway) guardPromptTexts(r *request, root *fastjson.Value) error {
 		r.scratch = nil // r.body owns that buffer now
 	}
 	return nil
+}
+
+// mayHoldPlaceholder reports whether a JSON body may hold placeholder-shaped text: a '<',
+// raw or escaped as encoding/json writes it (\u003c). Most prompts have none, and then the
+// walk over their texts that reserves placeholder numbers is skipped.
+func mayHoldPlaceholder(body []byte) bool {
+	return bytes.IndexByte(body, '<') >= 0 || bytes.Contains(body, []byte(`\u003c`)) || bytes.Contains(body, []byte(`\u003C`))
 }
 
 // checkSafety runs the safety rules on one text and applies the alias's action.
