@@ -24,6 +24,7 @@ type streamGuard struct {
 	used    int
 	stopped bool      // a blocking safety match ended the stream
 	broken  *apiError // why the stream cannot be guarded (a choice index out of range, an event not JSON); nil while it can
+	emptied bool      // the chunk being guarded had text that is all held back now
 }
 
 // choiceGuard holds one choice's text in flight: leaked PII rewritten, placeholders restored,
@@ -210,6 +211,9 @@ func (g *Gateway) streamText(r *request, c *choiceGuard, index int, delta []byte
 // completions) through that choice's stream guard. Text held back leaves with a later chunk;
 // the chunk that carries a choice's finish_reason releases the rest of it. A blocking match
 // stops the whole stream after this chunk. It returns the event payload to send.
+//
+// A chunk whose text is all held back, and that carries nothing else (no role, finish_reason,
+// tool call, usage), is not sent at all (nil): a client would see only empty deltas.
 func (g *Gateway) guardChunk(r *request, data []byte) []byte {
 	root, err := r.parser.ParseBytes(data)
 	if err != nil {
@@ -218,6 +222,7 @@ func (g *Gateway) guardChunk(r *request, data []byte) []byte {
 	}
 	choices := root.GetArray("choices") // nil when absent or not an array
 	changed := false
+	r.streamGuard.emptied = false
 	for pos, ch := range choices {
 		idx := pos
 		if iv := ch.Get("index"); iv != nil && iv.Type() == fastjson.TypeNumber {
@@ -248,8 +253,49 @@ func (g *Gateway) guardChunk(r *request, data []byte) []byte {
 	if !changed {
 		return data
 	}
+	if r.streamGuard.emptied && !r.streamGuard.stopped && onlyEmptyText(root) {
+		return nil
+	}
 	r.guard.chunk = marshalJSON(r.guard.chunk[:0], root)
 	return r.guard.chunk
+}
+
+// onlyEmptyText reports whether a guarded chunk carries nothing for a client: no usage, and
+// choices whose members other than their index are an empty content or text, or null.
+func onlyEmptyText(root *fastjson.Value) bool {
+	if u := root.Get("usage"); u != nil && u.Type() != fastjson.TypeNull {
+		return false
+	}
+	empty := true
+	for _, ch := range root.GetArray("choices") {
+		obj, err := ch.Object()
+		if err != nil {
+			return false
+		}
+		obj.Visit(func(key []byte, v *fastjson.Value) {
+			switch string(key) {
+			case "index":
+			case "text":
+				empty = empty && isEmptyString(v)
+			case "delta":
+				d, err := v.Object()
+				if err != nil {
+					empty = false
+					return
+				}
+				d.Visit(func(key []byte, v *fastjson.Value) {
+					empty = empty && (string(key) == "content" && isEmptyString(v) || v.Type() == fastjson.TypeNull)
+				})
+			default: // finish_reason, logprobs, stop_reason, ...: only when null
+				empty = empty && v.Type() == fastjson.TypeNull
+			}
+		})
+	}
+	return empty
+}
+
+func isEmptyString(v *fastjson.Value) bool {
+	return v.Type() == fastjson.TypeString && len(v.GetStringBytes()) == 0
 }
 
 // heldChunk returns a chunk in the shape of last (the stream's last chunk) whose choices carry
@@ -374,6 +420,9 @@ func (g *Gateway) streamValue(r *request, t *choiceGuard, index int, v *fastjson
 	out := g.streamText(r, t, index, text, final)
 	if bytes.Equal(out, text) {
 		return false
+	}
+	if len(out) == 0 {
+		r.streamGuard.emptied = true
 	}
 	replaceString(&r.guard.arena, v, out)
 	return true

@@ -222,6 +222,9 @@ func (s *streamBody) next(wait bool) []byte {
 		if r.streamGuard.on {
 			s.lastChunk = append(s.lastChunk[:0], data...)
 			data, changed = r.gw.guardChunk(r, data), true // 7. guard the completion as it flows
+			if data == nil && r.streamGuard.broken == nil {
+				continue // all its text is held back, and it carries nothing else
+			}
 			if e := r.streamGuard.broken; e != nil {
 				// A choice index the guard cannot track, or an event it cannot read: end the
 				// stream rather than let its text through unguarded.
