@@ -1032,24 +1032,40 @@ func TestDeployDeletedVersionStatsForgotten(t *testing.T) {
 	}
 }
 
-// A canary whose backends are all out does not fail its share of users: once its backend is
-// ejected, stable answers them (counted in llmgate_canary_fallbacks_total, and as errors in the
-// canary's statistics so that its analysis still sees a canary that cannot answer). A request
-// pinned to the canary is not moved.
+// A canary whose backends are all out does not fail its share of users: a request the canary
+// fails before the first byte goes to stable, and once the canary's backend is ejected, stable
+// answers its share directly (each counted in llmgate_canary_fallbacks_total, and as an error
+// in the canary's statistics so that its analysis still sees a canary that cannot answer),
+// buffered and streamed. A request pinned to the canary is not moved.
 func TestCanaryFallsBackToStable(t *testing.T) {
 	tokens := withAdminTokens(t)
 	v1 := startFake(t, fakellm.Options{Model: "m1"})
 	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", v1.backend()), version("v2", closedBackend(t)))))
 	g.write(t, "PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v2","canary_percent":100,"sticky":"user"}`)
-	served := ""
-	for i := 0; i < 20 && served != "v1"; i++ { // the failures that eject the canary's backend
-		res := g.do(t, "POST", "/v1/chat/completions", chatBody("hello", `,"user":"u1"`))
-		if res.status == 200 {
-			served = res.header.Get("X-Llmgate-Version")
+	for i := range 3 { // from the first request on, before the ejection too
+		for _, extra := range []string{`,"user":"u1"`, `,"user":"u1","stream":true`} {
+			res := g.do(t, "POST", "/v1/chat/completions", chatBody("hello", extra))
+			if res.status != 200 || res.header.Get("X-Llmgate-Version") != "v1" || !strings.Contains(string(res.body), "m1") {
+				t.Fatalf("request %d (%s) of the canary's share: status %d version %q: %s", i, extra, res.status, res.header.Get("X-Llmgate-Version"), res.body)
+			}
 		}
 	}
-	if served != "v1" {
-		t.Fatalf("the canary's share was never answered by stable (last version %q)", served)
+	var stats struct {
+		Versions []struct {
+			Version string
+			Summary struct {
+				Requests  int     `json:"requests"`
+				ErrorRate float64 `json:"error_rate"`
+			}
+		}
+	}
+	if err := json.Unmarshal(g.call(t, "GET", "/admin/stats/chat", viewerToken, "").body, &stats); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range stats.Versions {
+		if v.Version == "v2" && (v.Summary.Requests != 6 || v.Summary.ErrorRate != 1) {
+			t.Fatalf("the canary's statistics: %d requests, error rate %v; want its share's 6, all errors", v.Summary.Requests, v.Summary.ErrorRate)
+		}
 	}
 	for range 5 {
 		if res := g.do(t, "POST", "/v1/chat/completions", chatBody("hello", `,"user":"u1"`)); res.status != 200 || res.header.Get("X-Llmgate-Version") != "v1" {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/llmgate/llmgate/gateway/cache"
 	"github.com/llmgate/llmgate/gateway/jsonscan"
 )
 
@@ -53,6 +54,16 @@ func (g *Gateway) forwardBuffered(ctx *fasthttp.RequestCtx, r *request, snap *sn
 // and while time is left. It returns nil when a backend answered 2xx or a 4xx that is the
 // client's own (passed on as an error in OpenAI's shape).
 func (g *Gateway) tryBackends(ctx *fasthttp.RequestCtx, r *request, snap *snapshot, do func(*backendHandles) error) error {
+	for {
+		err := g.tryVersion(ctx, r, snap, do)
+		if err == nil || !g.failoverToStable(ctx, r, snap, err) {
+			return err
+		}
+	}
+}
+
+// tryVersion is tryBackends within the request's version.
+func (g *Gateway) tryVersion(ctx *fasthttp.RequestCtx, r *request, snap *snapshot, do func(*backendHandles) error) error {
 	var lastErr error = errNoBackend
 	deadline := r.start.Add(g.cfg.Timeouts.Total)
 	for r.attempts < min(g.cfg.Retry.Attempts, len(r.tried)) && time.Now().Before(deadline) {
@@ -93,6 +104,36 @@ func (g *Gateway) tryBackends(ctx *fasthttp.RequestCtx, r *request, snap *snapsh
 		resp.Reset()
 	}
 	return lastErr
+}
+
+// failoverToStable hands a request of a canary's share to the alias's stable version when
+// every attempt on the canary failed before the first byte (a connect error, a timeout, a 5xx;
+// not the client's own 4xx) and stable has a backend in service and attempts and time are
+// left: a canary that cannot answer must not cost its users errors. As with StableFallback,
+// the canary's statistics count the failure, so its analysis and a rollout still see it, and
+// llmgate_canary_fallbacks_total counts the request. Stable's answer is not cached: the cache
+// lookup was the canary's. It reports whether the request now goes to stable.
+func (g *Gateway) failoverToStable(ctx *fasthttp.RequestCtx, r *request, snap *snapshot, err error) bool {
+	stable := r.version.CanaryStable()
+	if !r.canaryShare || stable == nil || !stable.InService() || r.attempts >= min(g.cfg.Retry.Attempts, len(r.tried)) ||
+		!time.Now().Before(r.start.Add(g.cfg.Timeouts.Total)) {
+		return false
+	}
+	if ae := asAPIError(err); ae.status < 500 && ae != errNoBackend {
+		return false
+	}
+	r.canaryShare = false // once
+	g.fallBackToStable(snap, r.version)
+	r.version = stable
+	r.stats.vs = snap.stats[stable]
+	ctx.Response.Header.Set("X-Llmgate-Version", stable.Name)
+	cs := &r.cache
+	cs.decision &^= cache.Save
+	if cs.flight != nil {
+		cs.flight.Fail() // its followers go to the backend on their own
+		cs.flight = nil
+	}
+	return true
 }
 
 // prepareUpstream fills r.upstreamReq for backend h: the client's headers minus hop-by-hop and

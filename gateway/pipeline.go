@@ -104,17 +104,10 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *request) (done bool) {
 	if !pinned && len(headerPin) == 0 {
 		// A canary with every backend out would fail its whole share: stable answers instead.
 		if s := version.StableFallback(); s != nil {
-			g.metrics.canaryFallbacks.Inc()
-			if vs := snap.stats[version]; vs != nil {
-				// The canary's statistics still count what its share would have got, so its
-				// analysis (and a rollout's automatic rollback) sees a canary that cannot answer.
-				var miss drift.Sample
-				miss.Reset()
-				miss.Status = drift.StatusUpstreamError
-				vs.observe(&miss)
-			}
+			g.fallBackToStable(snap, version)
 			version = s
 		}
+		r.canaryShare = version.CanaryStable() != nil
 	}
 	r.version = version
 	if vs := snap.stats[version]; vs != nil {
@@ -160,6 +153,20 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *request) (done bool) {
 	// 8. cache store: in forwardBuffered, and at the end of a stream in streamBody.Close.
 	// 9. observe: in finish.
 	return true
+}
+
+// fallBackToStable counts a request of canary's share that stable serves instead: in
+// llmgate_canary_fallbacks_total, and in the canary's statistics as the error its share would
+// have got, so that its analysis (and a rollout's automatic rollback) sees a canary that
+// cannot answer.
+func (g *Gateway) fallBackToStable(snap *snapshot, canary *router.Version) {
+	g.metrics.canaryFallbacks.Inc()
+	if vs := snap.stats[canary]; vs != nil {
+		var miss drift.Sample
+		miss.Reset()
+		miss.Status = drift.StatusUpstreamError
+		vs.observe(&miss)
+	}
 }
 
 // recoverRequest turns a panic in one request into a 500 for that request and a log line,

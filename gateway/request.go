@@ -54,11 +54,14 @@ type request struct {
 	jsonOutput bool
 	tokens     string
 
-	version  *router.Version
-	backend  *router.Backend
-	handles  *backendHandles
-	attempts int
-	tried    [4]*router.Backend
+	version *router.Version
+	// canaryShare: the request was routed to its alias's canary by the split (not pinned), so
+	// a canary that fails it before the first byte hands it to stable (see failoverToStable).
+	canaryShare bool
+	backend     *router.Backend
+	handles     *backendHandles
+	attempts    int
+	tried       [4]*router.Backend
 
 	upstreamReq  fasthttp.Request
 	upstreamResp fasthttp.Response
@@ -98,6 +101,7 @@ func releaseRequest(r *request) {
 	r.op, r.start, r.stream, r.clientUsage, r.jsonOutput, r.tokens = 0, time.Time{}, false, false, false, ""
 	r.requestID, r.body, r.scratch, r.model, r.user = r.requestID[:0], r.body[:0], r.scratch[:0], r.model[:0], r.user[:0]
 	r.version, r.backend, r.handles, r.attempts, r.tried = nil, nil, nil, 0, [4]*router.Backend{}
+	r.canaryShare = false
 	r.upstreamAt, r.headersAt = time.Time{}, time.Time{}
 	r.status, r.errCode, r.inputTokens, r.outputTokens, r.events = 0, "", 0, 0, 0
 	r.firstEventAt, r.lastEventAt = time.Time{}, time.Time{}

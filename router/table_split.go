@@ -182,6 +182,16 @@ func (v *Version) StableFallback() *Version {
 	return m.Stable
 }
 
+// CanaryStable returns the stable version of v's alias when v is the alias's canary; nil
+// otherwise.
+func (v *Version) CanaryStable() *Version {
+	m := v.model
+	if m == nil || m.Canary != v || m.Stable == v {
+		return nil
+	}
+	return m.Stable
+}
+
 // StickyFor returns the sticky mode of the request's alias, so the caller knows which key to
 // pass to ResolveSticky. A model pinned as "alias@version", an unknown alias, or an alias
 // without a canary needs no key: the result is then StickyNone.
