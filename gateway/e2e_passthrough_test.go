@@ -9,8 +9,11 @@ import (
 	"net/http"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/llmgate/llmgate/bench/fakellm"
 )
 
 // vllmChatBody is a vLLM-style request: sampling extras, structured outputs, template kwargs,
@@ -215,6 +218,37 @@ func TestFakellmVendorFieldsReachClient(t *testing.T) {
 	} {
 		if _, ok := f.obj[f.name]; !ok {
 			t.Errorf("%s is missing from the client's response: %s", f.name, res.body)
+		}
+	}
+}
+
+// Ollama's OpenAI API reads max_tokens only: a limit sent as max_completion_tokens (what the
+// SDKs send now) reaches an Ollama backend as max_tokens, so the answer still stops there. A
+// vLLM backend gets the body as it came; a body with both keeps both.
+func TestMaxCompletionTokensOnOllama(t *testing.T) {
+	ollama := startFake(t, fakellm.Options{Flavor: "ollama", Model: "m", OutputTokens: 12})
+	vllm := startFake(t, fakellm.Options{Model: "m", OutputTokens: 12})
+	g := startGateway(t, newConfig(t, nil, model("o", "v1", version("v1", ollama.backend())), model("v", "v1", version("v1", vllm.backend()))))
+	for _, tc := range []struct {
+		alias, extra, sent string
+		tokens             int
+	}{
+		{"o", `"max_completion_tokens": 3`, `"max_tokens": 3`, 3},
+		{"o", `"max_completion_tokens":3,"max_tokens":5`, `"max_completion_tokens":3,"max_tokens":5`, 5},
+		{"v", `"max_completion_tokens": 3`, `"max_completion_tokens": 3`, 3},
+	} {
+		for _, stream := range []string{"", `,"stream":true,"stream_options":{"include_usage":true}`} {
+			body := `{"model":"` + tc.alias + `","messages":[{"role":"user","content":"count"}],` + tc.extra + stream + `}`
+			res := g.do(t, "POST", "/v1/chat/completions", body, "X-Fakellm-Echo", "1")
+			if res.status != 200 {
+				t.Fatalf("%s %s: status %d: %s", tc.alias, tc.extra, res.status, res.body)
+			}
+			if got := string(receivedBody(t, res.header)); !strings.Contains(got, tc.sent) {
+				t.Errorf("%s %s%s: the backend received %s, want it to hold %s", tc.alias, tc.extra, stream, got, tc.sent)
+			}
+			if want := `"completion_tokens":` + strconv.Itoa(tc.tokens) + `[,}]`; !regexp.MustCompile(want).Match(res.body) {
+				t.Errorf("%s %s%s: want usage with %s: %s", tc.alias, tc.extra, stream, want, res.body)
+			}
 		}
 	}
 }

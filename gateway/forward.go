@@ -7,6 +7,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/llmgate/llmgate/config"
 	"github.com/llmgate/llmgate/gateway/cache"
 	"github.com/llmgate/llmgate/gateway/jsonscan"
 )
@@ -167,8 +168,51 @@ func (g *Gateway) prepareUpstream(ctx *fasthttp.RequestCtx, r *request, h *backe
 		r.scratch = append(r.scratch, r.body[me:]...)
 		r.body, r.scratch = r.scratch, r.body
 	}
-	req.SetBodyRaw(r.body)
+	body := r.body
+	if h.backend.Kind == config.KindOllama && r.op != opEmbeddings {
+		body = ollamaMaxTokens(r.upstreamBody[:0], r.body)
+		if len(body) > 0 {
+			r.upstreamBody = body
+		} else {
+			body = r.body
+		}
+	}
+	req.SetBodyRaw(body)
 }
+
+// ollamaMaxTokens returns body with max_completion_tokens renamed max_tokens, appended to
+// dst, when body has the one and not the other; nil otherwise. Ollama's OpenAI API reads only
+// max_tokens (ollama/ollama#7125), and SDKs now send max_completion_tokens: passed on as it
+// is, an answer's length limit would be dropped without a word. The value's bytes are kept.
+func ollamaMaxTokens(dst, body []byte) []byte {
+	var m [2]jsonscan.Span
+	jsonscan.FindEach(body, maxTokensKeys, m[:])
+	mct, mt := m[0], m[1]
+	if mct.Start < 0 || mt.Start >= 0 {
+		return nil
+	}
+	// The key precedes its value: '"max_completion_tokens"', spaces, ':', spaces.
+	k := mct.Start - 1
+	for k > 0 && isJSONSpace(body[k]) {
+		k--
+	}
+	if body[k] != ':' {
+		return nil
+	}
+	k--
+	for k > 0 && isJSONSpace(body[k]) {
+		k--
+	}
+	keyStart := k - len(`"max_completion_tokens`)
+	if keyStart < 0 || string(body[keyStart:k+1]) != `"max_completion_tokens"` {
+		return nil
+	}
+	dst = append(dst, body[:keyStart]...)
+	dst = append(dst, `"max_tokens"`...)
+	return append(dst, body[k+1:]...)
+}
+
+var maxTokensKeys = []string{"max_completion_tokens", "max_tokens"}
 
 // forwardRequestHeader reports whether a client header goes to the backend. Hop-by-hop headers
 // belong to one connection; Authorization and cookies are the client's credentials to the

@@ -63,6 +63,7 @@ type request struct {
 	attempts    int
 	tried       [4]*router.Backend
 
+	upstreamBody []byte // the body for one backend, when it differs from body (see prepareUpstream)
 	upstreamReq  fasthttp.Request
 	upstreamResp fasthttp.Response
 	upstreamAt   time.Time // request sent to the backend that answered
