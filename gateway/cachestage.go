@@ -116,6 +116,8 @@ func (g *Gateway) cacheLookup(ctx *fasthttp.RequestCtx, r *request, snap *snapsh
 		}
 		cs.result = cacheMiss
 		r.stats.cache = drift.CacheMiss
+	} else if d&cache.Save != 0 {
+		g.cacheStore.Begin(vc.scope, &cs.req) // refresh: stored in the generation it started in
 	}
 	if d&cache.OnlyCached != 0 {
 		cs.result = cacheMiss

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -535,5 +536,84 @@ func TestCacheHitRefusals(t *testing.T) {
 		if s.Requests < 5 || s.RefusalRate == nil || *s.RefusalRate != want {
 			t.Errorf("%s: refusal rate over %d requests %v, want %v: %s", alias, s.Requests, s.RefusalRate, want, res.body)
 		}
+	}
+}
+
+// gatedBackend answers a chat completion with text, but only once release is closed; calls
+// counts the requests it got.
+func gatedBackend(t *testing.T, text string) (b config.Backend, calls *atomic.Int64, release chan struct{}) {
+	t.Helper()
+	calls, release = new(atomic.Int64), make(chan struct{})
+	enc, _ := json.Marshal(text)
+	answer := `{"id":"c1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":` + string(enc) + `},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":6,"total_tokens":11}}`
+	ln := listen(t)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		calls.Add(1)
+		<-release
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, answer)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return config.Backend{URL: "http://" + ln.Addr().String(), Kind: config.KindVLLM, Model: "m"}, calls, release
+}
+
+// An answer fetched by x-llmgate-cache: refresh while DELETE /admin/cache runs is from before
+// the delete: it is not stored, as a looked-up request's is not.
+func TestCacheRefreshAcrossDelete(t *testing.T) {
+	t.Setenv("LLMGATE_ADMIN_TOKEN", "cache-admin")
+	b, calls, release := gatedBackend(t, "from before the delete")
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, nil, cached(model("chat", "v1", version("v1", b))), cached(model("marker", "m1", version("m1", f.backend())))))
+	body := cacheBody("Refresh me", "")
+	done := make(chan response, 1)
+	go func() { done <- g.do(t, "POST", "/v1/chat/completions", body, "X-Llmgate-Cache", "refresh") }()
+	waitFor(t, "the refresh at the backend", func() bool { return calls.Load() == 1 })
+	if res := g.admin(t, "DELETE", "/admin/cache", "cache-admin"); res.status != 200 {
+		t.Fatalf("DELETE /admin/cache: %d %s", res.status, res.body)
+	}
+	close(release)
+	if res := <-done; res.status != 200 {
+		t.Fatalf("refresh: %d %s", res.status, res.body)
+	}
+	// The store applies sets in order: once a later answer is a hit, the refresh's set is done.
+	marker := strings.Replace(cacheBody("After", ""), `"model":"chat"`, `"model":"marker"`, 1)
+	g.do(t, "POST", "/v1/chat/completions", marker)
+	g.untilHit(t, marker)
+	if res := g.do(t, "POST", "/v1/chat/completions", body, "X-Llmgate-Cache", "only-if-cached"); res.status != 504 {
+		t.Fatalf("only-if-cached after the delete: %d %s; the refresh stored its answer from before it", res.status, res.body)
+	}
+}
+
+// A request to a model deleted and deployed again under the same name does not follow a
+// request still in flight to the old deployment: the new deployment answers it.
+func TestCacheFlightAcrossModelRedeploy(t *testing.T) {
+	tokens := withAdminTokens(t)
+	old, oldCalls, release := gatedBackend(t, "from the old deployment")
+	defer close(release)
+	nu := startFake(t, fakellm.Options{Model: "m"})
+	g := startGateway(t, newConfig(t, tokens, cached(model("chat", "v1", version("v1", old)))))
+	body := cacheBody("Which deployment are you?", "")
+	first := make(chan response, 1)
+	go func() { first <- g.do(t, "POST", "/v1/chat/completions", body) }()
+	waitFor(t, "the first request at the old backend", func() bool { return oldCalls.Load() == 1 })
+	if res := g.call(t, "DELETE", "/admin/models/chat", opsToken, ""); res.status != 200 {
+		t.Fatalf("delete: %d %s", res.status, res.body)
+	}
+	dep := `{"version":"v1","backends":[{"url":"` + nu.URL + `","kind":"vllm","model":"m"}]}`
+	if res := g.call(t, "POST", "/admin/models/chat/versions?probe=false", opsToken, dep); res.status != 200 {
+		t.Fatalf("deploy: %d %s", res.status, res.body)
+	}
+	second := make(chan response, 1)
+	go func() { second <- g.do(t, "POST", "/v1/chat/completions", body, "X-Fakellm-Echo", "1") }()
+	var res response
+	select {
+	case res = <-second:
+	case <-time.After(waitTimeout): // a follower of the old flight waits for the gated backend
+		t.Fatal("the redeployed model's request is still waiting: it follows the old deployment's request")
+	}
+	if res.status != 200 || res.header.Get("X-Llmgate-Cache") == "coalesced" || res.header.Get("X-Fakellm-Received-Body") == "" {
+		t.Fatalf("the redeployed model's request: status %d, cache %q, not answered by the new backend: %s", res.status, res.header.Get("X-Llmgate-Cache"), res.body)
 	}
 }

@@ -28,12 +28,13 @@ type Group struct {
 // Flight is one leader's request as its followers see it: the stream events published so far
 // (an append-only log that followers read at their own pace, so a slow follower never blocks
 // the leader) and, at the end, the entry or the failure.
-// flightKey is a request's key in the cache generation it was looked up in: after a version is
-// deleted (a generation bump) a request to the version deployed again under the same name must
+// flightKey is a request's key in the cache generation and scope it was looked up in: after a
+// version or an alias is deleted, a request to the one deployed again under the same name must
 // not follow a request still in flight to the old deployment.
 type flightKey struct {
-	key Key
-	gen generation
+	key   Key
+	gen   generation
+	scope *Scope // an alias deleted and deployed again starts its generations over
 }
 
 type Flight struct {
@@ -54,7 +55,7 @@ type Flight struct {
 // with Finish or Fail exactly once (defer Fail: after Finish it does nothing); a follower uses
 // Wait (buffered) or Follow (streams).
 func (g *Group) Join(req *Request) (*Flight, bool) {
-	key := flightKey{req.Key, req.gen}
+	key := flightKey{req.Key, req.gen, req.scope}
 	g.mu.Lock()
 	if f := g.flights[key]; f != nil {
 		f.followers.Add(1)

@@ -51,7 +51,8 @@ type Request struct {
 
 	ok     bool // Prepare succeeded
 	gen    generation
-	genSet bool // gen was captured by Store.Get
+	genSet bool   // gen was captured by Store.Get or Store.Begin
+	scope  *Scope // where gen was captured: a version deployed again is a new scope
 
 	// What Prepare was given, for rememberPrepared: a hash of the body as sent, and whether
 	// the result came from the memo already.

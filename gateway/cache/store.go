@@ -143,7 +143,7 @@ func (st *Store) Scope(alias, version string) *Scope {
 // undone by that answer. req must have been prepared for s's alias and version.
 func (st *Store) Get(s *Scope, req *Request) (*Entry, bool) {
 	cur := st.current(s)
-	req.gen, req.genSet = cur, true
+	req.gen, req.genSet, req.scope = cur, true, s
 	if !req.ok {
 		st.misses.Add(1)
 		s.alias.misses.Add(1)
@@ -168,6 +168,13 @@ func (st *Store) Get(s *Scope, req *Request) (*Entry, bool) {
 	s.alias.hits.Add(1)
 	rememberPrepared(req)
 	return e, true
+}
+
+// Begin records in req, as Get does, the generation that a later Set for req stores under, for a
+// request that is stored without a lookup (x-llmgate-cache: refresh): an invalidation while
+// its backend answers must not be undone by that answer either.
+func (st *Store) Begin(s *Scope, req *Request) {
+	req.gen, req.genSet, req.scope = st.current(s), true, s
 }
 
 // Set stores e as the answer to req in scope s for ttl (0: until evicted). It reports whether
