@@ -276,7 +276,7 @@ func (e *Entry) indexChoice(i int) (int, error) {
 				}
 				c.index = n
 			case string(k) == "finish_reason":
-				if v0 != '"' {
+				if v0 != '"' || filtered(d[vs:ve]) {
 					err = ErrIncomplete // null: the generation did not finish
 				}
 				c.finish = sp
@@ -328,6 +328,10 @@ func (e *Entry) indexMessage(i int) (int, error) {
 	}
 	return i, err
 }
+
+// filtered reports whether a finish_reason (its JSON) says the backend's own filter cut the
+// answer: such an answer is not stored, as a retry or a changed filter may answer in full.
+func filtered(finish []byte) bool { return string(finish) == `"content_filter"` }
 
 // First returns what drift statistics read of choice 0: its finish_reason and the start of its
 // text (a chat message's content, a completion's text), both as raw JSON string contents,

@@ -136,7 +136,7 @@ func rememberPrepared(r *Request) {
 }
 
 // AppendCanonical appends the canonical form of body to dst: excluded members dropped,
-// object keys sorted, whitespace removed, strings and numbers in one normal form. Two bodies
+// top-level keys sorted, whitespace removed, strings and numbers in one normal form. Two bodies
 // with the same canonical form get the same key.
 func AppendCanonical(dst []byte, body []byte) ([]byte, error) {
 	var r Request
@@ -296,7 +296,7 @@ func (c *canonicalizer) object(b []byte, i, depth int, top bool) (int, error) {
 			m := member{ks, ke, len(c.out)}
 			// Compare with the previous member as it arrives: an object sent in key order
 			// (or a one-member object) then needs no sorting and no duplicate check.
-			if sorted && len(c.members) > base {
+			if top && sorted && len(c.members) > base {
 				switch cmp := c.compareKeys(c.members[len(c.members)-1], m); {
 				case cmp == 0:
 					return 0, ErrDuplicateKey
@@ -329,7 +329,10 @@ func (c *canonicalizer) object(b []byte, i, depth int, top bool) (int, error) {
 		c.out = append(c.out[:start+1], '}')
 		return i, nil
 	}
-	if !sorted {
+	// Only the top level is put in key order: the order of a nested object's members can
+	// change the answer (a JSON schema's properties are generated in their order; a chat
+	// template writes tools' parameters as sent), so bodies that differ in it share no entry.
+	if top && !sorted {
 		if err := c.sortMembers(ms); err != nil {
 			return 0, err
 		}

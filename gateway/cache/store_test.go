@@ -60,7 +60,7 @@ func TestStoreHitMiss(t *testing.T) {
 		t.Fatal("Set refused")
 	}
 	st.Wait()
-	same := prepared(t, "chat", "v1", `{ "temperature":0.0, "messages":[{"content":"hi","role":"user"}], "user":"bob", "stream":true }`)
+	same := prepared(t, "chat", "v1", `{ "temperature":0.0, "messages":[{"role":"user","content":"hi"}], "user":"bob", "stream":true }`)
 	e, ok := st.Get(s, same)
 	if !ok || contentOf(t, e) != "A" {
 		t.Fatal("equivalent request missed")
