@@ -50,8 +50,7 @@ func fieldErr(kind error, field, format string, args ...any) *FieldError {
 
 // Limits of the state document.
 const (
-	// MaxHistory bounds each alias's history in the document; older entries are dropped, and
-	// the store keeps every committed revision for a longer look back.
+	// MaxHistory bounds each alias's history in the document; older entries are dropped.
 	MaxHistory = 1000
 	// maxPastStables bounds the rollback lineage.
 	maxPastStables = 32

@@ -354,3 +354,55 @@ func BenchmarkCommit(b *testing.B) {
 		})
 	}
 }
+
+// The state file keeps the latest keptRevisions revisions, not every one: each is the whole
+// state with its history, and a file of every revision grew without bound. The latest state,
+// history included, survives the pruning and a reopen.
+func TestBoltKeepsLatestRevisions(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	b, err := OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := seed(t)
+	if err := b.Commit(ctx, 0, s); err != nil {
+		t.Fatal(err)
+	}
+	const commits = 3 * keptRevisions
+	for range commits - 1 {
+		next, err := step(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Commit(ctx, s.Revision, next); err != nil {
+			t.Fatal(err)
+		}
+		s = next
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if b, err = OpenBolt(path); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	revs, err := b.Revisions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(revs) != keptRevisions || revs[0] != commits-keptRevisions+1 || revs[len(revs)-1] != commits {
+		t.Fatalf("stored revisions %d..%d (%d), want the latest %d: %d..%d", revs[0], revs[len(revs)-1], len(revs), keptRevisions, commits-keptRevisions+1, commits)
+	}
+	got, err := b.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAt(t, got, commits)
+	if !reflect.DeepEqual(got, s) {
+		t.Errorf("the latest state changed in the pruning:\n%s\nwant\n%s", jsonOf(t, got), jsonOf(t, s))
+	}
+	if _, err := b.Revision(ctx, 1); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Revision(1) after pruning: %v, want ErrNotFound", err)
+	}
+}
