@@ -772,6 +772,11 @@ func TestDeployIncompleteBodiesAreRefused(t *testing.T) {
 	} {
 		g.refused(t, 400, tt.param, tt.method, tt.path, opsToken, tt.body)
 	}
+	// A body past the admin limit is a 413 in the same envelope, not fasthttp's plain text.
+	huge := `{"stable":"v2","pad":"` + strings.Repeat("x", 2<<20) + `"}`
+	if res := g.refused(t, 413, "", "PUT", "/admin/models/chat/traffic", opsToken, huge); !strings.Contains(string(res.body), `"code":"request_too_large"`) {
+		t.Errorf("a 2 MiB admin body: %.300s", res.body)
+	}
 	m, _ := g.getModel(t, "chat")
 	if m.Stable != "v1" || m.Canary != "v2" || m.CanaryPercent != 10 || m.Sticky != "user" {
 		t.Errorf("after refused writes: %+v, want the split set first", m)

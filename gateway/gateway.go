@@ -188,8 +188,10 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	}
 	g.adminServer = &fasthttp.Server{
 		Handler:               g.handleAdmin,
+		ErrorHandler:          handleAdminTransportError,
+		Logger:                fasthttpLogger{g.log},
 		Name:                  "llmgate-admin",
-		MaxRequestBodySize:    1 << 20,
+		MaxRequestBodySize:    maxAdminBody,
 		ReadTimeout:           10 * time.Second,
 		WriteTimeout:          30 * time.Second,
 		NoDefaultServerHeader: true,

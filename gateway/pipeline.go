@@ -344,5 +344,19 @@ func (g *Gateway) handleTransportError(ctx *fasthttp.RequestCtx, err error) {
 	writeError(ctx, badRequest("", "The HTTP request could not be read."))
 }
 
+// maxAdminBody bounds an admin request's body: a version's spec or a rollout plan is a few KB.
+const maxAdminBody = 1 << 20
+
+// handleAdminTransportError answers an admin request fasthttp could not read in OpenAI's
+// envelope, as the data plane does, rather than fasthttp's plain-text 400.
+func handleAdminTransportError(ctx *fasthttp.RequestCtx, err error) {
+	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+		writeError(ctx, &apiError{status: fasthttp.StatusRequestEntityTooLarge, typ: typeInvalidRequest, code: errBodyTooLarge.code,
+			message: "Admin request bodies are limited to 1 MiB."})
+		return
+	}
+	writeError(ctx, badRequest("", "The HTTP request could not be read."))
+}
+
 // unsafeString views b as a string without copying; the string must not outlive b.
 func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
