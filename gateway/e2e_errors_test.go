@@ -124,6 +124,9 @@ func TestBodyTooLarge(t *testing.T) {
 	}{
 		{"under the limit", limit - 200, 200},
 		{"over the limit", 2 * limit, 413},
+		// Still arriving when it is refused: the rest is read and thrown away, so the client
+		// gets the 413 rather than a connection reset (which SDKs retry).
+		{"far over the limit", 4 << 20, 413},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			req := chatRequest("chat", 2)

@@ -337,6 +337,7 @@ func (g *Gateway) handleTransportError(ctx *fasthttp.RequestCtx, err error) {
 	setRequestID(ctx, nil)
 	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
 		g.metrics.rejected[rejectTooLarge].Inc()
+		drainRefusedBody(ctx)
 		writeError(ctx, errBodyTooLarge)
 		return
 	}
@@ -351,11 +352,56 @@ const maxAdminBody = 1 << 20
 // envelope, as the data plane does, rather than fasthttp's plain-text 400.
 func handleAdminTransportError(ctx *fasthttp.RequestCtx, err error) {
 	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+		drainRefusedBody(ctx)
 		writeError(ctx, &apiError{status: fasthttp.StatusRequestEntityTooLarge, typ: typeInvalidRequest, code: errBodyTooLarge.code,
 			message: "Admin request bodies are limited to 1 MiB."})
 		return
 	}
 	writeError(ctx, badRequest("", "The HTTP request could not be read."))
+}
+
+// Bounds of drainRefusedBody: the most it reads, in all and between two reads.
+const (
+	maxDrain       = 256 << 20
+	drainTotalTime = 10 * time.Second
+	drainIdleTime  = time.Second
+	drainTail      = 64 << 10 // more than fasthttp's read buffer can hold
+	drainTailTime  = 20 * time.Millisecond
+)
+
+// drainRefusedBody reads and throws away the rest of a body refused as too large, before the
+// 413 is written and the connection closed. Clients (Go's, the SDKs') send a whole body before
+// they read the answer: closed on a body still arriving, the connection is reset and the
+// client sees a network error, which SDKs retry, sending the body again, instead of the 413.
+// nginx lingers the same way. A body beyond maxDrain, or a client that stops sending for
+// drainIdleTime, gets the reset.
+func drainRefusedBody(ctx *fasthttp.RequestCtx) {
+	n := ctx.Request.Header.ContentLength()
+	c := ctx.Conn()
+	if n <= 0 || n > maxDrain || c == nil {
+		return
+	}
+	end := time.Now().Add(drainTotalTime)
+	var buf [32 << 10]byte
+	for left := n; left > 0; {
+		// fasthttp's reader holds what it read past the headers (a few KB), which never comes
+		// from the socket again: near the end, a short wait says the body is all in.
+		idle := drainIdleTime
+		if left <= drainTail {
+			idle = drainTailTime
+		}
+		deadline := time.Now().Add(idle)
+		if deadline.After(end) {
+			deadline = end
+		}
+		_ = c.SetReadDeadline(deadline)
+		k, err := c.Read(buf[:])
+		left -= k
+		if err != nil {
+			break
+		}
+	}
+	_ = c.SetReadDeadline(time.Time{})
 }
 
 // unsafeString views b as a string without copying; the string must not outlive b.
