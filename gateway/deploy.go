@@ -18,7 +18,7 @@ import (
 )
 
 // deployState is the admin-managed deploy state: the config file seeds it on first start;
-// afterwards the store is the truth. Every change goes one way (ARCHITECTURE.md "State"):
+// afterwards the store is the truth. Every change goes one way (ARCHITECTURE.md, "State, config, deploys"):
 // operation -> new routing table (a state that cannot serve is refused) -> durable commit ->
 // swap the snapshot pointer -> acknowledge.
 type deployState struct {
