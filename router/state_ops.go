@@ -102,6 +102,9 @@ func (s *State) SetTraffic(c Change, alias string, t Traffic) (*State, error) {
 	if err := checkPercent("canary_percent", t.CanaryPercent); err != nil {
 		return nil, err
 	}
+	if t.CanaryPercent == 0 {
+		t.CanaryPercent = 0 // -0 too: stored and shown as 0, not -0
+	}
 	return s.edit(c, alias, func(m *ModelState) (HistoryEntry, error) {
 		entry := HistoryEntry{Action: ActionTraffic, From: m.describe()}
 		fromSticky := m.Sticky
@@ -138,6 +141,9 @@ func (s *State) SetShadow(c Change, alias string, sh Shadow) (*State, error) {
 	}
 	if err := checkPercent("percent", sh.Percent); err != nil {
 		return nil, err
+	}
+	if sh.Percent == 0 {
+		sh.Percent = 0 // -0 too
 	}
 	return s.edit(c, alias, func(m *ModelState) (HistoryEntry, error) {
 		entry := HistoryEntry{Action: ActionShadow, From: m.Shadow.describe()}

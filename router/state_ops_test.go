@@ -493,3 +493,19 @@ func TestRolloutRecord(t *testing.T) {
 		t.Fatalf("after a JSON round trip: %v %s", err, back.Model("chat").Rollout)
 	}
 }
+
+// A percent of -0 (which JSON allows) is stored, shown and recorded as 0.
+func TestNegativeZeroPercent(t *testing.T) {
+	must := musts(t)
+	s := must(seedTestState(t).SetTraffic(change(9), "chat", Traffic{Stable: "v1", Canary: "v2", CanaryPercent: math.Copysign(0, -1)}))
+	s = must(s.SetShadow(change(10), "chat", Shadow{Version: "v3", Percent: math.Copysign(0, -1)}))
+	m := s.Model("chat")
+	if math.Signbit(m.CanaryPercent) || math.Signbit(m.Shadow.Percent) {
+		t.Fatalf("stored -0: canary %v, shadow %v", m.CanaryPercent, m.Shadow.Percent)
+	}
+	for _, h := range m.History {
+		if strings.Contains(h.To, "-0") {
+			t.Errorf("history shows -0: %+v", h)
+		}
+	}
+}

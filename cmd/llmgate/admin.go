@@ -24,8 +24,8 @@ const adminUsage = `Usage: llmgate admin [--url URL] [--json] [--token-env NAME]
 
 Verbs:
   status [ALIAS]                       models, traffic split, versions, backend health
-  deploy ALIAS VERSION --backend URL [--backend URL ...] [--kind vllm|ollama|openai]
-         [--model NAME] [--weight N] [--api-key-env VAR] [--no-probe]
+  deploy ALIAS VERSION --backend URL [--backend URL ...] --model NAME
+         [--kind vllm|ollama|openai] [--weight N] [--api-key-env VAR] [--no-probe]
   traffic ALIAS --stable V [--canary V --percent P] [--sticky user|api_key|header:NAME]
                                        without --sticky the split is per request (sticky none)
   shadow ALIAS VERSION --percent P     mirror P% of requests to VERSION
@@ -238,12 +238,12 @@ func (c *adminCmd) deploy(args []string) error {
 	fs := c.flags("deploy", true)
 	var backends listFlag
 	fs.Var(&backends, "backend", "backend base `URL`, repeatable; the flags below apply to every one")
-	kind := fs.String("kind", "", "backend `kind`: vllm, ollama or openai (default: the gateway's)")
-	model := fs.String("model", "", "the `name` the backends serve the model under (default: the gateway's)")
+	kind := fs.String("kind", "", "backend `kind`: vllm, ollama or openai (left out: openai)")
+	model := fs.String("model", "", "the `name` the backends serve the model under (required)")
 	weight := fs.Int("weight", config.DefaultWeight, "relative share of the version's traffic per backend; 0 drains")
 	apiKeyEnv := fs.String("api-key-env", "", "environment `variable` on the gateway holding the backends' API key")
 	noProbe := fs.Bool("no-probe", false, "skip the gateway's health check of the new backends")
-	pos, err := c.parse(fs, args, "deploy ALIAS VERSION --backend URL [--backend URL ...] [--kind vllm|ollama|openai] [--model NAME] [--weight N] [--api-key-env VAR] [--no-probe]", 2, 2)
+	pos, err := c.parse(fs, args, "deploy ALIAS VERSION --backend URL [--backend URL ...] --model NAME [--kind vllm|ollama|openai] [--weight N] [--api-key-env VAR] [--no-probe]", 2, 2)
 	if err != nil {
 		return err
 	}
@@ -254,6 +254,9 @@ func (c *adminCmd) deploy(args []string) error {
 	case "", config.KindVLLM, config.KindOllama, config.KindOpenAI:
 	default:
 		return usagef("deploy: --kind %q: want vllm, ollama or openai", *kind)
+	}
+	if *model == "" {
+		return usageError("deploy: --model is required: the name the backends serve the model under")
 	}
 	var specs []jsonObject
 	for _, u := range backends {
@@ -275,7 +278,7 @@ func (c *adminCmd) traffic(args []string) error {
 	fs := c.flags("traffic", true)
 	stable := fs.String("stable", "", "`version` that serves the traffic the canary does not")
 	canary := fs.String("canary", "", "`version` that gets --percent of the traffic")
-	percent := fs.Int("percent", 0, "canary share, 0..100")
+	percent := fs.Float64("percent", 0, "canary share, 0..100 in steps of 0.01")
 	sticky := fs.String("sticky", "", "keep a caller on one version by user|api_key|header:NAME (left out: none, each request split on its own)")
 	pos, err := c.parse(fs, args, trafficUsage, 1, 1)
 	if err != nil {
@@ -288,8 +291,8 @@ func (c *adminCmd) traffic(args []string) error {
 		return usageError("traffic: --canary needs --percent")
 	case *canary == "" && isSet(fs, "percent"):
 		return usageError("traffic: --percent needs --canary")
-	case *percent < 0 || *percent > 100:
-		return usagef("traffic: --percent %d: want 0..100", *percent)
+	case !(*percent >= 0 && *percent <= 100):
+		return usagef("traffic: --percent %v: want 0..100", *percent)
 	}
 	if s := *sticky; s != "" && s != "user" && s != "api_key" && (!strings.HasPrefix(s, "header:") || s == "header:") {
 		return usagef("traffic: --sticky %q: want user, api_key or header:NAME", s)

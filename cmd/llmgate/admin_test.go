@@ -126,12 +126,15 @@ func TestAdminRequests(t *testing.T) {
 				`{"version":"v3","backends":[
 				{"url":"http://10.0.0.5:8000","kind":"vllm","model":"llama-3.1-8b","weight":2,"api_key_env":"VLLM_KEY"},
 				{"url":"http://10.0.0.6:8000","kind":"vllm","model":"llama-3.1-8b","weight":2,"api_key_env":"VLLM_KEY"}]}`}},
-		{"deploy defaults, no probe, if-match", []string{"deploy", "--no-probe", "chat", "--if-match", "12", "v3", "--backend", "http://b:8000"}, adminEnv,
+		{"deploy defaults, no probe, if-match", []string{"deploy", "--no-probe", "chat", "--if-match", "12", "v3", "--backend", "http://b:8000", "--model", "m"}, adminEnv,
 			adminRequest{"POST", "/admin/models/chat/versions", "probe=false", bearer, `"12"`, jsonType,
-				`{"version":"v3","backends":[{"url":"http://b:8000","kind":"","model":"","weight":1,"api_key_env":""}]}`}},
+				`{"version":"v3","backends":[{"url":"http://b:8000","kind":"","model":"m","weight":1,"api_key_env":""}]}`}},
 		{"traffic with canary", []string{"traffic", "chat", "--stable", "v3", "--canary", "v4", "--percent", "10", "--sticky", "user"}, adminEnv,
 			adminRequest{"PUT", "/admin/models/chat/traffic", "", bearer, "", jsonType,
 				`{"stable":"v3","canary":"v4","canary_percent":10,"sticky":"user"}`}},
+		{"traffic with a fractional percent", []string{"traffic", "chat", "--stable", "v3", "--canary", "v4", "--percent", "12.5"}, adminEnv,
+			adminRequest{"PUT", "/admin/models/chat/traffic", "", bearer, "", jsonType,
+				`{"stable":"v3","canary":"v4","canary_percent":12.5,"sticky":""}`}},
 		{"traffic stable only", []string{"traffic", "chat", "--stable", "v3"}, adminEnv,
 			adminRequest{"PUT", "/admin/models/chat/traffic", "", bearer, "", jsonType,
 				`{"stable":"v3","canary":"","canary_percent":0,"sticky":""}`}},
@@ -317,7 +320,7 @@ func TestAdminWriteLines(t *testing.T) {
 		etag   string
 		want   string
 	}{
-		{"deploy", []string{"deploy", "chat", "v5", "--backend", "http://a:1", "--backend", "http://b:1"},
+		{"deploy", []string{"deploy", "chat", "v5", "--backend", "http://a:1", "--backend", "http://b:1", "--model", "m"},
 			model(`"stable":"v3","versions":[{"version":"v5","backends":[{"url":"http://a:1"},{"url":"http://b:1"}]}]`), "",
 			"chat: revision 13: deployed version v5, 2 backend(s)\n"},
 		{"traffic", []string{"traffic", "chat", "--stable", "v3", "--canary", "v4", "--percent", "10", "--sticky", "user"},
@@ -401,7 +404,7 @@ func TestAdminAPIErrors(t *testing.T) {
 		want   string
 	}{
 		{"400 with field", 400, envelope("must be vllm, ollama or openai", "backends[0].kind"), "", adminEnv,
-			[]string{"deploy", "chat", "v3", "--backend", "http://b:1"},
+			[]string{"deploy", "chat", "v3", "--backend", "http://b:1", "--model", "m"},
 			"llmgate admin: 400: must be vllm, ollama or openai (field backends[0].kind)\n"},
 		{"404 without field", 404, envelope("unknown model alias nope", ""), "", adminEnv,
 			[]string{"status", "nope"}, "llmgate admin: 404: unknown model alias nope\n"},
@@ -463,6 +466,7 @@ func TestAdminUsageErrors(t *testing.T) {
 		{"empty alias", []string{"promote", ""}, "an argument is empty"},
 		{"deploy without version", []string{"deploy", "chat", "--backend", "http://b:1"}, "usage: llmgate admin deploy ALIAS VERSION"},
 		{"deploy without backend", []string{"deploy", "chat", "v3"}, "--backend is required"},
+		{"deploy without model", []string{"deploy", "chat", "v3", "--backend", "http://b:1"}, "--model is required"},
 		{"deploy bad kind", []string{"deploy", "chat", "v3", "--backend", "http://b:1", "--kind", "tgi"}, `--kind "tgi"`},
 		{"deploy bad weight", []string{"deploy", "chat", "v3", "--backend", "http://b:1", "--weight", "x"}, `invalid value "x" for flag -weight`},
 		{"traffic without stable", []string{"traffic", "chat", "--canary", "v4", "--percent", "5"}, "--stable is required"},
