@@ -432,6 +432,10 @@ const (
 	ctxIP
 	ctxIBAN
 	ctxNeg // identifiers that are not personal data: order, invoice, version...
+	ctxNum // of those, the numberings that write dotted numbers: version, section...
+
+	// ctxAdjacent, in nearWords' neg, says the negative word is the one right before the value.
+	ctxAdjacent = ctxNum << 1
 )
 
 // nearWords returns the decision of the nearest context word among the (at most 5) words in the
@@ -495,17 +499,27 @@ func nearWords(t []byte, i int) (pos, neg uint8) {
 			if m&c != 0 {
 				pos |= c
 				seen |= c
-			} else if m&ctxNeg != 0 {
+			} else if m&ctxNeg != 0 && (c != ctxIP || m&ctxNum != 0) {
+				// An IP address is only a version or section number when such a word
+				// names it: "ticket opened from 203.0.113.7" has an address.
 				neg |= c
 				seen |= c
 			}
+		}
+		if w == 0 && m&ctxNeg != 0 {
+			neg |= ctxAdjacent // "ID 415-555-0132"
 		}
 	}
 	return pos, neg
 }
 
 // adjust applies context to a score the Presidio way: a supporting word adds 0.35 and
-// lifts the score to at least 0.4; a negative word nearer than any supporting one takes 0.35 off.
+// lifts the score to at least 0.4; a negative word nearer than any supporting one takes 0.35
+// off a weak match (under 0.5: bare digit groups that an order or ticket number also makes),
+// a match right after the word ("ID 415-555-0132"), or an IP address that a version or section
+// word names ("version 1.2.3.4"). A strong match further on (a number written with +, a
+// North American number, a valid card, an address after "ticket") stays: support and order
+// text is where customers' numbers are ("Order 5521 shipped to John, +44 20 7946 0958").
 func adjust(score float64, cat uint8, pos, neg uint8) float64 {
 	switch {
 	case pos&cat != 0:
@@ -513,7 +527,7 @@ func adjust(score float64, cat uint8, pos, neg uint8) float64 {
 		if score < 0.4 {
 			score = 0.4
 		}
-	case neg&cat != 0:
+	case neg&cat != 0 && (score < 0.5 || neg&ctxAdjacent != 0 || cat == ctxIP):
 		score -= 0.35
 	}
 	return score

@@ -389,9 +389,10 @@ func init() {
 		"conto", "cuenta", "rekening", "wire", "transfer", "payee", "beneficiary",
 		"account", "acct") // which stay negative words for the other categories
 	add(ctxNeg, "order", "invoice", "ticket", "tracking", "ref", "reference", "id", "sku",
-		"serial", "part", "version", "ver", "build", "release", "isbn", "ean", "upc", "gtin",
+		"serial", "part", "isbn", "ean", "upc", "gtin",
 		"barcode", "po", "case", "confirmation", "transaction", "txn", "batch", "lot", "item",
-		"zip", "postal", "routing", "account", "acct", "code", "otp", "pin", "section",
-		"chapter", "clause", "figure", "table", "paragraph", "step", "oid", "waybill", "ein",
-		"itin", "patent", "firmware", "kernel", "sdk", "product", "sn")
+		"zip", "postal", "routing", "account", "acct", "code", "otp", "pin",
+		"step", "waybill", "ein", "itin", "patent", "product", "sn")
+	add(ctxNeg|ctxNum, "version", "ver", "build", "release", "section", "chapter", "clause",
+		"figure", "table", "paragraph", "oid", "firmware", "kernel", "sdk")
 }

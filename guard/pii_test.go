@@ -87,6 +87,13 @@ func TestPIIFind(t *testing.T) {
 		{"not phone: order", "Order number: 4839201556", nil},
 		{"not phone: order dashes", "order 112-4839201-5567385", nil},
 		{"not phone: id context", "ID 415-555-0132", nil},
+		// A negative word further off does not hide a strong match: order and support text is
+		// where customers' numbers are.
+		{"phone after an order number", "Order 5521 shipped to John, +44 20 7946 0958", []string{"PHONE_NUMBER:+44 20 7946 0958"}},
+		{"phone after invoice", "Invoice for Jane Doe (415) 555-0132", []string{"PHONE_NUMBER:(415) 555-0132"}},
+		{"phone after a ticket", "Support ticket #4411 from +33 6 12 34 56 78", []string{"PHONE_NUMBER:+33 6 12 34 56 78"}},
+		{"ip after a ticket", "ticket opened from 203.0.113.7", []string{"IP_ADDRESS:203.0.113.7"}},
+		{"ipv6 after case", "Case opened: 2001:db8::1", []string{"IP_ADDRESS:2001:db8::1"}},
 		{"not phone: bad calling code", "+28 1234 5678", nil},
 		{"not phone: short intl", "+44 2079", nil},
 		{"not phone: timestamp", "2024-03-15T14:22:05Z and 2023-11-02 08:15:30", nil},
