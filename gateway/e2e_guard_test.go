@@ -952,3 +952,31 @@ func TestGuardStreamSkipsHeldBackChunks(t *testing.T) {
 		}
 	}
 }
+
+// A value found by its context in one place is redacted wherever else the prompt has it bare:
+// later in the same message, out of the context word's reach, and in another message before
+// or after the one where it was found.
+func TestGuardRedactsKnownValuesEverywhere(t *testing.T) {
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, nil, guarded(config.Guard{PII: config.PIIGuard{Prompt: "redact", Restore: true}}, f.backend())))
+	const phone = "4155550132" // ten bare digits: a phone number only next to a context word
+	filler := strings.Repeat("and some more words here ", 4)
+	body := `{"model":"chat","messages":[` +
+		`{"role":"user","content":"Earlier I wrote ` + phone + ` down."},` +
+		`{"role":"assistant","content":"ok"},` +
+		`{"role":"user","content":"my phone is ` + phone + ` ` + filler + `see ` + phone + ` tonight"}]}`
+	res := g.do(t, "POST", "/v1/chat/completions", body, "X-Fakellm-Echo", "1")
+	if res.status != 200 {
+		t.Fatalf("status %d: %s", res.status, res.body)
+	}
+	got := string(receivedBody(t, res.header))
+	if strings.Contains(got, phone) || strings.Count(got, "<PHONE_NUMBER_1>") != 3 {
+		t.Fatalf("want every occurrence as <PHONE_NUMBER_1>: %s", got)
+	}
+	// Not inside a longer number.
+	body = `{"model":"chat","messages":[{"role":"user","content":"my phone is ` + phone + `; order 9` + phone + `7"}]}`
+	res = g.do(t, "POST", "/v1/chat/completions", body, "X-Fakellm-Echo", "1")
+	if got := string(receivedBody(t, res.header)); !strings.Contains(got, "9"+phone+"7") || strings.Count(got, "<PHONE_NUMBER_1>") != 1 {
+		t.Fatalf("a longer number holding the value was rewritten: %s", got)
+	}
+}

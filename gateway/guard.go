@@ -207,6 +207,9 @@ type guardState struct {
 	completion []byte            // choice 0's text, bounded
 	turns      []turn            // the prompt's conversation, after redaction (Llama Guard)
 	answer     []*fastjson.Value // scratch: the texts of one choice of a buffered answer
+	parsers    []*fastjson.Parser // one per string set by setString, the first nparsers in use
+	nparsers   int
+	enc        []byte // scratch: a string's JSON encoding, for setString
 }
 
 func (s *guardState) reset() {
@@ -225,6 +228,10 @@ func (s *guardState) reset() {
 	clear(s.answer)
 	s.answer = s.answer[:0]
 	s.arena.Reset()
+	s.nparsers = 0
+	if len(s.parsers) > 64 {
+		s.parsers = nil // do not pool what a huge request needed
+	}
 }
 
 // guardPrompt is stage 3: safety and PII on every text the prompt carries, then the external
@@ -299,7 +306,7 @@ func (g *Gateway) guardPromptTexts(r *request, root *fastjson.Value) error {
 			}
 			rewritten := !bytes.Equal(out, text)
 			if rewritten {
-				replaceString(&r.guard.arena, v, out)
+				r.guard.setString(v, out)
 				changed = true
 			}
 			found = found || rewritten || r.guard.vault.Findings(guard.Prompt) != before
@@ -309,6 +316,17 @@ func (g *Gateway) guardPromptTexts(r *request, root *fastjson.Value) error {
 			ag.memo[guard.Prompt].markClean(text)
 		}
 	})
+	if ag.piiPrompt && err == nil && r.guard.vault.Len() > 0 {
+		// A value found in one text by its context ("my phone is ...") is redacted wherever
+		// else the prompt has it, bare: in another message, or out of its context's reach.
+		forEachPromptText(r.op, root, func(v *fastjson.Value, text []byte, _ promptTextKind) {
+			if out, ok := r.guard.vault.RedactKnown(r.guard.text[:0], text); ok {
+				r.guard.text = out
+				r.guard.setString(v, out)
+				changed = true
+			}
+		})
+	}
 	if ag.piiPrompt {
 		g.countPII(r, guard.Prompt) // a PII block too: the header says which types
 	}
@@ -463,10 +481,25 @@ func forEachPromptText(op operation, root *fastjson.Value, fn func(v *fastjson.V
 	}
 }
 
-// replaceString overwrites the string value v in place with s. fastjson has no setter for a
-// value, so the value's content is swapped for a new string made in the arena.
-func replaceString(a *fastjson.Arena, v *fastjson.Value, s []byte) {
-	*v = *a.NewStringBytes(s)
+// setString overwrites the string value v in place with text. fastjson has no setter for a
+// value, so v's content is swapped for that of a value parsed from text's JSON encoding. Not
+// one made by the arena: fastjson stores an arena string in Go's escapes (\x1b for ESC, \a,
+// \U0001...), which its own reader then reads back wrong (the backslash kept), and which no JSON
+// reader reads at all once marshalled. A parsed value holds JSON's escapes and reads back as
+// text. Each value keeps its own parser until the parsers are reset: after the request's
+// prompt is guarded, and after each stream chunk is written.
+func (s *guardState) setString(v *fastjson.Value, text []byte) {
+	if s.nparsers == len(s.parsers) {
+		s.parsers = append(s.parsers, new(fastjson.Parser))
+	}
+	p := s.parsers[s.nparsers]
+	s.nparsers++
+	s.enc = appendJSONString(s.enc[:0], unsafeString(text))
+	nv, err := p.ParseBytes(s.enc)
+	if err != nil {
+		panic("BUG: a JSON string the gateway encoded does not parse: " + err.Error())
+	}
+	*v = *nv
 }
 
 // guardCompletion is stage 7 for a buffered answer: safety on each choice's text, PII leaks
@@ -502,7 +535,7 @@ func (g *Gateway) guardCompletion(r *request, body []byte) ([]byte, error) {
 				if ag.safetyComplete != guard.ActionOff {
 					if g.checkSafety(r, guard.Completion, text) != nil {
 						// Blocked: the text goes and the choice says why, as OpenAI does.
-						replaceString(&r.guard.arena, v, nil)
+						r.guard.setString(v, nil)
 						c.Set("finish_reason", r.guard.arena.NewString("content_filter"))
 						changed = true
 						continue
@@ -520,7 +553,7 @@ func (g *Gateway) guardCompletion(r *request, body []byte) ([]byte, error) {
 						// blocking safety rule's does.
 						r.guard.m.blocks[guard.Completion].Inc()
 						r.guard.blocked = "pii"
-						replaceString(&r.guard.arena, v, nil)
+						r.guard.setString(v, nil)
 						c.Set("finish_reason", r.guard.arena.NewString("content_filter"))
 						changed = true
 						continue
@@ -545,7 +578,7 @@ func (g *Gateway) guardCompletion(r *request, body []byte) ([]byte, error) {
 				out = r.guard.restored
 			}
 			if !bytes.Equal(out, text) {
-				replaceString(&r.guard.arena, v, out)
+				r.guard.setString(v, out)
 				changed = true
 			}
 		}

@@ -223,6 +223,7 @@ func (g *Gateway) guardChunk(r *request, data []byte) []byte {
 	choices := root.GetArray("choices") // nil when absent or not an array
 	changed := false
 	r.streamGuard.emptied = false
+	r.guard.nparsers = 0 // the strings set in the chunk before were written with it
 	for pos, ch := range choices {
 		idx := pos
 		if iv := ch.Get("index"); iv != nil && iv.Type() == fastjson.TypeNumber {
@@ -323,11 +324,13 @@ func (g *Gateway) heldChunk(r *request, last []byte) []byte {
 		}
 		choice := a.NewObject()
 		choice.Set("index", a.NewNumberInt(i))
+		v := a.NewString("")
+		r.guard.setString(v, held)
 		if text {
-			choice.Set("text", a.NewStringBytes(held))
+			choice.Set("text", v)
 		} else {
 			delta := a.NewObject()
-			delta.Set("content", a.NewStringBytes(held))
+			delta.Set("content", v)
 			choice.Set("delta", delta)
 		}
 		finish := a.NewNull()
@@ -424,7 +427,7 @@ func (g *Gateway) streamValue(r *request, t *choiceGuard, index int, v *fastjson
 	if len(out) == 0 {
 		r.streamGuard.emptied = true
 	}
-	replaceString(&r.guard.arena, v, out)
+	r.guard.setString(v, out)
 	return true
 }
 

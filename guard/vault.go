@@ -402,6 +402,45 @@ func (v *Vault) placeholder(dst []byte, e entity, val []byte, restore bool) []by
 	return append(dst, '>')
 }
 
+// RedactKnown appends src to dst with every occurrence of a value v already holds a numbered
+// prompt placeholder for (one that Redact found somewhere in the request) replaced by that
+// placeholder, and reports whether it replaced any. A value is found by its context: "my
+// phone is 4155550132" once, then "4155550132" bare in another message, or further on where
+// no context word is near. An occurrence counts only as a whole token: not inside a longer
+// run of letters and digits.
+func (v *Vault) RedactKnown(dst, src []byte) ([]byte, bool) {
+	start, changed := len(dst), false
+	dst = append(dst, src...)
+	for i := range v.ents {
+		en := &v.ents[i]
+		if !en.restore || en.num == 0 || en.n < minKnownValue {
+			continue
+		}
+		val := v.vals[en.off : en.off+en.n]
+		for from := start; ; {
+			k := bytes.Index(dst[from:], val)
+			if k < 0 {
+				break
+			}
+			a, b := from+k, from+k+len(val)
+			if a > start && isAlnum(dst[a-1]) || b < len(dst) && isAlnum(dst[b]) {
+				from = a + 1
+				continue
+			}
+			v.tmp = append(v.tmp[:0], dst[b:]...)
+			dst = v.placeholder(dst[:a], en.e, val, true)
+			from = len(dst)
+			dst = append(dst, v.tmp...)
+			changed = true
+		}
+	}
+	return dst, changed
+}
+
+// minKnownValue is the shortest value RedactKnown looks for: shorter ones (a 4-digit card
+// tail) would match unrelated text.
+const minKnownValue = 6
+
 // hashed appends the hash placeholder of a value, "<EMAIL_ADDRESS_h:1a2b3c4d>": the first 32
 // bits of HMAC-SHA256(key, type, value), the same for a value everywhere the key is.
 func (v *Vault) hashed(dst, key []byte, e entity, val []byte, restore bool) []byte {

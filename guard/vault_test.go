@@ -278,3 +278,27 @@ func TestVaultFoundTypes(t *testing.T) {
 		t.Errorf("set %b: want EMAIL_ADDRESS and IP_ADDRESS only", got)
 	}
 }
+
+// RedactKnown replaces whole-token occurrences of values already given a prompt placeholder,
+// and nothing else.
+func TestVaultRedactKnown(t *testing.T) {
+	p := mustPII(t, PIIOptions{Prompt: ActionRedact})
+	v := &Vault{}
+	out, _ := p.Redact(nil, []byte("my phone is 4155550132"), Prompt, v)
+	if string(out) != "my phone is <PHONE_NUMBER_1>" {
+		t.Fatalf("Redact: %q", out)
+	}
+	for _, tt := range []struct{ in, want string }{
+		{"call 4155550132 or 4155550132.", "call <PHONE_NUMBER_1> or <PHONE_NUMBER_1>."},
+		{"ids 94155550132 41555501320 x4155550132", "ids 94155550132 41555501320 x4155550132"},
+		{"nothing here", "nothing here"},
+	} {
+		got, changed := v.RedactKnown(nil, []byte(tt.in))
+		if string(got) != tt.want || changed != (tt.in != tt.want) {
+			t.Errorf("RedactKnown(%q) = %q, %v; want %q", tt.in, got, changed, tt.want)
+		}
+	}
+	if restored := v.Restore(nil, []byte("call <PHONE_NUMBER_1>")); string(restored) != "call 4155550132" {
+		t.Errorf("restore: %q", restored)
+	}
+}
