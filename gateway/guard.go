@@ -204,9 +204,9 @@ type guardState struct {
 	chunk    []byte // a rewritten stream chunk
 	// For the classifier's completion verdict: collect is set when it wants one.
 	collect    bool
-	completion []byte            // choice 0's text, bounded
-	turns      []turn            // the prompt's conversation, after redaction (Llama Guard)
-	answer     []*fastjson.Value // scratch: the texts of one choice of a buffered answer
+	completion []byte             // choice 0's text, bounded
+	turns      []turn             // the prompt's conversation, after redaction (Llama Guard)
+	answer     []*fastjson.Value  // scratch: the texts of one choice of a buffered answer
 	parsers    []*fastjson.Parser // one per string set by setString, the first nparsers in use
 	nparsers   int
 	enc        []byte // scratch: a string's JSON encoding, for setString
