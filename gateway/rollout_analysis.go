@@ -138,7 +138,7 @@ func analyzeCanary(stable, canary *drift.Snapshot, c rolloutChecks, p *drift.Pol
 			cr.Verdict, cr.Rationale = analysisPass, "too few streams on the canary to compare TTFT"
 		case r.Verdict == drift.VerdictInsufficient || sp == 0 || math.IsNaN(sp) || math.IsNaN(cp):
 			cr.Verdict = analysisWait
-		case r.Verdict == drift.VerdictDrift && cp/sp > limit && cp-sp > minLatencyIncrease.Seconds() && ch.Quantile(0.5) > sh.Quantile(0.5):
+		case r.Verdict == drift.VerdictDrift && cp/sp > limit && cp-sp > minLatencyIncrease.Seconds():
 			cr.Verdict = analysisFail
 			cr.Rationale = fmt.Sprintf("%s %.1f ms on the canary vs %.1f ms on stable (limit x%.2f, p=%.2g)", name, cp*1e3, sp*1e3, limit, r.PValue)
 		default:

@@ -91,6 +91,17 @@ func TestAnalyzeCanary(t *testing.T) {
 	if a := analyzeCanary(window(t, 16, 600, 200*time.Microsecond, 0.01, true), window(t, 17, 600, 400*time.Microsecond, 0.01, true), rolloutChecks{}, &p); a.Verdict != analysisPass {
 		t.Errorf("0.2 vs 0.4 ms: verdict %s: %s", a.Verdict, a.reason())
 	}
+	// A regression of the slowest requests only fails: the median is stable's, the p95 20
+	// times it.
+	even := windowWith(t, 18, 600, 100*time.Millisecond, 0, false, func(i int, s *drift.Sample) { s.Latency = 100 * time.Millisecond })
+	tail := windowWith(t, 19, 600, 100*time.Millisecond, 0, false, func(i int, s *drift.Sample) {
+		if s.Latency = 100 * time.Millisecond; i%10 == 0 {
+			s.Latency = 2 * time.Second
+		}
+	})
+	if a := analyzeCanary(even, tail, rolloutChecks{}, &p); a.Verdict != analysisFail || !strings.Contains(a.reason(), "p95_latency") {
+		t.Errorf("a tenth of the canary's requests 20 times slower: verdict %s: %s", a.Verdict, a.reason())
+	}
 	// Users who stop a stream ("stop generating") are not the canary's errors.
 	stopped := windowWith(t, 15, 600, 100*time.Millisecond, 0.01, true, func(i int, s *drift.Sample) {
 		if i%3 == 0 {
