@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -36,6 +37,32 @@ type gatewayMetrics struct {
 	// canaryFallbacks counts requests of a canary's share served by stable because no canary
 	// backend was in service.
 	canaryFallbacks *metrics.Counter
+
+	errorCodesMu sync.Mutex
+	errorCodes   map[string]bool // the code labels of llmgate_request_errors_total so far
+}
+
+// maxErrorCodes bounds the code label of llmgate_request_errors_total. The gateway's own codes
+// are a few dozen; a backend's error code is passed on as it sent it, so a backend that puts
+// an id in its codes would add a series per error. Codes past the bound count as "other".
+const maxErrorCodes = 64
+
+// errorCodeLabel returns code as the label of llmgate_request_errors_total, or "other" once
+// maxErrorCodes distinct codes have been seen. Error paths only: the lock is no hot path's.
+func (m *gatewayMetrics) errorCodeLabel(code string) string {
+	m.errorCodesMu.Lock()
+	defer m.errorCodesMu.Unlock()
+	if m.errorCodes[code] {
+		return code
+	}
+	if len(m.errorCodes) >= maxErrorCodes {
+		return "other"
+	}
+	if m.errorCodes == nil {
+		m.errorCodes = map[string]bool{}
+	}
+	m.errorCodes[code] = true
+	return code
 }
 
 // Reasons a request was rejected before reaching a model version.

@@ -1,6 +1,9 @@
 package gateway
 
-import "testing"
+import (
+	"strconv"
+	"testing"
+)
 
 // Label values are quoted as the Prometheus text format has it: only backslash, double quote
 // and newline are escaped; other bytes, UTF-8 included, go as they are (strconv.Quote wrote
@@ -16,5 +19,24 @@ func TestPromLabel(t *testing.T) {
 		if got := promLabel(tt.in); got != tt.want {
 			t.Errorf("promLabel(%q) = %s, want %s", tt.in, got, tt.want)
 		}
+	}
+}
+
+// The code label of llmgate_request_errors_total is bounded: a backend that puts an id in its
+// error codes adds no series past maxErrorCodes; the codes seen first keep their own.
+func TestErrorCodeLabelBounded(t *testing.T) {
+	m := newGatewayMetrics()
+	if got := m.errorCodeLabel("upstream_error"); got != "upstream_error" {
+		t.Fatalf("first code: %q", got)
+	}
+	labels := map[string]bool{}
+	for i := range 1000 {
+		labels[m.errorCodeLabel("code-"+strconv.Itoa(i))] = true
+	}
+	if len(labels) != maxErrorCodes || !labels["other"] {
+		t.Fatalf("%d distinct labels from 1,000 codes, want %d with other", len(labels), maxErrorCodes)
+	}
+	if got := m.errorCodeLabel("upstream_error"); got != "upstream_error" {
+		t.Fatalf("a code seen before the bound: %q", got)
 	}
 }

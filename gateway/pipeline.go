@@ -236,7 +236,7 @@ func (g *Gateway) finish(r *request) {
 		// answered) and streams that failed after their 200. Error paths only, so the name is
 		// made here.
 		g.metrics.set.GetOrCreateCounter(`llmgate_request_errors_total{model=` + promLabel(r.version.Alias) +
-			`,version=` + promLabel(r.version.Name) + `,code=` + promLabel(r.errCode) + `}`).Inc()
+			`,version=` + promLabel(r.version.Name) + `,code=` + promLabel(g.metrics.errorCodeLabel(r.errCode)) + `}`).Inc()
 	}
 	if r.cache.result != "" {
 		r.cache.vc.results[r.cache.result].Inc()
