@@ -617,3 +617,32 @@ func TestCacheFlightAcrossModelRedeploy(t *testing.T) {
 		t.Fatalf("the redeployed model's request: status %d, cache %q, not answered by the new backend: %s", res.status, res.header.Get("X-Llmgate-Cache"), res.body)
 	}
 }
+
+// A stream replayed from the cache has no first token of its own: the version's TTFT in
+// /admin/stats is the backend's, as in the TTFT metrics, however many hits follow.
+func TestCacheHitsKeepTTFT(t *testing.T) {
+	t.Setenv("LLMGATE_ADMIN_TOKEN", "cache-admin")
+	f := startFake(t, fakellm.Options{TTFT: 50 * time.Millisecond})
+	g := startGateway(t, newConfig(t, nil, cached(model("chat", "v1", version("v1", f.backend())))))
+	body := cacheBody("Time my first token", `,"stream":true`)
+	g.do(t, "POST", "/v1/chat/completions", body)
+	g.untilHit(t, body)
+	for range 8 {
+		g.do(t, "POST", "/v1/chat/completions", body)
+	}
+	res := g.admin(t, "GET", "/admin/stats/chat", "cache-admin")
+	var v struct {
+		Versions []struct {
+			Summary struct {
+				Requests uint64   `json:"requests"`
+				TTFT     *float64 `json:"ttft_p50"`
+			} `json:"summary"`
+		} `json:"versions"`
+	}
+	if err := json.Unmarshal(res.body, &v); err != nil || len(v.Versions) != 1 {
+		t.Fatalf("stats %d (%v): %s", res.status, err, res.body)
+	}
+	if s := v.Versions[0].Summary; s.Requests < 10 || s.TTFT == nil || *s.TTFT < 0.04 {
+		t.Fatalf("TTFT p50 over %d requests: %s; want the backend's 50 ms, not a replay's", s.Requests, res.body)
+	}
+}

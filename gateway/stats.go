@@ -195,7 +195,10 @@ func (g *Gateway) observe(r *request, now time.Time, elapsed, overhead time.Dura
 	if r.outputTokens > 0 {
 		s.CompletionTokens = int64(r.outputTokens)
 	}
-	if !r.firstEventAt.IsZero() {
+	// TTFT and the gap between events are the model's: a stream replayed from the cache (or
+	// followed from another request's flight) has no first token of its own to time, as in
+	// the TTFT metrics (finish).
+	if !r.firstEventAt.IsZero() && r.handles != nil {
 		s.TTFT = r.firstEventAt.Sub(r.start)
 		if r.events > 1 {
 			s.InterToken = r.lastEventAt.Sub(r.firstEventAt) / time.Duration(r.events-1)
