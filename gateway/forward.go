@@ -89,6 +89,7 @@ func (g *Gateway) tryVersion(ctx *fasthttp.RequestCtx, r *request, snap *snapsho
 			b.ReportFailure()
 			lastErr = classifyTransportError(err)
 			resp.Reset()
+			r.failedAttempts += r.headersAt.Sub(r.upstreamAt)
 			continue
 		}
 		status := resp.StatusCode()
@@ -103,6 +104,7 @@ func (g *Gateway) tryVersion(ctx *fasthttp.RequestCtx, r *request, snap *snapsho
 		b.ReportFailure()
 		lastErr = g.backendError(resp)
 		resp.Reset()
+		r.failedAttempts += r.headersAt.Sub(r.upstreamAt)
 	}
 	return lastErr
 }

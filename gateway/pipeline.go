@@ -210,7 +210,7 @@ func (g *Gateway) finish(r *request) {
 			h.metrics.upstream.Update(r.headersAt.Sub(r.upstreamAt).Seconds())
 			// Overhead: time before the backend was called, plus, for buffered answers, time
 			// after it answered. For streams, per-event work is inside the upstream time.
-			overhead = r.upstreamAt.Sub(r.start)
+			overhead = r.upstreamAt.Sub(r.start) - r.failedAttempts // the backends' time is not the gateway's
 			if !r.stream {
 				overhead += elapsed - r.headersAt.Sub(r.start)
 			}

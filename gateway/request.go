@@ -67,7 +67,10 @@ type request struct {
 	upstreamReq  fasthttp.Request
 	upstreamResp fasthttp.Response
 	upstreamAt   time.Time // request sent to the backend that answered
-	headersAt    time.Time // backend response headers received
+	// failedAttempts is the time spent on backends that failed before the one that answered:
+	// waiting on them is not the gateway's overhead.
+	failedAttempts time.Duration
+	headersAt      time.Time // backend response headers received
 
 	status       int // sent to the client
 	errCode      string
@@ -103,7 +106,7 @@ func releaseRequest(r *request) {
 	r.requestID, r.body, r.scratch, r.model, r.user = r.requestID[:0], r.body[:0], r.scratch[:0], r.model[:0], r.user[:0]
 	r.version, r.backend, r.handles, r.attempts, r.tried = nil, nil, nil, 0, [4]*router.Backend{}
 	r.canaryShare = false
-	r.upstreamAt, r.headersAt = time.Time{}, time.Time{}
+	r.upstreamAt, r.headersAt, r.failedAttempts = time.Time{}, time.Time{}, 0
 	r.status, r.errCode, r.inputTokens, r.outputTokens, r.events = 0, "", 0, 0, 0
 	r.firstEventAt, r.lastEventAt = time.Time{}, time.Time{}
 	r.gw, r.root = nil, nil
