@@ -324,12 +324,17 @@ func (r *Recorder) Report(p *Policy) Report {
 			return Evaluate(&ref, &cur, p)
 		}
 		r.liveAfter(&cur, part.epoch)
-		// The freeze's own slice, less what the reference holds of it (none once rotated).
-		var rest Snapshot
-		r.collect(&rest, part.epoch, part.epoch, r.now())
-		if rest.Count() > 0 {
-			rest.subtract(&part.snap)
-			cur.Merge(&rest)
+		// The freeze's own slice, less what the reference holds of it, while the slice is in
+		// the live window: its slot keeps the samples until it is reused, after the window
+		// has moved past it.
+		now := r.now()
+		if e := now.UnixNano() / r.slice; part.epoch >= e-r.n+1 {
+			var rest Snapshot
+			r.collect(&rest, part.epoch, part.epoch, now)
+			if rest.Count() > 0 {
+				rest.subtract(&part.snap)
+				cur.Merge(&rest)
+			}
 		}
 		return Evaluate(&ref, &cur, p)
 	}

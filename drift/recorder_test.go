@@ -286,6 +286,15 @@ func TestFreezeLeavesCurrentWindowDisjoint(t *testing.T) {
 	if rep := r.Report(nil); rep.Reference.N != 300 || rep.Current.N != 300 {
 		t.Fatalf("windows %d/%d, want 300 reference and 300 current", rep.Reference.N, rep.Current.N)
 	}
+	// Once the live window has moved past the freeze's slice, its samples are no longer
+	// current, though its slot still holds them until it is reused.
+	clk.Advance(20 * time.Minute)
+	for i := range 120 {
+		r.Observe(sampleWith(int64(100+i%50), ScriptLatin))
+	}
+	if rep := r.Report(nil); rep.Reference.N != 300 || rep.Current.N != 120 {
+		t.Fatalf("20 minutes on, windows %d/%d, want 300 reference and the last 120 current", rep.Reference.N, rep.Current.N)
+	}
 	// A reference from outside (another replica, the store) has no slice to take out: the
 	// current window starts with the next whole slice.
 	var ext Snapshot
