@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"bytes"
 	"unicode"
 	"unicode/utf8"
 )
@@ -476,6 +477,10 @@ func (s *scan) under(i int) int {
 		return s.secret(i-2, i+6, spanOf(t, i+6, alnum), 16)
 	case i >= 6 && hasPrefixFold(t, i-6, "secret_access_key") && (i == 6 || !isAlnum(t[i-7])):
 		return s.awsSecret(i - 6 + len("secret_access_key"))
+	case secretName(t, i):
+		// Other names of the AWS secret key: aws_secret, AWS_SECRET_KEY, secret_key (Terraform),
+		// each followed by = or : and the key. The scan goes on after the name.
+		return s.awsSecret(spanOf(t, i, isWord))
 	case i >= 2 && t[i-2] == 'h' && t[i-1] == 'f' && i-2 >= s.lo && tokenStart(t, i-2):
 		end := spanOf(t, i+1, alnum)
 		if end-i-1 >= 30 && !wordAt(t, end) {
@@ -518,6 +523,45 @@ func (s *scan) awsSecret(k int) int {
 	return k
 }
 
+// secretName reports whether the '_' at t[i] is in a name of the form *secret* whose parts,
+// split at '_', include "secret" and end with "secret" or "key": aws_secret, AWS_SECRET_KEY,
+// secret_key. Only the first '_' of the name asks, so a name is read once.
+func secretName(t []byte, i int) bool {
+	if i == 0 || !isAlnum(t[i-1]) {
+		return false
+	}
+	a := i
+	for a > 0 && isWord(t[a-1]) {
+		a--
+	}
+	for k := a; k < i; k++ {
+		if t[k] == '_' {
+			return false // not the name's first '_'
+		}
+	}
+	b := spanOf(t, i, isWord)
+	if b-a > 40 {
+		return false
+	}
+	name := t[a:b]
+	secret := false
+	for len(name) > 0 {
+		part := name
+		if k := bytes.IndexByte(name, '_'); k >= 0 {
+			part, name = name[:k], name[k+1:]
+		} else {
+			name = nil
+		}
+		if len(part) == 6 && hasPrefixFold(part, 0, "secret") {
+			secret = true
+		}
+		if len(name) == 0 { // the last part
+			return secret && (len(part) == 6 && hasPrefixFold(part, 0, "secret") || len(part) == 3 && hasPrefixFold(part, 0, "key"))
+		}
+	}
+	return false
+}
+
 // hasPrefixFold reports whether t[i:] starts with p (lower case), ignoring ASCII case.
 func hasPrefixFold(t []byte, i int, p string) bool {
 	if i < 0 || len(t)-i < len(p) {
@@ -535,8 +579,8 @@ func hasPrefixFold(t []byte, i int, p string) bool {
 // keys (AIza), and AWS secret access keys after "SecretAccessKey".
 func (s *scan) upperA(i int) int {
 	t := s.t
-	if i >= 6 && t[i-6] == 'S' && hasPrefixAt(t, i-6, "SecretAccessKey") {
-		return s.awsSecret(i - 6 + len("SecretAccessKey"))
+	if i >= 6 && t[i-6]|0x20 == 's' && hasPrefixFold(t, i-6, "secretaccesskey") {
+		return s.awsSecret(i - 6 + len("SecretAccessKey")) // SecretAccessKey, secretAccessKey (the JS SDK)
 	}
 	if !tokenStart(t, i) || i+20 > len(t) {
 		return i + 1

@@ -237,6 +237,12 @@ func TestPIIFind(t *testing.T) {
 		{"aws secret", "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n", []string{"SECRET:wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}},
 		{"aws secret env", "AWS_SECRET_ACCESS_KEY=I4pShZFC8ZrXbeg+fT3pG/h8msMlc/T1ah9sdbEl aws s3 ls", []string{"SECRET:I4pShZFC8ZrXbeg+fT3pG/h8msMlc/T1ah9sdbEl"}},
 		{"aws secret json", `{"SecretAccessKey": "7oX8nrEHAluvtdgDW1/In81LJK6yc/jecsblnAk2"}`, []string{"SECRET:7oX8nrEHAluvtdgDW1/In81LJK6yc/jecsblnAk2"}},
+		// The key's other names: the JS SDK's, shell and Terraform variables.
+		{"aws secret js sdk", `secretAccessKey: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY'`, []string{"SECRET:wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}},
+		{"aws secret short name", `aws_secret = "I4pShZFC8ZrXbeg+fT3pG/h8msMlc/T1ah9sdbEl"`, []string{"SECRET:I4pShZFC8ZrXbeg+fT3pG/h8msMlc/T1ah9sdbEl"}},
+		{"aws secret key env", "export AWS_SECRET_KEY=7oX8nrEHAluvtdgDW1/In81LJK6yc/jecsblnAk2", []string{"SECRET:7oX8nrEHAluvtdgDW1/In81LJK6yc/jecsblnAk2"}},
+		{"aws secret terraform", `  secret_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"`, []string{"SECRET:wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}},
+		{"not aws secret: other names", `secret_sauce = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY" key_secretary: x`, nil},
 		{"slack webhook", "POST https://hooks.slack.com/services/T04QX7M2LBN/B06E1R9KZ3P/f4StfxDPqJ2mK9rLx0aBcDeF now",
 			[]string{"SECRET:https://hooks.slack.com/services/T04QX7M2LBN/B06E1R9KZ3P/f4StfxDPqJ2mK9rLx0aBcDeF"}},
 		{"google oauth token", "Bearer ya29.a0AfH6SMBx3kQ9vZ-_pLmN2wR7tY0uIoPq1, ok", []string{"SECRET:ya29.a0AfH6SMBx3kQ9vZ-_pLmN2wR7tY0uIoPq1"}},
