@@ -97,6 +97,11 @@ func (s *scan) email(i int) int {
 	if best == end && end < len(t) && (t[end] == '@' || t[end] == '_') {
 		return end
 	}
+	if best+1 < len(t) && t[best] == ':' && (t[best+1] == '/' || t[best+1] == '~' || isAlnum(t[best+1])) {
+		// user@host:path is an SSH or scp address (git clone git@github.com:org/repo.git),
+		// not a mailbox; an address that ends a clause ("mail a@b.com: thanks") has a space.
+		return best
+	}
 	s.emit(eEmail, a, best, 1)
 	return best
 }

@@ -38,6 +38,9 @@ func (s *scan) digit(i int) int {
 	}
 	if te < n && t[te] == '.' {
 		if end, ok := ipv4(t, ts); ok {
+			if ts >= 2 && t[ts-1] == '/' && (isLower(t[ts-2]) || isUpper(t[ts-2])) {
+				return end // a product version, "Chrome/120.0.0.0" in every browser's user agent
+			}
 			s.ipv4At(ts, end)
 			return end
 		}
