@@ -445,8 +445,18 @@ func (s *scan) dash(i int) int {
 		return i + 5
 	case i >= 2 && t[i-1] == 'k' && t[i-2] == 's' && i-2 >= s.lo && tokenStart(t, i-2):
 		return s.secret(i-2, i+1, spanOf(t, i+1, isKeyByte), 20)
-	case i >= 5 && hasPrefixAt(t, i-5, "glpat") && i-5 >= s.lo && tokenStart(t, i-5):
-		return s.secret(i-5, i+1, spanOf(t, i+1, isKeyByte), 20)
+	case i >= 4 && t[i-1] >= 'a' && t[i-1] <= 'z' && gitlabPrefix(t, i) > 0:
+		// GitLab tokens: glpat- (personal), gldt- (deploy), glrt- (runner), glptt- (pipeline
+		// trigger), ...; the newer ones end in ".01.<suffix>", which is part of the token.
+		p := gitlabPrefix(t, i)
+		if i-p < s.lo {
+			return i + 1
+		}
+		end := i + 1
+		for end < len(t) && (isKeyByte(t[end]) || t[end] == '.' && end+1 < len(t) && isAlnum(t[end+1])) {
+			end++
+		}
+		return s.secret(i-p, i+1, end, 20)
 	case i >= 6 && hasPrefixAt(t, i-6, "GOCSPX") && i-6 >= s.lo && tokenStart(t, i-6):
 		// Google OAuth client secret: 28 random characters.
 		end := spanOf(t, i+1, isKeyByte)
@@ -461,6 +471,20 @@ func (s *scan) dash(i int) int {
 		}
 	}
 	return i + 1
+}
+
+// gitlabTokenPrefixes are the prefixes GitLab gives its tokens, before the '-'.
+var gitlabTokenPrefixes = []string{"glpat", "gldt", "glrt", "glptt", "glcbt", "gloas", "glimt", "glsoat", "glffct", "glagent", "glft"}
+
+// gitlabPrefix returns the length of the GitLab token prefix that ends at the '-' at i and
+// starts a token, or 0.
+func gitlabPrefix(t []byte, i int) int {
+	for _, p := range gitlabTokenPrefixes {
+		if n := len(p); i >= n && hasPrefixAt(t, i-n, p) && tokenStart(t, i-n) {
+			return n
+		}
+	}
+	return 0
 }
 
 // under handles '_' at i: GitHub "ghp_" (gho_, ghu_, ghs_, ghr_) and "github_pat_", Stripe
