@@ -334,14 +334,31 @@ func init() {
 		"guru", "ninja", "rocks", "expert", "photography", "photos", "gallery", "music", "video",
 		"city", "london", "nyc", "berlin", "paris", "tokyo", "amsterdam", "swiss", "africa",
 		"inc", "llc", "ltd", "gmbh", "ai", "io", "co", "me", "tv",
+		"technology", "science", "education", "institute", "management", "industries",
+		"enterprises", "properties", "directory", "limited", "exchange", "solar", "build",
+		"training", "events", "social", "community", "fitness", "healthcare", "dental",
+		"careers", "jobs", "recipes", "restaurant", "cafe", "bar", "pub", "wine", "beer",
+		"realty", "homes", "house", "land", "farm", "garden", "fashion", "clothing", "shoes",
+		"auto", "cars", "bike", "taxi", "flights", "tours", "vacations", "hotel", "audio",
+		"software", "security", "hosting", "domains", "computer", "systems", "data", "cloud",
+		"legal", "tax", "accountant", "insure", "loans", "credit", "investments", "fund",
 		"example", "test", "invalid", "local", "localdomain", "internal", "corp", "lan", "home",
 	} {
 		tlds[s] = true
 	}
 }
 
-// isTLD reports whether the label is a top-level domain.
+// isTLD reports whether the label is a top-level domain: a country code (two letters), one of
+// the common generic ones above, or an internationalised one in punycode ("xn--p1ai").
 func isTLD(l []byte) bool {
+	if len(l) > 4 && hasPrefixFold(l, 0, "xn--") {
+		for _, c := range l[4:] {
+			if !isAlnum(c) && c != '-' {
+				return false
+			}
+		}
+		return len(l) <= 63
+	}
 	if len(l) < 2 || len(l) > 16 {
 		return false
 	}

@@ -256,6 +256,8 @@ func TestPIIFind(t *testing.T) {
 		{"gitlab tokens", "runner glrt-2CR8_eVxiioB1QmzPZwa and deploy gldt-Fy7Eze3Kr3xk8mzMsSGm, trigger glptt-0b4a1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b.",
 			[]string{"SECRET:glrt-2CR8_eVxiioB1QmzPZwa", "SECRET:gldt-Fy7Eze3Kr3xk8mzMsSGm", "SECRET:glptt-0b4a1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b"}},
 		{"gitlab token, new form", "token glpat-Xk2Yq9Zp3Lm8Nv4Rt6Wb.01.120gb3x8z end", []string{"SECRET:glpat-Xk2Yq9Zp3Lm8Nv4Rt6Wb.01.120gb3x8z"}},
+		{"email on newer and punycode tlds", "dev@company.technology, ivan@xn--e1afmkfd.xn--p1ai",
+			[]string{"EMAIL_ADDRESS:dev@company.technology", "EMAIL_ADDRESS:ivan@xn--e1afmkfd.xn--p1ai"}},
 		{"not email: scp address", "git clone git@github.com:org/repo.git && scp deploy@build.example.com:/var/app.tgz .", nil},
 		{"email before a colon", "write to jane@example.com: she answers", []string{"EMAIL_ADDRESS:jane@example.com"}},
 		{"not secret: descriptions", "keys start with sk- or ghp_ or AKIA, glpat- and xoxb-<team>; AIza and sk-...Xy7Q; scikit sk-learn", nil},
