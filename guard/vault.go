@@ -354,14 +354,14 @@ func appendMasked(dst, val []byte, keep int) []byte {
 
 // entry returns the index of the entry of a value, adding it when new.
 func (v *Vault) entry(e entity, val []byte, restore bool) int32 {
-	key := maphash.Bytes(vaultSeed, val) ^ uint64(e+1)*0x9e3779b97f4a7c15
+	key := valueKey(e, val)
 	if v.byVal == nil {
 		v.byVal, v.byPH = make(map[uint64]int32), make(map[uint64]int32)
 	}
 	head, ok := v.byVal[key]
 	for i := head; ok && i >= 0; i = v.ents[i].prev {
 		en := &v.ents[i]
-		if en.e == e && bytes.Equal(v.vals[en.off:en.off+en.n], val) {
+		if en.e == e && sameValue(e, v.vals[en.off:en.off+en.n], val) {
 			en.restore = en.restore || restore
 			return i
 		}
@@ -375,6 +375,30 @@ func (v *Vault) entry(e entity, val []byte, restore bool) int32 {
 	v.byVal[key] = int32(len(v.ents))
 	v.ents = append(v.ents, vaultEntry{off: uint32(off), n: uint32(len(val)), prev: prev, e: e, restore: restore})
 	return int32(len(v.ents) - 1)
+}
+
+// valueKey is the key of a value in byVal. An e-mail address is one mailbox however its
+// letters are cased (Bob@Example.com, bob@example.com): one placeholder, so the model sees
+// one person; restoring gives back the first spelling.
+func valueKey(e entity, val []byte) uint64 {
+	mix := uint64(e+1) * 0x9e3779b97f4a7c15
+	if e != eEmail {
+		return maphash.Bytes(vaultSeed, val) ^ mix
+	}
+	var h maphash.Hash
+	h.SetSeed(vaultSeed)
+	for _, c := range val {
+		h.WriteByte(asciiLower(c))
+	}
+	return h.Sum64() ^ mix
+}
+
+// sameValue reports whether a and b are one value of entity e (see valueKey).
+func sameValue(e entity, a, b []byte) bool {
+	if e == eEmail {
+		return bytes.EqualFold(a, b)
+	}
+	return bytes.Equal(a, b)
 }
 
 // phKey is the key of a placeholder in byPH.

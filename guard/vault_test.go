@@ -302,3 +302,13 @@ func TestVaultRedactKnown(t *testing.T) {
 		t.Errorf("restore: %q", restored)
 	}
 }
+
+// An e-mail address is one mailbox however it is cased: one placeholder for both spellings.
+func TestVaultEmailCase(t *testing.T) {
+	p := mustPII(t, PIIOptions{Prompt: ActionRedact})
+	v := &Vault{}
+	out, _ := p.Redact(nil, []byte("mail Bob@Example.com or bob@example.com, not bob@example.org"), Prompt, v)
+	if want := "mail <EMAIL_ADDRESS_1> or <EMAIL_ADDRESS_1>, not <EMAIL_ADDRESS_2>"; string(out) != want {
+		t.Fatalf("Redact: %q, want %q", out, want)
+	}
+}
