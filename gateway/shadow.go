@@ -49,6 +49,12 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 	vs := snap.stats[sv]
 	ag := snap.guards[sv.Alias]
 	body := append([]byte(nil), r.body...)
+	if r.stream {
+		// The shadow's answer is read whole: asked as a stream, it came back as events that
+		// the statistics below could not read (no tokens, finish reason or refusal). The same
+		// prompt asked without streaming generates the same answer.
+		body = withoutStreaming(body)
+	}
 	op, deadline := r.op, time.Now().Add(g.cfg.Timeouts.Total)
 	// The prompt's features are the client request's: copied now, as r goes back to its pool
 	// when the client's answer is done, so the shadow's statistics compare with stable's on
@@ -185,6 +191,17 @@ func (g *Gateway) waitShadows(grace time.Duration) {
 	case <-t.C:
 		g.log.Warn("shutdown: shadow requests still in flight were abandoned")
 	}
+}
+
+// withoutStreaming returns body without its stream and stream_options members, which makes it a
+// request for a whole answer.
+func withoutStreaming(body []byte) []byte {
+	for _, key := range [...]string{"stream_options", "stream"} {
+		if vs, ve := jsonscan.Find(body, key); vs >= 0 {
+			body = appendWithoutMember(nil, body, key, vs, ve)
+		}
+	}
+	return body
 }
 
 // replaceModel returns body with its model value set to model.
