@@ -479,6 +479,14 @@ var gitlabTokenPrefixes = []string{"glpat", "gldt", "glrt", "glptt", "glcbt", "g
 // gitlabPrefix returns the length of the GitLab token prefix that ends at the '-' at i and
 // starts a token, or 0.
 func gitlabPrefix(t []byte, i int) int {
+	// Most dashes follow a word that is no "gl..." prefix: rule those out before the list.
+	a := i
+	for a > 0 && i-a < 7 && t[a-1] >= 'a' && t[a-1] <= 'z' {
+		a--
+	}
+	if i-a < 4 || t[a] != 'g' || t[a+1] != 'l' {
+		return 0
+	}
 	for _, p := range gitlabTokenPrefixes {
 		if n := len(p); i >= n && hasPrefixAt(t, i-n, p) && tokenStart(t, i-n) {
 			return n
@@ -560,13 +568,15 @@ func secretName(t []byte, i int) bool {
 		return false
 	}
 	a := i
-	for a > 0 && isWord(t[a-1]) {
+	for a > 0 && i-a <= 8 && isAlnum(t[a-1]) {
 		a--
 	}
-	for k := a; k < i; k++ {
-		if t[k] == '_' {
-			return false // not the name's first '_'
-		}
+	if a > 0 && isWord(t[a-1]) {
+		return false // not the name's first '_', or a first part too long for these names
+	}
+	// "secret" is the first part or the second in each of them: most names are ruled out here.
+	if !(i-a == 6 && hasPrefixFold(t, a, "secret")) && !hasPrefixFold(t, i+1, "secret") {
+		return false
 	}
 	b := spanOf(t, i, isWord)
 	if b-a > 40 {

@@ -385,12 +385,12 @@ func valueKey(e entity, val []byte) uint64 {
 	if e != eEmail {
 		return maphash.Bytes(vaultSeed, val) ^ mix
 	}
-	var h maphash.Hash
-	h.SetSeed(vaultSeed)
-	for _, c := range val {
-		h.WriteByte(asciiLower(c))
+	var buf [254]byte // the longest address a mail system takes
+	n := copy(buf[:], val)
+	for i := range n {
+		buf[i] = asciiLower(buf[i])
 	}
-	return h.Sum64() ^ mix
+	return maphash.Bytes(vaultSeed, buf[:n]) ^ mix // a longer one is keyed by its start
 }
 
 // sameValue reports whether a and b are one value of entity e (see valueKey).
