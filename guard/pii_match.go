@@ -223,6 +223,10 @@ func userinfoByte(c byte) bool {
 	switch c {
 	case '.', '_', '~', '%', '!', '$', '&', '\'', '(', ')', '*', '+', ',', ';', '=', ':', '-', '/':
 		return true
+	case '#', '?':
+		// Not allowed unescaped in a URL's userinfo, but written in passwords all the same
+		// ("postgres://u:pa#ss@db"): without them the user and the password's start leaked.
+		return true
 	}
 	return false
 }

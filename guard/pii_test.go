@@ -54,6 +54,7 @@ func TestPIIFind(t *testing.T) {
 
 		// URL credentials.
 		{"url creds", "postgres://admin:S3cr3t@db.example.com:5432/app", []string{"URL_CREDENTIALS:admin:S3cr3t"}},
+		{"url creds with # in the password", "postgres://u:pa#ss@db.example.com/app", []string{"URL_CREDENTIALS:u:pa#ss"}},
 		{"url creds scheme+", "mongodb+srv://svc:Xk29@cluster0.example.net/x", []string{"URL_CREDENTIALS:svc:Xk29"}},
 		{"url creds token password", "https://x-access-token:ghp_XyKAtICmgglPqXmZTqGD47LfKqJNk3l79zdc@github.com/o/r",
 			[]string{"URL_CREDENTIALS:x-access-token", "SECRET:ghp_XyKAtICmgglPqXmZTqGD47LfKqJNk3l79zdc"}},
