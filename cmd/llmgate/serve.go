@@ -73,6 +73,8 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 // startServing checks the backends, starts the gateway on cfg with deploy state st (nil: the
 // bbolt file at state.path) and prints the start-up summary.
 func startServing(cfg *config.Config, st store.Store, stdout, stderr io.Writer) (*gateway.Gateway, [2]net.Listener, error) {
+	// The gateway's log goroutine and the warnings below both write stderr: one at a time.
+	stderr = &lockedWriter{w: stderr}
 	// On a first start the file says what is served, and a backend it names that does not answer
 	// is a mistake in it. From then on the store decides, and a backend down (one GPU node of
 	// several, or one the store no longer serves) must not keep the gateway from starting: it is
@@ -282,4 +284,16 @@ func shortErr(err error) string {
 		return op.Err.Error()
 	}
 	return err.Error()
+}
+
+// lockedWriter serialises writes to w, which is written from more than one goroutine.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
