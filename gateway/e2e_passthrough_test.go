@@ -252,3 +252,22 @@ func TestMaxCompletionTokensOnOllama(t *testing.T) {
 		}
 	}
 }
+
+// A shadow on Ollama gets the same translation as a served request: it generates what the
+// client asked for, not Ollama's own limit, so its length and latency compare with stable's.
+func TestMaxCompletionTokensOnOllamaShadow(t *testing.T) {
+	tokens := withAdminTokens(t)
+	vllm := startFake(t, fakellm.Options{Model: "m", OutputTokens: 12})
+	ollama := startFake(t, fakellm.Options{Flavor: "ollama", Model: "m", OutputTokens: 12})
+	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", vllm.backend()), version("v2", ollama.backend()))))
+	g.write(t, "PUT", "/admin/models/chat/shadow", `{"version":"v2","percent":100}`)
+	res := g.do(t, "POST", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"count"}],"max_completion_tokens":3}`)
+	if res.status != 200 || res.header.Get("X-Llmgate-Version") != "v1" {
+		t.Fatalf("status %d version %q: %s", res.status, res.header.Get("X-Llmgate-Version"), res.body)
+	}
+	out := g.waitMetric(t, "llmgate_tokens_total", map[string]string{"model": "chat", "version": "v2", "type": "output"}, "> 0",
+		func(v float64) bool { return v > 0 })
+	if out != 3 {
+		t.Errorf("the Ollama shadow generated %v tokens, want the 3 the client asked for", out)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fastjson"
 
+	"github.com/llmgate/llmgate/config"
 	"github.com/llmgate/llmgate/drift"
 	"github.com/llmgate/llmgate/gateway/jsonscan"
 	"github.com/llmgate/llmgate/router"
@@ -54,6 +55,14 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 		// the statistics below could not read (no tokens, finish reason or refusal). The same
 		// prompt asked without streaming generates the same answer.
 		body = withoutStreaming(body)
+	}
+	if b.Kind == config.KindOllama && r.op != opEmbeddings {
+		// As prepareUpstream does: without it an Ollama shadow ignores the client's
+		// max_completion_tokens and generates to its own limit, which costs GPU time and
+		// skews its length and latency statistics against the version it shadows.
+		if out := ollamaMaxTokens(nil, body); out != nil {
+			body = out
+		}
 	}
 	op, deadline := r.op, time.Now().Add(g.cfg.Timeouts.Total)
 	// The prompt's features are the client request's: copied now, as r goes back to its pool
