@@ -5,6 +5,8 @@ package gateway_test
 
 import (
 	"bytes"
+	"compress/gzip"
+	"compress/zlib"
 	"encoding/json"
 	"net/http"
 	"reflect"
@@ -14,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/llmgate/llmgate/bench/fakellm"
+	"github.com/llmgate/llmgate/config"
 )
 
 // vllmChatBody is a vLLM-style request: sampling extras, structured outputs, template kwargs,
@@ -269,5 +272,67 @@ func TestMaxCompletionTokensOnOllamaShadow(t *testing.T) {
 		func(v float64) bool { return v > 0 })
 	if out != 3 {
 		t.Errorf("the Ollama shadow generated %v tokens, want the 3 the client asked for", out)
+	}
+}
+
+// A body compressed with gzip or deflate (Content-Encoding) reaches the backend decompressed,
+// without the header that no longer describes it; the decompressed body is bounded like a
+// plain one, and an encoding the gateway cannot read is refused as such, not as bad JSON.
+func TestCompressedRequestBody(t *testing.T) {
+	t.Parallel()
+	f := startFake(t, fakellm.Options{Model: "m"})
+	const limit = 64 << 10
+	g := startGateway(t, newConfig(t, func(c *config.Config) { c.Limits.MaxBodyBytes = limit },
+		model("chat", "v1", version("v1", f.backend()))))
+	const body = `{"model":"chat","messages":[{"role":"user","content":"hi"}],"max_tokens":2,"top_k":40}`
+	gz := func(s string) string {
+		var b bytes.Buffer
+		w := gzip.NewWriter(&b)
+		_, _ = w.Write([]byte(s))
+		_ = w.Close()
+		return b.String()
+	}
+	deflate := func(s string) string {
+		var b bytes.Buffer
+		w := zlib.NewWriter(&b)
+		_, _ = w.Write([]byte(s))
+		_ = w.Close()
+		return b.String()
+	}
+	// Far over the limit once decompressed, a few hundred bytes compressed.
+	bomb := gz(`{"model":"chat","messages":[{"role":"user","content":"` + strings.Repeat("a", 4*limit) + `"}]}`)
+	tests := []struct {
+		name, encoding, body string
+		want                 int
+	}{
+		{"gzip", "gzip", gz(body), 200},
+		{"gzip upper case", "GZIP", gz(body), 200},
+		{"deflate", "deflate", deflate(body), 200},
+		{"identity", "identity", body, 200},
+		{"over the limit decompressed", "gzip", bomb, 413},
+		{"not gzip", "gzip", body, 400},
+		{"truncated gzip", "gzip", gz(body)[:20], 400},
+		{"unsupported", "br", body, 415},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := g.do(t, "POST", "/v1/chat/completions", tt.body, "Content-Encoding", tt.encoding, "X-Fakellm-Echo", "1")
+			if res.status != tt.want {
+				t.Fatalf("status %d, want %d: %s", res.status, tt.want, res.body)
+			}
+			if tt.want != 200 {
+				if typ, _, _ := envelope(t, res.body); typ != "invalid_request_error" {
+					t.Errorf("error type %q, want invalid_request_error", typ)
+				}
+				return
+			}
+			want := strings.Replace(body, `"chat"`, `"m"`, 1)
+			if got := string(receivedBody(t, res.header)); got != want {
+				t.Errorf("the backend received %q, want %q", got, want)
+			}
+			if h := receivedHeaders(t, res.header); h["content-encoding"] != "" {
+				t.Errorf("the backend received Content-Encoding %q with a decompressed body", h["content-encoding"])
+			}
+		})
 	}
 }

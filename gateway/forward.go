@@ -219,12 +219,13 @@ var maxTokensKeys = []string{"max_completion_tokens", "max_tokens"}
 // forwardRequestHeader reports whether a client header goes to the backend. Hop-by-hop headers
 // belong to one connection; Authorization and cookies are the client's credentials to the
 // gateway, not to the backend; Accept-Encoding is dropped so streams arrive uncompressed and
-// can be inspected; the rest (including vendor and SDK headers) passes.
+// can be inspected; Content-Encoding described the client's body, which the backend gets
+// decompressed (readBody); the rest (including vendor and SDK headers) passes.
 func forwardRequestHeader(k []byte) bool {
 	switch string(k) {
 	case "Host", "Content-Length", "Content-Type", "Connection", "Keep-Alive", "Proxy-Connection",
 		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Authorization",
-		"Cookie", "Accept-Encoding", "X-Request-Id", "X-Llmgate-Version":
+		"Cookie", "Accept-Encoding", "Content-Encoding", "X-Request-Id", "X-Llmgate-Version":
 		return false
 	}
 	return true

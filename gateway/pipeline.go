@@ -82,7 +82,16 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *request) (done bool) {
 		return g.fail(ctx, r, errShuttingDown)
 	}
 	// 2. decode
-	if err := r.decode(ctx.PostBody()); err != nil {
+	body, err := r.readBody(ctx, g.cfg.Limits.MaxBodyBytes)
+	if err != nil {
+		if err == errBodyTooLarge {
+			g.metrics.rejected[rejectTooLarge].Inc()
+		} else {
+			g.metrics.rejected[rejectBadRequest].Inc()
+		}
+		return g.fail(ctx, r, err)
+	}
+	if err := r.decode(body); err != nil {
 		g.metrics.rejected[rejectBadRequest].Inc()
 		return g.fail(ctx, r, err)
 	}

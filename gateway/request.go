@@ -1,7 +1,11 @@
 package gateway
 
 import (
+	"bytes"
+	"compress/gzip"
+	"compress/zlib"
 	"encoding/hex"
+	"io"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -117,6 +121,68 @@ func releaseRequest(r *request) {
 	r.stats.reset()
 	r.cache.reset()
 	requestPool.Put(r)
+}
+
+// readBody returns the client's body, decompressed when its Content-Encoding is gzip or
+// deflate (some HTTP clients compress large prompts). The backend always gets the identity
+// body the gateway rewrote, so the header is never forwarded (forwardRequestHeader). The
+// decompressed body is bounded by limit, as a plain one is by the server, so a small
+// compressed body cannot expand without bound. The result is valid until r.scratch is
+// reused: decode copies it.
+func (r *request) readBody(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
+	body := ctx.PostBody()
+	enc := ctx.Request.Header.Peek("Content-Encoding")
+	var zr io.Reader
+	switch {
+	case len(enc) == 0 || asciiEqualFold(enc, "identity"):
+		return body, nil
+	case asciiEqualFold(enc, "gzip") || asciiEqualFold(enc, "x-gzip"):
+		gz, err := gzip.NewReader(bytes.NewReader(body))
+		if err != nil {
+			return nil, errUndecodableBody
+		}
+		zr = gz
+	case asciiEqualFold(enc, "deflate"):
+		zl, err := zlib.NewReader(bytes.NewReader(body))
+		if err != nil {
+			return nil, errUndecodableBody
+		}
+		zr = zl
+	default:
+		return nil, errUnsupportedEncoding
+	}
+	buf := bytes.NewBuffer(r.scratch[:0])
+	n, err := buf.ReadFrom(io.LimitReader(zr, int64(limit)+1))
+	r.scratch = buf.Bytes()
+	switch {
+	case err != nil:
+		return nil, errUndecodableBody
+	case n > int64(limit):
+		return nil, errBodyTooLarge
+	}
+	return r.scratch, nil
+}
+
+var (
+	errUndecodableBody     = badRequest("", "The request body could not be decompressed as its Content-Encoding says.")
+	errUnsupportedEncoding = &apiError{status: fasthttp.StatusUnsupportedMediaType, typ: typeInvalidRequest,
+		message: "Unsupported Content-Encoding: the request body may be sent as it is, or compressed with gzip or deflate."}
+)
+
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // decode reads the fields the gateway acts on and validates the body enough to give the client
