@@ -336,3 +336,59 @@ func TestCompressedRequestBody(t *testing.T) {
 		})
 	}
 }
+
+// Once the guard rewrote one text, the body goes out marshalled again: every other string must
+// mean what it meant. A lone surrogate escape (which Python clients write for a broken emoji)
+// came out as a backslash and "ud800" as text, or swallowed the escape after it.
+func TestGuardRewriteKeepsOtherStrings(t *testing.T) {
+	t.Parallel()
+	const odd = `"a \ud800 b \udc00\u0041 c \ud83d\ude00"`
+	var want string // as encoding/json reads it: U+FFFD for each lone surrogate
+	if err := json.Unmarshal([]byte(odd), &want); err != nil {
+		t.Fatal(err)
+	}
+	pii := config.Guard{PII: config.PIIGuard{Prompt: "redact", Restore: true}}
+
+	t.Run("prompt", func(t *testing.T) {
+		f := startFake(t, fakellm.Options{Model: "m"})
+		g := startGateway(t, newConfig(t, nil, guarded(pii, f.backend())))
+		body := `{"model":"chat","messages":[{"role":"user","content":"mail ` + testEmail + `"},{"role":"user","content":` + odd + `}],"max_tokens":2}`
+		res := g.do(t, "POST", "/v1/chat/completions", body, "X-Fakellm-Echo", "1")
+		if res.status != 200 {
+			t.Fatalf("status %d: %s", res.status, res.body)
+		}
+		var got struct{ Messages []struct{ Content string } }
+		if err := json.Unmarshal(receivedBody(t, res.header), &got); err != nil || len(got.Messages) != 2 {
+			t.Fatalf("backend body %s: %v", receivedBody(t, res.header), err)
+		}
+		if strings.Contains(got.Messages[0].Content, testEmail) {
+			t.Fatalf("not redacted: %q", got.Messages[0].Content)
+		}
+		if got.Messages[1].Content != want {
+			t.Errorf("the untouched message reached the backend as %q, want %q", got.Messages[1].Content, want)
+		}
+	})
+	t.Run("completion", func(t *testing.T) {
+		answer := `{"id":"c1","object":"chat.completion","created":1,"model":"canned","choices":[{"index":0,"message":{"role":"assistant","content":"to <EMAIL_ADDRESS_1>","reasoning_content":` + odd + `},"finish_reason":"stop"}]}`
+		b := cannedBackend(t, 200, http.Header{"Content-Type": {"application/json"}}, answer)
+		g := startGateway(t, newConfig(t, nil, guarded(pii, b)))
+		res := g.do(t, "POST", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"mail `+testEmail+`"}]}`)
+		var got struct {
+			Choices []struct {
+				Message struct {
+					Content          string
+					ReasoningContent string `json:"reasoning_content"`
+				}
+			}
+		}
+		if err := json.Unmarshal(res.body, &got); res.status != 200 || err != nil || len(got.Choices) != 1 {
+			t.Fatalf("status %d (%v): %s", res.status, err, res.body)
+		}
+		if got.Choices[0].Message.Content != "to "+testEmail {
+			t.Fatalf("content %q, want the e-mail restored", got.Choices[0].Message.Content)
+		}
+		if got.Choices[0].Message.ReasoningContent != want {
+			t.Errorf("the untouched reasoning reached the client as %q, want %q", got.Choices[0].Message.ReasoningContent, want)
+		}
+	})
+}

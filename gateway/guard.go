@@ -210,6 +210,7 @@ type guardState struct {
 	parsers    []*fastjson.Parser // one per string set by setString, the first nparsers in use
 	nparsers   int
 	enc        []byte // scratch: a string's JSON encoding, for setString
+	fixed      []byte // scratch: a body with lone surrogate escapes replaced, for parseJSON
 }
 
 func (s *guardState) reset() {
@@ -228,6 +229,9 @@ func (s *guardState) reset() {
 	clear(s.answer)
 	s.answer = s.answer[:0]
 	s.arena.Reset()
+	if s.fixed = s.fixed[:0]; cap(s.fixed) > 64<<10 {
+		s.fixed = nil
+	}
 	s.nparsers = 0
 	if len(s.parsers) > 64 {
 		s.parsers = nil // do not pool what a huge request needed
@@ -512,7 +516,7 @@ func (g *Gateway) guardCompletion(r *request, body []byte) ([]byte, error) {
 	}
 	start := time.Now()
 	defer func() { r.guard.m.duration.Update(time.Since(start).Seconds()) }()
-	root, err := r.parser.ParseBytes(body)
+	root, err := parseJSON(&r.parser, body, &r.guard.fixed)
 	if err != nil {
 		return nil, errAnswerUnguarded
 	}

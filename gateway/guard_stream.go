@@ -215,7 +215,7 @@ func (g *Gateway) streamText(r *request, c *choiceGuard, index int, delta []byte
 // A chunk whose text is all held back, and that carries nothing else (no role, finish_reason,
 // tool call, usage), is not sent at all (nil): a client would see only empty deltas.
 func (g *Gateway) guardChunk(r *request, data []byte) []byte {
-	root, err := r.parser.ParseBytes(data)
+	root, err := parseJSON(&r.parser, data, &r.guard.fixed)
 	if err != nil {
 		r.streamGuard.broken = errEventUnguarded // its text cannot be checked: none goes out
 		return data

@@ -104,3 +104,82 @@ func appendUnicodeEscape(dst []byte, r rune) []byte {
 	const hex = "0123456789abcdef"
 	return append(dst, '\\', 'u', hex[r>>12&0xf], hex[r>>8&0xf], hex[r>>4&0xf], hex[r&0xf])
 }
+
+// replaceLoneSurrogates appends b to dst with each \u escape of a lone UTF-16 surrogate (a high
+// one not followed by a low one, or a low one alone) replaced by \ufffd, and reports whether
+// it found one; when not, dst is returned as it was. fastjson keeps such an escape as its six
+// characters of text, and swallows the escape after a lone high surrogate: a body the guard
+// marshals again would send a backslash and "ud800" as text, or lose the character that
+// followed. encoding/json and the Python decoders read U+FFFD or the surrogate itself, never
+// a backslash; \ufffd is what every one of them agrees on. Outside strings JSON has no
+// backslash, and inside one every backslash starts an escape, so escapes are read left to
+// right.
+func replaceLoneSurrogates(dst, b []byte) ([]byte, bool) {
+	if !bytes.Contains(b, []byte(`\ud`)) && !bytes.Contains(b, []byte(`\uD`)) {
+		return dst, false // the common case: no surrogate escape at all
+	}
+	start, copied, found := len(dst), 0, false
+	for i := 0; ; {
+		k := bytes.IndexByte(b[i:], '\\')
+		if k < 0 || i+k+1 >= len(b) {
+			break
+		}
+		i += k
+		if b[i+1] != 'u' {
+			i += 2
+			continue
+		}
+		hi, ok := hex4(b, i+2)
+		switch {
+		case !ok || hi < 0xd800 || hi >= 0xe000:
+			i += 2 // not a surrogate (or not an escape the parser will accept)
+			continue
+		case hi < 0xdc00 && i+12 <= len(b) && b[i+6] == '\\' && b[i+7] == 'u':
+			if lo, ok := hex4(b, i+8); ok && lo >= 0xdc00 && lo < 0xe000 {
+				i += 12 // a pair
+				continue
+			}
+		}
+		dst = append(dst, b[copied:i]...)
+		dst = append(dst, `\ufffd`...)
+		i += 6
+		copied, found = i, true
+	}
+	if !found {
+		return dst[:start], false
+	}
+	return append(dst, b[copied:]...), true
+}
+
+// hex4 reads the four hex digits at b[i:i+4].
+func hex4(b []byte, i int) (rune, bool) {
+	if i+4 > len(b) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[i : i+4] {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c -= 'a' - 10
+		case 'A' <= c && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
+}
+
+// parseJSON parses b with p, lone surrogate escapes read as U+FFFD (see
+// replaceLoneSurrogates), with *scratch holding the copy that needs. b itself is not changed:
+// it goes on as it came unless the guard marshals the parsed value again.
+func parseJSON(p *fastjson.Parser, b []byte, scratch *[]byte) (*fastjson.Value, error) {
+	if fixed, ok := replaceLoneSurrogates((*scratch)[:0], b); ok {
+		*scratch = fixed
+		b = fixed
+	}
+	return p.ParseBytes(b)
+}

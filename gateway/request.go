@@ -193,7 +193,7 @@ func (r *request) decode(body []byte) error {
 	if len(r.body) == 0 {
 		return badRequest("", "The request body is empty; expected a JSON object.")
 	}
-	v, err := r.parser.ParseBytes(r.body)
+	v, err := parseJSON(&r.parser, r.body, &r.scratch)
 	if err != nil {
 		// fastjson's message is a chain of its parser's states; the client needs the fact.
 		return errMalformedJSON
