@@ -403,7 +403,11 @@ func (s *Server) inference(ctx *fasthttp.RequestCtx, ep endpoint) {
 	defer releaseRequest(r)
 	if bad := r.parse(ctx.PostBody(), ep, s.ollama); bad != nil {
 		// vLLM's RequestValidationError handler uses the HTTP phrase as type.
-		s.writeError(ctx, fasthttp.StatusBadRequest, "Bad Request", bad.msg, bad.param)
+		typ := bad.typ
+		if typ == "" {
+			typ = "Bad Request"
+		}
+		s.writeError(ctx, fasthttp.StatusBadRequest, typ, bad.msg, bad.param)
 		return
 	}
 	p := &r.rep
@@ -478,6 +482,8 @@ func (s *Server) fillReply(ctx *fasthttp.RequestCtx, r *request, ep endpoint) {
 	p.prompt = r.promptWords
 	p.usage = r.includeUsage
 	p.w = newWords(s.opts.Seed, r.promptHash)
+	p.base = p.w
+	p.choices = r.choices
 	p.n, p.finish = s.opts.OutputTokens, "stop"
 	if r.maxTokens >= 0 && r.maxTokens < p.n {
 		p.n, p.finish = r.maxTokens, "length"

@@ -1,6 +1,7 @@
 package fakellm
 
 import (
+	"strconv"
 	"sync"
 
 	"github.com/valyala/fastjson"
@@ -32,6 +33,7 @@ type request struct {
 	stream       bool
 	includeUsage bool
 	maxTokens    int // -1: not given
+	choices      int // vLLM n: completions to generate per prompt
 	promptHash   uint64
 	promptWords  int
 	base64       bool
@@ -61,10 +63,12 @@ func releaseRequest(r *request) {
 }
 
 // badRequest is a client error found while reading a body; param names the
-// offending field as the flavor reports it.
+// offending field as the flavor reports it. typ overrides vLLM's type for
+// errors that do not come from request validation.
 type badRequest struct {
 	msg   string
 	param string
+	typ   string
 }
 
 func (e *badRequest) Error() string { return e.msg }
@@ -111,6 +115,13 @@ func (r *request) parse(body []byte, ep endpoint, ollama bool) *badRequest {
 	if ep == epCompletion && !ollama && r.maxTokens < 0 && v.Get("max_tokens") == nil {
 		r.maxTokens = 16 // vLLM CompletionRequest.max_tokens default
 	}
+	r.choices = 1
+	if !ollama && ep != epEmbeddings {
+		// Ollama's request structs have no n field: it is ignored there.
+		if bad := r.parseN(v); bad != nil {
+			return bad
+		}
+	}
 	r.promptHash, r.promptWords = fnvOffset, 0
 	switch ep {
 	case epChat:
@@ -120,6 +131,24 @@ func (r *request) parse(body []byte, ep endpoint, ollama bool) *badRequest {
 	default:
 		return r.parseInput(v, ollama)
 	}
+}
+
+// parseN reads vLLM's n (default 1). SamplingParams rejects n < 1 with a
+// ValueError, which the serving layer answers as a 400 BadRequestError.
+func (r *request) parseN(v *fastjson.Value) *badRequest {
+	nv := v.Get("n")
+	if nv == nil || nv.Type() == fastjson.TypeNull {
+		return nil
+	}
+	n, err := nv.Int()
+	if nv.Type() != fastjson.TypeNumber || err != nil {
+		return &badRequest{msg: "1 validation error:\n  {'type': 'int_type', 'loc': 'body.n', 'msg': 'Input should be a valid integer'}", param: "body.n"}
+	}
+	if n < 1 {
+		return &badRequest{msg: "n must be at least 1, got " + strconv.Itoa(n) + ".", typ: "BadRequestError"}
+	}
+	r.choices = n
+	return nil
 }
 
 func intField(v *fastjson.Value, key string) int {

@@ -17,9 +17,10 @@ type stream struct {
 	rep       reply
 	id        []byte // backing store for rep.id
 	ttft      time.Duration
-	cutAfter  int // drop the connection after this many content events; -1: never
-	errAfter  int // send an error event after this many content events; -1: never
-	contents  int // content events sent so far
+	cutAfter  int     // drop the connection after this many content events; -1: never
+	errAfter  int     // send an error event after this many content events; -1: never
+	contents  int     // content events sent so far
+	ws        []words // per-choice generators (vLLM n)
 	buf       []byte
 	frame     []byte
 	rawHeader []byte // response header for hijacked (disconnecting) streams
@@ -67,7 +68,7 @@ func (s *Server) startStream(ctx *fasthttp.RequestCtx, r *request, ttft time.Dur
 	st.cutAfter = headerInt(ctx, hdrDisconnect)
 	st.errAfter = headerInt(ctx, hdrStreamErr)
 	if st.cutAfter < 0 && s.chance(s.opts.DisconnectRate) {
-		st.cutAfter = st.rep.n / 2
+		st.cutAfter = st.rep.completionTokens() / 2
 	}
 	if s.ollama {
 		ctx.SetContentType("text/event-stream")
@@ -144,12 +145,24 @@ func (st *stream) run(emit func([]byte) bool) bool {
 	if !s.sleep(st.ttft) {
 		return false
 	}
-	// vLLM sends the role chunk in the same engine step as the first token.
-	if !s.ollama && p.ep == epChat && !send(evRole) {
-		return false
+	// vLLM sends the role chunks (one per choice) in the same engine step as
+	// the first token.
+	if !s.ollama && p.ep == epChat {
+		for c := 0; c < p.choices; c++ {
+			p.idx = c
+			if !send(evRole) {
+				return false
+			}
+		}
 	}
 	if st.interrupt(emit) {
 		return false
+	}
+	// vLLM streams each choice in chunks of its own, carrying its index; the
+	// choices of one request decode in the same engine steps.
+	st.ws = st.ws[:0]
+	for c := 0; c < p.choices; c++ {
+		st.ws = append(st.ws, choiceWords(p.base, c))
 	}
 	// vLLM delivers a length-capped last token together with finish_reason;
 	// after a natural stop the finish chunk carries the (empty) EOS text.
@@ -163,20 +176,28 @@ func (st *stream) run(emit func([]byte) bool) bool {
 		if lastCarriesFinish && i == p.n-1 {
 			k = evFinishToken
 		}
-		if !send(k) {
-			return false
-		}
-		st.contents++
-		if st.interrupt(emit) {
-			return false
+		for c := range st.ws {
+			p.idx, p.w = c, st.ws[c]
+			ok := send(k)
+			st.ws[c] = p.w
+			if !ok {
+				return false
+			}
+			st.contents++
+			if st.interrupt(emit) {
+				return false
+			}
 		}
 	}
 	if !lastCarriesFinish {
 		if p.n > 0 && !s.sleep(s.itl) {
 			return false
 		}
-		if !send(evFinish) {
-			return false
+		for c := 0; c < p.choices; c++ {
+			p.idx = c
+			if !send(evFinish) {
+				return false
+			}
 		}
 	}
 	if p.usage && !send(evUsage) {

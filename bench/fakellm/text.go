@@ -73,6 +73,15 @@ func newWords(seed int64, promptHash uint64) words {
 	return words{r: rng{uint64(seed) ^ promptHash}}
 }
 
+// choiceWords returns the generator of choice i (of n) for the prompt that
+// base came from: choice 0 is base itself, so n=1 text does not depend on n.
+func choiceWords(base words, i int) words {
+	if i == 0 {
+		return base
+	}
+	return words{r: rng{base.r.s ^ mix(uint64(i))}}
+}
+
 // appendNext appends the next token text to dst.
 func (w *words) appendNext(dst []byte) []byte {
 	if w.i > 0 {

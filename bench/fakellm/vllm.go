@@ -20,8 +20,11 @@ type reply struct {
 	id      []byte // full response id, e.g. chatcmpl-<hex>
 	model   []byte // JSON-quoted model name
 	created int64
-	w       words
-	n       int    // tokens to generate
+	w       words  // generator of the choice being written
+	base    words  // generator of choice 0; see choiceWords
+	n       int    // tokens to generate per choice
+	choices int    // vLLM n: choices per prompt, >= 1
+	idx     int    // stream: index of the choice the next event belongs to
 	finish  string // "stop" or "length"
 	prompt  int    // prompt tokens
 	usage   bool   // stream_options.include_usage
@@ -63,33 +66,60 @@ func appendVLLMUsage(dst []byte, prompt, completion int, full bool) []byte {
 	return append(dst, '}')
 }
 
+// completionTokens is what vLLM's usage counts: the tokens of every choice.
+func (p *reply) completionTokens() int { return p.n * p.choices }
+
+// appendIndex appends `{"index":i`, the start of choice i.
+func appendIndex(dst []byte, i int) []byte {
+	dst = append(dst, `{"index":`...)
+	return strconv.AppendInt(dst, int64(i), 10)
+}
+
 func (s *Server) vllmChat(dst []byte, p *reply) []byte {
 	dst = s.vllmHead(dst, p, "chat.completion")
-	dst = append(dst, `,"choices":[{"index":0,"message":{"role":"assistant","content":"`...)
-	for i := 0; i < p.n; i++ {
-		dst = p.w.appendNext(dst)
+	dst = append(dst, `,"choices":[`...)
+	for c := 0; c < p.choices; c++ {
+		if c > 0 {
+			dst = append(dst, ',')
+		}
+		p.w = choiceWords(p.base, c)
+		dst = appendIndex(dst, c)
+		dst = append(dst, `,"message":{"role":"assistant","content":"`...)
+		for i := 0; i < p.n; i++ {
+			dst = p.w.appendNext(dst)
+		}
+		dst = append(dst, `","refusal":null,"annotations":null,"audio":null,"function_call":null,"reasoning":null},"logprobs":null,"finish_reason":"`...)
+		dst = append(dst, p.finish...)
+		dst = append(dst, `","stop_reason":null,"token_ids":null,"routed_experts":null}`...)
 	}
-	dst = append(dst, `","refusal":null,"annotations":null,"audio":null,"function_call":null,"reasoning":null},"logprobs":null,"finish_reason":"`...)
-	dst = append(dst, p.finish...)
-	dst = append(dst, `","stop_reason":null,"token_ids":null,"routed_experts":null}],"service_tier":null,"system_fingerprint":`...)
+	dst = append(dst, `],"service_tier":null,"system_fingerprint":`...)
 	dst = append(dst, s.fingerprint...)
 	dst = append(dst, `,"usage":`...)
-	dst = appendVLLMUsage(dst, p.prompt, p.n, true)
+	dst = appendVLLMUsage(dst, p.prompt, p.completionTokens(), true)
 	return append(dst, `,"prompt_logprobs":null,"prompt_token_ids":null,"prompt_text":null,"kv_transfer_params":null,"ec_transfer_params":null,"metrics":null}`...)
 }
 
 func (s *Server) vllmCompletion(dst []byte, p *reply) []byte {
 	dst = s.vllmHead(dst, p, "text_completion")
-	dst = append(dst, `,"choices":[{"index":0,"text":"`...)
-	for i := 0; i < p.n; i++ {
-		dst = p.w.appendNext(dst)
+	dst = append(dst, `,"choices":[`...)
+	for c := 0; c < p.choices; c++ {
+		if c > 0 {
+			dst = append(dst, ',')
+		}
+		p.w = choiceWords(p.base, c)
+		dst = appendIndex(dst, c)
+		dst = append(dst, `,"text":"`...)
+		for i := 0; i < p.n; i++ {
+			dst = p.w.appendNext(dst)
+		}
+		dst = append(dst, `","logprobs":null,"finish_reason":"`...)
+		dst = append(dst, p.finish...)
+		dst = append(dst, `","stop_reason":null,"token_ids":null,"prompt_logprobs":null,"prompt_token_ids":null,"routed_experts":null}`...)
 	}
-	dst = append(dst, `","logprobs":null,"finish_reason":"`...)
-	dst = append(dst, p.finish...)
-	dst = append(dst, `","stop_reason":null,"token_ids":null,"prompt_logprobs":null,"prompt_token_ids":null,"routed_experts":null}],"service_tier":null,"system_fingerprint":`...)
+	dst = append(dst, `],"service_tier":null,"system_fingerprint":`...)
 	dst = append(dst, s.fingerprint...)
 	dst = append(dst, `,"usage":`...)
-	dst = appendVLLMUsage(dst, p.prompt, p.n, true)
+	dst = appendVLLMUsage(dst, p.prompt, p.completionTokens(), true)
 	return append(dst, `,"kv_transfer_params":null,"ec_transfer_params":null,"metrics":null}`...)
 }
 
@@ -122,18 +152,20 @@ func (s *Server) vllmEvent(dst []byte, p *reply, k evKind) []byte {
 	dst = append(dst, `,"choices":[`...)
 	switch k {
 	case evRole:
-		return append(dst, `{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}],"prompt_token_ids":null,"prompt_text":null}`...)
+		dst = appendIndex(dst, p.idx)
+		return append(dst, `,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}],"prompt_token_ids":null,"prompt_text":null}`...)
 	case evUsage:
 		dst = append(dst, `],"usage":`...)
-		dst = appendVLLMUsage(dst, p.prompt, p.n, false)
+		dst = appendVLLMUsage(dst, p.prompt, p.completionTokens(), false)
 		dst = append(dst, `,"system_fingerprint":`...)
 		dst = append(dst, s.fingerprint...)
 		return append(dst, '}')
 	}
+	dst = appendIndex(dst, p.idx)
 	if chat {
-		dst = append(dst, `{"index":0,"delta":{"content":"`...)
+		dst = append(dst, `,"delta":{"content":"`...)
 	} else {
-		dst = append(dst, `{"index":0,"text":"`...)
+		dst = append(dst, `,"text":"`...)
 	}
 	if k != evFinish {
 		dst = p.w.appendNext(dst)

@@ -1,0 +1,140 @@
+package fakellm
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// choiceTexts returns the text of each choice of a buffered chat or
+// completion body, by index, failing unless the indices are 0..len-1.
+func choiceTexts(t *testing.T, body []byte) []string {
+	t.Helper()
+	v := mustJSON(t, body)
+	var out []string
+	for i, c := range v.GetArray("choices") {
+		if got := c.GetInt("index"); got != i {
+			t.Fatalf("choice %d has index %d: %s", i, got, body)
+		}
+		out = append(out, string(c.GetStringBytes("message", "content"))+string(c.GetStringBytes("text")))
+	}
+	return out
+}
+
+// streamChoices splits an SSE body by choice index: the text of each choice,
+// and how many role and finish chunks each got. It fails on a chunk that
+// carries more than one choice, which vLLM never sends.
+func streamChoices(t *testing.T, body []byte) (texts map[int]string, roles, finishes map[int]int, completionTokens int) {
+	t.Helper()
+	texts, roles, finishes = map[int]string{}, map[int]int{}, map[int]int{}
+	completionTokens = -1
+	for _, ev := range events(t, body) {
+		if string(ev) == "[DONE]" {
+			continue
+		}
+		v := mustJSON(t, ev)
+		cs := v.GetArray("choices")
+		if len(cs) == 0 {
+			completionTokens = v.GetInt("usage", "completion_tokens")
+			continue
+		}
+		if len(cs) != 1 {
+			t.Fatalf("chunk with %d choices: %s", len(cs), ev)
+		}
+		c := cs[0]
+		i := c.GetInt("index")
+		texts[i] += string(c.GetStringBytes("delta", "content")) + string(c.GetStringBytes("text"))
+		if c.Get("delta", "role") != nil {
+			roles[i]++
+		}
+		if f := c.Get("finish_reason"); f != nil && f.String() != "null" {
+			finishes[i]++
+		}
+	}
+	return texts, roles, finishes, completionTokens
+}
+
+// vLLM returns n choices, buffered and streamed, and counts all their
+// tokens in usage; Ollama's OpenAI layer has no n and answers one choice.
+func TestNChoices(t *testing.T) {
+	t.Parallel()
+	const tokens, n = 5, 3
+	tests := []struct {
+		name, flavor, path, body string
+		choices                  int
+	}{
+		{"vllm chat", "vllm", "/v1/chat/completions", chatBody, n},
+		{"vllm chat capped", "vllm", "/v1/chat/completions", chatWith(`"max_tokens":2`), n},
+		{"vllm completion", "vllm", "/v1/completions", `{"model":"m","prompt":"once upon a time","max_tokens":100}`, n},
+		{"ollama chat", "ollama", "/v1/chat/completions", chatBody, 1},
+		{"ollama completion", "ollama", "/v1/completions", `{"model":"m","prompt":"once upon a time"}`, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := start(t, Options{Flavor: tt.flavor, Model: "m", OutputTokens: tokens, Seed: 5})
+			withN := strings.TrimSuffix(tt.body, "}") + `,"n":` + strconv.Itoa(n) + `}`
+
+			single := choiceTexts(t, h.do(t, "POST", tt.path, tt.body).body)
+			res := h.do(t, "POST", tt.path, withN)
+			if res.status != 200 {
+				t.Fatalf("status %d: %s", res.status, res.body)
+			}
+			texts := choiceTexts(t, res.body)
+			if len(texts) != tt.choices {
+				t.Fatalf("%d choices, want %d: %s", len(texts), tt.choices, res.body)
+			}
+			if texts[0] != single[0] {
+				t.Errorf("choice 0 %q differs from the n=1 answer %q", texts[0], single[0])
+			}
+			perChoice := len(strings.Fields(texts[0]))
+			for i := 1; i < len(texts); i++ {
+				if texts[i] == texts[0] || len(strings.Fields(texts[i])) != perChoice {
+					t.Errorf("choice %d %q: want a different sample of %d words than %q", i, texts[i], perChoice, texts[0])
+				}
+			}
+			v := mustJSON(t, res.body)
+			if got, want := v.GetInt("usage", "completion_tokens"), perChoice*tt.choices; got != want {
+				t.Errorf("usage.completion_tokens %d, want %d", got, want)
+			}
+
+			stream := strings.TrimSuffix(withN, "}") + `,"stream":true,"stream_options":{"include_usage":true}}`
+			res = h.do(t, "POST", tt.path, stream)
+			st, roles, finishes, completion := streamChoices(t, res.body)
+			if len(st) != tt.choices {
+				t.Fatalf("stream has %d choice indices, want %d: %s", len(st), tt.choices, res.body)
+			}
+			for i, want := range texts {
+				if st[i] != want {
+					t.Errorf("stream choice %d text %q, want the buffered %q", i, st[i], want)
+				}
+				if finishes[i] != 1 {
+					t.Errorf("stream choice %d has %d finish chunks, want 1", i, finishes[i])
+				}
+				if wantRoles := map[bool]int{true: 1, false: 0}[tt.flavor == "vllm" && tt.path == "/v1/chat/completions"]; tt.flavor == "vllm" && roles[i] != wantRoles {
+					t.Errorf("stream choice %d has %d role chunks, want %d", i, roles[i], wantRoles)
+				}
+			}
+			if want := perChoice * tt.choices; completion != want {
+				t.Errorf("stream usage completion_tokens %d, want %d", completion, want)
+			}
+		})
+	}
+}
+
+func TestNInvalid(t *testing.T) {
+	t.Parallel()
+	h := start(t, Options{Model: "m"})
+	for _, path := range []string{"/v1/chat/completions", "/v1/completions"} {
+		body := chatWith(`"n":0`)
+		if path == "/v1/completions" {
+			body = `{"model":"m","prompt":"hi","n":0}`
+		}
+		res := h.do(t, "POST", path, body)
+		e := mustJSON(t, res.body).Get("error")
+		if res.status != 400 || e == nil || string(e.GetStringBytes("type")) != "BadRequestError" ||
+			string(e.GetStringBytes("message")) != "n must be at least 1, got 0." || e.GetInt("code") != 400 {
+			t.Errorf("%s n=0: %d %s, want vLLM's 400 BadRequestError", path, res.status, res.body)
+		}
+	}
+}
