@@ -229,28 +229,94 @@ func (r *request) parsePrompt(v *fastjson.Value, ollama bool) *badRequest {
 func (r *request) parseInput(v *fastjson.Value, ollama bool) *badRequest {
 	r.base64 = string(v.GetStringBytes("encoding_format")) == "base64"
 	in := v.Get("input")
-	add := func(b []byte) {
-		r.inputs = append(r.inputs, input{hash: fnv1a64(fnvOffset, b), words: countWords(b)})
-		r.promptWords += countWords(b)
+	var arr []*fastjson.Value
+	switch {
+	case in == nil || in.Type() == fastjson.TypeNull:
+	case in.Type() == fastjson.TypeString:
+		b, _ := in.StringBytes()
+		r.addInput(b)
+		return nil
+	case in.Type() == fastjson.TypeArray:
+		arr, _ = in.Array()
+	case ollama:
+		// EmbedHandler accepts only a string or an array of strings.
+		return &badRequest{msg: "invalid input type"}
+	default:
+		return badInputType
 	}
-	if in != nil {
-		switch in.Type() {
-		case fastjson.TypeString:
-			b, _ := in.StringBytes()
-			add(b)
-			return nil
-		case fastjson.TypeArray:
-			arr, _ := in.Array()
-			for _, s := range arr {
-				add(s.GetStringBytes())
-			}
-			if len(arr) > 0 {
-				return nil
+	if len(arr) == 0 {
+		if ollama {
+			return &badRequest{msg: "invalid input"}
+		}
+		return &badRequest{msg: "1 validation error:\n  {'type': 'missing', 'loc': 'body.input', 'msg': 'Field required'}", param: "body.input"}
+	}
+	// vLLM's input is str | list[str] | list[int] | list[list[int]]: token
+	// ids are embedded as given, one token each. Ollama takes strings only.
+	switch arr[0].Type() {
+	case fastjson.TypeNumber:
+		if ollama || !r.addTokens(arr) {
+			break
+		}
+		return nil
+	case fastjson.TypeArray:
+		if ollama {
+			break
+		}
+		for _, a := range arr {
+			ids, err := a.Array()
+			if err != nil || !r.addTokens(ids) {
+				return badInputType
 			}
 		}
+		return nil
+	default:
+		for _, s := range arr {
+			b, err := s.StringBytes()
+			if err != nil {
+				if ollama {
+					return &badRequest{msg: "invalid input type"}
+				}
+				return badInputType
+			}
+			r.addInput(b)
+		}
+		return nil
 	}
 	if ollama {
-		return &badRequest{msg: "invalid input"}
+		return &badRequest{msg: "invalid input type"}
 	}
-	return &badRequest{msg: "1 validation error:\n  {'type': 'missing', 'loc': 'body.input', 'msg': 'Field required'}", param: "body.input"}
+	return badInputType
 }
+
+// badInputType is vLLM's answer to an input that is none of its accepted
+// types (pydantic reports the first union member it tried).
+var badInputType = &badRequest{msg: "1 validation error:\n  {'type': 'string_type', 'loc': 'body.input', 'msg': 'Input should be a valid string'}", param: "body.input"}
+
+// addInput adds one text input to embed.
+func (r *request) addInput(b []byte) {
+	w := countWords(b)
+	r.inputs = append(r.inputs, input{hash: fnv1a64(fnvOffset, b), words: w})
+	r.promptWords += w
+}
+
+// addTokens adds one token-id input to embed: its hash comes from the ids,
+// and each id is one prompt token. It reports false if an id is not a
+// non-negative integer.
+func (r *request) addTokens(ids []*fastjson.Value) bool {
+	h := uint64(fnvOffset) ^ tokenInputSalt
+	for _, id := range ids {
+		n, err := id.Uint64()
+		if id.Type() != fastjson.TypeNumber || err != nil {
+			return false
+		}
+		for i := 0; i < 8; i++ {
+			h = (h ^ (n >> (8 * i) & 0xff)) * 0x100000001b3
+		}
+	}
+	r.inputs = append(r.inputs, input{hash: h, words: len(ids)})
+	r.promptWords += len(ids)
+	return true
+}
+
+// tokenInputSalt keeps token-id inputs apart from text inputs.
+const tokenInputSalt = 0x746f6b656e696473
