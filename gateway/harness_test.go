@@ -616,7 +616,9 @@ type twoVersions struct {
 
 func startTwoVersions(t testing.TB, edit func(*config.Config)) *twoVersions {
 	t.Helper()
-	v1 := startFake(t, fakellm.Options{Model: "meta-llama/Llama-3.1-8B-Instruct", Seed: 1})
+	// v1 also answers embeddings; like vLLM it refuses "dimensions" unless its model is
+	// declared matryoshka, and the passthrough tests send dimensions.
+	v1 := startFake(t, fakellm.Options{Model: "meta-llama/Llama-3.1-8B-Instruct", Seed: 1, Matryoshka: true})
 	v2 := startFake(t, fakellm.Options{Flavor: "ollama", Model: "llama3.2:latest", Seed: 2})
 	cfg := newConfig(t, edit, model("chat", "v1", version("v1", v1.backend()), version("v2", v2.backend())))
 	return &twoVersions{gw: startGateway(t, cfg), v1: v1, v2: v2}

@@ -1,6 +1,7 @@
 package fakellm
 
 import (
+	"math"
 	"testing"
 )
 
@@ -68,6 +69,82 @@ func TestEmbeddingInputErrors(t *testing.T) {
 			if res.status != 400 || e == nil || string(e.GetStringBytes("type")) != tt.typ ||
 				(tt.msg != "" && string(e.GetStringBytes("message")) != tt.msg) {
 				t.Errorf("got %d %s, want 400 %s %q", res.status, res.body, tt.typ, tt.msg)
+			}
+		})
+	}
+}
+
+// floats parses a JSON array of numbers.
+func floats(t *testing.T, js string) []float64 {
+	t.Helper()
+	var out []float64
+	for _, x := range mustJSON(t, []byte(js)).GetArray() {
+		out = append(out, x.GetFloat64())
+	}
+	return out
+}
+
+// isTruncationOf reports whether short is full's first len(short)
+// components rescaled to unit length.
+func isTruncationOf(short, full []float64) bool {
+	var norm, sum float64
+	for i, x := range short {
+		norm += full[i] * full[i]
+		sum += x * x
+	}
+	if math.Abs(sum-1) > 1e-5 {
+		return false
+	}
+	norm = math.Sqrt(norm)
+	for i, x := range short {
+		if math.Abs(x-full[i]/norm) > 1e-5 {
+			return false
+		}
+	}
+	return true
+}
+
+func TestEmbeddingDimensions(t *testing.T) {
+	t.Parallel()
+	const in = `{"model":"m","input":"how are you"`
+	tests := []struct {
+		name       string
+		opts       Options
+		dimensions string
+		status     int
+		want       int    // vector length
+		msg        string // error message
+	}{
+		{"vllm refuses without matryoshka", Options{}, "4", 400, 0, `Model "m" does not support matryoshka representation, changing output dimensions will lead to poor results.`},
+		{"vllm null is not given", Options{}, "null", 200, 8, ""},
+		{"vllm matryoshka truncates", Options{Matryoshka: true}, "4", 200, 4, ""},
+		{"vllm matryoshka larger than the model", Options{Matryoshka: true}, "100", 200, 8, ""},
+		{"vllm matryoshka zero", Options{Matryoshka: true}, "0", 400, 0, "Dimensions must be greater than 0"},
+		{"ollama truncates", Options{Flavor: "ollama"}, "4", 200, 4, ""},
+		{"ollama larger than the model", Options{Flavor: "ollama"}, "100", 200, 8, ""},
+		{"ollama zero", Options{Flavor: "ollama"}, "0", 200, 8, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tt.opts.Model = "m"
+			h := start(t, tt.opts)
+			full, _ := embeddingsOf(t, h, in+`}`)
+			res := h.do(t, "POST", "/v1/embeddings", in+`,"dimensions":`+tt.dimensions+`}`)
+			if res.status != tt.status {
+				t.Fatalf("status %d, want %d: %s", res.status, tt.status, res.body)
+			}
+			v := mustJSON(t, res.body)
+			if tt.status != 200 {
+				e := v.Get("error")
+				if string(e.GetStringBytes("type")) != "BadRequestError" || string(e.GetStringBytes("message")) != tt.msg || e.GetInt("code") != 400 {
+					t.Errorf("error %s, want BadRequestError %q", res.body, tt.msg)
+				}
+				return
+			}
+			got := floats(t, v.Get("data", "0", "embedding").String())
+			if len(got) != tt.want || !isTruncationOf(got, floats(t, full[0])) {
+				t.Errorf("embedding %v: want the first %d components of %s, renormalised", got, tt.want, full[0])
 			}
 		})
 	}

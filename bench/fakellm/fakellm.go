@@ -50,6 +50,9 @@ type Options struct {
 	DisconnectRate  float64       // share (0..1) of streams cut mid-way without [DONE]
 	Seed            int64         // seeds generated text, ids and injected faults
 	EmbeddingDim    int           // embedding vector length; default 8
+	// Matryoshka declares the embedding model matryoshka-trained, so vLLM
+	// honours the embeddings "dimensions" field (see dimensionsError).
+	Matryoshka bool
 }
 
 // Validate reports whether o can build a Server.
@@ -80,6 +83,7 @@ func RegisterFlags(fs *flag.FlagSet) *Options {
 	fs.Float64Var(&o.DisconnectRate, "disconnect-rate", 0, "share of streams cut mid-way without [DONE] (0..1)")
 	fs.Int64Var(&o.Seed, "seed", 1, "seed for generated text and injected faults")
 	fs.IntVar(&o.EmbeddingDim, "embedding-dim", 8, "embedding vector length")
+	fs.BoolVar(&o.Matryoshka, "matryoshka", false, `vllm: the embedding model is matryoshka-trained and honours "dimensions"`)
 	return o
 }
 
@@ -431,6 +435,12 @@ func (s *Server) inference(ctx *fasthttp.RequestCtx, ep endpoint) {
 		s.writeError(ctx, fasthttp.StatusInternalServerError, "InternalServerError", "fakellm: injected failure", "")
 		return
 	}
+	if ep == epEmbeddings && !s.ollama && r.hasDims {
+		if msg := s.dimensionsError(r.dims); msg != "" {
+			s.writeError(ctx, fasthttp.StatusBadRequest, "BadRequestError", msg, "")
+			return
+		}
+	}
 	s.fillReply(ctx, r, ep)
 	if ep == epEmbeddings {
 		if s.ollama {
@@ -510,9 +520,37 @@ func (s *Server) fillReply(ctx *fasthttp.RequestCtx, r *request, ep endpoint) {
 	p.id = id
 }
 
+// dimensionsError is vLLM's PoolingParams.verify for an embeddings request
+// with "dimensions": a model not declared matryoshka (is_matryoshka in its
+// config) refuses any value, because truncating its vectors "will lead to
+// poor results"; a matryoshka model without a list of allowed sizes
+// refuses values below 1. The ValueError reaches the client as a 400
+// BadRequestError. fakellm's matryoshka model accepts every size, as vLLM
+// does without matryoshka_dimensions.
+func (s *Server) dimensionsError(d int) string {
+	switch {
+	case !s.opts.Matryoshka:
+		return "Model \"" + s.opts.Model + "\" does not support matryoshka representation, changing output dimensions will lead to poor results."
+	case d < 1:
+		return "Dimensions must be greater than 0"
+	}
+	return ""
+}
+
 // appendVector appends one embedding as a JSON array or base64 string.
+//
+// A requested size below EmbeddingDim keeps the first r.dims components,
+// renormalised to unit length: vLLM's embedding pooler slices
+// [..., :dimensions] before normalising, and Ollama's EmbedHandler
+// truncates and normalises again. A larger size yields the whole vector in
+// both. fillEmbedding draws components in order and normalises last, so
+// drawing r.dims of them is that truncation.
 func (s *Server) appendVector(dst []byte, r *request, h uint64) []byte {
-	r.vec = fillEmbedding(r.vec[:0], s.opts.Seed, h, s.opts.EmbeddingDim)
+	dim := s.opts.EmbeddingDim
+	if r.dims > 0 && r.dims < dim {
+		dim = r.dims
+	}
+	r.vec = fillEmbedding(r.vec[:0], s.opts.Seed, h, dim)
 	if r.base64 {
 		raw := make([]byte, 0, 4*len(r.vec))
 		for _, f := range r.vec {

@@ -481,12 +481,12 @@ func TestOptions(t *testing.T) {
 	fs := flag.NewFlagSet("fakellm", flag.ContinueOnError)
 	o := RegisterFlags(fs)
 	err := fs.Parse([]string{"--flavor=ollama", "--model=llama3.2:latest", "--ttft=150ms", "--tokens-per-second=40",
-		"--output-tokens=32", "--error-rate=0.1", "--disconnect-rate=0.2", "--seed=9", "--embedding-dim=16"})
+		"--output-tokens=32", "--error-rate=0.1", "--disconnect-rate=0.2", "--seed=9", "--embedding-dim=16", "--matryoshka"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Options{Flavor: "ollama", Model: "llama3.2:latest", TTFT: 150 * time.Millisecond, TokensPerSecond: 40,
-		OutputTokens: 32, ErrorRate: 0.1, DisconnectRate: 0.2, Seed: 9, EmbeddingDim: 16}
+		OutputTokens: 32, ErrorRate: 0.1, DisconnectRate: 0.2, Seed: 9, EmbeddingDim: 16, Matryoshka: true}
 	if *o != want {
 		t.Errorf("parsed %+v, want %+v", *o, want)
 	}

@@ -37,6 +37,8 @@ type request struct {
 	promptHash   uint64
 	promptWords  int
 	base64       bool
+	dims         int  // embeddings "dimensions"; 0: full size
+	hasDims      bool // vLLM: "dimensions" given, to be checked against the model
 	inputs       []input
 
 	rep  reply
@@ -228,6 +230,9 @@ func (r *request) parsePrompt(v *fastjson.Value, ollama bool) *badRequest {
 
 func (r *request) parseInput(v *fastjson.Value, ollama bool) *badRequest {
 	r.base64 = string(v.GetStringBytes("encoding_format")) == "base64"
+	if bad := r.parseDims(v, ollama); bad != nil {
+		return bad
+	}
 	in := v.Get("input")
 	var arr []*fastjson.Value
 	switch {
@@ -286,6 +291,29 @@ func (r *request) parseInput(v *fastjson.Value, ollama bool) *badRequest {
 		return &badRequest{msg: "invalid input type"}
 	}
 	return badInputType
+}
+
+// parseDims reads the embeddings "dimensions" field. Ollama's EmbedHandler
+// truncates only when 0 < dimensions < the model's size; vLLM checks any
+// value it is given against the model (Server.dimensionsError).
+func (r *request) parseDims(v *fastjson.Value, ollama bool) *badRequest {
+	r.dims, r.hasDims = 0, false
+	dv := v.Get("dimensions")
+	if dv == nil || dv.Type() == fastjson.TypeNull {
+		return nil
+	}
+	n, err := dv.Int()
+	if dv.Type() != fastjson.TypeNumber || err != nil {
+		if ollama {
+			return &badRequest{msg: "json: cannot unmarshal " + dv.Type().String() + " into Go struct field EmbedRequest.dimensions of type int"}
+		}
+		return &badRequest{msg: "1 validation error:\n  {'type': 'int_type', 'loc': 'body.dimensions', 'msg': 'Input should be a valid integer'}", param: "body.dimensions"}
+	}
+	r.hasDims = !ollama
+	if n > 0 {
+		r.dims = n
+	}
+	return nil
 }
 
 // badInputType is vLLM's answer to an input that is none of its accepted
