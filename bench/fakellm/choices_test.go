@@ -138,3 +138,49 @@ func TestNInvalid(t *testing.T) {
 		}
 	}
 }
+
+// vLLM answers a list of prompts with n choices per prompt, numbered from
+// prompt*n, and reads token-id prompts as one prompt token per id.
+func TestCompletionPromptLists(t *testing.T) {
+	t.Parallel()
+	h := start(t, Options{Model: "m", OutputTokens: 4, Seed: 5})
+	complete := func(prompt string, extra string) ([]string, int) {
+		t.Helper()
+		res := h.do(t, "POST", "/v1/completions", `{"model":"m","prompt":`+prompt+extra+`}`)
+		if res.status != 200 {
+			t.Fatalf("prompt %s: %d %s", prompt, res.status, res.body)
+		}
+		return choiceTexts(t, res.body), mustJSON(t, res.body).GetInt("usage", "prompt_tokens")
+	}
+	a, _ := complete(`"one two"`, "")
+	b, _ := complete(`"three four five"`, "")
+	aN, _ := complete(`"one two"`, `,"n":2`)
+	got, promptTokens := complete(`["one two","three four five"]`, `,"n":2`)
+	if len(got) != 4 || got[0] != a[0] || got[1] != aN[1] || got[2] != b[0] || promptTokens != 5 {
+		t.Errorf("two prompts, n=2: %q, prompt_tokens %d; want [%q %q %q ...], 5", got, promptTokens, a[0], aN[1], b[0])
+	}
+	res := h.do(t, "POST", "/v1/completions", `{"model":"m","prompt":["one two","three four five"],"n":2,"stream":true}`)
+	texts, _, finishes, _ := streamChoices(t, res.body)
+	for i, want := range got {
+		if texts[i] != want || finishes[i] != 1 {
+			t.Errorf("stream choice %d: %q with %d finish chunks, want %q and 1", i, texts[i], finishes[i], want)
+		}
+	}
+
+	ids, promptTokens := complete(`[1,2,3]`, "")
+	if len(ids) != 1 || promptTokens != 3 {
+		t.Errorf("token prompt: %d choices, prompt_tokens %d; want 1 and 3", len(ids), promptTokens)
+	}
+	other, _ := complete(`[1,2,4]`, "")
+	batch, promptTokens := complete(`[[1,2,3],[1,2,4]]`, "")
+	if ids[0] == other[0] || len(batch) != 2 || batch[0] != ids[0] || batch[1] != other[0] || promptTokens != 6 {
+		t.Errorf("token prompts: %q %q batch %q prompt_tokens %d", ids, other, batch, promptTokens)
+	}
+
+	for _, bad := range []string{`["a",[1]]`, `[1,"a"]`, `[[]]`, `[{"a":1}]`} {
+		res := h.do(t, "POST", "/v1/completions", `{"model":"m","prompt":`+bad+`}`)
+		if e := mustJSON(t, res.body).Get("error"); res.status != 400 || e == nil {
+			t.Errorf("prompt %s: %d %s, want a 400 error", bad, res.status, res.body)
+		}
+	}
+}

@@ -491,9 +491,11 @@ func (s *Server) fillReply(ctx *fasthttp.RequestCtx, r *request, ep endpoint) {
 	p.created = ctx.Time().Unix() // the server already read the clock
 	p.prompt = r.promptWords
 	p.usage = r.includeUsage
-	p.w = newWords(s.opts.Seed, r.promptHash)
-	p.base = p.w
-	p.choices = r.choices
+	p.seed, p.prompts, p.perN = s.opts.Seed, r.prompts, r.choices
+	p.choices = len(r.prompts) * r.choices // 0 for embeddings
+	if p.choices > 0 {
+		p.w = p.words(0)
+	}
 	p.n, p.finish = s.opts.OutputTokens, "stop"
 	if r.maxTokens >= 0 && r.maxTokens < p.n {
 		p.n, p.finish = r.maxTokens, "length"

@@ -36,6 +36,7 @@ type request struct {
 	choices      int // vLLM n: completions to generate per prompt
 	promptHash   uint64
 	promptWords  int
+	prompts      []uint64 // hash of each prompt: one for chat, one or more for completions
 	base64       bool
 	dims         int  // embeddings "dimensions"; 0: full size
 	hasDims      bool // vLLM: "dimensions" given, to be checked against the model
@@ -61,6 +62,7 @@ func releaseRequest(r *request) {
 	r.model = nil
 	r.rep = reply{}
 	r.inputs = r.inputs[:0]
+	r.prompts = r.prompts[:0]
 	requestPool.Put(r)
 }
 
@@ -125,6 +127,7 @@ func (r *request) parse(body []byte, ep endpoint, ollama bool) *badRequest {
 		}
 	}
 	r.promptHash, r.promptWords = fnvOffset, 0
+	r.prompts = r.prompts[:0]
 	switch ep {
 	case epChat:
 		return r.parseMessages(v, ollama)
@@ -199,9 +202,13 @@ func (r *request) parseMessages(v *fastjson.Value, ollama bool) *badRequest {
 			}
 		}
 	}
+	r.prompts = append(r.prompts, r.promptHash)
 	return nil
 }
 
+// parsePrompt reads a completions prompt. vLLM's prompt is str | list[str]
+// | list[int] | list[list[int]]; a list of prompts generates n choices for
+// each, so every prompt keeps its own hash. Ollama takes one string.
 func (r *request) parsePrompt(v *fastjson.Value, ollama bool) *badRequest {
 	p := v.Get("prompt")
 	switch {
@@ -210,22 +217,65 @@ func (r *request) parsePrompt(v *fastjson.Value, ollama bool) *badRequest {
 		if len(b) == 0 && !ollama {
 			break
 		}
-		r.addText(b)
+		r.addPrompt(b)
 		return nil
 	case p != nil && p.Type() == fastjson.TypeArray && !ollama:
 		arr, _ := p.Array()
-		for _, s := range arr {
-			r.addText(s.GetStringBytes())
+		if len(arr) == 0 {
+			break
 		}
-		if len(arr) > 0 {
+		if arr[0].Type() == fastjson.TypeNumber {
+			if !r.addTokenPrompt(arr) {
+				return badPromptType
+			}
 			return nil
 		}
+		for _, s := range arr {
+			if s.Type() != arr[0].Type() {
+				return badPromptType
+			}
+			switch s.Type() {
+			case fastjson.TypeString:
+				b, _ := s.StringBytes()
+				r.addPrompt(b)
+			case fastjson.TypeArray:
+				ids, _ := s.Array()
+				if len(ids) == 0 || !r.addTokenPrompt(ids) {
+					return badPromptType
+				}
+			default:
+				return badPromptType
+			}
+		}
+		return nil
 	case ollama && p == nil:
+		r.prompts = append(r.prompts, r.promptHash)
 		return nil // Ollama treats a missing prompt as "".
 	case ollama:
 		return &badRequest{msg: "json: cannot unmarshal " + p.Type().String() + " into Go struct field CompletionRequest.prompt of type string"}
 	}
 	return &badRequest{msg: "Either prompt or prompt_embeds must be provided and non-empty.", param: "prompt"}
+}
+
+// badPromptType is vLLM's answer to a prompt of none of its accepted types.
+var badPromptType = &badRequest{msg: "1 validation error:\n  {'type': 'string_type', 'loc': 'body.prompt', 'msg': 'Input should be a valid string'}", param: "body.prompt"}
+
+// addPrompt adds one text prompt.
+func (r *request) addPrompt(b []byte) {
+	r.prompts = append(r.prompts, fnv1a64(fnvOffset, b)*0x100000001b3)
+	r.promptWords += countWords(b)
+}
+
+// addTokenPrompt adds one prompt of token ids, one prompt token per id. It
+// reports false if an id is not a non-negative integer.
+func (r *request) addTokenPrompt(ids []*fastjson.Value) bool {
+	h, ok := tokenHash(ids)
+	if !ok {
+		return false
+	}
+	r.prompts = append(r.prompts, h)
+	r.promptWords += len(ids)
+	return true
 }
 
 func (r *request) parseInput(v *fastjson.Value, ollama bool) *badRequest {
@@ -331,19 +381,29 @@ func (r *request) addInput(b []byte) {
 // and each id is one prompt token. It reports false if an id is not a
 // non-negative integer.
 func (r *request) addTokens(ids []*fastjson.Value) bool {
+	h, ok := tokenHash(ids)
+	if !ok {
+		return false
+	}
+	r.inputs = append(r.inputs, input{hash: h, words: len(ids)})
+	r.promptWords += len(ids)
+	return true
+}
+
+// tokenHash hashes a list of token ids; it reports false if one is not a
+// non-negative integer.
+func tokenHash(ids []*fastjson.Value) (uint64, bool) {
 	h := uint64(fnvOffset) ^ tokenInputSalt
 	for _, id := range ids {
 		n, err := id.Uint64()
 		if id.Type() != fastjson.TypeNumber || err != nil {
-			return false
+			return 0, false
 		}
 		for i := 0; i < 8; i++ {
 			h = (h ^ (n >> (8 * i) & 0xff)) * 0x100000001b3
 		}
 	}
-	r.inputs = append(r.inputs, input{hash: h, words: len(ids)})
-	r.promptWords += len(ids)
-	return true
+	return h, true
 }
 
 // tokenInputSalt keeps token-id inputs apart from text inputs.

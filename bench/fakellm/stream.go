@@ -17,10 +17,11 @@ type stream struct {
 	rep       reply
 	id        []byte // backing store for rep.id
 	ttft      time.Duration
-	cutAfter  int     // drop the connection after this many content events; -1: never
-	errAfter  int     // send an error event after this many content events; -1: never
-	contents  int     // content events sent so far
-	ws        []words // per-choice generators (vLLM n)
+	cutAfter  int      // drop the connection after this many content events; -1: never
+	errAfter  int      // send an error event after this many content events; -1: never
+	contents  int      // content events sent so far
+	ws        []words  // per-choice generators (vLLM n)
+	prompts   []uint64 // backing store for rep.prompts
 	buf       []byte
 	frame     []byte
 	rawHeader []byte // response header for hijacked (disconnecting) streams
@@ -64,6 +65,8 @@ func (s *Server) startStream(ctx *fasthttp.RequestCtx, r *request, ttft time.Dur
 	st.id = append(st.id[:0], r.rep.id...)
 	st.rep = r.rep
 	st.rep.id = st.id
+	st.prompts = append(st.prompts[:0], r.rep.prompts...)
+	st.rep.prompts = st.prompts
 	st.ttft = ttft
 	st.cutAfter = headerInt(ctx, hdrDisconnect)
 	st.errAfter = headerInt(ctx, hdrStreamErr)
@@ -162,7 +165,7 @@ func (st *stream) run(emit func([]byte) bool) bool {
 	// choices of one request decode in the same engine steps.
 	st.ws = st.ws[:0]
 	for c := 0; c < p.choices; c++ {
-		st.ws = append(st.ws, choiceWords(p.base, c))
+		st.ws = append(st.ws, p.words(c))
 	}
 	// vLLM delivers a length-capped last token together with finish_reason;
 	// after a natural stop the finish chunk carries the (empty) EOS text.

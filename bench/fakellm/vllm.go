@@ -20,14 +20,16 @@ type reply struct {
 	id      []byte // full response id, e.g. chatcmpl-<hex>
 	model   []byte // JSON-quoted model name
 	created int64
-	w       words  // generator of the choice being written
-	base    words  // generator of choice 0; see choiceWords
-	n       int    // tokens to generate per choice
-	choices int    // vLLM n: choices per prompt, >= 1
-	idx     int    // stream: index of the choice the next event belongs to
-	finish  string // "stop" or "length"
-	prompt  int    // prompt tokens
-	usage   bool   // stream_options.include_usage
+	w       words    // generator of the choice being written
+	seed    int64    // Options.Seed
+	prompts []uint64 // hash of each prompt; aliases request or stream memory
+	n       int      // tokens to generate per choice
+	perN    int      // vLLM n: choices per prompt, >= 1
+	choices int      // len(prompts) * perN
+	idx     int      // stream: index of the choice the next event belongs to
+	finish  string   // "stop" or "length"
+	prompt  int      // prompt tokens
+	usage   bool     // stream_options.include_usage
 }
 
 // evKind is one kind of stream event.
@@ -66,6 +68,12 @@ func appendVLLMUsage(dst []byte, prompt, completion int, full bool) []byte {
 	return append(dst, '}')
 }
 
+// words returns the generator of choice k: vLLM numbers the n choices of
+// prompt i from i*n.
+func (p *reply) words(k int) words {
+	return choiceWords(newWords(p.seed, p.prompts[k/p.perN]), k%p.perN)
+}
+
 // completionTokens is what vLLM's usage counts: the tokens of every choice.
 func (p *reply) completionTokens() int { return p.n * p.choices }
 
@@ -82,7 +90,7 @@ func (s *Server) vllmChat(dst []byte, p *reply) []byte {
 		if c > 0 {
 			dst = append(dst, ',')
 		}
-		p.w = choiceWords(p.base, c)
+		p.w = p.words(c)
 		dst = appendIndex(dst, c)
 		dst = append(dst, `,"message":{"role":"assistant","content":"`...)
 		for i := 0; i < p.n; i++ {
@@ -106,7 +114,7 @@ func (s *Server) vllmCompletion(dst []byte, p *reply) []byte {
 		if c > 0 {
 			dst = append(dst, ',')
 		}
-		p.w = choiceWords(p.base, c)
+		p.w = p.words(c)
 		dst = appendIndex(dst, c)
 		dst = append(dst, `,"text":"`...)
 		for i := 0; i < p.n; i++ {
