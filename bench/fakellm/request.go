@@ -16,7 +16,7 @@ const (
 	epEmbeddings
 )
 
-// input is one embeddings input: its hash and word count.
+// input is one embeddings input or prompt: its hash and token count.
 type input struct {
 	hash  uint64
 	words int
@@ -32,11 +32,12 @@ type request struct {
 	hasModel     bool
 	stream       bool
 	includeUsage bool
-	maxTokens    int // -1: not given
-	choices      int // vLLM n: completions to generate per prompt
+	contUsage    bool // vLLM stream_options.continuous_usage_stats
+	maxTokens    int  // -1: not given
+	choices      int  // vLLM n: completions to generate per prompt
 	promptHash   uint64
 	promptWords  int
-	prompts      []uint64 // hash of each prompt: one for chat, one or more for completions
+	prompts      []input // each prompt: one for chat, one or more for completions
 	base64       bool
 	dims         int  // embeddings "dimensions"; 0: full size
 	hasDims      bool // vLLM: "dimensions" given, to be checked against the model
@@ -98,12 +99,15 @@ func (r *request) parse(body []byte, ep endpoint, ollama bool) *badRequest {
 	}
 	r.stream = v.GetBool("stream")
 	so := v.Get("stream_options")
-	r.includeUsage = false
+	r.includeUsage, r.contUsage = false, false
 	if so != nil && so.Type() == fastjson.TypeObject {
 		iu := so.Get("include_usage")
 		// vLLM's StreamOptions defaults include_usage to True when the object
 		// is present; Ollama's Go struct defaults it to false.
 		r.includeUsage = (iu == nil && !ollama) || (iu != nil && iu.Type() == fastjson.TypeTrue)
+		// vLLM's should_include_usage: continuous stats need include_usage.
+		r.contUsage = !ollama && r.includeUsage && so.Get("continuous_usage_stats") != nil &&
+			so.Get("continuous_usage_stats").Type() == fastjson.TypeTrue
 		// vLLM's validator tests truthiness: an empty object passes.
 		if o, _ := so.Object(); !ollama && !r.stream && o.Len() > 0 {
 			return &badRequest{msg: "1 validation error:\n  {'type': 'value_error', 'loc': 'body', 'msg': 'Value error, Stream options can only be defined when `stream=True`.'}", param: "stream_options"}
@@ -202,7 +206,7 @@ func (r *request) parseMessages(v *fastjson.Value, ollama bool) *badRequest {
 			}
 		}
 	}
-	r.prompts = append(r.prompts, r.promptHash)
+	r.prompts = append(r.prompts, input{hash: r.promptHash, words: r.promptWords})
 	return nil
 }
 
@@ -249,7 +253,7 @@ func (r *request) parsePrompt(v *fastjson.Value, ollama bool) *badRequest {
 		}
 		return nil
 	case ollama && p == nil:
-		r.prompts = append(r.prompts, r.promptHash)
+		r.prompts = append(r.prompts, input{hash: r.promptHash})
 		return nil // Ollama treats a missing prompt as "".
 	case ollama:
 		return &badRequest{msg: "json: cannot unmarshal " + p.Type().String() + " into Go struct field CompletionRequest.prompt of type string"}
@@ -262,8 +266,9 @@ var badPromptType = &badRequest{msg: "1 validation error:\n  {'type': 'string_ty
 
 // addPrompt adds one text prompt.
 func (r *request) addPrompt(b []byte) {
-	r.prompts = append(r.prompts, fnv1a64(fnvOffset, b)*0x100000001b3)
-	r.promptWords += countWords(b)
+	w := countWords(b)
+	r.prompts = append(r.prompts, input{hash: fnv1a64(fnvOffset, b) * 0x100000001b3, words: w})
+	r.promptWords += w
 }
 
 // addTokenPrompt adds one prompt of token ids, one prompt token per id. It
@@ -273,7 +278,7 @@ func (r *request) addTokenPrompt(ids []*fastjson.Value) bool {
 	if !ok {
 		return false
 	}
-	r.prompts = append(r.prompts, h)
+	r.prompts = append(r.prompts, input{hash: h, words: len(ids)})
 	r.promptWords += len(ids)
 	return true
 }

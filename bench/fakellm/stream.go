@@ -17,11 +17,11 @@ type stream struct {
 	rep       reply
 	id        []byte // backing store for rep.id
 	ttft      time.Duration
-	cutAfter  int      // drop the connection after this many content events; -1: never
-	errAfter  int      // send an error event after this many content events; -1: never
-	contents  int      // content events sent so far
-	ws        []words  // per-choice generators (vLLM n)
-	prompts   []uint64 // backing store for rep.prompts
+	cutAfter  int     // drop the connection after this many content events; -1: never
+	errAfter  int     // send an error event after this many content events; -1: never
+	contents  int     // content events sent so far
+	ws        []words // per-choice generators (vLLM n)
+	prompts   []input // backing store for rep.prompts
 	buf       []byte
 	frame     []byte
 	rawHeader []byte // response header for hijacked (disconnecting) streams
@@ -152,7 +152,7 @@ func (st *stream) run(emit func([]byte) bool) bool {
 	// the first token.
 	if !s.ollama && p.ep == epChat {
 		for c := 0; c < p.choices; c++ {
-			p.idx = c
+			p.idx, p.done = c, 0
 			if !send(evRole) {
 				return false
 			}
@@ -180,7 +180,7 @@ func (st *stream) run(emit func([]byte) bool) bool {
 			k = evFinishToken
 		}
 		for c := range st.ws {
-			p.idx, p.w = c, st.ws[c]
+			p.idx, p.w, p.done = c, st.ws[c], i+1
 			ok := send(k)
 			st.ws[c] = p.w
 			if !ok {
@@ -197,7 +197,7 @@ func (st *stream) run(emit func([]byte) bool) bool {
 			return false
 		}
 		for c := 0; c < p.choices; c++ {
-			p.idx = c
+			p.idx, p.done = c, p.n
 			if !send(evFinish) {
 				return false
 			}

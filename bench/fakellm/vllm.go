@@ -20,16 +20,18 @@ type reply struct {
 	id      []byte // full response id, e.g. chatcmpl-<hex>
 	model   []byte // JSON-quoted model name
 	created int64
-	w       words    // generator of the choice being written
-	seed    int64    // Options.Seed
-	prompts []uint64 // hash of each prompt; aliases request or stream memory
-	n       int      // tokens to generate per choice
-	perN    int      // vLLM n: choices per prompt, >= 1
-	choices int      // len(prompts) * perN
-	idx     int      // stream: index of the choice the next event belongs to
-	finish  string   // "stop" or "length"
-	prompt  int      // prompt tokens
-	usage   bool     // stream_options.include_usage
+	w       words   // generator of the choice being written
+	seed    int64   // Options.Seed
+	prompts []input // each prompt; aliases request or stream memory
+	n       int     // tokens to generate per choice
+	perN    int     // vLLM n: choices per prompt, >= 1
+	choices int     // len(prompts) * perN
+	idx     int     // stream: index of the choice the next event belongs to
+	finish  string  // "stop" or "length"
+	prompt  int     // prompt tokens
+	usage   bool    // stream_options.include_usage
+	contUse bool    // vLLM stream_options.continuous_usage_stats
+	done    int     // stream: tokens of choice idx so far, for contUse
 }
 
 // evKind is one kind of stream event.
@@ -71,7 +73,7 @@ func appendVLLMUsage(dst []byte, prompt, completion int, full bool) []byte {
 // words returns the generator of choice k: vLLM numbers the n choices of
 // prompt i from i*n.
 func (p *reply) words(k int) words {
-	return choiceWords(newWords(p.seed, p.prompts[k/p.perN]), k%p.perN)
+	return choiceWords(newWords(p.seed, p.prompts[k/p.perN].hash), k%p.perN)
 }
 
 // completionTokens is what vLLM's usage counts: the tokens of every choice.
@@ -149,6 +151,17 @@ func (s *Server) vllmEmbeddings(dst []byte, r *request, p *reply) []byte {
 	return append(dst, '}')
 }
 
+// appendContUsage appends the usage vLLM puts on every chunk with
+// continuous_usage_stats: the prompt of the chunk's choice and the tokens
+// that choice has generated so far.
+func appendContUsage(dst []byte, p *reply) []byte {
+	if !p.contUse {
+		return dst
+	}
+	dst = append(dst, `,"usage":`...)
+	return appendVLLMUsage(dst, p.prompts[p.idx/p.perN].words, p.done, false)
+}
+
 // vllmEvent appends the JSON of one stream chunk (without SSE framing).
 func (s *Server) vllmEvent(dst []byte, p *reply, k evKind) []byte {
 	chat := p.ep == epChat
@@ -161,7 +174,9 @@ func (s *Server) vllmEvent(dst []byte, p *reply, k evKind) []byte {
 	switch k {
 	case evRole:
 		dst = appendIndex(dst, p.idx)
-		return append(dst, `,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}],"prompt_token_ids":null,"prompt_text":null}`...)
+		dst = append(dst, `,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]`...)
+		dst = appendContUsage(dst, p)
+		return append(dst, `,"prompt_token_ids":null,"prompt_text":null}`...)
 	case evUsage:
 		dst = append(dst, `],"usage":`...)
 		dst = appendVLLMUsage(dst, p.prompt, p.completionTokens(), false)
@@ -185,9 +200,12 @@ func (s *Server) vllmEvent(dst []byte, p *reply, k evKind) []byte {
 	}
 	if k == evToken {
 		if chat {
-			return append(dst, `null,"token_ids":null}]}`...)
+			dst = append(dst, `null,"token_ids":null}]`...)
+		} else {
+			dst = append(dst, `null,"stop_reason":null,"prompt_token_ids":null,"token_ids":null}]`...)
 		}
-		return append(dst, `null,"stop_reason":null,"prompt_token_ids":null,"token_ids":null}]}`...)
+		dst = appendContUsage(dst, p)
+		return append(dst, '}')
 	}
 	dst = append(dst, '"')
 	dst = append(dst, p.finish...)
@@ -196,6 +214,7 @@ func (s *Server) vllmEvent(dst []byte, p *reply, k evKind) []byte {
 	} else {
 		dst = append(dst, `","stop_reason":null,"prompt_token_ids":null,"token_ids":null}]`...)
 	}
+	dst = appendContUsage(dst, p)
 	// vLLM stamps the fingerprint on the terminal chunk only when no usage
 	// chunk follows; otherwise the usage chunk carries it.
 	if !p.usage {
