@@ -122,20 +122,47 @@ func TestNChoices(t *testing.T) {
 	}
 }
 
-func TestNInvalid(t *testing.T) {
+// vLLM's SamplingParams checks on n, max_tokens and greedy sampling.
+func TestSamplingParamErrors(t *testing.T) {
 	t.Parallel()
-	h := start(t, Options{Model: "m"})
-	for _, path := range []string{"/v1/chat/completions", "/v1/completions"} {
-		body := chatWith(`"n":0`)
-		if path == "/v1/completions" {
-			body = `{"model":"m","prompt":"hi","n":0}`
-		}
-		res := h.do(t, "POST", path, body)
-		e := mustJSON(t, res.body).Get("error")
-		if res.status != 400 || e == nil || string(e.GetStringBytes("type")) != "BadRequestError" ||
-			string(e.GetStringBytes("message")) != "n must be at least 1, got 0." || e.GetInt("code") != 400 {
-			t.Errorf("%s n=0: %d %s, want vLLM's 400 BadRequestError", path, res.status, res.body)
-		}
+	const completion = `{"model":"m","prompt":"hi",`
+	tests := []struct {
+		name, path, body string
+		typ, param, msg  string // want; status 200 when typ is ""
+	}{
+		{"n zero", "/v1/chat/completions", chatWith(`"n":0`), "BadRequestError", "null", "n must be at least 1, got 0."},
+		{"n zero completion", "/v1/completions", completion + `"n":0}`, "BadRequestError", "null", "n must be at least 1, got 0."},
+		{"n too large", "/v1/chat/completions", chatWith(`"n":16385`), "BadRequestError", "null",
+			"n must be at most 16384, got 16385. To increase this limit, set the VLLM_MAX_N_SEQUENCES environment variable."},
+		{"n not an int", "/v1/chat/completions", chatWith(`"n":"two"`), "Bad Request", `"body.n"`, ""},
+		{"n null", "/v1/chat/completions", chatWith(`"n":null`), "", "", ""},
+		{"max_tokens zero", "/v1/chat/completions", chatWith(`"max_tokens":0`), "BadRequestError", `"max_tokens"`,
+			"max_tokens must be at least 1, got 0. (parameter=max_tokens, value=0)"},
+		{"max_completion_tokens zero wins", "/v1/chat/completions", chatWith(`"max_tokens":5,"max_completion_tokens":0`), "BadRequestError", `"max_tokens"`,
+			"max_tokens must be at least 1, got 0. (parameter=max_tokens, value=0)"},
+		{"max_tokens negative completion", "/v1/completions", completion + `"max_tokens":-3}`, "BadRequestError", `"max_tokens"`,
+			"max_tokens must be at least 1, got -3. (parameter=max_tokens, value=-3)"},
+		{"greedy n", "/v1/chat/completions", chatWith(`"n":2,"temperature":0`), "BadRequestError", "null", "n must be 1 when using greedy sampling, got 2."},
+		{"greedy single", "/v1/chat/completions", chatWith(`"n":1,"temperature":0`), "", "", ""},
+		{"sampled n", "/v1/completions", completion + `"n":2,"temperature":0.7}`, "", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := start(t, Options{Model: "m"})
+			res := h.do(t, "POST", tt.path, tt.body)
+			if tt.typ == "" {
+				if res.status != 200 {
+					t.Errorf("status %d, want 200: %s", res.status, res.body)
+				}
+				return
+			}
+			e := mustJSON(t, res.body).Get("error")
+			if res.status != 400 || e == nil || string(e.GetStringBytes("type")) != tt.typ || e.Get("param").String() != tt.param ||
+				(tt.msg != "" && string(e.GetStringBytes("message")) != tt.msg) || e.GetInt("code") != 400 {
+				t.Errorf("got %d %s\nwant 400 %s param %s %q", res.status, res.body, tt.typ, tt.param, tt.msg)
+			}
+		})
 	}
 }
 

@@ -126,7 +126,7 @@ func (r *request) parse(body []byte, ep endpoint, ollama bool) *badRequest {
 	r.choices = 1
 	if !ollama && ep != epEmbeddings {
 		// Ollama's request structs have no n field: it is ignored there.
-		if bad := r.parseN(v); bad != nil {
+		if bad := r.verifySampling(v, ep); bad != nil {
 			return bad
 		}
 	}
@@ -142,21 +142,45 @@ func (r *request) parse(body []byte, ep endpoint, ollama bool) *badRequest {
 	}
 }
 
-// parseN reads vLLM's n (default 1). SamplingParams rejects n < 1 with a
-// ValueError, which the serving layer answers as a 400 BadRequestError.
-func (r *request) parseN(v *fastjson.Value) *badRequest {
-	nv := v.Get("n")
-	if nv == nil || nv.Type() == fastjson.TypeNull {
-		return nil
+// maxSequences is vLLM's default VLLM_MAX_N_SEQUENCES, the largest n.
+const maxSequences = 16384
+
+// verifySampling reads vLLM's n (default 1) and applies the checks of
+// SamplingParams._verify_args that fakellm's fields touch, in its order: n
+// within 1..VLLM_MAX_N_SEQUENCES, max_tokens at least 1, and (after it)
+// n = 1 under greedy sampling (temperature below 1e-5). They raise
+// VLLMValidationError, answered as a 400 BadRequestError whose param is the
+// error's parameter (set only for max_tokens) and whose message str() adds
+// "(parameter=..., value=...)".
+func (r *request) verifySampling(v *fastjson.Value, ep endpoint) *badRequest {
+	if nv := v.Get("n"); nv != nil && nv.Type() != fastjson.TypeNull {
+		n, err := nv.Int()
+		if nv.Type() != fastjson.TypeNumber || err != nil {
+			return &badRequest{msg: "1 validation error:\n  {'type': 'int_type', 'loc': 'body.n', 'msg': 'Input should be a valid integer'}", param: "body.n"}
+		}
+		switch {
+		case n < 1:
+			return &badRequest{msg: "n must be at least 1, got " + strconv.Itoa(n) + ".", typ: "BadRequestError"}
+		case n > maxSequences:
+			return &badRequest{msg: "n must be at most " + strconv.Itoa(maxSequences) + ", got " + strconv.Itoa(n) +
+				". To increase this limit, set the VLLM_MAX_N_SEQUENCES environment variable.", typ: "BadRequestError"}
+		}
+		r.choices = n
 	}
-	n, err := nv.Int()
-	if nv.Type() != fastjson.TypeNumber || err != nil {
-		return &badRequest{msg: "1 validation error:\n  {'type': 'int_type', 'loc': 'body.n', 'msg': 'Input should be a valid integer'}", param: "body.n"}
+	// Chat takes max_completion_tokens over max_tokens.
+	mt := v.Get("max_tokens")
+	if mct := v.Get("max_completion_tokens"); ep == epChat && mct != nil && mct.Type() != fastjson.TypeNull {
+		mt = mct
 	}
-	if n < 1 {
-		return &badRequest{msg: "n must be at least 1, got " + strconv.Itoa(n) + ".", typ: "BadRequestError"}
+	if mt != nil && mt.Type() == fastjson.TypeNumber {
+		if n, err := mt.Int(); err == nil && n < 1 {
+			s := strconv.Itoa(n)
+			return &badRequest{msg: "max_tokens must be at least 1, got " + s + ". (parameter=max_tokens, value=" + s + ")", param: "max_tokens", typ: "BadRequestError"}
+		}
 	}
-	r.choices = n
+	if t := v.Get("temperature"); r.choices > 1 && t != nil && t.Type() == fastjson.TypeNumber && t.GetFloat64() < 1e-5 {
+		return &badRequest{msg: "n must be 1 when using greedy sampling, got " + strconv.Itoa(r.choices) + ".", typ: "BadRequestError"}
+	}
 	return nil
 }
 
