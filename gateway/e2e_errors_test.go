@@ -438,3 +438,86 @@ func TestOverheadLeavesOutFailedAttempts(t *testing.T) {
 		t.Skip("no request tried the failing backend first; nothing was measured") // about 1 in 4,000
 	}
 }
+
+// TestShouldRetry: when the gateway gives up, x-should-retry tells the OpenAI SDKs (which obey
+// it before their own rules) whether another try can help. True where waiting helps and a try
+// costs the backends nothing or was asked for; false where the gateway already retried on
+// another backend, or where a retry repeats the failure or adds load to a struggling backend.
+func TestShouldRetry(t *testing.T) {
+	t.Parallel()
+	js := http.Header{"Content-Type": {"application/json"}}
+	tests := []struct {
+		name       string
+		backends   func(t *testing.T) []config.Backend
+		stream     bool
+		wantStatus int
+		want       string // x-should-retry; "" for none
+	}{
+		{"connection refused everywhere", func(t *testing.T) []config.Backend {
+			return []config.Backend{closedBackend(t), closedBackend(t)}
+		}, false, 502, "true"},
+		{"500 from the only backend", func(t *testing.T) []config.Backend {
+			return []config.Backend{cannedBackend(t, 500, js, `{"error":{"message":"boom"}}`)}
+		}, false, 502, "true"},
+		{"500 after the gateway retried", func(t *testing.T) []config.Backend {
+			return []config.Backend{cannedBackend(t, 500, js, `{"error":{"message":"boom"}}`), cannedBackend(t, 500, js, `{"error":{"message":"boom"}}`)}
+		}, false, 502, "false"},
+		{"500 stream after the gateway retried", func(t *testing.T) []config.Backend {
+			return []config.Backend{cannedBackend(t, 500, js, `{"error":{"message":"boom"}}`), cannedBackend(t, 500, js, `{"error":{"message":"boom"}}`)}
+		}, true, 502, "false"},
+		{"backend 504", func(t *testing.T) []config.Backend {
+			return []config.Backend{cannedBackend(t, 504, nil, `upstream timed out`)}
+		}, false, 504, "false"},
+		{"first byte timeout", func(t *testing.T) []config.Backend {
+			return []config.Backend{silentBackend(t), silentBackend(t)}
+		}, true, 504, "false"},
+		{"503 overloaded", func(t *testing.T) []config.Backend {
+			return []config.Backend{cannedBackend(t, 503, http.Header{"Retry-After": {"3"}}, `{"error":"server busy"}`)}
+		}, false, 503, "true"},
+		{"429 with Retry-After", func(t *testing.T) []config.Backend {
+			return []config.Backend{cannedBackend(t, 429, http.Header{"Retry-After": {"10"}}, `{"error":{"message":"slow down"}}`)}
+		}, false, 429, "true"},
+		{"429 with a Retry-After past what the SDKs wait", func(t *testing.T) []config.Backend {
+			return []config.Backend{cannedBackend(t, 429, http.Header{"Retry-After": {"3600"}}, `{"error":{"message":"slow down"}}`)}
+		}, false, 429, "false"},
+		{"429 quota exhausted", func(t *testing.T) []config.Backend {
+			return []config.Backend{cannedBackend(t, 429, js, `{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","code":"insufficient_quota"}}`)}
+		}, false, 429, "false"},
+		{"400 is the client's", func(t *testing.T) []config.Backend {
+			return []config.Backend{cannedBackend(t, 400, js, `{"error":{"message":"bad"}}`)}
+		}, false, 400, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			g := startGateway(t, newConfig(t, func(c *config.Config) {
+				c.Timeouts.FirstByte = 50 * time.Millisecond // the silent backends never answer
+				c.Health.FailureThreshold = 100
+			}, model("chat", "v1", version("v1", tt.backends(t)...))))
+			body := fmt.Sprintf(`{"model":"chat","stream":%v,"messages":[{"role":"user","content":"hi"}]}`, tt.stream)
+			res := g.do(t, "POST", "/v1/chat/completions", body)
+			if res.status != tt.wantStatus {
+				t.Fatalf("status %d %s, want %d", res.status, res.body, tt.wantStatus)
+			}
+			if got := res.header.Get("X-Should-Retry"); got != tt.want {
+				t.Errorf("x-should-retry %q, want %q (body %s)", got, tt.want, res.body)
+			}
+			if res.header.Get("X-Request-Id") == "" {
+				t.Error("no x-request-id")
+			}
+		})
+	}
+	t.Run("no backend in service", func(t *testing.T) {
+		t.Parallel()
+		g := startGateway(t, newConfig(t, func(c *config.Config) {
+			c.Health.FailureThreshold = 1
+			c.Health.EjectFor = time.Hour
+		}, model("chat", "v1", version("v1", closedBackend(t)))))
+		g.do(t, "POST", "/v1/chat/completions", chatBody("hi", "")) // ejects the backend
+		res := g.do(t, "POST", "/v1/chat/completions", chatBody("hi", ""))
+		if res.status != 503 || res.header.Get("X-Should-Retry") != "true" {
+			t.Errorf("status %d x-should-retry %q, want 503 true", res.status, res.header.Get("X-Should-Retry"))
+		}
+		checkRetryAfter(t, res.header, true)
+	})
+}

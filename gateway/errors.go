@@ -17,6 +17,37 @@ type apiError struct {
 	param      string // empty: null
 	code       string // empty: null
 	retryAfter int    // seconds; sent as Retry-After when > 0
+	retry      retryHint
+}
+
+// retryHint is what x-should-retry tells the OpenAI SDKs, which obey it before anything else
+// (python and node both; without it they retry 408, 409, 429 and 5xx twice). An SDK retry comes
+// back through the gateway, which retries on its own: sending true where another round only
+// repeats the work multiplies the load on a struggling backend.
+type retryHint uint8
+
+const (
+	retryUnset         retryHint = iota // no header: the SDK's defaults
+	retryYes                            // waiting helps: no backend in service, a connect failure, a backend's 429/503
+	retryNo                             // another try repeats the failure or only adds load: timeouts, quota, long waits
+	retryUnlessRetried                  // a failed answer: true after one attempt, false once the gateway tried another backend
+)
+
+// shouldRetry returns the x-should-retry value for e after the gateway made attempts tries,
+// "" for none.
+func (e *apiError) shouldRetry(attempts int) string {
+	switch e.retry {
+	case retryYes:
+		return "true"
+	case retryNo:
+		return "false"
+	case retryUnlessRetried:
+		if attempts > 1 {
+			return "false"
+		}
+		return "true"
+	}
+	return ""
 }
 
 func (e *apiError) Error() string { return e.message }
@@ -43,13 +74,14 @@ var (
 	errMalformedJSON    = &apiError{status: fasthttp.StatusBadRequest, typ: typeInvalidRequest, message: "We could not parse the JSON body of your request. The API expects a JSON object; check the body and the Content-Type."}
 	errNotFound         = &apiError{status: fasthttp.StatusNotFound, typ: typeInvalidRequest, code: "unknown_url", message: "Unknown request URL. Supported: POST /v1/chat/completions, /v1/completions, /v1/embeddings; GET /v1/models."}
 	errBodyTooLarge     = &apiError{status: fasthttp.StatusRequestEntityTooLarge, typ: typeInvalidRequest, code: "request_too_large", message: "Request body too large."}
-	errNoBackend        = &apiError{status: fasthttp.StatusServiceUnavailable, typ: typeServer, code: "server_is_overloaded", message: "No healthy backend is available for this model version; retry shortly.", retryAfter: 5}
-	errUpstreamTimeout  = &apiError{status: fasthttp.StatusGatewayTimeout, typ: typeServer, code: "upstream_timeout", message: "The model backend did not answer in time."}
-	errUpstreamFailed   = &apiError{status: fasthttp.StatusBadGateway, typ: typeServer, code: "upstream_error", message: "The model backend failed to answer.", retryAfter: 1}
+	errNoBackend        = &apiError{status: fasthttp.StatusServiceUnavailable, typ: typeServer, code: "server_is_overloaded", message: "No healthy backend is available for this model version; retry shortly.", retryAfter: 5, retry: retryYes}
+	errUpstreamTimeout  = &apiError{status: fasthttp.StatusGatewayTimeout, typ: typeServer, code: "upstream_timeout", message: "The model backend did not answer in time.", retry: retryNo}
+	errUpstreamFailed   = &apiError{status: fasthttp.StatusBadGateway, typ: typeServer, code: "upstream_error", message: "The model backend failed to answer.", retryAfter: 1, retry: retryUnlessRetried}
+	errUpstreamDown     = &apiError{status: fasthttp.StatusBadGateway, typ: typeServer, code: "upstream_error", message: "The model backend could not be reached.", retryAfter: 1, retry: retryYes}
 	errIdleTimeout      = &apiError{status: fasthttp.StatusGatewayTimeout, typ: typeServer, code: "upstream_timeout", message: "The model backend stopped streaming."}
 	errTotalTimeout     = &apiError{status: fasthttp.StatusGatewayTimeout, typ: typeServer, code: "upstream_timeout", message: "The request exceeded the gateway's total time limit."}
 	errStreamBroken     = &apiError{status: fasthttp.StatusBadGateway, typ: typeServer, code: "upstream_error", message: "The model backend closed the stream early."}
-	errShuttingDown     = &apiError{status: fasthttp.StatusServiceUnavailable, typ: typeServer, code: "server_is_overloaded", message: "The gateway is shutting down.", retryAfter: 1}
+	errShuttingDown     = &apiError{status: fasthttp.StatusServiceUnavailable, typ: typeServer, code: "server_is_overloaded", message: "The gateway is shutting down.", retryAfter: 1, retry: retryYes}
 )
 
 func unknownModel(model []byte) *apiError {

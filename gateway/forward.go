@@ -260,10 +260,24 @@ func (g *Gateway) backendError(resp *fasthttp.Response) *apiError {
 	if (e.status == fasthttp.StatusTooManyRequests || e.status == fasthttp.StatusServiceUnavailable) && e.retryAfter <= 0 {
 		e.retryAfter = 1
 	}
+	switch {
+	case e.code == "insufficient_quota" || e.typ == "insufficient_quota" || e.retryAfter > maxRetryAfter:
+		// Waiting does not help, or not within the Retry-After the SDKs honour.
+		e.retry = retryNo
+	case e.status == fasthttp.StatusTooManyRequests || e.status == fasthttp.StatusServiceUnavailable:
+		e.retry = retryYes // the backend asked to come back after Retry-After
+	case status == fasthttp.StatusGatewayTimeout:
+		e.retry = retryNo // as the gateway's own timeouts
+	case status >= 500:
+		e.retry = retryUnlessRetried
+	}
 	return e
 }
 
 func classifyTransportError(err error) *apiError {
+	if _, ok := errors.AsType[*dialError](err); ok {
+		return errUpstreamDown // refused or timed out connecting: the request reached no backend
+	}
 	if errors.Is(err, fasthttp.ErrTimeout) || isTimeout(err) {
 		return errUpstreamTimeout
 	}

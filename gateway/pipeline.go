@@ -197,11 +197,15 @@ func setGuardHeader(ctx *fasthttp.RequestCtx, r *request) {
 	}
 }
 
-// fail answers the request with err in OpenAI's envelope.
+// fail answers the request with err in OpenAI's envelope, and with x-should-retry where the
+// gateway knows better than the SDK's defaults whether to try again.
 func (g *Gateway) fail(ctx *fasthttp.RequestCtx, r *request, err error) bool {
 	ae := asAPIError(err)
 	r.status, r.errCode = ae.status, ae.code
 	writeError(ctx, ae)
+	if v := ae.shouldRetry(r.attempts); v != "" {
+		ctx.Response.Header.Set("X-Should-Retry", v)
+	}
 	return true
 }
 
