@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -520,4 +521,35 @@ func TestShouldRetry(t *testing.T) {
 		}
 		checkRetryAfter(t, res.header, true)
 	})
+}
+
+// TestRetryAttemptsAsConfigured: retry.attempts allows up to 10 tries; each one goes to another
+// backend while the version has untried ones.
+func TestRetryAttemptsAsConfigured(t *testing.T) {
+	t.Parallel()
+	const n = 6
+	var hits atomic.Int64
+	var backends []config.Backend
+	for range n {
+		ln := listen(t)
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			hits.Add(1)
+			w.WriteHeader(500)
+		})}
+		go func() { _ = srv.Serve(ln) }()
+		t.Cleanup(func() { srv.Close() })
+		backends = append(backends, config.Backend{URL: "http://" + ln.Addr().String(), Kind: config.KindVLLM, Model: "m"})
+	}
+	g := startGateway(t, newConfig(t, func(c *config.Config) {
+		c.Retry.Attempts = n
+		c.Health.FailureThreshold = 100
+	}, model("chat", "v1", version("v1", backends...))))
+	res := g.do(t, "POST", "/v1/chat/completions", chatBody("hi", ""))
+	if res.status != 502 {
+		t.Fatalf("status %d %s, want 502", res.status, res.body)
+	}
+	if got := hits.Load(); got != n {
+		t.Errorf("%d backends tried, want retry.attempts = %d", got, n)
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fastjson"
 
+	"github.com/llmgate/llmgate/config"
 	"github.com/llmgate/llmgate/gateway/jsonscan"
 	"github.com/llmgate/llmgate/gateway/sse"
 	"github.com/llmgate/llmgate/router"
@@ -65,7 +66,7 @@ type request struct {
 	backend     *router.Backend
 	handles     *backendHandles
 	attempts    int
-	tried       [4]*router.Backend
+	tried       [config.MaxRetryAttempts]*router.Backend // one per attempt retry.attempts allows
 
 	upstreamBody []byte // the body for one backend, when it differs from body (see prepareUpstream)
 	upstreamReq  fasthttp.Request
@@ -108,7 +109,7 @@ func releaseRequest(r *request) {
 	r.upstreamResp.Reset()
 	r.op, r.start, r.stream, r.clientUsage, r.jsonOutput, r.tokens = 0, time.Time{}, false, false, false, ""
 	r.requestID, r.body, r.scratch, r.model, r.user = r.requestID[:0], r.body[:0], r.scratch[:0], r.model[:0], r.user[:0]
-	r.version, r.backend, r.handles, r.attempts, r.tried = nil, nil, nil, 0, [4]*router.Backend{}
+	r.version, r.backend, r.handles, r.attempts, r.tried = nil, nil, nil, 0, [config.MaxRetryAttempts]*router.Backend{}
 	r.canaryShare = false
 	r.upstreamAt, r.headersAt, r.failedAttempts = time.Time{}, time.Time{}, 0
 	r.status, r.errCode, r.inputTokens, r.outputTokens, r.events = 0, "", 0, 0, 0
