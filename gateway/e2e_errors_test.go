@@ -553,3 +553,37 @@ func TestRetryAttemptsAsConfigured(t *testing.T) {
 		t.Errorf("%d backends tried, want retry.attempts = %d", got, n)
 	}
 }
+
+// TestRateLimitedBackendRetried: a backend at its rate limit answers 429 before doing any work;
+// another backend of the version with room answers instead, and the limited one stays in
+// service (it is not broken).
+func TestRateLimitedBackendRetried(t *testing.T) {
+	t.Parallel()
+	var limited atomic.Int64
+	ln := listen(t)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		limited.Add(1)
+		w.Header().Set("Retry-After", "20")
+		w.WriteHeader(429)
+		_, _ = io.WriteString(w, `{"error":{"message":"Rate limit reached","type":"rate_limit_error"}}`)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close() })
+	busy := config.Backend{URL: "http://" + ln.Addr().String(), Kind: config.KindVLLM, Model: "fake-model"}
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, func(c *config.Config) { c.Health.FailureThreshold = 1 },
+		model("chat", "v1", version("v1", busy, f.backend()))))
+	for i := range 20 {
+		res := g.do(t, "POST", "/v1/chat/completions", chatBody("hi", ""))
+		if res.status != 200 {
+			t.Fatalf("request %d: status %d %s, want 200 from the backend with room", i, res.status, res.body)
+		}
+	}
+	if v, _ := metricValue(parseMetrics(t, g.metrics(t)), "llmgate_backend_up", map[string]string{"backend": busy.URL}); v != 1 {
+		t.Errorf("a rate-limited backend was ejected")
+	}
+	if limited.Load() == 0 {
+		t.Skip("no request tried the rate-limited backend first") // 1 in a million
+	}
+}

@@ -51,7 +51,7 @@ func (g *Gateway) forwardBuffered(ctx *fasthttp.RequestCtx, r *request, snap *sn
 }
 
 // tryBackends picks a backend, sends the request with do, and retries on another backend for
-// connect errors, timeouts before the first byte and 5xx answers, up to the configured attempts
+// connect errors, timeouts before the first byte, 429 and 5xx answers, up to the configured attempts
 // and while time is left. It returns nil when a backend answered 2xx or a 4xx that is the
 // client's own (passed on as an error in OpenAI's shape).
 func (g *Gateway) tryBackends(ctx *fasthttp.RequestCtx, r *request, snap *snapshot, do func(*backendHandles) error) error {
@@ -94,14 +94,18 @@ func (g *Gateway) tryVersion(ctx *fasthttp.RequestCtx, r *request, snap *snapsho
 		}
 		status := resp.StatusCode()
 		h.metrics.countStatus(status)
-		if status < 500 {
+		if status < 500 && status != fasthttp.StatusTooManyRequests {
 			b.ReportSuccess()
 			if status < 400 {
 				return nil
 			}
 			return g.backendError(resp)
 		}
-		b.ReportFailure()
+		if status != fasthttp.StatusTooManyRequests {
+			// A 429 is a backend at its limit, not a broken one: another backend of the
+			// version may have room, but it counts toward no ejection.
+			b.ReportFailure()
+		}
 		lastErr = g.backendError(resp)
 		resp.Reset()
 		r.failedAttempts += r.headersAt.Sub(r.upstreamAt)
