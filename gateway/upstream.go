@@ -107,21 +107,27 @@ type dialError struct{ err error }
 func (e *dialError) Error() string { return "dial: " + e.err.Error() }
 func (e *dialError) Unwrap() error { return e.err }
 
-// streamConn enforces the streaming timeouts on a backend connection: each read may wait at most
-// firstByte until the response starts, then at most idle between two reads, and never past the
-// request's overall deadline. fasthttp sets one read deadline per request; splitting it per
-// read here is what lets a long stream live while a stalled one dies.
+// streamConn enforces the streaming timeouts on a backend connection: the response's body must
+// start within firstByte of the request, then each read may wait at most idle, and never past
+// the request's overall deadline. fasthttp sets one read deadline per request; splitting it per
+// read here is what lets a long stream live while a stalled one dies. The body, not the status
+// line, ends the first-byte wait: vLLM (uvicorn) sends a stream's headers at once and its first
+// event only when the prefill is done, which is what first_byte allows for.
 type streamConn struct {
 	net.Conn
 	firstByte, idle time.Duration
 	hard            atomic.Int64 // unix nanos of the request's overall deadline, 0 for none
-	started         bool         // a byte of the current response has arrived
+	firstBy         time.Time    // when the current response's body must have started
+	tail            uint32       // the last four bytes of the current response's headers read so far
+	inBody          bool         // the current response's header block has ended
+	started         bool         // a byte of the current response's body has arrived
 }
 
 // Write starts a new request on the connection (fasthttp uses a connection for one request at a
-// time), so the next read waits for the response's first byte.
+// time), so the next reads wait for the response's first byte.
 func (c *streamConn) Write(p []byte) (int, error) {
-	c.started = false
+	c.started, c.inBody, c.tail = false, false, 0
+	c.firstBy = time.Now().Add(c.firstByte)
 	return c.Conn.Write(p)
 }
 
@@ -142,12 +148,14 @@ func (c *streamConn) SetDeadline(t time.Time) error {
 }
 
 func (c *streamConn) Read(p []byte) (int, error) {
-	wait := c.idle
-	if !c.started {
-		wait = c.firstByte
+	var d time.Time
+	switch {
+	case c.started && c.idle > 0:
+		d = time.Now().Add(c.idle)
+	case !c.started && c.firstByte > 0:
+		d = c.firstBy
 	}
-	if wait > 0 {
-		d := time.Now().Add(wait)
+	if !d.IsZero() {
 		if hard := c.hard.Load(); hard != 0 && hard < d.UnixNano() {
 			d = time.Unix(0, hard)
 		}
@@ -156,8 +164,23 @@ func (c *streamConn) Read(p []byte) (int, error) {
 		}
 	}
 	n, err := c.Conn.Read(p)
-	if n > 0 {
-		c.started = true
+	if n > 0 && !c.started {
+		c.started = c.reachesBody(p[:n])
 	}
 	return n, err
+}
+
+// reachesBody reports whether p, the next bytes of the response, reach past its header block.
+func (c *streamConn) reachesBody(p []byte) bool {
+	if c.inBody {
+		return true
+	}
+	for i, b := range p {
+		c.tail = c.tail<<8 | uint32(b)
+		if c.tail == '\r'<<24|'\n'<<16|'\r'<<8|'\n' {
+			c.inBody = true
+			return i+1 < len(p)
+		}
+	}
+	return false
 }
