@@ -4,6 +4,7 @@ package gateway_test
 // status SDKs act on, and Retry-After where waiting helps.
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"net/http"
@@ -585,5 +586,47 @@ func TestRateLimitedBackendRetried(t *testing.T) {
 	}
 	if limited.Load() == 0 {
 		t.Skip("no request tried the rate-limited backend first") // 1 in a million
+	}
+}
+
+// TestRequestNotReplayedOnItsBackend: a backend that takes the request on a new connection and
+// closes it without answering (it crashed, or a proxy before it gave up) has seen the request:
+// the gateway must not send it to that backend again, which would run the generation twice.
+// Only a pooled connection the backend closed while idle is retried there (see
+// TestIdleConnectionClosedByBackend).
+func TestRequestNotReplayedOnItsBackend(t *testing.T) {
+	t.Parallel()
+	for _, stream := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stream=%v", stream), func(t *testing.T) {
+			t.Parallel()
+			ln := listen(t)
+			var got atomic.Int64
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					if req, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+						_, _ = io.Copy(io.Discard, req.Body)
+						got.Add(1)
+					}
+					c.Close() // gone before answering
+				}
+			}()
+			t.Cleanup(func() { ln.Close(); <-done })
+			b := config.Backend{URL: "http://" + ln.Addr().String(), Kind: config.KindVLLM, Model: "m"}
+			g := startGateway(t, newConfig(t, func(c *config.Config) { c.Retry.Attempts = 1 },
+				model("chat", "v1", version("v1", b))))
+			res := g.do(t, "POST", "/v1/chat/completions", fmt.Sprintf(`{"model":"chat","stream":%v,"messages":[{"role":"user","content":"hi"}]}`, stream))
+			if res.status != 502 {
+				t.Errorf("status %d %s, want 502", res.status, res.body)
+			}
+			if n := got.Load(); n != 1 {
+				t.Errorf("the backend received the request %d times, want 1 (retry.attempts is 1)", n)
+			}
+		})
 	}
 }

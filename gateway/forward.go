@@ -81,6 +81,10 @@ func (g *Gateway) tryVersion(ctx *fasthttp.RequestCtx, r *request, snap *snapsho
 		r.upstreamAt = time.Now()
 		b.Acquire()
 		err = do(h)
+		if err != nil && staleConnection(&r.upstreamResp, err) {
+			r.upstreamResp.Reset()
+			err = do(h) // on a fresh connection, or another pooled one
+		}
 		b.Release()
 		r.headersAt = time.Now()
 		resp := &r.upstreamResp

@@ -62,16 +62,16 @@ func (u *upstreams) newClient(b *router.Backend, stream bool) *fasthttp.HostClie
 		StreamResponseBody:            stream,
 		DisableHeaderNamesNormalizing: false,
 		NoDefaultUserAgentHeader:      true,
-		// Requests are POSTs; retrying them on another backend is the gateway's decision
-		// (tryBackends). The one retry here is for a pooled connection the backend closed
-		// while it was idle: the request never reached the backend, so sending it again on
-		// a fresh connection is safe.
-		RetryIfErr: retryStaleConnection,
+		// Requests are POSTs; sending them again is the gateway's decision: on another
+		// backend (tryBackends), or on this one when a pooled connection was stale
+		// (staleConnection).
+		RetryIfErr: func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
 		Dial: func(addr string) (net.Conn, error) {
 			c, err := dial(addr)
 			if err != nil {
 				return nil, &dialError{err}
 			}
+			c = &poolConn{Conn: c}
 			if !stream {
 				return c, nil
 			}
@@ -84,13 +84,42 @@ func (u *upstreams) newClient(b *router.Backend, stream bool) *fasthttp.HostClie
 	return c
 }
 
-func retryStaleConnection(_ *fasthttp.Request, attempts int, err error) (resetTimeout, retry bool) {
-	if attempts > 1 {
-		return false, false
+// staleConnection reports whether a request failed on a pooled connection the backend had
+// closed while it sat idle: the connection carried an answer before, and this request's ended
+// before its first byte. The request never reached the backend, so sending it again on a fresh
+// connection is safe. On a new connection the same error means the backend took the request
+// and went away (it crashed, or a proxy before it gave up): sending it again would run it twice.
+func staleConnection(resp *fasthttp.Response, err error) bool {
+	a, ok := resp.LocalAddr().(poolAddr)
+	if !ok || !a.reused {
+		return false
 	}
-	stale := errors.Is(err, io.EOF) || errors.Is(err, fasthttp.ErrConnectionClosed) ||
+	return errors.Is(err, io.EOF) || errors.Is(err, fasthttp.ErrConnectionClosed) ||
 		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
-	return false, stale
+}
+
+// poolConn is a backend connection that knows whether it carried an answer before; its
+// LocalAddr says so to staleConnection (fasthttp keeps it in the response, and it is the one
+// thing of the connection a response keeps).
+type poolConn struct {
+	net.Conn
+	answered bool // a byte of an answer has arrived
+}
+
+func (c *poolConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.answered = true
+	}
+	return n, err
+}
+
+// LocalAddr is called as a request takes the connection, before it is written.
+func (c *poolConn) LocalAddr() net.Addr { return poolAddr{c.Conn.LocalAddr(), c.answered} }
+
+type poolAddr struct {
+	net.Addr
+	reused bool
 }
 
 func hostOf(addr string) string {
