@@ -408,6 +408,9 @@ func TestMainCommand(t *testing.T) {
 	dead := "http://" + ln.Addr().String()
 	ln.Close()
 	dir := t.TempDir()
+	if err := os.WriteFile(dir+"/bad.jsonl", []byte(`{"prompt": "fine"}`+"\n{\"prompt\": \n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name    string
 		args    []string
@@ -425,6 +428,11 @@ func TestMainCommand(t *testing.T) {
 		{name: "url without scheme", args: []string{"--url", "127.0.0.1:80"}, code: 2, stderr: "not an http(s)://host:port URL"},
 		{name: "rate NaN", args: []string{"--url", url, "--rate", "NaN"}, code: 2, stderr: "--rate NaN"},
 		{name: "share NaN", args: []string{"--url", url, "--repeat-share", "NaN"}, code: 2, stderr: "--repeat-share must be within"},
+		{name: "negative rate", args: []string{"--url", url, "--rate", "-5"}, code: 2, stderr: "--rate -5"},
+		{name: "rate too low for the duration", args: []string{"--url", url, "--rate", "0.4", "--duration", "1s"}, code: 2, stderr: "schedules no request"},
+		{name: "negative max tokens", args: []string{"--url", url, "--max-tokens", "-1"}, code: 2, stderr: "--max-tokens must not be negative"},
+		{name: "no prompts file", args: []string{"--url", url, "--prompts", dir + "/none.jsonl"}, code: 2, stderr: "--prompts: open " + dir + "/none.jsonl"},
+		{name: "bad prompts line", args: []string{"--url", url, "--prompts", dir + "/bad.jsonl"}, code: 2, stderr: "--prompts: " + dir + "/bad.jsonl:2: "},
 		{name: "no such pid", args: []string{"--url", url, "--pid", "999999999"}, code: 1, stderr: "--pid 999999999"},
 		{name: "unreachable", args: []string{"--url", dead}, code: 1, stderr: "cannot connect"},
 		{name: "wrong path", args: []string{"--url", url + "/x"}, code: 1, stderr: "HTTP 404"},

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"os"
 	"os/signal"
 	"slices"
@@ -194,6 +195,12 @@ func (o *Options) Validate() error {
 		return errors.New("--timeout must be positive")
 	case o.Rounds <= 0:
 		return errors.New("--rounds must be positive")
+	case o.Rate > 0 && o.Requests == 0 && math.Round(o.Duration.Seconds()*o.Rate) < 1:
+		// The schedule is rate x duration arrivals: none at all would be an empty run that
+		// fails only after its warmup, with "no request succeeded".
+		return fmt.Errorf("--rate %g for --duration %v schedules no request: raise either, or use --requests", o.Rate, o.Duration)
+	case o.MaxTokens < 0:
+		return errors.New("--max-tokens must not be negative (0 leaves it out)")
 	case o.PromptBytes <= 0 && len(o.PromptMix) == 0 && o.PromptsFile == "":
 		return errors.New("--prompt-bytes must be positive")
 	case !(o.PIIShare >= 0 && o.PIIShare <= 1):
@@ -288,7 +295,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	pids = slices.Compact(pids) // a process named by --pid and by --proc-name is reported once
 	w, err := NewWorkload(o)
 	if err != nil {
-		return fail(1, err)
+		return fail(2, fmt.Errorf("--prompts: %w", err)) // building bodies fails only on the prompts file
 	}
 	for _, t := range o.Targets() {
 		wt, err := o.workloadFor(t, w)
