@@ -286,6 +286,41 @@ func TestStreamWorkload(t *testing.T) {
 	}
 }
 
+// Gaps, like latency and TTFT, are of successful requests only: a stream that ends without
+// [DONE] is a stream error and its gaps are not counted.
+func TestStreamGapsOfSuccessesOnly(t *testing.T) {
+	var n atomic.Int64
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		cut := n.Add(1)%2 == 0 // every other stream ends without [DONE]
+		ctx.SetContentType("text/event-stream")
+		ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+			for range streamEvents {
+				w.WriteString(`data: {"choices":[{"delta":{"content":"hi"}}]}` + "\n\n")
+				w.Flush()
+			}
+			if !cut {
+				w.WriteString("data: [DONE]\n\n")
+			}
+		})
+	}}
+	go s.Serve(ln) //nolint:errcheck
+	defer s.Shutdown()
+	o := testOptions()
+	o.Workload = ChatStream
+	o.Rate, o.Requests = 200, 20
+	res := run(t, o, "http://"+ln.Addr().String())
+	if res.OK == 0 || res.Errors["stream-error"] == 0 || res.OK+res.Errors["stream-error"] != 20 {
+		t.Fatalf("ok %d, errors %v", res.OK, res.Errors)
+	}
+	if res.TTFT.N != int(res.OK) || res.Gap.N != int(res.OK)*(streamEvents-1) {
+		t.Errorf("%d ok: ttft n %d, gaps n %d, want %d", res.OK, res.TTFT.N, res.Gap.N, int(res.OK)*(streamEvents-1))
+	}
+}
+
 func TestErrorClasses(t *testing.T) {
 	url, _ := fakeLLM(t)
 	o := testOptions()

@@ -14,9 +14,9 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// Result is what one run against one target measured, warmup excluded. Latency, TTFB and
-// TTFT count successful requests only and run from the time a request was scheduled (open
-// loop) or started (closed loop).
+// Result is what one run against one target measured, warmup excluded. Latency, TTFB, TTFT
+// and gaps count successful requests only; latency, TTFB and TTFT run from the time a request
+// was scheduled (open loop) or started (closed loop).
 type Result struct {
 	Target     string           `json:"target"`
 	Round      int              `json:"round"`
@@ -150,6 +150,7 @@ func (r *runner) one(c *conn, rec *recorder, i uint64, sched time.Duration, meas
 	if measured && rec.gap != nil {
 		gaps = &rec.gap
 	}
+	ngaps := len(rec.gap)
 	x := c.do(c.body, r.now, gaps)
 	r.done.Add(1)
 	if x.class != OK {
@@ -166,6 +167,9 @@ func (r *runner) one(c *conn, rec *recorder, i uint64, sched time.Duration, meas
 	rec.lag = append(rec.lag, start-sched)
 	if x.class != OK {
 		rec.lastErr = x.err
+		// Like latency and TTFT, gaps are of successful requests only: a stream cut short
+		// or ending in an error event is counted by its class, not timed.
+		rec.gap = rec.gap[:ngaps]
 		return
 	}
 	rec.lat = append(rec.lat, x.done-sched)
