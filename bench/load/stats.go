@@ -72,8 +72,10 @@ func Percentile(sorted []time.Duration, q float64) time.Duration {
 	return sorted[rank-1]
 }
 
-// medianDist returns the field-wise median of ds (rounds of one target); N is summed.
+// medianDist returns the field-wise median of ds (rounds of one target); N is summed. A round
+// without samples (every request failed) has no latency, not a latency of 0: it is left out.
 func medianDist(ds []Dist) Dist {
+	ds = slices.DeleteFunc(slices.Clone(ds), func(d Dist) bool { return d.N == 0 })
 	var m Dist
 	for _, d := range ds {
 		m.N += d.N

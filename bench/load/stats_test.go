@@ -63,6 +63,13 @@ func TestSummarize(t *testing.T) {
 	if m := medianDist([]Dist{{N: 1, P50: 3}, {N: 2, P50: 1}, {N: 3, P50: 2}, {N: 4, P50: 10}}); m.N != 10 || m.P50 != 2 {
 		t.Errorf("medianDist: %+v", m)
 	}
+	// A round where every request failed has no latency; it does not pull the median to 0.
+	if m := medianDist([]Dist{{}, {N: 2, P50: 10, P99: 30}, {N: 2, P50: 20, P99: 40}}); m.N != 4 || m.P50 != 15 || m.P99 != 35 {
+		t.Errorf("medianDist with an empty round: %+v", m)
+	}
+	if m := medianDist([]Dist{{}, {}}); m != (Dist{}) {
+		t.Errorf("medianDist of empty rounds: %+v", m)
+	}
 }
 
 // chunkReader returns its chunks one Read at a time.
