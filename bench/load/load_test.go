@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -246,6 +247,46 @@ func TestTargetModel(t *testing.T) {
 	if code := Main([]string{"--compare", "a=" + srv.URL, "--target-model", "b=x"}, &stdout, &stderr); code != 2 ||
 		!strings.Contains(stderr.String(), `no --compare target is named "b"`) {
 		t.Errorf("a model for no target: exit %d: %s", code, stderr.String())
+	}
+}
+
+// Throughput is the rate completions came in while the load ran: a target that keeps up with
+// an open loop shows the offered rate however slow each request is, and a closed loop's is
+// its connections' rates, not the count over a window that ends with one latency of tail.
+func TestThroughput(t *testing.T) {
+	const ms = time.Millisecond
+	// rec is a worker that ran n requests, the first started at first, completions step apart
+	// from firstDone on.
+	rec := func(n int64, first, firstDone, step time.Duration) *recorder {
+		r := &recorder{first: first, firstDone: firstDone, last: firstDone + time.Duration(n-1)*step}
+		r.classes[OK] = n
+		return r
+	}
+	tests := []struct {
+		name string
+		rate float64
+		recs []*recorder
+		want float64
+	}{
+		// 10 req/s for 1 s, each taking 1 s: done from 1 s to 1.9 s (OK/elapsed said 5.3).
+		{"open, keeps up, slow requests", 10, []*recorder{rec(10, 0, 1000*ms, 100*ms)}, 10},
+		{"open, keeps up, fast requests", 10, []*recorder{rec(10, 0, 1*ms, 100*ms)}, 10},
+		// Served at 5 req/s: the completions spread over 1.8 s, plus the interval.
+		{"open, falls behind", 10, []*recorder{rec(10, 0, 100*ms, 200*ms)}, 10 / 1.9},
+		// Two connections, each 5 requests of 1 s back to back, half a second apart (10/5.5 before).
+		{"closed", 0, []*recorder{rec(5, 0, 1000*ms, 1000*ms), rec(5, 500*ms, 1500*ms, 1000*ms)}, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := testOptions()
+			o.Rate = tt.rate
+			r := &runner{o: o, recs: tt.recs}
+			res := &Result{Errors: map[string]int64{}}
+			r.collect(res)
+			if math.Abs(res.Throughput-tt.want) > 1e-9 {
+				t.Errorf("throughput %v, want %v", res.Throughput, tt.want)
+			}
+		})
 	}
 }
 

@@ -18,14 +18,17 @@ import (
 // and gaps count successful requests only; latency, TTFB and TTFT run from the time a request
 // was scheduled (open loop) or started (closed loop).
 type Result struct {
-	Target     string           `json:"target"`
-	Round      int              `json:"round"`
-	Mode       string           `json:"mode"` // "open" or "closed"
-	Rate       float64          `json:"rate,omitempty"`
-	Elapsed    time.Duration    `json:"elapsed_ns"` // first measured start to last completion
-	Requests   int64            `json:"requests"`   // measured requests completed, errors included
-	OK         int64            `json:"ok"`
-	Throughput float64          `json:"throughput_rps"` // OK / Elapsed
+	Target   string        `json:"target"`
+	Round    int           `json:"round"`
+	Mode     string        `json:"mode"` // "open" or "closed"
+	Rate     float64       `json:"rate,omitempty"`
+	Elapsed  time.Duration `json:"elapsed_ns"` // first measured start to last completion
+	Requests int64         `json:"requests"`   // measured requests completed, errors included
+	OK       int64         `json:"ok"`
+	// Throughput is successful completions per second while the load ran (see collect): not
+	// OK / Elapsed, which counts the last requests' latency as time and so shows a target
+	// that adds latency, but keeps up, as one with less throughput.
+	Throughput float64          `json:"throughput_rps"`
 	Errors     map[string]int64 `json:"errors"`
 	// Late counts open-loop requests that found every worker busy and so started behind
 	// schedule; their wait is in their latency.
@@ -119,11 +122,12 @@ type recorder struct {
 	classes                        [numClasses]int64
 	sent, recv                     int64
 	first, last                    time.Duration // earliest measured start, latest completion
+	firstDone                      time.Duration // earliest measured completion
 	lastErr                        error
 }
 
 func (r *runner) newRecorder() *recorder {
-	rec := &recorder{first: math.MaxInt64}
+	rec := &recorder{first: math.MaxInt64, firstDone: math.MaxInt64}
 	// Start with room for a few seconds of a busy worker; appends double from there, rarely,
 	// and a thousand idle-ish open-loop workers still cost only a few MiB.
 	const hint = 512
@@ -164,6 +168,7 @@ func (r *runner) one(c *conn, rec *recorder, i uint64, sched time.Duration, meas
 	rec.recv += x.recv
 	rec.first = min(rec.first, sched)
 	rec.last = max(rec.last, x.done)
+	rec.firstDone = min(rec.firstDone, x.done)
 	rec.lag = append(rec.lag, start-sched)
 	if x.class != OK {
 		rec.lastErr = x.err
@@ -321,6 +326,8 @@ func (r *runner) collect(res *Result) {
 	res.Service = Summarize(cat(func(rec *recorder) []time.Duration { return rec.svc }))
 
 	first, last := time.Duration(math.MaxInt64), time.Duration(0)
+	firstDone := time.Duration(math.MaxInt64)
+	var perConn float64 // closed loop: the sum of each connection's rate
 	for _, rec := range r.recs {
 		for c, k := range rec.classes {
 			res.Requests += k
@@ -332,21 +339,37 @@ func (r *runner) collect(res *Result) {
 		res.BytesSent += rec.sent
 		res.BytesRecv += rec.recv
 		first, last = min(first, rec.first), max(last, rec.last)
+		firstDone = min(firstDone, rec.firstDone)
+		if rec.last > rec.first {
+			perConn += float64(rec.classes[OK]) / (rec.last - rec.first).Seconds()
+		}
 		if rec.lastErr != nil {
 			res.LastError = rec.lastErr.Error()
 		}
 	}
 	res.Late = r.late.Load()
 	res.Unsent = r.unsent.Load()
-	if r.o.Rate > 0 && res.Requests > 0 {
-		// An open loop that keeps up ends one interval after its last arrival, not at it,
-		// so a server that keeps up shows exactly the offered rate.
-		last = max(last, first+time.Duration(float64(res.Requests)/r.o.Rate*float64(time.Second)))
+	if res.Requests == 0 {
+		return
 	}
-	if res.Requests > 0 && last > first {
-		res.Elapsed = last - first
-		res.Throughput = float64(res.OK) / res.Elapsed.Seconds()
+	if r.o.Rate <= 0 {
+		// Closed loop: each connection sends back to back from its first measured start to
+		// its last completion, so its rate over that span is exact; the target's is the sum.
+		res.Throughput = perConn
+		if last > first {
+			res.Elapsed = last - first
+		}
+		return
 	}
+	// Open loop: completions over the time they took to come in, from the first to the last
+	// plus one interval (a loop that keeps up ends one interval after its last arrival), and
+	// never over less than the schedule's length. A target that keeps up shows the offered
+	// rate however long each request takes; one that falls behind spreads its completions
+	// out and shows less.
+	interval := time.Duration(float64(time.Second) / r.o.Rate)
+	schedule := time.Duration(float64(res.Requests) / r.o.Rate * float64(time.Second))
+	res.Throughput = float64(res.OK) / max(last-firstDone+interval, schedule).Seconds()
+	res.Elapsed = max(last, first+schedule) - first
 }
 
 // startProgress prints a line to w every second until the returned func is called.
