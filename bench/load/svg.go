@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"math"
+	"strconv"
 	"time"
 )
 
@@ -51,6 +52,9 @@ func SVG(rep *Report) []byte {
 
 	// Latency panel.
 	text(&b, latLeft+latW/2, 48, "middle", 13, "latency (successful requests)")
+	if latMax == 0 {
+		latMax = time.Millisecond // no successful request: an empty axis in ms, not in fractions of a µs
+	}
 	top, step := niceScale(float64(latMax))
 	unit, suffix := 1e3, "µs"
 	switch {
@@ -59,7 +63,7 @@ func SVG(rep *Report) []byte {
 	case top >= 1e6:
 		unit, suffix = 1e6, "ms"
 	}
-	axis(&b, latLeft, latW, top, step, func(v float64) string { return fmt.Sprintf("%g%s", v/unit, suffix) })
+	axis(&b, latLeft, latW, top, step, func(v float64) string { return tick(v/unit) + suffix })
 	if n > 0 {
 		group := float64(latW) / float64(n)
 		bar := group * 0.8 / float64(len(latSeries))
@@ -84,7 +88,7 @@ func SVG(rep *Report) []byte {
 	// Throughput panel.
 	text(&b, tputLeft+tputW/2, 48, "middle", 13, "throughput (req/s)")
 	top, step = niceScale(tputMax)
-	axis(&b, tputLeft, tputW, top, step, func(v float64) string { return fmt.Sprintf("%g", v) })
+	axis(&b, tputLeft, tputW, top, step, tick)
 	if n > 0 {
 		group := float64(tputW) / float64(n)
 		for i, s := range rep.Summaries {
@@ -125,12 +129,19 @@ func niceScale(v float64) (top, step float64) {
 
 // axis draws the baseline, gridlines and tick labels of a panel.
 func axis(b *bytes.Buffer, left, width int, top, step float64, label func(float64) string) {
-	for v := 0.0; v <= top*(1+1e-9); v += step {
+	// Ticks are k*step, not a running sum, whose float error would show in the labels.
+	for k := 0.0; k*step <= top*(1+1e-9); k++ {
+		v := k * step
 		y := barTop(v / top)
 		fmt.Fprintf(b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#ddd"/>`+"\n", left, y, left+width, y)
 		text(b, float64(left-6), y+4, "end", 10, label(v))
 	}
 	fmt.Fprintf(b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#333"/>`+"\n", left, plotBot, left+width, plotBot)
+}
+
+// tick formats an axis value without float noise: 0.6, not 0.6000000000000001.
+func tick(v float64) string {
+	return strconv.FormatFloat(math.Round(v*1e6)/1e6, 'f', -1, 64)
 }
 
 // barTop is the y of a bar whose height is frac of the plot.
