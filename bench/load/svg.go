@@ -7,6 +7,7 @@ import (
 	"math"
 	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // Chart geometry, in SVG user units.
@@ -31,7 +32,13 @@ var latSeries = []struct {
 func SVG(rep *Report) []byte {
 	var b bytes.Buffer
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
-	h := svgH + 16*max(0, len(rep.Summaries)-2) // room for the footer lines
+	// Target names that do not fit under their bars are slanted; the footer moves down by
+	// as much as the longest one then drops.
+	drop := 0.0
+	for _, s := range rep.Summaries {
+		drop = max(drop, slantDrop(s.Target))
+	}
+	h := svgH + 16*max(0, len(rep.Summaries)-2) + int(math.Ceil(drop)) // room for the footer lines
 	p(`<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n",
 		svgW, h, svgW, h)
 	p(`<rect width="%d" height="%d" fill="#fff"/>`+"\n", svgW, h)
@@ -76,7 +83,7 @@ func SVG(rep *Report) []byte {
 					text(&b, x0+float64(k)*bar+bar*0.46, barTop(float64(v)/top)-4, "middle", 10, fmtDur(v))
 				}
 			}
-			text(&b, x0+group*0.4, plotBot+18, "middle", 12, s.Target)
+			xlabel(&b, x0+group*0.4, group, s.Target)
 		}
 	}
 	for k, ser := range latSeries {
@@ -98,12 +105,12 @@ func SVG(rep *Report) []byte {
 			if group >= 40 {
 				text(&b, x0+group*0.35, barTop(s.Throughput/top)-4, "middle", 10, label)
 			}
-			text(&b, x0+group*0.35, plotBot+18, "middle", 12, s.Target)
+			xlabel(&b, x0+group*0.35, group, s.Target)
 		}
 	}
 	// Footer: what the comparison is about, the added latency over the baseline.
 	for i, s := range rep.Summaries[min(1, n):] {
-		text(&b, latLeft, plotBot+44+float64(i)*16, "start", 12, fmt.Sprintf("%s vs %s: p50 %s, p99 %s, throughput x%.3f",
+		text(&b, latLeft, plotBot+44+drop+float64(i)*16, "start", 12, fmt.Sprintf("%s vs %s: p50 %s, p99 %s, throughput x%.3f",
 			s.Target, rep.Summaries[0].Target, fmtAdded(s.AddedP50), fmtAdded(s.AddedP99), s.ThroughputRatio))
 	}
 	b.WriteString("</svg>\n")
@@ -137,6 +144,32 @@ func axis(b *bytes.Buffer, left, width int, top, step float64, label func(float6
 		text(b, float64(left-6), y+4, "end", 10, label(v))
 	}
 	fmt.Fprintf(b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#333"/>`+"\n", left, plotBot, left+width, plotBot)
+}
+
+// Target labels: 12-unit text, about 7 units a character; one wider than its bar group is
+// slanted so that neighbours do not overwrite each other.
+const (
+	labelCharW = 7.0
+	slantDeg   = 40.0
+)
+
+func labelWidth(name string) float64 { return labelCharW * float64(utf8.RuneCountInString(name)) }
+
+// slantDrop is how far below the axis labels a slanted name reaches beyond an upright one.
+func slantDrop(name string) float64 {
+	return labelWidth(name) * math.Sin(slantDeg*math.Pi/180)
+}
+
+// xlabel writes a target's name under the middle of its bar group, x, which is group wide.
+func xlabel(b *bytes.Buffer, x, group float64, name string) {
+	if labelWidth(name) <= group*0.95 {
+		text(b, x, plotBot+18, "middle", 12, name)
+		return
+	}
+	fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="end" font-size="12" transform="rotate(-%g %.1f %.1f)">`,
+		x, float64(plotBot+18), slantDeg, x, float64(plotBot+18))
+	xml.EscapeText(b, []byte(name)) //nolint:errcheck
+	b.WriteString("</text>\n")
 }
 
 // tick formats an axis value without float noise: 0.6, not 0.6000000000000001.

@@ -3,8 +3,10 @@ package load
 import (
 	"bytes"
 	"encoding/xml"
+	"fmt"
 	"io"
 	"regexp"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -40,7 +42,7 @@ func TestSVGAxisLabels(t *testing.T) {
 					t.Fatalf("SVG is not well-formed XML: %v", err)
 				}
 				se, ok := tok.(xml.StartElement)
-				if !ok || se.Name.Local != "text" || !hasAttr(se, "text-anchor", "end") {
+				if !ok || se.Name.Local != "text" || !hasAttr(se, "text-anchor", "end") || !hasAttr(se, "font-size", "10") {
 					continue
 				}
 				s, _ := dec.Token()
@@ -56,11 +58,55 @@ func TestSVGAxisLabels(t *testing.T) {
 	}
 }
 
-func hasAttr(se xml.StartElement, name, value string) bool {
-	for _, a := range se.Attr {
-		if a.Name.Local == name && a.Value == value {
-			return true
+// Target names under the bars do not overwrite each other: bench/run.sh compares seven
+// targets, whose names under the narrow throughput bars used to run into one another.
+func TestSVGTargetLabels(t *testing.T) {
+	names := []string{"direct", "bareproxy", "nginx", "haproxy", "llmgate", "llmgate-nodrift", "llmgate-full"}
+	rep := &Report{Options: testOptions()}
+	for _, n := range names {
+		rep.Summaries = append(rep.Summaries, Summary{Target: n, Throughput: 100, Latency: Dist{N: 1, P50: time.Millisecond}})
+	}
+	dec := xml.NewDecoder(bytes.NewReader(SVG(rep)))
+	var upright [][2]float64 // x extents of names written level
+	slanted := 0
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("SVG is not well-formed XML: %v", err)
+		}
+		se, ok := tok.(xml.StartElement)
+		if !ok || se.Name.Local != "text" || !hasAttr(se, "y", fmt.Sprintf("%.1f", float64(plotBot+18))) {
+			continue
+		}
+		if attr(se, "transform") != "" {
+			slanted++
+			continue
+		}
+		cd, _ := dec.Token()
+		x, _ := strconv.ParseFloat(attr(se, "x"), 64)
+		w := labelWidth(string(cd.(xml.CharData)))
+		upright = append(upright, [2]float64{x - w/2, x + w/2})
+	}
+	if len(upright)+slanted != 2*len(names) {
+		t.Fatalf("%d upright and %d slanted names, want %d", len(upright), slanted, 2*len(names))
+	}
+	for i := 1; i < len(upright); i++ {
+		if a, b := upright[i-1], upright[i]; b[0] < a[1] && a[0] < b[1] {
+			t.Errorf("target names overlap: x %v and %v", a, b)
 		}
 	}
-	return false
 }
+
+func attr(se xml.StartElement, name string) string {
+	for _, a := range se.Attr {
+		if a.Name.Local == name {
+			return a.Value
+		}
+	}
+	return ""
+}
+
+func hasAttr(se xml.StartElement, name, value string) bool { return attr(se, name) == value }
