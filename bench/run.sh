@@ -9,7 +9,7 @@
 # Pinning follows bench/RESULTS.md: backend and proxies share core 0, the load generator has
 # core 1, every Go process runs with GOMAXPROCS=1 and nginx/haproxy with one worker/thread.
 #
-#   bench/run.sh                               # every scenario (about 8 minutes on 2 cores)
+#   bench/run.sh                               # every scenario (about 9 minutes on 2 cores)
 #   DURATION=4s ROUNDS=2 bench/run.sh          # quicker
 #   SCENARIOS="chat closed" bench/run.sh       # some of: chat stream closed cache rss
 #   RESULTS=1 bench/run.sh                     # also rewrite the generated part of RESULTS.md
