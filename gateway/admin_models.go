@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -23,7 +24,8 @@ import (
 // /history|/rollouts|/rollout[/pause|/resume|/abort]]]; DELETE /admin/models/{alias} removes an
 // alias. Reads need a read-role token, changes an admin-role token whose name is recorded as the
 // actor. Every change answers {"revision": N, "model": {...}} with ETag: "<the alias's
-// revision>" and accepts If-Match: "<revision>" (412 when the alias changed since); deleting an
+// revision>" and accepts If-Match: "<revision>" (412 when the alias changed since) or If-Match: *
+// (412 when the alias does not exist, for a write that would otherwise create it); deleting an
 // alias answers {"revision": N, "deleted": {"alias", "versions"}}.
 
 // modelView is one alias as GET /admin/models shows it.
@@ -173,7 +175,7 @@ func (g *Gateway) serveDeploy(ctx *fasthttp.RequestCtx, seg []string) bool {
 	if m := ctx.Request.Header.Peek("If-Match"); len(m) > 0 {
 		rev, ok := parseRevision(m)
 		if !ok {
-			writeError(ctx, badRequest("If-Match", `If-Match must be a revision such as "12".`))
+			writeError(ctx, badRequest("If-Match", `If-Match must be a revision such as "12", or *.`))
 			return true
 		}
 		c.IfMatch = rev
@@ -348,15 +350,16 @@ func (g *Gateway) forgetVersionStats(alias, version string) {
 
 func (g *Gateway) deleteModel(ctx *fasthttp.RequestCtx, alias string, c router.Change) {
 	var removed *router.ModelState
+	del := matchAny(alias, func(s *router.State, c router.Change) (*router.State, error) {
+		removed = s.Model(alias)
+		return s.DeleteModel(c, alias)
+	})
 	next, err := g.rollouts.operatorChange(alias, c.Actor, "delete", func(*json.RawMessage) (*router.State, error) {
 		// Under the rollouts' lock (operatorChange): no rollout starts or steps meanwhile.
 		if r := g.rollouts.byAlias[alias]; r != nil && (r.State == rolloutRunning || r.State == rolloutPaused) {
 			return nil, errDeleteDuringRollout
 		}
-		next, err := g.change(c, func(s *router.State, c router.Change) (*router.State, error) {
-			removed = s.Model(alias)
-			return s.DeleteModel(c, alias)
-		})
+		next, err := g.change(c, del)
 		if err == nil {
 			delete(g.rollouts.byAlias, alias) // a finished rollout must not show on a new alias of the same name
 		}
@@ -388,7 +391,7 @@ var errDeleteDuringRollout = errors.New("rollout running")
 // writeChange runs a change and answers it. It returns the new state, or nil after answering
 // an error.
 func (g *Gateway) writeChange(ctx *fasthttp.RequestCtx, alias string, c router.Change, op func(*router.State, router.Change) (*router.State, error)) *router.State {
-	next, err := g.change(c, op)
+	next, err := g.change(c, matchAny(alias, op))
 	return g.answerChange(ctx, alias, next, err)
 }
 
@@ -396,6 +399,7 @@ func (g *Gateway) writeChange(ctx *fasthttp.RequestCtx, alias string, c router.C
 // rollback): it never interleaves with a rollout's step, and it ends the alias's running or
 // paused rollout, which would otherwise undo the change at its next step.
 func (g *Gateway) writeSplit(ctx *fasthttp.RequestCtx, alias, verb string, c router.Change, op func(*router.State, router.Change) (*router.State, error)) *router.State {
+	op = matchAny(alias, op)
 	next, err := g.rollouts.operatorChange(alias, c.Actor, verb, func(ended *json.RawMessage) (*router.State, error) {
 		var cur *router.State // the state op saw, under the deploy lock
 		next, err := g.change(c, func(s *router.State, c router.Change) (*router.State, error) {
@@ -463,12 +467,49 @@ func (g *Gateway) viewState() (*router.State, map[string]*rollout) {
 	return g.rollouts.snapshot(g.currentState)
 }
 
+// ifMatchAny is router.Change.IfMatch for If-Match: * (RFC 9110 13.1.1: it matches whatever
+// the alias's revision is, as long as the alias exists). It never reaches the router: matchAny
+// and ifMatch turn it into the alias's current revision, or into a conflict when the alias does
+// not exist. parseRevision refuses it as a revision, so no client can send it by number.
+const ifMatchAny = math.MaxUint64
+
+// matchAny wraps a deploy-state operation on alias so that it honours If-Match: *. It runs under
+// the deploy lock (it is op, to router), so "the alias exists" and the write are one step. Where
+// the alias does not exist, the header fails only a write that would otherwise go through (a
+// deploy, which would create the alias): a write the state refuses anyway (an unknown model's
+// 404) answers as it would without the header, as RFC 9110 13.2.1 orders it.
+func matchAny(alias string, op func(*router.State, router.Change) (*router.State, error)) func(*router.State, router.Change) (*router.State, error) {
+	return func(s *router.State, c router.Change) (*router.State, error) {
+		if c.IfMatch != ifMatchAny {
+			return op(s, c)
+		}
+		if m := s.Model(alias); m != nil {
+			c.IfMatch = m.Revision
+			return op(s, c)
+		}
+		c.IfMatch = 0
+		if _, err := op(s, c); err != nil {
+			return nil, err
+		}
+		return nil, errNoSuchAlias(alias)
+	}
+}
+
+// errNoSuchAlias is the conflict of If-Match: * on an alias that does not exist.
+func errNoSuchAlias(alias string) error {
+	return &router.FieldError{Field: "If-Match", Msg: fmt.Sprintf("model %q does not exist (If-Match: *)", alias), Err: router.ErrConflict}
+}
+
 // ifMatch returns the If-Match check of a write that is not a deploy-state operation (the
-// rollout verbs): nil when rev is 0 or alias is still at rev, else a conflict.
+// rollout verbs): nil when rev is 0 or alias is still at rev (or exists, for If-Match: *), else
+// a conflict.
 func (g *Gateway) ifMatch(alias string, rev uint64) func() error {
 	return func() error {
 		m := g.currentState().Model(alias)
-		if rev == 0 || m == nil || m.Revision == rev {
+		if rev == ifMatchAny && m == nil {
+			return errNoSuchAlias(alias)
+		}
+		if rev == 0 || rev == ifMatchAny || m == nil || m.Revision == rev {
 			return nil
 		}
 		return &router.FieldError{Field: "If-Match", Msg: fmt.Sprintf("model %q is at revision %d, not %d", alias, m.Revision, rev), Err: router.ErrConflict}
@@ -508,7 +549,7 @@ var errProbe = errors.New("backend probe failed")
 // table, and every backend of the new version must answer its health endpoint. It runs without
 // the deploy lock; the change itself is applied (and checked again) afterwards.
 func (g *Gateway) probeDeploy(c router.Change, op func(*router.State, router.Change) (*router.State, error), alias, version string) error {
-	next, err := op(g.currentState(), c)
+	next, err := matchAny(alias, op)(g.currentState(), c)
 	if err != nil {
 		return err
 	}
@@ -711,10 +752,13 @@ func repeatedKeyAt(dec *json.Decoder, path string, depth int) (string, error) {
 
 func etag(rev uint64) string { return `"` + strconv.FormatUint(rev, 10) + `"` }
 
-// parseRevision reads an If-Match value: "12", W/"12" or 12.
+// parseRevision reads an If-Match value: "12", W/"12" or 12, or * (ifMatchAny).
 func parseRevision(b []byte) (uint64, bool) {
-	s := strings.TrimPrefix(strings.TrimSpace(string(b)), "W/")
-	s = strings.Trim(s, `"`)
+	s := strings.TrimSpace(string(b))
+	if s == "*" {
+		return ifMatchAny, true
+	}
+	s = strings.Trim(strings.TrimPrefix(s, "W/"), `"`)
 	rev, err := strconv.ParseUint(s, 10, 64)
-	return rev, err == nil && rev > 0
+	return rev, err == nil && rev > 0 && rev != ifMatchAny
 }

@@ -461,6 +461,50 @@ func TestDeployIfMatch(t *testing.T) {
 	}
 }
 
+// If-Match: * (RFC 9110) passes every write to an alias that exists, whatever its revision; on
+// an alias that does not exist, a deploy (which would create it) fails with the 412 of a stale
+// revision and creates nothing, and a write the alias's absence refuses anyway stays a 404.
+func TestDeployIfMatchAny(t *testing.T) {
+	tokens := withAdminTokens(t)
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", f.backend()), version("v2", f.backend()))))
+	m := g.write(t, "PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v2","canary_percent":5}`, "If-Match", "*")
+	if m.CanaryPercent != 5 {
+		t.Fatalf("traffic with If-Match: *: %+v", m)
+	}
+	g.write(t, "PUT", "/admin/models/chat/shadow", `{"version":"v2","percent":1}`, "If-Match", "*")
+	g.write(t, "POST", "/admin/models/chat/versions?probe=false", deployBody("v3", f), "If-Match", "*")
+	g.write(t, "POST", "/admin/models/chat/versions", deployBody("v4", f), "If-Match", "*")
+	g.write(t, "DELETE", "/admin/models/chat/versions/v3", "", "If-Match", "*")
+	g.write(t, "POST", "/admin/models/chat/rollouts", `{"canary":"v2","steps":[{"canary_percent":10},{"canary_percent":50}]}`, "If-Match", "*")
+	g.write(t, "POST", "/admin/models/chat/rollout/pause", "", "If-Match", "*")
+	g.write(t, "POST", "/admin/models/chat/promote", "", "If-Match", "*")
+
+	for _, path := range []string{"/admin/models/typo/versions?probe=false", "/admin/models/typo/versions"} {
+		res := g.call(t, "POST", path, opsToken, deployBody("v1", f), "If-Match", "*")
+		if res.status != http.StatusPreconditionFailed {
+			t.Fatalf("deploy to a new alias with If-Match: *: status %d, want 412: %s", res.status, res.body)
+		}
+		if typ, param, code := envelope(t, res.body); typ != "invalid_request_error" || param != "If-Match" || code != "revision_conflict" {
+			t.Errorf("deploy to a new alias with If-Match: *: %s, want the envelope of a stale revision", res.body)
+		}
+	}
+	if res := g.call(t, "GET", "/admin/models/typo", viewerToken, ""); res.status != http.StatusNotFound {
+		t.Errorf("a refused deploy created the alias: GET status %d: %s", res.status, res.body)
+	}
+	for _, w := range []struct{ method, path, body string }{
+		{"PUT", "/admin/models/typo/traffic", `{"stable":"v1"}`},
+		{"DELETE", "/admin/models/typo", ""},
+	} {
+		if res := g.call(t, w.method, w.path, opsToken, w.body, "If-Match", "*"); res.status != http.StatusNotFound {
+			t.Errorf("%s %s with If-Match: *: status %d, want 404 as without it: %s", w.method, w.path, res.status, res.body)
+		}
+	}
+	if res := g.call(t, "DELETE", "/admin/models/chat", opsToken, "", "If-Match", "*"); res.status != http.StatusOK {
+		t.Errorf("DELETE /admin/models/chat with If-Match: *: status %d, want 200: %s", res.status, res.body)
+	}
+}
+
 // With 10% canary sticky by the OpenAI user field, every user sees one version on every
 // request, about 10% see the canary, and raising to 25% keeps them all there.
 func TestDeployStickySplit(t *testing.T) {
