@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -680,12 +681,16 @@ func decodeAdmin(ctx *fasthttp.RequestCtx, v any) bool {
 	if err != nil {
 		param := ""
 		var te *json.UnmarshalTypeError
+		msg := "Invalid JSON body: " + err.Error()
 		if errors.As(err, &te) {
-			param = te.Field
+			param = typeErrorPath(body, te)
+			if te.Type == reflect.TypeFor[duration]() {
+				msg = "Invalid JSON body: " + param + ` must be a duration such as "5m", not ` + te.Value + "."
+			}
 		} else if s := err.Error(); strings.HasPrefix(s, "json: unknown field ") {
 			param = strings.Trim(strings.TrimPrefix(s, "json: unknown field "), `"`)
 		}
-		writeError(ctx, badRequest(param, "Invalid JSON body: "+err.Error()))
+		writeError(ctx, badRequest(param, msg))
 		return false
 	}
 	return true

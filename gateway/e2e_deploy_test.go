@@ -833,6 +833,30 @@ func TestDeployIncompleteBodiesAreRefused(t *testing.T) {
 	}
 }
 
+// A field of a rollout plan with a value of the wrong type is a 400 naming it in param as
+// validation names a step's fields, index included: min_duration as a number or a word that is
+// not a duration as much as canary_percent as a string. Nothing changes.
+func TestRolloutPlanTypeErrorsNameTheField(t *testing.T) {
+	tokens := withAdminTokens(t)
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", f.backend()), version("v2", f.backend()))))
+	for _, tt := range []struct{ body, param, says string }{
+		{`{"canary":"v2","steps":[{"canary_percent":10,"min_duration":300}]}`, "steps[0].min_duration", `a duration such as \"5m\", not 300`},
+		{`{"canary":"v2","steps":[{"canary_percent":10,"min_duration":"1m"},{"canary_percent":100,"min_duration":"soon"}]}`, "steps[1].min_duration", `not \"soon\"`},
+		{`{"canary":"v2","steps":[{"canary_percent":10,"min_duration":"-5m"}]}`, "steps[0].min_duration", `not \"-5m\"`},
+		{`{"canary":"v2","steps":[{"canary_percent":10,"min_duration":{"m":5}}]}`, "steps[0].min_duration", "not an object"},
+		{`{"canary":"v2","steps":[{"canary_percent":10},{"canary_percent":"fifty"}]}`, "steps[1].canary_percent", "cannot unmarshal string"},
+		{`{"canary":"v2","steps":[{"canary_percent":10},{"canary_percent":100,"MIN_REQUESTS":-1}]}`, "steps[1].MIN_REQUESTS", "cannot unmarshal number"},
+		{`{"canary":"v2","steps":[{"canary_percent":10}],"checks":{"max_p95_latency_ratio":"2"}}`, "checks.max_p95_latency_ratio", "cannot unmarshal string"},
+	} {
+		res := g.refused(t, 400, tt.param, "POST", "/admin/models/chat/rollouts", opsToken, tt.body)
+		if !strings.Contains(string(res.body), tt.says) {
+			t.Errorf("%s: %s, want a message with %s", tt.body, res.body, tt.says)
+		}
+	}
+	g.write(t, "POST", "/admin/models/chat/rollouts", `{"canary":"v2","steps":[{"canary_percent":10,"min_duration":null},{"canary_percent":100,"min_duration":"1h"}]}`)
+}
+
 // A key given twice in an admin body, at any depth, is a 400 naming it: encoding/json would
 // keep the last copy (matched without regard to case), so the write would do what a reader of
 // the body's first copy did not expect. Nothing changes.

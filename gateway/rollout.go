@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"time"
 
@@ -37,16 +38,42 @@ func (d duration) MarshalJSON() ([]byte, error) {
 	return []byte(`"` + time.Duration(d).String() + `"`), nil
 }
 
+// UnmarshalJSON reads a non-negative duration string; null leaves d as it is. Anything else is
+// a *json.UnmarshalTypeError, which the decoder completes with the field's name, so the admin
+// API's 400 names it in param as it does every field of the wrong type.
 func (d *duration) UnmarshalJSON(b []byte) error {
-	if len(b) < 2 || b[0] != '"' || b[len(b)-1] != '"' {
-		return errors.New(`want a duration string such as "5m"`)
+	if string(b) == "null" {
+		return nil
 	}
-	v, err := time.ParseDuration(string(b[1 : len(b)-1]))
-	if err != nil || v < 0 {
-		return fmt.Errorf("want a duration such as \"5m\", got %s", b)
+	var s string
+	if json.Unmarshal(b, &s) == nil {
+		if v, err := time.ParseDuration(s); err == nil && v >= 0 {
+			*d = duration(v)
+			return nil
+		}
 	}
-	*d = duration(v)
-	return nil
+	return &json.UnmarshalTypeError{Value: jsonValue(b), Type: reflect.TypeFor[duration]()}
+}
+
+// jsonValue describes a JSON value for an error: the value itself when it is a short string or
+// number ("soon", 5), else its kind.
+func jsonValue(b []byte) string {
+	switch {
+	case len(b) == 0:
+		return "nothing"
+	case b[0] == '{':
+		return "an object"
+	case b[0] == '[':
+		return "an array"
+	case b[0] == 't' || b[0] == 'f':
+		return "a boolean"
+	case len(b) > 40:
+		if b[0] == '"' {
+			return "a long string"
+		}
+		return "a long number"
+	}
+	return string(b)
 }
 
 // Rollout states.
