@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"log/slog"
+	"math"
 	"sort"
 	"strconv"
 	"sync"
@@ -188,12 +189,18 @@ func (s *statsRegistry) evaluate() {
 			}
 			labels := `{model=` + promLabel(vs.alias) + `,version=` + promLabel(vs.version) + `,feature="` + res.Feature + `"`
 			score := `llmgate_drift_score` + labels + `,method="` + string(res.Method) + `"}`
-			if old := vs.series[f]; old != score && old != "" {
-				s.set.UnregisterMetric(old) // the method changed with the sample size
+			// An undefined statistic (NaN: a window without samples) drops the series, as it
+			// is before the first defined one, rather than keep the last value or export NaN:
+			// NaN turns sum() and avg() over the series into NaN, and the Prometheus authors
+			// advise removing a series over a NaN that stands for "no value".
+			defined := !math.IsNaN(res.Statistic)
+			if old := vs.series[f]; old != "" && (old != score || !defined) {
+				s.set.UnregisterMetric(old) // the method changed with the sample size, or no statistic
 			}
-			vs.series[f] = score
-			if v := res.Statistic; v == v { // not NaN
-				s.set.GetOrCreateGauge(score, nil).Set(v)
+			vs.series[f] = ""
+			if defined {
+				s.set.GetOrCreateGauge(score, nil).Set(res.Statistic)
+				vs.series[f] = score
 			}
 			s.set.GetOrCreateGauge(`llmgate_drift_detected`+labels+`}`, nil).Set(boolFloat(res.Verdict == drift.VerdictDrift))
 			if prev := vs.verdicts[f]; prev != res.Verdict && (prev == drift.VerdictDrift || res.Verdict == drift.VerdictDrift) {
