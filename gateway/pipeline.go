@@ -239,8 +239,8 @@ func (g *Gateway) finish(r *request) {
 		}
 		if !r.firstEventAt.IsZero() {
 			vm.ttft.Update(r.firstEventAt.Sub(r.start).Seconds())
-			if r.events > 1 {
-				vm.tpot.Update(r.lastEventAt.Sub(r.firstEventAt).Seconds() / float64(r.events-1))
+			if r.tokenEvents > 1 {
+				vm.tpot.Update(r.lastTokenAt.Sub(r.firstTokenAt).Seconds() / float64(r.tokenEvents-1))
 			}
 		}
 	}

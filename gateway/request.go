@@ -81,9 +81,12 @@ type request struct {
 	errCode      string
 	inputTokens  int
 	outputTokens int
-	events       int
-	firstEventAt time.Time
-	lastEventAt  time.Time
+	firstEventAt time.Time // the stream's first chunk (time to first token)
+	// Stream chunks that carry generated content (carriesTokens), for the time per output
+	// token and, without usage, the completion's token count.
+	tokenEvents  int
+	firstTokenAt time.Time
+	lastTokenAt  time.Time
 
 	parser      fastjson.Parser
 	sseReader   *sse.Reader     // reused across streams
@@ -112,8 +115,8 @@ func releaseRequest(r *request) {
 	r.version, r.backend, r.handles, r.attempts, r.tried = nil, nil, nil, 0, [config.MaxRetryAttempts]*router.Backend{}
 	r.canaryShare = false
 	r.upstreamAt, r.headersAt, r.failedAttempts = time.Time{}, time.Time{}, 0
-	r.status, r.errCode, r.inputTokens, r.outputTokens, r.events = 0, "", 0, 0, 0
-	r.firstEventAt, r.lastEventAt = time.Time{}, time.Time{}
+	r.status, r.errCode, r.inputTokens, r.outputTokens, r.tokenEvents = 0, "", 0, 0, 0
+	r.firstEventAt, r.firstTokenAt, r.lastTokenAt = time.Time{}, time.Time{}, time.Time{}
 	r.gw, r.root = nil, nil
 	if r.guard.ag != nil {
 		r.streamGuard.release(r.guard.ag)

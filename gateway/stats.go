@@ -96,6 +96,46 @@ func (s *requestStats) noteChoices(choices []byte, chunk bool) {
 	}
 }
 
+// carriesTokens reports whether a stream chunk's choices carry generated content: text
+// (delta.content, or text in a completions stream), reasoning (delta.reasoning_content or
+// delta.reasoning), a refusal, or tool calls (their name and arguments are generated). The
+// chunk that opens a choice with only its role and the one that closes it with finish_reason
+// and an empty delta carry none: counting them made tokens per second about 7% high.
+func carriesTokens(choices []byte) bool {
+	for i := jsonscan.FirstElementStart(choices); i >= 0; i = jsonscan.NextElementStart(choices, i) {
+		var c [2]jsonscan.Span // delta, text
+		choice := choices[i:]  // FindEach reads up to the choice's closing brace
+		jsonscan.FindEach(choice, tokenChoiceMembers, c[:])
+		if nonEmptyString(choice, c[1]) {
+			return true
+		}
+		if c[0].Start < 0 {
+			continue
+		}
+		delta := choice[c[0].Start:c[0].End]
+		var d [5]jsonscan.Span
+		jsonscan.FindEach(delta, tokenDeltaMembers, d[:])
+		if nonEmptyString(delta, d[0]) || nonEmptyString(delta, d[1]) || nonEmptyString(delta, d[2]) || nonEmptyString(delta, d[3]) {
+			return true
+		}
+		if t := d[4]; t.Start >= 0 && jsonscan.FirstElementStart(delta[t.Start:t.End]) >= 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// The members carriesTokens reads: of a choice, then of its delta.
+var (
+	tokenChoiceMembers = []string{"delta", "text"}
+	tokenDeltaMembers  = []string{"content", "reasoning_content", "reasoning", "refusal", "tool_calls"}
+)
+
+// nonEmptyString reports whether span of b is a JSON string other than "".
+func nonEmptyString(b []byte, span jsonscan.Span) bool {
+	return span.Start >= 0 && b[span.Start] == '"' && span.End-span.Start > 2
+}
+
 // The members of choice 0 that noteChoices reads, in an answer and in a stream chunk.
 var (
 	answerChoiceMembers = []string{"index", "finish_reason", "message", "text"}
@@ -200,8 +240,8 @@ func (g *Gateway) observe(r *request, now time.Time, elapsed, overhead time.Dura
 	// the TTFT metrics (finish).
 	if !r.firstEventAt.IsZero() && r.handles != nil {
 		s.TTFT = r.firstEventAt.Sub(r.start)
-		if r.events > 1 {
-			s.InterToken = r.lastEventAt.Sub(r.firstEventAt) / time.Duration(r.events-1)
+		if r.tokenEvents > 1 {
+			s.InterToken = r.lastTokenAt.Sub(r.firstTokenAt) / time.Duration(r.tokenEvents-1)
 		}
 	}
 	s.FinishReason = st.finish

@@ -191,7 +191,6 @@ func (s *streamBody) next(wait bool) []byte {
 		if r.firstEventAt.IsZero() {
 			r.firstEventAt = now
 		}
-		r.lastEventAt = now
 		us, ue, cs, ce := m[1].Start, m[1].End, m[2].Start, m[2].End
 		in, out := 0, 0
 		if us >= 0 {
@@ -208,7 +207,15 @@ func (s *streamBody) next(wait bool) []byte {
 			// Usage beside choices (vLLM's continuous_usage_stats, or on the last chunk): the
 			// choices are guarded like any other chunk's.
 		}
-		r.events++
+		if cs >= 0 && carriesTokens(data[cs:ce]) {
+			// Only chunks with generated content time the tokens: the chunk that opens the
+			// answer with its role and the one that closes it with finish_reason carry none.
+			if r.tokenEvents == 0 {
+				r.firstTokenAt = now
+			}
+			r.lastTokenAt = now
+			r.tokenEvents++
+		}
 		if r.stats.vs != nil && cs >= 0 {
 			r.stats.noteChoices(data[cs:ce], true)
 		}

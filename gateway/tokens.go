@@ -70,7 +70,7 @@ func (t *tokenCounter) push(g *Gateway, vs *versionStats, s *drift.Sample, r *re
 	}
 	if s.CompletionTokens < 0 {
 		if r.stream {
-			j.sample.CompletionTokens = int64(r.events)
+			j.sample.CompletionTokens = int64(r.tokenEvents)
 		} else {
 			j.completion = append([]byte(nil), r.upstreamResp.Body()...)
 		}

@@ -243,3 +243,22 @@ func FirstElementStart(b []byte) int {
 	}
 	return i
 }
+
+// NextElementStart returns where the element after the one starting at b[i] starts in the JSON
+// array b (i from FirstElementStart or NextElementStart), or -1 after the last element or when b
+// is malformed.
+func NextElementStart(b []byte, i int) int {
+	i = skipValue(b, i)
+	if i < 0 {
+		return -1
+	}
+	i = skipSpace(b, i)
+	if i >= len(b) || b[i] != ',' {
+		return -1
+	}
+	i = skipSpace(b, i+1)
+	if i >= len(b) || b[i] == ']' {
+		return -1
+	}
+	return i
+}

@@ -2,6 +2,7 @@ package jsonscan
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -117,6 +118,36 @@ func TestFirstElementStart(t *testing.T) {
 	for _, tt := range tests {
 		if got := FirstElementStart([]byte(tt.in)); got != tt.want {
 			t.Errorf("FirstElementStart(%q) = %d, want %d", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestNextElementStart(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string // the elements, each from its start up to the next one's
+	}{
+		{`[{"a":1},{"b":"]"}]`, []string{`{"a":1},`, `{"b":"]"}]`}},
+		{` [ "x" , [1,2] ,null ]`, []string{`"x" , `, `[1,2] ,`, `null ]`}},
+		{`[1]`, []string{`1]`}},
+		{`[]`, nil},
+		{`[1,]`, []string{`1,]`}},
+		{`[{"a":`, []string{`{"a":`}},
+	}
+	for _, tt := range tests {
+		b := []byte(tt.in)
+		var got []string
+		for i := FirstElementStart(b); i >= 0; {
+			next := NextElementStart(b, i)
+			end := next
+			if end < 0 {
+				end = len(b)
+			}
+			got = append(got, string(b[i:end]))
+			i = next
+		}
+		if strings.Join(got, "|") != strings.Join(tt.want, "|") {
+			t.Errorf("%s: elements %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }
