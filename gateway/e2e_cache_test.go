@@ -646,3 +646,95 @@ func TestCacheHitsKeepTTFT(t *testing.T) {
 		t.Fatalf("TTFT p50 over %d requests: %s; want the backend's 50 ms, not a replay's", s.Requests, res.body)
 	}
 }
+
+// A tool-call answer has content null, as the backend answers it buffered, whichever shape
+// filled the cache: a streamed answer (vLLM opens every stream with "content":"") replayed as
+// a buffered one, and a buffered one replayed as a stream, whose chunks must add up to null
+// content as a client accumulates them (openai-python's final message has content None).
+func TestCacheToolCallsKeepNullContent(t *testing.T) {
+	const head = `{"id":"chatcmpl-t1","object":"chat.completion.chunk","created":1,"model":"canned","choices":[`
+	stream := "data: " + head + `{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}` + "\n\n" +
+		"data: " + head + `{"index":0,"delta":{"tool_calls":[{"id":"call_1","type":"function","index":0,"function":{"name":"get_weather"}}]},"logprobs":null,"finish_reason":null}]}` + "\n\n" +
+		"data: " + head + `{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"city\": \"Paris\"}"}}]},"logprobs":null,"finish_reason":null}]}` + "\n\n" +
+		"data: " + head + `{"index":0,"delta":{"content":""},"logprobs":null,"finish_reason":"tool_calls","stop_reason":null}]}` + "\n\n" +
+		"data: " + head + `],"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15}}` + "\n\n" +
+		"data: [DONE]\n\n"
+	buffered := `{"id":"chatcmpl-t2","object":"chat.completion","created":1,"model":"canned","choices":[{"index":0,"message":{"role":"assistant","content":null,` +
+		`"tool_calls":[{"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\": \"Paris\"}"}}]},"logprobs":null,"finish_reason":"tool_calls"}],` +
+		`"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15}}`
+	ln := listen(t)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(b), `"stream":true`) {
+			w.Header().Set("Content-Type", "text/event-stream")
+			_, _ = io.WriteString(w, stream)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, buffered)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close() })
+	backend := config.Backend{URL: "http://" + ln.Addr().String(), Kind: config.KindVLLM, Model: "canned"}
+	g := startGateway(t, newConfig(t, nil, cached(model("chat", "v1", version("v1", backend)))))
+	const tools = `,"tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}}]`
+
+	// Streamed first, then asked for buffered.
+	if res := g.do(t, "POST", "/v1/chat/completions", cacheBody("Weather in Paris?", tools+`,"stream":true`)); res.status != 200 {
+		t.Fatalf("stream: status %d: %s", res.status, res.body)
+	}
+	hit := g.untilHit(t, cacheBody("Weather in Paris?", tools))
+	var answer struct {
+		Choices []struct {
+			Message struct {
+				Content   json.RawMessage   `json:"content"`
+				ToolCalls []json.RawMessage `json:"tool_calls"`
+			} `json:"message"`
+		} `json:"choices"`
+	}
+	if err := json.Unmarshal(hit.body, &answer); err != nil || len(answer.Choices) != 1 {
+		t.Fatalf("buffered hit (%v): %s", err, hit.body)
+	}
+	if m := answer.Choices[0].Message; string(m.Content) != "null" || len(m.ToolCalls) != 1 {
+		t.Errorf("buffered hit of a streamed tool call: content %s with %d tool calls, want null as the backend answers: %s", m.Content, len(m.ToolCalls), hit.body)
+	}
+
+	// Buffered first, then asked for a stream.
+	if res := g.do(t, "POST", "/v1/chat/completions", cacheBody("Weather in Lyon?", tools)); res.status != 200 {
+		t.Fatalf("buffered: status %d: %s", res.status, res.body)
+	}
+	hit = g.untilHit(t, cacheBody("Weather in Lyon?", tools+`,"stream":true`))
+	var args strings.Builder
+	for _, ev := range events(hit.body) {
+		ev = strings.TrimPrefix(ev, "data: ")
+		if ev == "[DONE]" {
+			continue
+		}
+		var c struct {
+			Choices []struct {
+				Delta struct {
+					Content   json.RawMessage `json:"content"`
+					ToolCalls []struct {
+						Function struct {
+							Arguments string `json:"arguments"`
+						} `json:"function"`
+					} `json:"tool_calls"`
+				} `json:"delta"`
+			} `json:"choices"`
+		}
+		if err := json.Unmarshal([]byte(ev), &c); err != nil {
+			t.Fatalf("stream hit: %v: %s", err, ev)
+		}
+		for _, ch := range c.Choices {
+			if ch.Delta.Content != nil && string(ch.Delta.Content) != "null" {
+				t.Errorf("stream hit of a buffered tool call: a chunk with content %s, so the stream adds up to a string where the backend answered null: %s", ch.Delta.Content, ev)
+			}
+			for _, tc := range ch.Delta.ToolCalls {
+				args.WriteString(tc.Function.Arguments)
+			}
+		}
+	}
+	if args.String() != `{"city": "Paris"}` {
+		t.Errorf("stream hit: tool call arguments %q", args.String())
+	}
+}

@@ -476,13 +476,20 @@ const (
 func (e *Entry) appendChatChoice(dst []byte, header func([]byte) []byte, c *choice) []byte {
 	msg := e.fields[c.msg[0]:c.msg[1]]
 	role := []byte(`"assistant"`)
+	content := `,"content":null` // null is not indexed: a message without text (tool calls)
 	for _, f := range msg {
-		if keyIs(e.raw(f.k), "role") && e.doc[f.v.s] == '"' {
+		switch k := e.raw(f.k); {
+		case keyIs(k, "role") && e.doc[f.v.s] == '"':
 			role = e.raw(f.v)
+		case keyIs(k, "content") && e.doc[f.v.s] == '"':
+			content = `,"content":""`
 		}
 	}
+	// The first chunk's content is what a client accumulates when no text follows: null for a
+	// message whose content is null, as OpenAI streams a tool-call answer, so that the stream
+	// adds up to the buffered answer.
 	dst = e.chunkStart(header(dst), c.index)
-	dst = append(append(append(dst, `,"delta":{"role":`...), role...), `,"content":""`...)
+	dst = append(append(append(dst, `,"delta":{"role":`...), role...), content...)
 	dst = append(dst, notDone...)
 	for _, f := range msg {
 		k, v := e.raw(f.k), e.raw(f.v)

@@ -364,7 +364,9 @@ func (r *Recorder) appendChoice(d []byte, i int) []byte {
 		d = append(d, `,"content":`...)
 		content := false
 		for _, f := range c.fields {
-			if keyIs(f.key, "content") && f.typ == '"' {
+			// A tool-call answer whose stream carried no text (vLLM opens every stream with
+			// "content":"") has content null in the backend's buffered answer, as in OpenAI's.
+			if keyIs(f.key, "content") && f.typ == '"' && (len(f.val) > 0 || len(c.tools) == 0) {
 				d = append(append(append(d, '"'), f.val...), '"')
 				content = true
 			}
