@@ -23,10 +23,11 @@ const (
 	cacheHit       = "hit"
 	cacheMiss      = "miss"
 	cacheBypass    = "bypass"
+	cacheRefresh   = "refresh" // x-llmgate-cache: refresh: not looked up, but stored
 	cacheCoalesced = "coalesced"
 )
 
-var cacheResults = [...]string{cacheHit, cacheMiss, cacheBypass, cacheCoalesced}
+var cacheResults = [...]string{cacheHit, cacheMiss, cacheBypass, cacheRefresh, cacheCoalesced}
 
 // versionCache is one version's cache settings and series, built with the snapshot.
 type versionCache struct {
@@ -139,7 +140,9 @@ func (g *Gateway) cacheLookup(ctx *fasthttp.RequestCtx, r *request, snap *snapsh
 		}
 	}
 	if d&cache.Save != 0 && cs.result == cacheBypass {
-		cs.result = cacheMiss // refresh: not looked up, but stored
+		// Refresh: not looked up, but stored. Not a miss: nothing was looked for, and a miss
+		// would lower the hit ratio a dashboard computes from llmgate_cache_requests_total.
+		cs.result = cacheRefresh
 	}
 	g.setCacheHeader(ctx, r)
 	return false, false

@@ -146,7 +146,7 @@ func TestCacheRules(t *testing.T) {
 		{"bypass header", cacheBody("hi", ""), []string{"X-Llmgate-Cache", "bypass"}, 200, "bypass"},
 		{"only-if-cached miss", cacheBody("never sent", ""), []string{"X-Llmgate-Cache", "only-if-cached"}, 504, "miss"},
 		{"unknown header value", cacheBody("hi", ""), []string{"X-Llmgate-Cache", "sometimes"}, 400, ""},
-		{"backend error", cacheBody("hi", ""), []string{"X-Fakellm-Status", "500", "X-Llmgate-Cache", "refresh"}, 502, "miss"},
+		{"backend error", cacheBody("hi", ""), []string{"X-Fakellm-Status", "500", "X-Llmgate-Cache", "refresh"}, 502, "refresh"},
 	}
 	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
@@ -736,5 +736,31 @@ func TestCacheToolCallsKeepNullContent(t *testing.T) {
 	}
 	if args.String() != `{"city": "Paris"}` {
 		t.Errorf("stream hit: tool call arguments %q", args.String())
+	}
+}
+
+// x-llmgate-cache: refresh goes to the backend though an answer is cached and says so: the response reports refresh, not miss (nothing was looked up), and so does
+// llmgate_cache_requests_total, whose misses a hit ratio divides by.
+func TestCacheRefreshIsReported(t *testing.T) {
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, nil, cached(model("chat", "v1", version("v1", f.backend())))))
+	body := cacheBody("Refresh me", "")
+	if res := g.do(t, "POST", "/v1/chat/completions", body); res.status != 200 || res.header.Get("X-Llmgate-Cache") != "miss" {
+		t.Fatalf("first request: status %d cache %q", res.status, res.header.Get("X-Llmgate-Cache"))
+	}
+	g.untilHit(t, body)
+	labels := func(result string) map[string]string {
+		return map[string]string{"model": "chat", "version": "v1", "result": result}
+	}
+	misses, _ := metricValue(parseMetrics(t, g.metrics(t)), "llmgate_cache_requests_total", labels("miss"))
+	for _, stream := range []string{"", `,"stream":true`} {
+		res := g.do(t, "POST", "/v1/chat/completions", cacheBody("Refresh me", stream), "X-Llmgate-Cache", "refresh")
+		if res.status != 200 || res.header.Get("X-Llmgate-Cache") != "refresh" {
+			t.Errorf("refresh (stream %v): status %d, x-llmgate-cache %q, want refresh: %s", stream != "", res.status, res.header.Get("X-Llmgate-Cache"), res.body)
+		}
+	}
+	g.waitMetric(t, "llmgate_cache_requests_total", labels("refresh"), "= 2", func(v float64) bool { return v == 2 })
+	if got, _ := metricValue(parseMetrics(t, g.metrics(t)), "llmgate_cache_requests_total", labels("miss")); got != misses {
+		t.Errorf("refreshes counted as misses: %v misses, want %v", got, misses)
 	}
 }

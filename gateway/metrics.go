@@ -225,7 +225,7 @@ var metricHelp = map[string]string{
 	"llmgate_drift_detected":                      "1 when the feature of the model version has drifted from its reference, else 0.",
 	"llmgate_drift_samples_dropped_total":         "Drift samples dropped because the token counter's queue was full.",
 	"llmgate_drift_memory_bytes":                  "Memory held by the drift windows of every model version.",
-	"llmgate_cache_requests_total":                "Requests by cache result: hit, miss, bypass, coalesced (answered by another request's backend call).",
+	"llmgate_cache_requests_total":                "Requests by cache result: hit, miss, bypass, refresh (x-llmgate-cache: refresh: not looked up, stored), coalesced (answered by another request's backend call).",
 	"llmgate_cache_evictions_total":               "Cached answers removed for room or on expiry.",
 	"llmgate_cache_stores_total":                  "Answers stored in the response cache.",
 	"llmgate_cache_bytes":                         "Bytes of answers held in the response cache.",
