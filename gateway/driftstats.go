@@ -168,12 +168,12 @@ func (s *statsRegistry) run() {
 
 // verdictChange is one feature whose verdict changed, as logged and sent to the webhook.
 type verdictChange struct {
-	Feature   string  `json:"feature"`
-	Method    string  `json:"method"`
-	From      string  `json:"from"`
-	To        string  `json:"to"`
-	Statistic float64 `json:"statistic"`
-	Threshold float64 `json:"threshold"`
+	Feature   string   `json:"feature"`
+	Method    string   `json:"method"`
+	From      string   `json:"from"`
+	To        string   `json:"to"`
+	Statistic *float64 `json:"statistic"` // null when undefined (a window without samples), never a made-up 0
+	Threshold float64  `json:"threshold"`
 }
 
 // evaluate runs every version's drift tests, updates the drift series and reports verdicts
@@ -205,13 +205,13 @@ func (s *statsRegistry) evaluate() {
 			s.set.GetOrCreateGauge(`llmgate_drift_detected`+labels+`}`, nil).Set(boolFloat(res.Verdict == drift.VerdictDrift))
 			if prev := vs.verdicts[f]; prev != res.Verdict && (prev == drift.VerdictDrift || res.Verdict == drift.VerdictDrift) {
 				changes = append(changes, verdictChange{Feature: res.Feature, Method: string(res.Method), From: string(prev),
-					To: string(res.Verdict), Statistic: finiteOrZero(res.Statistic), Threshold: res.Threshold})
+					To: string(res.Verdict), Statistic: definedOrNil(res.Statistic), Threshold: res.Threshold})
 			}
 			vs.verdicts[f] = res.Verdict
 		}
 		for _, c := range changes {
 			s.log.Warn("drift verdict changed", "model", vs.alias, "version", vs.version, "feature", c.Feature,
-				"method", c.Method, "from", c.From, "to", c.To, "statistic", c.Statistic, "threshold", c.Threshold)
+				"method", c.Method, "from", c.From, "to", c.To, "statistic", derefOrNaN(c.Statistic), "threshold", c.Threshold)
 		}
 		if len(changes) > 0 {
 			s.hook.send(driftEvent{Event: "drift_verdict_changed", Model: vs.alias, Version: vs.version,
@@ -220,11 +220,20 @@ func (s *statsRegistry) evaluate() {
 	}
 }
 
-func finiteOrZero(v float64) float64 {
-	if v != v {
-		return 0
+// definedOrNil returns v, or nil when it is NaN: the webhook says null rather than 0, which
+// would read as "no drift at all".
+func definedOrNil(v float64) *float64 {
+	if math.IsNaN(v) {
+		return nil
 	}
-	return v
+	return &v
+}
+
+func derefOrNaN(v *float64) float64 {
+	if v == nil {
+		return math.NaN()
+	}
+	return *v
 }
 
 // driftEvent is the webhook's JSON body.

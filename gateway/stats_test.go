@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"bytes"
+	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,5 +71,31 @@ func TestNoteCachedMatchesBody(t *testing.T) {
 		if len(fromBody.completionHead) == 0 && c.name != "null content" && c.name != "openai_chat_tools.json" {
 			t.Errorf("%s: no text read at all", c.name)
 		}
+	}
+}
+
+// TestDriftWebhookUndefinedStatistic: a verdict that changes because a window emptied has no
+// statistic; the webhook says null, not 0, which a receiver would read as "no drift at all".
+func TestDriftWebhookUndefinedStatistic(t *testing.T) {
+	body, err := json.Marshal(driftEvent{Event: "drift_verdict_changed", Changes: []verdictChange{
+		{Feature: "prompt_length", From: "drift", To: "insufficient", Statistic: definedOrNil(math.NaN())},
+		{Feature: "ttft", From: "ok", To: "drift", Statistic: definedOrNil(0.42)},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev struct {
+		Changes []struct {
+			Statistic *float64 `json:"statistic"`
+		} `json:"changes"`
+	}
+	if err := json.Unmarshal(body, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Changes[0].Statistic != nil || !strings.Contains(string(body), `"statistic":null`) {
+		t.Errorf("undefined statistic sent as %s", body)
+	}
+	if ev.Changes[1].Statistic == nil || *ev.Changes[1].Statistic != 0.42 {
+		t.Errorf("defined statistic lost: %s", body)
 	}
 }
