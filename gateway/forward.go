@@ -10,6 +10,7 @@ import (
 	"github.com/llmgate/llmgate/config"
 	"github.com/llmgate/llmgate/gateway/cache"
 	"github.com/llmgate/llmgate/gateway/jsonscan"
+	"github.com/llmgate/llmgate/router"
 )
 
 // forwardBuffered sends a non-streaming request and copies the backend's answer to the client.
@@ -25,6 +26,8 @@ func (g *Gateway) forwardBuffered(ctx *fasthttp.RequestCtx, r *request, snap *sn
 	if err != nil {
 		return err
 	}
+	r.hold.Release() // the whole answer is in
+	r.hold = router.Hold{}
 	r.status = resp.StatusCode()
 	copyResponseHeaders(ctx, resp)
 	ctx.SetStatusCode(r.status)
@@ -53,7 +56,8 @@ func (g *Gateway) forwardBuffered(ctx *fasthttp.RequestCtx, r *request, snap *sn
 // tryBackends picks a backend, sends the request with do, and retries on another backend for
 // connect errors, timeouts before the first byte, 429 and 5xx answers, up to the configured attempts
 // and while time is left. It returns nil when a backend answered 2xx or a 4xx that is the
-// client's own (passed on as an error in OpenAI's shape).
+// client's own (passed on as an error in OpenAI's shape). After a 2xx the backend stays held
+// in r.hold for the caller to release when the answer is done.
 func (g *Gateway) tryBackends(ctx *fasthttp.RequestCtx, r *request, snap *snapshot, do func(*backendHandles) error) error {
 	for {
 		err := g.tryVersion(ctx, r, snap, do)
@@ -79,18 +83,18 @@ func (g *Gateway) tryVersion(ctx *fasthttp.RequestCtx, r *request, snap *snapsho
 		g.prepareUpstream(ctx, r, h)
 
 		r.upstreamAt = time.Now()
-		b.Acquire()
+		hold := b.Acquire() // at once after Pick: a half-open backend's trial is this request's
 		err = do(h)
 		if err != nil && staleConnection(&r.upstreamResp, err) {
 			r.upstreamResp.Reset()
 			err = do(h) // on a fresh connection, or another pooled one
 		}
-		b.Release()
 		r.headersAt = time.Now()
 		resp := &r.upstreamResp
 		if err != nil {
 			h.metrics.countStatus(0)
-			b.ReportFailure()
+			hold.ReportFailure()
+			hold.Release()
 			lastErr = classifyTransportError(err)
 			resp.Reset()
 			r.failedAttempts += r.headersAt.Sub(r.upstreamAt)
@@ -99,17 +103,20 @@ func (g *Gateway) tryVersion(ctx *fasthttp.RequestCtx, r *request, snap *snapsho
 		status := resp.StatusCode()
 		h.metrics.countStatus(status)
 		if status < 500 && status != fasthttp.StatusTooManyRequests {
-			b.ReportSuccess()
+			hold.ReportSuccess()
 			if status < 400 {
+				r.hold = hold
 				return nil
 			}
+			hold.Release()
 			return g.backendError(resp)
 		}
 		if status != fasthttp.StatusTooManyRequests {
 			// A 429 is a backend at its limit, not a broken one: another backend of the
 			// version may have room, but it counts toward no ejection.
-			b.ReportFailure()
+			hold.ReportFailure()
 		}
+		hold.Release()
 		lastErr = g.backendError(resp)
 		resp.Reset()
 		r.failedAttempts += r.headersAt.Sub(r.upstreamAt)

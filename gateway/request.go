@@ -64,9 +64,12 @@ type request struct {
 	// a canary that fails it before the first byte hands it to stable (see failoverToStable).
 	canaryShare bool
 	backend     *router.Backend
-	handles     *backendHandles
-	attempts    int
-	tried       [config.MaxRetryAttempts]*router.Backend // one per attempt retry.attempts allows
+	// hold is the request's use of backend from the attempt that answered 2xx until the answer
+	// is done: forwardBuffered, or the end of the stream, releases it.
+	hold     router.Hold
+	handles  *backendHandles
+	attempts int
+	tried    [config.MaxRetryAttempts]*router.Backend // one per attempt retry.attempts allows
 
 	upstreamBody []byte // the body for one backend, when it differs from body (see prepareUpstream)
 	upstreamReq  fasthttp.Request
@@ -113,7 +116,7 @@ func releaseRequest(r *request) {
 	r.op, r.start, r.stream, r.clientUsage, r.jsonOutput, r.tokens = 0, time.Time{}, false, false, false, ""
 	r.requestID, r.body, r.scratch, r.model, r.user = r.requestID[:0], r.body[:0], r.scratch[:0], r.model[:0], r.user[:0]
 	r.version, r.backend, r.handles, r.attempts, r.tried = nil, nil, nil, 0, [config.MaxRetryAttempts]*router.Backend{}
-	r.canaryShare = false
+	r.canaryShare, r.hold = false, router.Hold{}
 	r.upstreamAt, r.headersAt, r.failedAttempts = time.Time{}, time.Time{}, 0
 	r.status, r.errCode, r.inputTokens, r.outputTokens, r.tokenEvents = 0, "", 0, 0, 0
 	r.firstEventAt, r.firstTokenAt, r.lastTokenAt = time.Time{}, time.Time{}, time.Time{}

@@ -36,16 +36,18 @@ const maxShadows = 64
 // backend may not) to version sv in the background. The answer is discarded; its latency,
 // status, tokens, finish reason and refusal go to sv's statistics for comparison with stable.
 func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
-	b, err := sv.Pick(nil)
-	if err != nil {
-		return
-	}
 	select {
 	case g.shadowSlots <- struct{}{}:
 	default:
 		g.metrics.shadowsSkipped.Inc()
 		return
 	}
+	b, err := sv.Pick(nil)
+	if err != nil {
+		<-g.shadowSlots
+		return
+	}
+	hold := b.Acquire() // at once after Pick, which may have given it a half-open trial
 	h := snap.backends[b.Index]
 	vs := snap.stats[sv]
 	ag := snap.guards[sv.Alias]
@@ -89,9 +91,8 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 		}
 		req.SetBody(replaceModel(body, b.Model))
 		start := time.Now()
-		b.Acquire()
 		err := h.up.buffered.DoDeadline(req, resp, deadline)
-		b.Release()
+		hold.Release()
 		end := time.Now()
 		g.metrics.shadows.Inc()
 		// The shadow version's own series, as for any version: its backend answered or not.

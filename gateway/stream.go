@@ -10,6 +10,7 @@ import (
 
 	"github.com/llmgate/llmgate/gateway/jsonscan"
 	"github.com/llmgate/llmgate/gateway/sse"
+	"github.com/llmgate/llmgate/router"
 )
 
 // maxEventBytes bounds one SSE event from a backend.
@@ -41,13 +42,14 @@ func (g *Gateway) forwardStream(ctx *fasthttp.RequestCtx, r *request, snap *snap
 				return err
 			}
 		}
+		r.hold.Release()
+		r.hold = router.Hold{}
 		ctx.Response.SetBody(body)
 		g.finish(r)
 		return nil
 	}
-	// The backend is busy until the stream ends, not when its headers arrive: keep it counted
-	// in flight so least-loaded picking sees streams. streamBody.Close releases it.
-	r.backend.Acquire()
+	// The backend is busy until the stream ends, not when its headers arrive: r.hold keeps it
+	// counted in flight so least-loaded picking sees streams. streamBody.end releases it.
 	r.cache.startRecording(r.op)
 	g.startStream(ctx, r, r.upstreamResp.BodyStream())
 	return nil
@@ -350,9 +352,8 @@ func (s *streamBody) finishForFollowers(r *request) {
 // when complete) and finishes the request.
 func (s *streamBody) end(r *request, complete bool) {
 	_ = r.upstreamResp.CloseBodyStream()
-	if r.backend != nil {
-		r.backend.Release()
-	}
+	r.hold.Release() // the zero Hold for cache replays and coalesced followers
+	r.hold = router.Hold{}
 	r.gw.endStream(r, complete)
 	r.gw.finish(r)
 }

@@ -29,24 +29,83 @@ type Backend struct {
 // InFlight reports the requests this gateway has open on the backend's address.
 func (b *Backend) InFlight() int64 { return b.health.inFlight.Load() }
 
-// Acquire counts one more request in flight; Release must follow.
-func (b *Backend) Acquire() { b.health.inFlight.Add(1) }
+// Acquire counts one more request in flight and returns its hold, which the request's verdict
+// (Hold.ReportSuccess, Hold.ReportFailure) and its Release take. Call it right after Pick:
+// when Pick admitted the backend's half-open trial, the hold carries the trial.
+func (b *Backend) Acquire() Hold {
+	h := b.health
+	h.inFlight.Add(1)
+	hold := Hold{b: b, epoch: h.epoch.Load()}
+	if t := h.pendingTrial.Swap(0); t != 0 && h.trial.Load() == t {
+		hold.trial = t
+	}
+	return hold
+}
 
-// Release counts one request as done.
-func (b *Backend) Release() { b.health.inFlight.Add(-1) }
+// Healthy reports whether the backend is in service now: not ejected, or its ejection has run
+// out (a trial may be in flight). It reads the state and changes nothing, so /metrics and
+// readiness checks may call it at any rate.
+func (b *Backend) Healthy() bool { return b.health.inService(b.now().UnixNano()) }
 
-// Healthy reports whether the backend takes traffic now (not ejected and probes pass).
-func (b *Backend) Healthy() bool { return b.health.available(b.now().UnixNano()) }
+// ReportSuccess records the success of a request that started now, with no hold (tests, and
+// callers without one): it ends an ejection and resets the request failure count.
+func (b *Backend) ReportSuccess() { b.health.success(b.health.epoch.Load()) }
 
-// ReportSuccess records a successful response: it ends an ejection and resets the failure count.
-func (b *Backend) ReportSuccess() { b.health.success() }
+// ReportFailure records a connect error, timeout or 5xx of a request that started now. After
+// threshold consecutive failures the backend is ejected; each repeated ejection lasts twice as
+// long (capped at maxEject).
+func (b *Backend) ReportFailure() { b.reportFailure(b.health.epoch.Load()) }
 
-// ReportFailure records a connect error, timeout or 5xx. After threshold consecutive failures
-// the backend is ejected; each repeated ejection lasts twice as long (capped at maxEject).
-func (b *Backend) ReportFailure() { b.health.failure(b.now(), b.threshold, b.ejectBase, false) }
+func (b *Backend) reportFailure(epoch uint64) {
+	b.health.failure(b.now(), b.threshold, b.ejectBase, false, epoch)
+}
 
-// ReportProbeFailure records a failed health probe (see health.byProbe).
-func (b *Backend) ReportProbeFailure() { b.health.failure(b.now(), b.threshold, b.ejectBase, true) }
+// ReportProbeFailure records a failed health probe. Probe failures have their own count, which
+// only a passing probe resets: a backend that passes /health while failing requests, or the
+// reverse, is ejected at threshold failures of either kind.
+func (b *Backend) ReportProbeFailure() {
+	b.health.failure(b.now(), b.threshold, b.ejectBase, true, b.health.epoch.Load())
+}
+
+// Hold is one request's use of a backend, from Acquire to Release. Its verdict counts only
+// when the request started after the backend's latest ejection: a request that was already
+// running when the backend was ejected says nothing about whether it has recovered. The zero
+// Hold holds nothing; its methods do nothing.
+type Hold struct {
+	b     *Backend
+	epoch uint64 // the backend's ejection count when the request started
+	trial uint64 // the half-open trial the request holds; 0 for none
+}
+
+// Backend returns the held backend, nil for the zero Hold.
+func (h Hold) Backend() *Backend { return h.b }
+
+// ReportSuccess records the request's success (see Backend.ReportSuccess).
+func (h Hold) ReportSuccess() {
+	if h.b != nil {
+		h.b.health.success(h.epoch)
+	}
+}
+
+// ReportFailure records the request's failure (see Backend.ReportFailure).
+func (h Hold) ReportFailure() {
+	if h.b != nil {
+		h.b.reportFailure(h.epoch)
+	}
+}
+
+// Release ends the request: it no longer counts in flight, and a half-open trial it held
+// without a verdict (a 429, a client that left) lets the next request try.
+func (h Hold) Release() {
+	if h.b == nil {
+		return
+	}
+	hl := h.b.health
+	if h.trial != 0 {
+		hl.trial.CompareAndSwap(h.trial, 0)
+	}
+	hl.inFlight.Add(-1)
+}
 
 // maxEject caps exponential ejection so a recovered backend is retried within minutes.
 const maxEject = 5 * time.Minute
@@ -55,24 +114,41 @@ const maxEject = 5 * time.Minute
 type health struct {
 	inFlight atomic.Int64
 	// ejectedUntil is a unix-nano time; 0 when the backend is in service. Read lock-free on the
-	// hot path; written under mu.
+	// hot path; written under mu. Once it has passed, the backend is half-open: one trial
+	// request at a time may try it, and its verdict decides.
 	ejectedUntil atomic.Int64
-	// halfOpen is set once an ejection has expired until the next success: only one request at a
-	// time may try the backend then.
-	halfOpen atomic.Bool
-	pool     *Pool  // for its onChange hook
-	url      string // the pool's key: scheme://host:port
+	// epoch counts ejections: a Hold remembers it, so verdicts of requests that started before
+	// the latest ejection are ignored. Written under mu.
+	epoch atomic.Uint64
+	// trial is the id of the half-open trial in flight, 0 when none. Pick takes it with a
+	// compare-and-swap, so concurrent picks admit one trial; a verdict, a new ejection or the
+	// trial's Release clears it.
+	trial        atomic.Uint64
+	trialSeq     atomic.Uint64 // the last trial id handed out
+	pendingTrial atomic.Uint64 // a trial Pick took and the next Acquire carries
+	pool         *Pool         // for its onChange hook
+	url          string        // the pool's key: scheme://host:port
 
-	mu       sync.Mutex
-	failures int // consecutive
-	ejected  int // consecutive ejections, for backoff
+	mu            sync.Mutex
+	failures      int // consecutive request failures
+	probeFailures int // consecutive probe failures
+	ejected       int // consecutive ejections, for backoff
 	// byProbe: the running ejection was started by a failed health probe, not by a request. A
 	// passing probe may end such an ejection at once: the backend came back (a restarted vLLM
 	// that loaded its model) and nothing says it fails requests.
 	byProbe bool
 }
 
-func (h *health) available(now int64) bool {
+// eligible reports, without changing anything, whether a request could be admitted at now:
+// the backend is not ejected, or its ejection has run out and no trial is in flight.
+func (h *health) eligible(now int64) bool {
+	until := h.ejectedUntil.Load()
+	return until == 0 || (now >= until && h.trial.Load() == 0)
+}
+
+// admit admits a request picked at now: always when the backend is in service; when it is
+// half-open, only the one that takes the trial. The taken trial waits for the next Acquire.
+func (h *health) admit(now int64) bool {
 	until := h.ejectedUntil.Load()
 	if until == 0 {
 		return true
@@ -80,36 +156,46 @@ func (h *health) available(now int64) bool {
 	if now < until {
 		return false
 	}
-	// Half-open: the ejection has expired; let a single trial request through.
-	h.halfOpen.Store(true)
-	return h.inFlight.Load() == 0
+	id := h.trialSeq.Add(1)
+	if !h.trial.CompareAndSwap(0, id) {
+		return false
+	}
+	h.pendingTrial.Store(id)
+	return true
 }
 
 // inService reports whether the backend takes requests at now: not ejected, or its ejection
-// has run out (a trial may go). Unlike available, it changes nothing.
+// has run out (a trial may go). It changes nothing.
 func (h *health) inService(now int64) bool {
 	until := h.ejectedUntil.Load()
 	return until == 0 || now >= until
 }
 
-// success records a success and reports whether it put an ejected backend back in service.
-func (h *health) success() bool {
-	if h.ejectedUntil.Load() == 0 && !h.halfOpen.Load() {
-		h.mu.Lock()
+// success records the success of a request that started in epoch.
+func (h *health) success(epoch uint64) {
+	h.mu.Lock()
+	if epoch != h.epoch.Load() {
+		// Started before the latest ejection: it says nothing of the backend now.
+		h.mu.Unlock()
+		return
+	}
+	if h.ejectedUntil.Load() == 0 {
 		h.failures = 0
 		h.mu.Unlock()
-		return false
+		return
 	}
-	h.mu.Lock()
-	restored := h.ejected > 0
-	h.failures, h.ejected = 0, 0
-	h.ejectedUntil.Store(0)
-	h.halfOpen.Store(false)
+	h.restore() // the trial passed
 	h.mu.Unlock()
-	if restored {
-		h.notify(0)
-	}
-	return restored
+	h.notify(0)
+}
+
+// restore puts an ejected backend back in full service: failure counts and backoff start over.
+// mu must be held.
+func (h *health) restore() {
+	h.failures, h.probeFailures, h.ejected, h.byProbe = 0, 0, 0, false
+	h.ejectedUntil.Store(0)
+	h.trial.Store(0)
+	h.pendingTrial.Store(0)
 }
 
 // notify tells the pool's hook about an ejection (d > 0) or a return to service (d == 0).
@@ -119,24 +205,32 @@ func (h *health) notify(d time.Duration) {
 	}
 }
 
-func (h *health) failure(now time.Time, threshold int, base time.Duration, probe bool) {
-	if d := h.recordFailure(now, threshold, base, probe); d > 0 {
+func (h *health) failure(now time.Time, threshold int, base time.Duration, probe bool, epoch uint64) {
+	if d := h.recordFailure(now, threshold, base, probe, epoch); d > 0 {
 		h.notify(d)
 	}
 }
 
-// recordFailure counts a failure and returns the ejection it started, or 0.
-func (h *health) recordFailure(now time.Time, threshold int, base time.Duration, probe bool) time.Duration {
+// recordFailure counts a failure of a request that started in epoch (or of a probe) and
+// returns the ejection it started, or 0.
+func (h *health) recordFailure(now time.Time, threshold int, base time.Duration, probe bool, epoch uint64) time.Duration {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if now.UnixNano() < h.ejectedUntil.Load() {
-		// Already out: requests that were in flight when the backend was ejected, and probes,
-		// fail too. Counting them would double the backoff once per failure, so one burst of
-		// errors would eject for maxEject instead of base.
+	until := h.ejectedUntil.Load()
+	if now.UnixNano() < until || epoch != h.epoch.Load() {
+		// Already out, or the request started before the latest ejection: requests that were
+		// in flight when the backend was ejected, and probes, fail too. Counting them would
+		// double the backoff once per failure, so one burst of errors would eject for
+		// maxEject instead of base.
 		return 0
 	}
-	h.failures++
-	if h.failures < threshold && !h.halfOpen.Load() {
+	halfOpen := until != 0
+	count := &h.failures
+	if probe {
+		count = &h.probeFailures
+	}
+	*count++
+	if *count < threshold && !halfOpen {
 		return 0
 	}
 	h.ejected++
@@ -144,8 +238,11 @@ func (h *health) recordFailure(now time.Time, threshold int, base time.Duration,
 	if d > maxEject || d <= 0 {
 		d = maxEject
 	}
+	h.failures, h.probeFailures = 0, 0
+	h.epoch.Add(1)
 	h.ejectedUntil.Store(now.Add(d).UnixNano())
-	h.halfOpen.Store(false)
+	h.trial.Store(0)
+	h.pendingTrial.Store(0)
 	h.byProbe = probe
 	return d
 }

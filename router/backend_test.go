@@ -2,7 +2,10 @@ package router
 
 import (
 	"errors"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,13 +15,19 @@ import (
 // TestEjection plays a script of events against a single-backend version (failure threshold 3,
 // eject_for 10s) and checks whether the next request can be sent to the backend.
 //
-// Events: "fail" and "ok" report a response, "acquire"/"release" open and finish a request,
-// "+D" advances the clock by the duration D.
+// Events: "fail" and "ok" report the verdict of a request that starts and ends at once;
+// "pick" picks the backend and acquires it, as the gateway starts a request (the script stops
+// if Pick refuses); "acquire" acquires it without a pick (a request that was running already);
+// "ok@N", "fail@N" and "release@N" report on and end the Nth request started; "+D" advances the
+// clock by the duration D.
 func TestEjection(t *testing.T) {
 	tests := []struct {
-		name   string
+		name string
+		// want: Pick returns the backend. busy: Pick refuses only because the half-open trial
+		// is in flight; the backend is in service (Healthy reports want || busy).
 		events string
-		want   bool // Pick returns the backend and Healthy reports true
+		want   bool
+		busy   bool
 	}{
 		{name: "new backend", events: "", want: true},
 		{name: "failures below threshold", events: "fail fail", want: true},
@@ -33,30 +42,63 @@ func TestEjection(t *testing.T) {
 		{name: "second ejection ends", events: "fail fail fail +10s fail +20s", want: true},
 		{name: "third ejection lasts four times as long", events: "fail fail fail +10s fail +20s fail +39.999s", want: false},
 		{name: "third ejection ends", events: "fail fail fail +10s fail +20s fail +40s", want: true},
-		{name: "half-open admits a single trial", events: "fail fail fail +10s acquire", want: false},
-		{name: "trial without a verdict frees the slot", events: "fail fail fail +10s acquire release", want: true},
-		{name: "trial success restores full service", events: "fail fail fail +10s acquire ok", want: true},
+		{name: "half-open admits a single trial", events: "fail fail fail +10s pick", busy: true},
+		{name: "trial without a verdict frees the slot", events: "fail fail fail +10s pick release@1", want: true},
+		{name: "trial success restores full service", events: "fail fail fail +10s pick ok@1", want: true},
+		{name: "trial failure re-ejects", events: "fail fail fail +10s pick fail@1", want: false},
+		{name: "trial failure doubles the ejection", events: "fail fail fail +10s pick fail@1 +19.999s", want: false},
+		{name: "a failed trial's release frees no later trial", events: "fail fail fail +10s pick fail@1 +20s pick release@1", busy: true},
 		{name: "after recovery a failure needs the full threshold", events: "fail fail fail +10s ok fail fail", want: true},
 		{name: "after recovery the threshold ejects again", events: "fail fail fail +10s ok fail fail fail", want: false},
 		{name: "success resets the backoff", events: "fail fail fail +10s fail +20s ok fail fail fail +10s", want: true},
-		{name: "success during ejection ends it", events: "fail fail fail +1s ok", want: true},
+		// Requests that were running when the backend was ejected say nothing of it now.
+		{name: "success of a request started before the ejection does not end it", events: "acquire fail fail fail +1s ok@1", want: false},
+		{name: "nor does it restore a half-open backend", events: "acquire fail fail fail +10s ok@1 fail", want: false},
+		{name: "failure of a request started before the ejection does not re-eject", events: "acquire fail fail fail +10s fail@1", want: true},
+		{name: "a request running since before the ejection does not hold off the trial", events: "acquire fail fail fail +10s", want: true},
 		{name: "load alone never ejects", events: "acquire acquire acquire acquire", want: true},
+		{name: "Healthy changes nothing", events: "fail fail fail +10s healthy healthy pick", busy: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			clock := newFakeClock()
 			v := testPoolVersion(t, newTestPool(clock), testHealth, 1)
 			b := v.Backends[0]
+			var holds []Hold
 			for _, ev := range strings.Fields(tt.events) {
-				switch ev {
+				verb, n, _ := strings.Cut(ev, "@")
+				var hold Hold
+				if n != "" {
+					i, err := strconv.Atoi(n)
+					if err != nil || i < 1 || i > len(holds) {
+						t.Fatalf("bad event %q", ev)
+					}
+					hold = holds[i-1]
+				}
+				switch verb {
 				case "fail":
-					b.ReportFailure()
+					if n == "" {
+						b.ReportFailure()
+					} else {
+						hold.ReportFailure()
+					}
 				case "ok":
-					b.ReportSuccess()
-				case "acquire":
-					b.Acquire()
+					if n == "" {
+						b.ReportSuccess()
+					} else {
+						hold.ReportSuccess()
+					}
 				case "release":
-					b.Release()
+					hold.Release()
+				case "pick":
+					if got, err := v.Pick(nil); err != nil || got != b {
+						t.Fatalf("%s: Pick = %v, %v; want the backend", ev, got, err)
+					}
+					holds = append(holds, b.Acquire())
+				case "acquire":
+					holds = append(holds, b.Acquire())
+				case "healthy":
+					_ = b.Healthy()
 				default:
 					d, err := time.ParseDuration(strings.TrimPrefix(ev, "+"))
 					if err != nil || !strings.HasPrefix(ev, "+") {
@@ -65,6 +107,9 @@ func TestEjection(t *testing.T) {
 					clock.Advance(d)
 				}
 			}
+			if h := b.Healthy(); h != (tt.want || tt.busy) {
+				t.Errorf("Healthy() = %v, want %v", h, tt.want || tt.busy)
+			}
 			got, err := v.Pick(nil)
 			if tt.want && (err != nil || got != b) {
 				t.Errorf("Pick = %v, %v; want the backend", got, err)
@@ -72,11 +117,59 @@ func TestEjection(t *testing.T) {
 			if !tt.want && !errors.Is(err, ErrNoBackend) {
 				t.Errorf("Pick = %v, %v; want ErrNoBackend", got, err)
 			}
-			if h := b.Healthy(); h != tt.want {
-				t.Errorf("Healthy() = %v, want %v", h, tt.want)
-			}
 		})
 	}
+}
+
+// Picks that race for a half-open backend admit one trial: two picks before either request
+// acquires the backend (the interleaving of two concurrent requests) get it once.
+func TestHalfOpenSingleTrial(t *testing.T) {
+	t.Run("interleaved", func(t *testing.T) {
+		clock := newFakeClock()
+		v := testPoolVersion(t, newTestPool(clock), testHealth, 1)
+		b := v.Backends[0]
+		for range 3 {
+			b.ReportFailure()
+		}
+		clock.Advance(10 * time.Second)
+		first, err1 := v.Pick(nil)
+		second, err2 := v.Pick(nil)
+		if err1 != nil || first != b {
+			t.Fatalf("first Pick = %v, %v; want the trial", first, err1)
+		}
+		if !errors.Is(err2, ErrNoBackend) {
+			t.Fatalf("second Pick = %v, %v; want ErrNoBackend while the trial is out", second, err2)
+		}
+		b.Acquire().Release() // the trial ends without a verdict
+		if got, err := v.Pick(nil); err != nil || got != b {
+			t.Errorf("Pick after the trial ended = %v, %v; want the next trial", got, err)
+		}
+	})
+	t.Run("concurrent", func(t *testing.T) {
+		clock := newFakeClock()
+		v := testPoolVersion(t, newTestPool(clock), testHealth, 2)
+		bad := v.Backends[0]
+		for range 3 {
+			bad.ReportFailure()
+		}
+		clock.Advance(10 * time.Second)
+		var wg sync.WaitGroup
+		var trials atomic.Int32
+		start := make(chan struct{})
+		for range 16 {
+			wg.Go(func() {
+				<-start
+				if b, err := v.Pick(nil); err == nil && b == bad {
+					trials.Add(1)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		if n := trials.Load(); n > 1 {
+			t.Errorf("%d concurrent picks got the half-open backend, want at most 1", n)
+		}
+	})
 }
 
 // Each ejection that follows a failed trial lasts twice as long as the one before, up to five
@@ -129,16 +222,17 @@ func TestEjectionBackoff(t *testing.T) {
 func TestInFlight(t *testing.T) {
 	v := testPoolVersion(t, newTestPool(newFakeClock()), testHealth, 1)
 	b := v.Backends[0]
+	var holds []Hold
 	steps := []struct {
 		name string
 		do   func()
 		want int64
 	}{
 		{name: "new", do: func() {}, want: 0},
-		{name: "acquire", do: b.Acquire, want: 1},
-		{name: "acquire again", do: b.Acquire, want: 2},
-		{name: "release", do: b.Release, want: 1},
-		{name: "release again", do: b.Release, want: 0},
+		{name: "acquire", do: func() { holds = append(holds, b.Acquire()) }, want: 1},
+		{name: "acquire again", do: func() { holds = append(holds, b.Acquire()) }, want: 2},
+		{name: "release", do: holds0(&holds, 0), want: 1},
+		{name: "release again", do: holds0(&holds, 1), want: 0},
 	}
 	for _, st := range steps {
 		st.do()
@@ -147,6 +241,9 @@ func TestInFlight(t *testing.T) {
 		}
 	}
 }
+
+// holds0 returns a step that releases (*holds)[i].
+func holds0(holds *[]Hold, i int) func() { return func() { (*holds)[i].Release() } }
 
 func TestHealthChangeHook(t *testing.T) {
 	pool := NewPool()

@@ -214,14 +214,14 @@ func TestConcurrentUse(t *testing.T) {
 				if err != nil {
 					continue // everything ejected for a moment
 				}
-				b.Acquire()
+				hold := b.Acquire()
 				if (g+i)%5 == 0 {
-					b.ReportFailure()
+					hold.ReportFailure()
 				} else {
-					b.ReportSuccess()
+					hold.ReportSuccess()
 				}
 				_ = b.Healthy()
-				b.Release()
+				hold.Release()
 			}
 		})
 	}
@@ -250,7 +250,6 @@ func BenchmarkPick(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		be.Acquire()
-		be.Release()
+		be.Acquire().Release()
 	}
 }

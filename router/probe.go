@@ -55,9 +55,9 @@ type ProbeStatusError struct {
 
 func (e *ProbeStatusError) Error() string { return fmt.Sprintf("GET %s: status %d", e.URL, e.Status) }
 
-// Prober runs active health checks on every backend of the current table. An answering backend
-// whose ejection has expired is put back in service; failures count toward ejection like
-// request failures do.
+// Prober runs active health checks on every backend of the current table. Failures count
+// toward ejection as request failures do, on a count of their own; a passing probe ends an
+// ejection that failed probes started (see health.probeSuccess).
 type Prober struct {
 	table    func() *Table
 	interval time.Duration
@@ -139,23 +139,25 @@ func (p *Prober) Round(ctx context.Context) {
 				}
 				return
 			}
-			b.health.probeSuccess(b.now().UnixNano())
+			b.health.probeSuccess()
 		}()
 	}
 	wg.Wait()
 }
 
-// probeSuccess ends an expired ejection, or one that failed probes started. An ejection that
-// failed requests started keeps its backoff, so a backend that passes /health but fails
-// requests does not flap back every interval.
-func (h *health) probeSuccess(now int64) {
-	if until := h.ejectedUntil.Load(); until != 0 && now < until {
-		h.mu.Lock()
-		byProbe := h.byProbe
+// probeSuccess records a passing probe: the probe failure count starts over, and an ejection
+// that failed probes started ends at once. An ejection that failed requests started is not
+// the probe's to end, even once it has run out: /health answering says nothing of whether
+// requests succeed, so the half-open trial request decides, and the backoff keeps growing
+// for a backend that passes /health but fails requests.
+func (h *health) probeSuccess() {
+	h.mu.Lock()
+	h.probeFailures = 0
+	if h.ejectedUntil.Load() == 0 || !h.byProbe {
 		h.mu.Unlock()
-		if !byProbe {
-			return
-		}
+		return
 	}
-	h.success()
+	h.restore()
+	h.mu.Unlock()
+	h.notify(0)
 }

@@ -130,14 +130,17 @@ func TestProberThreshold(t *testing.T) {
 	}
 }
 
-// A passing probe brings back a backend whose ejection has run out, even before any request
-// tries it, but does not cut a running ejection short.
-func TestProberRestoresExpiredEjection(t *testing.T) {
+// A passing probe does not end an ejection that failed requests started, neither while it runs
+// nor once it has run out: /health answering says nothing of whether requests succeed. The
+// half-open trial request decides, and its failure doubles the ejection, so a backend that
+// passes /health but fails requests backs off instead of coming back every eject_for.
+func TestProberLeavesRequestEjectionToTrial(t *testing.T) {
 	clock := newFakeClock()
 	srv, _ := newProbeServer(t, http.StatusOK)
 	tbl, p := probeTable(t, clock, testHealth, testBackend(srv.URL, 1))
 	b := tbl.Backends()[0]
-	b.Acquire() // a request stuck since before the ejection would hold off a half-open trial
+	v := tbl.Model("ma").Stable
+	stuck := b.Acquire() // a request stuck since before the ejection holds off no trial
 	for range 3 {
 		b.ReportFailure()
 	}
@@ -151,10 +154,32 @@ func TestProberRestoresExpiredEjection(t *testing.T) {
 	clock.Advance(time.Second)
 	p.Round(context.Background())
 	if !b.Healthy() {
-		t.Fatalf("backend still out after its ejection expired and a probe passed")
+		t.Fatalf("backend out after its ejection expired")
 	}
-	// Back in full service: the failure count and the backoff start over.
-	b.Release()
+	trial, err := v.Pick(nil)
+	if err != nil {
+		t.Fatalf("Pick after the ejection expired: %v; want the trial", err)
+	}
+	hold := trial.Acquire()
+	hold.ReportFailure() // the trial fails: out again, for twice as long
+	hold.Release()
+	stuck.Release()
+	if b.Healthy() {
+		t.Fatalf("a failed trial after a passing probe did not eject again: the probe restored the backend")
+	}
+	clock.Advance(20*time.Second - time.Nanosecond)
+	p.Round(context.Background())
+	if b.Healthy() {
+		t.Errorf("second ejection shorter than 2 x eject_for: the probe reset the backoff")
+	}
+	clock.Advance(time.Nanosecond)
+	trial, err = v.Pick(nil)
+	if err != nil {
+		t.Fatalf("Pick after the second ejection: %v; want the trial", err)
+	}
+	hold = trial.Acquire()
+	hold.ReportSuccess() // the trial passes: back in full service, the backoff starts over
+	hold.Release()
 	b.ReportFailure()
 	b.ReportFailure()
 	if !b.Healthy() {
@@ -164,6 +189,42 @@ func TestProberRestoresExpiredEjection(t *testing.T) {
 	clock.Advance(10 * time.Second)
 	if !b.Healthy() {
 		t.Errorf("ejection after recovery lasted longer than eject_for; the backoff was not reset")
+	}
+}
+
+// Probe and request failures are counted apart: a passing probe does not forgive failed
+// requests, nor a successful request failed probes, so a backend that passes /health but
+// answers 500 (or the reverse) is ejected at the threshold however the two interleave.
+func TestProbeAndRequestFailuresCountApart(t *testing.T) {
+	tests := []struct {
+		name   string
+		status int      // the probe's answer
+		events []string // "fail", "ok": a request's verdict; "probe": a probe round
+	}{
+		{name: "passing probes do not reset request failures", status: http.StatusOK,
+			events: []string{"fail", "fail", "probe", "fail"}},
+		{name: "successful requests do not reset probe failures", status: http.StatusServiceUnavailable,
+			events: []string{"probe", "probe", "ok", "probe"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, _ := newProbeServer(t, tt.status)
+			tbl, p := probeTable(t, newFakeClock(), testHealth, testBackend(srv.URL, 1)) // threshold 3
+			b := tbl.Backends()[0]
+			for _, ev := range tt.events {
+				switch ev {
+				case "fail":
+					b.ReportFailure()
+				case "ok":
+					b.ReportSuccess()
+				case "probe":
+					p.Round(context.Background())
+				}
+			}
+			if b.Healthy() {
+				t.Errorf("after %v the backend is in service; want it ejected (threshold 3)", tt.events)
+			}
+		})
 	}
 }
 
@@ -319,7 +380,7 @@ func TestProberCloseBeforeStart(t *testing.T) {
 
 // A backend taken out by failed probes alone (no requests, e.g. a vLLM restarting) is back at
 // the first passing probe, however long its backoff has grown; one taken out by failed requests
-// keeps its ejection (TestProberRestoresExpiredEjection).
+// keeps its ejection (TestProberLeavesRequestEjectionToTrial).
 func TestProberEndsProbeEjection(t *testing.T) {
 	clock := newFakeClock()
 	srv, rec := newProbeServer(t, http.StatusServiceUnavailable)

@@ -220,7 +220,9 @@ func (t *Table) Backends() []*Backend { return t.backends }
 
 // Pick chooses the backend for the next attempt: power of two choices on in-flight requests
 // scaled by weight, among available backends not in tried. It returns ErrNoBackend when every
-// backend is ejected or already tried.
+// backend is ejected, busy with its half-open trial, or already tried. A half-open backend it
+// returns is the request's trial, taken atomically: the caller must Acquire it at once, so the
+// trial is the request's, and Release it (see Backend.Acquire).
 func (v *Version) Pick(tried []*Backend) (*Backend, error) {
 	if v.weightSum <= 0 {
 		// Every backend is drained (weight 0). Validate rejects this, but a Config built in
@@ -228,29 +230,45 @@ func (v *Version) Pick(tried []*Backend) (*Backend, error) {
 		return nil, ErrNoBackend
 	}
 	now := v.now().UnixNano()
+	for {
+		b := v.choose(tried, now)
+		if b == nil {
+			return nil, ErrNoBackend
+		}
+		if b.health.admit(now) {
+			return b, nil
+		}
+		// A concurrent pick took b's half-open trial: choose among the others. Rare, so the
+		// copy of tried costs nothing on the hot path.
+		tried = append(tried[:len(tried):len(tried)], b)
+	}
+}
+
+// choose is Pick's choice among the eligible backends, without admitting it; nil when none is.
+func (v *Version) choose(tried []*Backend, now int64) *Backend {
 	n := len(v.Backends)
 	if n == 1 {
 		b := v.Backends[0]
-		if contains(tried, b) || !b.health.available(now) {
-			return nil, ErrNoBackend
+		if contains(tried, b) || !b.health.eligible(now) {
+			return nil
 		}
-		return b, nil
+		return b
 	}
 	a := v.weightedRandom(tried, nil, now)
 	if a == nil {
-		return nil, ErrNoBackend
+		return nil
 	}
 	// The second choice must differ from the first: drawn with replacement, a pool of two would
 	// send a quarter of the traffic to a backend however far behind it is.
 	c := v.weightedRandom(tried, a, now)
 	if c == nil {
-		return a, nil
+		return a
 	}
 	// Compare in-flight per unit of weight without division: a/wa < c/wc  <=>  a*wc < c*wa.
 	if c.InFlight()*int64(a.Weight) < a.InFlight()*int64(c.Weight) {
-		return c, nil
+		return c
 	}
-	return a, nil
+	return a
 }
 
 // weightedRandom draws a backend with probability proportional to its weight among the
@@ -258,7 +276,7 @@ func (v *Version) Pick(tried []*Backend) (*Backend, error) {
 // filtered list, and the fallback scan keeps the answer exact when most backends are out.
 func (v *Version) weightedRandom(tried []*Backend, except *Backend, now int64) *Backend {
 	eligible := func(b *Backend) bool {
-		return b.Weight > 0 && b != except && !contains(tried, b) && b.health.available(now)
+		return b.Weight > 0 && b != except && !contains(tried, b) && b.health.eligible(now)
 	}
 	for range 4 {
 		r := rand.IntN(v.weightSum)

@@ -356,8 +356,7 @@ func TestSwapUnderTraffic(t *testing.T) {
 					return
 				}
 				if b, err := v.Pick(nil); err == nil {
-					b.Acquire()
-					b.Release()
+					b.Acquire().Release()
 				}
 				v.DrawShadow()
 			}

@@ -326,7 +326,7 @@ func TestHealthSharedAcrossTables(t *testing.T) {
 	gpu1, gpu2 := old.Backends()[0], old.Backends()[1]
 	gpu1.ReportFailure()
 	gpu2.Acquire()
-	gpu2.Acquire()
+	hold := gpu2.Acquire()
 
 	cur := mustTable(t, after, pool)
 	tests := []struct {
@@ -352,7 +352,7 @@ func TestHealthSharedAcrossTables(t *testing.T) {
 	}
 
 	// Releases of requests started on the old table land on the same counter.
-	gpu2.Release()
+	hold.Release()
 	if got := cur.Model("chat").Stable.Backends[0].InFlight(); got != 1 {
 		t.Errorf("after Release on the old table, InFlight() on the new one = %d, want 1", got)
 	}
