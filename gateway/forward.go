@@ -26,7 +26,8 @@ func (g *Gateway) forwardBuffered(ctx *fasthttp.RequestCtx, r *request, snap *sn
 	if err != nil {
 		return err
 	}
-	r.hold.Release() // the whole answer is in
+	r.hold.ReportSuccess() // the whole answer is in
+	r.hold.Release()
 	r.hold = router.Hold{}
 	r.status = resp.StatusCode()
 	copyResponseHeaders(ctx, resp)
@@ -57,7 +58,7 @@ func (g *Gateway) forwardBuffered(ctx *fasthttp.RequestCtx, r *request, snap *sn
 // connect errors, timeouts before the first byte, 429 and 5xx answers, up to the configured attempts
 // and while time is left. It returns nil when a backend answered 2xx or a 4xx that is the
 // client's own (passed on as an error in OpenAI's shape). After a 2xx the backend stays held
-// in r.hold for the caller to release when the answer is done.
+// in r.hold for the caller to report on and release when the answer is done.
 func (g *Gateway) tryBackends(ctx *fasthttp.RequestCtx, r *request, snap *snapshot, do func(*backendHandles) error) error {
 	for {
 		err := g.tryVersion(ctx, r, snap, do)
@@ -103,11 +104,12 @@ func (g *Gateway) tryVersion(ctx *fasthttp.RequestCtx, r *request, snap *snapsho
 		status := resp.StatusCode()
 		h.metrics.countStatus(status)
 		if status < 500 && status != fasthttp.StatusTooManyRequests {
-			hold.ReportSuccess()
 			if status < 400 {
+				// Success only once the answer is in: a stream can still break.
 				r.hold = hold
 				return nil
 			}
+			hold.ReportSuccess()
 			hold.Release()
 			return g.backendError(resp)
 		}

@@ -65,7 +65,7 @@ type request struct {
 	canaryShare bool
 	backend     *router.Backend
 	// hold is the request's use of backend from the attempt that answered 2xx until the answer
-	// is done: forwardBuffered, or the end of the stream, releases it.
+	// is done: forwardBuffered, or the end of the stream, reports on it and releases it.
 	hold     router.Hold
 	handles  *backendHandles
 	attempts int

@@ -42,6 +42,7 @@ func (g *Gateway) forwardStream(ctx *fasthttp.RequestCtx, r *request, snap *snap
 				return err
 			}
 		}
+		r.hold.ReportSuccess()
 		r.hold.Release()
 		r.hold = router.Hold{}
 		ctx.Response.SetBody(body)
@@ -151,6 +152,12 @@ func (s *streamBody) next(wait bool) []byte {
 				if time.Since(r.start) >= r.gw.cfg.Timeouts.Total {
 					e = errTotalTimeout
 				}
+			}
+			if e != errTotalTimeout {
+				// Cut or stalled by the backend (the client leaving never reads here): a
+				// failure of the backend, as a 5xx before the headers would have been. The
+				// request's own total timeout is not the backend's fault.
+				r.hold.ReportFailure()
 			}
 			r.errCode = e.code
 			return s.failWith(e)
@@ -331,6 +338,7 @@ func (s *streamBody) finishForFollowers(r *request) {
 	for !complete {
 		ev, err := r.sseReader.Next()
 		if err != nil {
+			r.hold.ReportFailure() // the backend cut or stalled the stream
 			break
 		}
 		data, buf, ok := sse.Data(ev, s.dataBuf)
@@ -352,6 +360,12 @@ func (s *streamBody) finishForFollowers(r *request) {
 // when complete) and finishes the request.
 func (s *streamBody) end(r *request, complete bool) {
 	_ = r.upstreamResp.CloseBodyStream()
+	if complete {
+		// The stream ran to [DONE]: the backend's success. A stream the backend broke was
+		// reported where it broke; one the client left, or the gateway's guard stopped, says
+		// nothing of the backend either way.
+		r.hold.ReportSuccess()
+	}
 	r.hold.Release() // the zero Hold for cache replays and coalesced followers
 	r.hold = router.Hold{}
 	r.gw.endStream(r, complete)

@@ -1,0 +1,153 @@
+package gateway_test
+
+import (
+	"bufio"
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/llmgate/llmgate/bench/fakellm"
+	"github.com/llmgate/llmgate/config"
+)
+
+const streamBody = `{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`
+
+// healthConfig sets the failure threshold and a long ejection, so an ejected backend stays out
+// for the rest of the test.
+func healthConfig(threshold int) func(*config.Config) {
+	return func(c *config.Config) {
+		c.Health.FailureThreshold = threshold
+		c.Health.EjectFor = time.Hour
+	}
+}
+
+func backendUp(t *testing.T, g *gw, url string) float64 {
+	t.Helper()
+	v, found := metricValue(parseMetrics(t, g.metrics(t)), "llmgate_backend_up", map[string]string{"backend": url})
+	if !found {
+		t.Fatalf("no llmgate_backend_up for %s", url)
+	}
+	return v
+}
+
+// A stream the backend cuts after its 200 is a failure of that backend, counted once per
+// request: a backend that always dies after the first tokens is ejected, and its neighbour
+// that finishes its streams stays in service.
+func TestStreamCutCountsTowardEjection(t *testing.T) {
+	t.Parallel()
+	cut := startFake(t, fakellm.Options{Model: "m", DisconnectRate: 1})
+	good := startFake(t, fakellm.Options{Model: "m"})
+
+	t.Run("once per request", func(t *testing.T) {
+		g := startGateway(t, newConfig(t, healthConfig(2), model("chat", "v1", version("v1", cut.backend()))))
+		res := g.do(t, "POST", "/v1/chat/completions", streamBody)
+		if res.status != http.StatusOK || !strings.Contains(string(res.body), `"error"`) {
+			t.Fatalf("cut stream: %d %s; want a 200 ending in an error event", res.status, res.body)
+		}
+		if up := backendUp(t, g, cut.URL); up != 1 {
+			t.Fatalf("llmgate_backend_up = %v after one cut stream, want 1 (threshold 2: one failure per request)", up)
+		}
+		g.do(t, "POST", "/v1/chat/completions", streamBody)
+		if up := backendUp(t, g, cut.URL); up != 0 {
+			t.Fatalf("llmgate_backend_up = %v after two cut streams, want 0 (threshold 2)", up)
+		}
+		if res := g.do(t, "POST", "/v1/chat/completions", streamBody); res.status != http.StatusServiceUnavailable {
+			t.Errorf("request to the ejected backend: %d %s, want 503", res.status, res.body)
+		}
+	})
+
+	t.Run("beside a good backend", func(t *testing.T) {
+		g := startGateway(t, newConfig(t, healthConfig(2), model("chat", "v1", version("v1", cut.backend(), good.backend()))))
+		// Each request goes to either backend at random; fifty leave the cut one unpicked
+		// twice with a chance of 51 in 2^50.
+		for range 50 {
+			g.do(t, "POST", "/v1/chat/completions", streamBody)
+			if backendUp(t, g, cut.URL) == 0 {
+				break
+			}
+		}
+		if up := backendUp(t, g, cut.URL); up != 0 {
+			t.Errorf("llmgate_backend_up for the backend that cuts every stream = %v, want 0", up)
+		}
+		if up := backendUp(t, g, good.URL); up != 1 {
+			t.Errorf("llmgate_backend_up for the good backend = %v, want 1", up)
+		}
+		for range 5 {
+			res := g.do(t, "POST", "/v1/chat/completions", streamBody)
+			if res.status != http.StatusOK || !strings.Contains(string(res.body), "[DONE]") {
+				t.Fatalf("after the ejection: %d %s; want the good backend's whole stream", res.status, res.body)
+			}
+		}
+	})
+}
+
+// A stream the backend stalls (no event within timeouts.idle) is a failure of the backend.
+func TestStreamStallCountsTowardEjection(t *testing.T) {
+	t.Parallel()
+	stalled := make(chan struct{})
+	ln := listen(t)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte("data: {\"id\":\"1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n"))
+		w.(http.Flusher).Flush()
+		select { // then nothing, until the gateway gives up
+		case <-r.Context().Done():
+		case <-stalled:
+		}
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { close(stalled); srv.Close() })
+	be := config.Backend{URL: "http://" + ln.Addr().String(), Kind: config.KindVLLM, Model: "m"}
+	g := startGateway(t, newConfig(t, func(c *config.Config) {
+		healthConfig(1)(c)
+		c.Timeouts.Idle = 100 * time.Millisecond
+	}, model("chat", "v1", version("v1", be))))
+	res := g.do(t, "POST", "/v1/chat/completions", streamBody)
+	if res.status != http.StatusOK || !strings.Contains(string(res.body), `"error"`) {
+		t.Fatalf("stalled stream: %d %s; want a 200 ending in an error event", res.status, res.body)
+	}
+	if up := backendUp(t, g, be.URL); up != 0 {
+		t.Errorf("llmgate_backend_up = %v after a stalled stream, want 0 (threshold 1)", up)
+	}
+}
+
+// A client that leaves mid-stream says nothing about the backend: it stays in service.
+func TestClientDisconnectDoesNotEject(t *testing.T) {
+	t.Parallel()
+	f := startFake(t, fakellm.Options{Model: "m", OutputTokens: 3000, TokensPerSecond: 50})
+	g := startGateway(t, newConfig(t, healthConfig(1), model("chat", "v1", version("v1", f.backend()))))
+	cctx, cancel := context.WithCancel(ctx(t))
+	defer cancel()
+	req, err := http.NewRequestWithContext(cctx, "POST", g.URL+"/v1/chat/completions", strings.NewReader(streamBody))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := g.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd := bufio.NewReader(resp.Body)
+	for {
+		line, err := rd.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading the stream: %v", err)
+		}
+		if strings.HasPrefix(line, "data: ") {
+			break
+		}
+	}
+	cancel()
+	resp.Body.Close()
+	// The stream's end releases the backend; by then its verdict, if any, is in.
+	g.waitMetric(t, "llmgate_backend_in_flight", map[string]string{"backend": f.URL}, "= 0", func(v float64) bool { return v == 0 })
+	if up := backendUp(t, g, f.URL); up != 1 {
+		t.Errorf("llmgate_backend_up = %v after a client left mid-stream, want 1", up)
+	}
+	if res := g.do(t, "POST", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hi"}],"max_tokens":2}`); res.status != http.StatusOK {
+		t.Errorf("next request: %d %s, want 200", res.status, res.body)
+	}
+}
