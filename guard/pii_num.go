@@ -41,8 +41,12 @@ func (s *scan) digit(i int) int {
 			if ts >= 2 && t[ts-1] == '/' && (isLower(t[ts-2]) || isUpper(t[ts-2])) {
 				return end // a product version, "Chrome/120.0.0.0" in every browser's user agent
 			}
-			s.ipv4At(ts, end)
-			return end
+			if end+1 >= n || t[end] != '.' || !isDigit(t[end+1]) {
+				s.ipv4At(ts, end)
+				return end
+			}
+			// Five or more dotted groups are no address but may be a phone number written
+			// with dots, "06.39.98.56.78" in France: numeric scores the whole run.
 		}
 	}
 	end := s.numeric(ts)
