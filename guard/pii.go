@@ -441,8 +441,8 @@ const (
 // nearWords returns the decision of the nearest context word among the (at most 5) words in the
 // 48 bytes before i, per category: pos has a bit for each category whose nearest relevant word
 // is one of its own; neg has a bit for each whose nearest is a negative word. Like Presidio it
-// looks only backwards. Words are whole [A-Za-z0-9_] runs, so "US_SSN" in a placeholder is no
-// "ssn".
+// looks only backwards. Words are whole runs of [A-Za-z0-9_] and Latin letters with accents
+// (see ctxByte), so "US_SSN" in a placeholder is no "ssn" and "móvil" is one word.
 func nearWords(t []byte, i int) (pos, neg uint8) {
 	stop := i - 48
 	if stop < 0 {
@@ -452,17 +452,17 @@ func nearWords(t []byte, i int) (pos, neg uint8) {
 	var buf [16]byte
 	j := i
 	for w := 0; w < 5 && j > stop; w++ {
-		for j > stop && !isWord(t[j-1]) {
+		for j > stop && !ctxByte(t, j-1) {
 			j--
 		}
 		e := j
-		for j > stop && isWord(t[j-1]) {
+		for j > stop && ctxByte(t, j-1) {
 			j--
 		}
 		if e == j {
 			break
 		}
-		if j == stop && stop > 0 && isWord(t[j-1]) {
+		if j == stop && stop > 0 && ctxByte(t, j-1) {
 			break // cut word
 		}
 		if e-j > len(buf) {
@@ -478,7 +478,11 @@ func nearWords(t []byte, i int) (pos, neg uint8) {
 		}
 		n := 0
 		for k := j; k < e; k++ {
-			buf[n] = asciiLower(t[k])
+			c := asciiLower(t[k])
+			if c >= 0x80 && c <= 0x9e && c != 0x97 && k > j && t[k-1] == 0xc3 {
+				c += 0x20 // "É" to "é": U+00C0-U+00DE to U+00E0-U+00FE, but for "×"
+			}
+			buf[n] = c
 			n++
 		}
 		var m uint8
@@ -511,6 +515,20 @@ func nearWords(t []byte, i int) (pos, neg uint8) {
 		}
 	}
 	return pos, neg
+}
+
+// ctxByte reports whether t[k] is part of a word for nearWords: a word byte, or a byte of a
+// Latin letter with an accent, U+00C0-U+024F but for "×" and "÷" ("téléphone", "móvil",
+// "número", "łódź"). No-break spaces, quotes and dashes stay between words.
+func ctxByte(t []byte, k int) bool {
+	c := t[k]
+	if c < 0x80 {
+		return isWord(c)
+	}
+	if c >= 0xc3 && c <= 0xc9 {
+		return k+1 < len(t) && t[k+1]&0xc0 == 0x80 && !(c == 0xc3 && t[k+1]&0x1f == 0x17)
+	}
+	return c < 0xc0 && k > 0 && t[k-1] >= 0xc3 && t[k-1] <= 0xc9 && !(t[k-1] == 0xc3 && c&0x1f == 0x17)
 }
 
 // adjust applies context to a score the Presidio way: a supporting word adds 0.35 and

@@ -396,7 +396,14 @@ func init() {
 	}
 	add(ctxPhone, "phone", "telephone", "tel", "ph", "mobile", "cell", "cellphone", "call",
 		"fax", "whatsapp", "sms", "text", "dial", "contact", "reach", "ring", "landline",
-		"hotline", "helpline", "telefon", "telefono", "numero", "handy", "portable")
+		"hotline", "helpline", "telefon", "telefono", "numero", "handy", "portable",
+		// In French, German, Spanish, Portuguese and Italian: nearWords reads accented
+		// letters as part of a word, so each spelling is listed.
+		"tél", "téléphone", "numéro", "appelez", "appeler",
+		"telefonnummer", "rufnummer", "handynummer", "mobilnummer", "mobil", "festnetz",
+		"anrufen", "teléfono", "móvil", "movil", "celular", "número", "llamar", "llame",
+		"telefone", "telemóvel", "móvel", "cel", "fone",
+		"cellulare", "chiamare", "chiama")
 	add(ctxSSN, "ssn", "ssns", "social", "security", "taxpayer")
 	add(ctxCard, "credit", "card", "visa", "mastercard", "amex", "discover", "jcb", "diners",
 		"maestro", "cc", "debit", "payment", "pan", "cvv", "kreditkarte")
@@ -409,7 +416,10 @@ func init() {
 		"serial", "part", "isbn", "ean", "upc", "gtin",
 		"barcode", "po", "case", "confirmation", "transaction", "txn", "batch", "lot", "item",
 		"zip", "postal", "routing", "account", "acct", "code", "otp", "pin",
-		"step", "waybill", "ein", "itin", "patent", "product", "sn")
+		"step", "waybill", "ein", "itin", "patent", "product", "sn",
+		"commande", "facture", "référence", "bestellung", "bestellnummer", "rechnung",
+		"kundennummer", "auftrag", "pedido", "factura", "referencia", "cpf", "cnpj",
+		"siret", "siren", "nif", "aadhaar")
 	add(ctxNeg|ctxNum, "version", "ver", "build", "release", "section", "chapter", "clause",
 		"figure", "table", "paragraph", "oid", "firmware", "kernel", "sdk")
 }
