@@ -452,17 +452,28 @@ func nearWords(t []byte, i int) (pos, neg uint8) {
 	var buf [16]byte
 	j := i
 	for w := 0; w < 5 && j > stop; w++ {
-		for j > stop && !ctxByte(t, j-1) {
+		for j > stop && wordCls[t[j-1]] != cwWord {
 			j--
 		}
 		e := j
-		for j > stop && ctxByte(t, j-1) {
+		for j > stop && wordCls[t[j-1]] == cwWord {
 			j--
 		}
 		if e == j {
 			break
 		}
-		if j == stop && stop > 0 && ctxByte(t, j-1) {
+		// Accented letters are rare: the loops above take them for separators, and a word
+		// with one before its last ASCII run is widened here. One whose accented letters all
+		// end it ("telé") is read without them: no context word ends with one.
+		accent := false
+		if j > stop && wordCls[t[j-1]] == cwHigh {
+			var cut bool
+			if j, e, cut = accentWord(t, j, e, stop, i); cut {
+				break
+			}
+			accent = true
+		}
+		if j == stop && stop > 0 && isWord(t[j-1]) {
 			break // cut word
 		}
 		if e-j > len(buf) {
@@ -478,12 +489,11 @@ func nearWords(t []byte, i int) (pos, neg uint8) {
 		}
 		n := 0
 		for k := j; k < e; k++ {
-			c := asciiLower(t[k])
-			if c >= 0x80 && c <= 0x9e && c != 0x97 && k > j && t[k-1] == 0xc3 {
-				c += 0x20 // "É" to "é": U+00C0-U+00DE to U+00E0-U+00FE, but for "×"
-			}
-			buf[n] = c
+			buf[n] = asciiLower(t[k])
 			n++
+		}
+		if accent {
+			foldAccents(buf[:n])
 		}
 		var m uint8
 		ok := false
@@ -515,6 +525,48 @@ func nearWords(t []byte, i int) (pos, neg uint8) {
 		}
 	}
 	return pos, neg
+}
+
+// wordCls classes bytes for nearWords: a word byte [A-Za-z0-9_], a byte of a multi-byte
+// character, or another byte.
+var wordCls [256]uint8
+
+const (
+	cwOther = iota
+	cwWord
+	cwHigh
+)
+
+func init() {
+	for c := range wordCls {
+		switch {
+		case isWord(byte(c)):
+			wordCls[c] = cwWord
+		case c >= 0x80:
+			wordCls[c] = cwHigh
+		}
+	}
+}
+
+// accentWord widens the ASCII word [j, e) over the accented letters around it, at most from
+// stop to i; cut reports that the word goes on before stop.
+func accentWord(t []byte, j, e, stop, i int) (int, int, bool) {
+	for j > stop && ctxByte(t, j-1) {
+		j--
+	}
+	for e < i && ctxByte(t, e) {
+		e++
+	}
+	return j, e, j == stop && stop > 0 && ctxByte(t, j-1)
+}
+
+// foldAccents lower-cases the letters U+00C0-U+00DE of w, but for "×".
+func foldAccents(w []byte) {
+	for k := 1; k < len(w); k++ {
+		if w[k-1] == 0xc3 && w[k] >= 0x80 && w[k] <= 0x9e && w[k] != 0x97 {
+			w[k] += 0x20
+		}
+	}
 }
 
 // ctxByte reports whether t[k] is part of a word for nearWords: a word byte, or a byte of a

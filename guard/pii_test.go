@@ -82,6 +82,7 @@ func TestPIIFind(t *testing.T) {
 		{"phone context accented", "Mi móvil: 912 345 678, MÓVIL 912 345 679", []string{"PHONE_NUMBER:912 345 678", "PHONE_NUMBER:912 345 679"}},
 		{"phone context compound", "Telefonnummer 98765 43210; Tél.\u00a0: 4155550132", []string{"PHONE_NUMBER:98765 43210", "PHONE_NUMBER:4155550132"}},
 		{"phone context portuguese", "celular 11 91234-5678", []string{"PHONE_NUMBER:11 91234-5678"}},
+		{"phone context after a no-break space", "Num\u00e9ro\u00a0tel 4155550132", []string{"PHONE_NUMBER:4155550132"}},
 		{"not phone: german customer number", "Kundennummer 0301 2345678", nil},
 		{"not phone: accented word is no context", "Télé 4155550132 and Ré 912 345 678", nil},
 		{"phone br parens", "Ligue para (11) 91234-5678 ou (21)3456-7890.", []string{"PHONE_NUMBER:(11) 91234-5678", "PHONE_NUMBER:(21)3456-7890"}},
