@@ -651,17 +651,22 @@ func phoneScore(r *numRun, j, k int, d []byte, sp byte, uniform, plus bool) floa
 }
 
 // nationalShape scores the groups [j, k) as a national number without a trunk 0 (or, in
-// India, a trunk 0 before a six-digit group) in a layout only phone numbers have there:
+// India, a trunk 0 before a six-digit group) in a layout only phone numbers have there,
+// when the groups are the whole run:
 //
 //   - Brazil, a two-digit area code without a 0 then 9XXXX-XXXX (mobile) or XXXX-XXXX with
 //     X 2-5 (landline): 0.5 with the area code in parentheses, "(11) 91234-5678"; written
 //     "11 91234-5678" it needs a context word.
 //   - India, a mobile 6-9XXXX XXXXX: 0.4, "98765 43210", so that a negative word nearer than
-//     any phone word drops it; with the trunk 0, "098765 43210", 0.5.
+//     any phone word drops it (round figures, "70000 80000", score nothing); with the trunk
+//     0, "098765 43210", 0.5.
 //   - Spain, 6-9XX XX XX XX: 0.4, "612 34 56 78". Spanish numbers in threes, "912 345 678",
 //     are written like amounts and keep the weak score of plain groups.
 func nationalShape(r *numRun, j, k int, d []byte, sp byte, uniform, paren bool) float64 {
 	g, nd := k-j, len(d)
+	if j != 0 || k != r.n {
+		return 0 // two groups of a longer run: a row of figures, "71234 80321 91234"
+	}
 	switch {
 	case g == 3 && (nd == 11 || nd == 10) && glen(r, j) == 2 && d[0] != 0 && d[1] != 0 &&
 		r.sep[j+2] == '-' && glen(r, j+2) == 4 &&
@@ -672,8 +677,9 @@ func nationalShape(r *numRun, j, k int, d []byte, sp byte, uniform, paren bool) 
 		if !paren && sp == ' ' {
 			return 0.2
 		}
-	case g == 2 && sp == ' ' && nd == 10 && glen(r, j) == 5 && d[0] >= 6:
-		return 0.4
+	case g == 2 && sp == ' ' && nd == 10 && glen(r, j) == 5 && d[0] >= 6 &&
+		!zeros(d[2:5]) && !zeros(d[7:]):
+		return 0.4 // but round figures, "70000 80000"
 	case g == 2 && sp == ' ' && nd == 11 && glen(r, j) == 6 && d[0] == 0 && d[1] >= 6:
 		return 0.5
 	case g == 4 && uniform && sp == ' ' && nd == 9 && glen(r, j) == 3 && d[0] >= 6 &&
@@ -681,6 +687,16 @@ func nationalShape(r *numRun, j, k int, d []byte, sp byte, uniform, paren bool) 
 		return 0.4
 	}
 	return 0
+}
+
+// zeros reports whether every digit of d is 0.
+func zeros(d []byte) bool {
+	for _, c := range d {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // uniformFrom reports whether the separators before groups [from, k) are all the same.

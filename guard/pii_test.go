@@ -90,6 +90,8 @@ func TestPIIFind(t *testing.T) {
 		{"not phone: br bad area or prefix", "(10) 91234-5678, (11) 81234-5678, (11) 6543-2109", nil},
 		{"phone in mobile", "Rahul: 98765 43210, office 080 2345 6789, home 098765 43211", []string{"PHONE_NUMBER:98765 43210", "PHONE_NUMBER:080 2345 6789", "PHONE_NUMBER:098765 43211"}},
 		{"not phone: in shape", "Order 98765 43210, ports 60000 61000, digits 12345 67890, range 60000-61000", nil},
+		{"not phone: in shape in a row of figures", "Q1 71234 80321 91234 65432, limits 70000 80000", nil},
+		{"not phone: es and br shapes in a longer run", "Row 612 34 56 78 90 and 7 612 34 56 78", nil},
 		{"phone es mobile", "Llámame al 612 34 56 78 o al 912 34 56 78.", []string{"PHONE_NUMBER:612 34 56 78", "PHONE_NUMBER:912 34 56 78"}},
 		{"not phone: es shapes", "Total 912 345 678 EUR, invoice 612 34 56 78, 512 34 56 78", nil},
 		{"phone nbsp", "Appelez-moi au 06\u00a012\u00a034\u00a056\u00a078.", []string{"PHONE_NUMBER:06\u00a012\u00a034\u00a056\u00a078"}},
