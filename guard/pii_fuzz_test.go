@@ -21,6 +21,8 @@ func fuzzSeeds(f *testing.F) {
 		"https://hooks.slack.com/services/T04QX7M2LBN/B06E1R9KZ3P/f4StfxDPqJ2mK9rLx0aBcDeF 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",
 		"06\u00a039\u00a098\u00a041\u00a027 +49\u202f30\u202f901820 555\u20132671 Tel. 030/12345678",
 		"iban: de89370400440532013000 DE89-3704-0044-0532-0130-00",
+		"Mi MÓVIL: 612 34 56 78, (11) 91234-5678, 11 3456-7890, 098765 43210 06.39.98.56.78.90",
+		"\xc3\xa9tel 4155550132 \xa9t\xc3 98765 43210 T\xc3\x97l 4155550133 \xc3",
 	} {
 		f.Add([]byte(s))
 	}
