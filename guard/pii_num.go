@@ -559,8 +559,9 @@ func ssnScore(r *numRun, j, k int, d []byte, sp byte, uniform bool) float64 {
 }
 
 // phoneScore scores the groups [j, k) as a phone number: international with a valid calling
-// code and national number length (0.7), North American (0.6), national with a trunk 0 (0.5);
-// plain digit strings and seven-digit locals need a context word.
+// code and national number length (0.7), North American (0.6), national with a trunk 0 (0.5)
+// or in a country's own layout (nationalShape); plain digit strings and seven-digit locals
+// need a context word.
 func phoneScore(r *numRun, j, k int, d []byte, sp byte, uniform, plus bool) float64 {
 	g := k - j
 	nd := len(d)
