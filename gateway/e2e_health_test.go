@@ -151,3 +151,41 @@ func TestClientDisconnectDoesNotEject(t *testing.T) {
 		t.Errorf("next request: %d %s, want 200", res.status, res.body)
 	}
 }
+
+// An error event a backend sends mid-stream is its failure when it is a server error (vLLM
+// sends InternalServerError, code 500, when its engine dies, then [DONE]); one it types as the
+// request's fault says nothing of its health.
+func TestStreamErrorEventCountsTowardEjection(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, event string
+		up          float64
+	}{
+		{"server error", `{"error":{"message":"EngineCore encountered an issue.","type":"InternalServerError","param":null,"code":500}}`, 0},
+		{"untyped", `{"error":{"message":"llama runner process has terminated"}}`, 0},
+		{"request's fault", `{"error":{"message":"This model's maximum context length is 8192 tokens.","type":"BadRequestError","param":null,"code":400}}`, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ln := listen(t)
+			srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/event-stream")
+				w.WriteHeader(http.StatusOK)
+				_, _ = w.Write([]byte("data: {\"id\":\"1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n" +
+					"data: " + tc.event + "\n\ndata: [DONE]\n\n"))
+			})}
+			go func() { _ = srv.Serve(ln) }()
+			t.Cleanup(func() { srv.Close() })
+			be := config.Backend{URL: "http://" + ln.Addr().String(), Kind: config.KindVLLM, Model: "m"}
+			g := startGateway(t, newConfig(t, healthConfig(1), model("chat", "v1", version("v1", be))))
+			res := g.do(t, "POST", "/v1/chat/completions", streamBody)
+			if res.status != http.StatusOK || !strings.Contains(string(res.body), `"error"`) {
+				t.Fatalf("stream with an error event: %d %s; want a 200 ending in an error event", res.status, res.body)
+			}
+			g.waitMetric(t, "llmgate_backend_in_flight", map[string]string{"backend": be.URL}, "= 0", func(v float64) bool { return v == 0 })
+			if up := backendUp(t, g, be.URL); up != tc.up {
+				t.Errorf("llmgate_backend_up = %v after the error event, want %v (threshold 1)", up, tc.up)
+			}
+		})
+	}
+}

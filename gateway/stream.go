@@ -189,6 +189,9 @@ func (s *streamBody) next(wait bool) []byte {
 		if m[0].Start >= 0 {
 			// A backend error after the stream started: one error event in OpenAI's shape.
 			e := normalizeBackendError(fasthttp.StatusBadGateway, data, 0)
+			if backendAtFault(e) {
+				r.hold.ReportFailure()
+			}
 			r.errCode = e.code
 			if r.errCode == "" {
 				r.errCode = "upstream_error"
@@ -347,7 +350,11 @@ func (s *streamBody) finishForFollowers(r *request) {
 			continue
 		}
 		if st, _ := jsonscan.Find(data, "error"); st >= 0 {
-			break // a backend error: followers are released, as for any failed leader
+			// A backend error: followers are released, as for any failed leader.
+			if backendAtFault(normalizeBackendError(fasthttp.StatusBadGateway, data, 0)) {
+				r.hold.ReportFailure()
+			}
+			break
 		}
 		r.cache.record(data)
 		complete = sse.IsDone(data)
@@ -397,3 +404,10 @@ func appendWithoutMember(dst, obj []byte, key string, vs, ve int) []byte {
 }
 
 func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+// backendAtFault reports whether an error event a backend sent mid-stream is the backend's
+// failure, as a 5xx before the headers would have been: a server error (vLLM's
+// InternalServerError with code 500, an engine that died; Ollama's runner that terminated),
+// or one the backend did not type. An error it types as the request's fault (vLLM's
+// BadRequestError) or as a rate limit says nothing of its health.
+func backendAtFault(e *apiError) bool { return e.typ == typeServer }
