@@ -92,4 +92,17 @@ if (( late > early * 11 / 10 )); then
 	echo "FAIL: RSS grew by more than 10 %" >&2
 	exit 1
 fi
-echo "no growth"
+# Every request has ended: no backend may still count one in flight (a hold never released
+# skews least-loaded picking for good), and both stay in service (5 % of cut streams is no
+# reason to eject).
+metrics=$(curl -fsS http://127.0.0.1:18181/metrics)
+grep -E '^llmgate_backend_(in_flight|up)\{' <<<"$metrics" || true
+if grep -E '^llmgate_backend_in_flight\{' <<<"$metrics" | grep -vqE ' 0$'; then
+	echo "FAIL: requests still counted in flight after the load ended" >&2
+	exit 1
+fi
+if grep -E '^llmgate_backend_up\{' <<<"$metrics" | grep -vqE ' 1$'; then
+	echo "FAIL: a backend is out of service after the soak" >&2
+	exit 1
+fi
+echo "no growth, nothing left in flight"
