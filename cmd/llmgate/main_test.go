@@ -263,3 +263,53 @@ func TestServeRestartsWithBackendsDown(t *testing.T) {
 		t.Fatalf("a restart with backends down said %q; want a warning for the served backend only", warnings)
 	}
 }
+
+// A first start whose config names a model its backend does not serve is refused, naming what
+// the backend lists, as an admin deploy is: served, each request of the version would get the
+// backend's 404 for a model the client never asked for.
+func TestServeRefusesModelTheBackendDoesNotServe(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "llmgate.yaml")
+	state := filepath.Join(dir, "state.db")
+	vllm := startFakeLLM(t, fakellm.Options{Flavor: "vllm", Model: "meta-llama/Llama-3.1-8B-Instruct"})
+	ollama := startFakeLLM(t, fakellm.Options{Flavor: "ollama", Model: "llama3.1:8b"})
+	tests := []struct {
+		name    string
+		backend string // one entry of backends, flow style
+		wantErr string // "" for a start
+	}{
+		{"vllm served", `{url: "` + vllm + `", kind: vllm, model: meta-llama/Llama-3.1-8B-Instruct}`, ""},
+		{"ollama served", `{url: "` + ollama + `", kind: ollama, model: "llama3.1:8b"}`, ""},
+		{"vllm typo", `{url: "` + vllm + `", kind: vllm, model: llama-typo}`,
+			`backend ` + vllm + ` (model chat version v1) does not serve model "llama-typo"; its /v1/models lists meta-llama/Llama-3.1-8B-Instruct`},
+		{"ollama typo", `{url: "` + ollama + `", kind: ollama, model: "llama3.2"}`, `does not serve model "llama3.2"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			os.Remove(state)
+			yaml := "state: {path: " + state + "}\nmodels:\n  - {alias: chat, versions: [{version: v1, backends: [" + tt.backend + "]}]}\n"
+			if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := buildServeConfig(path, nil, nil, "127.0.0.1:0", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var stdout, stderr bytes.Buffer
+			g, lns, err := startServing(cfg, nil, &stdout, &stderr)
+			if err == nil {
+				g.Close()
+				lns[0].Close()
+				lns[1].Close()
+			}
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("start: %v", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("start: %v; want an error saying %q", err, tt.wantErr)
+			case tt.wantErr != "" && fileExists(state):
+				t.Fatalf("a refused start left a state file")
+			}
+		})
+	}
+}

@@ -189,18 +189,20 @@ func checkBackends(cfg *config.Config) error {
 	return nil
 }
 
-// probeBackends probes each backend address once, all at the same time, and returns what
-// failed, in the order of bs.
+// probeBackends probes each backend address once for each model it is to serve, all at the
+// same time, and returns what failed, in the order of bs. A backend that answers must list its
+// model, as an admin deploy must: a typo'd model name would 404 every request of the version
+// with the backend's "model does not exist", naming a model the client never asked for.
 func probeBackends(bs []*router.Backend, timeout time.Duration) []error {
 	client := &http.Client{Timeout: timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	errs := make([]error, len(bs))
-	seen := map[string]bool{}
+	seen := map[[2]string]bool{}
 	var wg sync.WaitGroup
 	for i, b := range bs {
-		if seen[b.URL] {
+		if seen[[2]string{b.URL, b.Model}] {
 			continue
 		}
-		seen[b.URL] = true
+		seen[[2]string{b.URL, b.Model}] = true
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -214,6 +216,8 @@ func probeBackends(bs []*router.Backend, timeout time.Duration) []error {
 					b.URL, b.Alias, b.Version, b.Kind, err)
 			case err != nil:
 				errs[i] = fmt.Errorf("backend %s (model %s version %s) is unreachable: %v", b.URL, b.Alias, b.Version, shortErr(err))
+			default:
+				errs[i] = checkServes(client, b, timeout)
 			}
 		}()
 	}
@@ -225,6 +229,22 @@ func probeBackends(bs []*router.Backend, timeout time.Duration) []error {
 		}
 	}
 	return out
+}
+
+// checkServes fails a backend that answers but does not list the model it is to serve. A
+// backend whose list cannot be read is given the benefit of the doubt, as a deploy gives it.
+func checkServes(client *http.Client, b *router.Backend, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	ids, err := router.ListModels(ctx, client, b.URL, b.Kind, b.APIKey)
+	if err != nil || router.Serves(ids, b.Kind, b.Model) {
+		return nil
+	}
+	if len(ids) > 8 {
+		ids = append(ids[:8:8], "...")
+	}
+	return fmt.Errorf("backend %s (model %s version %s) does not serve model %q; its /v1/models lists %s",
+		b.URL, b.Alias, b.Version, b.Model, strings.Join(ids, ", "))
 }
 
 func fileExists(path string) bool {
