@@ -924,32 +924,43 @@ func TestGuardPlaceholderNumbersAcrossMessages(t *testing.T) {
 
 // A chunk whose text the guard holds back whole carries nothing for the client and is not
 // sent: no run of empty deltas while a placeholder or a possible match is being read. Chunks
-// with anything else (the role, a finish_reason) still go out.
+// with anything else (the role the first time, a finish_reason) still go out; Ollama repeats
+// the role in every delta, which is nothing new after the first.
 func TestGuardStreamSkipsHeldBackChunks(t *testing.T) {
 	chunk := func(delta, finish string) string {
 		return `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"canned","choices":[{"index":0,"delta":` + delta + `,"logprobs":null,"finish_reason":` + finish + `,"stop_reason":null}]}` + "\n\n"
 	}
-	stream := chunk(`{"role":"assistant","content":""}`, "null")
-	for _, piece := range []string{"Mail ", "<", "EMAIL", "_ADDRESS", "_1", "> now"} {
-		enc, _ := json.Marshal(piece)
-		stream += chunk(`{"content":`+string(enc)+`}`, "null")
-	}
-	stream += chunk(`{}`, `"stop"`) + "data: [DONE]\n\n"
-	b := cannedBackend(t, 200, http.Header{"Content-Type": {"text/event-stream"}}, stream)
-	guard := config.Guard{PII: config.PIIGuard{Prompt: "redact", Completion: "redact", Restore: true}, Safety: config.SafetyGuard{Completion: "block"}}
-	g := startGateway(t, newConfig(t, nil, guarded(guard, b)))
-	res := g.do(t, "POST", "/v1/chat/completions", chatBody("Please email "+testEmail, `,"stream":true`))
-	if res.status != 200 {
-		t.Fatalf("status %d: %s", res.status, res.body)
-	}
-	text, done := choiceTexts(t, res.body)
-	if want := "Mail " + testEmail + " now"; text[0] != want || !done {
-		t.Fatalf("client text %q (done %v), want %q", text[0], done, want)
-	}
-	for _, ev := range events(res.body) {
-		if strings.Contains(ev, `"content":""`) && !strings.Contains(ev, `"role"`) && !strings.Contains(ev, `"finish_reason":"`) {
-			t.Errorf("an empty chunk reached the client: %s", ev)
-		}
+	for _, tt := range []struct {
+		name string
+		role string // what each delta after the first has before its content
+	}{
+		{"role in the first delta", ``},
+		{"role in every delta", `"role":"assistant",`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			stream := chunk(`{"role":"assistant","content":""}`, "null")
+			for _, piece := range []string{"Mail ", "<", "EMAIL", "_ADDRESS", "_1", "> now"} {
+				enc, _ := json.Marshal(piece)
+				stream += chunk(`{`+tt.role+`"content":`+string(enc)+`}`, "null")
+			}
+			stream += chunk(`{`+strings.TrimSuffix(tt.role, ",")+`}`, `"stop"`) + "data: [DONE]\n\n"
+			b := cannedBackend(t, 200, http.Header{"Content-Type": {"text/event-stream"}}, stream)
+			guard := config.Guard{PII: config.PIIGuard{Prompt: "redact", Completion: "redact", Restore: true}, Safety: config.SafetyGuard{Completion: "block"}}
+			g := startGateway(t, newConfig(t, nil, guarded(guard, b)))
+			res := g.do(t, "POST", "/v1/chat/completions", chatBody("Please email "+testEmail, `,"stream":true`))
+			if res.status != 200 {
+				t.Fatalf("status %d: %s", res.status, res.body)
+			}
+			text, done := choiceTexts(t, res.body)
+			if want := "Mail " + testEmail + " now"; text[0] != want || !done {
+				t.Fatalf("client text %q (done %v), want %q", text[0], done, want)
+			}
+			for i, ev := range events(res.body) {
+				if i > 0 && strings.Contains(ev, `"content":""`) && !strings.Contains(ev, `"finish_reason":"`) {
+					t.Errorf("an empty chunk reached the client: %s", ev)
+				}
+			}
+		})
 	}
 }
 

@@ -37,6 +37,7 @@ type choiceGuard struct {
 	safe     []byte // scratch
 	leaked   []byte // scratch
 	out      []byte // scratch
+	roleSent bool   // a chunk with the choice's delta role has gone out
 
 	// A choice may stream other texts beside its content, each guarded on its own (this guard
 	// is the content's): reasoning, under either member name vLLM uses, and the arguments of
@@ -54,6 +55,7 @@ var reasoningKeys = [...]string{"reasoning_content", "reasoning"}
 // string (tool call arguments, JSON-mode content), where restored values go in escaped.
 func (c *choiceGuard) ready(r *request, inJSON bool) {
 	ag := r.guard.ag
+	c.roleSent = false
 	if ag.safetyComplete != guard.ActionOff {
 		c.safety = ag.safety.AcquireStream(ag.holdback)
 	}
@@ -212,8 +214,9 @@ func (g *Gateway) streamText(r *request, c *choiceGuard, index int, delta []byte
 // the chunk that carries a choice's finish_reason releases the rest of it. A blocking match
 // stops the whole stream after this chunk. It returns the event payload to send.
 //
-// A chunk whose text is all held back, and that carries nothing else (no role, finish_reason,
-// tool call, usage), is not sent at all (nil): a client would see only empty deltas.
+// A chunk whose text is all held back, and that carries nothing else (no finish_reason, tool
+// call, usage, or role not sent before), is not sent at all (nil): a client would see only empty
+// deltas. Ollama repeats the role in every delta, so a role already sent is nothing new.
 func (g *Gateway) guardChunk(r *request, data []byte) []byte {
 	root, err := parseJSON(&r.parser, data, &r.guard.fixed)
 	if err != nil {
@@ -225,10 +228,7 @@ func (g *Gateway) guardChunk(r *request, data []byte) []byte {
 	r.streamGuard.emptied = false
 	r.guard.nparsers = 0 // the strings set in the chunk before were written with it
 	for pos, ch := range choices {
-		idx := pos
-		if iv := ch.Get("index"); iv != nil && iv.Type() == fastjson.TypeNumber {
-			idx = iv.GetInt()
-		}
+		idx := choiceIndex(ch, pos)
 		c := r.choice(idx)
 		if c == nil {
 			r.streamGuard.broken = errChoiceUnguarded
@@ -252,27 +252,52 @@ func (g *Gateway) guardChunk(r *request, data []byte) []byte {
 		}
 	}
 	if !changed {
+		noteRoles(r, choices)
 		return data
 	}
-	if r.streamGuard.emptied && !r.streamGuard.stopped && onlyEmptyText(root) {
+	if r.streamGuard.emptied && !r.streamGuard.stopped && onlyEmptyText(r, root) {
 		return nil
 	}
+	noteRoles(r, root.GetArray("choices"))
 	r.guard.chunk = marshalJSON(r.guard.chunk[:0], root)
 	return r.guard.chunk
 }
 
+// choiceIndex returns the index a stream chunk's choice gives itself, else its position.
+func choiceIndex(ch *fastjson.Value, pos int) int {
+	if iv := ch.Get("index"); iv != nil && iv.Type() == fastjson.TypeNumber {
+		return iv.GetInt()
+	}
+	return pos
+}
+
+// noteRoles records the choices whose delta role goes out with a chunk being sent.
+func noteRoles(r *request, choices []*fastjson.Value) {
+	for pos, ch := range choices {
+		if ch.Get("delta", "role") == nil {
+			continue
+		}
+		if c := r.choice(choiceIndex(ch, pos)); c != nil {
+			c.roleSent = true
+		}
+	}
+}
+
 // onlyEmptyText reports whether a guarded chunk carries nothing for a client: no usage, and
-// choices whose members other than their index are an empty content or text, or null.
-func onlyEmptyText(root *fastjson.Value) bool {
+// choices whose members other than their index are an empty content or text, a role the client
+// already has, or null.
+func onlyEmptyText(r *request, root *fastjson.Value) bool {
 	if u := root.Get("usage"); u != nil && u.Type() != fastjson.TypeNull {
 		return false
 	}
 	empty := true
-	for _, ch := range root.GetArray("choices") {
+	for pos, ch := range root.GetArray("choices") {
 		obj, err := ch.Object()
 		if err != nil {
 			return false
 		}
+		c := r.choice(choiceIndex(ch, pos))
+		roleSent := c != nil && c.roleSent
 		obj.Visit(func(key []byte, v *fastjson.Value) {
 			switch string(key) {
 			case "index":
@@ -285,7 +310,7 @@ func onlyEmptyText(root *fastjson.Value) bool {
 					return
 				}
 				d.Visit(func(key []byte, v *fastjson.Value) {
-					empty = empty && (string(key) == "content" && isEmptyString(v) || v.Type() == fastjson.TypeNull)
+					empty = empty && (string(key) == "content" && isEmptyString(v) || string(key) == "role" && roleSent || v.Type() == fastjson.TypeNull)
 				})
 			default: // finish_reason, logprobs, stop_reason, ...: only when null
 				empty = empty && v.Type() == fastjson.TypeNull
