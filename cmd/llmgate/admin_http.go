@@ -158,15 +158,19 @@ func decodeAnswer(data []byte, v any) error {
 
 // adminAPIError is a non-2xx answer, read from the OpenAI error envelope when there is one.
 type adminAPIError struct {
-	status   int
-	message  string
-	param    string
-	revision string // from the ETag of a 412: the model's current revision
-	noToken  string // the token variable, when it was empty and the answer was 401
+	status    int
+	message   string
+	param     string
+	revision  string // from the ETag of a 412: the model's current revision
+	noToken   string // the token variable, when it was empty and the answer was 401
+	dataPlane bool   // a 404 from llmgate's data plane: --url names the OpenAI API's port
 }
 
 func newAdminAPIError(resp *http.Response, body []byte) *adminAPIError {
 	e := &adminAPIError{status: resp.StatusCode, revision: etagRevision(resp.Header)}
+	// The data plane names itself "llmgate", the admin listener "llmgate-admin": the data
+	// plane's 404 lists the /v1 paths, which would only puzzle an admin command.
+	e.dataPlane = resp.StatusCode == http.StatusNotFound && resp.Header.Get("Server") == "llmgate"
 	var env struct {
 		Error struct {
 			Message string  `json:"message"`
@@ -204,6 +208,9 @@ func (e *adminAPIError) Error() string {
 	}
 	if e.noToken != "" {
 		s += " (no token was sent: " + e.noToken + " is empty)"
+	}
+	if e.dataPlane {
+		s += " (--url is llmgate's OpenAI API; the admin API listens on admin.listen, default 127.0.0.1:8081)"
 	}
 	return s
 }

@@ -399,34 +399,38 @@ func TestAdminAPIErrors(t *testing.T) {
 		status int
 		body   string
 		etag   string
+		server string // the Server header; "" for none
 		env    map[string]string
 		args   []string
 		want   string
 	}{
-		{"400 with field", 400, envelope("must be vllm, ollama or openai", "backends[0].kind"), "", adminEnv,
+		{"400 with field", 400, envelope("must be vllm, ollama or openai", "backends[0].kind"), "", "", adminEnv,
 			[]string{"deploy", "chat", "v3", "--backend", "http://b:1", "--model", "m"},
 			"llmgate admin: 400: must be vllm, ollama or openai (field backends[0].kind)\n"},
-		{"404 without field", 404, envelope("unknown model alias nope", ""), "", adminEnv,
+		{"404 without field", 404, envelope("unknown model alias nope", ""), "", "", adminEnv,
 			[]string{"status", "nope"}, "llmgate admin: 404: unknown model alias nope\n"},
-		{"409", 409, envelope("version v3 is stable; promote another first", "version"), "", adminEnv,
+		{"409", 409, envelope("version v3 is stable; promote another first", "version"), "", "", adminEnv,
 			[]string{"delete", "chat", "v3"}, "llmgate admin: 409: version v3 is stable; promote another first (field version)\n"},
-		{"412", 412, envelope("revision mismatch", ""), `"14"`, adminEnv,
+		{"412", 412, envelope("revision mismatch", ""), `"14"`, "", adminEnv,
 			[]string{"traffic", "chat", "--stable", "v3", "--if-match", "13"},
 			"llmgate admin: conflict: the model changed (now revision 14); re-read and retry\n"},
-		{"401", 401, envelope("A valid admin bearer token is required (Authorization: Bearer <token>).", ""), "", adminEnv,
+		{"401", 401, envelope("A valid admin bearer token is required (Authorization: Bearer <token>).", ""), "", "", adminEnv,
 			[]string{"status"}, "llmgate admin: 401: A valid admin bearer token is required (Authorization: Bearer <token>).\n"},
-		{"401 without a token", 401, envelope("A valid admin bearer token is required.", ""), "", nil,
+		{"401 without a token", 401, envelope("A valid admin bearer token is required.", ""), "", "", nil,
 			[]string{"status"}, "llmgate admin: 401: A valid admin bearer token is required. (no token was sent: LLMGATE_ADMIN_TOKEN is empty)\n"},
-		{"403", 403, envelope("This admin token's role does not allow this request.", ""), "", adminEnv,
+		{"403", 403, envelope("This admin token's role does not allow this request.", ""), "", "", adminEnv,
 			[]string{"promote", "chat"}, "llmgate admin: 403: This admin token's role does not allow this request.\n"},
-		{"not an envelope", 502, "upstream\nconnect error\n", "", adminEnv,
+		{"not an envelope", 502, "upstream\nconnect error\n", "", "", adminEnv,
 			[]string{"status"}, "llmgate admin: 502: Bad Gateway: upstream connect error\n"},
-		{"unreadable answer", 200, "<html>", "", adminEnv,
+		{"unreadable answer", 200, "<html>", "", "", adminEnv,
 			[]string{"status"}, "llmgate admin: unexpected answer from the admin API: invalid character '<' looking for beginning of value\n"},
+		{"the data plane's 404", 404, `{"error":{"message":"Unknown request URL. Supported: POST /v1/chat/completions, /v1/completions, /v1/embeddings; GET /v1/models.","type":"invalid_request_error","param":null,"code":"unknown_url"}}`,
+			"", "llmgate", adminEnv, []string{"status"},
+			"llmgate admin: 404: Unknown request URL. Supported: POST /v1/chat/completions, /v1/completions, /v1/embeddings; GET /v1/models. (--url is llmgate's OpenAI API; the admin API listens on admin.listen, default 127.0.0.1:8081)\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, url := startFakeAdmin(t, tt.status, tt.body, map[string]string{"ETag": tt.etag})
+			_, url := startFakeAdmin(t, tt.status, tt.body, map[string]string{"ETag": tt.etag, "Server": tt.server})
 			code, out, stderr := runAdminArgs(url, tt.env, tt.args...)
 			if code != 1 || stderr != tt.want || out != "" {
 				t.Fatalf("exit %d, stderr %q, stdout %q; want exit 1, stderr %q", code, stderr, out, tt.want)
