@@ -144,6 +144,10 @@ func (c *adminCmd) flags(verb string, write bool) *flag.FlagSet {
 	if write {
 		fs.StringVar(&c.ifMatch, "if-match", "", "apply only if the model is still at this `revision` (If-Match)")
 	}
+	// A verb's set starts from what the flags before the verb said; its -h shows the defaults.
+	fs.Lookup("url").DefValue = defaultAdminURL
+	fs.Lookup("json").DefValue = "false"
+	fs.Lookup("token-env").DefValue = defaultAdminTokenEnv
 	return fs
 }
 

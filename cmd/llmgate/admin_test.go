@@ -522,6 +522,25 @@ func TestAdminHelp(t *testing.T) {
 	}
 }
 
+// A verb's -h shows the global flags' defaults, not the values given before the verb.
+func TestAdminVerbHelpShowsDefaults(t *testing.T) {
+	t.Parallel()
+	code, out, stderr := runAdminArgs("http://127.0.0.1:1", nil, "--json", "--token-env", "OPS_TOKEN", "rollout", "chat", "start", "-h")
+	if code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	for _, want := range []string{`admin API URL (default "http://127.0.0.1:8081")`, `(default "LLMGATE_ADMIN_TOKEN")`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("help does not say %q:\n%s", want, out)
+		}
+	}
+	for _, given := range []string{"127.0.0.1:1", "OPS_TOKEN", "(default true)"} {
+		if strings.Contains(out, given) {
+			t.Errorf("help shows %q, given before the verb, as a default:\n%s", given, out)
+		}
+	}
+}
+
 // llmgate admin is dispatched from main and listed in its usage.
 func TestAdminDispatch(t *testing.T) {
 	t.Parallel()
