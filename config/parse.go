@@ -140,7 +140,11 @@ func (w *walker) mapping(n ast.Node, t reflect.Type, key string) {
 		name, isString := keyName(k)
 		field, known := structField(t, name)
 		if !isString || !known {
-			w.fail(k, key, "unknown key %q", name)
+			if near := nearestKey(t, name); isString && near != "" {
+				w.fail(k, key, "unknown key %q; did you mean %q?", name, near)
+			} else {
+				w.fail(k, key, "unknown key %q", name)
+			}
 			continue
 		}
 		child := childKey(key, name)
@@ -196,6 +200,59 @@ func structField(t reflect.Type, name string) (reflect.StructField, bool) {
 		}
 	}
 	return reflect.StructField{}, false
+}
+
+// nearestKey returns the key of struct type t that name most likely misspells: the same but for
+// case, "-" or "_" (firstByte, first-byte), or the one nearest by edit distance, within 1 for
+// short names and 2 for longer ones; "" when none is that near, or two are equally near.
+func nearestKey(t reflect.Type, name string) string {
+	fold := func(s string) string { return strings.ToLower(strings.NewReplacer("_", "", "-", "").Replace(s)) }
+	limit := 1
+	if len(name) > 5 {
+		limit = 2
+	}
+	best, bestDist, tie := "", limit+1, false
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if !f.IsExported() || tag == "" || tag == "-" {
+			continue
+		}
+		if fold(tag) == fold(name) {
+			return tag
+		}
+		switch d := editDistance(tag, name); {
+		case d < bestDist:
+			best, bestDist, tie = tag, d, false
+		case d == bestDist:
+			tie = true
+		}
+	}
+	if tie {
+		return ""
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // unsupported explains why n is refused, or returns "". Plain YAML is enough for a short

@@ -88,16 +88,20 @@ func TestParseErrors(t *testing.T) {
 	tests := []struct {
 		name, yaml, want string
 	}{
-		{"unknown top-level key", "listen: ':1'\nlisen: ':2'\n", `config: line 2: unknown key "lisen"`},
+		{"unknown top-level key", "listen: ':1'\nlisen: ':2'\n", `config: line 2: unknown key "lisen"; did you mean "listen"?`},
+		{"misspelt key", "timeouts:\n  conect: 2s\n", `config: line 2: timeouts: unknown key "conect"; did you mean "connect"?`},
+		{"dashed key", "timeouts:\n  first-byte: 2s\n", `config: line 2: timeouts: unknown key "first-byte"; did you mean "first_byte"?`},
+		{"camel-case key", "limits:\n  maxBodyBytes: 1\n", `config: line 2: limits: unknown key "maxBodyBytes"; did you mean "max_body_bytes"?`},
+		{"key near none", "timeouts:\n  deadline: 2s\n", `config: line 2: timeouts: unknown key "deadline"`},
 		{
 			"unknown nested key",
 			"models:\n  - alias: chat\n    versions:\n      - version: v1\n        backends:\n          - url: http://h\n            urll: x\n",
-			`config: line 7: models[0].versions[0].backends[0]: unknown key "urll"`,
+			`config: line 7: models[0].versions[0].backends[0]: unknown key "urll"; did you mean "url"?`,
 		},
 		{
 			"every unknown key",
 			"lisen: 1\nadmin:\n  tokenz: []\n",
-			"config: line 1: unknown key \"lisen\"\nconfig: line 3: admin: unknown key \"tokenz\"",
+			"config: line 1: unknown key \"lisen\"; did you mean \"listen\"?\nconfig: line 3: admin: unknown key \"tokenz\"; did you mean \"tokens\"?",
 		},
 		{"non-string key", "1: x\n", `config: line 1: unknown key "1"`},
 		{"integer for string list", "models: 7\n", `config: line 1: models: want a list, got "7"`},
@@ -175,7 +179,7 @@ func TestLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = config.Load(path)
-	if want := "config: " + path + `:1: unknown key "lisen"`; errString(err) != want {
+	if want := "config: " + path + `:1: unknown key "lisen"; did you mean "listen"?`; errString(err) != want {
 		t.Errorf("got  %v\nwant %s", err, want)
 	}
 
@@ -192,7 +196,7 @@ func TestErrorsAreTyped(t *testing.T) {
 		t.Fatalf("got %T, want *config.Error", err)
 	}
 	got := *ce
-	want := config.Error{Line: 2, Key: "admin", Msg: `unknown key "lisen"`}
+	want := config.Error{Line: 2, Key: "admin", Msg: `unknown key "lisen"; did you mean "listen"?`}
 	if got != want {
 		t.Errorf("got %+v, want %+v", got, want)
 	}
