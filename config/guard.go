@@ -150,6 +150,13 @@ func (v *validator) guard(key string, g Guard) {
 		}
 		piiAction(k+".prompt", o.Prompt)
 		piiAction(k+".completion", o.Completion)
+		// An override only changes what a direction's scan does with one entity type; with
+		// the direction off nothing is scanned, and a "block" here would pass values silently.
+		for _, d := range [...]struct{ name, base, action string }{{"prompt", g.PII.Prompt, o.Prompt}, {"completion", g.PII.Completion, o.Completion}} {
+			if (d.base == "" || d.base == GuardOff) && d.action != "" && d.action != GuardOff {
+				v.addf(k+"."+d.name, "has no effect while pii.%s is off (nothing is scanned); set pii.%s too (detect only counts)", d.name, d.name)
+			}
+		}
 	}
 	if g.PII.Restore && g.PII.Prompt != PIIRedact {
 		v.addf(key+".pii.restore", "needs pii.prompt: redact (only placeholders can be restored)")
