@@ -40,6 +40,13 @@ func loadAdminTokens(tokens []config.AdminToken) ([]adminToken, error) {
 		if secret == "" {
 			return nil, fmt.Errorf("admin token %q: environment variable %s is empty", t.Name, t.TokenEnv)
 		}
+		for _, o := range out {
+			// The last token a secret matches would decide its role and name: a read-only
+			// dashboard's token that is also an admin's would be either, by the file's order.
+			if string(o.secret) == secret {
+				return nil, fmt.Errorf("admin token %q: its variable %s holds the same token as admin token %q's; each token needs its own secret", t.Name, t.TokenEnv, o.name)
+			}
+		}
 		out = append(out, adminToken{name: t.Name, role: t.Role, secret: []byte(secret)})
 	}
 	return out, nil

@@ -83,3 +83,18 @@ func TestAdminTokenEnvMissing(t *testing.T) {
 		t.Fatal("New accepted an admin token whose environment variable is empty")
 	}
 }
+
+// Two tokens with the same secret are refused at start: the one compared last would decide the
+// role, so a read-only token could also be an admin's.
+func TestAdminTokensShareASecret(t *testing.T) {
+	t.Setenv("TEST_VIEW_TOKEN", "same")
+	t.Setenv("TEST_OPS_TOKEN", "same")
+	cfg := &config.Config{Admin: config.Admin{Tokens: []config.AdminToken{
+		{Name: "dash", TokenEnv: "TEST_VIEW_TOKEN", Role: "read"}, {Name: "ops", TokenEnv: "TEST_OPS_TOKEN", Role: "admin"}}},
+		Models: []config.Model{{Alias: "chat", Versions: []config.Version{{Version: "v1", Backends: []config.Backend{{URL: "http://127.0.0.1:1", Model: "m"}}}}}}}
+	cfg.ApplyDefaults()
+	_, err := New(cfg, Options{LogOutput: io.Discard, Store: store.NewMemory()})
+	if want := `admin token "ops": its variable TEST_OPS_TOKEN holds the same token as admin token "dash"'s`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("New: %v; want an error saying %q", err, want)
+	}
+}
