@@ -53,6 +53,7 @@ func TestServeFailsWithOneLine(t *testing.T) {
 		{"bad backend url", []string{"serve", "--backend", "ftp://x"}, 1, "want an http(s) URL"},
 		{"wrong backend kind", []string{"serve", "--backend", backend, "--backend-kind", "ollama"}, 1, "failed its health check: GET " + backend + "/: status 404; is its kind right?"},
 		{"bad backend kind", []string{"serve", "--backend", backend, "--backend-kind", "tgi"}, 1, `--backend-kind "tgi"`},
+		{"backend url with /v1", []string{"serve", "--backend", backend + "/v1"}, 1, "GET /v1/models: status 404; the URL ends in /v1, which llmgate adds itself: give the server's base URL without it"},
 		{"port in use", []string{"serve", "--backend", backend, "--listen", busy.Addr().String(), "--admin-listen", "127.0.0.1:0"}, 1, "address already in use"},
 		{"fakellm bad flavor", []string{"fakellm", "--flavor", "tgi"}, 2, "flavor must be"},
 		{"demo bad flag", []string{"demo", "--lisen", "x"}, 2, "llmgate demo: flag provided but not defined: -lisen (llmgate demo -h lists the flags)"},
@@ -283,6 +284,8 @@ func TestServeRefusesModelTheBackendDoesNotServe(t *testing.T) {
 		{"vllm typo", `{url: "` + vllm + `", kind: vllm, model: llama-typo}`,
 			`backend ` + vllm + ` (model chat version v1) does not serve model "llama-typo"; its /v1/models lists meta-llama/Llama-3.1-8B-Instruct`},
 		{"ollama typo", `{url: "` + ollama + `", kind: ollama, model: "llama3.2"}`, `does not serve model "llama3.2"`},
+		{"url with /v1", `{url: "` + vllm + `/v1", kind: vllm, model: meta-llama/Llama-3.1-8B-Instruct}`,
+			`backend ` + vllm + `/v1 (model chat version v1) failed its health check: GET ` + vllm + `/v1/health: status 404; the URL ends in /v1, which llmgate adds itself: give the server's base URL without it`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
