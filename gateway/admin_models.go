@@ -561,20 +561,6 @@ func (g *Gateway) probeDeploy(c router.Change, op func(*router.State, router.Cha
 	return g.probeVersion(t, alias, version)
 }
 
-// checkServes fails a deploy whose backend answers but does not list the model it is to serve:
-// each request would get the backend's 404, naming a model the client never asked for. A
-// backend whose list cannot be read is given the benefit of the doubt.
-func checkServes(ctx context.Context, client *http.Client, b *router.Backend) error {
-	ids, err := router.ListModels(ctx, client, b.URL, b.Kind, b.APIKey)
-	if err != nil || router.Serves(ids, b.Kind, b.Model) {
-		return nil
-	}
-	if len(ids) > 8 {
-		ids = append(ids[:8:8], "...")
-	}
-	return fmt.Errorf("it does not serve model %q; its /v1/models lists %s", b.Model, strings.Join(ids, ", "))
-}
-
 // maxProbes bounds the health probes of one deploy that run at once.
 const maxProbes = 16
 
@@ -604,7 +590,7 @@ func (g *Gateway) probeVersion(t *router.Table, alias, version string) error {
 			ctx, cancel := context.WithTimeout(context.Background(), g.cfg.Health.Timeout)
 			defer cancel()
 			if errs[i] = router.Probe(ctx, client, b); errs[i] == nil {
-				errs[i] = checkServes(ctx, client, b)
+				errs[i] = router.CheckServes(ctx, client, b)
 			}
 		}()
 	}
@@ -612,7 +598,7 @@ func (g *Gateway) probeVersion(t *router.Table, alias, version string) error {
 	client.CloseIdleConnections()
 	for i, err := range errs {
 		if err != nil {
-			return fmt.Errorf("%w: %s: %v (llmgate admin deploy --no-probe, or ?probe=false, skips the check)", errProbe, backends[i].URL, err)
+			return fmt.Errorf("%w: %s: %v%s (llmgate admin deploy --no-probe, or ?probe=false, skips the check)", errProbe, backends[i].URL, err, router.URLHint(backends[i].URL))
 		}
 	}
 	return nil

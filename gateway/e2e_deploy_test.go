@@ -267,6 +267,11 @@ func TestDeployAdminVerbs(t *testing.T) {
 	if res := g.refused(t, 400, "backends", "POST", "/admin/models/chat/versions", opsToken, typo); !strings.Contains(string(res.body), `does not serve model \"m2-typo\"; its /v1/models lists m2`) {
 		t.Errorf("a deploy of a model the backend does not serve: %s", res.body)
 	}
+	// An OpenAI-style base URL ending in /v1 is asked for /v1/v1/...: the error says so.
+	withV1 := `{"version":"v3","backends":[{"url":"` + v2.URL + `/v1","kind":"` + v2.Kind + `","model":"m2"}]}`
+	if res := g.refused(t, 400, "backends", "POST", "/admin/models/chat/versions", opsToken, withV1); !strings.Contains(string(res.body), "the URL ends in /v1, which llmgate adds itself") {
+		t.Errorf("a deploy of a backend URL ending in /v1: %s", res.body)
+	}
 	for _, url := range []string{"http://169.254.169.254/latest/meta-data", "http://metadata.google.internal", "http://[fe80::1]:8000", "file:///etc/passwd"} {
 		body := `{"version":"v3","backends":[{"url":"` + url + `","model":"x"}]}`
 		g.refused(t, 400, "backends[0].url", "POST", "/admin/models/chat/versions?probe=false", opsToken, body)

@@ -57,6 +57,34 @@ func ListModels(ctx context.Context, client *http.Client, base, kind, apiKey str
 	return ids, nil
 }
 
+// CheckServes fails a backend that answers but does not list the model it is to serve: each
+// request would get the backend's 404, naming a model the client never asked for. A backend
+// whose list cannot be read is given the benefit of the doubt.
+func CheckServes(ctx context.Context, client *http.Client, b *Backend) error {
+	ids, err := ListModels(ctx, client, b.URL, b.Kind, b.APIKey)
+	if err != nil || Serves(ids, b.Kind, b.Model) {
+		return nil
+	}
+	listed := "no models"
+	if len(ids) > 8 {
+		ids = append(ids[:8:8], "...")
+	}
+	if len(ids) > 0 {
+		listed = strings.Join(ids, ", ")
+	}
+	return fmt.Errorf("it does not serve model %q; its /v1/models lists %s", b.Model, listed)
+}
+
+// URLHint returns advice for a backend URL that ends in /v1, as OpenAI base URLs do, to add to
+// a failed probe's error: the gateway appends /v1/chat/completions, /v1/models and the probe
+// paths itself, so such a URL asks the server for /v1/v1/... It is "" for any other URL.
+func URLHint(url string) string {
+	if strings.HasSuffix(strings.TrimSuffix(url, "/"), "/v1") {
+		return "; the URL ends in /v1, which llmgate adds itself: give the server's base URL without it"
+	}
+	return ""
+}
+
 // Serves reports whether a backend of kind whose models are ids answers requests for model:
 // Ollama reads a name without a tag as its ":latest".
 func Serves(ids []string, kind, model string) bool {

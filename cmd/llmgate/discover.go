@@ -42,10 +42,10 @@ func discoverConfig(backends, kinds []string) (*config.Config, error) {
 		}
 		models, err := router.ListModels(context.Background(), client, base, kind, "")
 		if err != nil {
-			return nil, fmt.Errorf("backend %s: %v%s", base, shortErr(err), v1Hint(base))
+			return nil, fmt.Errorf("backend %s: %v%s", base, shortErr(err), router.URLHint(base))
 		}
 		if len(models) == 0 {
-			return nil, fmt.Errorf("backend %s serves no models%s", base, v1Hint(base))
+			return nil, fmt.Errorf("backend %s serves no models%s", base, router.URLHint(base))
 		}
 		for _, m := range models {
 			b := config.Backend{URL: base, Kind: kind, Model: m}

@@ -282,7 +282,7 @@ func TestServeRefusesModelTheBackendDoesNotServe(t *testing.T) {
 		{"vllm served", `{url: "` + vllm + `", kind: vllm, model: meta-llama/Llama-3.1-8B-Instruct}`, ""},
 		{"ollama served", `{url: "` + ollama + `", kind: ollama, model: "llama3.1:8b"}`, ""},
 		{"vllm typo", `{url: "` + vllm + `", kind: vllm, model: llama-typo}`,
-			`backend ` + vllm + ` (model chat version v1) does not serve model "llama-typo"; its /v1/models lists meta-llama/Llama-3.1-8B-Instruct`},
+			`backend ` + vllm + ` (model chat version v1): it does not serve model "llama-typo"; its /v1/models lists meta-llama/Llama-3.1-8B-Instruct`},
 		{"ollama typo", `{url: "` + ollama + `", kind: ollama, model: "llama3.2"}`, `does not serve model "llama3.2"`},
 		{"url with /v1", `{url: "` + vllm + `/v1", kind: vllm, model: meta-llama/Llama-3.1-8B-Instruct}`,
 			`backend ` + vllm + `/v1 (model chat version v1) failed its health check: GET ` + vllm + `/v1/health: status 404; the URL ends in /v1, which llmgate adds itself: give the server's base URL without it`},

@@ -211,16 +211,20 @@ func probeBackends(bs []*router.Backend, timeout time.Duration) []error {
 			cancel()
 			var status *router.ProbeStatusError
 			switch {
-			case errors.As(err, &status) && v1Hint(b.URL) != "":
+			case errors.As(err, &status) && router.URLHint(b.URL) != "":
 				errs[i] = fmt.Errorf("backend %s (model %s version %s) failed its health check: %v%s",
-					b.URL, b.Alias, b.Version, err, v1Hint(b.URL))
+					b.URL, b.Alias, b.Version, err, router.URLHint(b.URL))
 			case errors.As(err, &status):
 				errs[i] = fmt.Errorf("backend %s (model %s version %s, kind %s) failed its health check: %v; is its kind right?",
 					b.URL, b.Alias, b.Version, b.Kind, err)
 			case err != nil:
 				errs[i] = fmt.Errorf("backend %s (model %s version %s) is unreachable: %v", b.URL, b.Alias, b.Version, shortErr(err))
 			default:
-				errs[i] = checkServes(client, b, timeout)
+				ctx, cancel := context.WithTimeout(context.Background(), timeout)
+				if err := router.CheckServes(ctx, client, b); err != nil {
+					errs[i] = fmt.Errorf("backend %s (model %s version %s): %v%s", b.URL, b.Alias, b.Version, err, router.URLHint(b.URL))
+				}
+				cancel()
 			}
 		}()
 	}
@@ -232,36 +236,6 @@ func probeBackends(bs []*router.Backend, timeout time.Duration) []error {
 		}
 	}
 	return out
-}
-
-// checkServes fails a backend that answers but does not list the model it is to serve. A
-// backend whose list cannot be read is given the benefit of the doubt, as a deploy gives it.
-func checkServes(client *http.Client, b *router.Backend, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	ids, err := router.ListModels(ctx, client, b.URL, b.Kind, b.APIKey)
-	if err != nil || router.Serves(ids, b.Kind, b.Model) {
-		return nil
-	}
-	listed := "no models"
-	if len(ids) > 8 {
-		ids = append(ids[:8:8], "...")
-	}
-	if len(ids) > 0 {
-		listed = strings.Join(ids, ", ")
-	}
-	return fmt.Errorf("backend %s (model %s version %s) does not serve model %q; its /v1/models lists %s%s",
-		b.URL, b.Alias, b.Version, b.Model, listed, v1Hint(b.URL))
-}
-
-// v1Hint returns advice for a backend URL that ends in /v1, as OpenAI base URLs do: llmgate
-// appends /v1/chat/completions, /v1/models and the probe paths itself, so such a URL asks
-// the server for /v1/v1/...; "" for any other URL.
-func v1Hint(u string) string {
-	if strings.HasSuffix(strings.TrimSuffix(u, "/"), "/v1") {
-		return "; the URL ends in /v1, which llmgate adds itself: give the server's base URL without it"
-	}
-	return ""
 }
 
 func fileExists(path string) bool {
