@@ -345,6 +345,23 @@ func TestRequestLogLine(t *testing.T) {
 	}
 }
 
+// A backend that cannot be reached answers the client 502 upstream_error; the log line says
+// why, so an operator need not guess between a dead server, a wrong port and a bad address.
+func TestRequestLogSaysWhyTheBackendFailed(t *testing.T) {
+	t.Parallel()
+	g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", closedBackend(t)))))
+	if res := g.do(t, "POST", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`); res.status != 502 {
+		t.Fatalf("status %d %s, want 502", res.status, res.body)
+	}
+	lines := g.logLines(t)
+	if len(lines) != 1 {
+		t.Fatalf("got %d request log lines, want 1: %v", len(lines), lines)
+	}
+	if why, _ := lines[0]["upstream_error"].(string); lines[0]["error"] != "upstream_error" || !strings.Contains(why, "connection refused") {
+		t.Fatalf("log line %v: want error upstream_error and the dial error in upstream_error", lines[0])
+	}
+}
+
 func TestHeadersToBackend(t *testing.T) {
 	t.Parallel()
 	s := startTwoVersions(t, nil)

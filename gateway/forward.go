@@ -97,6 +97,7 @@ func (g *Gateway) tryVersion(ctx *fasthttp.RequestCtx, r *request, snap *snapsho
 			hold.ReportFailure()
 			hold.Release()
 			lastErr = classifyTransportError(err)
+			r.upstreamErr = err
 			resp.Reset()
 			r.failedAttempts += r.headersAt.Sub(r.upstreamAt)
 			continue

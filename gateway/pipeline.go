@@ -312,6 +312,10 @@ func (g *Gateway) logRequest(r *request, now time.Time, elapsed time.Duration) {
 		b = append(b, `,"error":`...)
 		b = appendJSONString(b, r.errCode)
 	}
+	if r.upstreamErr != nil {
+		b = append(b, `,"upstream_error":`...) // a dial or read error: addresses, never prompt text
+		b = appendJSONString(b, r.upstreamErr.Error())
+	}
 	if len(r.guard.header) > 0 {
 		b = append(b, `,"guard":`...) // types and counts, never values
 		b = appendJSONString(b, unsafeString(r.guard.header))

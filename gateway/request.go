@@ -79,6 +79,9 @@ type request struct {
 	// waiting on them is not the gateway's overhead.
 	failedAttempts time.Duration
 	headersAt      time.Time // backend response headers received
+	// upstreamErr is the last backend that could not be reached or read: why, for the log line
+	// (the client's error says only that the backend failed).
+	upstreamErr error
 
 	status       int // sent to the client
 	errCode      string
@@ -117,7 +120,7 @@ func releaseRequest(r *request) {
 	r.requestID, r.body, r.scratch, r.model, r.user = r.requestID[:0], r.body[:0], r.scratch[:0], r.model[:0], r.user[:0]
 	r.version, r.backend, r.handles, r.attempts, r.tried = nil, nil, nil, 0, [config.MaxRetryAttempts]*router.Backend{}
 	r.canaryShare, r.hold = false, router.Hold{}
-	r.upstreamAt, r.headersAt, r.failedAttempts = time.Time{}, time.Time{}, 0
+	r.upstreamAt, r.headersAt, r.failedAttempts, r.upstreamErr = time.Time{}, time.Time{}, 0, nil
 	r.status, r.errCode, r.inputTokens, r.outputTokens, r.tokenEvents = 0, "", 0, 0, 0
 	r.firstEventAt, r.firstTokenAt, r.lastTokenAt = time.Time{}, time.Time{}, time.Time{}
 	r.gw, r.root = nil, nil
