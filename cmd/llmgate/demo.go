@@ -42,6 +42,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer d.closeBackends()
+	d.cli = demoCLI(os.Args[0])
 	d.print(stdout)
 	return waitForSignal(d.gateway, d.lns, stderr)
 }
@@ -56,6 +57,7 @@ type demo struct {
 	v1URL      string
 	v2URL      string
 	adminToken string
+	cli        string // how the admin commands printed run llmgate; "" for go run ./cmd/llmgate
 }
 
 // startDemo starts the demo's backends and gateway. Admin calls need a token: without
@@ -115,7 +117,25 @@ func startFake(opts fakellm.Options) (*fakellm.Server, string, error) {
 	return s, "http://" + ln.Addr().String(), nil
 }
 
+// demoCLI returns how the printed admin commands should run llmgate: as this demo was run
+// (llmgate from the PATH, ./llmgate), so they work where it did. go run builds into a temporary
+// directory, which is no command to paste, so that is said as go run ./cmd/llmgate; a path the
+// shell would split or expand, as llmgate.
+func demoCLI(arg0 string) string {
+	switch {
+	case arg0 == "" || strings.Contains(arg0, "go-build"):
+		return "go run ./cmd/llmgate"
+	case strings.ContainsAny(arg0, " '\"\\$`"):
+		return "llmgate"
+	}
+	return arg0
+}
+
 func (d *demo) print(w io.Writer) {
+	cli := d.cli
+	if cli == "" {
+		cli = "go run ./cmd/llmgate"
+	}
 	fmt.Fprintf(w, `llmgate demo is running.
 
   gateway (OpenAI API)  %[1]s/v1
@@ -154,10 +174,10 @@ Try it (Ctrl-C stops everything):
 The admin API (its token for this run; paste the export first):
 
   export LLMGATE_ADMIN_TOKEN=%[5]s
-  go run ./cmd/llmgate admin --url %[2]s traffic chat --stable v1 --canary v2 --percent 50 --sticky user
-  go run ./cmd/llmgate admin --url %[2]s status chat
-  go run ./cmd/llmgate admin --url %[2]s rollback chat --reason "demo"
-  go run ./cmd/llmgate admin --url %[2]s history chat
+  %[6]s admin --url %[2]s traffic chat --stable v1 --canary v2 --percent 50 --sticky user
+  %[6]s admin --url %[2]s status chat
+  %[6]s admin --url %[2]s rollback chat --reason "demo"
+  %[6]s admin --url %[2]s history chat
 
 Python (pip install openai):
 
@@ -196,5 +216,5 @@ Go (go get github.com/sashabaranov/go-openai):
   	}
   	fmt.Println(resp.Choices[0].Message.Content)
   }
-`, d.base, d.admin, d.v1URL, d.v2URL, d.adminToken)
+`, d.base, d.admin, d.v1URL, d.v2URL, d.adminToken, cli)
 }

@@ -283,3 +283,20 @@ func demoVersions(t *testing.T, base string) map[string]bool {
 	wg.Wait()
 	return seen
 }
+
+// The printed admin commands run llmgate as the demo was run: an installed binary has no
+// ./cmd/llmgate to go run; go run's own build path is no command to paste.
+func TestDemoCLI(t *testing.T) {
+	for arg0, want := range map[string]string{
+		"llmgate":                            "llmgate",
+		"./llmgate":                          "./llmgate",
+		"/root/go/bin/llmgate":               "/root/go/bin/llmgate",
+		"/tmp/go-build1234/b001/exe/llmgate": "go run ./cmd/llmgate",
+		"/home/a b/llmgate":                  "llmgate",
+		"":                                   "go run ./cmd/llmgate",
+	} {
+		if got := demoCLI(arg0); got != want {
+			t.Errorf("demoCLI(%q) = %q, want %q", arg0, got, want)
+		}
+	}
+}
