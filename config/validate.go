@@ -145,10 +145,15 @@ func (v *validator) timeouts(t Timeouts) {
 	v.positive("timeouts.idle", t.Idle)
 	v.positive("timeouts.total", t.Total)
 	for _, p := range []struct {
-		key string
-		d   time.Duration
-	}{{"timeouts.connect", t.Connect}, {"timeouts.first_byte", t.FirstByte}, {"timeouts.idle", t.Idle}} {
-		if p.d > t.Total && t.Total > 0 {
+		key    string
+		d, def time.Duration
+	}{{"timeouts.connect", t.Connect, DefaultConnectTimeout}, {"timeouts.first_byte", t.FirstByte, DefaultFirstByteTimeout}, {"timeouts.idle", t.Idle, DefaultIdleTimeout}} {
+		switch {
+		case p.d <= t.Total || t.Total <= 0:
+		case p.d == p.def && !v.src.written(p.key):
+			// Only total was set, shorter than this default: say which key to set as well.
+			v.addf(p.key, "the default, %s, exceeds timeouts.total %s; set %s to at most %s too", p.d, t.Total, p.key, t.Total)
+		default:
 			v.addf(p.key, "%s exceeds timeouts.total %s", p.d, t.Total)
 		}
 	}

@@ -123,7 +123,12 @@ func TestValidate(t *testing.T) {
 		{"first_byte over total", func(c *config.Config) { c.Timeouts.FirstByte = 11 * time.Minute },
 			[]string{"config: timeouts.first_byte: 11m0s exceeds timeouts.total 10m0s"}},
 		{"idle over total", func(c *config.Config) { c.Timeouts.Total = 20 * time.Second },
-			[]string{"config: timeouts.first_byte: 1m0s exceeds timeouts.total 20s", "config: timeouts.idle: 30s exceeds timeouts.total 20s"}},
+			[]string{"config: timeouts.first_byte: the default, 1m0s, exceeds timeouts.total 20s; set timeouts.first_byte to at most 20s too",
+				"config: timeouts.idle: the default, 30s, exceeds timeouts.total 20s; set timeouts.idle to at most 20s too"}},
+		{"idle set over total", func(c *config.Config) {
+			c.Timeouts.Total, c.Timeouts.FirstByte, c.Timeouts.Idle = 20*time.Second, 10*time.Second, 25*time.Second
+		},
+			[]string{"config: timeouts.idle: 25s exceeds timeouts.total 20s"}},
 		{"connect over total", func(c *config.Config) { c.Timeouts.Connect = time.Hour },
 			[]string{"config: timeouts.connect: 1h0m0s exceeds timeouts.total 10m0s"}},
 		{"negative body limit", func(c *config.Config) { c.Limits.MaxBodyBytes = -1 },
