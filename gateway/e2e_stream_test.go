@@ -158,7 +158,12 @@ func TestStreamFailures(t *testing.T) {
 	ollama := startFake(t, fakellm.Options{Flavor: "ollama", Model: "m", OutputTokens: 8})
 	// One token per second: the first token comes at once, the second long after the idle timeout.
 	slow := startFake(t, fakellm.Options{Model: "m", OutputTokens: 8, TokensPerSecond: 1})
-	g := startGateway(t, newConfig(t, func(c *config.Config) { c.Timeouts.Idle = idle },
+	g := startGateway(t, newConfig(t, func(c *config.Config) {
+		c.Timeouts.Idle = idle
+		// Each failure here counts against its backend (TestStreamCutCountsTowardEjection);
+		// the subtests share backends and must not eject them.
+		c.Health.FailureThreshold = 100
+	},
 		model("vllm", "v1", version("v1", vllm.backend())),
 		model("ollama", "v1", version("v1", ollama.backend())),
 		model("slow", "v1", version("v1", slow.backend()))))
