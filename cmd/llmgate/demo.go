@@ -57,6 +57,7 @@ type demo struct {
 	v1URL      string
 	v2URL      string
 	adminToken string
+	tokenGiven bool   // the token came from the environment: a secret of the user's, not printed
 	cli        string // how the admin commands printed run llmgate; "" for go run ./cmd/llmgate
 }
 
@@ -64,6 +65,7 @@ type demo struct {
 // LLMGATE_ADMIN_TOKEN in the environment, the demo makes one up and sets it for the gateway.
 func startDemo(listen, adminListen string, logOut io.Writer) (*demo, error) {
 	d := &demo{adminToken: os.Getenv(defaultAdminTokenEnv)}
+	d.tokenGiven = d.adminToken != ""
 	if d.adminToken == "" {
 		d.adminToken = "demo-" + strconv.FormatUint(rand.Uint64(), 36)
 		os.Setenv(defaultAdminTokenEnv, d.adminToken) //nolint:errcheck // a valid name and value
@@ -131,7 +133,18 @@ func demoCLI(arg0 string) string {
 	return arg0
 }
 
+// adminHint says where the admin commands get their token, and the line that sets it: the
+// token the demo made up, to paste, or none for the user's own from the environment, a secret
+// that is never printed.
+func (d *demo) adminHint() (hint, export string) {
+	if d.tokenGiven {
+		return "with the token in your " + defaultAdminTokenEnv + ", which the gateway uses too", ""
+	}
+	return "its token for this run; paste the export first", "  export " + defaultAdminTokenEnv + "=" + d.adminToken + "\n"
+}
+
 func (d *demo) print(w io.Writer) {
+	hint, export := d.adminHint()
 	cli := d.cli
 	if cli == "" {
 		cli = "go run ./cmd/llmgate"
@@ -171,10 +184,9 @@ Try it (Ctrl-C stops everything):
 
   curl -s %[2]s/metrics | grep llmgate_requests_total
 
-The admin API (its token for this run; paste the export first):
+The admin API (%[5]s):
 
-  export LLMGATE_ADMIN_TOKEN=%[5]s
-  %[6]s admin --url %[2]s traffic chat --stable v1 --canary v2 --percent 50 --sticky user
+%[7]s  %[6]s admin --url %[2]s traffic chat --stable v1 --canary v2 --percent 50 --sticky user
   %[6]s admin --url %[2]s status chat
   %[6]s admin --url %[2]s rollback chat --reason "demo"
   %[6]s admin --url %[2]s history chat
@@ -216,5 +228,5 @@ Go (go get github.com/sashabaranov/go-openai):
   	}
   	fmt.Println(resp.Choices[0].Message.Content)
   }
-`, d.base, d.admin, d.v1URL, d.v2URL, d.adminToken, cli)
+`, d.base, d.admin, d.v1URL, d.v2URL, hint, cli, export)
 }

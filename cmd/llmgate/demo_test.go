@@ -300,3 +300,26 @@ func TestDemoCLI(t *testing.T) {
 		}
 	}
 }
+
+// A token the user already has in LLMGATE_ADMIN_TOKEN is their secret: the demo uses it but
+// never prints it, and its admin commands work with it as it stands.
+func TestDemoKeepsTheUsersToken(t *testing.T) {
+	const secret = "users-own-secret-token-5f2c"
+	t.Setenv(defaultAdminTokenEnv, secret)
+	d, err := startDemo("127.0.0.1:0", "127.0.0.1:0", io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.gateway.Close(); d.closeBackends() })
+	var out bytes.Buffer
+	d.print(&out)
+	if strings.Contains(out.String(), secret) {
+		t.Fatalf("the demo printed the user's own admin token:\n%s", out.String())
+	}
+	if strings.Contains(out.String(), "export "+defaultAdminTokenEnv) {
+		t.Errorf("the demo asks to export a token the user already has:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "admin --url "+d.admin+" status chat") {
+		t.Errorf("the admin commands are missing:\n%s", out.String())
+	}
+}
