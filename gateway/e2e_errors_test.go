@@ -145,6 +145,9 @@ func TestBodyTooLarge(t *testing.T) {
 			if ae.HTTPStatusCode != 413 || ae.Type != "invalid_request_error" || codeString(ae.Code) != "request_too_large" {
 				t.Errorf("got %d %q %v, want 413 invalid_request_error request_too_large", ae.HTTPStatusCode, ae.Type, ae.Code)
 			}
+			if !strings.Contains(ae.Message, "at most 4096 bytes") {
+				t.Errorf("413 message %q does not say the limit", ae.Message)
+			}
 		})
 	}
 	if got := f.Requests(); got != 1 {

@@ -73,7 +73,7 @@ var (
 	errAdminNotFound    = &apiError{status: fasthttp.StatusNotFound, typ: typeInvalidRequest, code: "unknown_url", message: "Unknown admin URL. Supported: GET /metrics, /healthz; /admin/models[/{alias}[/versions|/traffic|/shadow|/promote|/rollback|/history|/rollouts|/rollout]] (see the README); /admin/drift[/{alias}/{version}[/reference]], /admin/stats/{alias}, /admin/cache; /debug/pprof/ (admin token)."}
 	errMalformedJSON    = &apiError{status: fasthttp.StatusBadRequest, typ: typeInvalidRequest, message: "We could not parse the JSON body of your request. The API expects a JSON object; check the body and the Content-Type."}
 	errNotFound         = &apiError{status: fasthttp.StatusNotFound, typ: typeInvalidRequest, code: "unknown_url", message: "Unknown request URL. Supported: POST /v1/chat/completions, /v1/completions, /v1/embeddings; GET /v1/models."}
-	errBodyTooLarge     = &apiError{status: fasthttp.StatusRequestEntityTooLarge, typ: typeInvalidRequest, code: "request_too_large", message: "Request body too large."}
+	errBodyTooLarge     = &apiError{status: fasthttp.StatusRequestEntityTooLarge, typ: typeInvalidRequest, code: "request_too_large", message: "Request body too large."} // see bodyTooLarge
 	errNoBackend        = &apiError{status: fasthttp.StatusServiceUnavailable, typ: typeServer, code: "server_is_overloaded", message: "No healthy backend is available for this model version; retry shortly.", retryAfter: 5, retry: retryYes}
 	errUpstreamTimeout  = &apiError{status: fasthttp.StatusGatewayTimeout, typ: typeServer, code: "upstream_timeout", message: "The model backend did not answer in time.", retry: retryNo}
 	errUpstreamFailed   = &apiError{status: fasthttp.StatusBadGateway, typ: typeServer, code: "upstream_error", message: "The model backend failed to answer.", retryAfter: 1, retry: retryUnlessRetried}
@@ -214,4 +214,16 @@ func typeForStatus(status int) string {
 	default:
 		return typeInvalidRequest
 	}
+}
+
+// bodyTooLarge is the 413 of a gateway whose bodies are limited to limit bytes: it says the
+// limit, so that a client whose prompt grew knows by how much to cut it.
+func bodyTooLarge(limit int) *apiError {
+	size := strconv.Itoa(limit) + " bytes"
+	if limit >= 1<<20 && limit%(1<<20) == 0 {
+		size = strconv.Itoa(limit>>20) + " MiB"
+	}
+	e := *errBodyTooLarge
+	e.message = "Request body too large: this gateway accepts bodies of at most " + size + " (limits.max_body_bytes)."
+	return &e
 }

@@ -34,6 +34,7 @@ type Gateway struct {
 	// logRequests: one line per request at level info.
 	logRequests bool
 	accessLog   *asyncWriter
+	tooLarge    *apiError // the 413 of this gateway's limits.max_body_bytes
 	prober      *router.Prober
 	// classifyQueue runs asynchronous safety classifier calls.
 	classifyQueue classifyQueue
@@ -120,6 +121,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		log:       slog.New(slog.NewJSONHandler(aw, &slog.HandlerOptions{Level: logLevel(cfg.Log.Level)})),
 	}
 	g.logRequests = g.log.Enabled(context.Background(), slog.LevelInfo)
+	g.tooLarge = bodyTooLarge(cfg.Limits.MaxBodyBytes)
 	g.pool.OnHealthChange(func(url string, ejectedFor time.Duration) {
 		// One address may serve several versions; the line says which ones it takes out.
 		serves := g.versionsAt(url)

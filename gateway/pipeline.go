@@ -86,6 +86,7 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *request) (done bool) {
 	if err != nil {
 		if err == errBodyTooLarge {
 			g.metrics.rejected[rejectTooLarge].Inc()
+			err = g.tooLarge
 		} else {
 			g.metrics.rejected[rejectBadRequest].Inc()
 		}
@@ -355,7 +356,7 @@ func (g *Gateway) handleTransportError(ctx *fasthttp.RequestCtx, err error) {
 	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
 		g.metrics.rejected[rejectTooLarge].Inc()
 		drainRefusedBody(ctx)
-		writeError(ctx, errBodyTooLarge)
+		writeError(ctx, g.tooLarge)
 		return
 	}
 	g.metrics.rejected[rejectBadRequest].Inc()
