@@ -401,6 +401,7 @@ func (g *Gateway) writeChange(ctx *fasthttp.RequestCtx, alias string, c router.C
 // paused rollout, which would otherwise undo the change at its next step.
 func (g *Gateway) writeSplit(ctx *fasthttp.RequestCtx, alias, verb string, c router.Change, op func(*router.State, router.Change) (*router.State, error)) *router.State {
 	op = matchAny(alias, op)
+	endedNow := false // this change ended a rollout: the answer says so
 	next, err := g.rollouts.operatorChange(alias, c.Actor, verb, func(ended *json.RawMessage) (*router.State, error) {
 		var cur *router.State // the state op saw, under the deploy lock
 		next, err := g.change(c, func(s *router.State, c router.Change) (*router.State, error) {
@@ -417,12 +418,17 @@ func (g *Gateway) writeSplit(ctx *fasthttp.RequestCtx, alias, verb string, c rou
 			// The split the alias already has: the rollout goes on, as nothing changed.
 			return nil, errUnchanged
 		}
+		endedNow = err == nil && ended != nil
 		return next, err
 	})
 	if errors.Is(err, errUnchanged) {
 		next, err = nil, nil // answer the state now, with its rollout
 	}
-	return g.answerChange(ctx, alias, next, err)
+	note := ""
+	if endedNow {
+		note = "ended by " + c.Actor + "'s " + verb
+	}
+	return g.answerChangeNote(ctx, alias, next, err, note)
 }
 
 // errUnchanged tells operatorChange that an operator's write changed nothing, so it must not
@@ -434,6 +440,13 @@ var errUnchanged = errors.New("unchanged")
 // the write made, or nil for a write of the rollouts only (then the answer is the state now).
 // It returns the state answered, or nil after answering an error.
 func (g *Gateway) answerChange(ctx *fasthttp.RequestCtx, alias string, next *router.State, err error) *router.State {
+	return g.answerChangeNote(ctx, alias, next, err, "")
+}
+
+// answerChangeNote is answerChange for an operator's change of the split that may have ended
+// the alias's rollout: rolloutEnded, when not empty, says why, in the answer's rollout_ended,
+// so that whoever made the change learns at once that the rollout no longer runs.
+func (g *Gateway) answerChangeNote(ctx *fasthttp.RequestCtx, alias string, next *router.State, err error, rolloutEnded string) *router.State {
 	var ro *rollout
 	switch {
 	case err != nil:
@@ -457,7 +470,11 @@ func (g *Gateway) answerChange(ctx *fasthttp.RequestCtx, alias string, next *rou
 		return nil
 	}
 	ctx.Response.Header.Set("ETag", etag(m.Revision))
-	encodeJSON(ctx, fasthttp.StatusOK, map[string]any{"revision": next.Revision, "model": g.modelView(m, ro)})
+	answer := map[string]any{"revision": next.Revision, "model": g.modelView(m, ro)}
+	if rolloutEnded != "" {
+		answer["rollout_ended"] = rolloutEnded
+	}
+	encodeJSON(ctx, fasthttp.StatusOK, answer)
 	return next
 }
 

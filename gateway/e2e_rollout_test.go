@@ -194,9 +194,20 @@ func TestRollout(t *testing.T) {
 		if m.Rollout.State != "running" {
 			t.Fatalf("after resume: %+v", m.Rollout)
 		}
-		m = g.write(t, "POST", "/admin/models/chat/promote", `{"reason":"good enough"}`)
+		res := g.call(t, "POST", "/admin/models/chat/promote", opsToken, `{"reason":"good enough"}`)
+		var ended struct {
+			RolloutEnded string `json:"rollout_ended"`
+		}
+		if decode(t, res, &ended); res.status != 200 || ended.RolloutEnded != "ended by ops's promote" {
+			t.Fatalf("a manual promote that ends the rollout: %d %s; want it to say rollout_ended", res.status, res.body)
+		}
+		m, _ = g.getModel(t, "chat")
 		if m.Stable != "v2" || m.Rollout.State != "aborted" || m.Rollout.Reason != "ended by ops's promote" {
 			t.Fatalf("after a manual promote: stable %s, rollout %+v", m.Stable, m.Rollout)
+		}
+		// The next change ends no rollout: its answer does not say one ended.
+		if res := g.call(t, "PUT", "/admin/models/chat/traffic", opsToken, `{"stable":"v2","canary":"v1","canary_percent":5}`); res.status != 200 || strings.Contains(string(res.body), "rollout_ended") {
+			t.Fatalf("a traffic change with no rollout running: %d %s", res.status, res.body)
 		}
 		g.refused(t, 409, "", "POST", "/admin/models/chat/rollout/abort", opsToken, "")
 

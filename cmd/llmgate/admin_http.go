@@ -29,8 +29,9 @@ func (c *adminCmd) write(method, path string, query url.Values, body any, alias 
 		return c.printJSON(data, err)
 	}
 	var r struct {
-		Revision int64      `json:"revision"`
-		Model    adminModel `json:"model"`
+		Revision     int64      `json:"revision"`
+		Model        adminModel `json:"model"`
+		RolloutEnded string     `json:"rollout_ended"` // this change ended the alias's rollout
 	}
 	if err := decodeAnswer(data, &r); err != nil {
 		return err
@@ -43,6 +44,9 @@ func (c *adminCmd) write(method, path string, query url.Values, body any, alias 
 		alias = r.Model.Alias
 	}
 	fmt.Fprintf(c.stdout, "%s: revision %s: %s\n", alias, rev, what(&r.Model))
+	if r.RolloutEnded != "" {
+		fmt.Fprintf(c.stdout, "%s: the rollout was aborted (%s)\n", alias, r.RolloutEnded)
+	}
 	return nil
 }
 
