@@ -76,6 +76,29 @@ func TestServeFailsWithOneLine(t *testing.T) {
 	}
 }
 
+// Several config errors are all said at once, each on its own line that names the command.
+func TestServeSaysEveryConfigError(t *testing.T) {
+	t.Setenv("LLMGATE_RETRY_ATTEMPTS", "0")
+	t.Setenv("LLMGATE_LOG_LEVEL", "verbose")
+	path := filepath.Join(t.TempDir(), "llmgate.yaml")
+	if err := os.WriteFile(path, []byte("models: [{alias: m, versions: [{version: v1, backends: [{url: \"http://127.0.0.1:1\", kind: vllm, model: m}]}]}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"serve", "--config", path}, &stdout, &stderr); code != 1 {
+		t.Fatalf("exit %d, want 1; stderr: %s", code, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(stderr.String(), "LLMGATE_RETRY_ATTEMPTS") || !strings.Contains(stderr.String(), "LLMGATE_LOG_LEVEL") {
+		t.Fatalf("want both errors, one per line:\n%s", stderr.String())
+	}
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "llmgate serve: config: ") {
+			t.Errorf("line %q does not say where it comes from", l)
+		}
+	}
+}
+
 // serve --backend discovers each backend's models, detects its kind, and pools backends that
 // serve the same model under one alias.
 func TestDiscoverConfig(t *testing.T) {

@@ -52,7 +52,10 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg, err := buildServeConfig(*configPath, backends, kinds, *listen, *adminListen)
 	if err != nil {
-		fmt.Fprintln(stderr, "llmgate serve:", err)
+		// Every config error at once, each on a line of its own that says where it comes from.
+		for line := range strings.Lines(err.Error()) {
+			fmt.Fprintln(stderr, "llmgate serve:", strings.TrimSuffix(line, "\n"))
+		}
 		return 1
 	}
 	// With a config file, admin changes live in the bbolt file at state.path. With --backend the
