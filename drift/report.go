@@ -178,7 +178,8 @@ func evalNumeric(r, c *Histogram, m Method, p *Policy) Result {
 	}
 	res := Result{Method: m, RefN: nR, CurN: nC, Statistic: math.NaN(), PValue: math.NaN()}
 	if nR == 0 || nC == 0 {
-		res.Verdict = VerdictInsufficient
+		// Nothing to test yet; the threshold is still the one the test will use.
+		res.Verdict, res.Threshold = VerdictInsufficient, threshold(m, p)
 		return res
 	}
 	switch m {
@@ -222,7 +223,8 @@ func evalCategorical(r, c []uint64, m Method, p *Policy) Result {
 	}
 	res := Result{Method: m, RefN: nR, CurN: nC, Statistic: math.NaN(), PValue: math.NaN()}
 	if nR == 0 || nC == 0 {
-		res.Verdict = VerdictInsufficient
+		// Nothing to test yet; the threshold is still the one the test will use.
+		res.Verdict, res.Threshold = VerdictInsufficient, threshold(m, p)
 		return res
 	}
 	switch m {
@@ -254,16 +256,27 @@ func finishBinned(res Result, r, c []uint64, p *Policy) Result {
 	return decide(res, p)
 }
 
+// threshold returns what method m's result is compared with: alpha for the tests with a
+// p-value, the drift band for PSI, the distance for the other distances.
+func threshold(m Method, p *Policy) float64 {
+	switch m {
+	case MethodKS, MethodChiSquare, MethodZ, MethodMannWhitney:
+		return p.Alpha
+	case MethodPSI:
+		return p.PSIDrift
+	}
+	return p.Distance
+}
+
 // decide sets the threshold and the verdict from the method's statistic.
 func decide(res Result, p *Policy) Result {
 	insufficient := res.RefN < p.MinSamples || res.CurN < p.MinSamples
+	res.Threshold = threshold(res.Method, p)
 	switch res.Method {
 	case MethodKS, MethodChiSquare, MethodZ, MethodMannWhitney:
-		res.Threshold = p.Alpha
 		res.Verdict = pVerdict(res.PValue, p.Alpha, res.RefN, res.CurN, p.MinSamples)
 		return res
 	case MethodPSI:
-		res.Threshold = p.PSIDrift
 		switch {
 		case insufficient || math.IsNaN(res.Statistic):
 			res.Verdict = VerdictInsufficient
@@ -276,7 +289,6 @@ func decide(res Result, p *Policy) Result {
 		}
 		return res
 	}
-	res.Threshold = p.Distance
 	switch {
 	case insufficient || math.IsNaN(res.Statistic):
 		res.Verdict = VerdictInsufficient

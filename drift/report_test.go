@@ -130,6 +130,22 @@ func TestInsufficientBelowMinSamples(t *testing.T) {
 	}
 }
 
+// A version never frozen has an empty reference: nothing is decided, but each feature still
+// says the threshold its test will use, not 0.
+func TestEmptyReferenceKeepsThresholds(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	pol := DefaultPolicy()
+	rep := Evaluate(new(Snapshot), window(rng, 500, 1, 0), &pol)
+	for _, r := range rep.Features {
+		if r.Verdict != VerdictInsufficient {
+			t.Errorf("%s: verdict %s with an empty reference", r.Feature, r.Verdict)
+		}
+		if r.Threshold != threshold(Method(r.Method), &pol) || r.Threshold <= 0 {
+			t.Errorf("%s (%s): threshold %v, want %v", r.Feature, r.Method, r.Threshold, threshold(Method(r.Method), &pol))
+		}
+	}
+}
+
 func TestPSIBandsAndOverrides(t *testing.T) {
 	rng := rand.New(rand.NewPCG(2, 2))
 	pol := DefaultPolicy()
