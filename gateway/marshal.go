@@ -6,6 +6,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
+
+	"github.com/llmgate/llmgate/gateway/jsonscan"
 )
 
 // marshalJSON appends v as JSON to dst. fastjson writes a string it did not parse (one the
@@ -129,13 +131,13 @@ func replaceLoneSurrogates(dst, b []byte) ([]byte, bool) {
 			i += 2
 			continue
 		}
-		hi, ok := hex4(b, i+2)
+		hi, ok := jsonscan.Hex4(b, i+2)
 		switch {
 		case !ok || hi < 0xd800 || hi >= 0xe000:
 			i += 2 // not a surrogate (or not an escape the parser will accept)
 			continue
 		case hi < 0xdc00 && i+12 <= len(b) && b[i+6] == '\\' && b[i+7] == 'u':
-			if lo, ok := hex4(b, i+8); ok && lo >= 0xdc00 && lo < 0xe000 {
+			if lo, ok := jsonscan.Hex4(b, i+8); ok && lo >= 0xdc00 && lo < 0xe000 {
 				i += 12 // a pair
 				continue
 			}
@@ -149,28 +151,6 @@ func replaceLoneSurrogates(dst, b []byte) ([]byte, bool) {
 		return dst[:start], false
 	}
 	return append(dst, b[copied:]...), true
-}
-
-// hex4 reads the four hex digits at b[i:i+4].
-func hex4(b []byte, i int) (rune, bool) {
-	if i+4 > len(b) {
-		return 0, false
-	}
-	var r rune
-	for _, c := range b[i : i+4] {
-		switch {
-		case '0' <= c && c <= '9':
-			c -= '0'
-		case 'a' <= c && c <= 'f':
-			c -= 'a' - 10
-		case 'A' <= c && c <= 'F':
-			c -= 'A' - 10
-		default:
-			return 0, false
-		}
-		r = r<<4 | rune(c)
-	}
-	return r, true
 }
 
 // parseJSON parses b with p, lone surrogate escapes read as U+FFFD (see

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"unsafe"
+
+	"github.com/llmgate/llmgate/gateway/jsonscan"
 )
 
 // ErrIncomplete means a response is not a whole answer (an error, a missing finish_reason, fewer
@@ -623,8 +625,8 @@ func unitLen(s []byte, j int) int {
 	switch {
 	case c == '\\':
 		if j+1 < len(s) && s[j+1] == 'u' {
-			if r, ok := hex4(s, j+2); ok && r >= 0xd800 && r < 0xdc00 && j+12 <= len(s) && s[j+6] == '\\' && s[j+7] == 'u' {
-				if lo, ok := hex4(s, j+8); ok && lo >= 0xdc00 && lo < 0xe000 {
+			if r, ok := jsonscan.Hex4(s, j+2); ok && r >= 0xd800 && r < 0xdc00 && j+12 <= len(s) && s[j+6] == '\\' && s[j+7] == 'u' {
+				if lo, ok := jsonscan.Hex4(s, j+8); ok && lo >= 0xdc00 && lo < 0xe000 {
 					return 12
 				}
 			}

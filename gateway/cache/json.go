@@ -6,6 +6,8 @@ import (
 	"math/bits"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/llmgate/llmgate/gateway/jsonscan"
 )
 
 // A strict JSON scanner over raw bytes. The cache cannot use fastjson here: its best-effort
@@ -50,7 +52,7 @@ func scanString(b []byte, i int) (int, error) {
 			switch b[i] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 			case 'u':
-				if _, ok := hex4(b, i+1); !ok {
+				if _, ok := jsonscan.Hex4(b, i+1); !ok {
 					return 0, errSyntax
 				}
 				i += 4
@@ -91,28 +93,6 @@ func plainRun(b []byte, i int) int {
 		}
 	}
 	return i
-}
-
-// hex4 decodes the four hex digits at b[i:i+4].
-func hex4(b []byte, i int) (rune, bool) {
-	if i+4 > len(b) {
-		return 0, false
-	}
-	var r rune
-	for _, c := range b[i : i+4] {
-		switch {
-		case c >= '0' && c <= '9':
-			c -= '0'
-		case c >= 'a' && c <= 'f':
-			c -= 'a' - 10
-		case c >= 'A' && c <= 'F':
-			c -= 'A' - 10
-		default:
-			return 0, false
-		}
-		r = r<<4 | rune(c)
-	}
-	return r, true
 }
 
 // scanNumber returns the end of the number at b[i] and the spans of its parts: integer digits
@@ -382,13 +362,13 @@ func appendCanonEscaped(dst, b []byte, i int) ([]byte, int, error) {
 		case 't':
 			dst = appendCanonRune(dst, '\t')
 		case 'u':
-			r, ok := hex4(b, i)
+			r, ok := jsonscan.Hex4(b, i)
 			if !ok {
 				return dst, 0, errSyntax
 			}
 			i += 4
 			if r >= 0xd800 && r < 0xdc00 && i+6 <= len(b) && b[i] == '\\' && b[i+1] == 'u' {
-				if lo, ok := hex4(b, i+2); ok && lo >= 0xdc00 && lo < 0xe000 {
+				if lo, ok := jsonscan.Hex4(b, i+2); ok && lo >= 0xdc00 && lo < 0xe000 {
 					r = (r-0xd800)<<10 | (lo - 0xdc00) + 0x10000
 					i += 6
 				}

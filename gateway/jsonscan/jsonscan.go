@@ -262,3 +262,26 @@ func NextElementStart(b []byte, i int) int {
 	}
 	return i
 }
+
+// Hex4 decodes the four hex digits at b[i:i+4], those of a \u escape; false when they are
+// not four hex digits.
+func Hex4(b []byte, i int) (rune, bool) {
+	if i+4 > len(b) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[i : i+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		case c >= 'A' && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
+}

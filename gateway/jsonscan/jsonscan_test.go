@@ -206,3 +206,22 @@ func BenchmarkFindPairChunk(b *testing.B) {
 		FindPair(chunk, "usage", "choices")
 	}
 }
+
+func TestHex4(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		at   int
+		want rune
+		ok   bool
+	}{
+		{`\u00e9`, 2, 0xe9, true},
+		{`\uD83D`, 2, 0xd83d, true},
+		{`\uabCD`, 2, 0xabcd, true},
+		{`\u12`, 2, 0, false},
+		{`\u12g4`, 2, 0, false},
+	} {
+		if got, ok := Hex4([]byte(tt.in), tt.at); got != tt.want || ok != tt.ok {
+			t.Errorf("Hex4(%q, %d) = %#x, %v; want %#x, %v", tt.in, tt.at, got, ok, tt.want, tt.ok)
+		}
+	}
+}
