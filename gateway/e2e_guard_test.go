@@ -991,3 +991,21 @@ func TestGuardRedactsKnownValuesEverywhere(t *testing.T) {
 		t.Fatalf("a longer number holding the value was rewritten: %s", got)
 	}
 }
+
+// A backend that answers a stream request in one piece, with an answer the guard withholds,
+// is done with all the same: it no longer counts in flight (least-loaded picking would avoid
+// it for good), and a half-open trial it held does not keep it out of service.
+func TestGuardWithheldUnstreamedAnswerReleasesBackend(t *testing.T) {
+	b := cannedBackend(t, 200, http.Header{"Content-Type": {"application/json"}}, `not json`)
+	g := startGateway(t, newConfig(t, nil, guarded(config.Guard{PII: config.PIIGuard{Completion: "redact"}}, b)))
+	for range 2 {
+		res := g.do(t, "POST", "/v1/chat/completions", chatBody("hello", `,"stream":true`))
+		if res.status == http.StatusOK {
+			t.Fatalf("an answer the guard cannot read reached the client: %s", res.body)
+		}
+	}
+	v, found := metricValue(parseMetrics(t, g.metrics(t)), "llmgate_backend_in_flight", map[string]string{"backend": b.URL})
+	if !found || v != 0 {
+		t.Errorf("llmgate_backend_in_flight = %v (found %v) after two finished requests, want 0", v, found)
+	}
+}

@@ -33,6 +33,10 @@ func (g *Gateway) forwardStream(ctx *fasthttp.RequestCtx, r *request, snap *snap
 	if !isEventStream(resp) {
 		// A backend that ignored stream:true answered in one piece: pass it on as it is, through
 		// the completion guard as a buffered answer goes (an answer it cannot read is withheld).
+		// The whole answer is in: the backend is done with, whatever the guard makes of it.
+		r.hold.ReportSuccess()
+		r.hold.Release()
+		r.hold = router.Hold{}
 		body := resp.Body()
 		if r.status == fasthttp.StatusOK {
 			var err error
@@ -42,9 +46,6 @@ func (g *Gateway) forwardStream(ctx *fasthttp.RequestCtx, r *request, snap *snap
 				return err
 			}
 		}
-		r.hold.ReportSuccess()
-		r.hold.Release()
-		r.hold = router.Hold{}
 		ctx.Response.SetBody(body)
 		g.finish(r)
 		return nil
