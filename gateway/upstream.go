@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -29,6 +30,7 @@ type upstreams struct {
 	byAddr map[string]*upstream
 	to     config.Timeouts
 	dial   func(addr string) (net.Conn, error) // nil: TCP
+	roots  *x509.CertPool                      // CAs that sign TLS backends; nil: the system's
 }
 
 func (u *upstreams) get(b *router.Backend) *upstream {
@@ -52,6 +54,10 @@ func (u *upstreams) newClient(b *router.Backend, stream bool) *fasthttp.HostClie
 	if dial == nil {
 		dial = func(addr string) (net.Conn, error) { return net.DialTimeout("tcp", addr, to.Connect) }
 	}
+	var tlsConfig *tls.Config
+	if b.TLS {
+		tlsConfig = &tls.Config{ServerName: hostOf(b.Addr), MinVersion: tls.VersionTLS12, RootCAs: u.roots}
+	}
 	c := &fasthttp.HostClient{
 		Addr:     b.Addr,
 		IsTLS:    b.TLS,
@@ -71,18 +77,35 @@ func (u *upstreams) newClient(b *router.Backend, stream bool) *fasthttp.HostClie
 			if err != nil {
 				return nil, &dialError{err}
 			}
-			c = &poolConn{Conn: c}
-			if !stream {
-				return c, nil
+			// TLS goes under the wrappers, not over them as fasthttp would put it: they read
+			// the answer's bytes (where its header block ends, whether one arrived), not
+			// the records that carry them.
+			var tc *tls.Conn
+			if tlsConfig != nil {
+				tc = tls.Client(c, tlsConfig) // the handshake comes with the first write
+				c = tc
 			}
-			return &streamConn{Conn: c, firstByte: to.FirstByte, idle: to.Idle}, nil
+			c = &poolConn{Conn: c}
+			if stream {
+				c = &streamConn{Conn: c, firstByte: to.FirstByte, idle: to.Idle}
+			}
+			if tc != nil {
+				return tlsDone{Conn: c, tc: tc}, nil
+			}
+			return c, nil
 		},
-	}
-	if b.TLS {
-		c.TLSConfig = &tls.Config{ServerName: hostOf(b.Addr), MinVersion: tls.VersionTLS12}
 	}
 	return c
 }
+
+// tlsDone is a backend connection whose TLS the gateway set up itself: its Handshake method
+// tells fasthttp not to wrap it in TLS again.
+type tlsDone struct {
+	net.Conn
+	tc *tls.Conn
+}
+
+func (c tlsDone) Handshake() error { return c.tc.Handshake() }
 
 // staleConnection reports whether a request failed on a pooled connection the backend had
 // closed while it sat idle: the connection carried an answer before, and this request's ended

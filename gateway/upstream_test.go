@@ -1,9 +1,26 @@
 package gateway
 
 import (
+	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"math/big"
 	"net"
+	"net/http"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/llmgate/llmgate/config"
+	"github.com/llmgate/llmgate/router"
 )
 
 // scriptConn is a backend connection that answers reads from a script, one entry per Read, and
@@ -65,5 +82,115 @@ func TestStreamConnFirstByteCoversPrefill(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// deadlineConn is a backend connection that records the read deadline each Read was given.
+type deadlineConn struct {
+	net.Conn
+	mu        sync.Mutex
+	deadline  time.Time
+	deadlines []time.Time
+}
+
+func (c *deadlineConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.deadline = t
+	c.mu.Unlock()
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *deadlineConn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.Conn.SetWriteDeadline(t)
+}
+
+func (c *deadlineConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	c.deadlines = append(c.deadlines, c.deadline)
+	c.mu.Unlock()
+	return c.Conn.Read(p)
+}
+
+// selfSigned returns a certificate for host and a pool that trusts it.
+func selfSigned(t *testing.T, host string) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), DNSNames: []string{host},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pool
+}
+
+// TestStreamConnOverTLS: the streaming timeouts read a TLS backend's answer, not its records.
+// Under TLS they saw ciphertext, never found where the headers end, and kept the first-byte
+// deadline for the whole stream: every stream from an https backend was cut first_byte after
+// its request, however steadily it sent events, and a stalled one waited first_byte, not idle.
+func TestStreamConnOverTLS(t *testing.T) {
+	const host = "backend.test"
+	cert, pool := selfSigned(t, host)
+	client, server := net.Pipe()
+	t.Cleanup(func() { client.Close(); server.Close() })
+	const event = "data: {\"choices\":[]}\n\n"
+	go func() {
+		tc := tls.Server(server, &tls.Config{Certificates: []tls.Certificate{cert}})
+		req, err := http.ReadRequest(bufio.NewReader(tc))
+		if err != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, req.Body)
+		_, _ = io.WriteString(tc, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+		for range 3 {
+			_, _ = fmt.Fprintf(tc, "%x\r\n%s\r\n", len(event), event)
+		}
+		_, _ = io.WriteString(tc, "0\r\n\r\n")
+	}()
+	dc := &deadlineConn{Conn: client}
+	u := &upstreams{byAddr: map[string]*upstream{}, roots: pool,
+		to:   config.Timeouts{FirstByte: 10 * time.Hour, Idle: time.Hour},
+		dial: func(string) (net.Conn, error) { return dc, nil }}
+	hc := u.newClient(&router.Backend{URL: "https://" + host, Addr: host + ":443", TLS: true}, true)
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI("https://" + host + "/v1/chat/completions")
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.SetBodyString(`{}`)
+	if err := hc.Do(req, resp); err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.BodyStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.CloseBodyStream()
+	if want := strings.Repeat(event, 3); string(body) != want {
+		t.Fatalf("body %q, want %q", body, want)
+	}
+	dc.mu.Lock()
+	defer dc.mu.Unlock()
+	idle := 0
+	for _, d := range dc.deadlines {
+		// first_byte ten hours and idle one: which one a deadline came from is plain.
+		if !d.IsZero() && time.Until(d) < 5*time.Hour {
+			idle++
+		}
+	}
+	if idle == 0 {
+		t.Errorf("no read of the stream waited idle; deadlines: %v", dc.deadlines)
 	}
 }
