@@ -4,10 +4,12 @@ package gateway_test
 // the backend and the client byte for byte.
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"compress/zlib"
 	"encoding/json"
+	"io"
 	"net/http"
 	"reflect"
 	"regexp"
@@ -391,4 +393,45 @@ func TestGuardRewriteKeepsOtherStrings(t *testing.T) {
 			t.Errorf("the untouched reasoning reached the client as %q, want %q", got.Choices[0].Message.ReasoningContent, want)
 		}
 	})
+}
+
+// A shadow sent on a pooled connection its backend closed while idle goes again on a new one,
+// as a served request does: the backend never saw it, and counted as an upstream error it would
+// put errors the shadow version did not make into the comparison with stable.
+func TestShadowOnStaleConnection(t *testing.T) {
+	tokens := withAdminTokens(t)
+	stable := startFake(t, fakellm.Options{Model: "m"})
+	ln := listen(t)
+	go func() {
+		const answer = `{"id":"s","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}`
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if req, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+				_, _ = io.Copy(io.Discard, req.Body)
+				// A keep-alive answer, then the connection closed as an idle timeout closes it:
+				// whether before or after the gateway sends the next request on it, that one
+				// fails there (EOF, or a reset).
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "+strconv.Itoa(len(answer))+"\r\n\r\n"+answer)
+			}
+			c.Close()
+		}
+	}()
+	shadow := config.Backend{URL: "http://" + ln.Addr().String(), Kind: config.KindVLLM, Model: "m"}
+	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", stable.backend()), version("v2", shadow))))
+	g.write(t, "PUT", "/admin/models/chat/shadow", `{"version":"v2","percent":100}`)
+	for i := 1; i <= 2; i++ {
+		if res := g.do(t, "POST", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`); res.status != 200 {
+			t.Fatalf("request %d: %d %s", i, res.status, res.body)
+		}
+		g.waitMetric(t, "llmgate_shadow_requests_total", nil, "the shadow's answer", func(v float64) bool { return v >= float64(i) })
+	}
+	samples := parseMetrics(t, g.metrics(t))
+	labels := func(status string) map[string]string { return map[string]string{"version": "v2", "status": status} }
+	if ok, _ := metricValue(samples, "llmgate_requests_total", labels("2xx")); ok != 2 {
+		errs, _ := metricValue(samples, "llmgate_requests_total", labels("error"))
+		t.Errorf("shadow answers: %v 2xx and %v errors, want 2 and 0", ok, errs)
+	}
 }

@@ -92,6 +92,12 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 		req.SetBody(replaceModel(body, b.Model))
 		start := time.Now()
 		err := h.up.buffered.DoDeadline(req, resp, deadline)
+		if err != nil && staleConnection(resp, err) {
+			// As tryVersion does: the backend closed a pooled connection while it was idle, and
+			// never saw the request. Counted, it would be an error the shadow version did not make.
+			resp.Reset()
+			err = h.up.buffered.DoDeadline(req, resp, deadline)
+		}
 		hold.Release()
 		end := time.Now()
 		g.metrics.shadows.Inc()
