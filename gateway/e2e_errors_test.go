@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -631,5 +632,60 @@ func TestRequestNotReplayedOnItsBackend(t *testing.T) {
 				t.Errorf("the backend received the request %d times, want 1 (retry.attempts is 1)", n)
 			}
 		})
+	}
+}
+
+// A pooled connection on which part of the answer arrived before it broke carried the request
+// to the backend: the gateway must not send it there again (the generation would run twice),
+// however the connection had served earlier requests.
+func TestPartialAnswerOnPooledConnectionNotReplayed(t *testing.T) {
+	t.Parallel()
+	ln := listen(t)
+	var got atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				rd := bufio.NewReader(c)
+				for n := 0; ; n++ {
+					req, err := http.ReadRequest(rd)
+					if err != nil {
+						return
+					}
+					_, _ = io.Copy(io.Discard, req.Body)
+					got.Add(1)
+					if n == 0 { // the first request on a connection: a whole answer, kept alive
+						body := `{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`
+						fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+						continue
+					}
+					// The second: the start of an answer, then the backend is gone, with a
+					// reset (a crash, or a proxy before it that gave up).
+					fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"id\":")
+					_ = c.(*net.TCPConn).SetLinger(0)
+					return
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	b := config.Backend{URL: "http://" + ln.Addr().String(), Kind: config.KindVLLM, Model: "m"}
+	g := startGateway(t, newConfig(t, func(c *config.Config) { c.Retry.Attempts = 1 }, model("chat", "v1", version("v1", b))))
+	body := `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`
+	if res := g.do(t, "POST", "/v1/chat/completions", body); res.status != 200 {
+		t.Fatalf("first request: %d %s", res.status, res.body)
+	}
+	res := g.do(t, "POST", "/v1/chat/completions", body)
+	if res.status != 502 {
+		t.Errorf("answer cut on a pooled connection: status %d %s, want 502", res.status, res.body)
+	}
+	if n := got.Load(); n != 2 {
+		t.Errorf("the backend received %d requests, want 2 (the second one once: part of its answer had come)", n)
 	}
 }

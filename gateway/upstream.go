@@ -108,41 +108,46 @@ type tlsDone struct {
 func (c tlsDone) Handshake() error { return c.tc.Handshake() }
 
 // staleConnection reports whether a request failed on a pooled connection the backend had
-// closed while it sat idle: the connection carried an answer before, and this request's ended
-// before its first byte. The request never reached the backend, so sending it again on a fresh
-// connection is safe. On a new connection the same error means the backend took the request
-// and went away (it crashed, or a proxy before it gave up): sending it again would run it twice.
+// closed while it sat idle: the connection carried an answer before, and not one byte of this
+// request's answer arrived on it. The request never reached the backend, so sending it again on
+// a fresh connection is safe. On a new connection the same error means the backend took the
+// request and went away (it crashed, or a proxy before it gave up), and once a byte of the
+// answer came the backend surely had it: sending it again would run it twice.
 func staleConnection(resp *fasthttp.Response, err error) bool {
 	a, ok := resp.LocalAddr().(poolAddr)
-	if !ok || !a.reused {
+	if !ok || a.c.readAtTake == 0 || a.c.read != a.c.readAtTake {
 		return false
 	}
 	return errors.Is(err, io.EOF) || errors.Is(err, fasthttp.ErrConnectionClosed) ||
 		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
 }
 
-// poolConn is a backend connection that knows whether it carried an answer before; its
-// LocalAddr says so to staleConnection (fasthttp keeps it in the response, and it is the one
-// thing of the connection a response keeps).
+// poolConn is a backend connection that counts the bytes it read: before the request that
+// took it, and since. Its LocalAddr carries it to staleConnection (fasthttp keeps the address
+// in the response, the one thing of the connection a response keeps). A connection serves one
+// request at a time, and staleConnection reads it where that request failed.
 type poolConn struct {
 	net.Conn
-	answered bool // a byte of an answer has arrived
+	read       int64 // bytes of answers, every request's
+	readAtTake int64 // read when the current request took the connection
 }
 
 func (c *poolConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if n > 0 {
-		c.answered = true
-	}
+	c.read += int64(n)
 	return n, err
 }
 
-// LocalAddr is called as a request takes the connection, before it is written.
-func (c *poolConn) LocalAddr() net.Addr { return poolAddr{c.Conn.LocalAddr(), c.answered} }
+// LocalAddr is called as a request takes the connection, before it is written (fasthttp's
+// Response.ParseNetConn), and nowhere else.
+func (c *poolConn) LocalAddr() net.Addr {
+	c.readAtTake = c.read
+	return poolAddr{c.Conn.LocalAddr(), c}
+}
 
 type poolAddr struct {
 	net.Addr
-	reused bool
+	c *poolConn
 }
 
 func hostOf(addr string) string {
