@@ -36,6 +36,10 @@ func (b *Backend) Acquire() Hold {
 	h := b.health
 	h.inFlight.Add(1)
 	hold := Hold{b: b, epoch: h.epoch.Load()}
+	// A Load first: a trial is rarely pending, and the Swap would write the line every time.
+	if h.pendingTrial.Load() == 0 {
+		return hold
+	}
 	if t := h.pendingTrial.Swap(0); t != 0 && h.trial.Load() == t {
 		hold.trial = t
 	}
