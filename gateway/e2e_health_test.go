@@ -189,3 +189,30 @@ func TestStreamErrorEventCountsTowardEjection(t *testing.T) {
 		})
 	}
 }
+
+// A shadow's answer is a verdict on its backend like any request's: a shadow version whose
+// backend answers every mirror with a 500 is ejected (and its mirrors skipped), while the
+// clients' own answers, from stable, never notice.
+func TestShadowFailuresEjectItsBackend(t *testing.T) {
+	tokens := withAdminTokens(t)
+	good := startFake(t, fakellm.Options{Model: "m1"})
+	broken := startFake(t, fakellm.Options{Model: "m2", ErrorRate: 1})
+	g := startGateway(t, newConfig(t, func(c *config.Config) {
+		tokens(c)
+		healthConfig(2)(c)
+	}, model("chat", "v1", version("v1", good.backend()), version("v2", broken.backend()))))
+	g.write(t, "PUT", "/admin/models/chat/shadow", `{"version":"v2","percent":100}`)
+	for i := 0; i < 50 && backendUp(t, g, broken.URL) == 1; i++ {
+		if res := g.do(t, "POST", "/v1/chat/completions", chatAs("u", false)); res.status != 200 {
+			t.Fatalf("request %d: %d %s", i, res.status, res.body)
+		}
+		waitFor(t, "the mirror's answer", func() bool { return broken.Requests() == int64(i+1) })
+		g.waitMetric(t, "llmgate_backend_in_flight", map[string]string{"backend": broken.URL}, "= 0", func(v float64) bool { return v == 0 })
+	}
+	if up := backendUp(t, g, broken.URL); up != 0 {
+		t.Fatalf("llmgate_backend_up of the shadow's broken backend = %v after %d mirrors, want 0", up, broken.Requests())
+	}
+	if n := broken.Requests(); n != 2 {
+		t.Errorf("the broken shadow backend got %d mirrors, want 2 (threshold 2, then ejected)", n)
+	}
+}

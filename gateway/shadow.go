@@ -98,6 +98,15 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 			resp.Reset()
 			err = h.up.buffered.DoDeadline(req, resp, deadline)
 		}
+		// The backend's verdict, as tryVersion gives one: a shadow may hold a half-open
+		// backend's trial, which only a verdict decides, and a shadow version's backends that
+		// fail its mirrors are ejected like any (then mirrors skip them instead of waiting).
+		switch {
+		case err != nil || resp.StatusCode() >= 500:
+			hold.ReportFailure()
+		case resp.StatusCode() != fasthttp.StatusTooManyRequests:
+			hold.ReportSuccess()
+		}
 		hold.Release()
 		end := time.Now()
 		g.metrics.shadows.Inc()
