@@ -59,7 +59,10 @@ func (g *Gateway) servePOST(ctx *fasthttp.RequestCtx, op operation) {
 	g.metrics.inFlight.Add(1)
 	defer func() {
 		if v := recover(); v != nil {
-			// r may be half-way through anything: drop it rather than pool it.
+			// r may be half-way through anything: drop it rather than pool it. The backend it
+			// held is given back, or least-loaded picking would count it busy for good (and a
+			// half-open trial it held would never end).
+			r.hold.Release()
 			g.metrics.inFlight.Add(-1)
 			panic(v) // handled by recoverRequest
 		}
