@@ -32,26 +32,30 @@ func backendUp(t *testing.T, g *gw, url string) float64 {
 	return v
 }
 
-// A stream the backend cuts after its 200 is a failure of that backend, counted once per
-// request: a backend that always dies after the first tokens is ejected, and its neighbour
-// that finishes its streams stays in service.
+// A stream the backend cuts after its 200 is a broken stream of that backend, counted once per
+// request; when at least half of its latest streams (router.streamWindowMin at least) broke,
+// it is ejected. A backend that always dies after the first tokens is ejected, and its
+// neighbour that finishes its streams stays in service.
 func TestStreamCutCountsTowardEjection(t *testing.T) {
 	t.Parallel()
+	const window = 20 // router's streamWindowMin
 	cut := startFake(t, fakellm.Options{Model: "m", DisconnectRate: 1})
 	good := startFake(t, fakellm.Options{Model: "m"})
 
-	t.Run("once per request", func(t *testing.T) {
+	t.Run("by share, once per request", func(t *testing.T) {
 		g := startGateway(t, newConfig(t, healthConfig(2), model("chat", "v1", version("v1", cut.backend()))))
-		res := g.do(t, "POST", "/v1/chat/completions", streamBody)
-		if res.status != http.StatusOK || !strings.Contains(string(res.body), `"error"`) {
-			t.Fatalf("cut stream: %d %s; want a 200 ending in an error event", res.status, res.body)
+		for i := range window - 1 {
+			res := g.do(t, "POST", "/v1/chat/completions", streamBody)
+			if res.status != http.StatusOK || !strings.Contains(string(res.body), `"error"`) {
+				t.Fatalf("cut stream %d: %d %s; want a 200 ending in an error event", i+1, res.status, res.body)
+			}
 		}
 		if up := backendUp(t, g, cut.URL); up != 1 {
-			t.Fatalf("llmgate_backend_up = %v after one cut stream, want 1 (threshold 2: one failure per request)", up)
+			t.Fatalf("llmgate_backend_up = %v after %d cut streams, want 1 (a share is judged on %d)", up, window-1, window)
 		}
 		g.do(t, "POST", "/v1/chat/completions", streamBody)
 		if up := backendUp(t, g, cut.URL); up != 0 {
-			t.Fatalf("llmgate_backend_up = %v after two cut streams, want 0 (threshold 2)", up)
+			t.Fatalf("llmgate_backend_up = %v after %d cut streams of %d, want 0", up, window, window)
 		}
 		if res := g.do(t, "POST", "/v1/chat/completions", streamBody); res.status != http.StatusServiceUnavailable {
 			t.Errorf("request to the ejected backend: %d %s, want 503", res.status, res.body)
@@ -60,9 +64,9 @@ func TestStreamCutCountsTowardEjection(t *testing.T) {
 
 	t.Run("beside a good backend", func(t *testing.T) {
 		g := startGateway(t, newConfig(t, healthConfig(2), model("chat", "v1", version("v1", cut.backend(), good.backend()))))
-		// Each request goes to either backend at random; fifty leave the cut one unpicked
-		// twice with a chance of 51 in 2^50.
-		for range 50 {
+		// Each request goes to either backend at random; 300 give the cut one its 20 streams
+		// but for a chance far below one in a billion.
+		for range 300 {
 			g.do(t, "POST", "/v1/chat/completions", streamBody)
 			if backendUp(t, g, cut.URL) == 0 {
 				break
@@ -79,6 +83,21 @@ func TestStreamCutCountsTowardEjection(t *testing.T) {
 			if res.status != http.StatusOK || !strings.Contains(string(res.body), "[DONE]") {
 				t.Fatalf("after the ejection: %d %s; want the good backend's whole stream", res.status, res.body)
 			}
+		}
+	})
+
+	t.Run("one in twenty stays", func(t *testing.T) {
+		// The soak's flaky backend: 5 % of streams cut, which three in a row would eject every
+		// few seconds at a few hundred streams a second.
+		flaky := startFake(t, fakellm.Options{Model: "m", DisconnectRate: 0.05, Seed: 7})
+		g := startGateway(t, newConfig(t, healthConfig(2), model("chat", "v1", version("v1", flaky.backend()))))
+		for i := range 200 {
+			if res := g.do(t, "POST", "/v1/chat/completions", streamBody); res.status != http.StatusOK {
+				t.Fatalf("stream %d: %d %s", i+1, res.status, res.body)
+			}
+		}
+		if up := backendUp(t, g, flaky.URL); up != 1 {
+			t.Errorf("llmgate_backend_up = %v for a backend that cuts one stream in twenty, want 1", up)
 		}
 	})
 }
@@ -103,14 +122,16 @@ func TestStreamStallCountsTowardEjection(t *testing.T) {
 	be := config.Backend{URL: "http://" + ln.Addr().String(), Kind: config.KindVLLM, Model: "m"}
 	g := startGateway(t, newConfig(t, func(c *config.Config) {
 		healthConfig(1)(c)
-		c.Timeouts.Idle = 100 * time.Millisecond
+		c.Timeouts.Idle = 30 * time.Millisecond
 	}, model("chat", "v1", version("v1", be))))
-	res := g.do(t, "POST", "/v1/chat/completions", streamBody)
-	if res.status != http.StatusOK || !strings.Contains(string(res.body), `"error"`) {
-		t.Fatalf("stalled stream: %d %s; want a 200 ending in an error event", res.status, res.body)
+	for range 20 { // router's streamWindowMin
+		res := g.do(t, "POST", "/v1/chat/completions", streamBody)
+		if res.status != http.StatusOK || !strings.Contains(string(res.body), `"error"`) {
+			t.Fatalf("stalled stream: %d %s; want a 200 ending in an error event", res.status, res.body)
+		}
 	}
 	if up := backendUp(t, g, be.URL); up != 0 {
-		t.Errorf("llmgate_backend_up = %v after a stalled stream, want 0 (threshold 1)", up)
+		t.Errorf("llmgate_backend_up = %v after 20 stalled streams, want 0", up)
 	}
 }
 
@@ -178,13 +199,15 @@ func TestStreamErrorEventCountsTowardEjection(t *testing.T) {
 			t.Cleanup(func() { srv.Close() })
 			be := config.Backend{URL: "http://" + ln.Addr().String(), Kind: config.KindVLLM, Model: "m"}
 			g := startGateway(t, newConfig(t, healthConfig(1), model("chat", "v1", version("v1", be))))
-			res := g.do(t, "POST", "/v1/chat/completions", streamBody)
-			if res.status != http.StatusOK || !strings.Contains(string(res.body), `"error"`) {
-				t.Fatalf("stream with an error event: %d %s; want a 200 ending in an error event", res.status, res.body)
+			for range 20 { // router's streamWindowMin
+				res := g.do(t, "POST", "/v1/chat/completions", streamBody)
+				if res.status != http.StatusOK || !strings.Contains(string(res.body), `"error"`) {
+					t.Fatalf("stream with an error event: %d %s; want a 200 ending in an error event", res.status, res.body)
+				}
+				g.waitMetric(t, "llmgate_backend_in_flight", map[string]string{"backend": be.URL}, "= 0", func(v float64) bool { return v == 0 })
 			}
-			g.waitMetric(t, "llmgate_backend_in_flight", map[string]string{"backend": be.URL}, "= 0", func(v float64) bool { return v == 0 })
 			if up := backendUp(t, g, be.URL); up != tc.up {
-				t.Errorf("llmgate_backend_up = %v after the error event, want %v (threshold 1)", up, tc.up)
+				t.Errorf("llmgate_backend_up = %v after 20 streams ending in the error event, want %v", up, tc.up)
 			}
 		})
 	}

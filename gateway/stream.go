@@ -156,9 +156,10 @@ func (s *streamBody) next(wait bool) []byte {
 			}
 			if e != errTotalTimeout {
 				// Cut or stalled by the backend (the client leaving never reads here): a
-				// failure of the backend, as a 5xx before the headers would have been. The
-				// request's own total timeout is not the backend's fault.
-				r.hold.ReportFailure()
+				// broken stream of the backend, which ejects it when many of its streams
+				// break (router.Hold.ReportStreamFailure). The request's own total timeout
+				// is not the backend's fault.
+				r.hold.ReportStreamFailure()
 			}
 			r.errCode = e.code
 			return s.failWith(e)
@@ -191,7 +192,7 @@ func (s *streamBody) next(wait bool) []byte {
 			// A backend error after the stream started: one error event in OpenAI's shape.
 			e := normalizeBackendError(fasthttp.StatusBadGateway, data, 0)
 			if backendAtFault(e) {
-				r.hold.ReportFailure()
+				r.hold.ReportStreamFailure()
 			}
 			r.errCode = e.code
 			if r.errCode == "" {
@@ -342,7 +343,7 @@ func (s *streamBody) finishForFollowers(r *request) {
 	for !complete {
 		ev, err := r.sseReader.Next()
 		if err != nil {
-			r.hold.ReportFailure() // the backend cut or stalled the stream
+			r.hold.ReportStreamFailure() // the backend cut or stalled the stream
 			break
 		}
 		data, buf, ok := sse.Data(ev, s.dataBuf)
@@ -353,7 +354,7 @@ func (s *streamBody) finishForFollowers(r *request) {
 		if st, _ := jsonscan.Find(data, "error"); st >= 0 {
 			// A backend error: followers are released, as for any failed leader.
 			if backendAtFault(normalizeBackendError(fasthttp.StatusBadGateway, data, 0)) {
-				r.hold.ReportFailure()
+				r.hold.ReportStreamFailure()
 			}
 			break
 		}
@@ -372,7 +373,7 @@ func (s *streamBody) end(r *request, complete bool) {
 		// The stream ran to [DONE]: the backend's success. A stream the backend broke was
 		// reported where it broke; one the client left, or the gateway's guard stopped, says
 		// nothing of the backend either way.
-		r.hold.ReportSuccess()
+		r.hold.ReportStreamSuccess()
 	}
 	r.hold.Release() // the zero Hold for cache replays and coalesced followers
 	r.hold = router.Hold{}

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"math/bits"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -98,6 +99,32 @@ func (h Hold) ReportFailure() {
 	}
 }
 
+// ReportStreamSuccess records a stream that ran to its end: a success, and a good outcome in
+// the backend's window of stream outcomes (see ReportStreamFailure).
+func (h Hold) ReportStreamSuccess() {
+	if h.b != nil {
+		h.b.health.streamOutcome(h.b.now(), false, h.epoch, h.b.ejectBase)
+		h.b.health.success(h.epoch)
+	}
+}
+
+// ReportStreamFailure records a stream the backend broke after its 200: cut, stalled or ended
+// by a server error. These count by share, not in a row: the backend is ejected when at least
+// half of its latest streams (streamWindowMin at least, up to 64) broke, or at once when the
+// stream was its half-open trial. A vLLM that cuts one stream in twenty is not ejected by a
+// run of bad luck (three in a row would happen every few seconds at a few hundred streams a
+// second, and eject a version's only backend); one that cuts them all is, within a window.
+func (h Hold) ReportStreamFailure() {
+	if h.b != nil {
+		if d := h.b.health.streamOutcome(h.b.now(), true, h.epoch, h.b.ejectBase); d > 0 {
+			h.b.health.notify(d)
+		}
+	}
+}
+
+// streamWindowMin is the fewest stream outcomes a share of broken streams is judged on.
+const streamWindowMin = 20
+
 // Release ends the request: it no longer counts in flight, and a half-open trial it held
 // without a verdict (a 429, a client that left) lets the next request try.
 func (h Hold) Release() {
@@ -136,7 +163,11 @@ type health struct {
 	mu            sync.Mutex
 	failures      int // consecutive request failures
 	probeFailures int // consecutive probe failures
-	ejected       int // consecutive ejections, for backoff
+	// The outcomes of the latest streams that got their 200 (bit set: cut, stalled or ended by
+	// a server error after it), newest in bit 0, and how many of the 64 bits are outcomes.
+	streams  uint64
+	nstreams int
+	ejected  int // consecutive ejections, for backoff
 	// byProbe: the running ejection was started by a failed health probe, not by a request. A
 	// passing probe may end such an ejection at once: the backend came back (a restarted vLLM
 	// that loaded its model) and nothing says it fails requests.
@@ -197,6 +228,7 @@ func (h *health) success(epoch uint64) {
 // mu must be held.
 func (h *health) restore() {
 	h.failures, h.probeFailures, h.ejected, h.byProbe = 0, 0, 0, false
+	h.streams, h.nstreams = 0, 0
 	h.ejectedUntil.Store(0)
 	h.trial.Store(0)
 	h.pendingTrial.Store(0)
@@ -237,12 +269,44 @@ func (h *health) recordFailure(now time.Time, threshold int, base time.Duration,
 	if *count < threshold && !halfOpen {
 		return 0
 	}
+	return h.eject(now, base, probe)
+}
+
+// streamOutcome adds the outcome of a stream that started in epoch to the window and returns
+// the ejection it started, or 0 (see Hold.ReportStreamFailure).
+func (h *health) streamOutcome(now time.Time, failed bool, epoch uint64, base time.Duration) time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	until := h.ejectedUntil.Load()
+	if now.UnixNano() < until || epoch != h.epoch.Load() {
+		return 0 // as recordFailure: out already, or started before the latest ejection
+	}
+	h.streams <<= 1
+	if failed {
+		h.streams |= 1
+	}
+	h.nstreams = min(h.nstreams+1, 64)
+	switch {
+	case !failed:
+		return 0
+	case until != 0: // the half-open trial broke
+		return h.eject(now, base, false)
+	case h.nstreams >= streamWindowMin && 2*bits.OnesCount64(h.streams) >= h.nstreams:
+		return h.eject(now, base, false)
+	}
+	return 0
+}
+
+// eject takes the backend out of service for base, doubled for each ejection in a row (capped
+// at maxEject), and returns for how long. mu must be held.
+func (h *health) eject(now time.Time, base time.Duration, probe bool) time.Duration {
 	h.ejected++
 	d := base << (h.ejected - 1)
 	if d > maxEject || d <= 0 {
 		d = maxEject
 	}
 	h.failures, h.probeFailures = 0, 0
+	h.streams, h.nstreams = 0, 0
 	h.epoch.Add(1)
 	h.ejectedUntil.Store(now.Add(d).UnixNano())
 	h.trial.Store(0)

@@ -267,3 +267,68 @@ func TestHealthChangeHook(t *testing.T) {
 		t.Fatalf("events %q, want %q", events, want)
 	}
 }
+
+// Streams the backend breaks after their 200 eject it by share, not in a row: one in twenty
+// broken, however they bunch, leaves it in service; all of them broken ejects it once the
+// window has streamWindowMin outcomes; a broken half-open trial ejects it again at once.
+func TestStreamFailuresEjectByShare(t *testing.T) {
+	stream := func(b *Backend, failed bool) {
+		h := b.Acquire()
+		if failed {
+			h.ReportStreamFailure()
+		} else {
+			h.ReportStreamSuccess()
+		}
+		h.Release()
+	}
+	t.Run("one in twenty, three in a row", func(t *testing.T) {
+		v := testPoolVersion(t, newTestPool(newFakeClock()), testHealth, 1)
+		b := v.Backends[0]
+		for i := range 2000 {
+			// Three broken in a row every 60 streams: 5 %, in runs longer than the threshold.
+			stream(b, i%60 < 3)
+			if !b.Healthy() {
+				t.Fatalf("ejected after stream %d with one stream in twenty broken", i+1)
+			}
+		}
+	})
+	t.Run("all broken", func(t *testing.T) {
+		v := testPoolVersion(t, newTestPool(newFakeClock()), testHealth, 1)
+		b := v.Backends[0]
+		for i := range streamWindowMin - 1 {
+			stream(b, true)
+			if !b.Healthy() {
+				t.Fatalf("ejected after %d broken streams, before the window has %d", i+1, streamWindowMin)
+			}
+		}
+		stream(b, true)
+		if b.Healthy() {
+			t.Fatalf("still in service after %d broken streams of %d", streamWindowMin, streamWindowMin)
+		}
+	})
+	t.Run("broken trial", func(t *testing.T) {
+		clock := newFakeClock()
+		v := testPoolVersion(t, newTestPool(clock), testHealth, 1)
+		b := v.Backends[0]
+		for range streamWindowMin {
+			stream(b, true)
+		}
+		clock.Advance(testHealth.EjectFor)
+		got, err := v.Pick(nil)
+		if err != nil || got != b {
+			t.Fatalf("Pick after the ejection ran out = %v, %v; want the trial", got, err)
+		}
+		stream(b, true)
+		if b.Healthy() {
+			t.Fatal("a broken trial stream left the backend in service")
+		}
+		clock.Advance(2 * testHealth.EjectFor) // the second ejection lasts twice as long
+		if got, err := v.Pick(nil); err != nil || got != b {
+			t.Fatalf("Pick after the second ejection = %v, %v; want the trial", got, err)
+		}
+		stream(b, false)
+		if !b.Healthy() {
+			t.Fatal("a whole trial stream did not put the backend back")
+		}
+	})
+}
