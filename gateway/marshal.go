@@ -117,7 +117,7 @@ func appendUnicodeEscape(dst []byte, r rune) []byte {
 // backslash, and inside one every backslash starts an escape, so escapes are read left to
 // right.
 func replaceLoneSurrogates(dst, b []byte) ([]byte, bool) {
-	if !bytes.Contains(b, []byte(`\ud`)) && !bytes.Contains(b, []byte(`\uD`)) {
+	if !hasSurrogateEscape(b) {
 		return dst, false // the common case: no surrogate escape at all
 	}
 	start, copied, found := len(dst), 0, false
@@ -162,4 +162,19 @@ func parseJSON(p *fastjson.Parser, b []byte, scratch *[]byte) (*fastjson.Value, 
 		b = fixed
 	}
 	return p.ParseBytes(b)
+}
+
+// hasSurrogateEscape reports whether b has a \uD... escape (a surrogate, paired or not): one
+// pass over b, as stream chunks take it once each.
+func hasSurrogateEscape(b []byte) bool {
+	for {
+		k := bytes.IndexByte(b, '\\')
+		if k < 0 || k+2 >= len(b) {
+			return false
+		}
+		if b[k+1] == 'u' && b[k+2]|0x20 == 'd' {
+			return true
+		}
+		b = b[k+2:] // past the escape's second byte: "\\" is one escape
+	}
 }

@@ -133,3 +133,19 @@ func FuzzParseJSONRoundTrip(f *testing.F) {
 		checkRoundTrip(t, b)
 	})
 }
+
+func TestHasSurrogateEscape(t *testing.T) {
+	for in, want := range map[string]bool{
+		`{"a":"\ud83d\ude00"}`: true,
+		`{"a":"\uDC00"}`:       true,
+		`{"a":"\u00e9\n"}`:     false,
+		`{"a":"\\ud800"}`:      false, // an escaped backslash, then text
+		`{"a":"x\\\ud800"}`:    true,
+		`{"a":"\u"}`:           false,
+		`no escapes`:           false,
+	} {
+		if got := hasSurrogateEscape([]byte(in)); got != want {
+			t.Errorf("hasSurrogateEscape(%s) = %v, want %v", in, got, want)
+		}
+	}
+}

@@ -94,6 +94,9 @@ func TestCarriesTokens(t *testing.T) {
 		{`[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"a\""}}]}}]`, true},
 		{`[{"index":0,"text":" world","logprobs":null,"finish_reason":null}]`, true}, // /v1/completions
 		{`[{"index":0,"delta":{},"finish_reason":"stop"},{"index":1,"delta":{"content":"x"}}]`, true},
+		{`[{"index":0,"delta":{},"logprobs":{"content":[]},"finish_reason":"stop"}]`, false},
+		{`[{"index":0,"delta":{"content": "spaced"},"finish_reason":null}]`, true},
+		{`[{"index":0,"delta":{"content":"","tool_calls":[{"index":0,"function":{"arguments":"{\"content\":\"x\"}"}}]}}]`, true},
 	}
 	for _, tt := range tests {
 		if got := carriesTokens([]byte(tt.choices)); got != tt.want {
