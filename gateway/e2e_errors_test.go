@@ -603,25 +603,14 @@ func TestRequestNotReplayedOnItsBackend(t *testing.T) {
 	for _, stream := range []bool{false, true} {
 		t.Run(fmt.Sprintf("stream=%v", stream), func(t *testing.T) {
 			t.Parallel()
-			ln := listen(t)
 			var got atomic.Int64
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					if req, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
-						_, _ = io.Copy(io.Discard, req.Body)
-						got.Add(1)
-					}
-					c.Close() // gone before answering
+			b := rawBackend(t, func(c net.Conn) {
+				if req, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+					_, _ = io.Copy(io.Discard, req.Body)
+					got.Add(1)
 				}
-			}()
-			t.Cleanup(func() { ln.Close(); <-done })
-			b := config.Backend{URL: "http://" + ln.Addr().String(), Kind: config.KindVLLM, Model: "m"}
+				c.Close() // gone before answering
+			})
 			g := startGateway(t, newConfig(t, func(c *config.Config) { c.Retry.Attempts = 1 },
 				model("chat", "v1", version("v1", b))))
 			res := g.do(t, "POST", "/v1/chat/completions", fmt.Sprintf(`{"model":"chat","stream":%v,"messages":[{"role":"user","content":"hi"}]}`, stream))
@@ -640,42 +629,29 @@ func TestRequestNotReplayedOnItsBackend(t *testing.T) {
 // however the connection had served earlier requests.
 func TestPartialAnswerOnPooledConnectionNotReplayed(t *testing.T) {
 	t.Parallel()
-	ln := listen(t)
 	var got atomic.Int64
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
+	b := rawBackend(t, func(c net.Conn) {
+		defer c.Close()
+		rd := bufio.NewReader(c)
+		for n := 0; ; n++ {
+			req, err := http.ReadRequest(rd)
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				rd := bufio.NewReader(c)
-				for n := 0; ; n++ {
-					req, err := http.ReadRequest(rd)
-					if err != nil {
-						return
-					}
-					_, _ = io.Copy(io.Discard, req.Body)
-					got.Add(1)
-					if n == 0 { // the first request on a connection: a whole answer, kept alive
-						body := `{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`
-						fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
-						continue
-					}
-					// The second: the start of an answer, then the backend is gone, with a
-					// reset (a crash, or a proxy before it that gave up).
-					fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"id\":")
-					_ = c.(*net.TCPConn).SetLinger(0)
-					return
-				}
-			}()
+			_, _ = io.Copy(io.Discard, req.Body)
+			got.Add(1)
+			if n == 0 { // the first request on a connection: a whole answer, kept alive
+				body := `{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+				continue
+			}
+			// The second: the start of an answer, then the backend is gone, with a reset (a
+			// crash, or a proxy before it that gave up).
+			fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"id\":")
+			_ = c.(*net.TCPConn).SetLinger(0)
+			return
 		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
-	b := config.Backend{URL: "http://" + ln.Addr().String(), Kind: config.KindVLLM, Model: "m"}
+	})
 	g := startGateway(t, newConfig(t, func(c *config.Config) { c.Retry.Attempts = 1 }, model("chat", "v1", version("v1", b))))
 	body := `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`
 	if res := g.do(t, "POST", "/v1/chat/completions", body); res.status != 200 {

@@ -10,6 +10,7 @@ import (
 	"compress/zlib"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"reflect"
 	"regexp"
@@ -401,25 +402,17 @@ func TestGuardRewriteKeepsOtherStrings(t *testing.T) {
 func TestShadowOnStaleConnection(t *testing.T) {
 	tokens := withAdminTokens(t)
 	stable := startFake(t, fakellm.Options{Model: "m"})
-	ln := listen(t)
-	go func() {
-		const answer = `{"id":"s","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}`
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			if req, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
-				_, _ = io.Copy(io.Discard, req.Body)
-				// A keep-alive answer, then the connection closed as an idle timeout closes it:
-				// whether before or after the gateway sends the next request on it, that one
-				// fails there (EOF, or a reset).
-				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "+strconv.Itoa(len(answer))+"\r\n\r\n"+answer)
-			}
-			c.Close()
+	const answer = `{"id":"s","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}`
+	shadow := rawBackend(t, func(c net.Conn) {
+		if req, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+			_, _ = io.Copy(io.Discard, req.Body)
+			// A keep-alive answer, then the connection closed as an idle timeout closes it:
+			// whether before or after the gateway sends the next request on it, that one
+			// fails there (EOF, or a reset).
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "+strconv.Itoa(len(answer))+"\r\n\r\n"+answer)
 		}
-	}()
-	shadow := config.Backend{URL: "http://" + ln.Addr().String(), Kind: config.KindVLLM, Model: "m"}
+		c.Close()
+	})
 	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", stable.backend()), version("v2", shadow))))
 	g.write(t, "PUT", "/admin/models/chat/shadow", `{"version":"v2","percent":100}`)
 	for i := 1; i <= 2; i++ {

@@ -108,6 +108,27 @@ func listen(t testing.TB) net.Listener {
 	return ln
 }
 
+// rawBackend serves each connection to a vLLM-kind backend with serve, on a goroutine of its
+// own, for tests that need the wire itself (a connection cut mid-answer, kept alive, reset).
+// The listener closes, and the accepting goroutine ends, when the test does.
+func rawBackend(t testing.TB, serve func(c net.Conn)) config.Backend {
+	t.Helper()
+	ln := listen(t)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go serve(c)
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return config.Backend{URL: "http://" + ln.Addr().String(), Kind: config.KindVLLM, Model: "m"}
+}
+
 // silentBackend accepts connections and never answers: a backend stuck before its first byte.
 func silentBackend(t testing.TB) config.Backend {
 	t.Helper()
