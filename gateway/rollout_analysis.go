@@ -112,6 +112,11 @@ func analyzeCanary(stable, canary *drift.Snapshot, c rolloutChecks, p *drift.Pol
 			cr.Canary = &cv
 		}
 		switch {
+		case r.Verdict == drift.VerdictInsufficient && name == "error_rate" && plainlyWorse(x(stable), sn, x(canary), cn, limit):
+			// Too few samples for the test, but a canary failing this plainly must not keep
+			// failing its users until it has the minimum.
+			cr.Verdict = analysisFail
+			cr.Rationale = fmt.Sprintf("%s %.3f on the canary vs %.3f on stable after %d canary requests: worse beyond doubt before the minimum sample (limit +%.3f)", name, cv, sv, cn, limit)
 		case r.Verdict == drift.VerdictInsufficient:
 			cr.Verdict = analysisWait
 		case r.Verdict == drift.VerdictDrift && cv-sv > limit:
@@ -201,6 +206,43 @@ func analyzeCanary(stable, canary *drift.Snapshot, c rolloutChecks, p *drift.Pol
 		}
 	}
 	return out
+}
+
+// earlyMinCanary is the fewest canary requests plainlyWorse judges; earlyZ is how sure it must
+// be: 3.89 standard errors, a one-sided 0.005 % per look, so that looking every second until
+// the minimum sample (a hundred looks or so) still makes a false rollback rarer than 1 in 200.
+const (
+	earlyMinCanary = 10
+	earlyZ         = 3.89
+)
+
+// plainlyWorse reports whether the canary's rate of x (xc of nc) is above stable's (xs of ns)
+// by more than limit beyond doubt: the lower Wilson bound of the canary's rate exceeds the
+// upper bound of stable's plus limit. It lets a rollout roll back a canary that fails most of
+// its requests after a few of them, where the two-proportion test waits for its minimum
+// sample; a canary a little worse still waits for the test.
+func plainlyWorse(xs, ns, xc, nc uint64, limit float64) bool {
+	if nc < earlyMinCanary {
+		return false
+	}
+	lo, _ := wilson(xc, nc, earlyZ)
+	_, hi := wilson(xs, ns, earlyZ)
+	return lo > hi+limit
+}
+
+// wilson returns the Wilson score interval of x successes in n trials at z standard errors;
+// [0, 1] when n is 0.
+func wilson(x, n uint64, z float64) (lo, hi float64) {
+	if n == 0 {
+		return 0, 1
+	}
+	fn := float64(n)
+	p := float64(x) / fn
+	z2 := z * z
+	center := p + z2/(2*fn)
+	spread := z * math.Sqrt(p*(1-p)/fn+z2/(4*fn*fn))
+	d := 1 + z2/fn
+	return max(0, (center-spread)/d), min(1, (center+spread)/d)
 }
 
 func finiteFloat(v float64) *float64 {

@@ -57,7 +57,9 @@ func TestAnalyzeCanary(t *testing.T) {
 		{"more errors", window(t, 3, 600, 100*time.Millisecond, 0.10, true), analysisFail, "error_rate"},
 		{"twice as slow", window(t, 4, 600, 200*time.Millisecond, 0.01, true), analysisFail, "p95_latency"},
 		{"slightly slower, within the margin", window(t, 5, 600, 115*time.Millisecond, 0.01, true), analysisPass, ""},
-		{"too few requests yet", window(t, 6, 20, 300*time.Millisecond, 0.5, true), analysisWait, ""},
+		{"too few requests yet", window(t, 6, 20, 300*time.Millisecond, 0.1, true), analysisWait, ""},
+		// Before the minimum sample, only a canary worse beyond doubt fails: most of 20 requests.
+		{"plainly broken after 20 requests", window(t, 20, 20, 100*time.Millisecond, 0.9, true), analysisFail, "error_rate"},
 		{"faster is never a failure", window(t, 7, 600, 40*time.Millisecond, 0.0, true), analysisPass, ""},
 	}
 	unsafe := windowWith(t, 8, 600, 100*time.Millisecond, 0.01, true, func(i int, s *drift.Sample) {
@@ -127,5 +129,45 @@ func TestAnalyzeCanary(t *testing.T) {
 				t.Fatalf("reason %q, want it to name %s", a.reason(), tt.failedCheck)
 			}
 		})
+	}
+}
+
+// The early stop looks after every canary request until the minimum sample: a canary exactly
+// at the limit (stable's error rate plus max_error_rate_increase) must rarely be rolled back
+// by it over all those looks, and one failing most requests must be within a few dozen.
+func TestPlainlyWorseSequential(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	const runs, stableN, stableRate, limit = 4000, 600, 0.02, 0.02
+	falseStops := 0
+	for range runs {
+		var xs uint64
+		for range stableN {
+			if rng.Float64() < stableRate {
+				xs++
+			}
+		}
+		var xc uint64
+		for n := uint64(1); n <= 100; n++ {
+			if rng.Float64() < stableRate+limit {
+				xc++
+			}
+			if plainlyWorse(xs, stableN, xc, n, limit) {
+				falseStops++
+				break
+			}
+		}
+	}
+	if rate := float64(falseStops) / runs; rate > 0.005 {
+		t.Errorf("a canary at the limit was stopped early in %.2f %% of rollouts, want under 0.5 %%", 100*rate)
+	}
+	var xc, n uint64
+	for n < 100 && !plainlyWorse(12, stableN, xc, n, limit) {
+		n++
+		if rng.Float64() < 0.9 {
+			xc++
+		}
+	}
+	if n > 30 {
+		t.Errorf("a canary failing 90 %% of requests was stopped after %d, want within 30", n)
 	}
 }
