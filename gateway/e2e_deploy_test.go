@@ -5,6 +5,7 @@ package gateway_test
 // on the same state file, and traffic while the split changes under it.
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -1161,6 +1162,37 @@ func TestCanaryFallsBackToStable(t *testing.T) {
 	})
 	if res := g.do(t, "POST", "/v1/chat/completions", strings.Replace(chatBody("hello", ""), `"chat"`, `"chat@v2"`, 1)); res.status < 500 {
 		t.Fatalf("a request pinned to the canary was moved: status %d: %s", res.status, res.body)
+	}
+}
+
+// A canary at its limit (every backend answering 429) is the canary's failure, not the
+// client's: its share goes to stable, which has room, rather than getting the 429.
+func TestCanaryRateLimitedFallsBackToStable(t *testing.T) {
+	tokens := withAdminTokens(t)
+	v1 := startFake(t, fakellm.Options{Model: "m1"})
+	limited := rawBackend(t, func(c net.Conn) {
+		defer c.Close()
+		rd := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(rd)
+			if err != nil {
+				return
+			}
+			_, _ = io.Copy(io.Discard, req.Body)
+			const body = `{"error":{"message":"Too many requests","type":"RateLimitError","param":null,"code":429}}`
+			fmt.Fprintf(c, "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nRetry-After: 1\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		}
+	})
+	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", v1.backend()), version("v2", limited))))
+	g.write(t, "PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v2","canary_percent":100,"sticky":"user"}`)
+	for _, extra := range []string{`,"user":"u1"`, `,"user":"u1","stream":true`} {
+		res := g.do(t, "POST", "/v1/chat/completions", chatBody("hello", extra))
+		if res.status != 200 || res.header.Get("X-Llmgate-Version") != "v1" {
+			t.Fatalf("a request (%s) of the rate-limited canary's share: status %d version %q: %s", extra, res.status, res.header.Get("X-Llmgate-Version"), res.body)
+		}
+	}
+	if n, _ := metricValue(parseMetrics(t, g.metrics(t)), "llmgate_canary_fallbacks_total", nil); n != 2 {
+		t.Errorf("llmgate_canary_fallbacks_total = %v, want 2", n)
 	}
 }
 

@@ -128,8 +128,8 @@ func (g *Gateway) tryVersion(ctx *fasthttp.RequestCtx, r *request, snap *snapsho
 }
 
 // failoverToStable hands a request of a canary's share to the alias's stable version when
-// every attempt on the canary failed before the first byte (a connect error, a timeout, a 5xx;
-// not the client's own 4xx) and stable has a backend in service and attempts and time are
+// every attempt on the canary failed before the first byte (a connect error, a timeout, a 5xx,
+// a 429 of a canary at its limit; not the client's own 4xx) and stable has a backend in service and attempts and time are
 // left: a canary that cannot answer must not cost its users errors. As with StableFallback,
 // the canary's statistics count the failure, so its analysis and a rollout still see it, and
 // llmgate_canary_fallbacks_total counts the request. Stable's answer is not cached: the cache
@@ -140,8 +140,8 @@ func (g *Gateway) failoverToStable(ctx *fasthttp.RequestCtx, r *request, snap *s
 		!time.Now().Before(r.start.Add(g.cfg.Timeouts.Total)) {
 		return false
 	}
-	if ae := asAPIError(err); ae.status < 500 && ae != errNoBackend {
-		return false
+	if ae := asAPIError(err); ae.status < 500 && ae.status != fasthttp.StatusTooManyRequests && ae != errNoBackend {
+		return false // the client's own error: stable would refuse it too
 	}
 	r.canaryShare = false // once
 	g.fallBackToStable(snap, r.version)
