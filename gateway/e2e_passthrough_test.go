@@ -6,6 +6,7 @@ package gateway_test
 import (
 	"bufio"
 	"bytes"
+	"compress/flate"
 	"compress/gzip"
 	"compress/zlib"
 	"encoding/json"
@@ -302,6 +303,13 @@ func TestCompressedRequestBody(t *testing.T) {
 		_ = w.Close()
 		return b.String()
 	}
+	rawDeflate := func(s string) string {
+		var b bytes.Buffer
+		w, _ := flate.NewWriter(&b, flate.DefaultCompression)
+		_, _ = w.Write([]byte(s))
+		_ = w.Close()
+		return b.String()
+	}
 	// Far over the limit once decompressed, a few hundred bytes compressed.
 	bomb := gz(`{"model":"chat","messages":[{"role":"user","content":"` + strings.Repeat("a", 4*limit) + `"}]}`)
 	tests := []struct {
@@ -311,6 +319,8 @@ func TestCompressedRequestBody(t *testing.T) {
 		{"gzip", "gzip", gz(body), 200},
 		{"gzip upper case", "GZIP", gz(body), 200},
 		{"deflate", "deflate", deflate(body), 200},
+		{"raw deflate, as some clients send it", "deflate", rawDeflate(body), 200},
+		{"not deflate", "deflate", body, 400},
 		{"identity", "identity", body, 200},
 		{"over the limit decompressed", "gzip", bomb, 413},
 		{"not gzip", "gzip", body, 400},

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"compress/flate"
 	"compress/gzip"
 	"compress/zlib"
 	"encoding/hex"
@@ -113,11 +114,21 @@ func acquireRequest(g *Gateway) *request {
 	return r
 }
 
+// maxPooledBody bounds the body buffers a pooled request keeps: most prompts fit, and one of
+// tens of MB (or a compressed body that expanded) is not held in the pool after it.
+const maxPooledBody = 1 << 20
+
 func releaseRequest(r *request) {
 	r.upstreamReq.Reset()
 	r.upstreamResp.Reset()
 	r.op, r.start, r.stream, r.clientUsage, r.jsonOutput, r.tokens = 0, time.Time{}, false, false, false, ""
 	r.requestID, r.body, r.scratch, r.model, r.user = r.requestID[:0], r.body[:0], r.scratch[:0], r.model[:0], r.user[:0]
+	if cap(r.body) > maxPooledBody { // a huge prompt's buffers are not kept for every request after it
+		r.body = nil
+	}
+	if cap(r.scratch) > maxPooledBody {
+		r.scratch = nil
+	}
 	r.version, r.backend, r.handles, r.attempts, r.tried = nil, nil, nil, 0, [config.MaxRetryAttempts]*router.Backend{}
 	r.canaryShare, r.hold = false, router.Hold{}
 	r.upstreamAt, r.headersAt, r.failedAttempts, r.upstreamErr = time.Time{}, time.Time{}, 0, nil
@@ -152,12 +163,16 @@ func (r *request) readBody(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) 
 			return nil, errUndecodableBody
 		}
 		zr = gz
-	case asciiEqualFold(enc, "deflate"):
+	case asciiEqualFold(enc, "deflate") && isZlib(body):
 		zl, err := zlib.NewReader(bytes.NewReader(body))
 		if err != nil {
 			return nil, errUndecodableBody
 		}
 		zr = zl
+	case asciiEqualFold(enc, "deflate"):
+		// "deflate" is the zlib format (RFC 9110 8.4.1.2), but some clients send the raw
+		// deflate stream under that name, as browsers long accepted it.
+		zr = flate.NewReader(bytes.NewReader(body))
 	default:
 		return nil, errUnsupportedEncoding
 	}
@@ -171,6 +186,12 @@ func (r *request) readBody(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) 
 		return nil, errBodyTooLarge
 	}
 	return r.scratch, nil
+}
+
+// isZlib reports whether b starts with a zlib header (RFC 1950): deflate as its method and
+// a header check that divides by 31.
+func isZlib(b []byte) bool {
+	return len(b) >= 2 && b[0]&0x0f == 8 && (uint16(b[0])<<8|uint16(b[1]))%31 == 0
 }
 
 var (
