@@ -663,6 +663,9 @@ func phoneScore(r *numRun, j, k int, d []byte, sp byte, uniform, plus bool) floa
 //     0, "098765 43210", 0.5.
 //   - Spain, 6-9XX XX XX XX: 0.4, "612 34 56 78". Spanish numbers in threes, "912 345 678",
 //     are written like amounts and keep the weak score of plain groups.
+//   - China, a mobile 13X-19X XXXX XXXX: 0.4, "138 0013 8000" or "138-0013-8000".
+//   - Mexico, a two-digit area code (Mexico City, Guadalajara, Monterrey) XX XXXX XXXX, "55
+//     1234 5678": 0.2, a context word needed; three-digit area codes write like US numbers.
 func nationalShape(r *numRun, j, k int, d []byte, sp byte, uniform, paren bool) float64 {
 	g, nd := k-j, len(d)
 	if j != 0 || k != r.n {
@@ -686,6 +689,12 @@ func nationalShape(r *numRun, j, k int, d []byte, sp byte, uniform, paren bool) 
 	case g == 4 && uniform && sp == ' ' && nd == 9 && glen(r, j) == 3 && d[0] >= 6 &&
 		glen(r, j+1) == 2 && glen(r, j+2) == 2:
 		return 0.4
+	case g == 3 && uniform && (sp == ' ' || sp == '-') && nd == 11 && glen(r, j) == 3 &&
+		glen(r, j+1) == 4 && d[0] == 1 && d[1] >= 3:
+		return 0.4
+	case g == 3 && uniform && sp == ' ' && nd == 10 && glen(r, j) == 2 && glen(r, j+1) == 4 &&
+		d[0] >= 3 && d[0] <= 8 && !zeros(d[2:]):
+		return 0.2
 	}
 	return 0
 }
