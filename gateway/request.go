@@ -55,8 +55,8 @@ type request struct {
 	// false the gateway asks the backend anyway and drops that chunk from the client's stream.
 	clientUsage bool
 	// jsonOutput: the answer's content is JSON text (response_format json_object or
-	// json_schema, or vLLM's guided_json); tokens: the answer spells its text a second time,
-	// as logprobs or vLLM's token ids, named by the member that asks for it ("" when none).
+	// json_schema, vLLM's guided_json, or its structured_outputs json or json_object);
+	// tokens: the answer spells its text a second time, as logprobs or vLLM's token ids, named by the member that asks for it ("" when none).
 	jsonOutput bool
 	tokens     string
 
@@ -544,6 +544,15 @@ func (r *request) noteAnswerShape() {
 	}
 	if g := v.Get("guided_json"); g != nil && g.Type() != fastjson.TypeNull {
 		r.jsonOutput = true
+	}
+	// vLLM's structured_outputs replaced guided_json: {"json": schema} or {"json_object": true}.
+	if so := v.Get("structured_outputs"); so != nil {
+		if j := so.Get("json"); j != nil && j.Type() != fastjson.TypeNull {
+			r.jsonOutput = true
+		}
+		if so.Get("json_object") != nil && so.Get("json_object").Type() == fastjson.TypeTrue {
+			r.jsonOutput = true
+		}
 	}
 	for _, key := range [...]string{"logprobs", "top_logprobs", "return_token_ids"} {
 		// logprobs is a boolean for chat and a count for completions, where 0 still returns
