@@ -431,8 +431,8 @@ const (
 
 // forEachPromptText calls fn with every text of the prompt, the value holding it and its kind:
 // chat message contents (strings, or the text parts of an array) and the arguments of the tool
-// calls in assistant messages, completion prompts and embedding inputs (a string or an array of
-// strings).
+// calls in assistant messages, completion prompts (and their suffix) and embedding inputs (a
+// string or an array of strings).
 func forEachPromptText(op operation, root *fastjson.Value, fn func(v *fastjson.Value, text []byte, kind promptTextKind)) {
 	strings := func(v *fastjson.Value) {
 		if v == nil {
@@ -480,6 +480,7 @@ func forEachPromptText(op operation, root *fastjson.Value, fn func(v *fastjson.V
 		}
 	case opCompletion:
 		strings(root.Get("prompt"))
+		strings(root.Get("suffix")) // the model reads it too: it writes what goes before it
 	case opEmbeddings:
 		strings(root.Get("input"))
 	}
