@@ -62,8 +62,8 @@ func TestBadRequests(t *testing.T) {
 		{"repeated input", "POST", "/v1/embeddings", `{"model":"chat","input":"a","input":"b"}`, 400, "input", "", ""},
 		{"GET on chat", "GET", "/v1/chat/completions", ``, 405, "", "", "POST"},
 		{"PUT on embeddings", "PUT", "/v1/embeddings", `{}`, 405, "", "", "POST"},
-		{"POST on models", "POST", "/v1/models", `{}`, 405, "", "", "GET"},
-		{"DELETE on a model", "DELETE", "/v1/models/chat", ``, 405, "", "", "GET"},
+		{"POST on models", "POST", "/v1/models", `{}`, 405, "", "", "GET, HEAD"},
+		{"DELETE on a model", "DELETE", "/v1/models/chat", ``, 405, "", "", "GET, HEAD"},
 		{"unknown path", "POST", "/v1/nope", `{}`, 404, "", "unknown_url", ""},
 		// vLLM and Ollama serve unauthenticated operational paths; the data plane is not a
 		// pass-through to them.

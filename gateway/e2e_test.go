@@ -167,6 +167,12 @@ func TestModels(t *testing.T) {
 			}
 		})
 	}
+	// HEAD answers as GET does, without the body (a monitor's probe, curl -I).
+	for _, path := range []string{"/v1/models", "/v1/models/chat"} {
+		if res := s.gw.do(t, "HEAD", path, ""); res.status != 200 || len(res.body) != 0 {
+			t.Errorf("HEAD %s: %d with %d bytes, want 200 and no body", path, res.status, len(res.body))
+		}
+	}
 }
 
 func TestUnknownModelAndVersion(t *testing.T) {

@@ -12,8 +12,8 @@ import (
 // send as model to pin it), in OpenAI's list shape.
 func (g *Gateway) serveModels(ctx *fasthttp.RequestCtx) {
 	setRequestID(ctx, nil)
-	if !ctx.IsGet() {
-		ctx.Response.Header.Set("Allow", "GET")
+	if !ctx.IsGet() && !ctx.IsHead() { // HEAD as GET, without the body (RFC 9110 9.3.2)
+		ctx.Response.Header.Set("Allow", "GET, HEAD")
 		writeError(ctx, errMethodNotAllowed)
 		return
 	}
@@ -37,8 +37,8 @@ func (g *Gateway) serveModels(ctx *fasthttp.RequestCtx) {
 // serveModel answers GET /v1/models/{id} for an alias or alias@version.
 func (g *Gateway) serveModel(ctx *fasthttp.RequestCtx, id []byte) {
 	setRequestID(ctx, nil)
-	if !ctx.IsGet() {
-		ctx.Response.Header.Set("Allow", "GET")
+	if !ctx.IsGet() && !ctx.IsHead() { // HEAD as GET, without the body (RFC 9110 9.3.2)
+		ctx.Response.Header.Set("Allow", "GET, HEAD")
 		writeError(ctx, errMethodNotAllowed)
 		return
 	}
