@@ -129,6 +129,9 @@ func releaseRequest(r *request) {
 	if cap(r.scratch) > maxPooledBody {
 		r.scratch = nil
 	}
+	if cap(r.upstreamBody) > maxPooledBody { // an Ollama backend's copy of the same prompt
+		r.upstreamBody = nil
+	}
 	r.version, r.backend, r.handles, r.attempts, r.tried = nil, nil, nil, 0, [config.MaxRetryAttempts]*router.Backend{}
 	r.canaryShare, r.hold = false, router.Hold{}
 	r.upstreamAt, r.headersAt, r.failedAttempts, r.upstreamErr = time.Time{}, time.Time{}, 0, nil

@@ -125,14 +125,15 @@ func FuzzDecodeRewrite(f *testing.F) {
 // A pooled request does not keep the buffers of a huge prompt (or of a compressed body that
 // expanded) for every request after it; ordinary ones it keeps.
 func TestReleaseRequestDropsHugeBuffers(t *testing.T) {
-	r := &request{body: make([]byte, 0, 4<<10), scratch: make([]byte, 0, 4<<10)}
+	// upstreamBody: the copy prepareUpstream makes of the prompt for an Ollama backend.
+	r := &request{body: make([]byte, 0, 4<<10), scratch: make([]byte, 0, 4<<10), upstreamBody: make([]byte, 0, 4<<10)}
 	releaseRequest(r)
-	if cap(r.body) != 4<<10 || cap(r.scratch) != 4<<10 {
-		t.Errorf("a 4 KiB request's buffers were dropped: %d, %d", cap(r.body), cap(r.scratch))
+	if cap(r.body) != 4<<10 || cap(r.scratch) != 4<<10 || cap(r.upstreamBody) != 4<<10 {
+		t.Errorf("a 4 KiB request's buffers were dropped: %d, %d, %d", cap(r.body), cap(r.scratch), cap(r.upstreamBody))
 	}
-	r = &request{body: make([]byte, 0, 8<<20), scratch: make([]byte, 0, 8<<20)}
+	r = &request{body: make([]byte, 0, 8<<20), scratch: make([]byte, 0, 8<<20), upstreamBody: make([]byte, 0, 8<<20)}
 	releaseRequest(r)
-	if r.body != nil || r.scratch != nil {
-		t.Errorf("an 8 MiB request's buffers were kept: %d, %d", cap(r.body), cap(r.scratch))
+	if r.body != nil || r.scratch != nil || r.upstreamBody != nil {
+		t.Errorf("an 8 MiB request's buffers were kept: %d, %d, %d", cap(r.body), cap(r.scratch), cap(r.upstreamBody))
 	}
 }
