@@ -3,8 +3,11 @@ package gateway_test
 import (
 	"bufio"
 	"context"
+	"fmt"
+	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -132,6 +135,79 @@ func TestStreamStallCountsTowardEjection(t *testing.T) {
 	}
 	if up := backendUp(t, g, be.URL); up != 0 {
 		t.Errorf("llmgate_backend_up = %v after 20 stalled streams, want 0", up)
+	}
+}
+
+// A stream that runs into the request's own total timeout is not broken by its backend, also
+// when its client left and it goes on for the requests coalesced on it: after 19 streams the
+// backend cut, the 20th, kept alive by pings until timeouts.total, must not make the share
+// that ejects it.
+func TestStreamTotalTimeoutForFollowersDoesNotCount(t *testing.T) {
+	t.Parallel()
+	const window = 20 // router's streamWindowMin
+	var n atomic.Int64
+	ln := listen(t)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte("data: {\"id\":\"1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n"))
+		w.(http.Flusher).Flush()
+		if n.Add(1) < window {
+			return // cut: no [DONE]
+		}
+		for { // alive, never done: pings until the gateway's total timeout closes the connection
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			if _, err := w.Write([]byte(": ping\n\n")); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+		}
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close() })
+	be := config.Backend{URL: "http://" + ln.Addr().String(), Kind: config.KindVLLM, Model: "m"}
+	g := startGateway(t, newConfig(t, func(c *config.Config) {
+		healthConfig(1)(c)
+		c.Timeouts.Total = time.Second
+		c.Timeouts.Connect, c.Timeouts.FirstByte, c.Timeouts.Idle = time.Second, time.Second, time.Second
+	}, cached(model("chat", "v1", version("v1", be)))))
+	for i := range window - 1 {
+		res := g.do(t, "POST", "/v1/chat/completions", cacheBody(fmt.Sprint("cut ", i), `,"stream":true`))
+		if res.status != http.StatusOK || !strings.Contains(string(res.body), `"error"`) {
+			t.Fatalf("cut stream %d: %d %s; want a 200 ending in an error event", i+1, res.status, res.body)
+		}
+	}
+	body := cacheBody("the same long story", `,"stream":true`)
+	open := func(c context.Context) *http.Response {
+		req, err := http.NewRequestWithContext(c, "POST", g.URL+"/v1/chat/completions", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := g.http.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	leaderCtx, leave := context.WithCancel(ctx(t))
+	defer leave()
+	leader := open(leaderCtx)
+	follower := open(ctx(t))
+	defer follower.Body.Close()
+	if got := [2]string{leader.Header.Get("X-Llmgate-Cache"), follower.Header.Get("X-Llmgate-Cache")}; got != [2]string{"miss", "coalesced"} {
+		t.Fatalf("x-llmgate-cache %v, want [miss coalesced]", got)
+	}
+	leave() // the leader's stream goes on for the follower, until the total timeout
+	leader.Body.Close()
+	_, _ = io.ReadAll(follower.Body)
+	g.waitMetric(t, "llmgate_backend_in_flight", map[string]string{"backend": be.URL}, "= 0", func(v float64) bool { return v == 0 })
+	if up := backendUp(t, g, be.URL); up != 1 {
+		t.Errorf("llmgate_backend_up = %v: a stream that ran into the total timeout counted as broken by the backend", up)
 	}
 }
 

@@ -147,13 +147,7 @@ func (s *streamBody) next(wait bool) []byte {
 			if errors.Is(err, io.EOF) && s.sawDone {
 				return nil
 			}
-			e := errStreamBroken
-			if isTimeout(err) {
-				e = errIdleTimeout
-				if time.Since(r.start) >= r.gw.cfg.Timeouts.Total {
-					e = errTotalTimeout
-				}
-			}
+			e := r.streamReadError(err)
 			if e != errTotalTimeout {
 				// Cut or stalled by the backend (the client leaving never reads here): a
 				// broken stream of the backend, which ejects it when many of its streams
@@ -271,6 +265,19 @@ func (s *streamBody) next(wait bool) []byte {
 	}
 }
 
+// streamReadError tells why reading a backend stream failed before its [DONE]: the request's
+// own total timeout (errTotalTimeout, not the backend's fault), a stall past timeouts.idle, or
+// a cut.
+func (r *request) streamReadError(err error) *apiError {
+	switch {
+	case !isTimeout(err):
+		return errStreamBroken
+	case time.Since(r.start) >= r.gw.cfg.Timeouts.Total:
+		return errTotalTimeout
+	}
+	return errIdleTimeout
+}
+
 // chunkMembers are the members of a stream chunk the gateway reads, in the order of next's spans.
 var chunkMembers = []string{"error", "usage", "choices"}
 
@@ -343,7 +350,11 @@ func (s *streamBody) finishForFollowers(r *request) {
 	for !complete {
 		ev, err := r.sseReader.Next()
 		if err != nil {
-			r.hold.ReportStreamFailure() // the backend cut or stalled the stream
+			if r.streamReadError(err) != errTotalTimeout {
+				// The backend cut or stalled the stream; the request's own total timeout is
+				// not its fault, as in next.
+				r.hold.ReportStreamFailure()
+			}
 			break
 		}
 		data, buf, ok := sse.Data(ev, s.dataBuf)
