@@ -54,7 +54,7 @@ func (b *Backend) Healthy() bool { return b.health.inService(b.now().UnixNano())
 
 // ReportSuccess records the success of a request that started now, with no hold (tests, and
 // callers without one): it ends an ejection and resets the request failure count.
-func (b *Backend) ReportSuccess() { b.health.success(b.health.epoch.Load()) }
+func (b *Backend) ReportSuccess() { b.health.success(b.health.epoch.Load(), b.now()) }
 
 // ReportFailure records a connect error, timeout or 5xx of a request that started now. After
 // threshold consecutive failures the backend is ejected; each repeated ejection lasts twice as
@@ -88,7 +88,7 @@ func (h Hold) Backend() *Backend { return h.b }
 // ReportSuccess records the request's success (see Backend.ReportSuccess).
 func (h Hold) ReportSuccess() {
 	if h.b != nil {
-		h.b.health.success(h.epoch)
+		h.b.health.success(h.epoch, h.b.now())
 	}
 }
 
@@ -104,7 +104,7 @@ func (h Hold) ReportFailure() {
 func (h Hold) ReportStreamSuccess() {
 	if h.b != nil {
 		h.b.health.streamOutcome(h.b.now(), false, h.epoch, h.b.ejectBase)
-		h.b.health.success(h.epoch)
+		h.b.health.success(h.epoch, h.b.now())
 	}
 }
 
@@ -207,10 +207,12 @@ func (h *health) inService(now int64) bool {
 }
 
 // success records the success of a request that started in epoch.
-func (h *health) success(epoch uint64) {
+func (h *health) success(epoch uint64, now time.Time) {
 	h.mu.Lock()
-	if epoch != h.epoch.Load() {
-		// Started before the latest ejection: it says nothing of the backend now.
+	if until := h.ejectedUntil.Load(); epoch != h.epoch.Load() || now.UnixNano() < until {
+		// Started before the latest ejection, or picked just before it and held just after
+		// (its epoch is the new one): it says nothing of the backend now. Only a request
+		// admitted once the ejection ran out, the trial, may end it.
 		h.mu.Unlock()
 		return
 	}

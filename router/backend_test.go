@@ -332,3 +332,30 @@ func TestStreamFailuresEjectByShare(t *testing.T) {
 		}
 	})
 }
+
+// A request picked just before an ejection and held just after it carries the new epoch; its
+// success must not end the ejection, which only the trial, admitted once it has run out, may.
+func TestSuccessDuringEjectionIgnored(t *testing.T) {
+	clock := newFakeClock()
+	v := testPoolVersion(t, newTestPool(clock), testHealth, 1)
+	b := v.Backends[0]
+	for range testHealth.FailureThreshold {
+		b.ReportFailure()
+	}
+	h := b.Acquire() // the late hold
+	h.ReportSuccess()
+	h.Release()
+	if b.Healthy() {
+		t.Fatal("a success held during the ejection put the backend back before it ran out")
+	}
+	clock.Advance(testHealth.EjectFor)
+	if got, err := v.Pick(nil); err != nil || got != b {
+		t.Fatalf("Pick after the ejection ran out = %v, %v; want the trial", got, err)
+	}
+	h = b.Acquire()
+	h.ReportSuccess()
+	h.Release()
+	if !b.Healthy() {
+		t.Error("the trial's success left the backend out")
+	}
+}
