@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	openai "github.com/sashabaranov/go-openai"
+
 	"github.com/llmgate/llmgate/bench/fakellm"
 	"github.com/llmgate/llmgate/config"
 )
@@ -1007,5 +1009,36 @@ func TestGuardWithheldUnstreamedAnswerReleasesBackend(t *testing.T) {
 	v, found := metricValue(parseMetrics(t, g.metrics(t)), "llmgate_backend_in_flight", map[string]string{"backend": b.URL})
 	if !found || v != 0 {
 		t.Errorf("llmgate_backend_in_flight = %v (found %v) after two finished requests, want 0", v, found)
+	}
+}
+
+// A stream's completion guard tracks at most 128 choices (OpenAI's cap on n). A larger n on a
+// stream is refused before the backend is asked, as the SDKs' typed 400 on param n, rather than
+// accepted and the stream broken with a server error at choice 128 after it was paid for. A
+// buffered answer is guarded whole, whatever its number of choices.
+func TestGuardRefusesMoreStreamedChoicesThanItTracks(t *testing.T) {
+	t.Parallel()
+	f := startFake(t, fakellm.Options{OutputTokens: 1})
+	g := startGateway(t, newConfig(t, nil, guarded(config.Guard{PII: config.PIIGuard{Completion: "redact"}}, f.backend())))
+	c, _ := g.client()
+	req := chatRequest("chat", 1)
+	req.N = 129
+	var err error
+	var s *openai.ChatCompletionStream
+	if s, err = c.CreateChatCompletionStream(ctx(t), req); err == nil {
+		for err == nil {
+			_, err = s.Recv()
+		}
+		s.Close()
+	}
+	ae := asAPIError(t, err)
+	if ae.HTTPStatusCode != 400 || ae.Type != "invalid_request_error" || deref(ae.Param) != "n" {
+		t.Errorf("stream n=129: got %d %q param %q (%s), want 400 invalid_request_error param n", ae.HTTPStatusCode, ae.Type, deref(ae.Param), ae.Message)
+	}
+	if got := f.Requests(); got != 0 {
+		t.Errorf("backend got %d requests, want 0", got)
+	}
+	if r, err := c.CreateChatCompletion(ctx(t), req); err != nil || len(r.Choices) != 129 {
+		t.Errorf("buffered n=129: %d choices, err %v; want 129", len(r.Choices), err)
 	}
 }

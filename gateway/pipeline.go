@@ -137,6 +137,11 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *request) (done bool) {
 			return g.fail(ctx, r, &apiError{status: fasthttp.StatusBadRequest, typ: typeInvalidRequest, code: "unsupported_parameter", param: r.tokens,
 				message: "'" + r.tokens + "' is not supported on model `" + version.Alias + "`: its completion guard rewrites or stops answers, and token log probabilities or ids would repeat the text it checks."})
 		}
+		if n := r.root.GetInt("n"); n > maxGuardedChoices && r.stream && ag.guardsCompletions() {
+			// A stream guard tracks at most maxGuardedChoices choices (OpenAI's cap on n):
+			// refused here rather than the stream broken at that choice after it was paid for.
+			return g.fail(ctx, r, badRequest("n", "'n' must be at most "+strconv.Itoa(maxGuardedChoices)+" when streaming from model `"+version.Alias+"`: its completion guard checks each streamed choice."))
+		}
 		err := g.guardPrompt(r, r.root)
 		setGuardHeader(ctx, r)
 		if err != nil {
