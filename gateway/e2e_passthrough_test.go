@@ -260,6 +260,39 @@ func TestMaxCompletionTokensOnOllama(t *testing.T) {
 	}
 }
 
+// Ollama answers one choice whatever n asks: a model served only by Ollama refuses n above 1
+// with a 400 naming n, rather than answer fewer choices without a word; n of 1, embeddings,
+// and a vLLM model are unaffected.
+func TestOllamaRefusesSeveralChoices(t *testing.T) {
+	t.Parallel()
+	ollama := startFake(t, fakellm.Options{Flavor: "ollama", Model: "m"})
+	vllm := startFake(t, fakellm.Options{Model: "m"})
+	g := startGateway(t, newConfig(t, nil, model("o", "v1", version("v1", ollama.backend())), model("v", "v1", version("v1", vllm.backend()))))
+	for _, tc := range []struct {
+		alias, extra string
+		want         int
+	}{
+		{"o", `,"n":2`, 400},
+		{"o", `,"n":2,"stream":true`, 400},
+		{"o", `,"n":1`, 200},
+		{"v", `,"n":2`, 200},
+	} {
+		res := g.do(t, "POST", "/v1/chat/completions", `{"model":"`+tc.alias+`","messages":[{"role":"user","content":"hi"}]`+tc.extra+`}`)
+		if res.status != tc.want {
+			t.Errorf("%s%s: status %d %s, want %d", tc.alias, tc.extra, res.status, res.body, tc.want)
+			continue
+		}
+		if tc.want == 400 {
+			if _, param, code := envelope(t, res.body); param != "n" || code != "unsupported_parameter" {
+				t.Errorf("%s%s: param %q code %q, want n unsupported_parameter", tc.alias, tc.extra, param, code)
+			}
+		}
+	}
+	if got := ollama.Requests(); got != 1 {
+		t.Errorf("the Ollama backend got %d requests, want 1 (the n:1 one)", got)
+	}
+}
+
 // A shadow on Ollama gets the same translation as a served request: it generates what the
 // client asked for, not Ollama's own limit, so its length and latency compare with stable's.
 func TestMaxCompletionTokensOnOllamaShadow(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/llmgate/llmgate/config"
 	"github.com/llmgate/llmgate/drift"
 	"github.com/llmgate/llmgate/router"
 )
@@ -123,6 +124,14 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *request) (done bool) {
 		r.canaryShare = version.CanaryStable() != nil
 	}
 	r.version = version
+	if r.op != opEmbeddings && onlyOllama(version) {
+		if n := r.root.GetInt("n"); n > 1 {
+			// Ollama's OpenAI API has no n and answers one choice: refused rather than the
+			// client get fewer choices than it asked for, without a word.
+			return g.fail(ctx, r, &apiError{status: fasthttp.StatusBadRequest, typ: typeInvalidRequest, code: "unsupported_parameter", param: "n",
+				message: "'n' above 1 is not supported on model `" + version.Alias + "`: its backends (Ollama) answer one choice per request."})
+		}
+	}
 	if vs := snap.stats[version]; vs != nil {
 		r.stats.vs = vs
 		r.stats.notePrompt(r.op, r.root) // for the drift sample (9)
@@ -432,3 +441,14 @@ func drainRefusedBody(ctx *fasthttp.RequestCtx) {
 
 // unsafeString views b as a string without copying; the string must not outlive b.
 func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// onlyOllama reports whether every backend of v is an Ollama server, which answers one choice
+// whatever n asks.
+func onlyOllama(v *router.Version) bool {
+	for _, b := range v.Backends {
+		if b.Kind != config.KindOllama {
+			return false
+		}
+	}
+	return len(v.Backends) > 0
+}
