@@ -264,18 +264,7 @@ func TestCacheCoalescedStreamSurvivesLeaderDisconnect(t *testing.T) {
 	f := startFake(t, fakellm.Options{TTFT: 200 * time.Millisecond, OutputTokens: 20, TokensPerSecond: 100})
 	g := startGateway(t, newConfig(t, nil, cached(model("chat", "v1", version("v1", f.backend())))))
 	body := cacheBody("Tell everyone the same story", `,"stream":true`)
-	open := func(c context.Context) *http.Response {
-		req, err := http.NewRequestWithContext(c, "POST", g.URL+"/v1/chat/completions", strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := g.http.Do(req) // the headers come at once; the events follow
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp
-	}
+	open := func(c context.Context) *http.Response { return g.postChat(t, c, body) } // the headers come at once; the events follow
 	leaderCtx, leave := context.WithCancel(ctx(t))
 	defer leave()
 	leader := open(leaderCtx)

@@ -182,18 +182,7 @@ func TestStreamTotalTimeoutForFollowersDoesNotCount(t *testing.T) {
 		}
 	}
 	body := cacheBody("the same long story", `,"stream":true`)
-	open := func(c context.Context) *http.Response {
-		req, err := http.NewRequestWithContext(c, "POST", g.URL+"/v1/chat/completions", strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := g.http.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp
-	}
+	open := func(c context.Context) *http.Response { return g.postChat(t, c, body) }
 	leaderCtx, leave := context.WithCancel(ctx(t))
 	defer leave()
 	leader := open(leaderCtx)
@@ -218,15 +207,7 @@ func TestClientDisconnectDoesNotEject(t *testing.T) {
 	g := startGateway(t, newConfig(t, healthConfig(1), model("chat", "v1", version("v1", f.backend()))))
 	cctx, cancel := context.WithCancel(ctx(t))
 	defer cancel()
-	req, err := http.NewRequestWithContext(cctx, "POST", g.URL+"/v1/chat/completions", strings.NewReader(streamBody))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := g.http.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := g.postChat(t, cctx, streamBody)
 	rd := bufio.NewReader(resp.Body)
 	for {
 		line, err := rd.ReadString('\n')

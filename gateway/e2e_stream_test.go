@@ -129,18 +129,7 @@ func TestStreamChat(t *testing.T) {
 // rawStream posts body and returns the SSE events the client received, and the response.
 func rawStream(t testing.TB, g *gw, body string, headers ...string) (*http.Response, []string) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(ctx(t), "POST", g.URL+"/v1/chat/completions", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := g.http.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := g.postChat(t, ctx(t), body, headers...)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
@@ -290,16 +279,7 @@ func TestClientDisconnectFreesBackend(t *testing.T) {
 
 	cctx, cancel := context.WithCancel(ctx(t))
 	defer cancel()
-	req, err := http.NewRequestWithContext(cctx, "POST", g.URL+"/v1/chat/completions",
-		strings.NewReader(`{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := g.http.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := g.postChat(t, cctx, `{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
 	rd := bufio.NewReader(resp.Body)
 	for n := 0; n < 3; {
 		line, err := rd.ReadString('\n')

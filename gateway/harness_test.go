@@ -108,6 +108,26 @@ func listen(t testing.TB) net.Listener {
 	return ln
 }
 
+// postChat posts body to /v1/chat/completions under c (cancel it to leave, as a client that
+// disconnects) and returns the response as soon as its headers are in: a stream's events are
+// still to be read from its body.
+func (g *gw) postChat(t testing.TB, c context.Context, body string, headers ...string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequestWithContext(c, "POST", g.URL+"/v1/chat/completions", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := g.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
 // rawBackend serves each connection to a vLLM-kind backend with serve, on a goroutine of its
 // own, for tests that need the wire itself (a connection cut mid-answer, kept alive, reset).
 // The listener closes, and the accepting goroutine ends, when the test does.
