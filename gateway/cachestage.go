@@ -231,7 +231,7 @@ func (g *Gateway) cacheStoreBuffered(r *request, backendBody []byte) {
 	if r.status != fasthttp.StatusOK {
 		return // reset fails the flight
 	}
-	e, err := cache.NewEntry(cache.Kind(r.op), backendBody, cs.req.N)
+	e, err := cache.NewEntry(cache.Kind(r.op), backendBody, cs.req.Choices())
 	if err != nil {
 		return
 	}
@@ -250,7 +250,7 @@ const maxCachedStream = 4 << 20
 // startRecording readies stage 8 for a stream this request leads or stores.
 func (cs *cacheState) startRecording(op operation) {
 	if cs.flight != nil || cs.decision&cache.Save != 0 {
-		cs.recorder = cache.AcquireRecorder(cache.Kind(op), cs.req.N, maxCachedStream)
+		cs.recorder = cache.AcquireRecorder(cache.Kind(op), cs.req.Choices(), maxCachedStream)
 	}
 }
 

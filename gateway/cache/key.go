@@ -46,6 +46,9 @@ type Request struct {
 	// N is the number of choices asked for (n); 1 when absent, -1 when not a small positive
 	// integer (such requests are not cached).
 	N int
+	// prompts is how many prompts a completion request sends (a list of prompts is answered
+	// with n choices for each); 0 stands for 1.
+	prompts int
 	// HasTemperature, ZeroTemperature and HasSeed decide determinism; null counts as absent.
 	HasTemperature, ZeroTemperature, HasSeed bool
 
@@ -59,6 +62,15 @@ type Request struct {
 	raw            Key
 	alias, version string
 	memoized       bool
+}
+
+// Choices returns how many choices a whole answer to r holds: n for each prompt (a
+// completion request may send a list of prompts), -1 when n is not cacheable.
+func (r *Request) Choices() int {
+	if r.N < 1 || r.prompts == 0 {
+		return r.N
+	}
+	return r.N * r.prompts
 }
 
 // Reset clears r for reuse.
@@ -434,7 +446,33 @@ func (c *canonicalizer) param(key, v []byte) {
 		if !null {
 			r.N = canonSmallInt(v)
 		}
+	case "prompt":
+		if r.Kind == KindCompletion {
+			r.prompts = countPrompts(v)
+		}
 	}
+}
+
+// countPrompts returns how many prompts the canonical completion prompt v holds: a list of
+// strings or of token lists is one prompt per element, a string or one token list is one
+// prompt; -1 for an empty list, which no backend answers.
+func countPrompts(v []byte) int {
+	if len(v) == 0 || v[0] != '[' {
+		return 1
+	}
+	n, tokens := 0, false
+	_, _ = eachElement(v, 0, func(vs, _ int) error {
+		n++
+		tokens = tokens || (v[vs] != '"' && v[vs] != '[')
+		return nil
+	}, 1)
+	switch {
+	case tokens:
+		return 1
+	case n == 0:
+		return -1
+	}
+	return n
 }
 
 // maxN bounds the n the cache accepts; larger values are -1 (not cached).
