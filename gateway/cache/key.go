@@ -51,6 +51,9 @@ type Request struct {
 	prompts int
 	// HasTemperature, ZeroTemperature and HasSeed decide determinism; null counts as absent.
 	HasTemperature, ZeroTemperature, HasSeed bool
+	// PerChunkUsage: stream_options asks for vLLM's continuous_usage_stats, usage on every
+	// chunk, which a replay or a coalesced stream cannot give.
+	PerChunkUsage bool
 
 	ok     bool // Prepare succeeded
 	gen    generation
@@ -291,9 +294,14 @@ func (c *canonicalizer) object(b []byte, i, depth int, top bool) (int, error) {
 		}
 		i = skipWS(b, i+1)
 		if top && isExcluded(c.out[ks+1:ke-1]) {
+			streamOptions := string(c.out[ks+1:ke-1]) == "stream_options"
 			c.out = c.out[:ks]
+			start := i
 			if i, err = scanValue(b, i, depth); err != nil {
 				return 0, err
+			}
+			if streamOptions && continuousUsage(b[start:i]) {
+				c.req.PerChunkUsage = true
 			}
 		} else {
 			c.out = append(c.out, ':')
@@ -418,6 +426,20 @@ func (c *canonicalizer) compareKeys(x, y member) int {
 		return int(a[0]) - int(b[0])
 	}
 	return bytes.Compare(a, b)
+}
+
+// continuousUsage reports whether a stream_options object asks for continuous_usage_stats.
+func continuousUsage(v []byte) bool {
+	k := bytes.Index(v, []byte(`"continuous_usage_stats"`))
+	if k < 0 {
+		return false
+	}
+	i := skipWS(v, k+len(`"continuous_usage_stats"`))
+	if i >= len(v) || v[i] != ':' {
+		return false
+	}
+	i = skipWS(v, i+1)
+	return bytes.HasPrefix(v[i:], []byte("true"))
 }
 
 // isExcluded reports whether key is one of excluded (a switch: Go compiles it to a search by

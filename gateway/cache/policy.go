@@ -48,11 +48,12 @@ const (
 	ReasonNoStore                        // Cache-Control: no-store
 	ReasonOnlyIfCached                   // x-llmgate-cache or Cache-Control: only-if-cached
 	ReasonBadHeader                      // x-llmgate-cache has an unknown value
+	ReasonPerChunkUsage                  // stream_options.continuous_usage_stats: usage on every chunk
 	numReasons
 )
 
 var reasonNames = [numReasons]string{"none", "disabled", "uncacheable", "non_deterministic",
-	"choices", "bypass", "refresh", "no_store", "only_if_cached", "bad_header"}
+	"choices", "bypass", "refresh", "no_store", "only_if_cached", "bad_header", "per_chunk_usage"}
 
 // String returns r as a metric label value.
 func (r Reason) String() string {
@@ -103,6 +104,8 @@ func Decide(p Policy, req *Request, cacheHeader, cacheControl []byte) (Decision,
 		d, why = Bypass, ReasonUncacheable
 	case req.N < 1:
 		d, why = Bypass, ReasonChoices
+	case req.PerChunkUsage:
+		d, why = Bypass, ReasonPerChunkUsage
 	case req.Kind != KindEmbeddings && !p.AllowNonDeterministic &&
 		!req.HasSeed && !(req.HasTemperature && req.ZeroTemperature):
 		d, why = Bypass, ReasonNonDeterministic

@@ -23,6 +23,8 @@ func TestDecide(t *testing.T) {
 		{"completions follow chat rules", on, KindCompletion, `{"prompt":"x"}`, "", "", Bypass, ReasonNonDeterministic},
 		{"n > 1 is cacheable", on, KindChat, `{"temperature":0,"n":4}`, "", "", Use, ReasonNone},
 		{"bad n", on, KindChat, `{"temperature":0,"n":0.5}`, "", "", Bypass, ReasonChoices},
+		{"usage on every chunk", on, KindChat, `{"temperature":0,"stream":true,"stream_options":{"include_usage":true,"continuous_usage_stats": true}}`, "", "", Bypass, ReasonPerChunkUsage},
+		{"usage at the end only", on, KindChat, `{"temperature":0,"stream":true,"stream_options":{"include_usage":true,"continuous_usage_stats":false}}`, "", "", Use, ReasonNone},
 		{"alias disabled", Policy{}, KindChat, "", "", "", Bypass, ReasonDisabled},
 		{"alias disabled, only-if-cached: 504 at once", Policy{}, KindChat, "", "only-if-cached", "", OnlyCached, ReasonDisabled},
 		{"uncacheable body", on, KindChat, "!", "", "", Bypass, ReasonUncacheable},
