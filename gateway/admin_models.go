@@ -691,7 +691,8 @@ func decodeAdmin(ctx *fasthttp.RequestCtx, v any) bool {
 				msg = "Invalid JSON body: " + param + ` must be a duration such as "5m", not ` + te.Value + "."
 			}
 		} else if s := err.Error(); strings.HasPrefix(s, "json: unknown field ") {
-			param = strings.Trim(strings.TrimPrefix(s, "json: unknown field "), `"`)
+			param = unknownFieldPath(body, reflect.TypeOf(v), strings.Trim(strings.TrimPrefix(s, "json: unknown field "), `"`))
+			msg = "Invalid JSON body: unknown field '" + param + "'."
 		}
 		writeError(ctx, badRequest(param, msg))
 		return false

@@ -75,3 +75,99 @@ func refusedAt(dec *json.Decoder, path string, want []string, typ reflect.Type, 
 	}
 	return "", false
 }
+
+// unknownFieldPath returns where in an admin body the first key sits that no field of typ
+// takes at its place ("steps[0].canary_pct"), as encoding/json, which names the key alone,
+// refused it; name when it is not found. Keys match fields as encoding/json matches them: by
+// their json name, without regard to case.
+func unknownFieldPath(body []byte, typ reflect.Type, name string) string {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if at, ok := unknownAt(dec, "", typ, name, 0); ok {
+		return at
+	}
+	return name
+}
+
+// unknownAt reads one value from dec, at path, whose Go type is typ, and returns the path of
+// the first key named name that typ's struct at its place lacks.
+func unknownAt(dec *json.Decoder, path string, typ reflect.Type, name string, depth int) (string, bool) {
+	for typ != nil && typ.Kind() == reflect.Pointer {
+		typ = typ.Elem()
+	}
+	if depth > maxAdminDepth {
+		return "", false
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return "", false
+	}
+	switch tok {
+	case json.Delim('{'):
+		for dec.More() {
+			tok, err := dec.Token()
+			if err != nil {
+				return "", false
+			}
+			k, _ := tok.(string)
+			at := k
+			if path != "" {
+				at = path + "." + k
+			}
+			var ft reflect.Type // the value's type; nil when unknown (read and skipped)
+			switch {
+			case typ == nil:
+			case typ.Kind() == reflect.Map:
+				ft = typ.Elem()
+			case typ.Kind() == reflect.Struct:
+				f, ok := jsonField(typ, k)
+				if !ok && strings.EqualFold(k, name) {
+					return at, true
+				}
+				ft = f
+			}
+			if at, ok := unknownAt(dec, at, ft, name, depth+1); ok {
+				return at, true
+			}
+		}
+		dec.Token() // '}'
+	case json.Delim('['):
+		var et reflect.Type
+		if typ != nil && (typ.Kind() == reflect.Slice || typ.Kind() == reflect.Array) {
+			et = typ.Elem()
+		}
+		for i := 0; dec.More(); i++ {
+			if at, ok := unknownAt(dec, path+"["+strconv.Itoa(i)+"]", et, name, depth+1); ok {
+				return at, true
+			}
+		}
+		dec.Token() // ']'
+	}
+	return "", false
+}
+
+// jsonField returns the type of struct typ's field that encoding/json decodes key into.
+func jsonField(typ reflect.Type, key string) (reflect.Type, bool) {
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch {
+		case tag == "-":
+			continue
+		case tag == "":
+			tag = f.Name
+		}
+		if f.Anonymous && f.Type.Kind() == reflect.Struct && f.Tag.Get("json") == "" {
+			if ft, ok := jsonField(f.Type, key); ok {
+				return ft, true
+			}
+			continue
+		}
+		if strings.EqualFold(tag, key) {
+			return f.Type, true
+		}
+	}
+	return nil, false
+}

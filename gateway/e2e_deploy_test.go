@@ -1286,6 +1286,11 @@ func TestDeployDrainedBackend(t *testing.T) {
 		`{"version":"v2","backends":[`+spec(drained, `,"weight":0`)+`]}`)
 	g.refused(t, 400, "created", "POST", "/admin/models/chat/versions?probe=false", opsToken,
 		`{"version":"v2","created":"2020-01-01T00:00:00Z","backends":[`+spec(live, ``)+`]}`)
+	// A misspelt key inside a list is named where it is.
+	g.refused(t, 400, "backends[1].wieght", "POST", "/admin/models/chat/versions?probe=false", opsToken,
+		`{"version":"v2","backends":[`+spec(live, ``)+`,`+spec(drained, `,"wieght":2`)+`]}`)
+	g.refused(t, 400, "steps[1].canary_pct", "POST", "/admin/models/chat/rollouts", opsToken,
+		`{"canary":"v1","steps":[{"canary_percent":10},{"canary_pct":50}]}`)
 	g.write(t, "POST", "/admin/models/chat/versions?probe=false", `{"version":"v2","backends":[`+spec(drained, `,"weight":0`)+`,`+spec(live, ``)+`]}`)
 
 	res := g.call(t, "GET", "/admin/models/chat", viewerToken, "")
