@@ -618,6 +618,16 @@ func TestDeployShadow(t *testing.T) {
 	v1Out, _ := metricValue(parseMetrics(t, g.metrics(t)), "llmgate_tokens_total", map[string]string{"model": "chat", "version": "v1", "type": "output"})
 	g.waitMetric(t, "llmgate_tokens_total", map[string]string{"model": "chat", "version": "v2", "type": "output"}, "= v1's",
 		func(v float64) bool { return v1Out > 0 && v == v1Out })
+	// Per request too: gen_ai_client_token_usage holds the same tokens, one sample per mirror
+	// (it had none, while llmgate_tokens_total counted them).
+	m := parseMetrics(t, g.metrics(t))
+	v2Out := map[string]string{"model": "chat", "version": "v2", "gen_ai_token_type": "output"}
+	if got, _ := metricValue(m, "gen_ai_client_token_usage_sum", v2Out); got != v1Out {
+		t.Errorf("gen_ai_client_token_usage_sum of the shadow = %v, want llmgate_tokens_total's %v", got, v1Out)
+	}
+	if got, _ := metricValue(m, "gen_ai_client_token_usage_count", v2Out); got != n {
+		t.Errorf("gen_ai_client_token_usage_count of the shadow = %v, want %d", got, n)
+	}
 
 	// Turning the shadow off stops the copies.
 	g.write(t, "PUT", "/admin/models/chat/shadow", `{}`)

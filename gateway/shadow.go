@@ -124,11 +124,16 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 		}
 		h.metrics.countStatus(status)
 		h.metrics.upstream.Update(end.Sub(start).Seconds())
+		// Both token series, as finish counts a client's request: per request and in total
+		// (gen_ai_client_token_usage_sum is llmgate_tokens_total for every version).
+		vm := h.metrics.version
 		if in > 0 {
-			h.metrics.version.inputTotal.Add(in)
+			vm.inputTokens.Update(float64(in))
+			vm.inputTotal.Add(in)
 		}
 		if out > 0 {
-			h.metrics.version.outputTotal.Add(out)
+			vm.outputTokens.Update(float64(out))
+			vm.outputTotal.Add(out)
 		}
 		if vs == nil {
 			return
