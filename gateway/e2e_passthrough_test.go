@@ -293,6 +293,30 @@ func TestOllamaRefusesSeveralChoices(t *testing.T) {
 	}
 }
 
+// The refusal is the version's like any other: /admin/stats counts it, as
+// llmgate_request_errors_total does (it was refused before the request reached the statistics).
+func TestOllamaSeveralChoicesInStats(t *testing.T) {
+	tokens := withAdminTokens(t)
+	ollama := startFake(t, fakellm.Options{Flavor: "ollama", Model: "m"})
+	g := startGateway(t, newConfig(t, tokens, model("o", "v1", version("v1", ollama.backend()))))
+	for _, extra := range []string{`,"n":2`, `,"n":2,"stream":true`, `,"n":1`} {
+		g.do(t, "POST", "/v1/chat/completions", `{"model":"o","messages":[{"role":"user","content":"hi"}]`+extra+`}`)
+	}
+	refused, _ := metricValue(parseMetrics(t, g.metrics(t)), "llmgate_request_errors_total",
+		map[string]string{"model": "o", "version": "v1", "code": "unsupported_parameter"})
+	var stats struct {
+		Versions []struct {
+			Summary struct {
+				Requests uint64 `json:"requests"`
+			} `json:"summary"`
+		} `json:"versions"`
+	}
+	decode(t, g.call(t, "GET", "/admin/stats/o", viewerToken, ""), &stats)
+	if refused != 2 || len(stats.Versions) != 1 || stats.Versions[0].Summary.Requests != 3 {
+		t.Errorf("llmgate_request_errors_total{code=unsupported_parameter} = %v and /admin/stats %+v, want 2 and 3 requests", refused, stats.Versions)
+	}
+}
+
 // A shadow on Ollama gets the same translation as a served request: it generates what the
 // client asked for, not Ollama's own limit, so its length and latency compare with stable's.
 func TestMaxCompletionTokensOnOllamaShadow(t *testing.T) {

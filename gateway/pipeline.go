@@ -124,6 +124,11 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *request) (done bool) {
 		r.canaryShare = version.CanaryStable() != nil
 	}
 	r.version = version
+	if vs := snap.stats[version]; vs != nil {
+		r.stats.vs = vs
+		r.stats.notePrompt(r.op, r.root) // for the drift sample (9)
+	}
+	// Refusals from here on are the version's: in its statistics as in llmgate_request_errors_total.
 	if r.op != opEmbeddings && onlyOllama(version) {
 		if n := r.root.GetInt("n"); n > 1 {
 			// Ollama's OpenAI API has no n and answers one choice: refused rather than the
@@ -131,10 +136,6 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *request) (done bool) {
 			return g.fail(ctx, r, &apiError{status: fasthttp.StatusBadRequest, typ: typeInvalidRequest, code: "unsupported_parameter", param: "n",
 				message: "'n' above 1 is not supported on model `" + version.Alias + "`: its backends (Ollama) answer one choice per request."})
 		}
-	}
-	if vs := snap.stats[version]; vs != nil {
-		r.stats.vs = vs
-		r.stats.notePrompt(r.op, r.root) // for the drift sample (9)
 	}
 	// 4. guard the prompt: redact or block; the body is rewritten only if something changed.
 	if ag := snap.guards[version.Alias]; ag != nil {
