@@ -218,7 +218,8 @@ var metricHelp = map[string]string{
 	"llmgate_guard_pii_total":                     "PII values found, by model, direction and entity type.",
 	"llmgate_guard_safety_total":                  "Safety rule matches, by model, direction and category.",
 	"llmgate_guard_blocks_total":                  "Prompts refused and completions stopped by the guard, by model and direction.",
-	"llmgate_guard_duration_seconds":              "Time spent in the guard per request and direction.",
+	"llmgate_guard_duration_seconds":              "Time spent in the guard per check of a prompt or a completion (both directions in one series).",
+	"llmgate_guard_memo_hits_total":               "Texts the guard skipped because it had found them clean before, by model, version and direction.",
 	"llmgate_guard_classifier_total":              "External safety classifier verdicts, by model, direction and result (safe, unsafe, error, dropped).",
 	"llmgate_guard_classifier_duration_seconds":   "Time an external safety classifier took per call.",
 	"llmgate_drift_score":                         "Drift statistic of a feature of a model version against its reference, by method (ks, chisquare, z, wasserstein, jensenshannon, psi).",
@@ -238,8 +239,8 @@ var metricHelp = map[string]string{
 	"llmgate_request_errors_total":                "Requests of a model version that ended in an error, by code: upstream_error (a stream that failed after its 200 included), server_is_overloaded (no backend in service), upstream_timeout, client_disconnected (the client went away), content_filter, ...",
 	"llmgate_canary_fallbacks_total":              "Requests of a canary's share served by the stable version because no canary backend was in service or could answer.",
 	"gen_ai_server_request_duration_seconds":      "Time from request arrival to the last byte of the response.",
-	"gen_ai_server_time_to_first_token_seconds":   "Time from request arrival to the first streamed token.",
-	"gen_ai_server_time_per_output_token_seconds": "Mean time between streamed tokens after the first.",
+	"gen_ai_server_time_to_first_token_seconds":   "Time from request arrival to the first streamed event (the chunk that opens the answer counts).",
+	"gen_ai_server_time_per_output_token_seconds": "Mean gap between streamed chunks that carry generated tokens (text, reasoning, tool calls; not the chunks that only open or finish the answer).",
 	"gen_ai_client_token_usage":                   "Tokens per request, by gen_ai_token_type (input or output).",
 }
 
