@@ -85,11 +85,7 @@ func (g *Gateway) tryVersion(ctx *fasthttp.RequestCtx, r *request, snap *snapsho
 
 		r.upstreamAt = time.Now()
 		hold := b.Acquire() // at once after Pick: a half-open backend's trial is this request's
-		err = do(h)
-		if err != nil && staleConnection(&r.upstreamResp, err) {
-			r.upstreamResp.Reset()
-			err = do(h) // on a fresh connection, or another pooled one
-		}
+		err = sendResendingStale(&r.upstreamResp, func() error { return do(h) })
 		r.headersAt = time.Now()
 		resp := &r.upstreamResp
 		if err != nil {

@@ -91,13 +91,8 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 		}
 		req.SetBody(replaceModel(body, b.Model))
 		start := time.Now()
-		err := h.up.buffered.DoDeadline(req, resp, deadline)
-		if err != nil && staleConnection(resp, err) {
-			// As tryVersion does: the backend closed a pooled connection while it was idle, and
-			// never saw the request. Counted, it would be an error the shadow version did not make.
-			resp.Reset()
-			err = h.up.buffered.DoDeadline(req, resp, deadline)
-		}
+		// A stale pooled connection, counted, would be an error the shadow version did not make.
+		err := sendResendingStale(resp, func() error { return h.up.buffered.DoDeadline(req, resp, deadline) })
 		// The backend's verdict, as tryVersion gives one: a shadow may hold a half-open
 		// backend's trial, which only a verdict decides, and a shadow version's backends that
 		// fail its mirrors are ejected like any (then mirrors skip them instead of waiting).

@@ -107,6 +107,18 @@ type tlsDone struct {
 
 func (c tlsDone) Handshake() error { return c.tc.Handshake() }
 
+// sendResendingStale runs send, which fills resp, and runs it once more when it failed on a
+// stale pooled connection (see staleConnection): the backend never saw the request, and its
+// failure is not the backend's.
+func sendResendingStale(resp *fasthttp.Response, send func() error) error {
+	err := send()
+	if err != nil && staleConnection(resp, err) {
+		resp.Reset()
+		err = send() // on a fresh connection, or another pooled one
+	}
+	return err
+}
+
 // staleConnection reports whether a request failed on a pooled connection the backend had
 // closed while it sat idle: the connection carried an answer before, and not one byte of this
 // request's answer arrived on it. The request never reached the backend, so sending it again on
