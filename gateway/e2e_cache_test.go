@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -264,15 +263,7 @@ func TestCacheCoalescedStreamSurvivesLeaderDisconnect(t *testing.T) {
 	f := startFake(t, fakellm.Options{TTFT: 200 * time.Millisecond, OutputTokens: 20, TokensPerSecond: 100})
 	g := startGateway(t, newConfig(t, nil, cached(model("chat", "v1", version("v1", f.backend())))))
 	body := cacheBody("Tell everyone the same story", `,"stream":true`)
-	open := func(c context.Context) *http.Response { return g.postChat(t, c, body) } // the headers come at once; the events follow
-	leaderCtx, leave := context.WithCancel(ctx(t))
-	defer leave()
-	leader := open(leaderCtx)
-	follower := open(ctx(t))
-	defer follower.Body.Close()
-	if got := [2]string{leader.Header.Get("X-Llmgate-Cache"), follower.Header.Get("X-Llmgate-Cache")}; got != [2]string{"miss", "coalesced"} {
-		t.Fatalf("x-llmgate-cache %v, want [miss coalesced]", got)
-	}
+	leader, follower, leave := g.coalescedPair(t, body)
 	leave() // before the first token
 	leader.Body.Close()
 	got, err := io.ReadAll(follower.Body)

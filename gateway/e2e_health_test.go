@@ -182,15 +182,7 @@ func TestStreamTotalTimeoutForFollowersDoesNotCount(t *testing.T) {
 		}
 	}
 	body := cacheBody("the same long story", `,"stream":true`)
-	open := func(c context.Context) *http.Response { return g.postChat(t, c, body) }
-	leaderCtx, leave := context.WithCancel(ctx(t))
-	defer leave()
-	leader := open(leaderCtx)
-	follower := open(ctx(t))
-	defer follower.Body.Close()
-	if got := [2]string{leader.Header.Get("X-Llmgate-Cache"), follower.Header.Get("X-Llmgate-Cache")}; got != [2]string{"miss", "coalesced"} {
-		t.Fatalf("x-llmgate-cache %v, want [miss coalesced]", got)
-	}
+	leader, follower, leave := g.coalescedPair(t, body)
 	leave() // the leader's stream goes on for the follower, until the total timeout
 	leader.Body.Close()
 	_, _ = io.ReadAll(follower.Body)

@@ -128,6 +128,21 @@ func (g *gw) postChat(t testing.TB, c context.Context, body string, headers ...s
 	return resp
 }
 
+// coalescedPair opens two identical streams of body, a leader and a follower coalesced onto
+// its flight, and returns them with leave, which makes the leader's client leave.
+func (g *gw) coalescedPair(t testing.TB, body string) (leader, follower *http.Response, leave func()) {
+	t.Helper()
+	leaderCtx, leave := context.WithCancel(ctx(t))
+	t.Cleanup(leave)
+	leader = g.postChat(t, leaderCtx, body) // the headers come at once; the events follow
+	follower = g.postChat(t, ctx(t), body)
+	t.Cleanup(func() { follower.Body.Close() })
+	if got := [2]string{leader.Header.Get("X-Llmgate-Cache"), follower.Header.Get("X-Llmgate-Cache")}; got != [2]string{"miss", "coalesced"} {
+		t.Fatalf("x-llmgate-cache %v, want [miss coalesced]", got)
+	}
+	return leader, follower, leave
+}
+
 // rawBackend serves each connection to a vLLM-kind backend with serve, on a goroutine of its
 // own, for tests that need the wire itself (a connection cut mid-answer, kept alive, reset).
 // The listener closes, and the accepting goroutine ends, when the test does.
@@ -152,32 +167,14 @@ func rawBackend(t testing.TB, serve func(c net.Conn)) config.Backend {
 // silentBackend accepts connections and never answers: a backend stuck before its first byte.
 func silentBackend(t testing.TB) config.Backend {
 	t.Helper()
-	ln := listen(t)
-	var mu sync.Mutex
-	var conns []net.Conn
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-done
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
+	gone := make(chan struct{})
+	b := rawBackend(t, func(c net.Conn) {
+		<-gone
+		c.Close()
 	})
-	return config.Backend{URL: "http://" + ln.Addr().String(), Kind: config.KindVLLM, Model: "silent"}
+	t.Cleanup(func() { close(gone) }) // before rawBackend's own: its connections close first
+	b.Model = "silent"
+	return b
 }
 
 // closedBackend is a loopback port nothing listens on: connections are refused.
