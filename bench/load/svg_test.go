@@ -31,23 +31,13 @@ func TestSVGAxisLabels(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			d := Dist{N: 1, P50: tt.lat, P90: tt.lat, P99: tt.lat}
 			rep := &Report{Options: testOptions(), Summaries: []Summary{{Target: "a", Throughput: tt.tput, Latency: d}}}
-			dec := xml.NewDecoder(bytes.NewReader(SVG(rep)))
 			ticks := 0
-			for {
-				tok, err := dec.Token()
-				if err == io.EOF {
-					break
-				}
-				if err != nil {
-					t.Fatalf("SVG is not well-formed XML: %v", err)
-				}
-				se, ok := tok.(xml.StartElement)
-				if !ok || se.Name.Local != "text" || !hasAttr(se, "text-anchor", "end") || !hasAttr(se, "font-size", "10") {
+			for _, tx := range svgTexts(t, SVG(rep)) {
+				if !hasAttr(tx.el, "text-anchor", "end") || !hasAttr(tx.el, "font-size", "10") {
 					continue
 				}
-				s, _ := dec.Token()
-				if cd, _ := s.(xml.CharData); !label.Match(cd) {
-					t.Errorf("axis label %q", cd)
+				if !label.MatchString(tx.text) {
+					t.Errorf("axis label %q", tx.text)
 				}
 				ticks++
 			}
@@ -66,28 +56,18 @@ func TestSVGTargetLabels(t *testing.T) {
 	for _, n := range names {
 		rep.Summaries = append(rep.Summaries, Summary{Target: n, Throughput: 100, Latency: Dist{N: 1, P50: time.Millisecond}})
 	}
-	dec := xml.NewDecoder(bytes.NewReader(SVG(rep)))
 	var upright [][2]float64 // x extents of names written level
 	slanted := 0
-	for {
-		tok, err := dec.Token()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatalf("SVG is not well-formed XML: %v", err)
-		}
-		se, ok := tok.(xml.StartElement)
-		if !ok || se.Name.Local != "text" || !hasAttr(se, "y", fmt.Sprintf("%.1f", float64(plotBot+18))) {
+	for _, tx := range svgTexts(t, SVG(rep)) {
+		if !hasAttr(tx.el, "y", fmt.Sprintf("%.1f", float64(plotBot+18))) {
 			continue
 		}
-		if attr(se, "transform") != "" {
+		if attr(tx.el, "transform") != "" {
 			slanted++
 			continue
 		}
-		cd, _ := dec.Token()
-		x, _ := strconv.ParseFloat(attr(se, "x"), 64)
-		w := labelWidth(string(cd.(xml.CharData)))
+		x, _ := strconv.ParseFloat(attr(tx.el, "x"), 64)
+		w := labelWidth(tx.text)
 		upright = append(upright, [2]float64{x - w/2, x + w/2})
 	}
 	if len(upright)+slanted != 2*len(names) {
@@ -97,6 +77,36 @@ func TestSVGTargetLabels(t *testing.T) {
 		if a, b := upright[i-1], upright[i]; b[0] < a[1] && a[0] < b[1] {
 			t.Errorf("target names overlap: x %v and %v", a, b)
 		}
+	}
+}
+
+// svgText is a <text> element of an SVG and the text in it.
+type svgText struct {
+	el   xml.StartElement
+	text string
+}
+
+// svgTexts returns the <text> elements of svg, failing the test when it is not well-formed.
+func svgTexts(t *testing.T, svg []byte) []svgText {
+	t.Helper()
+	dec := xml.NewDecoder(bytes.NewReader(svg))
+	var out []svgText
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("SVG is not well-formed XML: %v", err)
+		}
+		se, ok := tok.(xml.StartElement)
+		if !ok || se.Name.Local != "text" {
+			continue
+		}
+		se = se.Copy() // the decoder reuses its attributes' memory
+		next, _ := dec.Token()
+		cd, _ := next.(xml.CharData)
+		out = append(out, svgText{se, string(cd)})
 	}
 }
 
