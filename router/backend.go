@@ -54,7 +54,7 @@ func (b *Backend) Healthy() bool { return b.health.inService(b.now().UnixNano())
 
 // ReportSuccess records the success of a request that started now, with no hold (tests, and
 // callers without one): it ends an ejection and resets the request failure count.
-func (b *Backend) ReportSuccess() { b.health.success(b.health.epoch.Load(), b.now()) }
+func (b *Backend) ReportSuccess() { b.health.success(b.health.epoch.Load(), b.now(), false) }
 
 // ReportFailure records a connect error, timeout or 5xx of a request that started now. After
 // threshold consecutive failures the backend is ejected; each repeated ejection lasts twice as
@@ -88,7 +88,7 @@ func (h Hold) Backend() *Backend { return h.b }
 // ReportSuccess records the request's success (see Backend.ReportSuccess).
 func (h Hold) ReportSuccess() {
 	if h.b != nil {
-		h.b.health.success(h.epoch, h.b.now())
+		h.b.health.success(h.epoch, h.b.now(), false)
 	}
 }
 
@@ -103,8 +103,7 @@ func (h Hold) ReportFailure() {
 // the backend's window of stream outcomes (see ReportStreamFailure).
 func (h Hold) ReportStreamSuccess() {
 	if h.b != nil {
-		h.b.health.streamOutcome(h.b.now(), false, h.epoch, h.b.ejectBase)
-		h.b.health.success(h.epoch, h.b.now())
+		h.b.health.success(h.epoch, h.b.now(), true)
 	}
 }
 
@@ -116,7 +115,7 @@ func (h Hold) ReportStreamSuccess() {
 // second, and eject a version's only backend); one that cuts them all is, within a window.
 func (h Hold) ReportStreamFailure() {
 	if h.b != nil {
-		if d := h.b.health.streamOutcome(h.b.now(), true, h.epoch, h.b.ejectBase); d > 0 {
+		if d := h.b.health.streamFailure(h.b.now(), h.epoch, h.b.ejectBase); d > 0 {
 			h.b.health.notify(d)
 		}
 	}
@@ -207,17 +206,21 @@ func (h *health) inService(now int64) bool {
 }
 
 // success records the success of a request that started in epoch.
-func (h *health) success(epoch uint64, now time.Time) {
+func (h *health) success(epoch uint64, now time.Time, stream bool) {
 	h.mu.Lock()
-	if until := h.ejectedUntil.Load(); epoch != h.epoch.Load() || now.UnixNano() < until {
+	until := h.ejectedUntil.Load()
+	if epoch != h.epoch.Load() || now.UnixNano() < until {
 		// Started before the latest ejection, or picked just before it and held just after
 		// (its epoch is the new one): it says nothing of the backend now. Only a request
 		// admitted once the ejection ran out, the trial, may end it.
 		h.mu.Unlock()
 		return
 	}
-	if h.ejectedUntil.Load() == 0 {
+	if until == 0 {
 		h.failures = 0
+		if stream {
+			h.noteStream(false)
+		}
 		h.mu.Unlock()
 		return
 	}
@@ -274,29 +277,32 @@ func (h *health) recordFailure(now time.Time, threshold int, base time.Duration,
 	return h.eject(now, base, probe)
 }
 
-// streamOutcome adds the outcome of a stream that started in epoch to the window and returns
-// the ejection it started, or 0 (see Hold.ReportStreamFailure).
-func (h *health) streamOutcome(now time.Time, failed bool, epoch uint64, base time.Duration) time.Duration {
+// streamFailure adds a broken stream that started in epoch to the window of stream outcomes
+// and returns the ejection it started, or 0 (see Hold.ReportStreamFailure).
+func (h *health) streamFailure(now time.Time, epoch uint64, base time.Duration) time.Duration {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	until := h.ejectedUntil.Load()
 	if now.UnixNano() < until || epoch != h.epoch.Load() {
 		return 0 // as recordFailure: out already, or started before the latest ejection
 	}
-	h.streams <<= 1
-	if failed {
-		h.streams |= 1
-	}
-	h.nstreams = min(h.nstreams+1, 64)
+	h.noteStream(true)
 	switch {
-	case !failed:
-		return 0
 	case until != 0: // the half-open trial broke
 		return h.eject(now, base, false)
 	case h.nstreams >= streamWindowMin && 2*bits.OnesCount64(h.streams) >= h.nstreams:
 		return h.eject(now, base, false)
 	}
 	return 0
+}
+
+// noteStream adds a stream's outcome to the window, newest in bit 0. mu must be held.
+func (h *health) noteStream(broken bool) {
+	h.streams <<= 1
+	if broken {
+		h.streams |= 1
+	}
+	h.nstreams = min(h.nstreams+1, 64)
 }
 
 // eject takes the backend out of service for base, doubled for each ejection in a row (capped
