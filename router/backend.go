@@ -205,7 +205,8 @@ func (h *health) inService(now int64) bool {
 	return until == 0 || now >= until
 }
 
-// success records the success of a request that started in epoch.
+// success records the success of a request that started in epoch; a whole stream's also goes
+// into the window of stream outcomes.
 func (h *health) success(epoch uint64, now time.Time, stream bool) {
 	h.mu.Lock()
 	until := h.ejectedUntil.Load()
