@@ -158,21 +158,21 @@ func (r *request) readBody(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) 
 	enc := ctx.Request.Header.Peek("Content-Encoding")
 	var zr io.Reader
 	switch {
-	case len(enc) == 0 || asciiEqualFold(enc, "identity"):
+	case len(enc) == 0 || bytes.EqualFold(enc, []byte("identity")):
 		return body, nil
-	case asciiEqualFold(enc, "gzip") || asciiEqualFold(enc, "x-gzip"):
+	case bytes.EqualFold(enc, []byte("gzip")) || bytes.EqualFold(enc, []byte("x-gzip")):
 		gz, err := gzip.NewReader(bytes.NewReader(body))
 		if err != nil {
 			return nil, errUndecodableBody
 		}
 		zr = gz
-	case asciiEqualFold(enc, "deflate") && isZlib(body):
+	case bytes.EqualFold(enc, []byte("deflate")) && isZlib(body):
 		zl, err := zlib.NewReader(bytes.NewReader(body))
 		if err != nil {
 			return nil, errUndecodableBody
 		}
 		zr = zl
-	case asciiEqualFold(enc, "deflate"):
+	case bytes.EqualFold(enc, []byte("deflate")):
 		// "deflate" is the zlib format (RFC 9110 8.4.1.2), but some clients send the raw
 		// deflate stream under that name, as browsers long accepted it.
 		zr = flate.NewReader(bytes.NewReader(body))
@@ -202,22 +202,6 @@ var (
 	errUnsupportedEncoding = &apiError{status: fasthttp.StatusUnsupportedMediaType, typ: typeInvalidRequest,
 		message: "Unsupported Content-Encoding: the request body may be sent as it is, or compressed with gzip or deflate."}
 )
-
-func asciiEqualFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range len(b) {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != s[i] {
-			return false
-		}
-	}
-	return true
-}
 
 // decode reads the fields the gateway acts on and validates the body enough to give the client
 // a precise 400. The body itself is kept byte for byte; only the fields the gateway must change
