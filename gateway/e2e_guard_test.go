@@ -1042,3 +1042,52 @@ func TestGuardRefusesMoreStreamedChoicesThanItTracks(t *testing.T) {
 		t.Errorf("buffered n=129: %d choices, err %v; want 129", len(r.Choices), err)
 	}
 }
+
+// The guard's series are per direction: PII counts carry the action the alias takes on each
+// type, and guard time is observed once per prompt and once per completion, a stream's whole
+// completion included.
+func TestGuardMetricsByDirection(t *testing.T) {
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, nil, guarded(config.Guard{
+		PII: config.PIIGuard{Prompt: "redact", Completion: "redact", Restore: true,
+			Overrides: []config.PIIOverride{{Entity: "PHONE_NUMBER", Prompt: "mask"}}},
+		Safety: config.SafetyGuard{Prompt: "flag", Completion: "flag"},
+	}, f.backend())))
+	prompt := "Write to " + testEmail + " or call +1 415 555 0132."
+	for _, extra := range []string{``, `,"stream":true`} {
+		if res := g.do(t, "POST", "/v1/chat/completions", chatBody(prompt, extra)); res.status != 200 {
+			t.Fatalf("status %d: %s", res.status, res.body)
+		}
+	}
+	v1 := map[string]string{"model": "chat", "version": "v1"}
+	with := func(kv ...string) map[string]string {
+		m := map[string]string{}
+		for k, v := range v1 {
+			m[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	// The stream's completion is observed when it has ended, after the client read [DONE].
+	g.waitMetric(t, "llmgate_guard_duration_seconds_count", with("direction", "completion"), "= 2", func(v float64) bool { return v == 2 })
+	m := parseMetrics(t, g.metrics(t))
+	for _, tt := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"llmgate_guard_duration_seconds_count", with("direction", "prompt"), 2},
+		{"llmgate_guard_duration_seconds_count", with("direction", "completion"), 2},
+		{"llmgate_guard_pii_total", with("direction", "prompt", "entity", "EMAIL_ADDRESS", "action", "redact"), 2},
+		{"llmgate_guard_pii_total", with("direction", "prompt", "entity", "PHONE_NUMBER", "action", "mask"), 2},
+	} {
+		if got, found := metricValue(m, tt.name, tt.labels); !found || got != tt.want {
+			t.Errorf("%s%v = %v (found %v), want %v", tt.name, tt.labels, got, found, tt.want)
+		}
+	}
+	if _, found := metricValue(m, "llmgate_guard_pii_total", with("direction", "prompt", "entity", "PHONE_NUMBER", "action", "redact")); found {
+		t.Error("PHONE_NUMBER has a series with action redact, which the alias does not take on it in prompts")
+	}
+}

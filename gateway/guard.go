@@ -52,12 +52,12 @@ type guardMetrics struct {
 	set        *metrics.Set
 	alias      string
 	version    string
-	labels     string             // model="...",version="..."
-	classifier *classifierMetrics // nil when the alias has no classifier
-	duration   *metrics.PrometheusHistogram
+	labels     string                          // model="...",version="..."
+	classifier *classifierMetrics              // nil when the alias has no classifier
+	duration   [2]*metrics.PrometheusHistogram // by direction
 	blocks     [2]*metrics.Counter
 	memoHits   [2]*metrics.Counter            // texts not scanned again (see cleanMemo)
-	pii        [2]map[string]*metrics.Counter // by entity type
+	pii        [2]map[string]*metrics.Counter // by entity type, with the action the alias takes on it
 }
 
 func newGuardMetrics(set *metrics.Set, alias, version string, ag *aliasGuard) *guardMetrics {
@@ -65,14 +65,19 @@ func newGuardMetrics(set *metrics.Set, alias, version string, ag *aliasGuard) *g
 	if ag.classifier != nil {
 		m.classifier = newClassifierMetrics(set, m.labels)
 	}
-	m.duration = set.GetOrCreatePrometheusHistogramExt("llmgate_guard_duration_seconds{"+m.labels+"}", overheadBuckets)
 	for d := range m.blocks {
 		dl := m.labels + `,direction="` + directionName(guard.Direction(d)) + `"`
+		m.duration[d] = set.GetOrCreatePrometheusHistogramExt("llmgate_guard_duration_seconds{"+dl+"}", overheadBuckets)
 		m.blocks[d] = set.GetOrCreateCounter(`llmgate_guard_blocks_total{` + dl + `}`)
 		m.memoHits[d] = set.GetOrCreateCounter(`llmgate_guard_memo_hits_total{` + dl + `}`)
 		m.pii[d] = map[string]*metrics.Counter{}
+		if ag.pii == nil {
+			continue
+		}
 		for _, e := range piiEntities {
-			m.pii[d][e] = set.GetOrCreateCounter(`llmgate_guard_pii_total{` + dl + `,entity="` + e + `"}`)
+			if a := ag.pii.Action(guard.Direction(d), e); a != guard.ActionOff {
+				m.pii[d][e] = set.GetOrCreateCounter(`llmgate_guard_pii_total{` + dl + `,entity="` + e + `",action="` + piiActionName(a) + `"}`)
+			}
 		}
 	}
 	return m
@@ -105,6 +110,22 @@ func piiAction(s string) guard.Action {
 		return guard.ActionDetect
 	}
 	return guard.ActionOff
+}
+
+// piiActionName is the config's name of a PII action, for the action label of
+// llmgate_guard_pii_total.
+func piiActionName(a guard.Action) string {
+	switch a {
+	case guard.ActionRedact:
+		return config.PIIRedact
+	case guard.ActionMask:
+		return config.PIIMask
+	case guard.ActionHash:
+		return config.PIIHash
+	case guard.ActionBlock:
+		return config.PIIBlock
+	}
+	return config.PIIDetect
 }
 
 func safetyAction(s string) guard.Action {
@@ -267,7 +288,7 @@ func (g *Gateway) guardPromptTexts(r *request, root *fastjson.Value) error {
 		return nil
 	}
 	start := time.Now()
-	defer func() { r.guard.m.duration.Update(time.Since(start).Seconds()) }()
+	defer func() { r.guard.m.duration[guard.Prompt].Update(time.Since(start).Seconds()) }()
 	if ag.pii != nil && r.guard.vault == nil {
 		r.guard.vault = guard.AcquireVault()
 	}
@@ -401,7 +422,7 @@ func (g *Gateway) countPII(r *request, d guard.Direction) {
 		return
 	}
 	for _, e := range piiEntities {
-		if n := v.Found(d, e); n > 0 {
+		if n := v.Found(d, e); n > 0 && r.guard.m.pii[d][e] != nil {
 			r.guard.m.pii[d][e].Add(n)
 		}
 	}
@@ -516,7 +537,7 @@ func (g *Gateway) guardCompletion(r *request, body []byte) ([]byte, error) {
 		return body, nil
 	}
 	start := time.Now()
-	defer func() { r.guard.m.duration.Update(time.Since(start).Seconds()) }()
+	defer func() { r.guard.m.duration[guard.Completion].Update(time.Since(start).Seconds()) }()
 	root, err := parseJSON(&r.parser, body, &r.guard.fixed)
 	if err != nil {
 		return nil, errAnswerUnguarded

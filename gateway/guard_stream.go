@@ -6,6 +6,7 @@ package gateway
 
 import (
 	"bytes"
+	"time"
 
 	"github.com/valyala/fastjson"
 
@@ -22,9 +23,10 @@ type streamGuard struct {
 	on      bool
 	choices []*choiceGuard // by choice index; the first len(choices) are in use
 	used    int
-	stopped bool      // a blocking safety match ended the stream
-	broken  *apiError // why the stream cannot be guarded (a choice index out of range, an event not JSON); nil while it can
-	emptied bool      // the chunk being guarded had text that is all held back now
+	stopped bool          // a blocking safety match ended the stream
+	broken  *apiError     // why the stream cannot be guarded (a choice index out of range, an event not JSON); nil while it can
+	emptied bool          // the chunk being guarded had text that is all held back now
+	spent   time.Duration // time in the guard over the whole stream, one observation of its duration
 }
 
 // choiceGuard holds one choice's text in flight: leaked PII rewritten, placeholders restored,
@@ -127,8 +129,11 @@ func (sg *streamGuard) release(ag *aliasGuard) {
 	for _, c := range sg.choices[:sg.used] {
 		c.release(ag)
 	}
-	sg.on, sg.stopped, sg.broken, sg.used = false, false, nil, 0
+	sg.on, sg.stopped, sg.broken, sg.used, sg.spent = false, false, nil, 0, 0
 }
+
+// addSpent adds the time since start to the stream's time in the guard.
+func (sg *streamGuard) addSpent(start time.Time) { sg.spent += time.Since(start) }
 
 // startStreamGuard readies the completion guard for a stream, when the alias needs one.
 func (r *request) startStreamGuard() {
@@ -218,6 +223,7 @@ func (g *Gateway) streamText(r *request, c *choiceGuard, index int, delta []byte
 // call, usage, or role not sent before), is not sent at all (nil): a client would see only empty
 // deltas. Ollama repeats the role in every delta, so a role already sent is nothing new.
 func (g *Gateway) guardChunk(r *request, data []byte) []byte {
+	defer r.streamGuard.addSpent(time.Now())
 	root, err := parseJSON(&r.parser, data, &r.guard.fixed)
 	if err != nil {
 		r.streamGuard.broken = errEventUnguarded // its text cannot be checked: none goes out
@@ -330,6 +336,7 @@ func isEmptyString(v *fastjson.Value) bool {
 // finish_reason: the backend broke off or sent an error. Reasoning and tool call arguments
 // held back are not released: the stream ends in an error anyway.
 func (g *Gateway) heldChunk(r *request, last []byte) []byte {
+	defer r.streamGuard.addSpent(time.Now())
 	root, err := r.parser.ParseBytes(last)
 	if err != nil || root.Type() != fastjson.TypeObject {
 		return nil

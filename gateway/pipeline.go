@@ -13,6 +13,7 @@ import (
 
 	"github.com/llmgate/llmgate/config"
 	"github.com/llmgate/llmgate/drift"
+	"github.com/llmgate/llmgate/guard"
 	"github.com/llmgate/llmgate/router"
 )
 
@@ -275,6 +276,9 @@ func (g *Gateway) finish(r *request) {
 		if r.handles == nil && (r.cache.result == cacheHit || r.cache.result == cacheCoalesced) {
 			r.cache.vc.duration.Update(elapsed.Seconds()) // answered without a backend of its own
 		}
+	}
+	if r.streamGuard.spent > 0 && r.guard.m != nil { // a stream's completion guard: one check
+		r.guard.m.duration[guard.Completion].Update(r.streamGuard.spent.Seconds())
 	}
 	if r.stats.vs != nil {
 		g.observe(r, now, elapsed, overhead)
