@@ -226,10 +226,14 @@ func (p *PII) findTo(dst []Finding, text []byte, from, to int) []Finding {
 	s.p, s.t, s.lo, s.from, s.dst = p, text, from, from, dst
 	n := min(to, len(text))
 	i := from
-	// The hot loop: most bytes are no trigger. Eight at a time while they last; the flags of
-	// a word serve every trigger in it that a matcher's return leaves unread.
-	for i+8 <= n {
-		m := trigger8(binary.LittleEndian.Uint64(text[i:]))
+	// The hot loop: most bytes are no trigger. skipClean passes over them eight or sixteen at
+	// a time; the flags of a word serve every trigger in it that a matcher's return leaves
+	// unread.
+	for {
+		var m uint64
+		if i, m = skipClean(text, i, n); m == 0 {
+			break
+		}
 		for m != 0 {
 			next := s.trigger(i + bits.TrailingZeros64(m)>>3)
 			if next >= i+8 {
@@ -249,6 +253,33 @@ func (p *PII) findTo(dst []Finding, text []byte, from, to int) []Finding {
 		i = s.trigger(i)
 	}
 	return s.dst
+}
+
+// skipClean returns the start of the first eight bytes from i, up to n, holding a trigger byte
+// and their trigger8 flags; with no such eight, the first i past which eight do not fit and 0.
+// It is apart from findTo so that its loop makes no call (findTo's spilled and reloaded
+// registers around the matchers' calls, every word), and it tests sixteen bytes a turn with
+// one branch and one bounds check: on text without triggers it is a third faster.
+func skipClean(text []byte, i, n int) (int, uint64) {
+	t := text[:n]
+	for ; i >= 0 && i+16 <= len(t); i += 16 {
+		w := t[i : i+16]
+		m0 := trigger8(binary.LittleEndian.Uint64(w))
+		m1 := trigger8(binary.LittleEndian.Uint64(w[8:]))
+		if m0|m1 != 0 {
+			if m0 != 0 {
+				return i, m0
+			}
+			return i + 8, m1
+		}
+	}
+	if i >= 0 && i+8 <= len(t) {
+		if m := trigger8(binary.LittleEndian.Uint64(t[i:])); m != 0 {
+			return i, m
+		}
+		i += 8
+	}
+	return i, 0
 }
 
 // trigger runs the matcher of the trigger byte at i and returns where the scan goes on.
@@ -275,21 +306,24 @@ func (s *scan) trigger(i int) int {
 // trigger8 returns the high bit of each byte of x (eight text bytes, little-endian) that
 // is a trigger: a digit, '-', ':', '@', 'A', 'J' or '_'.
 func trigger8(x uint64) uint64 {
-	const ones, lows, highs = 0x0101010101010101, 0x7f7f7f7f7f7f7f7f, 0x8080808080808080
+	const ones, lows = 0x0101010101010101, 0x7f7f7f7f7f7f7f7f
 	y := x & lows // bytes of 0x80 and above are no trigger: their flags are cleared below
 	// A byte of z + lows has its high bit clear only where z's byte is zero, and no byte
 	// carries into the next, since y's bytes are below 0x80. So each "other" term has the high
 	// bit of a byte set where that byte is not the one it tests for: their AND is clear where
-	// the byte is any of them. Equality costs two operations a byte class, a range three.
-	// Written out rather than with helpers, so that findTo inlines it.
+	// the byte is any of them. The '@' term adds 0x7e, not 0x7f: its high bit is clear where
+	// y ^ '@' is 0 or 1, '@' or 'A'. Two operations a term; no byte carries into the next.
+	// Written out rather than with helpers, so that skipClean inlines it.
 	other := ((y ^ '-'*ones) + lows) &
 		((y ^ 'J'*ones) + lows) &
 		((y ^ '_'*ones) + lows) &
-		(((y ^ '@'*ones) &^ ones) + lows) // '@' and 'A'
-	digitOrColon := (y + (0x80-'0')*ones) &^ (y + (0x7f-':')*ones)
+		((y ^ '@'*ones) + 0x7e*ones)
+	// The high bit of y + 0x50 is set from '0' up, that of y + 0x45 from ';' up: they
+	// differ from '0' to ':'.
+	digitOrColon := (y + (0x80-'0')*ones) ^ (y + (0x7f-':')*ones)
 	// '.' and '/', between '-' and the digits, are common in prose and no trigger: flagging
-	// them would stop the eight-byte loop of findTo at nearly every sentence.
-	return (digitOrColon | ^other) & highs &^ x
+	// them would stop the eight-byte loop of skipClean at nearly every sentence.
+	return (digitOrColon | ^other) &^ (x | lows)
 }
 
 // scan is the state of one Find.
