@@ -104,3 +104,22 @@ func TestRedactRescanPEMNotRewritten(t *testing.T) {
 		}
 	}
 }
+
+// TestPEMIndex checks pemIndex against bytes.Index on every string of up to eight pieces
+// drawn from dashes, "BEGIN" and its parts, and other bytes.
+func TestPEMIndex(t *testing.T) {
+	pieces := []string{"-", "-----", "BEGIN", "B", "BEGI", "x", "-----BEGIN", " "}
+	var walk func(s string, depth int)
+	walk = func(s string, depth int) {
+		if got, want := pemIndex([]byte(s)), bytes.Index([]byte(s), pemBegin); got != want {
+			t.Fatalf("pemIndex(%q) = %d, want %d", s, got, want)
+		}
+		if depth == 0 {
+			return
+		}
+		for _, p := range pieces {
+			walk(s+p, depth-1)
+		}
+	}
+	walk("", 6)
+}

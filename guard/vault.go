@@ -199,7 +199,7 @@ func (p *PII) rescan(dst []Finding, out []byte, spans []int, base int) []Finding
 	// may start their windows between words.
 	pem := len(out)
 	if len(spans) > 0 {
-		if i := bytes.Index(out[:spans[len(spans)-2]-base], pemBegin); i >= 0 {
+		if i := pemIndex(out[:spans[len(spans)-2]-base]); i >= 0 {
 			pem = i
 		}
 	}
@@ -239,6 +239,23 @@ func (p *PII) rescan(dst []Finding, out []byte, spans []int, base int) []Finding
 	return dst
 }
 
+// pemIndex returns the offset of the first "-----BEGIN" in b, or -1. It looks for "BEGIN" and
+// then for the dashes before it: bytes.Index would stop at every '-', common in chat text
+// (list items, dates, compound words), and this search ran over every redacted text.
+func pemIndex(b []byte) int {
+	for from := 5; from < len(b); {
+		k := bytes.Index(b[from:], pemBegin[5:])
+		if k < 0 {
+			return -1
+		}
+		if j := from + k; string(b[j-5:j]) == "-----" {
+			return j - 5
+		}
+		from += k + 1
+	}
+	return -1
+}
+
 var pemBegin = []byte("-----BEGIN")
 
 // nextPEMKey returns the span of the first PEM key that a scan of out starting at from finds
@@ -246,7 +263,7 @@ var pemBegin = []byte("-----BEGIN")
 // key before.
 func (p *PII) nextPEMKey(out []byte, from int) (start, end int) {
 	for {
-		k := bytes.Index(out[from:], pemBegin)
+		k := pemIndex(out[from:])
 		if k < 0 {
 			return len(out), len(out)
 		}
