@@ -234,6 +234,7 @@ func compileSafetyLayout(specs []ruleSpec, dense int, mergeForms bool) (*Safety,
 					}
 				}
 				ref := ruleRef{rule: int32(ri), role: uint8(role)}
+				ref.setAct(&s.rules[ri])
 				if slices.ContainsFunc(ruleRefs[id], func(o ruleRef) bool { return o.rule == ref.rule && o.role != ref.role }) {
 					return nil, fail("in two of phrases, near, unless and unless_next")
 				}

@@ -148,10 +148,43 @@ type safetyPhrase struct {
 	refs, nref int32 // ruleRefs[refs:refs+nref]: the rules that use it, and how
 }
 
-// ruleRef ties a phrase to a rule.
+// ruleRef ties a phrase to a rule, with what phrase needs of the rule, so that a phrase seen,
+// which in ordinary text nearly always leads to nothing, costs no read of the rule.
 type ruleRef struct {
-	rule int32
-	role uint8 // roleMain, roleNear, roleUnless or roleNext
+	rule   int32
+	role   uint8 // roleMain, roleNear, roleUnless or roleNext
+	act    uint8 // what a sighting does for the rule: actMatch, actCancel, actNear or actNone
+	other  uint8 // actNear: the role of the phrases it pairs with
+	within uint8 // actNear: the rule's within, at most maxWithin
+}
+
+// What a sighting of a phrase does for a rule that uses it (see phrase).
+const (
+	actNone   uint8 = iota // an unless phrase, or a near rule's phrase that its order lets come first only
+	actMatch               // a match: the rule has no near phrases
+	actCancel              // an unless_next phrase: it cancels a waiting match
+	actNear                // pair it with an earlier phrase of the other role (see near)
+)
+
+// setAct fills in what a sighting of the phrase does for rule r (see ruleRef).
+func (ref *ruleRef) setAct(r *safetyRule) {
+	switch {
+	case ref.role == roleMain && !r.near:
+		ref.act = actMatch
+	case ref.role == roleNext:
+		ref.act = actCancel
+	case ref.role == roleUnless:
+		ref.act = actNone
+	default: // a near rule's main or near phrase: it comes after one of the other role
+		ref.other, ref.within = roleNear, uint8(r.within)
+		if ref.role == roleNear {
+			ref.other = roleMain
+		}
+		ref.act = actNear
+		if r.order == orderNearFirst && ref.other != roleNear || r.order == orderNearLast && ref.other != roleMain {
+			ref.act = actNone
+		}
+	}
 }
 
 const (
@@ -368,14 +401,15 @@ func (s *safetyScanner) phrase(l *normLane, ph *safetyPhrase, h *seenAt) {
 	sf := s.sf
 	refs := sf.ruleRefs[ph.refs : ph.refs+ph.nref]
 	for _, ref := range refs {
-		r := &sf.rules[ref.rule]
-		switch {
-		case ref.role == roleMain && !r.near:
+		switch ref.act {
+		case actMatch:
 			s.match(l, ref.rule, h)
-		case ref.role == roleNext:
+		case actCancel:
 			l.cancel(ref.rule, h.w0)
-		case ref.role != roleUnless:
-			s.near(l, ref, h)
+		case actNear:
+			if l.mayHave(ref.rule, ref.other, h.w0, int(ref.within)) {
+				s.near(l, ref, h)
+			}
 		}
 	}
 	if ph.context {
@@ -419,27 +453,16 @@ func (sf *Safety) role(o *seenAt, rule int32, role uint8) bool {
 	return false
 }
 
-// near pairs a phrase of a near rule with the latest phrase of the other role that ends,
-// not too far, before it starts.
+// near pairs a phrase of a near rule (ref.act is actNear) with the latest phrase of the other
+// role that ends, not too far, before it starts.
 func (s *safetyScanner) near(l *normLane, ref ruleRef, h *seenAt) {
 	sf := s.sf
-	r := &sf.rules[ref.rule]
-	other := roleNear
-	if ref.role == roleNear {
-		other = roleMain
-	}
-	if r.order == orderNearFirst && other != roleNear || r.order == orderNearLast && other != roleMain {
-		return
-	}
-	if !l.mayHave(ref.rule, other, h.w0, r.within) {
-		return
-	}
 	for k := 1; k <= min(l.nhits, hitRing); k++ {
 		o := &l.hits[(l.nhits-k)&(hitRing-1)]
-		if h.w0-o.w1-1 > r.within {
+		if h.w0-o.w1-1 > int(ref.within) {
 			return // hits are in word order: older ones are further away
 		}
-		if o.w1 < h.w0 && sf.role(o, ref.rule, other) {
+		if o.w1 < h.w0 && sf.role(o, ref.rule, ref.other) {
 			m := *h
 			if m.st >= 0 {
 				m.st = min(m.st, o.st)
