@@ -37,6 +37,9 @@ func init() {
 	}
 }
 
+// checkPlainPrev makes plainRun check, as it starts, what it takes for l.prev (tests set it).
+var checkPlainPrev = false
+
 // plainRoom is the room in the block that plainRun wants before a word or separator: a word
 // of up to minEncoded-1 letters, the eight-byte store that writes its last letters, a space.
 const plainRoom = minEncoded + 8 + 1
@@ -59,10 +62,17 @@ const plainRoom = minEncoded + 8 + 1
 func (s *safetyScanner) plainRun(p []byte, i, base int) int {
 	l := &s.main
 	sym, span := l.sym, l.span[:len(l.sym)]
-	// Only what the loop reads most is kept in locals; l.prev, l.lastSpace and l.slash are
-	// written where they change. With more locals than registers the compiler spilled them
-	// to the stack and reloaded them around every word, which cost more than these stores.
+	// Only what the loop reads most is kept in locals; l.lastSpace and l.slash are written
+	// where they change. With more locals than registers the compiler spilled them to the
+	// stack and reloaded them around every word, which cost more than these stores. l.prev,
+	// the last symbol of the current token, is not kept at all while the loop runs: with no
+	// letter-spaced word or leetspeak digit held (see feed), a token's symbols go to the
+	// block as they come, so while tok > 0 it is sym[m-1], and it is set from there on the
+	// way out.
 	m, tok, b64n := l.m, l.tok, s.b64.n
+	if checkPlainPrev && tok > 0 && (m == 0 || sym[m-1] != l.prev) {
+		panic("BUG: plainRun: the last symbol of the current token is not the last in the block")
+	}
 	for i < len(p) {
 		if m+plainRoom > len(sym) { // the caller flushes
 			break
@@ -75,9 +85,6 @@ func (s *safetyScanner) plainRun(p []byte, i, base int) int {
 					k, x := letters8(p[i:])
 					x |= 0x2020202020202020
 					binary.LittleEndian.PutUint64(sym[j:], x)
-					if k > 0 { // the last letter, from the register rather than reloaded
-						l.prev = byte(x >> (8*k - 8))
-					}
 					j, i = j+k, i+k
 					if k < 8 || i-start >= minEncoded {
 						break
@@ -110,13 +117,13 @@ func (s *safetyScanner) plainRun(p []byte, i, base int) int {
 			}
 			e := &foldTable[p[i]]
 			c := e.s[0]
-			if e.s[1] != 0 && (tok > 0 && isLetter(l.prev) || foldTable[p[i+1]].kind == kWord) {
+			if e.s[1] != 0 && (tok > 0 && isLetter(sym[m-1]) || foldTable[p[i+1]].kind == kWord) {
 				c = e.s[1]
 			}
 			sym[m], span[m] = c, packSpan(base+i, base+i+1)
 			m++
 			b64n++
-			l.prev, tok = c, min(tok+1, 2)
+			tok = min(tok+1, 2)
 			l.lastSpace, l.slash = false, false
 			i++
 		case plainSep, plainSepB64:
@@ -147,5 +154,8 @@ func (s *safetyScanner) plainRun(p []byte, i, base int) int {
 	}
 out:
 	l.m, l.tok, s.b64.n = m, tok, b64n
+	if tok > 0 {
+		l.prev = sym[m-1]
+	}
 	return i
 }
