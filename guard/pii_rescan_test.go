@@ -69,6 +69,23 @@ func TestRedactRescanWindows(t *testing.T) {
 	}
 }
 
+// A masked key keeps only its last four characters, and '*' may be written in a URL's
+// userinfo: masking a key that is a URL's password makes the whole userinfo a URL_CREDENTIALS
+// value, whose '@' may lie up to 256 bytes after the key. The rescan must reach it, or the
+// password after the key stays in clear.
+func TestRedactRescanURLUserinfo(t *testing.T) {
+	for _, a := range []Action{ActionMask, ActionRedact, ActionHash} {
+		p := mustPII(t, PIIOptions{Prompt: a, HashKey: []byte("k")})
+		for _, n := range []int{10, 100, 120, 150, 200, 240, 260, 300} {
+			text := []byte("see http://sk-proj-Xv7c1imwqSYt5dyqH2cqT3BlbkFJ6bmzOc1hik:" + strings.Repeat("p", n) + "@host.com now")
+			got, _ := p.Redact(nil, text, Prompt, &Vault{})
+			if want := redactFullRescan(p, text, Prompt, &Vault{}); !bytes.Equal(got, want) {
+				t.Errorf("action %d, password of %d bytes: Redact(%q)\n = %q\nwant %q", a, n, text, got, want)
+			}
+		}
+	}
+}
+
 // TestRedactRescanPEMNotRewritten checks rescans near values after a PEM key that is found
 // but not rewritten (only detected, or its type not scanned): a window must not start inside
 // the key, where a rescan would find values in its body that a whole-text scan skips.

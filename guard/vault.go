@@ -186,8 +186,25 @@ func (p *PII) Redact(dst, src []byte, d Direction, v *Vault) ([]byte, EntitySet)
 // Rescan reach: a value found anew after a rewrite has its context (48 bytes before it) or
 // its edge on the rewritten text, and its trigger byte (the '@' of an e-mail address, the
 // first digit of a number, the ':' after a URL scheme) at most an e-mail local part (64
-// bytes) further on.
+// bytes) further on. The one trigger that reads further back is the '@' after a URL's
+// userinfo (see urlCred): windowEnd reaches it.
 const rescanAfter = 128
+
+// windowEnd returns where the rescan window of a span rewritten in out and ending at b ends:
+// rescanAfter on, or further when a URL's userinfo may run from the span to an '@' beyond
+// that. A masked value's '*' is a userinfo byte, so masking a key that was a URL's password
+// makes the whole userinfo a value; urlCred reads it back from its '@' over up to 256 bytes.
+func windowEnd(out []byte, b int) int {
+	end := min(len(out), b+rescanAfter)
+	if end == len(out) || !userinfoByte(out[end-1]) {
+		return end
+	}
+	k := b
+	for k < len(out) && k-b < 256 && userinfoByte(out[k]) {
+		k++
+	}
+	return min(len(out), max(end, k+1))
+}
 
 // rescan finds the values of out whose trigger byte is near a rewritten span: spans holds
 // the spans apply wrote, as offsets in dst, whose out starts at dst offset base. Each window
@@ -221,7 +238,7 @@ func (p *PII) rescan(dst []Finding, out []byte, spans []int, base int) []Finding
 				}
 			}
 			if from >= 0 && start <= to {
-				to = min(len(out), max(to, b+rescanAfter))
+				to = max(to, windowEnd(out, b))
 				continue
 			}
 			a = start
@@ -234,7 +251,7 @@ func (p *PII) rescan(dst []Finding, out []byte, spans []int, base int) []Finding
 				dst = p.findTo(dst, out, from, to)
 			}
 		}
-		from, to = a, min(len(out), b+rescanAfter)
+		from, to = a, windowEnd(out, b)
 	}
 	return dst
 }
