@@ -72,7 +72,7 @@ func (g *Gateway) openDeployState(cfg *config.Config, st store.Store) error {
 	g.install(t)
 	g.backendPolicy = newBackendPolicy(cfg.Admin.AllowBackends)
 	g.adminKeyEnvs = adminKeyEnvs(cfg)
-	g.rollouts = &rollouts{byAlias: map[string]*rollout{}, actions: g, policy: drift.DefaultPolicy(), now: time.Now,
+	g.rollouts = &rollouts{byAlias: map[string]*rollout{}, actions: g, policy: drift.DefaultPolicy(), now: time.Now, log: g.log,
 		stop: make(chan struct{}), done: make(chan struct{}), wake: make(chan struct{}, 1),
 		stats: func(alias, version string) *versionStats {
 			if g.stats == nil {

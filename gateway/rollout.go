@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"sync"
 	"time"
@@ -98,7 +99,12 @@ type rollout struct {
 	Started   time.Time     `json:"started"`
 	Actor     string        `json:"actor"`
 	Last      *analysis     `json:"last_analysis,omitempty"`
-	stepBase  uint64        // canary requests when the step started
+	// ActionError says why the last action the analysis called for (the next step, the
+	// promote, an automatic rollback) could not be committed, such as a full disk: the rollout
+	// stays where it is and tries again at every tick. "" once an action commits. Not part of
+	// the record, as Last.
+	ActionError string `json:"action_error,omitempty"`
+	stepBase    uint64 // canary requests when the step started
 
 	// What the analysis reads: stable's and the canary's samples since the rollout started
 	// (see versionStats.rollout); nil without statistics.
@@ -126,7 +132,7 @@ func (r *rollout) watch(stable, canary *versionStats) {
 // analysis, which the next tick makes again.
 func (r *rollout) record() *json.RawMessage {
 	c := *r
-	c.Last = nil
+	c.Last, c.ActionError = nil, ""
 	b, err := json.Marshal(&c)
 	if err != nil {
 		panic(err) // plain fields: cannot fail
@@ -137,7 +143,7 @@ func (r *rollout) record() *json.RawMessage {
 
 // end moves r to a final state and stops the recording watch started.
 func (r *rollout) end(state, reason string) {
-	r.State, r.Reason = state, reason
+	r.State, r.Reason, r.ActionError = state, reason, ""
 	if r.stableVS != nil {
 		r.stableVS.rollout.CompareAndSwap(r.stableRec, nil)
 		r.canaryVS.rollout.CompareAndSwap(r.canaryRec, nil)
@@ -163,6 +169,7 @@ type rollouts struct {
 	stableOf func(alias string) string // the alias's stable version now
 	policy   drift.Policy
 	now      func() time.Time
+	log      *slog.Logger // nil: slog.Default()
 	stop     chan struct{}
 	done     chan struct{}
 	wake     chan struct{} // a tick now (tests, admin verbs)
@@ -358,7 +365,7 @@ func (rs *rollouts) advance(r *rollout) {
 	next := *r
 	if a.Verdict == analysisFail {
 		next.State, next.Reason = rolloutRolledBack, "automatic rollback: "+a.reason()
-		if err := rs.actions.rollback(r.Alias, "rollout", next.Reason, next.record()); err == nil {
+		if rs.acted(r, "automatic rollback", rs.actions.rollback(r.Alias, "rollout", next.Reason, next.record())) {
 			r.end(next.State, next.Reason)
 		}
 		return
@@ -378,16 +385,43 @@ func (rs *rollouts) advance(r *rollout) {
 	}
 	if r.Step == len(r.Steps)-1 {
 		next.State, next.Reason = rolloutPromoted, "passed every step"
-		if err := rs.actions.promote(r.Alias, "rollout", "rollout passed every step", next.record()); err == nil {
+		if rs.acted(r, "promote", rs.actions.promote(r.Alias, "rollout", "rollout passed every step", next.record())) {
 			r.end(next.State, next.Reason)
 		}
 		return
 	}
 	next.Step, next.StepStart = r.Step+1, rs.now()
-	if err := rs.actions.setCanaryPercent(r.Alias, r.Canary, r.Steps[next.Step].CanaryPercent, "rollout",
-		fmt.Sprintf("rollout step %d of %d", next.Step+1, len(r.Steps)), next.record()); err == nil {
+	err := rs.actions.setCanaryPercent(r.Alias, r.Canary, r.Steps[next.Step].CanaryPercent, "rollout",
+		fmt.Sprintf("rollout step %d of %d", next.Step+1, len(r.Steps)), next.record())
+	if rs.acted(r, fmt.Sprintf("step %d", next.Step+1), err) {
 		r.Step, r.StepStart, r.stepBase = next.Step, next.StepStart, canary.Count()
 	}
+}
+
+// acted notes how the action what, which r's analysis called for, went, and reports whether it
+// was committed. A failed one (the store refused the commit: a full or read-only disk) leaves r
+// where it was, to try again at the next tick; it must not go unseen, least of all an automatic
+// rollback that leaves a failing canary serving: it shows in r's action_error, and the log has
+// it once per distinct error rather than at every tick.
+func (rs *rollouts) acted(r *rollout, what string, err error) bool {
+	log := rs.log
+	if log == nil {
+		log = slog.Default()
+	}
+	if err == nil {
+		if r.ActionError != "" {
+			log.Info("rollout action committed after failing", "model", r.Alias, "action", what)
+			r.ActionError = ""
+		}
+		return true
+	}
+	msg := what + " could not be committed: " + err.Error()
+	if msg != r.ActionError {
+		log.Error("rollout action could not be committed; it is tried again at every tick", "model", r.Alias,
+			"canary", r.Canary, "action", what, "err", err)
+		r.ActionError = msg
+	}
+	return false
 }
 
 // validate checks a plan from the admin API; the error names the field.

@@ -1,7 +1,10 @@
 package gateway
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
+	"log/slog"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,7 +15,10 @@ import (
 
 // fakeActions records what a rollout did to the deploy state, and the state and step of the
 // rollout record each action would have committed with its change.
-type fakeActions struct{ log []string }
+type fakeActions struct {
+	log  []string
+	fail error // every action returns it, having committed nothing, while set
+}
 
 func (f *fakeActions) note(action string, rec *json.RawMessage) {
 	var r rollout
@@ -24,18 +30,30 @@ func (f *fakeActions) note(action string, rec *json.RawMessage) {
 }
 
 func (f *fakeActions) setCanaryPercent(alias, canary string, percent int, actor, reason string, rec *json.RawMessage) error {
+	if f.fail != nil {
+		return f.fail
+	}
 	f.note("traffic "+canary+" "+strconv.Itoa(percent), rec)
 	return nil
 }
 func (f *fakeActions) promote(alias, actor, reason string, rec *json.RawMessage) error {
+	if f.fail != nil {
+		return f.fail
+	}
 	f.note("promote", rec)
 	return nil
 }
 func (f *fakeActions) rollback(alias, actor, reason string, rec *json.RawMessage) error {
+	if f.fail != nil {
+		return f.fail
+	}
 	f.note("rollback: "+reason, rec)
 	return nil
 }
 func (f *fakeActions) recordRollout(alias, actor, reason, from, to string, rec *json.RawMessage) error {
+	if f.fail != nil {
+		return f.fail
+	}
 	f.note(from+" -> "+to, rec)
 	return nil
 }
@@ -144,4 +162,59 @@ func prefixes(got, want []string) bool {
 		}
 	}
 	return true
+}
+
+// An automatic rollback the store cannot commit (a full disk) leaves the failing canary
+// serving; the rollout tries again at every tick, and the failure must show: in the rollout's
+// action_error and once in the log, not silently at every tick.
+func TestRolloutActionFailureShows(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	recs := map[string]*versionStats{
+		"v1": {alias: "chat", version: "v1", rec: drift.NewRecorder(drift.Options{Now: clock}), opts: drift.Options{Now: clock}},
+		"v2": {alias: "chat", version: "v2", rec: drift.NewRecorder(drift.Options{Now: clock}), opts: drift.Options{Now: clock}},
+	}
+	traffic := func(v string, n int, failing bool) {
+		var s drift.Sample
+		for i := range n {
+			s.Reset()
+			s.At, s.Latency, s.Status = now, time.Duration(90+i%20)*time.Millisecond, drift.StatusOK
+			if failing {
+				s.Status = drift.StatusUpstreamError
+			}
+			recs[v].observe(&s)
+		}
+	}
+	var logged bytes.Buffer
+	acts := &fakeActions{}
+	rs := &rollouts{byAlias: map[string]*rollout{}, actions: acts, policy: drift.DefaultPolicy(), now: clock,
+		log:   slog.New(slog.NewTextHandler(&logged, nil)),
+		stats: func(_, v string) *versionStats { return recs[v] }, stableOf: func(string) string { return "v1" }}
+	if err := rs.start(&rollout{Alias: "chat", Canary: "v2", Actor: "ops", Steps: []rolloutStep{{CanaryPercent: 10}, {CanaryPercent: 50}}}); err != nil {
+		t.Fatal(err)
+	}
+	acts.fail = errors.New("state: write state.db: no space left on device")
+	traffic("v1", 1000, false)
+	traffic("v2", 300, true)
+	for range 3 {
+		rs.tick()
+	}
+	got := rs.get("chat")
+	if got.State != rolloutRunning || !strings.Contains(got.ActionError, "automatic rollback could not be committed: state: write state.db: no space left on device") {
+		t.Fatalf("state %s, action_error %q; want running with the rollback's failure", got.State, got.ActionError)
+	}
+	if n := strings.Count(logged.String(), "could not be committed"); n != 1 {
+		t.Fatalf("the failure was logged %d times over 3 ticks, want once:\n%s", n, logged.String())
+	}
+	if rec := string(*got.record()); strings.Contains(rec, "action_error") {
+		t.Fatalf("the committed record carries the action error: %s", rec)
+	}
+	acts.fail = nil
+	rs.tick()
+	if got := rs.get("chat"); got.State != rolloutRolledBack || got.ActionError != "" {
+		t.Fatalf("after the store recovered: state %s, action_error %q; want rolled_back and none", got.State, got.ActionError)
+	}
+	if len(acts.log) != 2 || !strings.HasPrefix(acts.log[1], "rollback: automatic rollback") {
+		t.Fatalf("actions %q", acts.log)
+	}
 }
