@@ -515,8 +515,15 @@ func (c *adminCmd) rolloutStatus(alias string) error {
 		}
 		fmt.Fprintf(tw, "%s%d\t%s\t%s\t%d\n", mark, i+1, pct(s.CanaryPercent), orDefault(s.MinDuration, "-"), s.MinRequests)
 	}
-	if err := tw.Flush(); err != nil || ro.Last == nil {
+	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if ro.ActionError != "" {
+		// The store refused what the analysis called for (a full disk): nothing changed yet.
+		fmt.Fprintf(c.stdout, "not committed, tried again every second: %s\n", ro.ActionError)
+	}
+	if ro.Last == nil {
+		return nil
 	}
 	// What holds the rollout where it is: the checks that have not passed.
 	fmt.Fprintf(c.stdout, "last analysis: %s\n", ro.Last.Verdict)
@@ -571,7 +578,9 @@ type (
 		Steps  []adminStep `json:"steps"`
 		State  string      `json:"state"`
 		Reason string      `json:"reason"`
-		Last   *struct {
+		// ActionError: why the step, promote or rollback the analysis called for is not committed.
+		ActionError string `json:"action_error"`
+		Last        *struct {
 			Verdict string `json:"verdict"`
 			Checks  []struct {
 				Check     string `json:"check"`

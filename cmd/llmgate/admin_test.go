@@ -284,6 +284,10 @@ func TestAdminRolloutStatus(t *testing.T) {
 			"chat: rollout v4 paused step 2/2 (25%): paused by ops\n",
 			[][]string{{"STEP", "CANARY", "MIN-DURATION", "MIN-REQUESTS"}, {"1", "10%", "5m", "100"}, {">", "2", "25%", "5m", "100"}}},
 		{"none", `null`, "chat: no rollout\n", nil},
+		{"action not committed", `{"canary":"v4","step":0,"steps":[{"canary_percent":10}],"state":"running",
+			"action_error":"automatic rollback could not be committed: state: no space left on device"}`,
+			"chat: rollout v4 running step 1/1 (10%)\n",
+			[][]string{{"not", "committed,", "tried", "again", "every", "second:", "automatic", "rollback", "could", "not", "be", "committed:", "state:", "no", "space", "left", "on", "device"}}},
 		{"wrapped in a model", `{"revision":4,"model":{"alias":"chat","rollout":{"canary":"v4","step":0,"steps":[{"canary_percent":10}],"state":"running"}}}`,
 			"chat: rollout v4 running step 1/1 (10%)\n", nil},
 	}
