@@ -689,6 +689,8 @@ func decodeAdmin(ctx *fasthttp.RequestCtx, v any) bool {
 			param = typeErrorPath(body, te)
 			if te.Type == reflect.TypeFor[duration]() {
 				msg = "Invalid JSON body: " + param + ` must be a duration such as "5m", not ` + te.Value + "."
+			} else {
+				msg = typeErrorMessage(param, te)
 			}
 		} else if s := err.Error(); strings.HasPrefix(s, "json: unknown field ") {
 			param = unknownFieldPath(body, reflect.TypeOf(v), strings.Trim(strings.TrimPrefix(s, "json: unknown field "), `"`))
@@ -698,6 +700,53 @@ func decodeAdmin(ctx *fasthttp.RequestCtx, v any) bool {
 		return false
 	}
 	return true
+}
+
+// typeErrorMessage says that the field at param (the whole body when "") wants another kind of
+// value than the body gave it, in JSON's words: encoding/json's own message names Go types and
+// struct fields ("cannot unmarshal object into Go struct field versionBody.backends of type
+// []struct { URL string ..."), which mean nothing to whoever wrote the body.
+func typeErrorMessage(param string, te *json.UnmarshalTypeError) string {
+	got := te.Value
+	switch {
+	case strings.HasPrefix(got, "number "):
+		got = strings.TrimPrefix(got, "number ") // the number itself: 1.5, -1, 1e400
+	case got == "bool":
+		got = "a boolean"
+	case got == "array" || got == "object":
+		got = "an " + got
+	default:
+		got = "a " + got // string, number
+	}
+	want := jsonKind(te.Type)
+	if want == "a number" && !strings.HasPrefix(got, "a") {
+		want = "a number in range" // 1e400
+	}
+	if param == "" {
+		return "Invalid JSON body: the body must be " + want + ", not " + got + "."
+	}
+	return "Invalid JSON body: " + param + " must be " + want + ", not " + got + "."
+}
+
+// jsonKind names the JSON value that decodes into t.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return "an integer"
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a non-negative integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	}
+	return "an object"
 }
 
 // repeatedJSONKey returns the path (such as "backends[0].url") of a key that appears twice in

@@ -861,9 +861,9 @@ func TestRolloutPlanTypeErrorsNameTheField(t *testing.T) {
 		{`{"canary":"v2","steps":[{"canary_percent":10,"min_duration":"1m"},{"canary_percent":100,"min_duration":"soon"}]}`, "steps[1].min_duration", `not \"soon\"`},
 		{`{"canary":"v2","steps":[{"canary_percent":10,"min_duration":"-5m"}]}`, "steps[0].min_duration", `not \"-5m\"`},
 		{`{"canary":"v2","steps":[{"canary_percent":10,"min_duration":{"m":5}}]}`, "steps[0].min_duration", "not an object"},
-		{`{"canary":"v2","steps":[{"canary_percent":10},{"canary_percent":"fifty"}]}`, "steps[1].canary_percent", "cannot unmarshal string"},
-		{`{"canary":"v2","steps":[{"canary_percent":10},{"canary_percent":100,"MIN_REQUESTS":-1}]}`, "steps[1].MIN_REQUESTS", "cannot unmarshal number"},
-		{`{"canary":"v2","steps":[{"canary_percent":10}],"checks":{"max_p95_latency_ratio":"2"}}`, "checks.max_p95_latency_ratio", "cannot unmarshal string"},
+		{`{"canary":"v2","steps":[{"canary_percent":10},{"canary_percent":"fifty"}]}`, "steps[1].canary_percent", "steps[1].canary_percent must be an integer, not a string."},
+		{`{"canary":"v2","steps":[{"canary_percent":10},{"canary_percent":100,"MIN_REQUESTS":-1}]}`, "steps[1].MIN_REQUESTS", "steps[1].MIN_REQUESTS must be a non-negative integer, not -1."},
+		{`{"canary":"v2","steps":[{"canary_percent":10}],"checks":{"max_p95_latency_ratio":"2"}}`, "checks.max_p95_latency_ratio", "checks.max_p95_latency_ratio must be a number, not a string."},
 	} {
 		res := g.refused(t, 400, tt.param, "POST", "/admin/models/chat/rollouts", opsToken, tt.body)
 		if !strings.Contains(string(res.body), tt.says) {
@@ -1402,4 +1402,33 @@ func TestDeployAPIKeyEnvRestricted(t *testing.T) {
 	}
 	g.write(t, "POST", "/admin/models/chat/versions?probe=false", body("v2", "LLMGATE_E2E_CFG_KEY"))
 	g.write(t, "POST", "/admin/models/chat/versions?probe=false", body("v3", "LLMGATE_E2E_EXTRA_KEY"))
+}
+
+// A value of the wrong type in any admin body is a 400 that names the field and says, in JSON's
+// words, what it wants and what it got: no Go type, struct or package names. Nothing changes.
+func TestAdminTypeErrorsSpeakJSON(t *testing.T) {
+	tokens := withAdminTokens(t)
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", f.backend()), version("v2", f.backend()))))
+	backend := `{"url":"` + f.URL + `","model":"` + f.Model + `"`
+	for _, tt := range []struct{ method, path, body, param, says string }{
+		{"POST", "/admin/models/chat/versions?probe=false", `{"version":"v3","backends":{"url":"x"}}`, "backends", "backends must be an array, not an object."},
+		{"POST", "/admin/models/chat/versions?probe=false", `{"version":"v3","backends":[` + backend + `,"weight":1.5}]}`, "backends[0].weight", "backends[0].weight must be an integer, not 1.5."},
+		{"POST", "/admin/models/chat/versions?probe=false", `{"version":3,"backends":[` + backend + `}]}`, "version", "version must be a string, not a number."},
+		{"PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v2","canary_percent":"10"}`, "canary_percent", "canary_percent must be a number, not a string."},
+		{"PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v2","canary_percent":1e400}`, "canary_percent", "canary_percent must be a number in range, not 1e400."},
+		{"PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v2","canary_percent":true}`, "canary_percent", "canary_percent must be a number, not a boolean."},
+		{"PUT", "/admin/models/chat/traffic", `[]`, "", "the body must be an object, not an array."},
+		{"PUT", "/admin/models/chat/shadow", `{"version":["v2"],"percent":5}`, "version", "version must be a string, not an array."},
+		{"POST", "/admin/models/chat/rollback", `{"to":1}`, "to", "to must be a string, not a number."},
+	} {
+		res := g.refused(t, 400, tt.param, tt.method, tt.path, opsToken, tt.body)
+		msg := string(res.body)
+		if !strings.Contains(msg, tt.says) || strings.Contains(msg, "Go ") || strings.Contains(msg, "unmarshal") {
+			t.Errorf("%s %s %s: %s, want a message with %q and no Go words", tt.method, tt.path, tt.body, msg, tt.says)
+		}
+	}
+	if m, _ := g.getModel(t, "chat"); m.Stable != "v1" || m.versionNames() != "v1,v2" || m.Canary != "" {
+		t.Errorf("after refused writes: %+v", m)
+	}
 }
