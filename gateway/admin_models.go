@@ -647,7 +647,12 @@ func (g *Gateway) startRollout(ctx *fasthttp.RequestCtx, alias string, c router.
 		writeError(ctx, errAdminUnknownModel)
 		return
 	}
-	if m.Version(r.Canary) == nil || r.Canary == m.Stable {
+	if m.Version(r.Canary) == nil {
+		writeError(ctx, &apiError{status: fasthttp.StatusNotFound, typ: typeInvalidRequest, code: "version_not_found", param: "canary",
+			message: "The model `" + alias + "` has no version `" + r.Canary + "`: deploy it first (GET /admin/models/" + alias + " lists the versions)."})
+		return
+	}
+	if r.Canary == m.Stable {
 		writeError(ctx, badRequest("canary", "The canary must be a deployed version other than the stable one."))
 		return
 	}

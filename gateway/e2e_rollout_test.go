@@ -6,6 +6,7 @@ package gateway_test
 // these tests poll the admin API while they drive traffic.
 
 import (
+	"encoding/json"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -175,6 +176,30 @@ func TestRollout(t *testing.T) {
 			})
 		})
 	}
+
+	// A plan whose canary is no deployed version is a 404 naming it, like every unknown
+	// version; the stable version as the canary is a 400. Neither starts anything.
+	t.Run("canary not deployed", func(t *testing.T) {
+		t.Parallel()
+		g, _, _ := startRolloutGateway(t, tokens, fakellm.Options{}, fakellm.Options{})
+		for _, tt := range []struct {
+			canary string
+			status int
+			code   string
+		}{{"v9", 404, "version_not_found"}, {"v1", 400, ""}} {
+			plan := strings.ReplaceAll(twoStepPlan, `"canary":"v2"`, `"canary":"`+tt.canary+`"`)
+			res := g.call(t, "POST", "/admin/models/chat/rollouts", opsToken, plan)
+			var e struct {
+				Error struct{ Code, Param string }
+			}
+			if err := json.Unmarshal(res.body, &e); err != nil || res.status != tt.status || e.Error.Code != tt.code || e.Error.Param != "canary" {
+				t.Errorf("canary %s: status %d, want %d with code %s and param canary: %s", tt.canary, res.status, tt.status, tt.code, res.body)
+			}
+		}
+		if res := g.call(t, "GET", "/admin/models/chat", opsToken, ""); strings.Contains(string(res.body), `"rollout":{`) {
+			t.Errorf("a refused plan started a rollout: %s", res.body)
+		}
+	})
 
 	// An operator's promote or rollback during a rollout ends it: the rollout neither sets
 	// its split again nor rolls back what the operator decided. Pause, resume and abort.
