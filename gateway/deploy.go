@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -62,6 +63,7 @@ func (g *Gateway) openDeployState(cfg *config.Config, st store.Store) error {
 		for _, d := range router.DiffConfig(s, cfg) {
 			g.log.Warn("store differs from config; the store is the truth (admin changes win)", "difference", d)
 		}
+		warnRevokedKeyEnvs(g.log, s, adminKeyEnvs(cfg))
 	}
 	t, err := router.NewTableFromState(s, cfg.Health, g.pool)
 	if err != nil {
@@ -260,6 +262,24 @@ func clipReason(s string) string {
 		s = s[:len(s)-1]
 	}
 	return s + "…"
+}
+
+// warnRevokedKeyEnvs warns about each stored backend whose api_key_env the config no longer
+// allows (see adminKeyEnvs): an admin deploy named it while it was allowed. The store is the
+// truth, so the backend keeps its key; the operator who took the variable off the list is told
+// which versions still send it.
+func warnRevokedKeyEnvs(log *slog.Logger, s *router.State, allowed map[string]bool) {
+	for _, m := range s.Models {
+		for _, v := range m.Versions {
+			for _, b := range v.Backends {
+				if b.APIKeyEnv != "" && !allowed[b.APIKeyEnv] {
+					log.Warn("a stored backend names an api_key_env that the config no longer allows; its value is still sent to it: "+
+						"list the variable in admin.api_key_envs again, or remove the version",
+						"model", m.Alias, "version", v.Name, "backend", b.URL, "api_key_env", b.APIKeyEnv)
+				}
+			}
+		}
+	}
 }
 
 // adminKeyEnvs are the environment variables an admin deploy may name as a backend's

@@ -1404,6 +1404,45 @@ func TestDeployAPIKeyEnvRestricted(t *testing.T) {
 	g.write(t, "POST", "/admin/models/chat/versions?probe=false", body("v3", "LLMGATE_E2E_EXTRA_KEY"))
 }
 
+// A restart whose config no longer allows a stored backend's api_key_env says so: the store
+// keeps the backend and its key, and the operator learns which version still gets the value.
+func TestDeployRevokedAPIKeyEnvWarned(t *testing.T) {
+	tokens := withAdminTokens(t)
+	t.Setenv("LLMGATE_E2E_EXTRA_KEY", "extra-key")
+	f := startFake(t, fakellm.Options{})
+	path := filepath.Join(t.TempDir(), "llmgate.db")
+	allow := func(envs ...string) *config.Config {
+		return newConfig(t, func(c *config.Config) {
+			tokens(c)
+			c.State.Path = path
+			c.Admin.APIKeyEnvs = envs
+		}, model("chat", "v1", version("v1", f.backend())))
+	}
+	g := startGatewayOpts(t, allow("LLMGATE_E2E_EXTRA_KEY"), gateway.Options{})
+	g.write(t, "POST", "/admin/models/chat/versions?probe=false", `{"version":"v2","backends":[{"url":"`+f.URL+
+		`","kind":"`+f.Kind+`","model":"`+f.Model+`","api_key_env":"LLMGATE_E2E_EXTRA_KEY"}]}`)
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		envs []string
+		warn bool
+	}{{[]string{"LLMGATE_E2E_EXTRA_KEY"}, false}, {nil, true}} {
+		g := startGatewayOpts(t, allow(tt.envs...), gateway.Options{})
+		if err := g.Close(); err != nil {
+			t.Fatal(err)
+		}
+		logs := g.logs.String()
+		warned := strings.Contains(logs, "no longer allows") && strings.Contains(logs, `"version":"v2"`) && strings.Contains(logs, "LLMGATE_E2E_EXTRA_KEY")
+		if warned != tt.warn {
+			t.Errorf("admin.api_key_envs %v: warned %v, want %v:\n%s", tt.envs, warned, tt.warn, logs)
+		}
+		if strings.Contains(logs, "extra-key") {
+			t.Errorf("the log holds the variable's value:\n%s", logs)
+		}
+	}
+}
+
 // A value of the wrong type in any admin body is a 400 that names the field and says, in JSON's
 // words, what it wants and what it got: no Go type, struct or package names. Nothing changes.
 func TestAdminTypeErrorsSpeakJSON(t *testing.T) {
