@@ -496,6 +496,19 @@ func (g *Gateway) guardDeltaExtras(r *request, c *choiceGuard, delta *fastjson.V
 		seen[i/64] |= 1 << (i % 64)
 		if v := tc.Get("function", "arguments"); v != nil && v.Type() == fastjson.TypeString {
 			run(t, v)
+		} else if final && tc.Type() == fastjson.TypeObject {
+			// The finish chunk continues the call without arguments (only its index, or an
+			// empty function): what its guard holds back goes out in this call's delta.
+			v := a.NewString("")
+			run(t, v)
+			if len(v.GetStringBytes()) > 0 {
+				fn := tc.Get("function")
+				if fn == nil || fn.Type() != fastjson.TypeObject {
+					tc.Set("function", a.NewObject())
+					fn = tc.Get("function")
+				}
+				fn.Set("arguments", v)
+			}
 		}
 	}
 	if !final {
