@@ -38,3 +38,31 @@ func TestGuardStreamReleasesToolArgumentsAtAFinishWithoutArguments(t *testing.T)
 		})
 	}
 }
+
+// A value the model leaks in a stream counts in llmgate_guard_pii_total, as in a buffered
+// answer, and the log line says which type was found (never the value).
+func TestGuardCountsStreamedLeaks(t *testing.T) {
+	const leak = "bob@example.org"
+	all := config.Guard{PII: config.PIIGuard{Prompt: "redact", Completion: "redact", Restore: true}}
+	chunk := func(content string, finish string) string {
+		return `data: {"id":"s","object":"chat.completion.chunk","created":1,"model":"canned","choices":[{"index":0,"delta":{"content":"` + content + `"},"finish_reason":` + finish + `}]}` + "\n\n"
+	}
+	streamed := chunk("write to bob@exa", "null") + chunk("mple.org today", "null") + chunk("", `"stop"`) + "data: [DONE]\n\n"
+	g := startGateway(t, newConfig(t, nil, guarded(all, cannedBackend(t, 200, http.Header{"Content-Type": {"text/event-stream"}}, streamed))))
+	res := g.do(t, "POST", "/v1/chat/completions", chatBody("hello", `,"stream":true`))
+	if content, _, _ := answerParts(t, res, true); strings.Contains(content, leak) || !strings.Contains(content, "<EMAIL_ADDRESS_1>") {
+		t.Fatalf("content %q, want the leak rewritten", content)
+	}
+	labels := map[string]string{"model": "chat", "version": "v1", "direction": "completion", "entity": "EMAIL_ADDRESS", "action": "redact"}
+	g.waitMetric(t, "llmgate_guard_pii_total", labels, "= 1", func(v float64) bool { return v == 1 })
+	lines := g.logLines(t)
+	if len(lines) != 1 {
+		t.Fatalf("log lines %v", lines)
+	}
+	if h, _ := lines[0]["guard"].(string); !strings.Contains(h, "pii_completion=EMAIL_ADDRESS=1") {
+		t.Fatalf("log guard %q, want the completion's finding", h)
+	}
+	if strings.Contains(g.logs.String(), leak) {
+		t.Fatal("the leaked value reached the log")
+	}
+}

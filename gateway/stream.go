@@ -10,6 +10,7 @@ import (
 
 	"github.com/llmgate/llmgate/gateway/jsonscan"
 	"github.com/llmgate/llmgate/gateway/sse"
+	"github.com/llmgate/llmgate/guard"
 	"github.com/llmgate/llmgate/router"
 )
 
@@ -388,6 +389,11 @@ func (s *streamBody) end(r *request, complete bool) {
 	}
 	r.hold.Release() // the zero Hold for cache replays and coalesced followers
 	r.hold = router.Hold{}
+	if r.streamGuard.on && r.guard.ag.piiComplete {
+		// What the leak scanners found over the whole stream, counted as a buffered answer's
+		// is (the headers are gone: the log line shows it).
+		r.gw.countPII(r, guard.Completion)
+	}
 	r.gw.endStream(r, complete)
 	r.gw.finish(r)
 }
