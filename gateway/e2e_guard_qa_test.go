@@ -66,3 +66,46 @@ func TestGuardCountsStreamedLeaks(t *testing.T) {
 		t.Fatal("the leaked value reached the log")
 	}
 }
+
+// A chunk whose reasoning or tool call arguments are all held back, and that carries nothing
+// else, is not sent, as for content: clients see no run of empty deltas.
+func TestGuardStreamSkipsHeldBackReasoningAndArguments(t *testing.T) {
+	all := config.Guard{PII: config.PIIGuard{Prompt: "redact", Restore: true}, Safety: config.SafetyGuard{Completion: "flag"}}
+	chunk := func(delta string, finish string) string {
+		return `data: {"id":"s","object":"chat.completion.chunk","created":1,"model":"canned","choices":[{"index":0,"delta":` + delta + `,"finish_reason":` + finish + `}]}` + "\n\n"
+	}
+	streamed := chunk(`{"role":"assistant","reasoning_content":"I will "}`, "null") +
+		chunk(`{"reasoning_content":"mail <EMAIL_AD"}`, "null") +
+		chunk(`{"reasoning_content":"DRESS_1> now"}`, "null") +
+		chunk(`{"tool_calls":[{"index":0,"id":"t1","type":"function","function":{"name":"send","arguments":"{\"to\":"}}]}`, "null") +
+		chunk(`{"tool_calls":[{"index":0,"function":{"arguments":"\"<EMAIL_ADDRESS_1>"}}]}`, "null") +
+		chunk(`{"tool_calls":[{"index":0,"function":{"arguments":"\"}"}}]}`, "null") +
+		chunk(`{}`, `"tool_calls"`) + "data: [DONE]\n\n"
+	g := startGateway(t, newConfig(t, nil, guarded(all, cannedBackend(t, 200, http.Header{"Content-Type": {"text/event-stream"}}, streamed))))
+	res := g.do(t, "POST", "/v1/chat/completions", chatBody("mail "+testEmail, `,"stream":true`))
+	_, reasoning, args := answerParts(t, res, true)
+	if reasoning != "I will mail "+testEmail+" now" || args != `{"to":"`+testEmail+`"}` {
+		t.Fatalf("reasoning %q arguments %q: %s", reasoning, args, res.body)
+	}
+	for _, ev := range events(res.body) {
+		var c struct {
+			Choices []struct {
+				Delta        map[string]json.RawMessage `json:"delta"`
+				FinishReason *string                    `json:"finish_reason"`
+			} `json:"choices"`
+		}
+		if ev == "data: [DONE]" {
+			continue
+		}
+		if err := json.Unmarshal([]byte(strings.TrimPrefix(ev, "data: ")), &c); err != nil || len(c.Choices) != 1 {
+			t.Fatalf("event %q (%v)", ev, err)
+		}
+		d := c.Choices[0].Delta
+		if c.Choices[0].FinishReason != nil || d["role"] != nil || strings.Contains(string(d["tool_calls"]), `"id"`) {
+			continue
+		}
+		if string(d["reasoning_content"]) == `""` || strings.Contains(string(d["tool_calls"]), `"arguments":""`) {
+			t.Errorf("an event with only held-back text: %s", ev)
+		}
+	}
+}

@@ -316,7 +316,17 @@ func onlyEmptyText(r *request, root *fastjson.Value) bool {
 					return
 				}
 				d.Visit(func(key []byte, v *fastjson.Value) {
-					empty = empty && (string(key) == "content" && isEmptyString(v) || string(key) == "role" && roleSent || v.Type() == fastjson.TypeNull)
+					switch {
+					case v.Type() == fastjson.TypeNull:
+					case string(key) == "content" || isReasoningKey(key):
+						empty = empty && isEmptyString(v)
+					case string(key) == "role":
+						empty = empty && roleSent
+					case string(key) == "tool_calls":
+						empty = empty && onlyEmptyArguments(v)
+					default:
+						empty = false
+					}
 				})
 			default: // finish_reason, logprobs, stop_reason, ...: only when null
 				empty = empty && v.Type() == fastjson.TypeNull
@@ -324,6 +334,53 @@ func onlyEmptyText(r *request, root *fastjson.Value) bool {
 		})
 	}
 	return empty
+}
+
+// isReasoningKey reports whether key is one of reasoningKeys.
+func isReasoningKey(key []byte) bool {
+	for _, k := range reasoningKeys {
+		if string(key) == k {
+			return true
+		}
+	}
+	return false
+}
+
+// onlyEmptyArguments reports whether the tool calls of a delta carry nothing but their index
+// and empty arguments: a call's id, type or name is news to the client, held-back arguments
+// are not.
+func onlyEmptyArguments(calls *fastjson.Value) bool {
+	arr, err := calls.Array()
+	if err != nil || len(arr) == 0 {
+		return false
+	}
+	for _, tc := range arr {
+		obj, err := tc.Object()
+		if err != nil {
+			return false
+		}
+		empty := true
+		obj.Visit(func(key []byte, v *fastjson.Value) {
+			switch string(key) {
+			case "index":
+			case "function":
+				fn, err := v.Object()
+				if err != nil {
+					empty = false
+					return
+				}
+				fn.Visit(func(key []byte, v *fastjson.Value) {
+					empty = empty && string(key) == "arguments" && isEmptyString(v)
+				})
+			default:
+				empty = false
+			}
+		})
+		if !empty {
+			return false
+		}
+	}
+	return true
 }
 
 func isEmptyString(v *fastjson.Value) bool {
