@@ -550,6 +550,16 @@ func (g *Gateway) guardCompletion(r *request, body []byte) ([]byte, error) {
 	for i, c := range choices {
 		var args int
 		r.guard.answer, args = answerTexts(r.guard.answer[:0], c.Get("message"), c)
+		// A blocked text empties its whole choice, the texts read before it included, and the
+		// choice says why, as OpenAI does: the rest of the choice goes unread.
+		blockChoice := func() {
+			for _, w := range r.guard.answer {
+				r.guard.setString(w, nil)
+			}
+			c.Set("finish_reason", r.guard.arena.NewString("content_filter"))
+			changed = true
+		}
+	texts:
 		for k, v := range r.guard.answer {
 			text := v.GetStringBytes()
 			out := text
@@ -560,11 +570,8 @@ func (g *Gateway) guardCompletion(r *request, body []byte) ([]byte, error) {
 				found := false
 				if ag.safetyComplete != guard.ActionOff {
 					if g.checkSafety(r, guard.Completion, text) != nil {
-						// Blocked: the text goes and the choice says why, as OpenAI does.
-						r.guard.setString(v, nil)
-						c.Set("finish_reason", r.guard.arena.NewString("content_filter"))
-						changed = true
-						continue
+						blockChoice()
+						break texts
 					}
 					found = len(r.guard.matches) > 0
 				}
@@ -579,10 +586,8 @@ func (g *Gateway) guardCompletion(r *request, body []byte) ([]byte, error) {
 						// blocking safety rule's does.
 						r.guard.m.blocks[guard.Completion].Inc()
 						r.guard.blocked = "pii"
-						r.guard.setString(v, nil)
-						c.Set("finish_reason", r.guard.arena.NewString("content_filter"))
-						changed = true
-						continue
+						blockChoice()
+						break texts
 					}
 					found = found || !bytes.Equal(out, text) || r.guard.vault.Findings(guard.Completion) != before
 				}
