@@ -255,8 +255,7 @@ func (g *Gateway) classifyPrompt(r *request, root *fastjson.Value) error {
 	cm.duration.Update(time.Since(start).Seconds())
 	if err != nil {
 		cm.results[guard.Prompt][verdictError].Inc()
-		r.guard.addHeader("classifier_prompt", "unavailable")
-		r.guard.flagged = true
+		r.guard.report("classifier_prompt", "unavailable", true)
 		if c.failClosed {
 			r.guard.blocked = "classifier_unavailable"
 			return errClassifierUnavailable
@@ -276,11 +275,8 @@ func (g *Gateway) classifyPrompt(r *request, root *fastjson.Value) error {
 	if len(v.Categories) > 0 {
 		cat = v.Categories[0]
 	}
-	r.guard.addHeader("classifier_prompt", cat)
 	action := r.guard.ag.safetyPrompt
-	if action == guard.ActionFlag || action == guard.ActionBlock {
-		r.guard.flagged = true
-	}
+	r.guard.report("classifier_prompt", cat, action == guard.ActionFlag || action == guard.ActionBlock)
 	if action == guard.ActionBlock {
 		r.guard.m.blocks[guard.Prompt].Inc()
 		r.guard.blocked = "classifier:" + cat

@@ -219,8 +219,8 @@ type guardState struct {
 	matches  []guard.SafetyMatch
 	text     []byte // scratch for one rewritten text
 	restored []byte // scratch for one text with its placeholders restored
-	header   []byte // x-llmgate-guard value
-	flagged  bool   // the header must be sent
+	header   []byte // x-llmgate-guard value: what the client is told
+	note     []byte // what the guard found, for the log: the header's entries and those of log-only actions
 	blocked  string // why the request or completion was blocked, for the log
 	chunk    []byte // a rewritten stream chunk
 	// For the classifier's completion verdict: collect is set when it wants one.
@@ -239,7 +239,7 @@ func (s *guardState) reset() {
 		guard.ReleaseVault(s.vault)
 		s.vault = nil
 	}
-	s.ag, s.m, s.matches, s.text, s.header, s.flagged, s.blocked = nil, nil, s.matches[:0], s.text[:0], s.header[:0], false, ""
+	s.ag, s.m, s.matches, s.text, s.header, s.note, s.blocked = nil, nil, s.matches[:0], s.text[:0], s.header[:0], s.note[:0], ""
 	s.chunk = s.chunk[:0]
 	// Restored text holds the requester's originals: zeroed as the vault zeroes its own.
 	clear(s.restored[:cap(s.restored)])
@@ -389,10 +389,7 @@ func (g *Gateway) checkSafety(r *request, d guard.Direction, text []byte) error 
 		r.stats.safety |= safetyBit(m.Category)
 	}
 	cat := r.guard.matches[0].Category
-	r.guard.addHeader("safety_"+directionName(d), cat)
-	if action == guard.ActionFlag || action == guard.ActionBlock {
-		r.guard.flagged = true
-	}
+	r.guard.report("safety_"+directionName(d), cat, action == guard.ActionFlag || action == guard.ActionBlock)
 	if action == guard.ActionBlock {
 		r.guard.m.blocks[d].Inc()
 		r.guard.blocked = "safety:" + cat
@@ -427,18 +424,27 @@ func (g *Gateway) countPII(r *request, d guard.Direction) {
 		}
 	}
 	if sum := v.AppendSummary(nil, d); len(sum) > 0 {
-		r.guard.addHeader("pii_"+directionName(d), string(sum))
-		r.guard.flagged = true
+		r.guard.report("pii_"+directionName(d), string(sum), true)
 	}
 }
 
-func (s *guardState) addHeader(key, value string) {
-	if len(s.header) > 0 {
-		s.header = append(s.header, "; "...)
+// report notes what the guard found, as key=value (types, counts and categories, never
+// values), for the log, and for the client in x-llmgate-guard when tell is set: a safety rule
+// whose action is log shows in the log only.
+func (s *guardState) report(key, value string, tell bool) {
+	s.note = appendGuardEntry(s.note, key, value)
+	if tell {
+		s.header = appendGuardEntry(s.header, key, value)
 	}
-	s.header = append(s.header, key...)
-	s.header = append(s.header, '=')
-	s.header = append(s.header, value...)
+}
+
+func appendGuardEntry(dst []byte, key, value string) []byte {
+	if len(dst) > 0 {
+		dst = append(dst, "; "...)
+	}
+	dst = append(dst, key...)
+	dst = append(dst, '=')
+	return append(dst, value...)
 }
 
 // promptTextKind says where a text of a prompt comes from.

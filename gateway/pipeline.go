@@ -212,7 +212,7 @@ func (g *Gateway) recoverRequest(ctx *fasthttp.RequestCtx) {
 // setGuardHeader sends x-llmgate-guard when the guard found something to report: entity types
 // with counts and safety categories, never values.
 func setGuardHeader(ctx *fasthttp.RequestCtx, r *request) {
-	if r.guard.flagged {
+	if len(r.guard.header) > 0 {
 		ctx.Response.Header.SetBytesV("X-Llmgate-Guard", r.guard.header)
 	}
 }
@@ -339,9 +339,9 @@ func (g *Gateway) logRequest(r *request, now time.Time, elapsed time.Duration) {
 		b = append(b, `,"upstream_error":`...) // a dial or read error: addresses, never prompt text
 		b = appendJSONString(b, r.upstreamErr.Error())
 	}
-	if len(r.guard.header) > 0 {
+	if len(r.guard.note) > 0 {
 		b = append(b, `,"guard":`...) // types and counts, never values
-		b = appendJSONString(b, unsafeString(r.guard.header))
+		b = appendJSONString(b, unsafeString(r.guard.note))
 	}
 	if r.guard.blocked != "" {
 		b = append(b, `,"guard_blocked":`...)
