@@ -99,9 +99,15 @@ func loadJSONL[T any](t *testing.T, path string, setLine func(*T, int)) []T {
 
 func loadPII(t *testing.T) []piiCase {
 	t.Helper()
-	cases := loadJSONL(t, piiCorpus, func(c *piiCase, n int) { c.line = n })
+	return loadPIIFile(t, piiCorpus)
+}
+
+// loadPIIFile loads a PII corpus in the format of pii.jsonl and checks each case.
+func loadPIIFile(t *testing.T, path string) []piiCase {
+	t.Helper()
+	cases := loadJSONL(t, path, func(c *piiCase, n int) { c.line = n })
 	for _, c := range cases {
-		where := fmt.Sprintf("%s:%d", piiCorpus, c.line)
+		where := fmt.Sprintf("%s:%d", path, c.line)
 		if c.Text == "" || c.Note == "" {
 			t.Fatalf("%s: text and note must be set", where)
 		}
@@ -207,10 +213,8 @@ type span struct{ start, end int }
 
 func (s span) overlaps(start, end int) bool { return start < s.end && s.start < end }
 
-// TestQualityPII measures precision and recall per entity type over testdata/pii.jsonl.
-// A finding is a true positive when it has the expected type and overlaps an expected
-// value; every other finding is a false positive. An expected value with no overlapping
-// finding of its type is a false negative.
+// TestQualityPII measures precision and recall per entity type over testdata/pii.jsonl
+// (see scorePII for how findings are scored).
 func TestQualityPII(t *testing.T) {
 	cases := loadPII(t)
 	p, err := guard.NewPII(guard.PIIOptions{})
@@ -218,6 +222,37 @@ func TestQualityPII(t *testing.T) {
 		t.Fatalf("NewPII: %v", err)
 	}
 
+	res := scorePII(t, p, cases, piiCorpus)
+	t.Logf("PII quality over %d cases:\n%s", len(cases), res.table)
+	var failed []string
+	for _, typ := range res.types {
+		s := res.scores[typ]
+		if s.precision() < minPrecision || s.recall() < minRecall {
+			failed = append(failed, typ)
+		}
+	}
+	if len(failed) > 0 {
+		t.Errorf("precision or recall below %.2f/%.2f for %s\n%s\nfailing cases:\n%s",
+			minPrecision, minRecall, strings.Join(failed, ", "), res.table, strings.Join(res.failures, "\n"))
+	} else if len(res.failures) > 0 {
+		t.Logf("misses within the bar:\n%s", strings.Join(res.failures, "\n"))
+	}
+}
+
+// piiResult is the PII detector's result over a labelled corpus.
+type piiResult struct {
+	scores   map[string]*piiScore // by entity type, one for every type in types
+	types    []string             // piiTypes, then any type the detector invented
+	table    string               // the per-type table
+	failures []string             // every false positive and false negative, one a line
+}
+
+// scorePII runs p over cases (read from path) and scores every finding against the labels.
+// A finding is a true positive when it has the expected type and overlaps an expected
+// value; every other finding is a false positive. An expected value with no overlapping
+// finding of its type is a false negative.
+func scorePII(t *testing.T, p *guard.PII, cases []piiCase, path string) piiResult {
+	t.Helper()
 	scores := map[string]*piiScore{}
 	score := func(typ string) *piiScore {
 		if scores[typ] == nil {
@@ -261,7 +296,7 @@ func TestQualityPII(t *testing.T) {
 		for _, f := range found {
 			if f.Start < 0 || f.End > len(text) || f.Start >= f.End {
 				t.Errorf("%s:%d: finding %s has span [%d,%d) outside the text of %d bytes",
-					piiCorpus, c.line, f.Entity, f.Start, f.End, len(text))
+					path, c.line, f.Entity, f.Start, f.End, len(text))
 				score(f.Entity).fp++
 				continue
 			}
@@ -300,22 +335,12 @@ func TestQualityPII(t *testing.T) {
 	var tbl strings.Builder
 	tw := tabwriter.NewWriter(&tbl, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "type\tTP\tFP\tFN\tprecision\trecall\t")
-	var failed []string
 	for _, typ := range types {
 		s := score(typ)
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.3f\t%.3f\t\n", typ, s.tp, s.fp, s.fn, s.precision(), s.recall())
-		if s.precision() < minPrecision || s.recall() < minRecall {
-			failed = append(failed, typ)
-		}
 	}
 	tw.Flush()
-	t.Logf("PII quality over %d cases:\n%s", len(cases), tbl.String())
-	if len(failed) > 0 {
-		t.Errorf("precision or recall below %.2f/%.2f for %s\n%s\nfailing cases:\n%s",
-			minPrecision, minRecall, strings.Join(failed, ", "), tbl.String(), strings.Join(failures, "\n"))
-	} else if len(failures) > 0 {
-		t.Logf("misses within the bar:\n%s", strings.Join(failures, "\n"))
-	}
+	return piiResult{scores: scores, types: types, table: tbl.String(), failures: failures}
 }
 
 // TestQualitySafety measures the built-in safety rules over testdata/safety.jsonl: the
