@@ -148,3 +148,78 @@ func TestQualitySafetyBenignProbes(t *testing.T) {
 			100*rate, 100*maxBenignFlagRate, strings.Join(flagged, "\n"))
 	}
 }
+
+// testdata/pii_heldout.jsonl is a second PII corpus in the format of pii.jsonl, written
+// before the detectors in pii*.go and the cases in pii.jsonl were read, to estimate how the
+// detector does on text its authors did not tune it on. Its checksummed values (cards,
+// IBANs, SSN ranges, Bitcoin addresses) were generated and verified by a throwaway program,
+// not guessed. Cases judged genuinely ambiguous say so in their note and are scored as
+// labelled. Keep it out of detector tuning: do not add patterns that copy its strings.
+
+const (
+	piiHeldout = "testdata/pii_heldout.jsonl"
+
+	// heldoutPIIMinPrecision and heldoutPIIMinRecall are the per-type floors. They are
+	// below the 0.95 of pii.jsonl because the smallest types have only 12 to 17 held-out
+	// values, where one miss costs 0.06 to 0.08; 0.90 allows one miss or false positive
+	// in those and about three in the larger ones.
+	heldoutPIIMinPrecision = 0.90
+	heldoutPIIMinRecall    = 0.90
+
+	heldoutPIIMinPositives = 12  // expected values per entity type
+	heldoutPIIMinNegatives = 100 // cases with no entities
+)
+
+// TestQualityPIIHeldout measures precision and recall per entity type over the held-out
+// PII corpus, scored as TestQualityPII scores pii.jsonl, and logs every miss and false
+// positive.
+func TestQualityPIIHeldout(t *testing.T) {
+	cases := loadPIIFile(t, piiHeldout)
+	seen := map[string]int{}
+	for _, c := range loadPII(t) {
+		seen[c.Text] = -c.line
+	}
+	positives := map[string]int{}
+	negatives := 0
+	for _, c := range cases {
+		if prev, ok := seen[c.Text]; ok {
+			t.Fatalf("%s:%d duplicates line %d (negative: of %s)", piiHeldout, c.line, prev, piiCorpus)
+		}
+		seen[c.Text] = c.line
+		if len(c.Entities) == 0 {
+			negatives++
+		}
+		for _, e := range c.Entities {
+			positives[e.Type]++
+		}
+	}
+	for _, typ := range piiTypes {
+		if positives[typ] < heldoutPIIMinPositives {
+			t.Errorf("held-out %s has %d positives, want >= %d", typ, positives[typ], heldoutPIIMinPositives)
+		}
+	}
+	if negatives < heldoutPIIMinNegatives {
+		t.Errorf("held-out corpus has %d negatives, want >= %d", negatives, heldoutPIIMinNegatives)
+	}
+
+	p, err := guard.NewPII(guard.PIIOptions{})
+	if err != nil {
+		t.Fatalf("NewPII: %v", err)
+	}
+	res := scorePII(t, p, cases, piiHeldout)
+	t.Logf("held-out PII quality over %d cases (%d negatives):\n%s", len(cases), negatives, res.table)
+	if len(res.failures) > 0 {
+		t.Logf("held-out misses and false positives:\n%s", strings.Join(res.failures, "\n"))
+	}
+	var failed []string
+	for _, typ := range res.types {
+		s := res.scores[typ]
+		if s.precision() < heldoutPIIMinPrecision || s.recall() < heldoutPIIMinRecall {
+			failed = append(failed, typ)
+		}
+	}
+	if len(failed) > 0 {
+		t.Errorf("held-out precision or recall below %.2f/%.2f for %s",
+			heldoutPIIMinPrecision, heldoutPIIMinRecall, strings.Join(failed, ", "))
+	}
+}
