@@ -476,7 +476,8 @@ const (
 // 48 bytes before i, per category: pos has a bit for each category whose nearest relevant word
 // is one of its own; neg has a bit for each whose nearest is a negative word. Like Presidio it
 // looks only backwards. Words are whole runs of [A-Za-z0-9_] and Latin letters with accents
-// (see ctxByte), so "US_SSN" in a placeholder is no "ssn" and "móvil" is one word.
+// (see ctxByte), so "móvil" is one word; of a snake_case word only the part snakeTail
+// returns counts, so "applicant_ssn" is an "ssn" but "US_SSN_1" in a placeholder is none.
 func nearWords(t []byte, i int) (pos, neg uint8) {
 	stop := i - 48
 	if stop < 0 {
@@ -510,20 +511,23 @@ func nearWords(t []byte, i int) (pos, neg uint8) {
 		if j == stop && stop > 0 && isWord(t[j-1]) {
 			break // cut word
 		}
-		if e-j > len(buf) {
+		word := t[j:e]
+		if !accent {
+			word = snakeTail(word)
+		}
+		if len(word) > len(buf) {
 			continue
 		}
 		// ctxMay reads the first and last byte's low five bits, the same in either case: ask
 		// it before lower-casing, which most words then skip.
-		word := t[j:e]
 		may := ctxMay(word)
 		plural := len(word) > 3 && word[len(word)-1]|0x20 == 's' && ctxMay(word[:len(word)-1])
 		if !may && !plural {
 			continue
 		}
 		n := 0
-		for k := j; k < e; k++ {
-			buf[n] = asciiLower(t[k])
+		for _, c := range word {
+			buf[n] = asciiLower(c)
 			n++
 		}
 		if accent {
@@ -559,6 +563,39 @@ func nearWords(t []byte, i int) (pos, neg uint8) {
 		}
 	}
 	return pos, neg
+}
+
+// snakeTail returns the part of a snake_case identifier that names it, its last part, or
+// the one before a last "number", "num", "no" or "nr": "applicant_ssn", "home_phone",
+// "phone_number", "order_no". A placeholder's last part is its number or hash ("US_SSN_1",
+// "PHONE_NUMBER_h"), which names nothing, so placeholders stay no context. Words without
+// '_' are returned as they are.
+func snakeTail(w []byte) []byte {
+	u := len(w) - 1
+	for u >= 0 && w[u] != '_' {
+		u--
+	}
+	if u < 0 || u == len(w)-1 {
+		return w
+	}
+	tail := w[u+1:]
+	if len(tail) <= 6 && u > 0 {
+		var b [6]byte
+		for k, c := range tail {
+			b[k] = asciiLower(c)
+		}
+		switch string(b[:len(tail)]) {
+		case "number", "num", "no", "nr":
+			v := u - 1
+			for v >= 0 && w[v] != '_' {
+				v--
+			}
+			if v < u-1 {
+				return w[v+1 : u]
+			}
+		}
+	}
+	return tail
 }
 
 // wordCls classes bytes for nearWords: a word byte [A-Za-z0-9_], a byte of a multi-byte
