@@ -485,6 +485,10 @@ func nearWords(t []byte, i int) (pos, neg uint8) {
 	}
 	var seen uint8
 	var buf [16]byte
+	// pend is the categories of a number word ("número") whose decision waits on the word
+	// before it, pendW its index.
+	var pend uint8
+	pendW := 0
 	j := i
 	for w := 0; w < 5 && j > stop; w++ {
 		for j > stop && wordCls[t[j-1]] != cwWord {
@@ -544,25 +548,60 @@ func nearWords(t []byte, i int) (pos, neg uint8) {
 		if m == 0 {
 			continue
 		}
-		for c := uint8(1); c < ctxNeg; c <<= 1 {
-			if seen&c != 0 {
-				continue
+		adjacent := w == 0
+		if pend != 0 {
+			if w == pendW+1 && m&ctxNeg != 0 {
+				// "Pedido número 45-8812-0093": the number word is the identifier's.
+				adjacent = pendW == 0
+			} else {
+				pos, neg, seen = ctxDecide(pend, pos, neg, seen)
 			}
-			if m&c != 0 {
-				pos |= c
-				seen |= c
-			} else if m&ctxNeg != 0 && (c != ctxIP || m&ctxNum != 0) {
-				// An IP address is only a version or section number when such a word
-				// names it: "ticket opened from 203.0.113.7" has an address.
-				neg |= c
-				seen |= c
-			}
+			pend = 0
 		}
-		if w == 0 && m&ctxNeg != 0 {
+		if m == ctxPhone && numberWord(buf[:n]) {
+			pend, pendW = m, w
+			continue
+		}
+		pos, neg, seen = ctxDecide(m, pos, neg, seen)
+		if adjacent && m&ctxNeg != 0 {
 			neg |= ctxAdjacent // "ID 415-555-0132"
 		}
 	}
+	if pend != 0 {
+		pos, neg, _ = ctxDecide(pend, pos, neg, seen)
+	}
 	return pos, neg
+}
+
+// ctxDecide sets, for each category not yet in seen, the decision of a context word of
+// categories m: pos for its own, neg for the others when it is a negative word.
+func ctxDecide(m, pos, neg, seen uint8) (uint8, uint8, uint8) {
+	for c := uint8(1); c < ctxNeg; c <<= 1 {
+		if seen&c != 0 {
+			continue
+		}
+		if m&c != 0 {
+			pos |= c
+			seen |= c
+		} else if m&ctxNeg != 0 && (c != ctxIP || m&ctxNum != 0) {
+			// An IP address is only a version or section number when such a word
+			// names it: "ticket opened from 203.0.113.7" has an address.
+			neg |= c
+			seen |= c
+		}
+	}
+	return pos, neg, seen
+}
+
+// numberWord reports whether the lower-case context word w is "number" in French, Spanish,
+// Portuguese or Italian: a phone word alone ("mi número es ..."), but after a negative word
+// it names that identifier ("pedido número", "ordine numero").
+func numberWord(w []byte) bool {
+	switch string(w) {
+	case "numero", "número", "numéro":
+		return true
+	}
+	return false
 }
 
 // snakeTail returns the part of a snake_case identifier that names it, its last part, or

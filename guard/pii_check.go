@@ -419,6 +419,7 @@ func init() {
 		"step", "waybill", "ein", "itin", "patent", "product", "sn",
 		"commande", "facture", "référence", "bestellung", "bestellnummer", "rechnung",
 		"kundennummer", "auftrag", "pedido", "factura", "referencia", "cpf", "cnpj",
+		"ordine", "fattura", "fatura", "encomenda",
 		"siret", "siren", "nif", "aadhaar", "port", "parcel", "shipment")
 	add(ctxNeg|ctxNum, "version", "ver", "build", "release", "section", "chapter", "clause",
 		"figure", "table", "paragraph", "oid", "firmware", "kernel", "sdk")

@@ -112,6 +112,9 @@ func TestPIIFind(t *testing.T) {
 		{"not phone: order", "Order number: 4839201556", nil},
 		{"not phone: order dashes", "order 112-4839201-5567385", nil},
 		{"not phone: id context", "ID 415-555-0132", nil},
+		{"not phone: order number word", "Pedido número 45-8812-0093, ordine numero 45-8812-0094, fattura numero 45-8812-0095", nil},
+		{"not phone: pt order", "número da encomenda 45-8812-0096 e fatura 45-8812-0097", nil},
+		{"phone after a number word", "Mi número: 912 345 678, o numero 45-8812-0098", []string{"PHONE_NUMBER:912 345 678", "PHONE_NUMBER:45-8812-0098"}},
 		// A negative word further off does not hide a strong match: order and support text is
 		// where customers' numbers are.
 		{"phone after an order number", "Order 5521 shipped to John, +44 20 7946 0958", []string{"PHONE_NUMBER:+44 20 7946 0958"}},
