@@ -460,6 +460,9 @@ func (s *scan) classify(r *numRun, j, k int) (e entity, start, end int, score fl
 			return eCard, start, end, sc, true
 		}
 	}
+	if j == 0 && codeBefore(t, start) {
+		return // the groups go on a code: "1Z 999 AA1 01 2345 6784"
+	}
 	best := 0.0
 	if !plus && !paren && len(d) == 9 && s.p.on[eSSN] {
 		if sc := ssnScore(r, j, k, d, sp, uniform); sc > 0 {
@@ -478,6 +481,30 @@ func (s *scan) classify(r *numRun, j, k int) (e entity, start, end int, score fl
 		}
 	}
 	return e, start, end, best, best > 0
+}
+
+// codeBefore reports whether the number at i goes on a code written in groups: the token a
+// space or no-break space before it mixes letters and digits and ends with a digit, as in
+// the UPS tracking number "1Z 999 AA1 01 2345 6784". Phone numbers and SSNs follow words
+// and punctuation, not such tokens; a year or a count before them is all digits.
+func codeBefore(t []byte, i int) bool {
+	k := i - 1
+	switch {
+	case k >= 0 && t[k] == ' ':
+		k--
+	case k >= 1 && t[k-1] == 0xc2 && t[k] == 0xa0:
+		k -= 2
+	default:
+		return false
+	}
+	if k < 0 || !isDigit(t[k]) {
+		return false
+	}
+	letter := false
+	for ; k >= 0 && isAlnum(t[k]); k-- {
+		letter = letter || !isDigit(t[k])
+	}
+	return letter
 }
 
 // leftOK reports whether a number may start at i: not glued to a word, a decimal point, a
