@@ -337,6 +337,7 @@ type scan struct {
 	// ctxStart is 1 + the text offset whose nearWords are ctxPos and ctxNeg; 0 for none.
 	ctxStart       int
 	ctxPos, ctxNeg uint8
+	ctxCode        bool // codeBefore at that offset
 }
 
 // want reports whether a finding of e with this score would be reported.
@@ -485,18 +486,16 @@ func nearWords(t []byte, i int) (pos, neg uint8) {
 	}
 	var seen uint8
 	var buf [16]byte
-	// pend is the categories of a number word ("número") whose decision waits on the word
-	// before it, pendW its index.
-	var pend uint8
-	pendW := 0
 	j := i
 	for w := 0; w < 5 && j > stop; w++ {
-		for j > stop && wordCls[t[j-1]] != cwWord {
+		for j > stop && wordCls[t[j-1]]&cwWord == 0 {
 			j--
 		}
 		e := j
-		for j > stop && wordCls[t[j-1]] == cwWord {
+		var cl uint8 // the classes of the word's bytes: cwSnake with a '_'
+		for j > stop && wordCls[t[j-1]]&cwWord != 0 {
 			j--
+			cl |= wordCls[t[j]]
 		}
 		if e == j {
 			break
@@ -516,7 +515,7 @@ func nearWords(t []byte, i int) (pos, neg uint8) {
 			break // cut word
 		}
 		word := t[j:e]
-		if !accent {
+		if cl == cwSnake && !accent {
 			word = snakeTail(word)
 		}
 		if len(word) > len(buf) {
@@ -548,49 +547,28 @@ func nearWords(t []byte, i int) (pos, neg uint8) {
 		if m == 0 {
 			continue
 		}
-		adjacent := w == 0
-		if pend != 0 {
-			if w == pendW+1 && m&ctxNeg != 0 {
-				// "Pedido número 45-8812-0093": the number word is the identifier's.
-				adjacent = pendW == 0
-			} else {
-				pos, neg, seen = ctxDecide(pend, pos, neg, seen)
+		if m == ctxPhone && numberWord(buf[:n]) && negWordBefore(t, j, stop, i) {
+			m = ctxNeg // "Pedido número 45-8812-0093": the number word is the identifier's
+		}
+		for c := uint8(1); c < ctxNeg; c <<= 1 {
+			if seen&c != 0 {
+				continue
 			}
-			pend = 0
+			if m&c != 0 {
+				pos |= c
+				seen |= c
+			} else if m&ctxNeg != 0 && (c != ctxIP || m&ctxNum != 0) {
+				// An IP address is only a version or section number when such a word
+				// names it: "ticket opened from 203.0.113.7" has an address.
+				neg |= c
+				seen |= c
+			}
 		}
-		if m == ctxPhone && numberWord(buf[:n]) {
-			pend, pendW = m, w
-			continue
-		}
-		pos, neg, seen = ctxDecide(m, pos, neg, seen)
-		if adjacent && m&ctxNeg != 0 {
+		if w == 0 && m&ctxNeg != 0 {
 			neg |= ctxAdjacent // "ID 415-555-0132"
 		}
 	}
-	if pend != 0 {
-		pos, neg, _ = ctxDecide(pend, pos, neg, seen)
-	}
 	return pos, neg
-}
-
-// ctxDecide sets, for each category not yet in seen, the decision of a context word of
-// categories m: pos for its own, neg for the others when it is a negative word.
-func ctxDecide(m, pos, neg, seen uint8) (uint8, uint8, uint8) {
-	for c := uint8(1); c < ctxNeg; c <<= 1 {
-		if seen&c != 0 {
-			continue
-		}
-		if m&c != 0 {
-			pos |= c
-			seen |= c
-		} else if m&ctxNeg != 0 && (c != ctxIP || m&ctxNum != 0) {
-			// An IP address is only a version or section number when such a word
-			// names it: "ticket opened from 203.0.113.7" has an address.
-			neg |= c
-			seen |= c
-		}
-	}
-	return pos, neg, seen
 }
 
 // numberWord reports whether the lower-case context word w is "number" in French, Spanish,
@@ -602,6 +580,41 @@ func numberWord(w []byte) bool {
 		return true
 	}
 	return false
+}
+
+// negWordBefore reports whether the word before t[j:], read as nearWords reads words (i and
+// stop its bounds), is a negative context word: "pedido" in "pedido número".
+func negWordBefore(t []byte, j, stop, i int) bool {
+	for j > stop && wordCls[t[j-1]]&cwWord == 0 {
+		j--
+	}
+	e := j
+	for j > stop && wordCls[t[j-1]]&cwWord != 0 {
+		j--
+	}
+	if e == j {
+		return false
+	}
+	accent := false
+	if j > stop && wordCls[t[j-1]] == cwHigh {
+		var cut bool
+		if j, e, cut = accentWord(t, j, e, stop, i); cut {
+			return false
+		}
+		accent = true
+	}
+	if j == stop && stop > 0 && isWord(t[j-1]) || e-j > 16 {
+		return false
+	}
+	var buf [16]byte
+	n := copy(buf[:], t[j:e])
+	for k := range n {
+		buf[k] = asciiLower(buf[k])
+	}
+	if accent {
+		foldAccents(buf[:n])
+	}
+	return ctxWords[string(buf[:n])]&ctxNeg != 0
 }
 
 // snakeTail returns the part of a snake_case identifier that names it, its last part, or
@@ -637,19 +650,22 @@ func snakeTail(w []byte) []byte {
 	return tail
 }
 
-// wordCls classes bytes for nearWords: a word byte [A-Za-z0-9_], a byte of a multi-byte
-// character, or another byte.
+// wordCls classes bytes for nearWords: a word byte [A-Za-z0-9_] ('_' also cwSnake), a byte
+// of a multi-byte character, or another byte.
 var wordCls [256]uint8
 
 const (
-	cwOther = iota
-	cwWord
-	cwHigh
+	cwOther = 0
+	cwWord  = 1
+	cwHigh  = 2
+	cwSnake = cwWord | 4
 )
 
 func init() {
 	for c := range wordCls {
 		switch {
+		case c == '_':
+			wordCls[c] = cwSnake
 		case isWord(byte(c)):
 			wordCls[c] = cwWord
 		case c >= 0x80:

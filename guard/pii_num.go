@@ -445,13 +445,15 @@ func (s *scan) classify(r *numRun, j, k int) (e entity, start, end int, score fl
 		}
 	}
 	var pos, neg uint8
+	var code bool
 	ctx := func() {
 		// numeric tries several ends for one start: read its context words once.
 		if s.ctxStart != start+1 {
 			s.ctxPos, s.ctxNeg = nearWords(t, start)
+			s.ctxCode = codeBefore(t, start)
 			s.ctxStart = start + 1
 		}
-		pos, neg = s.ctxPos, s.ctxNeg
+		pos, neg, code = s.ctxPos, s.ctxNeg, s.ctxCode
 	}
 	if !plus && !paren && s.p.on[eCard] && len(d) >= 12 && uniform && (g == 1 || sp == ' ' || sp == '-') &&
 		cardGroups(r, j, k) && cardBrand(d) && !allSame(d) && luhn(d) {
@@ -460,14 +462,11 @@ func (s *scan) classify(r *numRun, j, k int) (e entity, start, end int, score fl
 			return eCard, start, end, sc, true
 		}
 	}
-	if j == 0 && codeBefore(t, start) {
-		return // the groups go on a code: "1Z 999 AA1 01 2345 6784"
-	}
 	best := 0.0
 	if !plus && !paren && len(d) == 9 && s.p.on[eSSN] {
 		if sc := ssnScore(r, j, k, d, sp, uniform); sc > 0 {
 			ctx()
-			if sc = adjust(sc, ctxSSN, pos, neg); s.want(eSSN, sc) {
+			if sc = adjust(sc, ctxSSN, pos, neg); !code && s.want(eSSN, sc) {
 				e, best = eSSN, sc
 			}
 		}
@@ -475,7 +474,7 @@ func (s *scan) classify(r *numRun, j, k int) (e entity, start, end int, score fl
 	if s.p.on[ePhone] {
 		if sc := phoneScore(r, j, k, d, sp, uniform, plus); sc > 0 {
 			ctx()
-			if sc = adjust(sc, ctxPhone, pos, neg); s.want(ePhone, sc) && sc > best {
+			if sc = adjust(sc, ctxPhone, pos, neg); !code && s.want(ePhone, sc) && sc > best {
 				e, best = ePhone, sc
 			}
 		}
@@ -486,7 +485,8 @@ func (s *scan) classify(r *numRun, j, k int) (e entity, start, end int, score fl
 // codeBefore reports whether the number at i goes on a code written in groups: the token a
 // space or no-break space before it mixes letters and digits and ends with a digit, as in
 // the UPS tracking number "1Z 999 AA1 01 2345 6784". Phone numbers and SSNs follow words
-// and punctuation, not such tokens; a year or a count before them is all digits.
+// and punctuation, not such tokens; a year or a count before them is all digits, as is the
+// group before a number that starts inside a run.
 func codeBefore(t []byte, i int) bool {
 	k := i - 1
 	switch {

@@ -116,7 +116,7 @@ func TestPIIFind(t *testing.T) {
 		{"not ssn: groups of a code", "Ref QX7 412 67 3089", nil},
 		{"phone after a code with a letter last", "Flat 4B 020 7946 0958, room 12 020 7946 0959",
 			[]string{"PHONE_NUMBER:020 7946 0958", "PHONE_NUMBER:020 7946 0959"}},
-		{"not phone: order number word", "Pedido número 45-8812-0093, ordine numero 45-8812-0094, fattura numero 45-8812-0095", nil},
+		{"not phone: order number word", "Pedido número 45-8812-0093, ordine numero 45-8812-0094, fattura numero 45-8812-0095, RÉFÉRENCE NUMÉRO 45-8812-0090", nil},
 		{"not phone: pt order", "número da encomenda 45-8812-0096 e fatura 45-8812-0097", nil},
 		{"phone after a number word", "Mi número: 912 345 678, o numero 45-8812-0098", []string{"PHONE_NUMBER:912 345 678", "PHONE_NUMBER:45-8812-0098"}},
 		// A negative word further off does not hide a strong match: order and support text is
