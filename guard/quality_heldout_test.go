@@ -162,9 +162,19 @@ const (
 	// heldoutPIIMinPrecision and heldoutPIIMinRecall are the per-type floors. They are
 	// below the 0.95 of pii.jsonl because the smallest types have only 12 to 17 held-out
 	// values, where one miss costs 0.06 to 0.08; 0.90 allows one miss or false positive
-	// in those and about three in the larger ones.
+	// in those and three to five in the larger ones. When the corpus was written the
+	// detector reached 0.917 at worst (MAC_ADDRESS, both ways), 1.000 for six types; the
+	// misses then fixed were phone numbers in a tracking and an order number and an SSN
+	// after a snake_case key. The four left are judged ambiguous in their notes: the
+	// broadcast MAC ff:ff:ff:ff:ff:ff (pii.jsonl labels it a MAC, this corpus does not), a
+	// bare 12-hex MAC, "ssh deploy@server.example.com" and the placeholder
+	// "scheme://user:password@host".
 	heldoutPIIMinPrecision = 0.90
 	heldoutPIIMinRecall    = 0.90
+
+	// heldoutPIIMinOverall is the floor of precision and recall over all types together
+	// (258 values): the 0.989 and 0.996 reached less about 0.02, some six more errors.
+	heldoutPIIMinOverall = 0.97
 
 	heldoutPIIMinPositives = 12  // expected values per entity type
 	heldoutPIIMinNegatives = 100 // cases with no entities
@@ -212,14 +222,22 @@ func TestQualityPIIHeldout(t *testing.T) {
 		t.Logf("held-out misses and false positives:\n%s", strings.Join(res.failures, "\n"))
 	}
 	var failed []string
+	var all piiScore
 	for _, typ := range res.types {
 		s := res.scores[typ]
 		if s.precision() < heldoutPIIMinPrecision || s.recall() < heldoutPIIMinRecall {
 			failed = append(failed, typ)
 		}
+		all.tp, all.fn, all.hits, all.fp = all.tp+s.tp, all.fn+s.fn, all.hits+s.hits, all.fp+s.fp
 	}
+	t.Logf("held-out overall: precision %.3f (%d/%d), recall %.3f (%d/%d)",
+		all.precision(), all.hits, all.hits+all.fp, all.recall(), all.tp, all.tp+all.fn)
 	if len(failed) > 0 {
 		t.Errorf("held-out precision or recall below %.2f/%.2f for %s",
 			heldoutPIIMinPrecision, heldoutPIIMinRecall, strings.Join(failed, ", "))
+	}
+	if all.precision() < heldoutPIIMinOverall || all.recall() < heldoutPIIMinOverall {
+		t.Errorf("held-out overall precision %.3f or recall %.3f below %.2f",
+			all.precision(), all.recall(), heldoutPIIMinOverall)
 	}
 }
