@@ -1117,3 +1117,34 @@ func TestGuardLogOnlySafetyStaysOutOfHeader(t *testing.T) {
 		return strings.Count(g.logs.String(), "safety_prompt=prompt_injection") == 2
 	})
 }
+
+// A backend that writes tool call arguments with Go's encoding/json, as Ollama does, escapes
+// the placeholder's angle brackets inside them (\u003c, \u003e): the client still gets the
+// value back, buffered and streamed, with the escapes cut across events.
+func TestGuardRestoresEscapedPlaceholdersInToolArguments(t *testing.T) {
+	all := config.Guard{PII: config.PIIGuard{Prompt: "redact", Restore: true}}
+	buffered := `{"id":"c1","object":"chat.completion","created":1,"model":"canned","choices":[{"index":0,"message":{"role":"assistant","content":null,` +
+		`"tool_calls":[{"id":"t1","type":"function","function":{"name":"send","arguments":"{\"to\":\"\\u003cEMAIL_ADDRESS_1\\u003e\"}"}}]},"finish_reason":"tool_calls"}]}`
+	chunk := func(delta string, finish string) string {
+		return `data: {"id":"s","object":"chat.completion.chunk","created":1,"model":"canned","choices":[{"index":0,"delta":` + delta + `,"finish_reason":` + finish + `}]}` + "\n\n"
+	}
+	streamed := chunk(`{"role":"assistant","tool_calls":[{"index":0,"id":"t1","type":"function","function":{"name":"send","arguments":"{\"to\":\"\\u00"}}]}`, "null") +
+		chunk(`{"tool_calls":[{"index":0,"function":{"arguments":"3cEMAIL_ADDRESS_1\\u0"}}]}`, "null") +
+		chunk(`{"tool_calls":[{"index":0,"function":{"arguments":"03e\"}"}}]}`, "null") +
+		chunk(`{}`, `"tool_calls"`) + "data: [DONE]\n\n"
+	bufM := guarded(all, cannedBackend(t, 200, http.Header{"Content-Type": {"application/json"}}, buffered))
+	sseM := guarded(all, cannedBackend(t, 200, http.Header{"Content-Type": {"text/event-stream"}}, streamed))
+	sseM.Alias = "sse"
+	g := startGateway(t, newConfig(t, nil, bufM, sseM))
+	for _, tt := range []struct {
+		shape, alias, extra string
+		stream              bool
+	}{{"buffered", "chat", "", false}, {"streamed", "sse", `,"stream":true`, true}} {
+		res := g.do(t, "POST", "/v1/chat/completions", strings.Replace(chatBody("mail "+testEmail, tt.extra), `"chat"`, `"`+tt.alias+`"`, 1))
+		_, _, args := answerParts(t, res, tt.stream)
+		var a struct{ To string }
+		if err := json.Unmarshal([]byte(args), &a); err != nil || a.To != testEmail {
+			t.Errorf("%s tool call arguments = %q (%v), want the address restored", tt.shape, args, err)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package guard
 
 import (
 	"bytes"
+	"slices"
 	"testing"
 )
 
@@ -141,6 +142,31 @@ func FuzzStreamSplit(f *testing.F) {
 		}
 		if back = r.Flush(back); !bytes.Equal(back, text) {
 			t.Fatalf("chunked restore of %q = %q", red, back)
+		}
+	})
+}
+
+// FuzzRestoreInJSONStream checks that restoring the inside of a JSON string in pieces, the way
+// a stream's tool call arguments arrive, gives what restoring it whole gives, for any text:
+// placeholders plain or with escaped angle brackets, other escapes, cut anywhere.
+func FuzzRestoreInJSONStream(f *testing.F) {
+	_, v := redacted(f, "mail bob@example.com or call (415) 555-0132")
+	for _, s := range []string{
+		`{"to":"\u003cEMAIL_ADDRESS_1\u003e"}`, `\\u003cEMAIL_ADDRESS_1>`, `<PHONE_NUMBER_1> \u003CPHONE_NUMBER_1\u003E`,
+		`\u003cEMAIL_ADDRESS_1\u00`, `\u003`, `\`, `a\"b\u00e9\n<EMAIL_ADDRESS_1`,
+	} {
+		f.Add(s, uint8(3))
+	}
+	f.Fuzz(func(t *testing.T, text string, size uint8) {
+		want := v.RestoreInJSONString(nil, []byte(text))
+		var r Restorer
+		r.ResetInJSONString(v)
+		var out []byte
+		for piece := range slices.Chunk([]byte(text), int(size%16)+1) {
+			out = r.Write(out, piece)
+		}
+		if got := r.Flush(out); !bytes.Equal(got, want) {
+			t.Fatalf("in pieces of %d: %q\n whole %q", int(size%16)+1, got, want)
 		}
 	})
 }

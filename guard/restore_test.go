@@ -2,6 +2,8 @@ package guard
 
 import (
 	"encoding/json"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -120,6 +122,31 @@ func TestRestoreInJSONString(t *testing.T) {
 	check("byte by byte", r.Flush(out))
 	if got := v.Restore(nil, args); json.Valid(got) {
 		t.Fatalf("plain Restore escaped the value: %s", got)
+	}
+
+	// Go's encoding/json writes '<' and '>' as \u003c and \u003e (Ollama's tool call
+	// arguments): such placeholders are restored too, in either case, whole or in pieces. An
+	// escaped backslash before "u003c" is text.
+	for _, tt := range []struct{ in, want string }{
+		{`{"to":"\u003cEMAIL_ADDRESS_1\u003e"}`, `{"to":"bob@example.com"}`},
+		{`{"to":"\u003CEMAIL_ADDRESS_1\u003E, \u003cEMAIL_ADDRESS_1>"}`, `{"to":"bob@example.com, bob@example.com"}`},
+		{`{"to":"\\u003cEMAIL_ADDRESS_1\u003e"}`, `{"to":"\\u003cEMAIL_ADDRESS_1\u003e"}`},
+		{`{"to":"\u003cEMAIL_ADDRESS_9\u003e \u003cb\u003e"}`, `{"to":"\u003cEMAIL_ADDRESS_9\u003e \u003cb\u003e"}`},
+		{`{"k":"\u003cSECRET_1\u003e"}`, `{"k":"` + strings.ReplaceAll(key, "\n", `\n`) + `"}`},
+	} {
+		if got := v.RestoreInJSONString(nil, []byte(tt.in)); string(got) != tt.want {
+			t.Errorf("whole %s:\n got %s\nwant %s", tt.in, got, tt.want)
+		}
+		for size := 1; size <= 7; size++ {
+			r.ResetInJSONString(v)
+			out = out[:0]
+			for piece := range slices.Chunk([]byte(tt.in), size) {
+				out = r.Write(out, piece)
+			}
+			if got := r.Flush(out); string(got) != tt.want {
+				t.Errorf("in pieces of %d, %s:\n got %s\nwant %s", size, tt.in, got, tt.want)
+			}
+		}
 	}
 
 	escaped := `{"key":"-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n-----END PRIVATE KEY-----"}`

@@ -582,6 +582,9 @@ func (v *Vault) RestoreInJSONString(dst, src []byte) []byte {
 // restore is Restore; with stream it stops at a trailing partial placeholder and returns
 // where it begins (len(src) when none); with inJSON it is RestoreInJSONString.
 func (v *Vault) restore(dst, src []byte, stream, inJSON bool) ([]byte, int) {
+	if inJSON {
+		return v.restoreInJSON(dst, src, stream)
+	}
 	i := 0
 	for {
 		k := bytes.IndexByte(src[i:], '<')
@@ -595,9 +598,7 @@ func (v *Vault) restore(dst, src []byte, stream, inJSON bool) ([]byte, int) {
 		case st == phPartial && stream:
 			return dst, k
 		case st == phOK:
-			if val, ok := v.lookup(e, num, tag, hashed); ok && inJSON {
-				dst = appendEscapedControls(dst, val)
-			} else if ok {
+			if val, ok := v.lookup(e, num, tag, hashed); ok {
 				dst = append(dst, val...)
 			} else {
 				dst = append(dst, src[k:k+n]...)
@@ -608,6 +609,107 @@ func (v *Vault) restore(dst, src []byte, stream, inJSON bool) ([]byte, int) {
 			i = k + 1
 		}
 	}
+}
+
+// restoreInJSON is restore for the inside of a JSON string. There a placeholder may also be
+// written with its angle brackets escaped, \u003c and \u003e, as Go's encoding/json writes
+// them (Ollama's tool call arguments): such a placeholder is restored too. Escapes are read
+// whole, so the "u003c" of an escaped backslash followed by those letters is text.
+func (v *Vault) restoreInJSON(dst, src []byte, stream bool) ([]byte, int) {
+	i := 0
+	for {
+		k := i
+		for k < len(src) && src[k] != '<' && src[k] != '\\' {
+			k++
+		}
+		dst = append(dst, src[i:k]...)
+		if k == len(src) {
+			return dst, k
+		}
+		ph, open := src[k:], 1
+		if src[k] == '\\' {
+			esc := escapedOpen(src[k:])
+			switch {
+			case esc == phPartial && stream:
+				return dst, k
+			case esc != phOK:
+				n := min(len(src)-k, 2) // an escape other than \u003c: copied whole
+				if n == 2 && src[k+1] == 'u' {
+					n = min(len(src)-k, 6)
+				}
+				dst = append(dst, src[k:k+n]...)
+				i = k + n
+				continue
+			}
+			ph, open = unescapePlaceholder(src[k:]), 6
+		}
+		e, num, tag, hashed, n, st := parsePlaceholder(ph)
+		if st == phOK && open == 6 {
+			n = escapedLen(src[k:], n) // the placeholder as written: its '>' may be escaped too
+		}
+		switch {
+		case st == phPartial && stream:
+			return dst, k
+		case st == phOK && n > 0:
+			if val, ok := v.lookup(e, num, tag, hashed); ok {
+				dst = appendEscapedControls(dst, val)
+			} else {
+				dst = append(dst, src[k:k+n]...)
+			}
+			i = k + n
+		default:
+			dst = append(dst, src[k:k+open]...)
+			i = k + open
+		}
+	}
+}
+
+// escapedOpen reports whether b starts with an escaped '<' (\u003c or \u003C): phOK,
+// phPartial when b ends inside one, else phInvalid.
+func escapedOpen(b []byte) int {
+	const lower, upper = `\u003c`, `\u003C`
+	n := min(len(b), len(lower))
+	switch {
+	case string(b[:n]) != lower[:n] && string(b[:n]) != upper[:n]:
+		return phInvalid
+	case n < len(lower):
+		return phPartial
+	}
+	return phOK
+}
+
+// unescapePlaceholder returns b, which starts with an escaped '<', as parsePlaceholder reads a
+// placeholder: '<', the characters after the escape up to the next backslash or '>' (the only
+// ones a placeholder has), then '>' when an escaped or plain '>' follows there. It uses a
+// small array on the stack: a placeholder is at most maxPlaceholder bytes.
+func unescapePlaceholder(b []byte) []byte {
+	var buf [maxPlaceholder + 1]byte
+	out := append(buf[:0], '<')
+	for _, c := range b[6:] {
+		if c == '\\' || c == '>' || len(out) == maxPlaceholder-1 {
+			break
+		}
+		out = append(out, c)
+	}
+	rest := b[6+len(out)-1:]
+	if len(rest) > 0 && rest[0] == '>' || len(rest) >= 6 && (string(rest[:6]) == `\u003e` || string(rest[:6]) == `\u003E`) {
+		out = append(out, '>')
+	}
+	return out
+}
+
+// escapedLen returns the length, in b, of the placeholder that unescapePlaceholder read as n
+// bytes: its opening escape is six bytes, its closing '>' one or six; 0 when a '>' plain or
+// escaped is not there after all.
+func escapedLen(b []byte, n int) int {
+	end := 6 + n - 2 // after the opening escape and the placeholder's body
+	if end < len(b) && b[end] == '>' {
+		return end + 1
+	}
+	if end+6 <= len(b) {
+		return end + 6
+	}
+	return 0
 }
 
 // appendEscapedControls appends s with its control characters written as JSON escapes.
