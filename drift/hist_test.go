@@ -134,10 +134,62 @@ func TestQuantileBins(t *testing.T) {
 	if PSI(r, c) != 0 || JensenShannon(r, c) != 0 {
 		t.Error("identical windows score non-zero")
 	}
-	// One value only: a single bin, which scores zero.
+	// One value only, on both sides: a single bin, which scores zero.
 	one := new(Histogram)
 	one.Add(7, 50)
 	if r, _ := quantileBins(one, one, 10); len(r) != 1 {
 		t.Errorf("constant reference gave %d bins", len(r))
 	}
+}
+
+// A point mass in the reference (a constant TTFT, completions all cut at max_tokens) is a bin
+// of its own: lumped with what lies above or below it, a current window that left it scored 0.
+func TestQuantileBinsPointMass(t *testing.T) {
+	constant := new(Histogram)
+	constant.Add(256, 500)
+	mostly := new(Histogram) // 95 % at 256, the rest spread below
+	mostly.Add(256, 950)
+	for v := int64(100); v < 150; v++ {
+		mostly.Add(v, 1)
+	}
+	for _, tc := range []struct {
+		name     string
+		ref, cur *Histogram
+	}{
+		{"constant, current above", constant, histOf(repeat(1000, 300))},
+		{"constant, current below", constant, histOf(repeat(40, 300))},
+		{"95% point mass, current above", mostly, histOf(repeat(1000, 300))},
+		{"95% point mass, current between", mostly, histOf(repeat(200, 300))},
+	} {
+		r, c := quantileBins(tc.ref, tc.cur, 10)
+		if sum(r) != tc.ref.Count() || sum(c) != tc.cur.Count() {
+			t.Errorf("%s: bins %v %v lose counts", tc.name, r, c)
+		}
+		if psi, js := PSI(r, c), JensenShannon(r, c); psi < 0.25 || js < 0.1 {
+			t.Errorf("%s: bins %v %v score PSI %v, JS %v: the shift is not seen", tc.name, r, c, psi, js)
+		}
+	}
+	// Unchanged windows still score 0.
+	if r, c := quantileBins(mostly, mostly, 10); PSI(r, c) != 0 || JensenShannon(r, c) != 0 {
+		t.Errorf("identical windows: bins %v %v score non-zero", r, c)
+	}
+	// Through Evaluate, with PSI and JS chosen for a feature.
+	for _, m := range []Method{MethodPSI, MethodJensenShannon} {
+		pol := DefaultPolicy()
+		pol.Methods[FeatureCompletionTokens] = m
+		var ref, cur Snapshot
+		ref.Num[FeatureCompletionTokens] = *constant
+		cur.Num[FeatureCompletionTokens] = *histOf(repeat(1000, 300))
+		if res := Evaluate(&ref, &cur, &pol).Features[FeatureCompletionTokens]; res.Verdict != VerdictDrift {
+			t.Errorf("%s: constant 256 tokens, then 1000: %v %s, want drift", m, res.Statistic, res.Verdict)
+		}
+	}
+}
+
+func repeat(v int64, n int) []int64 {
+	out := make([]int64, n)
+	for i := range out {
+		out[i] = v
+	}
+	return out
 }

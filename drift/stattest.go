@@ -231,28 +231,45 @@ func NormalizedWasserstein(ref, cur *Histogram) float64 {
 // boundaries; ties merge bins) and returns the per-bin counts. Equal-mass
 // reference bins keep PSI and JS meaningful on heavy-tailed latencies and
 // lengths, where equal-width bins put almost everything in the first bin.
+//
+// A bucket holding at least 1/k of the reference (a point mass: a constant
+// TTFT, completions cut at max_tokens) is a bin of its own, with what lies
+// below it and what lies above it in other bins. Merged into one bin with its
+// neighbours, it would hide a current window that moved away from it: with a
+// constant reference everything would be one bin, and PSI and JS would read 0
+// whatever the current window holds.
 func quantileBins(ref, cur *Histogram, k int) (r, c []uint64) {
 	n := ref.Count()
 	if n == 0 {
 		return nil, nil
 	}
-	r, c = make([]uint64, 0, k), make([]uint64, 0, k)
+	r, c = make([]uint64, 0, k+2), make([]uint64, 0, k+2)
 	var cum, br, bc uint64
 	next := 1
+	flush := func() {
+		r, c = append(r, br), append(c, bc)
+		br, bc = 0, 0
+		for next < k && cum*uint64(k) >= uint64(next)*n {
+			next++
+		}
+	}
 	for i := range ref {
+		heavy := ref[i]*uint64(k) >= n
+		if heavy && br+bc > 0 {
+			flush() // what lies below the point mass
+		}
 		cum += ref[i]
 		br += ref[i]
 		bc += cur[i]
-		// Close the bin at the last bucket reaching the next quantile.
-		if next < k && cum*uint64(k) >= uint64(next)*n && cum < n {
-			r, c = append(r, br), append(c, bc)
-			br, bc = 0, 0
-			for next < k && cum*uint64(k) >= uint64(next)*n {
-				next++
-			}
+		// Close the bin at the last bucket reaching the next quantile, or at a point mass.
+		if heavy || (next < k && cum*uint64(k) >= uint64(next)*n && cum < n) {
+			flush()
 		}
 	}
-	return append(r, br), append(c, bc)
+	if br+bc > 0 || len(r) == 0 {
+		r, c = append(r, br), append(c, bc)
+	}
+	return r, c
 }
 
 // MannWhitney compares two histograms with the Mann-Whitney U test (two
