@@ -78,7 +78,8 @@ func NewRefusalDetector(phrases []string, window int) *RefusalDetector {
 }
 
 // Match reports whether a phrase occurs in the first window bytes of
-// completion. It does not allocate.
+// completion, as whole words: a phrase that starts (ends) with an ASCII
+// letter must not have one just before (after) it. It does not allocate.
 func (d *RefusalDetector) Match(completion []byte) bool {
 	if len(completion) > d.window {
 		completion = completion[:d.window]
@@ -95,7 +96,11 @@ func (d *RefusalDetector) Match(completion []byte) bool {
 			continue
 		}
 		for _, k := range d.byFirst[c] {
-			if bytes.HasPrefix(text[i:], d.phrases[k]) {
+			ph := d.phrases[k]
+			// And one ending with a letter must end a word: "as an ai" is not in
+			// "as an aid", nor "als ki" in "als Kind".
+			if bytes.HasPrefix(text[i:], ph) && (i+len(ph) == len(text) ||
+				!isASCIILetter(ph[len(ph)-1]) || !isASCIILetter(text[i+len(ph)])) {
 				return true
 			}
 		}

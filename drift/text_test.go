@@ -63,6 +63,15 @@ func TestRefusal(t *testing.T) {
 		{"Sure! Here is the summary you asked for.", false},
 		{"The capital of France is Paris.", false},
 		{"My wifi can't connect, what now?", false},
+		// Phrases end words too: these open benign answers.
+		{"As an aid to memory, here is a table of the verbs.", false},
+		{"Als Kind habe ich diese Geschichte geliebt.", false},
+		{"Sorry, but it looks like you forgot a semicolon on line 3.", false},
+		{"Eu estava como iam as coisas a perguntar.", false},
+		{"As an AI-powered assistant, I cannot do that.", true},
+		{"Sorry, but I won't write that.", true},
+		{"Als KI kann ich das nicht.", true},
+		{"i can't", true},
 		{strings.Repeat("Here is a long answer. ", 20) + "I can't stress this enough.", false},
 	} {
 		if got := d.Match([]byte(tc.text)); got != tc.want {
