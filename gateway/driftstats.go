@@ -173,6 +173,9 @@ type verdictChange struct {
 	From      string   `json:"from"`
 	To        string   `json:"to"`
 	Statistic *float64 `json:"statistic"` // null when undefined (a window without samples), never a made-up 0
+	// PValue is what a p-value test (ks, chisquare, z, mannwhitney) compares with threshold
+	// (alpha); null for the distances (wasserstein, jensenshannon, psi), whose statistic is.
+	PValue    *float64 `json:"p_value"`
 	Threshold float64  `json:"threshold"`
 }
 
@@ -205,13 +208,13 @@ func (s *statsRegistry) evaluate() {
 			s.set.GetOrCreateGauge(`llmgate_drift_detected`+labels+`}`, nil).Set(boolFloat(res.Verdict == drift.VerdictDrift))
 			if prev := vs.verdicts[f]; prev != res.Verdict && (prev == drift.VerdictDrift || res.Verdict == drift.VerdictDrift) {
 				changes = append(changes, verdictChange{Feature: res.Feature, Method: string(res.Method), From: string(prev),
-					To: string(res.Verdict), Statistic: definedOrNil(res.Statistic), Threshold: res.Threshold})
+					To: string(res.Verdict), Statistic: definedOrNil(res.Statistic), PValue: definedOrNil(res.PValue), Threshold: res.Threshold})
 			}
 			vs.verdicts[f] = res.Verdict
 		}
 		for _, c := range changes {
 			s.log.Warn("drift verdict changed", "model", vs.alias, "version", vs.version, "feature", c.Feature,
-				"method", c.Method, "from", c.From, "to", c.To, "statistic", derefOrNaN(c.Statistic), "threshold", c.Threshold)
+				"method", c.Method, "from", c.From, "to", c.To, "statistic", derefOrNaN(c.Statistic), "p_value", derefOrNaN(c.PValue), "threshold", c.Threshold)
 		}
 		if len(changes) > 0 {
 			s.hook.send(driftEvent{Event: "drift_verdict_changed", Model: vs.alias, Version: vs.version,

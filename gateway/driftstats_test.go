@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"encoding/json"
 	"log/slog"
 	"strings"
 	"testing"
@@ -65,5 +66,60 @@ func TestDriftScoreLeavesMetricsWhenUndefined(t *testing.T) {
 	s.evaluate()
 	if text := scrape(); !strings.Contains(text, score) || !strings.Contains(text, detected+"1") {
 		t.Errorf("after traffic again, /metrics has no prompt_bytes score or no drift verdict:\n%s", text)
+	}
+}
+
+// testHook makes s queue its webhook events without delivering them, and returns a function
+// that takes the events queued so far.
+func testHook(t *testing.T, s *statsRegistry) func() []driftEvent {
+	t.Helper()
+	s.hook.url = "http://hook.invalid/"
+	s.hook.queue = make(chan []byte, webhookQueue)
+	return func() []driftEvent {
+		var out []driftEvent
+		for {
+			select {
+			case b := <-s.hook.queue:
+				var ev driftEvent
+				if err := json.Unmarshal(b, &ev); err != nil {
+					t.Fatalf("webhook body %s: %v", b, err)
+				}
+				out = append(out, ev)
+			default:
+				return out
+			}
+		}
+	}
+}
+
+// The webhook says what a p-value test compared with its threshold: the p-value. Alone, a
+// chi-square statistic of 300 next to "threshold": 0.05 reads as far past it whether or not
+// it drifted; a distance has no p-value (null) and its statistic is what the threshold bounds.
+func TestDriftWebhookCarriesPValue(t *testing.T) {
+	s := newStatsRegistry(config.Default(), metrics.NewSet(), slog.New(slog.DiscardHandler))
+	events := testHook(t, s)
+	now := time.Unix(1_700_000_000, 0)
+	vs := s.forVersion("chat", "v1", config.ModelDrift{Window: 15 * time.Minute, Reference: config.ReferenceManual})
+	vs.rec = drift.NewRecorder(drift.Options{Window: vs.opts.Window, Slice: vs.opts.Slice, Now: func() time.Time { return now }})
+	observe := func(n int, bytes func(i int) int64) {
+		for i := range n {
+			var smp drift.Sample
+			smp.Reset()
+			smp.PromptBytes = bytes(i)
+			vs.observe(&smp)
+		}
+	}
+	observe(300, func(i int) int64 { return int64(100 + i%100) })
+	vs.rec.FreezeReference()
+	now = now.Add(time.Minute)
+	observe(300, func(i int) int64 { return int64(400 + i%100) })
+	s.evaluate()
+	evs := events()
+	if len(evs) != 1 || len(evs[0].Changes) == 0 {
+		t.Fatalf("events %+v, want one", evs)
+	}
+	c := evs[0].Changes[0]
+	if c.Feature != "prompt_bytes" || c.Method != "ks" || c.To != "drift" || c.PValue == nil || *c.PValue >= c.Threshold {
+		t.Errorf("change %+v (p_value %v): want a ks drift with its p-value below the threshold", c, derefOrNaN(c.PValue))
 	}
 }
