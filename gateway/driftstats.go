@@ -33,6 +33,12 @@ type versionStats struct {
 	// Written by the evaluator only.
 	verdicts [drift.NumFeatures]drift.Verdict
 	series   [drift.NumFeatures]string // the score series in use per feature (its method may change)
+	// alarm is set while a feature's drift episode is open: its onset went to the webhook and
+	// its end has not. calm is when the feature last left drift while its episode is open
+	// (zero while it reads drift); the end is sent once it has read something else for a whole
+	// window (see evaluate).
+	alarm [drift.NumFeatures]bool
+	calm  [drift.NumFeatures]time.Time
 }
 
 // statsRegistry owns every version's statistics and what works on them off the request path:
@@ -179,12 +185,17 @@ type verdictChange struct {
 	Threshold float64  `json:"threshold"`
 }
 
-// evaluate runs every version's drift tests, updates the drift series and reports verdicts
-// that changed.
+// evaluate runs every version's drift tests, updates the drift series, logs verdicts that
+// changed and sends each feature's drift episodes to the webhook: its onset (the first drift
+// verdict), and its end once it has read something else for a whole window. A verdict near its
+// threshold flips back and forth from one evaluation to the next (the windows overlap, and
+// at alpha 0.05 one unchanged feature in twenty reads drift by chance); sending every flip
+// made a webhook call every few seconds for one change of the backend.
 func (s *statsRegistry) evaluate() {
 	for _, vs := range s.all() {
 		rep := vs.rec.Report(&s.policy)
-		var changes []verdictChange
+		at, hold := rep.Current.End, vs.rec.Window() // the recorder's clock
+		var changes, episodes []verdictChange
 		for _, res := range rep.Features {
 			f, ok := drift.FeatureByName(res.Feature)
 			if !ok {
@@ -206,9 +217,29 @@ func (s *statsRegistry) evaluate() {
 				vs.series[f] = score
 			}
 			s.set.GetOrCreateGauge(`llmgate_drift_detected`+labels+`}`, nil).Set(boolFloat(res.Verdict == drift.VerdictDrift))
-			if prev := vs.verdicts[f]; prev != res.Verdict && (prev == drift.VerdictDrift || res.Verdict == drift.VerdictDrift) {
-				changes = append(changes, verdictChange{Feature: res.Feature, Method: string(res.Method), From: string(prev),
-					To: string(res.Verdict), Statistic: definedOrNil(res.Statistic), PValue: definedOrNil(res.PValue), Threshold: res.Threshold})
+			change := func(from drift.Verdict) verdictChange {
+				return verdictChange{Feature: res.Feature, Method: string(res.Method), From: string(from),
+					To: string(res.Verdict), Statistic: definedOrNil(res.Statistic), PValue: definedOrNil(res.PValue), Threshold: res.Threshold}
+			}
+			prev := vs.verdicts[f]
+			if prev != res.Verdict && (prev == drift.VerdictDrift || res.Verdict == drift.VerdictDrift) {
+				changes = append(changes, change(prev))
+			}
+			switch {
+			case res.Verdict == drift.VerdictDrift:
+				vs.calm[f] = time.Time{}
+				if !vs.alarm[f] {
+					vs.alarm[f] = true
+					episodes = append(episodes, change(prev))
+				}
+			case vs.alarm[f]:
+				if vs.calm[f].IsZero() {
+					vs.calm[f] = at
+				}
+				if at.Sub(vs.calm[f]) >= hold {
+					vs.alarm[f], vs.calm[f] = false, time.Time{}
+					episodes = append(episodes, change(drift.VerdictDrift))
+				}
 			}
 			vs.verdicts[f] = res.Verdict
 		}
@@ -216,9 +247,9 @@ func (s *statsRegistry) evaluate() {
 			s.log.Warn("drift verdict changed", "model", vs.alias, "version", vs.version, "feature", c.Feature,
 				"method", c.Method, "from", c.From, "to", c.To, "statistic", derefOrNaN(c.Statistic), "p_value", derefOrNaN(c.PValue), "threshold", c.Threshold)
 		}
-		if len(changes) > 0 {
+		if len(episodes) > 0 {
 			s.hook.send(driftEvent{Event: "drift_verdict_changed", Model: vs.alias, Version: vs.version,
-				Drift: rep.Drift, Changes: changes, Time: time.Now().UTC()})
+				Drift: rep.Drift, Changes: episodes, Time: time.Now().UTC()})
 		}
 	}
 }

@@ -123,3 +123,64 @@ func TestDriftWebhookCarriesPValue(t *testing.T) {
 		t.Errorf("change %+v (p_value %v): want a ks drift with its p-value below the threshold", c, derefOrNaN(c.PValue))
 	}
 }
+
+// A feature whose verdict flips between drift and stable from one evaluation to the next (a
+// statistic near its threshold, overlapping windows) sends one webhook event for the onset and
+// one for the end, once it has read stable for a whole window; not one per flip. A drift after
+// that end is a new onset.
+func TestDriftWebhookOncePerEpisode(t *testing.T) {
+	s := newStatsRegistry(config.Default(), metrics.NewSet(), slog.New(slog.DiscardHandler))
+	events := testHook(t, s)
+	now := time.Unix(1_700_000_000, 0)
+	vs := s.forVersion("chat", "v1", config.ModelDrift{Window: 15 * time.Minute, Reference: config.ReferenceManual})
+	vs.rec = drift.NewRecorder(drift.Options{Window: vs.opts.Window, Slice: vs.opts.Slice, Now: func() time.Time { return now }})
+	observe := func(n int, base int64) {
+		for i := range n {
+			var smp drift.Sample
+			smp.Reset()
+			smp.PromptBytes = base + int64(i%100)
+			vs.observe(&smp)
+		}
+	}
+	const like, unlike = 100, 400 // prompt sizes like the reference's and far from them
+	observe(300, like)
+	vs.rec.FreezeReference()
+	type step struct {
+		wait     time.Duration
+		base     int64
+		verdict  drift.Verdict // prompt_bytes's, as evaluated after the step
+		sent, to string        // the webhook event's change for prompt_bytes, if any
+	}
+	for i, st := range []step{
+		{time.Minute, unlike, drift.VerdictDrift, "yes", "drift"},     // onset
+		{16 * time.Minute, like, drift.VerdictStable, "", ""},         // the drift left the window
+		{time.Minute, unlike, drift.VerdictDrift, "", ""},             // back: same episode
+		{16 * time.Minute, like, drift.VerdictStable, "", ""},         // calm from here
+		{5 * time.Minute, like, drift.VerdictStable, "", ""},          // ...
+		{5 * time.Minute, like, drift.VerdictStable, "", ""},          // ...
+		{5 * time.Minute, like, drift.VerdictStable, "yes", "stable"}, // a whole window calm: end
+		{5 * time.Minute, like, drift.VerdictStable, "", ""},          // nothing more
+		{time.Minute, unlike, drift.VerdictDrift, "yes", "drift"},     // a new onset
+	} {
+		now = now.Add(st.wait)
+		observe(300, st.base)
+		s.evaluate()
+		if v := vs.verdicts[drift.FeaturePromptBytes]; v != st.verdict {
+			t.Fatalf("step %d: prompt_bytes reads %s, want %s", i, v, st.verdict)
+		}
+		var got []verdictChange
+		for _, ev := range events() {
+			for _, c := range ev.Changes {
+				if c.Feature == "prompt_bytes" {
+					got = append(got, c)
+				}
+			}
+		}
+		switch {
+		case st.sent == "" && len(got) != 0:
+			t.Errorf("step %d: webhook sent %+v, want nothing", i, got)
+		case st.sent != "" && (len(got) != 1 || got[0].To != st.to):
+			t.Errorf("step %d: webhook sent %+v, want one change to %s", i, got, st.to)
+		}
+	}
+}
