@@ -39,13 +39,20 @@ type versionStats struct {
 	// window (see evaluate).
 	alarm [drift.NumFeatures]bool
 	calm  [drift.NumFeatures]time.Time
+	// dropped is set (under statsRegistry.evalMu) when the version's statistics are dropped.
+	dropped bool
 }
 
 // statsRegistry owns every version's statistics and what works on them off the request path:
 // the evaluation loop, the token counter and the webhook. Started in New, stopped in Close.
 type statsRegistry struct {
-	mu     sync.Mutex
-	byKey  map[string]*versionStats
+	mu    sync.Mutex
+	byKey map[string]*versionStats
+	// evalMu is held while the evaluator writes a version's series and by drop, which marks
+	// the version dropped: an evaluation that listed a version before its drop must not put
+	// back series that forgetVersionStats removes after it (a stale llmgate_drift_detected 1
+	// for a deleted version would alert for ever).
+	evalMu sync.Mutex
 	policy drift.Policy
 	// refusal is shared by every request; Match is safe for concurrent use.
 	refusal  *drift.RefusalDetector
@@ -107,9 +114,15 @@ func (vs *versionStats) observe(s *drift.Sample) {
 // drop forgets a version's statistics once the version is deleted: a version deployed later
 // under the same name starts afresh instead of inheriting them.
 func (s *statsRegistry) drop(alias, version string) {
+	s.evalMu.Lock()
+	defer s.evalMu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	vs := s.byKey[alias+"@"+version]
 	delete(s.byKey, alias+"@"+version)
+	s.mu.Unlock()
+	if vs != nil {
+		vs.dropped = true
+	}
 }
 
 // get returns a version's statistics or nil.
@@ -193,64 +206,74 @@ type verdictChange struct {
 // made a webhook call every few seconds for one change of the backend.
 func (s *statsRegistry) evaluate() {
 	for _, vs := range s.all() {
-		rep := vs.rec.Report(&s.policy)
-		at, hold := rep.Current.End, vs.rec.Window() // the recorder's clock
-		var changes, episodes []verdictChange
-		for _, res := range rep.Features {
-			f, ok := drift.FeatureByName(res.Feature)
-			if !ok {
-				continue
-			}
-			labels := `{model=` + promLabel(vs.alias) + `,version=` + promLabel(vs.version) + `,feature="` + res.Feature + `"`
-			score := `llmgate_drift_score` + labels + `,method="` + string(res.Method) + `"}`
-			// An undefined statistic (NaN: a window without samples) drops the series, as it
-			// is before the first defined one, rather than keep the last value or export NaN:
-			// NaN turns sum() and avg() over the series into NaN, and the Prometheus authors
-			// advise removing a series over a NaN that stands for "no value".
-			defined := !math.IsNaN(res.Statistic)
-			if old := vs.series[f]; old != "" && (old != score || !defined) {
-				s.set.UnregisterMetric(old) // the method changed with the sample size, or no statistic
-			}
-			vs.series[f] = ""
-			if defined {
-				s.set.GetOrCreateGauge(score, nil).Set(res.Statistic)
-				vs.series[f] = score
-			}
-			s.set.GetOrCreateGauge(`llmgate_drift_detected`+labels+`}`, nil).Set(boolFloat(res.Verdict == drift.VerdictDrift))
-			change := func(from drift.Verdict) verdictChange {
-				return verdictChange{Feature: res.Feature, Method: string(res.Method), From: string(from),
-					To: string(res.Verdict), Statistic: definedOrNil(res.Statistic), PValue: definedOrNil(res.PValue), Threshold: res.Threshold}
-			}
-			prev := vs.verdicts[f]
-			if prev != res.Verdict && (prev == drift.VerdictDrift || res.Verdict == drift.VerdictDrift) {
-				changes = append(changes, change(prev))
-			}
-			switch {
-			case res.Verdict == drift.VerdictDrift:
-				vs.calm[f] = time.Time{}
-				if !vs.alarm[f] {
-					vs.alarm[f] = true
-					episodes = append(episodes, change(prev))
-				}
-			case vs.alarm[f]:
-				if vs.calm[f].IsZero() {
-					vs.calm[f] = at
-				}
-				if at.Sub(vs.calm[f]) >= hold {
-					vs.alarm[f], vs.calm[f] = false, time.Time{}
-					episodes = append(episodes, change(drift.VerdictDrift))
-				}
-			}
-			vs.verdicts[f] = res.Verdict
+		s.evaluateVersion(vs)
+	}
+}
+
+// evaluateVersion is evaluate for one version; it does nothing once the version is dropped.
+func (s *statsRegistry) evaluateVersion(vs *versionStats) {
+	rep := vs.rec.Report(&s.policy)
+	s.evalMu.Lock()
+	defer s.evalMu.Unlock()
+	if vs.dropped {
+		return
+	}
+	at, hold := rep.Current.End, vs.rec.Window() // the recorder's clock
+	var changes, episodes []verdictChange
+	for _, res := range rep.Features {
+		f, ok := drift.FeatureByName(res.Feature)
+		if !ok {
+			continue
 		}
-		for _, c := range changes {
-			s.log.Warn("drift verdict changed", "model", vs.alias, "version", vs.version, "feature", c.Feature,
-				"method", c.Method, "from", c.From, "to", c.To, "statistic", derefOrNaN(c.Statistic), "p_value", derefOrNaN(c.PValue), "threshold", c.Threshold)
+		labels := `{model=` + promLabel(vs.alias) + `,version=` + promLabel(vs.version) + `,feature="` + res.Feature + `"`
+		score := `llmgate_drift_score` + labels + `,method="` + string(res.Method) + `"}`
+		// An undefined statistic (NaN: a window without samples) drops the series, as it
+		// is before the first defined one, rather than keep the last value or export NaN:
+		// NaN turns sum() and avg() over the series into NaN, and the Prometheus authors
+		// advise removing a series over a NaN that stands for "no value".
+		defined := !math.IsNaN(res.Statistic)
+		if old := vs.series[f]; old != "" && (old != score || !defined) {
+			s.set.UnregisterMetric(old) // the method changed with the sample size, or no statistic
 		}
-		if len(episodes) > 0 {
-			s.hook.send(driftEvent{Event: "drift_verdict_changed", Model: vs.alias, Version: vs.version,
-				Drift: rep.Drift, Changes: episodes, Time: time.Now().UTC()})
+		vs.series[f] = ""
+		if defined {
+			s.set.GetOrCreateGauge(score, nil).Set(res.Statistic)
+			vs.series[f] = score
 		}
+		s.set.GetOrCreateGauge(`llmgate_drift_detected`+labels+`}`, nil).Set(boolFloat(res.Verdict == drift.VerdictDrift))
+		change := func(from drift.Verdict) verdictChange {
+			return verdictChange{Feature: res.Feature, Method: string(res.Method), From: string(from),
+				To: string(res.Verdict), Statistic: definedOrNil(res.Statistic), PValue: definedOrNil(res.PValue), Threshold: res.Threshold}
+		}
+		prev := vs.verdicts[f]
+		if prev != res.Verdict && (prev == drift.VerdictDrift || res.Verdict == drift.VerdictDrift) {
+			changes = append(changes, change(prev))
+		}
+		switch {
+		case res.Verdict == drift.VerdictDrift:
+			vs.calm[f] = time.Time{}
+			if !vs.alarm[f] {
+				vs.alarm[f] = true
+				episodes = append(episodes, change(prev))
+			}
+		case vs.alarm[f]:
+			if vs.calm[f].IsZero() {
+				vs.calm[f] = at
+			}
+			if at.Sub(vs.calm[f]) >= hold {
+				vs.alarm[f], vs.calm[f] = false, time.Time{}
+				episodes = append(episodes, change(drift.VerdictDrift))
+			}
+		}
+		vs.verdicts[f] = res.Verdict
+	}
+	for _, c := range changes {
+		s.log.Warn("drift verdict changed", "model", vs.alias, "version", vs.version, "feature", c.Feature,
+			"method", c.Method, "from", c.From, "to", c.To, "statistic", derefOrNaN(c.Statistic), "p_value", derefOrNaN(c.PValue), "threshold", c.Threshold)
+	}
+	if len(episodes) > 0 {
+		s.hook.send(driftEvent{Event: "drift_verdict_changed", Model: vs.alias, Version: vs.version,
+			Drift: rep.Drift, Changes: episodes, Time: time.Now().UTC()})
 	}
 }
 

@@ -184,3 +184,44 @@ func TestDriftWebhookOncePerEpisode(t *testing.T) {
 		}
 	}
 }
+
+// A version deleted while an evaluation that listed it is under way gets no drift series after
+// its drop: forgetVersionStats removes the version's series once drop returns, and a gauge put
+// back after that (llmgate_drift_detected 1) would stay on /metrics, and alert, for ever.
+func TestDriftSeriesNotBackAfterDrop(t *testing.T) {
+	set := metrics.NewSet()
+	s := newStatsRegistry(config.Default(), set, slog.New(slog.DiscardHandler))
+	now := time.Unix(1_700_000_000, 0)
+	vs := s.forVersion("chat", "v1", config.ModelDrift{Window: 15 * time.Minute, Reference: config.ReferenceManual})
+	vs.rec = drift.NewRecorder(drift.Options{Window: vs.opts.Window, Slice: vs.opts.Slice, Now: func() time.Time { return now }})
+	for i := range 600 {
+		if i == 300 {
+			vs.rec.FreezeReference()
+			now = now.Add(time.Minute)
+		}
+		var smp drift.Sample
+		smp.Reset()
+		smp.PromptBytes = int64(100 + 300*(i/300) + i%100)
+		vs.observe(&smp)
+	}
+	s.evaluate()
+	scrape := func() string {
+		var b bytes.Buffer
+		set.WritePrometheus(&b)
+		return b.String()
+	}
+	if !strings.Contains(scrape(), `llmgate_drift_detected{model="chat",version="v1",feature="prompt_bytes"} 1`) {
+		t.Fatalf("no drift series before the drop:\n%s", scrape())
+	}
+	// What forgetVersionStats does, then the rest of an evaluation that listed the version.
+	s.drop("chat", "v1")
+	for _, name := range set.ListMetricNames() {
+		if strings.Contains(name, `model="chat",version="v1"`) {
+			set.UnregisterMetric(name)
+		}
+	}
+	s.evaluateVersion(vs)
+	if text := scrape(); strings.Contains(text, `model="chat",version="v1"`) {
+		t.Errorf("a dropped version's series are back:\n%s", text)
+	}
+}
