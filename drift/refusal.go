@@ -4,7 +4,10 @@ import "bytes"
 
 // DefaultRefusalPhrases are openings of refusals in English, Spanish,
 // French, German, Portuguese, Italian, Russian, Chinese and Japanese. They
-// are matched case-insensitively anywhere in the first RefusalWindow bytes.
+// are matched case-insensitively anywhere in the first RefusalWindow bytes,
+// so each says who declines or what is declined: a bare "cannot" (Japanese
+// "できません") opens benign answers as often as refusals ("この操作は元に戻す
+// ことができません": this cannot be undone).
 var DefaultRefusalPhrases = []string{
 	"i can't", "i cannot", "i can not", "i'm sorry, but", "i am sorry, but", "sorry, but i",
 	"i'm unable to", "i am unable to", "i'm not able to", "i won't be able", "as an ai",
@@ -16,7 +19,8 @@ var DefaultRefusalPhrases = []string{
 	"non posso", "mi dispiace, ma", "in quanto ia", "come ia",
 	"я не могу", "извините, но", "к сожалению, я не", "как ии",
 	"我不能", "我无法", "抱歉", "对不起", "作为一个人工智能", "作为ai",
-	"申し訳ありません", "申し訳ございません", "できません", "aiとして",
+	"申し訳ありません", "申し訳ございません", "お答えできません", "お応えできません", "お手伝いできません",
+	"提供できません", "aiとして",
 }
 
 // RefusalWindow is how many leading bytes of a completion Match reads by

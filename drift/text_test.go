@@ -72,6 +72,11 @@ func TestRefusal(t *testing.T) {
 		{"Sorry, but I won't write that.", true},
 		{"Als KI kann ich das nicht.", true},
 		{"i can't", true},
+		// Japanese "cannot" alone opens benign answers; what is declined makes a refusal.
+		{"Pythonでは文字列を直接変更できません。代わりに新しい文字列を作ります。", false},
+		{"この操作は元に戻すことができません。実行前にバックアップしてください。", false},
+		{"そのご依頼にはお応えできません。", true},
+		{"その情報は提供できません。", true},
 		{strings.Repeat("Here is a long answer. ", 20) + "I can't stress this enough.", false},
 	} {
 		if got := d.Match([]byte(tc.text)); got != tc.want {
