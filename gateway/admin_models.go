@@ -262,9 +262,16 @@ func (g *Gateway) serveDeploy(ctx *fasthttp.RequestCtx, seg []string) bool {
 		if !decodeAdmin(ctx, &t) {
 			return true
 		}
-		g.writeSplit(ctx, alias, "traffic change", c, func(s *router.State, c router.Change) (*router.State, error) {
+		var before string // the stable version the change replaces
+		next := g.writeSplit(ctx, alias, "traffic change", c, func(s *router.State, c router.Change) (*router.State, error) {
+			if m := s.Model(alias); m != nil {
+				before = m.Stable
+			}
 			return s.SetTraffic(c, alias, t)
 		})
+		if next != nil && next.Model(alias).Stable != before {
+			g.onPromoted(alias, next.Model(alias).Stable) // a new stable, as a promote makes
+		}
 	case "PUT shadow":
 		var sh router.Shadow
 		if !decodeAdmin(ctx, &sh) {

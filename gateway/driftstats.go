@@ -41,6 +41,7 @@ type versionStats struct {
 	calm  [drift.NumFeatures]time.Time
 	// dropped is set (under statsRegistry.evalMu) when the version's statistics are dropped.
 	dropped bool
+	created time.Time // by the recorder's clock: a whole window must pass before a first reference
 }
 
 // statsRegistry owns every version's statistics and what works on them off the request path:
@@ -63,6 +64,8 @@ type statsRegistry struct {
 	log      *slog.Logger
 	stop     chan struct{}
 	done     chan struct{}
+	// stableOf returns the alias's stable version ("" when none); set before start.
+	stableOf func(alias string) string
 }
 
 func newStatsRegistry(cfg *config.Config, set *metrics.Set, log *slog.Logger) *statsRegistry {
@@ -98,7 +101,7 @@ func (s *statsRegistry) forVersion(alias, version string, md config.ModelDrift) 
 		return vs
 	}
 	opts := drift.Options{Window: md.Window, Slice: md.Window / 15, Rolling: md.Reference == config.ReferenceRolling}
-	vs := &versionStats{alias: alias, version: version, reference: md.Reference, opts: opts, rec: drift.NewRecorder(opts)}
+	vs := &versionStats{alias: alias, version: version, reference: md.Reference, opts: opts, rec: drift.NewRecorder(opts), created: now(opts)}
 	s.byKey[key] = vs
 	return vs
 }
@@ -212,6 +215,7 @@ func (s *statsRegistry) evaluate() {
 
 // evaluateVersion is evaluate for one version; it does nothing once the version is dropped.
 func (s *statsRegistry) evaluateVersion(vs *versionStats) {
+	s.firstReference(vs)
 	rep := vs.rec.Report(&s.policy)
 	s.evalMu.Lock()
 	defer s.evalMu.Unlock()
@@ -275,6 +279,35 @@ func (s *statsRegistry) evaluateVersion(vs *versionStats) {
 		s.hook.send(driftEvent{Event: "drift_verdict_changed", Model: vs.alias, Version: vs.version,
 			Drift: rep.Drift, Changes: episodes, Time: time.Now().UTC()})
 	}
+}
+
+// firstReference freezes the reference of a stable version that has none, under on_promote,
+// once it has served a whole window with enough requests: the first stable version of an alias
+// is never promoted (the config seeds it), and without this its every verdict would stay
+// insufficient until an operator froze one by hand.
+func (s *statsRegistry) firstReference(vs *versionStats) {
+	if vs.reference != "" && vs.reference != config.ReferenceOnPromote || vs.rec.Frozen() != nil || s.stableOf == nil || s.stableOf(vs.alias) != vs.version {
+		return
+	}
+	if now(vs.opts).Sub(vs.created) < vs.rec.Window() {
+		return
+	}
+	var live drift.Snapshot
+	vs.rec.Live(&live)
+	if live.Count() < s.policy.MinSamples {
+		return
+	}
+	vs.rec.FreezeReference()
+	s.log.Info("drift reference frozen: the stable version's first full window", "model", vs.alias, "version", vs.version,
+		"requests", live.Count())
+}
+
+// now reads the clock of a recorder made with opts.
+func now(opts drift.Options) time.Time {
+	if opts.Now != nil {
+		return opts.Now()
+	}
+	return time.Now()
 }
 
 // definedOrNil returns v, or nil when it is NaN: the webhook says null rather than 0, which

@@ -225,3 +225,55 @@ func TestDriftSeriesNotBackAfterDrop(t *testing.T) {
 		t.Errorf("a dropped version's series are back:\n%s", text)
 	}
 }
+
+// Under on_promote, an alias's first stable version (seeded by the config, never promoted)
+// gets the first whole window it served with enough requests as its reference; a canary and
+// an alias whose reference is manual do not.
+func TestDriftFirstReferenceOfStable(t *testing.T) {
+	s := newStatsRegistry(config.Default(), metrics.NewSet(), slog.New(slog.DiscardHandler))
+	s.stableOf = func(alias string) string { return "v1" }
+	now := time.Unix(1_700_000_000, 0)
+	clock := func() time.Time { return now }
+	track := func(alias, version, reference string) *versionStats {
+		vs := s.forVersion(alias, version, config.ModelDrift{Window: 15 * time.Minute, Reference: reference})
+		vs.opts.Now = clock
+		vs.rec = drift.NewRecorder(vs.opts)
+		vs.created = now
+		return vs
+	}
+	stable := track("chat", "v1", config.ReferenceOnPromote)
+	canary := track("chat", "v2", config.ReferenceOnPromote)
+	manual := track("other", "v1", config.ReferenceManual)
+	observe := func(n int) {
+		for range n {
+			var smp drift.Sample
+			smp.Reset()
+			smp.PromptBytes = 100
+			for _, vs := range []*versionStats{stable, canary, manual} {
+				vs.observe(&smp)
+			}
+		}
+	}
+	frozen := func() [3]bool {
+		return [3]bool{stable.rec.Frozen() != nil, canary.rec.Frozen() != nil, manual.rec.Frozen() != nil}
+	}
+	observe(300)
+	now = now.Add(10 * time.Minute)
+	s.evaluate()
+	if got := frozen(); got != [3]bool{} {
+		t.Fatalf("frozen before a whole window passed: %v", got)
+	}
+	now = now.Add(20 * time.Minute) // a whole window, but it holds no request
+	s.evaluate()
+	if got := frozen(); got != [3]bool{} {
+		t.Fatalf("frozen from a window without enough requests: %v", got)
+	}
+	observe(150)
+	s.evaluate()
+	if got := frozen(); got != [3]bool{true, false, false} {
+		t.Fatalf("frozen (stable, canary, manual) = %v, want only the stable version's", got)
+	}
+	if n := stable.rec.Frozen().Count(); n != 150 {
+		t.Errorf("the reference holds %d requests, want the live window's 150", n)
+	}
+}

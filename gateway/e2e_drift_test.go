@@ -153,3 +153,30 @@ func TestDriftTokensWithoutUsage(t *testing.T) {
 		t.Fatalf("token features not measured: %v\n%s", measured, res.body)
 	}
 }
+
+// A traffic change that makes another version stable freezes its drift reference, as a
+// promote does (reference: on_promote, the default).
+func TestDriftReferenceFrozenByStableChange(t *testing.T) {
+	t.Setenv("LLMGATE_ADMIN_TOKEN", "drift-admin")
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", f.backend()), version("v2", f.backend()))))
+	frozen := func(version string) bool {
+		t.Helper()
+		res := g.admin(t, "GET", "/admin/drift/chat/"+version, "drift-admin")
+		var v driftView
+		if err := json.Unmarshal(res.body, &v); err != nil || res.status != 200 {
+			t.Fatalf("status %d: %s (%v)", res.status, res.body, err)
+		}
+		return v.Frozen
+	}
+	if frozen("v2") {
+		t.Fatal("v2's reference is frozen before it is stable")
+	}
+	res := doURL(t, g.http, "PUT", g.Admin+"/admin/models/chat/traffic", `{"stable":"v2"}`, "Authorization", "Bearer drift-admin")
+	if res.status != 200 {
+		t.Fatalf("traffic change: status %d: %s", res.status, res.body)
+	}
+	if !frozen("v2") {
+		t.Error("v2 became stable by a traffic change and its reference is not frozen")
+	}
+}

@@ -170,6 +170,12 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	g.prober = router.NewProber(g.Table, cfg.Health)
 	g.classifyQueue.start(g)
 	if g.stats != nil {
+		g.stats.stableOf = func(alias string) string {
+			if m := g.Table().Model(alias); m != nil {
+				return m.Stable.Name
+			}
+			return ""
+		}
 		g.stats.start()
 	}
 	g.server = &fasthttp.Server{
