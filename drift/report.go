@@ -126,7 +126,7 @@ type Report struct {
 	Current   Window   `json:"current"`
 	Features  []Result `json:"features"` // in Feature order
 	Drifted   int      `json:"drifted"`  // features with VerdictDrift
-	Decided   int      `json:"decided"`  // features with a verdict other than insufficient
+	Decided   int      `json:"decided"`  // features with a verdict other than insufficient, and more than one value seen
 	Drift     bool     `json:"drift"`    // Drifted >= DriftShare * Decided, Decided > 0
 }
 
@@ -154,12 +154,38 @@ func Evaluate(ref, cur *Snapshot, p *Policy) Report {
 			rep.Drifted++
 			rep.Decided++
 		case VerdictStable, VerdictModerate:
-			rep.Decided++
+			// A feature with one value in both windows (no tools ever requested, every
+			// answer a 200) is stable by construction and says nothing about the rest: counted
+			// as decided, such features kept the drifted share under DriftShare when half the
+			// features that vary had drifted.
+			if !oneValue(ref, cur, f) {
+				rep.Decided++
+			}
 		}
 		rep.Features = append(rep.Features, r)
 	}
 	rep.Drift = rep.Decided > 0 && float64(rep.Drifted) >= pol.DriftShare*float64(rep.Decided)
 	return rep
+}
+
+// oneValue reports whether feature f has at most one value (a category, or a histogram
+// bucket) over both ref and cur.
+func oneValue(ref, cur *Snapshot, f Feature) bool {
+	var r, c []uint64
+	if f.Numeric() {
+		r, c = ref.Num[f][:], cur.Num[f][:]
+	} else {
+		r, c = ref.Categorical(f), cur.Categorical(f)
+	}
+	seen := 0
+	for i := range r {
+		if r[i]+c[i] > 0 {
+			if seen++; seen > 1 {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func evalNumeric(r, c *Histogram, m Method, p *Policy) Result {

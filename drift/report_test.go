@@ -245,3 +245,27 @@ func TestSummaryJSONEmpty(t *testing.T) {
 		t.Fatalf("%s", b)
 	}
 }
+
+// The overall verdict is the share of drifted features among those that vary: features with
+// one value on both sides (every request without tools, every answer a 200) are stable by
+// construction and do not dilute it. Here three of the five varying features drift.
+func TestDriftShareCountsVaryingFeatures(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	ref, cur := window(rng, 600, 1, 0), window(rng, 600, 3, 0.4)
+	for _, s := range []*Snapshot{ref, cur} {
+		s.Categorical(FeatureTools)[0] = s.Count()
+		s.Categorical(FeatureStream)[0] = s.Count()
+		s.Categorical(FeatureCache)[0] = s.Count()
+	}
+	rep := Evaluate(ref, cur, nil)
+	verdicts := map[string]Verdict{}
+	for _, f := range rep.Features {
+		verdicts[f.Feature] = f.Verdict
+	}
+	if verdicts["prompt_tokens"] != VerdictDrift || verdicts["script"] != VerdictDrift || verdicts["tools"] != VerdictStable || verdicts["latency_us"] == VerdictDrift {
+		t.Fatalf("verdicts %v", verdicts)
+	}
+	if !rep.Drift || rep.Drifted != 3 || rep.Decided != 5 {
+		t.Errorf("drift %v with %d of %d decided features drifted, want drift with 3 of the 5 varying ones: %v", rep.Drift, rep.Drifted, rep.Decided, verdicts)
+	}
+}
