@@ -65,6 +65,7 @@ type cacheState struct {
 	decision cache.Decision
 	vc       *versionCache
 	flight   *cache.Flight // this request leads a flight: it must Finish or Fail it
+	admit    bool          // a stored answer is wanted (see cache.Store.Admit)
 	recorder *cache.Recorder
 	result   string
 	buf      []byte // a replayed answer
@@ -81,7 +82,7 @@ func (s *cacheState) reset() {
 		s.recorder = nil
 	}
 	s.req.Reset()
-	s.decision, s.vc, s.result, s.buf, s.id = cache.Bypass, nil, "", s.buf[:0], s.id[:0]
+	s.decision, s.vc, s.result, s.buf, s.id, s.admit = cache.Bypass, nil, "", s.buf[:0], s.id[:0], false
 }
 
 var (
@@ -117,8 +118,10 @@ func (g *Gateway) cacheLookup(ctx *fasthttp.RequestCtx, r *request, snap *snapsh
 		}
 		cs.result = cacheMiss
 		r.stats.cache = drift.CacheMiss
+		cs.admit = g.cacheStore.Admit(&cs.req)
 	} else if d&cache.Save != 0 {
 		g.cacheStore.Begin(vc.scope, &cs.req) // refresh: stored in the generation it started in
+		cs.admit = true                       // asked for: stored whatever is new
 	}
 	if d&cache.OnlyCached != 0 {
 		cs.result = cacheMiss
@@ -231,11 +234,15 @@ func (g *Gateway) cacheStoreBuffered(r *request, backendBody []byte) {
 	if r.status != fasthttp.StatusOK {
 		return // reset fails the flight
 	}
+	store := cs.decision&cache.Save != 0 && cs.admit
+	if !store && (cs.flight == nil || !cs.flight.Followed()) {
+		return // an entry nobody would use; reset ends the flight
+	}
 	e, err := cache.NewEntry(cache.Kind(r.op), backendBody, cs.req.Choices())
 	if err != nil {
 		return
 	}
-	if cs.decision&cache.Save != 0 {
+	if store {
 		g.cacheStore.Set(cs.vc.scope, &cs.req, e, cs.vc.policy.TTL)
 	}
 	if cs.flight != nil {
@@ -279,7 +286,7 @@ func (g *Gateway) endStream(r *request, clean bool) {
 	if cs.recorder != nil {
 		if entry, err := cs.recorder.Entry(); err == nil {
 			e = entry
-			if cs.decision&cache.Save != 0 {
+			if cs.decision&cache.Save != 0 && cs.admit {
 				g.cacheStore.Set(cs.vc.scope, &cs.req, e, cs.vc.policy.TTL)
 			}
 		}
@@ -343,6 +350,7 @@ func (g *Gateway) syncCacheMetrics() {
 	set := g.metrics.set
 	set.GetOrCreateCounter("llmgate_cache_evictions_total").Set(st.Evictions)
 	set.GetOrCreateCounter("llmgate_cache_stores_total").Set(st.Stores)
+	set.GetOrCreateCounter("llmgate_cache_not_admitted_total").Set(st.NotAdmitted)
 	set.GetOrCreateGauge("llmgate_cache_bytes", nil).Set(float64(st.Bytes))
 	set.GetOrCreateGauge("llmgate_cache_entries", nil).Set(float64(st.Entries))
 	set.GetOrCreateGauge("llmgate_cache_max_bytes", nil).Set(float64(st.MaxBytes))
@@ -352,17 +360,18 @@ func (g *Gateway) syncCacheMetrics() {
 
 // cacheView is GET /admin/cache.
 type cacheView struct {
-	Enabled  bool             `json:"enabled"`
-	Bytes    int64            `json:"bytes"`
-	MaxBytes int64            `json:"max_bytes"`
-	Entries  int64            `json:"entries"`
-	Hits     uint64           `json:"hits"`
-	Misses   uint64           `json:"misses"`
-	HitRatio float64          `json:"hit_ratio"`
-	Stores   uint64           `json:"stores"`
-	Evicted  uint64           `json:"evictions"`
-	Aliases  []aliasCacheView `json:"models"`
-	Flights  cache.GroupStats `json:"coalescing"`
+	Enabled     bool             `json:"enabled"`
+	Bytes       int64            `json:"bytes"`
+	MaxBytes    int64            `json:"max_bytes"`
+	Entries     int64            `json:"entries"`
+	Hits        uint64           `json:"hits"`
+	Misses      uint64           `json:"misses"`
+	HitRatio    float64          `json:"hit_ratio"`
+	Stores      uint64           `json:"stores"`
+	NotAdmitted uint64           `json:"not_admitted"` // answers to new requests not stored while the cache was nearly full
+	Evicted     uint64           `json:"evictions"`
+	Aliases     []aliasCacheView `json:"models"`
+	Flights     cache.GroupStats `json:"coalescing"`
 }
 
 type aliasCacheView struct {
@@ -398,7 +407,7 @@ func (g *Gateway) serveCache(ctx *fasthttp.RequestCtx, seg []string) bool {
 		if g.cacheStore != nil {
 			st := g.cacheStore.Stats()
 			v.Bytes, v.MaxBytes, v.Entries, v.Hits, v.Misses, v.HitRatio = st.Bytes, st.MaxBytes, st.Entries, st.Hits, st.Misses, st.HitRatio()
-			v.Stores, v.Evicted = st.Stores, st.Evictions
+			v.Stores, v.NotAdmitted, v.Evicted = st.Stores, st.NotAdmitted, st.Evictions
 			enabled := map[string]bool{}
 			for ver, vc := range g.snap.Load().caches {
 				enabled[ver.Alias] = enabled[ver.Alias] || vc.policy.Enabled

@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -743,4 +744,52 @@ func TestCacheRefreshIsReported(t *testing.T) {
 	if got, _ := metricValue(parseMetrics(t, g.metrics(t)), "llmgate_cache_requests_total", labels("miss")); got != misses {
 		t.Errorf("refreshes counted as misses: %v misses, want %v", got, misses)
 	}
+}
+
+// Once the cache is nearly full, an answer to a request seen for the first time is not stored
+// (a stream of unique prompts would otherwise evict an entry per request); asked again, the
+// request is stored, and hits from then on.
+func TestCacheFullAdmitsRepeatedRequests(t *testing.T) {
+	t.Setenv("LLMGATE_ADMIN_TOKEN", "cache-admin")
+	f := startFake(t, fakellm.Options{OutputTokens: 200})
+	g := startGateway(t, newConfig(t, func(c *config.Config) { c.Cache.MaxBytes = 1 << 20 },
+		cached(model("chat", "v1", version("v1", f.backend())))))
+	type view struct {
+		Bytes       int64  `json:"bytes"`
+		MaxBytes    int64  `json:"max_bytes"`
+		Stores      uint64 `json:"stores"`
+		NotAdmitted uint64 `json:"not_admitted"`
+	}
+	stats := func() view {
+		t.Helper()
+		var v view
+		if res := g.admin(t, "GET", "/admin/cache", "cache-admin"); json.Unmarshal(res.body, &v) != nil || res.status != 200 {
+			t.Fatalf("GET /admin/cache %d: %s", res.status, res.body)
+		}
+		return v
+	}
+	ask := func(prompt, want string) {
+		t.Helper()
+		if res := g.do(t, "POST", "/v1/chat/completions", cacheBody(prompt, "")); res.status != 200 || res.header.Get("X-Llmgate-Cache") != want {
+			t.Fatalf("%q: status %d, x-llmgate-cache %q, want %s: %s", prompt, res.status, res.header.Get("X-Llmgate-Cache"), want, res.body)
+		}
+	}
+	for i := 0; ; i++ {
+		if v := stats(); v.Bytes >= v.MaxBytes-v.MaxBytes/8 {
+			break
+		} else if i > 5000 {
+			t.Fatalf("the cache did not fill: %+v", v)
+		}
+		ask(fmt.Sprintf("fill %d", i), "miss")
+	}
+	before := stats()
+	ask("asked twice", "miss")
+	if v := stats(); v.NotAdmitted != before.NotAdmitted+1 || v.Stores != before.Stores {
+		t.Fatalf("first time: %+v after %+v, want one more not admitted and no store", v, before)
+	}
+	ask("asked twice", "miss")
+	if v := stats(); v.Stores != before.Stores+1 {
+		t.Fatalf("second time: %+v after %+v, want it stored", v, before)
+	}
+	g.untilHit(t, cacheBody("asked twice", ""))
 }

@@ -229,6 +229,7 @@ var metricHelp = map[string]string{
 	"llmgate_cache_requests_total":                "Requests by cache result: hit, miss, bypass, refresh (x-llmgate-cache: refresh: not looked up, stored), coalesced (answered by another request's backend call).",
 	"llmgate_cache_evictions_total":               "Cached answers removed for room or on expiry.",
 	"llmgate_cache_stores_total":                  "Answers stored in the response cache.",
+	"llmgate_cache_not_admitted_total":            "Answers not stored because the cache was nearly full and their request had not been seen before (it is stored when asked again).",
 	"llmgate_cache_bytes":                         "Bytes of answers held in the response cache.",
 	"llmgate_cache_entries":                       "Answers held in the response cache.",
 	"llmgate_cache_max_bytes":                     "The response cache's bound (cache.max_bytes).",

@@ -77,7 +77,7 @@ func (g *Group) Join(req *Request) (*Flight, bool) {
 type GroupStats struct {
 	Leaders   uint64 `json:"leaders"`   // requests that went to the backend for their flight
 	Followers uint64 `json:"followers"` // requests that joined a flight instead (x-llmgate-cache: coalesced)
-	Failures  uint64 `json:"failures"`  // flights whose leader failed, releasing followers
+	Failures  uint64 `json:"failures"`  // flights whose leader failed while followed, releasing its followers
 	InFlight  int    `json:"in_flight"`
 }
 
@@ -124,7 +124,7 @@ func (f *Flight) end(e *Entry) {
 	f.done, f.entry = true, e
 	f.wakeLocked()
 	f.mu.Unlock()
-	if e == nil {
+	if e == nil && f.Followed() { // a flight nobody joined released no one
 		f.g.failures.Add(1)
 	}
 	// New requests now find the store (or lead a new flight) instead of this one.

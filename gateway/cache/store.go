@@ -40,6 +40,11 @@ type Store struct {
 	hits, misses, stale, stores, dropped, evictions atomic.Uint64
 	bytes, entries                                  atomic.Int64
 
+	// door remembers the requests looked up lately, for Admit; notAdmitted counts the answers
+	// Admit turned away.
+	door        doorkeeper
+	notAdmitted atomic.Uint64
+
 	// hash maps a key to ristretto's 64-bit key; tests replace it to force collisions.
 	hash func(Key) uint64
 }
@@ -77,6 +82,7 @@ func New(cfg Config) (*Store, error) {
 		st.maxEntry = max(cfg.MaxBytes/16, 1)
 	}
 	st.hash = func(k Key) uint64 { return k[0] }
+	st.door.init(cfg.MaxBytes / 2048) // about one entry per 2 KiB, as for the counters below
 	// About one counter per 200 bytes: ten per expected entry of ~2 KiB, as ristretto advises.
 	counters := min(max(cfg.MaxBytes/200, 1000), 1<<24)
 	c, err := ristretto.NewCache(&ristretto.Config[uint64, *Entry]{
@@ -175,6 +181,60 @@ func (st *Store) Get(s *Scope, req *Request) (*Entry, bool) {
 // its backend answers must not be undone by that answer either.
 func (st *Store) Begin(s *Scope, req *Request) {
 	req.gen, req.genSet, req.scope = st.current(s), true, s
+}
+
+// Admit records that req was looked up and reports whether its answer is worth storing: always
+// while the store has room, and once it is nearly full only when req was looked up before.
+// A full store otherwise takes every answer to a request never seen again (most prompts are
+// unique) and evicts an entry for it: the admission policy's work, the copy of the answer and
+// its eviction, per request, for nothing, while the entries that do get hits are pushed out.
+// A request asked for twice is stored the second time and hits from the third.
+func (st *Store) Admit(req *Request) bool {
+	if !req.ok {
+		return false
+	}
+	if st.door.seen(req.Key) || st.bytes.Load() < st.maxBytes-st.maxBytes/8 {
+		return true
+	}
+	st.notAdmitted.Add(1)
+	return false
+}
+
+// doorkeeper is a Bloom filter of the keys looked up lately, two bits per key, cleared after as
+// many keys as it has words (about a false positive in thirty before a clear). Its bits are
+// set and cleared atomically without a lock: a bit lost to a concurrent clear only turns one
+// request away once more.
+type doorkeeper struct {
+	words []atomic.Uint64
+	mask  uint64 // bit index mask
+	adds  atomic.Int64
+}
+
+func (d *doorkeeper) init(keys int64) {
+	n := 64 // words
+	for int64(n)*64 < 8*keys && n < 1<<20 {
+		n *= 2
+	}
+	d.words, d.mask = make([]atomic.Uint64, n), uint64(n*64-1)
+}
+
+// seen reports whether k was added since the last clear, and adds it.
+func (d *doorkeeper) seen(k Key) bool {
+	a, b := k[0]&d.mask, k[1]&d.mask
+	wa, wb := &d.words[a>>6], &d.words[b>>6]
+	ba, bb := uint64(1)<<(a&63), uint64(1)<<(b&63)
+	if wa.Load()&ba != 0 && wb.Load()&bb != 0 {
+		return true
+	}
+	wa.Or(ba)
+	wb.Or(bb)
+	if d.adds.Add(1) >= int64(len(d.words)) {
+		d.adds.Store(0)
+		for i := range d.words {
+			d.words[i].Store(0)
+		}
+	}
+	return false
 }
 
 // Set stores e as the answer to req in scope s for ttl (0: until evicted). It reports whether
@@ -282,6 +342,7 @@ type Stats struct {
 	Stale        uint64 // entries found invalidated on lookup
 	Stores       uint64 // entries accepted by Set
 	Dropped      uint64 // entries Set refused: too large, no ttl, or dropped under contention
+	NotAdmitted  uint64 // answers not stored because the store was nearly full and their request new (see Admit)
 	Evictions    uint64 // entries removed for room or on expiry
 	Bytes        int64  // Entry.Size of the entries held
 	Entries      int64
@@ -314,7 +375,7 @@ func ratio(h, m uint64) float64 {
 func (st *Store) Stats() Stats {
 	s := Stats{
 		Hits: st.hits.Load(), Misses: st.misses.Load(), Stale: st.stale.Load(),
-		Stores: st.stores.Load(), Dropped: st.dropped.Load(), Evictions: st.evictions.Load(),
+		Stores: st.stores.Load(), Dropped: st.dropped.Load(), NotAdmitted: st.notAdmitted.Load(), Evictions: st.evictions.Load(),
 		Bytes: st.bytes.Load(), Entries: st.entries.Load(), MaxBytes: st.maxBytes,
 	}
 	st.mu.RLock()

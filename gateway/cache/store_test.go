@@ -355,3 +355,73 @@ func TestStoreMemory(t *testing.T) {
 		})
 	}
 }
+
+// Admit takes every answer while the store has room; once it is nearly full, only answers to
+// requests looked up before, so a stream of unique prompts neither churns the store nor pushes
+// out the entries that get hits.
+func TestStoreAdmit(t *testing.T) {
+	const max = 32 << 10
+	st := newStore(t, max)
+	s := st.Scope("a", "v")
+	req := func(i int) *Request { return prepared(t, "a", "v", fmt.Sprintf(`{"temperature":0,"i":%d}`, i)) }
+	i := 0
+	for ; st.Stats().Bytes < max-max/8; i++ {
+		r := req(i)
+		if _, ok := st.Get(s, r); ok {
+			t.Fatalf("request %d hit before it was stored", i)
+		}
+		if !st.Admit(r) {
+			t.Fatalf("request %d not admitted with %d of %d bytes held", i, st.Stats().Bytes, int64(max))
+		}
+		st.Set(s, r, answer(t, strings.Repeat("y", 500)), 0)
+		st.Wait()
+	}
+	full := st.Stats()
+	for k := range 20 {
+		r := req(i + k)
+		st.Get(s, r)
+		if st.Admit(r) {
+			t.Fatalf("new request %d admitted into a full store", i+k)
+		}
+	}
+	r := req(i) // the first of them, asked again
+	if _, ok := st.Get(s, r); ok {
+		t.Fatal("a request that was not admitted hit")
+	}
+	if !st.Admit(r) {
+		t.Fatal("a request asked for the second time was not admitted")
+	}
+	if got := st.Stats(); got.NotAdmitted != 20 || got.Stores != full.Stores {
+		t.Fatalf("not admitted %d, stores %d (were %d): want 20 and no store", got.NotAdmitted, got.Stores, full.Stores)
+	}
+}
+
+// The doorkeeper forgets: after as many new keys as it has words it starts over, so a key seen
+// once long ago is new again, and its false positives stay few.
+func TestDoorkeeper(t *testing.T) {
+	var d doorkeeper
+	d.init(1000)
+	n := len(d.words)
+	if d.seen(Key{1, 2}) || !d.seen(Key{1, 2}) {
+		t.Fatal("a key is seen only after it was added")
+	}
+	key := func(i int) Key { return Key{uint64(i)*0x9e3779b97f4a7c15 + 7, uint64(i)*0xbf58476d1ce4e5b9 + 11} }
+	falsePositives := 0
+	for i := range n / 2 {
+		if d.seen(key(i)) {
+			falsePositives++
+		}
+	}
+	if falsePositives > n/20 {
+		t.Errorf("%d of %d new keys read as seen", falsePositives, n/2)
+	}
+	for i := n / 2; d.adds.Load() != 0; i++ { // on to the clear
+		if i > 4*n {
+			t.Fatalf("no clear after %d keys in %d words", i, n)
+		}
+		d.seen(key(i))
+	}
+	if d.seen(Key{1, 2}) {
+		t.Error("a key from before the clear is still seen")
+	}
+}
