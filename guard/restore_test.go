@@ -132,6 +132,10 @@ func TestRestoreInJSONString(t *testing.T) {
 		{`{"to":"\u003CEMAIL_ADDRESS_1\u003E, \u003cEMAIL_ADDRESS_1>"}`, `{"to":"bob@example.com, bob@example.com"}`},
 		{`{"to":"\\u003cEMAIL_ADDRESS_1\u003e"}`, `{"to":"\\u003cEMAIL_ADDRESS_1\u003e"}`},
 		{`{"to":"\u003cEMAIL_ADDRESS_9\u003e \u003cb\u003e"}`, `{"to":"\u003cEMAIL_ADDRESS_9\u003e \u003cb\u003e"}`},
+		// An escaped '<' right before another escape opens no placeholder: a stream does not
+		// hold the rest of the text for it.
+		{`{"to":"\u003c\u003cEMAIL_ADDRESS_1\u003e\u003e"}`, `{"to":"\u003cbob@example.com\u003e"}`},
+		{`{"to":"\u003cE\u0041 \u003cEMAIL_ADDRESS_1\u003e"}`, `{"to":"\u003cE\u0041 bob@example.com"}`},
 		{`{"k":"\u003cSECRET_1\u003e"}`, `{"k":"` + strings.ReplaceAll(key, "\n", `\n`) + `"}`},
 	} {
 		if got := v.RestoreInJSONString(nil, []byte(tt.in)); string(got) != tt.want {

@@ -626,7 +626,7 @@ func (v *Vault) restoreInJSON(dst, src []byte, stream bool) ([]byte, int) {
 		if k == len(src) {
 			return dst, k
 		}
-		ph, open := src[k:], 1
+		ph, open, atEnd := src[k:], 1, true
 		if src[k] == '\\' {
 			esc := escapedOpen(src[k:])
 			switch {
@@ -641,9 +641,13 @@ func (v *Vault) restoreInJSON(dst, src []byte, stream bool) ([]byte, int) {
 				i = k + n
 				continue
 			}
-			ph, open = unescapePlaceholder(src[k:]), 6
+			ph, atEnd = unescapePlaceholder(src[k:])
+			open = 6
 		}
 		e, num, tag, hashed, n, st := parsePlaceholder(ph)
+		if st == phPartial && !atEnd {
+			st = phInvalid // its body stopped at text no placeholder has, not at src's end
+		}
 		if st == phOK && open == 6 {
 			n = escapedLen(src[k:], n) // the placeholder as written: its '>' may be escaped too
 		}
@@ -681,8 +685,11 @@ func escapedOpen(b []byte) int {
 // unescapePlaceholder returns b, which starts with an escaped '<', as parsePlaceholder reads a
 // placeholder: '<', the characters after the escape up to the next backslash or '>' (the only
 // ones a placeholder has), then '>' when an escaped or plain '>' follows there. It uses a
-// small array on the stack: a placeholder is at most maxPlaceholder bytes.
-func unescapePlaceholder(b []byte) []byte {
+// small array on the stack: a placeholder is at most maxPlaceholder bytes. atEnd reports
+// whether what it read may go on in text after b: the body ran to b's end or to a part of an
+// escaped '>' there. Otherwise a placeholder parse that wants more ("\u003c\u003cEMAIL_...",
+// whose first body is empty) is no placeholder: more text cannot change it.
+func unescapePlaceholder(b []byte) (ph []byte, atEnd bool) {
 	var buf [maxPlaceholder + 1]byte
 	out := append(buf[:0], '<')
 	for _, c := range b[6:] {
@@ -695,7 +702,9 @@ func unescapePlaceholder(b []byte) []byte {
 	if len(rest) > 0 && rest[0] == '>' || len(rest) >= 6 && (string(rest[:6]) == `\u003e` || string(rest[:6]) == `\u003E`) {
 		out = append(out, '>')
 	}
-	return out
+	n := min(len(rest), 6)
+	atEnd = len(rest) < 6 && (string(rest) == `\u003e`[:n] || string(rest) == `\u003E`[:n])
+	return out, atEnd
 }
 
 // escapedLen returns the length, in b, of the placeholder that unescapePlaceholder read as n
