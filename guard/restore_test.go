@@ -98,6 +98,22 @@ func TestRestorerNoAllocs(t *testing.T) {
 	}
 }
 
+// Restoring a placeholder written with escaped angle brackets inside a JSON string allocates
+// nothing either: the escaped form is read into an array on the stack.
+func TestRestoreInJSONStringEscapedNoAllocs(t *testing.T) {
+	_, v := redacted(t, "mail bob@example.com")
+	src := []byte(`{"to":"\u003cEMAIL_ADDRESS_1\u003e","cc":"\u003CEMAIL_ADDRESS_1>"}`)
+	dst := make([]byte, 0, 256)
+	run := func() { dst = v.RestoreInJSONString(dst[:0], src) }
+	run()
+	if want := `{"to":"bob@example.com","cc":"bob@example.com"}`; string(dst) != want {
+		t.Fatalf("got %s, want %s", dst, want)
+	}
+	if n := testing.AllocsPerRun(50, run); n != 0 {
+		t.Errorf("RestoreInJSONString: %v allocs, want 0", n)
+	}
+}
+
 // A value with newlines restored into the inside of a JSON string (a tool call's arguments) is
 // escaped there, whole or streamed in pieces, so the client's JSON parser reads the original;
 // a value taken from such text, escapes and all, goes back as it was.

@@ -616,6 +616,7 @@ func (v *Vault) restore(dst, src []byte, stream, inJSON bool) ([]byte, int) {
 // them (Ollama's tool call arguments): such a placeholder is restored too. Escapes are read
 // whole, so the "u003c" of an escaped backslash followed by those letters is text.
 func (v *Vault) restoreInJSON(dst, src []byte, stream bool) ([]byte, int) {
+	var buf [maxPlaceholder + 1]byte // an escaped placeholder as read, on the stack
 	i := 0
 	for {
 		k := i
@@ -641,7 +642,7 @@ func (v *Vault) restoreInJSON(dst, src []byte, stream bool) ([]byte, int) {
 				i = k + n
 				continue
 			}
-			ph, atEnd = unescapePlaceholder(src[k:])
+			ph, atEnd = unescapePlaceholder(&buf, src[k:])
 			open = 6
 		}
 		e, num, tag, hashed, n, st := parsePlaceholder(ph)
@@ -684,13 +685,12 @@ func escapedOpen(b []byte) int {
 
 // unescapePlaceholder returns b, which starts with an escaped '<', as parsePlaceholder reads a
 // placeholder: '<', the characters after the escape up to the next backslash or '>' (the only
-// ones a placeholder has), then '>' when an escaped or plain '>' follows there. It uses a
-// small array on the stack: a placeholder is at most maxPlaceholder bytes. atEnd reports
+// ones a placeholder has), then '>' when an escaped or plain '>' follows there. It writes into
+// buf, the caller's array: a placeholder is at most maxPlaceholder bytes. atEnd reports
 // whether what it read may go on in text after b: the body ran to b's end or to a part of an
 // escaped '>' there. Otherwise a placeholder parse that wants more ("\u003c\u003cEMAIL_...",
 // whose first body is empty) is no placeholder: more text cannot change it.
-func unescapePlaceholder(b []byte) (ph []byte, atEnd bool) {
-	var buf [maxPlaceholder + 1]byte
+func unescapePlaceholder(buf *[maxPlaceholder + 1]byte, b []byte) (ph []byte, atEnd bool) {
 	out := append(buf[:0], '<')
 	for _, c := range b[6:] {
 		if c == '\\' || c == '>' || len(out) == maxPlaceholder-1 {
