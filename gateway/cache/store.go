@@ -200,14 +200,16 @@ func (st *Store) Admit(req *Request) bool {
 	return false
 }
 
-// doorkeeper is a Bloom filter of the keys looked up lately, two bits per key, cleared after as
-// many keys as it has words (about a false positive in thirty before a clear). Its bits are
-// set and cleared atomically without a lock: a bit lost to a concurrent clear only turns one
-// request away once more.
+// doorkeeper is a Bloom filter of the keys looked up lately, two bits set per key and eight
+// bits in all per key it remembers, cleared after that many keys (about one false positive in
+// twenty just before a clear, one in fifty on average): init(keys) remembers the last keys
+// keys, as many as the store holds entries. Its bits are set and cleared atomically without a
+// lock: a bit lost to a concurrent clear only turns one request away once more.
 type doorkeeper struct {
 	words []atomic.Uint64
 	mask  uint64 // bit index mask
 	adds  atomic.Int64
+	limit int64 // adds before a clear: eight bits each
 }
 
 func (d *doorkeeper) init(keys int64) {
@@ -215,7 +217,7 @@ func (d *doorkeeper) init(keys int64) {
 	for int64(n)*64 < 8*keys && n < 1<<20 {
 		n *= 2
 	}
-	d.words, d.mask = make([]atomic.Uint64, n), uint64(n*64-1)
+	d.words, d.mask, d.limit = make([]atomic.Uint64, n), uint64(n*64-1), int64(n)*64/8
 }
 
 // seen reports whether k was added since the last clear, and adds it.
@@ -228,7 +230,7 @@ func (d *doorkeeper) seen(k Key) bool {
 	}
 	wa.Or(ba)
 	wb.Or(bb)
-	if d.adds.Add(1) >= int64(len(d.words)) {
+	if d.adds.Add(1) >= d.limit {
 		d.adds.Store(0)
 		for i := range d.words {
 			d.words[i].Store(0)

@@ -396,28 +396,33 @@ func TestStoreAdmit(t *testing.T) {
 	}
 }
 
-// The doorkeeper forgets: after as many new keys as it has words it starts over, so a key seen
-// once long ago is new again, and its false positives stay few.
+// The doorkeeper remembers as many keys as it was sized for (the entries the store holds), then
+// forgets: after that many new keys it starts over, so a key seen once long ago is new again,
+// and its false positives stay few.
 func TestDoorkeeper(t *testing.T) {
 	var d doorkeeper
-	d.init(1000)
-	n := len(d.words)
+	const keys = 1000
+	d.init(keys)
+	n := int(d.limit)
 	if d.seen(Key{1, 2}) || !d.seen(Key{1, 2}) {
 		t.Fatal("a key is seen only after it was added")
 	}
 	key := func(i int) Key { return Key{uint64(i)*0x9e3779b97f4a7c15 + 7, uint64(i)*0xbf58476d1ce4e5b9 + 11} }
 	falsePositives := 0
-	for i := range n / 2 {
+	for i := range keys - 2 {
 		if d.seen(key(i)) {
 			falsePositives++
 		}
 	}
-	if falsePositives > n/20 {
-		t.Errorf("%d of %d new keys read as seen", falsePositives, n/2)
+	if falsePositives > keys/20 {
+		t.Errorf("%d of %d new keys read as seen", falsePositives, keys-2)
 	}
-	for i := n / 2; d.adds.Load() != 0; i++ { // on to the clear
+	if !d.seen(Key{1, 2}) || !d.seen(key(0)) {
+		t.Fatalf("a key was forgotten within the %d keys the doorkeeper was sized for", keys)
+	}
+	for i := keys; d.adds.Load() != 0; i++ { // on to the clear
 		if i > 4*n {
-			t.Fatalf("no clear after %d keys in %d words", i, n)
+			t.Fatalf("no clear after %d keys (limit %d)", i, n)
 		}
 		d.seen(key(i))
 	}
