@@ -235,8 +235,11 @@ func (g *Gateway) cacheStoreBuffered(r *request, backendBody []byte) {
 		return // reset fails the flight
 	}
 	store := cs.decision&cache.Save != 0 && cs.admit
-	if !store && (cs.flight == nil || !cs.flight.Followed()) {
-		return // an entry nobody would use; reset ends the flight
+	if !store && (cs.flight == nil || cs.flight.EndUnfollowed()) {
+		// An entry nobody would use. Ended here, atomically with Join, rather than in reset:
+		// a request joining meanwhile would wait for it and then go to the backend itself.
+		cs.flight = nil
+		return
 	}
 	e, err := cache.NewEntry(cache.Kind(r.op), backendBody, cs.req.Choices())
 	if err != nil {

@@ -106,6 +106,24 @@ func (f *Flight) Publish(payload []byte) {
 // still owes followers the rest of the answer.
 func (f *Flight) Followed() bool { return f.followers.Load() > 0 }
 
+// EndUnfollowed ends the flight as Fail does if no request has joined it, and reports whether
+// it did: atomically with Join, so a request that joins after it leads a flight of its own
+// instead of waiting on an answer the leader will not make. A leader that has no use for its
+// answer but to share it calls it; when it reports false, followers wait for the answer.
+func (f *Flight) EndUnfollowed() bool {
+	f.g.mu.Lock()
+	if f.followers.Load() > 0 {
+		f.g.mu.Unlock()
+		return false
+	}
+	if f.g.flights[f.key] == f {
+		delete(f.g.flights, f.key)
+	}
+	f.g.mu.Unlock()
+	f.end(nil)
+	return true
+}
+
 // Finish ends the flight with the leader's answer. e is nil when the answer was complete but
 // not cacheable: stream followers have had every event, buffered followers get
 // ErrLeaderFailed. Later calls do nothing.

@@ -258,3 +258,30 @@ func TestCoalesceNotAcrossRedeploy(t *testing.T) {
 		t.Fatal("a request after the version was deleted and deployed again follows the old deployment's flight")
 	}
 }
+
+// EndUnfollowed ends a flight nobody joined, atomically with Join: the next request leads a new
+// flight instead of waiting on an answer the leader will not make; once a request has joined,
+// the flight goes on for it.
+func TestCoalesceEndUnfollowed(t *testing.T) {
+	var g Group
+	f, _ := g.Join(&Request{Key: Key{6}})
+	if !f.EndUnfollowed() {
+		t.Fatal("a flight nobody joined was not ended")
+	}
+	nf, leader := g.Join(&Request{Key: Key{6}})
+	if !leader || nf == f {
+		t.Fatal("a request after EndUnfollowed joined the ended flight")
+	}
+	w, _ := g.Join(&Request{Key: Key{6}})
+	if nf.EndUnfollowed() {
+		t.Fatal("a followed flight was ended")
+	}
+	e := answer(t, "for the follower")
+	nf.Finish(e)
+	if got, err := w.Wait(context.Background()); err != nil || got != e {
+		t.Fatalf("follower got %v, %v", got, err)
+	}
+	if s := g.Stats(); s.Failures != 0 || s.InFlight != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+}
