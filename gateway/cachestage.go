@@ -234,12 +234,13 @@ func (g *Gateway) cacheStoreBuffered(r *request, backendBody []byte) {
 	if r.status != fasthttp.StatusOK {
 		return // reset fails the flight
 	}
-	store := cs.decision&cache.Save != 0 && cs.admit
-	if !store && (cs.flight == nil || cs.flight.EndUnfollowed()) {
-		// An entry nobody would use. Ended here, atomically with Join, rather than in reset:
-		// a request joining meanwhile would wait for it and then go to the backend itself.
-		cs.flight = nil
-		return
+	store := cs.decision&cache.Save != 0 && cs.admitted()
+	if !store {
+		if cs.flight == nil || cs.flight.EndUnfollowed() {
+			cs.flight = nil
+			return // an entry nobody would use
+		}
+		store = cs.decision&cache.Save != 0 // a request joined the flight just now: asked again
 	}
 	e, err := cache.NewEntry(cache.Kind(r.op), backendBody, cs.req.Choices())
 	if err != nil {
@@ -252,6 +253,13 @@ func (g *Gateway) cacheStoreBuffered(r *request, backendBody []byte) {
 		cs.flight.Finish(e)
 		cs.flight = nil
 	}
+}
+
+// admitted reports whether the answer this request gets is to be stored: Admit said so at the
+// lookup, or an identical request joined its flight since, and was thus asked again (Admit
+// would store the next one's answer; this one is the same).
+func (cs *cacheState) admitted() bool {
+	return cs.admit || cs.flight != nil && cs.flight.Followed()
 }
 
 // maxCachedStream bounds what one recorded stream may hold.
@@ -289,7 +297,7 @@ func (g *Gateway) endStream(r *request, clean bool) {
 	if cs.recorder != nil {
 		if entry, err := cs.recorder.Entry(); err == nil {
 			e = entry
-			if cs.decision&cache.Save != 0 && cs.admit {
+			if cs.decision&cache.Save != 0 && cs.admitted() {
 				g.cacheStore.Set(cs.vc.scope, &cs.req, e, cs.vc.policy.TTL)
 			}
 		}

@@ -793,3 +793,72 @@ func TestCacheFullAdmitsRepeatedRequests(t *testing.T) {
 	}
 	g.untilHit(t, cacheBody("asked twice", ""))
 }
+
+// In a nearly full cache, a request that another joined while it was in flight was asked again:
+// its answer is stored, as Admit stores a request's the second time it is asked, and the next
+// request hits. Buffered and streamed.
+func TestCacheFullAdmitsCoalescedRequests(t *testing.T) {
+	for _, stream := range []bool{false, true} {
+		t.Run(map[bool]string{false: "buffered", true: "stream"}[stream], func(t *testing.T) {
+			t.Setenv("LLMGATE_ADMIN_TOKEN", "cache-admin")
+			fast := startFake(t, fakellm.Options{OutputTokens: 200})
+			slow := startFake(t, fakellm.Options{TTFT: 300 * time.Millisecond})
+			g := startGateway(t, newConfig(t, func(c *config.Config) { c.Cache.MaxBytes = 1 << 20 },
+				cached(model("fill", "v1", version("v1", fast.backend()))),
+				cached(model("chat", "v1", version("v1", slow.backend())))))
+			var v struct {
+				Bytes, MaxBytes int64
+				Stores          uint64
+			}
+			stats := func() {
+				t.Helper()
+				res := g.admin(t, "GET", "/admin/cache", "cache-admin")
+				var raw struct {
+					Bytes    int64  `json:"bytes"`
+					MaxBytes int64  `json:"max_bytes"`
+					Stores   uint64 `json:"stores"`
+				}
+				if json.Unmarshal(res.body, &raw) != nil || res.status != 200 {
+					t.Fatalf("GET /admin/cache %d: %s", res.status, res.body)
+				}
+				v.Bytes, v.MaxBytes, v.Stores = raw.Bytes, raw.MaxBytes, raw.Stores
+			}
+			for i := 0; ; i++ {
+				if stats(); v.Bytes >= v.MaxBytes-v.MaxBytes/8 {
+					break
+				} else if i > 5000 {
+					t.Fatalf("the cache did not fill: %+v", v)
+				}
+				body := strings.Replace(cacheBody(fmt.Sprintf("fill %d", i), ""), `"chat"`, `"fill"`, 1)
+				if res := g.do(t, "POST", "/v1/chat/completions", body); res.status != 200 {
+					t.Fatalf("fill: %d %s", res.status, res.body)
+				}
+			}
+			stores := v.Stores
+			extra := ""
+			if stream {
+				extra = `,"stream":true`
+			}
+			body := cacheBody("asked by two at once", extra)
+			var leader response
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				leader = g.do(t, "POST", "/v1/chat/completions", body)
+			}()
+			time.Sleep(100 * time.Millisecond) // the leader is waiting for its first token
+			follower := g.do(t, "POST", "/v1/chat/completions", body)
+			<-done
+			if got := [2]string{leader.header.Get("X-Llmgate-Cache"), follower.header.Get("X-Llmgate-Cache")}; got != [2]string{"miss", "coalesced"} {
+				t.Fatalf("x-llmgate-cache %v, want [miss coalesced]", got)
+			}
+			if stats(); v.Stores != stores+1 {
+				t.Fatalf("stores %d after %d: the answer asked for twice was not stored", v.Stores, stores)
+			}
+			g.untilHit(t, body)
+			if n := slow.Requests(); n != 1 {
+				t.Errorf("the backend saw %d requests, want 1", n)
+			}
+		})
+	}
+}
