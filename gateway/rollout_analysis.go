@@ -180,13 +180,15 @@ func analyzeCanary(stable, canary *drift.Snapshot, c rolloutChecks, p *drift.Pol
 		rep := drift.Evaluate(stable, canary, p)
 		cr := checkResult{Check: "drift", Method: "evaluate", StableN: rep.Reference.N, CanaryN: rep.Current.N, Verdict: analysisPass}
 		var drifted []string
+		decided := false // not rep.Decided, which leaves out features with one value
 		for _, f := range rep.Features {
 			if f.Verdict == drift.VerdictDrift {
 				drifted = append(drifted, f.Feature)
 			}
+			decided = decided || f.Verdict != drift.VerdictInsufficient
 		}
 		switch {
-		case rep.Decided == 0:
+		case !decided:
 			cr.Verdict = analysisWait
 		case len(drifted) > 0:
 			cr.Verdict = analysisFail

@@ -116,6 +116,17 @@ func TestAnalyzeCanary(t *testing.T) {
 	if a := analyzeCanary(shorter, longer, rolloutChecks{FailOnDrift: true}, &p); a.Verdict != analysisFail || !strings.Contains(a.reason(), "drift from stable") {
 		t.Errorf("fail_on_drift: verdict %s reason %q", a.Verdict, a.reason())
 	}
+	// Features with one value on both sides are left out of the overall drift share, but they
+	// are decided: a canary whose measured features are all constant passes the drift check
+	// rather than wait for it for ever.
+	constant := func(seed uint64) *drift.Snapshot {
+		return windowWith(t, seed, 600, 100*time.Millisecond, 0, false, func(i int, s *drift.Sample) {
+			s.Latency, s.PromptBytes, s.CompletionTokens = 100*time.Millisecond, 2000, 100
+		})
+	}
+	if a := analyzeCanary(constant(21), constant(22), rolloutChecks{FailOnDrift: true}, &p); a.Verdict != analysisPass {
+		t.Errorf("fail_on_drift, every feature constant on both sides: verdict %s: %+v", a.Verdict, a.Checks)
+	}
 	if a := analyzeCanary(shorter, longer, rolloutChecks{}, &p); a.Verdict == analysisFail {
 		t.Errorf("drift failed a canary without fail_on_drift: %s", a.reason())
 	}
