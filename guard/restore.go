@@ -3,8 +3,10 @@ package guard
 // Restorer puts the original values back into a streamed completion. Write takes the text of
 // each content delta and returns the text to send; it holds back a tail only while that tail
 // could still become a placeholder split across deltas (at most maxPlaceholder-1 bytes, and
-// only from a '<' on), so a delta with no '<' passes straight through. Flush returns what is
-// held when the stream ends.
+// only from a '<' on), so a delta with no '<' passes straight through. Inside a JSON string
+// (ResetInJSONString) a tail from a backslash on is held too, while it could be an escaped
+// placeholder (\u003c...\u003e, at most maxEscapedHold bytes). Flush returns what is held
+// when the stream ends.
 //
 // A Restorer belongs to one stream; its zero value is not usable: call Reset first. It reads
 // the Vault, which must outlive the stream.
@@ -35,6 +37,10 @@ func (r *Restorer) ResetInJSONString(v *Vault) {
 	r.Reset(v)
 	r.inJSON = true
 }
+
+// maxEscapedHold bounds what a Restorer of JSON string text holds: an escaped '<', the body of
+// the longest placeholder, and all but the last byte of an escaped '>'.
+const maxEscapedHold = len(`\u003c`) + maxPlaceholder - 2 + len(`\u003e`) - 1
 
 // Held returns the number of bytes held back.
 func (r *Restorer) Held() int { return len(r.hold) }

@@ -162,6 +162,9 @@ func TestRestoreInJSONString(t *testing.T) {
 			out = out[:0]
 			for piece := range slices.Chunk([]byte(tt.in), size) {
 				out = r.Write(out, piece)
+				if r.Held() > maxEscapedHold {
+					t.Fatalf("in pieces of %d, %s: held %d bytes", size, tt.in, r.Held())
+				}
 			}
 			if got := r.Flush(out); string(got) != tt.want {
 				t.Errorf("in pieces of %d, %s:\n got %s\nwant %s", size, tt.in, got, tt.want)
