@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Where llmgate-full's CPU goes: the bare proxy and llmgate with its defaults, with the response
+# cache only, with the guard only and with both (llmgate-full of run.sh), each driven alone by a
+# closed loop of unique 1 KiB chat requests, and the user and system CPU per request each
+# process used, read from /proc. System time rises as throughput falls on the shared core (the
+# backend's own CPU per request rises with it), so user time is a variant's own cost.
+#
+#   bench/attribute.sh                 # about a minute
+#   DURATION=10s bench/attribute.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=bench/out/attribute
+mkdir -p "$out"
+rm -f "$out"/state-*.db
+go build -o "$out/llmgate" ./cmd/llmgate
+bin=$out/llmgate
+
+pin() { # pin CORE CMD...: as run.sh
+	local core=$1; shift
+	if command -v taskset >/dev/null && (($(nproc) > 1)); then
+		GOMAXPROCS=1 exec taskset -c "$core" "$@"
+	else
+		GOMAXPROCS=1 exec "$@"
+	fi
+}
+waitport() {
+	for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return; sleep 0.1; done
+	echo "nothing listens on port $1; see $out/*.log" >&2
+	exit 1
+}
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
+
+pin 0 "$bin" fakellm --flavor vllm --model bench-model --listen 127.0.0.1:18500 --output-tokens 16 2>"$out/fakellm.log" &
+pids+=($!)
+backend=$!
+waitport 18500
+pin 0 "$bin" bareproxy --upstream http://127.0.0.1:18500 --listen 127.0.0.1:18501 2>"$out/bareproxy.log" &
+pids+=($!)
+declare -A pid=([bareproxy]=$!) port=([bareproxy]=18501)
+waitport 18501
+
+p=18510
+for v in "defaults 0 0" "cache 0 1" "guard 1 0" "full 1 1"; do
+	read -r name guard cache <<<"$v"
+	{
+		echo "listen: \"127.0.0.1:$p\""
+		echo "admin: {listen: \"127.0.0.1:$((p + 1))\"}"
+		echo "state: {path: \"$out/state-$name.db\"}"
+		echo "models:"
+		echo "  - alias: bench-model"
+		echo "    versions:"
+		echo "      - version: v1"
+		echo "        backends:"
+		echo "          - {url: \"http://127.0.0.1:18500\", kind: vllm, model: bench-model}"
+		if ((guard)); then
+			echo "    guard:"
+			echo "      pii: {prompt: redact, completion: redact, restore: true}"
+			echo "      safety: {prompt: block, completion: block}"
+		fi
+		if ((cache)); then
+			echo "    cache: {enabled: true}"
+		fi
+		if ((guard || cache)); then # as llmgate-full in run.sh
+			echo "cache: {max_bytes: 8388608}"
+			echo "limits: {memory_bytes: 50331648}"
+		fi
+	} >"$out/$name.yaml"
+	pin 0 "$bin" serve --config "$out/$name.yaml" >"$out/$name.out" 2>"$out/$name.log" &
+	pids+=($!)
+	pid[$name]=$! port[$name]=$p
+	waitport "$p"
+	p=$((p + 10))
+done
+
+ticks() { awk '{ print $14, $15 }' "/proc/$1/stat"; } # user and system clock ticks
+hz=$(getconf CLK_TCK)
+printf '%-10s %9s %14s %14s %18s\n' variant requests "user us/req" "system us/req" "backend us/req"
+for name in bareproxy defaults cache guard full; do
+	url=http://127.0.0.1:${port[$name]}
+	load=(--compare "x=$url" --model bench-model --rounds 1 --quiet --workload chat --prompt-bytes 1024 --rate 0 --connections 32)
+	(pin 1 "$bin" bench "${load[@]}" --duration 2s >/dev/null 2>&1) # warm up; fills the cache
+	read -r u0 s0 < <(ticks "${pid[$name]}")
+	read -r bu0 bs0 < <(ticks "$backend")
+	n=$( (pin 1 "$bin" bench "${load[@]}" --duration "${DURATION:-6s}" 2>&1) | awk '$1 == "x" { print $8 }')
+	read -r u1 s1 < <(ticks "${pid[$name]}")
+	read -r bu1 bs1 < <(ticks "$backend")
+	awk -v name="$name" -v n="$n" -v hz="$hz" -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v b=$((bu1 + bs1 - bu0 - bs0)) \
+		'BEGIN { printf "%-10s %9d %14.1f %14.1f %18.1f\n", name, n, u / hz * 1e6 / n, s / hz * 1e6 / n, b / hz * 1e6 / n }'
+done
