@@ -15,19 +15,7 @@ rm -f "$out"/state-*.db
 go build -o "$out/llmgate" ./cmd/llmgate
 bin=$out/llmgate
 
-pin() { # pin CORE CMD...: as run.sh
-	local core=$1; shift
-	if command -v taskset >/dev/null && (($(nproc) > 1)); then
-		GOMAXPROCS=1 exec taskset -c "$core" "$@"
-	else
-		GOMAXPROCS=1 exec "$@"
-	fi
-}
-waitport() {
-	for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return; sleep 0.1; done
-	echo "nothing listens on port $1; see $out/*.log" >&2
-	exit 1
-}
+. bench/lib.sh # pin, waitport
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
 

@@ -22,16 +22,7 @@ func TestDriftScoreLeavesMetricsWhenUndefined(t *testing.T) {
 	set := metrics.NewSet()
 	s := newStatsRegistry(config.Default(), set, slog.New(slog.DiscardHandler))
 	now := time.Unix(1_700_000_000, 0)
-	vs := s.forVersion("chat", "v1", config.ModelDrift{Window: 15 * time.Minute, Reference: config.ReferenceManual})
-	vs.rec = drift.NewRecorder(drift.Options{Window: vs.opts.Window, Slice: vs.opts.Slice, Now: func() time.Time { return now }})
-	observe := func(n int, bytes func(i int) int64) {
-		for i := range n {
-			var smp drift.Sample
-			smp.Reset()
-			smp.PromptBytes = bytes(i)
-			vs.observe(&smp)
-		}
-	}
+	vs, observe := driftVersion(s, &now)
 	scrape := func() string {
 		var b bytes.Buffer
 		set.WritePrometheus(&b)
@@ -40,10 +31,10 @@ func TestDriftScoreLeavesMetricsWhenUndefined(t *testing.T) {
 	const score = `llmgate_drift_score{model="chat",version="v1",feature="prompt_bytes",`
 	const detected = `llmgate_drift_detected{model="chat",version="v1",feature="prompt_bytes"} `
 
-	observe(300, func(i int) int64 { return int64(100 + i%100) })
+	observe(300, 100)
 	vs.rec.FreezeReference()
 	now = now.Add(time.Minute)
-	observe(300, func(i int) int64 { return int64(400 + i%100) })
+	observe(300, 400)
 	s.evaluate()
 	if text := scrape(); !strings.Contains(text, score) || !strings.Contains(text, detected+"1") {
 		t.Fatalf("after drifted traffic, /metrics has no prompt_bytes score or no drift verdict:\n%s", text)
@@ -62,7 +53,7 @@ func TestDriftScoreLeavesMetricsWhenUndefined(t *testing.T) {
 	}
 
 	now = now.Add(time.Minute) // traffic again: the score is back
-	observe(300, func(i int) int64 { return int64(400 + i%100) })
+	observe(300, 400)
 	s.evaluate()
 	if text := scrape(); !strings.Contains(text, score) || !strings.Contains(text, detected+"1") {
 		t.Errorf("after traffic again, /metrics has no prompt_bytes score or no drift verdict:\n%s", text)
@@ -99,20 +90,11 @@ func TestDriftWebhookCarriesPValue(t *testing.T) {
 	s := newStatsRegistry(config.Default(), metrics.NewSet(), slog.New(slog.DiscardHandler))
 	events := testHook(t, s)
 	now := time.Unix(1_700_000_000, 0)
-	vs := s.forVersion("chat", "v1", config.ModelDrift{Window: 15 * time.Minute, Reference: config.ReferenceManual})
-	vs.rec = drift.NewRecorder(drift.Options{Window: vs.opts.Window, Slice: vs.opts.Slice, Now: func() time.Time { return now }})
-	observe := func(n int, bytes func(i int) int64) {
-		for i := range n {
-			var smp drift.Sample
-			smp.Reset()
-			smp.PromptBytes = bytes(i)
-			vs.observe(&smp)
-		}
-	}
-	observe(300, func(i int) int64 { return int64(100 + i%100) })
+	vs, observe := driftVersion(s, &now)
+	observe(300, 100)
 	vs.rec.FreezeReference()
 	now = now.Add(time.Minute)
-	observe(300, func(i int) int64 { return int64(400 + i%100) })
+	observe(300, 400)
 	s.evaluate()
 	evs := events()
 	if len(evs) != 1 || len(evs[0].Changes) == 0 {
@@ -132,16 +114,7 @@ func TestDriftWebhookOncePerEpisode(t *testing.T) {
 	s := newStatsRegistry(config.Default(), metrics.NewSet(), slog.New(slog.DiscardHandler))
 	events := testHook(t, s)
 	now := time.Unix(1_700_000_000, 0)
-	vs := s.forVersion("chat", "v1", config.ModelDrift{Window: 15 * time.Minute, Reference: config.ReferenceManual})
-	vs.rec = drift.NewRecorder(drift.Options{Window: vs.opts.Window, Slice: vs.opts.Slice, Now: func() time.Time { return now }})
-	observe := func(n int, base int64) {
-		for i := range n {
-			var smp drift.Sample
-			smp.Reset()
-			smp.PromptBytes = base + int64(i%100)
-			vs.observe(&smp)
-		}
-	}
+	vs, observe := driftVersion(s, &now)
 	const like, unlike = 100, 400 // prompt sizes like the reference's and far from them
 	observe(300, like)
 	vs.rec.FreezeReference()
@@ -192,18 +165,11 @@ func TestDriftSeriesNotBackAfterDrop(t *testing.T) {
 	set := metrics.NewSet()
 	s := newStatsRegistry(config.Default(), set, slog.New(slog.DiscardHandler))
 	now := time.Unix(1_700_000_000, 0)
-	vs := s.forVersion("chat", "v1", config.ModelDrift{Window: 15 * time.Minute, Reference: config.ReferenceManual})
-	vs.rec = drift.NewRecorder(drift.Options{Window: vs.opts.Window, Slice: vs.opts.Slice, Now: func() time.Time { return now }})
-	for i := range 600 {
-		if i == 300 {
-			vs.rec.FreezeReference()
-			now = now.Add(time.Minute)
-		}
-		var smp drift.Sample
-		smp.Reset()
-		smp.PromptBytes = int64(100 + 300*(i/300) + i%100)
-		vs.observe(&smp)
-	}
+	vs, observe := driftVersion(s, &now)
+	observe(300, 100)
+	vs.rec.FreezeReference()
+	now = now.Add(time.Minute)
+	observe(300, 400)
 	s.evaluate()
 	scrape := func() string {
 		var b bytes.Buffer
@@ -275,5 +241,21 @@ func TestDriftFirstReferenceOfStable(t *testing.T) {
 	}
 	if n := stable.rec.Frozen().Count(); n != 150 {
 		t.Errorf("the reference holds %d requests, want the live window's 150", n)
+	}
+}
+
+// driftVersion returns chat/v1's statistics in s with a manual reference and its recorder on
+// the clock *now, and observe, which records n requests whose prompt sizes run from base to
+// base+99.
+func driftVersion(s *statsRegistry, now *time.Time) (*versionStats, func(n int, base int64)) {
+	vs := s.forVersion("chat", "v1", config.ModelDrift{Window: 15 * time.Minute, Reference: config.ReferenceManual})
+	vs.rec = drift.NewRecorder(drift.Options{Window: vs.opts.Window, Slice: vs.opts.Slice, Now: func() time.Time { return *now }})
+	return vs, func(n int, base int64) {
+		for i := range n {
+			var smp drift.Sample
+			smp.Reset()
+			smp.PromptBytes = base + int64(i%100)
+			vs.observe(&smp)
+		}
 	}
 }

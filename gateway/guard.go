@@ -96,18 +96,20 @@ func directionName(d guard.Direction) string {
 	return "completion"
 }
 
+// piiActions pairs the config's PII action names with the guard's actions.
+var piiActions = [...]struct {
+	name   string
+	action guard.Action
+}{
+	{config.PIIRedact, guard.ActionRedact}, {config.PIIMask, guard.ActionMask}, {config.PIIHash, guard.ActionHash},
+	{config.PIIBlock, guard.ActionBlock}, {config.PIIDetect, guard.ActionDetect},
+}
+
 func piiAction(s string) guard.Action {
-	switch s {
-	case config.PIIRedact:
-		return guard.ActionRedact
-	case config.PIIMask:
-		return guard.ActionMask
-	case config.PIIHash:
-		return guard.ActionHash
-	case config.PIIBlock:
-		return guard.ActionBlock
-	case config.PIIDetect:
-		return guard.ActionDetect
+	for _, a := range piiActions {
+		if a.name == s {
+			return a.action
+		}
 	}
 	return guard.ActionOff
 }
@@ -115,15 +117,10 @@ func piiAction(s string) guard.Action {
 // piiActionName is the config's name of a PII action, for the action label of
 // llmgate_guard_pii_total.
 func piiActionName(a guard.Action) string {
-	switch a {
-	case guard.ActionRedact:
-		return config.PIIRedact
-	case guard.ActionMask:
-		return config.PIIMask
-	case guard.ActionHash:
-		return config.PIIHash
-	case guard.ActionBlock:
-		return config.PIIBlock
+	for _, p := range piiActions {
+		if p.action == a {
+			return p.name
+		}
 	}
 	return config.PIIDetect
 }
