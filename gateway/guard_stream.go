@@ -348,7 +348,8 @@ func isReasoningKey(key []byte) bool {
 
 // onlyEmptyArguments reports whether the tool calls of a delta carry nothing but their index
 // and empty arguments: a call's id, type or name is news to the client, held-back arguments
-// are not.
+// are not, and neither are members that are null (some servers send "id":null, "name":null in
+// every delta after the first).
 func onlyEmptyArguments(calls *fastjson.Value) bool {
 	arr, err := calls.Array()
 	if err != nil || len(arr) == 0 {
@@ -370,10 +371,10 @@ func onlyEmptyArguments(calls *fastjson.Value) bool {
 					return
 				}
 				fn.Visit(func(key []byte, v *fastjson.Value) {
-					empty = empty && string(key) == "arguments" && isEmptyString(v)
+					empty = empty && (v.Type() == fastjson.TypeNull || string(key) == "arguments" && isEmptyString(v))
 				})
 			default:
-				empty = false
+				empty = empty && v.Type() == fastjson.TypeNull
 			}
 		})
 		if !empty {
