@@ -40,23 +40,34 @@ const (
 // drifting at p < Alpha; beyond, the normalised Wasserstein distance
 // (numerical) or the Jensen-Shannon distance (categorical), drifting at
 // >= Distance.
+//
+// A p-value test's drift verdict also needs a minimum effect (Result.Effect),
+// as the rollout checks need a margin besides significance: a significant
+// difference smaller than that is stable. Timings depend on load and their
+// samples are not independent, so a shift of a few percent, or jitter across
+// a bucket boundary, reads p < 1e-10 on an unchanged backend.
 type Policy struct {
-	Alpha          float64             // significance of p-value tests; default 0.05
-	Distance       float64             // Wasserstein and JS threshold; default 0.1
-	PSIModerate    float64             // PSI "moderate" band start; default 0.1
-	PSIDrift       float64             // PSI "drift" band start; default 0.25
-	LargeReference uint64              // p-values up to this reference size; default 1000
-	MinSamples     uint64              // no verdict below this on either side; default 100
-	Bins           int                 // reference-quantile bins for numerical PSI/JS; default 10
-	KSMode         KSMode              // default KSAuto (exact up to 10,000 values)
-	DriftShare     float64             // report drift when this share of features drift; default 0.5
-	Methods        [NumFeatures]Method // per-feature override; MethodAuto by default
+	Alpha          float64 // significance of p-value tests; default 0.05
+	Distance       float64 // Wasserstein and JS threshold; default 0.1
+	PSIModerate    float64 // PSI "moderate" band start; default 0.1
+	PSIDrift       float64 // PSI "drift" band start; default 0.25
+	LargeReference uint64  // p-values up to this reference size; default 1000
+	MinSamples     uint64  // no verdict below this on either side; default 100
+	Bins           int     // reference-quantile bins for numerical PSI/JS; default 10
+	KSMode         KSMode  // default KSAuto (exact up to 10,000 values)
+	DriftShare     float64 // report drift when this share of features drift; default 0.5
+	// MinShift is the effect a p-value test on a numerical feature needs to drift: the
+	// Wasserstein distance over the reference's mean (values moved by 10 % of the mean on
+	// average), whatever the test (KS, or chi-square and z on the buckets of a nearly
+	// constant feature). Default 0.1; negative: no floor.
+	MinShift float64
+	Methods  [NumFeatures]Method // per-feature override; MethodAuto by default
 }
 
 // DefaultPolicy returns the defaults documented on Policy.
 func DefaultPolicy() Policy {
 	return Policy{Alpha: 0.05, Distance: 0.1, PSIModerate: 0.1, PSIDrift: 0.25,
-		LargeReference: 1000, MinSamples: 100, Bins: 10, DriftShare: 0.5}
+		LargeReference: 1000, MinSamples: 100, Bins: 10, DriftShare: 0.5, MinShift: 0.1}
 }
 
 func (p *Policy) withDefaults() Policy {
@@ -69,6 +80,15 @@ func (p *Policy) withDefaults() Policy {
 		{&q.PSIModerate, &d.PSIModerate}, {&q.PSIDrift, &d.PSIDrift}, {&q.DriftShare, &d.DriftShare}} {
 		if *f.v <= 0 {
 			*f.v = *f.def
+		}
+	}
+	// Floors: zero takes the default, negative turns the floor off.
+	for _, f := range []struct{ v, def *float64 }{{&q.MinShift, &d.MinShift}} {
+		switch {
+		case *f.v == 0:
+			*f.v = *f.def
+		case *f.v < 0:
+			*f.v = 0
 		}
 	}
 	if q.LargeReference == 0 {
@@ -84,26 +104,33 @@ func (p *Policy) withDefaults() Policy {
 }
 
 // Result is one test on one feature (Feature is empty for rollout tests
-// run directly). Statistic and PValue are NaN when undefined (JSON null).
+// run directly). Statistic, PValue and Effect are NaN when undefined (JSON
+// null).
 type Result struct {
 	Feature   string  `json:"feature,omitempty"`
 	Method    Method  `json:"method"`
 	Statistic float64 `json:"statistic"`
 	PValue    float64 `json:"p_value"`   // p-value methods only
 	Threshold float64 `json:"threshold"` // alpha, distance, or the PSI drift band
+	// Effect is what MinEffect bounds for a p-value test in Evaluate (drift needs
+	// PValue < Threshold and Effect >= MinEffect): the relative shift (Wasserstein over
+	// the reference mean) of a numerical feature. NaN, and MinEffect 0, otherwise.
+	Effect    float64 `json:"effect"`
+	MinEffect float64 `json:"min_effect"`
 	Verdict   Verdict `json:"verdict"`
 	RefN      uint64  `json:"ref_n"` // values in the reference (mentions for bitsets)
 	CurN      uint64  `json:"cur_n"`
 }
 
-// MarshalJSON writes NaN statistics and p-values as null.
+// MarshalJSON writes NaN statistics, p-values and effects as null.
 func (r Result) MarshalJSON() ([]byte, error) {
 	type plain Result
 	return json.Marshal(struct {
 		plain
 		Statistic *float64 `json:"statistic"`
 		PValue    *float64 `json:"p_value"`
-	}{plain(r), finite(r.Statistic), finite(r.PValue)})
+		Effect    *float64 `json:"effect"`
+	}{plain(r), finite(r.Statistic), finite(r.PValue), finite(r.Effect)})
 }
 
 func finite(v float64) *float64 {
@@ -198,11 +225,10 @@ func evalNumeric(r, c *Histogram, m Method, p *Policy) Result {
 			m = MethodWasserstein
 		default:
 			// Few distinct values: treat buckets as categories, as Evidently.
-			res := evalCategorical(r[:], c[:], MethodAuto, p)
-			return res
+			return numericEffect(evalCategorical(r[:], c[:], MethodAuto, p), r, c, p)
 		}
 	}
-	res := Result{Method: m, RefN: nR, CurN: nC, Statistic: math.NaN(), PValue: math.NaN()}
+	res := Result{Method: m, RefN: nR, CurN: nC, Statistic: math.NaN(), PValue: math.NaN(), Effect: math.NaN()}
 	if nR == 0 || nC == 0 {
 		// Nothing to test yet; the threshold is still the one the test will use.
 		res.Verdict, res.Threshold = VerdictInsufficient, threshold(m, p)
@@ -220,9 +246,56 @@ func evalNumeric(r, c *Histogram, m Method, p *Policy) Result {
 		br, bc := quantileBins(r, c, p.Bins)
 		return finishBinned(res, br, bc, p)
 	default: // chi-square or z on the buckets
-		return evalCategorical(r[:], c[:], m, p)
+		return numericEffect(evalCategorical(r[:], c[:], m, p), r, c, p)
 	}
-	return decide(res, p)
+	return numericEffect(decide(res, p), r, c, p)
+}
+
+// numericEffect puts the relative shift of a numerical feature in a p-value test's result,
+// and turns its drift verdict stable when the shift is below p.MinShift. On the buckets of a
+// nearly constant feature it replaces whatever effect the categorical test used: a value that
+// moves to the next bucket is a category change there, and a 3 % shift here.
+func numericEffect(res Result, r, c *Histogram, p *Policy) Result {
+	if !pValueMethod(res.Method) || res.Verdict == VerdictInsufficient {
+		return res
+	}
+	res.Effect, res.MinEffect = RelativeShift(r, c), p.MinShift
+	return applyFloor(res)
+}
+
+// applyFloor turns a drift verdict stable when the result's effect is below its floor.
+func applyFloor(res Result) Result {
+	if res.Verdict == VerdictDrift && res.Effect < res.MinEffect {
+		res.Verdict = VerdictStable
+	}
+	return res
+}
+
+// RelativeShift returns the Wasserstein distance between two histograms over the
+// reference's mean: how far values moved on average, as a share of their usual size (0.2
+// for every value x1.2, 0.03 for +3 %). Scale-free like KS's D but, unlike D, it stays
+// small for a small shift of a narrow distribution (a constant overhead moving by a bucket)
+// and large for a large shift of a wide one. The buckets' 1/64 error makes it read up to
+// about 1/32 for values that moved within a bucket. +Inf when the reference is all zeros
+// and the current window is not; NaN when either is empty.
+func RelativeShift(ref, cur *Histogram) float64 {
+	w := Wasserstein(ref, cur)
+	switch m := ref.Mean(); {
+	case math.IsNaN(w) || w == 0:
+		return w
+	case m <= 0:
+		return math.Inf(1)
+	default:
+		return w / m
+	}
+}
+
+func pValueMethod(m Method) bool {
+	switch m {
+	case MethodKS, MethodChiSquare, MethodZ, MethodMannWhitney:
+		return true
+	}
+	return false
 }
 
 func evalCategorical(r, c []uint64, m Method, p *Policy) Result {
@@ -247,7 +320,7 @@ func evalCategorical(r, c []uint64, m Method, p *Policy) Result {
 			m = MethodChiSquare
 		}
 	}
-	res := Result{Method: m, RefN: nR, CurN: nC, Statistic: math.NaN(), PValue: math.NaN()}
+	res := Result{Method: m, RefN: nR, CurN: nC, Statistic: math.NaN(), PValue: math.NaN(), Effect: math.NaN()}
 	if nR == 0 || nC == 0 {
 		// Nothing to test yet; the threshold is still the one the test will use.
 		res.Verdict, res.Threshold = VerdictInsufficient, threshold(m, p)

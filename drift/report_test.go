@@ -41,18 +41,24 @@ func window(rng *rand.Rand, n int, lenScale, newScript float64) *Snapshot {
 func TestFalseAlarmRate(t *testing.T) {
 	const trials = 1000
 	pol := DefaultPolicy()
-	alarms := map[string]int{}
+	off := noFloor(pol)
+	alarms, today := map[string]int{}, map[string]int{}
 	for seed := range uint64(trials) {
 		rng := rand.New(rand.NewPCG(seed, 99))
 		n := 100 + int(seed%9)*100 // 100..900: the p-value regime
-		rep := Evaluate(window(rng, n, 1, 0), window(rng, n+int(seed%7)*13, 1, 0), &pol)
+		ref, cur := window(rng, n, 1, 0), window(rng, n+int(seed%7)*13, 1, 0)
+		rep, was := Evaluate(ref, cur, &pol), Evaluate(ref, cur, &off)
 		for _, f := range []Feature{FeaturePromptTokens, FeatureLatency, FeatureScript, FeatureRefusal} {
 			r := rep.Features[f]
 			if r.Verdict == VerdictInsufficient {
 				t.Fatalf("%s insufficient at n=%d", r.Feature, n)
 			}
+			k := r.Feature + "/" + string(r.Method)
 			if r.Verdict == VerdictDrift {
-				alarms[r.Feature+"/"+string(r.Method)]++
+				alarms[k]++
+			}
+			if was.Features[f].Verdict == VerdictDrift {
+				today[k]++
 			}
 		}
 	}
@@ -61,8 +67,12 @@ func TestFalseAlarmRate(t *testing.T) {
 		if rate := float64(v) / trials; rate > pol.Alpha+slack {
 			t.Errorf("%s false alarm rate %.3f > %.2f", k, rate, pol.Alpha)
 		}
+		// The floors only ever turn a drift verdict stable.
+		if v > today[k] {
+			t.Errorf("%s: %d false alarms with the effect floors, %d without", k, v, today[k])
+		}
 	}
-	t.Logf("false alarms in %d trials: %v", trials, alarms)
+	t.Logf("false alarms in %d trials: %v; without the effect floors: %v", trials, alarms, today)
 }
 
 // Beyond LargeReference the distance tests take over; they must stay quiet
@@ -229,7 +239,7 @@ func TestReportJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(b), `"p_value":null`) || !strings.Contains(string(b), `"verdict":"insufficient"`) {
+	if !strings.Contains(string(b), `"p_value":null`) || !strings.Contains(string(b), `"effect":null`) || !strings.Contains(string(b), `"verdict":"insufficient"`) {
 		t.Errorf("json %s", b)
 	}
 }
@@ -267,5 +277,94 @@ func TestDriftShareCountsVaryingFeatures(t *testing.T) {
 	}
 	if !rep.Drift || rep.Drifted != 3 || rep.Decided != 5 {
 		t.Errorf("drift %v with %d of %d decided features drifted, want drift with 3 of the 5 varying ones: %v", rep.Drift, rep.Drifted, rep.Decided, verdicts)
+	}
+}
+
+// timing draws n latencies (log-normal around med microseconds, log-sd sigma, times scale)
+// and as many gateway overheads (150 us times scale, jitter of sigma/10 around it: a nearly
+// constant feature, tested on its buckets).
+func timing(rng *rand.Rand, n int, med, sigma, scale float64) *Snapshot {
+	s := new(Snapshot)
+	for range n {
+		s.Num[FeatureLatency].Add(int64(scale*med*math.Exp(sigma*rng.NormFloat64())), 1)
+		s.Num[FeatureOverhead].Add(int64(scale*150*math.Exp(sigma/10*rng.NormFloat64())), 1)
+	}
+	return s
+}
+
+// noFloor is pol as it was before the effect floors: p-values alone.
+func noFloor(pol Policy) Policy {
+	pol.MinShift = -1
+	return pol
+}
+
+// alarmRate runs trials of ref against cur windows drawn by draw and returns the share of
+// trials in which feature f drifts under pol and under noFloor(pol).
+func alarmRate(t *testing.T, trials int, f Feature, pol Policy, draw func(rng *rand.Rand) (ref, cur *Snapshot)) (floored, today float64) {
+	t.Helper()
+	off := noFloor(pol)
+	var a, b int
+	for seed := range uint64(trials) {
+		ref, cur := draw(rand.New(rand.NewPCG(seed, 31)))
+		x, y := Evaluate(ref, cur, &pol).Features[f], Evaluate(ref, cur, &off).Features[f]
+		if x.Verdict == VerdictDrift {
+			a++
+			if y.Verdict != VerdictDrift {
+				t.Fatalf("%s drifts with the floor (%+v) and not without (%+v)", f, x, y)
+			}
+		}
+		if y.Verdict == VerdictDrift {
+			b++
+		}
+	}
+	return float64(a) / float64(trials), float64(b) / float64(trials)
+}
+
+// A small shift of a timing feature is not drift, however significant: latencies 3 % higher
+// (a busier CPU) on a narrow distribution, where KS reads D ~ 0.3 and p < 1e-10, and a nearly
+// constant overhead whose values cross a bucket boundary, where chi-square on the buckets
+// does the same. Without the floor both alarm in most trials; with it, in none.
+func TestSmallTimingShiftNoAlarm(t *testing.T) {
+	pol := DefaultPolicy()
+	for _, tc := range []struct {
+		name  string
+		f     Feature
+		sigma float64
+		want  Method
+	}{{"latency +3%, log-sd 0.05", FeatureLatency, 0.05, MethodKS}, {"latency +3%, log-sd 0.2", FeatureLatency, 0.2, MethodKS},
+		{"overhead +3%, jitter 0.5%", FeatureOverhead, 0.05, MethodChiSquare}} {
+		for _, n := range []int{100, 300, 1000} {
+			floored, today := alarmRate(t, 200, tc.f, pol, func(rng *rand.Rand) (*Snapshot, *Snapshot) {
+				return timing(rng, n, 2e5, tc.sigma, 1), timing(rng, n, 2e5, tc.sigma, 1.03)
+			})
+			t.Logf("%s, n=%d: drift in %.3f of trials, %.3f without the floor", tc.name, n, floored, today)
+			if floored > 0.01 {
+				t.Errorf("%s, n=%d: drift in %.3f of trials", tc.name, n, floored)
+			}
+		}
+		rng := rand.New(rand.NewPCG(1, 1))
+		r := Evaluate(timing(rng, 500, 2e5, tc.sigma, 1), timing(rng, 500, 2e5, tc.sigma, 1.03), &pol).Features[tc.f]
+		if r.Method != tc.want || r.MinEffect != pol.MinShift || !(r.Effect > 0.02 && r.Effect < 0.05) {
+			t.Errorf("%s: %s effect %v (floor %v), want %s with an effect near 0.03", tc.name, r.Method, r.Effect, r.MinEffect, tc.want)
+		}
+	}
+}
+
+// Real latency regressions, x1.2 and x2 on a narrow and a wide distribution, are detected as
+// often as without the floor (within 2 % of the trials), at the sizes of the p-value regime.
+func TestTimingRegressionDetected(t *testing.T) {
+	pol := DefaultPolicy()
+	for _, scale := range []float64{1.2, 2} {
+		for _, sigma := range []float64{0.5, 1} {
+			for _, n := range []int{100, 300, 1000} {
+				floored, today := alarmRate(t, 200, FeatureLatency, pol, func(rng *rand.Rand) (*Snapshot, *Snapshot) {
+					return timing(rng, n, 2e5, sigma, 1), timing(rng, n, 2e5, sigma, scale)
+				})
+				t.Logf("latency x%v, log-sd %v, n=%d: detected in %.3f of trials, %.3f without the floor", scale, sigma, n, floored, today)
+				if floored < today-0.02 {
+					t.Errorf("latency x%v, log-sd %v, n=%d: detected in %.3f of trials, %.3f without the floor", scale, sigma, n, floored, today)
+				}
+			}
+		}
 	}
 }

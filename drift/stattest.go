@@ -280,7 +280,7 @@ func quantileBins(ref, cur *Histogram, k int) (r, c []uint64) {
 func MannWhitney(a, b *Histogram, alpha float64, minN uint64) Result {
 	n1, n2 := a.Count(), b.Count()
 	res := Result{Method: MethodMannWhitney, Threshold: alpha, RefN: n1, CurN: n2,
-		Statistic: math.NaN(), PValue: math.NaN(), Verdict: VerdictInsufficient}
+		Statistic: math.NaN(), PValue: math.NaN(), Effect: math.NaN(), Verdict: VerdictInsufficient}
 	if n1 == 0 || n2 == 0 {
 		return res
 	}
@@ -315,7 +315,7 @@ func MannWhitney(a, b *Histogram, alpha float64, minN uint64) Result {
 // (positive when the second rate is higher); p is 1 when both rates are 0 or 1.
 func TwoProportions(x1, n1, x2, n2 uint64, alpha float64, minN uint64) Result {
 	res := Result{Method: MethodZ, Threshold: alpha, RefN: n1, CurN: n2,
-		Statistic: math.NaN(), PValue: math.NaN(), Verdict: VerdictInsufficient}
+		Statistic: math.NaN(), PValue: math.NaN(), Effect: math.NaN(), Verdict: VerdictInsufficient}
 	if n1 == 0 || n2 == 0 || x1 > n1 || x2 > n2 {
 		return res
 	}
