@@ -61,13 +61,18 @@ type Policy struct {
 	// average), whatever the test (KS, or chi-square and z on the buckets of a nearly
 	// constant feature). Default 0.1; negative: no floor.
 	MinShift float64
-	Methods  [NumFeatures]Method // per-feature override; MethodAuto by default
+	// MinTVD is the effect a chi-square or z-test on a categorical feature needs to drift:
+	// the total variation distance, the share of requests that would have to change category
+	// (a 10-point move from one category to another is 0.1). Default 0.02: rare categories
+	// (errors at 1 %, refusals at 5 %) still drift when they double or more; negative: no floor.
+	MinTVD  float64
+	Methods [NumFeatures]Method // per-feature override; MethodAuto by default
 }
 
 // DefaultPolicy returns the defaults documented on Policy.
 func DefaultPolicy() Policy {
 	return Policy{Alpha: 0.05, Distance: 0.1, PSIModerate: 0.1, PSIDrift: 0.25,
-		LargeReference: 1000, MinSamples: 100, Bins: 10, DriftShare: 0.5, MinShift: 0.1}
+		LargeReference: 1000, MinSamples: 100, Bins: 10, DriftShare: 0.5, MinShift: 0.1, MinTVD: 0.02}
 }
 
 func (p *Policy) withDefaults() Policy {
@@ -83,7 +88,7 @@ func (p *Policy) withDefaults() Policy {
 		}
 	}
 	// Floors: zero takes the default, negative turns the floor off.
-	for _, f := range []struct{ v, def *float64 }{{&q.MinShift, &d.MinShift}} {
+	for _, f := range []struct{ v, def *float64 }{{&q.MinShift, &d.MinShift}, {&q.MinTVD, &d.MinTVD}} {
 		switch {
 		case *f.v == 0:
 			*f.v = *f.def
@@ -114,7 +119,8 @@ type Result struct {
 	Threshold float64 `json:"threshold"` // alpha, distance, or the PSI drift band
 	// Effect is what MinEffect bounds for a p-value test in Evaluate (drift needs
 	// PValue < Threshold and Effect >= MinEffect): the relative shift (Wasserstein over
-	// the reference mean) of a numerical feature. NaN, and MinEffect 0, otherwise.
+	// the reference mean) of a numerical feature, the total variation distance of a
+	// categorical one. NaN, and MinEffect 0, otherwise.
 	Effect    float64 `json:"effect"`
 	MinEffect float64 `json:"min_effect"`
 	Verdict   Verdict `json:"verdict"`
@@ -173,7 +179,8 @@ func Evaluate(ref, cur *Snapshot, p *Policy) Report {
 		if f.Numeric() {
 			r = evalNumeric(&ref.Num[f], &cur.Num[f], pol.Methods[f], &pol)
 		} else {
-			r = evalCategorical(ref.Categorical(f), cur.Categorical(f), pol.Methods[f], &pol)
+			rc, cc := ref.Categorical(f), cur.Categorical(f)
+			r = categoricalEffect(evalCategorical(rc, cc, pol.Methods[f], &pol), rc, cc, &pol)
 		}
 		r.Feature = f.String()
 		switch r.Verdict {
@@ -260,6 +267,16 @@ func numericEffect(res Result, r, c *Histogram, p *Policy) Result {
 		return res
 	}
 	res.Effect, res.MinEffect = RelativeShift(r, c), p.MinShift
+	return applyFloor(res)
+}
+
+// categoricalEffect puts the total variation distance of a categorical feature in a p-value
+// test's result, and turns its drift verdict stable when it is below p.MinTVD.
+func categoricalEffect(res Result, r, c []uint64, p *Policy) Result {
+	if !pValueMethod(res.Method) || res.Verdict == VerdictInsufficient {
+		return res
+	}
+	res.Effect, res.MinEffect = TotalVariation(r, c), p.MinTVD
 	return applyFloor(res)
 }
 

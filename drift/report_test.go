@@ -294,7 +294,7 @@ func timing(rng *rand.Rand, n int, med, sigma, scale float64) *Snapshot {
 
 // noFloor is pol as it was before the effect floors: p-values alone.
 func noFloor(pol Policy) Policy {
-	pol.MinShift = -1
+	pol.MinShift, pol.MinTVD = -1, -1
 	return pol
 }
 
@@ -365,6 +365,74 @@ func TestTimingRegressionDetected(t *testing.T) {
 					t.Errorf("latency x%v, log-sd %v, n=%d: detected in %.3f of trials, %.3f without the floor", scale, sigma, n, floored, today)
 				}
 			}
+		}
+	}
+}
+
+// mix draws n requests' statuses and scripts: a share errs of upstream errors, and scripts
+// from shares (Latin, Cyrillic, Han, Arabic).
+func mix(rng *rand.Rand, n int, errs float64, shares [4]float64) *Snapshot {
+	s := new(Snapshot)
+	for range n {
+		st := StatusOK
+		if rng.Float64() < errs {
+			st = StatusUpstreamError
+		}
+		s.Categorical(FeatureStatus)[st]++
+		sc, u := ScriptArabic, rng.Float64()
+		for i, x := range []Script{ScriptLatin, ScriptCyrillic, ScriptHan} {
+			if u < shares[i] {
+				sc = x
+				break
+			}
+			u -= shares[i]
+		}
+		s.Categorical(FeatureScript)[sc]++
+	}
+	return s
+}
+
+// A category's share that moves by 10 points is drift as often as without the floor, and so,
+// within 5 % of the trials, is an error rate that goes from 1 % to 4 % (3 % of traffic, near
+// the 2 % floor: 0.965 of 200 trials at 1,000 requests, 0.995 without the floor). An error
+// rate from 0.2 % to 1 %, significant in two trials of three at 1,000 requests but under 2 %
+// of traffic, is not.
+func TestCategoryShift(t *testing.T) {
+	pol := DefaultPolicy()
+	base := [4]float64{0.75, 0.1, 0.1, 0.05}
+	for _, tc := range []struct {
+		name       string
+		f          Feature
+		errs       float64
+		shares     [4]float64
+		wantRatio  bool // detected as often as without the floor
+		wantMethod Method
+	}{
+		{"Han 10 % -> 20 %", FeatureScript, 0, [4]float64{0.65, 0.1, 0.2, 0.05}, true, MethodChiSquare},
+		{"new script at 10 %", FeatureScript, 0, [4]float64{0.65, 0.2, 0.1, 0.05}, true, MethodChiSquare},
+		{"errors 1 % -> 4 %", FeatureStatus, 0.04, base, true, MethodZ},
+		{"errors 0.2 % -> 1 %", FeatureStatus, 0.01, base, false, MethodZ},
+	} {
+		for _, n := range []int{100, 300, 1000} {
+			errs0 := 0.01
+			if !tc.wantRatio {
+				errs0 = 0.002
+			}
+			floored, today := alarmRate(t, 200, tc.f, pol, func(rng *rand.Rand) (*Snapshot, *Snapshot) {
+				return mix(rng, n, errs0, base), mix(rng, n, max(tc.errs, errs0), tc.shares)
+			})
+			t.Logf("%s, n=%d: drift in %.3f of trials, %.3f without the floor", tc.name, n, floored, today)
+			switch {
+			case tc.wantRatio && floored < today-0.05:
+				t.Errorf("%s, n=%d: detected in %.3f of trials, %.3f without the floor", tc.name, n, floored, today)
+			case !tc.wantRatio && n == 1000 && floored > 0.01:
+				t.Errorf("%s, n=%d: drift in %.3f of trials", tc.name, n, floored)
+			}
+		}
+		rng := rand.New(rand.NewPCG(2, 2))
+		r := Evaluate(mix(rng, 1000, 0.01, base), mix(rng, 1000, max(tc.errs, 0.01), tc.shares), &pol).Features[tc.f]
+		if r.Method != tc.wantMethod || r.MinEffect != pol.MinTVD || !(r.Effect > 0) {
+			t.Errorf("%s: %s effect %v (floor %v), want %s", tc.name, r.Method, r.Effect, r.MinEffect, tc.wantMethod)
 		}
 	}
 }

@@ -178,6 +178,21 @@ func PSI(ref, cur []uint64) float64 {
 	return psi
 }
 
+// TotalVariation returns the total variation distance between two count vectors' shares:
+// half the sum of their absolute differences, the share of one side that would have to move
+// to another category to match the other. NaN when either side is empty.
+func TotalVariation(ref, cur []uint64) float64 {
+	n1, n2 := float64(sum(ref)), float64(sum(cur))
+	if n1 == 0 || n2 == 0 {
+		return math.NaN()
+	}
+	d := 0.0
+	for i := range ref {
+		d += math.Abs(float64(ref[i])/n1 - float64(cur[i])/n2)
+	}
+	return d / 2
+}
+
 // JensenShannon returns the Jensen-Shannon distance (natural log, so in
 // [0, sqrt(ln 2)]) between two count vectors, as
 // scipy.spatial.distance.jensenshannon. No smoothing is needed: 0 ln 0 = 0.
