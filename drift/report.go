@@ -251,19 +251,21 @@ func evalNumeric(r, c *Histogram, m Method, p *Policy) Result {
 		res.Statistic, res.PValue = mw.Statistic, mw.PValue
 	case MethodPSI, MethodJensenShannon:
 		br, bc := quantileBins(r, c, p.Bins)
-		return finishBinned(res, br, bc, p)
+		return numericEffect(finishBinned(res, br, bc, p), r, c, p)
 	default: // chi-square or z on the buckets
 		return numericEffect(evalCategorical(r[:], c[:], m, p), r, c, p)
 	}
 	return numericEffect(decide(res, p), r, c, p)
 }
 
-// numericEffect puts the relative shift of a numerical feature in a p-value test's result,
-// and turns its drift verdict stable when the shift is below p.MinShift. On the buckets of a
-// nearly constant feature it replaces whatever effect the categorical test used: a value that
+// numericEffect puts the relative shift of a numerical feature in its result, whichever test
+// judged it, and turns its drift verdict stable when the shift is below p.MinShift. The
+// distances above LargeReference need it too: normalised Wasserstein divides by the reference's
+// spread, so a narrow timing distribution moved by 3 % reads far past its 0.1. On the buckets of
+// a nearly constant feature it replaces whatever effect the categorical test used: a value that
 // moves to the next bucket is a category change there, and a 3 % shift here.
 func numericEffect(res Result, r, c *Histogram, p *Policy) Result {
-	if !pValueMethod(res.Method) || res.Verdict == VerdictInsufficient {
+	if res.Verdict == VerdictInsufficient {
 		return res
 	}
 	res.Effect, res.MinEffect = RelativeShift(r, c), p.MinShift

@@ -436,3 +436,26 @@ func TestCategoryShift(t *testing.T) {
 		}
 	}
 }
+
+// Above LargeReference the distances judge numerical features, and the same floor holds:
+// normalised Wasserstein divides by the reference's spread, so a narrow latency distribution
+// moved by 3 % read far past its threshold of 0.1, while a x1.2 regression must still drift.
+func TestLargeWindowTimingFloor(t *testing.T) {
+	pol := DefaultPolicy()
+	const n = 3000
+	for _, sigma := range []float64{0.05, 0.2} {
+		small, _ := alarmRate(t, 50, FeatureLatency, pol, func(rng *rand.Rand) (*Snapshot, *Snapshot) {
+			return timing(rng, n, 2e5, sigma, 1), timing(rng, n, 2e5, sigma, 1.03)
+		})
+		big, _ := alarmRate(t, 50, FeatureLatency, pol, func(rng *rand.Rand) (*Snapshot, *Snapshot) {
+			return timing(rng, n, 2e5, sigma, 1), timing(rng, n, 2e5, sigma, 1.2)
+		})
+		if small > 0 || big < 1 {
+			t.Errorf("log-sd %v, n=%d: +3 %% drifted in %.2f of trials (want 0), x1.2 in %.2f (want all)", sigma, n, small, big)
+		}
+	}
+	rng := rand.New(rand.NewPCG(3, 3))
+	if r := Evaluate(timing(rng, n, 2e5, 0.05, 1), timing(rng, n, 2e5, 0.05, 1.03), &pol).Features[FeatureLatency]; r.Method != MethodWasserstein || !(r.Effect > 0.02 && r.Effect < 0.05) {
+		t.Errorf("%s effect %v, want Wasserstein with an effect near 0.03", r.Method, r.Effect)
+	}
+}
