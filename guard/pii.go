@@ -86,7 +86,8 @@ func (s EntitySet) AppendNames(dst []byte, sep byte) []byte {
 
 // PIIOptions configures NewPII.
 type PIIOptions struct {
-	// Entities lists the entity types to find; nil means all of them.
+	// Entities lists the entity types to find; nil or empty means all of them (the config's
+	// "entities: []" is an empty, not a nil, slice).
 	Entities []string
 	// Prompt and Completion are the actions for every entity type in each direction.
 	// ActionFlag counts like ActionDetect.
@@ -143,7 +144,7 @@ func NewPII(opts PIIOptions) (*PII, error) {
 	if p.minScore == 0 {
 		p.minScore = DefaultMinScore
 	}
-	if opts.Entities == nil {
+	if len(opts.Entities) == 0 {
 		for e := range p.on {
 			p.on[e] = true
 		}

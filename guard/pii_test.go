@@ -357,6 +357,17 @@ func TestPIIEntitiesFilter(t *testing.T) {
 	}
 }
 
+// TestPIIEntitiesEmptyMeansAll: "entities: []" in the config, as llmgate.example.yaml writes
+// it, decodes to an empty slice, which scans every type as nil does (it scanned none).
+func TestPIIEntitiesEmptyMeansAll(t *testing.T) {
+	text := []byte("mail bob@example.com, card 4111 1111 1111 1111")
+	p := mustPII(t, PIIOptions{Entities: []string{}, Prompt: ActionRedact})
+	got := found(string(text), p.Find(nil, text))
+	if want := []string{"EMAIL_ADDRESS:bob@example.com", "CREDIT_CARD:4111 1111 1111 1111"}; !slices.Equal(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
 func TestPIIFindAppends(t *testing.T) {
 	p := mustPII(t, PIIOptions{})
 	dst := []Finding{{Entity: "X", Start: 1, End: 2}}
