@@ -46,7 +46,7 @@ Global flags (before or after the verb):
   --token-env NAME   environment variable holding the admin token (default LLMGATE_ADMIN_TOKEN)
 
 Write verbs accept --if-match REVISION: the change applies only if the model is still at that
-revision. Run "llmgate admin VERB -h" for a verb's flags.
+revision (--if-match '*': only if the model exists). Run "llmgate admin VERB -h" for a verb's flags.
 `
 
 const (

@@ -116,14 +116,15 @@ func (c *adminCmd) baseURL() (string, error) {
 	return strings.TrimSuffix(c.url, "/"), nil
 }
 
-// ifMatchHeader turns --if-match into a quoted entity tag (RFC 9110), accepting 13, "13" or W/"13".
+// ifMatchHeader turns --if-match into a quoted entity tag (RFC 9110), accepting 13, "13" or W/"13",
+// or passes "*" (the alias must exist) as the API takes it.
 func (c *adminCmd) ifMatchHeader() (string, error) {
-	if c.ifMatch == "" {
-		return "", nil
+	if c.ifMatch == "" || c.ifMatch == "*" {
+		return c.ifMatch, nil
 	}
 	rev := strings.Trim(strings.TrimPrefix(c.ifMatch, "W/"), `"`)
 	if _, err := strconv.ParseUint(rev, 10, 64); err != nil {
-		return "", usagef("--if-match %q: want a revision number", c.ifMatch)
+		return "", usagef("--if-match %q: want a revision number, or * (the model must exist)", c.ifMatch)
 	}
 	return `"` + rev + `"`, nil
 }

@@ -153,6 +153,8 @@ func TestAdminRequests(t *testing.T) {
 			adminRequest{"POST", "/admin/models/chat/rollback", "", bearer, "", jsonType, `{"to":"","reason":""}`}},
 		{"delete", []string{"delete", "chat", "v2", "--if-match", "13"}, adminEnv,
 			adminRequest{"DELETE", "/admin/models/chat/versions/v2", "", bearer, `"13"`, "", ""}},
+		{"delete, if the model exists", []string{"delete", "chat", "v2", "--if-match", "*"}, adminEnv,
+			adminRequest{"DELETE", "/admin/models/chat/versions/v2", "", bearer, `*`, "", ""}},
 		{"delete a model", []string{"delete", "meta-llama/typo", "--if-match", "13"}, adminEnv,
 			adminRequest{"DELETE", "/admin/models/meta-llama%2Ftypo", "", bearer, `"13"`, "", ""}},
 		{"history", []string{"history", "chat"}, adminEnv,
