@@ -90,11 +90,7 @@ func TestDriftWebhookCarriesPValue(t *testing.T) {
 	s := newStatsRegistry(config.Default(), metrics.NewSet(), slog.New(slog.DiscardHandler))
 	events := testHook(t, s)
 	now := time.Unix(1_700_000_000, 0)
-	vs, observe := driftVersion(s, &now)
-	observe(300, 100)
-	vs.rec.FreezeReference()
-	now = now.Add(time.Minute)
-	observe(300, 400)
+	driftedVersion(s, &now)
 	s.evaluate()
 	evs := events()
 	if len(evs) != 1 || len(evs[0].Changes) == 0 {
@@ -165,11 +161,7 @@ func TestDriftSeriesNotBackAfterDrop(t *testing.T) {
 	set := metrics.NewSet()
 	s := newStatsRegistry(config.Default(), set, slog.New(slog.DiscardHandler))
 	now := time.Unix(1_700_000_000, 0)
-	vs, observe := driftVersion(s, &now)
-	observe(300, 100)
-	vs.rec.FreezeReference()
-	now = now.Add(time.Minute)
-	observe(300, 400)
+	vs := driftedVersion(s, &now)
 	s.evaluate()
 	scrape := func() string {
 		var b bytes.Buffer
@@ -258,4 +250,15 @@ func driftVersion(s *statsRegistry, now *time.Time) (*versionStats, func(n int, 
 			vs.observe(&smp)
 		}
 	}
+}
+
+// driftedVersion is driftVersion with 300 requests of 100-199 bytes frozen as its reference and,
+// a minute on, 300 of 400-499 bytes in its live window: prompt_bytes has drifted.
+func driftedVersion(s *statsRegistry, now *time.Time) *versionStats {
+	vs, observe := driftVersion(s, now)
+	observe(300, 100)
+	vs.rec.FreezeReference()
+	*now = now.Add(time.Minute)
+	observe(300, 400)
+	return vs
 }
