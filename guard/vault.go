@@ -43,6 +43,7 @@ type vaultEntry struct {
 	num     uint32 // placeholder number; 0 before one is given
 	tag     uint32 // keyed hash, when tagged
 	tagged  bool
+	masked  bool // masked where it was found: no placeholder, but RedactKnown masks it again
 }
 
 var (
@@ -366,6 +367,10 @@ func (p *PII) apply(dst, src []byte, fs []Finding, off int, d Direction, v *Vaul
 			if trunc && k == len(fs)-1 {
 				keep = 0
 			}
+			if d == Prompt {
+				// Kept so that RedactKnown masks the value where it appears without its context.
+				v.ents[v.entry(e, val, true)].masked = true
+			}
 			dst = appendMasked(dst, val, keep)
 		}
 		v.spans = append(v.spans, at, len(dst))
@@ -460,18 +465,18 @@ func (v *Vault) placeholder(dst []byte, e entity, val []byte, restore bool) []by
 	return append(dst, '>')
 }
 
-// RedactKnown appends src to dst with every occurrence of a value v already holds a numbered
-// prompt placeholder for (one that Redact found somewhere in the request) replaced by that
-// placeholder, and reports whether it replaced any. A value is found by its context: "my
-// phone is 4155550132" once, then "4155550132" bare in another message, or further on where
-// no context word is near. An occurrence counts only as a whole token: not inside a longer
-// run of letters and digits.
+// RedactKnown appends src to dst with every occurrence of a value v already rewrote in the
+// prompt (one that Redact found somewhere in the request) rewritten the same way: its numbered
+// or hashed placeholder, or masked, and reports whether it replaced any. A value is found by
+// its context: "my phone is 4155550132" once, then "4155550132" bare in another message, or
+// further on where no context word is near. An occurrence counts only as a whole token: not
+// inside a longer run of letters and digits.
 func (v *Vault) RedactKnown(dst, src []byte) ([]byte, bool) {
 	start, changed := len(dst), false
 	dst = append(dst, src...)
 	for i := range v.ents {
 		en := &v.ents[i]
-		if !en.restore || en.num == 0 || en.n < minKnownValue {
+		if !en.restore || en.num == 0 && !en.tagged && !en.masked || en.n < minKnownValue {
 			continue
 		}
 		val := v.vals[en.off : en.off+en.n]
@@ -486,7 +491,14 @@ func (v *Vault) RedactKnown(dst, src []byte) ([]byte, bool) {
 				continue
 			}
 			v.tmp = append(v.tmp[:0], dst[b:]...)
-			dst = v.placeholder(dst[:a], en.e, val, true)
+			switch {
+			case en.num != 0:
+				dst = v.placeholder(dst[:a], en.e, val, true)
+			case en.tagged:
+				dst = appendHashed(dst[:a], en.e, en.tag)
+			default:
+				dst = appendMasked(dst[:a], val, 4)
+			}
 			from = len(dst)
 			dst = append(dst, v.tmp...)
 			changed = true
@@ -517,12 +529,17 @@ func (v *Vault) hashed(dst, key []byte, e entity, val []byte, restore bool) []by
 			v.byPH[phKey(e, 0, en.tag, true)] = i
 		}
 	}
+	return appendHashed(dst, e, en.tag)
+}
+
+// appendHashed appends the hash placeholder of entity e with tag.
+func appendHashed(dst []byte, e entity, tag uint32) []byte {
 	dst = append(dst, '<')
 	dst = append(dst, entityNames[e]...)
 	dst = append(dst, "_h:"...)
 	const hexd = "0123456789abcdef"
 	for s := 28; s >= 0; s -= 4 {
-		dst = append(dst, hexd[en.tag>>uint(s)&15])
+		dst = append(dst, hexd[tag>>uint(s)&15])
 	}
 	return append(dst, '>')
 }

@@ -303,6 +303,32 @@ func TestVaultRedactKnown(t *testing.T) {
 	}
 }
 
+// A value found by its context is rewritten where it appears bare whatever the prompt action:
+// hashed or masked as where it was found, not sent whole in another message.
+func TestVaultRedactKnownHashAndMask(t *testing.T) {
+	for _, tt := range []struct {
+		action Action
+		want   string
+	}{
+		{ActionHash, "call <PHONE_NUMBER_h:"},
+		{ActionMask, "call ******0132 now"},
+	} {
+		p := mustPII(t, PIIOptions{Prompt: tt.action})
+		v := &Vault{}
+		first, _ := p.Redact(nil, []byte("my phone is 4155550132"), Prompt, v)
+		got, changed := v.RedactKnown(nil, []byte("call 4155550132 now"))
+		if !changed || !strings.HasPrefix(string(got), tt.want) || strings.Contains(string(got), "4155550132") {
+			t.Errorf("%v: RedactKnown = %q, %v; want %q...", tt.action, got, changed, tt.want)
+		}
+		if tt.action == ActionHash && !strings.Contains(string(first), string(got[len("call "):len(got)-len(" now")])) {
+			t.Errorf("hash: %q is not the placeholder of %q", got, first)
+		}
+		if restored := v.Restore(nil, got); tt.action == ActionMask && string(restored) != string(got) {
+			t.Errorf("mask: a masked value was restored: %q", restored)
+		}
+	}
+}
+
 // An e-mail address is one mailbox however it is cased: one placeholder for both spellings.
 func TestVaultEmailCase(t *testing.T) {
 	p := mustPII(t, PIIOptions{Prompt: ActionRedact})
