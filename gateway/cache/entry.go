@@ -69,11 +69,42 @@ func NewEntry(kind Kind, body []byte, n int) (*Entry, error) {
 	e := &blk.Entry
 	e.kind, e.doc = kind, append([]byte(nil), body...)
 	e.fields, e.choices = blk.fields[:0], blk.choices[:0]
-	if err := e.index(n); err != nil {
+	var callers []span
+	if err := e.index(n, &callers); err != nil {
 		return nil, err
+	}
+	if len(callers) > 0 {
+		// Rare: the backend echoed the requester's own members. The stored answer goes
+		// without them, indexed anew.
+		*e = Entry{kind: kind, doc: withoutMembers(e.doc, callers), fields: blk.fields[:0], choices: blk.choices[:0]}
+		if err := e.index(n, new([]span)); err != nil {
+			return nil, err
+		}
 	}
 	e.size = e.memSize()
 	return e, nil
+}
+
+// withoutMembers returns doc, a JSON object, without the members at spans (key start to value
+// end, in order), each with the comma that separated it from its neighbour.
+func withoutMembers(doc []byte, spans []span) []byte {
+	out := make([]byte, 0, len(doc))
+	prev := 0
+	for _, m := range spans {
+		from, to := int(m.s), int(m.e)
+		k := from - 1
+		for k >= 0 && (doc[k] == ' ' || doc[k] == '\t' || doc[k] == '\n' || doc[k] == '\r') {
+			k--
+		}
+		if k >= prev && doc[k] == ',' {
+			from = k // the comma before it
+		} else if j := skipWS(doc, to); j < len(doc) && doc[j] == ',' {
+			to = j + 1 // the first member: the comma after it
+		}
+		out = append(out, doc[prev:from]...)
+		prev = to
+	}
+	return append(out, doc[prev:]...)
 }
 
 // entryBlock is an Entry allocated together with room for the index of a typical answer: one
@@ -102,7 +133,9 @@ func (e *Entry) Model() []byte {
 
 func (e *Entry) raw(s span) []byte { return e.doc[s.s:s.e] }
 
-func (e *Entry) index(n int) error {
+// index indexes e.doc for a request that asked for n choices; the spans of top-level members
+// the cache key leaves out (user, metadata, ...) go to callers.
+func (e *Entry) index(n int, callers *[]span) error {
 	d := e.doc
 	// Top-level members that the replay copies as they are; they join e.fields at the end,
 	// so that the choices' lists stay contiguous.
@@ -144,6 +177,11 @@ func (e *Entry) index(n int) error {
 			case string(k) == "object":
 			case string(k) == "data" && e.kind == KindEmbeddings && v0 == '[':
 				data = true
+			case isExcluded(k):
+				// A member the cache key leaves out (user, metadata, request_id, ...) that the
+				// backend echoed: it belongs to the request that got the answer, and a replay to
+				// another requester must not carry it (see NewEntry).
+				*callers = append(*callers, span{int32(i), int32(ve)})
 			default:
 				extras = append(extras, field{span{int32(i), int32(ke)}, sp})
 			}

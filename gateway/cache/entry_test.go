@@ -573,6 +573,7 @@ func FuzzNewEntry(f *testing.F) {
 	for _, name := range []string{"vllm_chat.json", "openai_chat_tools.json", "openai_chat_n2_logprobs.json", "vllm_completion.json"} {
 		f.Add(fixture(f, name), uint8(1))
 	}
+	f.Add([]byte(`{ "user":"a" ,"id":"c1","metadata":{"t":1},"choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"store":true}`), uint8(1))
 	f.Fuzz(func(t *testing.T, body []byte, n uint8) {
 		for _, kind := range []Kind{KindChat, KindCompletion, KindEmbeddings} {
 			if e, err := NewEntry(kind, body, int(n%4)); err == nil {
@@ -595,5 +596,30 @@ func checkReplays(t *testing.T, e *Entry) {
 	}
 	if e.kind != KindEmbeddings && !bytes.HasSuffix(stream, []byte("data: [DONE]\n\n")) {
 		t.Fatalf("stream does not end with [DONE]: %s", stream)
+	}
+}
+
+// Members the cache key leaves out (user, metadata, ...) are the requester's own: a backend
+// that echoes them in its answer must not have them replayed to the next requester of the same
+// prompt. Unknown members the key does cover stay.
+func TestReplayDropsCallerFields(t *testing.T) {
+	const choices = `"choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}]`
+	for _, body := range []string{
+		`{"id":"c1","object":"chat.completion","created":1,"model":"m","user":"alice@example.com",` +
+			`"metadata":{"tenant":"alice"},"service_tier":"default",` + choices + `,"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`,
+		"{ \"user\" : \"alice\" ,\n \"id\":\"c1\",\"service_tier\":\"default\"," + choices + ", \"metadata\": {\"t\":\"alice\"} }",
+	} {
+		e, err := NewEntry(KindChat, []byte(body), 1)
+		if err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+		for _, out := range [][]byte{e.AppendJSON(nil, []byte("x"), 2), e.AppendSSE(nil, []byte("x"), 2, true)} {
+			if bytes.Contains(out, []byte("alice")) || !bytes.Contains(out, []byte(`"service_tier":"default"`)) {
+				t.Errorf("replay carries the first requester's user or metadata, or lost service_tier:\n%s", out)
+			}
+		}
+		if out := e.AppendJSON(nil, []byte("x"), 2); !json.Valid(out) || contentOf(t, e) != "hi" {
+			t.Errorf("replay is not the answer without those members:\n%s", out)
+		}
 	}
 }
