@@ -135,26 +135,7 @@ func answerText(t *testing.T, body []byte) string {
 		}
 		return b.String()
 	}
-	texts, done := map[int]string{}, false
-	for _, ev := range events(body) {
-		ev = strings.TrimPrefix(ev, "data: ")
-		if ev == "[DONE]" {
-			done = true
-			continue
-		}
-		var c struct {
-			Choices []struct {
-				Index int                      `json:"index"`
-				Delta struct{ Content string } `json:"delta"`
-			} `json:"choices"`
-		}
-		if err := json.Unmarshal([]byte(ev), &c); err != nil {
-			t.Fatalf("event %q: %v", ev, err)
-		}
-		for _, ch := range c.Choices {
-			texts[ch.Index] += ch.Delta.Content
-		}
-	}
+	texts, done := streamTexts(t, body)
 	if !done {
 		t.Fatalf("stream not done: %s", body)
 	}
