@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"testing"
 
@@ -337,5 +338,32 @@ func TestServeRefusesModelTheBackendDoesNotServe(t *testing.T) {
 				t.Fatalf("a refused start left a state file")
 			}
 		})
+	}
+}
+
+// Every empty environment variable the config names for a secret is said at once, before any
+// backend is probed (the backends here do not answer): one line each, naming the config key.
+func TestServeSaysEveryEmptySecretVariable(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "llmgate.yaml")
+	cfg := `models: [{alias: m, versions: [{version: v1, backends: [` +
+		`{url: "http://127.0.0.1:1", kind: vllm, model: m, api_key_env: LLMGATE_TEST_KEY_A},` +
+		`{url: "http://127.0.0.1:2", kind: vllm, model: m, api_key_env: LLMGATE_TEST_KEY_B}]}]}]
+admin: {tokens: [{name: ops, role: admin, token_env: LLMGATE_TEST_OPS}]}
+state: {path: "` + filepath.Join(t.TempDir(), "state.db") + `"}
+`
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"serve", "--config", path}, &stdout, &stderr); code != 1 {
+		t.Fatalf("exit %d, want 1; stderr: %s", code, stderr.String())
+	}
+	want := []string{
+		"llmgate serve: config: models[0].versions[0].backends[0].api_key_env: environment variable LLMGATE_TEST_KEY_A is empty",
+		"llmgate serve: config: models[0].versions[0].backends[1].api_key_env: environment variable LLMGATE_TEST_KEY_B is empty",
+		"llmgate serve: config: admin.tokens[0].token_env: environment variable LLMGATE_TEST_OPS is empty",
+	}
+	if got := strings.Split(strings.TrimSpace(stderr.String()), "\n"); !slices.Equal(got, want) {
+		t.Fatalf("stderr:\n%s\nwant:\n%s", stderr.String(), strings.Join(want, "\n"))
 	}
 }

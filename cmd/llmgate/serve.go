@@ -175,7 +175,40 @@ func buildServeConfig(path string, backends, kinds []string, listen, adminListen
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if err := checkEnv(cfg, os.Getenv); err != nil {
+		return nil, err
+	}
 	return cfg, nil
+}
+
+// checkEnv says, all at once, which environment variables that the config names for secrets
+// (backend API keys, admin tokens, the classifier's key) are empty: checked one at a time
+// where each is used, the first hid the next until it was set, and an admin token's came
+// only after every backend had been probed.
+func checkEnv(cfg *config.Config, getenv func(string) string) error {
+	var b strings.Builder
+	need := func(key, name string) {
+		if name != "" && getenv(name) == "" {
+			fmt.Fprintf(&b, "config: %s: environment variable %s is empty\n", key, name)
+		}
+	}
+	for i, m := range cfg.Models {
+		for j, v := range m.Versions {
+			for k, be := range v.Backends {
+				need(fmt.Sprintf("models[%d].versions[%d].backends[%d].api_key_env", i, j, k), be.APIKeyEnv)
+			}
+		}
+		if c := m.Guard.Safety.Classifier; c != nil {
+			need(fmt.Sprintf("models[%d].guard.safety.classifier.api_key_env", i), c.APIKeyEnv)
+		}
+	}
+	for i, t := range cfg.Admin.Tokens {
+		need(fmt.Sprintf("admin.tokens[%d].token_env", i), t.TokenEnv)
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	return errors.New(strings.TrimSuffix(b.String(), "\n"))
 }
 
 // checkBackends probes every backend of the config once: on a first start an unreachable backend
