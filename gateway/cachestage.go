@@ -125,6 +125,9 @@ func (g *Gateway) cacheLookup(ctx *fasthttp.RequestCtx, r *request, snap *snapsh
 	}
 	if d&cache.OnlyCached != 0 {
 		cs.result = cacheMiss
+		if !vc.policy.Enabled {
+			cs.result = cacheBypass // no cache to miss: not counted against the hit ratio
+		}
 		g.setCacheHeader(ctx, r)
 		// The miss is final, but the OpenAI SDKs retry a 504 twice unless the server says not to.
 		ctx.Response.Header.Set("X-Should-Retry", "false")

@@ -226,13 +226,18 @@ func TestCacheCoalescing(t *testing.T) {
 // only-if-cached on a model without a cache says so, rather than reporting a plain miss.
 func TestCacheOnlyIfCachedWithoutCache(t *testing.T) {
 	f := startFake(t, fakellm.Options{})
-	g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", f.backend()))))
+	// "other" has a cache, so the store exists; "chat" has none.
+	g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", f.backend())), cached(model("other", "o1", version("o1", f.backend())))))
 	res := g.do(t, "POST", "/v1/chat/completions", cacheBody("hi", ""), "X-Llmgate-Cache", "only-if-cached")
 	if res.status != 504 || !strings.Contains(string(res.body), "has no response cache") || res.header.Get("X-Should-Retry") != "false" {
 		t.Fatalf("status %d, x-should-retry %q: %s", res.status, res.header.Get("X-Should-Retry"), res.body)
 	}
 	if n := f.Requests(); n != 0 {
 		t.Errorf("the backend got %d requests", n)
+	}
+	// No cache was missed: the hit ratio a dashboard computes must not count it.
+	if n, _ := metricValue(parseMetrics(t, g.metrics(t)), "llmgate_cache_requests_total", map[string]string{"model": "chat", "result": "miss"}); n != 0 {
+		t.Errorf("llmgate_cache_requests_total{model=chat,result=miss} = %v, want 0", n)
 	}
 }
 
