@@ -43,7 +43,7 @@ type vaultEntry struct {
 	num     uint32 // placeholder number; 0 before one is given
 	tag     uint32 // keyed hash, when tagged
 	tagged  bool
-	masked  bool // masked where it was found: no placeholder, but RedactKnown masks it again
+	masked  bool // masked in the prompt: never restored, but RedactKnown masks it again
 }
 
 var (
@@ -492,12 +492,12 @@ func (v *Vault) RedactKnown(dst, src []byte) ([]byte, bool) {
 			}
 			v.tmp = append(v.tmp[:0], dst[b:]...)
 			switch {
+			case en.masked:
+				dst = appendMasked(dst[:a], val, 4)
 			case en.num != 0:
 				dst = v.placeholder(dst[:a], en.e, val, true)
-			case en.tagged:
-				dst = appendHashed(dst[:a], en.e, en.tag)
 			default:
-				dst = appendMasked(dst[:a], val, 4)
+				dst = appendHashed(dst[:a], en.e, en.tag)
 			}
 			from = len(dst)
 			dst = append(dst, v.tmp...)

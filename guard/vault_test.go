@@ -338,3 +338,33 @@ func TestVaultEmailCase(t *testing.T) {
 		t.Fatalf("Redact: %q, want %q", out, want)
 	}
 }
+
+// A value the prompt masked stays masked for good: when the completion's leak scan then
+// gives it a placeholder (completion action redact), that placeholder is not restored to the
+// value, neither is a placeholder the model wrote that happens to be the same.
+func TestVaultMaskedNeverRestored(t *testing.T) {
+	p := mustPII(t, PIIOptions{Prompt: ActionMask, Completion: ActionRedact})
+	v := &Vault{}
+	if out, _ := p.Redact(nil, []byte("my phone is 4155550132"), Prompt, v); strings.Contains(string(out), "4155550132") {
+		t.Fatalf("prompt not masked: %q", out)
+	}
+	leak, _ := p.Redact(nil, []byte("your phone is 4155550132"), Completion, v)
+	if strings.Contains(string(leak), "4155550132") {
+		t.Fatalf("completion not redacted: %q", leak)
+	}
+	for _, s := range []string{string(leak), "call <PHONE_NUMBER_1>"} {
+		if got := v.Restore(nil, []byte(s)); strings.Contains(string(got), "4155550132") {
+			t.Errorf("Restore(%q) = %q: a masked value was restored", s, got)
+		}
+		if got := v.RestoreInJSONString(nil, []byte(s)); strings.Contains(string(got), "4155550132") {
+			t.Errorf("RestoreInJSONString(%q) = %q: a masked value was restored", s, got)
+		}
+	}
+	v.Reset()
+	if v.Len() != 0 {
+		t.Fatalf("Reset left %d values", v.Len())
+	}
+	if got, changed := v.RedactKnown(nil, []byte("call 4155550132")); changed {
+		t.Errorf("after Reset RedactKnown still masks: %q", got)
+	}
+}
