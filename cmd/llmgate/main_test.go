@@ -367,3 +367,50 @@ state: {path: "` + filepath.Join(t.TempDir(), "state.db") + `"}
 		t.Fatalf("stderr:\n%s\nwant:\n%s", stderr.String(), strings.Join(want, "\n"))
 	}
 }
+
+// After the first start the store decides what is served: a model the file names but the store
+// does not serve needs no API key for its backends, and a restart without it goes on (it said
+// "environment variable ... is empty" and refused to start). The admin token's is still needed.
+func TestServeRestartNeedsNoKeyOfAnUnservedBackend(t *testing.T) {
+	dir := t.TempDir()
+	path, state := filepath.Join(dir, "llmgate.yaml"), filepath.Join(dir, "state.db")
+	live := startFakeLLM(t, fakellm.Options{Flavor: "vllm", Model: "m"})
+	write := func(extra string) {
+		t.Helper()
+		yaml := "state: {path: " + state + "}\nmodels:\n  - {alias: m, versions: [{version: v1, backends: [{url: \"" + live + "\", kind: vllm, model: m}]}]}\n" + extra
+		if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	serve := func() (string, error) {
+		t.Helper()
+		cfg, err := buildServeConfig(path, nil, nil, "127.0.0.1:0", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		var stdout, stderr bytes.Buffer
+		g, lns, err := startServing(cfg, nil, &stdout, &stderr)
+		if err == nil {
+			g.Close()
+			lns[0].Close()
+			lns[1].Close()
+		}
+		return stdout.String(), err
+	}
+	write("")
+	if _, err := serve(); err != nil {
+		t.Fatalf("first start: %v", err)
+	}
+	write("  - {alias: x, versions: [{version: v1, backends: [{url: \"http://127.0.0.1:1\", kind: vllm, model: x, api_key_env: LLMGATE_TEST_UNSET_KEY}]}]}\n")
+	out, err := serve()
+	if err != nil {
+		t.Fatalf("a restart with a model the store does not serve: %v", err)
+	}
+	if !strings.Contains(out, `model "x" is in the config but not served`) {
+		t.Fatalf("restart said %q", out)
+	}
+	write("admin: {tokens: [{name: ops, role: admin, token_env: LLMGATE_TEST_UNSET_OPS}]}\n")
+	if _, err := serve(); err == nil || !strings.Contains(err.Error(), "LLMGATE_TEST_UNSET_OPS is empty") {
+		t.Fatalf("a restart without the admin token's variable: %v", err)
+	}
+}

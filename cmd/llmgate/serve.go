@@ -67,7 +67,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	g, lns, err := startServing(cfg, st, stdout, stderr)
 	if err != nil {
-		fmt.Fprintln(stderr, "llmgate serve:", err)
+		for line := range strings.Lines(err.Error()) { // checkEnv's, one a line
+			fmt.Fprintln(stderr, "llmgate serve:", strings.TrimSuffix(line, "\n"))
+		}
 		return 1
 	}
 	return waitForSignal(g, lns, stderr)
@@ -83,6 +85,9 @@ func startServing(cfg *config.Config, st store.Store, stdout, stderr io.Writer) 
 	// several, or one the store no longer serves) must not keep the gateway from starting: it is
 	// only said, and the health checks keep it out until it answers.
 	first := st != nil || !fileExists(cfg.State.Path)
+	if err := checkEnv(cfg, os.Getenv, first); err != nil {
+		return nil, [2]net.Listener{}, err
+	}
 	if first {
 		if err := checkBackends(cfg); err != nil {
 			return nil, [2]net.Listener{}, err
@@ -175,17 +180,16 @@ func buildServeConfig(path string, backends, kinds []string, listen, adminListen
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if err := checkEnv(cfg, os.Getenv); err != nil {
-		return nil, err
-	}
 	return cfg, nil
 }
 
 // checkEnv says, all at once, which environment variables that the config names for secrets
 // (backend API keys, admin tokens, the classifier's key) are empty: checked one at a time
 // where each is used, the first hid the next until it was set, and an admin token's came
-// only after every backend had been probed.
-func checkEnv(cfg *config.Config, getenv func(string) string) error {
+// only after every backend had been probed. The backends' are checked on a first start only
+// (backends): from then on the store decides what is served, and a backend of the file that it
+// no longer serves needs no key (the router checks the served ones').
+func checkEnv(cfg *config.Config, getenv func(string) string, backends bool) error {
 	var b strings.Builder
 	need := func(key, name string) {
 		if name != "" && getenv(name) == "" {
@@ -195,7 +199,9 @@ func checkEnv(cfg *config.Config, getenv func(string) string) error {
 	for i, m := range cfg.Models {
 		for j, v := range m.Versions {
 			for k, be := range v.Backends {
-				need(fmt.Sprintf("models[%d].versions[%d].backends[%d].api_key_env", i, j, k), be.APIKeyEnv)
+				if backends {
+					need(fmt.Sprintf("models[%d].versions[%d].backends[%d].api_key_env", i, j, k), be.APIKeyEnv)
+				}
 			}
 		}
 		if c := m.Guard.Safety.Classifier; c != nil {
