@@ -125,8 +125,10 @@ func (g *Gateway) cacheLookup(ctx *fasthttp.RequestCtx, r *request, snap *snapsh
 	}
 	if d&cache.OnlyCached != 0 {
 		cs.result = cacheMiss
-		if !vc.policy.Enabled {
-			cs.result = cacheBypass // no cache to miss: not counted against the hit ratio
+		if d&cache.Lookup == 0 {
+			// Nothing was looked up (the model has no cache, or the request is not cacheable):
+			// no miss, not counted against the hit ratio.
+			cs.result = cacheBypass
 		}
 		g.setCacheHeader(ctx, r)
 		// The miss is final, but the OpenAI SDKs retry a 504 twice unless the server says not to.

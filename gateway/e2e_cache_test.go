@@ -145,6 +145,8 @@ func TestCacheRules(t *testing.T) {
 		{"temperature above 0", chatBody("hi", `,"temperature":0.7`), nil, 200, "bypass"},
 		{"bypass header", cacheBody("hi", ""), []string{"X-Llmgate-Cache", "bypass"}, 200, "bypass"},
 		{"only-if-cached miss", cacheBody("never sent", ""), []string{"X-Llmgate-Cache", "only-if-cached"}, 504, "miss"},
+		// Not cacheable: nothing was looked up, so no miss (the hit ratio must not count it).
+		{"only-if-cached not cacheable", chatBody("hi", `,"temperature":0.7`), []string{"X-Llmgate-Cache", "only-if-cached"}, 504, "bypass"},
 		{"unknown header value", cacheBody("hi", ""), []string{"X-Llmgate-Cache", "sometimes"}, 400, ""},
 		{"backend error", cacheBody("hi", ""), []string{"X-Fakellm-Status", "500", "X-Llmgate-Cache", "refresh"}, 502, "refresh"},
 	}
