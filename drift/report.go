@@ -56,10 +56,10 @@ type Policy struct {
 	Bins           int     // reference-quantile bins for numerical PSI/JS; default 10
 	KSMode         KSMode  // default KSAuto (exact up to 10,000 values)
 	DriftShare     float64 // report drift when this share of features drift; default 0.5
-	// MinShift is the effect a p-value test on a numerical feature needs to drift: the
-	// Wasserstein distance over the reference's mean (values moved by 10 % of the mean on
-	// average), whatever the test (KS, or chi-square and z on the buckets of a nearly
-	// constant feature). Default 0.1; negative: no floor.
+	// MinShift is the effect a numerical feature needs to drift: the Wasserstein distance
+	// over the reference's mean (values moved by 10 % of the mean on average), whatever the
+	// test (KS, chi-square and z on the buckets of a nearly constant feature, or a distance).
+	// Default 0.1; negative: no floor.
 	MinShift float64
 	// MinTVD is the effect a chi-square or z-test on a categorical feature needs to drift:
 	// the total variation distance, the share of requests that would have to change category
@@ -117,10 +117,10 @@ type Result struct {
 	Statistic float64 `json:"statistic"`
 	PValue    float64 `json:"p_value"`   // p-value methods only
 	Threshold float64 `json:"threshold"` // alpha, distance, or the PSI drift band
-	// Effect is what MinEffect bounds for a p-value test in Evaluate (drift needs
-	// PValue < Threshold and Effect >= MinEffect): the relative shift (Wasserstein over
-	// the reference mean) of a numerical feature, the total variation distance of a
-	// categorical one. NaN, and MinEffect 0, otherwise.
+	// Effect is what MinEffect bounds in Evaluate (drift needs the test's verdict and
+	// Effect >= MinEffect): the relative shift (Wasserstein over the reference mean) of a
+	// numerical feature, whatever the test; the total variation distance of a categorical
+	// one under a p-value test. NaN, and MinEffect 0, for a categorical distance.
 	Effect    float64 `json:"effect"`
 	MinEffect float64 `json:"min_effect"`
 	Verdict   Verdict `json:"verdict"`
