@@ -133,9 +133,9 @@ func (g *Gateway) cacheLookup(ctx *fasthttp.RequestCtx, r *request, snap *snapsh
 		g.setCacheHeader(ctx, r)
 		// The miss is final, but the OpenAI SDKs retry a 504 twice unless the server says not to.
 		ctx.Response.Header.Set("X-Should-Retry", "false")
-		if !vc.policy.Enabled {
+		if msg := uncachedWhy(why, r.version.Alias); msg != "" {
 			return true, g.fail(ctx, r, &apiError{status: errCacheMiss.status, typ: errCacheMiss.typ, code: errCacheMiss.code,
-				message: "x-llmgate-cache: only-if-cached was asked, and model `" + r.version.Alias + "` has no response cache (its cache.enabled is off)."})
+				message: "x-llmgate-cache: only-if-cached was asked, and " + msg})
 		}
 		return true, g.fail(ctx, r, errCacheMiss)
 	}
@@ -154,6 +154,24 @@ func (g *Gateway) cacheLookup(ctx *fasthttp.RequestCtx, r *request, snap *snapsh
 	}
 	g.setCacheHeader(ctx, r)
 	return false, false
+}
+
+// uncachedWhy says why a request of alias is never answered from the cache, for an
+// only-if-cached 504; "" when it may be (it was looked up and missed).
+func uncachedWhy(why cache.Reason, alias string) string {
+	switch why {
+	case cache.ReasonDisabled:
+		return "model `" + alias + "` has no response cache (its cache.enabled is off)."
+	case cache.ReasonNonDeterministic:
+		return "this request is not cached: it is not deterministic (send temperature 0 or a seed, or set the model's cache.nondeterministic)."
+	case cache.ReasonChoices:
+		return "this request is not cached: its n is not a small positive integer."
+	case cache.ReasonPerChunkUsage:
+		return "this request is not cached: it asks for usage on every chunk (stream_options.continuous_usage_stats), which a cached answer cannot give."
+	case cache.ReasonUncacheable:
+		return "this request is not cached: its body cannot be keyed (it is not a JSON object, repeats a key, or holds a number out of range)."
+	}
+	return ""
 }
 
 func (g *Gateway) setCacheHeader(ctx *fasthttp.RequestCtx, r *request) {

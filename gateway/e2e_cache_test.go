@@ -869,3 +869,20 @@ func TestCacheFullAdmitsCoalescedRequests(t *testing.T) {
 		})
 	}
 }
+
+// An only-if-cached request that is never answered from the cache gets a 504 that says why,
+// rather than "no cached answer exists", which reads as if asking again could help.
+func TestCacheOnlyIfCachedSaysWhy(t *testing.T) {
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, nil, cached(model("chat", "v1", version("v1", f.backend())))))
+	for _, tt := range []struct{ body, says string }{
+		{chatBody("hi", `,"temperature":0.7`), "not deterministic"},
+		{cacheBody("hi", `,"n":0`), "its n is not a small positive integer"},
+		{cacheBody("hi", ""), "no cached answer exists"},
+	} {
+		res := g.do(t, "POST", "/v1/chat/completions", tt.body, "X-Llmgate-Cache", "only-if-cached")
+		if res.status != 504 || !strings.Contains(string(res.body), tt.says) {
+			t.Errorf("%s: status %d, want 504 saying %q: %s", tt.body, res.status, tt.says, res.body)
+		}
+	}
+}
