@@ -23,6 +23,28 @@ type echoLLM struct {
 	suffix string
 	mu     sync.Mutex
 	bodies []string
+	// arrived gets a value as each request reaches the backend (see askTogether).
+	arrived chan struct{}
+}
+
+// askTogether sends bodies[0] and, once the backend has it (so it leads its flight), bodies[1]
+// while the first answer is still delayed, and returns both responses.
+func (e *echoLLM) askTogether(t *testing.T, g *gw, bodies [2]string) [2]response {
+	t.Helper()
+	var got [2]response
+	var wg sync.WaitGroup
+	for i, body := range bodies {
+		if i == 1 {
+			<-e.arrived
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got[i] = g.do(t, "POST", "/v1/chat/completions", body)
+		}()
+	}
+	wg.Wait()
+	return got
 }
 
 func (e *echoLLM) received() string {
@@ -34,11 +56,16 @@ func (e *echoLLM) received() string {
 func (e *echoLLM) backend(t *testing.T) config.Backend {
 	t.Helper()
 	ln := listen(t)
+	e.arrived = make(chan struct{}, 64)
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		raw, _ := io.ReadAll(r.Body)
 		e.mu.Lock()
 		e.bodies = append(e.bodies, string(raw))
 		e.mu.Unlock()
+		select {
+		case e.arrived <- struct{}{}:
+		default:
+		}
 		var req struct {
 			Messages []struct {
 				Role    string `json:"role"`
@@ -182,19 +209,7 @@ func TestPrivacyCoalescedAndCachedEcho(t *testing.T) {
 						}
 						return cacheBody(p.prompt(), extra)
 					}
-					var wg sync.WaitGroup
-					got := [2]response{}
-					for i, p := range []persona{userA, userB} {
-						wg.Add(1)
-						go func() {
-							defer wg.Done()
-							if i == 1 {
-								time.Sleep(50 * time.Millisecond)
-							}
-							got[i] = g.do(t, "POST", "/v1/chat/completions", body(p, shapes[i]))
-						}()
-					}
-					wg.Wait()
+					got := e.askTogether(t, g, [2]string{body(userA, shapes[0]), body(userB, shapes[1])})
 					if h := [2]string{got[0].header.Get("X-Llmgate-Cache"), got[1].header.Get("X-Llmgate-Cache")}; h != [2]string{"miss", "coalesced"} {
 						t.Fatalf("cache %v, want miss then coalesced", h)
 					}
@@ -228,20 +243,8 @@ func TestPrivacyInventedPlaceholdersAndLeaks(t *testing.T) {
 			m := cached(guarded(config.Guard{PII: config.PIIGuard{Prompt: action, Completion: "redact", Restore: restore}}, e.backend(t)))
 			g := startGateway(t, newConfig(t, nil, m))
 			// Same prompt but for the values: with hash they differ in the key, so each leads.
-			var wg sync.WaitGroup
-			got := [2]string{}
-			for i, p := range []persona{userA, userB} {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					if i == 1 {
-						time.Sleep(50 * time.Millisecond)
-					}
-					res := g.do(t, "POST", "/v1/chat/completions", cacheBody(p.prompt(), `,"stream":true`))
-					got[i] = answerText(t, res.body)
-				}()
-			}
-			wg.Wait()
+			res := e.askTogether(t, g, [2]string{cacheBody(userA.prompt(), `,"stream":true`), cacheBody(userB.prompt(), `,"stream":true`)})
+			got := [2]string{answerText(t, res[0].body), answerText(t, res[1].body)}
 			for i, own := range []persona{userA, userB} {
 				other := []persona{userB, userA}[i]
 				for _, v := range other.values() {
