@@ -251,15 +251,8 @@ func TestServeRestartsWithBackendsDown(t *testing.T) {
 		return cfg
 	}
 	serve := func(cfg *config.Config) (string, error) {
-		t.Helper()
-		var stdout, stderr bytes.Buffer
-		g, lns, err := startServing(cfg, nil, &stdout, &stderr)
-		if err == nil {
-			g.Close()
-			lns[0].Close()
-			lns[1].Close()
-		}
-		return stderr.String(), err
+		_, stderr, err := startAndStop(cfg)
+		return stderr, err
 	}
 
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
@@ -322,13 +315,7 @@ func TestServeRefusesModelTheBackendDoesNotServe(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var stdout, stderr bytes.Buffer
-			g, lns, err := startServing(cfg, nil, &stdout, &stderr)
-			if err == nil {
-				g.Close()
-				lns[0].Close()
-				lns[1].Close()
-			}
+			_, _, err = startAndStop(cfg)
 			switch {
 			case tt.wantErr == "" && err != nil:
 				t.Fatalf("start: %v", err)
@@ -388,14 +375,8 @@ func TestServeRestartNeedsNoKeyOfAnUnservedBackend(t *testing.T) {
 		if err != nil {
 			return "", err
 		}
-		var stdout, stderr bytes.Buffer
-		g, lns, err := startServing(cfg, nil, &stdout, &stderr)
-		if err == nil {
-			g.Close()
-			lns[0].Close()
-			lns[1].Close()
-		}
-		return stdout.String(), err
+		stdout, _, err := startAndStop(cfg)
+		return stdout, err
 	}
 	write("")
 	if _, err := serve(); err != nil {
@@ -413,4 +394,17 @@ func TestServeRestartNeedsNoKeyOfAnUnservedBackend(t *testing.T) {
 	if _, err := serve(); err == nil || !strings.Contains(err.Error(), "LLMGATE_TEST_UNSET_OPS is empty") {
 		t.Fatalf("a restart without the admin token's variable: %v", err)
 	}
+}
+
+// startAndStop starts serving cfg as serve does (deploy state at cfg.State.Path), stops at once
+// when it started, and returns what it printed.
+func startAndStop(cfg *config.Config) (stdout, stderr string, err error) {
+	var out, errOut bytes.Buffer
+	g, lns, err := startServing(cfg, nil, &out, &errOut)
+	if err == nil {
+		g.Close()
+		lns[0].Close()
+		lns[1].Close()
+	}
+	return out.String(), errOut.String(), err
 }
