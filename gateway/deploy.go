@@ -64,6 +64,7 @@ func (g *Gateway) openDeployState(cfg *config.Config, st store.Store) error {
 			g.log.Warn("store differs from config; the store is the truth (admin changes win)", "difference", d)
 		}
 		warnRevokedKeyEnvs(g.log, s, adminKeyEnvs(cfg))
+		warnDisallowedBackends(g.log, s, cfg, newBackendPolicy(cfg.Admin.AllowBackends))
 	}
 	t, err := router.NewTableFromState(s, cfg.Health, g.pool)
 	if err != nil {
@@ -276,6 +277,45 @@ func warnRevokedKeyEnvs(log *slog.Logger, s *router.State, allowed map[string]bo
 					log.Warn("a stored backend names an api_key_env that the config no longer allows; its value is still sent to it: "+
 						"list the variable in admin.api_key_envs again, or remove the version",
 						"model", m.Alias, "version", v.Name, "backend", b.URL, "api_key_env", b.APIKeyEnv)
+				}
+			}
+		}
+	}
+}
+
+// warnDisallowedBackends warns about each stored backend that an admin deploy added while
+// admin.allow_backends allowed it and that the config's list no longer allows. As with
+// api_key_env, the store is the truth and the backend keeps serving; the operator who narrowed
+// the list learns which versions still point outside it. Backends the config file names are
+// trusted as the operator wrote them, so they are not checked.
+func warnDisallowedBackends(log *slog.Logger, s *router.State, cfg *config.Config, policy *backendPolicy) {
+	if len(cfg.Admin.AllowBackends) == 0 {
+		return
+	}
+	fromConfig := map[string]bool{}
+	for _, m := range cfg.Models {
+		for _, v := range m.Versions {
+			for _, b := range v.Backends {
+				fromConfig[b.URL] = true
+			}
+		}
+	}
+	refused := map[string]error{} // by URL: each is resolved once
+	for _, m := range s.Models {
+		for _, v := range m.Versions {
+			for _, b := range v.Backends {
+				if fromConfig[b.URL] {
+					continue
+				}
+				err, seen := refused[b.URL]
+				if !seen {
+					err = policy.check(b.URL)
+					refused[b.URL] = err
+				}
+				if err != nil {
+					log.Warn("a stored backend is outside admin.allow_backends; it still gets traffic: "+
+						"allow it again, or remove or redeploy the version",
+						"model", m.Alias, "version", v.Name, "backend", b.URL, "reason", err.Error())
 				}
 			}
 		}

@@ -1443,6 +1443,44 @@ func TestDeployRevokedAPIKeyEnvWarned(t *testing.T) {
 	}
 }
 
+// A restart whose admin.allow_backends no longer allows a backend an admin deploy added says
+// which version still points there; the config file's own backends are not checked.
+func TestDeployDisallowedBackendWarned(t *testing.T) {
+	tokens := withAdminTokens(t)
+	f := startFake(t, fakellm.Options{})
+	path := filepath.Join(t.TempDir(), "llmgate.db")
+	allow := func(nets ...string) *config.Config {
+		return newConfig(t, func(c *config.Config) {
+			tokens(c)
+			c.State.Path = path
+			c.Admin.AllowBackends = nets
+		}, model("chat", "v1", version("v1", f.backend())))
+	}
+	g := startGatewayOpts(t, allow("127.0.0.0/8"), gateway.Options{})
+	g.write(t, "POST", "/admin/models/chat/versions?probe=false", `{"version":"v2","backends":[{"url":"`+f.URL+
+		`/v2","kind":"`+f.Kind+`","model":"`+f.Model+`"}]}`)
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		nets []string
+		warn bool
+	}{{[]string{"127.0.0.0/8"}, false}, {nil, false}, {[]string{"10.0.0.0/8"}, true}} {
+		g := startGatewayOpts(t, allow(tt.nets...), gateway.Options{})
+		if err := g.Close(); err != nil {
+			t.Fatal(err)
+		}
+		logs := g.logs.String()
+		warned := strings.Contains(logs, "outside admin.allow_backends")
+		if warned != tt.warn {
+			t.Errorf("admin.allow_backends %v: warned %v, want %v:\n%s", tt.nets, warned, tt.warn, logs)
+		}
+		if warned && (!strings.Contains(logs, `"version":"v2"`) || strings.Contains(logs, `"version":"v1"`)) {
+			t.Errorf("the warning should name v2, the admin deploy, and not v1 from the config file:\n%s", logs)
+		}
+	}
+}
+
 // A value of the wrong type in any admin body is a 400 that names the field and says, in JSON's
 // words, what it wants and what it got: no Go type, struct or package names. Nothing changes.
 func TestAdminTypeErrorsSpeakJSON(t *testing.T) {
