@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -51,7 +52,15 @@ func parseTarget(raw string) (endpoint, error) {
 }
 
 // newClient returns a HostClient for e that never makes a request wait for a connection.
-func newClient(e endpoint, conns int, timeout time.Duration) *fasthttp.HostClient {
+// Its connections are added to cut, when not nil, so that an interrupt can end the requests
+// in flight.
+func newClient(e endpoint, conns int, timeout time.Duration, cut *connSet) *fasthttp.HostClient {
+	dial := func(addr string) (net.Conn, error) {
+		return fasthttp.DialTimeout(addr, min(timeout, 10*time.Second))
+	}
+	if cut != nil {
+		dial = cut.dial(dial)
+	}
 	return &fasthttp.HostClient{
 		Addr:                          e.addr,
 		IsTLS:                         e.tls,
@@ -63,9 +72,64 @@ func newClient(e endpoint, conns int, timeout time.Duration) *fasthttp.HostClien
 		DisablePathNormalizing:        true,
 		ReadBufferSize:                16 << 10,
 		WriteBufferSize:               16 << 10,
-		Dial: func(addr string) (net.Conn, error) {
-			return fasthttp.DialTimeout(addr, min(timeout, 10*time.Second))
-		},
+		Dial:                          dial,
+	}
+}
+
+// connSet holds a client's open connections. fasthttp's requests take no context: closing
+// their connections is how an interrupted run stops waiting for a target that hangs.
+type connSet struct {
+	mu     sync.Mutex
+	conns  map[*trackedConn]struct{}
+	closed bool
+}
+
+type trackedConn struct {
+	net.Conn
+	set *connSet
+}
+
+func (c *trackedConn) Close() error {
+	c.set.mu.Lock()
+	delete(c.set.conns, c)
+	c.set.mu.Unlock()
+	return c.Conn.Close()
+}
+
+// errCut is the error of a dial after closeAll.
+var errCut = errors.New("run interrupted")
+
+func (s *connSet) dial(dial func(string) (net.Conn, error)) func(string) (net.Conn, error) {
+	return func(addr string) (net.Conn, error) {
+		nc, err := dial(addr)
+		if err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.closed {
+			nc.Close()
+			return nil, errCut
+		}
+		if s.conns == nil {
+			s.conns = map[*trackedConn]struct{}{}
+		}
+		c := &trackedConn{Conn: nc, set: s}
+		s.conns[c] = struct{}{}
+		return c, nil
+	}
+}
+
+// closeAll closes every open connection, which fails the requests on them at once, and makes
+// later dials fail.
+func (s *connSet) closeAll() {
+	s.mu.Lock()
+	s.closed = true
+	conns := s.conns
+	s.conns = nil
+	s.mu.Unlock()
+	for c := range conns {
+		c.Conn.Close()
 	}
 }
 

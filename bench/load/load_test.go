@@ -574,3 +574,74 @@ func BenchmarkClosedLoop(b *testing.B) {
 		})
 	}
 }
+
+// hangingServer accepts connections and reads requests but never answers; started is closed
+// once the first request bytes arrive. Its connections are closed at the test's end.
+func hangingServer(t *testing.T) (url string, started <-chan struct{}) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan struct{})
+	var once sync.Once
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			go func() {
+				buf := make([]byte, 4096)
+				for {
+					if _, err := c.Read(buf); err != nil {
+						return
+					}
+					once.Do(func() { close(ch) })
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return "http://" + ln.Addr().String(), ch
+}
+
+// Ctrl-C or SIGTERM ends a run at once even when the target hangs: the requests in flight are
+// cut, not waited for until --timeout, and they are not counted as timeouts (nor as anything:
+// the run was stopped, they did not fail).
+func TestInterruptCutsRequestsInFlight(t *testing.T) {
+	for _, rate := range []float64{200, 0} {
+		t.Run("rate "+strconv.FormatFloat(rate, 'g', -1, 64), func(t *testing.T) {
+			url, started := hangingServer(t)
+			o := testOptions()
+			o.URL = url
+			o.Rate, o.Connections, o.Duration = rate, 4, time.Minute
+			o.Timeout = 20 * time.Second // without the cut, Run returns after it with 'timeout' errors
+			w, err := NewWorkload(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			go func() { <-started; cancel() }()
+			res, err := Run(ctx, o, w, Target{Name: "t", URL: url}, nil, nil, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Requests != 0 || len(res.Errors) != 0 {
+				t.Errorf("requests cut by the interrupt were counted: %d requests, errors %v (last %q)", res.Requests, res.Errors, res.LastError)
+			}
+		})
+	}
+}

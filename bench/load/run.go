@@ -65,8 +65,11 @@ func Run(ctx context.Context, o *Options, w *Workload, t Target, pids []int, pro
 	if o.Rate > 0 {
 		conns = o.MaxWorkers
 	}
-	r.hc = newClient(e, conns, o.Timeout)
+	// An interrupt cuts the requests in flight rather than wait up to --timeout for them.
+	var cut connSet
+	r.hc = newClient(e, conns, o.Timeout, &cut)
 	defer r.hc.CloseIdleConnections()
+	defer context.AfterFunc(ctx, cut.closeAll)()
 
 	res := &Result{Target: t.Name, Mode: "closed", Errors: map[string]int64{}}
 	if o.Rate > 0 {
@@ -145,8 +148,9 @@ func (r *runner) newRecorder() *recorder {
 	return rec
 }
 
-// one sends request i, scheduled at sched and started now, and records it when measured.
-func (r *runner) one(c *conn, rec *recorder, i uint64, sched time.Duration, measured bool) {
+// one sends request i, scheduled at sched and started now, and records it when measured and
+// not cut short by the end of ctx (an interrupt: the request did not fail, the run stopped).
+func (r *runner) one(ctx context.Context, c *conn, rec *recorder, i uint64, sched time.Duration, measured bool) {
 	c.body = r.w.Body(c.body[:0], r.w.Key(i), r.run)
 	start := r.now()
 	r.sent.Add(1)
@@ -160,7 +164,8 @@ func (r *runner) one(c *conn, rec *recorder, i uint64, sched time.Duration, meas
 	if x.class != OK {
 		r.failed.Add(1)
 	}
-	if !measured {
+	if !measured || x.class != OK && ctx.Err() != nil {
+		rec.gap = rec.gap[:ngaps]
 		return
 	}
 	rec.classes[x.class]++
@@ -212,9 +217,9 @@ func (r *runner) open(ctx context.Context) {
 		c := newConn(r.hc, r.uri, r.headers, r.w, r.o.Timeout)
 		defer c.release()
 		rec := r.newRecorder()
-		r.one(c, rec, first.i, first.sched, first.i >= warm)
+		r.one(ctx, c, rec, first.i, first.sched, first.i >= warm)
 		for j := range jobs {
-			r.one(c, rec, j.i, j.sched, j.i >= warm)
+			r.one(ctx, c, rec, j.i, j.sched, j.i >= warm)
 		}
 	}
 	// A run of a duration ends on time even when the target cannot keep up with the rate:
@@ -298,7 +303,7 @@ func (r *runner) closed(ctx context.Context) {
 				if m && r.o.Requests > 0 && measured.Add(1) > uint64(r.o.Requests) {
 					return
 				}
-				r.one(c, rec, next.Add(1)-1, start, m)
+				r.one(ctx, c, rec, next.Add(1)-1, start, m)
 			}
 		}()
 	}
@@ -412,7 +417,7 @@ func Check(o *Options, w *Workload, t Target) error {
 	// The check asks whether t answers at all; a run's --timeout may be meant to cut requests
 	// short (abandoned streams), so it does not bound the check.
 	timeout := max(o.Timeout, 10*time.Second)
-	hc := newClient(e, 1, timeout)
+	hc := newClient(e, 1, timeout, nil)
 	defer hc.CloseIdleConnections()
 	c := newConn(hc, e.base+w.Path, o.headerPairs(), w, timeout)
 	defer c.release()
