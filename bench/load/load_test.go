@@ -578,6 +578,12 @@ func BenchmarkClosedLoop(b *testing.B) {
 // hangingServer accepts connections and reads requests but never answers; started is closed
 // once the first request bytes arrive. Its connections are closed at the test's end.
 func hangingServer(t *testing.T) (url string, started <-chan struct{}) {
+	url, started, _ = countingHangingServer(t)
+	return url, started
+}
+
+// countingHangingServer is hangingServer that also counts the connections it accepted.
+func countingHangingServer(t *testing.T) (url string, started <-chan struct{}, accepted *atomic.Int64) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -587,12 +593,14 @@ func hangingServer(t *testing.T) (url string, started <-chan struct{}) {
 	var once sync.Once
 	var mu sync.Mutex
 	var conns []net.Conn
+	accepted = new(atomic.Int64)
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
+			accepted.Add(1)
 			mu.Lock()
 			conns = append(conns, c)
 			mu.Unlock()
@@ -615,7 +623,7 @@ func hangingServer(t *testing.T) (url string, started <-chan struct{}) {
 			c.Close()
 		}
 	})
-	return "http://" + ln.Addr().String(), ch
+	return "http://" + ln.Addr().String(), ch, accepted
 }
 
 // Ctrl-C or SIGTERM ends a run at once even when the target hangs: the requests in flight are
@@ -643,5 +651,27 @@ func TestInterruptCutsRequestsInFlight(t *testing.T) {
 				t.Errorf("requests cut by the interrupt were counted: %d requests, errors %v (last %q)", res.Requests, res.Errors, res.LastError)
 			}
 		})
+	}
+}
+
+// A target that does not answer the check in time fails it at once: trying three times made
+// a hanging target a silent wait of three timeouts (90 s with the defaults) before the error.
+func TestCheckTimeoutIsNotRetried(t *testing.T) {
+	floor := checkTimeoutFloor
+	checkTimeoutFloor = 50 * time.Millisecond
+	t.Cleanup(func() { checkTimeoutFloor = floor })
+	url, _, accepted := countingHangingServer(t)
+	o := testOptions()
+	o.URL, o.Timeout = url, 50*time.Millisecond
+	w, err := NewWorkload(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = Check(o, w, Target{Name: "t", URL: url})
+	if err == nil || !strings.Contains(err.Error(), "timeout") {
+		t.Fatalf("check of a target that never answers: %v", err)
+	}
+	if n := accepted.Load(); n > 1 {
+		t.Errorf("the check tried %d times", n)
 	}
 }

@@ -407,6 +407,9 @@ func (r *runner) startProgress(w io.Writer, label string) (stop func()) {
 	return func() { close(quit); <-exited }
 }
 
+// checkTimeoutFloor is the least time Check waits for an answer.
+var checkTimeoutFloor = 10 * time.Second
+
 // Check sends one request to t (with a body no run uses, so it warms no cache) and returns a
 // one-line error when t is unreachable or does not answer 2xx.
 func Check(o *Options, w *Workload, t Target) error {
@@ -416,7 +419,7 @@ func Check(o *Options, w *Workload, t Target) error {
 	}
 	// The check asks whether t answers at all; a run's --timeout may be meant to cut requests
 	// short (abandoned streams), so it does not bound the check.
-	timeout := max(o.Timeout, 10*time.Second)
+	timeout := max(o.Timeout, checkTimeoutFloor)
 	hc := newClient(e, 1, timeout, nil)
 	defer hc.CloseIdleConnections()
 	c := newConn(hc, e.base+w.Path, o.headerPairs(), w, timeout)
@@ -424,10 +427,11 @@ func Check(o *Options, w *Workload, t Target) error {
 	t0 := time.Now()
 	var x exchange
 	// A target that fails now and then (a backend's injected errors, a restart) gets three
-	// tries; an unreachable one or a refusal (4xx: a wrong model or path) fails at once.
+	// tries; an unreachable one, a refusal (4xx: a wrong model or path) or one that does not
+	// answer in time (waiting three timeouts in silence is no better) fails at once.
 	for try := 0; try < 3; try++ {
 		x = c.do(w.Body(nil, math.MaxUint64, rand.Uint64()), func() time.Duration { return time.Since(t0) }, nil)
-		if x.class == OK || x.class == ErrConnect || x.class == Err4xx {
+		if x.class == OK || x.class == ErrConnect || x.class == Err4xx || x.class == ErrTimeout {
 			break
 		}
 	}
@@ -438,6 +442,8 @@ func Check(o *Options, w *Workload, t Target) error {
 		return fmt.Errorf("target %s (%s): cannot connect: %v", t.Name, t.URL, x.err)
 	case Err4xx, Err5xx:
 		return fmt.Errorf("target %s (%s): POST %s: %v", t.Name, t.URL, w.Path, x.err)
+	case ErrTimeout:
+		return fmt.Errorf("target %s (%s): no answer within %v: %v", t.Name, t.URL, timeout, x.err)
 	}
 	return fmt.Errorf("target %s (%s): %s: %v", t.Name, t.URL, x.class, x.err)
 }
