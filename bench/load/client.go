@@ -56,7 +56,7 @@ func parseTarget(raw string) (endpoint, error) {
 // in flight.
 func newClient(e endpoint, conns int, timeout time.Duration, cut *connSet) *fasthttp.HostClient {
 	dial := func(addr string) (net.Conn, error) {
-		return fasthttp.DialTimeout(addr, min(timeout, 10*time.Second))
+		return fasthttp.DialDualStackTimeout(addr, min(timeout, 10*time.Second)) // IPv6 targets too
 	}
 	if cut != nil {
 		dial = cut.dial(dial)

@@ -675,3 +675,32 @@ func TestCheckTimeoutIsNotRetried(t *testing.T) {
 		t.Errorf("the check tried %d times", n)
 	}
 }
+
+// A target on an IPv6 address can be measured: the dialer was IPv4-only and failed the check
+// of http://[::1]:PORT with "couldn't find dns entries".
+func TestIPv6Target(t *testing.T) {
+	ln, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	s := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		ctx.SetContentType("application/json")
+		ctx.WriteString(`{"choices":[{"message":{"role":"assistant","content":"hi"}}]}`)
+	}}
+	go s.Serve(ln) //nolint:errcheck
+	defer s.Shutdown()
+	url := "http://" + ln.Addr().String()
+	o := testOptions()
+	o.URL = url
+	w, err := NewWorkload(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(o, w, Target{Name: "t", URL: url}); err != nil {
+		t.Fatal(err)
+	}
+	o.Rate, o.Requests = 200, 5
+	if res := run(t, o, url); res.OK != 5 {
+		t.Errorf("%d ok, errors %v, last %q", res.OK, res.Errors, res.LastError)
+	}
+}
