@@ -248,9 +248,10 @@ func readAll(r io.Reader, buf []byte) (int64, error) {
 // classify maps a transport error from HostClient.Do to a class.
 func classify(err error) Class {
 	var op *net.OpError
+	var dns *net.DNSError
 	switch {
 	case errors.Is(err, fasthttp.ErrDialTimeout), errors.Is(err, syscall.ECONNREFUSED),
-		errors.As(err, &op) && op.Op == "dial":
+		errors.As(err, &op) && op.Op == "dial", errors.As(err, &dns):
 		return ErrConnect
 	case isTimeout(err):
 		return ErrTimeout

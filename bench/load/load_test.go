@@ -511,6 +511,7 @@ func TestMainCommand(t *testing.T) {
 		{name: "bad prompts line", args: []string{"--url", url, "--prompts", dir + "/bad.jsonl"}, code: 2, stderr: "--prompts: " + dir + "/bad.jsonl:2: "},
 		{name: "no such pid", args: []string{"--url", url, "--pid", "999999999"}, code: 1, stderr: "--pid 999999999"},
 		{name: "unreachable", args: []string{"--url", dead}, code: 1, stderr: "cannot connect"},
+		{name: "unknown host", args: []string{"--url", "http://no-such-host.invalid:8080"}, code: 1, stderr: "cannot connect: lookup no-such-host.invalid"},
 		{name: "wrong path", args: []string{"--url", url + "/x"}, code: 1, stderr: "HTTP 404"},
 		{name: "pid of no target", args: []string{"--compare", "a=" + url, "--pid", "b=1"}, code: 2, stderr: `no target is named "b"`},
 		{
