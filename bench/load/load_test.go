@@ -705,3 +705,28 @@ func TestIPv6Target(t *testing.T) {
 		t.Errorf("%d ok, errors %v, last %q", res.OK, res.Errors, res.LastError)
 	}
 }
+
+// When the target falls behind, unsent counts the measured arrivals not sent (never warmup
+// ones), and late counts only requests that were sent, behind schedule.
+func TestOpenLoopUnsentAndLate(t *testing.T) {
+	tests := []struct {
+		name             string
+		warmup           time.Duration
+		requests, unsent int64 // the first arrival hangs its only worker; every other is unsent
+	}{
+		{"no warmup", 0, 1, 19},
+		{"warmup", 100 * time.Millisecond, 0, 10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			url, _ := hangingServer(t)
+			o := testOptions()
+			o.Rate, o.MaxWorkers, o.Warmup, o.Duration = 100, 1, tt.warmup, 200*time.Millisecond-tt.warmup
+			o.Timeout = time.Second // longer than the run: the one worker never frees
+			res := run(t, o, url)
+			if res.Requests != tt.requests || res.Unsent != tt.unsent || res.Late != 0 {
+				t.Errorf("requests %d, unsent %d, late %d; want %d, %d, 0", res.Requests, res.Unsent, res.Late, tt.requests, tt.unsent)
+			}
+		})
+	}
+}

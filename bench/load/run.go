@@ -245,7 +245,7 @@ func (r *runner) open(ctx context.Context) {
 				break
 			}
 			if r.o.Requests <= 0 && time.Since(r.t0) > r.o.Warmup+r.o.Duration {
-				r.unsent.Add(int64(total - i))
+				r.unsent.Add(int64(total - max(i, warm))) // measured arrivals only
 				break
 			}
 			j := job{i, due}
@@ -260,15 +260,15 @@ func (r *runner) open(ctx context.Context) {
 				go worker(j)
 				continue
 			}
-			if i >= warm {
-				r.late.Add(1)
-			}
 			select {
 			case jobs <- j:
+				if i >= warm {
+					r.late.Add(1) // sent, behind schedule; one never sent is unsent, not late
+				}
 			case <-ctx.Done():
 				break loop
 			case <-timeUp:
-				r.unsent.Add(int64(total - i))
+				r.unsent.Add(int64(total - max(i, warm)))
 				break loop
 			}
 		}
