@@ -730,3 +730,31 @@ func TestOpenLoopUnsentAndLate(t *testing.T) {
 		})
 	}
 }
+
+// A run in which no measured request completed says why rather than "(last error: )".
+func TestMainNoRequestCompleted(t *testing.T) {
+	var n atomic.Int64
+	release := make(chan struct{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		if n.Add(1) > 1 { // the check passes, then the target stalls
+			<-release
+		}
+		ctx.SetContentType("application/json")
+		ctx.WriteString(`{"choices":[{"message":{"role":"assistant","content":"hi"}}]}`)
+	}}
+	go s.Serve(ln)                     //nolint:errcheck
+	t.Cleanup(func() { s.Shutdown() }) //nolint:errcheck
+	t.Cleanup(func() { close(release) })
+	var stdout, stderr bytes.Buffer
+	// The warmup's first request holds the only worker past the end of the run.
+	code := Main([]string{"--url", "http://" + ln.Addr().String(), "--rate", "100", "--warmup", "100ms", "--duration", "100ms",
+		"--max-workers", "1", "--timeout", "1s", "--quiet"}, &stdout, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), "no measured request completed; 10 arrivals not sent") ||
+		strings.Count(strings.TrimSpace(stderr.String()), "\n") != 0 {
+		t.Errorf("exit %d\nstdout: %s\nstderr: %s", code, stdout.String(), stderr.String())
+	}
+}

@@ -339,7 +339,15 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return fail(130, errors.New("interrupted: the results above are partial"))
 	}
 	for _, s := range rep.Summaries {
-		if s.OK == 0 {
+		switch {
+		case s.OK > 0:
+		case s.Requests == 0:
+			why := "" // closed loop: the warmup's requests held every connection to the end
+			if s.Unsent > 0 {
+				why = fmt.Sprintf("; %d arrivals not sent", s.Unsent)
+			}
+			return fail(1, fmt.Errorf("target %s: no measured request completed%s", s.Target, why))
+		default:
 			return fail(1, fmt.Errorf("target %s: no request succeeded (last error: %s)", s.Target, s.LastError))
 		}
 	}
