@@ -23,6 +23,9 @@ type ProcStats struct {
 	// user's process), so PeakRSS is the peak over the process's whole life.
 	PeakSinceStart bool   `json:"peak_rss_since_start,omitempty"`
 	Err            string `json:"error,omitempty"`
+	// Missed, in a Summary, counts the rounds that could not read the process (Err says why;
+	// it exited or was restarted): the figures are of the other rounds.
+	Missed int `json:"rounds_missed,omitempty"`
 }
 
 // clockTick is USER_HZ, the unit of utime and stime in /proc/PID/stat: 100 on every Linux

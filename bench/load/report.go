@@ -119,9 +119,17 @@ func summarize(targets []Target, runs []*Result) []Summary {
 			for _, p := range r.Procs {
 				j := slices.IndexFunc(procs, func(q ProcStats) bool { return q.PID == p.PID })
 				if j < 0 {
-					procs = append(procs, p)
+					procs = append(procs, ProcStats{PID: p.PID, Name: p.Name})
 					j = len(procs) - 1
 				}
+				if p.Err != "" {
+					// No reading (the process exited): left out, as 0 CPU would pull the
+					// median down and hide that it is gone.
+					procs[j].Missed++
+					procs[j].Err = p.Err
+					continue
+				}
+				procs[j].Name = p.Name
 				procs[j].PeakRSS = max(procs[j].PeakRSS, p.PeakRSS)
 				procs[j].PeakSinceStart = procs[j].PeakSinceStart || p.PeakSinceStart
 				cpu[p.PID] = append(cpu[p.PID], p.CPUPerRequest)
@@ -231,13 +239,16 @@ func WriteTable(w io.Writer, rep *Report) {
 			fmt.Fprintf(w, "%s: %d arrivals not sent: the target fell behind the rate and the run's time was up\n", s.Target, s.Unsent)
 		}
 		for _, p := range s.Procs {
-			if p.Err != "" {
+			if p.Err != "" && p.Missed >= s.Rounds {
 				fmt.Fprintf(w, "%s: process %s[%d]: %s\n", s.Target, p.Name, p.PID, p.Err)
 				continue
 			}
 			note := ""
 			if p.PeakSinceStart {
 				note = " (since process start)"
+			}
+			if p.Missed > 0 {
+				note += fmt.Sprintf("; no reading in %d of %d rounds: %s", p.Missed, s.Rounds, p.Err)
 			}
 			fmt.Fprintf(w, "%s: process %s[%d]: %.1f CPU µs/request, %.2f of a core, peak RSS %.1f MiB%s\n",
 				s.Target, p.Name, p.PID, p.CPUPerRequest, p.CoreShare, float64(p.PeakRSS)/(1<<20), note)

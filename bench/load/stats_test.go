@@ -294,3 +294,44 @@ func TestPromptsFile(t *testing.T) {
 		t.Errorf("bad line: err %v", err)
 	}
 }
+
+// A process that could not be read in some rounds (it exited: the gateway crashed) is summed
+// up from the rounds that read it, and the table says which rounds it missed; a round without
+// a reading is no reading, not 0 CPU.
+func TestSummarizeProcsMissingRounds(t *testing.T) {
+	ok := func(round int, cpu float64) *Result {
+		return &Result{Target: "gw", Round: round, Procs: []ProcStats{{PID: 7, Name: "llmgate", CPUPerRequest: cpu, CoreShare: cpu / 100, PeakRSS: 10 << 20}}}
+	}
+	gone := func(round int) *Result {
+		return &Result{Target: "gw", Round: round, Procs: []ProcStats{{PID: 7, Name: "llmgate", Err: "open /proc/7/stat: no such file or directory"}}}
+	}
+	tests := []struct {
+		name   string
+		runs   []*Result
+		cpu    float64
+		missed int
+		table  string // substring of the process line
+	}{
+		{"read every round", []*Result{ok(1, 100), ok(2, 120), ok(3, 110)}, 110, 0, "gw: process llmgate[7]: 110.0 CPU µs/request"},
+		{"exited after round 1", []*Result{ok(1, 100), gone(2), gone(3)}, 100, 2,
+			"gw: process llmgate[7]: 100.0 CPU µs/request, 1.00 of a core, peak RSS 10.0 MiB; no reading in 2 of 3 rounds: open /proc/7/stat"},
+		{"missing in round 1", []*Result{gone(1), ok(2, 100), ok(3, 120)}, 110, 1, "gw: process llmgate[7]: 110.0 CPU µs/request"},
+		{"never read", []*Result{gone(1), gone(2)}, 0, 2, "gw: process llmgate[7]: open /proc/7/stat: no such file or directory"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := summarize([]Target{{Name: "gw"}}, tt.runs)
+			if len(s[0].Procs) != 1 {
+				t.Fatalf("procs %+v", s[0].Procs)
+			}
+			if p := s[0].Procs[0]; p.CPUPerRequest != tt.cpu || p.Missed != tt.missed {
+				t.Errorf("cpu %v, missed %d; want %v, %d", p.CPUPerRequest, p.Missed, tt.cpu, tt.missed)
+			}
+			var table bytes.Buffer
+			WriteTable(&table, &Report{Options: testOptions(), Runs: tt.runs, Summaries: s})
+			if !strings.Contains(table.String(), tt.table) {
+				t.Errorf("table:\n%s\nwant a line with %q", table.String(), tt.table)
+			}
+		})
+	}
+}
