@@ -34,42 +34,54 @@ const clockTick = 10 * time.Millisecond
 
 // ReadProc returns the name, CPU time (utime+stime) and peak RSS (VmHWM) of process pid.
 func ReadProc(pid int) (name string, cpu time.Duration, peakRSS int64, err error) {
+	s := readProc(pid)
+	return s.name, s.cpu, s.rss, s.err
+}
+
+// readProc reads process pid, its start time included.
+func readProc(pid int) procSample {
+	name, cpu, start, rss, err := readProcFields(pid)
+	return procSample{pid: pid, name: name, cpu: cpu, start: start, rss: rss, err: err}
+}
+
+func readProcFields(pid int) (name string, cpu time.Duration, start uint64, peakRSS int64, err error) {
 	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return "", 0, 0, err
+		return "", 0, 0, 0, err
 	}
 	// The name is in parentheses and may itself hold spaces and parentheses.
 	open, end := bytes.IndexByte(stat, '('), bytes.LastIndexByte(stat, ')')
 	if open < 0 || end < open {
-		return "", 0, 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+		return "", 0, 0, 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
 	}
 	name = string(stat[open+1 : end])
-	f := bytes.Fields(stat[end+1:]) // f[0] is field 3 (state); utime is 14, stime 15
-	if len(f) < 13 {
-		return "", 0, 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
+	f := bytes.Fields(stat[end+1:]) // f[0] is field 3 (state); utime is 14, stime 15, starttime 22
+	if len(f) < 20 {
+		return "", 0, 0, 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
 	}
 	utime, err1 := strconv.ParseInt(string(f[11]), 10, 64)
 	stime, err2 := strconv.ParseInt(string(f[12]), 10, 64)
-	if err1 != nil || err2 != nil {
-		return "", 0, 0, fmt.Errorf("/proc/%d/stat: bad utime/stime", pid)
+	start, err3 := strconv.ParseUint(string(f[19]), 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return "", 0, 0, 0, fmt.Errorf("/proc/%d/stat: bad utime/stime/starttime", pid)
 	}
 	cpu = time.Duration(utime+stime) * clockTick
 
 	status, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
-		return "", 0, 0, err
+		return "", 0, 0, 0, err
 	}
 	for line := range bytes.Lines(status) {
 		if v, ok := bytes.CutPrefix(line, []byte("VmHWM:")); ok {
 			v = bytes.TrimSuffix(bytes.TrimSpace(v), []byte(" kB"))
 			kb, err := strconv.ParseInt(string(bytes.TrimSpace(v)), 10, 64)
 			if err != nil {
-				return "", 0, 0, fmt.Errorf("/proc/%d/status: bad VmHWM", pid)
+				return "", 0, 0, 0, fmt.Errorf("/proc/%d/status: bad VmHWM", pid)
 			}
 			peakRSS = kb << 10
 		}
 	}
-	return name, cpu, peakRSS, nil
+	return name, cpu, start, peakRSS, nil
 }
 
 // resetPeakRSS resets pid's VmHWM to its current RSS (clear_refs 5) and reports success.
@@ -111,6 +123,7 @@ type procSample struct {
 	pid   int
 	name  string
 	cpu   time.Duration
+	start uint64 // clock ticks after boot: another process with the pid has another
 	rss   int64
 	reset bool
 	err   error
@@ -120,12 +133,9 @@ type procSample struct {
 func sampleProcs(pids []int, reset bool) []procSample {
 	out := make([]procSample, len(pids))
 	for i, pid := range pids {
-		s := &out[i]
-		s.pid = pid
-		if reset {
-			s.reset = resetPeakRSS(pid)
-		}
-		s.name, s.cpu, s.rss, s.err = ReadProc(pid)
+		reset := reset && resetPeakRSS(pid)
+		out[i] = readProc(pid)
+		out[i].reset = reset
 	}
 	return out
 }
@@ -136,7 +146,11 @@ func procDelta(before, after []procSample) []ProcStats {
 	for i, b := range before {
 		a := after[i]
 		p := ProcStats{PID: b.pid, Name: a.name, CPU: a.cpu - b.cpu, PeakRSS: a.rss, PeakSinceStart: !b.reset}
-		if err := cmpErr(b.err, a.err); err != nil {
+		err := cmpErr(b.err, a.err)
+		if err == nil && a.start != b.start {
+			err = fmt.Errorf("process %d exited during the run; the pid is now %s's", b.pid, a.name)
+		}
+		if err != nil {
 			p = ProcStats{PID: b.pid, Name: b.name, Err: err.Error()}
 		}
 		out[i] = p

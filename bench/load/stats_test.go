@@ -191,6 +191,12 @@ func TestReadProc(t *testing.T) {
 	if _, _, _, err := ReadProc(1 << 30); err == nil {
 		t.Error("ReadProc of a missing pid: want an error")
 	}
+	// A pid whose process exited and was reused by another during the window is not read as
+	// one process (its CPU would be the difference of two processes').
+	reused := []procSample{{pid: pid, name: "bash", cpu: 10 * clockTick, start: before[0].start + 1, rss: 1 << 20}}
+	if st := procDelta(before, reused); st[0].Err == "" || !strings.Contains(st[0].Err, "exited") {
+		t.Errorf("procDelta across a reused pid: %+v", st)
+	}
 }
 
 // With --repeat-share 1 every request repeats the first: a run of cache hits only.
