@@ -341,3 +341,29 @@ func TestSummarizeProcsMissingRounds(t *testing.T) {
 		})
 	}
 }
+
+// An embeddings run of a prompts file of messages embeds the last user message with the
+// nonce and the PII of its variant, like a {"prompt": ...} line: it sent the bare message, so
+// every run sent the same bodies (a cache in the target answered the later rounds) and
+// --pii-share added no PII.
+func TestPromptsFileMessagesEmbeddings(t *testing.T) {
+	path := t.TempDir() + "/p.jsonl"
+	os.WriteFile(path, []byte(`{"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi there"}]}`+"\n"), 0o644)
+	o := testOptions()
+	o.PromptsFile, o.Workload, o.PIIShare = path, Embeddings, 1
+	w, err := NewWorkload(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := w.Body(nil, 1, 1), w.Body(nil, 1, 2)
+	if bytes.Equal(a, b) {
+		t.Errorf("two runs sent the same body %s", a)
+	}
+	var v struct{ Input string }
+	if err := json.Unmarshal(a, &v); err != nil || !strings.HasPrefix(v.Input, "Request ") || !strings.HasSuffix(v.Input, "hi there") {
+		t.Errorf("input %q (%v)", v.Input, err)
+	}
+	if !strings.Contains(v.Input, "example.com") && !strings.Contains(v.Input, "555-0132") && !strings.Contains(v.Input, "4111 1111") {
+		t.Errorf("--pii-share 1, but no PII in %q", v.Input)
+	}
+}

@@ -158,12 +158,13 @@ func (w *Workload) build(o *Options, p prompt, pii string) (template, error) {
 	text, msgs := p.text, p.messages
 	if msgs != nil {
 		// Mark the last user message with a string content; a file of structured contents
-		// simply gets identical bodies for the same line.
+		// simply gets identical bodies for the same line. Embeddings embed that message,
+		// marked the same way.
 		msgs = cloneMessages(msgs)
 		for i := len(msgs) - 1; i >= 0; i-- {
 			if c, ok := msgs[i]["content"].(string); ok && msgs[i]["role"] == "user" {
 				msgs[i]["content"] = prefix + c
-				text = c
+				text = prefix + c
 				break
 			}
 		}
