@@ -521,6 +521,9 @@ func TestMainCommand(t *testing.T) {
 			stdout: "b: process",
 		},
 		{name: "no such process", args: []string{"--url", url, "--proc-name", "no-such-proc-xyz"}, code: 1, stderr: "no process named"},
+		// Output files that cannot be written fail before the run, not after it.
+		{name: "json in no directory", args: []string{"--url", dead, "--json", dir + "/none/r.json"}, code: 2, stderr: "--json: open " + dir + "/none/r.json"},
+		{name: "svg is a directory", args: []string{"--url", dead, "--svg", dir}, code: 2, stderr: "--svg: open " + dir},
 		{
 			name:    "ok",
 			args:    []string{"--url", url, "--connections", "2", "--requests", "20", "--warmup", "0", "--quiet", "--json", dir + "/r.json", "--svg", dir + "/r.svg"},

@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"math"
 	"os"
@@ -276,6 +277,15 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if err := o.Validate(); err != nil {
 		return fail(2, err)
 	}
+	// A --json or --svg file that cannot be written fails now, not after the run it was for.
+	for _, f := range []struct{ flag, path string }{{"json", o.JSONFile}, {"svg", o.SVGFile}} {
+		if f.path == "" {
+			continue
+		}
+		if err := checkWritable(f.path); err != nil {
+			return fail(2, fmt.Errorf("--%s: %w", f.flag, err))
+		}
+	}
 	pids := append([]int(nil), o.PIDs...)
 	for _, ps := range append([][]int{o.PIDs}, slices.Collect(maps.Values(o.TargetPIDs))...) {
 		for _, pid := range ps {
@@ -352,4 +362,19 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return 0
+}
+
+// checkWritable reports whether path can be created or overwritten, leaving no file behind
+// that was not there.
+func checkWritable(path string) error {
+	_, statErr := os.Stat(path)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	if errors.Is(statErr, fs.ErrNotExist) {
+		return os.Remove(path)
+	}
+	return nil
 }
