@@ -256,10 +256,22 @@ func TestTargetModel(t *testing.T) {
 func TestThroughput(t *testing.T) {
 	const ms = time.Millisecond
 	// rec is a worker that ran n requests, the first started at first, completions step apart
-	// from firstDone on.
-	rec := func(n int64, first, firstDone, step time.Duration) *recorder {
-		r := &recorder{first: first, firstDone: firstDone, last: firstDone + time.Duration(n-1)*step}
+	// from firstOK on.
+	rec := func(n int64, first, firstOK, step time.Duration) *recorder {
+		last := firstOK + time.Duration(n-1)*step
+		r := &recorder{first: first, firstOK: firstOK, last: last, lastOK: last}
 		r.classes[OK] = n
+		return r
+	}
+	// failFast adds n requests to r that failed at once, before the successful ones.
+	failFast := func(r *recorder, n int64) *recorder {
+		r.classes[Err5xx] += n
+		return r
+	}
+	// timeouts adds n requests to r that failed at last, after the successful ones.
+	timeouts := func(r *recorder, n int64, last time.Duration) *recorder {
+		r.classes[ErrTimeout] += n
+		r.last = last
 		return r
 	}
 	tests := []struct {
@@ -273,6 +285,12 @@ func TestThroughput(t *testing.T) {
 		{"open, keeps up, fast requests", 10, []*recorder{rec(10, 0, 1*ms, 100*ms)}, 10},
 		// Served at 5 req/s: the completions spread over 1.8 s, plus the interval.
 		{"open, falls behind", 10, []*recorder{rec(10, 0, 100*ms, 200*ms)}, 10 / 1.9},
+		// Every other request of 1 s at 10 req/s times out 2 s after its send: 5 answers came
+		// in over the second of load, not over the 3 s to the last timeout (5/3 before).
+		{"open, half time out", 10, []*recorder{timeouts(rec(5, 0, 1*ms, 200*ms), 5, 2900*ms)}, 5},
+		// The other way round: every other request fails at once, the rest take 1 s. The 5
+		// answers came in from 1 s to 1.8 s, not from the first failure on (5/1.9 before).
+		{"open, half fail at once", 10, []*recorder{failFast(rec(5, 0, 1000*ms, 200*ms), 5)}, 5},
 		// Two connections, each 5 requests of 1 s back to back, half a second apart (10/5.5 before).
 		{"closed", 0, []*recorder{rec(5, 0, 1000*ms, 1000*ms), rec(5, 500*ms, 1500*ms, 1000*ms)}, 2},
 	}

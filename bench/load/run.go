@@ -125,12 +125,12 @@ type recorder struct {
 	classes                        [numClasses]int64
 	sent, recv                     int64
 	first, last                    time.Duration // earliest measured start, latest completion
-	firstDone                      time.Duration // earliest measured completion
+	firstOK, lastOK                time.Duration // earliest and latest measured successful completion
 	lastErr                        error
 }
 
 func (r *runner) newRecorder() *recorder {
-	rec := &recorder{first: math.MaxInt64, firstDone: math.MaxInt64}
+	rec := &recorder{first: math.MaxInt64, firstOK: math.MaxInt64}
 	// Start with room for a few seconds of a busy worker; appends double from there, rarely,
 	// and a thousand idle-ish open-loop workers still cost only a few MiB.
 	const hint = 512
@@ -173,7 +173,6 @@ func (r *runner) one(ctx context.Context, c *conn, rec *recorder, i uint64, sche
 	rec.recv += x.recv
 	rec.first = min(rec.first, sched)
 	rec.last = max(rec.last, x.done)
-	rec.firstDone = min(rec.firstDone, x.done)
 	rec.lag = append(rec.lag, start-sched)
 	if x.class != OK {
 		rec.lastErr = x.err
@@ -182,6 +181,7 @@ func (r *runner) one(ctx context.Context, c *conn, rec *recorder, i uint64, sche
 		rec.gap = rec.gap[:ngaps]
 		return
 	}
+	rec.firstOK, rec.lastOK = min(rec.firstOK, x.done), max(rec.lastOK, x.done)
 	rec.lat = append(rec.lat, x.done-sched)
 	rec.svc = append(rec.svc, x.done-start)
 	rec.ttfb = append(rec.ttfb, x.ttfb-sched)
@@ -331,7 +331,7 @@ func (r *runner) collect(res *Result) {
 	res.Service = Summarize(cat(func(rec *recorder) []time.Duration { return rec.svc }))
 
 	first, last := time.Duration(math.MaxInt64), time.Duration(0)
-	firstDone := time.Duration(math.MaxInt64)
+	firstOK, lastOK := time.Duration(math.MaxInt64), time.Duration(0)
 	var perConn float64 // closed loop: the sum of each connection's rate
 	for _, rec := range r.recs {
 		for c, k := range rec.classes {
@@ -344,7 +344,7 @@ func (r *runner) collect(res *Result) {
 		res.BytesSent += rec.sent
 		res.BytesRecv += rec.recv
 		first, last = min(first, rec.first), max(last, rec.last)
-		firstDone = min(firstDone, rec.firstDone)
+		firstOK, lastOK = min(firstOK, rec.firstOK), max(lastOK, rec.lastOK)
 		if rec.last > rec.first {
 			perConn += float64(rec.classes[OK]) / (rec.last - rec.first).Seconds()
 		}
@@ -366,14 +366,16 @@ func (r *runner) collect(res *Result) {
 		}
 		return
 	}
-	// Open loop: completions over the time they took to come in, from the first to the last
-	// plus one interval (a loop that keeps up ends one interval after its last arrival), and
-	// never over less than the schedule's length. A target that keeps up shows the offered
-	// rate however long each request takes; one that falls behind spreads its completions
-	// out and shows less.
+	// Open loop: successful completions over the time they took to come in, from the first
+	// to the last plus one interval (a loop that keeps up ends one interval after its last
+	// arrival), and never over less than the schedule's length. A target that keeps up shows
+	// the offered rate however long each request takes; one that falls behind spreads its
+	// completions out and shows less. Failures before or after the answers (errors at once,
+	// timeouts) do not stretch the span: a target that answers every other request served
+	// half the rate, not less for as long as the rest took to fail.
 	interval := time.Duration(float64(time.Second) / r.o.Rate)
 	schedule := time.Duration(float64(res.Requests) / r.o.Rate * float64(time.Second))
-	res.Throughput = float64(res.OK) / max(last-firstDone+interval, schedule).Seconds()
+	res.Throughput = float64(res.OK) / max(lastOK-firstOK+interval, schedule).Seconds()
 	res.Elapsed = max(last, first+schedule) - first
 }
 
