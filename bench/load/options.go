@@ -178,6 +178,8 @@ func (o *Options) Validate() error {
 		return errors.New("need --url or --compare")
 	case o.URL != "" && len(o.Compare) > 0:
 		return errors.New("use --url or --compare, not both")
+	case len(o.TargetModels) > 0 && len(o.Compare) == 0:
+		return errors.New("--target-model needs --compare; with --url, --model names the model")
 	case o.Workload != Chat && o.Workload != ChatStream && o.Workload != Embeddings:
 		return fmt.Errorf("--workload %q: want chat, chat-stream or embeddings", o.Workload)
 	case !(o.Rate >= 0 && o.Rate <= 1e7): // NaN too
