@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	openai "github.com/sashabaranov/go-openai"
 
@@ -663,5 +664,58 @@ func TestPartialAnswerOnPooledConnectionNotReplayed(t *testing.T) {
 	}
 	if n := got.Load(); n != 2 {
 		t.Errorf("the backend received %d requests, want 2 (the second one once: part of its answer had come)", n)
+	}
+}
+
+// An error message can carry what a client or a backend wrote: a model name with a control
+// character or bytes that are not UTF-8, a backend's message with them. The envelope must stay
+// JSON the SDKs parse (strconv.Quote's \x01 and \a are not JSON), buffered and mid-stream.
+func TestErrorEnvelopeEscapesAnyText(t *testing.T) {
+	t.Parallel()
+	s := startTwoVersions(t, nil)
+	for _, m := range []string{"chat\x01", "chat\x07", "chat\x7f", "chat\xff"} {
+		c, _ := s.gw.client()
+		_, err := c.CreateChatCompletion(ctx(t), chatRequest(m, 2))
+		if ae := asAPIError(t, err); ae.HTTPStatusCode != 404 || codeString(ae.Code) != "model_not_found" {
+			t.Errorf("model %q: %d %v, want 404 model_not_found", m, ae.HTTPStatusCode, ae.Code)
+		}
+	}
+	res := s.gw.do(t, "GET", "/v1/models/chat%01%ff", "")
+	if res.status != 404 || !utf8.Valid(res.body) {
+		t.Errorf("GET /v1/models/chat%%01%%ff: %d %q, want a 404 in UTF-8", res.status, res.body)
+	}
+	envelope(t, res.body)
+
+	const msg = `{"error":{"message":"engine said \u0001\u0007 \ud83d\ude00 bye","type":"InternalServerError","param":null,"code":500}}`
+	b := cannedBackend(t, 500, http.Header{"Content-Type": {"application/json"}}, msg)
+	stream := rawBackend(t, func(c net.Conn) {
+		defer c.Close()
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		ev := "data: {\"id\":\"x\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":null}]}\n\ndata: " + msg + "\n\n"
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(ev), ev)
+	})
+	g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", b)), model("streamer", "v1", version("v1", stream))))
+	c, _ := g.client()
+	_, err := c.CreateChatCompletion(ctx(t), chatRequest("chat", 2))
+	if ae := asAPIError(t, err); ae.HTTPStatusCode != 502 || !strings.Contains(ae.Message, "engine said \x01\x07 \U0001F600 bye") {
+		t.Errorf("backend error: %d %q, want 502 with the backend's message", ae.HTTPStatusCode, ae.Message)
+	}
+	req := chatRequest("streamer", 2)
+	req.Stream = true
+	st, err := c.CreateChatCompletionStream(ctx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for {
+		_, err = st.Recv()
+		if err != nil {
+			break
+		}
+	}
+	if ae := asAPIError(t, err); !strings.Contains(ae.Message, "engine said") {
+		t.Errorf("mid-stream error: %q, want the backend's message", ae.Message)
 	}
 }

@@ -3,6 +3,7 @@ package gateway
 import (
 	"errors"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fastjson"
@@ -115,9 +116,9 @@ var errInternal = &apiError{status: fasthttp.StatusInternalServerError, typ: typ
 // appendErrorJSON appends the envelope {"error":{...}} to dst.
 func appendErrorJSON(dst []byte, e *apiError) []byte {
 	dst = append(dst, `{"error":{"message":`...)
-	dst = strconv.AppendQuote(dst, e.message)
+	dst = appendJSONText(dst, e.message)
 	dst = append(dst, `,"type":`...)
-	dst = strconv.AppendQuote(dst, e.typ)
+	dst = appendJSONText(dst, e.typ)
 	dst = append(dst, `,"param":`...)
 	dst = appendNullableString(dst, e.param)
 	dst = append(dst, `,"code":`...)
@@ -129,7 +130,39 @@ func appendNullableString(dst []byte, s string) []byte {
 	if s == "" {
 		return append(dst, "null"...)
 	}
-	return strconv.AppendQuote(dst, s)
+	return appendJSONText(dst, s)
+}
+
+// appendJSONText appends s as a JSON string that every client parses. Unlike strconv.Quote,
+// whose \x01, \a or \U000e0001 escapes are not JSON, it writes control characters as \u00XX and
+// other characters as they are; bytes that are not UTF-8 (a model name from a client, a
+// backend's error message) become U+FFFD, since strict decoders (Python's json) refuse them.
+func appendJSONText(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				dst = append(dst, '\\', c)
+			case c < 0x20:
+				dst = append(dst, `\u00`...)
+				dst = append(dst, "0123456789abcdef"[c>>4], "0123456789abcdef"[c&0xf])
+			default:
+				dst = append(dst, c)
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			dst = append(dst, `\ufffd`...)
+		} else {
+			dst = append(dst, s[i:i+n]...)
+		}
+		i += n
+	}
+	return append(dst, '"')
 }
 
 // writeError answers the request with e as a JSON error response.

@@ -53,11 +53,11 @@ func (g *Gateway) serveModel(ctx *fasthttp.RequestCtx, id []byte) {
 
 func appendModel(b []byte, id string, created int64, version string) []byte {
 	b = append(b, `{"id":`...)
-	b = strconv.AppendQuote(b, id)
+	b = appendJSONText(b, id)
 	b = append(b, `,"object":"model","created":`...)
 	b = strconv.AppendInt(b, created, 10)
 	b = append(b, `,"owned_by":"llmgate","llmgate_version":`...)
-	b = strconv.AppendQuote(b, version)
+	b = appendJSONText(b, version)
 	return append(b, '}')
 }
 
@@ -69,7 +69,7 @@ func (g *Gateway) serveReady(ctx *fasthttp.RequestCtx) {
 	for _, m := range g.Table().Models() {
 		if !anyHealthy(m.Stable) {
 			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
-			ctx.SetBodyString(`{"status":"unavailable","model":` + strconv.Quote(m.Alias) + `}`)
+			ctx.SetBody(append(appendJSONText([]byte(`{"status":"unavailable","model":`), m.Alias), '}'))
 			return
 		}
 	}
