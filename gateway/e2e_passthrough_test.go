@@ -293,6 +293,34 @@ func TestOllamaRefusesSeveralChoices(t *testing.T) {
 	}
 }
 
+// A version may mix vLLM and Ollama servers of one model (--backend discovery builds such a
+// pool). A request with n above 1 goes to a backend that answers n choices, never to the
+// Ollama one, which would answer one without a word; other requests still use both.
+func TestSeveralChoicesAvoidOllamaInMixedPool(t *testing.T) {
+	t.Parallel()
+	ollama := startFake(t, fakellm.Options{Flavor: "ollama", Model: "m"})
+	vllm := startFake(t, fakellm.Options{Model: "m"})
+	g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", ollama.backend(), vllm.backend()))))
+	for i := range 20 {
+		stream := i%2 == 1
+		res := g.do(t, "POST", "/v1/chat/completions", `{"model":"chat","n":3,"stream":`+strconv.FormatBool(stream)+`,"messages":[{"role":"user","content":"hi"}]}`)
+		if res.status != 200 || !strings.Contains(string(res.body), `"index":2`) {
+			t.Fatalf("request %d (stream=%v) with n=3: status %d, want 3 choices: %s", i, stream, res.status, res.body)
+		}
+	}
+	if n := ollama.Requests(); n != 0 {
+		t.Errorf("the Ollama backend got %d requests with n=3, want 0", n)
+	}
+	for range 40 {
+		if res := g.do(t, "POST", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`); res.status != 200 {
+			t.Fatalf("status %d %s", res.status, res.body)
+		}
+	}
+	if ollama.Requests() == 0 {
+		t.Error("the Ollama backend got none of 40 requests without n: it is left out of the pool")
+	}
+}
+
 // The refusal is the version's like any other: /admin/stats counts it, as
 // llmgate_request_errors_total does (it was refused before the request reached the statistics).
 func TestOllamaSeveralChoicesInStats(t *testing.T) {

@@ -73,7 +73,7 @@ func (g *Gateway) tryVersion(ctx *fasthttp.RequestCtx, r *request, snap *snapsho
 	var lastErr error = errNoBackend
 	deadline := r.start.Add(g.cfg.Timeouts.Total)
 	for r.attempts < min(g.cfg.Retry.Attempts, len(r.tried)) && time.Now().Before(deadline) {
-		b, err := r.version.Pick(r.tried[:r.attempts])
+		b, err := r.version.Pick(r.excluded())
 		if err != nil {
 			break
 		}
@@ -123,6 +123,24 @@ func (g *Gateway) tryVersion(ctx *fasthttp.RequestCtx, r *request, snap *snapsho
 	return lastErr
 }
 
+// excluded returns the backends the next attempt may not use: those already tried and, for a
+// request with n above 1, the version's Ollama backends, which would answer one choice without
+// a word (a version may mix vLLM and Ollama servers of one model, as --backend discovery
+// builds it).
+func (r *request) excluded() []*router.Backend {
+	tried := r.tried[:r.attempts]
+	if !r.manyChoices {
+		return tried
+	}
+	r.skip = append(r.skip[:0], tried...)
+	for _, b := range r.version.Backends {
+		if b.Kind == config.KindOllama {
+			r.skip = append(r.skip, b)
+		}
+	}
+	return r.skip
+}
+
 // failoverToStable hands a request of a canary's share to the alias's stable version when
 // every attempt on the canary failed before the first byte (a connect error, a timeout, a 5xx,
 // a 429 of a canary at its limit; not the client's own 4xx) and stable has a backend in
@@ -133,7 +151,8 @@ func (g *Gateway) tryVersion(ctx *fasthttp.RequestCtx, r *request, snap *snapsho
 // lookup was the canary's. It reports whether the request now goes to stable.
 func (g *Gateway) failoverToStable(ctx *fasthttp.RequestCtx, r *request, snap *snapshot, err error) bool {
 	stable := r.version.CanaryStable()
-	if !r.canaryShare || stable == nil || !stable.InService() || r.attempts >= min(g.cfg.Retry.Attempts, len(r.tried)) ||
+	if !r.canaryShare || stable == nil || !stable.InService() || (r.manyChoices && onlyOllama(stable)) ||
+		r.attempts >= min(g.cfg.Retry.Attempts, len(r.tried)) ||
 		!time.Now().Before(r.start.Add(g.cfg.Timeouts.Total)) {
 		return false
 	}

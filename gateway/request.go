@@ -64,6 +64,9 @@ type request struct {
 	// canaryShare: the request was routed to its alias's canary by the split (not pinned), so
 	// a canary that fails it before the first byte hands it to stable (see failoverToStable).
 	canaryShare bool
+	// manyChoices: a chat or completion request with n above 1. Ollama answers one choice
+	// whatever n asks, so its backends are not picked for it (see excluded).
+	manyChoices bool
 	backend     *router.Backend
 	// hold is the request's use of backend from the attempt that answered 2xx until the answer
 	// is done: forwardBuffered, or the end of the stream, reports on it and releases it.
@@ -71,6 +74,7 @@ type request struct {
 	handles  *backendHandles
 	attempts int
 	tried    [config.MaxRetryAttempts]*router.Backend // one per attempt retry.attempts allows
+	skip     []*router.Backend                        // what excluded returns when it is more than tried
 
 	upstreamBody []byte // the body for one backend, when it differs from body (see prepareUpstream)
 	upstreamReq  fasthttp.Request
@@ -133,7 +137,7 @@ func releaseRequest(r *request) {
 		r.upstreamBody = nil
 	}
 	r.version, r.backend, r.handles, r.attempts, r.tried = nil, nil, nil, 0, [config.MaxRetryAttempts]*router.Backend{}
-	r.canaryShare, r.hold = false, router.Hold{}
+	r.canaryShare, r.manyChoices, r.hold, r.skip = false, false, router.Hold{}, r.skip[:0]
 	r.upstreamAt, r.headersAt, r.failedAttempts, r.upstreamErr = time.Time{}, time.Time{}, 0, nil
 	r.status, r.errCode, r.inputTokens, r.outputTokens, r.tokenEvents = 0, "", 0, 0, 0
 	r.firstEventAt, r.firstTokenAt, r.lastTokenAt = time.Time{}, time.Time{}, time.Time{}
