@@ -1206,6 +1206,24 @@ func TestCanaryRateLimitedFallsBackToStable(t *testing.T) {
 	}
 }
 
+// A canary that does not serve its model (its backend answers 404) fails its share as a canary
+// that is down does: stable answers them, and the canary's statistics count the errors.
+func TestCanaryNotServingItsModelFallsBackToStable(t *testing.T) {
+	tokens := withAdminTokens(t)
+	v1 := startFake(t, fakellm.Options{Model: "m1"})
+	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", v1.backend()), version("v2", notServedBackend(t)))))
+	g.write(t, "PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v2","canary_percent":100,"sticky":"user"}`)
+	for _, extra := range []string{`,"user":"u1"`, `,"user":"u1","stream":true`} {
+		res := g.do(t, "POST", "/v1/chat/completions", chatBody("hello", extra))
+		if res.status != 200 || res.header.Get("X-Llmgate-Version") != "v1" {
+			t.Fatalf("a request (%s) of the canary's share: status %d version %q: %s", extra, res.status, res.header.Get("X-Llmgate-Version"), res.body)
+		}
+	}
+	if n, _ := metricValue(parseMetrics(t, g.metrics(t)), "llmgate_canary_fallbacks_total", nil); n != 2 {
+		t.Errorf("llmgate_canary_fallbacks_total = %v, want 2", n)
+	}
+}
+
 // A promote freezes the new stable's drift reference (reference: on_promote); frozen from too
 // few requests, every verdict would stay insufficient, and the log says so as a manual freeze does.
 func TestPromoteWarnsOfThinReference(t *testing.T) {

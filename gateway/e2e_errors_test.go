@@ -719,3 +719,36 @@ func TestErrorEnvelopeEscapesAnyText(t *testing.T) {
 		t.Errorf("mid-stream error: %q, want the backend's message", ae.Message)
 	}
 }
+
+// notServedBackend answers like a vLLM that does not serve the model it was asked for (a vLLM
+// restarted under another name; an Ollama answers alike once the model is removed).
+func notServedBackend(t testing.TB) config.Backend {
+	const body = `{"error":{"message":"The model ` + "`m`" + ` does not exist.","type":"NotFoundError","param":null,"code":404}}`
+	b := cannedBackend(t, 404, http.Header{"Content-Type": {"application/json"}}, body)
+	b.Model = "m"
+	return b
+}
+
+// A backend of the pool that does not serve the version's model answers 404. The client asked
+// for a model the gateway serves: another backend of the version answers instead of the client
+// getting a NotFoundError now and then; with no other, the 404 names the model the client asked
+// for, not only the backend's name for it, which the client never sent.
+func TestBackendNotServingItsModel(t *testing.T) {
+	t.Parallel()
+	good := startFake(t, fakellm.Options{Model: "m"})
+	g := startGateway(t, newConfig(t, nil,
+		model("chat", "v1", version("v1", good.backend(), notServedBackend(t))),
+		model("gone", "v3", version("v3", notServedBackend(t)))))
+	for i := range 10 {
+		body := fmt.Sprintf(`{"model":"chat","stream":%v,"messages":[{"role":"user","content":"hi"}]}`, i%2 == 1)
+		if res := g.do(t, "POST", "/v1/chat/completions", body); res.status != 200 {
+			t.Fatalf("request %d: status %d %s, want 200 from the backend that serves the model", i, res.status, res.body)
+		}
+	}
+	c, _ := g.client()
+	_, err := c.CreateChatCompletion(ctx(t), chatRequest("gone", 2))
+	ae := asAPIError(t, err)
+	if ae.HTTPStatusCode != 404 || codeString(ae.Code) != "model_not_found" || !strings.Contains(ae.Message, "`gone` (version v3)") {
+		t.Errorf("no backend serves the model: %d %v %q, want 404 model_not_found naming gone and v3", ae.HTTPStatusCode, ae.Code, ae.Message)
+	}
+}

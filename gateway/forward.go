@@ -100,7 +100,7 @@ func (g *Gateway) tryVersion(ctx *fasthttp.RequestCtx, r *request, snap *snapsho
 		}
 		status := resp.StatusCode()
 		h.metrics.countStatus(status)
-		if status < 500 && status != fasthttp.StatusTooManyRequests {
+		if status < 500 && status != fasthttp.StatusTooManyRequests && status != fasthttp.StatusNotFound {
 			if status < 400 {
 				// Success only once the answer is in: a stream can still break.
 				r.hold = hold
@@ -110,13 +110,23 @@ func (g *Gateway) tryVersion(ctx *fasthttp.RequestCtx, r *request, snap *snapsho
 			hold.Release()
 			return g.backendError(resp)
 		}
-		if status != fasthttp.StatusTooManyRequests {
-			// A 429 is a backend at its limit, not a broken one: another backend of the
-			// version may have room, but it counts toward no ejection.
+		switch status {
+		case fasthttp.StatusTooManyRequests:
+			// A backend at its limit, not a broken one: another backend of the version may
+			// have room, but it counts toward no ejection.
+			lastErr = g.backendError(resp)
+		case fasthttp.StatusNotFound:
+			// The client named a model the gateway serves, and the body names the backend's
+			// own model: a 404 is this backend not serving it (a model removed from an
+			// Ollama, a vLLM restarted under another name, an endpoint its model lacks).
+			// Another backend of the version may serve it. No ejection: a client could
+			// eject healthy backends by asking them for an endpoint they lack.
+			lastErr = modelNotServed(r, g.backendError(resp))
+		default:
 			hold.ReportFailure()
+			lastErr = g.backendError(resp)
 		}
 		hold.Release()
-		lastErr = g.backendError(resp)
 		resp.Reset()
 		r.failedAttempts += r.headersAt.Sub(r.upstreamAt)
 	}
@@ -143,7 +153,8 @@ func (r *request) excluded() []*router.Backend {
 
 // failoverToStable hands a request of a canary's share to the alias's stable version when
 // every attempt on the canary failed before the first byte (a connect error, a timeout, a 5xx,
-// a 429 of a canary at its limit; not the client's own 4xx) and stable has a backend in
+// a 429 of a canary at its limit, a 404 of a canary that does not serve its model; not the
+// client's own 4xx) and stable has a backend in
 // service and attempts and time are left: a canary that cannot answer must not cost its users
 // errors. As with StableFallback,
 // the canary's statistics count the failure, so its analysis and a rollout still see it, and
@@ -156,7 +167,7 @@ func (g *Gateway) failoverToStable(ctx *fasthttp.RequestCtx, r *request, snap *s
 		!time.Now().Before(r.start.Add(g.cfg.Timeouts.Total)) {
 		return false
 	}
-	if ae := asAPIError(err); ae.status < 500 && ae.status != fasthttp.StatusTooManyRequests && ae != errNoBackend {
+	if ae := asAPIError(err); ae.status < 500 && ae.status != fasthttp.StatusTooManyRequests && ae.status != fasthttp.StatusNotFound && ae != errNoBackend {
 		return false // the client's own error: stable would refuse it too
 	}
 	r.canaryShare = false // once
@@ -305,6 +316,15 @@ func (g *Gateway) backendError(resp *fasthttp.Response) *apiError {
 	case status >= 500:
 		e.retry = retryUnlessRetried
 	}
+	return e
+}
+
+// modelNotServed is a backend's 404 to a request for a model the gateway serves, as the client
+// sees it: still a 404 (the SDKs' NotFoundError), but naming the model and version the client
+// asked for, not only the backend's own model name, which the client never sent.
+func modelNotServed(r *request, e *apiError) *apiError {
+	e.message = "The model `" + r.version.Alias + "` (version " + r.version.Name + ") is not served for " +
+		operationPaths[r.op] + " by its backend, which answered 404: " + e.message
 	return e
 }
 
