@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -287,4 +288,59 @@ func TestShadowFailuresEjectItsBackend(t *testing.T) {
 	if n := broken.Requests(); n != 2 {
 		t.Errorf("the broken shadow backend got %d mirrors, want 2 (threshold 2, then ejected)", n)
 	}
+}
+
+// One server may serve two versions (a vLLM with a LoRA adapter as the shadow). Once its
+// ejection has run out, the next request's mirror, sent before the request itself, must not
+// take the server's one half-open trial: the client would get a 503 from a shadow that is
+// never to change its answer. The client's request is the trial; mirrors follow once it passed.
+func TestShadowLeavesTheTrialToTheClient(t *testing.T) {
+	tokens := withAdminTokens(t)
+	var fail atomic.Bool
+	var mirrors atomic.Int64
+	release := make(chan struct{})
+	b := rawBackend(t, func(c net.Conn) {
+		defer c.Close()
+		rd := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(rd)
+			if err != nil {
+				return
+			}
+			_, _ = io.Copy(io.Discard, req.Body)
+			if fail.Load() {
+				const body = `{"error":{"message":"boom","type":"InternalServerError","param":null,"code":500}}`
+				fmt.Fprintf(c, "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+				continue
+			}
+			if req.Header.Get("X-Request-Id") == "" { // a mirror: it answers when the test is done
+				mirrors.Add(1)
+				<-release
+			}
+			const body = `{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		}
+	})
+	g := startGateway(t, newConfig(t, func(c *config.Config) {
+		tokens(c)
+		c.Health.FailureThreshold = 1
+		c.Health.EjectFor = time.Second // the shortest: the test waits for it to run out
+		c.Retry.Attempts = 1
+	}, model("chat", "v1", version("v1", b), version("v2", b))))
+	t.Cleanup(func() { close(release) }) // before the gateway's Close, which waits for mirrors
+	const body = `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`
+	fail.Store(true)
+	if res := g.do(t, "POST", "/v1/chat/completions", body); res.status != 502 {
+		t.Fatalf("the failing server: status %d %s, want 502", res.status, res.body)
+	}
+	fail.Store(false)
+	g.write(t, "PUT", "/admin/models/chat/shadow", `{"version":"v2","percent":100}`)
+	waitFor(t, "the ejection to run out", func() bool { return g.do(t, "GET", "/readyz", "").status == 200 })
+	if res := g.do(t, "POST", "/v1/chat/completions", body); res.status != 200 {
+		t.Fatalf("the first request after the ejection ran out: status %d %s, want 200 (it is the trial, not its mirror)", res.status, res.body)
+	}
+	if res := g.do(t, "POST", "/v1/chat/completions", body); res.status != 200 {
+		t.Fatalf("the next request: status %d %s", res.status, res.body)
+	}
+	waitFor(t, "a mirror once the server is back", func() bool { return mirrors.Load() > 0 })
 }

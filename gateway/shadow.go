@@ -42,7 +42,7 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 		g.metrics.shadowsSkipped.Inc()
 		return
 	}
-	b, err := sv.Pick(nil)
+	b, err := sv.PickShadow(r.version) // never the half-open trial r's own request needs
 	if err != nil {
 		<-g.shadowSlots
 		return

@@ -359,3 +359,33 @@ func TestSuccessDuringEjectionIgnored(t *testing.T) {
 		t.Error("the trial's success left the backend out")
 	}
 }
+
+// A mirror must not take the half-open trial of a server the primary version also uses: the
+// primary's request, picked after its mirror, would find no backend. A server only the shadow
+// version has gets its trial from a mirror, or it would never come back.
+func TestPickShadowLeavesPrimaryTrial(t *testing.T) {
+	hc := testHealth
+	hc.FailureThreshold = 1
+	clock := newFakeClock()
+	cfg := &config.Config{Health: hc, Models: []config.Model{testModel("chat", "v1",
+		testVersion("v1", testBackend("http://shared:8000", 1)),
+		testVersion("v2", testBackend("http://shared:8000", 1), testBackend("http://own:8000", 1)))}}
+	m := mustTable(t, cfg, newTestPool(clock)).Model("chat")
+	v1, v2 := m.Versions[0], m.Versions[1]
+	shared, own := v2.Backends[0], v2.Backends[1]
+	shared.ReportFailure()
+	own.ReportFailure()
+	clock.Advance(hc.EjectFor)
+	b, err := v2.PickShadow(v1)
+	if err != nil || b != own {
+		t.Fatalf("PickShadow = %v, %v; want the shadow's own server, on trial", b, err)
+	}
+	hold := b.Acquire()
+	defer hold.Release()
+	if b, err := v2.PickShadow(v1); !errors.Is(err, ErrNoBackend) {
+		t.Fatalf("second PickShadow = %v, %v; want ErrNoBackend (own on trial, shared left to v1)", b, err)
+	}
+	if b, err := v1.Pick(nil); err != nil || b != v1.Backends[0] {
+		t.Fatalf("the primary's Pick after its mirror = %v, %v; want the shared server's trial", b, err)
+	}
+}

@@ -244,6 +244,31 @@ func (v *Version) Pick(tried []*Backend) (*Backend, error) {
 	}
 }
 
+// PickShadow is Pick for a mirror of a request that primary serves. A mirror never takes the
+// half-open trial of a server primary's pool has too (one vLLM serving both versions): the
+// trial would be the mirror's, and primary's request, sent after it, would find no backend. A
+// server only the shadow version has takes its trial from mirrors, as nothing else sends it
+// requests.
+func (v *Version) PickShadow(primary *Version) (*Backend, error) {
+	var skip []*Backend
+	for _, b := range v.Backends {
+		if b.health.ejectedUntil.Load() != 0 && primary.has(b.health) {
+			skip = append(skip, b)
+		}
+	}
+	return v.Pick(skip)
+}
+
+// has reports whether a backend of v is the server whose health is h.
+func (v *Version) has(h *health) bool {
+	for _, b := range v.Backends {
+		if b.health == h {
+			return true
+		}
+	}
+	return false
+}
+
 // choose is Pick's choice among the eligible backends, without admitting it; nil when none is.
 func (v *Version) choose(tried []*Backend, now int64) *Backend {
 	n := len(v.Backends)
