@@ -752,3 +752,34 @@ func TestBackendNotServingItsModel(t *testing.T) {
 		t.Errorf("no backend serves the model: %d %v %q, want 404 model_not_found naming gone and v3", ae.HTTPStatusCode, ae.Code, ae.Message)
 	}
 }
+
+// A backend that refuses the gateway's key (an api_key_env rotated at the provider) answers 401
+// about that key, never the client's, which the gateway does not forward. The client must not
+// get an AuthenticationError naming a key it never sent: another backend answers, the one with
+// the stale key is ejected, and with none left the client gets a 502 without the backend's
+// message (OpenAI's names the key's first characters).
+func TestBackendRefusingTheGatewaysKey(t *testing.T) {
+	t.Parallel()
+	const refusal = `{"error":{"message":"Incorrect API key provided: sk-old-***-1234.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}`
+	good := startFake(t, fakellm.Options{Model: "m"})
+	stale := cannedBackend(t, 401, http.Header{"Content-Type": {"application/json"}}, refusal)
+	stale.Model = "m"
+	g := startGateway(t, newConfig(t, healthConfig(2),
+		model("chat", "v1", version("v1", good.backend(), stale)),
+		model("solo", "v1", version("v1", cannedBackend(t, 401, http.Header{"Content-Type": {"application/json"}}, refusal)))))
+	for i := range 10 {
+		body := fmt.Sprintf(`{"model":"chat","stream":%v,"messages":[{"role":"user","content":"hi"}]}`, i%2 == 1)
+		if res := g.do(t, "POST", "/v1/chat/completions", body); res.status != 200 {
+			t.Fatalf("request %d: status %d %s, want 200 from the backend whose key works", i, res.status, res.body)
+		}
+	}
+	if up := backendUp(t, g, stale.URL); up != 0 {
+		t.Errorf("llmgate_backend_up of the backend refusing the gateway's key = %v, want 0 (ejected)", up)
+	}
+	c, _ := g.client()
+	_, err := c.CreateChatCompletion(ctx(t), chatRequest("solo", 2))
+	ae := asAPIError(t, err)
+	if ae.HTTPStatusCode != 502 || ae.Type != "server_error" || strings.Contains(ae.Message, "sk-") {
+		t.Errorf("no backend takes the gateway's key: %d %q %q, want a 502 server_error without the backend's message", ae.HTTPStatusCode, ae.Type, ae.Message)
+	}
+}

@@ -83,6 +83,11 @@ var (
 	errTotalTimeout     = &apiError{status: fasthttp.StatusGatewayTimeout, typ: typeServer, code: "upstream_timeout", message: "The request exceeded the gateway's total time limit."}
 	errStreamBroken     = &apiError{status: fasthttp.StatusBadGateway, typ: typeServer, code: "upstream_error", message: "The model backend closed the stream early."}
 	errShuttingDown     = &apiError{status: fasthttp.StatusServiceUnavailable, typ: typeServer, code: "server_is_overloaded", message: "The gateway is shutting down.", retryAfter: 1, retry: retryYes}
+
+	// errUpstreamAuth: a backend refused the gateway's own key. Not the backend's message,
+	// which is about that key (OpenAI's names its first characters), nor a 401, which the
+	// SDKs raise as the client's AuthenticationError.
+	errUpstreamAuth = &apiError{status: fasthttp.StatusBadGateway, typ: typeServer, code: "upstream_error", message: "The model backend refused the gateway's credentials; its operator must check the backend's API key.", retry: retryNo}
 )
 
 func unknownModel(model []byte) *apiError {

@@ -100,7 +100,7 @@ func (g *Gateway) tryVersion(ctx *fasthttp.RequestCtx, r *request, snap *snapsho
 		}
 		status := resp.StatusCode()
 		h.metrics.countStatus(status)
-		if status < 500 && status != fasthttp.StatusTooManyRequests && status != fasthttp.StatusNotFound {
+		if status < 500 && status != fasthttp.StatusTooManyRequests && status != fasthttp.StatusNotFound && !refusedCredentials(status) {
 			if status < 400 {
 				// Success only once the answer is in: a stream can still break.
 				r.hold = hold
@@ -122,6 +122,12 @@ func (g *Gateway) tryVersion(ctx *fasthttp.RequestCtx, r *request, snap *snapsho
 			// Another backend of the version may serve it. No ejection: a client could
 			// eject healthy backends by asking them for an endpoint they lack.
 			lastErr = modelNotServed(r, g.backendError(resp))
+		case fasthttp.StatusUnauthorized, fasthttp.StatusForbidden:
+			// The gateway's key to the backend, not the client's to the gateway (the client's
+			// Authorization is never forwarded): a backend that refuses it is broken for every
+			// request until its key is fixed.
+			hold.ReportFailure()
+			lastErr = errUpstreamAuth
 		default:
 			hold.ReportFailure()
 			lastErr = g.backendError(resp)
@@ -317,6 +323,12 @@ func (g *Gateway) backendError(resp *fasthttp.Response) *apiError {
 		e.retry = retryUnlessRetried
 	}
 	return e
+}
+
+// refusedCredentials reports whether a backend's status says it refused the gateway's
+// credentials (its api_key_env): 401 or 403.
+func refusedCredentials(status int) bool {
+	return status == fasthttp.StatusUnauthorized || status == fasthttp.StatusForbidden
 }
 
 // modelNotServed is a backend's 404 to a request for a model the gateway serves, as the client

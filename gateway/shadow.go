@@ -97,7 +97,7 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 		// backend's trial, which only a verdict decides, and a shadow version's backends that
 		// fail its mirrors are ejected like any (then mirrors skip them instead of waiting).
 		switch {
-		case err != nil || resp.StatusCode() >= 500:
+		case err != nil || resp.StatusCode() >= 500 || refusedCredentials(resp.StatusCode()):
 			hold.ReportFailure()
 		case resp.StatusCode() != fasthttp.StatusTooManyRequests:
 			hold.ReportSuccess()
@@ -161,7 +161,7 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 					s.Safety, s.Entities = shadowGuardHits(ag, body[cs:ce])
 				}
 			}
-		case resp.StatusCode() >= 500:
+		case resp.StatusCode() >= 500 || refusedCredentials(resp.StatusCode()):
 			s.Status = drift.StatusUpstreamError
 		default:
 			s.Status = drift.StatusClientError
