@@ -344,3 +344,69 @@ func TestShadowLeavesTheTrialToTheClient(t *testing.T) {
 	}
 	waitFor(t, "a mirror once the server is back", func() bool { return mirrors.Load() > 0 })
 }
+
+// A version's only server comes back after an ejection: its first request is the half-open
+// trial. When that request is a stream, the server answers at its first event; the rest of
+// the stream may take minutes, and the version's other users must not get 503s until then.
+func TestStreamTrialLetsOthersInAtFirstEvent(t *testing.T) {
+	t.Parallel()
+	var fail atomic.Bool
+	release := make(chan struct{})
+	b := rawBackend(t, func(c net.Conn) {
+		defer c.Close()
+		rd := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(rd)
+			if err != nil {
+				return
+			}
+			body, _ := io.ReadAll(req.Body)
+			switch {
+			case fail.Load():
+				const msg = `{"error":{"message":"boom","type":"InternalServerError","param":null,"code":500}}`
+				fmt.Fprintf(c, "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(msg), msg)
+			case strings.Contains(string(body), `"stream":true`):
+				const chunk = `{"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}`
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\ndata: %s\n\n", chunk)
+				<-release // a long answer
+				fmt.Fprint(c, "data: [DONE]\n\n")
+				return
+			default:
+				const msg = `{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(msg), msg)
+			}
+		}
+	})
+	g := startGateway(t, newConfig(t, func(c *config.Config) {
+		c.Health.FailureThreshold = 1
+		c.Health.EjectFor = time.Second // the shortest: the test waits for it to run out
+		c.Retry.Attempts = 1
+	}, model("chat", "v1", version("v1", b))))
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	const buffered = `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`
+	fail.Store(true)
+	if res := g.do(t, "POST", "/v1/chat/completions", buffered); res.status != 502 {
+		t.Fatalf("the failing server: status %d %s, want 502", res.status, res.body)
+	}
+	fail.Store(false)
+	waitFor(t, "the ejection to run out", func() bool { return g.do(t, "GET", "/readyz", "").status == 200 })
+	trial := g.postChat(t, ctx(t), streamBody)
+	defer trial.Body.Close()
+	first, err := bufio.NewReader(trial.Body).ReadString('\n')
+	if err != nil || !strings.Contains(first, `"content":"hi"`) {
+		t.Fatalf("the trial stream's first event: %q, %v", first, err)
+	}
+	if res := g.do(t, "POST", "/v1/chat/completions", buffered); res.status != 200 {
+		t.Errorf("a request while the trial stream goes on: status %d %s, want 200", res.status, res.body)
+	}
+	close(release)
+	if rest, err := io.ReadAll(trial.Body); err != nil || !strings.Contains(string(rest), "[DONE]") {
+		t.Errorf("the rest of the trial stream: %q, %v", rest, err)
+	}
+}

@@ -199,6 +199,7 @@ func (s *streamBody) next(wait bool) []byte {
 		now := time.Now()
 		if r.firstEventAt.IsZero() {
 			r.firstEventAt = now
+			r.hold.StreamStarted() // the backend answers: a half-open trial need not last the stream
 		}
 		us, ue, cs, ce := m[1].Start, m[1].End, m[2].Start, m[2].End
 		in, out := 0, 0

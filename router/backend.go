@@ -80,6 +80,9 @@ type Hold struct {
 	b     *Backend
 	epoch uint64 // the backend's ejection count when the request started
 	trial uint64 // the half-open trial the request holds; 0 for none
+	// passed: the held stream was its backend's half-open trial and passed it at its first
+	// event (StreamStarted); how the stream ends still counts as the trial's verdict.
+	passed bool
 }
 
 // Backend returns the held backend, nil for the zero Hold.
@@ -99,6 +102,21 @@ func (h Hold) ReportFailure() {
 	}
 }
 
+// StreamStarted records that the held stream's first event arrived. When the stream is its
+// backend's half-open trial, the backend is back in service now rather than at the stream's
+// end, which may be minutes away while every other request to it would be refused: it
+// answers. A break of the stream still fails the trial: the backend is ejected again at once,
+// for twice as long as before; the backoff starts over when the stream ends otherwise.
+func (h *Hold) StreamStarted() {
+	if h.b == nil || h.trial == 0 {
+		return
+	}
+	if h.b.health.passTrial(h.trial, h.epoch, h.b.now()) {
+		h.trial, h.passed = 0, true
+		h.b.health.notify(0)
+	}
+}
+
 // ReportStreamSuccess records a stream that ran to its end: a success, and a good outcome in
 // the backend's window of stream outcomes (see ReportStreamFailure).
 func (h Hold) ReportStreamSuccess() {
@@ -115,7 +133,7 @@ func (h Hold) ReportStreamSuccess() {
 // second, and eject a version's only backend); one that cuts them all is, within a window.
 func (h Hold) ReportStreamFailure() {
 	if h.b != nil {
-		if d := h.b.health.streamFailure(h.b.now(), h.epoch, h.b.ejectBase); d > 0 {
+		if d := h.b.health.streamFailure(h.b.now(), h.epoch, h.b.ejectBase, h.passed); d > 0 {
 			h.b.health.notify(d)
 		}
 	}
@@ -133,6 +151,9 @@ func (h Hold) Release() {
 	hl := h.b.health
 	if h.trial != 0 {
 		hl.trial.CompareAndSwap(h.trial, 0)
+	}
+	if h.passed {
+		hl.endBackoff(h.epoch) // unless its break ejected the backend again
 	}
 	hl.inFlight.Add(-1)
 }
@@ -233,11 +254,42 @@ func (h *health) success(epoch uint64, now time.Time, stream bool) {
 // restore puts an ejected backend back in full service: failure counts and backoff start over.
 // mu must be held.
 func (h *health) restore() {
-	h.failures, h.probeFailures, h.ejected, h.byProbe = 0, 0, 0, false
+	h.reopen()
+	h.ejected = 0
+}
+
+// reopen puts an ejected backend back in service with fresh failure counts, keeping its
+// backoff. mu must be held.
+func (h *health) reopen() {
+	h.failures, h.probeFailures, h.byProbe = 0, 0, false
 	h.streams, h.nstreams = 0, 0
 	h.ejectedUntil.Store(0)
 	h.trial.Store(0)
 	h.pendingTrial.Store(0)
+}
+
+// passTrial puts the backend back in service when trial, of a stream that started in epoch,
+// is its half-open trial still, and reports whether it did (see Hold.StreamStarted). The
+// backoff is kept until the stream ends.
+func (h *health) passTrial(trial, epoch uint64, now time.Time) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	until := h.ejectedUntil.Load()
+	if until == 0 || now.UnixNano() < until || epoch != h.epoch.Load() || h.trial.Load() != trial {
+		return false
+	}
+	h.reopen()
+	return true
+}
+
+// endBackoff resets the backoff once a trial stream that passed at its first event is over,
+// unless the backend was ejected since the stream started.
+func (h *health) endBackoff(epoch uint64) {
+	h.mu.Lock()
+	if epoch == h.epoch.Load() && h.ejectedUntil.Load() == 0 {
+		h.ejected = 0
+	}
+	h.mu.Unlock()
 }
 
 // notify tells the pool's hook about an ejection (d > 0) or a return to service (d == 0).
@@ -279,8 +331,9 @@ func (h *health) recordFailure(now time.Time, threshold int, base time.Duration,
 }
 
 // streamFailure adds a broken stream that started in epoch to the window of stream outcomes
-// and returns the ejection it started, or 0 (see Hold.ReportStreamFailure).
-func (h *health) streamFailure(now time.Time, epoch uint64, base time.Duration) time.Duration {
+// and returns the ejection it started, or 0 (see Hold.ReportStreamFailure). trial: the stream
+// was the half-open trial that passed at its first event, whose break ejects at once.
+func (h *health) streamFailure(now time.Time, epoch uint64, base time.Duration, trial bool) time.Duration {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	until := h.ejectedUntil.Load()
@@ -289,7 +342,7 @@ func (h *health) streamFailure(now time.Time, epoch uint64, base time.Duration) 
 	}
 	h.noteStream(true)
 	switch {
-	case until != 0: // the half-open trial broke
+	case until != 0 || trial: // the half-open trial broke
 		return h.eject(now, base, false)
 	case h.nstreams >= streamWindowMin && 2*bits.OnesCount64(h.streams) >= h.nstreams:
 		return h.eject(now, base, false)

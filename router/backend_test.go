@@ -389,3 +389,64 @@ func TestPickShadowLeavesPrimaryTrial(t *testing.T) {
 		t.Fatalf("the primary's Pick after its mirror = %v, %v; want the shared server's trial", b, err)
 	}
 }
+
+// A stream that is its backend's half-open trial puts the backend back in service at its first
+// event: an LLM stream may run for minutes, and every other request to the backend would be
+// refused until it ended. Its end is still the trial's verdict for the backoff: a break ejects
+// the backend again at once, for twice as long; a stream that ends otherwise resets it.
+func TestStreamTrialPassesAtFirstEvent(t *testing.T) {
+	hc := testHealth
+	hc.FailureThreshold = 1
+	for _, tc := range []struct {
+		name      string
+		end       func(Hold)
+		wantEject time.Duration // the next ejection: at once after a break, after a failure otherwise
+	}{
+		{"stream breaks", func(h Hold) { h.ReportStreamFailure() }, 2 * hc.EjectFor},
+		{"stream completes", func(h Hold) { h.ReportStreamSuccess() }, hc.EjectFor},
+		{"client leaves", func(Hold) {}, hc.EjectFor},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := newFakeClock()
+			v := testPoolVersion(t, newTestPool(clock), hc, 1)
+			b := v.Backends[0]
+			b.ReportFailure()
+			clock.Advance(hc.EjectFor)
+			if got, err := v.Pick(nil); err != nil || got != b {
+				t.Fatalf("Pick once the ejection ran out = %v, %v; want the trial", got, err)
+			}
+			trial := b.Acquire()
+			if _, err := v.Pick(nil); !errors.Is(err, ErrNoBackend) {
+				t.Fatalf("Pick while the trial waits for its first event = %v, want ErrNoBackend", err)
+			}
+			trial.StreamStarted()
+			other, err := v.Pick(nil)
+			if err != nil || other != b {
+				t.Fatalf("Pick once the trial stream's first event came = %v, %v; want the backend", other, err)
+			}
+			oh := other.Acquire()
+			oh.ReportSuccess()
+			oh.Release()
+			tc.end(trial)
+			trial.Release()
+			if tc.wantEject == 2*hc.EjectFor {
+				if b.Healthy() {
+					t.Fatal("the trial stream broke, and the backend is in service")
+				}
+			} else {
+				if !b.Healthy() {
+					t.Fatal("the trial stream is over, and the backend is out")
+				}
+				b.ReportFailure()
+			}
+			clock.Advance(tc.wantEject - time.Nanosecond)
+			if b.Healthy() {
+				t.Fatalf("the next ejection ended before %v", tc.wantEject)
+			}
+			clock.Advance(time.Nanosecond)
+			if !b.Healthy() {
+				t.Fatalf("the next ejection lasted longer than %v", tc.wantEject)
+			}
+		})
+	}
+}
