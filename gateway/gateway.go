@@ -271,7 +271,8 @@ func pathPrefix(url string) string {
 // started is the "created" time of the models the gateway lists.
 func (g *Gateway) started() int64 { return g.startedAt.Unix() }
 
-// versionsAt lists the versions ("alias@version") whose backends are at the address url.
+// versionsAt lists the versions ("alias@version") whose backends are at the address url, the
+// health hook's scheme://host:port (with the port, which a backend's URL may leave out).
 func (g *Gateway) versionsAt(url string) []string {
 	snap := g.snap.Load()
 	if snap == nil {
@@ -279,7 +280,11 @@ func (g *Gateway) versionsAt(url string) []string {
 	}
 	var out []string
 	for _, b := range snap.table.Backends() {
-		if b.URL == url || strings.HasPrefix(b.URL, url+"/") {
+		scheme := "http://"
+		if b.TLS {
+			scheme = "https://"
+		}
+		if len(url) == len(scheme)+len(b.Addr) && strings.HasPrefix(url, scheme) && strings.HasSuffix(url, b.Addr) {
 			out = append(out, b.Alias+"@"+b.Version)
 		}
 	}

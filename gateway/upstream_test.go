@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/llmgate/llmgate/config"
 	"github.com/llmgate/llmgate/router"
+	"github.com/llmgate/llmgate/router/store"
 )
 
 // scriptConn is a backend connection that answers reads from a script, one entry per Read, and
@@ -192,5 +194,31 @@ func TestStreamConnOverTLS(t *testing.T) {
 	}
 	if idle == 0 {
 		t.Errorf("no read of the stream waited idle; deadlines: %v", dc.deadlines)
+	}
+}
+
+// The ejection log line names the versions a backend address serves. The health hook gives the
+// address with its port; a backend URL may leave the port out, or carry a path.
+func TestVersionsAt(t *testing.T) {
+	cfg := &config.Config{Models: []config.Model{{Alias: "chat", Stable: "v1", Versions: []config.Version{
+		{Version: "v1", Backends: []config.Backend{{URL: "https://gpu1.internal", Kind: "vllm", Model: "m"}}},
+		{Version: "v2", Backends: []config.Backend{{URL: "http://gpu2.internal/ollama", Kind: "ollama", Model: "m"}}},
+		{Version: "v3", Backends: []config.Backend{{URL: "http://gpu2.internal:8000", Kind: "vllm", Model: "m"}}},
+	}}}}
+	cfg.ApplyDefaults()
+	g, err := New(cfg, Options{LogOutput: io.Discard, Store: store.NewMemory()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	for url, want := range map[string][]string{
+		"https://gpu1.internal:443": {"chat@v1"},
+		"http://gpu2.internal:80":   {"chat@v2"},
+		"http://gpu2.internal:8000": {"chat@v3"},
+		"http://gpu1.internal:443":  nil,
+	} {
+		if got := g.versionsAt(url); !slices.Equal(got, want) {
+			t.Errorf("versionsAt(%q) = %q, want %q", url, got, want)
+		}
 	}
 }
