@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -362,5 +363,37 @@ func TestStreamTotalTimeout(t *testing.T) {
 	last, _ := strings.CutPrefix(evs[len(evs)-1], "data: ")
 	if typ, _, code := envelope(t, []byte(last)); typ != "server_error" || code != "upstream_timeout" {
 		t.Errorf("last event %s, want a server_error upstream_timeout", last)
+	}
+}
+
+// vLLM sends a stream's headers at once and its first event after the prefill: a prefill past
+// timeouts.first_byte ends the stream, which the client already has, with an error event that
+// says the answer never started, not that the backend "stopped streaming".
+func TestFirstEventTimeoutSaysSo(t *testing.T) {
+	t.Parallel()
+	gone := make(chan struct{})
+	b := rawBackend(t, func(c net.Conn) {
+		defer c.Close()
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+		<-gone // the prefill never ends
+	})
+	t.Cleanup(func() { close(gone) })
+	g := startGateway(t, newConfig(t, func(c *config.Config) {
+		c.Timeouts.FirstByte = 200 * time.Millisecond
+	}, model("chat", "v1", version("v1", b))))
+	c, _ := g.client()
+	req := chatRequest("chat", 2)
+	req.Stream = true
+	st, err := c.CreateChatCompletionStream(ctx(t), req)
+	if err != nil {
+		t.Fatalf("the stream's headers came at once: %v", err)
+	}
+	defer st.Close()
+	_, err = st.Recv()
+	if ae := asAPIError(t, err); codeString(ae.Code) != "upstream_timeout" || !strings.Contains(ae.Message, "did not start") {
+		t.Errorf("error event %v %q, want upstream_timeout saying the answer did not start", ae.Code, ae.Message)
 	}
 }

@@ -88,6 +88,9 @@ var (
 	// which is about that key (OpenAI's names its first characters), nor a 401, which the
 	// SDKs raise as the client's AuthenticationError.
 	errUpstreamAuth = &apiError{status: fasthttp.StatusBadGateway, typ: typeServer, code: "upstream_error", message: "The model backend refused the gateway's credentials; its operator must check the backend's API key.", retry: retryNo}
+	// errFirstEventTimeout: a stream whose headers came but not its first event (a prefill
+	// past timeouts.first_byte), which errIdleTimeout's "stopped" would misdescribe.
+	errFirstEventTimeout = &apiError{status: fasthttp.StatusGatewayTimeout, typ: typeServer, code: "upstream_timeout", message: "The model backend did not start its answer in time."}
 )
 
 func unknownModel(model []byte) *apiError {

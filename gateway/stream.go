@@ -268,14 +268,17 @@ func (s *streamBody) next(wait bool) []byte {
 }
 
 // streamReadError tells why reading a backend stream failed before its [DONE]: the request's
-// own total timeout (errTotalTimeout, not the backend's fault), a stall past timeouts.idle, or
-// a cut.
+// own total timeout (errTotalTimeout, not the backend's fault), no first event within
+// timeouts.first_byte (vLLM sends a stream's headers before its prefill), a stall past
+// timeouts.idle, or a cut.
 func (r *request) streamReadError(err error) *apiError {
 	switch {
 	case !isTimeout(err):
 		return errStreamBroken
 	case time.Since(r.start) >= r.gw.cfg.Timeouts.Total:
 		return errTotalTimeout
+	case r.firstEventAt.IsZero():
+		return errFirstEventTimeout
 	}
 	return errIdleTimeout
 }
