@@ -1206,6 +1206,30 @@ func TestCanaryRateLimitedFallsBackToStable(t *testing.T) {
 	}
 }
 
+// A broken canary version fails on every backend it has. With the default two attempts and a
+// canary of two backends, its users got the second backend's 502 where stable had room: the
+// last attempt of a request of the canary's share is stable's.
+func TestCanaryWithEveryBackendFailingFallsBackToStable(t *testing.T) {
+	tokens := withAdminTokens(t)
+	v1 := startFake(t, fakellm.Options{Model: "m1"})
+	b1 := startFake(t, fakellm.Options{Model: "m2", ErrorRate: 1})
+	b2 := startFake(t, fakellm.Options{Model: "m2", ErrorRate: 1})
+	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", v1.backend()), version("v2", b1.backend(), b2.backend()))))
+	g.write(t, "PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v2","canary_percent":100,"sticky":"user"}`)
+	for i := range 4 {
+		for _, extra := range []string{`,"user":"u1"`, `,"user":"u1","stream":true`} {
+			res := g.do(t, "POST", "/v1/chat/completions", chatBody("hello", extra))
+			if res.status != 200 || res.header.Get("X-Llmgate-Version") != "v1" {
+				t.Fatalf("request %d (%s) of the broken canary's share: status %d version %q: %s", i, extra, res.status, res.header.Get("X-Llmgate-Version"), res.body)
+			}
+		}
+	}
+	// Pinned requests are never moved, and get every attempt on their version.
+	if res := g.do(t, "POST", "/v1/chat/completions", strings.Replace(chatBody("hello", ""), `"chat"`, `"chat@v2"`, 1)); res.status < 500 {
+		t.Fatalf("a request pinned to the broken canary: status %d: %s", res.status, res.body)
+	}
+}
+
 // A canary that does not serve its model (its backend answers 404) fails its share as a canary
 // that is down does: stable answers them, and the canary's statistics count the errors.
 func TestCanaryNotServingItsModelFallsBackToStable(t *testing.T) {

@@ -72,7 +72,13 @@ func (g *Gateway) tryBackends(ctx *fasthttp.RequestCtx, r *request, snap *snapsh
 func (g *Gateway) tryVersion(ctx *fasthttp.RequestCtx, r *request, snap *snapshot, do func(*backendHandles) error) error {
 	var lastErr error = errNoBackend
 	deadline := r.start.Add(g.cfg.Timeouts.Total)
-	for r.attempts < min(g.cfg.Retry.Attempts, len(r.tried)) && time.Now().Before(deadline) {
+	limit := min(g.cfg.Retry.Attempts, len(r.tried))
+	if limit > 1 && r.failoverStable() != nil {
+		// The last attempt is stable's: a canary whose every backend fails (a broken canary
+		// version) must not cost its users errors while its backends are tried one by one.
+		limit--
+	}
+	for r.attempts < limit && time.Now().Before(deadline) {
 		b, err := r.version.Pick(r.excluded())
 		if err != nil {
 			break
@@ -167,9 +173,8 @@ func (r *request) excluded() []*router.Backend {
 // llmgate_canary_fallbacks_total counts the request. Stable's answer is not cached: the cache
 // lookup was the canary's. It reports whether the request now goes to stable.
 func (g *Gateway) failoverToStable(ctx *fasthttp.RequestCtx, r *request, snap *snapshot, err error) bool {
-	stable := r.version.CanaryStable()
-	if !r.canaryShare || stable == nil || !stable.InService() || (r.manyChoices && onlyOllama(stable)) ||
-		r.attempts >= min(g.cfg.Retry.Attempts, len(r.tried)) ||
+	stable := r.failoverStable()
+	if stable == nil || r.attempts >= min(g.cfg.Retry.Attempts, len(r.tried)) ||
 		!time.Now().Before(r.start.Add(g.cfg.Timeouts.Total)) {
 		return false
 	}
@@ -188,6 +193,19 @@ func (g *Gateway) failoverToStable(ctx *fasthttp.RequestCtx, r *request, snap *s
 		cs.flight = nil
 	}
 	return true
+}
+
+// failoverStable returns the stable version that a request of the canary's share goes to when
+// the canary fails it (see failoverToStable), when it could serve the request now; nil otherwise.
+func (r *request) failoverStable() *router.Version {
+	if !r.canaryShare {
+		return nil
+	}
+	stable := r.version.CanaryStable()
+	if stable == nil || !stable.InService() || (r.manyChoices && onlyOllama(stable)) {
+		return nil
+	}
+	return stable
 }
 
 // prepareUpstream fills r.upstreamReq for backend h: the client's headers minus hop-by-hop and
