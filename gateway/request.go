@@ -137,6 +137,7 @@ func releaseRequest(r *request) {
 		r.upstreamBody = nil
 	}
 	r.version, r.backend, r.handles, r.attempts, r.tried = nil, nil, nil, 0, [config.MaxRetryAttempts]*router.Backend{}
+	clear(r.skip) // a pooled request must not keep an old routing table alive
 	r.canaryShare, r.manyChoices, r.hold, r.skip = false, false, router.Hold{}, r.skip[:0]
 	r.upstreamAt, r.headersAt, r.failedAttempts, r.upstreamErr = time.Time{}, time.Time{}, 0, nil
 	r.status, r.errCode, r.inputTokens, r.outputTokens, r.tokenEvents = 0, "", 0, 0, 0
