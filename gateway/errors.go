@@ -91,6 +91,8 @@ var (
 	// errFirstEventTimeout: a stream whose headers came but not its first event (a prefill
 	// past timeouts.first_byte), which errIdleTimeout's "stopped" would misdescribe.
 	errFirstEventTimeout = &apiError{status: fasthttp.StatusGatewayTimeout, typ: typeServer, code: "upstream_timeout", message: "The model backend did not start its answer in time."}
+	// errBackendConnsFull: the gateway has as many connections open to the backend as it allows.
+	errBackendConnsFull = &apiError{status: fasthttp.StatusServiceUnavailable, typ: typeServer, code: "server_is_overloaded", message: "Too many requests are in flight to the model backend; retry shortly.", retryAfter: 1, retry: retryYes}
 )
 
 func unknownModel(model []byte) *apiError {

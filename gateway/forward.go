@@ -96,9 +96,16 @@ func (g *Gateway) tryVersion(ctx *fasthttp.RequestCtx, r *request, snap *snapsho
 		resp := &r.upstreamResp
 		if err != nil {
 			h.metrics.countStatus(0)
-			hold.ReportFailure()
+			if errors.Is(err, fasthttp.ErrNoFreeConns) {
+				// The gateway's own cap on connections to the backend (many streams to a
+				// fleet behind one address), not a failure of the backend: ejecting it
+				// would turn a busy backend into none.
+				lastErr = errBackendConnsFull
+			} else {
+				hold.ReportFailure()
+				lastErr = classifyTransportError(err)
+			}
 			hold.Release()
-			lastErr = classifyTransportError(err)
 			r.upstreamErr = err
 			resp.Reset()
 			r.failedAttempts += r.headersAt.Sub(r.upstreamAt)

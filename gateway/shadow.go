@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"errors"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -97,6 +98,7 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 		// backend's trial, which only a verdict decides, and a shadow version's backends that
 		// fail its mirrors are ejected like any (then mirrors skip them instead of waiting).
 		switch {
+		case errors.Is(err, fasthttp.ErrNoFreeConns): // the gateway's cap, no verdict (see tryVersion)
 		case err != nil || resp.StatusCode() >= 500 || refusedCredentials(resp.StatusCode()):
 			hold.ReportFailure()
 		case resp.StatusCode() != fasthttp.StatusTooManyRequests:

@@ -17,6 +17,10 @@ import (
 	"github.com/llmgate/llmgate/router"
 )
 
+// maxBackendConns caps the connections of one pool (buffered or streaming) to a backend
+// address; a request past it fails at once with fasthttp.ErrNoFreeConns. A variable for tests.
+var maxBackendConns = 4096
+
 // upstream holds the connection pools to one backend address. Pools outlive table swaps so a
 // redeploy does not drop warm connections.
 type upstream struct {
@@ -61,7 +65,7 @@ func (u *upstreams) newClient(b *router.Backend, stream bool) *fasthttp.HostClie
 	c := &fasthttp.HostClient{
 		Addr:     b.Addr,
 		IsTLS:    b.TLS,
-		MaxConns: 4096,
+		MaxConns: maxBackendConns,
 		// vLLM (uvicorn) closes idle keep-alive connections after 5 s; closing ours first
 		// avoids sending a request on a connection the backend is closing.
 		MaxIdleConnDuration:           4 * time.Second,
