@@ -173,11 +173,11 @@ func (r *request) excluded() []*router.Backend {
 // failoverToStable hands a request of a canary's share to the alias's stable version when
 // every attempt on the canary failed before the first byte (a connect error, a timeout, a 5xx,
 // a 429 of a canary at its limit, a 404 of a canary that does not serve its model; not the
-// client's own 4xx) and stable has a backend in
-// service and attempts and time are left: a canary that cannot answer must not cost its users
-// errors. As with StableFallback,
-// the canary's statistics count the failure, so its analysis and a rollout still see it, and
-// llmgate_canary_fallbacks_total counts the request. Stable's answer is not cached: the cache
+// client's own 4xx) and stable has a backend in service and attempts and time are left (the
+// canary leaves stable the last attempt, see tryVersion): a canary that cannot answer must not
+// cost its users errors. As with StableFallback, the canary's statistics count the failure, so
+// its analysis and a rollout still see it, and llmgate_canary_fallbacks_total counts the
+// request. Stable's answer is not cached: the cache
 // lookup was the canary's. It reports whether the request now goes to stable.
 func (g *Gateway) failoverToStable(ctx *fasthttp.RequestCtx, r *request, snap *snapshot, err error) bool {
 	stable := r.failoverStable()
