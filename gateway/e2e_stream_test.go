@@ -397,3 +397,46 @@ func TestFirstEventTimeoutSaysSo(t *testing.T) {
 		t.Errorf("error event %v %q, want upstream_timeout saying the answer did not start", ae.Code, ae.Message)
 	}
 }
+
+// A backend that ignores stream:true answers in one piece. The client asked for a stream, and an
+// SDK reading one finds no events in a JSON body: go-openai (and openai-python) ended it empty,
+// without an error. The answer reaches the client as events, with the usage chunk when asked.
+func TestAnswerInOnePieceToAStreamRequest(t *testing.T) {
+	t.Parallel()
+	const answer = `{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hello there"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}`
+	b := cannedBackend(t, 200, http.Header{"Content-Type": {"application/json"}}, answer)
+	g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", b))))
+	for _, usage := range []bool{false, true} {
+		c, _ := g.client()
+		req := chatRequest("chat", 2)
+		req.Stream = true
+		if usage {
+			req.StreamOptions = &openai.StreamOptions{IncludeUsage: true}
+		}
+		st, err := c.CreateChatCompletionStream(ctx(t), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var text strings.Builder
+		var gotUsage *openai.Usage
+		for {
+			chunk, err := st.Recv()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("usage=%v: %v", usage, err)
+			}
+			for _, ch := range chunk.Choices {
+				text.WriteString(ch.Delta.Content)
+			}
+			if chunk.Usage != nil {
+				gotUsage = chunk.Usage
+			}
+		}
+		st.Close()
+		if text.String() != "hello there" || (gotUsage != nil) != usage {
+			t.Errorf("usage=%v: streamed text %q, usage %+v; want the answer's text, and its usage only when asked", usage, text.String(), gotUsage)
+		}
+	}
+}

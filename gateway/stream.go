@@ -7,7 +7,9 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"github.com/valyala/fastjson"
 
+	"github.com/llmgate/llmgate/gateway/cache"
 	"github.com/llmgate/llmgate/gateway/jsonscan"
 	"github.com/llmgate/llmgate/gateway/sse"
 	"github.com/llmgate/llmgate/guard"
@@ -32,13 +34,22 @@ func (g *Gateway) forwardStream(ctx *fasthttp.RequestCtx, r *request, snap *snap
 	copyResponseHeaders(ctx, resp)
 	ctx.SetStatusCode(r.status)
 	if !isEventStream(resp) {
-		// A backend that ignored stream:true answered in one piece: pass it on as it is, through
-		// the completion guard as a buffered answer goes (an answer it cannot read is withheld).
-		// The whole answer is in: the backend is done with, whatever the guard makes of it.
+		// A backend that ignored stream:true answered in one piece. The whole answer is in: the
+		// backend is done with, whatever the guard makes of it.
 		r.hold.ReportSuccess()
 		r.hold.Release()
 		r.hold = router.Hold{}
 		body := resp.Body()
+		if sse := answerAsStream(r.op, r.status, body); sse != nil {
+			// The client asked for events, and an SDK reading a stream finds none in a JSON
+			// body (go-openai and openai-python end it empty, without an error): the answer
+			// goes out as the stream a cached answer replays as, through the stream stages.
+			r.cache.startRecording(r.op)
+			g.startStream(ctx, r, &bytesSource{b: sse})
+			return nil
+		}
+		// Anything else (not an answer the gateway can split) is passed on as it is, through
+		// the completion guard as a buffered answer goes (an answer it cannot read is withheld).
 		if r.status == fasthttp.StatusOK {
 			var err error
 			body, err = g.guardCompletion(r, body)
@@ -75,6 +86,26 @@ func (g *Gateway) startStream(ctx *fasthttp.RequestCtx, r *request, src io.Reade
 	// Send the 200 and headers now, as the backend did, not with the first token: a long
 	// prefill must not look like a dead connection to the client or a load balancer.
 	ctx.Response.ImmediateHeaderFlush = true
+}
+
+// answerAsStream returns a whole chat or text completion, as a backend that ignored
+// stream:true answers, as a complete SSE body (with its usage chunk, which the stream stage
+// drops unless the client asked for it); nil when body is not such an answer.
+func answerAsStream(op operation, status int, body []byte) []byte {
+	if status != fasthttp.StatusOK || op == opEmbeddings {
+		return nil
+	}
+	var p fastjson.Parser
+	v, err := p.ParseBytes(body)
+	if err != nil {
+		return nil
+	}
+	n := len(v.GetArray("choices"))
+	e, err := cache.NewEntry(cache.Kind(op), body, n)
+	if err != nil {
+		return nil
+	}
+	return e.AppendSSE(nil, cache.AppendID(nil, cache.Kind(op)), time.Now().Unix(), true)
 }
 
 func isEventStream(resp *fasthttp.Response) bool {
