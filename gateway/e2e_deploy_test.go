@@ -1207,8 +1207,10 @@ func TestCanaryRateLimitedFallsBackToStable(t *testing.T) {
 }
 
 // A broken canary version fails on every backend it has. With the default two attempts and a
-// canary of two backends, its users got the second backend's 502 where stable had room: the
-// last attempt of a request of the canary's share is stable's.
+// canary of two backends, its users got the second backend's 502 where stable had room: stable
+// gets an attempt once the canary's have failed. A canary backend that fails beside one that
+// works is retried on the canary, as stable's are: its users stay on their version, and the
+// canary's statistics do not count a failure its sibling absorbed, which stable's never do.
 func TestCanaryWithEveryBackendFailingFallsBackToStable(t *testing.T) {
 	tokens := withAdminTokens(t)
 	v1 := startFake(t, fakellm.Options{Model: "m1"})
@@ -1227,6 +1229,16 @@ func TestCanaryWithEveryBackendFailingFallsBackToStable(t *testing.T) {
 	// Pinned requests are never moved, and get every attempt on their version.
 	if res := g.do(t, "POST", "/v1/chat/completions", strings.Replace(chatBody("hello", ""), `"chat"`, `"chat@v2"`, 1)); res.status < 500 {
 		t.Fatalf("a request pinned to the broken canary: status %d: %s", res.status, res.body)
+	}
+
+	flaky := startFake(t, fakellm.Options{Model: "m3", ErrorRate: 1})
+	works := startFake(t, fakellm.Options{Model: "m3"})
+	g = startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", v1.backend()), version("v3", flaky.backend(), works.backend()))))
+	g.write(t, "PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v3","canary_percent":100,"sticky":"user"}`)
+	for i := range 6 {
+		if res := g.do(t, "POST", "/v1/chat/completions", chatBody("hello", `,"user":"u1"`)); res.status != 200 || res.header.Get("X-Llmgate-Version") != "v3" {
+			t.Fatalf("request %d with one canary backend failing beside one that works: status %d version %q, want 200 from v3", i, res.status, res.header.Get("X-Llmgate-Version"))
+		}
 	}
 }
 

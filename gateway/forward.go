@@ -73,10 +73,11 @@ func (g *Gateway) tryVersion(ctx *fasthttp.RequestCtx, r *request, snap *snapsho
 	var lastErr error = errNoBackend
 	deadline := r.start.Add(g.cfg.Timeouts.Total)
 	limit := min(g.cfg.Retry.Attempts, len(r.tried))
-	if limit > 1 && r.failoverStable() != nil {
-		// The last attempt is stable's: a canary whose every backend fails (a broken canary
-		// version) must not cost its users errors while its backends are tried one by one.
-		limit--
+	if r.failedOver {
+		// Stable answers for a canary that failed the request: what is left of the budget, and
+		// at least one attempt, or a canary whose every backend fails (a broken canary version)
+		// would cost its users errors once its backends used the budget.
+		limit = min(max(limit, r.attempts+1), len(r.tried))
 	}
 	for r.attempts < limit && time.Now().Before(deadline) {
 		b, err := r.version.Pick(r.excluded())
@@ -173,22 +174,21 @@ func (r *request) excluded() []*router.Backend {
 // failoverToStable hands a request of a canary's share to the alias's stable version when
 // every attempt on the canary failed before the first byte (a connect error, a timeout, a 5xx,
 // a 429 of a canary at its limit, a 404 of a canary that does not serve its model; not the
-// client's own 4xx) and stable has a backend in service and attempts and time are left (the
-// canary leaves stable the last attempt, see tryVersion): a canary that cannot answer must not
-// cost its users errors. As with StableFallback, the canary's statistics count the failure, so
+// client's own 4xx) and stable has a backend in service and time is left (stable gets an
+// attempt beyond retry.attempts when the canary used them all, see tryVersion): a canary that
+// cannot answer must not cost its users errors. As with StableFallback, the canary's statistics count the failure, so
 // its analysis and a rollout still see it, and llmgate_canary_fallbacks_total counts the
 // request. Stable's answer is not cached: the cache
 // lookup was the canary's. It reports whether the request now goes to stable.
 func (g *Gateway) failoverToStable(ctx *fasthttp.RequestCtx, r *request, snap *snapshot, err error) bool {
 	stable := r.failoverStable()
-	if stable == nil || r.attempts >= min(g.cfg.Retry.Attempts, len(r.tried)) ||
-		!time.Now().Before(r.start.Add(g.cfg.Timeouts.Total)) {
+	if stable == nil || r.attempts >= len(r.tried) || !time.Now().Before(r.start.Add(g.cfg.Timeouts.Total)) {
 		return false
 	}
 	if ae := asAPIError(err); ae.status < 500 && ae.status != fasthttp.StatusTooManyRequests && ae.status != fasthttp.StatusNotFound && ae != errNoBackend {
 		return false // the client's own error: stable would refuse it too
 	}
-	r.canaryShare = false // once
+	r.canaryShare, r.failedOver = false, true // once
 	g.fallBackToStable(snap, r.version)
 	r.version = stable
 	r.stats.vs = snap.stats[stable]

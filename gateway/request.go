@@ -64,6 +64,8 @@ type request struct {
 	// canaryShare: the request was routed to its alias's canary by the split (not pinned), so
 	// a canary that fails it before the first byte hands it to stable (see failoverToStable).
 	canaryShare bool
+	// failedOver: the canary failed the request, which stable now serves (see failoverToStable).
+	failedOver bool
 	// manyChoices: a chat or completion request with n above 1. Ollama answers one choice
 	// whatever n asks, so its backends are not picked for it (see excluded).
 	manyChoices bool
@@ -73,8 +75,8 @@ type request struct {
 	hold     router.Hold
 	handles  *backendHandles
 	attempts int
-	tried    [config.MaxRetryAttempts]*router.Backend // one per attempt retry.attempts allows
-	skip     []*router.Backend                        // what excluded returns when it is more than tried
+	tried    [config.MaxRetryAttempts + 1]*router.Backend // one per attempt retry.attempts allows, and stable's after a canary (failedOver)
+	skip     []*router.Backend                            // what excluded returns when it is more than tried
 
 	upstreamBody []byte // the body for one backend, when it differs from body (see prepareUpstream)
 	upstreamReq  fasthttp.Request
@@ -136,9 +138,9 @@ func releaseRequest(r *request) {
 	if cap(r.upstreamBody) > maxPooledBody { // an Ollama backend's copy of the same prompt
 		r.upstreamBody = nil
 	}
-	r.version, r.backend, r.handles, r.attempts, r.tried = nil, nil, nil, 0, [config.MaxRetryAttempts]*router.Backend{}
+	r.version, r.backend, r.handles, r.attempts, r.tried = nil, nil, nil, 0, [config.MaxRetryAttempts + 1]*router.Backend{}
 	clear(r.skip) // a pooled request must not keep an old routing table alive
-	r.canaryShare, r.manyChoices, r.hold, r.skip = false, false, router.Hold{}, r.skip[:0]
+	r.canaryShare, r.failedOver, r.manyChoices, r.hold, r.skip = false, false, false, router.Hold{}, r.skip[:0]
 	r.upstreamAt, r.headersAt, r.failedAttempts, r.upstreamErr = time.Time{}, time.Time{}, 0, nil
 	r.status, r.errCode, r.inputTokens, r.outputTokens, r.tokenEvents = 0, "", 0, 0, 0
 	r.firstEventAt, r.firstTokenAt, r.lastTokenAt = time.Time{}, time.Time{}, time.Time{}
