@@ -783,3 +783,25 @@ func TestBackendRefusingTheGatewaysKey(t *testing.T) {
 		t.Errorf("no backend takes the gateway's key: %d %q %q, want a 502 server_error without the backend's message", ae.HTTPStatusCode, ae.Type, ae.Message)
 	}
 }
+
+// /readyz tells a load balancer whether the gateway can serve every model. A drained backend
+// (weight 0) takes no request however healthy it is: with the stable's other backend ejected,
+// every request gets a 503, and so must /readyz.
+func TestReadyIgnoresDrainedBackends(t *testing.T) {
+	t.Parallel()
+	drained := startFake(t, fakellm.Options{Model: "m"})
+	gone := closedBackend(t)
+	gone.Model = "m"
+	cfg := newConfig(t, healthConfig(1), model("chat", "v1", version("v1", gone, drained.backend())))
+	cfg.Models[0].Versions[0].Backends[1].Weight = 0 // after the defaults, which read 0 as left out
+	g := startGateway(t, cfg)
+	if res := g.do(t, "POST", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`); res.status != 502 {
+		t.Fatalf("the only backend with weight, refusing connections: status %d %s, want 502", res.status, res.body)
+	}
+	if res := g.do(t, "POST", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`); res.status != 503 {
+		t.Fatalf("with it ejected: status %d %s, want 503", res.status, res.body)
+	}
+	if res := g.do(t, "GET", "/readyz", ""); res.status != 503 {
+		t.Errorf("/readyz with the stable's only backend in use ejected and the other drained: %d %s, want 503", res.status, res.body)
+	}
+}

@@ -4,8 +4,6 @@ import (
 	"strconv"
 
 	"github.com/valyala/fasthttp"
-
-	"github.com/llmgate/llmgate/router"
 )
 
 // serveModels lists the public aliases, and each version as "alias@version" (which clients may
@@ -67,20 +65,11 @@ func (g *Gateway) serveReady(ctx *fasthttp.RequestCtx) {
 	setRequestID(ctx, nil)
 	ctx.SetContentType("application/json")
 	for _, m := range g.Table().Models() {
-		if !anyHealthy(m.Stable) {
+		if !m.Stable.InService() { // a drained backend (weight 0) takes no request, healthy or not
 			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
 			ctx.SetBody(append(appendJSONText([]byte(`{"status":"unavailable","model":`), m.Alias), '}'))
 			return
 		}
 	}
 	ctx.SetBodyString(`{"status":"ready"}`)
-}
-
-func anyHealthy(v *router.Version) bool {
-	for _, b := range v.Backends {
-		if b.Healthy() {
-			return true
-		}
-	}
-	return false
 }
