@@ -805,3 +805,32 @@ func TestReadyIgnoresDrainedBackends(t *testing.T) {
 		t.Errorf("/readyz with the stable's only backend in use ejected and the other drained: %d %s, want 503", res.status, res.body)
 	}
 }
+
+// A hosted OpenAI-compatible backend answers with headers about the gateway's account with it:
+// its rate limits, which clients (and client-side limiters) would read as their own, and its
+// organisation and project. Those stay with the gateway; the backend's other headers pass.
+func TestBackendAccountHeadersNotPassedOn(t *testing.T) {
+	t.Parallel()
+	const answer = `{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}`
+	b := cannedBackend(t, 200, http.Header{
+		"Content-Type":                   {"application/json"},
+		"X-Ratelimit-Remaining-Requests": {"3"},
+		"X-Ratelimit-Limit-Tokens":       {"30000"},
+		"Openai-Organization":            {"org-operator"},
+		"Openai-Project":                 {"proj_operator"},
+		"Openai-Processing-Ms":           {"12"},
+	}, answer)
+	g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", b))))
+	res := g.do(t, "POST", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`)
+	if res.status != 200 {
+		t.Fatalf("status %d %s", res.status, res.body)
+	}
+	for _, h := range []string{"X-Ratelimit-Remaining-Requests", "X-Ratelimit-Limit-Tokens", "Openai-Organization", "Openai-Project"} {
+		if v := res.header.Get(h); v != "" {
+			t.Errorf("%s: %q reached the client", h, v)
+		}
+	}
+	if res.header.Get("Openai-Processing-Ms") != "12" {
+		t.Errorf("the backend's other headers: Openai-Processing-Ms %q, want it passed", res.header.Get("Openai-Processing-Ms"))
+	}
+}

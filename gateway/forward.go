@@ -308,12 +308,17 @@ func forwardRequestHeader(k []byte) bool {
 }
 
 // copyResponseHeaders passes the backend's response headers to the client, except those the
-// gateway owns.
+// gateway owns and those about the gateway's own account with a hosted backend: its rate
+// limits (x-ratelimit-*, which clients would read as theirs; the gateway sends them only for
+// limits it enforces) and its organisation and project ids.
 func copyResponseHeaders(ctx *fasthttp.RequestCtx, resp *fasthttp.Response) {
 	for k, v := range resp.Header.All() {
 		switch string(k) {
 		case "Content-Length", "Connection", "Keep-Alive", "Transfer-Encoding", "Server", "Date",
-			"X-Request-Id", "X-Llmgate-Version", "Set-Cookie":
+			"X-Request-Id", "X-Llmgate-Version", "Set-Cookie", "Openai-Organization", "Openai-Project":
+			continue
+		}
+		if len(k) > len("X-Ratelimit-") && string(k[:len("X-Ratelimit-")]) == "X-Ratelimit-" {
 			continue
 		}
 		ctx.Response.Header.SetBytesKV(k, v)
