@@ -33,6 +33,9 @@ func cacheBody(content, extra string) string {
 func (g *gw) untilHit(t *testing.T, body string, headers ...string) response {
 	t.Helper()
 	var res response
+	// only-if-cached: a poll that comes before the store has applied the entry must not reach
+	// the backend, whose request counts the tests check.
+	headers = append(headers, "X-Llmgate-Cache", "only-if-cached")
 	waitFor(t, "a cache hit", func() bool {
 		res = g.do(t, "POST", "/v1/chat/completions", body, headers...)
 		return res.header.Get("X-Llmgate-Cache") == "hit"
@@ -789,16 +792,27 @@ func TestCacheFullAdmitsRepeatedRequests(t *testing.T) {
 		}
 		ask(fmt.Sprintf("fill %d", i), "miss")
 	}
-	before := stats()
-	ask("asked twice", "miss")
-	if v := stats(); v.NotAdmitted != before.NotAdmitted+1 || v.Stores != before.Stores {
-		t.Fatalf("first time: %+v after %+v, want one more not admitted and no store", v, before)
+	// The doorkeeper is a Bloom filter with per-process hash seeds: a new request reads as seen
+	// now and then (about one in forty here) and is stored at once. Of a few new prompts, one
+	// is turned away; a doorkeeper that took them all fails.
+	before, prompt := stats(), ""
+	for k := 0; k < 8 && prompt == ""; k++ {
+		p := fmt.Sprintf("asked twice %d", k)
+		ask(p, "miss")
+		v := stats()
+		if v.NotAdmitted == before.NotAdmitted+1 && v.Stores == before.Stores {
+			prompt = p
+		}
+		before = v
 	}
-	ask("asked twice", "miss")
+	if prompt == "" {
+		t.Fatalf("eight new prompts asked once in a nearly full cache were all stored: %+v", before)
+	}
+	ask(prompt, "miss")
 	if v := stats(); v.Stores != before.Stores+1 {
 		t.Fatalf("second time: %+v after %+v, want it stored", v, before)
 	}
-	g.untilHit(t, cacheBody("asked twice", ""))
+	g.untilHit(t, cacheBody(prompt, ""))
 }
 
 // In a nearly full cache, a request that another joined while it was in flight was asked again:
