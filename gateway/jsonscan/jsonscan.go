@@ -121,6 +121,9 @@ func IsEmptyObject(b []byte) bool {
 }
 
 func skipSpace(b []byte, i int) int {
+	if i < len(b) && b[i] > ' ' { // compact JSON, as most bodies and answers come: one compare
+		return i
+	}
 	for i < len(b) {
 		switch b[i] {
 		case ' ', '\t', '\n', '\r':
@@ -133,15 +136,39 @@ func skipSpace(b []byte, i int) int {
 }
 
 // skipString returns the index after the closing quote of the string starting at b[i] == '"'.
+// Most strings of a chunk or an answer (keys, ids, a token of text, null-valued members'
+// names) end within a few words: those are read eight bytes at a time, looking for a quote
+// and a backslash at once, before a call to IndexByte would have started; a longer string
+// goes to IndexByte.
 func skipString(b []byte, i int) int {
+	const ones, highs, quotes, backslashes = 0x0101010101010101, 0x8080808080808080, 0x2222222222222222, 0x5c5c5c5c5c5c5c5c
 	i++
+	for end := min(len(b), i+32); i+8 <= end; {
+		x := binary.LittleEndian.Uint64(b[i:])
+		q, e := x^quotes, x^backslashes // a quote (a backslash) is a zero byte of q (e)
+		// The lowest set bit marks the first zero byte exactly (higher ones may be wrong).
+		z := ((q-ones)&^q | (e-ones)&^e) & highs
+		if z == 0 {
+			i += 8
+			continue
+		}
+		i += bits.TrailingZeros64(z) >> 3
+		if b[i] == '"' {
+			return i + 1
+		}
+		i += 2 // a backslash and the byte it escapes
+	}
 	for {
-		j := indexQuote(b, i)
+		if i >= len(b) {
+			return -1
+		}
+		j := bytes.IndexByte(b[i:], '"')
 		if j < 0 {
 			return -1
 		}
-		i = j
-		// The quote is escaped when an odd number of backslashes precede it.
+		i += j
+		// The quote is escaped when an odd number of backslashes precede it (a run of them
+		// is escape pairs, so counting back past where the search started is right).
 		n := 0
 		for k := i - 1; k >= 0 && b[k] == '\\'; k-- {
 			n++
@@ -153,23 +180,12 @@ func skipString(b []byte, i int) int {
 	}
 }
 
-// indexQuote returns the index of the first '"' at or after b[i], or -1. Most strings of a chunk
-// or an answer (keys, ids, a token of text) end within a few words: eight bytes at a time finds
-// their quote before a call to IndexByte would have started.
-func indexQuote(b []byte, i int) int {
-	const ones, highs, quotes = 0x0101010101010101, 0x8080808080808080, 0x2222222222222222
-	for end := min(len(b), i+32); i+8 <= end; i += 8 {
-		y := binary.LittleEndian.Uint64(b[i:]) ^ quotes // a quote is a zero byte of y
-		// The lowest set bit marks the first zero byte exactly (higher ones may be wrong).
-		if z := (y - ones) &^ y & highs; z != 0 {
-			return i + bits.TrailingZeros64(z)>>3
-		}
-	}
-	if k := bytes.IndexByte(b[i:], '"'); k >= 0 {
-		return i + k
-	}
-	return -1
-}
+// structural marks the bytes skipValue acts on inside an object or array; endsScalar those
+// that end a number, true, false or null.
+var (
+	structural = [256]bool{'"': true, '{': true, '[': true, '}': true, ']': true}
+	endsScalar = [256]bool{',': true, '}': true, ']': true, ' ': true, '\t': true, '\n': true, '\r': true}
+)
 
 // skipValue returns the index after the value starting at b[i], or -1 when malformed.
 func skipValue(b []byte, i int) int {
@@ -182,6 +198,10 @@ func skipValue(b []byte, i int) int {
 	case '{', '[':
 		depth := 0
 		for i < len(b) {
+			if !structural[b[i]] { // most bytes between strings: one table lookup, not a switch
+				i++
+				continue
+			}
 			switch b[i] {
 			case '"':
 				i = skipString(b, i)
@@ -204,8 +224,7 @@ func skipValue(b []byte, i int) int {
 		// number, true, false, null: up to the next delimiter
 		j := i
 		for j < len(b) {
-			switch b[j] {
-			case ',', '}', ']', ' ', '\t', '\n', '\r':
+			if endsScalar[b[j]] {
 				if j == i {
 					return -1
 				}

@@ -225,3 +225,14 @@ func TestHex4(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkFindPairAnswer is the scan of a buffered answer, as vLLM writes one (its many null
+// members included): usage and choices, read for every non-streaming request.
+func BenchmarkFindPairAnswer(b *testing.B) {
+	answer := []byte(`{"id":"chatcmpl-7f46a57c92dbee5f0f4dbcfc2bdc9d33","object":"chat.completion","created":1795958572,"model":"bench-model","choices":[{"index":0,"message":{"role":"assistant","content":"prompt assistant returns to policy flow answer over system fox about simulated drift server its latency","refusal":null,"annotations":null,"audio":null,"function_call":null,"reasoning":null},"logprobs":null,"finish_reason":"stop","stop_reason":null,"token_ids":null,"routed_experts":null}],"service_tier":null,"system_fingerprint":"vllm-0.22.1-b100b2bd","usage":{"prompt_tokens":4,"total_tokens":20,"completion_tokens":16,"prompt_tokens_details":null,"completion_tokens_details":null},"prompt_logprobs":null,"prompt_token_ids":null,"prompt_text":null,"kv_transfer_params":null,"ec_transfer_params":null,"metrics":null}`)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(answer)))
+	for b.Loop() {
+		FindPair(answer, "usage", "choices")
+	}
+}
