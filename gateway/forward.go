@@ -222,7 +222,11 @@ func (g *Gateway) prepareUpstream(ctx *fasthttp.RequestCtx, r *request, h *backe
 	req.Reset()
 	for k, v := range ctx.Request.Header.All() {
 		if forwardRequestHeader(k) {
-			req.Header.SetBytesKV(k, v)
+			// SetCanonical, not SetBytesKV: the keys come from a header our server parsed
+			// with name normalizing on, so they are canonical already (a key with a space,
+			// which fasthttp leaves as it came, SetBytesKV would leave too), and normalizing
+			// each one again was a copy and a pass per header per request.
+			req.Header.SetCanonical(k, v)
 		}
 	}
 	req.Header.SetMethod(fasthttp.MethodPost)
@@ -321,7 +325,7 @@ func copyResponseHeaders(ctx *fasthttp.RequestCtx, resp *fasthttp.Response) {
 		if len(k) > len("X-Ratelimit-") && string(k[:len("X-Ratelimit-")]) == "X-Ratelimit-" {
 			continue
 		}
-		ctx.Response.Header.SetBytesKV(k, v)
+		ctx.Response.Header.SetCanonical(k, v) // canonical already: see prepareUpstream
 	}
 }
 
