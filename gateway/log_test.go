@@ -2,9 +2,11 @@ package gateway
 
 import (
 	"bytes"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 )
@@ -57,4 +59,33 @@ func TestAsyncWriterDropsInsteadOfBlocking(t *testing.T) {
 	}
 	close(out.release)
 	w.Close()
+}
+
+func TestAppendLogTime(t *testing.T) {
+	east := time.FixedZone("east", 5*3600+30*60)
+	base := time.Date(2026, 11, 29, 13, 12, 39, 0, time.UTC)
+	var times []time.Time
+	for _, ns := range []int{0, 1, 10, 100_000, 123_456_789, 500_000_000, 999_999_999, 386_958_854} {
+		for _, loc := range []*time.Location{time.UTC, east, time.Local} {
+			times = append(times, base.Add(time.Duration(ns)).In(loc), base.Add(time.Second+time.Duration(ns)).In(loc))
+		}
+	}
+	times = append(times, time.Now(), time.Now().Add(time.Hour), time.Date(999, 1, 1, 0, 0, 0, 5, time.UTC), time.Date(12000, 1, 1, 0, 0, 0, 0, time.UTC))
+	for _, tm := range times {
+		got, want := string(appendLogTime([]byte("x"), tm)), "x"+tm.Format(time.RFC3339Nano)
+		if got != want {
+			t.Errorf("appendLogTime(%v) = %q, want %q", tm, got, want)
+		}
+	}
+}
+
+func TestAppendMillis(t *testing.T) {
+	for _, d := range []time.Duration{0, 999, time.Microsecond, 1234567 * time.Nanosecond, 42 * time.Millisecond, 999999 * time.Microsecond,
+		3*time.Hour + 7*time.Microsecond, -1500 * time.Microsecond, -time.Microsecond, 1<<62 + 12345} {
+		got := string(appendMillis([]byte("x"), d))
+		want := "x" + strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 3, 64)
+		if got != want {
+			t.Errorf("appendMillis(%v) = %q, want %q", d, got, want)
+		}
+	}
 }
