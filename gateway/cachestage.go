@@ -29,26 +29,43 @@ const (
 
 var cacheResults = [...]string{cacheHit, cacheMiss, cacheBypass, cacheRefresh, cacheCoalesced}
 
+// cacheResultIndex is the index of result in cacheResults: a switch, where a map lookup by
+// the string cost a hash of it for every request.
+func cacheResultIndex(result string) int {
+	switch result {
+	case cacheHit:
+		return 0
+	case cacheMiss:
+		return 1
+	case cacheBypass:
+		return 2
+	case cacheRefresh:
+		return 3
+	case cacheCoalesced:
+		return 4
+	}
+	panic("BUG: unknown cache result " + result)
+}
+
 // versionCache is one version's cache settings and series, built with the snapshot.
 type versionCache struct {
 	policy  cache.Policy
-	scope   *cache.Scope // nil when no alias caches (no store)
-	results map[string]*metrics.Counter
+	scope   *cache.Scope                        // nil when no alias caches (no store)
+	results [len(cacheResults)]*metrics.Counter // by cacheResultIndex
 	// duration is the version's gen_ai_server_request_duration_seconds, which answers from the
 	// cache (hits, coalesced followers) count in too: the latency users of the version saw.
 	duration *metrics.PrometheusHistogram
 }
 
 func (g *Gateway) newVersionCache(alias, version string, mc cacheSettings) *versionCache {
-	vc := &versionCache{policy: cache.Policy{Enabled: mc.enabled && g.cacheStore != nil, TTL: mc.ttl, AllowNonDeterministic: mc.nondeterministic},
-		results: map[string]*metrics.Counter{}}
+	vc := &versionCache{policy: cache.Policy{Enabled: mc.enabled && g.cacheStore != nil, TTL: mc.ttl, AllowNonDeterministic: mc.nondeterministic}}
 	vc.duration = g.metrics.set.GetOrCreatePrometheusHistogramExt(`gen_ai_server_request_duration_seconds{model=`+promLabel(alias)+
 		`,version=`+promLabel(version)+`}`, durationBuckets)
 	if g.cacheStore != nil {
 		vc.scope = g.cacheStore.Scope(alias, version)
 	}
-	for _, res := range cacheResults {
-		vc.results[res] = g.metrics.set.GetOrCreateCounter(`llmgate_cache_requests_total{model=` + promLabel(alias) +
+	for i, res := range cacheResults {
+		vc.results[i] = g.metrics.set.GetOrCreateCounter(`llmgate_cache_requests_total{model=` + promLabel(alias) +
 			`,version=` + promLabel(version) + `,result="` + res + `"}`)
 	}
 	return vc

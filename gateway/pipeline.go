@@ -274,7 +274,7 @@ func (g *Gateway) finish(r *request) {
 			`,version=` + promLabel(r.version.Name) + `,code=` + promLabel(g.metrics.errorCodeLabel(r.errCode)) + `}`).Inc()
 	}
 	if r.cache.result != "" {
-		r.cache.vc.results[r.cache.result].Inc()
+		r.cache.vc.results[cacheResultIndex(r.cache.result)].Inc()
 		if r.handles == nil && (r.cache.result == cacheHit || r.cache.result == cacheCoalesced) {
 			r.cache.vc.duration.Update(elapsed.Seconds()) // answered without a backend of its own
 		}
