@@ -302,7 +302,8 @@ func (g *Gateway) guardPromptTexts(r *request, root *fastjson.Value) error {
 		if err != nil {
 			return
 		}
-		if ag.memo[guard.Prompt].clean(text) {
+		memo := ag.memo[guard.Prompt].probe(text)
+		if memo.clean() {
 			r.guard.m.memoHits[guard.Prompt].Inc()
 			return
 		}
@@ -335,7 +336,7 @@ func (g *Gateway) guardPromptTexts(r *request, root *fastjson.Value) error {
 		}
 		// Clean means every rule of the direction found nothing: not so when safety was skipped.
 		if !found && (safety || ag.safetyPrompt == guard.ActionOff) {
-			ag.memo[guard.Prompt].markClean(text)
+			memo.markClean()
 		}
 	})
 	if ag.piiPrompt && err == nil && r.guard.vault.Len() > 0 {
@@ -566,7 +567,8 @@ func (g *Gateway) guardCompletion(r *request, body []byte) ([]byte, error) {
 		for k, v := range r.guard.answer {
 			text := v.GetStringBytes()
 			out := text
-			if ag.memo[guard.Completion].clean(text) {
+			memo := ag.memo[guard.Completion].probe(text)
+			if memo.clean() {
 				// A cached answer replayed, or the same answer again: its scan found nothing.
 				r.guard.m.memoHits[guard.Completion].Inc()
 			} else {
@@ -595,7 +597,7 @@ func (g *Gateway) guardCompletion(r *request, body []byte) ([]byte, error) {
 					found = found || !bytes.Equal(out, text) || r.guard.vault.Findings(guard.Completion) != before
 				}
 				if !found {
-					ag.memo[guard.Completion].markClean(text)
+					memo.markClean()
 				}
 			}
 			if i == 0 && k == 0 {

@@ -52,11 +52,29 @@ func (m *cleanMemo) clean(text []byte) bool {
 	return slot.Load() == fp
 }
 
-// markClean remembers that the guard found nothing in text.
-func (m *cleanMemo) markClean(text []byte) {
+// memoProbe is one text's place in a cleanMemo: a scan that looks the text up and, when the
+// rules found nothing, marks it clean hashes it once, not once for each (two hashes of a 1 KiB
+// prompt per call).
+type memoProbe struct {
+	slot *atomic.Uint64 // nil: the text is not remembered (no memo, or too short)
+	fp   uint64
+}
+
+// probe returns text's place in m; text must not change before the probe's last use.
+func (m *cleanMemo) probe(text []byte) memoProbe {
 	if m == nil || len(text) < memoMinText {
-		return
+		return memoProbe{}
 	}
 	slot, fp := m.fingerprint(text)
-	slot.Store(fp)
+	return memoProbe{slot, fp}
+}
+
+// clean reports whether the text was marked clean, as cleanMemo.clean.
+func (p memoProbe) clean() bool { return p.slot != nil && p.slot.Load() == p.fp }
+
+// markClean remembers that the guard found nothing in the text.
+func (p memoProbe) markClean() {
+	if p.slot != nil {
+		p.slot.Store(p.fp)
+	}
 }
