@@ -468,20 +468,27 @@ func streamOptionsWithUsage(obj []byte) []byte {
 	return append(out, obj[1:]...)
 }
 
+// appendJSONString appends s as a JSON string: quote and backslash escaped, control characters
+// as \u00XX, every other byte as it is. The runs between escapes are appended whole: a byte at
+// a time, the append cost more than the test (the log line's ids, a rewritten prompt).
 func appendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
+	run := 0 // start of the bytes not yet appended
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		switch {
-		case c == '"' || c == '\\':
-			dst = append(dst, '\\', c)
-		case c < 0x20:
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		dst = append(dst, s[run:i]...)
+		run = i + 1
+		if c < 0x20 {
 			dst = append(dst, `\u00`...)
 			dst = append(dst, "0123456789abcdef"[c>>4], "0123456789abcdef"[c&0xf])
-		default:
-			dst = append(dst, c)
+		} else {
+			dst = append(dst, '\\', c)
 		}
 	}
+	dst = append(dst, s[run:]...)
 	return append(dst, '"')
 }
 

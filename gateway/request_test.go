@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"testing"
 )
@@ -136,4 +138,29 @@ func TestReleaseRequestDropsHugeBuffers(t *testing.T) {
 	if r.body != nil || r.scratch != nil || r.upstreamBody != nil {
 		t.Errorf("an 8 MiB request's buffers were kept: %d, %d, %d", cap(r.body), cap(r.scratch), cap(r.upstreamBody))
 	}
+}
+
+// FuzzAppendJSONString checks appendJSONString against its byte-at-a-time definition: quote
+// and backslash escaped, control characters as \u00XX, every other byte as it is.
+func FuzzAppendJSONString(f *testing.F) {
+	for _, s := range []string{"", "plain", `a"b\c`, "tab\there\nnew\x00\x1f\x7f", "é 漢字 \xff\xfe", `""\\`, "\x01"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want := []byte{'x', '"'}
+		for i := 0; i < len(s); i++ {
+			switch c := s[i]; {
+			case c == '"' || c == '\\':
+				want = append(want, '\\', c)
+			case c < 0x20:
+				want = append(want, fmt.Sprintf(`\u%04x`, c)...)
+			default:
+				want = append(want, c)
+			}
+		}
+		want = append(want, '"')
+		if got := appendJSONString([]byte("x"), s); !bytes.Equal(got, want) {
+			t.Fatalf("appendJSONString(%q) = %q, want %q", s, got, want)
+		}
+	})
 }
