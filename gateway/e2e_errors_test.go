@@ -808,7 +808,10 @@ func TestReadyIgnoresDrainedBackends(t *testing.T) {
 
 // A hosted OpenAI-compatible backend answers with headers about the gateway's account with it:
 // its rate limits, which clients (and client-side limiters) would read as their own, and its
-// organisation and project. Those stay with the gateway; the backend's other headers pass.
+// organisation and project. Those stay with the gateway, and so do the headers that speak for
+// the backend's origin (Alt-Svc would point clients at a protocol and port of the gateway's
+// host that the backend, not the gateway, offers; HSTS is the backend's policy, not the
+// gateway's); the backend's other headers pass.
 func TestBackendAccountHeadersNotPassedOn(t *testing.T) {
 	t.Parallel()
 	const answer = `{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}`
@@ -819,13 +822,16 @@ func TestBackendAccountHeadersNotPassedOn(t *testing.T) {
 		"Openai-Organization":            {"org-operator"},
 		"Openai-Project":                 {"proj_operator"},
 		"Openai-Processing-Ms":           {"12"},
+		"Alt-Svc":                        {`h3=":443"; ma=86400`},
+		"Strict-Transport-Security":      {"max-age=31536000; includeSubDomains"},
 	}, answer)
 	g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", b))))
 	res := g.do(t, "POST", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`)
 	if res.status != 200 {
 		t.Fatalf("status %d %s", res.status, res.body)
 	}
-	for _, h := range []string{"X-Ratelimit-Remaining-Requests", "X-Ratelimit-Limit-Tokens", "Openai-Organization", "Openai-Project"} {
+	for _, h := range []string{"X-Ratelimit-Remaining-Requests", "X-Ratelimit-Limit-Tokens", "Openai-Organization", "Openai-Project",
+		"Alt-Svc", "Strict-Transport-Security"} {
 		if v := res.header.Get(h); v != "" {
 			t.Errorf("%s: %q reached the client", h, v)
 		}

@@ -314,12 +314,15 @@ func forwardRequestHeader(k []byte) bool {
 // copyResponseHeaders passes the backend's response headers to the client, except those the
 // gateway owns and those about the gateway's own account with a hosted backend: its rate
 // limits (x-ratelimit-*, which clients would read as theirs; the gateway sends them only for
-// limits it enforces) and its organisation and project ids.
+// limits it enforces) and its organisation and project ids; and those that speak for the
+// backend's origin (Alt-Svc, Strict-Transport-Security), which clients would apply to the
+// gateway's.
 func copyResponseHeaders(ctx *fasthttp.RequestCtx, resp *fasthttp.Response) {
 	for k, v := range resp.Header.All() {
 		switch string(k) {
 		case "Content-Length", "Connection", "Keep-Alive", "Transfer-Encoding", "Server", "Date",
-			"X-Request-Id", "X-Llmgate-Version", "Set-Cookie", "Openai-Organization", "Openai-Project":
+			"X-Request-Id", "X-Llmgate-Version", "Set-Cookie", "Openai-Organization", "Openai-Project",
+			"Alt-Svc", "Strict-Transport-Security":
 			continue
 		}
 		if len(k) > len("X-Ratelimit-") && string(k[:len("X-Ratelimit-")]) == "X-Ratelimit-" {
