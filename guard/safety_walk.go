@@ -75,7 +75,8 @@ func (s *safetyScanner) release(n int) {
 func (s *safetyScanner) walk(l *normLane, from, to int) (uint32, int) {
 	sf, sym := s.sf, l.sym
 	start := sf.start
-	st, outs := l.state, s.walkOuts[:0]
+	st := l.state
+	s.walkOuts = s.walkOuts[:0]
 	i, spaces := from, int32(0)
 	// A token the last walk stopped inside goes symbol by symbol up to its space. The start
 	// state is only ever entered on a space.
@@ -87,7 +88,7 @@ func (s *safetyScanner) walk(l *normLane, from, to int) (uint32, int) {
 			}
 			v := sf.next(st, sf.cls[c])
 			if st = v &^ 1; v&1 != 0 {
-				outs = append(outs, walkOut{int32(i), st, spaces})
+				s.walkOuts = append(s.walkOuts, walkOut{int32(i), st, spaces})
 			}
 			i++
 			if c == ' ' {
@@ -101,7 +102,62 @@ func (s *safetyScanner) walk(l *normLane, from, to int) (uint32, int) {
 	// state (see buildPairs), or where the pair table took it and the token before (two),
 	// else 0.
 	prev, two := 0, false
+tokens:
 	for i < to {
+		if st == start {
+			// From the start state, a token in no pattern and its space lead back to it with
+			// no output, and a token of a pattern leads where the token table says: a loop
+			// of its own takes these, two in five of a text's tokens and the first of every
+			// run of pattern tokens, without the general loop's decisions and its dozen
+			// live values, which the compiler spilled and reloaded around every token.
+			n, slot := 0, 0
+			var v uint32
+			for {
+				n = -1
+				var key uint64
+				if i+8 <= len(sym) {
+					x := binary.LittleEndian.Uint64(sym[i:])
+					y := x ^ 0x2020202020202020
+					if z := (y - 0x0101010101010101) &^ y & 0x8080808080808080; z != 0 {
+						n = bits.TrailingZeros64(z) >> 3
+						key = x & (1<<(8*uint(n)) - 1)
+					}
+				}
+				if n >= 0 && i+n < to {
+					slot = int((key ^ uint64(n)) * tokenMul >> shift & mask)
+					e := &tokens[slot]
+					if e.info == 0 {
+						spaces++
+						if i += n + 1; i >= to {
+							break tokens
+						}
+						continue
+					}
+					if e.key == key && int(e.info&0xff) == n {
+						v = e.next
+						break
+					}
+				} else if n, key = tokenAt(sym, i, to); n < 0 { // the block cut the token
+					break tokens
+				}
+				var ok bool
+				if v, slot, ok = sf.token(sym[i:i+n], key, start); ok {
+					break
+				}
+				spaces++
+				if i += n + 1; i >= to {
+					break tokens
+				}
+			}
+			// A token of a pattern, from the start state: one step by the token table.
+			spaces++
+			if st = v &^ 1; v&1 != 0 {
+				s.walkOuts = append(s.walkOuts, walkOut{int32(i + n), st, spaces})
+			}
+			prev, two = slot+1, false
+			i += n + 1
+			continue
+		}
 		n, slot := -1, 0
 		var key uint64
 		var v uint32
@@ -133,36 +189,36 @@ func (s *safetyScanner) walk(l *normLane, from, to int) (uint32, int) {
 			v, slot, ok = sf.token(sym[i:i+n], key, start)
 		}
 		spaces++ // the token's
-		switch {
-		case !ok || st == start || prev != 0:
-			// In no pattern, from the start state, or from where the token before led from
-			// the start state or the pair table: one step, by the tables (see buildTriples).
+		if !ok { // in no pattern: back to the start state, with no output
+			st, prev, two = start, 0, false
+			i += n + 1
+			continue
+		}
+		// Here the state is not the start state (see above) and the token is in a pattern.
+		if prev != 0 {
+			// From where the token before led from the start state or the pair table: one
+			// step, by the tables (see buildTriples).
 			paired := false
-			if ok && prev != 0 && st != start {
-				w, three := uint32(0), false
-				if two {
-					w, three = sf.triple(st, slot)
-				}
-				if three {
-					v, slot = w, -1 // deeper than a pair table's state
-				} else if w, pair := sf.pair(prev-1, slot); pair {
-					v, paired = w, true
-				}
+			w, three := uint32(0), false
+			if two {
+				w, three = sf.triple(st, slot)
+			}
+			if three {
+				v, slot = w, -1 // deeper than a pair table's state
+			} else if w, pair := sf.pair(prev-1, slot); pair {
+				v, paired = w, true
 			}
 			if st = v &^ 1; v&1 != 0 {
-				outs = append(outs, walkOut{int32(i + n), st, spaces})
+				s.walkOuts = append(s.walkOuts, walkOut{int32(i + n), st, spaces})
 			}
-			if prev = 0; ok {
-				prev = slot + 1
-			}
-			two = paired
-		default: // a pattern may be under way: symbol by symbol
-			prev, two = 0, false
+			prev, two = slot+1, paired
+		} else { // a pattern may be under way: symbol by symbol
+			two = false
 			for k := i; k <= i+n; k++ {
 				v := sf.next(st, sf.cls[sym[k]])
 				if st = v &^ 1; v&1 != 0 {
 					// Before the token's space, its count is one less.
-					outs = append(outs, walkOut{int32(k), st, spaces - int32(min(i+n-k, 1))})
+					s.walkOuts = append(s.walkOuts, walkOut{int32(k), st, spaces - int32(min(i+n-k, 1))})
 				}
 			}
 		}
@@ -174,10 +230,9 @@ func (s *safetyScanner) walk(l *normLane, from, to int) (uint32, int) {
 		}
 		v := sf.next(st, sf.cls[sym[i]])
 		if st = v &^ 1; v&1 != 0 {
-			outs = append(outs, walkOut{int32(i), st, spaces})
+			s.walkOuts = append(s.walkOuts, walkOut{int32(i), st, spaces})
 		}
 	}
-	s.walkOuts = outs
 	return st, int(spaces)
 }
 
