@@ -403,6 +403,10 @@ func (s *Safety) build(pats [][]byte, maxDense int) error {
 	}
 	stride := n + n&1 // even, so that bit 0 of a premultiplied state is free for the output flag
 	s.stride = stride
+	// Dense ids are below 1<<31 (see the check below), so dividing one by the stride is a
+	// multiplication by this and a shift: st*strideInv = q<<32 + q*stride*e for st = q*stride
+	// and strideInv = 1<<32/stride + e, 0 < e <= 1, and q*stride*e < 1<<31.
+	s.strideInv = 1<<32/uint64(stride) + 1
 
 	// The trie, with children as sibling lists; node 0 is the root.
 	child, sibling, label := []int32{-1}, []int32{-1}, []uint8{0}
@@ -540,7 +544,9 @@ func (s *Safety) stateID(n uint32) uint32 {
 // stateNum returns the number of the state with id st (bit 0 ignored).
 func (s *Safety) stateNum(st uint32) uint32 {
 	if st < s.denseEnd {
-		return st / s.stride
+		// A division, whose latency report waits on for every output, as a multiplication
+		// (see strideInv).
+		return uint32(uint64(st&^1) * s.strideInv >> 32)
 	}
 	return s.dense + (st-s.denseEnd)>>1
 }

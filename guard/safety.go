@@ -99,6 +99,7 @@ type Safety struct {
 	// outRefs[outRefStart[i]:outRefStart[i+1]].
 	outRefStart []uint32
 	outRefs     []outRef
+	strideInv   uint64 // 1<<32/stride + 1: stateNum divides by stride with it (see build)
 	// Every token of the patterns, for walks that skip the tokens in none (see
 	// safetyScanner.walk): an open-addressing table, home slot by tokenSlot, and the symbols
 	// of long tokens after their eighth.

@@ -54,6 +54,23 @@ func TestAutomatonSparseStates(t *testing.T) {
 	}
 }
 
+// TestStateNum checks that stateNum, which divides by the stride with a multiplication,
+// gives back the number of every state from its id, with and without the output flag, in
+// the default layout and with every state dense.
+func TestStateNum(t *testing.T) {
+	def, err := NewSafety(SafetyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*Safety{def, compileDefaultDense(t, 1<<30)} {
+		for n := range uint32(len(s.depth)) {
+			if id := s.stateID(n); s.stateNum(id) != n || s.stateNum(id|1) != n {
+				t.Fatalf("stateNum(%d) = %d, stateNum(%d) = %d, want %d", id, s.stateNum(id), id|1, s.stateNum(id|1), n)
+			}
+		}
+	}
+}
+
 // TestAutomatonSparseCheck checks that scans with mostly sparse states find what the default
 // layout finds.
 func TestAutomatonSparseCheck(t *testing.T) {
