@@ -347,7 +347,7 @@ func (s *Safety) Check(dst []SafetyMatch, text []byte) []SafetyMatch {
 func (s *safetyScanner) report(l *normLane) {
 	sf := s.sf
 	si := sf.stateNum(l.state)
-	w1, en := l.words-1, l.symEn(l.n-2)
+	w1 := l.words - 1
 	main := l == &s.main
 	if len(l.pending) > 0 {
 		s.settle(l, w1-1)
@@ -355,15 +355,18 @@ func (s *safetyScanner) report(l *normLane) {
 	var h seenAt // set field by field: see remember
 	for _, o := range sf.outRefs[sf.outRefStart[si]:sf.outRefStart[si+1]] {
 		h.key, h.w0, h.w1, h.st, h.en = o.key, w1-int(o.words)+1, w1, -1, -1
-		if main {
-			h.st, h.en = l.symSt(l.n-int(o.n)+1), en
-		}
+		// The input spans are read once a segment is known to count: most joins fail.
 		if o.key&0xff > 1 { // join the segment before, which must end on the word before
 			p := l.seen(h.key-1, h.w0-1)
 			if p == nil {
 				continue
 			}
 			h.w0, h.st = p.w0, p.st
+		} else if main {
+			h.st = l.symSt(l.n - int(o.n) + 1)
+		}
+		if main {
+			h.en = l.symEn(l.n - 2)
 		}
 		if !o.last {
 			l.remember(&h)
