@@ -840,3 +840,49 @@ func TestBackendAccountHeadersNotPassedOn(t *testing.T) {
 		t.Errorf("the backend's other headers: Openai-Processing-Ms %q, want it passed", res.header.Get("Openai-Processing-Ms"))
 	}
 }
+
+// A backend's 401 or 403 ejects it (the gateway's key was refused), so nothing a client sends
+// may make a healthy backend answer one. Ollama refuses a request whose Origin it does not
+// allow with 403 (its CORS check), and OpenAI refuses an OpenAI-Organization or
+// OpenAI-Project header that does not match the key with 401: forwarded, a browser client or
+// an SDK with OPENAI_ORG_ID set got 502s, and a few such requests ejected the backend for
+// everyone. Those headers are about the client's own origin and account, not the gateway's
+// with the backend, and stay with the gateway.
+func TestClientHeadersCannotEjectBackends(t *testing.T) {
+	t.Parallel()
+	const answer = `{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}`
+	ln := listen(t)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case r.Header.Get("Origin") != "":
+			w.WriteHeader(http.StatusForbidden) // Ollama's CORS check
+		case r.Header.Get("Openai-Organization") != "" || r.Header.Get("Openai-Project") != "":
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, `{"error":{"message":"OpenAI-Organization header should match organization for API key","type":"invalid_request_error","param":null,"code":"mismatched_organization"}}`)
+		default:
+			_, _ = io.WriteString(w, answer)
+		}
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close() })
+	b := config.Backend{URL: "http://" + ln.Addr().String(), Kind: config.KindOllama, Model: "m"}
+	g := startGateway(t, newConfig(t, healthConfig(2), model("chat", "v1", version("v1", b))))
+	for _, h := range [][]string{
+		{"Origin", "https://app.example"},
+		{"Origin", "https://app.example"},
+		{"OpenAI-Organization", "org-client"},
+		{"OpenAI-Organization", "org-client"},
+		{"OpenAI-Project", "proj_client"},
+		{"OpenAI-Project", "proj_client"},
+	} {
+		res := g.do(t, "POST", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`, h...)
+		if res.status != 200 {
+			t.Errorf("with %s: %q: status %d %s, want 200", h[0], h[1], res.status, res.body)
+		}
+	}
+	if up := backendUp(t, g, b.URL); up != 1 {
+		t.Errorf("llmgate_backend_up after clients' Origin and OpenAI-Organization headers = %v, want 1", up)
+	}
+}
