@@ -1563,3 +1563,58 @@ func TestAdminTypeErrorsSpeakJSON(t *testing.T) {
 		t.Errorf("after refused writes: %+v", m)
 	}
 }
+
+// A backend's 404 may be the client's own: an endpoint the model lacks (embeddings on a chat
+// model, which vLLM serves no route for) answers 404 on stable as on the canary. The canary's
+// share goes to stable, whose 404 the client gets, but the canary did not fail what stable
+// serves: its statistics must not count those requests as its errors, or clients calling the
+// wrong endpoint roll back a good canary (stable's count them as the client's).
+func TestCanaryNotChargedForAClientsOwn404(t *testing.T) {
+	tokens := withAdminTokens(t)
+	const notFound = `{"detail":"Not Found"}`
+	stable, canary := cannedBackend(t, 404, http.Header{"Content-Type": {"application/json"}}, notFound), cannedBackend(t, 404, http.Header{"Content-Type": {"application/json"}}, notFound)
+	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", stable), version("v2", canary))))
+	g.write(t, "PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v2","canary_percent":100,"sticky":"user"}`)
+	for i := range 4 {
+		res := g.do(t, "POST", "/v1/embeddings", `{"model":"chat","input":"hello","user":"u1"}`)
+		if res.status != 404 {
+			t.Fatalf("request %d for an endpoint no version serves: status %d: %s, want 404", i, res.status, res.body)
+		}
+	}
+	var stats struct {
+		Versions []struct {
+			Version string
+			Summary struct {
+				Requests  int     `json:"requests"`
+				ErrorRate float64 `json:"error_rate"`
+			}
+		}
+	}
+	if err := json.Unmarshal(g.call(t, "GET", "/admin/stats/chat", viewerToken, "").body, &stats); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range stats.Versions {
+		if v.Summary.ErrorRate != 0 {
+			t.Errorf("%s's statistics: %d requests, error rate %v; want no errors for the client's 404s", v.Version, v.Summary.Requests, v.Summary.ErrorRate)
+		}
+	}
+
+	// A canary that does not serve what stable serves is still charged.
+	v1 := startFake(t, fakellm.Options{Model: "m1"})
+	g = startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", v1.backend()), version("v2", notServedBackend(t)))))
+	g.write(t, "PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v2","canary_percent":100,"sticky":"user"}`)
+	for i := range 2 {
+		if res := g.do(t, "POST", "/v1/chat/completions", chatBody("hello", `,"user":"u1"`)); res.status != 200 {
+			t.Fatalf("request %d of a canary not serving its model: status %d: %s", i, res.status, res.body)
+		}
+	}
+	stats.Versions = nil
+	if err := json.Unmarshal(g.call(t, "GET", "/admin/stats/chat", viewerToken, "").body, &stats); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range stats.Versions {
+		if v.Version == "v2" && (v.Summary.Requests != 2 || v.Summary.ErrorRate != 1) {
+			t.Errorf("the canary not serving its model: %d requests, error rate %v; want 2, all errors", v.Summary.Requests, v.Summary.ErrorRate)
+		}
+	}
+}

@@ -60,10 +60,27 @@ func (g *Gateway) forwardBuffered(ctx *fasthttp.RequestCtx, r *request, snap *sn
 // client's own (passed on as an error in OpenAI's shape). After a 2xx the backend stays held
 // in r.hold for the caller to report on and release when the answer is done.
 func (g *Gateway) tryBackends(ctx *fasthttp.RequestCtx, r *request, snap *snapshot, do func(*backendHandles) error) error {
+	var notServedBy *router.Version // the canary, when its 404 sent the request to stable
 	for {
 		err := g.tryVersion(ctx, r, snap, do)
-		if err == nil || !g.failoverToStable(ctx, r, snap, err) {
+		if notServedBy != nil {
+			// Stable has answered too: a 404 from stable as well was the client's own request
+			// (an endpoint the model lacks), not a canary failing what stable serves, and is
+			// not the canary's error.
+			if ae := asAPIError(err); err == nil || ae.status != fasthttp.StatusNotFound {
+				g.canaryMiss(snap, notServedBy)
+			}
+			notServedBy = nil
+		}
+		if err == nil {
+			return nil
+		}
+		canary := r.version
+		if !g.failoverToStable(ctx, r, snap, err) {
 			return err
+		}
+		if asAPIError(err).status == fasthttp.StatusNotFound {
+			notServedBy = canary
 		}
 	}
 }
@@ -189,7 +206,13 @@ func (g *Gateway) failoverToStable(ctx *fasthttp.RequestCtx, r *request, snap *s
 		return false // the client's own error: stable would refuse it too
 	}
 	r.canaryShare, r.failedOver = false, true // once
-	g.fallBackToStable(snap, r.version)
+	if asAPIError(err).status == fasthttp.StatusNotFound {
+		// Whose 404 it was, stable's answer tells: the canary's statistics count it in
+		// tryBackends once stable answered otherwise.
+		g.metrics.canaryFallbacks.Inc()
+	} else {
+		g.fallBackToStable(snap, r.version)
+	}
 	r.version = stable
 	r.stats.vs = snap.stats[stable]
 	ctx.Response.Header.Set("X-Llmgate-Version", stable.Name)

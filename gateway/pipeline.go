@@ -192,6 +192,12 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *request) (done bool) {
 // cannot answer.
 func (g *Gateway) fallBackToStable(snap *snapshot, canary *router.Version) {
 	g.metrics.canaryFallbacks.Inc()
+	g.canaryMiss(snap, canary)
+}
+
+// canaryMiss counts a request of canary's share that the canary failed as an error in its
+// statistics (see fallBackToStable).
+func (g *Gateway) canaryMiss(snap *snapshot, canary *router.Version) {
 	if vs := snap.stats[canary]; vs != nil {
 		var miss drift.Sample
 		miss.Reset()
