@@ -179,6 +179,7 @@ func (r *request) excluded() []*router.Backend {
 	if !r.manyChoices {
 		return tried
 	}
+	clear(r.skip) // a shorter list (stable's after a canary's) must not leave backends past its end
 	r.skip = append(r.skip[:0], tried...)
 	for _, b := range r.version.Backends {
 		if b.Kind == config.KindOllama {
