@@ -244,14 +244,20 @@ func (r *request) failoverStable() *router.Version {
 func (g *Gateway) prepareUpstream(ctx *fasthttp.RequestCtx, r *request, h *backendHandles) {
 	req := &r.upstreamReq
 	req.Reset()
+	var copied copiedKeys
 	for k, v := range ctx.Request.Header.All() {
-		if forwardRequestHeader(k) {
-			// SetCanonical, not SetBytesKV: the keys come from a header our server parsed
-			// with name normalizing on, so they are canonical already (a key with a space,
-			// which fasthttp leaves as it came, SetBytesKV would leave too), and normalizing
-			// each one again was a copy and a pass per header per request.
-			req.Header.SetCanonical(k, v)
+		if !forwardRequestHeader(k) {
+			continue
 		}
+		if copied.repeat(k) { // a header the client sent more than once: every line passes
+			req.Header.AddBytesKV(k, v)
+			continue
+		}
+		// SetCanonical, not SetBytesKV: the keys come from a header our server parsed
+		// with name normalizing on, so they are canonical already (a key with a space,
+		// which fasthttp leaves as it came, SetBytesKV would leave too), and normalizing
+		// each one again was a copy and a pass per header per request.
+		req.Header.SetCanonical(k, v)
 	}
 	req.Header.SetMethod(fasthttp.MethodPost)
 	req.SetRequestURIBytes(h.paths[r.op])
@@ -347,6 +353,7 @@ func forwardRequestHeader(k []byte) bool {
 // backend's origin (Alt-Svc, Strict-Transport-Security), which clients would apply to the
 // gateway's.
 func copyResponseHeaders(ctx *fasthttp.RequestCtx, resp *fasthttp.Response) {
+	var copied copiedKeys
 	for k, v := range resp.Header.All() {
 		switch string(k) {
 		case "Content-Length", "Connection", "Keep-Alive", "Transfer-Encoding", "Server", "Date",
@@ -355,6 +362,10 @@ func copyResponseHeaders(ctx *fasthttp.RequestCtx, resp *fasthttp.Response) {
 			continue
 		}
 		if len(k) > len("X-Ratelimit-") && string(k[:len("X-Ratelimit-")]) == "X-Ratelimit-" {
+			continue
+		}
+		if copied.repeat(k) { // several Vary or Link lines: every one passes
+			ctx.Response.Header.AddBytesKV(k, v)
 			continue
 		}
 		ctx.Response.Header.SetCanonical(k, v) // canonical already: see prepareUpstream

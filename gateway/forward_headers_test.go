@@ -1,0 +1,75 @@
+package gateway_test
+
+import (
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/llmgate/llmgate/config"
+)
+
+// TestRepeatedHeadersPassed checks that a header sent more than once passes with every value:
+// a backend's several Vary or Link lines reach the client, and a client's repeated vendor
+// header (several X-Tag lines) reaches the backend, buffered and streamed.
+func TestRepeatedHeadersPassed(t *testing.T) {
+	t.Parallel()
+	const answer = `{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}`
+	var mu sync.Mutex
+	var seen []string
+	ln := listen(t)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		seen = r.Header.Values("X-Tag")
+		mu.Unlock()
+		w.Header()["Content-Type"] = []string{"application/json"}
+		w.Header()["Vary"] = []string{"Origin", "X-Custom"}
+		w.Header()["Link"] = []string{"<a>; rel=a", "<b>; rel=b"}
+		_, _ = io.WriteString(w, answer)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close() })
+	b := config.Backend{URL: "http://" + ln.Addr().String(), Kind: config.KindVLLM, Model: "canned"}
+	g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", b))))
+	req, err := http.NewRequest("POST", g.URL+"/v1/chat/completions", strings.NewReader(`{"model":"chat","messages":[{"role":"user","content":"hi"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Add("X-Tag", "one")
+	req.Header.Add("X-Tag", "two")
+	resp, err := g.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	for h, want := range map[string][]string{"Vary": {"Origin", "X-Custom"}, "Link": {"<a>; rel=a", "<b>; rel=b"}} {
+		var got []string
+		for _, v := range resp.Header.Values(h) {
+			for _, part := range strings.Split(v, ",") {
+				got = append(got, strings.TrimSpace(part))
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: client got %q, backend sent %q", h, got, want)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var got []string
+	for _, v := range seen {
+		for _, part := range strings.Split(v, ",") {
+			got = append(got, strings.TrimSpace(part))
+		}
+	}
+	if !slices.Equal(got, []string{"one", "two"}) {
+		t.Errorf("X-Tag: backend got %q, client sent [one two]", got)
+	}
+}
