@@ -382,6 +382,12 @@ func (s *Safety) flattenOutputs() {
 	}
 }
 
+// strideInverse returns the multiplier with which stateNum divides a dense id by stride (even,
+// at least 2): st*inv>>32 is st/stride for every multiple st of stride below 1<<32, since
+// st*inv = q<<32 + q*stride*e for st = q*stride and inv = 1<<32/stride + e, 0 < e <= 1, and
+// q*stride*e <= st < 1<<32. Dense ids are below 1<<31 (see build's check), whatever the rules.
+func strideInverse(stride uint32) uint64 { return 1<<32/uint64(stride) + 1 }
+
 // build makes the Aho-Corasick automaton of the patterns. States are numbered breadth first;
 // the first dense of them, where a scan of ordinary text spends nearly all its time, get a
 // complete row of transitions, and the deeper ones, nearly all a chain of one child each,
@@ -403,10 +409,7 @@ func (s *Safety) build(pats [][]byte, maxDense int) error {
 	}
 	stride := n + n&1 // even, so that bit 0 of a premultiplied state is free for the output flag
 	s.stride = stride
-	// Dense ids are below 1<<31 (see the check below), so dividing one by the stride is a
-	// multiplication by this and a shift: st*strideInv = q<<32 + q*stride*e for st = q*stride
-	// and strideInv = 1<<32/stride + e, 0 < e <= 1, and q*stride*e < 1<<31.
-	s.strideInv = 1<<32/uint64(stride) + 1
+	s.strideInv = strideInverse(stride)
 
 	// The trie, with children as sibling lists; node 0 is the root.
 	child, sibling, label := []int32{-1}, []int32{-1}, []uint8{0}
