@@ -811,7 +811,8 @@ func TestReadyIgnoresDrainedBackends(t *testing.T) {
 // organisation and project. Those stay with the gateway, and so do the headers that speak for
 // the backend's origin (Alt-Svc would point clients at a protocol and port of the gateway's
 // host that the backend, not the gateway, offers; HSTS is the backend's policy, not the
-// gateway's); the backend's other headers pass.
+// gateway's), a Trailer announcement for trailers the gateway never sends, and another
+// gateway's x-llmgate-* headers; the backend's other headers pass.
 func TestBackendAccountHeadersNotPassedOn(t *testing.T) {
 	t.Parallel()
 	const answer = `{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}`
@@ -824,6 +825,8 @@ func TestBackendAccountHeadersNotPassedOn(t *testing.T) {
 		"Openai-Processing-Ms":           {"12"},
 		"Alt-Svc":                        {`h3=":443"; ma=86400`},
 		"Strict-Transport-Security":      {"max-age=31536000; includeSubDomains"},
+		"Trailer":                        {"X-Checksum"},
+		"X-Llmgate-Guard":                {"pii=9"},
 	}, answer)
 	g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", b))))
 	res := g.do(t, "POST", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`)
@@ -831,7 +834,7 @@ func TestBackendAccountHeadersNotPassedOn(t *testing.T) {
 		t.Fatalf("status %d %s", res.status, res.body)
 	}
 	for _, h := range []string{"X-Ratelimit-Remaining-Requests", "X-Ratelimit-Limit-Tokens", "Openai-Organization", "Openai-Project",
-		"Alt-Svc", "Strict-Transport-Security"} {
+		"Alt-Svc", "Strict-Transport-Security", "Trailer", "X-Llmgate-Guard"} {
 		if v := res.header.Get(h); v != "" {
 			t.Errorf("%s: %q reached the client", h, v)
 		}

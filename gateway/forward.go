@@ -349,19 +349,20 @@ func forwardRequestHeader(k []byte) bool {
 // copyResponseHeaders passes the backend's response headers to the client, except those the
 // gateway owns and those about the gateway's own account with a hosted backend: its rate
 // limits (x-ratelimit-*, which clients would read as theirs; the gateway sends them only for
-// limits it enforces) and its organisation and project ids; and those that speak for the
+// limits it enforces) and its organisation and project ids; those that speak for the
 // backend's origin (Alt-Svc, Strict-Transport-Security), which clients would apply to the
-// gateway's.
+// gateway's; a Trailer announcement (the gateway sends no trailers); and x-llmgate-* headers
+// (a gateway behind this one), which would stand for this gateway's own.
 func copyResponseHeaders(ctx *fasthttp.RequestCtx, resp *fasthttp.Response) {
 	var copied copiedKeys
 	for k, v := range resp.Header.All() {
 		switch string(k) {
 		case "Content-Length", "Connection", "Keep-Alive", "Transfer-Encoding", "Server", "Date",
 			"X-Request-Id", "X-Llmgate-Version", "Set-Cookie", "Openai-Organization", "Openai-Project",
-			"Alt-Svc", "Strict-Transport-Security":
+			"Alt-Svc", "Strict-Transport-Security", "Trailer":
 			continue
 		}
-		if len(k) > len("X-Ratelimit-") && string(k[:len("X-Ratelimit-")]) == "X-Ratelimit-" {
+		if hasPrefix(k, "X-Ratelimit-") || hasPrefix(k, "X-Llmgate-") {
 			continue
 		}
 		if copied.repeat(k) { // several Vary or Link lines: every one passes
@@ -438,4 +439,9 @@ func findModel(body []byte) (int, int) {
 		panic("BUG: model missing from a validated body")
 	}
 	return s, e
+}
+
+// hasPrefix reports whether header name k starts with prefix, without a conversion.
+func hasPrefix(k []byte, prefix string) bool {
+	return len(k) > len(prefix) && string(k[:len(prefix)]) == prefix
 }
