@@ -177,13 +177,12 @@ func silentBackend(t testing.TB) config.Backend {
 	return b
 }
 
-// closedBackend is a loopback port nothing listens on: connections are refused.
+// closedBackend is a loopback port nothing listens on: connections are refused. The port stays
+// bound until the test ends (see refusedAddr), so a server another test starts in parallel
+// cannot take it and answer in the dead backend's place.
 func closedBackend(t testing.TB) config.Backend {
 	t.Helper()
-	ln := listen(t)
-	addr := ln.Addr().String()
-	ln.Close()
-	return config.Backend{URL: "http://" + addr, Kind: config.KindVLLM, Model: "gone"}
+	return config.Backend{URL: "http://" + refusedAddr(t), Kind: config.KindVLLM, Model: "gone"}
 }
 
 // cannedBackend answers every request with status, contentType and body as given.
