@@ -784,6 +784,43 @@ func TestBackendRefusingTheGatewaysKey(t *testing.T) {
 	}
 }
 
+// A backend's 403 is about the request, not the gateway's key: a hosted model the key may not
+// use there, or a filter in front of a hosted API refusing the content. Another backend may
+// take it; none is ejected (a client could otherwise take healthy backends out with what it
+// sends), and when none takes it the client gets the backend's 403, not a 502 about the
+// gateway's credentials.
+func TestBackendForbiddingARequestIsNotEjected(t *testing.T) {
+	t.Parallel()
+	const answer = `{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}`
+	ln := listen(t)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		if strings.Contains(string(body), "forbidden topic") {
+			w.WriteHeader(http.StatusForbidden)
+			_, _ = io.WriteString(w, `{"error":{"message":"This request was blocked by the provider's content policy.","type":"invalid_request_error","param":null,"code":"content_policy"}}`)
+			return
+		}
+		_, _ = io.WriteString(w, answer)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	b := config.Backend{URL: "http://" + ln.Addr().String(), Kind: config.KindVLLM, Model: "m"}
+	g := startGateway(t, newConfig(t, healthConfig(2), model("chat", "v1", version("v1", b))))
+	for i := range 5 {
+		res := g.do(t, "POST", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"a forbidden topic"}]}`)
+		if res.status != 403 || !strings.Contains(string(res.body), "content policy") {
+			t.Fatalf("request %d refused by the backend: status %d %s, want its 403", i, res.status, res.body)
+		}
+	}
+	if res := g.do(t, "POST", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`); res.status != 200 {
+		t.Errorf("after five refused requests: status %d %s, want 200 (the backend is not ejected)", res.status, res.body)
+	}
+	if up := backendUp(t, g, b.URL); up != 1 {
+		t.Errorf("llmgate_backend_up = %v, want 1", up)
+	}
+}
+
 // /readyz tells a load balancer whether the gateway can serve every model. A drained backend
 // (weight 0) takes no request however healthy it is: with the stable's other backend ejected,
 // every request gets a 503, and so must /readyz.
@@ -844,8 +881,8 @@ func TestBackendAccountHeadersNotPassedOn(t *testing.T) {
 	}
 }
 
-// A backend's 401 or 403 ejects it (the gateway's key was refused), so nothing a client sends
-// may make a healthy backend answer one. Ollama refuses a request whose Origin it does not
+// A backend's 401 ejects it (the gateway's key was refused), so nothing a client sends may make
+// a healthy backend answer one. Ollama refuses a request whose Origin it does not
 // allow with 403 (its CORS check), and OpenAI refuses an OpenAI-Organization or
 // OpenAI-Project header that does not match the key with 401: forwarded, a browser client or
 // an SDK with OPENAI_ORG_ID set got 502s, and a few such requests ejected the backend for

@@ -131,7 +131,8 @@ func (g *Gateway) tryVersion(ctx *fasthttp.RequestCtx, r *request, snap *snapsho
 		}
 		status := resp.StatusCode()
 		h.metrics.countStatus(status)
-		if status < 500 && status != fasthttp.StatusTooManyRequests && status != fasthttp.StatusNotFound && !refusedCredentials(status) {
+		if status < 500 && status != fasthttp.StatusTooManyRequests && status != fasthttp.StatusNotFound &&
+			status != fasthttp.StatusForbidden && !refusedCredentials(status) {
 			if status < 400 {
 				// Success only once the answer is in: a stream can still break.
 				r.hold = hold
@@ -153,12 +154,17 @@ func (g *Gateway) tryVersion(ctx *fasthttp.RequestCtx, r *request, snap *snapsho
 			// Another backend of the version may serve it. No ejection: a client could
 			// eject healthy backends by asking them for an endpoint they lack.
 			lastErr = modelNotServed(r, g.backendError(resp))
-		case fasthttp.StatusUnauthorized, fasthttp.StatusForbidden:
+		case fasthttp.StatusUnauthorized:
 			// The gateway's key to the backend, not the client's to the gateway (the client's
 			// Authorization is never forwarded): a backend that refuses it is broken for every
 			// request until its key is fixed.
 			hold.ReportFailure()
 			lastErr = errUpstreamAuth
+		case fasthttp.StatusForbidden:
+			// Forbidden for this request: a model the key may not use there, or a filter in
+			// front of a hosted backend refusing the content. Another backend may take it, but
+			// no ejection, or a client could take healthy backends out with what it sends.
+			lastErr = g.backendError(resp)
 		default:
 			hold.ReportFailure()
 			lastErr = g.backendError(resp)
@@ -404,9 +410,9 @@ func (g *Gateway) backendError(resp *fasthttp.Response) *apiError {
 }
 
 // refusedCredentials reports whether a backend's status says it refused the gateway's
-// credentials (its api_key_env): 401 or 403.
+// credentials (its api_key_env): 401. A 403 is about the request (see tryVersion).
 func refusedCredentials(status int) bool {
-	return status == fasthttp.StatusUnauthorized || status == fasthttp.StatusForbidden
+	return status == fasthttp.StatusUnauthorized
 }
 
 // modelNotServed is a backend's 404 to a request for a model the gateway serves, as the client
