@@ -15,7 +15,7 @@ rm -f "$out"/state-*.db
 go build -o "$out/llmgate" ./cmd/llmgate
 bin=$out/llmgate
 
-. bench/lib.sh # pin, waitport
+. bench/lib.sh # pin, waitport, gateway_config
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
 
@@ -31,29 +31,7 @@ waitport 18501
 p=18510
 for v in "defaults 0 0" "cache 0 1" "guard 1 0" "full 1 1"; do
 	read -r name guard cache <<<"$v"
-	{
-		echo "listen: \"127.0.0.1:$p\""
-		echo "admin: {listen: \"127.0.0.1:$((p + 1))\"}"
-		echo "state: {path: \"$out/state-$name.db\"}"
-		echo "models:"
-		echo "  - alias: bench-model"
-		echo "    versions:"
-		echo "      - version: v1"
-		echo "        backends:"
-		echo "          - {url: \"http://127.0.0.1:18500\", kind: vllm, model: bench-model}"
-		if ((guard)); then
-			echo "    guard:"
-			echo "      pii: {prompt: redact, completion: redact, restore: true}"
-			echo "      safety: {prompt: block, completion: block}"
-		fi
-		if ((cache)); then
-			echo "    cache: {enabled: true}"
-		fi
-		if ((guard || cache)); then # as llmgate-full in run.sh
-			echo "cache: {max_bytes: 8388608}"
-			echo "limits: {memory_bytes: 50331648}"
-		fi
-	} >"$out/$name.yaml"
+	gateway_config "$name" "$p" 18500 "$guard" "$cache"
 	pin 0 "$bin" serve --config "$out/$name.yaml" >"$out/$name.out" 2>"$out/$name.log" &
 	pids+=($!)
 	pid[$name]=$! port[$name]=$p

@@ -17,7 +17,7 @@ go build -o "$out/llmgate" ./cmd/llmgate
 bin=$out/llmgate
 rate=${RATE:-2000}
 
-. bench/lib.sh # pin, waitport
+. bench/lib.sh # pin, waitport, gateway_config
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
 
@@ -32,25 +32,9 @@ waitport 18401
 
 p=18410
 for name in llmgate llmgate-full; do
-	{
-		echo "listen: \"127.0.0.1:$p\""
-		echo "admin: {listen: \"127.0.0.1:$((p + 1))\"}"
-		echo "state: {path: \"$out/state-$name.db\"}"
-		echo "models:"
-		echo "  - alias: bench-model"
-		echo "    versions:"
-		echo "      - version: v1"
-		echo "        backends:"
-		echo "          - {url: \"http://127.0.0.1:18400\", kind: vllm, model: bench-model}"
-		if [[ $name == llmgate-full ]]; then # as in run.sh
-			echo "    guard:"
-			echo "      pii: {prompt: redact, completion: redact, restore: true}"
-			echo "      safety: {prompt: block, completion: block}"
-			echo "    cache: {enabled: true}"
-			echo "cache: {max_bytes: 8388608}"
-			echo "limits: {memory_bytes: 50331648}"
-		fi
-	} >"$out/$name.yaml"
+	full=0
+	[[ $name == llmgate-full ]] && full=1
+	gateway_config "$name" "$p" 18400 "$full" "$full"
 	pin 0 "$bin" serve --config "$out/$name.yaml" >"$out/$name.out" 2>"$out/$name.log" &
 	pids+=($!)
 	pid[$name]=$! port[$name]=$p

@@ -5,7 +5,6 @@ package gateway_test
 // on the same state file, and traffic while the split changes under it.
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -1142,19 +1141,7 @@ func TestCanaryFallsBackToStable(t *testing.T) {
 			}
 		}
 	}
-	var stats struct {
-		Versions []struct {
-			Version string
-			Summary struct {
-				Requests  int     `json:"requests"`
-				ErrorRate float64 `json:"error_rate"`
-			}
-		}
-	}
-	if err := json.Unmarshal(g.call(t, "GET", "/admin/stats/chat", viewerToken, "").body, &stats); err != nil {
-		t.Fatal(err)
-	}
-	for _, v := range stats.Versions {
+	for _, v := range versionSummaries(t, g, "chat") {
 		if v.Version == "v2" && (v.Summary.Requests != 6 || v.Summary.ErrorRate != 1) {
 			t.Fatalf("the canary's statistics: %d requests, error rate %v; want its share's 6, all errors", v.Summary.Requests, v.Summary.ErrorRate)
 		}
@@ -1181,17 +1168,10 @@ func TestCanaryRateLimitedFallsBackToStable(t *testing.T) {
 	tokens := withAdminTokens(t)
 	v1 := startFake(t, fakellm.Options{Model: "m1"})
 	limited := rawBackend(t, func(c net.Conn) {
-		defer c.Close()
-		rd := bufio.NewReader(c)
-		for {
-			req, err := http.ReadRequest(rd)
-			if err != nil {
-				return
-			}
-			_, _ = io.Copy(io.Discard, req.Body)
-			const body = `{"error":{"message":"Too many requests","type":"RateLimitError","param":null,"code":429}}`
-			fmt.Fprintf(c, "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nRetry-After: 1\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
-		}
+		requestsOn(c, func(int, *http.Request, []byte) bool {
+			writeJSONReply(c, "429 Too Many Requests", "Retry-After: 1\r\n", `{"error":{"message":"Too many requests","type":"RateLimitError","param":null,"code":429}}`)
+			return true
+		})
 	})
 	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", v1.backend()), version("v2", limited))))
 	g.write(t, "PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v2","canary_percent":100,"sticky":"user"}`)
@@ -1581,19 +1561,7 @@ func TestCanaryNotChargedForAClientsOwn404(t *testing.T) {
 			t.Fatalf("request %d for an endpoint no version serves: status %d: %s, want 404", i, res.status, res.body)
 		}
 	}
-	var stats struct {
-		Versions []struct {
-			Version string
-			Summary struct {
-				Requests  int     `json:"requests"`
-				ErrorRate float64 `json:"error_rate"`
-			}
-		}
-	}
-	if err := json.Unmarshal(g.call(t, "GET", "/admin/stats/chat", viewerToken, "").body, &stats); err != nil {
-		t.Fatal(err)
-	}
-	for _, v := range stats.Versions {
+	for _, v := range versionSummaries(t, g, "chat") {
 		if v.Summary.ErrorRate != 0 {
 			t.Errorf("%s's statistics: %d requests, error rate %v; want no errors for the client's 404s", v.Version, v.Summary.Requests, v.Summary.ErrorRate)
 		}
@@ -1608,13 +1576,28 @@ func TestCanaryNotChargedForAClientsOwn404(t *testing.T) {
 			t.Fatalf("request %d of a canary not serving its model: status %d: %s", i, res.status, res.body)
 		}
 	}
-	stats.Versions = nil
-	if err := json.Unmarshal(g.call(t, "GET", "/admin/stats/chat", viewerToken, "").body, &stats); err != nil {
-		t.Fatal(err)
-	}
-	for _, v := range stats.Versions {
+	for _, v := range versionSummaries(t, g, "chat") {
 		if v.Version == "v2" && (v.Summary.Requests != 2 || v.Summary.ErrorRate != 1) {
 			t.Errorf("the canary not serving its model: %d requests, error rate %v; want 2, all errors", v.Summary.Requests, v.Summary.ErrorRate)
 		}
 	}
+}
+
+// versionSummary is one version's summary in /admin/stats/ALIAS.
+type versionSummary struct {
+	Version string
+	Summary struct {
+		Requests  int     `json:"requests"`
+		ErrorRate float64 `json:"error_rate"`
+	}
+}
+
+// versionSummaries reads /admin/stats/alias with the viewer token.
+func versionSummaries(t *testing.T, g *gw, alias string) []versionSummary {
+	t.Helper()
+	var stats struct{ Versions []versionSummary }
+	if err := json.Unmarshal(g.call(t, "GET", "/admin/stats/"+alias, viewerToken, "").body, &stats); err != nil {
+		t.Fatal(err)
+	}
+	return stats.Versions
 }

@@ -632,26 +632,18 @@ func TestPartialAnswerOnPooledConnectionNotReplayed(t *testing.T) {
 	t.Parallel()
 	var got atomic.Int64
 	b := rawBackend(t, func(c net.Conn) {
-		defer c.Close()
-		rd := bufio.NewReader(c)
-		for n := 0; ; n++ {
-			req, err := http.ReadRequest(rd)
-			if err != nil {
-				return
-			}
-			_, _ = io.Copy(io.Discard, req.Body)
+		requestsOn(c, func(n int, _ *http.Request, _ []byte) bool {
 			got.Add(1)
 			if n == 0 { // the first request on a connection: a whole answer, kept alive
-				body := `{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`
-				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
-				continue
+				writeJSONReply(c, "200 OK", "", `{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`)
+				return true
 			}
 			// The second: the start of an answer, then the backend is gone, with a reset (a
 			// crash, or a proxy before it that gave up).
 			fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"id\":")
 			_ = c.(*net.TCPConn).SetLinger(0)
-			return
-		}
+			return false
+		})
 	})
 	g := startGateway(t, newConfig(t, func(c *config.Config) { c.Retry.Attempts = 1 }, model("chat", "v1", version("v1", b))))
 	body := `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`

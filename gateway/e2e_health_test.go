@@ -300,26 +300,18 @@ func TestShadowLeavesTheTrialToTheClient(t *testing.T) {
 	var mirrors atomic.Int64
 	release := make(chan struct{})
 	b := rawBackend(t, func(c net.Conn) {
-		defer c.Close()
-		rd := bufio.NewReader(c)
-		for {
-			req, err := http.ReadRequest(rd)
-			if err != nil {
-				return
-			}
-			_, _ = io.Copy(io.Discard, req.Body)
+		requestsOn(c, func(_ int, req *http.Request, _ []byte) bool {
 			if fail.Load() {
-				const body = `{"error":{"message":"boom","type":"InternalServerError","param":null,"code":500}}`
-				fmt.Fprintf(c, "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
-				continue
+				writeJSONReply(c, "500 Internal Server Error", "", `{"error":{"message":"boom","type":"InternalServerError","param":null,"code":500}}`)
+				return true
 			}
 			if req.Header.Get("X-Request-Id") == "" { // a mirror: it answers when the test is done
 				mirrors.Add(1)
 				<-release
 			}
-			const body = `{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`
-			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
-		}
+			writeJSONReply(c, "200 OK", "", `{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`)
+			return true
+		})
 	})
 	g := startGateway(t, newConfig(t, func(c *config.Config) {
 		tokens(c)
@@ -353,29 +345,21 @@ func TestStreamTrialLetsOthersInAtFirstEvent(t *testing.T) {
 	var fail atomic.Bool
 	release := make(chan struct{})
 	b := rawBackend(t, func(c net.Conn) {
-		defer c.Close()
-		rd := bufio.NewReader(c)
-		for {
-			req, err := http.ReadRequest(rd)
-			if err != nil {
-				return
-			}
-			body, _ := io.ReadAll(req.Body)
+		requestsOn(c, func(_ int, _ *http.Request, body []byte) bool {
 			switch {
 			case fail.Load():
-				const msg = `{"error":{"message":"boom","type":"InternalServerError","param":null,"code":500}}`
-				fmt.Fprintf(c, "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(msg), msg)
+				writeJSONReply(c, "500 Internal Server Error", "", `{"error":{"message":"boom","type":"InternalServerError","param":null,"code":500}}`)
 			case strings.Contains(string(body), `"stream":true`):
 				const chunk = `{"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}`
 				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\ndata: %s\n\n", chunk)
 				<-release // a long answer
 				fmt.Fprint(c, "data: [DONE]\n\n")
-				return
+				return false
 			default:
-				const msg = `{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`
-				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(msg), msg)
+				writeJSONReply(c, "200 OK", "", `{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`)
 			}
-		}
+			return true
+		})
 	})
 	g := startGateway(t, newConfig(t, func(c *config.Config) {
 		c.Health.FailureThreshold = 1

@@ -5,11 +5,13 @@ package gateway_test
 // user can observe (response headers, /metrics, the JSON log).
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -175,6 +177,30 @@ func silentBackend(t testing.TB) config.Backend {
 	t.Cleanup(func() { close(gone) }) // before rawBackend's own: its connections close first
 	b.Model = "silent"
 	return b
+}
+
+// requestsOn serves a rawBackend connection: it reads HTTP/1.1 requests from c and calls answer
+// with each one's number on the connection (from 0) and its body; answer writes its reply to c
+// and returns false to close the connection, which also closes when the client closes it.
+func requestsOn(c net.Conn, answer func(n int, req *http.Request, body []byte) bool) {
+	defer c.Close()
+	rd := bufio.NewReader(c)
+	for n := 0; ; n++ {
+		req, err := http.ReadRequest(rd)
+		if err != nil {
+			return
+		}
+		body, _ := io.ReadAll(req.Body)
+		if !answer(n, req, body) {
+			return
+		}
+	}
+}
+
+// writeJSONReply writes an HTTP/1.1 reply with a JSON body to c; status is a status line's
+// code and text ("200 OK"), headers are more header lines, each ending in CRLF.
+func writeJSONReply(c net.Conn, status, headers, body string) {
+	fmt.Fprintf(c, "HTTP/1.1 %s\r\nContent-Type: application/json\r\n%sContent-Length: %d\r\n\r\n%s", status, headers, len(body), body)
 }
 
 // closedBackend is a loopback port nothing listens on: connections are refused. The port stays
