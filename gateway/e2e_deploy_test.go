@@ -1601,3 +1601,58 @@ func versionSummaries(t *testing.T, g *gw, alias string) []versionSummary {
 	}
 	return stats.Versions
 }
+
+// A canary whose every backend answers 403 (a hosted canary whose key may not use the model)
+// does not serve what stable serves: its share goes to stable, as for a canary's 404, and the
+// canary is charged. A 403 stable gives as well (a content filter refusing the request) is the
+// client's, which the client gets, and not the canary's error.
+func TestCanary403GoesToStable(t *testing.T) {
+	tokens := withAdminTokens(t)
+	const forbidden = `{"error":{"message":"You are not allowed to sample from this model","type":"invalid_request_error","param":null,"code":null}}`
+	forbiddenBackend := func() config.Backend {
+		return cannedBackend(t, 403, http.Header{"Content-Type": {"application/json"}}, forbidden)
+	}
+	v1 := startFake(t, fakellm.Options{Model: "m1"})
+	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", v1.backend()), version("v2", forbiddenBackend()))))
+	g.write(t, "PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v2","canary_percent":100,"sticky":"user"}`)
+	for i := range 2 {
+		if res := g.do(t, "POST", "/v1/chat/completions", chatBody("hello", `,"user":"u1"`)); res.status != 200 {
+			t.Fatalf("request %d of a canary refusing every request: status %d: %s, want stable's 200", i, res.status, res.body)
+		}
+	}
+	var stats struct {
+		Versions []struct {
+			Version string
+			Summary struct {
+				Requests  int     `json:"requests"`
+				ErrorRate float64 `json:"error_rate"`
+			}
+		}
+	}
+	if err := json.Unmarshal(g.call(t, "GET", "/admin/stats/chat", viewerToken, "").body, &stats); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range stats.Versions {
+		if v.Version == "v2" && (v.Summary.Requests != 2 || v.Summary.ErrorRate != 1) {
+			t.Errorf("the canary refusing every request: %d requests, error rate %v; want 2, all errors", v.Summary.Requests, v.Summary.ErrorRate)
+		}
+	}
+
+	// Both refuse: the client's own request; it gets the 403 and neither version is charged.
+	g = startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", forbiddenBackend()), version("v2", forbiddenBackend()))))
+	g.write(t, "PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v2","canary_percent":100,"sticky":"user"}`)
+	for i := range 2 {
+		if res := g.do(t, "POST", "/v1/chat/completions", chatBody("hello", `,"user":"u1"`)); res.status != 403 {
+			t.Fatalf("request %d both versions refuse: status %d: %s, want 403", i, res.status, res.body)
+		}
+	}
+	stats.Versions = nil
+	if err := json.Unmarshal(g.call(t, "GET", "/admin/stats/chat", viewerToken, "").body, &stats); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range stats.Versions {
+		if v.Summary.ErrorRate != 0 {
+			t.Errorf("%s's statistics: %d requests, error rate %v; want no errors for the client's 403s", v.Version, v.Summary.Requests, v.Summary.ErrorRate)
+		}
+	}
+}

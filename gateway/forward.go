@@ -60,14 +60,15 @@ func (g *Gateway) forwardBuffered(ctx *fasthttp.RequestCtx, r *request, snap *sn
 // client's own (passed on as an error in OpenAI's shape). After a 2xx the backend stays held
 // in r.hold for the caller to report on and release when the answer is done.
 func (g *Gateway) tryBackends(ctx *fasthttp.RequestCtx, r *request, snap *snapshot, do func(*backendHandles) error) error {
-	var notServedBy *router.Version // the canary, when its 404 sent the request to stable
+	var notServedBy *router.Version // the canary, when its 404 or 403 sent the request to stable
+	notServedStatus := 0            // that 404 or 403
 	for {
 		err := g.tryVersion(ctx, r, snap, do)
 		if notServedBy != nil {
-			// Stable has answered too: a 404 from stable as well was the client's own request
-			// (an endpoint the model lacks), not a canary failing what stable serves, and is
-			// not the canary's error.
-			if ae := asAPIError(err); err == nil || ae.status != fasthttp.StatusNotFound {
+			// Stable has answered too: the same 404 or 403 from stable was the client's own
+			// request (an endpoint the model lacks, a content filter refusing it), not a
+			// canary failing what stable serves, and is not the canary's error.
+			if ae := asAPIError(err); err == nil || ae.status != notServedStatus {
 				g.canaryMiss(snap, notServedBy)
 			}
 			notServedBy = nil
@@ -79,8 +80,8 @@ func (g *Gateway) tryBackends(ctx *fasthttp.RequestCtx, r *request, snap *snapsh
 		if !g.failoverToStable(ctx, r, snap, err) {
 			return err
 		}
-		if asAPIError(err).status == fasthttp.StatusNotFound {
-			notServedBy = canary
+		if s := asAPIError(err).status; s == fasthttp.StatusNotFound || s == fasthttp.StatusForbidden {
+			notServedBy, notServedStatus = canary, s
 		}
 	}
 }
@@ -197,7 +198,8 @@ func (r *request) excluded() []*router.Backend {
 
 // failoverToStable hands a request of a canary's share to the alias's stable version when
 // every attempt on the canary failed before the first byte (a connect error, a timeout, a 5xx,
-// a 429 of a canary at its limit, a 404 of a canary that does not serve its model; not the
+// a 429 of a canary at its limit, a 404 of a canary that does not serve its model or a 403 of
+// one whose key may not use it; not the
 // client's own 4xx) and stable has a backend in service and time is left (stable gets an
 // attempt beyond retry.attempts when the canary used them all, see tryVersion): a canary that
 // cannot answer must not cost its users errors. As with StableFallback, the canary's statistics count the failure, so
@@ -209,13 +211,16 @@ func (g *Gateway) failoverToStable(ctx *fasthttp.RequestCtx, r *request, snap *s
 	if stable == nil || r.attempts >= len(r.tried) || !time.Now().Before(r.start.Add(g.cfg.Timeouts.Total)) {
 		return false
 	}
-	if ae := asAPIError(err); ae.status < 500 && ae.status != fasthttp.StatusTooManyRequests && ae.status != fasthttp.StatusNotFound && ae != errNoBackend {
+	ae := asAPIError(err)
+	notServed := ae.status == fasthttp.StatusNotFound || ae.status == fasthttp.StatusForbidden
+	if ae.status < 500 && ae.status != fasthttp.StatusTooManyRequests && !notServed && ae != errNoBackend {
 		return false // the client's own error: stable would refuse it too
 	}
 	r.canaryShare, r.failedOver = false, true // once
-	if asAPIError(err).status == fasthttp.StatusNotFound {
-		// Whose 404 it was, stable's answer tells: the canary's statistics count it in
-		// tryBackends once stable answered otherwise.
+	if notServed {
+		// Whose 404 or 403 it was (a canary without the model or whose key may not use it,
+		// or the client's own request), stable's answer tells: the canary's statistics count
+		// it in tryBackends once stable answered otherwise.
 		g.metrics.canaryFallbacks.Inc()
 	} else {
 		g.fallBackToStable(snap, r.version)
