@@ -339,10 +339,12 @@ var maxTokensKeys = []string{"max_completion_tokens", "max_tokens"}
 
 // forwardRequestHeader reports whether a client header goes to the backend. Hop-by-hop headers
 // belong to one connection; Authorization and cookies are the client's credentials to the
-// gateway, not to the backend; OpenAI-Organization and OpenAI-Project name the client's own
+// gateway, not to the backend, and so are api-key and x-api-key (the Azure and Anthropic SDKs'
+// key headers, and API gateways' in front of this one); OpenAI-Organization and OpenAI-Project name the client's own
 // account (an SDK sends them from OPENAI_ORG_ID), which a hosted backend refuses with 401 for
 // the gateway's key, and Origin is the client's page, which Ollama refuses with 403 unless it
-// allows it: a backend's 401 or 403 ejects it, so a client must not be able to cause one;
+// allows it: a backend's 401 ejects it and its 403 is not the answer, so a client must not be
+// able to cause one;
 // Accept-Encoding is dropped so streams arrive uncompressed and
 // can be inspected; Content-Encoding described the client's body, which the backend gets
 // decompressed (readBody); the rest (including vendor and SDK headers) passes.
@@ -351,7 +353,7 @@ func forwardRequestHeader(k []byte) bool {
 	case "Host", "Content-Length", "Content-Type", "Connection", "Keep-Alive", "Proxy-Connection",
 		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Authorization",
 		"Cookie", "Accept-Encoding", "Content-Encoding", "X-Request-Id", "X-Llmgate-Version",
-		"Openai-Organization", "Openai-Project", "Origin":
+		"Openai-Organization", "Openai-Project", "Origin", "Api-Key", "X-Api-Key":
 		return false
 	}
 	return true

@@ -73,3 +73,43 @@ func TestRepeatedHeadersPassed(t *testing.T) {
 		t.Errorf("X-Tag: backend got %q, client sent [one two]", got)
 	}
 }
+
+// TestClientKeyHeadersNotForwarded checks that a client's api-key and x-api-key headers (the
+// Azure and Anthropic SDKs' way of sending their key, and API gateways' in front of this one)
+// stay with the gateway, as its Authorization does: they are the client's credentials to the
+// gateway, which a hosted backend must not receive.
+func TestClientKeyHeadersNotForwarded(t *testing.T) {
+	t.Parallel()
+	const answer = `{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}`
+	var mu sync.Mutex
+	var seen []string
+	ln := listen(t)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		for _, h := range []string{"Api-Key", "X-Api-Key"} {
+			if v := r.Header.Values(h); len(v) > 0 {
+				seen = append(seen, h+": "+strings.Join(v, ","))
+			}
+		}
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, answer)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close() })
+	b := config.Backend{URL: "http://" + ln.Addr().String(), Kind: config.KindOpenAI, Model: "m"}
+	g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", b))))
+	for _, stream := range []string{"false", "true"} {
+		res := g.do(t, "POST", "/v1/chat/completions", `{"model":"chat","stream":`+stream+`,"messages":[{"role":"user","content":"hi"}]}`,
+			"Api-Key", "client-secret-1", "X-Api-Key", "client-secret-2")
+		if res.status != 200 {
+			t.Fatalf("stream %s: status %d %s", stream, res.status, res.body)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) > 0 {
+		t.Errorf("the backend received the client's keys: %q", seen)
+	}
+}
