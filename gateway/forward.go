@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"errors"
 	"strconv"
 	"time"
@@ -256,8 +257,12 @@ func (g *Gateway) prepareUpstream(ctx *fasthttp.RequestCtx, r *request, h *backe
 	req := &r.upstreamReq
 	req.Reset()
 	var copied copiedKeys
+	hopNamed := false // the client's Connection names headers of its own connection
 	for k, v := range ctx.Request.Header.All() {
 		if !forwardRequestHeader(k) {
+			if string(k) == "Connection" && namesHeaders(v) {
+				hopNamed = true
+			}
 			continue
 		}
 		if copied.repeat(k) { // a header the client sent more than once: every line passes
@@ -269,6 +274,9 @@ func (g *Gateway) prepareUpstream(ctx *fasthttp.RequestCtx, r *request, h *backe
 		// which fasthttp leaves as it came, SetBytesKV would leave too), and normalizing
 		// each one again was a copy and a pass per header per request.
 		req.Header.SetCanonical(k, v)
+	}
+	if hopNamed {
+		dropConnectionNamed(&req.Header, &ctx.Request.Header)
 	}
 	req.Header.SetMethod(fasthttp.MethodPost)
 	req.SetRequestURIBytes(h.paths[r.op])
@@ -457,4 +465,42 @@ func findModel(body []byte) (int, int) {
 // hasPrefix reports whether header name k starts with prefix, without a conversion.
 func hasPrefix(k []byte, prefix string) bool {
 	return len(k) > len(prefix) && string(k[:len(prefix)]) == prefix
+}
+
+// namesHeaders reports whether a Connection header's value names anything beyond close and
+// keep-alive: headers that belong to the client's connection to the gateway (RFC 9110 7.6.1).
+// It does not allocate (clients such as python-requests send Connection: keep-alive always).
+func namesHeaders(v []byte) bool {
+	for tok := range connectionTokens(v) {
+		if !bytes.EqualFold(tok, []byte("close")) && !bytes.EqualFold(tok, []byte("keep-alive")) {
+			return true
+		}
+	}
+	return false
+}
+
+// dropConnectionNamed removes from the backend's request the headers that the client's
+// Connection headers name (before the gateway sets its own: a client cannot drop those).
+func dropConnectionNamed(dst *fasthttp.RequestHeader, src *fasthttp.RequestHeader) {
+	for k, v := range src.All() {
+		if string(k) != "Connection" {
+			continue
+		}
+		for tok := range connectionTokens(v) {
+			dst.DelBytes(tok)
+		}
+	}
+}
+
+// connectionTokens yields the comma-separated tokens of a Connection header's value, trimmed.
+func connectionTokens(v []byte) func(func([]byte) bool) {
+	return func(yield func([]byte) bool) {
+		for len(v) > 0 {
+			var tok []byte
+			tok, v, _ = bytes.Cut(v, []byte(","))
+			if tok = bytes.TrimSpace(tok); len(tok) > 0 && !yield(tok) {
+				return
+			}
+		}
+	}
 }

@@ -113,3 +113,43 @@ func TestClientKeyHeadersNotForwarded(t *testing.T) {
 		t.Errorf("the backend received the client's keys: %q", seen)
 	}
 }
+
+// TestConnectionNamedHeadersNotForwarded checks that a header the client's Connection header
+// names is dropped with it (RFC 9110 7.6.1: such a header belongs to the client's connection
+// to the gateway), while the rest pass.
+func TestConnectionNamedHeadersNotForwarded(t *testing.T) {
+	t.Parallel()
+	const answer = `{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}`
+	var mu sync.Mutex
+	var hop, kept []string
+	ln := listen(t)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		hop = append(hop, r.Header.Values("X-Hop")...)
+		hop = append(hop, r.Header.Values("X-Proxy-Hint")...)
+		kept = append(kept, r.Header.Values("X-Tag")...)
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, answer)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close() })
+	b := config.Backend{URL: "http://" + ln.Addr().String(), Kind: config.KindVLLM, Model: "m"}
+	g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", b))))
+	for _, conn := range []string{"keep-alive, X-Hop, x-proxy-hint", "close, X-Hop,X-Proxy-Hint"} {
+		res := g.do(t, "POST", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`,
+			"Connection", conn, "X-Hop", "client-side", "X-Proxy-Hint", "client-side", "X-Tag", "kept")
+		if res.status != 200 {
+			t.Fatalf("Connection %q: status %d %s", conn, res.status, res.body)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(hop) > 0 {
+		t.Errorf("the backend received headers the client's Connection named: %q", hop)
+	}
+	if len(kept) != 2 {
+		t.Errorf("X-Tag reached the backend %d times, want 2", len(kept))
+	}
+}
