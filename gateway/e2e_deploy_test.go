@@ -1656,3 +1656,34 @@ func TestCanary403GoesToStable(t *testing.T) {
 		}
 	}
 }
+
+// A shadow version whose backend refuses every mirror with 403 (a hosted backend whose key may
+// not use the model) cannot serve what stable served: its statistics show the refusals as
+// its errors, as before 403s stopped ejecting, not as client errors that leave its error rate
+// at 0 next to stable's.
+func TestShadow403CountsAsItsError(t *testing.T) {
+	tokens := withAdminTokens(t)
+	v1 := startFake(t, fakellm.Options{Model: "m1"})
+	v2 := cannedBackend(t, 403, http.Header{"Content-Type": {"application/json"}}, `{"error":{"message":"You are not allowed to sample from this model","type":"invalid_request_error","param":null,"code":null}}`)
+	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", v1.backend()), version("v2", v2))))
+	g.write(t, "PUT", "/admin/models/chat/shadow", `{"version":"v2","percent":100}`)
+	const n = 2
+	for i := range n {
+		if res := g.do(t, "POST", "/v1/chat/completions", chatAs("u"+strconv.Itoa(i), false)); res.status != 200 {
+			t.Fatalf("request %d: status %d: %s", i, res.status, res.body)
+		}
+	}
+	var shadow versionSummary
+	waitFor(t, "the shadow's statistics to count every mirror", func() bool {
+		for _, v := range versionSummaries(t, g, "chat") {
+			if v.Version == "v2" {
+				shadow = v
+				return v.Summary.Requests == n
+			}
+		}
+		return false
+	})
+	if shadow.Summary.ErrorRate != 1 {
+		t.Errorf("the shadow refusing every mirror: error rate %v over %d requests, want 1", shadow.Summary.ErrorRate, shadow.Summary.Requests)
+	}
+}

@@ -101,6 +101,9 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 		case errors.Is(err, fasthttp.ErrNoFreeConns): // the gateway's cap, no verdict (see tryVersion)
 		case err != nil || resp.StatusCode() >= 500 || refusedCredentials(resp.StatusCode()):
 			hold.ReportFailure()
+		case resp.StatusCode() == fasthttp.StatusForbidden:
+			// No verdict, as tryVersion gives none: no ejection for what a request asked, and
+			// a refusal is no success that passes a trial either.
 		case resp.StatusCode() != fasthttp.StatusTooManyRequests:
 			hold.ReportSuccess()
 		}
@@ -163,7 +166,10 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 					s.Safety, s.Entities = shadowGuardHits(ag, body[cs:ce])
 				}
 			}
-		case resp.StatusCode() >= 500 || refusedCredentials(resp.StatusCode()):
+		case resp.StatusCode() >= 500 || refusedCredentials(resp.StatusCode()) || resp.StatusCode() == fasthttp.StatusForbidden:
+			// A 403 too: stable was asked the same and the client got stable's answer, so a
+			// shadow that refuses it (a key that may not use the model) fails what stable
+			// serves; counted as the client's, a shadow refusing everything showed no errors.
 			s.Status = drift.StatusUpstreamError
 		default:
 			s.Status = drift.StatusClientError
