@@ -153,3 +153,26 @@ func TestConnectionNamedHeadersNotForwarded(t *testing.T) {
 		t.Errorf("X-Tag reached the backend %d times, want 2", len(kept))
 	}
 }
+
+// A stream's Cache-Control and X-Accel-Buffering are the gateway's (an SSE stream is never to be
+// cached or buffered by a proxy), whatever lines the backend sent: one of each, not the
+// gateway's beside the backend's second line.
+func TestStreamHeadersReplaceRepeatedBackendLines(t *testing.T) {
+	t.Parallel()
+	const chunk = `{"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":"stop"}]}`
+	b := cannedBackend(t, 200, http.Header{
+		"Content-Type":      {"text/event-stream"},
+		"Cache-Control":     {"no-store", "private"},
+		"X-Accel-Buffering": {"yes", "yes"},
+	}, "data: "+chunk+"\n\ndata: [DONE]\n\n")
+	g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", b))))
+	res := g.do(t, "POST", "/v1/chat/completions", `{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+	if res.status != 200 || !strings.Contains(string(res.body), "[DONE]") {
+		t.Fatalf("status %d: %s", res.status, res.body)
+	}
+	for h, want := range map[string]string{"Cache-Control": "no-cache", "X-Accel-Buffering": "no"} {
+		if got := res.header.Values(h); !slices.Equal(got, []string{want}) {
+			t.Errorf("%s: client got %q, want only %q", h, got, want)
+		}
+	}
+}

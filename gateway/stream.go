@@ -74,6 +74,9 @@ func (g *Gateway) forwardStream(ctx *fasthttp.RequestCtx, r *request, snap *snap
 func (g *Gateway) startStream(ctx *fasthttp.RequestCtx, r *request, src io.Reader) {
 	ctx.SetStatusCode(fasthttp.StatusOK)
 	ctx.SetContentType("text/event-stream")
+	// Del first: Set replaces only the first of several lines copyResponseHeaders passed on.
+	ctx.Response.Header.Del("Cache-Control")
+	ctx.Response.Header.Del("X-Accel-Buffering")
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	ctx.Response.Header.Set("X-Accel-Buffering", "no")
 	r.status = fasthttp.StatusOK
