@@ -135,6 +135,93 @@ func carriesTokens(choices []byte) bool {
 	return false
 }
 
+// textChoice returns the text of a stream chunk's choices when they are the one choice of plain
+// text that nearly every chunk of a vLLM or Ollama stream is, written compactly, as
+//
+//	[{"index":0,"delta":{"content":"..."},"logprobs":null,"finish_reason":null}]
+//
+// (Ollama's delta starts with "role":"assistant"; a completions stream has "text":"..." in place
+// of the delta; after it come only null members of textChoiceNulls); ok false for anything else.
+// Those bytes settle the chunk without a scan: the choice carries tokens when the text is not
+// empty (carriesTokens), and its text is all that noteChoices would read of it (a null
+// finish_reason records nothing). One look at the choices instead of carriesTokens', then
+// noteChoices' and noteText's.
+func textChoice(choices []byte) (text []byte, ok bool) {
+	i, delta := 0, false
+	switch {
+	case bytes.HasPrefix(choices, textChoiceDelta):
+		i, delta = len(textChoiceDelta), true
+	case bytes.HasPrefix(choices, textChoiceRoleDelta):
+		i, delta = len(textChoiceRoleDelta), true
+	case bytes.HasPrefix(choices, textChoiceText):
+		i = len(textChoiceText)
+	default:
+		return nil, false
+	}
+	e := stringEnd(choices, i)
+	if e < 0 {
+		return nil, false
+	}
+	text, i = choices[i:e], e+1
+	if delta {
+		if i >= len(choices) || choices[i] != '}' { // the delta has no member after its content
+			return nil, false
+		}
+		i++
+	}
+	// Only null members follow, none of them one that noteChoices or carriesTokens reads
+	// (a later "delta" or "text" would be the one a scan finds), then the end of the array.
+	for rest := choices[i:]; ; {
+		if string(rest) == "}]" {
+			return text, true
+		}
+		if len(rest) < 2 || rest[0] != ',' || rest[1] != '"' {
+			return nil, false
+		}
+		k := bytes.IndexByte(rest[2:], '"')
+		if k < 0 || !isTextChoiceNull(rest[2:2+k]) || !bytes.HasPrefix(rest[2+k:], []byte(`":null`)) {
+			return nil, false
+		}
+		rest = rest[2+k+len(`":null`):]
+	}
+}
+
+// The starts of the choices textChoice reads, and the members it lets follow with a null value.
+var (
+	textChoiceDelta     = []byte(`[{"index":0,"delta":{"content":"`)
+	textChoiceRoleDelta = []byte(`[{"index":0,"delta":{"role":"assistant","content":"`)
+	textChoiceText      = []byte(`[{"index":0,"text":"`)
+)
+
+func isTextChoiceNull(key []byte) bool {
+	switch string(key) {
+	case "finish_reason", "logprobs", "stop_reason", "token_ids", "prompt_token_ids":
+		return true
+	}
+	return false
+}
+
+// stringEnd returns the index of the quote that ends the JSON string whose contents start at
+// b[i] (b[i-1] is its opening quote), or -1: the first quote not escaped by an odd number of
+// backslashes.
+func stringEnd(b []byte, i int) int {
+	for {
+		j := bytes.IndexByte(b[i:], '"')
+		if j < 0 {
+			return -1
+		}
+		i += j
+		n := 0
+		for k := i - 1; b[k] == '\\'; k-- { // stops at the opening quote at the latest
+			n++
+		}
+		if n%2 == 0 {
+			return i
+		}
+		i++
+	}
+}
+
 // The members carriesTokens reads: of a choice, then of its delta; and the text members it
 // looks for first, as written without spaces.
 var (

@@ -251,17 +251,27 @@ func (s *streamBody) next(wait bool) []byte {
 			// Usage beside choices (vLLM's continuous_usage_stats, or on the last chunk): the
 			// choices are guarded like any other chunk's.
 		}
-		if cs >= 0 && carriesTokens(data[cs:ce]) {
-			// Only chunks with generated content time the tokens: the chunk that opens the
-			// answer with its role and the one that closes it with finish_reason carry none.
-			if r.tokenEvents == 0 {
-				r.firstTokenAt = now
+		if cs >= 0 {
+			choices := data[cs:ce]
+			// Nearly every chunk is one choice of text, which textChoice reads at once; the
+			// others take carriesTokens' and noteChoices' scans.
+			text, plain := textChoice(choices)
+			if plain && len(text) > 0 || !plain && carriesTokens(choices) {
+				// Only chunks with generated content time the tokens: the chunk that opens the
+				// answer with its role and the one that closes it with finish_reason carry none.
+				if r.tokenEvents == 0 {
+					r.firstTokenAt = now
+				}
+				r.lastTokenAt = now
+				r.tokenEvents++
 			}
-			r.lastTokenAt = now
-			r.tokenEvents++
-		}
-		if r.stats.vs != nil && cs >= 0 {
-			r.stats.noteChoices(data[cs:ce], true)
+			if r.stats.vs != nil {
+				if plain {
+					r.stats.appendHead(text)
+				} else {
+					r.stats.noteChoices(choices, true)
+				}
+			}
 		}
 		changed := false
 		// Ollama puts a zero usage on every chunk once include_usage is on; the client did not

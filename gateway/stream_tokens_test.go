@@ -104,3 +104,75 @@ func TestCarriesTokens(t *testing.T) {
 		}
 	}
 }
+
+// textChoiceSeeds are choices of stream chunks: the shapes textChoice reads and near misses that
+// must take the scans.
+var textChoiceSeeds = []struct {
+	choices string
+	plain   bool
+}{
+	{`[{"index":0,"delta":{"content":" word"},"finish_reason":null}]`, true},
+	{`[{"index":0,"delta":{"content":"S"},"logprobs":null,"finish_reason":null,"token_ids":null}]`, true}, // vLLM
+	{`[{"index":0,"delta":{"role":"assistant","content":"Hi"},"finish_reason":null}]`, true},              // Ollama
+	{`[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]`, true},
+	{`[{"index":0,"delta":{"content":"a \"quoted\" \\"},"finish_reason":null}]`, true},
+	{`[{"index":0,"delta":{"content":"\\\\"}}]`, true},
+	{`[{"index":0,"text":" world","logprobs":null,"finish_reason":null,"stop_reason":null}]`, true},
+	{`[{"index":0,"text":"","logprobs":null,"finish_reason":null}]`, true},
+	{`[{"index":0,"delta":{"content":"Hi"},"finish_reason":"stop"}]`, false},
+	{`[{"index":0,"delta":{"content":"Hi"},"finish_reason":null},{"index":1,"delta":{"content":"x"}}]`, false},
+	{`[{"index":0,"delta":{"content":"Hi","reasoning":"x"},"finish_reason":null}]`, false},
+	{`[{"index":0,"delta":{"content":"Hi"},"delta":null}]`, false},
+	{`[{"index":0,"text":"","delta":null}]`, false},
+	{`[{"index":0,"delta":{"content":"Hi"},"logprobs":{"content":[]}}]`, false},
+	{`[{"index":0,"delta":{"content":"Hi"},"finish_reason":null} ]`, false},
+	{`[{"index":1,"delta":{"content":"Hi"}}]`, false},
+	{`[{"index":0,"delta":{"content":"Hi\"}]`, false},
+	{`[{"index":0,"delta":{"content":"Hi"}`, false},
+	{`[{"index":0,"delta":{"content": "spaced"},"finish_reason":null}]`, false},
+	{`[{"index":0,"delta":{"tool_calls":[]},"finish_reason":null}]`, false},
+}
+
+// textChoice reads the chunks it takes as carriesTokens and noteChoices do, and takes no others.
+func TestTextChoice(t *testing.T) {
+	for _, tt := range textChoiceSeeds {
+		_, ok := textChoice([]byte(tt.choices))
+		if ok != tt.plain {
+			t.Errorf("textChoice(%s) ok = %v, want %v", tt.choices, ok, tt.plain)
+		}
+		checkTextChoice(t, []byte(tt.choices))
+	}
+}
+
+func FuzzTextChoice(f *testing.F) {
+	for _, tt := range textChoiceSeeds {
+		f.Add([]byte(tt.choices))
+	}
+	f.Fuzz(checkTextChoice)
+}
+
+// checkTextChoice checks that what textChoice reads of choices, when it reads them, is what
+// carriesTokens and noteChoices read: the tokens, the text kept (from an empty start, a partly
+// kept one and a full one) and the finish reason.
+func checkTextChoice(t *testing.T, choices []byte) {
+	text, ok := textChoice(choices)
+	if !ok {
+		return
+	}
+	if got, want := len(text) > 0, carriesTokens(choices); got != want {
+		t.Errorf("%s: textChoice carries tokens %v, carriesTokens %v", choices, got, want)
+	}
+	for _, start := range []string{"", "Sure", strings.Repeat("x", headBytes)} {
+		var fast, scan requestStats
+		fast.reset()
+		scan.reset()
+		fast.completionHead = append(fast.completionHead, start...)
+		scan.completionHead = append(scan.completionHead, start...)
+		fast.appendHead(text)
+		scan.noteChoices(choices, true)
+		if string(fast.completionHead) != string(scan.completionHead) || fast.finish != scan.finish {
+			t.Errorf("%s after %q: textChoice keeps %q (finish %v), noteChoices %q (finish %v)",
+				choices, start, fast.completionHead, fast.finish, scan.completionHead, scan.finish)
+		}
+	}
+}
