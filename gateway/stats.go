@@ -171,7 +171,13 @@ func textChoice(choices []byte) (text []byte, ok bool) {
 	}
 	// Only null members follow, none of them one that noteChoices or carriesTokens reads
 	// (a later "delta" or "text" would be the one a scan finds), then the end of the array.
-	for rest := choices[i:]; ; {
+	rest := choices[i:]
+	for _, tail := range textChoiceTails { // as vLLM and Ollama write them: one compare
+		if string(rest) == tail {
+			return text, true
+		}
+	}
+	for {
 		if string(rest) == "}]" {
 			return text, true
 		}
@@ -191,6 +197,12 @@ var (
 	textChoiceDelta     = []byte(`[{"index":0,"delta":{"content":"`)
 	textChoiceRoleDelta = []byte(`[{"index":0,"delta":{"role":"assistant","content":"`)
 	textChoiceText      = []byte(`[{"index":0,"text":"`)
+	textChoiceTails     = []string{
+		`,"finish_reason":null}]`,
+		`,"logprobs":null,"finish_reason":null}]`,
+		`,"logprobs":null,"finish_reason":null,"token_ids":null}]`,
+		`,"logprobs":null,"finish_reason":null,"stop_reason":null}]`,
+	}
 )
 
 func isTextChoiceNull(key []byte) bool {
