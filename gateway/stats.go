@@ -140,13 +140,14 @@ func carriesTokens(choices []byte) bool {
 //
 //	[{"index":0,"delta":{"content":"..."},"logprobs":null,"finish_reason":null}]
 //
-// (Ollama's delta starts with "role":"assistant"; a completions stream has "text":"..." in place
-// of the delta; after it come only null members of textChoiceNulls); ok false for anything else.
-// Those bytes settle the chunk without a scan: the choice carries tokens when the text is not
-// empty (carriesTokens), and its text is all that noteChoices would read of it (a null
-// finish_reason records nothing). One look at the choices instead of carriesTokens', then
-// noteChoices' and noteText's.
-func textChoice(choices []byte) (text []byte, ok bool) {
+// (Ollama's delta starts with "role":"assistant"; a completions stream has "text":"..." in place of
+// the delta; a reasoning model's delta may hold "reasoning_content" or "reasoning" in place of
+// "content", reported by reasoning; after the choice's text come only null members that
+// isTextChoiceNull allows); ok false for anything else. Those bytes settle the chunk without a
+// scan: the choice carries tokens when the text is not empty (carriesTokens), and its text, unless
+// it is reasoning, is all that noteChoices would read of it (a null finish_reason records nothing).
+// One look at the choices instead of carriesTokens', then noteChoices' and noteText's.
+func textChoice(choices []byte) (text []byte, reasoning, ok bool) {
 	i, delta := 0, false
 	switch {
 	case bytes.HasPrefix(choices, textChoiceDelta):
@@ -155,17 +156,21 @@ func textChoice(choices []byte) (text []byte, ok bool) {
 		i, delta = len(textChoiceRoleDelta), true
 	case bytes.HasPrefix(choices, textChoiceText):
 		i = len(textChoiceText)
+	case bytes.HasPrefix(choices, textChoiceReasoningContent):
+		i, delta, reasoning = len(textChoiceReasoningContent), true, true
+	case bytes.HasPrefix(choices, textChoiceReasoning):
+		i, delta, reasoning = len(textChoiceReasoning), true, true
 	default:
-		return nil, false
+		return nil, false, false
 	}
 	e := stringEnd(choices, i)
 	if e < 0 {
-		return nil, false
+		return nil, false, false
 	}
 	text, i = choices[i:e], e+1
 	if delta {
 		if i >= len(choices) || choices[i] != '}' { // the delta has no member after its content
-			return nil, false
+			return nil, false, false
 		}
 		i++
 	}
@@ -174,19 +179,19 @@ func textChoice(choices []byte) (text []byte, ok bool) {
 	rest := choices[i:]
 	for _, tail := range textChoiceTails { // as vLLM and Ollama write them: one compare
 		if string(rest) == tail {
-			return text, true
+			return text, reasoning, true
 		}
 	}
 	for {
 		if string(rest) == "}]" {
-			return text, true
+			return text, reasoning, true
 		}
 		if len(rest) < 2 || rest[0] != ',' || rest[1] != '"' {
-			return nil, false
+			return nil, false, false
 		}
 		k := bytes.IndexByte(rest[2:], '"')
 		if k < 0 || !isTextChoiceNull(rest[2:2+k]) || !bytes.HasPrefix(rest[2+k:], []byte(`":null`)) {
-			return nil, false
+			return nil, false, false
 		}
 		rest = rest[2+k+len(`":null`):]
 	}
@@ -197,7 +202,10 @@ var (
 	textChoiceDelta     = []byte(`[{"index":0,"delta":{"content":"`)
 	textChoiceRoleDelta = []byte(`[{"index":0,"delta":{"role":"assistant","content":"`)
 	textChoiceText      = []byte(`[{"index":0,"text":"`)
-	textChoiceTails     = []string{
+
+	textChoiceReasoningContent = []byte(`[{"index":0,"delta":{"reasoning_content":"`)
+	textChoiceReasoning        = []byte(`[{"index":0,"delta":{"reasoning":"`)
+	textChoiceTails            = []string{
 		`,"finish_reason":null}]`,
 		`,"logprobs":null,"finish_reason":null}]`,
 		`,"logprobs":null,"finish_reason":null,"token_ids":null}]`,

@@ -255,7 +255,7 @@ func (s *streamBody) next(wait bool) []byte {
 			choices := data[cs:ce]
 			// Nearly every chunk is one choice of text, which textChoice reads at once; the
 			// others take carriesTokens' and noteChoices' scans.
-			text, plain := textChoice(choices)
+			text, reasoning, plain := textChoice(choices)
 			if plain && len(text) > 0 || !plain && carriesTokens(choices) {
 				// Only chunks with generated content time the tokens: the chunk that opens the
 				// answer with its role and the one that closes it with finish_reason carry none.
@@ -267,7 +267,9 @@ func (s *streamBody) next(wait bool) []byte {
 			}
 			if r.stats.vs != nil {
 				if plain {
-					r.stats.appendHead(text)
+					if !reasoning { // the head is the answer's start, not the model's thinking
+						r.stats.appendHead(text)
+					}
 				} else {
 					r.stats.noteChoices(choices, true)
 				}

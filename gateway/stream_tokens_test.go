@@ -123,6 +123,10 @@ var textChoiceSeeds = []struct {
 	{`[{"index":0,"delta":{"content":"x"},"finish_reason":null,"logprobs":null}]`, true},
 	{`[{"index":0,"delta":{"content":"x"},"finish_reason":null,"logprobs":null,"text":null}]`, false},
 	{`[{"index":0,"delta":{"content":"x"},"finish_reason":null,"logprobs":null`, false},
+	{`[{"index":0,"delta":{"reasoning_content":"So"},"logprobs":null,"finish_reason":null}]`, true},
+	{`[{"index":0,"delta":{"reasoning":"So"},"finish_reason":null}]`, true},
+	{`[{"index":0,"delta":{"reasoning":""},"finish_reason":null}]`, true},
+	{`[{"index":0,"delta":{"reasoning":"So","content":"x"},"finish_reason":null}]`, false},
 	{`[{"index":0,"delta":{"content":"Hi"},"finish_reason":"stop"}]`, false},
 	{`[{"index":0,"delta":{"content":"Hi"},"finish_reason":null},{"index":1,"delta":{"content":"x"}}]`, false},
 	{`[{"index":0,"delta":{"content":"Hi","reasoning":"x"},"finish_reason":null}]`, false},
@@ -140,7 +144,7 @@ var textChoiceSeeds = []struct {
 // textChoice reads the chunks it takes as carriesTokens and noteChoices do, and takes no others.
 func TestTextChoice(t *testing.T) {
 	for _, tt := range textChoiceSeeds {
-		_, ok := textChoice([]byte(tt.choices))
+		_, _, ok := textChoice([]byte(tt.choices))
 		if ok != tt.plain {
 			t.Errorf("textChoice(%s) ok = %v, want %v", tt.choices, ok, tt.plain)
 		}
@@ -159,7 +163,7 @@ func FuzzTextChoice(f *testing.F) {
 // carriesTokens and noteChoices read: the tokens, the text kept (from an empty start, a partly
 // kept one and a full one) and the finish reason.
 func checkTextChoice(t *testing.T, choices []byte) {
-	text, ok := textChoice(choices)
+	text, reasoning, ok := textChoice(choices)
 	if !ok {
 		return
 	}
@@ -172,7 +176,9 @@ func checkTextChoice(t *testing.T, choices []byte) {
 		scan.reset()
 		fast.completionHead = append(fast.completionHead, start...)
 		scan.completionHead = append(scan.completionHead, start...)
-		fast.appendHead(text)
+		if !reasoning {
+			fast.appendHead(text)
+		}
 		scan.noteChoices(choices, true)
 		if string(fast.completionHead) != string(scan.completionHead) || fast.finish != scan.finish {
 			t.Errorf("%s after %q: textChoice keeps %q (finish %v), noteChoices %q (finish %v)",
