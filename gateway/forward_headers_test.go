@@ -16,23 +16,7 @@ import (
 // header (several X-Tag lines) reaches the backend, buffered and streamed.
 func TestRepeatedHeadersPassed(t *testing.T) {
 	t.Parallel()
-	const answer = `{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}`
-	var mu sync.Mutex
-	var seen []string
-	ln := listen(t)
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		mu.Lock()
-		seen = r.Header.Values("X-Tag")
-		mu.Unlock()
-		w.Header()["Content-Type"] = []string{"application/json"}
-		w.Header()["Vary"] = []string{"Origin", "X-Custom"}
-		w.Header()["Link"] = []string{"<a>; rel=a", "<b>; rel=b"}
-		_, _ = io.WriteString(w, answer)
-	})}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { srv.Close() })
-	b := config.Backend{URL: "http://" + ln.Addr().String(), Kind: config.KindVLLM, Model: "canned"}
+	b, requests := headersBackend(t, config.KindVLLM, http.Header{"Vary": {"Origin", "X-Custom"}, "Link": {"<a>; rel=a", "<b>; rel=b"}})
 	g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", b))))
 	req, err := http.NewRequest("POST", g.URL+"/v1/chat/completions", strings.NewReader(`{"model":"chat","messages":[{"role":"user","content":"hi"}]}`))
 	if err != nil {
@@ -61,10 +45,8 @@ func TestRepeatedHeadersPassed(t *testing.T) {
 			t.Errorf("%s: client got %q, backend sent %q", h, got, want)
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	var got []string
-	for _, v := range seen {
+	for _, v := range requests()[0].Values("X-Tag") {
 		for _, part := range strings.Split(v, ",") {
 			got = append(got, strings.TrimSpace(part))
 		}
@@ -80,25 +62,7 @@ func TestRepeatedHeadersPassed(t *testing.T) {
 // gateway, which a hosted backend must not receive.
 func TestClientKeyHeadersNotForwarded(t *testing.T) {
 	t.Parallel()
-	const answer = `{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}`
-	var mu sync.Mutex
-	var seen []string
-	ln := listen(t)
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		mu.Lock()
-		for _, h := range []string{"Api-Key", "X-Api-Key"} {
-			if v := r.Header.Values(h); len(v) > 0 {
-				seen = append(seen, h+": "+strings.Join(v, ","))
-			}
-		}
-		mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, answer)
-	})}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { srv.Close() })
-	b := config.Backend{URL: "http://" + ln.Addr().String(), Kind: config.KindOpenAI, Model: "m"}
+	b, requests := headersBackend(t, config.KindOpenAI, nil)
 	g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", b))))
 	for _, stream := range []string{"false", "true"} {
 		res := g.do(t, "POST", "/v1/chat/completions", `{"model":"chat","stream":`+stream+`,"messages":[{"role":"user","content":"hi"}]}`,
@@ -107,8 +71,14 @@ func TestClientKeyHeadersNotForwarded(t *testing.T) {
 			t.Fatalf("stream %s: status %d %s", stream, res.status, res.body)
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
+	var seen []string
+	for _, h := range requests() {
+		for _, k := range []string{"Api-Key", "X-Api-Key"} {
+			if v := h.Values(k); len(v) > 0 {
+				seen = append(seen, k+": "+strings.Join(v, ","))
+			}
+		}
+	}
 	if len(seen) > 0 {
 		t.Errorf("the backend received the client's keys: %q", seen)
 	}
@@ -119,23 +89,7 @@ func TestClientKeyHeadersNotForwarded(t *testing.T) {
 // to the gateway), while the rest pass.
 func TestConnectionNamedHeadersNotForwarded(t *testing.T) {
 	t.Parallel()
-	const answer = `{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}`
-	var mu sync.Mutex
-	var hop, kept []string
-	ln := listen(t)
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		mu.Lock()
-		hop = append(hop, r.Header.Values("X-Hop")...)
-		hop = append(hop, r.Header.Values("X-Proxy-Hint")...)
-		kept = append(kept, r.Header.Values("X-Tag")...)
-		mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, answer)
-	})}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { srv.Close() })
-	b := config.Backend{URL: "http://" + ln.Addr().String(), Kind: config.KindVLLM, Model: "m"}
+	b, requests := headersBackend(t, config.KindVLLM, nil)
 	g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", b))))
 	for _, conn := range []string{"keep-alive, X-Hop, x-proxy-hint", "close, X-Hop,X-Proxy-Hint"} {
 		res := g.do(t, "POST", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`,
@@ -144,8 +98,12 @@ func TestConnectionNamedHeadersNotForwarded(t *testing.T) {
 			t.Fatalf("Connection %q: status %d %s", conn, res.status, res.body)
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
+	var hop, kept []string
+	for _, h := range requests() {
+		hop = append(hop, h.Values("X-Hop")...)
+		hop = append(hop, h.Values("X-Proxy-Hint")...)
+		kept = append(kept, h.Values("X-Tag")...)
+	}
 	if len(hop) > 0 {
 		t.Errorf("the backend received headers the client's Connection named: %q", hop)
 	}
@@ -174,5 +132,34 @@ func TestStreamHeadersReplaceRepeatedBackendLines(t *testing.T) {
 		if got := res.header.Values(h); !slices.Equal(got, []string{want}) {
 			t.Errorf("%s: client got %q, want only %q", h, got, want)
 		}
+	}
+}
+
+// headersBackend is a backend of kind that answers every request with a one-choice chat answer
+// (and extra's response headers) and records the headers of each request it gets; requests
+// returns them in order.
+func headersBackend(t *testing.T, kind string, extra http.Header) (b config.Backend, requests func() []http.Header) {
+	t.Helper()
+	const answer = `{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}`
+	var mu sync.Mutex
+	var seen []http.Header
+	ln := listen(t)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		seen = append(seen, r.Header.Clone())
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		for k, v := range extra {
+			w.Header()[k] = v
+		}
+		_, _ = io.WriteString(w, answer)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close() })
+	return config.Backend{URL: "http://" + ln.Addr().String(), Kind: kind, Model: "m"}, func() []http.Header {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(seen)
 	}
 }

@@ -26,21 +26,7 @@ func TestIdleConnectionClosedByBackend(t *testing.T) {
 			}
 		},
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln) //nolint:errcheck
-	defer srv.Shutdown()
-	cfg := &config.Config{Models: []config.Model{{Alias: "chat", Versions: []config.Version{{
-		Version: "v1", Backends: []config.Backend{{URL: "http://" + ln.Addr().String(), Kind: "vllm", Model: "m"}},
-	}}}}}
-	cfg.ApplyDefaults()
-	g, err := New(cfg, Options{LogOutput: io.Discard, Store: store.NewMemory()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
+	g := gatewayOverTCP(t, srv, nil)
 
 	ctx, req := newBenchCtx(chatBody1K(false))
 	var w bytes.Buffer
@@ -72,22 +58,7 @@ func TestConnectionCapDoesNotEjectTheBackend(t *testing.T) {
 		<-release // a long generation
 		cannedBackend(ctx)
 	}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln) //nolint:errcheck
-	defer srv.Shutdown()
-	cfg := &config.Config{Models: []config.Model{{Alias: "chat", Versions: []config.Version{{
-		Version: "v1", Backends: []config.Backend{{URL: "http://" + ln.Addr().String(), Kind: "vllm", Model: "m"}},
-	}}}}}
-	cfg.Health.FailureThreshold = 1
-	cfg.ApplyDefaults()
-	g, err := New(cfg, Options{LogOutput: io.Discard, Store: store.NewMemory()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
+	g := gatewayOverTCP(t, srv, func(c *config.Config) { c.Health.FailureThreshold = 1 })
 
 	first := make(chan int)
 	go func() {
@@ -110,4 +81,30 @@ func TestConnectionCapDoesNotEjectTheBackend(t *testing.T) {
 	if b := g.Table().Model("chat").Stable.Backends[0]; !b.Healthy() {
 		t.Error("the backend was ejected for the gateway's own connection cap")
 	}
+}
+
+// gatewayOverTCP serves srv on a loopback port and returns a gateway whose one backend it is,
+// over real TCP (the in-memory listener of the benchmarks has no idle closes or connection
+// cap to test). edit, if not nil, changes the config before its defaults.
+func gatewayOverTCP(t *testing.T, srv *fasthttp.Server, edit func(*config.Config)) *Gateway {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln) //nolint:errcheck
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	cfg := &config.Config{Models: []config.Model{{Alias: "chat", Versions: []config.Version{{
+		Version: "v1", Backends: []config.Backend{{URL: "http://" + ln.Addr().String(), Kind: "vllm", Model: "m"}},
+	}}}}}
+	if edit != nil {
+		edit(cfg)
+	}
+	cfg.ApplyDefaults()
+	g, err := New(cfg, Options{LogOutput: io.Discard, Store: store.NewMemory()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.Close() })
+	return g
 }
