@@ -383,7 +383,7 @@ func copyResponseHeaders(ctx *fasthttp.RequestCtx, resp *fasthttp.Response) {
 			"Alt-Svc", "Strict-Transport-Security", "Trailer":
 			continue
 		}
-		if hasPrefix(k, "X-Ratelimit-") || hasPrefix(k, "X-Llmgate-") {
+		if bytes.HasPrefix(k, []byte("X-Ratelimit-")) || bytes.HasPrefix(k, []byte("X-Llmgate-")) {
 			continue
 		}
 		if copied.repeat(k) { // several Vary or Link lines: every one passes
@@ -460,11 +460,6 @@ func findModel(body []byte) (int, int) {
 		panic("BUG: model missing from a validated body")
 	}
 	return s, e
-}
-
-// hasPrefix reports whether header name k starts with prefix, without a conversion.
-func hasPrefix(k []byte, prefix string) bool {
-	return len(k) > len(prefix) && string(k[:len(prefix)]) == prefix
 }
 
 // namesHeaders reports whether a Connection header's value names anything beyond close and
