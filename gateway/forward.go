@@ -372,10 +372,17 @@ func forwardRequestHeader(k []byte) bool {
 // limits (x-ratelimit-*, which clients would read as theirs; the gateway sends them only for
 // limits it enforces) and its organisation and project ids; those that speak for the
 // backend's origin (Alt-Svc, Strict-Transport-Security), which clients would apply to the
-// gateway's; a Trailer announcement (the gateway sends no trailers); and x-llmgate-* headers
-// (a gateway behind this one), which would stand for this gateway's own.
+// gateway's; a Trailer announcement (the gateway sends no trailers); x-llmgate-* headers (a
+// gateway behind this one), which would stand for this gateway's own; and the headers the
+// backend's Connection header names, which belong to its connection to the gateway.
 func copyResponseHeaders(ctx *fasthttp.RequestCtx, resp *fasthttp.Response) {
 	var copied copiedKeys
+	hopNamed := false
+	for k, v := range resp.Header.All() {
+		if string(k) == "Connection" && namesHeaders(v) {
+			hopNamed = true
+		}
+	}
 	for k, v := range resp.Header.All() {
 		switch string(k) {
 		case "Content-Length", "Connection", "Keep-Alive", "Transfer-Encoding", "Server", "Date",
@@ -384,6 +391,9 @@ func copyResponseHeaders(ctx *fasthttp.RequestCtx, resp *fasthttp.Response) {
 			continue
 		}
 		if bytes.HasPrefix(k, []byte("X-Ratelimit-")) || bytes.HasPrefix(k, []byte("X-Llmgate-")) {
+			continue
+		}
+		if hopNamed && connectionNames(&resp.Header, k) {
 			continue
 		}
 		if copied.repeat(k) { // several Vary or Link lines: every one passes
@@ -485,6 +495,21 @@ func dropConnectionNamed(dst *fasthttp.RequestHeader, src *fasthttp.RequestHeade
 			dst.DelBytes(tok)
 		}
 	}
+}
+
+// connectionNames reports whether one of a response's Connection headers names header k.
+func connectionNames(h *fasthttp.ResponseHeader, k []byte) bool {
+	for name, v := range h.All() {
+		if string(name) != "Connection" {
+			continue
+		}
+		for tok := range connectionTokens(v) {
+			if bytes.EqualFold(tok, k) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // connectionTokens yields the comma-separated tokens of a Connection header's value, trimmed.

@@ -112,6 +112,27 @@ func TestConnectionNamedHeadersNotForwarded(t *testing.T) {
 	}
 }
 
+// TestBackendConnectionNamedHeadersNotPassed checks the other direction: a header the
+// backend's Connection header names belongs to the backend's connection to the gateway and
+// does not reach the client, while the backend's other headers do.
+func TestBackendConnectionNamedHeadersNotPassed(t *testing.T) {
+	t.Parallel()
+	b, _ := headersBackend(t, config.KindVLLM, http.Header{
+		"Connection": {"keep-alive, X-Backend-Hop"}, "X-Backend-Hop": {"backend-side"}, "X-Kept": {"yes"},
+	})
+	g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", b))))
+	res := g.do(t, "POST", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`)
+	if res.status != 200 {
+		t.Fatalf("status %d %s", res.status, res.body)
+	}
+	if v := res.header.Values("X-Backend-Hop"); len(v) > 0 {
+		t.Errorf("the client got X-Backend-Hop %q, which the backend's Connection header named", v)
+	}
+	if v := res.header.Get("X-Kept"); v != "yes" {
+		t.Errorf("X-Kept = %q, want the backend's yes", v)
+	}
+}
+
 // A stream's Cache-Control and X-Accel-Buffering are the gateway's (an SSE stream is never to be
 // cached or buffered by a proxy), whatever lines the backend sent: one of each, not the
 // gateway's beside the backend's second line.
