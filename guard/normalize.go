@@ -576,6 +576,19 @@ func (l *normLane) earliest(sf *Safety, at int) int {
 	return e
 }
 
+// partialWords returns how many words before the next one a match the automaton is reading
+// started: the spaces among the symbols its state is into, less the one a pattern starts
+// with. The lane is buffered (a scanner's main lane), its block walked.
+func (l *normLane) partialWords(sf *Safety) int {
+	k := 0
+	for i := l.n - int(sf.depth[sf.stateNum(l.state)]) + 1; i < l.n; i++ {
+		if l.sym[i-l.base] == ' ' {
+			k++
+		}
+	}
+	return k
+}
+
 // packSpan packs the input span [st, en) of a symbol, at most a rune long, for a buffered
 // lane: one array and one store per symbol rather than two.
 func packSpan(st, en int) uint64 { return uint64(st)<<8 | uint64(en-st) }

@@ -258,7 +258,12 @@ func compileSafetyLayout(specs []ruleSpec, dense int, mergeForms bool) (*Safety,
 		for _, ref := range refs {
 			r := &s.rules[ref.rule]
 			ph.context = ph.context || r.near || r.unless
-			if r.near && ref.role != roleUnless && ref.role != roleNext {
+			// The reach is how long a stream holds the phrase back (see earliest): a match of
+			// a near rule starts at its earlier phrase, so only a phrase that its rule's
+			// order lets come first is held, not a near phrase of a near_last rule or a main
+			// phrase of a near_first one, which can only end a match.
+			first := ref.role == roleMain && r.order != orderNearFirst || ref.role == roleNear && r.order != orderNearLast
+			if r.near && first {
 				ph.reach = max(ph.reach, int16(r.within))
 			}
 		}

@@ -145,7 +145,7 @@ type segmentRef struct {
 type safetyPhrase struct {
 	nseg       uint8
 	context    bool  // a rule with near or unless phrases uses it: lanes remember where it was seen
-	reach      int16 // words after it that a near rule may still pair it across; -1 none
+	reach      int16 // words after it that a near rule may still pair it across as the earlier phrase; -1 none
 	refs, nref int32 // ruleRefs[refs:refs+nref]: the rules that use it, and how
 }
 

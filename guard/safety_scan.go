@@ -425,17 +425,24 @@ func (s *safetyScanner) earliest() int {
 	for _, p := range l.pending {
 		e = min(e, p.h.st)
 	}
+	// A phrase still to come may pair with a hit up to its reach words before the phrase's
+	// first word, which is the next word or, for one the automaton is already reading, a
+	// word or more back, or further for a phrase matched in segments whose first are in.
+	first := l.words - l.partialWords(s.sf)
 	for k := 1; k <= min(l.nhits, hitRing); k++ {
 		o := &l.hits[(l.nhits-k)&(hitRing-1)]
-		if l.words-1-o.w1 > s.sf.maxReach {
+		if first-1-o.w1 > s.sf.maxReach {
 			break // hits are in word order: older ones are out of reach too
 		}
 		reach := 0 // a segment joins the next word only
 		if o.key&0xff == 0 {
 			reach = int(s.sf.phrases[o.key>>8].reach)
 		}
-		if l.words-1-o.w1 <= reach {
+		if first-1-o.w1 <= reach {
 			e = min(e, o.st)
+			if o.key&0xff != 0 {
+				first = min(first, o.w0) // a segment held: the phrase to come starts at it
+			}
 		}
 	}
 	for _, r := range [...]*encRun{&s.b64, &s.hex} {

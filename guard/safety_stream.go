@@ -81,7 +81,7 @@ func (st *SafetyStream) Flush(out []byte, ms []SafetyMatch) ([]byte, []SafetyMat
 		sc.finish()
 		ms, sc.out = sc.out, nil
 		st.done = true
-		if sc.hitStart >= st.heldOff {
+		if sc.hitStart >= 0 { // a match that starts in what went out already holds the rest too
 			return st.emit(out, nil, sc.hitStart), ms
 		}
 	}
