@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -1156,6 +1157,47 @@ func TestGuardRestoresEscapedPlaceholdersInToolArguments(t *testing.T) {
 		var a struct{ To string }
 		if err := json.Unmarshal([]byte(args), &a); err != nil || a.To != testEmail {
 			t.Errorf("%s tool call arguments = %q (%v), want the address restored", tt.shape, args, err)
+		}
+	}
+}
+
+// A completion safety action that only flags or logs holds no text back: each event's text
+// reaches the client in the event the backend sent it in. Blocking holds back a phrase a
+// match may start at ("ignore" may begin "ignore previous instructions"), so the same stream
+// reaches the client in fewer events.
+func TestGuardFlagOnlyStreamHoldsNothingBack(t *testing.T) {
+	pieces := []string{"Sure, ", "ignore ", "the ", "noise ", "in ", "the ", "logs ", "for ", "now."}
+	stream := `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"canned","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}` + "\n\n"
+	for _, p := range pieces {
+		stream += `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"canned","choices":[{"index":0,"delta":{"content":"` + p + `"},"finish_reason":null}]}` + "\n\n"
+	}
+	stream += `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"canned","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}` + "\n\ndata: [DONE]\n\n"
+	b := cannedBackend(t, 200, http.Header{"Content-Type": {"text/event-stream"}}, stream)
+	for _, action := range []string{"flag", "log", "block"} {
+		g := startGateway(t, newConfig(t, nil, guarded(config.Guard{Safety: config.SafetyGuard{Completion: action}}, b)))
+		res := g.do(t, "POST", "/v1/chat/completions", chatBody("hi", `,"stream":true`))
+		if res.status != 200 {
+			t.Fatalf("%s: status %d: %s", action, res.status, res.body)
+		}
+		var got []string
+		for _, ev := range events(res.body) {
+			var c struct {
+				Choices []struct {
+					Delta struct{ Content string } `json:"delta"`
+				} `json:"choices"`
+			}
+			if ev == "data: [DONE]" || json.Unmarshal([]byte(strings.TrimPrefix(ev, "data: ")), &c) != nil || len(c.Choices) == 0 {
+				continue
+			}
+			if s := c.Choices[0].Delta.Content; s != "" {
+				got = append(got, s)
+			}
+		}
+		if strings.Join(got, "") != strings.Join(pieces, "") {
+			t.Fatalf("%s: client text %q, want %q", action, strings.Join(got, ""), strings.Join(pieces, ""))
+		}
+		if held := !slices.Equal(got, pieces); held != (action == "block") {
+			t.Errorf("%s: the client got the text in %q, the backend sent %q", action, got, pieces)
 		}
 	}
 }

@@ -58,8 +58,12 @@ var reasoningKeys = [...]string{"reasoning_content", "reasoning"}
 func (c *choiceGuard) ready(r *request, inJSON bool) {
 	ag := r.guard.ag
 	c.roleSent = false
-	if ag.safetyComplete != guard.ActionOff {
+	switch ag.safetyComplete {
+	case guard.ActionBlock:
 		c.safety = ag.safety.AcquireStream(ag.holdback)
+	case guard.ActionOff:
+	default: // flag or log: nothing to stop, so no text is held back for it
+		c.safety = ag.safety.AcquireStream(guard.NoHoldback)
 	}
 	if ag.piiComplete {
 		c.leak.Reset(ag.pii, r.guard.vault, ag.holdback)

@@ -23,13 +23,22 @@ type SafetyStream struct {
 	done    bool // Flush has ended the text
 }
 
-// AcquireStream returns a stream over s with the given hold-back window (<= 0: the default).
+// NoHoldback is the window of a stream that holds nothing back, for a caller that only flags
+// or logs matches: it blocks nothing, so holding text back would only delay it. The matches
+// are the same.
+const NoHoldback = -1
+
+// AcquireStream returns a stream over s with the given hold-back window (0: the default;
+// NoHoldback: none).
 func (s *Safety) AcquireStream(window int) *SafetyStream {
 	st, _ := s.stream.Get().(*SafetyStream)
 	if st == nil {
 		st = &SafetyStream{sc: s.newScanner(streamBlock)}
 	}
-	if window <= 0 {
+	switch {
+	case window == NoHoldback:
+		window = 0
+	case window <= 0:
 		window = DefaultHoldback
 	}
 	st.window = window
@@ -62,6 +71,10 @@ func (st *SafetyStream) Write(out []byte, ms []SafetyMatch, p []byte) ([]byte, [
 	sc.feed(p)
 	sc.flush()
 	ms, sc.out = sc.out, nil
+	if st.window == 0 { // NoHoldback
+		st.heldOff += len(p)
+		return append(out, p...), ms
+	}
 	// The window bounds the hold-back, but never lets out a match found here: the caller may
 	// block, and then nothing of the match may have gone.
 	safe := max(sc.earliest(), sc.pos-st.window)
