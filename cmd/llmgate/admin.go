@@ -310,7 +310,7 @@ const shadowUsage = "shadow ALIAS VERSION --percent P | shadow ALIAS --off"
 
 func (c *adminCmd) shadow(args []string) error {
 	fs := c.flags("shadow", true)
-	percent := fs.Int("percent", 0, "share of requests mirrored to VERSION, 0..100; mirrored answers are discarded")
+	percent := fs.Float64("percent", 0, "share of requests mirrored to VERSION, 0..100 in steps of 0.01; mirrored answers are discarded")
 	off := fs.Bool("off", false, "stop mirroring")
 	pos, err := c.parse(fs, args, shadowUsage, 1, 2)
 	if err != nil {
@@ -325,8 +325,8 @@ func (c *adminCmd) shadow(args []string) error {
 		return usagef("usage: llmgate admin %s", shadowUsage)
 	case !isSet(fs, "percent"):
 		return usageError("shadow: --percent is required")
-	case *percent < 0 || *percent > 100:
-		return usagef("shadow: --percent %d: want 0..100", *percent)
+	case !(*percent >= 0 && *percent <= 100):
+		return usagef("shadow: --percent %v: want 0..100", *percent)
 	default:
 		body = jsonObject{"version": pos[1], "percent": *percent}
 	}
