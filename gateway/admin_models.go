@@ -635,6 +635,9 @@ type rolloutPlan struct {
 	Checks rolloutChecks `json:"checks"`
 }
 
+var errRolloutDriftOff = &apiError{status: fasthttp.StatusConflict, typ: typeInvalidRequest, code: "drift_off",
+	message: "Rollouts judge the canary by the gateway's statistics, which drift.off in the config turns off; set the split by hand (PUT /admin/models/{alias}/traffic), or turn the statistics on."}
+
 // startRollout validates a plan and starts it, answering like every write: the new revision and
 // the model with its rollout.
 func (g *Gateway) startRollout(ctx *fasthttp.RequestCtx, alias string, c router.Change) {
@@ -645,6 +648,12 @@ func (g *Gateway) startRollout(ctx *fasthttp.RequestCtx, alias string, c router.
 	r := rollout{Alias: alias, Actor: c.Actor, Canary: plan.Canary, Steps: plan.Steps, Checks: plan.Checks}
 	if err := r.validate(); err != nil {
 		writeError(ctx, err)
+		return
+	}
+	if g.stats == nil {
+		// Without statistics the analysis has nothing to judge by: the rollout would hold its
+		// first step for good, neither passing it nor rolling a failing canary back.
+		writeError(ctx, errRolloutDriftOff)
 		return
 	}
 	m := g.currentState().Model(alias)

@@ -101,6 +101,9 @@ func (g *Gateway) openDeployState(cfg *config.Config, st store.Store) error {
 		switch {
 		case err != nil:
 			g.log.Error("rollout record unreadable; the rollout does not go on", "model", m.Alias, "err", err)
+		case (r.State == rolloutRunning || r.State == rolloutPaused) && g.stats == nil:
+			g.log.Error("rollout taken up after a restart, but drift.off leaves it no statistics to judge by: it holds its step; abort it or turn the statistics on",
+				"model", m.Alias, "canary", r.Canary, "state", r.State, "step", r.Step+1, "steps", len(r.Steps))
 		case r.State == rolloutRunning || r.State == rolloutPaused:
 			g.log.Warn("rollout taken up after a restart; its step's evidence starts over", "model", m.Alias,
 				"canary", r.Canary, "state", r.State, "step", r.Step+1, "steps", len(r.Steps))

@@ -323,3 +323,26 @@ func TestRolloutSurvivesRestart(t *testing.T) {
 		t.Fatalf("after an operator's promote and a restart: %+v rollout %+v", m, m.Rollout)
 	}
 }
+
+// A rollout judges the canary by the statistics that drift.off turns off: without them it
+// could never pass a step nor roll a failing canary back, and sat at its first step for good,
+// its canary serving. Starting one is refused, naming the setting, and changes nothing.
+func TestRolloutRefusedWithoutStatistics(t *testing.T) {
+	tokens := withAdminTokens(t)
+	f1, f2 := startFake(t, fakellm.Options{Model: "m1"}), startFake(t, fakellm.Options{Model: "m2"})
+	g := startGateway(t, newConfig(t, func(c *config.Config) {
+		tokens(c)
+		c.Drift.Off = true
+	}, model("chat", "v1", version("v1", f1.backend()), version("v2", f2.backend()))))
+	res := g.refused(t, 409, "", "POST", "/admin/models/chat/rollouts", opsToken, twoStepPlan)
+	if _, _, code := envelope(t, res.body); code != "drift_off" || !strings.Contains(string(res.body), "drift.off") {
+		t.Errorf("refused rollout: %s; want code drift_off and a message naming drift.off", res.body)
+	}
+	if m, _ := g.getModel(t, "chat"); m.Rollout != nil || m.Canary != "" {
+		t.Errorf("after the refusal: canary %q rollout %+v", m.Canary, m.Rollout)
+	}
+	// The split by hand still works.
+	if m := g.write(t, "PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v2","canary_percent":10}`); m.Canary != "v2" {
+		t.Errorf("manual canary: %+v", m)
+	}
+}
