@@ -315,6 +315,10 @@ func (g *Gateway) serveDeploy(ctx *fasthttp.RequestCtx, seg []string) bool {
 		if !decodeAdmin(ctx, &struct{}{}) {
 			return true
 		}
+		if g.currentState().Model(alias) == nil {
+			writeError(ctx, errAdminUnknownModel)
+			return true
+		}
 		_, err := g.rollouts.verb(alias, seg[4], actor, g.ifMatch(alias, c.IfMatch))
 		if err != nil && !errors.Is(err, router.ErrConflict) {
 			writeError(ctx, &apiError{status: fasthttp.StatusConflict, typ: typeInvalidRequest, code: "rollout_state", message: err.Error()})

@@ -1687,3 +1687,32 @@ func TestShadow403CountsAsItsError(t *testing.T) {
 		t.Errorf("the shadow refusing every mirror: error rate %v over %d requests, want 1", shadow.Summary.ErrorRate, shadow.Summary.Requests)
 	}
 }
+
+// Every URL of an alias that does not exist is a 404 model_not_found naming the alias, reads
+// and writes alike (a deploy, which creates the alias, aside): a rollout verb answered a 409
+// "no rollout for this model", as if the model were there.
+func TestDeployUnknownAliasIsNotFound(t *testing.T) {
+	tokens := withAdminTokens(t)
+	v1 := startFake(t, fakellm.Options{Model: "m1"})
+	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", v1.backend()))))
+	for _, tt := range []struct{ method, path, body string }{
+		{"GET", "", ""},
+		{"GET", "/history", ""},
+		{"GET", "/rollout", ""},
+		{"DELETE", "", ""},
+		{"DELETE", "/versions/v1", ""},
+		{"PUT", "/traffic", `{"stable":"v1"}`},
+		{"PUT", "/shadow", `{}`},
+		{"POST", "/promote", ""},
+		{"POST", "/rollback", ""},
+		{"POST", "/rollouts", `{"canary":"v2","steps":[{"canary_percent":10}]}`},
+		{"POST", "/rollout/pause", ""},
+		{"POST", "/rollout/resume", ""},
+		{"POST", "/rollout/abort", ""},
+	} {
+		res := g.call(t, tt.method, "/admin/models/nope"+tt.path, opsToken, tt.body)
+		if _, param, code := envelope(t, res.body); res.status != 404 || code != "model_not_found" || param != "alias" {
+			t.Errorf("%s /admin/models/nope%s: %d %s; want 404 model_not_found for param alias", tt.method, tt.path, res.status, res.body)
+		}
+	}
+}
