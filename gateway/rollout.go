@@ -439,6 +439,12 @@ func (r *rollout) validate() *apiError {
 		}
 		prev = s.CanaryPercent
 	}
+	if r.Steps[0].CanaryPercent == 100 {
+		// Each check compares the canary with stable since the start: with all the traffic
+		// on the canary from the first step, stable has no samples, and the rollout waited
+		// for them forever, never promoting.
+		return badRequest("steps[0].canary_percent", "The first step must leave stable some traffic (below 100): the checks compare the canary with it. To switch at once, use traffic and promote.")
+	}
 	for name, v := range map[string]float64{"checks.max_error_rate_increase": r.Checks.MaxErrorRateIncrease,
 		"checks.max_refusal_rate_increase": r.Checks.MaxRefusalRateIncrease, "checks.max_blocked_rate_increase": r.Checks.MaxBlockedRateIncrease,
 		"checks.max_safety_rate_increase": r.Checks.MaxSafetyRateIncrease, "checks.max_pii_rate_increase": r.Checks.MaxPIIRateIncrease} {

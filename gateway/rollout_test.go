@@ -140,6 +140,7 @@ func TestRolloutValidate(t *testing.T) {
 		{"no canary", rollout{Steps: []rolloutStep{{CanaryPercent: 10}}}, "canary"},
 		{"no steps", rollout{Canary: "v2"}, "steps"},
 		{"falling steps", rollout{Canary: "v2", Steps: []rolloutStep{{CanaryPercent: 50}, {CanaryPercent: 10}}}, "steps[1].canary_percent"},
+		{"first step takes all traffic", rollout{Canary: "v2", Steps: []rolloutStep{{CanaryPercent: 100}}}, "steps[0].canary_percent"},
 		{"over 100", rollout{Canary: "v2", Steps: []rolloutStep{{CanaryPercent: 120}}}, "steps[0].canary_percent"},
 		{"ratio below 1", rollout{Canary: "v2", Steps: []rolloutStep{{CanaryPercent: 10}}, Checks: rolloutChecks{MaxP95LatencyRatio: 0.5}}, "checks.max_p95_latency_ratio"},
 		{"safety rate over 1", rollout{Canary: "v2", Steps: []rolloutStep{{CanaryPercent: 10}}, Checks: rolloutChecks{MaxSafetyRateIncrease: 2}}, "checks.max_safety_rate_increase"},
