@@ -360,7 +360,7 @@ func (rs *rollouts) advance(r *rollout) {
 	var stable, canary drift.Snapshot
 	r.stableRec.Live(&stable)
 	r.canaryRec.Live(&canary)
-	a := analyzeCanary(&stable, &canary, r.Checks, &rs.policy)
+	a := analyzeCanary(&stable, &canary, r.Checks, &rs.policy, r.Steps[r.Step].CanaryPercent == 100)
 	r.Last = &a
 	next := *r
 	if a.Verdict == analysisFail {

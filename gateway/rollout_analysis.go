@@ -90,8 +90,11 @@ func (a analysis) reason() string {
 	return s
 }
 
-// analyzeCanary runs the checks of c on the two live windows.
-func analyzeCanary(stable, canary *drift.Snapshot, c rolloutChecks, p *drift.Policy) analysis {
+// analyzeCanary runs the checks of c on the two live windows. allCanary says the canary takes
+// all the traffic (a step of 100%): stable then gets none, and where it has too few samples
+// to compare with (after a restart at that step, or once its earlier samples have left the
+// window) the canary is judged against the margins alone, rather than waited on forever.
+func analyzeCanary(stable, canary *drift.Snapshot, c rolloutChecks, p *drift.Policy, allCanary bool) analysis {
 	c = c.withDefaults()
 	tests := map[string]drift.Result{}
 	for _, r := range drift.Rollout(stable, canary, p) {
@@ -117,6 +120,15 @@ func analyzeCanary(stable, canary *drift.Snapshot, c rolloutChecks, p *drift.Pol
 			// failing its users until it has the minimum.
 			cr.Verdict = analysisFail
 			cr.Rationale = fmt.Sprintf("%s %.3f on the canary vs %.3f on stable after %d canary requests: worse beyond doubt before the minimum sample (limit +%.3f)", name, cv, sv, cn, limit)
+		case r.Verdict == drift.VerdictInsufficient && allCanary && sn < p.MinSamples && cn >= p.MinSamples:
+			// As if stable had no failures: a canary worse than that by the margin beyond doubt
+			// fails; any other passes, as there is nothing else to compare with.
+			if lo, _ := wilson(x(canary), cn, earlyZ); lo > limit {
+				cr.Verdict = analysisFail
+				cr.Rationale = fmt.Sprintf("%s %.3f on the canary after %d requests at 100%%, with no stable traffic to compare: above the limit %.3f beyond doubt", name, cv, cn, limit)
+			} else {
+				cr.Verdict, cr.Rationale = analysisPass, "stable takes no traffic at 100%: judged against the limit alone"
+			}
 		case r.Verdict == drift.VerdictInsufficient:
 			cr.Verdict = analysisWait
 		case r.Verdict == drift.VerdictDrift && cv-sv > limit:
@@ -141,6 +153,8 @@ func analyzeCanary(stable, canary *drift.Snapshot, c rolloutChecks, p *drift.Pol
 		case f == drift.FeatureTTFT && ch.Count() < p.MinSamples && canary.Count() >= p.MinSamples:
 			// The same on the canary's side: its share may get buffered requests only.
 			cr.Verdict, cr.Rationale = analysisPass, "too few streams on the canary to compare TTFT"
+		case allCanary && sh.Count() < p.MinSamples && ch.Count() >= p.MinSamples:
+			cr.Verdict, cr.Rationale = analysisPass, "stable takes no traffic at 100%: nothing to compare with"
 		case r.Verdict == drift.VerdictInsufficient || sp == 0 || math.IsNaN(sp) || math.IsNaN(cp):
 			cr.Verdict = analysisWait
 		case r.Verdict == drift.VerdictDrift && cp/sp > limit && cp-sp > minLatencyIncrease.Seconds():
@@ -188,6 +202,8 @@ func analyzeCanary(stable, canary *drift.Snapshot, c rolloutChecks, p *drift.Pol
 			decided = decided || f.Verdict != drift.VerdictInsufficient
 		}
 		switch {
+		case !decided && allCanary && stable.Count() < p.MinSamples && canary.Count() >= p.MinSamples:
+			cr.Rationale = "stable takes no traffic at 100%: nothing to compare with"
 		case !decided:
 			cr.Verdict = analysisWait
 		case len(drifted) > 0:

@@ -82,15 +82,15 @@ func TestAnalyzeCanary(t *testing.T) {
 		{"more safety hits", unsafe, analysisFail, "safety_rate"},
 	}...)
 	// Buffered traffic on stable has no TTFT: a canary that streams a little must not wait forever.
-	if a := analyzeCanary(window(t, 11, 600, 100*time.Millisecond, 0.01, false), window(t, 12, 600, 100*time.Millisecond, 0.01, true), rolloutChecks{}, &p); a.Verdict != analysisPass {
+	if a := analyzeCanary(window(t, 11, 600, 100*time.Millisecond, 0.01, false), window(t, 12, 600, 100*time.Millisecond, 0.01, true), rolloutChecks{}, &p, false); a.Verdict != analysisPass {
 		t.Errorf("stable without streams: verdict %s: %+v", a.Verdict, a.Checks)
 	}
 	// ... nor a canary whose share gets buffered requests only while stable streams.
-	if a := analyzeCanary(window(t, 13, 600, 100*time.Millisecond, 0.01, true), window(t, 14, 600, 100*time.Millisecond, 0.01, false), rolloutChecks{}, &p); a.Verdict != analysisPass {
+	if a := analyzeCanary(window(t, 13, 600, 100*time.Millisecond, 0.01, true), window(t, 14, 600, 100*time.Millisecond, 0.01, false), rolloutChecks{}, &p, false); a.Verdict != analysisPass {
 		t.Errorf("canary without streams: verdict %s: %+v", a.Verdict, a.Checks)
 	}
 	// Twice as slow but by a fraction of a millisecond is no reason to roll back.
-	if a := analyzeCanary(window(t, 16, 600, 200*time.Microsecond, 0.01, true), window(t, 17, 600, 400*time.Microsecond, 0.01, true), rolloutChecks{}, &p); a.Verdict != analysisPass {
+	if a := analyzeCanary(window(t, 16, 600, 200*time.Microsecond, 0.01, true), window(t, 17, 600, 400*time.Microsecond, 0.01, true), rolloutChecks{}, &p, false); a.Verdict != analysisPass {
 		t.Errorf("0.2 vs 0.4 ms: verdict %s: %s", a.Verdict, a.reason())
 	}
 	// A regression of the slowest requests only fails: the median is stable's, the p95 20
@@ -101,7 +101,7 @@ func TestAnalyzeCanary(t *testing.T) {
 			s.Latency = 2 * time.Second
 		}
 	})
-	if a := analyzeCanary(even, tail, rolloutChecks{}, &p); a.Verdict != analysisFail || !strings.Contains(a.reason(), "p95_latency") {
+	if a := analyzeCanary(even, tail, rolloutChecks{}, &p, false); a.Verdict != analysisFail || !strings.Contains(a.reason(), "p95_latency") {
 		t.Errorf("a tenth of the canary's requests 20 times slower: verdict %s: %s", a.Verdict, a.reason())
 	}
 	// Users who stop a stream ("stop generating") are not the canary's errors.
@@ -110,10 +110,10 @@ func TestAnalyzeCanary(t *testing.T) {
 			s.Status = drift.StatusCanceled
 		}
 	})
-	if a := analyzeCanary(stable, stopped, rolloutChecks{}, &p); a.Verdict != analysisPass {
+	if a := analyzeCanary(stable, stopped, rolloutChecks{}, &p, false); a.Verdict != analysisPass {
 		t.Errorf("a third of the canary's streams stopped by their users: verdict %s: %s", a.Verdict, a.reason())
 	}
-	if a := analyzeCanary(shorter, longer, rolloutChecks{FailOnDrift: true}, &p); a.Verdict != analysisFail || !strings.Contains(a.reason(), "drift from stable") {
+	if a := analyzeCanary(shorter, longer, rolloutChecks{FailOnDrift: true}, &p, false); a.Verdict != analysisFail || !strings.Contains(a.reason(), "drift from stable") {
 		t.Errorf("fail_on_drift: verdict %s reason %q", a.Verdict, a.reason())
 	}
 	// Features with one value on both sides are left out of the overall drift share, but they
@@ -124,15 +124,15 @@ func TestAnalyzeCanary(t *testing.T) {
 			s.Latency, s.PromptBytes, s.CompletionTokens = 100*time.Millisecond, 2000, 100
 		})
 	}
-	if a := analyzeCanary(constant(21), constant(22), rolloutChecks{FailOnDrift: true}, &p); a.Verdict != analysisPass {
+	if a := analyzeCanary(constant(21), constant(22), rolloutChecks{FailOnDrift: true}, &p, false); a.Verdict != analysisPass {
 		t.Errorf("fail_on_drift, every feature constant on both sides: verdict %s: %+v", a.Verdict, a.Checks)
 	}
-	if a := analyzeCanary(shorter, longer, rolloutChecks{}, &p); a.Verdict == analysisFail {
+	if a := analyzeCanary(shorter, longer, rolloutChecks{}, &p, false); a.Verdict == analysisFail {
 		t.Errorf("drift failed a canary without fail_on_drift: %s", a.reason())
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a := analyzeCanary(stable, tt.canary, rolloutChecks{}, &p)
+			a := analyzeCanary(stable, tt.canary, rolloutChecks{}, &p, false)
 			if a.Verdict != tt.want {
 				t.Fatalf("verdict %s, want %s: %+v", a.Verdict, tt.want, a.Checks)
 			}

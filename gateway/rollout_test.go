@@ -219,3 +219,57 @@ func TestRolloutActionFailureShows(t *testing.T) {
 		t.Fatalf("actions %q", acts.log)
 	}
 }
+
+// At a step of 100% stable gets no traffic, so after a restart there (its samples were in
+// memory) or once its earlier samples have left the window, nothing on stable's side can be
+// compared: the rollout waited at its last step forever and never promoted. There the canary
+// is judged against the margins alone: a healthy one is promoted, one failing plainly more
+// often than the error margin is still rolled back.
+func TestRolloutLastStepWithIdleStable(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		canaryErr int // failed requests in every hundred
+		want      string
+		state     string
+	}{
+		{"healthy canary is promoted", 1, "promote [promoted 2]", rolloutPromoted},
+		{"failing canary is rolled back", 30, "rollback: automatic rollback: error_rate", rolloutRolledBack},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+			clock := func() time.Time { return now }
+			recs := map[string]*versionStats{
+				"v1": {alias: "chat", version: "v1", rec: drift.NewRecorder(drift.Options{Now: clock}), opts: drift.Options{Now: clock}},
+				"v2": {alias: "chat", version: "v2", rec: drift.NewRecorder(drift.Options{Now: clock}), opts: drift.Options{Now: clock}},
+			}
+			acts := &fakeActions{}
+			rs := &rollouts{byAlias: map[string]*rollout{}, actions: acts, policy: drift.DefaultPolicy(), now: clock,
+				stats: func(_, v string) *versionStats { return recs[v] }, stableOf: func(string) string { return "v1" }}
+			// The record of a rollout at its last step, as a restart finds it in the state.
+			rec := (&rollout{Alias: "chat", Canary: "v2", Actor: "ops", State: rolloutRunning, Step: 1, Steps: []rolloutStep{
+				{CanaryPercent: 50, MinDuration: duration(time.Minute), MinRequests: 200},
+				{CanaryPercent: 100, MinDuration: duration(time.Minute), MinRequests: 200},
+			}}).record()
+			if _, err := rs.restore("chat", *rec); err != nil {
+				t.Fatal(err)
+			}
+			var s drift.Sample
+			for range 3 {
+				for i := range 300 { // all of it to the canary: stable gets nothing
+					s.Reset()
+					s.At, s.Latency, s.Status = now, time.Duration(90+i%20)*time.Millisecond, drift.StatusOK
+					if i%100 < tt.canaryErr {
+						s.Status = drift.StatusUpstreamError
+					}
+					recs["v2"].observe(&s)
+				}
+				now = now.Add(61 * time.Second)
+				rs.tick()
+			}
+			got := rs.get("chat")
+			if got.State != tt.state || len(acts.log) != 1 || !strings.HasPrefix(acts.log[0], tt.want) {
+				t.Fatalf("state %s, actions %q, last analysis %+v; want %s after %q", got.State, acts.log, got.Last, tt.state, tt.want)
+			}
+		})
+	}
+}
