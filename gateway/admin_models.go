@@ -479,7 +479,10 @@ func (g *Gateway) answerChangeNote(ctx *fasthttp.RequestCtx, alias string, next 
 		return nil
 	}
 	ctx.Response.Header.Set("ETag", etag(m.Revision))
-	answer := map[string]any{"revision": next.Revision, "model": g.modelView(m, ro)}
+	// The model's revision, as its ETag: a write that changed nothing (or a rollout verb,
+	// answered with the state now) may come after another model's change, and the latest
+	// revision of the whole state, sent back as If-Match, would be a conflict.
+	answer := map[string]any{"revision": m.Revision, "model": g.modelView(m, ro)}
 	if rolloutEnded != "" {
 		answer["rollout_ended"] = rolloutEnded
 	}

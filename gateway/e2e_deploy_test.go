@@ -1716,3 +1716,26 @@ func TestDeployUnknownAliasIsNotFound(t *testing.T) {
 		}
 	}
 }
+
+// A write answers the revision of its model, the one its ETag and If-Match carry, also when it
+// changed nothing after another model changed: it answered the latest revision of any model,
+// which the CLI printed and which, sent back as If-Match, failed with a 412.
+func TestDeployWriteAnswersItsModelsRevision(t *testing.T) {
+	tokens := withAdminTokens(t)
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, tokens,
+		model("chat", "v1", version("v1", f.backend()), version("v2", f.backend())),
+		model("other", "v1", version("v1", f.backend()), version("v2", f.backend()))))
+	set := g.write(t, "PUT", "/admin/models/chat/shadow", `{"version":"v2","percent":5}`)
+	g.write(t, "PUT", "/admin/models/other/shadow", `{"version":"v2","percent":5}`) // a later revision, of another model
+	for _, w := range []struct{ method, path, body string }{
+		{"PUT", "/admin/models/chat/shadow", `{"version":"v2","percent":5}`},
+		{"PUT", "/admin/models/chat/traffic", `{"stable":"v1"}`},
+	} {
+		m := g.write(t, w.method, w.path, w.body) // checks that body and ETag agree
+		if m.Revision != set.Revision {
+			t.Errorf("%s %s changed nothing but answered model revision %d, want %d", w.method, w.path, m.Revision, set.Revision)
+		}
+		g.write(t, w.method, w.path, w.body, "If-Match", etagOf(m.Revision))
+	}
+}
