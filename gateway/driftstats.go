@@ -29,6 +29,9 @@ type versionStats struct {
 	// started, so that traffic from before (pinned tests, an earlier canary of the same name)
 	// neither fails nor passes it.
 	rollout atomic.Pointer[drift.Recorder]
+	// rolloutN counts the samples recorded for rollouts, ever: a step counts its requests by
+	// it, as the recorder's window lets old samples go.
+	rolloutN atomic.Uint64
 
 	// Written by the evaluator only.
 	verdicts [drift.NumFeatures]drift.Verdict
@@ -111,6 +114,7 @@ func (vs *versionStats) observe(s *drift.Sample) {
 	vs.rec.Observe(s)
 	if r := vs.rollout.Load(); r != nil {
 		r.Observe(s)
+		vs.rolloutN.Add(1)
 	}
 }
 

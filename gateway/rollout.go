@@ -104,7 +104,7 @@ type rollout struct {
 	// stays where it is and tries again at every tick. "" once an action commits. Not part of
 	// the record, as Last.
 	ActionError string `json:"action_error,omitempty"`
-	stepBase    uint64 // canary requests when the step started
+	stepBase    uint64 // canaryRequests when the step started
 
 	// What the analysis reads: stable's and the canary's samples since the rollout started
 	// (see versionStats.rollout); nil without statistics.
@@ -318,13 +318,14 @@ func (rs *rollouts) snapshot(state func() *router.State) (*router.State, map[str
 	return state(), out
 }
 
+// canaryRequests counts the canary's requests recorded for rollouts so far. Not its window's
+// count: samples leave the window, and a step asking for more requests than a window holds at
+// the canary's rate never ended.
 func (rs *rollouts) canaryRequests(r *rollout) uint64 {
-	if r.canaryRec == nil {
+	if r.canaryVS == nil {
 		return 0
 	}
-	var s drift.Snapshot
-	r.canaryRec.Live(&s)
-	return s.Count()
+	return r.canaryVS.rolloutN.Load()
 }
 
 func (rs *rollouts) run(interval time.Duration) {
@@ -371,10 +372,8 @@ func (rs *rollouts) advance(r *rollout) {
 		return
 	}
 	step := r.Steps[r.Step]
-	// The live window slides: samples older than it leave the count, which can then fall below
-	// the step's base. Count that as no requests yet rather than wrap around to "plenty".
 	var stepRequests uint64
-	if n := canary.Count(); n > r.stepBase {
+	if n := rs.canaryRequests(r); n > r.stepBase { // never wraps around to "plenty"
 		stepRequests = n - r.stepBase
 	}
 	if rs.now().Sub(r.StepStart) < time.Duration(step.MinDuration) || stepRequests < step.MinRequests {
@@ -394,7 +393,7 @@ func (rs *rollouts) advance(r *rollout) {
 	err := rs.actions.setCanaryPercent(r.Alias, r.Canary, r.Steps[next.Step].CanaryPercent, "rollout",
 		fmt.Sprintf("rollout step %d of %d", next.Step+1, len(r.Steps)), next.record())
 	if rs.acted(r, fmt.Sprintf("step %d", next.Step+1), err) {
-		r.Step, r.StepStart, r.stepBase = next.Step, next.StepStart, canary.Count()
+		r.Step, r.StepStart, r.stepBase = next.Step, next.StepStart, rs.canaryRequests(r)
 	}
 }
 

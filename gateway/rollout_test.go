@@ -273,3 +273,44 @@ func TestRolloutLastStepWithIdleStable(t *testing.T) {
 		})
 	}
 }
+
+// A step's min_requests counts the canary's requests since the step started, however long it
+// takes to get them: counted in the canary's live window (15 minutes here), a step asking for
+// more requests than a window holds at the canary's rate never ended, with every check passed.
+func TestRolloutStepRequestsOutlastTheWindow(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	recs := map[string]*versionStats{
+		"v1": {alias: "chat", version: "v1", rec: drift.NewRecorder(drift.Options{Now: clock}), opts: drift.Options{Now: clock}},
+		"v2": {alias: "chat", version: "v2", rec: drift.NewRecorder(drift.Options{Now: clock}), opts: drift.Options{Now: clock}},
+	}
+	acts := &fakeActions{}
+	rs := &rollouts{byAlias: map[string]*rollout{}, actions: acts, policy: drift.DefaultPolicy(), now: clock,
+		stats: func(_, v string) *versionStats { return recs[v] }, stableOf: func(string) string { return "v1" }}
+	r := &rollout{Alias: "chat", Canary: "v2", Actor: "ops", Steps: []rolloutStep{
+		{CanaryPercent: 10, MinRequests: 1000},
+		{CanaryPercent: 50, MinRequests: 1000},
+	}}
+	if err := rs.start(r); err != nil {
+		t.Fatal(err)
+	}
+	var s drift.Sample
+	traffic := func(v string, n int) {
+		for i := range n {
+			s.Reset()
+			s.At, s.Latency, s.Status = now, time.Duration(90+i%20)*time.Millisecond, drift.StatusOK
+			recs[v].observe(&s)
+		}
+	}
+	// 150 canary requests every 7.5 minutes: over the minimum sample in every window, and
+	// 1,000 after 50 minutes.
+	for range 10 {
+		traffic("v1", 500)
+		traffic("v2", 150)
+		now = now.Add(15 * time.Minute / 2)
+		rs.tick()
+	}
+	if got := rs.get("chat"); got.Step != 1 || len(acts.log) != 2 {
+		t.Fatalf("after 1,500 canary requests at the first step asking for 1,000: step %d, actions %q, last analysis %+v", got.Step+1, acts.log, got.Last)
+	}
+}
