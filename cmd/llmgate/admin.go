@@ -26,7 +26,7 @@ Verbs:
   status [ALIAS]                       models, traffic split, versions, backend health
   deploy ALIAS VERSION --backend URL [--backend URL ...] --model NAME
          [--kind vllm|ollama|openai] [--weight N] [--api-key-env VAR] [--no-probe]
-  traffic ALIAS --stable V [--canary V --percent P] [--sticky user|api_key|header:NAME]
+  traffic ALIAS --stable V [--canary V --percent P] [--sticky user|api_key|header:NAME|none]
                                        without --sticky the split is per request (sticky none)
   shadow ALIAS VERSION --percent P     mirror P% of requests to VERSION
   shadow ALIAS --off
@@ -276,14 +276,14 @@ func (c *adminCmd) deploy(args []string) error {
 	})
 }
 
-const trafficUsage = "traffic ALIAS --stable V [--canary V --percent P] [--sticky user|api_key|header:NAME]"
+const trafficUsage = "traffic ALIAS --stable V [--canary V --percent P] [--sticky user|api_key|header:NAME|none]"
 
 func (c *adminCmd) traffic(args []string) error {
 	fs := c.flags("traffic", true)
 	stable := fs.String("stable", "", "`version` that serves the traffic the canary does not")
 	canary := fs.String("canary", "", "`version` that gets --percent of the traffic")
 	percent := fs.Float64("percent", 0, "canary share, 0..100 in steps of 0.01")
-	sticky := fs.String("sticky", "", "keep a caller on one version by user|api_key|header:NAME (left out: none, each request split on its own)")
+	sticky := fs.String("sticky", "", "keep a caller on one version by user|api_key|header:NAME, or none (left out: none, each request split on its own)")
 	pos, err := c.parse(fs, args, trafficUsage, 1, 1)
 	if err != nil {
 		return err
@@ -298,8 +298,9 @@ func (c *adminCmd) traffic(args []string) error {
 	case !(*percent >= 0 && *percent <= 100):
 		return usagef("traffic: --percent %v: want 0..100", *percent)
 	}
-	if s := *sticky; s != "" && s != "user" && s != "api_key" && (!strings.HasPrefix(s, "header:") || s == "header:") {
-		return usagef("traffic: --sticky %q: want user, api_key or header:NAME", s)
+	// "none" as status shows it: the same as leaving --sticky out.
+	if s := *sticky; s != "" && s != "none" && s != "user" && s != "api_key" && (!strings.HasPrefix(s, "header:") || s == "header:") {
+		return usagef("traffic: --sticky %q: want user, api_key, header:NAME or none", s)
 	}
 	// PUT replaces the whole split: what is not given is turned off.
 	body := jsonObject{"stable": *stable, "canary": *canary, "canary_percent": *percent, "sticky": *sticky}
