@@ -93,7 +93,8 @@ func (a analysis) reason() string {
 // analyzeCanary runs the checks of c on the two live windows. allCanary says the canary takes
 // all the traffic (a step of 100%): stable then gets none, and where it has too few samples
 // to compare with (after a restart at that step, or once its earlier samples have left the
-// window) the canary is judged against the margins alone, rather than waited on forever.
+// window) the canary's error rate is judged against its margin alone, and the other checks
+// pass, rather than wait forever.
 func analyzeCanary(stable, canary *drift.Snapshot, c rolloutChecks, p *drift.Policy, allCanary bool) analysis {
 	c = c.withDefaults()
 	tests := map[string]drift.Result{}
@@ -121,13 +122,14 @@ func analyzeCanary(stable, canary *drift.Snapshot, c rolloutChecks, p *drift.Pol
 			cr.Verdict = analysisFail
 			cr.Rationale = fmt.Sprintf("%s %.3f on the canary vs %.3f on stable after %d canary requests: worse beyond doubt before the minimum sample (limit +%.3f)", name, cv, sv, cn, limit)
 		case r.Verdict == drift.VerdictInsufficient && allCanary && sn < p.MinSamples && cn >= p.MinSamples:
-			// As if stable had no failures: a canary worse than that by the margin beyond doubt
-			// fails; any other passes, as there is nothing else to compare with.
-			if lo, _ := wilson(x(canary), cn, earlyZ); lo > limit {
+			// The error rate as if stable had no failures: a canary worse than that by the
+			// margin beyond doubt fails. Any other rate passes: refusals, blocks, safety and
+			// PII hits have an every-day level that the users' prompts set, not the canary.
+			if lo, _ := wilson(x(canary), cn, earlyZ); name == "error_rate" && lo > limit {
 				cr.Verdict = analysisFail
 				cr.Rationale = fmt.Sprintf("%s %.3f on the canary after %d requests at 100%%, with no stable traffic to compare: above the limit %.3f beyond doubt", name, cv, cn, limit)
 			} else {
-				cr.Verdict, cr.Rationale = analysisPass, "stable takes no traffic at 100%: judged against the limit alone"
+				cr.Verdict, cr.Rationale = analysisPass, "stable takes no traffic at 100%: nothing to compare with"
 			}
 		case r.Verdict == drift.VerdictInsufficient:
 			cr.Verdict = analysisWait
