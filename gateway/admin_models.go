@@ -320,8 +320,8 @@ func (g *Gateway) serveDeploy(ctx *fasthttp.RequestCtx, seg []string) bool {
 			return true
 		}
 		_, err := g.rollouts.verb(alias, seg[4], actor, g.ifMatch(alias, c.IfMatch))
-		if err != nil && !errors.Is(err, router.ErrConflict) {
-			writeError(ctx, &apiError{status: fasthttp.StatusConflict, typ: typeInvalidRequest, code: "rollout_state", message: err.Error()})
+		if se := rolloutStateError(""); errors.As(err, &se) {
+			writeError(ctx, &apiError{status: fasthttp.StatusConflict, typ: typeInvalidRequest, code: "rollout_state", message: se.Error()})
 			return true
 		}
 		g.answerChange(ctx, alias, nil, err)

@@ -6,7 +6,9 @@ package gateway_test
 // these tests poll the admin API while they drive traffic.
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,6 +20,8 @@ import (
 	"github.com/llmgate/llmgate/bench/fakellm"
 	"github.com/llmgate/llmgate/config"
 	"github.com/llmgate/llmgate/gateway"
+	"github.com/llmgate/llmgate/router"
+	"github.com/llmgate/llmgate/router/store"
 )
 
 // twoStepPlan is the rollout of these tests: half the users, then all, 100 canary requests each.
@@ -344,5 +348,40 @@ func TestRolloutRefusedWithoutStatistics(t *testing.T) {
 	// The split by hand still works.
 	if m := g.write(t, "PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v2","canary_percent":10}`); m.Canary != "v2" {
 		t.Errorf("manual canary: %+v", m)
+	}
+}
+
+// failingStore is a store whose commits fail while fail is set, as on a full disk.
+type failingStore struct {
+	store.Store
+	fail atomic.Bool
+}
+
+func (s *failingStore) Commit(ctx context.Context, expected uint64, st *router.State) error {
+	if s.fail.Load() {
+		return errors.New("write state.db: no space left on device")
+	}
+	return s.Store.Commit(ctx, expected, st)
+}
+
+// A rollout verb the store cannot commit is the server's failure, a 500 as for every other
+// write, and changes nothing: it answered a 409 rollout_state, which says the request was
+// wrong for the rollout's state and is not worth retrying.
+func TestRolloutVerbStoreFailure(t *testing.T) {
+	tokens := withAdminTokens(t)
+	f1, f2 := startFake(t, fakellm.Options{Model: "m1"}), startFake(t, fakellm.Options{Model: "m2"})
+	st := &failingStore{Store: store.NewMemory()}
+	g := startGatewayOpts(t, newConfig(t, tokens, model("chat", "v1", version("v1", f1.backend()), version("v2", f2.backend()))), gateway.Options{Store: st})
+	g.startPlan(t, strings.ReplaceAll(twoStepPlan, `"min_requests":100`, `"min_requests":1000000`))
+	st.fail.Store(true)
+	for _, verb := range []string{"pause", "abort"} {
+		res := g.refused(t, 500, "", "POST", "/admin/models/chat/rollout/"+verb, opsToken, "")
+		if typ, _, _ := envelope(t, res.body); typ != "server_error" || !strings.Contains(string(res.body), "no space left") {
+			t.Errorf("%s on a full disk: %s; want a server_error saying why", verb, res.body)
+		}
+	}
+	st.fail.Store(false)
+	if m := g.write(t, "POST", "/admin/models/chat/rollout/pause", ""); m.Rollout.State != "paused" {
+		t.Errorf("pause once the disk has room: %+v", m.Rollout)
 	}
 }

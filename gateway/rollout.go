@@ -177,6 +177,12 @@ type rollouts struct {
 
 var errRolloutRunning = errors.New("a rollout is already running for this model; pause, abort or wait for it")
 
+// rolloutStateError is a verb the rollout's state does not allow (a 409); an error of the
+// change the verb makes (the store's) is not one.
+type rolloutStateError string
+
+func (e rolloutStateError) Error() string { return string(e) }
+
 // start begins r; the first step's traffic is set at once.
 func (rs *rollouts) start(r *rollout) error { return rs.startIf(r, nil) }
 
@@ -210,7 +216,7 @@ func (rs *rollouts) verb(alias, verb, actor string, check func() error) (*rollou
 	defer rs.mu.Unlock()
 	r := rs.byAlias[alias]
 	if r == nil {
-		return nil, errors.New("no rollout for this model")
+		return nil, rolloutStateError("no rollout for this model")
 	}
 	if check != nil {
 		if err := check(); err != nil {
@@ -238,7 +244,7 @@ func (rs *rollouts) verb(alias, verb, actor string, check func() error) (*rollou
 		}
 		r.end(next.State, next.Reason)
 	default:
-		return nil, fmt.Errorf("cannot %s a rollout that is %s", verb, r.State)
+		return nil, rolloutStateError(fmt.Sprintf("cannot %s a rollout that is %s", verb, r.State))
 	}
 	c := *r
 	return &c, nil
