@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
 	"os"
@@ -20,7 +21,7 @@ const (
 // adminToken is one accepted bearer token; the secret comes from the environment at start.
 type adminToken struct {
 	name, role string
-	secret     []byte
+	digest     [sha256.Size]byte // the secret's SHA-256: compared in constant time whatever the lengths
 }
 
 // envAdminToken names the variable whose value is the one admin-role token when the config
@@ -30,7 +31,7 @@ const envAdminToken = "LLMGATE_ADMIN_TOKEN"
 func loadAdminTokens(tokens []config.AdminToken) ([]adminToken, error) {
 	if len(tokens) == 0 {
 		if secret := os.Getenv(envAdminToken); secret != "" {
-			return []adminToken{{name: "admin", role: roleAdmin, secret: []byte(secret)}}, nil
+			return []adminToken{{name: "admin", role: roleAdmin, digest: sha256.Sum256([]byte(secret))}}, nil
 		}
 		return nil, nil
 	}
@@ -43,11 +44,11 @@ func loadAdminTokens(tokens []config.AdminToken) ([]adminToken, error) {
 		for _, o := range out {
 			// The last token a secret matches would decide its role and name: a read-only
 			// dashboard's token that is also an admin's would be either, by the file's order.
-			if string(o.secret) == secret {
+			if o.digest == sha256.Sum256([]byte(secret)) {
 				return nil, fmt.Errorf("admin token %q: its variable %s holds the same token as admin token %q's; each token needs its own secret", t.Name, t.TokenEnv, o.name)
 			}
 		}
-		out = append(out, adminToken{name: t.Name, role: t.Role, secret: []byte(secret)})
+		out = append(out, adminToken{name: t.Name, role: t.Role, digest: sha256.Sum256([]byte(secret))})
 	}
 	return out, nil
 }
@@ -71,12 +72,14 @@ func (g *Gateway) authorize(ctx *fasthttp.RequestCtx, role string) (string, *api
 		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="llmgate admin"`)
 		return "", errAdminUnauthorized
 	}
-	presented := auth[len(prefix):]
+	// Digests, not the tokens: ConstantTimeCompare returns at once for slices of different
+	// lengths, which would tell a client each token's length.
+	presented := sha256.Sum256(auth[len(prefix):])
 	var match *adminToken
 	for i := range g.adminTokens {
 		// Compare with every token, without stopping early, so timing says nothing about which
 		// token (if any) is close.
-		if subtle.ConstantTimeCompare(presented, g.adminTokens[i].secret) == 1 {
+		if subtle.ConstantTimeCompare(presented[:], g.adminTokens[i].digest[:]) == 1 {
 			match = &g.adminTokens[i]
 		}
 	}
