@@ -431,6 +431,13 @@ func (s *Server) inference(ctx *fasthttp.RequestCtx, ep endpoint) {
 		s.writeError(ctx, fasthttp.StatusNotFound, "NotFoundError", "The model `"+string(r.model)+"` does not exist.", "")
 		return
 	}
+	if !s.ollama && ep != epEmbeddings {
+		// Ollama truncates a prompt that does not fit its context instead.
+		if msg, param := contextError(r); msg != "" {
+			s.writeError(ctx, fasthttp.StatusBadRequest, "BadRequestError", msg, param)
+			return
+		}
+	}
 	if s.chance(s.opts.ErrorRate) {
 		s.writeError(ctx, fasthttp.StatusInternalServerError, "InternalServerError", "fakellm: injected failure", "")
 		return

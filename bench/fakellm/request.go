@@ -18,8 +18,9 @@ const (
 
 // input is one embeddings input or prompt: its hash and token count.
 type input struct {
-	hash  uint64
-	words int
+	hash   uint64
+	words  int
+	tokens bool // given as token ids: vLLM counts them exactly, untruncated
 }
 
 // request holds what fakellm reads from an inference body. Acquire with
@@ -32,9 +33,10 @@ type request struct {
 	hasModel     bool
 	stream       bool
 	includeUsage bool
-	contUsage    bool // vLLM stream_options.continuous_usage_stats
-	maxTokens    int  // -1: not given
-	choices      int  // vLLM n: completions to generate per prompt
+	contUsage    bool   // vLLM stream_options.continuous_usage_stats
+	maxTokens    int    // -1: not given
+	maxParam     string // vLLM: the field maxTokens came from, for its errors
+	choices      int    // vLLM n: completions to generate per prompt
 	promptHash   uint64
 	promptWords  int
 	prompts      []input // each prompt: one for chat, one or more for completions
@@ -113,11 +115,11 @@ func (r *request) parse(body []byte, ep endpoint, ollama bool) *badRequest {
 			return &badRequest{msg: "1 validation error:\n  {'type': 'value_error', 'loc': 'body', 'msg': 'Value error, Stream options can only be defined when `stream=True`.'}", param: "stream_options"}
 		}
 	}
-	r.maxTokens = intField(v, "max_tokens")
+	r.maxTokens, r.maxParam = intField(v, "max_tokens"), "max_tokens"
 	if ep == epChat && !ollama {
 		// vLLM prefers max_completion_tokens; Ollama's request struct lacks it.
 		if mct := intField(v, "max_completion_tokens"); mct >= 0 {
-			r.maxTokens = mct
+			r.maxTokens, r.maxParam = mct, "max_completion_tokens"
 		}
 	}
 	if ep == epCompletion && !ollama && r.maxTokens < 0 && v.Get("max_tokens") == nil {
@@ -302,7 +304,7 @@ func (r *request) addTokenPrompt(ids []*fastjson.Value) bool {
 	if !ok {
 		return false
 	}
-	r.prompts = append(r.prompts, input{hash: h, words: len(ids)})
+	r.prompts = append(r.prompts, input{hash: h, words: len(ids), tokens: true})
 	r.promptWords += len(ids)
 	return true
 }

@@ -278,3 +278,44 @@ func (s *Server) vllmModels(dst []byte, now int64, x uint64) []byte {
 
 // maxModelLen is the context length fakellm's vLLM flavor advertises.
 const maxModelLen = 8192
+
+// contextError is vLLM's refusal of a chat or completions request whose
+// prompt and output tokens do not fit max_model_len: a VLLMValidationError
+// raised by vllm/renderers/params.py TokenizeParams (__post_init__ when the
+// output budget alone is too large, _token_len_check when a prompt is),
+// answered as a 400 BadRequestError whose param is the error's parameter.
+// The output budget is max_tokens (max_completion_tokens first in chat), 0
+// when a chat request gives neither and 16 for completions. Text is
+// tokenized with truncation one token past the input budget, so vLLM counts
+// "at least" that many; token ids are counted as given. It returns "" when
+// the request fits.
+func contextError(r *request) (msg, param string) {
+	out := max(r.maxTokens, 0)
+	if out > maxModelLen {
+		o := strconv.Itoa(out)
+		// The missing space before "cannot" and the "=max_total_tokens=" are
+		// vLLM's, from its f-string.
+		return r.maxParam + "=" + o + "cannot be greater than max_model_len=max_total_tokens=" +
+			strconv.Itoa(maxModelLen) + ". Please request fewer output tokens. (parameter=" + r.maxParam +
+			", value=" + o + ")", r.maxParam
+	}
+	limit := maxModelLen - out
+	for _, in := range r.prompts {
+		if in.words <= limit {
+			continue
+		}
+		n := in.words
+		if !in.tokens {
+			n = limit + 1
+		}
+		atLeast := ""
+		if n == limit+1 {
+			atLeast = "at least "
+		}
+		return "This model's maximum context length is " + strconv.Itoa(maxModelLen) + " tokens. However, you requested " +
+			strconv.Itoa(out) + " output tokens and your prompt contains " + atLeast + strconv.Itoa(n) +
+			" input tokens, for a total of " + atLeast + strconv.Itoa(n+out) + " tokens. Please reduce the length of the" +
+			" input prompt or the number of requested output tokens. (parameter=input_tokens, value=" + strconv.Itoa(n) + ")", "input_tokens"
+	}
+	return "", ""
+}
