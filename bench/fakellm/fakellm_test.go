@@ -497,3 +497,24 @@ func TestOptions(t *testing.T) {
 		}
 	}
 }
+
+// vLLM's error event after a stream started is json.dumps output (Python's
+// ", " and ": " separators, create_streaming_error_response in
+// vllm/entrypoints/openai/engine/serving.py), followed by [DONE]; a failure
+// before the first token comes before the role chunk, which vLLM sends on
+// the engine's first output (chat_completion_stream_generator).
+func TestVLLMStreamErrorBytes(t *testing.T) {
+	t.Parallel()
+	h := start(t, Options{Model: "m", OutputTokens: 4})
+	const want = `data: {"error": {"message": "fakellm: injected stream error", "type": "InternalServerError", "param": null, "code": 500}}` +
+		"\n\ndata: [DONE]\n\n"
+	res := h.do(t, "POST", "/v1/chat/completions", chatWith(`"stream":true`), "X-Fakellm-Stream-Error-After", "0")
+	if res.status != 200 || string(res.body) != want {
+		t.Errorf("error before the first token: %d %q\nwant %q", res.status, res.body, want)
+	}
+	res = h.do(t, "POST", "/v1/chat/completions", chatWith(`"stream":true`), "X-Fakellm-Stream-Error-After", "1")
+	evs := events(t, res.body)
+	if len(evs) != 4 || !bytes.Contains(evs[0], []byte(`"role":"assistant"`)) || !strings.HasSuffix(string(res.body), want) {
+		t.Errorf("error after one token: %q, want role chunk, token chunk, then %q", res.body, want)
+	}
+}

@@ -148,6 +148,11 @@ func (st *stream) run(emit func([]byte) bool) bool {
 	if !s.sleep(st.ttft) {
 		return false
 	}
+	// A failure before the first token comes before vLLM's role chunks: its
+	// stream generator sends them on the engine's first output.
+	if st.interrupt(emit) {
+		return false
+	}
 	// vLLM sends the role chunks (one per choice) in the same engine step as
 	// the first token.
 	if !s.ollama && p.ep == epChat {
@@ -157,9 +162,6 @@ func (st *stream) run(emit func([]byte) bool) bool {
 				return false
 			}
 		}
-	}
-	if st.interrupt(emit) {
-		return false
 	}
 	// vLLM streams each choice in chunks of its own, carrying its index; the
 	// choices of one request decode in the same engine steps.
@@ -226,7 +228,7 @@ func (st *stream) interrupt(emit func([]byte) bool) bool {
 		emit(st.buf)
 		return true
 	}
-	st.buf = vllmError(st.buf, fasthttp.StatusInternalServerError, "InternalServerError", "fakellm: injected stream error", "")
+	st.buf = vllmStreamError(st.buf, "fakellm: injected stream error")
 	st.buf = append(st.buf, "\n\n"...)
 	// vLLM's generators always finish with [DONE], even after an error event.
 	if emit(st.buf) {

@@ -260,6 +260,17 @@ func vllmError(dst []byte, code int, typ, msg, param string) []byte {
 	return append(dst, "}}"...)
 }
 
+// vllmStreamError appends the error event vLLM sends after a stream started:
+// create_streaming_error_response (vllm/entrypoints/openai/engine/serving.py)
+// is json.dumps of ErrorResponse.model_dump(), so unlike every other vLLM
+// body it has Python's default ", " and ": " separators. A generation error
+// (GenerationError) is type InternalServerError, code 500.
+func vllmStreamError(dst []byte, msg string) []byte {
+	dst = append(dst, `{"error": {"message": `...)
+	dst = appendJSONString(dst, msg) // ASCII: json.dumps escapes anything else
+	return append(dst, `, "type": "InternalServerError", "param": null, "code": 500}}`...)
+}
+
 func (s *Server) vllmModels(dst []byte, now int64, x uint64) []byte {
 	dst = append(dst, `{"object":"list","data":[{"id":`...)
 	dst = append(dst, s.modelJSON...)
