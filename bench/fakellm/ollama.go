@@ -137,6 +137,27 @@ func ollamaEvent(dst []byte, p *reply, k evKind) []byte {
 	return append(dst, '}')
 }
 
+// ollamaBrokenChunk appends what Ollama's OpenAI layer makes of an error
+// after a stream started. server/routes.go streamResponse writes the error
+// as the NDJSON line {"error":"..."} through the middleware's writer, whose
+// status is already 200, so ChatWriter / CompleteWriter (middleware/
+// openai.go) decode it as an api.ChatResponse / GenerateResponse, which have
+// no error field: the client gets one empty chunk with an empty model and no
+// finish_reason, then the body ends cleanly without [DONE]. The error text
+// never reaches it.
+func ollamaBrokenChunk(dst []byte, p *reply) []byte {
+	if p.ep == epChat {
+		dst = ollamaHead(dst, p, "chat.completion.chunk")
+		return append(dst, `,"model":"","system_fingerprint":"fp_ollama","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}`...)
+	}
+	dst = ollamaHead(dst, p, "text_completion")
+	dst = append(dst, `,"choices":[{"text":"","index":0,"finish_reason":null}],"model":"","system_fingerprint":"fp_ollama"`...)
+	if p.usage {
+		dst = append(dst, `,"usage":{"prompt_tokens":0,"completion_tokens":0,"total_tokens":0}`...)
+	}
+	return append(dst, '}')
+}
+
 // ollamaErrorType is openai.NewError's status-to-type mapping.
 func ollamaErrorType(code int) string {
 	switch code {

@@ -222,10 +222,9 @@ func (st *stream) interrupt(emit func([]byte) bool) bool {
 	}
 	st.buf = append(st.buf[:0], "data: "...)
 	if st.s.ollama {
-		st.buf = ollamaError(st.buf, fasthttp.StatusInternalServerError, "fakellm: injected stream error")
-		st.buf = st.buf[:len(st.buf)-1] // drop json.Encoder's newline inside the frame
+		st.buf = ollamaBrokenChunk(st.buf, &st.rep)
 		st.buf = append(st.buf, "\n\n"...)
-		emit(st.buf)
+		emit(st.buf) // then the body ends, without [DONE]
 		return true
 	}
 	st.buf = vllmStreamError(st.buf, "fakellm: injected stream error")
