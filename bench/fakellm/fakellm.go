@@ -430,7 +430,8 @@ func (s *Server) inference(ctx *fasthttp.RequestCtx, ep endpoint) {
 		return
 	case r.hasModel && len(r.model) > 0 && string(r.model) != s.opts.Model:
 		// vLLM serves its default model when the request names none.
-		s.writeError(ctx, fasthttp.StatusNotFound, "NotFoundError", "The model `"+string(r.model)+"` does not exist.", "")
+		// OpenAIServing._check_model (vllm/entrypoints/openai/engine/serving.py) names param "model".
+		s.writeError(ctx, fasthttp.StatusNotFound, "NotFoundError", "The model `"+string(r.model)+"` does not exist.", "model")
 		return
 	}
 	if !s.ollama && ep != epEmbeddings {
