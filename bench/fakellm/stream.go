@@ -199,7 +199,7 @@ func (st *stream) run(emit func([]byte) bool) bool {
 			return false
 		}
 		for c := 0; c < p.choices; c++ {
-			p.idx, p.done = c, p.n
+			p.idx, p.done = c, p.generated() // vLLM: the EOS token
 			if !send(evFinish) {
 				return false
 			}

@@ -57,8 +57,9 @@ func TestContinuousUsageStats(t *testing.T) {
 		t.Parallel()
 		h := start(t, Options{Model: "m", OutputTokens: 3})
 		chunks, final := continuousUsage(t, h.do(t, "POST", "/v1/chat/completions", chatWith(`"n":2,`+cont)).body)
-		// Per choice: role (0 tokens), three tokens (1, 2, 3), finish (3).
-		want := map[int][]int{0: {0, 1, 2, 3, 3}, 1: {0, 1, 2, 3, 3}}
+		// Per choice: role (0 tokens), three tokens (1, 2, 3), finish (4: the EOS token, as
+		// previous_num_tokens in chat_completion_stream_generator counts it).
+		want := map[int][]int{0: {0, 1, 2, 3, 4}, 1: {0, 1, 2, 3, 4}}
 		got := map[int][]int{}
 		for _, c := range chunks {
 			if !c.hasUsage || c.prompt != 6 {
@@ -71,8 +72,8 @@ func TestContinuousUsageStats(t *testing.T) {
 				t.Errorf("choice %d completion_tokens per chunk %v, want %v", i, got[i], want[i])
 			}
 		}
-		if final != 6 {
-			t.Errorf("final usage completion_tokens %d, want 6", final)
+		if final != 8 {
+			t.Errorf("final usage completion_tokens %d, want 8", final)
 		}
 	})
 	t.Run("vllm completion prompts", func(t *testing.T) {

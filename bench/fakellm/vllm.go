@@ -77,7 +77,18 @@ func (p *reply) words(k int) words {
 }
 
 // completionTokens is what vLLM's usage counts: the tokens of every choice.
-func (p *reply) completionTokens() int { return p.n * p.choices }
+func (p *reply) completionTokens() int { return p.generated() * p.choices }
+
+// generated is the number of tokens vLLM generated for one choice. A natural
+// stop ends on the EOS token, which the engine appends to the output's
+// token_ids (and usage counts) though it detokenizes to no text: the stream's
+// finish chunk with empty content is that token.
+func (p *reply) generated() int {
+	if p.finish == "stop" {
+		return p.n + 1
+	}
+	return p.n
+}
 
 // appendIndex appends `{"index":i`, the start of choice i.
 func appendIndex(dst []byte, i int) []byte {
