@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -524,5 +525,51 @@ func TestVLLMStreamErrorBytes(t *testing.T) {
 	evs := events(t, res.body)
 	if len(evs) != 4 || !bytes.Contains(evs[0], []byte(`"role":"assistant"`)) || !strings.HasSuffix(string(res.body), want) {
 		t.Errorf("error after one token: %q, want role chunk, token chunk, then %q", res.body, want)
+	}
+}
+
+// vLLM's 200 and headers leave before prefill: its route returns a
+// StreamingResponse over the not yet started generator, and Starlette sends
+// http.response.start before iterating it. Ollama's OpenAI writer sends
+// them with its first chunk (gin writes headers on the first Write), and
+// answers an error before any content as a plain 500 (server/routes.go
+// streamResponse: nothing written yet).
+func TestStreamHeaderTiming(t *testing.T) {
+	t.Parallel()
+	const ttft = time.Second
+	for _, tt := range []struct {
+		flavor  string
+		headers []string
+		early   bool // headers well before the first token
+		status  int
+	}{
+		{"vllm", nil, true, 200},
+		{"vllm", []string{"X-Fakellm-Disconnect-After", "1"}, true, 200},
+		{"ollama", nil, false, 200},
+		{"ollama", []string{"X-Fakellm-Disconnect-After", "1"}, false, 200},
+		{"ollama", []string{"X-Fakellm-Stream-Error-After", "0"}, false, 500},
+	} {
+		t.Run(tt.flavor+fmt.Sprint(tt.headers), func(t *testing.T) {
+			t.Parallel()
+			h := start(t, Options{Flavor: tt.flavor, Model: "m", TTFT: ttft})
+			req, err := http.NewRequest("POST", "http://fakellm/v1/chat/completions", strings.NewReader(chatWith(`"stream":true`)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i+1 < len(tt.headers); i += 2 {
+				req.Header.Set(tt.headers[i], tt.headers[i+1])
+			}
+			begin := time.Now()
+			resp, err := h.c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			took := time.Since(begin)
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if early := took < ttft/2; early != tt.early || resp.StatusCode != tt.status {
+				t.Errorf("status %d and headers after %s, want %d and early=%v (TTFT %s)", resp.StatusCode, took, tt.status, tt.early, ttft)
+			}
+		})
 	}
 }

@@ -73,6 +73,17 @@ func (s *Server) startStream(ctx *fasthttp.RequestCtx, r *request, ttft time.Dur
 	if st.cutAfter < 0 && s.chance(s.opts.DisconnectRate) {
 		st.cutAfter = st.rep.completionTokens() / 2
 	}
+	if s.ollama && st.errAfter == 0 {
+		// Ollama's streamResponse (server/routes.go) answers an error before
+		// any content as a plain error response: nothing was written yet.
+		releaseStream(st)
+		if !s.sleep(ttft) {
+			s.writeError(ctx, fasthttp.StatusServiceUnavailable, "", "fakellm: shutting down", "")
+			return
+		}
+		s.writeError(ctx, fasthttp.StatusInternalServerError, "", "fakellm: injected stream error", "")
+		return
+	}
 	if s.ollama {
 		ctx.SetContentType("text/event-stream")
 	} else {
@@ -80,6 +91,11 @@ func (s *Server) startStream(ctx *fasthttp.RequestCtx, r *request, ttft time.Dur
 		ctx.SetContentType("text/event-stream; charset=utf-8")
 	}
 	if st.cutAfter < 0 {
+		// vLLM returns a StreamingResponse before the engine's first output, and
+		// Starlette sends the 200 and headers before iterating it: they reach
+		// the client at once, before prefill. Ollama's writer sends them with
+		// its first chunk (gin writes headers on the first Write).
+		ctx.Response.ImmediateHeaderFlush = !s.ollama
 		ctx.SetBodyStreamWriter(st.writeTo)
 		return
 	}
@@ -113,16 +129,22 @@ func (st *stream) finish(completed bool) {
 // stream is cut, returns without the terminating chunk; fasthttp then closes
 // the connection, so the client sees a truncated body.
 func (st *stream) hijacked(c net.Conn) {
-	if _, err := c.Write(st.rawHeader); err != nil {
-		st.finish(false)
-		return
+	st.frame = st.frame[:0]
+	if !st.s.ollama { // headers at once, as in startStream
+		if _, err := c.Write(st.rawHeader); err != nil {
+			st.finish(false)
+			return
+		}
+	} else {
+		st.frame = append(st.frame, st.rawHeader...) // with the first event
 	}
 	done := st.run(func(ev []byte) bool {
-		st.frame = strconv.AppendInt(st.frame[:0], int64(len(ev)), 16)
+		st.frame = strconv.AppendInt(st.frame, int64(len(ev)), 16)
 		st.frame = append(st.frame, "\r\n"...)
 		st.frame = append(st.frame, ev...)
 		st.frame = append(st.frame, "\r\n"...)
 		_, err := c.Write(st.frame)
+		st.frame = st.frame[:0]
 		return err == nil
 	})
 	if done {
