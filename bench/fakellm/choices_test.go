@@ -94,8 +94,8 @@ func TestNChoices(t *testing.T) {
 				}
 			}
 			v := mustJSON(t, res.body)
-			if tt.flavor == "vllm" && string(v.GetStringBytes("choices", "0", "finish_reason")) == "stop" {
-				perChoice++ // vLLM's usage counts the EOS token of a natural stop
+			if string(v.GetStringBytes("choices", "0", "finish_reason")) == "stop" {
+				perChoice++ // usage counts the EOS token of a natural stop (reply.generated)
 			}
 			if got, want := v.GetInt("usage", "completion_tokens"), perChoice*tt.choices; got != want {
 				t.Errorf("usage.completion_tokens %d, want %d", got, want)

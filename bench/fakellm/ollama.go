@@ -44,7 +44,7 @@ func ollamaChat(dst []byte, p *reply) []byte {
 	dst = append(dst, `"},"finish_reason":"`...)
 	dst = append(dst, p.finish...)
 	dst = append(dst, `"}],"usage":`...)
-	dst = appendOllamaUsage(dst, p.prompt, p.n)
+	dst = appendOllamaUsage(dst, p.prompt, p.generated())
 	return append(dst, "}\n"...)
 }
 
@@ -59,7 +59,7 @@ func ollamaCompletion(dst []byte, p *reply) []byte {
 	dst = append(dst, `","index":0,"finish_reason":"`...)
 	dst = append(dst, p.finish...)
 	dst = append(dst, `"}],"usage":`...)
-	dst = appendOllamaUsage(dst, p.prompt, p.n)
+	dst = appendOllamaUsage(dst, p.prompt, p.generated())
 	return append(dst, "}\n"...)
 }
 
@@ -96,7 +96,7 @@ func ollamaEvent(dst []byte, p *reply, k evKind) []byte {
 		switch k {
 		case evUsage:
 			dst = append(dst, `],"usage":`...)
-			dst = appendOllamaUsage(dst, p.prompt, p.n)
+			dst = appendOllamaUsage(dst, p.prompt, p.generated())
 			return append(dst, '}')
 		case evFinish:
 			dst = append(dst, `{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":"`...)
@@ -115,7 +115,7 @@ func ollamaEvent(dst []byte, p *reply, k evKind) []byte {
 		dst = append(dst, `],"model":`...)
 		dst = append(dst, p.model...)
 		dst = append(dst, `,"system_fingerprint":"fp_ollama","usage":`...)
-		dst = appendOllamaUsage(dst, p.prompt, p.n)
+		dst = appendOllamaUsage(dst, p.prompt, p.generated())
 		return append(dst, '}')
 	case evFinish:
 		dst = append(dst, `{"text":"","index":0,"finish_reason":"`...)

@@ -79,10 +79,12 @@ func (p *reply) words(k int) words {
 // completionTokens is what vLLM's usage counts: the tokens of every choice.
 func (p *reply) completionTokens() int { return p.generated() * p.choices }
 
-// generated is the number of tokens vLLM generated for one choice. A natural
-// stop ends on the EOS token, which the engine appends to the output's
-// token_ids (and usage counts) though it detokenizes to no text: the stream's
-// finish chunk with empty content is that token.
+// generated is the number of tokens generated for one choice. A natural
+// stop ends on the EOS token, which both backends count though it
+// detokenizes to no text: vLLM's engine appends it to the output's token_ids
+// (the stream's finish chunk with empty content is that token), and Ollama's
+// runner counts it in numPredicted (eval_count) before its EOS check
+// (runner/llamarunner/runner.go processBatch).
 func (p *reply) generated() int {
 	if p.finish == "stop" {
 		return p.n + 1
