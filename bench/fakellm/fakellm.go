@@ -11,7 +11,8 @@
 //	X-Fakellm-Disconnect-After: N    stream: drop the connection after N content events
 //	X-Fakellm-Stream-Error-After: N  stream: fail after N content events as the flavor does
 //	                                 (vLLM: an error event, then [DONE]; Ollama: an empty
-//	                                 chunk, then the end of the body without [DONE])
+//	                                 chunk, then the end of the body without [DONE], or a
+//	                                 plain 500 when N is 0)
 //	X-Fakellm-TTFT: 200ms            override Options.TTFT
 //	X-Fakellm-Echo: 1                return X-Fakellm-Received-Body and -Headers
 //	X-Fakellm-Status-Unless-Retry: 429
