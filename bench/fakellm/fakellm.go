@@ -355,7 +355,13 @@ func (s *Server) serveInfo(ctx *fasthttp.RequestCtx, path []byte) {
 		return
 	}
 	r.buf = b
-	ctx.SetContentType("application/json")
+	if s.ollama && string(path) != "/v1/models" {
+		// gin's c.JSON (server/routes.go); the OpenAI layer's ListWriter sets
+		// plain application/json.
+		ctx.SetContentType("application/json; charset=utf-8")
+	} else {
+		ctx.SetContentType("application/json")
+	}
 	ctx.SetBody(b)
 }
 

@@ -57,19 +57,20 @@ func TestEndpointsPerFlavor(t *testing.T) {
 		flavor, method, path string
 		status               int
 		body                 string // substring expected in the body
+		contentType          string // "": not checked
 	}{
-		{"vllm", "GET", "/health", 200, ""},
-		{"vllm", "GET", "/version", 200, `"version":"` + vllmVersion + `"`},
-		{"vllm", "GET", "/v1/models", 200, `"owned_by":"vllm"`},
-		{"vllm", "POST", "/v1/models", 405, `Method Not Allowed`},
-		{"vllm", "GET", "/v1/chat/completions", 405, `Method Not Allowed`},
-		{"vllm", "GET", "/api/tags", 404, `{"detail":"Not Found"}`},
-		{"ollama", "GET", "/", 200, "Ollama is running"},
-		{"ollama", "HEAD", "/", 200, ""},
-		{"ollama", "GET", "/api/version", 200, `"version":"` + ollamaVersion + `"`},
-		{"ollama", "GET", "/api/tags", 200, `"name":"m"`},
-		{"ollama", "GET", "/v1/models", 200, `"owned_by":"library"`},
-		{"ollama", "GET", "/health", 404, "404 page not found"},
+		{"vllm", "GET", "/health", 200, "", ""},
+		{"vllm", "GET", "/version", 200, `"version":"` + vllmVersion + `"`, "application/json"},
+		{"vllm", "GET", "/v1/models", 200, `"owned_by":"vllm"`, "application/json"},
+		{"vllm", "POST", "/v1/models", 405, `Method Not Allowed`, "application/json"},
+		{"vllm", "GET", "/v1/chat/completions", 405, `Method Not Allowed`, "application/json"},
+		{"vllm", "GET", "/api/tags", 404, `{"detail":"Not Found"}`, "application/json"},
+		{"ollama", "GET", "/", 200, "Ollama is running", "text/plain; charset=utf-8"},
+		{"ollama", "HEAD", "/", 200, "", "text/plain; charset=utf-8"},
+		{"ollama", "GET", "/api/version", 200, `"version":"` + ollamaVersion + `"`, "application/json; charset=utf-8"},
+		{"ollama", "GET", "/api/tags", 200, `"name":"m"`, "application/json; charset=utf-8"},
+		{"ollama", "GET", "/v1/models", 200, `"owned_by":"library"`, "application/json"},
+		{"ollama", "GET", "/health", 404, "404 page not found", "text/plain"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.flavor+" "+tt.method+" "+tt.path, func(t *testing.T) {
@@ -78,6 +79,11 @@ func TestEndpointsPerFlavor(t *testing.T) {
 			res := h.do(t, tt.method, tt.path, "")
 			if res.status != tt.status || !bytes.Contains(res.body, []byte(tt.body)) {
 				t.Errorf("got %d %q, want %d containing %q", res.status, res.body, tt.status, tt.body)
+			}
+			// gin's c.JSON (Ollama's native routes) adds the charset; its OpenAI layer,
+			// FastAPI's JSONResponse and error handlers do not.
+			if ct := res.header.Get("Content-Type"); tt.contentType != "" && ct != tt.contentType {
+				t.Errorf("Content-Type %q, want %q", ct, tt.contentType)
 			}
 			if tt.path == "/health" && tt.status == 200 && len(res.body) != 0 {
 				t.Errorf("/health body %q, want empty", res.body)
