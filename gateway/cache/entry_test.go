@@ -69,6 +69,7 @@ type view struct {
 type choiceView struct {
 	Role, Content, Refusal, Reasoning, Finish string
 	Tools                                     []toolView
+	Function                                  toolView // a legacy function_call
 	Logprobs                                  []string // tokens
 }
 
@@ -89,6 +90,9 @@ func viewOfChat(r openai.ChatCompletionResponse) view {
 			Reasoning: c.Message.ReasoningContent, Finish: string(c.FinishReason)}
 		for _, tc := range c.Message.ToolCalls {
 			cv.Tools = append(cv.Tools, toolView{tc.ID, string(tc.Type), tc.Function.Name, tc.Function.Arguments})
+		}
+		if fc := c.Message.FunctionCall; fc != nil {
+			cv.Function = toolView{Name: fc.Name, Args: fc.Arguments}
 		}
 		if c.LogProbs != nil {
 			for _, lp := range c.LogProbs.Content {
@@ -177,6 +181,10 @@ func readChatStream(t testing.TB, stream []byte) (v view, chunks int, usage bool
 				tv.Type += string(tc.Type)
 				tv.Name += tc.Function.Name
 				tv.Args += tc.Function.Arguments
+			}
+			if fc := ch.Delta.FunctionCall; fc != nil {
+				cv.Function.Name += fc.Name
+				cv.Function.Args += fc.Arguments
 			}
 			if ch.Logprobs != nil {
 				for _, lp := range ch.Logprobs.Content {
@@ -279,6 +287,7 @@ func TestChatStreamReplay(t *testing.T) {
 		{"vllm_chat_stream_usage.txt", 1},
 		{"ollama_chat_stream_usage.txt", 1},
 		{"openai_chat_stream_tools.txt", 1},
+		{"openai_chat_stream_function_call.txt", 1},
 		{"openai_chat_stream_n2.txt", 2},
 	}
 	for _, tt := range tests {

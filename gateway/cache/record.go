@@ -36,6 +36,8 @@ type recChoice struct {
 	role   []byte
 	fields []recField // chat: delta members; completions: "text"
 	tools  []recTool
+	fn     recTool // a legacy function_call, streamed like a tool call's function
+	fnSeen bool
 	lp     []recField // logprobs members
 	lpSeen bool
 	finish []byte
@@ -62,8 +64,9 @@ func AcquireRecorder(kind Kind, n, maxBytes int) *Recorder {
 	r.choices = r.choices[:0]
 	for range n {
 		c := grow(&r.choices)
-		c.seen, c.lpSeen = false, false
+		c.seen, c.lpSeen, c.fnSeen = false, false, false
 		c.role, c.finish = c.role[:0], c.finish[:0]
+		c.fn.name, c.fn.args = c.fn.name[:0], c.fn.args[:0]
 		c.fields, c.tools, c.lp, c.extras = c.fields[:0], c.tools[:0], c.lp[:0], c.extras[:0]
 	}
 	return r
@@ -218,6 +221,14 @@ func (c *recChoice) addDelta(b []byte, i int) error {
 			}
 			_, err := eachElement(b, vs, func(ts, te int) error { return c.addTool(b[ts:te]) }, 4)
 			return err
+		case keyIs(k, "function_call"):
+			// Streamed in pieces as a tool call's function is: its name once, its arguments
+			// piece by piece. Kept as the last value, a replay had only the last piece.
+			if v[0] != '{' {
+				return ErrIncomplete
+			}
+			c.fnSeen = true
+			return c.fn.addFunction(b, vs)
 		case v[0] == '"':
 			setField(&c.fields, k, v, '"')
 		default:
@@ -264,19 +275,25 @@ func (c *recChoice) addTool(b []byte) error {
 		if !keyIs(b[ks:ke], "function") || b[vs] != '{' {
 			return nil
 		}
-		_, err := eachMember(b, vs, func(ks, ke, vs, ve int) error {
-			k, v := b[ks:ke], b[vs:ve]
-			switch {
-			case v[0] != '"':
-			case keyIs(k, "name") && len(t.name) == 0:
-				t.name = append(t.name, v...) // sent whole, once
-			case keyIs(k, "arguments"):
-				t.args = append(t.args, v[1:len(v)-1]...)
-			}
-			return nil
-		}, 6)
-		return err
+		return t.addFunction(b, vs)
 	}, 5)
+	return err
+}
+
+// addFunction records the function object at b[i] (a tool call's function, or a legacy
+// function_call): its name, sent whole once, and a piece of its arguments.
+func (t *recTool) addFunction(b []byte, i int) error {
+	_, err := eachMember(b, i, func(ks, ke, vs, ve int) error {
+		k, v := b[ks:ke], b[vs:ve]
+		switch {
+		case v[0] != '"':
+		case keyIs(k, "name") && len(t.name) == 0:
+			t.name = append(t.name, v...) // sent whole, once
+		case keyIs(k, "arguments"):
+			t.args = append(t.args, v[1:len(v)-1]...)
+		}
+		return nil
+	}, 6)
 	return err
 }
 
@@ -366,7 +383,7 @@ func (r *Recorder) appendChoice(d []byte, i int) []byte {
 		for _, f := range c.fields {
 			// A tool-call answer whose stream carried no text (vLLM opens every stream with
 			// "content":"") has content null in the backend's buffered answer, as in OpenAI's.
-			if keyIs(f.key, "content") && f.typ == '"' && (len(f.val) > 0 || len(c.tools) == 0) {
+			if keyIs(f.key, "content") && f.typ == '"' && (len(f.val) > 0 || len(c.tools) == 0 && !c.fnSeen) {
 				d = append(append(append(d, '"'), f.val...), '"')
 				content = true
 			}
@@ -395,6 +412,10 @@ func (r *Recorder) appendChoice(d []byte, i int) []byte {
 				d = append(append(append(d, `,"arguments":"`...), t.args...), `"}}`...)
 			}
 			d = append(d, ']')
+		}
+		if c.fnSeen {
+			d = appendOr(append(d, `,"function_call":{"name":`...), c.fn.name, `""`)
+			d = append(append(append(d, `,"arguments":"`...), c.fn.args...), `"}`...)
 		}
 		d = append(d, '}')
 	} else {
