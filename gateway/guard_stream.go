@@ -48,6 +48,8 @@ type choiceGuard struct {
 	reasoningOn [len(reasoningKeys)]bool
 	tools       []*choiceGuard // by tool call index; the first toolsUsed are in use
 	toolsUsed   int
+	fn          *choiceGuard // the arguments of a legacy function_call
+	fnOn        bool
 }
 
 // reasoningKeys are the members of a message or delta that carry the model's reasoning.
@@ -92,6 +94,10 @@ func (c *choiceGuard) release(ag *aliasGuard) {
 		t.release(ag)
 	}
 	c.toolsUsed = 0
+	if c.fnOn {
+		c.fn.release(ag)
+		c.fnOn = false
+	}
 }
 
 // reasoningGuard returns the guard of the choice's reasoning under reasoningKeys[k].
@@ -104,6 +110,19 @@ func (c *choiceGuard) reasoningGuard(r *request, k int) *choiceGuard {
 		c.reasoningOn[k] = true
 	}
 	return c.reasoning[k]
+}
+
+// fnGuard returns the guard of the arguments of the choice's legacy function_call, JSON text
+// like a tool call's.
+func (c *choiceGuard) fnGuard(r *request) *choiceGuard {
+	if !c.fnOn {
+		if c.fn == nil {
+			c.fn = new(choiceGuard)
+		}
+		c.fn.ready(r, true)
+		c.fnOn = true
+	}
+	return c.fn
 }
 
 // toolGuard returns the guard of the arguments of the choice's tool call i; nil when i is out
@@ -328,6 +347,8 @@ func onlyEmptyText(r *request, root *fastjson.Value) bool {
 						empty = empty && roleSent
 					case string(key) == "tool_calls":
 						empty = empty && onlyEmptyArguments(v)
+					case string(key) == "function_call":
+						empty = empty && emptyFunction(v)
 					default:
 						empty = false
 					}
@@ -369,14 +390,7 @@ func onlyEmptyArguments(calls *fastjson.Value) bool {
 			switch string(key) {
 			case "index":
 			case "function":
-				fn, err := v.Object()
-				if err != nil {
-					empty = false
-					return
-				}
-				fn.Visit(func(key []byte, v *fastjson.Value) {
-					empty = empty && (v.Type() == fastjson.TypeNull || string(key) == "arguments" && isEmptyString(v))
-				})
+				empty = empty && emptyFunction(v)
 			default:
 				empty = empty && v.Type() == fastjson.TypeNull
 			}
@@ -386,6 +400,20 @@ func onlyEmptyArguments(calls *fastjson.Value) bool {
 		}
 	}
 	return true
+}
+
+// emptyFunction reports whether a delta's function object (a tool call's, or a legacy
+// function_call) carries nothing but empty arguments and null members.
+func emptyFunction(v *fastjson.Value) bool {
+	fn, err := v.Object()
+	if err != nil {
+		return false
+	}
+	empty := true
+	fn.Visit(func(key []byte, v *fastjson.Value) {
+		empty = empty && (v.Type() == fastjson.TypeNull || string(key) == "arguments" && isEmptyString(v))
+	})
+	return empty
 }
 
 func isEmptyString(v *fastjson.Value) bool {
@@ -498,9 +526,11 @@ func (g *Gateway) guardChoice(r *request, c *choiceGuard, index int, ch *fastjso
 				changed = true
 			}
 		}
-		if delta.Exists("tool_calls") {
-			delta.Del("tool_calls")
-			changed = true
+		for _, key := range [...]string{"tool_calls", "function_call"} {
+			if delta.Exists(key) {
+				delta.Del(key)
+				changed = true
+			}
 		}
 	}
 	if r.streamGuard.stopped {
@@ -571,6 +601,22 @@ func (g *Gateway) guardDeltaExtras(r *request, c *choiceGuard, delta *fastjson.V
 				}
 				fn.Set("arguments", v)
 			}
+		}
+	}
+	// A legacy function_call streams its arguments as a tool call does.
+	if v := delta.Get("function_call", "arguments"); v != nil && v.Type() == fastjson.TypeString {
+		run(c.fnGuard(r), v)
+	} else if final && c.fnOn {
+		v := a.NewString("")
+		run(c.fn, v)
+		if len(v.GetStringBytes()) > 0 {
+			fc := delta.Get("function_call")
+			if fc == nil || fc.Type() != fastjson.TypeObject {
+				delta.Set("function_call", a.NewObject())
+				fc = delta.Get("function_call")
+			}
+			fc.Set("arguments", v)
+			changed = true
 		}
 	}
 	if !final {
