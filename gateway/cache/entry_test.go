@@ -632,3 +632,38 @@ func TestReplayDropsCallerFields(t *testing.T) {
 		}
 	}
 }
+
+// vLLM's return_token_ids streams each chunk's own token ids: the recorded answer holds them
+// all, in order, as the backend's buffered answer does, for chat and completions alike.
+func TestRecorderConcatenatesTokenIDs(t *testing.T) {
+	chat := func(delta, ids, finish string) string {
+		return `data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":` + delta +
+			`,"logprobs":null,"finish_reason":` + finish + `,"token_ids":` + ids + `}]}` + "\n\n"
+	}
+	text := func(s, ids, finish string) string {
+		return `data: {"id":"c","object":"text_completion","created":1,"model":"m","choices":[{"index":0,"text":"` + s +
+			`","logprobs":null,"finish_reason":` + finish + `,"token_ids":` + ids + `}]}` + "\n\n"
+	}
+	for _, tt := range []struct {
+		kind   Kind
+		stream string
+	}{
+		{KindChat, chat(`{"role":"assistant","content":""}`, `[]`, "null") + chat(`{"content":"Hello"}`, `[9906]`, "null") +
+			chat(`{"content":" there"}`, `[1070, 13]`, "null") + chat(`{"content":""}`, `null`, `"stop"`) + "data: [DONE]\n\n"},
+		{KindCompletion, text("Hello", `[9906]`, "null") + text(" there", `[1070,13]`, "null") + text("", `[]`, `"stop"`) + "data: [DONE]\n\n"},
+	} {
+		e, err := record(t, tt.kind, 1, []byte(tt.stream))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got struct {
+			Choices []struct {
+				TokenIDs []int `json:"token_ids"`
+			} `json:"choices"`
+		}
+		body := e.AppendJSON(nil, []byte("x"), 1)
+		if err := json.Unmarshal(body, &got); err != nil || len(got.Choices) != 1 || !slices.Equal(got.Choices[0].TokenIDs, []int{9906, 1070, 13}) {
+			t.Errorf("kind %d: recorded %s (%v), want token_ids [9906 1070 13]", tt.kind, body, err)
+		}
+	}
+}

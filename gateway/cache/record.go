@@ -198,6 +198,9 @@ func (r *Recorder) addChoice(b []byte) error {
 			return err
 		case keyIs(k, "finish_reason"):
 			c.finish = append(c.finish[:0], v...)
+		case keyIs(k, "token_ids") && v[0] == '[':
+			// vLLM's return_token_ids streams each chunk's own ids: the answer's are all of them.
+			setField(&c.extras, k, v, '[')
 		default:
 			setField(&c.extras, k, v, 0)
 		}
