@@ -421,10 +421,10 @@ func isEmptyString(v *fastjson.Value) bool {
 }
 
 // heldChunk returns a chunk in the shape of last (the stream's last chunk) whose choices carry
-// the content each choice's guard still holds back, released as at the end of a stream; nil
-// when nothing is held or last cannot be read. It is for a stream that ends without a
-// finish_reason: the backend broke off or sent an error. Reasoning and tool call arguments
-// held back are not released: the stream ends in an error anyway.
+// what each choice's guards still hold back (its content, reasoning and tool call arguments),
+// released as at the end of a stream; nil when nothing is held or last cannot be read. It is
+// for a stream that ends without a finish_reason: the backend broke off, sent an error, or
+// ended with [DONE] without finishing a choice.
 func (g *Gateway) heldChunk(r *request, last []byte) []byte {
 	defer r.streamGuard.addSpent(time.Now())
 	root, err := r.parser.ParseBytes(last)
@@ -441,7 +441,11 @@ func (g *Gateway) heldChunk(r *request, last []byte) []byte {
 	sg := &r.streamGuard
 	for i, c := range sg.choices[:sg.used] {
 		held := g.streamText(r, c, i, nil, true)
-		if len(held) == 0 && !sg.stopped {
+		var delta *fastjson.Value
+		if !text && !sg.stopped {
+			delta = g.heldExtras(r, c)
+		}
+		if len(held) == 0 && !sg.stopped && delta == nil {
 			continue
 		}
 		choice := a.NewObject()
@@ -451,8 +455,12 @@ func (g *Gateway) heldChunk(r *request, last []byte) []byte {
 		if text {
 			choice.Set("text", v)
 		} else {
-			delta := a.NewObject()
-			delta.Set("content", v)
+			if delta == nil || sg.stopped { // what an extra released stopped the stream: it goes no further
+				delta = a.NewObject()
+			}
+			if len(held) > 0 || sg.stopped || delta.GetObject().Len() == 0 {
+				delta.Set("content", v)
+			}
 			choice.Set("delta", delta)
 		}
 		finish := a.NewNull()
@@ -473,6 +481,59 @@ func (g *Gateway) heldChunk(r *request, last []byte) []byte {
 	root.Del("usage")
 	r.guard.chunk = marshalJSON(r.guard.chunk[:0], root)
 	return r.guard.chunk
+}
+
+// heldExtras releases what the guards of a chat choice's other texts (reasoning, tool call
+// arguments, a legacy function_call's arguments) still hold back, as at the end of the stream,
+// and returns a delta carrying it; nil when they hold nothing.
+func (g *Gateway) heldExtras(r *request, c *choiceGuard) *fastjson.Value {
+	a := &r.guard.arena
+	var delta *fastjson.Value
+	release := func(t *choiceGuard) *fastjson.Value {
+		held := g.streamText(r, t, -1, nil, true)
+		if len(held) == 0 {
+			return nil
+		}
+		if delta == nil {
+			delta = a.NewObject()
+		}
+		v := a.NewString("")
+		r.guard.setString(v, held)
+		return v
+	}
+	for k, key := range reasoningKeys {
+		if c.reasoningOn[k] {
+			if v := release(c.reasoning[k]); v != nil {
+				delta.Set(key, v)
+			}
+		}
+	}
+	var calls *fastjson.Value
+	for i, t := range c.tools[:c.toolsUsed] {
+		v := release(t)
+		if v == nil {
+			continue
+		}
+		fn := a.NewObject()
+		fn.Set("arguments", v)
+		call := a.NewObject()
+		call.Set("index", a.NewNumberInt(i))
+		call.Set("function", fn)
+		if calls == nil {
+			calls = a.NewArray()
+			delta.Set("tool_calls", calls)
+		}
+		arr, _ := calls.Array()
+		calls.SetArrayItem(len(arr), call)
+	}
+	if c.fnOn {
+		if v := release(c.fn); v != nil {
+			fn := a.NewObject()
+			fn.Set("arguments", v)
+			delta.Set("function_call", fn)
+		}
+	}
+	return delta
 }
 
 // guardChoice guards one choice object of a chunk in place and reports whether it changed:

@@ -1,0 +1,55 @@
+package gateway_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	openai "github.com/sashabaranov/go-openai"
+
+	"github.com/llmgate/llmgate/config"
+)
+
+// A stream that ends with [DONE] but no finish_reason for its choice releases what the guard
+// still holds back of the choice's reasoning and tool call arguments, not only of its content:
+// the client's arguments are whole JSON with the value restored, not cut where the hold-back
+// began.
+func TestGuardStreamEndReleasesHeldArguments(t *testing.T) {
+	chunk := func(delta string) string {
+		return `data: {"id":"s","object":"chat.completion.chunk","created":1,"model":"canned","choices":[{"index":0,"delta":` + delta + `,"finish_reason":null}]}` + "\n\n"
+	}
+	streamed := chunk(`{"role":"assistant","reasoning_content":"Write to <EMAIL_"}`) +
+		chunk(`{"reasoning_content":"ADDRESS_1> then"}`) +
+		chunk(`{"tool_calls":[{"index":0,"id":"t1","type":"function","function":{"name":"send","arguments":"{\"to\":\"<EMAIL_"}}]}`) +
+		chunk(`{"tool_calls":[{"index":0,"function":{"arguments":"ADDRESS_1>\"}"}}]}`) +
+		"data: [DONE]\n\n"
+	all := config.Guard{PII: config.PIIGuard{Prompt: "redact", Completion: "redact", Restore: true}}
+	g := startGateway(t, newConfig(t, nil, guarded(all, cannedBackend(t, 200, http.Header{"Content-Type": {"text/event-stream"}}, streamed))))
+	res := g.do(t, "POST", "/v1/chat/completions", chatBody("mail "+testEmail, `,"stream":true`))
+	if res.status != 200 {
+		t.Fatalf("status %d: %s", res.status, res.body)
+	}
+	var reasoning, args string
+	done := false
+	for _, ev := range events(res.body) {
+		var c openai.ChatCompletionStreamResponse
+		if ev = strings.TrimPrefix(ev, "data: "); ev == "[DONE]" {
+			done = true
+			continue
+		}
+		if err := json.Unmarshal([]byte(ev), &c); err != nil {
+			t.Fatalf("event %q: %v", ev, err)
+		}
+		for _, ch := range c.Choices {
+			reasoning += ch.Delta.ReasoningContent
+			for _, tc := range ch.Delta.ToolCalls {
+				args += tc.Function.Arguments
+			}
+		}
+	}
+	var a struct{ To string }
+	if err := json.Unmarshal([]byte(args), &a); err != nil || a.To != testEmail || reasoning != "Write to "+testEmail+" then" || !done {
+		t.Fatalf("reasoning %q, arguments %q (%v), done %v; want both whole with the address restored:\n%s", reasoning, args, err, done, res.body)
+	}
+}
