@@ -453,3 +453,39 @@ func TestAnswerInOnePieceToAStreamRequest(t *testing.T) {
 		}
 	}
 }
+
+// An answer in one piece that the backend's own filter cut (finish_reason content_filter) is
+// still an answer: a stream client gets it as events, finish_reason included, and the cache
+// does not store it.
+func TestFilteredAnswerInOnePieceToAStreamRequest(t *testing.T) {
+	t.Parallel()
+	const answer = `{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"I can"},"finish_reason":"content_filter"}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}`
+	b := cannedBackend(t, 200, http.Header{"Content-Type": {"application/json"}}, answer)
+	g := startGateway(t, newConfig(t, nil, cached(model("chat", "v1", version("v1", b)))))
+	c, _ := g.client()
+	req := chatRequest("chat", 2)
+	req.Stream = true
+	seed := 1
+	req.Seed = &seed
+	st, err := c.CreateChatCompletionStream(ctx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunks, err := readStream(st)
+	text, _ := content(chunks)
+	finish := ""
+	for _, ch := range chunks {
+		for _, c := range ch.Choices {
+			if c.FinishReason != "" {
+				finish = string(c.FinishReason)
+			}
+		}
+	}
+	if err != nil || text != "I can" || finish != "content_filter" {
+		t.Fatalf("streamed text %q, finish_reason %q (%v); want the answer as events", text, finish, err)
+	}
+	if res := g.do(t, "POST", "/v1/chat/completions", `{"model":"chat","seed":1,"max_tokens":2,"messages":[{"role":"user","content":"Say hello in a few words."}]}`,
+		"X-Llmgate-Cache", "only-if-cached"); res.status != 504 {
+		t.Fatalf("a filtered answer was cached: %d %s", res.status, res.body)
+	}
+}

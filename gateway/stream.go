@@ -104,7 +104,7 @@ func answerAsStream(op operation, status int, body []byte) []byte {
 		return nil
 	}
 	n := len(v.GetArray("choices"))
-	e, err := cache.NewEntry(cache.Kind(op), body, n)
+	e, err := cache.NewAnswer(cache.Kind(op), body, n) // the backend's filter cut it: still an answer
 	if err != nil {
 		return nil
 	}

@@ -28,6 +28,7 @@ type Entry struct {
 	choices                        []choice
 	fields                         []field // backing store of the choices' member lists and extras
 	promptTokens, completionTokens int
+	filteredOK                     bool // built by NewAnswer: a finish_reason content_filter is whole
 
 	// Set by Store.Set.
 	key   Key
@@ -63,11 +64,23 @@ type choice struct {
 // text_completion or embeddings list) to a request of kind that asked for n choices. body is
 // copied. It returns ErrIncomplete for error bodies and answers that are not whole.
 func NewEntry(kind Kind, body []byte, n int) (*Entry, error) {
+	return newEntry(kind, body, n, false)
+}
+
+// NewAnswer builds an entry as NewEntry does, also from an answer the backend's own filter cut
+// (finish_reason content_filter), which NewEntry refuses as not to be stored: it is for
+// replaying an answer in the other shape (a whole answer to a stream request sent as a
+// stream), never for the store.
+func NewAnswer(kind Kind, body []byte, n int) (*Entry, error) {
+	return newEntry(kind, body, n, true)
+}
+
+func newEntry(kind Kind, body []byte, n int, filteredOK bool) (*Entry, error) {
 	// Two allocations for a typical answer: the entry with room for its index, and the copy
 	// of the body.
 	blk := &entryBlock{}
 	e := &blk.Entry
-	e.kind, e.doc = kind, append([]byte(nil), body...)
+	e.kind, e.doc, e.filteredOK = kind, append([]byte(nil), body...), filteredOK
 	e.fields, e.choices = blk.fields[:0], blk.choices[:0]
 	var callers []span
 	if err := e.index(n, &callers); err != nil {
@@ -76,7 +89,7 @@ func NewEntry(kind Kind, body []byte, n int) (*Entry, error) {
 	if len(callers) > 0 {
 		// Rare: the backend echoed the requester's own members. The stored answer goes
 		// without them, indexed anew.
-		*e = Entry{kind: kind, doc: withoutMembers(e.doc, callers), fields: blk.fields[:0], choices: blk.choices[:0]}
+		*e = Entry{kind: kind, doc: withoutMembers(e.doc, callers), fields: blk.fields[:0], choices: blk.choices[:0], filteredOK: filteredOK}
 		if err := e.index(n, new([]span)); err != nil {
 			return nil, err
 		}
@@ -316,7 +329,7 @@ func (e *Entry) indexChoice(i int) (int, error) {
 				}
 				c.index = n
 			case string(k) == "finish_reason":
-				if v0 != '"' || filtered(d[vs:ve]) {
+				if v0 != '"' || filtered(d[vs:ve]) && !e.filteredOK {
 					err = ErrIncomplete // null: the generation did not finish
 				}
 				c.finish = sp
