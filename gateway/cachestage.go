@@ -11,6 +11,7 @@ import (
 
 	"github.com/llmgate/llmgate/drift"
 	"github.com/llmgate/llmgate/gateway/cache"
+	"github.com/llmgate/llmgate/gateway/jsonscan"
 )
 
 // The response cache (stages 5 and 8). What is stored is the backend's answer, before the
@@ -220,12 +221,23 @@ func (g *Gateway) follow(ctx *fasthttp.RequestCtx, r *request, f *cache.Flight) 
 		return false, false
 	case err != nil:
 		return false, false
+	case hasErrorMember(first):
+		// The leader's backend failed before its answer began: nothing has reached this
+		// client yet, so it goes to the backend itself, as when a leader fails before its 200.
+		return false, false
 	}
 	r.cache.result = cacheCoalesced
 	g.setCacheHeader(ctx, r)
 	g.startStream(ctx, r, &followerSource{fl: fl, first: first, ctx: wctx, cancel: cancel})
 	cancel = func() {} // the source owns the context now
 	return true, false
+}
+
+// hasErrorMember reports whether a stream event payload is an error event: a top-level "error"
+// member that is not null.
+func hasErrorMember(data []byte) bool {
+	s, e := jsonscan.Find(data, "error")
+	return s >= 0 && string(data[s:e]) != "null"
 }
 
 // replay answers from a cache entry, buffered or as a stream, through the same completion

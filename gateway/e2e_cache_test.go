@@ -903,3 +903,29 @@ func TestCacheOnlyIfCachedSaysWhy(t *testing.T) {
 		}
 	}
 }
+
+// A stream leader whose backend fails before its answer begins (an error as its first event)
+// has sent this follower nothing yet: the follower goes to the backend itself and gets a whole
+// answer, as when a leader fails before its 200, instead of the leader's error.
+func TestCacheCoalescedStreamLeaderFailsAtFirstEvent(t *testing.T) {
+	f := startFake(t, fakellm.Options{Flavor: "ollama"}) // Ollama streams no role chunk before an error
+	g := startGateway(t, newConfig(t, nil, cached(model("chat", "v1", version("v1", f.backend())))))
+	body := cacheBody("Tell everyone the same story", `,"stream":true`)
+	lc := make(chan response, 1)
+	go func() {
+		lc <- g.do(t, "POST", "/v1/chat/completions", body, "X-Fakellm-TTFT", "400ms", "X-Fakellm-Stream-Error-After", "0")
+	}()
+	waitFor(t, "the leader at the backend", func() bool { return f.Requests() == 1 })
+	fo := g.do(t, "POST", "/v1/chat/completions", body)
+	leader := <-lc
+	if !strings.Contains(string(leader.body), `"error"`) {
+		t.Fatalf("the leader's stream did not fail:\n%s", leader.body)
+	}
+	texts, done := choiceTexts(t, fo.body)
+	if !done || strings.Contains(string(fo.body), `"error"`) || texts[0] == "" {
+		t.Fatalf("follower (x-llmgate-cache %s) got the leader's failure instead of its own answer:\n%s", fo.header.Get("X-Llmgate-Cache"), fo.body)
+	}
+	if n := f.Requests(); n != 2 {
+		t.Errorf("backend saw %d requests, want 2", n)
+	}
+}
