@@ -544,39 +544,58 @@ func (e *Entry) appendChatChoice(dst []byte, header func([]byte) []byte, c *choi
 	dst = e.chunkStart(header(dst), c.index)
 	dst = append(append(append(dst, `,"delta":{"role":`...), role...), content...)
 	dst = append(dst, notDone...)
-	for _, f := range msg {
-		k, v := e.raw(f.k), e.raw(f.v)
-		switch {
-		case keyIs(k, "role") || string(v) == "null":
-		case v[0] == '"':
-			for s, t := 1, len(v)-1; s < t; {
-				end := nextPiece(v[:t], s)
-				dst = e.chunkStart(header(dst), c.index)
-				dst = append(append(dst, `,"delta":{`...), k...)
-				dst = append(append(append(dst, `:"`...), v[s:end]...), '"')
-				dst = append(dst, notDone...)
-				s = end
+	// Two passes: the reasoning first, then the rest, as a backend streams them (a buffered
+	// message lists content before reasoning_content), so that a replayed stream shows the
+	// model's thinking before its answer.
+	for pass := range 2 {
+		for _, f := range msg {
+			k, v := e.raw(f.k), e.raw(f.v)
+			if isReasoning(k) != (pass == 0) {
+				continue
 			}
-		case keyIs(k, "tool_calls") && v[0] == '[':
-			n := 0
-			_, _ = eachElement(e.doc, int(f.v.s), func(ts, te int) error {
-				dst = e.chunkStart(header(dst), c.index)
-				dst = append(dst, `,"delta":{"tool_calls":[`...)
-				dst = appendToolCall(dst, e.doc[ts:te], n)
-				dst = append(dst, ']')
-				dst = append(dst, notDone...)
-				n++
-				return nil
-			}, 3)
-		default:
-			dst = e.chunkStart(header(dst), c.index)
-			dst = appendLine(append(append(append(dst, `,"delta":{`...), k...), ':'), v)
-			dst = append(dst, notDone...)
+			dst = e.appendMember(dst, header, c, f, k, v)
 		}
 	}
 	dst = e.chunkStart(header(dst), c.index)
 	dst = append(dst, `,"delta":{}`...)
 	return e.appendFinish(dst, c)
+}
+
+// isReasoning reports whether the raw message key k names the model's reasoning (vLLM's
+// reasoning_content, or reasoning).
+func isReasoning(k []byte) bool { return keyIs(k, "reasoning_content") || keyIs(k, "reasoning") }
+
+// appendMember appends the chunks that stream the message member f (raw key k, raw value v) of
+// choice c.
+func (e *Entry) appendMember(dst []byte, header func([]byte) []byte, c *choice, f field, k, v []byte) []byte {
+	switch {
+	case keyIs(k, "role") || string(v) == "null":
+	case v[0] == '"':
+		for s, t := 1, len(v)-1; s < t; {
+			end := nextPiece(v[:t], s)
+			dst = e.chunkStart(header(dst), c.index)
+			dst = append(append(dst, `,"delta":{`...), k...)
+			dst = append(append(append(dst, `:"`...), v[s:end]...), '"')
+			dst = append(dst, notDone...)
+			s = end
+		}
+	case keyIs(k, "tool_calls") && v[0] == '[':
+		n := 0
+		_, _ = eachElement(e.doc, int(f.v.s), func(ts, te int) error {
+			dst = e.chunkStart(header(dst), c.index)
+			dst = append(dst, `,"delta":{"tool_calls":[`...)
+			dst = appendToolCall(dst, e.doc[ts:te], n)
+			dst = append(dst, ']')
+			dst = append(dst, notDone...)
+			n++
+			return nil
+		}, 3)
+	default:
+		dst = e.chunkStart(header(dst), c.index)
+		dst = appendLine(append(append(append(dst, `,"delta":{`...), k...), ':'), v)
+		dst = append(dst, notDone...)
+	}
+	return dst
 }
 
 func (e *Entry) appendCompletionChoice(dst []byte, header func([]byte) []byte, c *choice) []byte {

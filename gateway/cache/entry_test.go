@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -666,4 +667,37 @@ func TestRecorderConcatenatesTokenIDs(t *testing.T) {
 			t.Errorf("kind %d: recorded %s (%v), want token_ids [9906 1070 13]", tt.kind, body, err)
 		}
 	}
+}
+
+// A buffered answer lists content before reasoning_content (vLLM's message field order); its
+// stream replay sends the reasoning first, as the backend streams it, so that a client showing
+// deltas as they come shows the thinking before the answer, and the answer adds up the same.
+func TestStreamReplayReasoningFirst(t *testing.T) {
+	body := `{"id":"c1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant",` +
+		`"content":"The answer is 4.","refusal":null,"tool_calls":[],"reasoning_content":"Two plus two makes four."},"logprobs":null,"finish_reason":"stop"}],` +
+		`"usage":{"prompt_tokens":5,"completion_tokens":9,"total_tokens":14}}`
+	e, err := NewEntry(KindChat, []byte(body), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream := e.AppendSSE(nil, []byte("x"), 1, true)
+	var order []string
+	for _, p := range payloads(t, stream) {
+		var c openai.ChatCompletionStreamResponse
+		if sse.IsDone(p) || json.Unmarshal(p, &c) != nil || len(c.Choices) == 0 {
+			continue
+		}
+		d := c.Choices[0].Delta
+		if d.ReasoningContent != "" && (len(order) == 0 || order[len(order)-1] != "reasoning") {
+			order = append(order, "reasoning")
+		}
+		if d.Content != "" && (len(order) == 0 || order[len(order)-1] != "content") {
+			order = append(order, "content")
+		}
+	}
+	if fmt.Sprint(order) != "[reasoning content]" {
+		t.Fatalf("deltas came as %v, want the reasoning, then the content:\n%s", order, stream)
+	}
+	got, _, _ := readChatStream(t, stream)
+	sameView(t, "stream", got, viewOfChat(parseChat(t, []byte(body))))
 }
