@@ -565,8 +565,17 @@ func (g *Gateway) guardChoice(r *request, c *choiceGuard, index int, ch *fastjso
 		changed = g.streamValue(r, c, index, v, final)
 	case final && delta != nil:
 		// The finish chunk may carry no text, but the held-back text must go out with it.
+		prev := delta.Get("content") // null or absent
 		delta.Set("content", r.guard.arena.NewString(""))
-		changed = g.streamValue(r, c, index, delta.Get("content"), final)
+		if changed = g.streamValue(r, c, index, delta.Get("content"), final); !changed {
+			// Nothing was held: the content stays as the backend sent it. A tool call answer's
+			// is null, and an added "" would make it an empty text in the client's message.
+			if prev != nil {
+				delta.Set("content", prev)
+			} else {
+				delta.Del("content")
+			}
+		}
 	case final && v == nil:
 		// A completions finish chunk without text, likewise.
 		ch.Set("text", r.guard.arena.NewString(""))
