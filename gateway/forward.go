@@ -109,6 +109,12 @@ func (g *Gateway) tryVersion(ctx *fasthttp.RequestCtx, r *request, snap *snapsho
 		r.backend, r.handles = b, h
 		g.prepareUpstream(ctx, r, h)
 
+		if !r.upstreamAt.IsZero() {
+			// The attempt before this one failed: its time is the backend's. Counted here, not
+			// when it fails, so that failedAttempts never holds the last attempt's time, which
+			// finish subtracts from the time before that attempt.
+			r.failedAttempts += r.headersAt.Sub(r.upstreamAt)
+		}
 		r.upstreamAt = time.Now()
 		hold := b.Acquire() // at once after Pick: a half-open backend's trial is this request's
 		err = sendResendingStale(&r.upstreamResp, func() error { return do(h) })
@@ -128,7 +134,6 @@ func (g *Gateway) tryVersion(ctx *fasthttp.RequestCtx, r *request, snap *snapsho
 			hold.Release()
 			r.upstreamErr = err
 			resp.Reset()
-			r.failedAttempts += r.headersAt.Sub(r.upstreamAt)
 			continue
 		}
 		status := resp.StatusCode()
@@ -173,7 +178,6 @@ func (g *Gateway) tryVersion(ctx *fasthttp.RequestCtx, r *request, snap *snapsho
 		}
 		hold.Release()
 		resp.Reset()
-		r.failedAttempts += r.headersAt.Sub(r.upstreamAt)
 	}
 	return lastErr
 }

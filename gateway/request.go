@@ -82,8 +82,8 @@ type request struct {
 	upstreamReq  fasthttp.Request
 	upstreamResp fasthttp.Response
 	upstreamAt   time.Time // request sent to the backend that answered
-	// failedAttempts is the time spent on backends that failed before the one that answered:
-	// waiting on them is not the gateway's overhead.
+	// failedAttempts is the time spent on the attempts before the latest (upstreamAt), which
+	// all failed: waiting on them is not the gateway's overhead.
 	failedAttempts time.Duration
 	headersAt      time.Time // backend response headers received
 	// upstreamErr is the last backend that could not be reached or read: why, for the log line
