@@ -417,7 +417,10 @@ func (g *Gateway) refusal(st *requestStats) bool {
 // driftStatus classes a request's outcome.
 func driftStatus(r *request) drift.Status {
 	switch {
-	case r.guard.blocked != "" && r.status >= 400:
+	case r.guard.blocked != "":
+		// A refused prompt (4xx), and a completion the guard stopped: a buffered one answers
+		// 200 with the choice emptied, a stream ends with a content_filter error event after
+		// its 200. Neither is the model version's failure.
 		return drift.StatusBlocked
 	case r.errCode == "client_disconnected":
 		return drift.StatusCanceled
