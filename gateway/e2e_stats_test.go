@@ -68,6 +68,43 @@ func TestStatsGuardStoppedStreamIsNoError(t *testing.T) {
 	}
 }
 
+// OpenAI-compatible servers answer a declined request with the message's refusal member and
+// content null (structured outputs), or stream it in delta.refusal: those answers are refusals
+// whatever words they use.
+func TestStatsRefusalMember(t *testing.T) {
+	t.Setenv("LLMGATE_ADMIN_TOKEN", "stats-admin")
+	const buffered = `{"id":"x","object":"chat.completion","created":1,"model":"canned","choices":[{"index":0,"message":{"role":"assistant","content":null,"refusal":"That request goes against the usage policy."},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":8,"total_tokens":11}}`
+	chunk := func(delta, finish string) string {
+		return `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"canned","choices":[{"index":0,"delta":` + delta + `,"finish_reason":` + finish + `}]}` + "\n\n"
+	}
+	stream := chunk(`{"role":"assistant","content":null,"refusal":""}`, "null") +
+		chunk(`{"refusal":"That request goes against "}`, "null") +
+		chunk(`{"refusal":"the usage policy."}`, "null") +
+		chunk(`{}`, `"stop"`) + "data: [DONE]\n\n"
+	for _, tt := range []struct {
+		name, ctype, body, extra string
+	}{
+		{"buffered", "application/json", buffered, ""},
+		{"stream", "text/event-stream", stream, `,"stream":true`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := cannedBackend(t, 200, http.Header{"Content-Type": {tt.ctype}}, tt.body)
+			g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", b))))
+			if res := g.do(t, "POST", "/v1/chat/completions", chatBody("hello", tt.extra)); res.status != 200 {
+				t.Fatalf("status %d: %s", res.status, res.body)
+			}
+			var s statsSummary
+			waitFor(t, "the request's sample", func() bool {
+				s = g.versionSummary(t, "chat", "v1", "stats-admin")
+				return s.Requests == 1
+			})
+			if s.RefusalRate == nil || *s.RefusalRate != 1 {
+				t.Fatalf("refusal_rate %v after one answer with a refusal member, want 1", deref64(s.RefusalRate))
+			}
+		})
+	}
+}
+
 // The gateway's overhead is its own time, also for a request whose backend failed: the last
 // attempt's time was subtracted from the time before that attempt, which made the overhead
 // negative (minus the backend's time), and a negative value is no observation at all, so

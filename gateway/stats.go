@@ -31,15 +31,18 @@ type requestStats struct {
 	finish         drift.FinishReason
 	completionHead []byte       // the start of choice 0's text
 	replayed       *cache.Entry // completionHead is this entry's, which may know its refusal
-	cache          drift.CacheResult
-	safety         uint16 // categories the guard saw, as drift bits
-	sample         drift.Sample
+	// refused: choice 0 carried a refusal member (OpenAI's message.refusal, delta.refusal),
+	// which is a refusal whatever its words, with content null.
+	refused bool
+	cache   drift.CacheResult
+	safety  uint16 // categories the guard saw, as drift bits
+	sample  drift.Sample
 }
 
 func (s *requestStats) reset() {
 	s.vs, s.promptHead, s.promptBytes, s.tools = nil, s.promptHead[:0], 0, false
 	s.finish, s.completionHead, s.cache, s.safety = drift.FinishUnknown, s.completionHead[:0], drift.CacheBypass, 0
-	s.replayed = nil
+	s.replayed, s.refused = nil, false
 }
 
 // notePrompt keeps what the sample needs of the prompt: its size, the start of its last user
@@ -61,8 +64,10 @@ func (s *requestStats) noteCompletion(body []byte) {
 	}
 }
 
-// noteChoices reads finish_reason and the start of choice 0's text from the choices array of an
-// answer or, with chunk set, of a stream chunk (whose text adds to the start kept so far).
+// noteChoices reads finish_reason, the start of choice 0's text and its refusal member from
+// the choices array of an answer or, with chunk set, of a stream chunk (whose text adds to the
+// start kept so far). The text is raw, still JSON-escaped: the refusal phrases are plain text,
+// which JSON leaves as it is.
 func (s *requestStats) noteChoices(choices []byte, chunk bool) {
 	full := len(s.completionHead) >= headBytes
 	// Most chunks carry neither a finish reason nor text the head still needs: skip the scan.
@@ -86,12 +91,16 @@ func (s *requestStats) noteChoices(choices []byte, chunk bool) {
 	if f := m[1]; f.Start >= 0 && choice[f.Start] == '"' {
 		s.setFinish(choice[f.Start+1 : f.End-1])
 	}
-	if full {
-		return
-	}
 	if c := m[2]; c.Start >= 0 {
-		s.noteText(choice[c.Start:c.End], "content")
-	} else {
+		msg := choice[c.Start:c.End]
+		cs, ce, rs, re := jsonscan.FindPair(msg, "content", "refusal")
+		if nonEmptyString(msg, jsonscan.Span{Start: rs, End: re}) {
+			s.refused = true
+		}
+		if !full {
+			s.noteString(msg, jsonscan.Span{Start: cs, End: ce})
+		}
+	} else if !full {
 		s.noteString(choice, m[3])
 	}
 }
@@ -146,7 +155,7 @@ func carriesTokens(choices []byte) bool {
 // isTextChoiceNull allows); ok false for anything else. Those bytes settle the chunk without a
 // scan: the choice carries tokens when the text is not empty (carriesTokens), and its text, unless
 // it is reasoning, is all that noteChoices would read of it (a null finish_reason records nothing).
-// One look at the choices instead of carriesTokens', then noteChoices' and noteText's.
+// One look at the choices instead of carriesTokens' and then noteChoices'.
 func textChoice(choices []byte) (text []byte, reasoning, ok bool) {
 	i, delta := 0, false
 	switch {
@@ -291,13 +300,6 @@ func (s *requestStats) setFinish(reason []byte) {
 	}
 }
 
-// noteText appends the raw (still JSON-escaped) string value of key in obj to the head; the
-// refusal phrases are plain text, which JSON leaves as it is.
-func (s *requestStats) noteText(obj []byte, key string) {
-	ts, te := jsonscan.Find(obj, key)
-	s.noteString(obj, jsonscan.Span{Start: ts, End: te})
-}
-
 // noteString adds the JSON string at span v of obj to the completion start kept.
 func (s *requestStats) noteString(obj []byte, v jsonscan.Span) {
 	if v.Start < 0 || obj[v.Start] != '"' || v.End-v.Start < 2 {
@@ -390,6 +392,9 @@ const (
 // refusal reports whether the completion starts as a refusal. A replayed entry's answer is
 // read once: its note remembers the outcome for the replays after it.
 func (g *Gateway) refusal(st *requestStats) bool {
+	if st.refused {
+		return true
+	}
 	if len(st.completionHead) == 0 {
 		return false
 	}
