@@ -117,7 +117,7 @@ func (g *Gateway) serveDrift(ctx *fasthttp.RequestCtx, seg []string) bool {
 		out := map[string]any{"model": vs.alias, "version": vs.version,
 			"reference": drift.Window{Start: ref.Start, End: ref.End, N: ref.Count()}}
 		if min := g.stats.policy.MinSamples; ref.Count() < min {
-			out["warning"] = fmt.Sprintf("the reference holds %d requests, fewer than drift.min_samples (%d): every verdict stays insufficient until it is frozen again with more", ref.Count(), min)
+			out["warning"] = fmt.Sprintf("the reference holds %d requests, fewer than drift.min_samples (%d): every verdict stays insufficient until it is frozen again with more (under reference: on_promote, the stable version's is, once a whole window holds enough)", ref.Count(), min)
 		}
 		encodeJSON(ctx, fasthttp.StatusOK, out)
 	}

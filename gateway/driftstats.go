@@ -288,9 +288,16 @@ func (s *statsRegistry) evaluateVersion(vs *versionStats) {
 // firstReference freezes the reference of a stable version that has none, under on_promote,
 // once it has served a whole window with enough requests: the first stable version of an alias
 // is never promoted (the config seeds it), and without this its every verdict would stay
-// insufficient until an operator froze one by hand.
+// insufficient until an operator froze one by hand. A reference with fewer than min_samples
+// requests counts as none: a canary promoted after a few requests (or one frozen by hand too
+// early) would otherwise keep every verdict insufficient for good, drift detection off
+// without a word.
 func (s *statsRegistry) firstReference(vs *versionStats) {
-	if vs.reference != "" && vs.reference != config.ReferenceOnPromote || vs.rec.Frozen() != nil || s.stableOf == nil || s.stableOf(vs.alias) != vs.version {
+	if vs.reference != "" && vs.reference != config.ReferenceOnPromote || s.stableOf == nil || s.stableOf(vs.alias) != vs.version {
+		return
+	}
+	old := vs.rec.Frozen()
+	if old != nil && old.Count() >= s.policy.MinSamples {
 		return
 	}
 	if now(vs.opts).Sub(vs.created) < vs.rec.Window() {
@@ -302,8 +309,11 @@ func (s *statsRegistry) firstReference(vs *versionStats) {
 		return
 	}
 	vs.rec.FreezeReference()
-	s.log.Info("drift reference frozen: the stable version's first full window", "model", vs.alias, "version", vs.version,
-		"requests", live.Count())
+	msg := "drift reference frozen: the stable version's first full window"
+	if old != nil {
+		msg = "drift reference frozen again: the one frozen before held fewer requests than drift.min_samples"
+	}
+	s.log.Info(msg, "model", vs.alias, "version", vs.version, "requests", live.Count())
 }
 
 // now reads the clock of a recorder made with opts.

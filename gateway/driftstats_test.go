@@ -262,3 +262,36 @@ func driftedVersion(s *statsRegistry, now *time.Time) *versionStats {
 	observe(300, 400)
 	return vs
 }
+
+// A stable version whose reference holds fewer requests than min_samples (a canary promoted
+// after a few requests: the promote froze what it had) gets a new one under on_promote once it
+// has served enough, as a version without one does; with the small one kept, every verdict
+// stayed insufficient for good.
+func TestDriftReferenceTooSmallIsReplaced(t *testing.T) {
+	s := newStatsRegistry(config.Default(), metrics.NewSet(), slog.New(slog.DiscardHandler))
+	s.stableOf = func(alias string) string { return "v2" }
+	now := time.Unix(1_700_000_000, 0)
+	vs := s.forVersion("chat", "v2", config.ModelDrift{Window: 15 * time.Minute, Reference: config.ReferenceOnPromote})
+	vs.opts.Now = func() time.Time { return now }
+	vs.rec = drift.NewRecorder(vs.opts)
+	vs.created = now
+	observe := func(n int) {
+		for range n {
+			var smp drift.Sample
+			smp.Reset()
+			smp.PromptBytes = 100
+			vs.observe(&smp)
+		}
+	}
+	observe(20)
+	vs.rec.FreezeReference() // the promote, after 20 requests as a canary
+	now = now.Add(20 * time.Minute)
+	observe(150)
+	s.evaluate()
+	if n := vs.rec.Frozen().Count(); n < s.policy.MinSamples {
+		t.Fatalf("the reference still holds %d requests, fewer than min_samples %d: no verdict ever", n, s.policy.MinSamples)
+	}
+	if rep := vs.rec.Report(&s.policy); rep.Reference.N != 150 {
+		t.Fatalf("reference of %d requests, want the 150 of the whole window served since", rep.Reference.N)
+	}
+}
