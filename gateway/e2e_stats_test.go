@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/llmgate/llmgate/bench/fakellm"
 	"github.com/llmgate/llmgate/config"
 )
 
@@ -18,8 +19,8 @@ type statsSummary struct {
 	RefusalRate *float64 `json:"refusal_rate"`
 }
 
-// versionSummary reads GET /admin/stats/{alias} and returns version's summary.
-func (g *gw) versionSummary(t *testing.T, alias, version, token string) statsSummary {
+// statsOf reads GET /admin/stats/{alias} and returns version's summary.
+func (g *gw) statsOf(t *testing.T, alias, version, token string) statsSummary {
 	t.Helper()
 	res := g.admin(t, "GET", "/admin/stats/"+alias, token)
 	var v struct {
@@ -60,7 +61,7 @@ func TestStatsGuardStoppedStreamIsNoError(t *testing.T) {
 	}
 	var s statsSummary
 	waitFor(t, "the stream's sample", func() bool {
-		s = g.versionSummary(t, "chat", "v1", "stats-admin")
+		s = g.statsOf(t, "chat", "v1", "stats-admin")
 		return s.Requests == 1
 	})
 	if s.ErrorRate == nil || *s.ErrorRate != 0 {
@@ -95,7 +96,7 @@ func TestStatsRefusalMember(t *testing.T) {
 			}
 			var s statsSummary
 			waitFor(t, "the request's sample", func() bool {
-				s = g.versionSummary(t, "chat", "v1", "stats-admin")
+				s = g.statsOf(t, "chat", "v1", "stats-admin")
 				return s.Requests == 1
 			})
 			if s.RefusalRate == nil || *s.RefusalRate != 1 {
@@ -142,4 +143,26 @@ func deref64(p *float64) any {
 		return nil
 	}
 	return *p
+}
+
+// A shadow version's refusals count as a served version's do: an answer with a refusal member
+// is one, as in the client's own requests.
+func TestStatsShadowRefusalMember(t *testing.T) {
+	tokens := withAdminTokens(t)
+	const refused = `{"id":"x","object":"chat.completion","created":1,"model":"canned","choices":[{"index":0,"message":{"role":"assistant","content":null,"refusal":"That request goes against the usage policy."},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":8,"total_tokens":11}}`
+	v1 := startFake(t, fakellm.Options{Model: "m1"})
+	v2 := cannedBackend(t, 200, http.Header{"Content-Type": {"application/json"}}, refused)
+	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", v1.backend()), version("v2", v2))))
+	g.write(t, "PUT", "/admin/models/chat/shadow", `{"version":"v2","percent":100}`)
+	if res := g.do(t, "POST", "/v1/chat/completions", chatAs("u", false)); res.status != 200 {
+		t.Fatalf("status %d: %s", res.status, res.body)
+	}
+	var s statsSummary
+	waitFor(t, "the mirror's sample", func() bool {
+		s = g.statsOf(t, "chat", "v2", viewerToken)
+		return s.Requests == 1
+	})
+	if s.RefusalRate == nil || *s.RefusalRate != 1 {
+		t.Fatalf("the shadow's refusal_rate %v after one mirror answered with a refusal member, want 1", deref64(s.RefusalRate))
+	}
 }

@@ -161,7 +161,7 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 			if cs >= 0 {
 				st.noteChoices(body[cs:ce], false)
 				s.FinishReason = st.finish
-				s.Refusal = len(st.completionHead) > 0 && g.stats != nil && g.stats.refusal.Match(st.completionHead)
+				s.Refusal = g.stats != nil && g.refusal(&st)
 				if ag != nil {
 					s.Safety, s.Entities = shadowGuardHits(ag, body[cs:ce])
 				}
