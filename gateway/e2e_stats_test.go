@@ -5,6 +5,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -164,5 +167,62 @@ func TestStatsShadowRefusalMember(t *testing.T) {
 	})
 	if s.RefusalRate == nil || *s.RefusalRate != 1 {
 		t.Fatalf("the shadow's refusal_rate %v after one mirror answered with a refusal member, want 1", deref64(s.RefusalRate))
+	}
+}
+
+// A canary is judged on what its backends do, not on how warm its cache is. A new version
+// never serves an older one's cached answers, so right after a rollout starts the canary's
+// share goes to its backends while stable answers from its cache in microseconds: with cache
+// hits in the latency samples, the p95 latency check compared the canary's backend with
+// stable's cache and rolled back a canary exactly as fast as stable.
+func TestRolloutLatencyLeavesCacheHitsOut(t *testing.T) {
+	tokens := withAdminTokens(t)
+	opts := fakellm.Options{TTFT: 20 * time.Millisecond}
+	o1, o2 := opts, opts
+	o1.Model, o2.Model = "m1", "m2"
+	f1, f2 := startFake(t, o1), startFake(t, o2)
+	g := startGateway(t, newConfig(t, func(c *config.Config) {
+		tokens(c)
+		c.Drift.MinSamples = 50
+	}, cached(model("chat", "v1", version("v1", f1.backend()), version("v2", f2.backend())))))
+	// The working set every user asks from, which stable has answered before: larger than what
+	// the canary's share asks until its first step is judged, so that all its answers are its
+	// backend's, as right after a rollout starts.
+	const prompts = 400
+	body := func(user string, i int64) string {
+		return `{"model":"chat","user":"` + user + `","temperature":0,"max_tokens":4,"messages":[{"role":"user","content":"Question ` + strconv.FormatInt(i%prompts, 10) + `"}]}`
+	}
+	parallel(t, 8, prompts, func(i int) { g.do(t, "POST", "/v1/chat/completions", body("warm", int64(i))) })
+	for i := range int64(prompts) {
+		g.untilHit(t, body("warm", i)) // stable's cache holds the working set
+	}
+	g.startPlan(t, twoStepPlan)
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var seq, canary atomic.Int64
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				n := seq.Add(1)
+				res := g.do(t, "POST", "/v1/chat/completions", body("user-"+strconv.FormatInt(n, 10), n))
+				if res.header.Get("X-Llmgate-Version") == "v2" {
+					canary.Add(1)
+				}
+			}
+		}()
+	}
+	// The analysis runs every second: let it judge twice past the step's 100 canary requests.
+	judged := time.Now().Add(2500 * time.Millisecond)
+	var m modelDoc
+	waitFor(t, "the canary's first step to be judged", func() bool {
+		m = g.rolloutState(t)
+		return m.Rollout.State != "running" || canary.Load() >= 150 && time.Now().After(judged)
+	})
+	stop.Store(true)
+	wg.Wait()
+	if m.Rollout.State == "rolled_back" {
+		t.Fatalf("a canary as fast as stable was rolled back: %s", m.Rollout.Reason)
 	}
 }

@@ -347,7 +347,13 @@ func (g *Gateway) observe(r *request, now time.Time, elapsed, overhead time.Dura
 	s := &st.sample
 	s.Reset()
 	s.At = now
-	s.Latency = elapsed
+	if r.handles != nil || (r.cache.result != cacheHit && r.cache.result != cacheCoalesced) {
+		// An answer from the cache (or another request's backend call) took the cache's time,
+		// not the model's: a new version starts with an empty cache, and counted, stable's
+		// hits made a canary as fast as stable read as many times slower in a rollout's
+		// latency check, which rolled it back. The cache result is a feature of its own.
+		s.Latency = elapsed
+	}
 	s.Overhead = overhead
 	s.PromptBytes = int64(st.promptBytes)
 	if r.inputTokens > 0 {
