@@ -226,3 +226,25 @@ func TestRolloutLatencyLeavesCacheHitsOut(t *testing.T) {
 		t.Fatalf("a canary as fast as stable was rolled back: %s", m.Rollout.Reason)
 	}
 }
+
+// A shadow version at its rate limit (429 to every mirror) fails what stable served, as a 429
+// counts against a client's version: its error rate in /admin/stats is 1, not 0 as for a
+// client's own mistakes.
+func TestStatsShadow429IsItsError(t *testing.T) {
+	tokens := withAdminTokens(t)
+	v1 := startFake(t, fakellm.Options{Model: "m1"})
+	v2 := cannedBackend(t, 429, http.Header{"Content-Type": {"application/json"}}, `{"error":{"message":"Rate limit reached","type":"rate_limit_error","param":null,"code":"rate_limit_exceeded"}}`)
+	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", v1.backend()), version("v2", v2))))
+	g.write(t, "PUT", "/admin/models/chat/shadow", `{"version":"v2","percent":100}`)
+	if res := g.do(t, "POST", "/v1/chat/completions", chatAs("u", false)); res.status != 200 {
+		t.Fatalf("status %d: %s", res.status, res.body)
+	}
+	var s statsSummary
+	waitFor(t, "the mirror's sample", func() bool {
+		s = g.statsOf(t, "chat", "v2", viewerToken)
+		return s.Requests == 1
+	})
+	if s.ErrorRate == nil || *s.ErrorRate != 1 {
+		t.Fatalf("the shadow's error_rate %v after its backend refused the mirror with 429, want 1", deref64(s.ErrorRate))
+	}
+}

@@ -171,6 +171,11 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 			// shadow that refuses it (a key that may not use the model) fails what stable
 			// serves; counted as the client's, a shadow refusing everything showed no errors.
 			s.Status = drift.StatusUpstreamError
+		case resp.StatusCode() == fasthttp.StatusTooManyRequests:
+			// A shadow at its limit fails what stable served, as a 429 of a client's request
+			// counts against its version (driftStatus): as a client error it left the
+			// shadow's error rate at 0.
+			s.Status = drift.StatusRateLimited
 		default:
 			s.Status = drift.StatusClientError
 		}
