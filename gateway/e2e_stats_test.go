@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -200,14 +201,20 @@ func TestRolloutLatencyLeavesCacheHitsOut(t *testing.T) {
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	var seq, canary atomic.Int64
+	defer func() { stop.Store(true); wg.Wait() }()
 	for range 4 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for !stop.Load() {
 				n := seq.Add(1)
-				res := g.do(t, "POST", "/v1/chat/completions", body("user-"+strconv.FormatInt(n, 10), n))
-				if res.header.Get("X-Llmgate-Version") == "v2" {
+				resp, err := g.http.Post(g.URL+"/v1/chat/completions", "application/json", strings.NewReader(body("user-"+strconv.FormatInt(n, 10), n)))
+				if err != nil {
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.Header.Get("X-Llmgate-Version") == "v2" {
 					canary.Add(1)
 				}
 			}
@@ -220,8 +227,6 @@ func TestRolloutLatencyLeavesCacheHitsOut(t *testing.T) {
 		m = g.rolloutState(t)
 		return m.Rollout.State != "running" || canary.Load() >= 150 && time.Now().After(judged)
 	})
-	stop.Store(true)
-	wg.Wait()
 	if m.Rollout.State == "rolled_back" {
 		t.Fatalf("a canary as fast as stable was rolled back: %s", m.Rollout.Reason)
 	}
