@@ -7,19 +7,21 @@ import "bytes"
 // are matched case-insensitively anywhere in the first RefusalWindow bytes,
 // so each says who declines or what is declined: a bare "cannot" (Japanese
 // "できません") opens benign answers as often as refusals ("この操作は元に戻す
-// ことができません": this cannot be undone).
+// ことができません": this cannot be undone). An apology counts only with its
+// "but", in every language as in English ("i'm sorry, but"): alone it opens
+// sympathy and corrections ("Es tut mir leid, dass...", "抱歉，我刚才的回答有误").
 var DefaultRefusalPhrases = []string{
 	"i can't", "i cannot", "i can not", "i'm sorry, but", "i am sorry, but", "sorry, but i",
 	"i'm unable to", "i am unable to", "i'm not able to", "i won't be able", "as an ai",
 	"i must decline",
 	"lo siento, pero", "no puedo", "como ia", "como modelo de lenguaje", "como una ia",
-	"je ne peux pas", "je suis désolé", "désolé, mais", "en tant qu'ia", "en tant qu'intelligence artificielle",
-	"ich kann nicht", "ich kann ihnen nicht", "es tut mir leid", "leider kann ich", "als ki",
+	"je ne peux pas", "désolé, mais", "en tant qu'ia", "en tant qu'intelligence artificielle",
+	"ich kann nicht", "ich kann ihnen nicht", "es tut mir leid, aber", "leider kann ich", "als ki",
 	"não posso", "desculpe, mas", "sinto muito, mas", "como uma ia",
 	"non posso", "mi dispiace, ma", "in quanto ia", "come ia",
 	"я не могу", "извините, но", "к сожалению, я не", "как ии",
-	"我不能", "我无法", "抱歉", "对不起", "作为一个人工智能", "作为ai",
-	"申し訳ありません", "申し訳ございません", "お答えできません", "お応えできません", "お手伝いできません",
+	"我不能", "我无法", "抱歉，但", "对不起，但", "作为一个人工智能", "作为ai",
+	"申し訳ありませんが", "申し訳ございませんが", "お答えできません", "お応えできません", "お手伝いできません",
 	"提供できません", "aiとして",
 }
 
