@@ -103,8 +103,12 @@ func (s *statsRegistry) forVersion(alias, version string, md config.ModelDrift) 
 	if vs := s.byKey[key]; vs != nil {
 		return vs
 	}
-	opts := drift.Options{Window: md.Window, Slice: md.Window / 15, Rolling: md.Reference == config.ReferenceRolling}
-	vs := &versionStats{alias: alias, version: version, reference: md.Reference, opts: opts, rec: drift.NewRecorder(opts), created: now(opts)}
+	ref := md.Reference
+	if ref == "" { // an alias the admin API created has no settings in the config file
+		ref = config.DefaultDriftReference
+	}
+	opts := drift.Options{Window: md.Window, Slice: md.Window / 15, Rolling: ref == config.ReferenceRolling}
+	vs := &versionStats{alias: alias, version: version, reference: ref, opts: opts, rec: drift.NewRecorder(opts), created: now(opts)}
 	s.byKey[key] = vs
 	return vs
 }

@@ -253,3 +253,23 @@ func TestStatsShadow429IsItsError(t *testing.T) {
 		t.Fatalf("the shadow's error_rate %v after its backend refused the mirror with 429, want 1", deref64(s.ErrorRate))
 	}
 }
+
+// An alias the admin API created has no drift settings in the config file, and gets the
+// defaults: /admin/drift says which reference mode that is (on_promote), not an empty string.
+func TestDriftReferenceModeOfAdminAlias(t *testing.T) {
+	tokens := withAdminTokens(t)
+	v1 := startFake(t, fakellm.Options{Model: "m1"})
+	f := startFake(t, fakellm.Options{Model: "m2"})
+	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", v1.backend()))))
+	g.write(t, "POST", "/admin/models/other/versions?probe=false", deployBody("v1", f))
+	res := g.call(t, "GET", "/admin/drift/other/v1", viewerToken, "")
+	var v struct {
+		Reference string `json:"reference_mode"`
+	}
+	if err := json.Unmarshal(res.body, &v); err != nil || res.status != 200 {
+		t.Fatalf("drift %d (%v): %s", res.status, err, res.body)
+	}
+	if v.Reference != config.ReferenceOnPromote {
+		t.Fatalf("reference_mode %q for an alias the admin API created, want %q", v.Reference, config.ReferenceOnPromote)
+	}
+}
