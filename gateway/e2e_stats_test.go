@@ -273,3 +273,38 @@ func TestDriftReferenceModeOfAdminAlias(t *testing.T) {
 		t.Fatalf("reference_mode %q for an alias the admin API created, want %q", v.Reference, config.ReferenceOnPromote)
 	}
 }
+
+// Every answer a backend gave, or failed to give, is in its llmgate_upstream_duration_seconds,
+// as in its llmgate_requests_total: a backend whose every attempt failed and was retried on
+// another had none, so the slow, failing backend was the one whose latency /metrics did not
+// show.
+func TestUpstreamDurationCountsRetriedAttempts(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(500)
+		_, _ = io.WriteString(w, `{"error":{"message":"boom","type":"server_error","code":null}}`)
+	}))
+	t.Cleanup(srv.Close)
+	good := startFake(t, fakellm.Options{Model: "m"})
+	failing := config.Backend{URL: srv.URL, Kind: config.KindVLLM, Model: "m"}
+	g := startGateway(t, newConfig(t, healthConfig(1000), model("chat", "v1", version("v1", good.backend(), failing))))
+	labels := map[string]string{"backend": srv.URL}
+	for i := 0; ; i++ {
+		if res := g.do(t, "POST", "/v1/chat/completions", chatBody("hello", "")); res.status != 200 {
+			t.Fatalf("status %d: %s", res.status, res.body)
+		}
+		if n, _ := metricValue(parseMetrics(t, g.metrics(t)), "llmgate_requests_total", labels); n >= 3 {
+			break
+		}
+		if i == 200 {
+			t.Fatal("the failing backend was never tried")
+		}
+	}
+	samples := parseMetrics(t, g.metrics(t))
+	answers, _ := metricValue(samples, "llmgate_requests_total", labels)
+	timed, _ := metricValue(samples, "llmgate_upstream_duration_seconds_count", labels)
+	if timed != answers {
+		t.Fatalf("the failing backend: %v answers in llmgate_requests_total, %v in llmgate_upstream_duration_seconds", answers, timed)
+	}
+}

@@ -104,17 +104,20 @@ func (g *Gateway) tryVersion(ctx *fasthttp.RequestCtx, r *request, snap *snapsho
 			break
 		}
 		h := snap.backends[b.Index]
+		if !r.upstreamAt.IsZero() {
+			// The attempt before this one failed. Its time is its backend's: in that backend's
+			// upstream latency (finish observes the last attempt's only), not in the gateway's
+			// overhead. Counted here, not when it failed, so that failedAttempts never holds
+			// the last attempt's time, which finish subtracts from the time before it.
+			d := r.headersAt.Sub(r.upstreamAt)
+			r.handles.metrics.upstream.Update(d.Seconds())
+			r.failedAttempts += d
+		}
 		r.tried[r.attempts] = b
 		r.attempts++
 		r.backend, r.handles = b, h
 		g.prepareUpstream(ctx, r, h)
 
-		if !r.upstreamAt.IsZero() {
-			// The attempt before this one failed: its time is the backend's. Counted here, not
-			// when it fails, so that failedAttempts never holds the last attempt's time, which
-			// finish subtracts from the time before that attempt.
-			r.failedAttempts += r.headersAt.Sub(r.upstreamAt)
-		}
 		r.upstreamAt = time.Now()
 		hold := b.Acquire() // at once after Pick: a half-open backend's trial is this request's
 		err = sendResendingStale(&r.upstreamResp, func() error { return do(h) })
