@@ -920,3 +920,37 @@ func TestClientHeadersCannotEjectBackends(t *testing.T) {
 		t.Errorf("llmgate_backend_up after clients' Origin and OpenAI-Organization headers = %v, want 1", up)
 	}
 }
+
+// A prompt too long for the model's context is OpenAI's 400 with code context_length_exceeded,
+// which clients and frameworks read to trim a conversation and try again: vLLM's refusal (its
+// code is null) and llama.cpp's server's (type exceed_context_size_error) get it too, with the
+// backend's message. The backend is not ejected: the request is the client's.
+func TestContextLengthExceededCode(t *testing.T) {
+	t.Parallel()
+	vllm := startFake(t, fakellm.Options{Model: "m"})
+	llamacpp := cannedBackend(t, 400, http.Header{"Content-Type": {"application/json"}},
+		`{"error":{"code":400,"message":"the request exceeds the available context size, try increasing it","type":"exceed_context_size_error","n_prompt_tokens":9000,"n_ctx":8192}}`)
+	llamacpp.Model = "m"
+	g := startGateway(t, newConfig(t, healthConfig(2),
+		model("vllm", "v1", version("v1", vllm.backend())),
+		model("llamacpp", "v1", version("v1", llamacpp))))
+	long := strings.Repeat("word ", 9000)
+	for _, alias := range []string{"vllm", "llamacpp", "vllm", "llamacpp"} {
+		c, _ := g.client()
+		req := chatRequest(alias, 16)
+		req.Messages[0].Content = long
+		_, err := c.CreateChatCompletion(ctx(t), req)
+		ae := asAPIError(t, err)
+		if ae.HTTPStatusCode != 400 || ae.Type != "invalid_request_error" || codeString(ae.Code) != "context_length_exceeded" || !strings.Contains(ae.Message, "context") {
+			t.Errorf("%s: %d %q %v %q, want 400 invalid_request_error context_length_exceeded with the backend's message", alias, ae.HTTPStatusCode, ae.Type, ae.Code, ae.Message)
+		}
+	}
+	if up := backendUp(t, g, vllm.URL); up != 1 {
+		t.Errorf("llmgate_backend_up of the vLLM backend = %v after refusing long prompts, want 1", up)
+	}
+	// A short prompt still goes through.
+	c, _ := g.client()
+	if _, err := c.CreateChatCompletion(ctx(t), chatRequest("vllm", 16)); err != nil {
+		t.Errorf("a short prompt after the long ones: %v", err)
+	}
+}

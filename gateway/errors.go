@@ -3,6 +3,7 @@ package gateway
 import (
 	"errors"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
@@ -205,14 +206,26 @@ func normalizeBackendError(status int, body []byte, retryAfter int) *apiError {
 		}
 		e.message = string(obj.GetStringBytes("message"))
 		e.param = string(obj.GetStringBytes("param"))
-		if t := obj.GetStringBytes("type"); len(t) > 0 {
+		t := obj.GetStringBytes("type")
+		if len(t) > 0 {
 			e.typ = openAIType(string(t), status)
 		}
 		if c := obj.Get("code"); c != nil && c.Type() == fastjson.TypeString {
 			e.code = string(c.GetStringBytes())
 		}
+		if e.code == "" && status == fasthttp.StatusBadRequest && contextTooLong(e.message, t) {
+			e.code = "context_length_exceeded"
+		}
 	}
 	return finishBackendError(e)
+}
+
+// contextTooLong reports whether a backend's 400 refuses a prompt too long for the model's
+// context, which OpenAI codes context_length_exceeded: clients and frameworks read that code
+// to trim a conversation and try again. vLLM says "This model's maximum context length is N
+// tokens" (with code null); llama.cpp's server gives the type exceed_context_size_error.
+func contextTooLong(message string, typ []byte) bool {
+	return strings.Contains(message, "maximum context length") || string(typ) == "exceed_context_size_error"
 }
 
 func finishBackendError(e *apiError) *apiError {
