@@ -489,3 +489,33 @@ func TestFilteredAnswerInOnePieceToAStreamRequest(t *testing.T) {
 		t.Fatalf("a filtered answer was cached: %d %s", res.status, res.body)
 	}
 }
+
+// A chunk with "error": null carries no error: the SDKs read it so, and the stream goes on to
+// [DONE] with all its text.
+func TestStreamChunkWithNullError(t *testing.T) {
+	t.Parallel()
+	chunk := func(delta, finish string) string {
+		return `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","error":null,"choices":[{"index":0,"delta":` + delta + `,"finish_reason":` + finish + `}]}` + "\n\n"
+	}
+	stream := chunk(`{"role":"assistant","content":""}`, "null") + chunk(`{"content":"Hello"}`, "null") +
+		chunk(`{"content":" there"}`, "null") + chunk(`{}`, `"stop"`) + "data: [DONE]\n\n"
+	b := cannedBackend(t, 200, http.Header{"Content-Type": {"text/event-stream"}}, stream)
+	g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", b))))
+	c, _ := g.client()
+	req := chatRequest("chat", 8)
+	req.Stream = true
+	st, err := c.CreateChatCompletionStream(ctx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunks, err := readStream(st)
+	text := ""
+	for _, c := range chunks {
+		if len(c.Choices) > 0 {
+			text += c.Choices[0].Delta.Content
+		}
+	}
+	if err != nil || text != "Hello there" {
+		t.Errorf("stream text %q, error %v; want \"Hello there\" and none", text, err)
+	}
+}

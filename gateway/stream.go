@@ -217,8 +217,9 @@ func (s *streamBody) next(wait bool) []byte {
 		}
 		var m [3]jsonscan.Span // one pass per chunk for every member read here
 		jsonscan.FindEach(data, chunkMembers, m[:])
-		if m[0].Start >= 0 {
+		if m[0].Start >= 0 && string(data[m[0].Start:m[0].End]) != "null" {
 			// A backend error after the stream started: one error event in OpenAI's shape.
+			// ("error": null is none, as the SDKs read it.)
 			e := normalizeBackendError(fasthttp.StatusBadGateway, data, 0)
 			if backendAtFault(e) {
 				r.hold.ReportStreamFailure()
@@ -413,7 +414,7 @@ func (s *streamBody) finishForFollowers(r *request) {
 		if !ok {
 			continue
 		}
-		if st, _ := jsonscan.Find(data, "error"); st >= 0 {
+		if hasErrorMember(data) {
 			// A backend error: followers are released, as for any failed leader.
 			if backendAtFault(normalizeBackendError(fasthttp.StatusBadGateway, data, 0)) {
 				r.hold.ReportStreamFailure()
