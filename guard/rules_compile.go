@@ -278,9 +278,7 @@ func compileSafetyLayout(specs []ruleSpec, dense int, mergeForms bool) (*Safety,
 	if err := s.build(texts, dense); err != nil {
 		return nil, err
 	}
-	if err := s.buildTokens(texts); err != nil {
-		return nil, err
-	}
+	s.buildTokens(texts)
 	s.buildPairs(texts)
 	s.buildTriples(texts)
 	if mergeForms {

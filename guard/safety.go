@@ -102,7 +102,7 @@ type Safety struct {
 	strideInv   uint64 // 1<<32/stride + 1: stateNum divides by stride with it (see build)
 	// Every token of the patterns, for walks that skip the tokens in none (see
 	// safetyScanner.walk): an open-addressing table, home slot by tokenSlot, and the symbols
-	// of long tokens after their eighth.
+	// of the tokens longer than eight.
 	tokens      []tokenEntry
 	tokenRest   []byte
 	tokenShift  uint8

@@ -205,8 +205,10 @@ tokens:
 			}
 			if three {
 				v, slot = w, -1 // deeper than a pair table's state
-			} else if w, pair := sf.pair(prev-1, slot); pair {
-				v, paired = w, true
+			} else if sf.mayPair(prev-1, slot) { // the pair filter, in entries in L1
+				if w, pair := sf.pair(prev-1, slot); pair {
+					v, paired = w, true
+				}
 			}
 			if st = v &^ 1; v&1 != 0 {
 				s.walkOuts = append(s.walkOuts, walkOut{int32(i + n), st, spaces})

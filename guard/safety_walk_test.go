@@ -154,7 +154,10 @@ func tokenAtSlot(sf *Safety, k int) string {
 	for k := range min(n, 8) {
 		b = append(b, byte(e.key>>(8*k)))
 	}
-	return string(append(b, sf.tokenRest[e.info>>8:e.info>>8+uint32(max(0, n-8))]...))
+	if n > 8 {
+		return string(sf.tokenRest[e.key : e.key+uint64(n)])
+	}
+	return string(b)
 }
 
 // pairList returns the pairs of tokens in the pair table, "first second".
@@ -239,6 +242,43 @@ func TestWalkTokens(t *testing.T) {
 				continue
 			}
 			checkWalkRange(t, sf, sc, r, sym)
+		}
+	}
+}
+
+// TestPairFilter checks that the pair filter in the token table's entries never keeps a pair
+// of the pair table out (pair finds exactly the pairs in the table, so the walk, which asks
+// mayPair first, finds them all), and that it keeps most pairs of tokens of the patterns that
+// start no pattern out of the table.
+func TestPairFilter(t *testing.T) {
+	for _, sf := range []*Safety{testSafety(t), compileDefaultDense(t, 64)} {
+		n := 0
+		for _, e := range sf.pairs {
+			if e.key == 0 {
+				continue
+			}
+			n++
+			first, second := int(e.key>>32)-1, int(uint32(e.key))-1
+			if !sf.mayPair(first, second) {
+				t.Fatalf("the pair filter keeps %q %q out", tokenAtSlot(sf, first), tokenAtSlot(sf, second))
+			}
+		}
+		var slots []int
+		for k, e := range sf.tokens {
+			if e.info != 0 {
+				slots = append(slots, k)
+			}
+		}
+		r := rand.New(rand.NewPCG(7, 8))
+		passed, tries := 0, 100000
+		for range tries {
+			first, second := slots[r.IntN(len(slots))], slots[r.IntN(len(slots))]
+			if sf.mayPair(first, second) {
+				passed++
+			}
+		}
+		if passed > tries/20 {
+			t.Errorf("the pair filter lets %d of %d random pairs of tokens through (%d pairs in the table)", passed, tries, n)
 		}
 	}
 }
