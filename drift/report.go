@@ -420,7 +420,8 @@ func decide(res Result, p *Policy) Result {
 
 // Rollout compares a canary's window with stable's for the deploy
 // lifecycle: Mann-Whitney U on latency, TTFT and inter-token latency, and
-// two-proportion z-tests on the error, refusal and guard-block rates. Each
+// two-proportion z-tests on the error rate (of the requests a backend
+// answered, see Answered), the refusal rate and the guard-block rate. Each
 // result's Feature names what was compared; RefN is stable's side.
 func Rollout(stable, canary *Snapshot, p *Policy) []Result {
 	pol := p.withDefaults()
@@ -430,14 +431,15 @@ func Rollout(stable, canary *Snapshot, p *Policy) []Result {
 		r.Feature = f.String()
 		out = append(out, r)
 	}
-	rate := func(name string, x func(*Snapshot) uint64) Result {
-		r := TwoProportions(x(stable), stable.Count(), x(canary), canary.Count(), pol.Alpha, pol.MinSamples)
+	rate := func(name string, x, n func(*Snapshot) uint64) Result {
+		r := TwoProportions(x(stable), n(stable), x(canary), n(canary), pol.Alpha, pol.MinSamples)
 		r.Feature = name
 		return r
 	}
 	out = append(out,
-		rate("error_rate", (*Snapshot).Failures),
-		rate("refusal_rate", func(s *Snapshot) uint64 { return s.Categorical(FeatureRefusal)[1] }),
-		rate("blocked_rate", func(s *Snapshot) uint64 { return s.Categorical(FeatureStatus)[StatusBlocked] }))
+		// Of the backends' answers only: a cache never fails, and stable's is warm.
+		rate("error_rate", (*Snapshot).Failures, (*Snapshot).Answered),
+		rate("refusal_rate", func(s *Snapshot) uint64 { return s.Categorical(FeatureRefusal)[1] }, (*Snapshot).Count),
+		rate("blocked_rate", func(s *Snapshot) uint64 { return s.Categorical(FeatureStatus)[StatusBlocked] }, (*Snapshot).Count))
 	return out
 }

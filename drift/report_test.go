@@ -208,6 +208,35 @@ func TestRollout(t *testing.T) {
 	}
 }
 
+// The error rate is of the requests a backend answered: stable's warm cache, which never
+// fails, must not make its backends look better than the canary's same ones.
+func TestRolloutErrorRateLeavesCacheHitsOut(t *testing.T) {
+	stable, canary := new(Snapshot), new(Snapshot)
+	for i := range 5000 {
+		stable.Categorical(FeatureStatus)[StatusOK]++
+		stable.Categorical(FeatureCache)[CacheHit]++ // 5,000 hits, and 1,000 backend answers below
+		if i >= 1000 {
+			continue
+		}
+		for _, s := range []*Snapshot{stable, canary} {
+			st := StatusOK
+			if i%20 == 0 { // 5 % errors on both
+				st = StatusUpstreamError
+			}
+			s.Categorical(FeatureStatus)[st]++
+			s.Categorical(FeatureCache)[CacheMiss]++
+		}
+	}
+	if n := stable.Answered(); n != 1000 {
+		t.Fatalf("stable answered %d, want 1000", n)
+	}
+	for _, r := range Rollout(stable, canary, nil) {
+		if r.Feature == "error_rate" && (r.Verdict != VerdictStable || r.RefN != 1000 || r.CurN != 1000) {
+			t.Errorf("error_rate: %s over %d and %d requests, want stable over 1000 each", r.Verdict, r.RefN, r.CurN)
+		}
+	}
+}
+
 func TestTwoProportionsEdges(t *testing.T) {
 	for _, tc := range []struct {
 		name           string

@@ -101,6 +101,15 @@ func (s *Snapshot) Failures() uint64 {
 	return c[StatusUpstreamError] + c[StatusTimeout] + c[StatusUnavailable] + c[StatusRateLimited] + c[StatusOther]
 }
 
+// Answered returns the requests a backend answered: all but the cache's answers (hits, and
+// requests answered by another request's backend call), which never fail the way a backend
+// does. Rates of Failures that judge a version's backends divide by it: divided by every
+// request, a warm cache dilutes them, and a new version starts with an empty one.
+func (s *Snapshot) Answered() uint64 {
+	n := s.Count()
+	return n - min(s.Categorical(FeatureCache)[CacheHit], n)
+}
+
 // Summary computes s's summary. Quantiles carry the histogram's relative
 // error (RelativeError).
 func (s *Snapshot) Summary() Summary {

@@ -94,7 +94,8 @@ func (a analysis) reason() string {
 // all the traffic (a step of 100%): stable then gets none, and where it has too few samples
 // to compare with (after a restart at that step, or once its earlier samples have left the
 // window) the canary's error rate is judged against its margin alone, and the other checks
-// pass, rather than wait forever.
+// pass, rather than wait forever. The same holds for the error rate while stable answers
+// (nearly) all its requests from its cache: it judges the backends' answers only.
 func analyzeCanary(stable, canary *drift.Snapshot, c rolloutChecks, p *drift.Policy, allCanary bool) analysis {
 	c = c.withDefaults()
 	tests := map[string]drift.Result{}
@@ -102,9 +103,10 @@ func analyzeCanary(stable, canary *drift.Snapshot, c rolloutChecks, p *drift.Pol
 		tests[r.Feature] = r
 	}
 	var out analysis
-	rate := func(name, test string, x func(*drift.Snapshot) uint64, limit float64) {
+	// rate checks the share of x in n, the requests that could have x.
+	rate := func(name, test string, x, n func(*drift.Snapshot) uint64, limit float64) {
 		r := tests[test]
-		sn, cn := stable.Count(), canary.Count()
+		sn, cn := n(stable), n(canary)
 		cr := checkResult{Check: name, Method: string(r.Method), Limit: limit, PValue: finiteFloat(r.PValue), StableN: sn, CanaryN: cn}
 		var sv, cv float64
 		if sn > 0 {
@@ -121,15 +123,25 @@ func analyzeCanary(stable, canary *drift.Snapshot, c rolloutChecks, p *drift.Pol
 			// failing its users until it has the minimum.
 			cr.Verdict = analysisFail
 			cr.Rationale = fmt.Sprintf("%s %.3f on the canary vs %.3f on stable after %d canary requests: worse beyond doubt before the minimum sample (limit +%.3f)", name, cv, sv, cn, limit)
-		case r.Verdict == drift.VerdictInsufficient && allCanary && sn < p.MinSamples && cn >= p.MinSamples:
+		case r.Verdict == drift.VerdictInsufficient && (allCanary || stable.Count() >= p.MinSamples) && sn < p.MinSamples && cn >= p.MinSamples:
 			// The error rate as if stable had no failures: a canary worse than that by the
 			// margin beyond doubt fails. Any other rate passes: refusals, blocks, safety and
 			// PII hits have an every-day level that the users' prompts set, not the canary.
-			if lo, _ := wilson(x(canary), cn, earlyZ); name == "error_rate" && lo > limit {
+			// Stable has too few requests here at 100%, or too few its backends answered
+			// while its warm cache answers the rest (the error rate's n): waiting would hold
+			// the step for as long as its cache stays warm.
+			lo, _ := wilson(x(canary), cn, earlyZ)
+			switch {
+			case name == "error_rate" && lo > limit && allCanary:
 				cr.Verdict = analysisFail
 				cr.Rationale = fmt.Sprintf("%s %.3f on the canary after %d requests at 100%%, with no stable traffic to compare: above the limit %.3f beyond doubt", name, cv, cn, limit)
-			} else {
+			case name == "error_rate" && lo > limit:
+				cr.Verdict = analysisFail
+				cr.Rationale = fmt.Sprintf("%s %.3f on the canary after %d backend answers, with %d on stable to compare (its cache answers the rest): above the limit %.3f beyond doubt", name, cv, cn, sn, limit)
+			case allCanary:
 				cr.Verdict, cr.Rationale = analysisPass, "stable takes no traffic at 100%: nothing to compare with"
+			default:
+				cr.Verdict, cr.Rationale = analysisPass, "too few backend answers on stable to compare: its cache answers the rest"
 			}
 		case r.Verdict == drift.VerdictInsufficient:
 			cr.Verdict = analysisWait
@@ -167,13 +179,16 @@ func analyzeCanary(stable, canary *drift.Snapshot, c rolloutChecks, p *drift.Pol
 		}
 		out.Checks = append(out.Checks, cr)
 	}
-	rate("error_rate", "error_rate", (*drift.Snapshot).Failures, c.MaxErrorRateIncrease)
+	// Failures of the backends' answers: the cache's never fail, and stable's is warm, so
+	// divided by every request its error rate read as a fraction of the canary's with the
+	// same backends, which rolled the canary back.
+	rate("error_rate", "error_rate", (*drift.Snapshot).Failures, (*drift.Snapshot).Answered, c.MaxErrorRateIncrease)
 	latency("p95_latency", "latency_us", drift.FeatureLatency, c.MaxP95LatencyRatio)
 	latency("p95_ttft", "ttft_us", drift.FeatureTTFT, c.MaxTTFTP95Ratio)
-	rate("refusal_rate", "refusal_rate", func(s *drift.Snapshot) uint64 { return s.Categorical(drift.FeatureRefusal)[1] }, c.MaxRefusalRateIncrease)
+	rate("refusal_rate", "refusal_rate", func(s *drift.Snapshot) uint64 { return s.Categorical(drift.FeatureRefusal)[1] }, (*drift.Snapshot).Count, c.MaxRefusalRateIncrease)
 	rate("blocked_rate", "blocked_rate", func(s *drift.Snapshot) uint64 {
 		return s.Categorical(drift.FeatureStatus)[drift.StatusBlocked]
-	}, c.MaxBlockedRateIncrease)
+	}, (*drift.Snapshot).Count, c.MaxBlockedRateIncrease)
 	// Requests with any safety category or PII entity: the bitset features count "none" once
 	// per request without a hit.
 	anyHit := func(f drift.Feature) func(*drift.Snapshot) uint64 {
@@ -190,7 +205,7 @@ func analyzeCanary(stable, canary *drift.Snapshot, c rolloutChecks, p *drift.Pol
 			alpha = drift.DefaultPolicy().Alpha
 		}
 		tests[h.name] = drift.TwoProportions(x(stable), stable.Count(), x(canary), canary.Count(), alpha, p.MinSamples)
-		rate(h.name, h.name, x, h.limit)
+		rate(h.name, h.name, x, (*drift.Snapshot).Count, h.limit)
 	}
 	if c.FailOnDrift {
 		rep := drift.Evaluate(stable, canary, p)

@@ -321,3 +321,71 @@ func TestRolloutStepRequestsOutlastTheWindow(t *testing.T) {
 		t.Fatalf("after 1,500 canary requests at the first step asking for 1,000: step %d, actions %q, last analysis %+v", got.Step+1, acts.log, got.Last)
 	}
 }
+
+// Stable, running longer, answers much of its share from a warm cache, while a new canary
+// starts with an empty one. The cache never fails and its answers have no latency of the
+// model's, so the checks that judge the backends compare the backends' answers only: divided
+// by every request, stable's error rate was a fraction of a canary's with the same backends,
+// which was rolled back ("error_rate 0.089 on the canary vs 0.005 on stable").
+func TestRolloutStableCacheHits(t *testing.T) {
+	for _, tt := range []struct {
+		name                  string
+		stableHits, stableErr int // of every hundred requests: answered by the cache; failed of the rest
+		canaryErr             int // failed requests in every hundred
+		want                  []string
+		state                 string
+	}{
+		{"same backends, stable's cache warm", 80, 5, 5, []string{"traffic v2 10 [running 1]", "traffic v2 50 [running 2]", "promote [promoted 2]"}, rolloutPromoted},
+		{"more errors, stable's cache warm", 80, 1, 10, []string{"traffic v2 10 [running 1]", "rollback: automatic rollback: error_rate 0.100 on the canary vs 0.010 on stable"}, rolloutRolledBack},
+		// Stable's backends answer nothing: there is nothing to compare the canary's errors
+		// with but the margin.
+		{"stable answers everything from its cache, failing canary", 100, 0, 20, []string{"traffic v2 10 [running 1]", "rollback: automatic rollback: error_rate 0.200 on the canary after"}, rolloutRolledBack},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+			clock := func() time.Time { return now }
+			recs := map[string]*versionStats{
+				"v1": {alias: "chat", version: "v1", rec: drift.NewRecorder(drift.Options{Now: clock}), opts: drift.Options{Now: clock}},
+				"v2": {alias: "chat", version: "v2", rec: drift.NewRecorder(drift.Options{Now: clock}), opts: drift.Options{Now: clock}},
+			}
+			// traffic records n requests of v: hits in every hundred answered by the cache (no
+			// latency, as the gateway records them), errs in every hundred of the rest failed.
+			traffic := func(v string, n, hits, errs int) {
+				var s drift.Sample
+				answered := 0
+				for i := range n {
+					s.Reset()
+					s.At, s.Status, s.Cache = now, drift.StatusOK, drift.CacheHit
+					if i%100 >= hits {
+						s.Latency, s.Cache = time.Duration(90+i%20)*time.Millisecond, drift.CacheMiss
+						if answered%100 < errs {
+							s.Status = drift.StatusUpstreamError
+						}
+						answered++
+					}
+					recs[v].observe(&s)
+				}
+			}
+			acts := &fakeActions{}
+			rs := &rollouts{byAlias: map[string]*rollout{}, actions: acts, policy: drift.DefaultPolicy(), now: clock,
+				stats: func(_, v string) *versionStats { return recs[v] }, stableOf: func(string) string { return "v1" }}
+			r := &rollout{Alias: "chat", Canary: "v2", Actor: "ops", Steps: []rolloutStep{
+				{CanaryPercent: 10, MinDuration: duration(time.Minute), MinRequests: 200},
+				{CanaryPercent: 50, MinDuration: duration(time.Minute), MinRequests: 200},
+			}}
+			if err := rs.start(r); err != nil {
+				t.Fatal(err)
+			}
+			for range 3 {
+				traffic("v1", 1000, tt.stableHits, tt.stableErr)
+				traffic("v2", 300, 0, tt.canaryErr) // a new version's cache is empty
+				now = now.Add(61 * time.Second)
+				rs.tick()
+			}
+			got := rs.get("chat")
+			if got.State != tt.state || len(acts.log) != len(tt.want) || !prefixes(acts.log, tt.want) {
+				t.Fatalf("state %s, actions %q, last analysis %+v; want %s, %q", got.State, acts.log, got.Last, tt.state, tt.want)
+			}
+		})
+	}
+}
