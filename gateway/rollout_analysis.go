@@ -94,8 +94,8 @@ func (a analysis) reason() string {
 // all the traffic (a step of 100%): stable then gets none, and where it has too few samples
 // to compare with (after a restart at that step, or once its earlier samples have left the
 // window) the canary's error rate is judged against its margin alone, and the other checks
-// pass, rather than wait forever. The same holds for the error rate while stable answers
-// (nearly) all its requests from its cache: it judges the backends' answers only.
+// pass, rather than wait forever. The same holds for the error rate and latency while stable
+// answers (nearly) all its requests from its cache: they judge the backends' answers only.
 func analyzeCanary(stable, canary *drift.Snapshot, c rolloutChecks, p *drift.Policy, allCanary bool) analysis {
 	c = c.withDefaults()
 	tests := map[string]drift.Result{}
@@ -167,6 +167,11 @@ func analyzeCanary(stable, canary *drift.Snapshot, c rolloutChecks, p *drift.Pol
 		case f == drift.FeatureTTFT && ch.Count() < p.MinSamples && canary.Count() >= p.MinSamples:
 			// The same on the canary's side: its share may get buffered requests only.
 			cr.Verdict, cr.Rationale = analysisPass, "too few streams on the canary to compare TTFT"
+		case f == drift.FeatureLatency && sh.Count() < p.MinSamples && stable.Count() >= p.MinSamples:
+			// Latency leaves the cache's answers out: while stable's warm cache answers (nearly)
+			// all its share, its backends have nothing to compare with, and waiting would hold
+			// the step for as long as its cache stays warm.
+			cr.Verdict, cr.Rationale = analysisPass, "too few backend answers on stable to compare latency: its cache answers the rest"
 		case allCanary && sh.Count() < p.MinSamples && ch.Count() >= p.MinSamples:
 			cr.Verdict, cr.Rationale = analysisPass, "stable takes no traffic at 100%: nothing to compare with"
 		case r.Verdict == drift.VerdictInsufficient || sp == 0 || math.IsNaN(sp) || math.IsNaN(cp):

@@ -326,7 +326,9 @@ func TestRolloutStepRequestsOutlastTheWindow(t *testing.T) {
 // starts with an empty one. The cache never fails and its answers have no latency of the
 // model's, so the checks that judge the backends compare the backends' answers only: divided
 // by every request, stable's error rate was a fraction of a canary's with the same backends,
-// which was rolled back ("error_rate 0.089 on the canary vs 0.005 on stable").
+// which was rolled back ("error_rate 0.089 on the canary vs 0.005 on stable"); and while
+// stable answered everything from its cache, the latency check had no stable sample and held
+// the step for ever.
 func TestRolloutStableCacheHits(t *testing.T) {
 	for _, tt := range []struct {
 		name                  string
@@ -338,7 +340,8 @@ func TestRolloutStableCacheHits(t *testing.T) {
 		{"same backends, stable's cache warm", 80, 5, 5, []string{"traffic v2 10 [running 1]", "traffic v2 50 [running 2]", "promote [promoted 2]"}, rolloutPromoted},
 		{"more errors, stable's cache warm", 80, 1, 10, []string{"traffic v2 10 [running 1]", "rollback: automatic rollback: error_rate 0.100 on the canary vs 0.010 on stable"}, rolloutRolledBack},
 		// Stable's backends answer nothing: there is nothing to compare the canary's errors
-		// with but the margin.
+		// with but the margin, and no latency at all (the latency check held the step).
+		{"stable answers everything from its cache", 100, 0, 1, []string{"traffic v2 10 [running 1]", "traffic v2 50 [running 2]", "promote [promoted 2]"}, rolloutPromoted},
 		{"stable answers everything from its cache, failing canary", 100, 0, 20, []string{"traffic v2 10 [running 1]", "rollback: automatic rollback: error_rate 0.200 on the canary after"}, rolloutRolledBack},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
