@@ -213,7 +213,7 @@ func analyzeCanary(stable, canary *drift.Snapshot, c rolloutChecks, p *drift.Pol
 		rate(h.name, h.name, x, (*drift.Snapshot).Count, h.limit)
 	}
 	if c.FailOnDrift {
-		rep := drift.Evaluate(stable, canary, p)
+		rep := drift.Evaluate(backendAnswers(stable), backendAnswers(canary), p)
 		cr := checkResult{Check: "drift", Method: "evaluate", StableN: rep.Reference.N, CanaryN: rep.Current.N, Verdict: analysisPass}
 		var drifted []string
 		decided := false // not rep.Decided, which leaves out features with one value
@@ -246,6 +246,20 @@ func analyzeCanary(stable, canary *drift.Snapshot, c rolloutChecks, p *drift.Pol
 		}
 	}
 	return out
+}
+
+// backendAnswers returns a copy of s without what its cache answered, for the drift check: a
+// new version's cache is empty while stable's is warm, so the cache feature (the hit ratio)
+// and the status (hits are answered 200, diluting the backends' failures) drifted for every
+// canary, which fail_on_drift rolled back. The other features of a hit are the replayed
+// answer's, or its prompt's, and stay.
+func backendAnswers(s *drift.Snapshot) *drift.Snapshot {
+	b := *s
+	cache := b.Categorical(drift.FeatureCache)
+	ok := &b.Categorical(drift.FeatureStatus)[drift.StatusOK]
+	*ok -= min(cache[drift.CacheHit], *ok) // a hit is OK but for a rare block or stop
+	clear(cache)
+	return &b
 }
 
 // earlyMinCanary is the fewest canary requests plainlyWorse judges; earlyZ is how sure it must

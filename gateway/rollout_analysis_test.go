@@ -127,6 +127,21 @@ func TestAnalyzeCanary(t *testing.T) {
 	if a := analyzeCanary(constant(21), constant(22), rolloutChecks{FailOnDrift: true}, &p, false); a.Verdict != analysisPass {
 		t.Errorf("fail_on_drift, every feature constant on both sides: verdict %s: %+v", a.Verdict, a.Checks)
 	}
+	// Stable answers most of its share from its warm cache, a new canary from its backends,
+	// which fail as often as stable's: neither the hit ratio nor the status diluted by hits is
+	// drift of the canary's.
+	cached := windowWith(t, 23, 3000, 100*time.Millisecond, 0.2, false, func(i int, s *drift.Sample) {
+		s.PromptBytes, s.CompletionTokens, s.Cache = int64(2000+i%300), int64(100+i%50), drift.CacheMiss
+		if i%5 != 0 {
+			s.Latency, s.Status, s.Cache = -1, drift.StatusOK, drift.CacheHit
+		}
+	})
+	cold := windowWith(t, 24, 600, 100*time.Millisecond, 0.2, false, func(i int, s *drift.Sample) {
+		s.PromptBytes, s.CompletionTokens, s.Cache = int64(2000+i%300), int64(100+i%50), drift.CacheMiss
+	})
+	if a := analyzeCanary(cached, cold, rolloutChecks{FailOnDrift: true}, &p, false); a.Verdict != analysisPass {
+		t.Errorf("fail_on_drift, stable's cache warm and the canary's cold: verdict %s: %s", a.Verdict, a.reason())
+	}
 	if a := analyzeCanary(shorter, longer, rolloutChecks{}, &p, false); a.Verdict == analysisFail {
 		t.Errorf("drift failed a canary without fail_on_drift: %s", a.reason())
 	}
