@@ -123,13 +123,14 @@ func analyzeCanary(stable, canary *drift.Snapshot, c rolloutChecks, p *drift.Pol
 			// failing its users until it has the minimum.
 			cr.Verdict = analysisFail
 			cr.Rationale = fmt.Sprintf("%s %.3f on the canary vs %.3f on stable after %d canary requests: worse beyond doubt before the minimum sample (limit +%.3f)", name, cv, sv, cn, limit)
-		case r.Verdict == drift.VerdictInsufficient && (allCanary || stable.Count() >= p.MinSamples) && sn < p.MinSamples && cn >= p.MinSamples:
+		case r.Verdict == drift.VerdictInsufficient && (allCanary || stable.Count() >= p.MinSamples) && sn < p.MinSamples && cn >= earlyMinCanary:
 			// The error rate as if stable had no failures: a canary worse than that by the
-			// margin beyond doubt fails. Any other rate passes: refusals, blocks, safety and
-			// PII hits have an every-day level that the users' prompts set, not the canary.
-			// Stable has too few requests here at 100%, or too few its backends answered
-			// while its warm cache answers the rest (the error rate's n): waiting would hold
-			// the step for as long as its cache stays warm.
+			// margin beyond doubt fails, from as few requests as the early check above judges.
+			// Any other rate passes: refusals, blocks, safety and PII hits have an every-day
+			// level that the users' prompts set, not the canary. Stable has too few requests
+			// here at 100%, or too few its backends answered while its warm cache answers the
+			// rest (the error rate's n): waiting would hold the step for as long as its cache
+			// stays warm, and the early check, with nothing on stable's side, never fires.
 			lo, _ := wilson(x(canary), cn, earlyZ)
 			switch {
 			case name == "error_rate" && lo > limit && allCanary:
@@ -138,6 +139,8 @@ func analyzeCanary(stable, canary *drift.Snapshot, c rolloutChecks, p *drift.Pol
 			case name == "error_rate" && lo > limit:
 				cr.Verdict = analysisFail
 				cr.Rationale = fmt.Sprintf("%s %.3f on the canary after %d backend answers, with %d on stable to compare (its cache answers the rest): above the limit %.3f beyond doubt", name, cv, cn, sn, limit)
+			case cn < p.MinSamples:
+				cr.Verdict = analysisWait
 			case allCanary:
 				cr.Verdict, cr.Rationale = analysisPass, "stable takes no traffic at 100%: nothing to compare with"
 			default:

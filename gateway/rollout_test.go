@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -334,15 +335,18 @@ func TestRolloutStableCacheHits(t *testing.T) {
 		name                  string
 		stableHits, stableErr int // of every hundred requests: answered by the cache; failed of the rest
 		canaryErr             int // failed requests in every hundred
+		canaryN               int // requests per minute; 300 when 0
 		want                  []string
 		state                 string
 	}{
-		{"same backends, stable's cache warm", 80, 5, 5, []string{"traffic v2 10 [running 1]", "traffic v2 50 [running 2]", "promote [promoted 2]"}, rolloutPromoted},
-		{"more errors, stable's cache warm", 80, 1, 10, []string{"traffic v2 10 [running 1]", "rollback: automatic rollback: error_rate 0.100 on the canary vs 0.010 on stable"}, rolloutRolledBack},
+		{"same backends, stable's cache warm", 80, 5, 5, 0, []string{"traffic v2 10 [running 1]", "traffic v2 50 [running 2]", "promote [promoted 2]"}, rolloutPromoted},
+		{"more errors, stable's cache warm", 80, 1, 10, 0, []string{"traffic v2 10 [running 1]", "rollback: automatic rollback: error_rate 0.100 on the canary vs 0.010 on stable"}, rolloutRolledBack},
 		// Stable's backends answer nothing: there is nothing to compare the canary's errors
 		// with but the margin, and no latency at all (the latency check held the step).
-		{"stable answers everything from its cache", 100, 0, 1, []string{"traffic v2 10 [running 1]", "traffic v2 50 [running 2]", "promote [promoted 2]"}, rolloutPromoted},
-		{"stable answers everything from its cache, failing canary", 100, 0, 20, []string{"traffic v2 10 [running 1]", "rollback: automatic rollback: error_rate 0.200 on the canary after"}, rolloutRolledBack},
+		{"stable answers everything from its cache", 100, 0, 1, 0, []string{"traffic v2 10 [running 1]", "traffic v2 50 [running 2]", "promote [promoted 2]"}, rolloutPromoted},
+		{"stable answers everything from its cache, failing canary", 100, 0, 20, 0, []string{"traffic v2 10 [running 1]", "rollback: automatic rollback: error_rate 0.200 on the canary after"}, rolloutRolledBack},
+		// ... before the minimum sample too, as the early check does where stable has answers.
+		{"stable answers everything from its cache, canary failing every request", 100, 0, 100, 30, []string{"traffic v2 10 [running 1]", "rollback: automatic rollback: error_rate 1.000 on the canary after 30 backend answers"}, rolloutRolledBack},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
@@ -381,7 +385,7 @@ func TestRolloutStableCacheHits(t *testing.T) {
 			}
 			for range 3 {
 				traffic("v1", 1000, tt.stableHits, tt.stableErr)
-				traffic("v2", 300, 0, tt.canaryErr) // a new version's cache is empty
+				traffic("v2", cmp.Or(tt.canaryN, 300), 0, tt.canaryErr) // a new version's cache is empty
 				now = now.Add(61 * time.Second)
 				rs.tick()
 			}
