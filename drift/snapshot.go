@@ -101,6 +101,15 @@ func (s *Snapshot) Failures() uint64 {
 	return c[StatusUpstreamError] + c[StatusTimeout] + c[StatusUnavailable] + c[StatusRateLimited] + c[StatusOther]
 }
 
+// Failure reports whether st is one of the statuses Failures counts.
+func (st Status) Failure() bool {
+	switch st {
+	case StatusUpstreamError, StatusTimeout, StatusUnavailable, StatusRateLimited, StatusOther:
+		return true
+	}
+	return false
+}
+
 // Answered returns the requests a backend answered: all but the cache's answers (hits, and
 // requests answered by another request's backend call), which never fail the way a backend
 // does. Rates of Failures that judge a version's backends divide by it: divided by every

@@ -227,6 +227,7 @@ func (g *Gateway) follow(ctx *fasthttp.RequestCtx, r *request, f *cache.Flight) 
 		return false, false
 	}
 	r.cache.result = cacheCoalesced
+	r.stats.cache = drift.CacheHit // answered by the leader's backend call, as replay's followers are
 	g.setCacheHeader(ctx, r)
 	g.startStream(ctx, r, &followerSource{fl: fl, first: first, ctx: wctx, cancel: cancel})
 	cancel = func() {} // the source owns the context now

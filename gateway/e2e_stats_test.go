@@ -21,6 +21,7 @@ type statsSummary struct {
 	Requests    uint64   `json:"requests"`
 	ErrorRate   *float64 `json:"error_rate"`
 	RefusalRate *float64 `json:"refusal_rate"`
+	HitRatio    *float64 `json:"cache_hit_ratio"`
 }
 
 // statsOf reads GET /admin/stats/{alias} and returns version's summary.
@@ -306,5 +307,57 @@ func TestUpstreamDurationCountsRetriedAttempts(t *testing.T) {
 	timed, _ := metricValue(samples, "llmgate_upstream_duration_seconds_count", labels)
 	if timed != answers {
 		t.Fatalf("the failing backend: %v answers in llmgate_requests_total, %v in llmgate_upstream_duration_seconds", answers, timed)
+	}
+}
+
+// A stream answered by another request's backend call (coalesced onto its flight) is an answer
+// of the cache, as a buffered one is. Its sample said "miss": it counted as a backend answer
+// in a rollout's error rate, where the cache's answers are left out (stable, with more
+// traffic, coalesces more), and against the hit ratio.
+func TestStatsCoalescedStreamIsACacheAnswer(t *testing.T) {
+	t.Setenv("LLMGATE_ADMIN_TOKEN", "stats-admin")
+	f := startFake(t, fakellm.Options{TTFT: 200 * time.Millisecond, OutputTokens: 5})
+	g := startGateway(t, newConfig(t, nil, cached(model("chat", "v1", version("v1", f.backend())))))
+	leader, follower, _ := g.coalescedPair(t, cacheBody("Tell everyone the same story", `,"stream":true`))
+	for _, res := range []*http.Response{leader, follower} {
+		if b, err := io.ReadAll(res.Body); err != nil || strings.Contains(string(b), `"error"`) {
+			t.Fatalf("%v: %s", err, b)
+		}
+	}
+	var s statsSummary
+	waitFor(t, "both streams' samples", func() bool {
+		s = g.statsOf(t, "chat", "v1", "stats-admin")
+		return s.Requests == 2
+	})
+	if s.HitRatio == nil || *s.HitRatio != 0.5 {
+		t.Fatalf("cache_hit_ratio %v after a stream and one coalesced onto it, want 0.5", deref64(s.HitRatio))
+	}
+}
+
+// ... but one whose leader's backend broke the stream shares that failure: it counts as the
+// backend's answer, so that the cache's answers never fail and the error rate of backend
+// answers has it in its n as well as among its failures.
+func TestStatsCoalescedStreamSharingAFailure(t *testing.T) {
+	t.Setenv("LLMGATE_ADMIN_TOKEN", "stats-admin")
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, nil, cached(model("chat", "v1", version("v1", f.backend())))))
+	body := cacheBody("Tell everyone the same story", `,"stream":true`)
+	lc := make(chan response, 1)
+	go func() {
+		lc <- g.do(t, "POST", "/v1/chat/completions", body, "X-Fakellm-TTFT", "400ms", "X-Fakellm-Stream-Error-After", "2")
+	}()
+	waitFor(t, "the leader at the backend", func() bool { return f.Requests() == 1 })
+	fo := g.do(t, "POST", "/v1/chat/completions", body)
+	leader := <-lc
+	if fo.header.Get("X-Llmgate-Cache") != "coalesced" || !strings.Contains(string(leader.body), `"error"`) || !strings.Contains(string(fo.body), `"error"`) {
+		t.Fatalf("want a coalesced follower sharing its leader's broken stream; leader:\n%s\nfollower (x-llmgate-cache %s):\n%s", leader.body, fo.header.Get("X-Llmgate-Cache"), fo.body)
+	}
+	var s statsSummary
+	waitFor(t, "both streams' samples", func() bool {
+		s = g.statsOf(t, "chat", "v1", "stats-admin")
+		return s.Requests == 2
+	})
+	if s.HitRatio == nil || *s.HitRatio != 0 || s.ErrorRate == nil || *s.ErrorRate != 1 {
+		t.Fatalf("cache_hit_ratio %v, error_rate %v after a broken stream and one coalesced onto it, want 0 and 1", deref64(s.HitRatio), deref64(s.ErrorRate))
 	}
 }

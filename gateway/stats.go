@@ -374,6 +374,12 @@ func (g *Gateway) observe(r *request, now time.Time, elapsed, overhead time.Dura
 	s.FinishReason = st.finish
 	s.Status = driftStatus(r)
 	s.Cache = st.cache
+	if s.Cache == drift.CacheHit && s.Status.Failure() {
+		// A follower whose leader's stream broke shares the backend's failure: counted as the
+		// backend's answer it is, so that the cache's answers never fail and a rollout's error
+		// rate of backend answers (drift.Snapshot.Answered) has it in its n too.
+		s.Cache = drift.CacheMiss
+	}
 	s.Entities = entityBits(r.guard.vault)
 	s.Safety = st.safety
 	s.Refusal = g.refusal(st)
