@@ -122,7 +122,7 @@ func analyzeCanary(stable, canary *drift.Snapshot, c rolloutChecks, p *drift.Pol
 			// Too few samples for the test, but a canary failing this plainly must not keep
 			// failing its users until it has the minimum.
 			cr.Verdict = analysisFail
-			cr.Rationale = fmt.Sprintf("%s %.3f on the canary vs %.3f on stable after %d canary requests: worse beyond doubt before the minimum sample (limit +%.3f)", name, cv, sv, cn, limit)
+			cr.Rationale = fmt.Sprintf("%s %.3f on the canary vs %.3f on stable after %d answers from the canary's backends: worse beyond doubt before the minimum sample (limit +%.3f)", name, cv, sv, cn, limit)
 		case r.Verdict == drift.VerdictInsufficient && (allCanary || stable.Count() >= p.MinSamples) && sn < p.MinSamples && cn >= earlyMinCanary:
 			// The error rate as if stable had no failures: a canary worse than that by the
 			// margin beyond doubt fails, from as few requests as the early check above judges.
@@ -265,7 +265,7 @@ func backendAnswers(s *drift.Snapshot) *drift.Snapshot {
 	return &b
 }
 
-// earlyMinCanary is the fewest canary requests plainlyWorse judges; earlyZ is how sure it must
+// earlyMinCanary is the fewest canary backend answers plainlyWorse judges; earlyZ is how sure it must
 // be: 3.89 standard errors, a one-sided 0.005 % per look, so that looking every second until
 // the minimum sample (a hundred looks or so) still makes a false rollback rarer than 1 in 200.
 const (
