@@ -140,3 +140,69 @@ func TestPEMIndex(t *testing.T) {
 	}
 	walk("", 6)
 }
+
+// TestRedactRescanContextReach checks rescans whose windows end at contextEnd: after each
+// corpus case, filler text of many lengths and then weak values that only a context word
+// makes PII (or that a negative word unmakes), the word standing in the rewritten value, in
+// the filler, or right before the weak value, with spaces, line breaks and accented words.
+func TestRedactRescanContextReach(t *testing.T) {
+	var texts []string
+	for _, name := range []string{"testdata/pii.jsonl", "testdata/pii_heldout.jsonl"} {
+		f, err := os.Open(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for sc := bufio.NewScanner(f); sc.Scan(); {
+			var c struct{ Text string }
+			if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
+				t.Fatal(err)
+			}
+			texts = append(texts, c.Text)
+		}
+		f.Close()
+	}
+	values := []string{"phone@example.com", "ssn-order@example.com", "http://order:pw@host.example",
+		"4111 1111 1111 1111", "+1 415 555 0132", "version@x.io", "DE89 3704 0044 0532 0130 00"}
+	fillers := []string{"a b ", "so ", "número ", "tel ", "x\n", "ok, ", "pedido ", "1.2 ", "ab12 ", "léa "}
+	weak := []string{"078-05-1120", "415 555 0132", "4155550132", "10.1.2.3", "de89370400440532013000",
+		"user@example.com", "1Z 999 AA1 01 2345 6784"}
+	var cases []string
+	for i, text := range texts {
+		v := values[i%len(values)]
+		for n := 0; n < 70; n += 9 + i%5 {
+			var fill strings.Builder
+			for k := 0; fill.Len() < n; k++ {
+				fill.WriteString(fillers[(i+k)%len(fillers)])
+			}
+			w := weak[(i+n)%len(weak)]
+			cases = append(cases, text+" "+v+" "+fill.String()[:n]+w+" end",
+				v+fill.String()[:n]+" "+w+"\n"+text)
+		}
+	}
+	// Values whose last word is a negative context word, then up to two long words, then a
+	// weak value that this word unmakes: rewritten, the weak value is found anew, as far from
+	// the span as nearWords reaches.
+	for _, v := range []string{"http://bob:ticket@host.example", "http://bob:version@host.example",
+		"mail jo@shop.id", "bob:ticket"} {
+		for _, w := range []string{"98765 43210", "10.1.2.3", "078051120", "(415) 555-0132"} {
+			for words := 0; words <= 3; words++ {
+				for n := 1; n <= 40; n++ {
+					fill := strings.Repeat(strings.Repeat("q", n)+" ", words)
+					for _, sep := range []string{" ", "\n", "  "} {
+						cases = append(cases, "x "+v+sep+fill+w+" y", v+" "+fill+"ssn "+w)
+					}
+				}
+			}
+		}
+	}
+	for _, a := range []Action{ActionRedact, ActionMask, ActionHash} {
+		p := mustPII(t, PIIOptions{Prompt: a, HashKey: []byte("k")})
+		for _, text := range cases {
+			got, _ := p.Redact(nil, []byte(text), Prompt, &Vault{})
+			want := redactFullRescan(p, []byte(text), Prompt, &Vault{})
+			if !bytes.Equal(got, want) {
+				t.Fatalf("action %d: Redact(%q)\n = %q\nwant %q", a, text, got, want)
+			}
+		}
+	}
+}

@@ -226,7 +226,8 @@ func (p *PII) rescan(dst []Finding, out []byte, spans []int, base int) []Finding
 		var a, b int
 		if k < len(spans) {
 			a, b = spans[k]-base, spans[k+1]-base
-			start := windowStart(out, a, a <= pem)
+			gaps := a <= pem
+			start := windowStart(out, a, gaps)
 			if a > pem {
 				// A line start may be inside a key that was not rewritten (a type not
 				// rewritten, or only detected): a rescan there would find values in its
@@ -238,11 +239,15 @@ func (p *PII) rescan(dst []Finding, out []byte, spans []int, base int) []Finding
 					start = keyStart
 				}
 			}
+			end := windowEnd(out, b)
+			if gaps {
+				end = contextEnd(out, b, end)
+			}
 			if from >= 0 && start <= to {
-				to = max(to, windowEnd(out, b))
+				to = max(to, end)
 				continue
 			}
-			a = start
+			a, b = start, end
 		}
 		if from >= 0 {
 			if n := len(dst); n > 0 {
@@ -252,9 +257,41 @@ func (p *PII) rescan(dst []Finding, out []byte, spans []int, base int) []Finding
 				dst = p.findTo(dst, out, from, to)
 			}
 		}
-		from, to = a, windowEnd(out, b)
+		from, to = a, b
 	}
 	return dst
+}
+
+// rescanContext is how far before a value's start its scan reads: nearWords' 48 bytes, the
+// byte before them (is the first word cut?) and, for an accented letter there, the one before.
+const rescanContext = 50
+
+// contextEnd returns an end for the rescan window of a span rewritten in out and ending at b,
+// with no PEM key starting before the span (windowStart's gaps), that is often well before
+// windowEnd's end: the first ASCII space x from b+rescanContext-1 on that is not before the
+// first point after b where a scan is in the same state however it started (see windowStart);
+// end when there is none before it.
+//
+// A value found anew reads the rewritten text, so it starts before b+rescanContext, which is
+// at or before x: a value starting after x reads only text at or after b, the same as in the
+// original. And no value holds a space from its start to its trigger byte (the first digit of
+// a number, the '@' of an e-mail address or of a URL's userinfo, a key's prefix): what comes
+// before a value's trigger byte is a run of letters, digits and punctuation; the parts that
+// may hold spaces (digit groups, a PEM key's body) follow it. So a value found anew has its
+// trigger byte before x. From x on a rescan visits the trigger bytes that the scan of the
+// original text visited, both being in the same state from the sync point on, and finds
+// what it found.
+func contextEnd(out []byte, b, end int) int {
+	for w := b + 1; w < end; w++ {
+		if c := out[w-1]; c == '\n' || c == ' ' && w >= b+2 && isLower(out[w]) && isLower(out[w-2]) {
+			x := max(b+rescanContext-1, w-1)
+			for x < end && !isSpace(out[x]) {
+				x++
+			}
+			return min(x, end)
+		}
+	}
+	return end
 }
 
 // pemIndex returns the offset of the first "-----BEGIN" in b, or -1. It looks for "BEGIN" and
