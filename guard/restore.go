@@ -69,7 +69,7 @@ func (r *Restorer) Flush(dst []byte) []byte {
 // lookup returns the original behind a restorable placeholder. A value the prompt masked is
 // never restored, though the completion's leak scan may have given it a placeholder since.
 func (v *Vault) lookup(e entity, num, tag uint32, hashed bool) ([]byte, bool) {
-	i, ok := v.byPH[phKey(e, num, tag, hashed)]
+	i, ok := v.phEntry(e, num, tag, hashed)
 	if !ok || !v.ents[i].restore || v.ents[i].masked {
 		return nil, false
 	}

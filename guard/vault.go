@@ -30,6 +30,7 @@ type Vault struct {
 	spans   []int            // scratch for Redact: output spans apply rewrote, start and end
 	byVal   map[uint64]int32 // value key -> its newest entry; older ones chain through prev
 	byPH    map[uint64]int32 // placeholder key -> entry
+	indexed bool             // byVal and byPH are kept: ents has held more than smallVault
 	mac     hash.Hash
 	macKey  *byte // &key[0] of the key mac was made with
 	sum     []byte
@@ -37,14 +38,20 @@ type Vault struct {
 
 type vaultEntry struct {
 	off, n  uint32
-	prev    int32 // the previous entry with the same value key, or -1
+	prev    int32 // the previous entry with the same value key, or -1 (kept once indexed)
 	e       entity
 	restore bool   // its placeholders may be put back (values from the prompt)
 	num     uint32 // placeholder number; 0 before one is given
 	tag     uint32 // keyed hash, when tagged
 	tagged  bool
 	masked  bool // masked in the prompt: never restored, but RedactKnown masks it again
+	tagDup  bool // tagged after another entry of its type with the same tag, which byPH keeps
 }
+
+// smallVault is the number of entries up to which a Vault finds values and placeholders by
+// going through ents rather than by its maps: a request's few values are compared faster than
+// they are hashed, looked up and added to two maps.
+const smallVault = 16
 
 var (
 	vaultSeed = maphash.MakeSeed()
@@ -75,6 +82,7 @@ func (v *Vault) Reset() {
 	v.found = [2][numEntities]uint32{}
 	v.blocked = 0
 	v.finds = v.finds[:0]
+	v.indexed = false
 	if len(v.byVal) > 1024 {
 		v.byVal, v.byPH = nil, nil // do not pool huge maps
 	}
@@ -430,10 +438,22 @@ func appendMasked(dst, val []byte, keep int) []byte {
 
 // entry returns the index of the entry of a value, adding it when new.
 func (v *Vault) entry(e entity, val []byte, restore bool) int32 {
-	key := valueKey(e, val)
-	if v.byVal == nil {
-		v.byVal, v.byPH = make(map[uint64]int32), make(map[uint64]int32)
+	if !v.indexed {
+		for i := range v.ents {
+			en := &v.ents[i]
+			if en.e == e && sameKey(e, v.vals[en.off:en.off+en.n], val) {
+				en.restore = en.restore || restore
+				return int32(i)
+			}
+		}
+		if len(v.ents) < smallVault {
+			v.vals = append(v.vals, val...)
+			v.ents = append(v.ents, vaultEntry{off: uint32(len(v.vals) - len(val)), n: uint32(len(val)), prev: -1, e: e, restore: restore})
+			return int32(len(v.ents) - 1)
+		}
+		v.index()
 	}
+	key := valueKey(e, val)
 	head, ok := v.byVal[key]
 	for i := head; ok && i >= 0; i = v.ents[i].prev {
 		en := &v.ents[i]
@@ -451,6 +471,62 @@ func (v *Vault) entry(e entity, val []byte, restore bool) int32 {
 	v.byVal[key] = int32(len(v.ents))
 	v.ents = append(v.ents, vaultEntry{off: uint32(off), n: uint32(len(val)), prev: prev, e: e, restore: restore})
 	return int32(len(v.ents) - 1)
+}
+
+// index builds byVal and byPH from ents, as entry, placeholder and hashed would have.
+func (v *Vault) index() {
+	if v.byVal == nil {
+		v.byVal, v.byPH = make(map[uint64]int32), make(map[uint64]int32)
+	}
+	for i := range v.ents {
+		en := &v.ents[i]
+		key := valueKey(en.e, v.vals[en.off:en.off+en.n])
+		en.prev = -1
+		if head, ok := v.byVal[key]; ok {
+			en.prev = head
+		}
+		v.byVal[key] = int32(i)
+		if en.num != 0 {
+			v.byPH[phKey(en.e, en.num, 0, false)] = int32(i)
+		}
+		if en.tagged && !en.tagDup {
+			v.byPH[phKey(en.e, 0, en.tag, true)] = int32(i)
+		}
+	}
+	v.indexed = true
+}
+
+// sameKey reports whether a and b have one valueKey and are one value (sameValue): an e-mail
+// address's key is its lower-cased first 254 bytes.
+func sameKey(e entity, a, b []byte) bool {
+	if e != eEmail {
+		return bytes.Equal(a, b)
+	}
+	if x, y := a[:min(len(a), 254)], b[:min(len(b), 254)]; len(x) != len(y) {
+		return false
+	} else {
+		for k := range x {
+			if asciiLower(x[k]) != asciiLower(y[k]) {
+				return false
+			}
+		}
+	}
+	return bytes.EqualFold(a, b)
+}
+
+// phEntry returns the entry of a placeholder key, as byPH holds it.
+func (v *Vault) phEntry(e entity, num, tag uint32, hashed bool) (int32, bool) {
+	if v.indexed {
+		i, ok := v.byPH[phKey(e, num, tag, hashed)]
+		return i, ok
+	}
+	for i := range v.ents {
+		en := &v.ents[i]
+		if en.e == e && (!hashed && num != 0 && en.num == num || hashed && en.tagged && !en.tagDup && en.tag == tag) {
+			return int32(i), true
+		}
+	}
+	return 0, false
 }
 
 // valueKey is the key of a value in byVal. An e-mail address is one mailbox however its
@@ -493,7 +569,9 @@ func (v *Vault) placeholder(dst []byte, e entity, val []byte, restore bool) []by
 	if en.num == 0 {
 		v.last[e]++
 		en.num = v.last[e]
-		v.byPH[phKey(e, en.num, 0, false)] = i
+		if v.indexed {
+			v.byPH[phKey(e, en.num, 0, false)] = i
+		}
 	}
 	dst = append(dst, '<')
 	dst = append(dst, entityNames[e]...)
@@ -561,10 +639,13 @@ func (v *Vault) hashed(dst, key []byte, e entity, val []byte, restore bool) []by
 		v.sum = append(append(append(v.sum[:0], entityNames[e]...), 0), val...)
 		v.mac.Write(v.sum)
 		v.sum = v.mac.Sum(v.sum[:0])
-		en.tag, en.tagged = uint32(v.sum[0])<<24|uint32(v.sum[1])<<16|uint32(v.sum[2])<<8|uint32(v.sum[3]), true
-		if _, dup := v.byPH[phKey(e, 0, en.tag, true)]; !dup {
+		en.tag = uint32(v.sum[0])<<24 | uint32(v.sum[1])<<16 | uint32(v.sum[2])<<8 | uint32(v.sum[3])
+		if _, dup := v.phEntry(e, 0, en.tag, true); dup { // en is not tagged yet: another one
+			en.tagDup = true
+		} else if v.indexed {
 			v.byPH[phKey(e, 0, en.tag, true)] = i
 		}
+		en.tagged = true
 	}
 	return appendHashed(dst, e, en.tag)
 }

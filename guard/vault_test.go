@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"bytes"
 	"fmt"
 	"regexp"
 	"strings"
@@ -366,5 +367,58 @@ func TestVaultMaskedNeverRestored(t *testing.T) {
 	}
 	if got, changed := v.RedactKnown(nil, []byte("call 4155550132")); changed {
 		t.Errorf("after Reset RedactKnown still masks: %q", got)
+	}
+}
+
+// TestVaultSmallIndexed checks that a Vault finding values and placeholders by going through
+// its entries gives what one that keeps its maps from the start gives: the same placeholders
+// across messages and both directions, restores, and RedactKnown, with up to 40 values (so
+// past smallVault), values repeated, and e-mail addresses in other cases.
+func TestVaultSmallIndexed(t *testing.T) {
+	for _, a := range []Action{ActionRedact, ActionHash, ActionMask} {
+		p := mustPII(t, PIIOptions{Prompt: a, Completion: a, HashKey: []byte("k")})
+		for n := 1; n <= 40; n += 3 {
+			var msgs []string
+			for k := 0; k < n; k++ {
+				msgs = append(msgs, fmt.Sprintf("mail User%d@Example.com or user%d@example.com, call +1 415 555 %04d, ssn 078-05-%04d",
+					k%7, k%5, 1000+k, 1120+k%3))
+			}
+			small, indexed := &Vault{}, &Vault{}
+			indexed.index()
+			for k, m := range msgs {
+				d := Direction(k % 2)
+				got, gb := p.Redact(nil, []byte(m), d, small)
+				want, wb := p.Redact(nil, []byte(m), d, indexed)
+				if !bytes.Equal(got, want) || gb != wb {
+					t.Fatalf("action %d, %d values: Redact(%q) = %q, with maps %q", a, n, m, got, want)
+				}
+				if got, want := small.Restore(nil, got), indexed.Restore(nil, want); !bytes.Equal(got, want) {
+					t.Fatalf("action %d, %d values: Restore = %q, with maps %q", a, n, got, want)
+				}
+				bare := []byte(fmt.Sprintf("again 078-05-%04d and User%d@Example.com", 1120+k%3, k%7))
+				got, gc := small.RedactKnown(nil, bare)
+				want, wc := indexed.RedactKnown(nil, bare)
+				if !bytes.Equal(got, want) || gc != wc {
+					t.Fatalf("action %d, %d values: RedactKnown = %q, with maps %q", a, n, got, want)
+				}
+			}
+		}
+	}
+}
+
+// TestVaultTagDup checks that of two values of one type whose hash tags collide, the one
+// tagged first owns the tag, before and after the Vault builds its maps.
+func TestVaultTagDup(t *testing.T) {
+	v := &Vault{}
+	v.vals = []byte("ab")
+	v.ents = []vaultEntry{
+		{off: 1, n: 1, prev: -1, e: eSecret, restore: true, tag: 7, tagged: true, tagDup: true},
+		{off: 0, n: 1, prev: -1, e: eSecret, restore: true, tag: 7, tagged: true},
+	}
+	for range 2 {
+		if i, ok := v.phEntry(eSecret, 0, 7, true); !ok || i != 1 {
+			t.Fatalf("indexed %v: phEntry = %d, %v, want 1", v.indexed, i, ok)
+		}
+		v.index()
 	}
 }
