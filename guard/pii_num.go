@@ -8,12 +8,16 @@ package guard
 func (s *scan) digit(i int) int {
 	t := s.t
 	n := len(t)
-	ts := i
+	// c gathers the classes of the token's bytes: whether it is all digits is known without
+	// reading it again.
+	ts, c := i, uint8(0)
 	for ts > s.lo && isAlnum(t[ts-1]) {
 		ts--
+		c |= cls[t[ts]]
 	}
 	te := i + 1
 	for te < n && isAlnum(t[te]) {
+		c |= cls[t[te]]
 		te++
 	}
 	if wordBefore(t, ts) {
@@ -31,10 +35,8 @@ func (s *scan) digit(i int) int {
 			return end
 		}
 	}
-	for k := ts; k < te; k++ {
-		if !isDigit(t[k]) {
-			return te
-		}
+	if c&(cUpper|cLower) != 0 {
+		return te
 	}
 	if te < n && t[te] == '.' {
 		if end, ok := ipv4(t, ts); ok {
@@ -49,7 +51,7 @@ func (s *scan) digit(i int) int {
 			// with dots, "06.39.98.56.78" in France: numeric scores the whole run.
 		}
 	}
-	end := s.numeric(ts)
+	end := s.numeric(ts, te)
 	if end == te && te < n && t[te] == ':' {
 		end++ // hexGroups tried this colon already
 	}
@@ -345,10 +347,11 @@ func areaSlash(t []byte, a, k int) int {
 	return w
 }
 
-// numeric parses the digit run at i and reports its leftmost-longest entity: candidates
-// start at the run or after a space in it and end at its end or before a space.
-func (s *scan) numeric(i int) int {
-	if end, ok := loneShortGroup(s.t, i); ok {
+// numeric parses the digit run at i, whose first group ends at j, and reports its
+// leftmost-longest entity: candidates start at the run or after a space in it and end at its
+// end or before a space.
+func (s *scan) numeric(i, j int) int {
+	if end, ok := loneShortGroup(s.t, i, j); ok {
 		return end
 	}
 	r := &s.run
@@ -387,14 +390,10 @@ func (s *scan) numeric(i int) int {
 	return end
 }
 
-// loneShortGroup returns the end of the digit group at i when it is shorter than any entity
-// and parseRun would join no other group to it: most numbers in prose ("120 ms", "2.4", "14
-// days"). It is a shortcut, not a rule: ok false sends the group to parseRun.
-func loneShortGroup(t []byte, i int) (end int, ok bool) {
-	j := i
-	for j < len(t) && isDigit(t[j]) {
-		j++
-	}
+// loneShortGroup returns j, the end of the digit group at i, when the group is shorter than
+// any entity and parseRun would join no other group to it: most numbers in prose ("120 ms",
+// "2.4", "14 days"). It is a shortcut, not a rule: ok false sends the group to parseRun.
+func loneShortGroup(t []byte, i, j int) (end int, ok bool) {
 	if j-i >= 7 {
 		return 0, false
 	}
