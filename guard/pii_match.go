@@ -344,6 +344,14 @@ func (s *scan) mac(i int) (int, bool) {
 // Compressed forms need a digit and either three groups or a group of three or more hex
 // digits, so "a::b", "std::map" and "1::3" stay code; "::1" is taken as the loopback.
 func (s *scan) ipv6(p int) (int, bool) {
+	if !ipv6Shape(s.t, p) {
+		return 0, false
+	}
+	return s.ipv6Parse(p)
+}
+
+// ipv6Parse is ipv6 without the ipv6Shape test.
+func (s *scan) ipv6Parse(p int) (int, bool) {
 	t := s.t
 	n := len(t)
 	i, groups, dbl, digit, long := p, 0, false, false, false
@@ -404,6 +412,28 @@ func (s *scan) ipv6(p int) (int, bool) {
 	pos, neg := nearWords(t, p)
 	s.emit(eIP, p, end, adjust(0.6, ctxIP, pos, neg))
 	return end, true
+}
+
+// ipv6Shape reports whether the run of hex digits, ':' and '.' at p, which holds all that
+// ipv6 parses, may hold an address: without "::" one has eight groups, so at least six
+// colons (seven, or six before a dotted-quad tail). Most colon-joined hex groups in text are
+// times ("14:22:05"), which this rules out before the parse.
+func ipv6Shape(t []byte, p int) bool {
+	colons := 0
+	for k := p; k < len(t); k++ {
+		switch c := t[k]; {
+		case c == ':':
+			if k+1 < len(t) && t[k+1] == ':' {
+				return true
+			}
+			if colons++; colons == 6 {
+				return true
+			}
+		case c != '.' && !isHex(c):
+			return false
+		}
+	}
+	return false
 }
 
 // spanOf returns the end of the run of bytes from i that ok accepts.

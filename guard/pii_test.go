@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -399,5 +400,43 @@ func TestEntitySet(t *testing.T) {
 	}
 	if got := len(PIIEntities()); got != int(numEntities) {
 		t.Fatalf("PIIEntities has %d names", got)
+	}
+}
+
+// TestIPv6Shape checks that ipv6Parse finds no address wherever ipv6Shape rules one out, on
+// random runs of hex digits, colons, dots and a few other bytes.
+func TestIPv6Shape(t *testing.T) {
+	p := mustPII(t, PIIOptions{})
+	const alphabet = "0123456789abcdefABCDEF::::....g x]"
+	r := rand.New(rand.NewPCG(3, 4))
+	for n := range 200000 {
+		b := make([]byte, 1+r.IntN(40))
+		for k := range b {
+			b[k] = alphabet[r.IntN(len(alphabet))]
+		}
+		if n%2 == 0 { // address-shaped: hex groups joined by colons, a "::", a dotted-quad tail
+			b = b[:min(len(b), r.IntN(3))]
+			for g := r.IntN(9); g >= 0; g-- {
+				for h := r.IntN(4); h >= 0; h-- {
+					b = append(b, "0123456789abcdef"[r.IntN(16)])
+				}
+				if g > 0 {
+					b = append(b, "::::::::::::::x:"[r.IntN(16)])
+				}
+			}
+			if r.IntN(2) == 0 {
+				b = append(b, ":192.0.2.1"...)
+			}
+			b = append(b, " x"[r.IntN(2)])
+		}
+		for i := range b {
+			if ipv6Shape(b, i) {
+				continue
+			}
+			s := scan{p: p, t: b}
+			if end, ok := s.ipv6Parse(i); ok || len(s.dst) > 0 {
+				t.Fatalf("ipv6Shape(%q, %d) is false, but ipv6Parse gives %d, %v, %v", b, i, end, ok, s.dst)
+			}
+		}
 	}
 }
