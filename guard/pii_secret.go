@@ -65,7 +65,11 @@ var gitlabTokenPrefixes = []string{"glpat", "gldt", "glrt", "glptt", "glcbt", "g
 // gitlabPrefix returns the length of the GitLab token prefix that ends at the '-' at i and
 // starts a token, or 0.
 func gitlabPrefix(t []byte, i int) int {
-	// Most dashes follow a word that is no "gl..." prefix: rule those out before the list.
+	// Most dashes follow a word that is no "gl..." prefix: rule those out before the list,
+	// first by the 'g' that starts every prefix four to seven bytes before the dash.
+	if !(i >= 4 && t[i-4] == 'g' || i >= 5 && t[i-5] == 'g' || i >= 6 && t[i-6] == 'g' || i >= 7 && t[i-7] == 'g') {
+		return 0
+	}
 	a := i
 	for a > 0 && i-a < 7 && t[a-1] >= 'a' && t[a-1] <= 'z' {
 		a--
@@ -150,6 +154,11 @@ func (s *scan) awsSecret(k int) int {
 // split at '_', include "secret" and end with "secret" or "key": aws_secret, AWS_SECRET_KEY,
 // secret_key. Only the first '_' of the name asks, so a name is read once.
 func secretName(t []byte, i int) bool {
+	// "secret" starts six bytes before the '_' or right after it: most '_' (a snake_case
+	// name, a placeholder's "<EMAIL_ADDRESS_1>") are ruled out by those two bytes.
+	if !(i+1 < len(t) && t[i+1]|0x20 == 's') && !(i >= 6 && t[i-6]|0x20 == 's') {
+		return false
+	}
 	if i == 0 || !isAlnum(t[i-1]) {
 		return false
 	}
