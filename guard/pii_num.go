@@ -254,8 +254,17 @@ func (s *scan) parseRun(r *numRun, i int) {
 	var sep byte
 	nd := 0
 	for r.n < maxGroups {
+		// The digits' values are stored as the group is read; those of a group that does
+		// not fit are never read.
 		j := i
-		for j < n && isDigit(t[j]) {
+		for j < n {
+			c := t[j] - '0'
+			if c > 9 {
+				break
+			}
+			if k := nd + j - i; k < len(r.d) {
+				r.d[k] = c
+			}
 			j++
 		}
 		if nd+j-i > len(r.d) {
@@ -271,10 +280,7 @@ func (s *scan) parseRun(r *numRun, i int) {
 			}
 		}
 		r.gs[r.n], r.ge[r.n], r.sep[r.n], r.cum[r.n] = i, j, sep, nd
-		for x := i; x < j; x++ {
-			r.d[nd] = t[x] - '0'
-			nd++
-		}
+		nd += j - i
 		r.n++
 		r.cum[r.n] = nd
 		inParen = false
