@@ -225,8 +225,14 @@ func (p *PII) find(dst []Finding, text []byte, from int) []Finding {
 func (p *PII) findTo(dst []Finding, text []byte, from, to int) []Finding {
 	var s scan // not a composite literal: that builds the struct, numeric's scratch too, twice
 	s.p, s.t, s.lo, s.from, s.dst = p, text, from, from, dst
-	n := min(to, len(text))
-	i := from
+	s.scanTo(from, min(to, len(text)))
+	return s.dst
+}
+
+// scanTo runs the matchers of the trigger bytes from i on that are before n (at most len(s.t))
+// and returns where the scan goes on: n, or past it where a matcher returned past it.
+func (s *scan) scanTo(i, n int) int {
+	text := s.t
 	// The hot loop: most bytes are no trigger. skipClean passes over them eight or sixteen at
 	// a time; the flags of a word serve every trigger in it that a matcher's return leaves
 	// unread.
@@ -253,7 +259,7 @@ func (p *PII) findTo(dst []Finding, text []byte, from, to int) []Finding {
 		}
 		i = s.trigger(i)
 	}
-	return s.dst
+	return i
 }
 
 // skipClean returns the start of the first eight bytes from i, up to n, holding a trigger byte

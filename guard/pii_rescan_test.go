@@ -206,3 +206,40 @@ func TestRedactRescanContextReach(t *testing.T) {
 		}
 	}
 }
+
+// TestPlaceholderInsideInert checks what rescanWindow relies on to skip the inside of a
+// numbered placeholder: the matcher of each of its trigger bytes, whatever the text around it
+// and wherever the last value ended, reports nothing and returns before its '>'.
+func TestPlaceholderInsideInert(t *testing.T) {
+	pres := []string{"", "x", " ", "secret", "Secret_", "sk", "rk", "github", "aws_", "a@", "1", "ghp", "hf",
+		"key ", "-", "A", "AKIA", "eyJ", "http://u:", "4111 1111 ", "+1 ", "(", "DE89 "}
+	posts := []string{"", "x", " ", "_live_", "@b.com", "pat_x", "0", "1111", ":", "-", "=abc", "\n"}
+	for _, o := range []PIIOptions{{}, {MinScore: 0.01}} {
+		p := mustPII(t, o)
+		for e := range numEntities {
+			for _, num := range []string{"1", "7", "10", "99", "123456"} {
+				ph := "<" + entityNames[e] + "_" + num + ">"
+				if !numberedPlaceholder([]byte(ph)) {
+					t.Fatalf("numberedPlaceholder(%q) = false", ph)
+				}
+				for _, pre := range pres {
+					for _, post := range posts {
+						text := []byte(pre + ph + post)
+						a, b := len(pre), len(pre)+len(ph)
+						for q := a; q < b; q++ {
+							if trig[text[q]] == tNone {
+								continue
+							}
+							for lo := 0; lo <= q; lo++ {
+								s := scan{p: p, t: text, lo: lo, from: min(lo, a)}
+								if r := s.trigger(q); r > b-1 || r <= q || len(s.dst) > 0 {
+									t.Fatalf("%q, lo %d: the matcher of %q at %d returns %d and reports %v", text, lo, text[q], q, r, s.dst)
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
