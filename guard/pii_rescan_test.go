@@ -222,6 +222,12 @@ func TestPlaceholderInsideInert(t *testing.T) {
 				if !numberedPlaceholder([]byte(ph)) {
 					t.Fatalf("numberedPlaceholder(%q) = false", ph)
 				}
+				for _, other := range []string{string(appendHashed(nil, e, 0x12345678)), string(appendHashed(nil, e, 0xabcdef01)),
+					"****" + num, num, "***" + ph[len(ph)-4:]} {
+					if numberedPlaceholder([]byte(other)) {
+						t.Fatalf("numberedPlaceholder(%q) = true", other)
+					}
+				}
 				for _, pre := range pres {
 					for _, post := range posts {
 						text := []byte(pre + ph + post)

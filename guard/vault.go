@@ -292,10 +292,17 @@ func (p *PII) rescanWindow(dst []Finding, out []byte, from, to int, spans []int,
 	return s.dst
 }
 
-// numberedPlaceholder reports whether b is one numbered placeholder, "<EMAIL_ADDRESS_1>".
+// numberedPlaceholder reports whether b, a span apply wrote, is a numbered placeholder
+// ("<EMAIL_ADDRESS_1>"), not a hashed one ("<EMAIL_ADDRESS_h:1a2b3c4d>") or a masked value
+// (which starts with '*' or, kept whole, with the value's first byte, never '<'): whether it
+// starts with '<' and ends with '_', digits and '>'. It is asked per span of each rescan, and
+// parsePlaceholder's lookup of the type name cost as much as the scan it spares.
 func numberedPlaceholder(b []byte) bool {
-	_, _, _, hashed, n, st := parsePlaceholder(b)
-	return st == phOK && !hashed && n == len(b)
+	k := len(b) - 2
+	for k > 0 && isDigit(b[k]) {
+		k--
+	}
+	return len(b) > 3 && b[0] == '<' && b[len(b)-1] == '>' && k < len(b)-2 && b[k] == '_'
 }
 
 // rescanContext is how far before a value's start its scan reads: nearWords' 48 bytes, the
