@@ -1,8 +1,10 @@
 package guard
 
 import (
+	"math/big"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -437,6 +439,32 @@ func TestIPv6Shape(t *testing.T) {
 			if end, ok := s.ipv6Parse(i); ok || len(s.dst) > 0 {
 				t.Fatalf("ipv6Shape(%q, %d) is false, but ipv6Parse gives %d, %v, %v", b, i, end, ok, s.dst)
 			}
+		}
+	}
+}
+
+// TestIBANMod97 checks ibanMod97 against the remainder of the whole number, computed with
+// math/big, on random strings of upper-case letters and digits of up to 40 characters.
+func TestIBANMod97(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	const chars = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	for range 100000 {
+		s := make([]byte, 5+r.IntN(36))
+		for k := range s {
+			s[k] = chars[r.IntN(len(chars))]
+		}
+		var digits []byte
+		for _, c := range append(append([]byte(nil), s[4:]...), s[:4]...) {
+			if isDigit(c) {
+				digits = append(digits, c)
+			} else {
+				digits = strconv.AppendInt(digits, int64(c-'A')+10, 10)
+			}
+		}
+		n, _ := new(big.Int).SetString(string(digits), 10)
+		want := new(big.Int).Mod(n, big.NewInt(97)).Int64() == 1
+		if got := ibanMod97(s); got != want {
+			t.Fatalf("ibanMod97(%q) = %v, want %v", s, got, want)
 		}
 	}
 }
