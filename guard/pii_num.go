@@ -51,7 +51,10 @@ func (s *scan) digit(i int) int {
 			// with dots, "06.39.98.56.78" in France: numeric scores the whole run.
 		}
 	}
-	end := s.numeric(ts, te)
+	end, lone := loneShortGroup(t, ts, te) // most numbers: numeric need not be called
+	if !lone {
+		end = s.numeric(ts)
+	}
 	if end == te && te < n && t[te] == ':' {
 		end++ // hexGroups tried this colon already
 	}
@@ -353,13 +356,10 @@ func areaSlash(t []byte, a, k int) int {
 	return w
 }
 
-// numeric parses the digit run at i, whose first group ends at j, and reports its
+// numeric parses the digit run at i, which loneShortGroup did not take, and reports its
 // leftmost-longest entity: candidates start at the run or after a space in it and end at its
 // end or before a space.
-func (s *scan) numeric(i, j int) int {
-	if end, ok := loneShortGroup(s.t, i, j); ok {
-		return end
-	}
+func (s *scan) numeric(i int) int {
 	r := &s.run
 	s.parseRun(r, i)
 	if r.n == 0 { // one group longer than any entity
