@@ -250,7 +250,13 @@ func (s *scan) scanTo(i, n int) int {
 			break
 		}
 		for m != 0 {
-			next := s.trigger(i + bits.TrailingZeros64(m)>>3)
+			var next int
+			// Digits, the commonest triggers, go to their matcher without trigger's switch.
+			if p := i + bits.TrailingZeros64(m)>>3; text[p]-'0' <= 9 {
+				next = s.digit(p)
+			} else {
+				next = s.trigger(p)
+			}
 			if next >= i+8 {
 				i = next
 				goto nextWord
