@@ -261,7 +261,9 @@ func (s *scan) scanTo(i, n int) int {
 				i = next
 				goto nextWord
 			}
-			m &= ^uint64(0) << (8 * (next - i)) // matchers always return past the trigger
+			// Matchers always return past the trigger: next-i is 1 to 7, and the mask spares
+			// the test for a shift of 64 or more.
+			m &= ^uint64(0) << (8 * uint(next-i) & 63)
 		}
 		i += 8
 	nextWord:
