@@ -23,6 +23,13 @@ func (s *scan) digit(i int) int {
 	if wordBefore(t, ts) {
 		return te // inside a longer word ("var_123", or cut at lo)
 	}
+	if c&(cUpper|cLower) == 0 && te-ts < 7 && te+1 < n && t[te] == ' ' && t[ts] != '0' &&
+		!isDigit(t[te+1]) && t[te+1] != '(' {
+		// The commonest number, a few digits and a word ("120 ms", "14 days"): what the
+		// tests below and loneShortGroup would all pass on. A leading 0 may start a German
+		// area code ("030 / 1234").
+		return te
+	}
 	if !isDigit(t[ts]) {
 		return s.letterLed(ts, te)
 	}
