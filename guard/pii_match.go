@@ -304,6 +304,9 @@ func (s *scan) mac(i int) (int, bool) {
 	switch {
 	case i+17 <= n && (t[i+2] == ':' || t[i+2] == '-'):
 		sep = t[i+2]
+		if t[i+5] != sep || t[i+8] != sep || t[i+11] != sep || t[i+14] != sep {
+			return 0, false // most often a time, "14:22:05", or a date, "11-02-2024"
+		}
 		for g := 0; g < 6; g++ {
 			p := i + 3*g
 			if !isHex(t[p]) || !isHex(t[p+1]) || g < 5 && t[p+2] != sep {
