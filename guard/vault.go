@@ -231,6 +231,7 @@ func (p *PII) rescan(dst []Finding, out []byte, spans []int, base int) []Finding
 	}
 	keyStart, keyEnd := 0, 0 // the first PEM key not ending before the last window start
 	k0 := 0                  // the first span of the window being grown
+	var s scan               // the windows' scan, zeroed once: rescanWindow resets what it reads
 	for k := 0; k <= len(spans); k += 2 {
 		var a, b int
 		if k < len(spans) {
@@ -263,7 +264,7 @@ func (p *PII) rescan(dst []Finding, out []byte, spans []int, base int) []Finding
 				from = max(from, dst[n-1].End) // a value from the window before may reach in
 			}
 			if from < to {
-				dst = p.rescanWindow(dst, out, from, to, spans[k0:k], base)
+				dst = s.rescanWindow(p, dst, out, from, to, spans[k0:k], base)
 			}
 		}
 		from, to, k0 = a, b, k
@@ -276,9 +277,9 @@ func (p *PII) rescan(dst []Finding, out []byte, spans []int, base int) []Finding
 // ("<EMAIL_ADDRESS_1>"): there a scan finds nothing and goes on at the placeholder's end
 // whatever came before it, which TestPlaceholderInsideInert checks. Each holds three to five
 // trigger bytes (the '_'s, an 'A', the number) of the few that a window holds.
-func (p *PII) rescanWindow(dst []Finding, out []byte, from, to int, spans []int, base int) []Finding {
-	var s scan
-	s.p, s.t, s.lo, s.from, s.dst = p, out, from, from, dst
+func (s *scan) rescanWindow(p *PII, dst []Finding, out []byte, from, to int, spans []int, base int) []Finding {
+	// As findTo's scan: numeric's scratch is set before it is read.
+	s.p, s.t, s.lo, s.from, s.dst, s.ctxStart = p, out, from, from, dst, 0
 	n := min(to, len(out))
 	i := from
 	for k := 0; k < len(spans); k += 2 {
