@@ -23,12 +23,20 @@ func (s *scan) digit(i int) int {
 	if wordBefore(t, ts) {
 		return te // inside a longer word ("var_123", or cut at lo)
 	}
-	if c&(cUpper|cLower) == 0 && te-ts < 7 && te+1 < n && t[te] == ' ' && t[ts] != '0' &&
-		!isDigit(t[te+1]) && t[te+1] != '(' {
-		// The commonest number, a few digits and a word ("120 ms", "14 days"): what the
-		// tests below and loneShortGroup would all pass on. A leading 0 may start a German
-		// area code ("030 / 1234").
-		return te
+	if c&(cUpper|cLower) == 0 && te-ts < 7 && te < n {
+		// The commonest numbers, a few digits and a word or a punctuation mark ("120 ms",
+		// "14 days", "1,204", "(about 43)"): the tests below and loneShortGroup would all
+		// pass on them. A space may be between groups, or after a German area code with a
+		// leading 0 ("030 / 1234"); ':', '-', '.', ')' and '/' join groups, and bytes from
+		// 0x80 may be wide separators.
+		switch b := t[te]; {
+		case b == ' ':
+			if te+1 < n && !isDigit(t[te+1]) && t[te+1] != '(' && t[ts] != '0' {
+				return te
+			}
+		case b < 0x80 && b != ':' && b != '-' && b != '.' && b != ')' && b != '/':
+			return te
+		}
 	}
 	if !isDigit(t[ts]) {
 		return s.letterLed(ts, te)
@@ -100,6 +108,9 @@ func (s *scan) letterLed(ts, te int) int {
 // ok means an address was parsed (reported or not) and the scan goes on at end.
 func (s *scan) hexGroups(ts, te int) (end int, ok bool) {
 	t := s.t
+	if !(te-ts == 2 || te-ts == 4 || t[te] == ':' && te-ts <= 4) {
+		return 0, false // no MAC group and no IPv6 group: "2.4", "120-"
+	}
 	for k := ts; k < te; k++ {
 		if !isHex(t[k]) {
 			return 0, false
