@@ -53,7 +53,7 @@ func (s *scan) digit(i int) int {
 	if c&(cUpper|cLower) != 0 {
 		return te
 	}
-	if te < n && t[te] == '.' {
+	if te < n && t[te] == '.' && te-ts <= 3 && te+1 < n && isDigit(t[te+1]) { // as ipv4 needs
 		if end, ok := ipv4(t, ts); ok {
 			if ts >= 2 && t[ts-1] == '/' && (isLower(t[ts-2]) || isUpper(t[ts-2])) {
 				return end // a product version, "Chrome/120.0.0.0" in every browser's user agent
