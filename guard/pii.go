@@ -280,20 +280,20 @@ func (s *scan) scanTo(i, n int) int {
 
 // skipClean returns the start of the first eight bytes from i, up to n, holding a trigger byte
 // and their trigger8 flags; with no such eight, the first i past which eight do not fit and 0.
-// It is apart from findTo so that its loop makes no call (findTo's spilled and reloaded
-// registers around the matchers' calls, every word), and it tests sixteen bytes a turn with
-// one branch and one bounds check: on text without triggers it is a third faster.
+// It is apart from scanTo so that its loop makes no call (scanTo spilled and reloaded
+// registers around the matchers' calls, every word), and it takes sixteen bytes a turn with
+// one bounds check: on text without triggers it is a third faster. Each eight are tested as
+// soon as their flags are known: a trigger in the first eight (half of those found) spares
+// the flags of the next, which chat text's density of digits makes the cheaper way.
 func skipClean(text []byte, i, n int) (int, uint64) {
 	t := text[:n]
 	for ; i >= 0 && i+16 <= len(t); i += 16 {
 		w := t[i : i+16]
-		m0 := trigger8(binary.LittleEndian.Uint64(w))
-		m1 := trigger8(binary.LittleEndian.Uint64(w[8:]))
-		if m0|m1 != 0 {
-			if m0 != 0 {
-				return i, m0
-			}
-			return i + 8, m1
+		if m := trigger8(binary.LittleEndian.Uint64(w)); m != 0 {
+			return i, m
+		}
+		if m := trigger8(binary.LittleEndian.Uint64(w[8:])); m != 0 {
+			return i + 8, m
 		}
 	}
 	if i >= 0 && i+8 <= len(t) {
