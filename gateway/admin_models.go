@@ -179,8 +179,14 @@ func (g *Gateway) serveDeploy(ctx *fasthttp.RequestCtx, seg []string) bool {
 		}
 		c.IfMatch = rev
 	}
-	probe := route == "POST versions"
-	if probe && !onlyQueryArgs(ctx, "probe") || !probe && !onlyQueryArgs(ctx) {
+	var allowed []string
+	switch route {
+	case "POST versions":
+		allowed = []string{"probe"}
+	case "POST promote", "PUT traffic":
+		allowed = []string{"force"}
+	}
+	if !onlyQueryArgs(ctx, allowed...) {
 		return true
 	}
 	switch route {
@@ -260,6 +266,11 @@ func (g *Gateway) serveDeploy(ctx *fasthttp.RequestCtx, seg []string) bool {
 		if !decodeAdmin(ctx, &t) {
 			return true
 		}
+		if m := g.Table().Model(alias); m != nil && m.Stable != nil && t.Stable != "" && t.Stable != m.Stable.Name {
+			if refuseUnserved(ctx, m, t.Stable) {
+				return true
+			}
+		}
 		var before string // the stable version the change replaces
 		next := g.writeSplit(ctx, alias, "traffic change", c, func(s *router.State, c router.Change) (*router.State, error) {
 			if m := s.Model(alias); m != nil {
@@ -286,6 +297,9 @@ func (g *Gateway) serveDeploy(ctx *fasthttp.RequestCtx, seg []string) bool {
 			return true
 		}
 		c.Reason = body.Reason
+		if m := g.Table().Model(alias); m != nil && m.Canary != nil && refuseUnserved(ctx, m, m.Canary.Name) {
+			return true
+		}
 		if next := g.writeSplit(ctx, alias, "promote", c, func(s *router.State, c router.Change) (*router.State, error) {
 			return s.Promote(c, alias)
 		}); next != nil {
@@ -335,6 +349,35 @@ func (g *Gateway) serveDeploy(ctx *fasthttp.RequestCtx, seg []string) bool {
 // empties its cache. It is refused while the alias has a running or paused rollout, which
 // would go on stepping a model that is gone. The alias's history goes with it, so the log
 // records the deletion; the store keeps the revisions before it.
+// refuseUnserved answers 409 no_backend_in_service, and reports true, when version would become
+// alias's stable (a promote, or a traffic change naming it) while none of its backends is in
+// service: stable has no version to fail over to, so every request of the alias would fail.
+// ?force=true makes the change anyway (a fleet that is starting, say). A rollback is never
+// refused: it is how an operator gets out of trouble.
+func refuseUnserved(ctx *fasthttp.RequestCtx, m *router.Model, version string) bool {
+	switch f := string(ctx.QueryArgs().Peek("force")); {
+	case ctx.QueryArgs().Has("force") && f != "true" && f != "false":
+		writeError(ctx, badRequest("force", "?force= is true or false (the default)."))
+		return true
+	case f == "true":
+		return false
+	}
+	for _, v := range m.Versions {
+		if v.Name != version {
+			continue
+		}
+		for _, b := range v.Backends {
+			if b.Weight > 0 && b.Healthy() {
+				return false
+			}
+		}
+		writeError(ctx, &apiError{status: fasthttp.StatusConflict, typ: typeInvalidRequest, code: "no_backend_in_service", param: "version",
+			message: "Version `" + version + "` of `" + m.Alias + "` has no backend in service (each is ejected or drained), and as the stable version it would fail every request of the model. Fix or add its backends first, or add ?force=true to make the change anyway."})
+		return true
+	}
+	return false // a version the table does not have yet: the state refuses or accepts the change
+}
+
 // forgetVersion drops what the gateway keeps of a deleted version: its cached answers and its
 // statistics.
 func (g *Gateway) forgetVersion(alias, version string) {

@@ -1739,3 +1739,48 @@ func TestDeployWriteAnswersItsModelsRevision(t *testing.T) {
 		g.write(t, w.method, w.path, w.body, "If-Match", etagOf(m.Revision))
 	}
 }
+
+// Promoting a canary none of whose backends is in service, or naming it stable in a traffic
+// change, would fail every request of the model (stable has nothing to fail over to): it is a
+// 409 no_backend_in_service that changes nothing, unless ?force=true. A rollback is never
+// refused.
+func TestDeployRefusesStableWithoutBackends(t *testing.T) {
+	tokens := withAdminTokens(t)
+	good := startFake(t, fakellm.Options{Model: "m"})
+	broken := cannedBackend(t, 500, http.Header{"Content-Type": {"application/json"}}, `{"error":{"message":"CUDA error: out of memory","type":"InternalServerError"}}`)
+	broken.Model = "m"
+	g := startGateway(t, newConfig(t, func(c *config.Config) {
+		tokens(c)
+		healthConfig(1)(c)
+	}, model("chat", "v1", version("v1", good.backend()), version("v2", broken))))
+	g.write(t, "PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v2","canary_percent":10}`)
+	for i := 0; backendUp(t, g, broken.URL) != 0; i++ {
+		if i == 20 {
+			t.Fatal("the failing v2 backend was not ejected")
+		}
+		g.do(t, "POST", "/v1/chat/completions", `{"model":"chat@v2","messages":[{"role":"user","content":"hi"}]}`)
+	}
+
+	for _, w := range []struct{ method, path, body string }{
+		{"POST", "/admin/models/chat/promote", `{}`},
+		{"PUT", "/admin/models/chat/traffic", `{"stable":"v2"}`},
+	} {
+		res := g.refused(t, 409, "version", w.method, w.path, opsToken, w.body)
+		if _, _, code := envelope(t, res.body); code != "no_backend_in_service" || !strings.Contains(string(res.body), "?force=true") {
+			t.Errorf("%s %s: %s, want code no_backend_in_service naming ?force=true", w.method, w.path, res.body)
+		}
+	}
+	g.refused(t, 400, "force", "POST", "/admin/models/chat/promote?force=yes", opsToken, `{}`)
+	if m := g.write(t, "POST", "/admin/models/chat/promote?force=true", `{}`); m.Stable != "v2" {
+		t.Fatalf("forced promote: stable %q, want v2", m.Stable)
+	}
+	if m := g.write(t, "POST", "/admin/models/chat/rollback", `{}`); m.Stable != "v1" {
+		t.Fatalf("rollback: stable %q, want v1", m.Stable)
+	}
+	// A healthy canary is promoted as before.
+	g.write(t, "POST", "/admin/models/chat/versions", deployBody("v3", good))
+	g.write(t, "PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v3","canary_percent":10}`)
+	if m := g.write(t, "POST", "/admin/models/chat/promote", `{}`); m.Stable != "v3" {
+		t.Fatalf("promote of a healthy canary: stable %q, want v3", m.Stable)
+	}
+}

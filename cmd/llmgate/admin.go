@@ -26,11 +26,12 @@ Verbs:
   status [ALIAS]                       models, traffic split, versions, backend health
   deploy ALIAS VERSION --backend URL [--backend URL ...] --model NAME
          [--kind vllm|ollama|openai] [--weight N] [--api-key-env VAR] [--no-probe]
-  traffic ALIAS --stable V [--canary V --percent P] [--sticky user|api_key|header:NAME|none]
+  traffic ALIAS --stable V [--canary V --percent P] [--sticky user|api_key|header:NAME|none] [--force]
                                        without --sticky the split is per request (sticky none)
   shadow ALIAS VERSION --percent P     mirror P% of requests to VERSION
   shadow ALIAS --off
-  promote ALIAS                        make the canary the stable version
+  promote ALIAS [--force]              make the canary the stable version (refused while none of
+                                       its backends is in service, unless --force)
   rollback ALIAS [--to V] [--reason TEXT]
   delete ALIAS VERSION                 remove a version that serves no traffic
   delete ALIAS                         remove the model and all its versions (refused during a rollout)
@@ -276,7 +277,21 @@ func (c *adminCmd) deploy(args []string) error {
 	})
 }
 
-const trafficUsage = "traffic ALIAS --stable V [--canary V --percent P] [--sticky user|api_key|header:NAME|none]"
+const trafficUsage = "traffic ALIAS --stable V [--canary V --percent P] [--sticky user|api_key|header:NAME|none] [--force]"
+
+// forceFlag is --force of promote and traffic: make a version stable though none of its backends
+// is in service (the gateway refuses that otherwise).
+func forceFlag(fs *flag.FlagSet) *bool {
+	return fs.Bool("force", false, "make the version stable even though none of its backends is in service")
+}
+
+// forceQuery is the query of a write with --force.
+func forceQuery(force bool) url.Values {
+	if force {
+		return url.Values{"force": {"true"}}
+	}
+	return nil
+}
 
 func (c *adminCmd) traffic(args []string) error {
 	fs := c.flags("traffic", true)
@@ -284,6 +299,7 @@ func (c *adminCmd) traffic(args []string) error {
 	canary := fs.String("canary", "", "`version` that gets --percent of the traffic")
 	percent := fs.Float64("percent", 0, "canary share, 0..100 in steps of 0.01")
 	sticky := fs.String("sticky", "", "keep a caller on one version by user|api_key|header:NAME, or none (left out: none, each request split on its own)")
+	force := forceFlag(fs)
 	pos, err := c.parse(fs, args, trafficUsage, 1, 1)
 	if err != nil {
 		return err
@@ -304,7 +320,7 @@ func (c *adminCmd) traffic(args []string) error {
 	}
 	// PUT replaces the whole split: what is not given is turned off.
 	body := jsonObject{"stable": *stable, "canary": *canary, "canary_percent": *percent, "sticky": *sticky}
-	return c.write(http.MethodPut, modelPath(pos[0], "traffic"), nil, body, pos[0], trafficSummary)
+	return c.write(http.MethodPut, modelPath(pos[0], "traffic"), forceQuery(*force), body, pos[0], trafficSummary)
 }
 
 const shadowUsage = "shadow ALIAS VERSION --percent P | shadow ALIAS --off"
@@ -338,11 +354,12 @@ func (c *adminCmd) shadow(args []string) error {
 
 func (c *adminCmd) promote(args []string) error {
 	fs := c.flags("promote", true)
-	pos, err := c.parse(fs, args, "promote ALIAS", 1, 1)
+	force := forceFlag(fs)
+	pos, err := c.parse(fs, args, "promote ALIAS [--force]", 1, 1)
 	if err != nil {
 		return err
 	}
-	return c.write(http.MethodPost, modelPath(pos[0], "promote"), nil, jsonObject{}, pos[0], func(m *adminModel) string {
+	return c.write(http.MethodPost, modelPath(pos[0], "promote"), forceQuery(*force), jsonObject{}, pos[0], func(m *adminModel) string {
 		return "promoted; " + trafficSummary(m)
 	})
 }
