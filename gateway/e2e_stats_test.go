@@ -153,20 +153,8 @@ func deref64(p *float64) any {
 // A shadow version's refusals count as a served version's do: an answer with a refusal member
 // is one, as in the client's own requests.
 func TestStatsShadowRefusalMember(t *testing.T) {
-	tokens := withAdminTokens(t)
 	const refused = `{"id":"x","object":"chat.completion","created":1,"model":"canned","choices":[{"index":0,"message":{"role":"assistant","content":null,"refusal":"That request goes against the usage policy."},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":8,"total_tokens":11}}`
-	v1 := startFake(t, fakellm.Options{Model: "m1"})
-	v2 := cannedBackend(t, 200, http.Header{"Content-Type": {"application/json"}}, refused)
-	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", v1.backend()), version("v2", v2))))
-	g.write(t, "PUT", "/admin/models/chat/shadow", `{"version":"v2","percent":100}`)
-	if res := g.do(t, "POST", "/v1/chat/completions", chatAs("u", false)); res.status != 200 {
-		t.Fatalf("status %d: %s", res.status, res.body)
-	}
-	var s statsSummary
-	waitFor(t, "the mirror's sample", func() bool {
-		s = g.statsOf(t, "chat", "v2", viewerToken)
-		return s.Requests == 1
-	})
+	s := shadowSample(t, cannedBackend(t, 200, http.Header{"Content-Type": {"application/json"}}, refused))
 	if s.RefusalRate == nil || *s.RefusalRate != 1 {
 		t.Fatalf("the shadow's refusal_rate %v after one mirror answered with a refusal member, want 1", deref64(s.RefusalRate))
 	}
@@ -237,19 +225,7 @@ func TestRolloutLatencyLeavesCacheHitsOut(t *testing.T) {
 // counts against a client's version: its error rate in /admin/stats is 1, not 0 as for a
 // client's own mistakes.
 func TestStatsShadow429IsItsError(t *testing.T) {
-	tokens := withAdminTokens(t)
-	v1 := startFake(t, fakellm.Options{Model: "m1"})
-	v2 := cannedBackend(t, 429, http.Header{"Content-Type": {"application/json"}}, `{"error":{"message":"Rate limit reached","type":"rate_limit_error","param":null,"code":"rate_limit_exceeded"}}`)
-	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", v1.backend()), version("v2", v2))))
-	g.write(t, "PUT", "/admin/models/chat/shadow", `{"version":"v2","percent":100}`)
-	if res := g.do(t, "POST", "/v1/chat/completions", chatAs("u", false)); res.status != 200 {
-		t.Fatalf("status %d: %s", res.status, res.body)
-	}
-	var s statsSummary
-	waitFor(t, "the mirror's sample", func() bool {
-		s = g.statsOf(t, "chat", "v2", viewerToken)
-		return s.Requests == 1
-	})
+	s := shadowSample(t, cannedBackend(t, 429, http.Header{"Content-Type": {"application/json"}}, `{"error":{"message":"Rate limit reached","type":"rate_limit_error","param":null,"code":"rate_limit_exceeded"}}`))
 	if s.ErrorRate == nil || *s.ErrorRate != 1 {
 		t.Fatalf("the shadow's error_rate %v after its backend refused the mirror with 429, want 1", deref64(s.ErrorRate))
 	}
@@ -360,4 +336,23 @@ func TestStatsCoalescedStreamSharingAFailure(t *testing.T) {
 	if s.HitRatio == nil || *s.HitRatio != 0 || s.ErrorRate == nil || *s.ErrorRate != 1 {
 		t.Fatalf("cache_hit_ratio %v, error_rate %v after a broken stream and one coalesced onto it, want 0 and 1", deref64(s.HitRatio), deref64(s.ErrorRate))
 	}
+}
+
+// shadowSample serves one client request of alias chat from a fakellm v1 while v2, on backend
+// b, shadows all of it, and returns v2's statistics once the mirror's sample is in.
+func shadowSample(t *testing.T, b config.Backend) statsSummary {
+	t.Helper()
+	tokens := withAdminTokens(t)
+	v1 := startFake(t, fakellm.Options{Model: "m1"})
+	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", v1.backend()), version("v2", b))))
+	g.write(t, "PUT", "/admin/models/chat/shadow", `{"version":"v2","percent":100}`)
+	if res := g.do(t, "POST", "/v1/chat/completions", chatAs("u", false)); res.status != 200 {
+		t.Fatalf("status %d: %s", res.status, res.body)
+	}
+	var s statsSummary
+	waitFor(t, "the mirror's sample", func() bool {
+		s = g.statsOf(t, "chat", "v2", viewerToken)
+		return s.Requests == 1
+	})
+	return s
 }
