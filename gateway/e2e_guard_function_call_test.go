@@ -2,7 +2,6 @@ package gateway_test
 
 import (
 	"encoding/json"
-	"net/http"
 	"strings"
 	"testing"
 
@@ -26,14 +25,8 @@ func TestGuardFunctionCallArguments(t *testing.T) {
 		chunk(`{"function_call":{"arguments":"ple.net\"}"}}`, "null") +
 		chunk(`{}`, `"function_call"`) + "data: [DONE]\n\n"
 	all := config.Guard{PII: config.PIIGuard{Prompt: "redact", Completion: "redact", Restore: true}}
-	bufM := guarded(all, cannedBackend(t, 200, http.Header{"Content-Type": {"application/json"}}, buffered))
-	sseM := guarded(all, cannedBackend(t, 200, http.Header{"Content-Type": {"text/event-stream"}}, streamed))
-	sseM.Alias = "sse"
-	g := startGateway(t, newConfig(t, nil, bufM, sseM))
-	for _, tt := range []struct {
-		shape, alias, extra string
-		stream              bool
-	}{{"buffered", "chat", "", false}, {"streamed", "sse", `,"stream":true`, true}} {
+	g := answerShapes(t, all, buffered, streamed)
+	for _, tt := range shapes {
 		res := g.do(t, "POST", "/v1/chat/completions", strings.Replace(chatBody("mail "+testEmail, tt.extra), `"chat"`, `"`+tt.alias+`"`, 1))
 		if res.status != 200 {
 			t.Fatalf("%s: status %d: %s", tt.shape, res.status, res.body)

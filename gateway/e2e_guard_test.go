@@ -1144,14 +1144,8 @@ func TestGuardRestoresEscapedPlaceholdersInToolArguments(t *testing.T) {
 		chunk(`{"tool_calls":[{"index":0,"function":{"arguments":"3cEMAIL_ADDRESS_1\\u0"}}]}`, "null") +
 		chunk(`{"tool_calls":[{"index":0,"function":{"arguments":"03e\"}"}}]}`, "null") +
 		chunk(`{}`, `"tool_calls"`) + "data: [DONE]\n\n"
-	bufM := guarded(all, cannedBackend(t, 200, http.Header{"Content-Type": {"application/json"}}, buffered))
-	sseM := guarded(all, cannedBackend(t, 200, http.Header{"Content-Type": {"text/event-stream"}}, streamed))
-	sseM.Alias = "sse"
-	g := startGateway(t, newConfig(t, nil, bufM, sseM))
-	for _, tt := range []struct {
-		shape, alias, extra string
-		stream              bool
-	}{{"buffered", "chat", "", false}, {"streamed", "sse", `,"stream":true`, true}} {
+	g := answerShapes(t, all, buffered, streamed)
+	for _, tt := range shapes {
 		res := g.do(t, "POST", "/v1/chat/completions", strings.Replace(chatBody("mail "+testEmail, tt.extra), `"chat"`, `"`+tt.alias+`"`, 1))
 		_, _, args := answerParts(t, res, tt.stream)
 		var a struct{ To string }
@@ -1201,3 +1195,18 @@ func TestGuardFlagOnlyStreamHoldsNothingBack(t *testing.T) {
 		}
 	}
 }
+
+// answerShapes starts a gateway under guard gc whose alias chat answers buffered (an answer
+// in one piece) and whose alias sse streams streamed (SSE events), for tests that check both
+// shapes of one answer; shapes says how to ask each.
+func answerShapes(t *testing.T, gc config.Guard, buffered, streamed string) *gw {
+	bufM := guarded(gc, cannedBackend(t, 200, http.Header{"Content-Type": {"application/json"}}, buffered))
+	sseM := guarded(gc, cannedBackend(t, 200, http.Header{"Content-Type": {"text/event-stream"}}, streamed))
+	sseM.Alias = "sse"
+	return startGateway(t, newConfig(t, nil, bufM, sseM))
+}
+
+var shapes = []struct {
+	shape, alias, extra string
+	stream              bool
+}{{"buffered", "chat", "", false}, {"streamed", "sse", `,"stream":true`, true}}
