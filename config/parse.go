@@ -100,7 +100,19 @@ func (w *walker) walk(n ast.Node, t reflect.Type, key string) {
 		if _, err := time.ParseDuration(s.Value); err != nil {
 			w.fail(n, key, "want a duration such as \"2s\", got %q", s.Value)
 		}
-	case t.Kind() == reflect.String:
+	case t.Kind() == reflect.String || t.Kind() == reflect.Bool || isInteger(t.Kind()):
+		// Decode the scalar on its own, as goccy will decode the whole tree, so that every
+		// value of the wrong type is reported at once: goccy stops at the first.
+		if err := yaml.NodeToValue(n, reflect.New(t).Interface(), yaml.Strict()); err != nil {
+			if e, ok := w.src.yamlError(err, nil).(*Error); ok {
+				e.Key, e.Line = key, n.GetToken().Position.Line
+				w.errs = append(w.errs, e)
+				return
+			}
+		}
+		if t.Kind() != reflect.String {
+			return
+		}
 		// goccy turns a number into its canonical text, so "version: 1.10" would become "1.1"
 		// and "0x1F" "31". Refuse rather than serve a name the user never wrote.
 		if text, ok := scalarText(n); ok && text != n.GetToken().Value {
@@ -269,6 +281,16 @@ func unsupported(n ast.Node) string {
 		return "tags (!name) are not supported; quote a value to make it a string"
 	}
 	return ""
+}
+
+// isInteger reports whether k is one of Go's integer kinds.
+func isInteger(k reflect.Kind) bool {
+	switch k {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return true
+	}
+	return false
 }
 
 // isNull reports whether n is absent or null: a key left for defaults.

@@ -111,6 +111,12 @@ func TestParseErrors(t *testing.T) {
 		{"string for integer", "limits:\n  max_body_bytes: lots\n", `config: line 2: limits.max_body_bytes: want an integer, got "lots"`},
 		{"list for string", "listen: [a]\n", `config: line 1: listen: want a string, got a list`},
 		{"string for bool", "log: {prompts: maybe}\n", `config: line 1: log.prompts: want true or false, got "maybe"`},
+		{"every wrong type", "limits:\n  max_body_bytes: 32MB\nretry:\n  attempts: two\nlog:\n  prompts: yes\nlisten: [a]\n", strings.Join([]string{
+			`config: line 2: limits.max_body_bytes: want an integer, got "32MB"`,
+			`config: line 4: retry.attempts: want an integer, got "two"`,
+			`config: line 6: log.prompts: want true or false, got "yes"`,
+			`config: line 7: listen: want a string, got a list`,
+		}, "\n")},
 		{"overflow", "retry: {attempts: 99999999999999999999}\n", `config: line 1: retry.attempts: 99999999999999999999 is too large for an integer`},
 		{"bad duration", "timeouts:\n  idle: 5x\n", `config: line 2: timeouts.idle: want a duration such as "2s", got "5x"`},
 		{"number for duration", "health: {interval: 5}\n", `config: line 1: health.interval: want a duration such as "2s", got "5"`},
