@@ -285,6 +285,15 @@ func (v *validator) backendURL(key, s string) {
 		v.addf(key, "must not be empty")
 		return
 	}
+	if !strings.Contains(s, "://") && (err != nil || u.Scheme != "http" && u.Scheme != "https") {
+		// "10.0.0.5:8000" does not even parse, and "gpu1:8000" parses with scheme "gpu1".
+		if u, err := url.Parse("http://" + s); err == nil && u.User == nil && u.Hostname() != "" {
+			v.addf(key, "has no scheme: want %q (or https://)", u.String())
+		} else {
+			v.addf(key, "has no scheme: want an http:// or https:// URL")
+		}
+		return
+	}
 	if err != nil {
 		v.addf(key, "not a valid URL") // the text may hold a password, so it is not echoed
 		return
