@@ -127,6 +127,32 @@ func TestApplyEnv(t *testing.T) {
 	}
 }
 
+// A bad value from a flag is said to come from the flag, not from the file's line that the
+// flag overrode.
+func TestSetFlag(t *testing.T) {
+	c, err := config.Parse([]byte("listen: ':8080'\nadmin: {listen: '127.0.0.1:8081'}\nmodels: [{alias: a, versions: [{version: v, backends: [{url: 'http://h', model: m}]}]}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.ApplyDefaults()
+	if err := c.ApplyEnv(func(k string) string { return map[string]string{"LLMGATE_LISTEN": ":9000"}[k] }); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetFlag("listen", "--listen", "8080"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetFlag("admin.listen", "--admin-listen", "127.0.0.1:9001"); err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "8080" || c.Admin.Listen != "127.0.0.1:9001" {
+		t.Errorf("got listen %q, admin.listen %q", c.Listen, c.Admin.Listen)
+	}
+	want := `config: --listen: listen: want host:port such as ":8080", got "8080"`
+	if got := errString(c.Validate()); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
 func TestApplyEnvErrors(t *testing.T) {
 	tests := []struct {
 		name string

@@ -56,6 +56,26 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 	return errors.Join(errs...)
 }
 
+// SetFlag sets key to value from the command-line flag named flag ("--listen"), which wins
+// over the file and the environment. Validate then names the flag rather than the file's line,
+// which holds another value. key is one the environment can override (envVars).
+func (c *Config) SetFlag(key, flag, value string) error {
+	for _, v := range c.envVars() {
+		if v.key != key {
+			continue
+		}
+		if err := setFromEnv(v.dst, value); err != nil {
+			return &Error{Env: flag, Key: key, Msg: err.Error()}
+		}
+		if c.src.env == nil {
+			c.src.env = map[string]string{}
+		}
+		c.src.env[key] = flag
+		return nil
+	}
+	panic("BUG: no flag for config key " + key)
+}
+
 func setFromEnv(dst any, s string) error {
 	switch dst := dst.(type) {
 	case *string:

@@ -10,7 +10,7 @@ import (
 type Error struct {
 	File string // path given to Load; empty for Parse and for Configs built in code
 	Line int    // 1-based line in the file; 0 when unknown
-	Env  string // environment variable the value came from, if it came from one
+	Env  string // environment variable (or command-line flag) the value came from, if one did
 	Key  string // key path, e.g. models[0].versions[1].backends[0].url; for an unknown key, its parent
 	Msg  string
 }
@@ -48,7 +48,7 @@ func (e *Error) Error() string {
 type source struct {
 	file  string
 	lines map[string]int    // line of every key written with a non-null value, and of list entries
-	env   map[string]string // keys set by ApplyEnv, to the variable that set them
+	env   map[string]string // keys set by ApplyEnv or SetFlag, to the variable or flag that set them
 }
 
 // written reports whether key was given a value by the file or the environment.

@@ -408,3 +408,19 @@ func startAndStop(cfg *config.Config) (stdout, stderr string, err error) {
 	}
 	return out.String(), errOut.String(), err
 }
+
+// A bad --listen is said to come from the flag, not from the line of the file it overrides.
+func TestServeNamesTheFlagOfABadListen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "llmgate.yaml")
+	if err := os.WriteFile(path, []byte("listen: \":8080\"\nmodels: [{alias: m, versions: [{version: v1, backends: [{url: \"http://127.0.0.1:1\", model: m}]}]}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"serve", "--config", path, "--listen", "8080"}, &stdout, &stderr); code != 1 {
+		t.Fatalf("exit %d, want 1; stderr: %s", code, stderr.String())
+	}
+	want := "llmgate serve: config: --listen: listen: want host:port such as \":8080\", got \"8080\"\n"
+	if stderr.String() != want {
+		t.Errorf("got  %q\nwant %q", stderr.String(), want)
+	}
+}

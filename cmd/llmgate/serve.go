@@ -171,11 +171,12 @@ func buildServeConfig(path string, backends, kinds []string, listen, adminListen
 	if err := cfg.ApplyEnv(os.Getenv); err != nil {
 		return nil, err
 	}
+	// Through SetFlag, so that a bad value is said to come from the flag, not the file.
 	if listen != "" {
-		cfg.Listen = listen
+		cfg.SetFlag("listen", "--listen", listen) //nolint:errcheck // a string always sets
 	}
 	if adminListen != "" {
-		cfg.Admin.Listen = adminListen
+		cfg.SetFlag("admin.listen", "--admin-listen", adminListen) //nolint:errcheck
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
