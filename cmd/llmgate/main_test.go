@@ -100,6 +100,25 @@ func TestServeSaysEveryConfigError(t *testing.T) {
 	}
 }
 
+// A variable that does not parse does not hide the problems validation finds.
+func TestServeSaysEnvAndValidationErrorsAtOnce(t *testing.T) {
+	t.Setenv("LLMGATE_TIMEOUT_TOTAL", "600")
+	t.Setenv("LLMGATE_LOG_LEVEL", "verbose")
+	path := filepath.Join(t.TempDir(), "llmgate.yaml")
+	if err := os.WriteFile(path, []byte("models: [{alias: m, versions: [{version: v1, backends: [{url: \"http://127.0.0.1:1\", kind: vlm, model: m}]}]}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"serve", "--config", path}, &stdout, &stderr); code != 1 {
+		t.Fatalf("exit %d, want 1; stderr: %s", code, stderr.String())
+	}
+	for _, want := range []string{"LLMGATE_TIMEOUT_TOTAL: timeouts.total", "LLMGATE_LOG_LEVEL: log.level", "kind: must be vllm"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr does not say %q:\n%s", want, stderr.String())
+		}
+	}
+}
+
 // serve --backend discovers each backend's models, detects its kind, and pools backends that
 // serve the same model under one alias.
 func TestDiscoverConfig(t *testing.T) {

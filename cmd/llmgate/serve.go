@@ -168,9 +168,9 @@ func buildServeConfig(path string, backends, kinds []string, listen, adminListen
 		}
 	}
 	cfg.ApplyDefaults()
-	if err := cfg.ApplyEnv(os.Getenv); err != nil {
-		return nil, err
-	}
+	// A variable that does not parse leaves the file's value; validate anyway, so that every
+	// problem is said at once.
+	envErr := cfg.ApplyEnv(os.Getenv)
 	// Through SetFlag, so that a bad value is said to come from the flag, not the file.
 	if listen != "" {
 		cfg.SetFlag("listen", "--listen", listen) //nolint:errcheck // a string always sets
@@ -178,7 +178,7 @@ func buildServeConfig(path string, backends, kinds []string, listen, adminListen
 	if adminListen != "" {
 		cfg.SetFlag("admin.listen", "--admin-listen", adminListen) //nolint:errcheck
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := errors.Join(envErr, cfg.Validate()); err != nil {
 		return nil, err
 	}
 	return cfg, nil
