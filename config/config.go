@@ -89,7 +89,7 @@ type Retry struct {
 // Log configures the structured request log.
 type Log struct {
 	Level   string `yaml:"level"`   // debug | info | warn | error
-	Prompts bool   `yaml:"prompts"` // log prompt text (off by default)
+	Prompts bool   `yaml:"prompts"` // not implemented: Validate refuses true
 }
 
 // Model is one public model alias and the versions behind it.

@@ -56,6 +56,11 @@ func (c *Config) Validate() error {
 	default:
 		v.addf("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
 	}
+	if c.Log.Prompts {
+		// Nothing reads it: the request log never holds prompt text. Refused rather than
+		// ignored, so that no one counts on a log of prompts that is not written.
+		v.addf("log.prompts", "prompt logging is not implemented (the request log never holds prompt text); remove the key or set it to false")
+	}
 	v.models(c.Models)
 	v.observe(c)
 	return errors.Join(v.errs...)

@@ -173,6 +173,8 @@ func TestValidate(t *testing.T) {
 			`config: admin.api_key_envs[3]: duplicate "VLLM_KEY" (also admin.api_key_envs[0])`,
 			`config: admin.api_key_envs[4]: OPS_TOKEN holds an admin token; it must never be sent to a backend`,
 		}},
+		{"log prompts", func(c *config.Config) { c.Log.Prompts = true },
+			[]string{`config: log.prompts: prompt logging is not implemented (the request log never holds prompt text); remove the key or set it to false`}},
 		{"bad log level", func(c *config.Config) { c.Log.Level = "INFO" },
 			[]string{`config: log.level: must be debug, info, warn or error, got "INFO"`}},
 
