@@ -78,6 +78,13 @@ func (s *source) errorAt(key, msg string) *Error {
 	return e
 }
 
+// ErrorAt returns an Error about key, located as Validate locates its own: by the file's line,
+// or the environment variable or flag that set it. For checks made outside this package, such
+// as whether a variable the config names is set.
+func (c *Config) ErrorAt(key, msg string) *Error {
+	return c.src.errorAt(key, msg)
+}
+
 // parentKey strips the last ".name" or "[i]" from a key path.
 func parentKey(key string) string {
 	i := strings.LastIndexAny(key, ".[")

@@ -365,9 +365,9 @@ state: {path: "` + filepath.Join(t.TempDir(), "state.db") + `"}
 		t.Fatalf("exit %d, want 1; stderr: %s", code, stderr.String())
 	}
 	want := []string{
-		"llmgate serve: config: models[0].versions[0].backends[0].api_key_env: environment variable LLMGATE_TEST_KEY_A is empty",
-		"llmgate serve: config: models[0].versions[0].backends[1].api_key_env: environment variable LLMGATE_TEST_KEY_B is empty",
-		"llmgate serve: config: admin.tokens[0].token_env: environment variable LLMGATE_TEST_OPS is empty",
+		"llmgate serve: config: " + path + ":1: models[0].versions[0].backends[0].api_key_env: environment variable LLMGATE_TEST_KEY_A is empty; set it before starting llmgate",
+		"llmgate serve: config: " + path + ":1: models[0].versions[0].backends[1].api_key_env: environment variable LLMGATE_TEST_KEY_B is empty; set it before starting llmgate",
+		"llmgate serve: config: " + path + ":2: admin.tokens[0].token_env: environment variable LLMGATE_TEST_OPS is empty; set it before starting llmgate",
 	}
 	if got := strings.Split(strings.TrimSpace(stderr.String()), "\n"); !slices.Equal(got, want) {
 		t.Fatalf("stderr:\n%s\nwant:\n%s", stderr.String(), strings.Join(want, "\n"))

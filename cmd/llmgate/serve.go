@@ -191,10 +191,10 @@ func buildServeConfig(path string, backends, kinds []string, listen, adminListen
 // (backends): from then on the store decides what is served, and a backend of the file that it
 // no longer serves needs no key (the router checks the served ones').
 func checkEnv(cfg *config.Config, getenv func(string) string, backends bool) error {
-	var b strings.Builder
+	var errs []error
 	need := func(key, name string) {
 		if name != "" && getenv(name) == "" {
-			fmt.Fprintf(&b, "config: %s: environment variable %s is empty\n", key, name)
+			errs = append(errs, cfg.ErrorAt(key, fmt.Sprintf("environment variable %s is empty; set it before starting llmgate", name)))
 		}
 	}
 	for i, m := range cfg.Models {
@@ -212,10 +212,7 @@ func checkEnv(cfg *config.Config, getenv func(string) string, backends bool) err
 	for i, t := range cfg.Admin.Tokens {
 		need(fmt.Sprintf("admin.tokens[%d].token_env", i), t.TokenEnv)
 	}
-	if b.Len() == 0 {
-		return nil
-	}
-	return errors.New(strings.TrimSuffix(b.String(), "\n"))
+	return errors.Join(errs...)
 }
 
 // checkBackends probes every backend of the config once: on a first start an unreachable backend
