@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -307,6 +308,12 @@ func (s *source) yamlError(err error, keyAt map[token.Position]string) error {
 		return &Error{File: s.file, Msg: err.Error()}
 	}
 	e := &Error{File: s.file, Msg: ye.GetMessage()}
+	switch m := duplicateKeyRE.FindStringSubmatch(e.Msg); {
+	case m != nil:
+		e.Msg = fmt.Sprintf("duplicate key %s (first on line %s); keep one", m[1], m[2])
+	case strings.Contains(e.Msg, "'\t'"):
+		e.Msg = "a tab indents this line; YAML indents with spaces only"
+	}
 	tk := ye.GetToken()
 	if tk == nil {
 		return e
@@ -327,6 +334,9 @@ func (s *source) yamlError(err error, keyAt map[token.Position]string) error {
 	}
 	return e
 }
+
+// duplicateKeyRE matches goccy's message for a key given twice in one mapping.
+var duplicateKeyRE = regexp.MustCompile(`^mapping key ("(?:[^"\\]|\\.)*") already defined at \[(\d+):\d+\]$`)
 
 // describe names a destination type in the user's terms, not Go's.
 func describe(t reflect.Type) string {

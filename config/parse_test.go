@@ -133,7 +133,9 @@ func TestParseErrors(t *testing.T) {
 		{"tag", "admin:\n  tokens: !!seq []\n", `config: line 2: admin.tokens: tags (!name) are not supported; quote a value to make it a string`},
 		{"empty tag", "admin: #\n tokens: ! ", `config: line 2: admin.tokens: tags (!name) are not supported; quote a value to make it a string`},
 		{"tagged key", "!!str listen: ':1'\n", `config: line 1: tags (!name) are not supported; quote a value to make it a string`},
-		{"duplicate key", "listen: ':1'\nlisten: ':2'\n", `config: line 2: mapping key "listen" already defined at [1:1]`},
+		{"duplicate key", "listen: ':1'\nlisten: ':2'\n", `config: line 2: duplicate key "listen" (first on line 1); keep one`},
+		{"tab indent", "models:\n\t- alias: chat\n", `config: line 2: a tab indents this line; YAML indents with spaces only`},
+		{"tab indent in a mapping", "timeouts:\n  idle: 1s\n\ttotal: 2s\n", `config: line 3: a tab indents this line; YAML indents with spaces only`},
 		{"two documents", "listen: ':1'\n---\nlisten: ':2'\n", `config: line 3: more than one YAML document`},
 	}
 	for _, tt := range tests {
