@@ -162,6 +162,8 @@ func TestApplyEnvErrors(t *testing.T) {
 		{"unset leaves defaults", nil, "<nil>"},
 		{"bad duration", map[string]string{"LLMGATE_TIMEOUT_IDLE": "5x"},
 			`config: LLMGATE_TIMEOUT_IDLE: timeouts.idle: want a duration such as "2s", got "5x"`},
+		{"duration without unit", map[string]string{"LLMGATE_TIMEOUT_TOTAL": "600"},
+			`config: LLMGATE_TIMEOUT_TOTAL: timeouts.total: "600" has no unit; write "600s" for seconds (or ms, m, h)`},
 		{"bad integer", map[string]string{"LLMGATE_MAX_BODY_BYTES": "32MiB"},
 			`config: LLMGATE_MAX_BODY_BYTES: limits.max_body_bytes: want an integer, got "32MiB"`},
 		{"every bad variable", map[string]string{"LLMGATE_RETRY_ATTEMPTS": "two", "LLMGATE_TIMEOUT_TOTAL": "forever"},

@@ -89,7 +89,7 @@ func setFromEnv(dst any, s string) error {
 	case *time.Duration:
 		d, err := time.ParseDuration(s)
 		if err != nil {
-			return fmt.Errorf("want a duration such as \"2s\", got %q", s)
+			return errors.New(durationProblem(s))
 		}
 		*dst = d
 	default:

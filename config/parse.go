@@ -94,12 +94,15 @@ func (w *walker) walk(n ast.Node, t reflect.Type, key string) {
 		w.walk(n, t.Elem(), key)
 	case t == durationType:
 		s, ok := n.(*ast.StringNode)
-		if !ok {
+		switch {
+		case !ok && (n.Type() == ast.IntegerType || n.Type() == ast.FloatType):
+			w.fail(n, key, "%s", durationProblem(n.GetToken().Value))
+		case !ok:
 			w.fail(n, key, "want a duration such as \"2s\", got %s", describeNode(n.Type(), n.GetToken()))
-			return
-		}
-		if _, err := time.ParseDuration(s.Value); err != nil {
-			w.fail(n, key, "want a duration such as \"2s\", got %q", s.Value)
+		default:
+			if _, err := time.ParseDuration(s.Value); err != nil {
+				w.fail(n, key, "%s", durationProblem(s.Value))
+			}
 		}
 	case t.Kind() == reflect.String || t.Kind() == reflect.Bool || isInteger(t.Kind()):
 		// Decode the scalar on its own, as goccy will decode the whole tree, so that every
@@ -282,6 +285,14 @@ func unsupported(n ast.Node) string {
 		return "tags (!name) are not supported; quote a value to make it a string"
 	}
 	return ""
+}
+
+// durationProblem explains why s is not a duration; a bare number is missing its unit.
+func durationProblem(s string) string {
+	if _, err := strconv.ParseFloat(s, 64); err == nil {
+		return fmt.Sprintf("%q has no unit; write %q for seconds (or ms, m, h)", s, s+"s")
+	}
+	return fmt.Sprintf("want a duration such as \"2s\", got %q", s)
 }
 
 // isInteger reports whether k is one of Go's integer kinds.
