@@ -174,9 +174,9 @@ func TestApplyEnvErrors(t *testing.T) {
 		{"bad listen is named by Validate", map[string]string{"LLMGATE_LISTEN": "8080"},
 			`config: LLMGATE_LISTEN: listen: want host:port such as ":8080", got "8080"`},
 		{"total under a default timeout", map[string]string{"LLMGATE_TIMEOUT_TOTAL": "45s"},
-			"config: timeouts.first_byte: the default, 1m0s, exceeds timeouts.total 45s; set timeouts.first_byte to at most 45s too"},
+			"config: timeouts.first_byte: the default, 1m0s, exceeds timeouts.total 45s (from LLMGATE_TIMEOUT_TOTAL); set timeouts.first_byte to at most 45s too"},
 		{"total under a timeout set to the default's value", map[string]string{"LLMGATE_TIMEOUT_TOTAL": "45s", "LLMGATE_TIMEOUT_FIRST_BYTE": "1m"},
-			"config: LLMGATE_TIMEOUT_FIRST_BYTE: timeouts.first_byte: 1m0s exceeds timeouts.total 45s"},
+			"config: LLMGATE_TIMEOUT_FIRST_BYTE: timeouts.first_byte: 1m0s exceeds timeouts.total 45s (from LLMGATE_TIMEOUT_TOTAL)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -149,6 +149,11 @@ func (v *validator) timeouts(t Timeouts) {
 	v.positive("timeouts.first_byte", t.FirstByte)
 	v.positive("timeouts.idle", t.Idle)
 	v.positive("timeouts.total", t.Total)
+	total := t.Total.String()
+	if env, ok := v.src.env["timeouts.total"]; ok {
+		// The error is located at the other key, whose line or variable holds no total.
+		total += " (from " + env + ")"
+	}
 	for _, p := range []struct {
 		key    string
 		d, def time.Duration
@@ -157,9 +162,9 @@ func (v *validator) timeouts(t Timeouts) {
 		case p.d <= t.Total || t.Total <= 0:
 		case p.d == p.def && !v.src.written(p.key):
 			// Only total was set, shorter than this default: say which key to set as well.
-			v.addf(p.key, "the default, %s, exceeds timeouts.total %s; set %s to at most %s too", p.d, t.Total, p.key, t.Total)
+			v.addf(p.key, "the default, %s, exceeds timeouts.total %s; set %s to at most %s too", p.d, total, p.key, t.Total)
 		default:
-			v.addf(p.key, "%s exceeds timeouts.total %s", p.d, t.Total)
+			v.addf(p.key, "%s exceeds timeouts.total %s", p.d, total)
 		}
 	}
 }
