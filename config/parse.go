@@ -156,7 +156,9 @@ func (w *walker) mapping(n ast.Node, t reflect.Type, key string) {
 		name, isString := keyName(k)
 		field, known := structField(t, name)
 		if !isString || !known {
-			if near := nearestKey(t, name); isString && near != "" {
+			if hint := elsewhere[name]; isString && t == reflect.TypeFor[Model]() && hint != "" {
+				w.fail(k, key, "unknown key %q: %s", name, hint)
+			} else if near := nearestKey(t, name); isString && near != "" {
 				w.fail(k, key, "unknown key %q; did you mean %q?", name, near)
 			} else {
 				w.fail(k, key, "unknown key %q", name)
@@ -170,6 +172,15 @@ func (w *walker) mapping(n ast.Node, t reflect.Type, key string) {
 		}
 		w.walk(it.Value(), field.Type, child)
 	}
+}
+
+// elsewhere explains, for keys of a model that users expect in the file, where that setting
+// lives instead: the split and the shadow are deploy state, changed through the admin API.
+var elsewhere = map[string]string{
+	"traffic":        "a canary split is not set in the file; once serving, run llmgate admin traffic ALIAS --stable V --canary V --percent P",
+	"canary":         "a canary split is not set in the file; once serving, run llmgate admin traffic ALIAS --stable V --canary V --percent P",
+	"canary_percent": "a canary split is not set in the file; once serving, run llmgate admin traffic ALIAS --stable V --canary V --percent P",
+	"shadow":         "shadow traffic is not set in the file; once serving, run llmgate admin shadow ALIAS VERSION --percent P",
 }
 
 // keyName returns the text of a map key and whether it is a string (only string keys can

@@ -103,6 +103,10 @@ func TestParseErrors(t *testing.T) {
 			"lisen: 1\nadmin:\n  tokenz: []\n",
 			"config: line 1: unknown key \"lisen\"; did you mean \"listen\"?\nconfig: line 3: admin: unknown key \"tokenz\"; did you mean \"tokens\"?",
 		},
+		{"traffic in the file", "models:\n  - alias: chat\n    traffic: {canary: v4, canary_percent: 10}\n    shadow: {version: v4, percent: 5}\n", strings.Join([]string{
+			`config: line 3: models[0]: unknown key "traffic": a canary split is not set in the file; once serving, run llmgate admin traffic ALIAS --stable V --canary V --percent P`,
+			`config: line 4: models[0]: unknown key "shadow": shadow traffic is not set in the file; once serving, run llmgate admin shadow ALIAS VERSION --percent P`,
+		}, "\n")},
 		{"non-string key", "1: x\n", `config: line 1: unknown key "1"`},
 		{"integer for string list", "models: 7\n", `config: line 1: models: want a list, got "7"`},
 		{"list for mapping", "admin: [1]\n", `config: line 1: admin: want a mapping, got a list`},
