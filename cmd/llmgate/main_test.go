@@ -55,7 +55,7 @@ func TestServeFailsWithOneLine(t *testing.T) {
 		{"wrong backend kind", []string{"serve", "--backend", backend, "--backend-kind", "ollama"}, 1, "failed its health check: GET " + backend + "/: status 404; is its kind right?"},
 		{"bad backend kind", []string{"serve", "--backend", backend, "--backend-kind", "tgi"}, 1, `--backend-kind "tgi"`},
 		{"backend url with /v1", []string{"serve", "--backend", backend + "/v1"}, 1, "GET /v1/models: status 404; the URL ends in /v1, which llmgate adds itself: give the server's base URL without it"},
-		{"port in use", []string{"serve", "--backend", backend, "--listen", busy.Addr().String(), "--admin-listen", "127.0.0.1:0"}, 1, "address already in use"},
+		{"port in use", []string{"serve", "--backend", backend, "--listen", busy.Addr().String(), "--admin-listen", "127.0.0.1:0"}, 1, "address already in use (set listen, --listen or LLMGATE_LISTEN to a free address)"},
 		{"fakellm bad flavor", []string{"fakellm", "--flavor", "tgi"}, 2, "flavor must be"},
 		{"demo bad flag", []string{"demo", "--lisen", "x"}, 2, "llmgate demo: flag provided but not defined: -lisen (llmgate demo -h lists the flags)"},
 		{"fakellm bad flag", []string{"fakellm", "--bogus"}, 2, "-bogus (llmgate fakellm -h"},
@@ -441,5 +441,27 @@ func TestServeNamesTheFlagOfABadListen(t *testing.T) {
 	want := "llmgate serve: config: --listen: listen: want host:port such as \":8080\", got \"8080\"\n"
 	if stderr.String() != want {
 		t.Errorf("got  %q\nwant %q", stderr.String(), want)
+	}
+}
+
+// The start says where the deploy state is as an absolute path: a relative state.path is
+// relative to the working directory, which the path as written does not tell.
+func TestServeSaysTheAbsoluteStatePath(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	backend := startFakeLLM(t, fakellm.Options{Flavor: "vllm", Model: "m"})
+	if err := os.WriteFile("gw.yaml", []byte("state: {path: gw-state.db}\nmodels: [{alias: m, versions: [{version: v1, backends: [{url: \""+backend+"\", kind: vllm, model: m}]}]}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := buildServeConfig("gw.yaml", nil, nil, "127.0.0.1:0", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, _, err := startAndStop(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "deploy state in " + filepath.Join(dir, "gw-state.db") + "\n"; !strings.Contains(stdout, want) {
+		t.Errorf("stdout %q does not say %q", stdout, want)
 	}
 }

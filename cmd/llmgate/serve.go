@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -108,7 +109,13 @@ func startServing(cfg *config.Config, st store.Store, stdout, stderr io.Writer) 
 		fmt.Fprintf(stdout, "  memory limit %d MiB (limits.memory_bytes)\n", cfg.Limits.MemoryBytes>>20)
 	}
 	if st == nil {
-		fmt.Fprintf(stdout, "  deploy state in %s\n", cfg.State.Path)
+		// Absolute: a relative state.path is relative to the working directory, and a start
+		// from another one would seed a new store from the file without a word.
+		path := cfg.State.Path
+		if abs, err := filepath.Abs(path); err == nil {
+			path = abs
+		}
+		fmt.Fprintf(stdout, "  deploy state in %s\n", path)
 	}
 	printModels(stdout, g.Table(), cfg, g.RolloutSummary)
 	return g, lns, nil
@@ -290,11 +297,11 @@ func start(cfg *config.Config, logOut io.Writer, st store.Store) (*gateway.Gatew
 	var lns [2]net.Listener
 	var err error
 	if lns[0], err = net.Listen("tcp", cfg.Listen); err != nil {
-		return nil, lns, fmt.Errorf("listen %s: %v", cfg.Listen, shortErr(err))
+		return nil, lns, fmt.Errorf("listen %s: %v (set listen, --listen or LLMGATE_LISTEN to a free address)", cfg.Listen, shortErr(err))
 	}
 	if lns[1], err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
 		lns[0].Close()
-		return nil, lns, fmt.Errorf("admin listen %s: %v", cfg.Admin.Listen, shortErr(err))
+		return nil, lns, fmt.Errorf("admin listen %s: %v (set admin.listen, --admin-listen or LLMGATE_ADMIN_LISTEN to a free address)", cfg.Admin.Listen, shortErr(err))
 	}
 	g, err := gateway.New(cfg, gateway.Options{LogOutput: logOut, Store: st})
 	if err != nil {
