@@ -253,12 +253,13 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	o := RegisterFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stderr, "usage: llmgate bench [flags]  (--url URL | --compare name=URL ...)")
-			fs.SetOutput(stderr)
+			// On stdout, as every other command's -h, so that it pipes into less or grep.
+			fmt.Fprintln(stdout, "Usage of llmgate bench: (--url URL | --compare name=URL ...) [flags]")
+			fs.SetOutput(stdout)
 			fs.PrintDefaults()
 			return 0
 		}
-		fmt.Fprintln(stderr, "bench:", err)
+		fmt.Fprintf(stderr, "llmgate bench: %v (llmgate bench -h lists the flags)\n", err)
 		return 2
 	}
 	set := map[string]bool{}
@@ -270,7 +271,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		o.Rounds = 1 // rounds interleave targets; one target needs one run
 	}
 	fail := func(code int, err error) int {
-		fmt.Fprintln(stderr, "bench:", err)
+		fmt.Fprintln(stderr, "llmgate bench:", err)
 		return code
 	}
 	if fs.NArg() > 0 {
