@@ -9,11 +9,11 @@ import (
 )
 
 // runBareProxy serves the bare fasthttp reverse proxy that benchmarks compare llmgate against.
-func runBareProxy(args []string, stderr io.Writer) int {
+func runBareProxy(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("bareproxy", flag.ContinueOnError)
 	upstream := fs.String("upstream", "", "backend base URL, e.g. http://127.0.0.1:8000")
 	listen := fs.String("listen", "127.0.0.1:8001", "address to serve on")
-	if rc, ok := parseFlags(fs, args, stderr, stderr); !ok {
+	if rc, ok := parseFlags(fs, args, stdout, stderr); !ok {
 		return rc
 	}
 	if *upstream == "" {

@@ -12,11 +12,11 @@ import (
 	"github.com/llmgate/llmgate/bench/fakellm"
 )
 
-func runFakeLLM(args []string, stderr io.Writer) int {
+func runFakeLLM(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("fakellm", flag.ContinueOnError)
 	opts := fakellm.RegisterFlags(fs)
 	listen := fs.String("listen", "127.0.0.1:8000", "address to serve on")
-	if rc, ok := parseFlags(fs, args, stderr, stderr); !ok {
+	if rc, ok := parseFlags(fs, args, stdout, stderr); !ok {
 		return rc
 	}
 	if err := opts.Validate(); err != nil {

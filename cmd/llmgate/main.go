@@ -46,13 +46,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "demo":
 		return runDemo(args[1:], stdout, stderr)
 	case "fakellm":
-		return runFakeLLM(args[1:], stderr)
+		return runFakeLLM(args[1:], stdout, stderr)
 	case "admin":
 		return runAdmin(args[1:], stdout, stderr)
 	case "bench":
 		return runBench(args[1:], stdout, stderr)
 	case "bareproxy":
-		return runBareProxy(args[1:], stderr)
+		return runBareProxy(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "llmgate", buildVersion(), runtime.Version())
 		return 0

@@ -465,3 +465,13 @@ func TestServeSaysTheAbsoluteStatePath(t *testing.T) {
 		t.Errorf("stdout %q does not say %q", stdout, want)
 	}
 }
+
+// Every command's -h goes to stdout, so that it pipes into less or grep.
+func TestHelpOnStdout(t *testing.T) {
+	for _, cmd := range []string{"serve", "demo", "fakellm", "bareproxy", "bench"} {
+		var stdout, stderr bytes.Buffer
+		if code := run([]string{cmd, "-h"}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "-listen") && !strings.Contains(stdout.String(), "-url") || stderr.Len() != 0 {
+			t.Errorf("llmgate %s -h: exit %d\nstdout: %s\nstderr: %s", cmd, code, stdout.String(), stderr.String())
+		}
+	}
+}
