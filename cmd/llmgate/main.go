@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"runtime"
 	"runtime/debug"
+	"time"
 )
 
 // version is set at build time with -ldflags "-X main.version=..."; otherwise the module
@@ -89,6 +91,26 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (rc i
 		fs.PrintDefaults()
 		return 0, false
 	}
-	fmt.Fprintf(stderr, "llmgate %s: %v (llmgate %s -h lists the flags)\n", fs.Name(), err, fs.Name())
+	fmt.Fprintf(stderr, "llmgate %s: %v (llmgate %s -h lists the flags)\n", fs.Name(), flagError(fs, err), fs.Name())
 	return 2, false
+}
+
+// badValueRE matches the flag package's error for a value its flag cannot parse.
+var badValueRE = regexp.MustCompile(`^invalid value ("(?:[^"\\]|\\.)*") for flag -([^:]+): parse error$`)
+
+// flagError rewrites the flag package's "parse error" for a duration flag ("--ttft 200"), which
+// does not say what a duration looks like.
+func flagError(fs *flag.FlagSet, err error) error {
+	m := badValueRE.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	if f := fs.Lookup(m[2]); f != nil {
+		if g, ok := f.Value.(flag.Getter); ok {
+			if _, ok := g.Get().(time.Duration); ok {
+				return fmt.Errorf("invalid value %s for flag -%s: want a duration with a unit, such as \"200ms\", \"5s\" or \"1m\"", m[1], m[2])
+			}
+		}
+	}
+	return err
 }
