@@ -516,6 +516,7 @@ func TestMainCommand(t *testing.T) {
 		{name: "no target", args: nil, code: 2, stderr: "need --url or --compare"},
 		{name: "help", args: []string{"-h"}, code: 0, stdout: "-prompt-mix"},
 		{name: "bad flag", args: []string{"--rate", "x"}, code: 2, stderr: "llmgate bench: invalid value \"x\" for flag -rate: parse error (llmgate bench -h lists the flags)"},
+		{name: "duration without unit", args: []string{"--duration", "5"}, code: 2, stderr: `invalid value "5" for flag -duration: want a duration with a unit, such as "500ms", "10s" or "1m"`},
 		{name: "bad workload", args: []string{"--url", url, "--workload", "img"}, code: 2, stderr: `--workload "img"`},
 		{name: "bad compare", args: []string{"--compare", "nameonly"}, code: 2, stderr: "want name=URL"},
 		{name: "bad url", args: []string{"--url", "localhost:80"}, code: 2, stderr: "not an http(s)://host:port URL"},

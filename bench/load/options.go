@@ -259,6 +259,17 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			fs.PrintDefaults()
 			return 0
 		}
+		if name, ok := strings.CutPrefix(err.Error(), "invalid value "); ok && strings.HasSuffix(name, ": parse error") {
+			// "--duration 5": the flag package says only "parse error".
+			val, fl, _ := strings.Cut(strings.TrimSuffix(name, ": parse error"), " for flag -")
+			if f := fs.Lookup(fl); f != nil {
+				if g, ok := f.Value.(flag.Getter); ok {
+					if _, ok := g.Get().(time.Duration); ok {
+						err = fmt.Errorf("invalid value %s for flag -%s: want a duration with a unit, such as \"500ms\", \"10s\" or \"1m\"", val, fl)
+					}
+				}
+			}
+		}
 		fmt.Fprintf(stderr, "llmgate bench: %v (llmgate bench -h lists the flags)\n", err)
 		return 2
 	}
