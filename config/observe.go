@@ -107,6 +107,23 @@ func (v *validator) observe(c *Config) {
 	for _, t := range c.Admin.Tokens {
 		tokenEnvs[t.TokenEnv] = true
 	}
+	// The backends' variables are sent to the backends, and an admin deploy may name any of
+	// them for a URL it chooses: an admin token's variable there would hand the token out.
+	for i, m := range c.Models {
+		mk := indexKey("models", i)
+		for j, ver := range m.Versions {
+			for k, b := range ver.Backends {
+				if b.APIKeyEnv != "" && tokenEnvs[b.APIKeyEnv] {
+					v.addf(indexKey(indexKey(mk+".versions", j)+".backends", k)+".api_key_env",
+						"%s holds an admin token; it must never be sent to a backend: give the backend a variable of its own", b.APIKeyEnv)
+				}
+			}
+		}
+		if cl := m.Guard.Safety.Classifier; cl != nil && cl.APIKeyEnv != "" && tokenEnvs[cl.APIKeyEnv] {
+			v.addf(mk+".guard.safety.classifier.api_key_env",
+				"%s holds an admin token; it must never be sent to the classifier: give it a variable of its own", cl.APIKeyEnv)
+		}
+	}
 	seenEnv := map[string]int{}
 	for i, e := range c.Admin.APIKeyEnvs {
 		k := indexKey("admin.api_key_envs", i)

@@ -173,6 +173,15 @@ func TestValidate(t *testing.T) {
 			`config: admin.api_key_envs[3]: duplicate "VLLM_KEY" (also admin.api_key_envs[0])`,
 			`config: admin.api_key_envs[4]: OPS_TOKEN holds an admin token; it must never be sent to a backend`,
 		}},
+		{"backend key is an admin token", func(c *config.Config) {
+			c.Admin.Tokens[0].TokenEnv = "OPS_TOKEN"
+			backend(c).APIKeyEnv = "OPS_TOKEN"
+			c.Models[0].Guard.Safety = config.SafetyGuard{Prompt: "block", Classifier: &config.Classifier{
+				Kind: "moderations", URL: "http://c", Mode: "sync", OnError: "fail_open", Timeout: time.Second, APIKeyEnv: "LLMGATE_ADMIN_TOKEN"}}
+		}, []string{
+			b0 + `.api_key_env: OPS_TOKEN holds an admin token; it must never be sent to a backend: give the backend a variable of its own`,
+			`config: models[0].guard.safety.classifier.api_key_env: LLMGATE_ADMIN_TOKEN holds an admin token; it must never be sent to the classifier: give it a variable of its own`,
+		}},
 		{"log prompts", func(c *config.Config) { c.Log.Prompts = true },
 			[]string{`config: log.prompts: prompt logging is not implemented (the request log never holds prompt text); remove the key or set it to false`}},
 		{"bad log level", func(c *config.Config) { c.Log.Level = "INFO" },
