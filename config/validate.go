@@ -109,7 +109,7 @@ func listenConflict(a, b string) bool {
 }
 
 func (v *validator) tokens(tokens []AdminToken) {
-	seen := map[string]int{}
+	seen, seenEnv := map[string]int{}, map[string]int{}
 	for i, t := range tokens {
 		k := indexKey("admin.tokens", i)
 		if t.Name == "" {
@@ -123,6 +123,10 @@ func (v *validator) tokens(tokens []AdminToken) {
 		}
 		if !envNameRE.MatchString(t.TokenEnv) {
 			v.addf(k+".token_env", "want the name of an environment variable, got %q", t.TokenEnv)
+		} else if j, dup := seenEnv[t.TokenEnv]; dup {
+			v.addf(k+".token_env", "%s is also admin.tokens[%d]'s variable; each token needs its own secret", t.TokenEnv, j)
+		} else {
+			seenEnv[t.TokenEnv] = i
 		}
 		if t.Role != "admin" && t.Role != "read" {
 			v.addf(k+".role", "must be admin or read, got %q", t.Role)

@@ -162,8 +162,13 @@ func TestValidate(t *testing.T) {
 			[]string{`config: admin.tokens[0].name: must be printable UTF-8 without surrounding spaces, got "o\x00ps"`}},
 		{"empty token_env", func(c *config.Config) { c.Admin.Tokens[0].TokenEnv = "" },
 			[]string{`config: admin.tokens[0].token_env: want the name of an environment variable, got ""`}},
-		{"duplicate token name", func(c *config.Config) { c.Admin.Tokens = append(c.Admin.Tokens, c.Admin.Tokens[0]) },
-			[]string{`config: admin.tokens[1].name: duplicate token name "ops" (also admin.tokens[0])`}},
+		{"duplicate token name", func(c *config.Config) {
+			c.Admin.Tokens = append(c.Admin.Tokens, c.Admin.Tokens[0])
+			c.Admin.Tokens[1].TokenEnv = "OTHER_TOKEN"
+		}, []string{`config: admin.tokens[1].name: duplicate token name "ops" (also admin.tokens[0])`}},
+		{"duplicate token_env", func(c *config.Config) {
+			c.Admin.Tokens = append(c.Admin.Tokens, config.AdminToken{Name: "dash", TokenEnv: c.Admin.Tokens[0].TokenEnv, Role: "read"})
+		}, []string{`config: admin.tokens[1].token_env: LLMGATE_ADMIN_TOKEN is also admin.tokens[0]'s variable; each token needs its own secret`}},
 		{"api_key_envs", func(c *config.Config) {
 			c.Admin.APIKeyEnvs = []string{"VLLM_KEY", "bad-name", "LLMGATE_ADMIN_TOKEN", "VLLM_KEY", "OPS_TOKEN"}
 			c.Admin.Tokens[0].TokenEnv = "OPS_TOKEN"
