@@ -476,3 +476,25 @@ func TestHelpOnStdout(t *testing.T) {
 		}
 	}
 }
+
+// A safety rules file that cannot be read is said with its line, beside the other problems.
+func TestServeSaysAMissingRulesFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "llmgate.yaml")
+	cfg := "state: {path: " + filepath.Join(dir, "state.db") + "}\nmodels:\n  - alias: m\n    versions: [{version: v1, backends: [{url: \"http://127.0.0.1:1\", model: m, api_key_env: LLMGATE_TEST_KEY_C}]}]\n" +
+		"    guard:\n      safety:\n        prompt: block\n        rules_file: no-such-rules.yaml\n"
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"serve", "--config", path}, &stdout, &stderr); code != 1 {
+		t.Fatalf("exit %d, want 1; stderr: %s", code, stderr.String())
+	}
+	want := []string{
+		"llmgate serve: config: " + path + ":4: models[0].versions[0].backends[0].api_key_env: environment variable LLMGATE_TEST_KEY_C is empty; set it before starting llmgate",
+		"llmgate serve: config: " + path + ":8: models[0].guard.safety.rules_file: open no-such-rules.yaml: no such file or directory (a relative path is relative to the working directory)",
+	}
+	if got := strings.Split(strings.TrimSpace(stderr.String()), "\n"); !slices.Equal(got, want) {
+		t.Fatalf("stderr:\n%s\nwant:\n%s", stderr.String(), strings.Join(want, "\n"))
+	}
+}

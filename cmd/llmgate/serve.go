@@ -86,7 +86,7 @@ func startServing(cfg *config.Config, st store.Store, stdout, stderr io.Writer) 
 	// several, or one the store no longer serves) must not keep the gateway from starting: it is
 	// only said, and the health checks keep it out until it answers.
 	first := st != nil || !fileExists(cfg.State.Path)
-	if err := checkEnv(cfg, os.Getenv, first); err != nil {
+	if err := errors.Join(checkEnv(cfg, os.Getenv, first), checkRulesFiles(cfg)); err != nil {
 		return nil, [2]net.Listener{}, err
 	}
 	if first {
@@ -218,6 +218,23 @@ func checkEnv(cfg *config.Config, getenv func(string) string, backends bool) err
 	}
 	for i, t := range cfg.Admin.Tokens {
 		need(fmt.Sprintf("admin.tokens[%d].token_env", i), t.TokenEnv)
+	}
+	return errors.Join(errs...)
+}
+
+// checkRulesFiles says, with the others and located in the file, which safety rules files
+// cannot be read: the gateway would refuse them one at a time, without a line.
+func checkRulesFiles(cfg *config.Config) error {
+	var errs []error
+	for i, m := range cfg.Models {
+		if p := m.Guard.Safety.RulesFile; p != "" {
+			if f, err := os.Open(p); err != nil {
+				errs = append(errs, cfg.ErrorAt(fmt.Sprintf("models[%d].guard.safety.rules_file", i),
+					fmt.Sprintf("%v (a relative path is relative to the working directory)", err)))
+			} else {
+				f.Close()
+			}
+		}
 	}
 	return errors.Join(errs...)
 }
