@@ -49,6 +49,10 @@ type source struct {
 	file  string
 	lines map[string]int    // line of every key written with a non-null value, and of list entries
 	env   map[string]string // keys set by ApplyEnv or SetFlag, to the variable or flag that set them
+	// misspelt holds the keys an unknown key of the file likely meant ("versons": versions).
+	// Validate says nothing of them: "versions: at least one is required" would only repeat
+	// the parse error that comes with it.
+	misspelt map[string]bool
 }
 
 // written reports whether key was given a value by the file or the environment.

@@ -16,7 +16,8 @@ import (
 	"github.com/goccy/go-yaml/token"
 )
 
-// Load reads and parses the YAML file at path. Errors name the file and line.
+// Load reads and parses the YAML file at path. Errors name the file and line. As with Parse,
+// a Config may come back with the errors.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -27,7 +28,9 @@ func Load(path string) (*Config, error) {
 
 // Parse decodes one YAML document strictly: unknown keys, values of the wrong type and bad
 // durations ("2s", "10m") are errors naming the line and key. It neither applies defaults nor
-// validates; see Config for the usual sequence.
+// validates; see Config for the usual sequence. When the only problems are unknown keys and
+// numbers written for names, the Config (without those keys) comes back with the error too, so
+// that a caller can validate it and report every problem at once; otherwise it is nil.
 func Parse(data []byte) (*Config, error) {
 	return parse(data, "")
 }
@@ -56,7 +59,13 @@ func parse(data []byte, file string) (*Config, error) {
 	w := walker{src: &src, keyAt: map[token.Position]string{}}
 	w.walk(body, reflect.TypeFor[Config](), "")
 	if len(w.errs) > 0 {
-		return nil, errors.Join(w.errs...)
+		if w.fatal || !decodeLenient(body, &c) {
+			return nil, errors.Join(w.errs...)
+		}
+		// Only unknown keys and numbers written for names: the rest decodes, and a Config
+		// comes back with the errors so that Validate can report its problems at once too.
+		c.src = src
+		return &c, errors.Join(w.errs...)
 	}
 	// goccy decodes and type-checks scalars; Strict stays on as a second line of defence.
 	if err := yaml.NodeToValue(body, &c, yaml.Strict()); err != nil {
@@ -66,16 +75,35 @@ func parse(data []byte, file string) (*Config, error) {
 	return &c, nil
 }
 
+// decodeLenient decodes body into c skipping unknown keys, and reports whether it could.
+func decodeLenient(body ast.Node, c *Config) (ok bool) {
+	defer func() {
+		if recover() != nil { // goccy panics on some input the walk did not look into
+			ok = false
+		}
+	}()
+	return yaml.NodeToValue(body, c) == nil
+}
+
 // walker checks a YAML tree against a Go type and records key lines.
 type walker struct {
 	src   *source
 	keyAt map[token.Position]string // value token position -> key path, to place goccy's errors
 	errs  []error
+	// fatal is set by an error after which the tree cannot be decoded for Validate: all but
+	// an unknown key and a number written for a name.
+	fatal bool
 }
 
 var durationType = reflect.TypeFor[time.Duration]()
 
 func (w *walker) fail(n ast.Node, key, format string, args ...any) {
+	w.note(n, key, format, args...)
+	w.fatal = true
+}
+
+// note records a problem after which the tree still decodes (see fatal).
+func (w *walker) note(n ast.Node, key, format string, args ...any) {
 	w.errs = append(w.errs, &Error{File: w.src.file, Line: n.GetToken().Position.Line, Key: key, Msg: fmt.Sprintf(format, args...)})
 }
 
@@ -120,7 +148,7 @@ func (w *walker) walk(n ast.Node, t reflect.Type, key string) {
 		// goccy turns a number into its canonical text, so "version: 1.10" would become "1.1"
 		// and "0x1F" "31". Refuse rather than serve a name the user never wrote.
 		if text, ok := scalarText(n); ok && text != n.GetToken().Value {
-			w.fail(n, key, "%s reads as %s; quote it to keep the text: \"%s\"", n.GetToken().Value, text, n.GetToken().Value)
+			w.note(n, key, "%s reads as %s; quote it to keep the text: \"%s\"", n.GetToken().Value, text, n.GetToken().Value)
 		}
 	case t.Kind() == reflect.Struct:
 		w.mapping(n, t, key)
@@ -156,12 +184,19 @@ func (w *walker) mapping(n ast.Node, t reflect.Type, key string) {
 		name, isString := keyName(k)
 		field, known := structField(t, name)
 		if !isString || !known {
-			if hint := elsewhere[name]; isString && t == reflect.TypeFor[Model]() && hint != "" {
-				w.fail(k, key, "unknown key %q: %s", name, hint)
-			} else if near := nearestKey(t, name); isString && near != "" {
-				w.fail(k, key, "unknown key %q; did you mean %q?", name, near)
-			} else {
-				w.fail(k, key, "unknown key %q", name)
+			switch hint, near := elsewhere[name], nearestKey(t, name); {
+			case !isString:
+				w.fail(k, key, "unknown key %q", name) // goccy would drop it without a word
+			case t == reflect.TypeFor[Model]() && hint != "":
+				w.note(k, key, "unknown key %q: %s", name, hint)
+			case near != "":
+				w.note(k, key, "unknown key %q; did you mean %q?", name, near)
+				if w.src.misspelt == nil {
+					w.src.misspelt = map[string]bool{}
+				}
+				w.src.misspelt[childKey(key, near)] = true
+			default:
+				w.note(k, key, "unknown key %q", name)
 			}
 			continue
 		}

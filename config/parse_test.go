@@ -153,6 +153,30 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
+// Unknown keys leave a Config to validate, so that its problems are said with them; a key
+// that an unknown one misspells is not reported missing besides.
+func TestParseErrorsWithAConfig(t *testing.T) {
+	c, err := config.Parse([]byte("timeouts: {conect: 2s}\nmodels:\n  - alias: a\n    versons: []\n  - alias: b\n    versions: [{version: v, backends: [{url: 'gpu1:80', model: m, kind: vlm}]}]\n"))
+	if c == nil {
+		t.Fatalf("no Config with the errors %v", err)
+	}
+	c.ApplyDefaults()
+	got := errString(errors.Join(err, c.Validate()))
+	want := strings.Join([]string{
+		`config: line 1: timeouts: unknown key "conect"; did you mean "connect"?`,
+		`config: line 4: models[0]: unknown key "versons"; did you mean "versions"?`,
+		`config: line 6: models[1].versions[0].backends[0].url: has no scheme: want "http://gpu1:80" (or https://)`,
+		`config: line 6: models[1].versions[0].backends[0].kind: must be vllm, ollama or openai, got "vlm"`,
+	}, "\n")
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+	// A value that does not decode leaves nothing to validate.
+	if c, err := config.Parse([]byte("lisen: x\ntimeouts: {idle: 5x}\n")); c != nil || err == nil {
+		t.Errorf("got %v, %v; want no Config and an error", c, err)
+	}
+}
+
 func TestParseAccepts(t *testing.T) {
 	tests := []struct{ name, yaml string }{
 		{"empty", ""},

@@ -73,6 +73,9 @@ type validator struct {
 }
 
 func (v *validator) addf(key, format string, args ...any) {
+	if v.src.misspelt[key] {
+		return
+	}
 	v.errs = append(v.errs, v.src.errorAt(key, fmt.Sprintf(format, args...)))
 }
 

@@ -498,3 +498,22 @@ func TestServeSaysAMissingRulesFile(t *testing.T) {
 		t.Fatalf("stderr:\n%s\nwant:\n%s", stderr.String(), strings.Join(want, "\n"))
 	}
 }
+
+// A misspelt key does not hide the file's other problems.
+func TestServeSaysUnknownKeysWithTheRest(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "llmgate.yaml")
+	if err := os.WriteFile(path, []byte("timeouts: {conect: 2s}\nmodels: [{alias: m, versions: [{version: v1, backends: [{url: \"http://127.0.0.1:1\", kind: vlm, model: m}]}]}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"serve", "--config", path}, &stdout, &stderr); code != 1 {
+		t.Fatalf("exit %d, want 1; stderr: %s", code, stderr.String())
+	}
+	want := []string{
+		"llmgate serve: config: " + path + `:1: timeouts: unknown key "conect"; did you mean "connect"?`,
+		"llmgate serve: config: " + path + `:2: models[0].versions[0].backends[0].kind: must be vllm, ollama or openai, got "vlm"`,
+	}
+	if got := strings.Split(strings.TrimSpace(stderr.String()), "\n"); !slices.Equal(got, want) {
+		t.Fatalf("stderr:\n%s\nwant:\n%s", stderr.String(), strings.Join(want, "\n"))
+	}
+}

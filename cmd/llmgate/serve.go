@@ -160,10 +160,12 @@ func applyMemoryLimit(cfg *config.Config) bool {
 // defaults, environment overrides and flags, and validates.
 func buildServeConfig(path string, backends, kinds []string, listen, adminListen string) (*config.Config, error) {
 	var cfg *config.Config
-	var err error
+	var err, loadErr error
 	if path != "" {
-		if cfg, err = config.Load(path); err != nil {
-			return nil, err
+		// A Config that comes back with errors (unknown keys) is validated too, so that every
+		// problem is said at once.
+		if cfg, loadErr = config.Load(path); cfg == nil {
+			return nil, loadErr
 		}
 	} else {
 		if len(backends) == 0 {
@@ -185,7 +187,7 @@ func buildServeConfig(path string, backends, kinds []string, listen, adminListen
 	if adminListen != "" {
 		cfg.SetFlag("admin.listen", "--admin-listen", adminListen) //nolint:errcheck
 	}
-	if err := errors.Join(envErr, cfg.Validate()); err != nil {
+	if err := errors.Join(loadErr, envErr, cfg.Validate()); err != nil {
 		return nil, err
 	}
 	return cfg, nil
