@@ -44,7 +44,10 @@ func (c *Config) Validate() error {
 	v.timeouts(c.Timeouts)
 	v.positive("health.interval", c.Health.Interval)
 	v.positive("health.timeout", c.Health.Timeout)
-	v.positive("health.eject_for", c.Health.EjectFor)
+	if c.Health.EjectFor < time.Second {
+		// The router ejects for at least a second; less would be raised without a word.
+		v.addf("health.eject_for", "must be at least 1s, got %s", c.Health.EjectFor)
+	}
 	if c.Health.FailureThreshold < 1 {
 		v.addf("health.failure_threshold", "must be >= 1, got %d", c.Health.FailureThreshold)
 	}

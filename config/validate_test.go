@@ -151,8 +151,10 @@ func TestValidate(t *testing.T) {
 		{"zero health durations", func(c *config.Config) { c.Health.Interval, c.Health.Timeout, c.Health.EjectFor = 0, 0, -time.Second }, []string{
 			"config: health.interval: must be > 0, got 0s",
 			"config: health.timeout: must be > 0, got 0s",
-			"config: health.eject_for: must be > 0, got -1s",
+			"config: health.eject_for: must be at least 1s, got -1s",
 		}},
+		{"eject_for under a second", func(c *config.Config) { c.Health.EjectFor = 500 * time.Millisecond },
+			[]string{"config: health.eject_for: must be at least 1s, got 500ms"}},
 
 		{"bad token role", func(c *config.Config) { c.Admin.Tokens[0].Role = "root" },
 			[]string{`config: admin.tokens[0].role: must be admin or read, got "root"`}},
