@@ -517,3 +517,14 @@ func TestServeSaysUnknownKeysWithTheRest(t *testing.T) {
 		t.Fatalf("stderr:\n%s\nwant:\n%s", stderr.String(), strings.Join(want, "\n"))
 	}
 }
+
+// serve -h names what each flag takes, not Go's "value".
+func TestServeHelpNamesFlagValues(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	run([]string{"serve", "-h"}, &stdout, &stderr)
+	for _, want := range []string{"-backend URL", "-backend-kind kind", "-config file", "-listen host:port"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("serve -h does not say %q:\n%s", want, stdout.String())
+		}
+	}
+}

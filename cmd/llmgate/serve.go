@@ -34,12 +34,12 @@ const defaultOllama = "http://127.0.0.1:11434"
 
 func runServe(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	configPath := fs.String("config", "", "config file (YAML); see llmgate.example.yaml")
+	configPath := fs.String("config", "", "config `file` (YAML); see llmgate.example.yaml")
 	var backends, kinds listFlag
-	fs.Var(&backends, "backend", "backend base URL, repeatable; its models are discovered (instead of --config)")
-	fs.Var(&kinds, "backend-kind", "vllm|ollama|openai for the --backend at the same position (default: detected)")
-	listen := fs.String("listen", "", "data-plane address (default :8080, env LLMGATE_LISTEN)")
-	adminListen := fs.String("admin-listen", "", "admin and /metrics address (default 127.0.0.1:8081, env LLMGATE_ADMIN_LISTEN)")
+	fs.Var(&backends, "backend", "backend base `URL`, repeatable; its models are discovered (instead of --config)")
+	fs.Var(&kinds, "backend-kind", "`kind` (vllm, ollama or openai) of the --backend at the same position (default: detected)")
+	listen := fs.String("listen", "", "data-plane `host:port` (default :8080, env LLMGATE_LISTEN)")
+	adminListen := fs.String("admin-listen", "", "admin and /metrics `host:port` (default 127.0.0.1:8081, env LLMGATE_ADMIN_LISTEN)")
 	if rc, ok := parseFlags(fs, args, stdout, stderr); !ok {
 		return rc
 	}
