@@ -103,11 +103,12 @@ func (s *scan) under(i int) int {
 		(hasPrefixAt(t, i, "_live_") || hasPrefixAt(t, i, "_test_")):
 		return s.secret(i-2, i+6, spanOf(t, i+6, alnum), 16)
 	case i >= 6 && hasPrefixFold(t, i-6, "secret_access_key") && (i == 6 || !isAlnum(t[i-7])):
-		return s.awsSecret(i - 6 + len("secret_access_key"))
+		return s.awsSecret(i-6+len("secret_access_key"), true)
 	case secretName(t, i):
 		// Other names of the AWS secret key: aws_secret, AWS_SECRET_KEY, secret_key (Terraform),
 		// each followed by = or : and the key. The scan goes on after the name.
-		return s.awsSecret(spanOf(t, i, isWord))
+		e := spanOf(t, i, isWord)
+		return s.awsSecret(e, hasPrefixFold(t, e-len("secret_access_key"), "secret_access_key"))
 	case i >= 2 && t[i-2] == 'h' && t[i-1] == 'f' && i-2 >= s.lo && tokenStart(t, i-2):
 		end := spanOf(t, i+1, alnum)
 		if end-i-1 >= 30 && !wordAt(t, end) {
@@ -121,19 +122,25 @@ func (s *scan) under(i int) int {
 // awsSecret tries an AWS secret access key after its name ("aws_secret_access_key = ",
 // "AWS_SECRET_ACCESS_KEY=", "SecretAccessKey": "), which ends at k: 40 base64 characters with
 // a digit and letters of both cases. Without the name 40 random characters are too ambiguous.
-func (s *scan) awsSecret(k int) int {
+// With bare, the full name may be followed by spaces alone, as in a command line:
+// "aws configure set aws_secret_access_key wJal...", "-SecretAccessKey wJal...".
+func (s *scan) awsSecret(k int, bare bool) int {
 	t := s.t
 	p := k
 	if p < len(t) && (t[p] == '"' || t[p] == '\'') {
 		p++
 	}
+	q := p
 	for p < len(t) && (t[p] == ' ' || t[p] == '\t') {
 		p++
 	}
-	if p >= len(t) || t[p] != '=' && t[p] != ':' {
+	switch {
+	case p < len(t) && (t[p] == '=' || t[p] == ':'):
+		p++
+	case bare && p > q && q == k && p-q < 8:
+	default:
 		return k
 	}
-	p++
 	for p < len(t) && (t[p] == ' ' || t[p] == '\t' || t[p] == '"' || t[p] == '\'') && p-k < 8 {
 		p++
 	}
@@ -214,7 +221,7 @@ func hasPrefixFold(t []byte, i int, p string) bool {
 func (s *scan) upperA(i int) int {
 	t := s.t
 	if i >= 6 && t[i-6]|0x20 == 's' && hasPrefixFold(t, i-6, "secretaccesskey") {
-		return s.awsSecret(i - 6 + len("SecretAccessKey")) // SecretAccessKey, secretAccessKey (the JS SDK)
+		return s.awsSecret(i-6+len("SecretAccessKey"), true) // SecretAccessKey, secretAccessKey (the JS SDK)
 	}
 	if !tokenStart(t, i) || i+20 > len(t) {
 		return i + 1
