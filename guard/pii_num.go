@@ -159,8 +159,34 @@ func (s *scan) ipv4At(start, end int) {
 	if wordAt(t, end) || end+1 < len(t) && (t[end] == '.' || t[end] == '-') && isAlnum(t[end+1]) {
 		return
 	}
+	if versionNameBefore(t, start) {
+		return
+	}
 	pos, neg := nearWords(t, start)
 	s.emit(eIP, start, end, adjust(0.6, ctxIP, pos, neg))
+}
+
+// versionNameBefore reports whether the identifier right before t[i], past a few quotes,
+// brackets, '=', ':' or spaces, has "version" as one of its parts: AssemblyVersion("1.0.0.0"),
+// appVersion: 10.20.30.40, __version__ = "2.1.0.3", android:versionName="1.2.0.5",
+// os_version_code. nearWords knows only the whole word "version"; "conversion" is no name.
+func versionNameBefore(t []byte, i int) bool {
+	j := i
+	for j > 0 && i-j < 5 && !isWord(t[j-1]) && t[j-1] != '\n' {
+		j--
+	}
+	e := j
+	for j > 0 && e-j < 48 && isWord(t[j-1]) {
+		j--
+	}
+	for k := j; k+7 <= e; k++ {
+		if hasPrefixFold(t, k, "version") &&
+			(k == j || t[k-1] == '_' || t[k] == 'V' && !isUpper(t[k-1])) &&
+			(k+7 == e || !isLower(t[k+7])) {
+			return true
+		}
+	}
+	return false
 }
 
 // iban tries an IBAN at the token [ts, te), compact or in groups of four (joined by spaces or
