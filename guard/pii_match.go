@@ -93,8 +93,13 @@ func (s *scan) email(i int) int {
 	if best < 0 {
 		return i + 1
 	}
-	if best == end && end < len(t) && (t[end] == '@' || t[end] == '_') {
+	if best == end && end < len(t) && (t[end] == '@' || t[end] == '_' && !emphasisClose(t, a, end)) {
 		return end
+	}
+	if best < len(t) && t[best] == '_' {
+		for a < i && t[a] == '_' {
+			a++ // the address is "dave@example.com" in Markdown's "_dave@example.com_"
+		}
 	}
 	if best+1 < len(t) && t[best] == ':' && (t[best+1] == '/' || t[best+1] == '~' || isAlnum(t[best+1])) {
 		// user@host:path is an SSH or scp address (git clone git@github.com:org/repo.git),
@@ -103,6 +108,20 @@ func (s *scan) email(i int) int {
 	}
 	s.emit(eEmail, a, best, 1)
 	return best
+}
+
+// emphasisClose reports whether the '_' run at t[end] closes a Markdown emphasis that a '_'
+// run at t[a] opens, as in "_dave@example.com_" or "__dave@example.com__": nothing of a word
+// follows it, and the opening run is no word's tail.
+func emphasisClose(t []byte, a, end int) bool {
+	if t[a] != '_' || a > 0 && isWord(t[a-1]) {
+		return false
+	}
+	u := end
+	for u < len(t) && t[u] == '_' {
+		u++
+	}
+	return u == len(t) || !isWord(t[u]) && domainRune(t[u:]) == 0
 }
 
 // domainRune returns the size of the non-ASCII letter, digit or mark that starts b, or 0 when
