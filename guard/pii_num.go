@@ -166,6 +166,23 @@ func (s *scan) ipv4At(start, end int) {
 	s.emit(eIP, start, end, adjust(0.6, ctxIP, pos, neg))
 }
 
+// idNameBefore reports whether the word right before t[i], past a few quotes, brackets, '=',
+// ':' or spaces, names an identifier: "id", "ID", or a name ending in "_id", "-id", "Id" or
+// "ID" ("trace_id=", "traceId": , "X-Request-Id: ", "user id ").
+func idNameBefore(t []byte, i int) bool {
+	j := i
+	for j > 0 && i-j < 4 && !isAlnum(t[j-1]) && t[j-1] != '\n' && t[j-1] != '_' {
+		j--
+	}
+	if j < 2 || t[j-2]|0x20 != 'i' || t[j-1]|0x20 != 'd' {
+		return false
+	}
+	if j == 2 || !isAlnum(t[j-3]) {
+		return true // "id", "_id", "-id", "Id"
+	}
+	return t[j-2] == 'I' && (t[j-1] == 'd' && !isUpper(t[j-3]) || t[j-1] == 'D')
+}
+
 // versionNameBefore reports whether the identifier right before t[i], past a few quotes,
 // brackets, '=', ':' or spaces, has "version" as one of its parts: AssemblyVersion("1.0.0.0"),
 // appVersion: 10.20.30.40, __version__ = "2.1.0.3", android:versionName="1.2.0.5",
@@ -507,7 +524,10 @@ func (s *scan) classify(r *numRun, j, k int) (e entity, start, end int, score fl
 	if !plus && !paren && s.p.on[eCard] && len(d) >= 12 && uniform && (g == 1 || sp == ' ' || sp == '-') &&
 		cardGroups(r, j, k) && cardBrand(d) && !allSame(d) && luhn(d) {
 		ctx()
-		if sc := adjust(1, ctxCard, pos, neg); s.want(eCard, sc) {
+		// 17 to 19 bare digits named by an ID key are a 64-bit identifier (a trace or span
+		// ID, a Snowflake ID), a tenth of which pass Luhn: "traceId=4661605344688263728".
+		idKey := g == 1 && len(d) > 16 && pos&ctxCard == 0 && idNameBefore(t, start)
+		if sc := adjust(1, ctxCard, pos, neg); !idKey && s.want(eCard, sc) {
 			return eCard, start, end, sc, true
 		}
 	}
