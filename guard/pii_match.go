@@ -1,6 +1,8 @@
 package guard
 
 import (
+	"bytes"
+	"encoding/base64"
 	"unicode"
 	"unicode/utf8"
 )
@@ -284,6 +286,44 @@ func (s *scan) slackHook(i int) int {
 	return e
 }
 
+// basicAuth reports the credentials of HTTP Basic authentication after "Authorization:" (the
+// ':' is at p-1): "Basic " and the base64 of "user:password", which anyone can decode.
+func (s *scan) basicAuth(p int) (int, bool) {
+	t := s.t
+	for q := p; p < len(t) && p-q < 3 && (t[p] == ' ' || t[p] == '"' || t[p] == '\''); p++ {
+	}
+	if !hasPrefixFold(t, p, "basic ") {
+		return 0, false
+	}
+	p += len("basic ")
+	e := p
+	for e < len(t) && e-p < 344 && (isAlnum(t[e]) || t[e] == '+' || t[e] == '/') {
+		e++
+	}
+	for k := 0; k < 2 && e < len(t) && t[e] == '='; k++ {
+		e++
+	}
+	if e-p < 8 || (e-p)%4 != 0 || e-p > 344 || wordAt(t, e) || p < s.lo {
+		return 0, false
+	}
+	var buf [258]byte
+	n, err := base64.StdEncoding.Decode(buf[:], t[p:e])
+	if err != nil {
+		return 0, false
+	}
+	c := bytes.IndexByte(buf[:n], ':')
+	if c <= 0 || c == n-1 {
+		return 0, false // no user or no password: "Basic realm=..." or a token
+	}
+	for _, b := range buf[:n] {
+		if b < 0x20 || b == 0x7f {
+			return 0, false
+		}
+	}
+	s.emit(eSecret, p, e, 1)
+	return e, true
+}
+
 // colon handles ':' at i for Slack webhook URLs, and for MAC and IPv6 addresses whose first
 // group has no digit ("fe:..", "::1", "ff:ff:ff:ff:ff:ff"); groups with digits were tried from
 // the digit.
@@ -291,6 +331,16 @@ func (s *scan) colon(i int) int {
 	t := s.t
 	if i+1 < len(t) && t[i+1] == '/' && hasPrefixAt(t, i, "://hooks.slack.com/services/") {
 		return s.slackHook(i)
+	}
+	if k := i; k >= 13 && t[k-1]|0x20 == 'n' || k >= 14 && (t[k-1] == '"' || t[k-1] == '\'') && t[k-2]|0x20 == 'n' {
+		if t[k-1]|0x20 != 'n' {
+			k-- // "Authorization": in JSON or a dict
+		}
+		if hasPrefixFold(t, k-13, "authorization") {
+			if end, ok := s.basicAuth(i + 1); ok {
+				return end
+			}
+		}
 	}
 	ts := i
 	for ts > s.lo && i-ts < 4 && isHex(t[ts-1]) {
