@@ -314,14 +314,21 @@ func pemBreak(t []byte, i int) (int, bool) {
 
 // pemGap skips the whitespace and escaped line breaks at p and returns where the next token
 // starts and how many newlines it passed.
-func pemGap(t []byte, p int) (int, int) {
+func pemGap(t []byte, p int, quote []byte) (int, int) {
 	nl := 0
 	for p < len(t) {
 		if isSpace(t[p]) {
-			if t[p] == '\n' {
-				nl++
-			}
 			p++
+			if t[p-1] == '\n' {
+				nl++
+				// A quoted key has its BEGIN line's quote marks on every line: skip them,
+				// or their trimmed form on an empty quoted line.
+				if k := quotePrefix(t, p, quote); k > 0 {
+					p += k
+				} else if len(quote) > 0 {
+					return p, 3 // a line without them ends the key, as two blank lines do
+				}
+			}
 			continue
 		}
 		w, newline := pemBreak(t, p)
@@ -334,6 +341,48 @@ func pemGap(t []byte, p int) (int, int) {
 		p += w
 	}
 	return p, nl
+}
+
+// pemQuote returns the quote marks that start the line of the BEGIN line at i, with the
+// spaces after them: "> " in a quoted email or Markdown blockquote, "# " or "// " in a code
+// comment; nil when the line starts otherwise (a key in a string or after a name).
+func pemQuote(t []byte, i int) []byte {
+	a := i
+	for a > 0 && i-a < 16 && t[a-1] != '\n' {
+		c := t[a-1]
+		if c != '>' && c != '#' && c != '/' && c != '*' && c != ';' && c != '|' && c != ' ' && c != '\t' {
+			return nil
+		}
+		a--
+	}
+	if a > 0 && t[a-1] != '\n' {
+		return nil
+	}
+	for k := a; k < i; k++ {
+		if t[k] != ' ' && t[k] != '\t' {
+			return t[a:i]
+		}
+	}
+	return nil // indentation alone, which pemGap skips as whitespace
+}
+
+// quotePrefix returns the length of the quote marks at p: quote, or quote without its
+// trailing spaces where the line ends after them; 0 when they are not there.
+func quotePrefix(t []byte, p int, quote []byte) int {
+	if len(quote) == 0 {
+		return 0
+	}
+	if len(t)-p >= len(quote) && string(t[p:p+len(quote)]) == string(quote) {
+		return len(quote)
+	}
+	q := len(quote)
+	for q > 0 && (quote[q-1] == ' ' || quote[q-1] == '\t') {
+		q--
+	}
+	if len(t)-p > q && string(t[p:p+q]) == string(quote[:q]) && (t[p+q] == '\n' || t[p+q] == '\r') {
+		return q
+	}
+	return 0
 }
 
 // pemTokenEnd returns the end of the token at p: the next whitespace, escaped line break or
@@ -394,10 +443,19 @@ func (s *scan) pem(i int) (int, bool) {
 	}
 	end := q + 5
 	blank := pgp // a blank line may come next
+	quote := pemQuote(t, i)
+	if k := end; len(quote) > 0 {
+		if k < n && t[k] == '\r' {
+			k++
+		}
+		if k >= n || t[k] != '\n' || quotePrefix(t, k+1, quote) == 0 {
+			quote = nil // a lazy blockquote: the key's lines have no quote marks
+		}
+	}
 	hdrs := true // header lines may come next
 	for p = end; ; {
 		var nl int
-		p, nl = pemGap(t, p)
+		p, nl = pemGap(t, p, quote)
 		if p >= n {
 			break
 		}
