@@ -348,6 +348,11 @@ func init() {
 		"software", "security", "hosting", "domains", "computer", "systems", "data", "cloud",
 		"legal", "tax", "accountant", "insure", "loans", "credit", "investments", "fund",
 		"example", "test", "invalid", "local", "localdomain", "internal", "corp", "lan", "home",
+		"work", "earth", "lol", "vip", "icu", "bio", "eco", "green", "plus", "fyi", "win", "wtf",
+		"quest", "monster", "sbs", "cfd", "bond", "beauty", "uno", "lat", "ngo", "ong", "mba", "phd",
+		"kiwi", "ovh", "cat", "eus", "gal", "scot", "wales", "cymru", "bayern", "nrw", "wien",
+		"koeln", "hamburg", "tirol", "quebec", "boston", "miami", "vegas", "sydney", "melbourne",
+		"madrid", "barcelona", "brussels", "istanbul", "moscow", "osaka", "kyoto", "nagoya", "rio",
 	} {
 		tlds[s] = true
 	}
