@@ -29,6 +29,9 @@ func (s *scan) dash(i int) int {
 			return end
 		}
 		return i + 5
+	case i+3 < len(t) && (t[i+1] == 'u' && t[i+2] == ' ' || t[i+1] == '-' && hasPrefixAt(t, i, "--user")) &&
+		i > 0 && isSpace(t[i-1]):
+		return s.curlUser(i)
 	case i >= 2 && t[i-1] == 'k' && t[i-2] == 's' && i-2 >= s.lo && tokenStart(t, i-2):
 		return s.secret(i-2, i+1, spanOf(t, i+1, isKeyByte), 20)
 	case i >= 4 && t[i-1] >= 'a' && t[i-1] <= 'z' && gitlabPrefix(t, i) > 0:
@@ -57,6 +60,58 @@ func (s *scan) dash(i int) int {
 		}
 	}
 	return i + 1
+}
+
+// curlUser handles curl's -u or --user option at i: its value user:password is reported as a
+// SECRET ("curl -u api:key-3ax6xnjp29jd6fds4gc373sgvjxteol0", --user 'AC..:token'), since the
+// password is in clear text and the user is often an account ID. Only after "curl" on the
+// same line: other tools' -u means something else ("tar -u file:name").
+func (s *scan) curlUser(i int) int {
+	t := s.t
+	p := i + 3
+	if t[i+1] == '-' {
+		p = i + 6
+		if p >= len(t) || t[p] != ' ' && t[p] != '=' {
+			return i + 1
+		}
+		p++
+	}
+	var q byte
+	if p < len(t) && (t[p] == '"' || t[p] == '\'') {
+		q = t[p]
+		p++
+	}
+	e, c := p, -1
+	for e < len(t) && e-p <= 256 && !isSpace(t[e]) && (q == 0 || t[e] != q) {
+		if t[e] == ':' && c < 0 {
+			c = e
+		}
+		e++
+	}
+	if c <= p || c+1 >= e || q != 0 && (e >= len(t) || t[e] != q) || p < s.lo {
+		return i + 1
+	}
+	switch t[p] {
+	case '$', '<', '{', '[': // a shell variable or a placeholder
+		return i + 1
+	}
+	switch t[c+1] {
+	case '$', '<', '{', '[':
+		return i + 1
+	}
+	// "curl" before the option, on its line or on one that a backslash at its end continues.
+	k := i - 4
+	for k >= 0 && i-k < 512 && !(hasPrefixAt(t, k, "curl") && tokenStart(t, k)) {
+		if t[k] == '\n' && !(k > 0 && t[k-1] == '\\' || k > 1 && t[k-1] == '\r' && t[k-2] == '\\') {
+			return i + 1
+		}
+		k--
+	}
+	if k < 0 || i-k >= 512 {
+		return i + 1
+	}
+	s.emit(eSecret, p, e, 1)
+	return e
 }
 
 // gitlabTokenPrefixes are the prefixes GitLab gives its tokens, before the '-'.
