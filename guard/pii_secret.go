@@ -302,7 +302,40 @@ func (s *scan) upperA(i int) int {
 		return i + 1
 	}
 	s.emit(eSecret, i, i+20, 1)
-	return i + 20
+	return s.awsSecretNear(i + 20)
+}
+
+// awsSecretNear tries an AWS secret access key soon after its access key ID, which ends at k:
+// the next argument or field, whatever its name ("AKIA...", "wJal..." in
+// BasicAWSCredentials; -Daws.secretKey=; secret-key: in Spring). It is the first token of 40
+// base64 characters with a digit and letters of both cases within 96 bytes; the bytes before
+// it are scanned first, so nothing there is missed.
+func (s *scan) awsSecretNear(k int) int {
+	t := s.t
+	for p := k; p < len(t) && p-k < 96; {
+		if !isB64(t[p]) || t[p] == '=' {
+			p++
+			continue
+		}
+		var c uint8
+		e := p
+		for e < len(t) && e-p <= 40 && isB64(t[e]) && t[e] != '=' {
+			c |= cls[t[e]]
+			e++
+		}
+		if e-p == 40 && c&cDigit != 0 && c&cUpper != 0 && c&cLower != 0 && !(e < len(t) && isB64(t[e])) {
+			if n := s.scanTo(k, p); n > p || p < s.lo {
+				return max(n, k)
+			}
+			s.emit(eSecret, p, e, 1)
+			return e
+		}
+		for e < len(t) && isB64(t[e]) && t[e] != '=' {
+			e++
+		}
+		p = e
+	}
+	return k
 }
 
 func byteOr0(t []byte, i int) byte {
