@@ -295,6 +295,9 @@ type cutState struct {
 	tail     uint32 // the token's last three letters, lower case, through a closing quote, ':' or '='
 	tokSep   bool   // the token is only '=' and ':'
 	keyName  bool   // the last tokens name a key ("aws_secret_access_key ="): its value follows
+	last4    uint32 // the token's last four bytes
+	akia     bool   // the token holds an AWS access key ID prefix
+	hold     int    // bytes left in which no cut may fall: an AWS secret key may follow its ID
 	pem      uint8
 	hdr      bool // in a PEM block, on a line after a token ending with ':' (a header)
 	blank    bool // in a PEM block, a blank line has been passed
@@ -312,7 +315,7 @@ const (
 // PEM block, nor after a token that no cut may follow, as a no-break space or an en dash may
 // join its digit groups to the next ("06\u00a012\u00a034", "555\u20132671").
 func (cs *cutState) cutBefore() bool {
-	return cs.pem == pemNone && (cs.tokLen == 0 || !cs.tokDigit && !(cs.tokLen == 4 && cs.tokUpper))
+	return cs.pem == pemNone && cs.hold == 0 && (cs.tokLen == 0 || !cs.tokDigit && !(cs.tokLen == 4 && cs.tokUpper))
 }
 
 // step feeds one byte and reports whether the stream may be cut after it.
@@ -327,6 +330,10 @@ func (cs *cutState) step(c byte) bool {
 		return false
 	case isSpace(c):
 		cs.endToken()
+		if cs.hold > 0 {
+			cs.hold--
+			return false
+		}
 		if c == '\n' {
 			// pem allows one blank line (after header lines); escaped line breaks are
 			// not counted here, which only keeps a block open longer.
@@ -341,8 +348,16 @@ func (cs *cutState) step(c byte) bool {
 		return cs.pem == pemNone && cs.prevOK
 	}
 	cs.nl = 0
+	if cs.hold > 0 {
+		cs.hold--
+	}
 	if cs.tokLen == 0 {
 		cs.tokDigit, cs.tokUpper, cs.tokPEM, cs.tail, cs.tokSep = false, true, true, 0, true
+		cs.last4, cs.akia = 0, false
+	}
+	cs.last4 = cs.last4<<8 | uint32(c)
+	if c == 'A' && (cs.last4 == 'A'<<24|'K'<<16|'I'<<8|'A' || cs.last4 == 'A'<<24|'S'<<16|'I'<<8|'A') {
+		cs.akia = true
 	}
 	cs.tokLen++
 	cs.tokDigit = cs.tokDigit || isDigit(c)
@@ -380,6 +395,23 @@ func (cs *cutState) step(c byte) bool {
 	return false
 }
 
+// quoteToken reports whether the token whose last four bytes are last4 and whose length is n
+// is one to three quote marks ('>', '#', '/', '*', ';', '|'), which begin the lines of a
+// quoted or commented PEM key (pemQuote).
+func quoteToken(last4 uint32, n int) bool {
+	if n > 3 {
+		return false
+	}
+	for ; n > 0; n, last4 = n-1, last4>>8 {
+		switch byte(last4) {
+		case '>', '#', '/', '*', ';', '|':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 // endToken closes the current token, if any, and updates the PEM state.
 func (cs *cutState) endToken() {
 	if cs.tokLen == 0 {
@@ -395,14 +427,21 @@ func (cs *cutState) endToken() {
 		}
 	case cs.pem == pemEndLn && cs.dash >= 5:
 		cs.pem = pemNone
-	case cs.pem == pemBody && !cs.tokPEM && !cs.hdr:
+	case cs.pem == pemBody && !cs.tokPEM && !cs.hdr && !quoteToken(cs.last4, cs.tokLen):
 		cs.pem = pemNone
 	}
 	// A header line ("Comment: ...", also escaped inside a token) may hold any text up to its
 	// line break.
 	cs.hdr = cs.hdr || cs.pem == pemBody && cs.colon
 	// The AWS secret key matcher starts at the key's name, not at its value: no cut between.
-	cs.keyName = cs.tail == 'k'<<16|'e'<<8|'y' || cs.keyName && cs.tokSep
+	// So too the value of "Authorization: Basic" and of curl's "-u" or "--user", and an AWS
+	// secret key within 96 bytes of its access key ID (awsSecretNear).
+	cs.keyName = cs.tail == 'k'<<16|'e'<<8|'y' || cs.keyName && cs.tokSep ||
+		cs.tail == 'i'<<16|'o'<<8|'n' || cs.tail == 's'<<16|'i'<<8|'c' || cs.tail == 's'<<16|'e'<<8|'r' ||
+		cs.tokLen == 2 && cs.last4&0xffff == '-'<<8|'u'
+	if cs.akia {
+		cs.hold = 96
+	}
 	// Nor after the slash of "0176 / 12345678".
 	cs.prevOK = !cs.tokDigit && !(cs.tokLen == 4 && cs.tokUpper) && !cs.keyName && !(cs.tokLen == 1 && cs.slash)
 	cs.tokLen, cs.dash, cs.kw, cs.begin, cs.endKW = 0, 0, 0, false, false

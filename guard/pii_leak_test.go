@@ -56,6 +56,30 @@ var leakTexts = []string{
 	"[default]\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n{\"SecretAccessKey\": \"7oX8nrEHAluvtdgDW1/In81LJK6yc/jecsblnAk2\"}",
 	"Escríbeme a josé.garcía@empresa.es o a “müller@beispiel.de” — gracias.",
 	"Schreib an info@bücher.de oder an почта@пример.рф, bitte.",
+	// Values that start at a name or option before them: no cut may fall between.
+	`curl -sS -u admin:Sup3rS3cret -H "Authorization: Basic YWRtaW46czNjcjN0UGFzcw==" http://localhost:9200/`,
+	`new BasicAWSCredentials("AKIAYYCSHKQINVNU5XDG", "7oX8nrEHAluvtdgDW1/In81LJK6yc/jecsblnAk2") and the rest`,
+	"On Tue, Ops wrote:\n> -----BEGIN PRIVATE KEY-----\n> MIIEvQIBADANBgkqhkiG9w0B\n> AbCd+/==\n> -----END PRIVATE KEY-----\n\nthanks",
+}
+
+// TestLeakScannerMatchesRedactNamedValues checks that a stream finds what Redact finds where
+// a value's matcher starts before it: Basic credentials after "Authorization:", curl's -u,
+// an AWS secret key after its access key ID, and a quoted PEM key's lines.
+func TestLeakScannerMatchesRedactNamedValues(t *testing.T) {
+	p := mustPII(t, PIIOptions{Completion: ActionRedact})
+	for _, text := range append(leakTexts[len(leakTexts)-3:len(leakTexts):len(leakTexts)],
+		"aws configure set aws_secret_access_key 9sHk2vQ+LmT0pWz7Rx4bNcY1eFgJ8aUoDi3KqVs5 --profile prod",
+		"key AKIAYYCSHKQINVNU5XDG from the vault, then its secret 7oX8nrEHAluvtdgDW1/In81LJK6yc/jecsblnAk2",
+		"curl -X POST https://api.example.com/m \\\n  --user 'AC0123456789abcdef:9f8e7d6c5b4a3928'",
+		`{"Authorization": "Basic YWxhZGRpbjpvcGVuc2VzYW1l"}`) {
+		want, _ := p.Redact(nil, []byte(text), Completion, &Vault{})
+		if strings.Count(string(want), "<SECRET_") == 0 {
+			t.Fatalf("Redact(%q) = %q: no secret found", text, want)
+		}
+		if got, _, _ := leakRun(p, 256, []byte(text)); got != string(want) {
+			t.Errorf("stream scan of %q:\n got %q\nwant %q", text, got, want)
+		}
+	}
 }
 
 func TestLeakScannerChunkInvariance(t *testing.T) {
