@@ -2,11 +2,13 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"net/url"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -65,10 +67,8 @@ func (p *backendPolicy) check(raw string) error {
 		}
 	}
 	for _, a := range addrs {
-		a = a.Unmap()
-		if a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() || a.IsUnspecified() || a.IsMulticast() ||
-			a == netip.MustParseAddr("fd00:ec2::254") {
-			return fmt.Errorf("url: %s resolves to %s, a link-local or metadata address", host, a)
+		if neverBackend(a) {
+			return fmt.Errorf("url: %s resolves to %s, a link-local or metadata address", host, a.Unmap())
 		}
 	}
 	if len(p.nets) == 0 && len(p.patterns) == 0 {
@@ -93,6 +93,36 @@ func (p *backendPolicy) check(raw string) error {
 		if !in {
 			return fmt.Errorf("url: %s (%s) is outside admin.allow_backends", host, a)
 		}
+	}
+	return nil
+}
+
+// neverBackend reports whether a is an address no backend may have: link-local (cloud metadata
+// at 169.254.169.254 among them), AWS's IPv6 metadata, unspecified or multicast.
+func neverBackend(a netip.Addr) bool {
+	a = a.Unmap()
+	return a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() || a.IsUnspecified() || a.IsMulticast() ||
+		a == awsMetadataV6
+}
+
+var awsMetadataV6 = netip.MustParseAddr("fd00:ec2::254")
+
+// errNeverBackend is a backend connection refused at dial time: its name resolved to an
+// address neverBackend refuses.
+var errNeverBackend = errors.New("backend address is link-local or a metadata service")
+
+// refuseNeverBackend is a net.Dialer Control: it runs on the address the name resolved to, just
+// before connecting. The admin API checks a backend's name when it is deployed, but a name may
+// resolve elsewhere later (a short TTL, DNS rebinding): checked only then, a name that first
+// resolved to a GPU server could send the gateway's requests, with the client's headers, to the
+// cloud metadata service.
+func refuseNeverBackend(_, address string, _ syscall.RawConn) error {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		return nil // not an IP address: nothing to connect to that the check knows of
+	}
+	if neverBackend(ap.Addr()) {
+		return fmt.Errorf("%w: %s", errNeverBackend, ap.Addr().Unmap())
 	}
 	return nil
 }

@@ -6,6 +6,12 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/llmgate/llmgate/config"
+	"github.com/llmgate/llmgate/router"
 )
 
 func TestBackendPolicy(t *testing.T) {
@@ -64,6 +70,27 @@ func TestBackendPolicy(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("err = %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// The admin API checks a backend's name when it is deployed; the name may resolve to the
+// metadata service later (a short TTL, DNS rebinding). The connection itself is refused then:
+// whatever the name, no request is sent to a link-local or metadata address.
+func TestDialRefusesMetadataAddress(t *testing.T) {
+	u := &upstreams{byAddr: map[string]*upstream{}, to: config.Timeouts{Connect: 2 * time.Second}}
+	for _, addr := range []string{"169.254.169.254:80", "[::ffff:169.254.169.254]:80", "[fd00:ec2::254]:80"} {
+		t.Run(addr, func(t *testing.T) {
+			hc := u.newClient(&router.Backend{URL: "http://" + addr, Addr: addr}, false)
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			req.SetRequestURI("http://" + addr + "/v1/chat/completions")
+			req.Header.SetMethod(fasthttp.MethodPost)
+			err := hc.DoTimeout(req, resp, 5*time.Second)
+			if !errors.Is(err, errNeverBackend) {
+				t.Fatalf("err = %v, want the dial refused as a metadata address", err)
 			}
 		})
 	}

@@ -56,7 +56,9 @@ func (u *upstreams) newClient(b *router.Backend, stream bool) *fasthttp.HostClie
 	to := u.to
 	dial := u.dial
 	if dial == nil {
-		dial = func(addr string) (net.Conn, error) { return net.DialTimeout("tcp", addr, to.Connect) }
+		// Control checks the address each dial resolved to (see refuseNeverBackend).
+		d := &net.Dialer{Timeout: to.Connect, Control: refuseNeverBackend}
+		dial = func(addr string) (net.Conn, error) { return d.Dial("tcp", addr) }
 	}
 	var tlsConfig *tls.Config
 	if b.TLS {
