@@ -253,3 +253,27 @@ func BenchmarkPick(b *testing.B) {
 		be.Acquire().Release()
 	}
 }
+
+// A version may name one server twice under URLs that differ only in spelling (a trailing
+// slash, the default port): a retry after that server failed must not be sent to it again.
+func TestPickRetryNeverSameServer(t *testing.T) {
+	for _, urls := range [][2]string{
+		{"http://gpu1:8000", "http://gpu1:8000/"},
+		{"http://gpu1", "http://gpu1:80"},
+	} {
+		t.Run(urls[1], func(t *testing.T) {
+			cfg := &config.Config{Health: testHealth, Models: []config.Model{testModel("m", "",
+				testVersion("v1", testBackend(urls[0], 1), testBackend(urls[1], 1)))}}
+			v := mustTable(t, cfg, newTestPool(newFakeClock())).Model("m").Stable
+			for range 50 {
+				first, err := v.Pick(nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if b, err := v.Pick([]*Backend{first}); err == nil {
+					t.Fatalf("retry after %s failed went to %s, the same server", first.URL, b.URL)
+				}
+			}
+		})
+	}
+}

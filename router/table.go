@@ -323,9 +323,12 @@ func (v *Version) weightedRandom(tried []*Backend, except *Backend, now int64) *
 	return nil
 }
 
+// contains reports whether list holds b, or another backend for the same server and model: one
+// server named twice in a version, under URLs spelled differently ("http://h:80/" and "http://h"),
+// shares its health record, and a retry must not send the request to the server that failed it.
 func contains(list []*Backend, b *Backend) bool {
 	for _, x := range list {
-		if x == b {
+		if x == b || x.health == b.health && x.Model == b.Model {
 			return true
 		}
 	}
