@@ -24,9 +24,25 @@ func stickyKey(ctx *fasthttp.RequestCtx, r *request, t *router.Table) []byte {
 	case router.StickyHeader:
 		return ctx.Request.Header.Peek(sk.Header)
 	case router.StickyAPIKey:
-		return bytes.TrimPrefix(ctx.Request.Header.Peek("Authorization"), []byte("Bearer "))
+		return apiKey(&ctx.Request.Header)
 	}
 	return nil
+}
+
+// apiKey returns the client's API key as its SDK sends it: a bearer token (the scheme in any
+// case), or the api-key (Azure) or x-api-key (Anthropic) header, which forwardRequestHeader
+// also treats as the client's key. The same key in any of them is the same sticky key.
+func apiKey(h *fasthttp.RequestHeader) []byte {
+	if a := h.Peek("Authorization"); len(a) > 0 {
+		if len(a) > len("Bearer ") && bytes.EqualFold(a[:len("Bearer ")], []byte("Bearer ")) {
+			return a[len("Bearer "):]
+		}
+		return a
+	}
+	if k := h.Peek("Api-Key"); len(k) > 0 {
+		return k
+	}
+	return h.Peek("X-Api-Key")
 }
 
 // maxShadows bounds shadow requests in flight: past it, mirrors are skipped and counted, so a
