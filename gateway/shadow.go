@@ -102,6 +102,9 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 		req.Header.SetMethod(fasthttp.MethodPost)
 		req.SetRequestURIBytes(h.paths[op])
 		req.Header.SetHost(b.Addr)
+		if b.TLS {
+			req.URI().SetScheme("https") // as prepareUpstream: fasthttp refuses an http URL on a TLS pool
+		}
 		req.Header.SetContentType("application/json")
 		if h.auth != nil {
 			req.Header.SetBytesV("Authorization", h.auth)
