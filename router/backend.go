@@ -21,6 +21,7 @@ type Backend struct {
 	Weight    int
 	Alias     string
 	Version   string
+	path      string // of URL, no trailing slash: with health, which server and endpoint
 	health    *health
 	threshold int
 	ejectBase time.Duration

@@ -277,3 +277,18 @@ func TestPickRetryNeverSameServer(t *testing.T) {
 		})
 	}
 }
+
+// A proxy that routes by path prefix is one address for several servers: after one path failed
+// a request, the retry may go to the other.
+func TestPickRetryOtherPathSameAddress(t *testing.T) {
+	cfg := &config.Config{Health: testHealth, Models: []config.Model{testModel("m", "",
+		testVersion("v1", testBackend("http://lb:8000/east", 1), testBackend("http://lb:8000/west", 1)))}}
+	v := mustTable(t, cfg, newTestPool(newFakeClock())).Model("m").Stable
+	first, err := v.Pick(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := v.Pick([]*Backend{first}); err != nil || b == first {
+		t.Fatalf("retry after %s failed: %v, %v; want the other path", first.URL, b, err)
+	}
+}

@@ -143,6 +143,7 @@ func newBackend(bc config.Backend, hc config.HealthCheck, pool *Pool) (*Backend,
 		Kind:      bc.Kind,
 		Model:     bc.Model,
 		Weight:    bc.Weight,
+		path:      strings.TrimSuffix(u.Path, "/"),
 		health:    pool.get(u.Scheme + "://" + addr),
 		threshold: max(hc.FailureThreshold, 1),
 		ejectBase: max(hc.EjectFor, time.Second),
@@ -323,12 +324,13 @@ func (v *Version) weightedRandom(tried []*Backend, except *Backend, now int64) *
 	return nil
 }
 
-// contains reports whether list holds b, or another backend for the same server and model: one
-// server named twice in a version, under URLs spelled differently ("http://h:80/" and "http://h"),
-// shares its health record, and a retry must not send the request to the server that failed it.
+// contains reports whether list holds b, or another backend for the same server, path and
+// model: one server named twice in a version, under URLs spelled differently ("http://h:80/"
+// and "http://h"), and a retry must not send the request to the server that failed it. (A proxy
+// that routes by path prefix to other servers keeps its paths apart.)
 func contains(list []*Backend, b *Backend) bool {
 	for _, x := range list {
-		if x == b || x.health == b.health && x.Model == b.Model {
+		if x == b || x.health == b.health && x.path == b.path && x.Model == b.Model {
 			return true
 		}
 	}
