@@ -120,9 +120,10 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 		case errors.Is(err, fasthttp.ErrNoFreeConns): // the gateway's cap, no verdict (see tryVersion)
 		case err != nil || resp.StatusCode() >= 500 || refusedCredentials(resp.StatusCode()):
 			hold.ReportFailure()
-		case resp.StatusCode() == fasthttp.StatusForbidden:
+		case resp.StatusCode() == fasthttp.StatusForbidden || resp.StatusCode() == fasthttp.StatusNotFound:
 			// No verdict, as tryVersion gives none: no ejection for what a request asked, and
-			// a refusal is no success that passes a trial either.
+			// a refusal (or a model the backend does not serve) is no success that passes a
+			// trial either.
 		case resp.StatusCode() != fasthttp.StatusTooManyRequests:
 			hold.ReportSuccess()
 		}
@@ -185,10 +186,13 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 					s.Safety, s.Entities = shadowGuardHits(ag, body[cs:ce])
 				}
 			}
-		case resp.StatusCode() >= 500 || refusedCredentials(resp.StatusCode()) || resp.StatusCode() == fasthttp.StatusForbidden:
+		case resp.StatusCode() >= 500 || refusedCredentials(resp.StatusCode()) || resp.StatusCode() == fasthttp.StatusForbidden ||
+			resp.StatusCode() == fasthttp.StatusNotFound:
 			// A 403 too: stable was asked the same and the client got stable's answer, so a
 			// shadow that refuses it (a key that may not use the model) fails what stable
 			// serves; counted as the client's, a shadow refusing everything showed no errors.
+			// A 404 too: the request names a model the gateway serves, so it is the shadow's
+			// backend not serving it (as tryVersion reads a 404).
 			s.Status = drift.StatusUpstreamError
 		case resp.StatusCode() == fasthttp.StatusTooManyRequests:
 			// A shadow at its limit fails what stable served, as a 429 of a client's request
