@@ -394,3 +394,36 @@ func TestStreamTrialLetsOthersInAtFirstEvent(t *testing.T) {
 		t.Errorf("the rest of the trial stream: %q, %v", rest, err)
 	}
 }
+
+// One server may serve both versions (a vLLM with the shadow as a LoRA adapter). A shadow
+// adapter that fails every mirror must not eject the server the clients' own requests go to:
+// a shadow never changes the client's answer, and an ejected server answers nobody.
+func TestShadowFailuresLeaveASharedServerInService(t *testing.T) {
+	tokens := withAdminTokens(t)
+	var mirrors atomic.Int64
+	b := rawBackend(t, func(c net.Conn) {
+		requestsOn(c, func(_ int, req *http.Request, body []byte) bool {
+			if strings.Contains(string(body), `"model":"adapter"`) {
+				mirrors.Add(1)
+				writeJSONReply(c, "500 Internal Server Error", "", `{"error":{"message":"adapter failed to load","type":"InternalServerError","param":null,"code":500}}`)
+				return true
+			}
+			writeJSONReply(c, "200 OK", "", `{"id":"x","object":"chat.completion","created":1,"model":"base","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`)
+			return true
+		})
+	})
+	base, adapter := b, b
+	base.Model, adapter.Model = "base", "adapter"
+	g := startGateway(t, newConfig(t, func(c *config.Config) {
+		tokens(c)
+		healthConfig(2)(c)
+	}, model("chat", "v1", version("v1", base), version("v2", adapter))))
+	g.write(t, "PUT", "/admin/models/chat/shadow", `{"version":"v2","percent":100}`)
+	for i := range 6 {
+		if res := g.do(t, "POST", "/v1/chat/completions", chatAs("u", false)); res.status != 200 {
+			t.Fatalf("request %d: status %d %s (mirrors so far: %d)", i, res.status, res.body, mirrors.Load())
+		}
+		waitFor(t, "the mirror's answer", func() bool { return mirrors.Load() == int64(i+1) })
+		g.waitMetric(t, "llmgate_backend_in_flight", map[string]string{"backend": b.URL}, "= 0", func(v float64) bool { return v == 0 })
+	}
+}

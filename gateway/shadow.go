@@ -65,6 +65,9 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 		return
 	}
 	hold := b.Acquire() // at once after Pick, which may have given it a half-open trial
+	// A server that also serves r's version is the clients': the shadow's answer says how
+	// the shadow version fares there, not whether the server serves the clients' (see below).
+	shared := r.version.Shares(b)
 	h := snap.backends[b.Index]
 	vs := snap.stats[sv]
 	ag := snap.guards[sv.Alias]
@@ -117,6 +120,11 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 		// backend's trial, which only a verdict decides, and a shadow version's backends that
 		// fail its mirrors are ejected like any (then mirrors skip them instead of waiting).
 		switch {
+		case shared:
+			// No verdict on a server the primary version uses: a shadow adapter that fails
+			// would eject the server every client request goes to, and a shadow that
+			// succeeds would reset the count of the primary's own failures. (PickShadow
+			// never gives a mirror such a server's half-open trial.)
 		case errors.Is(err, fasthttp.ErrNoFreeConns): // the gateway's cap, no verdict (see tryVersion)
 		case err != nil || resp.StatusCode() >= 500 || refusedCredentials(resp.StatusCode()):
 			hold.ReportFailure()

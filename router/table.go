@@ -260,6 +260,10 @@ func (v *Version) PickShadow(primary *Version) (*Backend, error) {
 	return v.Pick(skip)
 }
 
+// Shares reports whether b's server is also a backend of v: one server serving two versions
+// (a vLLM with the other version as a LoRA adapter).
+func (v *Version) Shares(b *Backend) bool { return v.has(b.health) }
+
 // has reports whether a backend of v is the server whose health is h.
 func (v *Version) has(h *health) bool {
 	for _, b := range v.Backends {
