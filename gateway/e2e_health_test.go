@@ -427,3 +427,48 @@ func TestShadowFailuresLeaveASharedServerInService(t *testing.T) {
 		g.waitMetric(t, "llmgate_backend_in_flight", map[string]string{"backend": b.URL}, "= 0", func(v float64) bool { return v == 0 })
 	}
 }
+
+// The same when the mirrored request went to the canary: the shadow's server is the stable's,
+// which serves the rest of the alias's clients.
+func TestShadowFailuresLeaveTheStablesServerInService(t *testing.T) {
+	tokens := withAdminTokens(t)
+	var mirrors atomic.Int64
+	b := rawBackend(t, func(c net.Conn) {
+		requestsOn(c, func(_ int, req *http.Request, body []byte) bool {
+			if strings.Contains(string(body), `"model":"adapter"`) {
+				mirrors.Add(1)
+				writeJSONReply(c, "500 Internal Server Error", "", `{"error":{"message":"adapter failed to load","type":"InternalServerError","param":null,"code":500}}`)
+				return true
+			}
+			writeJSONReply(c, "200 OK", "", `{"id":"x","object":"chat.completion","created":1,"model":"base","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`)
+			return true
+		})
+	})
+	base, adapter := b, b
+	base.Model, adapter.Model = "base", "adapter"
+	canary := startFake(t, fakellm.Options{Model: "m3"})
+	g := startGateway(t, newConfig(t, func(c *config.Config) {
+		tokens(c)
+		healthConfig(2)(c)
+	}, model("chat", "v1", version("v1", base), version("v2", adapter), version("v3", canary.backend()))))
+	g.write(t, "PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v3","canary_percent":100}`)
+	g.write(t, "PUT", "/admin/models/chat/shadow", `{"version":"v2","percent":100}`)
+	stableUp := func() float64 {
+		up, _ := metricValue(parseMetrics(t, g.metrics(t)), "llmgate_backend_up", map[string]string{"backend": b.URL, "version": "v1"})
+		return up
+	}
+	for i := range 4 {
+		if res := g.do(t, "POST", "/v1/chat/completions", chatAs("u", false)); res.status != 200 {
+			t.Fatalf("request %d: status %d %s", i, res.status, res.body)
+		}
+		// An ejected server gets no more mirrors: wait for this one's answer or the ejection.
+		waitFor(t, "the mirror's answer", func() bool { return mirrors.Load() == int64(i+1) || stableUp() == 0 })
+		g.waitMetric(t, "llmgate_backend_in_flight", map[string]string{"backend": b.URL}, "= 0", func(v float64) bool { return v == 0 })
+	}
+	if up := stableUp(); up != 1 {
+		t.Fatalf("llmgate_backend_up of the stable's server = %v after failed mirrors of canary requests, want 1", up)
+	}
+	if res := g.do(t, "POST", "/v1/chat/completions", `{"model":"chat@v1","messages":[{"role":"user","content":"hi"}]}`); res.status != 200 {
+		t.Fatalf("a request to the stable: status %d %s", res.status, res.body)
+	}
+}

@@ -65,9 +65,13 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 		return
 	}
 	hold := b.Acquire() // at once after Pick, which may have given it a half-open trial
-	// A server that also serves r's version is the clients': the shadow's answer says how
-	// the shadow version fares there, not whether the server serves the clients' (see below).
+	// A server that also serves r's version, or the alias's stable or canary, is the
+	// clients': the shadow's answer says how the shadow version fares there, not whether the
+	// server serves the clients' (see below).
 	shared := r.version.Shares(b)
+	if m := snap.table.Model(sv.Alias); m != nil && !shared {
+		shared = m.Stable.Shares(b) || m.Canary != nil && m.Canary.Shares(b)
+	}
 	h := snap.backends[b.Index]
 	vs := snap.stats[sv]
 	ag := snap.guards[sv.Alias]
