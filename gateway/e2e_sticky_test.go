@@ -36,3 +36,24 @@ func TestStickyAPIKeyHeaders(t *testing.T) {
 		}
 	}
 }
+
+// Clients that send no key ("Bearer " alone, as an SDK configured with an empty key does) have
+// no sticky key: they are split at random, not sent together to one side as one cohort.
+func TestStickyAPIKeyEmptyBearer(t *testing.T) {
+	tokens := withAdminTokens(t)
+	v1 := startFake(t, fakellm.Options{Model: "m1"})
+	v2 := startFake(t, fakellm.Options{Model: "m2"})
+	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", v1.backend()), version("v2", v2.backend()))))
+	g.write(t, "PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v2","canary_percent":50,"sticky":"api_key"}`)
+	seen := map[string]int{}
+	for range 40 {
+		res := g.do(t, "POST", "/v1/chat/completions", chatAs("", false), "Authorization", "Bearer ")
+		if res.status != 200 {
+			t.Fatalf("status %d: %s", res.status, res.body)
+		}
+		seen[res.header.Get("X-Llmgate-Version")]++
+	}
+	if len(seen) != 2 {
+		t.Errorf("40 requests without a key at 50%%: served by %v, want both versions", seen)
+	}
+}

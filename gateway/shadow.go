@@ -33,10 +33,12 @@ func stickyKey(ctx *fasthttp.RequestCtx, r *request, t *router.Table) []byte {
 // case), or the api-key (Azure) or x-api-key (Anthropic) header, which forwardRequestHeader
 // also treats as the client's key. The same key in any of them is the same sticky key.
 func apiKey(h *fasthttp.RequestHeader) []byte {
-	if a := h.Peek("Authorization"); len(a) > 0 {
-		if len(a) > len("Bearer ") && bytes.EqualFold(a[:len("Bearer ")], []byte("Bearer ")) {
-			return a[len("Bearer "):]
-		}
+	a := h.Peek("Authorization")
+	if len(a) >= len("Bearer") && bytes.EqualFold(a[:len("Bearer")], []byte("Bearer")) &&
+		(len(a) == len("Bearer") || a[len("Bearer")] == ' ') {
+		a = bytes.TrimLeft(a[len("Bearer"):], " ")
+	}
+	if len(a) > 0 { // "Bearer" alone is no key: such clients are split at random, not one cohort
 		return a
 	}
 	if k := h.Peek("Api-Key"); len(k) > 0 {
