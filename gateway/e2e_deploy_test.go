@@ -1657,65 +1657,45 @@ func TestCanary403GoesToStable(t *testing.T) {
 	}
 }
 
-// A shadow version whose backend refuses every mirror with 403 (a hosted backend whose key may
-// not use the model) cannot serve what stable served: its statistics show the refusals as
-// its errors, as before 403s stopped ejecting, not as client errors that leave its error rate
-// at 0 next to stable's.
-func TestShadow403CountsAsItsError(t *testing.T) {
-	tokens := withAdminTokens(t)
-	v1 := startFake(t, fakellm.Options{Model: "m1"})
-	v2 := cannedBackend(t, 403, http.Header{"Content-Type": {"application/json"}}, `{"error":{"message":"You are not allowed to sample from this model","type":"invalid_request_error","param":null,"code":null}}`)
-	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", v1.backend()), version("v2", v2))))
-	g.write(t, "PUT", "/admin/models/chat/shadow", `{"version":"v2","percent":100}`)
-	const n = 2
-	for i := range n {
-		if res := g.do(t, "POST", "/v1/chat/completions", chatAs("u"+strconv.Itoa(i), false)); res.status != 200 {
-			t.Fatalf("request %d: status %d: %s", i, res.status, res.body)
-		}
-	}
-	var shadow versionSummary
-	waitFor(t, "the shadow's statistics to count every mirror", func() bool {
-		for _, v := range versionSummaries(t, g, "chat") {
-			if v.Version == "v2" {
-				shadow = v
-				return v.Summary.Requests == n
+// A shadow version whose backend refuses every mirror cannot serve what stable served: with
+// 403 (a hosted backend whose key may not use the model) or 404 (a model name mistyped in the
+// deploy, an Ollama that has not pulled it), its statistics show the refusals as its errors,
+// not as client errors that leave its error rate at 0 next to stable's, which served the same
+// requests.
+func TestShadowRefusalsCountAsItsErrors(t *testing.T) {
+	for _, tt := range []struct {
+		status int
+		body   string
+	}{
+		{403, `{"error":{"message":"You are not allowed to sample from this model","type":"invalid_request_error","param":null,"code":null}}`},
+		{404, `{"object":"error","message":"The model ` + "`m2`" + ` does not exist.","type":"NotFoundError","param":null,"code":404}`},
+	} {
+		t.Run(strconv.Itoa(tt.status), func(t *testing.T) {
+			tokens := withAdminTokens(t)
+			v1 := startFake(t, fakellm.Options{Model: "m1"})
+			v2 := cannedBackend(t, tt.status, http.Header{"Content-Type": {"application/json"}}, tt.body)
+			g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", v1.backend()), version("v2", v2))))
+			g.write(t, "PUT", "/admin/models/chat/shadow", `{"version":"v2","percent":100}`)
+			const n = 2
+			for i := range n {
+				if res := g.do(t, "POST", "/v1/chat/completions", chatAs("u"+strconv.Itoa(i), false)); res.status != 200 {
+					t.Fatalf("request %d: status %d: %s", i, res.status, res.body)
+				}
 			}
-		}
-		return false
-	})
-	if shadow.Summary.ErrorRate != 1 {
-		t.Errorf("the shadow refusing every mirror: error rate %v over %d requests, want 1", shadow.Summary.ErrorRate, shadow.Summary.Requests)
-	}
-}
-
-// A shadow version whose backend does not serve its model (a name mistyped in the deploy, an
-// Ollama that has not pulled it) answers every mirror with 404: its statistics show them as its
-// errors, as a 403's are, not as client errors that leave its error rate at 0 next to
-// stable's, which served the same requests.
-func TestShadow404CountsAsItsError(t *testing.T) {
-	tokens := withAdminTokens(t)
-	v1 := startFake(t, fakellm.Options{Model: "m1"})
-	v2 := cannedBackend(t, 404, http.Header{"Content-Type": {"application/json"}}, `{"object":"error","message":"The model `+"`m2`"+` does not exist.","type":"NotFoundError","param":null,"code":404}`)
-	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", v1.backend()), version("v2", v2))))
-	g.write(t, "PUT", "/admin/models/chat/shadow", `{"version":"v2","percent":100}`)
-	const n = 2
-	for i := range n {
-		if res := g.do(t, "POST", "/v1/chat/completions", chatAs("u"+strconv.Itoa(i), false)); res.status != 200 {
-			t.Fatalf("request %d: status %d: %s", i, res.status, res.body)
-		}
-	}
-	var shadow versionSummary
-	waitFor(t, "the shadow's statistics to count every mirror", func() bool {
-		for _, v := range versionSummaries(t, g, "chat") {
-			if v.Version == "v2" {
-				shadow = v
-				return v.Summary.Requests == n
+			var shadow versionSummary
+			waitFor(t, "the shadow's statistics to count every mirror", func() bool {
+				for _, v := range versionSummaries(t, g, "chat") {
+					if v.Version == "v2" {
+						shadow = v
+						return v.Summary.Requests == n
+					}
+				}
+				return false
+			})
+			if shadow.Summary.ErrorRate != 1 {
+				t.Errorf("the shadow answering %d to every mirror: error rate %v over %d requests, want 1", tt.status, shadow.Summary.ErrorRate, shadow.Summary.Requests)
 			}
-		}
-		return false
-	})
-	if shadow.Summary.ErrorRate != 1 {
-		t.Errorf("the shadow answering 404 to every mirror: error rate %v over %d requests, want 1", shadow.Summary.ErrorRate, shadow.Summary.Requests)
+		})
 	}
 }
 
