@@ -400,18 +400,7 @@ func TestStreamTrialLetsOthersInAtFirstEvent(t *testing.T) {
 // a shadow never changes the client's answer, and an ejected server answers nobody.
 func TestShadowFailuresLeaveASharedServerInService(t *testing.T) {
 	tokens := withAdminTokens(t)
-	var mirrors atomic.Int64
-	b := rawBackend(t, func(c net.Conn) {
-		requestsOn(c, func(_ int, req *http.Request, body []byte) bool {
-			if strings.Contains(string(body), `"model":"adapter"`) {
-				mirrors.Add(1)
-				writeJSONReply(c, "500 Internal Server Error", "", `{"error":{"message":"adapter failed to load","type":"InternalServerError","param":null,"code":500}}`)
-				return true
-			}
-			writeJSONReply(c, "200 OK", "", `{"id":"x","object":"chat.completion","created":1,"model":"base","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`)
-			return true
-		})
-	})
+	b, mirrors := adapterServer(t)
 	base, adapter := b, b
 	base.Model, adapter.Model = "base", "adapter"
 	g := startGateway(t, newConfig(t, func(c *config.Config) {
@@ -432,18 +421,7 @@ func TestShadowFailuresLeaveASharedServerInService(t *testing.T) {
 // which serves the rest of the alias's clients.
 func TestShadowFailuresLeaveTheStablesServerInService(t *testing.T) {
 	tokens := withAdminTokens(t)
-	var mirrors atomic.Int64
-	b := rawBackend(t, func(c net.Conn) {
-		requestsOn(c, func(_ int, req *http.Request, body []byte) bool {
-			if strings.Contains(string(body), `"model":"adapter"`) {
-				mirrors.Add(1)
-				writeJSONReply(c, "500 Internal Server Error", "", `{"error":{"message":"adapter failed to load","type":"InternalServerError","param":null,"code":500}}`)
-				return true
-			}
-			writeJSONReply(c, "200 OK", "", `{"id":"x","object":"chat.completion","created":1,"model":"base","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`)
-			return true
-		})
-	})
+	b, mirrors := adapterServer(t)
 	base, adapter := b, b
 	base.Model, adapter.Model = "base", "adapter"
 	canary := startFake(t, fakellm.Options{Model: "m3"})
@@ -471,4 +449,22 @@ func TestShadowFailuresLeaveTheStablesServerInService(t *testing.T) {
 	if res := g.do(t, "POST", "/v1/chat/completions", `{"model":"chat@v1","messages":[{"role":"user","content":"hi"}]}`); res.status != 200 {
 		t.Fatalf("a request to the stable: status %d %s", res.status, res.body)
 	}
+}
+
+// adapterServer is one server with a base model that answers and a LoRA adapter ("adapter")
+// that fails every request with 500; mirrors counts the requests for the adapter.
+func adapterServer(t *testing.T) (config.Backend, *atomic.Int64) {
+	mirrors := &atomic.Int64{}
+	b := rawBackend(t, func(c net.Conn) {
+		requestsOn(c, func(_ int, req *http.Request, body []byte) bool {
+			if strings.Contains(string(body), `"model":"adapter"`) {
+				mirrors.Add(1)
+				writeJSONReply(c, "500 Internal Server Error", "", `{"error":{"message":"adapter failed to load","type":"InternalServerError","param":null,"code":500}}`)
+				return true
+			}
+			writeJSONReply(c, "200 OK", "", `{"id":"x","object":"chat.completion","created":1,"model":"base","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`)
+			return true
+		})
+	})
+	return b, mirrors
 }
