@@ -82,14 +82,7 @@ func TestServeFailsWithOneLine(t *testing.T) {
 func TestServeSaysEveryConfigError(t *testing.T) {
 	t.Setenv("LLMGATE_RETRY_ATTEMPTS", "0")
 	t.Setenv("LLMGATE_LOG_LEVEL", "verbose")
-	path := filepath.Join(t.TempDir(), "llmgate.yaml")
-	if err := os.WriteFile(path, []byte("models: [{alias: m, versions: [{version: v1, backends: [{url: \"http://127.0.0.1:1\", kind: vllm, model: m}]}]}]\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var stdout, stderr bytes.Buffer
-	if code := run([]string{"serve", "--config", path}, &stdout, &stderr); code != 1 {
-		t.Fatalf("exit %d, want 1; stderr: %s", code, stderr.String())
-	}
+	_, stderr := serveFails(t, "models: [{alias: m, versions: [{version: v1, backends: [{url: \"http://127.0.0.1:1\", kind: vllm, model: m}]}]}]\n")
 	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
 	if len(lines) != 2 || !strings.Contains(stderr.String(), "LLMGATE_RETRY_ATTEMPTS") || !strings.Contains(stderr.String(), "LLMGATE_LOG_LEVEL") {
 		t.Fatalf("want both errors, one per line:\n%s", stderr.String())
@@ -105,14 +98,7 @@ func TestServeSaysEveryConfigError(t *testing.T) {
 func TestServeSaysEnvAndValidationErrorsAtOnce(t *testing.T) {
 	t.Setenv("LLMGATE_TIMEOUT_TOTAL", "600")
 	t.Setenv("LLMGATE_LOG_LEVEL", "verbose")
-	path := filepath.Join(t.TempDir(), "llmgate.yaml")
-	if err := os.WriteFile(path, []byte("models: [{alias: m, versions: [{version: v1, backends: [{url: \"http://127.0.0.1:1\", kind: vlm, model: m}]}]}]\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var stdout, stderr bytes.Buffer
-	if code := run([]string{"serve", "--config", path}, &stdout, &stderr); code != 1 {
-		t.Fatalf("exit %d, want 1; stderr: %s", code, stderr.String())
-	}
+	_, stderr := serveFails(t, "models: [{alias: m, versions: [{version: v1, backends: [{url: \"http://127.0.0.1:1\", kind: vlm, model: m}]}]}]\n")
 	for _, want := range []string{"LLMGATE_TIMEOUT_TOTAL: timeouts.total", "LLMGATE_LOG_LEVEL: log.level", "kind: must be vllm"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("stderr does not say %q:\n%s", want, stderr.String())
@@ -351,20 +337,13 @@ func TestServeRefusesModelTheBackendDoesNotServe(t *testing.T) {
 // Every empty environment variable the config names for a secret is said at once, before any
 // backend is probed (the backends here do not answer): one line each, naming the config key.
 func TestServeSaysEveryEmptySecretVariable(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "llmgate.yaml")
 	cfg := `models: [{alias: m, versions: [{version: v1, backends: [` +
 		`{url: "http://127.0.0.1:1", kind: vllm, model: m, api_key_env: LLMGATE_TEST_KEY_A},` +
 		`{url: "http://127.0.0.1:2", kind: vllm, model: m, api_key_env: LLMGATE_TEST_KEY_B}]}]}]
 admin: {tokens: [{name: ops, role: admin, token_env: LLMGATE_TEST_OPS}]}
 state: {path: "` + filepath.Join(t.TempDir(), "state.db") + `"}
 `
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var stdout, stderr bytes.Buffer
-	if code := run([]string{"serve", "--config", path}, &stdout, &stderr); code != 1 {
-		t.Fatalf("exit %d, want 1; stderr: %s", code, stderr.String())
-	}
+	path, stderr := serveFails(t, cfg)
 	want := []string{
 		"llmgate serve: config: " + path + ":1: models[0].versions[0].backends[0].api_key_env: environment variable LLMGATE_TEST_KEY_A is empty; set it before starting llmgate",
 		"llmgate serve: config: " + path + ":1: models[0].versions[0].backends[1].api_key_env: environment variable LLMGATE_TEST_KEY_B is empty; set it before starting llmgate",
@@ -431,14 +410,7 @@ func startAndStop(cfg *config.Config) (stdout, stderr string, err error) {
 
 // A bad --listen is said to come from the flag, not from the line of the file it overrides.
 func TestServeNamesTheFlagOfABadListen(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "llmgate.yaml")
-	if err := os.WriteFile(path, []byte("listen: \":8080\"\nmodels: [{alias: m, versions: [{version: v1, backends: [{url: \"http://127.0.0.1:1\", model: m}]}]}]\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var stdout, stderr bytes.Buffer
-	if code := run([]string{"serve", "--config", path, "--listen", "8080"}, &stdout, &stderr); code != 1 {
-		t.Fatalf("exit %d, want 1; stderr: %s", code, stderr.String())
-	}
+	_, stderr := serveFails(t, "listen: \":8080\"\nmodels: [{alias: m, versions: [{version: v1, backends: [{url: \"http://127.0.0.1:1\", model: m}]}]}]\n", "--listen", "8080")
 	want := "llmgate serve: config: --listen: listen: want host:port such as \":8080\", got \"8080\"\n"
 	if stderr.String() != want {
 		t.Errorf("got  %q\nwant %q", stderr.String(), want)
@@ -501,14 +473,7 @@ func TestServeSaysAMissingRulesFile(t *testing.T) {
 
 // A misspelt key does not hide the file's other problems.
 func TestServeSaysUnknownKeysWithTheRest(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "llmgate.yaml")
-	if err := os.WriteFile(path, []byte("timeouts: {conect: 2s}\nmodels: [{alias: m, versions: [{version: v1, backends: [{url: \"http://127.0.0.1:1\", kind: vlm, model: m}]}]}]\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var stdout, stderr bytes.Buffer
-	if code := run([]string{"serve", "--config", path}, &stdout, &stderr); code != 1 {
-		t.Fatalf("exit %d, want 1; stderr: %s", code, stderr.String())
-	}
+	path, stderr := serveFails(t, "timeouts: {conect: 2s}\nmodels: [{alias: m, versions: [{version: v1, backends: [{url: \"http://127.0.0.1:1\", kind: vlm, model: m}]}]}]\n")
 	want := []string{
 		"llmgate serve: config: " + path + `:1: timeouts: unknown key "conect"; did you mean "connect"?`,
 		"llmgate serve: config: " + path + `:2: models[0].versions[0].backends[0].kind: must be vllm, ollama or openai, got "vlm"`,
@@ -527,4 +492,19 @@ func TestServeHelpNamesFlagValues(t *testing.T) {
 			t.Errorf("serve -h does not say %q:\n%s", want, stdout.String())
 		}
 	}
+}
+
+// serveFails writes cfg as a config file, runs llmgate serve on it with flags, checks that it
+// exits 1, and returns the file's path and what it said on stderr.
+func serveFails(t *testing.T, cfg string, flags ...string) (string, *bytes.Buffer) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "llmgate.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run(append([]string{"serve", "--config", path}, flags...), &stdout, &stderr); code != 1 {
+		t.Fatalf("exit %d, want 1; stderr: %s", code, stderr.String())
+	}
+	return path, &stderr
 }
