@@ -490,6 +490,9 @@ func TestShouldRetry(t *testing.T) {
 		{"429 quota exhausted", func(t *testing.T) []config.Backend {
 			return []config.Backend{cannedBackend(t, 429, js, `{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","code":"insufficient_quota"}}`)}
 		}, false, 429, "false"},
+		{"429 quota exhausted, said by its type only", func(t *testing.T) []config.Backend {
+			return []config.Backend{cannedBackend(t, 429, js, `{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","param":null,"code":null}}`)}
+		}, false, 429, "false"},
 		{"400 is the client's", func(t *testing.T) []config.Backend {
 			return []config.Backend{cannedBackend(t, 400, js, `{"error":{"message":"bad"}}`)}
 		}, false, 400, ""},
@@ -508,6 +511,11 @@ func TestShouldRetry(t *testing.T) {
 			}
 			if got := res.header.Get("X-Should-Retry"); got != tt.want {
 				t.Errorf("x-should-retry %q, want %q (body %s)", got, tt.want, res.body)
+			}
+			if strings.Contains(tt.name, "quota") {
+				if typ, _, code := envelope(t, res.body); typ != "insufficient_quota" || code != "insufficient_quota" {
+					t.Errorf("type %q code %q, want insufficient_quota for both (OpenAI's)", typ, code)
+				}
 			}
 			if res.header.Get("X-Request-Id") == "" {
 				t.Error("no x-request-id")

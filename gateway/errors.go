@@ -238,6 +238,9 @@ func finishBackendError(e *apiError) *apiError {
 			e.code = "model_not_found"
 		case fasthttp.StatusTooManyRequests:
 			e.code = "rate_limit_exceeded"
+			if e.typ == "insufficient_quota" {
+				e.code = e.typ
+			}
 		}
 	}
 	return e
@@ -251,6 +254,8 @@ func openAIType(t string, status int) string {
 		return typeInvalidRequest
 	case "RateLimitError", "rate_limit_error":
 		return typeRateLimit
+	case "insufficient_quota": // OpenAI's type for a 429 that waiting does not cure
+		return t
 	case "InternalServerError", "server_error", "ServiceUnavailableError":
 		return typeServer
 	}
