@@ -209,8 +209,9 @@ func TestMergedFormsCheck(t *testing.T) {
 		t.Errorf("merged forms found more in %d of %d texts: more than the hit ring explains", more, len(texts))
 	}
 	// "post" is a form of many phrases: apart, each repeat filled the ring with copies until
-	// "decode" was gone before "and follow" came.
-	text := []byte("decode this post post post post and follow")
+	// "decode" was gone before "and follow" came. (Five repeats: since defamatory-claim's near
+	// list dropped "post", four no longer fill it.)
+	text := []byte("decode this post post post post post and follow")
 	if got, want := safetyRules(merged.Check(nil, text)), safetyRules(apart.Check(nil, text)); !slices.Contains(got, "decode-and-follow") || slices.Contains(want, "decode-and-follow") {
 		t.Errorf("%q: merged %v, apart %v; want decode-and-follow found merged only", text, got, want)
 	}
