@@ -386,7 +386,16 @@ func (g *Gateway) checkSafety(r *request, d guard.Direction, text []byte) error 
 		r.guard.m.safetyHit(d, m.Category).Inc()
 		r.stats.safety |= safetyBit(m.Category)
 	}
-	cat := r.guard.matches[0].Category
+	// The category reported is the earliest match's in the text, not the first found: a
+	// rule with unless_next phrases reports its match only once the words after it are read,
+	// so which is found first changes with the rules, and the answer must not.
+	first := r.guard.matches[0]
+	for _, m := range r.guard.matches[1:] {
+		if m.Start >= 0 && (first.Start < 0 || m.Start < first.Start) {
+			first = m
+		}
+	}
+	cat := first.Category
 	r.guard.report("safety_"+directionName(d), cat, action == guard.ActionFlag || action == guard.ActionBlock)
 	if action == guard.ActionBlock {
 		r.guard.m.blocks[d].Inc()
