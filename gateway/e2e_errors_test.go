@@ -962,3 +962,23 @@ func TestContextLengthExceededCode(t *testing.T) {
 		t.Errorf("a short prompt after the long ones: %v", err)
 	}
 }
+
+// A path with a trailing slash, as a base URL ending in "/" or a hand-written client builds it,
+// is the same endpoint: a chat completion, the model list, one model.
+func TestTrailingSlashPaths(t *testing.T) {
+	t.Parallel()
+	f := startFake(t, fakellm.Options{Model: "m"})
+	g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", f.backend()))))
+	if res := g.do(t, "POST", "/v1/chat/completions/", `{"model":"chat","max_tokens":4,"messages":[{"role":"user","content":"hi"}]}`); res.status != 200 || !strings.Contains(string(res.body), `"chat.completion"`) {
+		t.Errorf("POST /v1/chat/completions/: %d %s", res.status, res.body)
+	}
+	if res := g.do(t, "GET", "/v1/models/", ""); res.status != 200 || !strings.Contains(string(res.body), `"id":"chat"`) {
+		t.Errorf("GET /v1/models/: %d %s", res.status, res.body)
+	}
+	if res := g.do(t, "GET", "/v1/models/chat/", ""); res.status != 200 || !strings.Contains(string(res.body), `"id":"chat"`) {
+		t.Errorf("GET /v1/models/chat/: %d %s", res.status, res.body)
+	}
+	if res := g.do(t, "GET", "/", ""); res.status != 404 {
+		t.Errorf("GET /: %d, want 404 unknown_url", res.status)
+	}
+}

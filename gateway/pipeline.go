@@ -22,6 +22,11 @@ import (
 func (g *Gateway) handle(ctx *fasthttp.RequestCtx) {
 	defer g.recoverRequest(ctx)
 	path := ctx.Path()
+	if len(path) > 1 && path[len(path)-1] == '/' {
+		// "/v1/chat/completions/", as a base URL ending in a slash or a hand-written client
+		// makes: the same endpoint (fasthttp has already cleaned up doubled slashes).
+		path = path[:len(path)-1]
+	}
 	switch string(path) {
 	case "/v1/chat/completions":
 		g.servePOST(ctx, opChat)
