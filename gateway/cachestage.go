@@ -151,6 +151,9 @@ func (g *Gateway) cacheLookup(ctx *fasthttp.RequestCtx, r *request, snap *snapsh
 		g.setCacheHeader(ctx, r)
 		// The miss is final, but the OpenAI SDKs retry a 504 twice unless the server says not to.
 		ctx.Response.Header.Set("X-Should-Retry", "false")
+		// No model answered: the version's statistics (error and refusal rates, which the
+		// rollouts judge) are of its answers, and a poll of the cache is none.
+		r.stats.vs = nil
 		if msg := uncachedWhy(why, r.version.Alias); msg != "" {
 			return true, g.fail(ctx, r, &apiError{status: errCacheMiss.status, typ: errCacheMiss.typ, code: errCacheMiss.code,
 				message: "x-llmgate-cache: only-if-cached was asked, and " + msg})

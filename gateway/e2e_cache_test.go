@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -927,5 +928,38 @@ func TestCacheCoalescedStreamLeaderFailsAtFirstEvent(t *testing.T) {
 	}
 	if n := f.Requests(); n != 2 {
 		t.Errorf("backend saw %d requests, want 2", n)
+	}
+}
+
+// A request with x-llmgate-cache: only-if-cached that the cache cannot answer (a 504 no model
+// was asked for) is no sample of the version's statistics: polls of the cache would otherwise
+// lower its refusal and error rates, as if the model had answered them.
+func TestOnlyIfCachedMissIsNoSample(t *testing.T) {
+	t.Setenv("LLMGATE_ADMIN_TOKEN", "cache-admin")
+	b := cannedBackend(t, 200, http.Header{"Content-Type": {"application/json"}}, `{"id":"c1","object":"chat.completion","created":1,"model":"canned","choices":[{"index":0,"message":{"role":"assistant","content":"I'm sorry, but I can't help with that."},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":6,"total_tokens":11}}`)
+	g := startGateway(t, newConfig(t, nil, cached(model("chat", "v1", version("v1", b)))))
+	for i := range 3 {
+		res := g.do(t, "POST", "/v1/chat/completions", cacheBody("never asked "+strconv.Itoa(i), ""), "X-Llmgate-Cache", "only-if-cached")
+		if res.status != 504 {
+			t.Fatalf("only-if-cached of an answer never stored: %d %s", res.status, res.body)
+		}
+	}
+	if res := g.do(t, "POST", "/v1/chat/completions", cacheBody("asked", "")); res.status != 200 {
+		t.Fatalf("status %d: %s", res.status, res.body)
+	}
+	var v struct {
+		Versions []struct {
+			Summary struct {
+				Requests    uint64   `json:"requests"`
+				RefusalRate *float64 `json:"refusal_rate"`
+			} `json:"summary"`
+		} `json:"versions"`
+	}
+	waitFor(t, "the answer's sample", func() bool {
+		res := g.admin(t, "GET", "/admin/stats/chat", "cache-admin")
+		return json.Unmarshal(res.body, &v) == nil && len(v.Versions) == 1 && v.Versions[0].Summary.Requests > 0
+	})
+	if s := v.Versions[0].Summary; s.Requests != 1 || s.RefusalRate == nil || *s.RefusalRate != 1 {
+		t.Errorf("after 3 only-if-cached misses and 1 refused answer: %d requests, refusal rate %v; want 1 and 1", s.Requests, deref64(s.RefusalRate))
 	}
 }
