@@ -947,19 +947,12 @@ func TestOnlyIfCachedMissIsNoSample(t *testing.T) {
 	if res := g.do(t, "POST", "/v1/chat/completions", cacheBody("asked", "")); res.status != 200 {
 		t.Fatalf("status %d: %s", res.status, res.body)
 	}
-	var v struct {
-		Versions []struct {
-			Summary struct {
-				Requests    uint64   `json:"requests"`
-				RefusalRate *float64 `json:"refusal_rate"`
-			} `json:"summary"`
-		} `json:"versions"`
-	}
+	var s statsSummary
 	waitFor(t, "the answer's sample", func() bool {
-		res := g.admin(t, "GET", "/admin/stats/chat", "cache-admin")
-		return json.Unmarshal(res.body, &v) == nil && len(v.Versions) == 1 && v.Versions[0].Summary.Requests > 0
+		s = g.statsOf(t, "chat", "v1", "cache-admin")
+		return s.Requests > 0
 	})
-	if s := v.Versions[0].Summary; s.Requests != 1 || s.RefusalRate == nil || *s.RefusalRate != 1 {
+	if s.Requests != 1 || s.RefusalRate == nil || *s.RefusalRate != 1 {
 		t.Errorf("after 3 only-if-cached misses and 1 refused answer: %d requests, refusal rate %v; want 1 and 1", s.Requests, deref64(s.RefusalRate))
 	}
 }
