@@ -24,6 +24,17 @@ type statsSummary struct {
 	HitRatio    *float64 `json:"cache_hit_ratio"`
 }
 
+// statsAfter waits until version's statistics hold n requests (what), and returns them.
+func (g *gw) statsAfter(t *testing.T, n uint64, what, alias, version, token string) statsSummary {
+	t.Helper()
+	var s statsSummary
+	waitFor(t, what, func() bool {
+		s = g.statsOf(t, alias, version, token)
+		return s.Requests == n
+	})
+	return s
+}
+
 // statsOf reads GET /admin/stats/{alias} and returns version's summary.
 func (g *gw) statsOf(t *testing.T, alias, version, token string) statsSummary {
 	t.Helper()
@@ -64,11 +75,7 @@ func TestStatsGuardStoppedStreamIsNoError(t *testing.T) {
 	if res.status != 200 || len(events(res.body)) == 0 {
 		t.Fatalf("status %d: %s", res.status, res.body)
 	}
-	var s statsSummary
-	waitFor(t, "the stream's sample", func() bool {
-		s = g.statsOf(t, "chat", "v1", "stats-admin")
-		return s.Requests == 1
-	})
+	s := g.statsAfter(t, 1, "the stream's sample", "chat", "v1", "stats-admin")
 	if s.ErrorRate == nil || *s.ErrorRate != 0 {
 		t.Fatalf("error_rate %v after one stream the guard stopped, want 0", deref64(s.ErrorRate))
 	}
@@ -99,11 +106,7 @@ func TestStatsRefusalMember(t *testing.T) {
 			if res := g.do(t, "POST", "/v1/chat/completions", chatBody("hello", tt.extra)); res.status != 200 {
 				t.Fatalf("status %d: %s", res.status, res.body)
 			}
-			var s statsSummary
-			waitFor(t, "the request's sample", func() bool {
-				s = g.statsOf(t, "chat", "v1", "stats-admin")
-				return s.Requests == 1
-			})
+			s := g.statsAfter(t, 1, "the request's sample", "chat", "v1", "stats-admin")
 			if s.RefusalRate == nil || *s.RefusalRate != 1 {
 				t.Fatalf("refusal_rate %v after one answer with a refusal member, want 1", deref64(s.RefusalRate))
 			}
@@ -300,11 +303,7 @@ func TestStatsCoalescedStreamIsACacheAnswer(t *testing.T) {
 			t.Fatalf("%v: %s", err, b)
 		}
 	}
-	var s statsSummary
-	waitFor(t, "both streams' samples", func() bool {
-		s = g.statsOf(t, "chat", "v1", "stats-admin")
-		return s.Requests == 2
-	})
+	s := g.statsAfter(t, 2, "both streams' samples", "chat", "v1", "stats-admin")
 	if s.HitRatio == nil || *s.HitRatio != 0.5 {
 		t.Fatalf("cache_hit_ratio %v after a stream and one coalesced onto it, want 0.5", deref64(s.HitRatio))
 	}
@@ -328,11 +327,7 @@ func TestStatsCoalescedStreamSharingAFailure(t *testing.T) {
 	if fo.header.Get("X-Llmgate-Cache") != "coalesced" || !strings.Contains(string(leader.body), `"error"`) || !strings.Contains(string(fo.body), `"error"`) {
 		t.Fatalf("want a coalesced follower sharing its leader's broken stream; leader:\n%s\nfollower (x-llmgate-cache %s):\n%s", leader.body, fo.header.Get("X-Llmgate-Cache"), fo.body)
 	}
-	var s statsSummary
-	waitFor(t, "both streams' samples", func() bool {
-		s = g.statsOf(t, "chat", "v1", "stats-admin")
-		return s.Requests == 2
-	})
+	s := g.statsAfter(t, 2, "both streams' samples", "chat", "v1", "stats-admin")
 	if s.HitRatio == nil || *s.HitRatio != 0 || s.ErrorRate == nil || *s.ErrorRate != 1 {
 		t.Fatalf("cache_hit_ratio %v, error_rate %v after a broken stream and one coalesced onto it, want 0 and 1", deref64(s.HitRatio), deref64(s.ErrorRate))
 	}
@@ -349,10 +344,6 @@ func shadowSample(t *testing.T, b config.Backend) statsSummary {
 	if res := g.do(t, "POST", "/v1/chat/completions", chatAs("u", false)); res.status != 200 {
 		t.Fatalf("status %d: %s", res.status, res.body)
 	}
-	var s statsSummary
-	waitFor(t, "the mirror's sample", func() bool {
-		s = g.statsOf(t, "chat", "v2", viewerToken)
-		return s.Requests == 1
-	})
+	s := g.statsAfter(t, 1, "the mirror's sample", "chat", "v2", viewerToken)
 	return s
 }
