@@ -441,7 +441,10 @@ func (s *scan) classify(r *numRun, j, k int) (e entity, start, end int, score fl
 		ctx()
 		// 17 to 19 bare digits named by an ID key are a 64-bit identifier (a trace or span
 		// ID, a Snowflake ID), a tenth of which pass Luhn: "traceId=4661605344688263728".
-		idKey := g == 1 && len(d) > 16 && pos&ctxCard == 0 && idNameBefore(t, start)
+		// So are they after an identifier word with no card word nearer, wherever it is in
+		// the window ("order 4526018159083016612", "tracking number ..."): a 16-digit card
+		// there is a customer's, but 19-digit cards are rare and such ids common.
+		idKey := g == 1 && len(d) > 16 && pos&ctxCard == 0 && (neg&ctxCard != 0 || idNameBefore(t, start))
 		if sc := adjust(1, ctxCard, pos, neg); !idKey && s.want(eCard, sc) {
 			return eCard, start, end, sc, true
 		}
