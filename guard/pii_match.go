@@ -39,6 +39,8 @@ func (s *scan) email(i int) int {
 	for a > s.lo && i-a < 64 {
 		if cls[t[a-1]]&cLocal != 0 {
 			a--
+		} else if t[a-1] == '\'' && a-1 > s.lo && isAlnum(t[a-2]) && a < i && isAlnum(t[a]) {
+			a-- // an apostrophe between letters, "o'reilly@" (RFC 5322 atext); not a quote around it
 		} else if n := localRune(t[s.lo:a]); n > 0 {
 			a -= n // a letter of another script: "josé.garcía@", RFC 6531
 		} else {

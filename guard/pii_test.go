@@ -51,6 +51,8 @@ func TestPIIFind(t *testing.T) {
 		{"email idn domain glued", "mail an jörg@straße.de—danke", []string{"EMAIL_ADDRESS:jörg@straße.de"}},
 		{"not email: idn no tld", "x@größe and y@größe.längen", nil},
 		{"email after curly quote", "“bob@example.com”", []string{"EMAIL_ADDRESS:bob@example.com"}},
+		{"email apostrophe in local part", "Write to o'reilly@example.com or 'd'arcy.o'neil@example.org'.",
+			[]string{"EMAIL_ADDRESS:o'reilly@example.com", "EMAIL_ADDRESS:d'arcy.o'neil@example.org"}},
 		{"email newer gtlds", "maria@atelier-nord.work, jordi@ajuntament.cat, team@pixel.lol", []string{"EMAIL_ADDRESS:maria@atelier-nord.work", "EMAIL_ADDRESS:jordi@ajuntament.cat", "EMAIL_ADDRESS:team@pixel.lol"}},
 		{"not email: hyphenated tld", "a@b.com-foo", nil},
 		{"not email: decorator", "@dataclass\nclass P: pass", nil},
