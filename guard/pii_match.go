@@ -378,13 +378,20 @@ func (s *scan) mac(i int) (int, bool) {
 		if t[i+5] != sep || t[i+8] != sep || t[i+11] != sep || t[i+14] != sep {
 			return 0, false // most often a time, "14:22:05", or a date, "11-02-2024"
 		}
+		clock := true // every pair decimal, and all but the first below 60
 		for g := 0; g < 6; g++ {
 			p := i + 3*g
 			if !isHex(t[p]) || !isHex(t[p+1]) || g < 5 && t[p+2] != sep {
 				return 0, false
 			}
+			clock = clock && isDigit(t[p]) && isDigit(t[p+1]) && (g == 0 || t[p] < '6')
 		}
 		end = i + 17
+		if clock && !macWordBefore(t, i) {
+			// A timecode or a counter ("01:02:03:04:05:06" in subtitles and logs), not a MAC:
+			// one in 300 MACs is written in such pairs, and then a word names it.
+			return end, true
+		}
 	case i+14 <= n && t[i+4] == '.':
 		sep = '.'
 		letter := false
@@ -412,6 +419,43 @@ func (s *scan) mac(i int) (int, bool) {
 	}
 	s.emit(eMAC, i, end, 0.8)
 	return end, true
+}
+
+// macWords name a MAC address; macWordBefore looks for them.
+var macWords = [...]string{"mac", "macs", "ether", "ethernet", "hwaddr", "lladdr", "bssid", "address",
+	"addr", "physical", "hardware", "nic", "device", "station", "client", "bluetooth", "adapter",
+	"interface", "wifi", "wlan", "eth0", "adresse"}
+
+// macWordBefore reports whether one of the (at most five) words in the 48 bytes before i, on
+// its line, names a MAC address ("MAC address", "HWaddr", "link/ether", "mac_address=").
+func macWordBefore(t []byte, i int) bool {
+	stop := max(i-48, 0)
+	j := i
+	for w := 0; w < 5 && j > stop; w++ {
+		for j > stop && !isAlnum(t[j-1]) {
+			if t[j-1] == '\n' {
+				return false
+			}
+			j--
+		}
+		e := j
+		for j > stop && isAlnum(t[j-1]) {
+			j--
+		}
+		if e-j > 9 || e == j {
+			continue
+		}
+		var buf [9]byte
+		for k := j; k < e; k++ {
+			buf[k-j] = asciiLower(t[k])
+		}
+		for _, m := range macWords {
+			if string(buf[:e-j]) == m {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // ipv6 tries an IPv6 address at p (a hex group or "::"), with an optional dotted-quad tail.
