@@ -159,7 +159,7 @@ func (s *scan) ipv4At(start, end int) {
 	if wordAt(t, end) || end+1 < len(t) && (t[end] == '.' || t[end] == '-') && isAlnum(t[end+1]) {
 		return
 	}
-	if versionNameBefore(t, start) {
+	if versionNameBefore(t, start) || versionBumpBefore(t, start) {
 		return
 	}
 	pos, neg := nearWords(t, start)
@@ -201,6 +201,45 @@ func versionNameBefore(t []byte, i int) bool {
 			(k == j || t[k-1] == '_' || t[k] == 'V' && !isUpper(t[k-1])) &&
 			(k+7 == e || !isLower(t[k+7])) {
 			return true
+		}
+	}
+	return false
+}
+
+// bumpVerbs say that a line changes a dependency's version.
+var bumpVerbs = [...]string{"bump", "bumps", "bumped", "bumping", "upgrade", "upgrades", "upgraded",
+	"upgrading", "downgrade", "downgrades", "downgraded", "downgrading"}
+
+// versionBumpBefore reports whether the dotted quad at i is the "from" or "to" version of a
+// dependency bump: the word right before it is "from" or "to" and a bump verb is a word
+// before it on its line, within 200 bytes ("Bump Newtonsoft.Json from 5.1.1.0 to 5.1.2.0" in a
+// Dependabot title, "chore(deps): bump X from ..."). nearWords reads five words back, which a
+// long package name and the first version fill.
+func versionBumpBefore(t []byte, i int) bool {
+	j := i
+	for j > 0 && i-j < 3 && (t[j-1] == ' ' || t[j-1] == '`' || t[j-1] == '"' || t[j-1] == '\'') {
+		j--
+	}
+	if j == i || !(hasPrefixFold(t, j-4, "from") && !wordBefore(t, j-4) ||
+		hasPrefixFold(t, j-2, "to") && !wordBefore(t, j-2)) {
+		return false
+	}
+	for k := j - 3; k >= 0 && j-k < 200 && t[k] != '\n'; k-- {
+		if wordBefore(t, k) || !isAlpha(t[k]) || t[k]|0x20 != 'b' && t[k]|0x20 != 'u' && t[k]|0x20 != 'd' {
+			continue
+		}
+		e := k
+		for e < len(t) && e-k < 12 && isAlpha(t[e]) {
+			e++
+		}
+		var buf [12]byte
+		for x := k; x < e; x++ {
+			buf[x-k] = asciiLower(t[x])
+		}
+		for _, v := range bumpVerbs {
+			if string(buf[:e-k]) == v {
+				return true
+			}
 		}
 	}
 	return false
