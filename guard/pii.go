@@ -10,7 +10,7 @@ import (
 )
 
 // PII detection follows Presidio's scheme without its cost: a table-driven pass stops only at
-// trigger bytes (digits, '@', ':', '-', '_', 'A', 'J'); each matcher then parses a candidate by
+// trigger bytes (digits, '@', ':', ';', '<', '=', '-', '_', 'A', 'J'); each matcher then parses a candidate by
 // hand, validates it (Luhn, mod-97, base58check, bech32, SSN ranges, calling codes, TLDs) and
 // scores it, and nearby context words move weak scores over or under MinScore. No regexps.
 
@@ -322,12 +322,14 @@ func (s *scan) trigger(i int) int {
 		return s.upperA(i)
 	case tJ:
 		return s.jwt(i)
+	case tEq:
+		return s.equals(i)
 	}
 	return i + 1
 }
 
 // trigger8 returns the high bit of each byte of x (eight text bytes, little-endian) that
-// is a trigger: a digit, '-', ':', '@', 'A', 'J' or '_'.
+// is a trigger: a digit, '-', ':', ';', '<', '=', '@', 'A', 'J' or '_'.
 func trigger8(x uint64) uint64 {
 	const ones, lows = 0x0101010101010101, 0x7f7f7f7f7f7f7f7f
 	y := x & lows // bytes of 0x80 and above are no trigger: their flags are cleared below
@@ -341,9 +343,10 @@ func trigger8(x uint64) uint64 {
 		((y ^ 'J'*ones) + lows) &
 		((y ^ '_'*ones) + lows) &
 		((y ^ '@'*ones) + 0x7e*ones)
-	// The high bit of y + 0x50 is set from '0' up, that of y + 0x45 from ';' up: they
-	// differ from '0' to ':'.
-	digitOrColon := (y + (0x80-'0')*ones) ^ (y + (0x7f-':')*ones)
+	// The high bit of y + 0x50 is set from '0' up, that of y + 0x42 from '>' up: they
+	// differ from '0' to '=', the digits, ':', ';', '<' and '='. '=' is wanted ("Password=");
+	// ';' and '<' come free with it and stop the scan for nothing, rarely in prose.
+	digitOrColon := (y + (0x80-'0')*ones) ^ (y + (0x7f-'=')*ones)
 	// '.' and '/', between '-' and the digits, are common in prose and no trigger: flagging
 	// them would stop the eight-byte loop of skipClean at nearly every sentence.
 	return (digitOrColon | ^other) &^ (x | lows)
@@ -391,6 +394,8 @@ const (
 	tUnder
 	tA
 	tJ
+	tEq   // '=': a password after its name
+	tStop // ';' and '<': flagged with '=' by trigger8, no matcher
 )
 
 // Byte classes.
@@ -446,6 +451,9 @@ func init() {
 	trig['_'] = tUnder
 	trig['A'] = tA
 	trig['J'] = tJ
+	trig['='] = tEq
+	trig[';'] = tStop
+	trig['<'] = tStop
 }
 
 func isDigit(c byte) bool  { return cls[c]&cDigit != 0 }

@@ -435,8 +435,11 @@ func (cs *cutState) endToken() {
 	cs.hdr = cs.hdr || cs.pem == pemBody && cs.colon
 	// The AWS secret key matcher starts at the key's name, not at its value: no cut between.
 	// So too the value of "Authorization: Basic" and of curl's "-u" or "--user", and an AWS
-	// secret key within 96 bytes of its access key ID (awsSecretNear).
+	// secret key within 96 bytes of its access key ID (awsSecretNear). And the value of a
+	// named credential (credValue): "-SessionToken x", "aws_session_token = x", "Password = x",
+	// "Pwd = x".
 	cs.keyName = cs.tail == 'k'<<16|'e'<<8|'y' || cs.keyName && cs.tokSep ||
+		cs.tail == 'k'<<16|'e'<<8|'n' || cs.tail == 'o'<<16|'r'<<8|'d' || cs.tail == 'p'<<16|'w'<<8|'d' ||
 		cs.tail == 'i'<<16|'o'<<8|'n' || cs.tail == 's'<<16|'i'<<8|'c' || cs.tail == 's'<<16|'e'<<8|'r' ||
 		cs.tokLen == 2 && cs.last4&0xffff == '-'<<8|'u'
 	if cs.akia {

@@ -71,7 +71,11 @@ func TestLeakScannerMatchesRedactNamedValues(t *testing.T) {
 		"aws configure set aws_secret_access_key 9sHk2vQ+LmT0pWz7Rx4bNcY1eFgJ8aUoDi3KqVs5 --profile prod",
 		"key AKIAYYCSHKQINVNU5XDG from the vault, then its secret 7oX8nrEHAluvtdgDW1/In81LJK6yc/jecsblnAk2",
 		"curl -X POST https://api.example.com/m \\\n  --user 'AC0123456789abcdef:9f8e7d6c5b4a3928'",
-		`{"Authorization": "Basic YWxhZGRpbjpvcGVuc2VzYW1l"}`) {
+		`{"Authorization": "Basic YWxhZGRpbjpvcGVuc2VzYW1l"}`,
+		"Set-AWSCredential -AccessKey $ak -SecretKey s3cr3tV4lu3Xq9wLmN2Tz -SessionToken FwoGZXIvYXdzEBYaDHqa0AP1",
+		"[prod]\naws_session_token = FwoGZXIvYXdzEBYaDHqa0AP1/5Aq2Xr2JiLIAZgMQKl4yA1pR7tY0uI9oP\nregion = eu-west-1",
+		"Data Source=srv01;Initial Catalog=Sales;User ID=app;Password=hunter2Secret!;Encrypt=True",
+		"DB_HOST=db\npassword = Tr0ub4dor&3x\nuser=app") {
 		want, _ := p.Redact(nil, []byte(text), Completion, &Vault{})
 		if strings.Count(string(want), "<SECRET_") == 0 {
 			t.Fatalf("Redact(%q) = %q: no secret found", text, want)

@@ -53,6 +53,14 @@ func (s *scan) dash(i int) int {
 			s.emit(eSecret, i-6, end, 1)
 		}
 		return end
+	case i+11 < len(t) && t[i+1]|0x20 == 's' && i > 0 && isSpace(t[i-1]) &&
+		(hasPrefixFold(t, i+1, "secretkey") || hasPrefixFold(t, i+1, "sessiontoken")):
+		// PowerShell: Set-AWSCredential -AccessKey ... -SecretKey ... -SessionToken ...
+		k := spanOf(t, i+1, isAlnum)
+		if k-i-1 != len("secretkey") && k-i-1 != len("sessiontoken") {
+			return k
+		}
+		return s.credValue(k, true, 16)
 	case i >= 4 && (hasPrefixAt(t, i-4, "xox") || hasPrefixAt(t, i-4, "xapp")) && i-4 >= s.lo && tokenStart(t, i-4):
 		switch t[i-1] {
 		case 'a', 'b', 'p', 'r', 's', 'e':
@@ -159,6 +167,15 @@ func (s *scan) under(i int) int {
 		return s.secret(i-2, i+6, spanOf(t, i+6, alnum), 16)
 	case i >= 6 && hasPrefixFold(t, i-6, "secret_access_key") && (i == 6 || !isAlnum(t[i-7])):
 		return s.awsSecret(i-6+len("secret_access_key"), true)
+	case i >= 3 && t[i-3]|0x20 == 'a' && hasPrefixFold(t, i-3, "aws_s") && tokenStart(t, i-3) &&
+		(hasPrefixFold(t, i+1, "session_token") || hasPrefixFold(t, i+1, "security_token")):
+		// The token of temporary credentials: aws_session_token (and boto's older
+		// aws_security_token) in ~/.aws/credentials, AWS_SESSION_TOKEN= in an environment.
+		k := spanOf(t, i, isWord)
+		if k-i != len("_session_token") && k-i != len("_security_token") {
+			return k
+		}
+		return s.credValue(k, false, 16)
 	case secretName(t, i):
 		// Other names of the AWS secret key: aws_secret, AWS_SECRET_KEY, secret_key (Terraform),
 		// each followed by = or : and the key. The scan goes on after the name.
@@ -210,6 +227,110 @@ func (s *scan) awsSecret(k int, bare bool) int {
 		return e
 	}
 	return k
+}
+
+// equals handles '=' at i: a password after its name, "Password=" or "Pwd=" (any case), as
+// in ADO.NET and ODBC connection strings, URL queries and key=value configs.
+func (s *scan) equals(i int) int {
+	t := s.t
+	j := i // the name's end: "Password = x" in a config
+	for j > 0 && i-j < 2 && t[j-1] == ' ' {
+		j--
+	}
+	if j < 3 || t[j-1]|0x20 != 'd' {
+		return i + 1
+	}
+	switch {
+	case hasPrefixFold(t, j-8, "password") && !wordBefore(t, j-8) && (j == 8 || t[j-9] != '.' && t[j-9] != '-'):
+	case hasPrefixFold(t, j-3, "pwd") && !wordBefore(t, j-3) && (j == 3 || t[j-4] != '.' && t[j-4] != '-'):
+	default:
+		return i + 1
+	}
+	return s.credValue(i, false, 4)
+}
+
+// credValue reports the value of a named credential whose name ends at k as a SECRET: past
+// an optional closing quote, '=' or ':' (with bare, spaces alone will do, as on a command
+// line), spaces and an opening quote, the bytes up to the closing quote, or, unquoted, up to
+// a space, a quote, ';', a closing bracket or the '&' before a URL query's next parameter.
+// It must be min bytes long at least and no placeholder: "$env:PW", "<password>", "{0}",
+// "%PW%", "****", "...", "myPassword", "your-key", "true". It returns where the scan goes on.
+func (s *scan) credValue(k int, bare bool, min int) int {
+	t := s.t
+	p := k
+	if p < len(t) && (t[p] == '"' || t[p] == '\'') {
+		p++
+	}
+	q := p
+	for p < len(t) && (t[p] == ' ' || t[p] == '\t') {
+		p++
+	}
+	switch {
+	case k > 0 && t[k] == '=':
+		p = k + 1
+	case p < len(t) && (t[p] == '=' || t[p] == ':'):
+		p++
+	case bare && p > q && q == k && p-q < 8:
+	default:
+		return k + 1
+	}
+	for p < len(t) && (t[p] == ' ' || t[p] == '\t') && p-k < 8 {
+		p++
+	}
+	var quote byte
+	if p < len(t) && (t[p] == '"' || t[p] == '\'') {
+		quote = t[p]
+		p++
+	}
+	e := p
+	for e < len(t) && e-p <= 256 {
+		c := t[e]
+		if quote != 0 {
+			if c == quote || c == '\n' {
+				break
+			}
+		} else if isSpace(c) || c < ' ' || c == '"' || c == '\'' || c == '`' || c == ';' ||
+			c == ')' || c == ']' || c == '}' || c == '>' || c == '&' && queryParam(t, e+1) {
+			break
+		}
+		e++
+	}
+	if e-p < min || e-p > 256 || p < s.lo || credPlaceholder(t[p:e]) {
+		return max(p, k+1)
+	}
+	s.emit(eSecret, p, e, 1)
+	return e
+}
+
+// queryParam reports whether a URL query's next parameter, "name=", starts at i.
+func queryParam(t []byte, i int) bool {
+	k := spanOf(t, i, isWord)
+	return k > i && k < len(t) && t[k] == '='
+}
+
+// credPlaceholder reports whether the value v of a named credential stands for one: a
+// variable, a template or a mask, or a value that names itself.
+func credPlaceholder(v []byte) bool {
+	switch v[0] {
+	case '$', '<', '{', '[', '(', '%', '*', '#', '@', '\\':
+		return true
+	}
+	if bytes.Contains(v, []byte("...")) || bytes.Count(v, v[:1]) == len(v) {
+		return true
+	}
+	var buf [256]byte
+	n := copy(buf[:], v)
+	w := buf[:n]
+	for k := range w {
+		w[k] = asciiLower(w[k])
+	}
+	switch string(w) {
+	case "true", "false", "null", "none", "nil", "empty", "secret", "required", "changeme", "redacted":
+		return true
+	}
+	return bytes.Contains(w, []byte("password")) || bytes.Contains(w, []byte("passwd")) ||
+		bytes.HasPrefix(w, []byte("your")) || bytes.HasPrefix(w, []byte("my_")) ||
+		bytes.HasPrefix(w, []byte("my-"))
 }
 
 // secretName reports whether the '_' at t[i] is in a name of the form *secret* whose parts,
