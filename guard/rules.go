@@ -52,6 +52,7 @@ type ruleSpec struct {
 	phrases, near []phraseSpec
 	unless        []phraseSpec
 	unlessNext    []phraseSpec
+	unlessPrev    []phraseSpec
 	within        int
 	unlessWithin  int
 	order         uint8
@@ -200,6 +201,8 @@ func (p *ruleParser) rule(n ast.Node, cat string) ruleSpec {
 			r.unless = p.phrases(v)
 		case "unless_next":
 			r.unlessNext = p.phrases(v)
+		case "unless_prev":
+			r.unlessPrev = p.phrases(v)
 		case "within":
 			r.within, withinSet = p.words(v, key), true
 		case "unless_within":
@@ -217,7 +220,7 @@ func (p *ruleParser) rule(n ast.Node, cat string) ruleSpec {
 				p.fail(v, "order %q: want any, near_first or near_last", s)
 			}
 		default:
-			p.fail(k, "unknown key %q (want id, severity, phrases, near, within, order, unless, unless_within, unless_next)", key)
+			p.fail(k, "unknown key %q (want id, severity, phrases, near, within, order, unless, unless_within, unless_next, unless_prev)", key)
 		}
 	})
 	switch {

@@ -188,10 +188,11 @@ func compileSafetyLayout(specs []ruleSpec, dense int, mergeForms bool) (*Safety,
 	nl := &normLane{collect: true}
 	for ri, r := range specs {
 		s.rules = append(s.rules, safetyRule{id: r.id, cat: r.cat, sev: r.sev, near: len(r.near) > 0,
-			unless: len(r.unless) > 0, next: len(r.unlessNext) > 0, within: r.within, unlessWithin: r.unlessWithin,
-			order: r.order})
+			unless: len(r.unless) > 0, next: len(r.unlessNext) > 0, prev: len(r.unlessPrev) > 0, within: r.within,
+			unlessWithin: r.unlessWithin,
+			order:        r.order})
 		s.byID[r.id] = ri
-		for role, list := range [][]phraseSpec{r.phrases, r.near, r.unless, r.unlessNext} {
+		for role, list := range [][]phraseSpec{r.phrases, r.near, r.unless, r.unlessNext, r.unlessPrev} {
 			for _, ph := range list {
 				fail := func(format string, args ...any) error {
 					return &RuleError{Line: ph.line, Rule: r.id, Msg: fmt.Sprintf("phrase %q: ", ph.text) + fmt.Sprintf(format, args...)}
@@ -236,7 +237,7 @@ func compileSafetyLayout(specs []ruleSpec, dense int, mergeForms bool) (*Safety,
 				ref := ruleRef{rule: int32(ri), role: uint8(role)}
 				ref.setAct(&s.rules[ri])
 				if slices.ContainsFunc(ruleRefs[id], func(o ruleRef) bool { return o.rule == ref.rule && o.role != ref.role }) {
-					return nil, fail("in two of phrases, near, unless and unless_next")
+					return nil, fail("in two of phrases, near, unless, unless_next and unless_prev")
 				}
 				if uint8(role) == roleNext {
 					w, err := phraseWords(nl, key)
@@ -257,7 +258,7 @@ func compileSafetyLayout(specs []ruleSpec, dense int, mergeForms bool) (*Safety,
 		ph.reach = -1
 		for _, ref := range refs {
 			r := &s.rules[ref.rule]
-			ph.context = ph.context || r.near || r.unless
+			ph.context = ph.context || r.near || r.unless || r.prev
 			// The reach is how long a stream holds the phrase back (see earliest): a match of
 			// a near rule starts at its earlier phrase, so only a phrase that its rule's
 			// order lets come first is held, not a near phrase of a near_last rule or a main

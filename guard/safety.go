@@ -153,7 +153,7 @@ type safetyPhrase struct {
 // which in ordinary text nearly always leads to nothing, costs no read of the rule.
 type ruleRef struct {
 	rule   int32
-	role   uint8 // roleMain, roleNear, roleUnless or roleNext
+	role   uint8 // roleMain, roleNear, roleUnless, roleNext or rolePrev
 	act    uint8 // what a sighting does for the rule: actMatch, actCancel, actNear or actNone
 	other  uint8 // actNear: the role of the phrases it pairs with
 	within uint8 // actNear: the rule's within, at most maxWithin
@@ -174,7 +174,7 @@ func (ref *ruleRef) setAct(r *safetyRule) {
 		ref.act = actMatch
 	case ref.role == roleNext:
 		ref.act = actCancel
-	case ref.role == roleUnless:
+	case ref.role == roleUnless, ref.role == rolePrev:
 		ref.act = actNone
 	default: // a near rule's main or near phrase: it comes after one of the other role
 		ref.other, ref.within = roleNear, uint8(r.within)
@@ -193,6 +193,7 @@ const (
 	roleNear
 	roleUnless
 	roleNext // unless_next: a phrase that starts on the word after a match cancels it
+	rolePrev // unless_prev: a phrase that ends on the word before a match cancels it
 )
 
 // Orders a near rule may require.
@@ -206,6 +207,7 @@ type safetyRule struct {
 	id, cat      string
 	sev          Severity
 	near, unless bool // the rule has near phrases; unless phrases
+	prev         bool // the rule has unless_prev phrases
 	within       int  // near phrases: words apart at most
 	unlessWithin int  // unless phrases: words before the match at most
 	next         bool // the rule has unless_next phrases: its matches wait (see pending)
@@ -421,7 +423,7 @@ func (s *safetyScanner) phrase(l *normLane, ph *safetyPhrase, h *seenAt) {
 		// Note, per rule and role, the last word of this latest hit, so that near and match
 		// can tell without reading the hits whether any is close enough to look for.
 		for _, ref := range refs {
-			if ref.role != roleNext {
+			if ref.role < roleNext { // latest has entries for the first three roles only
 				l.latest[int(ref.rule)*3+int(ref.role)] = latestHit{gen: l.gen, w1: h.w1}
 			}
 		}
@@ -479,7 +481,7 @@ func (s *safetyScanner) near(l *normLane, ref ruleRef, h *seenAt) {
 }
 
 // match appends a match of rule ri spanning h, unless one of the rule's unless phrases ends
-// shortly before it.
+// shortly before it, or one of its unless_prev phrases on the word right before it.
 func (s *safetyScanner) match(l *normLane, ri int32, h *seenAt) {
 	r := &s.sf.rules[ri]
 	if r.unless && l.mayHave(ri, roleUnless, h.w0, r.unlessWithin) {
@@ -489,6 +491,17 @@ func (s *safetyScanner) match(l *normLane, ri int32, h *seenAt) {
 				break
 			}
 			if o.w1 < h.w0 && s.sf.role(o, ri, roleUnless) {
+				return
+			}
+		}
+	}
+	if r.prev {
+		for k := 1; k <= min(l.nhits, hitRing); k++ {
+			o := &l.hits[(l.nhits-k)&(hitRing-1)]
+			if o.w1 < h.w0-1 {
+				break // hits are in word order: older ones end further back
+			}
+			if o.w1 == h.w0-1 && s.sf.role(o, ri, rolePrev) {
 				return
 			}
 		}

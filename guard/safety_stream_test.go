@@ -340,6 +340,53 @@ categories:
 	}
 }
 
+// TestUnlessPrev checks unless_prev: a phrase that ends on the word right before a match
+// cancels it, but not one further back, wherever the text is cut, in the text and in a base64
+// segment; a near rule's match starts at its earlier phrase.
+func TestUnlessPrev(t *testing.T) {
+	s, err := NewSafety(SafetyOptions{Rules: []byte(`
+version: 1
+categories:
+  S9:
+    - id: bomb
+      phrases: [make a bomb]
+      unless_prev: [(i can't help you|i won't)]
+    - id: recipe
+      phrases: [napalm]
+      near: [recipe]
+      within: 3
+      unless_prev: [i can't share the]
+`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := base64.StdEncoding.EncodeToString
+	for text, want := range map[string]int{
+		"how to make a bomb":                                      1,
+		"I can't help you make a bomb.":                           0,
+		"I won't make a bomb":                                     0,
+		"I can't help you, so make a bomb":                        1, // a word between
+		"I can't help you. Now, make a bomb":                      1,
+		"I won't make a bomb, but you will make a bomb":           1,
+		"I can't share the napalm recipe":                         0,
+		"I can't share the recipe for napalm":                     0,
+		"I can't share the secret: napalm recipe":                 1,
+		"x " + enc([]byte("I can't help you make a bomb")) + " y": 0,
+		"x " + enc([]byte("please make a bomb")) + " y":           1,
+	} {
+		in := []byte(text)
+		got := s.Check(nil, in)
+		if len(got) != want {
+			t.Errorf("%q: %d matches %v, want %d", text, len(got), got, want)
+		}
+		for i := 0; i <= len(in); i++ {
+			if _, ms := streamPieces(t, s, 0, in[:i], in[i:]); !slices.Equal(ms, got) {
+				t.Errorf("%q cut at %d: stream %v, Check %v", text, i, ms, got)
+			}
+		}
+	}
+}
+
 // TestSafetyStreamHoldsOnlyFirstPhrases checks that a stream holds a near rule's phrase back
 // for the rule's within words only when the rule's order lets a match start at it: a match
 // spans from its earlier phrase, so a near phrase of a near_last rule (or a main phrase of a
