@@ -170,3 +170,33 @@ func promtoolCheck(t *testing.T, text string) {
 		t.Errorf("promtool check metrics: %v\n%s", err, out.String())
 	}
 }
+
+// A backend's 5xx with no error code of its own (an HTML 500 from a crashed server, a proxy's
+// 503) reaches the client with code null, as the backend sent it, but is a failed request all
+// the same: counted in llmgate_request_errors_total and named in the log line, as the
+// gateway's own 502s are. An alert on that series must not miss a backend that fails.
+func TestBackendServerErrorWithoutCodeCounted(t *testing.T) {
+	t.Parallel()
+	for _, status := range []int{500, 503} {
+		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			t.Parallel()
+			b := cannedBackend(t, status, http.Header{"Content-Type": {"text/html"}}, `<html><body>oops</body></html>`)
+			g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", b))))
+			res := g.do(t, "POST", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`)
+			if res.status < 500 {
+				t.Fatalf("status %d %s, want 5xx", res.status, res.body)
+			}
+			if _, _, code := envelope(t, res.body); code != "" {
+				t.Errorf("code %q, want null (as the backend sent it)", code)
+			}
+			samples := parseMetrics(t, g.metrics(t))
+			if v, _ := metricValue(samples, "llmgate_request_errors_total", map[string]string{"model": "chat", "version": "v1", "code": "upstream_error"}); v != 1 {
+				t.Errorf("llmgate_request_errors_total{code=upstream_error} = %v, want 1", v)
+			}
+			lines := g.logLines(t)
+			if len(lines) != 1 || lines[0]["error"] != "upstream_error" {
+				t.Errorf("log lines %v: want one with error upstream_error", lines)
+			}
+		})
+	}
+}

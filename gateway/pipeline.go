@@ -235,6 +235,12 @@ func setGuardHeader(ctx *fasthttp.RequestCtx, r *request) {
 func (g *Gateway) fail(ctx *fasthttp.RequestCtx, r *request, err error) bool {
 	ae := asAPIError(err)
 	r.status, r.errCode = ae.status, ae.code
+	if r.errCode == "" && ae.status >= 500 {
+		// A backend's 5xx without a code of its own (passed on with code null): still a
+		// failed request in the log line and llmgate_request_errors_total, as the gateway's
+		// own 502s are and a stream's error event without a code is (streamBody.Read).
+		r.errCode = "upstream_error"
+	}
 	writeError(ctx, ae)
 	if v := ae.shouldRetry(r.attempts); v != "" {
 		ctx.Response.Header.Set("X-Should-Retry", v)
