@@ -68,7 +68,7 @@ type Limits struct {
 // Timeouts bound each phase of a proxied request.
 type Timeouts struct {
 	Connect   time.Duration `yaml:"connect"`    // dialing a backend
-	FirstByte time.Duration `yaml:"first_byte"` // request sent until response headers arrive
+	FirstByte time.Duration `yaml:"first_byte"` // request sent until a stream's body starts (streams only)
 	Idle      time.Duration `yaml:"idle"`       // longest gap between two stream events
 	Total     time.Duration `yaml:"total"`      // whole request, streams included
 }
