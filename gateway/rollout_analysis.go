@@ -49,6 +49,13 @@ func (c rolloutChecks) withDefaults() rolloutChecks {
 // against a backend answering in 0.2 ms, 0.3 ms is 1.5x and means nothing to a user.
 const minLatencyIncrease = 5 * time.Millisecond
 
+// waitRationale says what a check that waits is waiting for: drift.min_samples requests on each
+// side, a figure a rollout's own --step-requests does not lower, so that an operator who sees a
+// step wait past its min_requests knows why and for how many more.
+func waitRationale(minSamples uint64) string {
+	return fmt.Sprintf("waiting for %d requests on each side (drift.min_samples)", minSamples)
+}
+
 // Analysis verdicts.
 const (
 	analysisPass = "pass" // every check decided and none failed
@@ -140,14 +147,14 @@ func analyzeCanary(stable, canary *drift.Snapshot, c rolloutChecks, p *drift.Pol
 				cr.Verdict = analysisFail
 				cr.Rationale = fmt.Sprintf("%s %.3f on the canary after %d backend answers, with %d on stable to compare (its cache answers the rest): above the limit %.3f beyond doubt", name, cv, cn, sn, limit)
 			case cn < p.MinSamples:
-				cr.Verdict = analysisWait
+				cr.Verdict, cr.Rationale = analysisWait, waitRationale(p.MinSamples)
 			case allCanary:
 				cr.Verdict, cr.Rationale = analysisPass, "stable takes no traffic at 100%: nothing to compare with"
 			default:
 				cr.Verdict, cr.Rationale = analysisPass, "too few backend answers on stable to compare: its cache answers the rest"
 			}
 		case r.Verdict == drift.VerdictInsufficient:
-			cr.Verdict = analysisWait
+			cr.Verdict, cr.Rationale = analysisWait, waitRationale(p.MinSamples)
 		case r.Verdict == drift.VerdictDrift && cv-sv > limit:
 			cr.Verdict = analysisFail
 			cr.Rationale = fmt.Sprintf("%s %.3f on the canary vs %.3f on stable (limit +%.3f, p=%.2g)", name, cv, sv, limit, r.PValue)
@@ -177,7 +184,9 @@ func analyzeCanary(stable, canary *drift.Snapshot, c rolloutChecks, p *drift.Pol
 			cr.Verdict, cr.Rationale = analysisPass, "too few backend answers on stable to compare latency: its cache answers the rest"
 		case allCanary && sh.Count() < p.MinSamples && ch.Count() >= p.MinSamples:
 			cr.Verdict, cr.Rationale = analysisPass, "stable takes no traffic at 100%: nothing to compare with"
-		case r.Verdict == drift.VerdictInsufficient || sp == 0 || math.IsNaN(sp) || math.IsNaN(cp):
+		case r.Verdict == drift.VerdictInsufficient:
+			cr.Verdict, cr.Rationale = analysisWait, waitRationale(p.MinSamples)
+		case sp == 0 || math.IsNaN(sp) || math.IsNaN(cp):
 			cr.Verdict = analysisWait
 		case r.Verdict == drift.VerdictDrift && cp/sp > limit && cp-sp > minLatencyIncrease.Seconds():
 			cr.Verdict = analysisFail

@@ -81,6 +81,17 @@ func TestAnalyzeCanary(t *testing.T) {
 	}{
 		{"more safety hits", unsafe, analysisFail, "safety_rate"},
 	}...)
+	// A check that waits says for what: the minimum sample, which an operator's --step-requests
+	// does not lower, so that a step waiting past its min_requests is not a mystery.
+	few := analyzeCanary(stable, window(t, 21, 15, 100*time.Millisecond, 0, true), rolloutChecks{}, &p, false)
+	for _, c := range few.Checks {
+		if c.Verdict == analysisWait && !strings.Contains(c.Rationale, "drift.min_samples") {
+			t.Errorf("15 canary requests: check %s waits with rationale %q, want it to name drift.min_samples", c.Check, c.Rationale)
+		}
+	}
+	if few.Verdict != analysisWait {
+		t.Errorf("15 canary requests: verdict %s, want wait", few.Verdict)
+	}
 	// Buffered traffic on stable has no TTFT: a canary that streams a little must not wait forever.
 	if a := analyzeCanary(window(t, 11, 600, 100*time.Millisecond, 0.01, false), window(t, 12, 600, 100*time.Millisecond, 0.01, true), rolloutChecks{}, &p, false); a.Verdict != analysisPass {
 		t.Errorf("stable without streams: verdict %s: %+v", a.Verdict, a.Checks)

@@ -453,7 +453,7 @@ func (c *adminCmd) rollout(args []string) error {
 	canary := fs.String("canary", "", "start: `version` to roll out")
 	steps := fs.String("steps", "", "start: canary percentages, one per step, e.g. 10,25,50,100")
 	stepDuration := fs.String("step-duration", "5m", "start: least time at each step")
-	stepRequests := fs.Int64("step-requests", 0, "start: least canary requests at each step")
+	stepRequests := fs.Int64("step-requests", 0, "start: least canary requests at each step (the analysis also waits for drift.min_samples on each side)")
 	maxErr := fs.Float64("max-error-rate-increase", 0.02, "start: roll back when the canary's error rate exceeds stable's by more")
 	maxLatency := fs.Float64("max-latency-ratio", 1.5, "start: roll back when the canary's p95 latency or TTFT exceeds stable's by this factor")
 	pos, err := c.parse(fs, args, "rollout ALIAS start --canary V --steps 10,25,50,100 [--step-duration 5m] [--step-requests N] [--max-error-rate-increase 0.02] [--max-latency-ratio 1.5] | rollout ALIAS status|pause|resume|abort", 2, 2)
