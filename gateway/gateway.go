@@ -122,11 +122,12 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	}
 	g.logRequests = g.log.Enabled(context.Background(), slog.LevelInfo)
 	g.tooLarge = bodyTooLarge(cfg.Limits.MaxBodyBytes)
-	g.pool.OnHealthChange(func(url string, ejectedFor time.Duration) {
-		// One address may serve several versions; the line says which ones it takes out.
+	g.pool.OnHealthChange(func(url string, ejectedFor time.Duration, why string) {
+		// One address may serve several versions; the line says which ones it takes out, and
+		// why, which tells a dead server (probes) from one failing requests or streams.
 		serves := g.versionsAt(url)
 		if ejectedFor > 0 {
-			g.log.Warn("backend ejected", "backend", url, "serves", serves, "for", ejectedFor.String())
+			g.log.Warn("backend ejected", "backend", url, "serves", serves, "for", ejectedFor.String(), "reason", why)
 			return
 		}
 		g.log.Info("backend back in service", "backend", url, "serves", serves)

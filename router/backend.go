@@ -2,6 +2,7 @@ package router
 
 import (
 	"math/bits"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -114,7 +115,7 @@ func (h *Hold) StreamStarted() {
 	}
 	if h.b.health.passTrial(h.trial, h.epoch, h.b.now()) {
 		h.trial, h.passed = 0, true
-		h.b.health.notify(0)
+		h.b.health.notify(0, "")
 	}
 }
 
@@ -134,8 +135,8 @@ func (h Hold) ReportStreamSuccess() {
 // second, and eject a version's only backend); one that cuts them all is, within a window.
 func (h Hold) ReportStreamFailure() {
 	if h.b != nil {
-		if d := h.b.health.streamFailure(h.b.now(), h.epoch, h.b.ejectBase, h.passed); d > 0 {
-			h.b.health.notify(d)
+		if d, why := h.b.health.streamFailure(h.b.now(), h.epoch, h.b.ejectBase, h.passed); d > 0 {
+			h.b.health.notify(d, why)
 		}
 	}
 }
@@ -249,7 +250,7 @@ func (h *health) success(epoch uint64, now time.Time, stream bool) {
 	}
 	h.restore() // the trial passed
 	h.mu.Unlock()
-	h.notify(0)
+	h.notify(0, "")
 }
 
 // restore puts an ejected backend back in full service: failure counts and backoff start over.
@@ -293,22 +294,23 @@ func (h *health) endBackoff(epoch uint64) {
 	h.mu.Unlock()
 }
 
-// notify tells the pool's hook about an ejection (d > 0) or a return to service (d == 0).
-func (h *health) notify(d time.Duration) {
+// notify tells the pool's hook about an ejection (d > 0, for the reason why) or a return to
+// service (d == 0).
+func (h *health) notify(d time.Duration, why string) {
 	if h.pool != nil && h.pool.onChange != nil {
-		h.pool.onChange(h.url, d)
+		h.pool.onChange(h.url, d, why)
 	}
 }
 
 func (h *health) failure(now time.Time, threshold int, base time.Duration, probe bool, epoch uint64) {
-	if d := h.recordFailure(now, threshold, base, probe, epoch); d > 0 {
-		h.notify(d)
+	if d, why := h.recordFailure(now, threshold, base, probe, epoch); d > 0 {
+		h.notify(d, why)
 	}
 }
 
 // recordFailure counts a failure of a request that started in epoch (or of a probe) and
-// returns the ejection it started, or 0.
-func (h *health) recordFailure(now time.Time, threshold int, base time.Duration, probe bool, epoch uint64) time.Duration {
+// returns the ejection it started and why, or 0.
+func (h *health) recordFailure(now time.Time, threshold int, base time.Duration, probe bool, epoch uint64) (time.Duration, string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	until := h.ejectedUntil.Load()
@@ -317,7 +319,7 @@ func (h *health) recordFailure(now time.Time, threshold int, base time.Duration,
 		// in flight when the backend was ejected, and probes, fail too. Counting them would
 		// double the backoff once per failure, so one burst of errors would eject for
 		// maxEject instead of base.
-		return 0
+		return 0, ""
 	}
 	halfOpen := until != 0
 	count := &h.failures
@@ -326,29 +328,41 @@ func (h *health) recordFailure(now time.Time, threshold int, base time.Duration,
 	}
 	*count++
 	if *count < threshold && !halfOpen {
-		return 0
+		return 0, ""
 	}
-	return h.eject(now, base, probe)
+	var why string
+	switch {
+	case halfOpen && !probe:
+		why = "its trial request failed"
+	case halfOpen:
+		why = "a health probe failed once its ejection had run out"
+	case probe:
+		why = strconv.Itoa(*count) + " failed health probes in a row"
+	default:
+		why = strconv.Itoa(*count) + " failed requests in a row"
+	}
+	return h.eject(now, base, probe), why
 }
 
 // streamFailure adds a broken stream that started in epoch to the window of stream outcomes
-// and returns the ejection it started, or 0 (see Hold.ReportStreamFailure). trial: the stream
-// was the half-open trial that passed at its first event, whose break ejects at once.
-func (h *health) streamFailure(now time.Time, epoch uint64, base time.Duration, trial bool) time.Duration {
+// and returns the ejection it started and why, or 0 (see Hold.ReportStreamFailure). trial: the
+// stream was the half-open trial that passed at its first event, whose break ejects at once.
+func (h *health) streamFailure(now time.Time, epoch uint64, base time.Duration, trial bool) (time.Duration, string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	until := h.ejectedUntil.Load()
 	if now.UnixNano() < until || epoch != h.epoch.Load() {
-		return 0 // as recordFailure: out already, or started before the latest ejection
+		return 0, "" // as recordFailure: out already, or started before the latest ejection
 	}
 	h.noteStream(true)
 	switch {
 	case until != 0 || trial: // the half-open trial broke
-		return h.eject(now, base, false)
+		return h.eject(now, base, false), "its trial stream broke"
 	case h.nstreams >= streamWindowMin && 2*bits.OnesCount64(h.streams) >= h.nstreams:
-		return h.eject(now, base, false)
+		why := strconv.Itoa(bits.OnesCount64(h.streams)) + " of its latest " + strconv.Itoa(h.nstreams) + " streams broke"
+		return h.eject(now, base, false), why
 	}
-	return 0
+	return 0, ""
 }
 
 // noteStream adds a stream's outcome to the window, newest in bit 0. mu must be held.
@@ -385,13 +399,18 @@ type Pool struct {
 	// now is the clock of every table built on the pool: time.Now, replaced by tests before
 	// they build a table so ejection times can be crossed without sleeping.
 	now func() time.Time
-	// onChange, when set, hears of every ejection (for how long) and return to service (0).
-	onChange func(url string, ejectedFor time.Duration)
+	// onChange, when set, hears of every ejection (for how long, and why) and return to
+	// service (0).
+	onChange func(url string, ejectedFor time.Duration, why string)
 }
 
-// OnHealthChange sets f to be called when a backend address is ejected (ejectedFor > 0) or put
-// back in service (ejectedFor == 0). Set it before building tables; f must not block.
-func (p *Pool) OnHealthChange(f func(url string, ejectedFor time.Duration)) { p.onChange = f }
+// OnHealthChange sets f to be called when a backend address is ejected (ejectedFor > 0; why
+// says what ejected it: failed requests, failed probes, broken streams or a failed trial) or
+// put back in service (ejectedFor == 0, why empty). Set it before building tables; f must not
+// block.
+func (p *Pool) OnHealthChange(f func(url string, ejectedFor time.Duration, why string)) {
+	p.onChange = f
+}
 
 // NewPool returns an empty pool.
 func NewPool() *Pool { return &Pool{byAddr: map[string]*health{}, now: time.Now} }

@@ -248,7 +248,9 @@ func holds0(holds *[]Hold, i int) func() { return func() { (*holds)[i].Release()
 func TestHealthChangeHook(t *testing.T) {
 	pool := NewPool()
 	var events []string
-	pool.OnHealthChange(func(url string, d time.Duration) { events = append(events, url+" "+d.String()) })
+	pool.OnHealthChange(func(url string, d time.Duration, why string) {
+		events = append(events, strings.TrimSpace(url+" "+d.String()+" "+why))
+	})
 	cfg := &config.Config{Health: config.HealthCheck{FailureThreshold: 2, EjectFor: 10 * time.Second},
 		Models: []config.Model{{Alias: "a", Versions: []config.Version{{Version: "v", Backends: []config.Backend{{URL: "http://h:1", Model: "m", Weight: 1}}}}}}}
 	tab, err := NewTable(cfg, pool)
@@ -262,7 +264,14 @@ func TestHealthChangeHook(t *testing.T) {
 	b.health.ejectedUntil.Store(1)
 	b.ReportSuccess() // back
 	b.ReportSuccess() // nothing to report
-	want := []string{"http://h:1 10s", "http://h:1 0s"}
+	// The hook says why: failed probes, and a failed trial, are other causes than requests.
+	for range 2 {
+		b.ReportProbeFailure()
+	}
+	b.health.ejectedUntil.Store(1) // ran out: half-open
+	b.ReportFailure()              // the trial fails
+	want := []string{"http://h:1 10s 2 failed requests in a row", "http://h:1 0s",
+		"http://h:1 10s 2 failed health probes in a row", "http://h:1 20s its trial request failed"}
 	if strings.Join(events, "|") != strings.Join(want, "|") {
 		t.Fatalf("events %q, want %q", events, want)
 	}

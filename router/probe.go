@@ -159,5 +159,5 @@ func (h *health) probeSuccess() {
 	}
 	h.restore()
 	h.mu.Unlock()
-	h.notify(0)
+	h.notify(0, "")
 }
