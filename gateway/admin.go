@@ -13,16 +13,23 @@ import (
 // every exporter, on a listener that is loopback by default) and profiles behind an admin
 // token. The deploy API (issue #5) will live here too; it is never reachable from the data plane.
 func (g *Gateway) handleAdmin(ctx *fasthttp.RequestCtx) {
-	switch string(ctx.Path()) {
-	case "/metrics":
+	switch p := string(ctx.Path()); p {
+	case "/metrics", "/healthz":
+		if !ctx.IsGet() && !ctx.IsHead() {
+			// As every other read-only URL: a POST is a client's mistake, not a scrape.
+			methodNotAllowed(ctx, "GET, HEAD")
+			return
+		}
+		if p == "/healthz" {
+			ctx.SetContentType("application/json")
+			ctx.SetBodyString(`{"status":"ok"}`)
+			return
+		}
 		g.syncCacheMetrics()
 		var buf bytes.Buffer
 		g.metrics.set.WritePrometheus(&buf)
 		ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
 		ctx.SetBody(appendWithHelp(make([]byte, 0, buf.Len()+4096), buf.Bytes()))
-	case "/healthz":
-		ctx.SetContentType("application/json")
-		ctx.SetBodyString(`{"status":"ok"}`)
 	default:
 		if bytes.HasPrefix(ctx.Path(), []byte("/debug/pprof/")) {
 			// Profiles, for finding what costs; admin role only.

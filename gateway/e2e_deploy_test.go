@@ -1290,6 +1290,8 @@ func TestAdminURLs(t *testing.T) {
 		{"GET", "/admin/drift/chat/v1/reference", 405, "", "", "POST"},
 		{"DELETE", "/admin/stats/chat", 405, "", "", "GET"},
 		{"PUT", "/admin/cache", 405, "", "", "GET, DELETE"},
+		{"POST", "/metrics", 405, "", "", "GET, HEAD"},
+		{"DELETE", "/healthz", 405, "", "", "GET, HEAD"},
 		{"GET", "/admin/drift?model=chat", 400, "", "model", ""},
 		{"GET", "/admin/drift/chat/v1?window=1h", 400, "", "window", ""},
 		{"GET", "/admin/stats/chat?since=1h", 400, "", "since", ""},

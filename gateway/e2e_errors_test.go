@@ -982,3 +982,25 @@ func TestTrailingSlashPaths(t *testing.T) {
 		t.Errorf("GET /: %d, want 404 unknown_url", res.status)
 	}
 }
+
+// The health URLs are GET (and HEAD) URLs, as GET /v1/models is: another method is a 405
+// naming the ones they take, not a 200 that a mistyped check or a POST-only client takes for
+// an answer.
+func TestHealthURLsMethods(t *testing.T) {
+	t.Parallel()
+	f := startFake(t, fakellm.Options{Model: "m"})
+	g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", f.backend()))))
+	for _, path := range []string{"/healthz", "/readyz"} {
+		for _, m := range []string{"GET", "HEAD"} {
+			if res := g.do(t, m, path, ""); res.status != 200 {
+				t.Errorf("%s %s: %d %s, want 200", m, path, res.status, res.body)
+			}
+		}
+		for _, m := range []string{"POST", "PUT", "DELETE"} {
+			res := g.do(t, m, path, "")
+			if res.status != 405 || res.header.Get("Allow") != "GET, HEAD" {
+				t.Errorf("%s %s: %d Allow %q %s, want 405 with Allow GET, HEAD", m, path, res.status, res.header.Get("Allow"), res.body)
+			}
+		}
+	}
+}

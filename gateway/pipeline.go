@@ -36,12 +36,21 @@ func (g *Gateway) handle(ctx *fasthttp.RequestCtx) {
 		g.servePOST(ctx, opEmbeddings)
 	case "/v1/models":
 		g.serveModels(ctx)
-	case "/healthz":
+	case "/healthz", "/readyz":
+		if !ctx.IsGet() && !ctx.IsHead() { // as GET /v1/models: the other methods are a 405
+			setRequestID(ctx, nil)
+			g.metrics.rejected[rejectMethod].Inc()
+			ctx.Response.Header.Set("Allow", "GET, HEAD")
+			writeError(ctx, errMethodNotAllowed)
+			return
+		}
+		if string(path) == "/readyz" {
+			g.serveReady(ctx)
+			return
+		}
 		setRequestID(ctx, nil)
 		ctx.SetContentType("application/json")
 		ctx.SetBodyString(`{"status":"ok"}`)
-	case "/readyz":
-		g.serveReady(ctx)
 	default:
 		if len(path) > len("/v1/models/") && string(path[:len("/v1/models/")]) == "/v1/models/" {
 			g.serveModel(ctx, path[len("/v1/models/"):])
