@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
 	"time"
@@ -36,6 +37,8 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	if *logRequests {
 		logOut = stderr
 	}
+	sig := notifyStop()
+	defer signal.Stop(sig)
 	d, err := startDemo(*listen, *adminListen, logOut)
 	if err != nil {
 		fmt.Fprintln(stderr, "llmgate demo:", err)
@@ -44,7 +47,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	defer d.closeBackends()
 	d.cli = demoCLI(os.Args[0])
 	d.print(stdout)
-	return waitForSignal(d.gateway, d.lns, stderr)
+	return waitForSignal(d.gateway, d.lns, stderr, sig, true)
 }
 
 // demo is a running demo: the gateway, its listeners and the simulated backends.

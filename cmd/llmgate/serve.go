@@ -66,6 +66,8 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if *configPath == "" && os.Getenv("LLMGATE_STATE_PATH") == "" {
 		st = store.NewMemory()
 	}
+	sig := notifyStop()
+	defer signal.Stop(sig)
 	g, lns, err := startServing(cfg, st, stdout, stderr)
 	if err != nil {
 		for line := range strings.Lines(err.Error()) { // checkEnv's, one a line
@@ -73,7 +75,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		}
 		return 1
 	}
-	return waitForSignal(g, lns, stderr)
+	return waitForSignal(g, lns, stderr, sig, false)
 }
 
 // startServing checks the backends, starts the gateway on cfg with deploy state st (nil: the
@@ -333,11 +335,33 @@ func start(cfg *config.Config, logOut io.Writer, st store.Store) (*gateway.Gatew
 	return g, lns, nil
 }
 
-func waitForSignal(g *gateway.Gateway, lns [2]net.Listener, stderr io.Writer) int {
+// notifyStop returns the channel waitForSignal reads the stop signals from; the caller stops it
+// (signal.Stop) when it returns without serving.
+func notifyStop() chan os.Signal {
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	<-sig
-	signal.Stop(sig)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	return sig
+}
+
+// shutdownGrace is how long a stop waits for requests in flight, streams included, before the
+// process exits with them cut.
+const shutdownGrace = 30 * time.Second
+
+// waitForSignal serves until SIGINT or SIGTERM, then stops taking requests and waits up to
+// shutdownGrace for those in flight. SIGHUP stops the demo (its terminal closed) but not serve:
+// the config is read at start only, and a SIGHUP sent for a reload, as many daemons take it,
+// would otherwise kill the gateway at once, every stream in flight cut without a drain.
+//
+// sig is from notifyStop, called before serving starts, so that a signal sent once the start-up
+// summary is out is never the default action's.
+func waitForSignal(g *gateway.Gateway, lns [2]net.Listener, stderr io.Writer, sig chan os.Signal, hupStops bool) int {
+	for s := range sig {
+		if s != syscall.SIGHUP || hupStops {
+			break
+		}
+		fmt.Fprintln(stderr, "llmgate: SIGHUP ignored: the config is read at start only; restart llmgate (SIGTERM drains requests in flight) to apply a changed file, or use llmgate admin")
+	}
+	signal.Stop(sig) // a second Ctrl-C ends the process at once
 	done := make(chan error, 1)
 	go func() { done <- g.Close() }()
 	select {
@@ -346,7 +370,7 @@ func waitForSignal(g *gateway.Gateway, lns [2]net.Listener, stderr io.Writer) in
 			fmt.Fprintln(stderr, "llmgate: shutdown:", err)
 			return 1
 		}
-	case <-time.After(30 * time.Second):
+	case <-time.After(shutdownGrace):
 		fmt.Fprintln(stderr, "llmgate: shutdown timed out with requests in flight")
 		return 1
 	}
