@@ -46,6 +46,13 @@ func TestBadRequests(t *testing.T) {
 		{"empty messages", "POST", "/v1/chat/completions", `{"model":"chat","messages":[]}`, 400, "messages", "", ""},
 		{"stream not a boolean", "POST", "/v1/chat/completions", `{"model":"chat","stream":"yes",` + msgs + `}`, 400, "stream", "", ""},
 		{"stream_options without stream", "POST", "/v1/chat/completions", `{"model":"chat","stream_options":{"include_usage":true},` + msgs + `}`, 400, "stream_options", "", ""},
+		// Content the guard could not read (one part not in an array, a text that is no string)
+		// would reach the backend unchecked: refused as OpenAI refuses it.
+		{"content an object", "POST", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":{"type":"text","text":"mail jane@example.com"}}]}`, 400, "messages[0].content", "", ""},
+		{"content a number", "POST", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"system","content":"be brief"},{"role":"user","content":5}]}`, 400, "messages[1].content", "", ""},
+		{"content part a string", "POST", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":["hi"]}]}`, 400, "messages[0].content[0]", "", ""},
+		{"content part text an object", "POST", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":[{"type":"text","text":{"value":"mail jane@example.com"}}]}]}`, 400, "messages[0].content[0].text", "", ""},
+		{"tool call arguments an object", "POST", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hi"},{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":{"to":"jane@example.com"}}}]}]}`, 400, "messages[1].tool_calls[0].function.arguments", "", ""},
 		{"completion without prompt", "POST", "/v1/completions", `{"model":"chat"}`, 400, "prompt", "", ""},
 		{"embeddings without input", "POST", "/v1/embeddings", `{"model":"chat"}`, 400, "input", "", ""},
 		{"streamed embeddings", "POST", "/v1/embeddings", `{"model":"chat","input":"x","stream":true}`, 400, "stream", "", ""},

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"io"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -298,9 +299,18 @@ func (r *request) decode(body []byte) error {
 		if len(arr) == 0 {
 			return badRequest("messages", "Invalid 'messages': empty array. Expected an array with minimum length 1.")
 		}
-		for _, msg := range arr {
+		for i, msg := range arr {
 			if msg.Type() != fastjson.TypeObject || msg.Get("role") == nil {
 				return badRequest("messages", "Invalid 'messages': each message must be an object with a 'role'.")
+			}
+			if err := checkContent(i, msg.Get("content")); err != nil {
+				return err
+			}
+			for k, tc := range msg.GetArray("tool_calls") {
+				if a := tc.Get("function", "arguments"); a != nil && a.Type() != fastjson.TypeString {
+					param := "messages[" + strconv.Itoa(i) + "].tool_calls[" + strconv.Itoa(k) + "].function.arguments"
+					return badRequest(param, "Invalid type for '"+param+"': expected a string, but got "+jsonTypeName(a)+" instead.")
+				}
 			}
 		}
 	case opCompletion:
@@ -317,6 +327,53 @@ func (r *request) decode(body []byte) error {
 		}
 	}
 	return nil
+}
+
+// checkContent refuses the content of message i unless it is a string, an array of objects
+// whose text, where they have one, is a string, or null, as OpenAI does. The guard reads the
+// text of those shapes only: any other (a single part object, a text that is an object) would
+// reach the backend unchecked by PII redaction and the safety rules. So are a tool call's
+// arguments that are not a string (decode).
+func checkContent(i int, c *fastjson.Value) error {
+	if c == nil {
+		return nil
+	}
+	switch c.Type() {
+	case fastjson.TypeString, fastjson.TypeNull:
+		return nil
+	case fastjson.TypeArray:
+	default:
+		param := "messages[" + strconv.Itoa(i) + "].content"
+		return badRequest(param, "Invalid type for '"+param+"': expected one of a string or array of objects, but got "+jsonTypeName(c)+" instead.")
+	}
+	parts, _ := c.Array()
+	for j, p := range parts {
+		param := "messages[" + strconv.Itoa(i) + "].content[" + strconv.Itoa(j) + "]"
+		if p.Type() != fastjson.TypeObject {
+			return badRequest(param, "Invalid type for '"+param+"': expected an object, but got "+jsonTypeName(p)+" instead.")
+		}
+		if t := p.Get("text"); t != nil && t.Type() != fastjson.TypeString {
+			return badRequest(param+".text", "Invalid type for '"+param+".text': expected a string, but got "+jsonTypeName(t)+" instead.")
+		}
+	}
+	return nil
+}
+
+// jsonTypeName names v's JSON type as OpenAI's errors do ("an object", "a number").
+func jsonTypeName(v *fastjson.Value) string {
+	switch v.Type() {
+	case fastjson.TypeObject:
+		return "an object"
+	case fastjson.TypeArray:
+		return "an array"
+	case fastjson.TypeString:
+		return "a string"
+	case fastjson.TypeNumber:
+		return "a number"
+	case fastjson.TypeTrue, fastjson.TypeFalse:
+		return "a boolean"
+	}
+	return "null"
 }
 
 // repeatedKey returns a key that appears twice in an object the gateway reads (the body, each
