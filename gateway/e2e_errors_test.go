@@ -1011,3 +1011,25 @@ func TestHealthURLsMethods(t *testing.T) {
 		}
 	}
 }
+
+// Request headers that do not fit the server's read buffer (a large cookie, a token a proxy
+// added) are a 431 that says so, in OpenAI's envelope, not a 400 "could not be read".
+func TestHeadersTooLarge(t *testing.T) {
+	t.Parallel()
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", f.backend()))))
+	res := g.do(t, "POST", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`,
+		"X-Big", strings.Repeat("a", 8<<10))
+	if res.status != 431 {
+		t.Fatalf("status %d %s, want 431", res.status, res.body)
+	}
+	if typ, _, code := envelope(t, res.body); typ != "invalid_request_error" || code != "request_headers_too_large" {
+		t.Errorf("type %q code %q, want invalid_request_error request_headers_too_large: %s", typ, code, res.body)
+	}
+	if !strings.Contains(string(res.body), "4 KiB") {
+		t.Errorf("message %s does not say the limit", res.body)
+	}
+	if got := f.Requests(); got != 0 {
+		t.Errorf("backend got %d requests, want 0", got)
+	}
+}

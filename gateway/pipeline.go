@@ -422,9 +422,21 @@ func (g *Gateway) handleTransportError(ctx *fasthttp.RequestCtx, err error) {
 		writeError(ctx, g.tooLarge)
 		return
 	}
+	if _, ok := errors.AsType[*fasthttp.ErrSmallBuffer](err); ok {
+		g.metrics.rejected[rejectTooLarge].Inc()
+		writeError(ctx, errHeadersTooLarge)
+		return
+	}
 	g.metrics.rejected[rejectBadRequest].Inc()
 	writeError(ctx, badRequest("", "The HTTP request could not be read."))
 }
+
+// errHeadersTooLarge answers a request whose request line and headers do not fit fasthttp's
+// read buffer (its default, 4 KiB): a 431 that says so, as fasthttp's own error handler does,
+// not a 400 that leaves the client to guess what could not be read (a large cookie or a token
+// a proxy in front added).
+var errHeadersTooLarge = &apiError{status: fasthttp.StatusRequestHeaderFieldsTooLarge, typ: typeInvalidRequest, code: "request_headers_too_large",
+	message: "Request headers too large: the request line and headers must fit in 4 KiB."}
 
 // maxAdminBody bounds an admin request's body: a version's spec or a rollout plan is a few KB.
 const maxAdminBody = 1 << 20
@@ -436,6 +448,10 @@ func handleAdminTransportError(ctx *fasthttp.RequestCtx, err error) {
 		drainRefusedBody(ctx)
 		writeError(ctx, &apiError{status: fasthttp.StatusRequestEntityTooLarge, typ: typeInvalidRequest, code: errBodyTooLarge.code,
 			message: "Admin request bodies are limited to 1 MiB."})
+		return
+	}
+	if _, ok := errors.AsType[*fasthttp.ErrSmallBuffer](err); ok {
+		writeError(ctx, errHeadersTooLarge)
 		return
 	}
 	writeError(ctx, badRequest("", "The HTTP request could not be read."))
