@@ -255,6 +255,10 @@ func (g *Gateway) classifyPrompt(r *request, root *fastjson.Value) error {
 	cm.duration.Update(time.Since(start).Seconds())
 	if err != nil {
 		cm.results[guard.Prompt][verdictError].Inc()
+		// Why, as for an async verdict: the header and the metric say only that it failed, and
+		// under fail_open a classifier at a wrong address or refusing its key would otherwise
+		// go unchecked without a word of the cause.
+		g.logClassifierError(string(r.requestID), guard.Prompt, err)
 		r.guard.report("classifier_prompt", "unavailable", true)
 		if c.failClosed {
 			r.guard.blocked = "classifier_unavailable"
@@ -366,6 +370,16 @@ func (q *classifyQueue) close() {
 	q.wg.Wait()
 }
 
+// logClassifierError logs a classifier call that failed: a warning, or at debug level a verdict
+// the classifier gave in a shape it was not asked for.
+func (g *Gateway) logClassifierError(requestID string, dir guard.Direction, err error) {
+	level := g.log.Debug
+	if !errors.Is(err, guard.ErrBadVerdict) {
+		level = g.log.Warn
+	}
+	level("guard classifier failed", "request_id", requestID, "direction", directionName(dir), "error", err.Error())
+}
+
 func (g *Gateway) runClassifyJob(j classifyJob) {
 	start := time.Now()
 	v, err := j.c.judge(j.payload, asyncTimeout)
@@ -374,11 +388,7 @@ func (g *Gateway) runClassifyJob(j classifyJob) {
 	switch {
 	case err != nil:
 		cm.results[j.dir][verdictError].Inc()
-		level := g.log.Debug
-		if !errors.Is(err, guard.ErrBadVerdict) {
-			level = g.log.Warn
-		}
-		level("guard classifier failed", "request_id", j.requestID, "direction", directionName(j.dir), "error", err.Error())
+		g.logClassifierError(j.requestID, j.dir, err)
 	case v.Unsafe:
 		cm.results[j.dir][verdictUnsafe].Inc()
 		for _, c := range v.Categories {

@@ -149,6 +149,10 @@ func TestClassifierTimeout(t *testing.T) {
 				t.Fatalf("guard header %q", h)
 			}
 			g.waitMetric(t, "llmgate_guard_classifier_total", map[string]string{"direction": "prompt", "result": "error"}, "= 1", func(v float64) bool { return v == 1 })
+			// The log says why, as it does for an async classifier.
+			waitFor(t, "a log line saying why the classifier failed", func() bool {
+				return strings.Contains(g.logs.String(), `"msg":"guard classifier failed"`) && strings.Contains(g.logs.String(), `"direction":"prompt","error":`)
+			})
 		})
 	}
 }
