@@ -268,6 +268,7 @@ func (g *Gateway) replay(ctx *fasthttp.RequestCtx, r *request, e *cache.Entry, r
 	ctx.SetContentType("application/json")
 	if r.stats.vs != nil {
 		r.stats.noteCached(e.First())
+		r.stats.refused = e.Refused() // as noteCompletion reads the backend's answer
 		r.stats.replayed = e
 	}
 	if !g.cachedAnswerClean(r, e) {

@@ -534,6 +534,29 @@ func TestCacheHitRefusals(t *testing.T) {
 	}
 }
 
+// An answer whose message carries OpenAI's refusal member (content null) is a refusal when the
+// cache replays it too, as it was when the backend sent it and as a replayed stream's is: the
+// buffered replays counted as answers, which halved the refusal rate of a version whose users
+// repeat what it refuses.
+func TestCacheHitRefusalMember(t *testing.T) {
+	t.Setenv("LLMGATE_ADMIN_TOKEN", "cache-admin")
+	refuses := cannedBackend(t, 200, http.Header{"Content-Type": {"application/json"}},
+		`{"id":"c1","object":"chat.completion","created":1,"model":"canned","choices":[{"index":0,"message":{"role":"assistant","content":null,"refusal":"That is not something I can do."},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":6,"total_tokens":11}}`)
+	g := startGateway(t, newConfig(t, nil, cached(model("chat", "v1", version("v1", refuses)))))
+	body := cacheBody("What is a cache?", "")
+	g.do(t, "POST", "/v1/chat/completions", body)
+	g.untilHit(t, body)
+	for range 2 {
+		if res := g.do(t, "POST", "/v1/chat/completions", body); res.header.Get("X-Llmgate-Cache") != "hit" || !strings.Contains(string(res.body), `"refusal":"That is not`) {
+			t.Fatalf("x-llmgate-cache %q: %s", res.header.Get("X-Llmgate-Cache"), res.body)
+		}
+	}
+	s := g.statsAfter(t, 4, "the samples of the answer and its three hits", "chat", "v1", "cache-admin")
+	if s.RefusalRate == nil || *s.RefusalRate != 1 {
+		t.Fatalf("refusal rate %v over an answer and its hits that all refuse, want 1", deref64(s.RefusalRate))
+	}
+}
+
 // gatedBackend answers a chat completion with text, but only once release is closed; calls
 // counts the requests it got.
 func gatedBackend(t *testing.T, text string) (b config.Backend, calls *atomic.Int64, release chan struct{}) {

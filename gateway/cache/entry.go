@@ -400,6 +400,27 @@ func (e *Entry) First() (finish, text []byte) {
 	return nil, nil
 }
 
+// Refused reports whether choice 0's message carries a refusal (OpenAI's message.refusal): a
+// string that is not empty, which drift statistics count as a refusal whatever the content.
+func (e *Entry) Refused() bool {
+	if e.kind != KindChat {
+		return false
+	}
+	for i := range e.choices {
+		c := &e.choices[i]
+		if c.index != 0 {
+			continue
+		}
+		for _, f := range e.fields[c.msg[0]:c.msg[1]] {
+			if keyIs(e.raw(f.k), "refusal") {
+				v := e.raw(f.v)
+				return len(v) > 2 && v[0] == '"'
+			}
+		}
+	}
+	return false
+}
+
 // Choices returns how many choices the entry holds (none for embeddings).
 func (e *Entry) Choices() int { return len(e.choices) }
 
