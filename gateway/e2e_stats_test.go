@@ -81,6 +81,39 @@ func TestStatsGuardStoppedStreamIsNoError(t *testing.T) {
 	}
 }
 
+// An error event a backend sends after the stream's 200 counts as that error would have before
+// it: one typed as the request's fault (vLLM's BadRequestError, a 400) is no failure of the
+// model version, as the same 400 before the stream is not; a server error is. Counted as the
+// model's, every request a client got wrong raised the version's error rate, which a rollout
+// rolls a canary back on.
+func TestStatsStreamErrorEventByType(t *testing.T) {
+	t.Setenv("LLMGATE_ADMIN_TOKEN", "stats-admin")
+	for _, tt := range []struct {
+		name, event string
+		errorRate   float64
+	}{
+		{"request's fault", `{"error":{"message":"This model's maximum context length is 8192 tokens.","type":"BadRequestError","param":null,"code":400}}`, 0},
+		{"openai type", `{"error":{"message":"Invalid grammar.","type":"invalid_request_error","param":"structured_outputs","code":null}}`, 0},
+		{"server error", `{"error":{"message":"EngineCore encountered an issue.","type":"InternalServerError","param":null,"code":500}}`, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			stream := `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"canned","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}` + "\n\n" +
+				"data: " + tt.event + "\n\n"
+			b := cannedBackend(t, 200, http.Header{"Content-Type": {"text/event-stream"}}, stream)
+			g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", b))))
+			res := g.do(t, "POST", "/v1/chat/completions", chatBody("hello", `,"stream":true`))
+			ev := events(res.body)
+			if res.status != 200 || len(ev) == 0 || !strings.Contains(ev[len(ev)-1], `"error"`) {
+				t.Fatalf("status %d, want the stream to end with the error event: %s", res.status, res.body)
+			}
+			s := g.statsAfter(t, 1, "the stream's sample", "chat", "v1", "stats-admin")
+			if s.ErrorRate == nil || *s.ErrorRate != tt.errorRate {
+				t.Fatalf("error_rate %v after one stream ended by %s, want %v", deref64(s.ErrorRate), tt.event, tt.errorRate)
+			}
+		})
+	}
+}
+
 // OpenAI-compatible servers answer a declined request with the message's refusal member and
 // content null (structured outputs), or stream it in delta.refusal: those answers are refusals
 // whatever words they use.

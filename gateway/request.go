@@ -91,8 +91,12 @@ type request struct {
 	// (the client's error says only that the backend failed).
 	upstreamErr error
 
-	status       int // sent to the client
-	errCode      string
+	status  int // sent to the client
+	errCode string
+	// eventStatus is the status a backend's error event after the stream's 200 would have had
+	// before it, by the error's type (400 for invalid_request_error, 502 for a server error);
+	// 0 when the stream had none.
+	eventStatus  int
 	inputTokens  int
 	outputTokens int
 	firstEventAt time.Time // the stream's first chunk (time to first token)
@@ -143,7 +147,7 @@ func releaseRequest(r *request) {
 	clear(r.skip) // a pooled request must not keep an old routing table alive
 	r.canaryShare, r.failedOver, r.manyChoices, r.hold, r.skip = false, false, false, router.Hold{}, r.skip[:0]
 	r.upstreamAt, r.headersAt, r.failedAttempts, r.upstreamErr = time.Time{}, time.Time{}, 0, nil
-	r.status, r.errCode, r.inputTokens, r.outputTokens, r.tokenEvents = 0, "", 0, 0, 0
+	r.status, r.errCode, r.eventStatus, r.inputTokens, r.outputTokens, r.tokenEvents = 0, "", 0, 0, 0, 0
 	r.firstEventAt, r.firstTokenAt, r.lastTokenAt = time.Time{}, time.Time{}, time.Time{}
 	r.gw, r.root = nil, nil
 	if r.guard.ag != nil {

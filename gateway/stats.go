@@ -433,6 +433,14 @@ func (g *Gateway) refusal(st *requestStats) bool {
 
 // driftStatus classes a request's outcome.
 func driftStatus(r *request) drift.Status {
+	status := r.status
+	if r.eventStatus != 0 {
+		// A stream the backend ended with an error event: classed as that error would be
+		// before the 200. One the backend types as the request's fault (a 400's
+		// invalid_request_error) is no failure of the model version, as the same refusal
+		// before the stream began is not.
+		status = r.eventStatus
+	}
 	switch {
 	case r.guard.blocked != "":
 		// A refused prompt (4xx), and a completion the guard stopped: a buffered one answers
@@ -443,15 +451,15 @@ func driftStatus(r *request) drift.Status {
 		return drift.StatusCanceled
 	case r.errCode == "upstream_timeout":
 		return drift.StatusTimeout
-	case r.status >= 200 && r.status < 300 && r.errCode == "":
+	case status >= 200 && status < 300 && r.errCode == "":
 		return drift.StatusOK
-	case r.status == fasthttp.StatusTooManyRequests:
+	case status == fasthttp.StatusTooManyRequests:
 		return drift.StatusRateLimited
-	case r.status == fasthttp.StatusServiceUnavailable && r.errCode == errNoBackend.code:
+	case status == fasthttp.StatusServiceUnavailable && r.errCode == errNoBackend.code:
 		return drift.StatusUnavailable
-	case r.status >= 400 && r.status < 500:
+	case status >= 400 && status < 500:
 		return drift.StatusClientError
-	case r.status >= 500 || r.errCode != "":
+	case status >= 500 || r.errCode != "":
 		return drift.StatusUpstreamError
 	}
 	return drift.StatusOther

@@ -228,6 +228,7 @@ func (s *streamBody) next(wait bool) []byte {
 			if r.errCode == "" {
 				r.errCode = "upstream_error"
 			}
+			r.eventStatus = statusForType(e.typ)
 			s.ended = true
 			return s.failWith(e)
 		}
@@ -481,3 +482,18 @@ func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c =
 // or one the backend did not type. An error it types as the request's fault (vLLM's
 // BadRequestError) or as a rate limit says nothing of its health.
 func backendAtFault(e *apiError) bool { return e.typ == typeServer }
+
+// statusForType is the HTTP status an error of OpenAI type typ has, as the gateway answers it
+// before a stream's 200 (typeForStatus read backwards); a type it does not know is a failure
+// of the backend, 502.
+func statusForType(typ string) int {
+	switch typ {
+	case typeInvalidRequest:
+		return fasthttp.StatusBadRequest
+	case typePermission:
+		return fasthttp.StatusForbidden
+	case typeRateLimit, "insufficient_quota":
+		return fasthttp.StatusTooManyRequests
+	}
+	return fasthttp.StatusBadGateway
+}
