@@ -490,6 +490,36 @@ func TestFilteredAnswerInOnePieceToAStreamRequest(t *testing.T) {
 	}
 }
 
+// An answer in one piece whose choice the backend did not finish (finish_reason null: a server
+// that stopped for a reason it does not name) is still an answer to stream: the client gets
+// its text as events, the last with finish_reason null, as the backend's own stream would have
+// ended. Passed on as JSON, an SDK's stream reader saw an empty stream.
+func TestUnfinishedAnswerInOnePieceToAStreamRequest(t *testing.T) {
+	t.Parallel()
+	const answer = `{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hello there"},"finish_reason":null}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}`
+	b := cannedBackend(t, 200, http.Header{"Content-Type": {"application/json"}}, answer)
+	g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", b))))
+	c, _ := g.client()
+	req := chatRequest("chat", 2)
+	req.Stream = true
+	st, err := c.CreateChatCompletionStream(ctx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunks, err := readStream(st)
+	text, _ := content(chunks)
+	if err != nil || text != "hello there" {
+		t.Fatalf("streamed text %q (%v); want the answer as events", text, err)
+	}
+	for _, ch := range chunks {
+		for _, c := range ch.Choices {
+			if c.FinishReason != "" {
+				t.Errorf("finish_reason %q, want null as the backend answered", c.FinishReason)
+			}
+		}
+	}
+}
+
 // A chunk with "error": null carries no error: the SDKs read it so, and the stream goes on to
 // [DONE] with all its text.
 func TestStreamChunkWithNullError(t *testing.T) {

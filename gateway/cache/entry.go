@@ -28,7 +28,7 @@ type Entry struct {
 	choices                        []choice
 	fields                         []field // backing store of the choices' member lists and extras
 	promptTokens, completionTokens int
-	filteredOK                     bool // built by NewAnswer: a finish_reason content_filter is whole
+	answer                         bool // built by NewAnswer: a choice cut by a filter, or unfinished, is whole
 
 	// Set by Store.Set.
 	key   Key
@@ -68,19 +68,20 @@ func NewEntry(kind Kind, body []byte, n int) (*Entry, error) {
 }
 
 // NewAnswer builds an entry as NewEntry does, also from an answer the backend's own filter cut
-// (finish_reason content_filter), which NewEntry refuses as not to be stored: it is for
+// (finish_reason content_filter) or one with a choice it did not finish (finish_reason null or
+// absent, which the replay streams as null), which NewEntry refuses as not to be stored: it is for
 // replaying an answer in the other shape (a whole answer to a stream request sent as a
 // stream), never for the store.
 func NewAnswer(kind Kind, body []byte, n int) (*Entry, error) {
 	return newEntry(kind, body, n, true)
 }
 
-func newEntry(kind Kind, body []byte, n int, filteredOK bool) (*Entry, error) {
+func newEntry(kind Kind, body []byte, n int, answer bool) (*Entry, error) {
 	// Two allocations for a typical answer: the entry with room for its index, and the copy
 	// of the body.
 	blk := &entryBlock{}
 	e := &blk.Entry
-	e.kind, e.doc, e.filteredOK = kind, append([]byte(nil), body...), filteredOK
+	e.kind, e.doc, e.answer = kind, append([]byte(nil), body...), answer
 	e.fields, e.choices = blk.fields[:0], blk.choices[:0]
 	var callers []span
 	if err := e.index(n, &callers); err != nil {
@@ -89,7 +90,7 @@ func newEntry(kind Kind, body []byte, n int, filteredOK bool) (*Entry, error) {
 	if len(callers) > 0 {
 		// Rare: the backend echoed the requester's own members. The stored answer goes
 		// without them, indexed anew.
-		*e = Entry{kind: kind, doc: withoutMembers(e.doc, callers), fields: blk.fields[:0], choices: blk.choices[:0], filteredOK: filteredOK}
+		*e = Entry{kind: kind, doc: withoutMembers(e.doc, callers), fields: blk.fields[:0], choices: blk.choices[:0], answer: answer}
 		if err := e.index(n, new([]span)); err != nil {
 			return nil, err
 		}
@@ -329,7 +330,7 @@ func (e *Entry) indexChoice(i int) (int, error) {
 				}
 				c.index = n
 			case string(k) == "finish_reason":
-				if v0 != '"' || filtered(d[vs:ve]) && !e.filteredOK {
+				if v0 != '"' && (v0 != 'n' || !e.answer) || filtered(d[vs:ve]) && !e.answer {
 					err = ErrIncomplete // null: the generation did not finish
 				}
 				c.finish = sp
@@ -351,7 +352,7 @@ func (e *Entry) indexChoice(i int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if !c.finish.ok() || (e.kind == KindChat && !hasMsg) || (e.kind == KindCompletion && !hasText) {
+	if !c.finish.ok() && !e.answer || (e.kind == KindChat && !hasMsg) || (e.kind == KindCompletion && !hasText) {
 		return 0, ErrIncomplete
 	}
 	c.extras[0] = int32(len(e.fields))
@@ -647,7 +648,12 @@ func (e *Entry) appendFinish(dst []byte, c *choice) []byte {
 	} else {
 		dst = append(dst, "null"...)
 	}
-	dst = append(append(dst, `,"finish_reason":`...), e.raw(c.finish)...)
+	dst = append(dst, `,"finish_reason":`...)
+	if c.finish.ok() {
+		dst = append(dst, e.raw(c.finish)...)
+	} else {
+		dst = append(dst, "null"...) // an answer NewAnswer took without one
+	}
 	dst = e.appendFields(dst, e.fields[c.extras[0]:c.extras[1]])
 	return append(dst, "}"+chunkClose...)
 }
