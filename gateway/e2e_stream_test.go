@@ -520,6 +520,40 @@ func TestUnfinishedAnswerInOnePieceToAStreamRequest(t *testing.T) {
 	}
 }
 
+// A backend that answers a stream request with an error object and status 200 fails the
+// request with that error and the status its type has, before any event: the SDKs raise it
+// (a 400 for the request's fault, a 5xx for the server's). Passed on as a 200 JSON body, their
+// stream readers saw an empty stream, or a parse error.
+func TestErrorBodyWith200ToAStreamRequest(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name, body string
+		status     int
+		typ        string
+	}{
+		{"request's fault", `{"error":{"message":"'messages' must not be empty.","type":"BadRequestError","param":"messages","code":400}}`, 400, "invalid_request_error"},
+		{"old flat vLLM", `{"object":"error","message":"bad","type":"BadRequestError","param":null,"code":400}`, 400, "invalid_request_error"},
+		{"server error", `{"error":{"message":"EngineCore encountered an issue.","type":"InternalServerError","param":null,"code":500}}`, 502, "server_error"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := cannedBackend(t, 200, http.Header{"Content-Type": {"application/json"}}, tt.body)
+			g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", b))))
+			c, _ := g.client()
+			req := chatRequest("chat", 2)
+			req.Stream = true
+			st, err := c.CreateChatCompletionStream(ctx(t), req)
+			if err == nil {
+				chunks, rerr := readStream(st)
+				t.Fatalf("the stream opened: %d chunks, then %v; want the backend's error", len(chunks), rerr)
+			}
+			ae := asAPIError(t, err)
+			if ae.HTTPStatusCode != tt.status || ae.Type != tt.typ {
+				t.Fatalf("error %d %q %q, want %d %s", ae.HTTPStatusCode, ae.Type, ae.Message, tt.status, tt.typ)
+			}
+		})
+	}
+}
+
 // A chunk with "error": null carries no error: the SDKs read it so, and the stream goes on to
 // [DONE] with all its text.
 func TestStreamChunkWithNullError(t *testing.T) {

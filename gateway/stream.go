@@ -36,10 +36,27 @@ func (g *Gateway) forwardStream(ctx *fasthttp.RequestCtx, r *request, snap *snap
 	if !isEventStream(resp) {
 		// A backend that ignored stream:true answered in one piece. The whole answer is in: the
 		// backend is done with, whatever the guard makes of it.
+		body := resp.Body()
+		if r.status == fasthttp.StatusOK && isErrorBody(body) {
+			// An error object with a 200 (a server that failed after choosing its status, or
+			// that never sets one): the error, with the status its type has, which the SDKs
+			// raise. Passed on as a 200, it was an empty stream to their stream readers. The
+			// client has seen nothing yet.
+			e := normalizeBackendError(fasthttp.StatusBadGateway, body, 0)
+			e.status = statusForType(e.typ)
+			e = finishBackendError(e) // a rate limit's code, for its 429
+			if backendAtFault(e) {
+				r.hold.ReportFailure()
+			} else {
+				r.hold.ReportSuccess()
+			}
+			r.hold.Release()
+			r.hold = router.Hold{}
+			return e
+		}
 		r.hold.ReportSuccess()
 		r.hold.Release()
 		r.hold = router.Hold{}
-		body := resp.Body()
 		if sse := answerAsStream(r.op, r.status, body); sse != nil {
 			// The client asked for events, and an SDK reading a stream finds none in a JSON
 			// body (go-openai and openai-python end it empty, without an error): the answer
@@ -109,6 +126,17 @@ func answerAsStream(op operation, status int, body []byte) []byte {
 		return nil
 	}
 	return e.AppendSSE(nil, cache.AppendID(nil, cache.Kind(op)), time.Now().Unix(), true)
+}
+
+// isErrorBody reports whether a backend's JSON body is an error object: a top-level "error"
+// member that is not null (OpenAI, vLLM, Ollama), or the flat {"object":"error",...} of older
+// vLLM.
+func isErrorBody(body []byte) bool {
+	if hasErrorMember(body) {
+		return true
+	}
+	s, e := jsonscan.Find(body, "object")
+	return s >= 0 && string(body[s:e]) == `"error"`
 }
 
 func isEventStream(resp *fasthttp.Response) bool {
