@@ -20,13 +20,15 @@ const maxGuardedChoices = 128
 // streamGuard is the guard of one streamed completion, one choiceGuard per choice index (n > 1
 // streams interleave choices). It lives in the pooled request.
 type streamGuard struct {
-	on      bool
-	choices []*choiceGuard // by choice index; the first len(choices) are in use
-	used    int
-	stopped bool          // a blocking safety match ended the stream
-	broken  *apiError     // why the stream cannot be guarded (a choice index out of range, an event not JSON); nil while it can
-	emptied bool          // the chunk being guarded had text that is all held back now
-	spent   time.Duration // time in the guard over the whole stream, one observation of its duration
+	on       bool
+	choices  []*choiceGuard // by choice index; the first len(choices) are in use
+	used     int
+	stopped  bool          // every choice the request asked for is stopped: the stream ends
+	nstopped int           // choices stopped by a blocking match (choiceGuard.stopped)
+	hit      bool          // the choice being guarded just met a blocking match
+	broken   *apiError     // why the stream cannot be guarded (a choice index out of range, an event not JSON); nil while it can
+	emptied  bool          // the chunk being guarded had text that is all held back now
+	spent    time.Duration // time in the guard over the whole stream, one observation of its duration
 }
 
 // choiceGuard holds one choice's text in flight: leaked PII rewritten, placeholders restored,
@@ -40,6 +42,10 @@ type choiceGuard struct {
 	leaked   []byte // scratch
 	out      []byte // scratch
 	roleSent bool   // a chunk with the choice's delta role has gone out
+	// stopped: a blocking match stopped the choice, which went out with finish_reason
+	// content_filter; the rest the backend sends of it goes no further. The other choices of
+	// an n > 1 stream go on, as OpenAI's do.
+	stopped bool
 
 	// A choice may stream other texts beside its content, each guarded on its own (this guard
 	// is the content's): reasoning, under either member name vLLM uses, and the arguments of
@@ -59,7 +65,7 @@ var reasoningKeys = [...]string{"reasoning_content", "reasoning"}
 // string (tool call arguments, JSON-mode content), where restored values go in escaped.
 func (c *choiceGuard) ready(r *request, inJSON bool) {
 	ag := r.guard.ag
-	c.roleSent = false
+	c.roleSent, c.stopped = false, false
 	switch ag.safetyComplete {
 	case guard.ActionBlock:
 		c.safety = ag.safety.AcquireStream(ag.holdback)
@@ -152,7 +158,7 @@ func (sg *streamGuard) release(ag *aliasGuard) {
 	for _, c := range sg.choices[:sg.used] {
 		c.release(ag)
 	}
-	sg.on, sg.stopped, sg.broken, sg.used, sg.spent = false, false, nil, 0, 0
+	sg.on, sg.stopped, sg.nstopped, sg.hit, sg.broken, sg.used, sg.spent = false, false, 0, false, nil, 0, 0
 }
 
 // addSpent adds the time since start to the stream's time in the guard.
@@ -177,7 +183,7 @@ func (r *request) choice(i int) *choiceGuard {
 // streamText runs one content delta of a choice through its guards and returns what may be sent
 // now; with final set, everything still held back is released. Safety sees the model's own text
 // first; then leaked PII is rewritten; then placeholders are restored. A blocking safety match
-// sets sg.stopped and returns only the text before the match.
+// sets sg.hit and returns only the text before the match.
 func (g *Gateway) streamText(r *request, c *choiceGuard, index int, delta []byte, final bool) []byte {
 	ag, sg := r.guard.ag, &r.streamGuard
 	t := delta
@@ -202,7 +208,7 @@ func (g *Gateway) streamText(r *request, c *choiceGuard, index int, delta []byte
 			if ag.safetyComplete == guard.ActionBlock {
 				r.guard.m.blocks[guard.Completion].Inc()
 				r.guard.blocked = "safety:" + c.matches[0].Category
-				sg.stopped, final = true, true
+				sg.hit, final = true, true
 			}
 		}
 	}
@@ -212,12 +218,12 @@ func (g *Gateway) streamText(r *request, c *choiceGuard, index int, delta []byte
 			c.leaked = c.leak.Close(c.leaked)
 		}
 		t = c.leaked
-		if c.leak.Blocked().Len() > 0 && !sg.stopped {
+		if c.leak.Blocked().Len() > 0 && !sg.hit {
 			// An entity whose completion action is block: the stream stops here, as for a
 			// blocking safety rule, and the text released with the value goes no further.
 			r.guard.m.blocks[guard.Completion].Inc()
 			r.guard.blocked = "pii"
-			sg.stopped = true
+			sg.hit = true
 			t = t[:0]
 		}
 	}
@@ -240,51 +246,83 @@ func (g *Gateway) streamText(r *request, c *choiceGuard, index int, delta []byte
 // guardChunk rewrites the text of every choice of a stream chunk (delta content, or text for
 // completions) through that choice's stream guard. Text held back leaves with a later chunk;
 // the chunk that carries a choice's finish_reason releases the rest of it. A blocking match
-// stops the whole stream after this chunk. It returns the event payload to send.
+// stops its choice: this chunk ends it with finish_reason content_filter, and later chunks go
+// without it. Once every choice the request asked for is stopped, the stream ends after this
+// chunk (sg.stopped). It returns the event payload to send.
 //
 // A chunk whose text is all held back, and that carries nothing else (no finish_reason, tool
 // call, usage, or role not sent before), is not sent at all (nil): a client would see only empty
-// deltas. Ollama repeats the role in every delta, so a role already sent is nothing new.
+// deltas. Ollama repeats the role in every delta, so a role already sent is nothing new. Nor is
+// a chunk of only choices stopped before.
 func (g *Gateway) guardChunk(r *request, data []byte) []byte {
-	defer r.streamGuard.addSpent(time.Now())
+	sg := &r.streamGuard
+	defer sg.addSpent(time.Now())
 	root, err := parseJSON(&r.parser, data, &r.guard.fixed)
 	if err != nil {
-		r.streamGuard.broken = errEventUnguarded // its text cannot be checked: none goes out
+		sg.broken = errEventUnguarded // its text cannot be checked: none goes out
 		return data
 	}
 	choices := root.GetArray("choices") // nil when absent or not an array
 	changed := false
-	r.streamGuard.emptied = false
-	r.guard.nparsers = 0 // the strings set in the chunk before were written with it
+	sg.emptied = false
+	r.guard.nparsers = 0     // the strings set in the chunk before were written with it
+	var kept *fastjson.Value // the choices that go out, once one does not
+	nkept := 0
+	keepUpTo := func(pos int) { // the choices before pos go out
+		if kept == nil {
+			kept = r.guard.arena.NewArray()
+			for k := range pos {
+				kept.SetArrayItem(k, choices[k])
+			}
+			nkept = pos
+		}
+	}
 	for pos, ch := range choices {
 		idx := choiceIndex(ch, pos)
 		c := r.choice(idx)
 		if c == nil {
-			r.streamGuard.broken = errChoiceUnguarded
+			sg.broken = errChoiceUnguarded
 			return data
 		}
+		if c.stopped {
+			// Stopped in an earlier chunk: what the backend goes on sending of it is not
+			// guarded, and the client has had its end.
+			keepUpTo(pos)
+			changed = true
+			continue
+		}
+		sg.hit = false
 		if g.guardChoice(r, c, idx, ch) {
 			changed = true
 		}
-		if r.streamGuard.stopped {
+		if kept != nil {
+			kept.SetArrayItem(nkept, ch)
+			nkept++
+		}
+		if !sg.hit {
+			continue
+		}
+		c.stopped = true
+		sg.nstopped++
+		if sg.nstopped >= r.choicesAsked() {
+			sg.stopped = true
 			if pos+1 < len(choices) {
 				// The choices after the one that stopped the stream are not guarded: they go
 				// no further.
-				kept := r.guard.arena.NewArray()
-				for k := range pos + 1 {
-					kept.SetArrayItem(k, choices[k])
-				}
-				root.Set("choices", kept)
+				keepUpTo(pos + 1)
 				changed = true
 			}
 			break
 		}
 	}
+	if kept != nil {
+		root.Set("choices", kept)
+	}
 	if !changed {
 		noteRoles(r, choices)
 		return data
 	}
-	if r.streamGuard.emptied && !r.streamGuard.stopped && onlyEmptyText(r, root) {
+	if (sg.emptied || kept != nil && nkept == 0) && !sg.stopped && onlyEmptyText(r, root) {
 		return nil
 	}
 	noteRoles(r, root.GetArray("choices"))
@@ -440,12 +478,17 @@ func (g *Gateway) heldChunk(r *request, last []byte) []byte {
 	n := 0
 	sg := &r.streamGuard
 	for i, c := range sg.choices[:sg.used] {
+		if c.stopped {
+			continue // ended with content_filter already
+		}
+		sg.hit = false
 		held := g.streamText(r, c, i, nil, true)
 		var delta *fastjson.Value
-		if !text && !sg.stopped {
+		if !text && !sg.hit {
 			delta = g.heldExtras(r, c)
 		}
-		if len(held) == 0 && !sg.stopped && delta == nil {
+		hit := sg.hit
+		if len(held) == 0 && !hit && delta == nil {
 			continue
 		}
 		choice := a.NewObject()
@@ -455,23 +498,28 @@ func (g *Gateway) heldChunk(r *request, last []byte) []byte {
 		if text {
 			choice.Set("text", v)
 		} else {
-			if delta == nil || sg.stopped { // what an extra released stopped the stream: it goes no further
+			if delta == nil || hit { // what an extra released stopped the choice: it goes no further
 				delta = a.NewObject()
 			}
-			if len(held) > 0 || sg.stopped || delta.GetObject().Len() == 0 {
+			if len(held) > 0 || hit || delta.GetObject().Len() == 0 {
 				delta.Set("content", v)
 			}
 			choice.Set("delta", delta)
 		}
 		finish := a.NewNull()
-		if sg.stopped { // the released text ended in a blocked match: as guardChoice marks it
+		if hit { // the released text ended in a blocked match: as guardChoice marks it
 			finish = a.NewString("content_filter")
 		}
 		choice.Set("finish_reason", finish)
 		choices.SetArrayItem(n, choice)
 		n++
-		if sg.stopped {
-			break
+		if hit {
+			c.stopped = true
+			sg.nstopped++
+			if sg.nstopped >= r.choicesAsked() {
+				sg.stopped = true
+				break
+			}
 		}
 	}
 	if n == 0 {
@@ -583,7 +631,7 @@ func (g *Gateway) guardChoice(r *request, c *choiceGuard, index int, ch *fastjso
 	}
 	switch {
 	case delta == nil:
-	case !r.streamGuard.stopped:
+	case !r.streamGuard.hit:
 		if g.guardDeltaExtras(r, c, delta, final) {
 			changed = true
 		}
@@ -603,7 +651,7 @@ func (g *Gateway) guardChoice(r *request, c *choiceGuard, index int, ch *fastjso
 			}
 		}
 	}
-	if r.streamGuard.stopped {
+	if r.streamGuard.hit {
 		ch.Set("finish_reason", r.guard.arena.NewString("content_filter"))
 		return true
 	}

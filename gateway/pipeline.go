@@ -144,7 +144,7 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *request) (done bool) {
 		r.stats.notePrompt(r.op, r.root) // for the drift sample (9)
 	}
 	// Refusals from here on are the version's: in its statistics as in llmgate_request_errors_total.
-	if r.op != opEmbeddings && r.root.GetInt("n") > 1 {
+	if n := r.root.GetInt("n"); r.op != opEmbeddings && n > 1 {
 		// Ollama's OpenAI API has no n and answers one choice: refused rather than the
 		// client get fewer choices than it asked for, without a word. Where the version has
 		// other backends, they serve it (see request.excluded).
@@ -152,7 +152,7 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *request) (done bool) {
 			return g.fail(ctx, r, &apiError{status: fasthttp.StatusBadRequest, typ: typeInvalidRequest, code: "unsupported_parameter", param: "n",
 				message: "'n' above 1 is not supported on model `" + version.Alias + "`: its backends (Ollama) answer one choice per request."})
 		}
-		r.manyChoices = true
+		r.manyChoices, r.nChoices = true, n
 	}
 	// 4. guard the prompt: redact or block; the body is rewritten only if something changed.
 	if ag := snap.guards[version.Alias]; ag != nil {

@@ -70,6 +70,7 @@ type request struct {
 	// manyChoices: a chat or completion request with n above 1. Ollama answers one choice
 	// whatever n asks, so its backends are not picked for it (see excluded).
 	manyChoices bool
+	nChoices    int // the choices a chat or completion request asks for: its n, when above 1
 	backend     *router.Backend
 	// hold is the request's use of backend from the attempt that answered 2xx until the answer
 	// is done: forwardBuffered, or the end of the stream, reports on it and releases it.
@@ -145,7 +146,7 @@ func releaseRequest(r *request) {
 	}
 	r.version, r.backend, r.handles, r.attempts, r.tried = nil, nil, nil, 0, [config.MaxRetryAttempts + 1]*router.Backend{}
 	clear(r.skip) // a pooled request must not keep an old routing table alive
-	r.canaryShare, r.failedOver, r.manyChoices, r.hold, r.skip = false, false, false, router.Hold{}, r.skip[:0]
+	r.canaryShare, r.failedOver, r.manyChoices, r.nChoices, r.hold, r.skip = false, false, false, 0, router.Hold{}, r.skip[:0]
 	r.upstreamAt, r.headersAt, r.failedAttempts, r.upstreamErr = time.Time{}, time.Time{}, 0, nil
 	r.status, r.errCode, r.eventStatus, r.inputTokens, r.outputTokens, r.tokenEvents = 0, "", 0, 0, 0, 0
 	r.firstEventAt, r.firstTokenAt, r.lastTokenAt = time.Time{}, time.Time{}, time.Time{}
@@ -625,3 +626,6 @@ func (r *request) noteAnswerShape() {
 		}
 	}
 }
+
+// choicesAsked returns how many choices the request's answer has (its n; 1 by default).
+func (r *request) choicesAsked() int { return max(r.nChoices, 1) }
