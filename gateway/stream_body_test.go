@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"io"
 	"testing"
 
@@ -44,5 +45,33 @@ func TestStreamBodyBrokenStream(t *testing.T) {
 	want := "data: {\"n\":1}\n\n" + `data: {"error":{"message":"The model backend closed the stream early.","type":"server_error","param":null,"code":"upstream_error"}}` + "\n\n"
 	if err != nil || string(got) != want {
 		t.Fatalf("got %q, %v\nwant %q", got, err, want)
+	}
+}
+
+// spentSource is a backend that has sent all it had: a further Read would have waited for the
+// next event, and fails instead.
+type spentSource struct{ b []byte }
+
+var errWaited = errors.New("read past what had arrived")
+
+func (s *spentSource) Read(p []byte) (int, error) {
+	if len(s.b) == 0 {
+		return 0, errWaited
+	}
+	n := copy(p, s.b)
+	s.b = s.b[n:]
+	return n, nil
+}
+
+// Stray blank lines after an event are no event: the event goes out at once, not held until the
+// next event arrives (a token shown a whole gap late to the user), and nothing else goes out.
+func TestStreamBodyStrayBlankLines(t *testing.T) {
+	for _, tail := range []string{"\n\n", "\r\n\r\n", "\n\n\n\n"} {
+		r := &request{clientUsage: true, sseReader: sse.NewReader(&spentSource{b: []byte("data: {\"n\":1}\n\n" + tail)}, maxEventBytes)}
+		s := &streamBody{r: r}
+		p := make([]byte, 4096)
+		if n, err := s.Read(p); err != nil || string(p[:n]) != "data: {\"n\":1}\n\n" {
+			t.Errorf("%q after the event: Read = %q, %v; want the event alone, without waiting for the next", tail, p[:n], err)
+		}
 	}
 }

@@ -168,7 +168,9 @@ func IsDone(data []byte) bool { return string(data) == "[DONE]" }
 // without reading from the source. Callers use it to send events that arrived together in one
 // write without ever waiting for one.
 func (r *Reader) Buffered() bool {
-	data := r.buf[r.start:r.end]
+	// Blank lines after an event are no event of their own: Next skips them and reads on. Seen
+	// as one, they made the caller wait for the event after them with this one unsent.
+	data := bytes.TrimLeft(r.buf[r.start:r.end], " \t\r\n")
 	return bytes.Contains(data, lf2) || bytes.Contains(data, crlf2)
 }
 

@@ -179,3 +179,22 @@ func TestBuffered(t *testing.T) {
 		t.Fatal("the unterminated tail is not a complete event")
 	}
 }
+
+// Blank lines after an event are no complete event: Next would skip them and wait for the
+// source, so Buffered must not report one.
+func TestBufferedStrayBlankLines(t *testing.T) {
+	for _, tail := range []string{"\n\n", "\n\n\n", "\r\n\r\n", " \n\n", "\n\n: ping"} {
+		r := NewReader(strings.NewReader("data: a\n\n"+tail), 1<<20)
+		if ev, _ := r.Next(); string(ev) != "data: a" {
+			t.Fatalf("%q: Next = %q", tail, ev)
+		}
+		if r.Buffered() {
+			t.Errorf("%q after an event: Buffered, but no event is complete", tail)
+		}
+	}
+	r := NewReader(strings.NewReader("data: a\n\n\n\ndata: b\n\n"), 1<<20)
+	r.Next()
+	if !r.Buffered() {
+		t.Error("event b behind blank lines is complete, but not Buffered")
+	}
+}
