@@ -214,27 +214,55 @@ func (g *Gateway) follow(ctx *fasthttp.RequestCtx, r *request, f *cache.Flight) 
 	}
 	r.cache.id = cache.AppendID(r.cache.id[:0], cache.Kind(r.op))
 	fl := f.Follow(r.cache.id, time.Now().Unix())
-	first, err := fl.Next(wctx)
-	switch {
-	case errors.Is(err, io.EOF) && fl.Events() == 0:
-		// The leader was a buffered request: replay its answer as a stream.
-		if e := fl.Entry(); e != nil {
-			return true, g.replay(ctx, r, e, cacheCoalesced)
+begun:
+	for {
+		ev, err := fl.Next(wctx)
+		switch {
+		case errors.Is(err, io.EOF) && fl.Events() == 0:
+			// The leader was a buffered request: replay its answer as a stream.
+			if e := fl.Entry(); e != nil {
+				return true, g.replay(ctx, r, e, cacheCoalesced)
+			}
+			return false, false
+		case err != nil, hasErrorMember(ev):
+			// The leader's backend failed before its answer began (an error as its first
+			// event, or after chunks that only opened the answer with its role): nothing has
+			// reached this client yet, so it goes to the backend itself, as when a leader
+			// fails before its 200, rather than share an error its own request may not meet.
+			return false, false
+		case !opensAnswer(ev):
+			break begun
 		}
-		return false, false
-	case err != nil:
-		return false, false
-	case hasErrorMember(first):
-		// The leader's backend failed before its answer began: nothing has reached this
-		// client yet, so it goes to the backend itself, as when a leader fails before its 200.
-		return false, false
 	}
+	fl.Rewind() // the client gets the leader's stream from its first event
 	r.cache.result = cacheCoalesced
 	r.stats.cache = drift.CacheHit // answered by the leader's backend call, as replay's followers are
 	g.setCacheHeader(ctx, r)
-	g.startStream(ctx, r, &followerSource{fl: fl, first: first, ctx: wctx, cancel: cancel})
+	g.startStream(ctx, r, &followerSource{fl: fl, ctx: wctx, cancel: cancel})
 	cancel = func() {} // the source owns the context now
 	return true, false
+}
+
+// opensAnswer reports whether a stream event payload only opens the answer: a chunk whose choices
+// carry no generated content and no finish_reason, as the chunk with the role that vLLM and
+// OpenAI send first.
+func opensAnswer(data []byte) bool {
+	cs, ce := jsonscan.Find(data, "choices")
+	if cs < 0 {
+		return false
+	}
+	choices := data[cs:ce]
+	i := jsonscan.FirstElementStart(choices)
+	if i < 0 || carriesTokens(choices) {
+		return false
+	}
+	for ; i >= 0; i = jsonscan.NextElementStart(choices, i) {
+		choice := choices[i:] // Find reads up to the choice's closing brace
+		if fs, fe := jsonscan.Find(choice, "finish_reason"); fs >= 0 && string(choice[fs:fe]) != "null" {
+			return false
+		}
+	}
+	return true
 }
 
 // hasErrorMember reports whether a stream event payload is an error event: a top-level "error"
@@ -380,7 +408,6 @@ func (s *bytesSource) Read(p []byte) (int, error) {
 // followerSource is the stream of a flight's leader as this follower reads it, framed as SSE.
 type followerSource struct {
 	fl     *cache.Follower
-	first  []byte
 	pend   []byte
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -393,10 +420,8 @@ func (s *followerSource) Read(p []byte) (int, error) {
 			s.cancel()
 			return 0, s.err
 		}
-		data := s.first
-		if data != nil {
-			s.first = nil
-		} else if data, s.err = s.fl.Next(s.ctx); s.err != nil {
+		var data []byte
+		if data, s.err = s.fl.Next(s.ctx); s.err != nil {
 			if errors.Is(s.err, cache.ErrLeaderFailed) {
 				s.err = io.ErrUnexpectedEOF // the stream stage reports a broken stream
 			}

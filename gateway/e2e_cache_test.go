@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -950,6 +951,70 @@ func TestCacheCoalescedStreamLeaderFailsAtFirstEvent(t *testing.T) {
 		t.Fatalf("follower (x-llmgate-cache %s) got the leader's failure instead of its own answer:\n%s", fo.header.Get("X-Llmgate-Cache"), fo.body)
 	}
 	if n := f.Requests(); n != 2 {
+		t.Errorf("backend saw %d requests, want 2", n)
+	}
+}
+
+// ... and so is one whose backend fails after a chunk that only opened the answer with its role
+// (a server that sends it before its prefill): the follower, whether it joined before or after
+// that chunk, has had nothing of the answer, and goes to the backend itself instead of getting
+// the leader's error.
+func TestCacheCoalescedStreamLeaderFailsAfterRoleChunk(t *testing.T) {
+	t.Setenv("LLMGATE_ADMIN_TOKEN", "cache-admin")
+	chunk := func(delta, finish string) string {
+		return `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":` + delta + `,"logprobs":null,"finish_reason":` + finish + `}]}` + "\n\n"
+	}
+	var calls atomic.Int64
+	release := make(chan struct{})
+	ln := listen(t)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if r.URL.Path != "/v1/chat/completions" {
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, chunk(`{"role":"assistant","content":""}`, "null"))
+		if calls.Add(1) == 1 {
+			w.(http.Flusher).Flush()
+			<-release
+			_, _ = io.WriteString(w, `data: {"error": {"message": "EngineCore encountered an issue.", "type": "InternalServerError", "param": null, "code": 500}}`+"\n\ndata: [DONE]\n\n")
+			return
+		}
+		_, _ = io.WriteString(w, chunk(`{"content":"Once upon a time."}`, "null")+chunk(`{}`, `"stop"`)+"data: [DONE]\n\n")
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close() })
+	var once sync.Once
+	open := func() { once.Do(func() { close(release) }) }
+	defer open()
+	b := config.Backend{URL: "http://" + ln.Addr().String(), Kind: config.KindVLLM, Model: "m"}
+	g := startGateway(t, newConfig(t, nil, cached(model("chat", "v1", version("v1", b)))))
+	body := cacheBody("Tell everyone the same story", `,"stream":true`)
+	leader := g.postChat(t, ctx(t), body)
+	defer leader.Body.Close()
+	rd := bufio.NewReader(leader.Body)
+	if line, err := rd.ReadString('\n'); err != nil || !strings.Contains(line, `"role":"assistant"`) {
+		t.Fatalf("the leader's first event %q (%v), want its role chunk", line, err)
+	}
+	fc := make(chan response, 1)
+	go func() { fc <- g.do(t, "POST", "/v1/chat/completions", body) }()
+	waitFor(t, "the follower on the leader's flight", func() bool {
+		var v struct {
+			Coalescing struct{ Followers int } `json:"coalescing"`
+		}
+		_ = json.Unmarshal(g.admin(t, "GET", "/admin/cache", "cache-admin").body, &v)
+		return v.Coalescing.Followers == 1
+	})
+	open()
+	if rest, _ := io.ReadAll(rd); !strings.Contains(string(rest), `"error"`) {
+		t.Fatalf("the leader's stream did not fail:\n%s", rest)
+	}
+	fo := <-fc
+	texts, done := choiceTexts(t, fo.body)
+	if !done || strings.Contains(string(fo.body), `"error"`) || texts[0] != "Once upon a time." {
+		t.Fatalf("follower (x-llmgate-cache %s) got the leader's failure instead of its own answer:\n%s", fo.header.Get("X-Llmgate-Cache"), fo.body)
+	}
+	if n := calls.Load(); n != 2 {
 		t.Errorf("backend saw %d requests, want 2", n)
 	}
 }

@@ -250,6 +250,10 @@ func (fl *Follower) Entry() *Entry {
 	return fl.f.entry
 }
 
+// Rewind makes the next Next return the flight's first event again: a follower that looked
+// ahead before it answered its client reads the stream from its start.
+func (fl *Follower) Rewind() { fl.next = 0 }
+
 // Events returns how many events the follower has read.
 func (fl *Follower) Events() int { return fl.next }
 
