@@ -230,3 +230,62 @@ func discardLogger() *slog.Logger { return slog.New(slog.NewJSONHandler(io.Disca
 // (the cache is on, but the sampling temperature makes it bypass): each of the 16 events
 // passes the safety stream, the leak scanner and the restorer.
 func BenchmarkPipelineStreamFull(b *testing.B) { benchmarkPipeline(b, true, fullFeatures) }
+
+// BenchmarkPipelineCacheMiss is bench/attribute.sh's cache variant inside one process: unique,
+// cacheable 1 KiB requests (a counter in the prompt), the guard off. off: no cache, the
+// baseline; store: each answer is stored (a store with room); full: a 1 MiB store that is
+// full, where Admit turns the answers of new requests away. The difference from off is what
+// the cache costs a miss.
+func BenchmarkPipelineCacheMiss(b *testing.B) {
+	cacheOn := func(c *config.Config) { c.Models[0].Cache = config.ModelCache{Enabled: true, TTL: time.Hour} }
+	cases := []struct {
+		name    string
+		prefill int
+		edits   []func(*config.Config)
+	}{
+		{"off", 0, nil},
+		{"store", 0, []func(*config.Config){cacheOn}},
+		{"full", 4000, []func(*config.Config){cacheOn, func(c *config.Config) { c.Cache.MaxBytes = 1 << 20 }}},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			g := newBenchGateway(b, c.edits...)
+			g.log = discardLogger()
+			body := bytes.Replace(chatBody1K(false), []byte(`"temperature":0.2`), []byte(`"temperature":0`), 1)
+			counter := bytes.Index(body, []byte("lorem"))
+			ctx, req := newBenchCtx(body)
+			var w bytes.Buffer
+			n := 0
+			next := func() {
+				n++
+				b := req.Body()
+				for i, x := 0, n; i < 8; i, x = i+1, x/10 {
+					b[counter+i] = byte('0' + x%10)
+				}
+				serveOnce(g, ctx, req, &w)
+			}
+			next()
+			want := "miss"
+			if g.cacheStore == nil {
+				want = "bypass"
+			}
+			if ctx.Response.StatusCode() != 200 || string(ctx.Response.Header.Peek("X-Llmgate-Cache")) != want {
+				b.Fatalf("status %d, cache %q: %s", ctx.Response.StatusCode(), ctx.Response.Header.Peek("X-Llmgate-Cache"), w.Bytes())
+			}
+			for range c.prefill {
+				next()
+			}
+			if c.prefill > 0 {
+				g.cacheStore.Wait()
+				if st := g.cacheStore.Stats(); st.Bytes < st.MaxBytes-st.MaxBytes/8 {
+					b.Fatalf("the store is not full: %d of %d bytes", st.Bytes, st.MaxBytes)
+				}
+			}
+			b.ReportAllocs()
+			b.SetBytes(int64(len(req.Body())))
+			for b.Loop() {
+				next()
+			}
+		})
+	}
+}
