@@ -60,10 +60,12 @@ type Request struct {
 	genSet bool   // gen was captured by Store.Get or Store.Begin
 	scope  *Scope // where gen was captured: a version deployed again is a new scope
 
-	// What Prepare was given, for rememberPrepared: a hash of the body as sent, and whether
-	// the result came from the memo already.
+	// What Prepare was given, for rememberPrepared: a hash of the body as sent (its second
+	// half only once the body is remembered or compared with a remembered one), the body
+	// itself until Store.Get, and whether the result came from the memo already.
 	raw            Key
 	alias, version string
+	body           []byte
 	memoized       bool
 }
 
@@ -96,17 +98,21 @@ var ErrDuplicateKey = errors.New("cache: duplicate key in JSON object")
 
 // Prepare computes r's key and decoding for a request body of kind, sent to version of alias.
 // An error (invalid or duplicate-keyed JSON, absurd numbers) means the request is not
-// cacheable; Decide then answers Bypass. Allocation free in the steady state.
+// cacheable; Decide then answers Bypass. Allocation free in the steady state. body must not
+// change until Store.Get has looked r up: a hit reads it again (see rememberPrepared).
 func Prepare(r *Request, kind Kind, alias, version string, body []byte) error {
 	r.Reset()
-	raw := Key{maphash.Bytes(rawSeeds[0], body), maphash.Bytes(rawSeeds[1], body)}
-	if p := preparedBodies[raw[0]&(preparedSlots-1)].Load(); p != nil &&
-		p.raw == raw && p.Kind == kind && p.alias == alias && p.version == version {
+	// The hash's second half is computed only against a remembered body whose first half
+	// matches: a body that is not remembered, as every miss's, costs one pass, not two.
+	raw0 := maphash.Bytes(rawSeeds[0], body)
+	if p := preparedBodies[raw0&(preparedSlots-1)].Load(); p != nil &&
+		p.raw[0] == raw0 && p.Kind == kind && p.alias == alias && p.version == version &&
+		p.raw[1] == maphash.Bytes(rawSeeds[1], body) {
 		*r = *p
 		r.memoized = true
 		return nil
 	}
-	r.Kind, r.raw, r.alias, r.version = kind, raw, alias, version
+	r.Kind, r.raw[0], r.alias, r.version, r.body = kind, raw0, alias, version, body
 	c := acquireCanon(r)
 	defer releaseCanon(c)
 	c.out = append(c.out, byte(kind))
@@ -139,14 +145,16 @@ const preparedSlots = 4096
 // canonicalises and allocates a record, as it would, plus about 130 bytes.
 var preparedBodies [preparedSlots]atomic.Pointer[Request]
 
-// rememberPrepared notes a hit request in preparedBodies unless it came from there.
-func rememberPrepared(r *Request) {
-	if r.memoized || !r.ok {
+// rememberPrepared notes a hit request in preparedBodies unless it came from there; body is
+// what Prepare was given (kept in r.body until Store.Get), for the second half of its hash.
+func rememberPrepared(r *Request, body []byte) {
+	if r.memoized || !r.ok || body == nil {
 		return
 	}
 	p := new(Request)
 	*p = *r
-	p.gen, p.genSet = generation{}, false
+	p.gen, p.genSet, p.body = generation{}, false, nil
+	p.raw[1] = maphash.Bytes(rawSeeds[1], body)
 	preparedBodies[r.raw[0]&(preparedSlots-1)].Store(p)
 }
 

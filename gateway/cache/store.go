@@ -150,6 +150,8 @@ func (st *Store) Scope(alias, version string) *Scope {
 func (st *Store) Get(s *Scope, req *Request) (*Entry, bool) {
 	cur := st.current(s)
 	req.gen, req.genSet, req.scope = cur, true, s
+	body := req.body // Prepare kept it for rememberPrepared only
+	req.body = nil
 	if !req.ok {
 		st.misses.Add(1)
 		s.alias.misses.Add(1)
@@ -172,7 +174,7 @@ func (st *Store) Get(s *Scope, req *Request) (*Entry, bool) {
 	}
 	st.hits.Add(1)
 	s.alias.hits.Add(1)
-	rememberPrepared(req)
+	rememberPrepared(req, body)
 	return e, true
 }
 
