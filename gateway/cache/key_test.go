@@ -216,11 +216,23 @@ func manyMembers(n int, reverse, dup bool) string {
 }
 
 // TestPlainRun checks the word-at-a-time scan against a byte loop: every byte value at every
-// position of runs long enough to take each path (first word, following words, blocks, tail).
+// position of runs long enough to take each path (first word, following words, blocks, tail),
+// and the bytes that matter at positions across the windows of long runs.
 func TestPlainRun(t *testing.T) {
-	for _, n := range []int{0, 1, 7, 8, 9, 31, 32, 33, 40, 70, 100} {
+	var all []int
+	for c := range 256 {
+		all = append(all, c)
+	}
+	for _, n := range []int{0, 1, 7, 8, 9, 31, 32, 33, 40, 70, 100, 200, 400, 1400, 2500} {
+		values := all
+		if n > 100 {
+			values = []int{0, 0x1f, 0x20, '"', '\\', 'a', 0x7f, 0x80, 0xc3, 0xff}
+		}
 		for pos := range n {
-			for c := range 256 {
+			if n > 100 && pos%7 != 0 && pos%32 > 2 && pos%32 < 30 && pos != n-1 {
+				continue
+			}
+			for _, c := range values {
 				b := bytes.Repeat([]byte("é a"), n)[:n]
 				b[pos] = byte(c)
 				for start := range min(n, 3) {
