@@ -79,9 +79,27 @@ func scanString(b []byte, i int) (int, error) {
 // after two blocks is prose (a prompt, an answer): longRun finds its end with a third of the
 // instructions.
 func plainRun(b []byte, i int) int {
-	for end := i + 32; i+8 <= len(b) && i < end; i += 8 {
-		if m := special8(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+	if i >= 0 && len(b)-i >= 32 {
+		// The first words at fixed offsets, with one bounds check for the four.
+		p := (*[32]byte)(b[i:])
+		if m := special8(binary.LittleEndian.Uint64(p[:8])); m != 0 {
 			return i + bits.TrailingZeros64(m)>>3
+		}
+		if m := special8(binary.LittleEndian.Uint64(p[8:16])); m != 0 {
+			return i + 8 + bits.TrailingZeros64(m)>>3
+		}
+		if m := special8(binary.LittleEndian.Uint64(p[16:24])); m != 0 {
+			return i + 16 + bits.TrailingZeros64(m)>>3
+		}
+		if m := special8(binary.LittleEndian.Uint64(p[24:])); m != 0 {
+			return i + 24 + bits.TrailingZeros64(m)>>3
+		}
+		i += 32
+	} else {
+		for end := i + 32; i+8 <= len(b) && i < end; i += 8 {
+			if m := special8(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+				return i + bits.TrailingZeros64(m)>>3
+			}
 		}
 	}
 	for n := 0; i+32 <= len(b); i, n = i+32, n+1 {
