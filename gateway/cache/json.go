@@ -474,15 +474,16 @@ func appendCanonEscaped(dst, b []byte, i int) ([]byte, int, error) {
 const hexDigits = "0123456789abcdef"
 
 // special8 returns a mask with the high bit set in the bytes of w (little endian) that are
-// '"', '\\' or a control character, or zero when there are none. SWAR: after the xor a byte is
-// zero where it matched, and subtracting one (or 0x20) from a byte sets its high bit where it
-// was zero (or below 0x20); bytes with their own high bit set (UTF-8) are masked out, and the
-// xors do not change the high bit, so one "&^ w" serves all three tests. A borrow can also
-// mark a byte above a marked one, never below, so the lowest marked byte is always exact.
+// '"', '\\' or a control character, or zero when there are none. SWAR: a byte c is below 0x20
+// or '"' exactly when c^0x02 is below 0x21, and after the xor with '\\' a byte is zero where
+// it matched; subtracting 0x21 (or one) from a byte sets its high bit where it was below 0x21
+// (or zero). Bytes with their own high bit set (UTF-8) are masked out, and the xors do not
+// change the high bit, so one "&^ w" serves both tests. A borrow can also mark a byte above a
+// marked one, never below, so the lowest marked byte is always exact.
 func special8(w uint64) uint64 {
 	const lo, hi = 0x0101010101010101, 0x8080808080808080
-	q, bs := w^(lo*'"'), w^(lo*'\\')
-	return ((q - lo) | (bs - lo) | (w - lo*0x20)) &^ w & hi
+	x, y := w^(lo*0x02), w^(lo*'\\')
+	return ((x - lo*0x21) | (y - lo)) &^ w & hi
 }
 
 // appendCanonRune appends a decoded rune in canonical form.
