@@ -174,7 +174,7 @@ func AppendCanonical(dst []byte, body []byte) ([]byte, error) {
 type canonicalizer struct {
 	out     []byte
 	tmp     []byte   // holds an object's members while they are reordered
-	members []member // a stack: each object level uses the members above its base
+	members []member // the top-level object's members
 	req     *Request
 }
 
@@ -204,7 +204,7 @@ func (c *canonicalizer) canonical(body []byte) error {
 	if i >= len(body) || body[i] != '{' {
 		return errSyntax
 	}
-	end, err := c.object(body, i, 0, true)
+	end, err := c.object(body, i)
 	if err != nil {
 		return err
 	}
@@ -227,7 +227,7 @@ func (c *canonicalizer) value(b []byte, i, depth int) (int, error) {
 		if depth >= maxDepth {
 			return 0, errTooDeep
 		}
-		return c.object(b, i, depth+1, false)
+		return c.nested(b, i, depth+1)
 	case '[':
 		if depth >= maxDepth {
 			return 0, errTooDeep
@@ -257,11 +257,16 @@ func (c *canonicalizer) array(b []byte, i, depth int) (int, error) {
 		return i + 1, nil
 	}
 	for {
-		end, err := c.value(b, i, depth)
+		var err error
+		if i < len(b) && b[i] == '"' {
+			c.out, i, err = appendCanonString(c.out, b, i) // without value's frame
+		} else {
+			i, err = c.value(b, i, depth)
+		}
 		if err != nil {
 			return 0, err
 		}
-		i = skipWS(b, end)
+		i = skipWS(b, i)
 		if i >= len(b) {
 			return 0, errSyntax
 		}
@@ -278,7 +283,62 @@ func (c *canonicalizer) array(b []byte, i, depth int) (int, error) {
 	}
 }
 
-func (c *canonicalizer) object(b []byte, i, depth int, top bool) (int, error) {
+// nested appends the canonical form of an object below the top level: its members in the
+// order sent. The order of a nested object's members can change the answer (a JSON schema's
+// properties are generated in their order; a chat template writes tools' parameters as sent),
+// so bodies that differ in it share no entry; and only the top level drops members or records
+// parameters. The members of a message (role, content) go through here: out is kept in a
+// local between the calls that append to it.
+func (c *canonicalizer) nested(b []byte, i, depth int) (int, error) {
+	out := append(c.out, '{')
+	i = skipWS(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		c.out = append(out, '}')
+		return i + 1, nil
+	}
+	for {
+		var err error
+		if out, i, err = appendCanonString(out, b, i); err != nil {
+			return 0, err
+		}
+		i = skipWS(b, i)
+		if i >= len(b) || b[i] != ':' {
+			return 0, errSyntax
+		}
+		i = skipWS(b, i+1)
+		out = append(out, ':')
+		if i < len(b) && b[i] == '"' {
+			out, i, err = appendCanonString(out, b, i)
+		} else {
+			c.out = out
+			i, err = c.value(b, i, depth)
+			out = c.out
+		}
+		if err != nil {
+			return 0, err
+		}
+		out = append(out, ',')
+		i = skipWS(b, i)
+		if i >= len(b) {
+			return 0, errSyntax
+		}
+		switch b[i] {
+		case '}':
+			out[len(out)-1] = '}' // the last member's ','
+			c.out = out
+			return i + 1, nil
+		case ',':
+			i = skipWS(b, i+1)
+		default:
+			return 0, errSyntax
+		}
+	}
+}
+
+// object appends the canonical form of the top-level object at b[i]: excluded members dropped,
+// the others in key order, the parameters Decide needs recorded.
+func (c *canonicalizer) object(b []byte, i int) (int, error) {
+	const depth = 0
 	start := len(c.out)
 	c.out = append(c.out, '{')
 	base := len(c.members)
@@ -301,7 +361,7 @@ func (c *canonicalizer) object(b []byte, i, depth int, top bool) (int, error) {
 			return 0, errSyntax
 		}
 		i = skipWS(b, i+1)
-		if top && isExcluded(c.out[ks+1:ke-1]) {
+		if isExcluded(c.out[ks+1 : ke-1]) {
 			streamOptions := string(c.out[ks+1:ke-1]) == "stream_options"
 			c.out = c.out[:ks]
 			start := i
@@ -324,7 +384,7 @@ func (c *canonicalizer) object(b []byte, i, depth int, top bool) (int, error) {
 			m := member{ks, ke, len(c.out)}
 			// Compare with the previous member as it arrives: an object sent in key order
 			// (or a one-member object) then needs no sorting and no duplicate check.
-			if top && sorted && len(c.members) > base {
+			if sorted && len(c.members) > base {
 				switch cmp := c.compareKeys(c.members[len(c.members)-1], m); {
 				case cmp == 0:
 					return 0, ErrDuplicateKey
@@ -333,9 +393,7 @@ func (c *canonicalizer) object(b []byte, i, depth int, top bool) (int, error) {
 				}
 			}
 			c.members = append(c.members, m)
-			if top {
-				c.param(c.out[ks+1:ke-1], c.out[ke+1:])
-			}
+			c.param(c.out[ks+1:ke-1], c.out[ke+1:])
 			c.out = append(c.out, ',')
 		}
 		i = skipWS(b, i)
@@ -357,10 +415,8 @@ func (c *canonicalizer) object(b []byte, i, depth int, top bool) (int, error) {
 		c.out = append(c.out[:start+1], '}')
 		return i, nil
 	}
-	// Only the top level is put in key order: the order of a nested object's members can
-	// change the answer (a JSON schema's properties are generated in their order; a chat
-	// template writes tools' parameters as sent), so bodies that differ in it share no entry.
-	if top && !sorted {
+	// Only the top level is put in key order (see nested).
+	if !sorted {
 		if err := c.sortMembers(ms); err != nil {
 			return 0, err
 		}
