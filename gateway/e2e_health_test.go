@@ -468,3 +468,43 @@ func adapterServer(t *testing.T) (config.Backend, *atomic.Int64) {
 	})
 	return b, mirrors
 }
+
+// A backend that lost its model (an Ollama whose model was removed, a vLLM restarted under
+// another name) still passes its health probe, and answers 404 model-not-found. After
+// health.failure_threshold such answers it gets none of that model's requests, which would
+// each pay a round trip there before their retry; the same server's other models keep it.
+func TestBackendWithoutItsModelLeavesThePool(t *testing.T) {
+	t.Parallel()
+	good := startFake(t, fakellm.Options{Model: "m1"})
+	lost := startFake(t, fakellm.Options{Model: "m2"})
+	gone := lost.backend()
+	gone.Model = "gone" // what chat's backend served before its restart; it serves m2 now
+	g := startGateway(t, newConfig(t, healthConfig(2),
+		model("chat", "v1", version("v1", good.backend(), gone)),
+		model("code", "v1", version("v1", lost.backend()))))
+	for i := range 20 {
+		if res := g.do(t, "POST", "/v1/chat/completions", chatAs("u", false)); res.status != 200 {
+			t.Fatalf("request %d: %d %s", i, res.status, res.body)
+		}
+	}
+	if n := lost.Requests(); n != 2 {
+		t.Errorf("the backend without chat's model got %d of 20 requests, want 2 (threshold 2, then out)", n)
+	}
+	up := func(alias string) float64 {
+		v, found := metricValue(parseMetrics(t, g.metrics(t)), "llmgate_backend_up", map[string]string{"model": alias, "backend": lost.URL})
+		if !found {
+			t.Fatalf("no llmgate_backend_up for %s on %s", alias, lost.URL)
+		}
+		return v
+	}
+	if chat, code := up("chat"), up("code"); chat != 0 || code != 1 {
+		t.Errorf("llmgate_backend_up of the server for chat = %v, for code = %v; want 0 and 1", chat, code)
+	}
+	body := strings.Replace(chatAs("u", false), `"model":"chat"`, `"model":"code"`, 1)
+	if res := g.do(t, "POST", "/v1/chat/completions", body); res.status != 200 {
+		t.Errorf("the same server's other model: %d %s", res.status, res.body)
+	}
+	waitFor(t, "a log line saying the backend lost its model", func() bool {
+		return strings.Contains(g.logs.String(), `"msg":"backend does not serve its model"`)
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -161,9 +162,14 @@ func (g *Gateway) tryVersion(ctx *fasthttp.RequestCtx, r *request, snap *snapsho
 			// The client named a model the gateway serves, and the body names the backend's
 			// own model: a 404 is this backend not serving it (a model removed from an
 			// Ollama, a vLLM restarted under another name, an endpoint its model lacks).
-			// Another backend of the version may serve it. No ejection: a client could
-			// eject healthy backends by asking them for an endpoint they lack.
-			lastErr = modelNotServed(r, g.backendError(resp))
+			// Another backend of the version may serve it. No ejection of the server: a
+			// client could eject healthy backends by asking them for an endpoint they lack.
+			// But a server that says it has no such model (which the client cannot make it
+			// say: the gateway names the model) is taken out of the pool for that model, or
+			// every request would pay its round trip there while its health probe passes.
+			e := g.backendError(resp)
+			g.noteModelMissing(hold, resp.Body(), e)
+			lastErr = modelNotServed(r, e)
 		case fasthttp.StatusUnauthorized:
 			// The gateway's key to the backend, not the client's to the gateway (the client's
 			// Authorization is never forwarded): a backend that refuses it is broken for every
@@ -445,6 +451,39 @@ func (g *Gateway) backendError(resp *fasthttp.Response) *apiError {
 // credentials (its api_key_env): 401. A 403 is about the request (see tryVersion).
 func refusedCredentials(status int) bool {
 	return status == fasthttp.StatusUnauthorized
+}
+
+// noteModelMissing takes hold's backend out of its version's pool for its model when its 404
+// (body, normalised as e) says it has no such model (see router.Hold.ReportModelMissing).
+func (g *Gateway) noteModelMissing(hold router.Hold, body []byte, e *apiError) {
+	b := hold.Backend()
+	if b == nil || !saysModelMissing(body, e.message, b.Model) {
+		return
+	}
+	if d := hold.ReportModelMissing(); d > 0 {
+		g.log.Warn("backend does not serve its model", "backend", b.URL, "model", b.Model,
+			"serves", b.Alias+"@"+b.Version, "for", d.String(), "answer", e.message)
+	}
+}
+
+// saysModelMissing reports whether a backend's 404 (body, and msg, its message) says it has no
+// model named model: OpenAI's code model_not_found in the body (the backend's own:
+// normalizeBackendError gives every 404 that code), or the name quoted in a "not found" or
+// "does not exist" message (vLLM: "The model `m` does not exist.", Ollama: "model \"m\" not
+// found, try pulling it first"). A 404 for a path the server lacks names no model.
+func saysModelMissing(body []byte, msg, model string) bool {
+	if bytes.Contains(body, []byte(`"model_not_found"`)) {
+		return true
+	}
+	if !strings.Contains(msg, "not found") && !strings.Contains(msg, "does not exist") {
+		return false
+	}
+	for _, q := range [...]string{"`", `"`, "'"} {
+		if strings.Contains(msg, q+model+q) {
+			return true
+		}
+	}
+	return false
 }
 
 // modelNotServed is a backend's 404 to a request for a model the gateway serves, as the client

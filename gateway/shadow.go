@@ -134,10 +134,14 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 		case errors.Is(err, fasthttp.ErrNoFreeConns): // the gateway's cap, no verdict (see tryVersion)
 		case err != nil || resp.StatusCode() >= 500 || refusedCredentials(resp.StatusCode()):
 			hold.ReportFailure()
-		case resp.StatusCode() == fasthttp.StatusForbidden || resp.StatusCode() == fasthttp.StatusNotFound:
+		case resp.StatusCode() == fasthttp.StatusNotFound:
+			// As tryVersion: no verdict on the server, but one that says it has no such model
+			// is taken out of the shadow version's pool for that model only, which is true of
+			// any version asking the server for it.
+			g.noteModelMissing(hold, resp.Body(), g.backendError(resp))
+		case resp.StatusCode() == fasthttp.StatusForbidden:
 			// No verdict, as tryVersion gives none: no ejection for what a request asked, and
-			// a refusal (or a model the backend does not serve) is no success that passes a
-			// trial either.
+			// a refusal is no success that passes a trial either.
 		case resp.StatusCode() != fasthttp.StatusTooManyRequests:
 			hold.ReportSuccess()
 		}

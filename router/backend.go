@@ -24,6 +24,7 @@ type Backend struct {
 	Version   string
 	path      string // of URL, no trailing slash: with health, which server and endpoint
 	health    *health
+	served    *served // whether the server still serves Model
 	threshold int
 	ejectBase time.Duration
 	now       func() time.Time // the Pool's clock
@@ -50,13 +51,20 @@ func (b *Backend) Acquire() Hold {
 }
 
 // Healthy reports whether the backend is in service now: not ejected, or its ejection has run
-// out (a trial may be in flight). It reads the state and changes nothing, so /metrics and
+// out (a trial may be in flight), and not out of the pool for answering that it does not serve
+// its model (see Hold.ReportModelMissing). It reads the state and changes nothing, so /metrics and
 // readiness checks may call it at any rate.
-func (b *Backend) Healthy() bool { return b.health.inService(b.now().UnixNano()) }
+func (b *Backend) Healthy() bool {
+	now := b.now().UnixNano()
+	return b.health.inService(now) && b.served.serves(now)
+}
 
 // ReportSuccess records the success of a request that started now, with no hold (tests, and
 // callers without one): it ends an ejection and resets the request failure count.
-func (b *Backend) ReportSuccess() { b.health.success(b.health.epoch.Load(), b.now(), false) }
+func (b *Backend) ReportSuccess() {
+	b.served.found()
+	b.health.success(b.health.epoch.Load(), b.now(), false)
+}
 
 // ReportFailure records a connect error, timeout or 5xx of a request that started now. After
 // threshold consecutive failures the backend is ejected; each repeated ejection lasts twice as
@@ -93,6 +101,7 @@ func (h Hold) Backend() *Backend { return h.b }
 // ReportSuccess records the request's success (see Backend.ReportSuccess).
 func (h Hold) ReportSuccess() {
 	if h.b != nil {
+		h.b.served.found()
 		h.b.health.success(h.epoch, h.b.now(), false)
 	}
 }
@@ -123,6 +132,7 @@ func (h *Hold) StreamStarted() {
 // the backend's window of stream outcomes (see ReportStreamFailure).
 func (h Hold) ReportStreamSuccess() {
 	if h.b != nil {
+		h.b.served.found()
 		h.b.health.success(h.epoch, h.b.now(), true)
 	}
 }
@@ -394,8 +404,9 @@ func (h *health) eject(now time.Time, base time.Duration, probe bool) time.Durat
 
 // Pool holds the health of every backend address across table swaps. It is safe for concurrent use.
 type Pool struct {
-	mu     sync.Mutex
-	byAddr map[string]*health
+	mu      sync.Mutex
+	byAddr  map[string]*health
+	byModel map[string]*served // by servedKey
 	// now is the clock of every table built on the pool: time.Now, replaced by tests before
 	// they build a table so ejection times can be crossed without sleeping.
 	now func() time.Time
@@ -413,7 +424,9 @@ func (p *Pool) OnHealthChange(f func(url string, ejectedFor time.Duration, why s
 }
 
 // NewPool returns an empty pool.
-func NewPool() *Pool { return &Pool{byAddr: map[string]*health{}, now: time.Now} }
+func NewPool() *Pool {
+	return &Pool{byAddr: map[string]*health{}, byModel: map[string]*served{}, now: time.Now}
+}
 
 func (p *Pool) get(url string) *health {
 	p.mu.Lock()

@@ -145,6 +145,7 @@ func newBackend(bc config.Backend, hc config.HealthCheck, pool *Pool) (*Backend,
 		Weight:    bc.Weight,
 		path:      strings.TrimSuffix(u.Path, "/"),
 		health:    pool.get(u.Scheme + "://" + addr),
+		served:    pool.served(servedKey(u.Scheme+"://"+addr, strings.TrimSuffix(u.Path, "/"), bc.Model)),
 		threshold: max(hc.FailureThreshold, 1),
 		ejectBase: max(hc.EjectFor, time.Second),
 		now:       pool.now,
@@ -279,7 +280,7 @@ func (v *Version) choose(tried []*Backend, now int64) *Backend {
 	n := len(v.Backends)
 	if n == 1 {
 		b := v.Backends[0]
-		if contains(tried, b) || !b.health.eligible(now) {
+		if contains(tried, b) || !b.health.eligible(now) || !b.served.serves(now) {
 			return nil
 		}
 		return b
@@ -306,7 +307,7 @@ func (v *Version) choose(tried []*Backend, now int64) *Backend {
 // filtered list, and the fallback scan keeps the answer exact when most backends are out.
 func (v *Version) weightedRandom(tried []*Backend, except *Backend, now int64) *Backend {
 	eligible := func(b *Backend) bool {
-		return b.Weight > 0 && b != except && !contains(tried, b) && b.health.eligible(now)
+		return b.Weight > 0 && b != except && !contains(tried, b) && b.health.eligible(now) && b.served.serves(now)
 	}
 	for range 4 {
 		r := rand.IntN(v.weightSum)

@@ -160,11 +160,11 @@ func (t *Table) ResolveSticky(model, pin, stickyKey []byte) (*Version, error) {
 }
 
 // InService reports whether a request to v could be sent now: one of its backends with weight
-// is not ejected (or its ejection has run out).
+// is not ejected (or its ejection has run out) and not out for lacking its model.
 func (v *Version) InService() bool {
 	now := v.now().UnixNano()
 	for _, b := range v.Backends {
-		if b.Weight > 0 && b.health.inService(now) {
+		if b.Weight > 0 && b.health.inService(now) && b.served.serves(now) {
 			return true
 		}
 	}
