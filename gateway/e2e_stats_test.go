@@ -380,3 +380,53 @@ func shadowSample(t *testing.T, b config.Backend) statsSummary {
 	s := g.statsAfter(t, 1, "the mirror's sample", "chat", "v2", viewerToken)
 	return s
 }
+
+// A mirror that finds no backend of the shadow version in service (each ejected) is counted:
+// llmgate_shadow_skipped_total{reason="no_backend"}, and an error in the shadow's statistics,
+// as a client's request that finds no backend is in its version's. Uncounted, a shadow whose
+// backends are all out looked as good as stable in GET /admin/stats while it answered nothing.
+func TestShadowWithoutBackendIsCounted(t *testing.T) {
+	tokens := withAdminTokens(t)
+	v1 := startFake(t, fakellm.Options{Model: "m1"})
+	g := startGateway(t, newConfig(t, func(c *config.Config) {
+		tokens(c)
+		healthConfig(1)(c)
+	}, model("chat", "v1", version("v1", v1.backend()), version("v2", closedBackend(t)))))
+	g.write(t, "PUT", "/admin/models/chat/shadow", `{"version":"v2","percent":100}`)
+	for i := range 3 {
+		if res := g.do(t, "POST", "/v1/chat/completions", chatAs("u", false)); res.status != 200 {
+			t.Fatalf("request %d: status %d: %s", i, res.status, res.body)
+		}
+		// The first mirror fails to connect and ejects v2's only backend; the others find none.
+		s := g.statsAfter(t, uint64(i+1), "the mirror's sample", "chat", "v2", viewerToken)
+		if s.ErrorRate == nil || *s.ErrorRate != 1 {
+			t.Fatalf("after %d mirrors the shadow's error_rate is %v, want 1", i+1, deref64(s.ErrorRate))
+		}
+	}
+	if n, _ := metricValue(parseMetrics(t, g.metrics(t)), "llmgate_shadow_skipped_total", map[string]string{"reason": "no_backend"}); n != 2 {
+		t.Errorf("llmgate_shadow_skipped_total{reason=no_backend} = %v, want 2", n)
+	}
+}
+
+// Ollama's OpenAI API answers one choice whatever n asks. A client's request with n above 1 is
+// never sent to Ollama (refused on a model only Ollama serves), and neither is its mirror: an
+// Ollama shadow would answer fewer choices and look cheaper and faster than stable. The mirror
+// is counted as skipped (reason unsupported); the client's answer is stable's as ever.
+func TestManyChoicesNotMirroredToOllama(t *testing.T) {
+	tokens := withAdminTokens(t)
+	vllm := startFake(t, fakellm.Options{Model: "m"})
+	ollama := startFake(t, fakellm.Options{Flavor: "ollama", Model: "m"})
+	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", vllm.backend()), version("v2", ollama.backend()))))
+	g.write(t, "PUT", "/admin/models/chat/shadow", `{"version":"v2","percent":100}`)
+	res := g.do(t, "POST", "/v1/chat/completions", `{"model":"chat","n":2,"max_tokens":3,"messages":[{"role":"user","content":"hi"}]}`)
+	if res.status != 200 || res.header.Get("X-Llmgate-Version") != "v1" {
+		t.Fatalf("status %d version %q: %s", res.status, res.header.Get("X-Llmgate-Version"), res.body)
+	}
+	samples := parseMetrics(t, g.metrics(t))
+	if n, _ := metricValue(samples, "llmgate_shadow_skipped_total", map[string]string{"reason": "unsupported"}); n != 1 {
+		t.Errorf("llmgate_shadow_skipped_total{reason=unsupported} = %v, want 1", n)
+	}
+	if n, _ := metricValue(samples, "llmgate_shadow_requests_total", nil); n != 0 {
+		t.Errorf("llmgate_shadow_requests_total = %v, want 0: the n=2 request was mirrored to Ollama", n)
+	}
+}

@@ -31,9 +31,10 @@ type gatewayMetrics struct {
 	inFlight atomic.Int64
 	rejected map[string]*metrics.Counter // by reason
 	panics   *metrics.Counter
-	// shadows counts mirrored requests answered (or failed); shadowsSkipped those not sent
-	// because maxShadows were in flight.
-	shadows, shadowsSkipped *metrics.Counter
+	// shadows counts mirrored requests answered (or failed); shadowsSkipped those not sent, by
+	// reason (shadowInFlight, shadowNoBackend, shadowUnsupported).
+	shadows        *metrics.Counter
+	shadowsSkipped [numShadowSkips]*metrics.Counter
 	// canaryFallbacks counts requests of a canary's share served by stable because no canary
 	// backend was in service.
 	canaryFallbacks *metrics.Counter
@@ -65,6 +66,16 @@ func (m *gatewayMetrics) errorCodeLabel(code string) string {
 	return code
 }
 
+// Reasons a shadow mirror was not sent (llmgate_shadow_skipped_total).
+const (
+	shadowInFlight    = iota // maxShadows were in flight
+	shadowNoBackend          // none of the shadow version's backends was in service
+	shadowUnsupported        // the shadow's backends cannot answer it (n above 1, Ollama only)
+	numShadowSkips
+)
+
+var shadowSkipReasons = [numShadowSkips]string{"in_flight", "no_backend", "unsupported"}
+
 // Reasons a request was rejected before reaching a model version.
 const (
 	rejectBadRequest   = "bad_request"
@@ -80,7 +91,9 @@ func newGatewayMetrics() *gatewayMetrics {
 	m.set.NewGauge("llmgate_requests_in_flight", func() float64 { return float64(m.inFlight.Load()) })
 	m.panics = m.set.NewCounter("llmgate_panics_total")
 	m.shadows = m.set.NewCounter("llmgate_shadow_requests_total")
-	m.shadowsSkipped = m.set.NewCounter("llmgate_shadow_skipped_total")
+	for i, r := range shadowSkipReasons {
+		m.shadowsSkipped[i] = m.set.NewCounter(`llmgate_shadow_skipped_total{reason="` + r + `"}`)
+	}
 	m.canaryFallbacks = m.set.NewCounter("llmgate_canary_fallbacks_total")
 	for _, r := range []string{rejectBadRequest, rejectUnknownModel, rejectTooLarge, rejectNotFound, rejectMethod} {
 		m.rejected[r] = m.set.NewCounter(`llmgate_rejected_requests_total{reason="` + r + `"}`)
@@ -235,7 +248,7 @@ var metricHelp = map[string]string{
 	"llmgate_cache_max_bytes":                     "The response cache's bound (cache.max_bytes).",
 	"llmgate_cache_flights_in_flight":             "Cacheable requests being answered by a backend now, which identical requests wait for.",
 	"llmgate_shadow_requests_total":               "Requests mirrored to a shadow version (their answers are discarded).",
-	"llmgate_shadow_skipped_total":                "Shadow mirrors not sent because too many were in flight.",
+	"llmgate_shadow_skipped_total":                "Shadow mirrors not sent, by reason: too many in flight, no backend of the shadow version in service (also an error in its statistics), or a request its backends cannot answer (n above 1 to Ollama).",
 	"llmgate_panics_total":                        "Requests that hit a bug (a recovered panic); each is logged with its stack.",
 	"llmgate_request_errors_total":                "Requests of a model version that ended in an error, by code: upstream_error (a stream that failed after its 200 included), server_is_overloaded (no backend in service), upstream_timeout, client_disconnected (the client went away), content_filter, ...",
 	"llmgate_canary_fallbacks_total":              "Requests of a canary's share served by the stable version because no canary backend was in service or could answer.",

@@ -55,15 +55,41 @@ const maxShadows = 64
 // backend may not) to version sv in the background. The answer is discarded; its latency,
 // status, tokens, finish reason and refusal go to sv's statistics for comparison with stable.
 func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
+	var skip []*router.Backend
+	if r.manyChoices {
+		// As the client's own request (see request.excluded): Ollama answers one choice
+		// whatever n asks, and a shadow that did would look cheaper and faster than stable.
+		for _, b := range sv.Backends {
+			if b.Kind == config.KindOllama {
+				skip = append(skip, b)
+			}
+		}
+		if len(skip) == len(sv.Backends) {
+			g.metrics.shadowsSkipped[shadowUnsupported].Inc()
+			return
+		}
+	}
 	select {
 	case g.shadowSlots <- struct{}{}:
 	default:
-		g.metrics.shadowsSkipped.Inc()
+		g.metrics.shadowsSkipped[shadowInFlight].Inc()
 		return
 	}
-	b, err := sv.PickShadow(r.version) // never the half-open trial r's own request needs
+	b, err := sv.PickShadow(r.version, skip) // never the half-open trial r's own request needs
 	if err != nil {
 		<-g.shadowSlots
+		// The shadow version could not have answered: an error in its statistics, as a
+		// client's request that finds no backend is in its version's, or a shadow whose
+		// backends are all out would look as good as stable while it answers nothing.
+		g.metrics.shadowsSkipped[shadowNoBackend].Inc()
+		if vs := snap.stats[sv]; vs != nil {
+			var s drift.Sample
+			s.Reset()
+			s.At, s.Status = time.Now(), drift.StatusUnavailable
+			s.PromptBytes, s.Tools, s.Stream = int64(r.stats.promptBytes), r.stats.tools, r.stream
+			s.Script = drift.DetectScript(r.stats.promptHead)
+			vs.observe(&s)
+		}
 		return
 	}
 	hold := b.Acquire() // at once after Pick, which may have given it a half-open trial

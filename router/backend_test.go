@@ -385,13 +385,13 @@ func TestPickShadowLeavesPrimaryTrial(t *testing.T) {
 	shared.ReportFailure()
 	own.ReportFailure()
 	clock.Advance(hc.EjectFor)
-	b, err := v2.PickShadow(v1)
+	b, err := v2.PickShadow(v1, nil)
 	if err != nil || b != own {
 		t.Fatalf("PickShadow = %v, %v; want the shadow's own server, on trial", b, err)
 	}
 	hold := b.Acquire()
 	defer hold.Release()
-	if b, err := v2.PickShadow(v1); !errors.Is(err, ErrNoBackend) {
+	if b, err := v2.PickShadow(v1, nil); !errors.Is(err, ErrNoBackend) {
 		t.Fatalf("second PickShadow = %v, %v; want ErrNoBackend (own on trial, shared left to v1)", b, err)
 	}
 	if b, err := v1.Pick(nil); err != nil || b != v1.Backends[0] {

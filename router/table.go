@@ -250,9 +250,9 @@ func (v *Version) Pick(tried []*Backend) (*Backend, error) {
 // half-open trial of a server primary's pool has too (one vLLM serving both versions): the
 // trial would be the mirror's, and primary's request, sent after it, would find no backend. A
 // server only the shadow version has takes its trial from mirrors, as nothing else sends it
-// requests.
-func (v *Version) PickShadow(primary *Version) (*Backend, error) {
-	var skip []*Backend
+// requests. Backends in skip are not picked either.
+func (v *Version) PickShadow(primary *Version, skip []*Backend) (*Backend, error) {
+	skip = skip[:len(skip):len(skip)] // appends below must not write into the caller's array
 	for _, b := range v.Backends {
 		if b.health.ejectedUntil.Load() != 0 && primary.has(b.health) {
 			skip = append(skip, b)
