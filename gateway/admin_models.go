@@ -650,7 +650,8 @@ func (g *Gateway) probeVersion(t *router.Table, alias, version string) error {
 			backends = v.Backends
 		}
 	}
-	client := &http.Client{Timeout: g.cfg.Health.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	client := &http.Client{Timeout: g.cfg.Health.Timeout, Transport: viaTransport{id: string(g.id)},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	errs := make([]error, len(backends))
 	slots := make(chan struct{}, maxProbes)
 	var wg sync.WaitGroup
@@ -669,6 +670,9 @@ func (g *Gateway) probeVersion(t *router.Table, alias, version string) error {
 	wg.Wait()
 	client.CloseIdleConnections()
 	for i, err := range errs {
+		if se, ok := errors.AsType[*router.ProbeStatusError](err); ok && se.Status == http.StatusLoopDetected {
+			return fmt.Errorf("%w: %s leads back to this gateway (it answered 508 Loop Detected to the gateway's own probe): its requests would loop", errProbe, backends[i].URL)
+		}
 		if err != nil {
 			return fmt.Errorf("%w: %s: %v%s (llmgate admin deploy --no-probe, or ?probe=false, skips the check)", errProbe, backends[i].URL, err, router.URLHint(backends[i].URL))
 		}

@@ -1797,3 +1797,40 @@ func TestDeployRefusesStableWithoutBackends(t *testing.T) {
 		t.Fatalf("promote of a healthy canary: stable %q, want v3", m.Stable)
 	}
 }
+
+// A backend URL that leads back to the gateway (its own listener, deployed without
+// admin.allow_backends) is a request loop: each request would come back as a new one, again
+// and again, each level holding a connection until the timeouts. The deploy's probe refuses
+// it; deployed anyway (?probe=false), a request comes back once, is refused with 508, and the
+// client gets a 502 at once, not the total timeout.
+func TestGatewayAsItsOwnBackendIsNoLoop(t *testing.T) {
+	tokens := withAdminTokens(t)
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, func(c *config.Config) {
+		tokens(c)
+		c.Timeouts.Total, c.Timeouts.FirstByte, c.Timeouts.Idle = 5*time.Second, 5*time.Second, 5*time.Second
+	}, model("chat", "v1", version("v1", f.backend()))))
+	self := `{"version":"v2","backends":[{"url":"` + g.URL + `","kind":"openai","model":"chat"}]}`
+	res := g.refused(t, 400, "backends", "POST", "/admin/models/chat/versions", opsToken, self)
+	if !strings.Contains(string(res.body), "leads back to this gateway") {
+		t.Errorf("the deploy of the gateway as its own backend was refused as: %s", res.body)
+	}
+	g.write(t, "POST", "/admin/models/chat/versions?probe=false", self)
+	loops := func() float64 {
+		n, _ := metricValue(parseMetrics(t, g.metrics(t)), "llmgate_rejected_requests_total", map[string]string{"reason": "loop_detected"})
+		return n
+	}
+	before := loops()
+	start := time.Now()
+	res = g.do(t, "POST", "/v1/chat/completions", chatBody("hello", ""), "x-llmgate-version", "v2")
+	if res.status != 502 || time.Since(start) > 3*time.Second {
+		t.Errorf("a request to the version whose backend is the gateway: status %d after %v: %s; want a 502 at once", res.status, time.Since(start), res.body)
+	}
+	if n := loops() - before; n != 1 {
+		t.Errorf("llmgate_rejected_requests_total{reason=loop_detected} went up by %v, want 1 (the request came back once)", n)
+	}
+	// Stable, on its own backend, is not touched.
+	if res := g.do(t, "POST", "/v1/chat/completions", chatBody("hello", "")); res.status != 200 {
+		t.Errorf("stable: status %d: %s", res.status, res.body)
+	}
+}

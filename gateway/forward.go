@@ -299,6 +299,7 @@ func (g *Gateway) prepareUpstream(ctx *fasthttp.RequestCtx, r *request, h *backe
 	}
 	req.Header.SetContentType("application/json")
 	req.Header.SetBytesV("X-Request-Id", r.requestID)
+	g.setVia(&req.Header, &ctx.Request.Header)
 	if h.auth != nil {
 		req.Header.SetBytesV("Authorization", h.auth)
 	}
@@ -374,7 +375,7 @@ func forwardRequestHeader(k []byte) bool {
 	case "Host", "Content-Length", "Content-Type", "Connection", "Keep-Alive", "Proxy-Connection",
 		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Authorization",
 		"Cookie", "Accept-Encoding", "Content-Encoding", "X-Request-Id", "X-Llmgate-Version",
-		"Openai-Organization", "Openai-Project", "Origin", "Api-Key", "X-Api-Key":
+		"Openai-Organization", "Openai-Project", "Origin", "Api-Key", "X-Api-Key", viaHeader:
 		return false
 	}
 	return true

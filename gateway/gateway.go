@@ -26,6 +26,7 @@ import (
 // Gateway serves the OpenAI-compatible data plane and the admin listener.
 type Gateway struct {
 	cfg       *config.Config
+	id        []byte // this process's id in viaHeader (see loop.go)
 	snap      atomic.Pointer[snapshot]
 	pool      *router.Pool
 	upstreams *upstreams
@@ -151,6 +152,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.shadowSlots = make(chan struct{}, maxShadows)
+	g.id = newGatewayID()
 	g.modelConfig = map[string]config.Model{}
 	g.guards = map[string]*aliasGuard{}
 	for _, m := range cfg.Models {

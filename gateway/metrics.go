@@ -83,6 +83,7 @@ const (
 	rejectTooLarge     = "too_large"
 	rejectNotFound     = "unknown_url"
 	rejectMethod       = "method_not_allowed"
+	rejectLoop         = "loop_detected" // the request came through this gateway before (loop.go)
 )
 
 func newGatewayMetrics() *gatewayMetrics {
@@ -95,7 +96,7 @@ func newGatewayMetrics() *gatewayMetrics {
 		m.shadowsSkipped[i] = m.set.NewCounter(`llmgate_shadow_skipped_total{reason="` + r + `"}`)
 	}
 	m.canaryFallbacks = m.set.NewCounter("llmgate_canary_fallbacks_total")
-	for _, r := range []string{rejectBadRequest, rejectUnknownModel, rejectTooLarge, rejectNotFound, rejectMethod} {
+	for _, r := range []string{rejectBadRequest, rejectUnknownModel, rejectTooLarge, rejectNotFound, rejectMethod, rejectLoop} {
 		m.rejected[r] = m.set.NewCounter(`llmgate_rejected_requests_total{reason="` + r + `"}`)
 	}
 	return m

@@ -21,6 +21,12 @@ import (
 // never a blanket pass-through, because vLLM exposes unauthenticated admin paths.
 func (g *Gateway) handle(ctx *fasthttp.RequestCtx) {
 	defer g.recoverRequest(ctx)
+	if g.looped(&ctx.Request.Header) {
+		setRequestID(ctx, nil)
+		g.metrics.rejected[rejectLoop].Inc()
+		writeError(ctx, errLoop)
+		return
+	}
 	path := ctx.Path()
 	if len(path) > 1 && path[len(path)-1] == '/' {
 		// "/v1/chat/completions/", as a base URL ending in a slash or a hand-written client

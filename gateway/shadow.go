@@ -141,6 +141,7 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 			req.URI().SetScheme("https") // as prepareUpstream: fasthttp refuses an http URL on a TLS pool
 		}
 		req.Header.SetContentType("application/json")
+		req.Header.SetBytesV(viaHeader, g.id) // a shadow backend that leads back here fails at once
 		if h.auth != nil {
 			req.Header.SetBytesV("Authorization", h.auth)
 		}
