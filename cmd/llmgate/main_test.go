@@ -508,3 +508,37 @@ func serveFails(t *testing.T, cfg string, flags ...string) (string, *bytes.Buffe
 	}
 	return path, &stderr
 }
+
+// Two admin tokens whose variables hold the same secret are refused with the line of the
+// second (the gateway refused them too, without a line), and with the file's other problems.
+func TestServeSaysTwoTokensWithOneSecret(t *testing.T) {
+	t.Setenv("LLMGATE_TEST_OPS", "s3cret-token")
+	t.Setenv("LLMGATE_TEST_DASH", "s3cret-token")
+	path, stderr := serveFails(t, `models: [{alias: m, versions: [{version: v1, backends: [{url: "http://127.0.0.1:1", kind: vlm, model: m}]}]}]
+admin:
+  tokens:
+    - {name: ops, role: admin, token_env: LLMGATE_TEST_OPS}
+    - {name: dashboard, role: read, token_env: LLMGATE_TEST_DASH}
+`)
+	want := []string{
+		"llmgate serve: config: " + path + `:1: models[0].versions[0].backends[0].kind: must be vllm, ollama or openai, got "vlm"`,
+		"llmgate serve: config: " + path + `:5: admin.tokens[1].token_env: environment variable LLMGATE_TEST_DASH holds the same token as LLMGATE_TEST_OPS, admin.tokens[0]'s ("ops"); each token needs its own secret`,
+	}
+	if got := strings.Split(strings.TrimSpace(stderr.String()), "\n"); !slices.Equal(got, want) {
+		t.Fatalf("stderr:\n%s\nwant:\n%s", stderr.String(), strings.Join(want, "\n"))
+	}
+}
+
+// An empty secret variable is said with the file's other problems, not only once they are fixed.
+func TestServeSaysEmptySecretsWithTheRest(t *testing.T) {
+	path, stderr := serveFails(t, `models: [{alias: m, versions: [{version: v1, backends: [{url: "http://127.0.0.1:1", kind: vlm, model: m, api_key_env: LLMGATE_TEST_KEY_D}]}]}]
+state: {path: "`+filepath.Join(t.TempDir(), "state.db")+`"}
+`)
+	want := []string{
+		"llmgate serve: config: " + path + `:1: models[0].versions[0].backends[0].kind: must be vllm, ollama or openai, got "vlm"`,
+		"llmgate serve: config: " + path + ":1: models[0].versions[0].backends[0].api_key_env: environment variable LLMGATE_TEST_KEY_D is empty; set it before starting llmgate",
+	}
+	if got := strings.Split(strings.TrimSpace(stderr.String()), "\n"); !slices.Equal(got, want) {
+		t.Fatalf("stderr:\n%s\nwant:\n%s", stderr.String(), strings.Join(want, "\n"))
+	}
+}

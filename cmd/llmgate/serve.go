@@ -189,7 +189,11 @@ func buildServeConfig(path string, backends, kinds []string, listen, adminListen
 	if adminListen != "" {
 		cfg.SetFlag("admin.listen", "--admin-listen", adminListen) //nolint:errcheck
 	}
-	if err := errors.Join(loadErr, envErr, cfg.Validate()); err != nil {
+	// The secrets' variables and the rules files with the rest: checked only once the rest
+	// was valid, an empty one came to light a run after every other error was fixed. The
+	// backends' keys are needed on a first start only, as startServing decides (see checkEnv).
+	first := (path == "" && os.Getenv("LLMGATE_STATE_PATH") == "") || !fileExists(cfg.State.Path)
+	if err := errors.Join(loadErr, envErr, cfg.Validate(), checkEnv(cfg, os.Getenv, first), checkRulesFiles(cfg)); err != nil {
 		return nil, err
 	}
 	return cfg, nil
@@ -220,8 +224,24 @@ func checkEnv(cfg *config.Config, getenv func(string) string, backends bool) err
 			need(fmt.Sprintf("models[%d].guard.safety.classifier.api_key_env", i), c.APIKeyEnv)
 		}
 	}
+	secretOf := map[string]int{} // an admin token's secret -> the first token that has it
 	for i, t := range cfg.Admin.Tokens {
-		need(fmt.Sprintf("admin.tokens[%d].token_env", i), t.TokenEnv)
+		key := fmt.Sprintf("admin.tokens[%d].token_env", i)
+		need(key, t.TokenEnv)
+		secret := getenv(t.TokenEnv)
+		if t.TokenEnv == "" || secret == "" {
+			continue
+		}
+		if j, dup := secretOf[secret]; dup {
+			// The last token a secret matches would decide its role and name (a read-only
+			// dashboard's token that is also an admin's); the gateway refuses it too, but
+			// without the line.
+			if o := cfg.Admin.Tokens[j]; o.TokenEnv != t.TokenEnv { // the same variable twice is Validate's
+				errs = append(errs, cfg.ErrorAt(key, fmt.Sprintf("environment variable %s holds the same token as %s, admin.tokens[%d]'s (%q); each token needs its own secret", t.TokenEnv, o.TokenEnv, j, o.Name)))
+			}
+			continue
+		}
+		secretOf[secret] = i
 	}
 	return errors.Join(errs...)
 }
