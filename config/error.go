@@ -53,6 +53,9 @@ type source struct {
 	// Validate says nothing of them: "versions: at least one is required" would only repeat
 	// the parse error that comes with it.
 	misspelt map[string]bool
+	// unreadable holds the keys whose values the file has but parse could not read (a value
+	// of the wrong type, a bad duration): left out, and said once, by parse.
+	unreadable map[string]bool
 }
 
 // written reports whether key was given a value by the file or the environment.
@@ -109,4 +112,20 @@ func childKey(parent, name string) string {
 // indexKey joins a list index onto a key path.
 func indexKey(parent string, i int) string {
 	return parent + "[" + strconv.Itoa(i) + "]"
+}
+
+// underUnreadable reports whether key is a key parse could not read, or lies under one: its
+// error is said already, and the default that took its place is no problem of the file's.
+func (s *source) underUnreadable(key string) bool {
+	for k := key; k != ""; {
+		if s.unreadable[k] {
+			return true
+		}
+		i := strings.LastIndexAny(k, ".[")
+		if i < 0 {
+			return false
+		}
+		k = k[:i]
+	}
+	return false
 }

@@ -28,9 +28,10 @@ func Load(path string) (*Config, error) {
 
 // Parse decodes one YAML document strictly: unknown keys, values of the wrong type and bad
 // durations ("2s", "10m") are errors naming the line and key. It neither applies defaults nor
-// validates; see Config for the usual sequence. When the only problems are unknown keys and
-// numbers written for names, the Config (without those keys) comes back with the error too, so
-// that a caller can validate it and report every problem at once; otherwise it is nil.
+// validates; see Config for the usual sequence. When the file is YAML, the Config comes back
+// with the error too, without the keys and values it could not read (which take their
+// defaults, and of which Validate says nothing more), so that a caller can validate it and
+// report every problem at once; otherwise it is nil.
 func Parse(data []byte) (*Config, error) {
 	return parse(data, "")
 }
@@ -56,14 +57,16 @@ func parse(data []byte, file string) (*Config, error) {
 	// Our own walk first: goccy's strict mode reports unknown keys without the path, silently
 	// drops non-string keys and returns bad durations without a position. The walk follows the
 	// Config type, so it also records the line of every key for Validate.
-	w := walker{src: &src, keyAt: map[token.Position]string{}}
+	w := walker{src: &src, keyAt: map[token.Position]string{}, bad: map[ast.Node]bool{}}
 	w.walk(body, reflect.TypeFor[Config](), "")
 	if len(w.errs) > 0 {
-		if w.fatal || !decodeLenient(body, &c) {
+		// The values the walk could not read are left out (their keys take their defaults),
+		// so the rest decodes, and a Config comes back with the errors so that Validate can
+		// report the rest of the file's problems at once too: stopped at one unreadable
+		// value, the user fixed one error per run.
+		if w.bad[body] || !prune(body, w.bad) || !decodeLenient(body, &c) {
 			return nil, errors.Join(w.errs...)
 		}
-		// Only unknown keys and numbers written for names: the rest decodes, and a Config
-		// comes back with the errors so that Validate can report its problems at once too.
 		c.src = src
 		return &c, errors.Join(w.errs...)
 	}
@@ -73,6 +76,46 @@ func parse(data []byte, file string) (*Config, error) {
 	}
 	c.src = src
 	return &c, nil
+}
+
+// prune leaves the bad nodes out of the tree at n: a bad value becomes null, as if the key
+// were left out, and an entry with a bad key goes. It reports whether it could: a bad node it
+// cannot take out leaves the tree undecodable.
+func prune(n ast.Node, bad map[ast.Node]bool) bool {
+	null := func(at ast.Node) ast.Node { return ast.Null(token.New("null", "null", at.GetToken().Position)) }
+	switch n := n.(type) {
+	case *ast.MappingNode:
+		kept := n.Values[:0]
+		for _, mv := range n.Values {
+			if !bad[mv.Key] {
+				kept = append(kept, mv)
+			}
+		}
+		n.Values = kept
+		for _, mv := range n.Values {
+			if !prune(mv, bad) {
+				return false
+			}
+		}
+	case *ast.MappingValueNode:
+		if bad[n.Key] {
+			return false // a mapping of one entry, whose key is bad: nothing to keep it as
+		}
+		if bad[n.Value] {
+			n.Value = null(n.Value)
+			return true
+		}
+		return prune(n.Value, bad)
+	case *ast.SequenceNode:
+		for i, v := range n.Values {
+			if bad[v] {
+				n.Values[i] = null(v)
+			} else if !prune(v, bad) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // decodeLenient decodes body into c skipping unknown keys, and reports whether it could.
@@ -90,16 +133,27 @@ type walker struct {
 	src   *source
 	keyAt map[token.Position]string // value token position -> key path, to place goccy's errors
 	errs  []error
-	// fatal is set by an error after which the tree cannot be decoded for Validate: all but
-	// an unknown key and a number written for a name.
-	fatal bool
+	// bad holds the nodes the walk could not read (values, and keys of entries), which
+	// prune leaves out before the tree is decoded for Validate.
+	bad map[ast.Node]bool
 }
 
 var durationType = reflect.TypeFor[time.Duration]()
 
 func (w *walker) fail(n ast.Node, key, format string, args ...any) {
 	w.note(n, key, format, args...)
-	w.fatal = true
+	w.unreadable(n, key)
+}
+
+// unreadable records that n, the value of key, cannot be read: it is left out of the decoded
+// Config, so key takes its default, and Validate says nothing of key, whose error is said.
+func (w *walker) unreadable(n ast.Node, key string) {
+	w.bad[n] = true
+	delete(w.src.lines, key)
+	if w.src.unreadable == nil {
+		w.src.unreadable = map[string]bool{}
+	}
+	w.src.unreadable[key] = true
 }
 
 // note records a problem after which the tree still decodes (see fatal).
@@ -139,6 +193,7 @@ func (w *walker) walk(n ast.Node, t reflect.Type, key string) {
 			if e, ok := w.src.yamlError(err, nil).(*Error); ok {
 				e.Key, e.Line = key, n.GetToken().Position.Line
 				w.errs = append(w.errs, e)
+				w.unreadable(n, key)
 				return
 			}
 		}
@@ -178,7 +233,8 @@ func (w *walker) mapping(n ast.Node, t reflect.Type, key string) {
 	for it := m.MapRange(); it.Next(); {
 		k := it.Key()
 		if msg := unsupported(k); msg != "" {
-			w.fail(k, key, "%s", msg)
+			w.note(k, key, "%s", msg)
+			w.bad[k] = true // the entry is left out
 			continue
 		}
 		name, isString := keyName(k)
@@ -186,7 +242,8 @@ func (w *walker) mapping(n ast.Node, t reflect.Type, key string) {
 		if !isString || !known {
 			switch hint, near := elsewhere[name], nearestKey(t, name); {
 			case !isString:
-				w.fail(k, key, "unknown key %q", name) // goccy would drop it without a word
+				w.note(k, key, "unknown key %q", name) // goccy would drop it without a word
+				w.bad[k] = true                        // the entry is left out
 			case t == reflect.TypeFor[Model]() && hint != "":
 				w.note(k, key, "unknown key %q: %s", name, hint)
 			case near != "":

@@ -171,9 +171,40 @@ func TestParseErrorsWithAConfig(t *testing.T) {
 	if got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
-	// A value that does not decode leaves nothing to validate.
-	if c, err := config.Parse([]byte("lisen: x\ntimeouts: {idle: 5x}\n")); c != nil || err == nil {
-		t.Errorf("got %v, %v; want no Config and an error", c, err)
+}
+
+// A value that cannot be read (a bad duration, a value of the wrong type or shape) is said and
+// left out, its key taking its default, and the rest of the file is still decoded and
+// validated: stopped at the first such value, the user fixed one error per run. Validate says
+// nothing of the keys left out, whose errors are said.
+func TestParseUnreadableValuesLeaveTheRest(t *testing.T) {
+	c, err := config.Parse([]byte("lisen: x\ntimeouts: {idle: 5x, total: 90}\nretry: {attempts: many}\n" +
+		"health: [1]\nmodels:\n  - alias: b\n    versions: [{version: v, backends: [{url: 'gpu1:80', model: m, kind: vlm, weight: heavy}]}]\n" +
+		"  - alias: c\n    versions: {version: v}\n"))
+	if c == nil {
+		t.Fatalf("no Config with the errors %v", err)
+	}
+	c.ApplyDefaults()
+	got := errString(errors.Join(err, c.Validate()))
+	want := strings.Join([]string{
+		`config: line 1: unknown key "lisen"; did you mean "listen"?`,
+		`config: line 2: timeouts.idle: want a duration such as "2s", got "5x"`,
+		`config: line 2: timeouts.total: "90" has no unit; write "90s" for seconds (or ms, m, h)`,
+		`config: line 3: retry.attempts: want an integer, got "many"`,
+		`config: line 4: health: want a mapping, got a list`,
+		`config: line 7: models[0].versions[0].backends[0].weight: want an integer, got "heavy"`,
+		`config: line 9: models[1].versions: want a list, got a mapping`,
+		`config: line 7: models[0].versions[0].backends[0].url: has no scheme: want "http://gpu1:80" (or https://)`,
+		`config: line 7: models[0].versions[0].backends[0].kind: must be vllm, ollama or openai, got "vlm"`,
+	}, "\n")
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+	// A file that is not YAML, or whose whole document cannot be read, leaves nothing.
+	for _, doc := range []string{"[1, 2]\n", "listen: [\n"} {
+		if c, err := config.Parse([]byte(doc)); c != nil || err == nil {
+			t.Errorf("%q: got %v, %v; want no Config and an error", doc, c, err)
+		}
 	}
 }
 

@@ -76,7 +76,7 @@ type validator struct {
 }
 
 func (v *validator) addf(key, format string, args ...any) {
-	if v.src.misspelt[key] {
+	if v.src.misspelt[key] || v.src.underUnreadable(key) {
 		return
 	}
 	v.errs = append(v.errs, v.src.errorAt(key, fmt.Sprintf(format, args...)))
