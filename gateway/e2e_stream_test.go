@@ -520,11 +520,12 @@ func TestUnfinishedAnswerInOnePieceToAStreamRequest(t *testing.T) {
 	}
 }
 
-// A backend that answers a stream request with an error object and status 200 fails the
-// request with that error and the status its type has, before any event: the SDKs raise it
-// (a 400 for the request's fault, a 5xx for the server's). Passed on as a 200 JSON body, their
-// stream readers saw an empty stream, or a parse error.
-func TestErrorBodyWith200ToAStreamRequest(t *testing.T) {
+// A backend that answers with an error object and status 200 fails the request with that error
+// and the status its type has (a 400 for the request's fault, a 5xx for the server's), which
+// the SDKs raise: before any event for a stream. Passed on as a 200 JSON body, their stream
+// readers saw an empty stream, or a parse error, and a buffered client an answer without
+// choices.
+func TestErrorBodyWith200(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
 		name, body string
@@ -540,15 +541,18 @@ func TestErrorBodyWith200ToAStreamRequest(t *testing.T) {
 			g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", b))))
 			c, _ := g.client()
 			req := chatRequest("chat", 2)
+			_, err := c.CreateChatCompletion(ctx(t), req)
+			if ae := asAPIError(t, err); ae.HTTPStatusCode != tt.status || ae.Type != tt.typ {
+				t.Errorf("buffered: error %d %q %q, want %d %s", ae.HTTPStatusCode, ae.Type, ae.Message, tt.status, tt.typ)
+			}
 			req.Stream = true
 			st, err := c.CreateChatCompletionStream(ctx(t), req)
 			if err == nil {
 				chunks, rerr := readStream(st)
 				t.Fatalf("the stream opened: %d chunks, then %v; want the backend's error", len(chunks), rerr)
 			}
-			ae := asAPIError(t, err)
-			if ae.HTTPStatusCode != tt.status || ae.Type != tt.typ {
-				t.Fatalf("error %d %q %q, want %d %s", ae.HTTPStatusCode, ae.Type, ae.Message, tt.status, tt.typ)
+			if ae := asAPIError(t, err); ae.HTTPStatusCode != tt.status || ae.Type != tt.typ {
+				t.Errorf("stream: error %d %q %q, want %d %s", ae.HTTPStatusCode, ae.Type, ae.Message, tt.status, tt.typ)
 			}
 		})
 	}

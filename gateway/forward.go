@@ -28,15 +28,21 @@ func (g *Gateway) forwardBuffered(ctx *fasthttp.RequestCtx, r *request, snap *sn
 	if err != nil {
 		return err
 	}
-	r.hold.ReportSuccess() // the whole answer is in
-	r.hold.Release()
-	r.hold = router.Hold{}
 	r.status = resp.StatusCode()
 	copyResponseHeaders(ctx, resp)
 	ctx.SetStatusCode(r.status)
 	body := resp.Body()
-	// One pass over the answer finds both members the gateway reads.
-	us, ue, cs, ce := jsonscan.FindPair(body, "usage", "choices")
+	// One pass over the answer finds every member the gateway reads.
+	var m [4]jsonscan.Span
+	jsonscan.FindEach(body, answerMembers, m[:])
+	if r.status == fasthttp.StatusOK && isErrorSpans(body, m[2], m[3]) {
+		// Passed on as a 200, the SDKs read it as an answer without choices, and raised nothing.
+		return errorWith200(r, body)
+	}
+	r.hold.ReportSuccess() // the whole answer is in
+	r.hold.Release()
+	r.hold = router.Hold{}
+	us, ue, cs, ce := m[0].Start, m[0].End, m[1].Start, m[1].End
 	if us >= 0 {
 		r.inputTokens, r.outputTokens = usageFrom(body[us:ue])
 	}

@@ -38,21 +38,8 @@ func (g *Gateway) forwardStream(ctx *fasthttp.RequestCtx, r *request, snap *snap
 		// backend is done with, whatever the guard makes of it.
 		body := resp.Body()
 		if r.status == fasthttp.StatusOK && isErrorBody(body) {
-			// An error object with a 200 (a server that failed after choosing its status, or
-			// that never sets one): the error, with the status its type has, which the SDKs
-			// raise. Passed on as a 200, it was an empty stream to their stream readers. The
-			// client has seen nothing yet.
-			e := normalizeBackendError(fasthttp.StatusBadGateway, body, 0)
-			e.status = statusForType(e.typ)
-			e = finishBackendError(e) // a rate limit's code, for its 429
-			if backendAtFault(e) {
-				r.hold.ReportFailure()
-			} else {
-				r.hold.ReportSuccess()
-			}
-			r.hold.Release()
-			r.hold = router.Hold{}
-			return e
+			// Passed on as a 200, it was an empty stream to the SDKs' stream readers.
+			return errorWith200(r, body)
 		}
 		r.hold.ReportSuccess()
 		r.hold.Release()
@@ -128,16 +115,45 @@ func answerAsStream(op operation, status int, body []byte) []byte {
 	return e.AppendSSE(nil, cache.AppendID(nil, cache.Kind(op)), time.Now().Unix(), true)
 }
 
+// errorWith200 returns the error object a backend answered with status 200 (a server that
+// failed after it chose its status, or that never sets one) as the error, with the status its
+// type has, which the SDKs raise. The client has seen nothing yet. It reports the backend's
+// health on the error and releases it.
+func errorWith200(r *request, body []byte) *apiError {
+	e := normalizeBackendError(fasthttp.StatusBadGateway, body, 0)
+	e.status = statusForType(e.typ)
+	e = finishBackendError(e) // a rate limit's code, for its 429
+	if backendAtFault(e) {
+		r.hold.ReportFailure()
+	} else {
+		r.hold.ReportSuccess()
+	}
+	r.hold.Release()
+	r.hold = router.Hold{}
+	return e
+}
+
 // isErrorBody reports whether a backend's JSON body is an error object: a top-level "error"
 // member that is not null (OpenAI, vLLM, Ollama), or the flat {"object":"error",...} of older
 // vLLM.
 func isErrorBody(body []byte) bool {
-	if hasErrorMember(body) {
-		return true
-	}
-	s, e := jsonscan.Find(body, "object")
-	return s >= 0 && string(body[s:e]) == `"error"`
+	var m [2]jsonscan.Span
+	jsonscan.FindEach(body, errorMembers, m[:])
+	return isErrorSpans(body, m[0], m[1])
 }
+
+// isErrorSpans is isErrorBody from the spans of body's "error" and "object" members.
+func isErrorSpans(body []byte, errSpan, objSpan jsonscan.Span) bool {
+	return errSpan.Start >= 0 && string(body[errSpan.Start:errSpan.End]) != "null" ||
+		objSpan.Start >= 0 && string(body[objSpan.Start:objSpan.End]) == `"error"`
+}
+
+// The members of a backend's JSON answer the gateway reads: errorMembers to tell an error
+// object, answerMembers a buffered answer's, in the order of forwardBuffered's spans.
+var (
+	errorMembers  = []string{"error", "object"}
+	answerMembers = []string{"usage", "choices", "error", "object"}
+)
 
 func isEventStream(resp *fasthttp.Response) bool {
 	ct := resp.Header.ContentType()
