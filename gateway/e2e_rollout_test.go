@@ -1,7 +1,7 @@
 package gateway_test
 
 // Progressive rollouts end to end: a healthy canary climbs its steps and is promoted; a canary
-// with a higher error rate or twice the TTFT is rolled back automatically with the failed check
+// with a higher error rate or three times the TTFT is rolled back automatically with the failed check
 // in history, after which clients see only stable. The rollout loop ticks every second, so
 // these tests poll the admin API while they drive traffic.
 
@@ -140,19 +140,25 @@ func TestRollout(t *testing.T) {
 		}
 	})
 
+	// The TTFT case leaves end-to-end latency loose: a slower first token makes the whole answer
+	// slower too, and under -race with the cases in parallel either check could fail first (or
+	// a stall on stable hide a 2x gap until the 100% step, which has no stable to compare):
+	// three times the TTFT, judged by the TTFT check alone, is what the case is about.
+	looseLatency := strings.Replace(twoStepPlan, `"steps"`, `"checks":{"max_p95_latency_ratio":10},"steps"`, 1)
 	for _, tt := range []struct {
 		name   string
 		v1, v2 fakellm.Options
 		stream bool
+		plan   string
 		check  string // the failed check the rollback names
 	}{
-		{"canary with errors is rolled back", fakellm.Options{}, fakellm.Options{ErrorRate: 0.3}, false, "error_rate"},
-		{"canary with twice the TTFT is rolled back", fakellm.Options{TTFT: 50 * time.Millisecond}, fakellm.Options{TTFT: 100 * time.Millisecond}, true, "p95_ttft"},
+		{"canary with errors is rolled back", fakellm.Options{}, fakellm.Options{ErrorRate: 0.3}, false, twoStepPlan, "error_rate"},
+		{"canary with three times the TTFT is rolled back", fakellm.Options{TTFT: 50 * time.Millisecond}, fakellm.Options{TTFT: 150 * time.Millisecond}, true, looseLatency, "p95_ttft"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			g, _, _ := startRolloutGateway(t, tokens, tt.v1, tt.v2)
-			g.startPlan(t, twoStepPlan)
+			g.startPlan(t, tt.plan)
 			var m modelDoc
 			tr := g.drive(t, tt.stream, "the rollout to finish", func() bool {
 				m = g.rolloutState(t)
