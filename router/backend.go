@@ -82,6 +82,22 @@ func (b *Backend) ReportProbeFailure() {
 	b.health.failure(b.now(), b.threshold, b.ejectBase, true, b.health.epoch.Load())
 }
 
+// ReportDown takes the backend out of service at once, as health.failure_threshold failed
+// probes in a row would, and says why in the health hook: for a backend found down before any
+// request is sent to it (the checks of a restart), so that none is until a probe passes, which
+// ends the ejection at once. A backend out already is left as it is.
+func (b *Backend) ReportDown(why string) {
+	h := b.health
+	h.mu.Lock()
+	if h.ejectedUntil.Load() != 0 {
+		h.mu.Unlock()
+		return
+	}
+	d := h.eject(b.now(), b.ejectBase, true)
+	h.mu.Unlock()
+	h.notify(d, why)
+}
+
 // Hold is one request's use of a backend, from Acquire to Release. Its verdict counts only
 // when the request started after the backend's latest ejection: a request that was already
 // running when the backend was ejected says nothing about whether it has recovered. The zero

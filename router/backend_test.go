@@ -277,6 +277,36 @@ func TestHealthChangeHook(t *testing.T) {
 	}
 }
 
+// ReportDown ejects at once, as failed probes do: the hook says why, and the first passing
+// probe puts the backend back.
+func TestReportDown(t *testing.T) {
+	pool := NewPool()
+	var events []string
+	pool.OnHealthChange(func(url string, d time.Duration, why string) {
+		events = append(events, strings.TrimSpace(url+" "+d.String()+" "+why))
+	})
+	cfg := &config.Config{Health: config.HealthCheck{FailureThreshold: 3, EjectFor: 10 * time.Second},
+		Models: []config.Model{{Alias: "a", Versions: []config.Version{{Version: "v", Backends: []config.Backend{{URL: "http://h:1", Model: "m", Weight: 1}}}}}}}
+	tab, err := NewTable(cfg, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := tab.Backends()[0]
+	b.ReportDown("down at start")
+	if b.Healthy() {
+		t.Fatal("in service after ReportDown")
+	}
+	b.ReportDown("again") // out already: nothing
+	b.health.probeSuccess()
+	if !b.Healthy() {
+		t.Fatal("still out after a passing probe")
+	}
+	want := []string{"http://h:1 10s down at start", "http://h:1 0s"}
+	if strings.Join(events, "|") != strings.Join(want, "|") {
+		t.Fatalf("events %q, want %q", events, want)
+	}
+}
+
 // Streams the backend breaks after their 200 eject it by share, not in a row: one in twenty
 // broken, however they bunch, leaves it in service; all of them broken ejects it once the
 // window has streamWindowMin outcomes; a broken half-open trial ejects it again at once.

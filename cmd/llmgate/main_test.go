@@ -286,6 +286,23 @@ func TestServeRestartsWithBackendsDown(t *testing.T) {
 	if !strings.Contains(warnings, "warning: backend "+live) || strings.Contains(warnings, dead) {
 		t.Fatalf("a restart with backends down said %q; want a warning for the served backend only", warnings)
 	}
+	// What the warning says is so: the backend found down is out of service from the start, so
+	// no request goes to it (nor does /readyz say ready) before a health check passes, rather
+	// than after the failed requests or probes that would eject it.
+	if !strings.Contains(warnings, "(out of service until it passes a health check)") {
+		t.Errorf("warning %q: want it to say the backend is out of service", warnings)
+	}
+	var out, errOut bytes.Buffer
+	g, lns, err := startServing(write(live), nil, &out, &errOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { g.Close(); lns[0].Close(); lns[1].Close() }()
+	for _, b := range g.Table().Backends() {
+		if b.Healthy() {
+			t.Errorf("backend %s found down at start is in service", b.URL)
+		}
+	}
 }
 
 // A first start whose config names a model its backend does not serve is refused, naming what

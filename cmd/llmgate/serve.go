@@ -102,7 +102,11 @@ func startServing(cfg *config.Config, st store.Store, stdout, stderr io.Writer) 
 	}
 	if !first {
 		for _, err := range probeBackends(g.Table().Backends(), cfg.Health.Timeout) {
-			fmt.Fprintln(stderr, "llmgate serve: warning:", err, "(serving without it until it passes a health check)")
+			what := "(its requests get its 404, or another backend of the version, until it serves the model)"
+			if errors.As(err, new(backendDown)) {
+				what = "(out of service until it passes a health check)"
+			}
+			fmt.Fprintln(stderr, "llmgate serve: warning:", err, what)
 		}
 	}
 	fmt.Fprintf(stdout, "llmgate %s serving OpenAI API on http://%s/v1, admin and /metrics on http://%s\n",
@@ -297,6 +301,12 @@ func probeBackends(bs []*router.Backend, timeout time.Duration) []error {
 			ctx, cancel := context.WithTimeout(context.Background(), timeout)
 			err := router.Probe(ctx, client, b)
 			cancel()
+			if err != nil {
+				// Found down before it serves: out of service now, not after the failed
+				// probes or requests that would take it out, so that no request is sent to
+				// it (and /readyz does not say ready) until its first passing probe.
+				b.ReportDown("failed its health check at start")
+			}
 			var status *router.ProbeStatusError
 			switch {
 			case errors.As(err, &status) && router.URLHint(b.URL) != "":
@@ -314,6 +324,9 @@ func probeBackends(bs []*router.Backend, timeout time.Duration) []error {
 				}
 				cancel()
 			}
+			if err != nil {
+				errs[i] = backendDown{errs[i]}
+			}
 		}()
 	}
 	wg.Wait()
@@ -325,6 +338,12 @@ func probeBackends(bs []*router.Backend, timeout time.Duration) []error {
 	}
 	return out
 }
+
+// backendDown is a probeBackends error of a backend that failed its health check, which took it
+// out of service; the others are of a backend that answers but does not list its model.
+type backendDown struct{ error }
+
+func (e backendDown) Unwrap() error { return e.error }
 
 func fileExists(path string) bool {
 	_, err := os.Stat(path)
