@@ -78,7 +78,7 @@ func (s *Snapshot) Share(f Feature, c int) float64 {
 type Summary struct {
 	Requests        uint64  `json:"requests"`
 	RequestRate     float64 `json:"request_rate"` // per second over the window
-	ErrorRate       float64 `json:"error_rate"`   // share of Failures
+	ErrorRate       float64 `json:"error_rate"`   // Failures over Answered: the rate a rollout judges
 	LatencyP50      float64 `json:"latency_p50"`
 	LatencyP95      float64 `json:"latency_p95"`
 	LatencyP99      float64 `json:"latency_p99"`
@@ -129,8 +129,13 @@ func (s *Snapshot) Summary() Summary {
 	if d := s.End.Sub(s.Start).Seconds(); d > 0 {
 		out.RequestRate = float64(n) / d
 	}
+	if a := s.Answered(); a > 0 {
+		// Of the answers a backend gave, as a rollout's analysis divides: over every request,
+		// a warm cache diluted the figure, and the same version read one error rate here and
+		// another in its rollout's checks.
+		out.ErrorRate = float64(s.Failures()) / float64(a)
+	}
 	if n > 0 {
-		out.ErrorRate = float64(s.Failures()) / float64(n)
 		out.GuardHitRate = 1 - s.Share(FeatureEntities, 0)
 		out.SafetyHitRate = 1 - s.Share(FeatureSafety, 0)
 		out.RefusalRate = s.Share(FeatureRefusal, 1)

@@ -430,3 +430,24 @@ func TestManyChoicesNotMirroredToOllama(t *testing.T) {
 		t.Errorf("llmgate_shadow_requests_total = %v, want 0: the n=2 request was mirrored to Ollama", n)
 	}
 }
+
+// GET /admin/stats gives a version's error rate as its rollout's analysis judges it: of the
+// answers its backends gave. Over every request, cache hits (which never fail) diluted it, and
+// an operator read one error rate in the stats and another in the rollout that rolled back.
+func TestStatsErrorRateIsOfBackendAnswers(t *testing.T) {
+	tokens := withAdminTokens(t)
+	f := startFake(t, fakellm.Options{Model: "m1"})
+	g := startGateway(t, newConfig(t, tokens, cached(model("chat", "v1", version("v1", f.backend())))))
+	if res := g.do(t, "POST", "/v1/chat/completions", cacheBody("first", "")); res.status != 200 {
+		t.Fatalf("first: status %d: %s", res.status, res.body)
+	}
+	g.untilHit(t, cacheBody("first", ""))
+	f.ForceStatus(500)
+	if res := g.do(t, "POST", "/v1/chat/completions", cacheBody("second", "")); res.status != 502 {
+		t.Fatalf("second: status %d, want 502: %s", res.status, res.body)
+	}
+	s := g.statsAfter(t, 3, "the three requests' samples", "chat", "v1", viewerToken)
+	if s.ErrorRate == nil || *s.ErrorRate != 0.5 {
+		t.Errorf("error_rate %v after one failure in two backend answers and a cache hit, want 0.5", deref64(s.ErrorRate))
+	}
+}
