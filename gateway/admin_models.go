@@ -254,13 +254,14 @@ func (g *Gateway) serveDeploy(ctx *fasthttp.RequestCtx, seg []string) bool {
 		g.deleteModel(ctx, alias, c)
 	case "DELETE versions/":
 		version := seg[4]
-		if g.writeChange(ctx, alias, c, func(s *router.State, c router.Change) (*router.State, error) {
+		next, err := g.changeThen(c, matchAny(alias, func(s *router.State, c router.Change) (*router.State, error) {
 			return s.DeleteVersion(c, alias, version)
-		}) != nil {
+		}), func() {
 			// Its answers can never be served again, and a version deployed later under the
 			// same name must inherit neither them nor its statistics.
 			g.forgetVersion(alias, version)
-		}
+		})
+		g.answerChange(ctx, alias, next, err)
 	case "PUT traffic":
 		var t router.Traffic
 		if !decodeAdmin(ctx, &t) {
@@ -412,7 +413,16 @@ func (g *Gateway) deleteModel(ctx *fasthttp.RequestCtx, alias string, c router.C
 		if r := g.rollouts.byAlias[alias]; r != nil && (r.State == rolloutRunning || r.State == rolloutPaused) {
 			return nil, errDeleteDuringRollout
 		}
-		next, err := g.change(c, del)
+		next, err := g.changeThen(c, del, func() {
+			// Under the deploy lock (see changeThen): a model deployed later under this name
+			// starts afresh, its statistics, series and cache counters its own.
+			if g.cacheStore != nil {
+				g.cacheStore.Forget(alias)
+			}
+			for _, v := range removed.Versions {
+				g.forgetVersionStats(alias, v.Name)
+			}
+		})
 		if err == nil {
 			delete(g.rollouts.byAlias, alias) // a finished rollout must not show on a new alias of the same name
 		}
@@ -427,13 +437,9 @@ func (g *Gateway) deleteModel(ctx *fasthttp.RequestCtx, alias string, c router.C
 		g.answerChange(ctx, alias, nil, err)
 		return
 	}
-	if g.cacheStore != nil {
-		g.cacheStore.Forget(alias) // its counters too: a model deployed later under this name starts afresh
-	}
 	versions := []string{}
 	for _, v := range removed.Versions {
 		versions = append(versions, v.Name)
-		g.forgetVersionStats(alias, v.Name) // a model deployed later under this name starts afresh
 	}
 	g.log.Warn("model deleted", "model", alias, "versions", versions, "actor", c.Actor, "revision", next.Revision)
 	encodeJSON(ctx, fasthttp.StatusOK, map[string]any{"revision": next.Revision, "deleted": map[string]any{"alias": alias, "versions": versions}})

@@ -132,6 +132,15 @@ func (g *Gateway) closeDeploy() {
 // deploy lock, so only the commit may take time under it: deploy probes, which may take
 // health.timeout, run before (probeDeploy).
 func (g *Gateway) change(c router.Change, op func(*router.State, router.Change) (*router.State, error)) (*router.State, error) {
+	return g.changeThen(c, op, nil)
+}
+
+// changeThen is change, with forget run once the new state is committed, before it is served
+// and under the deploy lock: the clean-up of what the change removed (a deleted version's
+// statistics, series and cached answers). Run after the lock, it could come after a deploy of
+// the same name that the lock let in meanwhile, and drop the new version's statistics, which
+// that deploy had found still there and taken over.
+func (g *Gateway) changeThen(c router.Change, op func(*router.State, router.Change) (*router.State, error), forget func()) (*router.State, error) {
 	g.deploy.mu.Lock()
 	defer g.deploy.mu.Unlock()
 	next, err := op(g.deploy.state, c)
@@ -151,6 +160,9 @@ func (g *Gateway) change(c router.Change, op func(*router.State, router.Change) 
 		return nil, fmt.Errorf("state: %w", err)
 	}
 	g.deploy.state = next
+	if forget != nil {
+		forget()
+	}
 	g.install(t)
 	return next, nil
 }

@@ -1834,3 +1834,63 @@ func TestGatewayAsItsOwnBackendIsNoLoop(t *testing.T) {
 		t.Errorf("stable: status %d: %s", res.status, res.body)
 	}
 }
+
+// A DELETE of a version and a deploy of the same name again, sent at once: the deleted
+// version's statistics are dropped before the deploy can see them, so the new version starts
+// afresh and keeps what it serves. Dropped after the delete's change let the deploy in, they
+// were the ones the new version took over, and the drop made its statistics vanish from
+// GET /admin/stats while it served.
+func TestDeleteRacingRedeployKeepsTheNewStatistics(t *testing.T) {
+	tokens := withAdminTokens(t)
+	f := startFake(t, fakellm.Options{Model: "m1"})
+	g := startGateway(t, newConfig(t, tokens, model("chat", "v1", version("v1", f.backend()), version("v2", f.backend()))))
+	pinned := strings.Replace(chatAs("u", false), `"model":"chat"`, `"model":"chat@v2"`, 1)
+	if res := g.do(t, "POST", "/v1/chat/completions", pinned); res.status != 200 {
+		t.Fatalf("pinned to v2: status %d: %s", res.status, res.body)
+	}
+	g.statsAfter(t, 1, "v2's sample", "chat", "v2", viewerToken)
+
+	send := func(method, path, body string) <-chan string {
+		done := make(chan string, 1)
+		go func() {
+			req, _ := http.NewRequest(method, g.Admin+path, strings.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+opsToken)
+			res, err := g.http.Do(req)
+			if err != nil {
+				done <- err.Error()
+				return
+			}
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			done <- strconv.Itoa(res.StatusCode) + " " + string(b)
+		}()
+		return done
+	}
+	served := func() bool {
+		for _, v := range g.Table().Model("chat").Versions {
+			if v.Name == "v2" {
+				return true
+			}
+		}
+		return false
+	}
+	// Each write waits, once its change is served, for the rollouts' lock (its answer names
+	// the alias's rollout): the delete's clean-up cannot run before the deploy's change.
+	var once sync.Once
+	release := gateway.HoldRollouts(g.Gateway)
+	defer once.Do(release)
+	deleted := send("DELETE", "/admin/models/chat/versions/v2", "")
+	waitFor(t, "v2 deleted", func() bool { return !served() })
+	redeployed := send("POST", "/admin/models/chat/versions?probe=false", `{"version":"v2","backends":[{"url":"`+f.URL+`","kind":"vllm","model":"m1"}]}`)
+	waitFor(t, "v2 deployed again", served)
+	once.Do(release)
+	for what, ch := range map[string]<-chan string{"delete": deleted, "deploy": redeployed} {
+		if got := <-ch; !strings.HasPrefix(got, "200 ") {
+			t.Fatalf("%s: %s", what, got)
+		}
+	}
+	if res := g.do(t, "POST", "/v1/chat/completions", pinned); res.status != 200 {
+		t.Fatalf("pinned to the new v2: status %d: %s", res.status, res.body)
+	}
+	g.statsAfter(t, 1, "the new v2's first sample, its statistics its own", "chat", "v2", viewerToken)
+}

@@ -1,0 +1,9 @@
+package gateway
+
+// HoldRollouts takes the rollouts' lock until release is called. An admin write answers with
+// its alias's rollout, so a write held there has had its change served and waits before what
+// its handler does after the answer.
+func HoldRollouts(g *Gateway) (release func()) {
+	g.rollouts.mu.Lock()
+	return g.rollouts.mu.Unlock
+}
