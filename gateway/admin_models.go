@@ -721,6 +721,7 @@ func (g *Gateway) startRollout(ctx *fasthttp.RequestCtx, alias string, c router.
 		writeError(ctx, errAdminUnknownModel)
 		return
 	}
+	r.StickySet = m.Sticky == "" || m.Sticky == router.Sticky{}.String() // see setCanaryPercent
 	if m.Version(r.Canary) == nil {
 		writeError(ctx, &apiError{status: fasthttp.StatusNotFound, typ: typeInvalidRequest, code: "version_not_found", param: "canary",
 			message: "The model `" + alias + "` has no version `" + r.Canary + "`: deploy it first (GET /admin/models/" + alias + " lists the versions)."})

@@ -215,7 +215,11 @@ func (g *Gateway) setCanaryPercent(alias, canary string, percent int, actor, rea
 
 func (g *Gateway) promote(alias, actor, reason string, rec *json.RawMessage) error {
 	next, err := g.change(rolloutChange(actor, reason, rec), func(s *router.State, c router.Change) (*router.State, error) {
-		return s.Promote(c, alias)
+		next, err := s.Promote(c, alias)
+		if err == nil {
+			unsetRolloutSticky(s, next, alias, rec)
+		}
+		return next, err
 	})
 	if err == nil {
 		g.onPromoted(alias, next.Model(alias).Stable)
@@ -235,7 +239,11 @@ func (g *Gateway) rollback(alias, actor, reason string, rec *json.RawMessage) er
 			}
 			return nil, errNoCanary
 		}
-		return s.Rollback(c, alias, "")
+		next, err := s.Rollback(c, alias, "")
+		if err == nil {
+			unsetRolloutSticky(s, next, alias, rec)
+		}
+		return next, err
 	})
 	if errors.Is(err, errNoCanary) {
 		return nil
@@ -250,6 +258,25 @@ func (g *Gateway) rollback(alias, actor, reason string, rec *json.RawMessage) er
 }
 
 var errNoCanary = errors.New("no canary to roll back")
+
+// unsetRolloutSticky edits next, the state a rollout's promote or rollback made of prev: when
+// the rollout's record rec says the rollout set the split's sticky key (rollout.StickySet), it
+// goes back to none in the same change, as the canary is gone and the key was the rollout's,
+// not the operator's. A key the operator chose stays for the next canary.
+func unsetRolloutSticky(prev, next *router.State, alias string, rec *json.RawMessage) {
+	if next == prev || rec == nil {
+		return // no change of its own to edit: prev is the state served
+	}
+	var r struct {
+		StickySet bool `json:"sticky_set"`
+	}
+	if json.Unmarshal(*rec, &r) != nil || !r.StickySet {
+		return
+	}
+	if m := next.Model(alias); m != nil && m.Canary == "" {
+		m.Sticky = router.Sticky{}.String() // next's own copy: State.edit clones the model it changes
+	}
+}
 
 // rolloutChange is the change a rollout action makes: by actor, now, for reason, committing
 // the rollout's record rec with it.

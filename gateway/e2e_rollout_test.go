@@ -117,6 +117,9 @@ func TestRollout(t *testing.T) {
 		if m.Rollout.State != "promoted" || m.Stable != "v2" || m.Canary != "" {
 			t.Fatalf("rollout ended %q (%s) with stable %s canary %q", m.Rollout.State, m.Rollout.Reason, m.Stable, m.Canary)
 		}
+		if m.Sticky != "none" {
+			t.Errorf("after the promote the split is sticky by %q, which the rollout set; want none, as it found it", m.Sticky)
+		}
 		if len(tr.errs) > 0 || tr.served["v1"] == 0 || tr.served["v2"] == 0 {
 			t.Fatalf("clients saw %v, errors %v", tr.served, tr.errs)
 		}
@@ -389,5 +392,32 @@ func TestRolloutVerbStoreFailure(t *testing.T) {
 	st.fail.Store(false)
 	if m := g.write(t, "POST", "/admin/models/chat/rollout/pause", ""); m.Rollout.State != "paused" {
 		t.Errorf("pause once the disk has room: %+v", m.Rollout)
+	}
+}
+
+// A rollout splits by user when the model's traffic has no sticky key; once it ends (here
+// aborted, which rolls back) the key goes back to none, as the operator left it: the model
+// showed "sticky: user" for good, a setting nobody asked for. A key the operator chose is
+// theirs, and stays for the next canary.
+func TestRolloutLeavesTheStickyKeyAsItFoundIt(t *testing.T) {
+	tokens := withAdminTokens(t)
+	for _, tt := range []struct{ name, before, want string }{
+		{"none", "", "none"},
+		{"the operator's", "header:X-Team", "header:X-Team"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			g, _, _ := startRolloutGateway(t, tokens, fakellm.Options{}, fakellm.Options{})
+			if tt.before != "" {
+				g.write(t, "PUT", "/admin/models/chat/traffic", `{"stable":"v1","sticky":"`+tt.before+`"}`)
+			}
+			m := g.write(t, "POST", "/admin/models/chat/rollouts", twoStepPlan)
+			if want := map[bool]string{true: "user", false: tt.before}[tt.before == ""]; m.Sticky != want || m.Canary != "v2" {
+				t.Fatalf("during the rollout: canary %q sticky %q, want v2 and %q", m.Canary, m.Sticky, want)
+			}
+			m = g.write(t, "POST", "/admin/models/chat/rollout/abort", "")
+			if m.Canary != "" || m.Sticky != tt.want {
+				t.Errorf("after the rollout: canary %q sticky %q, want none and %q", m.Canary, m.Sticky, tt.want)
+			}
+		})
 	}
 }

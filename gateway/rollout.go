@@ -98,7 +98,11 @@ type rollout struct {
 	StepStart time.Time     `json:"step_started"`
 	Started   time.Time     `json:"started"`
 	Actor     string        `json:"actor"`
-	Last      *analysis     `json:"last_analysis,omitempty"`
+	// StickySet: the split had no sticky key when the rollout started, so its steps split by
+	// user (see setCanaryPercent); its promote or rollback sets it back to none, as the
+	// operator left it, rather than leave a key nobody asked for.
+	StickySet bool      `json:"sticky_set,omitempty"`
+	Last      *analysis `json:"last_analysis,omitempty"`
 	// ActionError says why the last action the analysis called for (the next step, the
 	// promote, an automatic rollback) could not be committed, such as a full disk: the rollout
 	// stays where it is and tries again at every tick. "" once an action commits. Not part of
