@@ -168,8 +168,8 @@ func buildServeConfig(path string, backends, kinds []string, listen, adminListen
 	var cfg *config.Config
 	var err, loadErr error
 	if path != "" {
-		// A Config that comes back with errors (unknown keys) is validated too, so that every
-		// problem is said at once.
+		// A Config that comes back with errors (unknown keys, values it could not read left
+		// out) is validated too, so that every problem is said at once.
 		if cfg, loadErr = config.Load(path); cfg == nil {
 			return nil, loadErr
 		}
