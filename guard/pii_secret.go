@@ -252,9 +252,10 @@ func (s *scan) equals(i int) int {
 // credValue reports the value of a named credential whose name ends at k as a SECRET: past
 // an optional closing quote, '=' or ':' (with bare, spaces alone will do, as on a command
 // line), spaces and an opening quote, the bytes up to the closing quote, or, unquoted, up to
-// a space, a quote, ';', a closing bracket or the '&' before a URL query's next parameter.
-// It must be min bytes long at least and no placeholder: "$env:PW", "<password>", "{0}",
-// "%PW%", "****", "...", "myPassword", "your-key", "true". It returns where the scan goes on.
+// a space, a quote, ';', a closing bracket, a comma before a space or the '&' before a URL
+// query's next parameter. It must be min bytes long at least, no placeholder ("$env:PW",
+// "<password>", "{0}", "%PW%", "****", "...", "myPassword", "your-key", "true") and, unquoted,
+// no code (see codeRef). It returns where the scan goes on.
 func (s *scan) credValue(k int, bare bool, min int) int {
 	t := s.t
 	p := k
@@ -290,16 +291,37 @@ func (s *scan) credValue(k int, bare bool, min int) int {
 				break
 			}
 		} else if isSpace(c) || c < ' ' || c == '"' || c == '\'' || c == '`' || c == ';' ||
-			c == ')' || c == ']' || c == '}' || c == '>' || c == '&' && queryParam(t, e+1) {
+			c == ')' || c == ']' || c == '}' || c == '>' || c == '&' && queryParam(t, e+1) ||
+			c == ',' && (e+1 == len(t) || isSpace(t[e+1])) {
 			break
 		}
 		e++
 	}
-	if e-p < min || e-p > 256 || p < s.lo || credPlaceholder(t[p:e]) {
+	if e-p < min || e-p > 256 || p < s.lo || credPlaceholder(t[p:e]) || quote == 0 && codeRef(t, p, e) {
 		return max(p, k+1)
 	}
 	s.emit(eSecret, p, e, 1)
 	return e
+}
+
+// codeRef reports whether the unquoted value t[p:e] of a named credential is code that holds
+// or fetches the password, not the password: a comparison ("password==null"), a call or an
+// index ("os.getenv(", "os.environ["), or an identifier, maybe dotted, that ends an argument
+// ("password=cfg.db_pw)", "password=db_pw,").
+func codeRef(t []byte, p, e int) bool {
+	if t[p] == '=' || t[p] == '>' {
+		return true
+	}
+	ident := !isDigit(t[p])
+	for k := p; k < e; k++ {
+		switch c := t[k]; {
+		case c == '(' || c == '[':
+			return true
+		case !isWord(c) && c != '.':
+			ident = false
+		}
+	}
+	return ident && e < len(t) && (t[e] == ')' || t[e] == ',')
 }
 
 // queryParam reports whether a URL query's next parameter, "name=", starts at i.
