@@ -56,6 +56,9 @@ var leakTexts = []string{
 	"[default]\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n{\"SecretAccessKey\": \"7oX8nrEHAluvtdgDW1/In81LJK6yc/jecsblnAk2\"}",
 	"Escríbeme a josé.garcía@empresa.es o a “müller@beispiel.de” — gracias.",
 	"Schreib an info@bücher.de oder an почта@пример.рф, bitte.",
+	"Data Source=srv01;User ID=app;Password=hunter2Secret!;Encrypt=True\npassword = Tr0ub4dor&3x\n" +
+		"Set-AWSCredential -SecretKey s3cr3tV4lu3Xq9wLmN2Tz -SessionToken FwoGZXIvYXdzEBYaDHqa0AP1\n" +
+		"aws_session_token = FwoGZXIvYXdzEBYaDHqa0AP1/5Aq2Xr2JiLIAZgMQKl4yA1pR7tY0uI9oP",
 	// Values that start at a name or option before them: no cut may fall between.
 	`curl -sS -u admin:Sup3rS3cret -H "Authorization: Basic YWRtaW46czNjcjN0UGFzcw==" http://localhost:9200/`,
 	`new BasicAWSCredentials("AKIAYYCSHKQINVNU5XDG", "7oX8nrEHAluvtdgDW1/In81LJK6yc/jecsblnAk2") and the rest`,
