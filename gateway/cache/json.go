@@ -404,13 +404,23 @@ func appendCanonString(dst, b []byte, i int) ([]byte, int, error) {
 	if i >= len(b) || b[i] != '"' {
 		return dst, 0, errSyntax
 	}
-	// Most strings have no escapes: their canonical form is their JSON text, copied at once.
+	// Most strings have no escapes but \", \\, \n, \t and \r, which are their own canonical
+	// form: such a string's canonical form is its JSON text, copied at once.
 	j := plainRun(b, i+1)
+	if j < len(b) && b[j] == '"' {
+		return append(dst, b[i:j+1]...), j + 1, nil
+	}
+	for j+1 < len(b) && b[j] == '\\' && canonEscape[b[j+1]] {
+		j = plainRun(b, j+2)
+	}
 	if j < len(b) && b[j] == '"' {
 		return append(dst, b[i:j+1]...), j + 1, nil
 	}
 	return appendCanonEscaped(append(dst, b[i:j]...), b, j)
 }
+
+// canonEscape marks the escapes that appendCanonEscaped writes as they are.
+var canonEscape = [256]bool{'"': true, '\\': true, 'n': true, 't': true, 'r': true}
 
 // appendCanonEscaped goes on with appendCanonString at b[i], the first byte after a run of
 // plain bytes.

@@ -132,6 +132,19 @@ func TestCanonicalForm(t *testing.T) {
 	if got != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
 	}
+	// Strings: the escapes that are their own canonical form (\" \\ \n \t \r) are copied with
+	// the text around them; one that is not, before or after them, is rewritten.
+	for _, c := range []struct{ in, want string }{
+		{`"line\nnext\ttab\r\"q\" back\\slash"`, `"line\nnext\ttab\r\"q\" back\\slash"`},
+		{`"a\nb\/c\nd"`, `"a\nb/c\nd"`},
+		{`"a\/b\nc"`, `"a/b\nc"`},
+		{`"\n\u0041\n\b"`, `"\nA\n\u0008"`},
+		{`"` + strings.Repeat(`long line\n`, 40) + `\u00e9"`, `"` + strings.Repeat(`long line\n`, 40) + `é"`},
+	} {
+		if got, want := canon(t, `{"s":`+c.in+`}`), `{"s":`+c.want+`}`; got != want {
+			t.Errorf("%s: got %s, want %s", c.in, got, want)
+		}
+	}
 }
 
 func TestPrepareParams(t *testing.T) {
