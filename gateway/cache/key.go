@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 )
 
 // Kind is the OpenAI endpoint a request targets. The values match the gateway's operation
@@ -37,6 +38,13 @@ type Key [2]uint64
 
 // keySeeds are the seeds of Key's two halves.
 var keySeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
+
+// hashBytes returns the seeded hash of b: the runtime's AES hash, the one maphash.Bytes uses,
+// over all of b in one call. maphash.Bytes hashes b in 128-byte blocks, one call and one
+// finalisation each, which costs three times the instructions for a 1 KiB body.
+func hashBytes(seed maphash.Seed, b []byte) uint64 {
+	return maphash.Comparable(seed, unsafe.String(unsafe.SliceData(b), len(b)))
+}
 
 // Request is what the cache learned about one request body. It lives in the gateway's pooled
 // per-request state between lookup (stage 5) and store (stage 8); Reset it before reuse.
@@ -104,10 +112,10 @@ func Prepare(r *Request, kind Kind, alias, version string, body []byte) error {
 	r.Reset()
 	// The hash's second half is computed only against a remembered body whose first half
 	// matches: a body that is not remembered, as every miss's, costs one pass, not two.
-	raw0 := maphash.Bytes(rawSeeds[0], body)
+	raw0 := hashBytes(rawSeeds[0], body)
 	if p := preparedBodies[raw0&(preparedSlots-1)].Load(); p != nil &&
 		p.raw[0] == raw0 && p.Kind == kind && p.alias == alias && p.version == version &&
-		p.raw[1] == maphash.Bytes(rawSeeds[1], body) {
+		p.raw[1] == hashBytes(rawSeeds[1], body) {
 		*r = *p
 		r.memoized = true
 		return nil
@@ -123,7 +131,7 @@ func Prepare(r *Request, kind Kind, alias, version string, body []byte) error {
 	if err := c.canonical(body); err != nil {
 		return err
 	}
-	r.Key = Key{maphash.Bytes(keySeeds[0], c.out), maphash.Bytes(keySeeds[1], c.out)}
+	r.Key = Key{hashBytes(keySeeds[0], c.out), hashBytes(keySeeds[1], c.out)}
 	r.ok = true
 	return nil
 }
@@ -154,7 +162,7 @@ func rememberPrepared(r *Request, body []byte) {
 	p := new(Request)
 	*p = *r
 	p.gen, p.genSet, p.body = generation{}, false, nil
-	p.raw[1] = maphash.Bytes(rawSeeds[1], body)
+	p.raw[1] = hashBytes(rawSeeds[1], body)
 	preparedBodies[r.raw[0]&(preparedSlots-1)].Store(p)
 }
 
