@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 	"testing"
@@ -196,5 +197,27 @@ func TestHitAllocs(t *testing.T) {
 	})
 	if allocs > 0 {
 		t.Fatalf("hit path allocates %.1f times", allocs)
+	}
+}
+
+// TestMissAllocs guards the key of a request the cache has not seen (each run a new body, so
+// the memo of prepared hit bodies never answers) against allocations.
+func TestMissAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	for _, body := range [][]byte{requestBody(1 << 10), gatewayBody(), requestBody(8 << 10)} {
+		var r Request
+		n, at := 0, bytes.Index(body, []byte(`"content":"`))+len(`"content":"`)+2 // inside the first content
+		allocs := testing.AllocsPerRun(200, func() {
+			n++
+			body[at] = byte('0' + n%10) // never the body as sent, which a hit test may have remembered
+			if err := Prepare(&r, KindChat, "chat", "v1", body); err != nil || r.memoized {
+				t.Fatalf("err %v, memoized %v", err, r.memoized)
+			}
+		})
+		if allocs > 0 {
+			t.Fatalf("%d-byte body: Prepare allocates %.1f times", len(body), allocs)
+		}
 	}
 }
