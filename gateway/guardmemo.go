@@ -39,8 +39,12 @@ func newCleanMemo() *cleanMemo {
 // fingerprint returns text's slot and the value that marks it clean there (never 0, the value
 // of an empty slot).
 func (m *cleanMemo) fingerprint(text []byte) (*atomic.Uint64, uint64) {
-	slot := &m.slots[maphash.Bytes(m.index, text)&(memoSlots-1)]
-	return slot, maphash.Bytes(m.check, text) | 1
+	// maphash.Comparable on the text as a string is the runtime's AES hash over all of it in
+	// one call; maphash.Bytes hashes it in 128-byte blocks, one call and one finalisation each,
+	// about three times the instructions for a 1 KiB prompt (as gateway/cache's hashBytes).
+	s := unsafeString(text)
+	slot := &m.slots[maphash.Comparable(m.index, s)&(memoSlots-1)]
+	return slot, maphash.Comparable(m.check, s) | 1
 }
 
 // clean reports whether text was marked clean.
