@@ -42,6 +42,10 @@ type choiceGuard struct {
 	leaked   []byte // scratch
 	out      []byte // scratch
 	roleSent bool   // a chunk with the choice's delta role has gone out
+	// closed: the text was released whole, as at its end, because the choice went on to a
+	// later part (a tool call opened after it; see guardChoice). Text that still comes for it
+	// is guarded as a new text.
+	closed bool
 	// stopped: a blocking match stopped the choice, which went out with finish_reason
 	// content_filter; the rest the backend sends of it goes no further. The other choices of
 	// an n > 1 stream go on, as OpenAI's do.
@@ -64,8 +68,24 @@ var reasoningKeys = [...]string{"reasoning_content", "reasoning"}
 // ready readies c for a new text of the request; inJSON says the text is the inside of a JSON
 // string (tool call arguments, JSON-mode content), where restored values go in escaped.
 func (c *choiceGuard) ready(r *request, inJSON bool) {
-	ag := r.guard.ag
 	c.roleSent, c.stopped = false, false
+	c.readyText(r, inJSON)
+}
+
+// reopen readies c's own text guards again after the text was closed, for text that comes
+// after all (the choice's role and stop stay as they are).
+func (c *choiceGuard) reopen(r *request, inJSON bool) {
+	if c.safety != nil {
+		r.guard.ag.safety.ReleaseStream(c.safety)
+		c.safety = nil
+	}
+	c.readyText(r, inJSON)
+}
+
+// readyText readies the guards of c's own text (see ready).
+func (c *choiceGuard) readyText(r *request, inJSON bool) {
+	ag := r.guard.ag
+	c.closed = false
 	switch ag.safetyComplete {
 	case guard.ActionBlock:
 		c.safety = ag.safety.AcquireStream(ag.holdback)
@@ -604,18 +624,34 @@ func (g *Gateway) guardChoice(r *request, c *choiceGuard, index int, ch *fastjso
 		ch.Set("delta", delta)
 		delta = ch.Get("delta")
 	}
+	// A delta that opens a tool call ends the texts before it: the SDKs' stream helpers take
+	// a tool call that opens as the end of the content and of the calls before it (openai-node
+	// and openai-python emit content.done and tool_calls.function.arguments.done then, the
+	// latter parsing a strict tool's arguments), so what their guards hold back goes out with
+	// this chunk, not with the finish chunk.
+	opening := -1
+	if delta != nil && !final {
+		opening = openedToolCall(c, delta)
+	}
+	textFinal := final || opening >= 0
 	v := delta.Get("content")
 	if delta == nil {
 		v = ch.Get("text")
 	}
 	switch {
 	case v != nil && v.Type() == fastjson.TypeString:
-		changed = g.streamValue(r, c, index, v, final)
-	case final && delta != nil:
-		// The finish chunk may carry no text, but the held-back text must go out with it.
+		if c.closed && len(v.GetStringBytes()) > 0 {
+			c.reopen(r, r.jsonOutput)
+		}
+		if !c.closed {
+			changed = g.streamValue(r, c, index, v, textFinal)
+		}
+	case textFinal && delta != nil && !c.closed:
+		// The finish chunk (or one opening a tool call) may carry no text, but the held-back
+		// text must go out with it.
 		prev := delta.Get("content") // null or absent
 		delta.Set("content", r.guard.arena.NewString(""))
-		if changed = g.streamValue(r, c, index, delta.Get("content"), final); !changed {
+		if changed = g.streamValue(r, c, index, delta.Get("content"), textFinal); !changed {
 			// Nothing was held: the content stays as the backend sent it. A tool call answer's
 			// is null, and an added "" would make it an empty text in the client's message.
 			if prev != nil {
@@ -624,7 +660,7 @@ func (g *Gateway) guardChoice(r *request, c *choiceGuard, index int, ch *fastjso
 				delta.Del("content")
 			}
 		}
-	case final && v == nil:
+	case final && v == nil && delta == nil:
 		// A completions finish chunk without text, likewise.
 		ch.Set("text", r.guard.arena.NewString(""))
 		changed = g.streamValue(r, c, index, ch.Get("text"), final)
@@ -632,7 +668,10 @@ func (g *Gateway) guardChoice(r *request, c *choiceGuard, index int, ch *fastjso
 	switch {
 	case delta == nil:
 	case !r.streamGuard.hit:
-		if g.guardDeltaExtras(r, c, delta, final) {
+		if opening >= 0 {
+			c.closed = true
+		}
+		if g.guardDeltaExtras(r, c, delta, final, opening) {
 			changed = true
 		}
 	default:
@@ -673,9 +712,27 @@ func (g *Gateway) streamValue(r *request, t *choiceGuard, index int, v *fastjson
 	return true
 }
 
+// openedToolCall returns the lowest index of a tool call that delta opens (one the choice has
+// not had before), or -1 when it opens none.
+func openedToolCall(c *choiceGuard, delta *fastjson.Value) int {
+	opening := -1
+	for pos, tc := range delta.GetArray("tool_calls") {
+		i := pos
+		if iv := tc.Get("index"); iv != nil && iv.Type() == fastjson.TypeNumber {
+			i = iv.GetInt()
+		}
+		if i >= c.toolsUsed && i < maxGuardedChoices && (opening < 0 || i < opening) {
+			opening = i
+		}
+	}
+	return opening
+}
+
 // guardDeltaExtras guards the reasoning and tool call arguments of one chat delta (see
-// guardChoice) and reports whether it changed.
-func (g *Gateway) guardDeltaExtras(r *request, c *choiceGuard, delta *fastjson.Value, final bool) bool {
+// guardChoice) and reports whether it changed. With final, or from the tool call opening
+// (>= 0) opens, the tool calls before it are at their end: what their guards hold back goes
+// out in this delta, ahead of the calls it carries.
+func (g *Gateway) guardDeltaExtras(r *request, c *choiceGuard, delta *fastjson.Value, final bool, opening int) bool {
 	a := &r.guard.arena
 	changed := false
 	run := func(t *choiceGuard, v *fastjson.Value) {
@@ -692,6 +749,10 @@ func (g *Gateway) guardDeltaExtras(r *request, c *choiceGuard, delta *fastjson.V
 		}
 	}
 	calls := delta.Get("tool_calls")
+	ends := opening // the tool calls before it end with this delta
+	if final {
+		ends = maxGuardedChoices
+	}
 	var seen [maxGuardedChoices / 64]uint64 // tool call indexes this delta carries
 	for pos, tc := range calls.GetArray() {
 		i := pos
@@ -704,13 +765,26 @@ func (g *Gateway) guardDeltaExtras(r *request, c *choiceGuard, delta *fastjson.V
 			return changed
 		}
 		seen[i/64] |= 1 << (i % 64)
+		end := i < ends
 		if v := tc.Get("function", "arguments"); v != nil && v.Type() == fastjson.TypeString {
-			run(t, v)
-		} else if final && tc.Type() == fastjson.TypeObject {
+			if t.closed && len(v.GetStringBytes()) > 0 {
+				t.reopen(r, true)
+			}
+			if t.closed {
+				continue
+			}
+			if g.streamValue(r, t, -1, v, end) {
+				changed = true
+			}
+			t.closed = end && !final
+		} else if end && !t.closed && tc.Type() == fastjson.TypeObject {
 			// The finish chunk continues the call without arguments (only its index, or an
 			// empty function): what its guard holds back goes out in this call's delta.
 			v := a.NewString("")
-			run(t, v)
+			if g.streamValue(r, t, -1, v, true) {
+				changed = true
+			}
+			t.closed = !final
 			if len(v.GetStringBytes()) > 0 {
 				fn := tc.Get("function")
 				if fn == nil || fn.Type() != fastjson.TypeObject {
@@ -737,31 +811,41 @@ func (g *Gateway) guardDeltaExtras(r *request, c *choiceGuard, delta *fastjson.V
 			changed = true
 		}
 	}
-	if !final {
+	if ends < 0 {
 		return changed
 	}
-	for i, t := range c.tools[:c.toolsUsed] {
-		if seen[i/64]&(1<<(i%64)) != 0 {
+	var released *fastjson.Value // the ended calls' held-back arguments, then the delta's calls
+	n := 0
+	for i, t := range c.tools[:min(c.toolsUsed, ends)] {
+		if seen[i/64]&(1<<(i%64)) != 0 || t.closed {
 			continue
 		}
 		// A tool call this chunk does not continue: send its held-back arguments in a
-		// delta of its own index, as a backend continuing it would.
+		// delta of its own index, as a backend continuing it would, ahead of the calls the
+		// delta carries (a client takes a later index as the end of the calls before it).
 		fn := a.NewObject()
 		fn.Set("arguments", a.NewString(""))
-		run(t, fn.Get("arguments"))
+		g.streamValue(r, t, -1, fn.Get("arguments"), true)
+		t.closed = !final
 		if len(fn.GetStringBytes("arguments")) == 0 {
 			continue
 		}
 		call := a.NewObject()
 		call.Set("index", a.NewNumberInt(i))
 		call.Set("function", fn)
-		if calls == nil || calls.Type() != fastjson.TypeArray {
-			calls = a.NewArray()
-			delta.Set("tool_calls", calls)
+		if released == nil {
+			released = a.NewArray()
 		}
-		arr, _ := calls.Array()
-		calls.SetArrayItem(len(arr), call)
-		changed = true
+		released.SetArrayItem(n, call)
+		n++
 	}
-	return changed
+	if released == nil {
+		return changed
+	}
+	for _, tc := range calls.GetArray() {
+		released.SetArrayItem(n, tc)
+		n++
+	}
+	delta.Set("tool_calls", released)
+	return true
 }
