@@ -21,61 +21,69 @@ func TestGuardStreamReleasesTextBeforeTheNextToolCall(t *testing.T) {
 	chunk := func(delta string) string {
 		return `data: {"id":"s","object":"chat.completion.chunk","created":1,"model":"canned","choices":[{"index":0,"delta":` + delta + `,"logprobs":null,"finish_reason":null}]}` + "\n\n"
 	}
-	args := func(i string) string {
-		return chunk(`{"tool_calls":[{"index":`+i+`,"function":{"arguments":"{\"to\":\"<EMAIL"}}]}`) +
-			chunk(`{"tool_calls":[{"index":`+i+`,"function":{"arguments":"_ADDRESS_1>\",\"cc\":\"<EMAIL_ADDRESS_1>\"}"}}]}`)
+	call := func(i, args string) string {
+		return `{"id":"call_` + i + `","type":"function","index":` + i + `,"function":{"name":"send","arguments":"` + args + `"}}`
 	}
-	open := func(i string) string {
-		return chunk(`{"tool_calls":[{"id":"call_` + i + `","type":"function","index":` + i + `,"function":{"name":"send"}}]}`)
+	args := func(i, args string) string {
+		return chunk(`{"tool_calls":[{"index":` + i + `,"function":{"arguments":"` + args + `"}}]}`)
 	}
-	// As vLLM streams parallel tool calls: content first, then each call whole in turn.
-	streamed := chunk(`{"role":"assistant","content":""}`) +
-		chunk(`{"content":"Mailing <EMAIL_"}`) + chunk(`{"content":"ADDRESS_1> now"}`) +
-		open("0") + args("0") + open("1") + args("1") +
-		`data: {"id":"s","object":"chat.completion.chunk","created":1,"model":"canned","choices":[{"index":0,"delta":{"content":""},"logprobs":null,"finish_reason":"tool_calls"}]}` + "\n\n" +
+	const args1, args2 = `{\"to\":\"<EMAIL`, `_ADDRESS_1>\",\"cc\":\"<EMAIL_ADDRESS_1>\"}`
+	content := chunk(`{"role":"assistant","content":""}`) + chunk(`{"content":"Mailing <EMAIL_"}`) + chunk(`{"content":"ADDRESS_1> now"}`)
+	finish := `data: {"id":"s","object":"chat.completion.chunk","created":1,"model":"canned","choices":[{"index":0,"delta":{"content":""},"logprobs":null,"finish_reason":"tool_calls"}]}` + "\n\n" +
 		"data: [DONE]\n\n"
-	all := config.Guard{PII: config.PIIGuard{Prompt: "redact", Completion: "redact", Restore: true}}
-	g := startGateway(t, newConfig(t, nil, guarded(all, cannedBackend(t, 200, http.Header{"Content-Type": {"text/event-stream"}}, streamed))))
-	res := g.do(t, "POST", "/v1/chat/completions", chatBody("mail "+testEmail, `,"stream":true`))
-	if res.status != 200 {
-		t.Fatalf("status %d: %s", res.status, res.body)
-	}
-	wantArgs := `{"to":"` + testEmail + `","cc":"` + testEmail + `"}`
-	var content string
-	var calls []string // arguments so far, by index
-	for _, ev := range events(res.body) {
-		if ev = strings.TrimPrefix(ev, "data: "); ev == "[DONE]" {
-			break
-		}
-		var c openai.ChatCompletionStreamResponse
-		if err := json.Unmarshal([]byte(ev), &c); err != nil {
-			t.Fatalf("event %q: %v", ev, err)
-		}
-		for _, ch := range c.Choices {
-			content += ch.Delta.Content
-			for _, tc := range ch.Delta.ToolCalls {
-				i := *tc.Index
-				if i == len(calls) {
-					// A call opens: as a stream helper does, take what came before as whole
-					// (the chunk's own text included, as the helpers add it first).
-					if content != "Mailing "+testEmail+" now" {
-						t.Errorf("call %d opens after content %q, want it whole", i, content)
+	for _, tc := range []struct{ name, stream string }{
+		// vLLM: each call opens with its name, then its arguments stream, one call after the other.
+		{"vllm", content + chunk(`{"tool_calls":[`+call("0", "")+`]}`) + args("0", args1) + args("0", args2) +
+			chunk(`{"tool_calls":[`+call("1", "")+`]}`) + args("1", args1) + args("1", args2) + finish},
+		// Ollama: the calls whole, in one delta.
+		{"ollama", content + chunk(`{"tool_calls":[`+call("0", args1+args2)+`,`+call("1", args1+args2)+`]}`) + finish},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			all := config.Guard{PII: config.PIIGuard{Prompt: "redact", Completion: "redact", Restore: true}}
+			g := startGateway(t, newConfig(t, nil, guarded(all, cannedBackend(t, 200, http.Header{"Content-Type": {"text/event-stream"}}, tc.stream))))
+			res := g.do(t, "POST", "/v1/chat/completions", chatBody("mail "+testEmail, `,"stream":true`))
+			if res.status != 200 {
+				t.Fatalf("status %d: %s", res.status, res.body)
+			}
+			wantArgs := `{"to":"` + testEmail + `","cc":"` + testEmail + `"}`
+			var content string
+			var calls []string // arguments so far, by index
+			for _, ev := range events(res.body) {
+				if ev = strings.TrimPrefix(ev, "data: "); ev == "[DONE]" {
+					break
+				}
+				var c openai.ChatCompletionStreamResponse
+				if err := json.Unmarshal([]byte(ev), &c); err != nil {
+					t.Fatalf("event %q: %v", ev, err)
+				}
+				for _, ch := range c.Choices {
+					content += ch.Delta.Content
+					// As a stream helper does: the chunk's texts are added first, then a call
+					// that opens ends what came before it.
+					for _, tc := range ch.Delta.ToolCalls {
+						for len(calls) <= *tc.Index {
+							calls = append(calls, "")
+						}
+						calls[*tc.Index] += tc.Function.Arguments
 					}
-					for k, a := range calls {
-						if a != wantArgs {
-							t.Errorf("call %d opens after call %d's arguments %q, want them whole: %s\n%s", i, k, a, wantArgs, res.body)
+					for _, tc := range ch.Delta.ToolCalls {
+						if tc.ID == "" {
+							continue
+						}
+						if content != "Mailing "+testEmail+" now" {
+							t.Errorf("call %d opens after content %q, want it whole", *tc.Index, content)
+						}
+						for k, a := range calls[:*tc.Index] {
+							if a != wantArgs {
+								t.Errorf("call %d opens after call %d's arguments %q, want them whole: %s\n%s", *tc.Index, k, a, wantArgs, res.body)
+							}
 						}
 					}
-					calls = append(calls, "")
 				}
-				if i >= len(calls) {
-					t.Fatalf("event %q: tool call %d before %d", ev, i, len(calls))
-				}
-				calls[i] += tc.Function.Arguments
 			}
-		}
-	}
-	if len(calls) != 2 || calls[0] != wantArgs || calls[1] != wantArgs {
-		t.Errorf("arguments %q, want two calls with %s:\n%s", calls, wantArgs, res.body)
+			if len(calls) != 2 || calls[0] != wantArgs || calls[1] != wantArgs {
+				t.Errorf("arguments %q, want two calls with %s:\n%s", calls, wantArgs, res.body)
+			}
+		})
 	}
 }

@@ -712,8 +712,9 @@ func (g *Gateway) streamValue(r *request, t *choiceGuard, index int, v *fastjson
 	return true
 }
 
-// openedToolCall returns the lowest index of a tool call that delta opens (one the choice has
-// not had before), or -1 when it opens none.
+// openedToolCall returns the highest index of a tool call that delta opens (one the choice has
+// not had before), or -1 when it opens none. Ollama sends several whole calls in one delta: each
+// but the last is ended by the next.
 func openedToolCall(c *choiceGuard, delta *fastjson.Value) int {
 	opening := -1
 	for pos, tc := range delta.GetArray("tool_calls") {
@@ -721,7 +722,7 @@ func openedToolCall(c *choiceGuard, delta *fastjson.Value) int {
 		if iv := tc.Get("index"); iv != nil && iv.Type() == fastjson.TypeNumber {
 			i = iv.GetInt()
 		}
-		if i >= c.toolsUsed && i < maxGuardedChoices && (opening < 0 || i < opening) {
+		if i >= c.toolsUsed && i < maxGuardedChoices && i > opening {
 			opening = i
 		}
 	}
@@ -729,9 +730,9 @@ func openedToolCall(c *choiceGuard, delta *fastjson.Value) int {
 }
 
 // guardDeltaExtras guards the reasoning and tool call arguments of one chat delta (see
-// guardChoice) and reports whether it changed. With final, or from the tool call opening
-// (>= 0) opens, the tool calls before it are at their end: what their guards hold back goes
-// out in this delta, ahead of the calls it carries.
+// guardChoice) and reports whether it changed. With final every tool call is at its end, and
+// with opening >= 0 (see openedToolCall) the calls before that index are: what their guards
+// hold back goes out in this delta, ahead of the calls it carries.
 func (g *Gateway) guardDeltaExtras(r *request, c *choiceGuard, delta *fastjson.Value, final bool, opening int) bool {
 	a := &r.guard.arena
 	changed := false
