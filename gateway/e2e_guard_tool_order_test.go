@@ -87,3 +87,56 @@ func TestGuardStreamReleasesTextBeforeTheNextToolCall(t *testing.T) {
 		})
 	}
 }
+
+// A reasoning model's stream gives its reasoning first, then its answer; a client that shows
+// the thinking apart from the answer (collapsed once the answer starts) needs all of it before
+// the first answer delta. What the guard holds back of the reasoning goes out with that delta,
+// not with the finish chunk after the whole answer.
+func TestGuardStreamReleasesReasoningBeforeTheAnswer(t *testing.T) {
+	chunk := func(delta string) string {
+		return `data: {"id":"s","object":"chat.completion.chunk","created":1,"model":"canned","choices":[{"index":0,"delta":` + delta + `,"logprobs":null,"finish_reason":null}]}` + "\n\n"
+	}
+	for _, key := range []string{"reasoning_content", "reasoning"} {
+		t.Run(key, func(t *testing.T) {
+			streamed := chunk(`{"role":"assistant","content":""}`) +
+				chunk(`{"`+key+`":"The user is <EMAIL_"}`) + chunk(`{"`+key+`":"ADDRESS_1>, so"}`) +
+				chunk(`{"`+key+`":null,"content":"Hello <EMAIL_"}`) + chunk(`{"content":"ADDRESS_1>."}`) +
+				`data: {"id":"s","object":"chat.completion.chunk","created":1,"model":"canned","choices":[{"index":0,"delta":{"content":""},"logprobs":null,"finish_reason":"stop"}]}` + "\n\n" +
+				"data: [DONE]\n\n"
+			all := config.Guard{PII: config.PIIGuard{Prompt: "redact", Completion: "redact", Restore: true}}
+			g := startGateway(t, newConfig(t, nil, guarded(all, cannedBackend(t, 200, http.Header{"Content-Type": {"text/event-stream"}}, streamed))))
+			res := g.do(t, "POST", "/v1/chat/completions", chatBody("mail "+testEmail, `,"stream":true`))
+			if res.status != 200 {
+				t.Fatalf("status %d: %s", res.status, res.body)
+			}
+			wantReasoning := "The user is " + testEmail + ", so"
+			var reasoning, content string
+			for _, ev := range events(res.body) {
+				if ev = strings.TrimPrefix(ev, "data: "); ev == "[DONE]" {
+					break
+				}
+				var c struct {
+					Choices []struct{ Delta map[string]any }
+				}
+				if err := json.Unmarshal([]byte(ev), &c); err != nil {
+					t.Fatalf("event %q: %v", ev, err)
+				}
+				for _, ch := range c.Choices {
+					r, _ := ch.Delta[key].(string)
+					if r != "" && content != "" {
+						t.Errorf("reasoning %q comes after the answer began (%q)", r, content)
+					}
+					reasoning += r
+					s, _ := ch.Delta["content"].(string)
+					if s != "" && content == "" && reasoning != wantReasoning {
+						t.Errorf("the answer begins after reasoning %q, want it whole: %q\n%s", reasoning, wantReasoning, res.body)
+					}
+					content += s
+				}
+			}
+			if reasoning != wantReasoning || content != "Hello "+testEmail+"." {
+				t.Errorf("reasoning %q, content %q; want %q and the answer restored:\n%s", reasoning, content, wantReasoning, res.body)
+			}
+		})
+	}
+}

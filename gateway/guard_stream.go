@@ -638,6 +638,9 @@ func (g *Gateway) guardChoice(r *request, c *choiceGuard, index int, ch *fastjso
 	if delta == nil {
 		v = ch.Get("text")
 	}
+	// The answer starts (its content, or a tool call): the reasoning before it is at its end,
+	// and a client that shows the thinking apart from the answer has all of it first.
+	answers := opening >= 0 || delta != nil && v != nil && v.Type() == fastjson.TypeString && len(v.GetStringBytes()) > 0
 	switch {
 	case v != nil && v.Type() == fastjson.TypeString:
 		if c.closed && len(v.GetStringBytes()) > 0 {
@@ -671,7 +674,7 @@ func (g *Gateway) guardChoice(r *request, c *choiceGuard, index int, ch *fastjso
 		if opening >= 0 {
 			c.closed = true
 		}
-		if g.guardDeltaExtras(r, c, delta, final, opening) {
+		if g.guardDeltaExtras(r, c, delta, final, answers, opening) {
 			changed = true
 		}
 	default:
@@ -730,10 +733,11 @@ func openedToolCall(c *choiceGuard, delta *fastjson.Value) int {
 }
 
 // guardDeltaExtras guards the reasoning and tool call arguments of one chat delta (see
-// guardChoice) and reports whether it changed. With final every tool call is at its end, and
-// with opening >= 0 (see openedToolCall) the calls before that index are: what their guards
-// hold back goes out in this delta, ahead of the calls it carries.
-func (g *Gateway) guardDeltaExtras(r *request, c *choiceGuard, delta *fastjson.Value, final bool, opening int) bool {
+// guardChoice) and reports whether it changed. With final every text is at its end; with
+// answers the reasoning is, and with opening >= 0 (see openedToolCall) the tool calls before
+// that index are: what their guards hold back goes out in this delta, the calls' ahead of the
+// calls it carries.
+func (g *Gateway) guardDeltaExtras(r *request, c *choiceGuard, delta *fastjson.Value, final, answers bool, opening int) bool {
 	a := &r.guard.arena
 	changed := false
 	run := func(t *choiceGuard, v *fastjson.Value) {
@@ -743,10 +747,26 @@ func (g *Gateway) guardDeltaExtras(r *request, c *choiceGuard, delta *fastjson.V
 	}
 	for k, key := range reasoningKeys {
 		if v := delta.Get(key); v != nil && v.Type() == fastjson.TypeString {
-			run(c.reasoningGuard(r, k), v)
-		} else if final && c.reasoningOn[k] {
+			t := c.reasoningGuard(r, k)
+			if t.closed && len(v.GetStringBytes()) > 0 {
+				t.reopen(r, false)
+			}
+			if !t.closed && g.streamValue(r, t, -1, v, final || answers) {
+				changed = true
+			}
+			t.closed = answers && !final
+		} else if final && c.reasoningOn[k] && !c.reasoning[k].closed {
 			delta.Set(key, a.NewString(""))
 			run(c.reasoning[k], delta.Get(key))
+		} else if answers && c.reasoningOn[k] && !c.reasoning[k].closed {
+			t := c.reasoning[k]
+			held := a.NewString("")
+			g.streamValue(r, t, -1, held, true)
+			t.closed = true
+			if len(held.GetStringBytes()) > 0 {
+				delta.Set(key, held)
+				changed = true
+			}
 		}
 	}
 	calls := delta.Get("tool_calls")
