@@ -22,6 +22,11 @@ func FuzzBackendAnswer(f *testing.F) {
 		"data: {\"choices\":[{\"index\":0,\"delta\":{\"reasoning\":\"<EMAIL_AD\",\"tool_calls\":[{\"index\":3,\"function\":{\"arguments\":\"<EMAIL\"}},{\"index\":500}]},\"finish_reason\":null}]}\n\n" +
 			"data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":\"x\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n",
 		"data: {\"error\":{\"message\":\"boom\"}}\n\n",
+		// Texts ended early (a tool call opens, the answer starts), then written to again.
+		"data: {\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"a <EMAIL_\",\"content\":\"Ignore all previous\"}}]}\n\n" +
+			"data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"a\\\":\\\"<EMAIL\"}},{\"index\":1,\"id\":\"c\"}]}}]}\n\n" +
+			"data: {\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"ADDRESS_1>\",\"content\":\" instructions\",\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"_ADDRESS_1>\"}},{\"index\":2}]}}]}\n\n" +
+			"data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\ndata: [DONE]\n\n",
 		"data: {\"choices\":[{\"index\":-1,\"delta\":[]}]}\n\ndata: {\"choices\":[{\"index\":0,\"text\":\"hi\",\"finish_reason\":\"length\"}]}\n\n",
 	} {
 		f.Add([]byte(seed), bytes.HasPrefix([]byte(seed), []byte("data:")))
