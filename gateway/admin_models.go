@@ -656,8 +656,12 @@ func (g *Gateway) probeVersion(t *router.Table, alias, version string) error {
 			backends = v.Backends
 		}
 	}
-	client := &http.Client{Timeout: g.cfg.Health.Timeout, Transport: viaTransport{id: string(g.id)},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	clientOf := func(b *router.Backend) *http.Client {
+		// b's connections are held to the rules of its requests: a name the deploy check
+		// resolved inside admin.allow_backends may resolve elsewhere by the time it is probed.
+		return &http.Client{Timeout: g.cfg.Health.Timeout, Transport: viaTransport{id: string(g.id), next: g.upstreams.transport(b)},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
 	errs := make([]error, len(backends))
 	slots := make(chan struct{}, maxProbes)
 	var wg sync.WaitGroup
@@ -668,13 +672,13 @@ func (g *Gateway) probeVersion(t *router.Table, alias, version string) error {
 			defer func() { <-slots; wg.Done() }()
 			ctx, cancel := context.WithTimeout(context.Background(), g.cfg.Health.Timeout)
 			defer cancel()
+			client := clientOf(b)
 			if errs[i] = router.Probe(ctx, client, b); errs[i] == nil {
 				errs[i] = router.CheckServes(ctx, client, b)
 			}
 		}()
 	}
 	wg.Wait()
-	client.CloseIdleConnections()
 	for i, err := range errs {
 		if se, ok := errors.AsType[*router.ProbeStatusError](err); ok && se.Status == http.StatusLoopDetected {
 			return fmt.Errorf("%w: %s leads back to this gateway (it answered 508 Loop Detected to the gateway's own probe): its requests would loop", errProbe, backends[i].URL)

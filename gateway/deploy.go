@@ -64,7 +64,7 @@ func (g *Gateway) openDeployState(cfg *config.Config, st store.Store) error {
 			g.log.Warn("store differs from config; the store is the truth (admin changes win)", "difference", d)
 		}
 		warnRevokedKeyEnvs(g.log, s, adminKeyEnvs(cfg))
-		warnDisallowedBackends(g.log, s, cfg, newBackendPolicy(cfg.Admin.AllowBackends))
+		warnDisallowedBackends(g.log, s, cfg, g.backendPolicy)
 	}
 	t, err := router.NewTableFromState(s, cfg.Health, g.pool)
 	if err != nil {
@@ -73,7 +73,6 @@ func (g *Gateway) openDeployState(cfg *config.Config, st store.Store) error {
 	}
 	g.deploy.store, g.deploy.state = st, s
 	g.install(t)
-	g.backendPolicy = newBackendPolicy(cfg.Admin.AllowBackends)
 	g.adminKeyEnvs = adminKeyEnvs(cfg)
 	g.rollouts = &rollouts{byAlias: map[string]*rollout{}, actions: g, policy: drift.DefaultPolicy(), now: time.Now, log: g.log,
 		stop: make(chan struct{}), done: make(chan struct{}), wake: make(chan struct{}, 1),
@@ -326,27 +325,21 @@ func warnRevokedKeyEnvs(log *slog.Logger, s *router.State, allowed map[string]bo
 }
 
 // warnDisallowedBackends warns about each stored backend that an admin deploy added while
-// admin.allow_backends allowed it and that the config's list no longer allows. As with
-// api_key_env, the store is the truth and the backend keeps serving; the operator who narrowed
-// the list learns which versions still point outside it. Backends the config file names are
-// trusted as the operator wrote them, so they are not checked.
+// admin.allow_backends allowed it and that the config's list no longer allows. The store is the
+// truth, so the version stays, but every connection to the backend is held to the list (see
+// backendPolicy.dial) and refused: the operator who narrowed the list learns which versions no
+// longer serve. The config file's backends are trusted as the operator wrote them, so they are
+// not checked.
 func warnDisallowedBackends(log *slog.Logger, s *router.State, cfg *config.Config, policy *backendPolicy) {
 	if len(cfg.Admin.AllowBackends) == 0 {
 		return
 	}
-	fromConfig := map[string]bool{}
-	for _, m := range cfg.Models {
-		for _, v := range m.Versions {
-			for _, b := range v.Backends {
-				fromConfig[b.URL] = true
-			}
-		}
-	}
+	fromConfig := configBackendURLs(cfg)
 	refused := map[string]error{} // by URL: each is resolved once
 	for _, m := range s.Models {
 		for _, v := range m.Versions {
 			for _, b := range v.Backends {
-				if fromConfig[b.URL] {
+				if fromConfig[router.CanonicalURL(b.URL)] {
 					continue
 				}
 				err, seen := refused[b.URL]
@@ -355,13 +348,27 @@ func warnDisallowedBackends(log *slog.Logger, s *router.State, cfg *config.Confi
 					refused[b.URL] = err
 				}
 				if err != nil {
-					log.Warn("a stored backend is outside admin.allow_backends; it still gets traffic: "+
-						"allow it again, or remove or redeploy the version",
+					log.Warn("a stored backend is outside admin.allow_backends; the gateway refuses to connect to it, "+
+						"so it serves nothing: allow it again, or remove or redeploy the version",
 						"model", m.Alias, "version", v.Name, "backend", b.URL, "reason", err.Error())
 				}
 			}
 		}
 	}
+}
+
+// configBackendURLs are the URLs (router.CanonicalURL) of the config file's backends: the
+// operator's own, which admin.allow_backends does not bind.
+func configBackendURLs(cfg *config.Config) map[string]bool {
+	urls := map[string]bool{}
+	for _, m := range cfg.Models {
+		for _, v := range m.Versions {
+			for _, b := range v.Backends {
+				urls[router.CanonicalURL(b.URL)] = true
+			}
+		}
+	}
+	return urls
 }
 
 // adminKeyEnvs are the environment variables an admin deploy may name as a backend's

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -99,6 +100,9 @@ type Options struct {
 	LogOutput io.Writer
 	// Dial, when set, replaces TCP dialing of backends (benchmarks use in-memory listeners).
 	Dial func(addr string) (net.Conn, error)
+	// Resolve, when set, replaces the DNS lookups of the backend names that admin.allow_backends
+	// binds, at deploy and at each connection (tests stand in for DNS with it).
+	Resolve func(ctx context.Context, host string) ([]netip.Addr, error)
 	// Store, when set, keeps the deploy state instead of the bbolt file at state.path (tests and
 	// the demo use store.NewMemory). The gateway closes it.
 	Store store.Store
@@ -113,14 +117,19 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	m := newGatewayMetrics()
 	aw := newAsyncWriter(out, 4<<20, m.set.NewCounter("llmgate_log_lines_dropped_total"))
 	g := &Gateway{
-		cfg:       cfg,
-		pool:      router.NewPool(),
-		upstreams: &upstreams{byAddr: map[string]*upstream{}, to: cfg.Timeouts, dial: opts.Dial},
+		cfg:  cfg,
+		pool: router.NewPool(),
+		upstreams: &upstreams{byAddr: map[string]*upstream{}, to: cfg.Timeouts, dial: opts.Dial,
+			policy: newBackendPolicy(cfg.Admin.AllowBackends), trusted: configBackendURLs(cfg)},
 		metrics:   m,
 		startedAt: time.Now(),
 		accessLog: aw,
 		log:       slog.New(slog.NewJSONHandler(aw, &slog.HandlerOptions{Level: logLevel(cfg.Log.Level)})),
 	}
+	if opts.Resolve != nil {
+		g.upstreams.policy.resolve = opts.Resolve
+	}
+	g.backendPolicy = g.upstreams.policy
 	g.logRequests = g.log.Enabled(context.Background(), slog.LevelInfo)
 	g.tooLarge = bodyTooLarge(cfg.Limits.MaxBodyBytes)
 	g.pool.OnHealthChange(func(url string, ejectedFor time.Duration, why string) {
@@ -170,7 +179,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		aw.Close()
 		return nil, err
 	}
-	g.prober = router.NewProber(g.Table, cfg.Health)
+	g.prober = router.NewProber(g.Table, cfg.Health, g.ProbeClients(cfg.Health.Timeout))
 	g.classifyQueue.start(g)
 	if g.stats != nil {
 		g.stats.stableOf = func(alias string) string {

@@ -56,10 +56,13 @@ func (g *Gateway) setVia(out, in *fasthttp.RequestHeader) {
 
 // viaTransport names the gateway in the requests of a client (the deploy probes), so a backend
 // URL that leads back to the gateway fails its probe with 508.
-type viaTransport struct{ id string }
+type viaTransport struct {
+	id   string
+	next http.RoundTripper
+}
 
 func (t viaTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	req = req.Clone(req.Context())
 	req.Header.Set(viaHeader, t.id)
-	return http.DefaultTransport.RoundTrip(req)
+	return t.next.RoundTrip(req)
 }

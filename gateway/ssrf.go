@@ -15,7 +15,9 @@ import (
 // Admin deploys point the gateway at new hosts, so a stolen or careless admin token must not
 // turn it into a proxy to cloud metadata or to hosts outside the GPU fleet (SSRF). A backend
 // URL from the admin API must be http(s), must not resolve to a link-local or metadata address,
-// and, when admin.allow_backends is set, must match it by CIDR or host name pattern.
+// and, when admin.allow_backends is set, must match it by CIDR or host name pattern: when it is
+// deployed (check) and at every connection after (dial), since its name may resolve elsewhere
+// by then. The config file's backends are the operator's own: only neverBackend binds them.
 
 // metadataHosts are cloud metadata names refused whatever they resolve to.
 var metadataHosts = []string{"metadata.google.internal", "metadata", "metadata.azure.internal", "instance-data"}
@@ -106,6 +108,82 @@ func neverBackend(a netip.Addr) bool {
 }
 
 var awsMetadataV6 = netip.MustParseAddr("fd00:ec2::254")
+
+// restricts reports whether p limits admin-deployed backends to admin.allow_backends.
+func (p *backendPolicy) restricts() bool { return len(p.nets) > 0 || len(p.patterns) > 0 }
+
+// errOutsideAllowList is a connection to an admin-deployed backend refused at dial time: its
+// name resolved to an address admin.allow_backends does not allow.
+var errOutsideAllowList = errors.New("backend address is outside admin.allow_backends")
+
+// dialErr returns why a connection to a, an address host resolved to, is refused for a backend
+// the admin API deployed, or nil. It is check's rule for one address: a host that matches an
+// allowed name pattern may have any address but a link-local or metadata one; any other host
+// must be inside an allowed CIDR.
+func (p *backendPolicy) dialErr(host string, a netip.Addr) error {
+	a = a.Unmap()
+	if neverBackend(a) {
+		return fmt.Errorf("%w: %s", errNeverBackend, a)
+	}
+	if !p.restricts() {
+		return nil
+	}
+	for _, pat := range p.patterns {
+		if hostMatch(pat, host) {
+			return nil
+		}
+	}
+	for _, n := range p.nets {
+		if n.Contains(a) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %s resolved to %s", errOutsideAllowList, host, a)
+}
+
+// dial connects to addr (host:port) for a backend the admin API deployed. check vetted the
+// host's addresses when it was deployed, but a name may resolve elsewhere later (a short TTL,
+// DNS rebinding), and the gateway sends it prompts and the backend's API key: so dial resolves
+// the name itself, with check's resolver, and connects only to an address check would allow
+// now, trying them in order. timeout, when above 0, bounds the lookup and the connects.
+func (p *backendPolicy) dial(ctx context.Context, timeout time.Duration, addr string) (net.Conn, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	var addrs []netip.Addr
+	if a, err := netip.ParseAddr(host); err == nil {
+		addrs = []netip.Addr{a}
+	} else if addrs, err = p.resolve(ctx, host); err != nil {
+		return nil, err
+	} else if len(addrs) == 0 {
+		return nil, fmt.Errorf("host %s does not resolve", host)
+	}
+	d := net.Dialer{Control: refuseNeverBackend}
+	var first error
+	for _, a := range addrs {
+		err := p.dialErr(host, a)
+		if err == nil {
+			var c net.Conn
+			if c, err = d.DialContext(ctx, "tcp", net.JoinHostPort(a.Unmap().String(), port)); err == nil {
+				return c, nil
+			}
+		}
+		if first == nil {
+			first = err
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, first
+}
 
 // errNeverBackend is a backend connection refused at dial time: its name resolved to an
 // address neverBackend refuses.

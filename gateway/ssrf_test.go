@@ -3,8 +3,11 @@ package gateway
 import (
 	"context"
 	"errors"
+	"net"
+	"net/http"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -93,5 +96,70 @@ func TestDialRefusesMetadataAddress(t *testing.T) {
 				t.Fatalf("err = %v, want the dial refused as a metadata address", err)
 			}
 		})
+	}
+}
+
+// Each connection to a backend an admin deploy named is held to admin.allow_backends as the
+// deploy's check is, address by address: a name that matches an allowed pattern may have any
+// address but a link-local or metadata one; any other must be inside an allowed CIDR.
+func TestDialErr(t *testing.T) {
+	tests := []struct {
+		name, host, addr string
+		allow            []string
+		want             error
+	}{
+		{"no list", "public.example", "203.0.113.7", nil, nil},
+		{"no list, metadata", "evil.example", "169.254.169.254", nil, errNeverBackend},
+		{"in CIDR", "gpu.example", "10.0.0.5", []string{"10.0.0.0/8"}, nil},
+		{"mapped in CIDR", "gpu.example", "::ffff:10.0.0.5", []string{"10.0.0.0/8"}, nil},
+		{"rebound outside CIDR", "gpu.example", "203.0.113.7", []string{"10.0.0.0/8"}, errOutsideAllowList},
+		{"IP outside CIDR", "203.0.113.7", "203.0.113.7", []string{"10.0.0.0/8"}, errOutsideAllowList},
+		{"pattern, any address", "gpu-2.internal", "203.0.113.8", []string{"10.0.0.0/8", "gpu-*.internal"}, nil},
+		{"pattern, metadata", "gpu-2.internal", "169.254.169.254", []string{"gpu-*.internal"}, errNeverBackend},
+		{"pattern does not cross dots", "gpu-1.x.internal", "203.0.113.8", []string{"gpu-*.internal"}, errOutsideAllowList},
+		{"CIDR, metadata", "gpu.example", "169.254.169.254", []string{"169.254.0.0/16"}, errNeverBackend},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := newBackendPolicy(tt.allow).dialErr(tt.host, netip.MustParseAddr(tt.addr))
+			if !errors.Is(err, tt.want) || (tt.want == nil) != (err == nil) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+// The health prober's connections to a backend an admin deploy named are held to
+// admin.allow_backends as its requests are: a name that resolves outside the list by the time
+// it is probed gets no probe, and no API key. A backend the config file names is not bound.
+func TestProbeHeldToAllowList(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Skipf("no second loopback address: %v", err)
+	}
+	var reached atomic.Int64
+	srv := &http.Server{Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) { reached.Add(1) })}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+
+	p := newBackendPolicy([]string{"127.0.0.1/32"})
+	p.resolve = func(context.Context, string) ([]netip.Addr, error) {
+		return []netip.Addr{netip.MustParseAddr("127.0.0.2")}, nil // rebound since the deploy
+	}
+	u := &upstreams{byAddr: map[string]*upstream{}, to: config.Timeouts{Connect: 2 * time.Second}, policy: p,
+		trusted: map[string]bool{"http://config.test:" + port: true}}
+	g := &Gateway{upstreams: u}
+	clients := g.ProbeClients(5 * time.Second)
+	b := &router.Backend{URL: "http://gpu.test:" + port, Addr: "gpu.test:" + port, Kind: config.KindVLLM, APIKey: "secret"}
+	err = router.Probe(context.Background(), clients(b), b)
+	if !errors.Is(err, errOutsideAllowList) {
+		t.Errorf("probe err = %v, want the connection refused as outside admin.allow_backends", err)
+	}
+	if n := reached.Load(); n > 0 {
+		t.Errorf("%d probes reached the rebound address", n)
+	}
+	if fromConfig := (&router.Backend{URL: "http://config.test:" + port, Addr: "config.test:" + port}); u.restricted(fromConfig) {
+		t.Errorf("a backend the config file names is bound by admin.allow_backends")
 	}
 }

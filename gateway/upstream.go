@@ -1,11 +1,13 @@
 package gateway
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -35,6 +37,66 @@ type upstreams struct {
 	to     config.Timeouts
 	dial   func(addr string) (net.Conn, error) // nil: TCP
 	roots  *x509.CertPool                      // CAs that sign TLS backends; nil: the system's
+
+	// policy is admin.allow_backends, which binds every backend but those the config file
+	// names (trusted, by URL): the operator's own, unrestricted as ever. nil: none bound.
+	policy  *backendPolicy
+	trusted map[string]bool
+
+	rtOnce                  sync.Once
+	trustedRT, restrictedRT *http.Transport // the gateway's own HTTP requests (probes); see transport
+}
+
+// restricted reports whether b's connections must stay inside admin.allow_backends: an admin
+// deploy named it, and the list is set.
+func (u *upstreams) restricted(b *router.Backend) bool {
+	return u.policy != nil && u.policy.restricts() && !u.trusted[b.URL]
+}
+
+// transport returns the transport for the gateway's own HTTP requests to b, the health and
+// deploy probes, which carry b's API key as requests do: their connections are held to the
+// rules of b's requests (see transports).
+func (u *upstreams) transport(b *router.Backend) http.RoundTripper {
+	trusted, restricted := u.transports()
+	if u.restricted(b) {
+		return restricted
+	}
+	return trusted
+}
+
+// transports returns the transports of the gateway's own HTTP requests to backends: one that
+// refuses link-local and metadata addresses, and one that connects only where the policy allows
+// (backendPolicy.dial) and, unlike the first, uses no proxy from the environment, which would
+// resolve the name itself, past the check.
+func (u *upstreams) transports() (trusted, restricted *http.Transport) {
+	u.rtOnce.Do(func() {
+		u.trustedRT = http.DefaultTransport.(*http.Transport).Clone()
+		d := &net.Dialer{Timeout: u.to.Connect, KeepAlive: 30 * time.Second, Control: refuseNeverBackend}
+		u.trustedRT.DialContext = d.DialContext
+		u.restrictedRT = http.DefaultTransport.(*http.Transport).Clone()
+		u.restrictedRT.Proxy = nil
+		if p, connect := u.policy, u.to.Connect; p != nil {
+			u.restrictedRT.DialContext = func(ctx context.Context, _, addr string) (net.Conn, error) {
+				return p.dial(ctx, connect, addr)
+			}
+		}
+	})
+	return u.trustedRT, u.restrictedRT
+}
+
+// ProbeClients returns the client that probes each backend, as the health prober does: its
+// connections are held to the rules of the backend's requests.
+func (g *Gateway) ProbeClients(timeout time.Duration) func(*router.Backend) *http.Client {
+	noRedirects := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	trusted, restricted := g.upstreams.transports()
+	tc := &http.Client{Timeout: timeout, Transport: trusted, CheckRedirect: noRedirects}
+	rc := &http.Client{Timeout: timeout, Transport: restricted, CheckRedirect: noRedirects}
+	return func(b *router.Backend) *http.Client {
+		if g.upstreams.restricted(b) {
+			return rc
+		}
+		return tc
+	}
 }
 
 func (u *upstreams) get(b *router.Backend) *upstream {
@@ -55,6 +117,10 @@ func (u *upstreams) get(b *router.Backend) *upstream {
 func (u *upstreams) newClient(b *router.Backend, stream bool) *fasthttp.HostClient {
 	to := u.to
 	dial := u.dial
+	if dial == nil && u.restricted(b) {
+		p := u.policy
+		dial = func(addr string) (net.Conn, error) { return p.dial(context.Background(), to.Connect, addr) }
+	}
 	if dial == nil {
 		// Control checks the address each dial resolved to (see refuseNeverBackend).
 		d := &net.Dialer{Timeout: to.Connect, Control: refuseNeverBackend}

@@ -61,7 +61,7 @@ func (e *ProbeStatusError) Error() string { return fmt.Sprintf("GET %s: status %
 type Prober struct {
 	table    func() *Table
 	interval time.Duration
-	client   *http.Client
+	client   func(*Backend) *http.Client
 
 	// Start runs in the serving goroutine and Close in the one shutting down, possibly first
 	// (a signal right after start): mu orders them, and a closed prober never starts.
@@ -71,13 +71,15 @@ type Prober struct {
 	done   chan struct{}
 }
 
-// NewProber returns a prober for the table that current returns at each round.
-func NewProber(current func() *Table, hc config.HealthCheck) *Prober {
-	return &Prober{
-		table:    current,
-		interval: hc.Interval,
-		client:   &http.Client{Timeout: hc.Timeout, CheckRedirect: noRedirects},
+// NewProber returns a prober for the table that current returns at each round. client returns
+// the client that probes a backend (whose connections may be held to rules of the backend's
+// own); nil probes every backend with one client of http.DefaultTransport.
+func NewProber(current func() *Table, hc config.HealthCheck, client func(*Backend) *http.Client) *Prober {
+	if client == nil {
+		c := &http.Client{Timeout: hc.Timeout, CheckRedirect: noRedirects}
+		client = func(*Backend) *http.Client { return c }
 	}
+	return &Prober{table: current, interval: hc.Interval, client: client}
 }
 
 func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
@@ -133,7 +135,7 @@ func (p *Prober) Round(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := Probe(ctx, p.client, b); err != nil {
+			if err := Probe(ctx, p.client(b), b); err != nil {
 				if ctx.Err() == nil {
 					b.ReportProbeFailure()
 				}

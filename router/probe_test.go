@@ -49,7 +49,7 @@ func probeTable(t *testing.T, clock *fakeClock, hc config.HealthCheck, backends 
 		cfg.Models = append(cfg.Models, testModel("m"+string(rune('a'+i)), "", testVersion("v1", b)))
 	}
 	tbl := mustTable(t, cfg, newTestPool(clock))
-	return tbl, NewProber(func() *Table { return tbl }, hc)
+	return tbl, NewProber(func() *Table { return tbl }, hc, nil)
 }
 
 func TestProbeRequestPerKind(t *testing.T) {
@@ -282,7 +282,7 @@ func TestProberFollowsCurrentTable(t *testing.T) {
 	tblB := mustTable(t, &config.Config{Health: testHealth, Models: []config.Model{testModel("m", "", testVersion("v1", testBackend(srvB.URL, 1)))}}, pool)
 	var cur atomic.Pointer[Table]
 	cur.Store(tblA)
-	p := NewProber(cur.Load, testHealth)
+	p := NewProber(cur.Load, testHealth, nil)
 	p.Round(context.Background())
 	cur.Store(tblB)
 	p.Round(context.Background())
@@ -352,7 +352,7 @@ func TestProberCloseAbortsHungProbe(t *testing.T) {
 // may not have started it yet: the two must not race, and a closed prober must not start.
 func TestProberCloseBeforeStart(t *testing.T) {
 	for range 50 {
-		p := NewProber(func() *Table { return nil }, testHealth)
+		p := NewProber(func() *Table { return nil }, testHealth, nil)
 		started := make(chan struct{})
 		go func() {
 			p.Start()
@@ -368,7 +368,7 @@ func TestProberCloseBeforeStart(t *testing.T) {
 			t.Fatal("the prober runs after Close")
 		}
 	}
-	p := NewProber(func() *Table { return nil }, testHealth)
+	p := NewProber(func() *Table { return nil }, testHealth, nil)
 	p.Close()
 	p.Start()
 	p.mu.Lock()

@@ -122,6 +122,20 @@ func buildTable(models []ModelState, rev uint64, hc config.HealthCheck, pool *Po
 	return t, nil
 }
 
+// CanonicalURL returns the URL that a Backend built from raw has (Backend.URL): without a
+// trailing slash or an empty port; raw itself when it does not parse.
+func CanonicalURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	return canonicalURL(u)
+}
+
+func canonicalURL(u *url.URL) string {
+	return strings.TrimSuffix(u.Scheme+"://"+strings.TrimSuffix(u.Host, ":")+u.Path, "/")
+}
+
 func newBackend(bc config.Backend, hc config.HealthCheck, pool *Pool) (*Backend, error) {
 	u, err := url.Parse(bc.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -137,7 +151,7 @@ func newBackend(bc config.Backend, hc config.HealthCheck, pool *Pool) (*Backend,
 	// JoinHostPort, not u.Host+":80": it brackets IPv6 literals and copes with "http://h:/".
 	addr := net.JoinHostPort(u.Hostname(), port)
 	b := &Backend{
-		URL:       strings.TrimSuffix(u.Scheme+"://"+strings.TrimSuffix(u.Host, ":")+u.Path, "/"),
+		URL:       canonicalURL(u),
 		Addr:      addr,
 		TLS:       u.Scheme == "https",
 		Kind:      bc.Kind,

@@ -101,7 +101,7 @@ func startServing(cfg *config.Config, st store.Store, stdout, stderr io.Writer) 
 		return nil, lns, err
 	}
 	if !first {
-		for _, err := range probeBackends(g.Table().Backends(), cfg.Health.Timeout) {
+		for _, err := range probeBackends(g.Table().Backends(), cfg.Health.Timeout, g.ProbeClients(cfg.Health.Timeout)) {
 			what := "(its requests get its 404, or another backend of the version, until it serves the model)"
 			if errors.As(err, new(backendDown)) {
 				what = "(out of service until it passes a health check)"
@@ -275,7 +275,7 @@ func checkBackends(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	if errs := probeBackends(t.Backends(), cfg.Health.Timeout); len(errs) > 0 {
+	if errs := probeBackends(t.Backends(), cfg.Health.Timeout, nil); len(errs) > 0 {
 		return errs[0]
 	}
 	return nil
@@ -285,8 +285,13 @@ func checkBackends(cfg *config.Config) error {
 // same time, and returns what failed, in the order of bs. A backend that answers must list its
 // model, as an admin deploy must: a typo'd model name would 404 every request of the version
 // with the backend's "model does not exist", naming a model the client never asked for.
-func probeBackends(bs []*router.Backend, timeout time.Duration) []error {
-	client := &http.Client{Timeout: timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+// clientOf gives each backend's client (the gateway's, which holds admin-deployed backends to
+// admin.allow_backends); nil probes with one plain client.
+func probeBackends(bs []*router.Backend, timeout time.Duration, clientOf func(*router.Backend) *http.Client) []error {
+	if clientOf == nil {
+		client := &http.Client{Timeout: timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		clientOf = func(*router.Backend) *http.Client { return client }
+	}
 	errs := make([]error, len(bs))
 	seen := map[[2]string]bool{}
 	var wg sync.WaitGroup
@@ -299,6 +304,7 @@ func probeBackends(bs []*router.Backend, timeout time.Duration) []error {
 		go func() {
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			client := clientOf(b)
 			err := router.Probe(ctx, client, b)
 			cancel()
 			if err != nil {
