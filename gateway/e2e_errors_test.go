@@ -830,7 +830,7 @@ func TestBackendForbiddingARequestIsNotEjected(t *testing.T) {
 	}
 }
 
-// /readyz tells a load balancer whether the gateway can serve every model. A drained backend
+// /readyz tells a load balancer whether the gateway can serve a model. A drained backend
 // (weight 0) takes no request however healthy it is: with the stable's other backend ejected,
 // every request gets a 503, and so must /readyz.
 func TestReadyIgnoresDrainedBackends(t *testing.T) {

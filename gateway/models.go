@@ -59,17 +59,65 @@ func appendModel(b []byte, id string, created int64, version string) []byte {
 	return append(b, '}')
 }
 
-// serveReady answers 200 when every alias's stable version has a backend in service, 503
-// otherwise, so a load balancer keeps traffic away from a gateway that can only fail.
+// serveReady answers whether a load balancer should send this gateway requests. A gateway that
+// can serve is ready (200) while one of its models can serve: under Kubernetes every replica
+// shares the models and their backends, so one dead model saying not ready would take every
+// replica, and every other model, out with it. The body names the models that cannot serve,
+// "degraded" when there are some. It is not ready (503) while shutting down, or when no model
+// can serve. ?model=alias (or alias@version) asks for that one strictly: 503 while it cannot
+// serve, 404 for a model the gateway does not have. A model can serve while its stable version
+// (or the pinned one) has a backend in service; a drained one (weight 0) takes no request,
+// healthy or not.
 func (g *Gateway) serveReady(ctx *fasthttp.RequestCtx) {
 	setRequestID(ctx, nil)
-	ctx.SetContentType("application/json")
-	for _, m := range g.Table().Models() {
-		if !m.Stable.InService() { // a drained backend (weight 0) takes no request, healthy or not
-			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
-			ctx.SetBody(append(appendJSONText([]byte(`{"status":"unavailable","model":`), m.Alias), '}'))
+	if g.closing.Load() {
+		ctx.SetContentType("application/json")
+		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+		ctx.SetBodyString(`{"status":"shutting_down"}`)
+		return
+	}
+	t := g.Table()
+	if args := ctx.QueryArgs(); args.Has("model") {
+		id := args.Peek("model")
+		v, err := t.Resolve(id, nil)
+		if err != nil {
+			writeError(ctx, unknownModel(id))
 			return
 		}
+		b := []byte(`{"status":"ready","model":`)
+		if !v.InService() {
+			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+			b = []byte(`{"status":"unavailable","model":`)
+		}
+		b = appendJSONText(b, string(id))
+		b = append(b, `,"version":`...)
+		b = appendJSONText(b, v.Name)
+		ctx.SetContentType("application/json")
+		ctx.SetBody(append(b, '}'))
+		return
 	}
-	ctx.SetBodyString(`{"status":"ready"}`)
+	models := t.Models()
+	var down []string
+	for _, m := range models {
+		if !m.Stable.InService() {
+			down = append(down, m.Alias)
+		}
+	}
+	ctx.SetContentType("application/json")
+	if len(down) == 0 && len(models) > 0 {
+		ctx.SetBodyString(`{"status":"ready"}`)
+		return
+	}
+	b := []byte(`{"status":"degraded","unavailable":[`)
+	if len(down) == len(models) {
+		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+		b = []byte(`{"status":"unavailable","unavailable":[`)
+	}
+	for i, alias := range down {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONText(b, alias)
+	}
+	ctx.SetBody(append(b, "]}"...))
 }
