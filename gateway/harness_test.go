@@ -30,8 +30,11 @@ import (
 	"github.com/llmgate/llmgate/router/store"
 )
 
-// waitTimeout bounds every polling wait; the conditions normally hold within milliseconds.
-const waitTimeout = 10 * time.Second
+// waitTimeout bounds every polling wait; the conditions normally hold within milliseconds,
+// and a passing test never waits for it. The rollout tests wait for a few hundred requests
+// through the gateway (TestRollout drives 300 or more), which under -race on a loaded 2-core
+// machine took longer than 10 seconds now and then.
+const waitTimeout = 30 * time.Second
 
 // fake is a fakellm server on a loopback port.
 type fake struct {
