@@ -12,7 +12,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -585,5 +587,65 @@ func TestStreamChunkWithNullError(t *testing.T) {
 	}
 	if err != nil || text != "Hello there" {
 		t.Errorf("stream text %q, error %v; want \"Hello there\" and none", text, err)
+	}
+}
+
+// A backend's error object with status 200 that is the server's failure is retried on another
+// backend of the version, as its 5xx is (the client has seen nothing yet), for a buffered and a
+// stream request; one that is the request's fault is not. A shadow whose backend answers so
+// counts an error, not a success.
+func TestErrorBodyWith200Retried(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name, body string
+		status     int // what the client gets when that backend is the only one
+	}{
+		{"server error", `{"error":{"message":"EngineCore encountered an issue.","type":"InternalServerError","param":null,"code":500}}`, 200},
+		{"request's fault", `{"error":{"message":"'messages' must not be empty.","type":"BadRequestError","param":"messages","code":400}}`, 400},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var failing atomic.Int64
+			ln := listen(t)
+			srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.Copy(io.Discard, r.Body)
+				failing.Add(1)
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = io.WriteString(w, tt.body)
+			})}
+			go func() { _ = srv.Serve(ln) }()
+			t.Cleanup(func() { srv.Close() })
+			bad := config.Backend{URL: "http://" + ln.Addr().String(), Kind: config.KindVLLM, Model: "fake-model"}
+			f := startFake(t, fakellm.Options{})
+			g := startGateway(t, newConfig(t, func(c *config.Config) { c.Health.FailureThreshold = 100 },
+				model("chat", "v1", version("v1", bad, f.backend()))))
+			for _, stream := range []bool{false, true} {
+				for i := range 8 {
+					body := `{"model":"chat","max_tokens":4,"stream":` + strconv.FormatBool(stream) + `,"messages":[{"role":"user","content":"hi"}]}`
+					before := failing.Load()
+					res := g.do(t, "POST", "/v1/chat/completions", body)
+					first := failing.Load() > before
+					want := 200
+					if first {
+						want = tt.status
+					}
+					if res.status != want {
+						t.Fatalf("stream=%v request %d (error backend tried: %v): status %d %s, want %d", stream, i, first, res.status, res.body, want)
+					}
+				}
+			}
+			if failing.Load() == 0 {
+				t.Skip("no request tried the failing backend first") // 1 in 65536
+			}
+		})
+	}
+}
+
+// A shadow whose backend answers with an error object and status 200 failed the mirror: its
+// statistics count an error, as for the 5xx it stands for.
+func TestStatsShadowErrorBodyWith200IsItsError(t *testing.T) {
+	s := shadowSample(t, cannedBackend(t, 200, http.Header{"Content-Type": {"application/json"}}, `{"error":{"message":"EngineCore encountered an issue.","type":"InternalServerError","param":null,"code":500}}`))
+	if s.ErrorRate == nil || *s.ErrorRate != 1 {
+		t.Fatalf("the shadow's error_rate %v after its backend answered the mirror with an error object, want 1", deref64(s.ErrorRate))
 	}
 }

@@ -32,13 +32,7 @@ func (g *Gateway) forwardBuffered(ctx *fasthttp.RequestCtx, r *request, snap *sn
 	copyResponseHeaders(ctx, resp)
 	ctx.SetStatusCode(r.status)
 	body := resp.Body()
-	// One pass over the answer finds every member the gateway reads.
-	var m [4]jsonscan.Span
-	jsonscan.FindEach(body, answerMembers, m[:])
-	if r.status == fasthttp.StatusOK && isErrorSpans(body, m[2], m[3]) {
-		// Passed on as a 200, the SDKs read it as an answer without choices, and raised nothing.
-		return errorWith200(r, body)
-	}
+	m := &r.answer         // scanned by tryVersion: an error object with status 200 did not get here
 	r.hold.ReportSuccess() // the whole answer is in
 	r.hold.Release()
 	r.hold = router.Hold{}
@@ -63,7 +57,8 @@ func (g *Gateway) forwardBuffered(ctx *fasthttp.RequestCtx, r *request, snap *sn
 }
 
 // tryBackends picks a backend, sends the request with do, and retries on another backend for
-// connect errors, timeouts before the first byte, 429 and 5xx answers, up to the configured attempts
+// connect errors, timeouts before the first byte, 429 and 5xx answers (and error objects with
+// status 200 of those types, see scanAnswer), up to the configured attempts
 // and while time is left. It returns nil when a backend answered 2xx or a 4xx that is the
 // client's own (passed on as an error in OpenAI's shape). After a 2xx the backend stays held
 // in r.hold for the caller to report on and release when the answer is done.
@@ -151,6 +146,23 @@ func (g *Gateway) tryVersion(ctx *fasthttp.RequestCtx, r *request, snap *snapsho
 		if status < 500 && status != fasthttp.StatusTooManyRequests && status != fasthttp.StatusNotFound &&
 			status != fasthttp.StatusForbidden && !refusedCredentials(status) {
 			if status < 400 {
+				if e := r.scanAnswer(resp); e != nil {
+					// An error object with status 200: a failure like the status its type
+					// has, and the client has seen nothing yet.
+					if e.status == fasthttp.StatusTooManyRequests {
+						lastErr = e // at its limit, as a 429 (below)
+					} else if backendAtFault(e) {
+						hold.ReportFailure() // as a 5xx (below)
+						lastErr = e
+					} else {
+						hold.ReportSuccess()
+						hold.Release()
+						return e // the request's own fault: another backend would refuse it too
+					}
+					hold.Release()
+					resp.Reset()
+					continue
+				}
 				// Success only once the answer is in: a stream can still break.
 				r.hold = hold
 				return nil

@@ -83,7 +83,10 @@ type request struct {
 	upstreamBody []byte // the body for one backend, when it differs from body (see prepareUpstream)
 	upstreamReq  fasthttp.Request
 	upstreamResp fasthttp.Response
-	upstreamAt   time.Time // request sent to the backend that answered
+	// answer holds the spans of answerMembers in a backend's 2xx answer that is no event
+	// stream, found by scanAnswer on the attempt that answered (forwardBuffered reads them).
+	answer     [4]jsonscan.Span
+	upstreamAt time.Time // request sent to the backend that answered
 	// failedAttempts is the time spent on the attempts before the latest (upstreamAt), which
 	// all failed: waiting on them is not the gateway's overhead.
 	failedAttempts time.Duration

@@ -149,6 +149,15 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 		start := time.Now()
 		// A stale pooled connection, counted, would be an error the shadow version did not make.
 		err := sendResendingStale(resp, func() error { return h.up.buffered.DoDeadline(req, resp, deadline) })
+		// answered is the backend's answer as tryVersion reads it: an error object with
+		// status 200 is the status its type has (a server error, a 400, a 429), no success.
+		answered := 0
+		if err == nil {
+			answered = resp.StatusCode()
+			if answered == fasthttp.StatusOK && isErrorBody(resp.Body()) {
+				answered = bodyError(resp.Body()).status
+			}
+		}
 		// The backend's verdict, as tryVersion gives one: a shadow may hold a half-open
 		// backend's trial, which only a verdict decides, and a shadow version's backends that
 		// fail its mirrors are ejected like any (then mirrors skip them instead of waiting).
@@ -159,17 +168,17 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 			// succeeds would reset the count of the primary's own failures. (PickShadow
 			// never gives a mirror such a server's half-open trial.)
 		case errors.Is(err, fasthttp.ErrNoFreeConns): // the gateway's cap, no verdict (see tryVersion)
-		case err != nil || resp.StatusCode() >= 500 || refusedCredentials(resp.StatusCode()):
+		case err != nil || answered >= 500 || refusedCredentials(answered):
 			hold.ReportFailure()
-		case resp.StatusCode() == fasthttp.StatusNotFound:
+		case answered == fasthttp.StatusNotFound:
 			// As tryVersion: no verdict on the server, but one that says it has no such model
 			// is taken out of the shadow version's pool for that model only, which is true of
 			// any version asking the server for it.
 			g.noteModelMissing(hold, resp.Body(), g.backendError(resp))
-		case resp.StatusCode() == fasthttp.StatusForbidden:
+		case answered == fasthttp.StatusForbidden:
 			// No verdict, as tryVersion gives none: no ejection for what a request asked, and
 			// a refusal is no success that passes a trial either.
-		case resp.StatusCode() != fasthttp.StatusTooManyRequests:
+		case answered != fasthttp.StatusTooManyRequests:
 			hold.ReportSuccess()
 		}
 		hold.Release()
@@ -179,7 +188,7 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 		status, in, out, cs, ce := 0, 0, 0, -1, -1
 		if err == nil {
 			status = resp.StatusCode()
-			if status == fasthttp.StatusOK {
+			if answered == fasthttp.StatusOK {
 				var us, ue int
 				us, ue, cs, ce = jsonscan.FindPair(resp.Body(), "usage", "choices")
 				if us >= 0 {
@@ -214,7 +223,7 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 			if isTimeout(err) {
 				s.Status = drift.StatusTimeout
 			}
-		case resp.StatusCode() == fasthttp.StatusOK:
+		case answered == fasthttp.StatusOK:
 			s.Status = drift.StatusOK
 			body := resp.Body()
 			if in > 0 {
@@ -231,15 +240,15 @@ func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 					s.Safety, s.Entities = shadowGuardHits(ag, body[cs:ce])
 				}
 			}
-		case resp.StatusCode() >= 500 || refusedCredentials(resp.StatusCode()) || resp.StatusCode() == fasthttp.StatusForbidden ||
-			resp.StatusCode() == fasthttp.StatusNotFound:
+		case answered >= 500 || refusedCredentials(answered) || answered == fasthttp.StatusForbidden ||
+			answered == fasthttp.StatusNotFound:
 			// A 403 too: stable was asked the same and the client got stable's answer, so a
 			// shadow that refuses it (a key that may not use the model) fails what stable
 			// serves; counted as the client's, a shadow refusing everything showed no errors.
 			// A 404 too: the request names a model the gateway serves, so it is the shadow's
 			// backend not serving it (as tryVersion reads a 404).
 			s.Status = drift.StatusUpstreamError
-		case resp.StatusCode() == fasthttp.StatusTooManyRequests:
+		case answered == fasthttp.StatusTooManyRequests:
 			// A shadow at its limit fails what stable served, as a 429 of a client's request
 			// counts against its version (driftStatus): as a client error it left the
 			// shadow's error rate at 0.

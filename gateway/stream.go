@@ -36,11 +36,7 @@ func (g *Gateway) forwardStream(ctx *fasthttp.RequestCtx, r *request, snap *snap
 	if !isEventStream(resp) {
 		// A backend that ignored stream:true answered in one piece. The whole answer is in: the
 		// backend is done with, whatever the guard makes of it.
-		body := resp.Body()
-		if r.status == fasthttp.StatusOK && isErrorBody(body) {
-			// Passed on as a 200, it was an empty stream to the SDKs' stream readers.
-			return errorWith200(r, body)
-		}
+		body := resp.Body() // not an error object with status 200: tryVersion took those
 		r.hold.ReportSuccess()
 		r.hold.Release()
 		r.hold = router.Hold{}
@@ -115,21 +111,40 @@ func answerAsStream(op operation, status int, body []byte) []byte {
 	return e.AppendSSE(nil, cache.AppendID(nil, cache.Kind(op)), time.Now().Unix(), true)
 }
 
-// errorWith200 returns the error object a backend answered with status 200 (a server that
-// failed after it chose its status, or that never sets one) as the error, with the status its
-// type has, which the SDKs raise. The client has seen nothing yet. It reports the backend's
-// health on the error and releases it.
-func errorWith200(r *request, body []byte) *apiError {
+// scanAnswer finds the members of a backend's 2xx answer that the gateway reads (into
+// r.answer, for forwardBuffered), unless it is the event stream a stream request asked for,
+// and returns the error object the backend answered with status 200 as the gateway's error,
+// with the status its type has (a server that failed after it chose its status, or that never
+// sets one); nil for an answer. Passed on as a 200, the SDKs read an error object as an answer
+// without choices, or an empty stream, and raised nothing.
+func (r *request) scanAnswer(resp *fasthttp.Response) *apiError {
+	if r.stream && isEventStream(resp) {
+		return nil
+	}
+	body := resp.Body()
+	jsonscan.FindEach(body, answerMembers, r.answer[:])
+	if resp.StatusCode() != fasthttp.StatusOK || !isErrorSpans(body, r.answer[2], r.answer[3]) {
+		return nil
+	}
+	return bodyError(body)
+}
+
+// bodyError returns the error object body (a backend's answer with status 200) as the
+// gateway's error, with the status its type has: 400 for the request's fault, 429 for a rate
+// limit, 502 for a server error.
+func bodyError(body []byte) *apiError {
 	e := normalizeBackendError(fasthttp.StatusBadGateway, body, 0)
 	e.status = statusForType(e.typ)
 	e = finishBackendError(e) // a rate limit's code, for its 429
-	if backendAtFault(e) {
-		r.hold.ReportFailure()
-	} else {
-		r.hold.ReportSuccess()
+	switch {
+	case e.code == "insufficient_quota" || e.typ == "insufficient_quota":
+		e.retry = retryNo // waiting does not help (see backendError)
+	case e.status == fasthttp.StatusTooManyRequests:
+		e.retryAfter = 1
+		e.retry = retryYes
+	case backendAtFault(e):
+		e.retry = retryUnlessRetried
 	}
-	r.hold.Release()
-	r.hold = router.Hold{}
 	return e
 }
 
