@@ -200,3 +200,46 @@ func TestBackendServerErrorWithoutCodeCounted(t *testing.T) {
 		})
 	}
 }
+
+// A backend's 4xx without a code of its own (vLLM's 400s carry the status as an int, passed on
+// as code null) is counted in llmgate_request_errors_total and logged by its type, as is an
+// error event of that type after a stream's 200; neither was counted, or the event was counted
+// as the backend's failure (upstream_error).
+func TestBackendClientErrorWithoutCodeCounted(t *testing.T) {
+	t.Parallel()
+	const vllm400 = `{"error":{"message":"'messages' must not be empty.","type":"BadRequestError","param":"messages","code":400}}`
+	for _, tt := range []struct {
+		name   string
+		status int
+		header http.Header
+		body   string
+		stream bool
+	}{
+		{"400", 400, http.Header{"Content-Type": {"application/json"}}, vllm400, false},
+		{"403 flat", 403, http.Header{"Content-Type": {"application/json"}}, `{"object":"error","message":"no","type":"Forbidden","param":null,"code":403}`, false},
+		{"error event", 200, http.Header{"Content-Type": {"text/event-stream"}}, "data: " + vllm400 + "\n\n", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := cannedBackend(t, tt.status, tt.header, tt.body)
+			g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", b))))
+			body := `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`
+			if tt.stream {
+				body = `{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`
+			}
+			g.do(t, "POST", "/v1/chat/completions", body)
+			want := "invalid_request_error"
+			if tt.status == 403 {
+				want = "permission_error"
+			}
+			samples := parseMetrics(t, g.metrics(t))
+			if v, _ := metricValue(samples, "llmgate_request_errors_total", map[string]string{"model": "chat", "version": "v1", "code": want}); v != 1 {
+				t.Errorf("llmgate_request_errors_total{code=%s} = %v, want 1", want, v)
+			}
+			lines := g.logLines(t)
+			if len(lines) != 1 || lines[0]["error"] != want {
+				t.Errorf("log lines %v: want one with error %s", lines, want)
+			}
+		})
+	}
+}

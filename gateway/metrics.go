@@ -251,7 +251,7 @@ var metricHelp = map[string]string{
 	"llmgate_shadow_requests_total":               "Requests mirrored to a shadow version (their answers are discarded).",
 	"llmgate_shadow_skipped_total":                "Shadow mirrors not sent, by reason: too many in flight, no backend of the shadow version in service (also an error in its statistics), or a request its backends cannot answer (n above 1 to Ollama).",
 	"llmgate_panics_total":                        "Requests that hit a bug (a recovered panic); each is logged with its stack.",
-	"llmgate_request_errors_total":                "Requests of a model version that ended in an error, by code: upstream_error (a stream that failed after its 200 included), server_is_overloaded (no backend in service), upstream_timeout, client_disconnected (the client went away), content_filter, ...",
+	"llmgate_request_errors_total":                "Requests of a model version that ended in an error, by code: upstream_error (a stream that failed after its 200 included), server_is_overloaded (no backend in service), upstream_timeout, client_disconnected (the client went away), content_filter, ...; a backend's 4xx without a code by its type (invalid_request_error, permission_error)",
 	"llmgate_canary_fallbacks_total":              "Requests of a canary's share served by the stable version because no canary backend was in service or could answer.",
 	"gen_ai_server_request_duration_seconds":      "Time from request arrival to the last byte of the response.",
 	"gen_ai_server_time_to_first_token_seconds":   "Time from request arrival to the first streamed event (the chunk that opens the answer counts).",

@@ -249,18 +249,31 @@ func setGuardHeader(ctx *fasthttp.RequestCtx, r *request) {
 // gateway knows better than the SDK's defaults whether to try again.
 func (g *Gateway) fail(ctx *fasthttp.RequestCtx, r *request, err error) bool {
 	ae := asAPIError(err)
-	r.status, r.errCode = ae.status, ae.code
-	if r.errCode == "" && ae.status >= 500 {
-		// A backend's 5xx without a code of its own (passed on with code null): still a
-		// failed request in the log line and llmgate_request_errors_total, as the gateway's
-		// own 502s are and a stream's error event without a code is (streamBody.Read).
-		r.errCode = "upstream_error"
-	}
+	r.status, r.errCode = ae.status, errorCode(ae.status, ae.typ, ae.code)
 	writeError(ctx, ae)
 	if v := ae.shouldRetry(r.attempts); v != "" {
 		ctx.Response.Header.Set("X-Should-Retry", v)
 	}
 	return true
+}
+
+// errorCode is an error's code in the log line and llmgate_request_errors_total, which count every
+// failed request by code. A backend error without a code of its own (passed on to the client
+// with code null, as most of vLLM's 400s are) still counts: a 5xx as upstream_error, as the
+// gateway's own 502s; a 4xx by its type (invalid_request_error, permission_error): the
+// request's fault, not the backend's.
+func errorCode(status int, typ, code string) string {
+	switch {
+	case code != "":
+		return code
+	case status >= 500:
+		return "upstream_error"
+	case status >= 400 && typ != "":
+		return typ
+	case status >= 400:
+		return typeInvalidRequest
+	}
+	return ""
 }
 
 // finish is stage 9 for every request: metrics and the access log line, then the request goes

@@ -283,11 +283,8 @@ func (s *streamBody) next(wait bool) []byte {
 			if backendAtFault(e) {
 				r.hold.ReportStreamFailure()
 			}
-			r.errCode = e.code
-			if r.errCode == "" {
-				r.errCode = "upstream_error"
-			}
 			r.eventStatus = statusForType(e.typ)
+			r.errCode = errorCode(r.eventStatus, e.typ, e.code)
 			s.ended = true
 			return s.failWith(e)
 		}
