@@ -15,6 +15,7 @@ import (
 	openai "github.com/sashabaranov/go-openai"
 
 	"github.com/llmgate/llmgate/bench/fakellm"
+	"github.com/llmgate/llmgate/config"
 	"github.com/llmgate/llmgate/gateway"
 	"github.com/llmgate/llmgate/router/store"
 )
@@ -429,5 +430,34 @@ func TestCloseBeforeServe(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("Serve after Close is still serving")
 		}
+	}
+}
+
+// A request that a backend could not take and another answered on a retry logs the first's
+// dial error with that backend's URL (upstream_error_backend), next to backend, the one that
+// answered: the line named only the one, with the other's error.
+func TestRequestLogNamesTheBackendThatFailed(t *testing.T) {
+	t.Parallel()
+	down := closedBackend(t)
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, func(c *config.Config) { c.Health.FailureThreshold = 100 },
+		model("chat", "v1", version("v1", down, f.backend()))))
+	for range 16 {
+		if res := g.do(t, "POST", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`); res.status != 200 {
+			t.Fatalf("status %d %s, want 200 from the backend that is up", res.status, res.body)
+		}
+	}
+	retried := 0
+	for _, l := range g.logLines(t) {
+		if l["upstream_error"] == nil {
+			continue
+		}
+		retried++
+		if l["upstream_error_backend"] != down.URL || l["backend"] != f.backend().URL {
+			t.Errorf("log line %v: want upstream_error_backend %s (whose error it is) and backend %s", l, down.URL, f.backend().URL)
+		}
+	}
+	if retried == 0 {
+		t.Skip("no request tried the closed backend first") // 1 in 65536
 	}
 }

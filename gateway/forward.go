@@ -137,7 +137,7 @@ func (g *Gateway) tryVersion(ctx *fasthttp.RequestCtx, r *request, snap *snapsho
 				lastErr = classifyTransportError(err)
 			}
 			hold.Release()
-			r.upstreamErr = err
+			r.upstreamErr, r.upstreamErrBackend = err, b
 			resp.Reset()
 			continue
 		}

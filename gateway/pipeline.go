@@ -385,6 +385,10 @@ func (g *Gateway) logRequest(r *request, now time.Time, elapsed time.Duration) {
 	if r.upstreamErr != nil {
 		b = append(b, `,"upstream_error":`...) // a dial or read error: addresses, never prompt text
 		b = appendJSONString(b, r.upstreamErr.Error())
+		if r.upstreamErrBackend != nil { // whose error: after a retry, backend is the one that answered
+			b = append(b, `,"upstream_error_backend":`...)
+			b = appendJSONString(b, r.upstreamErrBackend.URL)
+		}
 	}
 	if len(r.guard.note) > 0 {
 		b = append(b, `,"guard":`...) // types and counts, never values

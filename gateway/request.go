@@ -91,9 +91,11 @@ type request struct {
 	// all failed: waiting on them is not the gateway's overhead.
 	failedAttempts time.Duration
 	headersAt      time.Time // backend response headers received
-	// upstreamErr is the last backend that could not be reached or read: why, for the log line
-	// (the client's error says only that the backend failed).
-	upstreamErr error
+	// upstreamErr is why the last backend that could not be reached or read failed, for the
+	// log line (the client's error says only that the backend failed); upstreamErrBackend is
+	// that backend, which is not r.backend when another backend answered on a retry.
+	upstreamErr        error
+	upstreamErrBackend *router.Backend
 
 	status  int // sent to the client
 	errCode string
@@ -150,7 +152,7 @@ func releaseRequest(r *request) {
 	r.version, r.backend, r.handles, r.attempts, r.tried = nil, nil, nil, 0, [config.MaxRetryAttempts + 1]*router.Backend{}
 	clear(r.skip) // a pooled request must not keep an old routing table alive
 	r.canaryShare, r.failedOver, r.manyChoices, r.nChoices, r.hold, r.skip = false, false, false, 0, router.Hold{}, r.skip[:0]
-	r.upstreamAt, r.headersAt, r.failedAttempts, r.upstreamErr = time.Time{}, time.Time{}, 0, nil
+	r.upstreamAt, r.headersAt, r.failedAttempts, r.upstreamErr, r.upstreamErrBackend = time.Time{}, time.Time{}, 0, nil, nil
 	r.status, r.errCode, r.eventStatus, r.inputTokens, r.outputTokens, r.tokenEvents = 0, "", 0, 0, 0, 0
 	r.firstEventAt, r.firstTokenAt, r.lastTokenAt = time.Time{}, time.Time{}, time.Time{}
 	r.gw, r.root = nil, nil
