@@ -649,3 +649,42 @@ func TestStatsShadowErrorBodyWith200IsItsError(t *testing.T) {
 		t.Fatalf("the shadow's error_rate %v after its backend answered the mirror with an error object, want 1", deref64(s.ErrorRate))
 	}
 }
+
+// An HTTP/1.0 client, which knows no chunked coding, gets a stream without Content-Length or
+// Transfer-Encoding, ended by the connection's close: it got chunk sizes in its events. A
+// buffered answer keeps its Content-Length.
+func TestStreamToHTTP10Client(t *testing.T) {
+	t.Parallel()
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", f.backend()))))
+	for _, stream := range []bool{true, false} {
+		body := `{"model":"chat","max_tokens":4,"stream":` + strconv.FormatBool(stream) + `,"messages":[{"role":"user","content":"hi"}]}`
+		c, err := net.Dial("tcp", strings.TrimPrefix(g.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		_, _ = io.WriteString(c, "POST /v1/chat/completions HTTP/1.0\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: "+
+			strconv.Itoa(len(body))+"\r\n\r\n"+body)
+		raw, err := io.ReadAll(c) // to the close: HTTP/1.0 without keep-alive
+		c.Close()
+		if err != nil {
+			t.Fatalf("stream=%v: %v after %q", stream, err, raw)
+		}
+		head, payload, _ := strings.Cut(string(raw), "\r\n\r\n")
+		lower := strings.ToLower(head)
+		if !strings.HasPrefix(head, "HTTP/1.") || !strings.Contains(head, " 200 ") || strings.Contains(lower, "transfer-encoding") {
+			t.Fatalf("stream=%v: headers %q: want a 200 without Transfer-Encoding", stream, head)
+		}
+		if stream {
+			if strings.Contains(lower, "content-length") || !strings.HasPrefix(payload, "data: {") || !strings.HasSuffix(payload, "data: [DONE]\n\n") {
+				t.Errorf("headers %q, body %q: want events from the first byte to [DONE], until the close", head, payload)
+			}
+		} else if !strings.Contains(lower, "content-length: "+strconv.Itoa(len(payload))) {
+			t.Errorf("headers %q, body %q: want the answer's Content-Length", head, payload)
+		}
+	}
+	if lines := g.logLines(t); len(lines) != 2 || lines[0]["error"] != nil || lines[0]["stream"] != true {
+		t.Errorf("log lines %v: want the stream's, ended without an error, and the answer's", lines)
+	}
+}

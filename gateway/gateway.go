@@ -51,6 +51,9 @@ type Gateway struct {
 	// shadowSlots bounds mirrors in flight; Close waits for them (shadowsWG).
 	shadowSlots chan struct{}
 	shadowsWG   sync.WaitGroup
+	// untilCloseWG counts streams to HTTP/1.0 clients, on hijacked connections that the
+	// server's shutdown does not wait for; Close does (see sendUntilClose).
+	untilCloseWG sync.WaitGroup
 	// backendPolicy decides which backend URLs admin deploys may use (SSRF).
 	backendPolicy *backendPolicy
 	// adminKeyEnvs are the environment variables admin deploys may name as api_key_env.
@@ -107,6 +110,10 @@ type Options struct {
 	// the demo use store.NewMemory). The gateway closes it.
 	Store store.Store
 }
+
+// streamWriteTimeout bounds the writing of one response, a whole stream included: the
+// request's total time and some to spare.
+func (g *Gateway) streamWriteTimeout() time.Duration { return g.cfg.Timeouts.Total + 10*time.Second }
 
 // New builds a gateway from a validated config. It does not listen yet.
 func New(cfg *config.Config, opts Options) (*Gateway, error) {
@@ -198,7 +205,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		MaxRequestBodySize:            cfg.Limits.MaxBodyBytes,
 		ReadTimeout:                   30 * time.Second, // request headers and body; never the response
 		IdleTimeout:                   2 * time.Minute,
-		WriteTimeout:                  cfg.Timeouts.Total + 10*time.Second,
+		WriteTimeout:                  g.streamWriteTimeout(),
 		NoDefaultServerHeader:         true,
 		NoDefaultDate:                 false,
 		DisableHeaderNamesNormalizing: false,
@@ -355,6 +362,7 @@ func (g *Gateway) Close() error {
 		g.closing.Store(true)
 		g.listenersMu.Unlock()
 		err = errors.Join(g.server.Shutdown(), g.adminServer.Shutdown())
+		g.untilCloseWG.Wait() // as Shutdown waits for streams on connections it still owns
 		for _, ln := range g.listeners {
 			_ = ln.Close() // closed already by Shutdown, unless Serve had not registered it yet
 		}

@@ -91,6 +91,10 @@ func (g *Gateway) servePOST(ctx *fasthttp.RequestCtx, op operation) {
 	}()
 	if !g.proxy(ctx, r) {
 		// The response is a stream; its writer finishes and releases r.
+		if u := r.untilClose; u != nil {
+			r.untilClose = nil
+			g.sendUntilClose(ctx, u)
+		}
 		return
 	}
 	g.finish(r)

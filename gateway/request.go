@@ -115,6 +115,7 @@ type request struct {
 	parser      fastjson.Parser
 	sseReader   *sse.Reader     // reused across streams
 	streamBody  streamBody      // the client's response body when streaming
+	untilClose  *untilClose     // streamBody's wrapper for an HTTP/1.0 client (see sendUntilClose)
 	root        *fastjson.Value // the parsed client body, valid until r.parser parses again
 	guard       guardState
 	streamGuard streamGuard

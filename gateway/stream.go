@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net"
+	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -82,6 +84,13 @@ func (g *Gateway) startStream(ctx *fasthttp.RequestCtx, r *request, src io.Reade
 	r.status = fasthttp.StatusOK
 	r.startStreamGuard()
 	r.streamBody.start(r, src)
+	if !ctx.Request.Header.IsHTTP11() {
+		// HTTP/1.0 has no chunked coding: the stream goes out until the connection closes
+		// (see untilClose and servePOST).
+		r.untilClose = &untilClose{s: &r.streamBody}
+		ctx.SetBodyStream(r.untilClose, -1)
+		return
+	}
 	// fasthttp writes a chunk and flushes after every Read of a body stream of unknown size,
 	// and streamBody.Read returns one event per call: one flush per event, no goroutine or
 	// pipe per stream (SetBodyStreamWriter needs both).
@@ -89,6 +98,68 @@ func (g *Gateway) startStream(ctx *fasthttp.RequestCtx, r *request, src io.Reade
 	// Send the 200 and headers now, as the backend did, not with the first token: a long
 	// prefill must not look like a dead connection to the client or a load balancer.
 	ctx.Response.ImmediateHeaderFlush = true
+}
+
+// untilClose is a stream to an HTTP/1.0 client, which knows no chunked coding (RFC 9112
+// 7.1 is HTTP/1.1's): it goes out on the hijacked connection, without Content-Length or
+// Transfer-Encoding, and ends when the gateway closes the connection (RFC 9112 6.3). fasthttp
+// sends a body stream of unknown size chunked whatever the client's version. It is also the
+// response's body stream, which fasthttp closes if it never runs the hijack handler; Close
+// ends the request once.
+type untilClose struct {
+	s    *streamBody
+	once sync.Once
+	done func() // called once the stream is closed (Gateway.untilCloseWG)
+}
+
+func (u *untilClose) Read(p []byte) (int, error) { return u.s.Read(p) }
+
+// Close closes the stream the first time only: the request is pooled once closed.
+func (u *untilClose) Close() error {
+	u.once.Do(func() {
+		_ = u.s.Close()
+		if u.done != nil {
+			u.done()
+		}
+	})
+	return nil
+}
+
+// sendUntilClose hands u's stream to an HTTP/1.0 client on the connection of ctx, hijacked:
+// the response's headers, then each event as streamBody.Read returns it, one write (and so one
+// flush) per event, within the server's write timeout for the whole stream. The handler must
+// set nothing on the response after it. The server's shutdown does not wait for a hijacked
+// connection: Close waits for g.untilCloseWG.
+func (g *Gateway) sendUntilClose(ctx *fasthttp.RequestCtx, u *untilClose) {
+	g.untilCloseWG.Add(1)
+	u.done = g.untilCloseWG.Done
+	writeTimeout := g.streamWriteTimeout()
+	ctx.Response.Header.SetContentLength(-2)     // no Content-Length; Connection: close
+	ctx.Response.Header.Del("Transfer-Encoding") // which -1 (SetBodyStream's) set and -2 leaves
+	hdr := ctx.Response.Header.AppendBytes(nil)
+	deadline := time.Now().Add(writeTimeout)
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(c net.Conn) {
+		defer u.Close()
+		if c.SetWriteDeadline(deadline) != nil {
+			return
+		}
+		if _, err := c.Write(hdr); err != nil {
+			return
+		}
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := u.Read(buf)
+			if n > 0 {
+				if _, werr := c.Write(buf[:n]); werr != nil {
+					return // the client is gone: Close ends the request as a disconnect
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	})
 }
 
 // answerAsStream returns a whole chat or text completion, as a backend that ignored
