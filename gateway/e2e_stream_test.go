@@ -688,3 +688,41 @@ func TestStreamToHTTP10Client(t *testing.T) {
 		t.Errorf("log lines %v: want the stream's, ended without an error, and the answer's", lines)
 	}
 }
+
+// An answer in one piece without choices ("choices": []) to a stream request goes out as a
+// stream too, of no text, ending in [DONE]: passed on as JSON, an SDK's stream reader read an
+// event stream that was none.
+func TestNoChoicesInOnePieceToAStreamRequest(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ name, answer string }{
+		{"with usage", `{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":0,"total_tokens":1}}`},
+		{"without usage", `{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[]}`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := cannedBackend(t, 200, http.Header{"Content-Type": {"application/json"}}, tt.answer)
+			g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", b))))
+			res := g.do(t, "POST", "/v1/chat/completions", `{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+			if res.status != 200 || !strings.HasPrefix(res.header.Get("Content-Type"), "text/event-stream") || !strings.HasSuffix(string(res.body), "data: [DONE]\n\n") {
+				t.Fatalf("%d %s %q: want an event stream ending in [DONE]", res.status, res.header.Get("Content-Type"), res.body)
+			}
+			for ev := range strings.SplitSeq(strings.TrimSpace(string(res.body)), "\n\n") {
+				data, ok := strings.CutPrefix(ev, "data: ")
+				if !ok || (data != "[DONE]" && !json.Valid([]byte(data))) {
+					t.Errorf("event %q: want data lines of JSON", ev)
+				}
+			}
+			c, _ := g.client()
+			req := chatRequest("chat", 2)
+			req.Stream = true
+			st, err := c.CreateChatCompletionStream(ctx(t), req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			chunks, err := readStream(st)
+			if text, _ := content(chunks); err != nil || text != "" {
+				t.Errorf("streamed text %q (%v); want none, and no error", text, err)
+			}
+		})
+	}
+}

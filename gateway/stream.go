@@ -174,7 +174,11 @@ func answerAsStream(op operation, status int, body []byte) []byte {
 	if err != nil {
 		return nil
 	}
-	n := len(v.GetArray("choices"))
+	choices := v.Get("choices")
+	if choices == nil || choices.Type() != fastjson.TypeArray {
+		return nil
+	}
+	n := len(choices.GetArray())                       // none ("choices": []) is an answer too: a stream of no text
 	e, err := cache.NewAnswer(cache.Kind(op), body, n) // the backend's filter cut it: still an answer
 	if err != nil {
 		return nil

@@ -220,8 +220,10 @@ func (e *Entry) index(n int, callers *[]span) error {
 		}
 		return nil
 	}
-	if n < 1 || len(e.choices) != n {
-		return ErrIncomplete // n > 1 is cached only when whole
+	if (n < 1 && !(e.answer && n == 0)) || len(e.choices) != n {
+		// n > 1 is cached only when whole; an answer without choices ("choices": [], n 0)
+		// is replayed in the other shape (NewAnswer), never stored.
+		return ErrIncomplete
 	}
 	if !slices.IsSortedFunc(e.choices, compareChoices) {
 		slices.SortFunc(e.choices, compareChoices)
@@ -538,6 +540,8 @@ func (e *Entry) AppendSSE(dst, id []byte, created int64, includeUsage bool) []by
 	if includeUsage && e.usage.ok() {
 		dst = header(dst)
 		dst = append(appendLine(append(dst, `],"usage":`...), e.raw(e.usage)), "}\n\n"...)
+	} else if len(e.choices) == 0 {
+		dst = append(dst, chunkClose...) // an answer without choices: one chunk of none
 	}
 	return append(dst, "data: [DONE]\n\n"...)
 }
