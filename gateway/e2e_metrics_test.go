@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/http"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -241,5 +242,20 @@ func TestBackendClientErrorWithoutCodeCounted(t *testing.T) {
 				t.Errorf("log lines %v: want one with error %s", lines, want)
 			}
 		})
+	}
+}
+
+// /metrics says what the gateway was built from, as llmgate_build_info 1 with the version and
+// Go's: "dev" unless the command passes its own.
+func TestBuildInfo(t *testing.T) {
+	t.Parallel()
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", f.backend()))))
+	text := g.metrics(t)
+	if v, ok := metricValue(parseMetrics(t, text), "llmgate_build_info", map[string]string{"version": "dev", "goversion": runtime.Version()}); !ok || v != 1 {
+		t.Errorf("llmgate_build_info{version=dev,goversion=%s} = %v (%v), want 1 in\n%s", runtime.Version(), v, ok, text)
+	}
+	if !strings.Contains(text, "# TYPE llmgate_build_info gauge") {
+		t.Errorf("llmgate_build_info is not typed a gauge:\n%s", text)
 	}
 }

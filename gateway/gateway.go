@@ -101,6 +101,8 @@ type backendHandles struct {
 type Options struct {
 	// LogOutput receives the JSON log, one line per request; nil means stderr.
 	LogOutput io.Writer
+	// Version is the gateway's version, for llmgate_build_info; empty means "dev".
+	Version string
 	// Dial, when set, replaces TCP dialing of backends (benchmarks use in-memory listeners).
 	Dial func(addr string) (net.Conn, error)
 	// Resolve, when set, replaces the DNS lookups of the backend names that admin.allow_backends
@@ -122,6 +124,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		out = stderr
 	}
 	m := newGatewayMetrics()
+	m.buildInfo(opts.Version)
 	aw := newAsyncWriter(out, 4<<20, m.set.NewCounter("llmgate_log_lines_dropped_total"))
 	g := &Gateway{
 		cfg:  cfg,

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -252,11 +253,23 @@ var metricHelp = map[string]string{
 	"llmgate_shadow_skipped_total":                "Shadow mirrors not sent, by reason: too many in flight, no backend of the shadow version in service (also an error in its statistics), or a request its backends cannot answer (n above 1 to Ollama).",
 	"llmgate_panics_total":                        "Requests that hit a bug (a recovered panic); each is logged with its stack.",
 	"llmgate_request_errors_total":                "Requests of a model version that ended in an error, by code: upstream_error (a stream that failed after its 200 included), server_is_overloaded (no backend in service), upstream_timeout, client_disconnected (the client went away), content_filter, ...; a backend's 4xx without a code by its type (invalid_request_error, permission_error)",
+	"llmgate_build_info":                          "Always 1; its labels are the gateway's version and the Go version it was built with.",
 	"llmgate_canary_fallbacks_total":              "Requests of a canary's share served by the stable version because no canary backend was in service or could answer.",
 	"gen_ai_server_request_duration_seconds":      "Time from request arrival to the last byte of the response.",
 	"gen_ai_server_time_to_first_token_seconds":   "Time from request arrival to the first streamed event (the chunk that opens the answer counts).",
 	"gen_ai_server_time_per_output_token_seconds": "Mean gap between streamed chunks that carry generated tokens (text, reasoning, tool calls; not the chunks that only open or finish the answer).",
 	"gen_ai_client_token_usage":                   "Tokens per request, by gen_ai_token_type (input or output).",
+}
+
+// buildInfo adds llmgate_build_info{version,goversion} 1, the Prometheus convention for what
+// a process is built from (prometheus_build_info, go_info): joined on, it labels any series
+// with the version that made it.
+func (m *gatewayMetrics) buildInfo(version string) {
+	if version == "" {
+		version = "dev"
+	}
+	m.set.NewGauge(`llmgate_build_info{version=`+promLabel(version)+`,goversion=`+promLabel(runtime.Version())+`}`,
+		func() float64 { return 1 })
 }
 
 // appendWithHelp copies Prometheus text from src to dst, filling empty HELP lines.

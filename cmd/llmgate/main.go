@@ -15,7 +15,7 @@ import (
 )
 
 // version is set at build time with -ldflags "-X main.version=..."; otherwise the module
-// version or "dev".
+// version or the VCS revision (see versionOf).
 var version = ""
 
 const usage = `llmgate: an OpenAI-compatible gateway for vLLM, Ollama and other backends.
@@ -67,13 +67,41 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func buildVersion() string {
-	if version != "" {
-		return version
+	bi, _ := debug.ReadBuildInfo()
+	return versionOf(version, bi)
+}
+
+// versionOf is the version a binary reports: the one linked in, else its module's (go install
+// of a tagged version, or the pseudo-version Go 1.24 and later stamp from the VCS), else
+// "dev" with the VCS revision it was built from ("dev-0123456789ab", "-dirty" with
+// uncommitted changes), else "dev".
+func versionOf(linked string, bi *debug.BuildInfo) string {
+	if linked != "" {
+		return linked
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
+	if bi == nil {
+		return "dev"
 	}
-	return "dev"
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	rev, dirty := "", false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return "dev"
+	}
+	v := "dev-" + rev[:min(len(rev), 12)]
+	if dirty {
+		v += "-dirty"
+	}
+	return v
 }
 
 // parseFlags parses a subcommand's flags. -h prints its flags to stdout; a bad flag is one line

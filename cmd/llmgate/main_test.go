@@ -146,6 +146,35 @@ func TestVersion(t *testing.T) {
 	}
 }
 
+// A binary without a version linked in reports its module's version, else the VCS revision
+// it was built from: a go install of a checkout said only "dev".
+func TestVersionOf(t *testing.T) {
+	bi := func(v string, settings ...string) *debug.BuildInfo {
+		b := &debug.BuildInfo{Main: debug.Module{Path: "github.com/llmgate/llmgate", Version: v}}
+		for i := 0; i+1 < len(settings); i += 2 {
+			b.Settings = append(b.Settings, debug.BuildSetting{Key: settings[i], Value: settings[i+1]})
+		}
+		return b
+	}
+	for _, tt := range []struct {
+		name, linked string
+		bi           *debug.BuildInfo
+		want         string
+	}{
+		{"linked", "v1.2.3", bi("v0.9.0"), "v1.2.3"},
+		{"module", "", bi("v0.9.0"), "v0.9.0"},
+		{"pseudo-version", "", bi("v0.0.0-20261129190000-0123456789ab+dirty"), "v0.0.0-20261129190000-0123456789ab+dirty"},
+		{"revision", "", bi("(devel)", "vcs.revision", "0123456789abcdef0123", "vcs.modified", "false"), "dev-0123456789ab"},
+		{"dirty", "", bi("(devel)", "vcs.revision", "0123456789abcdef0123", "vcs.modified", "true"), "dev-0123456789ab-dirty"},
+		{"nothing", "", bi("(devel)"), "dev"},
+		{"no build info", "", nil, "dev"},
+	} {
+		if got := versionOf(tt.linked, tt.bi); got != tt.want {
+			t.Errorf("%s: versionOf = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
 // limits.memory_bytes becomes the process's soft memory limit; without it Go's own stays.
 func TestMemoryLimit(t *testing.T) {
 	before := debug.SetMemoryLimit(-1)

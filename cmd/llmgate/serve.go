@@ -369,7 +369,7 @@ func start(cfg *config.Config, logOut io.Writer, st store.Store) (*gateway.Gatew
 		lns[0].Close()
 		return nil, lns, fmt.Errorf("admin listen %s: %v (set admin.listen, --admin-listen or LLMGATE_ADMIN_LISTEN to a free address)", cfg.Admin.Listen, shortErr(err))
 	}
-	g, err := gateway.New(cfg, gateway.Options{LogOutput: logOut, Store: st})
+	g, err := gateway.New(cfg, gateway.Options{LogOutput: logOut, Store: st, Version: buildVersion()})
 	if err != nil {
 		lns[0].Close()
 		lns[1].Close()
