@@ -65,16 +65,14 @@ func (g *Gateway) authorize(ctx *fasthttp.RequestCtx, role string) (string, *api
 	if len(g.adminTokens) == 0 {
 		return "", errAdminNoTokens
 	}
-	auth := ctx.Request.Header.Peek("Authorization")
-	const prefix = "Bearer "
-	// The scheme is case-insensitive (RFC 9110): "bearer" is as good as "Bearer".
-	if len(auth) <= len(prefix) || !bytes.EqualFold(auth[:len(prefix)], []byte(prefix)) {
+	token, ok := bearerToken(ctx.Request.Header.Peek("Authorization"))
+	if !ok || len(token) == 0 {
 		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="llmgate admin"`)
 		return "", errAdminUnauthorized
 	}
 	// Digests, not the tokens: ConstantTimeCompare returns at once for slices of different
 	// lengths, which would tell a client each token's length.
-	presented := sha256.Sum256(auth[len(prefix):])
+	presented := sha256.Sum256(token)
 	var match *adminToken
 	for i := range g.adminTokens {
 		// Compare with every token, without stopping early, so timing says nothing about which
@@ -91,4 +89,23 @@ func (g *Gateway) authorize(ctx *fasthttp.RequestCtx, role string) (string, *api
 		return "", errAdminForbidden
 	}
 	return match.name, nil
+}
+
+// bearerToken returns the token of an Authorization header of the Bearer scheme, and whether it
+// is of that scheme: "Bearer", in any case (RFC 9110 11.1), then one or more spaces (RFC 6750
+// 2.1: "Bearer" 1*SP b64token; a tab too, as whitespace is read leniently), then the token,
+// which may be empty. The admin API and the data plane's sticky api_key read the header alike.
+func bearerToken(a []byte) ([]byte, bool) {
+	const scheme = "Bearer"
+	if len(a) < len(scheme) || !bytes.EqualFold(a[:len(scheme)], []byte(scheme)) {
+		return nil, false
+	}
+	rest := a[len(scheme):]
+	if len(rest) == 0 {
+		return rest, true
+	}
+	if rest[0] != ' ' && rest[0] != '\t' {
+		return nil, false // another scheme whose name begins with Bearer
+	}
+	return bytes.TrimLeft(rest, " \t"), true
 }

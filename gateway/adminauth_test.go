@@ -35,6 +35,10 @@ func TestAdminAuth(t *testing.T) {
 		{"profile with a read token", withTokens, "/debug/pprof/cmdline", "Bearer s3cret-view", 403, ""},
 		{"profile with an admin token", withTokens, "/debug/pprof/cmdline", "Bearer s3cret-ops", 200, ""},
 		{"scheme in lower case", withTokens, "/debug/pprof/cmdline", "bearer s3cret-ops", 200, ""},
+		{"two spaces after the scheme", withTokens, "/debug/pprof/cmdline", "Bearer  s3cret-ops", 200, ""},
+		{"a tab after the scheme", withTokens, "/debug/pprof/cmdline", "Bearer\ts3cret-ops", 200, ""},
+		{"another scheme beginning with Bearer", withTokens, "/debug/pprof/cmdline", "Bearerx s3cret-ops", 401, ""},
+		{"Bearer and spaces only", withTokens, "/debug/pprof/cmdline", "Bearer   ", 401, ""},
 		{"profile with no token configured", nil, "/debug/pprof/cmdline", "Bearer s3cret-ops", 403, ""},
 		{"unknown admin path", withTokens, "/v1/chat/completions", "", 404, ""},
 		{"token from LLMGATE_ADMIN_TOKEN", nil, "/debug/pprof/cmdline", "Bearer env-s3cret", 200, "env-s3cret"},
@@ -96,5 +100,27 @@ func TestAdminTokensShareASecret(t *testing.T) {
 	_, err := New(cfg, Options{LogOutput: io.Discard, Store: store.NewMemory()})
 	if want := `admin token "ops": its variable TEST_OPS_TOKEN holds the same token as admin token "dash"'s`; err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("New: %v; want an error saying %q", err, want)
+	}
+}
+
+// The admin API and the data plane's sticky api_key read a bearer token alike.
+func TestBearerToken(t *testing.T) {
+	for _, tt := range []struct {
+		in, token string
+		ok        bool
+	}{
+		{"Bearer k", "k", true},
+		{"bearer k", "k", true},
+		{"Bearer  k", "k", true},
+		{"Bearer\tk", "k", true},
+		{"Bearer", "", true},
+		{"Bearerk", "", false},
+		{"Basic k", "", false},
+		{"k", "", false},
+	} {
+		token, ok := bearerToken([]byte(tt.in))
+		if string(token) != tt.token || ok != tt.ok {
+			t.Errorf("bearerToken(%q) = %q, %v; want %q, %v", tt.in, token, ok, tt.token, tt.ok)
+		}
 	}
 }

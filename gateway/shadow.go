@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"errors"
 	"time"
 
@@ -34,9 +33,8 @@ func stickyKey(ctx *fasthttp.RequestCtx, r *request, t *router.Table) []byte {
 // also treats as the client's key. The same key in any of them is the same sticky key.
 func apiKey(h *fasthttp.RequestHeader) []byte {
 	a := h.Peek("Authorization")
-	if len(a) >= len("Bearer") && bytes.EqualFold(a[:len("Bearer")], []byte("Bearer")) &&
-		(len(a) == len("Bearer") || a[len("Bearer")] == ' ') {
-		a = bytes.TrimLeft(a[len("Bearer"):], " ")
+	if token, ok := bearerToken(a); ok {
+		a = token
 	}
 	if len(a) > 0 { // "Bearer" alone is no key: such clients are split at random, not one cohort
 		return a
