@@ -1,6 +1,8 @@
 package config
 
 import (
+	"errors"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -41,6 +43,51 @@ func (e *Error) Error() string {
 	}
 	b.WriteString(e.Msg)
 	return b.String()
+}
+
+// JoinInLineOrder joins errs (nil ones left out, joined ones taken apart) with errors.Join, the
+// errors located at a line of the file in line order, then the rest (from an environment
+// variable or flag, or of no known place) in the order given: a user fixes the file from the
+// top, and the parse errors, Validate's and the caller's own checks each came in their own
+// order, one block after another.
+func JoinInLineOrder(errs ...error) error {
+	var flat []error
+	var add func(error)
+	add = func(err error) {
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				add(e)
+			}
+			return
+		}
+		if err != nil {
+			flat = append(flat, err)
+		}
+	}
+	for _, err := range errs {
+		add(err)
+	}
+	slices.SortStableFunc(flat, func(a, b error) int {
+		la, lb := errorLine(a), errorLine(b)
+		switch {
+		case la == lb:
+			return 0
+		case la == 0:
+			return 1
+		case lb == 0:
+			return -1
+		}
+		return la - lb
+	})
+	return errors.Join(flat...)
+}
+
+// errorLine is the line of the file err is located at; 0 when none.
+func errorLine(err error) int {
+	if e, ok := errors.AsType[*Error](err); ok && e.Env == "" {
+		return e.Line
+	}
+	return 0
 }
 
 // source records where a Config's values came from, by key path. Validate uses it to name the

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -28,7 +27,7 @@ var (
 )
 
 // Validate checks c, normally after ApplyDefaults, and returns every problem found joined with
-// errors.Join (nil if none). Each is an *Error naming the key path and, for a Config from
+// errors.Join in line order (JoinInLineOrder; nil if none). Each is an *Error naming the key path and, for a Config from
 // Parse or Load, the line (or the environment variable that set the value).
 func (c *Config) Validate() error {
 	v := validator{src: &c.src}
@@ -66,7 +65,7 @@ func (c *Config) Validate() error {
 	}
 	v.models(c.Models)
 	v.observe(c)
-	return errors.Join(v.errs...)
+	return JoinInLineOrder(v.errs...)
 }
 
 // validator collects problems located through src.

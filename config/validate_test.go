@@ -222,7 +222,7 @@ func TestValidate(t *testing.T) {
 }
 
 // TestValidateLines checks that problems in a parsed file name the line of the value, or of
-// the enclosing entry when the key is missing.
+// the enclosing entry when the key is missing, and come in line order.
 func TestValidateLines(t *testing.T) {
 	c, err := config.Parse([]byte(`models:
   - alias: "chat@x"
@@ -242,12 +242,12 @@ retry:
 	}
 	c.ApplyDefaults()
 	want := strings.Join([]string{
-		`config: line 12: retry.attempts: must be 1..10, got 0`,
 		`config: line 2: models[0].alias: alias "chat@x" must not contain '@'; clients pin a version as alias@version`,
-		`config: line 7: models[0].versions[0].backends[0].url: must not contain user:password; put the key in api_key_env`,
-		`config: line 10: models[0].versions[0].backends[1].kind: must be vllm, ollama or openai, got "tgi"`,
-		`config: line 9: models[0].versions[0].backends[1].model: must not be empty; it is the name the backend serves the model under`,
 		`config: line 3: models[0].stable: names no version of this model: "v2"`,
+		`config: line 7: models[0].versions[0].backends[0].url: must not contain user:password; put the key in api_key_env`,
+		`config: line 9: models[0].versions[0].backends[1].model: must not be empty; it is the name the backend serves the model under`,
+		`config: line 10: models[0].versions[0].backends[1].kind: must be vllm, ollama or openai, got "tgi"`,
+		`config: line 12: retry.attempts: must be 1..10, got 0`,
 	}, "\n")
 	if got := errString(c.Validate()); got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)

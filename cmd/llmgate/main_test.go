@@ -529,6 +529,31 @@ func TestServeSaysUnknownKeysWithTheRest(t *testing.T) {
 	}
 }
 
+// Every problem of the file is said in line order, parse errors among validation's, and what
+// an environment variable set after them: they came parse errors first, then validation's in
+// the order it checks the keys.
+func TestServeSaysConfigErrorsInLineOrder(t *testing.T) {
+	t.Setenv("LLMGATE_LOG_LEVEL", "verbose")
+	path, stderr := serveFails(t, "models: [{alias: m, versions: [{version: v1, backends: [{url: \"http://127.0.0.1:1\", kind: vlm, model: m}]}]}]\n"+
+		"retry: {attempts: 0}\n"+
+		"timeouts: {conect: 2s}\n")
+	want := []string{
+		"llmgate serve: config: " + path + `:1: models[0].versions[0].backends[0].kind: must be vllm, ollama or openai, got "vlm"`,
+		"llmgate serve: config: " + path + `:2: retry.attempts: must be 1..`,
+		"llmgate serve: config: " + path + `:3: timeouts: unknown key "conect"; did you mean "connect"?`,
+		"llmgate serve: config: LLMGATE_LOG_LEVEL: log.level: ",
+	}
+	got := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	if len(got) != len(want) {
+		t.Fatalf("stderr:\n%s\nwant lines beginning:\n%s", stderr.String(), strings.Join(want, "\n"))
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("line %d: %q, want it to begin %q", i+1, got[i], want[i])
+		}
+	}
+}
+
 // serve -h names what each flag takes, not Go's "value".
 func TestServeHelpNamesFlagValues(t *testing.T) {
 	var stdout, stderr bytes.Buffer

@@ -88,7 +88,7 @@ func startServing(cfg *config.Config, st store.Store, stdout, stderr io.Writer) 
 	// several, or one the store no longer serves) must not keep the gateway from starting: it is
 	// only said, and the health checks keep it out until it answers.
 	first := st != nil || !fileExists(cfg.State.Path)
-	if err := errors.Join(checkEnv(cfg, os.Getenv, first), checkRulesFiles(cfg)); err != nil {
+	if err := config.JoinInLineOrder(checkEnv(cfg, os.Getenv, first), checkRulesFiles(cfg)); err != nil {
 		return nil, [2]net.Listener{}, err
 	}
 	if first {
@@ -197,7 +197,7 @@ func buildServeConfig(path string, backends, kinds []string, listen, adminListen
 	// was valid, an empty one came to light a run after every other error was fixed. The
 	// backends' keys are needed on a first start only, as startServing decides (see checkEnv).
 	first := (path == "" && os.Getenv("LLMGATE_STATE_PATH") == "") || !fileExists(cfg.State.Path)
-	if err := errors.Join(loadErr, envErr, cfg.Validate(), checkEnv(cfg, os.Getenv, first), checkRulesFiles(cfg)); err != nil {
+	if err := config.JoinInLineOrder(loadErr, envErr, cfg.Validate(), checkEnv(cfg, os.Getenv, first), checkRulesFiles(cfg)); err != nil {
 		return nil, err
 	}
 	return cfg, nil
