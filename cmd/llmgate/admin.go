@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -26,6 +27,9 @@ Verbs:
   status [ALIAS]                       models, traffic split, versions, backend health
   deploy ALIAS VERSION --backend URL [--backend URL ...] --model NAME
          [--kind vllm|ollama|openai] [--weight N] [--api-key-env VAR] [--no-probe]
+                                       --model, --kind, --weight and --api-key-env given once
+                                       apply to every --backend; given once per --backend, to
+                                       each in order
   traffic ALIAS --stable V [--canary V --percent P] [--sticky user|api_key|header:NAME|none] [--force]
                                        without --sticky the split is per request (sticky none)
   shadow ALIAS VERSION --percent P     mirror P% of requests to VERSION
@@ -242,30 +246,52 @@ func (c *adminCmd) status(args []string) error {
 func (c *adminCmd) deploy(args []string) error {
 	fs := c.flags("deploy", true)
 	var backends listFlag
-	fs.Var(&backends, "backend", "backend base `URL`, repeatable; the flags below apply to every one")
-	kind := fs.String("kind", "", "backend `kind`: vllm, ollama or openai (left out: openai)")
-	model := fs.String("model", "", "the `name` the backends serve the model under (required)")
-	weight := fs.Int("weight", config.DefaultWeight, "relative share of the version's traffic per backend; 0 drains")
-	apiKeyEnv := fs.String("api-key-env", "", "environment `variable` on the gateway holding the backends' API key")
+	var kinds, models, weights, apiKeyEnvs listFlag
+	fs.Var(&backends, "backend", "backend base `URL`, repeatable; --model, --kind, --weight and --api-key-env given once apply to every backend, or given once per --backend, to each in order")
+	fs.Var(&kinds, "kind", "backend `kind`: vllm, ollama or openai (left out: openai)")
+	fs.Var(&models, "model", "the `name` the backends serve the model under (required)")
+	fs.Var(&weights, "weight", "relative share of the version's traffic per backend; 0 drains (default "+strconv.Itoa(config.DefaultWeight)+")")
+	fs.Var(&apiKeyEnvs, "api-key-env", "environment `variable` on the gateway holding the backends' API key")
 	noProbe := fs.Bool("no-probe", false, "skip the gateway's health check of the new backends")
-	pos, err := c.parse(fs, args, "deploy ALIAS VERSION --backend URL [--backend URL ...] --model NAME [--kind vllm|ollama|openai] [--weight N] [--api-key-env VAR] [--no-probe]", 2, 2)
+	pos, err := c.parse(fs, args, deployUsage, 2, 2)
 	if err != nil {
 		return err
 	}
 	if len(backends) == 0 {
 		return usageError("deploy: --backend is required")
 	}
-	switch *kind {
-	case "", config.KindVLLM, config.KindOllama, config.KindOpenAI:
-	default:
-		return usagef("deploy: --kind %q: want vllm, ollama or openai", *kind)
+	// Each of these once for every backend, or once per backend in the order of --backend.
+	for _, l := range []struct {
+		name   string
+		values listFlag
+	}{{"kind", kinds}, {"model", models}, {"weight", weights}, {"api-key-env", apiKeyEnvs}} {
+		if n := len(l.values); n > 1 && n != len(backends) {
+			return usagef("deploy: --%s given %d times for %d --backend: give it once for every backend, or once per backend in their order", l.name, n, len(backends))
+		}
 	}
-	if *model == "" {
+	for _, k := range kinds {
+		switch k {
+		case "", config.KindVLLM, config.KindOllama, config.KindOpenAI:
+		default:
+			return usagef("deploy: --kind %q: want vllm, ollama or openai", k)
+		}
+	}
+	weightOf := make([]int, len(weights))
+	for i, w := range weights {
+		if weightOf[i], err = strconv.Atoi(w); err != nil {
+			return usagef("deploy: invalid value %q for flag -weight: want a whole number", w)
+		}
+	}
+	if len(models) == 0 || slices.Contains(models, "") {
 		return usageError("deploy: --model is required: the name the backends serve the model under")
 	}
 	var specs []jsonObject
-	for _, u := range backends {
-		specs = append(specs, jsonObject{"url": u, "kind": *kind, "model": *model, "weight": *weight, "api_key_env": *apiKeyEnv})
+	for i, u := range backends {
+		weight := config.DefaultWeight
+		if len(weightOf) > 0 {
+			weight = weightOf[min(i, len(weightOf)-1)]
+		}
+		specs = append(specs, jsonObject{"url": u, "kind": nth(kinds, i), "model": nth(models, i), "weight": weight, "api_key_env": nth(apiKeyEnvs, i)})
 	}
 	body := jsonObject{"version": pos[1], "backends": specs}
 	var q url.Values
@@ -275,6 +301,17 @@ func (c *adminCmd) deploy(args []string) error {
 	return c.write(http.MethodPost, modelPath(pos[0], "versions"), q, body, pos[0], func(*adminModel) string {
 		return fmt.Sprintf("deployed version %s, %d backend(s)", pos[1], len(backends))
 	})
+}
+
+const deployUsage = "deploy ALIAS VERSION --backend URL [--backend URL ...] --model NAME [--kind vllm|ollama|openai] [--weight N] [--api-key-env VAR] [--no-probe]"
+
+// nth is a deploy flag's value for the i-th backend: its only value, or its i-th; "" when not
+// given.
+func nth(values listFlag, i int) string {
+	if len(values) == 0 {
+		return ""
+	}
+	return values[min(i, len(values)-1)]
 }
 
 const trafficUsage = "traffic ALIAS --stable V [--canary V --percent P] [--sticky user|api_key|header:NAME|none] [--force]"

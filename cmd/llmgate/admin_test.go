@@ -126,6 +126,12 @@ func TestAdminRequests(t *testing.T) {
 				`{"version":"v3","backends":[
 				{"url":"http://10.0.0.5:8000","kind":"vllm","model":"llama-3.1-8b","weight":2,"api_key_env":"VLLM_KEY"},
 				{"url":"http://10.0.0.6:8000","kind":"vllm","model":"llama-3.1-8b","weight":2,"api_key_env":"VLLM_KEY"}]}`}},
+		{"deploy with a value per backend", []string{"deploy", "chat", "v3", "--backend", "http://10.0.0.5:8000", "--backend", "http://10.0.0.6:11434",
+			"--kind", "vllm", "--kind", "ollama", "--model", "llama-3.1-8b", "--model", "llama3.1:8b", "--weight", "3", "--weight", "1"}, adminEnv,
+			adminRequest{"POST", "/admin/models/chat/versions", "", bearer, "", jsonType,
+				`{"version":"v3","backends":[
+				{"url":"http://10.0.0.5:8000","kind":"vllm","model":"llama-3.1-8b","weight":3,"api_key_env":""},
+				{"url":"http://10.0.0.6:11434","kind":"ollama","model":"llama3.1:8b","weight":1,"api_key_env":""}]}`}},
 		{"deploy defaults, no probe, if-match", []string{"deploy", "--no-probe", "chat", "--if-match", "12", "v3", "--backend", "http://b:8000", "--model", "m"}, adminEnv,
 			adminRequest{"POST", "/admin/models/chat/versions", "probe=false", bearer, `"12"`, jsonType,
 				`{"version":"v3","backends":[{"url":"http://b:8000","kind":"","model":"m","weight":1,"api_key_env":""}]}`}},
@@ -490,6 +496,8 @@ func TestAdminUsageErrors(t *testing.T) {
 		{"deploy without version", []string{"deploy", "chat", "--backend", "http://b:1"}, "usage: llmgate admin deploy ALIAS VERSION"},
 		{"deploy without backend", []string{"deploy", "chat", "v3"}, "--backend is required"},
 		{"deploy without model", []string{"deploy", "chat", "v3", "--backend", "http://b:1"}, "--model is required"},
+		{"deploy with more models than one and fewer than backends", []string{"deploy", "chat", "v3", "--backend", "http://a:1", "--backend", "http://b:1", "--backend", "http://c:1",
+			"--model", "m", "--model", "n"}, "--model given 2 times for 3 --backend"},
 		{"deploy bad kind", []string{"deploy", "chat", "v3", "--backend", "http://b:1", "--kind", "tgi"}, `--kind "tgi"`},
 		{"deploy bad weight", []string{"deploy", "chat", "v3", "--backend", "http://b:1", "--weight", "x"}, `invalid value "x" for flag -weight`},
 		{"traffic without stable", []string{"traffic", "chat", "--canary", "v4", "--percent", "5"}, "--stable is required"},
