@@ -255,12 +255,18 @@ func (g *Gateway) serveDeploy(ctx *fasthttp.RequestCtx, seg []string) bool {
 	case "DELETE versions/":
 		version := seg[4]
 		next, err := g.changeThen(c, matchAny(alias, func(s *router.State, c router.Change) (*router.State, error) {
+			if m := s.Model(alias); m != nil && finishedOf(m.Rollout, version) {
+				c.Rollout = new(json.RawMessage) // a rollout of a version that is gone: cleared with it
+			}
 			return s.DeleteVersion(c, alias, version)
 		}), func() {
 			// Its answers can never be served again, and a version deployed later under the
 			// same name must inherit neither them nor its statistics.
 			g.forgetVersion(alias, version)
 		})
+		if err == nil {
+			g.rollouts.forgetFinished(alias, version)
+		}
 		g.answerChange(ctx, alias, next, err)
 	case "PUT traffic":
 		var t router.Traffic
@@ -476,7 +482,7 @@ func (g *Gateway) writeSplit(ctx *fasthttp.RequestCtx, alias, verb string, c rou
 			// The split the alias already has: the rollout goes on, as nothing changed.
 			return nil, errUnchanged
 		}
-		endedNow = err == nil && ended != nil
+		endedNow = err == nil && ended != nil && !noRollout(ended) // a finished one only goes
 		return next, err
 	})
 	if errors.Is(err, errUnchanged) {

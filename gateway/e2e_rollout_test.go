@@ -421,3 +421,35 @@ func TestRolloutLeavesTheStickyKeyAsItFoundIt(t *testing.T) {
 		})
 	}
 }
+
+// A finished rollout shows with its model until a later change leaves it describing nothing:
+// an operator's change of the split, or the deletion of its canary version. The model showed
+// "rollout v2 aborted" (or promoted) for good, whatever came after.
+func TestFinishedRolloutGoesWithALaterChange(t *testing.T) {
+	tokens := withAdminTokens(t)
+	g, _, _ := startRolloutGateway(t, tokens, fakellm.Options{}, fakellm.Options{})
+	slow := strings.ReplaceAll(twoStepPlan, `"min_requests":100`, `"min_requests":1000000`)
+	finish := func() {
+		t.Helper()
+		g.startPlan(t, slow)
+		if m := g.write(t, "POST", "/admin/models/chat/rollout/abort", ""); m.Rollout == nil || m.Rollout.State != "aborted" {
+			t.Fatalf("after abort: rollout %+v, want it shown, aborted", m.Rollout)
+		}
+	}
+
+	finish()
+	m := g.write(t, "PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v2","canary_percent":10}`)
+	if m.Rollout != nil {
+		t.Errorf("after a traffic change: rollout %+v in the answer, want none", m.Rollout)
+	}
+	if m = g.rolloutState(t); m.Rollout != nil {
+		t.Errorf("after a traffic change: rollout %+v, want none", m.Rollout)
+	}
+	g.write(t, "POST", "/admin/models/chat/rollback", `{}`)
+
+	finish()
+	g.write(t, "DELETE", "/admin/models/chat/versions/v2", "")
+	if m = g.rolloutState(t); m.Rollout != nil {
+		t.Errorf("after its canary version was deleted: rollout %+v, want none", m.Rollout)
+	}
+}

@@ -259,6 +259,10 @@ func (rs *rollouts) verb(alias, verb, actor string, check func() error) (*rollou
 // succeeds, alias's running or paused rollout ends: the operator took over, and the rollout
 // must not set its own split again at its next step, nor roll back what was just promoted.
 // change gets the ended rollout's record to commit with its change (nil when none runs).
+// A rollout that had finished (promoted, rolled back, aborted) is over as well: the split is no
+// longer what it made, and the change gets an empty record (noRollout), which clears it, so that
+// the model no longer shows it as if it still described the split (GET /admin/models,
+// llmgate admin status); history keeps what it did.
 func (rs *rollouts) operatorChange(alias, actor, verb string, change func(ended *json.RawMessage) (*router.State, error)) (*router.State, error) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
@@ -266,19 +270,51 @@ func (rs *rollouts) operatorChange(alias, actor, verb string, change func(ended 
 	active := r != nil && (r.State == rolloutRunning || r.State == rolloutPaused)
 	var ended *json.RawMessage
 	reason := "ended by " + actor + "'s " + verb
-	if active {
+	switch {
+	case active:
 		e := *r
 		e.State, e.Reason = rolloutAborted, reason
 		ended = e.record()
+	case r != nil:
+		ended = new(json.RawMessage) // noRollout
 	}
 	next, err := change(ended)
 	if err != nil {
 		return nil, err
 	}
-	if active {
+	switch {
+	case active:
 		r.end(rolloutAborted, reason)
+	case r != nil:
+		delete(rs.byAlias, alias)
 	}
 	return next, nil
+}
+
+// noRollout reports whether rec, a rollout record a change commits, is the empty one that
+// clears a finished rollout (see operatorChange, finishedOf).
+func noRollout(rec *json.RawMessage) bool { return rec != nil && len(*rec) == 0 }
+
+// finishedOf reports whether rec, an alias's rollout record in the deploy state, is of a
+// finished rollout (promoted, rolled back, aborted) of version: once version is deleted, it
+// describes nothing the model has, and its deletion clears it (see forgetFinished).
+func finishedOf(rec json.RawMessage, version string) bool {
+	var r struct {
+		Canary string `json:"canary"`
+		State  string `json:"state"`
+	}
+	return len(rec) > 0 && json.Unmarshal(rec, &r) == nil && r.Canary == version &&
+		r.State != "" && r.State != rolloutRunning && r.State != rolloutPaused
+}
+
+// forgetFinished forgets alias's finished rollout of version, once the deletion of version
+// committed its cleared record (see finishedOf).
+func (rs *rollouts) forgetFinished(alias, version string) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if r := rs.byAlias[alias]; r != nil && r.Canary == version && r.State != rolloutRunning && r.State != rolloutPaused {
+		delete(rs.byAlias, alias)
+	}
 }
 
 // restore takes up a rollout from its record in the deploy state at start. A running or paused
