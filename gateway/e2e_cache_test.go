@@ -280,7 +280,7 @@ func TestCacheCoalescedStreamSurvivesLeaderDisconnect(t *testing.T) {
 	g := startGateway(t, newConfig(t, nil, cached(model("chat", "v1", version("v1", f.backend())))))
 	body := cacheBody("Tell everyone the same story", `,"stream":true`)
 	leader, follower, leave := g.coalescedPair(t, body)
-	leave() // before the first token
+	leave() // mid-stream
 	leader.Body.Close()
 	got, err := io.ReadAll(follower.Body)
 	if err != nil {

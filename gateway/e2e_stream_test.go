@@ -235,8 +235,8 @@ func TestStreamFailures(t *testing.T) {
 // TestFirstByteTimeout: a backend that accepts the connection and sends nothing costs the
 // client first_byte for a stream (total for a buffered request, whose answer comes in one
 // piece), then a 504 before any stream byte. vLLM sends a stream's headers before its
-// prefill: a prefill past first_byte ends the stream the client has then with an error event
-// (TestFirstEventTimeoutSaysSo says which).
+// prefill, which the gateway holds until the first event: a prefill past first_byte is a 504
+// too (TestFirstEventTimeoutSaysSo says which).
 func TestFirstByteTimeout(t *testing.T) {
 	t.Parallel()
 	// slowStart answers a stream only after 5s of "prefill".
@@ -262,20 +262,10 @@ func TestFirstByteTimeout(t *testing.T) {
 			c, _ := g.client()
 			req := chatRequest(tt.model, 2)
 			start := time.Now()
-			var err error
-			inStream := tt.model == "slow-start" && tt.stream // the error comes in the stream vLLM opened
-			if inStream {
-				req.Stream = true
-				var st *openai.ChatCompletionStream
-				if st, err = c.CreateChatCompletionStream(ctx(t), req); err == nil {
-					_, err = readStream(st)
-				}
-			} else {
-				err = createChat(t, c, req, tt.stream)
-			}
+			err := createChat(t, c, req, tt.stream)
 			ae := asAPIError(t, err)
-			if ae.Type != "server_error" || codeString(ae.Code) != "upstream_timeout" || !inStream && ae.HTTPStatusCode != 504 {
-				t.Errorf("got %d %q %v, want server_error upstream_timeout (a 504 unless in the stream)", ae.HTTPStatusCode, ae.Type, ae.Code)
+			if ae.Type != "server_error" || codeString(ae.Code) != "upstream_timeout" || ae.HTTPStatusCode != 504 {
+				t.Errorf("got %d %q %v, want a 504 server_error upstream_timeout", ae.HTTPStatusCode, ae.Type, ae.Code)
 			}
 			if elapsed := time.Since(start); elapsed > 3*time.Second {
 				t.Errorf("the 504 took %s, want it within timeouts.total", elapsed)
@@ -382,8 +372,8 @@ func TestStreamTotalTimeout(t *testing.T) {
 }
 
 // vLLM sends a stream's headers at once and its first event after the prefill: a prefill past
-// timeouts.first_byte ends the stream, which the client already has, with an error event that
-// says the answer never started, not that the backend "stopped streaming".
+// timeouts.first_byte is a 504, before the stream (the gateway holds the 200 until the first
+// event), that says the answer never started, not that the backend did not answer.
 func TestFirstEventTimeoutSaysSo(t *testing.T) {
 	t.Parallel()
 	gone := make(chan struct{})
@@ -403,13 +393,12 @@ func TestFirstEventTimeoutSaysSo(t *testing.T) {
 	req := chatRequest("chat", 2)
 	req.Stream = true
 	st, err := c.CreateChatCompletionStream(ctx(t), req)
-	if err != nil {
-		t.Fatalf("the stream's headers came at once: %v", err)
+	if err == nil {
+		chunks, err := readStream(st)
+		t.Fatalf("the stream opened: %d chunks, then %v; want a 504", len(chunks), err)
 	}
-	defer st.Close()
-	_, err = st.Recv()
-	if ae := asAPIError(t, err); codeString(ae.Code) != "upstream_timeout" || !strings.Contains(ae.Message, "did not start") {
-		t.Errorf("error event %v %q, want upstream_timeout saying the answer did not start", ae.Code, ae.Message)
+	if ae := asAPIError(t, err); ae.HTTPStatusCode != 504 || codeString(ae.Code) != "upstream_timeout" || !strings.Contains(ae.Message, "did not start") {
+		t.Errorf("error %d %v %q, want a 504 upstream_timeout saying the answer did not start", ae.HTTPStatusCode, ae.Code, ae.Message)
 	}
 }
 
@@ -524,7 +513,8 @@ func TestUnfinishedAnswerInOnePieceToAStreamRequest(t *testing.T) {
 
 // A backend that answers with an error object and status 200 fails the request with that error
 // and the status its type has (a 400 for the request's fault, a 5xx for the server's), which
-// the SDKs raise: before any event for a stream. Passed on as a 200 JSON body, their stream
+// the SDKs raise: before any event for a stream, whether the error came as a JSON body or as
+// the stream's first event. Passed on as a 200 JSON body, their stream
 // readers saw an empty stream, or a parse error, and a buffered client an answer without
 // choices.
 func TestErrorBodyWith200(t *testing.T) {
@@ -555,6 +545,22 @@ func TestErrorBodyWith200(t *testing.T) {
 			}
 			if ae := asAPIError(t, err); ae.HTTPStatusCode != tt.status || ae.Type != tt.typ {
 				t.Errorf("stream: error %d %q %q, want %d %s", ae.HTTPStatusCode, ae.Type, ae.Message, tt.status, tt.typ)
+			}
+			if !strings.HasPrefix(tt.body, `{"error":`) {
+				return // a stream's error event has the "error" member
+			}
+			// The same error as a stream's first event, after the 200 and headers that vLLM
+			// sends at once: the client has had nothing yet, and gets the same.
+			b = cannedBackend(t, 200, http.Header{"Content-Type": {"text/event-stream"}}, "data: "+tt.body+"\n\n")
+			g = startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", b))))
+			c, _ = g.client()
+			st, err = c.CreateChatCompletionStream(ctx(t), req)
+			if err == nil {
+				chunks, rerr := readStream(st)
+				t.Fatalf("the stream opened on an error event: %d chunks, then %v; want the backend's error", len(chunks), rerr)
+			}
+			if ae := asAPIError(t, err); ae.HTTPStatusCode != tt.status || ae.Type != tt.typ {
+				t.Errorf("error event: error %d %q %q, want %d %s", ae.HTTPStatusCode, ae.Type, ae.Message, tt.status, tt.typ)
 			}
 		})
 	}
@@ -722,6 +728,72 @@ func TestNoChoicesInOnePieceToAStreamRequest(t *testing.T) {
 			chunks, err := readStream(st)
 			if text, _ := content(chunks); err != nil || text != "" {
 				t.Errorf("streamed text %q (%v); want none, and no error", text, err)
+			}
+		})
+	}
+}
+
+// TestStreamRetriedBeforeFirstEvent: vLLM answers a stream's 200 and headers at once and its
+// first event after the prefill. A backend that fails in between (an error event, a cut, a
+// prefill past first_byte) has sent the client nothing, as the gateway holds the 200 until
+// that first event: the request goes to another backend, as a 5xx would, and the client gets
+// a whole stream from it. The failures count toward ejection as failed requests do.
+func TestStreamRetriedBeforeFirstEvent(t *testing.T) {
+	t.Parallel()
+	const maxTokens = 4
+	tests := []struct {
+		name string
+		fail func(c net.Conn, gone <-chan struct{}) // after the 200 and headers
+	}{
+		{"error event", func(c net.Conn, _ <-chan struct{}) {
+			ev := `data: {"error":{"message":"EngineCore encountered an issue.","type":"InternalServerError","param":null,"code":500}}` + "\n\n"
+			fmt.Fprintf(c, "%x\r\n%s\r\n0\r\n\r\n", len(ev), ev)
+		}},
+		{"cut", func(net.Conn, <-chan struct{}) {}},
+		{"prefill past first_byte", func(_ net.Conn, gone <-chan struct{}) { <-gone }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var tried atomic.Int64
+			gone := make(chan struct{})
+			bad := rawBackend(t, func(c net.Conn) {
+				defer c.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+					return
+				}
+				tried.Add(1)
+				fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+				tt.fail(c, gone)
+			})
+			t.Cleanup(func() { close(gone) }) // before rawBackend's own: its connections close first
+			good := startFake(t, fakellm.Options{Model: "m"})
+			g := startGateway(t, newConfig(t, func(c *config.Config) {
+				c.Timeouts.FirstByte = 200 * time.Millisecond
+				healthConfig(2)(c)
+			}, model("chat", "v1", version("v1", bad, good.backend()))))
+			c, _ := g.client()
+			// Each request tries either backend first, at random: until the failing one was
+			// tried twice, each of its failures retried on the good one.
+			for i := 0; tried.Load() < 2; i++ {
+				if i == 60 {
+					t.Fatalf("the failing backend was tried %d times in 60 requests", tried.Load())
+				}
+				req := chatRequest("chat", maxTokens)
+				req.Stream = true
+				st, err := c.CreateChatCompletionStream(ctx(t), req)
+				if err != nil {
+					t.Fatalf("request %d: %v; want the good backend's stream", i, err)
+				}
+				chunks, err := readStream(st)
+				if _, deltas := content(chunks); err != nil || deltas != maxTokens {
+					t.Fatalf("request %d: %d content deltas, then %v; want %d and [DONE]", i, deltas, err, maxTokens)
+				}
+			}
+			// Two failures in a row: ejected at health.failure_threshold 2, as a backend whose
+			// 5xx they were would be.
+			if up := backendUp(t, g, bad.URL); up != 0 {
+				t.Errorf("llmgate_backend_up of the failing backend = %v after 2 failed attempts, want 0", up)
 			}
 		})
 	}

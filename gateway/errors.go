@@ -91,7 +91,7 @@ var (
 	errUpstreamAuth = &apiError{status: fasthttp.StatusBadGateway, typ: typeServer, code: "upstream_error", message: "The model backend refused the gateway's credentials; its operator must check the backend's API key.", retry: retryNo}
 	// errFirstEventTimeout: a stream whose headers came but not its first event (a prefill
 	// past timeouts.first_byte), which errIdleTimeout's "stopped" would misdescribe.
-	errFirstEventTimeout = &apiError{status: fasthttp.StatusGatewayTimeout, typ: typeServer, code: "upstream_timeout", message: "The model backend did not start its answer in time."}
+	errFirstEventTimeout = &apiError{status: fasthttp.StatusGatewayTimeout, typ: typeServer, code: "upstream_timeout", message: "The model backend did not start its answer in time.", retry: retryNo}
 	// errBackendConnsFull: the gateway has as many connections open to the backend as it allows.
 	errBackendConnsFull = &apiError{status: fasthttp.StatusServiceUnavailable, typ: typeServer, code: "server_is_overloaded", message: "Too many requests are in flight to the model backend; retry shortly.", retryAfter: 1, retry: retryYes}
 )

@@ -58,10 +58,11 @@ func (g *Gateway) forwardBuffered(ctx *fasthttp.RequestCtx, r *request, snap *sn
 
 // tryBackends picks a backend, sends the request with do, and retries on another backend for
 // connect errors, timeouts before the first byte, 429 and 5xx answers (and error objects with
-// status 200 of those types, see scanAnswer), up to the configured attempts
-// and while time is left. It returns nil when a backend answered 2xx or a 4xx that is the
-// client's own (passed on as an error in OpenAI's shape). After a 2xx the backend stays held
-// in r.hold for the caller to report on and release when the answer is done.
+// status 200 of those types, see scanAnswer), and streams that fail before their first event,
+// up to the configured attempts and while time is left. It returns nil when a backend answered
+// 2xx or a 4xx that is the client's own (passed on as an error in OpenAI's shape). After a 2xx
+// the backend stays held in r.hold for the caller to report on and release when the answer is
+// done.
 func (g *Gateway) tryBackends(ctx *fasthttp.RequestCtx, r *request, snap *snapshot, do func(*backendHandles) error) error {
 	var notServedBy *router.Version // the canary, when its 404 or 403 sent the request to stable
 	notServedStatus := 0            // that 404 or 403
@@ -146,6 +147,34 @@ func (g *Gateway) tryVersion(ctx *fasthttp.RequestCtx, r *request, snap *snapsho
 		if status < 500 && status != fasthttp.StatusTooManyRequests && status != fasthttp.StatusNotFound &&
 			status != fasthttp.StatusForbidden && !refusedCredentials(status) {
 			if status < 400 {
+				if r.stream && isEventStream(resp) {
+					// The client has seen nothing of a stream until its first event is in: a
+					// backend that fails before it (an error event, a cut, a prefill past
+					// first_byte) is a failed attempt like a 5xx, and another backend may
+					// answer (see awaitFirstEvent).
+					if e, cut := r.awaitFirstEvent(resp); e != nil {
+						r.headersAt = time.Now() // the attempt's time, to its failure, is its backend's
+						switch {
+						case cut != nil:
+							r.upstreamErr = cut
+							hold.ReportFailure()
+						case e.status == fasthttp.StatusTooManyRequests || e.status == fasthttp.StatusForbidden:
+							// At its limit, or forbidden this request: no ejection (as their
+							// statuses before a 200 count none).
+						case e.status >= 500:
+							hold.ReportFailure()
+						default: // the request's own fault: another backend would refuse it too
+							hold.ReportSuccess()
+							hold.Release()
+							resp.Reset()
+							return e
+						}
+						lastErr = e
+						hold.Release()
+						resp.Reset()
+						continue
+					}
+				}
 				if e := r.scanAnswer(resp); e != nil {
 					// An error object with status 200: a failure like the status its type
 					// has, and the client has seen nothing yet.

@@ -139,9 +139,32 @@ func (g *gw) coalescedPair(t testing.TB, body string) (leader, follower *http.Re
 	t.Helper()
 	leaderCtx, leave := context.WithCancel(ctx(t))
 	t.Cleanup(leave)
-	leader = g.postChat(t, leaderCtx, body) // the headers come at once; the events follow
+	// The leader's headers come with its first event, after the backend's prefill: the
+	// follower joins the flight before that.
+	type answer struct {
+		resp *http.Response
+		err  error
+	}
+	lc := make(chan answer, 1)
+	go func() {
+		req, err := http.NewRequestWithContext(leaderCtx, "POST", g.URL+"/v1/chat/completions", strings.NewReader(body))
+		if err == nil {
+			req.Header.Set("Content-Type", "application/json")
+			var a answer
+			a.resp, a.err = g.http.Do(req)
+			lc <- a
+			return
+		}
+		lc <- answer{err: err}
+	}()
+	g.waitMetric(t, "llmgate_cache_flights_in_flight", nil, ">= 1", func(v float64) bool { return v >= 1 })
 	follower = g.postChat(t, ctx(t), body)
 	t.Cleanup(func() { follower.Body.Close() })
+	a := <-lc
+	if a.err != nil {
+		t.Fatalf("the leader: %v", a.err)
+	}
+	leader = a.resp
 	if got := [2]string{leader.Header.Get("X-Llmgate-Cache"), follower.Header.Get("X-Llmgate-Cache")}; got != [2]string{"miss", "coalesced"} {
 		t.Fatalf("x-llmgate-cache %v, want [miss coalesced]", got)
 	}

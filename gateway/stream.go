@@ -22,7 +22,8 @@ import (
 const maxEventBytes = 4 << 20
 
 // forwardStream opens the backend stream, retrying like forwardBuffered until a backend answers
-// 200, then hands the rest of the response to a stream writer that forwards event by event.
+// 200 and its first event (tryVersion), then hands the response to a stream writer that
+// forwards event by event, that first event first.
 func (g *Gateway) forwardStream(ctx *fasthttp.RequestCtx, r *request, snap *snapshot) error {
 	deadline := r.start.Add(g.cfg.Timeouts.Total)
 	resp := &r.upstreamResp
@@ -67,13 +68,21 @@ func (g *Gateway) forwardStream(ctx *fasthttp.RequestCtx, r *request, snap *snap
 	// The backend is busy until the stream ends, not when its headers arrive: r.hold keeps it
 	// counted in flight so least-loaded picking sees streams. streamBody.end releases it.
 	r.cache.startRecording(r.op)
-	g.startStream(ctx, r, r.upstreamResp.BodyStream())
+	r.streamBody.resume(r)
+	g.sendStream(ctx, r, true)
 	return nil
 }
 
-// startStream sends the stream src (a backend's body, a cache replay or a coalesced leader's
-// events) to the client through the stream stages, event by event.
+// startStream sends the stream src (a cache replay or a coalesced leader's events) to the
+// client through the stream stages, event by event.
 func (g *Gateway) startStream(ctx *fasthttp.RequestCtx, r *request, src io.Reader) {
+	r.streamBody.start(r, src)
+	g.sendStream(ctx, r, false)
+}
+
+// sendStream sends the 200, its headers and then r.streamBody, whose source is set; firstIn
+// says its first event is in already (awaitFirstEvent).
+func (g *Gateway) sendStream(ctx *fasthttp.RequestCtx, r *request, firstIn bool) {
 	ctx.SetStatusCode(fasthttp.StatusOK)
 	ctx.SetContentType("text/event-stream")
 	// Del first: Set replaces only the first of several lines copyResponseHeaders passed on.
@@ -83,7 +92,6 @@ func (g *Gateway) startStream(ctx *fasthttp.RequestCtx, r *request, src io.Reade
 	ctx.Response.Header.Set("X-Accel-Buffering", "no")
 	r.status = fasthttp.StatusOK
 	r.startStreamGuard()
-	r.streamBody.start(r, src)
 	if !ctx.Request.Header.IsHTTP11() {
 		// HTTP/1.0 has no chunked coding: the stream goes out until the connection closes
 		// (see untilClose and servePOST).
@@ -95,9 +103,11 @@ func (g *Gateway) startStream(ctx *fasthttp.RequestCtx, r *request, src io.Reade
 	// and streamBody.Read returns one event per call: one flush per event, no goroutine or
 	// pipe per stream (SetBodyStreamWriter needs both).
 	ctx.SetBodyStream(&r.streamBody, -1)
-	// Send the 200 and headers now, as the backend did, not with the first token: a long
-	// prefill must not look like a dead connection to the client or a load balancer.
-	ctx.Response.ImmediateHeaderFlush = true
+	// A backend's first event is in: the headers go out with it, in one write, unless the
+	// completion guard may hold its text back. Otherwise (a replay, a follower, whose first
+	// event may be a leader's prefill away) they go now: a long wait must not look like a dead
+	// connection to the client or a load balancer.
+	ctx.Response.ImmediateHeaderFlush = !firstIn || r.streamGuard.on
 }
 
 // untilClose is a stream to an HTTP/1.0 client, which knows no chunked coding (RFC 9112
@@ -263,19 +273,86 @@ type streamBody struct {
 	lastChunk []byte // the last chunk the stream guard saw: the shape of a chunk that releases its held text
 	sawDone   bool
 	ended     bool // the stream is over; the next Read returns io.EOF
+	// hasFirst: first, read from the backend before the 200 (awaitFirstEvent) at firstAt, is
+	// the next event; it is a slice of r.sseReader's buffer, valid until its next read.
+	hasFirst bool
+	first    []byte
+	firstAt  time.Time
 }
 
 func (s *streamBody) start(r *request, body io.Reader) {
 	s.r, s.out, s.sawDone, s.ended = r, nil, false, false
+	s.hasFirst, s.first = false, nil
 	if body == nil {
 		s.ended = true
 		return
 	}
+	r.readEvents(body)
+}
+
+// resume starts the stream of the backend whose first event awaitFirstEvent read.
+func (s *streamBody) resume(r *request) {
+	s.r, s.out, s.sawDone, s.ended = r, nil, false, false
+}
+
+// readEvents makes r.sseReader read body.
+func (r *request) readEvents(body io.Reader) {
 	if r.sseReader == nil {
 		r.sseReader = sse.NewReader(body, maxEventBytes)
 	} else {
 		r.sseReader.Reset(body)
 	}
+}
+
+// awaitFirstEvent reads the first event of the backend stream resp, before the client has
+// anything: vLLM answers 200 and its headers at once and its first event after the prefill, and
+// a backend that fails in between (an error event, a cut, no event within timeouts.first_byte)
+// can still be retried on another, as a 5xx would be. It returns nil when the event arrived
+// (streamBody.next takes it first). Otherwise it returns the error the client gets if no other
+// backend answers, and, for a failed read (the backend's failure, as a transport error is), that
+// read's error; for an error event, what its type says, with the status its type has before a
+// 200 (400 for the request's fault, 429 for a rate limit, 502 for a server error).
+func (r *request) awaitFirstEvent(resp *fasthttp.Response) (e *apiError, readErr error) {
+	s := &r.streamBody
+	s.hasFirst, s.first = false, nil
+	r.readEvents(resp.BodyStream())
+	ev, err := r.sseReader.Next()
+	if err != nil {
+		switch {
+		case !isTimeout(err):
+			e = errUpstreamFailed // a cut, or no event at all
+		case time.Since(r.start) >= r.gw.cfg.Timeouts.Total:
+			e = errUpstreamTimeout // as a buffered request's past timeouts.total
+		default:
+			e = errFirstEventTimeout
+		}
+		return e, err
+	}
+	data, buf, ok := sse.Data(ev, s.dataBuf)
+	s.dataBuf = buf
+	// The raw key must be there for jsonscan to find it: a chunk without it takes no scan.
+	if ok && bytes.Contains(data, []byte(`"error"`)) && hasErrorMember(data) {
+		return firstEventError(data), nil
+	}
+	s.hasFirst, s.first, s.firstAt = true, ev, time.Now()
+	return nil, nil
+}
+
+// firstEventError is a backend's error event before any other as the error a response before
+// the 200 carries: the status its type has, and x-should-retry as backendError gives it.
+func firstEventError(data []byte) *apiError {
+	e := normalizeBackendError(fasthttp.StatusBadGateway, data, 0)
+	e.status = statusForType(e.typ)
+	e = finishBackendError(e)
+	switch {
+	case e.status == fasthttp.StatusTooManyRequests && e.code == "insufficient_quota":
+		e.retry = retryNo
+	case e.status == fasthttp.StatusTooManyRequests:
+		e.retryAfter, e.retry = 1, retryYes
+	case e.status >= 500:
+		e.retry = retryUnlessRetried
+	}
+	return e
 }
 
 func (s *streamBody) Read(p []byte) (int, error) {
@@ -307,10 +384,10 @@ func (s *streamBody) Read(p []byte) (int, error) {
 func (s *streamBody) next(wait bool) []byte {
 	r := s.r
 	for {
-		if !wait && !r.sseReader.Buffered() {
+		if !wait && !s.hasFirst && !r.sseReader.Buffered() {
 			return nil
 		}
-		ev, err := r.sseReader.Next()
+		ev, at, err := s.nextEvent(r)
 		if err != nil {
 			s.ended = true
 			if errors.Is(err, io.EOF) && s.sawDone {
@@ -363,7 +440,10 @@ func (s *streamBody) next(wait bool) []byte {
 			s.ended = true
 			return s.failWith(e)
 		}
-		now := time.Now()
+		now := at
+		if now.IsZero() {
+			now = time.Now()
+		}
 		if r.firstEventAt.IsZero() {
 			r.firstEventAt = now
 			r.hold.StreamStarted() // the backend answers: a half-open trial need not last the stream
@@ -444,6 +524,18 @@ func (s *streamBody) next(wait bool) []byte {
 		}
 		return s.buf
 	}
+}
+
+// nextEvent returns the backend's next event: the one awaitFirstEvent read, with when it
+// arrived, or the next one from r.sseReader (at zero: it arrived just now).
+func (s *streamBody) nextEvent(r *request) (ev []byte, at time.Time, err error) {
+	if s.hasFirst {
+		ev, at = s.first, s.firstAt
+		s.hasFirst, s.first = false, nil
+		return ev, at, nil
+	}
+	ev, err = r.sseReader.Next()
+	return ev, time.Time{}, err
 }
 
 // streamReadError tells why reading a backend stream failed before its [DONE]: the request's
@@ -532,7 +624,7 @@ func (s *streamBody) Close() error {
 func (s *streamBody) finishForFollowers(r *request) {
 	complete := s.sawDone
 	for !complete {
-		ev, err := r.sseReader.Next()
+		ev, _, err := s.nextEvent(r)
 		if err != nil {
 			if r.streamReadError(err) != errTotalTimeout {
 				// The backend cut or stalled the stream; the request's own total timeout is
