@@ -1,10 +1,15 @@
 package gateway_test
 
 import (
+	"bufio"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	openai "github.com/sashabaranov/go-openai"
 
@@ -51,5 +56,41 @@ func TestGuardStreamEndReleasesHeldArguments(t *testing.T) {
 	var a struct{ To string }
 	if err := json.Unmarshal([]byte(args), &a); err != nil || a.To != testEmail || reasoning != "Write to "+testEmail+" then" || !done {
 		t.Fatalf("reasoning %q, arguments %q (%v), done %v; want both whole with the address restored:\n%s", reasoning, args, err, done, res.body)
+	}
+}
+
+// A stream whose first event the completion guard holds back whole (a placeholder not yet
+// complete) still gets its 200 and headers when that event is in: the client is not kept
+// waiting, as during the prefill, until the guard lets text through. The backend sends the rest
+// only once the client has the headers.
+func TestGuardHeldFirstEventSendsHeaders(t *testing.T) {
+	chunk := func(delta, finish string) string {
+		return `data: {"id":"s","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":` + delta + `,"finish_reason":` + finish + `}]}` + "\n\n"
+	}
+	headersIn := make(chan struct{})
+	b := rawBackend(t, func(c net.Conn) {
+		defer c.Close()
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		writeChunk := func(s string) { fmt.Fprintf(c, "%x\r\n%s\r\n", len(s), s) }
+		fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+		writeChunk(chunk(`{"content":"<EMAIL_"}`, "null"))
+		select {
+		case <-headersIn:
+		case <-time.After(time.Minute): // a bound on a failed run, not a synchronisation
+			return
+		}
+		writeChunk(chunk(`{"content":"ADDRESS_1> wrote"}`, "null") + chunk(`{}`, `"stop"`) + "data: [DONE]\n\n")
+		fmt.Fprint(c, "0\r\n\r\n")
+	})
+	pii := config.Guard{PII: config.PIIGuard{Prompt: "redact", Completion: "redact", Restore: true}}
+	g := startGateway(t, newConfig(t, func(c *config.Config) { c.Timeouts.Idle = 2 * time.Second }, guarded(pii, b)))
+	resp := g.postChat(t, ctx(t), chatBody("mail "+testEmail, `,"stream":true`))
+	defer resp.Body.Close()
+	close(headersIn)
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 || strings.Contains(string(body), `"error"`) || !strings.Contains(string(body), testEmail+" wrote") {
+		t.Fatalf("status %d, %v; want the whole stream, the address restored, after headers that came with the held first event:\n%s", resp.StatusCode, err, body)
 	}
 }
