@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Where llmgate-full's added latency comes from at a fixed arrival rate: the bare proxy and
+# llmgate with its defaults, with the response cache only, with the guard only and with both
+# (llmgate-full of run.sh), compared in interleaved rounds by `llmgate bench` (open loop, 1 KiB
+# chat prompts, 10 % with PII), pinned as run.sh pins. bench/attribute.sh gives the same
+# variants' CPU per request under a closed loop; this gives their added p50 and p99 at a rate
+# where the gateway idles between requests and its tables are no longer in the caches.
+#
+#   bench/latency.sh                                   # 2,000 req/s, about 2 minutes
+#   RATE=200 WORKLOAD=chat-stream bench/latency.sh     # streams: added TTFT per variant
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=bench/out/latency
+mkdir -p "$out"
+rm -f "$out"/state-*.db
+go build -o "$out/llmgate" ./cmd/llmgate
+bin=$out/llmgate
+
+. bench/lib.sh # pin, waitport, gateway_config
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
+
+pin 0 "$bin" fakellm --flavor vllm --model bench-model --listen 127.0.0.1:18600 --output-tokens 16 2>"$out/fakellm.log" &
+pids+=($!)
+waitport 18600
+pin 0 "$bin" bareproxy --upstream http://127.0.0.1:18600 --listen 127.0.0.1:18601 2>"$out/bareproxy.log" &
+pids+=($!)
+waitport 18601
+targets=(--compare direct=http://127.0.0.1:18600 --compare bareproxy=http://127.0.0.1:18601)
+p=18610
+for v in "defaults 0 0" "cache 0 1" "guard 1 0" "full 1 1"; do
+	read -r name guard cache <<<"$v"
+	gateway_config "$name" "$p" 18600 "$guard" "$cache"
+	pin 0 "$bin" serve --config "$out/$name.yaml" >"$out/$name.out" 2>"$out/$name.log" &
+	pids+=($!)
+	waitport "$p"
+	targets+=(--compare "$name=http://127.0.0.1:$p")
+	p=$((p + 10))
+done
+pin 1 "$bin" bench "${targets[@]}" --model bench-model --rounds "${ROUNDS:-3}" --duration "${DURATION:-4s}" --warmup 1s \
+	--quiet --workload "${WORKLOAD:-chat}" --prompt-bytes 1024 --pii-share 0.1 --rate "${RATE:-2000}"
