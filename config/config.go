@@ -23,6 +23,7 @@ type Config struct {
 	Drift    Drift       `yaml:"drift"`
 	Cache    Cache       `yaml:"cache"`
 	State    State       `yaml:"state"`
+	Shutdown Shutdown    `yaml:"shutdown"`
 	Models   []Model     `yaml:"models"`
 
 	src source // where values came from; zero for a Config built in code
@@ -71,6 +72,17 @@ type Timeouts struct {
 	FirstByte time.Duration `yaml:"first_byte"` // request sent until a stream's body starts (streams only)
 	Idle      time.Duration `yaml:"idle"`       // longest gap between two stream events
 	Total     time.Duration `yaml:"total"`      // whole request, streams included
+}
+
+// Shutdown says how a stop (SIGTERM or SIGINT) drains the gateway.
+type Shutdown struct {
+	// DrainDelay is how long the gateway keeps serving, new connections included, with /readyz
+	// answering 503 shutting_down, before it closes its listener: a load balancer (Kubernetes
+	// endpoints) takes a few seconds to stop sending. 0: the listener closes at once.
+	DrainDelay time.Duration `yaml:"drain_delay"`
+	// Grace is how long requests in flight, streams included, may then take to finish; streams
+	// still running after it end with an error event.
+	Grace time.Duration `yaml:"grace"`
 }
 
 // HealthCheck configures active probes and passive ejection of backends.

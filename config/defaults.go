@@ -16,6 +16,8 @@ const (
 	DefaultFailureThreshold = 3
 	DefaultEjectFor         = 10 * time.Second
 	DefaultRetryAttempts    = 2
+	DefaultDrainDelay       = time.Duration(0) // the listener closes at once
+	DefaultShutdownGrace    = 30 * time.Second
 	DefaultLogLevel         = "info"
 	DefaultWeight           = 1
 	DefaultKind             = KindOpenAI
@@ -46,6 +48,7 @@ func (c *Config) ApplyDefaults() {
 	setDefault(c, "health.failure_threshold", &c.Health.FailureThreshold, DefaultFailureThreshold)
 	setDefault(c, "health.eject_for", &c.Health.EjectFor, DefaultEjectFor)
 	setDefault(c, "retry.attempts", &c.Retry.Attempts, DefaultRetryAttempts)
+	setDefault(c, "shutdown.grace", &c.Shutdown.Grace, DefaultShutdownGrace)
 	setDefault(c, "log.level", &c.Log.Level, DefaultLogLevel)
 	c.applyObserveDefaults()
 	for i := range c.Models {

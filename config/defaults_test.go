@@ -25,6 +25,8 @@ func TestDefaults(t *testing.T) {
 		{"failure_threshold", c.Health.FailureThreshold, 3},
 		{"eject_for", c.Health.EjectFor, 10 * time.Second},
 		{"retry attempts", c.Retry.Attempts, 2},
+		{"drain_delay", c.Shutdown.DrainDelay, time.Duration(0)},
+		{"grace", c.Shutdown.Grace, 30 * time.Second},
 		{"log level", c.Log.Level, "info"},
 		{"log prompts", c.Log.Prompts, false},
 	}

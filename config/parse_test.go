@@ -33,6 +33,7 @@ func TestExampleConfig(t *testing.T) {
 		{"timeouts", c.Timeouts, config.Default().Timeouts},
 		{"health", c.Health, config.Default().Health},
 		{"retry", c.Retry, config.Default().Retry},
+		{"shutdown", c.Shutdown, config.Default().Shutdown},
 		{"log", c.Log, config.Default().Log},
 		{"aliases", len(c.Models), 2},
 		{"chat versions", len(c.Models[0].Versions), 2},

@@ -50,6 +50,10 @@ func (c *Config) Validate() error {
 	if c.Health.FailureThreshold < 1 {
 		v.addf("health.failure_threshold", "must be >= 1, got %d", c.Health.FailureThreshold)
 	}
+	if c.Shutdown.DrainDelay < 0 {
+		v.addf("shutdown.drain_delay", "must be >= 0, got %s", c.Shutdown.DrainDelay)
+	}
+	v.positive("shutdown.grace", c.Shutdown.Grace)
 	if n := c.Retry.Attempts; n < 1 || n > MaxRetryAttempts {
 		v.addf("retry.attempts", "must be 1..%d, got %d", MaxRetryAttempts, n)
 	}

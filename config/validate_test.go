@@ -146,6 +146,9 @@ func TestValidate(t *testing.T) {
 		{"zero retry attempts", func(c *config.Config) { c.Retry.Attempts = 0 }, []string{"config: retry.attempts: must be 1..10, got 0"}},
 		{"too many retry attempts", func(c *config.Config) { c.Retry.Attempts = 11 }, []string{"config: retry.attempts: must be 1..10, got 11"}},
 		{"max retry attempts", func(c *config.Config) { c.Retry.Attempts = 10 }, nil},
+		{"negative drain delay", func(c *config.Config) { c.Shutdown.DrainDelay = -time.Second }, []string{"config: shutdown.drain_delay: must be >= 0, got -1s"}},
+		{"zero shutdown grace", func(c *config.Config) { c.Shutdown.Grace = 0 }, []string{"config: shutdown.grace: must be > 0, got 0s"}},
+		{"drain and grace", func(c *config.Config) { c.Shutdown.DrainDelay, c.Shutdown.Grace = 5*time.Second, time.Minute }, nil},
 		{"zero failure threshold", func(c *config.Config) { c.Health.FailureThreshold = 0 },
 			[]string{"config: health.failure_threshold: must be >= 1, got 0"}},
 		{"zero health durations", func(c *config.Config) { c.Health.Interval, c.Health.Timeout, c.Health.EjectFor = 0, 0, -time.Second }, []string{
@@ -236,6 +239,7 @@ func TestValidateLines(t *testing.T) {
             kind: tgi
 retry:
   attempts: 0
+shutdown: {drain_delay: 5s, grace: 0s}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -248,6 +252,7 @@ retry:
 		`config: line 9: models[0].versions[0].backends[1].model: must not be empty; it is the name the backend serves the model under`,
 		`config: line 10: models[0].versions[0].backends[1].kind: must be vllm, ollama or openai, got "tgi"`,
 		`config: line 12: retry.attempts: must be 1..10, got 0`,
+		`config: line 13: shutdown.grace: must be > 0, got 0s`,
 	}, "\n")
 	if got := errString(c.Validate()); got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
