@@ -83,7 +83,9 @@ var (
 	errIdleTimeout      = &apiError{status: fasthttp.StatusGatewayTimeout, typ: typeServer, code: "upstream_timeout", message: "The model backend stopped streaming."}
 	errTotalTimeout     = &apiError{status: fasthttp.StatusGatewayTimeout, typ: typeServer, code: "upstream_timeout", message: "The request exceeded the gateway's total time limit."}
 	errStreamBroken     = &apiError{status: fasthttp.StatusBadGateway, typ: typeServer, code: "upstream_error", message: "The model backend closed the stream early."}
-	errShuttingDown     = &apiError{status: fasthttp.StatusServiceUnavailable, typ: typeServer, code: "server_is_overloaded", message: "The gateway is shutting down.", retryAfter: 1, retry: retryYes}
+	// errShutdownCut ends a stream still running when the gateway's shutdown grace is over.
+	errShutdownCut  = &apiError{status: fasthttp.StatusServiceUnavailable, typ: typeServer, code: "server_shutting_down", message: "The gateway shut down before the answer was complete (its shutdown grace ran out); retry the request.", retry: retryYes}
+	errShuttingDown = &apiError{status: fasthttp.StatusServiceUnavailable, typ: typeServer, code: "server_is_overloaded", message: "The gateway is shutting down.", retryAfter: 1, retry: retryYes}
 
 	// errUpstreamAuth: a backend refused the gateway's own key. Not the backend's message,
 	// which is about that key (OpenAI's names its first characters), nor a 401, which the

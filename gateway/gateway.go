@@ -69,6 +69,8 @@ type Gateway struct {
 	server      *fasthttp.Server
 	adminServer *fasthttp.Server
 	closing     atomic.Bool
+	draining    atomic.Bool // Drain ran: /readyz says shutting_down while requests are still served
+	cutting     atomic.Bool // Shutdown's grace is over: a stream that breaks now was cut by it
 	closeOnce   sync.Once
 	listenersMu sync.Mutex
 	listeners   []net.Listener // given to Serve and ServeAdmin; Close closes them
@@ -356,16 +358,47 @@ func (g *Gateway) track(ln net.Listener) bool {
 	return true
 }
 
-// Close stops both listeners, waits for in-flight requests up to the shutdown of fasthttp, stops
-// the prober and flushes the log.
+// cutWait bounds how long Shutdown waits, once its grace is over, for the streams it cut to
+// send their error event: their clients are slow to read at worst (the server's write timeout
+// is far longer).
+const cutWait = 2 * time.Second
+
+// Drain marks the gateway as stopping while it still serves: /readyz answers 503
+// shutting_down, so that a load balancer stops sending (Kubernetes removes a pod's endpoints
+// asynchronously, and new connections keep coming for a few seconds), and every request, new
+// ones included, is served as before. Shutdown or Close follows.
+func (g *Gateway) Drain() { g.draining.Store(true) }
+
+// Close stops both listeners, waits for every in-flight request, stops the prober and flushes
+// the log. It is Shutdown without a deadline.
 func (g *Gateway) Close() error {
-	var err error
+	_, err := g.Shutdown(context.Background())
+	return err
+}
+
+// Shutdown stops both listeners and idle connections, waits for the requests in flight, streams
+// included, until ctx ends, then stops the prober and flushes the log. When ctx ends first, the
+// requests still in flight are cut: a stream ends with a server_shutting_down error event (its
+// backend connection is closed), one log line says how many requests were cut, and Shutdown
+// waits at most cutWait for the cut streams to send their event. It returns that number.
+// Only the first call of Shutdown or Close does anything.
+func (g *Gateway) Shutdown(ctx context.Context) (cut int64, err error) {
 	g.closeOnce.Do(func() {
 		g.listenersMu.Lock()
 		g.closing.Store(true)
 		g.listenersMu.Unlock()
-		err = errors.Join(g.server.Shutdown(), g.adminServer.Shutdown())
-		g.untilCloseWG.Wait() // as Shutdown waits for streams on connections it still owns
+		err = errors.Join(g.server.ShutdownWithContext(ctx), g.adminServer.ShutdownWithContext(ctx))
+		// As Shutdown waits for streams on the connections it still owns.
+		hijacked := make(chan struct{})
+		go func() { g.untilCloseWG.Wait(); close(hijacked) }()
+		select {
+		case <-hijacked:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			err = nil // the servers' ctx.Err(): what is left is cut
+			cut = g.cut(hijacked)
+		}
 		for _, ln := range g.listeners {
 			_ = ln.Close() // closed already by Shutdown, unless Serve had not registered it yet
 		}
@@ -381,7 +414,37 @@ func (g *Gateway) Close() error {
 		g.closeDeploy()
 		g.accessLog.Close()
 	})
-	return err
+	return cut, err
+}
+
+// cut ends the requests still in flight when Shutdown's grace is over: it closes every backend
+// stream, so that each stream reading one ends with the server_shutting_down error event (see
+// streamReadError), logs how many requests were in flight, and waits at most cutWait for them
+// to end and for hijacked (the HTTP/1.0 streams' wait) to close. It returns that number.
+func (g *Gateway) cut(hijacked <-chan struct{}) int64 {
+	n := g.metrics.inFlight.Load()
+	if n == 0 {
+		return 0
+	}
+	g.cutting.Store(true)
+	g.upstreams.cutStreams()
+	g.log.Error("shutdown grace over: requests cut", "requests", n)
+	deadline := time.NewTimer(cutWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond) // fasthttp's shutdown polls its connections too
+	defer tick.Stop()
+	for g.metrics.inFlight.Load() > 0 {
+		select {
+		case <-deadline.C:
+			return n
+		case <-tick.C:
+		}
+	}
+	select {
+	case <-hijacked:
+	case <-deadline.C:
+	}
+	return n
 }
 
 func logLevel(s string) slog.Level {

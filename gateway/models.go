@@ -64,13 +64,13 @@ func appendModel(b []byte, id string, created int64, version string) []byte {
 // shares the models and their backends, so one dead model saying not ready would take every
 // replica, and every other model, out with it. The body names the models that cannot serve,
 // "degraded" when there are some. It is not ready (503) while shutting down, or when no model
-// can serve. ?model=alias (or alias@version) asks for that one strictly: 503 while it cannot
+// can serve, and from Drain on, while requests are still served. ?model=alias (or alias@version) asks for that one strictly: 503 while it cannot
 // serve, 404 for a model the gateway does not have. A model can serve while its stable version
 // (or the pinned one) has a backend in service; a drained one (weight 0) takes no request,
 // healthy or not.
 func (g *Gateway) serveReady(ctx *fasthttp.RequestCtx) {
 	setRequestID(ctx, nil)
-	if g.closing.Load() {
+	if g.draining.Load() || g.closing.Load() {
 		ctx.SetContentType("application/json")
 		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
 		ctx.SetBodyString(`{"status":"shutting_down"}`)

@@ -394,11 +394,11 @@ func (s *streamBody) next(wait bool) []byte {
 				return nil
 			}
 			e := r.streamReadError(err)
-			if e != errTotalTimeout {
+			if e != errTotalTimeout && e != errShutdownCut {
 				// Cut or stalled by the backend (the client leaving never reads here): a
 				// broken stream of the backend, which ejects it when many of its streams
-				// break (router.Hold.ReportStreamFailure). The request's own total timeout
-				// is not the backend's fault.
+				// break (router.Hold.ReportStreamFailure). The request's own total timeout,
+				// or the gateway's shutdown, is not the backend's fault.
 				r.hold.ReportStreamFailure()
 			}
 			r.errCode = e.code
@@ -541,9 +541,12 @@ func (s *streamBody) nextEvent(r *request) (ev []byte, at time.Time, err error) 
 // streamReadError tells why reading a backend stream failed before its [DONE]: the request's
 // own total timeout (errTotalTimeout, not the backend's fault), no first event within
 // timeouts.first_byte (vLLM sends a stream's headers before its prefill), a stall past
-// timeouts.idle, or a cut.
+// timeouts.idle, or a cut: the backend's, or the gateway's own when its shutdown grace is
+// over (errShutdownCut; Gateway.cut closed the backend connection).
 func (r *request) streamReadError(err error) *apiError {
 	switch {
+	case r.gw != nil && r.gw.cutting.Load(): // (unit tests read streams without a gateway)
+		return errShutdownCut
 	case !isTimeout(err):
 		return errStreamBroken
 	case time.Since(r.start) >= r.gw.cfg.Timeouts.Total:
@@ -626,7 +629,7 @@ func (s *streamBody) finishForFollowers(r *request) {
 	for !complete {
 		ev, _, err := s.nextEvent(r)
 		if err != nil {
-			if r.streamReadError(err) != errTotalTimeout {
+			if e := r.streamReadError(err); e != errTotalTimeout && e != errShutdownCut {
 				// The backend cut or stalled the stream; the request's own total timeout is
 				// not its fault, as in next.
 				r.hold.ReportStreamFailure()

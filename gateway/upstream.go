@@ -43,6 +43,12 @@ type upstreams struct {
 	policy  *backendPolicy
 	trusted map[string]bool
 
+	// streams are the open connections of the streaming pools, which cutStreams closes at the
+	// end of a shutdown's grace; cut: it did, and no new one opens.
+	streamsMu sync.Mutex
+	streams   map[*streamConn]struct{}
+	cut       bool
+
 	rtOnce                  sync.Once
 	trustedRT, restrictedRT *http.Transport // the gateway's own HTTP requests (probes); see transport
 }
@@ -159,7 +165,12 @@ func (u *upstreams) newClient(b *router.Backend, stream bool) *fasthttp.HostClie
 			}
 			c = &poolConn{Conn: c}
 			if stream {
-				c = &streamConn{Conn: c, firstByte: to.FirstByte, idle: to.Idle}
+				sc := &streamConn{Conn: c, firstByte: to.FirstByte, idle: to.Idle, owner: u}
+				if !u.trackStream(sc) {
+					_ = c.Close()
+					return nil, &dialError{errStreamsCut}
+				}
+				c = sc
 			}
 			if tc != nil {
 				return tlsDone{Conn: c, tc: tc}, nil
@@ -168,6 +179,37 @@ func (u *upstreams) newClient(b *router.Backend, stream bool) *fasthttp.HostClie
 		},
 	}
 	return c
+}
+
+// errStreamsCut refuses a streaming connection once cutStreams ran.
+var errStreamsCut = errors.New("the gateway is shutting down")
+
+// trackStream notes c, a new connection of a streaming pool, for cutStreams; false once
+// cutStreams ran. Once per connection, not per request: pooled connections serve many.
+func (u *upstreams) trackStream(c *streamConn) bool {
+	u.streamsMu.Lock()
+	defer u.streamsMu.Unlock()
+	if u.cut {
+		return false
+	}
+	if u.streams == nil {
+		u.streams = map[*streamConn]struct{}{}
+	}
+	u.streams[c] = struct{}{}
+	return true
+}
+
+// cutStreams closes every connection of the streaming pools, which ends the backend streams
+// read on them with an error, and keeps new ones from opening.
+func (u *upstreams) cutStreams() {
+	u.streamsMu.Lock()
+	u.cut = true
+	streams := u.streams
+	u.streams = nil
+	u.streamsMu.Unlock()
+	for c := range streams {
+		_ = c.Conn.Close() // safe beside a Read blocked on it, which returns an error
+	}
 }
 
 // tlsDone is a backend connection whose TLS the gateway set up itself: its Handshake method
@@ -262,6 +304,17 @@ type streamConn struct {
 	tail            uint32       // the last four bytes of the current response's headers read so far
 	inBody          bool         // the current response's header block has ended
 	started         bool         // a byte of the current response's body has arrived
+	owner           *upstreams   // tracks the connection for cutStreams
+}
+
+// Close closes the connection and forgets it (see upstreams.trackStream).
+func (c *streamConn) Close() error {
+	if u := c.owner; u != nil {
+		u.streamsMu.Lock()
+		delete(u.streams, c)
+		u.streamsMu.Unlock()
+	}
+	return c.Conn.Close()
 }
 
 // Write starts a new request on the connection (fasthttp uses a connection for one request at a
