@@ -47,7 +47,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	defer d.closeBackends()
 	d.cli = demoCLI(os.Args[0])
 	d.print(stdout)
-	return waitForSignal(d.gateway, d.lns, stderr, sig, true)
+	return waitForSignal(d.gateway, config.Default().Shutdown, stderr, sig, true)
 }
 
 // demo is a running demo: the gateway, its listeners and the simulated backends.

@@ -68,14 +68,14 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	sig := notifyStop()
 	defer signal.Stop(sig)
-	g, lns, err := startServing(cfg, st, stdout, stderr)
+	g, _, err := startServing(cfg, st, stdout, stderr)
 	if err != nil {
 		for line := range strings.Lines(err.Error()) { // checkEnv's, one a line
 			fmt.Fprintln(stderr, "llmgate serve:", strings.TrimSuffix(line, "\n"))
 		}
 		return 1
 	}
-	return waitForSignal(g, lns, stderr, sig, false)
+	return waitForSignal(g, cfg.Shutdown, stderr, sig, false)
 }
 
 // startServing checks the backends, starts the gateway on cfg with deploy state st (nil: the
@@ -388,36 +388,76 @@ func notifyStop() chan os.Signal {
 	return sig
 }
 
-// shutdownGrace is how long a stop waits for requests in flight, streams included, before the
-// process exits with them cut.
-const shutdownGrace = 30 * time.Second
-
-// waitForSignal serves until SIGINT or SIGTERM, then stops taking requests and waits up to
-// shutdownGrace for those in flight. SIGHUP stops the demo (its terminal closed) but not serve:
-// the config is read at start only, and a SIGHUP sent for a reload, as many daemons take it,
-// would otherwise kill the gateway at once, every stream in flight cut without a drain.
+// waitForSignal serves until SIGINT or SIGTERM, then stops as sd says: for sd.DrainDelay the
+// gateway still serves, new connections included, while /readyz says shutting_down (a load
+// balancer takes a while to stop sending); then the listeners close and the requests in flight
+// get sd.Grace to finish, after which the streams still running end with an error event (see
+// gateway.Shutdown). A second SIGINT or SIGTERM, during the drain or the grace, stops at once
+// (Ctrl-C twice). The exit status is 0, or 1 when requests were cut.
+//
+// SIGHUP stops the demo (its terminal closed) but not serve: the config is read at start only,
+// and a SIGHUP sent for a reload, as many daemons take it, would otherwise kill the gateway at
+// once, every stream in flight cut without a drain.
 //
 // sig is from notifyStop, called before serving starts, so that a signal sent once the start-up
 // summary is out is never the default action's.
-func waitForSignal(g *gateway.Gateway, lns [2]net.Listener, stderr io.Writer, sig chan os.Signal, hupStops bool) int {
-	for s := range sig {
-		if s != syscall.SIGHUP || hupStops {
-			break
+func waitForSignal(g *gateway.Gateway, sd config.Shutdown, stderr io.Writer, sig chan os.Signal, hupStops bool) int {
+	// stop returns at the next stop signal; the SIGHUPs before it are said and ignored.
+	stop := func(until <-chan struct{}) bool {
+		for {
+			select {
+			case s := <-sig:
+				if s != syscall.SIGHUP || hupStops {
+					return true
+				}
+				fmt.Fprintln(stderr, "llmgate: SIGHUP ignored: the config is read at start only; restart llmgate (SIGTERM drains requests in flight) to apply a changed file, or use llmgate admin")
+			case <-until:
+				return false
+			}
 		}
-		fmt.Fprintln(stderr, "llmgate: SIGHUP ignored: the config is read at start only; restart llmgate (SIGTERM drains requests in flight) to apply a changed file, or use llmgate admin")
 	}
-	signal.Stop(sig) // a second Ctrl-C ends the process at once
-	done := make(chan error, 1)
-	go func() { done <- g.Close() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			fmt.Fprintln(stderr, "llmgate: shutdown:", err)
+	stop(nil)
+	g.Drain()
+	if sd.DrainDelay > 0 {
+		fmt.Fprintf(stderr, "llmgate: stopping: serving %s more while /readyz says shutting_down, then up to %s for requests in flight; a second signal stops at once\n", sd.DrainDelay, sd.Grace)
+		drained := make(chan struct{})
+		t := time.AfterFunc(sd.DrainDelay, func() { close(drained) })
+		defer t.Stop()
+		if stop(drained) {
+			fmt.Fprintln(stderr, "llmgate: second signal: stopped at once, during the drain")
 			return 1
 		}
-	case <-time.After(shutdownGrace):
-		fmt.Fprintln(stderr, "llmgate: shutdown timed out with requests in flight")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), sd.Grace)
+	defer cancel()
+	type result struct {
+		cut int64
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		cut, err := g.Shutdown(ctx)
+		done <- result{cut, err}
+	}()
+	var r result
+	for waiting := true; waiting; {
+		select {
+		case r = <-done: // at the grace's end, once Shutdown cut what was left and logged it
+			waiting = false
+		case s := <-sig:
+			if s == syscall.SIGHUP && !hupStops {
+				continue // said at the first one
+			}
+			fmt.Fprintln(stderr, "llmgate: second signal: stopped at once, with requests in flight")
+			return 1
+		}
+	}
+	switch {
+	case r.err != nil:
+		fmt.Fprintln(stderr, "llmgate: shutdown:", r.err)
 		return 1
+	case r.cut > 0:
+		return 1 // the gateway's log said how many
 	}
 	return 0
 }
