@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"net"
 	"net/http"
 	"os"
@@ -117,5 +118,49 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting until %s", what)
 		}
 		<-tick.C
+	}
+}
+
+// A second signal while requests in flight have their grace stops at once too: Ctrl-C twice
+// does not wait out shutdown.grace for a stream that will not end.
+func TestSecondSignalDuringGraceStopsAtOnce(t *testing.T) {
+	backend := startFakeLLM(t, fakellm.Options{Flavor: "vllm", Model: "m"})
+	cfg, err := buildServeConfig("", []string{backend}, nil, "127.0.0.1:0", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Shutdown = config.Shutdown{Grace: time.Hour}
+	stderr := &syncBuffer{}
+	g, lns, err := start(cfg, stderr, store.NewMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// The stream is still waiting for its first token: cut it.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+		defer cancel()
+		g.Shutdown(ctx) //nolint:errcheck
+	})
+	req, _ := http.NewRequest("POST", "http://"+lns[0].Addr().String()+"/v1/chat/completions",
+		strings.NewReader(`{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Fakellm-TTFT", "1h") // a prefill that outlasts the test
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sig := make(chan os.Signal, 2)
+	sig <- syscall.SIGTERM
+	sig <- syscall.SIGINT
+	rc := make(chan int, 1)
+	go func() { rc <- waitForSignal(g, cfg.Shutdown, stderr, sig, false) }()
+	select {
+	case got := <-rc:
+		if got != 1 || !strings.Contains(stderr.String(), "second signal: stopped at once, with requests in flight") {
+			t.Errorf("exit status %d, stderr %q; want 1, saying the second signal stopped it", got, stderr.String())
+		}
+	case <-time.After(20 * time.Second): // a bound on a failing test, not a synchronisation
+		t.Fatal("the second signal did not stop the grace")
 	}
 }
