@@ -124,7 +124,9 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 // A second signal while requests in flight have their grace stops at once too: Ctrl-C twice
 // does not wait out shutdown.grace for a stream that will not end.
 func TestSecondSignalDuringGraceStopsAtOnce(t *testing.T) {
-	backend := startFakeLLM(t, fakellm.Options{Flavor: "vllm", Model: "m"})
+	// One token every 1,000 seconds after the first: a stream that has begun (the client has
+	// its 200, which waits for the first event) and outlasts the test.
+	backend := startFakeLLM(t, fakellm.Options{Flavor: "vllm", Model: "m", TokensPerSecond: 0.001})
 	cfg, err := buildServeConfig("", []string{backend}, nil, "127.0.0.1:0", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -136,7 +138,7 @@ func TestSecondSignalDuringGraceStopsAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		// The stream is still waiting for its first token: cut it.
+		// The stream is still waiting for its next token: cut it.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
 		defer cancel()
 		g.Shutdown(ctx) //nolint:errcheck
@@ -144,7 +146,6 @@ func TestSecondSignalDuringGraceStopsAtOnce(t *testing.T) {
 	req, _ := http.NewRequest("POST", "http://"+lns[0].Addr().String()+"/v1/chat/completions",
 		strings.NewReader(`{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-Fakellm-TTFT", "1h") // a prefill that outlasts the test
 	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
 	if err != nil {
 		t.Fatal(err)
