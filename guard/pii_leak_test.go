@@ -59,6 +59,7 @@ var leakTexts = []string{
 	"Data Source=srv01;User ID=app;Password=hunter2Secret!;Encrypt=True\npassword = Tr0ub4dor&3x\n" +
 		"Set-AWSCredential -SecretKey s3cr3tV4lu3Xq9wLmN2Tz -SessionToken FwoGZXIvYXdzEBYaDHqa0AP1\n" +
 		"aws_session_token = FwoGZXIvYXdzEBYaDHqa0AP1/5Aq2Xr2JiLIAZgMQKl4yA1pR7tY0uI9oP",
+	"database:\n  password: \"s3cr3t-Pa55w0rd\"\nSMTP_PASSWD = m4ilR3lay9\n{\"client_secret\": \"Qx7v2LmP9aZt4RkW1nYc\"}\nJWT_SECRET = 9f3c1a7e5b2d48f0a6c4e8b1d3f5a7c9",
 	// Values that start at a name or option before them: no cut may fall between.
 	`curl -sS -u admin:Sup3rS3cret -H "Authorization: Basic YWRtaW46czNjcjN0UGFzcw==" http://localhost:9200/`,
 	`new BasicAWSCredentials("AKIAYYCSHKQINVNU5XDG", "7oX8nrEHAluvtdgDW1/In81LJK6yc/jecsblnAk2") and the rest`,
@@ -78,7 +79,10 @@ func TestLeakScannerMatchesRedactNamedValues(t *testing.T) {
 		"Set-AWSCredential -AccessKey $ak -SecretKey s3cr3tV4lu3Xq9wLmN2Tz -SessionToken FwoGZXIvYXdzEBYaDHqa0AP1",
 		"[prod]\naws_session_token = FwoGZXIvYXdzEBYaDHqa0AP1/5Aq2Xr2JiLIAZgMQKl4yA1pR7tY0uI9oP\nregion = eu-west-1",
 		"Data Source=srv01;Initial Catalog=Sales;User ID=app;Password=hunter2Secret!;Encrypt=True",
-		"DB_HOST=db\npassword = Tr0ub4dor&3x\nuser=app") {
+		"DB_HOST=db\npassword = Tr0ub4dor&3x\nuser=app",
+		"Login for staging:\nPassword: hunter2x!\nthen sudo",
+		`{"client_id": "web", "client_secret": "Qx7v2LmP9aZt4RkW1nYc", "scope": "read"}`,
+		"SMTP_PASSWD = m4ilR3lay9\nJWT_SECRET = 9f3c1a7e5b2d48f0a6c4e8b1d3f5a7c9\nexport GITHUB_TOKEN= a7Fq29XkLm3Pz81Rt6Vw0Yb4") {
 		want, _ := p.Redact(nil, []byte(text), Completion, &Vault{})
 		if strings.Count(string(want), "<SECRET_") == 0 {
 			t.Fatalf("Redact(%q) = %q: no secret found", text, want)

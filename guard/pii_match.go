@@ -344,6 +344,18 @@ func (s *scan) colon(i int) int {
 			}
 		}
 	}
+	// A named credential: "Password: hunter2x!", "password: 's3cr3t'", "client_secret": "..."
+	if k := i; k >= 4 {
+		if t[k-1] == '"' || t[k-1] == '\'' {
+			k--
+		}
+		switch t[k-1] | 0x20 {
+		case 'd', 't', 'n', 'y':
+			if e := s.named(i, k); e > i+1 {
+				return e
+			}
+		}
+	}
 	ts := i
 	for ts > s.lo && i-ts < 4 && isHex(t[ts-1]) {
 		ts--

@@ -60,7 +60,7 @@ func (s *scan) dash(i int) int {
 		if k-i-1 != len("secretkey") && k-i-1 != len("sessiontoken") {
 			return k
 		}
-		return s.credValue(k, true, 16)
+		return s.credValue(k, true, 16, credNone)
 	case i >= 4 && (hasPrefixAt(t, i-4, "xox") || hasPrefixAt(t, i-4, "xapp")) && i-4 >= s.lo && tokenStart(t, i-4):
 		switch t[i-1] {
 		case 'a', 'b', 'p', 'r', 's', 'e':
@@ -175,7 +175,7 @@ func (s *scan) under(i int) int {
 		if k-i != len("_session_token") && k-i != len("_security_token") {
 			return k
 		}
-		return s.credValue(k, false, 16)
+		return s.credValue(k, false, 16, credNone)
 	case secretName(t, i):
 		// Other names of the AWS secret key: aws_secret, AWS_SECRET_KEY, secret_key (Terraform),
 		// each followed by = or : and the key. The scan goes on after the name.
@@ -230,24 +230,94 @@ func (s *scan) awsSecret(k int, bare bool) int {
 }
 
 // equals handles '=' at i: a password after its name, "Password=" or "Pwd=" (any case), as
-// in ADO.NET and ODBC connection strings, URL queries and key=value configs.
+// in ADO.NET and ODBC connection strings, URL queries and key=value configs, and the other
+// named credentials of credName ("DB_PASSWORD=", "export GITHUB_TOKEN=", "--password=").
 func (s *scan) equals(i int) int {
+	return s.named(i, i)
+}
+
+// named tries the value of a named credential whose name ends at j, before the '=' or ':'
+// at i (a quote may close the name between, as in JSON).
+func (s *scan) named(i, j int) int {
 	t := s.t
-	j := i // the name's end: "Password = x" in a config
-	for j > 0 && i-j < 2 && t[j-1] == ' ' {
+	for j > 0 && i-j < 2 && t[j-1] == ' ' { // "Password = x" in a config
 		j--
 	}
-	if j < 3 || t[j-1]|0x20 != 'd' {
+	switch kind := credName(t, j); {
+	case kind == credNone:
 		return i + 1
-	}
-	switch {
-	case hasPrefixFold(t, j-8, "password") && !wordBefore(t, j-8) && (j == 8 || t[j-9] != '.' && t[j-9] != '-'):
-	case hasPrefixFold(t, j-3, "pwd") && !wordBefore(t, j-3) && (j == 3 || t[j-4] != '.' && t[j-4] != '-'):
+	case kind == credPassword && t[i] == '=':
+		return s.credValue(i, false, 4, credNone)
+	case kind == credPassword:
+		return s.credValue(i, false, 4, credColon)
 	default:
-		return i + 1
+		return s.credValue(i, false, 8, kind)
 	}
-	return s.credValue(i, false, 4)
 }
+
+// Kinds of credential names (credName) and how much their values must look like a secret.
+const (
+	credNone     = iota
+	credPassword // password, passwd, pwd: any value of four bytes or more after '='
+	credColon    // a password name before ':': an unquoted value needs a digit or a symbol
+	credGeneric  // *_SECRET, *_TOKEN, *_API_KEY, *_PRIVATE_KEY: a digit and a letter
+)
+
+// credName returns the kind of the credential name that ends at j (before '=' or ':'), or
+// credNone: Password, Pwd, Passwd, alone or as the last part of a snake_case name
+// (DB_PASSWORD, mysql_root_password) or of an upper-case one (PGPASSWORD), and "--password";
+// secret and token as the last part of a snake_case name (JWT_SECRET, client_secret,
+// GITHUB_TOKEN, access_token) or alone in upper case; api_key, apikey (apiKey) and
+// private_key alone or last. A name after '.' or a single '-' is code or an option of
+// something else ("self.password=", "max-token=").
+func credName(t []byte, j int) int {
+	if j < 3 {
+		return credNone
+	}
+	var sfx []string
+	kind := credGeneric
+	switch t[j-1] | 0x20 {
+	case 'd':
+		sfx, kind = credPasswords[:], credPassword
+	case 't':
+		sfx = credSecrets[:1]
+	case 'n':
+		sfx = credSecrets[1:2]
+	case 'y':
+		sfx = credSecrets[2:]
+	default:
+		return credNone
+	}
+	a := j
+	upper := true
+	for a > 0 && j-a < 48 && isWord(t[a-1]) {
+		a--
+		upper = upper && !isLower(t[a])
+	}
+	if a > 0 && (t[a-1] == '.' || t[a-1] == '-' && !(a >= 2 && t[a-2] == '-' && (a == 2 || isSpace(t[a-3])))) {
+		return credNone
+	}
+	for _, p := range sfx {
+		b := j - len(p)
+		if b < a || !hasPrefixFold(t, b, p) {
+			continue
+		}
+		switch {
+		case b == a && (kind == credPassword || upper || p[0] != 's' && p[0] != 't'):
+			return kind // Password, SECRET, apiKey
+		case b-1 > a && t[b-1] == '_':
+			return kind // DB_PASSWORD, client_secret
+		case upper && kind == credPassword:
+			return kind // PGPASSWORD
+		}
+	}
+	return credNone
+}
+
+var (
+	credPasswords = [...]string{"password", "passwd", "pwd"}
+	credSecrets   = [...]string{"secret", "token", "api_key", "apikey", "private_key"}
+)
 
 // credValue reports the value of a named credential whose name ends at k as a SECRET: past
 // an optional closing quote, '=' or ':' (with bare, spaces alone will do, as on a command
@@ -256,7 +326,7 @@ func (s *scan) equals(i int) int {
 // query's next parameter. It must be min bytes long at least, no placeholder ("$env:PW",
 // "<password>", "{0}", "%PW%", "****", "...", "myPassword", "your-key", "true") and, unquoted,
 // no code (see codeRef). It returns where the scan goes on.
-func (s *scan) credValue(k int, bare bool, min int) int {
+func (s *scan) credValue(k int, bare bool, min int, kind int) int {
 	t := s.t
 	p := k
 	if p < len(t) && (t[p] == '"' || t[p] == '\'') {
@@ -297,11 +367,41 @@ func (s *scan) credValue(k int, bare bool, min int) int {
 		}
 		e++
 	}
-	if e-p < min || e-p > 256 || p < s.lo || credPlaceholder(t[p:e]) || quote == 0 && codeRef(t, p, e) {
+	if e-p < min || e-p > 256 || p < s.lo || credPlaceholder(t[p:e]) || quote == 0 && codeRef(t, p, e) ||
+		kind != credNone && !credLooksSecret(t[p:e], kind, quote != 0) {
 		return max(p, k+1)
 	}
 	s.emit(eSecret, p, e, 1)
 	return e
+}
+
+// credLooksSecret reports whether the value v of a credential name of the given kind looks
+// like a secret: after a generic name (API_TOKEN, client_secret), a digit and a letter, so
+// counts and limits ("TOKEN=4096") and words ("supersecret") are not; after a password name
+// and ':', quoted, or unquoted with a digit or a symbol ("Password: hunter2x!"), so prose
+// ("Password: Required") is not. An unquoted dotted name is code ("process.env.DB_PW").
+func credLooksSecret(v []byte, kind int, quoted bool) bool {
+	var c uint8
+	dots, sym := 0, false
+	for _, b := range v {
+		c |= cls[b]
+		switch {
+		case b == '.':
+			dots++
+		case !isWord(b) && b != '-':
+			sym = true
+		}
+	}
+	if v[0] == '-' || bytes.Contains(v, []byte("://")) {
+		return false // a PEM key, which its own matcher takes whole, or a link: "Reset password: https://..."
+	}
+	if !quoted && dots > 0 && !sym && isAlpha(v[0]) && isAlpha(v[len(v)-1]) {
+		return false
+	}
+	if kind == credGeneric {
+		return c&cDigit != 0 && c&(cUpper|cLower) != 0
+	}
+	return quoted || c&(cUpper|cLower) != 0 && (c&cDigit != 0 || sym)
 }
 
 // codeRef reports whether the unquoted value t[p:e] of a named credential is code that holds
