@@ -378,8 +378,9 @@ func (s *scan) credValue(k int, bare bool, min int, kind int) int {
 // credLooksSecret reports whether the value v of a credential name of the given kind looks
 // like a secret: after a generic name (API_TOKEN, client_secret), a digit and a letter, so
 // counts and limits ("TOKEN=4096") and words ("supersecret") are not; after a password name
-// and ':', quoted, or unquoted with a digit or a symbol ("Password: hunter2x!"), so prose
-// ("Password: Required") is not. An unquoted dotted name is code ("process.env.DB_PW").
+// and ':', a letter and a digit or a symbol ("Password: hunter2x!"), so prose ("Password:
+// Required") and translations ("password": "Passwort") are not. A value with a space is
+// words; an unquoted dotted name is code ("process.env.DB_PW").
 func credLooksSecret(v []byte, kind int, quoted bool) bool {
 	var c uint8
 	dots, sym := 0, false
@@ -392,8 +393,10 @@ func credLooksSecret(v []byte, kind int, quoted bool) bool {
 			sym = true
 		}
 	}
-	if v[0] == '-' || bytes.Contains(v, []byte("://")) {
-		return false // a PEM key, which its own matcher takes whole, or a link: "Reset password: https://..."
+	if v[0] == '-' || v[0] == '!' || bytes.IndexByte(v, ' ') >= 0 || bytes.Contains(v, []byte("://")) {
+		// A PEM key, which its own matcher takes whole, a YAML tag ("password: !vault |"),
+		// words (a translation: "password": "Mot de passe") or a link ("Reset password: https://...").
+		return false
 	}
 	if !quoted && dots > 0 && !sym && isAlpha(v[0]) && isAlpha(v[len(v)-1]) {
 		return false
@@ -401,7 +404,7 @@ func credLooksSecret(v []byte, kind int, quoted bool) bool {
 	if kind == credGeneric {
 		return c&cDigit != 0 && c&(cUpper|cLower) != 0
 	}
-	return quoted || c&(cUpper|cLower) != 0 && (c&cDigit != 0 || sym)
+	return c&(cUpper|cLower) != 0 && (c&cDigit != 0 || sym)
 }
 
 // codeRef reports whether the unquoted value t[p:e] of a named credential is code that holds
@@ -447,7 +450,8 @@ func credPlaceholder(v []byte) bool {
 		w[k] = asciiLower(w[k])
 	}
 	switch string(w) {
-	case "true", "false", "null", "none", "nil", "empty", "secret", "required", "changeme", "redacted":
+	case "true", "false", "null", "none", "nil", "empty", "secret", "required", "changeme", "redacted",
+		"string", "example", "placeholder":
 		return true
 	}
 	return bytes.Contains(w, []byte("password")) || bytes.Contains(w, []byte("passwd")) ||
