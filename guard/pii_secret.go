@@ -61,6 +61,8 @@ func (s *scan) dash(i int) int {
 			return k
 		}
 		return s.credValue(k, true, 16, credNone)
+	case i+5 < len(t) && t[i+1] == 'p' && i > 0 && isSpace(t[i-1]) && !isSpace(t[i+2]):
+		return s.mysqlPass(i)
 	case i >= 4 && (hasPrefixAt(t, i-4, "xox") || hasPrefixAt(t, i-4, "xapp")) && i-4 >= s.lo && tokenStart(t, i-4):
 		switch t[i-1] {
 		case 'a', 'b', 'p', 'r', 's', 'e':
@@ -120,6 +122,38 @@ func (s *scan) curlUser(i int) int {
 	}
 	s.emit(eSecret, p, e, 1)
 	return e
+}
+
+// mysqlPass handles the MySQL client's -p at i with its password joined to it: "mysql -u root
+// -pS3cr3t db", "mysqldump -p'S3cr3t!' shop". Only after mysql, mysqldump, mysqladmin or
+// mariadb in the same command (on its line or one a backslash continues, not past ';', '|'
+// or '&'): other tools' -p is a port, a path
+// or a flag ("ssh -p2222", "mkdir -p dir", "tar -pczf"). A value with a space is left alone,
+// as the leak scanner may cut there.
+func (s *scan) mysqlPass(i int) int {
+	t := s.t
+	p := i + 2
+	var q byte
+	if t[p] == '"' || t[p] == '\'' {
+		q = t[p]
+		p++
+	}
+	e := p
+	for e < len(t) && e-p <= 128 && !isSpace(t[e]) && (q != 0 && t[e] != q || q == 0 && t[e] != ';') {
+		e++
+	}
+	if e-p < 4 || e-p > 128 || q != 0 && (e >= len(t) || t[e] != q) || p < s.lo || credPlaceholder(t[p:e]) {
+		return i + 1
+	}
+	k := i - 1
+	for k >= 5 && i-k < 256 && (t[k] != '\n' || t[k-1] == '\\') && t[k] != ';' && t[k] != '|' && t[k] != '&' {
+		if t[k-5] == 'm' && (hasPrefixAt(t, k-5, "mysql") || hasPrefixAt(t, k-5, "mariad")) && tokenStart(t, k-5) {
+			s.emit(eSecret, p, e, 1)
+			return e
+		}
+		k--
+	}
+	return i + 1
 }
 
 // gitlabTokenPrefixes are the prefixes GitLab gives its tokens, before the '-'.
