@@ -322,6 +322,16 @@ func credName(t []byte, j int) int {
 	default:
 		return credNone
 	}
+	// Most names end in none of the suffixes: rule them out before reading the name.
+	n := 0
+	for _, p := range sfx {
+		if hasPrefixFold(t, j-len(p), p) {
+			n++
+		}
+	}
+	if n == 0 {
+		return credNone
+	}
 	a := j
 	upper := true
 	for a > 0 && j-a < 48 && isWord(t[a-1]) {
