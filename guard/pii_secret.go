@@ -302,8 +302,9 @@ const (
 // (DB_PASSWORD, mysql_root_password) or of an upper-case one (PGPASSWORD), and "--password";
 // secret and token as the last part of a snake_case name (JWT_SECRET, client_secret,
 // GITHUB_TOKEN, access_token) or alone in upper case; api_key, apikey (apiKey) and
-// private_key alone or last. A name after '.' or a single '-' is code or an option of
-// something else ("self.password=", "max-token=").
+// private_key alone or last. A name after a single '-' is an option of something else
+// ("max-token="), and one after '.' code ("self.password = x") unless it ends a properties
+// key (propertyKey), whose password's value must then look like a secret (credColon).
 func credName(t []byte, j int) int {
 	if j < 3 {
 		return credNone
@@ -338,8 +339,13 @@ func credName(t []byte, j int) int {
 		a--
 		upper = upper && !isLower(t[a])
 	}
-	if a > 0 && (t[a-1] == '.' || t[a-1] == '-' && !(a >= 2 && t[a-2] == '-' && (a == 2 || isSpace(t[a-3])))) {
+	dotted := a > 0 && t[a-1] == '.'
+	if dotted && !propertyKey(t, a-1, j) ||
+		a > 0 && t[a-1] == '-' && !(a >= 2 && t[a-2] == '-' && (a == 2 || isSpace(t[a-3]))) {
 		return credNone
+	}
+	if dotted && kind == credPassword {
+		kind = credColon // spring.datasource.password=: the value must look like a secret
 	}
 	for _, p := range sfx {
 		b := j - len(p)
@@ -351,11 +357,31 @@ func credName(t []byte, j int) int {
 			return kind // Password, SECRET, apiKey
 		case b-1 > a && t[b-1] == '_':
 			return kind // DB_PASSWORD, client_secret
-		case upper && kind == credPassword:
+		case upper && kind != credGeneric:
 			return kind // PGPASSWORD
 		}
 	}
 	return credNone
+}
+
+// propertyKey reports whether the name that ends at j, after the '.' at d, ends a Java
+// properties key that starts its line: "spring.datasource.password=", "db.password:", with
+// nothing between the name and '=' or ':'. Code assigns to a field with spaces around '='
+// or within a line ("self.password = pw", "if (cfg.password==null)"); "self." and "this."
+// are code too.
+func propertyKey(t []byte, d, j int) bool {
+	if j >= len(t) || t[j] != '=' && t[j] != ':' {
+		return false
+	}
+	a := d
+	for a > 0 && d-a < 128 && (isWord(t[a-1]) || t[a-1] == '.' && t[a] != '.') {
+		a--
+	}
+	k := a
+	for k > 0 && (t[k-1] == ' ' || t[k-1] == '\t') {
+		k--
+	}
+	return (k == 0 || t[k-1] == '\n') && isLower(t[a]) && !hasPrefixAt(t, a, "self.") && !hasPrefixAt(t, a, "this.")
 }
 
 var (
