@@ -437,10 +437,10 @@ func (cs *cutState) endToken() {
 	// So too the value of "Authorization: Basic" and of curl's "-u" or "--user", and an AWS
 	// secret key within 96 bytes of its access key ID (awsSecretNear). And the value of a
 	// named credential (credValue): "-SessionToken x", "aws_session_token = x", "Password = x",
-	// "Pwd = x", "Password: x", "DB_PASSWD = x", "client_secret": "x".
+	// "Pwd = x", "Password: x", "DB_PASSWD = x", "client_secret": "x"; and a bearer token.
 	cs.keyName = cs.tail == 'k'<<16|'e'<<8|'y' || cs.keyName && cs.tokSep ||
 		cs.tail == 'k'<<16|'e'<<8|'n' || cs.tail == 'o'<<16|'r'<<8|'d' || cs.tail == 'p'<<16|'w'<<8|'d' ||
-		cs.tail == 's'<<16|'w'<<8|'d' || cs.tail == 'r'<<16|'e'<<8|'t' ||
+		cs.tail == 's'<<16|'w'<<8|'d' || cs.tail == 'r'<<16|'e'<<8|'t' || cs.tail == 'r'<<16|'e'<<8|'r' ||
 		cs.tail == 'i'<<16|'o'<<8|'n' || cs.tail == 's'<<16|'i'<<8|'c' || cs.tail == 's'<<16|'e'<<8|'r' ||
 		cs.tokLen == 2 && cs.last4&0xffff == '-'<<8|'u'
 	if cs.akia {

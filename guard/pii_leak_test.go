@@ -59,6 +59,7 @@ var leakTexts = []string{
 	"Data Source=srv01;User ID=app;Password=hunter2Secret!;Encrypt=True\npassword = Tr0ub4dor&3x\n" +
 		"Set-AWSCredential -SecretKey s3cr3tV4lu3Xq9wLmN2Tz -SessionToken FwoGZXIvYXdzEBYaDHqa0AP1\n" +
 		"aws_session_token = FwoGZXIvYXdzEBYaDHqa0AP1/5Aq2Xr2JiLIAZgMQKl4yA1pR7tY0uI9oP",
+	"GET /v1/me HTTP/1.1\nAuthorization:   Bearer   8f2c1a7e5b2d48f0a6c4e9d1\n",
 	"Run mysqldump -h db01 -u backup \\\n  -pB4ckup2024x --single-transaction shop > shop.sql",
 	"database:\n  password: \"s3cr3t-Pa55w0rd\"\nSMTP_PASSWD = m4ilR3lay9\n{\"client_secret\": \"Qx7v2LmP9aZt4RkW1nYc\"}\nJWT_SECRET = 9f3c1a7e5b2d48f0a6c4e8b1d3f5a7c9",
 	// Values that start at a name or option before them: no cut may fall between.
@@ -82,6 +83,7 @@ func TestLeakScannerMatchesRedactNamedValues(t *testing.T) {
 		"Data Source=srv01;Initial Catalog=Sales;User ID=app;Password=hunter2Secret!;Encrypt=True",
 		"DB_HOST=db\npassword = Tr0ub4dor&3x\nuser=app",
 		"Login for staging:\nPassword: hunter2x!\nthen sudo",
+		`curl -s https://api.example.com/v2/orders -H "Authorization: Bearer 8f2c1a7e5b2d48f0a6c4e9d1"`,
 		`{"client_id": "web", "client_secret": "Qx7v2LmP9aZt4RkW1nYc", "scope": "read"}`,
 		"SMTP_PASSWD = m4ilR3lay9\nJWT_SECRET = 9f3c1a7e5b2d48f0a6c4e8b1d3f5a7c9\nexport GITHUB_TOKEN= a7Fq29XkLm3Pz81Rt6Vw0Yb4") {
 		want, _ := p.Redact(nil, []byte(text), Completion, &Vault{})

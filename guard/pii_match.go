@@ -290,6 +290,34 @@ func (s *scan) slackHook(i int) int {
 
 // basicAuth reports the credentials of HTTP Basic authentication after "Authorization:" (the
 // ':' is at p-1): "Basic " and the base64 of "user:password", which anyone can decode.
+// bearerAuth tries an opaque bearer token at p, after "Authorization:" ("Authorization:
+// Bearer 8f2c...", a header in a pasted curl command or log): 12 to 512 bytes of RFC 6750's
+// token characters with a letter and a digit, no placeholder ("Bearer $TOKEN", "Bearer
+// <token>", "Bearer YOUR_TOKEN"). JWTs and provider keys are found by their own matchers too.
+func (s *scan) bearerAuth(p int) (int, bool) {
+	t := s.t
+	for q := p; p < len(t) && p-q < 3 && (t[p] == ' ' || t[p] == '"' || t[p] == '\''); p++ {
+	}
+	if !hasPrefixFold(t, p, "bearer ") {
+		return 0, false
+	}
+	p += len("bearer ")
+	var c uint8
+	e := p
+	for e < len(t) && e-p <= 512 && (isAlnum(t[e]) || t[e] == '-' || t[e] == '.' || t[e] == '_' || t[e] == '~' || t[e] == '+' || t[e] == '/') {
+		c |= cls[t[e]]
+		e++
+	}
+	for e < len(t) && t[e] == '=' {
+		e++
+	}
+	if e-p < 12 || e-p > 512 || c&cDigit == 0 || c&(cUpper|cLower) == 0 || p < s.lo || credPlaceholder(t[p:e]) {
+		return 0, false
+	}
+	s.emit(eSecret, p, e, 1)
+	return e, true
+}
+
 func (s *scan) basicAuth(p int) (int, bool) {
 	t := s.t
 	for q := p; p < len(t) && p-q < 3 && (t[p] == ' ' || t[p] == '"' || t[p] == '\''); p++ {
@@ -340,6 +368,9 @@ func (s *scan) colon(i int) int {
 		}
 		if hasPrefixFold(t, k-13, "authorization") {
 			if end, ok := s.basicAuth(i + 1); ok {
+				return end
+			}
+			if end, ok := s.bearerAuth(i + 1); ok {
 				return end
 			}
 		}
