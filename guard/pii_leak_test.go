@@ -60,6 +60,7 @@ var leakTexts = []string{
 		"Set-AWSCredential -SecretKey s3cr3tV4lu3Xq9wLmN2Tz -SessionToken FwoGZXIvYXdzEBYaDHqa0AP1\n" +
 		"aws_session_token = FwoGZXIvYXdzEBYaDHqa0AP1/5Aq2Xr2JiLIAZgMQKl4yA1pR7tY0uI9oP",
 	"GET /v1/me HTTP/1.1\nAuthorization:   Bearer   8f2c1a7e5b2d48f0a6c4e9d1\n",
+	"curl https://myres.openai.azure.com/x -H \"api-key:  0f3c1a7e5b2d48f0a6c4e8b1d3f5a7c9\" -H 'X-API-Key: 3b7e9d2f1a8c4e6b0d5f7a9c'",
 	"Run mysqldump -h db01 -u backup \\\n  -pB4ckup2024x --single-transaction shop > shop.sql",
 	"database:\n  password: \"s3cr3t-Pa55w0rd\"\nSMTP_PASSWD = m4ilR3lay9\n{\"client_secret\": \"Qx7v2LmP9aZt4RkW1nYc\"}\nJWT_SECRET = 9f3c1a7e5b2d48f0a6c4e8b1d3f5a7c9",
 	// Values that start at a name or option before them: no cut may fall between.

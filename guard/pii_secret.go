@@ -302,7 +302,7 @@ const (
 // (DB_PASSWORD, mysql_root_password) or of an upper-case one (PGPASSWORD), and "--password";
 // secret and token as the last part of a snake_case name (JWT_SECRET, client_secret,
 // GITHUB_TOKEN, access_token) or alone in upper case; api_key, apikey (apiKey) and
-// private_key alone or last. A name after a single '-' is an option of something else
+// private_key alone or last; the headers api-key and x-api-key. A name after a single '-' is an option of something else
 // ("max-token="), and one after '.' code ("self.password = x") unless it ends a properties
 // key (propertyKey), whose password's value must then look like a secret (credColon).
 func credName(t []byte, j int) int {
@@ -319,6 +319,14 @@ func credName(t []byte, j int) int {
 	case 'n':
 		sfx = credSecrets[1:2]
 	case 'y':
+		if hasPrefixFold(t, j-7, "api-key") {
+			// The api-key header of Azure OpenAI, x-api-key of many others.
+			if a := j - 7; a == 0 || !isWord(t[a-1]) && t[a-1] != '-' && t[a-1] != '.' ||
+				t[a-1] == '-' && (a == 2 && t[0]|0x20 == 'x' || a > 2 && t[a-2]|0x20 == 'x' && !isWord(t[a-3]) && t[a-3] != '-') {
+				return credGeneric
+			}
+			return credNone
+		}
 		sfx = credSecrets[2:]
 	default:
 		return credNone
