@@ -352,8 +352,10 @@ func credName(t []byte, j int) int {
 		a > 0 && t[a-1] == '-' && !(a >= 2 && t[a-2] == '-' && (a == 2 || isSpace(t[a-3]))) {
 		return credNone
 	}
-	if dotted && kind == credPassword {
-		kind = credColon // spring.datasource.password=: the value must look like a secret
+	if (dotted || a > 0 && t[a-1] == '$') && kind == credPassword {
+		// spring.datasource.password=, or a Perl or PHP variable ("my $passwd = shift;"):
+		// the value must look like a secret.
+		kind = credColon
 	}
 	for _, p := range sfx {
 		b := j - len(p)
@@ -445,7 +447,7 @@ func (s *scan) credValue(k int, bare bool, min int, kind int) int {
 		}
 		e++
 	}
-	if e-p < min || e-p > 256 || p < s.lo || credPlaceholder(t[p:e]) || quote == 0 && codeRef(t, p, e) ||
+	if e-p < min || e-p > 256 || p < s.lo || credPlaceholder(t[p:e]) || quote == 0 && codeRef(t, p, e) || pathValue(t[p:e]) ||
 		kind != credNone && !credLooksSecret(t[p:e], kind, quote != 0) {
 		return max(p, k+1)
 	}
@@ -483,6 +485,14 @@ func credLooksSecret(v []byte, kind int, quoted bool) bool {
 		return c&cDigit != 0 && c&(cUpper|cLower) != 0
 	}
 	return c&(cUpper|cLower) != 0 && (c&cDigit != 0 || sym)
+}
+
+// pathValue reports whether the value v of a named credential is a file path: "/home/app"
+// after PWD or OLDPWD, the working directory in an environment dump ("PWD=/home/app",
+// "PWD": "/Users/ann"), "NOPASSWD: /bin/systemctl" in sudoers, "~/..." or "C:\...".
+func pathValue(v []byte) bool {
+	return v[0] == '/' || v[0] == '~' && len(v) > 1 && v[1] == '/' ||
+		len(v) > 2 && isAlpha(v[0]) && v[1] == ':' && (v[2] == '\\' || v[2] == '/')
 }
 
 // codeRef reports whether the unquoted value t[p:e] of a named credential is code that holds
