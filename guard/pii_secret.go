@@ -283,7 +283,7 @@ func (s *scan) named(i, j int) int {
 	case kind == credPassword && t[i] == '=':
 		return s.credValue(i, false, 4, credNone)
 	case kind == credPassword:
-		return s.credValue(i, false, 4, credColon)
+		return s.credValue(i, false, 6, credColon)
 	default:
 		return s.credValue(i, false, 8, kind)
 	}
@@ -293,7 +293,7 @@ func (s *scan) named(i, j int) int {
 const (
 	credNone     = iota
 	credPassword // password, passwd, pwd: any value of four bytes or more after '='
-	credColon    // a password name before ':': an unquoted value needs a digit or a symbol
+	credColon    // a password name before ':', or in code: a letter and a digit or a symbol
 	credGeneric  // *_SECRET, *_TOKEN, *_API_KEY, *_PRIVATE_KEY: a digit and a letter
 )
 
@@ -365,6 +365,8 @@ func credName(t []byte, j int) int {
 		switch {
 		case b == a && (kind == credPassword || upper || p[0] != 's' && p[0] != 't'):
 			return kind // Password, SECRET, apiKey
+		case b-1 > a && t[b-1] == '_' && !upper && kind == credPassword:
+			return credColon // db_password = user_pw in code: the value must look like a secret
 		case b-1 > a && t[b-1] == '_':
 			return kind // DB_PASSWORD, client_secret
 		case upper && kind != credGeneric:
@@ -469,7 +471,7 @@ func credLooksSecret(v []byte, kind int, quoted bool) bool {
 		switch {
 		case b == '.':
 			dots++
-		case !isWord(b) && b != '-':
+		case !isWord(b) && b != '-' && b > ' ' && b < 0x7f:
 			sym = true
 		}
 	}
@@ -525,7 +527,7 @@ func queryParam(t []byte, i int) bool {
 // variable, a template or a mask, or a value that names itself.
 func credPlaceholder(v []byte) bool {
 	switch v[0] {
-	case '$', '<', '{', '[', '(', '%', '*', '#', '@', '\\':
+	case '$', '<', '{', '[', '(', '%', '*', '#', '@', '\\', '+', ' ': // '+', ' ': "PWD=" + dir
 		return true
 	}
 	if bytes.Contains(v, []byte("...")) || bytes.Count(v, v[:1]) == len(v) {
