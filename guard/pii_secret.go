@@ -225,6 +225,20 @@ func (s *scan) under(i int) int {
 	return i + 1
 }
 
+// afterName returns, for a credential's name that ends at k, where its optional closing quote
+// ends (q) and where the spaces and tabs after that end (p).
+func afterName(t []byte, k int) (q, p int) {
+	p = k
+	if p < len(t) && (t[p] == '"' || t[p] == '\'') {
+		p++
+	}
+	q = p
+	for p < len(t) && (t[p] == ' ' || t[p] == '\t') {
+		p++
+	}
+	return q, p
+}
+
 // awsSecret tries an AWS secret access key after its name ("aws_secret_access_key = ",
 // "AWS_SECRET_ACCESS_KEY=", "SecretAccessKey": "), which ends at k: 40 base64 characters with
 // a digit and letters of both cases. Without the name 40 random characters are too ambiguous.
@@ -232,14 +246,7 @@ func (s *scan) under(i int) int {
 // "aws configure set aws_secret_access_key wJal...", "-SecretAccessKey wJal...".
 func (s *scan) awsSecret(k int, bare bool) int {
 	t := s.t
-	p := k
-	if p < len(t) && (t[p] == '"' || t[p] == '\'') {
-		p++
-	}
-	q := p
-	for p < len(t) && (t[p] == ' ' || t[p] == '\t') {
-		p++
-	}
+	q, p := afterName(t, k)
 	switch {
 	case p < len(t) && (t[p] == '=' || t[p] == ':'):
 		p++
@@ -410,16 +417,9 @@ var (
 // no code (see codeRef). It returns where the scan goes on.
 func (s *scan) credValue(k int, bare bool, min int, kind int) int {
 	t := s.t
-	p := k
-	if p < len(t) && (t[p] == '"' || t[p] == '\'') {
-		p++
-	}
-	q := p
-	for p < len(t) && (t[p] == ' ' || t[p] == '\t') {
-		p++
-	}
+	q, p := afterName(t, k)
 	switch {
-	case k > 0 && t[k] == '=':
+	case k < len(t) && t[k] == '=': // a name may end the text ("... -SessionToken")
 		p = k + 1
 	case p < len(t) && (t[p] == '=' || t[p] == ':'):
 		p++

@@ -58,6 +58,11 @@ func TestPIIFind(t *testing.T) {
 		{"password in a url query", "GET /login?user=bob&password=S3cure9Pass&next=/", []string{"SECRET:S3cure9Pass"}},
 		{"not secret: password fetched in code", `connect(host="db", password=os.getenv("DB_PW"), user=u)`, nil},
 		{"not secret: password compared", "if password==null { return }", nil},
+		// A credential's name that ends the text has no value: nothing, and no read past the end.
+		{"not secret: -SessionToken ends the text", "Set-AWSCredential -AccessKey x -SessionToken", nil},
+		{"not secret: -SecretKey ends the text", "Set-AWSCredential -AccessKey x -SecretKey", nil},
+		{"not secret: aws_session_token ends the text", "put it in aws_session_token", nil},
+		{"not secret: AWS_SESSION_TOKEN ends the text", "export AWS_SESSION_TOKEN", nil},
 		{"not secret: password from a variable", "login(user, password=cfg.db_pw) or login(user, password=dbpass1, x)", nil},
 		{"not secret: powershell variable", "Set-AWSCredential -SecretKey $env:AWS_SECRET_ACCESS_KEY -SessionToken (Get-Token)", nil},
 		{"email apostrophe in local part", "Write to o'reilly@example.com or 'd'arcy.o'neil@example.org'.",
