@@ -168,19 +168,7 @@ func fullFeatures(c *config.Config) {
 func BenchmarkPipelineFull(b *testing.B) {
 	g := newBenchGateway(b, fullFeatures)
 	g.log = discardLogger()
-	body := bytes.Replace(chatBody1K(false), []byte(`"temperature":0.2`), []byte(`"temperature":0`), 1)
-	counter := bytes.Index(body, []byte("lorem"))
-	ctx, req := newBenchCtx(body)
-	var w bytes.Buffer
-	n := 0
-	next := func() {
-		n++
-		b := req.Body()
-		for i, x := 0, n; i < 8; i, x = i+1, x/10 {
-			b[counter+i] = byte('0' + x%10)
-		}
-		serveOnce(g, ctx, req, &w)
-	}
+	ctx, req, w, next := uniqueRequests(g)
 	next()
 	if ctx.Response.StatusCode() != 200 || string(ctx.Response.Header.Peek("X-Llmgate-Cache")) != "miss" {
 		b.Fatalf("status %d, cache %q: %s", ctx.Response.StatusCode(), ctx.Response.Header.Peek("X-Llmgate-Cache"), w.Bytes())
@@ -190,6 +178,26 @@ func BenchmarkPipelineFull(b *testing.B) {
 	for b.Loop() {
 		next()
 	}
+}
+
+// uniqueRequests returns a buffered 1 KiB chat request that is cacheable (temperature 0) and
+// next, which serves it to g with a counter in its prompt bumped first, so that each request is
+// unique (a cache miss); w holds the last answer's body.
+func uniqueRequests(g *Gateway) (ctx *fasthttp.RequestCtx, req *fasthttp.Request, w *bytes.Buffer, next func()) {
+	body := bytes.Replace(chatBody1K(false), []byte(`"temperature":0.2`), []byte(`"temperature":0`), 1)
+	counter := bytes.Index(body, []byte("lorem"))
+	ctx, req = newBenchCtx(body)
+	w = new(bytes.Buffer)
+	n := 0
+	next = func() {
+		n++
+		b := req.Body()
+		for i, x := 0, n; i < 8; i, x = i+1, x/10 {
+			b[counter+i] = byte('0' + x%10)
+		}
+		serveOnce(g, ctx, req, w)
+	}
+	return ctx, req, w, next
 }
 
 // BenchmarkPipelineFullHit is BenchmarkPipelineCacheHit with the guard of BenchmarkPipelineFull.
@@ -251,19 +259,7 @@ func BenchmarkPipelineCacheMiss(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			g := newBenchGateway(b, c.edits...)
 			g.log = discardLogger()
-			body := bytes.Replace(chatBody1K(false), []byte(`"temperature":0.2`), []byte(`"temperature":0`), 1)
-			counter := bytes.Index(body, []byte("lorem"))
-			ctx, req := newBenchCtx(body)
-			var w bytes.Buffer
-			n := 0
-			next := func() {
-				n++
-				b := req.Body()
-				for i, x := 0, n; i < 8; i, x = i+1, x/10 {
-					b[counter+i] = byte('0' + x%10)
-				}
-				serveOnce(g, ctx, req, &w)
-			}
+			ctx, req, w, next := uniqueRequests(g)
 			next()
 			want := "miss"
 			if g.cacheStore == nil {

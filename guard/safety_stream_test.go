@@ -301,6 +301,22 @@ func FuzzSafetyStreamSplit(f *testing.F) {
 	})
 }
 
+// checkCountAndCuts checks that Check finds want matches in text, and that a stream of text
+// cut in two at every byte finds the same matches.
+func checkCountAndCuts(t *testing.T, s *Safety, text string, want int) {
+	t.Helper()
+	in := []byte(text)
+	got := s.Check(nil, in)
+	if len(got) != want {
+		t.Errorf("%q: %d matches %v, want %d", text, len(got), got, want)
+	}
+	for i := 0; i <= len(in); i++ {
+		if _, ms := streamPieces(t, s, 0, in[:i], in[i:]); !slices.Equal(ms, got) {
+			t.Errorf("%q cut at %d: stream %v, Check %v", text, i, ms, got)
+		}
+	}
+}
+
 // TestUnlessNext checks unless_next: a phrase that starts on the word right after a match
 // cancels it, wherever the text is cut, in the text and in a base64 segment.
 func TestUnlessNext(t *testing.T) {
@@ -327,16 +343,7 @@ categories:
 		"x " + enc([]byte("make a bomb shelter")) + " y": 0,
 		"x " + enc([]byte("make a bomb now")) + " y":     1,
 	} {
-		in := []byte(text)
-		got := s.Check(nil, in)
-		if len(got) != want {
-			t.Errorf("%q: %d matches %v, want %d", text, len(got), got, want)
-		}
-		for i := 0; i <= len(in); i++ {
-			if _, ms := streamPieces(t, s, 0, in[:i], in[i:]); !slices.Equal(ms, got) {
-				t.Errorf("%q cut at %d: stream %v, Check %v", text, i, ms, got)
-			}
-		}
+		checkCountAndCuts(t, s, text, want)
 	}
 }
 
@@ -374,16 +381,7 @@ categories:
 		"x " + enc([]byte("I can't help you make a bomb")) + " y": 0,
 		"x " + enc([]byte("please make a bomb")) + " y":           1,
 	} {
-		in := []byte(text)
-		got := s.Check(nil, in)
-		if len(got) != want {
-			t.Errorf("%q: %d matches %v, want %d", text, len(got), got, want)
-		}
-		for i := 0; i <= len(in); i++ {
-			if _, ms := streamPieces(t, s, 0, in[:i], in[i:]); !slices.Equal(ms, got) {
-				t.Errorf("%q cut at %d: stream %v, Check %v", text, i, ms, got)
-			}
-		}
+		checkCountAndCuts(t, s, text, want)
 	}
 }
 
