@@ -11,7 +11,7 @@ func fuzzSeeds(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	for _, s := range []string{
-		"", "<", "<EMAIL_ADDRESS_1>", "a@b.co", "+1 (415) 555-0132", "::1", "fe80::1%eth0",
+		"", "<", "<EMAIL_ADDRESS_1>", "a@b.co", "Bob@Example.com and bob@example.com", "+1 (415) 555-0132", "::1", "fe80::1%eth0",
 		"https://u:p@h.io/", "https://x:ghp_XyKAtICmgglPqXmZTqGD47LfKqJNk3l79zdc@github.com",
 		"123-45-6789 ssn 123456789", "DE89 3704 0044 0532 0130 00", "00:11:22:33:44:55",
 		"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.", "-----BEGIN PRIVATE KEY-----\nAAAA\n",
@@ -70,7 +70,7 @@ func FuzzRedactRestore(f *testing.F) {
 	f.Fuzz(func(t *testing.T, text []byte) {
 		v := &Vault{}
 		out, _ := p.Redact(nil, text, Prompt, v)
-		if back := v.Restore(nil, out); !bytes.Equal(back, text) {
+		if back := v.Restore(nil, out); !sameUpToEmailCase(p, back, text) {
 			t.Fatalf("Restore(Redact(%q)) = %q via %q", text, back, out)
 		}
 		if want := redactFullRescan(p, text, Prompt, &Vault{}); !bytes.Equal(out, want) {
@@ -87,6 +87,29 @@ func FuzzRedactRestore(f *testing.F) {
 			}
 		}
 	})
+}
+
+// sameUpToEmailCase reports whether got is want but for the case of ASCII letters inside
+// want's e-mail addresses: redact then restore is the identity up to that. The vault gives an
+// address one placeholder however its letters are cased, so that the model sees one person,
+// and restores the first spelling (TestVaultEmailCase): "Bob@Example.com and bob@example.com"
+// comes back as "Bob@Example.com and Bob@Example.com".
+func sameUpToEmailCase(p *PII, got, want []byte) bool {
+	if bytes.Equal(got, want) {
+		return true
+	}
+	if len(got) != len(want) {
+		return false
+	}
+	g, w := bytes.Clone(got), bytes.Clone(want)
+	for _, x := range p.Find(nil, want) {
+		if x.Entity == EntityEmail {
+			for i := x.Start; i < x.End; i++ {
+				g[i], w[i] = asciiLower(g[i]), asciiLower(w[i])
+			}
+		}
+	}
+	return bytes.Equal(g, w)
 }
 
 // chunks splits b at points drawn from seed.
@@ -140,7 +163,7 @@ func FuzzStreamSplit(f *testing.F) {
 				t.Fatalf("restorer held %d bytes", r.Held())
 			}
 		}
-		if back = r.Flush(back); !bytes.Equal(back, text) {
+		if back = r.Flush(back); !sameUpToEmailCase(p, back, text) {
 			t.Fatalf("chunked restore of %q = %q", red, back)
 		}
 	})
