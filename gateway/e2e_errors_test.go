@@ -264,6 +264,12 @@ func TestBackendErrorShapes(t *testing.T) {
 			`{"error":{"message":"slow down","type":"RateLimitError","param":null,"code":429}}`, 429, "rate_limit_error", "", "rate_limit_exceeded", "60"},
 		{"429 with an HTTP-date Retry-After", 429, http.Header{"Retry-After": {"Wed, 21 Oct 2015 07:28:00 GMT"}},
 			`{"error":{"message":"slow down"}}`, 429, "rate_limit_error", "", "rate_limit_exceeded", "1"},
+		// A hosted provider's: milliseconds only, rounded up to the seconds of Retry-After; a
+		// date ten minutes ahead, which is past what the SDKs wait for.
+		{"429 with retry-after-ms only", 429, http.Header{"Retry-After-Ms": {"2500"}},
+			`{"error":{"message":"slow down"}}`, 429, "rate_limit_error", "", "rate_limit_exceeded", "3"},
+		{"429 with a future HTTP-date Retry-After", 429, http.Header{"Retry-After": {time.Now().Add(10 * time.Minute).UTC().Format(http.TimeFormat)}},
+			`{"error":{"message":"slow down"}}`, 429, "rate_limit_error", "", "rate_limit_exceeded", "60"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

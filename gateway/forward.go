@@ -465,11 +465,29 @@ func copyResponseHeaders(ctx *fasthttp.RequestCtx, resp *fasthttp.Response) {
 	}
 }
 
+// backendRetryAfter returns how long a backend asks clients to wait, in whole seconds rounded
+// up: its retry-after-ms (OpenAI's, which the SDKs read first), else Retry-After in seconds or
+// as an HTTP date (RFC 9110 10.2.3); 0 when it says nothing usable. A hosted provider may send
+// only retry-after-ms, or a date: both were read as no value, and clients were told 1 second.
+func backendRetryAfter(h *fasthttp.ResponseHeader, now time.Time) int {
+	if ms, err := strconv.ParseFloat(string(h.Peek("Retry-After-Ms")), 64); err == nil && ms > 0 && ms < 1e9 {
+		return int((ms + 999) / 1000)
+	}
+	v := h.Peek("Retry-After")
+	if secs, err := strconv.Atoi(string(v)); err == nil {
+		return secs
+	}
+	if at, err := fasthttp.ParseHTTPDate(v); err == nil && at.After(now) {
+		return int((at.Sub(now) + time.Second - 1) / time.Second)
+	}
+	return 0
+}
+
 // backendError reads a non-2xx backend answer into OpenAI's envelope. Backend 5xx become 502
 // (the gateway's upstream failed), except 503 and 504 whose meaning is kept.
 func (g *Gateway) backendError(resp *fasthttp.Response) *apiError {
 	status := resp.StatusCode()
-	retryAfter, _ := strconv.Atoi(string(resp.Header.Peek("Retry-After")))
+	retryAfter := backendRetryAfter(&resp.Header, time.Now())
 	body := resp.Body()
 	if len(body) > 64<<10 {
 		body = body[:64<<10]
