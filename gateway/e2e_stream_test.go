@@ -24,6 +24,20 @@ import (
 	"github.com/llmgate/llmgate/config"
 )
 
+// streamChat sends a streamed chat request for model chat, with maxTokens, through go-openai
+// and drains it; err is the error that ended the stream (nil for [DONE]).
+func streamChat(t *testing.T, g *gw, maxTokens int) ([]openai.ChatCompletionStreamResponse, error) {
+	t.Helper()
+	c, _ := g.client()
+	req := chatRequest("chat", maxTokens)
+	req.Stream = true
+	st, err := c.CreateChatCompletionStream(ctx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return readStream(st)
+}
+
 // readStream drains a go-openai chat stream. err is the error that ended it (nil for [DONE]).
 func readStream(st *openai.ChatCompletionStream) (chunks []openai.ChatCompletionStreamResponse, err error) {
 	defer st.Close()
@@ -490,14 +504,7 @@ func TestUnfinishedAnswerInOnePieceToAStreamRequest(t *testing.T) {
 	const answer = `{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hello there"},"finish_reason":null}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}`
 	b := cannedBackend(t, 200, http.Header{"Content-Type": {"application/json"}}, answer)
 	g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", b))))
-	c, _ := g.client()
-	req := chatRequest("chat", 2)
-	req.Stream = true
-	st, err := c.CreateChatCompletionStream(ctx(t), req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	chunks, err := readStream(st)
+	chunks, err := streamChat(t, g, 2)
 	text, _ := content(chunks)
 	if err != nil || text != "hello there" {
 		t.Fatalf("streamed text %q (%v); want the answer as events", text, err)
@@ -577,14 +584,7 @@ func TestStreamChunkWithNullError(t *testing.T) {
 		chunk(`{"content":" there"}`, "null") + chunk(`{}`, `"stop"`) + "data: [DONE]\n\n"
 	b := cannedBackend(t, 200, http.Header{"Content-Type": {"text/event-stream"}}, stream)
 	g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", b))))
-	c, _ := g.client()
-	req := chatRequest("chat", 8)
-	req.Stream = true
-	st, err := c.CreateChatCompletionStream(ctx(t), req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	chunks, err := readStream(st)
+	chunks, err := streamChat(t, g, 8)
 	text := ""
 	for _, c := range chunks {
 		if len(c.Choices) > 0 {
@@ -718,14 +718,7 @@ func TestNoChoicesInOnePieceToAStreamRequest(t *testing.T) {
 					t.Errorf("event %q: want data lines of JSON", ev)
 				}
 			}
-			c, _ := g.client()
-			req := chatRequest("chat", 2)
-			req.Stream = true
-			st, err := c.CreateChatCompletionStream(ctx(t), req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			chunks, err := readStream(st)
+			chunks, err := streamChat(t, g, 2)
 			if text, _ := content(chunks); err != nil || text != "" {
 				t.Errorf("streamed text %q (%v); want none, and no error", text, err)
 			}
