@@ -15,29 +15,14 @@ rm -f "$out"/state-*.db
 go build -o "$out/llmgate" ./cmd/llmgate
 bin=$out/llmgate
 
-. bench/lib.sh # pin, waitport, gateway_config
+. bench/lib.sh # pin, waitport, start_backend, start_bareproxy, start_variants
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
+declare -A pid port
 
-pin 0 "$bin" fakellm --flavor vllm --model bench-model --listen 127.0.0.1:18500 --output-tokens 16 2>"$out/fakellm.log" &
-pids+=($!)
-backend=$!
-waitport 18500
-pin 0 "$bin" bareproxy --upstream http://127.0.0.1:18500 --listen 127.0.0.1:18501 2>"$out/bareproxy.log" &
-pids+=($!)
-declare -A pid=([bareproxy]=$!) port=([bareproxy]=18501)
-waitport 18501
-
-p=18510
-for v in "defaults 0 0" "cache 0 1" "guard 1 0" "full 1 1"; do
-	read -r name guard cache <<<"$v"
-	gateway_config "$name" "$p" 18500 "$guard" "$cache"
-	pin 0 "$bin" serve --config "$out/$name.yaml" >"$out/$name.out" 2>"$out/$name.log" &
-	pids+=($!)
-	pid[$name]=$! port[$name]=$p
-	waitport "$p"
-	p=$((p + 10))
-done
+start_backend 18500
+start_bareproxy 18501 18500
+start_variants 18510 18500
 
 ticks() { awk '{ print $14, $15 }' "/proc/$1/stat"; } # user and system clock ticks
 hz=$(getconf CLK_TCK)

@@ -16,26 +16,17 @@ rm -f "$out"/state-*.db
 go build -o "$out/llmgate" ./cmd/llmgate
 bin=$out/llmgate
 
-. bench/lib.sh # pin, waitport, gateway_config
+. bench/lib.sh # pin, waitport, start_backend, start_bareproxy, start_variants
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
+declare -A pid port
 
-pin 0 "$bin" fakellm --flavor vllm --model bench-model --listen 127.0.0.1:18600 --output-tokens 16 2>"$out/fakellm.log" &
-pids+=($!)
-waitport 18600
-pin 0 "$bin" bareproxy --upstream http://127.0.0.1:18600 --listen 127.0.0.1:18601 2>"$out/bareproxy.log" &
-pids+=($!)
-waitport 18601
-targets=(--compare direct=http://127.0.0.1:18600 --compare bareproxy=http://127.0.0.1:18601)
-p=18610
-for v in "defaults 0 0" "cache 0 1" "guard 1 0" "full 1 1"; do
-	read -r name guard cache <<<"$v"
-	gateway_config "$name" "$p" 18600 "$guard" "$cache"
-	pin 0 "$bin" serve --config "$out/$name.yaml" >"$out/$name.out" 2>"$out/$name.log" &
-	pids+=($!)
-	waitport "$p"
-	targets+=(--compare "$name=http://127.0.0.1:$p")
-	p=$((p + 10))
+start_backend 18600
+start_bareproxy 18601 18600
+start_variants 18610 18600
+targets=(--compare direct=http://127.0.0.1:18600)
+for name in bareproxy defaults cache guard full; do
+	targets+=(--compare "$name=http://127.0.0.1:${port[$name]}")
 done
 pin 1 "$bin" bench "${targets[@]}" --model bench-model --rounds "${ROUNDS:-3}" --duration "${DURATION:-4s}" --warmup 1s \
 	--quiet --workload "${WORKLOAD:-chat}" --prompt-bytes 1024 --pii-share 0.1 --rate "${RATE:-2000}"

@@ -45,3 +45,35 @@ gateway_config() { # gateway_config NAME PORT BACKEND_PORT GUARD CACHE: write $o
 		fi
 	} >"$out/$name.yaml"
 }
+
+# The setup attribute.sh and latency.sh share. They need $bin (the llmgate binary), $out and
+# a pids array that the caller's EXIT trap kills, and they fill the caller's associative
+# arrays pid and port (declare -A pid port) by target name.
+
+start_backend() { # start_backend PORT: the simulated vLLM serving bench-model on core 0; backend=its pid
+	pin 0 "$bin" fakellm --flavor vllm --model bench-model --listen "127.0.0.1:$1" --output-tokens 16 2>"$out/fakellm.log" &
+	pids+=($!)
+	backend=$!
+	waitport "$1"
+}
+
+start_bareproxy() { # start_bareproxy PORT BACKEND_PORT: the bare fasthttp proxy on core 0
+	pin 0 "$bin" bareproxy --upstream "http://127.0.0.1:$2" --listen "127.0.0.1:$1" 2>"$out/bareproxy.log" &
+	pids+=($!)
+	pid[bareproxy]=$! port[bareproxy]=$1
+	waitport "$1"
+}
+
+start_variants() { # start_variants PORT BACKEND_PORT: llmgate with its defaults, the cache only,
+	# the guard only and both (llmgate-full; see gateway_config), on PORT, PORT+10, PORT+20, PORT+30
+	local p=$1 v name guard cache
+	for v in "defaults 0 0" "cache 0 1" "guard 1 0" "full 1 1"; do
+		read -r name guard cache <<<"$v"
+		gateway_config "$name" "$p" "$2" "$guard" "$cache"
+		pin 0 "$bin" serve --config "$out/$name.yaml" >"$out/$name.out" 2>"$out/$name.log" &
+		pids+=($!)
+		pid[$name]=$! port[$name]=$p
+		waitport "$p"
+		p=$((p + 10))
+	done
+}
