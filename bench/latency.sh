@@ -28,5 +28,6 @@ targets=(--compare direct=http://127.0.0.1:18600)
 for name in bareproxy defaults cache guard full; do
 	targets+=(--compare "$name=http://127.0.0.1:${port[$name]}")
 done
-pin 1 "$bin" bench "${targets[@]}" --model bench-model --rounds "${ROUNDS:-3}" --duration "${DURATION:-4s}" --warmup 1s \
-	--quiet --workload "${WORKLOAD:-chat}" --prompt-bytes 1024 --pii-share 0.1 --rate "${RATE:-2000}"
+# In a subshell: pin execs, and the script must live on to run its EXIT trap (the servers).
+(pin 1 "$bin" bench "${targets[@]}" --model bench-model --rounds "${ROUNDS:-3}" --duration "${DURATION:-4s}" --warmup 1s \
+	--quiet --workload "${WORKLOAD:-chat}" --prompt-bytes 1024 --pii-share 0.1 --rate "${RATE:-2000}")
