@@ -63,6 +63,10 @@ func (s *scan) dash(i int) int {
 		return s.credValue(k, true, 16, credNone)
 	case i+5 < len(t) && t[i+1] == 'p' && i > 0 && isSpace(t[i-1]) && !isSpace(t[i+2]):
 		return s.mysqlPass(i)
+	case i+4 < len(t) && i > 0 && isSpace(t[i-1]) && t[i+2] == ' ' && (t[i+1] == 'p' || t[i+1] == 'a'):
+		return s.passwordOption(i, i+2)
+	case i+12 < len(t) && t[i+1] == '-' && i > 0 && isSpace(t[i-1]) && hasPrefixAt(t, i+2, "password") && (t[i+10] == ' ' || t[i+10] == '\t'):
+		return s.passwordOption(i, i+10)
 	case i >= 4 && (hasPrefixAt(t, i-4, "xox") || hasPrefixAt(t, i-4, "xapp")) && i-4 >= s.lo && tokenStart(t, i-4):
 		switch t[i-1] {
 		case 'a', 'b', 'p', 'r', 's', 'e':
@@ -145,15 +149,61 @@ func (s *scan) mysqlPass(i int) int {
 	if e-p < 4 || e-p > 128 || q != 0 && (e >= len(t) || t[e] != q) || p < s.lo || credPlaceholder(t[p:e]) {
 		return i + 1
 	}
-	k := i - 1
-	for k >= 5 && i-k < 256 && (t[k] != '\n' || t[k-1] == '\\') && t[k] != ';' && t[k] != '|' && t[k] != '&' {
-		if t[k-5] == 'm' && (hasPrefixAt(t, k-5, "mysql") || hasPrefixAt(t, k-5, "mariad")) && tokenStart(t, k-5) {
-			s.emit(eSecret, p, e, 1)
-			return e
-		}
-		k--
+	if !inCommand(t, i, mysqlPrograms) {
+		return i + 1
 	}
-	return i + 1
+	s.emit(eSecret, p, e, 1)
+	return e
+}
+
+// Programs whose password option takes no value of its own (the client asks for the password)
+// or only a joined one, so that the word after "--password" is something else: "psql
+// --password shop", "mysql -u root --password shop".
+var (
+	mysqlPrograms     = []string{"mysql", "mariadb"}
+	promptingPrograms = []string{"mysql", "mariadb", "psql", "pg_dump", "pg_restore", "pg_dumpall", "createdb", "dropdb"}
+	// Commands whose -p is the password given as the next word: "docker login -u me -p
+	// S3cr3t!", "podman login", "helm registry login", "oc login", "az login", "sshpass -p".
+	passwordPFlagPrograms = []string{"login", "sshpass"}
+	// redis-cli's -a: "redis-cli -h cache -a s3cr3tPw".
+	passwordAFlagPrograms = []string{"redis-cli"}
+)
+
+// passwordOption handles a password given as the word after its option, which ends at k: "-p"
+// of passwordPFlagPrograms, "-a" of passwordAFlagPrograms, or "--password" of any command but
+// promptingPrograms ("docker login --password Tr0ub4dor3", "az login -p ..."). Other tools' -p
+// and -a are ports, paths or flags ("ssh -p 2222", "mkdir -p dir", "cp -a src"), so the
+// program must be in the same command. The value must look like a secret, as after
+// "Password:": a letter and a digit or a symbol, not a path, variable or placeholder.
+func (s *scan) passwordOption(i, k int) int {
+	t := s.t
+	var ok bool
+	switch t[i+1] {
+	case 'p':
+		ok = inCommand(t, i, passwordPFlagPrograms)
+	case 'a':
+		ok = inCommand(t, i, passwordAFlagPrograms)
+	default: // --password
+		ok = !inCommand(t, i, promptingPrograms)
+	}
+	if !ok {
+		return k
+	}
+	return s.credValue(k, true, 4, credColon)
+}
+
+// inCommand reports whether one of programs appears as a word before i in the shell command
+// that holds i: on its line, or on one that a backslash continues, and not past ';', '|' or
+// '&'.
+func inCommand(t []byte, i int, programs []string) bool {
+	for k := i - 1; k >= 0 && i-k < 256 && (t[k] != '\n' || k > 0 && t[k-1] == '\\') && t[k] != ';' && t[k] != '|' && t[k] != '&'; k-- {
+		for _, name := range programs {
+			if t[k] == name[0] && hasPrefixAt(t, k, name) && tokenStart(t, k) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // gitlabTokenPrefixes are the prefixes GitLab gives its tokens, before the '-'.
