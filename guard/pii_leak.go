@@ -434,7 +434,8 @@ func (cs *cutState) endToken() {
 	// line break.
 	cs.hdr = cs.hdr || cs.pem == pemBody && cs.colon
 	// The AWS secret key matcher starts at the key's name, not at its value: no cut between.
-	// So too the value of "Authorization: Basic" and of curl's "-u" or "--user", and an AWS
+	// So too the value of "Authorization: Basic", of curl's "-u" or "--user" and of the "-p" or
+	// "-a" of passwordOption, and an AWS
 	// secret key within 96 bytes of its access key ID (awsSecretNear). And the value of a
 	// named credential (credValue): "-SessionToken x", "aws_session_token = x", "Password = x",
 	// "Pwd = x", "Password: x", "DB_PASSWD = x", "client_secret": "x"; and a bearer token.
@@ -442,7 +443,7 @@ func (cs *cutState) endToken() {
 		cs.tail == 'k'<<16|'e'<<8|'n' || cs.tail == 'o'<<16|'r'<<8|'d' || cs.tail == 'p'<<16|'w'<<8|'d' ||
 		cs.tail == 's'<<16|'w'<<8|'d' || cs.tail == 'r'<<16|'e'<<8|'t' || cs.tail == 'r'<<16|'e'<<8|'r' ||
 		cs.tail == 'i'<<16|'o'<<8|'n' || cs.tail == 's'<<16|'i'<<8|'c' || cs.tail == 's'<<16|'e'<<8|'r' ||
-		cs.tokLen == 2 && cs.last4&0xffff == '-'<<8|'u'
+		cs.tokLen == 2 && (cs.last4&0xffff == '-'<<8|'u' || cs.last4&0xffff == '-'<<8|'p' || cs.last4&0xffff == '-'<<8|'a')
 	if cs.akia {
 		cs.hold = 96
 	}

@@ -66,6 +66,8 @@ var leakTexts = []string{
 	// Values that start at a name or option before them: no cut may fall between.
 	`curl -sS -u admin:Sup3rS3cret -H "Authorization: Basic YWRtaW46czNjcjN0UGFzcw==" http://localhost:9200/`,
 	`new BasicAWSCredentials("AKIAYYCSHKQINVNU5XDG", "7oX8nrEHAluvtdgDW1/In81LJK6yc/jecsblnAk2") and the rest`,
+	"docker login -u deploy -p 'S3cr3t!pw9' registry.example.com && sshpass -p hunter2x ssh -p 2222 bastion\n" +
+		"redis-cli -h cache -a s3cr3tPw9 info; tool --password Tr0ub4dor3x --user app",
 	"On Tue, Ops wrote:\n> -----BEGIN PRIVATE KEY-----\n> MIIEvQIBADANBgkqhkiG9w0B\n> AbCd+/==\n> -----END PRIVATE KEY-----\n\nthanks",
 }
 
@@ -74,7 +76,7 @@ var leakTexts = []string{
 // an AWS secret key after its access key ID, and a quoted PEM key's lines.
 func TestLeakScannerMatchesRedactNamedValues(t *testing.T) {
 	p := mustPII(t, PIIOptions{Completion: ActionRedact})
-	for _, text := range append(leakTexts[len(leakTexts)-3:len(leakTexts):len(leakTexts)],
+	for _, text := range append(leakTexts[len(leakTexts)-4:len(leakTexts):len(leakTexts)],
 		"aws configure set aws_secret_access_key 9sHk2vQ+LmT0pWz7Rx4bNcY1eFgJ8aUoDi3KqVs5 --profile prod",
 		"key AKIAYYCSHKQINVNU5XDG from the vault, then its secret 7oX8nrEHAluvtdgDW1/In81LJK6yc/jecsblnAk2",
 		"curl -X POST https://api.example.com/m \\\n  --user 'AC0123456789abcdef:9f8e7d6c5b4a3928'",
