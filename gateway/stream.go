@@ -278,6 +278,8 @@ type streamBody struct {
 	hasFirst bool
 	first    []byte
 	firstAt  time.Time
+	// chunkScan skips the members that every chunk of a stream repeats before its choices.
+	chunkScan jsonscan.Resume
 }
 
 func (s *streamBody) start(r *request, body io.Reader) {
@@ -427,7 +429,7 @@ func (s *streamBody) next(wait bool) []byte {
 			return s.event(ev)
 		}
 		var m [3]jsonscan.Span // one pass per chunk for every member read here
-		jsonscan.FindEach(data, chunkMembers, m[:])
+		jsonscan.FindEachResume(data, chunkMembers, m[:], &s.chunkScan)
 		if m[0].Start >= 0 && string(data[m[0].Start:m[0].End]) != "null" {
 			// A backend error after the stream started: one error event in OpenAI's shape.
 			// ("error": null is none, as the SDKs read it.)

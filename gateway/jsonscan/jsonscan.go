@@ -35,28 +35,66 @@ type Span struct{ Start, End int }
 // The object ends at its closing brace: what follows it is not read. An empty key matches
 // nothing.
 func FindEach(b []byte, keys []string, spans []Span) {
-	for k := range spans {
-		spans[k] = Span{-1, -1}
-	}
-	fail := func() {
+	findEach(b, keys, spans)
+}
+
+// Resume lets FindEachResume skip the members it has read before. The chunks of a stream
+// start alike: id, object, created and model are the same in each, and only then come the
+// members a reader wants (choices, usage). Reading those leading members again, a few dozen
+// bytes of strings each, was most of the scan of a chunk.
+type Resume struct {
+	prefix []byte // the last object's bytes up to its first member whose key was sought
+}
+
+// FindEachResume is FindEach for objects read one after another with the same keys, such as
+// the chunks of a stream: when b starts with the bytes that held the members before the first
+// sought one in the object of the last call, the scan starts after them. Where the scan of an
+// object is a function of its bytes, that start leaves it where a scan from the beginning
+// would be: in the object, at a member's key, with no key found yet. The keys must be the same
+// in every call with r.
+func FindEachResume(b []byte, keys []string, spans []Span, r *Resume) {
+	if n := len(r.prefix); n > 0 && len(b) > n && bytes.Equal(b[:n], r.prefix) {
 		for k := range spans {
 			spans[k] = Span{-1, -1}
 		}
+		findMembers(b, n, keys, spans)
+		return
+	}
+	first := findEach(b, keys, spans)
+	r.prefix = append(r.prefix[:0], b[:max(first, 0)]...)
+}
+
+// findEach is FindEach; it returns where the key of the first member it found starts, or -1.
+func findEach(b []byte, keys []string, spans []Span) int {
+	for k := range spans {
+		spans[k] = Span{-1, -1}
 	}
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
-		return
+		return -1
 	}
-	i++
+	return findMembers(b, i+1, keys, spans)
+}
+
+// findMembers reads the members of an object from b[i], after its '{' or a member's ',', into
+// spans (all -1, -1 when called). It returns where the key of the first member it found
+// starts, or -1 (also when b is malformed, which leaves every span -1, -1).
+func findMembers(b []byte, i int, keys []string, spans []Span) int {
+	first := -1
+	fail := func() int {
+		for k := range spans {
+			spans[k] = Span{-1, -1}
+		}
+		return -1
+	}
 	for {
 		i = skipSpace(b, i)
 		if i >= len(b) || b[i] != '"' {
-			return // '}' of an empty object, or malformed
+			return first // '}' of an empty object, or malformed
 		}
 		keyEnd := skipString(b, i)
 		if keyEnd < 0 {
-			fail()
-			return
+			return fail()
 		}
 		k := b[i+1 : keyEnd-1]
 		match := -1
@@ -66,31 +104,30 @@ func FindEach(b []byte, keys []string, spans []Span) {
 				break
 			}
 		}
+		if match >= 0 && first < 0 {
+			first = i
+		}
 		i = skipSpace(b, keyEnd)
 		if i >= len(b) || b[i] != ':' {
-			fail()
-			return
+			return fail()
 		}
 		i = skipSpace(b, i+1)
 		valEnd := skipValue(b, i)
 		if valEnd < 0 {
-			fail()
-			return
+			return fail()
 		}
 		if match >= 0 {
 			spans[match] = Span{i, valEnd}
 		}
 		i = skipSpace(b, valEnd)
 		if i >= len(b) {
-			fail()
-			return
+			return fail()
 		}
 		if b[i] == '}' {
-			return
+			return first
 		}
 		if b[i] != ',' {
-			fail()
-			return
+			return fail()
 		}
 		i++
 	}

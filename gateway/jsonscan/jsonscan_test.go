@@ -183,6 +183,77 @@ func TestFindEach(t *testing.T) {
 	}
 }
 
+// TestFindEachResume reads a stream's chunks as FindEach does, skipping the members their
+// prefix repeats, whatever comes after the prefix.
+func TestFindEachResume(t *testing.T) {
+	keys := []string{"error", "usage", "choices"}
+	const head = `{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m",`
+	chunks := []string{
+		head + `"choices":[{"index":0,"delta":{"content":" a"}}]}`,
+		head + `"choices":[{"index":0,"delta":{"content":" b"}}]}`, // resumed
+		head + `"choices":[],"usage":{"prompt_tokens":2}}`,
+		head + `"usage":{"prompt_tokens":2},"choices":[]}`,
+		head + `"choices" [1]}`,                          // malformed after the prefix: nothing found
+		head + `"choices":[1],"choices":[2]}`,            // the last of duplicate keys
+		head + `"error":{"message":"x"}}`,                // another sought key first
+		`{"id":"chatcmpl-2","object":"x","choices":[3]}`, // another prefix
+		head + `"x":1}`,          // nothing sought after the prefix
+		head + `}`,               // malformed: a comma before the brace
+		head[:len(head)-1] + `}`, // the object ends where a key was
+		`{"choices":[4]}`,        // an empty prefix
+		head + "\"choices\":[5]}",
+	}
+	var r Resume
+	var got, want [3]Span
+	for _, c := range chunks {
+		b := []byte(c)
+		FindEachResume(b, keys, got[:], &r)
+		FindEach(b, keys, want[:])
+		if got != want {
+			t.Errorf("%s: FindEachResume %v, FindEach %v", c, got, want)
+		}
+	}
+}
+
+// FuzzFindEachResume checks FindEachResume against FindEach on an object read after another
+// that shares its first bytes.
+func FuzzFindEachResume(f *testing.F) {
+	f.Add([]byte(`{"id":"a","choices":[1]}`), uint8(10), []byte(`"choices":[2],"usage":3}`))
+	f.Add([]byte(`{"id":"a","usage":{},"choices":[1]}`), uint8(20), []byte(`}`))
+	f.Add([]byte(` { "id" : "a" , "choices":[1]}`), uint8(16), []byte(` "error":null}`))
+	keys := []string{"error", "usage", "choices"}
+	f.Fuzz(func(t *testing.T, a []byte, cut uint8, tail []byte) {
+		b := append(append([]byte(nil), a[:min(int(cut), len(a))]...), tail...)
+		var r Resume
+		var got, want [3]Span
+		FindEachResume(a, keys, got[:], &r)
+		FindEach(a, keys, want[:])
+		if got != want {
+			t.Fatalf("%q: FindEachResume %v, FindEach %v", a, got, want)
+		}
+		FindEachResume(b, keys, got[:], &r)
+		FindEach(b, keys, want[:])
+		if got != want {
+			t.Fatalf("%q after %q: FindEachResume %v, FindEach %v", b, a, got, want)
+		}
+	})
+}
+
+// BenchmarkFindEachResumeChunk is BenchmarkFindPairChunk as a stream reads its chunks: each
+// after one with the same id, object, created and model.
+func BenchmarkFindEachResumeChunk(b *testing.B) {
+	chunk := []byte(`{"id":"chatcmpl-9f1c2a3b4d5e6f708192a3b4c5d6e7f8","object":"chat.completion.chunk","created":1732700000,"model":"meta-llama/Llama-3.1-8B-Instruct","choices":[{"index":0,"delta":{"content":" word"},"logprobs":null,"finish_reason":null}]}`)
+	keys := []string{"error", "usage", "choices"}
+	var r Resume
+	var spans [3]Span
+	FindEachResume(chunk, keys, spans[:], &r)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(chunk)))
+	for b.Loop() {
+		FindEachResume(chunk, keys, spans[:], &r)
+	}
+}
+
 func TestFindPair(t *testing.T) {
 	b := []byte(`{"choices":[{"a":1}], "x":"usage", "usage":{"n":2}}`)
 	s1, e1, s2, e2 := FindPair(b, "usage", "choices")
