@@ -70,25 +70,50 @@ func (s *LeakScanner) Blocked() EntitySet { return s.blocked }
 // Write appends to dst the text that can be emitted once chunk has arrived.
 func (s *LeakScanner) Write(dst, chunk []byte) []byte {
 	s.buf = append(s.buf, chunk...)
-	for s.head+s.scanned < len(s.buf) {
-		c := s.buf[s.head+s.scanned]
-		if c >= 0xC0 && s.cs.cutBefore() && s.scanned > 0 {
-			dst = s.segment(dst, s.scanned)
-			continue
+	cs := &s.cs
+	for {
+		// Scan on up to the next cut point, or to the end of the window or of the text, in
+		// a loop that keeps its place in registers.
+		buf, head := s.buf, s.head
+		i, end := head+s.scanned, min(len(buf), head+s.win)
+		cut := -1 // where the next segment ends
+		for i < end {
+			c := buf[i]
+			if c|0x20-'a' < 26 && c != 'A' && cs.dash == 0 && cs.kw == 0 {
+				// Most bytes are letters inside words: a run of them at once (see letters).
+				j := i + 1
+				for j < end && buf[j]|0x20-'a' < 26 && buf[j] != 'A' {
+					j++
+				}
+				cs.letters(buf[i:j])
+				i = j
+				continue
+			}
+			if c >= 0xC0 && cs.cutBefore() && i > head {
+				cut = i
+				break
+			}
+			i++
+			if cs.step(c) {
+				cut = i
+				break
+			}
 		}
-		s.scanned++
-		if s.cs.step(c) {
-			dst = s.segment(dst, s.scanned)
-		} else if s.scanned >= s.win {
+		s.scanned = i - head
+		switch {
+		case cut >= 0:
+			dst = s.segment(dst, cut-head)
+		case s.scanned >= s.win:
 			dst = s.forced(dst)
+		default: // the text is scanned to its end
+			// Keep leakContext bytes of emitted text in front of the pending text.
+			if k := s.head - leakContext; k > 0 {
+				s.buf = s.buf[:copy(s.buf, s.buf[k:])]
+				s.head -= k
+			}
+			return dst
 		}
 	}
-	// Keep leakContext bytes of emitted text in front of the pending text.
-	if k := s.head - leakContext; k > 0 {
-		s.buf = s.buf[:copy(s.buf, s.buf[k:])]
-		s.head -= k
-	}
-	return dst
 }
 
 // Close appends the rest of the completion to dst, scanned as a last segment.
@@ -105,7 +130,10 @@ func (s *LeakScanner) segment(dst []byte, n int) []byte {
 	text := s.buf[from : s.head+n]
 	k := s.head - from
 	dst, k = s.swallow(dst, text, k)
-	s.finds = s.p.find(s.finds[:0], text, k)
+	s.finds = s.finds[:0]
+	if !noTrigger(text[k:]) { // most segments are a word and a space: nothing for find to start at
+		s.finds = s.p.find(s.finds, text, k)
+	}
 	dst = s.rewrite(dst, text, k, len(text), s.finds, false)
 	s.advance(n)
 	return dst
@@ -152,6 +180,16 @@ func (s *LeakScanner) forced(dst []byte) []byte {
 	dst = s.rewrite(dst, text, k, q, fs, trunc)
 	s.advance(q - (s.head - from))
 	return dst
+}
+
+// noTrigger reports whether p has no trigger byte, where a matcher of find may start.
+func noTrigger(p []byte) bool {
+	for _, c := range p {
+		if trig[c] != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func entityIndex(name string) entity {
@@ -316,6 +354,28 @@ const (
 // join its digit groups to the next ("06\u00a012\u00a034", "555\u20132671").
 func (cs *cutState) cutBefore() bool {
 	return cs.pem == pemNone && cs.hold == 0 && (cs.tokLen == 0 || !cs.tokDigit && !(cs.tokLen == 4 && cs.tokUpper))
+}
+
+// letters feeds a run of ASCII letters with no dashes or PEM keyword before them in their
+// word and no 'A', which may end an AWS key ID's prefix: what step would do with each, at
+// once. No cut falls after such a letter.
+func (cs *cutState) letters(p []byte) {
+	if cs.tokLen == 0 { // a word starts: as in step
+		cs.tokDigit, cs.tokUpper, cs.tokPEM, cs.tail, cs.tokSep = false, true, true, 0, true
+		cs.last4, cs.akia = 0, false
+	}
+	last4, tail, bits := cs.last4, cs.tail, byte(0)
+	for _, c := range p {
+		last4 = last4<<8 | uint32(c)
+		tail = tail<<8 | uint32(c|0x20)
+		bits |= c
+	}
+	n := len(p)
+	cs.last4, cs.tail = last4, tail&0xffffff
+	cs.nl, cs.hold = 0, max(cs.hold-n, 0)
+	cs.tokLen += n
+	cs.tokUpper = cs.tokUpper && bits&0x20 == 0 // a lower-case letter has 0x20 set
+	cs.colon, cs.slash, cs.tokSep = false, false, false
 }
 
 // step feeds one byte and reports whether the stream may be cut after it.

@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -225,5 +226,52 @@ func TestLeakScannerNoAllocs(t *testing.T) {
 	run()
 	if n := testing.AllocsPerRun(20, run); n != 0 {
 		t.Errorf("LeakScanner: %v allocs, want 0", n)
+	}
+}
+
+// TestCutLetters checks that a run of letters fed at once leaves the cut state as feeding
+// them one by one does, on text with words, keys, PEM markers, dashes and AWS key IDs.
+func TestCutLetters(t *testing.T) {
+	texts := append(leakTexts[:len(leakTexts):len(leakTexts)], "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----",
+		"ASIAQWERTYUIOPASDFGH AKIAYYCSHKQINVNU5XDG Password: x--BEGIN AbC-dEf")
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 200 {
+		b := make([]byte, 200)
+		for k := range b {
+			const alphabet = "aZA -:=/\n\"'BEGINDK5\xc3xyzQ"
+			b[k] = alphabet[r.IntN(len(alphabet))]
+		}
+		texts = append(texts, string(b))
+	}
+	isRunLetter := func(c byte) bool { return c|0x20-'a' < 26 && c != 'A' }
+	var runs int
+	for _, text := range texts {
+		var cs cutState
+		for k := 0; k < len(text); {
+			if isRunLetter(text[k]) && cs.dash == 0 && cs.kw == 0 {
+				n := 1
+				for n < 1+r.IntN(12) && k+n < len(text) && isRunLetter(text[k+n]) {
+					n++
+				}
+				runs++
+				one := cs
+				for _, c := range []byte(text[k : k+n]) {
+					if one.step(c) {
+						t.Fatalf("%q at %d: a cut after a letter of a run", text, k)
+					}
+				}
+				cs.letters([]byte(text[k : k+n]))
+				if cs != one {
+					t.Fatalf("%q at %d, %d letters: at once %+v, one by one %+v", text, k, n, cs, one)
+				}
+				k += n
+				continue
+			}
+			cs.step(text[k])
+			k++
+		}
+	}
+	if runs < 1000 {
+		t.Fatalf("only %d runs of letters were tried", runs)
 	}
 }
