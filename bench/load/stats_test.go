@@ -292,8 +292,8 @@ func TestPromptsFile(t *testing.T) {
 	if b := string(w.tmpls[0].b); !strings.Contains(b, `"input":"Request `) || !strings.Contains(b, "hello <there>") {
 		t.Errorf("prompt body %s", b)
 	}
-	if w.tmpls[2*w.variants].nonce != -1 {
-		t.Error("structured content got a nonce")
+	if b := string(w.tmpls[2*w.variants].b); !strings.Contains(b, `"input":"Request `) || !strings.Contains(b, "structured") {
+		t.Errorf("structured content body %s", b)
 	}
 	os.WriteFile(path, []byte("{\"prompt\": 1}\n"), 0o644)
 	if _, err := NewWorkload(o); err == nil || !strings.Contains(err.Error(), "p.jsonl:1") {
@@ -365,5 +365,41 @@ func TestPromptsFileMessagesEmbeddings(t *testing.T) {
 	}
 	if !strings.Contains(v.Input, "example.com") && !strings.Contains(v.Input, "555-0132") && !strings.Contains(v.Input, "4111 1111") {
 		t.Errorf("--pii-share 1, but no PII in %q", v.Input)
+	}
+}
+
+// A prompts file of content arrays (the OpenAI parts format) gets the nonce and the PII in its
+// first text part: its bodies were the same for every request of a line, so a cache in the
+// target answered all but the first, with --repeat-share 0, and --pii-share added nothing.
+func TestPromptsFileContentParts(t *testing.T) {
+	path := t.TempDir() + "/p.jsonl"
+	os.WriteFile(path, []byte(`{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}, {"type": "text", "text": "what is this"}]}]}`+"\n"), 0o644)
+	o := testOptions()
+	o.PromptsFile, o.PIIShare = path, 1
+	w, err := NewWorkload(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := w.Body(nil, 1, 1), w.Body(nil, 2, 1)
+	if bytes.Equal(a, b) {
+		t.Errorf("two requests sent the same body %s", a)
+	}
+	var v struct {
+		Messages []struct {
+			Content []struct{ Type, Text string }
+		}
+	}
+	if err := json.Unmarshal(a, &v); err != nil || len(v.Messages) != 1 || len(v.Messages[0].Content) != 2 {
+		t.Fatalf("body %s (%v)", a, err)
+	}
+	text := v.Messages[0].Content[1].Text
+	if !strings.HasPrefix(text, "Request ") || !strings.HasSuffix(text, "what is this") {
+		t.Errorf("text part %q", text)
+	}
+	if !strings.Contains(text, "example.com") && !strings.Contains(text, "555-0132") && !strings.Contains(text, "4111 1111") {
+		t.Errorf("--pii-share 1, but no PII in %q", text)
+	}
+	if n := strings.Count(text, "Request "); n != 1 {
+		t.Errorf("text part marked %d times (templates share its parts): %q", n, text)
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 )
 
@@ -157,14 +159,16 @@ func (w *Workload) build(o *Options, p prompt, pii string) (template, error) {
 	prefix := "Request " + nonceMark + ". " + pii
 	text, msgs := p.text, p.messages
 	if msgs != nil {
-		// Mark the last user message with a string content; a file of structured contents
-		// simply gets identical bodies for the same line. Embeddings embed that message,
-		// marked the same way.
+		// Mark the last user message that has text: a string content, or the first text part
+		// of a content array. A line without one gets identical bodies every time. Embeddings
+		// embed that text, marked the same way.
 		msgs = cloneMessages(msgs)
 		for i := len(msgs) - 1; i >= 0; i-- {
-			if c, ok := msgs[i]["content"].(string); ok && msgs[i]["role"] == "user" {
-				msgs[i]["content"] = prefix + c
-				text = prefix + c
+			if msgs[i]["role"] != "user" {
+				continue
+			}
+			if c, t, ok := markContent(msgs[i]["content"], prefix); ok {
+				msgs[i]["content"], text = c, t
 				break
 			}
 		}
@@ -201,6 +205,28 @@ func (w *Workload) build(o *Options, p prompt, pii string) (template, error) {
 	}
 	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	return template{b: b, nonce: bytes.Index(b, []byte(nonceMark))}, nil
+}
+
+// markContent returns a message content with prefix before its text, and that text: a string
+// content, or the first {"type": "text"} part of a content array (the parts are copied, as
+// templates share them). ok is false when the content has no text.
+func markContent(content any, prefix string) (marked any, text string, ok bool) {
+	switch c := content.(type) {
+	case string:
+		return prefix + c, prefix + c, true
+	case []any:
+		for j, part := range c {
+			m, _ := part.(map[string]any)
+			if t, isText := m["text"].(string); isText && m["type"] == "text" {
+				m = maps.Clone(m)
+				m["text"] = prefix + t
+				parts := slices.Clone(c)
+				parts[j] = m
+				return parts, prefix + t, true
+			}
+		}
+	}
+	return content, "", false
 }
 
 func cloneMessages(msgs []map[string]any) []map[string]any {
