@@ -16,6 +16,10 @@ func runBareProxy(args []string, stdout, stderr io.Writer) int {
 	if rc, ok := parseFlags(fs, args, stdout, stderr); !ok {
 		return rc
 	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "llmgate bareproxy: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
 	if *upstream == "" {
 		fmt.Fprintln(stderr, "llmgate bareproxy: --upstream is required")
 		return 2

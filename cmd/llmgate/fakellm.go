@@ -19,6 +19,10 @@ func runFakeLLM(args []string, stdout, stderr io.Writer) int {
 	if rc, ok := parseFlags(fs, args, stdout, stderr); !ok {
 		return rc
 	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "llmgate fakellm: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
 	if err := opts.Validate(); err != nil {
 		fmt.Fprintln(stderr, "llmgate fakellm:", err)
 		return 2

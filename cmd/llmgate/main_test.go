@@ -60,6 +60,10 @@ func TestServeFailsWithOneLine(t *testing.T) {
 		{"demo bad flag", []string{"demo", "--lisen", "x"}, 2, "llmgate demo: flag provided but not defined: -lisen (llmgate demo -h lists the flags)"},
 		{"duration without unit", []string{"fakellm", "--ttft", "200"}, 2, `llmgate fakellm: invalid value "200" for flag -ttft: want a duration with a unit, such as "200ms", "5s" or "1m" (llmgate fakellm -h lists the flags)`},
 		{"fakellm bad flag", []string{"fakellm", "--bogus"}, 2, "-bogus (llmgate fakellm -h"},
+		// A stray argument (a port meant for --listen) was ignored: the server started on the
+		// default address. On a busy address, so that a server that starts fails instead.
+		{"fakellm argument", []string{"fakellm", "--listen", busy.Addr().String(), "8000"}, 2, `llmgate fakellm: unexpected argument "8000"`},
+		{"bareproxy argument", []string{"bareproxy", "--upstream", backend, "--listen", busy.Addr().String(), "8001"}, 2, `llmgate bareproxy: unexpected argument "8001"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
