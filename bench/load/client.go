@@ -194,9 +194,11 @@ func (c *conn) do(body []byte, now func() time.Duration, gaps *[]time.Duration) 
 	status := c.resp.StatusCode()
 	r := c.resp.BodyStream()
 	var err error
+	sse := false
 	switch {
 	case r == nil:
 	case c.stream && status/100 == 2 && bytes.HasPrefix(c.resp.Header.ContentType(), []byte("text/event-stream")):
+		sse = true
 		x.sse, err = c.sse.read(r, c.buf, now, gaps)
 		x.recv = x.sse.bytes
 	case status >= 400:
@@ -214,8 +216,11 @@ func (c *conn) do(body []byte, now func() time.Duration, gaps *[]time.Duration) 
 	switch {
 	case err != nil:
 		x.class, x.err = ErrStream, err
-		if isTimeout(err) {
+		switch {
+		case isTimeout(err):
 			x.class = ErrTimeout
+		case !sse && isClosed(err): // a stream cut short stays a stream error
+			x.class = ErrClosed
 		}
 	case status >= 500:
 		x.class = Err5xx
@@ -255,8 +260,16 @@ func classify(err error) Class {
 		return ErrConnect
 	case isTimeout(err):
 		return ErrTimeout
+	case isClosed(err):
+		return ErrClosed
 	}
 	return ErrOther
+}
+
+// isClosed reports whether err means that the target closed or reset the connection.
+func isClosed(err error) bool {
+	return errors.Is(err, fasthttp.ErrConnectionClosed) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 func isTimeout(err error) bool {

@@ -397,6 +397,44 @@ func TestErrorClasses(t *testing.T) {
 	}
 }
 
+// A target that closes the connection before its answer is complete is counted as closed,
+// and its check says so: it was 'other', with fasthttp's advice to server authors, before the
+// first byte, and 'stream-error' for a chat body cut short.
+func TestErrorClassClosed(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		cut := strings.HasPrefix(string(ctx.Path()), "/cut/")
+		ctx.HijackSetNoResponse(true)
+		ctx.Hijack(func(c net.Conn) { // the server closes c when this returns
+			if cut {
+				c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"choices\""))
+			}
+		})
+	}}
+	go s.Serve(ln)                     //nolint:errcheck
+	t.Cleanup(func() { s.Shutdown() }) //nolint:errcheck
+	for _, name := range []string{"before-answer", "cut"} {
+		t.Run(name, func(t *testing.T) {
+			url := "http://" + ln.Addr().String() + "/" + name
+			o := testOptions()
+			o.Rate, o.Requests = 200, 5
+			if res := run(t, o, url); res.Errors["closed"] != 5 {
+				t.Errorf("errors %v, last %q", res.Errors, res.LastError)
+			}
+			w, err := NewWorkload(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := Check(o, w, Target{Name: "t", URL: url}); err == nil || !strings.Contains(err.Error(), "closed the connection") {
+				t.Errorf("check: %v", err)
+			}
+		})
+	}
+}
+
 func TestCompare(t *testing.T) {
 	url, count := fakeLLM(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

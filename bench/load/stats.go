@@ -17,11 +17,12 @@ const (
 	Err4xx
 	Err5xx
 	ErrStream
+	ErrClosed // the target closed or reset the connection before the response was complete
 	ErrOther
 	numClasses
 )
 
-var classNames = [numClasses]string{"ok", "connect", "timeout", "4xx", "5xx", "stream-error", "other"}
+var classNames = [numClasses]string{"ok", "connect", "timeout", "4xx", "5xx", "stream-error", "closed", "other"}
 
 // String returns the class name used in reports.
 func (c Class) String() string { return classNames[c] }
