@@ -224,6 +224,8 @@ func (c *conn) do(body []byte, now func() time.Duration, gaps *[]time.Duration) 
 		}
 	case status >= 500:
 		x.class = Err5xx
+	case status == fasthttp.StatusTooManyRequests:
+		x.class = Err429
 	case status >= 400:
 		x.class = Err4xx
 	case status/100 != 2:

@@ -395,6 +395,20 @@ func TestErrorClasses(t *testing.T) {
 	if res.Errors["connect"] != 10 {
 		t.Errorf("errors %v, last %q", res.Errors, res.LastError)
 	}
+	// A target that sheds load is told apart from one refusing what it was sent.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		ctx.Error(`{"error":{"message":"slow down","type":"rate_limit_error"}}`, fasthttp.StatusTooManyRequests)
+	}}
+	go s.Serve(ln)                     //nolint:errcheck
+	t.Cleanup(func() { s.Shutdown() }) //nolint:errcheck
+	res = run(t, o, "http://"+ln.Addr().String())
+	if res.Errors["429"] != 10 || len(res.Errors) != 1 || !strings.Contains(res.LastError, "HTTP 429: {") {
+		t.Errorf("errors %v, last %q", res.Errors, res.LastError)
+	}
 }
 
 // A target that closes the connection before its answer is complete is counted as closed,

@@ -429,11 +429,12 @@ func Check(o *Options, w *Workload, t Target) error {
 	t0 := time.Now()
 	var x exchange
 	// A target that fails now and then (a backend's injected errors, a restart) gets three
-	// tries; an unreachable one, a refusal (4xx: a wrong model or path) or one that does not
-	// answer in time (waiting three timeouts in silence is no better) fails at once.
+	// tries; an unreachable one, a refusal (4xx: a wrong model or path; 429: it sheds load,
+	// which three tries at once do not change) or one that does not answer in time (waiting
+	// three timeouts in silence is no better) fails at once.
 	for try := 0; try < 3; try++ {
 		x = c.do(w.Body(nil, math.MaxUint64, rand.Uint64()), func() time.Duration { return time.Since(t0) }, nil)
-		if x.class == OK || x.class == ErrConnect || x.class == Err4xx || x.class == ErrTimeout {
+		if x.class == OK || x.class == ErrConnect || x.class == Err4xx || x.class == Err429 || x.class == ErrTimeout {
 			break
 		}
 	}
@@ -442,7 +443,7 @@ func Check(o *Options, w *Workload, t Target) error {
 		return nil
 	case ErrConnect:
 		return fmt.Errorf("target %s (%s): cannot connect: %v", t.Name, t.URL, x.err)
-	case Err4xx, Err5xx:
+	case Err429, Err4xx, Err5xx:
 		return fmt.Errorf("target %s (%s): POST %s: %v", t.Name, t.URL, w.Path, x.err)
 	case ErrTimeout:
 		return fmt.Errorf("target %s (%s): no answer within %v: %v", t.Name, t.URL, timeout, x.err)

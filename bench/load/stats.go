@@ -14,6 +14,7 @@ const (
 	OK Class = iota
 	ErrConnect
 	ErrTimeout
+	Err429 // too many requests: the target sheds load, which no other 4xx means
 	Err4xx
 	Err5xx
 	ErrStream
@@ -22,7 +23,7 @@ const (
 	numClasses
 )
 
-var classNames = [numClasses]string{"ok", "connect", "timeout", "4xx", "5xx", "stream-error", "closed", "other"}
+var classNames = [numClasses]string{"ok", "connect", "timeout", "429", "4xx", "5xx", "stream-error", "closed", "other"}
 
 // String returns the class name used in reports.
 func (c Class) String() string { return classNames[c] }
