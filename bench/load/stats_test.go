@@ -403,3 +403,26 @@ func TestPromptsFileContentParts(t *testing.T) {
 		t.Errorf("text part marked %d times (templates share its parts): %q", n, text)
 	}
 }
+
+// A bad line of a prompts file is named by its line and said in terms of the file, not of the
+// Go types it was read into ("json: cannot unmarshal string into Go value of type struct {
+// Prompt *string ...").
+func TestPromptsFileBadLines(t *testing.T) {
+	tests := []struct{ name, line, want string }{
+		{"plain text", "what is an LLM?", `p.jsonl:2: not JSON (invalid character 'w' looking for beginning of value); want {"prompt": "..."}`},
+		{"a string", `"what is an LLM?"`, `p.jsonl:2: a JSON string; want {"prompt": "..."}`},
+		{"a number prompt", `{"prompt": 5}`, `p.jsonl:2: a JSON number in "prompt"; want {"prompt": "..."}`},
+		{"array of numbers", `[1, 2]`, `p.jsonl:2: a JSON number; want`},
+		{"neither field", `{"text": "hi"}`, `p.jsonl:2: want "prompt" or "messages"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := t.TempDir() + "/p.jsonl"
+			os.WriteFile(path, []byte(`{"prompt": "fine"}`+"\n"+tt.line+"\n"), 0o644)
+			_, err := readPrompts(path)
+			if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "Go ") {
+				t.Errorf("error %v, want %q", err, tt.want)
+			}
+		})
+	}
+}

@@ -278,6 +278,20 @@ func readPrompts(path string) ([]prompt, error) {
 				}
 			}
 		}
+		const want = `want {"prompt": "..."}, {"messages": [{"role": ..., "content": ...}]} or a messages array`
+		var te *json.UnmarshalTypeError
+		var se *json.SyntaxError
+		switch {
+		case errors.As(err, &te):
+			// encoding/json names Go types here ("Go value of type struct { Prompt *string ...").
+			at := ""
+			if te.Field != "" {
+				at = fmt.Sprintf(" in %q", te.Field)
+			}
+			err = fmt.Errorf("a JSON %s%s; %s", te.Value, at, want)
+		case errors.As(err, &se): // a file of plain-text prompts, one a line
+			err = fmt.Errorf("not JSON (%v); %s", err, want)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%s:%d: %w", path, line, err)
 		}
