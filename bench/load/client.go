@@ -31,6 +31,7 @@ type endpoint struct {
 	addr string // host:port to dial
 	tls  bool
 	base string // scheme://host[:port][/prefix], without a trailing /v1
+	path string // the /prefix of base, or ""
 }
 
 func parseTarget(raw string) (endpoint, error) {
@@ -47,7 +48,7 @@ func parseTarget(raw string) (endpoint, error) {
 		e.addr = net.JoinHostPort(u.Hostname(), port)
 	}
 	path := strings.TrimSuffix(strings.TrimSuffix(u.Path, "/"), "/v1")
-	e.base = u.Scheme + "://" + u.Host + path
+	e.base, e.path = u.Scheme+"://"+u.Host+path, path
 	return e, nil
 }
 

@@ -583,7 +583,7 @@ func TestMainCommand(t *testing.T) {
 		{name: "no such pid", args: []string{"--url", url, "--pid", "999999999"}, code: 1, stderr: "--pid 999999999"},
 		{name: "unreachable", args: []string{"--url", dead}, code: 1, stderr: "cannot connect"},
 		{name: "unknown host", args: []string{"--url", "http://no-such-host.invalid:8080"}, code: 1, stderr: "cannot connect: lookup no-such-host.invalid"},
-		{name: "wrong path", args: []string{"--url", url + "/x"}, code: 1, stderr: "HTTP 404"},
+		{name: "wrong path", args: []string{"--url", url + "/x"}, code: 1, stderr: "POST /x/v1/chat/completions: HTTP 404"},
 		{name: "target model without compare", args: []string{"--url", dead, "--target-model", "target=x"}, code: 2, stderr: "--target-model needs --compare"},
 		{name: "pid of no target", args: []string{"--compare", "a=" + url, "--pid", "b=1"}, code: 2, stderr: `no target is named "b"`},
 		{

@@ -444,11 +444,11 @@ func Check(o *Options, w *Workload, t Target) error {
 	case ErrConnect:
 		return fmt.Errorf("target %s (%s): cannot connect: %v", t.Name, t.URL, x.err)
 	case Err429, Err4xx, Err5xx:
-		return fmt.Errorf("target %s (%s): POST %s: %v", t.Name, t.URL, w.Path, x.err)
+		return fmt.Errorf("target %s (%s): POST %s: %v", t.Name, t.URL, e.path+w.Path, x.err)
 	case ErrTimeout:
 		return fmt.Errorf("target %s (%s): no answer within %v: %v", t.Name, t.URL, timeout, x.err)
 	case ErrClosed:
-		return fmt.Errorf("target %s (%s): POST %s: the target closed the connection before its answer was complete: %v", t.Name, t.URL, w.Path, x.err)
+		return fmt.Errorf("target %s (%s): POST %s: the target closed the connection before its answer was complete: %v", t.Name, t.URL, e.path+w.Path, x.err)
 	}
 	return fmt.Errorf("target %s (%s): %s: %v", t.Name, t.URL, x.class, x.err)
 }
