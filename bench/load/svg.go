@@ -47,7 +47,11 @@ func SVG(rep *Report) []byte {
 	if o.Rate > 0 {
 		mode = fmt.Sprintf("open loop %g req/s", o.Rate)
 	}
-	text(&b, svgW/2, 24, "middle", 16, fmt.Sprintf("llmgate bench: %s, %s, median of %d round(s)", o.Workload, mode, o.Rounds))
+	title := fmt.Sprintf("llmgate bench: %s, %s, median of %d round(s)", o.Workload, mode, o.Rounds)
+	if rep.Interrupted { // as the table says: a chart is passed around without it
+		title += "; INTERRUPTED: partial results"
+	}
+	text(&b, svgW/2, 24, "middle", 16, title)
 
 	n := len(rep.Summaries)
 	var latMax time.Duration

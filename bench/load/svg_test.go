@@ -7,6 +7,7 @@ import (
 	"io"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -120,3 +121,16 @@ func attr(se xml.StartElement, name string) string {
 }
 
 func hasAttr(se xml.StartElement, name, value string) bool { return attr(se, name) == value }
+
+// A chart of an interrupted run says so in its title, as the table does: it looked like the
+// chart of a complete run.
+func TestSVGInterrupted(t *testing.T) {
+	for _, interrupted := range []bool{false, true} {
+		rep := &Report{Options: testOptions(), Interrupted: interrupted,
+			Summaries: []Summary{{Target: "a", Throughput: 10, Latency: Dist{N: 1, P50: time.Millisecond}}}}
+		title := svgTexts(t, SVG(rep))[0].text
+		if got := strings.Contains(title, "INTERRUPTED"); got != interrupted {
+			t.Errorf("interrupted %v: title %q", interrupted, title)
+		}
+	}
+}
