@@ -577,6 +577,8 @@ func TestMainCommand(t *testing.T) {
 		{name: "share NaN", args: []string{"--url", url, "--repeat-share", "NaN"}, code: 2, stderr: "--repeat-share must be within"},
 		{name: "negative rate", args: []string{"--url", url, "--rate", "-5"}, code: 2, stderr: "--rate -5"},
 		{name: "rate too low for the duration", args: []string{"--url", url, "--rate", "0.4", "--duration", "1s"}, code: 2, stderr: "schedules no request"},
+		{name: "connections with a rate", args: []string{"--url", url, "--rate", "50", "--connections", "4", "--requests", "1", "--quiet"}, code: 2, stderr: "--connections is the closed loop's (--rate 0)"},
+		{name: "max workers closed loop", args: []string{"--url", url, "--connections", "4", "--max-workers", "4", "--requests", "1", "--quiet"}, code: 2, stderr: "--max-workers is the open loop's"},
 		{name: "negative max tokens", args: []string{"--url", url, "--max-tokens", "-1"}, code: 2, stderr: "--max-tokens must not be negative"},
 		{name: "no prompts file", args: []string{"--url", url, "--prompts", dir + "/none.jsonl"}, code: 2, stderr: "--prompts: open " + dir + "/none.jsonl"},
 		{name: "bad prompts line", args: []string{"--url", url, "--prompts", dir + "/bad.jsonl"}, code: 2, stderr: "--prompts: " + dir + "/bad.jsonl:2: "},
