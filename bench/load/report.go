@@ -81,7 +81,7 @@ func Compare(ctx context.Context, o *Options, w *Workload, pids []int, progress 
 			rep.Runs = append(rep.Runs, res)
 			if progress != nil {
 				fmt.Fprintf(progress, "%s: %d ok, %d errors, p50 %s, p99 %s, %.1f req/s\n", label,
-					res.OK, res.Requests-res.OK, fmtDur(res.Latency.P50), fmtDur(res.Latency.P99), res.Throughput)
+					res.OK, res.Requests-res.OK, fmtOf(res.Latency, res.Latency.P50), fmtOf(res.Latency, res.Latency.P99), res.Throughput)
 			}
 		}
 	}
@@ -157,9 +157,13 @@ func summarize(targets []Target, runs []*Result) []Summary {
 		out[i] = s
 	}
 	for i := range out {
-		out[i].AddedP50 = out[i].Latency.P50 - out[0].Latency.P50
-		out[i].AddedP99 = out[i].Latency.P99 - out[0].Latency.P99
-		out[i].AddedServiceP50 = out[i].Service.P50 - out[0].Service.P50
+		// A target without a successful request has no latency to compare, not one of 0: the
+		// added figures stay 0 (the table shows "-").
+		if out[i].Latency.N > 0 && out[0].Latency.N > 0 {
+			out[i].AddedP50 = out[i].Latency.P50 - out[0].Latency.P50
+			out[i].AddedP99 = out[i].Latency.P99 - out[0].Latency.P99
+			out[i].AddedServiceP50 = out[i].Service.P50 - out[0].Service.P50
+		}
 		if out[0].Throughput > 0 {
 			out[i].ThroughputRatio = out[i].Throughput / out[0].Throughput
 		}
@@ -199,15 +203,16 @@ func WriteTable(w io.Writer, rep *Report) {
 	for i, s := range rep.Summaries {
 		l := s.Latency
 		row := []string{s.Target, fmt.Sprintf("%.1f", s.Throughput),
-			fmtDur(l.P50), fmtDur(l.P90), fmtDur(l.P99), fmtDur(l.P999), fmtDur(l.Max)}
+			fmtOf(l, l.P50), fmtOf(l, l.P90), fmtOf(l, l.P99), fmtOf(l, l.P999), fmtOf(l, l.Max)}
 		if stream {
-			row = append(row, fmtDur(s.TTFT.P50), fmtDur(s.TTFT.P99), fmtDur(s.Gap.P50), fmtDur(s.Gap.P99))
+			row = append(row, fmtOf(s.TTFT, s.TTFT.P50), fmtOf(s.TTFT, s.TTFT.P99), fmtOf(s.Gap, s.Gap.P50), fmtOf(s.Gap, s.Gap.P99))
 		}
 		row = append(row, fmt.Sprint(s.OK), fmt.Sprint(s.Requests-s.OK), fmt.Sprint(s.Late))
 		if cmp && i == 0 {
 			row = append(row, "-", "-", "-")
 		} else if cmp {
-			row = append(row, fmtAdded(s.AddedP50), fmtAdded(s.AddedP99), fmt.Sprintf("%.3f", s.ThroughputRatio))
+			base := rep.Summaries[0].Latency
+			row = append(row, fmtAddedOf(l, base, s.AddedP50), fmtAddedOf(l, base, s.AddedP99), fmt.Sprintf("%.3f", s.ThroughputRatio))
 		}
 		fmt.Fprintln(tw, strings.Join(row, "\t")+"\t")
 	}
@@ -217,9 +222,9 @@ func WriteTable(w io.Writer, rep *Report) {
 		if o.Rate > 0 {
 			// The generator's own lateness is part of every latency above; show how much.
 			fmt.Fprintf(w, "%s: send lag behind schedule p50 %s, p99 %s, max %s; from the actual send p50 %s, p99 %s",
-				s.Target, fmtDur(s.StartLag.P50), fmtDur(s.StartLag.P99), fmtDur(s.StartLag.Max), fmtDur(s.Service.P50), fmtDur(s.Service.P99))
+				s.Target, fmtDur(s.StartLag.P50), fmtDur(s.StartLag.P99), fmtDur(s.StartLag.Max), fmtOf(s.Service, s.Service.P50), fmtOf(s.Service, s.Service.P99))
 			if cmp && s.Target != rep.Summaries[0].Target {
-				fmt.Fprintf(w, " (%s p50)", fmtAdded(s.AddedServiceP50))
+				fmt.Fprintf(w, " (%s p50)", fmtAddedOf(s.Service, rep.Summaries[0].Service, s.AddedServiceP50))
 			}
 			fmt.Fprintln(w)
 		}
@@ -280,6 +285,23 @@ func fmtDur(d time.Duration) string {
 	default:
 		return fmt.Sprintf("%.2fs", d.Seconds())
 	}
+}
+
+// fmtOf formats v, a figure of d, or "-" when d has no samples: a target without a successful
+// request has no latency, and "0" read as none at all.
+func fmtOf(d Dist, v time.Duration) string {
+	if d.N == 0 {
+		return "-"
+	}
+	return fmtDur(v)
+}
+
+// fmtAddedOf formats added, of d over base, or "-" when either has no samples to compare.
+func fmtAddedOf(d, base Dist, added time.Duration) string {
+	if d.N == 0 || base.N == 0 {
+		return "-"
+	}
+	return fmtAdded(added)
 }
 
 func fmtAdded(d time.Duration) string {

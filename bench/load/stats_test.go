@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -424,5 +425,39 @@ func TestPromptsFileBadLines(t *testing.T) {
 				t.Errorf("error %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// A target none of whose requests succeeded has no latency: the table shows "-", not 0, and no
+// added latency over the baseline, which was the baseline's own latency negated (-20.00ms: the
+// target looked faster than the backend it stands in front of).
+func TestSummarizeTargetWithoutSuccess(t *testing.T) {
+	runs := []*Result{
+		{Target: "direct", Requests: 10, OK: 10, Latency: Dist{N: 10, P50: 20 * time.Millisecond, P99: 25 * time.Millisecond},
+			Service: Dist{N: 10, P50: 20 * time.Millisecond}},
+		{Target: "gw", Requests: 10, Errors: map[string]int64{"timeout": 10}, LastError: "timeout"},
+	}
+	s := summarize([]Target{{Name: "direct"}, {Name: "gw"}}, runs)
+	if s[1].AddedP50 != 0 || s[1].AddedP99 != 0 || s[1].AddedServiceP50 != 0 {
+		t.Errorf("added p50 %v, p99 %v, service p50 %v; want 0", s[1].AddedP50, s[1].AddedP99, s[1].AddedServiceP50)
+	}
+	var table bytes.Buffer
+	WriteTable(&table, &Report{Options: testOptions(), Runs: runs, Summaries: s})
+	// target req/s p50 p90 p99 p99.9 max ok errors late +p50 +p99 ratio
+	want := []string{"gw", "0.0", "-", "-", "-", "-", "-", "0", "10", "0", "-", "-", "0.000"}
+	rows := 0
+	for _, line := range strings.Split(table.String(), "\n") {
+		if f := strings.Fields(line); len(f) > 1 && f[0] == "gw" && f[1] != "errors:" {
+			rows++
+			if !slices.Equal(f, want) {
+				t.Errorf("row %q, want %q", f, want)
+			}
+		}
+	}
+	if rows != 1 {
+		t.Errorf("%d rows of gw in\n%s", rows, table.String())
+	}
+	if strings.Contains(table.String(), "-20.00ms") || !strings.Contains(table.String(), "from the actual send p50 -, p99 - (- p50)") {
+		t.Errorf("table:\n%s", table.String())
 	}
 }

@@ -115,7 +115,8 @@ func SVG(rep *Report) []byte {
 	// Footer: what the comparison is about, the added latency over the baseline.
 	for i, s := range rep.Summaries[min(1, n):] {
 		text(&b, latLeft, plotBot+44+drop+float64(i)*16, "start", 12, fmt.Sprintf("%s vs %s: p50 %s, p99 %s, throughput x%.3f",
-			s.Target, rep.Summaries[0].Target, fmtAdded(s.AddedP50), fmtAdded(s.AddedP99), s.ThroughputRatio))
+			s.Target, rep.Summaries[0].Target, fmtAddedOf(s.Latency, rep.Summaries[0].Latency, s.AddedP50),
+			fmtAddedOf(s.Latency, rep.Summaries[0].Latency, s.AddedP99), s.ThroughputRatio))
 	}
 	b.WriteString("</svg>\n")
 	return b.Bytes()
