@@ -63,11 +63,13 @@ func (o Options) Validate() error {
 	switch {
 	case o.Flavor != "" && o.Flavor != "vllm" && o.Flavor != "ollama":
 		return errors.New(`fakellm: flavor must be "vllm" or "ollama", got "` + o.Flavor + `"`)
-	case o.ErrorRate < 0 || o.ErrorRate > 1:
+	// Written so that NaN fails too: it compares false with everything, and passed as no
+	// faults and no decode delay.
+	case !(o.ErrorRate >= 0 && o.ErrorRate <= 1):
 		return errors.New("fakellm: error-rate must be within 0..1")
-	case o.DisconnectRate < 0 || o.DisconnectRate > 1:
+	case !(o.DisconnectRate >= 0 && o.DisconnectRate <= 1):
 		return errors.New("fakellm: disconnect-rate must be within 0..1")
-	case o.TokensPerSecond < 0 || o.OutputTokens < 0 || o.EmbeddingDim < 0 || o.TTFT < 0:
+	case !(o.TokensPerSecond >= 0) || o.OutputTokens < 0 || o.EmbeddingDim < 0 || o.TTFT < 0:
 		return errors.New("fakellm: durations, rates and sizes must not be negative")
 	}
 	return nil

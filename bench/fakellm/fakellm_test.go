@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strings"
 	"testing"
@@ -505,7 +506,9 @@ func TestOptions(t *testing.T) {
 	if *o != want {
 		t.Errorf("parsed %+v, want %+v", *o, want)
 	}
-	for _, bad := range []Options{{Flavor: "tgi"}, {ErrorRate: 2}, {DisconnectRate: -1}, {OutputTokens: -1}} {
+	nan := math.NaN()
+	for _, bad := range []Options{{Flavor: "tgi"}, {ErrorRate: 2}, {DisconnectRate: -1}, {OutputTokens: -1},
+		{ErrorRate: nan}, {DisconnectRate: nan}, {TokensPerSecond: nan}} {
 		if bad.Validate() == nil {
 			t.Errorf("Validate(%+v) = nil", bad)
 		}
