@@ -52,6 +52,12 @@ func parseTarget(raw string) (endpoint, error) {
 	return e, nil
 }
 
+// maxIdleConn is how long a connection may wait unused before the client closes it: less than
+// the shortest keep-alive timeout that servers commonly default to (5 s: uvicorn, which serves
+// vLLM, and Node.js), so that no request goes out on a connection that the target has closed
+// meanwhile, which fails it as closed though the target did nothing wrong. A variable for tests.
+var maxIdleConn = 4 * time.Second
+
 // newClient returns a HostClient for e that never makes a request wait for a connection.
 // Its connections are added to cut, when not nil, so that an interrupt can end the requests
 // in flight.
@@ -67,8 +73,9 @@ func newClient(e endpoint, conns int, timeout time.Duration, cut *connSet) *fast
 		IsTLS:                         e.tls,
 		Name:                          "llmgate-bench",
 		MaxConns:                      conns + 16,
-		MaxIdleConnDuration:           time.Minute,
-		StreamResponseBody:            true, // all bodies, so that TTFB is when headers arrive
+		MaxIdleConnDuration:           maxIdleConn,
+		ConnPoolStrategy:              fasthttp.LIFO, // the busy connections stay warm, the rest idle out
+		StreamResponseBody:            true,          // all bodies, so that TTFB is when headers arrive
 		DisableHeaderNamesNormalizing: true,
 		DisablePathNormalizing:        true,
 		ReadBufferSize:                16 << 10,

@@ -449,6 +449,36 @@ func TestErrorClassClosed(t *testing.T) {
 	}
 }
 
+// A connection left idle is closed before the target's keep-alive timeout closes it: after a
+// burst of slow answers had opened a connection per request, the client took its idle ones in
+// turn, each idle longer than the target keeps one, and a quarter of the requests failed as
+// closed (uvicorn, which serves vLLM, closes idle connections after 5 s; the client kept
+// them a minute).
+func TestIdleConnectionsClosedBeforeTheTargetCloses(t *testing.T) {
+	idle := maxIdleConn
+	maxIdleConn = 50 * time.Millisecond
+	t.Cleanup(func() { maxIdleConn = idle })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n atomic.Int64
+	s := &fasthttp.Server{IdleTimeout: 300 * time.Millisecond, Handler: func(ctx *fasthttp.RequestCtx) {
+		if n.Add(1) <= 25 { // the burst: every request of its half second needs a connection
+			time.Sleep(500 * time.Millisecond)
+		}
+		ctx.SetContentType("application/json")
+		ctx.WriteString(`{"choices":[{"message":{"role":"assistant","content":"hi"}}]}`)
+	}}
+	go s.Serve(ln)                     //nolint:errcheck
+	t.Cleanup(func() { s.Shutdown() }) //nolint:errcheck
+	o := testOptions()
+	o.Rate, o.Requests = 50, 80
+	if res := run(t, o, "http://"+ln.Addr().String()); res.OK != 80 {
+		t.Errorf("%d ok, errors %v, last %q", res.OK, res.Errors, res.LastError)
+	}
+}
+
 func TestCompare(t *testing.T) {
 	url, count := fakeLLM(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
