@@ -239,7 +239,7 @@ func (c *conn) do(body []byte, now func() time.Duration, gaps *[]time.Duration) 
 	case status/100 != 2:
 		x.class, x.err = ErrOther, fmt.Errorf("HTTP %d", status)
 	case c.stream && x.sse.errEvent:
-		x.class, x.err = ErrStream, errors.New("error event in stream")
+		x.class, x.err = ErrStream, fmt.Errorf("error event in stream: %s", c.sse.errData)
 	case c.stream && !x.sse.done:
 		x.class, x.err = ErrStream, errors.New("stream ended without [DONE]")
 	}
@@ -303,6 +303,8 @@ type sseReader struct {
 	line []byte
 	// state of the event being assembled
 	hasData, isDone, isErr bool
+	// errData is the data of the stream's first error event, cut to 256 bytes: what went wrong.
+	errData []byte
 }
 
 // read consumes r to EOF. now is called once after every read; each event completed by that
@@ -310,7 +312,7 @@ type sseReader struct {
 // read have a gap of zero, which is the truth the client saw). Gaps between consecutive data
 // events are appended to *gaps when gaps is not nil.
 func (s *sseReader) read(r io.Reader, buf []byte, now func() time.Duration, gaps *[]time.Duration) (streamTimes, error) {
-	s.line = s.line[:0]
+	s.line, s.errData = s.line[:0], s.errData[:0]
 	s.hasData, s.isDone, s.isErr = false, false, false
 	var st streamTimes
 	var last time.Duration
@@ -388,6 +390,9 @@ func (s *sseReader) field(line []byte) bool {
 		s.isDone = true
 	case bytes.HasPrefix(data, []byte(`{"error"`)):
 		s.isErr = true
+		if len(s.errData) == 0 {
+			s.errData = append(s.errData, data[:min(len(data), 256)]...)
+		}
 	}
 	return false
 }

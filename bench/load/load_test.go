@@ -479,6 +479,39 @@ func TestIdleConnectionsClosedBeforeTheTargetCloses(t *testing.T) {
 	}
 }
 
+// A stream that ends in an error event is reported with that event's message: the check and
+// the last error said only "error event in stream", not what the target said went wrong.
+func TestStreamErrorEventSaysWhy(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		ctx.SetContentType("text/event-stream")
+		ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+			w.WriteString(`data: {"choices":[{"delta":{"content":"hi"}}]}` + "\n\n")
+			w.WriteString(`data: {"error":{"message":"backend went away","type":"server_error"}}` + "\n\n")
+			w.WriteString("data: [DONE]\n\n")
+		})
+	}}
+	go s.Serve(ln)                     //nolint:errcheck
+	t.Cleanup(func() { s.Shutdown() }) //nolint:errcheck
+	url := "http://" + ln.Addr().String()
+	o := testOptions()
+	o.Workload = ChatStream
+	o.Rate, o.Requests = 200, 5
+	w, err := NewWorkload(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(o, w, Target{Name: "t", URL: url}); err == nil || !strings.Contains(err.Error(), `error event in stream: {"error":{"message":"backend went away"`) {
+		t.Errorf("check: %v", err)
+	}
+	if res := run(t, o, url); res.Errors["stream-error"] != 5 || !strings.Contains(res.LastError, "backend went away") {
+		t.Errorf("errors %v, last %q", res.Errors, res.LastError)
+	}
+}
+
 func TestCompare(t *testing.T) {
 	url, count := fakeLLM(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
