@@ -238,6 +238,9 @@ func (c *conn) do(body []byte, now func() time.Duration, gaps *[]time.Duration) 
 		x.class = Err4xx
 	case status/100 != 2:
 		x.class, x.err = ErrOther, fmt.Errorf("HTTP %d", status)
+	case c.stream && !bytes.HasPrefix(c.resp.Header.ContentType(), []byte("text/event-stream")):
+		// A target that does not stream, or a proxy that buffers the stream.
+		x.class, x.err = ErrStream, fmt.Errorf("answered Content-Type %q to a stream request, not text/event-stream", c.resp.Header.ContentType())
 	case c.stream && x.sse.errEvent:
 		x.class, x.err = ErrStream, fmt.Errorf("error event in stream: %s", c.sse.errData)
 	case c.stream && !x.sse.done:

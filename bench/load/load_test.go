@@ -512,6 +512,31 @@ func TestStreamErrorEventSaysWhy(t *testing.T) {
 	}
 }
 
+// A 200 answer to a stream request that is not an event stream says so: it was reported as
+// "stream ended without [DONE]", which sent a user looking for a cut connection.
+func TestStreamAnsweredWithoutStreaming(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		ctx.SetContentType("application/json")
+		ctx.WriteString(`{"choices":[{"message":{"role":"assistant","content":"hi"}}]}`)
+	}}
+	go s.Serve(ln)                     //nolint:errcheck
+	t.Cleanup(func() { s.Shutdown() }) //nolint:errcheck
+	url := "http://" + ln.Addr().String()
+	o := testOptions()
+	o.Workload = ChatStream
+	w, err := NewWorkload(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(o, w, Target{Name: "t", URL: url}); err == nil || !strings.Contains(err.Error(), `answered Content-Type "application/json" to a stream request`) {
+		t.Errorf("check: %v", err)
+	}
+}
+
 func TestCompare(t *testing.T) {
 	url, count := fakeLLM(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
