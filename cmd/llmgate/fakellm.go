@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/llmgate/llmgate/bench/fakellm"
@@ -24,7 +25,8 @@ func runFakeLLM(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if err := opts.Validate(); err != nil {
-		fmt.Fprintln(stderr, "llmgate fakellm:", err)
+		// The package names itself in its errors; the command line has already said who speaks.
+		fmt.Fprintln(stderr, "llmgate fakellm:", strings.TrimPrefix(err.Error(), "fakellm: "))
 		return 2
 	}
 	s := fakellm.New(*opts)

@@ -56,7 +56,7 @@ func TestServeFailsWithOneLine(t *testing.T) {
 		{"bad backend kind", []string{"serve", "--backend", backend, "--backend-kind", "tgi"}, 1, `--backend-kind "tgi"`},
 		{"backend url with /v1", []string{"serve", "--backend", backend + "/v1"}, 1, "GET /v1/models: status 404; the URL ends in /v1, which llmgate adds itself: give the server's base URL without it"},
 		{"port in use", []string{"serve", "--backend", backend, "--listen", busy.Addr().String(), "--admin-listen", "127.0.0.1:0"}, 1, "address already in use (set listen, --listen or LLMGATE_LISTEN to a free address)"},
-		{"fakellm bad flavor", []string{"fakellm", "--flavor", "tgi"}, 2, "flavor must be"},
+		{"fakellm bad flavor", []string{"fakellm", "--flavor", "tgi"}, 2, `llmgate fakellm: flavor must be "vllm" or "ollama", got "tgi"`},
 		{"demo bad flag", []string{"demo", "--lisen", "x"}, 2, "llmgate demo: flag provided but not defined: -lisen (llmgate demo -h lists the flags)"},
 		{"duration without unit", []string{"fakellm", "--ttft", "200"}, 2, `llmgate fakellm: invalid value "200" for flag -ttft: want a duration with a unit, such as "200ms", "5s" or "1m" (llmgate fakellm -h lists the flags)`},
 		{"fakellm bad flag", []string{"fakellm", "--bogus"}, 2, "-bogus (llmgate fakellm -h"},
