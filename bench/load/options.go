@@ -288,6 +288,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		return fail(2, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}
+	promptSources := 0 // only one of them makes the prompts; the others would be ignored
+	for _, f := range []string{"prompt-bytes", "prompt-mix", "prompts"} {
+		if set[f] {
+			promptSources++
+		}
+	}
 	// Each loop has its own bound on requests in flight; the other's would be ignored (wrk2's
 	// -c with -R bounds an open loop, so a user may well expect that of --connections).
 	switch {
@@ -295,6 +301,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return fail(2, errors.New("--connections is the closed loop's (--rate 0); with --rate, --max-workers bounds the requests in flight"))
 	case set["max-workers"] && o.Rate == 0:
 		return fail(2, errors.New("--max-workers is the open loop's; with --rate 0, --connections sets the requests in flight"))
+	case promptSources > 1:
+		return fail(2, errors.New("use one of --prompt-bytes, --prompt-mix and --prompts"))
 	}
 	if err := o.Validate(); err != nil {
 		return fail(2, err)
