@@ -667,6 +667,7 @@ func TestMainCommand(t *testing.T) {
 		{name: "rate too low for the duration", args: []string{"--url", url, "--rate", "0.4", "--duration", "1s"}, code: 2, stderr: "schedules no request"},
 		{name: "connections with a rate", args: []string{"--url", url, "--rate", "50", "--connections", "4", "--requests", "1", "--quiet"}, code: 2, stderr: "--connections is the closed loop's (--rate 0)"},
 		{name: "max workers closed loop", args: []string{"--url", url, "--connections", "4", "--max-workers", "4", "--requests", "1", "--quiet"}, code: 2, stderr: "--max-workers is the open loop's"},
+		{name: "duration and requests", args: []string{"--url", url, "--duration", "-1s", "--requests", "1", "--quiet"}, code: 2, stderr: "use --duration or --requests, not both"},
 		{name: "prompt bytes and mix", args: []string{"--url", url, "--prompt-bytes", "512", "--prompt-mix", "200,1024", "--requests", "1", "--quiet"}, code: 2, stderr: "use one of --prompt-bytes, --prompt-mix and --prompts"},
 		{name: "prompt mix and file", args: []string{"--url", url, "--prompt-mix", "200", "--prompts", dir + "/bad.jsonl", "--requests", "1", "--quiet"}, code: 2, stderr: "use one of --prompt-bytes, --prompt-mix and --prompts"},
 		{name: "negative max tokens", args: []string{"--url", url, "--max-tokens", "-1"}, code: 2, stderr: "--max-tokens must not be negative"},

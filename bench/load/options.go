@@ -301,6 +301,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return fail(2, errors.New("--connections is the closed loop's (--rate 0); with --rate, --max-workers bounds the requests in flight"))
 	case set["max-workers"] && o.Rate == 0:
 		return fail(2, errors.New("--max-workers is the open loop's; with --rate 0, --connections sets the requests in flight"))
+	case set["duration"] && set["requests"]:
+		return fail(2, errors.New("use --duration or --requests, not both"))
 	case promptSources > 1:
 		return fail(2, errors.New("use one of --prompt-bytes, --prompt-mix and --prompts"))
 	}
