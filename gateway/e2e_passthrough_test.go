@@ -523,3 +523,65 @@ func TestShadowOnStaleConnection(t *testing.T) {
 		t.Errorf("shadow answers: %v 2xx and %v errors, want 2 and 0", ok, errs)
 	}
 }
+
+// Ollama ignores echo without a word, and refuses a completions prompt that is not one string
+// and embeddings input given as token ids with a Go decoding error ("invalid input type"). A
+// model served only by Ollama refuses them with a 400 naming the parameter and saying what to
+// send; the same requests to a vLLM model, and what Ollama does take, are unaffected.
+func TestOllamaRefusesWhatItCannotHonour(t *testing.T) {
+	t.Parallel()
+	ollama := startFake(t, fakellm.Options{Flavor: "ollama", Model: "m"})
+	vllm := startFake(t, fakellm.Options{Model: "m"})
+	g := startGateway(t, newConfig(t, nil, model("o", "v1", version("v1", ollama.backend())), model("v", "v1", version("v1", vllm.backend()))))
+	for _, tc := range []struct {
+		path, body string
+		param      string // refused on Ollama naming it; "" when Ollama serves it
+	}{
+		{"/v1/completions", `"prompt":"hi","echo":true`, "echo"},
+		{"/v1/completions", `"prompt":"hi","echo":true,"stream":true`, "echo"},
+		{"/v1/completions", `"prompt":["hi","yo"]`, "prompt"},
+		{"/v1/completions", `"prompt":[1,2,3]`, "prompt"},
+		{"/v1/embeddings", `"input":[1,2,3]`, "input"},
+		{"/v1/embeddings", `"input":[[1,2],[3]]`, "input"},
+		{"/v1/completions", `"prompt":"hi","echo":false`, ""},
+		{"/v1/embeddings", `"input":["hi","yo"]`, ""},
+		{"/v1/embeddings", `"input":"hi"`, ""},
+	} {
+		res := g.do(t, "POST", tc.path, `{"model":"o",`+tc.body+`}`)
+		if tc.param == "" {
+			if res.status != 200 {
+				t.Errorf("o %s %s: status %d %s, want 200", tc.path, tc.body, res.status, res.body)
+			}
+		} else if _, param, code := envelope(t, res.body); res.status != 400 || param != tc.param || code != "unsupported_parameter" ||
+			!strings.Contains(string(res.body), "(Ollama)") {
+			t.Errorf("o %s %s: status %d %s, want 400 unsupported_parameter naming %q and Ollama", tc.path, tc.body, res.status, res.body, tc.param)
+		}
+		if res := g.do(t, "POST", tc.path, `{"model":"v",`+tc.body+`}`); res.status != 200 {
+			t.Errorf("v %s %s: status %d %s, want 200", tc.path, tc.body, res.status, res.body)
+		}
+	}
+	if got := ollama.Requests(); got != 3 {
+		t.Errorf("the Ollama backend got %d requests, want 3 (those it serves)", got)
+	}
+}
+
+// In a version that mixes vLLM and Ollama servers, what Ollama cannot honour goes to the vLLM
+// one, as n above 1 does, instead of failing or losing its echo when Ollama is picked.
+func TestOllamaUnsupportedAvoidOllamaInMixedPool(t *testing.T) {
+	t.Parallel()
+	ollama := startFake(t, fakellm.Options{Flavor: "ollama", Model: "m"})
+	vllm := startFake(t, fakellm.Options{Model: "m"})
+	g := startGateway(t, newConfig(t, nil, model("m", "v1", version("v1", ollama.backend(), vllm.backend()))))
+	for i := range 20 {
+		path, body := "/v1/embeddings", `{"model":"m","input":[[1,2],[3]]}`
+		if i%2 == 1 {
+			path, body = "/v1/completions", `{"model":"m","prompt":"hi","echo":true}`
+		}
+		if res := g.do(t, "POST", path, body); res.status != 200 {
+			t.Fatalf("%s %s: status %d %s", path, body, res.status, res.body)
+		}
+	}
+	if n := ollama.Requests(); n != 0 {
+		t.Errorf("the Ollama backend got %d requests it cannot honour, want 0", n)
+	}
+}

@@ -15,7 +15,7 @@ func TestExcludedKeepsNoBackendPastItsEnd(t *testing.T) {
 	canary := &router.Version{Backends: []*router.Backend{be(config.KindVLLM), be(config.KindOllama), be(config.KindOllama), be(config.KindOllama)}}
 	stable := &router.Version{Backends: []*router.Backend{be(config.KindVLLM)}}
 	r := acquireRequest(nil)
-	r.manyChoices = true
+	r.notOllama = "n"
 	r.version = canary
 	r.tried[0], r.attempts = canary.Backends[0], 1
 	if got := len(r.excluded()); got != 4 {

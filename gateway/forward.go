@@ -239,12 +239,12 @@ func (g *Gateway) tryVersion(ctx *fasthttp.RequestCtx, r *request, snap *snapsho
 }
 
 // excluded returns the backends the next attempt may not use: those already tried and, for a
-// request with n above 1, the version's Ollama backends, which would answer one choice without
-// a word (a version may mix vLLM and Ollama servers of one model, as --backend discovery
+// request Ollama cannot honour (n above 1, echo, see ollamaUnsupported), the version's Ollama
+// backends (a version may mix vLLM and Ollama servers of one model, as --backend discovery
 // builds it).
 func (r *request) excluded() []*router.Backend {
 	tried := r.tried[:r.attempts]
-	if !r.manyChoices {
+	if r.notOllama == "" {
 		return tried
 	}
 	clear(r.skip) // a shorter list (stable's after a canary's) must not leave backends past its end
@@ -305,7 +305,7 @@ func (r *request) failoverStable() *router.Version {
 		return nil
 	}
 	stable := r.version.CanaryStable()
-	if stable == nil || !stable.InService() || (r.manyChoices && onlyOllama(stable)) {
+	if stable == nil || !stable.InService() || (r.notOllama != "" && onlyOllama(stable)) {
 		return nil
 	}
 	return stable

@@ -71,7 +71,7 @@ func (m *gatewayMetrics) errorCodeLabel(code string) string {
 const (
 	shadowInFlight    = iota // maxShadows were in flight
 	shadowNoBackend          // none of the shadow version's backends was in service
-	shadowUnsupported        // the shadow's backends cannot answer it (n above 1, Ollama only)
+	shadowUnsupported        // the shadow's backends cannot answer it (n above 1 or echo, Ollama only)
 	numShadowSkips
 )
 

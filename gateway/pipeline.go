@@ -155,14 +155,21 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *request) (done bool) {
 	}
 	// Refusals from here on are the version's: in its statistics as in llmgate_request_errors_total.
 	if n := r.root.GetInt("n"); r.op != opEmbeddings && n > 1 {
-		// Ollama's OpenAI API has no n and answers one choice: refused rather than the
-		// client get fewer choices than it asked for, without a word. Where the version has
-		// other backends, they serve it (see request.excluded).
+		r.nChoices = n
+	}
+	if param, instead := r.ollamaUnsupported(); param != "" {
+		// Refused rather than the client get fewer choices than it asked for, or no echo,
+		// without a word, or Ollama's own decoding error. Where the version has other
+		// backends, they serve it (see request.excluded).
 		if onlyOllama(version) {
-			return g.fail(ctx, r, &apiError{status: fasthttp.StatusBadRequest, typ: typeInvalidRequest, code: "unsupported_parameter", param: "n",
-				message: "'n' above 1 is not supported on model `" + version.Alias + "`: its backends (Ollama) answer one choice per request."})
+			what := "'" + param + "'"
+			if param == "n" {
+				what = "'n' above 1"
+			}
+			return g.fail(ctx, r, &apiError{status: fasthttp.StatusBadRequest, typ: typeInvalidRequest, code: "unsupported_parameter", param: param,
+				message: what + " is not supported on model `" + version.Alias + "`: its backends (Ollama) " + instead})
 		}
-		r.manyChoices, r.nChoices = true, n
+		r.notOllama = param
 	}
 	// 4. guard the prompt: redact or block; the body is rewritten only if something changed.
 	if ag := snap.guards[version.Alias]; ag != nil {
@@ -531,8 +538,8 @@ func drainRefusedBody(ctx *fasthttp.RequestCtx) {
 // unsafeString views b as a string without copying; the string must not outlive b.
 func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
-// onlyOllama reports whether every backend of v is an Ollama server, which answers one choice
-// whatever n asks.
+// onlyOllama reports whether every backend of v is an Ollama server, which cannot honour what
+// request.ollamaUnsupported finds.
 func onlyOllama(v *router.Version) bool {
 	for _, b := range v.Backends {
 		if b.Kind != config.KindOllama {

@@ -67,11 +67,12 @@ type request struct {
 	canaryShare bool
 	// failedOver: the canary failed the request, which stable now serves (see failoverToStable).
 	failedOver bool
-	// manyChoices: a chat or completion request with n above 1. Ollama answers one choice
-	// whatever n asks, so its backends are not picked for it (see excluded).
-	manyChoices bool
-	nChoices    int // the choices a chat or completion request asks for: its n, when above 1
-	backend     *router.Backend
+	// notOllama names what the request asks that Ollama's OpenAI API cannot honour (see
+	// ollamaUnsupported), "" when nothing: its Ollama backends are not picked for it (see
+	// excluded).
+	notOllama string
+	nChoices  int // the choices a chat or completion request asks for: its n, when above 1
+	backend   *router.Backend
 	// hold is the request's use of backend from the attempt that answered 2xx until the answer
 	// is done: forwardBuffered, or the end of the stream, reports on it and releases it.
 	hold     router.Hold
@@ -152,7 +153,7 @@ func releaseRequest(r *request) {
 	}
 	r.version, r.backend, r.handles, r.attempts, r.tried = nil, nil, nil, 0, [config.MaxRetryAttempts + 1]*router.Backend{}
 	clear(r.skip) // a pooled request must not keep an old routing table alive
-	r.canaryShare, r.failedOver, r.manyChoices, r.nChoices, r.hold, r.skip = false, false, false, 0, router.Hold{}, r.skip[:0]
+	r.canaryShare, r.failedOver, r.notOllama, r.nChoices, r.hold, r.skip = false, false, "", 0, router.Hold{}, r.skip[:0]
 	r.upstreamAt, r.headersAt, r.failedAttempts, r.upstreamErr, r.upstreamErrBackend = time.Time{}, time.Time{}, 0, nil, nil
 	r.status, r.errCode, r.eventStatus, r.inputTokens, r.outputTokens, r.tokenEvents = 0, "", 0, 0, 0, 0
 	r.firstEventAt, r.firstTokenAt, r.lastTokenAt = time.Time{}, time.Time{}, time.Time{}
@@ -631,6 +632,35 @@ func (r *request) noteAnswerShape() {
 			break
 		}
 	}
+}
+
+// ollamaUnsupported returns the parameter of the request that Ollama's OpenAI API cannot
+// honour, and what its backends do instead, or "" when there is none. Ollama answers one
+// choice whatever n asks and ignores echo, without a word; it refuses a completions prompt
+// that is not one string, and embeddings input given as token ids, with a Go decoding error
+// ("invalid input type") that does not say what to send instead.
+func (r *request) ollamaUnsupported() (param, instead string) {
+	v := r.root
+	switch r.op {
+	case opEmbeddings:
+		for _, in := range v.GetArray("input") {
+			if in.Type() != fastjson.TypeString {
+				return "input", "embed text only: send 'input' as a string or an array of strings, not token ids."
+			}
+		}
+		return "", ""
+	case opCompletion:
+		if p := v.Get("prompt"); p != nil && p.Type() != fastjson.TypeString {
+			return "prompt", "take one prompt per request, as a string: not an array of prompts or token ids."
+		}
+		if e := v.Get("echo"); e != nil && e.Type() == fastjson.TypeTrue {
+			return "echo", "do not return the prompt with the completion."
+		}
+	}
+	if r.nChoices > 1 {
+		return "n", "answer one choice per request."
+	}
+	return "", ""
 }
 
 // choicesAsked returns how many choices the request's answer has (its n; 1 by default).

@@ -54,9 +54,10 @@ const maxShadows = 64
 // status, tokens, finish reason and refusal go to sv's statistics for comparison with stable.
 func (g *Gateway) mirror(r *request, snap *snapshot, sv *router.Version) {
 	var skip []*router.Backend
-	if r.manyChoices {
+	if r.notOllama != "" {
 		// As the client's own request (see request.excluded): Ollama answers one choice
-		// whatever n asks, and a shadow that did would look cheaper and faster than stable.
+		// whatever n asks, and a shadow that did would look cheaper and faster than stable
+		// (or it ignores echo, or refuses the prompt).
 		for _, b := range sv.Backends {
 			if b.Kind == config.KindOllama {
 				skip = append(skip, b)
