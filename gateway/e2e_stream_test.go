@@ -360,6 +360,43 @@ func TestCompletionStream(t *testing.T) {
 	}
 }
 
+// A completions stream that asks for usage gets it once, on its last chunk, as OpenAI sends
+// it: Ollama's zero usage on every other chunk is not passed on.
+func TestCompletionStreamUsageOnce(t *testing.T) {
+	t.Parallel()
+	s := startTwoVersions(t, nil)
+	for _, m := range []string{"chat", "chat@v2"} {
+		t.Run(m, func(t *testing.T) {
+			c, _ := s.gw.client()
+			st, err := c.CreateCompletionStream(ctx(t), openai.CompletionRequest{Model: m, Prompt: "Once upon a time", MaxTokens: 4, Stream: true,
+				StreamOptions: &openai.StreamOptions{IncludeUsage: true}})
+			if err != nil {
+				t.Fatalf("CreateCompletionStream: %v", err)
+			}
+			defer st.Close()
+			var usages []openai.Usage
+			for {
+				chunk, err := st.Recv()
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					t.Fatalf("Recv: %v", err)
+				}
+				if chunk.Usage != nil {
+					if len(chunk.Choices) > 0 {
+						t.Errorf("a chunk with choices carries usage %+v", *chunk.Usage)
+					}
+					usages = append(usages, *chunk.Usage)
+				}
+			}
+			if len(usages) != 1 || usages[0].CompletionTokens != 4 {
+				t.Errorf("usages %+v, want one with 4 completion tokens", usages)
+			}
+		})
+	}
+}
+
 // TestStreamTotalTimeout: timeouts.total bounds a stream that keeps sending; the client gets
 // what arrived in time and then a timeout error event.
 func TestStreamTotalTimeout(t *testing.T) {

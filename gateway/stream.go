@@ -491,9 +491,11 @@ func (s *streamBody) next(wait bool) []byte {
 			}
 		}
 		changed := false
-		// Ollama puts a zero usage on every chunk once include_usage is on; the client did not
-		// ask for usage, so it gets the chunk without it.
-		if !r.clientUsage && us >= 0 {
+		// Ollama puts a zero usage on every completions chunk once include_usage is on. A client
+		// that did not ask for usage gets the chunk without it; one that did gets it on the
+		// last chunk only, as OpenAI sends it: a client that reads the first usage it sees
+		// (or each one) would count no tokens.
+		if us >= 0 && (!r.clientUsage || in == 0 && out == 0 && cs >= 0 && string(data[us:ue]) != "null") {
 			s.stripped = appendWithoutMember(s.stripped[:0], data, "usage", us, ue)
 			data, changed = s.stripped, true
 		}
