@@ -9,9 +9,10 @@ import (
 )
 
 // A legacy completion's suffix is prompt text the model reads (it fills in between prompt and
-// suffix): it is redacted as the prompt is, and a safety rule judges it too.
+// suffix): it is redacted as the prompt is, and a safety rule judges it too. Ollama takes a
+// suffix; vLLM refuses one.
 func TestGuardRedactsCompletionSuffix(t *testing.T) {
-	f := startFake(t, fakellm.Options{})
+	f := startFake(t, fakellm.Options{Flavor: "ollama"})
 	g := startGateway(t, newConfig(t, nil, guarded(config.Guard{
 		PII:    config.PIIGuard{Prompt: "redact", Restore: true},
 		Safety: config.SafetyGuard{Prompt: "block"},

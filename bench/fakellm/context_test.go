@@ -72,3 +72,33 @@ func TestContextLengthExceeded(t *testing.T) {
 		})
 	}
 }
+
+// vLLM's OpenAIServingCompletion.create_completion refuses a completions
+// suffix ("suffix is not currently supported", a 400 BadRequestError with
+// param null) after checking the model; Ollama takes it.
+func TestCompletionSuffix(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		flavor, body string
+		status       int
+	}{
+		{"vllm", `{"model":"m","prompt":"def f(","suffix":"return x"}`, 400},
+		{"vllm", `{"model":"m","prompt":"def f(","suffix":null}`, 200},
+		{"vllm", `{"model":"other","prompt":"def f(","suffix":"return x"}`, 404},
+		{"ollama", `{"model":"m","prompt":"def f(","suffix":"return x"}`, 200},
+	} {
+		h := start(t, Options{Flavor: tt.flavor, Model: "m", OutputTokens: 4})
+		res := h.do(t, "POST", "/v1/completions", tt.body)
+		if res.status != tt.status {
+			t.Errorf("%s %s: status %d, want %d: %s", tt.flavor, tt.body, res.status, tt.status, res.body)
+			continue
+		}
+		if tt.status != 400 {
+			continue
+		}
+		const want = `{"error":{"message":"suffix is not currently supported","type":"BadRequestError","param":null,"code":400}}`
+		if string(res.body) != want {
+			t.Errorf("%s %s: body %s, want %s", tt.flavor, tt.body, res.body, want)
+		}
+	}
+}

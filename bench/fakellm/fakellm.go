@@ -443,6 +443,13 @@ func (s *Server) inference(ctx *fasthttp.RequestCtx, ep endpoint) {
 		s.writeError(ctx, fasthttp.StatusNotFound, "NotFoundError", "The model `"+string(r.model)+"` does not exist.", "model")
 		return
 	}
+	if !s.ollama && r.suffix {
+		// OpenAIServingCompletion.create_completion refuses a suffix (its models have
+		// no fill-in-the-middle) after the model check, before tokenizing; Ollama
+		// passes it to the model's template.
+		s.writeError(ctx, fasthttp.StatusBadRequest, "BadRequestError", "suffix is not currently supported", "")
+		return
+	}
 	if !s.ollama && ep != epEmbeddings {
 		// Ollama truncates a prompt that does not fit its context instead.
 		if msg, param := contextError(r); msg != "" {

@@ -40,6 +40,7 @@ type request struct {
 	promptHash   uint64
 	promptWords  int
 	prompts      []input // each prompt: one for chat, one or more for completions
+	suffix       bool    // completions: a suffix was given (vLLM refuses it)
 	base64       bool
 	dims         int  // embeddings "dimensions"; 0: full size
 	hasDims      bool // vLLM: "dimensions" given, to be checked against the model
@@ -125,6 +126,8 @@ func (r *request) parse(body []byte, ep endpoint, ollama bool) *badRequest {
 	if ep == epCompletion && !ollama && r.maxTokens < 0 && v.Get("max_tokens") == nil {
 		r.maxTokens = 16 // vLLM CompletionRequest.max_tokens default
 	}
+	sf := v.Get("suffix")
+	r.suffix = ep == epCompletion && sf != nil && sf.Type() != fastjson.TypeNull
 	r.choices = 1
 	if !ollama && ep != epEmbeddings {
 		// Ollama's request structs have no n field: it is ignored there.
