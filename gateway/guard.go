@@ -284,6 +284,12 @@ func (g *Gateway) guardPromptTexts(r *request, root *fastjson.Value) error {
 	if ag.safetyPrompt == guard.ActionOff && !ag.piiPrompt {
 		return nil
 	}
+	if p := promptParams[r.op]; r.op != opChat && !onlyText(root.Get(p)) {
+		// A prompt or input of token ids is text the rules cannot read: refused rather than
+		// let it carry to the model what the guard would redact or block.
+		return &apiError{status: fasthttp.StatusBadRequest, typ: typeInvalidRequest, code: "unsupported_parameter", param: p,
+			message: "'" + p + "' must be a string or an array of strings on model `" + r.version.Alias + "`: its prompt guard reads text, and token ids would reach the model unchecked."}
+	}
 	start := time.Now()
 	defer func() { r.guard.m.duration[guard.Prompt].Update(time.Since(start).Seconds()) }()
 	if ag.pii != nil && r.guard.vault == nil {
@@ -452,6 +458,24 @@ func appendGuardEntry(dst []byte, key, value string) []byte {
 	dst = append(dst, key...)
 	dst = append(dst, '=')
 	return append(dst, value...)
+}
+
+// onlyText reports whether v, a completions prompt or an embeddings input, is absent, a
+// string or an array of strings: all text that forEachPromptText gives the guard.
+func onlyText(v *fastjson.Value) bool {
+	if v == nil || v.Type() == fastjson.TypeString {
+		return true
+	}
+	arr, err := v.Array()
+	if err != nil {
+		return false
+	}
+	for _, it := range arr {
+		if it.Type() != fastjson.TypeString {
+			return false
+		}
+	}
+	return true
 }
 
 // promptTextKind says where a text of a prompt comes from.
