@@ -154,8 +154,8 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *request) (done bool) {
 		r.stats.notePrompt(r.op, r.root) // for the drift sample (9)
 	}
 	// Refusals from here on are the version's: in its statistics as in llmgate_request_errors_total.
-	if n := r.root.GetInt("n"); r.op != opEmbeddings && n > 1 {
-		r.nChoices = n
+	if r.op != opEmbeddings {
+		r.nChoices = max(r.root.GetInt("n"), 1) * promptCount(r.op, r.root)
 	}
 	if param, instead := r.ollamaUnsupported(); param != "" {
 		// Refused rather than the client get fewer choices than it asked for, or no echo,
@@ -181,10 +181,10 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *request) (done bool) {
 			return g.fail(ctx, r, &apiError{status: fasthttp.StatusBadRequest, typ: typeInvalidRequest, code: "unsupported_parameter", param: r.tokens,
 				message: "'" + r.tokens + "' is not supported on model `" + version.Alias + "`: its completion guard rewrites or stops answers, and token log probabilities or ids would repeat the text it checks."})
 		}
-		if n := r.root.GetInt("n"); n > maxGuardedChoices && r.stream && ag.guardsCompletions() {
+		if n := r.choicesAsked(); n > maxGuardedChoices && r.stream && ag.guardsCompletions() {
 			// A stream guard tracks at most maxGuardedChoices choices (OpenAI's cap on n):
 			// refused here rather than the stream broken at that choice after it was paid for.
-			return g.fail(ctx, r, badRequest("n", "'n' must be at most "+strconv.Itoa(maxGuardedChoices)+" when streaming from model `"+version.Alias+"`: its completion guard checks each streamed choice."))
+			return g.fail(ctx, r, badRequest("n", "'n' (times the prompts of a list) must be at most "+strconv.Itoa(maxGuardedChoices)+" when streaming from model `"+version.Alias+"`: its completion guard checks each streamed choice."))
 		}
 		err := g.guardPrompt(r, r.root)
 		setGuardHeader(ctx, r)

@@ -71,7 +71,7 @@ type request struct {
 	// ollamaUnsupported), "" when nothing: its Ollama backends are not picked for it (see
 	// excluded).
 	notOllama string
-	nChoices  int // the choices a chat or completion request asks for: its n, when above 1
+	nChoices  int // the choices a chat or completion answer holds: n for each prompt
 	backend   *router.Backend
 	// hold is the request's use of backend from the attempt that answered 2xx until the answer
 	// is done: forwardBuffered, or the end of the stream, reports on it and releases it.
@@ -657,11 +657,25 @@ func (r *request) ollamaUnsupported() (param, instead string) {
 			return "echo", "do not return the prompt with the completion."
 		}
 	}
-	if r.nChoices > 1 {
+	if r.nChoices > 1 { // a prompt list returned above: these are n's
 		return "n", "answer one choice per request."
 	}
 	return "", ""
 }
 
-// choicesAsked returns how many choices the request's answer has (its n; 1 by default).
+// choicesAsked returns how many choices the request's answer has: its n (1 by default) for
+// each prompt of a completion request's list.
 func (r *request) choicesAsked() int { return max(r.nChoices, 1) }
+
+// promptCount returns how many prompts a request sends: a completions prompt may be a list
+// (of strings, or of lists of token ids), answered with n choices for each; one otherwise.
+func promptCount(op operation, root *fastjson.Value) int {
+	if op != opCompletion {
+		return 1
+	}
+	arr := root.GetArray("prompt") // nil when not an array
+	if len(arr) == 0 || arr[0].Type() == fastjson.TypeNumber {
+		return 1 // a string, or one prompt of token ids
+	}
+	return len(arr)
+}
