@@ -290,6 +290,11 @@ func (g *Gateway) guardPromptTexts(r *request, root *fastjson.Value) error {
 		return &apiError{status: fasthttp.StatusBadRequest, typ: typeInvalidRequest, code: "unsupported_parameter", param: p,
 			message: "'" + p + "' must be a string or an array of strings on model `" + r.version.Alias + "`: its prompt guard reads text, and token ids would reach the model unchecked."}
 	}
+	if pe := root.Get("prompt_embeds"); r.op == opCompletion && pe != nil && pe.Type() != fastjson.TypeNull {
+		// vLLM's prompt embeddings are prompts too, as tensors: no rule can read them.
+		return &apiError{status: fasthttp.StatusBadRequest, typ: typeInvalidRequest, code: "unsupported_parameter", param: "prompt_embeds",
+			message: "'prompt_embeds' is not supported on model `" + r.version.Alias + "`: its prompt guard reads text, and embeddings would reach the model unchecked."}
+	}
 	start := time.Now()
 	defer func() { r.guard.m.duration[guard.Prompt].Update(time.Since(start).Seconds()) }()
 	if ag.pii != nil && r.guard.vault == nil {
