@@ -585,3 +585,29 @@ func TestOllamaUnsupportedAvoidOllamaInMixedPool(t *testing.T) {
 		t.Errorf("the Ollama backend got %d requests it cannot honour, want 0", n)
 	}
 }
+
+// vLLM takes prompt_embeds in place of a completions prompt (--enable-prompt-embeds): such a
+// request reaches a vLLM backend, not the gateway's "Missing required parameter: 'prompt'";
+// Ollama, which would complete an empty prompt, refuses it by name; with neither, the 400 stays.
+func TestCompletionPromptEmbeds(t *testing.T) {
+	t.Parallel()
+	ollama := startFake(t, fakellm.Options{Flavor: "ollama", Model: "m"})
+	canned := cannedBackend(t, 200, http.Header{"Content-Type": {"application/json"}},
+		`{"id":"cmpl-1","object":"text_completion","created":1,"model":"canned","choices":[{"index":0,"text":"ok","finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}`)
+	g := startGateway(t, newConfig(t, nil, model("v", "v1", version("v1", canned)), model("o", "v1", version("v1", ollama.backend()))))
+	const embeds = `"prompt_embeds":"AACAPwAAAEA="`
+	if res := g.do(t, "POST", "/v1/completions", `{"model":"v",`+embeds+`}`); res.status != 200 {
+		t.Errorf("vLLM with prompt_embeds only: status %d %s, want 200", res.status, res.body)
+	}
+	res := g.do(t, "POST", "/v1/completions", `{"model":"o",`+embeds+`}`)
+	if _, param, code := envelope(t, res.body); res.status != 400 || param != "prompt_embeds" || code != "unsupported_parameter" {
+		t.Errorf("Ollama with prompt_embeds: status %d %s, want 400 unsupported_parameter prompt_embeds", res.status, res.body)
+	}
+	res = g.do(t, "POST", "/v1/completions", `{"model":"v","prompt_embeds":null}`)
+	if _, param, _ := envelope(t, res.body); res.status != 400 || param != "prompt" {
+		t.Errorf("neither prompt nor prompt_embeds: status %d %s, want 400 param prompt", res.status, res.body)
+	}
+	if n := ollama.Requests(); n != 0 {
+		t.Errorf("the Ollama backend got %d requests, want 0", n)
+	}
+}

@@ -326,7 +326,8 @@ func (r *request) decode(body []byte) error {
 			}
 		}
 	case opCompletion:
-		if p := v.Get("prompt"); p == nil || p.Type() == fastjson.TypeNull {
+		// vLLM takes prompt_embeds (--enable-prompt-embeds) in place of a prompt.
+		if p, pe := v.Get("prompt"), v.Get("prompt_embeds"); (p == nil || p.Type() == fastjson.TypeNull) && (pe == nil || pe.Type() == fastjson.TypeNull) {
 			return badRequest("prompt", "Missing required parameter: 'prompt'.")
 		}
 	case opEmbeddings:
@@ -655,6 +656,9 @@ func (r *request) ollamaUnsupported() (param, instead string) {
 		}
 		if e := v.Get("echo"); e != nil && e.Type() == fastjson.TypeTrue {
 			return "echo", "do not return the prompt with the completion."
+		}
+		if pe := v.Get("prompt_embeds"); pe != nil && pe.Type() != fastjson.TypeNull {
+			return "prompt_embeds", "take text prompts only." // and would complete an empty one
 		}
 	}
 	if r.nChoices > 1 { // a prompt list returned above: these are n's
