@@ -149,3 +149,23 @@ func TestEmbeddingDimensions(t *testing.T) {
 		})
 	}
 }
+
+// vLLM's /v1/embeddings also takes a conversation as messages
+// (EmbeddingChatRequest), embedded as one input; Ollama's takes input only.
+func TestEmbeddingMessages(t *testing.T) {
+	t.Parallel()
+	const msgs = `"messages":[{"role":"user","content":"how are you"},{"role":"assistant","content":"fine"}]`
+	h := start(t, Options{Model: "m"})
+	vecs, n := embeddingsOf(t, h, `{"model":"m",`+msgs+`}`)
+	if len(vecs) != 1 || n != 4 {
+		t.Fatalf("messages: %d vectors, prompt_tokens %d; want 1 and 4", len(vecs), n)
+	}
+	if other, _ := embeddingsOf(t, h, `{"model":"m","messages":[{"role":"user","content":"something else"}]}`); other[0] == vecs[0] {
+		t.Errorf("two conversations share a vector")
+	}
+	o := start(t, Options{Flavor: "ollama", Model: "m"})
+	res := o.do(t, "POST", "/v1/embeddings", `{"model":"m",`+msgs+`}`)
+	if e := mustJSON(t, res.body).Get("error"); res.status != 400 || e == nil || string(e.GetStringBytes("message")) != "invalid input" {
+		t.Errorf("ollama: got %d %s, want 400 invalid input", res.status, res.body)
+	}
+}

@@ -320,6 +320,15 @@ func (r *request) parseInput(v *fastjson.Value, ollama bool) *badRequest {
 	in := v.Get("input")
 	var arr []*fastjson.Value
 	switch {
+	case (in == nil || in.Type() == fastjson.TypeNull) && !ollama && v.Get("messages") != nil:
+		// vLLM's EmbeddingChatRequest: a conversation, rendered with the chat
+		// template, is embedded as one input.
+		if bad := r.parseMessages(v, false); bad != nil {
+			return bad
+		}
+		r.inputs = append(r.inputs, r.prompts[0])
+		r.prompts = r.prompts[:0]
+		return nil
 	case in == nil || in.Type() == fastjson.TypeNull:
 	case in.Type() == fastjson.TypeString:
 		b, _ := in.StringBytes()
