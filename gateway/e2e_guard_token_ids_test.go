@@ -8,8 +8,8 @@ import (
 	"github.com/llmgate/llmgate/config"
 )
 
-// A completions prompt or an embeddings input of token ids, and vLLM's prompt_embeds, are
-// prompts the prompt guard cannot read: on a model whose guard checks prompts it is refused, naming the field, instead of
+// A completions prompt or an embeddings input of token ids, vLLM's prompt_embeds and its
+// embeddings of a conversation (messages) are prompts the prompt guard does not read: on a model whose guard checks prompts it is refused, naming the field, instead of
 // reaching the model unchecked; text, in a string or an array, is checked as before.
 func TestGuardRefusesTokenIDPrompts(t *testing.T) {
 	f := startFake(t, fakellm.Options{})
@@ -27,6 +27,7 @@ func TestGuardRefusesTokenIDPrompts(t *testing.T) {
 		{"/v1/embeddings", `"input":[[9125,682],[3766]]`, "input"},
 		{"/v1/embeddings", `"input":["hi",[3766]]`, "input"},
 		{"/v1/completions", `"prompt":"hi","prompt_embeds":"AAAA"`, "prompt_embeds"},
+		{"/v1/embeddings", `"messages":[{"role":"user","content":"hi"}]`, "messages"},
 		{"/v1/completions", `"prompt":["hi","yo"]`, ""},
 		{"/v1/embeddings", `"input":"hi"`, ""},
 	} {

@@ -525,7 +525,8 @@ func TestShadowOnStaleConnection(t *testing.T) {
 }
 
 // Ollama ignores echo without a word, and refuses a completions prompt that is not one string
-// and embeddings input given as token ids with a Go decoding error ("invalid input type"). A
+// and embeddings input given as token ids with a Go decoding error ("invalid input type"), and
+// vLLM's embeddings of a conversation (messages) as "invalid input". A
 // model served only by Ollama refuses them with a 400 naming the parameter and saying what to
 // send; the same requests to a vLLM model, and what Ollama does take, are unaffected.
 func TestOllamaRefusesWhatItCannotHonour(t *testing.T) {
@@ -543,6 +544,7 @@ func TestOllamaRefusesWhatItCannotHonour(t *testing.T) {
 		{"/v1/completions", `"prompt":[1,2,3]`, "prompt"},
 		{"/v1/embeddings", `"input":[1,2,3]`, "input"},
 		{"/v1/embeddings", `"input":[[1,2],[3]]`, "input"},
+		{"/v1/embeddings", `"messages":[{"role":"user","content":"hi"}]`, "messages"},
 		{"/v1/completions", `"prompt":"hi","echo":false`, ""},
 		{"/v1/embeddings", `"input":["hi","yo"]`, ""},
 		{"/v1/embeddings", `"input":"hi"`, ""},

@@ -295,6 +295,11 @@ func (g *Gateway) guardPromptTexts(r *request, root *fastjson.Value) error {
 		return &apiError{status: fasthttp.StatusBadRequest, typ: typeInvalidRequest, code: "unsupported_parameter", param: "prompt_embeds",
 			message: "'prompt_embeds' is not supported on model `" + r.version.Alias + "`: its prompt guard reads text, and embeddings would reach the model unchecked."}
 	}
+	if m := root.Get("messages"); r.op == opEmbeddings && m != nil && m.Type() != fastjson.TypeNull {
+		// vLLM's chat embeddings: the guard reads an embeddings request's input only.
+		return &apiError{status: fasthttp.StatusBadRequest, typ: typeInvalidRequest, code: "unsupported_parameter", param: "messages",
+			message: "'messages' is not supported on /v1/embeddings for model `" + r.version.Alias + "`: its prompt guard reads 'input', and the conversation would reach the model unchecked; send its text as 'input'."}
+	}
 	start := time.Now()
 	defer func() { r.guard.m.duration[guard.Prompt].Update(time.Since(start).Seconds()) }()
 	if ag.pii != nil && r.guard.vault == nil {

@@ -331,8 +331,8 @@ func (r *request) decode(body []byte) error {
 			return badRequest("prompt", "Missing required parameter: 'prompt'.")
 		}
 	case opEmbeddings:
-		in := v.Get("input")
-		if in == nil || in.Type() == fastjson.TypeNull {
+		// vLLM embeds a conversation, sent as messages (its chat embeddings), in place of input.
+		if in, msgs := v.Get("input"), v.Get("messages"); (in == nil || in.Type() == fastjson.TypeNull) && (msgs == nil || msgs.Type() == fastjson.TypeNull) {
 			return badRequest("input", "Missing required parameter: 'input'.")
 		}
 		if r.stream {
@@ -648,6 +648,9 @@ func (r *request) ollamaUnsupported() (param, instead string) {
 			if in.Type() != fastjson.TypeString {
 				return "input", "embed text only: send 'input' as a string or an array of strings, not token ids."
 			}
+		}
+		if m := v.Get("messages"); m != nil && m.Type() != fastjson.TypeNull {
+			return "messages", "embed 'input' only, not a conversation."
 		}
 		return "", ""
 	case opCompletion:
