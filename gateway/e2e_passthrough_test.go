@@ -537,17 +537,18 @@ func TestOllamaRefusesWhatItCannotHonour(t *testing.T) {
 	for _, tc := range []struct {
 		path, body string
 		param      string // refused on Ollama naming it; "" when Ollama serves it
+		says       string // what the refusal says is not supported
 	}{
-		{"/v1/completions", `"prompt":"hi","echo":true`, "echo"},
-		{"/v1/completions", `"prompt":"hi","echo":true,"stream":true`, "echo"},
-		{"/v1/completions", `"prompt":["hi","yo"]`, "prompt"},
-		{"/v1/completions", `"prompt":[1,2,3]`, "prompt"},
-		{"/v1/embeddings", `"input":[1,2,3]`, "input"},
-		{"/v1/embeddings", `"input":[[1,2],[3]]`, "input"},
-		{"/v1/embeddings", `"messages":[{"role":"user","content":"hi"}]`, "messages"},
-		{"/v1/completions", `"prompt":"hi","echo":false`, ""},
-		{"/v1/embeddings", `"input":["hi","yo"]`, ""},
-		{"/v1/embeddings", `"input":"hi"`, ""},
+		{"/v1/completions", `"prompt":"hi","echo":true`, "echo", "'echo' is not supported"},
+		{"/v1/completions", `"prompt":"hi","echo":true,"stream":true`, "echo", "'echo' is not supported"},
+		{"/v1/completions", `"prompt":["hi","yo"]`, "prompt", "'prompt' as a list or as token ids is not supported"},
+		{"/v1/completions", `"prompt":[1,2,3]`, "prompt", "'prompt' as a list or as token ids is not supported"},
+		{"/v1/embeddings", `"input":[1,2,3]`, "input", "'input' as token ids is not supported"},
+		{"/v1/embeddings", `"input":[[1,2],[3]]`, "input", "'input' as token ids is not supported"},
+		{"/v1/embeddings", `"messages":[{"role":"user","content":"hi"}]`, "messages", "'messages' (a conversation to embed) is not supported"},
+		{"/v1/completions", `"prompt":"hi","echo":false`, "", ""},
+		{"/v1/embeddings", `"input":["hi","yo"]`, "", ""},
+		{"/v1/embeddings", `"input":"hi"`, "", ""},
 	} {
 		res := g.do(t, "POST", tc.path, `{"model":"o",`+tc.body+`}`)
 		if tc.param == "" {
@@ -555,8 +556,8 @@ func TestOllamaRefusesWhatItCannotHonour(t *testing.T) {
 				t.Errorf("o %s %s: status %d %s, want 200", tc.path, tc.body, res.status, res.body)
 			}
 		} else if _, param, code := envelope(t, res.body); res.status != 400 || param != tc.param || code != "unsupported_parameter" ||
-			!strings.Contains(string(res.body), "(Ollama)") {
-			t.Errorf("o %s %s: status %d %s, want 400 unsupported_parameter naming %q and Ollama", tc.path, tc.body, res.status, res.body, tc.param)
+			!strings.Contains(string(res.body), tc.says) || !strings.Contains(string(res.body), "(Ollama)") {
+			t.Errorf("o %s %s: status %d %s, want 400 unsupported_parameter naming %q, saying %q and Ollama", tc.path, tc.body, res.status, res.body, tc.param, tc.says)
 		}
 		if res := g.do(t, "POST", tc.path, `{"model":"v",`+tc.body+`}`); res.status != 200 {
 			t.Errorf("v %s %s: status %d %s, want 200", tc.path, tc.body, res.status, res.body)

@@ -157,15 +157,11 @@ func (g *Gateway) proxy(ctx *fasthttp.RequestCtx, r *request) (done bool) {
 	if r.op != opEmbeddings {
 		r.nChoices = max(r.root.GetInt("n"), 1) * promptCount(r.op, r.root)
 	}
-	if param, instead := r.ollamaUnsupported(); param != "" {
+	if param, what, instead := r.ollamaUnsupported(); param != "" {
 		// Refused rather than the client get fewer choices than it asked for, or no echo,
 		// without a word, or Ollama's own decoding error. Where the version has other
 		// backends, they serve it (see request.excluded).
 		if onlyOllama(version) {
-			what := "'" + param + "'"
-			if param == "n" {
-				what = "'n' above 1"
-			}
 			return g.fail(ctx, r, &apiError{status: fasthttp.StatusBadRequest, typ: typeInvalidRequest, code: "unsupported_parameter", param: param,
 				message: what + " is not supported on model `" + version.Alias + "`: its backends (Ollama) " + instead})
 		}

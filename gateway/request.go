@@ -636,38 +636,38 @@ func (r *request) noteAnswerShape() {
 }
 
 // ollamaUnsupported returns the parameter of the request that Ollama's OpenAI API cannot
-// honour, and what its backends do instead, or "" when there is none. Ollama answers one
+// honour, what of it, and what its backends do instead; "" when there is none. Ollama answers one
 // choice whatever n asks and ignores echo, without a word; it refuses a completions prompt
 // that is not one string, and embeddings input given as token ids, with a Go decoding error
 // ("invalid input type") that does not say what to send instead.
-func (r *request) ollamaUnsupported() (param, instead string) {
+func (r *request) ollamaUnsupported() (param, what, instead string) {
 	v := r.root
 	switch r.op {
 	case opEmbeddings:
 		for _, in := range v.GetArray("input") {
 			if in.Type() != fastjson.TypeString {
-				return "input", "embed text only: send 'input' as a string or an array of strings, not token ids."
+				return "input", "'input' as token ids", "embed text only: send 'input' as a string or an array of strings."
 			}
 		}
 		if m := v.Get("messages"); m != nil && m.Type() != fastjson.TypeNull {
-			return "messages", "embed 'input' only, not a conversation."
+			return "messages", "'messages' (a conversation to embed)", "embed 'input' only."
 		}
-		return "", ""
+		return "", "", ""
 	case opCompletion:
 		if p := v.Get("prompt"); p != nil && p.Type() != fastjson.TypeString {
-			return "prompt", "take one prompt per request, as a string: not an array of prompts or token ids."
+			return "prompt", "'prompt' as a list or as token ids", "take one prompt per request, as a string."
 		}
 		if e := v.Get("echo"); e != nil && e.Type() == fastjson.TypeTrue {
-			return "echo", "do not return the prompt with the completion."
+			return "echo", "'echo'", "do not return the prompt with the completion."
 		}
 		if pe := v.Get("prompt_embeds"); pe != nil && pe.Type() != fastjson.TypeNull {
-			return "prompt_embeds", "take text prompts only." // and would complete an empty one
+			return "prompt_embeds", "'prompt_embeds'", "take text prompts only." // and would complete an empty one
 		}
 	}
 	if r.nChoices > 1 { // a prompt list returned above: these are n's
-		return "n", "answer one choice per request."
+		return "n", "'n' above 1", "answer one choice per request."
 	}
-	return "", ""
+	return "", "", ""
 }
 
 // choicesAsked returns how many choices the request's answer has: its n (1 by default) for
