@@ -636,10 +636,11 @@ func (r *request) noteAnswerShape() {
 }
 
 // ollamaUnsupported returns the parameter of the request that Ollama's OpenAI API cannot
-// honour, what of it, and what its backends do instead; "" when there is none. Ollama answers one
-// choice whatever n asks and ignores echo, without a word; it refuses a completions prompt
-// that is not one string, and embeddings input given as token ids, with a Go decoding error
-// ("invalid input type") that does not say what to send instead.
+// honour, what of it, and what its backends do instead; "" when there is none. Ollama answers
+// one choice whatever n asks and ignores echo and vLLM's prompt_embeds, without a word; it
+// refuses a completions prompt that is not one string, and embeddings input given as token
+// ids or vLLM's messages, with a Go decoding error ("invalid input type") that does not say
+// what to send instead.
 func (r *request) ollamaUnsupported() (param, what, instead string) {
 	v := r.root
 	switch r.op {
