@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -58,6 +59,19 @@ func discoverConfig(backends, kinds []string) (*config.Config, error) {
 				Alias: m, Stable: "default",
 				Versions: []config.Version{{Version: "default", Backends: []config.Backend{b}}},
 			})
+		}
+	}
+	// Ollama lists a model pulled without a tag as "name:latest", and its own API answers
+	// "name" too: so does the gateway, unless another model is called "name".
+	for _, m := range cfg.Models {
+		b := m.Versions[0].Backends[0]
+		name, ok := strings.CutSuffix(m.Alias, ":latest")
+		if _, taken := index[name]; ok && !taken && b.Kind == config.KindOllama {
+			index[name] = len(cfg.Models)
+			short := m
+			short.Alias = name
+			short.Versions = []config.Version{{Version: "default", Backends: slices.Clone(m.Versions[0].Backends)}}
+			cfg.Models = append(cfg.Models, short)
 		}
 	}
 	return cfg, nil

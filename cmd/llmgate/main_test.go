@@ -143,6 +143,26 @@ func TestDiscoverConfig(t *testing.T) {
 	}
 }
 
+// An Ollama model pulled without a tag is listed as "name:latest"; clients ask for "name", as
+// Ollama's own API lets them: both are aliases.
+func TestDiscoverConfigOllamaLatest(t *testing.T) {
+	ollama := startFakeLLM(t, fakellm.Options{Flavor: "ollama", Model: "llama3.2:latest"})
+	cfg, err := buildServeConfig("", []string{ollama}, nil, "127.0.0.1:0", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var aliases []string
+	for _, m := range cfg.Models {
+		aliases = append(aliases, m.Alias+" -> "+m.Versions[0].Backends[0].Model)
+	}
+	if want := "llama3.2:latest -> llama3.2:latest|llama3.2 -> llama3.2:latest"; strings.Join(aliases, "|") != want {
+		t.Fatalf("aliases %q, want %q", aliases, want)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestVersion(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := run([]string{"version"}, &stdout, &stderr); code != 0 || !strings.HasPrefix(stdout.String(), "llmgate ") {
