@@ -7,3 +7,10 @@ func HoldRollouts(g *Gateway) (release func()) {
 	g.rollouts.mu.Lock()
 	return g.rollouts.mu.Unlock
 }
+
+// GuardTextChunks turns the stream guard's path for plain text chunks on or off (see
+// guardTextChunk) and returns a function that turns it back on.
+func GuardTextChunks(on bool) (restore func()) {
+	skipTextChunks.Store(!on)
+	return func() { skipTextChunks.Store(false) }
+}

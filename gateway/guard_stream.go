@@ -10,6 +10,7 @@ import (
 
 	"github.com/valyala/fastjson"
 
+	"github.com/llmgate/llmgate/gateway/jsonscan"
 	"github.com/llmgate/llmgate/guard"
 )
 
@@ -23,12 +24,13 @@ type streamGuard struct {
 	on       bool
 	choices  []*choiceGuard // by choice index; the first len(choices) are in use
 	used     int
-	stopped  bool          // every choice the request asked for is stopped: the stream ends
-	nstopped int           // choices stopped by a blocking match (choiceGuard.stopped)
-	hit      bool          // the choice being guarded just met a blocking match
-	broken   *apiError     // why the stream cannot be guarded (a choice index out of range, an event not JSON); nil while it can
-	emptied  bool          // the chunk being guarded had text that is all held back now
-	spent    time.Duration // time in the guard over the whole stream, one observation of its duration
+	stopped  bool            // every choice the request asked for is stopped: the stream ends
+	nstopped int             // choices stopped by a blocking match (choiceGuard.stopped)
+	hit      bool            // the choice being guarded just met a blocking match
+	broken   *apiError       // why the stream cannot be guarded (a choice index out of range, an event not JSON); nil while it can
+	emptied  bool            // the chunk being guarded had text that is all held back now
+	spent    time.Duration   // time in the guard over the whole stream, one observation of its duration
+	textScan jsonscan.Resume // guardTextChunk's scan of the chunks
 }
 
 // choiceGuard holds one choice's text in flight: leaked PII rewritten, placeholders restored,
@@ -275,6 +277,11 @@ func (g *Gateway) streamText(r *request, c *choiceGuard, index int, delta []byte
 // deltas. Ollama repeats the role in every delta, so a role already sent is nothing new. Nor is
 // a chunk of only choices stopped before.
 func (g *Gateway) guardChunk(r *request, data []byte) []byte {
+	if !skipTextChunks.Load() {
+		if out, ok := g.guardTextChunk(r, data); ok {
+			return out
+		}
+	}
 	sg := &r.streamGuard
 	defer sg.addSpent(time.Now())
 	root, err := parseJSON(&r.parser, data, &r.guard.fixed)
