@@ -293,7 +293,8 @@ func isTimeout(err error) bool {
 
 // streamTimes is what sseReader saw in one stream. Times are on the caller's clock.
 type streamTimes struct {
-	first    time.Duration // arrival of the first data event (TTFT); valid when events > 0
+	first    time.Duration // arrival of the first event that carries output (TTFT); valid when output
+	output   bool          // an event carried output (see carriesOutput)
 	events   int           // data events, [DONE] and error events excluded
 	done     bool          // saw data: [DONE]
 	errEvent bool          // saw a data: {"error": ...} event
@@ -305,7 +306,10 @@ type streamTimes struct {
 type sseReader struct {
 	line []byte
 	// state of the event being assembled
-	hasData, isDone, isErr bool
+	hasData, isDone, isErr, hasOutput bool
+	// outputSeen is set once an event of the stream carried output: later events are not
+	// searched for it.
+	outputSeen bool
 	// errData is the data of the stream's first error event, cut to 256 bytes: what went wrong.
 	errData []byte
 }
@@ -316,7 +320,7 @@ type sseReader struct {
 // events are appended to *gaps when gaps is not nil.
 func (s *sseReader) read(r io.Reader, buf []byte, now func() time.Duration, gaps *[]time.Duration) (streamTimes, error) {
 	s.line, s.errData = s.line[:0], s.errData[:0]
-	s.hasData, s.isDone, s.isErr = false, false, false
+	s.hasData, s.isDone, s.isErr, s.hasOutput, s.outputSeen = false, false, false, false, false
 	var st streamTimes
 	var last time.Duration
 	dispatch := func(t time.Duration) {
@@ -327,15 +331,16 @@ func (s *sseReader) read(r io.Reader, buf []byte, now func() time.Duration, gaps
 		case s.isErr:
 			st.errEvent = true
 		default:
-			if st.events == 0 {
-				st.first = t
-			} else if gaps != nil {
+			if s.hasOutput && !st.output {
+				st.first, st.output, s.outputSeen = t, true, true
+			}
+			if st.events > 0 && gaps != nil {
 				*gaps = append(*gaps, t-last)
 			}
 			last = t
 			st.events++
 		}
-		s.hasData, s.isDone, s.isErr = false, false, false
+		s.hasData, s.isDone, s.isErr, s.hasOutput = false, false, false, false
 	}
 	for {
 		n, err := r.Read(buf)
@@ -395,6 +400,50 @@ func (s *sseReader) field(line []byte) bool {
 		s.isErr = true
 		if len(s.errData) == 0 {
 			s.errData = append(s.errData, data[:min(len(data), 256)]...)
+		}
+	case !s.outputSeen && carriesOutput(data):
+		s.hasOutput = true
+	}
+	return false
+}
+
+// outputKeys are the fields of a chat or completion chunk that carry output.
+var outputKeys = [][]byte{
+	[]byte(`"content"`), []byte(`"reasoning_content"`), []byte(`"reasoning"`),
+	[]byte(`"tool_calls"`), []byte(`"refusal"`), []byte(`"text"`),
+}
+
+// carriesOutput reports whether the data of an event has one of outputKeys with a non-empty
+// string or array: text, reasoning, a tool call or a refusal, not a role chunk's "content": ""
+// or "refusal": null. A byte search, not a JSON decode: it runs on a stream's events until
+// the first with output, and the generator must stay cheap per event. A key's name inside a
+// string has its quotes escaped, so it does not match.
+func carriesOutput(data []byte) bool {
+	for _, key := range outputKeys {
+		for rest := data; ; {
+			i := bytes.Index(rest, key)
+			if i < 0 {
+				break
+			}
+			rest = rest[i+len(key):]
+			v := bytes.TrimLeft(rest, " \t\r\n")
+			if len(v) == 0 || v[0] != ':' {
+				continue // the name as a value ("type":"text"), not a key
+			}
+			v = bytes.TrimLeft(v[1:], " \t\r\n")
+			if len(v) == 0 {
+				continue
+			}
+			switch v[0] {
+			case '"':
+				if len(v) > 1 && v[1] != '"' {
+					return true
+				}
+			case '[':
+				if v = bytes.TrimLeft(v[1:], " \t\r\n"); len(v) > 0 && v[0] != ']' {
+					return true
+				}
+			}
 		}
 	}
 	return false

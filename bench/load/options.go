@@ -70,7 +70,7 @@ func RegisterFlags(fs *flag.FlagSet) *Options {
 		o.Compare = append(o.Compare, Target{Name: name, URL: u})
 		return nil
 	})
-	fs.StringVar(&o.Workload, "workload", Chat, "request kind: chat, chat-stream or embeddings")
+	fs.StringVar(&o.Workload, "workload", Chat, "request kind: chat, chat-stream or embeddings (chat-stream's TTFT is the first event with output: text, reasoning, a tool call or a refusal, not a role-only chunk)")
 	fs.StringVar(&o.Model, "model", "chat", "model name sent in every request")
 	fs.Func("target-model", "`name=MODEL`: the model name sent to one --compare target instead of --model (repeatable)", func(s string) error {
 		name, model, ok := strings.Cut(s, "=")

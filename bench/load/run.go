@@ -16,7 +16,9 @@ import (
 
 // Result is what one run against one target measured, warmup excluded. Latency, TTFB, TTFT
 // and gaps count successful requests only; latency, TTFB and TTFT run from the time a request
-// was scheduled (open loop) or started (closed loop).
+// was scheduled (open loop) or started (closed loop). TTFB ends at the response headers, TTFT
+// at the first event that carries output (text, reasoning, a tool call or a refusal: not a
+// role-only chunk, which a gateway may send before the model has produced anything).
 type Result struct {
 	Target   string        `json:"target"`
 	Round    int           `json:"round"`
@@ -185,7 +187,7 @@ func (r *runner) one(ctx context.Context, c *conn, rec *recorder, i uint64, sche
 	rec.lat = append(rec.lat, x.done-sched)
 	rec.svc = append(rec.svc, x.done-start)
 	rec.ttfb = append(rec.ttfb, x.ttfb-sched)
-	if x.sse.events > 0 {
+	if x.sse.output {
 		rec.ttft = append(rec.ttft, x.sse.first-sched)
 	}
 }

@@ -101,35 +101,51 @@ func TestSSERead(t *testing.T) {
 		// The clock advances 10ms per call, i.e. per read: read k is stamped k*10ms.
 		name: "split and coalesced events",
 		chunks: []string{
-			"data: {\"a\":1}\n\n",               // read 1: event 1 at 10ms
-			"data: {\"a\"",                      // read 2: nothing complete
-			":2}\n\ndata: {\"a\":3}\n\n",        // read 3: events 2 and 3 at 30ms
-			": keep-alive\n\n",                  // read 4: a comment is no event
-			"event: x\ndata: {\"a\":4}\n", "\n", // reads 5, 6: event 4 at 60ms
+			"data: {\"text\":\"1\"}\n\n",               // read 1: event 1 at 10ms
+			"data: {\"text\"",                          // read 2: nothing complete
+			":\"2\"}\n\ndata: {\"text\":\"3\"}\n\n",    // read 3: events 2 and 3 at 30ms
+			": keep-alive\n\n",                         // read 4: a comment is no event
+			"event: x\ndata: {\"text\":\"4\"}\n", "\n", // reads 5, 6: event 4 at 60ms
 			"data: [DONE]\n\n", // read 7
 		},
-		want: streamTimes{first: 10 * ms, events: 4, done: true},
+		want: streamTimes{first: 10 * ms, output: true, events: 4, done: true},
 		gaps: []time.Duration{20 * ms, 0, 30 * ms},
 	}, {
 		name:   "CRLF and no space after colon",
-		chunks: []string{"data:{\"a\":1}\r\n\r\n", "data:{\"a\":2}\r\n\r\ndata:[DONE]\r\n\r\n"},
-		want:   streamTimes{first: 10 * ms, events: 2, done: true},
+		chunks: []string{"data:{\"text\":\"1\"}\r\n\r\n", "data:{\"text\":\"2\"}\r\n\r\ndata:[DONE]\r\n\r\n"},
+		want:   streamTimes{first: 10 * ms, output: true, events: 2, done: true},
 		gaps:   []time.Duration{10 * ms},
 	}, {
 		name:    "tiny reads split a line many times",
-		chunks:  []string{"data: {\"a\":1}\n\ndata: {\"a\":2}\n\ndata: [DONE]\n\n"},
+		chunks:  []string{"data: {\"text\":\"1\"}\n\ndata: {\"text\":\"2\"}\n\ndata: [DONE]\n\n"},
 		bufSize: 3,
-		want:    streamTimes{first: 50 * ms, events: 2, done: true},
-		gaps:    []time.Duration{50 * ms},
+		want:    streamTimes{first: 70 * ms, output: true, events: 2, done: true},
+		gaps:    []time.Duration{70 * ms},
 	}, {
 		name:   "error event",
-		chunks: []string{"data: {\"a\":1}\n\n", "data: {\"error\":{\"message\":\"boom\"}}\n\n"},
-		want:   streamTimes{first: 10 * ms, events: 1, errEvent: true},
+		chunks: []string{"data: {\"text\":\"1\"}\n\n", "data: {\"error\":{\"message\":\"boom\"}}\n\n"},
+		want:   streamTimes{first: 10 * ms, output: true, events: 1, errEvent: true},
 	}, {
 		name:   "no DONE, last event without blank line",
-		chunks: []string{"data: {\"a\":1}\n\n", "data: {\"a\":2}"},
-		want:   streamTimes{first: 10 * ms, events: 2},
+		chunks: []string{"data: {\"text\":\"1\"}\n\n", "data: {\"text\":\"2\"}"},
+		want:   streamTimes{first: 10 * ms, output: true, events: 2},
 		gaps:   []time.Duration{20 * ms}, // stamped at EOF, the third clock reading
+	}, {
+		// TTFT is the first event with output: a gateway that sends the role chunk at once
+		// and holds the text back is not faster. The gaps still run between all events.
+		name: "role chunk and empty content before the first text",
+		chunks: []string{
+			`data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null}]}` + "\n\n",
+			`data: {"choices":[{"index":0,"delta":{"content":null,"refusal":null,"tool_calls":[]}}]}` + "\n\n",
+			`data: {"choices":[{"index":0,"delta":{"content":"Hi"}}]}` + "\n\n",
+			`data: {"choices":[],"usage":{"completion_tokens":1}}` + "\n\ndata: [DONE]\n\n",
+		},
+		want: streamTimes{first: 30 * ms, output: true, events: 4, done: true},
+		gaps: []time.Duration{10 * ms, 10 * ms, 10 * ms},
+	}, {
+		name:   "no event with output",
+		chunks: []string{`data: {"choices":[{"delta":{"role":"assistant","content":""}}]}` + "\n\n", "data: [DONE]\n\n"},
+		want:   streamTimes{events: 1, done: true},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -161,6 +177,49 @@ func TestSSERead(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Each kind of output ends the time to first token; the role chunk before it does not.
+func TestSSEReadOutputKinds(t *testing.T) {
+	const role = `data: {"choices":[{"delta":{"role":"assistant","content":""}}]}` + "\n\n"
+	for _, delta := range []string{
+		`{"content":"Hi"}`,
+		`{"reasoning_content":"Let me think"}`,
+		`{"reasoning":"Let me think"}`,
+		`{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":""}}]}`,
+		`{"refusal":"I can't"}`,
+		`{"role": "assistant", "content": "Hi"}`, // whitespace as Python's json.dumps writes it
+	} {
+		t.Run(delta, func(t *testing.T) {
+			var clock time.Duration
+			now := func() time.Duration { clock += 10 * time.Millisecond; return clock }
+			chunks := []string{role, `data: {"choices":[{"delta":` + delta + "}]}\n\ndata: [DONE]\n\n"}
+			var s sseReader
+			got, err := s.read(&chunkReader{chunks: chunks}, make([]byte, 1024), now, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !got.output || got.first != 20*time.Millisecond || got.events != 2 {
+				t.Errorf("got %+v, want output first at 20ms of 2 events", got)
+			}
+		})
+	}
+	// A completion's text counts; empty values and the names as values or in strings do not.
+	for _, tt := range []struct {
+		data string
+		want bool
+	}{
+		{`{"choices":[{"text":"Paris","index":0}]}`, true},
+		{`{"choices":[{"text":"","index":0,"finish_reason":"stop"}]}`, false},
+		{`{"delta":{"content":"","tool_calls":[ ]}}`, false},
+		{`{"delta":{"content":"","x":"say \"text\": \"hi\""}}`, false}, // a key's name in a string
+		{`{"delta":{"type":"text","content":null}}`, false},
+		{`{"choices":[],"usage":{"prompt_tokens":28}}`, false},
+	} {
+		if got := carriesOutput([]byte(tt.data)); got != tt.want {
+			t.Errorf("carriesOutput(%s) = %v, want %v", tt.data, got, tt.want)
+		}
 	}
 }
 
