@@ -18,7 +18,9 @@ type ProcStats struct {
 	CPUPerRequest float64       `json:"cpu_us_per_request"`
 	// CoreShare is CPU over the window's wall time: 1 is one core busy throughout.
 	CoreShare float64 `json:"core_share"`
-	PeakRSS   int64   `json:"peak_rss_bytes"` // VmHWM
+	// PeakRSS is VmHWM; 0, and left out of JSON, when not measured: the load generator's,
+	// or a process that could not be read (Err).
+	PeakRSS int64 `json:"peak_rss_bytes,omitempty"`
 	// PeakSinceStart is set when VmHWM could not be reset at the window start (another
 	// user's process), so PeakRSS is the peak over the process's whole life.
 	PeakSinceStart bool   `json:"peak_rss_since_start,omitempty"`

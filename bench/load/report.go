@@ -45,7 +45,7 @@ type Summary struct {
 	// Added service time at p50: the same from each request's actual send (open loop).
 	AddedServiceP50 time.Duration `json:"added_service_p50_ns"`
 	ThroughputRatio float64       `json:"throughput_ratio"`
-	Procs           []ProcStats   `json:"procs,omitempty"` // median CPU, highest peak RSS
+	Procs           []ProcStats   `json:"procs,omitempty"` // median CPU (of a round), highest peak RSS
 	// Generator is the load generator's own CPU, the median across rounds.
 	Generator *ProcStats `json:"load_generator,omitempty"`
 	LastError string     `json:"last_error,omitempty"`
@@ -96,8 +96,10 @@ func summarize(targets []Target, runs []*Result) []Summary {
 		var lat, ttfb, ttft, gap, lag, svc []Dist
 		var tput []float64
 		cpu, share := map[int][]float64{}, map[int][]float64{}
+		cpuTotal := map[int][]time.Duration{}
 		var procs []ProcStats
 		var genCPU, genShare []float64
+		var genTotal []time.Duration
 		for _, r := range runs {
 			if r.Target != t.Name {
 				continue
@@ -134,9 +136,11 @@ func summarize(targets []Target, runs []*Result) []Summary {
 				procs[j].PeakSinceStart = procs[j].PeakSinceStart || p.PeakSinceStart
 				cpu[p.PID] = append(cpu[p.PID], p.CPUPerRequest)
 				share[p.PID] = append(share[p.PID], p.CoreShare)
+				cpuTotal[p.PID] = append(cpuTotal[p.PID], p.CPU)
 			}
 			if g := r.Generator; g != nil {
 				genCPU, genShare = append(genCPU, g.CPUPerRequest), append(genShare, g.CoreShare)
+				genTotal = append(genTotal, g.CPU)
 				if s.Generator == nil {
 					s.Generator = &ProcStats{PID: g.PID, Name: g.Name}
 				}
@@ -148,10 +152,11 @@ func summarize(targets []Target, runs []*Result) []Summary {
 		for j := range procs {
 			procs[j].CPUPerRequest = medianOf(sortedCopy(cpu[procs[j].PID]))
 			procs[j].CoreShare = medianOf(sortedCopy(share[procs[j].PID]))
-			procs[j].CPU = 0 // per-round totals do not add up to anything useful across rounds
+			procs[j].CPU = medianOf(sortedCopy(cpuTotal[procs[j].PID])) // rounds are of one length
 		}
 		if s.Generator != nil {
 			s.Generator.CPUPerRequest, s.Generator.CoreShare = medianOf(sortedCopy(genCPU)), medianOf(sortedCopy(genShare))
+			s.Generator.CPU = medianOf(sortedCopy(genTotal))
 		}
 		s.Procs = procs
 		out[i] = s

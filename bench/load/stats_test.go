@@ -406,6 +406,38 @@ func TestSummarizeProcsMissingRounds(t *testing.T) {
 // nonce and the PII of its variant, like a {"prompt": ...} line: it sent the bare message, so
 // every run sent the same bodies (a cache in the target answered the later rounds) and
 // --pii-share added no PII.
+// The JSON summary has no figure that reads as a measured zero: cpu_ns is the median of the
+// rounds' (it was always 0), and the load generator, whose peak RSS is not read, has none (it
+// was 0).
+func TestSummarizeProcsJSON(t *testing.T) {
+	round := func(n int, cpu time.Duration) *Result {
+		return &Result{Target: "gw", Round: n,
+			Procs:     []ProcStats{{PID: 7, Name: "llmgate", CPU: cpu, PeakRSS: 10 << 20}},
+			Generator: &ProcStats{PID: 8, Name: "load generator", CPU: 2 * cpu}}
+	}
+	s := summarize([]Target{{Name: "gw"}}, []*Result{round(1, 3*time.Second), round(2, time.Second), round(3, 2*time.Second)})
+	b, err := json.Marshal(s[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Procs     []map[string]any `json:"procs"`
+		Generator map[string]any   `json:"load_generator"`
+	}
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Procs) != 1 || got.Procs[0]["cpu_ns"] != float64(2e9) || got.Procs[0]["peak_rss_bytes"] != float64(10<<20) {
+		t.Errorf("procs %v, want cpu_ns 2e9 (the median) and peak_rss_bytes %d", got.Procs, 10<<20)
+	}
+	if got.Generator["cpu_ns"] != float64(4e9) {
+		t.Errorf("load generator %v, want cpu_ns 4e9 (the median)", got.Generator)
+	}
+	if rss, ok := got.Generator["peak_rss_bytes"]; ok {
+		t.Errorf("load generator has peak_rss_bytes %v; it is not measured", rss)
+	}
+}
+
 func TestPromptsFileMessagesEmbeddings(t *testing.T) {
 	path := t.TempDir() + "/p.jsonl"
 	os.WriteFile(path, []byte(`{"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi there"}]}`+"\n"), 0o644)
