@@ -596,6 +596,10 @@ func TestCompare(t *testing.T) {
 	}
 	rep.Interrupted = false
 	lines := strings.Split(strings.TrimSpace(table.String()), "\n")
+	// The counts are totals over the rounds, not medians like the rest: the header says so.
+	if !strings.Contains(lines[0], "median of 2 rounds (ok, errors and late: totals over all rounds)") {
+		t.Errorf("header does not say which columns are totals:\n%s", table.String())
+	}
 	if len(lines) < 4 || !strings.Contains(lines[1], "+p99") ||
 		!strings.HasPrefix(strings.TrimSpace(lines[2]), "direct") || !strings.HasPrefix(strings.TrimSpace(lines[3]), "proxy") {
 		t.Errorf("table:\n%s", table.String())

@@ -185,8 +185,12 @@ func WriteTable(w io.Writer, rep *Report) {
 	if o.Rate > 0 {
 		mode, from = fmt.Sprintf("open loop, %g req/s", o.Rate), "scheduled send"
 	}
-	fmt.Fprintf(w, "%s, model %s, %s, median of %d round(s); latency from %s, successful requests only\n",
-		o.Workload, o.Model, mode, o.Rounds, from)
+	rounds := fmt.Sprintf("median of %d round(s)", o.Rounds)
+	if o.Rounds > 1 {
+		rounds = fmt.Sprintf("median of %d rounds (ok, errors and late: totals over all rounds)", o.Rounds)
+	}
+	fmt.Fprintf(w, "%s, model %s, %s, %s; latency from %s, successful requests only\n",
+		o.Workload, o.Model, mode, rounds, from)
 	if rep.Interrupted {
 		done := make([]string, len(rep.Summaries))
 		for i, s := range rep.Summaries {
