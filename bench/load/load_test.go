@@ -851,6 +851,26 @@ func TestCheckTimeoutIsNotRetried(t *testing.T) {
 	}
 }
 
+// A check that waits says so: a target that hangs kept the command silent for the check's
+// whole timeout (30 s with the defaults) before its error.
+func TestCheckSaysWhatItWaitsFor(t *testing.T) {
+	floor, slow := checkTimeoutFloor, checkSlowAfter
+	checkTimeoutFloor, checkSlowAfter = 50*time.Millisecond, 0
+	t.Cleanup(func() { checkTimeoutFloor, checkSlowAfter = floor, slow })
+	url, _ := hangingServer(t)
+	var stdout, stderr bytes.Buffer
+	code := Main([]string{"--url", url, "--timeout", "50ms", "--requests", "1"}, &stdout, &stderr)
+	want := "llmgate bench: target target (" + url + "): no answer yet to the check request; waiting up to 50ms\n"
+	if code != 1 || !strings.HasPrefix(stderr.String(), want) || !strings.Contains(stderr.String(), "no answer within 50ms") {
+		t.Errorf("exit %d, stderr:\n%s\nwant it to start with %q", code, stderr.String(), want)
+	}
+	// --quiet is quiet: only the error.
+	stderr.Reset()
+	if code := Main([]string{"--url", url, "--timeout", "50ms", "--requests", "1", "--quiet"}, &stdout, &stderr); code != 1 || strings.Contains(stderr.String(), "waiting") {
+		t.Errorf("--quiet: exit %d, stderr:\n%s", code, stderr.String())
+	}
+}
+
 // A target on an IPv6 address can be measured: the dialer was IPv4-only and failed the check
 // of http://[::1]:PORT with "couldn't find dns entries".
 func TestIPv6Target(t *testing.T) {

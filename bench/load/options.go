@@ -339,12 +339,16 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(2, fmt.Errorf("--prompts: %w", err)) // building bodies fails only on the prompts file
 	}
+	var progress io.Writer
+	if !o.Quiet {
+		progress = stderr
+	}
 	for _, t := range o.Targets() {
 		wt, err := o.workloadFor(t, w)
 		if err != nil {
 			return fail(1, err)
 		}
-		if err := Check(o, wt, t); err != nil {
+		if err := checkSaying(o, wt, t, progress); err != nil {
 			return fail(1, err)
 		}
 	}
@@ -353,10 +357,6 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	// still printed and written, marked as interrupted, and the exit status says so.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	var progress io.Writer
-	if !o.Quiet {
-		progress = stderr
-	}
 	rep, err := Compare(ctx, o, w, pids, progress)
 	if err != nil {
 		return fail(1, err)

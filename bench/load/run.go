@@ -414,6 +414,36 @@ func (r *runner) startProgress(w io.Writer, label string) (stop func()) {
 // checkTimeoutFloor is the least time Check waits for an answer.
 var checkTimeoutFloor = 10 * time.Second
 
+// checkSlowAfter is how long a check may go unanswered before checkSaying says so.
+var checkSlowAfter = time.Second
+
+// checkTimeout is how long Check waits for an answer. The check asks whether the target
+// answers at all; a run's --timeout may be meant to cut requests short (abandoned streams),
+// so it does not bound the check.
+func checkTimeout(o *Options) time.Duration { return max(o.Timeout, checkTimeoutFloor) }
+
+// checkSaying runs Check and, when t has not answered after checkSlowAfter, says on out what
+// it waits for: a target that hangs would otherwise keep the command silent for the whole
+// check timeout (30 s with the defaults). out may be nil.
+func checkSaying(o *Options, w *Workload, t Target, out io.Writer) error {
+	if out == nil {
+		return Check(o, w, t)
+	}
+	done, said := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(said)
+		timer := time.NewTimer(checkSlowAfter)
+		defer timer.Stop()
+		select {
+		case <-done:
+		case <-timer.C:
+			fmt.Fprintf(out, "llmgate bench: target %s (%s): no answer yet to the check request; waiting up to %v\n", t.Name, t.URL, checkTimeout(o))
+		}
+	}()
+	defer func() { close(done); <-said }() // nothing is written to out after the return
+	return Check(o, w, t)
+}
+
 // Check sends one request to t (with a body no run uses, so it warms no cache) and returns a
 // one-line error when t is unreachable or does not answer 2xx.
 func Check(o *Options, w *Workload, t Target) error {
@@ -421,9 +451,7 @@ func Check(o *Options, w *Workload, t Target) error {
 	if err != nil {
 		return fmt.Errorf("target %s: %w", t.Name, err)
 	}
-	// The check asks whether t answers at all; a run's --timeout may be meant to cut requests
-	// short (abandoned streams), so it does not bound the check.
-	timeout := max(o.Timeout, checkTimeoutFloor)
+	timeout := checkTimeout(o)
 	hc := newClient(e, 1, timeout, nil)
 	defer hc.CloseIdleConnections()
 	c := newConn(hc, e.base+w.Path, o.headerPairs(), w, timeout)
