@@ -382,6 +382,25 @@ func TestStreamGapsOfSuccessesOnly(t *testing.T) {
 	}
 }
 
+// A closed loop against a target that went away pauses between refused connections: it
+// retried at once, about 30,000 connection errors a second per connection, all CPU.
+func TestClosedLoopBacksOffWhenRefused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String()
+	ln.Close()
+	o := testOptions()
+	o.Rate, o.Connections, o.Duration = 0, 1, 300*time.Millisecond
+	res := run(t, o, dead)
+	// The pauses alone (1, 2, 4 ... 64, then 100 ms) leave room for at most 9 tries in 300 ms,
+	// however fast the machine.
+	if n := res.Errors["connect"]; n == 0 || n > 9 || res.Requests != n {
+		t.Errorf("%d requests, errors %v in %v", res.Requests, res.Errors, o.Duration)
+	}
+}
+
 func TestErrorClasses(t *testing.T) {
 	url, _ := fakeLLM(t)
 	o := testOptions()

@@ -152,7 +152,8 @@ func (r *runner) newRecorder() *recorder {
 
 // one sends request i, scheduled at sched and started now, and records it when measured and
 // not cut short by the end of ctx (an interrupt: the request did not fail, the run stopped).
-func (r *runner) one(ctx context.Context, c *conn, rec *recorder, i uint64, sched time.Duration, measured bool) {
+// It returns the request's class.
+func (r *runner) one(ctx context.Context, c *conn, rec *recorder, i uint64, sched time.Duration, measured bool) Class {
 	c.body = r.w.Body(c.body[:0], r.w.Key(i), r.run)
 	start := r.now()
 	r.sent.Add(1)
@@ -168,7 +169,7 @@ func (r *runner) one(ctx context.Context, c *conn, rec *recorder, i uint64, sche
 	}
 	if !measured || x.class != OK && ctx.Err() != nil {
 		rec.gap = rec.gap[:ngaps]
-		return
+		return x.class
 	}
 	rec.classes[x.class]++
 	rec.sent += int64(len(c.body))
@@ -181,7 +182,7 @@ func (r *runner) one(ctx context.Context, c *conn, rec *recorder, i uint64, sche
 		// Like latency and TTFT, gaps are of successful requests only: a stream cut short
 		// or ending in an error event is counted by its class, not timed.
 		rec.gap = rec.gap[:ngaps]
-		return
+		return x.class
 	}
 	rec.firstOK, rec.lastOK = min(rec.firstOK, x.done), max(rec.lastOK, x.done)
 	rec.lat = append(rec.lat, x.done-sched)
@@ -190,6 +191,7 @@ func (r *runner) one(ctx context.Context, c *conn, rec *recorder, i uint64, sche
 	if x.sse.output {
 		rec.ttft = append(rec.ttft, x.sse.first-sched)
 	}
+	return x.class
 }
 
 // plan returns how many requests the warmup and the whole run take in open loop.
@@ -280,8 +282,16 @@ func (r *runner) open(ctx context.Context) {
 	wg.Wait()
 }
 
+// Pauses of a closed-loop worker after a refused connection: doubling from the first to the
+// most, back to none after any other outcome.
+const (
+	firstConnectBackoff = time.Millisecond
+	maxConnectBackoff   = 100 * time.Millisecond
+)
+
 // closed runs the closed loop: Connections workers, each sending its next request as soon as
-// the previous one ends. Requests started during warmup are not measured.
+// the previous one ends, or after a pause when the target refused the connection. Requests
+// started during warmup are not measured.
 func (r *runner) closed(ctx context.Context) {
 	var next, measured atomic.Uint64
 	end := time.Duration(math.MaxInt64)
@@ -296,6 +306,7 @@ func (r *runner) closed(ctx context.Context) {
 			c := newConn(r.hc, r.uri, r.headers, r.w, r.o.Timeout)
 			defer c.release()
 			rec := r.newRecorder()
+			var backoff time.Duration
 			for ctx.Err() == nil {
 				start := r.now()
 				if start >= end {
@@ -305,7 +316,21 @@ func (r *runner) closed(ctx context.Context) {
 				if m && r.o.Requests > 0 && measured.Add(1) > uint64(r.o.Requests) {
 					return
 				}
-				r.one(ctx, c, rec, next.Add(1)-1, start, m)
+				if r.one(ctx, c, rec, next.Add(1)-1, start, m) != ErrConnect {
+					backoff = 0
+					continue
+				}
+				// A target that went away refuses connections at once: without a pause each
+				// worker spins through tens of thousands of errors a second, taking the CPU
+				// that the target's restart may need. The pause is short, so that the load
+				// resumes soon after the target is back.
+				backoff = min(max(2*backoff, firstConnectBackoff), maxConnectBackoff)
+				pause := time.NewTimer(min(backoff, end-r.now()))
+				select {
+				case <-ctx.Done():
+				case <-pause.C:
+				}
+				pause.Stop()
 			}
 		}()
 	}
