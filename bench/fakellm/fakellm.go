@@ -87,7 +87,16 @@ func RegisterFlags(fs *flag.FlagSet) *Options {
 	fs.Float64Var(&o.ErrorRate, "error-rate", 0, "share of inference requests answered with a 500 (0..1)")
 	fs.Float64Var(&o.DisconnectRate, "disconnect-rate", 0, "share of streams cut mid-way without [DONE] (0..1)")
 	fs.Int64Var(&o.Seed, "seed", 1, "seed for generated text and injected faults")
-	fs.IntVar(&o.EmbeddingDim, "embedding-dim", 8, "embedding vector length")
+	// In Options 0 is the default length: a flag of 0 would silently serve 8 dimensions.
+	o.EmbeddingDim = 8
+	fs.Func("embedding-dim", "embedding vector `length`, at least 1 (default 8)", func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return errors.New("want a positive number")
+		}
+		o.EmbeddingDim = n
+		return nil
+	})
 	fs.BoolVar(&o.Matryoshka, "matryoshka", false, `vllm: the embedding model is matryoshka-trained and honours "dimensions"`)
 	return o
 }

@@ -506,6 +506,15 @@ func TestOptions(t *testing.T) {
 	if *o != want {
 		t.Errorf("parsed %+v, want %+v", *o, want)
 	}
+	// In Options 0 means the default; a flag of 0 was accepted and served 8 dimensions.
+	for _, v := range []string{"0", "-1", "x"} {
+		fs := flag.NewFlagSet("fakellm", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		o := RegisterFlags(fs)
+		if err := fs.Parse([]string{"--embedding-dim=" + v}); err == nil {
+			t.Errorf("--embedding-dim=%s accepted: %d dimensions", v, o.EmbeddingDim)
+		}
+	}
 	nan := math.NaN()
 	for _, bad := range []Options{{Flavor: "tgi"}, {ErrorRate: 2}, {DisconnectRate: -1}, {OutputTokens: -1},
 		{ErrorRate: nan}, {DisconnectRate: nan}, {TokensPerSecond: nan}} {
