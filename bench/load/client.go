@@ -28,16 +28,21 @@ type Target struct {
 
 // endpoint is a parsed Target.
 type endpoint struct {
-	addr string // host:port to dial
-	tls  bool
-	base string // scheme://host[:port][/prefix], without a trailing /v1
-	path string // the /prefix of base, or ""
+	addr  string // host:port to dial
+	tls   bool
+	base  string // scheme://host[:port][/prefix], without a trailing /v1
+	path  string // the /prefix of base, or ""
+	query string // "?" and the URL's query, sent with every request, or ""
 }
 
 func parseTarget(raw string) (endpoint, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
 		return endpoint{}, fmt.Errorf("%q is not an http(s)://host:port URL", raw)
+	}
+	if u.User != nil {
+		// Not turned into a header: the URL is written to the report, credentials and all.
+		return endpoint{}, fmt.Errorf("%s: a user or password in the URL is not supported (the report would show it); use --header \"Authorization: ...\"", u.Redacted())
 	}
 	e := endpoint{addr: u.Host, tls: u.Scheme == "https"}
 	if u.Port() == "" {
@@ -49,6 +54,9 @@ func parseTarget(raw string) (endpoint, error) {
 	}
 	path := strings.TrimSuffix(strings.TrimSuffix(u.Path, "/"), "/v1")
 	e.base, e.path = u.Scheme+"://"+u.Host+path, path
+	if u.RawQuery != "" {
+		e.query = "?" + u.RawQuery
+	}
 	return e, nil
 }
 

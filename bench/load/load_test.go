@@ -890,6 +890,46 @@ func TestCheckSaysWhatItWaitsFor(t *testing.T) {
 	}
 }
 
+// A query string in the URL goes with every request (an api-version a proxy requires); it
+// was dropped. Credentials in the URL are refused, with the flag that sends them: they were
+// dropped too, and the URL is written to the report.
+func TestTargetURLQueryAndCredentials(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		if string(ctx.RequestURI()) != "/v1/chat/completions?api-version=2024-10-21" {
+			ctx.Error(`{"error":{"message":"wrong URI `+string(ctx.RequestURI())+`"}}`, fasthttp.StatusNotFound)
+			return
+		}
+		ctx.SetContentType("application/json")
+		ctx.WriteString(`{"choices":[{"message":{"role":"assistant","content":"hi"}}]}`)
+	}}
+	go s.Serve(ln) //nolint:errcheck
+	defer s.Shutdown()
+	url := "http://" + ln.Addr().String() + "/v1?api-version=2024-10-21"
+	o := testOptions()
+	o.URL = url
+	w, err := NewWorkload(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(o, w, Target{Name: "t", URL: url}); err != nil {
+		t.Fatal(err)
+	}
+	o.Rate, o.Requests = 200, 5
+	if res := run(t, o, url); res.OK != 5 {
+		t.Errorf("%d ok, errors %v, last %q", res.OK, res.Errors, res.LastError)
+	}
+
+	o = testOptions()
+	o.URL = "http://user:secret@" + ln.Addr().String()
+	if err := o.Validate(); err == nil || !strings.Contains(err.Error(), `--header "Authorization: ..."`) || strings.Contains(err.Error(), "secret") {
+		t.Errorf("URL with credentials: %v", err)
+	}
+}
+
 // A target on an IPv6 address can be measured: the dialer was IPv4-only and failed the check
 // of http://[::1]:PORT with "couldn't find dns entries".
 func TestIPv6Target(t *testing.T) {

@@ -61,7 +61,7 @@ type Options struct {
 // RegisterFlags defines the bench flags on fs and returns the Options they fill.
 func RegisterFlags(fs *flag.FlagSet) *Options {
 	o := &Options{}
-	fs.StringVar(&o.URL, "url", "", "base `URL` of the single target, e.g. http://127.0.0.1:8080")
+	fs.StringVar(&o.URL, "url", "", "base `URL` of the single target, e.g. http://127.0.0.1:8080 (a query string goes with every request)")
 	fs.Func("compare", "`name=URL` of a target to compare (repeatable; the first is the baseline)", func(s string) error {
 		name, u, ok := strings.Cut(s, "=")
 		if !ok || name == "" || u == "" {

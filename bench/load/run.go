@@ -62,7 +62,7 @@ func Run(ctx context.Context, o *Options, w *Workload, t Target, pids []int, pro
 	if err != nil {
 		return nil, err
 	}
-	r := &runner{o: o, w: w, uri: e.base + w.Path, headers: o.headerPairs(), run: rand.Uint64()}
+	r := &runner{o: o, w: w, uri: e.base + w.Path + e.query, headers: o.headerPairs(), run: rand.Uint64()}
 	conns := o.Connections
 	if o.Rate > 0 {
 		conns = o.MaxWorkers
@@ -479,7 +479,7 @@ func Check(o *Options, w *Workload, t Target) error {
 	timeout := checkTimeout(o)
 	hc := newClient(e, 1, timeout, nil)
 	defer hc.CloseIdleConnections()
-	c := newConn(hc, e.base+w.Path, o.headerPairs(), w, timeout)
+	c := newConn(hc, e.base+w.Path+e.query, o.headerPairs(), w, timeout)
 	defer c.release()
 	t0 := time.Now()
 	var x exchange
