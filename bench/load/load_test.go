@@ -695,6 +695,10 @@ func TestMainCommand(t *testing.T) {
 		{name: "duration and requests", args: []string{"--url", url, "--duration", "-1s", "--requests", "1", "--quiet"}, code: 2, stderr: "use --duration or --requests, not both"},
 		{name: "prompt bytes and mix", args: []string{"--url", url, "--prompt-bytes", "512", "--prompt-mix", "200,1024", "--requests", "1", "--quiet"}, code: 2, stderr: "use one of --prompt-bytes, --prompt-mix and --prompts"},
 		{name: "prompt mix and file", args: []string{"--url", url, "--prompt-mix", "200", "--prompts", dir + "/bad.jsonl", "--requests", "1", "--quiet"}, code: 2, stderr: "use one of --prompt-bytes, --prompt-mix and --prompts"},
+		// Every prompt carries its nonce, and with --pii-share its PII: smaller sizes came out larger.
+		{name: "prompt smaller than its nonce", args: []string{"--url", dead, "--prompt-bytes", "10"}, code: 2, stderr: "--prompt-bytes 10: a prompt holds a 26-byte nonce; want at least 26"},
+		{name: "prompt mix smaller than its nonce", args: []string{"--url", dead, "--prompt-mix", "200,25"}, code: 2, stderr: "--prompt-mix 25: a prompt holds a 26-byte nonce; want at least 26"},
+		{name: "prompt smaller than its PII", args: []string{"--url", dead, "--prompt-bytes", "60", "--pii-share", "0.1"}, code: 2, stderr: "--prompt-bytes 60: a prompt holds a 26-byte nonce and, with --pii-share, up to 56 bytes of PII; want at least 82"},
 		{name: "negative max tokens", args: []string{"--url", url, "--max-tokens", "-1"}, code: 2, stderr: "--max-tokens must not be negative"},
 		{name: "no prompts file", args: []string{"--url", url, "--prompts", dir + "/none.jsonl"}, code: 2, stderr: "--prompts: open " + dir + "/none.jsonl"},
 		{name: "bad prompts line", args: []string{"--url", url, "--prompts", dir + "/bad.jsonl"}, code: 2, stderr: "--prompts: " + dir + "/bad.jsonl:2: "},

@@ -98,7 +98,7 @@ func RegisterFlags(fs *flag.FlagSet) *Options {
 	fs.DurationVar(&o.Warmup, "warmup", time.Second, "unmeasured load before each run's measurement")
 	fs.DurationVar(&o.Timeout, "timeout", 30*time.Second, "per-request timeout, whole stream included")
 	fs.IntVar(&o.Rounds, "rounds", 3, "interleaved rounds per target with --compare")
-	fs.IntVar(&o.PromptBytes, "prompt-bytes", 1024, "prompt size in bytes")
+	fs.IntVar(&o.PromptBytes, "prompt-bytes", 1024, fmt.Sprintf("prompt size in bytes, at least %d (each prompt holds a nonce; with --pii-share, at least %d)", minPromptBytes(0), minPromptBytes(1)))
 	fs.Func("prompt-mix", "comma-separated prompt sizes in bytes, picked uniformly (e.g. 200,1024,32768)", func(s string) error {
 		o.PromptMix = o.PromptMix[:0]
 		for f := range strings.SplitSeq(s, ",") {
@@ -210,6 +210,22 @@ func (o *Options) Validate() error {
 		return errors.New("--pii-share must be within [0, 1]")
 	case !(o.RepeatShare >= 0 && o.RepeatShare <= 1):
 		return errors.New("--repeat-share must be within [0, 1]")
+	}
+	if o.PromptsFile == "" {
+		name, sizes := "--prompt-bytes", []int{o.PromptBytes}
+		if len(o.PromptMix) > 0 {
+			name, sizes = "--prompt-mix", o.PromptMix
+		}
+		least, nonce := minPromptBytes(o.PIIShare), minPromptBytes(0)
+		holds := fmt.Sprintf("a %d-byte nonce", nonce)
+		if least > nonce {
+			holds += fmt.Sprintf(" and, with --pii-share, up to %d bytes of PII", least-nonce)
+		}
+		for _, n := range sizes {
+			if n < least {
+				return fmt.Errorf("%s %d: a prompt holds %s; want at least %d", name, n, holds, least)
+			}
+		}
 	}
 	seen := map[string]bool{}
 	for _, t := range o.Targets() {

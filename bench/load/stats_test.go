@@ -331,6 +331,36 @@ func TestWorkload(t *testing.T) {
 	}
 }
 
+// The smallest prompts Validate accepts come out at the size asked for.
+func TestWorkloadSmallestPrompts(t *testing.T) {
+	for _, pii := range []float64{0, 1} {
+		o := testOptions()
+		o.URL = "http://127.0.0.1:1"
+		o.PIIShare = pii
+		o.PromptBytes = minPromptBytes(pii)
+		if err := o.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		w, err := NewWorkload(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range uint64(16) {
+			var v struct{ Messages []struct{ Content string } }
+			if err := json.Unmarshal(w.Body(nil, i, 0), &v); err != nil {
+				t.Fatal(err)
+			}
+			if got := len(v.Messages[0].Content); got != o.PromptBytes {
+				t.Fatalf("--pii-share %g --prompt-bytes %d: a %d-byte prompt %q", pii, o.PromptBytes, got, v.Messages[0].Content)
+			}
+		}
+		o.PromptBytes--
+		if err := o.Validate(); err == nil {
+			t.Errorf("--pii-share %g --prompt-bytes %d accepted", pii, o.PromptBytes)
+		}
+	}
+}
+
 func TestPromptsFile(t *testing.T) {
 	path := t.TempDir() + "/p.jsonl"
 	// A byte order mark, as some editors write, is not part of the first line.

@@ -154,9 +154,24 @@ type prompt struct {
 	messages []map[string]any
 }
 
+// promptPrefix is what build puts before a prompt's text: the nonce placeholder, then pii.
+func promptPrefix(pii string) string { return "Request " + nonceMark + ". " + pii }
+
+// minPromptBytes is the smallest generated prompt that holds its prefix: with a piiShare, the
+// longest PII snippet too. A smaller size would come out larger than asked for.
+func minPromptBytes(piiShare float64) int {
+	n := len(promptPrefix(""))
+	if piiShare > 0 {
+		for _, pii := range piiSnippets {
+			n = max(n, len(promptPrefix(pii)))
+		}
+	}
+	return n
+}
+
 // build renders the body for p with the nonce placeholder and pii inserted up front.
 func (w *Workload) build(o *Options, p prompt, pii string) (template, error) {
-	prefix := "Request " + nonceMark + ". " + pii
+	prefix := promptPrefix(pii)
 	text, msgs := p.text, p.messages
 	if msgs != nil {
 		// Mark the last user message that has text: a string content, or the first text part
