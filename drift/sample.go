@@ -9,7 +9,7 @@ type Sample struct {
 	PromptTokens     int64         // prompt tokens (backend usage or tokenizer)
 	CompletionTokens int64         // completion tokens
 	PromptBytes      int64         // bytes of the prompt text
-	Latency          time.Duration // end to end, as seen by the client (the gateway leaves cache answers out)
+	Latency          time.Duration // end to end, as seen by the client (the gateway records answers a backend gave only)
 	TTFT             time.Duration // time to first token (streaming)
 	InterToken       time.Duration // mean inter-token latency
 	Overhead         time.Duration // time spent in the gateway itself

@@ -347,11 +347,14 @@ func (g *Gateway) observe(r *request, now time.Time, elapsed, overhead time.Dura
 	s := &st.sample
 	s.Reset()
 	s.At = now
-	if r.handles != nil || (r.cache.result != cacheHit && r.cache.result != cacheCoalesced) {
-		// An answer from the cache (or another request's backend call) took the cache's time,
-		// not the model's: a new version starts with an empty cache, and counted, stable's
-		// hits made a canary as fast as stable read as many times slower in a rollout's
-		// latency check, which rolled it back. The cache result is a feature of its own.
+	if r.handles != nil {
+		// The latency of an answer a backend gave. An answer from the cache (or another
+		// request's backend call) took the cache's time, not the model's: a new version starts
+		// with an empty cache, and counted, stable's hits made a canary as fast as stable read
+		// as many times slower in a rollout's latency check, which rolled it back. A request no
+		// backend was asked for (a prompt the guard refused, no backend in service) took the
+		// gateway's microseconds: counted, a wave of blocked prompts read as a faster model. The
+		// cache result and the status are features of their own.
 		s.Latency = elapsed
 	}
 	s.Overhead = overhead
