@@ -295,3 +295,30 @@ func TestDriftReferenceTooSmallIsReplaced(t *testing.T) {
 		t.Fatalf("reference of %d requests, want the 150 of the whole window served since", rep.Reference.N)
 	}
 }
+
+// A sample whose tokens the counter has no room to count is recorded without them, not lost:
+// only successful answers without usage wait for the counter, so under overload losing them
+// left the version's failures alone in its window, and its error rate in /admin/stats and in a
+// rollout's analysis (which rolls a canary back on it) rose with the load.
+func TestDriftSampleKeptWhenTokenQueueFull(t *testing.T) {
+	set := metrics.NewSet()
+	s := newStatsRegistry(config.Default(), set, slog.New(slog.DiscardHandler))
+	s.tokens.queue = make(chan tokenJob) // no worker: the queue is full
+	now := time.Unix(1_700_000_000, 0)
+	vs, _ := driftVersion(s, &now)
+	var smp drift.Sample
+	smp.Reset()
+	smp.Status, smp.Latency = drift.StatusOK, time.Second
+	s.tokens.push(nil, vs, &smp, &request{stream: true, tokenEvents: 7})
+	var live drift.Snapshot
+	vs.rec.Live(&live)
+	if live.Count() != 1 || live.Failures() != 0 {
+		t.Fatalf("window holds %d requests (%d failures) after one successful answer the token counter had no room for, want 1 (0)", live.Count(), live.Failures())
+	}
+	if h := live.Numeric(drift.FeatureCompletionTokens); h.Count() != 1 || h.Quantile(1) != 7 {
+		t.Errorf("completion tokens %d recorded (max %v), want the stream's 7 token events", h.Count(), h.Quantile(1))
+	}
+	if got := s.tokens.dropped.Get(); got != 1 {
+		t.Errorf("llmgate_drift_samples_dropped_total %d, want 1", got)
+	}
+}

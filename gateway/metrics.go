@@ -239,7 +239,7 @@ var metricHelp = map[string]string{
 	"llmgate_guard_classifier_duration_seconds":   "Time an external safety classifier took per call.",
 	"llmgate_drift_score":                         "Drift statistic of a feature of a model version against its reference, by method (ks, chisquare, z, wasserstein, jensenshannon, psi).",
 	"llmgate_drift_detected":                      "1 when the feature of the model version has drifted from its reference, else 0.",
-	"llmgate_drift_samples_dropped_total":         "Drift samples dropped because the token counter's queue was full.",
+	"llmgate_drift_samples_dropped_total":         "Drift samples recorded without the token counts their backend did not report, because the token counter's queue was full.",
 	"llmgate_drift_memory_bytes":                  "Memory held by the drift windows of every model version.",
 	"llmgate_cache_requests_total":                "Requests by cache result: hit, miss, bypass, refresh (x-llmgate-cache: refresh: not looked up, stored), coalesced (answered by another request's backend call).",
 	"llmgate_cache_evictions_total":               "Cached answers removed for room or on expiry.",

@@ -60,9 +60,9 @@ func (t *tokenCounter) close() {
 	<-t.done
 }
 
-// push queues r's sample s for counting, or drops it when the queue is full. For streams
-// without usage, completion tokens are the number of content events (one token each in vLLM and
-// Ollama streams) rather than a re-tokenization of text the gateway did not keep.
+// push queues r's sample s for counting or, when the queue is full, records it as it is. For
+// streams without usage, completion tokens are the number of content events (one token each in
+// vLLM and Ollama streams) rather than a re-tokenization of text the gateway did not keep.
 func (t *tokenCounter) push(g *Gateway, vs *versionStats, s *drift.Sample, r *request) {
 	j := tokenJob{vs: vs, sample: *s, op: r.op}
 	if s.PromptTokens < 0 {
@@ -78,7 +78,11 @@ func (t *tokenCounter) push(g *Gateway, vs *versionStats, s *drift.Sample, r *re
 	select {
 	case t.queue <- j:
 	default:
+		// No room to count: the sample goes in with the counts it lacks left unmeasured, not
+		// lost. Only successful answers wait here: losing them under load left the failures
+		// alone in the window, and the version's error rate rose with the load.
 		t.dropped.Inc()
+		vs.observe(&j.sample)
 	}
 }
 
