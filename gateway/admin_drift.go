@@ -42,7 +42,7 @@ type driftView struct {
 
 func (g *Gateway) driftView(vs *versionStats) driftView {
 	return driftView{Model: vs.alias, Version: vs.version, Reference: vs.reference, Frozen: vs.rec.Frozen() != nil,
-		MemoryBytes: vs.rec.MemoryBytes(), Dropped: vs.rec.Dropped(), Report: vs.rec.Report(&g.stats.policy)}
+		MemoryBytes: vs.memoryBytes(), Dropped: vs.rec.Dropped(), Report: vs.rec.Report(&g.stats.policy)}
 }
 
 var (

@@ -163,7 +163,17 @@ func (s *statsRegistry) all() []*versionStats {
 func (s *statsRegistry) memory() int {
 	n := 0
 	for _, vs := range s.all() {
-		n += vs.rec.MemoryBytes()
+		n += vs.memoryBytes()
+	}
+	return n
+}
+
+// memoryBytes is the memory of the version's windows: its own, and a rollout's while one
+// judges it.
+func (vs *versionStats) memoryBytes() int {
+	n := vs.rec.MemoryBytes()
+	if r := vs.rollout.Load(); r != nil {
+		n += r.MemoryBytes()
 	}
 	return n
 }

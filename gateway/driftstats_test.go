@@ -322,3 +322,21 @@ func TestDriftSampleKeptWhenTokenQueueFull(t *testing.T) {
 		t.Errorf("llmgate_drift_samples_dropped_total %d, want 1", got)
 	}
 }
+
+// The windows a rollout records while it judges a version are drift memory too: left out,
+// llmgate_drift_memory_bytes and a version's memory_bytes in /admin/drift read half of what
+// a rollout holds (two more windows of about 450 KiB).
+func TestDriftMemoryCountsRolloutWindows(t *testing.T) {
+	set := metrics.NewSet()
+	s := newStatsRegistry(config.Default(), set, slog.New(slog.DiscardHandler))
+	vs := s.forVersion("chat", "v1", config.ModelDrift{Window: 15 * time.Minute})
+	before := s.memory()
+	r := drift.NewRecorder(vs.opts)
+	vs.rollout.Store(r)
+	if got, want := s.memory(), before+r.MemoryBytes(); got != want {
+		t.Fatalf("drift memory %d during a rollout, want %d: the version's window %d and the rollout's %d", got, want, before, r.MemoryBytes())
+	}
+	if got := vs.memoryBytes(); got != s.memory() {
+		t.Errorf("the version's memory_bytes %d, want %d", got, s.memory())
+	}
+}
