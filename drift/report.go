@@ -265,20 +265,25 @@ func evalNumeric(r, c *Histogram, m Method, p *Policy) Result {
 // a nearly constant feature it replaces whatever effect the categorical test used: a value that
 // moves to the next bucket is a category change there, and a 3 % shift here.
 func numericEffect(res Result, r, c *Histogram, p *Policy) Result {
+	res.MinEffect = p.MinShift // shown before a verdict too, as the threshold is
 	if res.Verdict == VerdictInsufficient {
 		return res
 	}
-	res.Effect, res.MinEffect = RelativeShift(r, c), p.MinShift
+	res.Effect = RelativeShift(r, c)
 	return applyFloor(res)
 }
 
 // categoricalEffect puts the total variation distance of a categorical feature in a p-value
 // test's result, and turns its drift verdict stable when it is below p.MinTVD.
 func categoricalEffect(res Result, r, c []uint64, p *Policy) Result {
-	if !pValueMethod(res.Method) || res.Verdict == VerdictInsufficient {
+	if !pValueMethod(res.Method) {
 		return res
 	}
-	res.Effect, res.MinEffect = TotalVariation(r, c), p.MinTVD
+	res.MinEffect = p.MinTVD // shown before a verdict too, as the threshold is
+	if res.Verdict == VerdictInsufficient {
+		return res
+	}
+	res.Effect = TotalVariation(r, c)
 	return applyFloor(res)
 }
 

@@ -153,6 +153,18 @@ func TestEmptyReferenceKeepsThresholds(t *testing.T) {
 		if r.Threshold != threshold(Method(r.Method), &pol) || r.Threshold <= 0 {
 			t.Errorf("%s (%s): threshold %v, want %v", r.Feature, r.Method, r.Threshold, threshold(Method(r.Method), &pol))
 		}
+		// And the effect floor it will need, not 0 (which reads as "any difference drifts").
+		f, _ := FeatureByName(r.Feature)
+		want := 0.0
+		switch {
+		case f.Numeric():
+			want = pol.MinShift
+		case pValueMethod(r.Method):
+			want = pol.MinTVD
+		}
+		if r.MinEffect != want {
+			t.Errorf("%s (%s): min_effect %v, want %v", r.Feature, r.Method, r.MinEffect, want)
+		}
 	}
 }
 
