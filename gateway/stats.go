@@ -71,7 +71,7 @@ func (s *requestStats) noteCompletion(body []byte) {
 func (s *requestStats) noteChoices(choices []byte, chunk bool) {
 	full := len(s.completionHead) >= headBytes
 	// Most chunks carry neither a finish reason nor text the head still needs: skip the scan.
-	if full && !bytes.Contains(choices, []byte(`"finish_reason":"`)) {
+	if full && !hasFinishReason(choices) {
 		return
 	}
 	fs := jsonscan.FirstElementStart(choices)
@@ -102,6 +102,34 @@ func (s *requestStats) noteChoices(choices []byte, chunk bool) {
 		}
 	} else if !full {
 		s.noteString(choice, m[3])
+	}
+}
+
+// hasFinishReason reports whether choices hold a finish_reason that is a string, not null:
+// its key, then the colon and a quote, with any JSON white space between them, as Python
+// servers write "finish_reason": "stop".
+func hasFinishReason(choices []byte) bool {
+	key := []byte(`"finish_reason"`)
+	for {
+		k := bytes.Index(choices, key)
+		if k < 0 {
+			return false
+		}
+		choices = choices[k+len(key):]
+		colon := false
+		for i, c := range choices {
+			switch {
+			case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+				continue
+			case c == ':' && !colon:
+				colon = true
+				continue
+			case c == '"' && colon:
+				return true
+			}
+			choices = choices[i:]
+			break
+		}
 	}
 }
 

@@ -99,3 +99,27 @@ func TestDriftWebhookUndefinedStatistic(t *testing.T) {
 		t.Errorf("defined statistic lost: %s", body)
 	}
 }
+
+// A stream's finish_reason is read however its backend spaces its JSON: Python servers
+// (json.dumps) write "finish_reason": "length". Once the kept start of the answer was full,
+// only a chunk with the compact "finish_reason":" was read, so every long answer from such a
+// backend counted as finish_reason unknown.
+func TestStreamFinishReasonSpacedJSON(t *testing.T) {
+	for _, tt := range []struct{ name, text, last string }{
+		{"compact", `[{"index":0,"delta":{"content":"%s"},"finish_reason":null}]`, `[{"index":0,"delta":{},"finish_reason":"length"}]`},
+		{"spaced", `[{"index": 0, "delta": {"content": "%s"}, "finish_reason": null}]`, `[{"index": 0, "delta": {}, "finish_reason": "length"}]`},
+		{"spaced before colon", `[{"index" : 0, "delta" : {"content" : "%s"}, "finish_reason" : null}]`, `[{"index" : 0, "delta" : {}, "finish_reason" : "length"}]`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var s requestStats
+			s.reset()
+			for range 4 { // past headBytes of text
+				s.noteChoices([]byte(strings.Replace(tt.text, "%s", strings.Repeat("word ", 8), 1)), true)
+			}
+			s.noteChoices([]byte(tt.last), true)
+			if s.finish != drift.FinishLength {
+				t.Fatalf("finish reason %v after a last chunk %s, want length (%v)", s.finish, tt.last, drift.FinishLength)
+			}
+		})
+	}
+}
