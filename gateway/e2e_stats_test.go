@@ -481,3 +481,39 @@ func TestStatsLatencyLeavesUnansweredOut(t *testing.T) {
 		t.Fatalf("latency_p50 %v after one prompt the guard refused and no backend answered, want null", *p)
 	}
 }
+
+// A refusal is read from the answer's text, not from its JSON spelling: a backend that escapes
+// every non-ASCII character (Python's json.dumps does by default) writes "I’m" as I\u2019m and
+// Russian as \u0438..., and none of those refusals counted, in a buffered answer or a stream.
+func TestStatsRefusalEscapedText(t *testing.T) {
+	t.Setenv("LLMGATE_ADMIN_TOKEN", "stats-admin")
+	answer := func(text string) string {
+		return `{"id":"x","object":"chat.completion","created":1,"model":"canned","choices":[{"index":0,"message":{"role":"assistant","content":"` + text + `"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":8,"total_tokens":11}}`
+	}
+	stream := func(text string) string {
+		return `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"canned","choices":[{"index":0,"delta":{"role":"assistant","content":"` + text + `"},"finish_reason":null}]}` + "\n\n" +
+			`data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"canned","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}` + "\n\n" + "data: [DONE]\n\n"
+	}
+	for _, tt := range []struct{ name, text string }{
+		{"curly apostrophe", `I\u2019m sorry, but that is not something to help with.`},
+		{"russian", `\u042f \u043d\u0435 \u043c\u043e\u0433\u0443 \u043f\u043e\u043c\u043e\u0447\u044c \u0441 \u044d\u0442\u0438\u043c.`},
+		{"quote and newline", `\"No.\"\nI\u2019m unable to do that.`},
+	} {
+		for _, mode := range []struct{ name, ctype, body, extra string }{
+			{"buffered", "application/json", answer(tt.text), ""},
+			{"stream", "text/event-stream", stream(tt.text), `,"stream":true`},
+		} {
+			t.Run(tt.name+"/"+mode.name, func(t *testing.T) {
+				b := cannedBackend(t, 200, http.Header{"Content-Type": {mode.ctype}}, mode.body)
+				g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", b))))
+				if res := g.do(t, "POST", "/v1/chat/completions", chatBody("hello", mode.extra)); res.status != 200 {
+					t.Fatalf("status %d: %s", res.status, res.body)
+				}
+				s := g.statsAfter(t, 1, "the request's sample", "chat", "v1", "stats-admin")
+				if s.RefusalRate == nil || *s.RefusalRate != 1 {
+					t.Fatalf("refusal_rate %v after one refusal written %s, want 1", deref64(s.RefusalRate), tt.text)
+				}
+			})
+		}
+	}
+}

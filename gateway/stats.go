@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"sync/atomic"
 	"time"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fastjson"
@@ -66,8 +68,7 @@ func (s *requestStats) noteCompletion(body []byte) {
 
 // noteChoices reads finish_reason, the start of choice 0's text and its refusal member from
 // the choices array of an answer or, with chunk set, of a stream chunk (whose text adds to the
-// start kept so far). The text is raw, still JSON-escaped: the refusal phrases are plain text,
-// which JSON leaves as it is.
+// start kept so far, its escapes decoded by appendHead).
 func (s *requestStats) noteChoices(choices []byte, chunk bool) {
 	full := len(s.completionHead) >= headBytes
 	// Most chunks carry neither a finish reason nor text the head still needs: skip the scan.
@@ -307,9 +308,80 @@ func (s *requestStats) noteCached(finish, text []byte) {
 	s.appendHead(text)
 }
 
-// appendHead adds text to the completion start kept, up to headBytes.
+// appendHead adds text, the contents of a JSON string, to the completion start kept, up to
+// headBytes, with its escapes decoded: the refusal phrases are text, and a backend that escapes
+// every non-ASCII character (Python's json.dumps does by default) writes "I’m" as I\u2019m.
 func (s *requestStats) appendHead(text []byte) {
-	s.completionHead = append(s.completionHead, text[:min(len(text), headBytes-len(s.completionHead))]...)
+	for len(text) > 0 && len(s.completionHead) < headBytes {
+		i := bytes.IndexByte(text, '\\')
+		if i < 0 {
+			i = len(text)
+		}
+		n := min(i, headBytes-len(s.completionHead))
+		s.completionHead = append(s.completionHead, text[:n]...)
+		if text = text[n:]; len(text) < 2 || n < i {
+			return // all in, the head is full, or a lone backslash (not valid JSON)
+		}
+		var size int
+		s.completionHead, size = appendUnescaped(s.completionHead, text)
+		text = text[size:]
+	}
+}
+
+// appendUnescaped appends the character that the JSON escape at the start of esc (a backslash
+// and what follows) stands for, and returns how many bytes of esc it took. A \u escape that is
+// not well formed (a lone surrogate, not four hex digits) appends U+FFFD.
+func appendUnescaped(dst, esc []byte) ([]byte, int) {
+	switch c := esc[1]; c {
+	case 'n':
+		return append(dst, '\n'), 2
+	case 't':
+		return append(dst, '\t'), 2
+	case 'r':
+		return append(dst, '\r'), 2
+	case 'b', 'f':
+		return dst, 2
+	case 'u':
+		r, ok := hex4(esc[2:])
+		if !ok {
+			return utf8.AppendRune(dst, utf8.RuneError), 2
+		}
+		if utf16.IsSurrogate(r) {
+			if len(esc) >= 12 && esc[6] == '\\' && esc[7] == 'u' {
+				if lo, ok := hex4(esc[8:]); ok {
+					if pair := utf16.DecodeRune(r, lo); pair != utf8.RuneError {
+						return utf8.AppendRune(dst, pair), 12
+					}
+				}
+			}
+			return utf8.AppendRune(dst, utf8.RuneError), 6
+		}
+		return utf8.AppendRune(dst, r), 6
+	default: // \" \\ \/
+		return append(dst, c), 2
+	}
+}
+
+// hex4 reads the four hex digits at the start of b.
+func hex4(b []byte) (rune, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		case c >= 'A' && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
 }
 
 // setFinish records a finish_reason, given as the raw contents of its JSON string.
