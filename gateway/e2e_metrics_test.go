@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/llmgate/llmgate/bench/fakellm"
 	"github.com/llmgate/llmgate/internal/testtools"
@@ -257,5 +258,36 @@ func TestBuildInfo(t *testing.T) {
 	}
 	if !strings.Contains(text, "# TYPE llmgate_build_info gauge") {
 		t.Errorf("llmgate_build_info is not typed a gauge:\n%s", text)
+	}
+}
+
+// A backend's error code becomes a label only when it is a code: a name of letters, digits and
+// _ . : -, at most 64 bytes. One with a byte that is not UTF-8 made /metrics a page that
+// Prometheus refuses whole (every series of the gateway lost from the first such answer on),
+// and one with spaces or a request id in it is no class to count by; both count as "other".
+func TestBackendErrorCodeLabelIsSafe(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ name, code string }{
+		{"not utf-8", "bad\xffcode"},
+		{"sentence", "Request 7f3a9 failed, try again"},
+		{"long", strings.Repeat("x", 200)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := cannedBackend(t, 500, http.Header{"Content-Type": {"application/json"}},
+				`{"error":{"message":"boom","type":"server_error","code":"`+tt.code+`"}}`)
+			g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", b))))
+			if res := g.do(t, "POST", "/v1/chat/completions", chatBody("hello", "")); res.status < 500 {
+				t.Fatalf("status %d: %s", res.status, res.body)
+			}
+			text := g.metrics(t)
+			if !utf8.ValidString(text) || strings.Contains(text, tt.code) {
+				t.Fatalf("/metrics has the backend's code %q in a label", tt.code)
+			}
+			if v, _ := metricValue(parseMetrics(t, text), "llmgate_request_errors_total", map[string]string{"model": "chat", "version": "v1", "code": "other"}); v != 1 {
+				t.Errorf(`llmgate_request_errors_total{code="other"} = %v, want 1`, v)
+			}
+			t.Run("promtool", func(t *testing.T) { promtoolCheck(t, text) })
+		})
 	}
 }

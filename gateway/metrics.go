@@ -50,8 +50,12 @@ type gatewayMetrics struct {
 const maxErrorCodes = 64
 
 // errorCodeLabel returns code as the label of llmgate_request_errors_total, or "other" once
-// maxErrorCodes distinct codes have been seen. Error paths only: the lock is no hot path's.
+// maxErrorCodes distinct codes have been seen, or for a backend's code that is no code (see
+// isCodeLabel). Error paths only: the lock is no hot path's.
 func (m *gatewayMetrics) errorCodeLabel(code string) string {
+	if !isCodeLabel(code) {
+		return "other"
+	}
 	m.errorCodesMu.Lock()
 	defer m.errorCodesMu.Unlock()
 	if m.errorCodes[code] {
@@ -65,6 +69,24 @@ func (m *gatewayMetrics) errorCodeLabel(code string) string {
 	}
 	m.errorCodes[code] = true
 	return code
+}
+
+// isCodeLabel reports whether an error code may be a label value: a name of at most 64 letters,
+// digits and _ . : -, as OpenAI's codes and the gateway's own are. A backend's code is passed
+// on as it sent it: a byte that is not UTF-8 makes Prometheus refuse the whole page, and a
+// sentence or an id in it is no class to count by.
+func isCodeLabel(code string) bool {
+	if code == "" || len(code) > 64 {
+		return false
+	}
+	for i := 0; i < len(code); i++ {
+		switch c := code[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '.', c == ':', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // Reasons a shadow mirror was not sent (llmgate_shadow_skipped_total).
