@@ -367,11 +367,15 @@ type driftEvent struct {
 // webhook posts events to a URL from one goroutine, retrying with backoff; it never blocks the
 // caller: when its queue is full the event is dropped and logged.
 type webhook struct {
-	url    string
-	log    *slog.Logger
-	queue  chan []byte
-	stop   chan struct{} // ends retries at shutdown
-	done   chan struct{}
+	url   string
+	log   *slog.Logger
+	queue chan []byte
+	stop  chan struct{} // ends retries at shutdown
+	done  chan struct{}
+	// mu guards closed and the queue's close: a rollback the rollout controller decides during
+	// shutdown may send after the statistics (and this webhook) closed.
+	mu     sync.Mutex
+	closed bool
 	client fasthttp.Client
 }
 
@@ -397,12 +401,15 @@ func (w *webhook) start() {
 }
 
 func (w *webhook) close() {
+	w.mu.Lock()
+	w.closed = true
 	close(w.stop)
 	close(w.queue)
+	w.mu.Unlock()
 	<-w.done
 }
 
-// send queues ev (a JSON-marshalable event) for delivery.
+// send queues ev (a JSON-marshalable event) for delivery; after close it drops it.
 func (w *webhook) send(ev any) {
 	if w.url == "" {
 		return
@@ -410,6 +417,12 @@ func (w *webhook) send(ev any) {
 	body, err := json.Marshal(ev)
 	if err != nil {
 		panic("BUG: webhook event does not marshal: " + err.Error())
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		w.log.Warn("webhook closed at shutdown: event dropped")
+		return
 	}
 	select {
 	case w.queue <- body:

@@ -340,3 +340,14 @@ func TestDriftMemoryCountsRolloutWindows(t *testing.T) {
 		t.Errorf("the version's memory_bytes %d, want %d", got, s.memory())
 	}
 }
+
+// The webhook outlives nothing that sends to it: at shutdown the statistics (and their webhook)
+// close before the rollout controller stops, and a rollback it decided in between sent its
+// event on the closed queue, a panic that took the process down with a stack trace instead of
+// exiting cleanly. An event sent after close is dropped.
+func TestWebhookSendAfterClose(t *testing.T) {
+	w := webhook{url: "http://127.0.0.1:1/hook", log: slog.New(slog.DiscardHandler)}
+	w.start()
+	w.close()
+	w.send(map[string]any{"event": "rollback", "model": "chat"})
+}
