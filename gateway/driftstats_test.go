@@ -351,3 +351,18 @@ func TestWebhookSendAfterClose(t *testing.T) {
 	w.close()
 	w.send(map[string]any{"event": "rollback", "model": "chat"})
 }
+
+// A request that ends after shutdown closed the statistics (one still in flight when the grace
+// ran out) hands its sample to the token counter without a panic: the counter's queue was
+// closed, and sending on it took the process down with a stack trace.
+func TestTokenCounterPushAfterClose(t *testing.T) {
+	s := newStatsRegistry(config.Default(), metrics.NewSet(), slog.New(slog.DiscardHandler))
+	s.tokens.start()
+	s.tokens.close()
+	now := time.Unix(1_700_000_000, 0)
+	vs, _ := driftVersion(s, &now)
+	var smp drift.Sample
+	smp.Reset()
+	smp.Status = drift.StatusOK
+	s.tokens.push(nil, vs, &smp, &request{stream: true, tokenEvents: 3})
+}

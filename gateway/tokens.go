@@ -17,7 +17,10 @@ import (
 // waits. The vocabulary (cl100k_base, from the embedded offline loader: nothing is downloaded)
 // is loaded on first use, so gateways whose backends report usage never pay its memory.
 type tokenCounter struct {
+	// queue is never closed: a request still in flight when shutdown closes the counter may
+	// push after it (a send on a closed channel panics), and finds it full at worst.
 	queue   chan tokenJob
+	stop    chan struct{}
 	done    chan struct{}
 	dropped *metrics.Counter
 }
@@ -44,19 +47,35 @@ const tokenQueueLen = 256
 
 func (t *tokenCounter) start() {
 	t.queue = make(chan tokenJob, tokenQueueLen)
+	t.stop = make(chan struct{})
 	t.done = make(chan struct{})
 	go func() {
 		defer close(t.done)
 		var p fastjson.Parser
-		for j := range t.queue {
+		take := func(j tokenJob) {
 			t.count(&p, &j)
 			j.vs.observe(&j.sample)
+		}
+		for {
+			select {
+			case j := <-t.queue:
+				take(j)
+			case <-t.stop:
+				for { // the samples queued before close go in, as they would have
+					select {
+					case j := <-t.queue:
+						take(j)
+					default:
+						return
+					}
+				}
+			}
 		}
 	}()
 }
 
 func (t *tokenCounter) close() {
-	close(t.queue)
+	close(t.stop)
 	<-t.done
 }
 
