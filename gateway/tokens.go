@@ -13,8 +13,8 @@ import (
 
 // tokenCounter counts tokens for drift samples whose backend reported no usage. Tokenizing costs
 // milliseconds for long prompts, so it runs on one background worker with a bounded queue: under
-// overload samples are dropped and counted, never queued without bound, and the request never
-// waits. The vocabulary (cl100k_base, from the embedded offline loader: nothing is downloaded)
+// overload samples go in without their counts, counted, never queued without bound, and the
+// request never waits. The vocabulary (cl100k_base, from the embedded offline loader: nothing is downloaded)
 // is loaded on first use, so gateways whose backends report usage never pay its memory.
 type tokenCounter struct {
 	// queue is never closed: a request still in flight when shutdown closes the counter may
