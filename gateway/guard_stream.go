@@ -24,13 +24,12 @@ type streamGuard struct {
 	on       bool
 	choices  []*choiceGuard // by choice index; the first len(choices) are in use
 	used     int
-	stopped  bool            // every choice the request asked for is stopped: the stream ends
-	nstopped int             // choices stopped by a blocking match (choiceGuard.stopped)
-	hit      bool            // the choice being guarded just met a blocking match
-	broken   *apiError       // why the stream cannot be guarded (a choice index out of range, an event not JSON); nil while it can
-	emptied  bool            // the chunk being guarded had text that is all held back now
-	spent    time.Duration   // time in the guard over the whole stream, one observation of its duration
-	textScan jsonscan.Resume // guardTextChunk's scan of the chunks
+	stopped  bool          // every choice the request asked for is stopped: the stream ends
+	nstopped int           // choices stopped by a blocking match (choiceGuard.stopped)
+	hit      bool          // the choice being guarded just met a blocking match
+	broken   *apiError     // why the stream cannot be guarded (a choice index out of range, an event not JSON); nil while it can
+	emptied  bool          // the chunk being guarded had text that is all held back now
+	spent    time.Duration // time in the guard over the whole stream, one observation of its duration
 }
 
 // choiceGuard holds one choice's text in flight: leaked PII rewritten, placeholders restored,
@@ -275,10 +274,11 @@ func (g *Gateway) streamText(r *request, c *choiceGuard, index int, delta []byte
 // A chunk whose text is all held back, and that carries nothing else (no finish_reason, tool
 // call, usage, or role not sent before), is not sent at all (nil): a client would see only empty
 // deltas. Ollama repeats the role in every delta, so a role already sent is nothing new. Nor is
-// a chunk of only choices stopped before.
-func (g *Gateway) guardChunk(r *request, data []byte) []byte {
-	if !skipTextChunks.Load() {
-		if out, ok := g.guardTextChunk(r, data); ok {
+// a chunk of only choices stopped before. plain is where the chunk's choices are when the chunk
+// is as the backend sent it with no usage (see guardTextChunk); -1 otherwise.
+func (g *Gateway) guardChunk(r *request, data []byte, plain jsonscan.Span) []byte {
+	if plain.Start >= 0 && !skipTextChunks.Load() {
+		if out, ok := g.guardTextChunk(r, data, plain); ok {
 			return out
 		}
 	}

@@ -12,29 +12,25 @@ import (
 var skipTextChunks atomic.Bool
 
 // guardTextChunk is guardChunk for the chunk that nearly every event of a stream is: its one
-// choice, index 0, carries only text, not yet finished, as textChoice reads it ("delta":
-// {"content":"..."}, Ollama's with its role, or a completion's "text":"..."), the text has no
-// escapes, and the choice has no reasoning held back. It reads and rewrites the chunk's bytes
-// where guardChunk builds a tree of the chunk and writes it out again, which cost most of the
-// completion guard's time per event. ok false, before anything is guarded, leaves the chunk to
-// guardChunk. What goes out is what guardChunk sends for such a chunk: the text as the guards
-// release it, nothing when they hold all of it, and finish_reason content_filter when they
-// stop the choice.
-func (g *Gateway) guardTextChunk(r *request, data []byte) (out []byte, ok bool) {
-	var m [3]jsonscan.Span
-	jsonscan.FindEachResume(data, chunkMembers, m[:], &r.streamGuard.textScan)
-	if u := m[1]; u.Start >= 0 && string(data[u.Start:u.End]) != "null" || m[2].Start < 0 {
-		return nil, false
-	}
-	choices := data[m[2].Start:m[2].End]
+// choice (at data[at.Start:at.End]), index 0, carries only text, not yet finished, as textChoice
+// reads it ("delta":{"content":"..."}, Ollama's with its role, or a completion's "text":"..."),
+// the text has no escapes, and the choice has no reasoning held back. It reads and rewrites the
+// chunk's bytes where guardChunk builds a tree of the chunk and writes it out again, which cost
+// most of the completion guard's time per event. ok false, before anything is guarded, leaves
+// the chunk to guardChunk. What goes out is what guardChunk sends for such a chunk: the text as
+// the guards release it, nothing when they hold all of it, and finish_reason content_filter
+// when they stop the choice.
+func (g *Gateway) guardTextChunk(r *request, data []byte, at jsonscan.Span) (out []byte, ok bool) {
+	choices := data[at.Start:at.End]
 	text, reasoning, plain := textChoice(choices)
 	if !plain || reasoning || bytes.IndexByte(text, '\\') >= 0 {
 		return nil, false
 	}
-	// Where the text and its choice's finish_reason are in data: text is choices[i:e].
-	ts := m[2].Start + cap(choices) - cap(text)
+	// Where the text and its choice's finish_reason are in data: text is choices[i:e], and
+	// cap(choices[i:]) is cap(choices)-i.
+	ts := at.Start + cap(choices) - cap(text)
 	te := ts + len(text)
-	fr := bytes.Index(data[te:m[2].End], []byte(`"finish_reason":null`))
+	fr := bytes.Index(data[te:at.End], []byte(`"finish_reason":null`))
 	if fr < 0 {
 		return nil, false
 	}

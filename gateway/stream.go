@@ -501,7 +501,11 @@ func (s *streamBody) next(wait bool) []byte {
 		}
 		if r.streamGuard.on {
 			s.lastChunk = append(s.lastChunk[:0], data...)
-			data, changed = r.gw.guardChunk(r, data), true // 7. guard the completion as it flows
+			plain := jsonscan.Span{Start: -1, End: -1} // the choices of a chunk guardTextChunk may take
+			if !changed && cs >= 0 && (us < 0 || string(data[us:ue]) == "null") {
+				plain = jsonscan.Span{Start: cs, End: ce}
+			}
+			data, changed = r.gw.guardChunk(r, data, plain), true // 7. guard the completion as it flows
 			if data == nil && r.streamGuard.broken == nil {
 				continue // all its text is held back, and it carries nothing else
 			}
