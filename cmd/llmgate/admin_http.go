@@ -201,12 +201,11 @@ func newAdminAPIError(resp *http.Response, body []byte) *adminAPIError {
 }
 
 func (e *adminAPIError) Error() string {
-	if e.status == http.StatusPreconditionFailed {
-		if e.revision != "" {
-			return "conflict: the model changed (now revision " + e.revision + "); re-read and retry"
-		}
-		return "conflict: the model changed; re-read and retry"
+	if e.status == http.StatusPreconditionFailed && e.revision != "" {
+		return "conflict: the model changed (now revision " + e.revision + "); re-read and retry"
 	}
+	// A 412 without the model's revision is of a model that does not exist (--if-match '*',
+	// or a revision for a deploy that would create it): the gateway's message says so.
 	s := fmt.Sprintf("%d: %s", e.status, e.message)
 	if e.param != "" {
 		s += " (field " + e.param + ")"
