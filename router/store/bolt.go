@@ -74,8 +74,11 @@ func (b *Bolt) Load(ctx context.Context) (*router.State, error) {
 			return ErrEmpty
 		}
 		var err error
-		s, err = decode(v) // decode copies: v is valid only inside the transaction
-		return err
+		if s, err = decode(v); err != nil { // decode copies: v is valid only inside the transaction
+			// The start-up error: say which file and revision, for the operator to find.
+			return fmt.Errorf("%s revision %d: %w", b.db.Path(), latest(tx.Bucket(revisionsBucket)), err)
+		}
+		return nil
 	})
 	return s, err
 }

@@ -55,8 +55,13 @@ func decode(data []byte) (*router.State, error) {
 	if err := json.Unmarshal(data, &e); err != nil {
 		return nil, fmt.Errorf("store: decoding state: %w", err)
 	}
-	if e.Format != formatVersion || e.State == nil {
-		return nil, fmt.Errorf("store: state format %d, this binary reads %d", e.Format, formatVersion)
+	switch {
+	case e.Format > formatVersion:
+		return nil, fmt.Errorf("store: state format %d is newer than this llmgate reads (%d): run the llmgate that wrote it, or a newer one", e.Format, formatVersion)
+	case e.Format != formatVersion:
+		return nil, fmt.Errorf("store: unknown state format %d", e.Format)
+	case e.State == nil:
+		return nil, errors.New("store: a state document without its state")
 	}
 	return e.State, nil
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/llmgate/llmgate/config"
 	"github.com/llmgate/llmgate/router"
 )
@@ -213,15 +215,42 @@ func TestStoreConcurrentCommits(t *testing.T) {
 }
 
 func TestDecodeRefusesOtherFormats(t *testing.T) {
-	tests := []struct{ name, doc string }{
-		{"newer format", `{"format":2,"state":{"revision":1,"models":[]}}`},
-		{"no state", `{"format":1}`},
-		{"not json", `{"format":1,`},
+	tests := []struct{ name, doc, want string }{
+		{"newer format", `{"format":2,"state":{"revision":1,"models":[]}}`, "state format 2 is newer than this llmgate reads (1)"},
+		{"older format", `{"format":0,"state":{"revision":1,"models":[]}}`, "unknown state format 0"},
+		{"no state", `{"format":1}`, "a state document without its state"},
+		{"not json", `{"format":1,`, "decoding state"},
 	}
 	for _, tt := range tests {
-		if s, err := decode([]byte(tt.doc)); err == nil {
-			t.Errorf("%s: decode = %+v, want an error", tt.name, s)
+		if s, err := decode([]byte(tt.doc)); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: decode = %+v, %v; want an error saying %q", tt.name, s, err, tt.want)
 		}
+	}
+}
+
+// A latest revision that cannot be read fails Load with the file and the revision named, for
+// the operator to find, rather than only the decoder's words.
+func TestBoltLoadNamesTheUnreadableRevision(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	b, err := OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.Commit(ctx, 0, &router.State{Revision: 1}); err != nil {
+		t.Fatal(err)
+	}
+	err = b.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(revisionsBucket).Put(revKey(2), []byte(`{"format":2,"state":{"revision":2,"models":[]}}`))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.Load(ctx)
+	want := path + " revision 2: store: state format 2 is newer than this llmgate reads (1)"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Load of a newer format: %v; want an error saying %q", err, want)
 	}
 }
 
