@@ -102,9 +102,7 @@ func (s *State) SetTraffic(c Change, alias string, t Traffic) (*State, error) {
 	if err := checkPercent("canary_percent", t.CanaryPercent); err != nil {
 		return nil, err
 	}
-	if t.CanaryPercent == 0 {
-		t.CanaryPercent = 0 // -0 too: stored and shown as 0, not -0
-	}
+	t.CanaryPercent = atStep(t.CanaryPercent)
 	return s.edit(c, alias, func(m *ModelState) (HistoryEntry, error) {
 		entry := HistoryEntry{Action: ActionTraffic, From: m.describe()}
 		fromSticky := m.Sticky
@@ -142,9 +140,7 @@ func (s *State) SetShadow(c Change, alias string, sh Shadow) (*State, error) {
 	if err := checkPercent("percent", sh.Percent); err != nil {
 		return nil, err
 	}
-	if sh.Percent == 0 {
-		sh.Percent = 0 // -0 too
-	}
+	sh.Percent = atStep(sh.Percent)
 	return s.edit(c, alias, func(m *ModelState) (HistoryEntry, error) {
 		entry := HistoryEntry{Action: ActionShadow, From: m.Shadow.describe()}
 		switch {
@@ -391,6 +387,15 @@ func checkPercent(field string, p float64) error {
 		return fieldErr(ErrInvalid, field, "must be a multiple of 0.01, got %v", p)
 	}
 	return nil
+}
+
+// atStep returns p, which checkPercent accepted, at its step of 0.01: a script's
+// 30.000000000000004 is stored, shown and compared as the 30 it means, and -0 as 0.
+func atStep(p float64) float64 {
+	if p = math.Round(p*100) / 100; p == 0 {
+		return 0 // not -0
+	}
+	return p
 }
 
 // checkName checks an alias or version name as config's validation does.

@@ -509,3 +509,23 @@ func TestNegativeZeroPercent(t *testing.T) {
 		}
 	}
 }
+
+// A percent within checkPercent's tolerance of a step of 0.01 (a script's 0.1*3*100) is stored,
+// shown and recorded as that step, and the same split sent as 30 is then no change.
+func TestPercentStoredAtItsStep(t *testing.T) {
+	must := musts(t)
+	tenth := 0.1
+	noisy := tenth * 3 * 100 // 30.000000000000004 at run time
+	s := must(seedTestState(t).SetTraffic(change(9), "chat", Traffic{Stable: "v1", Canary: "v2", CanaryPercent: noisy}))
+	s = must(s.SetShadow(change(10), "chat", Shadow{Version: "v3", Percent: noisy}))
+	m := s.Model("chat")
+	if m.CanaryPercent != 30 || m.Shadow.Percent != 30 {
+		t.Fatalf("stored canary %v, shadow %v; want 30 and 30", m.CanaryPercent, m.Shadow.Percent)
+	}
+	if got := m.History[len(m.History)-2].To; got != "v1 + canary v2 30% sticky none" {
+		t.Errorf("history of the split: %q", got)
+	}
+	if again := must(s.SetTraffic(change(11), "chat", Traffic{Stable: "v1", Canary: "v2", CanaryPercent: 30})); again != s {
+		t.Errorf("the same split as 30 made revision %d; want no change", again.Revision)
+	}
+}
