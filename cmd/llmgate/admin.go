@@ -34,7 +34,8 @@ Verbs:
                                        without --sticky the split is per request (sticky none)
   shadow ALIAS VERSION --percent P     mirror P% of requests to VERSION
   shadow ALIAS --off
-  promote ALIAS [--force]              make the canary the stable version (refused while none of
+  promote ALIAS [--force] [--reason TEXT]
+                                       make the canary the stable version (refused while none of
                                        its backends is in service, unless --force)
   rollback ALIAS [--to V] [--reason TEXT]
   delete ALIAS VERSION                 remove a version that serves no traffic
@@ -392,11 +393,16 @@ func (c *adminCmd) shadow(args []string) error {
 func (c *adminCmd) promote(args []string) error {
 	fs := c.flags("promote", true)
 	force := forceFlag(fs)
-	pos, err := c.parse(fs, args, "promote ALIAS [--force]", 1, 1)
+	reason := fs.String("reason", "", "why, recorded in the history")
+	pos, err := c.parse(fs, args, "promote ALIAS [--force] [--reason TEXT]", 1, 1)
 	if err != nil {
 		return err
 	}
-	return c.write(http.MethodPost, modelPath(pos[0], "promote"), forceQuery(*force), jsonObject{}, pos[0], func(m *adminModel) string {
+	body := jsonObject{}
+	if *reason != "" {
+		body["reason"] = *reason
+	}
+	return c.write(http.MethodPost, modelPath(pos[0], "promote"), forceQuery(*force), body, pos[0], func(m *adminModel) string {
 		return "promoted; " + trafficSummary(m)
 	})
 }

@@ -160,6 +160,8 @@ func TestAdminRequests(t *testing.T) {
 			adminRequest{"POST", "/admin/models/chat/promote", "", bearer, "", jsonType, `{}`}},
 		{"promote forced", []string{"promote", "chat", "--force"}, adminEnv,
 			adminRequest{"POST", "/admin/models/chat/promote", "force=true", bearer, "", jsonType, `{}`}},
+		{"promote with a reason", []string{"promote", "chat", "--reason", "canary p95 on par"}, adminEnv,
+			adminRequest{"POST", "/admin/models/chat/promote", "", bearer, "", jsonType, `{"reason":"canary p95 on par"}`}},
 		{"traffic forced", []string{"traffic", "chat", "--stable", "v4", "--force"}, adminEnv,
 			adminRequest{"PUT", "/admin/models/chat/traffic", "force=true", bearer, "", jsonType,
 				`{"stable":"v4","canary":"","canary_percent":0,"sticky":""}`}},
