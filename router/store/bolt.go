@@ -29,14 +29,25 @@ type Bolt struct {
 	db *bolt.DB
 }
 
-// OpenBolt opens or creates the store file at path (its directory must exist).
-func OpenBolt(path string) (*Bolt, error) {
+// OpenBolt opens or creates the store file at path (its directory must exist). A damaged file
+// is an error here, not a panic of bbolt's later.
+func OpenBolt(path string) (b *Bolt, err error) {
+	defer func() {
+		// bbolt panics on some damaged pages it meets while opening ("assertion failed: ...").
+		if r := recover(); r != nil {
+			b, err = nil, damaged(path, fmt.Errorf("%v", r))
+		}
+	}()
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
 	if errors.Is(err, bolt.ErrTimeout) {
 		return nil, fmt.Errorf("store: %s is locked by another process (is another llmgate running with this state.path?)", path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store: opening %s: %w", path, err)
+	}
+	if err := check(db); err != nil {
+		db.Close()
+		return nil, damaged(path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(revisionsBucket)
@@ -51,6 +62,26 @@ func OpenBolt(path string) (*Bolt, error) {
 		return nil, fmt.Errorf("store: initialising %s: %w", path, err)
 	}
 	return &Bolt{db: db}, nil
+}
+
+// check runs bbolt's consistency check over the whole file: bbolt does not checksum its data
+// pages, and panics when a read or a commit first meets a damaged one, which would crash the
+// start with a stack trace, or a serving gateway at its next change. The file holds the latest
+// keptRevisions documents, so reading it all at start costs little.
+func check(db *bolt.DB) error {
+	return db.View(func(tx *bolt.Tx) error {
+		var first error
+		for err := range tx.Check() { // drained: the checker sends every error it finds
+			if first == nil {
+				first = err
+			}
+		}
+		return first
+	})
+}
+
+func damaged(path string, err error) error {
+	return fmt.Errorf("store: %s is damaged (%v): restore it from a backup, or move it away to start over from the config file, which loses the deploy history", path, err)
 }
 
 func syncDir(dir string) error {

@@ -1,9 +1,11 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -433,5 +435,51 @@ func TestBoltKeepsLatestRevisions(t *testing.T) {
 	}
 	if _, err := b.Revision(ctx, 1); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Revision(1) after pruning: %v, want ErrNotFound", err)
+	}
+}
+
+// A store file with a damaged page (the header of the page that holds the revisions) fails
+// OpenBolt with an error naming the file, where bbolt would panic on its first read of the page
+// ("assertion failed: Page expected to be: 3, but self identifies as ..."), crashing the
+// start, or a running gateway at its next commit.
+func TestBoltDamagedPageIsAnOpenError(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	b, err := OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rev := uint64(1); rev <= 3; rev++ {
+		if err := b.Commit(ctx, rev-1, &router.State{Revision: rev}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var root, pageSize int64
+	err = b.db.View(func(tx *bolt.Tx) error {
+		root, pageSize = int64(tx.Bucket(revisionsBucket).Root()), int64(b.db.Info().PageSize)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(bytes.Repeat([]byte{0x41}, 16), root*pageSize); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	b, err = OpenBolt(path)
+	if err == nil {
+		b.Close()
+		t.Fatal("OpenBolt of a damaged file succeeded")
+	}
+	if want := path + " is damaged"; !strings.Contains(err.Error(), want) {
+		t.Fatalf("OpenBolt: %v; want an error saying %q", err, want)
 	}
 }
