@@ -119,6 +119,7 @@ func (s *State) SetTraffic(c Change, alias string, t Traffic) (*State, error) {
 		case t.Canary == stable:
 			return entry, fieldErr(ErrInvalid, "canary", "%q is the stable version; a canary must differ", t.Canary)
 		}
+		shadowed := m.Shadow.Version == stable && stable != m.Stable
 		m.setStable(stable)
 		m.Canary, m.CanaryPercent, m.Sticky = t.Canary, t.CanaryPercent, sticky.String()
 		entry.To = m.describe()
@@ -126,6 +127,9 @@ func (s *State) SetTraffic(c Change, alias string, t Traffic) (*State, error) {
 			// Without a canary, describe leaves the sticky key out: say what changed.
 			entry.From += " sticky " + orNone(fromSticky)
 			entry.To += " sticky " + orNone(m.Sticky)
+		}
+		if shadowed { // setStable cleared it, as Promote does: a version cannot shadow itself
+			entry.To += "; shadow cleared"
 		}
 		return entry, nil
 	})
@@ -213,10 +217,11 @@ func (s *State) Rollback(c Change, alias, to string) (*State, error) {
 			m.Stable = to
 		}
 		m.Canary, m.CanaryPercent = "", 0
+		entry.To = m.describe()
 		if m.Shadow.Version == m.Stable {
 			m.Shadow = Shadow{}
+			entry.To += "; shadow cleared" // history says why mirroring stopped, as Promote's does
 		}
-		entry.To = m.describe()
 		return entry, nil
 	})
 }

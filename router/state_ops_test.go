@@ -140,7 +140,7 @@ func TestStateOps(t *testing.T) {
 		}, want: "stable=v1 canary=- sticky=user shadow=- past=[] versions=[v1 v2 v3] last=traffic[v1 sticky none -> v1 sticky user]"},
 		{name: "traffic moves the stable", from: shadowV3, op: func(s *State) (*State, error) {
 			return s.SetTraffic(change(9), "chat", Traffic{Stable: "v3"})
-		}, want: "stable=v3 canary=- sticky=none shadow=- past=[v1] versions=[v1 v2 v3] last=traffic[v1 -> v3]"},
+		}, want: "stable=v3 canary=- sticky=none shadow=- past=[v1] versions=[v1 v2 v3] last=traffic[v1 -> v3; shadow cleared]"},
 		{name: "traffic without stable", from: canary, op: func(s *State) (*State, error) {
 			return s.SetTraffic(change(9), "chat", Traffic{})
 		}, wantErr: ErrInvalid, wantField: "stable"},
@@ -222,7 +222,7 @@ func TestStateOps(t *testing.T) {
 		{name: "rollback to an unknown version", from: base, op: func(s *State) (*State, error) { return s.Rollback(change(9), "chat", "v9") },
 			wantErr: ErrUnknownVersion, wantField: "to"},
 		{name: "rollback clears a shadow that became stable", from: shadowV3, op: func(s *State) (*State, error) { return s.Rollback(change(9), "chat", "v3") },
-			want: "stable=v3 canary=- sticky=none shadow=- past=[] versions=[v1 v2 v3] last=rollback[v1 -> v3]"},
+			want: "stable=v3 canary=- sticky=none shadow=- past=[] versions=[v1 v2 v3] last=rollback[v1 -> v3; shadow cleared]"},
 
 		// DeleteVersion.
 		{name: "delete", from: base, op: func(s *State) (*State, error) { return s.DeleteVersion(change(9), "chat", "v3") },
