@@ -189,6 +189,12 @@ func (g *Gateway) serveDeploy(ctx *fasthttp.RequestCtx, seg []string) bool {
 	if !onlyQueryArgs(ctx, allowed...) {
 		return true
 	}
+	// Checked here, not where it matters (refuseUnserved): a traffic change that keeps the
+	// stable version took ?force=yes without a word.
+	if f := string(ctx.QueryArgs().Peek("force")); ctx.QueryArgs().Has("force") && f != "true" && f != "false" {
+		writeError(ctx, badRequest("force", "?force= is true or false (the default)."))
+		return true
+	}
 	switch route {
 	case "GET ":
 		s, ros := g.viewState()
@@ -362,11 +368,7 @@ func (g *Gateway) serveDeploy(ctx *fasthttp.RequestCtx, seg []string) bool {
 // ?force=true makes the change anyway (a fleet that is starting, say). A rollback is never
 // refused: it is how an operator gets out of trouble.
 func refuseUnserved(ctx *fasthttp.RequestCtx, m *router.Model, version string) bool {
-	switch f := string(ctx.QueryArgs().Peek("force")); {
-	case ctx.QueryArgs().Has("force") && f != "true" && f != "false":
-		writeError(ctx, badRequest("force", "?force= is true or false (the default)."))
-		return true
-	case f == "true":
+	if string(ctx.QueryArgs().Peek("force")) == "true" { // any other value but false is a 400 before
 		return false
 	}
 	for _, v := range m.Versions {

@@ -1796,6 +1796,8 @@ func TestDeployRefusesStableWithoutBackends(t *testing.T) {
 	if m := g.write(t, "POST", "/admin/models/chat/promote", `{}`); m.Stable != "v3" {
 		t.Fatalf("promote of a healthy canary: stable %q, want v3", m.Stable)
 	}
+	// ?force= is true or false whatever the change: a traffic change keeping the stable too.
+	g.refused(t, 400, "force", "PUT", "/admin/models/chat/traffic?force=yes", opsToken, `{"stable":"v3","canary":"v1","canary_percent":5}`)
 }
 
 // A backend URL that leads back to the gateway (its own listener, deployed without
