@@ -346,7 +346,7 @@ func (g *Gateway) serveDeploy(ctx *fasthttp.RequestCtx, seg []string) bool {
 			writeError(ctx, errAdminUnknownModel)
 			return true
 		}
-		_, err := g.rollouts.verb(alias, seg[4], actor, g.ifMatch(alias, c.IfMatch))
+		_, err := g.rollouts.verb(alias, seg[4], actor, exactRevision(c.IfMatch), g.ifMatch(alias, c.IfMatch))
 		if se := rolloutStateError(""); errors.As(err, &se) {
 			writeError(ctx, &apiError{status: fasthttp.StatusConflict, typ: typeInvalidRequest, code: "rollout_state", message: se.Error()})
 			return true
@@ -743,7 +743,7 @@ func (g *Gateway) startRollout(ctx *fasthttp.RequestCtx, alias string, c router.
 		writeError(ctx, badRequest("canary", "The canary must be a deployed version other than the stable one."))
 		return
 	}
-	if err := g.rollouts.startIf(&r, g.ifMatch(alias, c.IfMatch)); err != nil {
+	if err := g.rollouts.startIf(&r, exactRevision(c.IfMatch), g.ifMatch(alias, c.IfMatch)); err != nil {
 		if errors.Is(err, errRolloutRunning) {
 			writeError(ctx, &apiError{status: fasthttp.StatusConflict, typ: typeInvalidRequest, code: "rollout_running", message: err.Error()})
 			return
@@ -752,6 +752,15 @@ func (g *Gateway) startRollout(ctx *fasthttp.RequestCtx, alias string, c router.
 		return
 	}
 	g.answerChange(ctx, alias, nil, nil)
+}
+
+// exactRevision is rev, an If-Match, as router.Change.IfMatch takes it: If-Match: * is 0 (no
+// revision), for the writes whose check (ifMatch) has already held the alias to exist.
+func exactRevision(rev uint64) uint64 {
+	if rev == ifMatchAny {
+		return 0
+	}
+	return rev
 }
 
 func etag(rev uint64) string { return `"` + strconv.FormatUint(rev, 10) + `"` }

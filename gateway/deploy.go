@@ -194,8 +194,10 @@ func (g *Gateway) onPromoted(alias, version string) {
 
 // The rollout controller's actions (rolloutActions).
 
-func (g *Gateway) setCanaryPercent(alias, canary string, percent int, actor, reason string, rec *json.RawMessage) error {
-	_, err := g.change(rolloutChange(actor, reason, rec), func(s *router.State, c router.Change) (*router.State, error) {
+func (g *Gateway) setCanaryPercent(alias, canary string, percent int, actor, reason string, rec *json.RawMessage, ifMatch uint64) error {
+	c := rolloutChange(actor, reason, rec)
+	c.IfMatch = ifMatch
+	_, err := g.change(c, func(s *router.State, c router.Change) (*router.State, error) {
 		m := s.Model(alias)
 		if m == nil {
 			return nil, router.ErrUnknownModel
@@ -230,8 +232,10 @@ func (g *Gateway) promote(alias, actor, reason string, rec *json.RawMessage) err
 // rollback sends all of alias's traffic back to its stable. It only ever clears the canary:
 // when there is none (nothing to roll back), it changes only the rollout's record, where a bare
 // Rollback would restore the previous stable and undo an earlier, healthy promote.
-func (g *Gateway) rollback(alias, actor, reason string, rec *json.RawMessage) error {
-	_, err := g.change(rolloutChange(actor, reason, rec), func(s *router.State, c router.Change) (*router.State, error) {
+func (g *Gateway) rollback(alias, actor, reason string, rec *json.RawMessage, ifMatch uint64) error {
+	c := rolloutChange(actor, reason, rec)
+	c.IfMatch = ifMatch
+	_, err := g.change(c, func(s *router.State, c router.Change) (*router.State, error) {
 		if m := s.Model(alias); m != nil && m.Canary == "" {
 			if c.Rollout != nil {
 				return s.RecordRollout(c, alias, "", "")
@@ -283,8 +287,10 @@ func rolloutChange(actor, reason string, rec *json.RawMessage) router.Change {
 	return router.Change{Actor: actor, Time: time.Now().UTC(), Reason: clipReason(reason), Rollout: rec}
 }
 
-func (g *Gateway) recordRollout(alias, actor, reason, from, to string, rec *json.RawMessage) error {
-	_, err := g.change(rolloutChange(actor, reason, rec), func(s *router.State, c router.Change) (*router.State, error) {
+func (g *Gateway) recordRollout(alias, actor, reason, from, to string, rec *json.RawMessage, ifMatch uint64) error {
+	c := rolloutChange(actor, reason, rec)
+	c.IfMatch = ifMatch
+	_, err := g.change(c, func(s *router.State, c router.Change) (*router.State, error) {
 		return s.RecordRollout(c, alias, from, to)
 	})
 	return err

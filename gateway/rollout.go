@@ -155,13 +155,15 @@ func (r *rollout) end(state, reason string) {
 }
 
 // rolloutActions are what a rollout does to the deploy state; the deploy API implements them.
-// Each commits rec, the rollout's record after the action, with the change it makes.
+// Each commits rec, the rollout's record after the action, with the change it makes. ifMatch,
+// when not 0, is the alias's revision the operator's If-Match names: the change commits only
+// if the alias is still there then (router.Change.IfMatch).
 type rolloutActions interface {
-	setCanaryPercent(alias, canary string, percent int, actor, reason string, rec *json.RawMessage) error
+	setCanaryPercent(alias, canary string, percent int, actor, reason string, rec *json.RawMessage, ifMatch uint64) error
 	promote(alias, actor, reason string, rec *json.RawMessage) error
-	rollback(alias, actor, reason string, rec *json.RawMessage) error
+	rollback(alias, actor, reason string, rec *json.RawMessage, ifMatch uint64) error
 	// recordRollout commits rec alone (pause, resume), with a history entry from -> to.
-	recordRollout(alias, actor, reason, from, to string, rec *json.RawMessage) error
+	recordRollout(alias, actor, reason, from, to string, rec *json.RawMessage, ifMatch uint64) error
 }
 
 // rollouts runs every alias's rollout.
@@ -188,11 +190,13 @@ type rolloutStateError string
 func (e rolloutStateError) Error() string { return string(e) }
 
 // start begins r; the first step's traffic is set at once.
-func (rs *rollouts) start(r *rollout) error { return rs.startIf(r, nil) }
+func (rs *rollouts) start(r *rollout) error { return rs.startIf(r, 0, nil) }
 
 // startIf is start after check (the admin API's If-Match), which runs under the rollouts' lock
-// so that no rollout step or operator change of the split comes between the two.
-func (rs *rollouts) startIf(r *rollout, check func() error) error {
+// so that no rollout step or operator change of the split comes between the two. A deploy or
+// shadow change does not take that lock, so the first step's change also carries ifMatch (0:
+// none), checked again as it commits.
+func (rs *rollouts) startIf(r *rollout, ifMatch uint64, check func() error) error {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	if cur := rs.byAlias[r.Alias]; cur != nil && (cur.State == rolloutRunning || cur.State == rolloutPaused) {
@@ -204,7 +208,7 @@ func (rs *rollouts) startIf(r *rollout, check func() error) error {
 		}
 	}
 	r.State, r.Step, r.Started, r.StepStart, r.Reason, r.Last = rolloutRunning, 0, rs.now(), rs.now(), "", nil
-	if err := rs.actions.setCanaryPercent(r.Alias, r.Canary, r.Steps[0].CanaryPercent, r.Actor, "rollout step 1", r.record()); err != nil {
+	if err := rs.actions.setCanaryPercent(r.Alias, r.Canary, r.Steps[0].CanaryPercent, r.Actor, "rollout step 1", r.record(), ifMatch); err != nil {
 		return err
 	}
 	r.watch(rs.stats(r.Alias, rs.stableOf(r.Alias)), rs.stats(r.Alias, r.Canary))
@@ -214,8 +218,8 @@ func (rs *rollouts) startIf(r *rollout, check func() error) error {
 }
 
 // verb pauses, resumes or aborts alias's rollout after check (the admin API's If-Match; nil
-// for none), which runs under the rollouts' lock as in startIf.
-func (rs *rollouts) verb(alias, verb, actor string, check func() error) (*rollout, error) {
+// for none), which runs under the rollouts' lock, its change carrying ifMatch, as in startIf.
+func (rs *rollouts) verb(alias, verb, actor string, ifMatch uint64, check func() error) (*rollout, error) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	r := rs.byAlias[alias]
@@ -231,19 +235,19 @@ func (rs *rollouts) verb(alias, verb, actor string, check func() error) (*rollou
 	switch {
 	case verb == "pause" && r.State == rolloutRunning:
 		next.State = rolloutPaused
-		if err := rs.actions.recordRollout(alias, actor, "rollout paused by "+actor, r.State, next.State, next.record()); err != nil {
+		if err := rs.actions.recordRollout(alias, actor, "rollout paused by "+actor, r.State, next.State, next.record(), ifMatch); err != nil {
 			return nil, err
 		}
 		r.State = next.State
 	case verb == "resume" && r.State == rolloutPaused:
 		next.State, next.StepStart = rolloutRunning, rs.now()
-		if err := rs.actions.recordRollout(alias, actor, "rollout resumed by "+actor, r.State, next.State, next.record()); err != nil {
+		if err := rs.actions.recordRollout(alias, actor, "rollout resumed by "+actor, r.State, next.State, next.record(), ifMatch); err != nil {
 			return nil, err
 		}
 		r.State, r.StepStart, r.stepBase = next.State, next.StepStart, rs.canaryRequests(r)
 	case verb == "abort" && (r.State == rolloutRunning || r.State == rolloutPaused):
 		next.State, next.Reason = rolloutAborted, "aborted by "+actor
-		if err := rs.actions.rollback(alias, actor, "rollout aborted by "+actor, next.record()); err != nil {
+		if err := rs.actions.rollback(alias, actor, "rollout aborted by "+actor, next.record(), ifMatch); err != nil {
 			return nil, err
 		}
 		r.end(next.State, next.Reason)
@@ -412,7 +416,7 @@ func (rs *rollouts) advance(r *rollout) {
 	next := *r
 	if a.Verdict == analysisFail {
 		next.State, next.Reason = rolloutRolledBack, "automatic rollback: "+a.reason()
-		if rs.acted(r, "automatic rollback", rs.actions.rollback(r.Alias, "rollout", next.Reason, next.record())) {
+		if rs.acted(r, "automatic rollback", rs.actions.rollback(r.Alias, "rollout", next.Reason, next.record(), 0)) {
 			r.end(next.State, next.Reason)
 		}
 		return
@@ -437,7 +441,7 @@ func (rs *rollouts) advance(r *rollout) {
 	}
 	next.Step, next.StepStart = r.Step+1, rs.now()
 	err := rs.actions.setCanaryPercent(r.Alias, r.Canary, r.Steps[next.Step].CanaryPercent, "rollout",
-		fmt.Sprintf("rollout step %d of %d", next.Step+1, len(r.Steps)), next.record())
+		fmt.Sprintf("rollout step %d of %d", next.Step+1, len(r.Steps)), next.record(), 0)
 	if rs.acted(r, fmt.Sprintf("step %d", next.Step+1), err) {
 		r.Step, r.StepStart, r.stepBase = next.Step, next.StepStart, rs.canaryRequests(r)
 	}

@@ -30,7 +30,7 @@ func (f *fakeActions) note(action string, rec *json.RawMessage) {
 	f.log = append(f.log, action+" ["+r.State+" "+strconv.Itoa(r.Step+1)+"]")
 }
 
-func (f *fakeActions) setCanaryPercent(alias, canary string, percent int, actor, reason string, rec *json.RawMessage) error {
+func (f *fakeActions) setCanaryPercent(alias, canary string, percent int, actor, reason string, rec *json.RawMessage, _ uint64) error {
 	if f.fail != nil {
 		return f.fail
 	}
@@ -44,14 +44,14 @@ func (f *fakeActions) promote(alias, actor, reason string, rec *json.RawMessage)
 	f.note("promote", rec)
 	return nil
 }
-func (f *fakeActions) rollback(alias, actor, reason string, rec *json.RawMessage) error {
+func (f *fakeActions) rollback(alias, actor, reason string, rec *json.RawMessage, _ uint64) error {
 	if f.fail != nil {
 		return f.fail
 	}
 	f.note("rollback: "+reason, rec)
 	return nil
 }
-func (f *fakeActions) recordRollout(alias, actor, reason, from, to string, rec *json.RawMessage) error {
+func (f *fakeActions) recordRollout(alias, actor, reason, from, to string, rec *json.RawMessage, _ uint64) error {
 	if f.fail != nil {
 		return f.fail
 	}
