@@ -58,8 +58,6 @@ revision (--if-match '*': only if the model exists). Run "llmgate admin VERB -h"
 const (
 	defaultAdminURL      = "http://127.0.0.1:8081"
 	defaultAdminTokenEnv = "LLMGATE_ADMIN_TOKEN"
-	// adminTimeout bounds one request; deploys probe their backends before answering.
-	adminTimeout = 60 * time.Second
 	// maxAdminResponse caps what is read of one answer; a status of many models is well under it.
 	maxAdminResponse = 32 << 20
 )
@@ -67,6 +65,10 @@ const (
 func runAdmin(args []string, stdout, stderr io.Writer) int {
 	return adminMain(args, stdout, stderr, os.Getenv)
 }
+
+// adminTimeout bounds one request; deploys probe their backends before answering. A variable
+// so a test need not wait as long.
+var adminTimeout = 60 * time.Second
 
 // adminMain runs one admin command; getenv supplies the token variable so tests need no
 // process environment. Exit status: 0 done, 1 the gateway refused or is unreachable, 2 usage.

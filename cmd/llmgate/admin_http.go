@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -89,6 +91,17 @@ func (c *adminCmd) call(method, path string, query url.Values, body any) ([]byte
 		req.Header.Set("If-Match", ifMatch)
 	}
 	resp, err := c.client.Do(req)
+	var timeout net.Error
+	var dial *net.OpError
+	if err != nil && errors.As(err, &timeout) && timeout.Timeout() && !(errors.As(err, &dial) && dial.Op == "dial") {
+		// Connected, then no answer (a deploy probing many silent backends, say): not
+		// "unreachable", and a write may have been made all the same.
+		msg := fmt.Sprintf("%s took the request but did not answer within %s", base, c.client.Timeout)
+		if method != http.MethodGet {
+			msg += ": the change may have been made or not; llmgate admin status and history say which"
+		}
+		return nil, nil, errors.New(msg)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s is unreachable: %s (is llmgate serving its admin API there? see --url)", base, shortErr(err))
 	}

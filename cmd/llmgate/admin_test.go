@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // adminRequest is what the fake admin API saw of one request.
@@ -587,5 +588,30 @@ func TestAdminDispatch(t *testing.T) {
 	}
 	if !strings.Contains(usage, "llmgate admin VERB") {
 		t.Fatal("usage does not list llmgate admin")
+	}
+}
+
+// A gateway that takes a request and does not answer in time is no "unreachable" gateway: the
+// request reached it, so a write may have been made. One stderr line says so, exit status 1.
+// Not parallel: it shortens adminTimeout for its own run.
+func TestAdminNoAnswerInTime(t *testing.T) {
+	defer func(d time.Duration) { adminTimeout = d }(adminTimeout)
+	adminTimeout = 100 * time.Millisecond
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { <-release }))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) }) // before srv.Close, which waits for the handlers
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"status"}, "llmgate admin: " + srv.URL + " took the request but did not answer within 100ms\n"},
+		{[]string{"promote", "chat"}, "llmgate admin: " + srv.URL + " took the request but did not answer within 100ms: " +
+			"the change may have been made or not; llmgate admin status and history say which\n"},
+	}
+	for _, tt := range tests {
+		if code, out, stderr := runAdminArgs(srv.URL, adminEnv, tt.args...); code != 1 || stderr != tt.want || out != "" {
+			t.Errorf("%v: exit %d, stderr %q, stdout %q; want exit 1, stderr %q", tt.args, code, stderr, out, tt.want)
+		}
 	}
 }
