@@ -124,8 +124,11 @@ func (g *Gateway) serveDeploy(ctx *fasthttp.RequestCtx, seg []string) bool {
 		return false
 	}
 	method := string(ctx.Method())
+	// Methods that write need the admin role. Any other (HEAD, OPTIONS) is a read token's to
+	// try, and gets the 405 saying what the URL takes, not a 403 that blames the token's role.
 	role := roleRead
-	if method != fasthttp.MethodGet {
+	switch method {
+	case fasthttp.MethodPost, fasthttp.MethodPut, fasthttp.MethodDelete, fasthttp.MethodPatch:
 		role = roleAdmin
 	}
 	actor, aerr := g.authorize(ctx, role)

@@ -413,6 +413,13 @@ func TestDeployAdminAuth(t *testing.T) {
 			t.Errorf("GET %s as viewer: status %d: %s", p, res.status, res.body)
 		}
 	}
+	// A method that writes nothing is the viewer's to try: a 405 saying what the URL takes, not
+	// a 403 saying the token's role is short.
+	for _, method := range []string{"HEAD", "OPTIONS"} {
+		if res := g.call(t, method, "/admin/models/chat", viewerToken, ""); res.status != 405 || res.header.Get("Allow") != "GET, DELETE" {
+			t.Errorf("%s /admin/models/chat as viewer: status %d, Allow %q: %s", method, res.status, res.header.Get("Allow"), res.body)
+		}
+	}
 	for _, w := range writes {
 		res := g.refused(t, 403, "", w.method, w.path, viewerToken, w.body)
 		if typ, _, code := envelope(t, res.body); typ == "" || code != "insufficient_role" {
