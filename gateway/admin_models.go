@@ -725,6 +725,9 @@ func (g *Gateway) startRollout(ctx *fasthttp.RequestCtx, alias string, c router.
 		writeError(ctx, err)
 		return
 	}
+	// Stored and shown as judged: a threshold left out or at 0 showed as 0 while its default
+	// applied.
+	r.Checks = r.Checks.withDefaults()
 	if g.stats == nil {
 		// Without statistics the analysis has nothing to judge by: the rollout would hold its
 		// first step for good, neither passing it nor rolling a failing canary back.

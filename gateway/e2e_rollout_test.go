@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -451,5 +452,25 @@ func TestFinishedRolloutGoesWithALaterChange(t *testing.T) {
 	g.write(t, "DELETE", "/admin/models/chat/versions/v2", "")
 	if m = g.rolloutState(t); m.Rollout != nil {
 		t.Errorf("after its canary version was deleted: rollout %+v, want none", m.Rollout)
+	}
+}
+
+// A rollout shows the thresholds it judges by: those its plan leaves out or at 0 are the
+// defaults, and GET .../rollout said 0 for them (an operator read "no increase tolerated"
+// where 0.02 applied); a threshold the plan gives is shown as given.
+func TestRolloutShowsTheThresholdsItJudgesBy(t *testing.T) {
+	g, _, _ := startRolloutGateway(t, withAdminTokens(t), fakellm.Options{}, fakellm.Options{})
+	g.write(t, "POST", "/admin/models/chat/rollouts",
+		`{"canary":"v2","steps":[{"canary_percent":50}],"checks":{"max_error_rate_increase":0,"max_p95_latency_ratio":2}}`)
+	res := g.call(t, "GET", "/admin/models/chat/rollout", viewerToken, "")
+	var r struct {
+		Checks map[string]any `json:"checks"`
+	}
+	decode(t, res, &r)
+	want := map[string]any{"max_error_rate_increase": 0.02, "max_p95_latency_ratio": 2.0, "max_ttft_p95_ratio": 1.5,
+		"max_refusal_rate_increase": 0.05, "max_blocked_rate_increase": 0.05, "max_safety_rate_increase": 0.05,
+		"max_pii_rate_increase": 0.05, "fail_on_drift": false}
+	if !reflect.DeepEqual(r.Checks, want) {
+		t.Fatalf("checks shown: %v\nwant %v", r.Checks, want)
 	}
 }
