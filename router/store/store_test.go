@@ -450,7 +450,9 @@ func TestBoltDamagedPageIsAnOpenError(t *testing.T) {
 		t.Fatal(err)
 	}
 	for rev := uint64(1); rev <= 3; rev++ {
-		if err := b.Commit(ctx, rev-1, &router.State{Revision: rev}); err != nil {
+		// Documents of 2 KB: a bucket of a few small ones is inline, in its parent's page.
+		s := &router.State{Revision: rev, Models: []router.ModelState{{Alias: strings.Repeat("a", 2048)}}}
+		if err := b.Commit(ctx, rev-1, s); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -461,6 +463,9 @@ func TestBoltDamagedPageIsAnOpenError(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if root == 0 {
+		t.Fatal("the revisions bucket is inline: no page of its own to damage")
 	}
 	b.Close()
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
