@@ -45,6 +45,11 @@ func newClassifier(c *config.Classifier) (*classifier, error) {
 			MaxIdleConnDuration:      4 * time.Second,
 			MaxResponseBodySize:      1 << 20,
 			ReadTimeout:              time.Minute, // each call has its own, shorter deadline
+			// A call beyond MaxConnsPerHost waits for a free connection within its own
+			// deadline (fasthttp waits the shorter of the two): failing at once, a burst of
+			// prompts was refused (fail_closed) or served unchecked (fail_open) while the
+			// classifier was answering.
+			MaxConnWaitTimeout: max(c.Timeout, asyncTimeout),
 		},
 	}
 	if c.APIKeyEnv != "" {

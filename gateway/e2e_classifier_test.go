@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -223,5 +224,55 @@ func TestClassifierAsyncCompletions(t *testing.T) {
 	}
 	if n := strings.Count(g.logs.String(), `"msg":"guard classifier flagged"`); n != 2 {
 		t.Fatalf("%d flagged log lines, want 2:\n%s", n, g.logs.String())
+	}
+}
+
+// More prompts at once than the classifier client keeps connections to its host (64) wait for
+// a free one, within their timeout: while the classifier answers, none is refused with a 503
+// (fail_closed) or, under fail_open, served unchecked.
+func TestClassifierQueuesPromptsBeyondItsConnections(t *testing.T) {
+	const prompts = 70
+	answer := make(chan struct{})
+	var once sync.Once
+	ln := listen(t)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		<-answer
+		_, _ = io.WriteString(w, moderation(false))
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close() })
+	f := startFake(t, fakellm.Options{})
+	cl := &config.Classifier{Kind: config.ClassifierModerations, URL: "http://" + ln.Addr().String(), Timeout: 30 * time.Second, OnError: config.FailClosed}
+	g := startGateway(t, newConfig(t, nil, guarded(config.Guard{Safety: config.SafetyGuard{Prompt: "block", Classifier: cl}}, f.backend())))
+	t.Cleanup(func() { once.Do(func() { close(answer) }) }) // first: the gateway's Close waits for its prompts
+	statuses := make(chan string, prompts)
+	for range prompts {
+		go func() {
+			res, err := g.http.Post(g.URL+"/v1/chat/completions", "application/json", strings.NewReader(chatBody("Say hello", "")))
+			if err != nil {
+				statuses <- err.Error()
+				return
+			}
+			defer res.Body.Close()
+			b, _ := io.ReadAll(res.Body)
+			statuses <- strconv.Itoa(res.StatusCode) + " " + res.Header.Get("X-Llmgate-Guard") + " " + string(b)
+		}()
+	}
+	// Every prompt waits for the classifier, which answers none before all of them came in.
+	waitFor(t, "every prompt in flight", func() bool {
+		select {
+		case s := <-statuses:
+			t.Fatalf("a prompt was answered before the classifier answered any: %s", s)
+		default:
+		}
+		v, _ := metricValue(parseMetrics(t, g.metrics(t)), "llmgate_requests_in_flight", nil)
+		return v == prompts
+	})
+	once.Do(func() { close(answer) })
+	for range prompts {
+		if s := <-statuses; !strings.HasPrefix(s, "200  ") {
+			t.Fatalf("a prompt got %s", s)
+		}
 	}
 }
