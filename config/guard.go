@@ -141,12 +141,17 @@ func (v *validator) guard(key string, g Guard) {
 	}
 	piiAction(key+".pii.prompt", g.PII.Prompt)
 	piiAction(key+".pii.completion", g.PII.Completion)
+	overridden := map[string]int{} // "entity/direction": the override that set it
 	for i, o := range g.PII.Overrides {
 		k := indexKey(key+".pii.overrides", i)
 		if o.Entity == "" {
 			v.addf(k+".entity", "must name an entity type")
 		} else {
 			entity(k+".entity", o.Entity)
+			// Likewise for a type pii.entities leaves out: it is not scanned at all.
+			if len(g.PII.Entities) > 0 && slices.Contains(PIIEntityTypes, o.Entity) && !slices.Contains(g.PII.Entities, o.Entity) {
+				v.addf(k+".entity", "%s is not in pii.entities, so it is not scanned and this override has no effect; add it there", o.Entity)
+			}
 		}
 		piiAction(k+".prompt", o.Prompt)
 		piiAction(k+".completion", o.Completion)
@@ -156,6 +161,15 @@ func (v *validator) guard(key string, g Guard) {
 			if (d.base == "" || d.base == GuardOff) && d.action != "" && d.action != GuardOff {
 				v.addf(k+"."+d.name, "has no effect while pii.%s is off (nothing is scanned); set pii.%s too (detect only counts)", d.name, d.name)
 			}
+			// Two overrides of one type and direction: the later one silently won, so a
+			// "block" above a forgotten "detect" let the values through.
+			if d.action == "" || o.Entity == "" {
+				continue
+			}
+			if j, dup := overridden[o.Entity+"/"+d.name]; dup {
+				v.addf(k+"."+d.name, "%s's %s action is set already by pii.overrides[%d]; keep one", o.Entity, d.name, j)
+			}
+			overridden[o.Entity+"/"+d.name] = i
 		}
 	}
 	if g.PII.Restore && g.PII.Prompt != PIIRedact {
