@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -375,14 +374,11 @@ func (q *classifyQueue) close() {
 	q.wg.Wait()
 }
 
-// logClassifierError logs a classifier call that failed: a warning, or at debug level a verdict
-// the classifier gave in a shape it was not asked for.
+// logClassifierError logs a classifier call that failed, as a warning: an answer that is no
+// verdict too (a URL pointing at another service), which under fail_open leaves prompts as
+// unchecked as a classifier that is down.
 func (g *Gateway) logClassifierError(requestID string, dir guard.Direction, err error) {
-	level := g.log.Debug
-	if !errors.Is(err, guard.ErrBadVerdict) {
-		level = g.log.Warn
-	}
-	level("guard classifier failed", "request_id", requestID, "direction", directionName(dir), "error", err.Error())
+	g.log.Warn("guard classifier failed", "request_id", requestID, "direction", directionName(dir), "error", err.Error())
 }
 
 func (g *Gateway) runClassifyJob(j classifyJob) {

@@ -158,6 +158,27 @@ func TestClassifierTimeout(t *testing.T) {
 	}
 }
 
+// A classifier that answers 200 with something that is no verdict (an URL pointing at another
+// service, a Llama Guard model that rambles) fails like one that does not answer, and the log
+// says so at the level of any other classifier failure: under fail_open its prompts go on
+// unchecked.
+func TestClassifierUnreadableVerdict(t *testing.T) {
+	fc := startClassifier(t, func(string) string { return `<html>It works!</html>` })
+	f := startFake(t, fakellm.Options{})
+	cl := &config.Classifier{Kind: config.ClassifierModerations, URL: fc.url, OnError: config.FailOpen}
+	g := startGateway(t, newConfig(t, nil, guarded(config.Guard{Safety: config.SafetyGuard{Prompt: "block", Classifier: cl}}, f.backend())))
+	res := g.do(t, "POST", "/v1/chat/completions", chatBody("Say hello", ""))
+	if h := res.header.Get("X-Llmgate-Guard"); res.status != 200 || h != "classifier_prompt=unavailable" {
+		t.Fatalf("status %d guard %q: %s", res.status, h, res.body)
+	}
+	g.waitMetric(t, "llmgate_guard_classifier_total", map[string]string{"direction": "prompt", "result": "error"}, "= 1", func(v float64) bool { return v == 1 })
+	// The request's own line comes after the classifier's, on the same writer.
+	waitFor(t, "the request's log line", func() bool { return strings.Contains(g.logs.String(), `"msg":"request"`) })
+	if !strings.Contains(g.logs.String(), `"level":"WARN","msg":"guard classifier failed"`) {
+		t.Fatalf("no warning that the classifier failed:\n%s", g.logs.String())
+	}
+}
+
 // A Llama Guard model behind a chat endpoint gets the conversation with alternating roles
 // (its chat template refuses anything else) and its "unsafe\nS9" blocks the prompt.
 func TestClassifierLlamaGuard(t *testing.T) {
