@@ -3,11 +3,34 @@ package gateway_test
 import (
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/llmgate/llmgate/config"
+	"github.com/llmgate/llmgate/gateway"
+	"github.com/llmgate/llmgate/router/store"
 )
+
+// A safety rules file that does not parse is refused with its path: the line the error names
+// is that file's, which "model ... guard.safety: ... line 4" alone sent users to look for in
+// the config.
+func TestGuardRulesFileErrorNamesTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(path, []byte("version: 1\ncategories:\n  jailbreak:\n    - id: x\n      phrases: [ignore all]\n      colour: red\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := newConfig(t, nil, guarded(config.Guard{Safety: config.SafetyGuard{Prompt: "block", RulesFile: path}}, config.Backend{URL: "http://127.0.0.1:1", Kind: config.KindVLLM, Model: "m"}))
+	g, err := gateway.New(cfg, gateway.Options{Store: store.NewMemory()})
+	if err == nil {
+		g.Close()
+		t.Fatal("gateway.New took a rules file that does not parse")
+	}
+	if want := `model "chat" guard.safety.rules_file ` + path + `: guard: safety rules: line 6: `; !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %q, want it to contain %q", err, want)
+	}
+}
 
 // The chunk that finishes a choice releases what the guard of each of its tool calls holds
 // back, also when it continues a call without an arguments member (a delta that carries only

@@ -178,6 +178,10 @@ func (g *Gateway) newAliasGuard(m config.Model) (*aliasGuard, error) {
 			rules = b
 		}
 		s, err := guard.NewSafety(guard.SafetyOptions{Rules: rules})
+		if err != nil && gc.Safety.RulesFile != "" {
+			// The line the error names is the rules file's, not the config's.
+			return nil, fmt.Errorf("model %q guard.safety.rules_file %s: %w", m.Alias, gc.Safety.RulesFile, err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("model %q guard.safety: %w", m.Alias, err)
 		}
