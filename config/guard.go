@@ -18,7 +18,7 @@ type Guard struct {
 const (
 	PIIRedact = "redact" // typed placeholder such as <EMAIL_ADDRESS_1>
 	PIIMask   = "mask"   // all but the last 4 characters hidden
-	PIIHash   = "hash"   // a short keyed hash, stable per value
+	PIIHash   = "hash"   // a short keyed hash, stable per value (across replicas with hash_key_env)
 	PIIBlock  = "block"  // the request is refused with a 400
 	PIIDetect = "detect" // counted only
 	GuardOff  = "off"
@@ -31,6 +31,10 @@ type PIIGuard struct {
 	Restore    bool          `yaml:"restore"`    // put original values back into completions
 	Entities   []string      `yaml:"entities"`   // entity types scanned; empty means all
 	Overrides  []PIIOverride `yaml:"overrides"`  // per-entity actions that differ
+	// HashKeyEnv names the environment variable holding the key of the hash action; without
+	// it the key is random per process, so a value's hash changes with each restart and
+	// differs between replicas.
+	HashKeyEnv string `yaml:"hash_key_env"`
 }
 
 // PIIOverride sets the actions for one entity type.
@@ -171,6 +175,9 @@ func (v *validator) guard(key string, g Guard) {
 			}
 			overridden[o.Entity+"/"+d.name] = i
 		}
+	}
+	if g.PII.HashKeyEnv != "" && !envNameRE.MatchString(g.PII.HashKeyEnv) {
+		v.addf(key+".pii.hash_key_env", "want the name of an environment variable, got %q", g.PII.HashKeyEnv)
 	}
 	if g.PII.Restore && g.PII.Prompt != PIIRedact {
 		v.addf(key+".pii.restore", "needs pii.prompt: redact (only placeholders can be restored)")

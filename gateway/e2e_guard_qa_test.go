@@ -1,6 +1,9 @@
 package gateway_test
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -8,10 +11,40 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/llmgate/llmgate/bench/fakellm"
 	"github.com/llmgate/llmgate/config"
 	"github.com/llmgate/llmgate/gateway"
 	"github.com/llmgate/llmgate/router/store"
 )
+
+// With pii.hash_key_env, a value's hash is the first 32 bits of HMAC-SHA256 under that key, the
+// same on every replica and after a restart; without it the key was random per process, and
+// there was no way to give one. A key too short to hide the values is refused.
+func TestGuardHashKey(t *testing.T) {
+	const key = "0123456789abcdef-test-key"
+	t.Setenv("LLMGATE_TEST_HASH_KEY", key)
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, nil, guarded(config.Guard{PII: config.PIIGuard{Prompt: "hash", HashKeyEnv: "LLMGATE_TEST_HASH_KEY"}}, f.backend())))
+	res := g.do(t, "POST", "/v1/chat/completions", chatBody("mail "+testEmail, ""), "X-Fakellm-Echo", "1")
+	if res.status != 200 {
+		t.Fatalf("status %d: %s", res.status, res.body)
+	}
+	mac := hmac.New(sha256.New, []byte(key))
+	mac.Write([]byte("EMAIL_ADDRESS\x00" + testEmail))
+	want := "mail <EMAIL_ADDRESS_h:" + hex.EncodeToString(mac.Sum(nil)[:4]) + ">"
+	if got := string(receivedBody(t, res.header)); !strings.Contains(got, want) {
+		t.Fatalf("the backend received %s, want %q in it", got, want)
+	}
+
+	t.Setenv("LLMGATE_TEST_HASH_KEY", "short")
+	cfg := newConfig(t, nil, guarded(config.Guard{PII: config.PIIGuard{Prompt: "hash", HashKeyEnv: "LLMGATE_TEST_HASH_KEY"}}, f.backend()))
+	if g, err := gateway.New(cfg, gateway.Options{Store: store.NewMemory()}); err == nil {
+		g.Close()
+		t.Fatal("gateway.New took a 5-byte hash key")
+	} else if want := `model "chat" guard.pii.hash_key_env: environment variable LLMGATE_TEST_HASH_KEY holds 5 bytes; the hash key needs at least 16`; err.Error() != want {
+		t.Fatalf("error %q, want %q", err, want)
+	}
+}
 
 // A safety rules file that does not parse is refused with its path: the line the error names
 // is that file's, which "model ... guard.safety: ... line 4" alone sent users to look for in

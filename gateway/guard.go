@@ -137,6 +137,10 @@ func safetyAction(s string) guard.Action {
 	return guard.ActionOff
 }
 
+// minHashKey is the shortest hash key taken: a hash is 32 bits of an HMAC, which hides the
+// value only as long as the key cannot be guessed.
+const minHashKey = 16
+
 // newAliasGuard builds the guard of one alias, or nil when its guard is off.
 func (g *Gateway) newAliasGuard(m config.Model) (*aliasGuard, error) {
 	gc := m.Guard
@@ -161,6 +165,13 @@ func (g *Gateway) newAliasGuard(m config.Model) (*aliasGuard, error) {
 			if o.Completion != "" {
 				opts.Overrides = append(opts.Overrides, guard.PIIOverride{Entity: o.Entity, Direction: guard.Completion, Action: piiAction(o.Completion)})
 			}
+		}
+		if name := gc.PII.HashKeyEnv; name != "" {
+			key := os.Getenv(name)
+			if len(key) < minHashKey {
+				return nil, fmt.Errorf("model %q guard.pii.hash_key_env: environment variable %s holds %d bytes; the hash key needs at least %d", m.Alias, name, len(key), minHashKey)
+			}
+			opts.HashKey = []byte(key)
 		}
 		p, err := guard.NewPII(opts)
 		if err != nil {

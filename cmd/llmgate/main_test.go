@@ -409,7 +409,8 @@ func TestServeRefusesModelTheBackendDoesNotServe(t *testing.T) {
 func TestServeSaysEveryEmptySecretVariable(t *testing.T) {
 	cfg := `models: [{alias: m, versions: [{version: v1, backends: [` +
 		`{url: "http://127.0.0.1:1", kind: vllm, model: m, api_key_env: LLMGATE_TEST_KEY_A},` +
-		`{url: "http://127.0.0.1:2", kind: vllm, model: m, api_key_env: LLMGATE_TEST_KEY_B}]}]}]
+		`{url: "http://127.0.0.1:2", kind: vllm, model: m, api_key_env: LLMGATE_TEST_KEY_B}]}],` + "\n" +
+		`  guard: {pii: {prompt: hash, hash_key_env: LLMGATE_TEST_HASH_KEY}}}]
 admin: {tokens: [{name: ops, role: admin, token_env: LLMGATE_TEST_OPS}]}
 state: {path: "` + filepath.Join(t.TempDir(), "state.db") + `"}
 `
@@ -417,7 +418,8 @@ state: {path: "` + filepath.Join(t.TempDir(), "state.db") + `"}
 	want := []string{
 		"llmgate serve: config: " + path + ":1: models[0].versions[0].backends[0].api_key_env: environment variable LLMGATE_TEST_KEY_A is empty; set it before starting llmgate",
 		"llmgate serve: config: " + path + ":1: models[0].versions[0].backends[1].api_key_env: environment variable LLMGATE_TEST_KEY_B is empty; set it before starting llmgate",
-		"llmgate serve: config: " + path + ":2: admin.tokens[0].token_env: environment variable LLMGATE_TEST_OPS is empty; set it before starting llmgate",
+		"llmgate serve: config: " + path + ":2: models[0].guard.pii.hash_key_env: environment variable LLMGATE_TEST_HASH_KEY is empty; set it before starting llmgate",
+		"llmgate serve: config: " + path + ":3: admin.tokens[0].token_env: environment variable LLMGATE_TEST_OPS is empty; set it before starting llmgate",
 	}
 	if got := strings.Split(strings.TrimSpace(stderr.String()), "\n"); !slices.Equal(got, want) {
 		t.Fatalf("stderr:\n%s\nwant:\n%s", stderr.String(), strings.Join(want, "\n"))

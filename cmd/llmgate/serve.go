@@ -204,7 +204,7 @@ func buildServeConfig(path string, backends, kinds []string, listen, adminListen
 }
 
 // checkEnv says, all at once, which environment variables that the config names for secrets
-// (backend API keys, admin tokens, the classifier's key) are empty: checked one at a time
+// (backend API keys, admin tokens, the classifier's key, the PII hash key) are empty: checked one at a time
 // where each is used, the first hid the next until it was set, and an admin token's came
 // only after every backend had been probed. The backends' are checked on a first start only
 // (backends): from then on the store decides what is served, and a backend of the file that it
@@ -227,6 +227,7 @@ func checkEnv(cfg *config.Config, getenv func(string) string, backends bool) err
 		if c := m.Guard.Safety.Classifier; c != nil {
 			need(fmt.Sprintf("models[%d].guard.safety.classifier.api_key_env", i), c.APIKeyEnv)
 		}
+		need(fmt.Sprintf("models[%d].guard.pii.hash_key_env", i), m.Guard.PII.HashKeyEnv)
 	}
 	secretOf := map[string]int{} // an admin token's secret -> the first token that has it
 	for i, t := range cfg.Admin.Tokens {
