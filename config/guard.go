@@ -220,6 +220,10 @@ func (v *validator) classifier(key string, c *Classifier, s SafetyGuard) {
 	}
 	if !on(s.Prompt) && !(c.Completions && on(s.Completion)) {
 		v.addf(key, "judges nothing: set safety.prompt, or completions: true with safety.completion")
+	} else if c.Completions && !on(s.Completion) {
+		// With the completion guard off no completion text is collected for it (unless
+		// another completion stage happened to be on): it judged none, without a word.
+		v.addf(key+".completions", "needs safety.completion (log will do): while it is off, no completion is judged")
 	}
 }
 

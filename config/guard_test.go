@@ -50,6 +50,8 @@ models:
 		{"classifier without model", "      safety: {prompt: block, classifier: {kind: llama_guard, url: \"http://lg:8000\"}}\n", "classifier.model: must name the Llama Guard model", false},
 		{"classifier bad policy", "      safety: {prompt: block, classifier: {kind: moderations, url: \"http://m:1\", on_error: ignore}}\n", "classifier.on_error: must be fail_open or fail_closed", false},
 		{"classifier judges nothing", "      safety: {completion: block, classifier: {kind: moderations, url: \"http://m:1\"}}\n", "classifier: judges nothing", false},
+		{"classifier completions without safety.completion", "      safety: {prompt: block, classifier: {kind: moderations, url: \"http://m:1\", completions: true}}\n",
+			"models[0].guard.safety.classifier.completions: needs safety.completion (log will do): while it is off, no completion is judged", false},
 		{"classifier unknown key", "      safety: {prompt: block, classifier: {kind: moderations, url: \"http://m:1\", timeot: 1s}}\n", `unknown key "timeot"`, false},
 	}
 	for _, tt := range tests {
