@@ -94,14 +94,26 @@ func (c *classifier) judge(payload []byte, timeout time.Duration) (guard.Verdict
 }
 
 // promptPayload builds the classifier request for a prompt. Moderations get every text as one
-// input each; Llama Guard gets the conversation.
+// input each; Llama Guard gets the conversation. It returns nil when the prompt has no text (an
+// image alone): an empty input is a request classifiers refuse.
 func (c *classifier) promptPayload(op operation, root *fastjson.Value) []byte {
 	if c.kind == config.ClassifierModerations {
 		var texts [][]byte
-		forEachPromptText(op, root, func(_ *fastjson.Value, text []byte, _ promptTextKind) { texts = append(texts, text) })
+		forEachPromptText(op, root, func(_ *fastjson.Value, text []byte, _ promptTextKind) {
+			if len(text) > 0 {
+				texts = append(texts, text)
+			}
+		})
+		if len(texts) == 0 {
+			return nil
+		}
 		return c.moderationPayload(texts)
 	}
-	return c.llamaGuardPayload(promptTurns(op, root), nil)
+	turns := promptTurns(op, root)
+	if len(turns) == 0 {
+		return nil
+	}
+	return c.llamaGuardPayload(turns, nil)
 }
 
 // completionPayload builds the classifier request for a completion; turns is the prompt's
@@ -249,6 +261,9 @@ var errClassifierUnavailable = &apiError{status: fasthttp.StatusServiceUnavailab
 func (g *Gateway) classifyPrompt(r *request, root *fastjson.Value) error {
 	c := r.guard.ag.classifier
 	payload := c.promptPayload(r.op, root)
+	if payload == nil {
+		return nil // no text to judge
+	}
 	if !c.sync {
 		g.classifyQueue.push(g, classifyJob{c: c, m: r.guard.m, dir: guard.Prompt, payload: payload, requestID: string(r.requestID)})
 		return nil

@@ -179,6 +179,28 @@ func TestClassifierUnreadableVerdict(t *testing.T) {
 	}
 }
 
+// A prompt with no text for the classifier to read (an image alone) is not sent to it: an empty
+// input or conversation is a request classifiers refuse, so under fail_closed every such
+// prompt got a 503 that the SDKs retried in vain.
+func TestClassifierSkipsPromptsWithoutText(t *testing.T) {
+	for _, kind := range []string{config.ClassifierModerations, config.ClassifierLlamaGuard} {
+		t.Run(kind, func(t *testing.T) {
+			fc := startClassifier(t, func(string) string { return `{"error":{"message":"input must not be empty"}}` })
+			f := startFake(t, fakellm.Options{})
+			cl := &config.Classifier{Kind: kind, URL: fc.url, Model: "lg", OnError: config.FailClosed}
+			g := startGateway(t, newConfig(t, nil, guarded(config.Guard{Safety: config.SafetyGuard{Prompt: "block", Classifier: cl}}, f.backend())))
+			body := `{"model":"chat","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png;base64,iVBORw0KGgo="}}]}]}`
+			res := g.do(t, "POST", "/v1/chat/completions", body)
+			if res.status != 200 || res.header.Get("X-Llmgate-Guard") != "" {
+				t.Fatalf("status %d guard %q: %s", res.status, res.header.Get("X-Llmgate-Guard"), res.body)
+			}
+			if asked, _ := fc.requests(); len(asked) != 0 {
+				t.Fatalf("the classifier was asked %q", asked)
+			}
+		})
+	}
+}
+
 // A Llama Guard model behind a chat endpoint gets the conversation with alternating roles
 // (its chat template refuses anything else) and its "unsafe\nS9" blocks the prompt.
 func TestClassifierLlamaGuard(t *testing.T) {
