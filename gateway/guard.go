@@ -470,10 +470,27 @@ func (g *Gateway) countPII(r *request, d guard.Direction) {
 // values), for the log, and for the client in x-llmgate-guard when tell is set: a safety rule
 // whose action is log shows in the log only.
 func (s *guardState) report(key, value string, tell bool) {
+	if hasGuardEntry(s.note, key, value) {
+		// Said once: a phrase in every message a conversation resends is one finding, not an
+		// entry per message in a header that would grow with the conversation.
+		return
+	}
 	s.note = appendGuardEntry(s.note, key, value)
 	if tell {
 		s.header = appendGuardEntry(s.header, key, value)
 	}
+}
+
+// hasGuardEntry reports whether list, entries as appendGuardEntry writes them, holds key=value.
+func hasGuardEntry(list []byte, key, value string) bool {
+	for len(list) > 0 {
+		var e []byte
+		e, list, _ = bytes.Cut(list, []byte("; "))
+		if len(e) == len(key)+1+len(value) && string(e[:len(key)]) == key && e[len(key)] == '=' && string(e[len(key)+1:]) == value {
+			return true
+		}
+	}
+	return false
 }
 
 func appendGuardEntry(dst []byte, key, value string) []byte {
