@@ -12,6 +12,7 @@ import (
 
 	"github.com/llmgate/llmgate/config"
 	"github.com/llmgate/llmgate/guard"
+	"github.com/llmgate/llmgate/router"
 )
 
 // classifier calls one alias's external safety classifier: an OpenAI /v1/moderations endpoint
@@ -26,6 +27,7 @@ type classifier struct {
 	failClosed  bool
 	completions bool
 	client      *fasthttp.Client
+	hint        string // advice for a URL that ends in /v1 (see router.URLHint), or ""
 }
 
 func newClassifier(c *config.Classifier) (*classifier, error) {
@@ -37,6 +39,7 @@ func newClassifier(c *config.Classifier) (*classifier, error) {
 		timeout:     c.Timeout,
 		failClosed:  c.OnError == config.FailClosed,
 		completions: c.Completions,
+		hint:        router.URLHint(c.URL),
 		client: &fasthttp.Client{
 			Name:                     "llmgate-guard",
 			NoDefaultUserAgentHeader: false,
@@ -80,7 +83,9 @@ func (c *classifier) judge(payload []byte, timeout time.Duration) (guard.Verdict
 		return guard.Verdict{}, err
 	}
 	if resp.StatusCode() != fasthttp.StatusOK {
-		return guard.Verdict{}, fmt.Errorf("classifier answered %d", resp.StatusCode())
+		// Where it was asked: a wrong URL fails every call, which under fail_open only the
+		// log says.
+		return guard.Verdict{}, fmt.Errorf("classifier answered %d at %s%s", resp.StatusCode(), c.endpoint, c.hint)
 	}
 	if c.kind == config.ClassifierModerations {
 		return guard.ParseModeration(resp.Body())

@@ -158,6 +158,29 @@ func TestClassifierTimeout(t *testing.T) {
 	}
 }
 
+// A classifier that answers with an error status is logged with the URL it was asked at, and
+// for a URL ending in /v1 (an OpenAI base URL, to which the kind's /v1/... path is appended)
+// with the advice to drop it: "classifier answered 404" alone left a fail_open alias serving
+// every prompt unchecked with no clue why.
+func TestClassifierErrorSaysWhere(t *testing.T) {
+	ln := listen(t)
+	srv := &http.Server{Handler: http.NotFoundHandler()}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close() })
+	f := startFake(t, fakellm.Options{})
+	url := "http://" + ln.Addr().String() + "/v1"
+	cl := &config.Classifier{Kind: config.ClassifierModerations, URL: url, OnError: config.FailOpen}
+	g := startGateway(t, newConfig(t, nil, guarded(config.Guard{Safety: config.SafetyGuard{Prompt: "block", Classifier: cl}}, f.backend())))
+	if res := g.do(t, "POST", "/v1/chat/completions", chatBody("Say hello", "")); res.status != 200 {
+		t.Fatalf("status %d: %s", res.status, res.body)
+	}
+	waitFor(t, "the request's log line", func() bool { return strings.Contains(g.logs.String(), `"msg":"request"`) })
+	want := `"error":"classifier answered 404 at ` + url + `/v1/moderations; the URL ends in /v1, which llmgate adds itself: give the server's base URL without it"`
+	if !strings.Contains(g.logs.String(), want) {
+		t.Fatalf("log has no %s:\n%s", want, g.logs.String())
+	}
+}
+
 // A classifier that answers 200 with something that is no verdict (an URL pointing at another
 // service, a Llama Guard model that rambles) fails like one that does not answer, and the log
 // says so at the level of any other classifier failure: under fail_open its prompts go on
