@@ -827,6 +827,10 @@ func TestGuardBlocksCompletionEntity(t *testing.T) {
 		!strings.Contains(evs[len(evs)-2], `"finish_reason":"content_filter"`) || !strings.Contains(evs[len(evs)-1], `"error"`) {
 		t.Fatalf("streamed: status %d: %s", res.status, res.body)
 	}
+	// The error says it was personal data, not the safety filter, which has no rule to find.
+	if last := evs[len(evs)-1]; !strings.Contains(last, `"code":"content_filter"`) || !strings.Contains(last, "personal data") {
+		t.Fatalf("streamed: the error event %s does not say personal data stopped it", last)
+	}
 }
 
 // Text the guard rewrites may hold control characters (a terminal colour code pasted into a

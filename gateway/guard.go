@@ -447,6 +447,17 @@ var errAnswerUnguarded = &apiError{status: fasthttp.StatusBadGateway, typ: typeS
 
 var errCompletionFiltered = &apiError{status: fasthttp.StatusOK, typ: typeInvalidRequest, code: "content_filter", message: "The completion was stopped by the gateway's safety filter."}
 
+var errCompletionPIIBlocked = &apiError{status: fasthttp.StatusOK, typ: typeInvalidRequest, code: "content_filter", message: "The completion was stopped by the gateway: it held personal data that this model does not give out."}
+
+// completionStopped is the error event that ends a stream the guard stopped: the same code
+// either way, but a value of a blocked PII type is not the safety filter's doing.
+func (r *request) completionStopped() *apiError {
+	if r.guard.blocked == "pii" {
+		return errCompletionPIIBlocked
+	}
+	return errCompletionFiltered
+}
+
 // piiEntities is guard.PIIEntities() once: that returns a copy each call.
 var piiEntities = guard.PIIEntities()
 

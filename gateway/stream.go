@@ -421,7 +421,7 @@ func (s *streamBody) next(wait bool) []byte {
 				if r.streamGuard.stopped { // what it held completed a blocked phrase
 					r.errCode = errCompletionFiltered.code
 					s.ended = true
-					return s.appendError(errCompletionFiltered)
+					return s.appendError(r.completionStopped())
 				}
 				s.buf = append(append(s.buf, ev...), "\n\n"...)
 				return s.buf
@@ -527,7 +527,7 @@ func (s *streamBody) next(wait bool) []byte {
 			r.errCode = errCompletionFiltered.code
 			s.ended = true
 			s.buf = append(s.buf, "data: "...)
-			s.buf = appendErrorJSON(s.buf, errCompletionFiltered)
+			s.buf = appendErrorJSON(s.buf, r.completionStopped())
 			s.buf = append(s.buf, "\n\n"...)
 		}
 		return s.buf
