@@ -366,6 +366,13 @@ func (q *classifyQueue) start(g *Gateway) {
 		go func() {
 			defer q.wg.Done()
 			for j := range q.jobs {
+				if q.isClosed() {
+					// Shutting down: a verdict still queued is dropped, as on a full queue.
+					// Fetching them all (a full queue of a slow classifier, four at a time
+					// and up to asyncTimeout each) held a stopping gateway for minutes.
+					j.m.classifier.results[j.dir][verdictDropped].Inc()
+					continue
+				}
 				g.runClassifyJob(j)
 			}
 		}()
@@ -385,7 +392,14 @@ func (q *classifyQueue) push(g *Gateway, j classifyJob) {
 	}
 }
 
-// close stops the workers after the queued jobs; later pushes are dropped.
+func (q *classifyQueue) isClosed() bool {
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	return q.closed
+}
+
+// close stops the workers once the jobs they are running are done (within asyncTimeout); the
+// jobs still queued and later pushes are dropped.
 func (q *classifyQueue) close() {
 	q.mu.Lock()
 	q.closed = true

@@ -7,11 +7,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/llmgate/llmgate/bench/fakellm"
 	"github.com/llmgate/llmgate/config"
+	"github.com/llmgate/llmgate/gateway"
 )
 
 // fakeClassifier is an external safety classifier: it records what it was asked and answers
@@ -340,5 +342,44 @@ func TestClassifierQueuesPromptsBeyondItsConnections(t *testing.T) {
 		if s := <-statuses; !strings.HasPrefix(s, "200  ") {
 			t.Fatalf("a prompt got %s", s)
 		}
+	}
+}
+
+// At shutdown the asynchronous verdicts still queued are dropped, not fetched: with a classifier
+// slower than the traffic the queue stays full (1024 jobs), and Close fetched them all, four at
+// a time and up to 10 s each, holding a stopping gateway for minutes past its grace.
+func TestClassifierQueueIsDroppedAtClose(t *testing.T) {
+	const workers, prompts = 4, 8 // the queue's workers, and as many prompts queued behind them
+	release := make(chan struct{})
+	var once sync.Once
+	var asked atomic.Int64
+	ln := listen(t)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		asked.Add(1)
+		<-release
+		_, _ = io.WriteString(w, moderation(false))
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close() })
+	f := startFake(t, fakellm.Options{})
+	cl := &config.Classifier{Kind: config.ClassifierModerations, URL: "http://" + ln.Addr().String(), Mode: config.ClassifierAsync}
+	g := startGateway(t, newConfig(t, nil, guarded(config.Guard{Safety: config.SafetyGuard{Prompt: "log", Classifier: cl}}, f.backend())))
+	t.Cleanup(func() { once.Do(func() { close(release) }) }) // first: Close waits for the running verdicts
+	for range prompts {
+		if res := g.do(t, "POST", "/v1/chat/completions", chatBody("Say hello", "")); res.status != 200 {
+			t.Fatalf("status %d: %s", res.status, res.body)
+		}
+	}
+	waitFor(t, "every worker waiting for the classifier", func() bool { return asked.Load() == workers })
+	closed := make(chan error, 1)
+	go func() { closed <- g.Close() }()
+	waitFor(t, "the classifier queue closed", func() bool { return gateway.ClassifyQueueClosed(g.Gateway) })
+	once.Do(func() { close(release) })
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if n := asked.Load(); n != workers {
+		t.Fatalf("the classifier was asked %d times, want only the %d verdicts running when Close began", n, workers)
 	}
 }

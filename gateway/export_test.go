@@ -14,3 +14,7 @@ func GuardTextChunks(on bool) (restore func()) {
 	skipTextChunks.Store(!on)
 	return func() { skipTextChunks.Store(false) }
 }
+
+// ClassifyQueueClosed reports whether g's classifier queue is closed: Close has begun to stop
+// its workers.
+func ClassifyQueueClosed(g *Gateway) bool { return g.classifyQueue.isClosed() }
