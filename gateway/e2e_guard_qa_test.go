@@ -59,6 +59,31 @@ func TestGuardHeaderSaysEachFindingOnce(t *testing.T) {
 	}
 }
 
+// A completion prompt or an embedding input given as token ids, which the prompt guard cannot
+// read, is refused on a model whose prompt guard is on: it reached the backend unchecked, so a
+// tokenized "ignore all previous instructions" passed a blocking rule, and the classifier.
+func TestGuardRefusesTokenIDPromptsAndSuffix(t *testing.T) {
+	f := startFake(t, fakellm.Options{})
+	g := startGateway(t, newConfig(t, nil, guarded(config.Guard{Safety: config.SafetyGuard{Prompt: "block"}}, f.backend())))
+	for _, tt := range []struct{ path, body, param string }{
+		{"/v1/completions", `{"model":"chat","prompt":[[40,1097,19]]}`, "prompt"},
+		{"/v1/completions", `{"model":"chat","prompt":[40,1097,19]}`, "prompt"},
+		{"/v1/completions", `{"model":"chat","prompt":"Say","suffix":[40]}`, "suffix"},
+		{"/v1/embeddings", `{"model":"chat","input":[[40,1097],[19]]}`, "input"},
+	} {
+		res := g.do(t, "POST", tt.path, tt.body)
+		if typ, param, code := envelope(t, res.body); res.status != 400 || typ != "invalid_request_error" || param != tt.param || code != "unsupported_parameter" {
+			t.Errorf("%s %s: status %d: %s", tt.path, tt.body, res.status, res.body)
+		}
+	}
+	if n := f.Requests(); n != 0 {
+		t.Fatalf("the backend got %d requests", n)
+	}
+	if res := g.do(t, "POST", "/v1/embeddings", `{"model":"chat","input":["hello","there"]}`); res.status != 200 {
+		t.Fatalf("text input: status %d: %s", res.status, res.body)
+	}
+}
+
 // A safety rules file that does not parse is refused with its path: the line the error names
 // is that file's, which "model ... guard.safety: ... line 4" alone sent users to look for in
 // the config.

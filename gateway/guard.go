@@ -305,6 +305,10 @@ func (g *Gateway) guardPromptTexts(r *request, root *fastjson.Value) error {
 		return &apiError{status: fasthttp.StatusBadRequest, typ: typeInvalidRequest, code: "unsupported_parameter", param: p,
 			message: "'" + p + "' must be a string or an array of strings on model `" + r.version.Alias + "`: its prompt guard reads text, and token ids would reach the model unchecked."}
 	}
+	if s := root.Get("suffix"); r.op == opCompletion && s != nil && s.Type() != fastjson.TypeString && s.Type() != fastjson.TypeNull {
+		return &apiError{status: fasthttp.StatusBadRequest, typ: typeInvalidRequest, code: "unsupported_parameter", param: "suffix",
+			message: "'suffix' must be a string on model `" + r.version.Alias + "`: its prompt guard reads text, and token ids would reach the model unchecked."}
+	}
 	if pe := root.Get("prompt_embeds"); r.op == opCompletion && pe != nil && pe.Type() != fastjson.TypeNull {
 		// vLLM's prompt embeddings are prompts too, as tensors: no rule can read them.
 		return &apiError{status: fasthttp.StatusBadRequest, typ: typeInvalidRequest, code: "unsupported_parameter", param: "prompt_embeds",
