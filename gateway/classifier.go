@@ -208,7 +208,8 @@ func appendTurn(turns []turn, role string, text []byte) []turn {
 	return append(turns, turn{role: role, text: append([]byte(nil), text...)})
 }
 
-// messageText returns a message content's text: the string, or its text parts joined.
+// messageText returns a message content's text: the string, or its parts' texts (see
+// partTextKeys) joined.
 func messageText(c *fastjson.Value) []byte {
 	if c == nil {
 		return nil
@@ -219,11 +220,13 @@ func messageText(c *fastjson.Value) []byte {
 	var out []byte
 	parts, _ := c.Array()
 	for _, p := range parts {
-		if t := p.GetStringBytes("text"); len(t) > 0 {
-			if len(out) > 0 {
-				out = append(out, '\n')
+		for _, key := range partTextKeys {
+			if t := p.GetStringBytes(key); len(t) > 0 {
+				if len(out) > 0 {
+					out = append(out, '\n')
+				}
+				out = append(out, t...)
 			}
-			out = append(out, t...)
 		}
 	}
 	return out

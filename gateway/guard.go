@@ -544,10 +544,15 @@ const (
 	textToolArguments                       // the arguments of an earlier assistant tool call
 )
 
+// partTextKeys are the members of a content part whose string vLLM puts in the prompt as text:
+// a text part's (input_text and output_text ones too), a refusal part's and a thinking part's.
+// Each is read whatever the part's type says, so that no part carries one past the guard.
+var partTextKeys = [...]string{"text", "refusal", "thinking"}
+
 // forEachPromptText calls fn with every text of the prompt, the value holding it and its kind:
-// chat message contents (strings, or the text parts of an array) and the arguments of the tool
-// calls in assistant messages, completion prompts (and their suffix) and embedding inputs (a
-// string or an array of strings).
+// chat message contents (strings, or the texts of an array's parts: see partTextKeys), the
+// reasoning and the arguments of the tool calls in assistant messages, completion prompts (and
+// their suffix) and embedding inputs (a string or an array of strings).
 func forEachPromptText(op operation, root *fastjson.Value, fn func(v *fastjson.Value, text []byte, kind promptTextKind)) {
 	strings := func(v *fastjson.Value) {
 		if v == nil {
@@ -578,6 +583,12 @@ func forEachPromptText(op operation, root *fastjson.Value, fn func(v *fastjson.V
 					fn(a, a.GetStringBytes(), textToolArguments)
 				}
 			}
+			// vLLM gives an assistant's reasoning to the chat template (interleaved thinking).
+			for _, key := range reasoningKeys {
+				if t := m.Get(key); t != nil && t.Type() == fastjson.TypeString {
+					fn(t, t.GetStringBytes(), kind)
+				}
+			}
 			c := m.Get("content")
 			if c == nil {
 				continue
@@ -588,8 +599,10 @@ func forEachPromptText(op operation, root *fastjson.Value, fn func(v *fastjson.V
 			}
 			parts, _ := c.Array()
 			for _, p := range parts {
-				if t := p.Get("text"); t != nil && t.Type() == fastjson.TypeString {
-					fn(t, t.GetStringBytes(), kind)
+				for _, key := range partTextKeys {
+					if t := p.Get(key); t != nil && t.Type() == fastjson.TypeString {
+						fn(t, t.GetStringBytes(), kind)
+					}
 				}
 			}
 		}

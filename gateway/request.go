@@ -318,6 +318,12 @@ func (r *request) decode(body []byte) error {
 			if err := checkContent(i, msg.Get("content")); err != nil {
 				return err
 			}
+			for _, key := range reasoningKeys { // read by the guard as content is
+				if t := msg.Get(key); t != nil && t.Type() != fastjson.TypeString && t.Type() != fastjson.TypeNull {
+					param := "messages[" + strconv.Itoa(i) + "]." + key
+					return badRequest(param, "Invalid type for '"+param+"': expected a string, but got "+jsonTypeName(t)+" instead.")
+				}
+			}
 			for k, tc := range msg.GetArray("tool_calls") {
 				if a := tc.Get("function", "arguments"); a != nil && a.Type() != fastjson.TypeString {
 					param := "messages[" + strconv.Itoa(i) + "].tool_calls[" + strconv.Itoa(k) + "].function.arguments"
@@ -343,7 +349,7 @@ func (r *request) decode(body []byte) error {
 }
 
 // checkContent refuses the content of message i unless it is a string, an array of objects
-// whose text, where they have one, is a string, or null, as OpenAI does. The guard reads the
+// whose texts (see partTextKeys), where they have them, are strings, or null, as OpenAI does. The guard reads the
 // text of those shapes only: any other (a single part object, a text that is an object) would
 // reach the backend unchecked by PII redaction and the safety rules. So are a tool call's
 // arguments that are not a string (decode).
@@ -365,8 +371,10 @@ func checkContent(i int, c *fastjson.Value) error {
 		if p.Type() != fastjson.TypeObject {
 			return badRequest(param, "Invalid type for '"+param+"': expected an object, but got "+jsonTypeName(p)+" instead.")
 		}
-		if t := p.Get("text"); t != nil && t.Type() != fastjson.TypeString {
-			return badRequest(param+".text", "Invalid type for '"+param+".text': expected a string, but got "+jsonTypeName(t)+" instead.")
+		for _, key := range partTextKeys {
+			if t := p.Get(key); t != nil && t.Type() != fastjson.TypeString {
+				return badRequest(param+"."+key, "Invalid type for '"+param+"."+key+"': expected a string, but got "+jsonTypeName(t)+" instead.")
+			}
 		}
 	}
 	return nil
