@@ -121,6 +121,24 @@ func TestGuardReadsEveryTextThePromptCarries(t *testing.T) {
 	}
 }
 
+// A completion guard that only counts (pii.completion detect, safety flag or log) neither
+// rewrites nor stops an answer, so logprobs repeat nothing it removes: they pass. They were
+// refused as on a model whose guard rewrites; one entity whose completion action blocks still
+// refuses them.
+func TestGuardCountingOnlyTakesLogprobs(t *testing.T) {
+	counting := guarded(config.Guard{PII: config.PIIGuard{Completion: "detect"}, Safety: config.SafetyGuard{Completion: "flag"}}, startFake(t, fakellm.Options{}).backend())
+	blocking := guarded(config.Guard{PII: config.PIIGuard{Completion: "detect", Overrides: []config.PIIOverride{{Entity: "CREDIT_CARD", Completion: "block"}}}}, startFake(t, fakellm.Options{}).backend())
+	blocking.Alias = "blocking"
+	g := startGateway(t, newConfig(t, nil, counting, blocking))
+	if res := g.do(t, "POST", "/v1/chat/completions", chatBody("hi", `,"logprobs":true,"top_logprobs":2`)); res.status != 200 {
+		t.Fatalf("counting guard: status %d: %s", res.status, res.body)
+	}
+	res := g.do(t, "POST", "/v1/chat/completions", strings.Replace(chatBody("hi", `,"logprobs":true`), `"chat"`, `"blocking"`, 1))
+	if _, param, code := envelope(t, res.body); res.status != 400 || param != "logprobs" || code != "unsupported_parameter" {
+		t.Fatalf("blocking entity: status %d: %s", res.status, res.body)
+	}
+}
+
 // A safety rules file that does not parse is refused with its path: the line the error names
 // is that file's, which "model ... guard.safety: ... line 4" alone sent users to look for in
 // the config.

@@ -21,6 +21,7 @@ type aliasGuard struct {
 	pii                    *guard.PII    // nil when PII is off both ways
 	safety                 *guard.Safety // nil when safety is off both ways
 	piiPrompt, piiComplete bool
+	piiRewrites            bool // some entity's completion action rewrites or blocks, not only detects
 	restore                bool
 	safetyPrompt           guard.Action // ActionBlock, ActionFlag, ActionDetect (log) or ActionOff
 	safetyComplete         guard.Action
@@ -38,7 +39,7 @@ func (ag *aliasGuard) guardsCompletions() bool {
 // rewritesCompletions reports whether the alias's guard may change or stop an answer's text
 // (leaked PII rewritten, a blocking safety rule), not only restore placeholders or flag.
 func (ag *aliasGuard) rewritesCompletions() bool {
-	return ag != nil && (ag.piiComplete || ag.safetyComplete == guard.ActionBlock)
+	return ag != nil && (ag.piiRewrites || ag.safetyComplete == guard.ActionBlock)
 }
 
 // guardsAnswer reports whether this request's answer goes through the completion guard: an
@@ -178,6 +179,9 @@ func (g *Gateway) newAliasGuard(m config.Model) (*aliasGuard, error) {
 			return nil, fmt.Errorf("model %q guard.pii: %w", m.Alias, err)
 		}
 		ag.pii = p
+		for _, e := range piiEntities {
+			ag.piiRewrites = ag.piiRewrites || p.Action(guard.Completion, e) >= guard.ActionRedact
+		}
 	}
 	if ag.safetyPrompt != guard.ActionOff || ag.safetyComplete != guard.ActionOff {
 		var rules []byte
