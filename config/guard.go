@@ -184,6 +184,10 @@ func (v *validator) guard(key string, g Guard) {
 	}
 	safetyAction(key+".safety.prompt", g.Safety.Prompt)
 	safetyAction(key+".safety.completion", g.Safety.Completion)
+	if g.Safety.RulesFile != "" && !on(g.Safety.Prompt) && !on(g.Safety.Completion) {
+		// As for an override: the rules would be read and never run.
+		v.addf(key+".safety.rules_file", "has no effect while safety.prompt and safety.completion are off; set one of them (log only counts)")
+	}
 	if h := g.Safety.HoldbackBytes; h != 0 && (h < MinHoldbackBytes || h > 1<<20) {
 		v.addf(key+".safety.holdback_bytes", "must be %d..1048576 (0 for the default, %d), got %d", MinHoldbackBytes, DefaultHoldbackBytes, h)
 	}

@@ -40,6 +40,8 @@ models:
 		{"overrides of one entity in each direction", "      pii: {prompt: redact, completion: redact, entities: [EMAIL_ADDRESS], overrides: [{entity: EMAIL_ADDRESS, prompt: block}, {entity: EMAIL_ADDRESS, completion: mask}]}\n", "", true},
 		{"hash key", "      pii: {prompt: hash, hash_key_env: LLMGATE_HASH_KEY}\n", "", true},
 		{"hash key not a variable name", "      pii: {prompt: hash, hash_key_env: \"$KEY\"}\n", `models[0].guard.pii.hash_key_env: want the name of an environment variable, got "$KEY"`, false},
+		{"rules file with safety off", "      pii: {prompt: redact}\n      safety: {rules_file: rules.yaml}\n",
+			"models[0].guard.safety.rules_file: has no effect while safety.prompt and safety.completion are off; set one of them (log only counts)", false},
 		{"negative holdback", "      safety: {holdback_bytes: -1}\n", "holdback_bytes: must be 128..1048576", false},
 		{"holdback too short to match", "      safety: {completion: block, holdback_bytes: 32}\n", "holdback_bytes: must be 128..1048576 (0 for the default, 256), got 32", false},
 		{"unknown key", "      pii: {prompt: redact, restor: true}\n", `unknown key "restor"`, false},
