@@ -451,6 +451,8 @@ var errChoiceUnguarded = &apiError{status: fasthttp.StatusBadGateway, typ: typeS
 
 var errEventUnguarded = &apiError{status: fasthttp.StatusBadGateway, typ: typeServer, code: "upstream_error", message: "The model backend sent a stream event that is not JSON, which the gateway's guard cannot check; the stream was stopped."}
 
+var errContentUnguarded = &apiError{status: fasthttp.StatusBadGateway, typ: typeServer, code: "upstream_error", message: "The model backend streamed a content that is not a string, which the gateway's guard cannot check; the stream was stopped."}
+
 var errAnswerUnguarded = &apiError{status: fasthttp.StatusBadGateway, typ: typeServer, code: "upstream_error", message: "The model backend's answer is not JSON, which the gateway's guard cannot check; it was withheld."}
 
 var errCompletionFiltered = &apiError{status: fasthttp.StatusOK, typ: typeInvalidRequest, code: "content_filter", message: "The completion was stopped by the gateway's safety filter."}
@@ -751,6 +753,18 @@ func answerTexts(dst []*fastjson.Value, msg, c *fastjson.Value) (_ []*fastjson.V
 		return dst, len(dst)
 	}
 	add(msg.Get("content"))
+	// A content of parts (Mistral's API answers so, a thinking part's own text parts nested
+	// in it): each text is guarded.
+	var addParts func(parts []*fastjson.Value)
+	addParts = func(parts []*fastjson.Value) {
+		for _, p := range parts {
+			for _, key := range partTextKeys {
+				add(p.Get(key))
+				addParts(p.GetArray(key))
+			}
+		}
+	}
+	addParts(msg.GetArray("content"))
 	for _, key := range reasoningKeys {
 		add(msg.Get(key))
 	}
@@ -787,6 +801,9 @@ func (g *Gateway) cachedAnswerClean(r *request, e *cache.Entry) bool {
 			}
 		}
 		text := e.Text(i)
+		if text == nil && e.Has(i, "content") {
+			return false // a content of parts: the memo knows strings only
+		}
 		if text == nil {
 			continue
 		}

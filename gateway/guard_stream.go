@@ -517,6 +517,11 @@ func (g *Gateway) guardChoice(r *request, c *choiceGuard, index int, ch *fastjso
 	if delta == nil {
 		v = ch.Get("text")
 	}
+	if v != nil && v.Type() != fastjson.TypeString && v.Type() != fastjson.TypeNull {
+		// Parts, say, which a stream guard of one text cannot follow: none goes out.
+		r.streamGuard.broken = errContentUnguarded
+		return false
+	}
 	// The answer starts (its content, or a tool call): the reasoning before it is at its end,
 	// and a client that shows the thinking apart from the answer has all of it first.
 	answers := opening >= 0 || delta != nil && v != nil && v.Type() == fastjson.TypeString && len(v.GetStringBytes()) > 0
