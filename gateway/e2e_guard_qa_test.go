@@ -35,6 +35,12 @@ func TestGuardHashKey(t *testing.T) {
 	if got := string(receivedBody(t, res.header)); !strings.Contains(got, want) {
 		t.Fatalf("the backend received %s, want %q in it", got, want)
 	}
+	// An e-mail address is one mailbox however it is cased, as redact takes it: its hash was
+	// that of the spelling a request met first, so one address hashed two ways.
+	res = g.do(t, "POST", "/v1/chat/completions", chatBody("mail "+strings.ToUpper(testEmail), ""), "X-Fakellm-Echo", "1")
+	if got := string(receivedBody(t, res.header)); res.status != 200 || !strings.Contains(got, want) {
+		t.Fatalf("upper case: status %d, the backend received %s, want %q in it", res.status, got, want)
+	}
 
 	t.Setenv("LLMGATE_TEST_HASH_KEY", "short")
 	cfg := newConfig(t, nil, guarded(config.Guard{PII: config.PIIGuard{Prompt: "hash", HashKeyEnv: "LLMGATE_TEST_HASH_KEY"}}, f.backend()))

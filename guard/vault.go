@@ -663,7 +663,8 @@ func (v *Vault) RedactKnown(dst, src []byte) ([]byte, bool) {
 const minKnownValue = 6
 
 // hashed appends the hash placeholder of a value, "<EMAIL_ADDRESS_h:1a2b3c4d>": the first 32
-// bits of HMAC-SHA256(key, type, value), the same for a value everywhere the key is.
+// bits of HMAC-SHA256(key, type, value), an e-mail address lower-cased, the same for a value
+// everywhere the key is.
 func (v *Vault) hashed(dst, key []byte, e entity, val []byte, restore bool) []byte {
 	i := v.entry(e, val, restore)
 	en := &v.ents[i]
@@ -673,6 +674,14 @@ func (v *Vault) hashed(dst, key []byte, e entity, val []byte, restore bool) []by
 		}
 		v.mac.Reset()
 		v.sum = append(append(append(v.sum[:0], entityNames[e]...), 0), val...)
+		if e == eEmail {
+			// One mailbox however it is cased (see valueKey): hashed lower-cased, or its
+			// hash would be that of the spelling a request met first.
+			folded := v.sum[len(v.sum)-len(val):]
+			for i := range folded {
+				folded[i] = asciiLower(folded[i])
+			}
+		}
 		v.mac.Write(v.sum)
 		v.sum = v.mac.Sum(v.sum[:0])
 		en.tag = uint32(v.sum[0])<<24 | uint32(v.sum[1])<<16 | uint32(v.sum[2])<<8 | uint32(v.sum[3])
