@@ -557,8 +557,9 @@ var partTextKeys = [...]string{"text", "refusal", "thinking"}
 
 // forEachPromptText calls fn with every text of the prompt, the value holding it and its kind:
 // chat message contents (strings, or the texts of an array's parts: see partTextKeys), the
-// reasoning and the arguments of the tool calls in assistant messages, completion prompts (and
-// their suffix) and embedding inputs (a string or an array of strings).
+// reasoning and the arguments of the tool calls in assistant messages, the string members of
+// vLLM's documents, completion prompts (and their suffix) and embedding inputs (a string or an
+// array of strings).
 func forEachPromptText(op operation, root *fastjson.Value, fn func(v *fastjson.Value, text []byte, kind promptTextKind)) {
 	strings := func(v *fastjson.Value) {
 		if v == nil {
@@ -578,6 +579,17 @@ func forEachPromptText(op operation, root *fastjson.Value, fn func(v *fastjson.V
 	}
 	switch op {
 	case opChat:
+		// vLLM hands the documents of a request (RAG) to the chat template, which writes them
+		// into the prompt: retrieved text, where an injection hides as well as in a message.
+		for _, d := range root.GetArray("documents") {
+			if o, err := d.Object(); err == nil {
+				o.Visit(func(_ []byte, v *fastjson.Value) {
+					if v.Type() == fastjson.TypeString {
+						fn(v, v.GetStringBytes(), textInput)
+					}
+				})
+			}
+		}
 		msgs := root.GetArray("messages") // nil when absent or not an array
 		for _, m := range msgs {
 			kind := textInput
