@@ -219,6 +219,11 @@ func (v *validator) classifier(key string, c *Classifier, s SafetyGuard) {
 	default:
 		v.addf(key+".on_error", "must be fail_open or fail_closed, got %q", c.OnError)
 	}
+	if c.OnError == FailClosed && c.Mode == ClassifierAsync {
+		// Nothing waits for an async verdict, so nothing is refused when it fails: prompts
+		// would be served unchecked under a setting that says otherwise.
+		v.addf(key+".on_error", "fail_closed needs mode: sync; an async classifier never holds a prompt, so its failures refuse none")
+	}
 	if c.Timeout <= 0 || c.Timeout > time.Minute {
 		v.addf(key+".timeout", "must be > 0 and at most 1m, got %s", c.Timeout)
 	}

@@ -54,6 +54,8 @@ models:
 		{"classifier judges nothing", "      safety: {completion: block, classifier: {kind: moderations, url: \"http://m:1\"}}\n", "classifier: judges nothing", false},
 		{"classifier completions without safety.completion", "      safety: {prompt: block, classifier: {kind: moderations, url: \"http://m:1\", completions: true}}\n",
 			"models[0].guard.safety.classifier.completions: needs safety.completion (log will do): while it is off, no completion is judged", false},
+		{"classifier async fail_closed", "      safety: {prompt: block, classifier: {kind: moderations, url: \"http://m:1\", mode: async, on_error: fail_closed}}\n",
+			"models[0].guard.safety.classifier.on_error: fail_closed needs mode: sync; an async classifier never holds a prompt, so its failures refuse none", false},
 		{"classifier unknown key", "      safety: {prompt: block, classifier: {kind: moderations, url: \"http://m:1\", timeot: 1s}}\n", `unknown key "timeot"`, false},
 	}
 	for _, tt := range tests {
