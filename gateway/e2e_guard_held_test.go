@@ -94,3 +94,51 @@ func TestGuardHeldFirstEventSendsHeaders(t *testing.T) {
 		t.Fatalf("status %d, %v; want the whole stream, the address restored, after headers that came with the held first event:\n%s", resp.StatusCode, err, body)
 	}
 }
+
+// With pii.completion detect, the stream's text goes out with the event that carried it: the
+// leak scanner counts what it finds and holds nothing back (there is nothing it would change),
+// so a value split across events does not delay the text before it. The backend sends its
+// second event only once the client has read the first one's text.
+func TestGuardDetectOnlyHoldsNothingBack(t *testing.T) {
+	chunk := func(content, finish string) string {
+		return `data: {"id":"s","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"` + content + `"},"finish_reason":` + finish + `}]}` + "\n\n"
+	}
+	firstRead := make(chan struct{})
+	b := rawBackend(t, func(c net.Conn) {
+		defer c.Close()
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		writeChunk := func(s string) { fmt.Fprintf(c, "%x\r\n%s\r\n", len(s), s) }
+		fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+		writeChunk(chunk("write to bob@exa", "null"))
+		select {
+		case <-firstRead:
+		case <-time.After(time.Minute): // a bound on a failed run, not a synchronisation
+			return
+		}
+		writeChunk(chunk("mple.org today", "null") + chunk("", `"stop"`) + "data: [DONE]\n\n")
+		fmt.Fprint(c, "0\r\n\r\n")
+	})
+	detect := config.Guard{PII: config.PIIGuard{Completion: "detect"}}
+	g := startGateway(t, newConfig(t, nil, guarded(detect, b)))
+	resp := g.postChat(t, ctx(t), chatBody("hello", `,"stream":true`))
+	defer resp.Body.Close()
+	r := bufio.NewReader(resp.Body)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("the stream ended before the first event's text: %v", err)
+		}
+		if strings.Contains(line, "write to bob@exa") {
+			break
+		}
+	}
+	close(firstRead)
+	rest, err := io.ReadAll(r)
+	if err != nil || !strings.Contains(string(rest), "mple.org today") || strings.Contains(string(rest), `"error"`) {
+		t.Fatalf("rest of the stream (%v):\n%s", err, rest)
+	}
+	labels := map[string]string{"model": "chat", "version": "v1", "direction": "completion", "entity": "EMAIL_ADDRESS", "action": "detect"}
+	g.waitMetric(t, "llmgate_guard_pii_total", labels, "= 1", func(v float64) bool { return v == 1 })
+}

@@ -238,7 +238,9 @@ func (g *Gateway) streamText(r *request, c *choiceGuard, index int, delta []byte
 		if final {
 			c.leaked = c.leak.Close(c.leaked)
 		}
-		t = c.leaked
+		if ag.piiRewrites {
+			t = c.leaked
+		} // else every entity is only detected: the scanner counts, and the text goes on as it came, held back for nothing
 		if c.leak.Blocked().Len() > 0 && !sg.hit {
 			// An entity whose completion action is block: the stream stops here, as for a
 			// blocking safety rule, and the text released with the value goes no further.
