@@ -149,9 +149,14 @@ func (v *Vault) restoreInJSON(dst, src []byte, stream bool) ([]byte, int) {
 			case esc == phPartial && stream:
 				return dst, k
 			case esc != phOK:
-				n := min(len(src)-k, 2) // an escape other than \u003c: copied whole
+				// An escape other than \u003c: copied whole, its four hex digits too, but no
+				// byte past them, which may start the next escape (a malformed \u with fewer
+				// digits is read as far as it goes, the same whether or not src ends there).
+				n := min(len(src)-k, 2)
 				if n == 2 && src[k+1] == 'u' {
-					n = min(len(src)-k, 6)
+					for n < 6 && k+n < len(src) && isHex(src[k+n]) {
+						n++
+					}
 				}
 				dst = append(dst, src[k:k+n]...)
 				i = k + n
