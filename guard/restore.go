@@ -268,11 +268,29 @@ const (
 	phOK
 )
 
+// upperFold reports whether b is name, an entity name in upper case, in any case.
+func upperFold(b []byte, name string) bool {
+	if len(b) != len(name) {
+		return false
+	}
+	for k, c := range b {
+		if c-'a' < 26 {
+			c -= 'a' - 'A'
+		}
+		if c != name[k] {
+			return false
+		}
+	}
+	return true
+}
+
 // maxPlaceholder is the length of the longest placeholder: "<URL_CREDENTIALS_h:01234567>".
 const maxPlaceholder = 1 + len(EntityURLCredentials) + len("_h:01234567>")
 
 // parsePlaceholder parses a placeholder at the start of b: "<TYPE_n>" with n a number of up
 // to six digits and no leading zero, or "<TYPE_h:xxxxxxxx>" with eight lower-case hex digits.
+// TYPE may be in any case: a model may write "<email_address_1>" for the placeholder it was
+// given, which the client should get back restored all the same.
 func parsePlaceholder(b []byte) (e entity, num, tag uint32, hashed bool, n, st int) {
 	if len(b) == 0 || b[0] != '<' {
 		return 0, 0, 0, false, 0, phInvalid
@@ -282,10 +300,10 @@ func parsePlaceholder(b []byte) (e entity, num, tag uint32, hashed bool, n, st i
 	for x, name := range entityNames {
 		m := len(name)
 		if len(rest) <= m {
-			partial = partial || string(rest) == name[:len(rest)]
+			partial = partial || upperFold(rest, name[:len(rest)])
 			continue
 		}
-		if string(rest[:m]) == name && rest[m] == '_' {
+		if upperFold(rest[:m], name) && rest[m] == '_' {
 			e, found, rest, n = entity(x), true, rest[m+1:], m+2
 			break
 		}

@@ -49,6 +49,36 @@ func TestRestorerSplitEverywhere(t *testing.T) {
 	}
 }
 
+// A model may write a placeholder it was given in another case ("<email_address_1>"): the
+// client gets the value back all the same, buffered, split across writes, and inside a JSON
+// string; an unknown number stays as written.
+func TestRestoreAnyCase(t *testing.T) {
+	red, v := redacted(t, "mail bob@example.com")
+	if !strings.Contains(string(red), "<EMAIL_ADDRESS_1>") {
+		t.Fatalf("redacted %q", red)
+	}
+	for _, in := range []string{"to <email_address_1> now", "to <Email_Address_1> now", "to <EMAIL_address_1> now"} {
+		if got := string(v.Restore(nil, []byte(in))); got != "to bob@example.com now" {
+			t.Errorf("Restore(%q) = %q", in, got)
+		}
+		for i := 1; i < len(in); i++ {
+			var r Restorer
+			r.Reset(v)
+			out := r.Write(nil, []byte(in[:i]))
+			out = r.Flush(r.Write(out, []byte(in[i:])))
+			if string(out) != "to bob@example.com now" {
+				t.Fatalf("split at %d: %q", i, out)
+			}
+		}
+	}
+	if got := string(v.RestoreInJSONString(nil, []byte(`to \u003cemail_address_1\u003e`))); got != "to bob@example.com" {
+		t.Errorf("in JSON: %q", got)
+	}
+	if got := string(v.Restore(nil, []byte("<email_address_2> <em>x</em>"))); got != "<email_address_2> <em>x</em>" {
+		t.Errorf("unknown placeholder or a tag changed: %q", got)
+	}
+}
+
 func TestRestorerHoldsOnlyPlaceholderPrefixes(t *testing.T) {
 	_, v := redacted(t, "a@example.com")
 	tests := []struct {
