@@ -25,7 +25,7 @@ func TestNoteCachedMatchesBody(t *testing.T) {
 	}{
 		{"long escaped chat", cache.KindChat, 1, []byte(`{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"` + long + `"},"finish_reason":"length"}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}`)},
 		{"null content", cache.KindChat, 1, []byte(`{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}`)},
-		{"odd finish", cache.KindCompletion, 1, []byte(`{"id":"x","object":"text_completion","created":1,"model":"m","choices":[{"index":0,"text":"Sure.","finish_reason":"abort"}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}`)},
+		{"odd finish", cache.KindCompletion, 1, []byte(`{"id":"x","object":"text_completion","created":1,"model":"m","choices":[{"index":0,"text":"Sure.","finish_reason":"repetition"}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}`)},
 	}
 	files := map[string]cache.Kind{"vllm_chat.json": cache.KindChat, "ollama_chat.json": cache.KindChat,
 		"openai_chat_tools.json": cache.KindChat, "openai_chat_n2_logprobs.json": cache.KindChat, "vllm_completion.json": cache.KindCompletion}

@@ -67,11 +67,11 @@ func NewEntry(kind Kind, body []byte, n int) (*Entry, error) {
 	return newEntry(kind, body, n, false)
 }
 
-// NewAnswer builds an entry as NewEntry does, also from an answer the backend's own filter cut
-// (finish_reason content_filter) or one with a choice it did not finish (finish_reason null or
-// absent, which the replay streams as null), which NewEntry refuses as not to be stored: it is for
-// replaying an answer in the other shape (a whole answer to a stream request sent as a
-// stream), never for the store.
+// NewAnswer builds an entry as NewEntry does, also from an answer the backend cut short
+// (finish_reason content_filter, or vLLM's abort and error: see cutShort) or one with a
+// choice it did not finish (finish_reason null or absent, which the replay streams as null),
+// which NewEntry refuses as not to be stored: it is for replaying an answer in the other
+// shape (a whole answer to a stream request sent as a stream), never for the store.
 func NewAnswer(kind Kind, body []byte, n int) (*Entry, error) {
 	return newEntry(kind, body, n, true)
 }
@@ -332,7 +332,7 @@ func (e *Entry) indexChoice(i int) (int, error) {
 				}
 				c.index = n
 			case string(k) == "finish_reason":
-				if v0 != '"' && (v0 != 'n' || !e.answer) || filtered(d[vs:ve]) && !e.answer {
+				if v0 != '"' && (v0 != 'n' || !e.answer) || cutShort(d[vs:ve]) && !e.answer {
 					err = ErrIncomplete // null: the generation did not finish
 				}
 				c.finish = sp
@@ -385,9 +385,17 @@ func (e *Entry) indexMessage(i int) (int, error) {
 	return i, err
 }
 
-// filtered reports whether a finish_reason (its JSON) says the backend's own filter cut the
-// answer: such an answer is not stored, as a retry or a changed filter may answer in full.
-func filtered(finish []byte) bool { return string(finish) == `"content_filter"` }
+// cutShort reports whether a finish_reason (its JSON) says the backend ended the answer before
+// the model did: its own filter cut it (content_filter), or vLLM aborted the request
+// (abort: pause_generation(mode="abort"), /abort_requests) or failed it in the engine (error)
+// and sent the text so far. Such an answer is not stored, as a retry may answer in full.
+func cutShort(finish []byte) bool {
+	switch string(finish) {
+	case `"content_filter"`, `"abort"`, `"error"`:
+		return true
+	}
+	return false
+}
 
 // First returns what drift statistics read of choice 0: its finish_reason and the start of its
 // text (a chat message's content, a completion's text), both as raw JSON string contents,

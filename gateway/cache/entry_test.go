@@ -430,6 +430,10 @@ func TestNewEntryRejects(t *testing.T) {
 		{"error body", `{"error":{"message":"x","type":"server_error"}}`, KindChat, 1},
 		{"no finish_reason", strings.Replace(ok, `"finish_reason":"stop"`, `"finish_reason":null`, 1), KindChat, 1},
 		{"cut by the backend's filter", strings.Replace(ok, `"finish_reason":"stop"`, `"finish_reason":"content_filter"`, 1), KindChat, 1},
+		// vLLM ends a request it aborted (pause_generation(mode="abort"), /abort_requests) or
+		// failed within the engine with the text so far: not the answer to the request.
+		{"aborted by the backend", strings.Replace(ok, `"finish_reason":"stop"`, `"finish_reason":"abort"`, 1), KindChat, 1},
+		{"failed in the backend", strings.Replace(ok, `"finish_reason":"stop"`, `"finish_reason":"error"`, 1), KindChat, 1},
 		{"fewer choices than n", ok, KindChat, 2},
 		{"no message", `{"choices":[{"index":0,"finish_reason":"stop"}]}`, KindChat, 1},
 		{"duplicate index", `{"choices":[{"index":0,"text":"a","finish_reason":"stop"},{"index":0,"text":"b","finish_reason":"stop"}]}`, KindCompletion, 2},
@@ -453,6 +457,8 @@ func TestRecorderDiscards(t *testing.T) {
 		{"error event", string(fixture(t, "vllm_stream_error.txt")), 1, 0},
 		{"no finish_reason", strings.Replace(full, `"finish_reason":"length"`, `"finish_reason":null`, 1), 1, 0},
 		{"cut by the backend's filter", strings.Replace(full, `"finish_reason":"length"`, `"finish_reason":"content_filter"`, 1), 1, 0},
+		{"aborted by the backend", strings.Replace(full, `"finish_reason":"length"`, `"finish_reason":"abort"`, 1), 1, 0},
+		{"failed in the backend", strings.Replace(full, `"finish_reason":"length"`, `"finish_reason":"error"`, 1), 1, 0},
 		{"a choice beyond n", string(fixture(t, "openai_chat_stream_n2.txt")), 1, 0},
 		{"a choice missing", full, 2, 0},
 		{"event after [DONE]", full + full, 1, 0},

@@ -335,14 +335,14 @@ func setField(fs *[]recField, k, v []byte, typ byte) {
 func skipWSBytes(b []byte) []byte { return b[skipWS(b, 0):] }
 
 // Entry returns the recorded answer as an entry, or ErrIncomplete when the stream did not end
-// with [DONE], carried an error, left a choice without finish_reason, or was cut by the
-// backend's filter (finish_reason content_filter).
+// with [DONE], carried an error, left a choice without finish_reason, or was cut short by the
+// backend (finish_reason content_filter, abort or error: see cutShort).
 func (r *Recorder) Entry() (*Entry, error) {
 	if !r.done || r.failed {
 		return nil, ErrIncomplete
 	}
 	for i := range r.choices {
-		if c := &r.choices[i]; !c.seen || len(c.finish) == 0 || string(c.finish) == "null" || filtered(c.finish) {
+		if c := &r.choices[i]; !c.seen || len(c.finish) == 0 || string(c.finish) == "null" || cutShort(c.finish) {
 			return nil, ErrIncomplete
 		}
 	}
