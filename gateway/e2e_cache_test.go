@@ -1044,3 +1044,61 @@ func TestOnlyIfCachedMissIsNoSample(t *testing.T) {
 		t.Errorf("after 3 only-if-cached misses and 1 refused answer: %d requests, refusal rate %v; want 1 and 1", s.Requests, deref64(s.RefusalRate))
 	}
 }
+
+// A backend that echoes the requester's own members (user, metadata) in its stream chunks: a
+// stream coalesced onto another requester's gets that stream without them, as a replay from the
+// cache is (TestReplayDropsCallerFields), never the first requester's user or metadata.
+func TestCacheCoalescedStreamWithoutLeaderEcho(t *testing.T) {
+	t.Setenv("LLMGATE_ADMIN_TOKEN", "cache-admin")
+	calls, release := new(atomic.Int64), make(chan struct{})
+	ln := listen(t)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct{ User string }
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		calls.Add(1)
+		<-release
+		user, _ := json.Marshal(req.User)
+		w.Header().Set("Content-Type", "text/event-stream")
+		for _, chunk := range []string{
+			`"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]`,
+			`"choices":[{"index":0,"delta":{"content":"Hello there"},"finish_reason":null}]`,
+			`"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]`,
+		} {
+			fmt.Fprintf(w, `data: {"user":%s,"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","metadata":{"tenant":%s},%s}`+"\n\n", user, user, chunk)
+			w.(http.Flusher).Flush()
+		}
+		_, _ = io.WriteString(w, "data: [DONE]\n\n")
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	b := config.Backend{URL: "http://" + ln.Addr().String(), Kind: config.KindVLLM, Model: "m"}
+	g := startGateway(t, newConfig(t, nil, cached(model("chat", "v1", version("v1", b)))))
+	body := func(user string) string { return cacheBody("Say hello", `,"stream":true,"user":"`+user+`"`) }
+	var once sync.Once
+	open := func() { once.Do(func() { close(release) }) }
+	defer open()
+	lc, fc := make(chan response, 1), make(chan response, 1)
+	go func() { lc <- g.do(t, "POST", "/v1/chat/completions", body("alice@example.com")) }()
+	waitFor(t, "the leader at the backend", func() bool { return calls.Load() == 1 })
+	go func() { fc <- g.do(t, "POST", "/v1/chat/completions", body("bob@example.org")) }()
+	waitFor(t, "a follower", func() bool {
+		var v struct {
+			Coalescing struct{ Followers int } `json:"coalescing"`
+		}
+		_ = json.Unmarshal(g.admin(t, "GET", "/admin/cache", "cache-admin").body, &v)
+		return v.Coalescing.Followers == 1
+	})
+	open()
+	<-lc
+	f := <-fc
+	texts, done := streamTexts(t, f.body)
+	if f.header.Get("X-Llmgate-Cache") != "coalesced" || !done || texts[0] != "Hello there" {
+		t.Fatalf("follower: cache %q, texts %v, [DONE] %v:\n%s", f.header.Get("X-Llmgate-Cache"), texts, done, f.body)
+	}
+	if strings.Contains(string(f.body), "alice") || strings.Contains(string(f.body), `"metadata"`) {
+		t.Errorf("the follower got the leader's user or metadata:\n%s", f.body)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("the backend got %d requests, want 1", n)
+	}
+}

@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-
-	"github.com/llmgate/llmgate/gateway/jsonscan"
 )
 
 // ErrLeaderFailed tells a follower that the request it waited on got no cacheable answer: it
@@ -271,37 +269,43 @@ func (f *Flight) sawDone() bool {
 	return string(f.data[start:f.ends[n-1]]) == "[DONE]"
 }
 
-// rewriteChunk appends the chunk ev with its top-level id and created replaced.
+// rewriteChunk appends the chunk ev with its top-level id and created replaced, and without the
+// members the cache key leaves out (user, metadata, request_id, ...; see isExcluded) that the
+// backend echoed: they are the leader's own, and a follower must not get another requester's,
+// as a replay from the cache does not (see NewEntry). What is not a JSON object ([DONE]) is
+// appended as it is.
 func rewriteChunk(dst, ev, id []byte, created int64) []byte {
-	is, ie := jsonscan.Find(ev, "id")
-	cs, ce := jsonscan.Find(ev, "created")
-	if is >= 0 && ev[is] != '"' {
-		is = -1
-	}
-	if cs >= 0 && (ev[cs] < '0' || ev[cs] > '9') {
-		cs = -1
-	}
-	prev := 0
-	put := func(s, e int, isID bool) {
-		dst = append(dst, ev[prev:s]...)
-		if isID {
-			dst = append(append(append(dst, '"'), id...), '"')
-		} else {
-			dst = strconv.AppendInt(dst, created, 10)
+	start, prev := len(dst), 0
+	_, err := eachMember(ev, skipWS(ev, 0), func(ks, ke, vs, ve int) error {
+		switch k := ev[ks:ke]; {
+		case keyIs(k, "id") && ev[vs] == '"':
+			dst = append(append(append(append(dst, ev[prev:vs]...), '"'), id...), '"')
+			prev = ve
+		case keyIs(k, "created") && ev[vs] >= '0' && ev[vs] <= '9':
+			dst = strconv.AppendInt(append(dst, ev[prev:vs]...), created, 10)
+			prev = ve
+		case isExcluded(k[1:len(k)-1]) && !keyIs(k, "model"):
+			// The member goes with the comma before it, or, first in the object, the one
+			// after it.
+			c := ks - 1
+			for c >= prev && ev[c] <= ' ' && whitespace[ev[c]] {
+				c--
+			}
+			if c >= prev && ev[c] == ',' {
+				dst = append(dst, ev[prev:c]...)
+				prev = ve
+				break
+			}
+			dst = append(dst, ev[prev:ks]...)
+			prev = ve
+			if j := skipWS(ev, ve); j < len(ev) && ev[j] == ',' {
+				prev = skipWS(ev, j+1)
+			}
 		}
-		prev = e
-	}
-	switch {
-	case is >= 0 && cs >= 0 && cs < is:
-		put(cs, ce, false)
-		put(is, ie, true)
-	default:
-		if is >= 0 {
-			put(is, ie, true)
-		}
-		if cs >= 0 {
-			put(cs, ce, false)
-		}
+		return nil
+	}, 0)
+	if err != nil {
+		return append(dst[:start], ev...)
 	}
 	return append(dst, ev[prev:]...)
 }

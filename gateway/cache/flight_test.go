@@ -3,6 +3,7 @@ package cache
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"sync"
@@ -283,5 +284,33 @@ func TestCoalesceEndUnfollowed(t *testing.T) {
 	}
 	if s := g.Stats(); s.Failures != 0 || s.InFlight != 0 {
 		t.Fatalf("stats %+v", s)
+	}
+}
+
+// A follower's chunks carry its own id and created, and not the leader's members that a
+// backend echoed (user, metadata, ...), wherever they stand in the chunk.
+func TestRewriteChunk(t *testing.T) {
+	const choices = `"choices":[{"index":0,"delta":{"content":"hi"}}]`
+	tests := []struct{ name, in, want string }{
+		{"id and created", `{"id":"c1","object":"chat.completion.chunk","created":1,"model":"m",` + choices + `}`,
+			`{"id":"mine","object":"chat.completion.chunk","created":7,"model":"m",` + choices + `}`},
+		{"created first", `{"created":1,"id":"c1",` + choices + `}`, `{"created":7,"id":"mine",` + choices + `}`},
+		{"echo first", `{"user":"alice","id":"c1",` + choices + `}`, `{"id":"mine",` + choices + `}`},
+		{"echo between", `{"id":"c1", "metadata" : {"t":"alice"} ,"created":1,` + choices + `}`, `{"id":"mine" ,"created":7,` + choices + `}`},
+		{"echo last", `{"id":"c1",` + choices + `,"user":"alice","request_id":"r-alice"}`, `{"id":"mine",` + choices + `}`},
+		{"echoes first", `{"user":"alice","metadata":{},"id":"c1"}`, `{"id":"mine"}`},
+		{"echo only", `{ "user":"alice" }`, `{  }`},
+		{"usage chunk", `{"id":"c1","choices":[],"usage":{"prompt_tokens":1}}`, `{"id":"mine","choices":[],"usage":{"prompt_tokens":1}}`},
+		{"done", `[DONE]`, `[DONE]`},
+		{"not JSON", `{"id":"c1",`, `{"id":"c1",`},
+	}
+	for _, tt := range tests {
+		got := string(rewriteChunk([]byte("kept"), []byte(tt.in), []byte("mine"), 7))
+		if got != "kept"+tt.want {
+			t.Errorf("%s:\n got %s\nwant kept%s", tt.name, got, tt.want)
+		}
+		if json.Valid([]byte(tt.in)) && !json.Valid([]byte(tt.want)) {
+			t.Errorf("%s: the chunk is no longer JSON", tt.name)
+		}
 	}
 }
