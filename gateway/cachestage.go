@@ -101,6 +101,9 @@ func (s *cacheState) reset() {
 	}
 	s.req.Reset()
 	s.decision, s.vc, s.result, s.buf, s.id, s.admit = cache.Bypass, nil, "", s.buf[:0], s.id[:0], false
+	if cap(s.buf) > maxPooledBody { // a long answer's replay (a stream's is several times its text) is not kept for every request after it
+		s.buf = nil
+	}
 }
 
 var (

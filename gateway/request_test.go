@@ -125,18 +125,22 @@ func FuzzDecodeRewrite(f *testing.F) {
 }
 
 // A pooled request does not keep the buffers of a huge prompt (or of a compressed body that
-// expanded) for every request after it; ordinary ones it keeps.
+// expanded), or of a long answer replayed from the cache, for every request after it;
+// ordinary ones it keeps.
 func TestReleaseRequestDropsHugeBuffers(t *testing.T) {
-	// upstreamBody: the copy prepareUpstream makes of the prompt for an Ollama backend.
+	// upstreamBody: the copy prepareUpstream makes of the prompt for an Ollama backend;
+	// cache.buf: a cached answer as replayed (a stream's events are several times its text).
 	r := &request{body: make([]byte, 0, 4<<10), scratch: make([]byte, 0, 4<<10), upstreamBody: make([]byte, 0, 4<<10)}
+	r.cache.buf = make([]byte, 0, 4<<10)
 	releaseRequest(r)
-	if cap(r.body) != 4<<10 || cap(r.scratch) != 4<<10 || cap(r.upstreamBody) != 4<<10 {
-		t.Errorf("a 4 KiB request's buffers were dropped: %d, %d, %d", cap(r.body), cap(r.scratch), cap(r.upstreamBody))
+	if cap(r.body) != 4<<10 || cap(r.scratch) != 4<<10 || cap(r.upstreamBody) != 4<<10 || cap(r.cache.buf) != 4<<10 {
+		t.Errorf("a 4 KiB request's buffers were dropped: %d, %d, %d, %d", cap(r.body), cap(r.scratch), cap(r.upstreamBody), cap(r.cache.buf))
 	}
 	r = &request{body: make([]byte, 0, 8<<20), scratch: make([]byte, 0, 8<<20), upstreamBody: make([]byte, 0, 8<<20)}
+	r.cache.buf = make([]byte, 0, 8<<20)
 	releaseRequest(r)
-	if r.body != nil || r.scratch != nil || r.upstreamBody != nil {
-		t.Errorf("an 8 MiB request's buffers were kept: %d, %d, %d", cap(r.body), cap(r.scratch), cap(r.upstreamBody))
+	if r.body != nil || r.scratch != nil || r.upstreamBody != nil || r.cache.buf != nil {
+		t.Errorf("an 8 MiB request's buffers were kept: %d, %d, %d, %d", cap(r.body), cap(r.scratch), cap(r.upstreamBody), cap(r.cache.buf))
 	}
 }
 
