@@ -1102,3 +1102,43 @@ func TestCacheCoalescedStreamWithoutLeaderEcho(t *testing.T) {
 		t.Errorf("the backend got %d requests, want 1", n)
 	}
 }
+
+// A backend that fails a stream with an error event after the leader's client left: the
+// coalesced followers still reading the answer get that error, as they would have had the
+// leader stayed, not a stream the backend "closed early".
+func TestCacheCoalescedStreamBackendErrorAfterLeaderLeft(t *testing.T) {
+	ln := listen(t)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		fl := w.(http.Flusher)
+		time.Sleep(200 * time.Millisecond) // the prefill, during which the follower joins
+		// A word every 10 ms, as a backend generates: the gateway sees the leader's client gone
+		// at a write well before the error.
+		for i := range 40 {
+			fmt.Fprintf(w, `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"w%d "},"finish_reason":null}]}`+"\n\n", i)
+			fl.Flush()
+			time.Sleep(10 * time.Millisecond)
+		}
+		_, _ = io.WriteString(w, `data: {"error":{"message":"KV cache exhausted: request preempted","type":"server_error","code":"kv_cache_exhausted"}}`+"\n\n")
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	b := config.Backend{URL: "http://" + ln.Addr().String(), Kind: config.KindVLLM, Model: "m"}
+	g := startGateway(t, newConfig(t, nil, cached(model("chat", "v1", version("v1", b)))))
+	leader, follower, leave := g.coalescedPair(t, cacheBody("Fail late", `,"stream":true`))
+	if _, err := bufio.NewReader(leader.Body).ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	leave()
+	leader.Body.Close()
+	got, err := io.ReadAll(follower.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := events(got)
+	last := strings.TrimPrefix(evs[len(evs)-1], "data: ")
+	if !strings.Contains(last, "KV cache exhausted") {
+		t.Fatalf("the follower's stream ended with %s, not the backend's error:\n%s", last, got)
+	}
+}

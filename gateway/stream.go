@@ -649,14 +649,13 @@ func (s *streamBody) finishForFollowers(r *request) {
 		if !ok {
 			continue
 		}
+		r.cache.record(data) // an error event too: followers end with the backend's error, as with the leader there
 		if hasErrorMember(data) {
-			// A backend error: followers are released, as for any failed leader.
 			if backendAtFault(normalizeBackendError(fasthttp.StatusBadGateway, data, 0)) {
 				r.hold.ReportStreamFailure()
 			}
 			break
 		}
-		r.cache.record(data)
 		complete = sse.IsDone(data)
 	}
 	s.end(r, complete)
