@@ -39,6 +39,9 @@ type Store struct {
 
 	hits, misses, stale, stores, dropped, evictions atomic.Uint64
 	bytes, entries                                  atomic.Int64
+	// refused counts the entries Set took that the admission policy then refused; storesShown
+	// is the most Stats has reported as Stores (see storesSoFar).
+	refused, storesShown atomic.Uint64
 
 	// door remembers the requests looked up lately, for Admit; notAdmitted counts the answers
 	// Admit turned away.
@@ -91,6 +94,7 @@ func New(cfg Config) (*Store, error) {
 		BufferItems:        64,
 		IgnoreInternalCost: true, // Entry.Size already counts the bookkeeping
 		OnEvict:            func(*ristretto.Item[*Entry]) { st.evictions.Add(1) },
+		OnReject:           func(*ristretto.Item[*Entry]) { st.refused.Add(1) },
 		OnExit:             st.onExit,
 	})
 	if err != nil {
@@ -344,7 +348,7 @@ func (st *Store) sweep(match func(*Entry) bool) int {
 type Stats struct {
 	Hits, Misses uint64 // lookups; a lookup that found an invalidated entry is a miss
 	Stale        uint64 // entries found invalidated on lookup
-	Stores       uint64 // entries accepted by Set
+	Stores       uint64 // entries stored: accepted by Set and not refused by the admission policy
 	Dropped      uint64 // entries Set refused: too large, no ttl, or dropped under contention
 	NotAdmitted  uint64 // answers not stored because the store was nearly full and their request new (see Admit)
 	Evictions    uint64 // entries removed for room or on expiry
@@ -374,12 +378,30 @@ func ratio(h, m uint64) float64 {
 	return float64(h) / float64(h+m)
 }
 
+// storesSoFar returns the entries stored: those Set took less those the admission policy
+// refused, which it judges asynchronously, after Set counted them. A total that went down
+// would read as a counter reset on /metrics, so one counted while pending and refused after
+// it was reported does not lower the next report: the report catches up as stores go on.
+func (st *Store) storesSoFar() uint64 {
+	refused := st.refused.Load() // first: every refusal is of an entry stores counts already
+	n := st.stores.Load() - refused
+	for {
+		shown := st.storesShown.Load()
+		if n <= shown {
+			return shown
+		}
+		if st.storesShown.CompareAndSwap(shown, n) {
+			return n
+		}
+	}
+}
+
 // Stats returns the store's counters. It allocates; call it from /metrics and the admin API,
 // not per request.
 func (st *Store) Stats() Stats {
 	s := Stats{
 		Hits: st.hits.Load(), Misses: st.misses.Load(), Stale: st.stale.Load(),
-		Stores: st.stores.Load(), Dropped: st.dropped.Load(), NotAdmitted: st.notAdmitted.Load(), Evictions: st.evictions.Load(),
+		Stores: st.storesSoFar(), Dropped: st.dropped.Load(), NotAdmitted: st.notAdmitted.Load(), Evictions: st.evictions.Load(),
 		Bytes: st.bytes.Load(), Entries: st.entries.Load(), MaxBytes: st.maxBytes,
 	}
 	st.mu.RLock()

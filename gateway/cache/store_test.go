@@ -165,6 +165,51 @@ func TestStoreEviction(t *testing.T) {
 	}
 }
 
+// Stores counts the answers the store took. A full store's admission policy refuses an answer
+// looked up less often than the entries it would evict (as the gateway does, each request is
+// looked up before its answer is set): those are not stored.
+func TestStoreCountsRefusedAnswers(t *testing.T) {
+	const max = 32 << 10
+	st := newStore(t, max)
+	s := st.Scope("a", "v")
+	req := func(i int) *Request { return prepared(t, "a", "v", fmt.Sprintf(`{"temperature":0,"i":%d}`, i)) }
+	offer := func(from, to int) {
+		for i := from; i < to; i++ {
+			st.Get(s, req(i))
+			st.Set(s, req(i), answer(t, strings.Repeat("y", 500)+fmt.Sprintf("%03d", i)), 0)
+		}
+		st.Wait() // the policy has judged every answer: what it stored is known
+		stats := st.Stats()
+		if stats.Stores != uint64(stats.Entries)+stats.Evictions {
+			t.Fatalf("after %d answers: %d stores, but %d entries and %d evictions", to, stats.Stores, stats.Entries, stats.Evictions)
+		}
+	}
+	offer(0, 20)     // they fit
+	for range 1000 { // hot entries
+		for i := range 20 {
+			st.Get(s, req(i))
+		}
+	}
+	for i := 20; i < 120; i += 20 {
+		offer(i, i+20) // each looked up once: colder than what it would evict
+	}
+	// The race detector makes sync.Pool drop items, and with them the lookups ristretto's
+	// buffers count: no entry is hot then, and the store refuses nothing.
+	if n := st.Stats().Stores; n == 120 && !raceEnabled {
+		t.Fatalf("every answer counted as stored: the test's store never refused one")
+	}
+	// An answer reported while the policy had yet to judge it, and refused then, does not lower
+	// the next report, which /metrics would read as a counter reset; later stores catch up.
+	pending := newStore(t, max)
+	for _, c := range []struct{ stores, refused, want uint64 }{{10, 0, 10}, {10, 3, 10}, {12, 3, 10}, {15, 3, 12}} {
+		pending.stores.Store(c.stores)
+		pending.refused.Store(c.refused)
+		if got := pending.Stats().Stores; got != c.want {
+			t.Errorf("%d set, %d refused: Stores %d, want %d", c.stores, c.refused, got, c.want)
+		}
+	}
+}
+
 func TestStoreDelete(t *testing.T) {
 	st := newStore(t, 1<<20)
 	scopes := []*Scope{st.Scope("a", "v1"), st.Scope("a", "v2"), st.Scope("b", "v1")}
