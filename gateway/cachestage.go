@@ -139,7 +139,9 @@ func (g *Gateway) cacheLookup(ctx *fasthttp.RequestCtx, r *request, snap *snapsh
 		}
 		cs.result = cacheMiss
 		r.stats.cache = drift.CacheMiss
-		cs.admit = g.cacheStore.Admit(&cs.req)
+		if d&cache.OnlyCached == 0 { // an only-if-cached miss gets no answer: none to admit, and not asked
+			cs.admit = g.cacheStore.Admit(&cs.req)
+		}
 	} else if d&cache.Save != 0 {
 		g.cacheStore.Begin(vc.scope, &cs.req) // refresh: stored in the generation it started in
 		cs.admit = true                       // asked for: stored whatever is new

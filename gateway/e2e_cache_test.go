@@ -836,6 +836,16 @@ func TestCacheFullAdmitsRepeatedRequests(t *testing.T) {
 	if prompt == "" {
 		t.Fatalf("eight new prompts asked once in a nearly full cache were all stored: %+v", before)
 	}
+	// Only-if-cached misses of new prompts never reach the backend: there is no answer to turn
+	// away, and they do not count as asked.
+	for k := range 3 {
+		if res := g.do(t, "POST", "/v1/chat/completions", cacheBody(fmt.Sprintf("only polled %d", k), ""), "X-Llmgate-Cache", "only-if-cached"); res.status != 504 {
+			t.Fatalf("only-if-cached: status %d: %s", res.status, res.body)
+		}
+	}
+	if v := stats(); v.NotAdmitted != before.NotAdmitted {
+		t.Fatalf("only-if-cached misses counted as answers not admitted: %+v after %+v", v, before)
+	}
 	ask(prompt, "miss")
 	if v := stats(); v.Stores != before.Stores+1 {
 		t.Fatalf("second time: %+v after %+v, want it stored", v, before)
