@@ -169,8 +169,13 @@ func (g *Gateway) cacheLookup(ctx *fasthttp.RequestCtx, r *request, snap *snapsh
 		f, leader := g.flights.Join(&cs.req)
 		if leader {
 			cs.flight = f
-		} else if handled, done := g.follow(ctx, r, f); handled {
-			return true, done
+		} else {
+			if d&cache.Save != 0 {
+				f.WantSaved() // the leader may be a no-store request: its answer is this one's too
+			}
+			if handled, done := g.follow(ctx, r, f); handled {
+				return true, done
+			}
 		}
 	}
 	if d&cache.Save != 0 && cs.result == cacheBypass {
@@ -324,13 +329,13 @@ func (g *Gateway) cacheStoreBuffered(r *request, backendBody []byte) {
 	if r.status != fasthttp.StatusOK {
 		return // reset fails the flight
 	}
-	store := cs.decision&cache.Save != 0 && cs.admitted()
+	store := cs.saves() && cs.admitted()
 	if !store {
 		if cs.flight == nil || cs.flight.EndUnfollowed() {
 			cs.flight = nil
 			return // an entry nobody would use
 		}
-		store = cs.decision&cache.Save != 0 // a request joined the flight just now: asked again
+		store = cs.saves() // a request joined the flight just now: asked again
 	}
 	e, err := cache.NewEntry(cache.Kind(r.op), backendBody, cs.req.Choices())
 	if err != nil {
@@ -343,6 +348,12 @@ func (g *Gateway) cacheStoreBuffered(r *request, backendBody []byte) {
 		cs.flight.Finish(e)
 		cs.flight = nil
 	}
+}
+
+// saves reports whether the answer this request gets may be stored: the request allows it, or
+// a request that does joined its flight (see cache.Flight.WantSaved).
+func (cs *cacheState) saves() bool {
+	return cs.decision&cache.Save != 0 || cs.flight != nil && cs.flight.SaveWanted()
 }
 
 // admitted reports whether the answer this request gets is to be stored: Admit said so at the
@@ -387,7 +398,7 @@ func (g *Gateway) endStream(r *request, clean bool) {
 	if cs.recorder != nil {
 		if entry, err := cs.recorder.Entry(); err == nil {
 			e = entry
-			if cs.decision&cache.Save != 0 && cs.admitted() {
+			if cs.saves() && cs.admitted() {
 				g.cacheStore.Set(cs.vc.scope, &cs.req, e, cs.vc.policy.TTL)
 			}
 		}

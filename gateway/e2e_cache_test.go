@@ -1152,3 +1152,43 @@ func TestCacheCoalescedStreamBackendErrorAfterLeaderLeft(t *testing.T) {
 		t.Fatalf("the follower's stream ended with %s, not the backend's error:\n%s", last, got)
 	}
 }
+
+// A request that joins the flight of one sent with Cache-Control: no-store gets that answer,
+// which is its own answer too: it is stored for it, as it would be had it gone first, while
+// the no-store request alone stores nothing. Buffered and streamed.
+func TestCacheNoStoreLeaderStoresForFollower(t *testing.T) {
+	for _, stream := range []bool{false, true} {
+		t.Run(map[bool]string{false: "buffered", true: "stream"}[stream], func(t *testing.T) {
+			t.Setenv("LLMGATE_ADMIN_TOKEN", "cache-admin")
+			b, calls, release := gatedBackend(t, "the same answer for both")
+			g := startGateway(t, newConfig(t, nil, cached(model("chat", "v1", version("v1", b)))))
+			extra := ""
+			if stream {
+				extra = `,"stream":true`
+			}
+			body := cacheBody("Asked privately and not", extra)
+			var once sync.Once
+			open := func() { once.Do(func() { close(release) }) }
+			defer open()
+			lc, fc := make(chan response, 1), make(chan response, 1)
+			go func() { lc <- g.do(t, "POST", "/v1/chat/completions", body, "Cache-Control", "no-store") }()
+			waitFor(t, "the no-store request at the backend", func() bool { return calls.Load() == 1 })
+			go func() { fc <- g.do(t, "POST", "/v1/chat/completions", body) }()
+			waitFor(t, "a follower", func() bool {
+				var v struct {
+					Coalescing struct{ Followers int } `json:"coalescing"`
+				}
+				_ = json.Unmarshal(g.admin(t, "GET", "/admin/cache", "cache-admin").body, &v)
+				return v.Coalescing.Followers == 1
+			})
+			open()
+			if l, f := <-lc, <-fc; l.status != 200 || f.status != 200 || f.header.Get("X-Llmgate-Cache") != "coalesced" {
+				t.Fatalf("leader %d, follower %d %q: %s", l.status, f.status, f.header.Get("X-Llmgate-Cache"), f.body)
+			}
+			g.untilHit(t, body)
+			if n := calls.Load(); n != 1 {
+				t.Errorf("the backend got %d requests, want 1", n)
+			}
+		})
+	}
+}

@@ -39,6 +39,8 @@ type Flight struct {
 	g         *Group
 	key       flightKey
 	followers atomic.Int32 // requests that joined it
+	// saveWanted: a follower whose answer may be stored joined (see WantSaved).
+	saveWanted atomic.Bool
 
 	mu    sync.Mutex
 	data  []byte // published payloads, back to back
@@ -103,6 +105,14 @@ func (f *Flight) Publish(payload []byte) {
 // Followed reports whether any request joined the flight. A leader whose own client goes away
 // still owes followers the rest of the answer.
 func (f *Flight) Followed() bool { return f.followers.Load() > 0 }
+
+// WantSaved notes that a follower whose answer may be stored joined the flight. The leader's
+// request may forbid storing its own (Cache-Control: no-store), but the answer is the
+// follower's too: the leader stores it as the follower would have had it gone first.
+func (f *Flight) WantSaved() { f.saveWanted.Store(true) }
+
+// SaveWanted reports whether a follower whose answer may be stored joined (see WantSaved).
+func (f *Flight) SaveWanted() bool { return f.saveWanted.Load() }
 
 // EndUnfollowed ends the flight as Fail does if no request has joined it, and reports whether
 // it did: atomically with Join, so a request that joins after it leads a flight of its own
