@@ -394,7 +394,7 @@ func refuseUnserved(ctx *fasthttp.RequestCtx, m *router.Model, version string) b
 // statistics.
 func (g *Gateway) forgetVersion(alias, version string) {
 	if g.cacheStore != nil {
-		g.cacheStore.DeleteVersion(alias, version)
+		g.cacheStore.ForgetVersion(alias, version)
 	}
 	g.forgetVersionStats(alias, version)
 }

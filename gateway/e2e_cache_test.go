@@ -1192,3 +1192,47 @@ func TestCacheNoStoreLeaderStoresForFollower(t *testing.T) {
 		})
 	}
 }
+
+// A request routed to a version before it was deleted and deployed again under the same name
+// (here held by the prompt classifier meanwhile) is answered by the deleted deployment: its
+// answer is not stored for the new one, whose next request its backend answers.
+func TestCacheVersionRedeployedWhileRequestRouted(t *testing.T) {
+	tokens := withAdminTokens(t)
+	verdict := make(chan struct{})
+	var asked atomic.Int64
+	classifier := startClassifier(t, func(string) string {
+		if asked.Add(1) == 1 {
+			<-verdict
+		}
+		return moderation(false)
+	})
+	oldV2 := cannedBackend(t, 200, http.Header{"Content-Type": {"application/json"}}, `{"id":"c1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"from the deleted v2"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":4,"total_tokens":5}}`)
+	newV2 := cannedBackend(t, 200, http.Header{"Content-Type": {"application/json"}}, `{"id":"c2","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"from the new v2"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":4,"total_tokens":5}}`)
+	stable := startFake(t, fakellm.Options{Model: "m"})
+	m := cached(model("chat", "v1", version("v1", stable.backend()), version("v2", oldV2)))
+	m.Guard = config.Guard{Safety: config.SafetyGuard{Prompt: "block", Classifier: &config.Classifier{Kind: config.ClassifierModerations, URL: classifier.url, Timeout: time.Minute}}}
+	g := startGateway(t, newConfig(t, tokens, m, cached(model("marker", "m1", version("m1", stable.backend())))))
+	body := strings.Replace(cacheBody("Which v2 are you?", ""), `"model":"chat"`, `"model":"chat@v2"`, 1)
+	first := make(chan response, 1)
+	go func() { first <- g.do(t, "POST", "/v1/chat/completions", body) }()
+	waitFor(t, "the first request at the classifier", func() bool { return asked.Load() == 1 })
+	if res := g.call(t, "DELETE", "/admin/models/chat/versions/v2", opsToken, ""); res.status != 200 {
+		t.Fatalf("delete: %d %s", res.status, res.body)
+	}
+	dep := `{"version":"v2","backends":[{"url":"` + newV2.URL + `","kind":"vllm","model":"m"}]}`
+	if res := g.call(t, "POST", "/admin/models/chat/versions?probe=false", opsToken, dep); res.status != 200 {
+		t.Fatalf("deploy: %d %s", res.status, res.body)
+	}
+	close(verdict)
+	if res := <-first; res.status != 200 || !strings.Contains(string(res.body), "from the deleted v2") {
+		t.Fatalf("first: %d %s", res.status, res.body)
+	}
+	// The store applies sets in order: once a later answer is a hit, the first one's set is done.
+	marker := strings.Replace(cacheBody("After", ""), `"model":"chat"`, `"model":"marker"`, 1)
+	g.do(t, "POST", "/v1/chat/completions", marker)
+	g.untilHit(t, marker)
+	res := g.do(t, "POST", "/v1/chat/completions", body)
+	if res.status != 200 || !strings.Contains(string(res.body), "from the new v2") {
+		t.Fatalf("the redeployed v2 answered with the deleted one's answer (x-llmgate-cache %q): %s", res.header.Get("X-Llmgate-Cache"), res.body)
+	}
+}

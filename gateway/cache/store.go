@@ -326,6 +326,26 @@ func (st *Store) DeleteVersion(alias, version string) int {
 	return st.sweep(func(e *Entry) bool { return e.scope == s })
 }
 
+// ForgetVersion is DeleteVersion for a version that no longer exists: a version deployed later
+// under the name gets a scope of its own. A request routed to the deleted one before (on the
+// snapshot it started with) then stores its answer in the old scope, where the new version's
+// requests never find it, and shares no flight with them; with one scope it captured the new
+// generation at its lookup and stored the deleted deployment's answer for the new one.
+func (st *Store) ForgetVersion(alias, version string) int {
+	st.mu.Lock()
+	var s *Scope
+	if a := st.aliases[alias]; a != nil {
+		s = a.versions[version]
+		delete(a.versions, version)
+	}
+	st.mu.Unlock()
+	if s == nil {
+		return 0
+	}
+	s.gen.Add(1)
+	return st.sweep(func(e *Entry) bool { return e.scope == s })
+}
+
 // sweep deletes the entries match selects. Invalidation has already happened (a generation
 // bump); this only returns memory, so it may miss entries being set concurrently: they are
 // stale and go on their next lookup or eviction. O(entries): admin path only.

@@ -210,6 +210,33 @@ func TestStoreCountsRefusedAnswers(t *testing.T) {
 	}
 }
 
+// A version deleted from the deploy state and deployed again under its name gets a scope of its
+// own: an answer a request routed to the deleted one stores after the delete is not the new
+// version's.
+func TestStoreForgetVersion(t *testing.T) {
+	st := newStore(t, 1<<20)
+	old := st.Scope("a", "v1")
+	st.Set(old, prepared(t, "a", "v1", `{"temperature":0,"seed":1}`), answer(t, "stored before"), 0)
+	st.Wait()
+	if n := st.ForgetVersion("a", "v1"); n != 1 {
+		t.Fatalf("ForgetVersion removed %d", n)
+	}
+	nu := st.Scope("a", "v1")
+	if nu == old {
+		t.Fatal("the version deployed again has the deleted one's scope")
+	}
+	late := prepared(t, "a", "v1", `{"temperature":0}`)
+	st.Get(old, late) // routed to the deleted version, it looks up after the delete
+	st.Set(old, late, answer(t, "from the deleted version"), 0)
+	st.Wait()
+	if e, ok := st.Get(nu, prepared(t, "a", "v1", `{"temperature":0}`)); ok {
+		t.Fatalf("the new version got the deleted one's answer %q", contentOf(t, e))
+	}
+	if st.ForgetVersion("a", "nope") != 0 || st.ForgetVersion("nope", "v1") != 0 {
+		t.Fatal("forgot something unknown")
+	}
+}
+
 func TestStoreDelete(t *testing.T) {
 	st := newStore(t, 1<<20)
 	scopes := []*Scope{st.Scope("a", "v1"), st.Scope("a", "v2"), st.Scope("b", "v1")}
