@@ -342,13 +342,13 @@ func appendUnescaped(dst, esc []byte) ([]byte, int) {
 	case 'b', 'f':
 		return dst, 2
 	case 'u':
-		r, ok := hex4(esc[2:])
+		r, ok := jsonscan.Hex4(esc, 2)
 		if !ok {
 			return utf8.AppendRune(dst, utf8.RuneError), 2
 		}
 		if utf16.IsSurrogate(r) {
 			if len(esc) >= 12 && esc[6] == '\\' && esc[7] == 'u' {
-				if lo, ok := hex4(esc[8:]); ok {
+				if lo, ok := jsonscan.Hex4(esc, 8); ok {
 					if pair := utf16.DecodeRune(r, lo); pair != utf8.RuneError {
 						return utf8.AppendRune(dst, pair), 12
 					}
@@ -360,28 +360,6 @@ func appendUnescaped(dst, esc []byte) ([]byte, int) {
 	default: // \" \\ \/
 		return append(dst, c), 2
 	}
-}
-
-// hex4 reads the four hex digits at the start of b.
-func hex4(b []byte) (rune, bool) {
-	if len(b) < 4 {
-		return 0, false
-	}
-	var r rune
-	for _, c := range b[:4] {
-		switch {
-		case c >= '0' && c <= '9':
-			c -= '0'
-		case c >= 'a' && c <= 'f':
-			c -= 'a' - 10
-		case c >= 'A' && c <= 'F':
-			c -= 'A' - 10
-		default:
-			return 0, false
-		}
-		r = r<<4 | rune(c)
-	}
-	return r, true
 }
 
 // setFinish records a finish_reason, given as the raw contents of its JSON string.
