@@ -68,22 +68,8 @@ func TestGuardHeldFirstEventSendsHeaders(t *testing.T) {
 		return `data: {"id":"s","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":` + delta + `,"finish_reason":` + finish + `}]}` + "\n\n"
 	}
 	headersIn := make(chan struct{})
-	b := rawBackend(t, func(c net.Conn) {
-		defer c.Close()
-		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
-			return
-		}
-		writeChunk := func(s string) { fmt.Fprintf(c, "%x\r\n%s\r\n", len(s), s) }
-		fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
-		writeChunk(chunk(`{"content":"<EMAIL_"}`, "null"))
-		select {
-		case <-headersIn:
-		case <-time.After(time.Minute): // a bound on a failed run, not a synchronisation
-			return
-		}
-		writeChunk(chunk(`{"content":"ADDRESS_1> wrote"}`, "null") + chunk(`{}`, `"stop"`) + "data: [DONE]\n\n")
-		fmt.Fprint(c, "0\r\n\r\n")
-	})
+	b := gatedStream(t, chunk(`{"content":"<EMAIL_"}`, "null"), headersIn,
+		chunk(`{"content":"ADDRESS_1> wrote"}`, "null")+chunk(`{}`, `"stop"`)+"data: [DONE]\n\n")
 	pii := config.Guard{PII: config.PIIGuard{Prompt: "redact", Completion: "redact", Restore: true}}
 	g := startGateway(t, newConfig(t, func(c *config.Config) { c.Timeouts.Idle = 2 * time.Second }, guarded(pii, b)))
 	resp := g.postChat(t, ctx(t), chatBody("mail "+testEmail, `,"stream":true`))
@@ -104,22 +90,7 @@ func TestGuardDetectOnlyHoldsNothingBack(t *testing.T) {
 		return `data: {"id":"s","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"` + content + `"},"finish_reason":` + finish + `}]}` + "\n\n"
 	}
 	firstRead := make(chan struct{})
-	b := rawBackend(t, func(c net.Conn) {
-		defer c.Close()
-		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
-			return
-		}
-		writeChunk := func(s string) { fmt.Fprintf(c, "%x\r\n%s\r\n", len(s), s) }
-		fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
-		writeChunk(chunk("write to bob@exa", "null"))
-		select {
-		case <-firstRead:
-		case <-time.After(time.Minute): // a bound on a failed run, not a synchronisation
-			return
-		}
-		writeChunk(chunk("mple.org today", "null") + chunk("", `"stop"`) + "data: [DONE]\n\n")
-		fmt.Fprint(c, "0\r\n\r\n")
-	})
+	b := gatedStream(t, chunk("write to bob@exa", "null"), firstRead, chunk("mple.org today", "null")+chunk("", `"stop"`)+"data: [DONE]\n\n")
 	detect := config.Guard{PII: config.PIIGuard{Completion: "detect"}}
 	g := startGateway(t, newConfig(t, nil, guarded(detect, b)))
 	resp := g.postChat(t, ctx(t), chatBody("hello", `,"stream":true`))
@@ -141,4 +112,25 @@ func TestGuardDetectOnlyHoldsNothingBack(t *testing.T) {
 	}
 	labels := map[string]string{"model": "chat", "version": "v1", "direction": "completion", "entity": "EMAIL_ADDRESS", "action": "detect"}
 	g.waitMetric(t, "llmgate_guard_pii_total", labels, "= 1", func(v float64) bool { return v == 1 })
+}
+
+// gatedStream is a backend that streams first, then rest once gate is closed (or a minute has
+// passed: a bound on a failed run, not a synchronisation).
+func gatedStream(t *testing.T, first string, gate <-chan struct{}, rest string) config.Backend {
+	return rawBackend(t, func(c net.Conn) {
+		defer c.Close()
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		writeChunk := func(s string) { fmt.Fprintf(c, "%x\r\n%s\r\n", len(s), s) }
+		fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+		writeChunk(first)
+		select {
+		case <-gate:
+		case <-time.After(time.Minute):
+			return
+		}
+		writeChunk(rest)
+		fmt.Fprint(c, "0\r\n\r\n")
+	})
 }
