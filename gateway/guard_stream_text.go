@@ -47,7 +47,9 @@ func (g *Gateway) guardTextChunk(r *request, data []byte, at jsonscan.Span) (out
 	if sg.hit {
 		c.stopped = true
 		sg.nstopped++
-		sg.stopped = sg.nstopped >= r.choicesAsked()
+		if sg.nstopped >= r.choicesAsked() {
+			sg.stopped = true // every choice asked for is stopped: the stream ends
+		}
 	} else if bytes.Equal(released, text) {
 		return data, true
 	} else if len(released) == 0 {
