@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -38,5 +39,19 @@ func TestErrorCodeLabelBounded(t *testing.T) {
 	}
 	if got := m.errorCodeLabel("upstream_error"); got != "upstream_error" {
 		t.Fatalf("a code seen before the bound: %q", got)
+	}
+}
+
+// Every HELP text is a sentence, and the guard's families, whose series carry the version label
+// beside the model (newGuardMetrics, newClassifierMetrics), say so: "by model" alone read as if
+// a version's guard hits could not be told from another's.
+func TestMetricHelp(t *testing.T) {
+	for name, help := range metricHelp {
+		if !strings.HasSuffix(help, ".") {
+			t.Errorf("%s: help does not end with a period: %q", name, help)
+		}
+		if strings.HasPrefix(name, "llmgate_guard_") && !strings.Contains(help, "by model, version") && !strings.Contains(help, "by model and version") {
+			t.Errorf("%s: help does not name the version label: %q", name, help)
+		}
 	}
 }
