@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"log/slog"
 	"math"
@@ -219,9 +220,15 @@ type verdictChange struct {
 	Threshold float64  `json:"threshold"`
 }
 
-// evaluate runs every version's drift tests, updates the drift series, logs verdicts that
-// changed and sends each feature's drift episodes to the webhook: its onset (the first drift
-// verdict), and its end once it has read something else for a whole window. A verdict near its
+// logChange logs one verdict change of vs at level.
+func (s *statsRegistry) logChange(level slog.Level, vs *versionStats, c verdictChange) {
+	s.log.Log(context.Background(), level, "drift verdict changed", "model", vs.alias, "version", vs.version, "feature", c.Feature,
+		"method", c.Method, "from", c.From, "to", c.To, "statistic", derefOrNaN(c.Statistic), "p_value", derefOrNaN(c.PValue), "threshold", c.Threshold)
+}
+
+// evaluate runs every version's drift tests, updates the drift series, and logs at WARN and
+// sends to the webhook each feature's drift episodes: its onset (the first drift verdict), and
+// its end once it has read something else for a whole window. A verdict near its
 // threshold flips back and forth from one evaluation to the next (the windows overlap, and
 // at alpha 0.05 one unchanged feature in twenty reads drift by chance); sending every flip
 // made a webhook call every few seconds for one change of the backend.
@@ -268,14 +275,12 @@ func (s *statsRegistry) evaluateVersion(vs *versionStats) {
 				To: string(res.Verdict), Statistic: definedOrNil(res.Statistic), PValue: definedOrNil(res.PValue), Threshold: res.Threshold}
 		}
 		prev := vs.verdicts[f]
-		if prev != res.Verdict && (prev == drift.VerdictDrift || res.Verdict == drift.VerdictDrift) {
-			changes = append(changes, change(prev))
-		}
+		flipped := prev != res.Verdict && (prev == drift.VerdictDrift || res.Verdict == drift.VerdictDrift)
 		switch {
 		case res.Verdict == drift.VerdictDrift:
 			vs.calm[f] = time.Time{}
 			if !vs.alarm[f] {
-				vs.alarm[f] = true
+				vs.alarm[f], flipped = true, false
 				episodes = append(episodes, change(prev))
 			}
 		case vs.alarm[f]:
@@ -287,11 +292,20 @@ func (s *statsRegistry) evaluateVersion(vs *versionStats) {
 				episodes = append(episodes, change(drift.VerdictDrift))
 			}
 		}
+		if flipped {
+			changes = append(changes, change(prev))
+		}
 		vs.verdicts[f] = res.Verdict
 	}
+	// The WARN line is the webhook's event: an episode's onset and end. The flips inside an
+	// episode (a feature near its threshold, such as overhead_us on an idle box, flips every few
+	// evaluations) go at debug level: at WARN they filled the log with a change every few
+	// seconds for one change of the backend.
+	for _, c := range episodes {
+		s.logChange(slog.LevelWarn, vs, c)
+	}
 	for _, c := range changes {
-		s.log.Warn("drift verdict changed", "model", vs.alias, "version", vs.version, "feature", c.Feature,
-			"method", c.Method, "from", c.From, "to", c.To, "statistic", derefOrNaN(c.Statistic), "p_value", derefOrNaN(c.PValue), "threshold", c.Threshold)
+		s.logChange(slog.LevelDebug, vs, c)
 	}
 	if len(episodes) > 0 {
 		s.hook.send(driftEvent{Event: "drift_verdict_changed", Model: vs.alias, Version: vs.version,

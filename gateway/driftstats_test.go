@@ -105,9 +105,11 @@ func TestDriftWebhookCarriesPValue(t *testing.T) {
 // A feature whose verdict flips between drift and stable from one evaluation to the next (a
 // statistic near its threshold, overlapping windows) sends one webhook event for the onset and
 // one for the end, once it has read stable for a whole window; not one per flip. A drift after
-// that end is a new onset.
+// that end is a new onset. The WARN log line goes with the webhook's event: one per flip filled
+// the log every few seconds.
 func TestDriftWebhookOncePerEpisode(t *testing.T) {
-	s := newStatsRegistry(config.Default(), metrics.NewSet(), slog.New(slog.DiscardHandler))
+	var warnings bytes.Buffer
+	s := newStatsRegistry(config.Default(), metrics.NewSet(), slog.New(slog.NewJSONHandler(&warnings, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	events := testHook(t, s)
 	now := time.Unix(1_700_000_000, 0)
 	vs, observe := driftVersion(s, &now)
@@ -150,6 +152,19 @@ func TestDriftWebhookOncePerEpisode(t *testing.T) {
 			t.Errorf("step %d: webhook sent %+v, want nothing", i, got)
 		case st.sent != "" && (len(got) != 1 || got[0].To != st.to):
 			t.Errorf("step %d: webhook sent %+v, want one change to %s", i, got, st.to)
+		}
+		var logged []string
+		for _, line := range strings.Split(strings.TrimSpace(warnings.String()), "\n") {
+			if strings.Contains(line, `"msg":"drift verdict changed"`) && strings.Contains(line, `"feature":"prompt_bytes"`) {
+				logged = append(logged, line)
+			}
+		}
+		warnings.Reset()
+		switch {
+		case st.sent == "" && len(logged) != 0:
+			t.Errorf("step %d: logged %q at WARN, want nothing", i, logged)
+		case st.sent != "" && (len(logged) != 1 || !strings.Contains(logged[0], `"to":"`+st.to+`"`)):
+			t.Errorf("step %d: logged %q at WARN, want one change to %s", i, logged, st.to)
 		}
 	}
 }
