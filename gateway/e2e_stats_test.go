@@ -517,3 +517,21 @@ func TestStatsRefusalEscapedText(t *testing.T) {
 		}
 	}
 }
+
+// A backend's 404 for the model the gateway routed there is the backend not serving it (a
+// model removed from an Ollama, a vLLM restarted under another name): the version's failure, as
+// a shadow's sample counts it. Counted as the client's, a stable version whose every backend
+// stopped serving the model kept an error rate of 0.
+func TestStatsBackendModelNotFoundIsAnError(t *testing.T) {
+	t.Setenv("LLMGATE_ADMIN_TOKEN", "stats-admin")
+	b := cannedBackend(t, 404, http.Header{"Content-Type": {"application/json"}},
+		`{"error":{"message":"The model `+"`canned`"+` does not exist.","type":"NotFoundError","param":null,"code":404}}`)
+	g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", b))))
+	if res := g.do(t, "POST", "/v1/chat/completions", chatBody("hello", "")); res.status != 404 {
+		t.Fatalf("status %d, want the backend's 404: %s", res.status, res.body)
+	}
+	s := g.statsAfter(t, 1, "the request's sample", "chat", "v1", "stats-admin")
+	if s.ErrorRate == nil || *s.ErrorRate != 1 {
+		t.Fatalf("error_rate %v after the only backend answered 404 model_not_found, want 1", deref64(s.ErrorRate))
+	}
+}

@@ -215,7 +215,7 @@ func (g *Gateway) tryVersion(ctx *fasthttp.RequestCtx, r *request, snap *snapsho
 			// say: the gateway names the model) is taken out of the pool for that model, or
 			// every request would pay its round trip there while its health probe passes.
 			e := g.backendError(resp)
-			g.noteModelMissing(hold, resp.Body(), e)
+			r.stats.modelMissing = g.noteModelMissing(hold, resp.Body(), e)
 			lastErr = modelNotServed(r, e)
 		case fasthttp.StatusUnauthorized:
 			// The gateway's key to the backend, not the client's to the gateway (the client's
@@ -520,16 +520,18 @@ func refusedCredentials(status int) bool {
 }
 
 // noteModelMissing takes hold's backend out of its version's pool for its model when its 404
-// (body, normalised as e) says it has no such model (see router.Hold.ReportModelMissing).
-func (g *Gateway) noteModelMissing(hold router.Hold, body []byte, e *apiError) {
+// (body, normalised as e) says it has no such model (see router.Hold.ReportModelMissing), and
+// reports whether it said so.
+func (g *Gateway) noteModelMissing(hold router.Hold, body []byte, e *apiError) bool {
 	b := hold.Backend()
 	if b == nil || !saysModelMissing(body, e.message, b.Model) {
-		return
+		return false
 	}
 	if d := hold.ReportModelMissing(); d > 0 {
 		g.log.Warn("backend does not serve its model", "backend", b.URL, "model", b.Model,
 			"serves", b.Alias+"@"+b.Version, "for", d.String(), "answer", e.message)
 	}
+	return true
 }
 
 // saysModelMissing reports whether a backend's 404 (body, and msg, its message) says it has no

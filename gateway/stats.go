@@ -38,13 +38,16 @@ type requestStats struct {
 	refused bool
 	cache   drift.CacheResult
 	safety  uint16 // categories the guard saw, as drift bits
-	sample  drift.Sample
+	// modelMissing: the last backend that answered 404 said it has no such model
+	// (saysModelMissing), which is its failure, not the client's (see driftStatus).
+	modelMissing bool
+	sample       drift.Sample
 }
 
 func (s *requestStats) reset() {
 	s.vs, s.promptHead, s.promptBytes, s.tools = nil, s.promptHead[:0], 0, false
 	s.finish, s.completionHead, s.cache, s.safety = drift.FinishUnknown, s.completionHead[:0], drift.CacheBypass, 0
-	s.replayed, s.refused = nil, false
+	s.replayed, s.refused, s.modelMissing = nil, false, false
 }
 
 // notePrompt keeps what the sample needs of the prompt: its size, the start of its last user
@@ -538,6 +541,13 @@ func driftStatus(r *request) drift.Status {
 		return drift.StatusRateLimited
 	case status == fasthttp.StatusServiceUnavailable && r.errCode == errNoBackend.code:
 		return drift.StatusUnavailable
+	case status == fasthttp.StatusNotFound && r.stats.modelMissing:
+		// The backend said it has no such model, though the gateway routed the model there:
+		// the backend's failure (a model removed from an Ollama, a vLLM restarted under another
+		// name), not the client's. Counted as the client's, a version whose every backend
+		// stopped serving the model showed an error rate of 0. A 404 for an endpoint the model
+		// lacks (embeddings of a chat model) stays the client's.
+		return drift.StatusUpstreamError
 	case status >= 400 && status < 500:
 		return drift.StatusClientError
 	case status >= 500 || r.errCode != "":
