@@ -62,7 +62,7 @@ const (
 	StatusBlocked                     // refused by the guard
 	StatusUpstreamError               // 5xx from the backend
 	StatusTimeout                     // deadline exceeded
-	StatusCanceled                    // client went away
+	StatusCanceled                    // client went away, or the gateway's shutdown cut the request
 	StatusUnavailable                 // no healthy backend
 	StatusOther
 	numStatus

@@ -533,6 +533,12 @@ func driftStatus(r *request) drift.Status {
 		return drift.StatusBlocked
 	case r.errCode == "client_disconnected":
 		return drift.StatusCanceled
+	case r.errCode == errShutdownCut.code:
+		// The gateway's own shutdown cut the request (its grace ran out), as the client leaving
+		// cuts one: no failure of the version. Counted as its upstream error, a deploy's rolling
+		// restart raised the error rate of every version with long streams, and a rollout could
+		// roll its canary back on it.
+		return drift.StatusCanceled
 	case r.errCode == "upstream_timeout":
 		return drift.StatusTimeout
 	case status >= 200 && status < 300 && r.errCode == "":

@@ -123,3 +123,13 @@ func TestStreamFinishReasonSpacedJSON(t *testing.T) {
 		})
 	}
 }
+
+// A stream the gateway's own shutdown cut (server_shutting_down, once its grace ran out) is no
+// failure of the version, as a stream its client left is not: counted as an upstream error, a
+// deploy's rolling restart raised every version's error rate and could roll a canary back.
+func TestDriftStatusShutdownCutIsNoFailure(t *testing.T) {
+	r := &request{status: 200, errCode: errShutdownCut.code}
+	if st := driftStatus(r); st.Failure() {
+		t.Fatalf("a stream cut by the gateway's shutdown classed %s, a failure of the version", drift.FeatureStatus.Categories()[st])
+	}
+}
