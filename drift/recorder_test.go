@@ -216,7 +216,7 @@ func TestSummary(t *testing.T) {
 		x := sampleWith(10, ScriptLatin)
 		x.InterToken = 20 * time.Millisecond
 		x.TTFT = 100 * time.Millisecond
-		x.Refusal = i < 5
+		x.Refusal = i >= 10 && i < 15 // of the 90 answers given
 		if i < 10 {
 			x.Status = StatusUpstreamError
 		}
@@ -233,8 +233,8 @@ func TestSummary(t *testing.T) {
 	}
 	got := s.Summary()
 	// The error rate is of the backend's answers, the 25 that missed the cache, as a
-	// rollout's analysis reads it: 10 / 25.
-	if got.Requests != 100 || got.RequestRate != 10 || !near(got.ErrorRate, 0.4) || !near(got.RefusalRate, 0.05) ||
+	// rollout's analysis reads it: 10 / 25. The refusal rate is of the 90 answers given.
+	if got.Requests != 100 || got.RequestRate != 10 || !near(got.ErrorRate, 0.4) || !near(got.RefusalRate, 5.0/90) ||
 		!near(got.CacheHitRatio, 0.75) {
 		t.Errorf("summary %+v", got)
 	}

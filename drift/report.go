@@ -426,7 +426,8 @@ func decide(res Result, p *Policy) Result {
 // Rollout compares a canary's window with stable's for the deploy
 // lifecycle: Mann-Whitney U on latency, TTFT and inter-token latency, and
 // two-proportion z-tests on the error rate (of the requests a backend
-// answered, see Answered), the refusal rate and the guard-block rate. Each
+// answered, see Answered), the refusal rate (of the answers given, see Answers) and the
+// guard-block rate. Each
 // result's Feature names what was compared; RefN is stable's side.
 func Rollout(stable, canary *Snapshot, p *Policy) []Result {
 	pol := p.withDefaults()
@@ -444,7 +445,7 @@ func Rollout(stable, canary *Snapshot, p *Policy) []Result {
 	out = append(out,
 		// Of the backends' answers only: a cache never fails, and stable's is warm.
 		rate("error_rate", (*Snapshot).Failures, (*Snapshot).Answered),
-		rate("refusal_rate", func(s *Snapshot) uint64 { return s.Categorical(FeatureRefusal)[1] }, (*Snapshot).Count),
+		rate("refusal_rate", (*Snapshot).Refusals, (*Snapshot).Answers),
 		rate("blocked_rate", func(s *Snapshot) uint64 { return s.Categorical(FeatureStatus)[StatusBlocked] }, (*Snapshot).Count))
 	return out
 }

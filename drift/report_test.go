@@ -500,3 +500,29 @@ func TestLargeWindowTimingFloor(t *testing.T) {
 		t.Errorf("%s effect %v, want Wasserstein with an effect near 0.03", r.Method, r.Effect)
 	}
 }
+
+// The refusal rate is of the answers given: a version failing half its requests refuses no
+// less often when it does answer. Divided by every request, its errors halved its refusal rate
+// in the summary, and a canary that both failed and refused more passed the rollout's check.
+func TestRefusalRateOfAnswers(t *testing.T) {
+	stable, canary := new(Snapshot), new(Snapshot)
+	for i := range 1000 {
+		stable.Categorical(FeatureStatus)[StatusOK]++
+		stable.Categorical(FeatureRefusal)[b2u(i%10 == 0)]++ // 10 % of its answers
+		// The canary fails every other request and refuses 20 % of the answers it gives.
+		st, refused := StatusOK, i%10 < 2
+		if i%2 == 1 {
+			st, refused = StatusUpstreamError, false
+		}
+		canary.Categorical(FeatureStatus)[st]++
+		canary.Categorical(FeatureRefusal)[b2u(refused)]++
+	}
+	if got := canary.Summary().RefusalRate; !near(got, 0.2) {
+		t.Errorf("canary refusal_rate %v, want 0.2: 100 refusals in 500 answers", got)
+	}
+	for _, r := range Rollout(stable, canary, nil) {
+		if r.Feature == "refusal_rate" && (r.Verdict != VerdictDrift || r.RefN != 1000 || r.CurN != 500) {
+			t.Errorf("refusal_rate: %s over %d and %d answers, want drift over 1000 and 500", r.Verdict, r.RefN, r.CurN)
+		}
+	}
+}

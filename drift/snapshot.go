@@ -89,7 +89,7 @@ type Summary struct {
 	CacheHitRatio   float64 `json:"cache_hit_ratio"`   // hits / (hits + misses)
 	GuardHitRate    float64 `json:"guard_hit_rate"`    // share with any PII entity
 	SafetyHitRate   float64 `json:"safety_hit_rate"`   // share with any safety category
-	RefusalRate     float64 `json:"refusal_rate"`
+	RefusalRate     float64 `json:"refusal_rate"`      // of the answers given (Answers)
 }
 
 // Failures returns the requests the model version is to blame for: backend errors, timeouts,
@@ -119,6 +119,14 @@ func (s *Snapshot) Answered() uint64 {
 	return n - min(s.Categorical(FeatureCache)[CacheHit], n)
 }
 
+// Answers returns the answers given: the requests answered with status OK, the cache's
+// replays included. A refusal rate divides by it: a refusal is read from an answer's text, and
+// divided by every request, a version's errors and blocked prompts diluted it.
+func (s *Snapshot) Answers() uint64 { return s.Categorical(FeatureStatus)[StatusOK] }
+
+// Refusals returns the answers that read as a refusal.
+func (s *Snapshot) Refusals() uint64 { return s.Categorical(FeatureRefusal)[1] }
+
 // Summary computes s's summary. Quantiles carry the histogram's relative
 // error (RelativeError).
 func (s *Snapshot) Summary() Summary {
@@ -138,7 +146,9 @@ func (s *Snapshot) Summary() Summary {
 	if n > 0 {
 		out.GuardHitRate = 1 - s.Share(FeatureEntities, 0)
 		out.SafetyHitRate = 1 - s.Share(FeatureSafety, 0)
-		out.RefusalRate = s.Share(FeatureRefusal, 1)
+	}
+	if a := s.Answers(); a > 0 {
+		out.RefusalRate = float64(s.Refusals()) / float64(a)
 	}
 	// The bitset features count one per set bit, so "any" is 1 - none share.
 	cache := s.Categorical(FeatureCache)

@@ -202,7 +202,9 @@ func analyzeCanary(stable, canary *drift.Snapshot, c rolloutChecks, p *drift.Pol
 	rate("error_rate", "error_rate", (*drift.Snapshot).Failures, (*drift.Snapshot).Answered, c.MaxErrorRateIncrease)
 	latency("p95_latency", "latency_us", drift.FeatureLatency, c.MaxP95LatencyRatio)
 	latency("p95_ttft", "ttft_us", drift.FeatureTTFT, c.MaxTTFTP95Ratio)
-	rate("refusal_rate", "refusal_rate", func(s *drift.Snapshot) uint64 { return s.Categorical(drift.FeatureRefusal)[1] }, (*drift.Snapshot).Count, c.MaxRefusalRateIncrease)
+	// Refusals of the answers given: divided by every request, a canary's failures lowered its
+	// refusal rate.
+	rate("refusal_rate", "refusal_rate", (*drift.Snapshot).Refusals, (*drift.Snapshot).Answers, c.MaxRefusalRateIncrease)
 	rate("blocked_rate", "blocked_rate", func(s *drift.Snapshot) uint64 {
 		return s.Categorical(drift.FeatureStatus)[drift.StatusBlocked]
 	}, (*drift.Snapshot).Count, c.MaxBlockedRateIncrease)

@@ -466,7 +466,9 @@ func (g *Gateway) observe(r *request, now time.Time, elapsed, overhead time.Dura
 	}
 	s.Entities = entityBits(r.guard.vault)
 	s.Safety = st.safety
-	s.Refusal = g.refusal(st)
+	// A refusal is of an answer given (drift.Snapshot.Answers divides by those): a request that
+	// failed or was blocked gave none, whatever text came before.
+	s.Refusal = s.Status == drift.StatusOK && g.refusal(st)
 	s.Script = drift.DetectScript(st.promptHead)
 	s.Tools = st.tools
 	s.Stream = r.stream
