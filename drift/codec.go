@@ -145,6 +145,8 @@ type snapshotJSON struct {
 	End         *time.Time                   `json:"end,omitempty"`
 	Numeric     map[string]histJSON          `json:"numeric"`
 	Categorical map[string]map[string]uint64 `json:"categorical"`
+	// NotForwarded is Snapshot.NotForwarded, which belongs to no feature.
+	NotForwarded uint64 `json:"not_forwarded,omitempty"`
 }
 
 type histJSON struct {
@@ -182,6 +184,7 @@ func (s *Snapshot) MarshalJSON() ([]byte, error) {
 			j.Categorical[f.String()] = m
 		}
 	}
+	j.NotForwarded = s.NotForwarded()
 	return json.Marshal(j)
 }
 
@@ -228,6 +231,7 @@ func (s *Snapshot) UnmarshalJSON(data []byte) error {
 			counts[i] = c
 		}
 	}
+	s.Cat[catNotForwarded] = j.NotForwarded
 	return nil
 }
 

@@ -134,6 +134,9 @@ func (r *Recorder) Observe(s *Sample) {
 	c[catIndex(FeatureScript, uint8(s.Script))].Add(1)
 	c[catIndex(FeatureTools, b2u(s.Tools))].Add(1)
 	c[catIndex(FeatureStream, b2u(s.Stream))].Add(1)
+	if s.NotForwarded {
+		c[catNotForwarded].Add(1)
+	}
 }
 
 func micros(d time.Duration) int64 {

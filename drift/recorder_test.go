@@ -29,8 +29,8 @@ func sampleWith(promptTokens int64, script Script) *Sample {
 }
 
 func TestLayoutConsistent(t *testing.T) {
-	if catOffset[NumCategorical] != numCatCounters {
-		t.Fatalf("numCatCounters %d, labels need %d", numCatCounters, catOffset[NumCategorical])
+	if catOffset[NumCategorical] != numFeatureCounters {
+		t.Fatalf("numFeatureCounters %d, labels need %d", numFeatureCounters, catOffset[NumCategorical])
 	}
 	if len(featureNames) != NumFeatures || NumNumeric+NumCategorical != NumFeatures {
 		t.Fatal("feature tables out of sync")
@@ -304,5 +304,45 @@ func TestFreezeLeavesCurrentWindowDisjoint(t *testing.T) {
 	r.SetReference(&ext)
 	if rep := r.Report(nil); rep.Current.N != 0 {
 		t.Fatalf("current window %d after an outside reference, want 0", rep.Current.N)
+	}
+}
+
+// The error rate is of the requests a backend of the version was asked to answer: prompts the
+// guard blocked and bad requests the gateway refused before asking one (NotForwarded) are not
+// in it, or a wave of them diluted the version's failures; a failure with no backend asked (none
+// in service) is. The flag survives both encodings.
+func TestErrorRateLeavesNotForwardedOut(t *testing.T) {
+	r := NewRecorder(Options{})
+	for i := range 40 {
+		x := sampleWith(10, ScriptLatin)
+		switch {
+		case i < 10: // answered
+		case i < 15:
+			x.Status = StatusUpstreamError
+		case i < 20:
+			x.Status = StatusUnavailable // no backend in service: asked none, still a failure
+		case i < 30:
+			x.Status, x.NotForwarded = StatusBlocked, true
+		default:
+			x.Status, x.NotForwarded = StatusClientError, true
+		}
+		r.Observe(x)
+	}
+	var s Snapshot
+	r.Live(&s)
+	if got := s.Answered(); got != 20 {
+		t.Fatalf("Answered() = %d, want 20 (10 answers, 10 failures)", got)
+	}
+	if got := s.Summary().ErrorRate; !near(got, 0.5) {
+		t.Errorf("error rate %v, want 0.5", got)
+	}
+	var bin, js Snapshot
+	b, _ := s.MarshalBinary()
+	j, _ := s.MarshalJSON()
+	if err := bin.UnmarshalBinary(b); err != nil || bin.Answered() != 20 {
+		t.Errorf("after the binary encoding: answered %d (%v), want 20", bin.Answered(), err)
+	}
+	if err := js.UnmarshalJSON(j); err != nil || js.Answered() != 20 {
+		t.Errorf("after the JSON encoding: answered %d (%v), want 20", js.Answered(), err)
 	}
 }

@@ -23,6 +23,10 @@ type Sample struct {
 	Script       Script // dominant script of the prompt (see DetectScript)
 	Tools        bool   // tools were requested
 	Stream       bool   // streaming response
+	// NotForwarded: the gateway answered the request without asking a backend, and not as a
+	// failure of the version: a prompt the guard blocked, a request it refused as bad for the
+	// version (a 4xx). Such requests are no answer of the version's backends (see Answered).
+	NotForwarded bool
 
 	// At is when the request ended; the gateway already read the clock for
 	// Latency, and passing it saves Observe a second read (tens of ns on
@@ -200,5 +204,13 @@ var catOffset = func() (o [NumCategorical + 1]int) {
 	return o
 }()
 
+// numFeatureCounters is the number of the categorical features' counters.
+const numFeatureCounters = int(numFinish) + int(numStatus) + int(numCache) + 2*(guardBits+1) + 2 + int(numScript) + 2 + 2
+
+// catNotForwarded is the counter of the requests answered without asking a backend
+// (Sample.NotForwarded), after the features' counters: it belongs to no feature, and
+// Snapshot.Answered takes it out.
+const catNotForwarded = numFeatureCounters
+
 // numCatCounters is the length of the flat categorical counter array.
-const numCatCounters = int(numFinish) + int(numStatus) + int(numCache) + 2*(guardBits+1) + 2 + int(numScript) + 2 + 2
+const numCatCounters = numFeatureCounters + 1

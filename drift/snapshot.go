@@ -15,7 +15,7 @@ type Snapshot struct {
 	Start time.Time              // start of the oldest slice in the window
 	End   time.Time              // when the window was read
 	Num   [NumNumeric]Histogram  // numerical features, by Feature
-	Cat   [numCatCounters]uint64 // categorical counters, see Categorical
+	Cat   [numCatCounters]uint64 // categorical counters, see Categorical, then NotForwarded's
 }
 
 // Reset zeroes s.
@@ -110,14 +110,20 @@ func (st Status) Failure() bool {
 	return false
 }
 
-// Answered returns the requests a backend answered: all but the cache's answers (hits, and
-// requests answered by another request's backend call), which never fail the way a backend
-// does. Rates of Failures that judge a version's backends divide by it: divided by every
-// request, a warm cache dilutes them, and a new version starts with an empty one.
+// Answered returns the requests a backend of the version was asked to answer, and its
+// failures: all but the cache's answers (hits, and requests answered by another request's
+// backend call), which never fail the way a backend does, and the requests the gateway answered
+// without asking a backend (NotForwarded: blocked prompts, bad requests). Rates of Failures
+// that judge a version's backends divide by it: divided by every request, a warm cache or a
+// wave of blocked prompts dilutes them, and a new version starts with an empty cache.
 func (s *Snapshot) Answered() uint64 {
 	n := s.Count()
-	return n - min(s.Categorical(FeatureCache)[CacheHit], n)
+	return n - min(s.Categorical(FeatureCache)[CacheHit]+s.NotForwarded(), n)
 }
+
+// NotForwarded returns the requests the gateway answered without asking a backend and not as
+// a failure of the version (Sample.NotForwarded).
+func (s *Snapshot) NotForwarded() uint64 { return s.Cat[catNotForwarded] }
 
 // Answers returns the answers given: the requests answered with status OK, the cache's
 // replays included. A refusal rate divides by it: a refusal is read from an answer's text, and

@@ -464,6 +464,10 @@ func (g *Gateway) observe(r *request, now time.Time, elapsed, overhead time.Dura
 		// rate of backend answers (drift.Snapshot.Answered) has it in its n too.
 		s.Cache = drift.CacheMiss
 	}
+	// No backend was asked, and the version did not fail it (a prompt the guard blocked, a bad
+	// request): not one of the backends' answers that its error rate divides by, or a wave of
+	// blocked prompts diluted the rate. Failures without a backend (none in service) stay in.
+	s.NotForwarded = r.handles == nil && s.Cache != drift.CacheHit && !s.Status.Failure()
 	s.Entities = entityBits(r.guard.vault)
 	s.Safety = st.safety
 	// A refusal is of an answer given (drift.Snapshot.Answers divides by those): a request that
