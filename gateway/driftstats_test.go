@@ -324,7 +324,7 @@ func TestDriftSampleKeptWhenTokenQueueFull(t *testing.T) {
 	var smp drift.Sample
 	smp.Reset()
 	smp.Status, smp.Latency = drift.StatusOK, time.Second
-	s.tokens.push(nil, vs, &smp, &request{stream: true, tokenEvents: 7})
+	s.tokens.push(nil, vs, &smp, &request{stream: true, tokenEvents: 7}, nil)
 	var live drift.Snapshot
 	vs.rec.Live(&live)
 	if live.Count() != 1 || live.Failures() != 0 {
@@ -379,5 +379,5 @@ func TestTokenCounterPushAfterClose(t *testing.T) {
 	var smp drift.Sample
 	smp.Reset()
 	smp.Status = drift.StatusOK
-	s.tokens.push(nil, vs, &smp, &request{stream: true, tokenEvents: 3})
+	s.tokens.push(nil, vs, &smp, &request{stream: true, tokenEvents: 3}, nil)
 }

@@ -554,3 +554,29 @@ func TestStatsErrorRateLeavesBlockedPromptsOut(t *testing.T) {
 		t.Fatalf("error_rate %v after one backend failure and one blocked prompt, want 1", deref64(s.ErrorRate))
 	}
 }
+
+// A stream cut before its usage chunk still generated tokens: its content events (one token
+// each) and its prompt go to llmgate_tokens_total and gen_ai_client_token_usage, counted off
+// the request path. Only the drift sample of an answer was counted before, and the metrics
+// missed every stream its backend broke or its client left.
+func TestTokenMetricsCountStreamCutBeforeUsage(t *testing.T) {
+	chunk := func(content string) string {
+		return `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"canned","choices":[{"index":0,"delta":{"content":"` + content + `"},"finish_reason":null}]}` + "\n\n"
+	}
+	// No [DONE] and no usage: the backend closes the stream after three tokens.
+	b := cannedBackend(t, 200, http.Header{"Content-Type": {"text/event-stream"}}, chunk("One")+chunk(" two")+chunk(" three"))
+	g := startGateway(t, newConfig(t, nil, model("chat", "v1", version("v1", b))))
+	res := g.do(t, "POST", "/v1/chat/completions", chatBody("hello there", `,"stream":true`))
+	if ev := events(res.body); res.status != 200 || len(ev) == 0 || !strings.Contains(ev[len(ev)-1], `"error"`) {
+		t.Fatalf("status %d, want a stream ended by an error event: %s", res.status, res.body)
+	}
+	v1 := func(typ string) map[string]string {
+		return map[string]string{"model": "chat", "version": "v1", "type": typ}
+	}
+	g.waitMetric(t, "llmgate_tokens_total", v1("output"), "= 3", func(v float64) bool { return v == 3 })
+	g.waitMetric(t, "llmgate_tokens_total", v1("input"), "> 0", func(v float64) bool { return v > 0 })
+	usage := map[string]string{"model": "chat", "version": "v1", "gen_ai_token_type": "output"}
+	if sum, _ := metricValue(parseMetrics(t, g.metrics(t)), "gen_ai_client_token_usage_sum", usage); sum != 3 {
+		t.Errorf("gen_ai_client_token_usage_sum{output} = %v, want 3", sum)
+	}
+}

@@ -250,7 +250,7 @@ var metricHelp = map[string]string{
 	"llmgate_backend_in_flight":                   "Requests this gateway has open on the backend address.",
 	"llmgate_upstream_duration_seconds":           "Time from sending a request to a backend to its response headers.",
 	"llmgate_gateway_overhead_seconds":            "Time the gateway itself spent on a request, outside the backend.",
-	"llmgate_tokens_total":                        "Tokens processed, by type (input or output), as reported by the backend.",
+	"llmgate_tokens_total":                        "Tokens processed, by type (input or output), as reported by the backend or, where it reported none (a stream cut before its usage chunk), counted by the gateway off the request path.",
 	"llmgate_log_lines_dropped_total":             "Log lines dropped because the log writer could not keep up.",
 	"llmgate_guard_pii_total":                     "PII values found, by model, version, direction, entity type and the action taken on them (redact, mask, hash, block, detect).",
 	"llmgate_guard_safety_total":                  "Safety rule matches, by model, version, direction and category.",
@@ -280,7 +280,7 @@ var metricHelp = map[string]string{
 	"gen_ai_server_request_duration_seconds":      "Time from request arrival to the last byte of the response.",
 	"gen_ai_server_time_to_first_token_seconds":   "Time from request arrival to the first streamed event (the chunk that opens the answer counts).",
 	"gen_ai_server_time_per_output_token_seconds": "Mean gap between streamed chunks that carry generated tokens (text, reasoning, tool calls; not the chunks that only open or finish the answer).",
-	"gen_ai_client_token_usage":                   "Tokens per request, by gen_ai_token_type (input or output).",
+	"gen_ai_client_token_usage":                   "Tokens per request, by gen_ai_token_type (input or output), counted as llmgate_tokens_total is.",
 }
 
 // buildInfo adds llmgate_build_info{version,goversion} 1, the Prometheus convention for what

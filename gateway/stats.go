@@ -476,10 +476,18 @@ func (g *Gateway) observe(r *request, now time.Time, elapsed, overhead time.Dura
 	s.Script = drift.DetectScript(st.promptHead)
 	s.Tools = st.tools
 	s.Stream = r.stream
-	if s.Status == drift.StatusOK && r.op != opEmbeddings && (s.PromptTokens < 0 || s.CompletionTokens < 0) {
-		// The backend reported no usage: count tokens off the request path.
-		g.stats.tokens.push(g, vs, s, r)
-		return
+	if r.op != opEmbeddings && (s.PromptTokens < 0 || s.CompletionTokens < 0) {
+		// The backend reported no usage: count tokens off the request path, for the sample of
+		// an answer and for the token metrics of what a backend generated, a stream cut before
+		// its usage chunk included (finish counted only the usage a backend reported).
+		var vm *versionMetrics
+		if h := r.handles; h != nil && (s.Status == drift.StatusOK || r.stream && r.tokenEvents > 0) {
+			vm = h.metrics.version
+		}
+		if s.Status == drift.StatusOK || vm != nil {
+			g.stats.tokens.push(g, vs, s, r, vm)
+			return
+		}
 	}
 	vs.observe(s)
 }

@@ -41,6 +41,10 @@ type tokenJob struct {
 	op         operation
 	request    []byte // the request body
 	completion []byte // the buffered response body; nil for streams
+	// vm, when set, gets the counts the backend did not report in its token metrics
+	// (llmgate_tokens_total, gen_ai_client_token_usage); countOut says the completion's is one.
+	vm       *versionMetrics
+	countOut bool
 }
 
 const tokenQueueLen = 256
@@ -54,6 +58,7 @@ func (t *tokenCounter) start() {
 		var p fastjson.Parser
 		take := func(j tokenJob) {
 			t.count(&p, &j)
+			j.addToMetrics()
 			j.vs.observe(&j.sample)
 		}
 		for {
@@ -81,9 +86,11 @@ func (t *tokenCounter) close() {
 
 // push queues r's sample s for counting or, when the queue is full, records it as it is. For
 // streams without usage, completion tokens are the number of content events (one token each in
-// vLLM and Ollama streams) rather than a re-tokenization of text the gateway did not keep.
-func (t *tokenCounter) push(g *Gateway, vs *versionStats, s *drift.Sample, r *request) {
-	j := tokenJob{vs: vs, sample: *s, op: r.op}
+// vLLM and Ollama streams) rather than a re-tokenization of text the gateway did not keep. With
+// vm set, the counts also go to the version's token metrics, which the backend's usage did not
+// feed.
+func (t *tokenCounter) push(g *Gateway, vs *versionStats, s *drift.Sample, r *request, vm *versionMetrics) {
+	j := tokenJob{vs: vs, sample: *s, op: r.op, vm: vm, countOut: s.CompletionTokens < 0}
 	if s.PromptTokens < 0 {
 		j.request = append([]byte(nil), r.body...)
 	}
@@ -102,6 +109,23 @@ func (t *tokenCounter) push(g *Gateway, vs *versionStats, s *drift.Sample, r *re
 		// alone in the window, and the version's error rate rose with the load.
 		t.dropped.Inc()
 		vs.observe(&j.sample)
+	}
+}
+
+// addToMetrics adds the counts j made to its version's token metrics: a stream cut before its
+// usage chunk (the client left, the backend broke it) and a backend that reports no usage still
+// generated tokens, and the metrics counted none of them.
+func (j *tokenJob) addToMetrics() {
+	if j.vm == nil {
+		return
+	}
+	if n := j.sample.PromptTokens; j.request != nil && n > 0 {
+		j.vm.inputTokens.Update(float64(n))
+		j.vm.inputTotal.Add(int(n))
+	}
+	if n := j.sample.CompletionTokens; j.countOut && n > 0 {
+		j.vm.outputTokens.Update(float64(n))
+		j.vm.outputTotal.Add(int(n))
 	}
 }
 
