@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"bytes"
+	"io"
 	"net/http"
 	"os/exec"
 	"runtime"
@@ -12,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/llmgate/llmgate/bench/fakellm"
+	"github.com/llmgate/llmgate/config"
 	"github.com/llmgate/llmgate/internal/testtools"
 )
 
@@ -289,5 +291,63 @@ func TestBackendErrorCodeLabelIsSafe(t *testing.T) {
 			}
 			t.Run("promtool", func(t *testing.T) { promtoolCheck(t, text) })
 		})
+	}
+}
+
+// gen_ai_server_time_to_first_token_seconds is the gateway's, as the OpenTelemetry GenAI
+// conventions have a server's: until its client got the first token. The completion guard
+// holds back text that may be the start of a placeholder, so the client's first token comes
+// with the backend's second chunk, which the backend sends only once the client has the
+// stream's headers (sent after the backend's first event is in). The backend's first event is
+// gen_ai_client_operation_time_to_first_chunk_seconds (the gateway as the backend's client).
+// The server's TTFT timed the backend's first event, which the client never saw.
+func TestServerTTFTIsTheClientsFirstToken(t *testing.T) {
+	chunk := func(delta string) string {
+		return `data: {"id":"s","object":"chat.completion.chunk","created":1,"model":"canned","choices":[{"index":0,"delta":` + delta + `,"finish_reason":null}]}` + "\n\n"
+	}
+	release := make(chan struct{})
+	ln := listen(t)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, chunk(`{"role":"assistant","content":"<EMAIL_"}`)) // all held back
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		_, _ = io.WriteString(w, chunk(`{"content":"ADDRESS_1> ok"}`)+"data: [DONE]\n\n")
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close() })
+	b := config.Backend{URL: "http://" + ln.Addr().String(), Kind: config.KindVLLM, Model: "canned"}
+	pii := config.Guard{PII: config.PIIGuard{Prompt: "redact", Completion: "redact", Restore: true}}
+	m := model("chat", "v1", version("v1", b))
+	m.Guard = pii
+	g := startGateway(t, newConfig(t, nil, m))
+
+	req, err := http.NewRequest("POST", g.URL+"/v1/chat/completions", strings.NewReader(chatBody("mail "+testEmail, `,"stream":true`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req) // returns with the headers
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || !strings.Contains(string(body), testEmail) {
+		t.Fatalf("status %d, want the stream with the address restored: %s", res.StatusCode, body)
+	}
+	v1 := map[string]string{"model": "chat", "version": "v1"}
+	g.waitMetric(t, "gen_ai_server_time_to_first_token_seconds_count", v1, "= 1", func(v float64) bool { return v == 1 })
+	samples := parseMetrics(t, g.metrics(t))
+	server, _ := metricValue(samples, "gen_ai_server_time_to_first_token_seconds_sum", v1)
+	backend, found := metricValue(samples, "gen_ai_client_operation_time_to_first_chunk_seconds_sum", v1)
+	if !found || !(server > backend) {
+		t.Fatalf("server TTFT %v s, backend's first chunk %v s (found %v): want the server's later, at the client's first token", server, backend, found)
 	}
 }

@@ -311,8 +311,13 @@ func (g *Gateway) finish(r *request) {
 			vm.outputTokens.Update(float64(r.outputTokens))
 			vm.outputTotal.Add(r.outputTokens)
 		}
+		if !r.firstSentAt.IsZero() {
+			// The server's time to first token is the gateway's: what its client waited for,
+			// the completion guard's hold-back included.
+			vm.ttft.Update(r.firstSentAt.Sub(r.start).Seconds())
+		}
 		if !r.firstEventAt.IsZero() {
-			vm.ttft.Update(r.firstEventAt.Sub(r.start).Seconds())
+			vm.firstChunk.Update(r.firstEventAt.Sub(r.start).Seconds())
 			if r.tokenEvents > 1 {
 				vm.tpot.Update(r.lastTokenAt.Sub(r.firstTokenAt).Seconds() / float64(r.tokenEvents-1))
 			}

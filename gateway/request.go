@@ -106,7 +106,10 @@ type request struct {
 	eventStatus  int
 	inputTokens  int
 	outputTokens int
-	firstEventAt time.Time // the stream's first chunk (time to first token)
+	firstEventAt time.Time // the backend stream's first chunk (the model's time to first token)
+	// firstSentAt is when the client was sent its first generated token: after firstEventAt
+	// when the completion guard held the first text back (the server's time to first token).
+	firstSentAt time.Time
 	// Stream chunks that carry generated content (carriesTokens), for the time per output
 	// token and, without usage, the completion's token count.
 	tokenEvents  int
@@ -156,7 +159,7 @@ func releaseRequest(r *request) {
 	r.canaryShare, r.failedOver, r.notOllama, r.nChoices, r.hold, r.skip = false, false, "", 0, router.Hold{}, r.skip[:0]
 	r.upstreamAt, r.headersAt, r.failedAttempts, r.upstreamErr, r.upstreamErrBackend = time.Time{}, time.Time{}, 0, nil, nil
 	r.status, r.errCode, r.eventStatus, r.inputTokens, r.outputTokens, r.tokenEvents = 0, "", 0, 0, 0, 0
-	r.firstEventAt, r.firstTokenAt, r.lastTokenAt = time.Time{}, time.Time{}, time.Time{}
+	r.firstEventAt, r.firstTokenAt, r.lastTokenAt, r.firstSentAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
 	r.gw, r.root = nil, nil
 	if r.guard.ag != nil {
 		r.streamGuard.release(r.guard.ag)

@@ -418,6 +418,7 @@ func (s *streamBody) next(wait bool) []byte {
 				// The stream ended without a finish_reason for some choice: what its guard
 				// still holds goes out before [DONE].
 				s.buf = sse.AppendEvent(s.buf[:0], held)
+				r.noteSent(time.Now())
 				if r.streamGuard.stopped { // what it held completed a blocked phrase
 					r.errCode = errCompletionFiltered.code
 					s.ended = true
@@ -466,12 +467,13 @@ func (s *streamBody) next(wait bool) []byte {
 			// Usage beside choices (vLLM's continuous_usage_stats, or on the last chunk): the
 			// choices are guarded like any other chunk's.
 		}
+		tokens := false // the chunk carries generated content
 		if cs >= 0 {
 			choices := data[cs:ce]
 			// Nearly every chunk is one choice of text, which textChoice reads at once; the
 			// others take carriesTokens' and noteChoices' scans.
 			text, reasoning, plain := textChoice(choices)
-			if plain && len(text) > 0 || !plain && carriesTokens(choices) {
+			if tokens = plain && len(text) > 0 || !plain && carriesTokens(choices); tokens {
 				// Only chunks with generated content time the tokens: the chunk that opens the
 				// answer with its role and the one that closes it with finish_reason carry none.
 				if r.tokenEvents == 0 {
@@ -516,6 +518,16 @@ func (s *streamBody) next(wait bool) []byte {
 				s.ended = true
 				return s.errorEvent(e)
 			}
+		}
+		switch {
+		case !r.streamGuard.on:
+			if tokens {
+				r.noteSent(now)
+			}
+		case r.firstSentAt.IsZero() && chunkCarriesTokens(data):
+			// What the guard let through of the chunk (its text, or text it held before):
+			// read only until the first token is out.
+			r.noteSent(now)
 		}
 		if !changed {
 			return s.event(ev)
@@ -584,8 +596,23 @@ func (s *streamBody) failWith(e *apiError) []byte {
 	s.buf = s.buf[:0]
 	if len(held) > 0 {
 		s.buf = sse.AppendEvent(s.buf, held)
+		s.r.noteSent(time.Now())
 	}
 	return s.appendError(e)
+}
+
+// noteSent records at as when the client got its first generated token, unless it got one
+// before.
+func (r *request) noteSent(at time.Time) {
+	if r.firstSentAt.IsZero() {
+		r.firstSentAt = at
+	}
+}
+
+// chunkCarriesTokens reports whether the stream chunk data carries generated content.
+func chunkCarriesTokens(data []byte) bool {
+	cs, ce := jsonscan.Find(data, "choices")
+	return cs >= 0 && carriesTokens(data[cs:ce])
 }
 
 // heldChunk returns a chunk with what the stream guard still holds back (see
