@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -175,6 +176,15 @@ func (g *Gateway) serveDeploy(ctx *fasthttp.RequestCtx, seg []string) bool {
 	route := method + " " + shape
 	c := router.Change{Actor: actor, Time: time.Now().UTC()}
 	if m := ctx.Request.Header.Peek("If-Match"); len(m) > 0 {
+		if bytes.HasPrefix(bytes.TrimSpace(m), []byte("W/")) {
+			// If-Match compares strongly (RFC 9110 13.1.1): a weak tag matches no revision.
+			if cur := g.currentState().Model(alias); cur != nil {
+				ctx.Response.Header.Set("ETag", etag(cur.Revision))
+			}
+			writeError(ctx, &apiError{status: fasthttp.StatusPreconditionFailed, typ: typeInvalidRequest, code: "revision_conflict", param: "If-Match",
+				message: "If-Match " + string(m) + ` is a weak entity tag, which never matches: If-Match compares strongly (RFC 9110); send the revision as "12".`})
+			return true
+		}
 		rev, ok := parseRevision(m)
 		if !ok {
 			writeError(ctx, badRequest("If-Match", `If-Match must be a revision such as "12", or *.`))
@@ -771,13 +781,13 @@ func exactRevision(rev uint64) uint64 {
 
 func etag(rev uint64) string { return `"` + strconv.FormatUint(rev, 10) + `"` }
 
-// parseRevision reads an If-Match value: "12", W/"12" or 12, or * (ifMatchAny).
+// parseRevision reads an If-Match value: "12" or 12, or * (ifMatchAny).
 func parseRevision(b []byte) (uint64, bool) {
 	s := strings.TrimSpace(string(b))
 	if s == "*" {
 		return ifMatchAny, true
 	}
-	s = strings.Trim(strings.TrimPrefix(s, "W/"), `"`)
+	s = strings.Trim(s, `"`)
 	rev, err := strconv.ParseUint(s, 10, 64)
 	return rev, err == nil && rev > 0 && rev != ifMatchAny
 }

@@ -467,7 +467,12 @@ func TestDeployIfMatch(t *testing.T) {
 	if e.Revision <= current {
 		t.Fatalf("embed revision %d, want > %d", e.Revision, current)
 	}
-	m = g.write(t, "PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v2","canary_percent":50}`, "If-Match", `W/`+etagOf(current))
+	// If-Match compares strongly (RFC 9110 13.1.1): the current revision as a weak tag is a 412.
+	res := g.refused(t, 412, "If-Match", "PUT", "/admin/models/chat/traffic", opsToken, `{"stable":"v1","canary":"v2","canary_percent":50}`, "If-Match", `W/`+etagOf(current))
+	if got := res.header.Get("ETag"); got != etagOf(current) {
+		t.Errorf("weak If-Match: 412 with ETag %s, want the current %s", got, etagOf(current))
+	}
+	m = g.write(t, "PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v2","canary_percent":50}`, "If-Match", etagOf(current))
 	if m.CanaryPercent != 50 || m.Revision != e.Revision+1 {
 		t.Fatalf("write with the current revision: %+v", m)
 	}

@@ -129,13 +129,17 @@ func (c *adminCmd) baseURL() (string, error) {
 	return strings.TrimSuffix(c.url, "/"), nil
 }
 
-// ifMatchHeader turns --if-match into a quoted entity tag (RFC 9110), accepting 13, "13" or W/"13",
-// or passes "*" (the alias must exist) as the API takes it.
+// ifMatchHeader turns --if-match into a quoted entity tag (RFC 9110), accepting 13 or "13", or
+// passes "*" (the alias must exist) as the API takes it. A weak tag, W/"13", is refused: If-Match
+// compares strongly, so the gateway would answer it with a 412 whatever the model's revision.
 func (c *adminCmd) ifMatchHeader() (string, error) {
 	if c.ifMatch == "" || c.ifMatch == "*" {
 		return c.ifMatch, nil
 	}
-	rev := strings.Trim(strings.TrimPrefix(c.ifMatch, "W/"), `"`)
+	if strings.HasPrefix(c.ifMatch, "W/") {
+		return "", usagef("--if-match %q: a weak entity tag never matches (If-Match compares strongly); want a revision number, or * (the model must exist)", c.ifMatch)
+	}
+	rev := strings.Trim(c.ifMatch, `"`)
 	if _, err := strconv.ParseUint(rev, 10, 64); err != nil {
 		return "", usagef("--if-match %q: want a revision number, or * (the model must exist)", c.ifMatch)
 	}

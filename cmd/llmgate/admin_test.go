@@ -195,7 +195,7 @@ func TestAdminRequests(t *testing.T) {
 			adminRequest{"POST", "/admin/models/chat/rollout/pause", "", bearer, "", jsonType, `{}`}},
 		{"rollout resume", []string{"rollout", "chat", "resume"}, adminEnv,
 			adminRequest{"POST", "/admin/models/chat/rollout/resume", "", bearer, "", jsonType, `{}`}},
-		{"rollout abort", []string{"rollout", "chat", "abort", "--if-match", "W/\"3\""}, adminEnv,
+		{"rollout abort", []string{"rollout", "chat", "abort", "--if-match", "\"3\""}, adminEnv,
 			adminRequest{"POST", "/admin/models/chat/rollout/abort", "", bearer, `"3"`, jsonType, `{}`}},
 		{"token from --token-env", []string{"--token-env", "OPS_TOKEN", "status"}, adminEnv,
 			adminRequest{"GET", "/admin/models", "", "Bearer ops-token", "", "", ""}},
@@ -522,6 +522,7 @@ func TestAdminUsageErrors(t *testing.T) {
 		{"start flag on pause", []string{"rollout", "chat", "pause", "--steps", "10"}, "--steps applies to rollout start only"},
 		{"if-match on a read", []string{"rollout", "chat", "status", "--if-match", "3"}, "--if-match applies to writes only"},
 		{"bad if-match", []string{"promote", "chat", "--if-match", "latest"}, `--if-match "latest"`},
+		{"weak if-match", []string{"promote", "chat", "--if-match", `W/"3"`}, "a weak entity tag never matches"},
 		{"bad url", []string{"--url", "ftp://x", "status"}, `--url "ftp://x"`},
 	}
 	for _, tt := range tests {
