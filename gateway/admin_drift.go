@@ -57,15 +57,18 @@ func (g *Gateway) serveDrift(ctx *fasthttp.RequestCtx, seg []string) bool {
 		return false
 	}
 	write := len(seg) == 5 && seg[1] == "drift" && seg[4] == "reference"
+	method := string(ctx.Method())
+	// As in serveDeploy: methods that write need the admin role, and any other (HEAD, OPTIONS, a
+	// GET on .../reference) is a read token's to try and gets the 405 saying what the URL takes.
 	role := roleRead
-	if write {
+	switch method {
+	case fasthttp.MethodPost, fasthttp.MethodPut, fasthttp.MethodDelete, fasthttp.MethodPatch:
 		role = roleAdmin
 	}
 	if _, err := g.authorize(ctx, role); err != nil {
 		writeError(ctx, err)
 		return true
 	}
-	method := string(ctx.Method())
 	// An unknown URL is a 404 and a known one asked with the wrong method a 405; none of
 	// these URLs takes a query parameter.
 	switch {

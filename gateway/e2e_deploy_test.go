@@ -415,9 +415,19 @@ func TestDeployAdminAuth(t *testing.T) {
 	}
 	// A method that writes nothing is the viewer's to try: a 405 saying what the URL takes, not
 	// a 403 saying the token's role is short.
-	for _, method := range []string{"HEAD", "OPTIONS"} {
-		if res := g.call(t, method, "/admin/models/chat", viewerToken, ""); res.status != 405 || res.header.Get("Allow") != "GET, DELETE" {
-			t.Errorf("%s /admin/models/chat as viewer: status %d, Allow %q: %s", method, res.status, res.header.Get("Allow"), res.body)
+	for _, tt := range []struct{ method, path, allow string }{
+		{"HEAD", "/admin/models/chat", "GET, DELETE"},
+		{"OPTIONS", "/admin/models/chat", "GET, DELETE"},
+		{"HEAD", "/admin/drift", "GET"},
+		{"OPTIONS", "/admin/drift/chat/v1", "GET"},
+		{"HEAD", "/admin/stats/chat", "GET"},
+		{"OPTIONS", "/admin/stats/chat", "GET"},
+		{"GET", "/admin/drift/chat/v1/reference", "POST"},
+		{"HEAD", "/admin/drift/chat/v1/reference", "POST"},
+		{"OPTIONS", "/admin/drift/chat/v1/reference", "POST"},
+	} {
+		if res := g.call(t, tt.method, tt.path, viewerToken, ""); res.status != 405 || res.header.Get("Allow") != tt.allow {
+			t.Errorf("%s %s as viewer: status %d, Allow %q, want 405 with Allow %q: %s", tt.method, tt.path, res.status, res.header.Get("Allow"), tt.allow, res.body)
 		}
 	}
 	for _, w := range writes {
