@@ -298,7 +298,7 @@ func (g *Gateway) serveDeploy(ctx *fasthttp.RequestCtx, seg []string) bool {
 			}
 		}
 		var before string // the stable version the change replaces
-		next := g.writeSplit(ctx, alias, "traffic change", c, func(s *router.State, c router.Change) (*router.State, error) {
+		next := g.writeSplit(ctx, alias, verbTrafficChange, c, func(s *router.State, c router.Change) (*router.State, error) {
 			if m := s.Model(alias); m != nil {
 				before = m.Stable
 			}
@@ -491,7 +491,13 @@ func (g *Gateway) writeSplit(ctx *fasthttp.RequestCtx, alias, verb string, c rou
 			}
 			// The split changes, so the rollout ends: its record goes in the same commit.
 			c.Rollout = ended
-			return op(s, c)
+			next, err = op(s, c)
+			if err == nil && verb != verbTrafficChange {
+				// A promote or rollback takes back the sticky key the rollout set, as the
+				// rollout's own would; a traffic change names the key it wants.
+				unsetRolloutSticky(s, next, alias, ended)
+			}
+			return next, err
 		})
 		if err == nil && next == cur {
 			// The split the alias already has: the rollout goes on, as nothing changed.
@@ -509,6 +515,9 @@ func (g *Gateway) writeSplit(ctx *fasthttp.RequestCtx, alias, verb string, c rou
 	}
 	return g.answerChangeNote(ctx, alias, next, err, note)
 }
+
+// verbTrafficChange is writeSplit's verb for PUT .../traffic, whose body sets the sticky key.
+const verbTrafficChange = "traffic change"
 
 // errUnchanged tells operatorChange that an operator's write changed nothing, so it must not
 // end the alias's rollout.

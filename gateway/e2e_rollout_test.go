@@ -396,15 +396,18 @@ func TestRolloutVerbStoreFailure(t *testing.T) {
 	}
 }
 
-// A rollout splits by user when the model's traffic has no sticky key; once it ends (here
-// aborted, which rolls back) the key goes back to none, as the operator left it: the model
-// showed "sticky: user" for good, a setting nobody asked for. A key the operator chose is
-// theirs, and stays for the next canary.
+// A rollout splits by user when the model's traffic has no sticky key; once it ends (aborted,
+// which rolls back, or by an operator's promote or rollback) the key goes back to none, as the
+// operator left it: the model showed "sticky: user" for good, a setting nobody asked for. A key
+// the operator chose is theirs, and stays for the next canary.
 func TestRolloutLeavesTheStickyKeyAsItFoundIt(t *testing.T) {
 	tokens := withAdminTokens(t)
-	for _, tt := range []struct{ name, before, want string }{
-		{"none", "", "none"},
-		{"the operator's", "header:X-Team", "header:X-Team"},
+	for _, tt := range []struct{ name, before, end, want string }{
+		{"none, aborted", "", "/admin/models/chat/rollout/abort", "none"},
+		{"none, operator's promote", "", "/admin/models/chat/promote", "none"},
+		{"none, operator's rollback", "", "/admin/models/chat/rollback", "none"},
+		{"the operator's, aborted", "header:X-Team", "/admin/models/chat/rollout/abort", "header:X-Team"},
+		{"the operator's, operator's promote", "header:X-Team", "/admin/models/chat/promote", "header:X-Team"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			g, _, _ := startRolloutGateway(t, tokens, fakellm.Options{}, fakellm.Options{})
@@ -415,7 +418,7 @@ func TestRolloutLeavesTheStickyKeyAsItFoundIt(t *testing.T) {
 			if want := map[bool]string{true: "user", false: tt.before}[tt.before == ""]; m.Sticky != want || m.Canary != "v2" {
 				t.Fatalf("during the rollout: canary %q sticky %q, want v2 and %q", m.Canary, m.Sticky, want)
 			}
-			m = g.write(t, "POST", "/admin/models/chat/rollout/abort", "")
+			m = g.write(t, "POST", tt.end, "")
 			if m.Canary != "" || m.Sticky != tt.want {
 				t.Errorf("after the rollout: canary %q sticky %q, want none and %q", m.Canary, m.Sticky, tt.want)
 			}
