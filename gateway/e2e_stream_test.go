@@ -224,6 +224,9 @@ func TestStreamFailures(t *testing.T) {
 				if len(chunk.Choices) > 0 && chunk.Choices[0].Delta.Content != "" {
 					contents++
 				}
+				if chunk.Model == "" {
+					t.Errorf("event %d: a chunk of no model (Ollama's stand-in for its error) reached the client: %s", i, data)
+				}
 			}
 			if errorsSeen != 1 || contents != tt.contents {
 				t.Errorf("got %d content events and %d error events, want %d and 1: %q", contents, errorsSeen, tt.contents, evs)

@@ -11,6 +11,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fastjson"
 
+	"github.com/llmgate/llmgate/config"
 	"github.com/llmgate/llmgate/gateway/cache"
 	"github.com/llmgate/llmgate/gateway/jsonscan"
 	"github.com/llmgate/llmgate/gateway/sse"
@@ -443,6 +444,12 @@ func (s *streamBody) next(wait bool) []byte {
 			s.ended = true
 			return s.failWith(e)
 		}
+		if b := r.hold.Backend(); b != nil && b.Kind == config.KindOllama && bytes.Contains(data, ollamaErrorModel) {
+			// Ollama's OpenAI layer turns an error after the stream started into an empty
+			// chunk of a model named "", then ends the stream without [DONE]. The chunk says
+			// nothing true: the client gets the gateway's one error event in its place.
+			continue
+		}
 		now := at
 		if now.IsZero() {
 			now = time.Now()
@@ -576,6 +583,11 @@ func (r *request) streamReadError(err error) *apiError {
 	}
 	return errIdleTimeout
 }
+
+// ollamaErrorModel marks the chunk Ollama sends in place of an error in a stream: its own
+// chunks always name their model. A quote inside a JSON string is escaped, so these bytes
+// cannot come from the generated text.
+var ollamaErrorModel = []byte(`"model":""`)
 
 // chunkMembers are the members of a stream chunk the gateway reads, in the order of next's spans.
 var chunkMembers = []string{"error", "usage", "choices"}
