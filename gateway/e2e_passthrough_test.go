@@ -589,6 +589,32 @@ func TestOllamaUnsupportedAvoidOllamaInMixedPool(t *testing.T) {
 	}
 }
 
+// When every backend of a mixed pool that could serve a request Ollama cannot honour is down,
+// the 503 says which parameter no healthy backend supports: a bare "No healthy backend" read
+// as a lie while the Ollama backends were up and answering other requests.
+func TestOllamaUnsupportedWithItsOtherBackendsDown(t *testing.T) {
+	t.Parallel()
+	ollama := startFake(t, fakellm.Options{Flavor: "ollama", Model: "m"})
+	g := startGateway(t, newConfig(t, func(c *config.Config) { c.Health.FailureThreshold = 1 },
+		model("chat", "v1", version("v1", ollama.backend(), closedBackend(t)))))
+	body := `{"model":"chat","n":2,"messages":[{"role":"user","content":"hi"}]}`
+	res := g.do(t, "POST", "/v1/chat/completions", body) // the vLLM backend refuses it, and is ejected
+	if res.status != 502 {
+		t.Fatalf("n=2 on the down vLLM backend: status %d %s, want 502", res.status, res.body)
+	}
+	res = g.do(t, "POST", "/v1/chat/completions", body)
+	typ, param, code := envelope(t, res.body)
+	if res.status != 503 || typ != "server_error" || code != "server_is_overloaded" || param != "n" || !strings.Contains(string(res.body), "'n' above 1") {
+		t.Errorf("n=2 with only the Ollama backend up: status %d %s, want 503 server_is_overloaded naming 'n'", res.status, res.body)
+	}
+	if res := g.do(t, "POST", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`); res.status != 200 {
+		t.Errorf("without n: status %d %s, want 200 from the Ollama backend", res.status, res.body)
+	}
+	if n := ollama.Requests(); n != 1 {
+		t.Errorf("the Ollama backend got %d requests, want 1 (the one without n)", n)
+	}
+}
+
 // vLLM takes prompt_embeds in place of a completions prompt (--enable-prompt-embeds): such a
 // request reaches a vLLM backend, not the gateway's "Missing required parameter: 'prompt'";
 // Ollama, which would complete an empty prompt, refuses it by name; with neither, the 400 stays.

@@ -104,6 +104,9 @@ func (g *Gateway) tryVersion(ctx *fasthttp.RequestCtx, r *request, snap *snapsho
 	for r.attempts < limit && time.Now().Before(deadline) {
 		b, err := r.version.Pick(r.excluded())
 		if err != nil {
+			if lastErr == errNoBackend && r.notOllama != "" {
+				lastErr = r.noBackendSupports()
+			}
 			break
 		}
 		h := snap.backends[b.Index]
@@ -255,6 +258,16 @@ func (r *request) excluded() []*router.Backend {
 		}
 	}
 	return r.skip
+}
+
+// noBackendSupports is errNoBackend for a request that the version's Ollama backends may not
+// serve (see excluded): "no healthy backend" alone read as a lie while those were up.
+func (r *request) noBackendSupports() *apiError {
+	_, what, _ := r.ollamaUnsupported()
+	e := *errNoBackend
+	e.param = r.notOllama
+	e.message = "No healthy backend of this model version supports " + what + " (its Ollama backends cannot honour it); retry shortly."
+	return &e
 }
 
 // failoverToStable hands a request of a canary's share to the alias's stable version when
