@@ -83,7 +83,16 @@ func RegisterFlags(fs *flag.FlagSet) *Options {
 	fs.StringVar(&o.Model, "model", "fake-model", "served model name")
 	fs.DurationVar(&o.TTFT, "ttft", 0, "time to first token")
 	fs.Float64Var(&o.TokensPerSecond, "tokens-per-second", 0, "decode speed after the first token (0 = as fast as possible)")
-	fs.IntVar(&o.OutputTokens, "output-tokens", 16, "tokens generated per completion unless max_tokens is lower")
+	// As with --embedding-dim: in Options 0 is the default, so a flag of 0 would silently serve 16.
+	o.OutputTokens = 16
+	fs.Func("output-tokens", "`tokens` generated per completion unless max_tokens is lower, at least 1 (default 16)", func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return errors.New("want a positive number")
+		}
+		o.OutputTokens = n
+		return nil
+	})
 	fs.Float64Var(&o.ErrorRate, "error-rate", 0, "share of inference requests answered with a 500 (0..1)")
 	fs.Float64Var(&o.DisconnectRate, "disconnect-rate", 0, "share of streams cut mid-way without [DONE] (0..1)")
 	fs.Int64Var(&o.Seed, "seed", 1, "seed for generated text and injected faults")

@@ -506,14 +506,21 @@ func TestOptions(t *testing.T) {
 	if *o != want {
 		t.Errorf("parsed %+v, want %+v", *o, want)
 	}
-	// In Options 0 means the default; a flag of 0 was accepted and served 8 dimensions.
-	for _, v := range []string{"0", "-1", "x"} {
-		fs := flag.NewFlagSet("fakellm", flag.ContinueOnError)
-		fs.SetOutput(io.Discard)
-		o := RegisterFlags(fs)
-		if err := fs.Parse([]string{"--embedding-dim=" + v}); err == nil {
-			t.Errorf("--embedding-dim=%s accepted: %d dimensions", v, o.EmbeddingDim)
+	// In Options 0 means the default; a flag of 0 was accepted and served 8 dimensions, or 16 tokens.
+	for _, flagName := range []string{"embedding-dim", "output-tokens"} {
+		for _, v := range []string{"0", "-1", "x"} {
+			fs := flag.NewFlagSet("fakellm", flag.ContinueOnError)
+			fs.SetOutput(io.Discard)
+			o := RegisterFlags(fs)
+			if err := fs.Parse([]string{"--" + flagName + "=" + v}); err == nil {
+				t.Errorf("--%s=%s accepted: %d dimensions, %d tokens", flagName, v, o.EmbeddingDim, o.OutputTokens)
+			}
 		}
+	}
+	// Left out, they are the defaults.
+	fs = flag.NewFlagSet("fakellm", flag.ContinueOnError)
+	if o := RegisterFlags(fs); fs.Parse(nil) != nil || o.EmbeddingDim != 8 || o.OutputTokens != 16 {
+		t.Errorf("defaults: %d dimensions, %d tokens, want 8 and 16", o.EmbeddingDim, o.OutputTokens)
 	}
 	nan := math.NaN()
 	for _, bad := range []Options{{Flavor: "tgi"}, {ErrorRate: 2}, {DisconnectRate: -1}, {OutputTokens: -1},
