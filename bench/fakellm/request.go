@@ -20,7 +20,8 @@ const (
 type input struct {
 	hash   uint64
 	words  int
-	tokens bool // given as token ids: vLLM counts them exactly, untruncated
+	tokens bool   // given as token ids: vLLM counts them exactly, untruncated
+	text   []byte // a text prompt, unescaped, for vLLM's echo; nil for token ids, which fakellm cannot detokenize
 }
 
 // request holds what fakellm reads from an inference body. Acquire with
@@ -41,6 +42,7 @@ type request struct {
 	promptWords  int
 	prompts      []input // each prompt: one for chat, one or more for completions
 	suffix       bool    // completions: a suffix was given (vLLM refuses it)
+	echoPrompt   bool    // vLLM completions: echo, the prompt before the completion
 	base64       bool
 	dims         int  // embeddings "dimensions"; 0: full size
 	hasDims      bool // vLLM: "dimensions" given, to be checked against the model
@@ -126,6 +128,8 @@ func (r *request) parse(body []byte, ep endpoint, ollama bool) *badRequest {
 	if ep == epCompletion && !ollama && r.maxTokens < 0 && v.Get("max_tokens") == nil {
 		r.maxTokens = 16 // vLLM CompletionRequest.max_tokens default
 	}
+	// Ollama's CompletionRequest has no echo: it is ignored there.
+	r.echoPrompt = ep == epCompletion && !ollama && v.GetBool("echo")
 	sf := v.Get("suffix")
 	r.suffix = ep == epCompletion && sf != nil && sf.Type() != fastjson.TypeNull
 	r.choices = 1
@@ -296,7 +300,7 @@ var badPromptType = &badRequest{msg: "1 validation error:\n  {'type': 'string_ty
 // addPrompt adds one text prompt.
 func (r *request) addPrompt(b []byte) {
 	w := countWords(b)
-	r.prompts = append(r.prompts, input{hash: fnv1a64(fnvOffset, b) * 0x100000001b3, words: w})
+	r.prompts = append(r.prompts, input{hash: fnv1a64(fnvOffset, b) * 0x100000001b3, words: w, text: b})
 	r.promptWords += w
 }
 

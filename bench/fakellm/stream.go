@@ -22,6 +22,7 @@ type stream struct {
 	contents  int     // content events sent so far
 	ws        []words // per-choice generators (vLLM n)
 	prompts   []input // backing store for rep.prompts
+	texts     []byte  // backing store for the prompts' text
 	buf       []byte
 	frame     []byte
 	rawHeader []byte // response header for hijacked (disconnecting) streams
@@ -67,6 +68,17 @@ func (s *Server) startStream(ctx *fasthttp.RequestCtx, r *request, ttft time.Dur
 	st.rep.id = st.id
 	st.prompts = append(st.prompts[:0], r.rep.prompts...)
 	st.rep.prompts = st.prompts
+	// The prompts' text is the request's, whose memory is reused once the handler returns.
+	st.texts = st.texts[:0]
+	for _, in := range st.prompts {
+		st.texts = append(st.texts, in.text...)
+	}
+	off := 0
+	for i := range st.prompts {
+		n := len(st.prompts[i].text)
+		st.prompts[i].text = st.texts[off : off+n : off+n]
+		off += n
+	}
 	st.ttft = ttft
 	st.cutAfter = headerInt(ctx, hdrDisconnect)
 	st.errAfter = headerInt(ctx, hdrStreamErr)

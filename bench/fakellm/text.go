@@ -126,6 +126,12 @@ func appendHexID(dst []byte, x uint64) []byte {
 // appendJSONString appends s as a quoted JSON string.
 func appendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
+	dst = appendJSONText(dst, s)
+	return append(dst, '"')
+}
+
+// appendJSONText appends s escaped as the inside of a JSON string.
+func appendJSONText[T string | []byte](dst []byte, s T) []byte {
 	start := 0
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -147,6 +153,5 @@ func appendJSONString(dst []byte, s string) []byte {
 		}
 		start = i + 1
 	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
+	return append(dst, s[start:]...)
 }

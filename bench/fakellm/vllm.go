@@ -31,6 +31,7 @@ type reply struct {
 	prompt  int     // prompt tokens
 	usage   bool    // stream_options.include_usage
 	contUse bool    // vLLM stream_options.continuous_usage_stats
+	echo    bool    // vLLM completions: each choice's text starts with its prompt
 	done    int     // stream: tokens of choice idx so far, for contUse
 }
 
@@ -132,6 +133,10 @@ func (s *Server) vllmCompletion(dst []byte, p *reply) []byte {
 		p.w = p.words(c)
 		dst = appendIndex(dst, c)
 		dst = append(dst, `,"text":"`...)
+		if p.echo {
+			// vLLM's output_text = prompt_text + output.text.
+			dst = appendJSONText(dst, p.prompts[c/p.perN].text)
+		}
 		for i := 0; i < p.n; i++ {
 			dst = p.w.appendNext(dst)
 		}
@@ -202,6 +207,12 @@ func (s *Server) vllmEvent(dst []byte, p *reply, k evKind) []byte {
 		dst = append(dst, `,"delta":{"content":"`...)
 	} else {
 		dst = append(dst, `,"text":"`...)
+		// vLLM's completion stream sends the echoed prompt with a choice's first
+		// token: prompt_text + delta_text. (It takes max_tokens 0 with echo for
+		// the prompt alone; fakellm refuses max_tokens 0 as without echo.)
+		if p.echo && p.done == 1 && k != evFinish {
+			dst = appendJSONText(dst, p.prompts[p.idx/p.perN].text)
+		}
 	}
 	if k != evFinish {
 		dst = p.w.appendNext(dst)
