@@ -534,7 +534,7 @@ func (s *Server) fillReply(ctx *fasthttp.RequestCtx, r *request, ep endpoint) {
 	p.ep = ep
 	p.created = ctx.Time().Unix() // the server already read the clock
 	p.prompt = r.promptWords
-	p.usage, p.contUse, p.echo = r.includeUsage, r.contUsage, r.echoPrompt
+	p.usage, p.contUse, p.echo, p.logprobs = r.includeUsage, r.contUsage, r.echoPrompt, r.logprobs
 	p.seed, p.prompts, p.perN = s.opts.Seed, r.prompts, r.choices
 	p.choices = len(r.prompts) * r.choices // 0 for embeddings
 	if p.choices > 0 {

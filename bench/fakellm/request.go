@@ -43,6 +43,7 @@ type request struct {
 	prompts      []input // each prompt: one for chat, one or more for completions
 	suffix       bool    // completions: a suffix was given (vLLM refuses it)
 	echoPrompt   bool    // vLLM completions: echo, the prompt before the completion
+	logprobs     int     // vLLM: alternatives per token in logprobs (chat top_logprobs, completions logprobs); -1: no logprobs
 	base64       bool
 	dims         int  // embeddings "dimensions"; 0: full size
 	hasDims      bool // vLLM: "dimensions" given, to be checked against the model
@@ -130,6 +131,14 @@ func (r *request) parse(body []byte, ep endpoint, ollama bool) *badRequest {
 	}
 	// Ollama's CompletionRequest has no echo: it is ignored there.
 	r.echoPrompt = ep == epCompletion && !ollama && v.GetBool("echo")
+	r.logprobs = -1
+	switch {
+	case ollama: // fakellm's Ollama, as the conventions' Ollama, returns no logprobs
+	case ep == epChat && v.GetBool("logprobs"):
+		r.logprobs = max(intField(v, "top_logprobs"), 0)
+	case ep == epCompletion:
+		r.logprobs = intField(v, "logprobs") // null or left out: -1
+	}
 	sf := v.Get("suffix")
 	r.suffix = ep == epCompletion && sf != nil && sf.Type() != fastjson.TypeNull
 	r.choices = 1

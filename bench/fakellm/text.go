@@ -84,11 +84,18 @@ func choiceWords(base words, i int) words {
 
 // appendNext appends the next token text to dst.
 func (w *words) appendNext(dst []byte) []byte {
-	if w.i > 0 {
+	k, space := w.nextToken()
+	if space {
 		dst = append(dst, ' ')
 	}
+	return append(dst, vocab[k]...)
+}
+
+// nextToken returns the next token: its word in vocab, and whether a space leads it.
+func (w *words) nextToken() (k int, space bool) {
+	space = w.i > 0
 	w.i++
-	return append(dst, vocab[w.r.next()%uint64(len(vocab))]...)
+	return int(w.r.next() % uint64(len(vocab))), space
 }
 
 // fillEmbedding appends dim unit-length components derived from seed and h.

@@ -16,23 +16,24 @@ const vllmVersion = "0.22.1"
 
 // reply describes one generated completion; builders consume words from w.
 type reply struct {
-	ep      endpoint
-	id      []byte // full response id, e.g. chatcmpl-<hex>
-	model   []byte // JSON-quoted model name
-	created int64
-	w       words   // generator of the choice being written
-	seed    int64   // Options.Seed
-	prompts []input // each prompt; aliases request or stream memory
-	n       int     // tokens to generate per choice
-	perN    int     // vLLM n: choices per prompt, >= 1
-	choices int     // len(prompts) * perN
-	idx     int     // stream: index of the choice the next event belongs to
-	finish  string  // "stop" or "length"
-	prompt  int     // prompt tokens
-	usage   bool    // stream_options.include_usage
-	contUse bool    // vLLM stream_options.continuous_usage_stats
-	echo    bool    // vLLM completions: each choice's text starts with its prompt
-	done    int     // stream: tokens of choice idx so far, for contUse
+	ep       endpoint
+	id       []byte // full response id, e.g. chatcmpl-<hex>
+	model    []byte // JSON-quoted model name
+	created  int64
+	w        words   // generator of the choice being written
+	seed     int64   // Options.Seed
+	prompts  []input // each prompt; aliases request or stream memory
+	n        int     // tokens to generate per choice
+	perN     int     // vLLM n: choices per prompt, >= 1
+	choices  int     // len(prompts) * perN
+	idx      int     // stream: index of the choice the next event belongs to
+	finish   string  // "stop" or "length"
+	prompt   int     // prompt tokens
+	usage    bool    // stream_options.include_usage
+	contUse  bool    // vLLM stream_options.continuous_usage_stats
+	echo     bool    // vLLM completions: each choice's text starts with its prompt
+	logprobs int     // alternatives per token in logprobs; -1: logprobs null
+	done     int     // stream: tokens of choice idx so far, for contUse
 }
 
 // evKind is one kind of stream event.
@@ -112,7 +113,9 @@ func (s *Server) vllmChat(dst []byte, p *reply) []byte {
 		for i := 0; i < p.n; i++ {
 			dst = p.w.appendNext(dst)
 		}
-		dst = append(dst, `","refusal":null,"annotations":null,"audio":null,"function_call":null,"reasoning":null},"logprobs":null,"finish_reason":"`...)
+		dst = append(dst, `","refusal":null,"annotations":null,"audio":null,"function_call":null,"reasoning":null},"logprobs":`...)
+		dst = p.appendChatLogprobs(dst, p.words(c), p.n)
+		dst = append(dst, `,"finish_reason":"`...)
 		dst = append(dst, p.finish...)
 		dst = append(dst, `","stop_reason":null,"token_ids":null,"routed_experts":null}`...)
 	}
@@ -140,7 +143,9 @@ func (s *Server) vllmCompletion(dst []byte, p *reply) []byte {
 		for i := 0; i < p.n; i++ {
 			dst = p.w.appendNext(dst)
 		}
-		dst = append(dst, `","logprobs":null,"finish_reason":"`...)
+		dst = append(dst, `","logprobs":`...)
+		dst = p.appendCompletionLogprobs(dst, p.words(c), p.n, p.echoed(c))
+		dst = append(dst, `,"finish_reason":"`...)
 		dst = append(dst, p.finish...)
 		dst = append(dst, `","stop_reason":null,"token_ids":null,"prompt_logprobs":null,"prompt_token_ids":null,"routed_experts":null}`...)
 	}
@@ -214,14 +219,19 @@ func (s *Server) vllmEvent(dst []byte, p *reply, k evKind) []byte {
 			dst = appendJSONText(dst, p.prompts[p.idx/p.perN].text)
 		}
 	}
+	tok, toks := p.w, 0 // the generator at this chunk's token, for its logprobs
 	if k != evFinish {
 		dst = p.w.appendNext(dst)
+		toks = 1
 	}
 	if chat {
-		dst = append(dst, `"},"logprobs":null,"finish_reason":`...)
+		dst = append(dst, `"},"logprobs":`...)
+		dst = p.appendChatLogprobs(dst, tok, toks)
 	} else {
-		dst = append(dst, `","logprobs":null,"finish_reason":`...)
+		dst = append(dst, `","logprobs":`...)
+		dst = p.appendCompletionLogprobs(dst, tok, toks, p.streamOffset(tok))
 	}
+	dst = append(dst, `,"finish_reason":`...)
 	if k == evToken {
 		if chat {
 			dst = append(dst, `null,"token_ids":null}]`...)
