@@ -499,8 +499,11 @@ func (g *Gateway) serveCache(ctx *fasthttp.RequestCtx, seg []string) bool {
 		return false
 	}
 	method := string(ctx.Method())
+	// As in serveDeploy: methods that write need the admin role, and any other (HEAD, OPTIONS)
+	// is a read token's to try and gets the 405 saying what the URL takes.
 	role := roleRead
-	if method != fasthttp.MethodGet {
+	switch method {
+	case fasthttp.MethodPost, fasthttp.MethodPut, fasthttp.MethodDelete, fasthttp.MethodPatch:
 		role = roleAdmin
 	}
 	if _, err := g.authorize(ctx, role); err != nil {

@@ -425,6 +425,8 @@ func TestDeployAdminAuth(t *testing.T) {
 		{"GET", "/admin/drift/chat/v1/reference", "POST"},
 		{"HEAD", "/admin/drift/chat/v1/reference", "POST"},
 		{"OPTIONS", "/admin/drift/chat/v1/reference", "POST"},
+		{"HEAD", "/admin/cache", "GET, DELETE"},
+		{"OPTIONS", "/admin/cache", "GET, DELETE"},
 	} {
 		if res := g.call(t, tt.method, tt.path, viewerToken, ""); res.status != 405 || res.header.Get("Allow") != tt.allow {
 			t.Errorf("%s %s as viewer: status %d, Allow %q, want 405 with Allow %q: %s", tt.method, tt.path, res.status, res.header.Get("Allow"), tt.allow, res.body)
