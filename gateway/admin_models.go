@@ -176,18 +176,18 @@ func (g *Gateway) serveDeploy(ctx *fasthttp.RequestCtx, seg []string) bool {
 	route := method + " " + shape
 	c := router.Change{Actor: actor, Time: time.Now().UTC()}
 	if m := ctx.Request.Header.Peek("If-Match"); len(m) > 0 {
-		if bytes.HasPrefix(bytes.TrimSpace(m), []byte("W/")) {
-			// If-Match compares strongly (RFC 9110 13.1.1): a weak tag matches no revision.
-			if cur := g.currentState().Model(alias); cur != nil {
-				ctx.Response.Header.Set("ETag", etag(cur.Revision))
-			}
-			writeError(ctx, &apiError{status: fasthttp.StatusPreconditionFailed, typ: typeInvalidRequest, code: "revision_conflict", param: "If-Match",
-				message: "If-Match " + string(m) + ` is a weak entity tag, which never matches: If-Match compares strongly (RFC 9110); send the revision as "12".`})
+		tag, weak := bytes.CutPrefix(bytes.TrimSpace(m), []byte("W/"))
+		rev, ok := parseRevision(tag)
+		if !ok || weak && rev == ifMatchAny {
+			writeError(ctx, badRequest("If-Match", `If-Match must be a revision such as "12", or *.`))
 			return true
 		}
-		rev, ok := parseRevision(m)
-		if !ok {
-			writeError(ctx, badRequest("If-Match", `If-Match must be a revision such as "12", or *.`))
+		if cur := g.currentState().Model(alias); weak && cur != nil {
+			// If-Match compares strongly (RFC 9110 13.1.1): a weak tag matches no revision.
+			// (Where the alias does not exist, the write answers as with a stale revision.)
+			ctx.Response.Header.Set("ETag", etag(cur.Revision))
+			writeError(ctx, &apiError{status: fasthttp.StatusPreconditionFailed, typ: typeInvalidRequest, code: "revision_conflict", param: "If-Match",
+				message: "If-Match " + string(m) + ` is a weak entity tag, which never matches: If-Match compares strongly (RFC 9110); send the revision as "12".`})
 			return true
 		}
 		c.IfMatch = rev

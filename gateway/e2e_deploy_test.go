@@ -484,6 +484,15 @@ func TestDeployIfMatch(t *testing.T) {
 	if got := res.header.Get("ETag"); got != etagOf(current) {
 		t.Errorf("weak If-Match: 412 with ETag %s, want the current %s", got, etagOf(current))
 	}
+	g.refused(t, 400, "If-Match", "PUT", "/admin/models/chat/traffic", opsToken, `{}`, "If-Match", "W/*")
+	// On an alias that does not exist, a weak tag answers as a stale revision: a deploy (which
+	// would create it) is the 412, a write the absence refuses anyway stays a 404.
+	if res := g.call(t, "POST", "/admin/models/nope/versions?probe=false", opsToken, deployBody("v1", f), "If-Match", `W/"1"`); res.status != 412 {
+		t.Errorf("deploy of a new alias with a weak If-Match: status %d %s, want 412", res.status, res.body)
+	}
+	if res := g.call(t, "PUT", "/admin/models/nope/traffic", opsToken, `{"stable":"v1"}`, "If-Match", `W/"1"`); res.status != 404 {
+		t.Errorf("traffic of no alias with a weak If-Match: status %d %s, want 404", res.status, res.body)
+	}
 	m = g.write(t, "PUT", "/admin/models/chat/traffic", `{"stable":"v1","canary":"v2","canary_percent":50}`, "If-Match", etagOf(current))
 	if m.CanaryPercent != 50 || m.Revision != e.Revision+1 {
 		t.Fatalf("write with the current revision: %+v", m)
