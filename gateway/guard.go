@@ -752,7 +752,7 @@ func (g *Gateway) guardCompletion(r *request, body []byte) ([]byte, error) {
 
 // answerTexts appends the string values of an answer's choice c that the completion guard
 // covers: the content of its message msg (or the text of a completion) first, then the
-// reasoning vLLM's parsers add, then the arguments of its tool calls, which start at dst
+// reasoning vLLM's parsers add, then its refusal, then the arguments of its tool calls, which start at dst
 // index args.
 func answerTexts(dst []*fastjson.Value, msg, c *fastjson.Value) (_ []*fastjson.Value, args int) {
 	add := func(v *fastjson.Value) {
@@ -780,6 +780,8 @@ func answerTexts(dst []*fastjson.Value, msg, c *fastjson.Value) (_ []*fastjson.V
 	for _, key := range reasoningKeys {
 		add(msg.Get(key))
 	}
+	// A refusal is the model's text as content is: it can leak what content can.
+	add(msg.Get("refusal"))
 	args = len(dst)
 	for _, tc := range msg.GetArray("tool_calls") {
 		add(tc.Get("function", "arguments"))
@@ -790,7 +792,7 @@ func answerTexts(dst []*fastjson.Value, msg, c *fastjson.Value) (_ []*fastjson.V
 
 // otherAnswerTexts are the members of an answer's message besides content that answerTexts
 // guards.
-var otherAnswerTexts = [...]string{"reasoning_content", "reasoning", "tool_calls", "function_call"}
+var otherAnswerTexts = [...]string{"reasoning_content", "reasoning", "refusal", "tool_calls", "function_call"}
 
 // cachedAnswerClean reports whether a replayed cache entry needs no completion guard, so that
 // the replay need not parse its own answer: every choice's text is one the rules already found

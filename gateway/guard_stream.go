@@ -61,6 +61,8 @@ type choiceGuard struct {
 	toolsUsed   int
 	fn          *choiceGuard // the arguments of a legacy function_call
 	fnOn        bool
+	refusal     *choiceGuard // the choice's refusal
+	refusalOn   bool
 }
 
 // reasoningKeys are the members of a message or delta that carry the model's reasoning.
@@ -125,6 +127,10 @@ func (c *choiceGuard) release(ag *aliasGuard) {
 		c.fn.release(ag)
 		c.fnOn = false
 	}
+	if c.refusalOn {
+		c.refusal.release(ag)
+		c.refusalOn = false
+	}
 }
 
 // reasoningGuard returns the guard of the choice's reasoning under reasoningKeys[k].
@@ -150,6 +156,18 @@ func (c *choiceGuard) fnGuard(r *request) *choiceGuard {
 		c.fnOn = true
 	}
 	return c.fn
+}
+
+// refusalGuard returns the guard of the choice's refusal, the model's text as its content is.
+func (c *choiceGuard) refusalGuard(r *request) *choiceGuard {
+	if !c.refusalOn {
+		if c.refusal == nil {
+			c.refusal = new(choiceGuard)
+		}
+		c.refusal.ready(r, false)
+		c.refusalOn = true
+	}
+	return c.refusal
 }
 
 // toolGuard returns the guard of the arguments of the choice's tool call i; nil when i is out
@@ -433,8 +451,8 @@ func (g *Gateway) heldChunk(r *request, last []byte) []byte {
 }
 
 // heldExtras releases what the guards of a chat choice's other texts (reasoning, tool call
-// arguments, a legacy function_call's arguments) still hold back, as at the end of the stream,
-// and returns a delta carrying it; nil when they hold nothing.
+// arguments, a legacy function_call's arguments, its refusal) still hold back, as at the end of
+// the stream, and returns a delta carrying it; nil when they hold nothing.
 func (g *Gateway) heldExtras(r *request, c *choiceGuard) *fastjson.Value {
 	a := &r.guard.arena
 	var delta *fastjson.Value
@@ -480,6 +498,11 @@ func (g *Gateway) heldExtras(r *request, c *choiceGuard) *fastjson.Value {
 			fn := a.NewObject()
 			fn.Set("arguments", v)
 			delta.Set("function_call", fn)
+		}
+	}
+	if c.refusalOn {
+		if v := release(c.refusal); v != nil {
+			delta.Set("refusal", v)
 		}
 	}
 	return delta
@@ -572,7 +595,7 @@ func (g *Gateway) guardChoice(r *request, c *choiceGuard, index int, ch *fastjso
 				changed = true
 			}
 		}
-		for _, key := range [...]string{"tool_calls", "function_call"} {
+		for _, key := range [...]string{"refusal", "tool_calls", "function_call"} {
 			if delta.Exists(key) {
 				delta.Del(key)
 				changed = true
@@ -618,8 +641,8 @@ func openedToolCall(c *choiceGuard, delta *fastjson.Value) int {
 	return opening
 }
 
-// guardDeltaExtras guards the reasoning and tool call arguments of one chat delta (see
-// guardChoice) and reports whether it changed. With final every text is at its end; with
+// guardDeltaExtras guards the reasoning, tool call arguments and refusal of one chat delta
+// (see guardChoice) and reports whether it changed. With final every text is at its end; with
 // answers the reasoning is, and with opening >= 0 (see openedToolCall) the tool calls before
 // that index are: what their guards hold back goes out in this delta, the calls' ahead of the
 // calls it carries.
@@ -715,6 +738,16 @@ func (g *Gateway) guardDeltaExtras(r *request, c *choiceGuard, delta *fastjson.V
 				fc = delta.Get("function_call")
 			}
 			fc.Set("arguments", v)
+			changed = true
+		}
+	}
+	if v := delta.Get("refusal"); v != nil && v.Type() == fastjson.TypeString {
+		run(c.refusalGuard(r), v)
+	} else if final && c.refusalOn {
+		delta.Set("refusal", a.NewString(""))
+		if !g.streamValue(r, c.refusal, -1, delta.Get("refusal"), true) {
+			delta.Del("refusal") // nothing was held
+		} else {
 			changed = true
 		}
 	}

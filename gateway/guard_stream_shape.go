@@ -54,7 +54,7 @@ func onlyEmptyText(r *request, root *fastjson.Value) bool {
 				d.Visit(func(key []byte, v *fastjson.Value) {
 					switch {
 					case v.Type() == fastjson.TypeNull:
-					case string(key) == "content" || isReasoningKey(key):
+					case string(key) == "content" || string(key) == "refusal" || isReasoningKey(key):
 						empty = empty && isEmptyString(v)
 					case string(key) == "role":
 						empty = empty && roleSent
