@@ -1365,3 +1365,28 @@ func TestGuardStopsOneChoiceOfPromptList(t *testing.T) {
 			text, finish, gotError, gotDone, want, res.body)
 	}
 }
+
+// A value blocked in a stream stops it after the text before it, as a blocking safety rule
+// stops one after the text before its match, also when both come in one chunk: that text was
+// dropped with the value.
+func TestGuardBlockedEntityKeepsTextBefore(t *testing.T) {
+	const iban = "DE89 3704 0044 0532 0130 00"
+	pii := config.PIIGuard{Completion: "redact", Overrides: []config.PIIOverride{{Entity: "IBAN_CODE", Completion: "block"}}}
+	stream := `data: {"id":"c1","object":"text_completion","created":1,"model":"canned","choices":[{"index":0,"text":"Transfer to ` + iban + ` please now","finish_reason":null}]}` + "\n\n" +
+		`data: {"id":"c1","object":"text_completion","created":1,"model":"canned","choices":[{"index":0,"text":"","finish_reason":"stop"}]}` + "\n\n" + "data: [DONE]\n\n"
+	b := cannedBackend(t, 200, http.Header{"Content-Type": {"text/event-stream"}}, stream)
+	g := startGateway(t, newConfig(t, nil, guarded(config.Guard{PII: pii}, b)))
+	res := g.do(t, "POST", "/v1/completions", `{"model":"chat","prompt":"where to?","stream":true}`)
+	text := ""
+	for _, ev := range events(res.body) {
+		var c struct{ Choices []struct{ Text string } }
+		if json.Unmarshal([]byte(strings.TrimPrefix(ev, "data: ")), &c) == nil {
+			for _, ch := range c.Choices {
+				text += ch.Text
+			}
+		}
+	}
+	if res.status != 200 || text != "Transfer to " || strings.Contains(string(res.body), "DE89") || !strings.Contains(string(res.body), `"finish_reason":"content_filter"`) {
+		t.Fatalf("status %d, text %q, want %q then content_filter: %s", res.status, text, "Transfer to ", res.body)
+	}
+}

@@ -261,11 +261,11 @@ func (g *Gateway) streamText(r *request, c *choiceGuard, index int, delta []byte
 		} // else every entity is only detected: the scanner counts, and the text goes on as it came, held back for nothing
 		if c.leak.Blocked().Len() > 0 && !sg.hit {
 			// An entity whose completion action is block: the stream stops here, as for a
-			// blocking safety rule, and the text released with the value goes no further.
+			// blocking safety rule, with the text before the value (the scanner emits none
+			// of the value or of what follows it).
 			r.guard.m.blocks[guard.Completion].Inc()
 			r.guard.blocked = "pii"
-			sg.hit = true
-			t = t[:0]
+			sg.hit, final = true, true
 		}
 	}
 	if index == 0 {

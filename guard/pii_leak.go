@@ -64,14 +64,24 @@ func (s *LeakScanner) Reset(p *PII, v *Vault, window int) {
 func (s *LeakScanner) Held() int { return len(s.buf) - s.head }
 
 // Blocked returns the entity types with ActionBlock found in the completion so far: the caller
-// should stop the stream.
+// should stop the stream. The scanner emits the text before the first such value, and nothing
+// from it on.
 func (s *LeakScanner) Blocked() EntitySet { return s.blocked }
 
 // Write appends to dst the text that can be emitted once chunk has arrived.
 func (s *LeakScanner) Write(dst, chunk []byte) []byte {
+	if s.blocked != 0 {
+		return dst
+	}
 	s.buf = append(s.buf, chunk...)
 	cs := &s.cs
 	for {
+		if s.blocked != 0 {
+			// A value the completion may not give out: what follows it goes no further.
+			clear(s.buf)
+			s.buf, s.head, s.scanned = s.buf[:0], 0, 0
+			return dst
+		}
 		// Scan on up to the next cut point, or to the end of the window or of the text, in
 		// a loop that keeps its place in registers.
 		buf, head := s.buf, s.head
@@ -118,7 +128,7 @@ func (s *LeakScanner) Write(dst, chunk []byte) []byte {
 
 // Close appends the rest of the completion to dst, scanned as a last segment.
 func (s *LeakScanner) Close(dst []byte) []byte {
-	if n := len(s.buf) - s.head; n > 0 {
+	if n := len(s.buf) - s.head; n > 0 && s.blocked == 0 {
 		dst = s.segment(dst, n)
 	}
 	return dst
@@ -197,8 +207,20 @@ func entityIndex(name string) entity {
 	return e
 }
 
-// rewrite emits text[k:end] with the findings fs applied.
+// rewrite emits text[k:end] with the findings fs applied, up to the first value whose action
+// is ActionBlock.
 func (s *LeakScanner) rewrite(dst, text []byte, k, end int, fs []Finding, trunc bool) []byte {
+	for i, f := range fs {
+		if e := entityIndex(f.Entity); s.p.act[Completion][e] == ActionBlock {
+			// The text before the value goes out, as a blocking safety rule lets the text
+			// before its match out; the value and what follows it do not.
+			s.v.found[Completion][e]++
+			s.v.blocked |= 1 << e
+			s.blocked |= 1 << e
+			fs, end, trunc = fs[:i], f.Start, false
+			break
+		}
+	}
 	if len(fs) == 0 {
 		return append(dst, text[k:end]...)
 	}
