@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -85,7 +86,7 @@ func (c *classifier) judge(payload []byte, timeout time.Duration) (guard.Verdict
 	if resp.StatusCode() != fasthttp.StatusOK {
 		// Where it was asked: a wrong URL fails every call, which under fail_open only the
 		// log says.
-		return guard.Verdict{}, fmt.Errorf("classifier answered %d at %s%s", resp.StatusCode(), c.endpoint, c.hint)
+		return guard.Verdict{}, &classifierStatusError{msg: fmt.Sprintf("classifier answered %d at %s%s", resp.StatusCode(), c.endpoint, c.hint)}
 	}
 	if c.kind == config.ClassifierModerations {
 		return guard.ParseModeration(resp.Body())
@@ -97,6 +98,11 @@ func (c *classifier) judge(payload []byte, timeout time.Duration) (guard.Verdict
 	}
 	return guard.ParseLlamaGuard(root.GetStringBytes("choices", "0", "message", "content"))
 }
+
+// classifierStatusError is a classifier's answer whose status is not 200.
+type classifierStatusError struct{ msg string }
+
+func (e *classifierStatusError) Error() string { return e.msg }
 
 // promptPayload builds the classifier request for a prompt. Moderations get every text as one
 // input each; Llama Guard gets the conversation. It returns nil when the prompt has no text (an
@@ -261,8 +267,28 @@ func newClassifierMetrics(set *metrics.Set, labels string) *classifierMetrics {
 
 var classifierBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
 
-var errClassifierUnavailable = &apiError{status: fasthttp.StatusServiceUnavailable, typ: typeServer, code: "guard_unavailable", retryAfter: 1,
-	message: "The gateway's safety classifier did not answer, and this model does not serve prompts it has not checked."}
+// The 503s of fail_closed, by what the classifier did: the operator of a classifier that
+// answers errors looks at it, not at the network.
+var (
+	errClassifierUnavailable = &apiError{status: fasthttp.StatusServiceUnavailable, typ: typeServer, code: "guard_unavailable", retryAfter: 1,
+		message: "The gateway's safety classifier did not answer, and this model does not serve prompts it has not checked."}
+	errClassifierFailed = &apiError{status: fasthttp.StatusServiceUnavailable, typ: typeServer, code: "guard_unavailable", retryAfter: 1,
+		message: "The gateway's safety classifier answered with an error, and this model does not serve prompts it has not checked."}
+	errClassifierUnreadable = &apiError{status: fasthttp.StatusServiceUnavailable, typ: typeServer, code: "guard_unavailable", retryAfter: 1,
+		message: "The gateway's safety classifier answered with no verdict the gateway can read, and this model does not serve prompts it has not checked."}
+)
+
+// classifierUnavailable is the fail_closed 503 for a classifier call that failed with err.
+func classifierUnavailable(err error) *apiError {
+	var status *classifierStatusError
+	switch {
+	case errors.As(err, &status):
+		return errClassifierFailed
+	case errors.Is(err, guard.ErrBadVerdict):
+		return errClassifierUnreadable
+	}
+	return errClassifierUnavailable
+}
 
 // classifyPrompt runs the alias's classifier on the prompt (stage 3, after redaction): in sync
 // mode the verdict can block the request; in async mode it is queued and the request goes on.
@@ -288,8 +314,10 @@ func (g *Gateway) classifyPrompt(r *request, root *fastjson.Value) error {
 		g.logClassifierError(string(r.requestID), guard.Prompt, err)
 		r.guard.report("classifier_prompt", "unavailable", true)
 		if c.failClosed {
+			// A prompt refused, as the log's guard_blocked says: counted with the other blocks.
+			r.guard.m.blocks[guard.Prompt].Inc()
 			r.guard.blocked = "classifier_unavailable"
-			return errClassifierUnavailable
+			return classifierUnavailable(err)
 		}
 		return nil
 	}

@@ -383,3 +383,42 @@ func TestClassifierQueueIsDroppedAtClose(t *testing.T) {
 		t.Fatalf("the classifier was asked %d times, want only the %d verdicts running when Close began", n, workers)
 	}
 }
+
+// Under fail_closed the 503 says what the classifier did: a classifier answering 500, or
+// answering with no verdict, was reported as one that "did not answer", which sent its operator
+// to look at the network. The refusal counts in llmgate_guard_blocks_total, as the request's log
+// line marks it guard_blocked; it was not counted.
+func TestClassifierUnavailableSaysWhy(t *testing.T) {
+	for _, tt := range []struct {
+		name, want string
+		handler    http.HandlerFunc
+	}{
+		{"no answer", "did not answer", nil},
+		{"error status", "answered with an error", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }},
+		{"no verdict", "no verdict", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, `<html>It works!</html>`) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var url string
+			if tt.handler == nil {
+				url = startClassifier(t, nil).url
+			} else {
+				ln := listen(t)
+				srv := &http.Server{Handler: tt.handler}
+				go func() { _ = srv.Serve(ln) }()
+				t.Cleanup(func() { srv.Close() })
+				url = "http://" + ln.Addr().String()
+			}
+			f := startFake(t, fakellm.Options{})
+			cl := &config.Classifier{Kind: config.ClassifierModerations, URL: url, Timeout: 50 * time.Millisecond, OnError: config.FailClosed}
+			g := startGateway(t, newConfig(t, nil, guarded(config.Guard{Safety: config.SafetyGuard{Prompt: "block", Classifier: cl}}, f.backend())))
+			res := g.do(t, "POST", "/v1/chat/completions", chatBody("Say hello", ""))
+			var e struct {
+				Error struct{ Message, Code string }
+			}
+			if err := json.Unmarshal(res.body, &e); err != nil || res.status != 503 || e.Error.Code != "guard_unavailable" || !strings.Contains(e.Error.Message, tt.want) {
+				t.Fatalf("status %d: %s, want 503 guard_unavailable saying %q", res.status, res.body, tt.want)
+			}
+			g.waitMetric(t, "llmgate_guard_blocks_total", map[string]string{"direction": "prompt"}, "= 1", func(v float64) bool { return v == 1 })
+		})
+	}
+}
