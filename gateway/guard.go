@@ -323,6 +323,12 @@ func (g *Gateway) guardPromptTexts(r *request, root *fastjson.Value) error {
 		return &apiError{status: fasthttp.StatusBadRequest, typ: typeInvalidRequest, code: "unsupported_parameter", param: "messages",
 			message: "'messages' is not supported on /v1/embeddings for model `" + r.version.Alias + "`: its prompt guard reads 'input', and the conversation would reach the model unchecked; send its text as 'input'."}
 	}
+	if ct := root.Get("chat_template"); r.op == opChat && ct != nil && ct.Type() != fastjson.TypeNull {
+		// vLLM's chat template is code that writes the prompt: it can spell any text from
+		// pieces no rule reads, or leave out what the guard rewrote.
+		return &apiError{status: fasthttp.StatusBadRequest, typ: typeInvalidRequest, code: "unsupported_parameter", param: "chat_template",
+			message: "'chat_template' is not supported on model `" + r.version.Alias + "`: its prompt guard reads the messages, and a template could write a prompt it has not checked."}
+	}
 	start := time.Now()
 	defer func() { r.guard.m.duration[guard.Prompt].Update(time.Since(start).Seconds()) }()
 	if ag.pii != nil && r.guard.vault == nil {
@@ -558,7 +564,7 @@ var partTextKeys = [...]string{"text", "refusal", "thinking"}
 // forEachPromptText calls fn with every text of the prompt, the value holding it and its kind:
 // chat message contents (strings, or the texts of an array's parts: see partTextKeys), the
 // reasoning and the arguments of the tool calls in assistant messages, the string members of
-// vLLM's documents, completion prompts (and their suffix) and embedding inputs (a string or an
+// vLLM's documents and chat_template_kwargs, completion prompts (and their suffix) and embedding inputs (a string or an
 // array of strings).
 func forEachPromptText(op operation, root *fastjson.Value, fn func(v *fastjson.Value, text []byte, kind promptTextKind)) {
 	strings := func(v *fastjson.Value) {
@@ -589,6 +595,15 @@ func forEachPromptText(op operation, root *fastjson.Value, fn func(v *fastjson.V
 					}
 				})
 			}
+		}
+		// vLLM hands chat_template_kwargs to the chat template as variables, which it may write
+		// into the prompt as it does the documents.
+		if o := root.GetObject("chat_template_kwargs"); o != nil {
+			o.Visit(func(_ []byte, v *fastjson.Value) {
+				if v.Type() == fastjson.TypeString {
+					fn(v, v.GetStringBytes(), textInput)
+				}
+			})
 		}
 		msgs := root.GetArray("messages") // nil when absent or not an array
 		for _, m := range msgs {
