@@ -429,14 +429,25 @@ func (q *classifyQueue) isClosed() bool {
 	return q.closed
 }
 
-// close stops the workers once the jobs they are running are done (within asyncTimeout); the
-// jobs still queued and later pushes are dropped.
-func (q *classifyQueue) close() {
+// close stops the workers: the jobs still queued and later pushes are dropped, and the calls
+// running are waited for until wait has passed. A call may run for asyncTimeout, longer than a
+// stopping gateway may take (see Gateway.Shutdown): one still running then is abandoned, and
+// close reports whether any was.
+func (q *classifyQueue) close(wait time.Duration) (abandoned bool) {
 	q.mu.Lock()
 	q.closed = true
 	close(q.jobs)
 	q.mu.Unlock()
-	q.wg.Wait()
+	done := make(chan struct{})
+	go func() { q.wg.Wait(); close(done) }()
+	t := time.NewTimer(max(wait, 0))
+	defer t.Stop()
+	select {
+	case <-done:
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 // logClassifierError logs a classifier call that failed, as a warning: an answer that is no

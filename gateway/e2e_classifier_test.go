@@ -422,3 +422,32 @@ func TestClassifierUnavailableSaysWhy(t *testing.T) {
 		})
 	}
 }
+
+// A classifier call still running at shutdown does not hold the gateway past the 2 s after the
+// grace that the README promises: it is abandoned, and the log says so. Close waited for it
+// until its own 10 s timeout.
+func TestClassifierCallAbandonedAtClose(t *testing.T) {
+	var asked atomic.Int64
+	release := make(chan struct{})
+	ln := listen(t)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		asked.Add(1)
+		<-release
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { close(release); srv.Close() })
+	f := startFake(t, fakellm.Options{})
+	cl := &config.Classifier{Kind: config.ClassifierModerations, URL: "http://" + ln.Addr().String(), Mode: config.ClassifierAsync}
+	g := startGateway(t, newConfig(t, nil, guarded(config.Guard{Safety: config.SafetyGuard{Prompt: "log", Classifier: cl}}, f.backend())))
+	if res := g.do(t, "POST", "/v1/chat/completions", chatBody("Say hello", "")); res.status != 200 {
+		t.Fatalf("status %d: %s", res.status, res.body)
+	}
+	waitFor(t, "the classifier asked", func() bool { return asked.Load() == 1 })
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if logs := g.logs.String(); !strings.Contains(logs, `"msg":"shutdown: classifier calls still in flight were abandoned"`) || strings.Contains(logs, `"msg":"guard classifier failed"`) {
+		t.Fatalf("Close waited for the classifier call:\n%s", logs)
+	}
+}

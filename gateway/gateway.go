@@ -395,6 +395,9 @@ func (g *Gateway) Shutdown(ctx context.Context) (cut int64, err error) {
 		case <-hijacked:
 		case <-ctx.Done():
 		}
+		// The process exits at most cutWait after the grace (README, Stopping): what is
+		// waited for from here on ends by then.
+		stopBy := time.Now().Add(cutWait)
 		if ctx.Err() != nil {
 			err = nil // the servers' ctx.Err(): what is left is cut
 			cut = g.cut(hijacked)
@@ -404,7 +407,9 @@ func (g *Gateway) Shutdown(ctx context.Context) (cut int64, err error) {
 		}
 		g.waitShadows(5 * time.Second)
 		g.prober.Close()
-		g.classifyQueue.close() // its workers log: before the log closes
+		if g.classifyQueue.close(time.Until(stopBy)) { // its workers log: before the log closes
+			g.log.Warn("shutdown: classifier calls still in flight were abandoned")
+		}
 		if g.stats != nil {
 			g.stats.close()
 		}
