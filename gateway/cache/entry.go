@@ -528,14 +528,28 @@ func (e *Entry) AppendSSE(dst, id []byte, created int64, includeUsage bool) []by
 	if e.fp.ok() {
 		dst = append(append(dst, `,"system_fingerprint":`...), e.raw(e.fp)...)
 	}
-	dst = e.appendFields(dst, e.extras)
+	// A scalar extra (OpenAI's service_tier) rides on every chunk, as backends send it; an
+	// object or array (vLLM's prompt_token_ids, its request metrics) only on the first, as vLLM
+	// sends it once: copied into every chunk, a long prompt's ids made a replay many times the
+	// size of the stream the backend sent.
+	for i, f := range e.extras {
+		if !isComposite(e.doc[f.v.s]) {
+			dst = e.appendFields(dst, e.extras[i:i+1])
+		}
+	}
+	hs := len(dst)
+	for i, f := range e.extras {
+		if isComposite(e.doc[f.v.s]) {
+			dst = e.appendFields(dst, e.extras[i:i+1])
+		}
+	}
 	dst = append(dst, `,"choices":[`...)
 	h1 := len(dst)
 	header := func(dst []byte) []byte {
 		if len(dst) == h1 {
 			return dst // the first chunk's header is already there
 		}
-		return append(dst, dst[h0:h1]...)
+		return append(append(dst, dst[h0:hs]...), `,"choices":[`...)
 	}
 	for ci := range e.choices {
 		c := &e.choices[ci]
@@ -669,6 +683,9 @@ func (e *Entry) appendFinish(dst []byte, c *choice) []byte {
 	dst = e.appendFields(dst, e.fields[c.extras[0]:c.extras[1]])
 	return append(dst, "}"+chunkClose...)
 }
+
+// isComposite reports whether a JSON value starting with v0 is an object or an array.
+func isComposite(v0 byte) bool { return v0 == '{' || v0 == '[' }
 
 func (e *Entry) appendFields(dst []byte, fs []field) []byte {
 	for _, f := range fs {

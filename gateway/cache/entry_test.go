@@ -707,3 +707,40 @@ func TestStreamReplayReasoningFirst(t *testing.T) {
 	got, _, _ := readChatStream(t, stream)
 	sameView(t, "stream", got, viewOfChat(parseChat(t, []byte(body))))
 }
+
+// vLLM sends a stream's prompt_token_ids (return_token_ids) and its request metrics once, on
+// the first chunk; a replay does too, instead of copying them into every chunk, while a scalar
+// such as OpenAI's service_tier stays on every chunk as OpenAI sends it.
+func TestStreamReplaySendsCompositeExtrasOnce(t *testing.T) {
+	body := `{"id":"c1","object":"chat.completion","created":1,"model":"m","service_tier":"default",` +
+		`"prompt_token_ids":[1,2,3,4,5,6,7,8],"metrics":{"arrival_time":1.5},` +
+		`"choices":[{"index":0,"message":{"role":"assistant","content":"one two three four five six seven eight nine ten"},` +
+		`"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":8,"completion_tokens":10,"total_tokens":18}}`
+	e, err := NewEntry(KindChat, []byte(body), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := payloads(t, e.AppendSSE(nil, []byte("x"), 1, true))
+	for i, p := range ps {
+		if sse.IsDone(p) {
+			continue
+		}
+		first := i == 0
+		for _, member := range []string{`"prompt_token_ids":[1,2,3,4,5,6,7,8]`, `"metrics":{"arrival_time":1.5}`} {
+			if bytes.Contains(p, []byte(member)) != first {
+				t.Errorf("chunk %d: has %s = %v, want %v:\n%s", i, member, !first, first, p)
+			}
+		}
+		if !bytes.Contains(p, []byte(`"service_tier":"default"`)) {
+			t.Errorf("chunk %d lost service_tier:\n%s", i, p)
+		}
+	}
+	// The replay records back to the same answer.
+	r, err := record(t, KindChat, 1, e.AppendSSE(nil, []byte("x"), 1, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.AppendJSON(nil, []byte("x"), 1); !bytes.Contains(got, []byte(`"prompt_token_ids":[1,2,3,4,5,6,7,8]`)) {
+		t.Errorf("recorded replay lost prompt_token_ids:\n%s", got)
+	}
+}
