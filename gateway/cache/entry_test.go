@@ -464,6 +464,7 @@ func TestRecorderDiscards(t *testing.T) {
 		{"event after [DONE]", full + full, 1, 0},
 		{"malformed chunk", strings.Replace(full, `"content":"The"`, `"content":"The`, 1), 1, 0},
 		{"too large", full, 1, 100},
+		{"audio", strings.Replace(full, `"delta":{"content":"The"}`, `"delta":{"audio":{"id":"audio_1","data":"UklGRg==","transcript":"The"}}`, 1), 1, 0},
 	}
 	for _, tt := range tests {
 		r := AcquireRecorder(KindChat, tt.n, tt.max)

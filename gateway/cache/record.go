@@ -224,6 +224,12 @@ func (c *recChoice) addDelta(b []byte, i int) error {
 			}
 			_, err := eachElement(b, vs, func(ts, te int) error { return c.addTool(b[ts:te]) }, 4)
 			return err
+		case keyIs(k, "audio"):
+			// OpenAI streams audio as base64 pieces, each encoded on its own, beside a
+			// transcript in pieces: kept as the last value, the entry held only the last
+			// piece, and joined, the pieces need not decode as one base64 string. Such a
+			// stream is not stored.
+			return ErrIncomplete
 		case keyIs(k, "function_call"):
 			// Streamed in pieces as a tool call's function is: its name once, its arguments
 			// piece by piece. Kept as the last value, a replay had only the last piece.
