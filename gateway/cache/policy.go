@@ -44,7 +44,7 @@ const (
 	ReasonNonDeterministic               // no temperature 0 and no seed
 	ReasonChoices                        // n is not a small positive integer
 	ReasonBypass                         // x-llmgate-cache: bypass
-	ReasonRefresh                        // x-llmgate-cache: refresh or Cache-Control: no-cache
+	ReasonRefresh                        // x-llmgate-cache: refresh (Cache-Control: no-cache is ignored: see Decide)
 	ReasonNoStore                        // Cache-Control: no-store
 	ReasonOnlyIfCached                   // x-llmgate-cache or Cache-Control: only-if-cached
 	ReasonBadHeader                      // x-llmgate-cache has an unknown value

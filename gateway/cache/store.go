@@ -66,6 +66,7 @@ type aliasState struct {
 	gen                  atomic.Uint64
 	versions             map[string]*Scope // guarded by Store.mu
 	hits, misses, stores atomic.Uint64
+	refused, storesShown atomic.Uint64 // as Store's
 	bytes, entries       atomic.Int64
 }
 
@@ -94,7 +95,7 @@ func New(cfg Config) (*Store, error) {
 		BufferItems:        64,
 		IgnoreInternalCost: true, // Entry.Size already counts the bookkeeping
 		OnEvict:            func(*ristretto.Item[*Entry]) { st.evictions.Add(1) },
-		OnReject:           func(*ristretto.Item[*Entry]) { st.refused.Add(1) },
+		OnReject:           st.onReject,
 		OnExit:             st.onExit,
 	})
 	if err != nil {
@@ -110,6 +111,12 @@ func (st *Store) Close() { st.c.Close() }
 // Wait blocks until every Set so far has been applied or rejected. Sets are asynchronous;
 // tests and the admin API use Wait to observe them.
 func (st *Store) Wait() { st.c.Wait() }
+
+// onReject runs for an entry Set took and the admission policy then refused.
+func (st *Store) onReject(it *ristretto.Item[*Entry]) {
+	st.refused.Add(1)
+	it.Value.scope.alias.refused.Add(1)
+}
 
 // onExit runs once for every value that leaves the cache (evicted, expired, deleted, replaced
 // or refused admission), which keeps the byte and entry counts exact.
@@ -368,7 +375,7 @@ func (st *Store) sweep(match func(*Entry) bool) int {
 type Stats struct {
 	Hits, Misses uint64 // lookups; a lookup that found an invalidated entry is a miss
 	Stale        uint64 // entries found invalidated on lookup
-	Stores       uint64 // entries stored: accepted by Set and not refused by the admission policy
+	Stores       uint64 // entries stored: accepted by Set and not refused by the admission policy (see storesSoFar)
 	Dropped      uint64 // entries Set refused: too large, no ttl, or dropped under contention
 	NotAdmitted  uint64 // answers not stored because the store was nearly full and their request new (see Admit)
 	Evictions    uint64 // entries removed for room or on expiry
@@ -402,15 +409,15 @@ func ratio(h, m uint64) float64 {
 // refused, which it judges asynchronously, after Set counted them. A total that went down
 // would read as a counter reset on /metrics, so one counted while pending and refused after
 // it was reported does not lower the next report: the report catches up as stores go on.
-func (st *Store) storesSoFar() uint64 {
-	refused := st.refused.Load() // first: every refusal is of an entry stores counts already
-	n := st.stores.Load() - refused
+func storesSoFar(stores, refused, storesShown *atomic.Uint64) uint64 {
+	r := refused.Load() // first: every refusal is of an entry stores counts already
+	n := stores.Load() - r
 	for {
-		shown := st.storesShown.Load()
+		shown := storesShown.Load()
 		if n <= shown {
 			return shown
 		}
-		if st.storesShown.CompareAndSwap(shown, n) {
+		if storesShown.CompareAndSwap(shown, n) {
 			return n
 		}
 	}
@@ -421,13 +428,13 @@ func (st *Store) storesSoFar() uint64 {
 func (st *Store) Stats() Stats {
 	s := Stats{
 		Hits: st.hits.Load(), Misses: st.misses.Load(), Stale: st.stale.Load(),
-		Stores: st.storesSoFar(), Dropped: st.dropped.Load(), NotAdmitted: st.notAdmitted.Load(), Evictions: st.evictions.Load(),
+		Stores: storesSoFar(&st.stores, &st.refused, &st.storesShown), Dropped: st.dropped.Load(), NotAdmitted: st.notAdmitted.Load(), Evictions: st.evictions.Load(),
 		Bytes: st.bytes.Load(), Entries: st.entries.Load(), MaxBytes: st.maxBytes,
 	}
 	st.mu.RLock()
 	for _, a := range st.aliases {
 		s.Aliases = append(s.Aliases, AliasStats{
-			Alias: a.name, Hits: a.hits.Load(), Misses: a.misses.Load(), Stores: a.stores.Load(),
+			Alias: a.name, Hits: a.hits.Load(), Misses: a.misses.Load(), Stores: storesSoFar(&a.stores, &a.refused, &a.storesShown),
 			Bytes: a.bytes.Load(), Entries: a.entries.Load(),
 		})
 	}

@@ -183,6 +183,9 @@ func TestStoreCountsRefusedAnswers(t *testing.T) {
 		if stats.Stores != uint64(stats.Entries)+stats.Evictions {
 			t.Fatalf("after %d answers: %d stores, but %d entries and %d evictions", to, stats.Stores, stats.Entries, stats.Evictions)
 		}
+		if a := stats.Aliases[0]; a.Stores != stats.Stores {
+			t.Fatalf("after %d answers: the alias counts %d stores, the store %d", to, a.Stores, stats.Stores)
+		}
 	}
 	offer(0, 20)     // they fit
 	for range 1000 { // hot entries
