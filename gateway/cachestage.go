@@ -174,6 +174,7 @@ func (g *Gateway) cacheLookup(ctx *fasthttp.RequestCtx, r *request, snap *snapsh
 				f.WantSaved() // the leader may be a no-store request: its answer is this one's too
 			}
 			if handled, done := g.follow(ctx, r, f); handled {
+				g.cacheStore.Coalesced(vc.scope) // not the miss Get counted
 				return true, done
 			}
 		}
@@ -475,6 +476,7 @@ type cacheView struct {
 	Entries     int64            `json:"entries"`
 	Hits        uint64           `json:"hits"`
 	Misses      uint64           `json:"misses"`
+	Coalesced   uint64           `json:"coalesced"` // answered by an identical request's backend call
 	HitRatio    float64          `json:"hit_ratio"`
 	Stores      uint64           `json:"stores"`
 	NotAdmitted uint64           `json:"not_admitted"` // answers to new requests not stored while the cache was nearly full
@@ -484,13 +486,14 @@ type cacheView struct {
 }
 
 type aliasCacheView struct {
-	Alias    string  `json:"model"`
-	Enabled  bool    `json:"enabled"` // the model's cache is on: its requests may be answered from here
-	Entries  int64   `json:"entries"`
-	Bytes    int64   `json:"bytes"`
-	Hits     uint64  `json:"hits"`
-	Misses   uint64  `json:"misses"`
-	HitRatio float64 `json:"hit_ratio"`
+	Alias     string  `json:"model"`
+	Enabled   bool    `json:"enabled"` // the model's cache is on: its requests may be answered from here
+	Entries   int64   `json:"entries"`
+	Bytes     int64   `json:"bytes"`
+	Hits      uint64  `json:"hits"`
+	Misses    uint64  `json:"misses"`
+	Coalesced uint64  `json:"coalesced"`
+	HitRatio  float64 `json:"hit_ratio"`
 }
 
 // serveCache answers GET /admin/cache and DELETE /admin/cache[?model=alias[&version=v]].
@@ -519,14 +522,14 @@ func (g *Gateway) serveCache(ctx *fasthttp.RequestCtx, seg []string) bool {
 		if g.cacheStore != nil {
 			st := g.cacheStore.Stats()
 			v.Bytes, v.MaxBytes, v.Entries, v.Hits, v.Misses, v.HitRatio = st.Bytes, st.MaxBytes, st.Entries, st.Hits, st.Misses, st.HitRatio()
-			v.Stores, v.NotAdmitted, v.Evicted = st.Stores, st.NotAdmitted, st.Evictions
+			v.Coalesced, v.Stores, v.NotAdmitted, v.Evicted = st.Coalesced, st.Stores, st.NotAdmitted, st.Evictions
 			enabled := map[string]bool{}
 			for ver, vc := range g.snap.Load().caches {
 				enabled[ver.Alias] = enabled[ver.Alias] || vc.policy.Enabled
 			}
 			for _, a := range st.Aliases {
 				v.Aliases = append(v.Aliases, aliasCacheView{Alias: a.Alias, Enabled: enabled[a.Alias], Entries: a.Entries, Bytes: a.Bytes,
-					Hits: a.Hits, Misses: a.Misses, HitRatio: a.HitRatio()})
+					Hits: a.Hits, Misses: a.Misses, Coalesced: a.Coalesced, HitRatio: a.HitRatio()})
 			}
 		}
 		encodeJSON(ctx, fasthttp.StatusOK, v)

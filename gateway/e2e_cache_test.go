@@ -1111,6 +1111,21 @@ func TestCacheCoalescedStreamWithoutLeaderEcho(t *testing.T) {
 	if n := calls.Load(); n != 1 {
 		t.Errorf("the backend got %d requests, want 1", n)
 	}
+	// /admin/cache counts the follower as llmgate_cache_requests_total does: coalesced, not a
+	// miss, and answered without a backend call of its own.
+	var v struct {
+		Misses, Coalesced int
+		HitRatio          float64 `json:"hit_ratio"`
+		Models            []struct {
+			Misses, Coalesced int
+			HitRatio          float64 `json:"hit_ratio"`
+		}
+	}
+	_ = json.Unmarshal(g.admin(t, "GET", "/admin/cache", "cache-admin").body, &v)
+	if v.Misses != 1 || v.Coalesced != 1 || v.HitRatio != 0.5 || len(v.Models) != 1 ||
+		v.Models[0].Misses != 1 || v.Models[0].Coalesced != 1 || v.Models[0].HitRatio != 0.5 {
+		t.Errorf("/admin/cache after a miss and a follower: %+v, want 1 miss, 1 coalesced and a hit ratio of 0.5, per model too", v)
+	}
 }
 
 // A backend that fails a stream with an error event after the leader's client left: the

@@ -38,6 +38,7 @@ type Store struct {
 	aliases map[string]*aliasState
 
 	hits, misses, stale, stores, dropped, evictions atomic.Uint64
+	coalesced                                       atomic.Uint64 // misses answered by their flight's leader
 	bytes, entries                                  atomic.Int64
 	// refused counts the entries Set took that the admission policy then refused; storesShown
 	// is the most Stats has reported as Stores (see storesSoFar).
@@ -67,6 +68,7 @@ type aliasState struct {
 	versions             map[string]*Scope // guarded by Store.mu
 	hits, misses, stores atomic.Uint64
 	refused, storesShown atomic.Uint64 // as Store's
+	coalesced            atomic.Uint64
 	bytes, entries       atomic.Int64
 }
 
@@ -187,6 +189,13 @@ func (st *Store) Get(s *Scope, req *Request) (*Entry, bool) {
 	s.alias.hits.Add(1)
 	rememberPrepared(req, body)
 	return e, true
+}
+
+// Coalesced records that a request of scope s that Get missed was answered by its flight's
+// leader: Stats counts it as coalesced, not as a miss, as llmgate_cache_requests_total does.
+func (st *Store) Coalesced(s *Scope) {
+	st.coalesced.Add(1)
+	s.alias.coalesced.Add(1)
 }
 
 // Begin records in req, as Get does, the generation that a later Set for req stores under, for a
@@ -374,6 +383,7 @@ func (st *Store) sweep(match func(*Entry) bool) int {
 // Stats is a snapshot of the store's counters.
 type Stats struct {
 	Hits, Misses uint64 // lookups; a lookup that found an invalidated entry is a miss
+	Coalesced    uint64 // lookups that missed and were answered by their flight's leader (not in Misses)
 	Stale        uint64 // entries found invalidated on lookup
 	Stores       uint64 // entries stored: accepted by Set and not refused by the admission policy (see storesSoFar)
 	Dropped      uint64 // entries Set refused: too large, no ttl, or dropped under contention
@@ -387,16 +397,18 @@ type Stats struct {
 
 // AliasStats are one alias's counters.
 type AliasStats struct {
-	Alias                string
-	Hits, Misses, Stores uint64
-	Bytes, Entries       int64
+	Alias                           string
+	Hits, Misses, Coalesced, Stores uint64
+	Bytes, Entries                  int64
 }
 
-// HitRatio returns hits / lookups, 0 before any lookup.
-func (s AliasStats) HitRatio() float64 { return ratio(s.Hits, s.Misses) }
+// HitRatio returns the share of lookups answered without a backend call of their own: hits
+// and coalesced requests over all lookups, 0 before any lookup.
+func (s AliasStats) HitRatio() float64 { return ratio(s.Hits+s.Coalesced, s.Misses) }
 
-// HitRatio returns hits / lookups, 0 before any lookup.
-func (s Stats) HitRatio() float64 { return ratio(s.Hits, s.Misses) }
+// HitRatio returns the share of lookups answered without a backend call of their own: hits
+// and coalesced requests over all lookups, 0 before any lookup.
+func (s Stats) HitRatio() float64 { return ratio(s.Hits+s.Coalesced, s.Misses) }
 
 func ratio(h, m uint64) float64 {
 	if h+m == 0 {
@@ -426,15 +438,18 @@ func storesSoFar(stores, refused, storesShown *atomic.Uint64) uint64 {
 // Stats returns the store's counters. It allocates; call it from /metrics and the admin API,
 // not per request.
 func (st *Store) Stats() Stats {
+	// Coalesced before misses: every coalesced request is a miss counted already.
+	coalesced := st.coalesced.Load()
 	s := Stats{
-		Hits: st.hits.Load(), Misses: st.misses.Load(), Stale: st.stale.Load(),
+		Hits: st.hits.Load(), Misses: st.misses.Load() - coalesced, Coalesced: coalesced, Stale: st.stale.Load(),
 		Stores: storesSoFar(&st.stores, &st.refused, &st.storesShown), Dropped: st.dropped.Load(), NotAdmitted: st.notAdmitted.Load(), Evictions: st.evictions.Load(),
 		Bytes: st.bytes.Load(), Entries: st.entries.Load(), MaxBytes: st.maxBytes,
 	}
 	st.mu.RLock()
 	for _, a := range st.aliases {
+		coalesced := a.coalesced.Load()
 		s.Aliases = append(s.Aliases, AliasStats{
-			Alias: a.name, Hits: a.hits.Load(), Misses: a.misses.Load(), Stores: storesSoFar(&a.stores, &a.refused, &a.storesShown),
+			Alias: a.name, Hits: a.hits.Load(), Misses: a.misses.Load() - coalesced, Coalesced: coalesced, Stores: storesSoFar(&a.stores, &a.refused, &a.storesShown),
 			Bytes: a.bytes.Load(), Entries: a.entries.Load(),
 		})
 	}

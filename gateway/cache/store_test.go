@@ -505,3 +505,21 @@ func TestDoorkeeper(t *testing.T) {
 		t.Error("a key from before the clear is still seen")
 	}
 }
+
+// A lookup that missed and was then answered by its flight's leader counts as coalesced, not
+// as a miss, and as answered without a backend call in the hit ratio.
+func TestStoreCountsCoalesced(t *testing.T) {
+	st := newStore(t, 1<<20)
+	s := st.Scope("a", "v")
+	for range 2 {
+		st.Get(s, prepared(t, "a", "v", `{"temperature":0}`))
+	}
+	st.Coalesced(s)
+	got := st.Stats()
+	if got.Misses != 1 || got.Coalesced != 1 || got.HitRatio() != 0.5 {
+		t.Errorf("store: %d misses, %d coalesced, hit ratio %v; want 1, 1, 0.5", got.Misses, got.Coalesced, got.HitRatio())
+	}
+	if a := got.Aliases[0]; a.Misses != 1 || a.Coalesced != 1 || a.HitRatio() != 0.5 {
+		t.Errorf("alias: %d misses, %d coalesced, hit ratio %v; want 1, 1, 0.5", a.Misses, a.Coalesced, a.HitRatio())
+	}
+}
