@@ -1251,3 +1251,59 @@ func TestCacheVersionRedeployedWhileRequestRouted(t *testing.T) {
 		t.Fatalf("the redeployed v2 answered with the deleted one's answer (x-llmgate-cache %q): %s", res.header.Get("X-Llmgate-Cache"), res.body)
 	}
 }
+
+// A buffered request that joined a stream the backend cut with content_filter, which is not
+// stored, gets that answer as the stream followers do: it used to call the backend again.
+func TestCacheCoalescedBufferedFollowerOfUnstoredStream(t *testing.T) {
+	t.Setenv("LLMGATE_ADMIN_TOKEN", "cache-admin")
+	calls, release := new(atomic.Int64), make(chan struct{})
+	ln := listen(t)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		calls.Add(1)
+		<-release
+		w.Header().Set("Content-Type", "text/event-stream")
+		for _, chunk := range []string{
+			`{"role":"assistant","content":""},"finish_reason":null`,
+			`{"content":"Here is how"},"finish_reason":null`,
+			`{},"finish_reason":"content_filter"`,
+		} {
+			fmt.Fprintf(w, `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":%s}]}`+"\n\n", chunk)
+		}
+		_, _ = io.WriteString(w, "data: [DONE]\n\n")
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	b := config.Backend{URL: "http://" + ln.Addr().String(), Kind: config.KindVLLM, Model: "m"}
+	g := startGateway(t, newConfig(t, nil, cached(model("chat", "v1", version("v1", b)))))
+	var once sync.Once
+	open := func() { once.Do(func() { close(release) }) }
+	defer open()
+	lc, fc := make(chan response, 1), make(chan response, 1)
+	go func() { lc <- g.do(t, "POST", "/v1/chat/completions", cacheBody("Tell me", `,"stream":true`)) }()
+	waitFor(t, "the leader at the backend", func() bool { return calls.Load() == 1 })
+	go func() { fc <- g.do(t, "POST", "/v1/chat/completions", cacheBody("Tell me", "")) }()
+	waitFor(t, "a follower", func() bool {
+		var v struct {
+			Coalescing struct{ Followers int } `json:"coalescing"`
+		}
+		_ = json.Unmarshal(g.admin(t, "GET", "/admin/cache", "cache-admin").body, &v)
+		return v.Coalescing.Followers == 1
+	})
+	open()
+	<-lc
+	f := <-fc
+	var got struct {
+		Choices []struct {
+			Message      struct{ Content string }
+			FinishReason string `json:"finish_reason"`
+		}
+	}
+	if err := json.Unmarshal(f.body, &got); err != nil || len(got.Choices) != 1 || got.Choices[0].Message.Content != "Here is how" ||
+		got.Choices[0].FinishReason != "content_filter" || f.header.Get("X-Llmgate-Cache") != "coalesced" {
+		t.Fatalf("buffered follower (x-llmgate-cache %q, %v):\n%s", f.header.Get("X-Llmgate-Cache"), err, f.body)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("the backend got %d requests, want 1", n)
+	}
+}

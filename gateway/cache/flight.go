@@ -38,6 +38,8 @@ type flightKey struct {
 type Flight struct {
 	g         *Group
 	key       flightKey
+	kind      Kind
+	n         int          // choices asked for
 	followers atomic.Int32 // requests that joined it
 	// saveWanted: a follower whose answer may be stored joined (see WantSaved).
 	saveWanted atomic.Bool
@@ -47,7 +49,11 @@ type Flight struct {
 	ends  []int  // end of each payload in data
 	done  bool
 	entry *Entry
-	wake  chan struct{} // closed at the next Publish or end; nil while nobody waits
+	// answer is what Wait assembled from the events of a stream that ended well but was not
+	// stored; answered says it tried.
+	answer   *Entry
+	answered bool
+	wake     chan struct{} // closed at the next Publish or end; nil while nobody waits
 }
 
 // Join returns the flight for req, which Store.Get has looked up (its key, in the cache
@@ -66,7 +72,7 @@ func (g *Group) Join(req *Request) (*Flight, bool) {
 	if g.flights == nil {
 		g.flights = map[flightKey]*Flight{}
 	}
-	f := &Flight{g: g, key: key}
+	f := &Flight{g: g, key: key, kind: req.Kind, n: req.Choices()}
 	g.flights[key] = f
 	g.mu.Unlock()
 	g.leaders.Add(1)
@@ -133,8 +139,8 @@ func (f *Flight) EndUnfollowed() bool {
 }
 
 // Finish ends the flight with the leader's answer. e is nil when the answer was complete but
-// not cacheable: stream followers have had every event, buffered followers get
-// ErrLeaderFailed. Later calls do nothing.
+// not cacheable: stream followers have had every event, buffered followers get the answer
+// assembled from them (see Wait). Later calls do nothing.
 func (f *Flight) Finish(e *Entry) { f.end(e) }
 
 // Fail ends the flight without an answer: followers get ErrLeaderFailed (stream followers
@@ -177,12 +183,18 @@ func (f *Flight) waitLocked() chan struct{} {
 }
 
 // Wait blocks until the leader ends the flight and returns its entry, ErrLeaderFailed, or
-// ctx's error.
+// ctx's error. A stream that ended well but that the leader could not store (too large to
+// record, cut short by the backend's filter) is still an answer: Wait assembles it from the
+// events, once per flight, as stream followers receive it, rather than send every buffered
+// follower to the backend. That entry is for replaying only, never for the store.
 func (f *Flight) Wait(ctx context.Context) (*Entry, error) {
 	for {
 		f.mu.Lock()
 		if f.done {
 			e := f.entry
+			if e == nil {
+				e = f.answerLocked()
+			}
 			f.mu.Unlock()
 			if e == nil {
 				return nil, ErrLeaderFailed
@@ -197,6 +209,25 @@ func (f *Flight) Wait(ctx context.Context) (*Entry, error) {
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// answerLocked returns the answer assembled from a finished flight's events, nil when they
+// are no whole answer (a buffered leader, a failed stream). f.mu is held.
+func (f *Flight) answerLocked() *Entry {
+	if !f.answered && f.sawDone() {
+		r := AcquireRecorder(f.kind, f.n, 0)
+		start := 0
+		for _, end := range f.ends {
+			_ = r.Add(f.data[start:end]) // an error is remembered: Answer then fails
+			start = end
+		}
+		if e, err := r.Answer(); err == nil {
+			f.answer = e
+		}
+		ReleaseRecorder(r)
+	}
+	f.answered = true
+	return f.answer
 }
 
 // Follower reads a flight's stream events from the start, at its own pace. Not safe for

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -311,6 +312,46 @@ func TestRewriteChunk(t *testing.T) {
 		}
 		if json.Valid([]byte(tt.in)) && !json.Valid([]byte(tt.want)) {
 			t.Errorf("%s: the chunk is no longer JSON", tt.name)
+		}
+	}
+}
+
+// A stream the leader could not store (cut short by the backend's filter, or too large to
+// record) but that ended well is still the answer: buffered followers get it assembled from
+// the events, as stream followers do, instead of each calling the backend again. A stream
+// that failed still releases them.
+func TestCoalesceUnstoredStreamBufferedFollower(t *testing.T) {
+	full := string(fixture(t, "vllm_chat_stream_usage.txt"))
+	for _, tt := range []struct {
+		name, stream, finish string
+	}{
+		{"content_filter", strings.Replace(full, `"finish_reason":"length"`, `"finish_reason":"content_filter"`, 1), "content_filter"},
+		{"not recorded", full, "length"},
+		{"failed", strings.Replace(full, "data: [DONE]\n\n", "", 1), ""},
+	} {
+		var g Group
+		req := &Request{Key: Key{8}, Kind: KindChat, N: 1}
+		f, _ := g.Join(req)
+		w, _ := g.Join(req)
+		for _, ev := range payloads(t, []byte(tt.stream)) {
+			f.Publish(ev)
+		}
+		f.Finish(nil)
+		e, err := w.Wait(context.Background())
+		if tt.finish == "" {
+			if !errors.Is(err, ErrLeaderFailed) {
+				t.Errorf("%s: buffered follower got %v, want ErrLeaderFailed", tt.name, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: buffered follower got %v, want the leader's answer", tt.name, err)
+		}
+		if finish, text := e.First(); string(finish) != tt.finish || !bytes.HasPrefix(text, []byte("The")) {
+			t.Errorf("%s: buffered follower got finish %s, text %q", tt.name, finish, text)
+		}
+		if again, _ := w.Wait(context.Background()); again != e {
+			t.Errorf("%s: the answer was assembled again", tt.name)
 		}
 	}
 }

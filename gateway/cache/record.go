@@ -343,12 +343,18 @@ func skipWSBytes(b []byte) []byte { return b[skipWS(b, 0):] }
 // Entry returns the recorded answer as an entry, or ErrIncomplete when the stream did not end
 // with [DONE], carried an error, left a choice without finish_reason, or was cut short by the
 // backend (finish_reason content_filter, abort or error: see cutShort).
-func (r *Recorder) Entry() (*Entry, error) {
+func (r *Recorder) Entry() (*Entry, error) { return r.build(false) }
+
+// Answer returns the recorded answer as Entry does, also one the backend cut short, as
+// NewAnswer builds it: for replaying, never for the store.
+func (r *Recorder) Answer() (*Entry, error) { return r.build(true) }
+
+func (r *Recorder) build(answer bool) (*Entry, error) {
 	if !r.done || r.failed {
 		return nil, ErrIncomplete
 	}
 	for i := range r.choices {
-		if c := &r.choices[i]; !c.seen || len(c.finish) == 0 || string(c.finish) == "null" || cutShort(c.finish) {
+		if c := &r.choices[i]; !c.seen || len(c.finish) == 0 || string(c.finish) == "null" || !answer && cutShort(c.finish) {
 			return nil, ErrIncomplete
 		}
 	}
@@ -379,7 +385,7 @@ func (r *Recorder) Entry() (*Entry, error) {
 	d = appendRecFields(d, r.extras, true)
 	d = append(d, '}')
 	r.doc = d
-	return NewEntry(r.kind, d, r.n)
+	return newEntry(r.kind, d, r.n, answer)
 }
 
 func (r *Recorder) appendChoice(d []byte, i int) []byte {
