@@ -656,10 +656,12 @@ func (s *streamBody) Close() error {
 	s.r, s.out = nil, nil
 	if !s.ended && r.errCode == "" {
 		r.errCode = "client_disconnected"
-		if f := r.cache.flight; f != nil && f.Followed() && r.sseReader != nil {
+		if f := r.cache.flight; f != nil && r.sseReader != nil && !f.EndUnfollowed() {
 			// Requests coalesced on this one are reading its events: the backend's answer goes
 			// on for them (and for the cache) without this client. One user pressing stop must
-			// not cut the answer of everyone who asked the same.
+			// not cut the answer of everyone who asked the same. EndUnfollowed checks and ends
+			// the flight as one step: checked here and failed later (in reset), a stream that
+			// joined in between got the answer so far, then an error.
 			go s.finishForFollowers(r)
 			return nil
 		}

@@ -3,9 +3,13 @@ package gateway
 import (
 	"errors"
 	"io"
+	"strings"
 	"testing"
 
+	"github.com/llmgate/llmgate/config"
+	"github.com/llmgate/llmgate/gateway/cache"
 	"github.com/llmgate/llmgate/gateway/sse"
+	"github.com/llmgate/llmgate/router/store"
 )
 
 // Events that arrive together leave in one Read (one write and flush), and Read never waits
@@ -73,5 +77,42 @@ func TestStreamBodyStrayBlankLines(t *testing.T) {
 		if n, err := s.Read(p); err != nil || string(p[:n]) != "data: {\"n\":1}\n\n" {
 			t.Errorf("%q after the event: Read = %q, %v; want the event alone, without waiting for the next", tail, p[:n], err)
 		}
+	}
+}
+
+// hookedStream is a backend stream that runs onClose when the gateway closes it.
+type hookedStream struct {
+	io.Reader
+	onClose func()
+}
+
+func (h *hookedStream) Close() error { h.onClose(); return nil }
+
+// A leader whose client left with nobody following its flight ends the flight at once: a
+// request that joins while the leader is still closing leads a flight of its own. Once, it
+// joined the dying flight, got the answer so far, and then "closed the stream early".
+func TestStreamBodyCloseEndsUnfollowedFlight(t *testing.T) {
+	cfg := &config.Config{Models: []config.Model{{Alias: "chat", Versions: []config.Version{{
+		Version: "v1", Backends: []config.Backend{{URL: "http://127.0.0.1:1", Kind: "vllm", Model: "m"}},
+	}}}}}
+	cfg.ApplyDefaults()
+	g, err := New(cfg, Options{LogOutput: io.Discard, Store: store.NewMemory()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var group cache.Group
+	req := &cache.Request{Key: cache.Key{1}, Kind: cache.KindChat, N: 1}
+	f, _ := group.Join(req)
+	r := &request{gw: g, sseReader: sse.NewReader(strings.NewReader(""), maxEventBytes)}
+	r.cache.flight = f
+	joinedLeading := false
+	// The backend stream is closed after Close decided no one follows, before the request ends.
+	r.upstreamResp.SetBodyStream(&hookedStream{Reader: strings.NewReader(""), onClose: func() {
+		_, joinedLeading = group.Join(req)
+	}}, -1)
+	s := &streamBody{r: r}
+	_ = s.Close()
+	if !joinedLeading {
+		t.Fatal("a request joining as the leader's client left joined its unfollowed flight, which then failed")
 	}
 }
