@@ -716,7 +716,9 @@ func (v *Vault) Reserve(src []byte) { v.reserve(src) }
 
 // reserve raises the placeholder counters past the numbers of placeholder-shaped text already
 // in src, so a placeholder written now never equals text the client sent, and restoring it
-// cannot change that text.
+// cannot change that text. The highest number a placeholder has (six digits) reserves none:
+// the next would have seven, which parsePlaceholder does not read, and that value would never
+// be restored; a vault does not reach it by counting.
 func (v *Vault) reserve(src []byte) {
 	for i := 0; ; {
 		k := bytes.IndexByte(src[i:], '<')
@@ -725,7 +727,7 @@ func (v *Vault) reserve(src []byte) {
 		}
 		i += k
 		e, num, _, _, n, st := parsePlaceholder(src[i:])
-		if st == phOK && num > v.last[e] {
+		if st == phOK && num > v.last[e] && num < 999999 {
 			v.last[e] = num
 		}
 		i += max(n, 1)

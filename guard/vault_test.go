@@ -422,3 +422,26 @@ func TestVaultTagDup(t *testing.T) {
 		v.index()
 	}
 }
+
+// Placeholder-shaped text in a prompt reserves its number, but the highest number a
+// placeholder may have (six digits) reserves none: the value redacted next would get a seventh
+// digit, which no restore reads, and the client would get its placeholder back.
+func TestVaultReserveHighest(t *testing.T) {
+	p := mustPII(t, PIIOptions{Prompt: ActionRedact})
+	for _, m := range []string{
+		"<EMAIL_ADDRESS_999999> bob@example.com",
+		"<email_address_999999> bob@example.com",
+		"<EMAIL_ADDRESS_999998> bob@example.com",
+	} {
+		v := &Vault{}
+		got, _ := p.Redact(nil, []byte(m), Prompt, v)
+		if back := v.Restore(nil, got); string(back) != m {
+			t.Errorf("%q: redacted %q, restored %q", m, got, back)
+		}
+		var r Restorer
+		r.Reset(v)
+		if back := r.Flush(r.Write(nil, got)); string(back) != m {
+			t.Errorf("%q: redacted %q, restored as a stream %q", m, got, back)
+		}
+	}
+}
