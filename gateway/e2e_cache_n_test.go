@@ -223,13 +223,7 @@ func TestCacheChoicesRestoreOwnValues(t *testing.T) {
 	waitFor(t, "the leader at the backend", func() bool { return calls.Load() == 1 })
 	go func() { fc <- g.do(t, "POST", "/v1/chat/completions", body(users[1], true)) }()
 	go func() { bufc <- g.do(t, "POST", "/v1/chat/completions", body(users[2], false)) }()
-	waitFor(t, "two followers", func() bool {
-		var v struct {
-			Coalescing struct{ Followers int } `json:"coalescing"`
-		}
-		_ = json.Unmarshal(g.admin(t, "GET", "/admin/cache", "cache-admin").body, &v)
-		return v.Coalescing.Followers == 2
-	})
+	g.waitFollowers(t, "two followers", 2)
 	open()
 	check := func(who, mail string, raw []byte) {
 		v := viewOf(t, raw)

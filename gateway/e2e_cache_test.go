@@ -1008,13 +1008,7 @@ func TestCacheCoalescedStreamLeaderFailsAfterRoleChunk(t *testing.T) {
 	}
 	fc := make(chan response, 1)
 	go func() { fc <- g.do(t, "POST", "/v1/chat/completions", body) }()
-	waitFor(t, "the follower on the leader's flight", func() bool {
-		var v struct {
-			Coalescing struct{ Followers int } `json:"coalescing"`
-		}
-		_ = json.Unmarshal(g.admin(t, "GET", "/admin/cache", "cache-admin").body, &v)
-		return v.Coalescing.Followers == 1
-	})
+	g.waitFollowers(t, "the follower on the leader's flight", 1)
 	open()
 	if rest, _ := io.ReadAll(rd); !strings.Contains(string(rest), `"error"`) {
 		t.Fatalf("the leader's stream did not fail:\n%s", rest)
@@ -1091,13 +1085,7 @@ func TestCacheCoalescedStreamWithoutLeaderEcho(t *testing.T) {
 	go func() { lc <- g.do(t, "POST", "/v1/chat/completions", body("alice@example.com")) }()
 	waitFor(t, "the leader at the backend", func() bool { return calls.Load() == 1 })
 	go func() { fc <- g.do(t, "POST", "/v1/chat/completions", body("bob@example.org")) }()
-	waitFor(t, "a follower", func() bool {
-		var v struct {
-			Coalescing struct{ Followers int } `json:"coalescing"`
-		}
-		_ = json.Unmarshal(g.admin(t, "GET", "/admin/cache", "cache-admin").body, &v)
-		return v.Coalescing.Followers == 1
-	})
+	g.waitFollowers(t, "a follower", 1)
 	open()
 	<-lc
 	f := <-fc
@@ -1189,13 +1177,7 @@ func TestCacheNoStoreLeaderStoresForFollower(t *testing.T) {
 			go func() { lc <- g.do(t, "POST", "/v1/chat/completions", body, "Cache-Control", "no-store") }()
 			waitFor(t, "the no-store request at the backend", func() bool { return calls.Load() == 1 })
 			go func() { fc <- g.do(t, "POST", "/v1/chat/completions", body) }()
-			waitFor(t, "a follower", func() bool {
-				var v struct {
-					Coalescing struct{ Followers int } `json:"coalescing"`
-				}
-				_ = json.Unmarshal(g.admin(t, "GET", "/admin/cache", "cache-admin").body, &v)
-				return v.Coalescing.Followers == 1
-			})
+			g.waitFollowers(t, "a follower", 1)
 			open()
 			if l, f := <-lc, <-fc; l.status != 200 || f.status != 200 || f.header.Get("X-Llmgate-Cache") != "coalesced" {
 				t.Fatalf("leader %d, follower %d %q: %s", l.status, f.status, f.header.Get("X-Llmgate-Cache"), f.body)
@@ -1283,13 +1265,7 @@ func TestCacheCoalescedBufferedFollowerOfUnstoredStream(t *testing.T) {
 	go func() { lc <- g.do(t, "POST", "/v1/chat/completions", cacheBody("Tell me", `,"stream":true`)) }()
 	waitFor(t, "the leader at the backend", func() bool { return calls.Load() == 1 })
 	go func() { fc <- g.do(t, "POST", "/v1/chat/completions", cacheBody("Tell me", "")) }()
-	waitFor(t, "a follower", func() bool {
-		var v struct {
-			Coalescing struct{ Followers int } `json:"coalescing"`
-		}
-		_ = json.Unmarshal(g.admin(t, "GET", "/admin/cache", "cache-admin").body, &v)
-		return v.Coalescing.Followers == 1
-	})
+	g.waitFollowers(t, "a follower", 1)
 	open()
 	<-lc
 	f := <-fc

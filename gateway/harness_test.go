@@ -524,6 +524,19 @@ func events(body []byte) []string {
 	return out
 }
 
+// waitFollowers waits until n requests wait on another's backend call (coalescing.followers in
+// GET /admin/cache).
+func (g *gw) waitFollowers(t *testing.T, what string, n int) {
+	t.Helper()
+	waitFor(t, what, func() bool {
+		var v struct {
+			Coalescing struct{ Followers int } `json:"coalescing"`
+		}
+		_ = json.Unmarshal(g.admin(t, "GET", "/admin/cache", "cache-admin").body, &v)
+		return v.Coalescing.Followers == n
+	})
+}
+
 // waitFor polls cond until it holds or waitTimeout passes.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
