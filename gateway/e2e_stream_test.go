@@ -38,6 +38,22 @@ func streamChat(t *testing.T, g *gw, maxTokens int) ([]openai.ChatCompletionStre
 	return readStream(st)
 }
 
+// readCompletionStream drains a go-openai completions stream. err is the error that ended it
+// (nil for [DONE]).
+func readCompletionStream(st *openai.CompletionStream) (chunks []openai.CompletionResponse, err error) {
+	defer st.Close()
+	for {
+		c, err := st.Recv()
+		if errors.Is(err, io.EOF) {
+			return chunks, nil
+		}
+		if err != nil {
+			return chunks, err
+		}
+		chunks = append(chunks, c)
+	}
+}
+
 // readStream drains a go-openai chat stream. err is the error that ended it (nil for [DONE]).
 func readStream(st *openai.ChatCompletionStream) (chunks []openai.ChatCompletionStreamResponse, err error) {
 	defer st.Close()
@@ -337,16 +353,12 @@ func TestCompletionStream(t *testing.T) {
 			if err != nil {
 				t.Fatalf("CreateCompletionStream: %v", err)
 			}
-			defer st.Close()
+			chunks, err := readCompletionStream(st)
+			if err != nil {
+				t.Fatalf("Recv: %v", err)
+			}
 			var text string
-			for {
-				chunk, err := st.Recv()
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				if err != nil {
-					t.Fatalf("Recv: %v", err)
-				}
+			for _, chunk := range chunks {
 				// Ollama sends a zero usage on every chunk when asked for usage, as the
 				// gateway does; the client did not ask.
 				if chunk.Usage != nil {
@@ -376,16 +388,12 @@ func TestCompletionStreamUsageOnce(t *testing.T) {
 			if err != nil {
 				t.Fatalf("CreateCompletionStream: %v", err)
 			}
-			defer st.Close()
+			chunks, err := readCompletionStream(st)
+			if err != nil {
+				t.Fatalf("Recv: %v", err)
+			}
 			var usages []openai.Usage
-			for {
-				chunk, err := st.Recv()
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				if err != nil {
-					t.Fatalf("Recv: %v", err)
-				}
+			for _, chunk := range chunks {
 				if chunk.Usage != nil {
 					if len(chunk.Choices) > 0 {
 						t.Errorf("a chunk with choices carries usage %+v", *chunk.Usage)
