@@ -148,26 +148,25 @@ func (c *choiceGuard) reasoningGuard(r *request, k int) *choiceGuard {
 // fnGuard returns the guard of the arguments of the choice's legacy function_call, JSON text
 // like a tool call's.
 func (c *choiceGuard) fnGuard(r *request) *choiceGuard {
-	if !c.fnOn {
-		if c.fn == nil {
-			c.fn = new(choiceGuard)
-		}
-		c.fn.ready(r, true)
-		c.fnOn = true
-	}
-	return c.fn
+	return readyOnce(r, &c.fn, &c.fnOn, true)
 }
 
 // refusalGuard returns the guard of the choice's refusal, the model's text as its content is.
 func (c *choiceGuard) refusalGuard(r *request) *choiceGuard {
-	if !c.refusalOn {
-		if c.refusal == nil {
-			c.refusal = new(choiceGuard)
+	return readyOnce(r, &c.refusal, &c.refusalOn, false)
+}
+
+// readyOnce returns *g, readied for the request on its first use (on false); the guard itself
+// is kept with the pooled request.
+func readyOnce(r *request, g **choiceGuard, on *bool, inJSON bool) *choiceGuard {
+	if !*on {
+		if *g == nil {
+			*g = new(choiceGuard)
 		}
-		c.refusal.ready(r, false)
-		c.refusalOn = true
+		(*g).ready(r, inJSON)
+		*on = true
 	}
-	return c.refusal
+	return *g
 }
 
 // toolGuard returns the guard of the arguments of the choice's tool call i; nil when i is out
