@@ -85,27 +85,13 @@ func RegisterFlags(fs *flag.FlagSet) *Options {
 	fs.Float64Var(&o.TokensPerSecond, "tokens-per-second", 0, "decode speed after the first token (0 = as fast as possible)")
 	// As with --embedding-dim: in Options 0 is the default, so a flag of 0 would silently serve 16.
 	o.OutputTokens = 16
-	fs.Func("output-tokens", "`tokens` generated per completion unless max_tokens is lower, at least 1 (default 16)", func(v string) error {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			return errors.New("want a positive number")
-		}
-		o.OutputTokens = n
-		return nil
-	})
+	positiveInt(fs, &o.OutputTokens, "output-tokens", "`tokens` generated per completion unless max_tokens is lower, at least 1 (default 16)")
 	fs.Float64Var(&o.ErrorRate, "error-rate", 0, "share of inference requests answered with a 500 (0..1)")
 	fs.Float64Var(&o.DisconnectRate, "disconnect-rate", 0, "share of streams cut mid-way without [DONE] (0..1)")
 	fs.Int64Var(&o.Seed, "seed", 1, "seed for generated text and injected faults")
 	// In Options 0 is the default length: a flag of 0 would silently serve 8 dimensions.
 	o.EmbeddingDim = 8
-	fs.Func("embedding-dim", "embedding vector `length`, at least 1 (default 8)", func(v string) error {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			return errors.New("want a positive number")
-		}
-		o.EmbeddingDim = n
-		return nil
-	})
+	positiveInt(fs, &o.EmbeddingDim, "embedding-dim", "embedding vector `length`, at least 1 (default 8)")
 	fs.BoolVar(&o.Matryoshka, "matryoshka", false, `vllm: the embedding model is matryoshka-trained and honours "dimensions"`)
 	return o
 }
@@ -658,4 +644,16 @@ func (quietLogger) Printf(string, ...any) {}
 func isLatestOf(name []byte, model string) bool {
 	return len(model) == len(name)+len(":latest") && strings.HasSuffix(model, ":latest") &&
 		model[:len(name)] == string(name)
+}
+
+// positiveInt defines a flag whose value must be a whole number of at least 1, stored in *p.
+func positiveInt(fs *flag.FlagSet, p *int, name, usage string) {
+	fs.Func(name, usage, func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return errors.New("want a positive number")
+		}
+		*p = n
+		return nil
+	})
 }
